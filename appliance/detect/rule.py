@@ -1,0 +1,141 @@
+"""A validated rule: what the loader produces and the index compiles.
+
+Every field is already parsed and checked; matching code never re-validates.
+`None` for an address/port/name field means "any".
+"""
+from dataclasses import dataclass, field
+import ipaddress
+import re
+
+ACTIONS = ("pass", "drop", "reject", "alert")
+DECISIONS = ("pass", "drop", "reject")          # actions that decide a flow's verdict
+PROTOS = {"ip": None, "tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
+DIRECTIONS = ("any", "inbound", "outbound")
+FLOW_KEYWORDS = ("established", "not_established", "to_server", "to_client")
+TCP_FLAG_LETTERS = "FSRPAUEC"                   # bit order: FIN=1 SYN=2 RST=4 PSH=8 ACK=16 URG=32 ECE=64 CWR=128
+
+
+@dataclass(frozen=True)
+class AddrSet:
+    """A set of networks, possibly negated ("!10.0.0.0/8" or "![a, b]")."""
+    networks: tuple        # tuple of ipaddress.IPv4Network / IPv6Network
+    negated: bool = False
+
+    def contains(self, ip: str) -> bool:
+        addr = ipaddress.ip_address(ip)
+        hit = any(addr in n for n in self.networks if n.version == addr.version)
+        return hit != self.negated
+
+
+@dataclass(frozen=True)
+class PortSet:
+    """Inclusive port ranges, possibly negated."""
+    ranges: tuple          # tuple of (lo, hi)
+    negated: bool = False
+
+    def contains(self, port: int) -> bool:
+        hit = any(lo <= port <= hi for lo, hi in self.ranges)
+        return hit != self.negated
+
+
+@dataclass(frozen=True)
+class TcpFlags:
+    """Suricata-style flags: `exact` -> (flags & mask) == required; else required bits present."""
+    required: int          # bits that must be set
+    exact: bool            # "S" = exactly these among FSRPAUEC; "S+" = at least these
+    mask: int = 0xFF       # bits considered (Suricata's ",CE" ignore-list clears bits here)
+
+    def matches(self, flags: int) -> bool:
+        if self.exact:
+            return (flags & self.mask) == self.required
+        return (flags & self.required) == self.required
+
+
+@dataclass(frozen=True)
+class Content:
+    value: bytes           # literal bytes (from a string or hex)
+    nocase: bool = False
+    offset: int = 0        # match must start at or after this payload offset
+    depth: int | None = None  # match must end within offset+depth bytes
+
+
+@dataclass(frozen=True)
+class NamePattern:
+    """A DNS/TLS/HTTP name: exact (case-insensitive) or "*.suffix" (any subdomain, not the suffix itself)."""
+    name: str              # lower-case, no trailing dot; for wildcards the suffix without "*."
+    wildcard: bool = False
+
+    def matches(self, candidate: str) -> bool:
+        c = candidate.lower().rstrip(".")
+        if self.wildcard:
+            return c.endswith("." + self.name)
+        return c == self.name
+
+
+@dataclass(frozen=True)
+class Threshold:
+    type: str              # limit | threshold | both
+    track: str             # by_src | by_dst | by_flow | by_rule
+    count: int
+    seconds: int
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: int
+    msg: str
+    action: str                          # one of ACTIONS
+    proto: str = "ip"                    # key of PROTOS
+    src: AddrSet | None = None
+    src_port: PortSet | None = None
+    dst: AddrSet | None = None
+    dst_port: PortSet | None = None
+    direction: str = "any"               # who initiated the flow, relative to HOME_NET / interfaces
+    flow: frozenset = frozenset()        # subset of FLOW_KEYWORDS
+    tcp_flags: TcpFlags | None = None
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    content: tuple = ()                  # tuple[Content]; all must match
+    regex: re.Pattern | None = None      # compiled on bytes
+    dns_query: tuple | None = None       # tuple[NamePattern]; any may match
+    tls_sni: tuple | None = None
+    http_host: tuple | None = None
+    threshold: Threshold | None = None
+    log: bool = False                    # pass/drop/reject: also emit an alert event
+    severity: int = 3                    # 1 (high) .. 4; Suricata's alert.severity
+    classtype: str = ""                  # -> alert.category
+    metadata: dict = field(default_factory=dict, hash=False, compare=False)  # -> alert.metadata
+    file: str = ""                       # where it was written, for messages
+    line: int = 0
+    order: int = 0                       # global position: file order, files in lexical order
+
+    @property
+    def decides(self) -> bool:
+        return self.action in DECISIONS
+
+    @property
+    def app_fields(self) -> tuple:
+        """Which app-layer names this rule needs: subset of ("dns", "tls", "http")."""
+        return tuple(k for k, v in (("dns", self.dns_query), ("tls", self.tls_sni), ("http", self.http_host))
+                     if v is not None)
+
+    @property
+    def per_packet(self) -> bool:
+        """True when the rule looks at more than the flow's addresses/ports/proto/direction."""
+        return bool(self.content or self.regex or self.tcp_flags or self.icmp_type is not None
+                    or self.icmp_code is not None or self.flow)
+
+
+@dataclass
+class RuleSet:
+    rules: list                          # list[Rule] in evaluation order
+    vars: dict                           # name -> list of raw strings (for display)
+    default_action: str = "pass"         # pass | drop | reject
+    sources: tuple = ()                  # files it was read from
+
+
+class RuleError(Exception):
+    """Raised by the loader with every problem found; `.problems` holds "FILE:LINE: message" lines."""
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))

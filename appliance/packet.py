@@ -1,0 +1,60 @@
+"""The decoded packet: what every stage after decode reads.
+
+One plain slotted object per packet; decode fills it, never raises, and records
+what was wrong with the packet in `anomalies` (Suricata-style event names such
+as "ipv4.trunc_pkt") instead.
+"""
+
+# IP protocol numbers the pipeline knows by name.
+TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
+PROTO_NAMES = {TCP: "TCP", UDP: "UDP", ICMP: "ICMP", ICMPV6: "IPv6-ICMP"}
+
+# TCP flag bits.
+FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
+
+
+class Packet:
+    __slots__ = (
+        "ts",          # float seconds (pcap timestamp or arrival time)
+        "ip_version",  # 4, 6, or 0 when there is no IP layer (ARP, unsupported encapsulation)
+        "src", "dst",  # addresses as text ("10.0.0.1", "2001:db8::1"); "" when ip_version == 0
+        "proto",       # IP protocol number of the transport (after IPv6 extension headers); -1 if none
+        "sport", "dport",  # ports; 0 when the protocol has none
+        "tcp_flags", "seq", "ack",  # TCP only, else 0
+        "icmp_type", "icmp_code", "icmp_id",  # ICMP/ICMPv6 only, else -1/-1/0
+        "payload",     # transport payload bytes (may be shorter than on the wire if truncated)
+        "ttl",         # IPv4 TTL / IPv6 hop limit
+        "length",      # length of the L3 packet on the wire (IP total length / what was captured)
+        "l3",          # the raw L3 packet bytes (IPv4/IPv6 header onward)
+        "vlan",        # tuple of VLAN ids, outermost first; () when untagged
+        "frag",        # None, or (ident, offset_bytes, more_fragments) for an IP fragment
+        "anomalies",   # list of event names; empty for a clean packet
+        "encap",       # "" or the name of an unsupported/non-IP layer ("arp", "mpls", "pppoe", "ethertype-0x88cc")
+        "in_iface",    # live: ingress interface name; replay: ""
+        "pcap_cnt",    # replay: 1-based packet number in its file; live: 0
+    )
+
+    def __init__(self, ts=0.0):
+        self.ts = ts
+        self.ip_version = 0
+        self.src = self.dst = ""
+        self.proto = -1
+        self.sport = self.dport = 0
+        self.tcp_flags = self.seq = self.ack = 0
+        self.icmp_type = self.icmp_code = -1
+        self.icmp_id = 0
+        self.payload = b""
+        self.ttl = 0
+        self.length = 0
+        self.l3 = b""
+        self.vlan = ()
+        self.frag = None
+        self.anomalies = []
+        self.encap = ""
+        self.in_iface = ""
+        self.pcap_cnt = 0
+
+    def __repr__(self):
+        return (f"Packet(v{self.ip_version} {self.src}:{self.sport} -> {self.dst}:{self.dport} "
+                f"proto={self.proto} flags={self.tcp_flags:#x} len={self.length} "
+                f"payload={len(self.payload)} anomalies={self.anomalies} encap={self.encap!r})")
