@@ -1,0 +1,88 @@
+"""YAML that remembers where things were written, for "FILE:LINE: message" errors.
+
+Mappings load as `LineDict` and sequences as `LineList`; both carry `.line`
+(1-based line of the node) and `.lines` (line of each key / item). Scalars are
+plain Python values. Only safe YAML types are constructed.
+"""
+import yaml
+
+
+class LineDict(dict):
+    line = 0
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.lines = {}
+
+    def line_of(self, key):
+        return self.lines.get(key, self.line)
+
+
+class LineList(list):
+    line = 0
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.lines = []
+
+    def line_of(self, index):
+        return self.lines[index] if 0 <= index < len(self.lines) else self.line
+
+
+class YamlError(Exception):
+    """A file that is not valid YAML; str() is "FILE:LINE: message"."""
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _mapping(loader, node):
+    out = LineDict()
+    out.line = node.start_mark.line + 1
+    loader.flatten_mapping(node)
+    for knode, vnode in node.value:
+        key = loader.construct_object(knode, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(None, None, "unhashable key", knode.start_mark)
+        if key in out:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", knode.start_mark)
+        out[key] = loader.construct_object(vnode, deep=True)
+        out.lines[key] = knode.start_mark.line + 1
+    return out
+
+
+def _sequence(loader, node):
+    out = LineList(loader.construct_object(n, deep=True) for n in node.value)
+    out.line = node.start_mark.line + 1
+    out.lines = [n.start_mark.line + 1 for n in node.value]
+    return out
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequence)
+
+
+def loads(text, filename="<string>"):
+    """Parse YAML text; raises YamlError("FILE:LINE: message")."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark else 1
+        msg = e.problem or e.context or "invalid YAML"
+        raise YamlError(f"{filename}:{line}: {msg}") from None
+    except yaml.YAMLError as e:
+        raise YamlError(f"{filename}:1: {e}") from None
+
+
+def load(path):
+    """Read and parse a YAML file; raises YamlError for unreadable or invalid files."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise YamlError(f"{path}:1: cannot read: {e}") from None
+    return loads(text, str(path))
