@@ -1,0 +1,70 @@
+"""App-layer parsers: names out of the first bytes of a flow.
+
+Each parser takes the contiguous bytes the stream layer has so far and answers
+with a result, `MORE` (need more bytes; may still be this protocol) or `NOT`
+(definitely not this protocol). None of them raise on hostile input.
+
+`detect()` guesses the protocol by content; ports only break ties.
+"""
+
+from appliance.packet import TCP, UDP
+
+
+class _Sentinel:
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return self.name
+
+    def __bool__(self):
+        # Neither sentinel is a result; `if result:` must not mistake them for one.
+        return False
+
+
+MORE = _Sentinel("MORE")
+NOT = _Sentinel("NOT")
+
+DNS_PORTS = (53, 5353, 5355)
+TLS_PORTS = (443, 853, 993, 995, 465, 636, 8443)
+HTTP_PORTS = (80, 8080, 8000, 8008, 3128)
+
+
+def _port_pick(candidates, sport, dport):
+    for name, ports in (("dns", DNS_PORTS), ("tls", TLS_PORTS), ("http", HTTP_PORTS)):
+        if name in candidates and (sport in ports or dport in ports):
+            return name
+    return candidates[0]
+
+
+def detect(data: bytes, proto: int, sport: int, dport: int) -> str | None:
+    """Guess the app protocol of a flow from its first bytes ("dns", "tls", "http").
+
+    None when nothing fits (yet). Content decides; ports only break ties between
+    protocols that all fit.
+    """
+    # Imported here so the parser modules can import MORE/NOT from this package.
+    from appliance.applayer import dns, http, tls
+
+    try:
+        data = bytes(data[:4096])
+        candidates = []
+        if proto == UDP:
+            if dns.plausible(data):
+                candidates.append("dns")
+        elif proto == TCP:
+            if tls.looks_like(data):
+                candidates.append("tls")
+            if http.looks_like(data):
+                candidates.append("http")
+            if len(data) >= 2 and dns.plausible(data[2:2 + int.from_bytes(data[:2], "big")]):
+                candidates.append("dns")
+        if not candidates:
+            return None
+        if len(candidates) == 1:
+            return candidates[0]
+        return _port_pick(candidates, sport, dport)
+    except Exception:  # a guess must never take the datapath down
+        return None

@@ -1,0 +1,169 @@
+"""DNS messages (RFC 1035): header and question section.
+
+Only what a firewall decides on: id, QR, opcode, rcode and the questions.
+Names are decoded with a loop (never recursion), compression pointers must
+point strictly backwards (so they cannot loop), and names are escaped so a
+hostile label can never inject into a log line.
+"""
+
+import struct
+from dataclasses import dataclass, field
+
+MAX_QUESTIONS = 32     # qdcount is attacker-chosen; real queries carry one
+MAX_NAME_WIRE = 255    # RFC 1035 limit on a name's wire length
+MAX_POINTERS = 16      # backward-only already forbids loops; this caps the work
+
+RRTYPES = {
+    1: "A", 2: "NS", 3: "MD", 4: "MF", 5: "CNAME", 6: "SOA", 7: "MB", 8: "MG", 9: "MR",
+    10: "NULL", 11: "WKS", 12: "PTR", 13: "HINFO", 14: "MINFO", 15: "MX", 16: "TXT",
+    17: "RP", 18: "AFSDB", 19: "X25", 20: "ISDN", 21: "RT", 22: "NSAP", 23: "NSAPPTR",
+    24: "SIG", 25: "KEY", 26: "PX", 27: "GPOS", 28: "AAAA", 29: "LOC", 30: "NXT",
+    33: "SRV", 34: "ATMA", 35: "NAPTR", 36: "KX", 37: "CERT", 38: "A6", 39: "DNAME",
+    41: "OPT", 42: "APL", 43: "DS", 44: "SSHFP", 45: "IPSECKEY", 46: "RRSIG", 47: "NSEC",
+    48: "DNSKEY", 49: "DHCID", 50: "NSEC3", 51: "NSEC3PARAM", 52: "TLSA", 55: "HIP",
+    59: "CDS", 60: "CDNSKEY", 64: "SVCB", 65: "HTTPS", 99: "SPF", 249: "TKEY", 250: "TSIG",
+    251: "IXFR", 252: "AXFR", 253: "MAILB", 254: "MAILA", 255: "ANY", 256: "URI", 257: "CAA",
+}
+
+RCODES = {
+    0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED",
+    6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE",
+}
+
+# Byte -> text: printable ASCII as is, everything else (and the escape char
+# itself, so the encoding stays unambiguous) as \xNN.
+_ESCAPE = [chr(b) if 0x20 <= b < 0x7F and b != 0x5C else "\\x%02x" % b for b in range(256)]
+
+
+@dataclass
+class DnsQuery:
+    rrname: str
+    rrtype: str
+
+
+@dataclass
+class DnsMessage:
+    id: int
+    response: bool
+    opcode: int
+    rcode: str
+    queries: list = field(default_factory=list)
+
+
+def escape_label(label: bytes) -> str:
+    return "".join([_ESCAPE[b] for b in label])
+
+
+def read_name(buf: bytes, off: int):
+    """Decode the name at `off`. Returns (name, offset just past it) or None if malformed."""
+    labels = []
+    wire = 0
+    end = None          # where the name ends in the message (before the first pointer)
+    floor = off         # every pointer must jump strictly below this
+    jumps = 0
+    n = len(buf)
+    while True:
+        if off >= n:
+            return None
+        length = buf[off]
+        kind = length & 0xC0
+        if kind == 0xC0:
+            if off + 1 >= n or jumps >= MAX_POINTERS:
+                return None
+            target = ((length & 0x3F) << 8) | buf[off + 1]
+            if target >= floor:     # forward or self pointer: a loop or garbage
+                return None
+            if end is None:
+                end = off + 2
+            floor = target
+            off = target
+            jumps += 1
+            continue
+        if kind:                    # 0x40/0x80: extended/reserved label types
+            return None
+        if length == 0:
+            if end is None:
+                end = off + 1
+            return ".".join(labels), end
+        wire += length + 1
+        if wire > MAX_NAME_WIRE or off + 1 + length > n:
+            return None
+        labels.append(escape_label(buf[off + 1:off + 1 + length]))
+        off += 1 + length
+
+
+def _header(data):
+    if len(data) < 12:
+        return None
+    return struct.unpack_from("!HHHHHH", data)
+
+
+def _questions(data, qdcount):
+    """The question section, or None if any declared question (up to the bound) is malformed."""
+    queries = []
+    off = 12
+    for _ in range(min(qdcount, MAX_QUESTIONS)):
+        got = read_name(data, off)
+        if got is None or got[1] + 4 > len(data):
+            return None
+        name, off = got
+        qtype = (data[off] << 8) | data[off + 1]
+        off += 4                     # qtype, qclass
+        queries.append(DnsQuery(name, RRTYPES.get(qtype, str(qtype))))
+    return queries
+
+
+def parse_message(data: bytes) -> DnsMessage | None:
+    """One DNS message (UDP payload). None when the header or question section is malformed."""
+    try:
+        hdr = _header(data)
+        if hdr is None:
+            return None
+        ident, flags, qdcount = hdr[0], hdr[1], hdr[2]
+        queries = _questions(data, qdcount)
+        if queries is None:
+            return None
+        rcode = flags & 0xF
+        return DnsMessage(ident, bool(flags & 0x8000), (flags >> 11) & 0xF,
+                          RCODES.get(rcode, str(rcode)), queries)
+    except Exception:  # defensive: the datapath never sees a parser exception
+        return None
+
+
+def parse_tcp(data: bytes) -> tuple[list, int]:
+    """DNS over TCP: length-prefixed messages. Returns (messages, bytes consumed).
+
+    A partial message at the end stays unconsumed. Complete frames that are not
+    valid DNS are consumed and skipped.
+    """
+    messages = []
+    off = 0
+    n = len(data)
+    while off + 2 <= n:
+        length = (data[off] << 8) | data[off + 1]
+        if off + 2 + length > n:
+            break
+        msg = parse_message(bytes(data[off + 2:off + 2 + length]))
+        if msg is not None:
+            messages.append(msg)
+        off += 2 + length
+    return messages, off
+
+
+def plausible(data: bytes) -> bool:
+    """Does this look like a DNS message? Sane counts, a question, a first name that parses."""
+    try:
+        hdr = _header(data)
+        if hdr is None:
+            return False
+        _, flags, qd, an, ns, ar = hdr
+        if not 1 <= qd <= MAX_QUESTIONS or an > 256 or ns > 256 or ar > 256:
+            return False
+        if (flags >> 11) & 0xF > 6:        # opcodes 0-6 are assigned
+            return False
+        if not flags & 0x8000 and (flags >> 11) & 0xF == 0 and (an or ns):
+            return False                   # a standard query carries no answers
+        got = read_name(data, 12)
+        return got is not None and got[1] + 4 <= len(data)
+    except Exception:
+        return False
