@@ -1,0 +1,447 @@
+"""Raw bytes -> Packet: the first stage of the hot path.
+
+Hand-written `struct` parsing, one pass, no allocation beyond the Packet, the
+address strings and the payload slice. Malformed input never raises: what is
+wrong goes into `Packet.anomalies` under Suricata's event names (decoder.* where
+Suricata has none) and whatever could be decoded is kept.
+
+Entry points: `decode_l3` for a bare IPv4/IPv6 packet (what NFQUEUE delivers)
+and `decode_frame` for a pcap frame of one of `SUPPORTED_LINKTYPES`.
+"""
+
+import struct
+from socket import AF_INET6, inet_ntoa, inet_ntop
+
+from .packet import ICMP, ICMPV6, TCP, UDP, Packet
+
+# pcap link types (https://www.tcpdump.org/linktypes.html).
+LINKTYPE_NULL = 0
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW_BSD = 12      # DLT_RAW as some BSDs number it
+LINKTYPE_RAW = 101
+LINKTYPE_LOOP = 108
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276
+SUPPORTED_LINKTYPES = frozenset({
+    LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW_BSD, LINKTYPE_RAW, LINKTYPE_LOOP,
+    LINKTYPE_LINUX_SLL, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL2,
+})
+
+ETH_IPV4, ETH_IPV6, ETH_ARP = 0x0800, 0x86DD, 0x0806
+VLAN_ETHERTYPES = frozenset({0x8100, 0x88A8, 0x9100})  # 802.1Q, 802.1ad, pre-standard QinQ
+# Recognised but not decoded: counted by the caller through `encap`, no anomaly.
+UNSUPPORTED_ETHERTYPES = {ETH_ARP: "arp", 0x8847: "mpls", 0x8848: "mpls",
+                          0x8863: "pppoe", 0x8864: "pppoe"}
+MAX_VLAN_LAYERS = 8        # deeper stacks are hostile, not real networks
+MAX_IPV6_EXTHDRS = 16      # same: bounds the per-packet work on a crafted chain
+
+AF_INET_BSD = 2
+AF_INET6_BSD = frozenset({10, 24, 28, 30})  # Linux, Net/Open/FreeBSD, FreeBSD, Darwin
+
+# IPv6 extension headers walked to reach the transport.
+HOPOPTS, ROUTING, FRAGMENT, ESP, AH, NONEXT, DSTOPTS = 0, 43, 44, 50, 51, 59, 60
+
+_ip4 = struct.Struct("!BxHHHBB2x4s4s").unpack_from    # vihl, totlen, ident, flags|off, ttl, proto, src, dst
+_ip6 = struct.Struct("!I H B B 16s 16s").unpack_from  # ver|tc|flow, plen, nh, hlim, src, dst
+_tcp = struct.Struct("!HHIIH").unpack_from            # sport, dport, seq, ack, offset|flags
+_ports = struct.Struct("!HHH").unpack_from            # sport, dport, udp length
+_vlan = struct.Struct("!HH").unpack_from             # tci, inner ethertype
+_icmp = struct.Struct("!BBxxH").unpack_from           # type, code, echo id
+_u16 = struct.Struct("!H").unpack_from
+_u32 = struct.Struct("!I").unpack_from
+_frag6 = struct.Struct("!BxHI").unpack_from           # nh, offset|M, ident
+
+# TCP options with a fixed length (kind -> length) that a validator can check.
+_TCP_OPT_LEN = {2: 4, 3: 3, 4: 2, 8: 10}
+ICMP_ECHO = frozenset({0, 8})
+ICMPV6_ECHO = frozenset({128, 129})
+
+
+def _v4name(raw, _cache={}):
+    # inet_ntoa costs more than a dict hit and flows repeat addresses; the cache
+    # is cleared when large so a spoofed-source flood cannot grow it unbounded.
+    name = _cache.get(raw)
+    if name is None:
+        if len(_cache) >= 65536:
+            _cache.clear()
+        name = _cache[raw] = inet_ntoa(raw)
+    return name
+
+
+def _v6name(raw, _cache={}):
+    name = _cache.get(raw)
+    if name is None:
+        if len(_cache) >= 65536:
+            _cache.clear()
+        name = _cache[raw] = inet_ntop(AF_INET6, raw)
+    return name
+
+
+def decode_l3(data: bytes, ts: float = 0.0) -> Packet:
+    """Decode a raw IPv4/IPv6 packet; the version comes from the first nibble."""
+    p = Packet(ts)
+    _ip(p, data, "ipraw.invalid_ip_version")
+    return p
+
+
+def _ip(p, data, bad_version):
+    if not data:
+        p.anomalies.append("ipraw.pkt_too_small")
+        return
+    v = data[0] >> 4
+    if v == 4:
+        _ipv4(p, data)
+    elif v == 6:
+        _ipv6(p, data)
+    else:
+        p.anomalies.append(bad_version)
+
+
+def _ipv4(p, data):
+    n = len(data)
+    if n < 20:
+        p.anomalies.append("ipv4.pkt_too_small")
+        return
+    vihl, total, ident, fo, ttl, proto, src, dst = _ip4(data)
+    if vihl >> 4 != 4:
+        p.anomalies.append("ipv4.wrong_ip_version")
+        return
+    p.ip_version = 4
+    p.src = _v4name(src)
+    p.dst = _v4name(dst)
+    p.ttl = ttl
+    p.proto = proto
+    hlen = (vihl & 15) << 2
+    if hlen < 20:
+        p.anomalies.append("ipv4.hlen_too_small")
+        p.length, p.l3 = n, data
+        return
+    if total < hlen:
+        p.anomalies.append("ipv4.iplen_smaller_than_hlen")
+        p.length, p.l3 = n, data
+        return
+    p.length = total
+    if total < n:           # link-layer padding (short Ethernet frames) is not the packet
+        data = data[:total]
+        n = total
+    elif total > n:         # snaplen or a lying length: decode what is there
+        p.anomalies.append("ipv4.trunc_pkt")
+        if hlen > n:
+            p.l3 = data
+            return
+    p.l3 = data
+    if hlen > 20:
+        _ipv4_options(p, data, hlen)
+    if fo & 0x3FFF:         # MF or a fragment offset: a piece of a datagram
+        off = (fo & 0x1FFF) << 3
+        p.frag = (ident, off, bool(fo & 0x2000))
+        if off or not _transport_complete(proto, data, hlen, n):
+            return          # transport header is not (all) here; defrag will rebuild it
+    if proto == TCP:
+        _tcp_segment(p, data, hlen, n)
+    elif proto == UDP:
+        _udp_datagram(p, data, hlen, n)
+    elif proto == ICMP:
+        _icmp_message(p, data, hlen, n, ICMP_ECHO, "icmpv4.pkt_too_small")
+    else:
+        if proto == ICMPV6:
+            p.anomalies.append("ipv4.icmpv6")
+        p.payload = data[hlen:]
+
+
+def _ipv4_options(p, data, hlen):
+    # Options are skipped; the walk only checks that their lengths fit (bounded by hlen <= 60).
+    i = 20
+    while i < hlen:
+        kind = data[i]
+        if kind == 0:
+            return
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= hlen or data[i + 1] < 2 or i + data[i + 1] > hlen:
+            p.anomalies.append("ipv4.opt_invalid_len")
+            return
+        i += data[i + 1]
+
+
+def _transport_complete(proto, data, off, end):
+    have = end - off
+    if proto == TCP:
+        return have >= 20 and have >= (data[off + 12] >> 4) << 2
+    if proto == UDP or proto == ICMP or proto == ICMPV6:
+        return have >= 8
+    return True
+
+
+def _ipv6(p, data):
+    n = len(data)
+    if n < 40:
+        p.anomalies.append("ipv6.pkt_too_small")
+        return
+    vtf, plen, nh, hlim, src, dst = _ip6(data)
+    if vtf >> 28 != 6:
+        p.anomalies.append("ipv6.wrong_ip_version")
+        return
+    p.ip_version = 6
+    p.src = _v6name(src)
+    p.dst = _v6name(dst)
+    p.ttl = hlim
+    total = 40 + plen
+    if plen == 0 and nh == HOPOPTS and n > 40:
+        total = n           # jumbogram: the length lives in a hop-by-hop option
+    p.length = total
+    if total < n:
+        data = data[:total]
+        n = total
+    elif total > n:
+        p.anomalies.append("ipv6.trunc_pkt")
+    p.l3 = data
+    off = 40
+    if nh != TCP and nh != UDP and nh != ICMPV6:
+        nh, off = _ipv6_exthdrs(p, data, nh, n)
+        if off < 0:
+            return
+    p.proto = nh
+    if p.frag is not None and (p.frag[1] or not _transport_complete(nh, data, off, n)):
+        return
+    if nh == TCP:
+        _tcp_segment(p, data, off, n)
+    elif nh == UDP:
+        _udp_datagram(p, data, off, n)
+    elif nh == ICMPV6:
+        _icmp_message(p, data, off, n, ICMPV6_ECHO, "icmpv6.pkt_too_small")
+    else:
+        if nh == ICMP:
+            p.anomalies.append("ipv6.icmpv4")
+        p.payload = data[off:]
+
+
+def _ipv6_exthdrs(p, data, nh, n):
+    """Walk the extension-header chain; return (transport protocol, its offset), offset -1 to stop."""
+    off = 40
+    seen = 0                # bit per header kind, for the duplicate events
+    dstopts = 0
+    for _ in range(MAX_IPV6_EXTHDRS):
+        if nh == HOPOPTS or nh == ROUTING or nh == DSTOPTS or nh == AH:
+            if off + 2 > n:
+                p.anomalies.append("ipv6.trunc_exthdr")
+                p.proto = nh
+                return nh, -1
+            hlen = (data[off + 1] + 2) << 2 if nh == AH else (data[off + 1] + 1) << 3
+            if off + hlen > n:
+                p.anomalies.append("ipv6.trunc_exthdr")
+                p.proto = nh
+                return nh, -1
+            if nh == HOPOPTS:
+                if seen & 1:
+                    p.anomalies.append("ipv6.exthdr_dupl_hh")
+                seen |= 1
+            elif nh == ROUTING:
+                if seen & 2:
+                    p.anomalies.append("ipv6.exthdr_dupl_rh")
+                seen |= 2
+                if hlen >= 4 and data[off + 2] == 0:
+                    p.anomalies.append("ipv6.rh_type_0")
+            elif nh == DSTOPTS:
+                dstopts += 1
+                if dstopts > 2:  # one before the routing header and one after are legal
+                    p.anomalies.append("ipv6.exthdr_dupl_dh")
+            else:
+                if seen & 4:
+                    p.anomalies.append("ipv6.exthdr_dupl_ah")
+                seen |= 4
+            nh = data[off]
+            off += hlen
+        elif nh == FRAGMENT:
+            if off + 8 > n:
+                p.anomalies.append("ipv6.trunc_exthdr")
+                p.proto = nh
+                return nh, -1
+            nxt, fo, ident = _frag6(data, off)
+            if seen & 8:
+                p.anomalies.append("ipv6.exthdr_dupl_fh")
+            seen |= 8
+            off += 8
+            nh = nxt
+            if fo == 0:
+                # Atomic fragment (RFC 6946): a whole datagram, processed as one.
+                p.anomalies.append("ipv6.exthdr_useless_fh")
+            elif p.frag is None:
+                p.frag = (ident, fo & 0xFFF8, bool(fo & 1))
+                if fo & 0xFFF8:
+                    return nh, off  # the rest of the chain is in the first fragment
+        elif nh == NONEXT:
+            if off < n:
+                p.anomalies.append("ipv6.data_after_none_header")
+            return nh, off
+        else:               # transport, ESP or something opaque ends the chain
+            return nh, off
+    p.anomalies.append("decoder.ipv6.too_many_exthdrs")
+    p.proto = nh
+    return nh, -1
+
+
+def ipv6_fragment_header(l3: bytes):
+    """(offset of the fragment header, index of the next-header byte naming it), or None.
+
+    Defrag uses this to cut the fragment header out of a reassembled datagram.
+    """
+    n = len(l3)
+    if n < 40:
+        return None
+    nh, at, off = l3[6], 6, 40
+    for _ in range(MAX_IPV6_EXTHDRS):
+        if nh == FRAGMENT:
+            return (off, at) if off + 8 <= n else None
+        if nh != HOPOPTS and nh != ROUTING and nh != DSTOPTS and nh != AH:
+            return None
+        if off + 2 > n:
+            return None
+        at = off
+        hlen = (l3[off + 1] + 2) << 2 if nh == AH else (l3[off + 1] + 1) << 3
+        nh = l3[off]
+        off += hlen
+    return None
+
+
+def _tcp_segment(p, data, off, end):
+    have = end - off
+    if have < 20:
+        p.anomalies.append("tcp.pkt_too_small")
+        return
+    p.sport, p.dport, p.seq, p.ack, of = _tcp(data, off)
+    p.tcp_flags = of & 0xFF
+    hlen = (of >> 12) << 2
+    if hlen < 20 or hlen > have:
+        p.anomalies.append("tcp.hlen_too_small")
+        return
+    if hlen > 20:
+        _tcp_options(p, data, off + 20, off + hlen)
+    p.payload = data[off + hlen:end]
+
+
+def _tcp_options(p, data, i, end):
+    while i < end:
+        kind = data[i]
+        if kind == 0:
+            return
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= end:
+            p.anomalies.append("tcp.opt_invalid_len")
+            return
+        olen = data[i + 1]
+        if olen < 2 or i + olen > end or _TCP_OPT_LEN.get(kind, olen) != olen:
+            p.anomalies.append("tcp.opt_invalid_len")
+            return
+        i += olen
+
+
+def _udp_datagram(p, data, off, end):
+    have = end - off
+    if have < 8:
+        p.anomalies.append("udp.hlen_too_small")
+        return
+    p.sport, p.dport, ulen = _ports(data, off)
+    if ulen < 8:
+        p.anomalies.append("udp.hlen_invalid")
+        p.payload = data[off + 8:end]
+        return
+    if ulen > have:
+        p.anomalies.append("udp.pkt_too_small")
+    elif ulen < have:
+        p.anomalies.append("udp.len_invalid")
+        end = off + ulen
+    p.payload = data[off + 8:end]
+
+
+def _icmp_message(p, data, off, end, echo_types, too_small):
+    have = end - off
+    if have < 8:
+        p.anomalies.append(too_small)
+        if have >= 2:
+            p.icmp_type, p.icmp_code = data[off], data[off + 1]
+        return
+    t, p.icmp_code, ident = _icmp(data, off)
+    p.icmp_type = t
+    if t in echo_types:
+        p.icmp_id = ident
+    p.payload = data[off + 8:end]
+
+
+def decode_frame(data: bytes, linktype: int, ts: float = 0.0) -> Packet:
+    """Decode a pcap frame of the given link type down to the transport."""
+    p = Packet(ts)
+    if linktype == LINKTYPE_ETHERNET:
+        if len(data) < 14:
+            p.anomalies.append("ethernet.pkt_too_small")
+            return p
+        _ethertype(p, data, _u16(data, 12)[0], 14)
+    elif linktype == LINKTYPE_RAW or linktype == LINKTYPE_RAW_BSD:
+        _ip(p, data, "ipraw.invalid_ip_version")
+    elif linktype == LINKTYPE_LINUX_SLL:
+        if len(data) < 16:
+            p.anomalies.append("sll.pkt_too_small")
+            return p
+        _ethertype(p, data, _u16(data, 14)[0], 16)
+    elif linktype == LINKTYPE_LINUX_SLL2:
+        if len(data) < 20:
+            p.anomalies.append("sll2.pkt_too_small")
+            return p
+        _ethertype(p, data, _u16(data, 0)[0], 20)
+    elif linktype == LINKTYPE_NULL or linktype == LINKTYPE_LOOP:
+        if len(data) < 4:
+            p.anomalies.append("ltnull.pkt_too_small")
+            return p
+        # The address family is in the capturing host's byte order (LOOP: network order,
+        # though writers disagree); AF values are small, so the zero end tells which.
+        af = _u32(data, 0)[0]
+        if af > 0xFFFF:
+            af = int.from_bytes(data[:4], "little")
+        if af == AF_INET_BSD:
+            _ipv4(p, data[4:])
+        elif af in AF_INET6_BSD:
+            _ipv6(p, data[4:])
+        else:
+            p.encap = f"af-{af}"
+    elif linktype == LINKTYPE_IPV4:
+        _ipv4(p, data)
+    elif linktype == LINKTYPE_IPV6:
+        _ipv6(p, data)
+    else:
+        p.encap = f"linktype-{linktype}"
+    return p
+
+
+def _ethertype(p, data, etype, off):
+    vlan = None
+    while etype in VLAN_ETHERTYPES:
+        if len(data) < off + 4:
+            p.anomalies.append("vlan.header_too_small")
+            if vlan:
+                p.vlan = tuple(vlan)
+            return
+        tci, etype = _vlan(data, off)
+        if vlan is None:
+            vlan = [tci & 0xFFF]
+        elif len(vlan) >= MAX_VLAN_LAYERS:
+            p.anomalies.append("vlan.too_many_layers")
+            p.vlan = tuple(vlan)
+            return
+        else:
+            vlan.append(tci & 0xFFF)
+        off += 4
+    if vlan:
+        p.vlan = tuple(vlan)
+    if etype == ETH_IPV4:
+        _ipv4(p, data[off:])
+    elif etype == ETH_IPV6:
+        _ipv6(p, data[off:])
+    elif etype < 0x0600:
+        p.encap = "llc"     # 802.3 length field: LLC/SNAP frames (STP, CDP...)
+    else:
+        p.encap = UNSUPPORTED_ETHERTYPES.get(etype) or f"ethertype-{etype:#06x}"
