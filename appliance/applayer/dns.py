@@ -164,6 +164,10 @@ def plausible(data: bytes) -> bool:
         if not flags & 0x8000 and (flags >> 11) & 0xF == 0 and (an or ns):
             return False                   # a standard query carries no answers
         got = read_name(data, 12)
-        return got is not None and got[1] + 4 <= len(data)
+        if got is None or got[1] + 4 > len(data):
+            return False
+        qtype, qclass = struct.unpack_from("!HH", data, got[1])
+        # qtype 0 is reserved; classes IN, CH, HS, NONE, ANY (mDNS sets the top bit).
+        return qtype != 0 and (qclass & 0x7FFF) in (1, 3, 4, 254, 255)
     except Exception:
         return False
