@@ -1,0 +1,159 @@
+import struct
+from pathlib import Path
+
+import dpkt
+import pytest
+from scapy.layers.tls.all import (TLS, ProtocolName, ServerName, TLS_Ext_ALPN,
+                                  TLS_Ext_ServerName, TLS_Ext_SupportedVersion_CH,
+                                  TLSClientHello)
+
+from appliance.applayer import MORE, NOT, detect, tls
+from appliance.packet import TCP
+from appliance.stream import StreamStart
+
+CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+
+
+def hello_handshake(sni=b"www.example.com", alpn=(), versions=None, version=0x0303):
+    """The bytes of one ClientHello handshake message (type + 3-byte length + body)."""
+    ext = []
+    if sni is not None:
+        ext.append(TLS_Ext_ServerName(servernames=[ServerName(servername=sni)]))
+    if alpn:
+        ext.append(TLS_Ext_ALPN(protocols=[ProtocolName(protocol=p) for p in alpn]))
+    if versions:
+        ext.append(TLS_Ext_SupportedVersion_CH(versions=list(versions)))
+    return bytes(TLSClientHello(version=version, ciphers=[0x1301, 0xC02F], ext=ext or None))
+
+
+def records(handshake, sizes=None, record_version=0x0301):
+    """Wrap handshake bytes in handshake records, split at the given fragment sizes."""
+    sizes = sizes or [len(handshake)]
+    out, off = b"", 0
+    for size in sizes + [len(handshake)]:
+        frag = handshake[off:off + size]
+        if not frag:
+            break
+        out += struct.pack("!BHH", 22, record_version, len(frag)) + frag
+        off += len(frag)
+    return out
+
+
+def test_scapy_record_with_sni_alpn():
+    ch = TLSClientHello(ciphers=[0x1301], ext=[
+        TLS_Ext_ServerName(servernames=[ServerName(servername=b"www.example.com")]),
+        TLS_Ext_ALPN(protocols=[ProtocolName(protocol=b"h2"), ProtocolName(protocol=b"http/1.1")])])
+    hello = tls.parse_client_hello(bytes(TLS(msg=[ch])))
+    assert hello == tls.ClientHello("www.example.com", "TLS 1.2", ["h2", "http/1.1"])
+
+
+def test_no_sni_and_old_versions():
+    assert tls.parse_client_hello(records(hello_handshake(sni=None))) == tls.ClientHello(None, "TLS 1.2", [])
+    h = tls.parse_client_hello(records(hello_handshake(version=0x0301)))
+    assert h.version == "TLS 1.0" and h.sni == "www.example.com"
+    assert tls.parse_client_hello(records(hello_handshake(version=0x0300))).version == "SSLv3"
+
+
+def test_tls13_supported_versions_ignores_grease():
+    h = tls.parse_client_hello(records(hello_handshake(versions=[0x7A7A, 0x0304, 0x0303])))
+    assert h.version == "TLS 1.3"
+    h = tls.parse_client_hello(records(hello_handshake(versions=[0xFAFA, 0x0303])))
+    assert h.version == "TLS 1.2"
+
+
+def test_hello_without_extensions_block():
+    body = struct.pack("!H", 0x0303) + b"\x11" * 32 + b"\x00" + b"\x00\x02\x00\x2f" + b"\x01\x00"
+    hs = b"\x01" + len(body).to_bytes(3, "big") + body
+    assert tls.parse_client_hello(records(hs)) == tls.ClientHello(None, "TLS 1.2", [])
+
+
+def test_sni_escaped():
+    h = tls.parse_client_hello(records(hello_handshake(sni=b"evil\n\"host\x00")))
+    assert h.sni == 'evil\\x0a"host\\x00'
+
+
+def test_split_across_two_records():
+    hs = hello_handshake(alpn=[b"h2"], versions=[0x0304])
+    data = records(hs, sizes=[3])  # even the handshake header is split
+    assert data.count(b"\x16\x03\x01") >= 2
+    assert tls.parse_client_hello(data) == tls.ClientHello("www.example.com", "TLS 1.3", ["h2"])
+    data = records(hs, sizes=[40, 1, 30])
+    assert tls.parse_client_hello(data).sni == "www.example.com"
+
+
+def test_truncated_at_every_offset_is_more():
+    data = records(hello_handshake(alpn=[b"h2"]), sizes=[50])
+    for i in range(len(data)):
+        assert tls.parse_client_hello(data[:i]) is MORE, i
+    assert isinstance(tls.parse_client_hello(data), tls.ClientHello)
+
+
+def test_not_tls():
+    assert tls.parse_client_hello(b"GET / HTTP/1.1\r\n\r\n") is NOT
+    assert tls.parse_client_hello(b"\x17\x03\x03\x00\x10" + b"x" * 16) is NOT   # app data
+    assert tls.parse_client_hello(b"\x16\x03\x03\x00\x04\x02\x00\x00\x00") is NOT  # ServerHello
+    # A handshake record followed by something else before the hello completes.
+    hs = hello_handshake()
+    assert tls.parse_client_hello(records(hs[:20]) + b"\x15\x03\x03\x00\x02\x02\x28") is NOT
+    # Inner lengths that overrun the handshake body.
+    bad = bytearray(hello_handshake())
+    bad[4 + 34] = 0xFF  # session_id length
+    assert tls.parse_client_hello(records(bytes(bad))) is NOT
+
+
+def test_oversized_hello_is_not():
+    body_len = tls.MAX_HELLO + 100
+    data = struct.pack("!BHH", 22, 0x0301, 100) + b"\x01" + body_len.to_bytes(3, "big") + b"\x00" * 96
+    assert tls.parse_client_hello(data) is NOT
+
+
+def test_detect_tls_by_content_on_any_port():
+    data = records(hello_handshake())
+    assert detect(data, TCP, 50000, 8081) == "tls"
+    assert detect(data[:6], TCP, 50000, 8081) == "tls"
+    assert detect(data[:3], TCP, 50000, 443) is None
+
+
+def tcp_stream_to(path, server_port):
+    """Client->server bytes of the first TCP connection to server_port, reassembled."""
+    if not path.exists():
+        pytest.skip(f"corpus file absent: {path}")
+    stream = StreamStart(limit=16384)
+    with open(path, "rb") as f:
+        reader = dpkt.pcap.Reader(f)
+        raw = reader.datalink() == 101   # LINKTYPE_RAW: frames start at the IP header
+        for _, frame in reader:
+            ip = dpkt.ip.IP(frame) if raw else dpkt.ethernet.Ethernet(frame).data
+            seg = getattr(ip, "data", None)
+            if isinstance(seg, dpkt.tcp.TCP) and seg.dport == server_port:
+                stream.add(seg.seq, bytes(seg.data), syn=bool(seg.flags & dpkt.tcp.TH_SYN))
+    return stream
+
+
+@pytest.mark.parametrize("rel,sni,version", [
+    ("suricata-verify/tests/tls/tls-client-hello-frag-01/dump_mtu300.pcap", "www.google.com", "TLS 1.2"),
+    ("suricata-verify/tests/bug-2646-01/input.pcap", "raw.githubusercontent.com", "TLS 1.2"),
+    ("zeek/testing/btest/Traces/tls/chrome-1250-tls-x25519-kyber.pcap", "lh3.google.com", "TLS 1.3"),
+    ("suricata-verify/tests/bug-5758/input.pcap", "ftp.nluug.nl", "TLS 1.3"),
+])
+def test_corpus_client_hello(rel, sni, version):
+    stream = tcp_stream_to(CORPUS / rel, 443)
+    data = stream.data
+    assert not stream.gaps and stream.overlap_conflicts == 0
+    if "frag" in rel:  # the hello really spans two records here
+        assert int.from_bytes(data[6:9], "big") + 4 > int.from_bytes(data[3:5], "big")
+    hello = tls.parse_client_hello(data)
+    assert isinstance(hello, tls.ClientHello)
+    assert hello.sni == sni and hello.version == version
+    assert detect(data, TCP, 40000, 443) == "tls"
+
+
+def test_corpus_hello_larger_than_one_segment():
+    path = CORPUS / "zeek/testing/btest/Traces/tls/chrome-1250-tls-x25519-kyber.pcap"
+    data = tcp_stream_to(path, 443).data
+    hello_len = int.from_bytes(data[3:5], "big")
+    assert hello_len > 1460
+    assert "h2" in tls.parse_client_hello(data).alpn
+    # Every prefix shorter than the first record is still MORE.
+    for cut in range(0, 5 + hello_len, 97):
+        assert tls.parse_client_hello(data[:cut]) is MORE
