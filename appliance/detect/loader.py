@@ -435,16 +435,15 @@ class _Loader:
         if name in self.kinds:             # marked bad by a cycle found below
             return self.kinds[name]
         kind = (kinds.pop() if kinds else "any") if ok else _BAD
+        if kind == "port" and name in ("HOME_NET", "EXTERNAL_NET"):
+            self.problem(var.file, var.line, f"variable {name} must hold addresses, not ports")
+            kind = _BAD
         self.kinds[name] = kind
         return kind
 
     def check_vars(self):
         for name in list(self.vars):
-            if self.var_kind(name) is _BAD:
-                continue
-            if name in ("HOME_NET", "EXTERNAL_NET") and self.kinds[name] == "port":
-                var = self.vars[name]
-                self.problem(var.file, var.line, f"variable {name} must hold addresses, not ports")
+            self.var_kind(name)
 
     def unknown_var(self, name):
         close = difflib.get_close_matches(name, list(self.vars), n=1, cutoff=0.6)
@@ -749,7 +748,8 @@ class _Loader:
                 err("content", f"unknown content key '{key}'{_suggest(key, CONTENT_KEYS)}", item.line_of(key))
                 ok = False
         if ("value" in item) == ("hex" in item):
-            err("content", "content needs exactly one of value or hex", line)
+            if ok:                         # else a misspelt value/hex was just reported
+                err("content", "content needs exactly one of value or hex", line)
             return None
         value = None
         if "value" in item:
@@ -924,10 +924,11 @@ def _parse_name(v):
     """A DNS/TLS/HTTP name or "*.suffix" -> (NamePattern, None) or (None, message)."""
     if not isinstance(v, str):
         return None, f"expected a name, got {_got(v)}"
-    name = v.strip().lower().rstrip(".")
+    name = v.strip().lower()
     wildcard = name.startswith("*.")
     if wildcard:
         name = name[2:]
+    name = name.rstrip(".")                # a trailing root dot is the same name
     if not name:
         return None, f"'{v}' is empty"
     if any(c.isspace() for c in name):
