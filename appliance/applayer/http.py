@@ -93,6 +93,8 @@ def _request(block: bytes):
         protocol, uri = parts[-1], b" ".join(parts[1:-1])
     else:
         protocol, uri = b"", b" ".join(parts[1:])
+    if method not in METHODS and not protocol:
+        return None                         # "USER x", "EHLO x": FTP/SMTP, not HTTP/0.9
     host = agent = None
     length = None
     chunked = False

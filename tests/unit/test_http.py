@@ -94,6 +94,9 @@ def test_not_http():
     assert parse_requests(b"get / HTTP/1.1\r\n\r\n") == ([], False)
     assert parse_requests(b"SSH-2.0-OpenSSH_9.6\r\n") == ([], False)
     assert parse_requests(b"") == ([], False)
+    assert parse_requests(b"USER anonymous\r\n\r\n") == ([], False)
+    # An unknown method is fine when the request line names HTTP.
+    assert parse_requests(b"BREW /pot HTTP/1.1\r\n\r\n")[0][0].method == "BREW"
 
 
 def test_header_block_over_bound_treated_as_done():
