@@ -17,6 +17,8 @@ MAX_PENDING = 64       # out-of-order pieces held at once; tiny-segment floods s
 
 
 class StreamStart:
+    """The first `limit` bytes of one direction of a TCP connection, in sequence order."""
+
     __slots__ = ("limit", "start", "_buf", "_pending", "overlap_conflicts", "dropped")
 
     def __init__(self, limit: int = 8192):
