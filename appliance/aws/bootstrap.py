@@ -1,0 +1,293 @@
+"""`appliance bootstrap`: make an EC2 instance with two or three ENIs an inline hop.
+
+Runs once at boot (systemd oneshot) before `appliance run`. Steps, in order, each one
+recorded in a status file (default /run/appliance/bootstrap.json) for the management plane:
+
+  config             read interfaces: and aws: from the appliance config
+  imds               IMDSv2 token, region, the attached ENIs
+  interfaces         ENI -> Linux interface by MAC, roles outside/inside/management
+  host               sysctls, addresses, routes, the management routing table
+  source_dest_check  EC2 API: read it on each data ENI, turn it off
+
+The first step that does not complete stops the bootstrap with a message naming the
+step and the cause, and the exit status is non-zero: nothing after it runs on a guess.
+"""
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+
+from appliance import yamlsource
+from appliance.aws import ec2, hostconfig, imds, interfaces
+
+DEFAULT_CONFIG = "/etc/appliance/appliance.yaml"
+DEFAULTS = {
+    "source_dest_check": "disable",       # disable | verify | ignore
+    "status_file": "/run/appliance/bootstrap.json",
+    "management_table": 100,
+    "interface_wait_seconds": 30,         # a hot-attached ENI may still be probing at boot
+}
+SDC_MODES = ("disable", "verify", "ignore")
+
+
+class StepFailed(Exception):
+    def __init__(self, step, message):
+        super().__init__(f"{step}: {message}")
+        self.step, self.message = step, message
+
+
+class ConfigError(Exception):
+    """str() is FILE:LINE: message."""
+
+
+# --- config -------------------------------------------------------------------------
+
+def load_config(path):
+    """Returns (selectors role->value, aws settings). Only interfaces: and aws: are read."""
+    selectors = {r: "auto" for r in interfaces.ROLES}
+    settings = dict(DEFAULTS)
+    if path is None:
+        return selectors, settings
+    try:
+        doc = yamlsource.load(path)
+    except yamlsource.YamlError as e:
+        raise ConfigError(str(e)) from None
+    if doc is None:
+        return selectors, settings
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}:{getattr(doc, 'line', 1)}: the config must be a mapping")
+
+    ifs = doc.get("interfaces")
+    if ifs is not None:
+        if not isinstance(ifs, dict):
+            raise ConfigError(f"{path}:{doc.line_of('interfaces')}: interfaces must be a mapping")
+        for role in interfaces.ROLES:
+            if role in ifs:
+                v = ifs[role]
+                if interfaces.selector_kind(v) is None:
+                    raise ConfigError(f"{path}:{ifs.line_of(role)}: interfaces.{role}: {v!r} is not "
+                                      "auto, an ENI id (eni-...), a subnet id (subnet-...), an interface name or null")
+                if v is None and role in interfaces.DATA_ROLES:
+                    raise ConfigError(f"{path}:{ifs.line_of(role)}: interfaces.{role} cannot be null")
+                selectors[role] = v
+
+    aws = doc.get("aws")
+    if aws is not None:
+        if not isinstance(aws, dict):
+            raise ConfigError(f"{path}:{doc.line_of('aws')}: aws must be a mapping")
+        for key, v in aws.items():
+            where = f"{path}:{aws.line_of(key)}: aws.{key}"
+            if key not in DEFAULTS:
+                raise ConfigError(f"{where}: unknown key (known: {', '.join(DEFAULTS)})")
+            if key == "source_dest_check" and v not in SDC_MODES:
+                raise ConfigError(f"{where}: {v!r} is not one of {', '.join(SDC_MODES)}")
+            if key == "status_file" and (not isinstance(v, str) or not v):
+                raise ConfigError(f"{where}: must be a file path")
+            if key == "management_table" and not (isinstance(v, int) and 1 <= v <= 252):
+                raise ConfigError(f"{where}: must be a routing table number 1..252 (253-255 are the kernel's)")
+            if key == "interface_wait_seconds" and not (isinstance(v, (int, float)) and v >= 0):
+                raise ConfigError(f"{where}: must be a number of seconds >= 0")
+            settings[key] = v
+    return selectors, settings
+
+
+# --- discovery ----------------------------------------------------------------------
+
+def _discover(selectors, wait, say=lambda s: None):
+    """IMDS + local links -> (client, region, enis, bindings). Raises StepFailed."""
+    client = imds.Imds()
+    try:
+        region = os.environ.get("AWS_DEFAULT_REGION") or client.region()
+        enis = client.enis()
+    except imds.ImdsError as e:
+        raise StepFailed("imds", str(e)) from None
+    say(f"imds: region {region}, ENIs: " + ", ".join(
+        f"{e.eni_id} device {e.device_number} {e.mac} {e.subnet_id}" for e in enis))
+
+    deadline = time.monotonic() + wait
+    while True:
+        links = interfaces.local_links()
+        missing = interfaces.missing_links(enis, links)
+        if not missing or time.monotonic() >= deadline:
+            break
+        time.sleep(1)
+    if missing:
+        raise StepFailed("interfaces", "; ".join(
+            f"IMDS lists {e.eni_id} (MAC {e.mac}, device {e.device_number}) but no local interface "
+            f"has that MAC after {wait}s; is the ENI attached and its driver loaded?" for e in missing))
+    try:
+        bindings = interfaces.assign_roles(selectors, enis, links)
+    except interfaces.InterfaceError as e:
+        raise StepFailed("interfaces", str(e)) from None
+    return client, region, enis, bindings
+
+
+def discover_roles(config_path=None):
+    """role -> Linux interface name, for `appliance run` to resolve `auto`.
+
+    Raises RuntimeError with a "step: message" text when discovery fails.
+    """
+    try:
+        selectors, settings = load_config(config_path)
+        _, _, _, bindings = _discover(selectors, settings["interface_wait_seconds"])
+    except (ConfigError, StepFailed) as e:
+        raise RuntimeError(str(e)) from None
+    return {role: b.ifname for role, b in bindings.items()}
+
+
+# --- status -------------------------------------------------------------------------
+
+class Status:
+    def __init__(self, path):
+        self.path = path
+        self.doc = {"ok": False, "can_forward": False, "error": None, "region": None,
+                    "instance_id": None, "roles": {}, "steps": []}
+
+    def step(self, name, ok, detail):
+        self.doc["steps"].append({"name": name, "ok": ok, "detail": detail})
+
+    def write(self):
+        self.doc["time"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        tmp = f"{self.path}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.doc, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, self.path)
+
+
+def _roles_doc(bindings):
+    return {role: {"interface": b.ifname, "eni": b.eni.eni_id, "mac": b.eni.mac,
+                   "device_number": b.eni.device_number, "subnet": b.eni.subnet_id,
+                   "ipv4": b.eni.primary_ipv4, "mtu": b.link.mtu}
+            for role, b in bindings.items()}
+
+
+# --- the run ------------------------------------------------------------------------
+
+def _source_dest_check(mode, region, bindings, status, say):
+    data = [bindings[r] for r in interfaces.DATA_ROLES]
+    if mode == "ignore":
+        status.step("source_dest_check", True, "ignored by config (aws.source_dest_check: ignore)")
+        return None
+    api = ec2.client(region)
+    results = {}
+    try:
+        for b in data:
+            eni = b.eni.eni_id
+            on = ec2.source_dest_check(api, eni)
+            if on and mode == "verify":
+                raise StepFailed("source_dest_check",
+                                 f"source/dest check is on for {b.role} ENI {eni} and aws.source_dest_check is "
+                                 "verify: EC2 drops every forwarded packet; turn it off on the ENI")
+            if on:
+                ec2.disable_source_dest_check(api, eni)
+                if ec2.source_dest_check(api, eni):
+                    raise StepFailed("source_dest_check", f"{eni} still reports source/dest check on after "
+                                     "ModifyNetworkInterfaceAttribute")
+                results[eni] = "disabled"
+            else:
+                results[eni] = "already off"
+            say(f"source_dest_check: {b.role} {eni}: {results[eni]}")
+    except ec2.Ec2Denied as e:
+        raise StepFailed("source_dest_check",
+                         f"{e}. The instance role needs ec2:DescribeNetworkInterfaceAttribute and "
+                         "ec2:ModifyNetworkInterfaceAttribute (docs/aws.md), or turn source/dest check off "
+                         "on the ENIs yourself and set aws.source_dest_check: verify. "
+                         "Until then EC2 drops forwarded traffic: the appliance cannot forward") from None
+    except ec2.Ec2Error as e:
+        raise StepFailed("source_dest_check", f"{e}; the appliance cannot forward until source/dest "
+                         "check is known to be off") from None
+    status.step("source_dest_check", True, results)
+    return results
+
+
+def run(config_path, dry_run=False, status_file=None, out=sys.stdout):
+    def say(line):
+        print(line, file=out, flush=True)
+
+    try:
+        selectors, settings = load_config(config_path)
+    except ConfigError as e:
+        print(f"appliance bootstrap: {e}", file=sys.stderr)
+        return 2
+    status = Status(status_file or settings["status_file"])
+    status.step("config", True, {"path": config_path, "interfaces": selectors,
+                                 "source_dest_check": settings["source_dest_check"]})
+    try:
+        client, region, enis, bindings = _discover(selectors, settings["interface_wait_seconds"], say)
+        status.doc["region"] = region
+        status.step("imds", True, {"region": region, "enis": [e.eni_id for e in enis]})
+        status.doc["roles"] = _roles_doc(bindings)
+        status.step("interfaces", True, {r: b.ifname for r, b in bindings.items()})
+        try:
+            status.doc["instance_id"] = client.instance_id()
+        except imds.ImdsError:
+            pass                                   # informational only
+        for role, b in bindings.items():
+            say(f"interfaces: {role} = {b.ifname} ({b.eni.eni_id}, {b.eni.mac}, device "
+                f"{b.eni.device_number}, {b.eni.subnet_id}, mtu {b.link.mtu})")
+        if "management" not in bindings:
+            say("interfaces: management = none (no ENI at device index 2 or set to null)")
+
+        try:
+            actions, notes = hostconfig.plan(bindings, settings["management_table"])
+        except ValueError as e:
+            raise StepFailed("host", str(e)) from None
+        if dry_run:
+            say("dry run: nothing below is changed")
+            for a in actions:
+                say(f"host: {a.describe()}")
+            for n in notes:
+                say(f"host: {n}")
+            mode = settings["source_dest_check"]
+            for r in interfaces.DATA_ROLES:
+                eni = bindings[r].eni.eni_id
+                if mode != "ignore":
+                    say(f"api: ec2:DescribeNetworkInterfaceAttribute {eni} sourceDestCheck (region {region})")
+                if mode == "disable":
+                    say(f"api: ec2:ModifyNetworkInterfaceAttribute {eni} SourceDestCheck=false  # if it is on")
+            return 0
+        try:
+            done = hostconfig.apply(actions)
+        except OSError as e:
+            raise StepFailed("host", str(e)) from None
+        for n in notes:
+            say(f"host: {n}")
+        status.step("host", True, {"actions": [f"{d} -> {r}" for d, r in done], "notes": notes})
+        say(f"host: {len(done)} settings applied")
+
+        _source_dest_check(settings["source_dest_check"], region, bindings, status, say)
+        status.doc["ok"] = True
+        status.doc["can_forward"] = settings["source_dest_check"] != "ignore" or None
+    except StepFailed as e:
+        status.step(e.step, False, e.message)
+        status.doc["error"] = str(e)
+        print(f"appliance bootstrap: {e}", file=sys.stderr)
+    finally:
+        if not dry_run:
+            try:
+                status.write()
+            except OSError as e:
+                print(f"appliance bootstrap: cannot write status file {status.path}: {e}", file=sys.stderr)
+                return 1
+    if status.doc["ok"]:
+        say(f"bootstrap complete; status in {status.path}")
+        return 0
+    return 1
+
+
+def main_bootstrap(args):
+    p = argparse.ArgumentParser(prog="appliance bootstrap",
+                                description="Discover ENIs, assign roles, prepare the host to forward (EC2).")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help=f"appliance config (default {DEFAULT_CONFIG})")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+    p.add_argument("--status-file", help="where to write the per-step status JSON (overrides aws.status_file)")
+    a = p.parse_args(args)
+    return run(a.config, a.dry_run, a.status_file)
+
+
+if __name__ == "__main__":
+    sys.exit(main_bootstrap(sys.argv[1:]))

@@ -1,0 +1,153 @@
+"""The bootstrap as it runs on an instance: a subprocess inside a network namespace whose
+ENIs are veths with the MACs the local IMDSv2 server reports, EC2 answered by moto."""
+import json
+
+import pytest
+
+pytestmark = pytest.mark.netns
+
+
+def _ip_json(app, *args):
+    r = app.ns.exec("ip", "-j", *args)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout or "[]")
+
+
+def test_three_enis_roles_host_and_source_dest_check(appliance3):
+    app = appliance3
+    out, ins, mgmt = app.enis
+    assert app.cloud.source_dest_check(out["eni_id"]) is True
+
+    r = app.bootstrap()
+    assert r.returncode == 0, r.stderr + r.stdout
+
+    st = app.read_status()
+    assert st["ok"] is True and st["can_forward"] is True
+    assert st["region"] == "us-east-1"           # from IMDS placement/region
+    assert {k: v["interface"] for k, v in st["roles"].items()} == {
+        "outside": "ens5", "inside": "ens6", "management": "ens7"}
+    assert st["roles"]["inside"]["eni"] == ins["eni_id"]
+    assert [s["name"] for s in st["steps"]] == ["config", "imds", "interfaces", "host", "source_dest_check"]
+
+    # Read back from the EC2 API (moto), not from our own status.
+    assert app.cloud.source_dest_check(out["eni_id"]) is False
+    assert app.cloud.source_dest_check(ins["eni_id"]) is False
+    assert app.cloud.source_dest_check(mgmt["eni_id"]) is True    # management is not a data ENI
+
+    # Read back from inside the namespace.
+    assert app.ns.sysctl("net.ipv4.ip_forward") == "1"
+    assert app.ns.sysctl("net.ipv4.conf.all.rp_filter") == "0"
+    assert app.ns.sysctl("net.ipv4.conf.ens5.rp_filter") == "2"
+    assert app.ns.sysctl("net.ipv4.conf.ens6.rp_filter") == "2"
+    assert app.ns.sysctl("net.ipv4.conf.ens7.rp_filter") == "1"
+    for scope in ("all", "ens5", "ens6"):
+        assert app.ns.sysctl(f"net.ipv4.conf.{scope}.send_redirects") == "0"
+        assert app.ns.sysctl(f"net.ipv4.conf.{scope}.accept_redirects") == "0"
+    assert app.ns.sysctl("net.ipv6.conf.all.forwarding") == "1"
+
+    main = _ip_json(app, "-4", "route", "show", "table", "main")
+    default = [x for x in main if x["dst"] == "default"]
+    assert default == [d for d in default if d["dev"] == "ens5" and d["gateway"] == "10.0.0.1"] and default
+    vpc = [x for x in main if x["dst"] == "10.0.0.0/16"]
+    assert vpc and vpc[0]["dev"] == "ens6" and vpc[0]["gateway"] == "10.0.1.1"
+
+    table = _ip_json(app, "-4", "route", "show", "table", "100")
+    assert {(x["dst"], x.get("gateway"), x["dev"]) for x in table} == {
+        ("default", "10.0.2.1", "ens7"), ("10.0.2.0/24", None, "ens7")}
+    rules = [x for x in _ip_json(app, "-4", "rule") if x.get("table") == "100"]
+    assert [(x["priority"], x["src"]) for x in rules] == [(1000, mgmt["local_ipv4s"][0])]
+
+    links = {x["ifname"]: x for x in _ip_json(app, "link")}
+    assert links["ens5"]["mtu"] == 9001          # MTU left as AWS set it
+
+    # Idempotent: a second run changes nothing and adds no duplicate rule.
+    r = app.bootstrap()
+    assert r.returncode == 0, r.stderr
+    assert len([x for x in _ip_json(app, "-4", "rule") if x.get("table") == "100"]) == 1
+    assert "ModifyNetworkInterfaceAttribute" not in r.stdout
+    sdc = next(s for s in app.read_status()["steps"] if s["name"] == "source_dest_check")
+    assert set(sdc["detail"].values()) == {"already off"}
+
+
+def test_two_enis_no_management(appliance2):
+    app = appliance2
+    r = app.bootstrap()
+    assert r.returncode == 0, r.stderr
+    st = app.read_status()
+    assert set(st["roles"]) == {"outside", "inside"}
+    assert not [x for x in _ip_json(app, "-4", "rule") if x.get("table") == "100"]
+    for e in app.enis:
+        assert app.cloud.source_dest_check(e["eni_id"]) is False
+
+
+def test_dry_run_prints_plan_and_changes_nothing(appliance3):
+    app = appliance3
+    before = app.ns.sysctl("net.ipv4.ip_forward")
+    r = app.bootstrap("--dry-run")
+    assert r.returncode == 0, r.stderr
+    for text in ("outside = ens5", "inside = ens6", "management = ens7",
+                 "sysctl net.ipv4.ip_forward=1", "sysctl net.ipv4.conf.ens5.rp_filter=2",
+                 "ip route replace default via 10.0.0.1 dev ens5",
+                 "ip rule add from " + app.enis[2]["local_ipv4s"][0] + " lookup 100",
+                 "ec2:ModifyNetworkInterfaceAttribute " + app.enis[0]["eni_id"]):
+        assert text in r.stdout, text
+    assert app.ns.sysctl("net.ipv4.ip_forward") == before == "0"
+    assert not app.status.exists()
+    assert app.cloud.source_dest_check(app.enis[0]["eni_id"]) is True
+    assert "table does not exist" in app.ns.exec("ip", "-4", "route", "show", "table", "100").stderr
+    assert not [x for x in _ip_json(app, "-4", "rule") if x.get("table") == "100"]
+
+
+def test_imds_without_token_fails_clearly(appliance2):
+    app = appliance2
+    app.imds.token_mode = "refuse"
+    r = app.bootstrap()
+    assert r.returncode == 1
+    assert "imds: IMDSv2 token PUT" in r.stderr and "HTTP 403" in r.stderr
+    assert app.imds.untokened_gets == 0          # never falls back to IMDSv1
+    st = app.read_status()
+    assert st["ok"] is False and st["can_forward"] is False
+    assert st["steps"][-1]["name"] == "imds" and st["steps"][-1]["ok"] is False
+    assert app.ns.sysctl("net.ipv4.ip_forward") == "0"
+
+
+def test_imds_rejecting_token_fails_with_401(appliance2):
+    app = appliance2
+    app.imds.token_mode = "reject"
+    r = app.bootstrap()
+    assert r.returncode == 1
+    assert "HTTP 401" in r.stderr
+
+
+def test_missing_eni_fails_and_names_it(appliance2, cloud):
+    app = appliance2
+    ghost = cloud.enis(1)[0]                      # attached per IMDS, absent on the host
+    ghost["device_number"] = 2
+    app.imds.enis.append(ghost)
+    r = app.bootstrap()
+    assert r.returncode == 1
+    assert ghost["eni_id"] in r.stderr and ghost["mac"] in r.stderr and "no local interface" in r.stderr
+    assert app.read_status()["steps"][-1]["name"] == "interfaces"
+    assert app.ns.sysctl("net.ipv4.ip_forward") == "0"
+
+
+def test_api_denied_reports_cannot_forward(appliance2):
+    app = appliance2
+    r = app.bootstrap(user="describe-only")
+    assert r.returncode == 1
+    assert "ModifyNetworkInterfaceAttribute" in r.stderr and "AccessDenied" in r.stderr
+    assert "cannot forward" in r.stderr
+    st = app.read_status()
+    assert st["ok"] is False and st["can_forward"] is False
+    assert st["steps"][-1]["name"] == "source_dest_check" and not st["steps"][-1]["ok"]
+    assert [s["ok"] for s in st["steps"][:-1]] == [True] * 4      # host config done before the API
+    assert app.cloud.source_dest_check(app.enis[0]["eni_id"]) is True
+
+
+def test_verify_mode_fails_when_check_is_on(appliance2):
+    app = appliance2
+    app.config.write_text("aws:\n  source_dest_check: verify\n  interface_wait_seconds: 0\n")
+    r = app.bootstrap(user="describe-only")
+    assert r.returncode == 1
+    assert "source/dest check is on" in r.stderr
+    assert app.cloud.source_dest_check(app.enis[1]["eni_id"]) is True
