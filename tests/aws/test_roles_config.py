@@ -1,0 +1,121 @@
+"""Role assignment and the bootstrap's config section, on plain data; the IMDS client
+against the local IMDSv2 server."""
+import pytest
+
+from appliance.aws import imds
+from appliance.aws.bootstrap import ConfigError, discover_roles, load_config
+from appliance.aws.interfaces import InterfaceError, Link, assign_roles
+from awsfakes import FakeImds
+
+
+def eni(dev, subnet="subnet-0a", mac=None):
+    return imds.Eni(mac=mac or f"02:00:00:00:00:0{dev}", device_number=dev, eni_id=f"eni-0{dev}",
+                    subnet_id=subnet, vpc_id="vpc-1", subnet_cidr="10.0.0.0/24",
+                    vpc_cidrs=("10.0.0.0/16",), local_ipv4s=("10.0.0.5",))
+
+
+ENIS = [eni(0, "subnet-0a"), eni(1, "subnet-0b"), eni(2, "subnet-0c")]
+LINKS = {e.mac: Link(f"ens{5 + e.device_number}", e.mac, 2 + e.device_number, 9001) for e in ENIS}
+
+
+def names(b):
+    return {r: x.ifname for r, x in b.items()}
+
+
+def test_default_roles_follow_device_index():
+    assert names(assign_roles({}, ENIS, LINKS)) == {"outside": "ens5", "inside": "ens6", "management": "ens7"}
+    assert names(assign_roles({}, ENIS[:2], LINKS)) == {"outside": "ens5", "inside": "ens6"}
+
+
+def test_overrides_by_eni_subnet_and_name():
+    sel = {"outside": "eni-02", "inside": "subnet-0a", "management": "ens6"}
+    assert names(assign_roles(sel, ENIS, LINKS)) == {"outside": "ens7", "inside": "ens5", "management": "ens6"}
+    assert "management" not in assign_roles({"management": None}, ENIS, LINKS)
+
+
+@pytest.mark.parametrize("sel,msg", [
+    ({"inside": "auto"}, "device index 1"),
+    ({"outside": "eni-09"}, "eni-09 is not attached"),
+    ({"inside": "subnet-0f"}, "subnet-0f has no ENI"),
+    ({"inside": "wg0"}, "no local interface named 'wg0'"),
+    ({"outside": "eni-00", "inside": "eni-00"}, "both select eni-00"),
+])
+def test_role_errors_name_what_was_looked_for(sel, msg):
+    with pytest.raises(InterfaceError, match=msg):
+        assign_roles(sel, ENIS[:1] if msg == "device index 1" else ENIS, LINKS)
+
+
+def test_eni_without_local_link():
+    with pytest.raises(InterfaceError, match="no local interface with that MAC"):
+        assign_roles({}, ENIS, {k: v for k, v in LINKS.items() if v.name != "ens6"})
+
+
+@pytest.mark.parametrize("text,where", [
+    ("interfaces:\n  outside: auto\n  inside: 'eth 1'\n", ":3: interfaces.inside"),
+    ("interfaces:\n  inside: null\n", ":2: interfaces.inside cannot be null"),
+    ("aws:\n  source_dest_check: off\n", ":2: aws.source_dest_check"),
+    ("aws:\n  status_file: /tmp/x\n  tabel: 5\n", ":3: aws.tabel: unknown key"),
+    ("aws:\n  management_table: 254\n", ":2: aws.management_table"),
+    ("interfaces: [1]\n", ":1: interfaces must be a mapping"),
+    ("interfaces:\n  outside: [\n", ":3:"),
+])
+def test_config_errors_are_file_line(tmp_path, text, where):
+    p = tmp_path / "appliance.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(str(p))
+    assert str(e.value).startswith(str(p) + where), str(e.value)
+
+
+def test_config_reads_only_its_keys(tmp_path):
+    p = tmp_path / "appliance.yaml"
+    p.write_text("queues: 2\ninterfaces:\n  outside: ens5\n  inside: eni-0abc\n  management: null\n"
+                 "  extra: ignored-here\naws:\n  source_dest_check: verify\n  status_file: /tmp/s.json\n")
+    sel, settings = load_config(str(p))
+    assert sel == {"outside": "ens5", "inside": "eni-0abc", "management": None}
+    assert settings["source_dest_check"] == "verify" and settings["status_file"] == "/tmp/s.json"
+
+
+@pytest.fixture
+def fake_imds(monkeypatch):
+    srv = FakeImds([{"mac": "02:00:00:aa:bb:01", "device_number": 1, "eni_id": "eni-1", "subnet_id": "subnet-b",
+                     "vpc_id": "vpc-1", "subnet_cidr": "10.0.1.0/24", "vpc_cidrs": ["10.0.0.0/16", "10.1.0.0/16"],
+                     "local_ipv4s": ["10.0.1.9", "10.0.1.10"]},
+                    {"mac": "02:00:00:aa:bb:00", "device_number": 0, "eni_id": "eni-0", "subnet_id": "subnet-a",
+                     "vpc_id": "vpc-1", "subnet_cidr": "10.0.0.0/24", "vpc_cidrs": ["10.0.0.0/16"],
+                     "local_ipv4s": ["10.0.0.9"]}], region="eu-west-1")
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", srv.url + "/")   # the standard override
+    yield srv
+    srv.close()
+
+
+def test_imds_client_reads_enis_with_a_token(fake_imds):
+    c = imds.Imds()
+    assert c.base == fake_imds.url
+    assert c.region() == "eu-west-1"
+    enis = c.enis()
+    assert [e.eni_id for e in enis] == ["eni-0", "eni-1"]            # ordered by device number
+    assert enis[1].vpc_cidrs == ("10.0.0.0/16", "10.1.0.0/16")
+    assert enis[1].primary_ipv4 == "10.0.1.9"
+    assert fake_imds.untokened_gets == 0 and len(fake_imds.tokens) == 1   # one token reused
+
+
+def test_imds_client_refused_token_no_v1_fallback(fake_imds):
+    fake_imds.token_mode = "refuse"
+    with pytest.raises(imds.ImdsError, match="token PUT .* HTTP 403"):
+        imds.Imds().region()
+    assert fake_imds.untokened_gets == 0
+
+
+def test_imds_unreachable_says_where(monkeypatch):
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9/")
+    with pytest.raises(imds.ImdsError, match="127.0.0.1:9: unreachable"):
+        imds.Imds(attempts=1).region()
+
+
+def test_discover_roles_with_interface_names_in_this_namespace(fake_imds, tmp_path):
+    # The root namespace has no ENI MACs: discovery must fail, naming the ENIs, not guess.
+    p = tmp_path / "a.yaml"
+    p.write_text("aws:\n  interface_wait_seconds: 0\n")
+    with pytest.raises(RuntimeError, match="interfaces: IMDS lists eni-0 .*no local interface"):
+        discover_roles(str(p))
