@@ -347,6 +347,9 @@ def _udp_datagram(p, data, off, end):
         p.anomalies.append("udp.hlen_too_small")
         return
     p.sport, p.dport, ulen = _ports(data, off)
+    if p.frag is not None:  # the length field covers the whole datagram, not this piece
+        p.payload = data[off + 8:end]
+        return
     if ulen < 8:
         p.anomalies.append("udp.hlen_invalid")
         p.payload = data[off + 8:end]

@@ -4,7 +4,7 @@ import struct
 
 import dpkt
 import pytest
-from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet import ICMP, IP, TCP, UDP, fragment
 from scapy.layers.inet6 import (ICMPv6EchoReply, ICMPv6EchoRequest, IPv6, IPv6ExtHdrDestOpt,
                                 IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting)
 from scapy.layers.l2 import ARP, CookedLinux, Dot1AD, Dot1Q, Ether, Loopback
@@ -200,10 +200,12 @@ def test_unknown_linktype_and_address_family():
 # ---- fragments --------------------------------------------------------------------
 
 def test_ipv4_first_fragment_with_whole_transport_header_keeps_ports():
-    wire = raw(IP(src="10.0.0.1", dst="10.0.0.2", id=4321, flags="MF") / UDP(sport=9, dport=53) / (b"x" * 40))
+    whole = raw(IP(src="10.0.0.1", dst="10.0.0.2", id=4321) / UDP(sport=9, dport=53) / (b"x" * 400))
+    wire = raw(fragment(IP(whole), fragsize=96)[0])
     pkt = decode_l3(wire)
     assert pkt.frag == (4321, 0, True)
     assert (pkt.sport, pkt.dport, pkt.proto) == (9, 53, 17)
+    assert pkt.anomalies == []      # the UDP length counts the whole datagram, not this piece
 
 
 def test_ipv4_later_fragment_is_not_parsed_as_transport():
