@@ -1,0 +1,211 @@
+"""appliance.yaml -> a typed, validated `Config`.
+
+Every problem is reported at once as "FILE:LINE: message" (ConfigError.problems),
+unknown keys come with a "did you mean" suggestion, and nothing here touches the
+host: `auto` interfaces are resolved later by `resolve_interfaces()`.
+"""
+from dataclasses import dataclass, field, replace
+import difflib
+import ipaddress
+import os
+import re
+
+from appliance import yamlsource
+
+FAILURE_MODES = ("open", "closed")
+IFNAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")   # Linux IFNAMSIZ is 16 with the NUL
+
+
+class ConfigError(Exception):
+    """Every problem found; `.problems` holds "FILE:LINE: message" lines."""
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+@dataclass(frozen=True)
+class Inspection:
+    depth_packets: int = 16      # a flow undecided after this many packets gets the default verdict
+    depth_bytes: int = 8192      # ... or after this many payload bytes
+    max_flows: int = 100_000     # flow table size per worker
+
+
+@dataclass(frozen=True)
+class Config:
+    outside: str                 # interface name or "auto"
+    inside: str
+    management: str | None = None
+    rules: str = "/etc/appliance/rules"          # absolute file or directory
+    eve: str | None = "/var/log/appliance/eve.json"
+    home_net: tuple = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+    workers: int = 2
+    queue_base: int = 0
+    failure_mode: str = "open"
+    offload: bool = True
+    inspection: Inspection = field(default_factory=Inspection)
+    path: str = ""               # the file it was read from
+
+    @property
+    def queues(self) -> range:
+        return range(self.queue_base, self.queue_base + self.workers)
+
+    @property
+    def fail_open(self) -> bool:
+        return self.failure_mode == "open"
+
+
+TOP_KEYS = ("interfaces", "rules", "eve", "home_net", "workers", "queue_base",
+            "failure_mode", "offload", "inspection")
+IFACE_KEYS = ("outside", "inside", "management")
+INSPECTION_KEYS = ("depth_packets", "depth_bytes", "max_flows")
+
+
+def _unknown(where, doc, allowed, path, problems):
+    for key in doc:
+        if key not in allowed:
+            hint = difflib.get_close_matches(str(key), allowed, n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else f" (known: {', '.join(allowed)})"
+            problems.append(f"{path}:{doc.line_of(key)}: unknown key {where}{key!r}{extra}")
+
+
+def _int(doc, key, lo, hi, default, path, problems, where=""):
+    if key not in doc:
+        return default
+    v = doc[key]
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        problems.append(f"{path}:{doc.line_of(key)}: {where}{key} must be an integer from {lo} to {hi}, got {v!r}")
+        return default
+    return v
+
+
+def load_config(path) -> Config:
+    """Parse and validate appliance.yaml; raises ConfigError with every problem found."""
+    path = str(path)
+    try:
+        doc = yamlsource.load(path)
+    except yamlsource.YamlError as e:
+        raise ConfigError([str(e)]) from None
+    if doc is None:
+        doc = yamlsource.LineDict()
+        doc.line = 1
+    if not isinstance(doc, yamlsource.LineDict):
+        raise ConfigError([f"{path}:1: expected a mapping of settings at the top level"])
+    problems = []
+    _unknown("", doc, TOP_KEYS, path, problems)
+    base = os.path.dirname(os.path.abspath(path))
+    out = {}
+
+    ifaces = doc.get("interfaces")
+    if not isinstance(ifaces, yamlsource.LineDict):
+        problems.append(f"{path}:{doc.line_of('interfaces')}: interfaces must be a mapping with "
+                        "outside and inside (interface names or auto)")
+        ifaces = yamlsource.LineDict()
+    _unknown("interfaces.", ifaces, IFACE_KEYS, path, problems)
+    for role in IFACE_KEYS:
+        v = ifaces.get(role)
+        if v is None:
+            if role != "management":
+                problems.append(f"{path}:{ifaces.line_of(role)}: interfaces.{role} is required "
+                                "(an interface name or auto)")
+            out[role] = None
+        elif not isinstance(v, str) or not IFNAME.match(v):
+            problems.append(f"{path}:{ifaces.line_of(role)}: interfaces.{role}: {v!r} is not an "
+                            "interface name (1-15 characters of letters, digits, _ . : @ -) or auto")
+        else:
+            out[role] = v
+    named = [(r, out.get(r)) for r in IFACE_KEYS if out.get(r) not in (None, "auto")]
+    for i, (r1, n1) in enumerate(named):
+        for r2, n2 in named[i + 1:]:
+            if n1 == n2:
+                problems.append(f"{path}:{ifaces.line_of(r2)}: interfaces.{r2} is the same interface "
+                                f"as interfaces.{r1} ({n1})")
+
+    for key in ("rules", "eve"):
+        if key not in doc:
+            continue
+        v = doc[key]
+        if v is None and key == "eve":
+            out["eve"] = None
+        elif not isinstance(v, str) or not v.strip():
+            problems.append(f"{path}:{doc.line_of(key)}: {key} must be a path, got {v!r}")
+        else:
+            out[key] = os.path.normpath(os.path.join(base, os.path.expanduser(v)))
+
+    if "home_net" in doc:
+        v = doc["home_net"]
+        items = [v] if isinstance(v, str) else v
+        if not isinstance(items, list) or not items:
+            problems.append(f"{path}:{doc.line_of('home_net')}: home_net must be a CIDR or a list of CIDRs")
+        else:
+            nets = []
+            for i, item in enumerate(items):
+                line = items.line_of(i) if isinstance(items, yamlsource.LineList) else doc.line_of("home_net")
+                try:
+                    nets.append(str(ipaddress.ip_network(str(item), strict=False)))
+                except ValueError:
+                    problems.append(f"{path}:{line}: home_net: {item!r} is not an IPv4/IPv6 address or CIDR")
+            out["home_net"] = tuple(nets)
+
+    out["workers"] = _int(doc, "workers", 1, 64, 2, path, problems)
+    out["queue_base"] = _int(doc, "queue_base", 0, 65535 - out["workers"] + 1, 0, path, problems)
+    if "failure_mode" in doc:
+        v = doc["failure_mode"]
+        if v not in FAILURE_MODES:
+            hint = difflib.get_close_matches(str(v), FAILURE_MODES, n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            problems.append(f"{path}:{doc.line_of('failure_mode')}: failure_mode must be open or closed, "
+                            f"got {v!r}{extra}")
+        else:
+            out["failure_mode"] = v
+    if "offload" in doc:
+        if not isinstance(doc["offload"], bool):
+            problems.append(f"{path}:{doc.line_of('offload')}: offload must be true or false, got {doc['offload']!r}")
+        else:
+            out["offload"] = doc["offload"]
+
+    if "inspection" in doc:
+        insp = doc["inspection"]
+        if not isinstance(insp, yamlsource.LineDict):
+            problems.append(f"{path}:{doc.line_of('inspection')}: inspection must be a mapping of "
+                            f"{', '.join(INSPECTION_KEYS)}")
+        else:
+            _unknown("inspection.", insp, INSPECTION_KEYS, path, problems)
+            d = Inspection()
+            out["inspection"] = Inspection(
+                depth_packets=_int(insp, "depth_packets", 1, 1_000_000, d.depth_packets, path, problems, "inspection."),
+                depth_bytes=_int(insp, "depth_bytes", 1, 1 << 30, d.depth_bytes, path, problems, "inspection."),
+                max_flows=_int(insp, "max_flows", 1, 100_000_000, d.max_flows, path, problems, "inspection."))
+
+    if problems:
+        raise ConfigError(problems)
+    return Config(path=os.path.abspath(path), **out)
+
+
+def resolve_interfaces(cfg: Config, discover=None) -> Config:
+    """Replace `auto` interfaces by the names AWS discovery found (appliance.aws.bootstrap).
+
+    Raises ConfigError when discovery is unavailable or does not name a role.
+    """
+    wanted = [r for r in IFACE_KEYS if getattr(cfg, r) == "auto"]
+    if not wanted:
+        return cfg
+    if discover is None:
+        try:
+            from appliance.aws.bootstrap import discover_roles as discover
+        except ImportError as e:
+            raise ConfigError([f"{cfg.path}:1: interfaces: auto needs appliance.aws.bootstrap, "
+                               f"which cannot be imported: {e}"]) from None
+    try:
+        roles = discover()
+    except Exception as e:     # discovery reports "step: message"; keep it whole
+        raise ConfigError([f"{cfg.path}:1: interfaces: auto: discovery failed: {e}"]) from None
+    found, problems = {}, []
+    for role in wanted:
+        name = roles.get(role)
+        if not name:
+            problems.append(f"{cfg.path}:1: interfaces.{role}: auto: discovery found no {role} interface "
+                            f"(found: {', '.join(f'{k}={v}' for k, v in roles.items()) or 'none'})")
+        found[role] = name
+    if problems:
+        raise ConfigError(problems)
+    return replace(cfg, **found)

@@ -1,0 +1,116 @@
+import os
+
+import pytest
+
+from appliance.config import Config, ConfigError, Inspection, load_config, resolve_interfaces
+
+
+def write(tmp_path, text, name="appliance.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def problems(tmp_path, text):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, text))
+    return e.value.problems
+
+
+def test_full_config(tmp_path):
+    cfg = load_config(write(tmp_path, """\
+interfaces:
+  outside: eth0
+  inside: eth1
+  management: eth2
+rules: rules.d
+eve: /var/log/x/eve.json
+home_net: [10.0.0.0/8, "2001:db8::/32"]
+workers: 4
+queue_base: 10
+failure_mode: closed
+offload: false
+inspection: {depth_packets: 8, depth_bytes: 4096, max_flows: 1000}
+"""))
+    assert cfg.outside == "eth0" and cfg.inside == "eth1" and cfg.management == "eth2"
+    assert cfg.rules == str(tmp_path / "rules.d")          # relative to the config file
+    assert cfg.eve == "/var/log/x/eve.json"
+    assert cfg.home_net == ("10.0.0.0/8", "2001:db8::/32")
+    assert cfg.workers == 4 and list(cfg.queues) == [10, 11, 12, 13]
+    assert cfg.failure_mode == "closed" and not cfg.fail_open and cfg.offload is False
+    assert cfg.inspection == Inspection(8, 4096, 1000)
+    assert cfg.path == str(tmp_path / "appliance.yaml")
+
+
+def test_defaults(tmp_path):
+    cfg = load_config(write(tmp_path, "interfaces: {outside: ens5, inside: ens6}\n"))
+    assert cfg.workers == 2 and cfg.queue_base == 0 and cfg.fail_open and cfg.offload
+    assert cfg.management is None and cfg.eve == "/var/log/appliance/eve.json"
+    assert cfg.inspection == Inspection()
+    assert load_config(write(tmp_path, "interfaces: {outside: a, inside: b}\neve: null\n")).eve is None
+
+
+def test_unknown_keys_with_suggestions_and_lines(tmp_path):
+    p = problems(tmp_path, """\
+interfaces:
+  outside: eth0
+  insde: eth1
+wokers: 2
+inspection:
+  depth_packet: 3
+""")
+    path = str(tmp_path / "appliance.yaml")
+    assert f"{path}:3: unknown key interfaces.'insde' (did you mean 'inside'?)" in p
+    assert f"{path}:4: unknown key 'wokers' (did you mean 'workers'?)" in p
+    assert f"{path}:6: unknown key inspection.'depth_packet' (did you mean 'depth_packets'?)" in p
+    assert any(x.startswith(f"{path}:2: interfaces.inside is required") for x in p)
+
+
+def test_bad_values_each_at_its_line(tmp_path):
+    p = problems(tmp_path, """\
+interfaces:
+  outside: eth0
+  inside: eth0
+home_net: [10.0.0.0/8, nonsense]
+workers: 0
+failure_mode: opne
+offload: yes please
+inspection: {depth_packets: -1}
+""")
+    text = "\n".join(p)
+    path = str(tmp_path / "appliance.yaml")
+    assert f"{path}:3: interfaces.inside is the same interface as interfaces.outside (eth0)" in p
+    assert f"{path}:4: home_net: 'nonsense'" in text
+    assert f"{path}:5: workers must be an integer from 1 to 64, got 0" in p
+    assert f"{path}:6: failure_mode must be open or closed, got 'opne' (did you mean 'open'?)" in p
+    assert f"{path}:7: offload must be true or false" in text
+    assert f"{path}:8: inspection.depth_packets must be an integer" in text
+
+
+def test_bad_interface_name_and_yaml_errors(tmp_path):
+    p = problems(tmp_path, "interfaces: {outside: 'eth0; rm -rf /', inside: eth1}\n")
+    assert "interfaces.outside: 'eth0; rm -rf /' is not an interface name" in p[0]
+    p = problems(tmp_path, "interfaces: [\n")
+    assert p[0].startswith(str(tmp_path / "appliance.yaml") + ":")
+    p = problems(tmp_path, "- a\n- b\n")
+    assert "expected a mapping" in p[0]
+    with pytest.raises(ConfigError) as e:
+        load_config(tmp_path / "missing.yaml")
+    assert "cannot read" in e.value.problems[0]
+
+
+def test_resolve_auto_interfaces(tmp_path):
+    cfg = load_config(write(tmp_path, "interfaces: {outside: auto, inside: auto}\n"))
+    got = resolve_interfaces(cfg, discover=lambda: {"outside": "ens5", "inside": "ens6"})
+    assert (got.outside, got.inside) == ("ens5", "ens6")
+    with pytest.raises(ConfigError) as e:
+        resolve_interfaces(cfg, discover=lambda: {"outside": "ens5"})
+    assert "interfaces.inside: auto: discovery found no inside interface" in e.value.problems[0]
+
+    def broken():
+        raise RuntimeError("imds: no token")
+    with pytest.raises(ConfigError) as e:
+        resolve_interfaces(cfg, discover=broken)
+    assert "discovery failed: imds: no token" in e.value.problems[0]
+    plain = Config(outside="a", inside="b")
+    assert resolve_interfaces(plain) is plain
