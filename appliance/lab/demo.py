@@ -131,8 +131,8 @@ def write_config(lab: Lab, rules: Path) -> tuple:
     config.write_text(
         "# written by `appliance lab demo`\n"
         "interfaces: {outside: eth0, inside: eth1, management: null}\n"
-        f"rules: {rules}\n"
-        f"eve: {eve}\n"
+        f"rules: {json.dumps(str(rules))}\n"            # JSON strings are YAML strings: any path is safe
+        f"eve: {json.dumps(str(eve))}\n"
         f"home_net: [{', '.join(HOME_NET)}]\n"
         "workers: 1\n"
         "failure_mode: open\n"
