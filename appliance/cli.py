@@ -1,0 +1,65 @@
+"""`appliance` command line: argument dispatch only; each subcommand lives in its module."""
+import sys
+
+USAGE = """usage: appliance COMMAND [ARGS]
+
+commands:
+  replay PCAP... --rules PATH [--eve FILE] [--home-net CIDRS]   replay captures through the pipeline
+  rules check PATH...                                           validate rule files (FILE:LINE: message)
+  rules schema                                                  print the rule format's JSON Schema
+  run --config FILE                                             the inline datapath (root)
+  lab up|down|demo|status                                       a 3-namespace lab on this machine (root)
+  bootstrap [--config FILE] [--dry-run]                         EC2 host set-up at boot (ENIs, sysctls, src/dst check)
+"""
+
+
+def main_rules(args):
+    import json
+    if args[:1] == ["schema"]:
+        from .detect.schema import rule_schema
+        print(json.dumps(rule_schema(), indent=2))
+        return 0
+    if args[:1] == ["check"] and len(args) > 1:
+        from .detect.loader import check, load_rules
+        problems = check(args[1:])
+        for p in problems:
+            print(p)
+        if problems:
+            return 1
+        rs = load_rules(args[1:])
+        print(f"{len(rs.rules)} rules OK (default_action: {rs.default_action})", file=sys.stderr)
+        return 0
+    print("usage: appliance rules check PATH... | appliance rules schema", file=sys.stderr)
+    return 2
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if argv else 2
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "replay":
+        from .replay import main_replay
+        return main_replay(rest)
+    if cmd == "rules":
+        return main_rules(rest)
+    if cmd == "run":
+        from .run import main_run
+        return main_run(rest)
+    if cmd == "lab":
+        from .lab.cli import main_lab
+        return main_lab(rest)
+    if cmd == "bootstrap":
+        from .aws.bootstrap import main_bootstrap
+        return main_bootstrap(rest)
+    if cmd in ("--version", "version"):
+        from . import __version__
+        print(__version__)
+        return 0
+    print(f"appliance: unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

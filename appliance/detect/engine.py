@@ -1,0 +1,227 @@
+"""Detection: which rule decides a flow, and which alert rules fire on a packet.
+
+Semantics (docs/rules.md has the user's version):
+- pass/drop/reject rules are walked in order; the first that matches decides.
+  A rule whose condition is still open (an app-layer name not yet seen, packet
+  conditions not yet met) while the flow is within its inspection depth is
+  *pending*: it holds back every later rule, and the packet passes meanwhile.
+  Past the depth an open condition counts as not matched.
+- alert rules never decide. Header-only alert rules fire once per flow and
+  direction; content/packet rules fire per matching packet; app-layer rules
+  once per transaction.
+Header fields are matched against each packet's own direction (Suricata's
+`->`), through bitmask indexes cached per flow direction.
+"""
+from . import index as ix
+from .threshold import Thresholds
+from ..flow import ESTABLISHED, CLOSING, handshake_seen
+from ..packet import TCP
+
+MATCH, PENDING, DEFAULT = "match", "pending", "default"
+APP_FIELDS = ("dns", "tls", "http")
+_RULE_FIELD = {"dns": "dns_query", "tls": "tls_sni", "http": "http_host"}
+
+
+class Detector:
+    def __init__(self, ruleset, generation=0):
+        rules = ruleset.rules
+        self.rules = rules
+        self.default_action = ruleset.default_action
+        self.generation = generation
+        self.decision = self.alert = self.plain = self.perpkt = self.content = 0
+        self.header_alert = 0
+        self.field = {f: 0 for f in APP_FIELDS}
+        self.proto_any = 0
+        self.proto = {}
+        self.direction = {"inbound": 0, "outbound": 0, "any": 0}
+        for i, r in enumerate(rules):
+            bit = 1 << i
+            if r.decides:
+                self.decision |= bit
+            else:
+                self.alert |= bit
+            app = r.app_fields
+            for f in app:
+                self.field[f] |= bit
+            if r.per_packet:
+                self.perpkt |= bit
+            if not app and not r.per_packet:
+                self.plain |= bit
+                if not r.decides:
+                    self.header_alert |= bit
+            if r.content:
+                self.content |= bit
+            pnum = {"ip": None, "tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}[r.proto]
+            if pnum is None:
+                self.proto_any |= bit
+            else:
+                self.proto[pnum] = self.proto.get(pnum, 0) | bit
+            if r.direction == "any":
+                for k in self.direction:
+                    self.direction[k] |= bit
+            else:
+                self.direction[r.direction] |= bit
+        self.bit_of = {r.id: 1 << i for i, r in enumerate(rules)}
+        self.app_any = self.field["dns"] | self.field["tls"] | self.field["http"]
+        self.src = ix.AddrIndex((i, r.src) for i, r in enumerate(rules))
+        self.dst = ix.AddrIndex((i, r.dst) for i, r in enumerate(rules))
+        self.sport = ix.PortIndex((i, r.src_port) for i, r in enumerate(rules))
+        self.dport = ix.PortIndex((i, r.dst_port) for i, r in enumerate(rules))
+        self.names = {f: ix.NameIndex((i, getattr(r, _RULE_FIELD[f])) for i, r in enumerate(rules)
+                                      if getattr(r, _RULE_FIELD[f]) is not None)
+                      for f in APP_FIELDS}
+        self.prefilter = ix.ContentPrefilter((i, r.content) for i, r in enumerate(rules) if r.content)
+        self.thresholds = Thresholds()
+
+    # -- header candidates ---------------------------------------------------
+
+    def candidates(self, pkt, flow, to_server):
+        """Rules whose proto/addresses/ports/direction match this packet (cached per flow direction)."""
+        cache = flow.cand
+        if cache is None or cache[0] != self.generation:
+            cache = flow.cand = [self.generation, None, None]
+        slot = 1 if to_server else 2
+        m = cache[slot]
+        if m is None:
+            m = self.proto_any | self.proto.get(pkt.proto, 0)
+            if m:
+                m &= self.direction[flow.direction]
+            if m:
+                m &= self.src.lookup(pkt.src)
+            if m:
+                m &= self.dst.lookup(pkt.dst)
+            if m:
+                m &= self.sport.lookup(pkt.sport)
+            if m:
+                m &= self.dport.lookup(pkt.dport)
+            cache[slot] = m
+        return m
+
+    # -- per-packet conditions -----------------------------------------------
+
+    def packet_match(self, r, pkt, flow, to_server, scan):
+        """All of r's per-packet conditions hold for this packet. `scan` is a lazy
+        one-element cache of the content prefilter mask."""
+        if r.flow:
+            for kw in r.flow:
+                if kw == "to_server":
+                    if not to_server:
+                        return False
+                elif kw == "to_client":
+                    if to_server:
+                        return False
+                elif (kw == "established") != established(flow):
+                    return False
+        if r.tcp_flags is not None and (pkt.proto != TCP or not r.tcp_flags.matches(pkt.tcp_flags)):
+            return False
+        if r.icmp_type is not None and pkt.icmp_type != r.icmp_type:
+            return False
+        if r.icmp_code is not None and pkt.icmp_code != r.icmp_code:
+            return False
+        payload = pkt.payload
+        if r.content:
+            if scan[0] is None:
+                scan[0] = self.prefilter.scan(payload)
+            if not scan[0] & self.bit_of[r.id]:
+                return False
+            lowered = None
+            for c in r.content:
+                end = c.offset + c.depth if c.depth is not None else len(payload)
+                if c.nocase:
+                    if lowered is None:
+                        lowered = bytes(payload).lower()
+                    if lowered.find(c.value.lower(), c.offset, end) < 0:
+                        return False
+                elif payload.find(c.value, c.offset, end) < 0:
+                    return False
+        if r.regex is not None and r.regex.search(payload) is None:
+            return False
+        return True
+
+    # -- decisions -----------------------------------------------------------
+
+    def decide(self, pkt, flow, to_server, cand, within_depth, scan):
+        """(MATCH, rule) | (PENDING, rule) | (DEFAULT, None) for this packet."""
+        c = cand & self.decision
+        if c & self.app_any:
+            c = self._drop_unmatched_app(c, flow, within_depth)
+        if not within_depth:
+            c &= ~self.perpkt
+        rules = self.rules
+        plain = self.plain
+        while c:
+            low = c & -c
+            r = rules[low.bit_length() - 1]
+            if low & plain:
+                return MATCH, r
+            if low & self.app_any:
+                app = flow.app
+                if app is None or any(app.get(f) is None for f in r.app_fields):
+                    return PENDING, r
+            if low & self.perpkt and not self.packet_match(r, pkt, flow, to_server, scan):
+                return PENDING, r
+            return MATCH, r
+        return DEFAULT, None
+
+    def _drop_unmatched_app(self, c, flow, within_depth):
+        """Remove app-layer rules that can no longer match: their name is known and
+        does not fit, or the flow is past its depth without it."""
+        app = flow.app
+        for f in APP_FIELDS:
+            fmask = self.field[f]
+            if not c & fmask:
+                continue
+            names = app.get(f) if app is not None else None
+            if names is None:
+                if within_depth:
+                    continue
+                names = ()
+            c &= ~(fmask & ~self.names[f].lookup(names))
+        return c
+
+    # -- alerts --------------------------------------------------------------
+
+    def alerts(self, pkt, flow, to_server, cand, new_fields, scan):
+        """Alert rules that fire on this packet (before thresholds)."""
+        a = cand & self.alert
+        if not a:
+            return []
+        out = []
+        rules = self.rules
+        head = a & self.header_alert
+        if head:
+            seen = flow.alerted_rules
+            if seen is None:
+                seen = flow.alerted_rules = set()
+            for i in ix.bits(head):
+                key = (i, to_server)
+                if key not in seen:
+                    seen.add(key)
+                    out.append(rules[i])
+        rest = a & ~self.header_alert
+        if not rest:
+            return out
+        # App-layer rules only on the packet that completed a transaction of their field.
+        app_ok = 0
+        if new_fields:
+            for f in new_fields:
+                fmask = self.field[f]
+                if rest & fmask:
+                    app_ok |= fmask & self.names[f].lookup(flow.app.get(f) or ())
+        rest &= ~self.app_any | app_ok
+        # Content rules need their literals present: one prefilter scan decides most.
+        if rest & self.content:
+            if scan[0] is None:
+                scan[0] = self.prefilter.scan(pkt.payload)
+            rest &= ~self.content | scan[0]
+        for i in ix.bits(rest):
+            r = rules[i]
+            if not r.per_packet or self.packet_match(r, pkt, flow, to_server, scan):
+                out.append(r)
+        return out
+
+
+def established(flow):
+    if flow.proto == TCP:
+        return handshake_seen(flow) and flow.state in (ESTABLISHED, CLOSING)
+    return flow.state == ESTABLISHED

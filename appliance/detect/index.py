@@ -1,0 +1,182 @@
+"""Compiled lookup structures: rule sets as bitmasks (bit i = rules[i]).
+
+Every index answers "which rules could match this value" as one Python int, so a
+flow's candidate rules are a handful of dictionary/trie lookups and ANDs, however
+many rules there are. Rule order is bit order: the lowest set bit is the first
+rule in evaluation order.
+"""
+import ipaddress
+
+import pytricia
+
+try:
+    import hyperscan
+except ImportError:          # e.g. a platform without a wheel: plain bytes.find prefilter
+    hyperscan = None
+
+# Port ranges narrower than this are expanded into the exact-port dict.
+_EXPAND_RANGE = 4096
+
+
+def bits(mask):
+    """Yield set bit positions, lowest first."""
+    while mask:
+        low = mask & -mask
+        yield low.bit_length() - 1
+        mask ^= low
+
+
+class AddrIndex:
+    """Which rules' address set (src or dst) contains an IP."""
+
+    def __init__(self, entries):
+        self.any = 0
+        self.negated = []                      # [(bit, AddrSet)]: checked one by one
+        self.v4 = pytricia.PyTricia(32)
+        self.v6 = pytricia.PyTricia(128)
+        own = {}
+        for i, aset in entries:
+            bit = 1 << i
+            if aset is None:
+                self.any |= bit
+            elif aset.negated:
+                self.negated.append((bit, aset))
+            else:
+                for net in aset.networks:
+                    own[net] = own.get(net, 0) | bit
+        # Insert shortest prefixes first so each prefix can inherit the masks of
+        # the prefixes that cover it; a lookup's longest match is then the union.
+        for net in sorted(own, key=lambda n: (n.version, n.prefixlen)):
+            tree = self.v4 if net.version == 4 else self.v6
+            key = str(net)
+            cover = tree.get(key) or 0
+            tree[key] = own[net] | cover
+
+    def lookup(self, ip):
+        tree = self.v6 if ":" in ip else self.v4
+        try:
+            m = self.any | (tree.get(ip) or 0)
+        except ValueError:
+            return self.any
+        for bit, aset in self.negated:
+            if aset.contains(ip):
+                m |= bit
+        return m
+
+
+class PortIndex:
+    def __init__(self, entries):
+        self.any = 0
+        self.exact = {}
+        self.ranges = []                       # [(lo, hi, bit)] for wide ranges
+        self.negated = []
+        for i, pset in entries:
+            bit = 1 << i
+            if pset is None:
+                self.any |= bit
+            elif pset.negated:
+                self.negated.append((bit, pset))
+            else:
+                for lo, hi in pset.ranges:
+                    if hi - lo < _EXPAND_RANGE:
+                        for p in range(lo, hi + 1):
+                            self.exact[p] = self.exact.get(p, 0) | bit
+                    else:
+                        self.ranges.append((lo, hi, bit))
+
+    def lookup(self, port):
+        m = self.any | self.exact.get(port, 0)
+        for lo, hi, bit in self.ranges:
+            if lo <= port <= hi:
+                m |= bit
+        for bit, pset in self.negated:
+            if pset.contains(port):
+                m |= bit
+        return m
+
+
+class NameIndex:
+    """Which rules' name patterns (exact or *.suffix) match any of some names."""
+
+    def __init__(self, entries):
+        self.exact = {}
+        self.suffix = {}
+        for i, patterns in entries:
+            bit = 1 << i
+            for p in patterns:
+                d = self.suffix if p.wildcard else self.exact
+                d[p.name] = d.get(p.name, 0) | bit
+
+    def lookup(self, names):
+        m = 0
+        exact, suffix = self.exact, self.suffix
+        for name in names:
+            n = name.lower().rstrip(".")
+            m |= exact.get(n, 0)
+            if suffix:
+                pos = n.find(".")
+                while pos >= 0:
+                    m |= suffix.get(n[pos + 1:], 0)
+                    pos = n.find(".", pos + 1)
+        return m
+
+
+class ContentPrefilter:
+    """One multi-pattern scan per payload -> mask of rules whose contents may all be present.
+
+    Hyperscan finds every literal in one pass; exact offset/depth checks are done
+    afterwards, only for the few rules that survive.
+    """
+
+    def __init__(self, entries):
+        self.owner = []                        # pattern id -> rule bit
+        self.need = {}                         # rule bit -> number of distinct patterns it needs
+        patterns, flags = [], []
+        for i, contents in entries:
+            bit = 1 << i
+            self.need[bit] = len(contents)
+            for c in contents:
+                self.owner.append(bit)
+                patterns.append(c.value)
+                flags.append(hyperscan.HS_FLAG_SINGLEMATCH | (hyperscan.HS_FLAG_CASELESS if c.nocase else 0)
+                             if hyperscan else c.nocase)
+        self.patterns = patterns
+        self.flags = flags
+        self.db = None
+        if hyperscan and patterns:
+            self.db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+            self.db.compile(expressions=patterns, ids=list(range(len(patterns))),
+                            elements=len(patterns), flags=flags, literal=True)
+            self.scratch = hyperscan.Scratch(self.db)
+
+    def scan(self, payload):
+        """Mask of rules all of whose content literals occur somewhere in payload."""
+        if not self.patterns or not payload:
+            return 0
+        counts = {}
+        owner = self.owner
+        if self.db is not None:
+            def on_match(pid, start, end, flags, ctx):
+                bit = owner[pid]
+                counts[bit] = counts.get(bit, 0) + 1
+            self.db.scan(bytes(payload), match_event_handler=on_match, scratch=self.scratch)
+        else:
+            lowered = None
+            for pid, pat in enumerate(self.patterns):
+                if self.flags[pid]:
+                    lowered = lowered if lowered is not None else bytes(payload).lower()
+                    hit = pat.lower() in lowered
+                else:
+                    hit = pat in payload
+                if hit:
+                    counts[owner[pid]] = counts.get(owner[pid], 0) + 1
+        m = 0
+        need = self.need
+        for bit, n in counts.items():
+            if n >= need[bit]:
+                m |= bit
+        return m
+
+
+def parse_nets(values):
+    return tuple(ipaddress.ip_network(v, strict=False) for v in values)

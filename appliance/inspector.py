@@ -1,0 +1,327 @@
+"""The pipeline both sources feed: decode has happened; here a packet goes
+flow -> app-layer names -> detection -> verdict, and events go out.
+
+Live NFQUEUE workers and offline replay call the same `Inspector.process`, so a
+fix in one is a fix in both. Time is the packet's own timestamp: in replay the
+pcap clock drives timeouts and thresholds exactly as the wall clock does live.
+"""
+from dataclasses import dataclass, field
+import ipaddress
+
+import pytricia
+
+from . import applayer
+from .applayer import dns, tls, http
+from .detect.engine import Detector, MATCH, DEFAULT, APP_FIELDS
+from .flow import FlowTable, CLOSED
+from .output import events
+from .packet import TCP, UDP, SYN
+from .stream import StreamStart
+
+# app-layer bytes a flow must show before we give up naming its protocol
+_DETECT_GIVE_UP = 64
+
+
+@dataclass
+class Settings:
+    home_net: list | None = None          # CIDRs; None = the rule set's HOME_NET
+    outside_ifaces: tuple = ()            # live: packets arriving here come from outside
+    depth_packets: int = 16               # inspection depth per flow (both directions)
+    depth_bytes: int = 8192               # ... and payload bytes
+    max_flows: int = 100_000
+    offload: bool = True                  # decided flows skip inspection (live: kernel fast path)
+    stream_bytes: int = 8192              # first bytes of the client stream kept for app-layer names
+    anomaly_action: str = "pass"          # verdict for packets too malformed to have a flow
+    source_name: str = ""                 # replay: pcap file name for events
+
+
+@dataclass
+class Verdict:
+    action: str                           # "pass" | "drop" | "reject"
+    offload: bool = False                 # flow decided for good: hand it to the kernel
+    flow: object = None
+    alerts: list = field(default_factory=list)
+
+
+PASS = Verdict("pass")
+
+
+class Inspector:
+    def __init__(self, ruleset, settings=None, eve=None):
+        self.settings = settings or Settings()
+        self.eve = eve
+        self.flows = FlowTable(self.settings.max_flows)
+        self.generation = 0
+        self.detector = Detector(ruleset, self.generation)
+        self.ruleset = ruleset
+        self._home = self._home_tree(ruleset)
+        self.counters = events.Counters()
+        self.first_ts = None
+        self.now = 0.0
+
+    # -- public API ------------------------------------------------------------
+
+    def process(self, pkt):
+        """Inspect one decoded packet and return its Verdict. Never raises."""
+        try:
+            return self._process(pkt)
+        except Exception as e:           # a bug must not take the datapath down
+            self.counters.internal_errors += 1
+            self._emit(events.anomaly(pkt, None, "engine." + type(e).__name__, "engine", self.settings))
+            return PASS if self.settings.anomaly_action == "pass" else Verdict("drop")
+
+    def tick(self, now):
+        """Expire idle flows; call about once a second of packet time."""
+        self.now = max(self.now, now)
+        for flow in self.flows.expire(now):
+            self._end_flow(flow)
+
+    def reload(self, ruleset):
+        """Swap the rule set atomically. Decided flows keep their verdict; candidate
+        caches are invalidated by the generation number."""
+        self.generation += 1
+        self.detector = Detector(ruleset, self.generation)
+        self.ruleset = ruleset
+        self._home = self._home_tree(ruleset)
+
+    def stats_event(self):
+        ev = events.stats(self, self.now)
+        self._emit(ev)
+        return ev
+
+    def close(self):
+        for flow in self.flows.drain("shutdown"):
+            self._end_flow(flow)
+
+    # -- the packet path -------------------------------------------------------
+
+    def _process(self, pkt):
+        c = self.counters
+        c.count_packet(pkt)
+        if pkt.ts > self.now:
+            self.now = pkt.ts
+        if self.first_ts is None:
+            self.first_ts = pkt.ts
+        if pkt.anomalies:
+            for name in pkt.anomalies:
+                self._emit(events.anomaly(pkt, None, name, "decode", self.settings))
+        if pkt.ip_version == 0 or not pkt.src:
+            if pkt.anomalies and self.settings.anomaly_action == "drop":
+                c.blocked += 1
+                return Verdict("drop")
+            c.accepted += 1
+            return PASS
+
+        flow, to_server, evicted = self.flows.lookup(pkt)
+        if evicted is not None:
+            self._end_flow(evicted)
+        if flow.pkts_ts + flow.pkts_tc == 1:
+            flow.direction = self._direction(flow, pkt)
+
+        if flow.final:                     # decided for good: the fast path
+            action = "drop" if flow.verdict != "pass" else "pass"
+            c.count_verdict(action)
+            c.fast_path += 1
+            return Verdict(action, self.settings.offload, flow)
+
+        s = self.settings
+        within_before = flow.inspected_pkts < s.depth_packets and flow.inspected_bytes < s.depth_bytes
+        flow.inspected_pkts += 1
+        flow.inspected_bytes += len(pkt.payload)
+        within = flow.inspected_pkts < s.depth_packets and flow.inspected_bytes < s.depth_bytes
+
+        new_fields = self._applayer(pkt, flow, to_server) if within_before else ()
+        det = self.detector
+        cand = det.candidates(pkt, flow, to_server)
+        scan = [None]
+
+        action = flow.verdict
+        decided_now = None
+        if action is None or (action == "pass" and new_fields):
+            status, rule = det.decide(pkt, flow, to_server, cand, within, scan)
+            if status == MATCH and (action is None or rule.action != "pass"):
+                flow.verdict, flow.verdict_rule, decided_now = rule.action, rule, rule
+            elif status == DEFAULT and action is None:
+                flow.verdict = det.default_action
+        pkt_action = flow.verdict or "pass"
+        if pkt_action == "reject" and decided_now is None:
+            pkt_action = "drop"            # the RST/unreachable went out with the deciding packet
+
+        fired = det.alerts(pkt, flow, to_server, cand, new_fields, scan) if within_before else []
+        if decided_now is not None and decided_now.log:
+            fired.append(decided_now)
+        emitted = []
+        for rule in fired:
+            if det.thresholds.allow(rule, pkt, flow, pkt.ts):
+                flow.alerted = True
+                emitted.append(rule)
+                self._emit(events.alert(pkt, flow, rule, pkt_action, self.settings))
+            c.alerts_suppressed = det.thresholds.suppressed
+        c.alerts += len(emitted)
+
+        if flow.verdict in ("drop", "reject"):
+            flow.final = True
+        elif flow.verdict == "pass":
+            flow.final = not within or not self._more_to_inspect(flow, to_server)
+        offload = flow.final and s.offload
+        if offload:
+            flow.offloaded = True
+        if flow.state == CLOSED and flow.proto == TCP:
+            pass                           # kept until its short closed timeout, for late retransmits
+        c.count_verdict(pkt_action)
+        return Verdict(pkt_action, offload, flow, emitted)
+
+    def _more_to_inspect(self, flow, to_server):
+        """Could anything still fire or change the verdict on a later packet?"""
+        det = self.detector
+        reverse = _Reverse(flow, not to_server)
+        other = det.candidates(reverse, flow, not to_server)
+        cand = (flow.cand[1] or 0) | (flow.cand[2] or 0) | other
+        if cand & det.alert & ~det.header_alert:
+            return True                    # content/packet/app alert rules still look
+        if other & det.header_alert and not (flow.pkts_tc if to_server else flow.pkts_ts):
+            return True                    # the other direction's header alerts have not fired yet
+        # Multi-transaction protocols: a later DNS query / HTTP request may hit an app rule.
+        if cand & det.decision & det.app_any and flow.app_proto in ("dns", "http"):
+            return True
+        return False
+
+    # -- app layer -------------------------------------------------------------
+
+    def _applayer(self, pkt, flow, to_server):
+        """Extract names from the client's first bytes; return the fields that got
+        a new transaction on this packet."""
+        proto = flow.proto
+        if proto == TCP:
+            if not to_server:
+                return ()
+            streams = flow.streams
+            if streams is None:
+                streams = flow.streams = [StreamStart(self.settings.stream_bytes)]
+            st = streams[0]
+            grew = st.add(pkt.seq, pkt.payload, bool(pkt.tcp_flags & SYN))
+            if not grew:
+                return ()
+            data = st.data
+            done = st.complete
+        elif proto == UDP:
+            data = pkt.payload
+            if not data:
+                return ()
+            done = True
+        else:
+            return ()
+
+        if flow.app_proto is None:
+            guess = applayer.detect(data, proto, flow.sport, flow.dport)
+            if guess is None:
+                if done or len(data) >= _DETECT_GIVE_UP:
+                    self._set_app(flow, "failed")
+                return ()
+            self._set_app(flow, guess)
+        ap = flow.app_proto
+        if ap == "tls":
+            if flow.app["tls"] is not None:
+                return ()
+            hello = tls.parse_client_hello(data)
+            if hello is applayer.MORE:
+                if done:
+                    flow.app["tls"] = []
+                return ()
+            if hello is applayer.NOT:
+                flow.app["tls"] = []
+                self._emit(events.anomaly(pkt, flow, "tls.invalid_client_hello", "applayer", self.settings))
+                return ()
+            flow.app["tls"] = [hello.sni] if hello.sni else []
+            flow.app_tx = hello
+            return ("tls",)
+        if ap == "http":
+            reqs, more = http.parse_requests(data)
+            if len(reqs) <= flow.tx_count:
+                if not more and not reqs and flow.app["http"] is None:
+                    flow.app["http"] = []
+                return ()
+            req = reqs[-1]
+            flow.tx_count = len(reqs)
+            flow.app["http"] = [req.host] if req.host else []
+            flow.app_tx = req
+            return ("http",)
+        if ap == "dns":
+            if proto == UDP:
+                msg = dns.parse_message(data)
+                msgs = [msg] if msg is not None else []
+                if not to_server:
+                    return ()
+            else:
+                msgs, _ = dns.parse_tcp(data)
+                msgs = msgs[flow.tx_count:]
+                flow.tx_count += len(msgs)
+            queries = [m for m in msgs if not m.response and m.queries]
+            if not queries:
+                if flow.app["dns"] is None and done and proto == TCP:
+                    flow.app["dns"] = []
+                return ()
+            flow.app["dns"] = [q.rrname for m in queries for q in m.queries]
+            flow.app_tx = queries[-1]
+            return ("dns",)
+        return ()
+
+    def _set_app(self, flow, proto):
+        flow.app_proto = proto
+        # Fields of other protocols are known to be absent; ours stays open until parsed.
+        flow.app = {f: ([] if f != proto else None) for f in APP_FIELDS}
+        self.counters.app_flows[proto] = self.counters.app_flows.get(proto, 0) + 1
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _direction(self, flow, pkt):
+        outside = self.settings.outside_ifaces
+        if outside and pkt.in_iface:
+            return "inbound" if pkt.in_iface in outside else "outbound"
+        src_in = self._in_home(flow.src)
+        dst_in = self._in_home(flow.dst)
+        if dst_in and not src_in:
+            return "inbound"
+        if src_in and not dst_in:
+            return "outbound"
+        return "any"
+
+    def _in_home(self, ip):
+        tree = self._home[1 if ":" in ip else 0]
+        try:
+            return tree.get(ip) is not None
+        except ValueError:
+            return False
+
+    def _home_tree(self, ruleset):
+        nets = self.settings.home_net
+        if nets is None:
+            nets = [n for n in (ruleset.vars.get("HOME_NET") or []) if isinstance(n, str) and not n.startswith(("!", "$"))]
+        v4, v6 = pytricia.PyTricia(32), pytricia.PyTricia(128)
+        for n in nets:
+            try:
+                net = ipaddress.ip_network(str(n), strict=False)
+            except ValueError:
+                continue
+            (v4 if net.version == 4 else v6)[str(net)] = True
+        return v4, v6
+
+    def _end_flow(self, flow):
+        self.counters.flows_ended[flow.reason] = self.counters.flows_ended.get(flow.reason, 0) + 1
+        self._emit(events.flow(flow, self.settings))
+
+    def _emit(self, event):
+        if self.eve is not None:
+            self.eve.write(event)
+
+
+class _Reverse:
+    """The minimal packet view detection needs to look up the other direction."""
+    __slots__ = ("proto", "src", "dst", "sport", "dport")
+
+    def __init__(self, flow, to_server):
+        self.proto = flow.proto
+        if to_server:
+            self.src, self.sport, self.dst, self.dport = flow.src, flow.sport, flow.dst, flow.dport
+        else:
+            self.src, self.sport, self.dst, self.dport = flow.dst, flow.dport, flow.src, flow.sport

@@ -1,0 +1,212 @@
+"""Build EVE events (alert, anomaly, flow, stats) in Suricata's schema.
+
+Only keys the Suricata EVE schema defines are used; appliance-specific detail
+goes where the schema leaves room (alert.metadata).
+"""
+from .eve import timestamp
+from ..packet import PROTO_NAMES, TCP, ICMP, ICMPV6
+
+_FLAG_LETTERS = ((0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x10, "A"), (0x20, "U"), (0x40, "E"), (0x80, "C"))
+
+
+def proto_name(p):
+    return PROTO_NAMES.get(p, str(p))
+
+
+def _base(event_type, ts, settings, pkt=None):
+    ev = {"timestamp": timestamp(ts), "event_type": event_type}
+    return ev
+
+
+def _addresses(ev, pkt, flow, settings):
+    if flow is not None:
+        ev["flow_id"] = flow.id
+    if pkt is not None and pkt.src:
+        ev["src_ip"] = pkt.src
+        ev["src_port"] = pkt.sport
+        ev["dest_ip"] = pkt.dst
+        ev["dest_port"] = pkt.dport
+        ev["proto"] = proto_name(pkt.proto)
+        if pkt.proto in (ICMP, ICMPV6) and pkt.icmp_type >= 0:
+            ev["icmp_type"] = pkt.icmp_type
+            ev["icmp_code"] = pkt.icmp_code
+        if pkt.vlan:
+            ev["vlan"] = list(pkt.vlan)
+    if pkt is not None and pkt.in_iface:
+        ev["in_iface"] = pkt.in_iface
+    if settings.source_name:
+        ev["pcap_filename"] = settings.source_name
+        if pkt is not None and pkt.pcap_cnt:
+            ev["pcap_cnt"] = pkt.pcap_cnt
+        elif flow is not None and flow.pcap_cnt:
+            ev["pcap_cnt"] = flow.pcap_cnt
+
+
+def app_fields(ev, flow):
+    """Add app_proto and the dns/tls/http object of the flow's current transaction."""
+    if flow is None or flow.app_proto in (None, "failed"):
+        return
+    ev["app_proto"] = flow.app_proto
+    tx = flow.app_tx
+    if tx is None:
+        return
+    if flow.app_proto == "dns":
+        ev["dns"] = {"version": 3, "type": "request", "id": tx.id,
+                     "queries": [{"rrname": q.rrname, "rrtype": q.rrtype} for q in tx.queries]}
+    elif flow.app_proto == "tls":
+        t = {"version": tx.version}
+        if tx.sni:
+            t["sni"] = tx.sni
+        if tx.alpn:
+            t["client_alpns"] = list(tx.alpn)
+        ev["tls"] = t
+    elif flow.app_proto == "http":
+        h = {"url": tx.uri, "http_method": tx.method, "protocol": tx.protocol}
+        if tx.host:
+            h["hostname"] = tx.host
+        if tx.user_agent:
+            h["http_user_agent"] = tx.user_agent
+        ev["http"] = h
+
+
+def alert(pkt, flow, rule, pkt_action, settings):
+    ev = _base("alert", pkt.ts, settings)
+    _addresses(ev, pkt, flow, settings)
+    a = {
+        "action": "blocked" if pkt_action in ("drop", "reject") else "allowed",
+        "gid": 1,
+        "signature_id": rule.id,
+        "rev": 1,
+        "signature": rule.msg,
+        "severity": rule.severity,
+    }
+    if rule.classtype:
+        a["category"] = rule.classtype
+    meta = {k: list(v) for k, v in (rule.metadata or {}).items()}
+    meta.setdefault("rule_action", [rule.action])
+    meta.setdefault("rule_source", [f"{rule.file}:{rule.line}"])
+    a["metadata"] = meta
+    ev["alert"] = a
+    if flow is not None:
+        ev["direction"] = "to_server" if pkt.src == flow.src and pkt.sport == flow.sport else "to_client"
+    app_fields(ev, flow)
+    return ev
+
+
+def anomaly(pkt, flow, name, layer, settings):
+    ev = _base("anomaly", pkt.ts, settings)
+    _addresses(ev, pkt, flow, settings)
+    kind = "applayer" if layer == "applayer" else ("stream" if name.startswith("stream.") else "decode")
+    ev["anomaly"] = {"type": kind, "event": name, "layer": layer}
+    return ev
+
+
+def tcp_flags_hex(flags):
+    return f"{flags:02x}"
+
+
+def flow(f, settings):
+    ev = {"timestamp": timestamp(f.last), "flow_id": f.id, "event_type": "flow",
+          "src_ip": f.src, "src_port": f.sport, "dest_ip": f.dst, "dest_port": f.dport,
+          "proto": proto_name(f.proto)}
+    if f.in_iface:
+        ev["in_iface"] = f.in_iface
+    if settings.source_name:
+        ev["pcap_filename"] = settings.source_name
+        if f.pcap_cnt:
+            ev["pcap_cnt"] = f.pcap_cnt
+    if f.app_proto not in (None, "failed"):
+        ev["app_proto"] = f.app_proto
+    fl = {
+        "pkts_toserver": f.pkts_ts, "pkts_toclient": f.pkts_tc,
+        "bytes_toserver": f.bytes_ts, "bytes_toclient": f.bytes_tc,
+        "start": timestamp(f.start), "end": timestamp(f.last),
+        "age": int(f.last - f.start),
+        "state": f.state, "reason": f.reason, "alerted": f.alerted,
+        "action": f.verdict or "pass",
+    }
+    if f.offloaded:
+        fl["bypass"] = "kernel" if settings.outside_ifaces else "offload"
+    ev["flow"] = fl
+    if f.proto == TCP:
+        ev["tcp"] = {"tcp_flags": tcp_flags_hex(f.flags_ts | f.flags_tc),
+                     "tcp_flags_ts": tcp_flags_hex(f.flags_ts), "tcp_flags_tc": tcp_flags_hex(f.flags_tc),
+                     "state": f.state}
+    if f.verdict_rule is not None:
+        ev["metadata"] = {"flowbits": [f"verdict_rule:{f.verdict_rule.id}"]}
+    return ev
+
+
+class Counters:
+    """Per-inspector counters, reported in the stats event."""
+
+    def __init__(self):
+        self.pkts = self.bytes = self.invalid = 0
+        self.ipv4 = self.ipv6 = self.tcp = self.udp = self.icmpv4 = self.icmpv6 = 0
+        self.vlan = self.non_ip = 0
+        self.encap = {}
+        self.accepted = self.blocked = self.rejected = 0
+        self.alerts = self.alerts_suppressed = 0
+        self.fast_path = 0
+        self.internal_errors = 0
+        self.flows_ended = {}
+        self.app_flows = {}
+
+    def count_packet(self, pkt):
+        self.pkts += 1
+        self.bytes += pkt.length
+        if pkt.anomalies:
+            self.invalid += 1
+        v = pkt.ip_version
+        if v == 4:
+            self.ipv4 += 1
+        elif v == 6:
+            self.ipv6 += 1
+        else:
+            self.non_ip += 1
+            if pkt.encap:
+                self.encap[pkt.encap] = self.encap.get(pkt.encap, 0) + 1
+        p = pkt.proto
+        if p == 6:
+            self.tcp += 1
+        elif p == 17:
+            self.udp += 1
+        elif p == 1:
+            self.icmpv4 += 1
+        elif p == 58:
+            self.icmpv6 += 1
+        if pkt.vlan:
+            self.vlan += 1
+
+    def count_verdict(self, action):
+        if action == "pass":
+            self.accepted += 1
+        elif action == "drop":
+            self.blocked += 1
+        else:
+            self.rejected += 1
+
+
+def stats(inspector, now):
+    c = inspector.counters
+    ft = inspector.flows
+    uptime = int(now - inspector.first_ts) if inspector.first_ts is not None else 0
+    decoder = {"pkts": c.pkts, "bytes": c.bytes, "invalid": c.invalid, "ipv4": c.ipv4, "ipv6": c.ipv6,
+               "tcp": c.tcp, "udp": c.udp, "icmpv4": c.icmpv4, "icmpv6": c.icmpv6, "vlan": c.vlan,
+               "mpls": c.encap.get("mpls", 0), "pppoe": c.encap.get("pppoe", 0), "arp": c.encap.get("arp", 0),
+               "unknown_ethertype": sum(v for k, v in c.encap.items() if k.startswith("ethertype-"))}
+    if c.pkts:
+        decoder["avg_pkt_size"] = c.bytes // c.pkts
+    return {
+        "timestamp": timestamp(now), "event_type": "stats",
+        "stats": {
+            "uptime": uptime,
+            "decoder": decoder,
+            "flow": {"total": ft.total, "active": len(ft), "tcp": ft.by_proto.get(6, 0),
+                     "udp": ft.by_proto.get(17, 0), "icmpv4": ft.by_proto.get(1, 0),
+                     "icmpv6": ft.by_proto.get(58, 0)},
+            "flow_bypassed": {"local_pkts": c.fast_path, "closed": c.flows_ended.get("closed", 0)},
+            "detect": {"alert": c.alerts, "alerts_suppressed": c.alerts_suppressed},
+            "ips": {"accepted": c.accepted, "blocked": c.blocked, "rejected": c.rejected},
+        },
+    }
