@@ -161,10 +161,12 @@ def start_appliance(lab: Lab, config: Path, timeout: float = 30) -> subprocess.P
 
 
 def queue_ready(lab: Lab) -> bool:
-    """Our NFQUEUE rule is in the appliance namespace's ruleset and a process is bound to a queue."""
-    rules = run(ns_exec(lab.fw, "iptables-save"), check=False).stdout
+    """A queue rule is in the appliance namespace's IPv4 and IPv6 rulesets and a process is bound to a queue."""
+    for save in ("iptables-save", "ip6tables-save"):
+        if "NFQUEUE" not in run(ns_exec(lab.fw, save), check=False).stdout:
+            return False
     queues = run(ns_exec(lab.fw, "cat", "/proc/net/netfilter/nfnetlink_queue"), check=False).stdout
-    return "NFQUEUE" in rules and bool(queues.strip())
+    return bool(queues.strip())
 
 
 def stop_appliance(lab: Lab, proc: subprocess.Popen, grace: float = 15) -> str:
