@@ -363,3 +363,77 @@ def test_check_never_raises_on_bad_paths(tmp_path):
     assert msg.startswith(f"{binary}:1: cannot read:")
     empty = write(tmp_path, "", "e.yaml")
     assert check(empty) == [] and load_rules(empty).rules == []
+
+
+# ---- properties: list semantics against a brute-force reading, and check() never raising
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+port_item = st.tuples(st.booleans(), st.integers(0, 300), st.integers(0, 40))
+addr_item = st.tuples(st.booleans(), st.integers(0, 255), st.integers(24, 32))
+
+
+def _expected(items, member):
+    pos = [x for neg, x in items if not neg]
+    neg = [x for neg, x in items if neg]
+    return (not pos or any(member(x) for x in pos)) and not any(member(x) for x in neg)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(port_item, min_size=1, max_size=5), st.booleans())
+def test_port_list_semantics(tmp_path_factory, items, negate_all):
+    specs = [(neg, (lo, lo + width)) for neg, lo, width in items]
+    yaml_items = ", ".join(f'"{"!" if neg else ""}{lo}-{hi}"' for neg, (lo, hi) in specs)
+    text = f"vars: {{P: [{yaml_items}]}}\nrules: [{{id: 1, action: alert, proto: tcp, " \
+           f"dst_port: \"{'!' if negate_all else ''}$P\"}}]\n"
+    p = tmp_path_factory.mktemp("p") / "r.yaml"
+    p.write_text(text)
+    found = check(p)
+    ps = None if found else load_rules(p).rules[0].dst_port
+    for port in range(0, 345):
+        want = _expected(specs, lambda r: r[0] <= port <= r[1]) != negate_all
+        if found:                          # only "matches no port" is a legitimate refusal
+            assert found == [f"{p}:2: dst_port matches no port"] and not want
+            continue
+        assert (True if ps is None else ps.contains(port)) == want, (text, port)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(addr_item, min_size=1, max_size=5))
+def test_address_list_semantics(tmp_path_factory, items):
+    import ipaddress
+    nets = [(neg, ipaddress.ip_network(f"10.0.0.{host}/{plen}", strict=False)) for neg, host, plen in items]
+    yaml_items = ", ".join(f'"{"!" if neg else ""}{n}"' for neg, n in nets)
+    p = tmp_path_factory.mktemp("a") / "r.yaml"
+    p.write_text(f"rules: [{{id: 1, action: alert, src: [{yaml_items}]}}]\n")
+    found = check(p)
+    s = None if found else load_rules(p).rules[0].src
+    for host in list(range(256)) + ["10.0.1.1"]:
+        ip = f"10.0.0.{host}" if isinstance(host, int) else host
+        want = _expected(nets, lambda n: ipaddress.ip_address(ip) in n)
+        if found:
+            assert found == [f"{p}:1: src matches no address"] and not want
+            continue
+        assert (True if s is None else s.contains(ip)) == want
+
+
+yaml_leaf = st.one_of(st.none(), st.booleans(), st.integers(-5, 70000), st.text(max_size=12),
+                      st.sampled_from(["any", "!any", "$HOME_NET", "$NOPE", "[1,", "1-2", "S+", "*.", "10.0.0.0/8"]))
+yaml_value = st.recursive(yaml_leaf, lambda c: st.lists(c, max_size=3) | st.dictionaries(
+    st.sampled_from(["value", "hex", "type", "track", "count", "seconds", "x"]), c, max_size=3), max_leaves=6)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.sampled_from((
+    "id", "action", "proto", "src", "dst", "src_port", "dst_port", "flow", "tcp_flags", "icmp_type",
+    "content", "regex", "dns_query", "threshold", "log", "metadata", "bogus")), yaml_value, max_size=8),
+    yaml_value)
+def test_check_never_raises(tmp_path_factory, rule, var):
+    import yaml
+    p = tmp_path_factory.mktemp("f") / "r.yaml"
+    p.write_text(yaml.safe_dump({"vars": {"V": var}, "default_action": "pass", "rules": [rule]}))
+    found = check(p)
+    assert all(line.startswith(f"{p}:") for line in found)
+    if found:
+        with pytest.raises(RuleError):
+            load_rules(p)
