@@ -59,21 +59,26 @@ ICMP_ECHO = frozenset({0, 8})
 ICMPV6_ECHO = frozenset({128, 129})
 
 
-def _v4name(raw, _cache={}):
-    # inet_ntoa costs more than a dict hit and flows repeat addresses; the cache
-    # is cleared when large so a spoofed-source flood cannot grow it unbounded.
+# Address text by raw bytes: inet_ntoa/inet_ntop cost more than a dict hit and
+# flows repeat addresses. Cleared when large so a spoofed-source flood cannot grow them.
+_V4_NAMES = {}
+_V6_NAMES = {}
+ADDRESS_CACHE_SIZE = 65536
+
+
+def _v4name(raw, _cache=_V4_NAMES):
     name = _cache.get(raw)
     if name is None:
-        if len(_cache) >= 65536:
+        if len(_cache) >= ADDRESS_CACHE_SIZE:
             _cache.clear()
         name = _cache[raw] = inet_ntoa(raw)
     return name
 
 
-def _v6name(raw, _cache={}):
+def _v6name(raw, _cache=_V6_NAMES):
     name = _cache.get(raw)
     if name is None:
-        if len(_cache) >= 65536:
+        if len(_cache) >= ADDRESS_CACHE_SIZE:
             _cache.clear()
         name = _cache[raw] = inet_ntop(AF_INET6, raw)
     return name
