@@ -19,7 +19,7 @@ import time
 
 from . import down, is_up, shielded, up
 from .services import REPO_ROOT, TELNET_BANNER, TESTMYIDS_BODY, spawn
-from .topology import HOME_NET, SERVER_V4, SERVER_V6, Lab, LabError, alive, ns_exec, run
+from .topology import HOME_NET, SERVER_V4, SERVER_V6, Lab, LabError, ns_exec, run
 
 DEFAULT_RULES = REPO_ROOT / "rules" / "lab"
 CLIENT_TIMEOUT = 4          # seconds a client waits before we call the probe "blocked"
