@@ -240,7 +240,10 @@ def attribute(alerts: list, sent: list) -> list:
 
 def _alert_text(a: dict) -> str:
     al = a.get("alert", {})
-    return f"{al.get('signature_id')} {al.get('signature', '')} ({al.get('action', '?')})"
+    name = (a.get("tls", {}).get("sni") or a.get("http", {}).get("hostname")
+            or next((q.get("rrname") for q in a.get("dns", {}).get("queries", [])), None))
+    seen = f" [{a.get('app_proto')} {name}]" if name else ""
+    return f"{al.get('signature_id')} {al.get('signature', '')} ({al.get('action', '?')}){seen}"
 
 
 def report(sent: list, unclaimed: list, shutdown: str, events: list, eve: Path, out=sys.stdout) -> bool:
