@@ -52,7 +52,9 @@ class Defragmenter:
         self.stats = {"fragments": 0, "reassembled": 0, "overlaps": 0, "timeouts": 0,
                       "evicted": 0, "too_large": 0}
 
-    def __len__(self):
+    @property
+    def held_datagrams(self) -> int:
+        # A property, not __len__: an empty Defragmenter must stay truthy (`defrag or Defragmenter()`).
         return len(self._datagrams)
 
     def feed(self, pkt):

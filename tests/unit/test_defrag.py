@@ -25,6 +25,10 @@ def feed_all(defrag, wires, ts=1.0):
     return outs, done
 
 
+def test_empty_defragmenter_is_truthy():
+    assert Defragmenter()  # callers write `defrag or Defragmenter()`
+
+
 def test_non_fragment_passes_through_unchanged():
     pkt = decode_l3(raw(IP() / TCP()))
     assert Defragmenter().feed(pkt) is pkt
@@ -40,7 +44,7 @@ def test_ipv4_in_order():
     out = done[0]
     assert out.l3 == wire and out.frag is None and out.anomalies == []
     assert (out.sport, out.dport, len(out.payload)) == (5353, 53, 3000)
-    assert d.stats["fragments"] == 4 and d.stats["reassembled"] == 1 and len(d) == 0 and d.held_bytes == 0
+    assert d.stats["fragments"] == 4 and d.stats["reassembled"] == 1 and d.held_datagrams == 0 and d.held_bytes == 0
 
 
 def test_ipv4_out_of_order_copies_context_from_completing_fragment():
@@ -122,7 +126,7 @@ def test_reassembly_over_65535_is_dropped_with_anomaly():
     too_far = decode_l3(raw(IP(**base, frag=8100) / (b"y" * 1000)))   # ends at 65800
     out = d.feed(too_far)
     assert out is too_far and "ipv4.frag_pkt_too_large" in out.anomalies
-    assert len(d) == 0 and d.stats["too_large"] == 1 and d.held_bytes == 0
+    assert d.held_datagrams == 0 and d.stats["too_large"] == 1 and d.held_bytes == 0
 
 
 def ipv6_fragments(wire, mtu=1280):
@@ -166,8 +170,8 @@ def test_timeout_expiry_drops_and_counts():
     frags = ipv4_fragments(ipv4_datagram())
     d = Defragmenter(timeout=30.0)
     d.feed(decode_l3(frags[0], ts=100.0))
-    assert d.expire(120.0) == 0 and len(d) == 1
-    assert d.expire(131.0) == 1 and len(d) == 0 and d.held_bytes == 0
+    assert d.expire(120.0) == 0 and d.held_datagrams == 1
+    assert d.expire(131.0) == 1 and d.held_datagrams == 0 and d.held_bytes == 0
     assert d.stats["timeouts"] == 1
     # the rest of the datagram arriving late cannot complete it
     assert feed_all(d, frags[1:], ts=132.0)[1] == []
@@ -177,7 +181,7 @@ def test_old_datagrams_expire_as_later_fragments_arrive():
     d = Defragmenter(timeout=5.0)
     d.feed(decode_l3(ipv4_fragments(ipv4_datagram(ident=1))[0], ts=0.0))
     d.feed(decode_l3(ipv4_fragments(ipv4_datagram(ident=2))[0], ts=10.0))
-    assert len(d) == 1 and d.stats["timeouts"] == 1
+    assert d.held_datagrams == 1 and d.stats["timeouts"] == 1
 
 
 def test_datagram_count_bound_evicts_oldest():
@@ -185,7 +189,7 @@ def test_datagram_count_bound_evicts_oldest():
     datagrams = [ipv4_datagram(ident=i, size=400) for i in range(5)]
     for i, wire in enumerate(datagrams):
         d.feed(decode_l3(ipv4_fragments(wire, size=200)[0], ts=float(i)))
-    assert len(d) == 3 and d.stats["evicted"] == 2
+    assert d.held_datagrams == 3 and d.stats["evicted"] == 2
     # the oldest two are gone, the newest can still complete
     assert feed_all(d, ipv4_fragments(datagrams[0], size=200)[1:])[1] == []
     assert feed_all(d, ipv4_fragments(datagrams[4], size=200)[1:])[1][0].l3 == datagrams[4]
@@ -195,11 +199,11 @@ def test_byte_bound_evicts_oldest():
     d = Defragmenter(max_bytes=5000)
     for i in range(4):
         d.feed(decode_l3(ipv4_fragments(ipv4_datagram(ident=i, size=4000), size=2000)[0], ts=float(i)))
-    assert d.held_bytes <= 5000 and d.stats["evicted"] >= 2 and len(d) <= 2
+    assert d.held_bytes <= 5000 and d.stats["evicted"] >= 2 and d.held_datagrams <= 2
 
 
 def test_fragment_with_hole_never_completes():
     frags = ipv4_fragments(ipv4_datagram())
     d = Defragmenter()
     assert feed_all(d, [frags[0], frags[1], frags[3]])[1] == []
-    assert len(d) == 1
+    assert d.held_datagrams == 1
