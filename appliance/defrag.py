@@ -13,6 +13,7 @@ import struct
 from collections import OrderedDict
 
 from .decode import decode_l3, ipv6_fragment_header
+from .packet import Packet
 
 MAX_IP_LENGTH = 65535
 
@@ -57,7 +58,7 @@ class Defragmenter:
         # A property, not __len__: an empty Defragmenter must stay truthy (`defrag or Defragmenter()`).
         return len(self._datagrams)
 
-    def feed(self, pkt):
+    def feed(self, pkt: Packet) -> Packet | None:
         """Return pkt if it is not a fragment, None while a datagram is incomplete, else the datagram."""
         if pkt.frag is None:
             return pkt
@@ -158,7 +159,7 @@ class Defragmenter:
                 break
         if pos < end:
             return None
-        body = b"".join(pieces_bytes for _, pieces_bytes in pieces)[:end]
+        body = b"".join(held for _, held in pieces)[:end]
         self._drop(key)
         header = dgram.header
         if pkt.ip_version == 4:
