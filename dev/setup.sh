@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install what the appliance, its lab and its tests need on Debian 12, as root.
+# Idempotent: re-running only checks. Fails hard on the first error.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  # datapath: NFQUEUE via iptables-nft, connmark, conntrack, namespaces
+  iptables nftables conntrack iproute2 libnetfilter-queue-dev
+  # building the C extensions (netfilterqueue, pytricia)
+  gcc python3-dev python3-pip python3-venv
+  # the lab's real clients and servers
+  curl dnsutils netcat-openbsd iputils-ping socat openssl dnsmasq-base iperf3 tcpdump
+  # AMI tooling checks (packer validate, systemd-analyze verify)
+  packer systemd
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Debian's system Python refuses global pip installs (PEP 668); the appliance is
+# a system service here, so install into it deliberately.
+export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+python3 -m pip install -q -e ".[live,aws,test]"
+echo "setup: ok ($(python3 --version), appliance $(python3 -m appliance --version))" >&2
