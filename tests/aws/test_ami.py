@@ -1,0 +1,168 @@
+"""The AMI build: the Packer template (fmt, validate, structure) and ami/provision.sh run
+for real into a scratch root, its systemd units checked by systemd-analyze."""
+import configparser
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "packer.pkr.hcl"
+PLUGINS = REPO / "packer-plugins.pkr.hcl"
+VENV = "/opt/appliance/venv"
+
+
+def packer_version():
+    out = subprocess.run(["packer", "version"], capture_output=True, text=True).stdout
+    m = re.search(r"v(\d+)\.(\d+)", out)
+    return (int(m[1]), int(m[2])) if m else (0, 0)
+
+
+needs_packer = pytest.mark.skipif(not shutil.which("packer"), reason="packer not installed (apt-get install packer)")
+
+
+@needs_packer
+@pytest.mark.parametrize("path", [TEMPLATE, PLUGINS])
+def test_packer_fmt(path):
+    r = subprocess.run(["packer", "fmt", "-check", str(path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@needs_packer
+def test_packer_validate(tmp_path):
+    if packer_version() >= (1, 7):
+        r = subprocess.run(["packer", "validate", "."], cwd=REPO, capture_output=True, text=True)
+        if "plugin" in r.stdout + r.stderr and r.returncode != 0:
+            pytest.skip("packer >= 1.7 without the amazon plugin (run packer init .)")
+        assert r.returncode == 0, r.stdout + r.stderr
+        return
+    # Packer 1.6.6 (Debian 12) predates required_plugins and the amazon-ebs metadata_options
+    # block: the syntax check covers the real file, a full validate covers every other field.
+    r = subprocess.run(["packer", "validate", "-syntax-only", "packer.pkr.hcl"], cwd=REPO,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    text = TEMPLATE.read_text()
+    stripped = re.sub(r"\n  metadata_options \{.*?\n  \}\n", "\n", text, flags=re.S)
+    assert stripped != text
+    (tmp_path / "packer.pkr.hcl").write_text(stripped)
+    for name in ("appliance", "ami", "rules", "docs", "pyproject.toml"):
+        (tmp_path / name).symlink_to(REPO / name)
+    r = subprocess.run(["packer", "validate", "packer.pkr.hcl"], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_template_structure():
+    text = TEMPLATE.read_text()
+    for block in re.findall(r'variable "(\w+)" \{(.*?)\n\}', text, flags=re.S):
+        assert re.search(r'description\s*=\s*"[^"]{10,}"', block[1]), f"variable {block[0]} has no description"
+    uploads = re.findall(r'"\$\{path\.root\}/([^"]+)"', text)
+    assert "ami/provision.sh" in uploads and "appliance" in uploads
+    for rel in uploads:
+        assert (REPO / rel).exists(), f"the template uploads {rel}, which does not exist"
+    assert re.search(r'metadata_options \{[^}]*http_tokens\s*=\s*"required"', text, flags=re.S)
+    assert 'owners      = ["136693071363"]' in text
+    assert 'name                = "debian-12-${local.debian_arch}-*"' in text
+    assert "required_plugins" not in text and "required_plugins" in PLUGINS.read_text()
+
+
+def _units(root):
+    out = {}
+    for name in ("appliance.service", "appliance-bootstrap.service"):
+        cp = configparser.ConfigParser(strict=False, interpolation=None)
+        cp.optionxform = str
+        cp.read(root / "etc/systemd/system" / name)
+        out[name] = cp
+    return out
+
+
+def _provision(dest, src=REPO):
+    env = dict(os.environ, DESTDIR=str(dest), SRC=str(src), SKIP_APT="1",
+               VENV_ARGS="--system-site-packages",
+               PIP_INSTALL_ARGS="--no-deps --no-index --no-build-isolation")
+    return subprocess.run(["bash", str(REPO / "ami/provision.sh")], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    try:
+        import wheel  # noqa: F401  (setuptools < 70 builds wheels through it)
+    except ImportError:
+        pytest.skip("pip install wheel: needed to build the appliance offline")
+    dest = tmp_path_factory.mktemp("root")
+    r = _provision(dest)
+    assert r.returncode == 0, r.stderr
+    return dest
+
+
+def test_provision_installs_the_appliance(installed):
+    root = installed
+    py = root / VENV.lstrip("/") / "bin/python"
+    r = subprocess.run([str(py), "-c", "import appliance.aws.bootstrap as b; print(b.__file__)"],
+                       capture_output=True, text=True, cwd="/")
+    assert r.returncode == 0 and str(root) in r.stdout, r.stderr   # from the venv, not the checkout
+    assert (root / VENV.lstrip("/") / "bin/appliance").exists()
+    for rel in ("etc/appliance/appliance.yaml", "etc/sysctl.d/60-appliance.conf", "etc/logrotate.d/appliance",
+                "etc/modules-load.d/appliance.conf", "var/log/appliance"):
+        assert (root / rel).exists(), rel
+    for unit in ("appliance.service", "appliance-bootstrap.service"):   # what `systemctl enable` makes
+        link = root / "etc/systemd/system/multi-user.target.wants" / unit
+        assert os.readlink(link) == f"/etc/systemd/system/{unit}"
+    shipped = sorted(p.relative_to(REPO / "rules") for p in (REPO / "rules").rglob("*") if p.is_file())
+    assert shipped and shipped == sorted(p.relative_to(root / "etc/appliance/rules")
+                                         for p in (root / "etc/appliance/rules").rglob("*") if p.is_file())
+    assert "copytruncate" in (root / "etc/logrotate.d/appliance").read_text()
+
+
+def test_default_config_is_what_bootstrap_reads(installed):
+    from appliance.aws.bootstrap import load_config
+    sel, settings = load_config(str(installed / "etc/appliance/appliance.yaml"))
+    assert sel == {"outside": "auto", "inside": "auto", "management": "auto"}
+    assert settings["source_dest_check"] == "disable"
+
+
+def test_units(installed):
+    u = _units(installed)
+    run, boot = u["appliance.service"]["Service"], u["appliance-bootstrap.service"]["Service"]
+    assert run["ExecStart"] == f"{VENV}/bin/appliance run --config /etc/appliance/appliance.yaml"
+    assert run["ExecReload"] == "/bin/kill -HUP $MAINPID" and run["Restart"] == "on-failure"
+    assert run["CapabilityBoundingSet"] == run["AmbientCapabilities"] == "CAP_NET_ADMIN CAP_NET_RAW"
+    assert run["ProtectSystem"] == "strict" and run["ReadWritePaths"] == "/var/log/appliance /run/appliance"
+    assert run["NoNewPrivileges"] == run["ProtectHome"] == run["PrivateTmp"] == "yes"
+    assert boot["Type"] == "oneshot" and boot["RemainAfterExit"] == "yes"
+    assert boot["ExecStart"].startswith(f"{VENV}/bin/appliance bootstrap ")
+    assert u["appliance.service"]["Unit"]["Requires"] == "appliance-bootstrap.service"
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
+def test_units_pass_systemd_analyze_verify(installed, tmp_path):
+    # Point ExecStart at the scratch root's venv so verify also checks the binaries exist.
+    for name in ("appliance.service", "appliance-bootstrap.service"):
+        text = (installed / "etc/systemd/system" / name).read_text()
+        (tmp_path / name).write_text(text.replace(VENV, str(installed) + VENV))
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no", "./appliance.service",
+                        "./appliance-bootstrap.service"], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0 and not r.stderr.strip(), r.stderr
+
+
+def test_provision_keeps_a_supplied_config_and_is_rerunnable(installed):
+    cfg = installed / "etc/appliance/appliance.yaml"
+    original = cfg.read_text()
+    cfg.write_text("interfaces:\n  outside: ens5\n")
+    try:
+        r = _provision(installed)
+        assert r.returncode == 0, r.stderr
+        assert cfg.read_text() == "interfaces:\n  outside: ens5\n"
+    finally:
+        cfg.write_text(original)
+
+
+def test_provision_fails_hard_and_says_why(tmp_path):
+    r = _provision(tmp_path / "root", src=tmp_path)
+    assert r.returncode != 0
+    assert "provision.sh: check:" in r.stderr and "no pyproject.toml" in r.stderr
+    assert not (tmp_path / "root").exists()
