@@ -46,7 +46,7 @@ class Flow:
         "verdict", "verdict_rule", "final", "offloaded", "alerted", "alerted_rules",
         "app_proto", "app", "streams", "cand", "direction", "in_iface",
         "flags_ts", "flags_tc", "reason",
-        "app_tx", "tx_count", "pcap_cnt",
+        "app_tx", "tx_count", "pcap_cnt", "pcap_file",
     )
 
     def __init__(self, key, pkt, reverse=False):
@@ -83,6 +83,7 @@ class Flow:
         self.app_tx = None           # the latest parsed transaction (DnsMessage, ClientHello, HttpRequest)
         self.tx_count = 0            # transactions parsed so far (HTTP requests, DNS-over-TCP messages)
         self.pcap_cnt = pkt.pcap_cnt # replay: number of the flow's latest packet in its file
+        self.pcap_file = ""          # replay: the file that packet came from
 
 
 # tcp_seen bits

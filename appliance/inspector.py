@@ -117,6 +117,8 @@ class Inspector:
             self._end_flow(evicted)
         if flow.pkts_ts + flow.pkts_tc == 1:
             flow.direction = self._direction(flow, pkt)
+        if self.settings.source_name:
+            flow.pcap_file = self.settings.source_name
 
         if flow.final:                     # decided for good: the fast path
             action = "drop" if flow.verdict != "pass" else "pass"
@@ -133,12 +135,15 @@ class Inspector:
         new_fields = self._applayer(pkt, flow, to_server) if within_before else ()
         det = self.detector
         cand = det.candidates(pkt, flow, to_server)
+        # Verdict rules describe the connection (initiator -> responder), whichever
+        # way this packet goes; alert rules look at the packet's own direction.
+        cand_flow = cand if to_server else det.candidates(_Reverse(flow, True), flow, True)
         scan = [None]
 
         action = flow.verdict
         decided_now = None
         if action is None or (action == "pass" and new_fields):
-            status, rule = det.decide(pkt, flow, to_server, cand, within, scan)
+            status, rule = det.decide(pkt, flow, to_server, cand_flow, within, scan)
             if status == MATCH and (action is None or rule.action != "pass"):
                 flow.verdict, flow.verdict_rule, decided_now = rule.action, rule, rule
             elif status == DEFAULT and action is None:

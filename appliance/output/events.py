@@ -111,8 +111,8 @@ def flow(f, settings):
           "proto": proto_name(f.proto)}
     if f.in_iface:
         ev["in_iface"] = f.in_iface
-    if settings.source_name:
-        ev["pcap_filename"] = settings.source_name
+    if f.pcap_file:
+        ev["pcap_filename"] = f.pcap_file
         if f.pcap_cnt:
             ev["pcap_cnt"] = f.pcap_cnt
     if f.app_proto not in (None, "failed"):
