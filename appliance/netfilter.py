@@ -1,0 +1,185 @@
+"""The kernel ruleset the appliance owns: install, replace atomically, remove.
+
+Layout (filter table, IPv4 and IPv6 alike; every object is ours and named APPLIANCE-*):
+
+    FORWARD            -m comment --comment appliance -j APPLIANCE-FWD     (one jump, never duplicated)
+    APPLIANCE-FWD      -i OUTSIDE -o INSIDE -j APPLIANCE-INSPECT
+                       -i INSIDE -o OUTSIDE -j APPLIANCE-INSPECT
+    APPLIANCE-INSPECT  connmark PASS   -> ACCEPT             offloaded flows stay in the kernel
+                       connmark DROP   -> DROP
+                       connmark REJECT -> REJECT (tcp-reset / admin-prohibited)
+                       nfmark != 0     -> CONNMARK --save-mark   a worker just decided: remember it
+                       nfmark PASS     -> ACCEPT
+                       nfmark != 0     -> DROP                   (drop; reject was already answered by the worker)
+                       -> NFQUEUE --queue-num N | --queue-balance A:B [--queue-bypass]
+
+Offload works with the NF_REPEAT verdict: the worker sets the nfmark and repeats, so the
+packet re-enters the FORWARD hook, reaches the save-mark rule and conntrack carries the
+decision for the rest of the flow. A mark saved in mangle POSTROUTING instead would never
+see drop-offloaded packets (they die in FORWARD), and keeping everything in one chain of
+one table makes the whole state readable in one `iptables-save`.
+
+Both chains are written with `iptables-nft-restore --noflush`: declaring a chain flushes it,
+so a re-install replaces our rules in one transaction and leaves everybody else's alone.
+This kernel family lacks the nftables `queue` expression on some builds, so the queue is
+the xt NFQUEUE target through iptables-nft, which works everywhere; `capabilities()` says
+what the running kernel offers.
+"""
+import logging
+import os
+import subprocess
+
+log = logging.getLogger("appliance.netfilter")
+
+COMMENT = "appliance"
+JUMP_CHAIN = "APPLIANCE-FWD"
+INSPECT_CHAIN = "APPLIANCE-INSPECT"
+
+# Offload marks live under one mask so we never clobber other users of nfmark/connmark.
+MARK_MASK = 0x00300000
+MARK_PASS = 0x00100000
+MARK_DROP = 0x00200000
+MARK_REJECT = 0x00300000
+OFFLOAD_MARKS = {"pass": MARK_PASS, "drop": MARK_DROP, "reject": MARK_REJECT}
+
+FAMILIES = {
+    4: {"restore": "iptables-nft-restore", "cmd": "iptables-nft", "unreach": "icmp-admin-prohibited"},
+    6: {"restore": "ip6tables-nft-restore", "cmd": "ip6tables-nft", "unreach": "icmp6-adm-prohibited"},
+}
+
+
+class NetfilterError(Exception):
+    pass
+
+
+def _run(argv, stdin=None, check=True):
+    try:
+        r = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=30)
+    except FileNotFoundError:
+        raise NetfilterError(f"{argv[0]} not found: install the iptables package (nft backend)") from None
+    if check and r.returncode != 0:
+        raise NetfilterError(f"{' '.join(argv)} failed (exit {r.returncode}): {r.stderr.strip()}")
+    return r
+
+
+def queue_target(queues: range, fail_open: bool) -> str:
+    """The NFQUEUE target text. queue-balance hashes addresses only (not ports), so one
+    host pair always lands on one worker; --queue-bypass accepts when no worker listens."""
+    if len(queues) == 1:
+        t = f"-j NFQUEUE --queue-num {queues[0]}"
+    else:
+        t = f"-j NFQUEUE --queue-balance {queues[0]}:{queues[-1]}"
+    return t + (" --queue-bypass" if fail_open else "")
+
+
+def chains_text(family: int, outside: str, inside: str, queues: range, fail_open: bool) -> str:
+    """A restore description of OUR chains only (without the FORWARD jump)."""
+    m = f"0x{MARK_MASK:x}"
+    unreach = FAMILIES[family]["unreach"]
+    lines = [
+        "*filter",
+        f":{JUMP_CHAIN} - [0:0]",
+        f":{INSPECT_CHAIN} - [0:0]",
+        f"-A {JUMP_CHAIN} -i {outside} -o {inside} -j {INSPECT_CHAIN}",
+        f"-A {JUMP_CHAIN} -i {inside} -o {outside} -j {INSPECT_CHAIN}",
+        f"-A {INSPECT_CHAIN} -m connmark --mark 0x{MARK_PASS:x}/{m} -j ACCEPT",
+        f"-A {INSPECT_CHAIN} -m connmark --mark 0x{MARK_DROP:x}/{m} -j DROP",
+        f"-A {INSPECT_CHAIN} -p tcp -m connmark --mark 0x{MARK_REJECT:x}/{m} -j REJECT --reject-with tcp-reset",
+        f"-A {INSPECT_CHAIN} -m connmark --mark 0x{MARK_REJECT:x}/{m} -j REJECT --reject-with {unreach}",
+        f"-A {INSPECT_CHAIN} -m mark ! --mark 0x0/{m} -j CONNMARK --save-mark --nfmask {m} --ctmask {m}",
+        f"-A {INSPECT_CHAIN} -m mark --mark 0x{MARK_PASS:x}/{m} -j ACCEPT",
+        f"-A {INSPECT_CHAIN} -m mark ! --mark 0x0/{m} -j DROP",
+        f"-A {INSPECT_CHAIN} {queue_target(queues, fail_open)}",
+        "COMMIT",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+JUMP_SPEC = ["-m", "comment", "--comment", COMMENT, "-j", JUMP_CHAIN]
+
+
+def _jump_count(family: int) -> int:
+    r = _run([FAMILIES[family]["cmd"], "-w", "-S", "FORWARD"], check=False)
+    want = f"-A FORWARD -m comment --comment {COMMENT} -j {JUMP_CHAIN}"
+    return sum(1 for line in r.stdout.splitlines() if line.strip() == want)
+
+
+def ipv6_available() -> bool:
+    return os.path.exists("/proc/sys/net/ipv6")
+
+
+def install(outside: str, inside: str, queues: range, fail_open: bool) -> None:
+    """Install or atomically replace our chains; add the FORWARD jump once (first position)."""
+    for family in (4, 6):
+        if family == 6 and not ipv6_available():
+            log.warning("IPv6 is disabled in this kernel: only IPv4 is inspected")
+            continue
+        text = chains_text(family, outside, inside, queues, fail_open)
+        jumps = _jump_count(family)
+        if jumps == 0:
+            text = text.replace("COMMIT\n", f"-I FORWARD 1 {' '.join(JUMP_SPEC)}\nCOMMIT\n")
+        _run([FAMILIES[family]["restore"], "-w", "--noflush"], stdin=text)
+        for _ in range(jumps - 1):       # left over by an older version or a manual edit
+            _run([FAMILIES[family]["cmd"], "-w", "-D", "FORWARD", *JUMP_SPEC])
+        log.info("installed IPv%d chains: %s <-> %s, %s", family, outside, inside,
+                 queue_target(queues, fail_open)[3:])
+
+
+def remove() -> None:
+    """Delete our jump(s) and chains; never anything else. Quiet when nothing is installed."""
+    for family in (4, 6):
+        if family == 6 and not ipv6_available():
+            continue
+        cmd = FAMILIES[family]["cmd"]
+        for _ in range(_jump_count(family)):
+            _run([cmd, "-w", "-D", "FORWARD", *JUMP_SPEC])
+        for chain in (JUMP_CHAIN, INSPECT_CHAIN):
+            _run([cmd, "-w", "-F", chain], check=False)
+        for chain in (JUMP_CHAIN, INSPECT_CHAIN):
+            _run([cmd, "-w", "-X", chain], check=False)
+    log.info("removed appliance chains")
+
+
+def installed_jumps() -> dict:
+    """{4: n, 6: n}: how many FORWARD jumps to our chain exist (1 when healthy)."""
+    return {f: _jump_count(f) for f in (4, 6) if f == 4 or ipv6_available()}
+
+
+def _nft_queue_expression() -> bool:
+    """Does nf_tables offer the `queue` expression? Checked with `nft -c` (nothing is created)."""
+    probe = ("table inet appliance_probe {\n chain c {\n  type filter hook forward priority 0; policy accept;\n"
+             "  queue num 0 bypass\n }\n}\n")
+    try:
+        r = subprocess.run(["nft", "-c", "-f", "-"], input=probe, capture_output=True, text=True, timeout=10)
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return False
+    return r.returncode == 0
+
+
+def capabilities() -> dict:
+    """What this kernel offers the datapath; logged at start."""
+    caps = {
+        "nft_queue_expression": _nft_queue_expression(),
+        "nfnetlink_queue": os.path.exists("/proc/net/netfilter/nfnetlink_queue"),
+        "ipv6": ipv6_available(),
+        "queue_backend": "iptables-nft NFQUEUE (xt target)",
+        "offload": "connmark (NF_REPEAT + CONNMARK --save-mark)",
+    }
+    log.info("kernel capabilities: %s", caps)
+    return caps
+
+
+def queue_counters() -> dict:
+    """queue number -> {"queued": packets ever queued, "dropped": kernel drops, "user_dropped": ...}
+    from /proc/net/netfilter/nfnetlink_queue (one line per bound queue)."""
+    out = {}
+    try:
+        with open("/proc/net/netfilter/nfnetlink_queue") as f:
+            for line in f:
+                v = line.split()
+                if len(v) >= 8:
+                    out[int(v[0])] = {"portid": int(v[1]), "waiting": int(v[2]), "dropped": int(v[5]),
+                                      "user_dropped": int(v[6]), "queued": int(v[7])}
+    except OSError:
+        pass
+    return out

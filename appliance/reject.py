@@ -1,0 +1,122 @@
+"""Answers for rejected packets: a TCP RST to the sender, or ICMP/ICMPv6 administratively
+prohibited quoting the offending packet. Built with struct (no scapy on the datapath) and
+sent from the original destination's address through a raw socket bound to the ingress
+interface, so the answer leaves on the side the packet came from.
+
+The offending packet itself is dropped by the caller; locally sent packets traverse OUTPUT,
+not FORWARD, so they are never queued back to us.
+"""
+import socket
+import struct
+
+from appliance.packet import TCP, ACK, SYN, FIN, RST
+
+SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+ICMP_UNREACH, ICMP_ADMIN_PROHIBITED = 3, 13
+ICMP6_UNREACH, ICMP6_ADMIN_PROHIBITED = 1, 1
+V4_QUOTE = 576 - 20 - 8           # RFC 1812: the error datagram fits in 576 bytes
+V6_QUOTE = 1280 - 40 - 8          # RFC 4443: the error fits in the minimum IPv6 MTU
+
+
+def checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def _pseudo(version, src, dst, proto, length):
+    if version == 4:
+        return socket.inet_pton(socket.AF_INET, src) + socket.inet_pton(socket.AF_INET, dst) + \
+            struct.pack("!BBH", 0, proto, length)
+    return socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst) + \
+        struct.pack("!I3xB", length, proto)
+
+
+def _ip_header(version, src, dst, proto, payload_len):
+    if version == 4:
+        hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + payload_len, 0, 0x4000, 64, proto, 0,
+                          socket.inet_pton(socket.AF_INET, src), socket.inet_pton(socket.AF_INET, dst))
+        return hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:]
+    return struct.pack("!IHBB16s16s", 6 << 28, payload_len, proto, 64,
+                       socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst))
+
+
+def tcp_reset(pkt) -> bytes:
+    """A RST from the packet's destination back to its sender (RFC 793 reset generation):
+    seq = the packet's ack when it has one, else 0 with ACK set to cover what it sent."""
+    seg_len = len(pkt.payload) + (1 if pkt.tcp_flags & SYN else 0) + (1 if pkt.tcp_flags & FIN else 0)
+    if pkt.tcp_flags & ACK:
+        seq, ack, flags = pkt.ack, 0, RST
+    else:
+        seq, ack, flags = 0, (pkt.seq + seg_len) & 0xFFFFFFFF, RST | ACK
+    tcp = struct.pack("!HHIIBBHHH", pkt.dport, pkt.sport, seq, ack, 5 << 4, flags, 0, 0, 0)
+    csum = checksum(_pseudo(pkt.ip_version, pkt.dst, pkt.src, TCP, len(tcp)) + tcp)
+    tcp = tcp[:16] + struct.pack("!H", csum) + tcp[18:]
+    return _ip_header(pkt.ip_version, pkt.dst, pkt.src, TCP, len(tcp)) + tcp
+
+
+def unreachable(pkt) -> bytes:
+    """ICMP type 3 code 13 / ICMPv6 type 1 code 1 from the packet's destination, quoting it."""
+    if pkt.ip_version == 4:
+        quote = pkt.l3[:V4_QUOTE]
+        icmp = struct.pack("!BBHI", ICMP_UNREACH, ICMP_ADMIN_PROHIBITED, 0, 0) + quote
+        icmp = icmp[:2] + struct.pack("!H", checksum(icmp)) + icmp[4:]
+        return _ip_header(4, pkt.dst, pkt.src, 1, len(icmp)) + icmp
+    quote = pkt.l3[:V6_QUOTE]
+    icmp = struct.pack("!BBHI", ICMP6_UNREACH, ICMP6_ADMIN_PROHIBITED, 0, 0) + quote
+    csum = checksum(_pseudo(6, pkt.dst, pkt.src, 58, len(icmp)) + icmp)
+    icmp = icmp[:2] + struct.pack("!H", csum) + icmp[4:]
+    return _ip_header(6, pkt.dst, pkt.src, 58, len(icmp)) + icmp
+
+
+def answer(pkt) -> bytes | None:
+    """What to send back for a rejected packet; None when nothing may be sent (RSTs and
+    ICMP errors are never answered, RFC 1122 / RFC 4443, nor are non-IP packets)."""
+    if pkt.ip_version not in (4, 6) or not pkt.src or not pkt.dst:
+        return None
+    if pkt.proto == TCP:
+        return None if pkt.tcp_flags & RST else tcp_reset(pkt)
+    if pkt.proto == 1 and pkt.icmp_type not in (0, 8, 13, 14, 15, 16, 17, 18):
+        return None                   # only ICMP queries get an error back
+    if pkt.proto == 58 and not 128 <= pkt.icmp_type <= 255:
+        return None                   # ICMPv6 errors are types 0..127
+    if pkt.frag and pkt.frag[1] != 0:
+        return None                   # a non-first fragment: the first one gets the answer
+    return unreachable(pkt)
+
+
+class Rejector:
+    """Raw sockets per (family, interface), opened on first use and kept open."""
+
+    def __init__(self):
+        self._socks = {}
+
+    def _sock(self, version, iface):
+        key = (version, iface)
+        s = self._socks.get(key)
+        if s is None:
+            if version == 4:
+                s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+                s.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+            else:
+                s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)  # implies header included
+            if iface:
+                s.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, iface.encode())
+            self._socks[key] = s
+        return s
+
+    def send(self, pkt) -> bool:
+        """Send the answer for `pkt` out of its ingress interface; False when none is due."""
+        data = answer(pkt)
+        if data is None:
+            return False
+        self._sock(pkt.ip_version, pkt.in_iface).sendto(data, (pkt.src, 0))
+        return True
+
+    def close(self):
+        for s in self._socks.values():
+            s.close()
+        self._socks.clear()

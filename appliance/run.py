@@ -1,0 +1,181 @@
+"""`appliance run`: the supervisor of the inline datapath.
+
+start    load config + rules (any problem: FILE:LINE lines on stderr, exit 2), check the
+         kernel, install our netfilter chains, fork one worker per NFQUEUE queue
+run      restart a worker that died (logged), with a short back-off
+SIGHUP   validate the rule files; valid -> every worker reloads (decided flows keep their
+         verdict); invalid -> the problems are logged and the running rules stay
+SIGUSR1  every worker writes a `stats` event
+SIGTERM  workers drain their queue and exit; then, per failure_mode:
+           open   -> our chains are removed: traffic forwards uninspected
+           closed -> our chains stay: new flows are dropped (no worker, no bypass) until
+                     `appliance run` starts again; `--remove` deletes them on purpose
+kill -9  workers die with the supervisor (PDEATHSIG); the chains stay: open mode bypasses
+         the empty queues, closed mode drops; offloaded flows keep their kernel verdict
+"""
+import argparse
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import time
+
+from appliance import netfilter
+from appliance.config import ConfigError, load_config, resolve_interfaces
+
+log = logging.getLogger("appliance.run")
+
+RESTART_BACKOFF = 1.0            # seconds between restarts of one queue's worker
+
+
+def _load_rules(cfg):
+    from appliance.detect.loader import load_rules
+    return load_rules([cfg.rules], home_net=list(cfg.home_net))
+
+
+class Supervisor:
+    def __init__(self, cfg, ruleset):
+        self.cfg = cfg
+        self.ruleset = ruleset
+        self.ctx = multiprocessing.get_context("fork")     # workers inherit the loaded rules
+        self.workers = {}                                  # queue -> Process
+        self.last_start = {}
+        self.pending = []                                  # signals to act on in the loop
+        self.restarts = 0
+
+    def _signal(self, signum, _frame):
+        self.pending.append(signum)
+
+    def start_worker(self, queue):
+        from appliance.source.nfqueue import worker_main
+        p = self.ctx.Process(target=worker_main, name=f"appliance-q{queue}",
+                             args=(self.cfg, queue, self.ruleset, lambda: _load_rules(self.cfg)))
+        p.start()
+        self.workers[queue] = p
+        self.last_start[queue] = time.monotonic()
+        log.info("queue %d: worker %d started", queue, p.pid)
+
+    def run(self) -> int:
+        cfg = self.cfg
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+            signal.signal(s, self._signal)
+        # Workers bind before the rules point at their queues, so no packet waits on an empty queue.
+        for q in cfg.queues:
+            self.start_worker(q)
+        netfilter.install(cfg.outside, cfg.inside, cfg.queues, cfg.fail_open)
+        log.info("running: %d worker(s) on queue(s) %s, failure_mode=%s, offload=%s, rules=%s",
+                 cfg.workers, f"{cfg.queues[0]}-{cfg.queues[-1]}", cfg.failure_mode, cfg.offload, cfg.rules)
+        while True:
+            while self.pending:
+                s = self.pending.pop(0)
+                if s in (signal.SIGTERM, signal.SIGINT):
+                    return self.stop()
+                if s == signal.SIGHUP:
+                    self.reload()
+                elif s == signal.SIGUSR1:
+                    self._signal_workers(signal.SIGUSR1)
+            for q, p in list(self.workers.items()):
+                if not p.is_alive() and time.monotonic() - self.last_start[q] >= RESTART_BACKOFF:
+                    p.join(0)
+                    self.restarts += 1
+                    log.error("queue %d: worker %d died (exit %s); restarting", q, p.pid, p.exitcode)
+                    self.start_worker(q)
+            time.sleep(0.2)
+
+    def _signal_workers(self, signum):
+        for p in self.workers.values():
+            if p.is_alive():
+                try:
+                    os.kill(p.pid, signum)
+                except ProcessLookupError:
+                    pass
+
+    def reload(self):
+        try:
+            ruleset = _load_rules(self.cfg)
+        except Exception as e:
+            problems = getattr(e, "problems", None) or [str(e)]
+            log.error("reload refused, the running rules stay:\n%s", "\n".join(problems))
+            return
+        self.ruleset = ruleset                   # restarted workers start with these
+        self._signal_workers(signal.SIGHUP)
+        log.info("reload: %d rule(s) from %s", len(ruleset.rules), self.cfg.rules)
+
+    def stop(self) -> int:
+        if self.cfg.fail_open:
+            netfilter.remove()                   # open: forward uninspected from now on
+        self._signal_workers(signal.SIGTERM)
+        for p in self.workers.values():
+            p.join(10)
+            if p.is_alive():
+                log.error("worker %d did not stop; killing it", p.pid)
+                p.kill()
+                p.join()
+        if not self.cfg.fail_open:
+            log.warning("failure_mode closed: the appliance chains stay installed, new flows are dropped "
+                        "until `appliance run` starts again (`appliance run --remove` deletes them)")
+        log.info("stopped")
+        return 0
+
+
+def main_run(args: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="appliance run", description="the inline NFQUEUE datapath (root)")
+    ap.add_argument("--config", required=True, help="appliance.yaml")
+    ap.add_argument("--remove", action="store_true",
+                    help="delete the appliance's netfilter chains and exit (e.g. after a closed-mode stop)")
+    ap.add_argument("--check", action="store_true", help="validate config and rules, then exit")
+    a = ap.parse_args(args)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s appliance[%(process)d] %(levelname)s %(message)s")
+    try:
+        cfg = load_config(a.config)
+    except ConfigError as e:
+        print("\n".join(e.problems), file=sys.stderr)
+        return 2
+    if a.remove:
+        try:
+            netfilter.remove()
+        except netfilter.NetfilterError as e:
+            print(f"appliance run --remove: {e}", file=sys.stderr)
+            return 1
+        return 0
+    try:
+        ruleset = _load_rules(cfg)
+    except Exception as e:
+        problems = getattr(e, "problems", None) or [f"{cfg.rules}:1: {e}"]
+        print("\n".join(problems), file=sys.stderr)
+        return 2
+    if a.check:
+        print(f"{a.config}: ok; {len(ruleset.rules)} rule(s) from {cfg.rules}")
+        return 0
+    try:
+        cfg = resolve_interfaces(cfg)
+    except ConfigError as e:
+        print("\n".join(e.problems), file=sys.stderr)
+        return 2
+    if os.geteuid() != 0:
+        print("appliance run: needs root (NFQUEUE, netfilter, raw sockets)", file=sys.stderr)
+        return 1
+    for name in (cfg.outside, cfg.inside):
+        if not os.path.exists(f"/sys/class/net/{name}"):
+            print(f"{cfg.path}: interface {name!r} does not exist on this host", file=sys.stderr)
+            return 2
+    netfilter.capabilities()
+    try:
+        with open("/proc/sys/net/ipv4/ip_forward") as f:
+            if f.read().strip() != "1":
+                log.warning("net.ipv4.ip_forward is 0: nothing will be forwarded through the appliance")
+    except OSError:
+        pass
+    sup = Supervisor(cfg, ruleset)
+    try:
+        return sup.run()
+    except netfilter.NetfilterError as e:
+        log.error("%s", e)
+        sup._signal_workers(signal.SIGTERM)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main_run(sys.argv[1:]))

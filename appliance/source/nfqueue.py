@@ -1,0 +1,273 @@
+"""Live packets from NFQUEUE: one worker process per queue.
+
+A worker binds its queue, asks the kernel for fail-open and GSO (netfilterqueue has no
+API for either: we send the NFQNL_MSG_CONFIG message on its own netlink socket), then
+for every packet: decode_l3 -> Inspector.process -> verdict. Verdicts never modify the
+packet (netfilterqueue copies at most ~4 KB of it; the kernel keeps the full skb as long
+as we do not call set_payload), so a 9001-byte jumbo or a 64 KB GSO packet forwards whole.
+
+Verdicts:
+  pass            accept
+  drop            drop
+  reject          send RST / ICMP unreachable (appliance.reject), then drop
+  + offload       set our connmark bits and REPEAT: the packet re-enters FORWARD, our
+                  chain saves the mark to conntrack and the kernel handles the rest of the flow
+
+Workers share one EVE file: EveWriter writes each line with one write() on an O_APPEND
+descriptor, so lines from several workers never interleave.
+"""
+import ctypes
+import errno
+import logging
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+import warnings
+
+from appliance import netfilter
+from appliance.decode import decode_l3
+from appliance.reject import Rejector
+
+log = logging.getLogger("appliance.nfqueue")
+
+COPY_RANGE = 65535           # netfilterqueue clamps this to ~4 KB (its receive buffer)
+QUEUE_MAXLEN = 4096          # packets the kernel holds for us before fail-open / drop
+
+# linux/netfilter/nfnetlink_queue.h
+NETLINK_NETFILTER = 12
+NFNL_SUBSYS_QUEUE = 3
+NFQNL_MSG_CONFIG = 2
+NFQA_CFG_MASK, NFQA_CFG_FLAGS = 4, 5
+NFQA_CFG_F_FAIL_OPEN, NFQA_CFG_F_CONNTRACK, NFQA_CFG_F_GSO = 0x1, 0x2, 0x4
+NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
+NLMSG_ERROR = 2
+PR_SET_PDEATHSIG = 1
+
+
+class _Backlog:
+    """Feeds datagrams we had to read past (while waiting for our netlink ACK) back into
+    netfilterqueue through run_socket(), which reads until EAGAIN."""
+
+    def __init__(self, datagrams):
+        self.datagrams = list(datagrams)
+
+    def recv(self, _size):
+        if not self.datagrams:
+            raise BlockingIOError(errno.EAGAIN, "backlog empty")
+        return self.datagrams.pop(0)
+
+
+def set_queue_flags(nfq, queue_num: int, flags: int, mask: int, timeout: float = 2.0) -> None:
+    """NFQNL_MSG_CONFIG {NFQA_CFG_MASK, NFQA_CFG_FLAGS} for our queue, on the socket that
+    owns it (the kernel only accepts config from the bound portid). Raises OSError with
+    the kernel's errno when refused (EOPNOTSUPP: this kernel lacks a flag)."""
+    sock = socket.fromfd(nfq.get_fd(), socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+    try:
+        seq = int(time.monotonic() * 1000) & 0x7FFFFFFF
+        body = struct.pack("!BBH", socket.AF_UNSPEC, 0, queue_num)        # nfgenmsg; res_id = queue
+        body += struct.pack("=HH", 8, NFQA_CFG_MASK) + struct.pack("!I", mask)
+        body += struct.pack("=HH", 8, NFQA_CFG_FLAGS) + struct.pack("!I", flags)
+        msg_type = (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_CONFIG
+        sock.sendto(struct.pack("=IHHII", 16 + len(body), msg_type, NLM_F_REQUEST | NLM_F_ACK, seq, 0) + body,
+                    (0, 0))
+        backlog, deadline = [], time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([sock], [], [], left)[0]:
+                raise OSError(errno.ETIMEDOUT, "no answer to NFQNL_MSG_CONFIG")
+            data = sock.recv(1 << 17)
+            if len(data) >= 20:
+                _, mtype, _, mseq, _ = struct.unpack_from("=IHHII", data)
+                if mtype == NLMSG_ERROR and mseq == seq:
+                    err = struct.unpack_from("=i", data, 16)[0]
+                    break
+            backlog.append(data)                  # a queued packet that arrived first
+        if backlog:
+            nfq.run_socket(_Backlog(backlog))
+        if err:
+            raise OSError(-err, os.strerror(-err))
+    finally:
+        sock.close()
+
+
+class Counters:
+    __slots__ = ("packets", "passed", "dropped", "rejected", "offloaded", "errors", "anomalies", "reject_sent")
+
+    def __init__(self):
+        for k in self.__slots__:
+            setattr(self, k, 0)
+
+    def as_dict(self):
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+class Worker:
+    """One queue, one Inspector, one process."""
+
+    def __init__(self, cfg, queue_num, ruleset, load_rules=None):
+        self.cfg = cfg
+        self.queue_num = queue_num
+        self.ruleset = ruleset
+        self.load_rules = load_rules         # () -> RuleSet, for SIGHUP
+        self.counters = Counters()
+        self.ifnames = {}
+        self.rejector = Rejector()
+        self.flags = set()                   # signals seen, handled in the loop
+        self.fail_verdict = "accept" if cfg.fail_open else "drop"
+
+    # -- per packet ------------------------------------------------------------
+
+    def ifname(self, index):
+        name = self.ifnames.get(index)
+        if name is None:
+            try:
+                name = socket.if_indextoname(index)
+            except OSError:
+                name = ""
+            self.ifnames[index] = name
+        return name
+
+    def on_packet(self, nfpkt):
+        c = self.counters
+        c.packets += 1
+        try:
+            p = decode_l3(nfpkt.get_payload(), time.time())
+            p.in_iface = self.ifname(nfpkt.indev)
+            if p.anomalies:
+                c.anomalies += 1
+            v = self.inspector.process(p)
+            action = v.action
+            if action == "reject":
+                try:
+                    if self.rejector.send(p):
+                        c.reject_sent += 1
+                except OSError as e:
+                    c.errors += 1
+                    log.warning("queue %d: reject answer not sent: %s", self.queue_num, e)
+            if v.offload and self.cfg.offload and v.flow is not None:
+                nfpkt.set_mark((nfpkt.mark & ~netfilter.MARK_MASK) | netfilter.OFFLOAD_MARKS[action])
+                nfpkt.repeat()
+                v.flow.offloaded = True
+                c.offloaded += 1
+            elif action == "pass":
+                nfpkt.accept()
+            else:
+                nfpkt.drop()
+            if action == "pass":
+                c.passed += 1
+            elif action == "drop":
+                c.dropped += 1
+            else:
+                c.rejected += 1
+        except Exception as e:               # a bad packet or a bug: count it, verdict by policy
+            c.errors += 1
+            if c.errors <= 10 or c.errors % 1000 == 0:
+                log.exception("queue %d: packet error #%d (%s): %s", self.queue_num, c.errors,
+                              self.fail_verdict, e)
+            try:
+                nfpkt.accept() if self.fail_verdict == "accept" else nfpkt.drop()
+            except RuntimeError:
+                pass                         # the verdict was already given
+
+    # -- the loop --------------------------------------------------------------
+
+    def _signal(self, signum, _frame):
+        self.flags.add(signum)
+
+    def run(self) -> int:
+        from netfilterqueue import NetfilterQueue
+        from appliance.inspector import Inspector, Settings
+        from appliance.output.eve import EveWriter
+
+        cfg = self.cfg
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+            signal.signal(s, self._signal)
+        self.eve = EveWriter(cfg.eve) if cfg.eve else None
+        settings = Settings(home_net=list(cfg.home_net), outside_ifaces=(cfg.outside,),
+                            depth_packets=cfg.inspection.depth_packets, depth_bytes=cfg.inspection.depth_bytes,
+                            max_flows=cfg.inspection.max_flows, offload=cfg.offload,
+                            anomaly_action="pass" if cfg.fail_open else "drop")
+        self.inspector = Inspector(self.ruleset, settings, self.eve)
+
+        nfq = NetfilterQueue()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)   # "rcvbuf limit": the kernel caps it; fine
+            nfq.bind(self.queue_num, self.on_packet, max_len=QUEUE_MAXLEN, range=COPY_RANGE)
+        flags = NFQA_CFG_F_GSO | (NFQA_CFG_F_FAIL_OPEN if cfg.fail_open else 0)
+        try:
+            set_queue_flags(nfq, self.queue_num, flags, NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN)
+        except OSError as e:
+            log.warning("queue %d: kernel refused queue flags %#x (%s); continuing without them",
+                        self.queue_num, flags, e)
+        log.info("queue %d: worker %d bound (%s, gso)", self.queue_num, os.getpid(),
+                 "fail-open" if cfg.fail_open else "fail-closed")
+
+        fd, parent = nfq.get_fd(), os.getppid()
+        next_tick = time.monotonic() + 1.0
+        try:
+            while True:
+                if self.flags:
+                    if not self._handle_signals():
+                        break
+                ready = select.select([fd], [], [], max(0.0, next_tick - time.monotonic()))[0]
+                if ready:
+                    nfq.run(block=False)
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + 1.0
+                    self.inspector.tick(time.time())
+                    if os.getppid() != parent:
+                        log.error("queue %d: supervisor gone; worker exits", self.queue_num)
+                        break
+            nfq.run(block=False)                  # drain what is already queued to us
+        finally:
+            nfq.unbind()
+            self.inspector.close()
+            self.rejector.close()
+            if self.eve:
+                self.eve.close()
+        return 0
+
+    def _handle_signals(self) -> bool:
+        """Act on signals received since the last loop; False when the worker must stop."""
+        seen, self.flags = self.flags, set()
+        if signal.SIGHUP in seen and self.load_rules is not None:
+            try:
+                self.inspector.reload(self.load_rules())
+                log.info("queue %d: rules reloaded", self.queue_num)
+            except Exception as e:                # the supervisor validated; keep running rules anyway
+                log.error("queue %d: reload failed, keeping the running rules: %s", self.queue_num, e)
+        if signal.SIGUSR1 in seen:
+            self.write_stats()
+        return not ({signal.SIGTERM, signal.SIGINT} & seen)
+
+    def write_stats(self) -> dict:
+        """The Inspector's stats event plus this worker's capture counters (Suricata's
+        `capture` section), and the per-worker counters on stderr."""
+        from appliance.output import events
+        ev = events.stats(self.inspector, time.time())
+        c = self.counters
+        kernel = netfilter.queue_counters().get(self.queue_num, {})
+        ev["stats"]["capture"] = {"kernel_packets": c.packets,
+                                  "kernel_drops": kernel.get("dropped", 0) + kernel.get("user_dropped", 0),
+                                  "errors": c.errors}
+        if self.eve:
+            self.eve.write(ev)
+        log.info("queue %d: worker %d stats %s", self.queue_num, os.getpid(),
+                 " ".join(f"{k}={v}" for k, v in c.as_dict().items()))
+        return ev
+
+
+def worker_main(cfg, queue_num, ruleset, load_rules) -> None:
+    """Process entry point (forked by the supervisor)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)   # die with the supervisor, even on kill -9
+    except (OSError, AttributeError):
+        pass
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s appliance[%(process)d] %(levelname)s %(message)s")
+    sys.exit(Worker(cfg, queue_num, ruleset, load_rules).run())
