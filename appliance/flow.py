@@ -132,15 +132,15 @@ class FlowTable:
         """Remove and return flows idle past their state's timeout."""
         out = []
         flows = self.flows
-        for key in list(flows):          # oldest activity first
-            flow = flows[key]
+        for flow in flows.values():      # oldest activity first; stop at the first recent one
             idle = now - flow.last
             if idle < self._min_timeout:
                 break
             if idle >= TIMEOUTS.get(flow.proto, DEFAULT_TIMEOUTS).get(flow.state, 30):
-                del flows[key]
-                flow.reason = "timeout"
                 out.append(flow)
+        for flow in out:
+            del flows[flow.key]
+            flow.reason = "timeout"
         return out
 
     def remove(self, flow, reason):

@@ -31,16 +31,16 @@ class AddrIndex:
 
     def __init__(self, entries):
         self.any = 0
-        self.negated = []                      # [(bit, AddrSet)]: checked one by one
         self.v4 = pytricia.PyTricia(32)
         self.v6 = pytricia.PyTricia(128)
         own = {}
+        negated = {}                           # AddrSet -> mask: "!$HOME_NET" is one trie for all its rules
         for i, aset in entries:
             bit = 1 << i
             if aset is None:
                 self.any |= bit
             elif aset.negated:
-                self.negated.append((bit, aset))
+                negated[aset.networks] = negated.get(aset.networks, 0) | bit
             else:
                 for net in aset.networks:
                     own[net] = own.get(net, 0) | bit
@@ -51,16 +51,23 @@ class AddrIndex:
             key = str(net)
             cover = tree.get(key) or 0
             tree[key] = own[net] | cover
+        self.negated = []                      # [(v4 trie, v6 trie, mask)]: rules match when the IP is NOT in the trie
+        for nets, mask in negated.items():
+            t4, t6 = pytricia.PyTricia(32), pytricia.PyTricia(128)
+            for net in nets:
+                (t4 if net.version == 4 else t6)[str(net)] = True
+            self.negated.append((t4, t6, mask))
 
     def lookup(self, ip):
-        tree = self.v6 if ":" in ip else self.v4
+        v6 = ":" in ip
+        tree = self.v6 if v6 else self.v4
         try:
             m = self.any | (tree.get(ip) or 0)
-        except ValueError:
+            for t4, t6, mask in self.negated:
+                if (t6 if v6 else t4).get(ip) is None:
+                    m |= mask
+        except ValueError:                     # not an address: only "any" rules can match
             return self.any
-        for bit, aset in self.negated:
-            if aset.contains(ip):
-                m |= bit
         return m
 
 
