@@ -141,15 +141,18 @@ class Inspector:
         scan = [None]
 
         action = flow.verdict
-        decided_now = None
+        decided_now = None                 # the rule that decided on this packet, if any
+        decided_here = False
         if action is None or (action == "pass" and new_fields):
             status, rule = det.decide(pkt, flow, to_server, cand_flow, within, scan)
             if status == MATCH and (action is None or rule.action != "pass"):
                 flow.verdict, flow.verdict_rule, decided_now = rule.action, rule, rule
+                decided_here = True
             elif status == DEFAULT and action is None:
                 flow.verdict = det.default_action
+                decided_here = True
         pkt_action = flow.verdict or "pass"
-        if pkt_action == "reject" and decided_now is None:
+        if pkt_action == "reject" and not decided_here:
             pkt_action = "drop"            # the RST/unreachable went out with the deciding packet
 
         fired = det.alerts(pkt, flow, to_server, cand, new_fields, scan) if within_before else []
