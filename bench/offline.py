@@ -1,0 +1,94 @@
+"""Offline rows: pcap replay through the real pipeline against a bare dpkt read loop.
+
+Each run times the baseline and the measured replay back to back (alternating), so
+both see the same load from whatever else shares the machine.
+"""
+import os
+import tempfile
+import time
+
+import dpkt
+
+from appliance.detect.loader import load_rules
+from appliance.inspector import Inspector, Settings
+from appliance.replay import replay
+
+from . import gen_pcap, memory
+from .common import Row, log
+from .rulegen import write_rules
+
+SYNFLOOD = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "corpus",
+                        "stopddos-packet-captures", "pkt.TCP.synflood.spoofed.pcap")
+SYNFLOOD = os.path.normpath(os.environ.get("BENCH_SYNFLOOD", SYNFLOOD))
+
+
+def bare_read(paths):
+    """The baseline: read every record with dpkt.pcap.Reader and do nothing with it."""
+    n = 0
+    t = time.perf_counter()
+    for path in paths:
+        with open(path, "rb") as f:
+            for _ts, _buf in dpkt.pcap.Reader(f):
+                n += 1
+    return n, time.perf_counter() - t
+
+
+def timed_replay(paths, ruleset, max_flows=1_000_000):
+    insp = Inspector(ruleset, Settings(max_flows=max_flows))
+    t = time.perf_counter()
+    res = replay(paths, insp)
+    dt = time.perf_counter() - t
+    if res.errors:
+        raise RuntimeError("; ".join(res.errors))
+    return res.packets, dt
+
+
+def _pps_row(measure, paths, ruleset, runs):
+    row = Row(measure, "bare dpkt.pcap.Reader loop, same file", "pkt/s", ">= 0.50")
+    for i in range(runs):
+        n0, t0 = bare_read(paths)
+        n1, t1 = timed_replay(paths, ruleset)
+        row.add(n1 / t1, n0 / t0)
+        log(f"  run {i + 1}/{runs}: replay {n1 / t1:,.0f} pkt/s, bare read {n0 / t0:,.0f} pkt/s ({n1} packets)")
+    return row
+
+
+def rows(quick=False, runs=None):
+    packets = 100_000 if quick else 1_000_000
+    flows = 100_000 if quick else 1_000_000
+    runs = runs or 3
+    out = []
+    mixed = gen_pcap.cached(packets)
+    with tempfile.TemporaryDirectory(prefix="bench-rules-") as d:
+        r10 = load_rules(write_rules(d, 10))
+        r1k = load_rules(write_rules(d, 1000))
+        t = time.perf_counter()
+        r10k = load_rules(write_rules(d, 10_000))
+        log(f"loaded 10,000 rules in {time.perf_counter() - t:.1f}s")
+
+        log(f"offline: mixed capture, 1,000 rules ({packets:,} packets)")
+        out.append(_pps_row(f"replay pkt/s, mixed capture ({packets // 1000}k pkts), 1,000 rules", [mixed], r1k, runs))
+
+        log("offline: corpus SYN flood, 1,000 rules")
+        if os.path.exists(SYNFLOOD):
+            n, _ = bare_read([SYNFLOOD])
+            reps = max(1, (packets // 4) // max(n, 1))       # enough repeats to time reliably
+            row = _pps_row(f"replay pkt/s, corpus SYN flood (x{reps}, {n * reps // 1000}k pkts), 1,000 rules",
+                           [SYNFLOOD] * reps, r1k, runs)
+            out.append(row)
+        else:
+            out.append(Row("replay pkt/s, corpus SYN flood, 1,000 rules", "bare dpkt.pcap.Reader loop", "pkt/s",
+                           ">= 0.50", status="SKIPPED", note=f"{SYNFLOOD} absent"))
+
+        log("offline: 10,000 rules vs 10 rules")
+        row = Row(f"replay time, mixed capture, 10,000 rules", "10 rules, same capture", "s", "<= 1.25")
+        for i in range(runs):
+            _, t10 = timed_replay([mixed], r10)
+            _, t10k = timed_replay([mixed], r10k)
+            row.add(t10k, t10)
+            log(f"  run {i + 1}/{runs}: 10,000 rules {t10k:.2f}s, 10 rules {t10:.2f}s")
+        out.append(row)
+
+    log(f"offline: memory per flow at {flows:,} flows (subprocess)")
+    out.extend(memory.rows(flows, runs=1 if not quick else 1))
+    return out
