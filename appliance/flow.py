@@ -102,14 +102,20 @@ class FlowTable:
         return len(self.flows)
 
     def lookup(self, pkt):
-        """Return (flow, to_server, ended): the packet's flow, its direction,
-        and a flow evicted to make room (or None)."""
+        """Return (flow, to_server, ended): the packet's flow, its direction, and a
+        flow that ended to make room for it (evicted, or closed and reused), or None."""
         key = flow_key(pkt)
         flows = self.flows
         flow = flows.get(key)
         evicted = None
+        if (flow is not None and flow.state == CLOSED and pkt.proto == TCP
+                and pkt.tcp_flags & (SYN | ACK) == SYN):
+            # Port reuse: a fresh SYN on a closed connection starts a new flow.
+            del flows[key]
+            flow.reason = "closed"
+            evicted, flow = flow, None
         if flow is None:
-            if len(flows) >= self.max_flows:
+            if len(flows) >= self.max_flows and evicted is None:
                 _, evicted = flows.popitem(last=False)
                 evicted.reason = "evicted"
                 self.evicted += 1

@@ -6,6 +6,7 @@ damage, so a replay keeps what it already inspected.
 """
 import gzip
 import struct
+import zlib
 
 import dpkt
 
@@ -45,27 +46,44 @@ def packets(path):
         else:
             raise PcapError(f"{path}: not a pcap or pcapng file (magic {head.hex() or 'empty'})")
         yield from reader
+    except (OSError, EOFError, zlib.error) as e:   # e.g. a gzip stream cut short
+        raise PcapError(f"{path}: corrupt: {e}") from None
     finally:
         f.close()
 
 
+_MAGIC = {  # magic -> (byte order, timestamp divisor)
+    b"\xd4\xc3\xb2\xa1": ("<", 1e6), b"\xa1\xb2\xc3\xd4": (">", 1e6),
+    b"\x4d\x3c\xb2\xa1": ("<", 1e9), b"\xa1\xb2\x3c\x4d": (">", 1e9),
+}
+_MAX_CAPLEN = 1 << 18      # larger records are corruption, not packets
+
+
 def _pcap_reader(f, path):
-    try:
-        r = dpkt.pcap.Reader(f)
-    except (ValueError, struct.error, dpkt.NeedData, EOFError, OSError) as e:
-        raise PcapError(f"{path}: bad pcap header: {e}") from None
-    linktype = r.datalink()
+    """Classic pcap, read with struct: checks every record's length, which
+    dpkt's reader does not (a record cut short must be reported, not inspected)."""
+    head = f.read(24)
+    if len(head) < 24:
+        raise PcapError(f"{path}: bad pcap header: file is {len(head)} bytes long")
+    order, div = _MAGIC[head[:4]]
+    linktype = struct.unpack(order + "I", head[20:24])[0] & 0x0FFFFFFF
+    rec = struct.Struct(order + "IIII")
+    read = f.read
     n = 0
-    it = iter(r)
     while True:
-        try:
-            ts, buf = next(it)
-        except StopIteration:
+        hdr = read(16)
+        if not hdr:
             return
-        except (ValueError, struct.error, dpkt.NeedData, EOFError, OSError) as e:
-            raise PcapError(f"{path}: corrupt after packet {n}: {e}") from None
+        if len(hdr) < 16:
+            raise PcapError(f"{path}: corrupt after packet {n}: record header cut short ({len(hdr)} of 16 bytes)")
+        sec, frac, caplen, _wirelen = rec.unpack(hdr)
+        if caplen > _MAX_CAPLEN:
+            raise PcapError(f"{path}: corrupt after packet {n}: record length {caplen} is implausible")
+        buf = read(caplen)
+        if len(buf) < caplen:
+            raise PcapError(f"{path}: corrupt after packet {n}: record cut short ({len(buf)} of {caplen} bytes)")
         n += 1
-        yield float(ts), buf, linktype, n
+        yield sec + frac / div, buf, linktype, n
 
 
 def _pcapng_reader(f, path):
