@@ -113,3 +113,18 @@ def test_overlapping_fragments_anomaly(run, rules_file):
     r = run(cap, rules_file(SECRET_RULES))
     events = [a["anomaly"]["event"] for a in r.of("anomaly")]
     assert "ipv4.frag_overlap" in events
+
+
+def test_stats_count_every_frame_including_fragments(run, rules_file):
+    """stats.decoder.pkts counts every frame read, as Suricata's does: fragments included,
+    also those of a datagram that never completes."""
+    pkt = IP(src="10.0.0.1", dst="10.0.0.2", id=78) / UDP(sport=1, dport=4444) / Raw(b"Z" * 80)
+    frags = fragment(pkt, fragsize=32)
+    cap = Capture()
+    for f in frags:
+        cap.add(l2(f))
+    # a lone first fragment of a datagram that never completes
+    cap.add(l2(IP(src="10.0.0.1", dst="10.0.0.2", id=79, flags="MF", proto=17) / Raw(b"\x00" * 16)))
+    r = run(cap, rules_file(SECRET_RULES))
+    assert r.res.packets == len(frags) + 1
+    assert r.of("stats")[-1]["stats"]["decoder"]["pkts"] == len(frags) + 1
