@@ -148,7 +148,7 @@ def start_appliance(lab: Lab, config: Path, timeout: float = 30) -> subprocess.P
     log = lab.workdir / "appliance.log"
     log.unlink(missing_ok=True)
     proc = spawn(lab.fw, [sys.executable, "-m", "appliance.run", "--config", str(config)], log)
-    lab.write_state(pids={**(lab.read_state() or {}).get("pids", {}), "appliance": proc.pid})
+    lab.write_state(appliance_pid=proc.pid)      # not a service: `up` does not wait for it to live
     deadline = time.monotonic() + timeout
     while not queue_ready(lab):
         if proc.poll() is not None:
@@ -248,11 +248,11 @@ def _alert_text(a: dict) -> str:
 
 def report(sent: list, unclaimed: list, shutdown: str, events: list, eve: Path, out=sys.stdout) -> bool:
     w = max(len(p.name) for p in sent) + 2
-    print(f"\n{'PROBE':<{w}}{'EXPECTED':<10}{'OBSERVED':<10}{'RESULT':<8}ALERTS (sid msg (action))", file=out)
+    print(f"\n{'PROBE':<{w}}{'EXPECTED':<10}{'OBSERVED':<10}{'RESULT':<10}ALERTS (sid msg (action))", file=out)
     for p in sent:
         alerts = "; ".join(_alert_text(a) for a in p.alerts) or "-"
         result = "ok" if p.ok else "MISMATCH"
-        print(f"{p.name:<{w}}{p.expect:<10}{p.observed:<10}{result:<8}{alerts}", file=out)
+        print(f"{p.name:<{w}}{p.expect:<10}{p.observed:<10}{result:<10}{alerts}", file=out)
         if p.observed != p.expect and p.detail:
             print(f"{'':<{w}}  client said: {p.detail}", file=out)
         if p.missing_sids:

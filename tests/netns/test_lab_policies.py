@@ -142,7 +142,8 @@ def test_demo_interrupted_cleans_up():
         pids = []
         for line in proc.stdout:                      # the first probe result: the appliance is running
             if line.startswith("  HTTP"):
-                pids = [p for p in (lab.read_state() or {}).get("pids", {}).values()]
+                state = lab.read_state() or {}
+                pids = [*state.get("pids", {}).values(), state.get("appliance_pid")]
                 proc.send_signal(signal.SIGINT)
                 break
         out, err = proc.communicate(timeout=120)
