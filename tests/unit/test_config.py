@@ -114,3 +114,25 @@ def test_resolve_auto_interfaces(tmp_path):
     assert "discovery failed: imds: no token" in e.value.problems[0]
     plain = Config(outside="a", inside="b")
     assert resolve_interfaces(plain) is plain
+
+
+def run_cli(*args):
+    import subprocess, sys
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return subprocess.run([sys.executable, "-m", "appliance.run", *args], capture_output=True, text=True,
+                          cwd=repo, env={**os.environ, "PYTHONPATH": repo})
+
+
+def test_appliance_run_exits_2_with_file_line_problems(tmp_path):
+    cfg = write(tmp_path, "interfaces: {outside: eth0, inside: eth1}\nworkrs: 2\n")
+    r = run_cli("--config", str(cfg))
+    assert r.returncode == 2
+    assert f"{cfg}:2: unknown key 'workrs' (did you mean 'workers'?)" in r.stderr
+    # a bad rule file is refused the same way, before anything is installed
+    (tmp_path / "rules.yaml").write_text("rules:\n  - {id: 1, action: dorp}\n")
+    cfg = write(tmp_path, "interfaces: {outside: eth0, inside: eth1}\nrules: rules.yaml\n")
+    r = run_cli("--config", str(cfg), "--check")
+    assert r.returncode == 2 and f"{tmp_path / 'rules.yaml'}:2:" in r.stderr
+    (tmp_path / "rules.yaml").write_text("rules:\n  - {id: 1, action: drop, proto: tcp, dst_port: 23}\n")
+    r = run_cli("--config", str(cfg), "--check")
+    assert r.returncode == 0 and "1 rule(s)" in r.stdout
