@@ -1,0 +1,214 @@
+"""Flow table: keys for both directions, who the initiator is, the TCP state machine,
+idle timeouts per state through expire(), max_flows eviction, ICMP echo keyed by id."""
+import pytest
+
+from appliance.flow import (CLOSED, CLOSING, ESTABLISHED, NEW, TIMEOUTS, FlowTable, flow_key,
+                            handshake_seen)
+from appliance.packet import ACK, FIN, ICMP, ICMPV6, PSH, RST, SYN, TCP, UDP, Packet
+
+
+def pkt(src, sport, dst, dport, proto=TCP, flags=0, ts=0.0, icmp=None):
+    p = Packet(ts)
+    p.ip_version = 6 if ":" in src else 4
+    p.src, p.dst, p.proto = src, dst, proto
+    if proto in (TCP, UDP):
+        p.sport, p.dport = sport, dport
+        p.tcp_flags = flags if proto == TCP else 0
+    else:
+        p.icmp_type, p.icmp_code, p.icmp_id = icmp[0], 0, icmp[1]
+    p.length = 60
+    return p
+
+
+C, S = ("10.0.0.1", 40000), ("10.0.0.2", 80)
+
+
+def c2s(flags, ts=0.0, proto=TCP):
+    return pkt(*C, *S, proto=proto, flags=flags, ts=ts)
+
+
+def s2c(flags, ts=0.0, proto=TCP):
+    return pkt(*S, *C, proto=proto, flags=flags, ts=ts)
+
+
+def test_key_same_both_directions():
+    assert flow_key(c2s(SYN)) == flow_key(s2c(SYN | ACK))
+    assert flow_key(c2s(0, proto=UDP)) == flow_key(s2c(0, proto=UDP))
+    assert flow_key(c2s(0, proto=UDP)) != flow_key(c2s(0))                 # proto is part of it
+    assert flow_key(c2s(0)) != flow_key(pkt("10.0.0.1", 40001, *S))        # so are ports
+    v6a = pkt("2001:db8::1", 5, "2001:db8::2", 6, proto=UDP)
+    v6b = pkt("2001:db8::2", 6, "2001:db8::1", 5, proto=UDP)
+    assert flow_key(v6a) == flow_key(v6b)
+
+
+def test_initiator_is_first_sender_and_directions():
+    t = FlowTable()
+    f, ts, _ = t.lookup(c2s(SYN))
+    assert ts and (f.src, f.sport, f.dst, f.dport) == (*C, *S)
+    g, ts2, _ = t.lookup(s2c(SYN | ACK))
+    assert g is f and not ts2
+    assert (f.pkts_ts, f.pkts_tc) == (1, 1)
+    # UDP: whoever speaks first initiates, even from port 53
+    u, ts3, _ = t.lookup(pkt("10.0.0.53", 53, "10.0.0.1", 5000, proto=UDP))
+    assert ts3 and (u.src, u.sport) == ("10.0.0.53", 53)
+
+
+def test_first_seen_synack_names_its_receiver_initiator():
+    t = FlowTable()
+    f, to_server, _ = t.lookup(s2c(SYN | ACK))
+    assert not to_server
+    assert (f.src, f.sport, f.dst, f.dport) == (*C, *S)
+    _, to_server, _ = t.lookup(c2s(ACK))
+    assert to_server
+    # a mid-stream ACK/PSH first: its sender is taken as the initiator
+    g, to_server, _ = t.lookup(pkt("10.0.0.9", 80, "10.0.0.8", 5555, flags=PSH | ACK))
+    assert to_server and (g.src, g.sport) == ("10.0.0.9", 80)
+
+
+def test_tcp_state_machine_full_life():
+    t = FlowTable()
+    f, _, _ = t.lookup(c2s(SYN))
+    assert f.state == NEW and not handshake_seen(f)
+    t.lookup(s2c(SYN | ACK))
+    assert f.state == NEW
+    t.lookup(c2s(ACK))
+    assert f.state == ESTABLISHED and handshake_seen(f)
+    t.lookup(c2s(PSH | ACK))
+    t.lookup(s2c(PSH | ACK))
+    assert f.state == ESTABLISHED
+    t.lookup(c2s(FIN | ACK))
+    assert f.state == CLOSING
+    t.lookup(s2c(FIN | ACK))
+    assert f.state == CLOSING
+    t.lookup(c2s(ACK))
+    assert f.state == CLOSED
+    assert f.flags_ts == SYN | ACK | PSH | FIN and f.flags_tc == SYN | ACK | PSH | FIN
+
+
+def test_tcp_states_without_handshake_and_rst():
+    t = FlowTable()
+    f, _, _ = t.lookup(c2s(PSH | ACK))             # midstream: never established
+    t.lookup(s2c(ACK))
+    t.lookup(c2s(PSH | ACK))
+    assert f.state == NEW and not handshake_seen(f)
+    t.lookup(s2c(RST))
+    assert f.state == CLOSED
+    g, _, _ = t.lookup(pkt("10.0.0.1", 1, "10.0.0.2", 2, flags=SYN))
+    t.lookup(pkt("10.0.0.2", 2, "10.0.0.1", 1, flags=RST | ACK))
+    assert g.state == CLOSED
+    # an ACK from the client without a SYN/ACK seen does not complete a handshake
+    h, _, _ = t.lookup(pkt("10.0.0.1", 3, "10.0.0.2", 4, flags=SYN))
+    t.lookup(pkt("10.0.0.1", 3, "10.0.0.2", 4, flags=ACK))
+    assert h.state == NEW and not handshake_seen(h)
+
+
+def test_udp_and_icmp_established_when_seen_both_ways():
+    t = FlowTable()
+    f, _, _ = t.lookup(c2s(0, proto=UDP))
+    t.lookup(c2s(0, proto=UDP))
+    assert f.state == NEW
+    t.lookup(s2c(0, proto=UDP))
+    assert f.state == ESTABLISHED
+
+
+def test_tcp_port_reuse_after_close_starts_a_new_flow():
+    t = FlowTable()
+    f, _, _ = t.lookup(c2s(SYN))
+    t.lookup(s2c(RST | ACK))
+    assert f.state == CLOSED
+    g, to_server, ended = t.lookup(c2s(SYN, ts=1.0))
+    assert g is not f and ended is f and f.reason == "closed" and to_server
+    assert g.state == NEW and len(t) == 1
+
+
+def _idle(t, f, now):
+    return [x for x in t.expire(now) if x is f]
+
+
+@pytest.mark.parametrize("proto,state,setup", [
+    (TCP, NEW, [("c", SYN)]),
+    (TCP, ESTABLISHED, [("c", SYN), ("s", SYN | ACK), ("c", ACK)]),
+    (TCP, CLOSING, [("c", SYN), ("s", SYN | ACK), ("c", ACK), ("c", FIN | ACK)]),
+    (TCP, CLOSED, [("c", SYN), ("s", RST)]),
+    (UDP, NEW, [("c", 0)]),
+    (UDP, ESTABLISHED, [("c", 0), ("s", 0)]),
+])
+def test_timeout_per_state(proto, state, setup):
+    t = FlowTable()
+    f = None
+    for who, flags in setup:
+        f, _, _ = t.lookup((c2s if who == "c" else s2c)(flags, ts=100.0, proto=proto))
+    assert f.state == state
+    limit = TIMEOUTS[proto][state]
+    assert _idle(t, f, 100.0 + limit - 0.5) == []
+    assert len(t) == 1
+    assert _idle(t, f, 100.0 + limit) == [f]
+    assert f.reason == "timeout" and len(t) == 0
+
+
+def test_icmp_timeouts_and_expire_keeps_active_flows():
+    t = FlowTable()
+    old, _, _ = t.lookup(pkt("10.0.0.1", 0, "10.0.0.2", 0, proto=ICMP, ts=0.0, icmp=(8, 1)))
+    busy, _, _ = t.lookup(pkt("10.0.0.1", 0, "10.0.0.3", 0, proto=ICMP, ts=0.0, icmp=(8, 2)))
+    t.lookup(pkt("10.0.0.1", 0, "10.0.0.3", 0, proto=ICMP, ts=25.0, icmp=(8, 2)))
+    assert t.expire(29.0) == []
+    assert t.expire(TIMEOUTS[ICMP][NEW]) == [old]
+    assert list(t.flows.values()) == [busy]
+    assert t.expire(25.0 + TIMEOUTS[ICMP][NEW]) == [busy]
+
+
+def test_expire_looks_past_long_lived_flows():
+    """An established TCP flow (600 s) older than a new UDP flow (30 s) must not hide it."""
+    t = FlowTable()
+    tcp, _, _ = t.lookup(c2s(SYN, ts=0.0))
+    t.lookup(s2c(SYN | ACK, ts=0.0))
+    t.lookup(c2s(ACK, ts=0.0))
+    udp, _, _ = t.lookup(pkt("10.0.0.5", 1, "10.0.0.6", 2, proto=UDP, ts=1.0))
+    assert t.expire(31.0) == [udp]
+    assert list(t.flows.values()) == [tcp]
+
+
+def test_max_flows_evicts_least_recently_active():
+    t = FlowTable(max_flows=3)
+    a, _, _ = t.lookup(pkt("10.0.0.1", 1, "10.0.0.2", 9, proto=UDP, ts=1))
+    b, _, _ = t.lookup(pkt("10.0.0.1", 2, "10.0.0.2", 9, proto=UDP, ts=2))
+    c, _, _ = t.lookup(pkt("10.0.0.1", 3, "10.0.0.2", 9, proto=UDP, ts=3))
+    t.lookup(pkt("10.0.0.2", 9, "10.0.0.1", 1, proto=UDP, ts=4))     # a is active again
+    d, _, ended = t.lookup(pkt("10.0.0.1", 4, "10.0.0.2", 9, proto=UDP, ts=5))
+    assert ended is b and b.reason == "evicted" and t.evicted == 1
+    assert len(t) == 3 and set(t.flows.values()) == {a, c, d}
+    _, _, ended = t.lookup(pkt("10.0.0.1", 3, "10.0.0.2", 9, proto=UDP, ts=6))   # existing: no eviction
+    assert ended is None and t.total == 4
+
+
+def test_icmp_echo_keyed_by_id():
+    t = FlowTable()
+    req1, ts1, _ = t.lookup(pkt("10.0.0.1", 0, "8.8.8.8", 0, proto=ICMP, icmp=(8, 100)))
+    rep1, ts2, _ = t.lookup(pkt("8.8.8.8", 0, "10.0.0.1", 0, proto=ICMP, icmp=(0, 100)))
+    req2, _, _ = t.lookup(pkt("10.0.0.1", 0, "8.8.8.8", 0, proto=ICMP, icmp=(8, 101)))
+    assert rep1 is req1 and req2 is not req1
+    assert ts1 and not ts2
+    assert (req1.src, req1.dst, req1.sport, req1.dport) == ("10.0.0.1", "8.8.8.8", 0, 0)
+    assert req1.state == ESTABLISHED
+    # ICMPv6 echo (128/129) the same way
+    v6, _, _ = t.lookup(pkt("2001:db8::1", 0, "2001:db8::2", 0, proto=ICMPV6, icmp=(128, 7)))
+    v6r, ts, _ = t.lookup(pkt("2001:db8::2", 0, "2001:db8::1", 0, proto=ICMPV6, icmp=(129, 7)))
+    assert v6r is v6 and not ts
+
+
+def test_first_seen_echo_reply_names_its_receiver_initiator():
+    """Like a first-seen SYN/ACK: the echo reply comes from the responder. Either way the two
+    directions must differ, so the flow gets established and to_server/to_client mean something."""
+    t = FlowTable()
+    f, ts_rep, _ = t.lookup(pkt("8.8.8.8", 0, "10.0.0.1", 0, proto=ICMP, icmp=(0, 5)))
+    g, ts_req, _ = t.lookup(pkt("10.0.0.1", 0, "8.8.8.8", 0, proto=ICMP, icmp=(8, 5)))
+    assert g is f
+    assert ts_req != ts_rep                        # currently both False: both counted to_client
+    assert (f.pkts_ts, f.pkts_tc) == (1, 1) and f.state == ESTABLISHED
+    assert ts_req and f.src == "10.0.0.1"
+
+
+def test_flow_ids_are_json_safe_and_distinct():
+    t = FlowTable()
+    ids = {t.lookup(pkt("10.0.0.1", p, "10.0.0.2", 80, proto=UDP))[0].id for p in range(1, 500)}
+    assert len(ids) == 499 and all(0 < i < 2 ** 53 for i in ids)
