@@ -119,8 +119,11 @@ class FlowTable:
                 _, evicted = flows.popitem(last=False)
                 evicted.reason = "evicted"
                 self.evicted += 1
-            # A first-seen SYN/ACK comes from the responder.
-            reverse = pkt.proto == TCP and (pkt.tcp_flags & (SYN | ACK)) == (SYN | ACK)
+            # A first-seen SYN/ACK or echo reply comes from the responder.
+            if pkt.proto == TCP:
+                reverse = (pkt.tcp_flags & (SYN | ACK)) == (SYN | ACK)
+            else:
+                reverse = pkt.proto in _ECHO and pkt.icmp_type == _ECHO[pkt.proto][1]
             flow = Flow(key, pkt, reverse)
             flows[key] = flow
             self.total += 1

@@ -50,8 +50,9 @@ def replay(paths, inspector, defrag=None, progress=None):
                         progress(path, cnt, size)
                 if pkt.frag is not None:
                     whole = defrag.feed(pkt)
-                    if whole is None:
-                        continue           # held until its datagram completes
+                    if whole is None:      # held until its datagram completes; the frame still counts
+                        inspector.counters.count_packet(pkt)
+                        continue
                     pkt = whole
                 v = inspector.process(pkt)
                 res.verdicts[v.action] += 1
