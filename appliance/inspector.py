@@ -202,6 +202,10 @@ class Inspector:
         proto = flow.proto
         if proto == TCP:
             if not to_server:
+                # DNS, TLS and HTTP clients speak first: a server that talks before its
+                # client has sent a byte is none of them, so stop waiting for a name.
+                if flow.app_proto is None and pkt.payload and not (flow.streams and flow.streams[0].data):
+                    self._set_app(flow, "failed")
                 return ()
             streams = flow.streams
             if streams is None:

@@ -200,3 +200,22 @@ rules:
     assert r.flow_action(src_port=5353) == "drop"
     [a] = r.alerts()
     assert a["dns"]["queries"][0]["rrname"] == "evil.example" and a["pcap_cnt"] == 3
+
+
+def test_server_speaks_first_resolves_pending_app_rules(rules_file):
+    """A telnet-like server sends its banner before the client says anything: no
+    client-first protocol (DNS/TLS/HTTP) is possible, so a pending name rule stops
+    holding back the reject rule after it."""
+    cap = Capture()
+    c = TcpConn(cap, "10.0.0.1", 3300, "10.0.0.2", 23)
+    c.handshake()
+    c.recv(b"login: ")
+    c.send(b"root\r\n")
+    v, insp = verdicts(cap, rules_file("""
+rules:
+  - {id: 1, action: drop, dns_query: bad.example}
+  - {id: 2, action: reject, proto: tcp, dst_port: 23}
+"""))
+    assert v[:3] == ["pass"] * 3                 # handshake: the DNS rule is pending
+    assert v[3] == "reject"                      # the banner proves it is not DNS
+    assert v[4:] == ["drop"] * (len(v) - 4)
