@@ -5,7 +5,7 @@ Live NFQUEUE workers and offline replay call the same `Inspector.process`, so a
 fix in one is a fix in both. Time is the packet's own timestamp: in replay the
 pcap clock drives timeouts and thresholds exactly as the wall clock does live.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 import ipaddress
 
 import pytricia
@@ -35,12 +35,18 @@ class Settings:
     source_name: str = ""                 # replay: pcap file name for events
 
 
-@dataclass
 class Verdict:
-    action: str                           # "pass" | "drop" | "reject"
-    offload: bool = False                 # flow decided for good: hand it to the kernel
-    flow: object = None
-    alerts: list = field(default_factory=list)
+    """What to do with one packet."""
+    __slots__ = ("action", "offload", "flow", "alerts")
+
+    def __init__(self, action, offload=False, flow=None, alerts=()):
+        self.action = action              # "pass" | "drop" | "reject"
+        self.offload = offload            # flow decided for good: hand it to the kernel
+        self.flow = flow
+        self.alerts = alerts              # rules whose alert events this packet emitted
+
+    def __repr__(self):
+        return f"Verdict({self.action!r}, offload={self.offload}, alerts={[r.id for r in self.alerts]})"
 
 
 PASS = Verdict("pass")
