@@ -335,3 +335,17 @@ def test_malformed_packets_do_not_crash_workers(dp_topo, appliance):
     assert a.worker_pids() == pids
     assert "died" not in a.log_text()
     assert a.stop() == 0
+
+
+def test_a_dead_worker_is_restarted(dp_topo, appliance):
+    t = dp_topo
+    a = appliance(workers=2).start()
+    pids = a.worker_pids()
+    os.kill(pids[0], signal.SIGKILL)
+    wait_for(lambda: "died" in a.log_text() and len(a.worker_pids()) == 2 and pids[0] not in a.worker_pids(),
+             what="worker restart")
+    wait_for(lambda: a.log_text().count("bound (") >= 3, what="restarted worker bound")
+    assert pids[1] in a.worker_pids()
+    assert curl(t, url(t, 8080)).stdout == "200"
+    assert curl(t, url(t, 8081), max_time=2).returncode == 28       # still inspected
+    assert a.stop() == 0
