@@ -55,7 +55,10 @@ class Config:
 
 
 TOP_KEYS = ("interfaces", "rules", "eve", "home_net", "workers", "queue_base",
-            "failure_mode", "offload", "inspection")
+            "failure_mode", "offload", "inspection",
+            "aws")       # read and checked by `appliance bootstrap` (appliance/aws/bootstrap.py)
+# Interface values resolved through EC2 discovery rather than used as names.
+DISCOVERED = re.compile(r"^(auto|eni-[0-9a-f]+|subnet-[0-9a-f]+)$")
 IFACE_KEYS = ("outside", "inside", "management")
 INSPECTION_KEYS = ("depth_packets", "depth_bytes", "max_flows")
 
@@ -108,12 +111,14 @@ def load_config(path) -> Config:
                 problems.append(f"{path}:{ifaces.line_of(role)}: interfaces.{role} is required "
                                 "(an interface name or auto)")
             out[role] = None
+        elif isinstance(v, str) and DISCOVERED.match(v):
+            out[role] = v
         elif not isinstance(v, str) or not IFNAME.match(v):
             problems.append(f"{path}:{ifaces.line_of(role)}: interfaces.{role}: {v!r} is not an "
                             "interface name (1-15 characters of letters, digits, _ . : @ -) or auto")
         else:
             out[role] = v
-    named = [(r, out.get(r)) for r in IFACE_KEYS if out.get(r) not in (None, "auto")]
+    named = [(r, out.get(r)) for r in IFACE_KEYS if out.get(r) is not None and not DISCOVERED.match(out[r])]
     for i, (r1, n1) in enumerate(named):
         for r2, n2 in named[i + 1:]:
             if n1 == n2:
@@ -186,7 +191,7 @@ def resolve_interfaces(cfg: Config, discover=None) -> Config:
 
     Raises ConfigError when discovery is unavailable or does not name a role.
     """
-    wanted = [r for r in IFACE_KEYS if getattr(cfg, r) == "auto"]
+    wanted = [r for r in IFACE_KEYS if getattr(cfg, r) is not None and DISCOVERED.match(getattr(cfg, r))]
     if not wanted:
         return cfg
     if discover is None:
@@ -196,7 +201,7 @@ def resolve_interfaces(cfg: Config, discover=None) -> Config:
             raise ConfigError([f"{cfg.path}:1: interfaces: auto needs appliance.aws.bootstrap, "
                                f"which cannot be imported: {e}"]) from None
     try:
-        roles = discover()
+        roles = discover(cfg.path)
     except Exception as e:     # discovery reports "step: message"; keep it whole
         raise ConfigError([f"{cfg.path}:1: interfaces: auto: discovery failed: {e}"]) from None
     found, problems = {}, []

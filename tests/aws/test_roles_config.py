@@ -119,3 +119,17 @@ def test_discover_roles_with_interface_names_in_this_namespace(fake_imds, tmp_pa
     p.write_text("aws:\n  interface_wait_seconds: 0\n")
     with pytest.raises(RuntimeError, match="interfaces: IMDS lists eni-0 .*no local interface"):
         discover_roles(str(p))
+
+
+def test_run_config_auto_resolves_through_real_discovery(fake_imds, tmp_path):
+    """`appliance run`'s config resolves auto/eni-/subnet- selectors through the same IMDS
+    discovery as bootstrap; here no local interface carries the ENI MACs, so it fails clearly."""
+    from appliance.config import ConfigError as RunConfigError, load_config as load_run_config, resolve_interfaces
+    p = tmp_path / "appliance.yaml"
+    p.write_text("interfaces: {outside: auto, inside: eni-0123abcd, management: null}\n"
+                 "aws: {interface_wait_seconds: 0}\n")
+    cfg = load_run_config(p)
+    assert (cfg.outside, cfg.inside) == ("auto", "eni-0123abcd")
+    with pytest.raises(RunConfigError) as e:
+        resolve_interfaces(cfg)
+    assert "discovery failed: interfaces: IMDS lists eni-0" in e.value.problems[0]

@@ -101,13 +101,13 @@ def test_bad_interface_name_and_yaml_errors(tmp_path):
 
 def test_resolve_auto_interfaces(tmp_path):
     cfg = load_config(write(tmp_path, "interfaces: {outside: auto, inside: auto}\n"))
-    got = resolve_interfaces(cfg, discover=lambda: {"outside": "ens5", "inside": "ens6"})
+    got = resolve_interfaces(cfg, discover=lambda path: {"outside": "ens5", "inside": "ens6"})
     assert (got.outside, got.inside) == ("ens5", "ens6")
     with pytest.raises(ConfigError) as e:
-        resolve_interfaces(cfg, discover=lambda: {"outside": "ens5"})
+        resolve_interfaces(cfg, discover=lambda path: {"outside": "ens5"})
     assert "interfaces.inside: auto: discovery found no inside interface" in e.value.problems[0]
 
-    def broken():
+    def broken(path):
         raise RuntimeError("imds: no token")
     with pytest.raises(ConfigError) as e:
         resolve_interfaces(cfg, discover=broken)
