@@ -75,7 +75,6 @@ class Lab:
         self.run(self.r, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         # the UDP flood ends here: counted at the interface, dropped before any ICMP reply
         self.run(self.s, "iptables", "-A", "INPUT", "-p", "udp", "--dport", f"{UDP_PORT}:{UDP_PORT + 3}", "-j", "DROP")
-        self.spawn(self.s, ["iperf3", "-s", "-B", SERVER, "-p", str(IPERF_PORT)], wait_for=None)
         self.spawn(self.s, [sys.executable, "-m", "bench.nsload", "serve", SERVER, str(TCP_PORT)], wait_for="ready")
         time.sleep(0.3)
 
@@ -128,8 +127,16 @@ class Lab:
     # -- loads --------------------------------------------------------------------
 
     def iperf(self, seconds):
-        r = self.run(self.c, "iperf3", "-c", SERVER, "-p", str(IPERF_PORT), "-t", str(seconds), "-J",
-                     timeout=seconds + 30, check=False)
+        # a fresh one-off server per test: a stalled test must not leave the next one waiting
+        srv = self.spawn(self.s, ["iperf3", "-s", "-1", "-B", SERVER, "-p", str(IPERF_PORT)], wait_for=None)
+        time.sleep(0.3)
+        try:
+            r = self.run(self.c, "iperf3", "-c", SERVER, "-p", str(IPERF_PORT), "-t", str(seconds), "-J",
+                         "--connect-timeout", "3000", timeout=seconds + 30, check=False)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError("iperf3 client timed out") from None
+        finally:
+            self.stop(srv, grace=2)
         try:
             j = json.loads(r.stdout)
             return j["end"]["sum_received"]["bits_per_second"]
@@ -201,8 +208,15 @@ inspection:
         self.stop(p)
         raise RuntimeError(f"appliance.run: no NFQUEUE rule after {timeout}s")
 
-    def stop_appliance(self, p):
+    def stop_appliance(self, p, cfg=None):
         self.stop(p, grace=15)
+        # failure_mode closed keeps the appliance chains after exit (new flows dropped): the router
+        # namespace is ours alone, so clear every table before the next datapath is measured
+        for tool in ("iptables", "ip6tables"):
+            for table in ("filter", "mangle", "raw", "nat"):
+                self.run(self.r, tool, "-t", table, "-F", check=False)
+                self.run(self.r, tool, "-t", table, "-X", check=False)
+        self.run(self.r, "conntrack", "-F", check=False)
 
 
 def _why_skip():
@@ -283,7 +297,11 @@ def rows(quick=False, runs=None):
                 p = lab.start_appliance(work, offload=False, workers=1)
                 try:
                     a_udp1 = lab.udp_verdicts(T)
-                    a_tput_all = lab.iperf(T)
+                    try:
+                        a_tput_all = lab.iperf(T)
+                    except RuntimeError as e:
+                        log(f"  inspected TCP throughput: {e}")
+                        a_tput_all = 0.0
                     a_ping = lab.ping_rtts(lat_n)
                     a_tcp = lab.tcp_rtts(lat_n)
                 finally:
