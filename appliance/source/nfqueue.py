@@ -34,14 +34,27 @@ from appliance.reject import Rejector
 
 log = logging.getLogger("appliance.nfqueue")
 
-COPY_RANGE = 65535           # netfilterqueue clamps this to ~4 KB (its receive buffer)
+# netfilterqueue's run() receives into a 4096-byte buffer and clamps the copy range to
+# 4096-80, assuming 80 bytes of metadata. A packet longer than the copy range (a GSO
+# super-packet, a 9001-byte jumbo) also carries NFQA_CAP_LEN and NFQA_SKB_INFO, the
+# message no longer fits, recv() truncates it and the packet never gets a verdict
+# (measured: TCP fell to 0.5 Mbit/s with GSO on). So we bind with a range that fits that
+# buffer, then raise the range ourselves (NFQA_CFG_PARAMS) and feed netfilterqueue whole
+# messages through run_socket(): every packet, GSO super-packets included, is inspected
+# whole, up to 64 KB.
+COPY_RANGE = 3840             # fits netfilterqueue's own buffer: the fallback
+WHOLE_RANGE = 0xFFFF          # what we ask the kernel for once bound
+MESSAGE_MAX = WHOLE_RANGE + 1024
+RCVBUF = 32 << 20             # queued 64 KB messages need room; SO_RCVBUFFORCE (root)
 QUEUE_MAXLEN = 4096          # packets the kernel holds for us before fail-open / drop
 
 # linux/netfilter/nfnetlink_queue.h
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_QUEUE = 3
 NFQNL_MSG_CONFIG = 2
-NFQA_CFG_MASK, NFQA_CFG_FLAGS = 4, 5
+NFQA_CFG_PARAMS, NFQA_CFG_MASK, NFQA_CFG_FLAGS = 2, 4, 5
+NFQNL_COPY_PACKET = 2
+SO_RCVBUFFORCE = 33
 NFQA_CFG_F_FAIL_OPEN, NFQA_CFG_F_CONNTRACK, NFQA_CFG_F_GSO = 0x1, 0x2, 0x4
 NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
 NLMSG_ERROR = 2
@@ -62,15 +75,47 @@ class _Backlog:
 
 
 def set_queue_flags(nfq, queue_num: int, flags: int, mask: int, timeout: float = 2.0) -> None:
-    """NFQNL_MSG_CONFIG {NFQA_CFG_MASK, NFQA_CFG_FLAGS} for our queue, on the socket that
-    owns it (the kernel only accepts config from the bound portid). Raises OSError with
+    """NFQNL_MSG_CONFIG {NFQA_CFG_MASK, NFQA_CFG_FLAGS} for our queue. Raises OSError with
     the kernel's errno when refused (EOPNOTSUPP: this kernel lacks a flag)."""
+    attrs = struct.pack("=HH", 8, NFQA_CFG_MASK) + struct.pack("!I", mask)
+    attrs += struct.pack("=HH", 8, NFQA_CFG_FLAGS) + struct.pack("!I", flags)
+    _queue_config(nfq, queue_num, attrs, timeout)
+
+
+def set_copy_range(nfq, queue_num: int, copy_range: int, timeout: float = 2.0) -> None:
+    """NFQNL_MSG_CONFIG {NFQA_CFG_PARAMS: copy_range, NFQNL_COPY_PACKET}: how many bytes of
+    each packet the kernel copies to us (netfilterqueue caps what bind() may ask for)."""
+    params = struct.pack("!IB", copy_range, NFQNL_COPY_PACKET)             # packed, 5 bytes
+    attrs = struct.pack("=HH", 4 + len(params), NFQA_CFG_PARAMS) + params + b"\0" * 3
+    _queue_config(nfq, queue_num, attrs, timeout)
+
+
+class WholeMessages:
+    """The socket netfilterqueue.run_socket() reads from: recv() returns whole netlink
+    messages (up to 64 KB packets) where netfilterqueue's run() would cut them at 4 KB."""
+
+    def __init__(self, nfq):
+        self.sock = socket.fromfd(nfq.get_fd(), socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+        self.sock.setblocking(False)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+        except OSError:                           # not root: the kernel's rmem_max applies
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+
+    def recv(self, _size):
+        return self.sock.recv(MESSAGE_MAX)
+
+    def close(self):
+        self.sock.close()
+
+
+def _queue_config(nfq, queue_num, attrs, timeout):
+    """Send one NFQNL_MSG_CONFIG for our queue on the socket that owns it (the kernel only
+    accepts config from the bound portid) and wait for the kernel's ACK."""
     sock = socket.fromfd(nfq.get_fd(), socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
     try:
         seq = int(time.monotonic() * 1000) & 0x7FFFFFFF
-        body = struct.pack("!BBH", socket.AF_UNSPEC, 0, queue_num)        # nfgenmsg; res_id = queue
-        body += struct.pack("=HH", 8, NFQA_CFG_MASK) + struct.pack("!I", mask)
-        body += struct.pack("=HH", 8, NFQA_CFG_FLAGS) + struct.pack("!I", flags)
+        body = struct.pack("!BBH", socket.AF_UNSPEC, 0, queue_num) + attrs   # nfgenmsg; res_id = queue
         msg_type = (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_CONFIG
         sock.sendto(struct.pack("=IHHII", 16 + len(body), msg_type, NLM_F_REQUEST | NLM_F_ACK, seq, 0) + body,
                     (0, 0))
@@ -79,7 +124,7 @@ def set_queue_flags(nfq, queue_num: int, flags: int, mask: int, timeout: float =
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([sock], [], [], left)[0]:
                 raise OSError(errno.ETIMEDOUT, "no answer to NFQNL_MSG_CONFIG")
-            data = sock.recv(1 << 17)
+            data = sock.recv(MESSAGE_MAX)
             if len(data) >= 20:
                 _, mtype, _, mseq, _ = struct.unpack_from("=IHHII", data)
                 if mtype == NLMSG_ERROR and mseq == seq:
@@ -95,7 +140,7 @@ def set_queue_flags(nfq, queue_num: int, flags: int, mask: int, timeout: float =
 
 
 class Counters:
-    __slots__ = ("packets", "passed", "dropped", "rejected", "offloaded", "errors", "anomalies", "reject_sent")
+    __slots__ = ("packets", "passed", "dropped", "rejected", "offloaded", "errors", "anomalies", "reject_sent", "copy_truncated")
 
     def __init__(self):
         for k in self.__slots__:
@@ -109,6 +154,7 @@ class Worker:
     """One queue, one Inspector, one process."""
 
     def __init__(self, cfg, queue_num, ruleset, load_rules=None):
+        self.copy_range = COPY_RANGE         # bytes of each packet the kernel copies to us
         self.cfg = cfg
         self.queue_num = queue_num
         self.ruleset = ruleset
@@ -135,10 +181,14 @@ class Worker:
         c = self.counters
         c.packets += 1
         try:
-            p = decode_l3(nfpkt.get_payload(), time.time())
+            raw = nfpkt.get_payload()
+            p = decode_l3(raw, time.time())
             p.in_iface = self.ifname(nfpkt.indev)
             if p.anomalies:
-                c.anomalies += 1
+                if len(raw) >= self.copy_range:   # cut by the copy range, not on the wire
+                    c.copy_truncated += 1
+                    p.anomalies = [a for a in p.anomalies if not a.endswith(".trunc_pkt")]
+                c.anomalies += bool(p.anomalies)
             v = self.inspector.process(p)
             action = v.action
             if action == "reject":
@@ -203,8 +253,16 @@ class Worker:
         except OSError as e:
             log.warning("queue %d: kernel refused queue flags %#x (%s); continuing without them",
                         self.queue_num, flags, e)
-        log.info("queue %d: worker %d bound (%s, gso)", self.queue_num, os.getpid(),
-                 "fail-open" if cfg.fail_open else "fail-closed")
+        self.copy_range = COPY_RANGE
+        try:
+            set_copy_range(nfq, self.queue_num, WHOLE_RANGE)
+            self.copy_range = WHOLE_RANGE
+        except OSError as e:
+            log.warning("queue %d: kernel refused a %d-byte copy range (%s); inspecting the first %d bytes "
+                        "of each packet", self.queue_num, WHOLE_RANGE, e, COPY_RANGE)
+        messages = WholeMessages(nfq)
+        log.info("queue %d: worker %d bound (%s, gso, copy %d bytes)", self.queue_num, os.getpid(),
+                 "fail-open" if cfg.fail_open else "fail-closed", self.copy_range)
 
         fd, parent = nfq.get_fd(), os.getppid()
         next_tick = time.monotonic() + 1.0
@@ -215,15 +273,16 @@ class Worker:
                         break
                 ready = select.select([fd], [], [], max(0.0, next_tick - time.monotonic()))[0]
                 if ready:
-                    nfq.run(block=False)
+                    nfq.run_socket(messages)
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + 1.0
                     self.inspector.tick(time.time())
                     if os.getppid() != parent:
                         log.error("queue %d: supervisor gone; worker exits", self.queue_num)
                         break
-            nfq.run(block=False)                  # drain what is already queued to us
+            nfq.run_socket(messages)              # drain what is already queued to us
         finally:
+            messages.close()
             nfq.unbind()
             self.inspector.close()
             self.rejector.close()

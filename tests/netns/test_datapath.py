@@ -349,3 +349,31 @@ def test_a_dead_worker_is_restarted(dp_topo, appliance):
     assert curl(t, url(t, 8080)).stdout == "200"
     assert curl(t, url(t, 8081), max_time=2).returncode == 28       # still inspected
     assert a.stop() == 0
+
+
+SEND_BIG_WRITE = """
+import socket, sys
+s = socket.create_connection((sys.argv[1], 8080), timeout=5)
+data = bytearray(b"A" * 12000)
+data[6000:6020] = b"NEEDLE-WHOLE-SEGMENT"
+s.sendall(bytes(data))
+s.close()
+"""
+
+
+def test_gso_super_packets_are_inspected_whole(dp_topo, appliance):
+    """One 12 KB write leaves the client as a GSO super-packet. The worker asks the kernel
+    for whole packets (netfilterqueue alone stops at ~4 KB and, for longer packets, loses
+    the message): a content match at payload offset >= 5000 proves the whole packet was seen."""
+    rules = RULES + '  - {id: 1010, msg: "needle deep in one packet", action: alert, proto: tcp, ' \
+                    'content: {value: "NEEDLE-WHOLE-SEGMENT", offset: 5000}}\n'
+    a = appliance(rules=rules, workers=1).start()
+    assert "copy 65535 bytes" in a.log_text()
+    t = dp_topo
+    for _ in range(3):
+        t.ex(t.client, sys.executable, "-c", SEND_BIG_WRITE, t.server_ip)
+    alerts = wait_for(lambda: [e for e in a.events("alert") if e["alert"]["signature_id"] == 1010],
+                      what="the deep content alert")
+    assert alerts[0]["dest_port"] == 8080
+    assert not [e for e in a.events("anomaly") if e["anomaly"]["event"].endswith("trunc_pkt")]
+    a.stop()
