@@ -2,13 +2,18 @@
 
 A flow is keyed on the normalised 5-tuple (ICMP echo: addresses + echo id), so
 both directions of a conversation find the same Flow. The initiator is the
-first packet's sender, except that a first-seen SYN/ACK names its receiver.
-The table is an OrderedDict kept in last-activity order: expiry walks from the
-oldest end and stops early, and eviction under pressure drops the least
-recently active flow in O(1).
+first packet's sender, except that a first-seen SYN/ACK or echo reply names
+its receiver.
+
+Timeouts run on a timer wheel: each flow sits in the bucket of the second it
+could first expire. A packet costs nothing there; when a bucket comes due its
+flows are checked and either expired or put in the bucket of their new due
+time. A flood of new flows therefore never walks the whole table, and the table
+itself is a plain dict (memory per flow matters at a million flows).
 """
-from collections import OrderedDict
 import hashlib
+import heapq
+import math
 
 from .packet import TCP, UDP, ICMP, ICMPV6, SYN, ACK, FIN, RST
 
@@ -23,67 +28,86 @@ TIMEOUTS = {
 }
 DEFAULT_TIMEOUTS = {NEW: 30, ESTABLISHED: 300}
 _ECHO = {ICMP: (8, 0), ICMPV6: (128, 129)}
+# One shared int object per port: keys and flows then hold no port ints of their own.
+_PORTS = list(range(65536))
+# Under pressure, this many flows nearest their timeout are compared to pick a victim.
+_EVICT_SAMPLE = 8
 
 
 def flow_key(pkt):
     """Direction-free key: the two (addr, port) ends sorted, plus the protocol."""
     p = pkt.proto
     if p == TCP or p == UDP:
-        a, b = (pkt.src, pkt.sport), (pkt.dst, pkt.dport)
+        a, b = (pkt.src, _PORTS[pkt.sport]), (pkt.dst, _PORTS[pkt.dport])
     elif p in _ECHO and pkt.icmp_type in _ECHO[p]:
-        a, b = (pkt.src, pkt.icmp_id), (pkt.dst, pkt.icmp_id)
+        a, b = (pkt.src, pkt.icmp_id & 0xFFFF), (pkt.dst, pkt.icmp_id & 0xFFFF)
     else:
         a, b = (pkt.src, 0), (pkt.dst, 0)
     return (p,) + (a + b if a <= b else b + a)
 
 
+def timeout(flow):
+    return TIMEOUTS.get(flow.proto, DEFAULT_TIMEOUTS).get(flow.state, 30)
+
+
 class Flow:
     __slots__ = (
-        "id", "key", "proto", "ip_version", "src", "sport", "dst", "dport",  # initiator -> responder
+        "key", "proto", "src", "sport", "dst", "dport",  # initiator -> responder
         "start", "last", "state", "tcp_seen",           # tcp_seen: bits of handshake/teardown progress
         "pkts_ts", "pkts_tc", "bytes_ts", "bytes_tc",
-        "inspected_pkts", "inspected_bytes",            # what went through detection (the depth budget)
+        "inspected_bytes",                              # payload that went through detection (depth budget)
         "verdict", "verdict_rule", "final", "offloaded", "alerted", "alerted_rules",
-        "app_proto", "app", "streams", "cand", "direction", "in_iface",
-        "flags_ts", "flags_tc", "reason",
-        "app_tx", "tx_count", "pcap_cnt", "pcap_file",
+        "app_proto", "app", "app_tx", "tx_count", "stream", "cand_ts", "cand_tc",
+        "direction", "in_iface", "flags_ts", "flags_tc", "reason",
+        "pcap_cnt", "pcap_file", "_id",
     )
 
     def __init__(self, key, pkt, reverse=False):
         self.key = key
         self.proto = pkt.proto
-        self.ip_version = pkt.ip_version
+        a, b = (pkt.src, _PORTS[pkt.sport]), (pkt.dst, _PORTS[pkt.dport])
         if reverse:
-            self.src, self.sport, self.dst, self.dport = pkt.dst, pkt.dport, pkt.src, pkt.sport
-        else:
-            self.src, self.sport, self.dst, self.dport = pkt.src, pkt.sport, pkt.dst, pkt.dport
+            a, b = b, a
+        self.src, self.sport = a
+        self.dst, self.dport = b
         if self.proto in _ECHO and pkt.icmp_type in _ECHO[self.proto]:
             self.sport = self.dport = 0
         self.start = self.last = pkt.ts
-        digest = hashlib.blake2b(repr((key, pkt.ts)).encode(), digest_size=8).digest()
-        self.id = int.from_bytes(digest, "big") & 0x1FFFFFFFFFFFFF   # JSON-safe 53-bit
         self.state = NEW
         self.tcp_seen = 0
         self.pkts_ts = self.pkts_tc = self.bytes_ts = self.bytes_tc = 0
-        self.inspected_pkts = self.inspected_bytes = 0
+        self.inspected_bytes = 0
         self.verdict = None          # None (undecided) | "pass" | "drop" | "reject"
         self.verdict_rule = None     # Rule that decided, or None for the default action
         self.final = False           # verdict can no longer change and nothing is left to inspect
         self.offloaded = False       # handed to the kernel (live) / would have been (replay)
         self.alerted = False
-        self.alerted_rules = None    # set of header-only alert rule ids already reported
+        self.alerted_rules = None    # set of (rule index, direction) header-only alerts already reported
         self.app_proto = None        # None (unknown yet) | "dns" | "tls" | "http" | "failed"
         self.app = None              # dict field -> names of the current transaction
-        self.streams = None          # [to_server StreamStart, to_client StreamStart] for TCP
-        self.cand = None             # detection's cached per-direction candidate masks
+        self.app_tx = None           # the latest parsed transaction (DnsMessage, ClientHello, HttpRequest)
+        self.tx_count = 0            # transactions parsed so far (HTTP requests, DNS-over-TCP messages)
+        self.stream = None           # client stream: None, the ISN+1 from its SYN (int), or a StreamStart
+        self.cand_ts = self.cand_tc = None   # detection's candidate rule masks per direction
         self.direction = "any"
         self.in_iface = pkt.in_iface
         self.flags_ts = self.flags_tc = 0
         self.reason = ""
-        self.app_tx = None           # the latest parsed transaction (DnsMessage, ClientHello, HttpRequest)
-        self.tx_count = 0            # transactions parsed so far (HTTP requests, DNS-over-TCP messages)
         self.pcap_cnt = pkt.pcap_cnt # replay: number of the flow's latest packet in its file
         self.pcap_file = ""          # replay: the file that packet came from
+        self._id = None
+
+    @property
+    def id(self):
+        """EVE flow_id: a stable 53-bit hash of the key and start time (JSON-safe), made on first use."""
+        if self._id is None:
+            digest = hashlib.blake2b(repr((self.key, self.start)).encode(), digest_size=8).digest()
+            self._id = int.from_bytes(digest, "big") & 0x1FFFFFFFFFFFFF
+        return self._id
+
+    @property
+    def packets(self):
+        return self.pkts_ts + self.pkts_tc
 
 
 # tcp_seen bits
@@ -93,13 +117,22 @@ _SYN, _SYNACK, _HS_DONE, _FIN_TS, _FIN_TC = 1, 2, 4, 8, 16
 class FlowTable:
     def __init__(self, max_flows=100_000):
         self.max_flows = max_flows
-        self.flows = OrderedDict()
+        self.flows = {}
+        self.wheel = {}              # second -> flows to check then (a flow may sit in two; checks are idempotent)
+        self.due = []                # heap of the wheel's seconds
         self.total = self.evicted = 0
         self.by_proto = {}
-        self._min_timeout = min(min(t.values()) for t in list(TIMEOUTS.values()) + [DEFAULT_TIMEOUTS])
 
     def __len__(self):
         return len(self.flows)
+
+    def _schedule(self, flow, when):
+        sec = math.ceil(when)
+        bucket = self.wheel.get(sec)
+        if bucket is None:
+            bucket = self.wheel[sec] = []
+            heapq.heappush(self.due, sec)
+        bucket.append(flow)
 
     def lookup(self, pkt):
         """Return (flow, to_server, ended): the packet's flow, its direction, and a
@@ -116,9 +149,7 @@ class FlowTable:
             evicted, flow = flow, None
         if flow is None:
             if len(flows) >= self.max_flows and evicted is None:
-                _, evicted = flows.popitem(last=False)
-                evicted.reason = "evicted"
-                self.evicted += 1
+                evicted = self._evict()
             # A first-seen SYN/ACK or echo reply comes from the responder.
             if pkt.proto == TCP:
                 reverse = (pkt.tcp_flags & (SYN | ACK)) == (SYN | ACK)
@@ -126,39 +157,79 @@ class FlowTable:
                 reverse = pkt.proto in _ECHO and pkt.icmp_type == _ECHO[pkt.proto][1]
             flow = Flow(key, pkt, reverse)
             flows[key] = flow
+            self._schedule(flow, flow.start + timeout(flow))
             self.total += 1
             self.by_proto[pkt.proto] = self.by_proto.get(pkt.proto, 0) + 1
-        else:
-            flows.move_to_end(key)
         if flow.proto in _ECHO and flow.sport == 0 and pkt.icmp_type in _ECHO[flow.proto]:
             to_server = pkt.src == flow.src and pkt.icmp_type == _ECHO[flow.proto][0]
         else:
             to_server = pkt.src == flow.src and pkt.sport == flow.sport
+        state = flow.state
         _update(flow, pkt, to_server)
+        if flow.state != state and timeout(flow) < TIMEOUTS.get(flow.proto, DEFAULT_TIMEOUTS).get(state, 30):
+            self._schedule(flow, flow.last + timeout(flow))   # a shorter timeout: check sooner
         return flow, to_server, evicted
+
+    def _evict(self):
+        """Remove the flow nearest its idle timeout among a few candidates from the
+        earliest buckets (approximately the least recently active)."""
+        victim, best = None, None
+        seen = 0
+        flows = self.flows
+        for sec in heapq.nsmallest(4, self.due):
+            bucket = self.wheel[sec]
+            while bucket and flows.get(bucket[-1].key) is not bucket[-1]:
+                bucket.pop()                  # earlier victims: keep the tail live
+            for flow in reversed(bucket):
+                if flows.get(flow.key) is not flow:
+                    continue
+                due = flow.last + timeout(flow)
+                if best is None or due < best:
+                    victim, best = flow, due
+                seen += 1
+                if seen >= _EVICT_SAMPLE:
+                    break
+            if seen >= _EVICT_SAMPLE:
+                break
+        if victim is None:                    # every bucket entry was stale: any flow will do
+            victim = next(iter(self.flows.values()))
+        del self.flows[victim.key]
+        victim.reason = "evicted"
+        self.evicted += 1
+        return victim
 
     def expire(self, now):
         """Remove and return flows idle past their state's timeout."""
+        due, wheel, flows = self.due, self.wheel, self.flows
+        buckets = []
+        limit = math.ceil(now)
+        while due and due[0] <= limit:
+            buckets.append(wheel.pop(heapq.heappop(due)))
         out = []
-        flows = self.flows
-        for flow in flows.values():      # oldest activity first; stop at the first recent one
-            idle = now - flow.last
-            if idle < self._min_timeout:
-                break
-            if idle >= TIMEOUTS.get(flow.proto, DEFAULT_TIMEOUTS).get(flow.state, 30):
-                out.append(flow)
-        for flow in out:
-            del flows[flow.key]
-            flow.reason = "timeout"
+        for bucket in buckets:
+            for flow in bucket:
+                if flows.get(flow.key) is not flow:
+                    continue                  # already ended (or checked twice)
+                when = flow.last + timeout(flow)
+                if when <= now:
+                    del flows[flow.key]
+                    flow.reason = "timeout"
+                    out.append(flow)
+                else:
+                    self._schedule(flow, when)
+        out.sort(key=lambda f: (f.last, f.start))   # deterministic, oldest first
         return out
 
     def remove(self, flow, reason):
-        if self.flows.pop(flow.key, None) is not None:
+        if self.flows.get(flow.key) is flow:
+            del self.flows[flow.key]
             flow.reason = reason
 
     def drain(self, reason="shutdown"):
         out = list(self.flows.values())
         self.flows.clear()
+        self.wheel.clear()
+        self.due.clear()
         for f in out:
             f.reason = reason
         return out

@@ -87,6 +87,8 @@ class Inspector:
         caches are invalidated by the generation number."""
         self.generation += 1
         self.detector = Detector(ruleset, self.generation)
+        for flow in self.flows.flows.values():   # candidate masks were for the old rules
+            flow.cand_ts = flow.cand_tc = None
         self.ruleset = ruleset
         self._home = self._home_tree(ruleset)
 
@@ -133,10 +135,11 @@ class Inspector:
             return Verdict(action, self.settings.offload, flow)
 
         s = self.settings
-        within_before = flow.inspected_pkts < s.depth_packets and flow.inspected_bytes < s.depth_bytes
-        flow.inspected_pkts += 1
+        # every packet of a flow that is not final is inspected: its packet count is the depth used
+        n = flow.pkts_ts + flow.pkts_tc
+        within_before = n - 1 < s.depth_packets and flow.inspected_bytes < s.depth_bytes
         flow.inspected_bytes += len(pkt.payload)
-        within = flow.inspected_pkts < s.depth_packets and flow.inspected_bytes < s.depth_bytes
+        within = n < s.depth_packets and flow.inspected_bytes < s.depth_bytes
 
         new_fields = self._applayer(pkt, flow, to_server) if within_before else ()
         det = self.detector
@@ -190,7 +193,7 @@ class Inspector:
         det = self.detector
         reverse = _Reverse(flow, not to_server)
         other = det.candidates(reverse, flow, not to_server)
-        cand = (flow.cand[1] or 0) | (flow.cand[2] or 0) | other
+        cand = (flow.cand_ts or 0) | (flow.cand_tc or 0) | other
         if cand & det.alert & ~det.header_alert:
             return True                    # content/packet/app alert rules still look
         if other & det.header_alert and not (flow.pkts_tc if to_server else flow.pkts_ts):
@@ -210,13 +213,20 @@ class Inspector:
             if not to_server:
                 # DNS, TLS and HTTP clients speak first: a server that talks before its
                 # client has sent a byte is none of them, so stop waiting for a name.
-                if flow.app_proto is None and pkt.payload and not (flow.streams and flow.streams[0].data):
+                st = flow.stream
+                if flow.app_proto is None and pkt.payload and not (isinstance(st, StreamStart) and st.data):
                     self._set_app(flow, "failed")
                 return ()
-            streams = flow.streams
-            if streams is None:
-                streams = flow.streams = [StreamStart(self.settings.stream_bytes)]
-            st = streams[0]
+            st = flow.stream
+            if not isinstance(st, StreamStart):
+                if not pkt.payload:
+                    if pkt.tcp_flags & SYN:
+                        flow.stream = (pkt.seq + 1) & 0xFFFFFFFF   # remember only the ISN until data comes
+                    return ()
+                isn_next = st
+                st = flow.stream = StreamStart(self.settings.stream_bytes)
+                if isn_next is not None:
+                    st.add((isn_next - 1) & 0xFFFFFFFF, b"", True)
             grew = st.add(pkt.seq, pkt.payload, bool(pkt.tcp_flags & SYN))
             if not grew:
                 return ()

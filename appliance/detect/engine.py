@@ -72,16 +72,14 @@ class Detector:
                       for f in APP_FIELDS}
         self.prefilter = ix.ContentPrefilter((i, r.content) for i, r in enumerate(rules) if r.content)
         self.thresholds = Thresholds()
+        self._masks = {}
 
     # -- header candidates ---------------------------------------------------
 
     def candidates(self, pkt, flow, to_server):
-        """Rules whose proto/addresses/ports/direction match this packet (cached per flow direction)."""
-        cache = flow.cand
-        if cache is None or cache[0] != self.generation:
-            cache = flow.cand = [self.generation, None, None]
-        slot = 1 if to_server else 2
-        m = cache[slot]
+        """Rules whose proto/addresses/ports/direction match this packet (cached per flow
+        direction; Inspector.reload clears the caches)."""
+        m = flow.cand_ts if to_server else flow.cand_tc
         if m is None:
             m = self.proto_any | self.proto.get(pkt.proto, 0)
             if m:
@@ -94,7 +92,12 @@ class Detector:
                 m &= self.sport.lookup(pkt.sport)
             if m:
                 m &= self.dport.lookup(pkt.dport)
-            cache[slot] = m
+            # Flows share one int per distinct mask (10,000 rules = 1.3 KB a mask).
+            m = self._masks.setdefault(m, m)
+            if to_server:
+                flow.cand_ts = m
+            else:
+                flow.cand_tc = m
         return m
 
     # -- per-packet conditions -----------------------------------------------
