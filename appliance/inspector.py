@@ -191,10 +191,11 @@ class Inspector:
     def _more_to_inspect(self, flow, to_server):
         """Could anything still fire or change the verdict on a later packet?"""
         det = self.detector
-        reverse = _Reverse(flow, not to_server)
-        other = det.candidates(reverse, flow, not to_server)
-        cand = (flow.cand_ts or 0) | (flow.cand_tc or 0) | other
-        if cand & det.alert & ~det.header_alert:
+        other = flow.cand_tc if to_server else flow.cand_ts
+        if other is None:
+            other = det.candidates(_Reverse(flow, not to_server), flow, not to_server)
+        cand = (flow.cand_ts if to_server else flow.cand_tc) | other
+        if cand & det.deep_alert:
             return True                    # content/packet/app alert rules still look
         if other & det.header_alert and not (flow.pkts_tc if to_server else flow.pkts_ts):
             return True                    # the other direction's header alerts have not fired yet

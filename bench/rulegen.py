@@ -19,7 +19,9 @@ def rules_yaml(n, seed=3):
     out = ["default_action: pass", "rules:"]
     for i in range(n):
         rid = 100000 + i
-        k = i % 20
+        # Kinds interleave (7 is coprime with 20), so any prefix of the list, 10 rules as
+        # well as 10,000, holds the same mix: header, CIDR, content and name rules.
+        k = (i * 7) % 20
         r = [f"  - id: {rid}", f"    msg: \"bench rule {rid}\""]
         if k < 6:                                    # header rules: proto + ports
             proto = rng.choice(("tcp", "udp"))
@@ -38,7 +40,7 @@ def rules_yaml(n, seed=3):
             r += ["    action: alert", "    proto: tcp"]
             if k % 2:
                 r.append("    flow: to_server")
-            if i == 11:                        # matches every HTTP request
+            if i == 2:                         # matches every HTTP request (in every set)
                 r.append("    content: \"User-Agent: bench/1.0\"")
             elif k == 15:
                 r.append(f"    content: {{value: \"{_word(rng, 12)}\", nocase: true}}")

@@ -63,6 +63,11 @@ class Detector:
                 self.direction[r.direction] |= bit
         self.bit_of = {r.id: 1 << i for i, r in enumerate(rules)}
         self.app_any = self.field["dns"] | self.field["tls"] | self.field["http"]
+        # Complements as positive masks: `x & ~m` on 10,000-bit ints costs more than it looks.
+        every = (1 << len(rules)) - 1
+        self.no_app = every ^ self.app_any
+        self.no_content = every ^ self.content
+        self.deep_alert = self.alert & ~self.header_alert      # alerts that look past the header
         self.src = ix.AddrIndex((i, r.src) for i, r in enumerate(rules))
         self.dst = ix.AddrIndex((i, r.dst) for i, r in enumerate(rules))
         self.sport = ix.PortIndex((i, r.src_port) for i, r in enumerate(rules))
@@ -193,30 +198,31 @@ class Detector:
         rules = self.rules
         head = a & self.header_alert
         if head:
+            # Header-only alerts fire once per flow and direction: the first packet each way
+            # fires them all, later packets skip the walk.
             seen = flow.alerted_rules
+            marker = (self.generation, to_server)
             if seen is None:
                 seen = flow.alerted_rules = set()
-            for i in ix.bits(head):
-                key = (i, to_server)
-                if key not in seen:
-                    seen.add(key)
-                    out.append(rules[i])
-        rest = a & ~self.header_alert
+            if marker not in seen:
+                seen.add(marker)
+                out.extend(rules[i] for i in ix.bits(head))
+        rest = a ^ head
         if not rest:
             return out
         # App-layer rules only on the packet that completed a transaction of their field.
-        app_ok = 0
-        if new_fields:
+        if rest & self.app_any:
+            app_ok = 0
             for f in new_fields:
                 fmask = self.field[f]
                 if rest & fmask:
                     app_ok |= fmask & self.names[f].lookup(flow.app.get(f) or ())
-        rest &= ~self.app_any | app_ok
+            rest = (rest & self.no_app) | (rest & app_ok)
         # Content rules need their literals present: one prefilter scan decides most.
         if rest & self.content:
             if scan[0] is None:
                 scan[0] = self.prefilter.scan(pkt.payload)
-            rest &= ~self.content | scan[0]
+            rest &= self.no_content | scan[0]
         for i in ix.bits(rest):
             r = rules[i]
             if not r.per_packet or self.packet_match(r, pkt, flow, to_server, scan):
