@@ -37,9 +37,12 @@ _EVICT_SAMPLE = 8
 def flow_key(pkt):
     """Direction-free key: the two (addr, port) ends sorted, plus the protocol."""
     p = pkt.proto
-    if p == TCP or p == UDP:
-        a, b = (pkt.src, _PORTS[pkt.sport]), (pkt.dst, _PORTS[pkt.dport])
-    elif p in _ECHO and pkt.icmp_type in _ECHO[p]:
+    if p == TCP or p == UDP:             # the hot case: one tuple, no intermediates
+        s, d, sp, dp = pkt.src, pkt.dst, pkt.sport, pkt.dport
+        if s < d or (s == d and sp <= dp):
+            return (p, s, _PORTS[sp], d, _PORTS[dp])
+        return (p, d, _PORTS[dp], s, _PORTS[sp])
+    if p in _ECHO and pkt.icmp_type in _ECHO[p]:
         a, b = (pkt.src, pkt.icmp_id & 0xFFFF), (pkt.dst, pkt.icmp_id & 0xFFFF)
     else:
         a, b = (pkt.src, 0), (pkt.dst, 0)
@@ -160,12 +163,25 @@ class FlowTable:
             self._schedule(flow, flow.start + timeout(flow))
             self.total += 1
             self.by_proto[pkt.proto] = self.by_proto.get(pkt.proto, 0) + 1
-        if flow.proto in _ECHO and flow.sport == 0 and pkt.icmp_type in _ECHO[flow.proto]:
-            to_server = pkt.src == flow.src and pkt.icmp_type == _ECHO[flow.proto][0]
+        proto = flow.proto
+        if proto in _ECHO and flow.sport == 0 and pkt.icmp_type in _ECHO[proto]:
+            to_server = pkt.src == flow.src and pkt.icmp_type == _ECHO[proto][0]
         else:
             to_server = pkt.src == flow.src and pkt.sport == flow.sport
         state = flow.state
-        _update(flow, pkt, to_server)
+        if to_server:
+            flow.pkts_ts += 1
+            flow.bytes_ts += pkt.length
+        else:
+            flow.pkts_tc += 1
+            flow.bytes_tc += pkt.length
+        if pkt.ts > flow.last:
+            flow.last = pkt.ts
+        flow.pcap_cnt = pkt.pcap_cnt
+        if flow.proto == TCP:
+            _tcp_state(flow, pkt.tcp_flags, to_server)
+        elif state == NEW and flow.pkts_ts and flow.pkts_tc:
+            flow.state = ESTABLISHED          # UDP/ICMP: seen both ways
         if flow.state != state and timeout(flow) < TIMEOUTS.get(flow.proto, DEFAULT_TIMEOUTS).get(state, 30):
             self._schedule(flow, flow.last + timeout(flow))   # a shorter timeout: check sooner
         return flow, to_server, evicted
@@ -233,23 +249,6 @@ class FlowTable:
         for f in out:
             f.reason = reason
         return out
-
-
-def _update(flow, pkt, to_server):
-    size = pkt.length
-    if to_server:
-        flow.pkts_ts += 1
-        flow.bytes_ts += size
-    else:
-        flow.pkts_tc += 1
-        flow.bytes_tc += size
-    if pkt.ts > flow.last:
-        flow.last = pkt.ts
-    flow.pcap_cnt = pkt.pcap_cnt
-    if flow.proto == TCP:
-        _tcp_state(flow, pkt.tcp_flags, to_server)
-    elif flow.state == NEW and flow.pkts_ts and flow.pkts_tc:
-        flow.state = ESTABLISHED          # UDP/ICMP: seen both ways
 
 
 def _tcp_state(flow, flags, to_server):

@@ -115,26 +115,27 @@ class Inspector:
                 self._emit(events.anomaly(pkt, None, name, "decode", self.settings))
         if pkt.ip_version == 0 or not pkt.src:
             if pkt.anomalies and self.settings.anomaly_action == "drop":
-                c.blocked += 1
+                c.count_verdict("drop")
                 return Verdict("drop")
-            c.accepted += 1
+            c.count_verdict("pass")
             return PASS
 
         flow, to_server, evicted = self.flows.lookup(pkt)
+        s = self.settings
+        if s.source_name:
+            flow.pcap_file = s.source_name
+        if flow.final:                     # decided for good: the fast path
+            action = "pass" if flow.verdict == "pass" else "drop"
+            c.verdicts[action] += 1
+            c.fast_path += 1
+            if evicted is not None:
+                self._end_flow(evicted)
+            return Verdict(action, s.offload, flow)
         if evicted is not None:
             self._end_flow(evicted)
         if flow.pkts_ts + flow.pkts_tc == 1:
             flow.direction = self._direction(flow, pkt)
-        if self.settings.source_name:
-            flow.pcap_file = self.settings.source_name
 
-        if flow.final:                     # decided for good: the fast path
-            action = "drop" if flow.verdict != "pass" else "pass"
-            c.count_verdict(action)
-            c.fast_path += 1
-            return Verdict(action, self.settings.offload, flow)
-
-        s = self.settings
         # every packet of a flow that is not final is inspected: its packet count is the depth used
         n = flow.pkts_ts + flow.pkts_tc
         within_before = n - 1 < s.depth_packets and flow.inspected_bytes < s.depth_bytes
@@ -183,8 +184,6 @@ class Inspector:
         offload = flow.final and s.offload
         if offload:
             flow.offloaded = True
-        if flow.state == CLOSED and flow.proto == TCP:
-            pass                           # kept until its short closed timeout, for late retransmits
         c.count_verdict(pkt_action)
         return Verdict(pkt_action, offload, flow, emitted)
 

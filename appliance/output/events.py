@@ -138,14 +138,15 @@ def flow(f, settings):
 
 
 class Counters:
-    """Per-inspector counters, reported in the stats event."""
+    """Per-inspector counters, reported in the stats event. Packets are counted by
+    (IP version, protocol) in one dict: one update per packet on the hot path."""
 
     def __init__(self):
         self.pkts = self.bytes = self.invalid = 0
-        self.ipv4 = self.ipv6 = self.tcp = self.udp = self.icmpv4 = self.icmpv6 = 0
-        self.vlan = self.non_ip = 0
+        self.kinds = {}              # (ip_version, proto) -> packets
+        self.vlan = 0
         self.encap = {}
-        self.accepted = self.blocked = self.rejected = 0
+        self.verdicts = {"pass": 0, "drop": 0, "reject": 0}
         self.alerts = self.alerts_suppressed = 0
         self.fast_path = 0
         self.internal_errors = 0
@@ -155,44 +156,47 @@ class Counters:
     def count_packet(self, pkt):
         self.pkts += 1
         self.bytes += pkt.length
+        k = (pkt.ip_version, pkt.proto)
+        kinds = self.kinds
+        kinds[k] = kinds.get(k, 0) + 1
+        if pkt.anomalies or pkt.vlan or not pkt.ip_version:
+            self._count_unusual(pkt)
+
+    def _count_unusual(self, pkt):
         if pkt.anomalies:
             self.invalid += 1
-        v = pkt.ip_version
-        if v == 4:
-            self.ipv4 += 1
-        elif v == 6:
-            self.ipv6 += 1
-        else:
-            self.non_ip += 1
-            if pkt.encap:
-                self.encap[pkt.encap] = self.encap.get(pkt.encap, 0) + 1
-        p = pkt.proto
-        if p == 6:
-            self.tcp += 1
-        elif p == 17:
-            self.udp += 1
-        elif p == 1:
-            self.icmpv4 += 1
-        elif p == 58:
-            self.icmpv6 += 1
         if pkt.vlan:
             self.vlan += 1
+        if not pkt.ip_version and pkt.encap:
+            self.encap[pkt.encap] = self.encap.get(pkt.encap, 0) + 1
 
     def count_verdict(self, action):
-        if action == "pass":
-            self.accepted += 1
-        elif action == "drop":
-            self.blocked += 1
-        else:
-            self.rejected += 1
+        self.verdicts[action] += 1
+
+    def by(self, version=None, proto=None):
+        return sum(n for (v, p), n in self.kinds.items()
+                   if (version is None or v == version) and (proto is None or p == proto))
+
+    @property
+    def accepted(self):
+        return self.verdicts["pass"]
+
+    @property
+    def blocked(self):
+        return self.verdicts["drop"]
+
+    @property
+    def rejected(self):
+        return self.verdicts["reject"]
 
 
 def stats(inspector, now):
     c = inspector.counters
     ft = inspector.flows
     uptime = int(now - inspector.first_ts) if inspector.first_ts is not None else 0
-    decoder = {"pkts": c.pkts, "bytes": c.bytes, "invalid": c.invalid, "ipv4": c.ipv4, "ipv6": c.ipv6,
-               "tcp": c.tcp, "udp": c.udp, "icmpv4": c.icmpv4, "icmpv6": c.icmpv6, "vlan": c.vlan,
+    decoder = {"pkts": c.pkts, "bytes": c.bytes, "invalid": c.invalid, "ipv4": c.by(4), "ipv6": c.by(6),
+               "tcp": c.by(proto=6), "udp": c.by(proto=17), "icmpv4": c.by(proto=1), "icmpv6": c.by(proto=58),
+               "vlan": c.vlan,
                "mpls": c.encap.get("mpls", 0), "pppoe": c.encap.get("pppoe", 0), "arp": c.encap.get("arp", 0),
                "unknown_ethertype": sum(v for k, v in c.encap.items() if k.startswith("ethertype-"))}
     if c.pkts:
