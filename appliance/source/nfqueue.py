@@ -92,22 +92,33 @@ def set_copy_range(nfq, queue_num: int, copy_range: int, timeout: float = 2.0) -
 
 class WholeMessages:
     """The socket netfilterqueue.run_socket() reads from: recv() returns whole netlink
-    messages (up to 64 KB packets) where netfilterqueue's run() would cut them at 4 KB."""
+    messages (up to 64 KB packets) where netfilterqueue's run() would cut them at 4 KB.
 
-    def __init__(self, nfq):
+    recv() blocks in the kernel (a blocked recv wakes faster than select() + recv():
+    measured +100 us vs +58 us per ping through a queue here), with SO_RCVTIMEO so the
+    worker regains control at least every `wait` seconds; `due()` returning True makes
+    recv() give control back at once (signals, the flow-table tick) even under load."""
+
+    def __init__(self, nfq, due, wait=0.2):
         self.sock = socket.fromfd(nfq.get_fd(), socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-        self.sock.setblocking(False)
+        self.sock.setblocking(True)
+        sec = int(wait)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                             struct.pack("ll", sec, int((wait - sec) * 1_000_000)))
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
         except OSError:                           # not root: the kernel's rmem_max applies
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
         self.buf = bytearray(MESSAGE_MAX)
         self.view = memoryview(self.buf)
+        self.due = due
 
     def recv(self, _size):
+        if self.due():
+            raise BlockingIOError(errno.EAGAIN, "worker has work of its own")
         # recv_into one reused buffer, then copy out just the message: cheaper for the
         # common small packet than letting recv() allocate 64 KB and shrink it
-        n = self.sock.recv_into(self.buf)
+        n = self.sock.recv_into(self.buf)          # EAGAIN after SO_RCVTIMEO
         return self.view[:n].tobytes()
 
     def close(self):
@@ -169,6 +180,7 @@ class Worker:
         self.rejector = Rejector()
         self.flags = set()                   # signals seen, handled in the loop
         self.fail_verdict = "accept" if cfg.fail_open else "drop"
+        self.offload = cfg.offload
 
     # -- per packet ------------------------------------------------------------
 
@@ -188,7 +200,7 @@ class Worker:
         try:
             raw = nfpkt.get_payload()
             p = decode_l3(raw, time.time())
-            p.in_iface = self.ifname(nfpkt.indev)
+            p.in_iface = self.ifnames.get(nfpkt.indev) or self.ifname(nfpkt.indev)
             if p.anomalies:
                 if len(raw) >= self.copy_range:   # cut by the copy range, not on the wire
                     c.copy_truncated += 1
@@ -203,7 +215,7 @@ class Worker:
                 except OSError as e:
                     c.errors += 1
                     log.warning("queue %d: reject answer not sent: %s", self.queue_num, e)
-            if v.offload and self.cfg.offload and v.flow is not None:
+            if v.offload and self.offload and v.flow is not None:
                 nfpkt.set_mark((nfpkt.mark & ~netfilter.MARK_MASK) | netfilter.OFFLOAD_MARKS[action])
                 nfpkt.repeat()
                 v.flow.offloaded = True
@@ -265,26 +277,27 @@ class Worker:
         except OSError as e:
             log.warning("queue %d: kernel refused a %d-byte copy range (%s); inspecting the first %d bytes "
                         "of each packet", self.queue_num, WHOLE_RANGE, e, COPY_RANGE)
-        messages = WholeMessages(nfq)
+        self.next_tick = time.monotonic() + 1.0
+        messages = WholeMessages(nfq, lambda: bool(self.flags) or time.monotonic() >= self.next_tick)
         log.info("queue %d: worker %d bound (%s, gso, copy %d bytes)", self.queue_num, os.getpid(),
                  "fail-open" if cfg.fail_open else "fail-closed", self.copy_range)
 
-        fd, parent = nfq.get_fd(), os.getppid()
-        next_tick = time.monotonic() + 1.0
+        parent = os.getppid()
         try:
             while True:
                 if self.flags:
                     if not self._handle_signals():
                         break
-                ready = select.select([fd], [], [], max(0.0, next_tick - time.monotonic()))[0]
-                if ready:
-                    nfq.run_socket(messages)
-                if time.monotonic() >= next_tick:
-                    next_tick = time.monotonic() + 1.0
+                nfq.run_socket(messages)          # returns on a receive timeout or when due()
+                if time.monotonic() >= self.next_tick:
+                    self.next_tick = time.monotonic() + 1.0
                     self.inspector.tick(time.time())
                     if os.getppid() != parent:
                         log.error("queue %d: supervisor gone; worker exits", self.queue_num)
                         break
+            self.flags.clear()
+            self.next_tick = float("inf")
+            messages.sock.settimeout(0.0)
             nfq.run_socket(messages)              # drain what is already queued to us
         finally:
             messages.close()
