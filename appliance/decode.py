@@ -144,16 +144,7 @@ def _ipv4(p, data):
         p.frag = (ident, off, bool(fo & 0x2000))
         if off or not _transport_complete(proto, data, hlen, n):
             return          # transport header is not (all) here; defrag will rebuild it
-    if proto == TCP:
-        _tcp_segment(p, data, hlen, n)
-    elif proto == UDP:
-        _udp_datagram(p, data, hlen, n)
-    elif proto == ICMP:
-        _icmp_message(p, data, hlen, n, ICMP_ECHO, "icmpv4.pkt_too_small")
-    else:
-        if proto == ICMPV6:
-            p.anomalies.append("ipv4.icmpv6")
-        p.payload = data[hlen:]
+    _transport(p, proto, data, hlen, n, 4)
 
 
 def _ipv4_options(p, data, hlen):
@@ -212,16 +203,30 @@ def _ipv6(p, data):
     p.proto = nh
     if p.frag is not None and (p.frag[1] or not _transport_complete(nh, data, off, n)):
         return
-    if nh == TCP:
+    _transport(p, nh, data, off, n, 6)
+
+
+# Per IP version: its ICMP, the echo types, the too-small event, and the other
+# version's ICMP, which is an anomaly when carried here.
+_ICMP_OF = {
+    4: (ICMP, ICMP_ECHO, "icmpv4.pkt_too_small", ICMPV6, "ipv4.icmpv6"),
+    6: (ICMPV6, ICMPV6_ECHO, "icmpv6.pkt_too_small", ICMP, "ipv6.icmpv4"),
+}
+
+
+def _transport(p, proto, data, off, n, version):
+    if proto == TCP:
         _tcp_segment(p, data, off, n)
-    elif nh == UDP:
+    elif proto == UDP:
         _udp_datagram(p, data, off, n)
-    elif nh == ICMPV6:
-        _icmp_message(p, data, off, n, ICMPV6_ECHO, "icmpv6.pkt_too_small")
     else:
-        if nh == ICMP:
-            p.anomalies.append("ipv6.icmpv4")
-        p.payload = data[off:]
+        icmp, echo, too_small, foreign, foreign_event = _ICMP_OF[version]
+        if proto == icmp:
+            _icmp_message(p, data, off, n, echo, too_small)
+        else:
+            if proto == foreign:
+                p.anomalies.append(foreign_event)
+            p.payload = data[off:]
 
 
 def _ipv6_exthdrs(p, data, nh, n):
