@@ -108,7 +108,7 @@ def load_config(path) -> Config:
         v = ifaces.get(role)
         if v is None:
             if role != "management":
-                problems.append(f"{path}:{ifaces.line_of(role)}: interfaces.{role} is required "
+                problems.append(f"{path}:{ifaces.line_of(role) or doc.line_of('interfaces') or 1}: interfaces.{role} is required "
                                 "(an interface name or auto)")
             out[role] = None
         elif isinstance(v, str) and DISCOVERED.match(v):

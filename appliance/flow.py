@@ -144,11 +144,12 @@ class FlowTable:
         flows = self.flows
         flow = flows.get(key)
         evicted = None
-        if (flow is not None and flow.state == CLOSED and pkt.proto == TCP
-                and pkt.tcp_flags & (SYN | ACK) == SYN):
-            # Port reuse: a fresh SYN on a closed connection starts a new flow.
+        if (flow is not None and pkt.proto == TCP and pkt.tcp_flags & (SYN | ACK) == SYN
+                and (flow.state == CLOSED or _new_isn(flow, pkt.seq))):
+            # Port reuse: a fresh SYN on a closed connection, or one with a new ISN after
+            # a completed handshake, starts a new flow (and a new inspection).
             del flows[key]
-            flow.reason = "closed"
+            flow.reason = "closed" if flow.state == CLOSED else "reused"
             evicted, flow = flow, None
         if flow is None:
             if len(flows) >= self.max_flows and evicted is None:
@@ -277,6 +278,15 @@ def _tcp_state(flow, flags, to_server):
     if seen & _FIN_TS and seen & _FIN_TC and flags & ACK and not flags & FIN:
         flow.state = CLOSED
     flow.tcp_seen = seen
+
+
+def _new_isn(flow, seq):
+    """A SYN after the handshake whose sequence number is not the flow's ISN."""
+    if not flow.tcp_seen & _HS_DONE:
+        return False
+    st = flow.stream                         # ISN+1 (int) or the StreamStart begun at it
+    start = st if isinstance(st, int) else getattr(st, "start", None)
+    return start is not None and (start - 1) & 0xFFFFFFFF != seq
 
 
 def handshake_seen(flow):

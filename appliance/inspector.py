@@ -13,7 +13,7 @@ import pytricia
 from . import applayer
 from .applayer import dns, tls, http
 from .detect.engine import Detector, MATCH, DEFAULT, APP_FIELDS
-from .flow import FlowTable, CLOSED
+from .flow import FlowTable
 from .output import events
 from .packet import TCP, UDP, SYN
 from .stream import StreamStart
@@ -135,6 +135,8 @@ class Inspector:
             self._end_flow(evicted)
         if flow.pkts_ts + flow.pkts_tc == 1:
             flow.direction = self._direction(flow, pkt)
+            if flow.proto != TCP and flow.proto != UDP:
+                self._set_app(flow, "failed")    # no DNS/TLS/HTTP name can ever show
 
         # every packet of a flow that is not final is inspected: its packet count is the depth used
         n = flow.pkts_ts + flow.pkts_tc
@@ -154,11 +156,13 @@ class Inspector:
         decided_now = None                 # the rule that decided on this packet, if any
         decided_here = False
         if action is None or (action == "pass" and new_fields):
-            status, rule = det.decide(pkt, flow, to_server, cand_flow, within, scan)
+            status, rule = det.decide(pkt, flow, to_server, cand_flow, within_before, within, scan)
             if status == MATCH and (action is None or rule.action != "pass"):
                 flow.verdict, flow.verdict_rule, decided_now = rule.action, rule, rule
                 decided_here = True
-            elif status == DEFAULT and action is None:
+            elif status == DEFAULT and (action is None or det.default_action != "pass"):
+                # first decision, or a new transaction on a passed flow that no rule
+                # passes again (an allow-list's second DNS query / HTTP request)
                 flow.verdict = det.default_action
                 decided_here = True
         pkt_action = flow.verdict or "pass"
@@ -201,6 +205,8 @@ class Inspector:
         # Multi-transaction protocols: a later DNS query / HTTP request may hit an app rule.
         if cand & det.decision & det.app_any and flow.app_proto in ("dns", "http"):
             return True
+        if flow.proto == UDP and cand & det.decision & det.field["dns"]:
+            return True                    # a later datagram may be a DNS query
         return False
 
     # -- app layer -------------------------------------------------------------
@@ -233,10 +239,7 @@ class Inspector:
             data = st.data
             done = st.complete
         elif proto == UDP:
-            data = pkt.payload
-            if not data:
-                return ()
-            done = True
+            return self._udp_applayer(pkt, flow, to_server)
         else:
             return ()
 
@@ -269,30 +272,42 @@ class Inspector:
                 if not more and not reqs and flow.app["http"] is None:
                     flow.app["http"] = []
                 return ()
-            req = reqs[-1]
+            new = reqs[flow.tx_count:]          # every request since the last look (pipelining)
             flow.tx_count = len(reqs)
-            flow.app["http"] = [req.host] if req.host else []
-            flow.app_tx = req
+            flow.app["http"] = [r.host for r in new if r.host]
+            flow.app_tx = new if len(new) > 1 else new[0]
             return ("http",)
         if ap == "dns":
-            if proto == UDP:
-                msg = dns.parse_message(data)
-                msgs = [msg] if msg is not None else []
-                if not to_server:
-                    return ()
-            else:
-                msgs, _ = dns.parse_tcp(data)
-                msgs = msgs[flow.tx_count:]
-                flow.tx_count += len(msgs)
+            msgs, _ = dns.parse_tcp(data)
+            msgs = msgs[flow.tx_count:]
+            flow.tx_count += len(msgs)
             queries = [m for m in msgs if not m.response and m.queries]
             if not queries:
-                if flow.app["dns"] is None and done and proto == TCP:
+                if flow.app["dns"] is None and done:
                     flow.app["dns"] = []
                 return ()
-            flow.app["dns"] = [q.rrname for m in queries for q in m.queries]
-            flow.app_tx = queries[-1]
+            self._dns_queries(flow, queries)
             return ("dns",)
         return ()
+
+    def _udp_applayer(self, pkt, flow, to_server):
+        """UDP: every client datagram stands alone. A datagram that is not a DNS query
+        says nothing about the next one, so DNS rules stay live for the whole flow."""
+        if not to_server or not pkt.payload:
+            return ()
+        msg = dns.parse_message(pkt.payload)
+        if msg is not None and not msg.response and msg.queries:
+            if flow.app_proto != "dns":
+                self._set_app(flow, "dns")
+            self._dns_queries(flow, [msg])
+            return ("dns",)
+        if flow.app_proto is None:
+            self._set_app(flow, "failed")       # this datagram names nothing
+        return ()
+
+    def _dns_queries(self, flow, queries):
+        flow.app["dns"] = [q.rrname for m in queries for q in m.queries]
+        flow.app_tx = queries if len(queries) > 1 else queries[0]
 
     def _set_app(self, flow, proto):
         flow.app_proto = proto
@@ -305,7 +320,10 @@ class Inspector:
     def _direction(self, flow, pkt):
         outside = self.settings.outside_ifaces
         if outside and pkt.in_iface:
-            return "inbound" if pkt.in_iface in outside else "outbound"
+            inbound = pkt.in_iface in outside
+            if pkt.src != flow.src:              # first seen from the responder (SYN/ACK, echo reply)
+                inbound = not inbound
+            return "inbound" if inbound else "outbound"
         src_in = self._in_home(flow.src)
         dst_in = self._in_home(flow.dst)
         if dst_in and not src_in:

@@ -98,6 +98,9 @@ def main_replay(args):
         for p in e.problems:
             print(p, file=sys.stderr)
         return 2
+    except Exception as e:                 # a loader bug must still not print a traceback
+        print(f"{o.rules}:1: internal error loading rules: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
     eve = None
     if o.eve:
         if o.eve != "-" and os.path.exists(o.eve):

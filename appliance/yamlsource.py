@@ -15,7 +15,7 @@ class LineDict(dict):
         self.lines = {}
 
     def line_of(self, key):
-        return self.lines.get(key, self.line)
+        return self.lines.get(key, self.line) or 1     # never line 0, even for a made-up mapping
 
 
 class LineList(list):
@@ -26,7 +26,7 @@ class LineList(list):
         self.lines = []
 
     def line_of(self, index):
-        return self.lines[index] if 0 <= index < len(self.lines) else self.line
+        return (self.lines[index] if 0 <= index < len(self.lines) else self.line) or 1
 
 
 class YamlError(Exception):

@@ -148,12 +148,16 @@ class Detector:
 
     # -- decisions -----------------------------------------------------------
 
-    def decide(self, pkt, flow, to_server, cand, within_depth, scan):
-        """(MATCH, rule) | (PENDING, rule) | (DEFAULT, None) for this packet."""
+    def decide(self, pkt, flow, to_server, cand, inspect, more, scan):
+        """(MATCH, rule) | (PENDING, rule) | (DEFAULT, None) for this packet.
+
+        `inspect`: this packet is within the inspection depth, so packet conditions are
+        checked on it. `more`: later packets will be too, so an unmet condition is
+        pending rather than failed."""
         c = cand & self.decision
         if c & self.app_any:
-            c = self._drop_unmatched_app(c, flow, within_depth)
-        if not within_depth:
+            c = self._drop_unmatched_app(c, flow, more)
+        if not inspect:
             c &= ~self.perpkt
         rules = self.rules
         plain = self.plain
@@ -165,13 +169,16 @@ class Detector:
             if low & self.app_any:
                 app = flow.app
                 if app is None or any(app.get(f) is None for f in r.app_fields):
-                    return PENDING, r
+                    return PENDING, r          # only while `more`: otherwise dropped above
             if low & self.perpkt and not self.packet_match(r, pkt, flow, to_server, scan):
-                return PENDING, r
+                if more:
+                    return PENDING, r
+                c ^= low                       # the last look: not matched, try the next rule
+                continue
             return MATCH, r
         return DEFAULT, None
 
-    def _drop_unmatched_app(self, c, flow, within_depth):
+    def _drop_unmatched_app(self, c, flow, more):
         """Remove app-layer rules that can no longer match: their name is known and
         does not fit, or the flow is past its depth without it."""
         app = flow.app
@@ -181,7 +188,7 @@ class Detector:
                 continue
             names = app.get(f) if app is not None else None
             if names is None:
-                if within_depth:
+                if more:
                     continue
                 names = ()
             c &= ~(fmask & ~self.names[f].lookup(names))

@@ -715,7 +715,7 @@ class _Loader:
             return
         try:
             kw["regex"] = re.compile(v.encode())
-        except re.error as e:
+        except (re.error, OverflowError, RecursionError, ValueError) as e:   # "a{99999999999}" overflows
             err("regex", f"bad regex {v!r}: {e}")
 
     def contents(self, file, m, err):

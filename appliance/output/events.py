@@ -42,12 +42,27 @@ def _addresses(ev, pkt, flow, settings):
             ev["pcap_cnt"] = flow.pcap_cnt
 
 
-def app_fields(ev, flow):
+def _transaction(flow, rule):
+    """The flow's current transaction; of several (pipelined requests, DNS queries in
+    one segment), the one the rule's names match."""
+    tx = flow.app_tx
+    if not isinstance(tx, list):
+        return tx
+    patterns = rule and (rule.dns_query or rule.http_host)
+    if patterns:
+        for t in tx:
+            names = [q.rrname for q in t.queries] if flow.app_proto == "dns" else [t.host or ""]
+            if any(p.matches(n) for p in patterns for n in names):
+                return t
+    return tx[-1]
+
+
+def app_fields(ev, flow, rule=None):
     """Add app_proto and the dns/tls/http object of the flow's current transaction."""
     if flow is None or flow.app_proto in (None, "failed"):
         return
     ev["app_proto"] = flow.app_proto
-    tx = flow.app_tx
+    tx = _transaction(flow, rule)
     if tx is None:
         return
     if flow.app_proto == "dns":
@@ -89,7 +104,7 @@ def alert(pkt, flow, rule, pkt_action, settings):
     ev["alert"] = a
     if flow is not None:
         ev["direction"] = "to_server" if pkt.src == flow.src and pkt.sport == flow.sport else "to_client"
-    app_fields(ev, flow)
+    app_fields(ev, flow, rule)
     return ev
 
 

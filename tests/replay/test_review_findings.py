@@ -1,19 +1,16 @@
 """Review findings: evasions and broken promises, each pinned by a test.
 
-Tests marked xfail(strict=True) reproduce a confirmed bug: they fail today and will
-pass (and then must lose the marker) once the bug is fixed. Unmarked tests pin
-behaviour that was checked and found correct.
+Each test either reproduced a bug found in review (an evasion, a traceback, a
+wrong line number; all fixed) or pins behaviour that was checked and found correct.
 """
 import json
 import random
 
-import pytest
 from scapy.all import ICMP, IP, UDP, Raw, raw, fragment, ICMPv6EchoRequest, IPv6, TCP as STCP
 
 from conftest import (Capture, TcpConn, client_hello, cli, dns_query, l2, ip_of, tls_records,
                       schema_errors, T0)
 from appliance.decode import decode_frame, decode_l3
-from appliance.defrag import Defragmenter
 from appliance.detect.loader import load_rules
 from appliance.inspector import Inspector, Settings
 
@@ -43,8 +40,6 @@ rules:
 
 # --- 1. content drop rules skipped on the packet that reaches the inspection depth ----------
 
-@pytest.mark.xfail(strict=True, reason="BUG: a content drop rule is not applied to the packet that "
-                   "reaches depth_bytes (one 9000-byte jumbo/GSO packet evades it)")
 def test_content_drop_in_one_packet_larger_than_depth_bytes(rules_file):
     # EC2 MTU is 9001: one datagram carries more than the 8 KiB byte depth.
     cap = Capture()
@@ -54,8 +49,6 @@ def test_content_drop_in_one_packet_larger_than_depth_bytes(rules_file):
     assert v[0].action == "drop"           # today: pass (and offloaded), with the alert 2 "allowed"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a content drop rule is not applied to the last packet "
-                   "within depth_packets (depth_packets: 1 makes content drop rules dead)")
 def test_content_drop_on_the_last_packet_within_depth_packets(rules_file):
     cap = Capture()
     udp(cap, "10.0.0.1", "10.0.0.53", 4000, 9999, b"evil")
@@ -64,8 +57,6 @@ def test_content_drop_on_the_last_packet_within_depth_packets(rules_file):
     assert v[0].action == "drop"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: content on the 16th (last inspected) packet alerts but "
-                   "does not drop")
 def test_content_drop_on_sixteenth_packet(rules_file):
     cap = Capture()
     c = TcpConn(cap, "10.0.0.1", 4000, "10.0.0.80", 7)
@@ -87,8 +78,6 @@ def test_content_drop_below_depth_is_applied(rules_file):
 
 # --- 2. HTTP pipelining: only the last request of a segment is checked ------------------------
 
-@pytest.mark.xfail(strict=True, reason="BUG: pipelined HTTP requests arriving together: only the "
-                   "last one's Host is matched (inspector._applayer takes reqs[-1])")
 def test_pipelined_http_requests_in_one_segment_all_checked(rules_file):
     cap = Capture()
     c = TcpConn(cap, "10.0.0.1", 4000, "10.0.0.80", 80)
@@ -111,8 +100,6 @@ def test_second_http_request_in_later_segment_is_checked(rules_file):
 
 # --- 3. UDP: a first datagram that is not DNS switches DNS rules off for the flow ---------------
 
-@pytest.mark.xfail(strict=True, reason="BUG: a non-DNS first UDP datagram marks the flow app 'failed'; "
-                   "the real DNS query for a blocked name that follows on the same 5-tuple passes")
 def test_udp_garbage_first_datagram_does_not_disable_dns_rules(rules_file):
     cap = Capture()
     udp(cap, "10.0.0.1", "10.0.0.53", 4000, 53, b"\x00garbage")
@@ -131,8 +118,6 @@ def test_second_udp_dns_query_for_blocked_name_is_dropped(rules_file):
 
 # --- 4. allow-lists: a later transaction no pass rule allows keeps the flow passing ------------
 
-@pytest.mark.xfail(strict=True, reason="BUG: re-evaluation of a passed DNS flow ignores DEFAULT: a "
-                   "second query for a name outside the allow-list passes (default_action: drop)")
 def test_dns_allowlist_second_query_outside_list_gets_default_drop(rules_file):
     cap = Capture()
     udp(cap, "10.0.0.1", "10.0.0.53", 4000, 53, dns_query(["good.example"]))
@@ -142,8 +127,6 @@ def test_dns_allowlist_second_query_outside_list_gets_default_drop(rules_file):
     assert actions(v) == ["pass", "drop"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: HTTP Host allow-list: a keep-alive request to another "
-                   "host after an allowed one passes despite default_action: drop")
 def test_http_allowlist_second_request_outside_list_gets_default_drop(rules_file):
     cap = Capture()
     c = TcpConn(cap, "10.0.0.1", 4000, "203.0.113.80", 80)
@@ -158,8 +141,6 @@ def test_http_allowlist_second_request_outside_list_gets_default_drop(rules_file
 
 # --- 5. ICMP flows held back by app-layer rules they can never match ---------------------------
 
-@pytest.mark.xfail(strict=True, reason="BUG: a proto-ip app-layer rule stays pending on ICMP flows "
-                   "(which carry no DNS/TLS/HTTP) until depth: later drop rules let 15 packets through")
 def test_icmp_flow_not_held_back_by_app_rule(rules_file):
     cap = Capture()
     for i in range(3):
@@ -172,8 +153,6 @@ def test_icmp_flow_not_held_back_by_app_rule(rules_file):
 
 # --- 6. live direction of a flow first seen from its responder --------------------------------
 
-@pytest.mark.xfail(strict=True, reason="BUG: live (outside_ifaces) direction uses the first packet's "
-                   "in_iface even when that packet came from the responder (first-seen SYN/ACK)")
 def test_live_direction_of_flow_first_seen_as_synack(rules_file):
     rs = load_rules(rules_file("rules:\n  - {id: 1, action: drop, proto: tcp, direction: inbound}\n"))
     insp = Inspector(rs, Settings(outside_ifaces=("eth0",)))
@@ -197,8 +176,6 @@ def test_live_direction_of_flow_first_seen_as_syn(rules_file):
 
 # --- 7. TCP port reuse on a flow that was never closed ------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="BUG: a new SYN (new ISN) on a 5-tuple whose passed flow was "
-                   "never closed rides the old final verdict: a blocked SNI passes uninspected")
 def test_tcp_port_reuse_without_close_is_inspected(rules_file):
     cap = Capture()
     c = TcpConn(cap, "10.0.0.1", 4000, "10.0.0.80", 443)
@@ -228,8 +205,6 @@ def test_tcp_port_reuse_after_close_is_inspected(rules_file):
 
 # --- 8. rules: a regex the re module refuses with something else than re.error -----------------
 
-@pytest.mark.xfail(strict=True, reason="BUG: loader.regex catches only re.error: a huge repetition "
-                   "(OverflowError) is a traceback in `replay` and 'internal error' at line 1 in check")
 def test_regex_overflow_is_a_file_line_problem(rules_file, tmp_path):
     path = rules_file("# a comment\nrules:\n  - {id: 1, action: alert, regex: \"a{99999999999}\"}\n")
     chk = cli("rules", "check", path)
@@ -246,8 +221,6 @@ def test_regex_overflow_is_a_file_line_problem(rules_file, tmp_path):
 
 # --- 9. config: every problem has a real line ---------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="BUG: config problems for missing interfaces.* keys are "
-                   "reported at line 0")
 def test_config_missing_interfaces_reported_with_a_real_line(tmp_path):
     (tmp_path / "rules.yaml").write_text("rules: []\n")
     cfg = tmp_path / "appliance.yaml"
