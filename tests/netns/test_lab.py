@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from appliance.lab import Lab
-from appliance.lab.topology import STATE_DIR, alive
+from appliance.lab.topology import alive
 
 pytestmark = [pytest.mark.netns,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root: creates network namespaces")]
@@ -160,12 +160,3 @@ def test_interrupted_up_leaves_nothing_behind(lab, sig):
         assert_gone(lab)
         return
     pytest.fail("could not signal `lab up` while it was building in 10 tries")
-
-
-def test_demo_without_the_datapath_says_so_and_builds_nothing(lab):
-    import importlib.util
-    if importlib.util.find_spec("appliance.run") is not None:
-        pytest.skip("appliance.run is present: test_lab_policies.py runs the real demo")
-    proc = lab_cli("demo", "--name", lab.name, check=False)
-    assert proc.returncode == 1 and "appliance.run is not available" in proc.stderr
-    assert_gone(lab)

@@ -12,7 +12,6 @@ import pytest
 
 pytestmark = [pytest.mark.netns,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root: creates network namespaces")]
-pytest.importorskip("appliance.run", reason="appliance.run (the datapath) is not in this checkout yet")
 
 from appliance.lab import Lab, down, up                                        # noqa: E402
 from appliance.lab.demo import start_appliance, stop_appliance, write_config  # noqa: E402

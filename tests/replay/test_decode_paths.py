@@ -3,7 +3,7 @@ truncated frames and overlapping fragments end up as alerts/anomalies, never cra
 import struct
 
 from scapy.all import (IP, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop,
-                       TCP, UDP, Raw, Dot1Q, Dot1AD, Ether, fragment, fragment6, raw)
+                       UDP, Raw, Dot1Q, Dot1AD, Ether, fragment, fragment6, raw)
 
 from conftest import Capture, LINKTYPE_RAW, LINKTYPE_SLL, LINKTYPE_SLL2, l2
 

@@ -1,6 +1,5 @@
 """Decision semantics through replay: first match, alerts never decide, pending app-layer
 rules, inspection depth, reject, a pass flow turning into drop, and the SNI allow-list."""
-from pathlib import Path
 
 from scapy.all import IP, UDP, Raw
 
