@@ -214,3 +214,20 @@ def resolve_interfaces(cfg: Config, discover=None) -> Config:
     if problems:
         raise ConfigError(problems)
     return replace(cfg, **found)
+
+
+# What SIGHUP may change in a running appliance, and what needs a restart (the kernel
+# ruleset, the queues and the worker processes are built from these).
+RELOADABLE = ("rules", "eve", "home_net", "offload", "inspection")
+RESTART_ONLY = ("outside", "inside", "management", "workers", "queue_base", "failure_mode")
+
+
+def reload_config(running: Config, raw_running: Config) -> tuple[Config, list]:
+    """Re-read the running config's file for SIGHUP. Returns the config to run with (the
+    reloadable keys from the file, the rest as running) and the restart-only keys the
+    file changed, which are kept as they are. Raises ConfigError for a bad file.
+    `raw_running` is the config as read at start, before `auto` interfaces were resolved."""
+    new = load_config(running.path)
+    changed = [k for k in RESTART_ONLY if getattr(new, k) != getattr(raw_running, k)]
+    return replace(running, **{k: getattr(new, k) for k in RELOADABLE}), changed
+

@@ -82,9 +82,11 @@ class Inspector:
         for flow in self.flows.expire(now):
             self._end_flow(flow)
 
-    def reload(self, ruleset):
-        """Swap the rule set atomically. Decided flows keep their verdict; candidate
-        caches are invalidated by the generation number."""
+    def reload(self, ruleset, settings=None):
+        """Swap the rule set (and settings) atomically. Decided flows keep their verdict;
+        candidate caches are cleared. New settings apply to flows from now on."""
+        if settings is not None:
+            self.settings = settings
         self.generation += 1
         self.detector = Detector(ruleset, self.generation)
         for flow in self.flows.flows.values():   # candidate masks were for the old rules

@@ -3,8 +3,11 @@
 start    load config + rules (any problem: FILE:LINE lines on stderr, exit 2), check the
          kernel, install our netfilter chains, fork one worker per NFQUEUE queue
 run      restart a worker that died (logged), with a short back-off
-SIGHUP   validate the rule files; valid -> every worker reloads (decided flows keep their
-         verdict); invalid -> the problems are logged and the running rules stay
+SIGHUP   re-read the config file and the rules it names; valid -> every worker reloads the
+         rules and the reloadable keys (rules, eve, home_net, offload, inspection; decided
+         flows keep their verdict; the EVE file is reopened); restart-only keys (interfaces,
+         workers, queue_base, failure_mode) are logged and kept; invalid -> the problems are
+         logged and the running config and rules stay
 SIGUSR1  every worker writes a `stats` event
 SIGTERM  workers drain their queue and exit; then, per failure_mode:
            open   -> our chains are removed: traffic forwards uninspected
@@ -22,7 +25,7 @@ import sys
 import time
 
 from appliance import netfilter
-from appliance.config import ConfigError, load_config, resolve_interfaces
+from appliance.config import ConfigError, load_config, reload_config, resolve_interfaces
 
 log = logging.getLogger("appliance.run")
 
@@ -34,9 +37,17 @@ def _load_rules(cfg):
     return load_rules([cfg.rules], home_net=list(cfg.home_net))
 
 
+def _reload(cfg, raw_cfg):
+    """SIGHUP: the config file's reloadable keys and the rules they name -> (cfg, ruleset,
+    restart-only keys that changed). Raises ConfigError/RuleError with FILE:LINE problems."""
+    new, changed = reload_config(cfg, raw_cfg)
+    return new, _load_rules(new), changed
+
+
 class Supervisor:
-    def __init__(self, cfg, ruleset):
+    def __init__(self, cfg, ruleset, raw_cfg=None):
         self.cfg = cfg
+        self.raw_cfg = raw_cfg or cfg                      # as read, before `auto` was resolved
         self.ruleset = ruleset
         self.ctx = multiprocessing.get_context("fork")     # workers inherit the loaded rules
         self.workers = {}                                  # queue -> Process
@@ -49,8 +60,9 @@ class Supervisor:
 
     def start_worker(self, queue):
         from appliance.source.nfqueue import worker_main
+        raw = self.raw_cfg
         p = self.ctx.Process(target=worker_main, name=f"appliance-q{queue}",
-                             args=(self.cfg, queue, self.ruleset, lambda: _load_rules(self.cfg)))
+                             args=(self.cfg, queue, self.ruleset, lambda running: _reload(running, raw)))
         p.start()
         self.workers[queue] = p
         self.last_start[queue] = time.monotonic()
@@ -92,15 +104,20 @@ class Supervisor:
                     pass
 
     def reload(self):
+        """Validate the config file and the rules first; only then let the workers reload."""
         try:
-            ruleset = _load_rules(self.cfg)
+            cfg, ruleset, changed = _reload(self.cfg, self.raw_cfg)
         except Exception as e:
             problems = getattr(e, "problems", None) or [str(e)]
-            log.error("reload refused, the running rules stay:\n%s", "\n".join(problems))
+            log.error("reload refused, the running config and rules stay:\n%s", "\n".join(problems))
             return
-        self.ruleset = ruleset                   # restarted workers start with these
+        if changed:
+            log.warning("reload: %s changed in %s; that needs a restart, the running value%s stay%s",
+                        ", ".join(changed), cfg.path, "s" if len(changed) > 1 else "",
+                        "" if len(changed) > 1 else "s")
+        self.cfg, self.ruleset = cfg, ruleset    # restarted workers start with these
         self._signal_workers(signal.SIGHUP)
-        log.info("reload: %d rule(s) from %s", len(ruleset.rules), self.cfg.rules)
+        log.info("reload: %d rule(s) from %s", len(ruleset.rules), cfg.rules)
 
     def stop(self) -> int:
         if self.cfg.fail_open:
@@ -149,6 +166,7 @@ def main_run(args: list[str]) -> int:
     if a.check:
         print(f"{a.config}: ok; {len(ruleset.rules)} rule(s) from {cfg.rules}")
         return 0
+    raw_cfg = cfg
     try:
         cfg = resolve_interfaces(cfg)
     except ConfigError as e:
@@ -168,7 +186,7 @@ def main_run(args: list[str]) -> int:
                 log.warning("net.ipv4.ip_forward is 0: nothing will be forwarded through the appliance")
     except OSError:
         pass
-    sup = Supervisor(cfg, ruleset)
+    sup = Supervisor(cfg, ruleset, raw_cfg)
     try:
         return sup.run()
     except netfilter.NetfilterError as e:

@@ -30,6 +30,8 @@ import warnings
 
 from appliance import netfilter
 from appliance.decode import decode_l3
+from appliance.inspector import Inspector, Settings
+from appliance.output.eve import EveWriter
 from appliance.reject import Rejector
 
 log = logging.getLogger("appliance.nfqueue")
@@ -174,7 +176,7 @@ class Worker:
         self.cfg = cfg
         self.queue_num = queue_num
         self.ruleset = ruleset
-        self.load_rules = load_rules         # () -> RuleSet, for SIGHUP
+        self.reload_source = load_rules      # running cfg -> (cfg, RuleSet, restart-only changes), for SIGHUP
         self.counters = Counters()
         self.ifnames = {}
         self.rejector = Rejector()
@@ -247,18 +249,12 @@ class Worker:
 
     def run(self) -> int:
         from netfilterqueue import NetfilterQueue
-        from appliance.inspector import Inspector, Settings
-        from appliance.output.eve import EveWriter
 
         cfg = self.cfg
         for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             signal.signal(s, self._signal)
         self.eve = EveWriter(cfg.eve) if cfg.eve else None
-        settings = Settings(home_net=list(cfg.home_net), outside_ifaces=(cfg.outside,),
-                            depth_packets=cfg.inspection.depth_packets, depth_bytes=cfg.inspection.depth_bytes,
-                            max_flows=cfg.inspection.max_flows, offload=cfg.offload,
-                            anomaly_action="pass" if cfg.fail_open else "drop")
-        self.inspector = Inspector(self.ruleset, settings, self.eve)
+        self.inspector = Inspector(self.ruleset, _settings(cfg), self.eve)
 
         nfq = NetfilterQueue()
         with warnings.catch_warnings():
@@ -311,12 +307,20 @@ class Worker:
     def _handle_signals(self) -> bool:
         """Act on signals received since the last loop; False when the worker must stop."""
         seen, self.flags = self.flags, set()
-        if signal.SIGHUP in seen and self.load_rules is not None:
+        if signal.SIGHUP in seen and self.reload_source is not None:
             try:
-                self.inspector.reload(self.load_rules())
-                log.info("queue %d: rules reloaded", self.queue_num)
+                cfg, ruleset, _ = self.reload_source(self.cfg)
             except Exception as e:                # the supervisor validated; keep running rules anyway
                 log.error("queue %d: reload failed, keeping the running rules: %s", self.queue_num, e)
+            else:
+                self.cfg, self.offload = cfg, cfg.offload
+                self.inspector.reload(ruleset, _settings(cfg, self.inspector.settings))
+                # reopen the EVE file: a new path, or a log rotated by rename
+                old = self.eve
+                self.eve = self.inspector.eve = EveWriter(cfg.eve) if cfg.eve else None
+                if old:
+                    old.close()
+                log.info("queue %d: config and rules reloaded", self.queue_num)
         if signal.SIGUSR1 in seen:
             self.write_stats()
         return not ({signal.SIGTERM, signal.SIGINT} & seen)
@@ -336,6 +340,15 @@ class Worker:
         log.info("queue %d: worker %d stats %s", self.queue_num, os.getpid(),
                  " ".join(f"{k}={v}" for k, v in c.as_dict().items()))
         return ev
+
+
+def _settings(cfg, running=None):
+    """Inspector settings from the config; on a reload, the flow table size stays (the
+    table is built once) and everything else follows the file."""
+    return Settings(home_net=list(cfg.home_net), outside_ifaces=(cfg.outside,),
+                    depth_packets=cfg.inspection.depth_packets, depth_bytes=cfg.inspection.depth_bytes,
+                    max_flows=running.max_flows if running else cfg.inspection.max_flows,
+                    offload=cfg.offload, anomaly_action="pass" if cfg.fail_open else "drop")
 
 
 def worker_main(cfg, queue_num, ruleset, load_rules) -> None:

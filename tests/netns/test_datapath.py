@@ -294,8 +294,31 @@ def test_reload_keeps_old_rules_on_error_and_applies_good_ones(dp_topo, applianc
     assert curl(t, url(t, 8081), max_time=2).returncode == 28        # old rules still enforced
     a.rules.write_text(RULES.replace("dst_port: 8081", "dst_port: 8083"))
     a.signal(signal.SIGHUP)
-    wait_for(lambda: "rules reloaded" in a.log_text(), what="workers reloaded")
+    wait_for(lambda: "config and rules reloaded" in a.log_text(), what="workers reloaded")
     assert curl(t, url(t, 8081)).stdout == "200"                     # new flows see the new rules
+    a.stop()
+
+
+def test_reload_applies_config_where_safe(dp_topo, appliance):
+    """SIGHUP re-reads the config: a new rules path and EVE path take effect; a changed
+    worker count needs a restart, is logged, and the running workers stay."""
+    t = dp_topo
+    a = appliance(workers=1).start()
+    assert curl(t, url(t, 8081), max_time=2).returncode == 28
+    (a.tmp / "other.yaml").write_text(RULES.replace("dst_port: 8081", "dst_port: 8083"))
+    cfg = a.config.read_text()
+    a.config.write_text(cfg.replace("rules: rules.yaml", "rules: other.yaml")
+                           .replace("eve: eve.json", "eve: eve2.json").replace("workers: 1", "workers: 2"))
+    pids = a.worker_pids()
+    a.signal(signal.SIGHUP)
+    wait_for(lambda: "config and rules reloaded" in a.log_text(), what="workers reloaded")
+    assert "workers changed" in a.log_text() and a.worker_pids() == pids
+    assert curl(t, url(t, 8081)).stdout == "200"                     # the new rules file
+    assert curl(t, url(t, 8083), max_time=2).returncode == 28
+    eve2 = a.tmp / "eve2.json"
+    wait_for(lambda: eve2.exists() and any(e.get("alert", {}).get("signature_id") == 1001 and e["dest_port"] == 8083
+                                           for e in map(json.loads, eve2.read_text().splitlines())),
+             timeout=5, what="the drop alert in the new EVE file")
     a.stop()
 
 
