@@ -55,3 +55,16 @@ def test_default_rules_match_their_classic_triggers():
     assert by_id[1002].dst.contains("10.0.0.5") and by_id[1002].src.contains("203.0.113.9")
     assert not by_id[1002].src.contains("10.0.0.5")
     assert by_id[1104].regex.search(b"GET /cgi-bin/../../etc/shadow HTTP/1.1")
+
+
+def test_readme_rule_examples_are_valid(tmp_path):
+    """The rule files shown in README.md load as they are written."""
+    import re
+    from appliance.detect.loader import check
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "rules:" in b]
+    assert blocks
+    for i, block in enumerate(blocks):
+        f = tmp_path / f"readme-{i}.yaml"
+        f.write_text(block)
+        assert check([str(f)]) == [], block
