@@ -229,5 +229,8 @@ def reload_config(running: Config, raw_running: Config) -> tuple[Config, list]:
     `raw_running` is the config as read at start, before `auto` interfaces were resolved."""
     new = load_config(running.path)
     changed = [k for k in RESTART_ONLY if getattr(new, k) != getattr(raw_running, k)]
+    if new.inspection.max_flows != running.inspection.max_flows:   # the flow tables are built once
+        changed.append("inspection.max_flows")
+        new = replace(new, inspection=replace(new.inspection, max_flows=running.inspection.max_flows))
     return replace(running, **{k: getattr(new, k) for k in RELOADABLE}), changed
 

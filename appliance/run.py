@@ -30,6 +30,7 @@ from appliance.config import ConfigError, load_config, reload_config, resolve_in
 log = logging.getLogger("appliance.run")
 
 RESTART_BACKOFF = 1.0            # seconds between restarts of one queue's worker
+BIND_TIMEOUT = 10.0              # seconds a new worker has to bind its queue
 
 
 def _load_rules(cfg):
@@ -59,22 +60,47 @@ class Supervisor:
         self.pending.append(signum)
 
     def start_worker(self, queue):
+        """Fork the queue's worker; returns the pipe end on which it reports "bound" or why not."""
         from appliance.source.nfqueue import worker_main
         raw = self.raw_cfg
+        ours, theirs = self.ctx.Pipe(duplex=False)
         p = self.ctx.Process(target=worker_main, name=f"appliance-q{queue}",
-                             args=(self.cfg, queue, self.ruleset, lambda running: _reload(running, raw)))
+                             args=(self.cfg, queue, self.ruleset, lambda running: _reload(running, raw), theirs))
         p.start()
+        theirs.close()
         self.workers[queue] = p
         self.last_start[queue] = time.monotonic()
         log.info("queue %d: worker %d started", queue, p.pid)
+        return ours
+
+    def _bound(self, queue, pipe, timeout=BIND_TIMEOUT):
+        """Wait for the worker's bind report; None when bound, else the reason."""
+        try:
+            if pipe.poll(timeout):
+                status = pipe.recv()
+                return None if status == "bound" else status
+            return f"queue {queue}: the worker did not bind within {timeout:.0f}s"
+        except (EOFError, OSError):
+            return f"queue {queue}: the worker died before binding (exit {self.workers[queue].exitcode})"
+        finally:
+            pipe.close()
 
     def run(self) -> int:
         cfg = self.cfg
         for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             signal.signal(s, self._signal)
-        # Workers bind before the rules point at their queues, so no packet waits on an empty queue.
-        for q in cfg.queues:
-            self.start_worker(q)
+        # Workers bind before the rules point at their queues: no packet waits on an empty
+        # queue, and a queue another program holds never receives our traffic.
+        pipes = {q: self.start_worker(q) for q in cfg.queues}
+        failed = [why for q, pipe in pipes.items() if (why := self._bound(q, pipe))]
+        if failed:
+            for why in failed:
+                log.error("%s", why)
+            log.error("not installing the appliance's rules; stopping")
+            self._signal_workers(signal.SIGTERM)
+            for p in self.workers.values():
+                p.join(5)
+            return 2
         netfilter.install(cfg.outside, cfg.inside, cfg.queues, cfg.fail_open)
         log.info("running: %d worker(s) on queue(s) %s, failure_mode=%s, offload=%s, rules=%s",
                  cfg.workers, f"{cfg.queues[0]}-{cfg.queues[-1]}", cfg.failure_mode, cfg.offload, cfg.rules)
@@ -92,7 +118,11 @@ class Supervisor:
                     p.join(0)
                     self.restarts += 1
                     log.error("queue %d: worker %d died (exit %s); restarting", q, p.pid, p.exitcode)
-                    self.start_worker(q)
+                    why = self._bound(q, self.start_worker(q))
+                    if why:
+                        # someone took the queue while it was free: our traffic goes to them now
+                        log.critical("%s; the appliance cannot inspect this queue and stops", why)
+                        return self.stop()
             time.sleep(0.2)
 
     def _signal_workers(self, signum):
@@ -138,25 +168,27 @@ class Supervisor:
 
 def main_run(args: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="appliance run", description="the inline NFQUEUE datapath (root)")
-    ap.add_argument("--config", required=True, help="appliance.yaml")
+    ap.add_argument("--config", help="appliance.yaml (required except with --remove)")
     ap.add_argument("--remove", action="store_true",
                     help="delete the appliance's netfilter chains and exit (e.g. after a closed-mode stop)")
     ap.add_argument("--check", action="store_true", help="validate config and rules, then exit")
     a = ap.parse_args(args)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s appliance[%(process)d] %(levelname)s %(message)s")
-    try:
-        cfg = load_config(a.config)
-    except ConfigError as e:
-        print("\n".join(e.problems), file=sys.stderr)
-        return 2
-    if a.remove:
+    if a.remove:                                 # needs nothing from the config, which may be broken
         try:
             netfilter.remove()
         except netfilter.NetfilterError as e:
             print(f"appliance run --remove: {e}", file=sys.stderr)
             return 1
         return 0
+    if not a.config:
+        ap.error("--config is required")
+    try:
+        cfg = load_config(a.config)
+    except ConfigError as e:
+        print("\n".join(e.problems), file=sys.stderr)
+        return 2
     try:
         ruleset = _load_rules(cfg)
     except Exception as e:

@@ -171,18 +171,28 @@ class Counters:
 class Worker:
     """One queue, one Inspector, one process."""
 
-    def __init__(self, cfg, queue_num, ruleset, load_rules=None):
+    def __init__(self, cfg, queue_num, ruleset, load_rules=None, ready=None):
         self.copy_range = COPY_RANGE         # bytes of each packet the kernel copies to us
         self.cfg = cfg
         self.queue_num = queue_num
         self.ruleset = ruleset
         self.reload_source = load_rules      # running cfg -> (cfg, RuleSet, restart-only changes), for SIGHUP
+        self.ready = ready                   # pipe end: "bound" or why not, for the supervisor
         self.counters = Counters()
         self.ifnames = {}
         self.rejector = Rejector()
         self.flags = set()                   # signals seen, handled in the loop
         self.fail_verdict = "accept" if cfg.fail_open else "drop"
         self.offload = cfg.offload
+
+    def _report(self, status):
+        if self.ready is not None:
+            try:
+                self.ready.send(status)
+                self.ready.close()
+            except OSError:
+                pass
+            self.ready = None
 
     # -- per packet ------------------------------------------------------------
 
@@ -257,9 +267,17 @@ class Worker:
         self.inspector = Inspector(self.ruleset, _settings(cfg), self.eve)
 
         nfq = NetfilterQueue()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)   # "rcvbuf limit": the kernel caps it; fine
-            nfq.bind(self.queue_num, self.on_packet, max_len=QUEUE_MAXLEN, range=COPY_RANGE)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)   # "rcvbuf limit": the kernel caps it; fine
+                nfq.bind(self.queue_num, self.on_packet, max_len=QUEUE_MAXLEN, range=COPY_RANGE)
+        except OSError as e:
+            why = (f"queue {self.queue_num}: cannot bind ({e}): another program holds it? "
+                   f"see /proc/net/netfilter/nfnetlink_queue; change queue_base")
+            log.error("%s", why)
+            self._report(why)
+            return EXIT_CANNOT_BIND
+        self._report("bound")
         flags = NFQA_CFG_F_GSO | (NFQA_CFG_F_FAIL_OPEN if cfg.fail_open else 0)
         try:
             set_queue_flags(nfq, self.queue_num, flags, NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN)
@@ -351,7 +369,10 @@ def _settings(cfg, running=None):
                     offload=cfg.offload, anomaly_action="pass" if cfg.fail_open else "drop")
 
 
-def worker_main(cfg, queue_num, ruleset, load_rules) -> None:
+EXIT_CANNOT_BIND = 3          # worker exit status: the queue is held by someone else
+
+
+def worker_main(cfg, queue_num, ruleset, load_rules, ready=None) -> None:
     """Process entry point (forked by the supervisor)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -360,4 +381,4 @@ def worker_main(cfg, queue_num, ruleset, load_rules) -> None:
         pass
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s appliance[%(process)d] %(levelname)s %(message)s")
-    sys.exit(Worker(cfg, queue_num, ruleset, load_rules).run())
+    sys.exit(Worker(cfg, queue_num, ruleset, load_rules, ready).run())

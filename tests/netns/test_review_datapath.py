@@ -2,8 +2,9 @@
 offload marks, reject answers, signals, config errors, stats, EVE, jumbo frames.
 
 Own topology (namespaces prefixed "rv2-", veths created directly inside them, MTU 9000),
-deleted at the end of the module even when a test fails. Tests marked xfail(strict=True)
-demonstrate confirmed bugs; unmarked tests pin behaviour verified to be correct.
+deleted at the end of the module even when a test fails. Three tests reproduced bugs found in
+review (a queue held by another program, --remove with a broken config, max_flows on reload;
+all fixed); the rest pin behaviour verified to be correct.
 """
 import json
 import os
@@ -251,9 +252,6 @@ time.sleep(120)
 """
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a worker that cannot bind its queue (bound by another program) "
-                   "crash-loops with a bare netfilterqueue traceback every second while the supervisor logs "
-                   "'running:' and installs the NFQUEUE rules, handing all traffic to the foreign consumer")
 def test_queue_already_bound_is_a_clear_startup_error(topo, appliance):
     t = topo
     hog = subprocess.Popen(["ip", "netns", "exec", t.fw, sys.executable, "-c", QUEUE_HOG, "0"],
@@ -277,11 +275,7 @@ def test_queue_already_bound_is_a_clear_startup_error(topo, appliance):
         hog.wait()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: `appliance run --remove` parses and validates the whole config "
-                   "first, so with a broken appliance.yaml it exits 2 and the fail-closed chains stay (traffic "
-                   "dropped) although netfilter.remove() needs nothing from the config")
 def test_remove_works_even_when_the_config_is_broken(topo, appliance):
-    t = topo
     a = appliance(failure_mode="closed", workers=1).start()
     assert a.stop() == 0
     assert "APPLIANCE-FWD" in a.iptables_save()            # closed: chains stay on a clean stop
@@ -484,9 +478,6 @@ def test_check_and_config_errors_as_file_line(topo, tmp_path):
     assert r.returncode == 2 and f"{rules}:9:" in r.stderr, r.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: docs/datapath.md says a change to inspection.max_flows needs a restart "
-                   "and is logged on SIGHUP; reload_config() only reports RESTART_ONLY keys, so the change is "
-                   "silently ignored by running workers (and adopted by any worker restarted later)")
 def test_reload_logs_that_max_flows_needs_a_restart(topo, appliance):
     a = appliance(workers=1, extra="inspection: {max_flows: 1000}\n").start()
     a.config.write_text(a.config_text.replace("max_flows: 1000", "max_flows: 2000"))
