@@ -173,6 +173,10 @@ def main_run(args: list[str]) -> int:
                     help="delete the appliance's netfilter chains and exit (e.g. after a closed-mode stop)")
     ap.add_argument("--check", action="store_true", help="validate config and rules, then exit")
     a = ap.parse_args(args)
+    # Until the supervisor's handlers are in place (a large rule set takes a while to load),
+    # a reload or stats request must not kill the process (the default action for both).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s appliance[%(process)d] %(levelname)s %(message)s")
     if a.remove:                                 # needs nothing from the config, which may be broken

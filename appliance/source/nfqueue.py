@@ -310,9 +310,9 @@ class Worker:
                         log.error("queue %d: supervisor gone; worker exits", self.queue_num)
                         break
             self.flags.clear()
-            self.next_tick = float("inf")
+            self.next_tick = time.monotonic() + 1.0   # drain what is queued to us, for a second at most
             messages.sock.settimeout(0.0)
-            nfq.run_socket(messages)              # drain what is already queued to us
+            nfq.run_socket(messages)
         finally:
             messages.close()
             nfq.unbind()
