@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from ..yamlsource import LineDict, LineList, YamlError, loads
+from .sets import KINDS, ValueSet
 from .rule import (ACTIONS, DECISIONS, DIRECTIONS, FLOW_KEYWORDS, PROTOS, TCP_FLAG_LETTERS,
                    AddrSet, Content, NamePattern, PortSet, Rule, RuleError, RuleSet, TcpFlags,
                    Threshold)
@@ -77,105 +78,6 @@ def _base60_hint(text_line, value):
             lo, _, hi = tok.partition(":")
             return f"'{tok}' is read by YAML as the base-60 number {value}; write a port range as \"{lo}-{hi}\""
     return None
-
-
-# ---------------------------------------------------------------- set algebra
-# Address and port sets are kept as (items, negated): either the union of items or its
-# complement. Union, intersection and complement stay in that form, which gives lists with
-# negated members their Suricata meaning: [a, !b] = a minus b; [!a, !b] = neither a nor b.
-
-class _AddrOps:
-    @staticmethod
-    def norm(nets):
-        out = []
-        for version in (4, 6):
-            out.extend(ipaddress.collapse_addresses(n for n in nets if n.version == version))
-        return tuple(out)
-
-    @classmethod
-    def inter(cls, a, b):
-        return cls.norm([x if x.subnet_of(y) else y for x in a for y in b
-                         if x.version == y.version and x.overlaps(y)])
-
-    @classmethod
-    def diff(cls, a, b):
-        out = []
-        for x in a:
-            pieces = [x]
-            for y in b:
-                if y.version != x.version:
-                    continue
-                rest = []
-                for p in pieces:
-                    if not p.overlaps(y):
-                        rest.append(p)
-                    elif not p.subnet_of(y):
-                        rest.extend(p.address_exclude(y))
-                pieces = rest
-            out.extend(pieces)
-        return cls.norm(out)
-
-
-class _PortOps:
-    @staticmethod
-    def norm(ranges):
-        out = []
-        for lo, hi in sorted(ranges):
-            if out and lo <= out[-1][1] + 1:
-                out[-1] = (out[-1][0], max(out[-1][1], hi))
-            else:
-                out.append((lo, hi))
-        return tuple(out)
-
-    @classmethod
-    def inter(cls, a, b):
-        return cls.norm([(max(l1, l2), min(h1, h2)) for l1, h1 in a for l2, h2 in b
-                         if max(l1, l2) <= min(h1, h2)])
-
-    @classmethod
-    def diff(cls, a, b):
-        out = []
-        for lo, hi in a:
-            pieces = [(lo, hi)]
-            for blo, bhi in b:
-                rest = []
-                for plo, phi in pieces:
-                    if bhi < plo or blo > phi:
-                        rest.append((plo, phi))
-                        continue
-                    if plo < blo:
-                        rest.append((plo, blo - 1))
-                    if bhi < phi:
-                        rest.append((bhi + 1, phi))
-                pieces = rest
-            out.extend(pieces)
-        return cls.norm(out)
-
-
-class _Set:
-    __slots__ = ("items", "neg", "ops")
-
-    def __init__(self, items, neg, ops):
-        self.items, self.neg, self.ops = tuple(items), neg, ops
-
-    def complement(self):
-        return _Set(self.items, not self.neg, self.ops)
-
-    def union(self, other):
-        o = self.ops
-        if not self.neg and not other.neg:
-            return _Set(o.norm(self.items + other.items), False, o)
-        if self.neg and other.neg:
-            return _Set(o.inter(self.items, other.items), True, o)
-        pos, neg = (other, self) if self.neg else (self, other)
-        return _Set(o.diff(neg.items, pos.items), True, o)
-
-    def minus(self, other):
-        # a - b = not(not a or b)
-        return self.complement().union(other).complement()
-
-
-_KINDS = {"addr": _AddrOps, "port": _PortOps}
 
 
 def _parse_addr(s):
@@ -453,8 +355,8 @@ class _Loader:
     # -------------------------------------------------- address and port sets
 
     def expand(self, value, kind, file, line, field):
-        """A _Set for an address/port spec, or None after reporting why not."""
-        ops = _KINDS[kind]
+        """A ValueSet for an address/port spec, or None after reporting why not."""
+        ops = KINDS[kind]
         if isinstance(value, list):
             if not value:
                 self.problem(file, line, f"{field}: empty list")
@@ -470,7 +372,7 @@ class _Loader:
                     (neg if negated else pos).append(s)
             if not ok:
                 return None
-            result = _Set((), True, ops)   # any
+            result = ValueSet((), True, ops)   # any
             if pos:
                 result = pos[0]
                 for s in pos[1:]:
@@ -490,7 +392,7 @@ class _Loader:
                     return None
                 return self.expand(parts, kind, file, line, field)
             if s == "any":
-                return _Set((), True, ops)
+                return ValueSet((), True, ops)
             if s.startswith("$"):
                 return self.expand_var(s[1:], kind, file, line, field)
         if kind == "addr":
@@ -508,7 +410,7 @@ class _Loader:
         if msg:
             self.problem(file, line, f"{field}: {msg}")
             return None
-        return _Set((net,), False, ops)
+        return ValueSet((net,), False, ops)
 
     def expand_var(self, name, kind, file, line, field):
         if name not in self.vars:
