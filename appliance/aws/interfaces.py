@@ -87,6 +87,9 @@ def _pick(role, value, enis, links):
                 return None          # two ENIs: no dedicated management ENI
             raise InterfaceError(f"interfaces.{role}: auto wants the ENI at device index "
                                  f"{DEFAULT_DEVICE[role]}, IMDS lists {_describe(enis)}; attach one or name it")
+        if len(found) > 1:       # e.g. one ENI per network card: never pick one of them silently
+            raise InterfaceError(f"interfaces.{role}: auto wants the ENI at device index {DEFAULT_DEVICE[role]}, "
+                                 f"IMDS lists {len(found)}: {_describe(found)}; name the ENI (eni-...) instead")
         return found[0]
     if kind == "eni":
         found = [e for e in enis if e.eni_id == value]
