@@ -180,6 +180,7 @@ def plan(bindings, table, ipv6=None):
     acts.append(Route("default", out.ifname, vpc_router(out.eni.subnet_cidr),
                       why="to the Internet through the outside ENI's subnet router"))
     for cidr in ins.eni.vpc_cidrs:
+        ipaddress.ip_network(cidr, strict=False)   # ValueError here (and in --dry-run), not half-way through apply
         acts.append(Route(cidr, ins.ifname, vpc_router(ins.eni.subnet_cidr),
                           why="the VPC through the inside ENI (connected subnets stay more specific)"))
     if mgmt:

@@ -5,7 +5,9 @@ elsewhere: AWS_EC2_METADATA_SERVICE_ENDPOINT, else AWS_EC2_METADATA_SERVICE_ENDP
 (IPv4 | IPv6), else http://169.254.169.254.
 """
 import dataclasses
+import ipaddress
 import os
+import re
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +19,24 @@ DEFAULT_V6 = "http://[fd00:ec2::254]"
 
 class ImdsError(Exception):
     """IMDS unreachable or refusing; str() says which request and why."""
+
+
+# us-east-1, eu-central-2, us-gov-west-1, us-iso-east-1, cn-north-1, eusc-de-east-1
+REGION = re.compile(r"^[a-z]{2,4}(-[a-z]+)+-\d{1,2}$")
+
+
+def check_region(region, source):
+    """The region names the EC2 endpoint: an empty or malformed one is an error, not a guess."""
+    if not REGION.match(region or ""):
+        raise ImdsError(f"region {region!r} from {source} is not an AWS region name (like us-east-1)")
+    return region
+
+
+def _ipv4(what, value, cidr):
+    try:
+        ipaddress.IPv4Network(value, strict=False) if cidr else ipaddress.IPv4Address(value)
+    except ValueError:
+        raise ImdsError(f"IMDS {what}: {value!r} is not an IPv4 {'CIDR' if cidr else 'address'}") from None
 
 
 def endpoint():
@@ -97,6 +117,12 @@ class Imds:
             raise ImdsError(f"IMDS GET {url}: HTTP 401, the session token was rejected twice")
         raise ImdsError(f"IMDS GET {url}: HTTP {status} {body.strip()[:200]!r}")
 
+    def _required(self, path):
+        value = self.get(path).strip()
+        if not value:
+            raise ImdsError(f"IMDS {path} is empty")
+        return value
+
     def region(self):
         return self.get("placement/region").strip()
 
@@ -115,15 +141,25 @@ class Imds:
                 dev = int(self.get(p + "device-number").strip())
             except ValueError:
                 raise ImdsError(f"IMDS {p}device-number is not a number") from None
+            # Every value below ends up in a role, an address or a route: an empty or malformed
+            # one fails here, naming the MAC and the key, before anything is changed.
+            subnet_cidr = self._required(p + "subnet-ipv4-cidr-block")
+            vpc_cidrs = tuple(self._required(p + "vpc-ipv4-cidr-blocks").split())
+            local_ipv4s = tuple((self.get(p + "local-ipv4s", optional=True) or "").split())
+            _ipv4(p + "subnet-ipv4-cidr-block", subnet_cidr, cidr=True)
+            for c in vpc_cidrs:
+                _ipv4(p + "vpc-ipv4-cidr-blocks", c, cidr=True)
+            for a in local_ipv4s:
+                _ipv4(p + "local-ipv4s", a, cidr=False)
             out.append(Eni(
                 mac=mac,
                 device_number=dev,
-                eni_id=self.get(p + "interface-id").strip(),
-                subnet_id=self.get(p + "subnet-id").strip(),
+                eni_id=self._required(p + "interface-id"),
+                subnet_id=self._required(p + "subnet-id"),
                 vpc_id=self.get(p + "vpc-id").strip(),
-                subnet_cidr=self.get(p + "subnet-ipv4-cidr-block").strip(),
-                vpc_cidrs=tuple(self.get(p + "vpc-ipv4-cidr-blocks").split()),
-                local_ipv4s=tuple((self.get(p + "local-ipv4s", optional=True) or "").split()),
+                subnet_cidr=subnet_cidr,
+                vpc_cidrs=vpc_cidrs,
+                local_ipv4s=local_ipv4s,
             ))
         if not out:
             raise ImdsError("IMDS lists no network interfaces under network/interfaces/macs/")
