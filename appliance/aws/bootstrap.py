@@ -95,17 +95,24 @@ def load_config(path):
 
 # --- discovery ----------------------------------------------------------------------
 
-def _discover(selectors, wait, say=lambda s: None):
-    """IMDS + local links -> (client, region, enis, bindings). Raises StepFailed."""
+def _discover(selectors, wait, say=lambda s: None, at=lambda step: None):
+    """IMDS + local links -> (client, region, enis, bindings). Raises StepFailed.
+
+    at(step) is told which step is running, so an unexpected error is charged to it."""
+    at("imds")
     client = imds.Imds()
     try:
-        region = os.environ.get("AWS_DEFAULT_REGION") or client.region()
+        if os.environ.get("AWS_DEFAULT_REGION"):
+            region = imds.check_region(os.environ["AWS_DEFAULT_REGION"], "AWS_DEFAULT_REGION")
+        else:
+            region = imds.check_region(client.region(), "IMDS placement/region")
         enis = client.enis()
     except imds.ImdsError as e:
         raise StepFailed("imds", str(e)) from None
     say(f"imds: region {region}, ENIs: " + ", ".join(
         f"{e.eni_id} device {e.device_number} {e.mac} {e.subnet_id}" for e in enis))
 
+    at("interfaces")
     deadline = time.monotonic() + wait
     while True:
         links = interfaces.local_links()
@@ -158,6 +165,25 @@ class Status:
         os.replace(tmp, self.path)
 
 
+def _configured_status_file(config_path):
+    """aws.status_file when the config can be read that far, else the default."""
+    try:
+        aws = (yamlsource.load(config_path) or {}).get("aws")
+        path = aws.get("status_file") if isinstance(aws, dict) else None
+    except Exception:           # any config error: load_config reports it, this only finds the file
+        path = None
+    return path if isinstance(path, str) and path else DEFAULTS["status_file"]
+
+
+def _write(status):
+    try:
+        status.write()
+        return True
+    except OSError as e:
+        print(f"appliance bootstrap: cannot write status file {status.path}: {e}", file=sys.stderr)
+        return False
+
+
 def _roles_doc(bindings):
     return {role: {"interface": b.ifname, "eni": b.eni.eni_id, "mac": b.eni.mac,
                    "device_number": b.eni.device_number, "subnet": b.eni.subnet_id,
@@ -172,9 +198,9 @@ def _source_dest_check(mode, region, bindings, status, say):
     if mode == "ignore":
         status.step("source_dest_check", True, "ignored by config (aws.source_dest_check: ignore)")
         return None
-    api = ec2.client(region)
     results = {}
     try:
+        api = ec2.client(region)
         for b in data:
             eni = b.eni.eni_id
             on = ec2.source_dest_check(api, eni)
@@ -208,16 +234,30 @@ def run(config_path, dry_run=False, status_file=None, out=sys.stdout):
     def say(line):
         print(line, file=out, flush=True)
 
+    # The status file exists before the config is read: a config error must replace the last
+    # run's "ok": true, not leave it in place for the management plane to trust.
+    status = Status(status_file or _configured_status_file(config_path))
     try:
         selectors, settings = load_config(config_path)
     except ConfigError as e:
+        status.step("config", False, str(e))
+        status.doc["error"] = f"config: {e}"
         print(f"appliance bootstrap: {e}", file=sys.stderr)
+        if not dry_run:
+            _write(status)
         return 2
-    status = Status(status_file or settings["status_file"])
+    if status_file is None:
+        status.path = settings["status_file"]
     status.step("config", True, {"path": config_path, "interfaces": selectors,
                                  "source_dest_check": settings["source_dest_check"]})
+    current = "imds"             # the step running now, for errors nobody anticipated
+
+    def at(step):
+        nonlocal current
+        current = step
+
     try:
-        client, region, enis, bindings = _discover(selectors, settings["interface_wait_seconds"], say)
+        client, region, enis, bindings = _discover(selectors, settings["interface_wait_seconds"], say, at)
         status.doc["region"] = region
         status.step("imds", True, {"region": region, "enis": [e.eni_id for e in enis]})
         status.doc["roles"] = _roles_doc(bindings)
@@ -232,6 +272,7 @@ def run(config_path, dry_run=False, status_file=None, out=sys.stdout):
         if "management" not in bindings:
             say("interfaces: management = none (no ENI at device index 2 or set to null)")
 
+        at("host")
         try:
             actions, notes = hostconfig.plan(bindings, settings["management_table"])
         except ValueError as e:
@@ -259,20 +300,20 @@ def run(config_path, dry_run=False, status_file=None, out=sys.stdout):
         status.step("host", True, {"actions": [f"{d} -> {r}" for d, r in done], "notes": notes})
         say(f"host: {len(done)} settings applied")
 
+        at("source_dest_check")
         _source_dest_check(settings["source_dest_check"], region, bindings, status, say)
         status.doc["ok"] = True
         status.doc["can_forward"] = settings["source_dest_check"] != "ignore" or None
-    except StepFailed as e:
+    except Exception as e:
+        # A bug or an input nobody anticipated still ends as a failed, named step with a
+        # status file and exit 1: never a traceback that leaves the last run's status behind.
+        if not isinstance(e, StepFailed):
+            e = StepFailed(current, f"unexpected {type(e).__name__}: {e}")
         status.step(e.step, False, e.message)
         status.doc["error"] = str(e)
         print(f"appliance bootstrap: {e}", file=sys.stderr)
-    finally:
-        if not dry_run:
-            try:
-                status.write()
-            except OSError as e:
-                print(f"appliance bootstrap: cannot write status file {status.path}: {e}", file=sys.stderr)
-                return 1
+    if not dry_run and not _write(status):
+        return 1
     if status.doc["ok"]:
         say(f"bootstrap complete; status in {status.path}")
         return 0

@@ -17,12 +17,17 @@ class Ec2Denied(Ec2Error):
 def client(region):
     import boto3
     from botocore.config import Config
+    from botocore.exceptions import BotoCoreError
     cfg = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=15)
-    return boto3.client("ec2", region_name=region, config=cfg)
+    try:
+        return boto3.client("ec2", region_name=region, config=cfg)
+    except (BotoCoreError, ValueError) as e:     # InvalidRegionError; ValueError "Invalid endpoint"
+        raise Ec2Error(f"EC2 client for region {region!r}: {e}") from None
 
 
 def _call(fn, action, eni_id, **kw):
     from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.parsers import ResponseParserError
     try:
         return fn(**kw)
     except ClientError as e:
@@ -30,7 +35,7 @@ def _call(fn, action, eni_id, **kw):
         code, msg = err.get("Code", "?"), err.get("Message", "")
         cls = Ec2Denied if code in DENIED_CODES else Ec2Error
         raise cls(f"EC2 {action} on {eni_id} failed: {code}: {msg}") from None
-    except BotoCoreError as e:
+    except (BotoCoreError, ResponseParserError) as e:   # the latter: an answer that is not EC2's (a proxy's HTML)
         raise Ec2Error(f"EC2 {action} on {eni_id} failed: {e}") from None
 
 
