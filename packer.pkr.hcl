@@ -1,8 +1,8 @@
 # The appliance AMI: the latest official Debian 12 AMI plus this repository installed by
 # ami/provision.sh. Build (Packer >= 1.7):
 #   packer init . && packer build -var arch=arm64 -var region=eu-west-1 .
-# Validate offline (also Debian's packer 1.6.6):
-#   packer validate packer.pkr.hcl
+# Validate offline with Debian's packer 1.6.6 (a syntax check: 1.6.6 predates metadata_options):
+#   packer validate -syntax-only packer.pkr.hcl
 
 variable "arch" {
   type        = string

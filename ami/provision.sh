@@ -34,7 +34,8 @@ if [ "${SKIP_APT:-0}" != 1 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
     apt-get install -y -q --no-install-recommends python3 python3-venv python3-dev build-essential \
-        libnetfilter-queue-dev iptables conntrack iproute2 logrotate
+        libnetfilter-queue-dev iptables conntrack iproute2 logrotate \
+        jq tcpdump    # docs/aws.md: read the status file, see both directions cross the appliance
 fi
 
 step=venv
@@ -45,6 +46,9 @@ step=pip
 # shellcheck disable=SC2086  # PIP_INSTALL_ARGS is a list of words
 "$DESTDIR$VENV/bin/python" -m pip install -q $PIP_INSTALL_ARGS "$SRC[live,aws]"
 [ -x "$DESTDIR$VENV/bin/appliance" ] || die "pip did not install the appliance console script"
+# On sudo's secure_path: docs/aws.md has the operator run `sudo appliance bootstrap --dry-run`.
+install -d "$DESTDIR/usr/local/bin"
+ln -sfn "$VENV/bin/appliance" "$DESTDIR/usr/local/bin/appliance"
 
 step=files
 install -D -m 0644 "$SRC/ami/appliance.service"           "$DESTDIR/etc/systemd/system/appliance.service"
