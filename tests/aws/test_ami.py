@@ -114,7 +114,8 @@ def test_provision_installs_the_appliance(installed):
     shipped = sorted(p.relative_to(REPO / "rules") for p in (REPO / "rules").rglob("*") if p.is_file())
     assert shipped and shipped == sorted(p.relative_to(root / "etc/appliance/rules")
                                          for p in (root / "etc/appliance/rules").rglob("*") if p.is_file())
-    assert "copytruncate" in (root / "etc/logrotate.d/appliance").read_text()
+    rotate = (root / "etc/logrotate.d/appliance").read_text()
+    assert "create 0640" in rotate and "systemctl reload appliance.service" in rotate   # SIGHUP reopens EVE
 
 
 def test_default_config_is_what_bootstrap_reads(installed):
