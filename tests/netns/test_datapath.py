@@ -5,14 +5,13 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
 
-pytestmark = pytest.mark.netns
+from datapath import appliances, wait_for
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+pytestmark = pytest.mark.netns
 
 RULES = """\
 default_action: pass
@@ -22,16 +21,6 @@ rules:
   - {id: 1003, msg: "reject udp 9999", action: reject, proto: udp, dst_port: 9999, log: true}
 """
 BIG = 16 * 1024 * 1024
-
-
-def wait_for(pred, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -57,99 +46,9 @@ def servers(dp_topo, tmp_path_factory):
         p.wait()
 
 
-class Appliance:
-    """One `python3 -m appliance.run` inside the appliance namespace."""
-
-    def __init__(self, topo, tmp, rules=RULES, failure_mode="open", workers=2, offload=True):
-        self.topo, self.tmp = topo, tmp
-        self.rules = tmp / "rules.yaml"
-        self.rules.write_text(rules)
-        self.eve = tmp / "eve.json"
-        self.log = tmp / "appliance.log"
-        self.config = tmp / "appliance.yaml"
-        self.workers = workers
-        self.config.write_text(textwrap.dedent(f"""\
-            interfaces: {{outside: eth0, inside: eth1}}
-            rules: rules.yaml
-            eve: eve.json
-            home_net: [10.2.0.0/16, "fd02::/64"]
-            workers: {workers}
-            failure_mode: {failure_mode}
-            offload: {str(offload).lower()}
-            """))
-        self.proc = None
-
-    def start(self):
-        logf = open(self.log, "ab")
-        self.proc = subprocess.Popen(["ip", "netns", "exec", self.topo.fw, sys.executable, "-m", "appliance.run",
-                                      "--config", str(self.config)], cwd=REPO, stdout=logf, stderr=logf,
-                                     env={**os.environ, "PYTHONPATH": REPO})
-        wait_for(self.ready, what=f"appliance ready; log:\n{self.log_text()}")
-        return self
-
-    def log_text(self):
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def ready(self):
-        if self.proc.poll() is not None:
-            raise AssertionError(f"appliance exited {self.proc.returncode}:\n{self.log_text()}")
-        queues = self.topo.ex(self.topo.fw, "cat", "/proc/net/netfilter/nfnetlink_queue").stdout.splitlines()
-        return len(queues) == self.workers and "NFQUEUE" in self.iptables_save() and \
-            self.log_text().count("bound (") >= self.workers
-
-    def iptables_save(self, v6=False):
-        return self.topo.ex(self.topo.fw, "ip6tables-nft-save" if v6 else "iptables-nft-save").stdout
-
-    def worker_pids(self):
-        # ip netns exec execs python, so proc.pid is the supervisor
-        with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
-            return sorted(int(x) for x in f.read().split())
-
-    def queued(self):
-        """Packets the kernel has queued to us so far (sum of id_sequence over our queues)."""
-        lines = self.topo.ex(self.topo.fw, "cat", "/proc/net/netfilter/nfnetlink_queue").stdout.splitlines()
-        return sum(int(line.split()[7]) for line in lines)
-
-    def events(self, event_type=None):
-        if not self.eve.exists():
-            return []
-        out = [json.loads(line) for line in self.eve.read_text().splitlines() if line.strip()]
-        return [e for e in out if event_type is None or e.get("event_type") == event_type]
-
-    def signal(self, sig):
-        self.proc.send_signal(sig)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-    def remove(self):
-        subprocess.run(["ip", "netns", "exec", self.topo.fw, sys.executable, "-m", "appliance.run", "--config",
-                        str(self.config), "--remove"], cwd=REPO, env={**os.environ, "PYTHONPATH": REPO},
-                       capture_output=True)
-
-
 @pytest.fixture
 def appliance(dp_topo, servers, tmp_path):
-    made = []
-
-    def make(**kw):
-        a = Appliance(dp_topo, tmp_path, **kw)
-        made.append(a)
-        return a
-    yield make
-    for a in made:
-        if a.proc and a.proc.poll() is None:
-            a.proc.kill()
-            a.proc.wait()
-        a.remove()
-    dp_topo.ex(dp_topo.fw, "conntrack", "-F")
+    yield from appliances(dp_topo, tmp_path, RULES)
 
 
 def curl(topo, url, max_time=4, v6=False, extra=()):

@@ -8,19 +8,15 @@ all fixed); the rest pin behaviour verified to be correct.
 """
 import json
 import os
-import secrets
-import shutil
 import signal
 import subprocess
 import sys
-import textwrap
-import time
 
 import pytest
 
-pytestmark = pytest.mark.netns
+from datapath import REPO, appliances, topology, wait_for
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+pytestmark = pytest.mark.netns
 SCHEMA = os.path.join(os.path.dirname(REPO), "shared", "specs", "suricata-eve-schema.json")
 
 RULES = """\
@@ -35,91 +31,21 @@ rules:
 """
 
 
-def run(*cmd, check=True, **kw):
-    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} -> exit {r.returncode}: {r.stderr.strip()}")
-    return r
-
-
-def wait_for(pred, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class Topo:
-    """client (c0) -- eth0 [appliance] eth1 -- (s0) server, IPv4 + IPv6, MTU 9000."""
-
-    def __init__(self):
-        tag = secrets.token_hex(3)
-        self.client, self.fw, self.server = f"rv2-c-{tag}", f"rv2-a-{tag}", f"rv2-s-{tag}"
-        self.client_ip, self.server_ip = "10.1.0.2", "10.2.0.2"
-        self.client_ip6, self.server_ip6 = "fd01::2", "fd02::2"
-        self.created = []
-
-    def ex(self, ns, *cmd, check=False, **kw):
-        return run("ip", "netns", "exec", ns, *cmd, check=check, **kw)
-
-    def up(self):
-        for ns in (self.client, self.fw, self.server):
-            run("ip", "netns", "add", ns)
-            self.created.append(ns)
-        c, a, s = self.client, self.fw, self.server
-        run("ip", "link", "add", "c0", "netns", c, "type", "veth", "peer", "name", "eth0", "netns", a)
-        run("ip", "link", "add", "s0", "netns", s, "type", "veth", "peer", "name", "eth1", "netns", a)
-        for ns, dev, v4, v6 in ((c, "c0", "10.1.0.2/24", "fd01::2/64"), (a, "eth0", "10.1.0.1/24", "fd01::1/64"),
-                                (a, "eth1", "10.2.0.1/24", "fd02::1/64"), (s, "s0", "10.2.0.2/24", "fd02::2/64")):
-            self.ex(ns, "ip", "addr", "add", v4, "dev", dev, check=True)
-            self.ex(ns, "ip", "-6", "addr", "add", v6, "dev", dev, "nodad", check=True)
-            self.ex(ns, "ip", "link", "set", dev, "mtu", "9000", "up", check=True)
-            self.ex(ns, "ip", "link", "set", "lo", "up", check=True)
-        # extra addresses so that --queue-balance (address hash) spreads flows over 2 workers
-        for i in range(3, 9):
-            self.ex(c, "ip", "addr", "add", f"10.1.0.{i}/24", "dev", "c0", check=True)
-        self.ex(c, "ip", "route", "add", "default", "via", "10.1.0.1", check=True)
-        self.ex(c, "ip", "-6", "route", "add", "default", "via", "fd01::1", check=True)
-        self.ex(s, "ip", "route", "add", "default", "via", "10.2.0.1", check=True)
-        self.ex(s, "ip", "-6", "route", "add", "default", "via", "fd02::1", check=True)
-        self.ex(a, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", check=True)
-
-    def down(self):
-        for ns in self.created:
-            for pid in run("ip", "netns", "pids", ns, check=False).stdout.split():
-                try:
-                    os.kill(int(pid), 9)
-                except (ProcessLookupError, ValueError):
-                    pass
-            run("ip", "netns", "del", ns, check=False)
-        self.created = []
-
-
 @pytest.fixture(scope="module")
 def topo(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("datapath tests need root (network namespaces, NFQUEUE)")
-    for tool in ("ip", "iptables-nft-restore", "ip6tables-nft-save", "nc", "conntrack", "curl"):
-        if not shutil.which(tool):
-            pytest.skip(f"{tool} is not installed")
-    t = Topo()
+    """Its own topology: MTU 9000, six more client addresses (queue-balance hashes addresses),
+    HTTP servers on the server (8080, 8081) and on the client (server-initiated flows)."""
+    bench = topology(prefix="rv2", mtu=9000, client_aliases=6)
+    t = next(bench)
     procs = []
     try:
-        t.up()
         root = tmp_path_factory.mktemp("rv2www")
         (root / "hello").write_text("hello\n")
         (root / "mid").write_bytes(os.urandom(1024) * 2048)
-        for port in (8080, 8081):
-            procs.append(subprocess.Popen(["ip", "netns", "exec", t.server, sys.executable, "-m", "http.server",
+        for ns, port in ((t.server, 8080), (t.server, 8081), (t.client, 8080)):
+            procs.append(subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "http.server",
                                            str(port), "--bind", "::", "--directory", str(root)],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        # the client listens too (for server-initiated connections through the appliance)
-        procs.append(subprocess.Popen(["ip", "netns", "exec", t.client, sys.executable, "-m", "http.server",
-                                       "8080", "--bind", "::", "--directory", str(root)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_for(lambda: all(f":{p} " in t.ex(t.server, "ss", "-ltnH").stdout for p in (8080, 8081))
                  and ":8080 " in t.ex(t.client, "ss", "-ltnH").stdout, what="http servers")
         yield t
@@ -127,99 +53,12 @@ def topo(tmp_path_factory):
         for p in procs:
             p.kill()
             p.wait()
-        t.down()
-
-
-class Appliance:
-    def __init__(self, topo, tmp, rules=RULES, failure_mode="open", workers=2, offload=True, extra=""):
-        self.topo, self.tmp = topo, tmp
-        self.rules = tmp / "rules.yaml"
-        self.rules.write_text(rules)
-        self.eve = tmp / "eve.json"
-        self.log = tmp / "appliance.log"
-        self.config = tmp / "appliance.yaml"
-        self.workers = workers
-        self.config_text = textwrap.dedent(f"""\
-            interfaces: {{outside: eth0, inside: eth1}}
-            rules: rules.yaml
-            eve: eve.json
-            home_net: [10.2.0.0/16, "fd02::/64"]
-            workers: {workers}
-            failure_mode: {failure_mode}
-            offload: {str(offload).lower()}
-            """) + extra
-        self.config.write_text(self.config_text)
-        self.proc = None
-
-    def cmd(self, *extra):
-        return ["ip", "netns", "exec", self.topo.fw, sys.executable, "-m", "appliance.run",
-                "--config", str(self.config), *extra]
-
-    def launch(self):
-        logf = open(self.log, "ab")
-        self.proc = subprocess.Popen(self.cmd(), cwd=REPO, stdout=logf, stderr=logf,
-                                     env={**os.environ, "PYTHONPATH": REPO})
-        return self
-
-    def start(self):
-        self.launch()
-        wait_for(self.ready, what=f"appliance ready; log:\n{self.log_text()}")
-        return self
-
-    def log_text(self):
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def ready(self):
-        if self.proc.poll() is not None:
-            raise AssertionError(f"appliance exited {self.proc.returncode}:\n{self.log_text()}")
-        queues = self.topo.ex(self.topo.fw, "cat", "/proc/net/netfilter/nfnetlink_queue").stdout.splitlines()
-        return len(queues) >= self.workers and "NFQUEUE" in self.iptables_save() and \
-            "running:" in self.log_text() and self.log_text().count("bound (") >= self.workers
-
-    def iptables_save(self, v6=False):
-        return self.topo.ex(self.topo.fw, "ip6tables-nft-save" if v6 else "iptables-nft-save").stdout
-
-    def worker_pids(self):
-        with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
-            return sorted(int(x) for x in f.read().split())
-
-    def events(self, event_type=None):
-        if not self.eve.exists():
-            return []
-        out = [json.loads(line) for line in self.eve.read_text().splitlines() if line.strip()]
-        return [e for e in out if event_type is None or e.get("event_type") == event_type]
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-    def remove(self):
-        # always with a valid config (a test may have broken the file on purpose)
-        self.config.write_text(self.config_text)
-        subprocess.run(self.cmd("--remove"), cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, capture_output=True)
+        bench.close()                             # tears the namespaces down
 
 
 @pytest.fixture
 def appliance(topo, tmp_path):
-    made = []
-
-    def make(**kw):
-        a = Appliance(topo, tmp_path, **kw)
-        made.append(a)
-        return a
-    yield make
-    for a in made:
-        if a.proc and a.proc.poll() is None:
-            a.proc.kill()
-            a.proc.wait()
-        a.remove()
-    topo.ex(topo.fw, "conntrack", "-F")
+    yield from appliances(topo, tmp_path, RULES)
 
 
 def curl(t, url, max_time=4, ns=None, v6=False):
