@@ -109,20 +109,50 @@ def ipv6_available() -> bool:
 
 
 def install(outside: str, inside: str, queues: range, fail_open: bool) -> None:
-    """Install or atomically replace our chains; add the FORWARD jump once (first position)."""
+    """Install or atomically replace our chains, with exactly one FORWARD jump, first.
+
+    One restore transaction declares (and so flushes) our chains, deletes every jump of
+    ours that exists (duplicates from a manual edit, or one that was moved down) and
+    inserts the jump at the top: never a moment without inspection, never two jumps."""
+    spec = " ".join(JUMP_SPEC)
     for family in (4, 6):
         if family == 6 and not ipv6_available():
             log.warning("IPv6 is disabled in this kernel: only IPv4 is inspected")
             continue
+        fix = [f"-D FORWARD {spec}"] * _jump_count(family) + [f"-I FORWARD 1 {spec}"]
         text = chains_text(family, outside, inside, queues, fail_open)
-        jumps = _jump_count(family)
-        if jumps == 0:
-            text = text.replace("COMMIT\n", f"-I FORWARD 1 {' '.join(JUMP_SPEC)}\nCOMMIT\n")
+        text = text.replace("COMMIT\n", "\n".join(fix) + "\nCOMMIT\n")
         _run([FAMILIES[family]["restore"], "-w", "--noflush"], stdin=text)
-        for _ in range(jumps - 1):       # left over by an older version or a manual edit
-            _run([FAMILIES[family]["cmd"], "-w", "-D", "FORWARD", *JUMP_SPEC])
         log.info("installed IPv%d chains: %s <-> %s, %s", family, outside, inside,
                  queue_target(queues, fail_open)[3:])
+
+
+def drift(outside: str, inside: str, queues: range, fail_open: bool) -> list:
+    """What someone else changed in our kernel state since install() (empty when nothing):
+    our jump gone, duplicated or no longer first in FORWARD, our chains gone or edited."""
+    problems = []
+    want_jump = f"-A FORWARD {' '.join(JUMP_SPEC)}"
+    for family in (4, 6):
+        if family == 6 and not ipv6_available():
+            continue
+        cmd = FAMILIES[family]["cmd"]
+        forward = [line for line in _run([cmd, "-w", "-S", "FORWARD"], check=False).stdout.splitlines()
+                   if line.startswith("-A FORWARD")]
+        n = forward.count(want_jump)
+        if n != 1:
+            problems.append(f"IPv{family}: {n} FORWARD jumps to {JUMP_CHAIN} (want 1)")
+        elif forward[0] != want_jump:
+            problems.append(f"IPv{family}: a rule was put before our FORWARD jump: {forward[0]}")
+        expected = chains_text(family, outside, inside, queues, fail_open).splitlines()
+        for chain in (JUMP_CHAIN, INSPECT_CHAIN):
+            want = sum(1 for line in expected if line.startswith(f"-A {chain} "))
+            got = _run([cmd, "-w", "-S", chain], check=False)
+            have = sum(1 for line in got.stdout.splitlines() if line.startswith(f"-A {chain} "))
+            if got.returncode != 0:
+                problems.append(f"IPv{family}: chain {chain} is gone")
+            elif have != want:
+                problems.append(f"IPv{family}: chain {chain} has {have} rules (want {want})")
+    return problems
 
 
 def remove() -> None:

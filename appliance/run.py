@@ -13,6 +13,8 @@ SIGTERM  workers drain their queue and exit; then, per failure_mode:
            open   -> our chains are removed: traffic forwards uninspected
            closed -> our chains stay: new flows are dropped (no worker, no bypass) until
                      `appliance run` starts again; `--remove` deletes them on purpose
+watch    every 5 s, our jump (first in FORWARD) and chains are checked; anything another
+         tool changed (flushed, deleted, a rule inserted above ours) is put back and logged
 kill -9  workers die with the supervisor (PDEATHSIG); the chains stay: open mode bypasses
          the empty queues, closed mode drops; offloaded flows keep their kernel verdict
 """
@@ -31,6 +33,7 @@ log = logging.getLogger("appliance.run")
 
 RESTART_BACKOFF = 1.0            # seconds between restarts of one queue's worker
 BIND_TIMEOUT = 10.0              # seconds a new worker has to bind its queue
+WATCH_INTERVAL = 5.0             # seconds between checks that our kernel rules are as installed
 
 
 def _load_rules(cfg):
@@ -102,6 +105,7 @@ class Supervisor:
                 p.join(5)
             return 2
         netfilter.install(cfg.outside, cfg.inside, cfg.queues, cfg.fail_open)
+        next_watch = time.monotonic() + WATCH_INTERVAL
         log.info("running: %d worker(s) on queue(s) %s, failure_mode=%s, offload=%s, rules=%s",
                  cfg.workers, f"{cfg.queues[0]}-{cfg.queues[-1]}", cfg.failure_mode, cfg.offload, cfg.rules)
         while True:
@@ -123,7 +127,22 @@ class Supervisor:
                         # someone took the queue while it was free: our traffic goes to them now
                         log.critical("%s; the appliance cannot inspect this queue and stops", why)
                         return self.stop()
+            if time.monotonic() >= next_watch:
+                next_watch = time.monotonic() + WATCH_INTERVAL
+                self.watch()
             time.sleep(0.2)
+
+    def watch(self):
+        """Put our kernel rules back if someone flushed, edited or outranked them: an
+        `iptables -F` or a rule inserted above ours must not switch inspection off."""
+        cfg = self.cfg
+        try:
+            problems = netfilter.drift(cfg.outside, cfg.inside, cfg.queues, cfg.fail_open)
+            if problems:
+                log.warning("our netfilter rules were changed (%s); re-installing them", "; ".join(problems))
+                netfilter.install(cfg.outside, cfg.inside, cfg.queues, cfg.fail_open)
+        except netfilter.NetfilterError as e:
+            log.error("checking our netfilter rules failed: %s", e)
 
     def _signal_workers(self, signum):
         for p in self.workers.values():

@@ -299,3 +299,21 @@ def test_gso_super_packets_are_inspected_whole(dp_topo, appliance):
     assert alerts[0]["dest_port"] == 8080
     assert not [e for e in a.events("anomaly") if e["anomaly"]["event"].endswith("trunc_pkt")]
     a.stop()
+
+
+def test_rules_changed_by_someone_else_are_put_back(dp_topo, appliance):
+    """Another tool flushes our chain, or inserts a rule above our jump: inspection must not
+    silently stop. The supervisor notices within seconds, logs it and re-installs, keeping
+    the other tool's rule."""
+    t = dp_topo
+    a = appliance(workers=1).start()
+    assert curl(t, url(t, 8081), max_time=2).returncode == 28                  # dropped
+    t.ex(t.fw, "iptables-nft", "-F", "APPLIANCE-INSPECT", check=True)         # someone flushes ours
+    wait_for(lambda: "re-installing" in a.log_text(), timeout=20, what="the watch to re-install")
+    assert curl(t, url(t, 8081), max_time=2).returncode == 28                  # inspected again
+    t.ex(t.fw, "iptables-nft", "-I", "FORWARD", "1", "-p", "udp", "--dport", "5", "-j", "ACCEPT", check=True)
+    wait_for(lambda: a.log_text().count("re-installing") >= 2, timeout=20, what="the second repair")
+    forward = [x for x in a.iptables_save().splitlines() if x.startswith("-A FORWARD")]
+    assert "appliance" in forward[0] and "--dport 5" in forward[1]             # ours first, theirs kept
+    assert sum("-j APPLIANCE-FWD" in x for x in forward) == 1
+    a.stop()
