@@ -317,3 +317,50 @@ def test_rules_changed_by_someone_else_are_put_back(dp_topo, appliance):
     assert "appliance" in forward[0] and "--dport 5" in forward[1]             # ours first, theirs kept
     assert sum("-j APPLIANCE-FWD" in x for x in forward) == 1
     a.stop()
+
+
+UDP_BURST = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(int(sys.argv[2])):
+    s.sendto(b"x" * 32, (sys.argv[1], 9998))
+"""
+UDP_COUNT = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)     # SO_RCVBUFFORCE: count what arrives, drop nothing here
+s.bind(("0.0.0.0", 9998)); s.settimeout(0.5)
+print("ready", flush=True)
+n, end = 0, time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    try:
+        s.recv(100); n += 1
+    except socket.timeout:
+        pass
+print(n, flush=True)
+"""
+
+
+@pytest.mark.parametrize("mode", ["open", "closed"])
+def test_full_queue_fails_open_or_closed(dp_topo, appliance, mode):
+    """A worker that stops reading (SIGSTOP: alive, bound, not consuming) lets its queue fill
+    (4096 packets). Past that, `open` passes packets (the fail-open flag) and `closed` drops them."""
+    t = dp_topo
+    a = appliance(workers=1, failure_mode=mode, offload=False).start()
+    counter = subprocess.Popen(["ip", "netns", "exec", t.server, sys.executable, "-c", UDP_COUNT, "6"],
+                               stdout=subprocess.PIPE, text=True)
+    assert counter.stdout.readline().strip() == "ready"
+    [worker] = a.worker_pids()
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        t.ex(t.client, sys.executable, "-c", UDP_BURST, t.server_ip, "8000", check=True)
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    got = int(counter.stdout.readline())
+    counter.wait()
+    queued_then_released = 4096                  # the queue's length, verdicts after SIGCONT
+    if mode == "open":
+        assert got > queued_then_released + 1000, got      # the overflow was passed
+    else:
+        assert got <= queued_then_released, got            # the overflow was dropped
+    a.stop()
