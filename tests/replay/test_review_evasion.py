@@ -1,0 +1,334 @@
+"""Review: evasions and hostile input in decode / defrag / stream / applayer.
+
+Each xfail(strict) test reproduces an evasion: bytes the appliance names one way
+while the receiving host (Linux TCP, OpenSSL, nginx/Apache, a DNS resolver) acts on
+another. Unmarked tests pin behaviour that was checked and found correct.
+"""
+import struct
+
+from scapy.all import IP, IPv6, IPv6ExtHdrFragment, Raw, UDP, TCP as STCP
+
+import pytest
+
+from conftest import Capture, TcpConn, client_hello, dns_query, l2, ip_of, tls_records
+from appliance.applayer import dns, http, tls
+from appliance.decode import decode_frame
+from appliance.defrag import Defragmenter
+from appliance.detect.loader import load_rules
+from appliance.inspector import Inspector, Settings
+
+C, S = "10.0.0.1", "10.0.0.80"
+
+
+def feed(cap, rules, defrag=False, **settings):
+    """Per-packet Verdicts, feeding the Inspector frame by frame (optionally through defrag)."""
+    insp = Inspector(load_rules(rules), Settings(**settings))
+    d = Defragmenter()
+    out = []
+    for ts, buf in cap.frames:
+        pkt = decode_frame(buf, cap.linktype, ts)
+        if defrag and pkt.frag is not None:
+            pkt = d.feed(pkt)
+            if pkt is None:
+                continue
+        out.append(insp.process(pkt))
+    assert insp.counters.internal_errors == 0
+    return out, insp
+
+
+def actions(verdicts):
+    return [v.action for v in verdicts]
+
+
+def udp(cap, src, dst, sport, dport, data, **kw):
+    return cap.add(l2(ip_of(src, dst) / UDP(sport=sport, dport=dport) / Raw(data)), **kw)
+
+
+HTTP_DROP = "rules:\n  - {id: 1, action: drop, proto: tcp, http_host: evil.example}\n"
+TLS_DROP = "rules:\n  - {id: 1, action: drop, proto: tcp, tls_sni: evil.example}\n"
+TLS_ALLOW = """
+default_action: drop
+rules:
+  - {id: 1, action: pass, proto: tcp, dst_port: 443, tls_sni: good.example}
+"""
+DNS_DROP = "rules:\n  - {id: 1, action: drop, dns_query: evil.example}\n"
+
+
+def http_conn(*payloads, port=80):
+    cap = Capture()
+    c = TcpConn(cap, C, 40000, S, port)
+    c.handshake()
+    for p in payloads:
+        c.send(p)
+        c.recv(b"", flags="A")
+    return cap
+
+
+def hello_with_exts(exts):
+    """A ClientHello handshake message carrying the given raw extension bytes."""
+    body = (b"\x03\x03" + b"\x11" * 32 + b"\x00" + struct.pack("!H", 2) + b"\x13\x01" + b"\x01\x00"
+            + struct.pack("!H", len(exts)) + exts)
+    return b"\x01" + struct.pack("!I", len(body))[1:] + body
+
+
+def sni_ext(*entries):
+    """server_name extension with (name_type, name bytes) entries."""
+    lst = b"".join(struct.pack("!BH", t, len(n)) + n for t, n in entries)
+    data = struct.pack("!H", len(lst)) + lst
+    return struct.pack("!HH", 0, len(data)) + data
+
+
+# =====================================================================================
+# Confirmed evasions
+# =====================================================================================
+
+# --- TCP: data the receiver never accepts is taken as the stream (first copy wins) -----
+
+@pytest.mark.xfail(strict=True, reason="BUG: SYN payload (TFO) is committed to the stream although "
+                   "the server's SYN/ACK does not acknowledge it; the real data that follows is ignored")
+def test_syn_data_not_acked_by_server_decides_allowlist(rules_file):
+    # Without a TFO cookie (the Linux default) the server drops the SYN's data and
+    # acknowledges ISN+1 only; the client then sends its real stream from ISN+1.
+    cap = Capture()
+    isn = 1000
+    decoy = tls_records(client_hello("good.example"))
+    real = tls_records(client_hello("evil.example"))
+    cap.add(l2(IP(src=C, dst=S) / STCP(sport=40001, dport=443, flags="S", seq=isn) / Raw(decoy)))
+    cap.add(l2(IP(src=S, dst=C) / STCP(sport=443, dport=40001, flags="SA", seq=5000, ack=isn + 1)))
+    cap.add(l2(IP(src=C, dst=S) / STCP(sport=40001, dport=443, flags="A", seq=isn + 1, ack=5001)))
+    cap.add(l2(IP(src=C, dst=S) / STCP(sport=40001, dport=443, flags="PA", seq=isn + 1, ack=5001) / Raw(real)))
+    v, _ = feed(cap, rules_file(TLS_ALLOW))
+    assert actions(v)[-1] == "drop"        # today: "pass" (flow passed and offloaded on the SYN)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: TCP checksum never verified; a bad-checksum decoy the "
+                   "server discards is kept as the first copy of the stream")
+def test_bad_checksum_decoy_decides_allowlist(rules_file):
+    cap = Capture()
+    c = TcpConn(cap, C, 40002, S, 443)
+    c.handshake()
+    base = c.cseq
+    decoy = IP(src=C, dst=S) / STCP(sport=40002, dport=443, flags="PA", seq=base, ack=c.sseq,
+                                    chksum=0xDEAD) / Raw(tls_records(client_hello("good.example")))
+    cap.add(l2(decoy))
+    c.send(tls_records(client_hello("evil.example")))   # same sequence numbers, valid checksum
+    v, _ = feed(cap, rules_file(TLS_ALLOW))
+    assert actions(v)[-1] == "drop"
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: the urgent byte (URG + urgent pointer) is kept in the "
+                   "stream; a Linux receiver without SO_OOBINLINE skips it, so the server reads another Host")
+def test_urgent_byte_hides_http_host(rules_file):
+    req = b"GET / HTTP/1.1\r\nHost: ev" + b"X" + b"il.example\r\nUser-Agent: x\r\n\r\n"
+    urg = req.index(b"X") + 1              # BSD semantics (tcp_stdurg=0): points past the byte
+    cap = Capture()
+    c = TcpConn(cap, C, 40003, S, 80)
+    c.handshake()
+    cap.add(l2(IP(src=C, dst=S) / STCP(sport=40003, dport=80, flags="PAU", seq=c.cseq, ack=c.sseq,
+                                       urgptr=urg) / Raw(req)))
+    v, _ = feed(cap, rules_file(HTTP_DROP))
+    assert actions(v)[-1] == "drop"        # server reads "Host: evil.example"
+
+
+# --- HTTP --------------------------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason="BUG: http.py _request prefers the Host header over the "
+                   "absolute-form URI; RFC 9112 3.2.2 (nginx, Apache, every proxy) uses the URI")
+def test_http_absolute_uri_authority_overrides_host_header(rules_file):
+    cap = http_conn(b"GET http://evil.example/ HTTP/1.1\r\nHost: good.example\r\n\r\n")
+    v, _ = feed(cap, rules_file(HTTP_DROP))
+    assert "drop" in actions(v)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: applayer.detect/http.looks_like do not skip the empty "
+                   "lines before the request line that servers ignore (RFC 9112 2.2); the flow is 'failed'")
+def test_http_leading_crlf_before_request_line(rules_file):
+    req = b"\r\nGET / HTTP/1.1\r\nHost: evil.example\r\nUser-Agent: curl/8.0\r\nAccept: */*\r\n\r\n"
+    assert len(req) >= 64
+    assert http.parse_requests(req)[0][0].host == "evil.example"   # the parser itself copes
+    v, _ = feed(http_conn(req), rules_file(HTTP_DROP))
+    assert "drop" in actions(v)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: http.parse_requests only reads complete header blocks; "
+                   "a Host already in the buffer is never used when the block end is past the depth")
+def test_http_host_seen_but_header_block_ends_past_depth(rules_file):
+    head = b"GET / HTTP/1.1\r\nHost: evil.example\r\n"
+    pads = [b"X-Pad-%02d: %s\r\n" % (i, b"a" * 1000) for i in range(9)]   # > 8 KiB of headers
+    cap = http_conn(head, *pads, b"\r\n")
+    v, _ = feed(cap, rules_file(HTTP_DROP))
+    assert "drop" in actions(v)            # today: pass, flow offloaded at the depth
+
+
+@pytest.mark.xfail(strict=True, reason="BUG (same cause): Host visible in the first data segment, "
+                   "header block end only after the 16-packet depth")
+def test_http_host_seen_many_small_segments_depth_packets(rules_file):
+    head = b"GET / HTTP/1.1\r\nHost: evil.example\r\n"
+    cap = http_conn(head, *[b"X-A: b\r\n"] * 10, b"\r\n")
+    v, _ = feed(cap, rules_file(HTTP_DROP))
+    assert "drop" in actions(v)
+
+
+# --- TLS ---------------------------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason="BUG: tls.looks_like/_handshake reject record versions 3.5-3.255 "
+                   "that OpenSSL 3.0 accepts on the first record (verified); the SNI is never parsed")
+def test_tls_record_version_above_0304(rules_file):
+    rec = bytearray(tls_records(client_hello("evil.example")))
+    rec[2] = 0x05
+    cap = Capture()
+    c = TcpConn(cap, C, 40004, S, 443)
+    c.handshake()
+    c.send(bytes(rec))
+    v, _ = feed(cap, rules_file(TLS_DROP))
+    assert actions(v)[-1] == "drop"
+
+
+# --- DNS ---------------------------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason="BUG: DNS over TCP is only recognised when the first message "
+                   "has a question; a QDCOUNT=0 message (cookie probe) first makes the flow 'failed'")
+def test_dns_tcp_first_message_without_question(rules_file):
+    cookie = struct.pack("!HHHHHH", 1, 0x0100, 0, 0, 0, 1) + b"\x00" + struct.pack(
+        "!HHIH", 41, 1232, 0, 12) + struct.pack("!HH", 10, 8) + b"\x01" * 8   # OPT + client cookie
+    q = dns_query(["evil.example"], qid=2)
+    data = struct.pack("!H", len(cookie)) + cookie + struct.pack("!H", len(q)) + q
+    assert [m.queries[0].rrname for m in dns.parse_tcp(data)[0] if m.queries] == ["evil.example"]
+    cap = Capture()
+    c = TcpConn(cap, C, 40005, S, 53)
+    c.handshake()
+    c.send(data)
+    v, _ = feed(cap, rules_file(DNS_DROP))
+    assert actions(v)[-1] == "drop"
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a UDP flow first seen from the server (port 53) makes the "
+                   "resolver the initiator; the client's queries are to_client and never parsed")
+def test_udp_dns_query_after_unsolicited_packet_from_resolver(rules_file):
+    cap = Capture()
+    udp(cap, S, C, 53, 5555, b"\x00" * 4)        # anything from the resolver's port first
+    udp(cap, C, S, 5555, 53, dns_query(["evil.example"]))
+    v, _ = feed(cap, rules_file(DNS_DROP))
+    assert actions(v)[-1] == "drop"
+
+
+# =====================================================================================
+# Checked and found correct
+# =====================================================================================
+
+@pytest.mark.parametrize("name", ["EVIL.Example", "evil.example.", "Evil.Example."])
+def test_tls_sni_case_and_trailing_dot_match(rules_file, name):
+    cap = Capture()
+    c = TcpConn(cap, C, 40010, S, 443)
+    c.handshake()
+    c.send(tls_records(client_hello(name)))
+    v, _ = feed(cap, rules_file(TLS_DROP))
+    assert actions(v)[-1] == "drop"
+
+
+def test_tls_sni_with_nul_is_not_the_name():
+    # OpenSSL refuses a host_name containing NUL; the appliance escapes it (no false match,
+    # no log injection) -- and the handshake fails at the server anyway.
+    ext = sni_ext((0, b"evil.example\x00.good.example"))
+    h = tls.parse_client_hello(tls_records(hello_with_exts(ext)))
+    assert h.sni == "evil.example\\x00.good.example"
+
+
+def test_tls_sni_first_host_name_entry_and_first_extension_win():
+    # non-host_name entry skipped, first host_name taken (OpenSSL reads only the first entry
+    # and requires it to be host_name; a duplicated extension is a decode error there).
+    h = tls.parse_client_hello(tls_records(hello_with_exts(sni_ext((1, b"x"), (0, b"evil.example")))))
+    assert h.sni == "evil.example"
+    h = tls.parse_client_hello(tls_records(hello_with_exts(
+        sni_ext((0, b"evil.example")) + sni_ext((0, b"good.example")))))
+    assert h.sni == "evil.example"
+
+
+def test_tls_hello_one_byte_records_parsed(rules_file):
+    cap = Capture()
+    c = TcpConn(cap, C, 40011, S, 443)
+    c.handshake()
+    c.send(tls_records(client_hello("evil.example"), 1))
+    v, _ = feed(cap, rules_file(TLS_DROP))
+    assert actions(v)[-1] == "drop"
+
+
+@pytest.mark.parametrize("hdr", [b"HOST: EVIL.example", b"host:evil.example.", b"Host:\tevil.example:8080",
+                                 b"Host : evil.example"])
+def test_http_host_spelling_variants_match(rules_file, hdr):
+    v, _ = feed(http_conn(b"GET / HTTP/1.1\r\n" + hdr + b"\r\n\r\n"), rules_file(HTTP_DROP))
+    assert "drop" in actions(v)
+
+
+def test_http_absolute_uri_without_host_header_matches(rules_file):
+    v, _ = feed(http_conn(b"GET http://evil.example:80/x HTTP/1.1\r\n\r\n"), rules_file(HTTP_DROP))
+    assert "drop" in actions(v)
+
+
+def test_http_lowercase_method_not_http():
+    # nginx/llhttp reject lowercase methods; not treating it as HTTP is consistent.
+    assert not http.looks_like(b"get / HTTP/1.1\r\n")
+
+
+@pytest.mark.parametrize("names", [["EVIL.EXAMPLE"], ["evil.example."], ["good.example", "evil.example"]])
+def test_udp_dns_query_variants_match(rules_file, names):
+    cap = Capture()
+    udp(cap, C, S, 5353 + len(names), 53, dns_query(names))
+    v, _ = feed(cap, rules_file(DNS_DROP))
+    assert actions(v) == ["drop"]
+
+
+def test_dns_compression_pointer_forward_or_self_rejected():
+    hdr = struct.pack("!HHHHHH", 1, 0x0100, 1, 0, 0, 0)
+    assert dns.parse_message(hdr + b"\xc0\x0c" + b"\x00\x01\x00\x01") is None      # self loop
+    assert dns.parse_message(hdr + b"\xc0\x20" + b"\x00\x01\x00\x01") is None      # forward
+    # a pointer back into the header is decoded as labels, bounded, and never raises
+    dns.parse_message(hdr + b"\xc0\x02" + b"\x00\x01\x00\x01")
+
+
+def test_ipv6_atomic_fragment_is_inspected(rules_file):
+    cap = Capture()
+    pkt = (IPv6(src="2001:db8::1", dst="2001:db8::53") / IPv6ExtHdrFragment(offset=0, m=0, id=7)
+           / UDP(sport=5000, dport=53) / Raw(dns_query(["evil.example"])))
+    cap.add(l2(pkt))
+    v, _ = feed(cap, rules_file(DNS_DROP), defrag=True)
+    assert actions(v) == ["drop"]
+
+
+def test_ipv4_fragments_overlapping_tcp_header_first_wins(rules_file):
+    # Overlap rewriting the first bytes: first copy kept and ipv4.frag_overlap raised. Linux
+    # (since 4.19 / CVE-2018-5391) discards overlapping datagrams, so nothing reaches it.
+    seg = bytes(STCP(sport=40020, dport=80, flags="PA", seq=1, ack=1)
+                / Raw(b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n"))
+    cap = Capture()
+    cap.add(l2(IP(src=C, dst=S, id=99, proto=6, flags="MF") / Raw(seg[:24])))
+    cap.add(l2(IP(src=C, dst=S, id=99, proto=6, flags="MF", frag=1) / Raw(b"Z" * 16)))  # bytes 8..23
+    cap.add(l2(IP(src=C, dst=S, id=99, proto=6, frag=3) / Raw(seg[24:])))
+    frames = [decode_frame(b, 1, ts) for ts, b in cap.frames]
+    d = Defragmenter()
+    outs = [d.feed(p) for p in frames]
+    whole = outs[-1]
+    assert whole is not None and "ipv4.frag_overlap" in whole.anomalies
+    assert whole.payload == seg[20:]
+
+
+def test_hostile_client_hellos_never_raise():
+    base = tls_records(hello_with_exts(sni_ext((0, b"evil.example"))))
+    for i in range(len(base)):
+        for b in (0x00, 0xFF, 0x7F):
+            m = bytearray(base)
+            m[i] = b
+            tls.parse_client_hello(bytes(m))
+            tls.parse_client_hello(bytes(m[:i]))
+
+
+def test_ipv6_atomic_fragment_header_before_real_fragments(rules_file):
+    # Linux skips the atomic fragment header and reassembles by the second one; replay's
+    # defrag cuts at the first header and still rebuilds the same transport bytes.
+    payload = bytes(UDP(sport=5000, dport=53) / Raw(dns_query(["evil.example"]) + b"\0" * 40))
+    base = IPv6(src="2001:db8::1", dst="2001:db8::53") / IPv6ExtHdrFragment(offset=0, m=0, id=7, nh=44)
+    cap = Capture()
+    cap.add(l2(base / IPv6ExtHdrFragment(offset=0, m=1, id=8, nh=17) / Raw(payload[:48])))
+    cap.add(l2(base / IPv6ExtHdrFragment(offset=6, m=0, id=8, nh=17) / Raw(payload[48:])))
+    v, _ = feed(cap, rules_file(DNS_DROP), defrag=True)
+    assert actions(v) == ["drop"]
