@@ -13,8 +13,15 @@ commands:
 """
 
 
+RULES_USAGE = """usage: appliance rules check PATH...   validate rule files or directories; FILE:LINE: message per problem, exit 1
+       appliance rules schema          print the JSON Schema of the rule format (yaml-language-server)"""
+
+
 def main_rules(args):
     import json
+    if not args or any(a in ("-h", "--help") for a in args):
+        print(RULES_USAGE)
+        return 0 if args else 2
     if args[:1] == ["schema"]:
         from .detect.schema import rule_schema
         print(json.dumps(rule_schema(), indent=2))
@@ -29,7 +36,7 @@ def main_rules(args):
         rs = load_rules(args[1:])
         print(f"{len(rs.rules)} rules OK (default_action: {rs.default_action})", file=sys.stderr)
         return 0
-    print("usage: appliance rules check PATH... | appliance rules schema", file=sys.stderr)
+    print(RULES_USAGE, file=sys.stderr)
     return 2
 
 

@@ -37,7 +37,7 @@ class Config:
     management: str | None = None
     rules: str = "/etc/appliance/rules"          # absolute file or directory
     eve: str | None = "/var/log/appliance/eve.json"
-    home_net: tuple = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+    home_net: tuple | None = None # None: the rule files' HOME_NET (or the loader's default, ULA included)
     workers: int = 2
     queue_base: int = 0
     failure_mode: str = "open"

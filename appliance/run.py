@@ -36,9 +36,21 @@ BIND_TIMEOUT = 10.0              # seconds a new worker has to bind its queue
 WATCH_INTERVAL = 5.0             # seconds between checks that our kernel rules are as installed
 
 
+def _line_of(path, keys):
+    """Line of a nested key in the config file, for messages found after parsing."""
+    from appliance import yamlsource
+    try:
+        node = yamlsource.load(path)
+        for k in keys[:-1]:
+            node = node[k]
+        return node.line_of(keys[-1])
+    except (yamlsource.YamlError, KeyError, TypeError, AttributeError):
+        return 1
+
+
 def _load_rules(cfg):
     from appliance.detect.loader import load_rules
-    return load_rules([cfg.rules], home_net=list(cfg.home_net))
+    return load_rules([cfg.rules], home_net=list(cfg.home_net) if cfg.home_net is not None else None)
 
 
 def _reload(cfg, raw_cfg):
@@ -230,9 +242,12 @@ def main_run(args: list[str]) -> int:
     if os.geteuid() != 0:
         print("appliance run: needs root (NFQUEUE, netfilter, raw sockets)", file=sys.stderr)
         return 1
-    for name in (cfg.outside, cfg.inside):
+    for role in ("outside", "inside"):
+        name = getattr(cfg, role)
         if not os.path.exists(f"/sys/class/net/{name}"):
-            print(f"{cfg.path}: interface {name!r} does not exist on this host", file=sys.stderr)
+            line = _line_of(cfg.path, ("interfaces", role))
+            print(f"{cfg.path}:{line}: interfaces.{role}: interface {name!r} does not exist on this host",
+                  file=sys.stderr)
             return 2
     netfilter.capabilities()
     try:

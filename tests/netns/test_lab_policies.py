@@ -1,7 +1,4 @@
-"""Policies enforced by the real appliance (`appliance run`) in the lab, checked with real clients.
-
-Skipped until the datapath (appliance/run.py) is in the checkout.
-"""
+"""Policies enforced by the real appliance (`appliance run`) in the lab, checked with real clients."""
 import os
 import signal
 import subprocess

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import CORPUS, REPO, cli, schema_errors
+from replaykit import CORPUS, REPO, cli, schema_errors
 from appliance.detect.loader import load_rules
 from appliance.inspector import Inspector, Settings
 from appliance.output.eve import EveList

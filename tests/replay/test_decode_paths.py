@@ -5,7 +5,7 @@ import struct
 from scapy.all import (IP, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop,
                        UDP, Raw, Dot1Q, Dot1AD, Ether, fragment, fragment6, raw)
 
-from conftest import Capture, LINKTYPE_RAW, LINKTYPE_SLL, LINKTYPE_SLL2, l2
+from replaykit import Capture, LINKTYPE_RAW, LINKTYPE_SLL, LINKTYPE_SLL2, l2
 
 SECRET_RULES = """
 rules:

@@ -4,7 +4,7 @@ import json
 
 from scapy.all import ICMP, IP, UDP, Raw
 
-from conftest import (Capture, TcpConn, cli, client_hello, dns_query, l2, schema_errors,
+from replaykit import (Capture, TcpConn, cli, client_hello, dns_query, l2, schema_errors,
                       tls_records)
 
 MIXED_RULES = """

@@ -10,7 +10,7 @@ from scapy.all import IP, IPv6, IPv6ExtHdrFragment, Raw, UDP, TCP as STCP
 
 import pytest
 
-from conftest import Capture, TcpConn, client_hello, dns_query, l2, ip_of, tls_records
+from replaykit import Capture, TcpConn, client_hello, dns_query, l2, ip_of, tls_records
 from appliance.applayer import dns, http, tls
 from appliance.decode import decode_frame
 from appliance.defrag import Defragmenter

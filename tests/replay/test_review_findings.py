@@ -8,7 +8,7 @@ import random
 
 from scapy.all import ICMP, IP, UDP, Raw, raw, fragment, ICMPv6EchoRequest, IPv6, TCP as STCP
 
-from conftest import (Capture, TcpConn, client_hello, cli, dns_query, l2, ip_of, tls_records,
+from replaykit import (Capture, TcpConn, client_hello, cli, dns_query, l2, ip_of, tls_records,
                       schema_errors, T0)
 from appliance.decode import decode_frame, decode_l3
 from appliance.detect.loader import load_rules

@@ -1,7 +1,7 @@
 """Every rule key, through a real replay: crafted captures in, EVE alerts/flows out."""
 from scapy.all import ICMP, ICMPv6EchoRequest, IP, IPv6, UDP, Raw
 
-from conftest import Capture, TcpConn, client_hello, dns_query, l2, tls_records
+from replaykit import Capture, TcpConn, client_hello, dns_query, l2, tls_records
 
 
 def udp(cap, src, dst, sport, dport, data=b"x", **kw):

@@ -3,7 +3,7 @@ rules, inspection depth, reject, a pass flow turning into drop, and the SNI allo
 
 from scapy.all import IP, UDP, Raw
 
-from conftest import Capture, TcpConn, client_hello, dns_query, l2, tls_records, REPO
+from replaykit import Capture, TcpConn, client_hello, dns_query, l2, tls_records, REPO
 from appliance.decode import decode_frame
 from appliance.detect.loader import load_rules
 from appliance.inspector import Inspector, Settings

@@ -2,7 +2,7 @@
 import pytest
 from scapy.all import IP, UDP, Raw
 
-from conftest import Capture, T0, l2
+from replaykit import Capture, T0, l2
 
 
 def hit(cap, t, src="10.0.0.1", dst="10.0.0.2", sport=1000, dport=7000):
