@@ -293,9 +293,11 @@ class Inspector:
         return ()
 
     def _udp_applayer(self, pkt, flow, to_server):
-        """UDP: every client datagram stands alone. A datagram that is not a DNS query
-        says nothing about the next one, so DNS rules stay live for the whole flow."""
-        if not to_server or not pkt.payload:
+        """UDP: every datagram stands alone. A datagram that is not a DNS query says nothing
+        about the next one, so DNS rules stay live for the whole flow. Queries (QR=0) count
+        from either side: a "resolver" that sends first must not make the client's queries
+        invisible."""
+        if not pkt.payload:
             return ()
         msg = dns.parse_message(pkt.payload)
         if msg is not None and not msg.response and msg.queries:

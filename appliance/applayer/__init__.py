@@ -59,8 +59,12 @@ def detect(data: bytes, proto: int, sport: int, dport: int) -> str | None:
                 candidates.append("tls")
             if http.looks_like(data):
                 candidates.append("http")
-            if len(data) >= 2 and dns.plausible(data[2:2 + int.from_bytes(data[:2], "big")]):
-                candidates.append("dns")
+            if len(data) >= 2:
+                frame = data[2:2 + int.from_bytes(data[:2], "big")]
+                # a first message may carry no question (RFC 7873 cookie probe): on port 53
+                # a sane header is enough, else the next query would go unseen
+                if dns.plausible(frame) or (53 in (sport, dport) and dns.sane_header(frame)):
+                    candidates.append("dns")
         if not candidates:
             return None
         if len(candidates) == 1:

@@ -150,6 +150,15 @@ def parse_tcp(data: bytes) -> tuple[list, int]:
     return messages, off
 
 
+def sane_header(data: bytes) -> bool:
+    """A DNS header whose counts and opcode are possible (questions not required)."""
+    hdr = _header(data)
+    if hdr is None:
+        return False
+    _, flags, qd, an, ns, ar = hdr
+    return qd <= MAX_QUESTIONS and an <= 256 and ns <= 256 and ar <= 256 and (flags >> 11) & 0xF <= 6
+
+
 def plausible(data: bytes) -> bool:
     """Does this look like a DNS message? Sane counts, a question, a first name that parses."""
     try:

@@ -43,6 +43,7 @@ def looks_like(data: bytes) -> bool:
     The second form needs the whole first line; FTP/SMTP commands ("USER x") also
     start with an uppercase token + SP and must not pass as HTTP.
     """
+    data = data.lstrip(b"\r\n")          # servers ignore empty lines before a request (RFC 9112 2.2)
     m = _METHOD_SP.match(data)
     if m is None:
         return False
@@ -118,10 +119,11 @@ def _request(block: bytes):
                 length = int(value)
         elif name == b"transfer-encoding":
             chunked = True                  # any coding: body length unknown to us
-    if host is None:
-        auth = _authority(uri) if method != b"CONNECT" else uri
-        if auth:
-            host = normalize_host(auth)
+    # An absolute-form target names the host, whatever the Host header says: origin servers
+    # must ignore Host then (RFC 9112 3.2.2) and proxies route by it.
+    auth = _authority(uri) if method != b"CONNECT" else uri
+    if auth:
+        host = normalize_host(auth) or host
     if bad_length:
         chunked = True                      # cannot find the next request reliably
     req = HttpRequest(escape_label(method), escape_label(uri), escape_label(protocol), host, agent)

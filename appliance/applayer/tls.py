@@ -46,9 +46,10 @@ def is_grease(v: int) -> bool:
 
 
 def looks_like(data: bytes) -> bool:
-    """A handshake record header carrying a ClientHello: 16 03 0[0-4] len len 01."""
+    """A handshake record header carrying a ClientHello: 16 03 xx len len 01. The record
+    version's minor byte is not checked: servers accept any (OpenSSL takes 03 05, 03 ff)."""
     return (len(data) >= 6 and data[0] == CONTENT_HANDSHAKE and data[1] == 3
-            and data[2] <= 4 and data[5] == HANDSHAKE_CLIENT_HELLO)
+            and data[5] == HANDSHAKE_CLIENT_HELLO)
 
 
 def _handshake(data):
@@ -70,7 +71,7 @@ def _handshake(data):
             return MORE
         ctype, major, minor = data[off], data[off + 1], data[off + 2]
         rlen = (data[off + 3] << 8) | data[off + 4]
-        if ctype != CONTENT_HANDSHAKE or major != 3 or minor > 4 or rlen == 0 or rlen > MAX_RECORD:
+        if ctype != CONTENT_HANDSHAKE or major != 3 or rlen == 0 or rlen > MAX_RECORD:
             return NOT
         frag = data[off + 5:off + 5 + rlen]
         hs += frag

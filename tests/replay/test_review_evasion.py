@@ -132,16 +132,12 @@ def test_urgent_byte_hides_http_host(rules_file):
 
 # --- HTTP --------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="BUG: http.py _request prefers the Host header over the "
-                   "absolute-form URI; RFC 9112 3.2.2 (nginx, Apache, every proxy) uses the URI")
 def test_http_absolute_uri_authority_overrides_host_header(rules_file):
     cap = http_conn(b"GET http://evil.example/ HTTP/1.1\r\nHost: good.example\r\n\r\n")
     v, _ = feed(cap, rules_file(HTTP_DROP))
     assert "drop" in actions(v)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: applayer.detect/http.looks_like do not skip the empty "
-                   "lines before the request line that servers ignore (RFC 9112 2.2); the flow is 'failed'")
 def test_http_leading_crlf_before_request_line(rules_file):
     req = b"\r\nGET / HTTP/1.1\r\nHost: evil.example\r\nUser-Agent: curl/8.0\r\nAccept: */*\r\n\r\n"
     assert len(req) >= 64
@@ -171,8 +167,6 @@ def test_http_host_seen_many_small_segments_depth_packets(rules_file):
 
 # --- TLS ---------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="BUG: tls.looks_like/_handshake reject record versions 3.5-3.255 "
-                   "that OpenSSL 3.0 accepts on the first record (verified); the SNI is never parsed")
 def test_tls_record_version_above_0304(rules_file):
     rec = bytearray(tls_records(client_hello("evil.example")))
     rec[2] = 0x05
@@ -186,8 +180,6 @@ def test_tls_record_version_above_0304(rules_file):
 
 # --- DNS ---------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="BUG: DNS over TCP is only recognised when the first message "
-                   "has a question; a QDCOUNT=0 message (cookie probe) first makes the flow 'failed'")
 def test_dns_tcp_first_message_without_question(rules_file):
     cookie = struct.pack("!HHHHHH", 1, 0x0100, 0, 0, 0, 1) + b"\x00" + struct.pack(
         "!HHIH", 41, 1232, 0, 12) + struct.pack("!HH", 10, 8) + b"\x01" * 8   # OPT + client cookie
@@ -202,8 +194,6 @@ def test_dns_tcp_first_message_without_question(rules_file):
     assert actions(v)[-1] == "drop"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a UDP flow first seen from the server (port 53) makes the "
-                   "resolver the initiator; the client's queries are to_client and never parsed")
 def test_udp_dns_query_after_unsolicited_packet_from_resolver(rules_file):
     cap = Capture()
     udp(cap, S, C, 53, 5555, b"\x00" * 4)        # anything from the resolver's port first

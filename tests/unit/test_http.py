@@ -28,12 +28,12 @@ def test_bare_lf_line_endings():
     assert reqs[0].host == "a.example" and reqs[0].uri == "/x"
 
 
-def test_absolute_uri_authority_used_when_host_absent():
+def test_absolute_uri_authority_names_the_host():
     reqs, _ = parse_requests(b"GET http://user:pw@A.Example:8080/p?x HTTP/1.1\r\n\r\n")
     assert reqs[0].host == "a.example" and reqs[0].uri == "http://user:pw@A.Example:8080/p?x"
-    # Host header, when present, wins over the absolute URI (as the server sees it).
+    # The absolute URI wins over a Host header: servers must ignore Host then (RFC 9112 3.2.2).
     reqs, _ = parse_requests(b"GET http://a.example/ HTTP/1.1\r\nHost: b.example\r\n\r\n")
-    assert reqs[0].host == "b.example"
+    assert reqs[0].host == "a.example"
 
 
 def test_connect_authority():
