@@ -271,8 +271,15 @@ class Inspector:
         if ap == "http":
             reqs, more = http.parse_requests(data)
             if len(reqs) <= flow.tx_count:
-                if not more and not reqs and flow.app["http"] is None:
-                    flow.app["http"] = []
+                if flow.app["http"] is None:
+                    if more:
+                        req = http.partial_request(data)
+                        if req is not None:        # the host is known before the block ends
+                            flow.app["http"] = [req.host]
+                            flow.app_tx = req
+                            return ("http",)
+                    elif not reqs:
+                        flow.app["http"] = []
                 return ()
             new = reqs[flow.tx_count:]          # every request since the last look (pipelining)
             flow.tx_count = len(reqs)

@@ -130,6 +130,30 @@ def _request(block: bytes):
     return req, length or 0, chunked
 
 
+def partial_request(data: bytes):
+    """The request whose header block is still open at the end of `data`, from the lines
+    that are complete: its host is known as soon as the request line (absolute form) or a
+    Host line has arrived. An attacker cannot hide a Host already sent behind padding or
+    tiny segments until the inspection depth runs out. None when no host is known yet."""
+    try:
+        off = 0
+        n = len(data)
+        while True:                          # skip the complete requests, as parse_requests does
+            while off < n and data[off] in b"\r\n":
+                off += 1
+            m = _BLOCK_END.search(data, off, off + MAX_HEADER)
+            if m is None:
+                break
+            off = m.end()
+        last = data.rfind(b"\n", off, off + MAX_HEADER)
+        if last < 0 or _METHOD_SP.match(data, off) is None:
+            return None
+        got = _request(bytes(data[off:last + 1]))
+        return got[0] if got is not None and got[0].host else None
+    except Exception:  # defensive, as parse_requests
+        return None
+
+
 def parse_requests(data: bytes) -> tuple[list, bool]:
     """All complete request header blocks at the start of `data`, and whether more may come."""
     requests = []

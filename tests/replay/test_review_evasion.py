@@ -146,8 +146,6 @@ def test_http_leading_crlf_before_request_line(rules_file):
     assert "drop" in actions(v)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: http.parse_requests only reads complete header blocks; "
-                   "a Host already in the buffer is never used when the block end is past the depth")
 def test_http_host_seen_but_header_block_ends_past_depth(rules_file):
     head = b"GET / HTTP/1.1\r\nHost: evil.example\r\n"
     pads = [b"X-Pad-%02d: %s\r\n" % (i, b"a" * 1000) for i in range(9)]   # > 8 KiB of headers
@@ -156,8 +154,6 @@ def test_http_host_seen_but_header_block_ends_past_depth(rules_file):
     assert "drop" in actions(v)            # today: pass, flow offloaded at the depth
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (same cause): Host visible in the first data segment, "
-                   "header block end only after the 16-packet depth")
 def test_http_host_seen_many_small_segments_depth_packets(rules_file):
     head = b"GET / HTTP/1.1\r\nHost: evil.example\r\n"
     cap = http_conn(head, *[b"X-A: b\r\n"] * 10, b"\r\n")
