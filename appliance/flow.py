@@ -284,8 +284,8 @@ def _new_isn(flow, seq):
     """A SYN after the handshake whose sequence number is not the flow's ISN."""
     if not flow.tcp_seen & _HS_DONE:
         return False
-    st = flow.stream                         # ISN+1 (int) or the StreamStart begun at it
-    start = st if isinstance(st, int) else getattr(st, "start", None)
+    st = flow.stream        # ISN+1 (int), (ISN+1, SYN data) until settled, or the StreamStart begun at it
+    start = st if isinstance(st, int) else st[0] if isinstance(st, tuple) else getattr(st, "start", None)
     return start is not None and (start - 1) & 0xFFFFFFFF != seq
 
 

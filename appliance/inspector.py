@@ -15,7 +15,7 @@ from .applayer import dns, tls, http
 from .detect.engine import Detector, MATCH, DEFAULT, APP_FIELDS
 from .flow import FlowTable
 from .output import events
-from .packet import TCP, UDP, SYN
+from .packet import TCP, UDP, SYN, ACK
 from .stream import StreamStart
 
 # app-layer bytes a flow must show before we give up naming its protocol
@@ -218,26 +218,38 @@ class Inspector:
         a new transaction on this packet."""
         proto = flow.proto
         if proto == TCP:
-            if not to_server:
-                # DNS, TLS and HTTP clients speak first: a server that talks before its
-                # client has sent a byte is none of them, so stop waiting for a name.
-                st = flow.stream
-                if flow.app_proto is None and pkt.payload and not (isinstance(st, StreamStart) and st.data):
-                    self._set_app(flow, "failed")
-                return ()
+            flags = pkt.tcp_flags
             st = flow.stream
-            if not isinstance(st, StreamStart):
-                if not pkt.payload:
-                    if pkt.tcp_flags & SYN:
-                        flow.stream = (pkt.seq + 1) & 0xFFFFFFFF   # remember only the ISN until data comes
+            settled = False
+            if not to_server:
+                if not (isinstance(st, tuple) and flags & (SYN | ACK) == SYN | ACK):
+                    # DNS, TLS and HTTP clients speak first: a server that talks before its
+                    # client has sent a byte is none of them, so stop waiting for a name.
+                    if flow.app_proto is None and pkt.payload and not (isinstance(st, StreamStart) and st.data):
+                        self._set_app(flow, "failed")
                     return ()
-                isn_next = st
-                st = flow.stream = StreamStart(self.settings.stream_bytes)
-                if isn_next is not None:
-                    st.add((isn_next - 1) & 0xFFFFFFFF, b"", True)
-            grew = st.add(pkt.seq, pkt.payload, bool(pkt.tcp_flags & SYN))
-            if not grew:
-                return ()
+                # The SYN/ACK says whether the server took the data in the SYN (TCP Fast
+                # Open with a cookie) or only the SYN (the default): name the flow by the
+                # bytes the server will read, not by the ones it dropped.
+                st = self._settle_syn_data(flow, ((pkt.ack - st[0]) & 0xFFFFFFFF) >= len(st[1]))
+                settled = bool(st.data)
+            else:
+                if not isinstance(st, StreamStart):
+                    if flags & SYN and not flags & ACK:
+                        isn_next = (pkt.seq + 1) & 0xFFFFFFFF
+                        # data in a SYN is tentative until the SYN/ACK acknowledges it
+                        flow.stream = (isn_next, bytes(pkt.payload)) if pkt.payload else isn_next
+                        return ()
+                    if not pkt.payload:
+                        return ()
+                    if isinstance(st, tuple):    # no SYN/ACK seen: the client's next byte tells
+                        st = self._settle_syn_data(flow, pkt.seq != st[0])
+                    else:
+                        st = self._start_stream(flow, st)
+                # a SYN's data never counts once the stream has begun (see above)
+                grew = st.add(pkt.seq, b"" if flags & SYN else pkt.payload, bool(flags & SYN))
+                if not (grew or settled):
+                    return ()
             data = st.data
             done = st.complete
         elif proto == UDP:
@@ -298,6 +310,21 @@ class Inspector:
             self._dns_queries(flow, queries)
             return ("dns",)
         return ()
+
+    def _start_stream(self, flow, isn_next):
+        """The client's StreamStart, anchored at ISN+1 when the SYN was seen."""
+        st = flow.stream = StreamStart(self.settings.stream_bytes)
+        if isn_next is not None:
+            st.add((isn_next - 1) & 0xFFFFFFFF, b"", True)
+        return st
+
+    def _settle_syn_data(self, flow, accepted):
+        """Turn the SYN's tentative data into stream bytes (the server took it) or drop it."""
+        isn_next, data = flow.stream
+        st = self._start_stream(flow, isn_next)
+        if accepted:
+            st.add(isn_next, data)
+        return st
 
     def _udp_applayer(self, pkt, flow, to_server):
         """UDP: every datagram stands alone. A datagram that is not a DNS query says nothing

@@ -69,7 +69,7 @@ def _handshake(data):
             if n - off >= 2 and data[off + 1] != 3:
                 return NOT
             return MORE
-        ctype, major, minor = data[off], data[off + 1], data[off + 2]
+        ctype, major = data[off], data[off + 1]
         rlen = (data[off + 3] << 8) | data[off + 4]
         if ctype != CONTENT_HANDSHAKE or major != 3 or rlen == 0 or rlen > MAX_RECORD:
             return NOT

@@ -84,8 +84,6 @@ def sni_ext(*entries):
 
 # --- TCP: data the receiver never accepts is taken as the stream (first copy wins) -----
 
-@pytest.mark.xfail(strict=True, reason="BUG: SYN payload (TFO) is committed to the stream although "
-                   "the server's SYN/ACK does not acknowledge it; the real data that follows is ignored")
 def test_syn_data_not_acked_by_server_decides_allowlist(rules_file):
     # Without a TFO cookie (the Linux default) the server drops the SYN's data and
     # acknowledges ISN+1 only; the client then sends its real stream from ISN+1.
@@ -98,7 +96,20 @@ def test_syn_data_not_acked_by_server_decides_allowlist(rules_file):
     cap.add(l2(IP(src=C, dst=S) / STCP(sport=40001, dport=443, flags="A", seq=isn + 1, ack=5001)))
     cap.add(l2(IP(src=C, dst=S) / STCP(sport=40001, dport=443, flags="PA", seq=isn + 1, ack=5001) / Raw(real)))
     v, _ = feed(cap, rules_file(TLS_ALLOW))
-    assert actions(v)[-1] == "drop"        # today: "pass" (flow passed and offloaded on the SYN)
+    assert actions(v)[-1] == "drop"        # the real hello, not the SYN's decoy, decides
+
+
+def test_syn_data_acked_by_server_is_the_stream(rules_file):
+    """TCP Fast Open with a cookie: the SYN/ACK acknowledges the SYN's data, so that data is
+    what the server reads, and it names the flow."""
+    cap = Capture()
+    isn = 2000
+    hello = tls_records(client_hello("evil.example"))
+    cap.add(l2(IP(src=C, dst=S) / STCP(sport=40011, dport=443, flags="S", seq=isn) / Raw(hello)))
+    cap.add(l2(IP(src=S, dst=C) / STCP(sport=443, dport=40011, flags="SA", seq=7000, ack=isn + 1 + len(hello))))
+    cap.add(l2(IP(src=C, dst=S) / STCP(sport=40011, dport=443, flags="A", seq=isn + 1 + len(hello), ack=7001)))
+    v, _ = feed(cap, rules_file(TLS_ALLOW))
+    assert actions(v) == ["pass", "drop", "drop"]   # decided at the SYN/ACK that accepted the hello
 
 
 @pytest.mark.xfail(strict=True, reason="BUG: TCP checksum never verified; a bad-checksum decoy the "
