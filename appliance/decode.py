@@ -215,6 +215,7 @@ _ICMP_OF = {
 
 
 def _transport(p, proto, data, off, n, version):
+    p.l4_off = off
     if proto == TCP:
         _tcp_segment(p, data, off, n)
     elif proto == UDP:

@@ -115,6 +115,7 @@ class Flow:
 
 # tcp_seen bits
 _SYN, _SYNACK, _HS_DONE, _FIN_TS, _FIN_TC = 1, 2, 4, 8, 16
+CLIENT_CHECKSUMS_REAL = 64   # the client sent a segment with a valid checksum (set by the inspector)
 
 
 class FlowTable:

@@ -13,9 +13,10 @@ import pytricia
 from . import applayer
 from .applayer import dns, tls, http
 from .detect.engine import Detector, MATCH, DEFAULT, APP_FIELDS
-from .flow import FlowTable
+from .flow import FlowTable, CLIENT_CHECKSUMS_REAL
 from .output import events
 from .packet import TCP, UDP, SYN, ACK
+from .checksum import transport_ok
 from .stream import StreamStart
 
 # app-layer bytes a flow must show before we give up naming its protocol
@@ -32,6 +33,8 @@ class Settings:
     offload: bool = True                  # decided flows skip inspection (live: kernel fast path)
     stream_bytes: int = 8192              # first bytes of the client stream kept for app-layer names
     anomaly_action: str = "pass"          # verdict for packets too malformed to have a flow
+    verify_checksums: bool = True         # a bad TCP checksum keeps a segment out of the stream
+                                          # (live: off, the kernel's conntrack already judged it)
     source_name: str = ""                 # replay: pcap file name for events
 
 
@@ -234,6 +237,8 @@ class Inspector:
                 st = self._settle_syn_data(flow, ((pkt.ack - st[0]) & 0xFFFFFFFF) >= len(st[1]))
                 settled = bool(st.data)
             else:
+                if self.settings.verify_checksums and not self._checksum_ok(pkt, flow) and pkt.payload:
+                    return ()                    # the receiver discards it: it names nothing
                 if not isinstance(st, StreamStart):
                     if flags & SYN and not flags & ACK:
                         isn_next = (pkt.seq + 1) & 0xFFFFFFFF
@@ -310,6 +315,19 @@ class Inspector:
             self._dns_queries(flow, queries)
             return ("dns",)
         return ()
+
+    def _checksum_ok(self, pkt, flow):
+        """Would the server accept this client segment? Captures taken on the client carry
+        unfinished (offloaded) checksums on every segment, so a bad checksum only counts
+        once the client has sent a good one: then a bad segment is a decoy the server drops."""
+        ok = transport_ok(pkt)
+        if ok:
+            flow.tcp_seen |= CLIENT_CHECKSUMS_REAL
+            return True
+        if ok is None or not flow.tcp_seen & CLIENT_CHECKSUMS_REAL:
+            return True
+        self._emit(events.anomaly(pkt, flow, "tcp.invalid_checksum", "decode", self.settings))
+        return False
 
     def _start_stream(self, flow, isn_next):
         """The client's StreamStart, anchored at ISN+1 when the SYN was seen."""

@@ -5,7 +5,8 @@ Layout (filter table, IPv4 and IPv6 alike; every object is ours and named APPLIA
     FORWARD            -m comment --comment appliance -j APPLIANCE-FWD     (one jump, never duplicated)
     APPLIANCE-FWD      -i OUTSIDE -o INSIDE -j APPLIANCE-INSPECT
                        -i INSIDE -o OUTSIDE -j APPLIANCE-INSPECT
-    APPLIANCE-INSPECT  connmark PASS   -> ACCEPT             offloaded flows stay in the kernel
+    APPLIANCE-INSPECT  ctstate INVALID -> DROP               bad checksum / out of window: evasion fodder
+                       connmark PASS   -> ACCEPT             offloaded flows stay in the kernel
                        connmark DROP   -> DROP
                        connmark REJECT -> REJECT (tcp-reset / admin-prohibited)
                        nfmark != 0     -> CONNMARK --save-mark   a worker just decided: remember it
@@ -82,6 +83,9 @@ def chains_text(family: int, outside: str, inside: str, queues: range, fail_open
         f":{INSPECT_CHAIN} - [0:0]",
         f"-A {JUMP_CHAIN} -i {outside} -o {inside} -j {INSPECT_CHAIN}",
         f"-A {JUMP_CHAIN} -i {inside} -o {outside} -j {INSPECT_CHAIN}",
+        # what conntrack calls INVALID (bad checksum, out of window, impossible flags) is a
+        # segment the receiver would drop anyway; passing it only feeds evasions
+        f"-A {INSPECT_CHAIN} -m conntrack --ctstate INVALID -j DROP",
         f"-A {INSPECT_CHAIN} -m connmark --mark 0x{MARK_PASS:x}/{m} -j ACCEPT",
         f"-A {INSPECT_CHAIN} -m connmark --mark 0x{MARK_DROP:x}/{m} -j DROP",
         f"-A {INSPECT_CHAIN} -p tcp -m connmark --mark 0x{MARK_REJECT:x}/{m} -j REJECT --reject-with tcp-reset",

@@ -26,6 +26,7 @@ class Packet:
         "ttl",         # IPv4 TTL / IPv6 hop limit
         "length",      # length of the L3 packet on the wire (IP total length / what was captured)
         "l3",          # the raw L3 packet bytes (IPv4/IPv6 header onward)
+        "l4_off",      # offset of the TCP/UDP header in l3 (0 when there is none)
         "vlan",        # tuple of VLAN ids, outermost first; () when untagged
         "frag",        # None, or (ident, offset_bytes, more_fragments) for an IP fragment
         "anomalies",   # list of event names; empty for a clean packet
@@ -47,6 +48,7 @@ class Packet:
         self.ttl = 0
         self.length = 0
         self.l3 = b""
+        self.l4_off = 0
         self.vlan = ()
         self.frag = None
         self.anomalies = []

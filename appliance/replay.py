@@ -90,6 +90,9 @@ def main_replay(args):
     ap.add_argument("--depth-bytes", type=int, default=8192)
     ap.add_argument("--max-flows", type=int, default=100_000)
     ap.add_argument("--quiet", action="store_true", help="no summary on stderr")
+    ap.add_argument("--no-checksums", action="store_true",
+                    help="do not check TCP checksums (by default, once a client has sent a valid "
+                         "checksum, a later segment with a bad one is kept out of the app-layer stream)")
     o = ap.parse_args(args)
     home = [s.strip() for s in o.home_net.split(",") if s.strip()] if o.home_net else None
     try:
@@ -107,7 +110,7 @@ def main_replay(args):
             os.truncate(o.eve, 0)          # one replay = one EVE file (byte-identical reruns)
         eve = EveWriter(o.eve)
     settings = Settings(home_net=home, depth_packets=o.depth_packets, depth_bytes=o.depth_bytes,
-                        max_flows=o.max_flows)
+                        max_flows=o.max_flows, verify_checksums=not o.no_checksums)
     insp = Inspector(ruleset, settings, eve)
     res = replay(o.pcaps, insp, progress=_progress_bar())
     insp.stats_event()

@@ -366,7 +366,9 @@ def _settings(cfg, running=None):
     return Settings(home_net=list(cfg.home_net) if cfg.home_net is not None else None, outside_ifaces=(cfg.outside,),
                     depth_packets=cfg.inspection.depth_packets, depth_bytes=cfg.inspection.depth_bytes,
                     max_flows=running.max_flows if running else cfg.inspection.max_flows,
-                    offload=cfg.offload, anomaly_action="pass" if cfg.fail_open else "drop")
+                    offload=cfg.offload, anomaly_action="pass" if cfg.fail_open else "drop",
+                    # the kernel verified checksums (locally made packets carry partial ones)
+                    verify_checksums=False)
 
 
 EXIT_CANNOT_BIND = 3          # worker exit status: the queue is held by someone else

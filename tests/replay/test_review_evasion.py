@@ -112,8 +112,6 @@ def test_syn_data_acked_by_server_is_the_stream(rules_file):
     assert actions(v) == ["pass", "drop", "drop"]   # decided at the SYN/ACK that accepted the hello
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: TCP checksum never verified; a bad-checksum decoy the "
-                   "server discards is kept as the first copy of the stream")
 def test_bad_checksum_decoy_decides_allowlist(rules_file):
     cap = Capture()
     c = TcpConn(cap, C, 40002, S, 443)
