@@ -325,6 +325,8 @@ def _tcp_segment(p, data, off, end):
         return
     p.sport, p.dport, p.seq, p.ack, of = _tcp(data, off)
     p.tcp_flags = of & 0xFF
+    if of & 0x20:           # URG: the receiver takes the urgent byte out of the stream
+        p.urg_ptr = (data[off + 18] << 8) | data[off + 19]
     hlen = (of >> 12) << 2
     if hlen < 20 or hlen > have:
         p.anomalies.append("tcp.hlen_too_small")

@@ -62,7 +62,7 @@ class Flow:
         "verdict", "verdict_rule", "final", "offloaded", "alerted", "alerted_rules",
         "app_proto", "app", "app_tx", "tx_count", "stream", "cand_ts", "cand_tc",
         "direction", "in_iface", "flags_ts", "flags_tc", "reason",
-        "pcap_cnt", "pcap_file", "_id",
+        "pcap_cnt", "pcap_file", "_id", "oob",
     )
 
     def __init__(self, key, pkt, reverse=False):
@@ -99,6 +99,7 @@ class Flow:
         self.pcap_cnt = pkt.pcap_cnt # replay: number of the flow's latest packet in its file
         self.pcap_file = ""          # replay: the file that packet came from
         self._id = None
+        self.oob = None              # client stream positions of urgent bytes the receiver takes out
 
     @property
     def id(self):

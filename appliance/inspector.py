@@ -15,7 +15,7 @@ from .applayer import dns, tls, http
 from .detect.engine import Detector, MATCH, DEFAULT, APP_FIELDS
 from .flow import FlowTable, CLIENT_CHECKSUMS_REAL
 from .output import events
-from .packet import TCP, UDP, SYN, ACK
+from .packet import TCP, UDP, SYN, ACK, URG
 from .checksum import transport_ok
 from .stream import StreamStart
 
@@ -251,8 +251,10 @@ class Inspector:
                         st = self._settle_syn_data(flow, pkt.seq != st[0])
                     else:
                         st = self._start_stream(flow, st)
-                # a SYN's data never counts once the stream has begun (see above)
-                grew = st.add(pkt.seq, b"" if flags & SYN else pkt.payload, bool(flags & SYN))
+                seq, payload = pkt.seq, b"" if flags & SYN else pkt.payload   # see the SYN data above
+                if pkt.urg_ptr and payload or flow.oob:
+                    seq, payload = _out_of_band(flow, seq, payload, pkt.urg_ptr if flags & URG else 0)
+                grew = st.add(seq, payload, bool(flags & SYN))
                 if not (grew or settled):
                     return ()
             data = st.data
@@ -415,6 +417,27 @@ class Inspector:
     def _emit(self, event):
         if self.eve is not None:
             self.eve.write(event)
+
+
+_MAX_OOB = 16
+
+
+def _out_of_band(flow, seq, payload, urg_ptr):
+    """The segment as the receiver's stream has it: a Linux/BSD receiver (no SO_OOBINLINE)
+    takes the byte before the urgent pointer out of the stream, so "Host: evXil" reads
+    "Host: evil". Bytes taken out earlier shift the sequence numbers that follow."""
+    M = 0xFFFFFFFF
+    pos = (seq + urg_ptr - 1) & M
+    if 0 < urg_ptr <= len(payload) and pos not in (flow.oob or ()) and len(flow.oob or ()) < _MAX_OOB:
+        flow.oob = (flow.oob or ()) + (pos,)       # once, whatever the retransmissions
+    inside = sorted(((pos - seq) & M) for pos in flow.oob if ((pos - seq) & M) < len(payload))
+    before = sum(1 for pos in flow.oob if pos != seq and ((seq - pos) & M) < 0x80000000)
+    if inside:
+        data = bytearray(payload)
+        for i in reversed(inside):
+            del data[i]
+        payload = bytes(data)
+    return (seq - before) & M, payload
 
 
 class _Reverse:

@@ -21,6 +21,7 @@ class Packet:
         "proto",       # IP protocol number of the transport (after IPv6 extension headers); -1 if none
         "sport", "dport",  # ports; 0 when the protocol has none
         "tcp_flags", "seq", "ack",  # TCP only, else 0
+        "urg_ptr",     # TCP urgent pointer when URG is set, else 0
         "icmp_type", "icmp_code", "icmp_id",  # ICMP/ICMPv6 only, else -1/-1/0
         "payload",     # transport payload bytes (may be shorter than on the wire if truncated)
         "ttl",         # IPv4 TTL / IPv6 hop limit
@@ -41,7 +42,7 @@ class Packet:
         self.src = self.dst = ""
         self.proto = -1
         self.sport = self.dport = 0
-        self.tcp_flags = self.seq = self.ack = 0
+        self.tcp_flags = self.seq = self.ack = self.urg_ptr = 0
         self.icmp_type = self.icmp_code = -1
         self.icmp_id = 0
         self.payload = b""
