@@ -221,42 +221,9 @@ class Inspector:
         a new transaction on this packet."""
         proto = flow.proto
         if proto == TCP:
-            flags = pkt.tcp_flags
-            st = flow.stream
-            settled = False
-            if not to_server:
-                if not (isinstance(st, tuple) and flags & (SYN | ACK) == SYN | ACK):
-                    # DNS, TLS and HTTP clients speak first: a server that talks before its
-                    # client has sent a byte is none of them, so stop waiting for a name.
-                    if flow.app_proto is None and pkt.payload and not (isinstance(st, StreamStart) and st.data):
-                        self._set_app(flow, "failed")
-                    return ()
-                # The SYN/ACK says whether the server took the data in the SYN (TCP Fast
-                # Open with a cookie) or only the SYN (the default): name the flow by the
-                # bytes the server will read, not by the ones it dropped.
-                st = self._settle_syn_data(flow, ((pkt.ack - st[0]) & 0xFFFFFFFF) >= len(st[1]))
-                settled = bool(st.data)
-            else:
-                if self.settings.verify_checksums and not self._checksum_ok(pkt, flow) and pkt.payload:
-                    return ()                    # the receiver discards it: it names nothing
-                if not isinstance(st, StreamStart):
-                    if flags & SYN and not flags & ACK:
-                        isn_next = (pkt.seq + 1) & 0xFFFFFFFF
-                        # data in a SYN is tentative until the SYN/ACK acknowledges it
-                        flow.stream = (isn_next, bytes(pkt.payload)) if pkt.payload else isn_next
-                        return ()
-                    if not pkt.payload:
-                        return ()
-                    if isinstance(st, tuple):    # no SYN/ACK seen: the client's next byte tells
-                        st = self._settle_syn_data(flow, pkt.seq != st[0])
-                    else:
-                        st = self._start_stream(flow, st)
-                seq, payload = pkt.seq, b"" if flags & SYN else pkt.payload   # see the SYN data above
-                if pkt.urg_ptr and payload or flow.oob:
-                    seq, payload = _out_of_band(flow, seq, payload, pkt.urg_ptr if flags & URG else 0)
-                grew = st.add(seq, payload, bool(flags & SYN))
-                if not (grew or settled):
-                    return ()
+            st = self._client_stream(pkt, flow, to_server)
+            if st is None:
+                return ()
             data = st.data
             done = st.complete
         elif proto == UDP:
@@ -317,6 +284,42 @@ class Inspector:
             self._dns_queries(flow, queries)
             return ("dns",)
         return ()
+
+    def _client_stream(self, pkt, flow, to_server):
+        """Feed a TCP packet to the client's stream as the server will read it; the stream
+        when it has new bytes to look at, else None."""
+        flags = pkt.tcp_flags
+        st = flow.stream
+        if not to_server:
+            if not (isinstance(st, tuple) and flags & (SYN | ACK) == SYN | ACK):
+                # DNS, TLS and HTTP clients speak first: a server that talks before its
+                # client has sent a byte is none of them, so stop waiting for a name.
+                if flow.app_proto is None and pkt.payload and not (isinstance(st, StreamStart) and st.data):
+                    self._set_app(flow, "failed")
+                return None
+            # The SYN/ACK says whether the server took the data in the SYN (TCP Fast Open
+            # with a cookie) or only the SYN (the default): name the flow by the bytes the
+            # server will read, not by the ones it dropped.
+            st = self._settle_syn_data(flow, ((pkt.ack - st[0]) & 0xFFFFFFFF) >= len(st[1]))
+            return st if st.data else None
+        if self.settings.verify_checksums and not self._checksum_ok(pkt, flow) and pkt.payload:
+            return None                          # the receiver discards it: it names nothing
+        if not isinstance(st, StreamStart):
+            if flags & SYN and not flags & ACK:
+                isn_next = (pkt.seq + 1) & 0xFFFFFFFF
+                # data in a SYN is tentative until the SYN/ACK acknowledges it
+                flow.stream = (isn_next, bytes(pkt.payload)) if pkt.payload else isn_next
+                return None
+            if not pkt.payload:
+                return None
+            if isinstance(st, tuple):            # no SYN/ACK seen: the client's next byte tells
+                st = self._settle_syn_data(flow, pkt.seq != st[0])
+            else:
+                st = self._start_stream(flow, st)
+        seq, payload = pkt.seq, b"" if flags & SYN else pkt.payload   # a SYN's data: see above
+        if pkt.urg_ptr and payload or flow.oob:
+            seq, payload = _out_of_band(flow, seq, payload, pkt.urg_ptr if flags & URG else 0)
+        return st if st.add(seq, payload, bool(flags & SYN)) else None
 
     def _checksum_ok(self, pkt, flow):
         """Would the server accept this client segment? Captures taken on the client carry
