@@ -302,7 +302,9 @@ class Inspector:
             # server will read, not by the ones it dropped.
             st = self._settle_syn_data(flow, ((pkt.ack - st[0]) & 0xFFFFFFFF) >= len(st[1]))
             return st if st.data else None
-        if self.settings.verify_checksums and not self._checksum_ok(pkt, flow) and pkt.payload:
+        # once the client is known to send real checksums, only segments with data need one
+        if (self.settings.verify_checksums and (pkt.payload or not flow.tcp_seen & CLIENT_CHECKSUMS_REAL)
+                and not self._checksum_ok(pkt, flow) and pkt.payload):
             return None                          # the receiver discards it: it names nothing
         if not isinstance(st, StreamStart):
             if flags & SYN and not flags & ACK:

@@ -158,7 +158,8 @@ def _queue_config(nfq, queue_num, attrs, timeout):
 
 
 class Counters:
-    __slots__ = ("packets", "passed", "dropped", "rejected", "offloaded", "errors", "anomalies", "reject_sent", "copy_truncated")
+    """What only the worker sees; verdict counts are the Inspector's (counters.verdicts)."""
+    __slots__ = ("packets", "offloaded", "errors", "anomalies", "reject_sent", "copy_truncated")
 
     def __init__(self):
         for k in self.__slots__:
@@ -236,12 +237,6 @@ class Worker:
                 nfpkt.accept()
             else:
                 nfpkt.drop()
-            if action == "pass":
-                c.passed += 1
-            elif action == "drop":
-                c.dropped += 1
-            else:
-                c.rejected += 1
         except Exception as e:               # a bad packet or a bug: count it, verdict by policy
             c.errors += 1
             if c.errors <= 10 or c.errors % 1000 == 0:
@@ -355,8 +350,11 @@ class Worker:
                                   "errors": c.errors}
         if self.eve:
             self.eve.write(ev)
+        v = self.inspector.counters.verdicts
+        counts = {"packets": c.packets, "passed": v["pass"], "dropped": v["drop"], "rejected": v["reject"],
+                  **{k: x for k, x in c.as_dict().items() if k != "packets"}}
         log.info("queue %d: worker %d stats %s", self.queue_num, os.getpid(),
-                 " ".join(f"{k}={v}" for k, v in c.as_dict().items()))
+                 " ".join(f"{k}={x}" for k, x in counts.items()))
         return ev
 
 

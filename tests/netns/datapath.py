@@ -211,3 +211,21 @@ def appliances(topo, tmp_path, rules):
             a.proc.wait()
         a.remove()
     topo.ex(topo.fw, "conntrack", "-F")
+
+
+def curl(topo, url, max_time=4, v6=False):
+    """HTTP GET from the client namespace; stdout is the status code ("000" when none)."""
+    return topo.ex(topo.client, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time",
+                   str(max_time), *(["-6"] if v6 else []), url)
+
+
+# A UDP client that reports the reply or the errno an ICMP error turned into.
+UDP_PROBE = """
+import socket, sys
+s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3); s.connect((sys.argv[1], int(sys.argv[2])))
+try:
+    s.send(b'ping'); s.send(b'ping'); print('reply', s.recv(100))
+except OSError as e:
+    print('error', e.errno, e.strerror)
+"""

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from datapath import appliances, wait_for
+from datapath import UDP_PROBE, appliances, curl, wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -51,25 +51,9 @@ def appliance(dp_topo, servers, tmp_path):
     yield from appliances(dp_topo, tmp_path, RULES)
 
 
-def curl(topo, url, max_time=4, v6=False, extra=()):
-    return topo.ex(topo.client, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", str(max_time),
-                   *(["-6"] if v6 else []), *extra, url)
-
-
 def url(topo, port, path="hello", v6=False):
     host = f"[{topo.server_ip6}]" if v6 else topo.server_ip
     return f"http://{host}:{port}/{path}"
-
-
-UDP_PROBE = """
-import socket, sys
-s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(3); s.connect((sys.argv[1], int(sys.argv[2])))
-try:
-    s.send(b'ping'); s.send(b'ping'); print('reply', s.recv(100))
-except OSError as e:
-    print('error', e.errno, e.strerror)
-"""
 
 
 def test_allow_drop_reject_and_alerts(dp_topo, appliance):

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from datapath import REPO, appliances, topology, wait_for
+from datapath import REPO, UDP_PROBE, appliances, curl, topology, wait_for
 
 pytestmark = pytest.mark.netns
 SCHEMA = os.path.join(os.path.dirname(REPO), "shared", "specs", "suricata-eve-schema.json")
@@ -59,22 +59,6 @@ def topo(tmp_path_factory):
 @pytest.fixture
 def appliance(topo, tmp_path):
     yield from appliances(topo, tmp_path, RULES)
-
-
-def curl(t, url, max_time=4, ns=None, v6=False):
-    return t.ex(ns or t.client, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time",
-                str(max_time), *(["-6"] if v6 else []), url)
-
-
-UDP_PROBE = """
-import socket, sys
-s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(3); s.connect((sys.argv[1], int(sys.argv[2])))
-try:
-    s.send(b'ping'); s.send(b'ping'); print('reply', s.recv(100))
-except OSError as e:
-    print('error', e.errno, e.strerror)
-"""
 
 
 # ---------------------------------------------------------------------------------------
