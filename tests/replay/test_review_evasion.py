@@ -4,13 +4,14 @@ Tests named after an evasion reproduced one found in review (all fixed): bytes t
 while the receiving host (Linux TCP, OpenSSL, nginx/Apache, a DNS resolver) acted on
 another. Unmarked tests pin behaviour that was checked and found correct.
 """
+import json
 import struct
 
 from scapy.all import IP, IPv6, IPv6ExtHdrFragment, Raw, UDP, TCP as STCP
 
 import pytest
 
-from replaykit import Capture, TcpConn, client_hello, dns_query, l2, ip_of, tls_records
+from replaykit import cli, Capture, TcpConn, client_hello, dns_query, l2, ip_of, tls_records
 from appliance.applayer import dns, http, tls
 from appliance.decode import decode_frame
 from appliance.defrag import Defragmenter
@@ -123,6 +124,25 @@ def test_bad_checksum_decoy_decides_allowlist(rules_file):
     c.send(tls_records(client_hello("evil.example")))   # same sequence numbers, valid checksum
     v, _ = feed(cap, rules_file(TLS_ALLOW))
     assert actions(v)[-1] == "drop"
+
+
+def test_replay_no_checksums_flag_turns_the_check_off(rules_file, tmp_path):
+    """`replay --no-checksums` (captures whose checksums are unreliable): the decoy is
+    inspected again, and its name decides; by default it is an anomaly and ignored."""
+    cap = Capture()
+    c = TcpConn(cap, C, 40012, S, 443)
+    c.handshake()
+    cap.add(l2(IP(src=C, dst=S) / STCP(sport=40012, dport=443, flags="PA", seq=c.cseq, ack=c.sseq,
+                                       chksum=0xDEAD) / Raw(tls_records(client_hello("good.example")))))
+    c.send(tls_records(client_hello("evil.example")))
+    pcap, rules = cap.write(tmp_path / "decoy.pcap"), rules_file(TLS_ALLOW)
+    for extra, action, anomalies in (((), "drop", 1), (("--no-checksums",), "pass", 0)):
+        eve = tmp_path / f"eve{len(extra)}.json"
+        assert cli("replay", pcap, "--rules", rules, "--eve", eve, *extra).returncode == 0
+        events = [json.loads(x) for x in eve.read_text().splitlines()]
+        [flow] = [e for e in events if e["event_type"] == "flow"]
+        assert flow["flow"]["action"] == action
+        assert sum(e.get("anomaly", {}).get("event") == "tcp.invalid_checksum" for e in events) == anomalies
 
 
 def test_urgent_byte_hides_http_host(rules_file):
