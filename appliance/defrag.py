@@ -179,6 +179,7 @@ class Defragmenter:
         out = decode_l3(bytes(fixed) + body, pkt.ts)
         out.vlan = pkt.vlan
         out.pcap_cnt = pkt.pcap_cnt
+        out.pcap_file = pkt.pcap_file
         out.in_iface = pkt.in_iface
         if dgram.overlap:
             out.anomalies.append(overlap)

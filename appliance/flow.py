@@ -60,9 +60,9 @@ class Flow:
         "pkts_ts", "pkts_tc", "bytes_ts", "bytes_tc",
         "inspected_bytes",                              # payload that went through detection (depth budget)
         "verdict", "verdict_rule", "final", "offloaded", "alerted", "alerted_rules",
-        "app_proto", "app", "app_tx", "tx_count", "stream", "cand_ts", "cand_tc",
+        "app", "stream", "cand_ts", "cand_tc",
         "direction", "in_iface", "flags_ts", "flags_tc", "reason",
-        "pcap_cnt", "pcap_file", "_id", "oob",
+        "pcap_cnt", "pcap_file", "_id",
     )
 
     def __init__(self, key, pkt, reverse=False):
@@ -83,23 +83,19 @@ class Flow:
         self.verdict = None          # None (undecided) | "pass" | "drop" | "reject"
         self.verdict_rule = None     # Rule that decided, or None for the default action
         self.final = False           # verdict can no longer change and nothing is left to inspect
-        self.offloaded = False       # handed to the kernel (live) / would have been (replay)
+        self.offloaded = False       # handed to the kernel (live) / would have been (replay); set by the Inspector
         self.alerted = False
         self.alerted_rules = None    # set of (rule index, direction) header-only alerts already reported
-        self.app_proto = None        # None (unknown yet) | "dns" | "tls" | "http" | "failed"
-        self.app = None              # dict field -> names of the current transaction
-        self.app_tx = None           # the latest parsed transaction (DnsMessage, ClientHello, HttpRequest)
-        self.tx_count = 0            # transactions parsed so far (HTTP requests, DNS-over-TCP messages)
-        self.stream = None           # client stream: None, the ISN+1 from its SYN (int), or a StreamStart
+        self.app = None              # applayer.state.AppState; None while the protocol is unknown
+        self.stream = None           # stream.ClientStream (TCP, from the client's first segment)
         self.cand_ts = self.cand_tc = None   # detection's candidate rule masks per direction
         self.direction = "any"
         self.in_iface = pkt.in_iface
         self.flags_ts = self.flags_tc = 0
         self.reason = ""
         self.pcap_cnt = pkt.pcap_cnt # replay: number of the flow's latest packet in its file
-        self.pcap_file = ""          # replay: the file that packet came from
+        self.pcap_file = pkt.pcap_file  # replay: the file that packet came from
         self._id = None
-        self.oob = None              # client stream positions of urgent bytes the receiver takes out
 
     @property
     def id(self):
@@ -116,7 +112,6 @@ class Flow:
 
 # tcp_seen bits
 _SYN, _SYNACK, _HS_DONE, _FIN_TS, _FIN_TC = 1, 2, 4, 8, 16
-CLIENT_CHECKSUMS_REAL = 64   # the client sent a segment with a valid checksum (set by the inspector)
 
 
 class FlowTable:
@@ -181,6 +176,7 @@ class FlowTable:
         if pkt.ts > flow.last:
             flow.last = pkt.ts
         flow.pcap_cnt = pkt.pcap_cnt
+        flow.pcap_file = pkt.pcap_file
         if flow.proto == TCP:
             _tcp_state(flow, pkt.tcp_flags, to_server)
         elif state == NEW and flow.pkts_ts and flow.pkts_tc:
@@ -286,8 +282,7 @@ def _new_isn(flow, seq):
     """A SYN after the handshake whose sequence number is not the flow's ISN."""
     if not flow.tcp_seen & _HS_DONE:
         return False
-    st = flow.stream        # ISN+1 (int), (ISN+1, SYN data) until settled, or the StreamStart begun at it
-    start = st if isinstance(st, int) else st[0] if isinstance(st, tuple) else getattr(st, "start", None)
+    start = flow.stream.start if flow.stream is not None else None
     return start is not None and (start - 1) & 0xFFFFFFFF != seq
 
 

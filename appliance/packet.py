@@ -34,6 +34,7 @@ class Packet:
         "encap",       # "" or the name of an unsupported/non-IP layer ("arp", "mpls", "pppoe", "ethertype-0x88cc")
         "in_iface",    # live: ingress interface name; replay: ""
         "pcap_cnt",    # replay: 1-based packet number in its file; live: 0
+        "pcap_file",   # replay: the capture file's name; live: ""
     )
 
     def __init__(self, ts=0.0):
@@ -56,6 +57,7 @@ class Packet:
         self.encap = ""
         self.in_iface = ""
         self.pcap_cnt = 0
+        self.pcap_file = ""
 
     def __repr__(self):
         return (f"Packet(v{self.ip_version} {self.src}:{self.sport} -> {self.dst}:{self.dport} "

@@ -1,68 +1,41 @@
 """`appliance replay`: pcaps through the same Inspector the live datapath uses.
 
-decode_frame -> defrag -> Inspector.process, with pcap timestamps as the clock.
+source/pcap.py decodes each frame (stamped with its file and number) -> the one loop
+(source.run) -> Inspector.process, with pcap timestamps as the clock.
 """
 import argparse
 import os
+import stat
 import sys
 import time
 from collections import Counter
 
-from .decode import decode_frame
-from .defrag import Defragmenter
 from .detect.loader import load_rules
 from .detect.rule import RuleError
 from .inspector import Inspector, Settings
 from .output.eve import EveWriter
-from .source.pcap import packets, PcapError
+from .source import run
+from .source.pcap import PcapSource
 
 
 class ReplayResult:
-    def __init__(self):
-        self.packets = 0
-        self.verdicts = Counter()
-        self.rule_hits = Counter()
-        self.errors = []
+    """What a replay read (frames; files it could not read to the end) and, from the
+    Inspector's own counters, what it decided."""
+
+    def __init__(self, source, inspector):
+        c = inspector.counters
+        self.packets = source.frames
+        self.errors = source.errors
+        self.verdicts = Counter({k: n for k, n in c.verdicts.items() if n})
+        self.rule_hits = c.rule_hits
 
 
-def replay(paths, inspector, defrag=None, progress=None):
+def replay(paths, inspector, progress=None):
     """Feed every packet of every file through the inspector. Returns a ReplayResult;
     unreadable/corrupt files are recorded in .errors after their good packets."""
-    res = ReplayResult()
-    defrag = defrag or Defragmenter()
-    last_tick = None
-    for path in paths:
-        inspector.settings.source_name = os.path.basename(path)
-        try:
-            size = os.path.getsize(path)
-        except OSError:
-            size = 0
-        try:
-            for ts, buf, linktype, cnt in packets(path):
-                pkt = decode_frame(buf, linktype, ts)
-                pkt.pcap_cnt = cnt
-                res.packets += 1
-                if last_tick is None or ts - last_tick >= 1.0 or ts < last_tick:
-                    inspector.tick(ts)
-                    defrag.expire(ts)
-                    last_tick = ts
-                    if progress:
-                        progress(path, cnt, size)
-                if pkt.frag is not None:
-                    whole = defrag.feed(pkt)
-                    if whole is None:      # held until its datagram completes; the frame still counts
-                        inspector.counters.count_packet(pkt)
-                        continue
-                    pkt = whole
-                v = inspector.process(pkt)
-                res.verdicts[v.action] += 1
-                for r in v.alerts:
-                    res.rule_hits[(r.id, r.msg)] += 1
-        except PcapError as e:
-            res.errors.append(str(e))
-    inspector.tick(inspector.now)
-    inspector.close()
-    return res
+    source = PcapSource(paths, progress)
+    run(source, inspector)
+    return ReplayResult(source, inspector)
 
 
 def _progress_bar():
@@ -106,7 +79,7 @@ def main_replay(args):
         return 2
     eve = None
     if o.eve:
-        if o.eve != "-" and os.path.exists(o.eve):
+        if o.eve != "-" and _is_regular_file(o.eve):
             os.truncate(o.eve, 0)          # one replay = one EVE file (byte-identical reruns)
         eve = EveWriter(o.eve)
     settings = Settings(home_net=home, depth_packets=o.depth_packets, depth_bytes=o.depth_bytes,
@@ -123,6 +96,14 @@ def main_replay(args):
     return 2 if res.errors else 0
 
 
+def _is_regular_file(path):
+    """Only a regular file is emptied first: /dev/null, a FIFO or /dev/stdout are written as they are."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _summary(res, insp):
     c = insp.counters
     w = sys.stderr.write
@@ -130,11 +111,11 @@ def _summary(res, insp):
         w("\r")
     w(f"packets: {res.packets}  flows: {insp.flows.total}  alerts: {c.alerts}"
       f" (suppressed {c.alerts_suppressed})  anomalies/invalid packets: {c.invalid}\n")
-    w("verdicts: " + "  ".join(f"{k}={res.verdicts.get(k, 0)}" for k in ("pass", "drop", "reject")) + "\n")
+    w("verdicts: " + "  ".join(f"{k}={c.verdicts.get(k, 0)}" for k in ("pass", "drop", "reject")) + "\n")
     if c.encap:
         w("not inspected (non-IP / unsupported encapsulation): "
           + ", ".join(f"{k}={v}" for k, v in sorted(c.encap.items())) + "\n")
-    if res.rule_hits:
+    if c.rule_hits:
         w("top rules:\n")
-        for (rid, msg), n in res.rule_hits.most_common(10):
+        for (rid, msg), n in c.rule_hits.most_common(10):
             w(f"  {n:8d}  [{rid}] {msg}\n")

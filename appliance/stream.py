@@ -1,4 +1,9 @@
-"""First-bytes reassembly of one direction of a TCP connection.
+"""The client's TCP stream as the server will read it: its first bytes, in order.
+
+ClientStream (one per TCP flow) decides which client bytes the server takes: data in
+a SYN only once the SYN/ACK acknowledges it (TCP Fast Open), no segment whose checksum
+the receiver would reject, urgent bytes taken out of band. StreamStart below it puts
+what is left in sequence order.
 
 The app-layer parsers need the first few KB of a stream in order, no more.
 StreamStart keeps exactly that: contiguous bytes from the start, plus a bounded
@@ -11,9 +16,115 @@ start, computed modulo 2**32 and read as signed so "before the start" is
 negative.
 """
 
+from .checksum import transport_ok
+from .packet import SYN, ACK, URG
+
 MASK = 0xFFFFFFFF
 HALF = 0x80000000
 MAX_PENDING = 64       # out-of-order pieces held at once; tiny-segment floods stop here
+MAX_OOB = 16           # urgent-byte positions remembered per stream
+
+
+class ClientStream:
+    """The bytes a server will read from its client, fed every TCP segment of the flow.
+
+    feed() answers whether new contiguous bytes became readable; `found` collects the
+    names of anomalies seen on the way (a checksum decoy)."""
+
+    __slots__ = ("isn_next", "syn_data", "bytes", "oob", "checksums_real")
+
+    def __init__(self):
+        self.isn_next = None         # the client's ISN + 1, from its SYN
+        self.syn_data = None         # data carried in the SYN: tentative until the SYN/ACK says
+        self.bytes = None            # StreamStart, once the first byte's position is settled
+        self.oob = None              # stream positions of urgent bytes the receiver took out
+        self.checksums_real = False  # the client sent a valid checksum: a bad one is a decoy
+
+    @property
+    def data(self) -> bytes:
+        return self.bytes.data if self.bytes is not None else b""
+
+    @property
+    def complete(self) -> bool:
+        return self.bytes is not None and self.bytes.complete
+
+    @property
+    def start(self):
+        """Sequence number of the first stream byte (ISN + 1 when the SYN was seen), or None."""
+        return self.bytes.start if self.bytes is not None else self.isn_next
+
+    def feed(self, pkt, to_server, limit, verify, found) -> bool:
+        flags = pkt.tcp_flags
+        if not to_server:
+            if self.syn_data is None or flags & (SYN | ACK) != SYN | ACK:
+                return False
+            # The SYN/ACK says whether the server took the data in the SYN (TCP Fast Open
+            # with a cookie) or only the SYN (the default): name the flow by the bytes the
+            # server will read, not by the ones it dropped.
+            self._settle(limit, ((pkt.ack - self.isn_next) & MASK) >= len(self.syn_data))
+            return bool(self.bytes.data)
+        # once the client is known to send real checksums, only segments with data need one
+        if (verify and (pkt.payload or not self.checksums_real)
+                and not self._checksum_ok(pkt, found) and pkt.payload):
+            return False                         # the receiver discards it: it names nothing
+        if self.bytes is None:
+            if flags & SYN and not flags & ACK:
+                self.isn_next = (pkt.seq + 1) & MASK
+                self.syn_data = bytes(pkt.payload) if pkt.payload else None
+                return False
+            if not pkt.payload:
+                return False
+            if self.syn_data is not None:        # no SYN/ACK seen: the client's next byte tells
+                self._settle(limit, pkt.seq != self.isn_next)
+            else:
+                self._begin(limit)
+        seq, payload = pkt.seq, b"" if flags & SYN else pkt.payload   # a SYN's data: see above
+        if pkt.urg_ptr and payload or self.oob:
+            seq, payload = self._out_of_band(seq, payload, pkt.urg_ptr if flags & URG else 0)
+        return self.bytes.add(seq, payload, bool(flags & SYN))
+
+    def _checksum_ok(self, pkt, found):
+        """Would the server accept this client segment? Captures taken on the client carry
+        unfinished (offloaded) checksums on every segment, so a bad checksum only counts
+        once the client has sent a good one: then a bad segment is a decoy the server drops."""
+        ok = transport_ok(pkt)
+        if ok:
+            self.checksums_real = True
+            return True
+        if ok is None or not self.checksums_real:
+            return True
+        found.append("tcp.invalid_checksum")
+        return False
+
+    def _begin(self, limit):
+        """The byte buffer, anchored at ISN+1 when the SYN was seen."""
+        st = self.bytes = StreamStart(limit)
+        if self.isn_next is not None:
+            st.add((self.isn_next - 1) & MASK, b"", True)
+        return st
+
+    def _settle(self, limit, accepted):
+        """Turn the SYN's tentative data into stream bytes (the server took it) or drop it."""
+        st = self._begin(limit)
+        if accepted:
+            st.add(self.isn_next, self.syn_data)
+        self.syn_data = None
+
+    def _out_of_band(self, seq, payload, urg_ptr):
+        """The segment as the receiver's stream has it: a Linux/BSD receiver (no SO_OOBINLINE)
+        takes the byte before the urgent pointer out of the stream, so "Host: evXil" reads
+        "Host: evil". Bytes taken out earlier shift the sequence numbers that follow."""
+        pos = (seq + urg_ptr - 1) & MASK
+        if 0 < urg_ptr <= len(payload) and pos not in (self.oob or ()) and len(self.oob or ()) < MAX_OOB:
+            self.oob = (self.oob or ()) + (pos,)       # once, whatever the retransmissions
+        inside = sorted(((pos - seq) & MASK) for pos in self.oob if ((pos - seq) & MASK) < len(payload))
+        before = sum(1 for pos in self.oob if pos != seq and ((seq - pos) & MASK) < HALF)
+        if inside:
+            data = bytearray(payload)
+            for i in reversed(inside):
+                del data[i]
+            payload = bytes(data)
+        return (seq - before) & MASK, payload
 
 
 class StreamStart:

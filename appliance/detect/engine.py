@@ -15,7 +15,7 @@ Header fields are matched against each packet's own direction (Suricata's
 from . import index as ix
 from .threshold import Thresholds
 from ..flow import ESTABLISHED, CLOSING, handshake_seen
-from ..packet import TCP
+from ..packet import TCP, UDP
 
 MATCH, PENDING, DEFAULT = "match", "pending", "default"
 APP_FIELDS = ("dns", "tls", "http")
@@ -105,6 +105,30 @@ class Detector:
                 flow.cand_tc = m
         return m
 
+    def connection_candidates(self, pkt, flow, to_server):
+        """Candidates for the connection's own direction (initiator -> responder): verdict
+        rules describe the connection whichever way a packet goes."""
+        if to_server:
+            return self.candidates(pkt, flow, True)
+        return self.candidates(_Reverse(flow, True), flow, True)
+
+    def more_to_inspect(self, flow, to_server):
+        """Could anything still fire or change the verdict of a passed flow on a later packet?"""
+        other = flow.cand_tc if to_server else flow.cand_ts
+        if other is None:
+            other = self.candidates(_Reverse(flow, not to_server), flow, not to_server)
+        cand = (flow.cand_ts if to_server else flow.cand_tc) | other
+        if cand & self.deep_alert:
+            return True                    # content/packet/app alert rules still look
+        if other & self.header_alert and not (flow.pkts_tc if to_server else flow.pkts_ts):
+            return True                    # the other direction's header alerts have not fired yet
+        # Multi-transaction protocols: a later DNS query / HTTP request may hit an app rule.
+        if cand & self.decision & self.app_any and flow.app is not None and flow.app.multi_tx:
+            return True
+        if flow.proto == UDP and cand & self.decision & self.field["dns"]:
+            return True                    # a later datagram may be a DNS query
+        return False
+
     # -- per-packet conditions -----------------------------------------------
 
     def packet_match(self, r, pkt, flow, to_server, scan):
@@ -168,7 +192,7 @@ class Detector:
                 return MATCH, r
             if low & self.app_any:
                 app = flow.app
-                if app is None or any(app.get(f) is None for f in r.app_fields):
+                if app is None or any(app.names[f] is None for f in r.app_fields):
                     return PENDING, r          # only while `more`: otherwise dropped above
             if low & self.perpkt and not self.packet_match(r, pkt, flow, to_server, scan):
                 if more:
@@ -186,7 +210,7 @@ class Detector:
             fmask = self.field[f]
             if not c & fmask:
                 continue
-            names = app.get(f) if app is not None else None
+            names = app.names[f] if app is not None else None
             if names is None:
                 if more:
                     continue
@@ -223,7 +247,7 @@ class Detector:
             for f in new_fields:
                 fmask = self.field[f]
                 if rest & fmask:
-                    app_ok |= fmask & self.names[f].lookup(flow.app.get(f) or ())
+                    app_ok |= fmask & self.names[f].lookup(flow.app.names[f] or ())
             rest = (rest & self.no_app) | (rest & app_ok)
         # Content rules need their literals present: one prefilter scan decides most.
         if rest & self.content:
@@ -241,3 +265,15 @@ def established(flow):
     if flow.proto == TCP:
         return handshake_seen(flow) and flow.state in (ESTABLISHED, CLOSING)
     return flow.state == ESTABLISHED
+
+
+class _Reverse:
+    """The minimal packet view candidate lookup needs for the other direction."""
+    __slots__ = ("proto", "src", "dst", "sport", "dport")
+
+    def __init__(self, flow, to_server):
+        self.proto = flow.proto
+        if to_server:
+            self.src, self.sport, self.dst, self.dport = flow.src, flow.sport, flow.dst, flow.dport
+        else:
+            self.src, self.sport, self.dst, self.dport = flow.dst, flow.dport, flow.src, flow.sport

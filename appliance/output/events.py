@@ -3,6 +3,8 @@
 Only keys the Suricata EVE schema defines are used; appliance-specific detail
 goes where the schema leaves room (alert.metadata).
 """
+from collections import Counter
+
 from .eve import timestamp
 from ..packet import PROTO_NAMES, TCP, ICMP, ICMPV6
 
@@ -13,12 +15,11 @@ def proto_name(p):
     return PROTO_NAMES.get(p, str(p))
 
 
-def _base(event_type, ts, settings, pkt=None):
-    ev = {"timestamp": timestamp(ts), "event_type": event_type}
-    return ev
+def _base(event_type, ts):
+    return {"timestamp": timestamp(ts), "event_type": event_type}
 
 
-def _addresses(ev, pkt, flow, settings):
+def _addresses(ev, pkt, flow):
     if flow is not None:
         ev["flow_id"] = flow.id
     if pkt is not None and pkt.src:
@@ -34,48 +35,35 @@ def _addresses(ev, pkt, flow, settings):
             ev["vlan"] = list(pkt.vlan)
     if pkt is not None and pkt.in_iface:
         ev["in_iface"] = pkt.in_iface
-    if settings.source_name:
-        ev["pcap_filename"] = settings.source_name
-        if pkt is not None and pkt.pcap_cnt:
+    if pkt.pcap_file:                              # replay: the capture file and packet number
+        ev["pcap_filename"] = pkt.pcap_file
+        if pkt.pcap_cnt:
             ev["pcap_cnt"] = pkt.pcap_cnt
         elif flow is not None and flow.pcap_cnt:
             ev["pcap_cnt"] = flow.pcap_cnt
 
 
-def _transaction(flow, rule):
-    """The flow's current transaction; of several (pipelined requests, DNS queries in
-    one segment), the one the rule's names match."""
-    tx = flow.app_tx
-    if not isinstance(tx, list):
-        return tx
-    patterns = rule and (rule.dns_query or rule.http_host)
-    if patterns:
-        for t in tx:
-            names = [q.rrname for q in t.queries] if flow.app_proto == "dns" else [t.host or ""]
-            if any(p.matches(n) for p in patterns for n in names):
-                return t
-    return tx[-1]
-
-
 def app_fields(ev, flow, rule=None):
-    """Add app_proto and the dns/tls/http object of the flow's current transaction."""
-    if flow is None or flow.app_proto in (None, "failed"):
+    """Add app_proto and the dns/tls/http object of the flow's current transaction
+    (of several, the one the rule's names match)."""
+    app = flow.app if flow is not None else None
+    if app is None or not app.known:
         return
-    ev["app_proto"] = flow.app_proto
-    tx = _transaction(flow, rule)
+    ev["app_proto"] = app.proto
+    tx = app.transaction(rule and (rule.dns_query or rule.http_host))
     if tx is None:
         return
-    if flow.app_proto == "dns":
+    if app.proto == "dns":
         ev["dns"] = {"version": 3, "type": "request", "id": tx.id,
                      "queries": [{"rrname": q.rrname, "rrtype": q.rrtype} for q in tx.queries]}
-    elif flow.app_proto == "tls":
+    elif app.proto == "tls":
         t = {"version": tx.version}
         if tx.sni:
             t["sni"] = tx.sni
         if tx.alpn:
             t["client_alpns"] = list(tx.alpn)
         ev["tls"] = t
-    elif flow.app_proto == "http":
+    elif app.proto == "http":
         h = {"url": tx.uri, "http_method": tx.method, "protocol": tx.protocol}
         if tx.host:
             h["hostname"] = tx.host
@@ -84,9 +72,9 @@ def app_fields(ev, flow, rule=None):
         ev["http"] = h
 
 
-def alert(pkt, flow, rule, pkt_action, settings):
-    ev = _base("alert", pkt.ts, settings)
-    _addresses(ev, pkt, flow, settings)
+def alert(pkt, flow, rule, pkt_action):
+    ev = _base("alert", pkt.ts)
+    _addresses(ev, pkt, flow)
     a = {
         "action": "blocked" if pkt_action in ("drop", "reject") else "allowed",
         "gid": 1,
@@ -108,9 +96,9 @@ def alert(pkt, flow, rule, pkt_action, settings):
     return ev
 
 
-def anomaly(pkt, flow, name, layer, settings):
-    ev = _base("anomaly", pkt.ts, settings)
-    _addresses(ev, pkt, flow, settings)
+def anomaly(pkt, flow, name, layer):
+    ev = _base("anomaly", pkt.ts)
+    _addresses(ev, pkt, flow)
     kind = "applayer" if layer == "applayer" else ("stream" if name.startswith("stream.") else "decode")
     ev["anomaly"] = {"type": kind, "event": name, "layer": layer}
     return ev
@@ -120,7 +108,7 @@ def tcp_flags_hex(flags):
     return f"{flags:02x}"
 
 
-def flow(f, settings):
+def flow(f):
     ev = {"timestamp": timestamp(f.last), "flow_id": f.id, "event_type": "flow",
           "src_ip": f.src, "src_port": f.sport, "dest_ip": f.dst, "dest_port": f.dport,
           "proto": proto_name(f.proto)}
@@ -130,8 +118,8 @@ def flow(f, settings):
         ev["pcap_filename"] = f.pcap_file
         if f.pcap_cnt:
             ev["pcap_cnt"] = f.pcap_cnt
-    if f.app_proto not in (None, "failed"):
-        ev["app_proto"] = f.app_proto
+    if f.app is not None and f.app.known:
+        ev["app_proto"] = f.app.proto
     fl = {
         "pkts_toserver": f.pkts_ts, "pkts_toclient": f.pkts_tc,
         "bytes_toserver": f.bytes_ts, "bytes_toclient": f.bytes_tc,
@@ -140,8 +128,8 @@ def flow(f, settings):
         "state": f.state, "reason": f.reason, "alerted": f.alerted,
         "action": f.verdict or "pass",
     }
-    if f.offloaded:
-        fl["bypass"] = "kernel" if settings.outside_ifaces else "offload"
+    if f.offloaded:                               # seen on an interface: live, the kernel took it
+        fl["bypass"] = "kernel" if f.in_iface else "offload"
     ev["flow"] = fl
     if f.proto == TCP:
         ev["tcp"] = {"tcp_flags": tcp_flags_hex(f.flags_ts | f.flags_tc),
@@ -163,6 +151,7 @@ class Counters:
         self.encap = {}
         self.verdicts = {"pass": 0, "drop": 0, "reject": 0}
         self.alerts = self.alerts_suppressed = 0
+        self.rule_hits = Counter()   # (rule id, msg) -> alert events
         self.fast_path = 0
         self.internal_errors = 0
         self.flows_ended = {}

@@ -208,36 +208,13 @@ class Worker:
         return name
 
     def on_packet(self, nfpkt):
-        c = self.counters
-        c.packets += 1
+        """netfilterqueue's callback: the one loop's body (source.run) for a push source."""
+        self.counters.packets += 1
         try:
-            raw = nfpkt.get_payload()
-            p = decode_l3(raw, time.time())
-            p.in_iface = self.ifnames.get(nfpkt.indev) or self.ifname(nfpkt.indev)
-            if p.anomalies:
-                if len(raw) >= self.copy_range:   # cut by the copy range, not on the wire
-                    c.copy_truncated += 1
-                    p.anomalies = [a for a in p.anomalies if not a.endswith(".trunc_pkt")]
-                c.anomalies += bool(p.anomalies)
-            v = self.inspector.process(p)
-            action = v.action
-            if action == "reject":
-                try:
-                    if self.rejector.send(p):
-                        c.reject_sent += 1
-                except OSError as e:
-                    c.errors += 1
-                    log.warning("queue %d: reject answer not sent: %s", self.queue_num, e)
-            if v.offload and self.offload and v.flow is not None:
-                nfpkt.set_mark((nfpkt.mark & ~netfilter.MARK_MASK) | netfilter.OFFLOAD_MARKS[action])
-                nfpkt.repeat()
-                v.flow.offloaded = True
-                c.offloaded += 1
-            elif action == "pass":
-                nfpkt.accept()
-            else:
-                nfpkt.drop()
+            p = self.decode(nfpkt)
+            self.verdict(p, self.inspector.process(p), nfpkt)
         except Exception as e:               # a bad packet or a bug: count it, verdict by policy
+            c = self.counters
             c.errors += 1
             if c.errors <= 10 or c.errors % 1000 == 0:
                 log.exception("queue %d: packet error #%d (%s): %s", self.queue_num, c.errors,
@@ -246,6 +223,40 @@ class Worker:
                 nfpkt.accept() if self.fail_verdict == "accept" else nfpkt.drop()
             except RuntimeError:
                 pass                         # the verdict was already given
+
+    def decode(self, nfpkt):
+        """The queued packet as a Packet: its L3 bytes, arrival time and ingress interface."""
+        raw = nfpkt.get_payload()
+        p = decode_l3(raw, time.time())
+        p.in_iface = self.ifnames.get(nfpkt.indev) or self.ifname(nfpkt.indev)
+        if p.anomalies:
+            c = self.counters
+            if len(raw) >= self.copy_range:   # cut by the copy range, not on the wire
+                c.copy_truncated += 1
+                p.anomalies = [a for a in p.anomalies if not a.endswith(".trunc_pkt")]
+            c.anomalies += bool(p.anomalies)
+        return p
+
+    def verdict(self, p, v, nfpkt):
+        """Enforce the Inspector's verdict: answer a reject, mark an offloaded flow's
+        packet for the kernel fast path, else accept or drop."""
+        c = self.counters
+        action = v.action
+        if action == "reject":
+            try:
+                if self.rejector.send(p):
+                    c.reject_sent += 1
+            except OSError as e:
+                c.errors += 1
+                log.warning("queue %d: reject answer not sent: %s", self.queue_num, e)
+        if v.offload and self.offload and v.flow is not None:
+            nfpkt.set_mark((nfpkt.mark & ~netfilter.MARK_MASK) | netfilter.OFFLOAD_MARKS[action])
+            nfpkt.repeat()
+            c.offloaded += 1
+        elif action == "pass":
+            nfpkt.accept()
+        else:
+            nfpkt.drop()
 
     # -- the loop --------------------------------------------------------------
 

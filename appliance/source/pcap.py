@@ -1,14 +1,53 @@
 """Offline packets from pcap / pcapng files (optionally gzip-compressed).
 
-Yields (timestamp, frame bytes, linktype, packet number). A file that is
-unreadable or corrupt raises PcapError after yielding every packet before the
-damage, so a replay keeps what it already inspected.
+`PcapSource` yields decoded packets stamped with their file and packet number;
+`packets()` yields the raw records (timestamp, frame bytes, linktype, packet
+number). A file that is unreadable or corrupt raises PcapError after yielding
+every packet before the damage, so a replay keeps what it already inspected.
 """
 import gzip
+import os
 import struct
 import zlib
 
 import dpkt
+
+from appliance.decode import decode_frame
+
+
+class PcapSource:
+    """The packets of several capture files, in order. A damaged file is recorded in
+    `errors` (its good packets are kept) and the next file is read."""
+
+    def __init__(self, paths, progress=None):
+        self.paths = list(paths)
+        self.progress = progress         # progress(path, packet number, file size), about once a second
+        self.frames = 0
+        self.errors = []
+
+    def __iter__(self):
+        for path in self.paths:
+            name = os.path.basename(path)
+            try:
+                size = os.path.getsize(path)
+            except OSError:
+                size = 0
+            last = None
+            try:
+                for ts, buf, linktype, cnt in packets(path):
+                    pkt = decode_frame(buf, linktype, ts)
+                    pkt.pcap_cnt = cnt
+                    pkt.pcap_file = name
+                    self.frames += 1
+                    if self.progress and (last is None or ts - last >= 1.0 or ts < last):
+                        last = ts
+                        self.progress(path, cnt, size)
+                    yield pkt
+            except PcapError as e:
+                self.errors.append(str(e))
+
+    def verdict(self, pkt, verdict):
+        """Offline there is nothing to enforce: the Inspector has logged what it decided."""
 
 
 class PcapError(Exception):

@@ -16,23 +16,21 @@ from appliance.applayer import dns, http, tls
 from appliance.decode import decode_frame
 from appliance.defrag import Defragmenter
 from appliance.detect.loader import load_rules
-from appliance.inspector import Inspector, Settings
+from appliance.inspector import Inspector, Settings, HELD
 
 C, S = "10.0.0.1", "10.0.0.80"
 
 
 def feed(cap, rules, defrag=False, **settings):
-    """Per-packet Verdicts, feeding the Inspector frame by frame (optionally through defrag)."""
+    """Per-packet Verdicts, feeding the Inspector frame by frame; fragments are held by
+    its defrag stage (`defrag=True`: leave out the verdicts of held fragments)."""
     insp = Inspector(load_rules(rules), Settings(**settings))
-    d = Defragmenter()
     out = []
     for ts, buf in cap.frames:
         pkt = decode_frame(buf, cap.linktype, ts)
-        if defrag and pkt.frag is not None:
-            pkt = d.feed(pkt)
-            if pkt is None:
-                continue
-        out.append(insp.process(pkt))
+        v = insp.process(pkt)
+        if not (defrag and v is HELD):
+            out.append(v)
     assert insp.counters.internal_errors == 0
     return out, insp
 
