@@ -191,3 +191,49 @@ def test_cli_deterministic(tmp_path, rules_file):
     first = eve.read_bytes()
     assert cli("replay", p, "--rules", rules, "--eve", eve).returncode == 0   # same path: overwritten
     assert eve.read_bytes() == first and first
+
+
+def test_cli_eve_to_non_regular_targets(tmp_path, rules_file):
+    """/dev/null, /dev/stdout and a FIFO are written as they are (only a regular file is
+    emptied first); none of them ends in a traceback."""
+    import os
+    import threading
+    p = _write(tmp_path, mixed_capture(), "a.pcap")
+    rules = rules_file(MIXED_RULES)
+    cp = cli("replay", p, "--rules", rules, "--eve", "/dev/null")
+    assert cp.returncode == 0 and "Traceback" not in cp.stderr, cp.stderr
+    cp = cli("replay", p, "--rules", rules, "--eve", "/dev/stdout", "--quiet")
+    assert cp.returncode == 0, cp.stderr
+    assert [json.loads(x)["event_type"] for x in cp.stdout.splitlines()][-1] == "stats"
+    fifo = tmp_path / "eve.fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    cp = cli("replay", p, "--rules", rules, "--eve", fifo, "--quiet")
+    reader.join(30)
+    assert cp.returncode == 0, cp.stderr
+    assert got and got[0].count('"event_type":"stats"') == 1
+
+
+def test_flow_bypass_names_the_packets_source(rules_file):
+    """The flow event's bypass comes from the packets: a flow seen on an interface was
+    handed to the kernel (live), one read from a capture only would have been."""
+    from appliance.decode import decode_frame
+    from appliance.detect.loader import load_rules
+    from appliance.inspector import Inspector, Settings
+    from appliance.output.eve import EveList
+
+    def offloaded_flow(in_iface, pcap_file):
+        eve = EveList()
+        insp = Inspector(load_rules(rules_file("rules:\n  - {id: 1, action: pass, proto: udp}\n")),
+                         Settings(outside_ifaces=("eth0",)), eve)
+        pkt = decode_frame(bytes(l2(IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1, dport=2))), 1, 1.0)
+        pkt.in_iface, pkt.pcap_file = in_iface, pcap_file
+        assert insp.process(pkt).offload
+        insp.close()
+        [flow] = [e for e in eve.events if e["event_type"] == "flow"]
+        return flow["flow"]["bypass"], flow.get("pcap_filename")
+
+    assert offloaded_flow("eth0", "") == ("kernel", None)
+    assert offloaded_flow("", "a.pcap") == ("offload", "a.pcap")

@@ -120,3 +120,57 @@ def test_data_on_syn_starts_after_isn():
     s = StreamStart()
     assert s.add(ISN, b"fastopen", syn=True) is True
     assert s.data == b"fastopen"
+
+
+# -- ClientStream: which client bytes the server will read ---------------------------
+
+from scapy.all import IP, TCP as STCP, raw  # noqa: E402
+
+from appliance.decode import decode_l3  # noqa: E402
+from appliance.stream import ClientStream  # noqa: E402
+
+
+def _seg(flags, seq, ack=0, data=b"", urgptr=0, chksum=None, to_server=True):
+    src, dst, sp, dp = ("10.0.0.1", "10.0.0.2", 40000, 80) if to_server else ("10.0.0.2", "10.0.0.1", 80, 40000)
+    tcp = STCP(sport=sp, dport=dp, flags=flags, seq=seq, ack=ack, urgptr=urgptr)
+    if chksum is not None:
+        tcp.chksum = chksum
+    return decode_l3(raw(IP(src=src, dst=dst) / tcp / data), 1.0)
+
+
+def _feed(st, pkt, to_server=True, verify=True):
+    found = []
+    return st.feed(pkt, to_server, 8192, verify, found), found
+
+
+def test_client_stream_syn_data_counts_once_the_synack_takes_it():
+    st = ClientStream()
+    assert _feed(st, _seg("S", 100, data=b"GET /tfo"))[0] is False
+    assert st.start == 101 and st.data == b""
+    assert _feed(st, _seg("SA", 900, ack=109, to_server=False), to_server=False)[0] is True
+    assert st.data == b"GET /tfo"
+
+
+def test_client_stream_syn_data_dropped_when_the_synack_acks_only_the_syn():
+    st = ClientStream()
+    _feed(st, _seg("S", 100, data=b"decoy"))
+    assert _feed(st, _seg("SA", 900, ack=101, to_server=False), to_server=False)[0] is False
+    assert _feed(st, _seg("PA", 101, 901, b"real"))[0] is True
+    assert st.data == b"real"
+
+
+def test_client_stream_bad_checksum_is_a_decoy_once_checksums_are_real():
+    st = ClientStream()
+    _feed(st, _seg("S", 100))
+    assert _feed(st, _seg("PA", 101, 901, b"Host: ev"))[0] is True and st.checksums_real
+    ok, found = _feed(st, _seg("PA", 109, 901, b"GOOD", chksum=0x1234))
+    assert ok is False and found == ["tcp.invalid_checksum"]
+    assert _feed(st, _seg("PA", 109, 901, b"il"))[0] is True
+    assert st.data == b"Host: evil"
+
+
+def test_client_stream_urgent_byte_leaves_the_stream():
+    st = ClientStream()
+    _feed(st, _seg("S", 100))
+    assert _feed(st, _seg("PAU", 101, 901, b"Host: evXil", urgptr=9))[0] is True
+    assert st.data == b"Host: evil"
