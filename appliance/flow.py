@@ -56,7 +56,7 @@ def timeout(flow):
 class Flow:
     __slots__ = (
         "key", "proto", "src", "sport", "dst", "dport",  # initiator -> responder
-        "start", "last", "state", "tcp_seen",           # tcp_seen: bits of handshake/teardown progress
+        "start", "last", "state", "tcp_seen", "isn",    # tcp_seen: bits of handshake/teardown progress
         "pkts_ts", "pkts_tc", "bytes_ts", "bytes_tc",
         "inspected_bytes",                              # payload that went through detection (depth budget)
         "verdict", "verdict_rule", "final", "offloaded", "alerted", "alerted_rules",
@@ -78,6 +78,7 @@ class Flow:
         self.start = self.last = pkt.ts
         self.state = NEW
         self.tcp_seen = 0
+        self.isn = None              # TCP: the client's ISN, from its latest SYN
         self.pkts_ts = self.pkts_tc = self.bytes_ts = self.bytes_tc = 0
         self.inspected_bytes = 0
         self.verdict = None          # None (undecided) | "pass" | "drop" | "reject"
@@ -178,6 +179,8 @@ class FlowTable:
         flow.pcap_cnt = pkt.pcap_cnt
         flow.pcap_file = pkt.pcap_file
         if flow.proto == TCP:
+            if to_server and pkt.tcp_flags & (SYN | ACK) == SYN:
+                flow.isn = pkt.seq
             _tcp_state(flow, pkt.tcp_flags, to_server)
         elif state == NEW and flow.pkts_ts and flow.pkts_tc:
             flow.state = ESTABLISHED          # UDP/ICMP: seen both ways
@@ -282,8 +285,7 @@ def _new_isn(flow, seq):
     """A SYN after the handshake whose sequence number is not the flow's ISN."""
     if not flow.tcp_seen & _HS_DONE:
         return False
-    start = flow.stream.start if flow.stream is not None else None
-    return start is not None and (start - 1) & 0xFFFFFFFF != seq
+    return flow.isn is not None and flow.isn != seq
 
 
 def handshake_seen(flow):

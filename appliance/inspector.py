@@ -212,15 +212,16 @@ class Inspector:
         before = flow.app
         found = []
         if flow.proto == TCP:
+            s = self.settings
             st = flow.stream
-            if st is None:
-                st = flow.stream = ClientStream()
-            if st.feed(pkt, to_server, self.settings.stream_bytes, self.settings.verify_checksums, found):
+            if st is None and ClientStream.wanted(pkt, to_server, s.verify_checksums):
+                st = flow.stream = ClientStream(flow.isn)
+            if st is not None and st.feed(pkt, to_server, s.stream_bytes, s.verify_checksums, found):
                 new = applayer.on_stream(flow, st.data, st.complete, found)
             else:
                 new = ()
                 if not to_server and pkt.payload:
-                    applayer.on_server_bytes(flow, bool(st.data))
+                    applayer.on_server_bytes(flow, st is not None and bool(st.data))
         elif flow.proto == UDP:
             new = applayer.on_datagram(flow, pkt.payload)
         else:

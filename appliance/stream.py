@@ -33,12 +33,19 @@ class ClientStream:
 
     __slots__ = ("isn_next", "syn_data", "bytes", "oob", "checksums_real")
 
-    def __init__(self):
-        self.isn_next = None         # the client's ISN + 1, from its SYN
+    def __init__(self, isn=None):
+        self.isn_next = None if isn is None else (isn + 1) & MASK   # the client's ISN + 1, from its SYN
         self.syn_data = None         # data carried in the SYN: tentative until the SYN/ACK says
         self.bytes = None            # StreamStart, once the first byte's position is settled
         self.oob = None              # stream positions of urgent bytes the receiver took out
         self.checksums_real = False  # the client sent a valid checksum: a bad one is a decoy
+
+    @staticmethod
+    def wanted(pkt, to_server, verify) -> bool:
+        """Is there anything to keep yet? A segment without data leaves nothing but its ISN
+        (the flow table keeps that), unless its valid checksum shows the client's checksums
+        are real. So a SYN flood costs no stream objects."""
+        return to_server and (bool(pkt.payload) or (verify and transport_ok(pkt) is True))
 
     @property
     def data(self) -> bytes:
@@ -47,11 +54,6 @@ class ClientStream:
     @property
     def complete(self) -> bool:
         return self.bytes is not None and self.bytes.complete
-
-    @property
-    def start(self):
-        """Sequence number of the first stream byte (ISN + 1 when the SYN was seen), or None."""
-        return self.bytes.start if self.bytes is not None else self.isn_next
 
     def feed(self, pkt, to_server, limit, verify, found) -> bool:
         flags = pkt.tcp_flags

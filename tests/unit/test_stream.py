@@ -146,7 +146,7 @@ def _feed(st, pkt, to_server=True, verify=True):
 def test_client_stream_syn_data_counts_once_the_synack_takes_it():
     st = ClientStream()
     assert _feed(st, _seg("S", 100, data=b"GET /tfo"))[0] is False
-    assert st.start == 101 and st.data == b""
+    assert st.isn_next == 101 and st.data == b""
     assert _feed(st, _seg("SA", 900, ack=109, to_server=False), to_server=False)[0] is True
     assert st.data == b"GET /tfo"
 
