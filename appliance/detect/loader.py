@@ -4,11 +4,11 @@ Every problem is collected (never just the first) as "FILE:LINE: message",
 LINE being the line of the offending key or list item. `load_rules` raises
 RuleError with all of them; `check` returns them and never raises.
 """
-import difflib
 import ipaddress
 import re
 from pathlib import Path
 
+from ..problems import choice, closest, did_you_mean, got, is_int
 from ..yamlsource import LineDict, LineList, YamlError, loads
 from .sets import KINDS, ValueSet
 from .rule import (ACTIONS, DECISIONS, DIRECTIONS, FLOW_KEYWORDS, PROTOS, TCP_FLAG_LETTERS,
@@ -34,40 +34,6 @@ _BASE60 = re.compile(r"(?<![\w.:])[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+(?![\w.:])")
 _BAD = object()                          # a variable whose definition is broken (already reported)
 
 
-# ---------------------------------------------------------------- messages
-
-def _got(v):
-    """How a YAML value is described in messages; booleans get the yes/no hint."""
-    if isinstance(v, bool):
-        return f"boolean {str(v).lower()} (YAML reads unquoted yes/no/on/off/true/false as booleans: quote it)"
-    if v is None:
-        return "nothing"
-    if isinstance(v, (int, float)):
-        return f"number {v!r}"
-    if isinstance(v, list):
-        return "a list"
-    if isinstance(v, dict):
-        return "a mapping"
-    return repr(v)
-
-
-def _suggest(word, options):
-    close = difflib.get_close_matches(str(word).lower(), options, n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def _choice(name, value, options):
-    """None when value is one of options, else the message."""
-    if isinstance(value, str) and value in options:
-        return None
-    hint = _suggest(value, options) if isinstance(value, str) else ""
-    return f"{name} must be one of {', '.join(options)}, got {_got(value)}{hint}"
-
-
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _base60_hint(text_line, value):
     """YAML 1.1 reads an unquoted 1:2 as the base-60 number 62: name it when that happened."""
     for tok in _BASE60.findall(text_line or ""):
@@ -90,7 +56,7 @@ def _parse_addr(s):
 
 def _parse_port(v):
     """((lo, hi), None) or (None, message) for one port, "a-b" range or int."""
-    if _is_int(v):
+    if is_int(v):
         lo = hi = v
     elif isinstance(v, str) and re.fullmatch(r"\d+", v):
         lo = hi = int(v)
@@ -99,7 +65,7 @@ def _parse_port(v):
     elif isinstance(v, str) and re.fullmatch(r"\d*:\d*", v):
         return None, f"'{v}' is not a port; write a range as \"a-b\""
     else:
-        return None, f"'{v}' is not a port or port range" if isinstance(v, str) else f"expected a port, got {_got(v)}"
+        return None, f"'{v}' is not a port or port range" if isinstance(v, str) else f"expected a port, got {got(v)}"
     if not (0 <= lo <= 65535 and 0 <= hi <= 65535):
         return None, f"port {v!r} is out of range 0-65535"
     if lo > hi:
@@ -207,11 +173,11 @@ class _Loader:
             return                         # an empty file holds no rules
         if not isinstance(doc, LineDict):
             self.problem(file, getattr(doc, "line", 1) or 1,
-                         f"a rule file must be a mapping with vars/default_action/rules, got {_got(doc)}")
+                         f"a rule file must be a mapping with vars/default_action/rules, got {got(doc)}")
             return
         for key in doc:
             if key not in TOP_KEYS:
-                self.problem(file, doc.line_of(key), f"unknown key '{key}'{_suggest(key, TOP_KEYS)}")
+                self.problem(file, doc.line_of(key), f"unknown key '{key}'{did_you_mean(key, TOP_KEYS)}")
         if "vars" in doc:
             self.read_vars(file, doc, doc["vars"])
         if "default_action" in doc:
@@ -220,19 +186,19 @@ class _Loader:
         if rules is None:
             return
         if not isinstance(rules, LineList):
-            self.problem(file, doc.line_of("rules"), f"rules must be a list, got {_got(rules)}")
+            self.problem(file, doc.line_of("rules"), f"rules must be a list, got {got(rules)}")
             return
         for i, r in enumerate(rules):
             if isinstance(r, LineDict):
                 self.raw_rules.append((file, r))
             else:
-                self.problem(file, rules.line_of(i), f"a rule must be a mapping (id: ..., action: ...), got {_got(r)}")
+                self.problem(file, rules.line_of(i), f"a rule must be a mapping (id: ..., action: ...), got {got(r)}")
 
     def read_vars(self, file, doc, vars_):
         if vars_ is None:
             return
         if not isinstance(vars_, LineDict):
-            self.problem(file, doc.line_of("vars"), f"vars must be a mapping of NAME: value, got {_got(vars_)}")
+            self.problem(file, doc.line_of("vars"), f"vars must be a mapping of NAME: value, got {got(vars_)}")
             return
         for name, value in vars_.items():
             line = vars_.line_of(name)
@@ -250,7 +216,7 @@ class _Loader:
                                          f"(first defined at {first.where})")
 
     def read_default_action(self, file, line, value):
-        msg = _choice("default_action", value, DECISIONS)
+        msg = choice("default_action", value, DECISIONS)
         if msg:
             self.problem(file, line, msg)
             return
@@ -322,12 +288,12 @@ class _Loader:
             if isinstance(atom, str) and _parse_addr(atom)[0] is not None:
                 kinds.add("addr")
             elif _parse_port(atom)[0] is not None and not (
-                    _is_int(atom) and _base60_hint(self.source_line(var.file, line), atom)):
+                    is_int(atom) and _base60_hint(self.source_line(var.file, line), atom)):
                 kinds.add("port")
             else:
-                hint = _is_int(atom) and _base60_hint(self.source_line(var.file, line), atom)
+                hint = is_int(atom) and _base60_hint(self.source_line(var.file, line), atom)
                 what = hint or (f"'{atom}' is not an address, CIDR or port" if isinstance(atom, str)
-                                else f"expected an address or port, got {_got(atom)}")
+                                else f"expected an address or port, got {got(atom)}")
                 self.problem(var.file, line, f"variable {name}: {what}")
                 ok = False
         self.visiting.pop()
@@ -348,8 +314,8 @@ class _Loader:
             self.var_kind(name)
 
     def unknown_var(self, name):
-        close = difflib.get_close_matches(name, list(self.vars), n=1, cutoff=0.6)
-        hint = f" (did you mean ${close[0]}?)" if close else ""
+        close = closest(name, list(self.vars), fold_case=False)
+        hint = f" (did you mean ${close}?)" if close else ""
         return f"unknown variable ${name}{hint}"
 
     # -------------------------------------------------- address and port sets
@@ -397,12 +363,12 @@ class _Loader:
                 return self.expand_var(s[1:], kind, file, line, field)
         if kind == "addr":
             if not isinstance(value, str):
-                hint = " (quote IPv6 addresses)" if _is_int(value) else ""
-                self.problem(file, line, f"{field}: expected an address, CIDR, list or $VAR, got {_got(value)}{hint}")
+                hint = " (quote IPv6 addresses)" if is_int(value) else ""
+                self.problem(file, line, f"{field}: expected an address, CIDR, list or $VAR, got {got(value)}{hint}")
                 return None
             net, msg = _parse_addr(value.strip())
         else:
-            hint = _is_int(value) and _base60_hint(self.source_line(file, line), value)
+            hint = is_int(value) and _base60_hint(self.source_line(file, line), value)
             if hint:
                 self.problem(file, line, f"{field}: {hint}")
                 return None
@@ -464,14 +430,14 @@ class _Loader:
 
         for key in m:
             if key not in RULE_KEYS:
-                err(key, f"unknown key '{key}'{_suggest(key, RULE_KEYS)}")
+                err(key, f"unknown key '{key}'{did_you_mean(key, RULE_KEYS)}")
         kw = {"msg": ""}
 
         # id, action: required
         if "id" not in m:
             err(None, "rule has no id (a unique positive integer)", m.line)
-        elif not _is_int(m["id"]) or m["id"] <= 0:
-            err("id", f"id must be a positive integer, got {_got(m['id'])}")
+        elif not is_int(m["id"]) or m["id"] <= 0:
+            err("id", f"id must be a positive integer, got {got(m['id'])}")
         elif m["id"] in self.ids:
             err("id", f"duplicate id {m['id']} (first used at {self.ids[m['id']]})")
         else:
@@ -480,7 +446,7 @@ class _Loader:
         action = m.get("action")
         if "action" not in m:
             err(None, f"rule has no action ({', '.join(ACTIONS)})", m.line)
-        elif msg := _choice("action", action, ACTIONS):
+        elif msg := choice("action", action, ACTIONS):
             err("action", msg)
             action = None
         else:
@@ -489,9 +455,9 @@ class _Loader:
             if isinstance(m["msg"], str):
                 kw["msg"] = m["msg"]
             else:
-                err("msg", f"msg must be a string, got {_got(m['msg'])}")
+                err("msg", f"msg must be a string, got {got(m['msg'])}")
         proto = m.get("proto", "ip")
-        if msg := _choice("proto", proto, tuple(PROTOS)):
+        if msg := choice("proto", proto, tuple(PROTOS)):
             err("proto", msg)
             proto = None
         else:
@@ -512,7 +478,7 @@ class _Loader:
             val, ok = self.port_set(m[key], file, m.line_of(key), key)
             (kw.__setitem__(key, val) if ok else bad.append(key))
         if "direction" in m:
-            if msg := _choice("direction", m["direction"], DIRECTIONS):
+            if msg := choice("direction", m["direction"], DIRECTIONS):
                 err("direction", msg)
             else:
                 kw["direction"] = m["direction"]
@@ -532,8 +498,8 @@ class _Loader:
             v = m[key]
             if proto is not None and proto not in ("icmp", "icmpv6"):
                 err(key, f"{key} needs proto icmp or icmpv6 ({proto_said})")
-            elif not _is_int(v) or not 0 <= v <= 255:
-                err(key, f"{key} must be an integer 0-255, got {_got(v)}")
+            elif not is_int(v) or not 0 <= v <= 255:
+                err(key, f"{key} must be an integer 0-255, got {got(v)}")
             else:
                 kw[key] = v
         if "content" in m:
@@ -563,7 +529,7 @@ class _Loader:
                 kw["threshold"] = t
         if "log" in m:
             if not isinstance(m["log"], bool):
-                err("log", f"log must be true or false, got {_got(m['log'])}")
+                err("log", f"log must be true or false, got {got(m['log'])}")
             elif action == "alert":
                 err("log", "log applies to pass/drop/reject rules (alert rules always emit alerts)")
             else:
@@ -572,14 +538,14 @@ class _Loader:
             err("threshold", f"threshold limits alerts: a {action} rule needs log: true for it to apply")
         if "severity" in m:
             v = m["severity"]
-            if not _is_int(v) or not 1 <= v <= 4:
-                err("severity", f"severity must be an integer 1 (high) to 4 (low), got {_got(v)}")
+            if not is_int(v) or not 1 <= v <= 4:
+                err("severity", f"severity must be an integer 1 (high) to 4 (low), got {got(v)}")
             else:
                 kw["severity"] = v
         if "classtype" in m:
             v = m["classtype"]
             if not isinstance(v, str) or not v.strip():
-                err("classtype", f"classtype must be a non-empty string, got {_got(v)}")
+                err("classtype", f"classtype must be a non-empty string, got {got(v)}")
             else:
                 kw["classtype"] = v
         if "metadata" in m:
@@ -595,12 +561,12 @@ class _Loader:
         v = m["flow"]
         items = [v] if isinstance(v, str) else v
         if not isinstance(items, list) or not items:
-            err("flow", f"flow must be one of {', '.join(FLOW_KEYWORDS)} or a list of them, got {_got(v)}")
+            err("flow", f"flow must be one of {', '.join(FLOW_KEYWORDS)} or a list of them, got {got(v)}")
             return
         seen = set()
         for i, item in enumerate(items):
             line = items.line_of(i) if isinstance(items, LineList) else None
-            if msg := _choice("flow", item, FLOW_KEYWORDS):
+            if msg := choice("flow", item, FLOW_KEYWORDS):
                 err("flow", msg, line)
                 return
             seen.add(item)
@@ -613,7 +579,7 @@ class _Loader:
     def regex(self, m, kw, err):
         v = m["regex"]
         if not isinstance(v, str) or not v:
-            err("regex", f"regex must be a non-empty string, got {_got(v)}")
+            err("regex", f"regex must be a non-empty string, got {got(v)}")
             return
         try:
             kw["regex"] = re.compile(v.encode())
@@ -642,12 +608,12 @@ class _Loader:
             return Content(item.encode("utf-8"))
         if not isinstance(item, LineDict):
             err("content", f"content must be a string or a mapping (value or hex, nocase, offset, depth), "
-                           f"got {_got(item)}", line)
+                           f"got {got(item)}", line)
             return None
         ok = True
         for key in item:
             if key not in CONTENT_KEYS:
-                err("content", f"unknown content key '{key}'{_suggest(key, CONTENT_KEYS)}", item.line_of(key))
+                err("content", f"unknown content key '{key}'{did_you_mean(key, CONTENT_KEYS)}", item.line_of(key))
                 ok = False
         if ("value" in item) == ("hex" in item):
             if ok:                         # else a misspelt value/hex was just reported
@@ -657,7 +623,7 @@ class _Loader:
         if "value" in item:
             v = item["value"]
             if not isinstance(v, str) or not v:
-                err("content", f"content value must be a non-empty string, got {_got(v)}", item.line_of("value"))
+                err("content", f"content value must be a non-empty string, got {got(v)}", item.line_of("value"))
             else:
                 value = v.encode("utf-8")
         else:
@@ -669,19 +635,19 @@ class _Loader:
             if isinstance(item["nocase"], bool):
                 kw["nocase"] = item["nocase"]
             else:
-                err("content", f"nocase must be true or false, got {_got(item['nocase'])}", item.line_of("nocase"))
+                err("content", f"nocase must be true or false, got {got(item['nocase'])}", item.line_of("nocase"))
                 ok = False
         if "offset" in item:
             o = item["offset"]
-            if _is_int(o) and o >= 0:
+            if is_int(o) and o >= 0:
                 kw["offset"] = o
             else:
-                err("content", f"offset must be an integer >= 0, got {_got(o)}", item.line_of("offset"))
+                err("content", f"offset must be an integer >= 0, got {got(o)}", item.line_of("offset"))
                 ok = False
         if "depth" in item:
             d = item["depth"]
-            if not _is_int(d) or d <= 0:
-                err("content", f"depth must be an integer > 0, got {_got(d)}", item.line_of("depth"))
+            if not is_int(d) or d <= 0:
+                err("content", f"depth must be an integer > 0, got {got(d)}", item.line_of("depth"))
                 ok = False
             elif value is not None and d < len(value):
                 err("content", f"depth {d} is shorter than the content ({len(value)} bytes): it can never match",
@@ -697,7 +663,7 @@ class _Loader:
         v = m[key]
         items = [v] if isinstance(v, str) else v
         if not isinstance(items, list) or not items:
-            err(key, f"{key} must be a name or a list of names, got {_got(v)}")
+            err(key, f"{key} must be a name or a list of names, got {got(v)}")
             return None
         out, ok = [], True
         for i, item in enumerate(items):
@@ -713,41 +679,41 @@ class _Loader:
     def threshold(self, file, m, err):
         t = m["threshold"]
         if not isinstance(t, LineDict):
-            err("threshold", f"threshold must be a mapping (type, track, count, seconds), got {_got(t)}")
+            err("threshold", f"threshold must be a mapping (type, track, count, seconds), got {got(t)}")
             return None
         ok = True
         for key in t:
             if key not in THRESHOLD_KEYS:
-                err("threshold", f"unknown threshold key '{key}'{_suggest(key, THRESHOLD_KEYS)}", t.line_of(key))
+                err("threshold", f"unknown threshold key '{key}'{did_you_mean(key, THRESHOLD_KEYS)}", t.line_of(key))
                 ok = False
         missing = [k for k in THRESHOLD_KEYS if k not in t]
         if missing:
             err("threshold", f"threshold needs {', '.join(missing)}")
             ok = False
         for key, options in (("type", THRESHOLD_TYPES), ("track", THRESHOLD_TRACKS)):
-            if key in t and (msg := _choice(f"threshold {key}", t[key], options)):
+            if key in t and (msg := choice(f"threshold {key}", t[key], options)):
                 err("threshold", msg, t.line_of(key))
                 ok = False
         for key in ("count", "seconds"):
-            if key in t and (not _is_int(t[key]) or t[key] < 1):
-                err("threshold", f"threshold {key} must be a positive integer, got {_got(t[key])}", t.line_of(key))
+            if key in t and (not is_int(t[key]) or t[key] < 1):
+                err("threshold", f"threshold {key} must be a positive integer, got {got(t[key])}", t.line_of(key))
                 ok = False
         return Threshold(t["type"], t["track"], t["count"], t["seconds"]) if ok else None
 
     def metadata(self, file, m, err):
         md = m["metadata"]
         if not isinstance(md, LineDict):
-            err("metadata", f"metadata must be a mapping of name: [strings], got {_got(md)}")
+            err("metadata", f"metadata must be a mapping of name: [strings], got {got(md)}")
             return None
         out, ok = {}, True
         for k, v in md.items():
             line = md.line_of(k)
             if not isinstance(k, str):
-                err("metadata", f"metadata key must be a string, got {_got(k)}", line)
+                err("metadata", f"metadata key must be a string, got {got(k)}", line)
                 ok = False
             elif not isinstance(v, list) or not all(isinstance(x, str) for x in v):
                 err("metadata", f"metadata {k} must be a list of strings (quote numbers and yes/no), "
-                                f"got {_got(v)}", line)
+                                f"got {got(v)}", line)
                 ok = False
             else:
                 out[k] = list(v)
@@ -774,7 +740,7 @@ class _Loader:
 def _parse_tcp_flags(v):
     """Suricata-style "S", "SA", "S+", "S,CE", "0" -> (TcpFlags, None) or (None, message)."""
     if not isinstance(v, str):
-        return None, f"tcp_flags must be a string like \"S\" or \"SA+\", got {_got(v)}"
+        return None, f"tcp_flags must be a string like \"S\" or \"SA+\", got {got(v)}"
     main, _, ignore = v.replace(" ", "").upper().partition(",")
     plus = main.endswith("+")
     main = main.rstrip("+")
@@ -811,7 +777,7 @@ def _parse_tcp_flags(v):
 def _parse_hex(v):
     """"41 42|43", "|41 42|", "414243" -> (bytes, None) or (None, message)."""
     if not isinstance(v, str):
-        return None, f"hex must be a quoted string of hex digits, got {_got(v)} (unquoted digits are read as a number)"
+        return None, f"hex must be a quoted string of hex digits, got {got(v)} (unquoted digits are read as a number)"
     digits = re.sub(r"[\s|]", "", v)
     if not digits:
         return None, "hex content is empty"
@@ -825,7 +791,7 @@ def _parse_hex(v):
 def _parse_name(v):
     """A DNS/TLS/HTTP name or "*.suffix" -> (NamePattern, None) or (None, message)."""
     if not isinstance(v, str):
-        return None, f"expected a name, got {_got(v)}"
+        return None, f"expected a name, got {got(v)}"
     name = v.strip().lower()
     wildcard = name.startswith("*.")
     if wildcard:
