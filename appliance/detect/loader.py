@@ -4,16 +4,14 @@ Every problem is collected (never just the first) as "FILE:LINE: message",
 LINE being the line of the offending key or list item. `load_rules` raises
 RuleError with all of them; `check` returns them and never raises.
 """
-import ipaddress
 import re
 from pathlib import Path
 
-from ..problems import choice, closest, did_you_mean, got, is_int
+from ..problems import Problems, Where, choice, did_you_mean, got, is_int
 from ..yamlsource import LineDict, LineList, YamlError, loads
-from .sets import KINDS, ValueSet
 from .rule import (ACTIONS, DECISIONS, DIRECTIONS, FLOW_KEYWORDS, PROTOS, TCP_FLAG_LETTERS,
-                   AddrSet, Content, NamePattern, PortSet, Rule, RuleError, RuleSet, TcpFlags,
-                   Threshold)
+                   Content, NamePattern, Rule, RuleError, RuleSet, TcpFlags, Threshold)
+from .variables import Variables
 
 TOP_KEYS = ("vars", "default_action", "rules")
 RULE_KEYS = ("id", "msg", "action", "proto", "src", "src_port", "dst", "dst_port", "direction",
@@ -24,116 +22,26 @@ THRESHOLD_KEYS = ("type", "track", "count", "seconds")
 THRESHOLD_TYPES = ("limit", "threshold", "both")
 THRESHOLD_TRACKS = ("by_src", "by_dst", "by_flow", "by_rule")
 APP_FIELDS = {"dns_query": ("ip", "tcp", "udp"), "tls_sni": ("ip", "tcp"), "http_host": ("ip", "tcp")}
-# HOME_NET when neither the rule files nor the caller define it: private address space.
-DEFAULT_HOME_NET = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
-HOME_NET_SOURCE = "<home_net>"          # the FILE in messages about the home_net argument
 
-_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\Z")
-_BASE60 = re.compile(r"(?<![\w.:])[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+(?![\w.:])")
-_BAD = object()                          # a variable whose definition is broken (already reported)
 
-
-def _base60_hint(text_line, value):
-    """YAML 1.1 reads an unquoted 1:2 as the base-60 number 62: name it when that happened."""
-    for tok in _BASE60.findall(text_line or ""):
-        n = 0
-        for part in tok.lstrip("+-").replace("_", "").split(":"):
-            n = n * 60 + int(part)
-        if n == value:
-            lo, _, hi = tok.partition(":")
-            return f"'{tok}' is read by YAML as the base-60 number {value}; write a port range as \"{lo}-{hi}\""
-    return None
-
-
-def _parse_addr(s):
-    """(network, None) or (None, message) for one address/CIDR string; host bits are cleared."""
-    try:
-        return ipaddress.ip_network(s, strict=False), None
-    except ValueError:
-        return None, f"'{s}' is not an IP address or CIDR"
-
-
-def _parse_port(v):
-    """((lo, hi), None) or (None, message) for one port, "a-b" range or int."""
-    if is_int(v):
-        lo = hi = v
-    elif isinstance(v, str) and re.fullmatch(r"\d+", v):
-        lo = hi = int(v)
-    elif isinstance(v, str) and re.fullmatch(r"\d+\s*-\s*\d+", v):
-        lo, hi = (int(x) for x in v.split("-"))
-    elif isinstance(v, str) and re.fullmatch(r"\d*:\d*", v):
-        return None, f"'{v}' is not a port; write a range as \"a-b\""
-    else:
-        return None, f"'{v}' is not a port or port range" if isinstance(v, str) else f"expected a port, got {got(v)}"
-    if not (0 <= lo <= 65535 and 0 <= hi <= 65535):
-        return None, f"port {v!r} is out of range 0-65535"
-    if lo > hi:
-        return None, f"port range '{v}' is reversed (low > high)"
-    return (lo, hi), None
-
-
-def _split_bracket(s):
-    """"[a, [b, c], !d]" -> ["a", "[b, c]", "!d"]; None when brackets do not balance."""
-    inner, parts, depth, cur = s[1:-1], [], 0, ""
-    for ch in inner:
-        if ch == "," and depth == 0:
-            parts.append(cur.strip())
-            cur = ""
-            continue
-        depth += (ch == "[") - (ch == "]")
-        if depth < 0:
-            return None
-        cur += ch
-    if depth or not s.endswith("]"):
-        return None
-    parts.append(cur.strip())
-    return [p for p in parts if p] if inner.strip() else []
-
-
-class _Var:
-    def __init__(self, value, file, line):
-        self.value, self.file, self.line = value, file, line
-
-    @property
-    def where(self):
-        return f"{self.file}:{self.line}"
-
-
-def _raw(value):
-    """A var's value as a flat list of strings, for display and for comparing redefinitions."""
-    if isinstance(value, list):
-        return [s for v in value for s in _raw(v)]
-    return [str(value)]
-
-
-# ---------------------------------------------------------------- the loader
 
 class _Loader:
     def __init__(self, home_net):
         self.home_net = home_net
-        self.problems = {}                 # (file, line, message) -> None: ordered, no repeats
-        self.texts = {}                    # file -> its lines, for the base-60 hint
+        self.problems = Problems()
+        self.variables = Variables(self.problems)
+        self.texts = {}                    # file -> its lines, for hints about how YAML read a line
         self.sources = []
-        self.vars = {}                     # name -> _Var
         self.default_action = None         # (value, file, line)
         self.raw_rules = []                # (file, LineDict)
         self.ids = {}                      # id -> "file:line"
-        self.kinds = {}                    # var name -> "addr" | "port" | "any" | _BAD
-        self.visiting = []
-        self.cache = {}
+
+    def where(self, file, line):
+        return Where(self.problems, file, line, self.texts.get(str(file), ()))
 
     def problem(self, file, line, msg):
-        self.problems[(str(file), line, msg)] = None
-
-    def sorted_problems(self):
-        rank = {str(f): i for i, f in enumerate(self.sources)}
-        items = sorted(self.problems, key=lambda p: (rank.get(p[0], -1), p[1]))
-        return [f"{f}:{line}: {msg}" for f, line, msg in items]
-
-    def source_line(self, file, line):
-        lines = self.texts.get(file, ())
-        return lines[line - 1] if 0 < line <= len(lines) else ""
+        self.problems.add(file, line, msg)
 
     # -------------------------------------------------- files
 
@@ -201,19 +109,7 @@ class _Loader:
             self.problem(file, doc.line_of("vars"), f"vars must be a mapping of NAME: value, got {got(vars_)}")
             return
         for name, value in vars_.items():
-            line = vars_.line_of(name)
-            if not isinstance(name, str) or not _VAR_NAME.match(name):
-                self.problem(file, line, f"bad variable name {name!r} (use letters, digits and _)")
-                continue
-            if isinstance(value, list) and not value or value is None or value == "":
-                self.problem(file, line, f"variable {name} is empty")
-                continue
-            first = self.vars.get(name)
-            if first is None:
-                self.vars[name] = _Var(value, file, line)
-            elif _raw(first.value) != _raw(value):
-                self.problem(file, line, f"variable {name} redefined with a different value "
-                                         f"(first defined at {first.where})")
+            self.variables.define(name, value, self.where(file, vars_.line_of(name)))
 
     def read_default_action(self, file, line, value):
         msg = choice("default_action", value, DECISIONS)
@@ -226,198 +122,6 @@ class _Loader:
                                      f"set at {first[1]}:{first[2]}")
         elif not self.default_action:
             self.default_action = (value, file, line)
-
-    # -------------------------------------------------- variables
-
-    def define_defaults(self):
-        if self.home_net is not None:
-            hn = LineList(self.home_net if isinstance(self.home_net, (list, tuple)) else [self.home_net])
-            hn.line, hn.lines = 1, [1] * len(hn)
-            self.vars["HOME_NET"] = _Var(hn, HOME_NET_SOURCE, 1)
-        elif "HOME_NET" not in self.vars:
-            self.vars["HOME_NET"] = _Var(list(DEFAULT_HOME_NET), "<default>", 0)
-        if "EXTERNAL_NET" not in self.vars:
-            self.vars["EXTERNAL_NET"] = _Var("!$HOME_NET", "<default>", 0)
-
-    def _atoms(self, value, line):
-        """(atom, line) for each leaf of a var value: negations and brackets removed."""
-        if isinstance(value, list):
-            for i, v in enumerate(value):
-                yield from self._atoms(v, value.line_of(i) if isinstance(value, LineList) else line)
-            return
-        if isinstance(value, str):
-            s = value.strip().lstrip("!").strip()
-            if s.startswith("["):
-                parts = _split_bracket(s)
-                if parts is None:
-                    yield (s, line)        # reported as not an address/port
-                    return
-                for part in parts:
-                    yield from self._atoms(part, line)
-                return
-            yield (s, line)
-            return
-        yield (value, line)
-
-    def var_kind(self, name):
-        """"addr", "port", "any" (only any/neutral) or _BAD; reports definition problems once."""
-        if name in self.kinds:
-            return self.kinds[name]
-        var = self.vars[name]
-        if name in self.visiting:
-            cycle = self.visiting[self.visiting.index(name):] + [name]
-            self.problem(var.file, var.line, "variable cycle: " + " -> ".join("$" + n for n in cycle))
-            return _BAD
-        self.visiting.append(name)
-        kinds, ok = set(), True
-        for atom, line in self._atoms(var.value, var.line):
-            if atom == "any":
-                continue
-            if isinstance(atom, str) and atom.startswith("$"):
-                ref = atom[1:]
-                if ref not in self.vars:
-                    self.problem(var.file, line, self.unknown_var(ref))
-                    ok = False
-                    continue
-                k = self.var_kind(ref)
-                if k is _BAD:
-                    ok = False
-                elif k != "any":
-                    kinds.add(k)
-                continue
-            if isinstance(atom, str) and _parse_addr(atom)[0] is not None:
-                kinds.add("addr")
-            elif _parse_port(atom)[0] is not None and not (
-                    is_int(atom) and _base60_hint(self.source_line(var.file, line), atom)):
-                kinds.add("port")
-            else:
-                hint = is_int(atom) and _base60_hint(self.source_line(var.file, line), atom)
-                what = hint or (f"'{atom}' is not an address, CIDR or port" if isinstance(atom, str)
-                                else f"expected an address or port, got {got(atom)}")
-                self.problem(var.file, line, f"variable {name}: {what}")
-                ok = False
-        self.visiting.pop()
-        if ok and len(kinds) > 1:
-            self.problem(var.file, var.line, f"variable {name} mixes addresses and ports")
-            ok = False
-        if name in self.kinds:             # marked bad by a cycle found below
-            return self.kinds[name]
-        kind = (kinds.pop() if kinds else "any") if ok else _BAD
-        if kind == "port" and name in ("HOME_NET", "EXTERNAL_NET"):
-            self.problem(var.file, var.line, f"variable {name} must hold addresses, not ports")
-            kind = _BAD
-        self.kinds[name] = kind
-        return kind
-
-    def check_vars(self):
-        for name in list(self.vars):
-            self.var_kind(name)
-
-    def unknown_var(self, name):
-        close = closest(name, list(self.vars), fold_case=False)
-        hint = f" (did you mean ${close}?)" if close else ""
-        return f"unknown variable ${name}{hint}"
-
-    # -------------------------------------------------- address and port sets
-
-    def expand(self, value, kind, file, line, field):
-        """A ValueSet for an address/port spec, or None after reporting why not."""
-        ops = KINDS[kind]
-        if isinstance(value, list):
-            if not value:
-                self.problem(file, line, f"{field}: empty list")
-                return None
-            pos, neg, ok = [], [], True
-            for i, item in enumerate(value):
-                iline = value.line_of(i) if isinstance(value, LineList) else line
-                negated = isinstance(item, str) and item.strip().startswith("!")
-                s = self.expand(item.strip()[1:] if negated else item, kind, file, iline, field)
-                if s is None:
-                    ok = False
-                else:
-                    (neg if negated else pos).append(s)
-            if not ok:
-                return None
-            result = ValueSet((), True, ops)   # any
-            if pos:
-                result = pos[0]
-                for s in pos[1:]:
-                    result = result.union(s)
-            for s in neg:
-                result = result.minus(s)
-            return result
-        if isinstance(value, str):
-            s = value.strip()
-            if s.startswith("!"):
-                inner = self.expand(s[1:], kind, file, line, field)
-                return inner.complement() if inner else None
-            if s.startswith("["):
-                parts = _split_bracket(s)
-                if parts is None:
-                    self.problem(file, line, f"{field}: unbalanced brackets in '{s}'")
-                    return None
-                return self.expand(parts, kind, file, line, field)
-            if s == "any":
-                return ValueSet((), True, ops)
-            if s.startswith("$"):
-                return self.expand_var(s[1:], kind, file, line, field)
-        if kind == "addr":
-            if not isinstance(value, str):
-                hint = " (quote IPv6 addresses)" if is_int(value) else ""
-                self.problem(file, line, f"{field}: expected an address, CIDR, list or $VAR, got {got(value)}{hint}")
-                return None
-            net, msg = _parse_addr(value.strip())
-        else:
-            hint = is_int(value) and _base60_hint(self.source_line(file, line), value)
-            if hint:
-                self.problem(file, line, f"{field}: {hint}")
-                return None
-            net, msg = _parse_port(value.strip() if isinstance(value, str) else value)
-        if msg:
-            self.problem(file, line, f"{field}: {msg}")
-            return None
-        return ValueSet((net,), False, ops)
-
-    def expand_var(self, name, kind, file, line, field):
-        if name not in self.vars:
-            self.problem(file, line, f"{field}: {self.unknown_var(name)}")
-            return None
-        vkind = self.var_kind(name)
-        if vkind is _BAD:
-            return None                    # its definition is already reported
-        var = self.vars[name]
-        if vkind not in (kind, "any"):
-            want = "addresses" if kind == "addr" else "ports"
-            self.problem(file, line, f"{field}: ${name} holds {'ports' if vkind == 'port' else 'addresses'} "
-                                     f"(defined at {var.where}), expected {want}")
-            return None
-        key = (name, kind)
-        if key not in self.cache:
-            self.cache[key] = self.expand(var.value, kind, var.file, var.line, f"${name}")
-        return self.cache[key]
-
-    def addr_set(self, value, file, line, field):
-        s = self.expand(value, "addr", file, line, field)
-        if s is None:
-            return None, False
-        full = {ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")}
-        if (s.neg and not s.items) or (not s.neg and set(s.items) == full):
-            return None, True              # any
-        if not s.neg and not s.items or s.neg and set(s.items) == full:
-            self.problem(file, line, f"{field} matches no address")
-            return None, False
-        return AddrSet(s.items, s.neg), True
-
-    def port_set(self, value, file, line, field):
-        s = self.expand(value, "port", file, line, field)
-        if s is None:
-            return None, False
-        if (s.neg and not s.items) or (not s.neg and s.items == ((0, 65535),)):
-            return None, True
-        if not s.neg and not s.items or s.neg and s.items == ((0, 65535),):
-            self.problem(file, line, f"{field} matches no port")
-            return None, False
-        return PortSet(s.items, s.neg), True
 
     # -------------------------------------------------- one rule
 
@@ -467,7 +171,7 @@ class _Loader:
         # header
         for key in ("src", "dst"):
             if key in m:
-                val, ok = self.addr_set(m[key], file, m.line_of(key), key)
+                val, ok = self.variables.addr_set(m[key], self.where(file, m.line_of(key)), key)
                 (kw.__setitem__(key, val) if ok else bad.append(key))
         for key in ("src_port", "dst_port"):
             if key not in m:
@@ -475,7 +179,7 @@ class _Loader:
             if proto is not None and proto not in ("tcp", "udp"):
                 err(key, f"{key} needs proto tcp or udp ({proto_said})")
                 continue
-            val, ok = self.port_set(m[key], file, m.line_of(key), key)
+            val, ok = self.variables.port_set(m[key], self.where(file, m.line_of(key)), key)
             (kw.__setitem__(key, val) if ok else bad.append(key))
         if "direction" in m:
             if msg := choice("direction", m["direction"], DIRECTIONS):
@@ -723,18 +427,18 @@ class _Loader:
 
     def run(self, paths):
         self.read_paths(paths)
-        self.define_defaults()
-        self.check_vars()
+        self.variables.define_defaults(self.home_net)
+        self.variables.check()
         rules = []
         for order, (file, m) in enumerate(self.raw_rules):
             r = self.rule(file, m, order)
             if r is not None:
                 rules.append(r)
         # orders stay the global position among all rules written, valid or not
-        rs = RuleSet(rules=rules, vars={n: _raw(v.value) for n, v in self.vars.items()},
+        rs = RuleSet(rules=rules, vars=self.variables.display(),
                      default_action=self.default_action[0] if self.default_action else "pass",
                      sources=tuple(self.sources))
-        return rs, self.sorted_problems()
+        return rs, self.problems.sorted(self.sources)
 
 
 def _parse_tcp_flags(v):

@@ -12,6 +12,8 @@ DECISIONS = ("pass", "drop", "reject")          # actions that decide a flow's v
 PROTOS = {"ip": None, "tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
 DIRECTIONS = ("any", "inbound", "outbound")
 FLOW_KEYWORDS = ("established", "not_established", "to_server", "to_client")
+# HOME_NET when neither the rule files nor the caller define it: private address space.
+DEFAULT_HOME_NET = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
 TCP_FLAG_LETTERS = "FSRPAUEC"                   # bit order: FIN=1 SYN=2 RST=4 PSH=8 ACK=16 URG=32 ECE=64 CWR=128
 
 

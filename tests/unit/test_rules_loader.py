@@ -4,8 +4,8 @@ import textwrap
 
 import pytest
 
-from appliance.detect.loader import DEFAULT_HOME_NET, check, load_rules
-from appliance.detect.rule import (AddrSet, Content, NamePattern, PortSet, RuleError, TcpFlags,
+from appliance.detect.loader import check, load_rules
+from appliance.detect.rule import (DEFAULT_HOME_NET, AddrSet, Content, NamePattern, PortSet, RuleError, TcpFlags,
                                    Threshold)
 
 
