@@ -305,6 +305,8 @@ def test_many_problems_reported_together_in_line_order(tmp_path):
     ("rules:\n  - id: 1\n    action: alert\n    dst: 2001\n", 4,
      "dst: expected an address, CIDR, list or $VAR, got number 2001 (quote IPv6 addresses)"),
     ("rules:\n  - id: 1\n    action: alert\n    dst: '!any'\n", 4, "dst matches no address"),
+    ("rules:\n  - id: 1\n    action: alert\n    src:\n      - 10.0.0.0/8\n      - '!10.0.0.300'\n", 6,
+     "src: '10.0.0.300' is not an IP address or CIDR"),
     ("rules:\n  - id: 1\n    action: alert\n    dst_port: 80\n", 4,
      "dst_port needs proto tcp or udp (proto defaults to ip)"),
     ("rules:\n  - id: 1\n    action: alert\n    proto: tpc\n", 4,
