@@ -115,18 +115,6 @@ class Rule:
     def decides(self) -> bool:
         return self.action in DECISIONS
 
-    @property
-    def app_fields(self) -> tuple:
-        """Which app-layer names this rule needs: subset of ("dns", "tls", "http")."""
-        return tuple(k for k, v in (("dns", self.dns_query), ("tls", self.tls_sni), ("http", self.http_host))
-                     if v is not None)
-
-    @property
-    def per_packet(self) -> bool:
-        """True when the rule looks at more than the flow's addresses/ports/proto/direction."""
-        return bool(self.content or self.regex or self.tcp_flags or self.icmp_type is not None
-                    or self.icmp_code is not None or self.flow)
-
 
 @dataclass
 class RuleSet:

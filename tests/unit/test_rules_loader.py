@@ -283,6 +283,29 @@ def test_many_problems_reported_together_in_line_order(tmp_path):
     assert e.value.problems == found
 
 
+def test_problems_on_one_line_come_in_keyword_order(tmp_path):
+    # flow-style rules put every key on one line: the order of reading is all that orders them
+    found, path = problems(tmp_path, """
+        rules:
+          - {id: 1, msg: 5, action: drp, proto: udp, dns_query: "a b", tls_sni: y.com, severity: 9}
+          - {id: 2, action: drop, threshold: {type: limit, track: by_src, count: 0, seconds: 1}, log: 3, severity: 9}
+    """)
+    want = [
+        (2, "action must be one of pass, drop, reject, alert, got 'drp' (did you mean 'drop'?)"),
+        (2, "msg must be a string, got number 5"),
+        (2, "a rule can use only one of dns_query, tls_sni, http_host (a flow carries one protocol); "
+            "this one has dns_query, tls_sni"),
+        (2, "dns_query: 'a b' contains whitespace"),
+        (2, "tls_sni needs proto ip or tcp (proto is udp)"),
+        (2, "severity must be an integer 1 (high) to 4 (low), got number 9"),
+        (3, "threshold count must be a positive integer, got number 0"),
+        (3, "log must be true or false, got number 3"),
+        (3, "threshold limits alerts: a drop rule needs log: true for it to apply"),
+        (3, "severity must be an integer 1 (high) to 4 (low), got number 9"),
+    ]
+    assert found == [f"{path}:{line}: {msg}" for line, msg in want]
+
+
 @pytest.mark.parametrize("text, line, msg", [
     ("rules:\n  - id: 1\n    msg: x\n", 2, "rule has no action (pass, drop, reject, alert)"),
     ("rules:\n  - action: drop\n", 2, "rule has no id (a unique positive integer)"),
