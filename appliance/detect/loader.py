@@ -10,7 +10,7 @@ from pathlib import Path
 from ..problems import Problems, Where, choice, did_you_mean, got
 from ..yamlsource import LineDict, LineList, YamlError, loads
 from .keywords import RULE_KEYS, Draft, read_rule
-from .rule import DECISIONS, Rule, RuleError, RuleSet
+from .rule import DECISIONS, Rule, RuleError, RuleSet, default_home_net
 from .variables import Variables
 
 TOP_KEYS = ("vars", "default_action", "rules")
@@ -133,7 +133,8 @@ class _Loader:
         # orders stay the global position among all rules written, valid or not
         rs = RuleSet(rules=rules, vars=self.variables.display(),
                      default_action=self.default_action[0] if self.default_action else "pass",
-                     sources=tuple(self.sources))
+                     sources=tuple(self.sources),
+                     home_net=self.variables.home_net() or default_home_net())   # None: broken, reported
         return rs, self.problems.sorted(self.sources)
 
 

@@ -116,12 +116,18 @@ class Rule:
         return self.action in DECISIONS
 
 
+def default_home_net() -> AddrSet:
+    return AddrSet(tuple(ipaddress.ip_network(n) for n in DEFAULT_HOME_NET))
+
+
 @dataclass
 class RuleSet:
     rules: list                          # list[Rule] in evaluation order
     vars: dict                           # name -> list of raw strings (for display)
     default_action: str = "pass"         # pass | drop | reject
     sources: tuple = ()                  # files it was read from
+    # HOME_NET resolved by the loader ($VARs, "!", lists): `home_net.contains(ip)` says inside.
+    home_net: AddrSet = field(default_factory=default_home_net)
 
 
 class RuleError(Exception):

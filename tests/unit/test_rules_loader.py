@@ -114,6 +114,35 @@ def test_home_net_argument_overrides_file(tmp_path):
                                                   "is not an address, CIDR or port"]
 
 
+def test_home_net_resolved_once_for_the_rule_set(tmp_path):
+    import ipaddress
+    net = ipaddress.ip_network
+    p = write(tmp_path, """
+        vars:
+          HOME_NET: ["$CORP", 10.0.0.0/8, "!10.0.0.0/9"]
+          CORP: [192.0.2.0/24]
+        rules: [{id: 1, action: alert}]
+    """)
+    rs = load_rules(p)
+    # a $VAR inside HOME_NET counts (it used to be skipped: a SYN from CORP had direction any)
+    assert rs.home_net == AddrSet((net("10.128.0.0/9"), net("192.0.2.0/24")))
+    assert rs.home_net.contains("192.0.2.5") and rs.home_net.contains("10.200.0.1")
+    assert not rs.home_net.contains("10.1.0.1") and not rs.home_net.contains("8.8.8.8")
+    # the caller's home_net wins over the files' HOME_NET, and may name their variables
+    assert load_rules(p, home_net=["198.51.100.0/24"]).home_net == AddrSet((net("198.51.100.0/24"),))
+    assert load_rules(p, home_net=["$CORP"]).home_net == AddrSet((net("192.0.2.0/24"),))
+    # a negated HOME_NET stays negated: inside is everything but CORP
+    write(tmp_path, 'vars: {HOME_NET: "!$CORP", CORP: [192.0.2.0/24]}\n')
+    home = load_rules(p).home_net
+    assert home == AddrSet((net("192.0.2.0/24"),), negated=True)
+    assert home.contains("8.8.8.8") and not home.contains("192.0.2.5")
+    # no HOME_NET anywhere: private address space, as $HOME_NET in rules
+    write(tmp_path, "rules: []\n")
+    home = load_rules(p).home_net
+    assert home == AddrSet(tuple(net(n) for n in DEFAULT_HOME_NET))
+    assert home.contains("172.16.0.1") and home.contains("fd00::1") and not home.contains("8.8.8.8")
+
+
 def test_negation_semantics(tmp_path):
     rs = load_rules(write(tmp_path, """
         vars:
