@@ -396,6 +396,8 @@ def test_problems_on_one_line_come_in_keyword_order(tmp_path):
     ("vars:\n  X: [10.0.0.0/8,\n     nonsense]\n", 3, "variable X: 'nonsense' is not an address, CIDR or port"),
     ("vars:\n  X: [$NOPE]\n", 2, "unknown variable $NOPE"),
     ("vars:\n  HOME_NET: [80]\n", 2, "variable HOME_NET must hold addresses, not ports"),
+    # HOME_NET is resolved for directions even when no rule names it
+    ("vars:\n  HOME_NET: [[]]\n", 2, "$HOME_NET: empty list"),
     ("rules:\n  - id: 1\n    action: alert\n    src: '[10.0.0.0/8'\n", 4, "src: unbalanced brackets in '[10.0.0.0/8'"),
     ("rules: {id: 1}\n", 1, "rules must be a list, got a mapping"),
     ("- id: 1\n", 1, "a rule file must be a mapping with vars/default_action/rules, got a list"),
