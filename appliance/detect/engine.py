@@ -13,7 +13,7 @@ Header fields are matched against each packet's own direction (Suricata's
 `->`), through bitmask indexes cached per flow direction.
 """
 from . import index as ix
-from .keywords import APP_FIELDS, RULE_FIELD, app_fields, per_packet
+from .keywords import APP_FIELDS, RULE_FIELD, app_fields, per_packet   # APP_FIELDS: the inspector imports it from here
 from .rule import PROTOS
 from .threshold import Thresholds
 from ..flow import ESTABLISHED, CLOSING, handshake_seen

@@ -4,12 +4,11 @@ Every problem is collected (never just the first) as "FILE:LINE: message",
 LINE being the line of the offending key or list item. `load_rules` raises
 RuleError with all of them; `check` returns them and never raises.
 """
-import re
 from pathlib import Path
 
 from ..problems import Problems, Where, choice, did_you_mean, got
 from ..yamlsource import LineDict, LineList, YamlError, loads
-from .keywords import RULE_KEYS, Draft, read_rule
+from .keywords import Draft, read_rule
 from .rule import DECISIONS, Rule, RuleError, RuleSet, default_home_net
 from .variables import Variables
 
