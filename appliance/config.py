@@ -11,6 +11,7 @@ import os
 import re
 
 from appliance import yamlsource
+from appliance.problems import at, did_you_mean, is_int
 
 FAILURE_MODES = ("open", "closed")
 IFNAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")   # Linux IFNAMSIZ is 16 with the NUL
@@ -66,17 +67,16 @@ INSPECTION_KEYS = ("depth_packets", "depth_bytes", "max_flows")
 def _unknown(where, doc, allowed, path, problems):
     for key in doc:
         if key not in allowed:
-            hint = difflib.get_close_matches(str(key), allowed, n=1)
-            extra = f" (did you mean {hint[0]!r}?)" if hint else f" (known: {', '.join(allowed)})"
-            problems.append(f"{path}:{doc.line_of(key)}: unknown key {where}{key!r}{extra}")
+            extra = did_you_mean(key, allowed, fold_case=False) or f" (known: {', '.join(allowed)})"
+            problems.append(at(path, doc.line_of(key), f"unknown key {where}{key!r}{extra}"))
 
 
 def _int(doc, key, lo, hi, default, path, problems, where=""):
     if key not in doc:
         return default
     v = doc[key]
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        problems.append(f"{path}:{doc.line_of(key)}: {where}{key} must be an integer from {lo} to {hi}, got {v!r}")
+    if not is_int(v) or not lo <= v <= hi:
+        problems.append(at(path, doc.line_of(key), f"{where}{key} must be an integer from {lo} to {hi}, got {v!r}"))
         return default
     return v
 

@@ -21,7 +21,6 @@ from .stream import ClientStream
 
 @dataclass
 class Settings:
-    home_net: list | None = None          # CIDRs; None = the rule set's HOME_NET
     outside_ifaces: tuple = ()            # live: packets arriving here come from outside
     depth_packets: int = 16               # inspection depth per flow (both directions)
     depth_bytes: int = 8192               # ... and payload bytes
@@ -64,7 +63,6 @@ class Inspector:
         self.first_ts = None
         self.now = 0.0
         self._last_tick = None
-        self._home = None
         self._found = []                  # this packet's anomalies: (name, layer)
         self._ended = []                  # flows that ended to make room for this packet
 
@@ -115,7 +113,6 @@ class Inspector:
         for flow in self.flows.flows.values():   # candidate masks were for the old rules
             flow.cand_ts = flow.cand_tc = None
         self.ruleset = ruleset
-        self._home = None
 
     def stats_event(self, now=None):
         ev = events.stats(self, self.now if now is None else now)
@@ -245,30 +242,13 @@ class Inspector:
             if pkt.src != flow.src:              # first seen from the responder (SYN/ACK, echo reply)
                 inbound = not inbound
             return "inbound" if inbound else "outbound"
-        src_in = self._in_home(flow.src)
-        dst_in = self._in_home(flow.dst)
+        src_in = self.detector.in_home(flow.src)   # HOME_NET: resolved once, by the loader
+        dst_in = self.detector.in_home(flow.dst)
         if dst_in and not src_in:
             return "inbound"
         if src_in and not dst_in:
             return "outbound"
         return "any"
-
-    def _in_home(self, ip):
-        if self._home is None:
-            import pytricia, ipaddress
-            nets = self.settings.home_net
-            if nets is None:
-                nets = [n for n in (self.ruleset.vars.get("HOME_NET") or []) if isinstance(n, str) and not n.startswith(("!", "$"))]
-            v4, v6 = pytricia.PyTricia(32), pytricia.PyTricia(128)
-            for n in nets:
-                net = ipaddress.ip_network(str(n), strict=False)
-                (v4 if net.version == 4 else v6)[str(net)] = True
-            self._home = v4, v6
-        tree = self._home[1 if ":" in ip else 0]
-        try:
-            return tree.get(ip) is not None
-        except ValueError:
-            return False
 
     # -- events: written in one place ----------------------------------------
 

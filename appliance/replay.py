@@ -82,7 +82,7 @@ def main_replay(args):
         if o.eve != "-" and _is_regular_file(o.eve):
             os.truncate(o.eve, 0)          # one replay = one EVE file (byte-identical reruns)
         eve = EveWriter(o.eve)
-    settings = Settings(home_net=home, depth_packets=o.depth_packets, depth_bytes=o.depth_bytes,
+    settings = Settings(depth_packets=o.depth_packets, depth_bytes=o.depth_bytes,
                         max_flows=o.max_flows, verify_checksums=not o.no_checksums)
     insp = Inspector(ruleset, settings, eve)
     res = replay(o.pcaps, insp, progress=_progress_bar())

@@ -7,8 +7,8 @@ packet, plus anomaly names. Detection reads `flow.app.names`; events read the
 transaction of the names a rule matched.
 """
 from . import MORE, NOT, detect, dns, http, tls
+from ..detect.keywords import APP_FIELDS as FIELDS   # the app fields rules can name; each is a protocol
 
-FIELDS = ("dns", "tls", "http")     # app fields rules can name; each is also a protocol
 MULTI_TX = ("dns", "http")          # protocols where a later transaction may bring new names
 _DETECT_GIVE_UP = 64                # app bytes a flow must show before we stop naming its protocol
 

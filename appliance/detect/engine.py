@@ -13,13 +13,13 @@ Header fields are matched against each packet's own direction (Suricata's
 `->`), through bitmask indexes cached per flow direction.
 """
 from . import index as ix
+from .keywords import APP_FIELDS, RULE_FIELD, app_fields, per_packet
+from .rule import PROTOS
 from .threshold import Thresholds
 from ..flow import ESTABLISHED, CLOSING, handshake_seen
 from ..packet import TCP, UDP
 
 MATCH, PENDING, DEFAULT = "match", "pending", "default"
-APP_FIELDS = ("dns", "tls", "http")
-_RULE_FIELD = {"dns": "dns_query", "tls": "tls_sni", "http": "http_host"}
 
 
 class Detector:
@@ -34,24 +34,27 @@ class Detector:
         self.proto_any = 0
         self.proto = {}
         self.direction = {"inbound": 0, "outbound": 0, "any": 0}
+        # per rule, from the keyword table: which app fields it needs, whether it has packet conditions
+        self.app_of = [app_fields(r) for r in rules]
+        self.per_packet = [per_packet(r) for r in rules]
         for i, r in enumerate(rules):
             bit = 1 << i
             if r.decides:
                 self.decision |= bit
             else:
                 self.alert |= bit
-            app = r.app_fields
+            app = self.app_of[i]
             for f in app:
                 self.field[f] |= bit
-            if r.per_packet:
+            if self.per_packet[i]:
                 self.perpkt |= bit
-            if not app and not r.per_packet:
+            if not app and not self.per_packet[i]:
                 self.plain |= bit
                 if not r.decides:
                     self.header_alert |= bit
             if r.content:
                 self.content |= bit
-            pnum = {"ip": None, "tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}[r.proto]
+            pnum = PROTOS[r.proto]
             if pnum is None:
                 self.proto_any |= bit
             else:
@@ -62,7 +65,9 @@ class Detector:
             else:
                 self.direction[r.direction] |= bit
         self.bit_of = {r.id: 1 << i for i, r in enumerate(rules)}
-        self.app_any = self.field["dns"] | self.field["tls"] | self.field["http"]
+        self.app_any = 0
+        for f in APP_FIELDS:
+            self.app_any |= self.field[f]
         # Complements as positive masks: `x & ~m` on 10,000-bit ints costs more than it looks.
         every = (1 << len(rules)) - 1
         self.no_app = every ^ self.app_any
@@ -72,12 +77,16 @@ class Detector:
         self.dst = ix.AddrIndex((i, r.dst) for i, r in enumerate(rules))
         self.sport = ix.PortIndex((i, r.src_port) for i, r in enumerate(rules))
         self.dport = ix.PortIndex((i, r.dst_port) for i, r in enumerate(rules))
-        self.names = {f: ix.NameIndex((i, getattr(r, _RULE_FIELD[f])) for i, r in enumerate(rules)
-                                      if getattr(r, _RULE_FIELD[f]) is not None)
+        self.names = {f: ix.NameIndex((i, getattr(r, RULE_FIELD[f])) for i, r in enumerate(rules)
+                                      if getattr(r, RULE_FIELD[f]) is not None)
                       for f in APP_FIELDS}
         self.prefilter = ix.ContentPrefilter((i, r.content) for i, r in enumerate(rules) if r.content)
+        self.home = ix.AddrIndex([(0, ruleset.home_net)])   # HOME_NET as the loader resolved it
         self.thresholds = Thresholds()
         self._masks = {}
+
+    def in_home(self, ip):
+        return bool(self.home.lookup(ip) & 1)
 
     # -- header candidates ---------------------------------------------------
 
@@ -187,12 +196,13 @@ class Detector:
         plain = self.plain
         while c:
             low = c & -c
-            r = rules[low.bit_length() - 1]
+            i = low.bit_length() - 1
+            r = rules[i]
             if low & plain:
                 return MATCH, r
             if low & self.app_any:
                 app = flow.app
-                if app is None or any(app.names[f] is None for f in r.app_fields):
+                if app is None or any(app.names[f] is None for f in self.app_of[i]):
                     return PENDING, r          # only while `more`: otherwise dropped above
             if low & self.perpkt and not self.packet_match(r, pkt, flow, to_server, scan):
                 if more:
@@ -254,9 +264,10 @@ class Detector:
             if scan[0] is None:
                 scan[0] = self.prefilter.scan(pkt.payload)
             rest &= self.no_content | scan[0]
+        per_packet = self.per_packet
         for i in ix.bits(rest):
             r = rules[i]
-            if not r.per_packet or self.packet_match(r, pkt, flow, to_server, scan):
+            if not per_packet[i] or self.packet_match(r, pkt, flow, to_server, scan):
                 out.append(r)
         return out
 

@@ -4,170 +4,33 @@ Every problem is collected (never just the first) as "FILE:LINE: message",
 LINE being the line of the offending key or list item. `load_rules` raises
 RuleError with all of them; `check` returns them and never raises.
 """
-import difflib
-import ipaddress
-import re
 from pathlib import Path
 
+from ..problems import Problems, Where, choice, did_you_mean, got
 from ..yamlsource import LineDict, LineList, YamlError, loads
-from .sets import KINDS, ValueSet
-from .rule import (ACTIONS, DECISIONS, DIRECTIONS, FLOW_KEYWORDS, PROTOS, TCP_FLAG_LETTERS,
-                   AddrSet, Content, NamePattern, PortSet, Rule, RuleError, RuleSet, TcpFlags,
-                   Threshold)
+from .keywords import Draft, read_rule
+from .rule import DECISIONS, Rule, RuleError, RuleSet, default_home_net
+from .variables import Variables
 
 TOP_KEYS = ("vars", "default_action", "rules")
-RULE_KEYS = ("id", "msg", "action", "proto", "src", "src_port", "dst", "dst_port", "direction",
-             "flow", "tcp_flags", "icmp_type", "icmp_code", "content", "regex", "dns_query",
-             "tls_sni", "http_host", "threshold", "log", "severity", "classtype", "metadata")
-CONTENT_KEYS = ("value", "hex", "nocase", "offset", "depth")
-THRESHOLD_KEYS = ("type", "track", "count", "seconds")
-THRESHOLD_TYPES = ("limit", "threshold", "both")
-THRESHOLD_TRACKS = ("by_src", "by_dst", "by_flow", "by_rule")
-APP_FIELDS = {"dns_query": ("ip", "tcp", "udp"), "tls_sni": ("ip", "tcp"), "http_host": ("ip", "tcp")}
-# HOME_NET when neither the rule files nor the caller define it: private address space.
-DEFAULT_HOME_NET = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
-HOME_NET_SOURCE = "<home_net>"          # the FILE in messages about the home_net argument
 
-_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\Z")
-_BASE60 = re.compile(r"(?<![\w.:])[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+(?![\w.:])")
-_BAD = object()                          # a variable whose definition is broken (already reported)
-
-
-# ---------------------------------------------------------------- messages
-
-def _got(v):
-    """How a YAML value is described in messages; booleans get the yes/no hint."""
-    if isinstance(v, bool):
-        return f"boolean {str(v).lower()} (YAML reads unquoted yes/no/on/off/true/false as booleans: quote it)"
-    if v is None:
-        return "nothing"
-    if isinstance(v, (int, float)):
-        return f"number {v!r}"
-    if isinstance(v, list):
-        return "a list"
-    if isinstance(v, dict):
-        return "a mapping"
-    return repr(v)
-
-
-def _suggest(word, options):
-    close = difflib.get_close_matches(str(word).lower(), options, n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def _choice(name, value, options):
-    """None when value is one of options, else the message."""
-    if isinstance(value, str) and value in options:
-        return None
-    hint = _suggest(value, options) if isinstance(value, str) else ""
-    return f"{name} must be one of {', '.join(options)}, got {_got(value)}{hint}"
-
-
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _base60_hint(text_line, value):
-    """YAML 1.1 reads an unquoted 1:2 as the base-60 number 62: name it when that happened."""
-    for tok in _BASE60.findall(text_line or ""):
-        n = 0
-        for part in tok.lstrip("+-").replace("_", "").split(":"):
-            n = n * 60 + int(part)
-        if n == value:
-            lo, _, hi = tok.partition(":")
-            return f"'{tok}' is read by YAML as the base-60 number {value}; write a port range as \"{lo}-{hi}\""
-    return None
-
-
-def _parse_addr(s):
-    """(network, None) or (None, message) for one address/CIDR string; host bits are cleared."""
-    try:
-        return ipaddress.ip_network(s, strict=False), None
-    except ValueError:
-        return None, f"'{s}' is not an IP address or CIDR"
-
-
-def _parse_port(v):
-    """((lo, hi), None) or (None, message) for one port, "a-b" range or int."""
-    if _is_int(v):
-        lo = hi = v
-    elif isinstance(v, str) and re.fullmatch(r"\d+", v):
-        lo = hi = int(v)
-    elif isinstance(v, str) and re.fullmatch(r"\d+\s*-\s*\d+", v):
-        lo, hi = (int(x) for x in v.split("-"))
-    elif isinstance(v, str) and re.fullmatch(r"\d*:\d*", v):
-        return None, f"'{v}' is not a port; write a range as \"a-b\""
-    else:
-        return None, f"'{v}' is not a port or port range" if isinstance(v, str) else f"expected a port, got {_got(v)}"
-    if not (0 <= lo <= 65535 and 0 <= hi <= 65535):
-        return None, f"port {v!r} is out of range 0-65535"
-    if lo > hi:
-        return None, f"port range '{v}' is reversed (low > high)"
-    return (lo, hi), None
-
-
-def _split_bracket(s):
-    """"[a, [b, c], !d]" -> ["a", "[b, c]", "!d"]; None when brackets do not balance."""
-    inner, parts, depth, cur = s[1:-1], [], 0, ""
-    for ch in inner:
-        if ch == "," and depth == 0:
-            parts.append(cur.strip())
-            cur = ""
-            continue
-        depth += (ch == "[") - (ch == "]")
-        if depth < 0:
-            return None
-        cur += ch
-    if depth or not s.endswith("]"):
-        return None
-    parts.append(cur.strip())
-    return [p for p in parts if p] if inner.strip() else []
-
-
-class _Var:
-    def __init__(self, value, file, line):
-        self.value, self.file, self.line = value, file, line
-
-    @property
-    def where(self):
-        return f"{self.file}:{self.line}"
-
-
-def _raw(value):
-    """A var's value as a flat list of strings, for display and for comparing redefinitions."""
-    if isinstance(value, list):
-        return [s for v in value for s in _raw(v)]
-    return [str(value)]
-
-
-# ---------------------------------------------------------------- the loader
 
 class _Loader:
     def __init__(self, home_net):
         self.home_net = home_net
-        self.problems = {}                 # (file, line, message) -> None: ordered, no repeats
-        self.texts = {}                    # file -> its lines, for the base-60 hint
+        self.problems = Problems()
+        self.variables = Variables(self.problems)
+        self.texts = {}                    # file -> its lines, for hints about how YAML read a line
         self.sources = []
-        self.vars = {}                     # name -> _Var
         self.default_action = None         # (value, file, line)
         self.raw_rules = []                # (file, LineDict)
         self.ids = {}                      # id -> "file:line"
-        self.kinds = {}                    # var name -> "addr" | "port" | "any" | _BAD
-        self.visiting = []
-        self.cache = {}
+
+    def where(self, file, line):
+        return Where(self.problems, file, line, self.texts.get(str(file), ()))
 
     def problem(self, file, line, msg):
-        self.problems[(str(file), line, msg)] = None
-
-    def sorted_problems(self):
-        rank = {str(f): i for i, f in enumerate(self.sources)}
-        items = sorted(self.problems, key=lambda p: (rank.get(p[0], -1), p[1]))
-        return [f"{f}:{line}: {msg}" for f, line, msg in items]
-
-    def source_line(self, file, line):
-        lines = self.texts.get(file, ())
-        return lines[line - 1] if 0 < line <= len(lines) else ""
+        self.problems.add(file, line, msg)
 
     # -------------------------------------------------- files
 
@@ -207,11 +70,11 @@ class _Loader:
             return                         # an empty file holds no rules
         if not isinstance(doc, LineDict):
             self.problem(file, getattr(doc, "line", 1) or 1,
-                         f"a rule file must be a mapping with vars/default_action/rules, got {_got(doc)}")
+                         f"a rule file must be a mapping with vars/default_action/rules, got {got(doc)}")
             return
         for key in doc:
             if key not in TOP_KEYS:
-                self.problem(file, doc.line_of(key), f"unknown key '{key}'{_suggest(key, TOP_KEYS)}")
+                self.problem(file, doc.line_of(key), f"unknown key '{key}'{did_you_mean(key, TOP_KEYS)}")
         if "vars" in doc:
             self.read_vars(file, doc, doc["vars"])
         if "default_action" in doc:
@@ -220,37 +83,25 @@ class _Loader:
         if rules is None:
             return
         if not isinstance(rules, LineList):
-            self.problem(file, doc.line_of("rules"), f"rules must be a list, got {_got(rules)}")
+            self.problem(file, doc.line_of("rules"), f"rules must be a list, got {got(rules)}")
             return
         for i, r in enumerate(rules):
             if isinstance(r, LineDict):
                 self.raw_rules.append((file, r))
             else:
-                self.problem(file, rules.line_of(i), f"a rule must be a mapping (id: ..., action: ...), got {_got(r)}")
+                self.problem(file, rules.line_of(i), f"a rule must be a mapping (id: ..., action: ...), got {got(r)}")
 
     def read_vars(self, file, doc, vars_):
         if vars_ is None:
             return
         if not isinstance(vars_, LineDict):
-            self.problem(file, doc.line_of("vars"), f"vars must be a mapping of NAME: value, got {_got(vars_)}")
+            self.problem(file, doc.line_of("vars"), f"vars must be a mapping of NAME: value, got {got(vars_)}")
             return
         for name, value in vars_.items():
-            line = vars_.line_of(name)
-            if not isinstance(name, str) or not _VAR_NAME.match(name):
-                self.problem(file, line, f"bad variable name {name!r} (use letters, digits and _)")
-                continue
-            if isinstance(value, list) and not value or value is None or value == "":
-                self.problem(file, line, f"variable {name} is empty")
-                continue
-            first = self.vars.get(name)
-            if first is None:
-                self.vars[name] = _Var(value, file, line)
-            elif _raw(first.value) != _raw(value):
-                self.problem(file, line, f"variable {name} redefined with a different value "
-                                         f"(first defined at {first.where})")
+            self.variables.define(name, value, self.where(file, vars_.line_of(name)))
 
     def read_default_action(self, file, line, value):
-        msg = _choice("default_action", value, DECISIONS)
+        msg = choice("default_action", value, DECISIONS)
         if msg:
             self.problem(file, line, msg)
             return
@@ -261,591 +112,29 @@ class _Loader:
         elif not self.default_action:
             self.default_action = (value, file, line)
 
-    # -------------------------------------------------- variables
-
-    def define_defaults(self):
-        if self.home_net is not None:
-            hn = LineList(self.home_net if isinstance(self.home_net, (list, tuple)) else [self.home_net])
-            hn.line, hn.lines = 1, [1] * len(hn)
-            self.vars["HOME_NET"] = _Var(hn, HOME_NET_SOURCE, 1)
-        elif "HOME_NET" not in self.vars:
-            self.vars["HOME_NET"] = _Var(list(DEFAULT_HOME_NET), "<default>", 0)
-        if "EXTERNAL_NET" not in self.vars:
-            self.vars["EXTERNAL_NET"] = _Var("!$HOME_NET", "<default>", 0)
-
-    def _atoms(self, value, line):
-        """(atom, line) for each leaf of a var value: negations and brackets removed."""
-        if isinstance(value, list):
-            for i, v in enumerate(value):
-                yield from self._atoms(v, value.line_of(i) if isinstance(value, LineList) else line)
-            return
-        if isinstance(value, str):
-            s = value.strip().lstrip("!").strip()
-            if s.startswith("["):
-                parts = _split_bracket(s)
-                if parts is None:
-                    yield (s, line)        # reported as not an address/port
-                    return
-                for part in parts:
-                    yield from self._atoms(part, line)
-                return
-            yield (s, line)
-            return
-        yield (value, line)
-
-    def var_kind(self, name):
-        """"addr", "port", "any" (only any/neutral) or _BAD; reports definition problems once."""
-        if name in self.kinds:
-            return self.kinds[name]
-        var = self.vars[name]
-        if name in self.visiting:
-            cycle = self.visiting[self.visiting.index(name):] + [name]
-            self.problem(var.file, var.line, "variable cycle: " + " -> ".join("$" + n for n in cycle))
-            return _BAD
-        self.visiting.append(name)
-        kinds, ok = set(), True
-        for atom, line in self._atoms(var.value, var.line):
-            if atom == "any":
-                continue
-            if isinstance(atom, str) and atom.startswith("$"):
-                ref = atom[1:]
-                if ref not in self.vars:
-                    self.problem(var.file, line, self.unknown_var(ref))
-                    ok = False
-                    continue
-                k = self.var_kind(ref)
-                if k is _BAD:
-                    ok = False
-                elif k != "any":
-                    kinds.add(k)
-                continue
-            if isinstance(atom, str) and _parse_addr(atom)[0] is not None:
-                kinds.add("addr")
-            elif _parse_port(atom)[0] is not None and not (
-                    _is_int(atom) and _base60_hint(self.source_line(var.file, line), atom)):
-                kinds.add("port")
-            else:
-                hint = _is_int(atom) and _base60_hint(self.source_line(var.file, line), atom)
-                what = hint or (f"'{atom}' is not an address, CIDR or port" if isinstance(atom, str)
-                                else f"expected an address or port, got {_got(atom)}")
-                self.problem(var.file, line, f"variable {name}: {what}")
-                ok = False
-        self.visiting.pop()
-        if ok and len(kinds) > 1:
-            self.problem(var.file, var.line, f"variable {name} mixes addresses and ports")
-            ok = False
-        if name in self.kinds:             # marked bad by a cycle found below
-            return self.kinds[name]
-        kind = (kinds.pop() if kinds else "any") if ok else _BAD
-        if kind == "port" and name in ("HOME_NET", "EXTERNAL_NET"):
-            self.problem(var.file, var.line, f"variable {name} must hold addresses, not ports")
-            kind = _BAD
-        self.kinds[name] = kind
-        return kind
-
-    def check_vars(self):
-        for name in list(self.vars):
-            self.var_kind(name)
-
-    def unknown_var(self, name):
-        close = difflib.get_close_matches(name, list(self.vars), n=1, cutoff=0.6)
-        hint = f" (did you mean ${close[0]}?)" if close else ""
-        return f"unknown variable ${name}{hint}"
-
-    # -------------------------------------------------- address and port sets
-
-    def expand(self, value, kind, file, line, field):
-        """A ValueSet for an address/port spec, or None after reporting why not."""
-        ops = KINDS[kind]
-        if isinstance(value, list):
-            if not value:
-                self.problem(file, line, f"{field}: empty list")
-                return None
-            pos, neg, ok = [], [], True
-            for i, item in enumerate(value):
-                iline = value.line_of(i) if isinstance(value, LineList) else line
-                negated = isinstance(item, str) and item.strip().startswith("!")
-                s = self.expand(item.strip()[1:] if negated else item, kind, file, iline, field)
-                if s is None:
-                    ok = False
-                else:
-                    (neg if negated else pos).append(s)
-            if not ok:
-                return None
-            result = ValueSet((), True, ops)   # any
-            if pos:
-                result = pos[0]
-                for s in pos[1:]:
-                    result = result.union(s)
-            for s in neg:
-                result = result.minus(s)
-            return result
-        if isinstance(value, str):
-            s = value.strip()
-            if s.startswith("!"):
-                inner = self.expand(s[1:], kind, file, line, field)
-                return inner.complement() if inner else None
-            if s.startswith("["):
-                parts = _split_bracket(s)
-                if parts is None:
-                    self.problem(file, line, f"{field}: unbalanced brackets in '{s}'")
-                    return None
-                return self.expand(parts, kind, file, line, field)
-            if s == "any":
-                return ValueSet((), True, ops)
-            if s.startswith("$"):
-                return self.expand_var(s[1:], kind, file, line, field)
-        if kind == "addr":
-            if not isinstance(value, str):
-                hint = " (quote IPv6 addresses)" if _is_int(value) else ""
-                self.problem(file, line, f"{field}: expected an address, CIDR, list or $VAR, got {_got(value)}{hint}")
-                return None
-            net, msg = _parse_addr(value.strip())
-        else:
-            hint = _is_int(value) and _base60_hint(self.source_line(file, line), value)
-            if hint:
-                self.problem(file, line, f"{field}: {hint}")
-                return None
-            net, msg = _parse_port(value.strip() if isinstance(value, str) else value)
-        if msg:
-            self.problem(file, line, f"{field}: {msg}")
-            return None
-        return ValueSet((net,), False, ops)
-
-    def expand_var(self, name, kind, file, line, field):
-        if name not in self.vars:
-            self.problem(file, line, f"{field}: {self.unknown_var(name)}")
-            return None
-        vkind = self.var_kind(name)
-        if vkind is _BAD:
-            return None                    # its definition is already reported
-        var = self.vars[name]
-        if vkind not in (kind, "any"):
-            want = "addresses" if kind == "addr" else "ports"
-            self.problem(file, line, f"{field}: ${name} holds {'ports' if vkind == 'port' else 'addresses'} "
-                                     f"(defined at {var.where}), expected {want}")
-            return None
-        key = (name, kind)
-        if key not in self.cache:
-            self.cache[key] = self.expand(var.value, kind, var.file, var.line, f"${name}")
-        return self.cache[key]
-
-    def addr_set(self, value, file, line, field):
-        s = self.expand(value, "addr", file, line, field)
-        if s is None:
-            return None, False
-        full = {ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")}
-        if (s.neg and not s.items) or (not s.neg and set(s.items) == full):
-            return None, True              # any
-        if not s.neg and not s.items or s.neg and set(s.items) == full:
-            self.problem(file, line, f"{field} matches no address")
-            return None, False
-        return AddrSet(s.items, s.neg), True
-
-    def port_set(self, value, file, line, field):
-        s = self.expand(value, "port", file, line, field)
-        if s is None:
-            return None, False
-        if (s.neg and not s.items) or (not s.neg and s.items == ((0, 65535),)):
-            return None, True
-        if not s.neg and not s.items or s.neg and s.items == ((0, 65535),):
-            self.problem(file, line, f"{field} matches no port")
-            return None, False
-        return PortSet(s.items, s.neg), True
-
     # -------------------------------------------------- one rule
 
     def rule(self, file, m, order):
-        bad = []
-
-        def err(key, msg, line=None):
-            bad.append(key)
-            self.problem(file, line or m.line_of(key), msg)
-
-        for key in m:
-            if key not in RULE_KEYS:
-                err(key, f"unknown key '{key}'{_suggest(key, RULE_KEYS)}")
-        kw = {"msg": ""}
-
-        # id, action: required
-        if "id" not in m:
-            err(None, "rule has no id (a unique positive integer)", m.line)
-        elif not _is_int(m["id"]) or m["id"] <= 0:
-            err("id", f"id must be a positive integer, got {_got(m['id'])}")
-        elif m["id"] in self.ids:
-            err("id", f"duplicate id {m['id']} (first used at {self.ids[m['id']]})")
-        else:
-            self.ids[m["id"]] = f"{file}:{m.line_of('id')}"
-            kw["id"] = m["id"]
-        action = m.get("action")
-        if "action" not in m:
-            err(None, f"rule has no action ({', '.join(ACTIONS)})", m.line)
-        elif msg := _choice("action", action, ACTIONS):
-            err("action", msg)
-            action = None
-        else:
-            kw["action"] = action
-        if "msg" in m:
-            if isinstance(m["msg"], str):
-                kw["msg"] = m["msg"]
-            else:
-                err("msg", f"msg must be a string, got {_got(m['msg'])}")
-        proto = m.get("proto", "ip")
-        if msg := _choice("proto", proto, tuple(PROTOS)):
-            err("proto", msg)
-            proto = None
-        else:
-            kw["proto"] = proto
-        proto_said = f"proto is {proto}" if "proto" in m else "proto defaults to ip"
-
-        # header
-        for key in ("src", "dst"):
-            if key in m:
-                val, ok = self.addr_set(m[key], file, m.line_of(key), key)
-                (kw.__setitem__(key, val) if ok else bad.append(key))
-        for key in ("src_port", "dst_port"):
-            if key not in m:
-                continue
-            if proto is not None and proto not in ("tcp", "udp"):
-                err(key, f"{key} needs proto tcp or udp ({proto_said})")
-                continue
-            val, ok = self.port_set(m[key], file, m.line_of(key), key)
-            (kw.__setitem__(key, val) if ok else bad.append(key))
-        if "direction" in m:
-            if msg := _choice("direction", m["direction"], DIRECTIONS):
-                err("direction", msg)
-            else:
-                kw["direction"] = m["direction"]
-
-        # packet conditions
-        if "flow" in m:
-            self.flow(m, kw, err)
-        if "tcp_flags" in m:
-            if proto is not None and proto != "tcp":
-                err("tcp_flags", f"tcp_flags needs proto tcp ({proto_said})")
-            else:
-                flags, msg = _parse_tcp_flags(m["tcp_flags"])
-                (err("tcp_flags", msg) if msg else kw.__setitem__("tcp_flags", flags))
-        for key in ("icmp_type", "icmp_code"):
-            if key not in m:
-                continue
-            v = m[key]
-            if proto is not None and proto not in ("icmp", "icmpv6"):
-                err(key, f"{key} needs proto icmp or icmpv6 ({proto_said})")
-            elif not _is_int(v) or not 0 <= v <= 255:
-                err(key, f"{key} must be an integer 0-255, got {_got(v)}")
-            else:
-                kw[key] = v
-        if "content" in m:
-            contents = self.contents(file, m, err)
-            if contents is not None:
-                kw["content"] = contents
-        if "regex" in m:
-            self.regex(m, kw, err)
-
-        # app-layer names
-        used = [k for k in APP_FIELDS if k in m]
-        if len(used) > 1:
-            err(used[1], f"a rule can use only one of dns_query, tls_sni, http_host "
-                         f"(a flow carries one protocol); this one has {', '.join(used)}")
-        for key in used:
-            if proto is not None and proto not in APP_FIELDS[key]:
-                err(key, f"{key} needs proto {' or '.join(APP_FIELDS[key])} ({proto_said})")
-                continue
-            names = self.names(file, m, key, err)
-            if names is not None:
-                kw[key] = names
-
-        # output
-        if "threshold" in m:
-            t = self.threshold(file, m, err)
-            if t is not None:
-                kw["threshold"] = t
-        if "log" in m:
-            if not isinstance(m["log"], bool):
-                err("log", f"log must be true or false, got {_got(m['log'])}")
-            elif action == "alert":
-                err("log", "log applies to pass/drop/reject rules (alert rules always emit alerts)")
-            else:
-                kw["log"] = m["log"]
-        if "threshold" in m and action in DECISIONS and not kw.get("log"):
-            err("threshold", f"threshold limits alerts: a {action} rule needs log: true for it to apply")
-        if "severity" in m:
-            v = m["severity"]
-            if not _is_int(v) or not 1 <= v <= 4:
-                err("severity", f"severity must be an integer 1 (high) to 4 (low), got {_got(v)}")
-            else:
-                kw["severity"] = v
-        if "classtype" in m:
-            v = m["classtype"]
-            if not isinstance(v, str) or not v.strip():
-                err("classtype", f"classtype must be a non-empty string, got {_got(v)}")
-            else:
-                kw["classtype"] = v
-        if "metadata" in m:
-            md = self.metadata(file, m, err)
-            if md is not None:
-                kw["metadata"] = md
-
-        if bad or "id" not in kw or "action" not in kw:
-            return None
-        return Rule(file=file, line=m.line, order=order, **kw)
-
-    def flow(self, m, kw, err):
-        v = m["flow"]
-        items = [v] if isinstance(v, str) else v
-        if not isinstance(items, list) or not items:
-            err("flow", f"flow must be one of {', '.join(FLOW_KEYWORDS)} or a list of them, got {_got(v)}")
-            return
-        seen = set()
-        for i, item in enumerate(items):
-            line = items.line_of(i) if isinstance(items, LineList) else None
-            if msg := _choice("flow", item, FLOW_KEYWORDS):
-                err("flow", msg, line)
-                return
-            seen.add(item)
-        for a, b in (("established", "not_established"), ("to_server", "to_client")):
-            if {a, b} <= seen:
-                err("flow", f"flow cannot be both {a} and {b}")
-                return
-        kw["flow"] = frozenset(seen)
-
-    def regex(self, m, kw, err):
-        v = m["regex"]
-        if not isinstance(v, str) or not v:
-            err("regex", f"regex must be a non-empty string, got {_got(v)}")
-            return
-        try:
-            kw["regex"] = re.compile(v.encode())
-        except (re.error, OverflowError, RecursionError, ValueError) as e:   # "a{99999999999}" overflows
-            err("regex", f"bad regex {v!r}: {e}")
-
-    def contents(self, file, m, err):
-        v = m["content"]
-        items = v if isinstance(v, list) else [v]
-        if not items:
-            err("content", "content is an empty list")
-            return None
-        out, ok = [], True
-        for i, item in enumerate(items):
-            line = items.line_of(i) if isinstance(items, LineList) else m.line_of("content")
-            c = self.content(file, line, item, err)
-            ok = ok and c is not None
-            out.append(c)
-        return tuple(out) if ok else None
-
-    def content(self, file, line, item, err):
-        if isinstance(item, str):
-            if not item:
-                err("content", "content is empty", line)
-                return None
-            return Content(item.encode("utf-8"))
-        if not isinstance(item, LineDict):
-            err("content", f"content must be a string or a mapping (value or hex, nocase, offset, depth), "
-                           f"got {_got(item)}", line)
-            return None
-        ok = True
-        for key in item:
-            if key not in CONTENT_KEYS:
-                err("content", f"unknown content key '{key}'{_suggest(key, CONTENT_KEYS)}", item.line_of(key))
-                ok = False
-        if ("value" in item) == ("hex" in item):
-            if ok:                         # else a misspelt value/hex was just reported
-                err("content", "content needs exactly one of value or hex", line)
-            return None
-        value = None
-        if "value" in item:
-            v = item["value"]
-            if not isinstance(v, str) or not v:
-                err("content", f"content value must be a non-empty string, got {_got(v)}", item.line_of("value"))
-            else:
-                value = v.encode("utf-8")
-        else:
-            value, msg = _parse_hex(item["hex"])
-            if msg:
-                err("content", msg, item.line_of("hex"))
-        kw = {}
-        if "nocase" in item:
-            if isinstance(item["nocase"], bool):
-                kw["nocase"] = item["nocase"]
-            else:
-                err("content", f"nocase must be true or false, got {_got(item['nocase'])}", item.line_of("nocase"))
-                ok = False
-        if "offset" in item:
-            o = item["offset"]
-            if _is_int(o) and o >= 0:
-                kw["offset"] = o
-            else:
-                err("content", f"offset must be an integer >= 0, got {_got(o)}", item.line_of("offset"))
-                ok = False
-        if "depth" in item:
-            d = item["depth"]
-            if not _is_int(d) or d <= 0:
-                err("content", f"depth must be an integer > 0, got {_got(d)}", item.line_of("depth"))
-                ok = False
-            elif value is not None and d < len(value):
-                err("content", f"depth {d} is shorter than the content ({len(value)} bytes): it can never match",
-                    item.line_of("depth"))
-                ok = False
-            else:
-                kw["depth"] = d
-        if value is None or not ok:
-            return None
-        return Content(value, **kw)
-
-    def names(self, file, m, key, err):
-        v = m[key]
-        items = [v] if isinstance(v, str) else v
-        if not isinstance(items, list) or not items:
-            err(key, f"{key} must be a name or a list of names, got {_got(v)}")
-            return None
-        out, ok = [], True
-        for i, item in enumerate(items):
-            line = items.line_of(i) if isinstance(items, LineList) else m.line_of(key)
-            pat, msg = _parse_name(item)
-            if msg:
-                err(key, f"{key}: {msg}", line)
-                ok = False
-            else:
-                out.append(pat)
-        return tuple(out) if ok else None
-
-    def threshold(self, file, m, err):
-        t = m["threshold"]
-        if not isinstance(t, LineDict):
-            err("threshold", f"threshold must be a mapping (type, track, count, seconds), got {_got(t)}")
-            return None
-        ok = True
-        for key in t:
-            if key not in THRESHOLD_KEYS:
-                err("threshold", f"unknown threshold key '{key}'{_suggest(key, THRESHOLD_KEYS)}", t.line_of(key))
-                ok = False
-        missing = [k for k in THRESHOLD_KEYS if k not in t]
-        if missing:
-            err("threshold", f"threshold needs {', '.join(missing)}")
-            ok = False
-        for key, options in (("type", THRESHOLD_TYPES), ("track", THRESHOLD_TRACKS)):
-            if key in t and (msg := _choice(f"threshold {key}", t[key], options)):
-                err("threshold", msg, t.line_of(key))
-                ok = False
-        for key in ("count", "seconds"):
-            if key in t and (not _is_int(t[key]) or t[key] < 1):
-                err("threshold", f"threshold {key} must be a positive integer, got {_got(t[key])}", t.line_of(key))
-                ok = False
-        return Threshold(t["type"], t["track"], t["count"], t["seconds"]) if ok else None
-
-    def metadata(self, file, m, err):
-        md = m["metadata"]
-        if not isinstance(md, LineDict):
-            err("metadata", f"metadata must be a mapping of name: [strings], got {_got(md)}")
-            return None
-        out, ok = {}, True
-        for k, v in md.items():
-            line = md.line_of(k)
-            if not isinstance(k, str):
-                err("metadata", f"metadata key must be a string, got {_got(k)}", line)
-                ok = False
-            elif not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-                err("metadata", f"metadata {k} must be a list of strings (quote numbers and yes/no), "
-                                f"got {_got(v)}", line)
-                ok = False
-            else:
-                out[k] = list(v)
-        return out if ok else None
+        fields = read_rule(m, self.where(file, m.line), Draft(m, self.variables, self.ids))
+        return None if fields is None else Rule(file=file, line=m.line, order=order, **fields)
 
     # -------------------------------------------------- all of it
 
     def run(self, paths):
         self.read_paths(paths)
-        self.define_defaults()
-        self.check_vars()
+        self.variables.define_defaults(self.home_net)
+        self.variables.check()
         rules = []
         for order, (file, m) in enumerate(self.raw_rules):
             r = self.rule(file, m, order)
             if r is not None:
                 rules.append(r)
         # orders stay the global position among all rules written, valid or not
-        rs = RuleSet(rules=rules, vars={n: _raw(v.value) for n, v in self.vars.items()},
+        rs = RuleSet(rules=rules, vars=self.variables.display(),
                      default_action=self.default_action[0] if self.default_action else "pass",
-                     sources=tuple(self.sources))
-        return rs, self.sorted_problems()
-
-
-def _parse_tcp_flags(v):
-    """Suricata-style "S", "SA", "S+", "S,CE", "0" -> (TcpFlags, None) or (None, message)."""
-    if not isinstance(v, str):
-        return None, f"tcp_flags must be a string like \"S\" or \"SA+\", got {_got(v)}"
-    main, _, ignore = v.replace(" ", "").upper().partition(",")
-    plus = main.endswith("+")
-    main = main.rstrip("+")
-    if main[:1] in ("*", "!") or main.endswith(("*", "!")):
-        return None, f"tcp_flags '{v}': only exact (\"SA\") and at-least (\"SA+\") are supported"
-
-    def bits(letters, what):
-        b = 0
-        for ch in letters:
-            i = TCP_FLAG_LETTERS.find(ch)
-            if i < 0:
-                return None, f"tcp_flags '{v}': '{ch}' is not a flag; use letters from {TCP_FLAG_LETTERS}"
-            if b & (1 << i):
-                return None, f"tcp_flags '{v}': {what} repeats '{ch}'"
-            b |= 1 << i
-        return b, None
-
-    if main == "0":
-        required, msg = 0, None
-    elif not main:
-        return None, f"tcp_flags '{v}' names no flags"
-    else:
-        required, msg = bits(main, "flags")
-    if msg:
-        return None, msg
-    ignored, msg = bits(ignore, "ignore list")
-    if msg:
-        return None, msg
-    if required & ignored:
-        return None, f"tcp_flags '{v}': a flag cannot be both required and ignored"
-    return TcpFlags(required=required, exact=not plus, mask=0xFF & ~ignored), None
-
-
-def _parse_hex(v):
-    """"41 42|43", "|41 42|", "414243" -> (bytes, None) or (None, message)."""
-    if not isinstance(v, str):
-        return None, f"hex must be a quoted string of hex digits, got {_got(v)} (unquoted digits are read as a number)"
-    digits = re.sub(r"[\s|]", "", v)
-    if not digits:
-        return None, "hex content is empty"
-    if not re.fullmatch(r"[0-9A-Fa-f]+", digits):
-        return None, f"hex {v!r} has characters other than hex digits, spaces and |"
-    if len(digits) % 2:
-        return None, f"hex {v!r} has an odd number of digits"
-    return bytes.fromhex(digits), None
-
-
-def _parse_name(v):
-    """A DNS/TLS/HTTP name or "*.suffix" -> (NamePattern, None) or (None, message)."""
-    if not isinstance(v, str):
-        return None, f"expected a name, got {_got(v)}"
-    name = v.strip().lower()
-    wildcard = name.startswith("*.")
-    if wildcard:
-        name = name[2:]
-    name = name.rstrip(".")                # a trailing root dot is the same name
-    if not name:
-        return None, f"'{v}' is empty"
-    if any(c.isspace() for c in name):
-        return None, f"'{v}' contains whitespace"
-    if "*" in name:
-        return None, f"'{v}': a wildcard is only allowed as a leading \"*.\""
-    labels = name.split(".")
-    if "" in labels:
-        return None, f"'{v}' has an empty label"
-    if len(name) > 253:
-        return None, f"'{v}' is longer than 253 characters"
-    for label in labels:
-        if not _LABEL.match(label):
-            return None, f"'{v}': label '{label}' is not a valid name label (letters, digits, - and _; 1-63 long)"
-    return NamePattern(name, wildcard), None
+                     sources=tuple(self.sources),
+                     home_net=self.variables.home_net() or default_home_net())   # None: broken, reported
+        return rs, self.problems.sorted(self.sources)
 
 
 def load_rules(paths, home_net=None) -> RuleSet:

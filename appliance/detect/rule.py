@@ -12,6 +12,8 @@ DECISIONS = ("pass", "drop", "reject")          # actions that decide a flow's v
 PROTOS = {"ip": None, "tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
 DIRECTIONS = ("any", "inbound", "outbound")
 FLOW_KEYWORDS = ("established", "not_established", "to_server", "to_client")
+# HOME_NET when neither the rule files nor the caller define it: private address space.
+DEFAULT_HOME_NET = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
 TCP_FLAG_LETTERS = "FSRPAUEC"                   # bit order: FIN=1 SYN=2 RST=4 PSH=8 ACK=16 URG=32 ECE=64 CWR=128
 
 
@@ -113,17 +115,9 @@ class Rule:
     def decides(self) -> bool:
         return self.action in DECISIONS
 
-    @property
-    def app_fields(self) -> tuple:
-        """Which app-layer names this rule needs: subset of ("dns", "tls", "http")."""
-        return tuple(k for k, v in (("dns", self.dns_query), ("tls", self.tls_sni), ("http", self.http_host))
-                     if v is not None)
 
-    @property
-    def per_packet(self) -> bool:
-        """True when the rule looks at more than the flow's addresses/ports/proto/direction."""
-        return bool(self.content or self.regex or self.tcp_flags or self.icmp_type is not None
-                    or self.icmp_code is not None or self.flow)
+def default_home_net() -> AddrSet:
+    return AddrSet(tuple(ipaddress.ip_network(n) for n in DEFAULT_HOME_NET))
 
 
 @dataclass
@@ -132,6 +126,8 @@ class RuleSet:
     vars: dict                           # name -> list of raw strings (for display)
     default_action: str = "pass"         # pass | drop | reject
     sources: tuple = ()                  # files it was read from
+    # HOME_NET resolved by the loader ($VARs, "!", lists): `home_net.contains(ip)` says inside.
+    home_net: AddrSet = field(default_factory=default_home_net)
 
 
 class RuleError(Exception):

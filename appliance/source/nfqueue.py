@@ -372,7 +372,7 @@ class Worker:
 def _settings(cfg, running=None):
     """Inspector settings from the config; on a reload, the flow table size stays (the
     table is built once) and everything else follows the file."""
-    return Settings(home_net=list(cfg.home_net) if cfg.home_net is not None else None, outside_ifaces=(cfg.outside,),
+    return Settings(outside_ifaces=(cfg.outside,),
                     depth_packets=cfg.inspection.depth_packets, depth_bytes=cfg.inspection.depth_bytes,
                     max_flows=running.max_flows if running else cfg.inspection.max_flows,
                     offload=cfg.offload, anomaly_action="pass" if cfg.fail_open else "drop",

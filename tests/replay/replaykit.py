@@ -189,7 +189,7 @@ def run(tmp_path):
         rs = load_rules(rules, home_net=home_net)
         eve_path = tmp_path / f"eve{n[0]}.json"
         eve = EveWriter(str(eve_path))
-        insp = Inspector(rs, Settings(home_net=home_net, **kw), eve)
+        insp = Inspector(rs, Settings(**kw), eve)
         res = replay(paths, insp)
         insp.stats_event()
         eve.close()

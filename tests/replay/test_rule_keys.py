@@ -122,6 +122,23 @@ rules:
     assert sorted(r2.sids()) == [1, 1, 3, 3]
 
 
+def test_direction_follows_home_net_as_the_loader_resolves_it(run, rules_file):
+    """HOME_NET with a $VARIABLE, a list and a negation: direction uses the loader's one
+    resolution (the Inspector once re-read the raw list and skipped "$" and "!" items)."""
+    cap = Capture()
+    udp(cap, "203.0.113.5", "192.0.2.5", 4000, 53)     # into $CORP: inbound
+    udp(cap, "203.0.113.5", "10.1.2.3", 4001, 53)      # into 10/8: inbound
+    udp(cap, "203.0.113.5", "10.9.0.1", 4002, 53)      # 10.9/16 is carved out: outside to outside
+    r = run(cap, rules_file("""
+vars:
+  CORP: [192.0.2.0/24]
+  HOME_NET: ["$CORP", "[10.0.0.0/8, !10.9.0.0/16]"]
+rules:
+  - {id: 1, action: alert, direction: inbound}
+"""))
+    assert sorted(e["src_port"] for e in r.alerts()) == [4000, 4001]
+
+
 def test_flow_established_vs_no_handshake(run, rules_file):
     cap = Capture()
     a = TcpConn(cap, "10.0.0.1", 5000, "10.0.0.2", 80)

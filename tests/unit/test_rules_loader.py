@@ -4,8 +4,8 @@ import textwrap
 
 import pytest
 
-from appliance.detect.loader import DEFAULT_HOME_NET, check, load_rules
-from appliance.detect.rule import (AddrSet, Content, NamePattern, PortSet, RuleError, TcpFlags,
+from appliance.detect.loader import check, load_rules
+from appliance.detect.rule import (DEFAULT_HOME_NET, AddrSet, Content, NamePattern, PortSet, RuleError, TcpFlags,
                                    Threshold)
 
 
@@ -112,6 +112,35 @@ def test_home_net_argument_overrides_file(tmp_path):
     assert r.dst.contains("192.0.2.1") and not r.dst.contains("10.0.0.1")
     assert check(p, home_net=["192.0.2.300"]) == ["<home_net>:1: variable HOME_NET: '192.0.2.300' "
                                                   "is not an address, CIDR or port"]
+
+
+def test_home_net_resolved_once_for_the_rule_set(tmp_path):
+    import ipaddress
+    net = ipaddress.ip_network
+    p = write(tmp_path, """
+        vars:
+          HOME_NET: ["$CORP", 10.0.0.0/8, "!10.0.0.0/9"]
+          CORP: [192.0.2.0/24]
+        rules: [{id: 1, action: alert}]
+    """)
+    rs = load_rules(p)
+    # a $VAR inside HOME_NET counts (it used to be skipped: a SYN from CORP had direction any)
+    assert rs.home_net == AddrSet((net("10.128.0.0/9"), net("192.0.2.0/24")))
+    assert rs.home_net.contains("192.0.2.5") and rs.home_net.contains("10.200.0.1")
+    assert not rs.home_net.contains("10.1.0.1") and not rs.home_net.contains("8.8.8.8")
+    # the caller's home_net wins over the files' HOME_NET, and may name their variables
+    assert load_rules(p, home_net=["198.51.100.0/24"]).home_net == AddrSet((net("198.51.100.0/24"),))
+    assert load_rules(p, home_net=["$CORP"]).home_net == AddrSet((net("192.0.2.0/24"),))
+    # a negated HOME_NET stays negated: inside is everything but CORP
+    write(tmp_path, 'vars: {HOME_NET: "!$CORP", CORP: [192.0.2.0/24]}\n')
+    home = load_rules(p).home_net
+    assert home == AddrSet((net("192.0.2.0/24"),), negated=True)
+    assert home.contains("8.8.8.8") and not home.contains("192.0.2.5")
+    # no HOME_NET anywhere: private address space, as $HOME_NET in rules
+    write(tmp_path, "rules: []\n")
+    home = load_rules(p).home_net
+    assert home == AddrSet(tuple(net(n) for n in DEFAULT_HOME_NET))
+    assert home.contains("172.16.0.1") and home.contains("fd00::1") and not home.contains("8.8.8.8")
 
 
 def test_negation_semantics(tmp_path):
@@ -283,6 +312,29 @@ def test_many_problems_reported_together_in_line_order(tmp_path):
     assert e.value.problems == found
 
 
+def test_problems_on_one_line_come_in_keyword_order(tmp_path):
+    # flow-style rules put every key on one line: the order of reading is all that orders them
+    found, path = problems(tmp_path, """
+        rules:
+          - {id: 1, msg: 5, action: drp, proto: udp, dns_query: "a b", tls_sni: y.com, severity: 9}
+          - {id: 2, action: drop, threshold: {type: limit, track: by_src, count: 0, seconds: 1}, log: 3, severity: 9}
+    """)
+    want = [
+        (2, "action must be one of pass, drop, reject, alert, got 'drp' (did you mean 'drop'?)"),
+        (2, "msg must be a string, got number 5"),
+        (2, "a rule can use only one of dns_query, tls_sni, http_host (a flow carries one protocol); "
+            "this one has dns_query, tls_sni"),
+        (2, "dns_query: 'a b' contains whitespace"),
+        (2, "tls_sni needs proto ip or tcp (proto is udp)"),
+        (2, "severity must be an integer 1 (high) to 4 (low), got number 9"),
+        (3, "threshold count must be a positive integer, got number 0"),
+        (3, "log must be true or false, got number 3"),
+        (3, "threshold limits alerts: a drop rule needs log: true for it to apply"),
+        (3, "severity must be an integer 1 (high) to 4 (low), got number 9"),
+    ]
+    assert found == [f"{path}:{line}: {msg}" for line, msg in want]
+
+
 @pytest.mark.parametrize("text, line, msg", [
     ("rules:\n  - id: 1\n    msg: x\n", 2, "rule has no action (pass, drop, reject, alert)"),
     ("rules:\n  - action: drop\n", 2, "rule has no id (a unique positive integer)"),
@@ -305,6 +357,8 @@ def test_many_problems_reported_together_in_line_order(tmp_path):
     ("rules:\n  - id: 1\n    action: alert\n    dst: 2001\n", 4,
      "dst: expected an address, CIDR, list or $VAR, got number 2001 (quote IPv6 addresses)"),
     ("rules:\n  - id: 1\n    action: alert\n    dst: '!any'\n", 4, "dst matches no address"),
+    ("rules:\n  - id: 1\n    action: alert\n    src:\n      - 10.0.0.0/8\n      - '!10.0.0.300'\n", 6,
+     "src: '10.0.0.300' is not an IP address or CIDR"),
     ("rules:\n  - id: 1\n    action: alert\n    dst_port: 80\n", 4,
      "dst_port needs proto tcp or udp (proto defaults to ip)"),
     ("rules:\n  - id: 1\n    action: alert\n    proto: tpc\n", 4,
@@ -342,6 +396,8 @@ def test_many_problems_reported_together_in_line_order(tmp_path):
     ("vars:\n  X: [10.0.0.0/8,\n     nonsense]\n", 3, "variable X: 'nonsense' is not an address, CIDR or port"),
     ("vars:\n  X: [$NOPE]\n", 2, "unknown variable $NOPE"),
     ("vars:\n  HOME_NET: [80]\n", 2, "variable HOME_NET must hold addresses, not ports"),
+    # HOME_NET is resolved for directions even when no rule names it
+    ("vars:\n  HOME_NET: [[]]\n", 2, "$HOME_NET: empty list"),
     ("rules:\n  - id: 1\n    action: alert\n    src: '[10.0.0.0/8'\n", 4, "src: unbalanced brackets in '[10.0.0.0/8'"),
     ("rules: {id: 1}\n", 1, "rules must be a list, got a mapping"),
     ("- id: 1\n", 1, "a rule file must be a mapping with vars/default_action/rules, got a list"),

@@ -6,7 +6,8 @@ import jsonschema
 import pytest
 import yaml
 
-from appliance.detect.loader import RULE_KEYS, check
+from appliance.detect.keywords import RULE_KEYS
+from appliance.detect.loader import check
 from appliance.detect.schema import rule_schema
 
 RULES = Path(__file__).resolve().parents[2] / "rules"

@@ -1,0 +1,579 @@
+"""The rule keywords: each defined once, here.
+
+A Keyword says how its value parses into a Rule field, its JSON Schema fragment
+(`appliance rules schema`), which protos allow it, and what the engine makes of it
+(an app-layer name, a per-packet condition). The YAML loader, schema.py and the
+engine derive from KEYWORDS; a reader of another rule syntax can reuse it by handing
+`read_rule` a mapping of keyword -> value.
+
+Parsers take plain values (str, int, bool, list, dict) and a `Where` to report at;
+they return the field's value, or INVALID after reporting why.
+"""
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from ..problems import choice, did_you_mean, got, is_int
+from .rule import (ACTIONS, DECISIONS, DIRECTIONS, FLOW_KEYWORDS, PROTOS, TCP_FLAG_LETTERS,
+                   Content, NamePattern, Rule, TcpFlags, Threshold)
+
+INVALID = object()                       # a parser's "reported, no value"
+CONTENT_KEYS = ("value", "hex", "nocase", "offset", "depth")
+THRESHOLD_KEYS = ("type", "track", "count", "seconds")
+THRESHOLD_TYPES = ("limit", "threshold", "both")
+THRESHOLD_TRACKS = ("by_src", "by_dst", "by_flow", "by_rule")
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\Z")
+
+
+@dataclass(frozen=True)
+class Keyword:
+    name: str                            # the rule key, and the Rule field it fills
+    parse: Callable                      # (value, where, draft) -> field value | INVALID
+    schema: dict                         # JSON Schema fragment of its value
+    protos: tuple = ()                   # only with these protos; () = any
+    app: str | None = None               # the app-layer field whose names it matches
+    packet: bool = False                 # a per-packet condition (checked within the inspection depth)
+    missing: str | None = None           # a required key: the problem when a rule lacks it
+    before: Callable | None = None       # check across keys before its parse: draft -> (key, msg) | None
+    after: Callable | None = None        # ... after its turn, written or not
+
+
+class Draft:
+    """A rule being read: the keys written, the fields parsed so far, what it can refer to."""
+
+    def __init__(self, keys, variables, ids):
+        self.keys = tuple(keys)
+        self.variables = variables       # variables.Variables, for $VAR in addresses/ports
+        self.ids = ids                   # id -> where first used, shared by every rule of a set
+        self.fields = {"msg": ""}
+
+    @property
+    def proto(self):
+        """The proto the rule is for: "ip" when not written, None when written wrong."""
+        return self.fields.get("proto") if "proto" in self.keys else "ip"
+
+
+def read_rule(mapping, where, draft):
+    """The Rule fields of one rule (keyword -> value), or None after reporting every problem.
+    Keywords are read in KEYWORDS order, which is the order of problems on one line."""
+    ok = True
+    for key in mapping:
+        if key not in RULE_KEYS:
+            where.of(mapping, key).report(f"unknown key '{key}'{did_you_mean(key, RULE_KEYS)}")
+            ok = False
+    fields = draft.fields
+    for kw in KEYWORDS:
+        if kw.name not in mapping:
+            if kw.missing:
+                where.report(kw.missing)
+                ok = False
+        else:
+            if kw.before and (found := kw.before(draft)):
+                where.of(mapping, found[0]).report(found[1])
+                ok = False
+            at = where.of(mapping, kw.name)
+            if msg := _proto_problem(draft, kw):
+                at.report(msg)             # its value is not read: it could not apply anyway
+                ok = False
+            else:
+                value = kw.parse(mapping[kw.name], at, draft)
+                if value is INVALID:
+                    ok = False
+                else:
+                    fields[kw.name] = value
+        if kw.after and (found := kw.after(draft)):
+            where.of(mapping, found[0]).report(found[1])
+            ok = False
+    return fields if ok else None
+
+
+def _proto_problem(draft, kw):
+    proto = draft.proto
+    if kw.protos and proto is not None and proto not in kw.protos:
+        said = f"proto is {proto}" if "proto" in draft.keys else "proto defaults to ip"
+        return f"{kw.name} needs proto {' or '.join(kw.protos)} ({said})"
+    return None
+
+
+# ---------------------------------------------------------------- parsers
+
+def _one_of(name, options):
+    def parse(v, where, draft):
+        msg = choice(name, v, options)
+        if msg:
+            where.report(msg)
+            return INVALID
+        return v
+    return parse
+
+
+def _id(v, where, draft):
+    if not is_int(v) or v <= 0:
+        where.report(f"id must be a positive integer, got {got(v)}")
+        return INVALID
+    if v in draft.ids:
+        where.report(f"duplicate id {v} (first used at {draft.ids[v]})")
+        return INVALID
+    draft.ids[v] = str(where)
+    return v
+
+
+def _msg(v, where, draft):
+    if not isinstance(v, str):
+        where.report(f"msg must be a string, got {got(v)}")
+        return INVALID
+    return v
+
+
+def _addresses(name):
+    def parse(v, where, draft):
+        val, ok = draft.variables.addr_set(v, where, name)
+        return val if ok else INVALID
+    return parse
+
+
+def _ports(name):
+    def parse(v, where, draft):
+        val, ok = draft.variables.port_set(v, where, name)
+        return val if ok else INVALID
+    return parse
+
+
+def _flow(v, where, draft):
+    items = [v] if isinstance(v, str) else v
+    if not isinstance(items, list) or not items:
+        where.report(f"flow must be one of {', '.join(FLOW_KEYWORDS)} or a list of them, got {got(v)}")
+        return INVALID
+    seen = set()
+    for i, item in enumerate(items):
+        if msg := choice("flow", item, FLOW_KEYWORDS):
+            where.of(items, i).report(msg)
+            return INVALID
+        seen.add(item)
+    for a, b in (("established", "not_established"), ("to_server", "to_client")):
+        if {a, b} <= seen:
+            where.report(f"flow cannot be both {a} and {b}")
+            return INVALID
+    return frozenset(seen)
+
+
+def _tcp_flags(v, where, draft):
+    flags, msg = parse_tcp_flags(v)
+    if msg:
+        where.report(msg)
+        return INVALID
+    return flags
+
+
+def _icmp(name):
+    def parse(v, where, draft):
+        if not is_int(v) or not 0 <= v <= 255:
+            where.report(f"{name} must be an integer 0-255, got {got(v)}")
+            return INVALID
+        return v
+    return parse
+
+
+def _content(v, where, draft):
+    items = v if isinstance(v, list) else [v]
+    if not items:
+        where.report("content is an empty list")
+        return INVALID
+    out = [_content_item(item, where.of(items, i)) for i, item in enumerate(items)]
+    return INVALID if None in out else tuple(out)
+
+
+def _content_item(item, where):
+    """One Content, or None after reporting."""
+    if isinstance(item, str):
+        if not item:
+            where.report("content is empty")
+            return None
+        return Content(item.encode("utf-8"))
+    if not isinstance(item, dict):
+        where.report(f"content must be a string or a mapping (value or hex, nocase, offset, depth), "
+                     f"got {got(item)}")
+        return None
+    ok = True
+    for key in item:
+        if key not in CONTENT_KEYS:
+            where.of(item, key).report(f"unknown content key '{key}'{did_you_mean(key, CONTENT_KEYS)}")
+            ok = False
+    if ("value" in item) == ("hex" in item):
+        if ok:                             # else a misspelt value/hex was just reported
+            where.report("content needs exactly one of value or hex")
+        return None
+    value = None
+    if "value" in item:
+        v = item["value"]
+        if not isinstance(v, str) or not v:
+            where.of(item, "value").report(f"content value must be a non-empty string, got {got(v)}")
+        else:
+            value = v.encode("utf-8")
+    else:
+        value, msg = parse_hex(item["hex"])
+        if msg:
+            where.of(item, "hex").report(msg)
+    kw = {}
+    if "nocase" in item:
+        if isinstance(item["nocase"], bool):
+            kw["nocase"] = item["nocase"]
+        else:
+            where.of(item, "nocase").report(f"nocase must be true or false, got {got(item['nocase'])}")
+            ok = False
+    if "offset" in item:
+        o = item["offset"]
+        if is_int(o) and o >= 0:
+            kw["offset"] = o
+        else:
+            where.of(item, "offset").report(f"offset must be an integer >= 0, got {got(o)}")
+            ok = False
+    if "depth" in item:
+        d = item["depth"]
+        if not is_int(d) or d <= 0:
+            where.of(item, "depth").report(f"depth must be an integer > 0, got {got(d)}")
+            ok = False
+        elif value is not None and d < len(value):
+            where.of(item, "depth").report(f"depth {d} is shorter than the content ({len(value)} bytes): "
+                                           f"it can never match")
+            ok = False
+        else:
+            kw["depth"] = d
+    if value is None or not ok:
+        return None
+    return Content(value, **kw)
+
+
+def _regex(v, where, draft):
+    if not isinstance(v, str) or not v:
+        where.report(f"regex must be a non-empty string, got {got(v)}")
+        return INVALID
+    try:
+        return re.compile(v.encode())
+    except (re.error, OverflowError, RecursionError, ValueError) as e:   # "a{99999999999}" overflows
+        where.report(f"bad regex {v!r}: {e}")
+        return INVALID
+
+
+def _names(name):
+    def parse(v, where, draft):
+        items = [v] if isinstance(v, str) else v
+        if not isinstance(items, list) or not items:
+            where.report(f"{name} must be a name or a list of names, got {got(v)}")
+            return INVALID
+        out, ok = [], True
+        for i, item in enumerate(items):
+            pat, msg = parse_name(item)
+            if msg:
+                where.of(items, i).report(f"{name}: {msg}")
+                ok = False
+            else:
+                out.append(pat)
+        return tuple(out) if ok else INVALID
+    return parse
+
+
+def _one_app_field(name):
+    """A flow carries one app protocol: a second app keyword can never match with the first.
+    Checked at the first one's turn (before any of them is read), reported at the second."""
+    def check(draft):
+        used = [k for k in APP_KEYS if k in draft.keys]
+        if len(used) > 1 and used[0] == name:
+            return used[1], (f"a rule can use only one of {', '.join(APP_KEYS)} (a flow carries one "
+                          f"protocol); this one has {', '.join(used)}")
+        return None
+    return check
+
+
+def _threshold(t, where, draft):
+    if not isinstance(t, dict):
+        where.report(f"threshold must be a mapping (type, track, count, seconds), got {got(t)}")
+        return INVALID
+    ok = True
+    for key in t:
+        if key not in THRESHOLD_KEYS:
+            where.of(t, key).report(f"unknown threshold key '{key}'{did_you_mean(key, THRESHOLD_KEYS)}")
+            ok = False
+    missing = [k for k in THRESHOLD_KEYS if k not in t]
+    if missing:
+        where.report(f"threshold needs {', '.join(missing)}")
+        ok = False
+    for key, options in (("type", THRESHOLD_TYPES), ("track", THRESHOLD_TRACKS)):
+        if key in t and (msg := choice(f"threshold {key}", t[key], options)):
+            where.of(t, key).report(msg)
+            ok = False
+    for key in ("count", "seconds"):
+        if key in t and (not is_int(t[key]) or t[key] < 1):
+            where.of(t, key).report(f"threshold {key} must be a positive integer, got {got(t[key])}")
+            ok = False
+    return Threshold(t["type"], t["track"], t["count"], t["seconds"]) if ok else INVALID
+
+
+def _log(v, where, draft):
+    if not isinstance(v, bool):
+        where.report(f"log must be true or false, got {got(v)}")
+        return INVALID
+    if draft.fields.get("action") == "alert":
+        where.report("log applies to pass/drop/reject rules (alert rules always emit alerts)")
+        return INVALID
+    return v
+
+
+def _threshold_needs_log(draft):
+    """A threshold limits alerts; a deciding rule emits alerts only with log: true."""
+    action = draft.fields.get("action")
+    if "threshold" in draft.keys and action in DECISIONS and not draft.fields.get("log"):
+        return "threshold", f"threshold limits alerts: a {action} rule needs log: true for it to apply"
+    return None
+
+
+def _severity(v, where, draft):
+    if not is_int(v) or not 1 <= v <= 4:
+        where.report(f"severity must be an integer 1 (high) to 4 (low), got {got(v)}")
+        return INVALID
+    return v
+
+
+def _classtype(v, where, draft):
+    if not isinstance(v, str) or not v.strip():
+        where.report(f"classtype must be a non-empty string, got {got(v)}")
+        return INVALID
+    return v
+
+
+def _metadata(md, where, draft):
+    if not isinstance(md, dict):
+        where.report(f"metadata must be a mapping of name: [strings], got {got(md)}")
+        return INVALID
+    out, ok = {}, True
+    for k, v in md.items():
+        if not isinstance(k, str):
+            where.of(md, k).report(f"metadata key must be a string, got {got(k)}")
+            ok = False
+        elif not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            where.of(md, k).report(f"metadata {k} must be a list of strings (quote numbers and yes/no), "
+                                   f"got {got(v)}")
+            ok = False
+        else:
+            out[k] = list(v)
+    return out if ok else INVALID
+
+
+# ---------------------------------------------------------------- values with a syntax of their own
+
+def parse_tcp_flags(v):
+    """Suricata-style "S", "SA", "S+", "S,CE", "0" -> (TcpFlags, None) or (None, message)."""
+    if not isinstance(v, str):
+        return None, f"tcp_flags must be a string like \"S\" or \"SA+\", got {got(v)}"
+    main, _, ignore = v.replace(" ", "").upper().partition(",")
+    plus = main.endswith("+")
+    main = main.rstrip("+")
+    if main[:1] in ("*", "!") or main.endswith(("*", "!")):
+        return None, f"tcp_flags '{v}': only exact (\"SA\") and at-least (\"SA+\") are supported"
+
+    def bits(letters, what):
+        b = 0
+        for ch in letters:
+            i = TCP_FLAG_LETTERS.find(ch)
+            if i < 0:
+                return None, f"tcp_flags '{v}': '{ch}' is not a flag; use letters from {TCP_FLAG_LETTERS}"
+            if b & (1 << i):
+                return None, f"tcp_flags '{v}': {what} repeats '{ch}'"
+            b |= 1 << i
+        return b, None
+
+    if main == "0":
+        required, msg = 0, None
+    elif not main:
+        return None, f"tcp_flags '{v}' names no flags"
+    else:
+        required, msg = bits(main, "flags")
+    if msg:
+        return None, msg
+    ignored, msg = bits(ignore, "ignore list")
+    if msg:
+        return None, msg
+    if required & ignored:
+        return None, f"tcp_flags '{v}': a flag cannot be both required and ignored"
+    return TcpFlags(required=required, exact=not plus, mask=0xFF & ~ignored), None
+
+
+def parse_hex(v):
+    """"41 42|43", "|41 42|", "414243" -> (bytes, None) or (None, message)."""
+    if not isinstance(v, str):
+        return None, f"hex must be a quoted string of hex digits, got {got(v)} (unquoted digits are read as a number)"
+    digits = re.sub(r"[\s|]", "", v)
+    if not digits:
+        return None, "hex content is empty"
+    if not re.fullmatch(r"[0-9A-Fa-f]+", digits):
+        return None, f"hex {v!r} has characters other than hex digits, spaces and |"
+    if len(digits) % 2:
+        return None, f"hex {v!r} has an odd number of digits"
+    return bytes.fromhex(digits), None
+
+
+def parse_name(v):
+    """A DNS/TLS/HTTP name or "*.suffix" -> (NamePattern, None) or (None, message)."""
+    if not isinstance(v, str):
+        return None, f"expected a name, got {got(v)}"
+    name = v.strip().lower()
+    wildcard = name.startswith("*.")
+    if wildcard:
+        name = name[2:]
+    name = name.rstrip(".")                # a trailing root dot is the same name
+    if not name:
+        return None, f"'{v}' is empty"
+    if any(c.isspace() for c in name):
+        return None, f"'{v}' contains whitespace"
+    if "*" in name:
+        return None, f"'{v}': a wildcard is only allowed as a leading \"*.\""
+    labels = name.split(".")
+    if "" in labels:
+        return None, f"'{v}' has an empty label"
+    if len(name) > 253:
+        return None, f"'{v}' is longer than 253 characters"
+    for label in labels:
+        if not _LABEL.match(label):
+            return None, f"'{v}': label '{label}' is not a valid name label (letters, digits, - and _; 1-63 long)"
+    return NamePattern(name, wildcard), None
+
+
+# ---------------------------------------------------------------- schema fragments
+
+def _set_of(desc, scalar):
+    """A scalar, or a list of scalars."""
+    return {"description": desc, "anyOf": [scalar, {"type": "array", "minItems": 1, "items": scalar}]}
+
+
+_ADDR = {"type": "string", "minLength": 1,
+         "description": "IP address, CIDR (host bits are cleared), any, $VAR, or \"!\" before any of "
+                        "these; a quoted \"[a, !b]\" list is also accepted"}
+_PORT = {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 65535},
+                   {"type": "string", "minLength": 1}],
+         "description": "port 0-65535, \"a-b\" range, any, $VAR, or \"!\" before any of these"}
+_NAME = {"type": "string", "minLength": 1, "pattern": r"^\S+$",
+         "description": "exact name (case-insensitive, trailing dot ignored) or \"*.suffix\" for any subdomain"}
+_CONTENT_MAP = {
+    "type": "object", "additionalProperties": False,
+    "description": "content with options; exactly one of value or hex",
+    "properties": {
+        "value": {"type": "string", "minLength": 1, "description": "literal text (UTF-8), taken as is"},
+        "hex": {"type": "string", "minLength": 1,
+                "description": "bytes as hex digits; spaces and | are ignored: \"0d 0a\", \"|de ad|\""},
+        "nocase": {"type": "boolean", "description": "match ASCII letters case-insensitively"},
+        "offset": {"type": "integer", "minimum": 0,
+                   "description": "the match starts at or after this payload offset"},
+        "depth": {"type": "integer", "minimum": 1,
+                  "description": "the match ends within offset+depth bytes of the payload"},
+    },
+    "oneOf": [{"required": ["value"]}, {"required": ["hex"]}],
+}
+_CONTENT_ITEM = {"anyOf": [{"type": "string", "minLength": 1, "description": "literal text (UTF-8)"},
+                           _CONTENT_MAP]}
+
+
+def _names_schema(what):
+    return {"description": f"{what}: the rule matches when any of these names matches",
+            "anyOf": [_NAME, {"type": "array", "minItems": 1, "items": _NAME}]}
+
+
+# ---------------------------------------------------------------- the table
+
+_TCP_UDP = ("tcp", "udp")
+_ICMP = ("icmp", "icmpv6")
+
+# In reading order: problems on one line come in this order, and later keys see earlier
+# ones (proto, action, log) in the draft.
+KEYWORDS = (
+    Keyword("id", _id, {"type": "integer", "minimum": 1,
+                        "description": "unique positive integer across all rule files; alert.signature_id"},
+            missing="rule has no id (a unique positive integer)"),
+    Keyword("action", _one_of("action", ACTIONS),
+            {"enum": list(ACTIONS),
+             "description": "pass/drop/reject: the first matching one decides the flow's verdict; "
+                            "alert: emit an alert, never decides"},
+            missing=f"rule has no action ({', '.join(ACTIONS)})"),
+    Keyword("msg", _msg, {"type": "string", "description": "what the rule means; alert.signature (recommended)"}),
+    Keyword("proto", _one_of("proto", tuple(PROTOS)),
+            {"enum": list(PROTOS), "default": "ip", "description": "IP protocol; ip = any"}),
+    Keyword("src", _addresses("src"), {**_set_of("source addresses", _ADDR), "default": "any"}),
+    Keyword("dst", _addresses("dst"), {**_set_of("destination addresses", _ADDR), "default": "any"}),
+    Keyword("src_port", _ports("src_port"),
+            {**_set_of("source ports (proto tcp or udp only)", _PORT), "default": "any"}, protos=_TCP_UDP),
+    Keyword("dst_port", _ports("dst_port"),
+            {**_set_of("destination ports (proto tcp or udp only)", _PORT), "default": "any"}, protos=_TCP_UDP),
+    Keyword("direction", _one_of("direction", DIRECTIONS),
+            {"enum": list(DIRECTIONS), "default": "any",
+             "description": "inbound: flow initiated from outside HOME_NET (replay) or arriving on "
+                            "the outside interface (live); outbound: the reverse"}),
+    Keyword("flow", _flow,
+            {"description": "flow state/direction conditions; all listed must hold",
+             "anyOf": [{"enum": list(FLOW_KEYWORDS)},
+                       {"type": "array", "minItems": 1, "uniqueItems": True,
+                        "items": {"enum": list(FLOW_KEYWORDS)}}]},
+            packet=True),
+    Keyword("tcp_flags", _tcp_flags,
+            {"type": "string", "pattern": r"^\s*(0|[FSRPAUECfsrpauec]+)\+?\s*(,\s*[FSRPAUECfsrpauec]+)?\s*$",
+             "description": "Suricata-style flags over FSRPAUEC: \"S\" exactly SYN, \"S+\" SYN "
+                            "and maybe others, \"0\" none; \",CE\" flags to ignore (proto tcp)"},
+            protos=("tcp",), packet=True),
+    Keyword("icmp_type", _icmp("icmp_type"),
+            {"type": "integer", "minimum": 0, "maximum": 255, "description": "ICMP/ICMPv6 type (proto icmp or icmpv6)"},
+            protos=_ICMP, packet=True),
+    Keyword("icmp_code", _icmp("icmp_code"),
+            {"type": "integer", "minimum": 0, "maximum": 255, "description": "ICMP/ICMPv6 code (proto icmp or icmpv6)"},
+            protos=_ICMP, packet=True),
+    Keyword("content", _content,
+            {"description": "bytes the payload must contain; a list: all must match",
+             "anyOf": [_CONTENT_ITEM, {"type": "array", "minItems": 1, "items": _CONTENT_ITEM}]},
+            packet=True),
+    Keyword("regex", _regex,
+            {"type": "string", "minLength": 1,
+             "description": "Python regular expression searched in the payload bytes; inline flags "
+                            "like (?i) allowed"},
+            packet=True),
+    Keyword("dns_query", _names("dns_query"), _names_schema("DNS query name"),
+            protos=("ip", "tcp", "udp"), app="dns", before=_one_app_field("dns_query")),
+    Keyword("tls_sni", _names("tls_sni"), _names_schema("TLS ClientHello server name (proto tcp or ip)"),
+            protos=("ip", "tcp"), app="tls", before=_one_app_field("tls_sni")),
+    Keyword("http_host", _names("http_host"), _names_schema("HTTP Host header (proto tcp or ip)"),
+            protos=("ip", "tcp"), app="http", before=_one_app_field("http_host")),
+    Keyword("threshold", _threshold, {
+        "type": "object", "additionalProperties": False, "required": list(THRESHOLD_KEYS),
+        "description": "limit how often the rule alerts",
+        "properties": {
+            "type": {"enum": list(THRESHOLD_TYPES),
+                     "description": "limit: first count per period; threshold: every count-th; "
+                                    "both: once per period after count matches"},
+            "track": {"enum": list(THRESHOLD_TRACKS), "description": "what the counters are kept per"},
+            "count": {"type": "integer", "minimum": 1, "description": "matches counted"},
+            "seconds": {"type": "integer", "minimum": 1, "description": "the period"},
+        },
+    }),
+    Keyword("log", _log, {"type": "boolean", "default": False,
+                          "description": "pass/drop/reject rules: also emit an alert event when the rule decides"},
+            after=_threshold_needs_log),
+    Keyword("severity", _severity, {"type": "integer", "minimum": 1, "maximum": 4, "default": 3,
+                                    "description": "1 (high) to 4 (low); alert.severity"}),
+    Keyword("classtype", _classtype, {"type": "string", "minLength": 1, "description": "alert.category"}),
+    Keyword("metadata", _metadata, {"type": "object", "description": "free-form; alert.metadata",
+                                    "additionalProperties": {"type": "array", "items": {"type": "string"}}}),
+)
+
+RULE_KEYS = tuple(k.name for k in KEYWORDS)
+APP_KEYS = tuple(k.name for k in KEYWORDS if k.app)          # dns_query, tls_sni, http_host
+APP_FIELDS = tuple(k.app for k in KEYWORDS if k.app)         # dns, tls, http: what the app parsers fill
+RULE_FIELD = {k.app: k.name for k in KEYWORDS if k.app}      # dns -> dns_query
+PACKET_KEYS = tuple(k.name for k in KEYWORDS if k.packet)
+_UNSET = {f.name: f.default for f in dataclasses.fields(Rule)}
+
+
+def app_fields(rule):
+    """The app-layer fields a rule needs names from: a subset of APP_FIELDS."""
+    return tuple(f for f, key in RULE_FIELD.items() if getattr(rule, key) is not None)
+
+
+def per_packet(rule):
+    """True when the rule looks at more than the flow's addresses/ports/proto/direction."""
+    return any(getattr(rule, key) != _UNSET[key] for key in PACKET_KEYS)
