@@ -13,7 +13,19 @@ import re
 from appliance import yamlsource
 
 FAILURE_MODES = ("open", "closed")
-IFNAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")   # Linux IFNAMSIZ is 16 with the NUL
+# One rule for interface names, `appliance run` and `appliance bootstrap` alike (aws/interfaces.py
+# imports it). Linux (dev_valid_name, and `ip link`) takes 1-15 bytes (IFNAMSIZ is 16 with the
+# NUL), not "." or "..", without "/", ":" or white space: ":" is refused because "eth0:1" is an
+# address label on eth0 (the old alias syntax), not an interface. The names also go into
+# iptables rules, where "+" is a wildcard and "!" a negation, so only the characters real names
+# use are taken: a name here means exactly one interface everywhere.
+IFNAME = re.compile(r"(?!\.\.?$)[A-Za-z0-9_.@-]{1,15}")
+IFNAME_RULE = "1-15 characters of letters, digits, _ . @ -"
+
+
+def is_ifname(value) -> bool:
+    """True for a Linux interface name by the rule above."""
+    return isinstance(value, str) and IFNAME.fullmatch(value) is not None
 
 
 class ConfigError(Exception):
@@ -113,9 +125,9 @@ def load_config(path) -> Config:
             out[role] = None
         elif isinstance(v, str) and DISCOVERED.match(v):
             out[role] = v
-        elif not isinstance(v, str) or not IFNAME.match(v):
+        elif not is_ifname(v):
             problems.append(f"{path}:{ifaces.line_of(role)}: interfaces.{role}: {v!r} is not an "
-                            "interface name (1-15 characters of letters, digits, _ . : @ -) or auto")
+                            f"interface name ({IFNAME_RULE}) or auto")
         else:
             out[role] = v
     named = [(r, out.get(r)) for r in IFACE_KEYS if out.get(r) is not None and not DISCOVERED.match(out[r])]

@@ -136,3 +136,25 @@ def test_appliance_run_exits_2_with_file_line_problems(tmp_path):
     (tmp_path / "rules.yaml").write_text("rules:\n  - {id: 1, action: drop, proto: tcp, dst_port: 23}\n")
     r = run_cli("--config", str(cfg), "--check")
     assert r.returncode == 0 and "1 rule(s)" in r.stdout
+
+
+# One interface-name rule for `appliance run` (load_config) and the bootstrap's role
+# assignment (aws/interfaces.py): what Linux and `ip link` take, nothing iptables reads as
+# a pattern, and no "eth0:1" (an address label on eth0, not an interface).
+@pytest.mark.parametrize("name,ok", [
+    ("eth0", True), ("ens5", True), ("br-lan.10", True), ("veth_a@b", True), ("a" * 15, True),
+    ("eth0:1", False), ("a" * 16, False), (".", False), ("..", False), ("eth 1", False),
+    ("eth/1", False), ("eth+", False), ("!eth0", False), ("eth0\n", False), ("", False),
+])
+def test_interface_name_rule_is_the_same_for_run_and_bootstrap(tmp_path, name, ok):
+    import json
+    from appliance.aws.interfaces import selector_kind
+    p = write(tmp_path, f"interfaces: {{outside: {json.dumps(name)}, inside: other0}}\n")   # JSON is YAML
+    try:
+        run_ok = load_config(p).outside == name
+    except ConfigError as e:
+        assert e.problems == [f"{p}:1: interfaces.outside: {name!r} is not an interface name "
+                              "(1-15 characters of letters, digits, _ . @ -) or auto"]
+        run_ok = False
+    assert run_ok is ok
+    assert (selector_kind(name) == "ifname") is ok
