@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from appliance.config import Config, ConfigError, Inspection, load_config, resolve_interfaces
+from appliance.config import Aws, Config, ConfigError, Inspection, load_config, resolve_interfaces
 
 
 def write(tmp_path, text, name="appliance.yaml"):
@@ -158,3 +158,35 @@ def test_interface_name_rule_is_the_same_for_run_and_bootstrap(tmp_path, name, o
         run_ok = False
     assert run_ok is ok
     assert (selector_kind(name) == "ifname") is ok
+
+
+def test_aws_section(tmp_path):
+    cfg = load_config(write(tmp_path, "interfaces: {outside: auto, inside: auto}\n"
+                                      "aws: {source_dest_check: verify, status_file: /tmp/s.json, "
+                                      "management_table: 42, interface_wait_seconds: 0.5}\n"))
+    assert cfg.aws == Aws("verify", "/tmp/s.json", 42, 0.5)
+    assert load_config(write(tmp_path, "interfaces: {outside: a, inside: b}\naws: null\n")).aws == Aws()
+    assert Aws() == Aws("disable", "/run/appliance/bootstrap.json", 100, 30)
+
+
+def test_aws_problems_each_at_its_line_all_at_once(tmp_path):
+    p = problems(tmp_path, """\
+interfaces:
+  outside: auto
+  inside: null
+aws:
+  source_dest_check: disabled
+  status_fil: /tmp/s.json
+  management_table: 254
+  interface_wait_seconds: -1
+""")
+    path = str(tmp_path / "appliance.yaml")
+    assert p == [
+        f"{path}:3: interfaces.inside cannot be null (an interface name or auto)",
+        f"{path}:6: unknown key aws.'status_fil' (did you mean 'status_file'?)",
+        f"{path}:5: aws.source_dest_check: 'disabled' is not one of disable, verify, ignore (did you mean 'disable'?)",
+        f"{path}:7: aws.management_table must be an integer from 1 to 252, got 254",
+        f"{path}:8: aws.interface_wait_seconds must be a number of seconds >= 0, got -1",
+    ]
+    assert problems(tmp_path, "interfaces: {outside: a, inside: b}\naws: [1]\n") == [
+        f"{path}:2: aws must be a mapping of source_dest_check, status_file, management_table, interface_wait_seconds"]
