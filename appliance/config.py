@@ -278,7 +278,7 @@ def resolve_interfaces(cfg: Config, discover=None) -> Config:
             raise ConfigError([f"{cfg.path}:1: interfaces: auto needs appliance.aws.bootstrap, "
                                f"which cannot be imported: {e}"]) from None
     try:
-        roles = discover(cfg.path)
+        roles = discover(cfg)
     except Exception as e:     # discovery reports "step: message"; keep it whole
         raise ConfigError([f"{cfg.path}:1: interfaces: auto: discovery failed: {e}"]) from None
     found, problems = {}, []

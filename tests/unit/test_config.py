@@ -101,13 +101,13 @@ def test_bad_interface_name_and_yaml_errors(tmp_path):
 
 def test_resolve_auto_interfaces(tmp_path):
     cfg = load_config(write(tmp_path, "interfaces: {outside: auto, inside: auto}\n"))
-    got = resolve_interfaces(cfg, discover=lambda path: {"outside": "ens5", "inside": "ens6"})
+    got = resolve_interfaces(cfg, discover=lambda cfg: {"outside": "ens5", "inside": "ens6"})
     assert (got.outside, got.inside) == ("ens5", "ens6")
     with pytest.raises(ConfigError) as e:
-        resolve_interfaces(cfg, discover=lambda path: {"outside": "ens5"})
+        resolve_interfaces(cfg, discover=lambda cfg: {"outside": "ens5"})
     assert "interfaces.inside: auto: discovery found no inside interface" in e.value.problems[0]
 
-    def broken(path):
+    def broken(cfg):
         raise RuntimeError("imds: no token")
     with pytest.raises(ConfigError) as e:
         resolve_interfaces(cfg, discover=broken)
@@ -190,3 +190,21 @@ aws:
     ]
     assert problems(tmp_path, "interfaces: {outside: a, inside: b}\naws: [1]\n") == [
         f"{path}:2: aws must be a mapping of source_dest_check, status_file, management_table, interface_wait_seconds"]
+
+
+def test_aws_problem_reported_alike_by_load_config_run_check_and_bootstrap(tmp_path):
+    import subprocess, sys
+    cfg = write(tmp_path, "interfaces: {outside: auto, inside: auto}\n"
+                          "aws:\n  source_dest_check: of\n  management_tabel: 7\n")
+    expected = [f"{cfg}:3: aws.source_dest_check: 'of' is not one of disable, verify, ignore",
+                f"{cfg}:4: unknown key aws.'management_tabel' (did you mean 'management_table'?)"]
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert sorted(e.value.problems) == expected
+    r = run_cli("--config", str(cfg), "--check")
+    assert r.returncode == 2 and sorted(r.stderr.splitlines()) == expected, r.stderr
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = subprocess.run([sys.executable, "-m", "appliance.aws.bootstrap", "--config", str(cfg), "--dry-run"],
+                       capture_output=True, text=True, cwd=repo, env={**os.environ, "PYTHONPATH": repo})
+    assert r.returncode == 2
+    assert sorted(r.stderr.splitlines()) == [f"appliance bootstrap: {x}" for x in expected], r.stderr
