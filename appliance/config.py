@@ -2,7 +2,8 @@
 
 Every problem is reported at once as "FILE:LINE: message" (ConfigError.problems),
 unknown keys come with a "did you mean" suggestion, and nothing here touches the
-host: `auto` interfaces are resolved later by `resolve_interfaces()`.
+host: `auto` interfaces are resolved later by `resolve_interfaces()`, with the discovery
+the caller hands in (this module imports nothing from appliance.aws).
 """
 from dataclasses import dataclass, field, fields, replace
 import difflib
@@ -264,19 +265,18 @@ def aws_status_file(path) -> str:
 
 
 def resolve_interfaces(cfg: Config, discover=None) -> Config:
-    """Replace `auto` interfaces by the names AWS discovery found (appliance.aws.bootstrap).
+    """Replace `auto` / `eni-...` / `subnet-...` interfaces by the names `discover(cfg)`
+    returns (role -> interface name). The caller passes the discovery in (on EC2:
+    appliance.aws.bootstrap.discover_roles), so reading the config needs nothing from AWS.
 
-    Raises ConfigError when discovery is unavailable or does not name a role.
+    Raises ConfigError when there is no discovery, it fails, or it does not name a role.
     """
     wanted = [r for r in IFACE_KEYS if getattr(cfg, r) is not None and DISCOVERED.match(getattr(cfg, r))]
     if not wanted:
         return cfg
     if discover is None:
-        try:
-            from appliance.aws.bootstrap import discover_roles as discover
-        except ImportError as e:
-            raise ConfigError([f"{cfg.path}:1: interfaces: auto needs appliance.aws.bootstrap, "
-                               f"which cannot be imported: {e}"]) from None
+        raise ConfigError([f"{cfg.path}:1: interfaces.{r}: {getattr(cfg, r)} needs ENI discovery, "
+                           "which this command does not do" for r in wanted])
     try:
         roles = discover(cfg)
     except Exception as e:     # discovery reports "step: message"; keep it whole

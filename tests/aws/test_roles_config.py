@@ -136,5 +136,19 @@ def test_run_config_auto_resolves_through_real_discovery(fake_imds, tmp_path):
     cfg = load_run_config(p)
     assert (cfg.outside, cfg.inside) == ("auto", "eni-0123abcd")
     with pytest.raises(RunConfigError) as e:
-        resolve_interfaces(cfg)
+        resolve_interfaces(cfg, discover=discover_roles)
     assert "discovery failed: interfaces: IMDS lists eni-0" in e.value.problems[0]
+
+
+def test_appliance_run_resolves_auto_through_bootstrap_discovery(fake_imds, tmp_path):
+    """run.py hands config.resolve_interfaces the bootstrap's discovery (the same failure as above)."""
+    import os, subprocess, sys
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    (tmp_path / "rules.yaml").write_text("rules:\n  - {id: 1, action: drop, proto: tcp, dst_port: 23}\n")
+    p = tmp_path / "appliance.yaml"
+    p.write_text("interfaces: {outside: auto, inside: auto}\nrules: rules.yaml\naws: {interface_wait_seconds: 0}\n")
+    r = subprocess.run([sys.executable, "-m", "appliance.run", "--config", str(p)], capture_output=True,
+                       text=True, cwd=repo, env={**os.environ, "PYTHONPATH": repo})
+    assert r.returncode == 2
+    assert f"{p}:1: interfaces: auto: discovery failed: interfaces: IMDS lists eni-0" in r.stderr, r.stderr
+

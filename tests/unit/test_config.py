@@ -114,6 +114,10 @@ def test_resolve_auto_interfaces(tmp_path):
     assert "discovery failed: imds: no token" in e.value.problems[0]
     plain = Config(outside="a", inside="b")
     assert resolve_interfaces(plain) is plain
+    with pytest.raises(ConfigError) as e:
+        resolve_interfaces(cfg)                 # auto, and no discovery handed in
+    assert e.value.problems[0].endswith(":1: interfaces.outside: auto needs ENI discovery, "
+                                        "which this command does not do")
 
 
 def run_cli(*args):
@@ -208,3 +212,13 @@ def test_aws_problem_reported_alike_by_load_config_run_check_and_bootstrap(tmp_p
                        capture_output=True, text=True, cwd=repo, env={**os.environ, "PYTHONPATH": repo})
     assert r.returncode == 2
     assert sorted(r.stderr.splitlines()) == [f"appliance bootstrap: {x}" for x in expected], r.stderr
+
+
+def test_reading_the_config_needs_nothing_from_aws():
+    """config.py is read by every command; AWS discovery is handed in (resolve_interfaces)."""
+    import ast, pathlib
+    import appliance.config
+    tree = ast.parse(pathlib.Path(appliance.config.__file__).read_text())
+    imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    imported += [f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names]
+    assert not [m for m in imported if m.startswith("appliance.aws")], imported
