@@ -2,9 +2,10 @@
 
 Every problem is reported at once as "FILE:LINE: message" (ConfigError.problems),
 unknown keys come with a "did you mean" suggestion, and nothing here touches the
-host: `auto` interfaces are resolved later by `resolve_interfaces()`.
+host: `auto` interfaces are resolved later by `resolve_interfaces()`, with the discovery
+the caller hands in (this module imports nothing from appliance.aws).
 """
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 import difflib
 import ipaddress
 import os
@@ -14,7 +15,19 @@ from appliance import yamlsource
 from appliance.problems import at, did_you_mean, is_int
 
 FAILURE_MODES = ("open", "closed")
-IFNAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")   # Linux IFNAMSIZ is 16 with the NUL
+# One rule for interface names, `appliance run` and `appliance bootstrap` alike (aws/interfaces.py
+# imports it). Linux (dev_valid_name, and `ip link`) takes 1-15 bytes (IFNAMSIZ is 16 with the
+# NUL), not "." or "..", without "/", ":" or white space: ":" is refused because "eth0:1" is an
+# address label on eth0 (the old alias syntax), not an interface. The names also go into
+# iptables rules, where "+" is a wildcard and "!" a negation, so only the characters real names
+# use are taken: a name here means exactly one interface everywhere.
+IFNAME = re.compile(r"(?!\.\.?$)[A-Za-z0-9_.@-]{1,15}")
+IFNAME_RULE = "1-15 characters of letters, digits, _ . @ -"
+
+
+def is_ifname(value) -> bool:
+    """True for a Linux interface name by the rule above."""
+    return isinstance(value, str) and IFNAME.fullmatch(value) is not None
 
 
 class ConfigError(Exception):
@@ -32,6 +45,15 @@ class Inspection:
 
 
 @dataclass(frozen=True)
+class Aws:
+    """The `aws:` section: used by `appliance bootstrap` (appliance/aws/bootstrap.py)."""
+    source_dest_check: str = "disable"   # disable | verify | ignore
+    status_file: str = "/run/appliance/bootstrap.json"
+    management_table: int = 100          # 253-255 are the kernel's (default, main, local)
+    interface_wait_seconds: float = 30   # a hot-attached ENI may still be probing at boot
+
+
+@dataclass(frozen=True)
 class Config:
     outside: str                 # interface name or "auto"
     inside: str
@@ -44,7 +66,11 @@ class Config:
     failure_mode: str = "open"
     offload: bool = True
     inspection: Inspection = field(default_factory=Inspection)
+    aws: Aws = field(default_factory=Aws)
     path: str = ""               # the file it was read from
+    # Whether the file has interfaces.management at all: missing, `appliance run` has no
+    # management interface and `appliance bootstrap` takes it as auto (a third ENI, if any).
+    management_set: bool = False
 
     @property
     def queues(self) -> range:
@@ -56,12 +82,13 @@ class Config:
 
 
 TOP_KEYS = ("interfaces", "rules", "eve", "home_net", "workers", "queue_base",
-            "failure_mode", "offload", "inspection",
-            "aws")       # read and checked by `appliance bootstrap` (appliance/aws/bootstrap.py)
+            "failure_mode", "offload", "inspection", "aws")
 # Interface values resolved through EC2 discovery rather than used as names.
 DISCOVERED = re.compile(r"^(auto|eni-[0-9a-f]+|subnet-[0-9a-f]+)$")
 IFACE_KEYS = ("outside", "inside", "management")
 INSPECTION_KEYS = ("depth_packets", "depth_bytes", "max_flows")
+AWS_KEYS = tuple(f.name for f in fields(Aws))
+SOURCE_DEST_CHECK_MODES = ("disable", "verify", "ignore")
 
 
 def _unknown(where, doc, allowed, path, problems):
@@ -104,18 +131,20 @@ def load_config(path) -> Config:
                         "outside and inside (interface names or auto)")
         ifaces = yamlsource.LineDict()
     _unknown("interfaces.", ifaces, IFACE_KEYS, path, problems)
+    out["management_set"] = "management" in ifaces
     for role in IFACE_KEYS:
         v = ifaces.get(role)
         if v is None:
             if role != "management":
-                problems.append(f"{path}:{ifaces.line_of(role) or doc.line_of('interfaces') or 1}: interfaces.{role} is required "
+                what = "cannot be null" if role in ifaces else "is required"
+                problems.append(f"{path}:{ifaces.line_of(role) or doc.line_of('interfaces') or 1}: interfaces.{role} {what} "
                                 "(an interface name or auto)")
             out[role] = None
         elif isinstance(v, str) and DISCOVERED.match(v):
             out[role] = v
-        elif not isinstance(v, str) or not IFNAME.match(v):
+        elif not is_ifname(v):
             problems.append(f"{path}:{ifaces.line_of(role)}: interfaces.{role}: {v!r} is not an "
-                            "interface name (1-15 characters of letters, digits, _ . : @ -) or auto")
+                            f"interface name ({IFNAME_RULE}) or auto")
         else:
             out[role] = v
     named = [(r, out.get(r)) for r in IFACE_KEYS if out.get(r) is not None and not DISCOVERED.match(out[r])]
@@ -181,27 +210,75 @@ def load_config(path) -> Config:
                 depth_bytes=_int(insp, "depth_bytes", 1, 1 << 30, d.depth_bytes, path, problems, "inspection."),
                 max_flows=_int(insp, "max_flows", 1, 100_000_000, d.max_flows, path, problems, "inspection."))
 
+    if doc.get("aws") is not None:
+        out["aws"] = _aws(doc, path, problems)
+
     if problems:
         raise ConfigError(problems)
     return Config(path=os.path.abspath(path), **out)
 
 
-def resolve_interfaces(cfg: Config, discover=None) -> Config:
-    """Replace `auto` interfaces by the names AWS discovery found (appliance.aws.bootstrap).
+def _aws(doc, path, problems) -> Aws:
+    """The `aws:` section (null or missing: the defaults)."""
+    aws, d = doc["aws"], Aws()
+    if not isinstance(aws, yamlsource.LineDict):
+        problems.append(f"{path}:{doc.line_of('aws')}: aws must be a mapping of {', '.join(AWS_KEYS)}")
+        return d
+    _unknown("aws.", aws, AWS_KEYS, path, problems)
+    out = {}
+    if "source_dest_check" in aws:
+        v = aws["source_dest_check"]
+        if v in SOURCE_DEST_CHECK_MODES:
+            out["source_dest_check"] = v
+        else:
+            hint = difflib.get_close_matches(str(v), SOURCE_DEST_CHECK_MODES, n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            problems.append(f"{path}:{aws.line_of('source_dest_check')}: aws.source_dest_check: {v!r} is not "
+                            f"one of {', '.join(SOURCE_DEST_CHECK_MODES)}{extra}")
+    if "status_file" in aws:
+        v = aws["status_file"]
+        if isinstance(v, str) and v.strip():
+            out["status_file"] = v
+        else:
+            problems.append(f"{path}:{aws.line_of('status_file')}: aws.status_file must be a file path, got {v!r}")
+    # 253-255 are the kernel's own tables (default, main, local)
+    out["management_table"] = _int(aws, "management_table", 1, 252, d.management_table, path, problems, "aws.")
+    if "interface_wait_seconds" in aws:
+        v = aws["interface_wait_seconds"]
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0:
+            out["interface_wait_seconds"] = v
+        else:
+            problems.append(f"{path}:{aws.line_of('interface_wait_seconds')}: aws.interface_wait_seconds must be "
+                            f"a number of seconds >= 0, got {v!r}")
+    return replace(d, **out)
 
-    Raises ConfigError when discovery is unavailable or does not name a role.
+
+def aws_status_file(path) -> str:
+    """aws.status_file as far as the file can be read, valid or not: where `appliance
+    bootstrap` records that load_config refused the file."""
+    try:
+        aws = (yamlsource.load(path) or {}).get("aws")
+        v = aws.get("status_file") if isinstance(aws, dict) else None
+    except Exception:           # any config error: load_config reports it, this only finds the file
+        v = None
+    return v if isinstance(v, str) and v.strip() else Aws().status_file
+
+
+def resolve_interfaces(cfg: Config, discover=None) -> Config:
+    """Replace `auto` / `eni-...` / `subnet-...` interfaces by the names `discover(cfg)`
+    returns (role -> interface name). The caller passes the discovery in (on EC2:
+    appliance.aws.bootstrap.discover_roles), so reading the config needs nothing from AWS.
+
+    Raises ConfigError when there is no discovery, it fails, or it does not name a role.
     """
     wanted = [r for r in IFACE_KEYS if getattr(cfg, r) is not None and DISCOVERED.match(getattr(cfg, r))]
     if not wanted:
         return cfg
     if discover is None:
-        try:
-            from appliance.aws.bootstrap import discover_roles as discover
-        except ImportError as e:
-            raise ConfigError([f"{cfg.path}:1: interfaces: auto needs appliance.aws.bootstrap, "
-                               f"which cannot be imported: {e}"]) from None
+        raise ConfigError([f"{cfg.path}:1: interfaces.{r}: {getattr(cfg, r)} needs ENI discovery, "
+                           "which this command does not do" for r in wanted])
     try:
-        roles = discover(cfg.path)
+        roles = discover(cfg)
     except Exception as e:     # discovery reports "step: message"; keep it whole
         raise ConfigError([f"{cfg.path}:1: interfaces: auto: discovery failed: {e}"]) from None
     found, problems = {}, []

@@ -27,6 +27,7 @@ import sys
 import time
 
 from appliance import netfilter
+from appliance.aws.bootstrap import discover_roles
 from appliance.config import ConfigError, load_config, reload_config, resolve_interfaces
 
 log = logging.getLogger("appliance.run")
@@ -235,7 +236,7 @@ def main_run(args: list[str]) -> int:
         return 0
     raw_cfg = cfg
     try:
-        cfg = resolve_interfaces(cfg)
+        cfg = resolve_interfaces(cfg, discover=discover_roles)
     except ConfigError as e:
         print("\n".join(e.problems), file=sys.stderr)
         return 2

@@ -3,7 +3,7 @@
 Runs once at boot (systemd oneshot) before `appliance run`. Steps, in order, each one
 recorded in a status file (default /run/appliance/bootstrap.json) for the management plane:
 
-  config             read interfaces: and aws: from the appliance config
+  config             the appliance config, checked whole by appliance/config.py
   imds               IMDSv2 token, region, the attached ENIs
   interfaces         ENI -> Linux interface by MAC, roles outside/inside/management
   host               sysctls, addresses, routes, the management routing table
@@ -19,17 +19,10 @@ import os
 import sys
 import time
 
-from appliance import yamlsource
+from appliance import config
 from appliance.aws import ec2, hostconfig, imds, interfaces
 
 DEFAULT_CONFIG = "/etc/appliance/appliance.yaml"
-DEFAULTS = {
-    "source_dest_check": "disable",       # disable | verify | ignore
-    "status_file": "/run/appliance/bootstrap.json",
-    "management_table": 100,
-    "interface_wait_seconds": 30,         # a hot-attached ENI may still be probing at boot
-}
-SDC_MODES = ("disable", "verify", "ignore")
 
 
 class StepFailed(Exception):
@@ -38,59 +31,11 @@ class StepFailed(Exception):
         self.step, self.message = step, message
 
 
-class ConfigError(Exception):
-    """str() is FILE:LINE: message."""
-
-
-# --- config -------------------------------------------------------------------------
-
-def load_config(path):
-    """Returns (selectors role->value, aws settings). Only interfaces: and aws: are read."""
-    selectors = {r: "auto" for r in interfaces.ROLES}
-    settings = dict(DEFAULTS)
-    if path is None:
-        return selectors, settings
-    try:
-        doc = yamlsource.load(path)
-    except yamlsource.YamlError as e:
-        raise ConfigError(str(e)) from None
-    if doc is None:
-        return selectors, settings
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{path}:{getattr(doc, 'line', 1)}: the config must be a mapping")
-
-    ifs = doc.get("interfaces")
-    if ifs is not None:
-        if not isinstance(ifs, dict):
-            raise ConfigError(f"{path}:{doc.line_of('interfaces')}: interfaces must be a mapping")
-        for role in interfaces.ROLES:
-            if role in ifs:
-                v = ifs[role]
-                if interfaces.selector_kind(v) is None:
-                    raise ConfigError(f"{path}:{ifs.line_of(role)}: interfaces.{role}: {v!r} is not "
-                                      "auto, an ENI id (eni-...), a subnet id (subnet-...), an interface name or null")
-                if v is None and role in interfaces.DATA_ROLES:
-                    raise ConfigError(f"{path}:{ifs.line_of(role)}: interfaces.{role} cannot be null")
-                selectors[role] = v
-
-    aws = doc.get("aws")
-    if aws is not None:
-        if not isinstance(aws, dict):
-            raise ConfigError(f"{path}:{doc.line_of('aws')}: aws must be a mapping")
-        for key, v in aws.items():
-            where = f"{path}:{aws.line_of(key)}: aws.{key}"
-            if key not in DEFAULTS:
-                raise ConfigError(f"{where}: unknown key (known: {', '.join(DEFAULTS)})")
-            if key == "source_dest_check" and v not in SDC_MODES:
-                raise ConfigError(f"{where}: {v!r} is not one of {', '.join(SDC_MODES)}")
-            if key == "status_file" and (not isinstance(v, str) or not v):
-                raise ConfigError(f"{where}: must be a file path")
-            if key == "management_table" and not (isinstance(v, int) and 1 <= v <= 252):
-                raise ConfigError(f"{where}: must be a routing table number 1..252 (253-255 are the kernel's)")
-            if key == "interface_wait_seconds" and not (isinstance(v, (int, float)) and v >= 0):
-                raise ConfigError(f"{where}: must be a number of seconds >= 0")
-            settings[key] = v
-    return selectors, settings
+def selectors(cfg):
+    """role -> what the config names (an interface, eni-..., subnet-..., auto, or None: no
+    such role). A management role the file leaves out is auto: a third ENI gets its table."""
+    return {"outside": cfg.outside, "inside": cfg.inside,
+            "management": cfg.management if cfg.management_set else "auto"}
 
 
 # --- discovery ----------------------------------------------------------------------
@@ -131,15 +76,15 @@ def _discover(selectors, wait, say=lambda s: None, at=lambda step: None):
     return client, region, enis, bindings
 
 
-def discover_roles(config_path=None):
-    """role -> Linux interface name, for `appliance run` to resolve `auto`.
+def discover_roles(cfg):
+    """role -> Linux interface name, for `appliance run` to resolve `auto`, `eni-...` and
+    `subnet-...` (config.resolve_interfaces(cfg, discover=discover_roles)).
 
     Raises RuntimeError with a "step: message" text when discovery fails.
     """
     try:
-        selectors, settings = load_config(config_path)
-        _, _, _, bindings = _discover(selectors, settings["interface_wait_seconds"])
-    except (ConfigError, StepFailed) as e:
+        _, _, _, bindings = _discover(selectors(cfg), cfg.aws.interface_wait_seconds)
+    except StepFailed as e:
         raise RuntimeError(str(e)) from None
     return {role: b.ifname for role, b in bindings.items()}
 
@@ -163,16 +108,6 @@ class Status:
             json.dump(self.doc, f, indent=2)
             f.write("\n")
         os.replace(tmp, self.path)
-
-
-def _configured_status_file(config_path):
-    """aws.status_file when the config can be read that far, else the default."""
-    try:
-        aws = (yamlsource.load(config_path) or {}).get("aws")
-        path = aws.get("status_file") if isinstance(aws, dict) else None
-    except Exception:           # any config error: load_config reports it, this only finds the file
-        path = None
-    return path if isinstance(path, str) and path else DEFAULTS["status_file"]
 
 
 def _write(status):
@@ -236,20 +171,22 @@ def run(config_path, dry_run=False, status_file=None, out=sys.stdout):
 
     # The status file exists before the config is read: a config error must replace the last
     # run's "ok": true, not leave it in place for the management plane to trust.
-    status = Status(status_file or _configured_status_file(config_path))
+    status = Status(status_file or config.aws_status_file(config_path))
     try:
-        selectors, settings = load_config(config_path)
-    except ConfigError as e:
+        cfg = config.load_config(config_path)
+    except config.ConfigError as e:
         status.step("config", False, str(e))
         status.doc["error"] = f"config: {e}"
-        print(f"appliance bootstrap: {e}", file=sys.stderr)
+        for problem in e.problems:
+            print(f"appliance bootstrap: {problem}", file=sys.stderr)
         if not dry_run:
             _write(status)
         return 2
+    aws, roles = cfg.aws, selectors(cfg)
     if status_file is None:
-        status.path = settings["status_file"]
-    status.step("config", True, {"path": config_path, "interfaces": selectors,
-                                 "source_dest_check": settings["source_dest_check"]})
+        status.path = aws.status_file
+    status.step("config", True, {"path": config_path, "interfaces": roles,
+                                 "source_dest_check": aws.source_dest_check})
     current = "imds"             # the step running now, for errors nobody anticipated
 
     def at(step):
@@ -257,7 +194,7 @@ def run(config_path, dry_run=False, status_file=None, out=sys.stdout):
         current = step
 
     try:
-        client, region, enis, bindings = _discover(selectors, settings["interface_wait_seconds"], say, at)
+        client, region, enis, bindings = _discover(roles, aws.interface_wait_seconds, say, at)
         status.doc["region"] = region
         status.step("imds", True, {"region": region, "enis": [e.eni_id for e in enis]})
         status.doc["roles"] = _roles_doc(bindings)
@@ -274,7 +211,7 @@ def run(config_path, dry_run=False, status_file=None, out=sys.stdout):
 
         at("host")
         try:
-            actions, notes = hostconfig.plan(bindings, settings["management_table"])
+            actions, notes = hostconfig.plan(bindings, aws.management_table)
         except ValueError as e:
             raise StepFailed("host", str(e)) from None
         if dry_run:
@@ -283,7 +220,7 @@ def run(config_path, dry_run=False, status_file=None, out=sys.stdout):
                 say(f"host: {a.describe()}")
             for n in notes:
                 say(f"host: {n}")
-            mode = settings["source_dest_check"]
+            mode = aws.source_dest_check
             for r in interfaces.DATA_ROLES:
                 eni = bindings[r].eni.eni_id
                 if mode != "ignore":
@@ -301,9 +238,9 @@ def run(config_path, dry_run=False, status_file=None, out=sys.stdout):
         say(f"host: {len(done)} settings applied")
 
         at("source_dest_check")
-        _source_dest_check(settings["source_dest_check"], region, bindings, status, say)
+        _source_dest_check(aws.source_dest_check, region, bindings, status, say)
         status.doc["ok"] = True
-        status.doc["can_forward"] = settings["source_dest_check"] != "ignore" or None
+        status.doc["can_forward"] = aws.source_dest_check != "ignore" or None
     except Exception as e:
         # A bug or an input nobody anticipated still ends as a failed, named step with a
         # status file and exit 1: never a traceback that leaves the last run's status behind.

@@ -8,10 +8,11 @@ never carry on with an empty interface name.
 import dataclasses
 import re
 
+from appliance.config import is_ifname
+
 ROLES = ("outside", "inside", "management")
 DATA_ROLES = ("outside", "inside")
 DEFAULT_DEVICE = {"outside": 0, "inside": 1, "management": 2}
-_IFNAME = re.compile(r"^[^/\s:]{1,15}$")
 
 
 class InterfaceError(Exception):
@@ -63,7 +64,7 @@ def selector_kind(value):
         return "eni"
     if re.fullmatch(r"subnet-[0-9a-f]+", value):
         return "subnet"
-    return "ifname" if _IFNAME.match(value) else None
+    return "ifname" if is_ifname(value) else None
 
 
 def missing_links(enis, links):

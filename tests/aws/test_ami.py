@@ -119,10 +119,11 @@ def test_provision_installs_the_appliance(installed):
 
 
 def test_default_config_is_what_bootstrap_reads(installed):
-    from appliance.aws.bootstrap import load_config
-    sel, settings = load_config(str(installed / "etc/appliance/appliance.yaml"))
-    assert sel == {"outside": "auto", "inside": "auto", "management": "auto"}
-    assert settings["source_dest_check"] == "disable"
+    from appliance.aws.bootstrap import selectors
+    from appliance.config import load_config
+    cfg = load_config(str(installed / "etc/appliance/appliance.yaml"))
+    assert selectors(cfg) == {"outside": "auto", "inside": "auto", "management": "auto"}
+    assert cfg.aws.source_dest_check == "disable"
 
 
 def test_units(installed):

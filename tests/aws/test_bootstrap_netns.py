@@ -146,7 +146,7 @@ def test_api_denied_reports_cannot_forward(appliance2):
 
 def test_verify_mode_fails_when_check_is_on(appliance2):
     app = appliance2
-    app.config.write_text("aws:\n  source_dest_check: verify\n  interface_wait_seconds: 0\n")
+    app.config.write_text("interfaces: {outside: auto, inside: auto}\naws:\n  source_dest_check: verify\n  interface_wait_seconds: 0\n")
     r = app.bootstrap(user="describe-only")
     assert r.returncode == 1
     assert "source/dest check is on" in r.stderr

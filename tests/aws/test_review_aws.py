@@ -54,9 +54,9 @@ def test_config_error_is_recorded_in_the_status_file(appliance2):
     assert app.read_status()["ok"] is True
 
     # The documented way to change config at runtime is to rewrite it and restart the bootstrap.
-    app.config.write_text("aws:\n  source_dest_check: off\n")
+    app.config.write_text("interfaces: {outside: auto, inside: auto}\naws:\n  source_dest_check: off\n")
     r = app.bootstrap()
-    assert r.returncode == 2 and ":2: aws.source_dest_check" in r.stderr
+    assert r.returncode == 2 and ":3: aws.source_dest_check" in r.stderr
     st = app.read_status()
     assert st["ok"] is False and st["can_forward"] is False
     assert _failed_step(st) == "config" and "source_dest_check" in (st["error"] or "")
@@ -237,7 +237,7 @@ def test_uppercase_mac_in_imds_matches_the_local_link(appliance2):
 ])
 def test_config_naming_something_absent_fails_at_interfaces(appliance2, selector, msg):
     app = appliance2
-    app.config.write_text(f"interfaces:\n  inside: {selector}\naws:\n  interface_wait_seconds: 0\n")
+    app.config.write_text(f"interfaces:\n  outside: auto\n  inside: {selector}\naws:\n  interface_wait_seconds: 0\n")
     r = app.bootstrap()
     assert r.returncode == 1 and msg in r.stderr, r.stderr
     st = app.read_status()
@@ -308,7 +308,7 @@ def test_aws_default_region_wins_and_run_twice_is_stable(appliance2):
 @netns
 def test_management_table_setting_is_used(appliance3):
     app = appliance3
-    app.config.write_text("aws:\n  management_table: 42\n  interface_wait_seconds: 0\n")
+    app.config.write_text("interfaces: {outside: auto, inside: auto}\naws:\n  management_table: 42\n  interface_wait_seconds: 0\n")
     r = app.bootstrap()
     assert r.returncode == 0, r.stderr
     table = _ip_json(app, "-4", "route", "show", "table", "42")

@@ -3,7 +3,8 @@ against the local IMDSv2 server."""
 import pytest
 
 from appliance.aws import imds
-from appliance.aws.bootstrap import ConfigError, discover_roles, load_config
+from appliance.aws.bootstrap import discover_roles, selectors
+from appliance.config import ConfigError, load_config
 from appliance.aws.interfaces import InterfaceError, Link, assign_roles
 from awsfakes import FakeImds
 
@@ -50,11 +51,12 @@ def test_eni_without_local_link():
         assign_roles({}, ENIS, {k: v for k, v in LINKS.items() if v.name != "ens6"})
 
 
+# The bootstrap's config is appliance/config.py's: every problem at once, each FILE:LINE.
 @pytest.mark.parametrize("text,where", [
     ("interfaces:\n  outside: auto\n  inside: 'eth 1'\n", ":3: interfaces.inside"),
     ("interfaces:\n  inside: null\n", ":2: interfaces.inside cannot be null"),
     ("aws:\n  source_dest_check: off\n", ":2: aws.source_dest_check"),
-    ("aws:\n  status_file: /tmp/x\n  tabel: 5\n", ":3: aws.tabel: unknown key"),
+    ("aws:\n  status_file: /tmp/x\n  tabel: 5\n", ":3: unknown key aws.'tabel'"),
     ("aws:\n  management_table: 254\n", ":2: aws.management_table"),
     ("interfaces: [1]\n", ":1: interfaces must be a mapping"),
     ("interfaces:\n  outside: [\n", ":3:"),
@@ -64,16 +66,19 @@ def test_config_errors_are_file_line(tmp_path, text, where):
     p.write_text(text)
     with pytest.raises(ConfigError) as e:
         load_config(str(p))
-    assert str(e.value).startswith(str(p) + where), str(e.value)
+    assert any(x.startswith(str(p) + where) for x in e.value.problems), str(e.value)
 
 
-def test_config_reads_only_its_keys(tmp_path):
+def test_bootstrap_roles_from_the_config(tmp_path):
     p = tmp_path / "appliance.yaml"
-    p.write_text("queues: 2\ninterfaces:\n  outside: ens5\n  inside: eni-0abc\n  management: null\n"
-                 "  extra: ignored-here\naws:\n  source_dest_check: verify\n  status_file: /tmp/s.json\n")
-    sel, settings = load_config(str(p))
-    assert sel == {"outside": "ens5", "inside": "eni-0abc", "management": None}
-    assert settings["source_dest_check"] == "verify" and settings["status_file"] == "/tmp/s.json"
+    p.write_text("interfaces:\n  outside: ens5\n  inside: eni-0abc\n  management: null\n"
+                 "aws:\n  source_dest_check: verify\n  status_file: /tmp/s.json\n")
+    cfg = load_config(str(p))
+    assert selectors(cfg) == {"outside": "ens5", "inside": "eni-0abc", "management": None}
+    assert cfg.aws.source_dest_check == "verify" and cfg.aws.status_file == "/tmp/s.json"
+    # a management role the file leaves out is discovered (device index 2, none without it)
+    p.write_text("interfaces: {outside: auto, inside: subnet-0b}\n")
+    assert selectors(load_config(str(p))) == {"outside": "auto", "inside": "subnet-0b", "management": "auto"}
 
 
 @pytest.fixture
@@ -116,9 +121,9 @@ def test_imds_unreachable_says_where(monkeypatch):
 def test_discover_roles_with_interface_names_in_this_namespace(fake_imds, tmp_path):
     # The root namespace has no ENI MACs: discovery must fail, naming the ENIs, not guess.
     p = tmp_path / "a.yaml"
-    p.write_text("aws:\n  interface_wait_seconds: 0\n")
+    p.write_text("interfaces: {outside: auto, inside: auto}\naws:\n  interface_wait_seconds: 0\n")
     with pytest.raises(RuntimeError, match="interfaces: IMDS lists eni-0 .*no local interface"):
-        discover_roles(str(p))
+        discover_roles(load_config(p))
 
 
 def test_run_config_auto_resolves_through_real_discovery(fake_imds, tmp_path):
@@ -131,5 +136,19 @@ def test_run_config_auto_resolves_through_real_discovery(fake_imds, tmp_path):
     cfg = load_run_config(p)
     assert (cfg.outside, cfg.inside) == ("auto", "eni-0123abcd")
     with pytest.raises(RunConfigError) as e:
-        resolve_interfaces(cfg)
+        resolve_interfaces(cfg, discover=discover_roles)
     assert "discovery failed: interfaces: IMDS lists eni-0" in e.value.problems[0]
+
+
+def test_appliance_run_resolves_auto_through_bootstrap_discovery(fake_imds, tmp_path):
+    """run.py hands config.resolve_interfaces the bootstrap's discovery (the same failure as above)."""
+    import os, subprocess, sys
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    (tmp_path / "rules.yaml").write_text("rules:\n  - {id: 1, action: drop, proto: tcp, dst_port: 23}\n")
+    p = tmp_path / "appliance.yaml"
+    p.write_text("interfaces: {outside: auto, inside: auto}\nrules: rules.yaml\naws: {interface_wait_seconds: 0}\n")
+    r = subprocess.run([sys.executable, "-m", "appliance.run", "--config", str(p)], capture_output=True,
+                       text=True, cwd=repo, env={**os.environ, "PYTHONPATH": repo})
+    assert r.returncode == 2
+    assert f"{p}:1: interfaces: auto: discovery failed: interfaces: IMDS lists eni-0" in r.stderr, r.stderr
+

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from appliance.config import Config, ConfigError, Inspection, load_config, resolve_interfaces
+from appliance.config import Aws, Config, ConfigError, Inspection, load_config, resolve_interfaces
 
 
 def write(tmp_path, text, name="appliance.yaml"):
@@ -101,19 +101,23 @@ def test_bad_interface_name_and_yaml_errors(tmp_path):
 
 def test_resolve_auto_interfaces(tmp_path):
     cfg = load_config(write(tmp_path, "interfaces: {outside: auto, inside: auto}\n"))
-    got = resolve_interfaces(cfg, discover=lambda path: {"outside": "ens5", "inside": "ens6"})
+    got = resolve_interfaces(cfg, discover=lambda cfg: {"outside": "ens5", "inside": "ens6"})
     assert (got.outside, got.inside) == ("ens5", "ens6")
     with pytest.raises(ConfigError) as e:
-        resolve_interfaces(cfg, discover=lambda path: {"outside": "ens5"})
+        resolve_interfaces(cfg, discover=lambda cfg: {"outside": "ens5"})
     assert "interfaces.inside: auto: discovery found no inside interface" in e.value.problems[0]
 
-    def broken(path):
+    def broken(cfg):
         raise RuntimeError("imds: no token")
     with pytest.raises(ConfigError) as e:
         resolve_interfaces(cfg, discover=broken)
     assert "discovery failed: imds: no token" in e.value.problems[0]
     plain = Config(outside="a", inside="b")
     assert resolve_interfaces(plain) is plain
+    with pytest.raises(ConfigError) as e:
+        resolve_interfaces(cfg)                 # auto, and no discovery handed in
+    assert e.value.problems[0].endswith(":1: interfaces.outside: auto needs ENI discovery, "
+                                        "which this command does not do")
 
 
 def run_cli(*args):
@@ -136,3 +140,85 @@ def test_appliance_run_exits_2_with_file_line_problems(tmp_path):
     (tmp_path / "rules.yaml").write_text("rules:\n  - {id: 1, action: drop, proto: tcp, dst_port: 23}\n")
     r = run_cli("--config", str(cfg), "--check")
     assert r.returncode == 0 and "1 rule(s)" in r.stdout
+
+
+# One interface-name rule for `appliance run` (load_config) and the bootstrap's role
+# assignment (aws/interfaces.py): what Linux and `ip link` take, nothing iptables reads as
+# a pattern, and no "eth0:1" (an address label on eth0, not an interface).
+@pytest.mark.parametrize("name,ok", [
+    ("eth0", True), ("ens5", True), ("br-lan.10", True), ("veth_a@b", True), ("a" * 15, True),
+    ("eth0:1", False), ("a" * 16, False), (".", False), ("..", False), ("eth 1", False),
+    ("eth/1", False), ("eth+", False), ("!eth0", False), ("eth0\n", False), ("", False),
+])
+def test_interface_name_rule_is_the_same_for_run_and_bootstrap(tmp_path, name, ok):
+    import json
+    from appliance.aws.interfaces import selector_kind
+    p = write(tmp_path, f"interfaces: {{outside: {json.dumps(name)}, inside: other0}}\n")   # JSON is YAML
+    try:
+        run_ok = load_config(p).outside == name
+    except ConfigError as e:
+        assert e.problems == [f"{p}:1: interfaces.outside: {name!r} is not an interface name "
+                              "(1-15 characters of letters, digits, _ . @ -) or auto"]
+        run_ok = False
+    assert run_ok is ok
+    assert (selector_kind(name) == "ifname") is ok
+
+
+def test_aws_section(tmp_path):
+    cfg = load_config(write(tmp_path, "interfaces: {outside: auto, inside: auto}\n"
+                                      "aws: {source_dest_check: verify, status_file: /tmp/s.json, "
+                                      "management_table: 42, interface_wait_seconds: 0.5}\n"))
+    assert cfg.aws == Aws("verify", "/tmp/s.json", 42, 0.5)
+    assert load_config(write(tmp_path, "interfaces: {outside: a, inside: b}\naws: null\n")).aws == Aws()
+    assert Aws() == Aws("disable", "/run/appliance/bootstrap.json", 100, 30)
+
+
+def test_aws_problems_each_at_its_line_all_at_once(tmp_path):
+    p = problems(tmp_path, """\
+interfaces:
+  outside: auto
+  inside: null
+aws:
+  source_dest_check: disabled
+  status_fil: /tmp/s.json
+  management_table: 254
+  interface_wait_seconds: -1
+""")
+    path = str(tmp_path / "appliance.yaml")
+    assert p == [
+        f"{path}:3: interfaces.inside cannot be null (an interface name or auto)",
+        f"{path}:6: unknown key aws.'status_fil' (did you mean 'status_file'?)",
+        f"{path}:5: aws.source_dest_check: 'disabled' is not one of disable, verify, ignore (did you mean 'disable'?)",
+        f"{path}:7: aws.management_table must be an integer from 1 to 252, got 254",
+        f"{path}:8: aws.interface_wait_seconds must be a number of seconds >= 0, got -1",
+    ]
+    assert problems(tmp_path, "interfaces: {outside: a, inside: b}\naws: [1]\n") == [
+        f"{path}:2: aws must be a mapping of source_dest_check, status_file, management_table, interface_wait_seconds"]
+
+
+def test_aws_problem_reported_alike_by_load_config_run_check_and_bootstrap(tmp_path):
+    import subprocess, sys
+    cfg = write(tmp_path, "interfaces: {outside: auto, inside: auto}\n"
+                          "aws:\n  source_dest_check: of\n  management_tabel: 7\n")
+    expected = [f"{cfg}:3: aws.source_dest_check: 'of' is not one of disable, verify, ignore",
+                f"{cfg}:4: unknown key aws.'management_tabel' (did you mean 'management_table'?)"]
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert sorted(e.value.problems) == expected
+    r = run_cli("--config", str(cfg), "--check")
+    assert r.returncode == 2 and sorted(r.stderr.splitlines()) == expected, r.stderr
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = subprocess.run([sys.executable, "-m", "appliance.aws.bootstrap", "--config", str(cfg), "--dry-run"],
+                       capture_output=True, text=True, cwd=repo, env={**os.environ, "PYTHONPATH": repo})
+    assert r.returncode == 2
+    assert sorted(r.stderr.splitlines()) == [f"appliance bootstrap: {x}" for x in expected], r.stderr
+
+
+def test_reading_the_config_needs_nothing_from_aws():
+    """config.py is read by every command; AWS discovery is handed in (resolve_interfaces)."""
+    import ast, pathlib
+    import appliance.config
+    tree = ast.parse(pathlib.Path(appliance.config.__file__).read_text())
+    imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    imported += [f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names]
+    assert not [m for m in imported if m.startswith("appliance.aws")], imported
