@@ -38,6 +38,7 @@ worker never checks checksums (the kernel did), so replay must not either.
 """
 import collections
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -83,8 +84,8 @@ rules:
     direction: outbound
 """
 
-# Which of the demo's probes we send (all of them), plus the dropped port.
-EXPECTED_PROBES = 13
+# The demo's probes (all of them) plus extra_probes().
+EXPECTED_PROBES = 15
 PAIRS = {frozenset((CLIENT_V4, SERVER_V4)), frozenset((CLIENT_V6, SERVER_V6))}
 
 
@@ -112,9 +113,12 @@ class Capture:
 
     def __init__(self, lab, pcap: Path):
         self.pcap, self.log = pcap, pcap.with_suffix(".tcpdump.log")
-        # -Z root: tcpdump would otherwise drop to its own user and fail to write in pytest's tmp dir
-        self.proc = subprocess.Popen(ns_exec(lab.fw, "tcpdump", "-n", "-i", "eth0", "-U", "-s", "0", "-Z", "root",
-                                             "-w", str(pcap)),
+        # -Z root: tcpdump would otherwise drop to its own user and fail to write in pytest's tmp dir.
+        # --immediate-mode: without it the kernel hands packets over in blocks (up to ~1 s late) and
+        # SIGINT discards the block in flight: the capture silently lost its last probes (-U only
+        # flushes what tcpdump already has). stop() checks that every packet received was written.
+        self.proc = subprocess.Popen(ns_exec(lab.fw, "tcpdump", "-n", "-i", "eth0", "-U", "--immediate-mode",
+                                             "-s", "0", "-Z", "root", "-w", str(pcap)),
                                      stdout=subprocess.DEVNULL, stderr=open(self.log, "wb"), start_new_session=True)
         deadline = time.monotonic() + 10
         while b"listening on" not in self.log.read_bytes():
@@ -195,6 +199,20 @@ def replay(pcap: Path, rules: Path, eve: Path) -> list:
     return read_events(eve)
 
 
+def extra_probes() -> list:
+    """Beyond the demo's probes: a port dropped by a header-only rule, and more IPv6 (UDP, TLS)."""
+    return [
+        Probe("TCP   port 8081 (dropped)", "blocked", ["nc", "-v", "-w", "2", SERVER_V4, "8081"], "", "nc", "tcp",
+              8081, sids=(1900001,)),
+        Probe("DNS   AAAA www.example.com over IPv6", "allowed",
+              ["dig", f"@{SERVER_V6}", "+time=4", "+tries=1", "+short", "www.example.com", "AAAA"],
+              SERVER_V6, "dig", "udp", 53),
+        Probe("TLS   SNI www.example.com over IPv6", "allowed",
+              ["curl", "-sS", "-m", "4", "-k", "--resolve", f"www.example.com:443:[{SERVER_V6}]",
+               "https://www.example.com/"], "host=www.example.com", "curl", "tcp", 443),
+    ]
+
+
 # ------------------------------------------------------------------ the test
 
 def test_live_and_replay_agree_per_flow_and_alert(lab, tmp_path):
@@ -212,8 +230,7 @@ def test_live_and_replay_agree_per_flow_and_alert(lab, tmp_path):
     capture = None
     try:
         capture = Capture(lab, pcap)
-        sent = probes() + [Probe("TCP   port 8081 (dropped)", "blocked",
-                                 ["nc", "-v", "-w", "2", SERVER_V4, "8081"], "", "nc", "tcp", 8081, sids=(1900001,))]
+        sent = probes() + extra_probes()
         for p in sent:
             send(lab, p)
         time.sleep(0.5)                             # the last FIN/ACKs land before the capture stops
@@ -221,7 +238,10 @@ def test_live_and_replay_agree_per_flow_and_alert(lab, tmp_path):
         tcpdump_log = capture.stop() if capture else ""
         shutdown = stop_appliance(lab, appliance)   # SIGTERM drains: every live flow gets its flow event
     assert shutdown == "exit 0", (lab.workdir / "appliance.log").read_text()
-    assert "0 packets dropped by kernel" in tcpdump_log, tcpdump_log
+    counts = {what: n for n, what in
+              re.findall(r"^(\d+) packets? (captured|received by filter|dropped by kernel)", tcpdump_log, re.M)}
+    assert counts.get("dropped by kernel") == "0" and counts.get("captured") == counts.get("received by filter"), \
+        f"the capture lost packets:\n{tcpdump_log}"
 
     # The traffic really was the mix we meant (else an agreement would prove little).
     assert len(sent) == EXPECTED_PROBES
