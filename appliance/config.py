@@ -284,6 +284,9 @@ def resolve_interfaces(cfg: Config, discover=None) -> Config:
     found, problems = {}, []
     for role in wanted:
         name = roles.get(role)
+        if not name and role == "management" and cfg.management == "auto":
+            found[role] = None             # auto: the management ENI is optional (a 2-ENI instance)
+            continue
         if not name:
             problems.append(f"{cfg.path}:1: interfaces.{role}: auto: discovery found no {role} interface "
                             f"(found: {', '.join(f'{k}={v}' for k, v in roles.items()) or 'none'})")

@@ -112,6 +112,16 @@ def test_resolve_auto_interfaces(tmp_path):
     with pytest.raises(ConfigError) as e:
         resolve_interfaces(cfg, discover=broken)
     assert "discovery failed: imds: no token" in e.value.problems[0]
+    # management: auto (the AMI's default) is optional: a 2-ENI instance has none; a named one must exist
+    mgmt = load_config(write(tmp_path, "interfaces: {outside: auto, inside: auto, management: auto}\n"))
+    got = resolve_interfaces(mgmt, discover=lambda cfg: {"outside": "ens5", "inside": "ens6"})
+    assert (got.outside, got.inside, got.management) == ("ens5", "ens6", None)
+    assert resolve_interfaces(mgmt, discover=lambda cfg: {"outside": "ens5", "inside": "ens6",
+                                                          "management": "ens7"}).management == "ens7"
+    named = load_config(write(tmp_path, "interfaces: {outside: auto, inside: auto, management: eni-0abc}\n"))
+    with pytest.raises(ConfigError) as e:
+        resolve_interfaces(named, discover=lambda cfg: {"outside": "ens5", "inside": "ens6"})
+    assert "interfaces.management: auto: discovery found no management interface" in e.value.problems[0]
     plain = Config(outside="a", inside="b")
     assert resolve_interfaces(plain) is plain
     with pytest.raises(ConfigError) as e:
