@@ -285,7 +285,10 @@ def _new_isn(flow, seq):
     """A SYN after the handshake whose sequence number is not the flow's ISN."""
     if not flow.tcp_seen & _HS_DONE:
         return False
-    return flow.isn is not None and flow.isn != seq
+    # the stream's anchor once there is one: a SYN it ignored (a decoy, or one after the
+    # stream began) must not make the real ISN look new
+    isn = flow.stream.isn if flow.stream is not None else flow.isn
+    return isn is not None and isn != seq
 
 
 def handshake_seen(flow):

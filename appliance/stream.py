@@ -55,7 +55,14 @@ class ClientStream:
     def complete(self) -> bool:
         return self.bytes is not None and self.bytes.complete
 
+    @property
+    def isn(self):
+        """The ISN the stream is anchored at (what a later SYN is compared with), or None."""
+        start = self.bytes.start if self.bytes is not None else self.isn_next
+        return None if start is None else (start - 1) & MASK
+
     def feed(self, pkt, to_server, limit, verify, found) -> bool:
+        """True when the readable bytes changed: new contiguous bytes, or the SYN's data settled."""
         flags = pkt.tcp_flags
         if not to_server:
             if self.syn_data is None or flags & (SYN | ACK) != SYN | ACK:
@@ -64,7 +71,7 @@ class ClientStream:
             # with a cookie) or only the SYN (the default): name the flow by the bytes the
             # server will read, not by the ones it dropped.
             self._settle(limit, ((pkt.ack - self.isn_next) & MASK) >= len(self.syn_data))
-            return bool(self.bytes.data)
+            return True
         # once the client is known to send real checksums, only segments with data need one
         if (verify and (pkt.payload or not self.checksums_real)
                 and not self._checksum_ok(pkt, found) and pkt.payload):

@@ -362,3 +362,61 @@ def test_ipv6_atomic_fragment_header_before_real_fragments(rules_file):
     cap.add(l2(base / IPv6ExtHdrFragment(offset=6, m=0, id=8, nh=17) / Raw(payload[48:])))
     v, _ = feed(cap, rules_file(DNS_DROP), defrag=True)
     assert actions(v) == ["drop"]
+
+
+# --- review of the stage refactor (issue 8): SYNs the stream ignores, SYN/ACK data ---------
+
+_EVIL = b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n"
+_GOOD = b"GET / HTTP/1.1\r\nHost: good.example\r\n\r\n"
+
+
+def _cs(cap, seq, flags, data=b"", ack=0):
+    p = IP(src=C, dst=S) / STCP(sport=40090, dport=80, flags=flags, seq=seq & 0xFFFFFFFF, ack=ack)
+    cap.add(l2(p / Raw(data) if data else p))
+
+
+def _sc(cap, seq, flags, ack, data=b""):
+    p = IP(src=S, dst=C) / STCP(sport=80, dport=40090, flags=flags, seq=seq, ack=ack & 0xFFFFFFFF)
+    cap.add(l2(p / Raw(data) if data else p))
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_ignored_syns_do_not_make_the_real_isn_look_new(rules_file, verify):
+    """TFO data in the SYN, then a SYN at another ISN (the server drops it) and a duplicate
+    of the real SYN after the handshake (challenge ACK): the stream stays anchored at the
+    real ISN, so the rest of the request names the flow. A port-reuse split here would
+    leave the request's end behind a hole and pass it."""
+    a, sv, head, tail = 1000, 5000, _EVIL[:20], _EVIL[20:]
+    cap = Capture()
+    _cs(cap, a, "S", head)
+    _sc(cap, sv, "SA", a + 1 + len(head))
+    _cs(cap, 900000, "S")
+    _sc(cap, sv + 1, "A", a + 1 + len(head))
+    _cs(cap, a + 1 + len(head), "A", ack=sv + 1)
+    _cs(cap, a, "S")
+    _sc(cap, sv + 1, "A", a + 1 + len(head))
+    _cs(cap, a + 1 + len(head), "PA", tail, ack=sv + 1)
+    v, insp = feed(cap, rules_file(HTTP_DROP), verify_checksums=verify)
+    assert actions(v)[-1] == "drop"
+    assert insp.counters.flows_ended.get("reused", 0) == 0
+
+
+def test_synack_with_data_that_refuses_the_syn_data_does_not_end_naming(rules_file):
+    """A SYN/ACK that acknowledges only the SYN (its TFO data refused) and carries bytes of
+    its own is not a server speaking first: the client's request still names the flow."""
+    a, sv = 1000, 5000
+
+    def conn():
+        cap = Capture()
+        _cs(cap, a, "S", _GOOD)
+        _sc(cap, sv, "SA", a + 1, b"hello")
+        return cap
+    cap = conn()
+    _cs(cap, a + 1, "PA", _EVIL, ack=sv + 6)
+    v, _ = feed(cap, rules_file(HTTP_DROP))
+    assert actions(v) == ["pass", "pass", "drop"] and not v[1].offload
+    allow = "default_action: drop\nrules:\n  - {id: 1, action: pass, proto: tcp, http_host: good.example}\n"
+    cap = conn()
+    _cs(cap, a + 1, "PA", _GOOD, ack=sv + 6)
+    v, _ = feed(cap, rules_file(allow))
+    assert actions(v)[-1] == "pass"

@@ -154,7 +154,8 @@ def test_client_stream_syn_data_counts_once_the_synack_takes_it():
 def test_client_stream_syn_data_dropped_when_the_synack_acks_only_the_syn():
     st = ClientStream()
     _feed(st, _seg("S", 100, data=b"decoy"))
-    assert _feed(st, _seg("SA", 900, ack=101, to_server=False), to_server=False)[0] is False
+    assert _feed(st, _seg("SA", 900, ack=101, to_server=False), to_server=False)[0] is True   # settled
+    assert st.data == b"" and st.isn == 100
     assert _feed(st, _seg("PA", 101, 901, b"real"))[0] is True
     assert st.data == b"real"
 
