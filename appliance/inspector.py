@@ -211,8 +211,8 @@ class Inspector:
         if flow.proto == TCP:
             s = self.settings
             st = flow.stream
-            if st is None and ClientStream.wanted(pkt, to_server, s.verify_checksums):
-                st = flow.stream = ClientStream(flow.isn)
+            if st is None:
+                st = flow.stream = ClientStream.open(pkt, to_server, s.verify_checksums, flow.isn)
             if st is not None and st.feed(pkt, to_server, s.stream_bytes, s.verify_checksums, found):
                 new = applayer.on_stream(flow, st.data, st.complete, found)
             else:

@@ -40,12 +40,20 @@ class ClientStream:
         self.oob = None              # stream positions of urgent bytes the receiver took out
         self.checksums_real = False  # the client sent a valid checksum: a bad one is a decoy
 
-    @staticmethod
-    def wanted(pkt, to_server, verify) -> bool:
-        """Is there anything to keep yet? A segment without data leaves nothing but its ISN
-        (the flow table keeps that), unless its valid checksum shows the client's checksums
-        are real. So a SYN flood costs no stream objects."""
-        return to_server and (bool(pkt.payload) or (verify and transport_ok(pkt) is True))
+    @classmethod
+    def open(cls, pkt, to_server, verify, isn):
+        """The stream for a flow that has none, or None while there is nothing to keep: a
+        segment without data leaves only its ISN (the flow table keeps that), unless its valid
+        checksum shows the client's checksums are real. So a SYN flood costs no stream objects."""
+        if not to_server:
+            return None
+        if pkt.payload:
+            return cls(isn)
+        if verify and transport_ok(pkt) is True:
+            st = cls(isn)
+            st.checksums_real = True          # feed() need not sum it again
+            return st
+        return None
 
     @property
     def data(self) -> bytes:
