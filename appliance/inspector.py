@@ -63,15 +63,15 @@ class Inspector:
         self.first_ts = None
         self.now = 0.0
         self._last_tick = None
-        self._found = []                  # this packet's anomalies: (name, layer)
-        self._ended = []                  # flows that ended to make room for this packet
+        self._found = ()                  # this packet's anomalies: (name, layer)
+        self._ended = None                # the flow that ended to make room for this packet
 
     # -- public API ------------------------------------------------------------
 
     def process(self, pkt):
         """Inspect one decoded packet and return its Verdict. Never raises."""
-        self._found = []
-        self._ended = []
+        self._found = ()
+        self._ended = None
         try:
             ts = pkt.ts
             last = self._last_tick
@@ -88,7 +88,7 @@ class Inspector:
             return v
         except Exception as e:           # a bug must not take the datapath down
             self.counters.internal_errors += 1
-            self._found.append(("engine." + type(e).__name__, "engine"))
+            self._found = (*self._found, ("engine." + type(e).__name__, "engine"))
             v = PASS if self.settings.anomaly_action == "pass" else Verdict("drop")
             self.counters.count_verdict(v.action)
             self._emit(pkt, v)
@@ -114,8 +114,8 @@ class Inspector:
             flow.cand_ts = flow.cand_tc = None
         self.ruleset = ruleset
 
-    def stats_event(self, now=None):
-        ev = events.stats(self, self.now if now is None else now)
+    def stats_event(self):
+        ev = events.stats(self, self.now)
         self._write(ev)
         return ev
 
@@ -138,9 +138,7 @@ class Inspector:
             c.count_verdict(action)
             return PASS if action == "pass" else Verdict("drop")
 
-        flow, to_server, ended = self.flows.lookup(pkt)
-        if ended is not None:
-            self._ended.append(ended)
+        flow, to_server, self._ended = self.flows.lookup(pkt)
         s = self.settings
         if flow.final:                     # decided for good: the fast path
             action = "pass" if flow.verdict == "pass" else "drop"
@@ -150,7 +148,8 @@ class Inspector:
         if flow.pkts_ts + flow.pkts_tc == 1:
             flow.direction = self._direction(flow, pkt)
             if flow.proto != TCP and flow.proto != UDP:
-                self._set_app(flow, applayer.FAILED)   # no DNS/TLS/HTTP name can ever show
+                flow.app = applayer.FAILED             # no DNS/TLS/HTTP name can ever show
+                self._count_app(flow.app)
 
         # every packet of a flow that is not final is inspected: its packet count is the depth used
         n = flow.pkts_ts + flow.pkts_tc
@@ -163,7 +162,7 @@ class Inspector:
         cand = det.candidates(pkt, flow, to_server)
         # Verdict rules describe the connection (initiator -> responder), whichever
         # way this packet goes; alert rules look at the packet's own direction.
-        cand_flow = cand if to_server else det.connection_candidates(pkt, flow, to_server)
+        cand_flow = cand if to_server else det.connection_candidates(flow)
         scan = [None]
 
         action = flow.verdict
@@ -224,13 +223,12 @@ class Inspector:
         else:
             return ()
         if flow.app is not before:
-            self._set_app(flow, flow.app)
-        for name in found:
-            self._found.append((name, "decode" if name.startswith("tcp.") else "applayer"))
+            self._count_app(flow.app)
+        if found:
+            self._found = [(name, "decode" if name.startswith("tcp.") else "applayer") for name in found]
         return new
 
-    def _set_app(self, flow, app):
-        flow.app = app
+    def _count_app(self, app):
         self.counters.app_flows[app.proto] = self.counters.app_flows.get(app.proto, 0) + 1
 
     # -- helpers ---------------------------------------------------------------
@@ -258,8 +256,8 @@ class Inspector:
         flow = verdict.flow
         for name in pkt.anomalies:
             self._write(events.anomaly(pkt, None, name, "decode"))
-        for ended in self._ended:
-            self._end_flow(ended)
+        if self._ended is not None:
+            self._end_flow(self._ended)
         for name, layer in self._found:
             self._write(events.anomaly(pkt, flow, name, layer))
         if verdict.alerts:

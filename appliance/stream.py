@@ -28,8 +28,8 @@ MAX_OOB = 16           # urgent-byte positions remembered per stream
 class ClientStream:
     """The bytes a server will read from its client, fed every TCP segment of the flow.
 
-    feed() answers whether new contiguous bytes became readable; `found` collects the
-    names of anomalies seen on the way (a checksum decoy)."""
+    feed() answers whether the readable bytes changed; `found` collects the names of
+    anomalies seen on the way (a checksum decoy)."""
 
     __slots__ = ("isn_next", "syn_data", "bytes", "oob", "checksums_real")
 

@@ -81,12 +81,12 @@ class Detector:
                                       if getattr(r, RULE_FIELD[f]) is not None)
                       for f in APP_FIELDS}
         self.prefilter = ix.ContentPrefilter((i, r.content) for i, r in enumerate(rules) if r.content)
-        self.home = ix.AddrIndex([(0, ruleset.home_net)])   # HOME_NET as the loader resolved it
+        self.home = ix.AddrTrie(ruleset.home_net)          # HOME_NET as the loader resolved it
         self.thresholds = Thresholds()
         self._masks = {}
 
     def in_home(self, ip):
-        return bool(self.home.lookup(ip) & 1)
+        return self.home.contains(ip)
 
     # -- header candidates ---------------------------------------------------
 
@@ -114,11 +114,9 @@ class Detector:
                 flow.cand_tc = m
         return m
 
-    def connection_candidates(self, pkt, flow, to_server):
-        """Candidates for the connection's own direction (initiator -> responder): verdict
-        rules describe the connection whichever way a packet goes."""
-        if to_server:
-            return self.candidates(pkt, flow, True)
+    def connection_candidates(self, flow):
+        """Candidates for the connection's own direction (initiator -> responder), for a
+        packet going the other way: verdict rules describe the connection."""
         return self.candidates(_Reverse(flow, True), flow, True)
 
     def more_to_inspect(self, flow, to_server):

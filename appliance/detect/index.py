@@ -26,6 +26,22 @@ def bits(mask):
         mask ^= low
 
 
+class AddrTrie:
+    """One address set (e.g. HOME_NET) as tries: membership in one lookup, once per new flow."""
+
+    def __init__(self, aset):
+        self.v4, self.v6 = pytricia.PyTricia(32), pytricia.PyTricia(128)
+        self.negated = aset.negated
+        for net in aset.networks:
+            (self.v4 if net.version == 4 else self.v6)[str(net)] = True
+
+    def contains(self, ip):
+        try:
+            return ((self.v6 if ":" in ip else self.v4).get(ip) is not None) != self.negated
+        except ValueError:                     # not an address
+            return False
+
+
 class AddrIndex:
     """Which rules' address set (src or dst) contains an IP."""
 

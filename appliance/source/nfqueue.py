@@ -184,7 +184,6 @@ class Worker:
         self.rejector = Rejector()
         self.flags = set()                   # signals seen, handled in the loop
         self.fail_verdict = "accept" if cfg.fail_open else "drop"
-        self.offload = cfg.offload
 
     def _report(self, status):
         if self.ready is not None:
@@ -249,7 +248,7 @@ class Worker:
             except OSError as e:
                 c.errors += 1
                 log.warning("queue %d: reject answer not sent: %s", self.queue_num, e)
-        if v.offload and self.offload and v.flow is not None:
+        if v.offload and v.flow is not None:   # v.offload: decided for good, and offload is on
             nfpkt.set_mark((nfpkt.mark & ~netfilter.MARK_MASK) | netfilter.OFFLOAD_MARKS[action])
             nfpkt.repeat()
             c.offloaded += 1
@@ -337,7 +336,7 @@ class Worker:
             except Exception as e:                # the supervisor validated; keep running rules anyway
                 log.error("queue %d: reload failed, keeping the running rules: %s", self.queue_num, e)
             else:
-                self.cfg, self.offload = cfg, cfg.offload
+                self.cfg = cfg
                 self.inspector.reload(ruleset, _settings(cfg, self.inspector.settings))
                 # reopen the EVE file: a new path, or a log rotated by rename
                 old = self.eve

@@ -91,11 +91,6 @@ EXPECTED_PROBES = 15
 PAIRS = {frozenset((CLIENT_V4, SERVER_V4)), frozenset((CLIENT_V6, SERVER_V6))}
 
 
-def namespaces():
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
-
-
 @pytest.fixture
 def lab(request):
     """A lab with a unique name, always taken down (and checked gone) after the test."""
@@ -105,7 +100,7 @@ def lab(request):
         yield lab
     finally:
         down(lab)
-        assert not set(lab.namespaces) & namespaces(), "teardown left namespaces behind"
+        assert not lab.existing_namespaces(), "teardown left namespaces behind"
 
 
 # ------------------------------------------------------------------ capture
