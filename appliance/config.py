@@ -42,6 +42,7 @@ class Inspection:
     depth_packets: int = 16      # a flow undecided after this many packets gets the default verdict
     depth_bytes: int = 8192      # ... or after this many payload bytes
     max_flows: int = 100_000     # flow table size per worker
+    exception_policy: str = "drop"   # a name that cannot be known: drop | ignore (docs/rules.md)
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ TOP_KEYS = ("interfaces", "rules", "eve", "home_net", "workers", "queue_base",
 # Interface values resolved through EC2 discovery rather than used as names.
 DISCOVERED = re.compile(r"^(auto|eni-[0-9a-f]+|subnet-[0-9a-f]+)$")
 IFACE_KEYS = ("outside", "inside", "management")
-INSPECTION_KEYS = ("depth_packets", "depth_bytes", "max_flows")
+INSPECTION_KEYS = ("depth_packets", "depth_bytes", "max_flows", "exception_policy")
+EXCEPTION_POLICIES = ("drop", "ignore")
 AWS_KEYS = tuple(f.name for f in fields(Aws))
 SOURCE_DEST_CHECK_MODES = ("disable", "verify", "ignore")
 
@@ -205,7 +207,13 @@ def load_config(path) -> Config:
         else:
             _unknown("inspection.", insp, INSPECTION_KEYS, path, problems)
             d = Inspection()
+            policy = insp.get("exception_policy", d.exception_policy)
+            if policy not in EXCEPTION_POLICIES:
+                problems.append(f"{path}:{insp.line_of('exception_policy')}: inspection.exception_policy: "
+                                f"{policy!r} is not one of {', '.join(EXCEPTION_POLICIES)}")
+                policy = d.exception_policy
             out["inspection"] = Inspection(
+                exception_policy=policy,
                 depth_packets=_int(insp, "depth_packets", 1, 1_000_000, d.depth_packets, path, problems, "inspection."),
                 depth_bytes=_int(insp, "depth_bytes", 1, 1 << 30, d.depth_bytes, path, problems, "inspection."),
                 max_flows=_int(insp, "max_flows", 1, 100_000_000, d.max_flows, path, problems, "inspection."))

@@ -15,7 +15,7 @@ from .defrag import Defragmenter
 from .detect.engine import Detector, MATCH, DEFAULT
 from .flow import FlowTable
 from .output import events
-from .packet import TCP, UDP
+from .packet import TCP, UDP, SYN
 from .stream import ClientStream
 
 
@@ -28,6 +28,10 @@ class Settings:
     offload: bool = True                  # decided flows skip inspection (live: kernel fast path)
     stream_bytes: int = 8192              # first bytes of the client stream kept for app-layer names
     anomaly_action: str = "pass"          # verdict for packets too malformed to have a flow
+    exception_policy: str = "drop"        # when a name cannot be known (ambiguous stream, mid-stream
+                                          # pickup, cap hit, internal error): "drop" reads it as any
+                                          # name (block rules match, allow rules do not); "ignore"
+                                          # as no name (the rules that need it do not match)
     verify_checksums: bool = True         # a bad TCP checksum keeps a segment out of the stream
                                           # (live: off, the kernel's conntrack already judged it)
 
@@ -57,7 +61,7 @@ class Inspector:
         self.defrag = Defragmenter()
         self.flows = FlowTable(self.settings.max_flows)
         self.generation = 0
-        self.detector = Detector(ruleset, self.generation)
+        self.detector = Detector(ruleset, self.generation, self.settings.exception_policy)
         self.ruleset = ruleset
         self.counters = events.Counters()
         self.first_ts = None
@@ -65,13 +69,14 @@ class Inspector:
         self._last_tick = None
         self._found = ()                  # this packet's anomalies: (name, layer)
         self._ended = None                # the flow that ended to make room for this packet
+        self._flow = None                 # this packet's flow, once looked up
 
     # -- public API ------------------------------------------------------------
 
     def process(self, pkt):
         """Inspect one decoded packet and return its Verdict. Never raises."""
         self._found = ()
-        self._ended = None
+        self._ended = self._flow = None
         try:
             ts = pkt.ts
             last = self._last_tick
@@ -86,11 +91,20 @@ class Inspector:
             v = self._process(pkt)
             self._emit(pkt, v)
             return v
-        except Exception as e:           # a bug must not take the datapath down
+        except Exception as e:           # a bug must not take the datapath down ...
             self.counters.internal_errors += 1
-            self._found = (*self._found, ("engine." + type(e).__name__, "engine"))
-            v = PASS if self.settings.anomaly_action == "pass" else Verdict("drop")
-            self.counters.count_verdict(v.action)
+            found = [*self._found, ("engine." + type(e).__name__, "engine")]
+            flow = self._flow
+            action = self.settings.anomaly_action
+            if flow is not None and not flow.final:
+                # ... nor become a verdict in the attacker's favour: the flow's names are
+                # unknown from now on, this packet takes the exception policy, nothing is offloaded
+                if applayer.cannot_know(flow, "internal_error"):
+                    found.append(("exception.internal_error", "engine"))
+                action = "drop" if self.settings.exception_policy == "drop" else "pass"
+            self._found = found
+            v = Verdict(action, False, flow)
+            self.counters.count_verdict(action)
             self._emit(pkt, v)
             return v
 
@@ -109,7 +123,7 @@ class Inspector:
         if settings is not None:
             self.settings = settings
         self.generation += 1
-        self.detector = Detector(ruleset, self.generation)
+        self.detector = Detector(ruleset, self.generation, self.settings.exception_policy)
         for flow in self.flows.flows.values():   # candidate masks were for the old rules
             flow.cand_ts = flow.cand_tc = None
         self.ruleset = ruleset
@@ -139,13 +153,15 @@ class Inspector:
             return PASS if action == "pass" else Verdict("drop")
 
         flow, to_server, self._ended = self.flows.lookup(pkt)
+        self._flow = flow
         s = self.settings
         if flow.final:                     # decided for good: the fast path
             action = "pass" if flow.verdict == "pass" else "drop"
             c.verdicts[action] += 1
             c.fast_path += 1
             return Verdict(action, s.offload, flow)
-        if flow.pkts_ts + flow.pkts_tc == 1:
+        first = flow.pkts_ts + flow.pkts_tc == 1
+        if first:
             flow.direction = self._direction(flow, pkt)
             if flow.proto != TCP and flow.proto != UDP:
                 flow.app = applayer.FAILED             # no DNS/TLS/HTTP name can ever show
@@ -157,13 +173,19 @@ class Inspector:
         flow.inspected_bytes += len(pkt.payload)
         within = n < s.depth_packets and flow.inspected_bytes < s.depth_bytes
 
-        new_fields = self._applayer(pkt, flow, to_server) if within_before else ()
         det = self.detector
         cand = det.candidates(pkt, flow, to_server)
         # Verdict rules describe the connection (initiator -> responder), whichever
         # way this packet goes; alert rules look at the packet's own direction.
         cand_flow = cand if to_server else det.connection_candidates(flow)
         scan = [None]
+        if first and flow.proto == TCP and not pkt.tcp_flags & SYN:
+            # picked up mid-stream: its start, maybe its requests, are behind us
+            self._cannot_know(flow, "midstream", cand_flow)
+        new_fields = self._applayer(pkt, flow, to_server) if within_before else ()
+        if not within and (flow.app is None or flow.app.unknown is None):
+            # the last look, and a name still pending
+            new_fields = self._cannot_know(flow, "depth", cand_flow) or new_fields
 
         action = flow.verdict
         decided_now = None                 # the rule that decided on this packet, if any
@@ -227,6 +249,17 @@ class Inspector:
         if found:
             self._found = [(name, "decode" if name.startswith("tcp.") else "applayer") for name in found]
         return new
+
+    def _cannot_know(self, flow, reason, cand):
+        """The flow's names can no longer be known for sure: when verdict rules wait for
+        them, mark them UNKNOWN (exception_policy decides how rules read that) and say so.
+        Returns the fields that changed."""
+        if not self.detector.pending_names(flow, cand):
+            return ()
+        changed = applayer.cannot_know(flow, reason)
+        if changed:
+            self._found = [*self._found, ("exception." + reason, "engine")]
+        return changed
 
     def _count_app(self, app):
         self.counters.app_flows[app.proto] = self.counters.app_flows.get(app.proto, 0) + 1

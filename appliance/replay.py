@@ -62,6 +62,10 @@ def main_replay(args):
     ap.add_argument("--depth-packets", type=int, default=16)
     ap.add_argument("--depth-bytes", type=int, default=8192)
     ap.add_argument("--max-flows", type=int, default=100_000)
+    ap.add_argument("--exception-policy", choices=("drop", "ignore"), default="drop",
+                    help="a name the appliance cannot know (ambiguous stream, mid-stream pickup, "
+                         "cap hit): drop = block rules match it, allow rules do not (default); "
+                         "ignore = no rule needing it matches")
     ap.add_argument("--quiet", action="store_true", help="no summary on stderr")
     ap.add_argument("--no-checksums", action="store_true",
                     help="do not check TCP checksums (by default, once a client has sent a valid "
@@ -83,7 +87,8 @@ def main_replay(args):
             os.truncate(o.eve, 0)          # one replay = one EVE file (byte-identical reruns)
         eve = EveWriter(o.eve)
     settings = Settings(depth_packets=o.depth_packets, depth_bytes=o.depth_bytes,
-                        max_flows=o.max_flows, verify_checksums=not o.no_checksums)
+                        max_flows=o.max_flows, verify_checksums=not o.no_checksums,
+                        exception_policy=o.exception_policy)
     insp = Inspector(ruleset, settings, eve)
     res = replay(o.pcaps, insp, progress=_progress_bar())
     insp.stats_event()

@@ -13,21 +13,37 @@ MULTI_TX = ("dns", "http")          # protocols where a later transaction may br
 _DETECT_GIVE_UP = 64                # app bytes a flow must show before we stop naming its protocol
 
 
+class Unknown(tuple):
+    """The names of a transaction the appliance cannot read for sure (an ambiguous stream,
+    a flow picked up mid-stream, a cap hit while a name was pending): any name at all.
+    Detection reads it against the attacker (docs/rules.md, "When the appliance cannot
+    know"). An empty tuple, so code that only lists names sees none."""
+    __slots__ = ()
+
+    def __repr__(self):
+        return "UNKNOWN"
+
+
+UNKNOWN = Unknown()
+
+
 class AppState:
     """`names[field]`: names of the current transaction(s); None while a name may still
-    show, [] when none will (another protocol, or the parser gave up)."""
+    show, [] when none will (another protocol, or the parser gave up), UNKNOWN when the
+    appliance cannot know them."""
 
-    __slots__ = ("proto", "names", "tx", "tx_count")
+    __slots__ = ("proto", "names", "tx", "tx_count", "unknown")
 
     def __init__(self, proto):
-        self.proto = proto           # "dns" | "tls" | "http" | "failed"
+        self.proto = proto           # "dns" | "tls" | "http" | "failed" | "unknown"
         self.names = {f: ([] if f != proto else None) for f in FIELDS}
         self.tx = None               # the latest transaction(s): DnsMessage, ClientHello, HttpRequest, or a list
         self.tx_count = 0            # transactions parsed so far (HTTP requests, DNS-over-TCP messages)
+        self.unknown = None          # why the names can no longer be known (an exception reason), once they cannot
 
     @property
     def known(self) -> bool:
-        return self.proto != "failed"
+        return self.proto != "failed" and self.proto != "unknown"
 
     @property
     def multi_tx(self) -> bool:
@@ -50,10 +66,32 @@ class AppState:
 FAILED = AppState("failed")         # shared by every flow that can carry no name; never changed
 
 
+def cannot_know(flow, reason):
+    """From now on the flow's names are UNKNOWN: the fields of its protocol, or every
+    field while the protocol itself is not known for sure (a stream that reads two ways
+    may hide "GET" as well as a Host). Returns the fields that changed, for detection to
+    look again; () when the flow was marked before."""
+    app = flow.app
+    if app is not None and app.unknown is not None:
+        return ()
+    proto = app.proto if app is not None and app.known and reason != "stream_ambiguous" else "unknown"
+    new = AppState(proto)
+    new.unknown = reason
+    if app is not None:
+        new.tx, new.tx_count = app.tx, app.tx_count
+    changed = tuple(FIELDS) if proto == "unknown" else (proto,)
+    for f in changed:
+        new.names[f] = UNKNOWN
+    flow.app = new
+    return changed
+
+
 def on_stream(flow, data, done, found):
     """New client bytes `data` (all of them so far; `done`: no more will be looked at).
     Returns the fields that got a new transaction."""
     app = flow.app
+    if app is not None and app.unknown is not None:
+        return ()                               # nothing read from here on can be trusted
     if app is None:
         guess = detect(data, flow.proto, flow.sport, flow.dport)
         if guess is None:
@@ -83,7 +121,7 @@ def on_datagram(flow, payload):
     about the next one, so DNS rules stay live for the whole flow. Queries (QR=0) count
     from either side: a "resolver" that sends first must not make the client's queries
     invisible."""
-    if not payload:
+    if not payload or (flow.app is not None and flow.app.unknown is not None):
         return ()
     msg = dns.parse_message(payload)
     if msg is not None and not msg.response and msg.queries:

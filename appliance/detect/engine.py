@@ -6,6 +6,11 @@ Semantics (docs/rules.md has the user's version):
   conditions not yet met) while the flow is within its inspection depth is
   *pending*: it holds back every later rule, and the packet passes meanwhile.
   Past the depth an open condition counts as not matched.
+- Names are read against the attacker: a drop/reject rule matches when any of a
+  transaction's names fits (pipelined requests, queries of one message, the readings
+  of an ambiguous Host), a pass rule only when every one does. UNKNOWN names (the
+  appliance cannot know them) match every drop/reject rule and no pass rule under
+  exception_policy "drop" (the default), no rule at all under "ignore".
 - alert rules never decide. Header-only alert rules fire once per flow and
   direction; content/packet rules fire per matching packet; app-layer rules
   once per transaction.
@@ -16,6 +21,7 @@ from . import index as ix
 from .keywords import APP_FIELDS, RULE_FIELD, app_fields, per_packet
 from .rule import PROTOS
 from .threshold import Thresholds
+from ..applayer.state import UNKNOWN
 from ..flow import ESTABLISHED, CLOSING, handshake_seen
 from ..packet import TCP, UDP
 
@@ -23,12 +29,14 @@ MATCH, PENDING, DEFAULT = "match", "pending", "default"
 
 
 class Detector:
-    def __init__(self, ruleset, generation=0):
+    def __init__(self, ruleset, generation=0, exception_policy="drop"):
         rules = ruleset.rules
         self.rules = rules
         self.default_action = ruleset.default_action
         self.generation = generation
+        self.exception_policy = exception_policy
         self.decision = self.alert = self.plain = self.perpkt = self.content = 0
+        self.block = 0                        # drop/reject rules: a name matches if any reading fits
         self.header_alert = 0
         self.field = {f: 0 for f in APP_FIELDS}
         self.proto_any = 0
@@ -41,6 +49,8 @@ class Detector:
             bit = 1 << i
             if r.decides:
                 self.decision |= bit
+                if r.action != "pass":
+                    self.block |= bit
             else:
                 self.alert |= bit
             app = self.app_of[i]
@@ -198,10 +208,10 @@ class Detector:
             r = rules[i]
             if low & plain:
                 return MATCH, r
-            if low & self.app_any:
+            if low & self.app_any and more:
                 app = flow.app
                 if app is None or any(app.names[f] is None for f in self.app_of[i]):
-                    return PENDING, r          # only while `more`: otherwise dropped above
+                    return PENDING, r          # past the depth a pending name is UNKNOWN (see above)
             if low & self.perpkt and not self.packet_match(r, pkt, flow, to_server, scan):
                 if more:
                     return PENDING, r
@@ -211,8 +221,9 @@ class Detector:
         return DEFAULT, None
 
     def _drop_unmatched_app(self, c, flow, more):
-        """Remove app-layer rules that can no longer match: their name is known and
-        does not fit, or the flow is past its depth without it."""
+        """Remove app-layer rules that can no longer match: their names are known and do
+        not fit (any name for a drop/reject rule, every name for a pass rule). A name still
+        pending on the last look is UNKNOWN: the Inspector reported why before asking."""
         app = flow.app
         for f in APP_FIELDS:
             fmask = self.field[f]
@@ -222,9 +233,25 @@ class Detector:
             if names is None:
                 if more:
                     continue
-                names = ()
-            c &= ~(fmask & ~self.names[f].lookup(names))
+                names = UNKNOWN
+            if names is UNKNOWN:
+                fit = self.block if self.exception_policy == "drop" else 0
+            elif len(names) == 1:
+                fit = self.names[f].lookup(names)
+            else:
+                index = self.names[f]
+                fit = (self.block & index.lookup(names)) | (~self.block & index.lookup_all(names))
+            c &= ~(fmask & ~fit)
         return c
+
+    def pending_names(self, flow, cand):
+        """The app fields whose names verdict rules among `cand` still wait for."""
+        c = cand & self.decision & self.app_any
+        if not c:
+            return ()
+        app = flow.app
+        return tuple(f for f in APP_FIELDS if c & self.field[f]
+                     and (app is None or app.names[f] is None))
 
     # -- alerts --------------------------------------------------------------
 

@@ -143,6 +143,17 @@ class NameIndex:
                     pos = n.find(".", pos + 1)
         return m
 
+    def lookup_all(self, names):
+        """Rules whose patterns match every one of the names (an allow rule must cover
+        each request of a pipeline, each reading of an ambiguous Host)."""
+        m = None
+        for name in names:
+            one = self.lookup((name,))
+            m = one if m is None else m & one
+            if not m:
+                return 0
+        return m or 0
+
 
 class ContentPrefilter:
     """One multi-pattern scan per payload -> mask of rules whose contents may all be present.

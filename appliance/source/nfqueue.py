@@ -375,6 +375,7 @@ def _settings(cfg, running=None):
                     depth_packets=cfg.inspection.depth_packets, depth_bytes=cfg.inspection.depth_bytes,
                     max_flows=running.max_flows if running else cfg.inspection.max_flows,
                     offload=cfg.offload, anomaly_action="pass" if cfg.fail_open else "drop",
+                    exception_policy=cfg.inspection.exception_policy,
                     # the kernel verified checksums (locally made packets carry partial ones)
                     verify_checksums=False)
 

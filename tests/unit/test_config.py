@@ -39,6 +39,7 @@ inspection: {depth_packets: 8, depth_bytes: 4096, max_flows: 1000}
     assert cfg.workers == 4 and list(cfg.queues) == [10, 11, 12, 13]
     assert cfg.failure_mode == "closed" and not cfg.fail_open and cfg.offload is False
     assert cfg.inspection == Inspection(8, 4096, 1000)
+    assert cfg.inspection.exception_policy == "drop"
     assert cfg.path == str(tmp_path / "appliance.yaml")
 
 
@@ -75,7 +76,7 @@ home_net: [10.0.0.0/8, nonsense]
 workers: 0
 failure_mode: opne
 offload: yes please
-inspection: {depth_packets: -1}
+inspection: {depth_packets: -1, exception_policy: pass}
 """)
     text = "\n".join(p)
     path = str(tmp_path / "appliance.yaml")
@@ -85,6 +86,7 @@ inspection: {depth_packets: -1}
     assert f"{path}:6: failure_mode must be open or closed, got 'opne' (did you mean 'open'?)" in p
     assert f"{path}:7: offload must be true or false" in text
     assert f"{path}:8: inspection.depth_packets must be an integer" in text
+    assert f"{path}:8: inspection.exception_policy: 'pass' is not one of drop, ignore" in p
 
 
 def test_bad_interface_name_and_yaml_errors(tmp_path):
