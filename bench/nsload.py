@@ -4,9 +4,13 @@
     python3 -m bench.nsload serve ADDR PORT                          (connection + echo server; runs until killed)
     python3 -m bench.nsload conns DST PORT SECONDS THREADS           -> {"conns": n, "seconds": s, "errors": e}
     python3 -m bench.nsload echo DST PORT COUNT                      -> {"rtt_us": [...]}
+    python3 -m bench.nsload synflood DST PORT COUNT RATE PREFIX LO HI  -> {"sent": n, "seconds": s}
+        (bare SYNs from spoofed sources PREFIX.LO .. PREFIX.HI, random source ports; raw socket)
 """
 import json
+import random
 import socket
+import struct
 import sys
 import threading
 import time
@@ -105,6 +109,41 @@ def echo(dst, port, count):
     return {"rtt_us": out}
 
 
+def synflood(dst, port, count, rate, prefix, lo, hi):
+    """`count` bare SYNs at about `rate` per second, each from a new (address, port): every
+    one is a new flow for the appliance. The TCP checksum is the constant part's sum plus
+    the words that change (source address, port, sequence number)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    d = socket.inet_aton(dst)
+    d_hi, d_lo = struct.unpack("!HH", d)
+    const = d_hi + d_lo + 6 + 20 + port + (5 << 12 | 0x02) + 64240      # pseudo header + header
+    rng = random.Random(1)
+    sources = [socket.inet_aton(f"{prefix}.{i}") for i in range(lo, hi + 1)]
+    words = [struct.unpack("!HH", a) for a in sources]
+    sent = 0
+    t0 = time.perf_counter()
+    batch = max(1, rate // 100)
+    while sent < count:
+        for _ in range(min(batch, count - sent)):
+            k = rng.randrange(len(sources))
+            sport = rng.randrange(1024, 65536)
+            seq = rng.getrandbits(32)
+            c = const + words[k][0] + words[k][1] + sport + (seq >> 16) + (seq & 0xFFFF)
+            c = (c & 0xFFFF) + (c >> 16)
+            c = (c & 0xFFFF) + (c >> 16)
+            tcp = struct.pack("!HHIIBBHHH", sport, port, seq, 0, 5 << 4, 0x02, 64240, ~c & 0xFFFF, 0)
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0, 64, 6, 0, sources[k], d)
+            try:
+                s.sendto(ip + tcp, (dst, 0))
+                sent += 1
+            except OSError:                      # a full socket buffer: the next burst tries again
+                break
+        ahead = sent / rate - (time.perf_counter() - t0)
+        if ahead > 0:
+            time.sleep(ahead)
+    return {"sent": sent, "seconds": time.perf_counter() - t0}
+
+
 def main(argv):
     cmd = argv[0]
     if cmd == "udpflood":
@@ -113,6 +152,8 @@ def main(argv):
         return serve(argv[1], int(argv[2]))
     elif cmd == "conns":
         r = conns(argv[1], int(argv[2]), float(argv[3]), int(argv[4]))
+    elif cmd == "synflood":
+        r = synflood(argv[1], int(argv[2]), int(argv[3]), int(argv[4]), argv[5], int(argv[6]), int(argv[7]))
     elif cmd == "echo":
         r = echo(argv[1], int(argv[2]), int(argv[3]))
     else:

@@ -1,0 +1,154 @@
+"""A SYN flood through the lab appliance while a legitimate client keeps connecting.
+
+    python3 -m bench.flood [--syns 200000] [--rate 50000] [--max-flows 20000] [--workers 2]
+
+The lab (appliance/lab: client, appliance and server namespaces) runs `appliance run` with
+name rules loaded, so every SYN is a flow whose verdict is pending (the worst case: no
+header rule can decide it). From the client namespace, bare SYNs from 231 spoofed sources
+and random ports (every one a new flow) at --rate, --syns in all; meanwhile a client
+connects to the server's HTTP port over and over. Printed: the legitimate success rate
+before and during the flood, the appliance's RSS (all its processes) before and at most,
+EVE bytes per flood packet, worker restarts and the kernel queue's drop counters.
+Needs root; the lab is named flood-PID and removed at the end.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from appliance.lab import Lab, up, down
+from appliance.lab.demo import start_appliance, stop_appliance
+from appliance.lab.topology import SERVER_V4, HOME_NET, ns_exec
+
+ROOT = Path(__file__).resolve().parents[1]
+RULES = """\
+default_action: pass
+rules:
+  - {id: 1, action: drop, proto: tcp, http_host: blocked.example}
+  - {id: 2, action: drop, proto: tcp, tls_sni: blocked.example}
+"""
+
+
+def rss_kib(ns):
+    """Resident memory of every process in the namespace, in KiB."""
+    pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def queue_counters(ns):
+    """(queue_dropped, user_dropped) summed over the namespace's NFQUEUE queues."""
+    text = subprocess.run(ns_exec(ns, "cat", "/proc/net/netfilter/nfnetlink_queue"),
+                          capture_output=True, text=True).stdout
+    qd = ud = 0
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) >= 7:
+            qd, ud = qd + int(f[5]), ud + int(f[6])
+    return qd, ud
+
+
+def legit(lab, seconds, threads=2):
+    out = subprocess.run(ns_exec(lab.client, sys.executable, "-m", "bench.nsload", "conns",
+                                 SERVER_V4, "80", str(seconds), str(threads)),
+                         cwd=ROOT, capture_output=True, text=True, timeout=seconds + 60)
+    r = json.loads(out.stdout)
+    r["success"] = r["conns"] / max(1, r["conns"] + r["errors"])
+    return r
+
+
+def run(syns=200_000, rate=50_000, max_flows=20_000, workers=2, legit_seconds=5, log=print):
+    lab = Lab(f"flood-{os.getpid() % 100000}")
+    up(lab)
+    proc = None
+    try:
+        work = lab.workdir
+        rules, config, eve = work / "flood.yaml", work / "appliance.yaml", work / "eve.json"
+        rules.write_text(RULES)
+        config.write_text(
+            "interfaces: {outside: eth0, inside: eth1, management: null}\n"
+            f"rules: {json.dumps(str(rules))}\neve: {json.dumps(str(eve))}\n"
+            f"home_net: [{', '.join(HOME_NET)}]\nworkers: {workers}\nfailure_mode: open\n"
+            f"inspection: {{max_flows: {max_flows}}}\n")
+        # half-open connections must not pile up in conntrack for two minutes
+        subprocess.run(ns_exec(lab.fw, "sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_timeout_syn_sent=5"),
+                       check=False)
+        proc = start_appliance(lab, config)
+        time.sleep(1)
+        base_rss = rss_kib(lab.fw)
+        before = legit(lab, legit_seconds)
+        eve_before = eve.stat().st_size if eve.exists() else 0
+        worker_pids = set(subprocess.run(["ip", "netns", "pids", lab.fw], capture_output=True,
+                                         text=True).stdout.split())
+        peak = [base_rss]
+        done = threading.Event()
+
+        def sample():
+            while not done.wait(0.5):
+                peak[0] = max(peak[0], rss_kib(lab.fw))
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        flood = subprocess.Popen(ns_exec(lab.client, sys.executable, "-m", "bench.nsload", "synflood",
+                                         SERVER_V4, "80", str(syns), str(rate), "10.10.1", "20", "250"),
+                                 cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        during = legit(lab, max(legit_seconds, syns / rate))
+        sent = json.loads(flood.communicate(timeout=syns / rate * 4 + 120)[0])
+        time.sleep(1)
+        done.set()
+        sampler.join()
+        pids_after = set(subprocess.run(["ip", "netns", "pids", lab.fw], capture_output=True,
+                                        text=True).stdout.split())
+        qd, ud = queue_counters(lab.fw)
+        shutdown = stop_appliance(lab, proc)
+        proc = None
+        eve_bytes = sum(p.stat().st_size for p in work.glob("eve.json*")) - eve_before
+        restarts = (work / "appliance.log").read_text(errors="replace").count("restarting")
+        result = {
+            "syns_sent": sent["sent"], "flood_seconds": round(sent["seconds"], 2),
+            "flood_rate": round(sent["sent"] / max(sent["seconds"], 1e-9)),
+            "legit_success_before": round(before["success"], 3), "legit_conns_before": before["conns"],
+            "legit_success_during": round(during["success"], 3), "legit_conns_during": during["conns"],
+            "rss_base_mib": round(base_rss / 1024, 1), "rss_peak_mib": round(peak[0] / 1024, 1),
+            "rss_growth_per_flow_b": round((peak[0] - base_rss) * 1024 / max_flows),
+            "eve_bytes": eve_bytes, "eve_bytes_per_syn": round(eve_bytes / max(1, sent["sent"]), 1),
+            "worker_restarts": restarts, "new_pids": len(pids_after - worker_pids),
+            "queue_dropped": qd, "user_dropped": ud, "max_flows": max_flows, "workers": workers,
+            "shutdown": shutdown,
+        }
+        for k, v in result.items():
+            log(f"  {k:<24} {v}")
+        return result
+    finally:
+        if proc is not None:
+            stop_appliance(lab, proc)
+        down(lab)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python3 -m bench.flood", description=__doc__.splitlines()[0])
+    ap.add_argument("--syns", type=int, default=200_000)
+    ap.add_argument("--rate", type=int, default=50_000)
+    ap.add_argument("--max-flows", type=int, default=20_000)
+    ap.add_argument("--workers", type=int, default=2)
+    o = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench.flood needs root (network namespaces)", file=sys.stderr)
+        return 2
+    print(f"SYN flood: {o.syns} SYNs at {o.rate}/s, max_flows {o.max_flows}, {o.workers} workers")
+    run(o.syns, o.rate, o.max_flows, o.workers)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
