@@ -6,7 +6,7 @@ final: an ICMP error (conntrack relates it to the connection it quotes), an IPv6
 with more extension headers than the decoder followed (conntrack follows them all). And a
 TCP flow picked up mid-stream has no known initiator: whoever spoke first was taken for the
 client. Each test here reproduced a finding of issue 9 (all fixed) through the Inspector;
-tests/netns/test_review_offload.py proves the same live.
+tests/netns/test_live_offload.py proves the same live.
 """
 from pathlib import Path
 
