@@ -14,9 +14,9 @@ from . import icmp_error
 from .applayer import state as applayer
 from .defrag import Defragmenter
 from .detect.engine import Detector, MATCH, DEFAULT
-from .flow import FlowTable
+from .flow import FlowTable, handshake_seen
 from .output import events
-from .packet import TCP, UDP, SYN
+from .packet import TCP, UDP, SYN, ACK
 from .stream import ClientStream
 
 
@@ -166,6 +166,8 @@ class Inspector:
         may_offload = s.offload and not icmp_error.is_error(pkt)
 
         flow, to_server, self._ended = self.flows.lookup(pkt)
+        if flow.final and pkt.tcp_flags & (SYN | ACK) == SYN and pkt.proto == TCP and handshake_seen(flow):
+            flow, to_server = self._reopened(flow, pkt)
         self._flow = flow
         if flow.final:                     # decided for good: the fast path
             action = "pass" if flow.verdict == "pass" else "drop"
@@ -240,6 +242,22 @@ class Inspector:
             flow.offloaded = True
         c.count_verdict(pkt_action)
         return Verdict(pkt_action, offload, flow, emitted)
+
+    def _reopened(self, flow, pkt):
+        """A bare SYN on a decided connection whose handshake is done, with the old ISN (a
+        new one already starts a new flow): a new connection on the same ports. Live, the
+        kernel would not have queued it while it still carried the connection's mark, and
+        the appliance never saw the old one close (offloaded); the old verdict was for the
+        old connection. The new one is inspected from its SYN."""
+        self.flows.remove(flow, "reused")
+        self._end_flow(flow)
+        flow, to_server, ended = self.flows.lookup(pkt)
+        if ended is not None:
+            if self._ended is None:
+                self._ended = ended
+            else:
+                self._end_flow(ended)
+        return flow, to_server
 
     def _unread(self, pkt):
         """A packet whose transport the decoder could not read (an IPv6 extension-header

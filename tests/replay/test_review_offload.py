@@ -264,3 +264,27 @@ rules:
     server_first(cap, 22)
     out, _ = run(cap, rules)
     assert out[-1][0].action == "drop"
+
+
+# --- found in the follow-up review: the same ports, the same ISN, a new connection -------
+
+def test_new_connection_reusing_an_offloaded_flows_ports_and_isn_is_inspected():
+    """Live, an offloaded connection's FIN and RST never reach the appliance: its flow stays
+    ESTABLISHED for the idle timeout. After conntrack forgot the connection (TIME_WAIT),
+    a SYN on the same ports is queued as a new connection; with the old ISN (a client can
+    choose it) it joined the old, final, passed flow and went through uninspected."""
+    cap = Capture()
+    old = TcpConn(cap, C, 40000, S, 443, cseq=1000)
+    old.handshake()
+    old.send(hello("example.com"))                         # allowed: passed, offloaded
+    # ... the rest, FIN included, stays in the kernel; 130 s later conntrack has forgotten it
+    cap.t += 130
+    new = TcpConn(cap, C, 40000, S, 443, cseq=1000, sseq=90000)
+    n_syn = new.handshake() - 2
+    n_hello = new.send(hello("evil.example"))
+    out, insp = run(cap, SNI_ALLOWLIST)
+    assert out[3][0].action == "pass" and out[3][0].offload
+    syn = out[n_syn - 1][0]
+    assert syn.flow is not out[3][0].flow, "the new connection's SYN joined the old connection's verdict"
+    assert not syn.offload
+    assert out[n_hello - 1][0].action == "drop"
