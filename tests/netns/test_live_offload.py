@@ -102,6 +102,9 @@ for line in sys.stdin:
         except OSError:
             got = b''
         print('got', len(got), flush=True)
+    elif line.startswith('reset'):                # abort: RST, no TIME_WAIT left behind
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+        s.close(); print('reset', flush=True)
 """
 
 SEND = """
@@ -277,3 +280,77 @@ def test_worker_killed_after_the_handshake_blocked_host_still_dropped(topo, appl
     assert server.expect("got") == ["0"], "the blocked Host reached the server after a worker restart"
     assert any(e["anomaly"]["event"] == "exception.midstream" for e in a.events("anomaly"))
     a.stop()
+
+
+# --- found in the follow-up review: a new connection on an offloaded connection's ports ---
+
+# Accepts two connections in turn and reports the bytes each one read.
+TWO_SERVER = """
+import socket, sys
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(('0.0.0.0', 443)); ls.listen(2); print('listening', flush=True)
+for _ in range(2):
+    ls.settimeout(10)
+    try:
+        s, _ = ls.accept()
+    except OSError:
+        print('got none', flush=True); continue
+    s.settimeout(3); got = b''
+    try:
+        while len(got) < 100:
+            b = s.recv(65536)
+            if not b:
+                break
+            got += b
+    except OSError:
+        pass
+    print('got', len(got), flush=True)
+"""
+
+# The client's second connection, by hand: the same ports and the same ISN as the first.
+REOPEN = """
+import sys
+from scapy.all import *
+c, s, cport, isn, hello = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), bytes.fromhex(sys.argv[5])
+ip = IP(src=c, dst=s)
+sa = sr1(ip / TCP(sport=cport, dport=443, flags='S', seq=isn), timeout=3, verbose=0)
+if sa is None or not sa.haslayer(TCP) or sa[TCP].flags != 'SA':
+    print('no-synack', flush=True); sys.exit()
+ack = sa[TCP].seq + 1
+send(ip / TCP(sport=cport, dport=443, flags='A', seq=isn + 1, ack=ack), verbose=0)
+send(ip / TCP(sport=cport, dport=443, flags='PA', seq=isn + 1, ack=ack) / Raw(hello), verbose=0)
+print('sent', flush=True)
+"""
+
+GOOD_HELLO = tls_records(client_hello("good.example")).hex()
+
+
+def test_new_connection_on_an_offloaded_connections_ports_and_isn_is_inspected(topo, appliance):
+    a = appliance(rules=ALLOWLIST, workers=1).start()
+    server = Proc(topo, topo.server, TWO_SERVER)
+    client = None
+    try:
+        server.expect("listening")
+        client = Proc(topo, topo.client, CLIENT, topo.server_ip, "443")
+        cport, snd, _ = (int(x) for x in client.expect("connected"))
+        client.say("send " + GOOD_HELLO)
+        client.expect("sent")
+        assert server.expect("got") != ["0"]                  # allowed: passed and offloaded
+        assert netfilter.MARK_PASS in conntrack_marks(topo, 443)
+        client.say("reset")                                   # the RST goes by in the kernel
+        client.expect("reset")
+        # the client's kernel has no socket left for the hand-made connection: keep its RSTs in
+        topo.ex(topo.client, "iptables-nft", "-A", "OUTPUT", "-p", "tcp", "--tcp-flags", "RST", "RST",
+                "--sport", str(cport), "-j", "DROP", check=True)
+        r = topo.ex(topo.client, sys.executable, "-c", REOPEN, topo.client_ip, topo.server_ip, str(cport),
+                    str(snd - 1), EVIL_HELLO, check=True)
+        assert r.stdout.strip() == "sent", r.stdout + r.stderr
+        # was: the SYN joined the old connection's final pass, was offloaded, and the blocked
+        # ClientHello of the new connection went by in the kernel
+        assert server.expect("got") == ["0"], "the new connection's blocked ClientHello reached the server"
+    finally:
+        server.close()
+        if client:
+            client.close()
+        topo.ex(topo.client, "iptables-nft", "-F", "OUTPUT")
+        a.stop()
