@@ -35,7 +35,10 @@ VLAN_ETHERTYPES = frozenset({0x8100, 0x88A8, 0x9100})  # 802.1Q, 802.1ad, pre-st
 UNSUPPORTED_ETHERTYPES = {ETH_ARP: "arp", 0x8847: "mpls", 0x8848: "mpls",
                           0x8863: "pppoe", 0x8864: "pppoe"}
 MAX_VLAN_LAYERS = 8        # deeper stacks are hostile, not real networks
-MAX_IPV6_EXTHDRS = 16      # same: bounds the per-packet work on a crafted chain
+# Linux (ipv6_skip_exthdr, what conntrack keys on) follows any number of extension headers
+# within the packet; real traffic carries a handful. Past this many the transport is not
+# read (Packet.unread): bounded work per packet, and the Inspector never offloads it.
+MAX_IPV6_EXTHDRS = 64
 
 AF_INET_BSD = 2
 AF_INET6_BSD = frozenset({10, 24, 28, 30})  # Linux, Net/Open/FreeBSD, FreeBSD, Darwin
@@ -121,11 +124,11 @@ def _ipv4(p, data):
     hlen = (vihl & 15) << 2
     if hlen < 20:
         p.anomalies.append("ipv4.hlen_too_small")
-        p.length, p.l3 = n, data
+        p.length, p.l3, p.unread = n, data, True
         return
     if total < hlen:
         p.anomalies.append("ipv4.iplen_smaller_than_hlen")
-        p.length, p.l3 = n, data
+        p.length, p.l3, p.unread = n, data, True
         return
     p.length = total
     if total < n:           # link-layer padding (short Ethernet frames) is not the packet
@@ -134,7 +137,7 @@ def _ipv4(p, data):
     elif total > n:         # snaplen or a lying length: decode what is there
         p.anomalies.append("ipv4.trunc_pkt")
         if hlen > n:
-            p.l3 = data
+            p.l3, p.unread = data, True
             return
     p.l3 = data
     if hlen > 20:
@@ -199,6 +202,7 @@ def _ipv6(p, data):
     if nh != TCP and nh != UDP and nh != ICMPV6:
         nh, off = _ipv6_exthdrs(p, data, nh, n)
         if off < 0:
+            p.unread = True
             return
     p.proto = nh
     if p.frag is not None and (p.frag[1] or not _transport_complete(nh, data, off, n)):
@@ -223,7 +227,7 @@ def _transport(p, proto, data, off, n, version):
     else:
         icmp, echo, too_small, foreign, foreign_event = _ICMP_OF[version]
         if proto == icmp:
-            _icmp_message(p, data, off, n, echo, too_small)
+            _icmp_message(p, data, off, n, echo, too_small, version)
         else:
             if proto == foreign:
                 p.anomalies.append(foreign_event)
@@ -234,6 +238,7 @@ def _ipv6_exthdrs(p, data, nh, n):
     """Walk the extension-header chain; return (transport protocol, its offset), offset -1 to stop."""
     off = 40
     seen = 0                # bit per header kind, for the duplicate events
+    dupl = 0                # bit per duplicate event already reported: once per packet
     dstopts = 0
     for _ in range(MAX_IPV6_EXTHDRS):
         if nh == HOPOPTS or nh == ROUTING or nh == DSTOPTS or nh == AH:
@@ -247,21 +252,25 @@ def _ipv6_exthdrs(p, data, nh, n):
                 p.proto = nh
                 return nh, -1
             if nh == HOPOPTS:
-                if seen & 1:
+                if seen & 1 and not dupl & 1:
+                    dupl |= 1
                     p.anomalies.append("ipv6.exthdr_dupl_hh")
                 seen |= 1
             elif nh == ROUTING:
-                if seen & 2:
+                if seen & 2 and not dupl & 2:
+                    dupl |= 2
                     p.anomalies.append("ipv6.exthdr_dupl_rh")
                 seen |= 2
-                if hlen >= 4 and data[off + 2] == 0:
+                if hlen >= 4 and data[off + 2] == 0 and not dupl & 32:
+                    dupl |= 32
                     p.anomalies.append("ipv6.rh_type_0")
             elif nh == DSTOPTS:
                 dstopts += 1
-                if dstopts > 2:  # one before the routing header and one after are legal
+                if dstopts == 3:  # one before the routing header and one after are legal
                     p.anomalies.append("ipv6.exthdr_dupl_dh")
             else:
-                if seen & 4:
+                if seen & 4 and not dupl & 4:
+                    dupl |= 4
                     p.anomalies.append("ipv6.exthdr_dupl_ah")
                 seen |= 4
             nh = data[off]
@@ -272,14 +281,17 @@ def _ipv6_exthdrs(p, data, nh, n):
                 p.proto = nh
                 return nh, -1
             nxt, fo, ident = _frag6(data, off)
-            if seen & 8:
+            if seen & 8 and not dupl & 8:
+                dupl |= 8
                 p.anomalies.append("ipv6.exthdr_dupl_fh")
             seen |= 8
             off += 8
             nh = nxt
             if fo == 0:
                 # Atomic fragment (RFC 6946): a whole datagram, processed as one.
-                p.anomalies.append("ipv6.exthdr_useless_fh")
+                if not dupl & 16:
+                    dupl |= 16
+                    p.anomalies.append("ipv6.exthdr_useless_fh")
             elif p.frag is None:
                 p.frag = (ident, fo & 0xFFF8, bool(fo & 1))
                 if fo & 0xFFF8:
@@ -322,6 +334,7 @@ def _tcp_segment(p, data, off, end):
     have = end - off
     if have < 20:
         p.anomalies.append("tcp.pkt_too_small")
+        p.unread = True
         return
     p.sport, p.dport, p.seq, p.ack, of = _tcp(data, off)
     p.tcp_flags = of & 0xFF
@@ -358,6 +371,7 @@ def _udp_datagram(p, data, off, end):
     have = end - off
     if have < 8:
         p.anomalies.append("udp.hlen_too_small")
+        p.unread = True
         return
     p.sport, p.dport, ulen = _ports(data, off)
     if p.frag is not None:  # the length field covers the whole datagram, not this piece
@@ -375,10 +389,11 @@ def _udp_datagram(p, data, off, end):
     p.payload = data[off + 8:end]
 
 
-def _icmp_message(p, data, off, end, echo_types, too_small):
+def _icmp_message(p, data, off, end, echo_types, too_small, version):
     have = end - off
     if have < 8:
         p.anomalies.append(too_small)
+        p.unread = True     # no echo id: not the ICMP flow conntrack sees
         if have >= 2:
             p.icmp_type, p.icmp_code = data[off], data[off + 1]
         return
@@ -387,6 +402,80 @@ def _icmp_message(p, data, off, end, echo_types, too_small):
     if t in echo_types:
         p.icmp_id = ident
     p.payload = data[off + 8:end]
+    if (t in ICMP_ERRORS) if version == 4 else t < 128:
+        p.quote = _quoted(p, data, off + 8, end, version)
+
+
+# ICMP errors conntrack relates to the connection they quote: nf_conntrack_proto_icmp's
+# icmp_is_err() (unreachable, source quench, redirect, time exceeded, parameter problem);
+# for ICMPv6 every type below 128 (nf_conntrack_proto_icmpv6).
+ICMP_ERRORS = frozenset({3, 4, 5, 11, 12})
+_QUOTE_BAD = {4: ("icmpv4.ipv4_unknown_ver", "icmpv4.ipv4_trunc_pkt"),
+              6: ("icmpv6.ipv6_unknown_version", "icmpv6.ipv6_trunc_pkt")}
+
+
+def _quoted(p, data, off, end, version):
+    """The packet an ICMP error quotes, down to its ports (or echo id), as a Packet; None
+    with an anomaly when it cannot be read that far (conntrack then relates the error to
+    nothing either). Only the first bytes of the quoted transport are there (RFC 792: 8)."""
+    bad_version, trunc = _QUOTE_BAD[version]
+    q = Packet(p.ts)
+    have = end - off
+    if have < 1 or data[off] >> 4 != version:
+        p.anomalies.append(bad_version if have >= 1 else trunc)
+        return None
+    if version == 4:
+        if have < 20 or (data[off] & 15) < 5:
+            p.anomalies.append(trunc)
+            return None
+        _, _, _, fo, _, proto, src, dst = _ip4(data, off)
+        q.src, q.dst = _v4name(src), _v4name(dst)
+        l4 = off + ((data[off] & 15) << 2)
+        if fo & 0x1FFF:     # a later fragment: no transport header; conntrack keys it by addresses
+            l4 = -1
+    else:
+        if have < 40:
+            p.anomalies.append(trunc)
+            return None
+        _, _, proto, _, src, dst = _ip6(data, off)
+        q.src, q.dst = _v6name(src), _v6name(dst)
+        proto, l4 = _quoted_exthdrs(data, off, end, proto)
+        if proto < 0:
+            p.anomalies.append(trunc)
+            return None
+    q.ip_version, q.proto = version, proto
+    if l4 >= 0 and proto in (TCP, UDP, ICMP, ICMPV6):
+        if l4 + 8 > end:
+            p.anomalies.append(trunc)
+            return None
+        if proto == TCP or proto == UDP:
+            q.sport, q.dport = _u16(data, l4)[0], _u16(data, l4 + 2)[0]
+        else:
+            q.icmp_type, q.icmp_code, ident = _icmp(data, l4)
+            if q.icmp_type in (ICMP_ECHO if proto == ICMP else ICMPV6_ECHO):
+                q.icmp_id = ident
+    return q
+
+
+def _quoted_exthdrs(data, off, end, nh):
+    """(transport protocol, its offset) behind a quoted IPv6 header's extension headers;
+    offset -1 for a later fragment, protocol -1 when the chain is cut or too long."""
+    at = off + 40
+    for _ in range(MAX_IPV6_EXTHDRS):
+        if nh == HOPOPTS or nh == ROUTING or nh == DSTOPTS or nh == AH:
+            if at + 2 > end:
+                return -1, -1
+            nh, at = data[at], at + ((data[at + 1] + 2) << 2 if nh == AH else (data[at + 1] + 1) << 3)
+        elif nh == FRAGMENT:
+            if at + 8 > end:
+                return -1, -1
+            nxt, fo, _ = _frag6(data, at)
+            if fo & 0xFFF8:
+                return nxt, -1
+            nh, at = nxt, at + 8
+        else:
+            return nh, at
+    return -1, -1
 
 
 def decode_frame(data: bytes, linktype: int, ts: float = 0.0) -> Packet:

@@ -62,6 +62,7 @@ class Flow:
         "verdict", "verdict_rule", "final", "offloaded", "alerted", "alerted_rules",
         "app", "stream", "cand_ts", "cand_tc",
         "direction", "in_iface", "flags_ts", "flags_tc", "reason",
+        "midstream",                                    # TCP picked up without its handshake: initiator unknown
         "pcap_cnt", "pcap_file", "_id",
     )
 
@@ -91,6 +92,7 @@ class Flow:
         self.stream = None           # stream.ClientStream (TCP, from the client's first segment)
         self.cand_ts = self.cand_tc = None   # detection's candidate rule masks per direction
         self.direction = "any"
+        self.midstream = False       # set by the Inspector on a TCP flow's first packet
         self.in_iface = pkt.in_iface
         self.flags_ts = self.flags_tc = 0
         self.reason = ""

@@ -10,12 +10,13 @@ pcap clock drives timeouts and thresholds exactly as the wall clock does live.
 """
 from dataclasses import dataclass
 
+from . import icmp_error
 from .applayer import state as applayer
 from .defrag import Defragmenter
 from .detect.engine import Detector, MATCH, DEFAULT
-from .flow import FlowTable
+from .flow import FlowTable, handshake_seen
 from .output import events
-from .packet import TCP, UDP, SYN
+from .packet import TCP, UDP, SYN, ACK
 from .stream import ClientStream
 
 
@@ -151,21 +152,36 @@ class Inspector:
             action = "drop" if pkt.anomalies and self.settings.anomaly_action == "drop" else "pass"
             c.count_verdict(action)
             return PASS if action == "pass" else Verdict("drop")
+        s = self.settings
+        if pkt.unread:
+            return self._unread(pkt)
+        if pkt.quote is not None:
+            quoted = icmp_error.quoted_flow(self.flows, pkt)
+            if quoted is not None:         # judged with the connection conntrack relates it to
+                action, offload = icmp_error.related_verdict(quoted, s.offload)
+                c.count_verdict(action)
+                return Verdict(action, offload, quoted)
+        # An offload mark lands on the packet's conntrack entry: an ICMP error's is the
+        # connection it quotes, never one of ours to decide here (icmp_error.py).
+        may_offload = s.offload and not icmp_error.is_error(pkt)
 
         flow, to_server, self._ended = self.flows.lookup(pkt)
+        if flow.final and pkt.tcp_flags & (SYN | ACK) == SYN and pkt.proto == TCP and handshake_seen(flow):
+            flow, to_server = self._reopened(flow, pkt)
         self._flow = flow
-        s = self.settings
         if flow.final:                     # decided for good: the fast path
             action = "pass" if flow.verdict == "pass" else "drop"
             c.verdicts[action] += 1
             c.fast_path += 1
-            return Verdict(action, s.offload, flow)
+            return Verdict(action, may_offload, flow)
         first = flow.pkts_ts + flow.pkts_tc == 1
         if first:
             flow.direction = self._direction(flow, pkt)
             if flow.proto != TCP and flow.proto != UDP:
                 flow.app = applayer.FAILED             # no DNS/TLS/HTTP name can ever show
                 self._count_app(flow.app)
+            elif flow.proto == TCP and not pkt.tcp_flags & SYN:
+                flow.midstream = True      # picked up without its handshake: who began it is unknown
 
         # every packet of a flow that is not final is inspected: its packet count is the depth used
         n = flow.pkts_ts + flow.pkts_tc
@@ -178,8 +194,11 @@ class Inspector:
         # Verdict rules describe the connection (initiator -> responder), whichever
         # way this packet goes; alert rules look at the packet's own direction.
         cand_flow = cand if to_server else det.connection_candidates(flow)
+        flipped = 0
+        if flow.midstream:                 # the initiator is unknown: both orientations, against the attacker
+            cand_flow, flipped = det.unoriented_candidates(flow)
         scan = [None]
-        if first and flow.proto == TCP and not pkt.tcp_flags & SYN:
+        if first and flow.midstream:
             # picked up mid-stream: its start, maybe its requests, are behind us
             self._cannot_know(flow, "midstream", cand_flow)
         new_fields = self._applayer(pkt, flow, to_server) if within_before else ()
@@ -191,7 +210,7 @@ class Inspector:
         decided_now = None                 # the rule that decided on this packet, if any
         decided_here = False
         if action is None or (action == "pass" and new_fields):
-            status, rule = det.decide(pkt, flow, to_server, cand_flow, within_before, within, scan)
+            status, rule = det.decide(pkt, flow, to_server, cand_flow, within_before, within, scan, flipped)
             if status == MATCH and (action is None or rule.action != "pass"):
                 flow.verdict, flow.verdict_rule, decided_now = rule.action, rule, rule
                 decided_here = True
@@ -218,11 +237,43 @@ class Inspector:
             flow.final = True
         elif flow.verdict == "pass":
             flow.final = not within or not det.more_to_inspect(flow, to_server)
-        offload = flow.final and s.offload
+        offload = flow.final and may_offload
         if offload:
             flow.offloaded = True
         c.count_verdict(pkt_action)
         return Verdict(pkt_action, offload, flow, emitted)
+
+    def _reopened(self, flow, pkt):
+        """A bare SYN on a decided connection whose handshake is done, with the old ISN (a
+        new one already starts a new flow): a new connection on the same ports. Live, the
+        kernel would not have queued it while it still carried the connection's mark, and
+        the appliance never saw the old one close (offloaded); the old verdict was for the
+        old connection. The new one is inspected from its SYN."""
+        self.flows.remove(flow, "reused")
+        self._end_flow(flow)
+        flow, to_server, ended = self.flows.lookup(pkt)
+        if ended is not None:
+            if self._ended is None:
+                self._ended = ended
+            else:
+                self._end_flow(ended)
+        return flow, to_server
+
+    def _unread(self, pkt):
+        """A packet whose transport the decoder could not read (an IPv6 extension-header
+        chain longer than it follows, a cut transport header). Linux may still key it to a
+        real connection (it follows any chain within the packet) and it may carry that
+        connection's data, so it gets no flow of its own and is never offloaded; its
+        addresses decide what they can (Detector.decide_unread), the exception policy
+        the rest."""
+        rule, used = self.detector.decide_unread(pkt, self._direction(pkt, pkt))
+        if used:
+            self._found = [*self._found, ("exception.unread", "engine")]
+        action = rule.action if rule is not None else self.detector.default_action
+        if action == "reject":
+            action = "drop"                # no ports to answer with a reset
+        self.counters.count_verdict(action)
+        return Verdict(action, False, None, [rule] if rule is not None and rule.log else [])
 
     def _applayer(self, pkt, flow, to_server):
         """The stream and app-layer stages; returns the app fields that got a new

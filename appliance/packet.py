@@ -30,6 +30,11 @@ class Packet:
         "l4_off",      # offset of the TCP/UDP header in l3 (0 when there is none)
         "vlan",        # tuple of VLAN ids, outermost first; () when untagged
         "frag",        # None, or (ident, offset_bytes, more_fragments) for an IP fragment
+        "quote",       # ICMP/ICMPv6 error: the packet it quotes (a Packet down to its ports or
+                       # echo id: conntrack relates the error to that connection); else None
+        "unread",      # the transport header could not be read (IPv6 extension-header chain
+                       # cut or past the decoder's limit, transport header cut): the ports and
+                       # maybe the protocol are not the ones the kernel's conntrack sees
         "anomalies",   # list of event names; empty for a clean packet
         "encap",       # "" or the name of an unsupported/non-IP layer ("arp", "mpls", "pppoe", "ethertype-0x88cc")
         "in_iface",    # live: ingress interface name; replay: ""
@@ -53,6 +58,8 @@ class Packet:
         self.l4_off = 0
         self.vlan = ()
         self.frag = None
+        self.quote = None
+        self.unread = False
         self.anomalies = []
         self.encap = ""
         self.in_iface = ""

@@ -81,6 +81,12 @@ class Detector:
         # Complements as positive masks: `x & ~m` on 10,000-bit ints costs more than it looks.
         every = (1 << len(rules)) - 1
         self.no_app = every ^ self.app_any
+        # verdict rules a packet's addresses alone decide: any protocol, any port, nothing else
+        self.addr_only = 0
+        for i, r in enumerate(rules):
+            if (r.decides and PROTOS[r.proto] is None and r.src_port is None and r.dst_port is None
+                    and (self.plain >> i) & 1):
+                self.addr_only |= 1 << i
         self.no_content = every ^ self.content
         self.deep_alert = self.alert & ~self.header_alert      # alerts that look past the header
         self.src = ix.AddrIndex((i, r.src) for i, r in enumerate(rules))
@@ -105,24 +111,47 @@ class Detector:
         direction; Inspector.reload clears the caches)."""
         m = flow.cand_ts if to_server else flow.cand_tc
         if m is None:
-            m = self.proto_any | self.proto.get(pkt.proto, 0)
-            if m:
-                m &= self.direction[flow.direction]
-            if m:
-                m &= self.src.lookup(pkt.src)
-            if m:
-                m &= self.dst.lookup(pkt.dst)
-            if m:
-                m &= self.sport.lookup(pkt.sport)
-            if m:
-                m &= self.dport.lookup(pkt.dport)
-            # Flows share one int per distinct mask (10,000 rules = 1.3 KB a mask).
-            m = self._masks.setdefault(m, m)
+            m = self._header(pkt, flow.direction)
             if to_server:
                 flow.cand_ts = m
             else:
                 flow.cand_tc = m
         return m
+
+    def _header(self, pkt, direction):
+        m = self.proto_any | self.proto.get(pkt.proto, 0)
+        if m:
+            m &= self.direction[direction]
+        if m:
+            m &= self.src.lookup(pkt.src)
+        if m:
+            m &= self.dst.lookup(pkt.dst)
+        if m:
+            m &= self.sport.lookup(pkt.sport)
+        if m:
+            m &= self.dport.lookup(pkt.dport)
+        # Flows share one int per distinct mask (10,000 rules = 1.3 KB a mask).
+        return self._masks.setdefault(m, m)
+
+    def unoriented_candidates(self, flow):
+        """Verdict candidates for a TCP flow picked up mid-stream, whose initiator is not
+        known (the first packet seen may be the server's): (mask, flipped). Read against
+        the attacker: a drop/reject rule is a candidate when it fits either orientation;
+        a pass rule when it fits the orientation the ports justify (the responder on a
+        port below 1024, the initiator on one at or above), or, without that, both.
+        `flipped`: the candidates that fit only with the first speaker as the responder
+        (their to_server/to_client conditions read the other way)."""
+        a = self.connection_candidates(flow)
+        b = self._header(_Reverse(flow, False), _OTHER_SIDE[flow.direction])
+        block = self.block
+        server = _server_side(flow)
+        if server == "a":
+            m = a | (b & block)
+        elif server == "b":
+            m = b | (a & block)
+        else:
+            m = (a & b) | ((a | b) & block)
+        return m, m & b & ~a
 
     def connection_candidates(self, flow):
         """Candidates for the connection's own direction (initiator -> responder), for a
@@ -189,12 +218,13 @@ class Detector:
 
     # -- decisions -----------------------------------------------------------
 
-    def decide(self, pkt, flow, to_server, cand, inspect, more, scan):
+    def decide(self, pkt, flow, to_server, cand, inspect, more, scan, flipped=0):
         """(MATCH, rule) | (PENDING, rule) | (DEFAULT, None) for this packet.
 
         `inspect`: this packet is within the inspection depth, so packet conditions are
         checked on it. `more`: later packets will be too, so an unmet condition is
-        pending rather than failed."""
+        pending rather than failed. `flipped`: rules that read this packet's direction
+        the other way (unoriented_candidates)."""
         c = cand & self.decision
         if c & self.app_any:
             c = self._drop_unmatched_app(c, flow, more)
@@ -212,13 +242,38 @@ class Detector:
                 app = flow.app
                 if app is None or any(app.names[f] is None for f in self.app_of[i]):
                     return PENDING, r          # past the depth a pending name is UNKNOWN (see above)
-            if low & self.perpkt and not self.packet_match(r, pkt, flow, to_server, scan):
+            if low & self.perpkt and not self.packet_match(r, pkt, flow, to_server != bool(low & flipped), scan):
                 if more:
                     return PENDING, r
                 c ^= low                       # the last look: not matched, try the next rule
                 continue
             return MATCH, r
         return DEFAULT, None
+
+    def decide_unread(self, pkt, direction):
+        """(rule or None, policy_used) for a packet whose transport the decoder could not
+        read: its addresses are all that is known. Rules are walked in order; one that
+        needs nothing but addresses decides as always; one that needs more (protocol,
+        ports, names, content) is read against the attacker under exception_policy
+        "drop" (a drop/reject rule matches, a pass rule does not) and does not match
+        under "ignore". None: the default action. `policy_used`: a rule needing more
+        than the addresses was read by the policy before the decision."""
+        c = self.decision & self.direction[direction]
+        if c:
+            c &= self.src.lookup(pkt.src)
+        if c:
+            c &= self.dst.lookup(pkt.dst)
+        block = self.block if self.exception_policy == "drop" else 0
+        used = False
+        while c:
+            low = c & -c
+            if low & self.addr_only:
+                return self.rules[low.bit_length() - 1], used
+            used = True
+            if low & block:
+                return self.rules[low.bit_length() - 1], used
+            c ^= low
+        return None, used
 
     def _drop_unmatched_app(self, c, flow, more):
         """Remove app-layer rules that can no longer match: their names are known and do
@@ -301,6 +356,20 @@ def established(flow):
     if flow.proto == TCP:
         return handshake_seen(flow) and flow.state in (ESTABLISHED, CLOSING)
     return flow.state == ESTABLISHED
+
+
+_OTHER_SIDE = {"inbound": "outbound", "outbound": "inbound", "any": "any"}
+
+
+def _server_side(flow):
+    """Which end of a mid-stream flow the ports say is the server: "a" the responder as
+    first seen, "b" the first speaker, None when they do not say (both ports below 1024
+    or both at or above). A client needs root to bind below 1024 and operating systems
+    pick ephemeral ports above it."""
+    a, b = flow.dport < 1024, flow.sport < 1024
+    if a == b:
+        return None
+    return "a" if a else "b"
 
 
 class _Reverse:

@@ -66,7 +66,8 @@ IP_PACKETS = {
     / UDP(sport=5353, dport=53) / b"\x12\x34query",
     "ipv4-icmp-echo": IP(src="10.0.0.9", dst="8.8.8.8") / ICMP(type=8, id=0x4242, seq=3) / b"ping",
     "ipv4-icmp-reply": IP(src="8.8.8.8", dst="10.0.0.9") / ICMP(type=0, id=7, seq=3) / b"pong",
-    "ipv4-icmp-unreach": IP(src="10.0.0.9", dst="8.8.8.8") / ICMP(type=3, code=3) / (b"x" * 28),
+    "ipv4-icmp-unreach": IP(src="10.0.0.9", dst="8.8.8.8") / ICMP(type=3, code=3)
+    / raw(IP(src="8.8.8.8", dst="10.0.0.9") / UDP(sport=53, dport=5000)),
     "ipv6-tcp": IPv6(src="2001:db8::1", dst="2001:db8::2", hlim=9) / TCP(sport=5, dport=22, flags="SA",
                                                                         options=TCP_OPTS[:3]) / b"ssh",
     "ipv6-udp": IPv6(src="2001:db8::1", dst="ff02::fb") / UDP(sport=5353, dport=5353) / b"mdns",
@@ -249,12 +250,31 @@ def test_ipv6_esp_and_no_next_header_end_the_chain():
     assert trailing.anomalies == ["ipv6.data_after_none_header"]
 
 
-def test_ipv6_exthdr_chain_is_bounded():
+def _dstopts_chain(n):
     chain = IPv6()
-    for _ in range(40):
+    for _ in range(n):
         chain = chain / IPv6ExtHdrDestOpt()
-    pkt = decode_l3(raw(chain / UDP()))
-    assert "decoder.ipv6.too_many_exthdrs" in pkt.anomalies and pkt.sport == 0
+    return chain
+
+
+def test_ipv6_exthdr_chain_is_followed_like_linux_up_to_a_generous_bound():
+    from appliance.decode import MAX_IPV6_EXTHDRS
+    # Linux follows any chain within the packet: 40 headers still reach the transport
+    # (the old bound of 16 made this a port-less protocol-60 packet), reported once
+    pkt = decode_l3(raw(_dstopts_chain(40) / UDP(sport=5, dport=53)))
+    assert (pkt.proto, pkt.sport, pkt.dport, pkt.unread) == (17, 5, 53, False)
+    assert pkt.anomalies == ["ipv6.exthdr_dupl_dh"]
+    # past the bound: the transport is not read, and the packet says so
+    pkt = decode_l3(raw(_dstopts_chain(MAX_IPV6_EXTHDRS + 1) / UDP()))
+    assert "decoder.ipv6.too_many_exthdrs" in pkt.anomalies and pkt.sport == 0 and pkt.unread
+    assert pkt.anomalies.count("ipv6.exthdr_dupl_dh") == 1
+
+
+def test_cut_transport_headers_are_unread():
+    assert decode_l3(raw(IPv6() / IPv6ExtHdrDestOpt())[:-4]).unread    # chain cut
+    assert decode_l3(raw(IP() / TCP())[:30]).unread                     # TCP header cut
+    assert decode_l3(raw(IP() / UDP())[:24]).unread
+    assert not decode_l3(raw(IP() / TCP())).unread
 
 
 def test_ipv6_duplicate_headers_and_rh0():
