@@ -3,11 +3,13 @@
 start    load config + rules (any problem: FILE:LINE lines on stderr, exit 2), check the
          kernel, install our netfilter chains, fork one worker per NFQUEUE queue
 run      restart a worker that died (logged), with a short back-off
-SIGHUP   re-read the config file and the rules it names; valid -> every worker reloads the
-         rules and the reloadable keys (rules, eve, home_net, offload, inspection; decided
-         flows keep their verdict; the EVE file is reopened); restart-only keys (interfaces,
-         workers, queue_base, failure_mode) are logged and kept; invalid -> the problems are
-         logged and the running config and rules stay
+SIGHUP   read the config file and the rules it names, once, here; valid -> that checked
+         rule set and the reloadable keys (rules, eve, home_net, offload, inspection) go to
+         every worker over its pipe (appliance.reload), which builds them beside the running
+         ones and swaps them in between two packets (decided flows keep their verdict; the EVE
+         file is reopened); restart-only keys (interfaces, workers, queue_base, failure_mode)
+         are logged and kept; invalid -> the problems are logged and the running config and
+         rules stay
 SIGUSR1  every worker writes a `stats` event
 SIGTERM  workers drain their queue and exit; then, per failure_mode:
            open   -> our chains are removed: traffic forwards uninspected
@@ -22,6 +24,7 @@ import argparse
 import logging
 import multiprocessing
 import os
+import select
 import signal
 import sys
 import time
@@ -29,6 +32,7 @@ import time
 from appliance import netfilter
 from appliance.aws.bootstrap import discover_roles
 from appliance.config import ConfigError, load_config, reload_config, resolve_interfaces
+from appliance.reload import Outbox, encode
 
 log = logging.getLogger("appliance.run")
 
@@ -68,6 +72,7 @@ class Supervisor:
         self.ruleset = ruleset
         self.ctx = multiprocessing.get_context("fork")     # workers inherit the loaded rules
         self.workers = {}                                  # queue -> Process
+        self.outboxes = {}                                 # queue -> Outbox: checked updates for its worker
         self.last_start = {}
         self.pending = []                                  # signals to act on in the loop
         self.restarts = 0
@@ -78,12 +83,19 @@ class Supervisor:
     def start_worker(self, queue):
         """Fork the queue's worker; returns the pipe end on which it reports "bound" or why not."""
         from appliance.source.nfqueue import worker_main
-        raw = self.raw_cfg
         ours, theirs = self.ctx.Pipe(duplex=False)
+        old = self.outboxes.pop(queue, None)
+        if old:
+            old.close()                                    # what was in flight for the dead worker
+        control, feed = os.pipe()
+        inherited = [feed] + [o.fd for o in self.outboxes.values()]
+        # the worker is forked with the running (checked) config and rules; later ones come by pipe
         p = self.ctx.Process(target=worker_main, name=f"appliance-q{queue}",
-                             args=(self.cfg, queue, self.ruleset, lambda running: _reload(running, raw), theirs))
+                             args=(self.cfg, queue, self.ruleset, control, theirs, inherited))
         p.start()
         theirs.close()
+        os.close(control)
+        self.outboxes[queue] = Outbox(feed)
         self.workers[queue] = p
         self.last_start[queue] = time.monotonic()
         log.info("queue %d: worker %d started", queue, p.pid)
@@ -143,7 +155,20 @@ class Supervisor:
             if time.monotonic() >= next_watch:
                 next_watch = time.monotonic() + WATCH_INTERVAL
                 self.watch()
-            time.sleep(0.2)
+            self._feed_workers(0.2)
+
+    def _feed_workers(self, timeout):
+        """Wait up to `timeout` while writing pending updates to the workers' pipes."""
+        waiting = [o for o in self.outboxes.values() if o.pending]
+        if not waiting:
+            time.sleep(timeout)
+            return
+        try:
+            select.select([], [o.fd for o in waiting], [], timeout)
+        except (OSError, ValueError):
+            pass
+        for o in waiting:
+            o.flush()
 
     def watch(self):
         """Put our kernel rules back if someone flushed, edited or outranked them: an
@@ -178,8 +203,11 @@ class Supervisor:
                         ", ".join(changed), cfg.path, "s" if len(changed) > 1 else "",
                         "" if len(changed) > 1 else "s")
         self.cfg, self.ruleset = cfg, ruleset    # restarted workers start with these
-        self._signal_workers(signal.SIGHUP)
-        log.info("reload: %d rule(s) from %s", len(ruleset.rules), cfg.rules)
+        data = encode(cfg, ruleset)       # exactly what was checked: no worker reads a file
+        for o in self.outboxes.values():
+            o.put(data)
+            o.flush()
+        log.info("reload: %d rule(s) from %s checked; sending them to the workers", len(ruleset.rules), cfg.rules)
 
     def stop(self) -> int:
         if self.cfg.fail_open:

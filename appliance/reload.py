@@ -1,0 +1,108 @@
+"""SIGHUP without a gap: the supervisor reads and checks the config and the rule files
+once; every worker gets exactly that checked rule set over a pipe, builds its detector
+beside the running one and swaps it in between two packets.
+
+Why not let each worker re-read the files: parsing YAML inside the packet loop stalls the
+worker for seconds (10,001 rules: 2.4 s here, 4 s under load), its queue overflows meanwhile
+(open mode passes the overflow uninspected, closed mode drops it), and a file changed after
+the supervisor's check would reach the workers unchecked (time of check, time of use).
+
+Wire format, on one pipe per worker (pickle, between the supervisor and its own forked
+children): a header (config, rule set without its rules, number of chunks), then the rules
+in chunks of CHUNK. The worker reads and unpickles in a thread; small chunks keep any one
+unpickle short, so the packet loop gets the GIL back within milliseconds.
+"""
+from collections import deque
+from dataclasses import replace
+import logging
+import os
+import pickle
+import threading
+
+log = logging.getLogger("appliance.reload")
+
+CHUNK = 200                    # rules per pickle: ~1.5 ms to unpickle each
+
+
+def encode(cfg, ruleset) -> bytes:
+    """One update, as the bytes the supervisor writes to every worker's pipe."""
+    rules = list(ruleset.rules)
+    chunks = [rules[i:i + CHUNK] for i in range(0, len(rules), CHUNK)]
+    head = pickle.dumps((cfg, replace(ruleset, rules=[]), len(chunks)), pickle.HIGHEST_PROTOCOL)
+    return head + b"".join(pickle.dumps(c, pickle.HIGHEST_PROTOCOL) for c in chunks)
+
+
+class Outbox:
+    """Supervisor side of one worker's pipe: updates wait here and are written without
+    ever blocking the supervisor (a stuck or dead worker must not stop the watch or the
+    restarts). `flush()` writes what the pipe takes now."""
+
+    def __init__(self, fd):
+        os.set_blocking(fd, False)
+        self.fd = fd
+        self.pending = deque()
+
+    def put(self, data: bytes):
+        self.pending.append(memoryview(data))
+
+    def flush(self) -> None:
+        while self.pending:
+            head = self.pending[0]
+            try:
+                n = os.write(self.fd, head)
+            except BlockingIOError:
+                return
+            except OSError:                  # the worker is gone; its restart gets the rules by fork
+                self.pending.clear()
+                return
+            if n == len(head):
+                self.pending.popleft()
+            else:
+                self.pending[0] = head[n:]
+
+    def close(self):
+        self.pending.clear()
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+
+
+class Inbox:
+    """Worker side: a thread reads updates and prepares each one (`prepare(cfg, ruleset)`,
+    e.g. building the detector) beside the running rules; the packet loop sees `pending()`
+    and takes the newest prepared update with `take()`."""
+
+    def __init__(self, fd, prepare, name="reload"):
+        self.file = os.fdopen(fd, "rb")
+        self.prepare = prepare
+        self.lock = threading.Lock()
+        self.ready = None
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        load = pickle.load
+        while True:
+            try:
+                cfg, head, n = load(self.file)
+                rules = []
+                for _ in range(n):
+                    rules.extend(load(self.file))
+            except (EOFError, OSError, ValueError):
+                return                       # the supervisor is gone (or closed us): nothing more comes
+            try:
+                prepared = self.prepare(cfg, replace(head, rules=rules))
+            except Exception:                # a bug: the running rules stay, and say so
+                log.exception("preparing the new rules failed; the running rules stay")
+                continue
+            with self.lock:
+                self.ready = prepared
+
+    def pending(self) -> bool:
+        return self.ready is not None
+
+    def take(self):
+        with self.lock:
+            ready, self.ready = self.ready, None
+        return ready

@@ -1,0 +1,58 @@
+"""The SIGHUP handoff (appliance/reload.py): the supervisor's checked rule set reaches a
+worker whole, through a real pipe, prepared beside the running rules."""
+import os
+import threading
+
+from appliance.config import Config
+from appliance.detect.loader import load_rules
+from appliance.reload import CHUNK, Inbox, Outbox, encode
+
+
+def _rules(tmp_path, n):
+    body = "\n".join(f"  - {{id: {i}, action: drop, proto: tcp, dst_port: {1000 + i}}}" for i in range(1, n + 1))
+    f = tmp_path / "r.yaml"
+    f.write_text("default_action: drop\nrules:\n" + body + "\n")
+    return load_rules([str(f)])
+
+
+def test_the_checked_rule_set_arrives_whole_in_order_and_prepared(tmp_path):
+    rs = _rules(tmp_path, CHUNK * 2 + 7)          # several chunks, the last one short
+    cfg = Config(outside="eth0", inside="eth1", rules=str(tmp_path / "r.yaml"))
+    r, w = os.pipe()
+    done = threading.Event()
+    got = []
+
+    def prepare(c, ruleset):
+        got.append((c, ruleset))
+        done.set()
+        return ("prepared", c, ruleset)
+    inbox = Inbox(r, prepare)
+    out = Outbox(w)
+    out.put(encode(cfg, rs))
+    while out.pending:                            # more than a pipe holds: written as the reader drains
+        out.flush()
+    assert done.wait(10)
+    assert inbox.pending()
+    tag, c, ruleset = inbox.take()
+    assert tag == "prepared" and c == cfg and not inbox.pending()
+    assert [x.id for x in ruleset.rules] == [x.id for x in rs.rules]
+    assert ruleset.default_action == "drop" and ruleset.sources == rs.sources
+    # the files are not read again: removing them changes nothing that was sent
+    (tmp_path / "r.yaml").unlink()
+    assert ruleset.rules[-1].dst_port == rs.rules[-1].dst_port
+    out.close()
+    inbox.thread.join(5)
+    assert not inbox.thread.is_alive()            # EOF: the supervisor is gone, the reader ends
+
+
+def test_an_outbox_never_blocks_on_a_worker_that_does_not_read(tmp_path):
+    rs = _rules(tmp_path, 3000)
+    r, w = os.pipe()
+    out = Outbox(w)
+    out.put(encode(Config(outside="a", inside="b"), rs))
+    out.flush()                                   # fills the pipe and returns
+    assert out.pending
+    os.close(r)
+    out.flush()                                   # the reader is gone: dropped, no exception
+    assert not out.pending
+    out.close()
