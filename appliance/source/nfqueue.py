@@ -373,7 +373,9 @@ class Worker:
             self.eve.write(ev)
         v = self.inspector.counters.verdicts
         counts = {"packets": c.packets, "passed": v["pass"], "dropped": v["drop"], "rejected": v["reject"],
-                  **{k: x for k, x in c.as_dict().items() if k != "packets"}}
+                  **{k: x for k, x in c.as_dict().items() if k != "packets"},
+                  # ICMP answers the rate limit held back (the EVE stats schema has no key for it)
+                  "reject_suppressed": self.rejector.limit.suppressed}
         log.info("queue %d: worker %d stats %s", self.queue_num, os.getpid(),
                  " ".join(f"{k}={x}" for k, x in counts.items()))
         return ev

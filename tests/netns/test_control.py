@@ -189,3 +189,60 @@ def test_workers_run_the_rules_the_supervisor_checked_not_a_later_file(topo, app
         assert a.stop() == 0
     finally:
         served.close()
+
+
+# ---------------------------------------------------------------------------------------
+# reject: ICMP answers rate-limited like the kernel's, RSTs not
+# ---------------------------------------------------------------------------------------
+
+REJECT_RULES = """\
+default_action: pass
+rules:
+  - {id: 1003, msg: "reject udp 9999", action: reject, proto: udp, dst_port: 9999}
+  - {id: 1004, msg: "reject tcp 8082", action: reject, proto: tcp, dst_port: 8082}
+"""
+SPOOFED_UDP = """
+import socket, sys, time
+dst, n = sys.argv[1], int(sys.argv[2])
+fam, proto = (socket.AF_INET6, socket.IPPROTO_ICMPV6) if ":" in dst else (socket.AF_INET, socket.IPPROTO_ICMP)
+icmp = socket.socket(fam, socket.SOCK_RAW, proto); icmp.settimeout(0.2)
+for i in range(n):                     # n flows (source ports), each rejected on its first datagram
+    s = socket.socket(fam, socket.SOCK_DGRAM); s.sendto(b"q", (dst, 9999)); s.close()
+answers, end = 0, time.monotonic() + 2
+while time.monotonic() < end:
+    try:
+        d = icmp.recv(2000)
+    except socket.timeout:
+        continue
+    t = d[0] if fam == socket.AF_INET6 else d[(d[0] & 15) * 4]
+    answers += t == (1 if fam == socket.AF_INET6 else 3)
+conns = 0
+for i in range(20):
+    c = socket.socket(fam, socket.SOCK_STREAM); c.settimeout(2)
+    try:
+        c.connect((dst, 8082))
+    except ConnectionRefusedError:
+        conns += 1                     # a RST came back
+    except OSError:
+        pass
+    c.close()
+print(answers, conns)
+"""
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_reject_icmp_answers_are_rate_limited_resets_are_not(topo, appliance, family):
+    """200 UDP flows from one source to a rejected port: the kernel's limits allow that
+    destination a burst of 6 ICMP errors (then one a second), not 200. The 20 TCP connects
+    to a rejected port are all refused at once (RSTs are not limited, as in the kernel)."""
+    t = topo
+    a = appliance(rules=REJECT_RULES, workers=1).start()
+    dst = t.server_ip6 if family == 6 else t.server_ip
+    out = t.ex(t.client, sys.executable, "-c", SPOOFED_UDP, dst, "200", timeout=120).stdout.split()
+    answers, refused = int(out[0]), int(out[1])
+    assert 1 <= answers <= 8, answers                  # burst 6, one more per second elapsed
+    assert refused == 20
+    a.signal(signal.SIGUSR1)
+    line = wait_for(lambda: [x for x in a.log_text().splitlines() if "reject_suppressed=" in x], what="stats line")
+    assert int(line[0].split("reject_suppressed=")[1].split()[0]) >= 190, line
+    assert a.stop() == 0
