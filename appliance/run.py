@@ -31,7 +31,7 @@ import time
 
 from appliance import netfilter
 from appliance.aws.bootstrap import discover_roles
-from appliance.config import ConfigError, load_config, reload_config, resolve_interfaces
+from appliance.config import ConfigError, load_config, mark_mask_clashes, reload_config, resolve_interfaces
 from appliance.reload import Outbox, encode
 
 log = logging.getLogger("appliance.run")
@@ -76,6 +76,7 @@ class Supervisor:
         self.last_start = {}
         self.pending = []                                  # signals to act on in the loop
         self.restarts = 0
+        self.installed = {}                                # our chains as the kernel listed them (drift)
 
     def _signal(self, signum, _frame):
         self.pending.append(signum)
@@ -129,7 +130,7 @@ class Supervisor:
             for p in self.workers.values():
                 p.join(5)
             return 2
-        netfilter.install(cfg.outside, cfg.inside, cfg.queues, cfg.fail_open)
+        self.installed = netfilter.install(cfg.outside, cfg.inside, cfg.queues, cfg.fail_open, cfg.mark_mask)
         next_watch = time.monotonic() + WATCH_INTERVAL
         log.info("running: %d worker(s) on queue(s) %s, failure_mode=%s, offload=%s, rules=%s",
                  cfg.workers, f"{cfg.queues[0]}-{cfg.queues[-1]}", cfg.failure_mode, cfg.offload, cfg.rules)
@@ -175,10 +176,10 @@ class Supervisor:
         `iptables -F` or a rule inserted above ours must not switch inspection off."""
         cfg = self.cfg
         try:
-            problems = netfilter.drift(cfg.outside, cfg.inside, cfg.queues, cfg.fail_open)
+            problems = netfilter.drift(self.installed)
             if problems:
                 log.warning("our netfilter rules were changed (%s); re-installing them", "; ".join(problems))
-                netfilter.install(cfg.outside, cfg.inside, cfg.queues, cfg.fail_open)
+                self.installed = netfilter.install(cfg.outside, cfg.inside, cfg.queues, cfg.fail_open, cfg.mark_mask)
         except netfilter.NetfilterError as e:
             log.error("checking our netfilter rules failed: %s", e)
 
@@ -259,6 +260,10 @@ def main_run(args: list[str]) -> int:
         problems = getattr(e, "problems", None) or [f"{cfg.rules}:1: {e}"]
         print("\n".join(problems), file=sys.stderr)
         return 2
+    clashes = mark_mask_clashes(cfg.mark_mask)
+    if clashes:
+        log.warning("mark_mask 0x%x shares bits with %s: if that runs here, its marks read as offload "
+                    "verdicts; pick bits no tool on this host uses", cfg.mark_mask, ", ".join(clashes))
     if a.check:
         print(f"{a.config}: ok; {len(ruleset.rules)} rule(s) from {cfg.rules}")
         return 0

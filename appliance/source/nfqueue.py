@@ -187,6 +187,8 @@ class Worker:
         self.rejector = Rejector()
         self.flags = set()                   # signals seen, handled in the loop
         self.fail_verdict = "accept" if cfg.fail_open else "drop"
+        self.mark_mask = cfg.mark_mask       # restart-only: the kernel rules match these bits
+        self.marks = netfilter.offload_marks(cfg.mark_mask)
 
     def _report(self, status):
         if self.ready is not None:
@@ -252,7 +254,7 @@ class Worker:
                 c.errors += 1
                 log.warning("queue %d: reject answer not sent: %s", self.queue_num, e)
         if v.offload and v.flow is not None:   # v.offload: decided for good, and offload is on
-            nfpkt.set_mark((nfpkt.mark & ~netfilter.MARK_MASK) | netfilter.OFFLOAD_MARKS[action])
+            nfpkt.set_mark((nfpkt.mark & ~self.mark_mask) | self.marks[action])   # others' bits kept
             nfpkt.repeat()
             c.offloaded += 1
         elif action == "pass":

@@ -246,3 +246,50 @@ def test_reject_icmp_answers_are_rate_limited_resets_are_not(topo, appliance, fa
     line = wait_for(lambda: [x for x in a.log_text().splitlines() if "reject_suppressed=" in x], what="stats line")
     assert int(line[0].split("reject_suppressed=")[1].split()[0]) >= 190, line
     assert a.stop() == 0
+
+
+# ---------------------------------------------------------------------------------------
+# kernel state: our mark bits only; drift is any changed rule
+# ---------------------------------------------------------------------------------------
+
+def test_another_tools_mark_bits_are_not_read_as_verdicts(topo, appliance):
+    """Calico-style marks (its 0xffff0000 range) on every packet from the client: the
+    appliance's bits (default mark_mask 0x3000) are elsewhere, so the drop rule still holds
+    and the offloaded pass is saved beside the other tool's bits, never over them. With the
+    old mask (0x300000, inside Calico's range) the foreign 0x100000 read as "offloaded pass"."""
+    t = topo
+    foreign = ("-t", "mangle", "-A", "PREROUTING", "-i", "eth0", "-j", "MARK", "--set-xmark", "0x1f0000/0xffff0000")
+    save = ("-t", "mangle", "-A", "POSTROUTING", "-o", "eth1", "-j", "CONNMARK", "--save-mark",
+            "--nfmask", "0xffff0000", "--ctmask", "0xffff0000")
+    for r in (foreign, save):
+        t.ex(t.fw, "iptables-nft", *r, check=True)
+    try:
+        a = appliance(workers=1).start()
+        assert http(t, 8081, max_time=2).returncode == 28
+        assert http(t, 8080).stdout == "200"
+        ct = t.ex(t.fw, "conntrack", "-L", "-p", "tcp", "--dport", "8080").stdout
+        assert f"mark={0x1f0000 | 0x1000}" in ct, ct
+        assert a.stop() == 0
+        t.ex(t.fw, "conntrack", "-F")
+        b = appliance(workers=1, extra="mark_mask: 0xc0\n").start()   # a mask of the operator's choice
+        assert "--mark 0x40/0xc0" in b.iptables_save() and "0x3000" not in b.iptables_save()
+        assert http(t, 8080).stdout == "200" and http(t, 8081, max_time=2).returncode == 28
+        ct = t.ex(t.fw, "conntrack", "-L", "-p", "tcp", "--dport", "8080").stdout
+        assert f"mark={0x1f0000 | 0x40}" in ct, ct
+        assert b.stop() == 0
+    finally:
+        for r in (foreign, save):
+            t.ex(t.fw, "iptables-nft", *[x if x != "-A" else "-D" for x in r])
+
+
+def test_a_replaced_rule_with_the_same_count_is_put_back(topo, appliance):
+    """Someone replaces our INVALID rule by an ACCEPT-all: the chain keeps its rule count but
+    inspects nothing. The watch compares rule by rule, logs the difference and re-installs."""
+    t = topo
+    a = appliance(workers=1).start()
+    assert http(t, 8081, max_time=2).returncode == 28
+    t.ex(t.fw, "iptables-nft", "-R", "APPLIANCE-INSPECT", "1", "-j", "ACCEPT", check=True)
+    wait_for(lambda: "re-installing" in a.log_text(), timeout=20, what="the watch to notice")
+    assert "rule 1 is '-A APPLIANCE-INSPECT -j ACCEPT'" in a.log_text(), a.log_text()
+    assert http(t, 8081, max_time=2).returncode == 28
+    assert a.stop() == 0
