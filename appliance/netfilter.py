@@ -83,8 +83,11 @@ def queue_target(queues: range, fail_open: bool) -> str:
     return t + (" --queue-bypass" if fail_open else "")
 
 
-def chains_text(family: int, outside: str, inside: str, queues: range, fail_open: bool, mark_mask: int) -> str:
-    """A restore description of OUR chains only (without the FORWARD jump)."""
+def chains_text(family: int, outside: str, inside: str, queues: range, fail_open: bool, mark_mask: int,
+                inspecting: bool = True) -> str:
+    """A restore description of OUR chains only (without the FORWARD jump). Not `inspecting`
+    (an open-mode stop): the offloaded verdicts stay, nothing is queued, and every other
+    packet goes on through FORWARD as if we were not there."""
     m = f"0x{mark_mask:x}"
     passed, dropped, rejected = (f"0x{v:x}/{m}" for v in offload_marks(mark_mask).values())
     unreach = FAMILIES[family]["unreach"]
@@ -101,12 +104,15 @@ def chains_text(family: int, outside: str, inside: str, queues: range, fail_open
         f"-A {INSPECT_CHAIN} -m connmark --mark {dropped} -j DROP",
         f"-A {INSPECT_CHAIN} -p tcp -m connmark --mark {rejected} -j REJECT --reject-with tcp-reset",
         f"-A {INSPECT_CHAIN} -m connmark --mark {rejected} -j REJECT --reject-with {unreach}",
-        f"-A {INSPECT_CHAIN} -m mark ! --mark 0x0/{m} -j CONNMARK --save-mark --nfmask {m} --ctmask {m}",
-        f"-A {INSPECT_CHAIN} -m mark --mark {passed} -j ACCEPT",
-        f"-A {INSPECT_CHAIN} -m mark ! --mark 0x0/{m} -j DROP",
-        f"-A {INSPECT_CHAIN} {queue_target(queues, fail_open)}",
-        "COMMIT",
     ]
+    if inspecting:
+        lines += [
+            f"-A {INSPECT_CHAIN} -m mark ! --mark 0x0/{m} -j CONNMARK --save-mark --nfmask {m} --ctmask {m}",
+            f"-A {INSPECT_CHAIN} -m mark --mark {passed} -j ACCEPT",
+            f"-A {INSPECT_CHAIN} -m mark ! --mark 0x0/{m} -j DROP",
+            f"-A {INSPECT_CHAIN} {queue_target(queues, fail_open)}",
+        ]
+    lines.append("COMMIT")
     return "\n".join(lines) + "\n"
 
 
@@ -123,9 +129,11 @@ def ipv6_available() -> bool:
     return os.path.exists("/proc/sys/net/ipv6")
 
 
-def install(outside: str, inside: str, queues: range, fail_open: bool, mark_mask: int) -> dict:
+def install(outside: str, inside: str, queues: range, fail_open: bool, mark_mask: int,
+            inspecting: bool = True) -> dict:
     """Install or atomically replace our chains, with exactly one FORWARD jump, first.
     Returns our chains as the kernel lists them (`drift` compares against that).
+    `inspecting=False`: the chains of an open-mode stop (offloaded verdicts only, see chains_text).
 
     One restore transaction declares (and so flushes) our chains, deletes every jump of
     ours that exists (duplicates from a manual edit, or one that was moved down) and
@@ -137,12 +145,12 @@ def install(outside: str, inside: str, queues: range, fail_open: bool, mark_mask
             log.warning("IPv6 is disabled in this kernel: only IPv4 is inspected")
             continue
         fix = [f"-D FORWARD {spec}"] * _jump_count(family) + [f"-I FORWARD 1 {spec}"]
-        text = chains_text(family, outside, inside, queues, fail_open, mark_mask)
+        text = chains_text(family, outside, inside, queues, fail_open, mark_mask, inspecting)
         text = text.replace("COMMIT\n", "\n".join(fix) + "\nCOMMIT\n")
         _run([FAMILIES[family]["restore"], "-w", "--noflush"], stdin=text)
         installed[family] = {chain: _chain_rules(family, chain) for chain in (JUMP_CHAIN, INSPECT_CHAIN)}
         log.info("installed IPv%d chains: %s <-> %s, %s, marks under 0x%x", family, outside, inside,
-                 queue_target(queues, fail_open)[3:], mark_mask)
+                 queue_target(queues, fail_open)[3:] if inspecting else "offloaded verdicts only", mark_mask)
     return installed
 
 

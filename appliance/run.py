@@ -11,10 +11,12 @@ SIGHUP   read the config file and the rules it names, once, here; valid -> that 
          are logged and kept; invalid -> the problems are logged and the running config and
          rules stay
 SIGUSR1  every worker writes a `stats` event
-SIGTERM  workers drain their queue and exit; then, per failure_mode:
-           open   -> our chains are removed: traffic forwards uninspected
-           closed -> our chains stay: new flows are dropped (no worker, no bypass) until
-                     `appliance run` starts again; `--remove` deletes them on purpose
+SIGTERM  workers drain their queue and exit; per failure_mode:
+           open   -> nothing is queued any more: new and undecided flows forward uninspected;
+                     the offloaded verdicts stay (a dropped flow stays dropped, across a
+                     restart too) as long as our chains exist; `--remove` deletes them
+           closed -> our chains stay whole: new flows are dropped (no worker, no bypass)
+                     until `appliance run` starts again; `--remove` deletes them on purpose
 watch    every 5 s, our jump (first in FORWARD) and chains are checked; anything another
          tool changed (flushed, deleted, a rule inserted above ours) is put back and logged
 kill -9  workers die with the supervisor (PDEATHSIG); the chains stay: open mode bypasses
@@ -211,8 +213,11 @@ class Supervisor:
         log.info("reload: %d rule(s) from %s checked; sending them to the workers", len(ruleset.rules), cfg.rules)
 
     def stop(self) -> int:
-        if self.cfg.fail_open:
-            netfilter.remove()                   # open: forward uninspected from now on
+        cfg = self.cfg
+        if cfg.fail_open:
+            # open: forward uninspected from now on -- but a flow a worker dropped stays dropped:
+            # removing the chains would deliver its retransmissions (and a restart would find it open)
+            netfilter.install(cfg.outside, cfg.inside, cfg.queues, cfg.fail_open, cfg.mark_mask, inspecting=False)
         self._signal_workers(signal.SIGTERM)
         for p in self.workers.values():
             p.join(10)
@@ -220,7 +225,10 @@ class Supervisor:
                 log.error("worker %d did not stop; killing it", p.pid)
                 p.kill()
                 p.join()
-        if not self.cfg.fail_open:
+        if cfg.fail_open:
+            log.warning("failure_mode open: traffic forwards uninspected; offloaded flows keep their verdict "
+                        "while the appliance chains exist (`appliance run --remove` deletes them)")
+        else:
             log.warning("failure_mode closed: the appliance chains stay installed, new flows are dropped "
                         "until `appliance run` starts again (`appliance run --remove` deletes them)")
         log.info("stopped")

@@ -5,6 +5,7 @@ Own topology (namespaces prefixed "ctl-", veths created inside them), torn down 
 end of the module even when a test fails.
 """
 import os
+import select
 import signal
 import stat
 import subprocess
@@ -293,3 +294,75 @@ def test_a_replaced_rule_with_the_same_count_is_put_back(topo, appliance):
     assert "rule 1 is '-A APPLIANCE-INSPECT -j ACCEPT'" in a.log_text(), a.log_text()
     assert http(t, 8081, max_time=2).returncode == 28
     assert a.stop() == 0
+
+
+# ---------------------------------------------------------------------------------------
+# stop and restart: a dropped flow stays dropped while our chains exist
+# ---------------------------------------------------------------------------------------
+
+SINK = """
+import socket, sys
+ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", 9000)); ls.listen(8)
+print("ready", flush=True)
+while True:
+    c, _ = ls.accept()
+    while True:
+        d = c.recv(4096)
+        if not d:
+            break
+        print(d.decode(errors="replace"), flush=True)
+"""
+BLOCKED_CLIENT = """
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], 9000), timeout=5)
+s.sendall(b"BLOCKME")           # the drop rule decides; the kernel retransmits it for minutes
+print("sent", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+BLOCK_RULES = RULES + """\
+  - {id: 1005, msg: "blocked content", action: drop, proto: tcp, dst_port: 9000, content: "BLOCKME"}
+"""
+
+
+@pytest.mark.parametrize("mode", ["open", "closed"])
+def test_a_dropped_flow_stays_dropped_across_stop_and_restart(topo, appliance, mode):
+    """A connection dropped (and offloaded) on its content keeps retransmitting. A clean stop
+    in either mode, and a restart, must not deliver it: the offloaded verdicts stay while our
+    chains exist. Open mode forwards new flows uninspected meanwhile; closed mode drops them."""
+    t = topo
+    sink = subprocess.Popen(["ip", "netns", "exec", t.server, sys.executable, "-u", "-c", SINK],
+                            stdout=subprocess.PIPE)
+    client = None
+    try:
+        assert sink.stdout.readline().strip() == b"ready"
+        a = appliance(rules=BLOCK_RULES, workers=1, failure_mode=mode).start()
+        client = subprocess.Popen(["ip", "netns", "exec", t.client, sys.executable, "-c", BLOCKED_CLIENT,
+                                   t.server_ip, "40"], stdout=subprocess.PIPE, text=True)
+        assert client.stdout.readline().strip() == "sent"
+        wait_for(lambda: "mark=8192" in t.ex(t.fw, "conntrack", "-L", "-p", "tcp", "--dport", "9000").stdout,
+                 what="the drop verdict in conntrack (0x2000)")
+        assert a.stop() == 0
+        if mode == "open":
+            assert http(t, 8081).stdout == "200"               # new flows: uninspected while stopped
+        else:
+            assert http(t, 8080, max_time=2).returncode == 28  # new flows: dropped while stopped
+        time.sleep(4)                                          # retransmissions at ~0.2, 0.6, 1.4, 3 s ...
+        a.start()
+        assert http(t, 8081, max_time=2).returncode == 28      # inspected again
+        time.sleep(3)
+        assert client.poll() is None                           # still retransmitting
+        got = b""
+        while select.select([sink.stdout], [], [], 0)[0]:
+            chunk = os.read(sink.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            got += chunk
+        assert b"BLOCKME" not in got, got
+        assert a.stop() == 0
+    finally:
+        for p in (client, sink):
+            if p is not None:
+                p.kill()
+                p.wait()

@@ -134,7 +134,8 @@ def test_foreign_rules_survive_install_restart_remove_v4_and_v6(topo, appliance)
             assert save.count("rv2-user") == 2 and ":RV2-USER" in save, save
             fwd = [line for line in save.splitlines() if line.startswith("-A FORWARD")]
             assert "APPLIANCE-FWD" in fwd[0], fwd              # our jump first, the user's rule after it
-        assert a.stop() == 0
+        assert a.stop() == 0                                 # open: offloaded verdicts only, nothing queued
+        a.remove()
         for v6 in (False, True):
             save = a.iptables_save(v6)
             assert "APPLIANCE" not in save
@@ -246,11 +247,11 @@ def test_signals_while_idle_and_stats_valid_against_schema(topo, appliance):
     a.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: a.log_text().count("config and rules reloaded") >= 2, what="both workers reloaded")
     assert a.worker_pids() == pids
-    # SIGTERM while idle: clean stop, open mode removes our chains
+    # SIGTERM while idle: clean stop, open mode stops queueing
     a.proc.send_signal(signal.SIGTERM)
     wait_for(lambda: a.proc.poll() is not None, timeout=10, what="stop on SIGTERM")
     assert a.proc.returncode == 0 and "did not stop" not in a.log_text()
-    assert "APPLIANCE" not in a.iptables_save()
+    assert "NFQUEUE" not in a.iptables_save()
 
 
 FLOOD = """

@@ -22,3 +22,11 @@ def test_every_mark_rule_matches_and_saves_under_our_mask_only(mask):
 def test_a_wedged_iptables_is_a_netfilter_error_not_a_crash():
     with pytest.raises(netfilter.NetfilterError, match="did not finish within 0.2s"):
         netfilter._run(["sleep", "5"], timeout=0.2)
+
+
+def test_the_stopped_ruleset_keeps_the_offloaded_verdicts_and_queues_nothing():
+    running = netfilter.chains_text(4, "eth0", "eth1", range(0, 1), True, 0x3000)
+    stopped = netfilter.chains_text(4, "eth0", "eth1", range(0, 1), True, 0x3000, inspecting=False)
+    assert "NFQUEUE" in running and "NFQUEUE" not in stopped and "CONNMARK" not in stopped
+    verdicts = [line for line in running.splitlines() if "-m connmark" in line]
+    assert len(verdicts) == 4 and all(line in stopped.splitlines() for line in verdicts)
