@@ -7,8 +7,8 @@ SIGHUP   read the config file and the rules it names, once, here; valid -> that 
          rule set and the reloadable keys (rules, eve, home_net, offload, inspection) go to
          every worker over its pipe (appliance.reload), which builds them beside the running
          ones and swaps them in between two packets (decided flows keep their verdict; the EVE
-         file is reopened); restart-only keys (interfaces, workers, queue_base, failure_mode)
-         are logged and kept; invalid -> the problems are logged and the running config and
+         file is reopened); restart-only keys (interfaces, workers, queue_base, failure_mode,
+         mark_mask) are logged and kept; invalid -> the problems are logged and the running config and
          rules stay
 SIGUSR1  every worker writes a `stats` event
 SIGTERM  workers drain their queue and exit; per failure_mode:
@@ -17,8 +17,9 @@ SIGTERM  workers drain their queue and exit; per failure_mode:
                      restart too) as long as our chains exist; `--remove` deletes them
            closed -> our chains stay whole: new flows are dropped (no worker, no bypass)
                      until `appliance run` starts again; `--remove` deletes them on purpose
-watch    every 5 s, our jump (first in FORWARD) and chains are checked; anything another
-         tool changed (flushed, deleted, a rule inserted above ours) is put back and logged
+watch    every 5 s, our jump (first in FORWARD) and chains are checked rule by rule; anything
+         another tool changed (flushed, edited, deleted, a rule inserted above ours) is put
+         back and logged
 kill -9  workers die with the supervisor (PDEATHSIG); the chains stay: open mode bypasses
          the empty queues, closed mode drops; offloaded flows keep their kernel verdict
 """
