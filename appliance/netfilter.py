@@ -86,8 +86,8 @@ def queue_target(queues: range, fail_open: bool) -> str:
 def chains_text(family: int, outside: str, inside: str, queues: range, fail_open: bool, mark_mask: int,
                 inspecting: bool = True) -> str:
     """A restore description of OUR chains only (without the FORWARD jump). Not `inspecting`
-    (an open-mode stop): the offloaded verdicts stay, nothing is queued, and every other
-    packet goes on through FORWARD as if we were not there."""
+    (an open-mode stop): the offloaded verdicts stay (and INVALID is still dropped), nothing
+    is queued, and every other packet goes on through FORWARD as if we were not there."""
     m = f"0x{mark_mask:x}"
     passed, dropped, rejected = (f"0x{v:x}/{m}" for v in offload_marks(mark_mask).values())
     unreach = FAMILIES[family]["unreach"]

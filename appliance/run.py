@@ -35,7 +35,7 @@ import time
 from appliance import netfilter
 from appliance.aws.bootstrap import discover_roles
 from appliance.config import ConfigError, load_config, mark_mask_clashes, reload_config, resolve_interfaces
-from appliance.reload import Outbox, encode
+from appliance.reload import Check, Outbox, encode
 
 log = logging.getLogger("appliance.run")
 
@@ -80,6 +80,8 @@ class Supervisor:
         self.pending = []                                  # signals to act on in the loop
         self.restarts = 0
         self.installed = {}                                # our chains as the kernel listed them (drift)
+        self.check = None                                  # the SIGHUP check running, if any
+        self.recheck = False                               # a SIGHUP came during it: check again after
 
     def _signal(self, signum, _frame):
         self.pending.append(signum)
@@ -143,7 +145,7 @@ class Supervisor:
                 if s in (signal.SIGTERM, signal.SIGINT):
                     return self.stop()
                 if s == signal.SIGHUP:
-                    self.reload()
+                    self.start_check()
                 elif s == signal.SIGUSR1:
                     self._signal_workers(signal.SIGUSR1)
             for q, p in list(self.workers.items()):
@@ -159,16 +161,23 @@ class Supervisor:
             if time.monotonic() >= next_watch:
                 next_watch = time.monotonic() + WATCH_INTERVAL
                 self.watch()
-            self._feed_workers(0.2)
+            self._wait(0.2)
+            if self.check is not None:
+                result = self.check.poll()
+                if result is not None:
+                    self.check = None
+                    self.reload(result)
+                    if self.recheck:                       # the files may have changed since it began
+                        self.recheck = False
+                        self.start_check()
 
-    def _feed_workers(self, timeout):
-        """Wait up to `timeout` while writing pending updates to the workers' pipes."""
+    def _wait(self, timeout):
+        """Wait up to `timeout` for the check's answer while writing pending updates to the
+        workers' pipes."""
         waiting = [o for o in self.outboxes.values() if o.pending]
-        if not waiting:
-            time.sleep(timeout)
-            return
+        readable = [self.check.fd] if self.check is not None else []
         try:
-            select.select([], [o.fd for o in waiting], [], timeout)
+            select.select(readable, [o.fd for o in waiting], [], timeout)
         except (OSError, ValueError):
             pass
         for o in waiting:
@@ -194,14 +203,21 @@ class Supervisor:
                 except ProcessLookupError:
                     pass
 
-    def reload(self):
-        """Validate the config file and the rules first; only then let the workers reload."""
-        try:
-            cfg, ruleset, changed = _reload(self.cfg, self.raw_cfg)
-        except Exception as e:
-            problems = getattr(e, "problems", None) or [str(e)]
-            log.error("reload refused, the running config and rules stay:\n%s", "\n".join(problems))
+    def start_check(self):
+        """SIGHUP: read and check the config file and the rules it names (reload.Check)."""
+        if self.check is not None:
+            self.recheck = True
             return
+        running, raw = self.cfg, self.raw_cfg
+        self.check = Check(self.ctx, lambda: _reload(running, raw))
+
+    def reload(self, result):
+        """The check's result: refused -> logged, the running config and rules stay; ok ->
+        exactly that checked rule set goes to every worker."""
+        if result[0] != "ok":
+            log.error("reload refused, the running config and rules stay:\n%s", "\n".join(result[1]))
+            return
+        cfg, ruleset, changed = result[1:]
         if changed:
             log.warning("reload: %s changed in %s; that needs a restart, the running value%s stay%s",
                         ", ".join(changed), cfg.path, "s" if len(changed) > 1 else "",
@@ -215,6 +231,9 @@ class Supervisor:
 
     def stop(self) -> int:
         cfg = self.cfg
+        if self.check is not None:
+            self.check.cancel()
+            self.check = None
         if cfg.fail_open:
             # open: forward uninspected from now on -- but a flow a worker dropped stays dropped:
             # removing the chains would deliver its retransmissions (and a restart would find it open)

@@ -56,3 +56,30 @@ def test_an_outbox_never_blocks_on_a_worker_that_does_not_read(tmp_path):
     out.flush()                                   # the reader is gone: dropped, no exception
     assert not out.pending
     out.close()
+
+
+def _result(check):
+    import time
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        r = check.poll()
+        if r is not None:
+            return r
+        time.sleep(0.01)
+    raise AssertionError("no check result")
+
+
+def test_the_check_runs_beside_the_supervisor_at_a_lower_priority(tmp_path):
+    import multiprocessing
+    from appliance.config import ConfigError
+    from appliance.reload import CHECK_NICE, Check
+    ctx = multiprocessing.get_context("fork")
+    here = os.getpid(), os.getpriority(os.PRIO_PROCESS, 0)
+    ok = _result(Check(ctx, lambda: (os.getpid(), os.getpriority(os.PRIO_PROCESS, 0), _rules(tmp_path, 3))))
+    assert ok[0] == "ok" and ok[1] != here[0] and ok[2] == min(here[1] + CHECK_NICE, 19)
+    assert [r.id for r in ok[3].rules] == [1, 2, 3]
+
+    def bad():
+        raise ConfigError(["appliance.yaml:4: unknown key 'wokers'"])
+    assert _result(Check(ctx, bad)) == ("refused", ["appliance.yaml:4: unknown key 'wokers'"])
+    assert _result(Check(ctx, lambda: os._exit(3)))[0] == "refused"
