@@ -11,7 +11,9 @@ which answers for offloaded reject flows): a token bucket per destination (burst
 `net.ipv4.icmp_ratelimit` / `net.ipv6.icmp.ratelimit`, XRLIM_BURST_FACTOR in
 net/ipv4/inetpeer.c) and one global bucket (`net.ipv4.icmp_msgs_per_sec`, burst
 `icmp_msgs_burst`), read from the appliance's own sysctls, so one setting governs both. Without
-it a spoofed source gets one answer per packet: a reflector. TCP RSTs are not limited, as the
+it a spoofed source gets one answer per packet: a reflector. (For IPv6 the kernel shortens
+the interval for destinations behind a route shorter than /128, icmpv6_xrlim_allow; we keep
+the full interval per address: stricter, never looser.) TCP RSTs are not limited, as the
 kernel limits neither its REJECT tcp-reset nor the RST for a closed port: a RST is never larger
 than the segment it answers, and a client that gets none retries its SYN for a minute.
 """
