@@ -92,8 +92,13 @@ class Outbox:
         os.set_blocking(fd, False)
         self.fd = fd
         self.pending = deque()
+        self.started = False                 # pending[0] is partly written: it must be finished
 
     def put(self, data: bytes):
+        # each update is a whole rule set: a newer one makes the unsent older ones obsolete, so
+        # a worker that does not read (stopped, hung) holds at most two here, however many SIGHUPs
+        while len(self.pending) > self.started:
+            self.pending.pop()
         self.pending.append(memoryview(data))
 
     def flush(self) -> None:
@@ -105,11 +110,14 @@ class Outbox:
                 return
             except OSError:                  # the worker is gone; its restart gets the rules by fork
                 self.pending.clear()
+                self.started = False
                 return
             if n == len(head):
                 self.pending.popleft()
+                self.started = False
             else:
                 self.pending[0] = head[n:]
+                self.started = True
 
     def close(self):
         self.pending.clear()

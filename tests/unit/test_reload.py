@@ -51,7 +51,10 @@ def test_an_outbox_never_blocks_on_a_worker_that_does_not_read(tmp_path):
     out = Outbox(w)
     out.put(encode(Config(outside="a", inside="b"), rs))
     out.flush()                                   # fills the pipe and returns
-    assert out.pending
+    assert out.pending and out.started
+    for _ in range(5):                            # more SIGHUPs: only the newest waits behind it
+        out.put(encode(Config(outside="a", inside="b"), rs))
+    assert len(out.pending) == 2
     os.close(r)
     out.flush()                                   # the reader is gone: dropped, no exception
     assert not out.pending
