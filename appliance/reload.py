@@ -18,11 +18,13 @@ import logging
 import os
 import pickle
 import threading
+import time
 
 log = logging.getLogger("appliance.reload")
 
 CHUNK = 200                    # rules per pickle: ~1.5 ms to unpickle each
 CHECK_NICE = 10                # the check's CPU priority: below the workers'
+CHECK_TIMEOUT = 300.0          # seconds: a rules path that never answers (a FIFO, a dead NFS) is refused
 
 
 class Check:
@@ -30,22 +32,29 @@ class Check:
     priority: the supervisor's loop (worker restarts, the kernel-rule watch) keeps running
     through a parse of seconds, and the parse takes CPU from the workers only where they
     leave it idle. `poll()` is None while it runs, then ("ok", cfg, ruleset, changed) or
-    ("refused", problems)."""
+    ("refused", problems); a check that outlasts `timeout` is ended and refused, so a hung
+    file system cannot block every later SIGHUP."""
 
-    def __init__(self, ctx, check):
+    def __init__(self, ctx, check, timeout=CHECK_TIMEOUT):
         r, w = os.pipe()
         self.proc = ctx.Process(target=_check_main, args=(check, w), name="appliance-check")
         self.proc.start()
         os.close(w)
         os.set_blocking(r, False)
         self.fd, self.data = r, bytearray()
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
 
     def poll(self):
         while True:
             try:
                 chunk = os.read(self.fd, 1 << 20)
             except BlockingIOError:
-                return None
+                if time.monotonic() < self.deadline:
+                    return None
+                self.cancel()
+                return ("refused", [f"the config and rule files could not be read within {self.timeout:g}s "
+                                    "(a FIFO, a hung file system?)"])
             if not chunk:
                 break
             self.data += chunk

@@ -86,3 +86,13 @@ def test_the_check_runs_beside_the_supervisor_at_a_lower_priority(tmp_path):
         raise ConfigError(["appliance.yaml:4: unknown key 'wokers'"])
     assert _result(Check(ctx, bad)) == ("refused", ["appliance.yaml:4: unknown key 'wokers'"])
     assert _result(Check(ctx, lambda: os._exit(3)))[0] == "refused"
+
+
+def test_a_check_that_never_finishes_is_refused_not_waited_for():
+    import multiprocessing
+    import time
+    from appliance.reload import Check
+    check = Check(multiprocessing.get_context("fork"), lambda: time.sleep(30), timeout=0.3)
+    verdict, problems = _result(check)
+    assert verdict == "refused" and "could not be read within 0.3s" in problems[0]
+    assert not check.proc.is_alive()
