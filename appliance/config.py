@@ -15,6 +15,13 @@ from appliance import yamlsource
 from appliance.problems import at, did_you_mean, is_int
 
 FAILURE_MODES = ("open", "closed")
+# The two nfmark/connmark bits the offload verdicts live in (netfilter.offload_marks). Bits of
+# another tool inside them would read as our verdicts, so the default stays clear of the known
+# users: Calico 0xffff0000, Cilium 0xffff0f00, Tailscale 0x00ff0000, kube-router 0x30000,
+# kube-proxy 0x4000 (masquerade) / 0x8000 (drop), AWS VPC CNI 0x80, Istio 0x539, wg-quick 0xca6c.
+DEFAULT_MARK_MASK = 0x3000
+KNOWN_MARK_USERS = {"Calico": 0xFFFF0000, "Cilium": 0xFFFF0F00, "Tailscale": 0x00FF0000, "kube-router": 0x30000,
+                    "kube-proxy": 0xC000, "AWS VPC CNI": 0x80, "Istio": 0x539, "wg-quick": 0xCA6C}
 # One rule for interface names, `appliance run` and `appliance bootstrap` alike (aws/interfaces.py
 # imports it). Linux (dev_valid_name, and `ip link`) takes 1-15 bytes (IFNAMSIZ is 16 with the
 # NUL), not "." or "..", without "/", ":" or white space: ":" is refused because "eth0:1" is an
@@ -66,6 +73,7 @@ class Config:
     queue_base: int = 0
     failure_mode: str = "open"
     offload: bool = True
+    mark_mask: int = DEFAULT_MARK_MASK
     inspection: Inspection = field(default_factory=Inspection)
     aws: Aws = field(default_factory=Aws)
     path: str = ""               # the file it was read from
@@ -83,7 +91,7 @@ class Config:
 
 
 TOP_KEYS = ("interfaces", "rules", "eve", "home_net", "workers", "queue_base",
-            "failure_mode", "offload", "inspection", "aws")
+            "failure_mode", "offload", "mark_mask", "inspection", "aws")
 # Interface values resolved through EC2 discovery rather than used as names.
 DISCOVERED = re.compile(r"^(auto|eni-[0-9a-f]+|subnet-[0-9a-f]+)$")
 IFACE_KEYS = ("outside", "inside", "management")
@@ -199,6 +207,14 @@ def load_config(path) -> Config:
         else:
             out["offload"] = doc["offload"]
 
+    if "mark_mask" in doc:
+        v = doc["mark_mask"]
+        if not is_int(v) or not 0 < v <= 0xFFFFFFFF or bin(v).count("1") != 2:
+            problems.append(f"{path}:{doc.line_of('mark_mask')}: mark_mask must be a 32-bit mask with exactly two "
+                            f"bits set (pass, drop, reject), e.g. 0x{DEFAULT_MARK_MASK:x}, got {v!r}")
+        else:
+            out["mark_mask"] = v
+
     if "inspection" in doc:
         insp = doc["inspection"]
         if not isinstance(insp, yamlsource.LineDict):
@@ -224,6 +240,12 @@ def load_config(path) -> Config:
     if problems:
         raise ConfigError(problems)
     return Config(path=os.path.abspath(path), **out)
+
+
+def mark_mask_clashes(mask: int) -> list:
+    """Known tools whose mark bits `mask` shares ("Calico (0xffff0000)"): not an error (the
+    host may not run them), a warning at start; their marks would read as offload verdicts."""
+    return [f"{name} (0x{m:x})" for name, m in KNOWN_MARK_USERS.items() if mask & m]
 
 
 def _aws(doc, path, problems) -> Aws:
@@ -307,7 +329,7 @@ def resolve_interfaces(cfg: Config, discover=None) -> Config:
 # What SIGHUP may change in a running appliance, and what needs a restart (the kernel
 # ruleset, the queues and the worker processes are built from these).
 RELOADABLE = ("rules", "eve", "home_net", "offload", "inspection")
-RESTART_ONLY = ("outside", "inside", "management", "workers", "queue_base", "failure_mode")
+RESTART_ONLY = ("outside", "inside", "management", "workers", "queue_base", "failure_mode", "mark_mask")
 
 
 def reload_config(running: Config, raw_running: Config) -> tuple[Config, list]:

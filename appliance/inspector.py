@@ -118,13 +118,18 @@ class Inspector:
         for flow in self.flows.expire(now):
             self._end_flow(flow)
 
-    def reload(self, ruleset, settings=None):
+    def reload(self, ruleset, settings=None, detector=None):
         """Swap the rule set (and settings) atomically. Decided flows keep their verdict;
-        candidate caches are cleared. New settings apply to flows from now on."""
+        candidate caches are cleared. New settings apply to flows from now on. `detector`:
+        one built from `ruleset` beforehand (a live worker builds it beside the running one)."""
         if settings is not None:
             self.settings = settings
         self.generation += 1
-        self.detector = Detector(ruleset, self.generation, self.settings.exception_policy)
+        if detector is None:
+            detector = Detector(ruleset, self.generation, self.settings.exception_policy)
+        detector.generation = self.generation
+        detector.exception_policy = self.settings.exception_policy   # read per decision, not at build
+        self.detector = detector
         for flow in self.flows.flows.values():   # candidate masks were for the old rules
             flow.cand_ts = flow.cand_tc = None
         self.ruleset = ruleset

@@ -36,12 +36,18 @@ COMMENT = "appliance"
 JUMP_CHAIN = "APPLIANCE-FWD"
 INSPECT_CHAIN = "APPLIANCE-INSPECT"
 
-# Offload marks live under one mask so we never clobber other users of nfmark/connmark.
-MARK_MASK = 0x00300000
-MARK_PASS = 0x00100000
-MARK_DROP = 0x00200000
-MARK_REJECT = 0x00300000
-OFFLOAD_MARKS = {"pass": MARK_PASS, "drop": MARK_DROP, "reject": MARK_REJECT}
+# Offload verdicts live in two mark bits of our own (config `mark_mask`, two bits: pass =
+# the lower, drop = the higher, reject = both). Every rule matches and saves under that mask
+# only, so other tools' bits pass through untouched -- and bits of theirs inside our mask
+# would read as our verdicts, which is why the default avoids the known users
+# (config.DEFAULT_MARK_MASK; docs/datapath.md lists them).
+TIMEOUT = 30                  # seconds an iptables command may take before it is an error
+
+
+def offload_marks(mask: int) -> dict:
+    """verdict -> mark value under `mask` (exactly two bits, checked by config)."""
+    low = mask & -mask
+    return {"pass": low, "drop": mask ^ low, "reject": mask}
 
 FAMILIES = {
     4: {"restore": "iptables-nft-restore", "cmd": "iptables-nft", "unreach": "icmp-admin-prohibited"},
@@ -53,11 +59,15 @@ class NetfilterError(Exception):
     pass
 
 
-def _run(argv, stdin=None, check=True):
+def _run(argv, stdin=None, check=True, timeout=TIMEOUT):
     try:
-        r = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=30)
+        r = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout)
     except FileNotFoundError:
         raise NetfilterError(f"{argv[0]} not found: install the iptables package (nft backend)") from None
+    except subprocess.TimeoutExpired:
+        # a wedged iptables (a held lock, a stuck netlink dump) is reported, never a crash
+        # of the supervisor: the callers (start, watch, stop) handle NetfilterError
+        raise NetfilterError(f"{' '.join(argv)} did not finish within {timeout}s") from None
     if check and r.returncode != 0:
         raise NetfilterError(f"{' '.join(argv)} failed (exit {r.returncode}): {r.stderr.strip()}")
     return r
@@ -73,9 +83,13 @@ def queue_target(queues: range, fail_open: bool) -> str:
     return t + (" --queue-bypass" if fail_open else "")
 
 
-def chains_text(family: int, outside: str, inside: str, queues: range, fail_open: bool) -> str:
-    """A restore description of OUR chains only (without the FORWARD jump)."""
-    m = f"0x{MARK_MASK:x}"
+def chains_text(family: int, outside: str, inside: str, queues: range, fail_open: bool, mark_mask: int,
+                inspecting: bool = True) -> str:
+    """A restore description of OUR chains only (without the FORWARD jump). Not `inspecting`
+    (an open-mode stop): the offloaded verdicts stay (and INVALID is still dropped), nothing
+    is queued, and every other packet goes on through FORWARD as if we were not there."""
+    m = f"0x{mark_mask:x}"
+    passed, dropped, rejected = (f"0x{v:x}/{m}" for v in offload_marks(mark_mask).values())
     unreach = FAMILIES[family]["unreach"]
     lines = [
         "*filter",
@@ -86,16 +100,19 @@ def chains_text(family: int, outside: str, inside: str, queues: range, fail_open
         # what conntrack calls INVALID (bad checksum, out of window, impossible flags) is a
         # segment the receiver would drop anyway; passing it only feeds evasions
         f"-A {INSPECT_CHAIN} -m conntrack --ctstate INVALID -j DROP",
-        f"-A {INSPECT_CHAIN} -m connmark --mark 0x{MARK_PASS:x}/{m} -j ACCEPT",
-        f"-A {INSPECT_CHAIN} -m connmark --mark 0x{MARK_DROP:x}/{m} -j DROP",
-        f"-A {INSPECT_CHAIN} -p tcp -m connmark --mark 0x{MARK_REJECT:x}/{m} -j REJECT --reject-with tcp-reset",
-        f"-A {INSPECT_CHAIN} -m connmark --mark 0x{MARK_REJECT:x}/{m} -j REJECT --reject-with {unreach}",
-        f"-A {INSPECT_CHAIN} -m mark ! --mark 0x0/{m} -j CONNMARK --save-mark --nfmask {m} --ctmask {m}",
-        f"-A {INSPECT_CHAIN} -m mark --mark 0x{MARK_PASS:x}/{m} -j ACCEPT",
-        f"-A {INSPECT_CHAIN} -m mark ! --mark 0x0/{m} -j DROP",
-        f"-A {INSPECT_CHAIN} {queue_target(queues, fail_open)}",
-        "COMMIT",
+        f"-A {INSPECT_CHAIN} -m connmark --mark {passed} -j ACCEPT",
+        f"-A {INSPECT_CHAIN} -m connmark --mark {dropped} -j DROP",
+        f"-A {INSPECT_CHAIN} -p tcp -m connmark --mark {rejected} -j REJECT --reject-with tcp-reset",
+        f"-A {INSPECT_CHAIN} -m connmark --mark {rejected} -j REJECT --reject-with {unreach}",
     ]
+    if inspecting:
+        lines += [
+            f"-A {INSPECT_CHAIN} -m mark ! --mark 0x0/{m} -j CONNMARK --save-mark --nfmask {m} --ctmask {m}",
+            f"-A {INSPECT_CHAIN} -m mark --mark {passed} -j ACCEPT",
+            f"-A {INSPECT_CHAIN} -m mark ! --mark 0x0/{m} -j DROP",
+            f"-A {INSPECT_CHAIN} {queue_target(queues, fail_open)}",
+        ]
+    lines.append("COMMIT")
     return "\n".join(lines) + "\n"
 
 
@@ -112,28 +129,44 @@ def ipv6_available() -> bool:
     return os.path.exists("/proc/sys/net/ipv6")
 
 
-def install(outside: str, inside: str, queues: range, fail_open: bool) -> None:
+def install(outside: str, inside: str, queues: range, fail_open: bool, mark_mask: int,
+            inspecting: bool = True) -> dict:
     """Install or atomically replace our chains, with exactly one FORWARD jump, first.
+    Returns our chains as the kernel lists them (`drift` compares against that).
+    `inspecting=False`: the chains of an open-mode stop (offloaded verdicts only, see chains_text).
 
     One restore transaction declares (and so flushes) our chains, deletes every jump of
     ours that exists (duplicates from a manual edit, or one that was moved down) and
     inserts the jump at the top: never a moment without inspection, never two jumps."""
     spec = " ".join(JUMP_SPEC)
+    installed = {}
     for family in (4, 6):
         if family == 6 and not ipv6_available():
             log.warning("IPv6 is disabled in this kernel: only IPv4 is inspected")
             continue
         fix = [f"-D FORWARD {spec}"] * _jump_count(family) + [f"-I FORWARD 1 {spec}"]
-        text = chains_text(family, outside, inside, queues, fail_open)
+        text = chains_text(family, outside, inside, queues, fail_open, mark_mask, inspecting)
         text = text.replace("COMMIT\n", "\n".join(fix) + "\nCOMMIT\n")
         _run([FAMILIES[family]["restore"], "-w", "--noflush"], stdin=text)
-        log.info("installed IPv%d chains: %s <-> %s, %s", family, outside, inside,
-                 queue_target(queues, fail_open)[3:])
+        installed[family] = {chain: _chain_rules(family, chain) for chain in (JUMP_CHAIN, INSPECT_CHAIN)}
+        log.info("installed IPv%d chains: %s <-> %s, %s, marks under 0x%x", family, outside, inside,
+                 queue_target(queues, fail_open)[3:] if inspecting else "offloaded verdicts only", mark_mask)
+    return installed
 
 
-def drift(outside: str, inside: str, queues: range, fail_open: bool) -> list:
+def _chain_rules(family: int, chain: str):
+    """Our chain's rules as the kernel lists them (`-S`), or None when the chain is gone."""
+    r = _run([FAMILIES[family]["cmd"], "-w", "-S", chain], check=False)
+    if r.returncode != 0:
+        return None
+    return [line for line in r.stdout.splitlines() if line.startswith(f"-A {chain} ")]
+
+
+def drift(installed: dict) -> list:
     """What someone else changed in our kernel state since install() (empty when nothing):
-    our jump gone, duplicated or no longer first in FORWARD, our chains gone or edited."""
+    our jump gone, duplicated or no longer first in FORWARD, our chains gone, or any rule
+    in them added, removed or replaced (rule by rule against what install() listed: a
+    swapped rule keeps the count and could accept everything)."""
     problems = []
     want_jump = f"-A FORWARD {' '.join(JUMP_SPEC)}"
     for family in (4, 6):
@@ -147,16 +180,23 @@ def drift(outside: str, inside: str, queues: range, fail_open: bool) -> list:
             problems.append(f"IPv{family}: {n} FORWARD jumps to {JUMP_CHAIN} (want 1)")
         elif forward[0] != want_jump:
             problems.append(f"IPv{family}: a rule was put before our FORWARD jump: {forward[0]}")
-        expected = chains_text(family, outside, inside, queues, fail_open).splitlines()
         for chain in (JUMP_CHAIN, INSPECT_CHAIN):
-            want = sum(1 for line in expected if line.startswith(f"-A {chain} "))
-            got = _run([cmd, "-w", "-S", chain], check=False)
-            have = sum(1 for line in got.stdout.splitlines() if line.startswith(f"-A {chain} "))
-            if got.returncode != 0:
+            want = installed.get(family, {}).get(chain) or []
+            have = _chain_rules(family, chain)
+            if have is None:
                 problems.append(f"IPv{family}: chain {chain} is gone")
             elif have != want:
-                problems.append(f"IPv{family}: chain {chain} has {have} rules (want {want})")
+                problems.append(f"IPv{family}: chain {chain} was edited: {_first_difference(have, want)}")
     return problems
+
+
+def _first_difference(have, want) -> str:
+    for i, (h, w) in enumerate(zip(have, want), 1):
+        if h != w:
+            return f"rule {i} is '{h}' (want '{w}')"
+    if len(have) > len(want):
+        return f"rule {len(want) + 1} added: '{have[len(want)]}'"
+    return f"rule {len(have) + 1} removed: '{want[len(have)]}'"
 
 
 def remove() -> None:

@@ -5,9 +5,21 @@ interface, so the answer leaves on the side the packet came from.
 
 The offending packet itself is dropped by the caller; locally sent packets traverse OUTPUT,
 not FORWARD, so they are never queued back to us.
+
+ICMP answers are rate-limited the way the kernel limits its own (and so its REJECT target,
+which answers for offloaded reject flows): a token bucket per destination (burst 6, one per
+`net.ipv4.icmp_ratelimit` / `net.ipv6.icmp.ratelimit`, XRLIM_BURST_FACTOR in
+net/ipv4/inetpeer.c) and one global bucket (`net.ipv4.icmp_msgs_per_sec`, burst
+`icmp_msgs_burst`), read from the appliance's own sysctls, so one setting governs both. Without
+it a spoofed source gets one answer per packet: a reflector. (For IPv6 the kernel shortens
+the interval for destinations behind a route shorter than /128, icmpv6_xrlim_allow; we keep
+the full interval per address: stricter, never looser.) TCP RSTs are not limited, as the
+kernel limits neither its REJECT tcp-reset nor the RST for a closed port: a RST is never larger
+than the segment it answers, and a client that gets none retries its SYN for a minute.
 """
 import socket
 import struct
+import time
 
 from appliance.packet import TCP, ACK, SYN, FIN, RST
 
@@ -88,11 +100,76 @@ def answer(pkt) -> bytes | None:
     return unreachable(pkt)
 
 
-class Rejector:
-    """Raw sockets per (family, interface), opened on first use and kept open."""
+BURST_FACTOR = 6                  # the kernel's XRLIM_BURST_FACTOR: answers a destination may burst
+MAX_DESTINATIONS = 4096           # per-destination buckets kept (least recently answered go first)
 
-    def __init__(self):
+
+def _sysctl(path, default):
+    try:
+        with open(path) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return default
+
+
+def kernel_limits() -> dict:
+    """The kernel's ICMP rate limits in this network namespace (the kernel's defaults when unreadable)."""
+    return {"v4_interval": _sysctl("/proc/sys/net/ipv4/icmp_ratelimit", 1000) / 1000,
+            "v6_interval": _sysctl("/proc/sys/net/ipv6/icmp/ratelimit", 1000) / 1000,
+            "per_sec": _sysctl("/proc/sys/net/ipv4/icmp_msgs_per_sec", 1000),
+            "burst": _sysctl("/proc/sys/net/ipv4/icmp_msgs_burst", 50)}
+
+
+class IcmpLimit:
+    """May one more ICMP error go to `dst` now? Global and per-destination token buckets, as
+    the kernel's icmp_global_allow + inet_peer_xrlim_allow (an interval of 0: no per-destination
+    limit). The destination table is bounded: least recently answered destinations are forgotten
+    first (forgetting one only restores its burst; the global bucket still caps the total)."""
+
+    def __init__(self, v4_interval=1.0, v6_interval=1.0, per_sec=1000, burst=50, clock=time.monotonic,
+                 max_destinations=MAX_DESTINATIONS):
+        self.interval = {4: v4_interval, 6: v6_interval}
+        self.per_sec, self.burst = per_sec, burst
+        self.clock = clock
+        self.max_destinations = max_destinations
+        self.credit, self.credit_ts = float(burst), clock()
+        self.dests = {}                               # address -> (tokens in seconds, last time)
+        self.suppressed = 0
+
+    def allow(self, version, dst) -> bool:
+        now = self.clock()
+        self.credit = min(float(self.burst), self.credit + (now - self.credit_ts) * self.per_sec)
+        self.credit_ts = now
+        ok = self.credit >= 1 and self._destination(version, dst, now)
+        if ok:
+            self.credit -= 1
+        else:
+            self.suppressed += 1
+        return ok
+
+    def _destination(self, version, dst, now) -> bool:
+        interval = self.interval[version]
+        if interval <= 0:
+            return True
+        d = self.dests
+        tokens, last = d.pop(dst, (BURST_FACTOR * interval, now))   # a new destination starts full
+        tokens = min(BURST_FACTOR * interval, tokens + now - last)
+        ok = tokens >= interval
+        if ok:
+            tokens -= interval
+        if len(d) >= self.max_destinations:
+            del d[next(iter(d))]                      # the least recently answered
+        d[dst] = (tokens, now)                        # re-inserted: dict order is recency
+        return ok
+
+
+class Rejector:
+    """Raw sockets per (family, interface), opened on first use and kept open; ICMP answers
+    within the kernel's rate limits (`limit`)."""
+
+    def __init__(self, limit=None):
         self._socks = {}
+        self.limit = limit if limit is not None else IcmpLimit(**kernel_limits())
 
     def _sock(self, version, iface):
         key = (version, iface)
@@ -109,9 +186,12 @@ class Rejector:
         return s
 
     def send(self, pkt) -> bool:
-        """Send the answer for `pkt` out of its ingress interface; False when none is due."""
+        """Send the answer for `pkt` out of its ingress interface; False when none is due or
+        the ICMP rate limit holds it back (counted in `limit.suppressed`)."""
         data = answer(pkt)
         if data is None:
+            return False
+        if pkt.proto != TCP and not self.limit.allow(pkt.ip_version, pkt.src):
             return False
         self._sock(pkt.ip_version, pkt.in_iface).sendto(data, (pkt.src, 0))
         return True

@@ -3,18 +3,23 @@
 start    load config + rules (any problem: FILE:LINE lines on stderr, exit 2), check the
          kernel, install our netfilter chains, fork one worker per NFQUEUE queue
 run      restart a worker that died (logged), with a short back-off
-SIGHUP   re-read the config file and the rules it names; valid -> every worker reloads the
-         rules and the reloadable keys (rules, eve, home_net, offload, inspection; decided
-         flows keep their verdict; the EVE file is reopened); restart-only keys (interfaces,
-         workers, queue_base, failure_mode) are logged and kept; invalid -> the problems are
-         logged and the running config and rules stay
+SIGHUP   read the config file and the rules it names, once, here; valid -> that checked
+         rule set and the reloadable keys (rules, eve, home_net, offload, inspection) go to
+         every worker over its pipe (appliance.reload), which builds them beside the running
+         ones and swaps them in between two packets (decided flows keep their verdict; the EVE
+         file is reopened); restart-only keys (interfaces, workers, queue_base, failure_mode,
+         mark_mask) are logged and kept; invalid -> the problems are logged and the running config and
+         rules stay
 SIGUSR1  every worker writes a `stats` event
-SIGTERM  workers drain their queue and exit; then, per failure_mode:
-           open   -> our chains are removed: traffic forwards uninspected
-           closed -> our chains stay: new flows are dropped (no worker, no bypass) until
-                     `appliance run` starts again; `--remove` deletes them on purpose
-watch    every 5 s, our jump (first in FORWARD) and chains are checked; anything another
-         tool changed (flushed, deleted, a rule inserted above ours) is put back and logged
+SIGTERM  workers drain their queue and exit; per failure_mode:
+           open   -> nothing is queued any more: new and undecided flows forward uninspected;
+                     the offloaded verdicts stay (a dropped flow stays dropped, across a
+                     restart too) as long as our chains exist; `--remove` deletes them
+           closed -> our chains stay whole: new flows are dropped (no worker, no bypass)
+                     until `appliance run` starts again; `--remove` deletes them on purpose
+watch    every 5 s, our jump (first in FORWARD) and chains are checked rule by rule; anything
+         another tool changed (flushed, edited, deleted, a rule inserted above ours) is put
+         back and logged
 kill -9  workers die with the supervisor (PDEATHSIG); the chains stay: open mode bypasses
          the empty queues, closed mode drops; offloaded flows keep their kernel verdict
 """
@@ -22,13 +27,15 @@ import argparse
 import logging
 import multiprocessing
 import os
+import select
 import signal
 import sys
 import time
 
 from appliance import netfilter
 from appliance.aws.bootstrap import discover_roles
-from appliance.config import ConfigError, load_config, reload_config, resolve_interfaces
+from appliance.config import ConfigError, load_config, mark_mask_clashes, reload_config, resolve_interfaces
+from appliance.reload import Check, Outbox, encode
 
 log = logging.getLogger("appliance.run")
 
@@ -68,9 +75,13 @@ class Supervisor:
         self.ruleset = ruleset
         self.ctx = multiprocessing.get_context("fork")     # workers inherit the loaded rules
         self.workers = {}                                  # queue -> Process
+        self.outboxes = {}                                 # queue -> Outbox: checked updates for its worker
         self.last_start = {}
         self.pending = []                                  # signals to act on in the loop
         self.restarts = 0
+        self.installed = {}                                # our chains as the kernel listed them (drift)
+        self.check = None                                  # the SIGHUP check running, if any
+        self.recheck = False                               # a SIGHUP came during it: check again after
 
     def _signal(self, signum, _frame):
         self.pending.append(signum)
@@ -78,12 +89,19 @@ class Supervisor:
     def start_worker(self, queue):
         """Fork the queue's worker; returns the pipe end on which it reports "bound" or why not."""
         from appliance.source.nfqueue import worker_main
-        raw = self.raw_cfg
         ours, theirs = self.ctx.Pipe(duplex=False)
+        old = self.outboxes.pop(queue, None)
+        if old:
+            old.close()                                    # what was in flight for the dead worker
+        control, feed = os.pipe()
+        inherited = [feed] + [o.fd for o in self.outboxes.values()]
+        # the worker is forked with the running (checked) config and rules; later ones come by pipe
         p = self.ctx.Process(target=worker_main, name=f"appliance-q{queue}",
-                             args=(self.cfg, queue, self.ruleset, lambda running: _reload(running, raw), theirs))
+                             args=(self.cfg, queue, self.ruleset, control, theirs, inherited))
         p.start()
         theirs.close()
+        os.close(control)
+        self.outboxes[queue] = Outbox(feed)
         self.workers[queue] = p
         self.last_start[queue] = time.monotonic()
         log.info("queue %d: worker %d started", queue, p.pid)
@@ -117,7 +135,7 @@ class Supervisor:
             for p in self.workers.values():
                 p.join(5)
             return 2
-        netfilter.install(cfg.outside, cfg.inside, cfg.queues, cfg.fail_open)
+        self.installed = netfilter.install(cfg.outside, cfg.inside, cfg.queues, cfg.fail_open, cfg.mark_mask)
         next_watch = time.monotonic() + WATCH_INTERVAL
         log.info("running: %d worker(s) on queue(s) %s, failure_mode=%s, offload=%s, rules=%s",
                  cfg.workers, f"{cfg.queues[0]}-{cfg.queues[-1]}", cfg.failure_mode, cfg.offload, cfg.rules)
@@ -127,7 +145,7 @@ class Supervisor:
                 if s in (signal.SIGTERM, signal.SIGINT):
                     return self.stop()
                 if s == signal.SIGHUP:
-                    self.reload()
+                    self.start_check()
                 elif s == signal.SIGUSR1:
                     self._signal_workers(signal.SIGUSR1)
             for q, p in list(self.workers.items()):
@@ -143,17 +161,37 @@ class Supervisor:
             if time.monotonic() >= next_watch:
                 next_watch = time.monotonic() + WATCH_INTERVAL
                 self.watch()
-            time.sleep(0.2)
+            self._wait(0.2)
+            if self.check is not None:
+                result = self.check.poll()
+                if result is not None:
+                    self.check = None
+                    self.reload(result)
+                    if self.recheck:                       # the files may have changed since it began
+                        self.recheck = False
+                        self.start_check()
+
+    def _wait(self, timeout):
+        """Wait up to `timeout` for the check's answer while writing pending updates to the
+        workers' pipes."""
+        waiting = [o for o in self.outboxes.values() if o.pending]
+        readable = [self.check.fd] if self.check is not None else []
+        try:
+            select.select(readable, [o.fd for o in waiting], [], timeout)
+        except (OSError, ValueError):
+            pass
+        for o in waiting:
+            o.flush()
 
     def watch(self):
         """Put our kernel rules back if someone flushed, edited or outranked them: an
         `iptables -F` or a rule inserted above ours must not switch inspection off."""
         cfg = self.cfg
         try:
-            problems = netfilter.drift(cfg.outside, cfg.inside, cfg.queues, cfg.fail_open)
+            problems = netfilter.drift(self.installed)
             if problems:
                 log.warning("our netfilter rules were changed (%s); re-installing them", "; ".join(problems))
-                netfilter.install(cfg.outside, cfg.inside, cfg.queues, cfg.fail_open)
+                self.installed = netfilter.install(cfg.outside, cfg.inside, cfg.queues, cfg.fail_open, cfg.mark_mask)
         except netfilter.NetfilterError as e:
             log.error("checking our netfilter rules failed: %s", e)
 
@@ -165,25 +203,41 @@ class Supervisor:
                 except ProcessLookupError:
                     pass
 
-    def reload(self):
-        """Validate the config file and the rules first; only then let the workers reload."""
-        try:
-            cfg, ruleset, changed = _reload(self.cfg, self.raw_cfg)
-        except Exception as e:
-            problems = getattr(e, "problems", None) or [str(e)]
-            log.error("reload refused, the running config and rules stay:\n%s", "\n".join(problems))
+    def start_check(self):
+        """SIGHUP: read and check the config file and the rules it names (reload.Check)."""
+        if self.check is not None:
+            self.recheck = True
             return
+        running, raw = self.cfg, self.raw_cfg
+        self.check = Check(self.ctx, lambda: _reload(running, raw))
+
+    def reload(self, result):
+        """The check's result: refused -> logged, the running config and rules stay; ok ->
+        exactly that checked rule set goes to every worker."""
+        if result[0] != "ok":
+            log.error("reload refused, the running config and rules stay:\n%s", "\n".join(result[1]))
+            return
+        cfg, ruleset, changed = result[1:]
         if changed:
             log.warning("reload: %s changed in %s; that needs a restart, the running value%s stay%s",
                         ", ".join(changed), cfg.path, "s" if len(changed) > 1 else "",
                         "" if len(changed) > 1 else "s")
         self.cfg, self.ruleset = cfg, ruleset    # restarted workers start with these
-        self._signal_workers(signal.SIGHUP)
-        log.info("reload: %d rule(s) from %s", len(ruleset.rules), cfg.rules)
+        data = encode(cfg, ruleset)       # exactly what was checked: no worker reads a file
+        for o in self.outboxes.values():
+            o.put(data)
+            o.flush()
+        log.info("reload: %d rule(s) from %s checked; sending them to the workers", len(ruleset.rules), cfg.rules)
 
     def stop(self) -> int:
-        if self.cfg.fail_open:
-            netfilter.remove()                   # open: forward uninspected from now on
+        cfg = self.cfg
+        if self.check is not None:
+            self.check.cancel()
+            self.check = None
+        if cfg.fail_open:
+            # open: forward uninspected from now on -- but a flow a worker dropped stays dropped:
+            # removing the chains would deliver its retransmissions (and a restart would find it open)
+            netfilter.install(cfg.outside, cfg.inside, cfg.queues, cfg.fail_open, cfg.mark_mask, inspecting=False)
         self._signal_workers(signal.SIGTERM)
         for p in self.workers.values():
             p.join(10)
@@ -191,7 +245,10 @@ class Supervisor:
                 log.error("worker %d did not stop; killing it", p.pid)
                 p.kill()
                 p.join()
-        if not self.cfg.fail_open:
+        if cfg.fail_open:
+            log.warning("failure_mode open: traffic forwards uninspected; offloaded flows keep their verdict "
+                        "while the appliance chains exist (`appliance run --remove` deletes them)")
+        else:
             log.warning("failure_mode closed: the appliance chains stay installed, new flows are dropped "
                         "until `appliance run` starts again (`appliance run --remove` deletes them)")
         log.info("stopped")
@@ -231,6 +288,10 @@ def main_run(args: list[str]) -> int:
         problems = getattr(e, "problems", None) or [f"{cfg.rules}:1: {e}"]
         print("\n".join(problems), file=sys.stderr)
         return 2
+    clashes = mark_mask_clashes(cfg.mark_mask)
+    if clashes:
+        log.warning("mark_mask 0x%x shares bits with %s: if that runs here, its marks read as offload "
+                    "verdicts; pick bits no tool on this host uses", cfg.mark_mask, ", ".join(clashes))
     if a.check:
         print(f"{a.config}: ok; {len(ruleset.rules)} rule(s) from {cfg.rules}")
         return 0

@@ -30,9 +30,11 @@ import warnings
 
 from appliance import netfilter
 from appliance.decode import decode_l3
+from appliance.detect.engine import Detector
 from appliance.inspector import Inspector, Settings
 from appliance.output.eve import EveWriter
 from appliance.reject import Rejector
+from appliance.reload import Inbox
 
 log = logging.getLogger("appliance.nfqueue")
 
@@ -172,18 +174,21 @@ class Counters:
 class Worker:
     """One queue, one Inspector, one process."""
 
-    def __init__(self, cfg, queue_num, ruleset, load_rules=None, ready=None):
+    def __init__(self, cfg, queue_num, ruleset, control=None, ready=None):
         self.copy_range = COPY_RANGE         # bytes of each packet the kernel copies to us
         self.cfg = cfg
         self.queue_num = queue_num
         self.ruleset = ruleset
-        self.reload_source = load_rules      # running cfg -> (cfg, RuleSet, restart-only changes), for SIGHUP
+        self.control = control               # pipe fd: checked updates from the supervisor (appliance.reload)
+        self.inbox = None
         self.ready = ready                   # pipe end: "bound" or why not, for the supervisor
         self.counters = Counters()
         self.ifnames = {}
         self.rejector = Rejector()
         self.flags = set()                   # signals seen, handled in the loop
         self.fail_verdict = "accept" if cfg.fail_open else "drop"
+        self.mark_mask = cfg.mark_mask       # restart-only: the kernel rules match these bits
+        self.marks = netfilter.offload_marks(cfg.mark_mask)
 
     def _report(self, status):
         if self.ready is not None:
@@ -249,7 +254,7 @@ class Worker:
                 c.errors += 1
                 log.warning("queue %d: reject answer not sent: %s", self.queue_num, e)
         if v.offload and v.flow is not None:   # v.offload: decided for good, and offload is on
-            nfpkt.set_mark((nfpkt.mark & ~netfilter.MARK_MASK) | netfilter.OFFLOAD_MARKS[action])
+            nfpkt.set_mark((nfpkt.mark & ~self.mark_mask) | self.marks[action])   # others' bits kept
             nfpkt.repeat()
             c.offloaded += 1
         elif action == "pass":
@@ -266,10 +271,16 @@ class Worker:
         from netfilterqueue import NetfilterQueue
 
         cfg = self.cfg
-        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
             signal.signal(s, self._signal)
+        # Reloads come from the supervisor, checked, over the control pipe: a SIGHUP sent to
+        # a worker directly (pkill matches workers too) must not make it read any file.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         self.eve = EveWriter(cfg.eve) if cfg.eve else None
         self.inspector = Inspector(self.ruleset, _settings(cfg), self.eve)
+        if self.control is not None:
+            # the new detector is built in a thread, beside the running one
+            self.inbox = Inbox(self.control, lambda c, rs: (c, rs, Detector(rs, 0, c.inspection.exception_policy)), name=f"reload-q{self.queue_num}")
 
         nfq = NetfilterQueue()
         try:
@@ -297,7 +308,9 @@ class Worker:
             log.warning("queue %d: kernel refused a %d-byte copy range (%s); inspecting the first %d bytes "
                         "of each packet", self.queue_num, WHOLE_RANGE, e, COPY_RANGE)
         self.next_tick = time.monotonic() + 1.0
-        messages = WholeMessages(nfq, lambda: bool(self.flags) or time.monotonic() >= self.next_tick)
+        inbox = self.inbox
+        messages = WholeMessages(nfq, lambda: bool(self.flags) or time.monotonic() >= self.next_tick
+                                 or (inbox is not None and inbox.pending()))
         log.info("queue %d: worker %d bound (%s, gso, copy %d bytes)", self.queue_num, os.getpid(),
                  "fail-open" if cfg.fail_open else "fail-closed", self.copy_range)
 
@@ -307,6 +320,8 @@ class Worker:
                 if self.flags:
                     if not self._handle_signals():
                         break
+                if inbox is not None and inbox.pending():
+                    self.swap(*inbox.take())
                 nfq.run_socket(messages)          # returns on a receive timeout or when due()
                 if time.monotonic() >= self.next_tick:
                     self.next_tick = time.monotonic() + 1.0
@@ -330,23 +345,21 @@ class Worker:
     def _handle_signals(self) -> bool:
         """Act on signals received since the last loop; False when the worker must stop."""
         seen, self.flags = self.flags, set()
-        if signal.SIGHUP in seen and self.reload_source is not None:
-            try:
-                cfg, ruleset, _ = self.reload_source(self.cfg)
-            except Exception as e:                # the supervisor validated; keep running rules anyway
-                log.error("queue %d: reload failed, keeping the running rules: %s", self.queue_num, e)
-            else:
-                self.cfg = cfg
-                self.inspector.reload(ruleset, _settings(cfg, self.inspector.settings))
-                # reopen the EVE file: a new path, or a log rotated by rename
-                old = self.eve
-                self.eve = self.inspector.eve = EveWriter(cfg.eve) if cfg.eve else None
-                if old:
-                    old.close()
-                log.info("queue %d: config and rules reloaded", self.queue_num)
         if signal.SIGUSR1 in seen:
             self.write_stats()
         return not ({signal.SIGTERM, signal.SIGINT} & seen)
+
+    def swap(self, cfg, ruleset, detector):
+        """Put the supervisor's checked update in place between two packets: the detector
+        is already built, so the packet loop pauses for the swap alone."""
+        self.cfg = cfg
+        self.inspector.reload(ruleset, _settings(cfg, self.inspector.settings), detector)
+        # reopen the EVE file: a new path, or a log rotated by rename
+        old = self.eve
+        self.eve = self.inspector.eve = EveWriter(cfg.eve) if cfg.eve else None
+        if old:
+            old.close()
+        log.info("queue %d: config and rules reloaded (%d rules)", self.queue_num, len(ruleset.rules))
 
     def write_stats(self) -> dict:
         """The Inspector's stats event plus this worker's capture counters (Suricata's
@@ -362,7 +375,9 @@ class Worker:
             self.eve.write(ev)
         v = self.inspector.counters.verdicts
         counts = {"packets": c.packets, "passed": v["pass"], "dropped": v["drop"], "rejected": v["reject"],
-                  **{k: x for k, x in c.as_dict().items() if k != "packets"}}
+                  **{k: x for k, x in c.as_dict().items() if k != "packets"},
+                  # ICMP answers the rate limit held back (the EVE stats schema has no key for it)
+                  "reject_suppressed": self.rejector.limit.suppressed}
         log.info("queue %d: worker %d stats %s", self.queue_num, os.getpid(),
                  " ".join(f"{k}={x}" for k, x in counts.items()))
         return ev
@@ -383,8 +398,14 @@ def _settings(cfg, running=None):
 EXIT_CANNOT_BIND = 3          # worker exit status: the queue is held by someone else
 
 
-def worker_main(cfg, queue_num, ruleset, load_rules, ready=None) -> None:
-    """Process entry point (forked by the supervisor)."""
+def worker_main(cfg, queue_num, ruleset, control, ready=None, inherited=()) -> None:
+    """Process entry point (forked by the supervisor). `control`: the read end of this
+    worker's update pipe; `inherited`: the supervisor's pipe ends this child must not hold."""
+    for fd in inherited:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)   # die with the supervisor, even on kill -9
@@ -392,4 +413,4 @@ def worker_main(cfg, queue_num, ruleset, load_rules, ready=None) -> None:
         pass
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s appliance[%(process)d] %(levelname)s %(message)s")
-    sys.exit(Worker(cfg, queue_num, ruleset, load_rules, ready).run())
+    sys.exit(Worker(cfg, queue_num, ruleset, control, ready).run())

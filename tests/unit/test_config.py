@@ -234,3 +234,15 @@ def test_reading_the_config_needs_nothing_from_aws():
     imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     imported += [f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names]
     assert not [m for m in imported if m.startswith("appliance.aws")], imported
+
+
+def test_mark_mask_default_avoids_known_users_and_is_checked(tmp_path):
+    from appliance.config import DEFAULT_MARK_MASK, mark_mask_clashes
+    base = "interfaces: {outside: eth0, inside: eth1}\n"
+    assert load_config(write(tmp_path, base)).mark_mask == DEFAULT_MARK_MASK == 0x3000
+    assert mark_mask_clashes(DEFAULT_MARK_MASK) == []
+    assert mark_mask_clashes(0x300000) == ["Calico (0xffff0000)", "Cilium (0xffff0f00)", "Tailscale (0xff0000)"]
+    assert load_config(write(tmp_path, base + "mark_mask: 0x60000000\n")).mark_mask == 0x60000000
+    for bad in ("0x1000", "0x7000", "0", "0x100000000", "-3", "'0x3000'", "true"):
+        p = problems(tmp_path, base + f"mark_mask: {bad}\n")
+        assert len(p) == 1 and ":2: mark_mask must be a 32-bit mask with exactly two bits set" in p[0], p

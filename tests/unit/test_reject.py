@@ -52,3 +52,49 @@ def test_errors_and_resets_are_never_answered():
     assert answer(_pkt(IP(src="10.0.0.1", dst="10.0.0.2") / TCP(flags="R"))) is None
     assert answer(_pkt(IP(src="10.0.0.1", dst="10.0.0.2") / ICMP(type=3, code=1) / IP() / UDP())) is None
     assert answer(decode_l3(b"\x00" * 10)) is None
+
+
+# -- rate limits: ICMP answers as the kernel limits its own; RSTs never ------------------
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_icmp_answers_per_destination_burst_six_then_one_per_interval():
+    from appliance.reject import IcmpLimit
+    clock = Clock()
+    lim = IcmpLimit(v4_interval=1.0, per_sec=1000, burst=50, clock=clock)
+    assert [lim.allow(4, "10.0.0.1") for _ in range(8)] == [True] * 6 + [False] * 2
+    assert lim.allow(4, "10.0.0.9")                      # another destination has its own bucket
+    clock.now += 0.5
+    assert not lim.allow(4, "10.0.0.1")
+    clock.now += 0.5
+    assert lim.allow(4, "10.0.0.1") and not lim.allow(4, "10.0.0.1")
+    assert lim.suppressed == 4
+
+
+def test_icmp_answers_global_bucket_caps_many_spoofed_sources():
+    from appliance.reject import IcmpLimit
+    clock = Clock()
+    lim = IcmpLimit(v4_interval=1.0, v6_interval=1.0, per_sec=100, burst=50, clock=clock)
+    sent = sum(lim.allow(4, f"10.0.{i // 250}.{i % 250}") for i in range(1000))
+    assert sent == 50 and lim.suppressed == 950         # the burst, whatever the sources
+    clock.now += 1.0
+    sent = sum(lim.allow(6, f"fd00::{i:x}") for i in range(1000))
+    assert sent == 50                                    # refilled at 100/s, capped at the burst
+
+
+def test_icmp_limit_interval_zero_means_no_per_destination_limit_and_table_is_bounded():
+    from appliance.reject import IcmpLimit
+    clock = Clock()
+    lim = IcmpLimit(v4_interval=0, per_sec=10_000, burst=10_000, clock=clock, max_destinations=100)
+    assert all(lim.allow(4, "10.0.0.1") for _ in range(100))
+    lim = IcmpLimit(v4_interval=1.0, per_sec=10_000, burst=10_000, clock=clock, max_destinations=100)
+    for i in range(1000):
+        lim.allow(4, f"10.1.{i // 250}.{i % 250}")
+    assert len(lim.dests) == 100
+
