@@ -8,7 +8,7 @@ Live NFQUEUE workers and offline replay call the same `Inspector.process`, so a
 fix in one is a fix in both. Time is the packet's own timestamp: in replay the
 pcap clock drives timeouts and thresholds exactly as the wall clock does live.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from .applayer import state as applayer
 from .defrag import Defragmenter
@@ -30,6 +30,17 @@ class Settings:
     anomaly_action: str = "pass"          # verdict for packets too malformed to have a flow
     verify_checksums: bool = True         # a bad TCP checksum keeps a segment out of the stream
                                           # (live: off, the kernel's conntrack already judged it)
+
+
+def settings_from_config(cfg, **overrides):
+    """Settings from appliance.yaml, for `run` and `replay --config` alike: every key of the
+    `inspection:` section that Settings knows (depths, max_flows, policies), offload, and the
+    failure mode's verdict for packets without a flow; `overrides` set what the source knows."""
+    known = {f.name for f in fields(Settings)}
+    values = {f.name: getattr(cfg.inspection, f.name) for f in fields(cfg.inspection) if f.name in known}
+    values.update(offload=cfg.offload, anomaly_action="pass" if cfg.fail_open else "drop")
+    values.update(overrides)
+    return Settings(**values)
 
 
 class Verdict:

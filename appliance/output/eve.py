@@ -10,8 +10,16 @@ import time
 import orjson
 
 
+# The range a four-digit year can show: a capture's clock is whatever its file says (a pcapng
+# with if_tsresol=0 can claim 2^64-1 s), so a time outside it is shown at the nearest end.
+_LATEST = 253402300799               # 9999-12-31T23:59:59
+
+
 def timestamp(ts):
-    """Suricata's EVE timestamp: 2009-11-24T21:27:09.534255+0000 (UTC)."""
+    """Suricata's EVE timestamp: 2009-11-24T21:27:09.534255+0000 (UTC). Total: any
+    number (NaN, infinities, 1e19, negative) gives a timestamp, never an exception."""
+    if not 0 <= ts < _LATEST:        # also NaN
+        ts = _LATEST if ts >= _LATEST else 0
     sec = int(ts)
     usec = int(round((ts - sec) * 1_000_000))
     if usec >= 1_000_000:

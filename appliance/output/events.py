@@ -140,6 +140,11 @@ def flow(f):
     return ev
 
 
+# Distinct non-IP kinds counted by name. A capture (or a LINKTYPE_NULL header) can carry any
+# of 2^16 ethertypes / address families: past this many, new ones count as "<family>-other".
+MAX_ENCAP_KINDS = 64
+
+
 class Counters:
     """Per-inspector counters, reported in the stats event. Packets are counted by
     (IP version, protocol) in one dict: one update per packet on the hot path."""
@@ -172,7 +177,10 @@ class Counters:
         if pkt.vlan:
             self.vlan += 1
         if not pkt.ip_version and pkt.encap:
-            self.encap[pkt.encap] = self.encap.get(pkt.encap, 0) + 1
+            encap, kind = self.encap, pkt.encap
+            if kind not in encap and len(encap) >= MAX_ENCAP_KINDS:
+                kind = kind.split("-", 1)[0] + "-other"   # e.g. "af-other": totals stay right
+            encap[kind] = encap.get(kind, 0) + 1
 
     def count_verdict(self, action):
         self.verdicts[action] += 1

@@ -30,7 +30,7 @@ import warnings
 
 from appliance import netfilter
 from appliance.decode import decode_l3
-from appliance.inspector import Inspector, Settings
+from appliance.inspector import Inspector, settings_from_config
 from appliance.output.eve import EveWriter
 from appliance.reject import Rejector
 
@@ -371,12 +371,10 @@ class Worker:
 def _settings(cfg, running=None):
     """Inspector settings from the config; on a reload, the flow table size stays (the
     table is built once) and everything else follows the file."""
-    return Settings(outside_ifaces=(cfg.outside,),
-                    depth_packets=cfg.inspection.depth_packets, depth_bytes=cfg.inspection.depth_bytes,
-                    max_flows=running.max_flows if running else cfg.inspection.max_flows,
-                    offload=cfg.offload, anomaly_action="pass" if cfg.fail_open else "drop",
-                    # the kernel verified checksums (locally made packets carry partial ones)
-                    verify_checksums=False)
+    return settings_from_config(cfg, outside_ifaces=(cfg.outside,),
+                                max_flows=running.max_flows if running else cfg.inspection.max_flows,
+                                # the kernel verified checksums (locally made packets carry partial ones)
+                                verify_checksums=False)
 
 
 EXIT_CANNOT_BIND = 3          # worker exit status: the queue is held by someone else
