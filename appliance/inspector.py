@@ -92,6 +92,8 @@ class Inspector:
                 whole = self.defrag.feed(pkt)
                 if whole is None:
                     self.counters.count_packet(pkt)   # held until its datagram completes; the frame counts
+                    if pkt.anomalies:                 # e.g. an overlap discarded the datagram, as the kernel does
+                        self._emit(pkt, HELD)
                     return HELD
                 pkt = whole
             v = self._process(pkt)
