@@ -98,6 +98,9 @@ class Inspector:
                 pkt = whole
             v = self._process(pkt)
             self._emit(pkt, v)
+            flow = v.flow
+            if flow is not None and flow.final:
+                _release(flow)
             return v
         except Exception as e:           # a bug must not take the datapath down
             self.counters.internal_errors += 1
@@ -209,6 +212,8 @@ class Inspector:
             flow.final = True
         elif flow.verdict == "pass":
             flow.final = not within or not det.more_to_inspect(flow, to_server)
+        if flow.final:
+            self.flows.file(flow)          # the first a flood may evict from now on
         offload = flow.final and s.offload
         if offload:
             flow.offloaded = True
@@ -287,3 +292,17 @@ class Inspector:
     def _write(self, event):
         if self.eve is not None:
             self.eve.write(event)
+
+
+def _release(flow):
+    """A final flow is never inspected again, and its events were written: drop the client
+    stream (up to stream_bytes each) and the parsed transactions. Flow events need only the
+    protocol; port reuse needs the stream's ISN, which the flow keeps."""
+    st, app = flow.stream, flow.app
+    if st is not None:
+        isn = st.isn
+        if isn is not None:
+            flow.isn = isn
+        flow.stream = None
+    if app is not None and app.tx is not None:
+        app.tx = None
