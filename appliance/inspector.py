@@ -15,6 +15,7 @@ from .defrag import Defragmenter
 from .detect.engine import Detector, MATCH, DEFAULT
 from .flow import FlowTable
 from .output import events
+from .output.limits import EventLimits
 from .packet import TCP, UDP
 from .stream import ClientStream
 
@@ -71,6 +72,7 @@ class Inspector:
         self.detector = Detector(ruleset, self.generation)
         self.ruleset = ruleset
         self.counters = events.Counters()
+        self.limits = EventLimits()           # what a flood may cost in events
         self.first_ts = None
         self.now = 0.0
         self._last_tick = None
@@ -112,12 +114,16 @@ class Inspector:
 
     def tick(self, now):
         """Expire idle flows and stale fragments; the packet clock calls it about once a
-        second, a live source also when no packet came."""
+        second, a live source also when no packet came. Never raises (a worker's loop
+        calls it outside any packet)."""
         self._last_tick = now
         self.now = max(self.now, now)
-        self.defrag.expire(now)
-        for flow in self.flows.expire(now):
-            self._end_flow(flow)
+        try:
+            self.defrag.expire(now)
+            for flow in self.flows.expire(now):
+                self._end_flow(flow)
+        except Exception:                 # a bug: counted (stats), the worker lives on
+            self.counters.internal_errors += 1
 
     def reload(self, ruleset, settings=None):
         """Swap the rule set (and settings) atomically. Decided flows keep their verdict;
@@ -272,12 +278,12 @@ class Inspector:
         """The packet's events, in order: decode anomalies, flows that ended to make room,
         stage anomalies, alerts."""
         flow = verdict.flow
-        for name in pkt.anomalies:
-            self._write(events.anomaly(pkt, None, name, "decode"))
+        if pkt.anomalies:
+            self._anomalies(pkt, None, [(name, "decode") for name in pkt.anomalies])
         if self._ended is not None:
             self._end_flow(self._ended)
-        for name, layer in self._found:
-            self._write(events.anomaly(pkt, flow, name, layer))
+        if self._found:
+            self._anomalies(pkt, flow, self._found)
         if verdict.alerts:
             c = self.counters
             c.alerts += len(verdict.alerts)
@@ -285,9 +291,21 @@ class Inspector:
                 c.rule_hits[(rule.id, rule.msg)] += 1
                 self._write(events.alert(pkt, flow, rule, verdict.action))
 
+    def _anomalies(self, pkt, flow, found):
+        """Anomaly events, bounded (output/limits.py): one per kind per packet, then per
+        kind and source over time."""
+        allow, src, done = self.limits.anomaly, pkt.src, set()
+        for name, layer in found:
+            if name in done:
+                continue
+            done.add(name)
+            if allow(name, src, pkt.ts) and self.eve is not None:
+                self.eve.write(events.anomaly(pkt, flow, name, layer))
+
     def _end_flow(self, flow):
         self.counters.flows_ended[flow.reason] = self.counters.flows_ended.get(flow.reason, 0) + 1
-        self._write(events.flow(flow))
+        if self.limits.flow(flow, self.now) and self.eve is not None:
+            self.eve.write(events.flow(flow))
 
     def _write(self, event):
         if self.eve is not None:

@@ -268,7 +268,7 @@ class Worker:
         cfg = self.cfg
         for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             signal.signal(s, self._signal)
-        self.eve = EveWriter(cfg.eve) if cfg.eve else None
+        self.eve = _eve_writer(cfg)
         self.inspector = Inspector(self.ruleset, _settings(cfg), self.eve)
 
         nfq = NetfilterQueue()
@@ -340,7 +340,7 @@ class Worker:
                 self.inspector.reload(ruleset, _settings(cfg, self.inspector.settings))
                 # reopen the EVE file: a new path, or a log rotated by rename
                 old = self.eve
-                self.eve = self.inspector.eve = EveWriter(cfg.eve) if cfg.eve else None
+                self.eve = self.inspector.eve = _eve_writer(cfg)
                 if old:
                     old.close()
                 log.info("queue %d: config and rules reloaded", self.queue_num)
@@ -366,6 +366,11 @@ class Worker:
         log.info("queue %d: worker %d stats %s", self.queue_num, os.getpid(),
                  " ".join(f"{k}={x}" for k, x in counts.items()))
         return ev
+
+
+def _eve_writer(cfg):
+    """The worker's EVE file, bounded on disk by the config's rotation settings."""
+    return EveWriter(cfg.eve, max_bytes=cfg.eve_max_bytes, keep=cfg.eve_keep) if cfg.eve else None
 
 
 def _settings(cfg, running=None):

@@ -35,7 +35,7 @@ def test_replay_config_takes_inspection_settings_and_home_net(tmp_path, rules_fi
     # a flag still overrides the file
     cp = cli("replay", pcap, "--config", cfg, "--eve", eve, "--max-flows", "10")
     assert cp.returncode == 0, cp.stderr
-    assert "evicted" not in eve.read_text()
+    assert [e["flow"]["reason"] for e in _events(eve) if e["event_type"] == "flow"] == ["shutdown"] * 3
 
 
 def test_replay_config_problems_are_file_line(tmp_path):
