@@ -6,7 +6,7 @@ import time
 import pytest
 
 from datapath import curl, wait_for
-from test_datapath import RULES, appliance, servers, url  # noqa: F401  (fixtures)
+from test_datapath import appliance, servers, url  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.netns
 
