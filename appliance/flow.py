@@ -9,11 +9,13 @@ Every flow sits in exactly one queue, by (class, idle timeout), least recently a
 first (an OrderedDict: a packet moves its flow to the end, O(1)). Within a queue the
 flows share one timeout, so the front is the next to expire: expiry pops fronts, O(flows
 expired). Eviction once `max_flows` is reached takes the front of the first class that has
-flows, O(1), in this order (Linux conntrack's early_drop also spares assured connections):
-  final       verdict decided, nothing left to inspect (live: the kernel holds its verdict)
-  unanswered  seen one way only: a spoofed SYN flood's flows, probes, unanswered datagrams
-  pending     seen both ways, verdict still open: the one to keep (the attacker's own
-              connection must not be pushed out by a flood to let it through uninspected)
+flows, O(1), in this order (Linux conntrack's early_drop also spares ASSURED connections):
+  final        verdict decided, nothing left to inspect (live: the kernel holds its verdict)
+  unconfirmed  seen one way only, or TCP whose client has not completed the handshake: a
+               spoofed SYN flood's flows (the server's SYN/ACK goes to an address that never
+               ACKs), probes, unanswered datagrams
+  pending      confirmed, verdict still open: the one to keep (the attacker's own
+               connection must not be pushed out by a flood to let it through uninspected)
 An ended flow leaves its queue at once: nothing outside `flows` and the queues refers to it.
 """
 import hashlib
@@ -35,7 +37,7 @@ _ECHO = {ICMP: (8, 0), ICMPV6: (128, 129)}
 # One shared int object per port: keys and flows then hold no port ints of their own.
 _PORTS = list(range(65536))
 # Eviction classes, in the order flows are given up (see above).
-FINAL, UNANSWERED, PENDING = 0, 1, 2
+FINAL, UNCONFIRMED, PENDING = 0, 1, 2
 
 
 def flow_key(pkt):
@@ -138,10 +140,10 @@ class FlowTable:
         Inspector calls it when a flow becomes final (a class change lookup cannot see)."""
         if flow.final:
             cls = FINAL
-        elif flow.pkts_ts and flow.pkts_tc:
+        elif flow.pkts_ts and flow.pkts_tc and (flow.proto != TCP or flow.tcp_seen & _HS_DONE):
             cls = PENDING
         else:
-            cls = UNANSWERED
+            cls = UNCONFIRMED
         t = TIMEOUTS.get(flow.proto, DEFAULT_TIMEOUTS).get(flow.state, 30)
         queue = self.queues[cls].get(t)
         if queue is None:
@@ -213,7 +215,7 @@ class FlowTable:
 
     def _evict(self):
         """Remove the longest idle flow of the first class that has any: final, then
-        unanswered, then pending. O(1): a look at the front of each of the class's few
+        unconfirmed, then pending. O(1): a look at the front of each of the class's few
         queues (one per timeout value)."""
         for cls, queues in enumerate(self.queues):
             victim = None

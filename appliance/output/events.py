@@ -242,6 +242,6 @@ def appliance_counters(inspector):
         "anomalies": dict(sorted(lim.anomalies.items())),
         "anomalies_suppressed": lim.anomalies_suppressed,
         "flows_unlogged": dict(sorted(lim.flows_unlogged.items())),
-        "flows_evicted": {"final": ft.evicted_by_class[0], "unanswered": ft.evicted_by_class[1],
+        "flows_evicted": {"final": ft.evicted_by_class[0], "unconfirmed": ft.evicted_by_class[1],
                           "pending": ft.evicted_by_class[2]},
     }

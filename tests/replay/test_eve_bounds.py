@@ -72,7 +72,7 @@ def test_one_packet_flows_counted_not_each_logged(rules_file):
     st = insp.stats_event()["stats"]
     assert st["appliance"]["flows_unlogged"]["evicted"] == 4900 - len(flows)
     assert st["flow"]["mgr"]["flows_evicted"] == 4900
-    assert st["appliance"]["flows_evicted"] == {"final": 4900, "unanswered": 0, "pending": 0}   # no rule for them
+    assert st["appliance"]["flows_evicted"] == {"final": 4900, "unconfirmed": 0, "pending": 0}   # no rule for them
 
 
 def test_eve_rotates_at_max_bytes_and_keeps_keep_files(tmp_path):

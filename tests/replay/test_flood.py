@@ -22,12 +22,11 @@ def _syn(i, ts):
 def test_syn_flood_does_not_evict_the_pending_connection(rules_file):
     """An attacker opens a TLS connection (its SNI not sent yet), then fills the table with
     spoofed SYNs: evicting the oldest flow would forget the pending one, and its
-    ClientHello would arrive on a mid-stream flow. The flood's one-way flows go instead."""
+    ClientHello would arrive on a mid-stream flow. The flood's unconfirmed flows go instead."""
     insp = Inspector(load_rules(rules_file(TLS_DROP)), Settings(max_flows=50))
     cap = Capture()
     conn = TcpConn(cap, "10.0.0.1", 40000, "10.0.0.80", 443)
-    conn._seg(True, "S")
-    conn._seg(False, "SA")                   # answered; handshake not even complete
+    conn.handshake()                         # a real connection; its ClientHello held back
     done = TcpConn(cap, "10.0.0.2", 40000, "10.0.0.80", 443)
     done.handshake()
     done.send(tls_records(client_hello("good.example")))     # decided: pass, nothing left to inspect
@@ -40,10 +39,9 @@ def test_syn_flood_does_not_evict_the_pending_connection(rules_file):
         t += 0.1
         insp.process(_syn(i, t))
     cap.frames.clear()
-    conn._seg(True, "A", ts=t + 0.001)
     conn.send(tls_records(client_hello("evil.example")), ts=t + 0.002)
     verdicts = [insp.process(decode_frame(buf, cap.linktype, ts)) for ts, buf in cap.frames]
-    assert [v.action for v in verdicts] == ["pass", "drop"]
+    assert [v.action for v in verdicts] == ["drop"]
     assert verdicts[-1].alerts and verdicts[-1].alerts[0].id == 1
     assert verdicts[-1].flow is pending and pending.reason == ""   # the same flow, never forgotten
     # the decided flow went first, then the flood's own oldest flows

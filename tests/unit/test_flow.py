@@ -219,9 +219,9 @@ def _udp(i, ts, reply=False):
     return pkt(*b, *a, proto=UDP, ts=ts) if reply else pkt(*a, *b, proto=UDP, ts=ts)
 
 
-def test_eviction_takes_final_then_unanswered_then_pending_flows():
+def test_eviction_takes_final_then_unconfirmed_then_pending_flows():
     """A flood of one-way flows must not push out a flow whose verdict is still pending
-    (seen both ways): final flows go first, then unanswered ones, each oldest first."""
+    (seen both ways): final flows go first, then unconfirmed ones, each oldest first."""
     t = FlowTable(max_flows=4)
     pending, _, _ = t.lookup(_udp(0, 1))
     t.lookup(_udp(0, 1.5, reply=True))
@@ -268,3 +268,16 @@ def test_state_change_to_a_shorter_timeout_expires_on_the_shorter_one():
     t.lookup(c2s(ACK, ts=0.0))                 # established: 600 s
     t.lookup(c2s(RST, ts=1.0))                 # closed: 10 s
     assert t.expire(10.5) == [] and t.expire(11.0) == [f] and f.reason == "timeout"
+
+
+def test_tcp_is_confirmed_by_the_clients_handshake_not_the_servers_answer():
+    """A spoofed SYN is answered (SYN/ACK) but never ACKed: it stays among the first to go,
+    behind nothing but final flows; a completed handshake is what protects a flow."""
+    t = FlowTable(max_flows=2)
+    spoofed, _, _ = t.lookup(pkt("198.18.0.1", 1000, *S, flags=SYN, ts=1.0))
+    t.lookup(pkt(*S, "198.18.0.1", 1000, flags=SYN | ACK, ts=1.0))
+    real, _, _ = t.lookup(c2s(SYN, ts=0.5))
+    t.lookup(s2c(SYN | ACK, ts=0.5))
+    t.lookup(c2s(ACK, ts=0.5))                                   # older, but confirmed
+    _, _, ended = t.lookup(pkt("198.18.0.2", 1000, *S, flags=SYN, ts=2.0))
+    assert ended is spoofed and real.key in t.flows and t.evicted_by_class == [0, 1, 0]
