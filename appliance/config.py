@@ -22,6 +22,11 @@ FAILURE_MODES = ("open", "closed")
 DEFAULT_MARK_MASK = 0x3000
 KNOWN_MARK_USERS = {"Calico": 0xFFFF0000, "Cilium": 0xFFFF0F00, "Tailscale": 0x00FF0000, "kube-router": 0x30000,
                     "kube-proxy": 0xC000, "AWS VPC CNI": 0x80, "Istio": 0x539, "wg-quick": 0xCA6C}
+# EVE on disk: at most (EVE_KEEP + 1) x EVE_MAX_BYTES per EVE path (output/eve.py rotates).
+EVE_MAX_BYTES = 100 << 20
+EVE_KEEP = 5
+EVE_KEYS = ("path", "max_bytes", "keep")
+_SIZE = re.compile(r"(\d+)\s*([KMG]i?B?|B)?", re.IGNORECASE)
 # One rule for interface names, `appliance run` and `appliance bootstrap` alike (aws/interfaces.py
 # imports it). Linux (dev_valid_name, and `ip link`) takes 1-15 bytes (IFNAMSIZ is 16 with the
 # NUL), not "." or "..", without "/", ":" or white space: ":" is refused because "eth0:1" is an
@@ -68,6 +73,8 @@ class Config:
     management: str | None = None
     rules: str = "/etc/appliance/rules"          # absolute file or directory
     eve: str | None = "/var/log/appliance/eve.json"
+    eve_max_bytes: int = EVE_MAX_BYTES           # the EVE file is rotated past this size ...
+    eve_keep: int = EVE_KEEP                     # ... keeping this many old files (PATH.1 .. PATH.<keep>)
     home_net: tuple | None = None # None: the rule files' HOME_NET (or the loader's default, ULA included)
     workers: int = 2
     queue_base: int = 0
@@ -168,6 +175,10 @@ def load_config(path) -> Config:
         if key not in doc:
             continue
         v = doc[key]
+        if key == "eve" and isinstance(v, yamlsource.LineDict):
+            v = _eve(v, path, problems, out)
+            if v is _BAD:
+                continue
         if v is None and key == "eve":
             out["eve"] = None
         elif not isinstance(v, str) or not v.strip():
@@ -246,6 +257,43 @@ def mark_mask_clashes(mask: int) -> list:
     """Known tools whose mark bits `mask` shares ("Calico (0xffff0000)"): not an error (the
     host may not run them), a warning at start; their marks would read as offload verdicts."""
     return [f"{name} (0x{m:x})" for name, m in KNOWN_MARK_USERS.items() if mask & m]
+_BAD = object()
+
+
+def _size(v):
+    """Bytes from an integer or "100M" / "64KiB" / "1G"; None if it is neither."""
+    if is_int(v):
+        return v
+    m = _SIZE.fullmatch(v.strip()) if isinstance(v, str) else None
+    if not m:
+        return None
+    unit = (m.group(2) or "B")[0].upper()
+    return int(m.group(1)) << {"B": 0, "K": 10, "M": 20, "G": 30}[unit]
+
+
+def _eve(eve, path, problems, out):
+    """`eve: {path: FILE, max_bytes: SIZE, keep: N}`: fills out's rotation keys and returns
+    the path (None for `path: null`), or _BAD."""
+    _unknown("eve.", eve, EVE_KEYS, path, problems)
+    if "max_bytes" in eve:
+        n = _size(eve["max_bytes"])
+        if n is None or not 4096 <= n <= 1 << 40:
+            problems.append(at(path, eve.line_of("max_bytes"), "eve.max_bytes must be a size from 4096 bytes to "
+                               f"1 TiB (an integer, or like 100M / 1G), got {eve['max_bytes']!r}"))
+        else:
+            out["eve_max_bytes"] = n
+    out["eve_keep"] = _int(eve, "keep", 1, 1000, EVE_KEEP, path, problems, "eve.")
+    if "path" not in eve:
+        problems.append(at(path, eve.line, "eve.path is required (the EVE JSON file, or null for none)"))
+        return _BAD
+    v = eve["path"]
+    if v is None:
+        out["eve"] = None
+        return _BAD
+    if not isinstance(v, str) or not v.strip():
+        problems.append(at(path, eve.line_of("path"), f"eve.path must be a path, got {v!r}"))
+        return _BAD
+    return v
 
 
 def _aws(doc, path, problems) -> Aws:
@@ -328,7 +376,7 @@ def resolve_interfaces(cfg: Config, discover=None) -> Config:
 
 # What SIGHUP may change in a running appliance, and what needs a restart (the kernel
 # ruleset, the queues and the worker processes are built from these).
-RELOADABLE = ("rules", "eve", "home_net", "offload", "inspection")
+RELOADABLE = ("rules", "eve", "eve_max_bytes", "eve_keep", "home_net", "offload", "inspection")
 RESTART_ONLY = ("outside", "inside", "management", "workers", "queue_base", "failure_mode", "mark_mask")
 
 

@@ -310,7 +310,8 @@ def _ipv6_exthdrs(p, data, nh, n):
 def ipv6_fragment_header(l3: bytes):
     """(offset of the fragment header, index of the next-header byte naming it), or None.
 
-    Defrag uses this to cut the fragment header out of a reassembled datagram.
+    Defrag uses this to cut the fragment header out of a reassembled datagram. Atomic
+    fragment headers (offset 0, M=0: RFC 6946) are stepped over, as Linux does.
     """
     n = len(l3)
     if n < 40:
@@ -318,7 +319,15 @@ def ipv6_fragment_header(l3: bytes):
     nh, at, off = l3[6], 6, 40
     for _ in range(MAX_IPV6_EXTHDRS):
         if nh == FRAGMENT:
-            return (off, at) if off + 8 <= n else None
+            if off + 8 > n:
+                return None
+            if _u16(l3, off + 2)[0] & 0xFFF9:
+                return off, at
+            # an atomic fragment (offset 0, no more): Linux steps over it and reassembles
+            # by the next fragment header, if any
+            at, nh = off, l3[off]
+            off += 8
+            continue
         if nh != HOPOPTS and nh != ROUTING and nh != DSTOPTS and nh != AH:
             return None
         if off + 2 > n:

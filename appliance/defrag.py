@@ -1,14 +1,26 @@
 """IP fragment reassembly: fragments in, whole datagrams out (decoded afresh).
 
-Overlap policy: first arrival wins (the BSD-style "first" policy): bytes already
-held are never replaced, a later fragment only fills the gaps it covers, and any
-overlap with differing or partial coverage puts "ipv4.frag_overlap" /
-"ipv6.frag_overlap" on the reassembled packet. An exact duplicate (same offset,
-same bytes) is a retransmission, not an overlap.
+Replay must deliver what a Linux host behind the appliance would have received, so this
+follows the kernel's queue (net/ipv4/inet_fragment.c `inet_frag_queue_insert`, used by
+IPv4 since 4.19 and by IPv6, where RFC 5722 asks for it):
+- a fragment that lies wholly inside bytes already held (a run: fragments that arrived
+  in order, end to end) is a duplicate: ignored, the first copy stays (if its bytes
+  differ, "ipv4.frag_overlap"/"ipv6.frag_overlap" is reported on the datagram);
+- any other overlap, or a "last" fragment that contradicts the known end, discards the
+  whole datagram: the overlap anomaly goes on the fragment that caused it and nothing is
+  reassembled (no flow, no name, no verdict from bytes no host received);
+- IPv4 fragments with more-fragments set are cut to a multiple of 8 bytes (as the kernel
+  does); IPv6 ones that are not are dropped (RFC 8200: a parameter problem) with
+  "ipv6.frag_invalid_length".
+
+Runs are kept sorted by offset (bisect) and the datagram completes when the bytes held
+equal its length (no overlap is ever held), so a datagram of n fragments costs
+O(n log n) comparisons; in-order arrival, the common case, appends.
 
 Memory is bounded by bytes held and datagrams held; the oldest datagram goes first.
 """
 
+import bisect
 import struct
 from collections import OrderedDict
 
@@ -21,19 +33,24 @@ _u16 = struct.Struct("!H")
 
 
 class _Datagram:
-    __slots__ = ("first_seen", "pieces", "end", "held", "header", "next_header",
-                 "next_header_at", "overlap", "bad_length")
+    __slots__ = ("first_seen", "starts", "runs", "end", "last_in", "held", "header", "next_header",
+                 "next_header_at", "conflict")
 
     def __init__(self, first_seen):
         self.first_seen = first_seen
-        self.pieces = []        # disjoint (start, bytes), in arrival order
-        self.end = -1           # payload length, known once the last fragment arrives
+        self.starts = []        # offset of each run, sorted (bisect)
+        self.runs = []          # the runs' bytes (bytearray: a run grows at its end), same order
+        self.end = 0            # payload length so far; final once the last fragment came (last_in)
+        self.last_in = False
         self.held = 0           # payload bytes held
         self.header = None      # from the offset-0 fragment: IPv4 header / IPv6 unfragmentable part
         self.next_header = -1   # IPv6: the fragment header's next header, from the offset-0 fragment
         self.next_header_at = 6  # IPv6: index of the byte in `header` that names the fragment header
-        self.overlap = False
-        self.bad_length = False
+        self.conflict = False   # a duplicate whose bytes differ from the copy held
+
+
+# what _insert found
+_ADDED, _DUPLICATE, _OVERLAP = 0, 1, 2
 
 
 def _ipv4_checksum(header):
@@ -59,7 +76,8 @@ class Defragmenter:
         return len(self._datagrams)
 
     def feed(self, pkt: Packet) -> Packet | None:
-        """Return pkt if it is not a fragment, None while a datagram is incomplete, else the datagram."""
+        """Return pkt if it is not a fragment (or too broken to place), the datagram once
+        whole, else None: held, or discarded (then pkt.anomalies says why)."""
         if pkt.frag is None:
             return pkt
         self.stats["fragments"] += 1
@@ -74,29 +92,52 @@ class Defragmenter:
             return pkt
         header, next_header, next_header_at, data = piece
         self.expire(pkt.ts)
+        v = pkt.ip_version
+        if offset + len(data) > MAX_IP_LENGTH - (len(header) if v == 4 else len(header) - 40):
+            if key in self._datagrams:
+                self._drop(key)
+            self.stats["too_large"] += 1
+            pkt.anomalies.append(f"ipv{v}.frag_pkt_too_large")
+            return pkt
+        if more and len(data) % 8:
+            if v == 6:          # RFC 8200: parameter problem; Linux drops the fragment, keeps the queue
+                pkt.anomalies.append("ipv6.frag_invalid_length")
+                return None
+            data = data[:len(data) & ~7]   # Linux (ip_frag_queue) cuts it to the 8-byte unit
         dgram = self._datagrams.get(key)
         if dgram is None:
             dgram = self._datagrams[key] = _Datagram(pkt.ts)
-        if offset + len(data) > MAX_IP_LENGTH - (len(header) if pkt.ip_version == 4 else len(header) - 40):
-            self._drop(key)
-            self.stats["too_large"] += 1
-            pkt.anomalies.append("ipv4.frag_pkt_too_large" if pkt.ip_version == 4 else "ipv6.frag_pkt_too_large")
-            return pkt
-        if offset == 0 and dgram.header is None:
+        end = offset + len(data)
+        # The kernel's checks, in its order (ip_frag_queue / ip6_frag_queue): a last fragment
+        # must not end before bytes held or move the known end; no fragment may reach past it.
+        if not more:
+            if end < dgram.end or (dgram.last_in and end != dgram.end):
+                return self._discard(key, pkt, "frag_overlap")
+            dgram.last_in, dgram.end = True, end
+        elif end > dgram.end:
+            if dgram.last_in:
+                return self._discard(key, pkt, "frag_overlap")
+            dgram.end = end
+        if end == offset:
+            return self._discard(key, pkt, "frag_invalid_length")
+        found = self._insert(dgram, offset, data)
+        if found == _OVERLAP:
+            return self._discard(key, pkt, "frag_overlap")
+        if found == _ADDED and offset == 0:
             dgram.header, dgram.next_header, dgram.next_header_at = header, next_header, next_header_at
             self.held_bytes += len(header)
-        if more and len(data) % 8:
-            dgram.bad_length = True  # only the last fragment may end off an 8-byte boundary
-        if not more:
-            if dgram.end < 0:
-                dgram.end = offset + len(data)
-            elif dgram.end != offset + len(data):
-                dgram.overlap = True  # a second, different "last" fragment
-        self._insert(dgram, offset, data)
-        out = self._complete(key, dgram, pkt)
-        if out is None:
-            self._bound()
-        return out
+        if dgram.last_in and dgram.header is not None and dgram.held == dgram.end:
+            return self._complete(key, dgram, pkt)
+        self._bound()
+        return None
+
+    def _discard(self, key, pkt, anomaly):
+        """The kernel's inet_frag_kill: the datagram and this fragment are gone; a later
+        fragment with the same id starts a new one."""
+        self._drop(key)
+        self.stats["overlaps"] += 1
+        pkt.anomalies.append(f"ipv{pkt.ip_version}.{anomaly}")
+        return None
 
     def _ipv4_piece(self, l3):
         if len(l3) < 20:
@@ -118,48 +159,33 @@ class Defragmenter:
         return l3[:fh], l3[fh], at, l3[fh + 8:end]
 
     def _insert(self, dgram, start, data):
+        """Place [start, start+len) among the runs, as inet_frag_queue_insert does."""
         stop = start + len(data)
-        if not data:
-            return
-        # Cut the new fragment down to the gaps it fills between pieces already held.
-        gaps = [(start, stop)]
-        for s, held in dgram.pieces:
-            e = s + len(held)
-            if e <= start or s >= stop:
-                continue
-            if s == start and held == data:
-                return          # exact duplicate
-            dgram.overlap = True
-            nxt = []
-            for gs, ge in gaps:
-                if e <= gs or s >= ge:
-                    nxt.append((gs, ge))
-                    continue
-                if gs < s:
-                    nxt.append((gs, s))
-                if e < ge:
-                    nxt.append((e, ge))
-            gaps = nxt
-        for gs, ge in gaps:
-            dgram.pieces.append((gs, data[gs - start:ge - start]))
-            dgram.held += ge - gs
-            self.held_bytes += ge - gs
+        starts, runs = dgram.starts, dgram.runs
+        i = bisect.bisect_right(starts, start) - 1          # the run at or before start
+        if i >= 0:
+            run_start = starts[i]
+            run_stop = run_start + len(runs[i])
+            if start < run_stop:
+                if stop > run_stop:
+                    return _OVERLAP
+                if memoryview(runs[i])[start - run_start:stop - run_start] != data:
+                    dgram.conflict = True
+                return _DUPLICATE
+        if i + 1 < len(starts) and starts[i + 1] < stop:
+            return _OVERLAP
+        if i >= 0 and i == len(runs) - 1 and start == run_stop:
+            runs[i] += data                    # in order, end to end: the tail run grows
+        else:
+            starts.insert(i + 1, start)
+            runs.insert(i + 1, bytearray(data))
+        dgram.held += len(data)
+        self.held_bytes += len(data)
+        return _ADDED
 
     def _complete(self, key, dgram, pkt):
         end = dgram.end
-        if end < 0 or dgram.header is None or dgram.held < end:
-            return None
-        pieces = sorted(dgram.pieces)
-        pos = 0
-        for s, held in pieces:
-            if s > pos:
-                return None     # a hole: bytes past the end filled the count, not the gap
-            pos = max(pos, s + len(held))
-            if pos >= end:
-                break
-        if pos < end:
-            return None
-        body = b"".join(held for _, held in pieces)[:end]
+        body = b"".join(dgram.runs)
         self._drop(key)
         header = dgram.header
         if pkt.ip_version == 4:
@@ -169,23 +195,19 @@ class Defragmenter:
             fixed[6:8] = _u16.pack(_u16.unpack_from(header, 6)[0] & 0x4000)  # keep DF only
             fixed[10:12] = b"\0\0"
             fixed[10:12] = _u16.pack(_ipv4_checksum(bytes(fixed)))
-            overlap = "ipv4.frag_overlap"
         else:
             fixed = bytearray(header)
             # The byte that named the fragment header now names what it carried.
             fixed[dgram.next_header_at] = dgram.next_header
             fixed[4:6] = _u16.pack(len(header) - 40 + end)
-            overlap = "ipv6.frag_overlap"
         out = decode_l3(bytes(fixed) + body, pkt.ts)
         out.vlan = pkt.vlan
         out.pcap_cnt = pkt.pcap_cnt
         out.pcap_file = pkt.pcap_file
         out.in_iface = pkt.in_iface
-        if dgram.overlap:
-            out.anomalies.append(overlap)
+        if dgram.conflict:      # delivered as the kernel delivers it (first copy), but say so
+            out.anomalies.append(f"ipv{pkt.ip_version}.frag_overlap")
             self.stats["overlaps"] += 1
-        if dgram.bad_length and pkt.ip_version == 6:
-            out.anomalies.append("ipv6.frag_invalid_length")
         self.stats["reassembled"] += 1
         return out
 

@@ -5,15 +5,21 @@ both directions of a conversation find the same Flow. The initiator is the
 first packet's sender, except that a first-seen SYN/ACK or echo reply names
 its receiver.
 
-Timeouts run on a timer wheel: each flow sits in the bucket of the second it
-could first expire. A packet costs nothing there; when a bucket comes due its
-flows are checked and either expired or put in the bucket of their new due
-time. A flood of new flows therefore never walks the whole table, and the table
-itself is a plain dict (memory per flow matters at a million flows).
+Every flow sits in exactly one queue, by (class, idle timeout), least recently active
+first (an OrderedDict: a packet moves its flow to the end, O(1)). Within a queue the
+flows share one timeout, so the front is the next to expire: expiry pops fronts, O(flows
+expired). Eviction once `max_flows` is reached takes the front of the first class that has
+flows, O(1), in this order (Linux conntrack's early_drop also spares ASSURED connections):
+  final        verdict decided, nothing left to inspect (live: the kernel holds its verdict)
+  unconfirmed  seen one way only, or TCP whose client has not completed the handshake: a
+               spoofed SYN flood's flows (the server's SYN/ACK goes to an address that never
+               ACKs), probes, unanswered datagrams
+  pending      confirmed, verdict still open: the one to keep (the attacker's own
+               connection must not be pushed out by a flood to let it through uninspected)
+An ended flow leaves its queue at once: nothing outside `flows` and the queues refers to it.
 """
 import hashlib
-import heapq
-import math
+from collections import OrderedDict
 
 from .packet import TCP, UDP, ICMP, ICMPV6, SYN, ACK, FIN, RST
 
@@ -30,8 +36,8 @@ DEFAULT_TIMEOUTS = {NEW: 30, ESTABLISHED: 300}
 _ECHO = {ICMP: (8, 0), ICMPV6: (128, 129)}
 # One shared int object per port: keys and flows then hold no port ints of their own.
 _PORTS = list(range(65536))
-# Under pressure, this many flows nearest their timeout are compared to pick a victim.
-_EVICT_SAMPLE = 8
+# Eviction classes, in the order flows are given up (see above).
+FINAL, UNCONFIRMED, PENDING = 0, 1, 2
 
 
 def flow_key(pkt):
@@ -64,6 +70,7 @@ class Flow:
         "direction", "in_iface", "flags_ts", "flags_tc", "reason",
         "midstream",                                    # TCP picked up without its handshake: initiator unknown
         "pcap_cnt", "pcap_file", "_id",
+        "queue",                                        # the FlowTable queue (class, timeout) it sits in
     )
 
     def __init__(self, key, pkt, reverse=False):
@@ -99,6 +106,7 @@ class Flow:
         self.pcap_cnt = pkt.pcap_cnt # replay: number of the flow's latest packet in its file
         self.pcap_file = pkt.pcap_file  # replay: the file that packet came from
         self._id = None
+        self.queue = None
 
     @property
     def id(self):
@@ -121,21 +129,40 @@ class FlowTable:
     def __init__(self, max_flows=100_000):
         self.max_flows = max_flows
         self.flows = {}
-        self.wheel = {}              # second -> flows to check then (a flow may sit in two; checks are idempotent)
-        self.due = []                # heap of the wheel's seconds
+        self.queues = ({}, {}, {})   # per class: idle timeout -> OrderedDict(key -> flow), oldest first
         self.total = self.evicted = 0
+        self.evicted_by_class = [0, 0, 0]
         self.by_proto = {}
 
     def __len__(self):
         return len(self.flows)
 
-    def _schedule(self, flow, when):
-        sec = math.ceil(when)
-        bucket = self.wheel.get(sec)
-        if bucket is None:
-            bucket = self.wheel[sec] = []
-            heapq.heappush(self.due, sec)
-        bucket.append(flow)
+    def file(self, flow):
+        """Put the flow at the young end of the queue its class and timeout say; the
+        Inspector calls it when a flow becomes final (a class change lookup cannot see)."""
+        if flow.final:
+            cls = FINAL
+        elif flow.pkts_ts and flow.pkts_tc and (flow.proto != TCP or flow.tcp_seen & _HS_DONE):
+            cls = PENDING
+        else:
+            cls = UNCONFIRMED
+        t = TIMEOUTS.get(flow.proto, DEFAULT_TIMEOUTS).get(flow.state, 30)
+        queue = self.queues[cls].get(t)
+        if queue is None:
+            queue = self.queues[cls][t] = OrderedDict()
+        old = flow.queue
+        if old is queue:
+            queue.move_to_end(flow.key)
+        else:
+            if old is not None:
+                del old[flow.key]
+            queue[flow.key] = flow
+            flow.queue = queue
+
+    def _unfile(self, flow):
+        del self.flows[flow.key]
+        del flow.queue[flow.key]
+        flow.queue = None
 
     def lookup(self, pkt):
         """Return (flow, to_server, ended): the packet's flow, its direction, and a
@@ -148,7 +175,7 @@ class FlowTable:
                 and (flow.state == CLOSED or _new_isn(flow, pkt.seq))):
             # Port reuse: a fresh SYN on a closed connection, or one with a new ISN after
             # a completed handshake, starts a new flow (and a new inspection).
-            del flows[key]
+            self._unfile(flow)
             flow.reason = "closed" if flow.state == CLOSED else "reused"
             evicted, flow = flow, None
         if flow is None:
@@ -161,7 +188,6 @@ class FlowTable:
                 reverse = pkt.proto in _ECHO and pkt.icmp_type == _ECHO[pkt.proto][1]
             flow = Flow(key, pkt, reverse)
             flows[key] = flow
-            self._schedule(flow, flow.start + timeout(flow))
             self.total += 1
             self.by_proto[pkt.proto] = self.by_proto.get(pkt.proto, 0) + 1
         proto = flow.proto
@@ -186,71 +212,55 @@ class FlowTable:
             _tcp_state(flow, pkt.tcp_flags, to_server)
         elif state == NEW and flow.pkts_ts and flow.pkts_tc:
             flow.state = ESTABLISHED          # UDP/ICMP: seen both ways
-        if flow.state != state and timeout(flow) < TIMEOUTS.get(flow.proto, DEFAULT_TIMEOUTS).get(state, 30):
-            self._schedule(flow, flow.last + timeout(flow))   # a shorter timeout: check sooner
+        self.file(flow)                       # most recently active; class/timeout may have changed
         return flow, to_server, evicted
 
     def _evict(self):
-        """Remove the flow nearest its idle timeout among a few candidates from the
-        earliest buckets (approximately the least recently active)."""
-        victim, best = None, None
-        seen = 0
-        flows = self.flows
-        for sec in heapq.nsmallest(4, self.due):
-            bucket = self.wheel[sec]
-            while bucket and flows.get(bucket[-1].key) is not bucket[-1]:
-                bucket.pop()                  # earlier victims: keep the tail live
-            for flow in reversed(bucket):
-                if flows.get(flow.key) is not flow:
-                    continue
-                due = flow.last + timeout(flow)
-                if best is None or due < best:
-                    victim, best = flow, due
-                seen += 1
-                if seen >= _EVICT_SAMPLE:
-                    break
-            if seen >= _EVICT_SAMPLE:
-                break
-        if victim is None:                    # every bucket entry was stale: any flow will do
-            victim = next(iter(self.flows.values()))
-        del self.flows[victim.key]
-        victim.reason = "evicted"
-        self.evicted += 1
-        return victim
+        """Remove the longest idle flow of the first class that has any: final, then
+        unconfirmed, then pending. O(1): a look at the front of each of the class's few
+        queues (one per timeout value)."""
+        for cls, queues in enumerate(self.queues):
+            victim = None
+            for queue in queues.values():
+                if queue:
+                    flow = next(iter(queue.values()))
+                    if victim is None or flow.last < victim.last:
+                        victim = flow
+            if victim is not None:
+                self._unfile(victim)
+                victim.reason = "evicted"
+                self.evicted += 1
+                self.evicted_by_class[cls] += 1
+                return victim
+        return None
 
     def expire(self, now):
         """Remove and return flows idle past their state's timeout."""
-        due, wheel, flows = self.due, self.wheel, self.flows
-        buckets = []
-        limit = math.ceil(now)
-        while due and due[0] <= limit:
-            buckets.append(wheel.pop(heapq.heappop(due)))
         out = []
-        for bucket in buckets:
-            for flow in bucket:
-                if flows.get(flow.key) is not flow:
-                    continue                  # already ended (or checked twice)
-                when = flow.last + timeout(flow)
-                if when <= now:
-                    del flows[flow.key]
+        for queues in self.queues:
+            for t, queue in queues.items():
+                while queue:
+                    flow = next(iter(queue.values()))
+                    if flow.last + t > now:
+                        break                  # the queue's oldest: the rest are younger
+                    self._unfile(flow)
                     flow.reason = "timeout"
                     out.append(flow)
-                else:
-                    self._schedule(flow, when)
         out.sort(key=lambda f: (f.last, f.start))   # deterministic, oldest first
         return out
 
     def remove(self, flow, reason):
         if self.flows.get(flow.key) is flow:
-            del self.flows[flow.key]
+            self._unfile(flow)
             flow.reason = reason
 
     def drain(self, reason="shutdown"):
         out = list(self.flows.values())
         self.flows.clear()
-        self.wheel.clear()
-        self.due.clear()
+        for queues in self.queues:
+            queues.clear()
         for f in out:
+            f.queue = None
             f.reason = reason
         return out
 

@@ -8,7 +8,7 @@ Live NFQUEUE workers and offline replay call the same `Inspector.process`, so a
 fix in one is a fix in both. Time is the packet's own timestamp: in replay the
 pcap clock drives timeouts and thresholds exactly as the wall clock does live.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from . import icmp_error
 from .applayer import state as applayer
@@ -16,6 +16,7 @@ from .defrag import Defragmenter
 from .detect.engine import Detector, MATCH, DEFAULT
 from .flow import FlowTable, handshake_seen
 from .output import events
+from .output.limits import EventLimits
 from .packet import TCP, UDP, SYN, ACK
 from .stream import ClientStream
 
@@ -35,6 +36,17 @@ class Settings:
                                           # as no name (the rules that need it do not match)
     verify_checksums: bool = True         # a bad TCP checksum keeps a segment out of the stream
                                           # (live: off, the kernel's conntrack already judged it)
+
+
+def settings_from_config(cfg, **overrides):
+    """Settings from appliance.yaml, for `run` and `replay --config` alike: every key of the
+    `inspection:` section that Settings knows (depths, max_flows, policies), offload, and the
+    failure mode's verdict for packets without a flow; `overrides` set what the source knows."""
+    known = {f.name for f in fields(Settings)}
+    values = {f.name: getattr(cfg.inspection, f.name) for f in fields(cfg.inspection) if f.name in known}
+    values.update(offload=cfg.offload, anomaly_action="pass" if cfg.fail_open else "drop")
+    values.update(overrides)
+    return Settings(**values)
 
 
 class Verdict:
@@ -65,6 +77,7 @@ class Inspector:
         self.detector = Detector(ruleset, self.generation, self.settings.exception_policy)
         self.ruleset = ruleset
         self.counters = events.Counters()
+        self.limits = EventLimits()           # what a flood may cost in events
         self.first_ts = None
         self.now = 0.0
         self._last_tick = None
@@ -87,10 +100,15 @@ class Inspector:
                 whole = self.defrag.feed(pkt)
                 if whole is None:
                     self.counters.count_packet(pkt)   # held until its datagram completes; the frame counts
+                    if pkt.anomalies:                 # e.g. an overlap discarded the datagram, as the kernel does
+                        self._emit(pkt, HELD)
                     return HELD
                 pkt = whole
             v = self._process(pkt)
             self._emit(pkt, v)
+            flow = v.flow
+            if flow is not None and flow.final:
+                _release(flow)
             return v
         except Exception as e:           # a bug must not take the datapath down ...
             self.counters.internal_errors += 1
@@ -111,12 +129,16 @@ class Inspector:
 
     def tick(self, now):
         """Expire idle flows and stale fragments; the packet clock calls it about once a
-        second, a live source also when no packet came."""
+        second, a live source also when no packet came. Never raises (a worker's loop
+        calls it outside any packet)."""
         self._last_tick = now
         self.now = max(self.now, now)
-        self.defrag.expire(now)
-        for flow in self.flows.expire(now):
-            self._end_flow(flow)
+        try:
+            self.defrag.expire(now)
+            for flow in self.flows.expire(now):
+                self._end_flow(flow)
+        except Exception:                 # a bug: counted (stats), the worker lives on
+            self.counters.internal_errors += 1
 
     def reload(self, ruleset, settings=None, detector=None):
         """Swap the rule set (and settings) atomically. Decided flows keep their verdict;
@@ -242,6 +264,8 @@ class Inspector:
             flow.final = True
         elif flow.verdict == "pass":
             flow.final = not within or not det.more_to_inspect(flow, to_server)
+        if flow.final:
+            self.flows.file(flow)          # the first a flood may evict from now on
         offload = flow.final and may_offload
         if offload:
             flow.offloaded = True
@@ -343,12 +367,12 @@ class Inspector:
         """The packet's events, in order: decode anomalies, flows that ended to make room,
         stage anomalies, alerts."""
         flow = verdict.flow
-        for name in pkt.anomalies:
-            self._write(events.anomaly(pkt, None, name, "decode"))
+        if pkt.anomalies:
+            self._anomalies(pkt, None, [(name, "decode") for name in pkt.anomalies])
         if self._ended is not None:
             self._end_flow(self._ended)
-        for name, layer in self._found:
-            self._write(events.anomaly(pkt, flow, name, layer))
+        if self._found:
+            self._anomalies(pkt, flow, self._found)
         if verdict.alerts:
             c = self.counters
             c.alerts += len(verdict.alerts)
@@ -356,10 +380,36 @@ class Inspector:
                 c.rule_hits[(rule.id, rule.msg)] += 1
                 self._write(events.alert(pkt, flow, rule, verdict.action))
 
+    def _anomalies(self, pkt, flow, found):
+        """Anomaly events, bounded (output/limits.py): one per kind per packet, then per
+        kind and source over time."""
+        allow, src, done = self.limits.anomaly, pkt.src, set()
+        for name, layer in found:
+            if name in done:
+                continue
+            done.add(name)
+            if allow(name, src, pkt.ts) and self.eve is not None:
+                self.eve.write(events.anomaly(pkt, flow, name, layer))
+
     def _end_flow(self, flow):
         self.counters.flows_ended[flow.reason] = self.counters.flows_ended.get(flow.reason, 0) + 1
-        self._write(events.flow(flow))
+        if self.limits.flow(flow, self.now) and self.eve is not None:
+            self.eve.write(events.flow(flow))
 
     def _write(self, event):
         if self.eve is not None:
             self.eve.write(event)
+
+
+def _release(flow):
+    """A final flow is never inspected again, and its events were written: drop the client
+    stream (up to stream_bytes each) and the parsed transactions. Flow events need only the
+    protocol; port reuse needs the stream's ISN, which the flow keeps."""
+    st, app = flow.stream, flow.app
+    if st is not None:
+        isn = st.isn
+        if isn is not None:
+            flow.isn = isn
+        flow.stream = None
+    if app is not None and app.tx is not None:
+        app.tx = None

@@ -12,7 +12,7 @@ from collections import Counter
 
 from .detect.loader import load_rules
 from .detect.rule import RuleError
-from .inspector import Inspector, Settings
+from .inspector import Inspector, Settings, settings_from_config
 from .output.eve import EveWriter
 from .source import run
 from .source.pcap import PcapSource
@@ -56,13 +56,16 @@ def _progress_bar():
 def main_replay(args):
     ap = argparse.ArgumentParser(prog="appliance replay", description="Replay pcap/pcapng files through the inspection pipeline.")
     ap.add_argument("pcaps", nargs="+", metavar="PCAP")
-    ap.add_argument("--rules", required=True, help="rule file or directory")
+    ap.add_argument("--config", default=None, metavar="FILE",
+                    help="appliance.yaml: its inspection settings, offload, failure mode, home_net and "
+                         "rules, exactly as `appliance run` takes them (the flags below override)")
+    ap.add_argument("--rules", default=None, help="rule file or directory (default: the config's rules)")
     ap.add_argument("--eve", default=None, help="EVE JSON output file ('-' = stdout); default: none")
     ap.add_argument("--home-net", default=None, help="comma-separated CIDRs (overrides HOME_NET)")
-    ap.add_argument("--depth-packets", type=int, default=16)
-    ap.add_argument("--depth-bytes", type=int, default=8192)
-    ap.add_argument("--max-flows", type=int, default=100_000)
-    ap.add_argument("--exception-policy", choices=("drop", "ignore"), default="drop",
+    ap.add_argument("--depth-packets", type=int, default=None, help="default 16")
+    ap.add_argument("--depth-bytes", type=int, default=None, help="default 8192")
+    ap.add_argument("--max-flows", type=int, default=None, help="default 100000")
+    ap.add_argument("--exception-policy", choices=("drop", "ignore"), default=None,
                     help="a name the appliance cannot know (ambiguous stream, mid-stream pickup, "
                          "cap hit): drop = block rules match it, allow rules do not (default); "
                          "ignore = no rule needing it matches")
@@ -71,24 +74,41 @@ def main_replay(args):
                     help="do not check TCP checksums (by default, once a client has sent a valid "
                          "checksum, a later segment with a bad one is kept out of the app-layer stream)")
     o = ap.parse_args(args)
+    cfg = None
+    if o.config:
+        from .config import ConfigError, load_config
+        try:
+            cfg = load_config(o.config)
+        except ConfigError as e:
+            for p in e.problems:
+                print(p, file=sys.stderr)
+            return 2
+    rules = o.rules or (cfg.rules if cfg else None)
+    if rules is None:
+        ap.error("--rules is required without --config")
     home = [s.strip() for s in o.home_net.split(",") if s.strip()] if o.home_net else None
+    if home is None and cfg is not None and cfg.home_net is not None:
+        home = list(cfg.home_net)
     try:
-        ruleset = load_rules(o.rules, home_net=home)
+        ruleset = load_rules(rules, home_net=home)
     except RuleError as e:
         for p in e.problems:
             print(p, file=sys.stderr)
         return 2
     except Exception as e:                 # a loader bug must still not print a traceback
-        print(f"{o.rules}:1: internal error loading rules: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"{rules}:1: internal error loading rules: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     eve = None
     if o.eve:
         if o.eve != "-" and _is_regular_file(o.eve):
             os.truncate(o.eve, 0)          # one replay = one EVE file (byte-identical reruns)
         eve = EveWriter(o.eve)
-    settings = Settings(depth_packets=o.depth_packets, depth_bytes=o.depth_bytes,
-                        max_flows=o.max_flows, verify_checksums=not o.no_checksums,
-                        exception_policy=o.exception_policy)
+    flags = {k: v for k, v in (("depth_packets", o.depth_packets), ("depth_bytes", o.depth_bytes),
+                               ("max_flows", o.max_flows), ("exception_policy", o.exception_policy))
+             if v is not None}
+    flags["verify_checksums"] = not o.no_checksums
+    # a capture has no interfaces: direction comes from HOME_NET, as the rules say
+    settings = settings_from_config(cfg, **flags) if cfg else Settings(**flags)
     insp = Inspector(ruleset, settings, eve)
     res = replay(o.pcaps, insp, progress=_progress_bar())
     insp.stats_event()

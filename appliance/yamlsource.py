@@ -33,6 +33,47 @@ class YamlError(Exception):
     """A file that is not valid YAML; str() is "FILE:LINE: message"."""
 
 
+# Aliases share one node, but everything that reads the loaded document (variable
+# expansion, rule checks) walks it as a tree: 9 aliases of 9 aliases ... ("billion laughs",
+# 500 bytes) are 9^9 values to them. A document is refused when its aliases add more values
+# than this to the tree; real rule files and configs repeat a few hundred at most.
+MAX_ALIAS_VALUES = 100_000
+
+
+def _check_expansion(root):
+    """Raise ConstructorError at the collection whose aliases push the tree past the
+    bound. Sizes are memoised per node: linear in the number of distinct nodes."""
+    sizes = {}
+    added = 0
+
+    def size(node):
+        nonlocal added
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [c for pair in node.value for c in pair]
+        else:
+            return 1
+        sizes[id(node)] = 1            # a recursive alias (a node inside itself) counts once
+        n = 1
+        for child in children:
+            seen = sizes.get(id(child))
+            if seen is None:
+                n += size(child)
+                continue
+            n += seen                  # an alias: its whole subtree again
+            added += seen
+            if added > MAX_ALIAS_VALUES:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"aliases expand to more than {MAX_ALIAS_VALUES:,} values "
+                    "(an alias bomb?)", node.start_mark)
+        sizes[id(node)] = n
+        return n
+
+    if root is not None:
+        size(root)
+
+
 class _Loader(yaml.SafeLoader):
     pass
 
@@ -68,7 +109,13 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequen
 def loads(text, filename="<string>"):
     """Parse YAML text; raises YamlError("FILE:LINE: message")."""
     try:
-        return yaml.load(text, Loader=_Loader)
+        loader = _Loader(text)
+        try:
+            root = loader.get_single_node()
+            _check_expansion(root)
+            return loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else 1

@@ -1,6 +1,6 @@
 """A SYN flood through the lab appliance while a legitimate client keeps connecting.
 
-    python3 -m bench.flood [--syns 200000] [--rate 50000] [--max-flows 20000] [--workers 2]
+    python3 -m bench.lab_flood [--syns 200000] [--rate 50000] [--max-flows 20000] [--workers 2]
 
 The lab (appliance/lab: client, appliance and server namespaces) runs `appliance run` with
 name rules loaded, so every SYN is a flow whose verdict is pending (the worst case: no
@@ -136,7 +136,7 @@ def run(syns=200_000, rate=50_000, max_flows=20_000, workers=2, legit_seconds=5,
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python3 -m bench.flood", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python3 -m bench.lab_flood", description=__doc__.splitlines()[0])
     ap.add_argument("--syns", type=int, default=200_000)
     ap.add_argument("--rate", type=int, default=50_000)
     ap.add_argument("--max-flows", type=int, default=20_000)

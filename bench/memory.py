@@ -40,7 +40,7 @@ def breakdown(flow, table):
     # the address strings: the initiator's is per flow; the server's is shared through decode's cache
     parts["initiator address string"] = sys.getsizeof(flow.src)
     parts["key ints > 256 (ports)"] = sum(sys.getsizeof(x) for x in key if isinstance(x, int) and x > 256)
-    seen = {id(x) for x in key} | {id(key), id(flow.dst)}
+    seen = {id(x) for x in key} | {id(key), id(flow.dst), id(flow.queue)}
     other = 0
     names = []
     for slot in type(flow).__slots__:
@@ -58,7 +58,10 @@ def breakdown(flow, table):
         names.append(f"{slot}={sz}")
     parts["other slot values (" + ", ".join(names) + ")"] = other
     n = len(table.flows)
-    parts[f"OrderedDict entry (getsizeof/len at {n:,})"] = sys.getsizeof(table.flows) // max(n, 1)
+    parts[f"flow table dict entry (getsizeof/len at {n:,})"] = sys.getsizeof(table.flows) // max(n, 1)
+    queued = sum(len(q) for queues in table.queues for q in queues.values())
+    parts["eviction/expiry queue entry (OrderedDict getsizeof/len)"] = (
+        sum(sys.getsizeof(q) for queues in table.queues for q in queues.values()) // max(queued, 1))
     return parts
 
 

@@ -140,6 +140,11 @@ def flow(f):
     return ev
 
 
+# Distinct non-IP kinds counted by name. A capture (or a LINKTYPE_NULL header) can carry any
+# of 2^16 ethertypes / address families: past this many, new ones count as "<family>-other".
+MAX_ENCAP_KINDS = 64
+
+
 class Counters:
     """Per-inspector counters, reported in the stats event. Packets are counted by
     (IP version, protocol) in one dict: one update per packet on the hot path."""
@@ -172,7 +177,10 @@ class Counters:
         if pkt.vlan:
             self.vlan += 1
         if not pkt.ip_version and pkt.encap:
-            self.encap[pkt.encap] = self.encap.get(pkt.encap, 0) + 1
+            encap, kind = self.encap, pkt.encap
+            if kind not in encap and len(encap) >= MAX_ENCAP_KINDS:
+                kind = kind.split("-", 1)[0] + "-other"   # e.g. "af-other": totals stay right
+            encap[kind] = encap.get(kind, 0) + 1
 
     def count_verdict(self, action):
         self.verdicts[action] += 1
@@ -212,9 +220,28 @@ def stats(inspector, now):
             "decoder": decoder,
             "flow": {"total": ft.total, "active": len(ft), "tcp": ft.by_proto.get(6, 0),
                      "udp": ft.by_proto.get(17, 0), "icmpv4": ft.by_proto.get(1, 0),
-                     "icmpv6": ft.by_proto.get(58, 0)},
+                     "icmpv6": ft.by_proto.get(58, 0),
+                     "mgr": {"flows_evicted": ft.evicted, "flows_timeout": c.flows_ended.get("timeout", 0)}},
             "flow_bypassed": {"local_pkts": c.fast_path, "closed": c.flows_ended.get("closed", 0)},
             "detect": {"alert": c.alerts, "alerts_suppressed": c.alerts_suppressed},
             "ips": {"accepted": c.accepted, "blocked": c.blocked, "rejected": c.rejected},
+            "appliance": appliance_counters(inspector),
         },
+    }
+
+
+def appliance_counters(inspector):
+    """The one addition to Suricata's stats schema (it has no names for these): what went
+    wrong inside, and what the event limits and the disk kept out of EVE."""
+    c, lim, ft = inspector.counters, inspector.limits, inspector.flows
+    eve = inspector.eve
+    return {
+        "internal_errors": c.internal_errors,
+        "eve": {"written": getattr(eve, "count", 0), "lost": getattr(eve, "lost", 0),
+                "rotations": getattr(eve, "rotations", 0)},
+        "anomalies": dict(sorted(lim.anomalies.items())),
+        "anomalies_suppressed": lim.anomalies_suppressed,
+        "flows_unlogged": dict(sorted(lim.flows_unlogged.items())),
+        "flows_evicted": {"final": ft.evicted_by_class[0], "unconfirmed": ft.evicted_by_class[1],
+                          "pending": ft.evicted_by_class[2]},
     }

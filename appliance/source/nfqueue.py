@@ -31,7 +31,7 @@ import warnings
 from appliance import netfilter
 from appliance.decode import decode_l3
 from appliance.detect.engine import Detector
-from appliance.inspector import Inspector, Settings
+from appliance.inspector import Inspector, settings_from_config
 from appliance.output.eve import EveWriter
 from appliance.reject import Rejector
 from appliance.reload import Inbox
@@ -276,7 +276,7 @@ class Worker:
         # Reloads come from the supervisor, checked, over the control pipe: a SIGHUP sent to
         # a worker directly (pkill matches workers too) must not make it read any file.
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        self.eve = EveWriter(cfg.eve) if cfg.eve else None
+        self.eve = _eve_writer(cfg)
         self.inspector = Inspector(self.ruleset, _settings(cfg), self.eve)
         if self.control is not None:
             # the new detector is built in a thread, beside the running one
@@ -356,7 +356,7 @@ class Worker:
         self.inspector.reload(ruleset, _settings(cfg, self.inspector.settings), detector)
         # reopen the EVE file: a new path, or a log rotated by rename
         old = self.eve
-        self.eve = self.inspector.eve = EveWriter(cfg.eve) if cfg.eve else None
+        self.eve = self.inspector.eve = _eve_writer(cfg)
         if old:
             old.close()
         log.info("queue %d: config and rules reloaded (%d rules)", self.queue_num, len(ruleset.rules))
@@ -383,16 +383,18 @@ class Worker:
         return ev
 
 
+def _eve_writer(cfg):
+    """The worker's EVE file, bounded on disk by the config's rotation settings."""
+    return EveWriter(cfg.eve, max_bytes=cfg.eve_max_bytes, keep=cfg.eve_keep) if cfg.eve else None
+
+
 def _settings(cfg, running=None):
     """Inspector settings from the config; on a reload, the flow table size stays (the
     table is built once) and everything else follows the file."""
-    return Settings(outside_ifaces=(cfg.outside,),
-                    depth_packets=cfg.inspection.depth_packets, depth_bytes=cfg.inspection.depth_bytes,
-                    max_flows=running.max_flows if running else cfg.inspection.max_flows,
-                    offload=cfg.offload, anomaly_action="pass" if cfg.fail_open else "drop",
-                    exception_policy=cfg.inspection.exception_policy,
-                    # the kernel verified checksums (locally made packets carry partial ones)
-                    verify_checksums=False)
+    return settings_from_config(cfg, outside_ifaces=(cfg.outside,),
+                                max_flows=running.max_flows if running else cfg.inspection.max_flows,
+                                # the kernel verified checksums (locally made packets carry partial ones)
+                                verify_checksums=False)
 
 
 EXIT_CANNOT_BIND = 3          # worker exit status: the queue is held by someone else

@@ -115,7 +115,8 @@ def test_provision_installs_the_appliance(installed):
     assert shipped and shipped == sorted(p.relative_to(root / "etc/appliance/rules")
                                          for p in (root / "etc/appliance/rules").rglob("*") if p.is_file())
     rotate = (root / "etc/logrotate.d/appliance").read_text()
-    assert "create 0640" in rotate and "systemctl reload appliance.service" in rotate   # SIGHUP reopens EVE
+    assert "create 0640" in rotate and "systemctl reload appliance.service" in rotate
+    assert "*.json" not in rotate            # the appliance rotates its EVE file by size itself
 
 
 def test_default_config_is_what_bootstrap_reads(installed):
@@ -124,6 +125,7 @@ def test_default_config_is_what_bootstrap_reads(installed):
     cfg = load_config(str(installed / "etc/appliance/appliance.yaml"))
     assert selectors(cfg) == {"outside": "auto", "inside": "auto", "management": "auto"}
     assert cfg.aws.source_dest_check == "disable"
+    assert cfg.eve == "/var/log/appliance/eve.json" and cfg.eve_max_bytes == 100 << 20 and cfg.eve_keep == 5
 
 
 def test_units(installed):

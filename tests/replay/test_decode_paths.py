@@ -112,7 +112,31 @@ def test_overlapping_fragments_anomaly(run, rules_file):
     cap.add(l2(f2))
     r = run(cap, rules_file(SECRET_RULES))
     events = [a["anomaly"]["event"] for a in r.of("anomaly")]
-    assert "ipv4.frag_overlap" in events
+    assert events == ["ipv4.frag_overlap"]
+    assert r.of("anomaly")[0]["pcap_cnt"] == 2            # on the fragment that overlapped
+    # the kernel discards the datagram: no flow, no verdict, no alert from it
+    assert r.of("flow") == [] and r.sids() == []
+
+
+def test_overlapping_fragments_give_no_name_and_no_verdict(run, rules_file):
+    """Two overlapping readings of one DNS query: first-copy-wins made replay see
+    good.example and pass it (while a later-copy host would read evil.example); Linux
+    delivers neither, so replay reports the overlap and decides nothing."""
+    from replaykit import dns_query
+    good, evil = dns_query(["good.example"]), dns_query(["evil.example"])
+    udp_good = raw(UDP(sport=5000, dport=53, len=8 + len(good)) / Raw(good))
+    udp_evil = raw(UDP(sport=5000, dport=53, len=8 + len(evil)) / Raw(evil))
+    base = dict(src="10.0.0.1", dst="10.0.0.53", id=9, proto=17)
+    cap = Capture()
+    cap.add(l2(IP(**base, flags="MF") / Raw(udp_good[:24])))            # [0, 24)
+    cap.add(l2(IP(**base, frag=2) / Raw(udp_evil[16:])))                 # [16, end): overlaps 16..24
+    rules = rules_file("default_action: drop\nrules:\n"
+                       "  - {id: 1, action: pass, dns_query: good.example, log: true}\n"
+                       "  - {id: 2, action: drop, dns_query: evil.example, log: true}\n")
+    r = run(cap, rules)
+    assert [a["anomaly"]["event"] for a in r.of("anomaly")] == ["ipv4.frag_overlap"]
+    assert r.of("flow") == [] and r.sids() == [] and "dns" not in str(r.events)
+    assert r.insp.counters.verdicts["pass"] == 0 and r.insp.counters.verdicts["drop"] == 0
 
 
 def test_stats_count_every_frame_including_fragments(run, rules_file):

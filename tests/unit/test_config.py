@@ -246,3 +246,25 @@ def test_mark_mask_default_avoids_known_users_and_is_checked(tmp_path):
     for bad in ("0x1000", "0x7000", "0", "0x100000000", "-3", "'0x3000'", "true"):
         p = problems(tmp_path, base + f"mark_mask: {bad}\n")
         assert len(p) == 1 and ":2: mark_mask must be a 32-bit mask with exactly two bits set" in p[0], p
+def test_eve_rotation_settings(tmp_path):
+    from appliance.config import EVE_KEEP, EVE_MAX_BYTES
+    cfg = load_config(write(tmp_path, "interfaces: {outside: a, inside: b}\neve: /var/log/x/eve.json\n"))
+    assert (cfg.eve, cfg.eve_max_bytes, cfg.eve_keep) == ("/var/log/x/eve.json", EVE_MAX_BYTES, EVE_KEEP)
+    assert EVE_MAX_BYTES and EVE_KEEP                       # bounded by default
+    cfg = load_config(write(tmp_path, "interfaces: {outside: a, inside: b}\n"
+                                      "eve: {path: /var/log/x/eve.json, max_bytes: 64M, keep: 3}\n"))
+    assert (cfg.eve, cfg.eve_max_bytes, cfg.eve_keep) == ("/var/log/x/eve.json", 64 << 20, 3)
+    cfg = load_config(write(tmp_path, "interfaces: {outside: a, inside: b}\neve: {path: null}\n"))
+    assert cfg.eve is None
+
+
+def test_eve_rotation_problems_are_file_line(tmp_path):
+    found = problems(tmp_path, "interfaces: {outside: a, inside: b}\n"
+                               "eve:\n  path: /x/eve.json\n  max_bytes: 12\n  keep: 0\n  max_byte: 1\n")
+    p = str(tmp_path / "appliance.yaml")
+    assert sorted(found) == sorted([
+        f"{p}:6: unknown key eve.'max_byte' (did you mean 'max_bytes'?)",
+        f"{p}:4: eve.max_bytes must be a size from 4096 bytes to 1 TiB (an integer, or like 100M / 1G), got 12",
+        f"{p}:5: eve.keep must be an integer from 1 to 1000, got 0"])
+    assert problems(tmp_path, "interfaces: {outside: a, inside: b}\neve: {max_bytes: 1G}\n") == [
+        f"{p}:2: eve.path is required (the EVE JSON file, or null for none)"]

@@ -212,3 +212,72 @@ def test_flow_ids_are_json_safe_and_distinct():
     t = FlowTable()
     ids = {t.lookup(pkt("10.0.0.1", p, "10.0.0.2", 80, proto=UDP))[0].id for p in range(1, 500)}
     assert len(ids) == 499 and all(0 < i < 2 ** 53 for i in ids)
+
+
+def _udp(i, ts, reply=False):
+    a, b = ("10.1.%d.%d" % (i >> 8, i & 255), 1000), ("10.0.0.2", 53)
+    return pkt(*b, *a, proto=UDP, ts=ts) if reply else pkt(*a, *b, proto=UDP, ts=ts)
+
+
+def test_eviction_takes_final_then_unconfirmed_then_pending_flows():
+    """A flood of one-way flows must not push out a flow whose verdict is still pending
+    (seen both ways): final flows go first, then unconfirmed ones, each oldest first."""
+    t = FlowTable(max_flows=4)
+    pending, _, _ = t.lookup(_udp(0, 1))
+    t.lookup(_udp(0, 1.5, reply=True))
+    oneway, _, _ = t.lookup(_udp(1, 2))
+    final, _, _ = t.lookup(_udp(2, 3))
+    final.final = True
+    t.file(final)
+    oneway2, _, _ = t.lookup(_udp(3, 4))
+    ended = [t.lookup(_udp(10 + i, 5 + i))[2] for i in range(3)]
+    assert ended == [final, oneway, oneway2]
+    assert t.evicted_by_class == [1, 2, 0] and pending.key in t.flows
+    # only pending flows left to take: the oldest of them goes
+    t2 = FlowTable(max_flows=2)
+    for i in range(3):
+        t2.lookup(_udp(i, i))
+        t2.lookup(_udp(i, i + 0.5, reply=True))
+    assert [f.reason for f in t2.flows.values()] == ["", ""] and t2.evicted_by_class == [0, 0, 1]
+
+
+def test_evicted_and_expired_flows_are_not_kept_by_the_table():
+    """Memory is bounded by max_flows: an ended flow is referenced by nothing the table
+    owns (timer-wheel buckets used to keep every evicted flow until its timeout)."""
+    import gc
+    t = FlowTable(max_flows=100)
+    ended = []
+    for i in range(1000):
+        e = t.lookup(_udp(i, 1 + i * 0.001))[2]
+        if e is not None:
+            ended.append(e)
+    ended += t.expire(1000.0)
+    assert len(ended) == 1000 and len(t) == 0
+    owned = (list, dict, tuple)
+    sample = ended[:50] + ended[-50:]
+    for f in sample:
+        assert not [r for r in gc.get_referrers(f) if isinstance(r, owned) and r is not ended
+                    and r is not sample], f.key
+    assert sum(len(q) for queues in t.queues for q in queues.values()) == 0
+
+
+def test_state_change_to_a_shorter_timeout_expires_on_the_shorter_one():
+    t = FlowTable()
+    f, _, _ = t.lookup(c2s(SYN, ts=0.0))
+    t.lookup(s2c(SYN | ACK, ts=0.0))
+    t.lookup(c2s(ACK, ts=0.0))                 # established: 600 s
+    t.lookup(c2s(RST, ts=1.0))                 # closed: 10 s
+    assert t.expire(10.5) == [] and t.expire(11.0) == [f] and f.reason == "timeout"
+
+
+def test_tcp_is_confirmed_by_the_clients_handshake_not_the_servers_answer():
+    """A spoofed SYN is answered (SYN/ACK) but never ACKed: it stays among the first to go,
+    behind nothing but final flows; a completed handshake is what protects a flow."""
+    t = FlowTable(max_flows=2)
+    spoofed, _, _ = t.lookup(pkt("198.18.0.1", 1000, *S, flags=SYN, ts=1.0))
+    t.lookup(pkt(*S, "198.18.0.1", 1000, flags=SYN | ACK, ts=1.0))
+    real, _, _ = t.lookup(c2s(SYN, ts=0.5))
+    t.lookup(s2c(SYN | ACK, ts=0.5))
+    t.lookup(c2s(ACK, ts=0.5))                                   # older, but confirmed
+    _, _, ended = t.lookup(pkt("198.18.0.2", 1000, *S, flags=SYN, ts=2.0))
+    assert ended is spoofed and real.key in t.flows and t.evicted_by_class == [0, 1, 0]

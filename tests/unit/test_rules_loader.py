@@ -493,3 +493,32 @@ def test_check_never_raises(tmp_path_factory, rule, var):
     if found:
         with pytest.raises(RuleError):
             load_rules(p)
+
+
+def test_yaml_alias_bomb_in_vars_is_refused_by_rules_check(tmp_path):
+    """Nine aliases of nine aliases, nine deep: ~600 bytes that a tree walk sees as 9^9
+    values. `rules check` must refuse it at a line instead of expanding it (it ran > 60 s)."""
+    import subprocess
+    import sys
+    lines = ["vars:", "  A0: &a0 [" + ", ".join(f'"10.0.0.{i}"' for i in range(1, 10)) + "]"]
+    lines += [f"  A{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    lines += ["default_action: pass", "rules: []"]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    out = subprocess.run([sys.executable, "-m", "appliance", "rules", "check", str(bomb)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 1, out
+    assert re.fullmatch(re.escape(str(bomb)) + r":\d+: aliases expand to more than [\d,]+ values \(an alias bomb\?\)\n",
+                        out.stdout), out
+
+
+def test_a_few_aliases_still_load(tmp_path):
+    found, _ = problems(tmp_path, """
+        vars:
+          WEB: &web [80, 443]
+          MORE: [*web, 8080]
+        default_action: pass
+        rules:
+          - {id: 1, action: pass, proto: tcp, dst_port: $MORE}
+        """)
+    assert found == []
