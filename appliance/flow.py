@@ -142,7 +142,7 @@ class FlowTable:
         Inspector calls it when a flow becomes final (a class change lookup cannot see)."""
         if flow.final:
             cls = FINAL
-        elif flow.pkts_ts and flow.pkts_tc and (flow.proto != TCP or flow.tcp_seen & _HS_DONE):
+        elif confirmed(flow):
             cls = PENDING
         else:
             cls = UNCONFIRMED
@@ -301,6 +301,12 @@ def _new_isn(flow, seq):
     # stream began) must not make the real ISN look new
     isn = flow.stream.isn if flow.stream is not None else flow.isn
     return isn is not None and isn != seq
+
+
+def confirmed(flow):
+    """Seen both ways, and for TCP a handshake the client completed: not a spoofed SYN's
+    flow (its SYN/ACK goes to an address that never ACKs), a probe or an unanswered datagram."""
+    return bool(flow.pkts_ts and flow.pkts_tc and (flow.proto != TCP or flow.tcp_seen & _HS_DONE))
 
 
 def handshake_seen(flow):

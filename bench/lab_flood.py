@@ -8,7 +8,8 @@ header rule can decide it). From the client namespace, bare SYNs from 231 spoofe
 and random ports (every one a new flow) at --rate, --syns in all; meanwhile a client
 connects to the server's HTTP port over and over. Printed: the legitimate success rate
 before and during the flood, the appliance's RSS (all its processes) before and at most,
-EVE bytes per flood packet, worker restarts and the kernel queue's drop counters.
+EVE bytes per flood packet (the flood's events, without the legitimate client's flows and
+without the one event per flow still in the table at stop), worker restarts and the kernel queue's drop counters.
 Needs root; the lab is named flood-PID and removed at the end.
 """
 import argparse
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from appliance.lab import Lab, up, down
 from appliance.lab.demo import start_appliance, stop_appliance
-from appliance.lab.topology import SERVER_V4, HOME_NET, ns_exec
+from appliance.lab.topology import CLIENT_V4, SERVER_V4, HOME_NET, ns_exec
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = """\
@@ -88,7 +89,6 @@ def run(syns=200_000, rate=50_000, max_flows=20_000, workers=2, legit_seconds=5,
         time.sleep(1)
         base_rss = rss_kib(lab.fw)
         before = legit(lab, legit_seconds)
-        eve_before = eve.stat().st_size if eve.exists() else 0
         worker_pids = set(subprocess.run(["ip", "netns", "pids", lab.fw], capture_output=True,
                                          text=True).stdout.split())
         peak = [base_rss]
@@ -112,7 +112,27 @@ def run(syns=200_000, rate=50_000, max_flows=20_000, workers=2, legit_seconds=5,
         qd, ud = queue_counters(lab.fw)
         shutdown = stop_appliance(lab, proc)
         proc = None
-        eve_bytes = sum(p.stat().st_size for p in work.glob("eve.json*")) - eve_before
+        # the flood's own events: not the legitimate client's flows, not the table's flush at
+        # shutdown (one event per flow still in the table: bounded by max_flows, not the flood)
+        kinds, flood_bytes, flushed = {}, 0, 0
+        for p in work.glob("eve.json*"):
+            for line in p.read_text(errors="replace").splitlines():
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    continue
+                if CLIENT_V4 in (ev.get("src_ip"), ev.get("dest_ip")):
+                    continue
+                k = ev.get("event_type", "?")
+                if k == "flow":
+                    k += "/" + ev.get("flow", {}).get("reason", "?")
+                elif k == "anomaly":
+                    k += "/" + ev.get("anomaly", {}).get("event", "?")
+                kinds[k] = kinds.get(k, 0) + 1
+                if k == "flow/shutdown":
+                    flushed += 1
+                else:
+                    flood_bytes += len(line) + 1
         restarts = (work / "appliance.log").read_text(errors="replace").count("restarting")
         result = {
             "syns_sent": sent["sent"], "flood_seconds": round(sent["seconds"], 2),
@@ -121,7 +141,9 @@ def run(syns=200_000, rate=50_000, max_flows=20_000, workers=2, legit_seconds=5,
             "legit_success_during": round(during["success"], 3), "legit_conns_during": during["conns"],
             "rss_base_mib": round(base_rss / 1024, 1), "rss_peak_mib": round(peak[0] / 1024, 1),
             "rss_growth_per_flow_b": round((peak[0] - base_rss) * 1024 / max_flows),
-            "eve_bytes": eve_bytes, "eve_bytes_per_syn": round(eve_bytes / max(1, sent["sent"]), 1),
+            "eve_flood_events": dict(sorted(kinds.items(), key=lambda kv: -kv[1])[:6]),
+            "eve_bytes_per_syn": round(flood_bytes / max(1, sent["sent"]), 2),
+            "eve_flows_flushed_at_stop": flushed,
             "worker_restarts": restarts, "new_pids": len(pids_after - worker_pids),
             "queue_dropped": qd, "user_dropped": ud, "max_flows": max_flows, "workers": workers,
             "shutdown": shutdown,

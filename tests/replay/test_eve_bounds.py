@@ -70,11 +70,27 @@ def test_one_packet_flows_counted_not_each_logged(rules_file):
         insp.process(decode_l3(ip + struct.pack("!HHIIBBHHH", 1024, 443, i, 0, 0x50, 0x02, 65535, 0, 0),
                                3000.0 + i / 1000))
     flows = [e for e in insp.eve.events if e["event_type"] == "flow"]
-    assert len(flows) <= limits.ONE_PACKET_FLOWS_PER_SECOND * 6
+    assert len(flows) <= limits.UNCONFIRMED_FLOWS_PER_SECOND * 6
     st = insp.stats_event()["stats"]
     assert st["appliance"]["flows_unlogged"]["evicted"] == 4900 - len(flows)
     assert st["flow"]["mgr"]["flows_evicted"] == 4900
     assert st["appliance"]["flows_evicted"] == {"final": 4900, "unconfirmed": 0, "pending": 0}   # no rule for them
+
+
+def test_answered_spoofed_syns_are_bounded_too(rules_file):
+    """Live, the server answers each spoofed SYN (and retransmits its SYN/ACK): two-way
+    flows whose client never completes the handshake are still a flood's, not each logged."""
+    insp = Inspector(load_rules(rules_file(RULES)), Settings(max_flows=100), EveList())
+    for i in range(3000):
+        src = bytes((198, 18, i >> 8, i & 255))
+        t = 3000.0 + i / 1000
+        syn = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0x4000, 64, 6, 0, src, bytes((10, 0, 0, 80)))
+        insp.process(decode_l3(syn + struct.pack("!HHIIBBHHH", 1024, 443, i, 0, 0x50, 0x02, 65535, 0, 0), t))
+        synack = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0x4000, 64, 6, 0, bytes((10, 0, 0, 80)), src)
+        insp.process(decode_l3(synack + struct.pack("!HHIIBBHHH", 443, 1024, 7, i + 1, 0x50, 0x12, 65535, 0, 0), t))
+    flows = [e for e in insp.eve.events if e["event_type"] == "flow"]
+    assert len(flows) <= limits.UNCONFIRMED_FLOWS_PER_SECOND * 4
+    assert insp.stats_event()["stats"]["appliance"]["flows_unlogged"]["evicted"] == 2900 - len(flows)
 
 
 def test_eve_rotates_at_max_bytes_and_keeps_keep_files(tmp_path):
