@@ -7,8 +7,10 @@ from appliance.flow import (CLOSED, CLOSING, ESTABLISHED, NEW, TIMEOUTS, FlowTab
 from appliance.packet import ACK, FIN, ICMP, ICMPV6, PSH, RST, SYN, TCP, UDP, Packet
 
 
-def pkt(src, sport, dst, dport, proto=TCP, flags=0, ts=0.0, icmp=None):
+def pkt(src, sport, dst, dport, proto=TCP, flags=0, ts=0.0, icmp=None, seq=0, ack=0, payload=b"", tsopt=None,
+        wscale=None, window=0):
     p = Packet(ts)
+    p.seq, p.ack, p.payload, p.tsopt, p.wscale, p.window = seq, ack, payload, tsopt, wscale, window
     p.ip_version = 6 if ":" in src else 4
     p.src, p.dst, p.proto = src, dst, proto
     if proto in (TCP, UDP):
@@ -23,12 +25,16 @@ def pkt(src, sport, dst, dport, proto=TCP, flags=0, ts=0.0, icmp=None):
 C, S = ("10.0.0.1", 40000), ("10.0.0.2", 80)
 
 
-def c2s(flags, ts=0.0, proto=TCP):
-    return pkt(*C, *S, proto=proto, flags=flags, ts=ts)
+# Default sequence numbers: the client's ISN is 100, the server's 500, one request byte-free
+# conversation; tests of the receiver model pass their own.
+def c2s(flags, ts=0.0, proto=TCP, seq=None, ack=501, **kw):
+    seq = (100 if flags & SYN else 101) if seq is None else seq
+    return pkt(*C, *S, proto=proto, flags=flags, ts=ts, seq=seq, ack=ack, **kw)
 
 
-def s2c(flags, ts=0.0, proto=TCP):
-    return pkt(*S, *C, proto=proto, flags=flags, ts=ts)
+def s2c(flags, ts=0.0, proto=TCP, seq=None, ack=101, **kw):
+    seq = (500 if flags & SYN else 501) if seq is None else seq
+    return pkt(*S, *C, proto=proto, flags=flags, ts=ts, seq=seq, ack=ack, **kw)
 
 
 def test_key_same_both_directions():

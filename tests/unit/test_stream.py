@@ -1,3 +1,5 @@
+import pytest
+
 from appliance.stream import StreamStart
 
 ISN = 1000
@@ -35,32 +37,68 @@ def test_retransmission_is_not_a_conflict():
     assert s.overlap_conflicts == 0
 
 
-def test_overlap_first_copy_wins_and_conflicts_counted():
+def test_retransmission_with_other_bytes_is_a_conflict_delivered_bytes_stay():
     s = StreamStart()
     s.add(ISN, b"", syn=True)
     s.add(ISN + 1, b"GET /good")
-    assert s.add(ISN + 6, b"evil HTTP") is True
+    assert s.add(ISN + 6, b"evil HTTP") is True      # its front is before rcv_nxt: dropped
     assert s.data == b"GET /good HTTP"
     assert s.overlap_conflicts == 1
 
 
-def test_overlap_conflict_between_held_pieces_first_copy_wins():
+def test_later_segment_covering_queued_ones_replaces_them():
+    # Linux (tcp_data_queue_ofo merge_right): the new covering segment's bytes are delivered
     s = StreamStart()
     s.add(ISN, b"", syn=True)
-    s.add(ISN + 5, b"AAAA")      # held out of order, arrives first
-    s.add(ISN + 3, b"xxBBBBzz")  # covers the held piece with other bytes
+    s.add(ISN + 5, b"AAAA")      # queued out of order, arrives first
+    s.add(ISN + 3, b"xxBBBBzz")  # covers the queued segment with other bytes
     assert s.overlap_conflicts == 1
     s.add(ISN + 1, b"01")
-    assert s.data == b"01xxAAAAzz"
+    assert s.data == b"01xxBBBBzz"
 
 
-def test_in_order_segment_does_not_overwrite_held_bytes():
+def test_in_order_segment_wins_over_queued_bytes():
+    # Linux delivers an in-order segment at once; queued bytes it covers are skipped
     s = StreamStart()
     s.add(ISN, b"", syn=True)
     s.add(ISN + 4, b"WXYZ")
     assert s.add(ISN + 1, b"abcdefg") is True
-    assert s.data == b"abcWXYZ"
+    assert s.data == b"abcdefg"
     assert s.overlap_conflicts == 1
+
+
+def test_queued_same_start_longer_replaces_shorter_is_dropped():
+    s = StreamStart()
+    s.add(ISN, b"", syn=True)
+    s.add(ISN + 3, b"AA")
+    s.add(ISN + 3, b"BBBB")      # same start, ends later: replaces
+    s.add(ISN + 3, b"CC")        # covered by the queued one: dropped
+    s.add(ISN + 1, b"01")
+    assert s.data == b"01BBBB" and s.overlap_conflicts == 2
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_partial_overlap_earlier_start_wins_in_either_order(order):
+    s = StreamStart()
+    s.add(ISN, b"", syn=True)
+    segs = [(ISN + 5, b"EEEE"), (ISN + 7, b"LLLL")]
+    for seq, data in (segs if order == 0 else segs[::-1]):
+        s.add(seq, data)
+    s.add(ISN + 1, b"0123")
+    assert s.data == b"0123EEEELL" and s.overlap_conflicts == 1
+
+
+def test_queued_segment_straddling_rcv_nxt_is_delivered_from_rcv_nxt():
+    s = StreamStart()
+    s.add(ISN, b"", syn=True)
+    s.add(ISN + 3, b"XYcd")      # queued; its front will already be delivered
+    s.add(ISN + 1, b"abcd")
+    assert s.data == b"abcdcd" and s.overlap_conflicts == 1
+    s2 = StreamStart()
+    s2.add(ISN, b"", syn=True)
+    s2.add(ISN + 3, b"cdEF")
+    s2.add(ISN + 1, b"abc")
+    assert s2.data == b"abcdEF" and s2.overlap_conflicts == 0
 
 
 def test_wraparound_near_2_32():
@@ -104,7 +142,7 @@ def test_out_of_order_beyond_limit_not_held():
     s = StreamStart(limit=8)
     s.add(ISN, b"", syn=True)
     assert s.add(ISN + 100, b"far away") is False
-    assert not s.gaps
+    assert not s._pending and s.lost and s.gaps
 
 
 def test_pending_bound_sets_gaps():
