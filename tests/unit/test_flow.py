@@ -218,3 +218,133 @@ def test_flow_ids_are_json_safe_and_distinct():
     t = FlowTable()
     ids = {t.lookup(pkt("10.0.0.1", p, "10.0.0.2", 80, proto=UDP))[0].id for p in range(1, 500)}
     assert len(ids) == 499 and all(0 < i < 2 ** 53 for i in ids)
+
+
+# -- the receiver model: which segments Linux (the server) discards, which RSTs count -------
+
+def _established(ts=None, ws=None):
+    """Client ISN 100, server ISN 500, handshake done; ts=(client TSval, server TSval)."""
+    t = FlowTable()
+    f, _, _ = t.lookup(c2s(SYN, tsopt=ts and (ts[0], 0), wscale=ws))
+    t.lookup(s2c(SYN | ACK, tsopt=ts and (ts[1], ts[0]), wscale=ws))
+    t.lookup(c2s(ACK, tsopt=ts and (ts[0], ts[1]), window=1000))
+    assert f.state == ESTABLISHED
+    return t, f
+
+
+def _discard(t, p):
+    t.lookup(p)
+    return p.discard
+
+
+def test_no_ack_flag_is_discarded():
+    t, f = _established()
+    assert _discard(t, c2s(PSH, payload=b"x")) == "tcp.no_ack"
+    assert _discard(t, c2s(PSH | ACK, payload=b"x")) == ""
+
+
+def test_ack_of_unsent_data_or_too_old_is_discarded():
+    t, f = _established()
+    assert _discard(t, c2s(PSH | ACK, ack=502, payload=b"x")) == "tcp.ack_unsent"
+    assert _discard(t, c2s(PSH | ACK, ack=(501 - 2**30) & 0xFFFFFFFF, payload=b"x")) == "tcp.ack_too_old"
+    assert _discard(t, c2s(PSH | ACK, ack=500, payload=b"x")) == "tcp.ack_too_old"   # nothing acked yet
+    # the server sends 3000 bytes, the client acknowledges them: an ACK up to that far back is fine
+    t.lookup(s2c(PSH | ACK, seq=501, payload=b"y" * 3000))
+    assert _discard(t, c2s(ACK, seq=101, ack=3501, window=65535)) == ""
+    assert _discard(t, c2s(PSH | ACK, ack=1501, payload=b"x")) == ""
+    assert _discard(t, c2s(PSH | ACK, ack=400, payload=b"x")) == "tcp.ack_too_old"
+
+
+def test_too_old_needs_the_clients_window_scale_known():
+    t = FlowTable()
+    f, _, _ = t.lookup(s2c(SYN | ACK))              # the SYN was not seen: its scale unknown
+    assert _discard(t, c2s(PSH | ACK, ack=1, payload=b"x")) == ""
+    assert _discard(t, c2s(PSH | ACK, ack=9999, payload=b"x")) == "tcp.ack_unsent"
+
+
+def test_no_receiver_model_without_the_synack():
+    t = FlowTable()
+    f, _, _ = t.lookup(c2s(SYN))
+    assert _discard(t, c2s(PSH | ACK, ack=123456, payload=b"x")) == ""
+    assert f.tcp is None
+    g, _, _ = t.lookup(pkt("10.0.0.9", 1, "10.0.0.8", 2, flags=PSH | ACK, seq=7, ack=9, payload=b"mid"))
+    assert _discard(t, pkt("10.0.0.9", 1, "10.0.0.8", 2, flags=RST, seq=999)) == "" and g.state == CLOSED
+
+
+def test_paws_discards_an_older_tsval_when_both_syns_had_timestamps():
+    t, f = _established(ts=(1000, 50))
+    assert _discard(t, c2s(PSH | ACK, payload=b"x", tsopt=(998, 50))) == "tcp.paws_discard"
+    assert _discard(t, c2s(PSH | ACK, payload=b"x", tsopt=(1000, 50))) == ""      # equal: fine
+    assert _discard(t, c2s(PSH | ACK, seq=102, payload=b"y", tsopt=(5000, 50))) == ""
+    assert f.tcp.ts_recent == 5000                                               # in order: kept
+    assert _discard(t, c2s(PSH | ACK, seq=103, payload=b"z", tsopt=(4999, 50))) == ""   # window 1
+    assert _discard(t, c2s(PSH | ACK, seq=103, payload=b"z", tsopt=(4998, 50))) == "tcp.paws_discard"
+    assert _discard(t, c2s(PSH | ACK, seq=103, payload=b"z", tsopt=((5000 + 2**31 + 1) & 0xFFFFFFFF, 50))) \
+        == "tcp.paws_discard"                                                    # signed compare
+    assert _discard(t, c2s(RST, seq=104, tsopt=(1, 50))) == "" and f.state == CLOSED   # RST exempt
+
+
+def test_paws_off_without_timestamps_on_the_synack():
+    t = FlowTable()
+    t.lookup(c2s(SYN, tsopt=(1000, 0)))
+    t.lookup(s2c(SYN | ACK))
+    assert _discard(t, c2s(PSH | ACK, payload=b"x", tsopt=(1, 0))) == ""
+
+
+def test_syn_on_an_open_connection_changes_nothing():
+    t, f = _established()
+    p = c2s(SYN, seq=777)
+    g, _, ended = t.lookup(p)
+    assert g is f and ended is None and p.discard == "tcp.syn_on_established"
+    assert f.isn == 100 and f.state == ESTABLISHED and len(t) == 1
+
+
+def test_synack_answering_the_ignored_syn_starts_a_new_flow():
+    t, f = _established()
+    t.lookup(c2s(SYN, seq=777, wscale=7))
+    g, to_server, ended = t.lookup(s2c(SYN | ACK, seq=9000, ack=778, wscale=7))
+    assert ended is f and f.reason == "reused" and g is not f and not to_server
+    assert g.isn == 777 and (g.src, g.sport) == C and g.tcp.wscale == 7
+    # a SYN/ACK that answers no ignored SYN is a retransmission, nothing more
+    t2, f2 = _established()
+    assert t2.lookup(s2c(SYN | ACK, ack=101))[0] is f2
+
+
+def test_only_an_exact_rst_closes():
+    t, f = _established()
+    t.lookup(c2s(PSH | ACK, payload=b"abcd"))                  # the server's rcv_nxt: 105
+    assert _discard(t, c2s(RST, seq=106)) == "tcp.rst_not_exact" and f.state == ESTABLISHED
+    assert _discard(t, c2s(RST, seq=101)) == "tcp.rst_not_exact" and f.state == ESTABLISHED
+    assert _discard(t, s2c(RST, seq=600)) == "tcp.rst_not_exact" and f.state == ESTABLISHED
+    assert _discard(t, c2s(RST, seq=105)) == "" and f.state == CLOSED
+
+
+def test_rst_with_client_data_beyond_the_servers_ack_keeps_the_connection():
+    # out-of-order data: the server's rcv_nxt is not known exactly, the flow stays open
+    t, f = _established()
+    t.lookup(c2s(PSH | ACK, seq=110, payload=b"later"))
+    assert _discard(t, c2s(RST, seq=101)) == "tcp.rst_not_exact" and f.state == ESTABLISHED
+    t.lookup(c2s(PSH | ACK, seq=101, payload=b"123456789"))
+    t.lookup(s2c(ACK, ack=115))                                # the server's own rcv_nxt
+    assert _discard(t, c2s(RST, seq=115)) == "" and f.state == CLOSED
+
+
+def test_server_rst_at_its_send_position_closes():
+    t, f = _established()
+    t.lookup(s2c(PSH | ACK, payload=b"hello"))
+    assert _discard(t, s2c(RST, seq=501)) == "tcp.rst_not_exact"
+    assert _discard(t, s2c(RST | ACK, seq=506)) == "" and f.state == CLOSED
+
+
+def test_discarded_fin_does_not_count():
+    t, f = _established()
+    t.lookup(c2s(FIN | ACK, ack=9999))
+    assert f.state == ESTABLISHED
+
+
+def test_state_tracking_needs_no_stream_object():
+    # final flows may have had their stream released (flow.stream None): nothing changes
+    t, f = _established()
+    f.final, f.stream = True, None
+    t.lookup(c2s(PSH | ACK, payload=b"abcd"))
+    assert _discard(t, c2s(RST, seq=105)) == "" and f.state == CLOSED

@@ -213,3 +213,173 @@ def test_client_stream_urgent_byte_leaves_the_stream():
     _feed(st, _seg("S", 100))
     assert _feed(st, _seg("PAU", 101, 901, b"Host: evXil", urgptr=9))[0] is True
     assert st.data == b"Host: evil"
+
+
+# -- urgent data as Linux's tcp_check_urg / tcp_urg / tcp_recvmsg take it -----------------
+
+def test_urgent_pointer_past_the_segment_is_kept_until_its_byte_arrives():
+    st = ClientStream()
+    _feed(st, _seg("S", 100))
+    assert _feed(st, _seg("PAU", 101, 901, b"Host: ev", urgptr=9))[0] is True
+    assert _feed(st, _seg("PA", 109, 901, b"Xil"))[0] is True
+    assert st.data == b"Host: evil" and not st.ambiguous
+
+
+def test_urgent_pointer_before_rcv_nxt_is_ignored():
+    st = ClientStream()
+    _feed(st, _seg("S", 100))
+    _feed(st, _seg("PA", 101, 901, b"abcd"))
+    _feed(st, _seg("PAU", 105, 901, b"efgh", urgptr=0xFFFF & -2))   # points far ahead: kept
+    st2 = ClientStream()
+    _feed(st2, _seg("S", 100))
+    _feed(st2, _seg("PA", 101, 901, b"abcd"))
+    # a retransmission whose pointer falls in bytes already received: the byte stays
+    _feed(st2, _seg("PAU", 101, 901, b"abcdefgh", urgptr=2))
+    assert st2.data == b"abcdefgh"
+
+
+def test_urg_flag_with_pointer_zero_marks_the_segments_first_byte():
+    st = ClientStream()
+    _feed(st, _seg("S", 100))
+    _feed(st, _seg("PAU", 101, 901, b"Xabc", urgptr=0))
+    assert st.data == b"abc"
+
+
+def test_newer_urgent_mark_replaces_one_whose_byte_has_not_arrived():
+    st = ClientStream()
+    _feed(st, _seg("S", 100))
+    _feed(st, _seg("PAU", 101, 901, b"ab", urgptr=5))      # byte at 105, not here yet
+    _feed(st, _seg("PAU", 103, 901, b"cd", urgptr=5))      # byte at 107 replaces it
+    _feed(st, _seg("PA", 105, 901, b"efgh"))
+    assert st.data == b"abcdefh" and not st.ambiguous
+
+
+def test_second_urgent_mark_after_one_was_taken_out_is_ambiguous():
+    st = ClientStream()
+    _feed(st, _seg("S", 100))
+    _feed(st, _seg("PAU", 101, 901, b"abXcd", urgptr=3))
+    assert st.data == b"abcd" and not st.ambiguous
+    ok, found = _feed(st, _seg("PAU", 106, 901, b"efYgh", urgptr=3))
+    assert st.ambiguous and found == ["tcp.urgent_ambiguous"]
+    _, found = _feed(st, _seg("PAU", 111, 901, b"iZ", urgptr=2))
+    assert found == []                                     # once per flow
+
+
+def test_urgent_byte_taken_out_does_not_make_retransmissions_conflict():
+    st = ClientStream()
+    _feed(st, _seg("S", 100))
+    _feed(st, _seg("PAU", 101, 901, b"abXcd", urgptr=3))
+    _feed(st, _seg("PA", 101, 901, b"abXcdef"))
+    assert st.data == b"abcdef" and not st.ambiguous
+    _, found = _feed(st, _seg("PA", 101, 901, b"abXQd"))
+    assert st.ambiguous and found == ["stream.overlap_conflict"]
+
+
+# -- what the receiver discards -------------------------------------------------------------
+
+def test_rst_payload_never_enters_the_stream():
+    st = ClientStream()
+    _feed(st, _seg("S", 100))
+    assert _feed(st, _seg("RA", 101, 901, b"GOOD"))[0] is False
+    assert _feed(st, _seg("PA", 101, 901, b"EVIL"))[0] is True
+    assert st.data == b"EVIL"
+
+
+def test_segment_flow_tracking_discards_stays_out_and_is_reported_once():
+    st = ClientStream()
+    _feed(st, _seg("S", 100))
+    decoy = _seg("PA", 101, 901, b"GOOD")
+    decoy.discard = "tcp.paws_discard"
+    assert _feed(st, decoy) == (False, ["tcp.paws_discard"])
+    assert _feed(st, decoy) == (False, [])
+    assert _feed(st, _seg("PA", 101, 901, b"EVIL"))[0] is True
+    assert st.data == b"EVIL" and not st.ambiguous
+
+
+def test_too_old_ack_at_rcv_nxt_is_ambiguous():
+    # Linux's header-prediction fast path may queue it before looking at the ACK
+    st = ClientStream()
+    _feed(st, _seg("S", 100))
+    _feed(st, _seg("PA", 101, 901, b"GET "))
+    decoy = _seg("PA", 105, (901 - 2**30) & 0xFFFFFFFF, b"GOOD")
+    decoy.discard = "tcp.ack_too_old"
+    _, found = _feed(st, decoy)
+    assert st.ambiguous and "tcp.ack_ambiguous" in found and st.data == b"GET "
+
+
+def test_conflicting_overlap_is_reported_once_and_stays_ambiguous():
+    st = ClientStream()
+    _feed(st, _seg("S", 100))
+    _feed(st, _seg("PA", 105, 901, b"good"))
+    ok, found = _feed(st, _seg("PA", 101, 901, b"GET evil"))
+    assert ok and st.data == b"GET evil" and st.ambiguous and found == ["stream.overlap_conflict"]
+    _, found = _feed(st, _seg("PA", 101, 901, b"GET fine"))
+    assert found == [] and st.ambiguous
+
+
+def test_out_of_order_overflow_is_ambiguous():
+    st = ClientStream()
+    _feed(st, _seg("S", 100))
+    found_all = []
+    for i in range(80):
+        found_all += _feed(st, _seg("PA", 103 + 2 * i, 901, b"x"))[1]
+    assert st.ambiguous and found_all == ["stream.ofo_overflow"]
+
+
+def test_client_stream_feed_never_raises():
+    import random
+    rnd = random.Random(1)
+    flags = ["S", "SA", "A", "PA", "PAU", "U", "R", "RA", "F", "FA", "", "PU", "SU", "FPAUR"]
+    for _ in range(300):
+        st = ClientStream()
+        isn = rnd.randrange(2**32)
+        for _ in range(rnd.randrange(1, 15)):
+            seq = rnd.choice([isn + 1 + rnd.randrange(-100, 200), rnd.randrange(2**32)])
+            pkt = _seg(rnd.choice(flags), seq & 0xFFFFFFFF, rnd.randrange(2**32),
+                       bytes(rnd.randrange(256) for _ in range(rnd.randrange(0, 40))),
+                       urgptr=rnd.randrange(65536), to_server=rnd.random() < 0.8)
+            to_server = pkt.src == "10.0.0.1"
+            ok, found = _feed(st, pkt, to_server, verify=rnd.random() < 0.5)
+            assert isinstance(ok, bool)
+            assert len(st.data) <= 8192
+
+
+# -- consume: the app layer lets parsed bytes go ------------------------------------------
+
+def test_consume_moves_base_and_makes_room_past_the_limit():
+    s = StreamStart(limit=8)
+    s.add(ISN, b"", syn=True)
+    assert s.add(ISN + 1, b"01234567") is True and s.complete
+    assert s.add(ISN + 9, b"89") is False and s.lost           # no room: let go
+    s2 = StreamStart(limit=8)
+    s2.add(ISN, b"", syn=True)
+    s2.add(ISN + 1, b"01234567")
+    s2.consume(5)
+    assert s2.data == b"567" and s2.base == 5 and not s2.complete
+    assert s2.add(ISN + 9, b"89abcdef") is True
+    assert s2.data == b"56789abc" and s2.complete and s2.lost  # "def" past the room
+    assert s2.add(ISN + 1, b"01234") is False                  # consumed bytes: old, no conflict
+    assert s2.overlap_conflicts == 0
+    assert s2.add(ISN + 6, b"5Z7") is False and s2.overlap_conflicts == 1
+    s2.consume(100)
+    assert s2.data == b"" and s2.base == 13
+
+
+def test_consume_after_an_urgent_byte_keeps_comparisons_aligned():
+    st = ClientStream()
+    _feed(st, _seg("S", 100))
+    _feed(st, _seg("PAU", 101, 901, b"abXcdef", urgptr=3))
+    assert st.data == b"abcdef"
+    st.consume(3)
+    assert st.data == b"def" and st.base == 3
+    _feed(st, _seg("PA", 104, 901, b"cdef"))                    # same bytes: no conflict
+    assert not st.ambiguous
+    _feed(st, _seg("PA", 105, 901, b"dQ"))
+    assert st.ambiguous
+
+
+def test_out_of_order_bytes_stay_within_the_room():
+    s = StreamStart(limit=16)
+    s.add(ISN, b"", syn=True)
+    s.add(ISN + 5, b"x" * 40)
+    assert s._held <= 16 and s.lost
