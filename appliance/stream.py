@@ -345,9 +345,7 @@ class StreamStart:
         grew = False
         while pending and pending[0][0] <= self.rcv:
             off, data = pending.pop(0)
-            self._held -= len(data)
-            if off + len(data) <= self.rcv:
-                continue                         # all before rcv_nxt: dropped
+            self._held -= len(data)              # one all before rcv_nxt delivers nothing
             room_end = self.rcv + self.limit - len(self._buf)
             grew = self._deliver(data, self.rcv - off, room_end) or grew
         return grew

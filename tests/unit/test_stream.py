@@ -53,6 +53,7 @@ def test_later_segment_covering_queued_ones_replaces_them():
     s.add(ISN + 5, b"AAAA")      # queued out of order, arrives first
     s.add(ISN + 3, b"xxBBBBzz")  # covers the queued segment with other bytes
     assert s.overlap_conflicts == 1
+    assert len(s._pending) == 1 and s._held == 8     # the covered one is gone (memory)
     s.add(ISN + 1, b"01")
     assert s.data == b"01xxBBBBzz"
 
@@ -263,6 +264,15 @@ def test_second_urgent_mark_after_one_was_taken_out_is_ambiguous():
     assert st.ambiguous and found == ["tcp.urgent_ambiguous"]
     _, found = _feed(st, _seg("PAU", 111, 901, b"iZ", urgptr=2))
     assert found == []                                     # once per flow
+
+
+def test_stale_urgent_pointer_is_not_a_new_mark():
+    st = ClientStream()
+    _feed(st, _seg("S", 100))
+    _feed(st, _seg("PAU", 101, 901, b"abXcd", urgptr=3))
+    # a retransmission pointing into bytes already received: ignored, nothing ambiguous
+    _, found = _feed(st, _seg("PAU", 101, 901, b"abXcd", urgptr=5))
+    assert found == [] and not st.ambiguous and st.data == b"abcd"
 
 
 def test_urgent_byte_taken_out_does_not_make_retransmissions_conflict():
