@@ -225,7 +225,8 @@ class Inspector:
         if flow.app is not before:
             self._count_app(flow.app)
         if found:
-            self._found = [(name, "decode" if name.startswith("tcp.") else "applayer") for name in found]
+            self._found = [(name, "decode" if name.startswith("tcp.") else
+                            "stream" if name.startswith("stream.") else "applayer") for name in found]
         return new
 
     def _count_app(self, app):

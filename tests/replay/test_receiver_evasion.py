@@ -109,7 +109,9 @@ def test_overlaps_read_as_linux_reads_them(rules_file, run, case):
     ok, v, _ = drop_holds(cap, rules_file)
     assert ok and v[-1].flow.stream.data == EVIL
     assert v[-1].flow.stream.ambiguous
-    assert anomalies(run, cap, rules_file).count("stream.overlap_conflict") == 1
+    r = run(cap, rules_file(HTTP_DROP))
+    conflicts = [e["anomaly"] for e in r.of("anomaly") if e["anomaly"]["event"] == "stream.overlap_conflict"]
+    assert conflicts == [{"type": "stream", "event": "stream.overlap_conflict", "layer": "stream"}]
 
 
 # --- finding 4: RST data and segments without ACK -----------------------------------------
