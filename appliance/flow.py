@@ -15,6 +15,7 @@ import hashlib
 import heapq
 import math
 
+from .checksum import transport_ok
 from .packet import TCP, UDP, ICMP, ICMPV6, SYN, ACK, FIN, RST
 
 NEW, ESTABLISHED, CLOSING, CLOSED = "new", "established", "closing", "closed"
@@ -116,11 +117,16 @@ class Flow:
 _SYN, _SYNACK, _HS_DONE, _FIN_TS, _FIN_TC = 1, 2, 4, 8, 16
 _SYN_TS, _SYN_WS = 32, 64
 _HS_BITS = 31
+_CSUM_TS, _CSUM_TC = 4096, 8192       # that side has sent a valid checksum: its bad ones are decoys
+_KEEP = _HS_BITS | _CSUM_TS | _CSUM_TC
 
 
 class FlowTable:
-    def __init__(self, max_flows=100_000):
+    def __init__(self, max_flows=100_000, verify_checksums=False):
         self.max_flows = max_flows
+        # replay: a TCP segment with a bad checksum is one the receiver discards (live,
+        # conntrack calls it INVALID and it never reaches a worker); it must not move state
+        self.verify_checksums = verify_checksums
         self.flows = {}
         self.wheel = {}              # second -> flows to check then (a flow may sit in two; checks are idempotent)
         self.due = []                # heap of the wheel's seconds
@@ -146,7 +152,8 @@ class FlowTable:
         flow = flows.get(key)
         evicted = None
         syn = None
-        if flow is not None and pkt.proto == TCP and pkt.tcp_flags & SYN and _reused(flow, pkt):
+        if (flow is not None and pkt.proto == TCP and pkt.tcp_flags & SYN and _reused(flow, pkt)
+                and not (self.verify_checksums and _bad_checksum(flow, pkt, pkt.src == flow.src))):
             # Port reuse: a fresh SYN on a closed connection (both FINs acked, or a RST the
             # receiver accepted), or the server's SYN/ACK to a SYN the open connection
             # ignored (the server had forgotten it; conntrack re-syncs the same way), starts
@@ -191,7 +198,10 @@ class FlowTable:
         flow.pcap_cnt = pkt.pcap_cnt
         flow.pcap_file = pkt.pcap_file
         if flow.proto == TCP:
-            _tcp_state(flow, pkt, to_server)
+            if self.verify_checksums and _bad_checksum(flow, pkt, to_server):
+                pkt.discard = "tcp.invalid_checksum"
+            else:
+                _tcp_state(flow, pkt, to_server)
         elif state == NEW and flow.pkts_ts and flow.pkts_tc:
             flow.state = ESTABLISHED          # UDP/ICMP: seen both ways
         if flow.state != state and timeout(flow) < TIMEOUTS.get(flow.proto, DEFAULT_TIMEOUTS).get(state, 30):
@@ -283,7 +293,7 @@ def _tcp_state(flow, pkt, to_server):
                 flow.tcp.syn_ignored = (pkt.seq, _SYN | _syn_options(pkt))
             return
         flow.isn = pkt.seq
-        seen = flow.tcp_seen = seen & _HS_BITS | _syn_options(pkt)
+        seen = flow.tcp_seen = seen & _KEEP | _syn_options(pkt)
     elif flow.tcp is not None or (not to_server and flags & SYN and flags & ACK):
         why = _receiver_check(flow, pkt, to_server, flags)
         if why:
@@ -312,6 +322,18 @@ def _tcp_state(flow, pkt, to_server):
     if seen & _FIN_TS and seen & _FIN_TC and flags & ACK and not flags & FIN:
         flow.state = CLOSED
     flow.tcp_seen = seen
+
+
+def _bad_checksum(flow, pkt, to_server):
+    """Would the receiver drop this segment for its checksum? Captures taken on a sending
+    host carry unfinished (offloaded) checksums on all its segments, so a bad checksum
+    only counts once that side has sent a good one: then it is a decoy."""
+    ok = transport_ok(pkt)
+    bit = _CSUM_TS if to_server else _CSUM_TC
+    if ok:
+        flow.tcp_seen |= bit
+        return False
+    return ok is False and bool(flow.tcp_seen & bit)
 
 
 def _syn_options(pkt):

@@ -28,7 +28,7 @@ class Settings:
     offload: bool = True                  # decided flows skip inspection (live: kernel fast path)
     stream_bytes: int = 8192              # first bytes of the client stream kept for app-layer names
     anomaly_action: str = "pass"          # verdict for packets too malformed to have a flow
-    verify_checksums: bool = True         # a bad TCP checksum keeps a segment out of the stream
+    verify_checksums: bool = True         # a bad TCP checksum keeps a segment out of flow tracking
                                           # (live: off, the kernel's conntrack already judged it)
 
 
@@ -55,7 +55,7 @@ class Inspector:
         self.settings = settings or Settings()
         self.eve = eve
         self.defrag = Defragmenter()
-        self.flows = FlowTable(self.settings.max_flows)
+        self.flows = FlowTable(self.settings.max_flows, self.settings.verify_checksums)
         self.generation = 0
         self.detector = Detector(ruleset, self.generation)
         self.ruleset = ruleset
@@ -108,6 +108,7 @@ class Inspector:
         candidate caches are cleared. New settings apply to flows from now on."""
         if settings is not None:
             self.settings = settings
+            self.flows.verify_checksums = settings.verify_checksums
         self.generation += 1
         self.detector = Detector(ruleset, self.generation)
         for flow in self.flows.flows.values():   # candidate masks were for the old rules
@@ -211,8 +212,8 @@ class Inspector:
             s = self.settings
             st = flow.stream
             if st is None:
-                st = flow.stream = ClientStream.open(pkt, to_server, s.verify_checksums, flow.isn)
-            if st is not None and st.feed(pkt, to_server, s.stream_bytes, s.verify_checksums, found):
+                st = flow.stream = ClientStream.open(pkt, to_server, flow.isn)
+            if st is not None and st.feed(pkt, to_server, s.stream_bytes, found):
                 new = applayer.on_stream(flow, st.data, st.complete, found)
             else:
                 new = ()

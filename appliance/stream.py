@@ -1,10 +1,9 @@
 """The client's TCP stream as the server will read it: its bytes, in the order Linux delivers them.
 
 ClientStream (one per TCP flow) decides which client segments the server's TCP takes:
-none that flow tracking found the receiver discards (`pkt.discard`: a bad or stale ACK,
-PAWS, a SYN on an open connection, no ACK flag), no RST payload, data in a SYN only once
-the SYN/ACK acknowledges it (TCP Fast Open), no segment whose checksum the receiver would
-reject. StreamStart below it reassembles what is left the way Linux's receive queue does
+none that flow tracking found the receiver discards (`pkt.discard`: a bad checksum, a bad
+or stale ACK, PAWS, a SYN on an open connection, no ACK flag), no RST payload, data in a
+SYN only once the SYN/ACK acknowledges it (TCP Fast Open). StreamStart below it reassembles what is left the way Linux's receive queue does
 (Suricata's `stream.reassembly` target policy "linux"), following tcp_data_queue,
 tcp_data_queue_ofo and tcp_ofo_queue in net/ipv4/tcp_input.c:
 
@@ -33,7 +32,6 @@ computed modulo 2**32 and read as signed so "before the start" is negative.
 """
 from bisect import bisect_right
 
-from .checksum import transport_ok
 from .packet import SYN, ACK, RST, URG
 
 MASK = 0xFFFFFFFF
@@ -44,7 +42,8 @@ MAX_CUTS = 16          # urgent bytes taken out of the held bytes that retransmi
 # once-per-flow anomaly bits
 _REPORTED = {"stream.overlap_conflict": 1, "tcp.urgent_ambiguous": 2, "stream.ofo_overflow": 4,
              "tcp.ack_ambiguous": 8, "tcp.ack_too_old": 16, "tcp.ack_unsent": 32,
-             "tcp.paws_discard": 64, "tcp.no_ack": 128, "tcp.syn_on_established": 256}
+             "tcp.paws_discard": 64, "tcp.no_ack": 128, "tcp.syn_on_established": 256,
+             "tcp.invalid_checksum": 512}
 
 
 class ClientStream:
@@ -55,29 +54,22 @@ class ClientStream:
     the server reads could be other than `data` (a conflicting overlap, an urgent mark
     whose effect depends on when the server's application read)."""
 
-    __slots__ = ("isn_next", "syn_data", "bytes", "checksums_real", "ambiguous", "reported")
+    __slots__ = ("isn_next", "syn_data", "bytes", "ambiguous", "reported")
 
     def __init__(self, isn=None):
         self.isn_next = None if isn is None else (isn + 1) & MASK   # the client's ISN + 1, from its SYN
         self.syn_data = None         # data carried in the SYN: tentative until the SYN/ACK says
         self.bytes = None            # StreamStart, once the first byte's position is settled
-        self.checksums_real = False  # the client sent a valid checksum: a bad one is a decoy
         self.ambiguous = False
         self.reported = 0            # _REPORTED bits of anomalies already reported
 
     @classmethod
-    def open(cls, pkt, to_server, verify, isn):
+    def open(cls, pkt, to_server, isn):
         """The stream for a flow that has none, or None while there is nothing to keep: a
-        segment without data leaves only its ISN (the flow table keeps that), unless its valid
-        checksum shows the client's checksums are real. So a SYN flood costs no stream objects."""
-        if not to_server:
-            return None
-        if pkt.payload:
+        segment without data leaves only its ISN (the flow table keeps that), so a SYN flood
+        costs no stream objects."""
+        if to_server and pkt.payload:
             return cls(isn)
-        if verify and transport_ok(pkt) is True:
-            st = cls(isn)
-            st.checksums_real = True          # feed() need not sum it again
-            return st
         return None
 
     @property
@@ -105,7 +97,7 @@ class ClientStream:
         start = self.bytes.start if self.bytes is not None else self.isn_next
         return None if start is None else (start - 1) & MASK
 
-    def feed(self, pkt, to_server, limit, verify, found) -> bool:
+    def feed(self, pkt, to_server, limit, found) -> bool:
         """True when the readable bytes changed: new contiguous bytes, or the SYN's data settled."""
         flags = pkt.tcp_flags
         if not to_server:
@@ -122,10 +114,6 @@ class ClientStream:
             return False
         if flags & RST:
             return False                         # Linux never delivers a RST's payload
-        # once the client is known to send real checksums, only segments with data need one
-        if (verify and (pkt.payload or not self.checksums_real)
-                and not self._checksum_ok(pkt, found) and pkt.payload):
-            return False                         # the receiver discards it: it names nothing
         st = self.bytes
         if st is None:
             if flags & SYN and not flags & ACK:
@@ -173,19 +161,6 @@ class ClientStream:
             self._ambiguous("tcp.ack_ambiguous", found)
         if why in _REPORTED:
             self._report(why, found)
-
-    def _checksum_ok(self, pkt, found):
-        """Would the server accept this client segment? Captures taken on the client carry
-        unfinished (offloaded) checksums on every segment, so a bad checksum only counts
-        once the client has sent a good one: then a bad segment is a decoy the server drops."""
-        ok = transport_ok(pkt)
-        if ok:
-            self.checksums_real = True
-            return True
-        if ok is None or not self.checksums_real:
-            return True
-        found.append("tcp.invalid_checksum")
-        return False
 
     def _begin(self, limit):
         """The byte buffer, anchored at ISN+1 when the SYN was seen."""

@@ -348,3 +348,52 @@ def test_state_tracking_needs_no_stream_object():
     f.final, f.stream = True, None
     t.lookup(c2s(PSH | ACK, payload=b"abcd"))
     assert _discard(t, c2s(RST, seq=105)) == "" and f.state == CLOSED
+
+
+def test_bad_checksum_segments_move_no_state_once_that_side_sent_a_good_one():
+    from scapy.all import IP, TCP as STCP, raw
+    from appliance.decode import decode_l3
+
+    def seg(flags, seq, ack, to_server=True, chksum=None, opts=()):
+        src, dst, sp, dp = ("10.0.0.1", "10.0.0.2", 40000, 80) if to_server else ("10.0.0.2", "10.0.0.1", 80, 40000)
+        tcp = STCP(sport=sp, dport=dp, flags=flags, seq=seq, ack=ack, options=list(opts))
+        if chksum is not None:
+            tcp.chksum = chksum
+        return decode_l3(raw(IP(src=src, dst=dst) / tcp), 1.0)
+    ts = lambda v, e: [("Timestamp", (v, e))]  # noqa: E731
+    t = FlowTable(verify_checksums=True)
+    f, _, _ = t.lookup(seg("S", 100, 0, opts=ts(10, 0)))
+    t.lookup(seg("SA", 500, 101, to_server=False, opts=ts(7, 10)))
+    t.lookup(seg("A", 101, 501, opts=ts(11, 7)))
+    # a decoy that would push ts_recent far ahead (then PAWS would drop the real segments)
+    p = seg("A", 101, 501, chksum=0x1234, opts=ts(2**30, 7))
+    t.lookup(p)
+    assert p.discard == "tcp.invalid_checksum" and f.tcp.ts_recent == 11
+    p = seg("R", 101, 0, chksum=0x1234)                       # an exact RST, but a bad checksum
+    t.lookup(p)
+    assert p.discard == "tcp.invalid_checksum" and f.state == ESTABLISHED
+    t.lookup(seg("S", 777, 0))                                # ignored SYN, then a forged SYN/ACK
+    p = seg("SA", 9000, 778, to_server=False, chksum=0x1234)
+    g, _, ended = t.lookup(p)
+    assert g is f and ended is None and p.discard == "tcp.invalid_checksum"
+    # the client's good SYN is enough to make its next bad segment a decoy
+    t1 = FlowTable(verify_checksums=True)
+    t1.lookup(seg("S", 100, 0))
+    t1.lookup(seg("SA", 500, 101, to_server=False))
+    p = seg("A", 101, 501, chksum=0x1234)
+    t1.lookup(p)
+    assert p.discard == "tcp.invalid_checksum"
+    # a capture taken on the client: all its checksums unfinished, none is a decoy
+    t3 = FlowTable(verify_checksums=True)
+    f3, _, _ = t3.lookup(seg("S", 100, 0, chksum=0x1234))
+    t3.lookup(seg("SA", 500, 101, to_server=False))
+    p = seg("A", 101, 501, chksum=0x1234)
+    t3.lookup(p)
+    assert p.discard == "" and f3.state == ESTABLISHED
+    # checks off (or a side whose checksums were never good): the segment counts
+    t2 = FlowTable(verify_checksums=False)
+    f2, _, _ = t2.lookup(seg("S", 100, 0))
+    t2.lookup(seg("SA", 500, 101, to_server=False))
+    t2.lookup(seg("A", 101, 501))
+    t2.lookup(seg("R", 101, 0, chksum=0x1234))
+    assert f2.state == CLOSED

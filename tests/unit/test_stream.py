@@ -177,9 +177,9 @@ def _seg(flags, seq, ack=0, data=b"", urgptr=0, chksum=None, to_server=True):
     return decode_l3(raw(IP(src=src, dst=dst) / tcp / data), 1.0)
 
 
-def _feed(st, pkt, to_server=True, verify=True):
+def _feed(st, pkt, to_server=True):
     found = []
-    return st.feed(pkt, to_server, 8192, verify, found), found
+    return st.feed(pkt, to_server, 8192, found), found
 
 
 def test_client_stream_syn_data_counts_once_the_synack_takes_it():
@@ -199,13 +199,20 @@ def test_client_stream_syn_data_dropped_when_the_synack_acks_only_the_syn():
     assert st.data == b"real"
 
 
-def test_client_stream_bad_checksum_is_a_decoy_once_checksums_are_real():
+def test_client_stream_bad_checksum_judged_by_flow_tracking_stays_out():
+    from appliance.flow import FlowTable
+    table = FlowTable(verify_checksums=True)
     st = ClientStream()
-    _feed(st, _seg("S", 100))
-    assert _feed(st, _seg("PA", 101, 901, b"Host: ev"))[0] is True and st.checksums_real
-    ok, found = _feed(st, _seg("PA", 109, 901, b"GOOD", chksum=0x1234))
+
+    def both(pkt):
+        table.lookup(pkt)
+        return _feed(st, pkt, pkt.src == "10.0.0.1")
+    both(_seg("S", 100))
+    both(_seg("SA", 900, 101, to_server=False))
+    assert both(_seg("PA", 101, 901, b"Host: ev"))[0] is True
+    ok, found = both(_seg("PA", 109, 901, b"GOOD", chksum=0x1234))
     assert ok is False and found == ["tcp.invalid_checksum"]
-    assert _feed(st, _seg("PA", 109, 901, b"il"))[0] is True
+    assert both(_seg("PA", 109, 901, b"il"))[0] is True
     assert st.data == b"Host: evil"
 
 
@@ -349,7 +356,7 @@ def test_client_stream_feed_never_raises():
                        bytes(rnd.randrange(256) for _ in range(rnd.randrange(0, 40))),
                        urgptr=rnd.randrange(65536), to_server=rnd.random() < 0.8)
             to_server = pkt.src == "10.0.0.1"
-            ok, found = _feed(st, pkt, to_server, verify=rnd.random() < 0.5)
+            ok, found = _feed(st, pkt, to_server)
             assert isinstance(ok, bool)
             assert len(st.data) <= 8192
 
