@@ -117,8 +117,8 @@ class Flow:
 _SYN, _SYNACK, _HS_DONE, _FIN_TS, _FIN_TC = 1, 2, 4, 8, 16
 _SYN_TS, _SYN_WS = 32, 64
 _HS_BITS = 31
-_CSUM_TS, _CSUM_TC = 4096, 8192       # that side has sent a valid checksum: its bad ones are decoys
-_KEEP = _HS_BITS | _CSUM_TS | _CSUM_TC
+_CSUM_TS = 4096                       # the client sent a valid checksum: its bad ones are decoys
+_KEEP = _HS_BITS | _CSUM_TS
 
 
 class FlowTable:
@@ -152,8 +152,7 @@ class FlowTable:
         flow = flows.get(key)
         evicted = None
         syn = None
-        if (flow is not None and pkt.proto == TCP and pkt.tcp_flags & SYN and _reused(flow, pkt)
-                and not (self.verify_checksums and _bad_checksum(flow, pkt, pkt.src == flow.src))):
+        if flow is not None and pkt.proto == TCP and pkt.tcp_flags & SYN and _reused(flow, pkt):
             # Port reuse: a fresh SYN on a closed connection (both FINs acked, or a RST the
             # receiver accepted), or the server's SYN/ACK to a SYN the open connection
             # ignored (the server had forgotten it; conntrack re-syncs the same way), starts
@@ -198,7 +197,9 @@ class FlowTable:
         flow.pcap_cnt = pkt.pcap_cnt
         flow.pcap_file = pkt.pcap_file
         if flow.proto == TCP:
-            if self.verify_checksums and _bad_checksum(flow, pkt, to_server):
+            # Only the client's checksums: a segment to the server is what its TCP may drop;
+            # one from the server could be forged by the client just as well with a good one.
+            if to_server and self.verify_checksums and _bad_checksum(flow, pkt):
                 pkt.discard = "tcp.invalid_checksum"
             else:
                 _tcp_state(flow, pkt, to_server)
@@ -283,15 +284,15 @@ def _tcp_state(flow, pkt, to_server):
     else:
         flow.flags_tc |= flags
     seen = flow.tcp_seen
+    if to_server and flags & SYN and seen & _HS_DONE:
+        # Linux answers any SYN on an established connection with a challenge ACK and drops
+        # the segment (RFC 5961 4.2): no new ISN, no new flow, unless the server answers a
+        # plain SYN with a SYN/ACK (see _reused).
+        pkt.discard = "tcp.syn_on_established"
+        if flow.tcp is not None and not flags & ACK:
+            flow.tcp.syn_ignored = (pkt.seq, _SYN | _syn_options(pkt))
+        return
     if to_server and flags & (SYN | ACK) == SYN:
-        if seen & _HS_DONE:
-            # Linux answers a SYN on an established connection with a challenge ACK and
-            # drops it (RFC 5961 4.2): no new ISN, no new flow, unless the server answers
-            # it with a SYN/ACK (see _reused).
-            pkt.discard = "tcp.syn_on_established"
-            if flow.tcp is not None:
-                flow.tcp.syn_ignored = (pkt.seq, _SYN | _syn_options(pkt))
-            return
         flow.isn = pkt.seq
         seen = flow.tcp_seen = seen & _KEEP | _syn_options(pkt)
     elif flow.tcp is not None or (not to_server and flags & SYN and flags & ACK):
@@ -324,16 +325,15 @@ def _tcp_state(flow, pkt, to_server):
     flow.tcp_seen = seen
 
 
-def _bad_checksum(flow, pkt, to_server):
-    """Would the receiver drop this segment for its checksum? Captures taken on a sending
-    host carry unfinished (offloaded) checksums on all its segments, so a bad checksum
-    only counts once that side has sent a good one: then it is a decoy."""
+def _bad_checksum(flow, pkt):
+    """Would the server drop this client segment for its checksum? Captures taken on the
+    client carry unfinished (offloaded) checksums on all its segments, so a bad checksum
+    only counts once the client has sent a good one: then it is a decoy."""
     ok = transport_ok(pkt)
-    bit = _CSUM_TS if to_server else _CSUM_TC
     if ok:
-        flow.tcp_seen |= bit
+        flow.tcp_seen |= _CSUM_TS
         return False
-    return ok is False and bool(flow.tcp_seen & bit)
+    return ok is False and bool(flow.tcp_seen & _CSUM_TS)
 
 
 def _syn_options(pkt):
@@ -358,18 +358,13 @@ def _reused(flow, pkt):
 MASK, HALF = 0xFFFFFFFF, 0x80000000
 
 
-def _after(a, b):
-    """a comes after b in 32-bit sequence space (Linux's after())."""
-    return 0 < ((a - b) & MASK) < HALF
-
-
 class TcpReceiver:
     """What each end has sent and the server has accepted, from the SYN/ACK on: enough to
     tell which client segments Linux (the server) discards, and which RSTs either end
     accepts. Without the SYN/ACK (mid-stream pickup, a capture of one direction) nothing
     is known and nothing is discarded."""
 
-    __slots__ = ("s_nxt", "s_una", "s_acked0", "s_rcv", "c_nxt", "max_window", "wscale", "ts_recent",
+    __slots__ = ("s_nxt", "s_una", "s_acked0", "s_rcv", "s_wup", "c_nxt", "max_window", "wscale", "ts_recent",
                  "syn_ignored")
 
     def __init__(self, pkt, seen):
@@ -377,6 +372,10 @@ class TcpReceiver:
         self.s_nxt = (seq + 1 + len(pkt.payload)) & MASK     # the server's snd_nxt
         self.s_una = self.s_acked0 = (seq + 1) & MASK        # its snd_una; bytes_acked counts from ISS+1
         self.s_rcv = self.c_nxt = pkt.ack                    # its rcv_nxt; the client's snd_nxt
+        # its rcv_wup: rcv_nxt when it last sent (the ACK it sent last). Linux moves
+        # ts_recent only for segments up to there; ACKs still in flight make ours lag, so
+        # ours is never newer than the server's and PAWS here discards no more than it does
+        self.s_wup = pkt.ack
         self.max_window = 0                                  # the largest window the client offered
         # The client's window scale applies when both SYN and SYN/ACK carried the option;
         # None when the SYN was not seen (its scale unknown: no "too old" check then).
@@ -396,10 +395,15 @@ def _receiver_check(flow, pkt, to_server, flags):
     """'' when the receiving end accepts the segment (and what it accepted is noted), else
     the reason it discards it. Follows tcp_validate_incoming and tcp_ack in Linux's
     net/ipv4/tcp_input.c for the server; for RSTs to the client, its next expected
-    sequence number is taken to be the server's snd_nxt."""
+    sequence number is taken to be the server's snd_nxt. Every TCP packet comes here, so
+    the 32-bit sequence comparisons are written out: "a after b" is 0 < (a-b) mod 2**32 <
+    2**31, "a not after b" is (a-b-1) mod 2**32 >= 2**31 - 1."""
     t = flow.tcp
     seq = pkt.seq
-    end = (seq + len(pkt.payload) + (1 if flags & FIN else 0) + (1 if flags & SYN else 0)) & MASK
+    n = len(pkt.payload)
+    if flags & (SYN | FIN):
+        n += (1 if flags & FIN else 0) + (1 if flags & SYN else 0)
+    end = (seq + n) & MASK
     if not to_server:
         if t is None:                       # the SYN/ACK: the server's side becomes known
             t = flow.tcp = TcpReceiver(pkt, flow.tcp_seen)
@@ -407,10 +411,14 @@ def _receiver_check(flow, pkt, to_server, flags):
         if flags & RST:
             # The client takes a RST only at exactly its rcv_nxt (RFC 5961 3.2).
             return "" if seq == t.s_nxt or not flow.tcp_seen & _HS_DONE else "tcp.rst_not_exact"
-        if _after(end, t.s_nxt):
+        if 0 < ((end - t.s_nxt) & MASK) < HALF:
             t.s_nxt = end
-        if flags & ACK and _after(pkt.ack, t.s_rcv) and not _after(pkt.ack, t.c_nxt):
-            t.s_rcv = pkt.ack                # the server's own word for its rcv_nxt
+        if flags & ACK:
+            ack = pkt.ack
+            if ((ack - t.c_nxt - 1) & MASK) >= HALF - 1:       # not after c_nxt
+                t.s_wup = ack
+                if 0 < ((ack - t.s_rcv) & MASK) < HALF:
+                    t.s_rcv = ack            # the server's own word for its rcv_nxt
         return ""
     if not flags & (ACK | RST | SYN):
         return "tcp.no_ack"
@@ -428,28 +436,30 @@ def _receiver_check(flow, pkt, to_server, flags):
         return ""
     if flags & ACK:
         ack = pkt.ack
-        if _after(ack, t.s_nxt):
-            return "tcp.ack_unsent"           # acknowledges data the server never sent
-        if _after(t.s_una, ack):
-            # RFC 5961 5.2: older than snd_una - max_window, with max_window no more than
-            # the bytes the client has acknowledged (Linux >= 6.2)
-            if t.wscale is not None:
-                window = min(t.max_window, (t.s_una - t.s_acked0) & MASK)
-                if _after((t.s_una - window) & MASK, ack):
-                    return "tcp.ack_too_old"
-        else:
-            t.s_una = ack
+        una = t.s_una
+        if ack != una:
+            if 0 < ((ack - t.s_nxt) & MASK) < HALF:
+                return "tcp.ack_unsent"       # acknowledges data the server never sent
+            if ((ack - una) & MASK) >= HALF:    # before snd_una
+                # RFC 5961 5.2: older than snd_una - max_window, with max_window no more
+                # than the bytes the client has acknowledged (Linux >= 6.2)
+                if t.wscale is not None:
+                    window = min(t.max_window, (una - t.s_acked0) & MASK)
+                    if ((ack - una + window) & MASK) >= HALF:
+                        return "tcp.ack_too_old"
+            else:
+                t.s_una = ack
         if t.wscale is not None and not flags & SYN:
             w = pkt.window << t.wscale
             if w > t.max_window:
                 t.max_window = w
+    if (ts is not None and t.ts_recent is not None and ((seq - t.s_wup - 1) & MASK) >= HALF - 1
+            and ((ts[0] - t.ts_recent) & MASK) < HALF):
+        t.ts_recent = ts[0]                   # tcp_replace_ts_recent: up to rcv_wup
     rcv = t.s_rcv
-    if not _after(seq, rcv):
-        if ts is not None and t.ts_recent is not None and ((ts[0] - t.ts_recent) & MASK) < HALF:
-            t.ts_recent = ts[0]               # tcp_replace_ts_recent: an in-order segment
-        if _after(end, rcv):
-            t.s_rcv = end
-    if _after(end, t.c_nxt):
+    if ((seq - rcv - 1) & MASK) >= HALF - 1 and 0 < ((end - rcv) & MASK) < HALF:
+        t.s_rcv = end                         # in order
+    if 0 < ((end - t.c_nxt) & MASK) < HALF:
         t.c_nxt = end
     return ""
 

@@ -101,7 +101,7 @@ class ClientStream:
         """True when the readable bytes changed: new contiguous bytes, or the SYN's data settled."""
         flags = pkt.tcp_flags
         if not to_server:
-            if self.syn_data is None or flags & (SYN | ACK) != SYN | ACK:
+            if self.syn_data is None or flags & (SYN | ACK) != SYN | ACK or pkt.discard:
                 return False
             # The SYN/ACK says whether the server took the data in the SYN (TCP Fast Open
             # with a cookie) or only the SYN (the default): name the flow by the bytes the

@@ -203,6 +203,19 @@ def test_syn_with_new_isn_after_handshake_neither_ends_nor_reanchors(rules_file)
     assert v[-1].flow.stream.data == EVIL
 
 
+@pytest.mark.parametrize("flags", ["SA", "SPA", "SFA"])
+def test_syn_flagged_segment_after_handshake_does_not_reanchor_the_stream(rules_file, flags):
+    """Found in review of this change: a SYN/ACK from the client before its first byte
+    re-anchored the stream (nothing delivered yet); Linux drops any SYN on an open
+    connection, so the request at ISN+1 is what the server reads."""
+    cap = Capture()
+    handshake(cap)
+    seg(cap, True, flags, 600000, B + 1, GOOD if "P" in flags else b"")
+    seg(cap, True, "PA", A + 1, B + 1, EVIL)
+    ok, v, _ = drop_holds(cap, rules_file)
+    assert ok and v[-1].flow.stream.data == EVIL
+
+
 def test_synack_to_the_ignored_syn_is_a_new_connection(rules_file):
     """The server had forgotten the connection and answers the new SYN: a new flow, named
     by its own request (conntrack re-syncs on the same SYN/ACK)."""

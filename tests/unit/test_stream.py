@@ -199,6 +199,16 @@ def test_client_stream_syn_data_dropped_when_the_synack_acks_only_the_syn():
     assert st.data == b"real"
 
 
+def test_client_stream_discarded_synack_settles_nothing():
+    st = ClientStream()
+    _feed(st, _seg("S", 100, data=b"GET /tfo"))
+    forged = _seg("SA", 900, ack=109, to_server=False)
+    forged.discard = "tcp.invalid_checksum"
+    assert _feed(st, forged, to_server=False)[0] is False and st.data == b""
+    assert _feed(st, _seg("SA", 900, ack=101, to_server=False), to_server=False)[0] is True
+    assert st.data == b""
+
+
 def test_client_stream_bad_checksum_judged_by_flow_tracking_stays_out():
     from appliance.flow import FlowTable
     table = FlowTable(verify_checksums=True)
