@@ -13,7 +13,9 @@ tcp_data_queue_ofo and tcp_ofo_queue in net/ipv4/tcp_input.c:
   seq and ending later replaces it, and one covering later queued segments removes them;
   partial overlaps keep both;
 - when the hole fills, queued segments are delivered from rcv_nxt on (their front already
-  delivered is skipped), so the earlier-starting segment's bytes win an overlap.
+  delivered is skipped), so the earlier-starting segment's bytes win an overlap;
+- once a FIN is delivered in order the queue is purged and nothing later is read
+  (tcp_fin; data after it draws a reset). A FIN held out of order counts when delivered.
 
 Bytes once delivered never change. A later copy with other bytes than the delivered or
 queued ones is an `overlap_conflicts`: other receivers resolve it otherwise, so ClientStream
@@ -32,7 +34,7 @@ computed modulo 2**32 and read as signed so "before the start" is negative.
 """
 from bisect import bisect_right
 
-from .packet import SYN, ACK, RST, URG
+from .packet import SYN, ACK, RST, URG, FIN
 
 MASK = 0xFFFFFFFF
 HALF = 0x80000000
@@ -132,7 +134,7 @@ class ClientStream:
         if flags & URG and st.mark_urgent(pkt.seq, pkt.urg_ptr):
             self._ambiguous("tcp.urgent_ambiguous", found)
         conflicts, dropped = st.overlap_conflicts, st.dropped
-        grew = st.add(pkt.seq, pkt.payload)
+        grew = st.add(pkt.seq, pkt.payload, fin=bool(flags & FIN))
         if st.overlap_conflicts != conflicts:
             self._ambiguous("stream.overlap_conflict", found)
         if st.dropped != dropped:                # Linux would have kept what we could not hold
@@ -182,7 +184,7 @@ class StreamStart:
     `limit` delivered bytes held (data[0] is stream offset `base`; consume() lets bytes
     go), plus a bounded queue of out-of-order segments within that room."""
 
-    __slots__ = ("limit", "start", "base", "rcv", "urg", "urg_done", "_buf", "_buf_seq", "_cuts",
+    __slots__ = ("limit", "start", "base", "rcv", "urg", "urg_done", "fin", "_buf", "_buf_seq", "_cuts",
                  "_pending", "_held", "overlap_conflicts", "dropped", "lost")
 
     def __init__(self, limit: int = 8192):
@@ -192,10 +194,11 @@ class StreamStart:
         self.rcv = 0               # rcv_nxt, in sequence offsets from start
         self.urg = None            # the pending urgent mark (sequence offset) not yet delivered
         self.urg_done = False      # an urgent byte was taken out of delivered bytes
+        self.fin = False           # the client's FIN was delivered: the application reads no further
         self._buf = bytearray()    # delivered bytes not consumed
         self._buf_seq = 0          # sequence offset of _buf[0]
         self._cuts = ()            # sequence offsets of urgent bytes taken out of _buf (None: too many)
-        self._pending = []         # out-of-order queue: [offset, bytes], by offset; ends increase
+        self._pending = []         # out-of-order queue: [offset, bytes, fin], by offset; ends increase
         self._held = 0             # bytes in _pending
         self.overlap_conflicts = 0
         self.dropped = 0           # out-of-order segments not held for lack of room
@@ -214,7 +217,7 @@ class StreamStart:
         """True when bytes beyond a hole are waiting, or were dropped for lack of room."""
         return bool(self._pending) or self.dropped > 0 or self.lost
 
-    def add(self, seq: int, payload: bytes, syn: bool = False) -> bool:
+    def add(self, seq: int, payload: bytes, syn: bool = False, fin: bool = False) -> bool:
         """Take one segment. True when new bytes were delivered."""
         if syn:
             seq = (seq + 1) & MASK               # SYN occupies one sequence number
@@ -223,15 +226,18 @@ class StreamStart:
         elif self.start is None:
             self.start = seq & MASK              # midstream pickup
         if not payload:
+            if fin and ((seq - self.start) & MASK) == self.rcv:
+                self._fin()                      # a bare FIN in order
             return False
         rel = ((seq - self.start + HALF) & MASK) - HALF
         buf = self._buf
-        # Fast path: the next in-order segment, nothing queued, no urgent mark, room for it.
-        if rel == self.rcv and not self._pending and self.urg is None and len(buf) + len(payload) <= self.limit:
+        # Fast path: the next in-order segment, nothing queued, no urgent mark, no FIN, room for it.
+        if (rel == self.rcv and not (fin or self._pending or self.fin) and self.urg is None
+                and len(buf) + len(payload) <= self.limit):
             buf += payload
             self.rcv = rel + len(payload)
             return True
-        return self._queue(rel, payload)
+        return self._queue(rel, payload, fin)
 
     def consume(self, n: int):
         """Let the first n delivered bytes go (the app layer parsed them)."""
@@ -267,10 +273,10 @@ class StreamStart:
 
     # -- the slow path -------------------------------------------------------------
 
-    def _queue(self, rel, payload):
+    def _queue(self, rel, payload, fin):
         rcv = self.rcv
         end = rel + len(payload)
-        if end <= rcv:                           # a retransmission of delivered bytes
+        if end <= rcv or self.fin:               # a retransmission of delivered bytes, or past the FIN
             self._compare_delivered(rel, payload)
             return False
         room_end = rcv + self.limit - len(self._buf)
@@ -279,6 +285,9 @@ class StreamStart:
                 self._compare_delivered(rel, payload)
             self._compare_pending(rel, payload)
             delivered = self._deliver(payload, rcv - rel, room_end)
+            if fin and self.rcv == end:
+                self._fin()
+                return delivered
             return self._ofo_deliver() or delivered
         if rel >= room_end:
             self.lost = True                     # past the bytes we hold
@@ -287,9 +296,17 @@ class StreamStart:
             payload = payload[:room_end - rel]
             end = room_end
             self.lost = True
+            fin = False
         self._compare_pending(rel, payload)
-        self._ofo_insert(rel, end, bytes(payload))
+        self._ofo_insert(rel, end, bytes(payload), fin)
         return False
+
+    def _fin(self):
+        """tcp_fin: the FIN is in order; the out-of-order queue is purged, and the
+        application reads nothing past it (later data draws a reset)."""
+        self.fin = True
+        self._pending = []
+        self._held = 0
 
     def _deliver(self, payload, skip, room_end):
         """Append payload[skip:] (which starts at rcv) up to the room; an urgent byte in it leaves."""
@@ -319,30 +336,33 @@ class StreamStart:
         pending = self._pending
         grew = False
         while pending and pending[0][0] <= self.rcv:
-            off, data = pending.pop(0)
+            off, data, fin = pending.pop(0)
             self._held -= len(data)              # one all before rcv_nxt delivers nothing
             room_end = self.rcv + self.limit - len(self._buf)
             grew = self._deliver(data, self.rcv - off, room_end) or grew
+            if fin and self.rcv == off + len(data):
+                self._fin()
+                break
         return grew
 
-    def _ofo_insert(self, rel, end, payload):
+    def _ofo_insert(self, rel, end, payload, fin):
         """tcp_data_queue_ofo on a list kept by offset: no queued segment contains another,
         so the last one starting at or before rel is the one that decides."""
         pending = self._pending
         i = bisect_right(pending, rel, key=lambda p: p[0]) - 1
         if i >= 0:
-            off, held = pending[i]
+            off, held, _ = pending[i]
             if off + len(held) >= end:
-                return                           # all present: dropped
+                return                           # all present: dropped (a FIN with it)
             if off == rel:                       # same start, ends later: replaces it
                 self._held += len(payload) - len(held)
-                pending[i] = [rel, payload]
+                pending[i] = [rel, payload, fin]
                 self._merge_right(i, end)
                 return
         if len(pending) >= MAX_PENDING or self._held + len(payload) > 2 * self.limit:
             self.dropped += 1
             return
-        pending.insert(i + 1, [rel, payload])
+        pending.insert(i + 1, [rel, payload, fin])
         self._held += len(payload)
         self._merge_right(i + 1, end)
 
@@ -380,7 +400,7 @@ class StreamStart:
     def _compare_pending(self, rel, payload):
         """A copy of queued bytes: count it when it says otherwise."""
         end = rel + len(payload)
-        for off, held in self._pending:
+        for off, held, _ in self._pending:
             if off >= end:
                 break
             held_end = off + len(held)

@@ -39,9 +39,15 @@ def server(delay):
     print(out.hex(), flush=True)
 
 
-def _script(seg, B):
+def _script(seg, B, tsecr=0):
     """case name -> the segments after the handshake (seg(flags, seq, ack, data, **tcp))."""
+    ts = lambda val: [("Timestamp", (val, tsecr))]  # noqa: E731
     return {
+        "paws_stale_decoy": lambda: (seg("PA", A + 1, B + 1, GOOD, options=ts(50)),
+                                     seg("PA", A + 1, B + 1, EVIL, options=ts(100002))),
+        "rst_inexact_then_data": lambda: (seg("PA", A + 1, B + 1, EVIL[:N]), seg("R", A + 1 + N + 50, 0),
+                                          seg("PA", A + 1 + N, B + 1, EVIL[N:])),
+        "fin_then_more": lambda: (seg("FPA", A + 1, B + 1, EVIL[:N]), seg("PA", A + 1 + N, B + 1, EVIL[N:])),
         "in_order_over_queued": lambda: (seg("PA", A + 1 + N, B + 1, GOOD[N:]), seg("PA", A + 1, B + 1, EVIL)),
         "same_start_longer": lambda: (seg("PA", A + 1 + N, B + 1, GOOD[N:30]), seg("PA", A + 1 + N, B + 1, EVIL[N:]),
                                       seg("PA", A + 1, B + 1, EVIL[:N])),
@@ -79,10 +85,12 @@ def client(case, path):
     from scapy.all import IP, TCP, Raw, conf, send, sr1
     conf.verb = 0
     CPORT = 40000 + CASES.index(case)   # a port of its own: no earlier connection in the way
+    stamps = case.startswith("paws")
     syn = IP(src=C, dst=S) / TCP(sport=CPORT, dport=SPORT, flags="S", seq=A, window=64240,
-                                 options=[("WScale", 7)])
+                                 options=[("WScale", 7)] + ([("Timestamp", (100000, 0))] if stamps else []))
     synack = sr1(syn, timeout=3)
     B = synack[TCP].seq
+    tsecr = dict(synack[TCP].options).get("Timestamp", (0, 0))[0]
     log = [(True, bytes(syn)), (False, bytes(synack[IP]))]
 
     def seg(flags, seq, ack, data=b"", **kw):
@@ -93,8 +101,8 @@ def client(case, path):
         send(p)
         log.append((True, bytes(p)))
         time.sleep(0.05)
-    seg("A", A + 1, B + 1)
-    _script(seg, B)[case]()
+    seg("A", A + 1, B + 1, **({"options": [("Timestamp", (100001, tsecr))]} if stamps else {}))
+    _script(seg, B, tsecr)[case]()
     with open(path, "wb") as f:
         pickle.dump(log, f)
 

@@ -410,3 +410,42 @@ def test_out_of_order_bytes_stay_within_the_room():
     s.add(ISN, b"", syn=True)
     s.add(ISN + 5, b"x" * 40)
     assert s._held <= 16 and s.lost
+
+
+# -- FIN: the application reads nothing past it ------------------------------------------
+
+def test_nothing_after_an_in_order_fin_is_read():
+    s = StreamStart()
+    s.add(ISN, b"", syn=True)
+    s.add(ISN + 4, b"late")                       # queued, purged by the FIN (tcp_fin)
+    assert s.add(ISN + 1, b"abc", fin=True) is True
+    assert s.add(ISN + 4, b"more") is False and s.add(ISN + 1, b"abcdef") is False
+    assert s.data == b"abc" and s.fin and not s._pending
+    b = StreamStart()
+    b.add(ISN, b"", syn=True)
+    b.add(ISN + 1, b"abc")
+    b.add(ISN + 4, b"", fin=True)                 # a bare FIN in order
+    assert b.add(ISN + 4, b"def") is False and b.data == b"abc"
+
+
+def test_fin_held_out_of_order_counts_when_delivered_unless_replaced():
+    s = StreamStart()
+    s.add(ISN, b"", syn=True)
+    s.add(ISN + 3, b"cd", fin=True)
+    s.add(ISN + 5, b"XY")                         # past the queued FIN
+    assert s.add(ISN + 1, b"ab") is True
+    assert s.data == b"abcd" and s.fin
+    r = StreamStart()
+    r.add(ISN, b"", syn=True)
+    r.add(ISN + 3, b"cd", fin=True)
+    r.add(ISN + 3, b"cdef")                       # same start, longer: replaces it, FIN and all
+    r.add(ISN + 1, b"ab")
+    assert r.data == b"abcdef" and not r.fin
+
+
+def test_client_stream_stops_at_the_clients_fin():
+    st = ClientStream()
+    _feed(st, _seg("S", 100))
+    assert _feed(st, _seg("FPA", 101, 901, b"GET / HTTP/1.1\r\n"))[0] is True      # in order, nothing queued
+    assert _feed(st, _seg("PA", 117, 901, b"Host: evil.example\r\n\r\n"))[0] is False
+    assert st.data == b"GET / HTTP/1.1\r\n"
