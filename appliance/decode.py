@@ -48,7 +48,7 @@ HOPOPTS, ROUTING, FRAGMENT, ESP, AH, NONEXT, DSTOPTS = 0, 43, 44, 50, 51, 59, 60
 
 _ip4 = struct.Struct("!BxHHHBB2x4s4s").unpack_from    # vihl, totlen, ident, flags|off, ttl, proto, src, dst
 _ip6 = struct.Struct("!I H B B 16s 16s").unpack_from  # ver|tc|flow, plen, nh, hlim, src, dst
-_tcp = struct.Struct("!HHIIH").unpack_from            # sport, dport, seq, ack, offset|flags
+_tcp = struct.Struct("!HHIIHH").unpack_from           # sport, dport, seq, ack, offset|flags, window
 _ports = struct.Struct("!HHH").unpack_from            # sport, dport, udp length
 _vlan = struct.Struct("!HH").unpack_from             # tci, inner ethertype
 _icmp = struct.Struct("!BBxxH").unpack_from           # type, code, echo id
@@ -345,7 +345,7 @@ def _tcp_segment(p, data, off, end):
         p.anomalies.append("tcp.pkt_too_small")
         p.unread = True
         return
-    p.sport, p.dport, p.seq, p.ack, of = _tcp(data, off)
+    p.sport, p.dport, p.seq, p.ack, of, p.window = _tcp(data, off)
     p.tcp_flags = of & 0xFF
     if of & 0x20:           # URG: the receiver takes the urgent byte out of the stream
         p.urg_ptr = (data[off + 18] << 8) | data[off + 19]
@@ -359,6 +359,8 @@ def _tcp_segment(p, data, off, end):
 
 
 def _tcp_options(p, data, i, end):
+    """Check the option list; keep what the receiver's TCP acts on: window scale (kind 3)
+    and timestamps (kind 8, for PAWS)."""
     while i < end:
         kind = data[i]
         if kind == 0:
@@ -373,6 +375,10 @@ def _tcp_options(p, data, i, end):
         if olen < 2 or i + olen > end or _TCP_OPT_LEN.get(kind, olen) != olen:
             p.anomalies.append("tcp.opt_invalid_len")
             return
+        if kind == 8:
+            p.tsopt = (_u32(data, i + 2)[0], _u32(data, i + 6)[0])
+        elif kind == 3:
+            p.wscale = data[i + 2]
         i += olen
 
 

@@ -21,6 +21,7 @@ An ended flow leaves its queue at once: nothing outside `flows` and the queues r
 import hashlib
 from collections import OrderedDict
 
+from .checksum import transport_ok
 from .packet import TCP, UDP, ICMP, ICMPV6, SYN, ACK, FIN, RST
 
 NEW, ESTABLISHED, CLOSING, CLOSED = "new", "established", "closing", "closed"
@@ -66,7 +67,7 @@ class Flow:
         "pkts_ts", "pkts_tc", "bytes_ts", "bytes_tc",
         "inspected_bytes",                              # payload that went through detection (depth budget)
         "verdict", "verdict_rule", "final", "offloaded", "alerted", "alerted_rules",
-        "app", "stream", "cand_ts", "cand_tc",
+        "app", "stream", "tcp", "cand_ts", "cand_tc",
         "direction", "in_iface", "flags_ts", "flags_tc", "reason",
         "midstream",                                    # TCP picked up without its handshake: initiator unknown
         "pcap_cnt", "pcap_file", "_id",
@@ -97,6 +98,7 @@ class Flow:
         self.alerted_rules = None    # set of (rule index, direction) header-only alerts already reported
         self.app = None              # applayer.state.AppState; None while the protocol is unknown
         self.stream = None           # stream.ClientStream (TCP, from the client's first segment)
+        self.tcp = None              # TcpReceiver (TCP, from the first packet after the client's SYN)
         self.cand_ts = self.cand_tc = None   # detection's candidate rule masks per direction
         self.direction = "any"
         self.midstream = False       # set by the Inspector on a TCP flow's first packet
@@ -121,13 +123,20 @@ class Flow:
         return self.pkts_ts + self.pkts_tc
 
 
-# tcp_seen bits
+# tcp_seen bits; the client's SYN options sit above them (window scale in bits 8-11)
 _SYN, _SYNACK, _HS_DONE, _FIN_TS, _FIN_TC = 1, 2, 4, 8, 16
+_SYN_TS, _SYN_WS = 32, 64
+_HS_BITS = 31
+_CSUM_TS = 4096                       # the client sent a valid checksum: its bad ones are decoys
+_KEEP = _HS_BITS | _CSUM_TS
 
 
 class FlowTable:
-    def __init__(self, max_flows=100_000):
+    def __init__(self, max_flows=100_000, verify_checksums=False):
         self.max_flows = max_flows
+        # replay: a TCP segment with a bad checksum is one the receiver discards (live,
+        # conntrack calls it INVALID and it never reaches a worker); it must not move state
+        self.verify_checksums = verify_checksums
         self.flows = {}
         self.queues = ({}, {}, {})   # per class: idle timeout -> OrderedDict(key -> flow), oldest first
         self.total = self.evicted = 0
@@ -171,12 +180,19 @@ class FlowTable:
         flows = self.flows
         flow = flows.get(key)
         evicted = None
-        if (flow is not None and pkt.proto == TCP and pkt.tcp_flags & (SYN | ACK) == SYN
-                and (flow.state == CLOSED or _new_isn(flow, pkt.seq))):
-            # Port reuse: a fresh SYN on a closed connection, or one with a new ISN after
-            # a completed handshake, starts a new flow (and a new inspection).
+        syn = None
+        if flow is not None and pkt.proto == TCP and pkt.tcp_flags & SYN and _reused(flow, pkt):
+            # Port reuse: a fresh SYN on a closed connection (both FINs acked, or a RST the
+            # receiver accepted), or the server's SYN/ACK to a SYN the open connection
+            # ignored (the server had forgotten it; conntrack re-syncs the same way), starts
+            # a new flow and a new inspection. A SYN on an open connection alone does not:
+            # the receiver answers it with a challenge ACK and carries on (RFC 5961 4.2).
             self._unfile(flow)
-            flow.reason = "closed" if flow.state == CLOSED else "reused"
+            if flow.state == CLOSED:
+                flow.reason = "closed"
+            else:
+                flow.reason = "reused"
+                syn = flow.tcp.syn_ignored
             evicted, flow = flow, None
         if flow is None:
             if len(flows) >= self.max_flows and evicted is None:
@@ -187,6 +203,8 @@ class FlowTable:
             else:
                 reverse = pkt.proto in _ECHO and pkt.icmp_type == _ECHO[pkt.proto][1]
             flow = Flow(key, pkt, reverse)
+            if syn is not None:                # the SYN this SYN/ACK answers came before it
+                flow.isn, flow.tcp_seen = syn
             flows[key] = flow
             self.total += 1
             self.by_proto[pkt.proto] = self.by_proto.get(pkt.proto, 0) + 1
@@ -207,9 +225,12 @@ class FlowTable:
         flow.pcap_cnt = pkt.pcap_cnt
         flow.pcap_file = pkt.pcap_file
         if flow.proto == TCP:
-            if to_server and pkt.tcp_flags & (SYN | ACK) == SYN:
-                flow.isn = pkt.seq
-            _tcp_state(flow, pkt.tcp_flags, to_server)
+            # Only the client's checksums: a segment to the server is what its TCP may drop;
+            # one from the server could be forged by the client just as well with a good one.
+            if to_server and self.verify_checksums and _bad_checksum(flow, pkt):
+                pkt.discard = "tcp.invalid_checksum"
+            else:
+                _tcp_state(flow, pkt, to_server)
         elif state == NEW and flow.pkts_ts and flow.pkts_tc:
             flow.state = ESTABLISHED          # UDP/ICMP: seen both ways
         self.file(flow)                       # most recently active; class/timeout may have changed
@@ -265,12 +286,35 @@ class FlowTable:
         return out
 
 
-def _tcp_state(flow, flags, to_server):
+def _tcp_state(flow, pkt, to_server):
+    """Follow the connection's state through the segments its receiver accepts. A segment
+    the receiving stack would discard changes nothing; `pkt.discard` then says why, so the
+    stream leaves it out too."""
+    flags = pkt.tcp_flags
     if to_server:
         flow.flags_ts |= flags
     else:
         flow.flags_tc |= flags
     seen = flow.tcp_seen
+    if to_server and flags & SYN and seen & _HS_DONE:
+        # Linux answers any SYN on an established connection with a challenge ACK and drops
+        # the segment (RFC 5961 4.2): no new ISN, no new flow, unless the server answers a
+        # plain SYN with a SYN/ACK (see _reused).
+        pkt.discard = "tcp.syn_on_established"
+        if flow.tcp is not None and not flags & ACK:
+            flow.tcp.syn_ignored = (pkt.seq, _SYN | _syn_options(pkt))
+        return
+    if to_server and flags & (SYN | ACK) == SYN:
+        flow.isn = pkt.seq
+        seen = flow.tcp_seen = seen & _KEEP | _syn_options(pkt)
+    elif flow.tcp is not None or (not to_server and flags & SYN and flags & ACK):
+        why = _receiver_check(flow, pkt, to_server, flags)
+        if why:
+            pkt.discard = why
+            return
+    elif to_server and not flags & (ACK | RST | SYN):
+        pkt.discard = "tcp.no_ack"         # Linux drops a non-SYN segment without ACK
+        return
     if flags & RST:
         flow.state = CLOSED
         return
@@ -293,14 +337,143 @@ def _tcp_state(flow, flags, to_server):
     flow.tcp_seen = seen
 
 
-def _new_isn(flow, seq):
-    """A SYN after the handshake whose sequence number is not the flow's ISN."""
-    if not flow.tcp_seen & _HS_DONE:
+def _bad_checksum(flow, pkt):
+    """Would the server drop this client segment for its checksum? Captures taken on the
+    client carry unfinished (offloaded) checksums on all its segments, so a bad checksum
+    only counts once the client has sent a good one: then it is a decoy."""
+    ok = transport_ok(pkt)
+    if ok:
+        flow.tcp_seen |= _CSUM_TS
         return False
-    # the stream's anchor once there is one: a SYN it ignored (a decoy, or one after the
-    # stream began) must not make the real ISN look new
-    isn = flow.stream.isn if flow.stream is not None else flow.isn
-    return isn is not None and isn != seq
+    return ok is False and bool(flow.tcp_seen & _CSUM_TS)
+
+
+def _syn_options(pkt):
+    """tcp_seen bits for what the receiver will know of the client's SYN options."""
+    bits = 0
+    if pkt.tsopt is not None:
+        bits |= _SYN_TS
+    if pkt.wscale is not None:
+        bits |= _SYN_WS | min(pkt.wscale, 14) << 8     # Linux caps the shift at 14
+    return bits
+
+
+def _reused(flow, pkt):
+    """Does this SYN or SYN/ACK start a new connection on the flow's addresses and ports?"""
+    if not pkt.tcp_flags & ACK:
+        return flow.state == CLOSED
+    t = flow.tcp
+    return (t is not None and t.syn_ignored is not None and pkt.src == flow.dst and pkt.sport == flow.dport
+            and ((pkt.ack - 1) & MASK) == t.syn_ignored[0])
+
+
+MASK, HALF = 0xFFFFFFFF, 0x80000000
+
+
+class TcpReceiver:
+    """What each end has sent and the server has accepted, from the SYN/ACK on: enough to
+    tell which client segments Linux (the server) discards, and which RSTs either end
+    accepts. Without the SYN/ACK (mid-stream pickup, a capture of one direction) nothing
+    is known and nothing is discarded."""
+
+    __slots__ = ("s_nxt", "s_una", "s_acked0", "s_rcv", "s_wup", "c_nxt", "max_window", "wscale", "ts_recent",
+                 "syn_ignored")
+
+    def __init__(self, pkt, seen):
+        seq = pkt.seq
+        self.s_nxt = (seq + 1 + len(pkt.payload)) & MASK     # the server's snd_nxt
+        self.s_una = self.s_acked0 = (seq + 1) & MASK        # its snd_una; bytes_acked counts from ISS+1
+        self.s_rcv = self.c_nxt = pkt.ack                    # its rcv_nxt; the client's snd_nxt
+        # its rcv_wup: rcv_nxt when it last sent (the ACK it sent last). Linux moves
+        # ts_recent only for segments up to there; ACKs still in flight make ours lag, so
+        # ours is never newer than the server's and PAWS here discards no more than it does
+        self.s_wup = pkt.ack
+        self.max_window = 0                                  # the largest window the client offered
+        # The client's window scale applies when both SYN and SYN/ACK carried the option;
+        # None when the SYN was not seen (its scale unknown: no "too old" check then).
+        if not seen & _SYN:
+            self.wscale = None
+        elif seen & _SYN_WS and pkt.wscale is not None:
+            self.wscale = (seen >> 8) & 15
+        else:
+            self.wscale = 0
+        # PAWS runs when both SYN and SYN/ACK carried timestamps; the SYN/ACK echoes the
+        # SYN's TSval, the receiver's first ts_recent.
+        self.ts_recent = pkt.tsopt[1] if seen & _SYN_TS and pkt.tsopt is not None else None
+        self.syn_ignored = None                              # (seq, tcp_seen bits) of a SYN it ignored
+
+
+def _receiver_check(flow, pkt, to_server, flags):
+    """'' when the receiving end accepts the segment (and what it accepted is noted), else
+    the reason it discards it. Follows tcp_validate_incoming and tcp_ack in Linux's
+    net/ipv4/tcp_input.c for the server; for RSTs to the client, its next expected
+    sequence number is taken to be the server's snd_nxt. Every TCP packet comes here, so
+    the 32-bit sequence comparisons are written out: "a after b" is 0 < (a-b) mod 2**32 <
+    2**31, "a not after b" is (a-b-1) mod 2**32 >= 2**31 - 1."""
+    t = flow.tcp
+    seq = pkt.seq
+    n = len(pkt.payload)
+    if flags & (SYN | FIN):
+        n += (1 if flags & FIN else 0) + (1 if flags & SYN else 0)
+    end = (seq + n) & MASK
+    if not to_server:
+        if t is None:                       # the SYN/ACK: the server's side becomes known
+            t = flow.tcp = TcpReceiver(pkt, flow.tcp_seen)
+            return ""
+        if flags & RST:
+            # The client takes a RST only at exactly its rcv_nxt (RFC 5961 3.2).
+            return "" if seq == t.s_nxt or not flow.tcp_seen & _HS_DONE else "tcp.rst_not_exact"
+        if 0 < ((end - t.s_nxt) & MASK) < HALF:
+            t.s_nxt = end
+        if flags & ACK:
+            ack = pkt.ack
+            if ((ack - t.c_nxt - 1) & MASK) >= HALF - 1:       # not after c_nxt
+                t.s_wup = ack
+                if 0 < ((ack - t.s_rcv) & MASK) < HALF:
+                    t.s_rcv = ack            # the server's own word for its rcv_nxt
+        return ""
+    if not flags & (ACK | RST | SYN):
+        return "tcp.no_ack"
+    # PAWS (tcp_paws_discard): a TSval older than ts_recent by more than 1; RSTs are exempt,
+    # and ts_recent 0 turns it off (some stacks send 0 in the handshake)
+    ts = pkt.tsopt
+    if ts is not None and t.ts_recent and not flags & RST and 2 <= ((t.ts_recent - ts[0]) & MASK) < HALF:
+        return "tcp.paws_discard"
+    if flags & RST:
+        # Only a RST at exactly rcv_nxt resets an established connection; an in-window one
+        # draws a challenge ACK (RFC 5961 3.2). With client data beyond the server's acked
+        # point its rcv_nxt is not known exactly: the connection is kept (the safe side).
+        if flow.tcp_seen & _HS_DONE and (seq != t.s_rcv or t.c_nxt != t.s_rcv):
+            return "tcp.rst_not_exact"
+        return ""
+    if flags & ACK:
+        ack = pkt.ack
+        una = t.s_una
+        if ack != una:
+            if 0 < ((ack - t.s_nxt) & MASK) < HALF:
+                return "tcp.ack_unsent"       # acknowledges data the server never sent
+            if ((ack - una) & MASK) >= HALF:    # before snd_una
+                # RFC 5961 5.2: older than snd_una - max_window, with max_window no more
+                # than the bytes the client has acknowledged (Linux >= 6.2)
+                if t.wscale is not None:
+                    window = min(t.max_window, (una - t.s_acked0) & MASK)
+                    if ((ack - una + window) & MASK) >= HALF:
+                        return "tcp.ack_too_old"
+            else:
+                t.s_una = ack
+        if t.wscale is not None and not flags & SYN:
+            w = pkt.window << t.wscale
+            if w > t.max_window:
+                t.max_window = w
+    if (ts is not None and t.ts_recent is not None and ((seq - t.s_wup - 1) & MASK) >= HALF - 1
+            and ((ts[0] - t.ts_recent) & MASK) < HALF):
+        t.ts_recent = ts[0]                   # tcp_replace_ts_recent: up to rcv_wup
+    rcv = t.s_rcv
+    if ((seq - rcv - 1) & MASK) >= HALF - 1 and 0 < ((end - rcv) & MASK) < HALF:
+        t.s_rcv = end                         # in order
+    if 0 < ((end - t.c_nxt) & MASK) < HALF:
+        t.c_nxt = end
+    return ""
 
 
 def confirmed(flow):

@@ -14,7 +14,7 @@ from . import icmp_error
 from .applayer import state as applayer
 from .defrag import Defragmenter
 from .detect.engine import Detector, MATCH, DEFAULT
-from .flow import FlowTable, handshake_seen
+from .flow import FlowTable, flow_key, handshake_seen
 from .output import events
 from .output.limits import EventLimits
 from .packet import TCP, UDP, SYN, ACK
@@ -34,7 +34,7 @@ class Settings:
                                           # pickup, cap hit, internal error): "drop" reads it as any
                                           # name (block rules match, allow rules do not); "ignore"
                                           # as no name (the rules that need it do not match)
-    verify_checksums: bool = True         # a bad TCP checksum keeps a segment out of the stream
+    verify_checksums: bool = True         # a bad TCP checksum keeps a segment out of flow tracking
                                           # (live: off, the kernel's conntrack already judged it)
 
 
@@ -72,7 +72,7 @@ class Inspector:
         self.settings = settings or Settings()
         self.eve = eve
         self.defrag = Defragmenter()
-        self.flows = FlowTable(self.settings.max_flows)
+        self.flows = FlowTable(self.settings.max_flows, self.settings.verify_checksums)
         self.generation = 0
         self.detector = Detector(ruleset, self.generation, self.settings.exception_policy)
         self.ruleset = ruleset
@@ -113,7 +113,7 @@ class Inspector:
         except Exception as e:           # a bug must not take the datapath down ...
             self.counters.internal_errors += 1
             found = [*self._found, ("engine." + type(e).__name__, "engine")]
-            flow = self._flow
+            flow = self._flow or self._flow_of(pkt)
             action = self.settings.anomaly_action
             if flow is not None and not flow.final:
                 # ... nor become a verdict in the attacker's favour: the flow's names are
@@ -126,6 +126,13 @@ class Inspector:
             self.counters.count_verdict(action)
             self._emit(pkt, v)
             return v
+
+    def _flow_of(self, pkt):
+        """The packet's flow, if the table has one, when the error came before the lookup."""
+        try:
+            return self.flows.flows.get(flow_key(pkt))
+        except Exception:
+            return None
 
     def tick(self, now):
         """Expire idle flows and stale fragments; the packet clock calls it about once a
@@ -146,6 +153,7 @@ class Inspector:
         one built from `ruleset` beforehand (a live worker builds it beside the running one)."""
         if settings is not None:
             self.settings = settings
+            self.flows.verify_checksums = settings.verify_checksums
         self.generation += 1
         if detector is None:
             detector = Detector(ruleset, self.generation, self.settings.exception_policy)
@@ -229,6 +237,11 @@ class Inspector:
             # picked up mid-stream: its start, maybe its requests, are behind us
             self._cannot_know(flow, "midstream", cand_flow)
         new_fields = self._applayer(pkt, flow, to_server) if within_before else ()
+        st = flow.stream
+        if st is not None and st.ambiguous and (flow.app is None or flow.app.unknown is None):
+            # the client's bytes read two ways (a conflicting overlap, an urgent mark whose
+            # effect depends on when the server reads): no name read from them is sure
+            new_fields = self._cannot_know(flow, "stream_ambiguous", cand_flow, read=True) or new_fields
         if not within and (flow.app is None or flow.app.unknown is None):
             # the last look, and a name still pending
             new_fields = self._cannot_know(flow, "depth", cand_flow) or new_fields
@@ -313,8 +326,8 @@ class Inspector:
             s = self.settings
             st = flow.stream
             if st is None:
-                st = flow.stream = ClientStream.open(pkt, to_server, s.verify_checksums, flow.isn)
-            if st is not None and st.feed(pkt, to_server, s.stream_bytes, s.verify_checksums, found):
+                st = flow.stream = ClientStream.open(pkt, to_server, flow.isn)
+            if st is not None and st.feed(pkt, to_server, s.stream_bytes, found):
                 new = applayer.on_stream(flow, st.data, st.complete, found)
             else:
                 new = ()
@@ -327,14 +340,18 @@ class Inspector:
         if flow.app is not before:
             self._count_app(flow.app)
         if found:
-            self._found = [(name, "decode" if name.startswith("tcp.") else "applayer") for name in found]
+            self._found = [*self._found, *((name, "decode" if name.startswith("tcp.") else
+                                            "stream" if name.startswith("stream.") else "applayer")
+                                           for name in found)]
         return new
 
-    def _cannot_know(self, flow, reason, cand):
+    def _cannot_know(self, flow, reason, cand, read=False):
         """The flow's names can no longer be known for sure: when verdict rules wait for
-        them, mark them UNKNOWN (exception_policy decides how rules read that) and say so.
-        Returns the fields that changed."""
-        if not self.detector.pending_names(flow, cand):
+        them (`read`: or need names already read, which may have been read wrong), mark them
+        UNKNOWN (exception_policy decides how rules read that) and say so. Returns the
+        fields that changed."""
+        det = self.detector
+        if not (cand & det.decision & det.app_any if read else det.pending_names(flow, cand)):
             return ()
         changed = applayer.cannot_know(flow, reason)
         if changed:

@@ -22,6 +22,11 @@ class Packet:
         "sport", "dport",  # ports; 0 when the protocol has none
         "tcp_flags", "seq", "ack",  # TCP only, else 0
         "urg_ptr",     # TCP urgent pointer when URG is set, else 0
+        "window",      # TCP window field (unscaled), else 0
+        "wscale",      # TCP window scale option (shift), or None when absent
+        "tsopt",       # TCP timestamps option as (TSval, TSecr), or None when absent
+        "discard",     # set by flow tracking: why the receiving TCP stack discards this
+                       # segment (an anomaly name), "" when it accepts it
         "icmp_type", "icmp_code", "icmp_id",  # ICMP/ICMPv6 only, else -1/-1/0
         "payload",     # transport payload bytes (may be shorter than on the wire if truncated)
         "ttl",         # IPv4 TTL / IPv6 hop limit
@@ -48,7 +53,9 @@ class Packet:
         self.src = self.dst = ""
         self.proto = -1
         self.sport = self.dport = 0
-        self.tcp_flags = self.seq = self.ack = self.urg_ptr = 0
+        self.tcp_flags = self.seq = self.ack = self.urg_ptr = self.window = 0
+        self.wscale = self.tsopt = None
+        self.discard = ""
         self.icmp_type = self.icmp_code = -1
         self.icmp_id = 0
         self.payload = b""

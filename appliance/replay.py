@@ -71,8 +71,8 @@ def main_replay(args):
                          "ignore = no rule needing it matches")
     ap.add_argument("--quiet", action="store_true", help="no summary on stderr")
     ap.add_argument("--no-checksums", action="store_true",
-                    help="do not check TCP checksums (by default, once a client has sent a valid "
-                         "checksum, a later segment with a bad one is kept out of the app-layer stream)")
+                    help="do not check TCP checksums (by default, once an end has sent a valid "
+                         "checksum, a later segment of its with a bad one is ignored, as the receiver does)")
     o = ap.parse_args(args)
     cfg = None
     if o.config:

@@ -1,58 +1,77 @@
-"""The client's TCP stream as the server will read it: its first bytes, in order.
+"""The client's TCP stream as the server will read it: its bytes, in the order Linux delivers them.
 
-ClientStream (one per TCP flow) decides which client bytes the server takes: data in
-a SYN only once the SYN/ACK acknowledges it (TCP Fast Open), no segment whose checksum
-the receiver would reject, urgent bytes taken out of band. StreamStart below it puts
-what is left in sequence order.
+ClientStream (one per TCP flow) decides which client segments the server's TCP takes:
+none that flow tracking found the receiver discards (`pkt.discard`: a bad checksum, a bad
+or stale ACK, PAWS, a SYN on an open connection, no ACK flag), no RST payload, data in a
+SYN only once the SYN/ACK acknowledges it (TCP Fast Open). StreamStart below it reassembles what is left the way Linux's receive queue does
+(Suricata's `stream.reassembly` target policy "linux"), following tcp_data_queue,
+tcp_data_queue_ofo and tcp_ofo_queue in net/ipv4/tcp_input.c:
 
-The app-layer parsers need the first few KB of a stream in order, no more.
-StreamStart keeps exactly that: contiguous bytes from the start, plus a bounded
-set of out-of-order pieces waiting for a hole to fill. The first copy of any
-byte wins (what the receiver most likely kept); a later copy with different
-bytes is counted in `overlap_conflicts`, a classic IDS-evasion signal.
+- in order (seq <= rcv_nxt < end): delivered at once; bytes before rcv_nxt are dropped;
+- out of order: kept in a queue ordered by sequence number, where a new segment that a
+  queued one (starting at or before it) fully covers is dropped, one starting at the same
+  seq and ending later replaces it, and one covering later queued segments removes them;
+  partial overlaps keep both;
+- when the hole fills, queued segments are delivered from rcv_nxt on (their front already
+  delivered is skipped), so the earlier-starting segment's bytes win an overlap;
+- once a FIN is delivered in order the queue is purged and nothing later is read
+  (tcp_fin; data after it draws a reset). A FIN held out of order counts when delivered.
 
-Sequence numbers are 32-bit and wrap: every position is kept relative to the
-start, computed modulo 2**32 and read as signed so "before the start" is
-negative.
+Bytes once delivered never change. A later copy with other bytes than the delivered or
+queued ones is an `overlap_conflicts`: other receivers resolve it otherwise, so ClientStream
+reports `stream.overlap_conflict` and marks the stream `ambiguous` (for detection: a name
+read from it is not the only possible reading).
+
+Urgent data (no SO_OOBINLINE, tcp_stdurg 0): the byte at seq + urg_ptr - 1 is taken out of
+the stream when it arrives (tcp_check_urg / tcp_urg / tcp_recvmsg). There is one pending
+urgent mark; a pointer before rcv_nxt or not after the pending one is ignored, a newer one
+replaces it (the older byte then stays in the stream). Once an urgent byte was taken out,
+whether a newer mark finds the application past it depends on when the application read:
+that is `tcp.urgent_ambiguous`.
+
+Sequence numbers are 32-bit and wrap: every position is kept relative to the start,
+computed modulo 2**32 and read as signed so "before the start" is negative.
 """
+from bisect import bisect_right
 
-from .checksum import transport_ok
-from .packet import SYN, ACK, URG
+from .packet import SYN, ACK, RST, URG, FIN
 
 MASK = 0xFFFFFFFF
 HALF = 0x80000000
-MAX_PENDING = 64       # out-of-order pieces held at once; tiny-segment floods stop here
-MAX_OOB = 16           # urgent-byte positions remembered per stream
+MAX_PENDING = 64       # out-of-order segments held at once; tiny-segment floods stop here
+MAX_CUTS = 16          # urgent bytes taken out of the held bytes that retransmissions are compared with
+
+# once-per-flow anomaly bits
+_REPORTED = {"stream.overlap_conflict": 1, "tcp.urgent_ambiguous": 2, "stream.ofo_overflow": 4,
+             "tcp.ack_ambiguous": 8, "tcp.ack_too_old": 16, "tcp.ack_unsent": 32,
+             "tcp.paws_discard": 64, "tcp.no_ack": 128, "tcp.syn_on_established": 256,
+             "tcp.invalid_checksum": 512}
 
 
 class ClientStream:
     """The bytes a server will read from its client, fed every TCP segment of the flow.
 
     feed() answers whether the readable bytes changed; `found` collects the names of
-    anomalies seen on the way (a checksum decoy)."""
+    anomalies seen on the way (once per flow each). `ambiguous` stays set once the bytes
+    the server reads could be other than `data` (a conflicting overlap, an urgent mark
+    whose effect depends on when the server's application read)."""
 
-    __slots__ = ("isn_next", "syn_data", "bytes", "oob", "checksums_real")
+    __slots__ = ("isn_next", "syn_data", "bytes", "ambiguous", "reported")
 
     def __init__(self, isn=None):
         self.isn_next = None if isn is None else (isn + 1) & MASK   # the client's ISN + 1, from its SYN
         self.syn_data = None         # data carried in the SYN: tentative until the SYN/ACK says
         self.bytes = None            # StreamStart, once the first byte's position is settled
-        self.oob = None              # stream positions of urgent bytes the receiver took out
-        self.checksums_real = False  # the client sent a valid checksum: a bad one is a decoy
+        self.ambiguous = False
+        self.reported = 0            # _REPORTED bits of anomalies already reported
 
     @classmethod
-    def open(cls, pkt, to_server, verify, isn):
+    def open(cls, pkt, to_server, isn):
         """The stream for a flow that has none, or None while there is nothing to keep: a
-        segment without data leaves only its ISN (the flow table keeps that), unless its valid
-        checksum shows the client's checksums are real. So a SYN flood costs no stream objects."""
-        if not to_server:
-            return None
-        if pkt.payload:
+        segment without data leaves only its ISN (the flow table keeps that), so a SYN flood
+        costs no stream objects."""
+        if to_server and pkt.payload:
             return cls(isn)
-        if verify and transport_ok(pkt) is True:
-            st = cls(isn)
-            st.checksums_real = True          # feed() need not sum it again
-            return st
         return None
 
     @property
@@ -64,27 +83,41 @@ class ClientStream:
         return self.bytes is not None and self.bytes.complete
 
     @property
+    def base(self) -> int:
+        """Stream offset of data[0]: the bytes consume() has let go."""
+        return self.bytes.base if self.bytes is not None else 0
+
+    def consume(self, n):
+        """The app layer is done with the first n bytes of `data`: drop them, making room
+        for more (the byte limit bounds the bytes held, not the bytes read)."""
+        if self.bytes is not None:
+            self.bytes.consume(n)
+
+    @property
     def isn(self):
-        """The ISN the stream is anchored at (what a later SYN is compared with), or None."""
+        """The ISN the stream is anchored at, or None."""
         start = self.bytes.start if self.bytes is not None else self.isn_next
         return None if start is None else (start - 1) & MASK
 
-    def feed(self, pkt, to_server, limit, verify, found) -> bool:
+    def feed(self, pkt, to_server, limit, found) -> bool:
         """True when the readable bytes changed: new contiguous bytes, or the SYN's data settled."""
         flags = pkt.tcp_flags
         if not to_server:
-            if self.syn_data is None or flags & (SYN | ACK) != SYN | ACK:
+            if self.syn_data is None or flags & (SYN | ACK) != SYN | ACK or pkt.discard:
                 return False
             # The SYN/ACK says whether the server took the data in the SYN (TCP Fast Open
             # with a cookie) or only the SYN (the default): name the flow by the bytes the
             # server will read, not by the ones it dropped.
             self._settle(limit, ((pkt.ack - self.isn_next) & MASK) >= len(self.syn_data))
             return True
-        # once the client is known to send real checksums, only segments with data need one
-        if (verify and (pkt.payload or not self.checksums_real)
-                and not self._checksum_ok(pkt, found) and pkt.payload):
-            return False                         # the receiver discards it: it names nothing
-        if self.bytes is None:
+        if pkt.discard:                          # flow tracking: the server's TCP drops it
+            if pkt.payload:
+                self._discarded(pkt, found)
+            return False
+        if flags & RST:
+            return False                         # Linux never delivers a RST's payload
+        st = self.bytes
+        if st is None:
             if flags & SYN and not flags & ACK:
                 self.isn_next = (pkt.seq + 1) & MASK
                 self.syn_data = bytes(pkt.payload) if pkt.payload else None
@@ -95,23 +128,41 @@ class ClientStream:
                 self._settle(limit, pkt.seq != self.isn_next)
             else:
                 self._begin(limit)
-        seq, payload = pkt.seq, b"" if flags & SYN else pkt.payload   # a SYN's data: see above
-        if pkt.urg_ptr and payload or self.oob:
-            seq, payload = self._out_of_band(seq, payload, pkt.urg_ptr if flags & URG else 0)
-        return self.bytes.add(seq, payload, bool(flags & SYN))
+            st = self.bytes
+        if flags & SYN:                          # a SYN's data: see above
+            return st.add(pkt.seq, b"", True)
+        if flags & URG and st.mark_urgent(pkt.seq, pkt.urg_ptr):
+            self._ambiguous("tcp.urgent_ambiguous", found)
+        conflicts, dropped = st.overlap_conflicts, st.dropped
+        grew = st.add(pkt.seq, pkt.payload, fin=bool(flags & FIN))
+        if st.overlap_conflicts != conflicts:
+            self._ambiguous("stream.overlap_conflict", found)
+        if st.dropped != dropped:                # Linux would have kept what we could not hold
+            self._ambiguous("stream.ofo_overflow", found)
+        return grew
 
-    def _checksum_ok(self, pkt, found):
-        """Would the server accept this client segment? Captures taken on the client carry
-        unfinished (offloaded) checksums on every segment, so a bad checksum only counts
-        once the client has sent a good one: then a bad segment is a decoy the server drops."""
-        ok = transport_ok(pkt)
-        if ok:
-            self.checksums_real = True
-            return True
-        if ok is None or not self.checksums_real:
-            return True
-        found.append("tcp.invalid_checksum")
-        return False
+    def _report(self, name, found):
+        bit = _REPORTED[name]
+        if not self.reported & bit:
+            self.reported |= bit
+            found.append(name)
+
+    def _ambiguous(self, name, found):
+        self.ambiguous = True
+        self._report(name, found)
+
+    def _discarded(self, pkt, found):
+        """A client segment with data that the server's TCP discards. One with a too-old ACK
+        right at rcv_nxt is discarded by Linux's slow path but may be taken by its header-
+        prediction fast path (which queues the data before it looks at the ACK): which one
+        ran depends on the socket's memory accounting, so the server's reading is unknown."""
+        why = pkt.discard
+        st = self.bytes
+        if (why == "tcp.ack_too_old" and st is not None and st.start is not None
+                and ((pkt.seq - st.start) & MASK) == st.rcv):
+            self._ambiguous("tcp.ack_ambiguous", found)
+        if why in _REPORTED:
+            self._report(why, found)
 
     def _begin(self, limit):
         """The byte buffer, anchored at ISN+1 when the SYN was seen."""
@@ -127,35 +178,31 @@ class ClientStream:
             st.add(self.isn_next, self.syn_data)
         self.syn_data = None
 
-    def _out_of_band(self, seq, payload, urg_ptr):
-        """The segment as the receiver's stream has it: a Linux/BSD receiver (no SO_OOBINLINE)
-        takes the byte before the urgent pointer out of the stream, so "Host: evXil" reads
-        "Host: evil". Bytes taken out earlier shift the sequence numbers that follow."""
-        pos = (seq + urg_ptr - 1) & MASK
-        if 0 < urg_ptr <= len(payload) and pos not in (self.oob or ()) and len(self.oob or ()) < MAX_OOB:
-            self.oob = (self.oob or ()) + (pos,)       # once, whatever the retransmissions
-        inside = sorted(((pos - seq) & MASK) for pos in self.oob if ((pos - seq) & MASK) < len(payload))
-        before = sum(1 for pos in self.oob if pos != seq and ((seq - pos) & MASK) < HALF)
-        if inside:
-            data = bytearray(payload)
-            for i in reversed(inside):
-                del data[i]
-            payload = bytes(data)
-        return (seq - before) & MASK, payload
-
 
 class StreamStart:
-    """The first `limit` bytes of one direction of a TCP connection, in sequence order."""
+    """One direction of a TCP connection as Linux's receive queue delivers it: at most
+    `limit` delivered bytes held (data[0] is stream offset `base`; consume() lets bytes
+    go), plus a bounded queue of out-of-order segments within that room."""
 
-    __slots__ = ("limit", "start", "_buf", "_pending", "overlap_conflicts", "dropped")
+    __slots__ = ("limit", "start", "base", "rcv", "urg", "urg_done", "fin", "_buf", "_buf_seq", "_cuts",
+                 "_pending", "_held", "overlap_conflicts", "dropped", "lost")
 
     def __init__(self, limit: int = 8192):
         self.limit = limit
         self.start = None          # absolute seq of the first stream byte; None until known
-        self._buf = bytearray()
-        self._pending = []         # sorted, non-overlapping [offset, bytes], all beyond _buf
+        self.base = 0              # stream offset (bytes the application reads) of data[0]
+        self.rcv = 0               # rcv_nxt, in sequence offsets from start
+        self.urg = None            # the pending urgent mark (sequence offset) not yet delivered
+        self.urg_done = False      # an urgent byte was taken out of delivered bytes
+        self.fin = False           # the client's FIN was delivered: the application reads no further
+        self._buf = bytearray()    # delivered bytes not consumed
+        self._buf_seq = 0          # sequence offset of _buf[0]
+        self._cuts = ()            # sequence offsets of urgent bytes taken out of _buf (None: too many)
+        self._pending = []         # out-of-order queue: [offset, bytes, fin], by offset; ends increase
+        self._held = 0             # bytes in _pending
         self.overlap_conflicts = 0
-        self.dropped = 0           # out-of-order pieces not held because of MAX_PENDING
+        self.dropped = 0           # out-of-order segments not held for lack of room
+        self.lost = False          # bytes past the limit were let go: the stream stops there
 
     @property
     def data(self) -> bytes:
@@ -168,79 +215,198 @@ class StreamStart:
     @property
     def gaps(self) -> bool:
         """True when bytes beyond a hole are waiting, or were dropped for lack of room."""
-        return bool(self._pending) or self.dropped > 0
+        return bool(self._pending) or self.dropped > 0 or self.lost
 
-    def add(self, seq: int, payload: bytes, syn: bool = False) -> bool:
-        """Take one segment. True when new contiguous bytes became available."""
+    def add(self, seq: int, payload: bytes, syn: bool = False, fin: bool = False) -> bool:
+        """Take one segment. True when new bytes were delivered."""
         if syn:
             seq = (seq + 1) & MASK               # SYN occupies one sequence number
-            if self.start is None or (not self._buf and not self._pending):
+            if self.start is None or (not self.rcv and not self._pending):
                 self.start = seq
         elif self.start is None:
             self.start = seq & MASK              # midstream pickup
         if not payload:
-            return False
-        have = len(self._buf)
-        if have >= self.limit:
+            if fin and ((seq - self.start) & MASK) == self.rcv:
+                self._fin()                      # a bare FIN in order
             return False
         rel = ((seq - self.start + HALF) & MASK) - HALF
-        # Fast path: the next in-order segment with nothing held out of order.
-        if rel == have and not self._pending:
-            self._buf += payload[:self.limit - have]
+        buf = self._buf
+        # Fast path: the next in-order segment, nothing queued, no urgent mark, no FIN, room for it.
+        if (rel == self.rcv and not (fin or self._pending or self.fin) and self.urg is None
+                and len(buf) + len(payload) <= self.limit):
+            buf += payload
+            self.rcv = rel + len(payload)
             return True
-        end = rel + len(payload)
-        if end <= have or rel >= self.limit:
-            if rel < have and end > 0:
-                self._compare_buf(rel, payload)
-            return False                          # old data, before the start, or past the limit
-        if rel < have:
-            self._compare_buf(rel, payload)       # retransmitted/overlapping front part
-            cut = have - rel
-            payload = payload[cut:]
-            rel = have
-        if end > self.limit:
-            payload = payload[:self.limit - rel]
-        self._hold(rel, bytes(payload))
-        return self._drain(have)
+        return self._queue(rel, payload, fin)
 
-    def _compare_buf(self, rel, payload):
-        lo = max(rel, 0)
-        hi = min(rel + len(payload), len(self._buf))
-        if lo < hi and self._buf[lo:hi] != payload[lo - rel:hi - rel]:
-            self.overlap_conflicts += 1
+    def consume(self, n: int):
+        """Let the first n delivered bytes go (the app layer parsed them)."""
+        n = max(0, min(n, len(self._buf)))
+        if not n:
+            return
+        del self._buf[:n]
+        self.base += n
+        cuts = self._cuts
+        if cuts is None:
+            return
+        seq = self._buf_seq + n
+        for c in cuts:                           # urgent bytes taken out count in sequence space
+            if c < seq:
+                seq += 1
+        self._buf_seq = seq
+        self._cuts = tuple(c for c in cuts if c >= seq)
 
-    def _hold(self, rel, payload):
-        """Insert the parts of payload no held piece covers; compare the covered parts."""
-        pieces = []
-        conflict = False
-        pos = rel
+    def mark_urgent(self, seq: int, urg_ptr: int) -> bool:
+        """A segment's urgent pointer (URG set), before its data is added (tcp_check_urg).
+        True when its effect depends on when the server's application read (ambiguous)."""
+        if self.start is None:
+            return False
+        off = ((seq + (urg_ptr - 1 if urg_ptr else 0) - self.start + HALF) & MASK) - HALF
+        if off < self.rcv:
+            return False                         # already received: the byte stays in the stream
+        if self.urg is not None:
+            if off > self.urg:
+                self.urg = off                   # the older byte has not arrived: it stays in
+            return False
+        self.urg = off
+        return self.urg_done
+
+    # -- the slow path -------------------------------------------------------------
+
+    def _queue(self, rel, payload, fin):
+        rcv = self.rcv
         end = rel + len(payload)
-        for off, held in self._pending:
-            held_end = off + len(held)
-            if held_end <= pos:
+        if end <= rcv or self.fin:               # a retransmission of delivered bytes, or past the FIN
+            self._compare_delivered(rel, payload)
+            return False
+        room_end = rcv + self.limit - len(self._buf)
+        if rel <= rcv:                           # in order: delivered now, its front dropped
+            if rel < rcv:
+                self._compare_delivered(rel, payload)
+            self._compare_pending(rel, payload)
+            delivered = self._deliver(payload, rcv - rel, room_end)
+            if fin and self.rcv == end:
+                self._fin()
+                return delivered
+            return self._ofo_deliver() or delivered
+        if rel >= room_end:
+            self.lost = True                     # past the bytes we hold
+            return False
+        if end > room_end:
+            payload = payload[:room_end - rel]
+            end = room_end
+            self.lost = True
+            fin = False
+        self._compare_pending(rel, payload)
+        self._ofo_insert(rel, end, bytes(payload), fin)
+        return False
+
+    def _fin(self):
+        """tcp_fin: the FIN is in order; the out-of-order queue is purged, and the
+        application reads nothing past it (later data draws a reset)."""
+        self.fin = True
+        self._pending = []
+        self._held = 0
+
+    def _deliver(self, payload, skip, room_end):
+        """Append payload[skip:] (which starts at rcv) up to the room; an urgent byte in it leaves."""
+        rcv = self.rcv
+        take = min(len(payload) - skip, room_end - rcv)
+        if take < len(payload) - skip:
+            self.lost = True
+        if take <= 0:
+            return False
+        urg = self.urg
+        if urg is not None and rcv <= urg < rcv + take:
+            i = skip + urg - rcv
+            self._buf += payload[skip:i]
+            self._buf += payload[i + 1:skip + take]
+            self.urg = None
+            self.urg_done = True
+            cuts = self._cuts
+            # past MAX_CUTS the byte positions of retransmissions are no longer followed
+            self._cuts = None if cuts is None or len(cuts) >= MAX_CUTS else cuts + (urg,)
+        else:
+            self._buf += payload[skip:skip + take]
+        self.rcv = rcv + take
+        return True
+
+    def _ofo_deliver(self):
+        """tcp_ofo_queue: queued segments that now start at or before rcv_nxt, in order."""
+        pending = self._pending
+        grew = False
+        while pending and pending[0][0] <= self.rcv:
+            off, data, fin = pending.pop(0)
+            self._held -= len(data)              # one all before rcv_nxt delivers nothing
+            room_end = self.rcv + self.limit - len(self._buf)
+            grew = self._deliver(data, self.rcv - off, room_end) or grew
+            if fin and self.rcv == off + len(data):
+                self._fin()
+                break
+        return grew
+
+    def _ofo_insert(self, rel, end, payload, fin):
+        """tcp_data_queue_ofo on a list kept by offset: no queued segment contains another,
+        so the last one starting at or before rel is the one that decides."""
+        pending = self._pending
+        i = bisect_right(pending, rel, key=lambda p: p[0]) - 1
+        if i >= 0:
+            off, held, _ = pending[i]
+            if off + len(held) >= end:
+                return                           # all present: dropped (a FIN with it)
+            if off == rel:                       # same start, ends later: replaces it
+                self._held += len(payload) - len(held)
+                pending[i] = [rel, payload, fin]
+                self._merge_right(i, end)
+                return
+        if len(pending) >= MAX_PENDING or self._held + len(payload) > 2 * self.limit:
+            self.dropped += 1
+            return
+        pending.insert(i + 1, [rel, payload, fin])
+        self._held += len(payload)
+        self._merge_right(i + 1, end)
+
+    def _merge_right(self, i, end):
+        """Remove the queued segments after i that the new one covers."""
+        pending = self._pending
+        j = i + 1
+        while j < len(pending) and pending[j][0] + len(pending[j][1]) <= end:
+            self._held -= len(pending.pop(j)[1])
+
+    # -- conflicting copies ----------------------------------------------------------
+
+    def _compare_delivered(self, rel, payload):
+        """A copy of bytes already delivered: count it when it says otherwise."""
+        cuts = self._cuts
+        lo = max(rel, self._buf_seq)
+        hi = min(rel + len(payload), self.rcv)
+        if lo >= hi or cuts is None:
+            return
+        if not cuts:
+            b0 = lo - self._buf_seq
+            if self._buf[b0:b0 + hi - lo] != payload[lo - rel:hi - rel]:
+                self.overlap_conflicts += 1
+            return
+        # urgent bytes taken out: walk the sequence space, skipping them
+        b = lo - self._buf_seq - sum(1 for c in cuts if c < lo)
+        for s in range(lo, hi):
+            if s in cuts:
                 continue
+            if self._buf[b] != payload[s - rel]:
+                self.overlap_conflicts += 1
+                return
+            b += 1
+
+    def _compare_pending(self, rel, payload):
+        """A copy of queued bytes: count it when it says otherwise."""
+        end = rel + len(payload)
+        for off, held, _ in self._pending:
             if off >= end:
                 break
-            if off > pos:
-                pieces.append((pos, payload[pos - rel:off - rel]))
-            lo, hi = max(off, pos), min(held_end, end)
-            if held[lo - off:hi - off] != payload[lo - rel:hi - rel]:
-                conflict = True
-            pos = hi
-        if pos < end:
-            pieces.append((pos, payload[pos - rel:]))
-        if conflict:
-            self.overlap_conflicts += 1
-        for piece in pieces:
-            if len(self._pending) >= MAX_PENDING and piece[0] != len(self._buf):
-                self.dropped += 1
+            held_end = off + len(held)
+            if held_end <= rel:
                 continue
-            self._pending.append(list(piece))
-        self._pending.sort(key=lambda p: p[0])
-
-    def _drain(self, had):
-        buf = self._buf
-        pending = self._pending
-        while pending and pending[0][0] == len(buf):
-            buf += pending.pop(0)[1]
-        return len(buf) > had
+            lo, hi = max(off, rel), min(held_end, end)
+            if held[lo - off:hi - off] != payload[lo - rel:hi - rel]:
+                self.overlap_conflicts += 1
+                return

@@ -180,3 +180,25 @@ def test_internal_error_on_a_pending_flow_takes_the_exception_policy(rules_file,
     # the real segment afterwards: a drop rule reads the unknown name as any name
     after = insp.process(frames[3])
     assert after.action == expected
+
+
+# --- a stream that reads two ways ---------------------------------------------------------
+
+def test_conflicting_overlap_makes_the_names_unknown(rules_file):
+    """Linux reads the in-order copy (good.example) over a queued decoy (evil.example); a
+    server with another reassembly policy reads the decoy. Under the default policy the
+    block rule matches the unknown name; under `ignore`, Linux's reading decides."""
+    from test_receiver_evasion import A, B, handshake, seg
+    from test_review_evasion import HTTP_DROP as DROP
+    good, evil = (b"GET / HTTP/1.1\r\nHost: good.example\r\n\r\n",
+                  b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n")
+    cap = Capture()
+    handshake(cap)
+    seg(cap, True, "PA", A + 1 + 16, B + 1, evil[16:30])      # queued out of order first
+    seg(cap, True, "PA", A + 1, B + 1, good)                   # then the in-order copy covers it
+    v, found, _ = feed(cap, rules_file(DROP))
+    assert actions(v)[-1] == "drop"
+    assert "stream.overlap_conflict" in found and "exception.stream_ambiguous" in found
+    assert v[-1].flow.app.unknown == "stream_ambiguous"
+    v, found, _ = feed(cap, rules_file(DROP), exception_policy="ignore")
+    assert actions(v)[-1] == "pass" and "exception.stream_ambiguous" in found

@@ -7,8 +7,10 @@ from appliance.flow import (CLOSED, CLOSING, ESTABLISHED, NEW, TIMEOUTS, FlowTab
 from appliance.packet import ACK, FIN, ICMP, ICMPV6, PSH, RST, SYN, TCP, UDP, Packet
 
 
-def pkt(src, sport, dst, dport, proto=TCP, flags=0, ts=0.0, icmp=None):
+def pkt(src, sport, dst, dport, proto=TCP, flags=0, ts=0.0, icmp=None, seq=0, ack=0, payload=b"", tsopt=None,
+        wscale=None, window=0):
     p = Packet(ts)
+    p.seq, p.ack, p.payload, p.tsopt, p.wscale, p.window = seq, ack, payload, tsopt, wscale, window
     p.ip_version = 6 if ":" in src else 4
     p.src, p.dst, p.proto = src, dst, proto
     if proto in (TCP, UDP):
@@ -23,12 +25,16 @@ def pkt(src, sport, dst, dport, proto=TCP, flags=0, ts=0.0, icmp=None):
 C, S = ("10.0.0.1", 40000), ("10.0.0.2", 80)
 
 
-def c2s(flags, ts=0.0, proto=TCP):
-    return pkt(*C, *S, proto=proto, flags=flags, ts=ts)
+# Default sequence numbers: the client's ISN is 100, the server's 500, one request byte-free
+# conversation; tests of the receiver model pass their own.
+def c2s(flags, ts=0.0, proto=TCP, seq=None, ack=501, **kw):
+    seq = (100 if flags & SYN else 101) if seq is None else seq
+    return pkt(*C, *S, proto=proto, flags=flags, ts=ts, seq=seq, ack=ack, **kw)
 
 
-def s2c(flags, ts=0.0, proto=TCP):
-    return pkt(*S, *C, proto=proto, flags=flags, ts=ts)
+def s2c(flags, ts=0.0, proto=TCP, seq=None, ack=101, **kw):
+    seq = (500 if flags & SYN else 501) if seq is None else seq
+    return pkt(*S, *C, proto=proto, flags=flags, ts=ts, seq=seq, ack=ack, **kw)
 
 
 def test_key_same_both_directions():
@@ -281,3 +287,188 @@ def test_tcp_is_confirmed_by_the_clients_handshake_not_the_servers_answer():
     t.lookup(c2s(ACK, ts=0.5))                                   # older, but confirmed
     _, _, ended = t.lookup(pkt("198.18.0.2", 1000, *S, flags=SYN, ts=2.0))
     assert ended is spoofed and real.key in t.flows and t.evicted_by_class == [0, 1, 0]
+# -- the receiver model: which segments Linux (the server) discards, which RSTs count -------
+
+def _established(ts=None, ws=None):
+    """Client ISN 100, server ISN 500, handshake done; ts=(client TSval, server TSval)."""
+    t = FlowTable()
+    f, _, _ = t.lookup(c2s(SYN, tsopt=ts and (ts[0], 0), wscale=ws))
+    t.lookup(s2c(SYN | ACK, tsopt=ts and (ts[1], ts[0]), wscale=ws))
+    t.lookup(c2s(ACK, tsopt=ts and (ts[0], ts[1]), window=1000))
+    assert f.state == ESTABLISHED
+    return t, f
+
+
+def _discard(t, p):
+    t.lookup(p)
+    return p.discard
+
+
+def test_no_ack_flag_is_discarded():
+    t, f = _established()
+    assert _discard(t, c2s(PSH, payload=b"x")) == "tcp.no_ack"
+    assert _discard(t, c2s(PSH | ACK, payload=b"x")) == ""
+
+
+def test_ack_of_unsent_data_or_too_old_is_discarded():
+    t, f = _established()
+    assert _discard(t, c2s(PSH | ACK, ack=502, payload=b"x")) == "tcp.ack_unsent"
+    assert _discard(t, c2s(PSH | ACK, ack=(501 - 2**30) & 0xFFFFFFFF, payload=b"x")) == "tcp.ack_too_old"
+    assert _discard(t, c2s(PSH | ACK, ack=500, payload=b"x")) == "tcp.ack_too_old"   # nothing acked yet
+    # the server sends 3000 bytes, the client acknowledges them: an ACK up to that far back is fine
+    t.lookup(s2c(PSH | ACK, seq=501, payload=b"y" * 3000))
+    assert _discard(t, c2s(ACK, seq=101, ack=3501, window=65535)) == ""
+    assert _discard(t, c2s(PSH | ACK, ack=1501, payload=b"x")) == ""
+    assert _discard(t, c2s(PSH | ACK, ack=400, payload=b"x")) == "tcp.ack_too_old"
+
+
+def test_too_old_needs_the_clients_window_scale_known():
+    t = FlowTable()
+    f, _, _ = t.lookup(s2c(SYN | ACK))              # the SYN was not seen: its scale unknown
+    assert _discard(t, c2s(PSH | ACK, ack=1, payload=b"x")) == ""
+    assert _discard(t, c2s(PSH | ACK, ack=9999, payload=b"x")) == "tcp.ack_unsent"
+
+
+def test_no_receiver_model_without_the_synack():
+    t = FlowTable()
+    f, _, _ = t.lookup(c2s(SYN))
+    assert _discard(t, c2s(PSH | ACK, ack=123456, payload=b"x")) == ""
+    assert f.tcp is None
+    g, _, _ = t.lookup(pkt("10.0.0.9", 1, "10.0.0.8", 2, flags=PSH | ACK, seq=7, ack=9, payload=b"mid"))
+    assert _discard(t, pkt("10.0.0.9", 1, "10.0.0.8", 2, flags=RST, seq=999)) == "" and g.state == CLOSED
+
+
+def test_paws_discards_an_older_tsval_when_both_syns_had_timestamps():
+    t, f = _established(ts=(1000, 50))
+    assert _discard(t, c2s(PSH | ACK, payload=b"x", tsopt=(998, 50))) == "tcp.paws_discard"
+    assert _discard(t, c2s(PSH | ACK, payload=b"x", tsopt=(1000, 50))) == ""      # equal: fine
+    assert _discard(t, c2s(PSH | ACK, seq=102, payload=b"y", tsopt=(3000, 50))) == ""
+    # past the server's last ACK (its rcv_wup): ts_recent stays (tcp_replace_ts_recent)
+    assert f.tcp.ts_recent == 1000
+    t.lookup(s2c(ACK, ack=103))
+    assert _discard(t, c2s(PSH | ACK, seq=103, payload=b"z", tsopt=(5000, 50))) == ""
+    assert f.tcp.ts_recent == 5000                                               # at rcv_wup: kept
+    assert _discard(t, c2s(PSH | ACK, seq=104, payload=b"w", tsopt=(4999, 50))) == ""   # window 1
+    assert _discard(t, c2s(PSH | ACK, seq=105, payload=b"v", tsopt=(4998, 50))) == "tcp.paws_discard"
+    assert _discard(t, c2s(PSH | ACK, seq=105, payload=b"v", tsopt=((5000 + 2**31 + 1) & 0xFFFFFFFF, 50))) \
+        == "tcp.paws_discard"                                                    # signed compare
+    assert _discard(t, c2s(RST, seq=105, tsopt=(1, 50))) == "" and f.state == CLOSED   # RST exempt
+
+
+def test_paws_off_without_timestamps_on_the_synack():
+    t = FlowTable()
+    t.lookup(c2s(SYN, tsopt=(1000, 0)))
+    t.lookup(s2c(SYN | ACK))
+    assert _discard(t, c2s(PSH | ACK, payload=b"x", tsopt=(1, 0))) == ""
+
+
+def test_syn_on_an_open_connection_changes_nothing():
+    t, f = _established()
+    p = c2s(SYN, seq=777)
+    g, _, ended = t.lookup(p)
+    assert g is f and ended is None and p.discard == "tcp.syn_on_established"
+    assert f.isn == 100 and f.state == ESTABLISHED and len(t) == 1
+
+
+def test_synack_answering_the_ignored_syn_starts_a_new_flow():
+    t, f = _established()
+    t.lookup(c2s(SYN, seq=777, wscale=7))
+    g, to_server, ended = t.lookup(s2c(SYN | ACK, seq=9000, ack=778, wscale=7))
+    assert ended is f and f.reason == "reused" and g is not f and not to_server
+    assert g.isn == 777 and (g.src, g.sport) == C and g.tcp.wscale == 7
+    # a SYN/ACK that answers no ignored SYN is a retransmission, nothing more
+    t2, f2 = _established()
+    assert t2.lookup(s2c(SYN | ACK, ack=101))[0] is f2
+
+
+def test_only_an_exact_rst_closes():
+    t, f = _established()
+    t.lookup(c2s(PSH | ACK, payload=b"abcd"))                  # the server's rcv_nxt: 105
+    assert _discard(t, c2s(RST, seq=106)) == "tcp.rst_not_exact" and f.state == ESTABLISHED
+    assert _discard(t, c2s(RST, seq=101)) == "tcp.rst_not_exact" and f.state == ESTABLISHED
+    assert _discard(t, s2c(RST, seq=600)) == "tcp.rst_not_exact" and f.state == ESTABLISHED
+    assert _discard(t, c2s(RST, seq=105)) == "" and f.state == CLOSED
+
+
+def test_rst_with_client_data_beyond_the_servers_ack_keeps_the_connection():
+    # out-of-order data: the server's rcv_nxt is not known exactly, the flow stays open
+    t, f = _established()
+    t.lookup(c2s(PSH | ACK, seq=110, payload=b"later"))
+    assert _discard(t, c2s(RST, seq=101)) == "tcp.rst_not_exact" and f.state == ESTABLISHED
+    assert _discard(t, c2s(RST, seq=115)) == "tcp.rst_not_exact"   # the hole is still open
+    t.lookup(c2s(PSH | ACK, seq=101, payload=b"123456789"))
+    t.lookup(s2c(ACK, ack=9999))                               # beyond what the client sent: ignored
+    assert f.tcp.s_rcv == 110
+    t.lookup(s2c(ACK, ack=115))                                # the server's own rcv_nxt
+    assert _discard(t, c2s(RST, seq=115)) == "" and f.state == CLOSED
+
+
+def test_server_rst_at_its_send_position_closes():
+    t, f = _established()
+    t.lookup(s2c(PSH | ACK, payload=b"hello"))
+    assert _discard(t, s2c(RST, seq=501)) == "tcp.rst_not_exact"
+    assert _discard(t, s2c(RST | ACK, seq=506)) == "" and f.state == CLOSED
+
+
+def test_discarded_fin_does_not_count():
+    t, f = _established()
+    t.lookup(c2s(FIN | ACK, ack=9999))
+    assert f.state == ESTABLISHED
+
+
+def test_state_tracking_needs_no_stream_object():
+    # final flows may have had their stream released (flow.stream None): nothing changes
+    t, f = _established()
+    f.final, f.stream = True, None
+    t.lookup(c2s(PSH | ACK, payload=b"abcd"))
+    assert _discard(t, c2s(RST, seq=105)) == "" and f.state == CLOSED
+
+
+def test_bad_checksum_segments_move_no_state_once_that_side_sent_a_good_one():
+    from scapy.all import IP, TCP as STCP, raw
+    from appliance.decode import decode_l3
+
+    def seg(flags, seq, ack, to_server=True, chksum=None, opts=()):
+        src, dst, sp, dp = ("10.0.0.1", "10.0.0.2", 40000, 80) if to_server else ("10.0.0.2", "10.0.0.1", 80, 40000)
+        tcp = STCP(sport=sp, dport=dp, flags=flags, seq=seq, ack=ack, options=list(opts))
+        if chksum is not None:
+            tcp.chksum = chksum
+        return decode_l3(raw(IP(src=src, dst=dst) / tcp), 1.0)
+    ts = lambda v, e: [("Timestamp", (v, e))]  # noqa: E731
+    t = FlowTable(verify_checksums=True)
+    f, _, _ = t.lookup(seg("S", 100, 0, opts=ts(10, 0)))
+    t.lookup(seg("SA", 500, 101, to_server=False, opts=ts(7, 10)))
+    t.lookup(seg("A", 101, 501, opts=ts(11, 7)))
+    # a decoy that would push ts_recent far ahead (then PAWS would drop the real segments)
+    p = seg("A", 101, 501, chksum=0x1234, opts=ts(2**30, 7))
+    t.lookup(p)
+    assert p.discard == "tcp.invalid_checksum" and f.tcp.ts_recent == 11
+    p = seg("R", 101, 0, chksum=0x1234)                       # an exact RST, but a bad checksum
+    t.lookup(p)
+    assert p.discard == "tcp.invalid_checksum" and f.state == ESTABLISHED
+    # the server's checksums are not judged: its receiver is the client, and a client
+    # forging server segments could give them a good checksum as well
+    p = seg("A", 501, 101, to_server=False, chksum=0x1234)
+    t.lookup(p)
+    assert p.discard == ""
+    # the client's good SYN is enough to make its next bad segment a decoy
+    t1 = FlowTable(verify_checksums=True)
+    t1.lookup(seg("S", 100, 0))
+    t1.lookup(seg("SA", 500, 101, to_server=False))
+    p = seg("A", 101, 501, chksum=0x1234)
+    t1.lookup(p)
+    assert p.discard == "tcp.invalid_checksum"
+    # a capture taken on the client: all its checksums unfinished, none is a decoy
+    t3 = FlowTable(verify_checksums=True)
+    f3, _, _ = t3.lookup(seg("S", 100, 0, chksum=0x1234))
+    t3.lookup(seg("SA", 500, 101, to_server=False))
+    p = seg("A", 101, 501, chksum=0x1234)
+    t3.lookup(p)
+    assert p.discard == "" and f3.state == ESTABLISHED
+    # checks off (or a side whose checksums were never good): the segment counts
+    t2 = FlowTable(verify_checksums=False)
+    f2, _, _ = t2.lookup(seg("S", 100, 0))
+    t2.lookup(seg("SA", 500, 101, to_server=False))
+    t2.lookup(seg("A", 101, 501))
+    t2.lookup(seg("R", 101, 0, chksum=0x1234))
+    assert f2.state == CLOSED
