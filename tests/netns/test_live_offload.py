@@ -20,6 +20,9 @@ import pytest
 
 from datapath import REPO, appliances, topology, wait_for
 from appliance import netfilter
+from appliance.config import DEFAULT_MARK_MASK as MARK_MASK
+
+MARK_PASS = netfilter.offload_marks(MARK_MASK)["pass"]
 
 sys.path.insert(0, os.path.join(REPO, "tests", "replay"))
 from replaykit import client_hello, tls_records  # noqa: E402
@@ -183,7 +186,7 @@ def conntrack_marks(topo, port, v6=False):
     for line in out.splitlines():
         for field in line.split():
             if field.startswith("mark="):
-                marks.append(int(field[5:]) & netfilter.MARK_MASK)
+                marks.append(int(field[5:]) & MARK_MASK)
     return marks
 
 
@@ -209,12 +212,12 @@ def test_icmp_error_does_not_offload_a_pending_connection(topo, appliance, conn,
     time.sleep(0.3)
     # was: the ICMP "flow" was passed by the ICMP rule and offloaded: CONNMARK --save-mark
     # put PASS on the quoted connection, and its ClientHello went by in the kernel
-    assert netfilter.MARK_PASS not in conntrack_marks(topo, 443, v6)
+    assert MARK_PASS not in conntrack_marks(topo, 443, v6)
     client.say("send " + EVIL_HELLO)
     client.expect("sent")
     server.say("read 2")
     assert server.expect("got") == ["0"], "the blocked ClientHello reached the server"
-    assert netfilter.MARK_PASS not in conntrack_marks(topo, 443, v6)
+    assert MARK_PASS not in conntrack_marks(topo, 443, v6)
     a.stop()
 
 
@@ -234,7 +237,7 @@ def test_segment_behind_too_many_extension_headers_does_not_offload(topo, applia
     queued_more(a, before)
     time.sleep(0.3)
     # was: a port-less protocol-60 flow, passed by default and offloaded onto the connection
-    assert netfilter.MARK_PASS not in conntrack_marks(topo, 443, v6=True)
+    assert MARK_PASS not in conntrack_marks(topo, 443, v6=True)
     server.say("read 1")
     assert server.expect("got") == ["0"], "the segment behind the chain reached the server"
     client.say("send " + EVIL_HELLO)
@@ -336,7 +339,7 @@ def test_new_connection_on_an_offloaded_connections_ports_and_isn_is_inspected(t
         client.say("send " + GOOD_HELLO)
         client.expect("sent")
         assert server.expect("got") != ["0"]                  # allowed: passed and offloaded
-        assert netfilter.MARK_PASS in conntrack_marks(topo, 443)
+        assert MARK_PASS in conntrack_marks(topo, 443)
         client.say("reset")                                   # the RST goes by in the kernel
         client.expect("reset")
         # the client's kernel has no socket left for the hand-made connection: keep its RSTs in
