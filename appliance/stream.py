@@ -64,6 +64,16 @@ class ClientStream:
         return self.bytes is not None and self.bytes.complete
 
     @property
+    def base(self) -> int:
+        """Stream offset of data[0]: the bytes the app layer consumed so far."""
+        return self.bytes.base if self.bytes is not None else 0
+
+    def consume(self, n):
+        """The app layer has parsed the first n readable bytes: drop them (see StreamStart)."""
+        if self.bytes is not None:
+            self.bytes.consume(n)
+
+    @property
     def isn(self):
         """The ISN the stream is anchored at (what a later SYN is compared with), or None."""
         start = self.bytes.start if self.bytes is not None else self.isn_next
@@ -145,13 +155,16 @@ class ClientStream:
 
 
 class StreamStart:
-    """The first `limit` bytes of one direction of a TCP connection, in sequence order."""
+    """One direction of a TCP connection in sequence order, from stream offset `base` on:
+    at most `limit` bytes held (readable + out of order). The app layer consume()s what it
+    has parsed, so a parser can walk a long stream through a window of `limit` bytes."""
 
-    __slots__ = ("limit", "start", "_buf", "_pending", "overlap_conflicts", "dropped")
+    __slots__ = ("limit", "start", "base", "_buf", "_pending", "overlap_conflicts", "dropped")
 
     def __init__(self, limit: int = 8192):
         self.limit = limit
         self.start = None          # absolute seq of the first stream byte; None until known
+        self.base = 0              # stream offset of _buf[0] (bytes consumed before it)
         self._buf = bytearray()
         self._pending = []         # sorted, non-overlapping [offset, bytes], all beyond _buf
         self.overlap_conflicts = 0
@@ -163,7 +176,15 @@ class StreamStart:
 
     @property
     def complete(self) -> bool:
+        """The readable bytes held reached the limit: nothing more arrives until some are consumed."""
         return len(self._buf) >= self.limit
+
+    def consume(self, n):
+        """Drop the first n readable bytes (the app layer parsed them); base moves on."""
+        n = min(n, len(self._buf))
+        if n > 0:
+            del self._buf[:n]
+            self.base += n
 
     @property
     def gaps(self) -> bool:
@@ -180,16 +201,17 @@ class StreamStart:
             self.start = seq & MASK              # midstream pickup
         if not payload:
             return False
-        have = len(self._buf)
-        if have >= self.limit:
+        have = self.base + len(self._buf)      # stream offset of the next readable byte
+        top = self.base + self.limit           # bytes from here on are not held (yet)
+        if have >= top:
             return False
         rel = ((seq - self.start + HALF) & MASK) - HALF
         # Fast path: the next in-order segment with nothing held out of order.
         if rel == have and not self._pending:
-            self._buf += payload[:self.limit - have]
+            self._buf += payload[:top - have]
             return True
         end = rel + len(payload)
-        if end <= have or rel >= self.limit:
+        if end <= have or rel >= top:
             if rel < have and end > 0:
                 self._compare_buf(rel, payload)
             return False                          # old data, before the start, or past the limit
@@ -198,15 +220,16 @@ class StreamStart:
             cut = have - rel
             payload = payload[cut:]
             rel = have
-        if end > self.limit:
-            payload = payload[:self.limit - rel]
+        if end > top:
+            payload = payload[:top - rel]
         self._hold(rel, bytes(payload))
         return self._drain(have)
 
     def _compare_buf(self, rel, payload):
-        lo = max(rel, 0)
-        hi = min(rel + len(payload), len(self._buf))
-        if lo < hi and self._buf[lo:hi] != payload[lo - rel:hi - rel]:
+        base = self.base                         # bytes before it were consumed: not compared
+        lo = max(rel, base)
+        hi = min(rel + len(payload), base + len(self._buf))
+        if lo < hi and self._buf[lo - base:hi - base] != payload[lo - rel:hi - rel]:
             self.overlap_conflicts += 1
 
     def _hold(self, rel, payload):
@@ -232,7 +255,7 @@ class StreamStart:
         if conflict:
             self.overlap_conflicts += 1
         for piece in pieces:
-            if len(self._pending) >= MAX_PENDING and piece[0] != len(self._buf):
+            if len(self._pending) >= MAX_PENDING and piece[0] != self.base + len(self._buf):
                 self.dropped += 1
                 continue
             self._pending.append(list(piece))
@@ -241,6 +264,7 @@ class StreamStart:
     def _drain(self, had):
         buf = self._buf
         pending = self._pending
-        while pending and pending[0][0] == len(buf):
+        base = self.base
+        while pending and pending[0][0] == base + len(buf):
             buf += pending.pop(0)[1]
-        return len(buf) > had
+        return base + len(buf) > had

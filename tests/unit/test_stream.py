@@ -175,3 +175,39 @@ def test_client_stream_urgent_byte_leaves_the_stream():
     _feed(st, _seg("S", 100))
     assert _feed(st, _seg("PAU", 101, 901, b"Host: evXil", urgptr=9))[0] is True
     assert st.data == b"Host: evil"
+
+
+# -- consume: the app layer walks a long stream through a window of `limit` bytes ------
+
+def test_consume_moves_the_window_on():
+    s = StreamStart(limit=8)
+    s.add(999, b"", syn=True)
+    assert s.add(1000, b"abcdefghij")
+    assert s.data == b"abcdefgh" and s.complete          # the limit bounds the bytes held
+    s.consume(5)
+    assert s.base == 5 and s.data == b"fgh" and not s.complete
+    assert s.add(1008, b"ijklmnop")                       # retransmission of i, j and beyond
+    assert s.data == b"fghijklm" and s.base == 5
+
+
+def test_consume_keeps_out_of_order_pieces_within_the_window():
+    s = StreamStart(limit=8)
+    s.add(999, b"", syn=True)
+    s.add(1000, b"abcd")
+    s.consume(4)
+    assert not s.add(1006, b"gh")                          # beyond a hole, inside the window
+    assert not s.add(1012, b"mn")                          # beyond base + limit: not held
+    assert s.add(1004, b"ef")
+    assert s.data == b"efgh" and s.base == 4
+    assert not s.gaps
+
+
+def test_consumed_bytes_are_not_compared_again():
+    s = StreamStart(limit=8)
+    s.add(999, b"", syn=True)
+    s.add(1000, b"abcd")
+    s.consume(2)
+    s.add(1000, b"XXcd")                                   # consumed part: nothing to compare
+    assert s.overlap_conflicts == 0
+    s.add(1000, b"abXd")
+    assert s.overlap_conflicts == 1
