@@ -168,6 +168,8 @@ class Inspector:
                 self._count_app(flow.app)
 
         # every packet of a flow that is not final is inspected: its packet count is the depth used
+        # for packet conditions and alerts; names are read whatever the depth (the app layer
+        # bounds them by each protocol's own limits)
         n = flow.pkts_ts + flow.pkts_tc
         within_before = n - 1 < s.depth_packets and flow.inspected_bytes < s.depth_bytes
         flow.inspected_bytes += len(pkt.payload)
@@ -182,10 +184,7 @@ class Inspector:
         if first and flow.proto == TCP and not pkt.tcp_flags & SYN:
             # picked up mid-stream: its start, maybe its requests, are behind us
             self._cannot_know(flow, "midstream", cand_flow)
-        new_fields = self._applayer(pkt, flow, to_server) if within_before else ()
-        if not within and (flow.app is None or flow.app.unknown is None):
-            # the last look, and a name still pending
-            new_fields = self._cannot_know(flow, "depth", cand_flow) or new_fields
+        new_fields = self._applayer(pkt, flow, to_server, cand_flow)
 
         action = flow.verdict
         decided_now = None                 # the rule that decided on this packet, if any
@@ -217,46 +216,59 @@ class Inspector:
         if flow.verdict in ("drop", "reject"):
             flow.final = True
         elif flow.verdict == "pass":
-            flow.final = not within or not det.more_to_inspect(flow, to_server)
+            flow.final = not det.more_to_inspect(flow, to_server, within)
         offload = flow.final and s.offload
         if offload:
             flow.offloaded = True
         c.count_verdict(pkt_action)
         return Verdict(pkt_action, offload, flow, emitted)
 
-    def _applayer(self, pkt, flow, to_server):
+    def _applayer(self, pkt, flow, to_server, cand):
         """The stream and app-layer stages; returns the app fields that got a new
-        transaction on this packet."""
+        transaction on this packet (or whose names can no longer be known)."""
         before = flow.app
         found = []
+        reason = None
         if flow.proto == TCP:
             s = self.settings
             st = flow.stream
             if st is None:
                 st = flow.stream = ClientStream.open(pkt, to_server, s.verify_checksums, flow.isn)
             if st is not None and st.feed(pkt, to_server, s.stream_bytes, s.verify_checksums, found):
-                new = applayer.on_stream(flow, st.data, st.complete, found)
+                new, reason = applayer.on_stream(flow, st, found)
+                # A segment larger than what the stream's window had room for was cut at the
+                # window's end: once the app layer consumed, the rest fits (checked already).
+                while reason is None and st.complete is False and st.feed(pkt, to_server, s.stream_bytes, False, found):
+                    more, reason = applayer.on_stream(flow, st, found)
+                    new = tuple(dict.fromkeys(new + more))
             else:
                 new = ()
                 if not to_server and pkt.payload:
-                    applayer.on_server_bytes(flow, st is not None and bool(st.data))
+                    reason = applayer.on_server_bytes(flow)
         elif flow.proto == UDP:
             new = applayer.on_datagram(flow, pkt.payload)
         else:
             return ()
-        if flow.app is not before:
-            self._count_app(flow.app)
         if found:
-            self._found = [(name, "decode" if name.startswith("tcp.") else "applayer") for name in found]
+            self._found = [*self._found, *((name, "decode" if name.startswith("tcp.") else "applayer")
+                                           for name in found)]
+        if reason is not None:
+            # a limit hit, framing read two ways, a server not waiting for the name
+            changed = self._cannot_know(flow, reason, cand)
+            if changed:
+                new = tuple(dict.fromkeys(new + changed))
+        if flow.app is not before and flow.app is not None and (before is None or not before.known):
+            self._count_app(flow.app)
         return new
 
     def _cannot_know(self, flow, reason, cand):
-        """The flow's names can no longer be known for sure: when verdict rules wait for
+        """The flow's names can no longer be known for sure: when verdict rules need
         them, mark them UNKNOWN (exception_policy decides how rules read that) and say so.
         Returns the fields that changed."""
-        if not self.detector.pending_names(flow, cand):
+        wanted = self.detector.name_fields(cand)
+        if not wanted:
             return ()
-        changed = applayer.cannot_know(flow, reason)
+        changed = applayer.cannot_know(flow, reason, wanted)
         if changed:
             self._found = [*self._found, ("exception." + reason, "engine")]
         return changed

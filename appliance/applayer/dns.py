@@ -150,6 +150,49 @@ def parse_tcp(data: bytes) -> tuple[list, int]:
     return messages, off
 
 
+class TcpReader:
+    """DNS over TCP (RFC 7766): every length-prefixed message of the connection, as the
+    server reads them. Consumes what it read; a message longer than the stream's window
+    is judged by its question section (compression points backwards, so the questions
+    never need the bytes after them) and the rest is skipped.
+
+    feed(data, full) -> (consumed, messages, status): status None while more may come,
+    CAP when a question section does not fit the window."""
+
+    __slots__ = ("left",)
+
+    def __init__(self):
+        self.left = 0              # bytes of a long message still to skip
+
+    def feed(self, data, full):
+        off, n = 0, len(data)
+        out = []
+        while off < n:
+            if self.left:
+                take = min(self.left, n - off)
+                off += take
+                self.left -= take
+                continue
+            if n - off < 2:
+                break
+            length = (data[off] << 8) | data[off + 1]
+            if off + 2 + length <= n:
+                msg = parse_message(bytes(data[off + 2:off + 2 + length]))
+                if msg is not None:
+                    out.append(msg)
+                off += 2 + length
+                continue
+            if not full:
+                break                           # the rest of the message is on its way
+            msg = parse_message(bytes(data[off + 2:n]))
+            if msg is None:
+                return off, out, CAP            # its questions run past what we can hold
+            out.append(msg)
+            self.left = length - (n - off - 2)
+            off = n
+        return off, out, None
+
+
 def sane_header(data: bytes) -> bool:
     """A DNS header whose counts and opcode are possible (questions not required)."""
     hdr = _header(data)

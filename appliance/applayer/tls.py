@@ -1,19 +1,22 @@
 """TLS ClientHello (RFC 8446 4.1.2, RFC 5246 7.4.1.2): SNI, ALPN, offered version.
 
-Input is the first bytes of the client->server stream. A ClientHello may span
-several handshake records (and so TCP segments); the records are walked and
-their fragments concatenated until the whole handshake message is present.
+Input is the client->server stream. A ClientHello may span many handshake records
+(and so TCP segments), zero-length ones included; HelloReader walks the records and
+concatenates their fragments until the whole handshake message is present.
 """
 
 from dataclasses import dataclass, field
 
-from appliance.applayer import MORE, NOT
+from appliance.applayer import CAP, MORE, NOT
 from appliance.applayer.dns import escape_label
 
 CONTENT_HANDSHAKE = 22
 HANDSHAKE_CLIENT_HELLO = 1
+CONTENT_CCS, CONTENT_ALERT, CONTENT_APPDATA = 20, 21, 23
+OTHER_CONTENT = (CONTENT_CCS, CONTENT_ALERT, CONTENT_APPDATA)
 MAX_RECORD = 16384 + 2048      # TLSCiphertext bound; plaintext is 16384
-MAX_HELLO = 16384              # a larger ClientHello is not parsed (NOT)
+MAX_HELLO = 131396             # OpenSSL's CLIENT_HELLO_MAX_LENGTH, the largest we know a server reads
+MAX_EMPTY_RECORDS = 32         # OpenSSL: more zero-length records in a row is a fatal alert
 
 EXT_SERVER_NAME = 0
 EXT_ALPN = 16
@@ -46,48 +49,90 @@ def is_grease(v: int) -> bool:
 
 
 def looks_like(data: bytes) -> bool:
-    """A handshake record header carrying a ClientHello: 16 03 xx len len 01. The record
-    version's minor byte is not checked: servers accept any (OpenSSL takes 03 05, 03 ff)."""
-    return (len(data) >= 6 and data[0] == CONTENT_HANDSHAKE and data[1] == 3
-            and data[5] == HANDSHAKE_CLIENT_HELLO)
-
-
-def _handshake(data):
-    """Concatenate handshake-record fragments until the first handshake message is whole.
-
-    Returns the ClientHello body bytes, MORE or NOT.
-    """
-    hs = bytearray()
-    need = None
+    """A handshake record header carrying a ClientHello: 16 03 xx len len 01, after any
+    zero-length handshake records (OpenSSL skips them). The record version's minor byte is
+    not checked: servers accept any (OpenSSL takes 03 05, 03 ff)."""
     off = 0
-    n = len(data)
-    while True:
-        if n - off < 5:
-            # Check what we can of a partial header so garbage is NOT early.
-            if n - off >= 1 and data[off] != CONTENT_HANDSHAKE:
-                return NOT
-            if n - off >= 2 and data[off + 1] != 3:
-                return NOT
-            return MORE
-        ctype, major = data[off], data[off + 1]
-        rlen = (data[off + 3] << 8) | data[off + 4]
-        if ctype != CONTENT_HANDSHAKE or major != 3 or rlen == 0 or rlen > MAX_RECORD:
-            return NOT
-        frag = data[off + 5:off + 5 + rlen]
-        hs += frag
-        if need is None and len(hs) >= 4:
+    while data[off:off + 2] == b"\x16\x03" and data[off + 3:off + 5] == b"\x00\x00":
+        off += 5                       # an empty record: a TLS stream only, whatever follows
+    if off and len(data) - off < 6:
+        return True
+    return (len(data) - off >= 6 and data[off] == CONTENT_HANDSHAKE and data[off + 1] == 3
+            and data[off + 5] == HANDSHAKE_CLIENT_HELLO)
+
+
+class HelloReader:
+    """The ClientHello out of the client's stream as a server's record layer reads it:
+    handshake records of any size, zero-length ones included (OpenSSL 3 takes up to
+    MAX_EMPTY_RECORDS in a row), the message fragmented across them however the client
+    likes, up to MAX_HELLO. It consumes the record bytes it read and keeps only the
+    handshake message (at most MAX_HELLO + 4 bytes, and only while it is incomplete).
+
+    feed(data) -> (consumed, result): MORE, NOT, CAP or the ClientHello."""
+
+    __slots__ = ("hs", "need", "left", "empty")
+
+    def __init__(self):
+        self.hs = bytearray()      # the handshake message so far
+        self.need = None           # its whole length (4-byte header included), once known
+        self.left = 0              # bytes of the current record's body still to come
+        self.empty = 0             # zero-length records in a row
+
+    def feed(self, data):
+        off, n = 0, len(data)
+        while True:
+            if self.left:
+                take = min(self.left, n - off)
+                self.hs += data[off:off + take]
+                off += take
+                self.left -= take
+                got = self._message()
+                if got is not MORE:
+                    return off, got
+                if self.left:
+                    return off, MORE           # the record itself is still arriving
+            if n - off < 5:
+                # Check what we can of a partial header so garbage is NOT early.
+                if n - off >= 1 and data[off] != CONTENT_HANDSHAKE:
+                    return off, self._other(data[off], off)
+                if n - off >= 2 and data[off + 1] != 3:
+                    return off, NOT
+                return off, MORE
+            ctype, major = data[off], data[off + 1]
+            rlen = (data[off + 3] << 8) | data[off + 4]
+            if ctype != CONTENT_HANDSHAKE:
+                return off, self._other(ctype, off)
+            if major != 3 or rlen > MAX_RECORD:
+                return off, NOT
+            off += 5
+            if rlen == 0:
+                self.empty += 1
+                if self.empty > MAX_EMPTY_RECORDS:
+                    return off, CAP            # OpenSSL gives up here; another stack might not
+                continue
+            self.empty = 0
+            self.left = rlen
+
+    def _other(self, ctype, off):
+        """A record of another TLS content type once the handshake has begun, before the
+        ClientHello is whole: a server may skip it (a warning alert) or abort; which one
+        is not ours to guess. As the first record it is simply not a ClientHello."""
+        started = off > 0 or self.need is not None or self.hs or self.empty
+        return CAP if started and ctype in OTHER_CONTENT else NOT
+
+    def _message(self):
+        hs = self.hs
+        if self.need is None and len(hs) >= 4:
             if hs[0] != HANDSHAKE_CLIENT_HELLO:
                 return NOT
-            need = 4 + ((hs[1] << 16) | (hs[2] << 8) | hs[3])
-            if need > MAX_HELLO + 4:
-                return NOT
-        if need is not None and len(hs) >= need:
-            return bytes(hs[4:need])
-        if len(frag) < rlen:
-            return MORE                # the record itself is still arriving
-        if len(hs) >= 1 and hs[0] != HANDSHAKE_CLIENT_HELLO:
-            return NOT
-        off += 5 + rlen
+            self.need = 4 + ((hs[1] << 16) | (hs[2] << 8) | hs[3])
+            if self.need > MAX_HELLO + 4:
+                return CAP                     # more than any server we know reads
+        if self.need is not None and len(hs) >= self.need:
+            hello = _parse_body(bytes(hs[4:self.need]))
+            self.hs = bytearray()
+            return hello
+        return MORE
 
 
 def _extensions(body, off, hello, offered):
@@ -151,11 +196,16 @@ def _alpn(ext):
 
 
 def parse_client_hello(data: bytes):
-    """ClientHello from the first client->server bytes: ClientHello, MORE or NOT."""
+    """ClientHello from the first client->server bytes: ClientHello, MORE, NOT or CAP."""
     try:
-        body = _handshake(data)
-        if body is MORE or body is NOT:
-            return body
+        return HelloReader().feed(data)[1]
+    except Exception:  # defensive: the datapath never sees a parser exception
+        return NOT
+
+
+def _parse_body(body):
+    """The ClientHello message body -> ClientHello or NOT."""
+    try:
         n = len(body)
         if n < 35:
             return NOT

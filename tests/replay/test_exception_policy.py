@@ -59,25 +59,35 @@ def tiny_hello_segments(n=17):
     return [hello[i:i + size] for i in range(0, len(hello), size)]
 
 
-# --- a name pending at the last look -----------------------------------------------
+# --- a limit hit while a name is pending ----------------------------------------------
+# (These were "pending at the depth" cases: the depth no longer bounds names, so a
+# ClientHello in 17 segments is read -- tests/replay/test_name_limits.py -- and the
+# exception comes from the protocol's own limit instead.)
 
-def test_client_hello_in_more_segments_than_the_depth_is_dropped(rules_file):
-    v, found, _ = feed(conn(*tiny_hello_segments(), port=443), rules_file(TLS_DROP))
-    assert "drop" in actions(v)                    # was: passed at the depth, SNI never read
-    assert "exception.depth" in found
+def oversized_hello():
+    """A ClientHello announcing more than any server reads (OpenSSL's limit + 1)."""
+    import struct
+    from appliance.applayer import tls
+    body = tls.MAX_HELLO + 1
+    return struct.pack("!BHH", 22, 0x0301, 100) + b"\x01" + body.to_bytes(3, "big") + b"\x03\x03" + b"\x00" * 94
+
+
+def test_client_hello_over_the_limit_is_dropped(rules_file):
+    v, found, _ = feed(conn(oversized_hello(), port=443), rules_file(TLS_DROP))
+    assert actions(v)[-1] == "drop"
+    assert "exception.cap" in found
     assert not any(x.offload for x in v if x.action == "pass")
 
 
-def test_depth_with_ignore_policy_passes_as_before(rules_file):
-    v, found, _ = feed(conn(*tiny_hello_segments(), port=443), rules_file(TLS_DROP),
-                       exception_policy="ignore")
+def test_cap_with_ignore_policy_passes(rules_file):
+    v, found, _ = feed(conn(oversized_hello(), port=443), rules_file(TLS_DROP), exception_policy="ignore")
     assert "drop" not in actions(v)
-    assert "exception.depth" in found              # said either way
+    assert "exception.cap" in found                # said either way
 
 
-def test_depth_without_a_pending_name_rule_says_nothing(rules_file):
+def test_cap_without_a_name_rule_says_nothing(rules_file):
     rules = rules_file("rules:\n  - {id: 1, action: drop, proto: tcp, dst_port: 22}\n")
-    v, found, _ = feed(conn(*tiny_hello_segments(), port=443), rules)
+    v, found, _ = feed(conn(oversized_hello(), port=443), rules)
     assert "drop" not in actions(v)
     assert not [f for f in found if f.startswith("exception.")]
 
