@@ -9,6 +9,8 @@ hostile label can never inject into a log line.
 import struct
 from dataclasses import dataclass, field
 
+from appliance.applayer import CAP
+
 MAX_QUESTIONS = 32     # qdcount is attacker-chosen; real queries carry one
 MAX_NAME_WIRE = 255    # RFC 1035 limit on a name's wire length
 MAX_POINTERS = 16      # backward-only already forbids loops; this caps the work
@@ -134,20 +136,9 @@ def parse_tcp(data: bytes) -> tuple[list, int]:
     """DNS over TCP: length-prefixed messages. Returns (messages, bytes consumed).
 
     A partial message at the end stays unconsumed. Complete frames that are not
-    valid DNS are consumed and skipped.
-    """
-    messages = []
-    off = 0
-    n = len(data)
-    while off + 2 <= n:
-        length = (data[off] << 8) | data[off + 1]
-        if off + 2 + length > n:
-            break
-        msg = parse_message(bytes(data[off + 2:off + 2 + length]))
-        if msg is not None:
-            messages.append(msg)
-        off += 2 + length
-    return messages, off
+    valid DNS are consumed and skipped."""
+    used, messages, _ = TcpReader().feed(data, False)
+    return messages, used
 
 
 class TcpReader:

@@ -21,6 +21,7 @@ from appliance.applayer.dns import escape_label
 # 8190 bytes (~800 KiB) and nginx's 4 x 8 KiB. A block still open past it is a cap hit.
 MAX_HEADER_BLOCK = 1 << 20
 MAX_METHOD = 32
+ALT_HOLD = 8192        # a body read as requests: bytes held for a line in progress
 FRAMING = (b"content-length", b"transfer-encoding")
 
 METHODS = frozenset((
@@ -30,8 +31,12 @@ METHODS = frozenset((
     b"UNSUBSCRIBE", b"PURGE",
 ))
 
-_METHOD_SP = re.compile(rb"[A-Z][A-Z_-]{0,%d} " % (MAX_METHOD - 1))
-_METHOD_PREFIX = re.compile(rb"[A-Z][A-Z_-]{0,%d}\Z" % (MAX_METHOD - 1))
+# A request line as servers split it: Python's http.server takes any whitespace around and
+# between the words (str.split()), nginx a method of capitals, '_' and '-'.
+_WS = b" \t\x0b\x0c"
+_METHOD_SP = re.compile(rb"[ \t\x0b\x0c]*[A-Z][A-Z_-]{0,%d}[ \t\x0b\x0c]" % (MAX_METHOD - 1))
+_METHOD_PREFIX = re.compile(rb"[ \t\x0b\x0c]*[A-Z][A-Z_-]{0,%d}\Z" % (MAX_METHOD - 1))
+_METHOD = re.compile(rb"[A-Z][A-Z_-]{0,%d}\Z" % (MAX_METHOD - 1))
 _BLOCK_END = re.compile(rb"\r?\n\r?\n")
 _DIGITS = re.compile(rb"[0-9]{1,18}\Z")
 
@@ -56,7 +61,7 @@ def looks_like(data: bytes) -> bool:
     m = _METHOD_SP.match(data)
     if m is None:
         return False
-    if data[:m.end() - 1] in METHODS:
+    if data[:m.end() - 1].strip(_WS) in METHODS:
         return True
     eol = data.find(b"\n", 0, 16384)
     if eol < 0:
@@ -120,7 +125,7 @@ class RequestReader:
     "http_framing" when the next request's start is ambiguous. `full`: the stream holds
     no more bytes until some are consumed."""
 
-    __slots__ = ("phase", "req", "left", "skip_line", "count", "closing")
+    __slots__ = ("phase", "req", "left", "skip_line", "count", "closing", "alt", "alt_buf", "after_body", "nested")
 
     def __init__(self):
         self.phase = "line"        # line | headers | body | chunk_size | chunk_data | chunk_end | trailers
@@ -129,26 +134,37 @@ class RequestReader:
         self.skip_line = False     # inside an over-long header line that names nothing we need
         self.count = 0             # requests read so far
         self.closing = False       # the last request asked the server to close after it
+        self.alt = None            # the body read as requests (a server that ignores the body)
+        self.alt_buf = None
+        self.after_body = False    # that reading was mid-request when the body ended
+        self.nested = False        # this is such a reading: it reads no body two ways again
 
     def feed(self, data, full):
         off, n = 0, len(data)
         done = []
+        status = None
         while off < n:
             if self.phase == "body" or self.phase == "chunk_data":
                 take = min(self.left, n - off)
+                if self.alt is not None:
+                    status = self._alt_feed(data[off:off + take], done)
                 off += take
                 self.left -= take
-                if self.left:
+                if status is not None or self.left:
                     break
-                self.phase = "line" if self.phase == "body" else "chunk_end"
+                if self.phase == "body":
+                    self.phase = "line"
+                    self._alt_end(done)
+                else:
+                    self.phase = "chunk_end"
                 continue
             eol = data.find(b"\n", off)
             if eol < 0:
                 status = self._long_line(data, off, n, full)
                 if status == "skip":
+                    status = None
                     off = n
-                    break
-                return off, done, status
+                break
             line = bytes(data[off:eol])
             if line.endswith(b"\r"):
                 line = line[:-1]
@@ -159,49 +175,72 @@ class RequestReader:
                 continue
             status = self._line(line, size, done)
             if status is not None:
-                return off, done, status
-        return off, done, None
+                break
+        return off, done, status
+
+    def _alt_feed(self, chunk, done):
+        """A server that ignores this request's body (Python's http.server does, for a GET
+        with Content-Length) reads the body as the next requests: read it that way too."""
+        buf = self.alt_buf
+        buf += chunk
+        used, reqs, status = self.alt.feed(buf, False)
+        del buf[:used]
+        done.extend(reqs)
+        if status is not None or len(buf) > ALT_HOLD:
+            self.alt = self.alt_buf = None
+            return "http_framing" if status == "http_framing" else None
+        return None
+
+    def _alt_end(self, done):
+        """The body ended: a request the other reading still has open names its hosts so far
+        (its block runs on into what follows; that reading continues there)."""
+        alt = self.alt
+        if alt is not None and alt.req is not None:
+            done.append(alt._finish(alt.req))
+        self.after_body = alt is not None and (alt.req is not None or bool(self.alt_buf))
+        self.alt = self.alt_buf = None
 
     def _long_line(self, data, off, n, full):
         """No end of line in the bytes held. While the stream can bring more, wait; when it
         cannot (the window is full), a header line that names nothing we need is skipped,
         anything else is a cap hit (a server with longer lines may read it)."""
-        if self.req is not None:
-            self.req.bytes += n - off
-            if self.req.bytes > MAX_HEADER_BLOCK:
-                return CAP
         if self.skip_line:
+            if self.req is not None:
+                self.req.bytes += n - off
+                if self.req.bytes > MAX_HEADER_BLOCK:
+                    return CAP
             return "skip"
         if not full:
             if self.phase == "line" and self.req is None and _METHOD_SP.match(data, off) is None \
-                    and not _METHOD_PREFIX.match(data, off) and data[off] not in b"\r\n":
+                    and not _METHOD_PREFIX.match(data, off) and data[off] not in b"\r\n" + _WS:
                 return "done"                  # not a request line: a server would answer 400 and close
             return None
         if self.phase == "headers" and data[off] not in b" \t":
             name, sep, _ = bytes(data[off:n]).partition(b":")
             if sep and name.strip().lower() not in (b"host",) + FRAMING:
                 self.skip_line = True
-                return "skip"
+                self.req.bytes += n - off
+                return CAP if self.req.bytes > MAX_HEADER_BLOCK else "skip"
         return CAP
 
     def _line(self, line, size, done):
         phase = self.phase
         if phase == "line":
-            if not line:
-                return None                    # RFC 9112 2.2: empty lines before a request
-            m = _METHOD_SP.match(line)
-            if m is None:
-                return "done"
             parts = line.split()
-            if len(parts) < 2:
-                return "done"
+            if not parts:
+                return None                    # RFC 9112 2.2: empty lines before a request
+            if len(parts) < 2 or not _METHOD.match(parts[0]):
+                # after a body another reading was inside a request: where this one starts is
+                # read two ways
+                return "http_framing" if self.after_body else "done"
+            self.after_body = False
             method = parts[0]
             if len(parts) >= 3 and parts[-1].startswith(b"HTTP/"):
                 protocol, uri = parts[-1], b" ".join(parts[1:-1])
             else:
                 protocol, uri = b"", b" ".join(parts[1:])
             if method not in METHODS and not protocol:
-                return "done"                  # "USER x", "EHLO x": FTP/SMTP, not HTTP/0.9
+                return "http_framing" if self.after_body else "done"   # "USER x": FTP/SMTP, not HTTP/0.9
             self.req = _Request(method, uri, protocol)
             self.req.bytes = size
             self.phase = "headers"
@@ -236,6 +275,21 @@ class RequestReader:
         return None
 
     def _header(self, req, line):
+        if b"\r" in line:
+            # A bare CR: RFC 9112 2.2 has it rejected or read as SP; a server that ends the
+            # line there reads each piece as a line. Every reading counts.
+            pieces = line.split(b"\r")
+            self._header(req, line.replace(b"\r", b" "))
+            for i, piece in enumerate(pieces):
+                name, sep, value = piece.partition(b":")
+                name = name.strip(_WS).lower() if i else req.last
+                if i and not sep:
+                    continue
+                if name == b"host":
+                    req.hosts.append(value if i else piece.partition(b":")[2])
+                elif name in FRAMING:
+                    req.odd = True
+            return
         if line[:1] in (b" ", b"\t"):
             # obs-fold (RFC 9112 5.2): a server rejects it or joins it to the previous line with
             # SP; a lax one reads it as a line of its own. Every reading counts.
@@ -313,6 +367,10 @@ class RequestReader:
                 return "http_framing"
             self.left = int(next(iter(values)))
             self.phase = "body" if self.left else "line"
+            if self.left and not self.nested:
+                self.alt = RequestReader()
+                self.alt.nested = True
+                self.alt_buf = bytearray()
             return None
         self.phase = "line"                    # a request without either has no body
         return None

@@ -163,12 +163,35 @@ def test_8th_request_of_a_keep_alive_connection(rules_file):
 
 def test_request_after_a_content_length_body_past_the_depth(rules_file):
     post = b"POST / HTTP/1.1\r\nHost: good.example\r\nContent-Length: 20000\r\n\r\n"
-    body = b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n".ljust(20000, b"x")   # a body, not a request
+    body = (b"x" * 100 + b"\r\nHost: evil.example\r\n\r\n").ljust(20000, b"x")   # a body, not a request
     then = b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n"
     v, _ = feed(conn(post, *segments(body, 15)), rules_file(HTTP_DROP))
     assert decided(v) == ("pass", False)                      # the body names nothing ...
     v, _ = feed(conn(post, *segments(body, 15), then), rules_file(HTTP_DROP))
     assert decided(v) == ("drop", False)                      # ... the request after it does
+
+
+def test_body_read_as_a_request_by_a_server_that_ignores_it(rules_file):
+    # Python's http.server (--protocol HTTP/1.1) does not read a GET's Content-Length body: it
+    # serves the body as the next request (checked live: "GET /second" answered)
+    inner = b"GET /second HTTP/1.1\r\nHost: evil.example\r\n\r\n"
+    outer = b"GET / HTTP/1.1\r\nHost: good.example\r\nContent-Length: %d\r\n\r\n" % len(inner)
+    v, _ = feed(conn(outer + inner), rules_file(HTTP_DROP))
+    assert decided(v) == ("drop", False)
+    v, _ = feed(conn(outer, inner), rules_file(HTTP_ALLOW))
+    assert decided(v) == ("drop", False)
+    # the inner request cut by the body's end: its Host still counts, and what follows the
+    # body is read two ways
+    cut = b"GET /second HTTP/1.1\r\nHost: ev"
+    outer = b"GET / HTTP/1.1\r\nHost: good.example\r\nContent-Length: %d\r\n\r\n" % len(cut)
+    v, found = feed(conn(outer + cut, b"il.example\r\n\r\n"), rules_file(HTTP_DROP))
+    assert decided(v) == ("drop", False) and "exception.http_framing" in found
+
+
+def test_request_line_with_leading_whitespace_and_tabs(rules_file):
+    # Python's http.server splits the request line on any whitespace (checked live)
+    v, _ = feed(conn(b"  GET\t/ HTTP/1.1\r\nHost: evil.example\r\n\r\n"), rules_file(HTTP_DROP))
+    assert decided(v) == ("drop", False)
 
 
 def test_request_after_a_chunked_body(rules_file):
@@ -269,3 +292,15 @@ def test_dns_over_tcp_after_a_message_longer_than_the_stream_window(rules_file):
     data = tcp_dns(big, dns_query(["evil.example"]))
     v, found = feed(conn(*segments(data, 16), port=53), rules_file(DNS_DROP))
     assert decided(v) == ("drop", False) and not found
+
+
+def test_bare_cr_inside_a_header_line(rules_file):
+    # RFC 9112 2.2: a bare CR is rejected or read as SP; a server ending the line there
+    # reads a second Host line
+    req = b"GET / HTTP/1.1\r\nX-A: b\rHost: evil.example\r\nHost: good.example\r\n\r\n"
+    v, _ = feed(conn(req), rules_file(HTTP_DROP))
+    assert decided(v) == ("drop", False)
+    smuggle = (b"POST / HTTP/1.1\r\nHost: good.example\r\nX-A: b\rTransfer-Encoding: chunked\r\n"
+               b"Content-Length: 3\r\n\r\nabc")
+    v, found = feed(conn(smuggle), rules_file(HTTP_ALLOW))
+    assert "exception.http_framing" in found

@@ -158,3 +158,65 @@ def test_corpus_hello_larger_than_one_segment():
     # Every prefix shorter than the first record is still MORE.
     for cut in range(0, 5 + hello_len, 97):
         assert tls.parse_client_hello(data[:cut]) is MORE
+
+
+# -- HelloReader: the ClientHello as a server's record layer reads it ---------------------
+
+def feed_in(data, step):
+    """Feed a HelloReader `step` bytes at a time, as a stream that consumes would."""
+    r = tls.HelloReader()
+    held = b""
+    for i in range(0, len(data), step):
+        held += data[i:i + step]
+        used, got = r.feed(held)
+        held = held[used:]
+        if got is not MORE:
+            return got, r
+    return MORE, r
+
+
+def test_reader_zero_length_records_up_to_openssls_limit():
+    hs = hello_handshake(sni=b"a.example")
+    for n, want in ((1, "a.example"), (32, "a.example"), (33, CAP)):
+        got, _ = feed_in(b"\x16\x03\x01\x00\x00" * n + records(hs), 7)
+        assert (got.sni if got is not CAP else CAP) == want, n
+    # empty records between fragments: the count is of records in a row
+    data = b"".join(records(hs[i:i + 1]) + b"\x16\x03\x01\x00\x00" * 20 for i in range(len(hs)))
+    got, _ = feed_in(data, 1000)
+    assert got.sni == "a.example"
+
+
+def test_reader_holds_only_the_handshake_message():
+    hs = hello_handshake(sni=b"a.example")
+    r = tls.HelloReader()
+    used, got = r.feed(records(hs[:50], sizes=[1] * 50))
+    assert got is MORE and used == 50 * 6 and len(r.hs) == 50
+
+
+def test_reader_other_record_types():
+    hs = hello_handshake()
+    assert tls.HelloReader().feed(b"\x15\x03\x01\x00\x02\x01\x70" + records(hs))[1] is NOT   # first: not a hello
+    for ctype in (20, 21, 23):
+        data = records(hs[:10]) + bytes([ctype, 3, 1, 0, 1, 1]) + records(hs[10:])
+        assert tls.HelloReader().feed(data)[1] is CAP, ctype
+        data = b"\x16\x03\x01\x00\x00" + bytes([ctype, 3, 1, 0, 1, 1]) + records(hs)
+        assert tls.HelloReader().feed(data)[1] is CAP, ctype
+    assert tls.HelloReader().feed(records(hs[:10]) + b"\x42\x03\x01\x00\x01\x01")[1] is NOT
+
+
+def test_reader_large_hello_in_large_records():
+    pad = struct.pack("!HH", 0xFE99, 60000) + b"\x00" * 60000
+    body = (b"\x03\x03" + b"\x11" * 32 + b"\x00" + struct.pack("!H", 2) + b"\x13\x01" + b"\x01\x00")
+    sni = struct.pack("!HHHBH", 0, 14, 12, 0, 9) + b"a.example"
+    exts = pad + sni
+    body += struct.pack("!H", len(exts)) + exts
+    hs = b"\x01" + len(body).to_bytes(3, "big") + body
+    got, _ = feed_in(records(hs, sizes=[16384] * 4), 1400)
+    assert got.sni == "a.example"
+
+
+def test_detect_tls_after_empty_records():
+    hs = records(hello_handshake())
+    assert detect(b"\x16\x03\x01\x00\x00" + hs, TCP, 50000, 8081) == "tls"
+    assert detect(b"\x16\x03\x01\x00\x00", TCP, 50000, 8081) == "tls"
+    assert detect(b"\x16\x03\x01\x00\x00\x17\x03\x03\x00\x01\x00", TCP, 50000, 8081) is None
