@@ -210,6 +210,8 @@ def test_content_length_and_transfer_encoding_make_what_follows_unknown(rules_fi
     # "ignore": the names it did read still count (good.example passes)
     v, found = feed(conn(smuggle), rules_file(HTTP_DROP), exception_policy="ignore")
     assert decided(v)[0] == "pass" and "exception.http_framing" in found
+    v, found = feed(conn(smuggle.replace(b"good", b"evil")), rules_file(HTTP_DROP), exception_policy="ignore")
+    assert decided(v) == ("drop", False) and "exception.http_framing" in found
 
 
 def test_bad_chunk_size_makes_what_follows_unknown(rules_file):
