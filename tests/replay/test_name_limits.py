@@ -115,6 +115,8 @@ def test_client_hello_in_17_tiny_segments(rules_file):
     assert decided(v) == ("drop", False) and not found     # read, not guessed
     v, _ = feed(conn(*segments(hello.replace(b"evil", b"good"), 17), port=443), rules_file(TLS_ALLOW))
     assert decided(v) == ("pass", True)
+    v, _ = feed(conn(*segments(hello, 17), port=443), rules_file(TLS_ALLOW))
+    assert decided(v) == ("drop", False)                   # past the depth, still no name to pass on
 
 
 def test_client_hello_in_one_byte_records_over_many_segments(rules_file):
@@ -264,6 +266,29 @@ def test_dns_query_after_16_benign_ones_from_the_same_port(rules_file):
     udp(cap, dns_query(["evil.example"], qid=99))
     v, _ = feed(cap, rules_file(DNS_DROP))
     assert actions(v) == ["pass"] * 16 + ["drop"]
+
+
+def test_dns_query_after_16_datagrams_that_are_not_dns(rules_file):
+    cap = Capture()
+    for i in range(16):
+        udp(cap, b"\xff" * 40)
+    udp(cap, dns_query(["evil.example"]))
+    v, _ = feed(cap, rules_file(DNS_DROP))
+    assert actions(v) == ["pass"] * 16 + ["drop"]
+
+
+def test_server_bytes_before_the_request_is_whole(rules_file):
+    """A server answers a complete request: bytes before it mean the appliance does not
+    follow what the server does (a 400/408, or not the server we think), so the name the
+    block-list waits for is unknown."""
+    cap = Capture()
+    c = TcpConn(cap, C, 40000, S, 80)
+    c.handshake()
+    c.send(b"GET / HTTP/1.1\r\nHost: good.example\r\n")
+    c.recv(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+    c.send(b"\r\n")
+    v, found = feed(cap, rules_file(HTTP_DROP))
+    assert decided(v) == ("drop", False) and "exception.server_first" in found
 
 
 def test_dns_query_after_one_8200_byte_datagram(rules_file):
