@@ -121,8 +121,11 @@ def test_client_hello_in_17_tiny_segments(rules_file):
 
 def test_client_hello_in_one_byte_records_over_many_segments(rules_file):
     data = tls_records(client_hello("evil.example"), record_size=1)     # 6 bytes per hello byte
-    v, _ = feed(conn(*segments(data, 40), port=443), rules_file(TLS_DROP))
-    assert decided(v) == ("drop", False)
+    v, found = feed(conn(*segments(data, 40), port=443), rules_file(TLS_DROP))
+    assert decided(v) == ("drop", False) and not found
+    good = tls_records(client_hello("good.example"), record_size=1)
+    v, found = feed(conn(*segments(good, 40), port=443), rules_file(TLS_ALLOW))
+    assert decided(v) == ("pass", True) and not found
 
 
 def test_alert_record_inside_the_hello_is_a_cap_hit(rules_file):
@@ -137,8 +140,10 @@ def test_alert_record_inside_the_hello_is_a_cap_hit(rules_file):
 def test_host_after_9kb_of_headers(rules_file):
     pad = b"".join(b"X-Pad-%d: %s\r\n" % (i, b"a" * 80) for i in range(110))    # ~9.7 KB
     req = b"GET / HTTP/1.1\r\n" + pad + b"Host: evil.example\r\n\r\n"
-    v, _ = feed(conn(*segments(req, 8)), rules_file(HTTP_DROP))
-    assert decided(v) == ("drop", False)
+    v, found = feed(conn(*segments(req, 8)), rules_file(HTTP_DROP))
+    assert decided(v) == ("drop", False) and not found       # read, not guessed (exception.depth before)
+    v, found = feed(conn(*segments(req.replace(b"evil", b"good"), 8)), rules_file(HTTP_ALLOW))
+    assert decided(v) == ("pass", False) and not found
 
 
 def test_host_after_one_header_line_longer_than_the_stream_window(rules_file):
