@@ -23,6 +23,7 @@ from . import index as ix
 from .keywords import APP_FIELDS, RULE_FIELD, app_fields, per_packet
 from .rule import PROTOS
 from .threshold import Thresholds
+from ..applayer import DNS_PORTS
 from ..applayer.state import Unknown
 from ..flow import ESTABLISHED, CLOSING, handshake_seen
 from ..packet import TCP, UDP
@@ -149,10 +150,12 @@ class Detector:
             return False
         app = flow.app
         # Multi-transaction protocols: a later DNS query / HTTP request may hit a name rule.
-        if app is not None and app.multi_tx:
+        if app is not None and app.multi_tx and names & self.field[app.proto]:
             return True
         if flow.proto == UDP and names & self.field["dns"] and (app is None or app.unknown is None):
-            return True                    # any later datagram may be a DNS query
+            # A later datagram may be a DNS query: on a DNS port, whatever came before it;
+            # elsewhere (QUIC, RTP, ...) within the depth, as other content.
+            return within or flow.dport in DNS_PORTS or flow.sport in DNS_PORTS
         return False
 
     # -- per-packet conditions -----------------------------------------------

@@ -336,3 +336,22 @@ def test_bare_cr_inside_a_header_line(rules_file):
                b"Content-Length: 3\r\n\r\nabc")
     v, found = feed(conn(smuggle), rules_file(HTTP_ALLOW))
     assert "exception.http_framing" in found
+
+
+def test_only_rules_on_the_flows_protocol_keep_it_in_python(rules_file):
+    """A dns_query drop rule with no proto/port (rules/examples/dns-blocklist.yaml) must not
+    keep every HTTP keep-alive connection out of the fast path."""
+    req = b"GET / HTTP/1.1\r\nHost: good.example\r\n\r\n"
+    v, _ = feed(conn(req), rules_file(DNS_DROP))
+    assert decided(v) == ("pass", True)
+
+
+def test_udp_flow_off_the_dns_ports_is_judged_within_the_depth_only(rules_file):
+    """The trade-off in docs/rules.md: a UDP flow whose datagrams are not DNS, on no DNS port
+    (QUIC, RTP), is offloaded at the depth like other content; on a DNS port every datagram
+    is judged whatever came before."""
+    cap = Capture()
+    for i in range(16):
+        cap.add(l2(ip_of(C, S) / UDP(sport=5000, dport=443) / Raw(b"\xff" * 40)))
+    v, _ = feed(cap, rules_file(DNS_DROP))
+    assert v[-1].offload and not any(x.offload for x in v[:-1])
