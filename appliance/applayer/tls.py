@@ -65,28 +65,28 @@ class HelloReader:
     """The ClientHello out of the client's stream as a server's record layer reads it:
     handshake records of any size, zero-length ones included (OpenSSL 3 takes up to
     MAX_EMPTY_RECORDS in a row), the message fragmented across them however the client
-    likes, up to MAX_HELLO. It consumes the record bytes it read and keeps only the
-    handshake message (at most MAX_HELLO + 4 bytes, and only while it is incomplete).
+    likes, up to MAX_HELLO. It consumes the record bytes it read; the message itself is
+    parsed as it arrives (_HelloParser), so what is kept is one field at a time, not the
+    message: an extension we do not read (padding, 9 KB of unknown data) is skipped.
 
     feed(data) -> (consumed, result): MORE, NOT, CAP or the ClientHello."""
 
-    __slots__ = ("hs", "need", "left", "empty")
+    __slots__ = ("parser", "left", "empty", "started")
 
     def __init__(self):
-        self.hs = bytearray()      # the handshake message so far
-        self.need = None           # its whole length (4-byte header included), once known
+        self.parser = _HelloParser()
         self.left = 0              # bytes of the current record's body still to come
         self.empty = 0             # zero-length records in a row
+        self.started = False       # a handshake record was read
 
     def feed(self, data):
         off, n = 0, len(data)
         while True:
             if self.left:
                 take = min(self.left, n - off)
-                self.hs += data[off:off + take]
+                got = self.parser.take(data[off:off + take])
                 off += take
                 self.left -= take
-                got = self._message()
                 if got is not MORE:
                     return off, got
                 if self.left:
@@ -94,17 +94,18 @@ class HelloReader:
             if n - off < 5:
                 # Check what we can of a partial header so garbage is NOT early.
                 if n - off >= 1 and data[off] != CONTENT_HANDSHAKE:
-                    return off, self._other(data[off], off)
+                    return off, self._other(data[off])
                 if n - off >= 2 and data[off + 1] != 3:
                     return off, NOT
                 return off, MORE
             ctype, major = data[off], data[off + 1]
             rlen = (data[off + 3] << 8) | data[off + 4]
             if ctype != CONTENT_HANDSHAKE:
-                return off, self._other(ctype, off)
+                return off, self._other(ctype)
             if major != 3 or rlen > MAX_RECORD:
                 return off, NOT
             off += 5
+            self.started = True
             if rlen == 0:
                 self.empty += 1
                 if self.empty > MAX_EMPTY_RECORDS:
@@ -113,53 +114,137 @@ class HelloReader:
             self.empty = 0
             self.left = rlen
 
-    def _other(self, ctype, off):
+    def _other(self, ctype):
         """A record of another TLS content type once the handshake has begun, before the
         ClientHello is whole: a server may skip it (a warning alert) or abort; which one
         is not ours to guess. As the first record it is simply not a ClientHello."""
-        started = off > 0 or self.need is not None or self.hs or self.empty
-        return CAP if started and ctype in OTHER_CONTENT else NOT
+        return CAP if self.started and ctype in OTHER_CONTENT else NOT
 
-    def _message(self):
-        hs = self.hs
-        if self.need is None and len(hs) >= 4:
-            if hs[0] != HANDSHAKE_CLIENT_HELLO:
-                return NOT
-            self.need = 4 + ((hs[1] << 16) | (hs[2] << 8) | hs[3])
-            if self.need > MAX_HELLO + 4:
-                return CAP                     # more than any server we know reads
-        if self.need is not None and len(hs) >= self.need:
-            hello = _parse_body(bytes(hs[4:self.need]))
-            self.hs = bytearray()
-            return hello
+
+_KEPT_EXTENSIONS = (EXT_SERVER_NAME, EXT_ALPN, EXT_SUPPORTED_VERSIONS)
+
+
+class _HelloParser:
+    """The ClientHello handshake message, parsed as its bytes arrive. Holds at most one
+    field: 35 bytes of fixed header, a session id, or one extension we read (the SNI,
+    ALPN and supported_versions; <= 64 KiB by their length field); the rest is skipped.
+    take(chunk) -> MORE, NOT, CAP or the ClientHello (bytes after the message are not looked at)."""
+
+    __slots__ = ("step", "want", "buf", "skip", "left", "ext_left", "etype", "hello", "offered", "legacy")
+
+    def __init__(self):
+        self.step = "header"       # which field `buf` is filling
+        self.want = 4              # its length
+        self.buf = bytearray()
+        self.skip = 0              # bytes to pass over before the next field (cipher suites, an extension)
+        self.left = None           # message body bytes still to come, once its length is known
+        self.ext_left = 0          # bytes of the extensions block still to come
+        self.etype = None
+        self.hello = ClientHello(None, "")
+        self.offered = []
+        self.legacy = 0
+
+    def take(self, data):
+        off, n = 0, len(data)
+        while True:
+            if self.skip:
+                t = min(self.skip, n - off)
+                off += t
+                self.skip -= t
+                self.left -= t
+                if self.skip:
+                    return MORE
+                got = self._next()
+            else:
+                t = min(self.want - len(self.buf), n - off)
+                self.buf += data[off:off + t]
+                off += t
+                if len(self.buf) < self.want:
+                    return MORE
+                field = bytes(self.buf)
+                self.buf.clear()
+                if self.left is not None:
+                    self.left -= len(field)
+                got = self._field(field)
+            if got is not MORE:
+                return got
+
+    def _expect(self, step, want):
+        if self.left is not None and want > self.left:
+            return NOT                         # a field that overruns the message
+        self.step, self.want = step, want
+        if want == 0:
+            return self._field(b"")
         return MORE
 
+    def _skip(self, n, step):
+        if n > self.left:
+            return NOT
+        self.skip, self.step = n, step
+        return self._next() if n == 0 else MORE
 
-def _extensions(body, off, hello, offered):
-    n = len(body)
-    if off + 2 > n:
-        return True                    # no extensions block: legal for old clients
-    end = off + 2 + ((body[off] << 8) | body[off + 1])
-    if end > n:
-        return False
-    off += 2
-    while off + 4 <= end:
-        etype = (body[off] << 8) | body[off + 1]
-        elen = (body[off + 2] << 8) | body[off + 3]
-        off += 4
-        if off + elen > end:
-            return False
-        ext = body[off:off + elen]
-        off += elen
-        if etype == EXT_SERVER_NAME and hello.sni is None:
-            hello.sni = _server_name(ext)
-        elif etype == EXT_ALPN:
-            hello.alpn = _alpn(ext)
-        elif etype == EXT_SUPPORTED_VERSIONS and ext:
-            vend = min(1 + ext[0], len(ext))
-            for i in range(1, vend - 1, 2):
-                offered.append((ext[i] << 8) | ext[i + 1])
-    return off == end
+    def _field(self, f):
+        step = self.step
+        if step == "header":
+            if f[0] != HANDSHAKE_CLIENT_HELLO:
+                return NOT
+            self.left = (f[1] << 16) | (f[2] << 8) | f[3]
+            if self.left > MAX_HELLO:
+                return CAP                     # more than any server we know reads
+            return self._expect("fixed", 35)   # version, random, session id length
+        if step == "fixed":
+            self.legacy = (f[0] << 8) | f[1]
+            return self._expect("session", f[34] + 2)
+        if step == "session":
+            return self._skip((f[-2] << 8) | f[-1], "compression")    # cipher suites
+        if step == "compression_len":
+            return self._skip(f[0], "extensions")
+        if step == "extensions_len":
+            self.ext_left = (f[0] << 8) | f[1]
+            if self.ext_left > self.left:
+                return NOT
+            return self._ext_next()
+        if step == "ext_header":
+            self.etype, elen = (f[0] << 8) | f[1], (f[2] << 8) | f[3]
+            self.ext_left -= 4 + elen          # overrunning the block: NOT after it (_ext_next)
+            if self.etype in _KEPT_EXTENSIONS:
+                return self._expect("ext_body", elen)
+            return self._skip(elen, "ext_done")
+        if step == "ext_body":
+            etype, hello = self.etype, self.hello
+            if etype == EXT_SERVER_NAME and hello.sni is None:
+                hello.sni = _server_name(f)
+            elif etype == EXT_ALPN:
+                hello.alpn = _alpn(f)
+            elif etype == EXT_SUPPORTED_VERSIONS and f:
+                vend = min(1 + f[0], len(f))
+                for i in range(1, vend - 1, 2):
+                    self.offered.append((f[i] << 8) | f[i + 1])
+            return self._ext_next()
+        return NOT
+
+    def _next(self):
+        """After a skip."""
+        step = self.step
+        if step == "compression":
+            return self._expect("compression_len", 1)
+        if step == "extensions":
+            if self.left < 2:
+                return self._done()            # no extensions block: legal for old clients
+            return self._expect("extensions_len", 2)
+        return self._ext_next()                # ext_done
+
+    def _ext_next(self):
+        if self.ext_left == 0:
+            return self._done()
+        if self.ext_left < 4:
+            return NOT
+        return self._expect("ext_header", 4)
+
+    def _done(self):
+        offered = [v for v in self.offered if not is_grease(v)]
+        self.hello.version = version_name(max(offered) if offered else self.legacy)
+        return self.hello
 
 
 def _server_name(ext):
@@ -199,33 +284,5 @@ def parse_client_hello(data: bytes):
     """ClientHello from the first client->server bytes: ClientHello, MORE, NOT or CAP."""
     try:
         return HelloReader().feed(data)[1]
-    except Exception:  # defensive: the datapath never sees a parser exception
-        return NOT
-
-
-def _parse_body(body):
-    """The ClientHello message body -> ClientHello or NOT."""
-    try:
-        n = len(body)
-        if n < 35:
-            return NOT
-        client_version = (body[0] << 8) | body[1]
-        off = 34                                   # version + random
-        off += 1 + body[off]                       # session_id
-        if off + 2 > n:
-            return NOT
-        off += 2 + ((body[off] << 8) | body[off + 1])   # cipher_suites
-        if off + 1 > n:
-            return NOT
-        off += 1 + body[off]                       # compression_methods
-        if off > n:
-            return NOT
-        hello = ClientHello(None, "")
-        offered = []
-        if not _extensions(body, off, hello, offered):
-            return NOT
-        offered = [v for v in offered if not is_grease(v)]
-        hello.version = version_name(max(offered) if offered else client_version)
-        return hello
     except Exception:  # defensive: the datapath never sees a parser exception
         return NOT

@@ -186,11 +186,31 @@ def test_reader_zero_length_records_up_to_openssls_limit():
     assert got.sni == "a.example"
 
 
-def test_reader_holds_only_the_handshake_message():
+def test_reader_holds_one_field_at_a_time():
     hs = hello_handshake(sni=b"a.example")
     r = tls.HelloReader()
-    used, got = r.feed(records(hs[:50], sizes=[1] * 50))
-    assert got is MORE and used == 50 * 6 and len(r.hs) == 50
+    used, got = r.feed(records(hs[:30], sizes=[1] * 30))
+    assert got is MORE and used == 30 * 6 and len(r.parser.buf) == 26     # the 35-byte fixed part
+    # a 60 KB extension we do not read is skipped, not held
+    pad = struct.pack("!HH", 0xFE99, 60000) + b"\x00" * 60000
+    body = b"\x03\x03" + b"\x11" * 32 + b"\x00" + struct.pack("!H", 2) + b"\x13\x01" + b"\x01\x00"
+    body += struct.pack("!H", len(pad) + 20) + pad
+    r = tls.HelloReader()
+    data = records(b"\x01" + (len(body) + 20).to_bytes(3, "big") + body, sizes=[16000] * 4)
+    used, got = r.feed(data[:32000])                      # halfway through the extension
+    assert got is MORE and len(r.parser.buf) == 0 and r.parser.skip > 20000
+    used, got = r.feed(data[used:])
+    assert got is MORE and len(r.parser.buf) == 0 and r.parser.skip == 0
+
+
+def test_reader_extension_overrunning_its_block_is_not():
+    body = b"\x03\x03" + b"\x11" * 32 + b"\x00" + struct.pack("!H", 2) + b"\x13\x01" + b"\x01\x00"
+    ext = struct.pack("!HH", 0xFE99, 16) + b"\x00" * 16
+    good = body + struct.pack("!H", len(ext)) + ext
+    bad = body + struct.pack("!H", 10) + ext                  # block of 10, extension of 20
+    for b, want in ((good, tls.ClientHello), (bad, type(NOT))):
+        got = tls.parse_client_hello(records(b"\x01" + len(b).to_bytes(3, "big") + b))
+        assert isinstance(got, want)
 
 
 def test_reader_other_record_types():
