@@ -50,8 +50,10 @@ class AppState:
 
     @property
     def multi_tx(self) -> bool:
-        """A later transaction may still bring new names."""
-        return self.proto in MULTI_TX and not self.done and self.unknown is None
+        """A later transaction may still bring new names (TLS: a second ClientHello, while
+        the reader looks for one)."""
+        return ((self.proto in MULTI_TX or self.reader is not None)
+                and not self.done and self.unknown is None)
 
     def transaction(self, patterns=None):
         """The current transaction; of several (pipelined requests, DNS queries in one
@@ -173,15 +175,24 @@ def _tls(app, stream, data, found):
     reader = app.reader
     if reader is None:
         reader = app.reader = tls.HelloReader()
+    second = reader.second
     used, hello = reader.feed(data)
     stream.consume(used)
     if hello is MORE:
         return (), None
-    app.reader = None
-    app.done = True                             # one ClientHello per connection
+    if second:                                  # after a HelloRetryRequest: the hello the server acts on
+        app.reader = None
+        app.done = True
+        if hello is NOT:
+            return (), None
+        app.names["tls"] = [hello.sni] if hello.sni else []   # the first one passed already
+        app.tx = hello
+        return ("tls",), None
     if hello is CAP:
         return (), _give_up(app, "cap")
     if hello is NOT:
+        app.reader = None
+        app.done = True
         app.names["tls"] = []
         found.append("tls.invalid_client_hello")
         return (), None

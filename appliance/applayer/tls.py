@@ -62,45 +62,53 @@ def looks_like(data: bytes) -> bool:
 
 
 class HelloReader:
-    """The ClientHello out of the client's stream as a server's record layer reads it:
+    """The ClientHellos out of the client's stream as a server's record layer reads them:
     handshake records of any size, zero-length ones included (OpenSSL 3 takes up to
     MAX_EMPTY_RECORDS in a row), the message fragmented across them however the client
     likes, up to MAX_HELLO. It consumes the record bytes it read; the message itself is
     parsed as it arrives (_HelloParser), so what is kept is one field at a time, not the
     message: an extension we do not read (padding, 9 KB of unknown data) is skipped.
 
-    feed(data) -> (consumed, result): MORE, NOT, CAP or the ClientHello."""
+    After the first ClientHello it reads on (`second`): a server that answers with a
+    HelloRetryRequest reads a second ClientHello, and OpenSSL acts on its SNI (checked
+    against `openssl s_server -servername_fatal`: a second hello naming another host gets
+    unrecognized_name). Change-cipher-spec records are skipped there (RFC 8446 D.4); any
+    other handshake message, or encrypted data, ends the reading.
 
-    __slots__ = ("parser", "left", "empty", "started")
+    feed(data) -> (consumed, result): MORE, NOT, CAP or the ClientHello; after the first
+    hello NOT means the reading ended without another."""
+
+    __slots__ = ("parser", "left", "empty", "started", "second")
 
     def __init__(self):
         self.parser = _HelloParser()
         self.left = 0              # bytes of the current record's body still to come
         self.empty = 0             # zero-length records in a row
         self.started = False       # a handshake record was read
+        self.second = False        # the first ClientHello was read: looking for a second one
 
     def feed(self, data):
         off, n = 0, len(data)
         while True:
             if self.left:
                 take = min(self.left, n - off)
-                got = self.parser.take(data[off:off + take])
+                got = self.parser.take(data[off:off + take]) if self.parser is not None else MORE
                 off += take
                 self.left -= take
                 if got is not MORE:
-                    return off, got
+                    return off, self._result(got)
                 if self.left:
                     return off, MORE           # the record itself is still arriving
             if n - off < 5:
                 # Check what we can of a partial header so garbage is NOT early.
-                if n - off >= 1 and data[off] != CONTENT_HANDSHAKE:
+                if n - off >= 1 and data[off] != CONTENT_HANDSHAKE and not self._ccs(data[off]):
                     return off, self._other(data[off])
                 if n - off >= 2 and data[off + 1] != 3:
                     return off, NOT
                 return off, MORE
             ctype, major = data[off], data[off + 1]
             rlen = (data[off + 3] << 8) | data[off + 4]
-            if ctype != CONTENT_HANDSHAKE:
+            if ctype != CONTENT_HANDSHAKE and not self._ccs(ctype):
                 return off, self._other(ctype)
             if major != 3 or rlen > MAX_RECORD:
                 return off, NOT
@@ -109,15 +117,32 @@ class HelloReader:
             if rlen == 0:
                 self.empty += 1
                 if self.empty > MAX_EMPTY_RECORDS:
-                    return off, CAP            # OpenSSL gives up here; another stack might not
+                    return off, NOT if self.second else CAP   # OpenSSL gives up here; another stack might not
                 continue
             self.empty = 0
             self.left = rlen
+            if ctype != CONTENT_HANDSHAKE:
+                self.parser = None             # a change_cipher_spec: its byte is skipped
+            elif self.parser is None:
+                self.parser = _HelloParser()
+
+    def _ccs(self, ctype):
+        return self.second and ctype == CONTENT_CCS
+
+    def _result(self, got):
+        if self.second:
+            return got if isinstance(got, ClientHello) else NOT    # the second reading never guesses
+        if isinstance(got, ClientHello):
+            self.second = True
+            self.parser = None
+        return got
 
     def _other(self, ctype):
         """A record of another TLS content type once the handshake has begun, before the
         ClientHello is whole: a server may skip it (a warning alert) or abort; which one
         is not ours to guess. As the first record it is simply not a ClientHello."""
+        if self.second:
+            return NOT
         return CAP if self.started and ctype in OTHER_CONTENT else NOT
 
 
