@@ -1,9 +1,10 @@
 """DNS messages (RFC 1035): header and question section.
 
 Only what a firewall decides on: id, QR, opcode, rcode and the questions.
-Names are decoded with a loop (never recursion), compression pointers must
-point strictly backwards (so they cannot loop), and names are escaped so a
-hostile label can never inject into a log line.
+Names are decoded with a loop (never recursion); compression pointers are
+followed in any direction as lax resolvers do (dnsmasq), at most MAX_POINTERS
+of them (so loops end); names are escaped so a hostile label can never inject
+into a log line.
 """
 
 import struct
@@ -13,7 +14,7 @@ from appliance.applayer import CAP
 
 MAX_QUESTIONS = 32     # qdcount is attacker-chosen; real queries carry one
 MAX_NAME_WIRE = 255    # RFC 1035 limit on a name's wire length
-MAX_POINTERS = 16      # backward-only already forbids loops; this caps the work
+MAX_POINTERS = 16      # jumps per name: ends pointer loops and caps the work
 
 RRTYPES = {
     1: "A", 2: "NS", 3: "MD", 4: "MF", 5: "CNAME", 6: "SOA", 7: "MB", 8: "MG", 9: "MR",
@@ -61,7 +62,6 @@ def read_name(buf: bytes, off: int):
     labels = []
     wire = 0
     end = None          # where the name ends in the message (before the first pointer)
-    floor = off         # every pointer must jump strictly below this
     jumps = 0
     n = len(buf)
     while True:
@@ -70,14 +70,13 @@ def read_name(buf: bytes, off: int):
         length = buf[off]
         kind = length & 0xC0
         if kind == 0xC0:
+            # Any direction: dnsmasq follows a pointer forward too (checked live, 2.90: a
+            # question pointing past itself is answered). Loops end at MAX_POINTERS jumps.
             if off + 1 >= n or jumps >= MAX_POINTERS:
                 return None
             target = ((length & 0x3F) << 8) | buf[off + 1]
-            if target >= floor:     # forward or self pointer: a loop or garbage
-                return None
             if end is None:
                 end = off + 2
-            floor = target
             off = target
             jumps += 1
             continue

@@ -391,3 +391,14 @@ def test_udp_flow_off_the_dns_ports_is_judged_within_the_depth_only(rules_file):
         cap.add(l2(ip_of(C, S) / UDP(sport=5000, dport=443) / Raw(b"\xff" * 40)))
     v, _ = feed(cap, rules_file(DNS_DROP))
     assert v[-1].offload and not any(x.offload for x in v[:-1])
+
+
+def test_dns_question_name_behind_a_forward_compression_pointer(rules_file):
+    # dnsmasq 2.90 answers it (checked live: address=/evil.example/ returned for it); the
+    # parser used to reject forward pointers and read no name at all
+    hdr = struct.pack("!HHHHHH", 7, 0x0100, 1, 0, 0, 0)
+    name = b"\x04evil\x07example\x00"
+    cap = Capture()
+    udp(cap, hdr + b"\xc0\x12" + b"\x00\x01\x00\x01" + name)
+    v, _ = feed(cap, rules_file(DNS_DROP))
+    assert actions(v) == ["drop"]

@@ -74,8 +74,13 @@ def test_pointer_loop_rejected():
     self_loop = header(1) + b"\xc0\x0c" + b"\x00\x01\x00\x01"
     assert dns.parse_message(self_loop) is None
     body = b"\x01a\x00\x00\x01\x00\x01"                   # q1 at 12..18
-    body += b"\xc0\x19\xc0\x17" + b"\x00\x01\x00\x01"     # q2 at 19: ptr->25 (forward)
-    assert dns.parse_message(header(2) + body) is None
+    body += b"\xc0\x15\xc0\x13" + b"\x00\x01\x00\x01"     # q2 at 19: ptr->21, 21: ptr->19
+    assert dns.parse_message(header(2) + body) is None       # a loop: ends at MAX_POINTERS jumps
+
+
+def test_forward_pointer_followed_as_dnsmasq_does():
+    body = b"\xc0\x12" + b"\x00\x01\x00\x01" + b"\x01a\x07example\x00"
+    assert [q.rrname for q in dns.parse_message(header(1) + body).queries] == ["a.example"]
 
 
 def test_pointer_beyond_end_rejected():
