@@ -241,6 +241,9 @@ class RequestReader:
                 protocol, uri = b"", b" ".join(parts[1:])
             if method not in METHODS and not protocol:
                 return "http_framing" if self.after_body else "done"   # "USER x": FTP/SMTP, not HTTP/0.9
+            if method == b"PRI" and protocol == b"HTTP/2.0":
+                return "h2c"                   # HTTP/2 follows (prior knowledge, or after Upgrade: h2c): its
+                                               # :authority is in HPACK frames we do not read
             self.req = _Request(method, uri, protocol)
             self.req.bytes = size
             self.phase = "headers"

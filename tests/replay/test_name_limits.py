@@ -402,3 +402,12 @@ def test_dns_question_name_behind_a_forward_compression_pointer(rules_file):
     udp(cap, hdr + b"\xc0\x12" + b"\x00\x01\x00\x01" + name)
     v, _ = feed(cap, rules_file(DNS_DROP))
     assert actions(v) == ["drop"]
+
+
+def test_h2c_after_a_request_is_unknown(rules_file):
+    upgrade = b"GET / HTTP/1.1\r\nHost: good.example\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n\r\n"
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+    v, found = feed(conn(upgrade, preface), rules_file(HTTP_DROP))
+    assert decided(v) == ("drop", False) and "exception.h2c" in found
+    v, found = feed(conn(preface), rules_file(HTTP_ALLOW))
+    assert decided(v) == ("drop", False) and "exception.h2c" in found
