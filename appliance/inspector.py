@@ -22,11 +22,12 @@ from .stream import ClientStream
 @dataclass
 class Settings:
     outside_ifaces: tuple = ()            # live: packets arriving here come from outside
-    depth_packets: int = 16               # inspection depth per flow (both directions)
-    depth_bytes: int = 8192               # ... and payload bytes
+    depth_packets: int = 16               # inspection depth per flow (both directions) for content,
+    depth_bytes: int = 8192               # packet conditions and alerts; names are read past it
     max_flows: int = 100_000
     offload: bool = True                  # decided flows skip inspection (live: kernel fast path)
-    stream_bytes: int = 8192              # first bytes of the client stream kept for app-layer names
+    stream_bytes: int = 8192              # client stream bytes held at once for the app layer (it
+                                          # consumes what it parsed): the longest line/field it reads
     anomaly_action: str = "pass"          # verdict for packets too malformed to have a flow
     exception_policy: str = "drop"        # when a name cannot be known (ambiguous stream, mid-stream
                                           # pickup, cap hit, internal error): "drop" reads it as any
