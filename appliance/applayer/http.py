@@ -186,7 +186,14 @@ class RequestReader:
         used, reqs, status = self.alt.feed(buf, False)
         del buf[:used]
         done.extend(reqs)
-        if status is not None or len(buf) > ALT_HOLD:
+        if status is None and len(buf) > ALT_HOLD:
+            # a line longer than we hold: inside a request (Python's http.server reads lines up
+            # to 64 KiB), that reading cannot be followed; anything else is no request at all
+            if self.alt.req is not None or _METHOD_SP.match(buf):
+                status = "http_framing"
+            else:
+                status = "done"
+        if status is not None:
             self.alt = self.alt_buf = None
             return "http_framing" if status == "http_framing" else None
         return None

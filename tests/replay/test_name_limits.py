@@ -411,3 +411,14 @@ def test_h2c_after_a_request_is_unknown(rules_file):
     assert decided(v) == ("drop", False) and "exception.h2c" in found
     v, found = feed(conn(preface), rules_file(HTTP_ALLOW))
     assert decided(v) == ("drop", False) and "exception.h2c" in found
+
+
+def test_body_read_as_a_request_with_a_line_longer_than_we_hold(rules_file):
+    inner = b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: evil.example\r\n\r\n"
+    outer = b"GET / HTTP/1.1\r\nHost: good.example\r\nContent-Length: %d\r\n\r\n" % len(inner)
+    v, found = feed(conn(outer, *segments(inner, 16)), rules_file(HTTP_DROP))
+    assert decided(v) == ("drop", False) and "exception.http_framing" in found
+    body = b"x" * 9000 + b"\r\n"                                  # a long line that is no request
+    outer = b"POST / HTTP/1.1\r\nHost: good.example\r\nContent-Length: %d\r\n\r\n" % len(body)
+    v, found = feed(conn(outer, *segments(body, 8)), rules_file(HTTP_DROP))
+    assert decided(v)[0] == "pass" and not found
