@@ -236,10 +236,12 @@ class Inspector:
             if st is None:
                 st = flow.stream = ClientStream.open(pkt, to_server, s.verify_checksums, flow.isn)
             if st is not None and st.feed(pkt, to_server, s.stream_bytes, s.verify_checksums, found):
+                full = st.complete
                 new, reason = applayer.on_stream(flow, st, found)
-                # A segment larger than what the stream's window had room for was cut at the
-                # window's end: once the app layer consumed, the rest fits (checked already).
-                while reason is None and st.complete is False and st.feed(pkt, to_server, s.stream_bytes, False, found):
+                # A window filled by this segment may have cut it: once the app layer consumed,
+                # the rest fits (its checksum was checked already).
+                while full and reason is None and st.feed(pkt, to_server, s.stream_bytes, False, found):
+                    full = st.complete
                     more, reason = applayer.on_stream(flow, st, found)
                     new = tuple(dict.fromkeys(new + more))
             else:
