@@ -181,15 +181,20 @@ class _HelloParser:
                     return MORE
                 got = self._next()
             else:
-                t = min(self.want - len(self.buf), n - off)
-                self.buf += data[off:off + t]
-                off += t
-                if len(self.buf) < self.want:
-                    return MORE
-                field = bytes(self.buf)
-                self.buf.clear()
+                want = self.want
+                if not self.buf and n - off >= want:
+                    field = data[off:off + want]       # whole in this piece: the usual case
+                    off += want
+                else:
+                    t = min(want - len(self.buf), n - off)
+                    self.buf += data[off:off + t]
+                    off += t
+                    if len(self.buf) < want:
+                        return MORE
+                    field = bytes(self.buf)
+                    self.buf.clear()
                 if self.left is not None:
-                    self.left -= len(field)
+                    self.left -= want
                 got = self._field(field)
             if got is not MORE:
                 return got
