@@ -135,7 +135,8 @@ def on_server_bytes(flow):
     if app is None:
         flow.app = FAILED
         return None
-    if app.known and app.unknown is None and app.names[app.proto] is None:
+    if app.known and app.unknown is None and app.names[app.proto] is None and not app.tx_count:
+        # (a whole first message that named nothing, a DNS cookie probe, is answered: no sign)
         app.names[app.proto] = []
         app.done = True
         return "server_first"

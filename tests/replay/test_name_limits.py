@@ -422,3 +422,20 @@ def test_body_read_as_a_request_with_a_line_longer_than_we_hold(rules_file):
     outer = b"POST / HTTP/1.1\r\nHost: good.example\r\nContent-Length: %d\r\n\r\n" % len(body)
     v, found = feed(conn(outer, *segments(body, 8)), rules_file(HTTP_DROP))
     assert decided(v)[0] == "pass" and not found
+
+
+def test_dns_tcp_cookie_probe_answered_before_the_query(rules_file):
+    """A first message without a question (RFC 7873 cookie probe) is a whole transaction:
+    its answer is no sign of a server the appliance does not follow."""
+    cookie = struct.pack("!HHHHHH", 1, 0x0100, 0, 0, 0, 1) + b"\x00" + struct.pack(
+        "!HHIH", 41, 1232, 0, 12) + struct.pack("!HH", 10, 8) + b"\x01" * 8
+    allow = "default_action: drop\nrules:\n  - {id: 1, action: pass, proto: tcp, dns_query: good.example}\n"
+    for name, rules, want in (("evil.example", DNS_DROP, "drop"), ("good.example", allow, "pass")):
+        cap = Capture()
+        c = TcpConn(cap, C, 40000, S, 53)
+        c.handshake()
+        c.send(tcp_dns(cookie))
+        c.recv(tcp_dns(cookie))
+        c.send(tcp_dns(dns_query([name])))
+        v, found = feed(cap, rules_file(rules))
+        assert decided(v)[0] == want and not found, name
