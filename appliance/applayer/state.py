@@ -6,9 +6,11 @@ transactions and answers with the app fields that got a new transaction on this
 packet, plus anomaly names. Detection reads `flow.app.names`; events read the
 transaction of the names a rule matched.
 """
-from . import CAP, MORE, NOT, detect, dns, http, tls
+from . import CAP, DNS_PORTS, MORE, NOT, detect, dns, http, tls
 from ..detect.keywords import APP_FIELDS as FIELDS   # the app fields rules can name; each is a protocol
 
+_BLANKS = b" \t\r\n\x0b\x0c"
+MAX_LEADING_BLANKS = 65536          # Python's http.server: the longest request line it reads
 MULTI_TX = ("dns", "http")          # protocols where a later transaction may bring new names
 _DETECT_GIVE_UP = 64                # app bytes a flow must show before we stop naming its protocol
 
@@ -110,6 +112,9 @@ def on_stream(flow, stream, found):
         return (), None
     data = stream.data
     if app is None:
+        data = _skip_leading_blanks(flow, stream, data)
+        if not data:
+            return (), None
         guess = detect(data, flow.proto, flow.sport, flow.dport)
         if guess is None:
             if stream.complete or len(data) >= _DETECT_GIVE_UP:
@@ -124,6 +129,23 @@ def on_stream(flow, stream, found):
     if ap == "dns":
         return _dns_tcp(app, stream, data)
     return (), None
+
+
+def _skip_leading_blanks(flow, stream, data):
+    """HTTP servers read past blanks before a request: nginx skips empty lines, Python's
+    http.server any whitespace on the request line (up to its 64 KiB line). Consume them
+    so detection sees the method however many there are, up to that line. DNS-over-TCP
+    (whose length prefix may be such a byte) and TLS never start with one."""
+    if flow.dport in DNS_PORTS or flow.sport in DNS_PORTS:
+        return data
+    lead = len(data) - len(data.lstrip(_BLANKS))
+    if lead:
+        stream.consume(lead)
+        if stream.base > MAX_LEADING_BLANKS:
+            flow.app = FAILED
+            return b""
+        data = data[lead:]
+    return data
 
 
 def on_server_bytes(flow):

@@ -439,3 +439,15 @@ def test_dns_tcp_cookie_probe_answered_before_the_query(rules_file):
         c.send(tcp_dns(dns_query([name])))
         v, found = feed(cap, rules_file(rules))
         assert decided(v)[0] == want and not found, name
+
+
+def test_request_after_kilobytes_of_blanks(rules_file):
+    # Python's http.server takes any whitespace before the method on its (64 KiB) request line,
+    # nginx skips empty lines: detection used to give up after 64 bytes of them
+    for blanks in (b" " * 9000, b"\r\n" * 4500, b"\t" * 100):
+        req = blanks + b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n"
+        v, _ = feed(conn(*segments(req, 8)), rules_file(HTTP_DROP))
+        assert decided(v) == ("drop", False), blanks[:2]
+    v, _ = feed(conn(*segments(b" " * 70000 + b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n", 60)),
+                rules_file(HTTP_DROP))
+    assert decided(v)[0] == "pass"                # past any server's line: not a request
