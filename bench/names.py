@@ -12,7 +12,6 @@ packets that took the decided-flow fast path (live: the kernel's, via connmark).
 """
 import argparse
 import os
-import struct
 import tempfile
 import time
 
