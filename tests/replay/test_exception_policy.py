@@ -1,17 +1,20 @@
 """When the appliance cannot know a name: read it against the attacker.
 
-A name still pending at the last look, a flow picked up mid-stream, an internal error
-on an undecided flow: the names become UNKNOWN and, under `exception_policy: drop`
+A protocol limit hit while a name is pending, a flow picked up mid-stream, an internal
+error on an undecided flow: the names become UNKNOWN and, under `exception_policy: drop`
 (the default), every drop/reject rule on them matches and no pass rule does; under
 `ignore` no rule needing them matches. Several names in one transaction (pipelined
 requests, queries of one DNS message) match a drop rule if any does and a pass rule
 only if all do. Each case says so with an `exception.<reason>` anomaly.
 """
+import struct
+
 import pytest
 
-from replaykit import Capture, TcpConn, client_hello, dns_query, tls_records, l2, ip_of
+from replaykit import Capture, TcpConn, dns_query, l2, ip_of
 from scapy.all import UDP, Raw
 
+from appliance.applayer import tls
 from appliance.applayer.state import UNKNOWN
 from appliance.decode import decode_frame
 from appliance.detect.loader import load_rules
@@ -53,12 +56,6 @@ def conn(*payloads, port=80, handshake=True):
     return cap
 
 
-def tiny_hello_segments(n=17):
-    hello = tls_records(client_hello("evil.example"))
-    size = -(-len(hello) // n)
-    return [hello[i:i + size] for i in range(0, len(hello), size)]
-
-
 # --- a limit hit while a name is pending ----------------------------------------------
 # (These were "pending at the depth" cases: the depth no longer bounds names, so a
 # ClientHello in 17 segments is read -- tests/replay/test_name_limits.py -- and the
@@ -66,8 +63,6 @@ def tiny_hello_segments(n=17):
 
 def oversized_hello():
     """A ClientHello announcing more than any server reads (OpenSSL's limit + 1)."""
-    import struct
-    from appliance.applayer import tls
     body = tls.MAX_HELLO + 1
     return struct.pack("!BHH", 22, 0x0301, 100) + b"\x01" + body.to_bytes(3, "big") + b"\x03\x03" + b"\x00" * 94
 
