@@ -51,8 +51,8 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Inspection:
-    depth_packets: int = 16      # a flow undecided after this many packets gets the default verdict
-    depth_bytes: int = 8192      # ... or after this many payload bytes
+    depth_packets: int = 16      # packets within which content/packet conditions and alerts look (not names)
+    depth_bytes: int = 8192      # ... and payload bytes
     max_flows: int = 100_000     # flow table size per worker
     exception_policy: str = "drop"   # a name that cannot be known: drop | ignore (docs/rules.md)
 

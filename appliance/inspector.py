@@ -24,11 +24,12 @@ from .stream import ClientStream
 @dataclass
 class Settings:
     outside_ifaces: tuple = ()            # live: packets arriving here come from outside
-    depth_packets: int = 16               # inspection depth per flow (both directions)
-    depth_bytes: int = 8192               # ... and payload bytes
+    depth_packets: int = 16               # inspection depth per flow (both directions) for content,
+    depth_bytes: int = 8192               # packet conditions and alerts; names are read past it
     max_flows: int = 100_000
     offload: bool = True                  # decided flows skip inspection (live: kernel fast path)
-    stream_bytes: int = 8192              # first bytes of the client stream kept for app-layer names
+    stream_bytes: int = 8192              # client stream bytes held at once for the app layer (it
+                                          # consumes what it parsed): the longest line/field it reads
     anomaly_action: str = "pass"          # verdict for packets too malformed to have a flow
     exception_policy: str = "drop"        # when a name cannot be known (ambiguous stream, mid-stream
                                           # pickup, cap hit, internal error): "drop" reads it as any
@@ -219,6 +220,8 @@ class Inspector:
                 flow.midstream = True      # picked up without its handshake: who began it is unknown
 
         # every packet of a flow that is not final is inspected: its packet count is the depth used
+        # for packet conditions and alerts; names are read whatever the depth (the app layer
+        # bounds them by each protocol's own limits)
         n = flow.pkts_ts + flow.pkts_tc
         within_before = n - 1 < s.depth_packets and flow.inspected_bytes < s.depth_bytes
         flow.inspected_bytes += len(pkt.payload)
@@ -236,15 +239,7 @@ class Inspector:
         if first and flow.midstream:
             # picked up mid-stream: its start, maybe its requests, are behind us
             self._cannot_know(flow, "midstream", cand_flow)
-        new_fields = self._applayer(pkt, flow, to_server) if within_before else ()
-        st = flow.stream
-        if st is not None and st.ambiguous and (flow.app is None or flow.app.unknown is None):
-            # the client's bytes read two ways (a conflicting overlap, an urgent mark whose
-            # effect depends on when the server reads): no name read from them is sure
-            new_fields = self._cannot_know(flow, "stream_ambiguous", cand_flow, read=True) or new_fields
-        if not within and (flow.app is None or flow.app.unknown is None):
-            # the last look, and a name still pending
-            new_fields = self._cannot_know(flow, "depth", cand_flow) or new_fields
+        new_fields = self._applayer(pkt, flow, to_server, cand_flow)
 
         action = flow.verdict
         decided_now = None                 # the rule that decided on this packet, if any
@@ -276,7 +271,7 @@ class Inspector:
         if flow.verdict in ("drop", "reject"):
             flow.final = True
         elif flow.verdict == "pass":
-            flow.final = not within or not det.more_to_inspect(flow, to_server)
+            flow.final = not det.more_to_inspect(flow, to_server, within)
         if flow.final:
             self.flows.file(flow)          # the first a flood may evict from now on
         offload = flow.final and may_offload
@@ -317,43 +312,62 @@ class Inspector:
         self.counters.count_verdict(action)
         return Verdict(action, False, None, [rule] if rule is not None and rule.log else [])
 
-    def _applayer(self, pkt, flow, to_server):
+    def _applayer(self, pkt, flow, to_server, cand):
         """The stream and app-layer stages; returns the app fields that got a new
-        transaction on this packet."""
+        transaction on this packet (or whose names can no longer be known)."""
         before = flow.app
         found = []
+        reason = None
         if flow.proto == TCP:
             s = self.settings
             st = flow.stream
             if st is None:
                 st = flow.stream = ClientStream.open(pkt, to_server, flow.isn)
             if st is not None and st.feed(pkt, to_server, s.stream_bytes, found):
-                new = applayer.on_stream(flow, st.data, st.complete, found)
+                full = st.complete
+                new, reason = applayer.on_stream(flow, st, found)
+                # A window filled by this segment may have cut it: once the app layer consumed,
+                # the rest fits (its checksum was checked already).
+                while full and reason is None and st.feed(pkt, to_server, s.stream_bytes, found):
+                    full = st.complete
+                    more, reason = applayer.on_stream(flow, st, found)
+                    new = tuple(dict.fromkeys(new + more))
             else:
                 new = ()
                 if not to_server and pkt.payload:
-                    applayer.on_server_bytes(flow, st is not None and bool(st.data))
+                    reason = applayer.on_server_bytes(flow)
+            if reason is None and st is not None:
+                if st.ambiguous:
+                    # the client's bytes read two ways (a conflicting overlap, an urgent mark
+                    # whose effect depends on when the server reads): no name from them is sure
+                    reason = "stream_ambiguous"
+                elif st.lost:
+                    reason = "cap"         # bytes the server reads that the window let go
         elif flow.proto == UDP:
             new = applayer.on_datagram(flow, pkt.payload)
         else:
             return ()
-        if flow.app is not before:
-            self._count_app(flow.app)
         if found:
             self._found = [*self._found, *((name, "decode" if name.startswith("tcp.") else
                                             "stream" if name.startswith("stream.") else "applayer")
                                            for name in found)]
+        if reason is not None:
+            # a limit hit, framing read two ways, a server not waiting for the name
+            changed = self._cannot_know(flow, reason, cand)
+            if changed:
+                new = tuple(dict.fromkeys(new + changed))
+        if flow.app is not before and flow.app is not None and (before is None or not before.known):
+            self._count_app(flow.app)
         return new
 
-    def _cannot_know(self, flow, reason, cand, read=False):
-        """The flow's names can no longer be known for sure: when verdict rules wait for
-        them (`read`: or need names already read, which may have been read wrong), mark them
-        UNKNOWN (exception_policy decides how rules read that) and say so. Returns the
-        fields that changed."""
-        det = self.detector
-        if not (cand & det.decision & det.app_any if read else det.pending_names(flow, cand)):
+    def _cannot_know(self, flow, reason, cand):
+        """The flow's names can no longer be known for sure: when verdict rules need
+        them, mark them UNKNOWN (exception_policy decides how rules read that) and say so.
+        Returns the fields that changed."""
+        wanted = self.detector.name_fields(cand)
+        if not wanted:
             return ()
-        changed = applayer.cannot_know(flow, reason)
+        changed = applayer.cannot_know(flow, reason, wanted)
         if changed:
             self._found = [*self._found, ("exception." + reason, "engine")]
         return changed

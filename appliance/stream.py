@@ -83,6 +83,13 @@ class ClientStream:
         return self.bytes is not None and self.bytes.complete
 
     @property
+    def lost(self) -> bool:
+        """Client bytes the server reads that this stream will never hold: out-of-order data
+        past the room, or the rest of the last segment that did not fit."""
+        st = self.bytes
+        return st is not None and (st.lost or st.cut)
+
+    @property
     def base(self) -> int:
         """Stream offset of data[0]: the bytes consume() has let go."""
         return self.bytes.base if self.bytes is not None else 0
@@ -185,7 +192,7 @@ class StreamStart:
     go), plus a bounded queue of out-of-order segments within that room."""
 
     __slots__ = ("limit", "start", "base", "rcv", "urg", "urg_done", "fin", "_buf", "_buf_seq", "_cuts",
-                 "_pending", "_held", "overlap_conflicts", "dropped", "lost")
+                 "_pending", "_held", "overlap_conflicts", "dropped", "lost", "cut")
 
     def __init__(self, limit: int = 8192):
         self.limit = limit
@@ -202,7 +209,9 @@ class StreamStart:
         self._held = 0             # bytes in _pending
         self.overlap_conflicts = 0
         self.dropped = 0           # out-of-order segments not held for lack of room
-        self.lost = False          # bytes past the limit were let go: the stream stops there
+        self.lost = False          # out-of-order bytes past the room were let go: never read
+        self.cut = False           # the last add() delivered a segment only up to the room: the
+                                   # rest is read only if it comes again once bytes are consumed
 
     @property
     def data(self) -> bytes:
@@ -210,6 +219,7 @@ class StreamStart:
 
     @property
     def complete(self) -> bool:
+        """The readable bytes held reached the limit: nothing more arrives until some are consumed."""
         return len(self._buf) >= self.limit
 
     @property
@@ -219,6 +229,7 @@ class StreamStart:
 
     def add(self, seq: int, payload: bytes, syn: bool = False, fin: bool = False) -> bool:
         """Take one segment. True when new bytes were delivered."""
+        self.cut = False
         if syn:
             seq = (seq + 1) & MASK               # SYN occupies one sequence number
             if self.start is None or (not self.rcv and not self._pending):
@@ -313,7 +324,7 @@ class StreamStart:
         rcv = self.rcv
         take = min(len(payload) - skip, room_end - rcv)
         if take < len(payload) - skip:
-            self.lost = True
+            self.cut = True
         if take <= 0:
             return False
         urg = self.urg

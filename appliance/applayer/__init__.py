@@ -1,8 +1,9 @@
 """App-layer parsers: names out of the first bytes of a flow.
 
 Each parser takes the contiguous bytes the stream layer has so far and answers
-with a result, `MORE` (need more bytes; may still be this protocol) or `NOT`
-(definitely not this protocol). None of them raise on hostile input.
+with a result, `MORE` (need more bytes; may still be this protocol), `NOT`
+(definitely not this protocol) or `CAP` (a limit was hit before the name: the
+appliance cannot know it). None of them raise on hostile input.
 
 `detect()` guesses the protocol by content; ports only break ties.
 """
@@ -26,6 +27,7 @@ class _Sentinel:
 
 MORE = _Sentinel("MORE")
 NOT = _Sentinel("NOT")
+CAP = _Sentinel("CAP")     # a limit (the protocol's, or a resource bound) is hit before the name: cannot know
 
 DNS_PORTS = (53, 5353, 5355)
 TLS_PORTS = (443, 853, 993, 995, 465, 636, 8443)

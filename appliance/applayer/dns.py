@@ -1,17 +1,20 @@
 """DNS messages (RFC 1035): header and question section.
 
 Only what a firewall decides on: id, QR, opcode, rcode and the questions.
-Names are decoded with a loop (never recursion), compression pointers must
-point strictly backwards (so they cannot loop), and names are escaped so a
-hostile label can never inject into a log line.
+Names are decoded with a loop (never recursion); compression pointers are
+followed in any direction as lax resolvers do (dnsmasq), at most MAX_POINTERS
+of them (so loops end); names are escaped so a hostile label can never inject
+into a log line.
 """
 
 import struct
 from dataclasses import dataclass, field
 
+from appliance.applayer import CAP
+
 MAX_QUESTIONS = 32     # qdcount is attacker-chosen; real queries carry one
 MAX_NAME_WIRE = 255    # RFC 1035 limit on a name's wire length
-MAX_POINTERS = 16      # backward-only already forbids loops; this caps the work
+MAX_POINTERS = 16      # jumps per name: ends pointer loops and caps the work
 
 RRTYPES = {
     1: "A", 2: "NS", 3: "MD", 4: "MF", 5: "CNAME", 6: "SOA", 7: "MB", 8: "MG", 9: "MR",
@@ -59,7 +62,6 @@ def read_name(buf: bytes, off: int):
     labels = []
     wire = 0
     end = None          # where the name ends in the message (before the first pointer)
-    floor = off         # every pointer must jump strictly below this
     jumps = 0
     n = len(buf)
     while True:
@@ -68,14 +70,13 @@ def read_name(buf: bytes, off: int):
         length = buf[off]
         kind = length & 0xC0
         if kind == 0xC0:
+            # Any direction: dnsmasq follows a pointer forward too (checked live, 2.90: a
+            # question pointing past itself is answered). Loops end at MAX_POINTERS jumps.
             if off + 1 >= n or jumps >= MAX_POINTERS:
                 return None
             target = ((length & 0x3F) << 8) | buf[off + 1]
-            if target >= floor:     # forward or self pointer: a loop or garbage
-                return None
             if end is None:
                 end = off + 2
-            floor = target
             off = target
             jumps += 1
             continue
@@ -134,20 +135,52 @@ def parse_tcp(data: bytes) -> tuple[list, int]:
     """DNS over TCP: length-prefixed messages. Returns (messages, bytes consumed).
 
     A partial message at the end stays unconsumed. Complete frames that are not
-    valid DNS are consumed and skipped.
-    """
-    messages = []
-    off = 0
-    n = len(data)
-    while off + 2 <= n:
-        length = (data[off] << 8) | data[off + 1]
-        if off + 2 + length > n:
-            break
-        msg = parse_message(bytes(data[off + 2:off + 2 + length]))
-        if msg is not None:
-            messages.append(msg)
-        off += 2 + length
-    return messages, off
+    valid DNS are consumed and skipped."""
+    used, messages, _ = TcpReader().feed(data, False)
+    return messages, used
+
+
+class TcpReader:
+    """DNS over TCP (RFC 7766): every length-prefixed message of the connection, as the
+    server reads them. Consumes what it read; a message longer than the stream's window
+    is judged by its question section (compression points backwards, so the questions
+    never need the bytes after them) and the rest is skipped.
+
+    feed(data, full) -> (consumed, messages, status): status None while more may come,
+    CAP when a question section does not fit the window."""
+
+    __slots__ = ("left",)
+
+    def __init__(self):
+        self.left = 0              # bytes of a long message still to skip
+
+    def feed(self, data, full):
+        off, n = 0, len(data)
+        out = []
+        while off < n:
+            if self.left:
+                take = min(self.left, n - off)
+                off += take
+                self.left -= take
+                continue
+            if n - off < 2:
+                break
+            length = (data[off] << 8) | data[off + 1]
+            if off + 2 + length <= n:
+                msg = parse_message(bytes(data[off + 2:off + 2 + length]))
+                if msg is not None:
+                    out.append(msg)
+                off += 2 + length
+                continue
+            if not full:
+                break                           # the rest of the message is on its way
+            msg = parse_message(bytes(data[off + 2:n]))
+            if msg is None:
+                return off, out, CAP            # its questions run past what we can hold
+            out.append(msg)
+            self.left = length - (n - off - 2)
+            off = n
+        return off, out, None
 
 
 def sane_header(data: bytes) -> bool:

@@ -1,19 +1,28 @@
 """HTTP/1.x requests (RFC 9112): request line, Host and User-Agent.
 
-Walks every complete request header block at the start of the client->server
-stream (pipelining), skipping a body only when Content-Length says how long it
-is. Chunked or unknown-length bodies end the walk: what follows cannot be
-located without decoding the body.
+RequestReader walks the client->server stream the way a server does: each request of
+a keep-alive connection, header block line by line, then its body framed by
+Content-Length or chunked coding (or none), then the next request. It consumes what it
+has read, so the stream only holds the line in progress. Framing a server could read
+two ways (Content-Length with Transfer-Encoding, differing lengths, a coding that is
+not chunked, a folded or odd framing header, bad chunk syntax) ends the walk: what
+follows is UNKNOWN. A Host that reads several ways (duplicate lines, obs-fold, an
+absolute-form target) gives every reading, for detection to read against the attacker.
 """
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from appliance.applayer import CAP
 from appliance.applayer.dns import escape_label
 
-MAX_HEADER = 16384     # a longer header block is treated as complete at this bound
-MAX_REQUESTS = 64      # per call; pipelines are short in practice
+# The header block (request line included) a server accepts: Go's net/http default
+# (DefaultMaxHeaderBytes, 1 MiB) is the largest common one, above Apache's 100 fields of
+# 8190 bytes (~800 KiB) and nginx's 4 x 8 KiB. A block still open past it is a cap hit.
+MAX_HEADER_BLOCK = 1 << 20
 MAX_METHOD = 32
+ALT_HOLD = 8192        # a body read as requests: bytes held for a line in progress
+FRAMING = (b"content-length", b"transfer-encoding")
 
 METHODS = frozenset((
     b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"CONNECT", b"TRACE", b"PATCH",
@@ -22,8 +31,12 @@ METHODS = frozenset((
     b"UNSUBSCRIBE", b"PURGE",
 ))
 
-_METHOD_SP = re.compile(rb"[A-Z][A-Z_-]{0,%d} " % (MAX_METHOD - 1))
-_METHOD_PREFIX = re.compile(rb"[A-Z][A-Z_-]{0,%d}\Z" % (MAX_METHOD - 1))
+# A request line as servers split it: Python's http.server takes any whitespace around and
+# between the words (str.split()), nginx a method of capitals, '_' and '-'.
+_WS = b" \t\x0b\x0c"
+_METHOD_SP = re.compile(rb"[ \t\x0b\x0c]*[A-Z][A-Z_-]{0,%d}[ \t\x0b\x0c]" % (MAX_METHOD - 1))
+_METHOD_PREFIX = re.compile(rb"[ \t\x0b\x0c]*[A-Z][A-Z_-]{0,%d}\Z" % (MAX_METHOD - 1))
+_METHOD = re.compile(rb"[A-Z][A-Z_-]{0,%d}\Z" % (MAX_METHOD - 1))
 _BLOCK_END = re.compile(rb"\r?\n\r?\n")
 _DIGITS = re.compile(rb"[0-9]{1,18}\Z")
 
@@ -35,6 +48,7 @@ class HttpRequest:
     protocol: str
     host: str | None
     user_agent: str | None
+    hosts: list = field(default_factory=list, compare=False)   # every reading of the host (names)
 
 
 def looks_like(data: bytes) -> bool:
@@ -47,9 +61,9 @@ def looks_like(data: bytes) -> bool:
     m = _METHOD_SP.match(data)
     if m is None:
         return False
-    if data[:m.end() - 1] in METHODS:
+    if data[:m.end() - 1].strip(_WS) in METHODS:
         return True
-    eol = data.find(b"\n", 0, MAX_HEADER)
+    eol = data.find(b"\n", 0, 16384)
     if eol < 0:
         return False
     return data[:eol].rstrip(b"\r").rsplit(b" ", 1)[-1].startswith(b"HTTP/")
@@ -83,109 +97,301 @@ def _authority(uri: bytes) -> bytes | None:
     return rest.rpartition(b"@")[2]
 
 
-def _request(block: bytes):
-    """One header block -> (HttpRequest, content_length, chunked) or None if not a request."""
-    lines = block.split(b"\n")
-    parts = lines[0].rstrip(b"\r").split()
-    if len(parts) < 2:
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})(?:[ \t]*;[^\r\n]*)?\r?\Z")
+_REQUEST_LINE = ("line",)
+
+
+class _Request:
+    """The request whose header block is being read."""
+    __slots__ = ("method", "uri", "protocol", "hosts", "agent", "framing", "last", "bytes", "odd", "conn")
+
+    def __init__(self, method, uri, protocol):
+        self.method, self.uri, self.protocol = method, uri, protocol
+        self.hosts = []            # raw Host readings, in order
+        self.agent = None
+        self.framing = []          # (name, value) of Content-Length / Transfer-Encoding lines
+        self.last = None           # name of the last header line (obs-fold continues it)
+        self.bytes = 0             # header block bytes so far
+        self.odd = False           # a framing header a server could read two ways
+        self.conn = b""            # Connection header tokens, comma-joined
+
+
+class RequestReader:
+    """One connection's requests, fed the stream's readable bytes; consumes what it read.
+
+    feed(data, full) -> (consumed, requests finished, status): status None while more may
+    come, "done" when no more requests will be read (not HTTP, or the connection's bytes
+    stopped being requests), CAP when a limit is hit with a line or block still open,
+    "http_framing" when the next request's start is ambiguous. `full`: the stream holds
+    no more bytes until some are consumed."""
+
+    __slots__ = ("phase", "req", "left", "skip_line", "count", "closing", "alt", "alt_buf", "after_body", "nested")
+
+    def __init__(self):
+        self.phase = "line"        # line | headers | body | chunk_size | chunk_data | chunk_end | trailers
+        self.req = None
+        self.left = 0              # body / chunk bytes still to skip
+        self.skip_line = False     # inside an over-long header line that names nothing we need
+        self.count = 0             # requests read so far
+        self.closing = False       # the last request asked the server to close after it
+        self.alt = None            # the body read as requests (a server that ignores the body)
+        self.alt_buf = None
+        self.after_body = False    # that reading was mid-request when the body ended
+        self.nested = False        # this is such a reading: it reads no body two ways again
+
+    def feed(self, data, full):
+        off, n = 0, len(data)
+        done = []
+        status = None
+        while off < n:
+            if self.phase == "body" or self.phase == "chunk_data":
+                take = min(self.left, n - off)
+                if self.alt is not None:
+                    status = self._alt_feed(data[off:off + take], done)
+                off += take
+                self.left -= take
+                if status is not None or self.left:
+                    break
+                if self.phase == "body":
+                    self.phase = "line"
+                    self._alt_end(done)
+                else:
+                    self.phase = "chunk_end"
+                continue
+            eol = data.find(b"\n", off)
+            if eol < 0:
+                status = self._long_line(data, off, n, full)
+                if status == "skip":
+                    status = None
+                    off = n
+                break
+            line = bytes(data[off:eol])
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            size = eol + 1 - off
+            off = eol + 1
+            if self.skip_line:
+                self.skip_line = False
+                continue
+            status = self._line(line, size, done)
+            if status is not None:
+                break
+        return off, done, status
+
+    def _alt_feed(self, chunk, done):
+        """A server that ignores this request's body (Python's http.server does, for a GET
+        with Content-Length) reads the body as the next requests: read it that way too."""
+        buf = self.alt_buf
+        buf += chunk
+        used, reqs, status = self.alt.feed(buf, False)
+        del buf[:used]
+        done.extend(reqs)
+        if status is None and len(buf) > ALT_HOLD:
+            # a line longer than we hold: inside a request (Python's http.server reads lines up
+            # to 64 KiB), that reading cannot be followed; anything else is no request at all
+            if self.alt.req is not None or _METHOD_SP.match(buf):
+                status = "http_framing"
+            else:
+                status = "done"
+        if status is not None:
+            self.alt = self.alt_buf = None
+            return "http_framing" if status == "http_framing" else None
         return None
-    method = parts[0]
-    if len(parts) >= 3 and parts[-1].startswith(b"HTTP/"):
-        protocol, uri = parts[-1], b" ".join(parts[1:-1])
-    else:
-        protocol, uri = b"", b" ".join(parts[1:])
-    if method not in METHODS and not protocol:
-        return None                         # "USER x", "EHLO x": FTP/SMTP, not HTTP/0.9
-    host = agent = None
-    length = None
-    chunked = False
-    bad_length = False
-    for line in lines[1:]:
-        name, sep, value = line.rstrip(b"\r").partition(b":")
+
+    def _alt_end(self, done):
+        """The body ended: a request the other reading still has open names its hosts so far
+        (its block runs on into what follows; that reading continues there)."""
+        alt = self.alt
+        if alt is not None and alt.req is not None:
+            done.append(alt._finish(alt.req))
+        self.after_body = alt is not None and (alt.req is not None or bool(self.alt_buf))
+        self.alt = self.alt_buf = None
+
+    def _long_line(self, data, off, n, full):
+        """No end of line in the bytes held. While the stream can bring more, wait; when it
+        cannot (the window is full), a header line that names nothing we need is skipped,
+        anything else is a cap hit (a server with longer lines may read it)."""
+        if self.skip_line:
+            if self.req is not None:
+                self.req.bytes += n - off
+                if self.req.bytes > MAX_HEADER_BLOCK:
+                    return CAP
+            return "skip"
+        if not full:
+            if self.phase == "line" and self.req is None and _METHOD_SP.match(data, off) is None \
+                    and not _METHOD_PREFIX.match(data, off) and data[off] not in b"\r\n" + _WS:
+                return "done"                  # not a request line: a server would answer 400 and close
+            return None
+        if self.phase == "headers" and data[off] not in b" \t":
+            name, sep, _ = bytes(data[off:n]).partition(b":")
+            if sep and name.strip().lower() not in (b"host",) + FRAMING:
+                self.skip_line = True
+                self.req.bytes += n - off
+                return CAP if self.req.bytes > MAX_HEADER_BLOCK else "skip"
+        return CAP
+
+    def _line(self, line, size, done):
+        phase = self.phase
+        if phase == "line":
+            parts = line.split()
+            if not parts:
+                return None                    # RFC 9112 2.2: empty lines before a request
+            if len(parts) < 2 or not _METHOD.match(parts[0]):
+                # after a body another reading was inside a request: where this one starts is
+                # read two ways
+                return "http_framing" if self.after_body else "done"
+            self.after_body = False
+            method = parts[0]
+            if len(parts) >= 3 and parts[-1].startswith(b"HTTP/"):
+                protocol, uri = parts[-1], b" ".join(parts[1:-1])
+            else:
+                protocol, uri = b"", b" ".join(parts[1:])
+            if method not in METHODS and not protocol:
+                return "http_framing" if self.after_body else "done"   # "USER x": FTP/SMTP, not HTTP/0.9
+            if method == b"PRI" and protocol == b"HTTP/2.0":
+                return "h2c"                   # HTTP/2 follows (prior knowledge, or after Upgrade: h2c): its
+                                               # :authority is in HPACK frames we do not read
+            self.req = _Request(method, uri, protocol)
+            self.req.bytes = size
+            self.phase = "headers"
+            return None
+        if phase == "headers":
+            req = self.req
+            req.bytes += size
+            if req.bytes > MAX_HEADER_BLOCK:
+                return CAP
+            if line:
+                self._header(req, line)
+                return None
+            done.append(self._finish(req))
+            self.req = None
+            return self._body(req)
+        if phase == "chunk_size":
+            m = _CHUNK_SIZE.match(line)
+            if m is None:
+                return "http_framing"
+            self.left = int(m.group(1), 16)
+            self.phase = "chunk_data" if self.left else "trailers"
+            return None
+        if phase == "chunk_end":
+            if line:
+                return "http_framing"          # chunk data longer than its size said
+            self.phase = "chunk_size"
+            return None
+        if phase == "trailers":
+            if not line:
+                self.phase = "line"
+            return None
+        return None
+
+    def _header(self, req, line):
+        if b"\r" in line:
+            # A bare CR: RFC 9112 2.2 has it rejected or read as SP; a server that ends the
+            # line there reads each piece as a line. Every reading counts.
+            pieces = line.split(b"\r")
+            self._header(req, line.replace(b"\r", b" "))
+            for i, piece in enumerate(pieces):
+                name, sep, value = piece.partition(b":")
+                name = name.strip(_WS).lower() if i else req.last
+                if i and not sep:
+                    continue
+                if name == b"host":
+                    req.hosts.append(value if i else piece.partition(b":")[2])
+                elif name in FRAMING:
+                    req.odd = True
+            return
+        if line[:1] in (b" ", b"\t"):
+            # obs-fold (RFC 9112 5.2): a server rejects it or joins it to the previous line with
+            # SP; a lax one reads it as a line of its own. Every reading counts.
+            cont = line.strip(b" \t")
+            if req.last == b"host":
+                req.hosts.append(req.hosts[-1] + b" " + cont if req.hosts else cont)
+                req.hosts.append(cont)
+            elif req.last in FRAMING:
+                req.odd = True
+            name, sep, value = cont.partition(b":")
+            if sep and name.strip().lower() == b"host":
+                req.hosts.append(value)
+            elif sep and name.strip().lower() in FRAMING:
+                req.odd = True
+            return
+        name, sep, value = line.partition(b":")
         if not sep:
-            continue
-        name = name.strip().lower()
+            req.last = None
+            return
+        bare = name.lower()
+        name = bare.strip(b" \t")
+        req.last = name
         value = value.strip(b" \t")
         if name == b"host":
-            if host is None:                # first Host wins; later ones are ignored
-                host = normalize_host(value)
+            req.hosts.append(value)            # duplicates too: servers differ on which wins
         elif name == b"user-agent":
-            if agent is None:
-                agent = escape_label(value)
-        elif name == b"content-length":
-            if not _DIGITS.match(value) or (length is not None and int(value) != length):
-                bad_length = True
-            else:
-                length = int(value)
-        elif name == b"transfer-encoding":
-            chunked = True                  # any coding: body length unknown to us
-    # An absolute-form target names the host, whatever the Host header says: origin servers
-    # must ignore Host then (RFC 9112 3.2.2) and proxies route by it.
-    auth = _authority(uri) if method != b"CONNECT" else uri
-    if auth:
-        host = normalize_host(auth) or host
-    if bad_length:
-        chunked = True                      # cannot find the next request reliably
-    req = HttpRequest(escape_label(method), escape_label(uri), escape_label(protocol), host, agent)
-    return req, length or 0, chunked
+            if req.agent is None:
+                req.agent = escape_label(value)
+        elif name == b"connection":
+            req.conn += b"," + value.lower()
+        elif name in FRAMING:
+            if bare != name:
+                req.odd = True                 # "Content-Length :": rejected by some, read by others
+            req.framing.append((name, value))
 
+    def _finish(self, req):
+        """The finished header block as an HttpRequest with every reading of its host."""
+        readings = []
+        # An absolute-form target names the host, whatever the Host header says: origin
+        # servers must ignore Host then (RFC 9112 3.2.2) and proxies route by it; a lax
+        # server reads the Host header instead, so both are readings.
+        auth = _authority(req.uri) if req.method != b"CONNECT" else req.uri
+        for raw in ([auth] if auth else []) + req.hosts:
+            h = normalize_host(raw)
+            if h and h not in readings:
+                readings.append(h)
+        self.count += 1
+        # RFC 9112 9.3, 9.6: the server closes after a request with "Connection: close", or
+        # an HTTP/1.0 one without keep-alive: no later request on this connection is read.
+        tokens = {t.strip(b" \t") for t in req.conn.split(b",")}
+        self.closing = (b"close" in tokens and b"keep-alive" not in tokens) or \
+            (req.protocol == b"HTTP/1.0" and b"keep-alive" not in tokens)
+        return HttpRequest(escape_label(req.method), escape_label(req.uri), escape_label(req.protocol),
+                           readings[0] if readings else None, req.agent, readings)
 
-def partial_request(data: bytes):
-    """The request whose header block is still open at the end of `data`, from the lines
-    that are complete: its host is known as soon as the request line (absolute form) or a
-    Host line has arrived. An attacker cannot hide a Host already sent behind padding or
-    tiny segments until the inspection depth runs out. None when no host is known yet."""
-    try:
-        off = 0
-        n = len(data)
-        while True:                          # skip the complete requests, as parse_requests does
-            while off < n and data[off] in b"\r\n":
-                off += 1
-            m = _BLOCK_END.search(data, off, off + MAX_HEADER)
-            if m is None:
-                break
-            off = m.end()
-        last = data.rfind(b"\n", off, off + MAX_HEADER)
-        if last < 0 or _METHOD_SP.match(data, off) is None:
+    def _body(self, req):
+        """Where the next request starts (RFC 9112 6.3), or "http_framing" when a server
+        could read it two ways."""
+        lengths = [v for k, v in req.framing if k == b"content-length"]
+        codings = [v for k, v in req.framing if k == b"transfer-encoding"]
+        if req.odd or (lengths and codings):
+            return "http_framing"              # request smuggling's classic forms
+        if codings:
+            chain = [c.strip(b" \t").lower() for c in b",".join(codings).split(b",")]
+            chain = [c for c in chain if c]
+            if not chain or chain[-1] != b"chunked" or chain.count(b"chunked") > 1 \
+                    or req.protocol == b"HTTP/1.0":
+                return "http_framing"          # a server answers 400 and closes, or reads on somehow
+            self.phase = "chunk_size"
             return None
-        got = _request(bytes(data[off:last + 1]))
-        return got[0] if got is not None and got[0].host else None
-    except Exception:  # defensive, as parse_requests
+        if lengths:
+            values = {v for v in b",".join(lengths).split(b",")}
+            values = {v.strip(b" \t") for v in values}
+            if len(values) != 1 or not _DIGITS.match(next(iter(values))):
+                return "http_framing"
+            self.left = int(next(iter(values)))
+            self.phase = "body" if self.left else "line"
+            if self.left and not self.nested:
+                self.alt = RequestReader()
+                self.alt.nested = True
+                self.alt_buf = bytearray()
+            return None
+        self.phase = "line"                    # a request without either has no body
         return None
 
 
 def parse_requests(data: bytes) -> tuple[list, bool]:
-    """All complete request header blocks at the start of `data`, and whether more may come."""
-    requests = []
+    """Every request readable from the start of `data` (one look, no stream), and whether
+    more may come."""
     try:
-        off = 0
-        n = len(data)
-        while off < n and len(requests) < MAX_REQUESTS:
-            # RFC 9112 2.2: a server ignores empty lines before a request-line.
-            while off < n and data[off] in b"\r\n":
-                off += 1
-            if off >= n:
-                return requests, False
-            if _METHOD_SP.match(data, off) is None:
-                # A method token cut short by the end of the buffer may still complete.
-                return requests, bool(_METHOD_PREFIX.match(data, off))
-            m = _BLOCK_END.search(data, off, off + MAX_HEADER)
-            if m is None:
-                if n - off < MAX_HEADER:
-                    return requests, True
-                end = off + MAX_HEADER      # over the bound: take what we have, stop
-            else:
-                end = m.end()
-            got = _request(bytes(data[off:end]))
-            if got is None:
-                return requests, False
-            req, length, chunked = got
-            requests.append(req)
-            if m is None or chunked:
-                return requests, False
-            off = end + length
-            if off > n:
-                return requests, False      # inside a body: headers all seen
-        return requests, False
+        reader = RequestReader()
+        used, reqs, status = reader.feed(data, False)
+        return reqs, status is None and (reader.req is not None or (reader.phase == "line" and used < len(data)))
     except Exception:  # defensive: the datapath never sees a parser exception
-        return requests, False
+        return [], False

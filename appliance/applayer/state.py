@@ -6,9 +6,11 @@ transactions and answers with the app fields that got a new transaction on this
 packet, plus anomaly names. Detection reads `flow.app.names`; events read the
 transaction of the names a rule matched.
 """
-from . import MORE, NOT, detect, dns, http, tls
+from . import CAP, DNS_PORTS, MORE, NOT, detect, dns, http, tls
 from ..detect.keywords import APP_FIELDS as FIELDS   # the app fields rules can name; each is a protocol
 
+_BLANKS = b" \t\r\n\x0b\x0c"
+MAX_LEADING_BLANKS = 65536          # Python's http.server: the longest request line it reads
 MULTI_TX = ("dns", "http")          # protocols where a later transaction may bring new names
 _DETECT_GIVE_UP = 64                # app bytes a flow must show before we stop naming its protocol
 
@@ -17,11 +19,12 @@ class Unknown(tuple):
     """The names of a transaction the appliance cannot read for sure (an ambiguous stream,
     a flow picked up mid-stream, a cap hit while a name was pending): any name at all.
     Detection reads it against the attacker (docs/rules.md, "When the appliance cannot
-    know"). An empty tuple, so code that only lists names sees none."""
+    know"). A tuple of the names that were read before it became unknown (often none),
+    so code that only lists names sees those."""
     __slots__ = ()
 
     def __repr__(self):
-        return "UNKNOWN"
+        return "UNKNOWN(%s)" % ", ".join(self) if self else "UNKNOWN"
 
 
 UNKNOWN = Unknown()
@@ -29,10 +32,10 @@ UNKNOWN = Unknown()
 
 class AppState:
     """`names[field]`: names of the current transaction(s); None while a name may still
-    show, [] when none will (another protocol, or the parser gave up), UNKNOWN when the
-    appliance cannot know them."""
+    show, [] when none will (another protocol, or the parser gave up), an Unknown when the
+    appliance cannot know them (holding the names it did read, if any)."""
 
-    __slots__ = ("proto", "names", "tx", "tx_count", "unknown")
+    __slots__ = ("proto", "names", "tx", "tx_count", "unknown", "reader", "done")
 
     def __init__(self, proto):
         self.proto = proto           # "dns" | "tls" | "http" | "failed" | "unknown"
@@ -40,6 +43,8 @@ class AppState:
         self.tx = None               # the latest transaction(s): DnsMessage, ClientHello, HttpRequest, or a list
         self.tx_count = 0            # transactions parsed so far (HTTP requests, DNS-over-TCP messages)
         self.unknown = None          # why the names can no longer be known (an exception reason), once they cannot
+        self.reader = None           # the protocol's stream reader (TCP), while it reads
+        self.done = False            # no later transaction will be read (the server reads no more, or we cannot)
 
     @property
     def known(self) -> bool:
@@ -47,7 +52,10 @@ class AppState:
 
     @property
     def multi_tx(self) -> bool:
-        return self.proto in MULTI_TX
+        """A later transaction may still bring new names (TLS: a second ClientHello, while
+        the reader looks for one)."""
+        return ((self.proto in MULTI_TX or self.reader is not None)
+                and not self.done and self.unknown is None)
 
     def transaction(self, patterns=None):
         """The current transaction; of several (pipelined requests, DNS queries in one
@@ -57,63 +65,104 @@ class AppState:
             return tx
         if patterns:
             for t in tx:
-                names = [q.rrname for q in t.queries] if self.proto == "dns" else [t.host or ""]
+                names = [q.rrname for q in t.queries] if self.proto == "dns" else (t.hosts or [t.host or ""])
                 if any(p.matches(n) for p in patterns for n in names):
                     return t
         return tx[-1]
 
 
 FAILED = AppState("failed")         # shared by every flow that can carry no name; never changed
+FAILED.done = True
 
 
-def cannot_know(flow, reason):
+def cannot_know(flow, reason, wanted=None):
     """From now on the flow's names are UNKNOWN: the fields of its protocol, or every
     field while the protocol itself is not known for sure (a stream that reads two ways
-    may hide "GET" as well as a Host). Returns the fields that changed, for detection to
-    look again; () when the flow was marked before."""
+    may hide "GET" as well as a Host). Names already read for the current transaction
+    stay inside the Unknown (exception_policy "ignore" still judges them). `wanted`: the
+    fields verdict rules need (None: any); nothing changes when none of them would.
+    Returns the fields that changed, for detection to look again; () when the flow was
+    marked before or no rule needs it."""
     app = flow.app
     if app is not None and app.unknown is not None:
         return ()
     proto = app.proto if app is not None and app.known and reason != "stream_ambiguous" else "unknown"
+    changed = tuple(FIELDS) if proto == "unknown" else (proto,)
+    if wanted is not None and not any(f in wanted for f in changed):
+        return ()
     new = AppState(proto)
     new.unknown = reason
+    new.done = True
     if app is not None:
         new.tx, new.tx_count = app.tx, app.tx_count
-    changed = tuple(FIELDS) if proto == "unknown" else (proto,)
     for f in changed:
-        new.names[f] = UNKNOWN
+        old = app.names[f] if app is not None else None
+        new.names[f] = Unknown(old) if old else UNKNOWN
     flow.app = new
     return changed
 
 
-def on_stream(flow, data, done, found):
-    """New client bytes `data` (all of them so far; `done`: no more will be looked at).
-    Returns the fields that got a new transaction."""
+def on_stream(flow, stream, found):
+    """New client bytes in `stream` (a ClientStream: its readable bytes from `base` on;
+    the readers consume what they read). Returns (the fields that got a new transaction,
+    the reason the names can no longer be known or None)."""
     app = flow.app
-    if app is not None and app.unknown is not None:
-        return ()                               # nothing read from here on can be trusted
+    if app is not None and (app.unknown is not None or app.done):
+        stream.consume(len(stream.data))        # nothing more to read here: hold no bytes
+        return (), None
+    data = stream.data
     if app is None:
+        data = _skip_leading_blanks(flow, stream, data)
+        if not data:
+            return (), None
         guess = detect(data, flow.proto, flow.sport, flow.dport)
         if guess is None:
-            if done or len(data) >= _DETECT_GIVE_UP:
+            if stream.complete or len(data) >= _DETECT_GIVE_UP:
                 flow.app = FAILED
-            return ()
+            return (), None
         app = flow.app = AppState(guess)
     ap = app.proto
     if ap == "tls":
-        return _tls(app, data, done, found)
+        return _tls(app, stream, data, found)
     if ap == "http":
-        return _http(app, data)
+        return _http(app, stream, data)
     if ap == "dns":
-        return _dns_tcp(app, data, done)
-    return ()
+        return _dns_tcp(app, stream, data)
+    return (), None
 
 
-def on_server_bytes(flow, client_spoke):
-    """DNS, TLS and HTTP clients speak first: a server that talks before its client has
-    sent a byte is none of them, so stop waiting for a name."""
-    if flow.app is None and not client_spoke:
+def _skip_leading_blanks(flow, stream, data):
+    """HTTP servers read past blanks before a request: nginx skips empty lines, Python's
+    http.server any whitespace on the request line (up to its 64 KiB line). Consume them
+    so detection sees the method however many there are, up to that line. DNS-over-TCP
+    (whose length prefix may be such a byte) and TLS never start with one."""
+    if flow.dport in DNS_PORTS or flow.sport in DNS_PORTS:
+        return data
+    lead = len(data) - len(data.lstrip(_BLANKS))
+    if lead:
+        stream.consume(lead)
+        if stream.base > MAX_LEADING_BLANKS:
+            flow.app = FAILED
+            return b""
+        data = data[lead:]
+    return data
+
+
+def on_server_bytes(flow):
+    """DNS, TLS and HTTP clients speak first, and their servers answer a whole first
+    transaction: a server that talks before it is none of them (the flow names nothing),
+    or, once the client's first transaction has begun, a server doing something we do
+    not follow (its name can no longer be known). Returns that reason or None."""
+    app = flow.app
+    if app is None:
         flow.app = FAILED
+        return None
+    if app.known and app.unknown is None and app.names[app.proto] is None and not app.tx_count:
+        # (a whole first message that named nothing, a DNS cookie probe, is answered: no sign)
+        app.names[app.proto] = []
+        app.done = True
+        return "server_first"
+    return None
 
 
 def on_datagram(flow, payload):
@@ -135,54 +184,83 @@ def on_datagram(flow, payload):
     return ()
 
 
-def _tls(app, data, done, found):
-    if app.names["tls"] is not None:
-        return ()                               # one ClientHello per connection
-    hello = tls.parse_client_hello(data)
+def _give_up(app, reason):
+    """The reader stops: no name from here on (the Inspector marks them UNKNOWN when a
+    verdict rule needs them)."""
+    if app.names[app.proto] is None:
+        app.names[app.proto] = []
+    app.done = True
+    app.reader = None
+    return reason
+
+
+def _tls(app, stream, data, found):
+    reader = app.reader
+    if reader is None:
+        reader = app.reader = tls.HelloReader()
+    second = reader.second
+    used, hello = reader.feed(data)
+    stream.consume(used)
     if hello is MORE:
-        if done:
-            app.names["tls"] = []
-        return ()
+        return (), None
+    if second:                                  # after a HelloRetryRequest: the hello the server acts on
+        app.reader = None
+        app.done = True
+        if hello is NOT:
+            return (), None
+        app.names["tls"] = [hello.sni] if hello.sni else []   # the first one passed already
+        app.tx = hello
+        return ("tls",), None
+    if hello is CAP:
+        return (), _give_up(app, "cap")
     if hello is NOT:
+        app.reader = None
+        app.done = True
         app.names["tls"] = []
         found.append("tls.invalid_client_hello")
-        return ()
+        return (), None
     app.names["tls"] = [hello.sni] if hello.sni else []
     app.tx = hello
-    return ("tls",)
+    return ("tls",), None
 
 
-def _http(app, data):
-    reqs, more = http.parse_requests(data)
-    if len(reqs) <= app.tx_count:
-        if app.names["http"] is None:
-            if more:
-                req = http.partial_request(data)
-                if req is not None:             # the host is known before the block ends
-                    app.names["http"] = [req.host]
-                    app.tx = req
-                    return ("http",)
-            elif not reqs:
-                app.names["http"] = []
-        return ()
-    new = reqs[app.tx_count:]                   # every request since the last look (pipelining)
-    app.tx_count = len(reqs)
-    app.names["http"] = [r.host for r in new if r.host]
-    app.tx = new if len(new) > 1 else new[0]
-    return ("http",)
+def _http(app, stream, data):
+    reader = app.reader
+    if reader is None:
+        reader = app.reader = http.RequestReader()
+    used, reqs, status = reader.feed(data, stream.complete)
+    stream.consume(used)
+    new = ()
+    if reqs:
+        app.tx_count += len(reqs)
+        app.names["http"] = [h for r in reqs for h in r.hosts]
+        app.tx = reqs if len(reqs) > 1 else reqs[0]
+        new = ("http",)
+    if status is None:
+        if reader.closing:
+            app.done = True                     # the server closes after this request
+        return new, None
+    if status == "done":
+        _give_up(app, None)
+        return new, None
+    return new, _give_up(app, "cap" if status is CAP else status)
 
 
-def _dns_tcp(app, data, done):
-    msgs, _ = dns.parse_tcp(data)
-    msgs = msgs[app.tx_count:]
+def _dns_tcp(app, stream, data):
+    reader = app.reader
+    if reader is None:
+        reader = app.reader = dns.TcpReader()
+    used, msgs, status = reader.feed(data, stream.complete)
+    stream.consume(used)
     app.tx_count += len(msgs)
     queries = [m for m in msgs if not m.response and m.queries]
-    if not queries:
-        if app.names["dns"] is None and done:
-            app.names["dns"] = []
-        return ()
-    _dns_queries(app, queries)
-    return ("dns",)
+    new = ()
+    if queries:
+        _dns_queries(app, queries)
+        new = ("dns",)
+    if status is CAP:
+        return new, _give_up(app, "cap")
+    return new, None
 
 
 def _dns_queries(app, queries):

@@ -1,19 +1,22 @@
 """TLS ClientHello (RFC 8446 4.1.2, RFC 5246 7.4.1.2): SNI, ALPN, offered version.
 
-Input is the first bytes of the client->server stream. A ClientHello may span
-several handshake records (and so TCP segments); the records are walked and
-their fragments concatenated until the whole handshake message is present.
+Input is the client->server stream. A ClientHello may span many handshake records
+(and so TCP segments), zero-length ones included; HelloReader walks the records and
+concatenates their fragments until the whole handshake message is present.
 """
 
 from dataclasses import dataclass, field
 
-from appliance.applayer import MORE, NOT
+from appliance.applayer import CAP, MORE, NOT
 from appliance.applayer.dns import escape_label
 
 CONTENT_HANDSHAKE = 22
 HANDSHAKE_CLIENT_HELLO = 1
+CONTENT_CCS, CONTENT_ALERT, CONTENT_APPDATA = 20, 21, 23
+OTHER_CONTENT = (CONTENT_CCS, CONTENT_ALERT, CONTENT_APPDATA)
 MAX_RECORD = 16384 + 2048      # TLSCiphertext bound; plaintext is 16384
-MAX_HELLO = 16384              # a larger ClientHello is not parsed (NOT)
+MAX_HELLO = 131396             # OpenSSL's CLIENT_HELLO_MAX_LENGTH, the largest we know a server reads
+MAX_EMPTY_RECORDS = 32         # OpenSSL: more zero-length records in a row is a fatal alert
 
 EXT_SERVER_NAME = 0
 EXT_ALPN = 16
@@ -46,75 +49,232 @@ def is_grease(v: int) -> bool:
 
 
 def looks_like(data: bytes) -> bool:
-    """A handshake record header carrying a ClientHello: 16 03 xx len len 01. The record
-    version's minor byte is not checked: servers accept any (OpenSSL takes 03 05, 03 ff)."""
-    return (len(data) >= 6 and data[0] == CONTENT_HANDSHAKE and data[1] == 3
-            and data[5] == HANDSHAKE_CLIENT_HELLO)
-
-
-def _handshake(data):
-    """Concatenate handshake-record fragments until the first handshake message is whole.
-
-    Returns the ClientHello body bytes, MORE or NOT.
-    """
-    hs = bytearray()
-    need = None
+    """A handshake record header carrying a ClientHello: 16 03 xx len len 01, after any
+    zero-length handshake records (OpenSSL skips them). The record version's minor byte is
+    not checked: servers accept any (OpenSSL takes 03 05, 03 ff)."""
     off = 0
-    n = len(data)
-    while True:
-        if n - off < 5:
-            # Check what we can of a partial header so garbage is NOT early.
-            if n - off >= 1 and data[off] != CONTENT_HANDSHAKE:
-                return NOT
-            if n - off >= 2 and data[off + 1] != 3:
-                return NOT
-            return MORE
-        ctype, major = data[off], data[off + 1]
-        rlen = (data[off + 3] << 8) | data[off + 4]
-        if ctype != CONTENT_HANDSHAKE or major != 3 or rlen == 0 or rlen > MAX_RECORD:
-            return NOT
-        frag = data[off + 5:off + 5 + rlen]
-        hs += frag
-        if need is None and len(hs) >= 4:
-            if hs[0] != HANDSHAKE_CLIENT_HELLO:
-                return NOT
-            need = 4 + ((hs[1] << 16) | (hs[2] << 8) | hs[3])
-            if need > MAX_HELLO + 4:
-                return NOT
-        if need is not None and len(hs) >= need:
-            return bytes(hs[4:need])
-        if len(frag) < rlen:
-            return MORE                # the record itself is still arriving
-        if len(hs) >= 1 and hs[0] != HANDSHAKE_CLIENT_HELLO:
-            return NOT
-        off += 5 + rlen
+    while data[off:off + 2] == b"\x16\x03" and data[off + 3:off + 5] == b"\x00\x00":
+        off += 5                       # an empty record: a TLS stream only, whatever follows
+    if off and len(data) - off < 6:
+        return True
+    return (len(data) - off >= 6 and data[off] == CONTENT_HANDSHAKE and data[off + 1] == 3
+            and data[off + 5] == HANDSHAKE_CLIENT_HELLO)
 
 
-def _extensions(body, off, hello, offered):
-    n = len(body)
-    if off + 2 > n:
-        return True                    # no extensions block: legal for old clients
-    end = off + 2 + ((body[off] << 8) | body[off + 1])
-    if end > n:
-        return False
-    off += 2
-    while off + 4 <= end:
-        etype = (body[off] << 8) | body[off + 1]
-        elen = (body[off + 2] << 8) | body[off + 3]
-        off += 4
-        if off + elen > end:
-            return False
-        ext = body[off:off + elen]
-        off += elen
-        if etype == EXT_SERVER_NAME and hello.sni is None:
-            hello.sni = _server_name(ext)
-        elif etype == EXT_ALPN:
-            hello.alpn = _alpn(ext)
-        elif etype == EXT_SUPPORTED_VERSIONS and ext:
-            vend = min(1 + ext[0], len(ext))
-            for i in range(1, vend - 1, 2):
-                offered.append((ext[i] << 8) | ext[i + 1])
-    return off == end
+class HelloReader:
+    """The ClientHellos out of the client's stream as a server's record layer reads them:
+    handshake records of any size, zero-length ones included (OpenSSL 3 takes up to
+    MAX_EMPTY_RECORDS in a row), the message fragmented across them however the client
+    likes, up to MAX_HELLO. It consumes the record bytes it read; the message itself is
+    parsed as it arrives (_HelloParser), so what is kept is one field at a time, not the
+    message: an extension we do not read (padding, 9 KB of unknown data) is skipped.
+
+    After the first ClientHello it reads on (`second`): a server that answers with a
+    HelloRetryRequest reads a second ClientHello, and OpenSSL acts on its SNI (checked
+    against `openssl s_server -servername_fatal`: a second hello naming another host gets
+    unrecognized_name). Change-cipher-spec records are skipped there (RFC 8446 D.4); any
+    other handshake message, or encrypted data, ends the reading.
+
+    feed(data) -> (consumed, result): MORE, NOT, CAP or the ClientHello; after the first
+    hello NOT means the reading ended without another."""
+
+    __slots__ = ("parser", "left", "empty", "started", "second")
+
+    def __init__(self):
+        self.parser = _HelloParser()
+        self.left = 0              # bytes of the current record's body still to come
+        self.empty = 0             # zero-length records in a row
+        self.started = False       # a handshake record was read
+        self.second = False        # the first ClientHello was read: looking for a second one
+
+    def feed(self, data):
+        off, n = 0, len(data)
+        while True:
+            if self.left:
+                take = min(self.left, n - off)
+                got = self.parser.take(data[off:off + take]) if self.parser is not None else MORE
+                off += take
+                self.left -= take
+                if got is not MORE:
+                    return off, self._result(got)
+                if self.left:
+                    return off, MORE           # the record itself is still arriving
+            if n - off < 5:
+                # Check what we can of a partial header so garbage is NOT early.
+                if n - off >= 1 and data[off] != CONTENT_HANDSHAKE and not self._ccs(data[off]):
+                    return off, self._other(data[off])
+                if n - off >= 2 and data[off + 1] != 3:
+                    return off, NOT
+                return off, MORE
+            ctype, major = data[off], data[off + 1]
+            rlen = (data[off + 3] << 8) | data[off + 4]
+            if ctype != CONTENT_HANDSHAKE and not self._ccs(ctype):
+                return off, self._other(ctype)
+            if major != 3 or rlen > MAX_RECORD:
+                return off, NOT
+            off += 5
+            self.started = True
+            if rlen == 0:
+                self.empty += 1
+                if self.empty > MAX_EMPTY_RECORDS:
+                    return off, NOT if self.second else CAP   # OpenSSL gives up here; another stack might not
+                continue
+            self.empty = 0
+            self.left = rlen
+            if ctype != CONTENT_HANDSHAKE:
+                self.parser = None             # a change_cipher_spec: its byte is skipped
+            elif self.parser is None:
+                self.parser = _HelloParser()
+
+    def _ccs(self, ctype):
+        return self.second and ctype == CONTENT_CCS
+
+    def _result(self, got):
+        if self.second:
+            return got if isinstance(got, ClientHello) else NOT    # the second reading never guesses
+        if isinstance(got, ClientHello):
+            self.second = True
+            self.parser = None
+        return got
+
+    def _other(self, ctype):
+        """A record of another TLS content type once the handshake has begun, before the
+        ClientHello is whole: a server may skip it (a warning alert) or abort; which one
+        is not ours to guess. As the first record it is simply not a ClientHello."""
+        if self.second:
+            return NOT
+        return CAP if self.started and ctype in OTHER_CONTENT else NOT
+
+
+_KEPT_EXTENSIONS = (EXT_SERVER_NAME, EXT_ALPN, EXT_SUPPORTED_VERSIONS)
+
+
+class _HelloParser:
+    """The ClientHello handshake message, parsed as its bytes arrive. Holds at most one
+    field: 35 bytes of fixed header, a session id, or one extension we read (the SNI,
+    ALPN and supported_versions; <= 64 KiB by their length field); the rest is skipped.
+    take(chunk) -> MORE, NOT, CAP or the ClientHello (bytes after the message are not looked at)."""
+
+    __slots__ = ("step", "want", "buf", "skip", "left", "ext_left", "etype", "hello", "offered", "legacy")
+
+    def __init__(self):
+        self.step = "header"       # which field `buf` is filling
+        self.want = 4              # its length
+        self.buf = bytearray()
+        self.skip = 0              # bytes to pass over before the next field (cipher suites, an extension)
+        self.left = None           # message body bytes still to come, once its length is known
+        self.ext_left = 0          # bytes of the extensions block still to come
+        self.etype = None
+        self.hello = ClientHello(None, "")
+        self.offered = []
+        self.legacy = 0
+
+    def take(self, data):
+        off, n = 0, len(data)
+        while True:
+            if self.skip:
+                t = min(self.skip, n - off)
+                off += t
+                self.skip -= t
+                self.left -= t
+                if self.skip:
+                    return MORE
+                got = self._next()
+            else:
+                want = self.want
+                if not self.buf and n - off >= want:
+                    field = data[off:off + want]       # whole in this piece: the usual case
+                    off += want
+                else:
+                    t = min(want - len(self.buf), n - off)
+                    self.buf += data[off:off + t]
+                    off += t
+                    if len(self.buf) < want:
+                        return MORE
+                    field = bytes(self.buf)
+                    self.buf.clear()
+                if self.left is not None:
+                    self.left -= want
+                got = self._field(field)
+            if got is not MORE:
+                return got
+
+    def _expect(self, step, want):
+        if self.left is not None and want > self.left:
+            return NOT                         # a field that overruns the message
+        self.step, self.want = step, want
+        if want == 0:
+            return self._field(b"")
+        return MORE
+
+    def _skip(self, n, step):
+        if n > self.left:
+            return NOT
+        self.skip, self.step = n, step
+        return self._next() if n == 0 else MORE
+
+    def _field(self, f):
+        step = self.step
+        if step == "header":
+            if f[0] != HANDSHAKE_CLIENT_HELLO:
+                return NOT
+            self.left = (f[1] << 16) | (f[2] << 8) | f[3]
+            if self.left > MAX_HELLO:
+                return CAP                     # more than any server we know reads
+            return self._expect("fixed", 35)   # version, random, session id length
+        if step == "fixed":
+            self.legacy = (f[0] << 8) | f[1]
+            return self._expect("session", f[34] + 2)
+        if step == "session":
+            return self._skip((f[-2] << 8) | f[-1], "compression")    # cipher suites
+        if step == "compression_len":
+            return self._skip(f[0], "extensions")
+        if step == "extensions_len":
+            self.ext_left = (f[0] << 8) | f[1]
+            if self.ext_left > self.left:
+                return NOT
+            return self._ext_next()
+        if step == "ext_header":
+            self.etype, elen = (f[0] << 8) | f[1], (f[2] << 8) | f[3]
+            self.ext_left -= 4 + elen          # overrunning the block: NOT after it (_ext_next)
+            if self.etype in _KEPT_EXTENSIONS:
+                return self._expect("ext_body", elen)
+            return self._skip(elen, "ext_done")
+        if step == "ext_body":
+            etype, hello = self.etype, self.hello
+            if etype == EXT_SERVER_NAME and hello.sni is None:
+                hello.sni = _server_name(f)
+            elif etype == EXT_ALPN:
+                hello.alpn = _alpn(f)
+            elif etype == EXT_SUPPORTED_VERSIONS and f:
+                vend = min(1 + f[0], len(f))
+                for i in range(1, vend - 1, 2):
+                    self.offered.append((f[i] << 8) | f[i + 1])
+            return self._ext_next()
+        return NOT
+
+    def _next(self):
+        """After a skip."""
+        step = self.step
+        if step == "compression":
+            return self._expect("compression_len", 1)
+        if step == "extensions":
+            if self.left < 2:
+                return self._done()            # no extensions block: legal for old clients
+            return self._expect("extensions_len", 2)
+        return self._ext_next()                # ext_done
+
+    def _ext_next(self):
+        if self.ext_left == 0:
+            return self._done()
+        if self.ext_left < 4:
+            return NOT
+        return self._expect("ext_header", 4)
+
+    def _done(self):
+        offered = [v for v in self.offered if not is_grease(v)]
+        self.hello.version = version_name(max(offered) if offered else self.legacy)
+        return self.hello
 
 
 def _server_name(ext):
@@ -151,31 +311,8 @@ def _alpn(ext):
 
 
 def parse_client_hello(data: bytes):
-    """ClientHello from the first client->server bytes: ClientHello, MORE or NOT."""
+    """ClientHello from the first client->server bytes: ClientHello, MORE, NOT or CAP."""
     try:
-        body = _handshake(data)
-        if body is MORE or body is NOT:
-            return body
-        n = len(body)
-        if n < 35:
-            return NOT
-        client_version = (body[0] << 8) | body[1]
-        off = 34                                   # version + random
-        off += 1 + body[off]                       # session_id
-        if off + 2 > n:
-            return NOT
-        off += 2 + ((body[off] << 8) | body[off + 1])   # cipher_suites
-        if off + 1 > n:
-            return NOT
-        off += 1 + body[off]                       # compression_methods
-        if off > n:
-            return NOT
-        hello = ClientHello(None, "")
-        offered = []
-        if not _extensions(body, off, hello, offered):
-            return NOT
-        offered = [v for v in offered if not is_grease(v)]
-        hello.version = version_name(max(offered) if offered else client_version)
-        return hello
+        return HelloReader().feed(data)[1]
     except Exception:  # defensive: the datapath never sees a parser exception
         return NOT

@@ -2,15 +2,17 @@
 
 Semantics (docs/rules.md has the user's version):
 - pass/drop/reject rules are walked in order; the first that matches decides.
-  A rule whose condition is still open (an app-layer name not yet seen, packet
-  conditions not yet met) while the flow is within its inspection depth is
-  *pending*: it holds back every later rule, and the packet passes meanwhile.
-  Past the depth an open condition counts as not matched.
+  A rule whose condition is still open is *pending*: it holds back every later
+  rule, and the packet passes meanwhile. Packet conditions are open while the flow
+  is within its inspection depth; past it they count as not matched. A name is open
+  until the app layer has it, says there is none, or cannot know it: the depth does
+  not bound names, the protocols' own limits do (docs/rules.md).
 - Names are read against the attacker: a drop/reject rule matches when any of a
   transaction's names fits (pipelined requests, queries of one message, the readings
-  of an ambiguous Host), a pass rule only when every one does. UNKNOWN names (the
+  of an ambiguous Host), a pass rule only when every one does. Unknown names (the
   appliance cannot know them) match every drop/reject rule and no pass rule under
-  exception_policy "drop" (the default), no rule at all under "ignore".
+  exception_policy "drop" (the default); under "ignore" only the names it did read
+  count.
 - alert rules never decide. Header-only alert rules fire once per flow and
   direction; content/packet rules fire per matching packet; app-layer rules
   once per transaction.
@@ -21,7 +23,8 @@ from . import index as ix
 from .keywords import APP_FIELDS, RULE_FIELD, app_fields, per_packet
 from .rule import PROTOS
 from .threshold import Thresholds
-from ..applayer.state import UNKNOWN
+from ..applayer import DNS_PORTS
+from ..applayer.state import Unknown
 from ..flow import ESTABLISHED, CLOSING, handshake_seen
 from ..packet import TCP, UDP
 
@@ -158,21 +161,30 @@ class Detector:
         packet going the other way: verdict rules describe the connection."""
         return self.candidates(_Reverse(flow, True), flow, True)
 
-    def more_to_inspect(self, flow, to_server):
-        """Could anything still fire or change the verdict of a passed flow on a later packet?"""
+    def more_to_inspect(self, flow, to_server, within=True):
+        """Could anything still fire or change the verdict of a passed flow on a later packet?
+        `within`: the flow is inside its inspection depth (alerts look only there); name
+        rules look at every transaction the server reads, whatever the depth."""
         other = flow.cand_tc if to_server else flow.cand_ts
         if other is None:
             other = self.candidates(_Reverse(flow, not to_server), flow, not to_server)
         cand = (flow.cand_ts if to_server else flow.cand_tc) | other
-        if cand & self.deep_alert:
-            return True                    # content/packet/app alert rules still look
-        if other & self.header_alert and not (flow.pkts_tc if to_server else flow.pkts_ts):
-            return True                    # the other direction's header alerts have not fired yet
-        # Multi-transaction protocols: a later DNS query / HTTP request may hit an app rule.
-        if cand & self.decision & self.app_any and flow.app is not None and flow.app.multi_tx:
+        if within:
+            if cand & self.deep_alert:
+                return True                # content/packet/app alert rules still look
+            if other & self.header_alert and not (flow.pkts_tc if to_server else flow.pkts_ts):
+                return True                # the other direction's header alerts have not fired yet
+        names = cand & self.decision & self.app_any
+        if not names:
+            return False
+        app = flow.app
+        # Multi-transaction protocols: a later DNS query / HTTP request may hit a name rule.
+        if app is not None and app.multi_tx and names & self.field[app.proto]:
             return True
-        if flow.proto == UDP and cand & self.decision & self.field["dns"]:
-            return True                    # a later datagram may be a DNS query
+        if flow.proto == UDP and names & self.field["dns"] and (app is None or app.unknown is None):
+            # A later datagram may be a DNS query: on a DNS port, whatever came before it;
+            # elsewhere (QUIC, RTP, ...) within the depth, as other content.
+            return within or flow.dport in DNS_PORTS or flow.sport in DNS_PORTS
         return False
 
     # -- per-packet conditions -----------------------------------------------
@@ -222,12 +234,13 @@ class Detector:
         """(MATCH, rule) | (PENDING, rule) | (DEFAULT, None) for this packet.
 
         `inspect`: this packet is within the inspection depth, so packet conditions are
-        checked on it. `more`: later packets will be too, so an unmet condition is
-        pending rather than failed. `flipped`: rules that read this packet's direction
-        the other way (unoriented_candidates)."""
+        checked on it. `more`: later packets will be too, so an unmet packet condition is
+        pending rather than failed. A name not known yet is pending either way.
+        `flipped`: rules that read this packet's direction the other way
+        (unoriented_candidates)."""
         c = cand & self.decision
         if c & self.app_any:
-            c = self._drop_unmatched_app(c, flow, more)
+            c = self._drop_unmatched_app(c, flow)
         if not inspect:
             c &= ~self.perpkt
         rules = self.rules
@@ -238,10 +251,10 @@ class Detector:
             r = rules[i]
             if low & plain:
                 return MATCH, r
-            if low & self.app_any and more:
+            if low & self.app_any:
                 app = flow.app
                 if app is None or any(app.names[f] is None for f in self.app_of[i]):
-                    return PENDING, r          # past the depth a pending name is UNKNOWN (see above)
+                    return PENDING, r          # the app layer resolves it within the protocol's limits
             if low & self.perpkt and not self.packet_match(r, pkt, flow, to_server != bool(low & flipped), scan):
                 if more:
                     return PENDING, r
@@ -275,10 +288,9 @@ class Detector:
             c ^= low
         return None, used
 
-    def _drop_unmatched_app(self, c, flow, more):
+    def _drop_unmatched_app(self, c, flow):
         """Remove app-layer rules that can no longer match: their names are known and do
-        not fit (any name for a drop/reject rule, every name for a pass rule). A name still
-        pending on the last look is UNKNOWN: the Inspector reported why before asking."""
+        not fit (any name for a drop/reject rule, every name for a pass rule)."""
         app = flow.app
         for f in APP_FIELDS:
             fmask = self.field[f]
@@ -286,11 +298,11 @@ class Detector:
                 continue
             names = app.names[f] if app is not None else None
             if names is None:
-                if more:
-                    continue
-                names = UNKNOWN
-            if names is UNKNOWN:
-                fit = self.block if self.exception_policy == "drop" else 0
+                continue                       # pending
+            if type(names) is Unknown and self.exception_policy == "drop":
+                fit = self.block               # any name: every block rule fits, no pass rule
+            elif not names:
+                fit = 0
             elif len(names) == 1:
                 fit = self.names[f].lookup(names)
             else:
@@ -299,14 +311,12 @@ class Detector:
             c &= ~(fmask & ~fit)
         return c
 
-    def pending_names(self, flow, cand):
-        """The app fields whose names verdict rules among `cand` still wait for."""
+    def name_fields(self, cand):
+        """The app fields verdict rules among `cand` need."""
         c = cand & self.decision & self.app_any
         if not c:
             return ()
-        app = flow.app
-        return tuple(f for f in APP_FIELDS if c & self.field[f]
-                     and (app is None or app.names[f] is None))
+        return tuple(f for f in APP_FIELDS if c & self.field[f])
 
     # -- alerts --------------------------------------------------------------
 

@@ -117,6 +117,15 @@ def client_hello(sni, version=b"\x03\x03"):
     return b"\x01" + struct.pack("!I", len(body))[1:] + body
 
 
+def tls_next_flight(conn):
+    """The server's flight and the client's next one (ChangeCipherSpec + an encrypted
+    record, TLS 1.3's Finished): after it no
+    second ClientHello can come (that follows only a HelloRetryRequest), so a TLS flow
+    whose SNI passed is final. Returns the client packet's number."""
+    conn.recv(b"\x16\x03\x03\x00\x04\x02\x00\x00\x00")
+    return conn.send(b"\x14\x03\x03\x00\x01\x01" + b"\x17\x03\x03\x00\x05hello")
+
+
 def tls_records(handshake_msg, record_size=None):
     """Wrap a handshake message in TLS records (split into record_size pieces)."""
     size = record_size or len(handshake_msg)

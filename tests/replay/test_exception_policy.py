@@ -1,17 +1,20 @@
 """When the appliance cannot know a name: read it against the attacker.
 
-A name still pending at the last look, a flow picked up mid-stream, an internal error
-on an undecided flow: the names become UNKNOWN and, under `exception_policy: drop`
+A protocol limit hit while a name is pending, a flow picked up mid-stream, an internal
+error on an undecided flow: the names become UNKNOWN and, under `exception_policy: drop`
 (the default), every drop/reject rule on them matches and no pass rule does; under
 `ignore` no rule needing them matches. Several names in one transaction (pipelined
 requests, queries of one DNS message) match a drop rule if any does and a pass rule
 only if all do. Each case says so with an `exception.<reason>` anomaly.
 """
+import struct
+
 import pytest
 
-from replaykit import Capture, TcpConn, client_hello, dns_query, tls_records, l2, ip_of
+from replaykit import Capture, TcpConn, dns_query, l2, ip_of
 from scapy.all import UDP, Raw
 
+from appliance.applayer import tls
 from appliance.applayer.state import UNKNOWN
 from appliance.decode import decode_frame
 from appliance.detect.loader import load_rules
@@ -53,31 +56,33 @@ def conn(*payloads, port=80, handshake=True):
     return cap
 
 
-def tiny_hello_segments(n=17):
-    hello = tls_records(client_hello("evil.example"))
-    size = -(-len(hello) // n)
-    return [hello[i:i + size] for i in range(0, len(hello), size)]
+# --- a limit hit while a name is pending ----------------------------------------------
+# (These were "pending at the depth" cases: the depth no longer bounds names, so a
+# ClientHello in 17 segments is read -- tests/replay/test_name_limits.py -- and the
+# exception comes from the protocol's own limit instead.)
+
+def oversized_hello():
+    """A ClientHello announcing more than any server reads (OpenSSL's limit + 1)."""
+    body = tls.MAX_HELLO + 1
+    return struct.pack("!BHH", 22, 0x0301, 100) + b"\x01" + body.to_bytes(3, "big") + b"\x03\x03" + b"\x00" * 94
 
 
-# --- a name pending at the last look -----------------------------------------------
-
-def test_client_hello_in_more_segments_than_the_depth_is_dropped(rules_file):
-    v, found, _ = feed(conn(*tiny_hello_segments(), port=443), rules_file(TLS_DROP))
-    assert "drop" in actions(v)                    # was: passed at the depth, SNI never read
-    assert "exception.depth" in found
+def test_client_hello_over_the_limit_is_dropped(rules_file):
+    v, found, _ = feed(conn(oversized_hello(), port=443), rules_file(TLS_DROP))
+    assert actions(v)[-1] == "drop"
+    assert "exception.cap" in found
     assert not any(x.offload for x in v if x.action == "pass")
 
 
-def test_depth_with_ignore_policy_passes_as_before(rules_file):
-    v, found, _ = feed(conn(*tiny_hello_segments(), port=443), rules_file(TLS_DROP),
-                       exception_policy="ignore")
+def test_cap_with_ignore_policy_passes(rules_file):
+    v, found, _ = feed(conn(oversized_hello(), port=443), rules_file(TLS_DROP), exception_policy="ignore")
     assert "drop" not in actions(v)
-    assert "exception.depth" in found              # said either way
+    assert "exception.cap" in found                # said either way
 
 
-def test_depth_without_a_pending_name_rule_says_nothing(rules_file):
+def test_cap_without_a_name_rule_says_nothing(rules_file):
     rules = rules_file("rules:\n  - {id: 1, action: drop, proto: tcp, dst_port: 22}\n")
-    v, found, _ = feed(conn(*tiny_hello_segments(), port=443), rules)
+    v, found, _ = feed(conn(oversized_hello(), port=443), rules)
     assert "drop" not in actions(v)
     assert not [f for f in found if f.startswith("exception.")]
 
@@ -202,3 +207,17 @@ def test_conflicting_overlap_makes_the_names_unknown(rules_file):
     assert v[-1].flow.app.unknown == "stream_ambiguous"
     v, found, _ = feed(cap, rules_file(DROP), exception_policy="ignore")
     assert actions(v)[-1] == "pass" and "exception.stream_ambiguous" in found
+
+
+def test_bytes_past_the_stream_window_make_the_names_unknown(rules_file):
+    """An out-of-order segment beyond the bytes the appliance holds (stream_bytes) is let go;
+    the server keeps it and, once the hole fills, reads it (a later request's Host)."""
+    from test_receiver_evasion import A, B, handshake, seg
+    cap = Capture()
+    handshake(cap)
+    seg(cap, True, "PA", A + 1, B + 1, b"GET / HTTP/1.1\r\nHost: good.example\r\n\r\n")
+    seg(cap, True, "PA", A + 1 + 20000, B + 1, b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n")
+    v, found, _ = feed(cap, rules_file(HTTP_DROP))
+    assert actions(v)[-1] == "drop" and "exception.cap" in found
+    v, found, _ = feed(cap, rules_file(HTTP_DROP), exception_policy="ignore")
+    assert actions(v)[-1] == "pass" and "exception.cap" in found

@@ -4,7 +4,7 @@ import struct
 
 from scapy.all import IP, TCP as STCP
 
-from replaykit import Capture, TcpConn, client_hello, l2, tls_records
+from replaykit import tls_next_flight, Capture, TcpConn, client_hello, l2, tls_records
 from appliance.decode import decode_frame, decode_l3
 from appliance.detect.loader import load_rules
 from appliance.inspector import Inspector, Settings
@@ -29,7 +29,8 @@ def test_syn_flood_does_not_evict_the_pending_connection(rules_file):
     conn.handshake()                         # a real connection; its ClientHello held back
     done = TcpConn(cap, "10.0.0.2", 40000, "10.0.0.80", 443)
     done.handshake()
-    done.send(tls_records(client_hello("good.example")))     # decided: pass, nothing left to inspect
+    done.send(tls_records(client_hello("good.example")))
+    tls_next_flight(done)                    # decided: pass, nothing left to inspect
     for ts, buf in cap.frames:
         insp.process(decode_frame(buf, cap.linktype, ts))
     [decided] = [f for f in insp.flows.flows.values() if f.final]
@@ -82,6 +83,7 @@ def test_port_reuse_after_release_starts_a_new_inspection(rules_file):
         conn = TcpConn(cap, "10.0.0.1", 40000, "10.0.0.80", 443, cseq=1000)
         conn.handshake()
         conn.send(tls_records(client_hello("good.example")))
+        tls_next_flight(conn)
         for ts, buf in cap.frames:
             insp.process(decode_frame(buf, cap.linktype, ts))
         [flow] = insp.flows.flows.values()

@@ -45,12 +45,12 @@ HTTP_ALERT = "rules:\n  - {id: 2, action: alert, proto: tcp, http_host: evil.exa
 
 
 def read(cap, rules_file):
-    """The client stream as the appliance read it. Under HTTP_DROP the flow ends final and
-    releases its stream; an alert rule keeps it inspected, so the stream stays to be read."""
+    """The flow as the appliance read it: what the host names are, whether the stream reads
+    two ways. Under HTTP_DROP a flow ends final and releases its stream, and an ambiguous
+    one has unknown names; an alert rule keeps it inspected and named as Linux reads it."""
     v, _ = feed(cap, rules_file(HTTP_ALERT))
-    st = v[-1].flow.stream
-    assert st is not None
-    return st
+    assert v[-1].flow.stream is not None
+    return v[-1].flow
 
 
 def anomalies(run, cap, rules_file):
@@ -79,7 +79,7 @@ def test_urgent_byte_announced_before_it_arrives_is_taken_out(rules_file):
     seg(cap, True, "PA", A + 1 + len(head), B + 1, tail)
     ok, v, insp = drop_holds(cap, rules_file)
     assert ok
-    assert read(cap, rules_file).data == EVIL
+    assert read(cap, rules_file).app.names["http"] == ["evil.example"]
 
 
 def test_feed_never_raises_on_random_flags_urgent_pointers_and_sequence_numbers(rules_file):
@@ -119,8 +119,8 @@ def test_overlaps_read_as_linux_reads_them(rules_file, run, case):
     handshake(cap)
     _overlap_case(cap, case)
     ok, v, _ = drop_holds(cap, rules_file)
-    assert ok and read(cap, rules_file).data == EVIL
-    assert read(cap, rules_file).ambiguous
+    assert ok and read(cap, rules_file).app.names["http"] == ["evil.example"]
+    assert read(cap, rules_file).stream.ambiguous
     r = run(cap, rules_file(HTTP_DROP))
     conflicts = [e["anomaly"] for e in r.of("anomaly") if e["anomaly"]["event"] == "stream.overlap_conflict"]
     assert conflicts == [{"type": "stream", "event": "stream.overlap_conflict", "layer": "stream"}]
@@ -155,7 +155,7 @@ def test_decoy_with_an_ack_linux_rejects_is_ignored(rules_file, run, bad_ack, v6
     seg(cap, True, "PA", A + 1, bad_ack, GOOD, v6=v6)
     seg(cap, True, "PA", A + 1, B + 1, EVIL, v6=v6)     # the real one, as a retransmission would
     ok, v, _ = drop_holds(cap, rules_file)
-    assert ok and read(cap, rules_file).data == EVIL
+    assert ok and read(cap, rules_file).app.names["http"] == ["evil.example"]
     names = anomalies(run, cap, rules_file)
     assert ("tcp.ack_too_old" if bad_ack < B else "tcp.ack_unsent") in names
 
@@ -165,13 +165,15 @@ def test_server_data_moves_what_counts_as_too_old(rules_file):
     bytes acked), one 4000 back is not."""
     cap = Capture()
     handshake(cap)
-    seg(cap, True, "PA", A + 1, B + 1, EVIL[:HOST])   # the client speaks first (as HTTP does)
-    seg(cap, False, "PA", B + 1, A + 1 + HOST, b"x" * 3000)
-    seg(cap, True, "A", A + 1 + HOST, B + 3001)
-    seg(cap, True, "PA", A + 1 + HOST, B + 3001 - 4000, GOOD[HOST:])
-    seg(cap, True, "PA", A + 1 + HOST, B + 3001 - 1000, EVIL[HOST:])
+    first = b"GET /a HTTP/1.1\r\nHost: first.example\r\n\r\n"
+    n = len(first)
+    seg(cap, True, "PA", A + 1, B + 1, first)         # the client speaks first (as HTTP does)
+    seg(cap, False, "PA", B + 1, A + 1 + n, b"x" * 3000)
+    seg(cap, True, "A", A + 1 + n, B + 3001)
+    seg(cap, True, "PA", A + 1 + n, B + 3001 - 4000, GOOD)
+    seg(cap, True, "PA", A + 1 + n, B + 3001 - 1000, EVIL)
     ok, v, _ = drop_holds(cap, rules_file)
-    assert ok and read(cap, rules_file).data == EVIL
+    assert ok and read(cap, rules_file).app.names["http"] == ["evil.example"]
 
 
 def test_mid_stream_pickup_discards_nothing(rules_file):
@@ -190,7 +192,7 @@ def test_stale_timestamp_decoy_is_ignored(rules_file, run):
     seg(cap, True, "PA", A + 1, B + 1, GOOD, opts=ts(100000 - 50))      # older than ts_recent
     seg(cap, True, "PA", A + 1, B + 1, EVIL, opts=ts(100002))
     ok, v, _ = drop_holds(cap, rules_file)
-    assert ok and read(cap, rules_file).data == EVIL
+    assert ok and read(cap, rules_file).app.names["http"] == ["evil.example"]
     assert "tcp.paws_discard" in anomalies(run, cap, rules_file)
 
 
@@ -212,7 +214,7 @@ def test_syn_with_new_isn_after_handshake_neither_ends_nor_reanchors(rules_file)
     seg(cap, True, "PA", A + 1 + HOST, B + 1, EVIL[HOST:])
     ok, v, insp = drop_holds(cap, rules_file)
     assert ok and insp.counters.flows_ended.get("reused", 0) == 0
-    assert read(cap, rules_file).data == EVIL
+    assert read(cap, rules_file).app.names["http"] == ["evil.example"]
 
 
 @pytest.mark.parametrize("flags", ["SA", "SPA", "SFA"])
@@ -225,7 +227,7 @@ def test_syn_flagged_segment_after_handshake_does_not_reanchor_the_stream(rules_
     seg(cap, True, flags, 600000, B + 1, GOOD if "P" in flags else b"")
     seg(cap, True, "PA", A + 1, B + 1, EVIL)
     ok, v, _ = drop_holds(cap, rules_file)
-    assert ok and read(cap, rules_file).data == EVIL
+    assert ok and read(cap, rules_file).app.names["http"] == ["evil.example"]
 
 
 def test_synack_to_the_ignored_syn_is_a_new_connection(rules_file):

@@ -308,10 +308,10 @@ def test_udp_dns_query_variants_match(rules_file, names):
     assert actions(v) == ["drop"]
 
 
-def test_dns_compression_pointer_forward_or_self_rejected():
+def test_dns_compression_pointer_self_or_past_the_end_rejected():
     hdr = struct.pack("!HHHHHH", 1, 0x0100, 1, 0, 0, 0)
     assert dns.parse_message(hdr + b"\xc0\x0c" + b"\x00\x01\x00\x01") is None      # self loop
-    assert dns.parse_message(hdr + b"\xc0\x20" + b"\x00\x01\x00\x01") is None      # forward
+    assert dns.parse_message(hdr + b"\xc0\x20" + b"\x00\x01\x00\x01") is None      # past the end
     # a pointer back into the header is decoded as labels, bounded, and never raises
     dns.parse_message(hdr + b"\xc0\x02" + b"\x00\x01\x00\x01")
 

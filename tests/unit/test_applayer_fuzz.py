@@ -8,7 +8,7 @@ from scapy.layers.tls.all import (TLS, ProtocolName, ServerName, TLS_Ext_ALPN,
                                   TLS_Ext_ServerName, TLS_Ext_SupportedVersion_CH,
                                   TLSClientHello)
 
-from appliance.applayer import MORE, NOT, detect, dns, http, tls
+from appliance.applayer import CAP, MORE, NOT, detect, dns, http, tls
 from appliance.packet import TCP, UDP
 from appliance.stream import StreamStart
 
@@ -63,7 +63,7 @@ def check_all(data):
     assert 0 <= used <= len(data)
 
     hello = tls.parse_client_hello(data)
-    assert hello is MORE or hello is NOT or isinstance(hello, tls.ClientHello)
+    assert hello is MORE or hello is NOT or hello is CAP or isinstance(hello, tls.ClientHello)
     if isinstance(hello, tls.ClientHello):
         assert hello.sni is None or isinstance(hello.sni, str)
         assert isinstance(hello.version, str) and all(isinstance(a, str) for a in hello.alpn)

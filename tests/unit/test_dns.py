@@ -5,7 +5,7 @@ import dpkt
 import pytest
 from scapy.layers.dns import DNS, DNSQR, DNSRR
 
-from appliance.applayer import detect, dns
+from appliance.applayer import CAP, detect, dns
 from appliance.packet import TCP, UDP
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
@@ -74,8 +74,13 @@ def test_pointer_loop_rejected():
     self_loop = header(1) + b"\xc0\x0c" + b"\x00\x01\x00\x01"
     assert dns.parse_message(self_loop) is None
     body = b"\x01a\x00\x00\x01\x00\x01"                   # q1 at 12..18
-    body += b"\xc0\x19\xc0\x17" + b"\x00\x01\x00\x01"     # q2 at 19: ptr->25 (forward)
-    assert dns.parse_message(header(2) + body) is None
+    body += b"\xc0\x15\xc0\x13" + b"\x00\x01\x00\x01"     # q2 at 19: ptr->21, 21: ptr->19
+    assert dns.parse_message(header(2) + body) is None       # a loop: ends at MAX_POINTERS jumps
+
+
+def test_forward_pointer_followed_as_dnsmasq_does():
+    body = b"\xc0\x12" + b"\x00\x01\x00\x01" + b"\x01a\x07example\x00"
+    assert [q.rrname for q in dns.parse_message(header(1) + body).queries] == ["a.example"]
 
 
 def test_pointer_beyond_end_rejected():
@@ -180,3 +185,25 @@ def test_corpus_corrupt_and_truncated_never_raise(rel):
     # The truncation is in the answers; the question survives.
     if "truncated_dns_2" in rel:
         assert dns.parse_message(pkts[0][2]).queries[0].rrname == "mycelium-wallet.s3.amazonaws.com"
+
+
+def test_tcp_reader_long_message_judged_by_its_questions_then_skipped():
+    big = bytes(DNS(id=1, qd=DNSQR(qname="first.example"))) + b"\x00" * 20000
+    m2 = bytes(DNS(id=2, qd=DNSQR(qname="second.example")))
+    data = struct.pack("!H", len(big)) + big + struct.pack("!H", len(m2)) + m2
+    r = dns.TcpReader()
+    used, msgs, status = r.feed(data[:8192], False)           # the window can still grow: wait
+    assert (used, msgs, status) == (0, [], None)
+    used, msgs, status = r.feed(data[:8192], True)            # it cannot: read what is there
+    assert [m.id for m in msgs] == [1] and status is None and used == 8192
+    rest = data[8192:]
+    used, msgs, status = r.feed(rest, False)
+    assert [m.id for m in msgs] == [2] and used == len(rest)
+
+
+def test_tcp_reader_questions_past_the_window_are_a_cap_hit():
+    long_name = ".".join(["a" * 60] * 4)
+    msg = bytes(DNS(id=1, qd=DNSQR(qname=long_name)))
+    data = struct.pack("!H", len(msg)) + msg
+    used, msgs, status = dns.TcpReader().feed(data[:40], True)
+    assert msgs == [] and status is CAP and used == 0

@@ -61,11 +61,12 @@ def test_post_body_skipped_then_pipelined_requests():
     assert more is False
 
 
-def test_chunked_body_stops_the_walk():
+def test_chunked_body_is_walked_to_the_next_request():
+    # was: the walk stopped at a chunked body, so the next request of the connection went unread
     data = (b"POST /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b"5\r\nhello\r\n0\r\n\r\nGET /after HTTP/1.1\r\n\r\n")
+            b"5;ext=1\r\nGET /\r\n0\r\nTrailer: y\r\n\r\nGET /after HTTP/1.1\r\n\r\n")
     reqs, more = parse_requests(data)
-    assert [r.uri for r in reqs] == ["/up"] and more is False
+    assert [r.uri for r in reqs] == ["/up", "/after"] and more is False
 
 
 def test_conflicting_content_length_stops_the_walk():
@@ -99,12 +100,13 @@ def test_not_http():
     assert parse_requests(b"BREW /pot HTTP/1.1\r\n\r\n")[0][0].method == "BREW"
 
 
-def test_header_block_over_bound_treated_as_done():
+def test_header_block_still_open_is_pending():
+    # was: a block past 16 KiB was taken as complete; the reader now waits for its end
+    # (up to MAX_HEADER_BLOCK, see the reader tests below)
     data = b"GET /big HTTP/1.1\r\nHost: a.example\r\nX-Pad: " + b"A" * 20000
-    reqs, more = parse_requests(data)
+    assert parse_requests(data) == ([], True)
+    reqs, more = parse_requests(data + b"\r\n\r\n")
     assert [(r.uri, r.host) for r in reqs] == [("/big", "a.example")] and more is False
-    # Below the bound the same unfinished block is still pending.
-    assert parse_requests(data[:2000]) == ([], True)
 
 
 def test_control_bytes_escaped():
@@ -148,3 +150,123 @@ def test_corpus_requests(rel, want):
     assert detect(data, TCP, 40000, 80) == "http"
     assert parse_requests(data) == ([want], False)
     assert http.looks_like(data)
+
+
+# -- RequestReader: the connection's requests as a server frames them ------------------
+
+from appliance.applayer import CAP  # noqa: E402
+from appliance.applayer.http import MAX_HEADER_BLOCK, RequestReader  # noqa: E402
+
+
+def read(*chunks, full=False):
+    """Feed chunks as a stream would (unconsumed bytes stay in front of the next chunk)."""
+    r = RequestReader()
+    held, reqs, status = b"", [], None
+    for chunk in chunks:
+        held += chunk
+        used, got, status = r.feed(held, full)
+        held = held[used:]
+        reqs += got
+        if status is not None:
+            break
+    return reqs, status, r
+
+
+def test_reader_hosts_hold_every_reading():
+    reqs, _, _ = read(b"GET http://a.example/ HTTP/1.1\r\nHost: b.example\r\nHost: c.example:80\r\n\r\n")
+    assert reqs[0].host == "a.example" and reqs[0].hosts == ["a.example", "b.example", "c.example"]
+    reqs, _, _ = read(b"GET / HTTP/1.1\r\nHost: a.example\r\n\tb.example\r\n\r\n")
+    assert reqs[0].hosts == ["a.example", "a.example b.example", "b.example"]
+    reqs, _, _ = read(b"GET / HTTP/1.1\r\nX: y\r\n Host: b.example\r\n\r\n")
+    assert reqs[0].hosts == ["b.example"]
+
+
+@pytest.mark.parametrize("headers", [
+    b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n",
+    b"Content-Length: 3\r\nContent-Length: 4\r\n",
+    b"Content-Length: +3\r\n",
+    b"Transfer-Encoding: gzip\r\n",
+    b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+    b"Transfer-Encoding : chunked\r\n",
+    b"X: y\r\n Transfer-Encoding: chunked\r\n",
+    b"Transfer-Encoding:\r\n chunked\r\n",
+])
+def test_reader_framing_read_two_ways(headers):
+    reqs, status, _ = read(b"POST / HTTP/1.1\r\nHost: a.example\r\n" + headers + b"\r\nabc")
+    assert [r.host for r in reqs] == ["a.example"] and status == "http_framing"
+
+
+def test_reader_same_content_length_twice_is_one_length():
+    reqs, status, _ = read(b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc"
+                           b"GET / HTTP/1.1\r\nHost: b.example\r\n\r\n")
+    assert [r.host for r in reqs] == [None, "b.example"] and status is None
+
+
+def test_reader_transfer_encoding_in_http_1_0_is_framing():
+    _, status, _ = read(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    assert status == "http_framing"
+
+
+@pytest.mark.parametrize("body", [b"0x5\r\nhello\r\n", b" 5\r\nhello\r\n", b"5\r\nhelloX\r\n",
+                                  b"1234567890abcdef0\r\n"])
+def test_reader_bad_chunk_syntax_is_framing(body):
+    _, status, _ = read(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+    assert status == "http_framing"
+
+
+def test_reader_chunked_body_across_chunks_of_the_stream():
+    data = (b"POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n3\r\nabc\r\n10 ; x=y\r\n"
+            + b"z" * 16 + b"\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: b.example\r\n\r\n")
+    reqs, status, _ = read(*[data[i:i + 7] for i in range(0, len(data), 7)])
+    assert [r.host for r in reqs] == [None, "b.example"] and status is None
+
+
+def test_reader_long_line_skipped_only_when_it_names_nothing():
+    _, status, r = read(b"GET / HTTP/1.1\r\nX-Long: " + b"a" * 100, full=True)
+    assert status is None and r.skip_line
+    for name in (b"Host", b"Content-Length", b"Transfer-Encoding"):
+        _, status, _ = read(b"GET / HTTP/1.1\r\n" + name + b": " + b" " * 100, full=True)
+        assert status is CAP, name
+    _, status, _ = read(b"GET /" + b"a" * 100, full=True)       # a request line: cap as well
+    assert status is CAP
+
+
+def test_reader_header_block_over_the_limit_is_a_cap_hit():
+    line = b"X-Pad: " + b"a" * 1000 + b"\r\n"
+    n = MAX_HEADER_BLOCK // len(line) + 1
+    reqs, status, _ = read(b"GET / HTTP/1.1\r\n", *[line] * n, b"Host: a.example\r\n\r\n")
+    assert reqs == [] and status is CAP
+    reqs, status, _ = read(b"GET / HTTP/1.1\r\n", *[line] * (n - 2), b"Host: a.example\r\n\r\n")
+    assert [r.host for r in reqs] == ["a.example"] and status is None
+
+
+def test_reader_connection_close_and_http_1_0_end_the_connection():
+    for req, closing in ((b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", True),
+                         (b"GET / HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n", False),
+                         (b"GET / HTTP/1.0\r\n\r\n", True),
+                         (b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", False),
+                         (b"GET / HTTP/1.1\r\n\r\n", False)):
+        _, _, r = read(req)
+        assert r.closing is closing, req
+
+
+def test_reader_not_a_request_is_done_but_after_a_cut_body_request_is_framing():
+    _, status, _ = read(b"GET / HTTP/1.1\r\n\r\nhello there\r\n")
+    assert status == "done"
+    inner = b"GET / HTTP/1.1\r\nX: "
+    _, status, _ = read(b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(inner) + inner + b"y\r\n\r\n")
+    assert status == "http_framing"
+
+
+def test_reader_body_as_requests_reads_only_content_length_bodies():
+    inner = b"GET / HTTP/1.1\r\nHost: b.example\r\n\r\n"
+    reqs, _, _ = read(b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(inner) + inner)
+    assert [r.host for r in reqs] == [None, "b.example"]
+    chunked = b"%x\r\n" % len(inner) + inner + b"\r\n0\r\n\r\n"
+    reqs, _, _ = read(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked)
+    assert [r.host for r in reqs] == [None]             # a chunk-size line is no request line
+
+
+def test_reader_bare_cr_readings():
+    reqs, _, _ = read(b"GET / HTTP/1.1\r\nHost: a.example\rHost: b.example\r\n\r\n")
+    assert {"a.example", "b.example"} <= set(reqs[0].hosts)

@@ -377,14 +377,14 @@ def test_consume_moves_base_and_makes_room_past_the_limit():
     s = StreamStart(limit=8)
     s.add(ISN, b"", syn=True)
     assert s.add(ISN + 1, b"01234567") is True and s.complete
-    assert s.add(ISN + 9, b"89") is False and s.lost           # no room: let go
+    assert s.add(ISN + 9, b"89") is False and s.cut            # no room: let go (unless it comes again)
     s2 = StreamStart(limit=8)
     s2.add(ISN, b"", syn=True)
     s2.add(ISN + 1, b"01234567")
     s2.consume(5)
     assert s2.data == b"567" and s2.base == 5 and not s2.complete
     assert s2.add(ISN + 9, b"89abcdef") is True
-    assert s2.data == b"56789abc" and s2.complete and s2.lost  # "def" past the room
+    assert s2.data == b"56789abc" and s2.complete and s2.cut   # "def" past the room
     assert s2.add(ISN + 1, b"01234") is False                  # consumed bytes: old, no conflict
     assert s2.overlap_conflicts == 0
     assert s2.add(ISN + 6, b"5Z7") is False and s2.overlap_conflicts == 1
@@ -449,3 +449,37 @@ def test_client_stream_stops_at_the_clients_fin():
     assert _feed(st, _seg("FPA", 101, 901, b"GET / HTTP/1.1\r\n"))[0] is True      # in order, nothing queued
     assert _feed(st, _seg("PA", 117, 901, b"Host: evil.example\r\n\r\n"))[0] is False
     assert st.data == b"GET / HTTP/1.1\r\n"
+# -- consume: the app layer walks a long stream through a window of `limit` bytes ------
+
+def test_consume_moves_the_window_on():
+    s = StreamStart(limit=8)
+    s.add(999, b"", syn=True)
+    assert s.add(1000, b"abcdefghij")
+    assert s.data == b"abcdefgh" and s.complete          # the limit bounds the bytes held
+    s.consume(5)
+    assert s.base == 5 and s.data == b"fgh" and not s.complete
+    assert s.add(1008, b"ijklmnop")                       # retransmission of i, j and beyond
+    assert s.data == b"fghijklm" and s.base == 5
+
+
+def test_consume_keeps_out_of_order_pieces_within_the_window():
+    s = StreamStart(limit=8)
+    s.add(999, b"", syn=True)
+    s.add(1000, b"abcd")
+    s.consume(4)
+    assert not s.add(1006, b"gh")                          # beyond a hole, inside the window
+    assert not s.add(1012, b"mn")                          # beyond base + limit: not held
+    assert s.add(1004, b"ef")
+    assert s.data == b"efgh" and s.base == 4
+    assert s.lost                      # "mn" lay past the window: the Inspector reports the loss
+
+
+def test_consumed_bytes_are_not_compared_again():
+    s = StreamStart(limit=8)
+    s.add(999, b"", syn=True)
+    s.add(1000, b"abcd")
+    s.consume(2)
+    s.add(1000, b"XXcd")                                   # consumed part: nothing to compare
+    assert s.overlap_conflicts == 0
+    s.add(1000, b"abXd")
+    assert s.overlap_conflicts == 1

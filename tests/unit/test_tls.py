@@ -7,7 +7,7 @@ from scapy.layers.tls.all import (TLS, ProtocolName, ServerName, TLS_Ext_ALPN,
                                   TLS_Ext_ServerName, TLS_Ext_SupportedVersion_CH,
                                   TLSClientHello)
 
-from appliance.applayer import MORE, NOT, detect, tls
+from appliance.applayer import CAP, MORE, NOT, detect, tls
 from appliance.packet import TCP
 from appliance.stream import StreamStart
 
@@ -94,17 +94,18 @@ def test_not_tls():
     assert tls.parse_client_hello(b"\x16\x03\x03\x00\x04\x02\x00\x00\x00") is NOT  # ServerHello
     # A handshake record followed by something else before the hello completes.
     hs = hello_handshake()
-    assert tls.parse_client_hello(records(hs[:20]) + b"\x15\x03\x03\x00\x02\x02\x28") is NOT
+    # ... another record type (an alert) inside the hello: the server may skip it or abort
+    assert tls.parse_client_hello(records(hs[:20]) + b"\x15\x03\x03\x00\x02\x02\x28") is CAP
     # Inner lengths that overrun the handshake body.
     bad = bytearray(hello_handshake())
     bad[4 + 34] = 0xFF  # session_id length
     assert tls.parse_client_hello(records(bytes(bad))) is NOT
 
 
-def test_oversized_hello_is_not():
+def test_hello_over_openssls_limit_is_a_cap_hit():
     body_len = tls.MAX_HELLO + 100
     data = struct.pack("!BHH", 22, 0x0301, 100) + b"\x01" + body_len.to_bytes(3, "big") + b"\x00" * 96
-    assert tls.parse_client_hello(data) is NOT
+    assert tls.parse_client_hello(data) is CAP
 
 
 def test_detect_tls_by_content_on_any_port():
@@ -157,3 +158,85 @@ def test_corpus_hello_larger_than_one_segment():
     # Every prefix shorter than the first record is still MORE.
     for cut in range(0, 5 + hello_len, 97):
         assert tls.parse_client_hello(data[:cut]) is MORE
+
+
+# -- HelloReader: the ClientHello as a server's record layer reads it ---------------------
+
+def feed_in(data, step):
+    """Feed a HelloReader `step` bytes at a time, as a stream that consumes would."""
+    r = tls.HelloReader()
+    held = b""
+    for i in range(0, len(data), step):
+        held += data[i:i + step]
+        used, got = r.feed(held)
+        held = held[used:]
+        if got is not MORE:
+            return got, r
+    return MORE, r
+
+
+def test_reader_zero_length_records_up_to_openssls_limit():
+    hs = hello_handshake(sni=b"a.example")
+    for n, want in ((1, "a.example"), (32, "a.example"), (33, CAP)):
+        got, _ = feed_in(b"\x16\x03\x01\x00\x00" * n + records(hs), 7)
+        assert (got.sni if got is not CAP else CAP) == want, n
+    # empty records between fragments: the count is of records in a row
+    data = b"".join(records(hs[i:i + 1]) + b"\x16\x03\x01\x00\x00" * 20 for i in range(len(hs)))
+    got, _ = feed_in(data, 1000)
+    assert got.sni == "a.example"
+
+
+def test_reader_holds_one_field_at_a_time():
+    hs = hello_handshake(sni=b"a.example")
+    r = tls.HelloReader()
+    used, got = r.feed(records(hs[:30], sizes=[1] * 30))
+    assert got is MORE and used == 30 * 6 and len(r.parser.buf) == 26     # the 35-byte fixed part
+    # a 60 KB extension we do not read is skipped, not held
+    pad = struct.pack("!HH", 0xFE99, 60000) + b"\x00" * 60000
+    body = b"\x03\x03" + b"\x11" * 32 + b"\x00" + struct.pack("!H", 2) + b"\x13\x01" + b"\x01\x00"
+    body += struct.pack("!H", len(pad) + 20) + pad
+    r = tls.HelloReader()
+    data = records(b"\x01" + (len(body) + 20).to_bytes(3, "big") + body, sizes=[16000] * 4)
+    used, got = r.feed(data[:32000])                      # halfway through the extension
+    assert got is MORE and len(r.parser.buf) == 0 and r.parser.skip > 20000
+    used, got = r.feed(data[used:])
+    assert got is MORE and len(r.parser.buf) == 0 and r.parser.skip == 0
+
+
+def test_reader_extension_overrunning_its_block_is_not():
+    body = b"\x03\x03" + b"\x11" * 32 + b"\x00" + struct.pack("!H", 2) + b"\x13\x01" + b"\x01\x00"
+    ext = struct.pack("!HH", 0xFE99, 16) + b"\x00" * 16
+    good = body + struct.pack("!H", len(ext)) + ext
+    bad = body + struct.pack("!H", 10) + ext                  # block of 10, extension of 20
+    for b, want in ((good, tls.ClientHello), (bad, type(NOT))):
+        got = tls.parse_client_hello(records(b"\x01" + len(b).to_bytes(3, "big") + b))
+        assert isinstance(got, want)
+
+
+def test_reader_other_record_types():
+    hs = hello_handshake()
+    assert tls.HelloReader().feed(b"\x15\x03\x01\x00\x02\x01\x70" + records(hs))[1] is NOT   # first: not a hello
+    for ctype in (20, 21, 23):
+        data = records(hs[:10]) + bytes([ctype, 3, 1, 0, 1, 1]) + records(hs[10:])
+        assert tls.HelloReader().feed(data)[1] is CAP, ctype
+        data = b"\x16\x03\x01\x00\x00" + bytes([ctype, 3, 1, 0, 1, 1]) + records(hs)
+        assert tls.HelloReader().feed(data)[1] is CAP, ctype
+    assert tls.HelloReader().feed(records(hs[:10]) + b"\x42\x03\x01\x00\x01\x01")[1] is NOT
+
+
+def test_reader_large_hello_in_large_records():
+    pad = struct.pack("!HH", 0xFE99, 60000) + b"\x00" * 60000
+    body = (b"\x03\x03" + b"\x11" * 32 + b"\x00" + struct.pack("!H", 2) + b"\x13\x01" + b"\x01\x00")
+    sni = struct.pack("!HHHBH", 0, 14, 12, 0, 9) + b"a.example"
+    exts = pad + sni
+    body += struct.pack("!H", len(exts)) + exts
+    hs = b"\x01" + len(body).to_bytes(3, "big") + body
+    got, _ = feed_in(records(hs, sizes=[16384] * 4), 1400)
+    assert got.sni == "a.example"
+
+
+def test_detect_tls_after_empty_records():
+    hs = records(hello_handshake())
+    assert detect(b"\x16\x03\x01\x00\x00" + hs, TCP, 50000, 8081) == "tls"
+    assert detect(b"\x16\x03\x01\x00\x00", TCP, 50000, 8081) == "tls"
+    assert detect(b"\x16\x03\x01\x00\x00\x17\x03\x03\x00\x01\x00", TCP, 50000, 8081) is None
