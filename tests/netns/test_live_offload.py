@@ -326,6 +326,7 @@ print('sent', flush=True)
 """
 
 GOOD_HELLO = tls_records(client_hello("good.example")).hex()
+NEXT_FLIGHT = (b"\x14\x03\x03\x00\x01\x01" + b"\x17\x03\x03\x00\x05hello").hex()   # CCS + an encrypted record
 
 
 def test_new_connection_on_an_offloaded_connections_ports_and_isn_is_inspected(topo, appliance):
@@ -337,6 +338,8 @@ def test_new_connection_on_an_offloaded_connections_ports_and_isn_is_inspected(t
         client = Proc(topo, topo.client, CLIENT, topo.server_ip, "443")
         cport, snd, _ = (int(x) for x in client.expect("connected"))
         client.say("send " + GOOD_HELLO)
+        client.expect("sent")
+        client.say("send " + NEXT_FLIGHT)                     # no second ClientHello can follow:
         client.expect("sent")
         assert server.expect("got") != ["0"]                  # allowed: passed and offloaded
         assert MARK_PASS in conntrack_marks(topo, 443)
