@@ -132,10 +132,13 @@ class ClientStream:
         takes the byte before the urgent pointer out of the stream, so "Host: evXil" reads
         "Host: evil". Bytes taken out earlier shift the sequence numbers that follow."""
         pos = (seq + urg_ptr - 1) & MASK
-        if 0 < urg_ptr <= len(payload) and pos not in (self.oob or ()) and len(self.oob or ()) < MAX_OOB:
+        # A pointer past this segment names a byte still to come (Linux: TCP_URG_NOTYET);
+        # it leaves the stream when it arrives.
+        if urg_ptr > 0 and pos not in (self.oob or ()) and len(self.oob or ()) < MAX_OOB:
             self.oob = (self.oob or ()) + (pos,)       # once, whatever the retransmissions
-        inside = sorted(((pos - seq) & MASK) for pos in self.oob if ((pos - seq) & MASK) < len(payload))
-        before = sum(1 for pos in self.oob if pos != seq and ((seq - pos) & MASK) < HALF)
+        oob = self.oob or ()
+        inside = sorted(((pos - seq) & MASK) for pos in oob if ((pos - seq) & MASK) < len(payload))
+        before = sum(1 for pos in oob if pos != seq and ((seq - pos) & MASK) < HALF)
         if inside:
             data = bytearray(payload)
             for i in reversed(inside):
