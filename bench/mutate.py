@@ -25,12 +25,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 U, R = "tests/unit/", "tests/replay/"
 DETECT = [U + "test_detect_engine.py", U + "test_content_match.py", U + "test_rules_loader.py",
-          U + "test_shipped_rules.py", R + "test_detect_edges.py", R + "test_rule_keys.py", R + "test_semantics.py",
+          U + "test_shipped_rules.py", U + "test_applayer_edges.py", R + "test_detect_edges.py",
+          R + "test_rule_keys.py", R + "test_semantics.py",
           R + "test_threshold.py"]
-DNS = [U + "test_dns.py", U + "test_dns_pointers.py", U + "test_applayer_fuzz.py", R + "test_rule_keys.py"]
-TLS = [U + "test_tls.py", U + "test_applayer_fuzz.py", R + "test_rule_keys.py", R + "test_review_evasion.py"]
+DNS = [U + "test_dns.py", U + "test_dns_pointers.py", U + "test_applayer_edges.py", U + "test_applayer_fuzz.py",
+       R + "test_rule_keys.py"]
+TLS = [U + "test_tls.py", U + "test_applayer_edges.py", U + "test_applayer_fuzz.py", R + "test_rule_keys.py",
+       R + "test_review_evasion.py"]
 HTTP = [U + "test_http.py", U + "test_applayer_fuzz.py", R + "test_rule_keys.py", R + "test_review_evasion.py"]
-APP = [R + "test_semantics.py", R + "test_rule_keys.py", R + "test_review_evasion.py", R + "test_review_findings.py"]
+APP = [R + "test_app_transactions.py", R + "test_semantics.py", R + "test_rule_keys.py", R + "test_review_evasion.py",
+       R + "test_review_findings.py"]
 STREAM = [U + "test_stream.py", U + "test_stream_urgent.py", R + "test_review_evasion.py",
           R + "test_review_findings.py"]
 DECODE = [U + "test_decode.py", U + "test_ipv6_ah.py", U + "test_decode_corpus.py", U + "test_defrag.py",
@@ -105,7 +109,7 @@ MUTATIONS = [
      DETECT),
     ("port set difference keeps the excluded low port", D + "sets.py",
      "rest.append((plo, blo - 1))", "rest.append((plo, blo))", DETECT),
-    ("[!a, !b] means not both instead of neither", D + "sets.py",
+    ("union of two complements taken as their intersection", D + "sets.py",
      "return ValueSet(o.inter(self.items, other.items), True, o)",
      "return ValueSet(o.norm(self.items + other.items), True, o)", DETECT),
     ("tcp_flags ignore list not applied", D + "keywords.py",
@@ -222,6 +226,7 @@ MUTATIONS = [
 EQUIVALENT = {
     "tcp_flags on non-TCP packets": "the loader refuses tcp_flags without proto tcp, and the proto "
                                     "index keeps such a rule off every other packet",
+    "dns: self pointer allowed": "the loop it lets start ends at MAX_POINTERS jumps with the same None",
 }
 
 
