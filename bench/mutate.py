@@ -35,9 +35,9 @@ TLS = [U + "test_tls.py", U + "test_applayer_edges.py", U + "test_applayer_fuzz.
 HTTP = [U + "test_http.py", U + "test_applayer_fuzz.py", R + "test_rule_keys.py", R + "test_review_evasion.py"]
 APP = [R + "test_app_transactions.py", R + "test_semantics.py", R + "test_rule_keys.py", R + "test_review_evasion.py",
        R + "test_review_findings.py"]
-STREAM = [U + "test_stream.py", U + "test_stream_urgent.py", R + "test_review_evasion.py",
+STREAM = [U + "test_stream.py", U + "test_stream_urgent.py", U + "test_stream_bounds.py", R + "test_review_evasion.py",
           R + "test_review_findings.py"]
-DECODE = [U + "test_decode.py", U + "test_ipv6_ah.py", U + "test_decode_corpus.py", U + "test_defrag.py",
+DECODE = [U + "test_decode.py", U + "test_decode_edges.py", U + "test_ipv6_ah.py", U + "test_decode_corpus.py", U + "test_defrag.py",
           R + "test_decode_paths.py"]
 
 D, A, S, P = "appliance/detect/", "appliance/applayer/", "appliance/stream.py", "appliance/decode.py"
@@ -227,6 +227,8 @@ EQUIVALENT = {
     "tcp_flags on non-TCP packets": "the loader refuses tcp_flags without proto tcp, and the proto "
                                     "index keeps such a rule off every other packet",
     "dns: self pointer allowed": "the loop it lets start ends at MAX_POINTERS jumps with the same None",
+    "stream: a piece ending at the buffer end is held": "the piece is cut to nothing after the buffer "
+                                                       "and holding nothing returns False as before",
 }
 
 
