@@ -64,13 +64,15 @@ def _pcaps():
     return sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.suffix in (".pcap", ".pcapng", ".gz"))
 
 
-def _frames(path):
-    """(linktype, frame) of one capture; a corrupt file ends its walk."""
+def _frames(path, limit=4096):
+    """(linktype, frame) of the first `limit` frames of one capture; a corrupt file ends its walk."""
     from appliance.source.pcap import packets
     out = []
     try:
         for _, frame, linktype, _ in packets(path):
             out.append((linktype, bytes(frame)))
+            if len(out) >= limit:
+                break
     except Exception:              # the corpus holds broken files on purpose
         pass
     return out
