@@ -335,7 +335,7 @@ class Inspector:
             else:
                 new = ()
                 if not to_server and pkt.payload:
-                    reason = applayer.on_server_bytes(flow)
+                    reason = applayer.on_server_bytes(flow, st is not None and bool(st.base or st.data))
             if reason is None and st is not None:
                 if st.ambiguous:
                     # the client's bytes read two ways (a conflicting overlap, an urgent mark

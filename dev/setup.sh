@@ -30,4 +30,7 @@ fi
 # a system service here, so install into it deliberately.
 export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 python3 -m pip install -q -e ".[live,aws,test]"
+# development tools: atheris for `python3 -m bench.fuzz` (coverage-guided fuzzing; a manylinux
+# wheel, no compiler needed on Python 3.11), hypothesis for the property tests
+python3 -m pip install -q atheris hypothesis
 echo "setup: ok ($(python3 --version), appliance $(python3 -m appliance --version))" >&2

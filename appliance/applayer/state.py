@@ -148,14 +148,16 @@ def _skip_leading_blanks(flow, stream, data):
     return data
 
 
-def on_server_bytes(flow):
+def on_server_bytes(flow, client_spoke):
     """DNS, TLS and HTTP clients speak first, and their servers answer a whole first
-    transaction: a server that talks before it is none of them (the flow names nothing),
-    or, once the client's first transaction has begun, a server doing something we do
-    not follow (its name can no longer be known). Returns that reason or None."""
+    transaction: a server that talks before its client sent a byte is none of them (the
+    flow names nothing), or, once the client's first transaction has begun, a server doing
+    something we do not follow (its name can no longer be known). Returns that reason or
+    None. A client whose first bytes were too few to tell its protocol keeps its chance."""
     app = flow.app
     if app is None:
-        flow.app = FAILED
+        if not client_spoke:
+            flow.app = FAILED
         return None
     if app.known and app.unknown is None and app.names[app.proto] is None and not app.tx_count:
         # (a whole first message that named nothing, a DNS cookie probe, is answered: no sign)

@@ -1,0 +1,336 @@
+"""Mutation testing: flip one line, run the tests that should notice, count what they catch.
+
+    python3 -m bench.mutate                 # every mutation below (~15-25 min on 2 cores)
+    python3 -m bench.mutate --only dns      # mutations whose file or label contains "dns"
+    python3 -m bench.mutate --list
+
+Each mutation is a one-line change of the kind a slip or a refactor makes (a bound off by
+one, a mask, a dropped `.lower()`, a swapped field). It is applied to a copy of the
+repository (the work tree is never touched), the fast tests of that area run there with
+`-x`, and the mutation is CAUGHT when a test fails, SURVIVED when all pass. A mutation whose
+line is no longer in the source is STALE (the code moved: update the list). The score is
+caught / (caught + survived). A survivor is a missing test, or an equivalent mutation
+(listed as such below, with the reason).
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+U, R = "tests/unit/", "tests/replay/"
+DETECT = [U + "test_detect_engine.py", U + "test_content_match.py", U + "test_rules_loader.py",
+          U + "test_shipped_rules.py", U + "test_applayer_edges.py", R + "test_detect_edges.py",
+          R + "test_rule_keys.py", R + "test_semantics.py",
+          R + "test_threshold.py"]
+DNS = [U + "test_dns.py", U + "test_dns_pointers.py", U + "test_applayer_edges.py", U + "test_applayer_fuzz.py",
+       R + "test_rule_keys.py"]
+TLS = [U + "test_tls.py", U + "test_applayer_edges.py", U + "test_applayer_fuzz.py", R + "test_rule_keys.py",
+       R + "test_review_evasion.py"]
+HTTP = [U + "test_http.py", U + "test_applayer_fuzz.py", R + "test_rule_keys.py", R + "test_review_evasion.py"]
+APP = [R + "test_app_transactions.py", R + "test_semantics.py", R + "test_rule_keys.py", R + "test_review_evasion.py",
+       R + "test_review_findings.py"]
+STREAM = [U + "test_stream.py", U + "test_stream_urgent.py", U + "test_stream_bounds.py", R + "test_review_evasion.py",
+          R + "test_review_findings.py"]
+DECODE = [U + "test_decode.py", U + "test_decode_edges.py", U + "test_ipv6_ah.py", U + "test_decode_corpus.py", U + "test_defrag.py",
+          R + "test_decode_paths.py"]
+
+D, A, S, P = "appliance/detect/", "appliance/applayer/", "appliance/stream.py", "appliance/decode.py"
+
+# (label, file, line as written (stripped, unique in the file), replacement, tests)
+MUTATIONS = [
+    # detect/: keywords and the engine
+    ("nocase: rule value not folded", D + "engine.py",
+     "if lowered.find(c.value.lower(), c.offset, end) < 0:", "if lowered.find(c.value, c.offset, end) < 0:", DETECT),
+    ("nocase: payload not folded", D + "engine.py",
+     "lowered = bytes(payload).lower()", "lowered = bytes(payload)", DETECT),
+    ("depth counted from 0, not offset", D + "engine.py",
+     "end = c.offset + c.depth if c.depth is not None else len(payload)",
+     "end = c.depth if c.depth is not None else len(payload)", DETECT),
+    ("offset ignored (case-sensitive content)", D + "engine.py",
+     "elif payload.find(c.value, c.offset, end) < 0:", "elif payload.find(c.value, 0, end) < 0:", DETECT),
+    ("regex anchored (match for search)", D + "engine.py",
+     "if r.regex is not None and r.regex.search(payload) is None:",
+     "if r.regex is not None and r.regex.match(payload) is None:", DETECT),
+    ("icmp_code compared with the type", D + "engine.py",
+     "if r.icmp_code is not None and pkt.icmp_code != r.icmp_code:",
+     "if r.icmp_code is not None and pkt.icmp_type != r.icmp_code:", DETECT),
+    ("flow: established inverted", D + "engine.py",
+     'elif (kw == "established") != established(flow):', 'elif (kw == "established") == established(flow):', DETECT),
+    ("tcp_flags on non-TCP packets", D + "engine.py",
+     "if r.tcp_flags is not None and (pkt.proto != TCP or not r.tcp_flags.matches(pkt.tcp_flags)):",
+     "if r.tcp_flags is not None and (not r.tcp_flags.matches(pkt.tcp_flags)):", DETECT),
+    ("established without a handshake", D + "engine.py",
+     "return handshake_seen(flow) and flow.state in (ESTABLISHED, CLOSING)",
+     "return flow.state in (ESTABLISHED, CLOSING)", DETECT),
+    ("header alerts: other direction's count swapped", D + "engine.py",
+     "if other & self.header_alert and not (flow.pkts_tc if to_server else flow.pkts_ts):",
+     "if other & self.header_alert and not (flow.pkts_ts if to_server else flow.pkts_tc):", DETECT + APP),
+    ("UDP flows stop looking for DNS queries", D + "engine.py",
+     'if flow.proto == UDP and cand & self.decision & self.field["dns"]:',
+     'if flow.proto == TCP and cand & self.decision & self.field["dns"]:', DETECT + APP),
+    ("unmatched packet rule past the depth ends the walk", D + "engine.py",
+     "c ^= low                       # the last look: not matched, try the next rule",
+     "return DEFAULT, None", DETECT),
+    ("header alerts fire on every packet", D + "engine.py",
+     "if marker not in seen:", "if True:", DETECT),
+    ("content prefilter drops rules without content", D + "engine.py",
+     "rest &= self.no_content | scan[0]", "rest &= scan[0]", DETECT),
+    ("tcp_flags exact compares required bits only", D + "rule.py",
+     "return (flags & self.mask) == self.required", "return (flags & self.required) == self.required", DETECT),
+    ("port range excludes its low end", D + "rule.py",
+     "hit = any(lo <= port <= hi for lo, hi in self.ranges)", "hit = any(lo < port <= hi for lo, hi in self.ranges)",
+     DETECT),
+    ("*.suffix matches without the dot", D + "rule.py",
+     'return c.endswith("." + self.name)', "return c.endswith(self.name)", DETECT),
+    ("name match case-sensitive", D + "rule.py",
+     'c = candidate.lower().rstrip(".")', 'c = candidate.rstrip(".")', DETECT),
+    ("wide port range index excludes its low end", D + "index.py",
+     "if lo <= port <= hi:", "if lo < port <= hi:", DETECT),
+    ("negated address index inverted", D + "index.py",
+     "if (t6 if v6 else t4).get(ip) is None:", "if (t6 if v6 else t4).get(ip) is not None:", DETECT),
+    ("name index: suffix keeps the dot", D + "index.py",
+     "m |= suffix.get(n[pos + 1:], 0)", "m |= suffix.get(n[pos:], 0)", DETECT),
+    ("name index case-sensitive", D + "index.py",
+     'n = name.lower().rstrip(".")', 'n = name.rstrip(".")', DETECT),
+    ("nested prefixes do not inherit", D + "index.py",
+     "cover = tree.get(key) or 0", "cover = 0", DETECT),
+    ("threshold limit one short", D + "threshold.py", "ok = n <= t.count", "ok = n < t.count", DETECT),
+    ("threshold every Nth off by one", D + "threshold.py", "ok = n % t.count == 0", "ok = n % t.count == 1", DETECT),
+    ("threshold window never resets", D + "threshold.py",
+     "if entry is None or now - entry[0] >= t.seconds:", "if entry is None:", DETECT),
+    ("threshold by_src tracks dst", D + "threshold.py",
+     'tracked = {"by_src": pkt.src, "by_dst": pkt.dst,', 'tracked = {"by_src": pkt.dst, "by_dst": pkt.src,',
+     DETECT),
+    ("port set difference keeps the excluded low port", D + "sets.py",
+     "rest.append((plo, blo - 1))", "rest.append((plo, blo))", DETECT),
+    ("union of two complements taken as their intersection", D + "sets.py",
+     "return ValueSet(o.inter(self.items, other.items), True, o)",
+     "return ValueSet(o.norm(self.items + other.items), True, o)", DETECT),
+    ("tcp_flags ignore list not applied", D + "keywords.py",
+     "return TcpFlags(required=required, exact=not plus, mask=0xFF & ~ignored), None",
+     "return TcpFlags(required=required, exact=not plus, mask=0xFF), None", DETECT),
+    ("rule names keep their trailing dot", D + "keywords.py",
+     'name = name.rstrip(".")                # a trailing root dot is the same name',
+     "name = name", DETECT),
+    # applayer/
+    ("dns: pointer high bits dropped", A + "dns.py",
+     "target = ((length & 0x3F) << 8) | buf[off + 1]", "target = buf[off + 1]", DNS),
+    ("dns: self pointer allowed", A + "dns.py", "if target >= floor:     # forward or self pointer: a loop or garbage",
+     "if target > floor:", DNS),
+    ("dns: name length unbounded", A + "dns.py",
+     "if wire > MAX_NAME_WIRE or off + 1 + length > n:", "if off + 1 + length > n:", DNS),
+    ("dns: only the first question", A + "dns.py",
+     "for _ in range(min(qdcount, MAX_QUESTIONS)):", "for _ in range(min(qdcount, 1)):", DNS + APP),
+    ("dns: QR read from the wrong bit", A + "dns.py",
+     "return DnsMessage(ident, bool(flags & 0x8000), (flags >> 11) & 0xF,",
+     "return DnsMessage(ident, bool(flags & 0x0080), (flags >> 11) & 0xF,", DNS + APP),
+    ("dns: a response with answers is not plausible", A + "dns.py",
+     "if not flags & 0x8000 and (flags >> 11) & 0xF == 0 and (an or ns):",
+     "if (flags >> 11) & 0xF == 0 and (an or ns):", DNS),
+    ("dns: mDNS unicast-response bit not masked", A + "dns.py",
+     "return qtype != 0 and (qclass & 0x7FFF) in (1, 3, 4, 254, 255)",
+     "return qtype != 0 and qclass in (1, 3, 4, 254, 255)", DNS),
+    ("dns: question skips qtype only", A + "dns.py",
+     "off += 4                     # qtype, qclass", "off += 2", DNS),
+    ("tls: last SNI wins", A + "tls.py",
+     "if etype == EXT_SERVER_NAME and hello.sni is None:", "if etype == EXT_SERVER_NAME:", TLS),
+    ("tls: any name type is a host name", A + "tls.py", "if ntype == 0:                 # host_name", "if True:", TLS),
+    ("tls: session id length off by one", A + "tls.py",
+     "off += 1 + body[off]                       # session_id", "off += body[off]", TLS),
+    ("tls: hello of exactly the needed length waits", A + "tls.py",
+     "if need is not None and len(hs) >= need:", "if need is not None and len(hs) > need:", TLS),
+    ("tls: GREASE versions not removed", A + "tls.py",
+     "offered = [v for v in offered if not is_grease(v)]", "offered = list(offered)", TLS),
+    ("tls: GREASE test too wide", A + "tls.py",
+     "return (v & 0x0F0F) == 0x0A0A and (v >> 8) == (v & 0xFF)", "return (v & 0x0F0F) == 0x0A0A", TLS),
+    ("tls: supported_versions off by one", A + "tls.py",
+     "for i in range(1, vend - 1, 2):", "for i in range(1, vend - 2, 2):", TLS),
+    ("http: last Host wins", A + "http.py",
+     "if host is None:                # first Host wins; later ones are ignored", "if True:", HTTP),
+    ("http: Host header beats the absolute URI", A + "http.py",
+     "host = normalize_host(auth) or host", "host = host or normalize_host(auth)", HTTP),
+    ("http: body not skipped", A + "http.py", "off = end + length", "off = end", HTTP),
+    ("http: IPv6 host loses its port rule", A + "http.py",
+     'if sep and b":" not in name and (port == b"" or port.isdigit()):',
+     'if sep and (port == b"" or port.isdigit()):', HTTP),
+    ("http: leading empty lines not skipped in the guess", A + "http.py",
+     'data = data.lstrip(b"\\r\\n")          # servers ignore empty lines before a request (RFC 9112 2.2)',
+     "data = data", HTTP),
+    ("http: conflicting Content-Length trusted", A + "http.py",
+     "chunked = True                      # cannot find the next request reliably", "chunked = False", HTTP),
+    ("app: only the first pipelined request named", A + "state.py",
+     'app.names["http"] = [r.host for r in new if r.host]', 'app.names["http"] = [r.host for r in new[:1] if r.host]',
+     HTTP + APP),
+    ("app: DNS responses count as queries", A + "state.py",
+     "if msg is not None and not msg.response and msg.queries:", "if msg is not None and msg.queries:", DNS + APP),
+    ("app: DNS over TCP re-reads old messages", A + "state.py", "msgs = msgs[app.tx_count:]", "msgs = msgs", DNS + APP),
+    ("app: server speaking after the client ends naming", A + "state.py",
+     "if flow.app is None and not client_spoke:", "if flow.app is None:", APP),
+    # stream.py
+    ("stream: TFO data needs one byte more acked", S,
+     "self._settle(limit, ((pkt.ack - self.isn_next) & MASK) >= len(self.syn_data))",
+     "self._settle(limit, ((pkt.ack - self.isn_next) & MASK) > len(self.syn_data))", STREAM),
+    ("stream: positions unsigned (before-start is far ahead)", S,
+     "rel = ((seq - self.start + HALF) & MASK) - HALF", "rel = (seq - self.start) & MASK", STREAM),
+    ("stream: the next in-order piece is dropped when full", S,
+     "if len(self._pending) >= MAX_PENDING and piece[0] != len(self._buf):",
+     "if len(self._pending) >= MAX_PENDING:", STREAM),
+    ("stream: SYN takes no sequence number", S,
+     "seq = (seq + 1) & MASK               # SYN occupies one sequence number", "seq = seq & MASK", STREAM),
+    ("stream: urgent byte left in the stream", S, "del data[i]", "data[i] = data[i]", STREAM),
+    ("stream: urgent pointer off by one", S, "pos = (seq + urg_ptr - 1) & MASK", "pos = (seq + urg_ptr) & MASK", STREAM),
+    ("stream: bad checksum dropped before any good one", S,
+     "if ok is None or not self.checksums_real:", "if ok is None:", STREAM),
+    ("stream: limit not applied on the fast path", S,
+     "self._buf += payload[:self.limit - have]", "self._buf += payload", STREAM),
+    ("stream: a piece ending at the buffer end is held", S,
+     "if end <= have or rel >= self.limit:", "if end < have or rel >= self.limit:", STREAM),
+    # decode.py
+    ("decode: IPv6 AH length as other headers", P,
+     "hlen = (data[off + 1] + 2) << 2 if nh == AH else (data[off + 1] + 1) << 3", "hlen = (data[off + 1] + 1) << 3",
+     DECODE),
+    ("defrag: AH length as other headers", P,
+     "hlen = (l3[off + 1] + 2) << 2 if nh == AH else (l3[off + 1] + 1) << 3", "hlen = (l3[off + 1] + 1) << 3", DECODE),
+    ("decode: IPv4 header length in 8-byte units", P, "hlen = (vihl & 15) << 2", "hlen = (vihl & 15) << 3", DECODE),
+    ("decode: Ethernet padding kept as payload", P,
+     "if total < n:           # link-layer padding (short Ethernet frames) is not the packet", "if False:", DECODE),
+    ("decode: DF read as MF", P, "p.frag = (ident, off, bool(fo & 0x2000))", "p.frag = (ident, off, bool(fo & 0x4000))",
+     DECODE),
+    ("decode: IPv4 fragment offset in 4-byte units", P, "off = (fo & 0x1FFF) << 3", "off = (fo & 0x1FFF) << 2",
+     DECODE),
+    ("decode: IPv6 fragment offset keeps the flag bits", P,
+     "p.frag = (ident, fo & 0xFFF8, bool(fo & 1))", "p.frag = (ident, fo, bool(fo & 1))", DECODE),
+    ("decode: two destination-options headers flagged", P,
+     "if dstopts > 2:  # one before the routing header and one after are legal", "if dstopts > 1:", DECODE),
+    ("decode: urgent pointer byte order", P,
+     "p.urg_ptr = (data[off + 18] << 8) | data[off + 19]", "p.urg_ptr = (data[off + 19] << 8) | data[off + 18]",
+     DECODE + STREAM),
+    ("decode: fixed TCP option lengths not checked", P,
+     "if olen < 2 or i + olen > end or _TCP_OPT_LEN.get(kind, olen) != olen:",
+     "if olen < 2 or i + olen > end:", DECODE),
+    ("decode: UDP length shorter than the datagram ignored", P, "end = off + ulen", "end = end", DECODE),
+    ("decode: LINKTYPE_NULL family byte order", P,
+     'af = int.from_bytes(data[:4], "little")', 'af = int.from_bytes(data[:4], "big")', DECODE),
+    ("decode: jumbogram without hop-by-hop", P,
+     "if plen == 0 and nh == HOPOPTS and n > 40:", "if plen == 0 and n > 40:", DECODE),
+    ("decode: VLAN priority bits kept in the id", P, "vlan = [tci & 0xFFF]", "vlan = [tci]", DECODE),
+]
+
+# Mutations known to change no observable behaviour (a survivor here is not a missing test).
+EQUIVALENT = {
+    "tcp_flags on non-TCP packets": "the loader refuses tcp_flags without proto tcp, and the proto "
+                                    "index keeps such a rule off every other packet",
+    "dns: self pointer allowed": "the loop it lets start ends at MAX_POINTERS jumps with the same None",
+    "stream: a piece ending at the buffer end is held": "the piece is cut to nothing after the buffer "
+                                                       "and holding nothing returns False as before",
+}
+
+
+def copy_repo(dst):
+    ignore = shutil.ignore_patterns("__pycache__", ".hypothesis", ".pytest_cache", ".cache", "*.egg-info", ".git")
+    for name in ("appliance", "tests", "rules", "bench"):
+        shutil.copytree(REPO / name, dst / name, ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        if (REPO / name).exists():
+            shutil.copy2(REPO / name, dst / name)
+    shared = REPO.parent / "shared"
+    if shared.is_dir():                       # tests find the corpus at ../shared
+        os.symlink(shared, dst.parent / "shared")
+
+
+def apply(root, file, old, new):
+    """Replace the one line whose stripped text is `old`; None if it is not there once."""
+    path = root / file
+    text = path.read_text()
+    lines = text.split("\n")
+    hits = [i for i, ln in enumerate(lines) if ln.strip() == old or ln.strip().startswith(old + "  #")]
+    if len(hits) != 1:
+        hits = [i for i, ln in enumerate(lines) if old in ln]
+        if len(hits) != 1:
+            return None
+    i = hits[0]
+    indent = lines[i][:len(lines[i]) - len(lines[i].lstrip())]
+    lines[i] = indent + new if lines[i].strip().startswith(old) else lines[i].replace(old, new)
+    path.write_text("\n".join(lines))
+    return text, i + 1
+
+
+def run_tests(root, tests, timeout):
+    tests = [t for t in dict.fromkeys(tests) if (root / t).exists()]
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header", *tests]
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    try:
+        p = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return "timeout", ""
+    last = (p.stdout.strip().splitlines() or [""])[-1]
+    if p.returncode == 0:
+        return "passed", last
+    if p.returncode == 1:
+        failed = [ln.split(" ")[1] for ln in p.stdout.splitlines() if ln.startswith("FAILED ")]
+        return "failed", failed[0] if failed else last
+    return f"error({p.returncode})", last
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python3 -m bench.mutate", description=__doc__.split("\n")[0])
+    ap.add_argument("--only", default="", help="run the mutations whose file or label contains this text")
+    ap.add_argument("--list", action="store_true", help="list the mutations and exit")
+    ap.add_argument("--timeout", type=int, default=600, help="seconds for one mutation's tests")
+    o = ap.parse_args(argv)
+    chosen = [m for m in MUTATIONS if o.only in m[0] or o.only in m[1]]
+    if o.list:
+        for label, file, old, new, _ in chosen:
+            print(f"{file}: {label}\n    - {old}\n    + {new}")
+        return 0
+    print(f"# python3 -m bench.mutate {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
+    with tempfile.TemporaryDirectory(prefix="mutate-") as tmp:
+        root = Path(tmp) / "repo"
+        root.mkdir()
+        copy_repo(root)
+        t0 = time.monotonic()
+        base, why = run_tests(root, sorted({t for m in chosen for t in m[4]}), o.timeout)
+        print(f"baseline (unmutated) tests: {base} in {time.monotonic() - t0:.0f}s")
+        if base != "passed":
+            print(f"the unmutated tests do not pass ({why}): fix that first")
+            return 2
+        counts = {"CAUGHT": 0, "SURVIVED": 0, "STALE": 0, "ERROR": 0}
+        survivors = []
+        for label, file, old, new, tests in chosen:
+            t1 = time.monotonic()
+            applied = apply(root, file, old, new)
+            if applied is None:
+                verdict, detail, line = "STALE", "line not found once in the source", "?"
+            else:
+                original, line = applied
+                try:
+                    status, detail = run_tests(root, tests, o.timeout)
+                finally:
+                    (root / file).write_text(original)
+                verdict = {"failed": "CAUGHT", "passed": "SURVIVED"}.get(status, "ERROR")
+                if verdict == "ERROR":
+                    detail = f"{status}: {detail}"
+            counts[verdict] += 1
+            if verdict == "SURVIVED":
+                survivors.append((label, file, line, old, new))
+            print(f"{verdict:8s} {time.monotonic() - t1:5.0f}s  {file}:{line}  {label}"
+                  + (f"  [{detail}]" if verdict != "SURVIVED" else ""), flush=True)
+        judged = counts["CAUGHT"] + counts["SURVIVED"]
+        score = counts["CAUGHT"] / judged if judged else 0.0
+        print(f"\nscore {counts['CAUGHT']}/{judged} caught ({score:.0%}); survived {counts['SURVIVED']}, "
+              f"stale {counts['STALE']}, errors {counts['ERROR']}; {time.monotonic() - t0:.0f}s")
+        for label, file, line, old, new in survivors:
+            note = EQUIVALENT.get(label)
+            print(f"  survived: {file}:{line} {label}" + (f" (equivalent: {note})" if note else ""))
+            print(f"      - {old}\n      + {new}")
+        return 1 if survivors and any(s[0] not in EQUIVALENT for s in survivors) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
