@@ -32,10 +32,12 @@ METHODS = frozenset((
 ))
 
 # A request line as servers split it: Python's http.server takes any whitespace around and
-# between the words (str.split()), nginx a method of capitals, '_' and '-'.
-_WS = b" \t\x0b\x0c"
-_METHOD_SP = re.compile(rb"[ \t\x0b\x0c]*[A-Z][A-Z_-]{0,%d}[ \t\x0b\x0c]" % (MAX_METHOD - 1))
-_METHOD_PREFIX = re.compile(rb"[ \t\x0b\x0c]*[A-Z][A-Z_-]{0,%d}\Z" % (MAX_METHOD - 1))
+# between the words (it decodes the line as Latin-1 and calls str.split(), so \x1c-\x1f,
+# \x85 and \xa0 separate words too), nginx a method of capitals, '_' and '-'.
+_WS = b" \t\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0"
+_TO_SP = bytes.maketrans(_WS, b" " * len(_WS))
+_METHOD_SP = re.compile(rb"[%s]*[A-Z][A-Z_-]{0,%d}[%s]" % (_WS, MAX_METHOD - 1, _WS))
+_METHOD_PREFIX = re.compile(rb"[%s]*[A-Z][A-Z_-]{0,%d}\Z" % (_WS, MAX_METHOD - 1))
 _METHOD = re.compile(rb"[A-Z][A-Z_-]{0,%d}\Z" % (MAX_METHOD - 1))
 _BLOCK_END = re.compile(rb"\r?\n\r?\n")
 _DIGITS = re.compile(rb"[0-9]{1,18}\Z")
@@ -66,7 +68,7 @@ def looks_like(data: bytes) -> bool:
     eol = data.find(b"\n", 0, 16384)
     if eol < 0:
         return False
-    return data[:eol].rstrip(b"\r").rsplit(b" ", 1)[-1].startswith(b"HTTP/")
+    return data[:eol].rstrip(b"\r").translate(_TO_SP).rsplit(None, 1)[-1].startswith(b"HTTP/")
 
 
 def normalize_host(raw: bytes) -> str | None:
@@ -113,7 +115,7 @@ class _Request:
         self.last = None           # name of the last header line (obs-fold continues it)
         self.bytes = 0             # header block bytes so far
         self.odd = False           # a framing header a server could read two ways
-        self.conn = b""            # Connection header tokens, comma-joined
+        self.conn = []             # Connection header values as sent (a folded one adds b"")
 
 
 class RequestReader:
@@ -233,7 +235,7 @@ class RequestReader:
     def _line(self, line, size, done):
         phase = self.phase
         if phase == "line":
-            parts = line.split()
+            parts = line.translate(_TO_SP).split()
             if not parts:
                 return None                    # RFC 9112 2.2: empty lines before a request
             if len(parts) < 2 or not _METHOD.match(parts[0]):
@@ -309,6 +311,8 @@ class RequestReader:
                 req.hosts.append(cont)
             elif req.last in FRAMING:
                 req.odd = True
+            elif req.last == b"connection":
+                req.conn.append(b"")           # a folded Connection is no plain "close"
             name, sep, value = cont.partition(b":")
             if sep and name.strip().lower() == b"host":
                 req.hosts.append(value)
@@ -322,14 +326,15 @@ class RequestReader:
         bare = name.lower()
         name = bare.strip(b" \t")
         req.last = name
+        if name == b"connection":
+            req.conn.append(value.lstrip(b" \t").lower())   # trailing blanks count (Python's do)
+            return
         value = value.strip(b" \t")
         if name == b"host":
             req.hosts.append(value)            # duplicates too: servers differ on which wins
         elif name == b"user-agent":
             if req.agent is None:
                 req.agent = escape_label(value)
-        elif name == b"connection":
-            req.conn += b"," + value.lower()
         elif name in FRAMING:
             if bare != name:
                 req.odd = True                 # "Content-Length :": rejected by some, read by others
@@ -347,11 +352,7 @@ class RequestReader:
             if h and h not in readings:
                 readings.append(h)
         self.count += 1
-        # RFC 9112 9.3, 9.6: the server closes after a request with "Connection: close", or
-        # an HTTP/1.0 one without keep-alive: no later request on this connection is read.
-        tokens = {t.strip(b" \t") for t in req.conn.split(b",")}
-        self.closing = (b"close" in tokens and b"keep-alive" not in tokens) or \
-            (req.protocol == b"HTTP/1.0" and b"keep-alive" not in tokens)
+        self.closing = _closes(req)
         return HttpRequest(escape_label(req.method), escape_label(req.uri), escape_label(req.protocol),
                            readings[0] if readings else None, req.agent, readings)
 
@@ -384,6 +385,18 @@ class RequestReader:
             return None
         self.phase = "line"                    # a request without either has no body
         return None
+
+
+def _closes(req):
+    """Whether every server closes after this request, so no later one is read (RFC 9112
+    9.3, 9.6). Servers read Connection differently: Python's http.server closes only when
+    its first Connection header is exactly "close" ("close, x", "close " or a folded one
+    keep it open), nginx keeps an HTTP/1.0 connection when any Connection header contains
+    "keep-alive". So only the forms all read alike end the reading: one header saying just
+    "close", or HTTP/1.0 without any."""
+    if req.conn == [b"close"]:
+        return True
+    return req.protocol == b"HTTP/1.0" and not req.conn
 
 
 def parse_requests(data: bytes) -> tuple[list, bool]:

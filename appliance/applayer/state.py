@@ -9,7 +9,7 @@ transaction of the names a rule matched.
 from . import CAP, DNS_PORTS, MORE, NOT, detect, dns, http, tls
 from ..detect.keywords import APP_FIELDS as FIELDS   # the app fields rules can name; each is a protocol
 
-_BLANKS = b" \t\r\n\x0b\x0c"
+_BLANKS = b"\r\n" + http._WS     # what Python's http.server strips before a request line
 MAX_LEADING_BLANKS = 65536          # Python's http.server: the longest request line it reads
 MULTI_TX = ("dns", "http")          # protocols where a later transaction may bring new names
 _DETECT_GIVE_UP = 64                # app bytes a flow must show before we stop naming its protocol
