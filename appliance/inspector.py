@@ -344,7 +344,7 @@ class Inspector:
                 elif st.lost:
                     reason = "cap"         # bytes the server reads that the window let go
         elif flow.proto == UDP:
-            new = applayer.on_datagram(flow, pkt.payload)
+            new, reason = applayer.on_datagram(flow, pkt.payload)
         else:
             return ()
         if found:

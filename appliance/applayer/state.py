@@ -169,19 +169,22 @@ def on_datagram(flow, payload):
     """UDP: every datagram stands alone. A datagram that is not a DNS query says nothing
     about the next one, so DNS rules stay live for the whole flow. Queries (QR=0) count
     from either side: a "resolver" that sends first must not make the client's queries
-    invisible."""
+    invisible. Returns (the fields that got a new transaction, the reason the names can no
+    longer be known or None)."""
     if not payload or (flow.app is not None and flow.app.unknown is not None):
-        return ()
+        return (), None
     msg = dns.parse_message(payload)
+    if msg is CAP:
+        return (), "cap"                        # a name a resolver reads, past our work bound
     if msg is not None and not msg.response and msg.queries:
         app = flow.app
         if app is None or app.proto != "dns":
             app = flow.app = AppState("dns")
         _dns_queries(app, [msg])
-        return ("dns",)
+        return ("dns",), None
     if flow.app is None:
         flow.app = FAILED                       # this datagram names nothing
-    return ()
+    return (), None
 
 
 def _give_up(app, reason):
