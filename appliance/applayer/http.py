@@ -146,6 +146,9 @@ class RequestReader:
         done = []
         status = None
         while off < n:
+            if self.closing and self.phase == "line":
+                status = "done"                # the server closes after that request: reads no more
+                break
             if self.phase == "body" or self.phase == "chunk_data":
                 take = min(self.left, n - off)
                 if self.alt is not None:

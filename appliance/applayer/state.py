@@ -123,12 +123,18 @@ def on_stream(flow, stream, found):
         app = flow.app = AppState(guess)
     ap = app.proto
     if ap == "tls":
-        return _tls(app, stream, data, found)
-    if ap == "http":
-        return _http(app, stream, data)
-    if ap == "dns":
-        return _dns_tcp(app, stream, data)
-    return (), None
+        got = _tls(app, stream, data, found)
+    elif ap == "http":
+        got = _http(app, stream, data)
+    elif ap == "dns":
+        got = _dns_tcp(app, stream, data)
+    else:
+        return (), None
+    if app.done:
+        # the reading ended here: hold nothing more, so the rest of a segment the window
+        # cut is fed (and let go) too, not counted as bytes lost to a reading
+        stream.consume(len(stream.data))
+    return got
 
 
 def _skip_leading_blanks(flow, stream, data):

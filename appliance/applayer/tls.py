@@ -21,6 +21,11 @@ MAX_EMPTY_RECORDS = 32         # OpenSSL: more zero-length records in a row is a
 EXT_SERVER_NAME = 0
 EXT_ALPN = 16
 EXT_SUPPORTED_VERSIONS = 43
+EXT_EARLY_DATA = 42
+# Early data a server skips while it waits for the second ClientHello (RFC 8446 4.2.10):
+# OpenSSL and nginx take 16 KiB by default (checked: `openssl s_server` 3.0 skipped 16,000
+# bytes and read the second hello, not 16,401); a server may be set to take more.
+MAX_EARLY_DATA = 65536
 
 VERSIONS = {
     0x0002: "SSLv2", 0x0300: "SSLv3", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1",
@@ -72,13 +77,16 @@ class HelloReader:
     After the first ClientHello it reads on (`second`): a server that answers with a
     HelloRetryRequest reads a second ClientHello, and OpenSSL acts on its SNI (checked
     against `openssl s_server -servername_fatal`: a second hello naming another host gets
-    unrecognized_name). Change-cipher-spec records are skipped there (RFC 8446 D.4); any
-    other handshake message, or encrypted data, ends the reading.
+    unrecognized_name). Change-cipher-spec records are skipped there (RFC 8446 D.4), and so
+    is early data (application-data records, up to MAX_EARLY_DATA) when the first hello
+    offered it: a server that answered with a HelloRetryRequest skips it and reads the
+    second hello after it (checked against `openssl s_server` 3.0). Any other handshake
+    message, or other encrypted data, ends the reading.
 
     feed(data) -> (consumed, result): MORE, NOT, CAP or the ClientHello; after the first
     hello NOT means the reading ended without another."""
 
-    __slots__ = ("parser", "left", "empty", "started", "second")
+    __slots__ = ("parser", "left", "empty", "started", "second", "early")
 
     def __init__(self):
         self.parser = _HelloParser()
@@ -86,6 +94,7 @@ class HelloReader:
         self.empty = 0             # zero-length records in a row
         self.started = False       # a handshake record was read
         self.second = False        # the first ClientHello was read: looking for a second one
+        self.early = 0             # early data the server may still skip before that one
 
     def feed(self, data):
         off, n = 0, len(data)
@@ -112,6 +121,10 @@ class HelloReader:
                 return off, self._other(ctype)
             if major != 3 or rlen > MAX_RECORD:
                 return off, NOT
+            if ctype == CONTENT_APPDATA:
+                self.early -= rlen
+                if self.early < 0:
+                    return off, NOT            # more than a server skips: the handshake went on
             off += 5
             self.started = True
             if rlen == 0:
@@ -127,13 +140,15 @@ class HelloReader:
                 self.parser = _HelloParser()
 
     def _ccs(self, ctype):
-        return self.second and ctype == CONTENT_CCS
+        """A record the second reading skips: change_cipher_spec, or early data."""
+        return self.second and (ctype == CONTENT_CCS or (ctype == CONTENT_APPDATA and self.early > 0))
 
     def _result(self, got):
         if self.second:
             return got if isinstance(got, ClientHello) else NOT    # the second reading never guesses
         if isinstance(got, ClientHello):
             self.second = True
+            self.early = MAX_EARLY_DATA if self.parser.early else 0
             self.parser = None
         return got
 
@@ -155,7 +170,7 @@ class _HelloParser:
     ALPN and supported_versions; <= 64 KiB by their length field); the rest is skipped.
     take(chunk) -> MORE, NOT, CAP or the ClientHello (bytes after the message are not looked at)."""
 
-    __slots__ = ("step", "want", "buf", "skip", "left", "ext_left", "etype", "hello", "offered", "legacy")
+    __slots__ = ("step", "want", "buf", "skip", "left", "ext_left", "etype", "hello", "offered", "legacy", "early")
 
     def __init__(self):
         self.step = "header"       # which field `buf` is filling
@@ -168,6 +183,7 @@ class _HelloParser:
         self.hello = ClientHello(None, "")
         self.offered = []
         self.legacy = 0
+        self.early = False         # the hello offers early data (0-RTT)
 
     def take(self, data):
         off, n = 0, len(data)
@@ -239,6 +255,8 @@ class _HelloParser:
             self.ext_left -= 4 + elen          # overrunning the block: NOT after it (_ext_next)
             if self.etype in _KEPT_EXTENSIONS:
                 return self._expect("ext_body", elen)
+            if self.etype == EXT_EARLY_DATA:
+                self.early = True
             return self._skip(elen, "ext_done")
         if step == "ext_body":
             etype, hello = self.etype, self.hello
