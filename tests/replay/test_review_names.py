@@ -176,3 +176,18 @@ def test_reading_that_ends_inside_a_segment_longer_than_the_window(rules_file):
     last = GOOD + b"Connection: close\r\nContent-Length: 3\r\n\r\nabc"
     v, found = feed(conn(last + b"x" * 16000), rules_file(HTTP_ALLOW))
     assert decided(v) == ("pass", True) and not found
+
+
+def test_dns_over_tcp_after_a_message_that_is_no_query(rules_file):
+    """dnsmasq reads DNS-over-TCP messages one after the other and answers a query after a
+    first message shorter than a header, a response, or one with an odd opcode or counts
+    (checked live, 2.90). The appliance did not take such a flow for DNS and read no name."""
+    q = dns_query(["evil.example"])
+    query = struct.pack("!H", len(q)) + q
+    for first in (b"\x00\x01\x00", b"\x00\x0b" + b"\xff" * 11,
+                  b"\x00\x0c" + struct.pack("!6H", 1, 0x0100, 0, 300, 0, 0),
+                  b"\x00\x0c" + struct.pack("!6H", 1, 0x3900, 0, 0, 0, 0)):
+        v, _ = feed(conn(first + query, port=53), rules_file(DNS_DROP))
+        assert decided(v) == ("drop", False), first
+        v, _ = feed(conn(first, query, port=53), rules_file(DNS_DROP))
+        assert decided(v) == ("drop", False), first
