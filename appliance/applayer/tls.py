@@ -86,7 +86,7 @@ class HelloReader:
     feed(data) -> (consumed, result): MORE, NOT, CAP or the ClientHello; after the first
     hello NOT means the reading ended without another."""
 
-    __slots__ = ("parser", "left", "empty", "started", "second", "early")
+    __slots__ = ("parser", "left", "empty", "started", "second", "early", "passing")
 
     def __init__(self):
         self.parser = _HelloParser()
@@ -95,13 +95,14 @@ class HelloReader:
         self.started = False       # a handshake record was read
         self.second = False        # the first ClientHello was read: looking for a second one
         self.early = 0             # early data the server may still skip before that one
+        self.passing = False       # the current record is one the server skips (not the hello's)
 
     def feed(self, data):
         off, n = 0, len(data)
         while True:
             if self.left:
                 take = min(self.left, n - off)
-                got = self.parser.take(data[off:off + take]) if self.parser is not None else MORE
+                got = MORE if self.passing or self.parser is None else self.parser.take(data[off:off + take])
                 off += take
                 self.left -= take
                 if got is not MORE:
@@ -134,9 +135,10 @@ class HelloReader:
                 continue
             self.empty = 0
             self.left = rlen
-            if ctype != CONTENT_HANDSHAKE:
-                self.parser = None             # a change_cipher_spec: its byte is skipped
-            elif self.parser is None:
+            # a change_cipher_spec or early data: its bytes are skipped, and a hello it split
+            # goes on after it (OpenSSL reads a second hello across a CCS record)
+            self.passing = ctype != CONTENT_HANDSHAKE
+            if not self.passing and self.parser is None:
                 self.parser = _HelloParser()
 
     def _ccs(self, ctype):

@@ -191,3 +191,22 @@ def test_dns_over_tcp_after_a_message_that_is_no_query(rules_file):
         assert decided(v) == ("drop", False), first
         v, _ = feed(conn(first, query, port=53), rules_file(DNS_DROP))
         assert decided(v) == ("drop", False), first
+
+
+def test_second_client_hello_split_by_a_change_cipher_spec(rules_file):
+    """RFC 8446 5: a change_cipher_spec record may come at any time after the first hello;
+    `openssl s_server` 3.0 reads a second hello split by one (checked live: evil.example ->
+    unrecognized_name). The appliance restarted the hello's parsing after the CCS, read
+    garbage, and let the flow go on the first hello's name."""
+    second = _hello13("evil.example")
+    for between in (_rec(20, b"\x01"), _rec(20, b"\x01") * 3):
+        cap = Capture()
+        c = TcpConn(cap, C, 40000, S, 443)
+        c.handshake()
+        c.send(_rec(22, _hello13("good.example", share=False)))
+        c.recv(HRR)
+        c.send(_rec(22, second[:60]) + between + _rec(22, second[60:]))
+        v, _ = feed(cap, rules_file(TLS_DROP))
+        assert decided(v) == ("drop", False)
+        v, _ = feed(cap, rules_file(TLS_ALLOW))
+        assert decided(v) == ("drop", False)
