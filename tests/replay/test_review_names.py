@@ -7,7 +7,7 @@ import struct
 from scapy.all import Raw, UDP
 
 from replaykit import Capture, TcpConn, dns_query, ip_of, l2
-from test_name_limits import (DNS_DROP, HTTP_ALLOW, HTTP_DROP, TLS_ALLOW, TLS_DROP, C, S, actions, conn,
+from test_name_limits import (DNS_DROP, HTTP_ALLOW, HTTP_DROP, TLS_ALLOW, TLS_DROP, C, S, actions, conn, segments,
                               decided, feed)
 
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -210,3 +210,22 @@ def test_second_client_hello_split_by_a_change_cipher_spec(rules_file):
         assert decided(v) == ("drop", False)
         v, _ = feed(cap, rules_file(TLS_ALLOW))
         assert decided(v) == ("drop", False)
+
+
+def test_bare_cr_inside_a_header_line_longer_than_the_window(rules_file):
+    """Python's http.server splits header lines on a bare CR too: "X-Pad: <9 KB>\\rHost:
+    evil.example" gave its handler Host evil.example (checked live, also after a Host:
+    good.example line). The appliance skipped the long line as naming nothing."""
+    pad = b"X-Pad: " + b"a" * 9000
+    for req in (b"GET / HTTP/1.1\r\n" + pad + b"\rHost: evil.example\r\n\r\n",
+                GOOD + pad + b"\rHost: evil.example\r\n\r\n",
+                GOOD + pad + b"\rHost: evil.example\rX-B: " + b"b" * 9000 + b"\r\n\r\n"):
+        for n in (1, 4, 9):
+            v, found = feed(conn(*segments(req, n)), rules_file(HTTP_DROP))
+            assert decided(v) == ("drop", False) and "exception.cap" in found, n
+    # a long line without one is skipped as before, its CRLF split across segments or not
+    req = GOOD + b"Cookie: " + b"c" * 9000 + b"\r\n\r\n"
+    cut = req.index(b"\r\n\r\n") + 1
+    for parts in ((req,), (req[:cut], req[cut:]), (req[:4000], req[4000:cut], req[cut:])):
+        v, found = feed(conn(*parts), rules_file(HTTP_ALLOW))
+        assert decided(v)[0] == "pass" and not found, len(parts)
