@@ -86,6 +86,16 @@ def normalize_host(raw: bytes) -> str | None:
     return escape_label(host) if host else None
 
 
+def _before_colon(raw: bytes) -> str | None:
+    """nginx's reading of a Host (ngx_http_validate_host): the name ends at the first ':'
+    whatever follows ("evil.example:80:80", "evil.example:x"), where normalize_host keeps
+    a value whose port is not one."""
+    host = raw.strip(b" \t")
+    if host[:1] == b"[" or b":" not in host:
+        return None
+    return normalize_host(host.partition(b":")[0])
+
+
 def _authority(uri: bytes) -> bytes | None:
     """The authority of an absolute-form URI ("http://user@a.example:80/x"), else None."""
     scheme_end = uri.find(b"://")
@@ -365,9 +375,9 @@ class RequestReader:
         # server reads the Host header instead, so both are readings.
         auth = _authority(req.uri) if req.method != b"CONNECT" else req.uri
         for raw in ([auth] if auth else []) + req.hosts:
-            h = normalize_host(raw)
-            if h and h not in readings:
-                readings.append(h)
+            for h in (normalize_host(raw), _before_colon(raw)):
+                if h and h not in readings:
+                    readings.append(h)
         self.count += 1
         self.closing = _closes(req)
         return HttpRequest(escape_label(req.method), escape_label(req.uri), escape_label(req.protocol),

@@ -229,3 +229,18 @@ def test_bare_cr_inside_a_header_line_longer_than_the_window(rules_file):
     for parts in ((req,), (req[:cut], req[cut:]), (req[:4000], req[4000:cut], req[cut:])):
         v, found = feed(conn(*parts), rules_file(HTTP_ALLOW))
         assert decided(v)[0] == "pass" and not found, len(parts)
+
+
+def test_host_with_more_after_the_port(rules_file):
+    """nginx ends a Host name at its first ':' whatever follows (ngx_http_validate_host):
+    "evil.example:80:80" and "evil.example:x" select the evil.example server (read from its
+    source; no nginx on the review machine to check live). The appliance read them as no
+    name it knew."""
+    for host in (b"evil.example:80:80", b"evil.example:x", b"EVIL.example.:8080:"):
+        req = b"GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % host
+        v, _ = feed(conn(req), rules_file(HTTP_DROP))
+        assert decided(v) == ("drop", False), host
+        v, _ = feed(conn(req.replace(b"evil", b"good").replace(b"EVIL", b"good")), rules_file(HTTP_ALLOW))
+        assert decided(v)[0] == "drop", host       # "good.example:80:80" is no plain name either
+    v, _ = feed(conn(b"GET / HTTP/1.1\r\nHost: good.example:8080\r\n\r\n"), rules_file(HTTP_ALLOW))
+    assert decided(v)[0] == "pass"
