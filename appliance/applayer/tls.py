@@ -14,6 +14,7 @@ CONTENT_HANDSHAKE = 22
 HANDSHAKE_CLIENT_HELLO = 1
 CONTENT_CCS, CONTENT_ALERT, CONTENT_APPDATA = 20, 21, 23
 OTHER_CONTENT = (CONTENT_CCS, CONTENT_ALERT, CONTENT_APPDATA)
+ALERT_USER_CANCELED = 90
 MAX_RECORD = 16384 + 2048      # TLSCiphertext bound; plaintext is 16384
 MAX_HELLO = 131396             # OpenSSL's CLIENT_HELLO_MAX_LENGTH, the largest we know a server reads
 MAX_EMPTY_RECORDS = 32         # OpenSSL: more zero-length records in a row is a fatal alert
@@ -126,6 +127,13 @@ class HelloReader:
                 self.early -= rlen
                 if self.early < 0:
                     return off, NOT            # more than a server skips: the handshake went on
+            elif ctype == CONTENT_ALERT:
+                if rlen != 2:
+                    return off, NOT            # an alert is 2 bytes, never fragmented (RFC 8446 6)
+                if n - off < 7:
+                    return off, MORE
+                if data[off + 6] != ALERT_USER_CANCELED:
+                    return off, NOT            # close_notify or fatal: the server reads no more
             off += 5
             self.started = True
             if rlen == 0:
@@ -142,8 +150,11 @@ class HelloReader:
                 self.parser = _HelloParser()
 
     def _ccs(self, ctype):
-        """A record the second reading skips: change_cipher_spec, or early data."""
-        return self.second and (ctype == CONTENT_CCS or (ctype == CONTENT_APPDATA and self.early > 0))
+        """A record the second reading skips: change_cipher_spec, a user_canceled alert
+        (TLS 1.3 servers ignore it: OpenSSL 3.0 read a second hello after four, and inside
+        one, checked live), or early data."""
+        return self.second and (ctype == CONTENT_CCS or ctype == CONTENT_ALERT
+                                or (ctype == CONTENT_APPDATA and self.early > 0))
 
     def _result(self, got):
         if self.second:

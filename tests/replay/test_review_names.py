@@ -244,3 +244,35 @@ def test_host_with_more_after_the_port(rules_file):
         assert decided(v)[0] == "drop", host       # "good.example:80:80" is no plain name either
     v, _ = feed(conn(b"GET / HTTP/1.1\r\nHost: good.example:8080\r\n\r\n"), rules_file(HTTP_ALLOW))
     assert decided(v)[0] == "pass"
+
+
+def test_second_client_hello_after_user_canceled_alerts(rules_file):
+    """TLS 1.3 servers ignore a user_canceled alert (RFC 8446 6.1): after its HelloRetryRequest
+    `openssl s_server` 3.0 read a second hello after up to four of them (warning or fatal
+    level), or with one inside it, and acted on its SNI (checked live). The appliance ended
+    its reading at the alert and offloaded the flow."""
+    second = _hello13("evil.example")
+    canceled = _rec(21, b"\x01\x5a")
+    for flight in ([canceled * 4 + _rec(22, second)], [_rec(21, b"\x02\x5a") + _rec(22, second)],
+                   [_rec(22, second[:60]) + canceled + _rec(22, second[60:])],
+                   [canceled[:3], canceled[3:6], canceled[6:] + _rec(22, second)]):
+        cap = Capture()
+        c = TcpConn(cap, C, 40000, S, 443)
+        c.handshake()
+        c.send(_rec(22, _hello13("good.example", share=False)))
+        c.recv(HRR)
+        for part in flight:
+            c.send(part)
+        v, _ = feed(cap, rules_file(TLS_DROP))
+        assert decided(v) == ("drop", False), flight
+        v, _ = feed(cap, rules_file(TLS_ALLOW))
+        assert decided(v) == ("drop", False), flight
+    # another alert (close_notify) ends the reading: the flow goes on its first hello's name
+    cap = Capture()
+    c = TcpConn(cap, C, 40000, S, 443)
+    c.handshake()
+    c.send(_rec(22, _hello13("good.example")))
+    c.recv(_rec(22, b"\x02" + b"\x01" * 80))
+    c.send(_rec(21, b"\x01\x00"))
+    v, _ = feed(cap, rules_file(TLS_ALLOW))
+    assert decided(v) == ("pass", True)
