@@ -194,8 +194,8 @@ class TcpReader:
                     out.append(msg)
                 off += 2 + length
                 continue
-            if not full:
-                break                           # the rest of the message is on its way
+            if not full or off:
+                break                           # the rest is on its way, or fits once we consume
             msg = parse_message(bytes(data[off + 2:n]))
             if not msg:                         # None, or CAP
                 return off, out, CAP            # its questions run past what we can hold

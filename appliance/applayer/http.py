@@ -109,13 +109,16 @@ def _authority(uri: bytes) -> bytes | None:
     return rest.rpartition(b"@")[2]
 
 
+# A header line Python's header parser (email.feedparser's headerRE) reads as one: at a
+# line that is not, it ends the header block (what follows is body to it).
+_PLAIN_HEADER = re.compile(rb"[\x21-\x39\x3b-\x7e]+:[^\r]*\Z")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})(?:[ \t]*;[^\r\n]*)?\r?\Z")
 _REQUEST_LINE = ("line",)
 
 
 class _Request:
     """The request whose header block is being read."""
-    __slots__ = ("method", "uri", "protocol", "hosts", "agent", "framing", "last", "bytes", "odd", "conn")
+    __slots__ = ("method", "uri", "protocol", "hosts", "agent", "framing", "last", "bytes", "odd", "conn", "plain")
 
     def __init__(self, method, uri, protocol):
         self.method, self.uri, self.protocol = method, uri, protocol
@@ -126,6 +129,7 @@ class _Request:
         self.bytes = 0             # header block bytes so far
         self.odd = False           # a framing header a server could read two ways
         self.conn = []             # Connection header values as sent (a folded one adds b"")
+        self.plain = True          # every header line is a plain "name: value" one
 
 
 class RequestReader:
@@ -236,7 +240,8 @@ class RequestReader:
                 if self.req.bytes > MAX_HEADER_BLOCK:
                     return CAP
             return self._skip(data, off, n)
-        if not full:
+        if not full or off:
+            # (a window full behind bytes read already: consuming them makes room for the line)
             if self.phase == "line" and self.req is None and _METHOD_SP.match(data, off) is None \
                     and not _METHOD_PREFIX.match(data, off) and data[off] not in b"\r\n" + _WS:
                 return "done"                  # not a request line: a server would answer 400 and close
@@ -314,6 +319,8 @@ class RequestReader:
         return None
 
     def _header(self, req, line):
+        if req.plain and not _PLAIN_HEADER.match(line):
+            req.plain = False
         if b"\r" in line:
             # A bare CR: RFC 9112 2.2 has it rejected or read as SP; a server that ends the
             # line there reads each piece as a line. Every reading counts.
@@ -419,8 +426,12 @@ def _closes(req):
     9.3, 9.6). Servers read Connection differently: Python's http.server closes only when
     its first Connection header is exactly "close" ("close, x", "close " or a folded one
     keep it open), nginx keeps an HTTP/1.0 connection when any Connection header contains
-    "keep-alive". So only the forms all read alike end the reading: one header saying just
-    "close", or HTTP/1.0 without any."""
+    "keep-alive"; and Python's header parser stops at a line that is no plain "name:
+    value" one (a bare CR even makes an empty line there), so what follows is not a header
+    to it. So only the forms all read alike end the reading: in a block of plain lines, one
+    header saying just "close", or HTTP/1.0 without any."""
+    if not req.plain:
+        return False                           # Python may not have read the Connection line
     if req.conn == [b"close"]:
         return True
     return req.protocol == b"HTTP/1.0" and not req.conn

@@ -102,10 +102,12 @@ def cannot_know(flow, reason, wanted=None):
     return changed
 
 
-def on_stream(flow, stream, found):
+def on_stream(flow, stream, found, earlier=()):
     """New client bytes in `stream` (a ClientStream: its readable bytes from `base` on;
     the readers consume what they read). Returns (the fields that got a new transaction,
-    the reason the names can no longer be known or None)."""
+    the reason the names can no longer be known or None). `earlier`: the fields that got
+    transactions from this same packet already (a segment longer than the window is read
+    in several calls): the new ones add to those, so detection judges them all."""
     app = flow.app
     if app is not None and (app.unknown is not None or app.done):
         stream.consume(len(stream.data))        # nothing more to read here: hold no bytes
@@ -122,6 +124,7 @@ def on_stream(flow, stream, found):
             return (), None
         app = flow.app = AppState(guess)
     ap = app.proto
+    before = (app.names[ap], app.tx) if ap in earlier else None
     if ap == "tls":
         got = _tls(app, stream, data, found)
     elif ap == "http":
@@ -130,11 +133,19 @@ def on_stream(flow, stream, found):
         got = _dns_tcp(app, stream, data)
     else:
         return (), None
+    if before is not None and ap in got[0]:
+        names, tx = before
+        app.names[ap] = list(names or ()) + list(app.names[ap])
+        app.tx = _listed(tx) + _listed(app.tx)
     if app.done:
         # the reading ended here: hold nothing more, so the rest of a segment the window
         # cut is fed (and let go) too, not counted as bytes lost to a reading
         stream.consume(len(stream.data))
     return got
+
+
+def _listed(tx):
+    return tx if isinstance(tx, list) else [tx] if tx is not None else []
 
 
 def _skip_leading_blanks(flow, stream, data):

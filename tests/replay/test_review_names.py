@@ -276,3 +276,48 @@ def test_second_client_hello_after_user_canceled_alerts(rules_file):
     c.send(_rec(21, b"\x01\x00"))
     v, _ = feed(cap, rules_file(TLS_ALLOW))
     assert decided(v) == ("pass", True)
+
+
+def test_requests_read_from_one_segment_longer_than_the_window(rules_file):
+    """A segment longer than the 8 KiB window (a 9001-byte jumbo frame, a GSO packet, a TSO
+    capture) is read in several passes; only the last pass's requests were judged, so
+    "GET evil" followed by a request with a long header went through (found by a
+    differential run against Python's http.server)."""
+    evil = b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n"
+    long = b"GET / HTTP/1.1\r\nCookie: " + b"c" * 9000 + b"\r\n\r\n"
+    v, _ = feed(conn(evil + long), rules_file(HTTP_DROP))
+    assert decided(v) == ("drop", False)
+    v, _ = feed(conn(EVIL.replace(b"evil", b"good") + evil + GOOD + b"X-Pad: " + b"p" * 8500 + b"\r\n\r\n"),
+                rules_file(HTTP_ALLOW))
+    assert decided(v) == ("drop", False)
+    # DNS over TCP: the queries of all passes count
+    q = dns_query(["evil.example"])
+    pad = dns_query(["x" * 60 + ".example"])
+    msgs = struct.pack("!H", len(q)) + q + (struct.pack("!H", len(pad)) + pad) * 120
+    v, _ = feed(conn(msgs, port=53), rules_file(DNS_DROP))
+    assert decided(v) == ("drop", False)
+
+
+def test_connection_close_after_a_line_pythons_header_parser_stops_at(rules_file):
+    """Python's header parser ends the header block at a line that is no plain "name:
+    value" (a bare CR makes an empty line of it): a Connection: close after it is body to
+    Python, which kept the connection open and served the next request (found by a
+    differential run; checked live)."""
+    for odd in (b"Host: good.example\r\r\n", b"X-A b\r\nHost: good.example\r\n", b"X A: b\r\nHost: good.example\r\n"):
+        req = b"GET / HTTP/1.1\r\n" + odd + b"Connection: close\r\n\r\n"
+        v, _ = feed(conn(req, EVIL, answer=ANSWER), rules_file(HTTP_DROP))
+        assert decided(v) == ("drop", False), odd
+
+
+def test_pipelined_transactions_in_one_segment_longer_than_the_window(rules_file):
+    """Normal pipelining in a segment longer than the window (a 9001-byte jumbo frame, as
+    in an AWS VPC): a request line or DNS message cut by the window's end was taken for one
+    longer than the window, a cap hit, and an allowed connection was dropped."""
+    good = b"GET /x HTTP/1.1\r\nHost: good.example\r\n\r\n"
+    v, found = feed(conn(good * 250), rules_file(HTTP_ALLOW))
+    assert decided(v)[0] == "pass" and not found
+    q = dns_query(["good.example"])
+    pad = dns_query(["x" * 61 + ".example"])              # the window ends inside one's question
+    allow = rules_file("default_action: drop\nrules:\n  - {id: 1, action: pass, dns_query: ['good.example', '*.example']}\n")
+    v, found = feed(conn((struct.pack("!H", len(q)) + q + struct.pack("!H", len(pad)) + pad) * 80, port=53), allow)
+    assert decided(v)[0] == "pass" and not found
