@@ -1,7 +1,8 @@
 """Issue 9, a further review of the names the rules read. Each test is a capture that made a
 name blocklist (or allow-list) read another name than the server acted on, or let a flow with
-a pending name rule go unjudged, before the fix it names. Server behaviour was checked live
-against the server named in each test (in a network namespace)."""
+a pending name rule go unjudged, or dropped an allowed flow, before the fix it names. Server
+behaviour was checked live against the server named in each test (Python's http.server,
+dnsmasq 2.90, openssl s_server 3.0, in a network namespace) unless the test says otherwise."""
 import struct
 
 from scapy.all import Raw, UDP
