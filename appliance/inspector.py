@@ -330,7 +330,7 @@ class Inspector:
                 # the rest fits (its checksum was checked already).
                 while full and reason is None and st.feed(pkt, to_server, s.stream_bytes, found):
                     full = st.complete
-                    more, reason = applayer.on_stream(flow, st, found)
+                    more, reason = applayer.on_stream(flow, st, found, new)
                     new = tuple(dict.fromkeys(new + more))
             else:
                 new = ()
@@ -344,7 +344,7 @@ class Inspector:
                 elif st.lost:
                     reason = "cap"         # bytes the server reads that the window let go
         elif flow.proto == UDP:
-            new = applayer.on_datagram(flow, pkt.payload)
+            new, reason = applayer.on_datagram(flow, pkt.payload)
         else:
             return ()
         if found:

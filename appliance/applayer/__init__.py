@@ -63,9 +63,13 @@ def detect(data: bytes, proto: int, sport: int, dport: int) -> str | None:
                 candidates.append("http")
             if len(data) >= 2:
                 frame = data[2:2 + int.from_bytes(data[:2], "big")]
-                # a first message may carry no question (RFC 7873 cookie probe): on port 53
-                # a sane header is enough, else the next query would go unseen
-                if dns.plausible(frame) or (53 in (sport, dport) and dns.sane_header(frame)):
+                if dns.plausible(frame):
+                    candidates.append("dns")
+                elif not candidates and 53 in (sport, dport):
+                    # a DNS server reads length-prefixed messages whatever the first one is:
+                    # dnsmasq skips one shorter than a header, a response, an odd opcode or
+                    # counts (checked live) and answers the next; so nothing else fitting, a
+                    # TCP flow on port 53 is DNS, or the next query would go unseen
                     candidates.append("dns")
         if not candidates:
             return None

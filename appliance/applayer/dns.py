@@ -2,9 +2,9 @@
 
 Only what a firewall decides on: id, QR, opcode, rcode and the questions.
 Names are decoded with a loop (never recursion); compression pointers are
-followed in any direction as lax resolvers do (dnsmasq), at most MAX_POINTERS
-of them (so loops end); names are escaped so a hostile label can never inject
-into a log line.
+followed in any direction as lax resolvers do (dnsmasq), as many as dnsmasq
+follows (so loops end), names as long as dnsmasq reads; names are escaped so a
+hostile label can never inject into a log line.
 """
 
 import struct
@@ -13,8 +13,13 @@ from dataclasses import dataclass, field
 from appliance.applayer import CAP
 
 MAX_QUESTIONS = 32     # qdcount is attacker-chosen; real queries carry one
-MAX_NAME_WIRE = 255    # RFC 1035 limit on a name's wire length
-MAX_POINTERS = 16      # jumps per name: ends pointer loops and caps the work
+# dnsmasq 2.90 (checked live) answers names past RFC 1035's 255 bytes, up to its MAXDNAME
+# (1025) of text, and follows up to 255 pointer jumps per name: a name it reads must read
+# here too, or it names nothing to the rules.
+MAX_NAME_WIRE = 1026   # wire bytes of a 1024-character name
+MAX_POINTERS = 255     # jumps per name (more: malformed, as dnsmasq says), and per message:
+                       # past that many in one message its names cannot be known (CAP), which
+                       # bounds the work a datagram of 32 chained questions costs
 
 RRTYPES = {
     1: "A", 2: "NS", 3: "MD", 4: "MF", 5: "CNAME", 6: "SOA", 7: "MB", 8: "MG", 9: "MR",
@@ -59,6 +64,13 @@ def escape_label(label: bytes) -> str:
 
 def read_name(buf: bytes, off: int):
     """Decode the name at `off`. Returns (name, offset just past it) or None if malformed."""
+    got = _read_name(buf, off, MAX_POINTERS)
+    return got[:2] if got else None
+
+
+def _read_name(buf, off, budget):
+    """(name, end, jumps) or None if malformed; CAP when `budget` jumps (fewer than the
+    name's own bound) run out first."""
     labels = []
     wire = 0
     end = None          # where the name ends in the message (before the first pointer)
@@ -74,6 +86,8 @@ def read_name(buf: bytes, off: int):
             # question pointing past itself is answered). Loops end at MAX_POINTERS jumps.
             if off + 1 >= n or jumps >= MAX_POINTERS:
                 return None
+            if jumps >= budget:
+                return CAP
             target = ((length & 0x3F) << 8) | buf[off + 1]
             if end is None:
                 end = off + 2
@@ -85,7 +99,7 @@ def read_name(buf: bytes, off: int):
         if length == 0:
             if end is None:
                 end = off + 1
-            return ".".join(labels), end
+            return ".".join(labels), end, jumps
         wire += length + 1
         if wire > MAX_NAME_WIRE or off + 1 + length > n:
             return None
@@ -100,14 +114,19 @@ def _header(data):
 
 
 def _questions(data, qdcount):
-    """The question section, or None if any declared question (up to the bound) is malformed."""
+    """The question section, or None if any declared question (up to the bound) is malformed,
+    CAP if its names take more pointer jumps in all than MAX_POINTERS."""
     queries = []
     off = 12
+    budget = MAX_POINTERS
     for _ in range(min(qdcount, MAX_QUESTIONS)):
-        got = read_name(data, off)
+        got = _read_name(data, off, budget)
+        if got is CAP:
+            return CAP
         if got is None or got[1] + 4 > len(data):
             return None
-        name, off = got
+        name, off, jumps = got
+        budget -= jumps
         qtype = (data[off] << 8) | data[off + 1]
         off += 4                     # qtype, qclass
         queries.append(DnsQuery(name, RRTYPES.get(qtype, str(qtype))))
@@ -115,15 +134,16 @@ def _questions(data, qdcount):
 
 
 def parse_message(data: bytes) -> DnsMessage | None:
-    """One DNS message (UDP payload). None when the header or question section is malformed."""
+    """One DNS message (UDP payload). None when the header or question section is malformed,
+    CAP when its names cannot be read within the work bound (MAX_POINTERS)."""
     try:
         hdr = _header(data)
         if hdr is None:
             return None
         ident, flags, qdcount = hdr[0], hdr[1], hdr[2]
         queries = _questions(data, qdcount)
-        if queries is None:
-            return None
+        if queries is None or queries is CAP:
+            return queries
         rcode = flags & 0xF
         return DnsMessage(ident, bool(flags & 0x8000), (flags >> 11) & 0xF,
                           RCODES.get(rcode, str(rcode)), queries)
@@ -168,14 +188,16 @@ class TcpReader:
             length = (data[off] << 8) | data[off + 1]
             if off + 2 + length <= n:
                 msg = parse_message(bytes(data[off + 2:off + 2 + length]))
+                if msg is CAP:
+                    return off, out, CAP
                 if msg is not None:
                     out.append(msg)
                 off += 2 + length
                 continue
-            if not full:
-                break                           # the rest of the message is on its way
+            if not full or off:
+                break                           # the rest is on its way, or fits once we consume
             msg = parse_message(bytes(data[off + 2:n]))
-            if msg is None:
+            if not msg:                         # None, or CAP
                 return off, out, CAP            # its questions run past what we can hold
             out.append(msg)
             self.left = length - (n - off - 2)

@@ -32,10 +32,12 @@ METHODS = frozenset((
 ))
 
 # A request line as servers split it: Python's http.server takes any whitespace around and
-# between the words (str.split()), nginx a method of capitals, '_' and '-'.
-_WS = b" \t\x0b\x0c"
-_METHOD_SP = re.compile(rb"[ \t\x0b\x0c]*[A-Z][A-Z_-]{0,%d}[ \t\x0b\x0c]" % (MAX_METHOD - 1))
-_METHOD_PREFIX = re.compile(rb"[ \t\x0b\x0c]*[A-Z][A-Z_-]{0,%d}\Z" % (MAX_METHOD - 1))
+# between the words (it decodes the line as Latin-1 and calls str.split(), so \x1c-\x1f,
+# \x85 and \xa0 separate words too), nginx a method of capitals, '_' and '-'.
+_WS = b" \t\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0"
+_TO_SP = bytes.maketrans(_WS, b" " * len(_WS))
+_METHOD_SP = re.compile(rb"[%s]*[A-Z][A-Z_-]{0,%d}[%s]" % (_WS, MAX_METHOD - 1, _WS))
+_METHOD_PREFIX = re.compile(rb"[%s]*[A-Z][A-Z_-]{0,%d}\Z" % (_WS, MAX_METHOD - 1))
 _METHOD = re.compile(rb"[A-Z][A-Z_-]{0,%d}\Z" % (MAX_METHOD - 1))
 _BLOCK_END = re.compile(rb"\r?\n\r?\n")
 _DIGITS = re.compile(rb"[0-9]{1,18}\Z")
@@ -66,7 +68,7 @@ def looks_like(data: bytes) -> bool:
     eol = data.find(b"\n", 0, 16384)
     if eol < 0:
         return False
-    return data[:eol].rstrip(b"\r").rsplit(b" ", 1)[-1].startswith(b"HTTP/")
+    return data[:eol].rstrip(b"\r").translate(_TO_SP).rsplit(None, 1)[-1].startswith(b"HTTP/")
 
 
 def normalize_host(raw: bytes) -> str | None:
@@ -84,6 +86,16 @@ def normalize_host(raw: bytes) -> str | None:
     return escape_label(host) if host else None
 
 
+def _before_colon(raw: bytes) -> str | None:
+    """nginx's reading of a Host (ngx_http_validate_host): the name ends at the first ':'
+    whatever follows ("evil.example:80:80", "evil.example:x"), where normalize_host keeps
+    a value whose port is not one."""
+    host = raw.strip(b" \t")
+    if host[:1] == b"[" or b":" not in host:
+        return None
+    return normalize_host(host.partition(b":")[0])
+
+
 def _authority(uri: bytes) -> bytes | None:
     """The authority of an absolute-form URI ("http://user@a.example:80/x"), else None."""
     scheme_end = uri.find(b"://")
@@ -97,13 +109,16 @@ def _authority(uri: bytes) -> bytes | None:
     return rest.rpartition(b"@")[2]
 
 
+# A header line Python's header parser (email.feedparser's headerRE) reads as one: at a
+# line that is not, it ends the header block (what follows is body to it).
+_PLAIN_HEADER = re.compile(rb"[\x21-\x39\x3b-\x7e]+:[^\r]*\Z")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})(?:[ \t]*;[^\r\n]*)?\r?\Z")
 _REQUEST_LINE = ("line",)
 
 
 class _Request:
     """The request whose header block is being read."""
-    __slots__ = ("method", "uri", "protocol", "hosts", "agent", "framing", "last", "bytes", "odd", "conn")
+    __slots__ = ("method", "uri", "protocol", "hosts", "agent", "framing", "last", "bytes", "odd", "conn", "plain")
 
     def __init__(self, method, uri, protocol):
         self.method, self.uri, self.protocol = method, uri, protocol
@@ -113,7 +128,8 @@ class _Request:
         self.last = None           # name of the last header line (obs-fold continues it)
         self.bytes = 0             # header block bytes so far
         self.odd = False           # a framing header a server could read two ways
-        self.conn = b""            # Connection header tokens, comma-joined
+        self.conn = []             # Connection header values as sent (a folded one adds b"")
+        self.plain = True          # every header line is a plain "name: value" one
 
 
 class RequestReader:
@@ -132,6 +148,7 @@ class RequestReader:
         self.req = None
         self.left = 0              # body / chunk bytes still to skip
         self.skip_line = False     # inside an over-long header line that names nothing we need
+                                   # ("cr": what was skipped of it ended with a CR)
         self.count = 0             # requests read so far
         self.closing = False       # the last request asked the server to close after it
         self.alt = None            # the body read as requests (a server that ignores the body)
@@ -144,6 +161,9 @@ class RequestReader:
         done = []
         status = None
         while off < n:
+            if self.closing and self.phase == "line":
+                status = "done"                # the server closes after that request: reads no more
+                break
             if self.phase == "body" or self.phase == "chunk_data":
                 take = min(self.left, n - off)
                 if self.alt is not None:
@@ -171,6 +191,9 @@ class RequestReader:
             size = eol + 1 - off
             off = eol + 1
             if self.skip_line:
+                if b"\r" in line or (self.skip_line == "cr" and size > 1):
+                    status = CAP               # a bare CR in it: see _skip
+                    break
                 self.skip_line = False
                 continue
             status = self._line(line, size, done)
@@ -216,8 +239,9 @@ class RequestReader:
                 self.req.bytes += n - off
                 if self.req.bytes > MAX_HEADER_BLOCK:
                     return CAP
-            return "skip"
-        if not full:
+            return self._skip(data, off, n)
+        if not full or off:
+            # (a window full behind bytes read already: consuming them makes room for the line)
             if self.phase == "line" and self.req is None and _METHOD_SP.match(data, off) is None \
                     and not _METHOD_PREFIX.match(data, off) and data[off] not in b"\r\n" + _WS:
                 return "done"                  # not a request line: a server would answer 400 and close
@@ -227,13 +251,23 @@ class RequestReader:
             if sep and name.strip().lower() not in (b"host",) + FRAMING:
                 self.skip_line = True
                 self.req.bytes += n - off
-                return CAP if self.req.bytes > MAX_HEADER_BLOCK else "skip"
+                return CAP if self.req.bytes > MAX_HEADER_BLOCK else self._skip(data, off, n)
         return CAP
+
+    def _skip(self, data, off, n):
+        """Pass over a piece of a long header line. A bare CR in it is a line end to Python's
+        http.server (its header parser splits on CR too: "X-Pad: <9 KB>\\rHost: evil" gave it
+        a Host), and the pieces cannot be read past the window: a cap hit."""
+        chunk = data[off:n]
+        if b"\r" in chunk[:-1] or (self.skip_line == "cr" and chunk):
+            return CAP
+        self.skip_line = "cr" if chunk[-1:] == b"\r" else True
+        return "skip"
 
     def _line(self, line, size, done):
         phase = self.phase
         if phase == "line":
-            parts = line.split()
+            parts = line.translate(_TO_SP).split()
             if not parts:
                 return None                    # RFC 9112 2.2: empty lines before a request
             if len(parts) < 2 or not _METHOD.match(parts[0]):
@@ -285,6 +319,8 @@ class RequestReader:
         return None
 
     def _header(self, req, line):
+        if req.plain and not _PLAIN_HEADER.match(line):
+            req.plain = False
         if b"\r" in line:
             # A bare CR: RFC 9112 2.2 has it rejected or read as SP; a server that ends the
             # line there reads each piece as a line. Every reading counts.
@@ -309,6 +345,8 @@ class RequestReader:
                 req.hosts.append(cont)
             elif req.last in FRAMING:
                 req.odd = True
+            elif req.last == b"connection":
+                req.conn.append(b"")           # a folded Connection is no plain "close"
             name, sep, value = cont.partition(b":")
             if sep and name.strip().lower() == b"host":
                 req.hosts.append(value)
@@ -322,14 +360,15 @@ class RequestReader:
         bare = name.lower()
         name = bare.strip(b" \t")
         req.last = name
+        if name == b"connection":
+            req.conn.append(value.lstrip(b" \t").lower())   # trailing blanks count (Python's do)
+            return
         value = value.strip(b" \t")
         if name == b"host":
             req.hosts.append(value)            # duplicates too: servers differ on which wins
         elif name == b"user-agent":
             if req.agent is None:
                 req.agent = escape_label(value)
-        elif name == b"connection":
-            req.conn += b"," + value.lower()
         elif name in FRAMING:
             if bare != name:
                 req.odd = True                 # "Content-Length :": rejected by some, read by others
@@ -343,15 +382,11 @@ class RequestReader:
         # server reads the Host header instead, so both are readings.
         auth = _authority(req.uri) if req.method != b"CONNECT" else req.uri
         for raw in ([auth] if auth else []) + req.hosts:
-            h = normalize_host(raw)
-            if h and h not in readings:
-                readings.append(h)
+            for h in (normalize_host(raw), _before_colon(raw)):
+                if h and h not in readings:
+                    readings.append(h)
         self.count += 1
-        # RFC 9112 9.3, 9.6: the server closes after a request with "Connection: close", or
-        # an HTTP/1.0 one without keep-alive: no later request on this connection is read.
-        tokens = {t.strip(b" \t") for t in req.conn.split(b",")}
-        self.closing = (b"close" in tokens and b"keep-alive" not in tokens) or \
-            (req.protocol == b"HTTP/1.0" and b"keep-alive" not in tokens)
+        self.closing = _closes(req)
         return HttpRequest(escape_label(req.method), escape_label(req.uri), escape_label(req.protocol),
                            readings[0] if readings else None, req.agent, readings)
 
@@ -384,6 +419,22 @@ class RequestReader:
             return None
         self.phase = "line"                    # a request without either has no body
         return None
+
+
+def _closes(req):
+    """Whether every server closes after this request, so no later one is read (RFC 9112
+    9.3, 9.6). Servers read Connection differently: Python's http.server closes only when
+    its first Connection header is exactly "close" ("close, x", "close " or a folded one
+    keep it open), nginx keeps an HTTP/1.0 connection when any Connection header contains
+    "keep-alive"; and Python's header parser stops at a line that is no plain "name:
+    value" one (a bare CR even makes an empty line there), so what follows is not a header
+    to it. So only the forms all read alike end the reading: in a block of plain lines, one
+    header saying just "close", or HTTP/1.0 without any."""
+    if not req.plain:
+        return False                           # Python may not have read the Connection line
+    if req.conn == [b"close"]:
+        return True
+    return req.protocol == b"HTTP/1.0" and not req.conn
 
 
 def parse_requests(data: bytes) -> tuple[list, bool]:

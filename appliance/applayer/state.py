@@ -9,7 +9,7 @@ transaction of the names a rule matched.
 from . import CAP, DNS_PORTS, MORE, NOT, detect, dns, http, tls
 from ..detect.keywords import APP_FIELDS as FIELDS   # the app fields rules can name; each is a protocol
 
-_BLANKS = b" \t\r\n\x0b\x0c"
+_BLANKS = b"\r\n" + http._WS     # what Python's http.server strips before a request line
 MAX_LEADING_BLANKS = 65536          # Python's http.server: the longest request line it reads
 MULTI_TX = ("dns", "http")          # protocols where a later transaction may bring new names
 _DETECT_GIVE_UP = 64                # app bytes a flow must show before we stop naming its protocol
@@ -102,10 +102,12 @@ def cannot_know(flow, reason, wanted=None):
     return changed
 
 
-def on_stream(flow, stream, found):
+def on_stream(flow, stream, found, earlier=()):
     """New client bytes in `stream` (a ClientStream: its readable bytes from `base` on;
     the readers consume what they read). Returns (the fields that got a new transaction,
-    the reason the names can no longer be known or None)."""
+    the reason the names can no longer be known or None). `earlier`: the fields that got
+    transactions from this same packet already (a segment longer than the window is read
+    in several calls): the new ones add to those, so detection judges them all."""
     app = flow.app
     if app is not None and (app.unknown is not None or app.done):
         stream.consume(len(stream.data))        # nothing more to read here: hold no bytes
@@ -122,13 +124,28 @@ def on_stream(flow, stream, found):
             return (), None
         app = flow.app = AppState(guess)
     ap = app.proto
+    before = (app.names[ap], app.tx) if ap in earlier else None
     if ap == "tls":
-        return _tls(app, stream, data, found)
-    if ap == "http":
-        return _http(app, stream, data)
-    if ap == "dns":
-        return _dns_tcp(app, stream, data)
-    return (), None
+        got = _tls(app, stream, data, found)
+    elif ap == "http":
+        got = _http(app, stream, data)
+    elif ap == "dns":
+        got = _dns_tcp(app, stream, data)
+    else:
+        return (), None
+    if before is not None and ap in got[0]:
+        names, tx = before
+        app.names[ap] = list(names or ()) + list(app.names[ap])
+        app.tx = _listed(tx) + _listed(app.tx)
+    if app.done:
+        # the reading ended here: hold nothing more, so the rest of a segment the window
+        # cut is fed (and let go) too, not counted as bytes lost to a reading
+        stream.consume(len(stream.data))
+    return got
+
+
+def _listed(tx):
+    return tx if isinstance(tx, list) else [tx] if tx is not None else []
 
 
 def _skip_leading_blanks(flow, stream, data):
@@ -171,19 +188,22 @@ def on_datagram(flow, payload):
     """UDP: every datagram stands alone. A datagram that is not a DNS query says nothing
     about the next one, so DNS rules stay live for the whole flow. Queries (QR=0) count
     from either side: a "resolver" that sends first must not make the client's queries
-    invisible."""
+    invisible. Returns (the fields that got a new transaction, the reason the names can no
+    longer be known or None)."""
     if not payload or (flow.app is not None and flow.app.unknown is not None):
-        return ()
+        return (), None
     msg = dns.parse_message(payload)
+    if msg is CAP:
+        return (), "cap"                        # a name a resolver reads, past our work bound
     if msg is not None and not msg.response and msg.queries:
         app = flow.app
         if app is None or app.proto != "dns":
             app = flow.app = AppState("dns")
         _dns_queries(app, [msg])
-        return ("dns",)
+        return ("dns",), None
     if flow.app is None:
         flow.app = FAILED                       # this datagram names nothing
-    return ()
+    return (), None
 
 
 def _give_up(app, reason):

@@ -14,6 +14,7 @@ CONTENT_HANDSHAKE = 22
 HANDSHAKE_CLIENT_HELLO = 1
 CONTENT_CCS, CONTENT_ALERT, CONTENT_APPDATA = 20, 21, 23
 OTHER_CONTENT = (CONTENT_CCS, CONTENT_ALERT, CONTENT_APPDATA)
+ALERT_USER_CANCELED = 90
 MAX_RECORD = 16384 + 2048      # TLSCiphertext bound; plaintext is 16384
 MAX_HELLO = 131396             # OpenSSL's CLIENT_HELLO_MAX_LENGTH, the largest we know a server reads
 MAX_EMPTY_RECORDS = 32         # OpenSSL: more zero-length records in a row is a fatal alert
@@ -21,6 +22,11 @@ MAX_EMPTY_RECORDS = 32         # OpenSSL: more zero-length records in a row is a
 EXT_SERVER_NAME = 0
 EXT_ALPN = 16
 EXT_SUPPORTED_VERSIONS = 43
+EXT_EARLY_DATA = 42
+# Early data a server skips while it waits for the second ClientHello (RFC 8446 4.2.10):
+# OpenSSL and nginx take 16 KiB by default (checked: `openssl s_server` 3.0 skipped 16,000
+# bytes and read the second hello, not 16,401); a server may be set to take more.
+MAX_EARLY_DATA = 65536
 
 VERSIONS = {
     0x0002: "SSLv2", 0x0300: "SSLv3", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1",
@@ -72,13 +78,16 @@ class HelloReader:
     After the first ClientHello it reads on (`second`): a server that answers with a
     HelloRetryRequest reads a second ClientHello, and OpenSSL acts on its SNI (checked
     against `openssl s_server -servername_fatal`: a second hello naming another host gets
-    unrecognized_name). Change-cipher-spec records are skipped there (RFC 8446 D.4); any
-    other handshake message, or encrypted data, ends the reading.
+    unrecognized_name). Change-cipher-spec records are skipped there (RFC 8446 D.4), and so
+    is early data (application-data records, up to MAX_EARLY_DATA) when the first hello
+    offered it: a server that answered with a HelloRetryRequest skips it and reads the
+    second hello after it (checked against `openssl s_server` 3.0). Any other handshake
+    message, or other encrypted data, ends the reading.
 
     feed(data) -> (consumed, result): MORE, NOT, CAP or the ClientHello; after the first
     hello NOT means the reading ended without another."""
 
-    __slots__ = ("parser", "left", "empty", "started", "second")
+    __slots__ = ("parser", "left", "empty", "started", "second", "early", "passing")
 
     def __init__(self):
         self.parser = _HelloParser()
@@ -86,13 +95,15 @@ class HelloReader:
         self.empty = 0             # zero-length records in a row
         self.started = False       # a handshake record was read
         self.second = False        # the first ClientHello was read: looking for a second one
+        self.early = 0             # early data the server may still skip before that one
+        self.passing = False       # the current record is one the server skips (not the hello's)
 
     def feed(self, data):
         off, n = 0, len(data)
         while True:
             if self.left:
                 take = min(self.left, n - off)
-                got = self.parser.take(data[off:off + take]) if self.parser is not None else MORE
+                got = MORE if self.passing or self.parser is None else self.parser.take(data[off:off + take])
                 off += take
                 self.left -= take
                 if got is not MORE:
@@ -112,6 +123,17 @@ class HelloReader:
                 return off, self._other(ctype)
             if major != 3 or rlen > MAX_RECORD:
                 return off, NOT
+            if ctype == CONTENT_APPDATA:
+                self.early -= rlen
+                if self.early < 0:
+                    return off, NOT            # more than a server skips: the handshake went on
+            elif ctype == CONTENT_ALERT:
+                if rlen != 2:
+                    return off, NOT            # an alert is 2 bytes, never fragmented (RFC 8446 6)
+                if n - off < 7:
+                    return off, MORE
+                if data[off + 6] != ALERT_USER_CANCELED:
+                    return off, NOT            # close_notify or fatal: the server reads no more
             off += 5
             self.started = True
             if rlen == 0:
@@ -121,19 +143,25 @@ class HelloReader:
                 continue
             self.empty = 0
             self.left = rlen
-            if ctype != CONTENT_HANDSHAKE:
-                self.parser = None             # a change_cipher_spec: its byte is skipped
-            elif self.parser is None:
+            # a change_cipher_spec or early data: its bytes are skipped, and a hello it split
+            # goes on after it (OpenSSL reads a second hello across a CCS record)
+            self.passing = ctype != CONTENT_HANDSHAKE
+            if not self.passing and self.parser is None:
                 self.parser = _HelloParser()
 
     def _ccs(self, ctype):
-        return self.second and ctype == CONTENT_CCS
+        """A record the second reading skips: change_cipher_spec, a user_canceled alert
+        (TLS 1.3 servers ignore it: OpenSSL 3.0 read a second hello after four, and inside
+        one, checked live), or early data."""
+        return self.second and (ctype == CONTENT_CCS or ctype == CONTENT_ALERT
+                                or (ctype == CONTENT_APPDATA and self.early > 0))
 
     def _result(self, got):
         if self.second:
             return got if isinstance(got, ClientHello) else NOT    # the second reading never guesses
         if isinstance(got, ClientHello):
             self.second = True
+            self.early = MAX_EARLY_DATA if self.parser.early else 0
             self.parser = None
         return got
 
@@ -155,7 +183,7 @@ class _HelloParser:
     ALPN and supported_versions; <= 64 KiB by their length field); the rest is skipped.
     take(chunk) -> MORE, NOT, CAP or the ClientHello (bytes after the message are not looked at)."""
 
-    __slots__ = ("step", "want", "buf", "skip", "left", "ext_left", "etype", "hello", "offered", "legacy")
+    __slots__ = ("step", "want", "buf", "skip", "left", "ext_left", "etype", "hello", "offered", "legacy", "early")
 
     def __init__(self):
         self.step = "header"       # which field `buf` is filling
@@ -168,6 +196,7 @@ class _HelloParser:
         self.hello = ClientHello(None, "")
         self.offered = []
         self.legacy = 0
+        self.early = False         # the hello offers early data (0-RTT)
 
     def take(self, data):
         off, n = 0, len(data)
@@ -239,6 +268,8 @@ class _HelloParser:
             self.ext_left -= 4 + elen          # overrunning the block: NOT after it (_ext_next)
             if self.etype in _KEPT_EXTENSIONS:
                 return self._expect("ext_body", elen)
+            if self.etype == EXT_EARLY_DATA:
+                self.early = True
             return self._skip(elen, "ext_done")
         if step == "ext_body":
             etype, hello = self.etype, self.hello

@@ -92,8 +92,11 @@ def test_label_over_63_rejected():
     assert dns.parse_message(header(1) + b"\x40" + b"a" * 64 + b"\x00\x00\x01\x00\x01") is None
 
 
-def test_name_over_255_rejected():
-    name = (b"\x3f" + b"a" * 63) * 4 + b"\x00"   # 256 bytes on the wire
+def test_name_past_dnsmasqs_length_rejected():
+    # dnsmasq reads names past RFC 1035's 255 bytes (up to 1025 characters): so do we
+    name = (b"\x3f" + b"a" * 63) * 4 + b"\x00"   # 257 bytes on the wire
+    assert dns.parse_message(header(1) + name + b"\x00\x01\x00\x01").queries[0].rrname.count("a") == 252
+    name = (b"\x3f" + b"a" * 63) * 16 + b"\x03abc\x00"   # 1029 bytes on the wire
     assert dns.parse_message(header(1) + name + b"\x00\x01\x00\x01") is None
 
 

@@ -222,13 +222,17 @@ def test_reader_chunked_body_across_chunks_of_the_stream():
 
 
 def test_reader_long_line_skipped_only_when_it_names_nothing():
-    _, status, r = read(b"GET / HTTP/1.1\r\nX-Long: " + b"a" * 100, full=True)
+    # the line fills the window by itself (bytes before it were consumed: they make room)
+    _, status, r = read(b"GET / HTTP/1.1\r\n", b"X-Long: " + b"a" * 100, full=True)
     assert status is None and r.skip_line
     for name in (b"Host", b"Content-Length", b"Transfer-Encoding"):
-        _, status, _ = read(b"GET / HTTP/1.1\r\n" + name + b": " + b" " * 100, full=True)
+        _, status, _ = read(b"GET / HTTP/1.1\r\n", name + b": " + b" " * 100, full=True)
         assert status is CAP, name
     _, status, _ = read(b"GET /" + b"a" * 100, full=True)       # a request line: cap as well
     assert status is CAP
+    # behind bytes read already, a line is no longer than the window: wait for room
+    _, status, r = read(b"GET / HTTP/1.1\r\nX-Long: " + b"a" * 100, full=True)
+    assert status is None and not r.skip_line
 
 
 def test_reader_header_block_over_the_limit_is_a_cap_hit():
