@@ -1,0 +1,74 @@
+"""Review 2: crafted packets must not get a flow passed or offloaded before its verdict is
+final, nor a worker's resources run out. Each test reproduced a finding through the
+Inspector (the code path live workers run) and fails without its fix."""
+from pathlib import Path
+
+from scapy.all import IP, UDP, Raw
+
+from replaykit import Capture, dns_query, l2
+from appliance.decode import decode_frame
+from appliance.detect.loader import load_rules
+from appliance.inspector import Inspector, Settings
+
+REPO = Path(__file__).resolve().parents[2]
+DNS_BLOCKLIST = str(REPO / "rules" / "examples" / "dns-blocklist.yaml")
+C, S = "10.0.0.1", "93.184.216.34"
+
+
+def run(cap, rules, **settings):
+    insp = Inspector(load_rules(rules), Settings(**settings))
+    out = [insp.process(decode_frame(buf, cap.linktype, ts)) for ts, buf in cap.frames]
+    assert insp.counters.internal_errors == 0
+    return out, insp
+
+
+def datagram(src, sport, dst, dport, payload):
+    return l2(IP(src=src, dst=dst) / UDP(sport=sport, dport=dport) / Raw(payload))
+
+
+# --- UDP: the first datagram's sender is not always the client ---------------------------
+
+def test_one_datagram_from_the_servers_port_does_not_offload_a_dst_port_drop_rules_flow(rules_file):
+    """An outside host (or a spoofed source) sends one datagram from S:53 to the client's
+    port before the client's first query: the flow's initiator was taken to be S, so
+    `dst_port: 53` fitted neither the flow nor its offload check, the flow was passed and
+    offloaded on that datagram, and the client's queries to S:53 went through the kernel."""
+    rules = rules_file("rules:\n  - {id: 1, action: drop, proto: udp, dst_port: 53}\n")
+    cap = Capture()
+    cap.add(datagram(S, 53, C, 40000, b"x"))
+    cap.add(datagram(C, 40000, S, 53, dns_query(["example.com"])))
+    out, _ = run(cap, rules)
+    assert [v.action for v in out] == ["drop", "drop"]
+    assert not any(v.action == "pass" and v.offload for v in out)
+
+
+def test_a_query_after_a_server_first_datagram_meets_the_dns_blocklists_port_rule():
+    """The example blocklist's rule 3002 (reject udp dst_port 53, *.doubleclick.net): the
+    query was read (DNS names count from either side) but matched against the flow's
+    orientation S:53 -> C, where `dst_port: 53` does not fit: the query passed."""
+    cap = Capture()
+    cap.add(datagram(S, 53, C, 40000, b"x"))
+    n = cap.add(datagram(C, 40000, S, 53, dns_query(["ads.doubleclick.net"])))
+    out, _ = run(cap, DNS_BLOCKLIST)
+    assert out[n - 1].action == "reject"
+    assert out[n - 1].flow.verdict_rule.id == 3002
+
+
+def test_client_first_udp_flows_keep_their_orientation(rules_file):
+    """What the ports justify is unchanged: a client's query from a high port passes by a
+    `dst_port` pass rule, and a block rule that fits only the reverse orientation (the
+    server's port as a destination) does not touch it."""
+    rules = rules_file("""
+default_action: drop
+rules:
+  - {id: 1, action: drop, proto: udp, dst_port: 40000}
+  - {id: 2, action: pass, proto: udp, dst_port: 53}
+  - {id: 3, action: pass, proto: udp, dst_port: 51820}
+""")
+    cap = Capture()
+    cap.add(datagram(C, 40000, S, 53, dns_query(["example.com"])))
+    cap.add(datagram(S, 53, C, 40000, b"answer"))
+    cap.add(datagram(C, 41000, S, 51820, b"wg"))
+    cap.add(datagram(S, 51820, C, 41000, b"wg"))
+    out, _ = run(cap, rules)
+    assert [v.action for v in out] == ["pass"] * 4
