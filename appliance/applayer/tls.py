@@ -73,7 +73,8 @@ class HelloReader:
     HelloRetryRequest reads a second ClientHello, and OpenSSL acts on its SNI (checked
     against `openssl s_server -servername_fatal`: a second hello naming another host gets
     unrecognized_name). Change-cipher-spec records are skipped there (RFC 8446 D.4); any
-    other handshake message, or encrypted data, ends the reading.
+    other handshake message, or encrypted data, ends the reading; more empty records in a
+    row than OpenSSL takes is CAP there too (a server that takes them reads on).
 
     feed(data) -> (consumed, result): MORE, NOT, CAP or the ClientHello; after the first
     hello NOT means the reading ended without another."""
@@ -117,7 +118,9 @@ class HelloReader:
             if rlen == 0:
                 self.empty += 1
                 if self.empty > MAX_EMPTY_RECORDS:
-                    return off, NOT if self.second else CAP   # OpenSSL gives up here; another stack might not
+                    # OpenSSL gives up here; another stack might not, and read a (second)
+                    # ClientHello after them: what it names can no longer be known
+                    return off, CAP
                 continue
             self.empty = 0
             self.left = rlen

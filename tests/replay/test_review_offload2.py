@@ -5,13 +5,14 @@ from pathlib import Path
 
 from scapy.all import IP, UDP, Raw
 
-from replaykit import Capture, dns_query, l2
+from replaykit import Capture, TcpConn, client_hello, dns_query, l2, tls_records
 from appliance.decode import decode_frame
 from appliance.detect.loader import load_rules
 from appliance.inspector import Inspector, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 DNS_BLOCKLIST = str(REPO / "rules" / "examples" / "dns-blocklist.yaml")
+SNI_ALLOWLIST = str(REPO / "rules" / "examples" / "sni-allowlist.yaml")
 C, S = "10.0.0.1", "93.184.216.34"
 
 
@@ -72,3 +73,25 @@ rules:
     cap.add(datagram(S, 51820, C, 41000, b"wg"))
     out, _ = run(cap, rules)
     assert [v.action for v in out] == ["pass"] * 4
+
+
+# --- TLS: the reading after the first ClientHello --------------------------------------
+
+def test_empty_records_after_the_first_hello_do_not_end_the_reading_in_the_clients_favour():
+    """After an allowed ClientHello the reader looks for a second one (after a
+    HelloRetryRequest the server acts on its SNI). 33 zero-length handshake records ended
+    that reading as "no second hello": the flow was final, passed and offloaded, and a
+    second ClientHello for a name the allow-list does not list went through the kernel
+    to any server stack that takes more empty records than OpenSSL. Before the first hello
+    the same records make the name unknown (cap); after it now too."""
+    cap = Capture()
+    c = TcpConn(cap, C, 40000, S, 443)
+    c.handshake()
+    n_first = c.send(tls_records(client_hello("example.com")))
+    c.recv(b"\x16\x03\x03\x00\x04\x02\x00\x00\x00")      # the server's (retry) hello
+    n_empty = c.send(b"\x16\x03\x03\x00\x00" * 33)
+    n_second = c.send(tls_records(client_hello("evil.example")))
+    out, _ = run(cap, SNI_ALLOWLIST)
+    assert out[n_first - 1].action == "pass"
+    assert not any(v.action == "pass" and v.offload for v in out[n_first:])
+    assert out[n_empty - 1].action == "drop" and out[n_second - 1].action == "drop"
