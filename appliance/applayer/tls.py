@@ -17,10 +17,13 @@ OTHER_CONTENT = (CONTENT_CCS, CONTENT_ALERT, CONTENT_APPDATA)
 MAX_RECORD = 16384 + 2048      # TLSCiphertext bound; plaintext is 16384
 MAX_HELLO = 131396             # OpenSSL's CLIENT_HELLO_MAX_LENGTH, the largest we know a server reads
 MAX_EMPTY_RECORDS = 32         # OpenSSL: more zero-length records in a row is a fatal alert
+MAX_EARLY_DATA_SKIPPED = 16384 + 2048   # early data a server skips after a HelloRetryRequest: OpenSSL's
+                                        # default recv_max_early_data, BoringSSL's kMaxEarlyDataSkipped
 
 EXT_SERVER_NAME = 0
 EXT_ALPN = 16
 EXT_SUPPORTED_VERSIONS = 43
+EXT_EARLY_DATA = 42
 
 VERSIONS = {
     0x0002: "SSLv2", 0x0300: "SSLv3", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1",
@@ -33,6 +36,7 @@ class ClientHello:
     sni: str | None
     version: str
     alpn: list = field(default_factory=list)
+    early_data: bool = False           # offered 0-RTT data: records of it may follow the hello
 
 
 def version_name(v: int) -> str:
@@ -72,14 +76,18 @@ class HelloReader:
     After the first ClientHello it reads on (`second`): a server that answers with a
     HelloRetryRequest reads a second ClientHello, and OpenSSL acts on its SNI (checked
     against `openssl s_server -servername_fatal`: a second hello naming another host gets
-    unrecognized_name). Change-cipher-spec records are skipped there (RFC 8446 D.4); any
-    other handshake message, or encrypted data, ends the reading; more empty records in a
+    unrecognized_name). Skipped there, as servers do: change-cipher-spec records (RFC 8446
+    D.4), alerts (OpenSSL ignores a TLS 1.3 user_canceled, a TLS 1.2 warning; a fatal one
+    ends the connection anyway) and, when the first hello offered early data, application
+    data up to MAX_EARLY_DATA_SKIPPED (a server that answers with a HelloRetryRequest skips
+    the 0-RTT records, RFC 8446 4.2.10, then reads the second hello). Any other handshake
+    message, or encrypted data past that, ends the reading; more empty records in a
     row than OpenSSL takes is CAP there too (a server that takes them reads on).
 
     feed(data) -> (consumed, result): MORE, NOT, CAP or the ClientHello; after the first
     hello NOT means the reading ended without another."""
 
-    __slots__ = ("parser", "left", "empty", "started", "second")
+    __slots__ = ("parser", "left", "empty", "started", "second", "early")
 
     def __init__(self):
         self.parser = _HelloParser()
@@ -87,6 +95,7 @@ class HelloReader:
         self.empty = 0             # zero-length records in a row
         self.started = False       # a handshake record was read
         self.second = False        # the first ClientHello was read: looking for a second one
+        self.early = 0             # early data record bytes a server may still skip before it
 
     def feed(self, data):
         off, n = 0, len(data)
@@ -102,17 +111,21 @@ class HelloReader:
                     return off, MORE           # the record itself is still arriving
             if n - off < 5:
                 # Check what we can of a partial header so garbage is NOT early.
-                if n - off >= 1 and data[off] != CONTENT_HANDSHAKE and not self._ccs(data[off]):
+                if n - off >= 1 and data[off] != CONTENT_HANDSHAKE and not self._skipped(data[off]):
                     return off, self._other(data[off])
                 if n - off >= 2 and data[off + 1] != 3:
                     return off, NOT
                 return off, MORE
             ctype, major = data[off], data[off + 1]
             rlen = (data[off + 3] << 8) | data[off + 4]
-            if ctype != CONTENT_HANDSHAKE and not self._ccs(ctype):
+            if ctype != CONTENT_HANDSHAKE and not self._skipped(ctype):
                 return off, self._other(ctype)
             if major != 3 or rlen > MAX_RECORD:
                 return off, NOT
+            if ctype == CONTENT_APPDATA:
+                if rlen > self.early:
+                    return off, NOT            # more early data than servers skip: not a retry
+                self.early -= rlen
             off += 5
             self.started = True
             if rlen == 0:
@@ -125,12 +138,15 @@ class HelloReader:
             self.empty = 0
             self.left = rlen
             if ctype != CONTENT_HANDSHAKE:
-                self.parser = None             # a change_cipher_spec: its byte is skipped
+                self.parser = None             # a record the server skips: so do we
             elif self.parser is None:
                 self.parser = _HelloParser()
 
-    def _ccs(self, ctype):
-        return self.second and ctype == CONTENT_CCS
+    def _skipped(self, ctype):
+        """A record a server skips while it waits for a second ClientHello."""
+        if not self.second:
+            return False
+        return ctype == CONTENT_CCS or ctype == CONTENT_ALERT or (ctype == CONTENT_APPDATA and self.early > 0)
 
     def _result(self, got):
         if self.second:
@@ -138,6 +154,7 @@ class HelloReader:
         if isinstance(got, ClientHello):
             self.second = True
             self.parser = None
+            self.early = MAX_EARLY_DATA_SKIPPED if got.early_data else 0
         return got
 
     def _other(self, ctype):
@@ -239,6 +256,8 @@ class _HelloParser:
             return self._ext_next()
         if step == "ext_header":
             self.etype, elen = (f[0] << 8) | f[1], (f[2] << 8) | f[3]
+            if self.etype == EXT_EARLY_DATA:
+                self.hello.early_data = True
             self.ext_left -= 4 + elen          # overrunning the block: NOT after it (_ext_next)
             if self.etype in _KEPT_EXTENSIONS:
                 return self._expect("ext_body", elen)

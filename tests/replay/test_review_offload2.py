@@ -1,7 +1,10 @@
 """Review 2: crafted packets must not get a flow passed or offloaded before its verdict is
 final, nor a worker's resources run out. Each test reproduced a finding through the
 Inspector (the code path live workers run) and fails without its fix."""
+import struct
 from pathlib import Path
+
+import pytest
 
 from scapy.all import IP, UDP, Raw
 
@@ -95,3 +98,50 @@ def test_empty_records_after_the_first_hello_do_not_end_the_reading_in_the_clien
     assert out[n_first - 1].action == "pass"
     assert not any(v.action == "pass" and v.offload for v in out[n_first:])
     assert out[n_empty - 1].action == "drop" and out[n_second - 1].action == "drop"
+
+
+def hello_offering_early_data(sni):
+    """A ClientHello whose extensions add early_data (42, empty) after the SNI."""
+    body = bytearray(client_hello(sni)[4:])
+    ext_at = 2 + 32 + 1 + 2 + 2 + 2                   # version, random, session, suites, compression
+    ext_len = struct.unpack_from("!H", body, ext_at)[0]
+    struct.pack_into("!H", body, ext_at, ext_len + 4)
+    body += b"\x00\x2a\x00\x00"
+    return b"\x01" + struct.pack("!I", len(body))[1:] + bytes(body)
+
+
+@pytest.mark.parametrize("between", [
+    b"\x15\x03\x03\x00\x02\x01\x5a",                   # alert user_canceled: OpenSSL ignores it in TLS 1.3
+    b"\x17\x03\x03\x00\x20" + b"\x55" * 32,             # 0-RTT data: skipped by a server that retries
+], ids=["user-canceled-alert", "early-data"])
+def test_records_a_server_skips_do_not_end_the_wait_for_a_second_hello(between):
+    """Between the first ClientHello and the second (after a HelloRetryRequest) a server
+    skips an alert it ignores and, when the first hello offered early data, the 0-RTT
+    records (RFC 8446 4.2.10). Either record ended the reader's wait for a second hello:
+    the flow was final, passed and offloaded, and the second ClientHello -- the one the
+    server acts on -- went through the kernel unread."""
+    cap = Capture()
+    c = TcpConn(cap, C, 40000, S, 443)
+    c.handshake()
+    n_first = c.send(tls_records(hello_offering_early_data("example.com")))
+    c.send(between)
+    c.recv(b"\x16\x03\x03\x00\x04\x02\x00\x00\x00")      # the server's HelloRetryRequest
+    n_second = c.send(tls_records(client_hello("evil.example")))
+    out, _ = run(cap, SNI_ALLOWLIST)
+    assert out[n_first - 1].action == "pass"
+    assert not any(v.offload and v.action == "pass" for v in out[n_first - 1:])
+    assert out[n_second - 1].action == "drop"
+
+
+def test_early_data_past_what_servers_skip_ends_the_wait():
+    """A 0-RTT connection the server accepted sends application data on: the reading ends
+    past the early data servers skip, and the allowed flow is offloaded then."""
+    cap = Capture()
+    c = TcpConn(cap, C, 40000, S, 443)
+    c.handshake()
+    c.send(tls_records(hello_offering_early_data("example.com")))
+    record = b"\x17\x03\x03\x10\x00" + b"\x55" * 4096
+    for _ in range(5):
+        n = c.send(record)
+    out, _ = run(cap, SNI_ALLOWLIST)
+    assert out[n - 1].action == "pass" and out[n - 1].offload
