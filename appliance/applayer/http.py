@@ -22,6 +22,10 @@ from appliance.applayer.dns import escape_label
 MAX_HEADER_BLOCK = 1 << 20
 MAX_METHOD = 32
 ALT_HOLD = 8192        # a body read as requests: bytes held for a line in progress
+# Host readings and framing lines one request may carry before its host counts as unknown
+# (cap): a real request has one of each; without a bound a 1 MiB header block of
+# "Content-Length: 1" lines held 6 MB per connection until it ended.
+MAX_READINGS = 32
 FRAMING = (b"content-length", b"transfer-encoding")
 
 METHODS = frozenset((
@@ -103,7 +107,8 @@ _REQUEST_LINE = ("line",)
 
 class _Request:
     """The request whose header block is being read."""
-    __slots__ = ("method", "uri", "protocol", "hosts", "agent", "framing", "last", "bytes", "odd", "conn")
+    __slots__ = ("method", "uri", "protocol", "hosts", "agent", "framing", "last", "bytes", "odd", "close",
+                 "keep_alive")
 
     def __init__(self, method, uri, protocol):
         self.method, self.uri, self.protocol = method, uri, protocol
@@ -113,7 +118,7 @@ class _Request:
         self.last = None           # name of the last header line (obs-fold continues it)
         self.bytes = 0             # header block bytes so far
         self.odd = False           # a framing header a server could read two ways
-        self.conn = b""            # Connection header tokens, comma-joined
+        self.close = self.keep_alive = False   # Connection header tokens seen
 
 
 class RequestReader:
@@ -262,6 +267,8 @@ class RequestReader:
                 return CAP
             if line:
                 self._header(req, line)
+                if len(req.hosts) + len(req.framing) > MAX_READINGS:
+                    return CAP
                 return None
             done.append(self._finish(req))
             self.req = None
@@ -329,7 +336,9 @@ class RequestReader:
             if req.agent is None:
                 req.agent = escape_label(value)
         elif name == b"connection":
-            req.conn += b"," + value.lower()
+            tokens = {t.strip(b" \t") for t in value.lower().split(b",")}
+            req.close |= b"close" in tokens
+            req.keep_alive |= b"keep-alive" in tokens
         elif name in FRAMING:
             if bare != name:
                 req.odd = True                 # "Content-Length :": rejected by some, read by others
@@ -349,9 +358,7 @@ class RequestReader:
         self.count += 1
         # RFC 9112 9.3, 9.6: the server closes after a request with "Connection: close", or
         # an HTTP/1.0 one without keep-alive: no later request on this connection is read.
-        tokens = {t.strip(b" \t") for t in req.conn.split(b",")}
-        self.closing = (b"close" in tokens and b"keep-alive" not in tokens) or \
-            (req.protocol == b"HTTP/1.0" and b"keep-alive" not in tokens)
+        self.closing = (req.close and not req.keep_alive) or (req.protocol == b"HTTP/1.0" and not req.keep_alive)
         return HttpRequest(escape_label(req.method), escape_label(req.uri), escape_label(req.protocol),
                            readings[0] if readings else None, req.agent, readings)
 

@@ -16,6 +16,7 @@ from appliance.inspector import Inspector, Settings
 REPO = Path(__file__).resolve().parents[2]
 DNS_BLOCKLIST = str(REPO / "rules" / "examples" / "dns-blocklist.yaml")
 SNI_ALLOWLIST = str(REPO / "rules" / "examples" / "sni-allowlist.yaml")
+HTTP_HOST = str(REPO / "rules" / "examples" / "http-host.yaml")
 C, S = "10.0.0.1", "93.184.216.34"
 
 
@@ -145,3 +146,23 @@ def test_early_data_past_what_servers_skip_ends_the_wait():
         n = c.send(record)
     out, _ = run(cap, SNI_ALLOWLIST)
     assert out[n - 1].action == "pass" and out[n - 1].offload
+
+
+# --- what one connection may make a worker hold -------------------------------------------
+
+@pytest.mark.parametrize("line", [b"Content-Length: 1", b"Host: deb.debian.org"], ids=["framing", "host"])
+def test_a_header_block_of_repeated_lines_is_not_held_line_by_line(line):
+    """Every Host reading and framing line of a request was kept until its header block
+    ended (up to 1 MiB, Go's limit): a block of "Content-Length: 1" lines held 6 MB per
+    connection, a few hundred connections a worker's memory. Past MAX_READINGS the host
+    cannot be known (cap): the reader lets go of the request, and a block-list blocks."""
+    cap = Capture()
+    c = TcpConn(cap, C, 40000, S, 80)
+    c.handshake()
+    c.send(b"GET / HTTP/1.1\r\n")
+    for _ in range(40):                            # one more segment of lines each time
+        n = c.send((line + b"\r\n") * 50)
+    out, insp = run(cap, HTTP_HOST)
+    flow = out[n - 1].flow
+    assert flow.app.reader is None and flow.app.unknown == "cap"
+    assert out[n - 1].action == "drop"             # unknown: rule 4002 may be it
