@@ -24,6 +24,11 @@ EXT_SERVER_NAME = 0
 EXT_ALPN = 16
 EXT_SUPPORTED_VERSIONS = 43
 EXT_EARLY_DATA = 42
+# Bytes of a kept extension the parser holds: a host_name's 255 (OpenSSL's limit) with its
+# list framing, real ALPN lists, supported_versions (<= 255 by its length byte). The rest is
+# skipped, or held up to 64 KiB per connection while the hello trickles in; a server name
+# that does not fit cannot be known (CAP).
+MAX_KEPT_EXTENSION = 1024
 
 VERSIONS = {
     0x0002: "SSLv2", 0x0300: "SSLv3", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1",
@@ -150,7 +155,11 @@ class HelloReader:
 
     def _result(self, got):
         if self.second:
-            return got if isinstance(got, ClientHello) else NOT    # the second reading never guesses
+            # the second reading never guesses (TLS 1.2's encrypted Finished may look like a
+            # huge hello); a hello whose server name we could not hold is CAP, as the first
+            if got is CAP and self.parser.name_cut:
+                return CAP
+            return got if isinstance(got, ClientHello) else NOT
         if isinstance(got, ClientHello):
             self.second = True
             self.parser = None
@@ -175,7 +184,8 @@ class _HelloParser:
     ALPN and supported_versions; <= 64 KiB by their length field); the rest is skipped.
     take(chunk) -> MORE, NOT, CAP or the ClientHello (bytes after the message are not looked at)."""
 
-    __slots__ = ("step", "want", "buf", "skip", "left", "ext_left", "etype", "hello", "offered", "legacy")
+    __slots__ = ("step", "want", "buf", "skip", "left", "ext_left", "etype", "ext_rest", "hello", "offered",
+                 "legacy", "name_cut")
 
     def __init__(self):
         self.step = "header"       # which field `buf` is filling
@@ -185,6 +195,8 @@ class _HelloParser:
         self.left = None           # message body bytes still to come, once its length is known
         self.ext_left = 0          # bytes of the extensions block still to come
         self.etype = None
+        self.ext_rest = 0          # bytes of the kept extension past what is held
+        self.name_cut = False      # the server name ran past what is held (CAP)
         self.hello = ClientHello(None, "")
         self.offered = []
         self.legacy = 0
@@ -260,18 +272,25 @@ class _HelloParser:
                 self.hello.early_data = True
             self.ext_left -= 4 + elen          # overrunning the block: NOT after it (_ext_next)
             if self.etype in _KEPT_EXTENSIONS:
-                return self._expect("ext_body", elen)
+                kept = min(elen, MAX_KEPT_EXTENSION)
+                self.ext_rest = elen - kept
+                return self._expect("ext_body", kept)
             return self._skip(elen, "ext_done")
         if step == "ext_body":
             etype, hello = self.etype, self.hello
             if etype == EXT_SERVER_NAME and hello.sni is None:
                 hello.sni = _server_name(f)
+                if hello.sni is None and self.ext_rest:
+                    self.name_cut = True       # its name runs past what we hold
+                    return CAP
             elif etype == EXT_ALPN:
                 hello.alpn = _alpn(f)
             elif etype == EXT_SUPPORTED_VERSIONS and f:
                 vend = min(1 + f[0], len(f))
                 for i in range(1, vend - 1, 2):
                     self.offered.append((f[i] << 8) | f[i + 1])
+            if self.ext_rest:
+                return self._skip(self.ext_rest, "ext_done")
             return self._ext_next()
         return NOT
 

@@ -101,14 +101,18 @@ def test_empty_records_after_the_first_hello_do_not_end_the_reading_in_the_clien
     assert out[n_empty - 1].action == "drop" and out[n_second - 1].action == "drop"
 
 
-def hello_offering_early_data(sni):
-    """A ClientHello whose extensions add early_data (42, empty) after the SNI."""
+def hello_with(sni, extension):
+    """A ClientHello whose extensions add `extension` (type, length and body) after the SNI."""
     body = bytearray(client_hello(sni)[4:])
     ext_at = 2 + 32 + 1 + 2 + 2 + 2                   # version, random, session, suites, compression
     ext_len = struct.unpack_from("!H", body, ext_at)[0]
-    struct.pack_into("!H", body, ext_at, ext_len + 4)
-    body += b"\x00\x2a\x00\x00"
+    struct.pack_into("!H", body, ext_at, ext_len + len(extension))
+    body += extension
     return b"\x01" + struct.pack("!I", len(body))[1:] + bytes(body)
+
+
+def hello_offering_early_data(sni):
+    return hello_with(sni, b"\x00\x2a\x00\x00")     # early_data (42), empty
 
 
 @pytest.mark.parametrize("between", [
@@ -166,3 +170,48 @@ def test_a_header_block_of_repeated_lines_is_not_held_line_by_line(line):
     flow = out[n - 1].flow
     assert flow.app.reader is None and flow.app.unknown == "cap"
     assert out[n - 1].action == "drop"             # unknown: rule 4002 may be it
+
+
+def test_a_trickled_extension_is_not_held_whole():
+    """The hello parser held each extension it reads (SNI, ALPN, supported_versions) whole
+    before parsing it: up to 64 KiB per connection while a hello trickles in, eight times
+    the stream window every flow may hold. It holds MAX_KEPT_EXTENSION now and skips the
+    rest; the server name still comes out."""
+    alpn = b"\x08http/1.1" * 6000
+    hello = hello_with("example.com", struct.pack("!HHH", 16, len(alpn) + 2, len(alpn)) + alpn)
+    records = tls_records(hello, 16000)
+    cap = Capture()
+    c = TcpConn(cap, C, 40000, S, 443)
+    c.handshake()
+    held = []
+    for i in range(0, 40600, 1400):                   # the hello's first 40 KB, in segments
+        c.send(records[i:i + 1400])
+    insp = Inspector(load_rules(SNI_ALLOWLIST), Settings())
+    for ts, buf in cap.frames:
+        v = insp.process(decode_frame(buf, cap.linktype, ts))
+        reader = v.flow.app.reader if v.flow.app is not None else None
+        if reader is not None and reader.parser is not None:
+            held.append(len(reader.parser.buf))
+    assert max(held) < Settings().stream_bytes          # was 38,000 bytes and growing
+    for i in range(40600, len(records), 1400):
+        c.send(records[i:i + 1400])
+    out, _ = run(cap, SNI_ALLOWLIST)
+    assert out[-1].flow.app.names["tls"] == ["example.com"] and out[-1].action == "pass"
+
+
+@pytest.mark.parametrize("second", [False, True], ids=["first-hello", "second-hello"])
+def test_a_server_name_longer_than_what_is_held_is_unknown(rules_file, second):
+    """A host_name past MAX_KEPT_EXTENSION cannot be read: unknown (a block-list blocks),
+    in the second hello too, never "no name"."""
+    rules = rules_file("rules:\n  - {id: 1, action: drop, proto: tcp, tls_sni: '*.evil.example'}\n")
+    name = "a" * 1500 + ".evil.example"
+    cap = Capture()
+    c = TcpConn(cap, C, 40000, S, 443)
+    c.handshake()
+    if second:
+        c.send(tls_records(client_hello("example.com")))
+        c.recv(b"\x16\x03\x03\x00\x04\x02\x00\x00\x00")
+    n = c.send(tls_records(client_hello(name)))
+    out, _ = run(cap, rules)
+    assert out[n - 1].action == "drop"
+    assert out[n - 1].flow.app.unknown == "cap"
