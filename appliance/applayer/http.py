@@ -20,7 +20,6 @@ from appliance.applayer.dns import escape_label
 # (DefaultMaxHeaderBytes, 1 MiB) is the largest common one, above Apache's 100 fields of
 # 8190 bytes (~800 KiB) and nginx's 4 x 8 KiB. A block still open past it is a cap hit.
 MAX_HEADER_BLOCK = 1 << 20
-MAX_METHOD = 32
 ALT_HOLD = 8192        # a body read as requests: bytes held for a line in progress
 # Host readings and framing lines one request may carry before its host counts as unknown
 # (cap): a real request has one of each; without a bound a 1 MiB header block of
@@ -36,11 +35,14 @@ METHODS = frozenset((
 ))
 
 # A request line as servers split it: Python's http.server takes any whitespace around and
-# between the words (str.split()), nginx a method of capitals, '_' and '-'.
+# between the words (str.split()); nginx takes a method of capitals, '_' and '-', but Go's
+# net/http any token (RFC 9110 5.6.2: "get", "G.T", of any length) and routes it by its Host
+# like any other: a method is any token, or a request Go reads would end the reading.
 _WS = b" \t\x0b\x0c"
-_METHOD_SP = re.compile(rb"[ \t\x0b\x0c]*[A-Z][A-Z_-]{0,%d}[ \t\x0b\x0c]" % (MAX_METHOD - 1))
-_METHOD_PREFIX = re.compile(rb"[ \t\x0b\x0c]*[A-Z][A-Z_-]{0,%d}\Z" % (MAX_METHOD - 1))
-_METHOD = re.compile(rb"[A-Z][A-Z_-]{0,%d}\Z" % (MAX_METHOD - 1))
+_TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_METHOD_SP = re.compile(rb"[ \t\x0b\x0c]*" + _TOKEN + rb"[ \t\x0b\x0c]")
+_METHOD_PREFIX = re.compile(rb"[ \t\x0b\x0c]*" + _TOKEN + rb"\Z")
+_METHOD = re.compile(_TOKEN + rb"\Z")
 _BLOCK_END = re.compile(rb"\r?\n\r?\n")
 _DIGITS = re.compile(rb"[0-9]{1,18}\Z")
 

@@ -215,3 +215,24 @@ def test_a_server_name_longer_than_what_is_held_is_unknown(rules_file, second):
     out, _ = run(cap, rules)
     assert out[n - 1].action == "drop"
     assert out[n - 1].flow.app.unknown == "cap"
+
+
+# --- HTTP: a method is any token -----------------------------------------------------------
+
+@pytest.mark.parametrize("method", [b"get", b"G.T", b"X" * 40])
+@pytest.mark.parametrize("first", [True, False], ids=["first-request", "after-an-allowed-one"])
+def test_a_request_with_a_token_method_is_read(method, first):
+    """Go's net/http takes any token as a method ("get", "G.T", 40 letters) and a Go front
+    (Caddy, Traefik) routes the request by its Host. The reader took only capitals and
+    '_'/'-' up to 32: such a request line ended the reading ("not HTTP"), and every later
+    request on the connection -- "GET /x" to a blocked host included -- went unread."""
+    cap = Capture()
+    c = TcpConn(cap, C, 40000, S, 80)
+    c.handshake()
+    if not first:
+        c.send(b"GET / HTTP/1.1\r\nHost: example.org\r\n\r\n")
+        c.recv(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    n = c.send(method + b" / HTTP/1.1\r\nHost: pastebin.com\r\n\r\n")
+    out, _ = run(cap, HTTP_HOST)
+    assert out[n - 1].action == "drop"
+    assert out[n - 1].flow.verdict_rule.id == 4002
