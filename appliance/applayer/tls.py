@@ -92,7 +92,7 @@ class HelloReader:
     feed(data) -> (consumed, result): MORE, NOT, CAP or the ClientHello; after the first
     hello NOT means the reading ended without another."""
 
-    __slots__ = ("parser", "left", "empty", "started", "second", "early")
+    __slots__ = ("parser", "left", "empty", "started", "second", "early", "skipping")
 
     def __init__(self):
         self.parser = _HelloParser()
@@ -101,13 +101,14 @@ class HelloReader:
         self.started = False       # a handshake record was read
         self.second = False        # the first ClientHello was read: looking for a second one
         self.early = 0             # early data record bytes a server may still skip before it
+        self.skipping = False      # the current record is one the server skips
 
     def feed(self, data):
         off, n = 0, len(data)
         while True:
             if self.left:
                 take = min(self.left, n - off)
-                got = self.parser.take(data[off:off + take]) if self.parser is not None else MORE
+                got = self.parser.take(data[off:off + take]) if not self.skipping else MORE
                 off += take
                 self.left -= take
                 if got is not MORE:
@@ -142,9 +143,9 @@ class HelloReader:
                 continue
             self.empty = 0
             self.left = rlen
-            if ctype != CONTENT_HANDSHAKE:
-                self.parser = None             # a record the server skips: so do we
-            elif self.parser is None:
+            # a record the server skips: so do we, and a hello it interrupts reads on after it
+            self.skipping = ctype != CONTENT_HANDSHAKE
+            if not self.skipping and self.parser is None:
                 self.parser = _HelloParser()
 
     def _skipped(self, ctype):

@@ -139,6 +139,24 @@ def test_records_a_server_skips_do_not_end_the_wait_for_a_second_hello(between):
     assert out[n_second - 1].action == "drop"
 
 
+def test_an_alert_inside_the_second_hello_does_not_lose_it():
+    """OpenSSL reads a TLS 1.3 user_canceled alert between two records of a fragmented
+    handshake message and goes on with the message. The reader started the hello over
+    after a skipped record: its second half read as garbage, the reading ended, and the
+    second ClientHello's name went unread."""
+    cap = Capture()
+    c = TcpConn(cap, C, 40000, S, 443)
+    c.handshake()
+    c.send(tls_records(client_hello("example.com")))
+    c.recv(b"\x16\x03\x03\x00\x04\x02\x00\x00\x00")
+    second = tls_records(client_hello("evil.example"), 40)
+    c.send(second[:45] + b"\x15\x03\x03\x00\x02\x01\x5a")
+    n = c.send(second[45:])
+    out, _ = run(cap, SNI_ALLOWLIST)
+    assert not any(v.offload and v.action == "pass" for v in out)
+    assert out[n - 1].action == "drop"
+
+
 def test_early_data_past_what_servers_skip_ends_the_wait():
     """A 0-RTT connection the server accepted sends application data on: the reading ends
     past the early data servers skip, and the allowed flow is offloaded then."""
