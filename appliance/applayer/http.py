@@ -121,7 +121,8 @@ class _Request:
         self.last = None           # name of the last header line (obs-fold continues it)
         self.bytes = 0             # header block bytes so far
         self.odd = False           # a framing header a server could read two ways
-        self.close = self.keep_alive = False   # Connection header tokens seen
+        self.close = None          # the first Connection line is "close" (None: no line yet)
+        self.keep_alive = False    # "keep-alive" in any Connection line
 
 
 class RequestReader:
@@ -346,9 +347,14 @@ class RequestReader:
             if req.agent is None:
                 req.agent = escape_label(value)
         elif name == b"connection":
-            tokens = {t.strip(b" \t") for t in value.lower().split(b",")}
-            req.close |= b"close" in tokens
-            req.keep_alive |= b"keep-alive" in tokens
+            # Servers read it differently, and stopping early is the attacker's side: Python's
+            # http.server closes on a first line of exactly "close", Go on a "close" token of
+            # the first line, nginx on "close" anywhere; nginx keeps an HTTP/1.0 connection
+            # for "keep-alive" anywhere in it
+            value = value.lower()
+            if req.close is None:
+                req.close = value == b"close"
+            req.keep_alive |= b"keep-alive" in value
         elif name in FRAMING:
             if bare != name:
                 req.odd = True                 # "Content-Length :": rejected by some, read by others
@@ -368,7 +374,7 @@ class RequestReader:
         self.count += 1
         # RFC 9112 9.3, 9.6: the server closes after a request with "Connection: close", or
         # an HTTP/1.0 one without keep-alive: no later request on this connection is read.
-        self.closing = (req.close and not req.keep_alive) or (req.protocol == b"HTTP/1.0" and not req.keep_alive)
+        self.closing = not req.keep_alive and (bool(req.close) or req.protocol == b"HTTP/1.0")
         return HttpRequest(escape_label(req.method), escape_label(req.uri), escape_label(req.protocol),
                            readings[0] if readings else None, req.agent, readings)
 

@@ -336,3 +336,22 @@ def test_a_retransmission_after_an_urgent_byte_is_compared_piecewise():
         other[at] ^= 0xFF
         st.add(1000, bytes(other))
         assert st.overlap_conflicts == (0 if at == 0 else 1), at
+
+
+@pytest.mark.parametrize("connection", [
+    b"Connection: close, x-trace",                  # Python's http.server: not exactly "close"
+    b"Connection: x-trace\r\nConnection: close",     # Go: the first line has no "close" token
+], ids=["close-in-a-list", "close-on-a-second-line"])
+def test_a_connection_header_some_server_keeps_open_does_not_end_the_reading(connection):
+    """After a request with "close" in its Connection header the reader stopped (the server
+    closes): the flow was final and offloaded, and a second request on the connection went
+    unread. Python's http.server (HTTP/1.1 mode) closes only on a first line of exactly
+    "close", Go only on a "close" token of the first line: both read the next request."""
+    cap = Capture()
+    c = TcpConn(cap, C, 40000, S, 80)
+    c.handshake()
+    c.send(b"GET / HTTP/1.1\r\nHost: example.org\r\n" + connection + b"\r\n\r\n")
+    c.recv(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    n = c.send(b"GET / HTTP/1.1\r\nHost: pastebin.com\r\n\r\n")
+    out, _ = run(cap, HTTP_HOST)
+    assert out[n - 1].action == "drop"
