@@ -134,14 +134,18 @@ class HelloReader:
                 self.early -= rlen
             off += 5
             self.started = True
-            if rlen == 0:
+            if rlen == 0 or ctype == CONTENT_CCS or ctype == CONTENT_ALERT:
+                # OpenSSL counts a TLS 1.3 change_cipher_spec as an empty record (and aborts on
+                # a fifth warning alert): skipped records cost a bounded walk per connection
                 self.empty += 1
                 if self.empty > MAX_EMPTY_RECORDS:
                     # OpenSSL gives up here; another stack might not, and read a (second)
                     # ClientHello after them: what it names can no longer be known
                     return off, CAP
-                continue
-            self.empty = 0
+                if rlen == 0:
+                    continue
+            else:
+                self.empty = 0
             self.left = rlen
             # a record the server skips: so do we, and a hello it interrupts reads on after it
             self.skipping = ctype != CONTENT_HANDSHAKE

@@ -158,6 +158,25 @@ def test_an_alert_inside_the_second_hello_does_not_lose_it():
     assert out[n - 1].action == "drop"
 
 
+def test_records_skipped_while_waiting_for_a_second_hello_are_bounded():
+    """Change-cipher-spec records after the first hello were skipped without end: a
+    connection streaming them (6 bytes each) kept the reader walking records in Python for
+    its life. OpenSSL counts a TLS 1.3 CCS as an empty record (32 in a row at most): past
+    that the name is unknown (cap) and the reader stops."""
+    cap = Capture()
+    c = TcpConn(cap, C, 40000, S, 443)
+    c.handshake()
+    c.send(tls_records(client_hello("example.com")))
+    n = c.send(b"\x14\x03\x03\x00\x01\x01" * 3000)
+    insp = Inspector(load_rules(SNI_ALLOWLIST), Settings())
+    pkts = [decode_frame(buf, cap.linktype, ts) for ts, buf in cap.frames]
+    for p in pkts[:n - 1]:
+        insp.process(p)
+    out = []
+    assert python_lines(lambda: out.append(insp.process(pkts[n - 1])), "tls.py") < 3000   # was 51,000
+    assert out[0].flow.app.unknown == "cap" and out[0].action == "drop"
+
+
 def test_early_data_past_what_servers_skip_ends_the_wait():
     """A 0-RTT connection the server accepted sends application data on: the reading ends
     past the early data servers skip, and the allowed flow is offloaded then."""
