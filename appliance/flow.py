@@ -70,6 +70,7 @@ class Flow:
         "app", "stream", "tcp", "cand_ts", "cand_tc",
         "direction", "in_iface", "flags_ts", "flags_tc", "reason",
         "midstream",                                    # TCP picked up without its handshake: initiator unknown
+        "unoriented",                                   # the initiator is not sure: rules read both orientations
         "pcap_cnt", "pcap_file", "_id",
         "queue",                                        # the FlowTable queue (class, timeout) it sits in
     )
@@ -102,6 +103,7 @@ class Flow:
         self.cand_ts = self.cand_tc = None   # detection's candidate rule masks per direction
         self.direction = "any"
         self.midstream = False       # set by the Inspector on a TCP flow's first packet
+        self.unoriented = False      # set by the Inspector on the first packet (mid-stream TCP, server-first UDP)
         self.in_iface = pkt.in_iface
         self.flags_ts = self.flags_tc = 0
         self.reason = ""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from . import icmp_error
 from .applayer import state as applayer
 from .defrag import Defragmenter
-from .detect.engine import Detector, MATCH, DEFAULT
+from .detect.engine import Detector, MATCH, DEFAULT, server_side
 from .flow import FlowTable, flow_key, handshake_seen
 from .output import events
 from .output.limits import EventLimits
@@ -217,7 +217,13 @@ class Inspector:
                 flow.app = applayer.FAILED             # no DNS/TLS/HTTP name can ever show
                 self._count_app(flow.app)
             elif flow.proto == TCP and not pkt.tcp_flags & SYN:
-                flow.midstream = True      # picked up without its handshake: who began it is unknown
+                flow.midstream = flow.unoriented = True   # picked up without its handshake: who began it is unknown
+            elif flow.proto == UDP and server_side(flow) == "b":
+                # A datagram has no handshake: its first sender is only who spoke first. From a
+                # port below 1024 to one above, that is the server (a reply, or a datagram an
+                # outside host sent to open the flow before the client's query): read both ways,
+                # or one datagram from S:53 makes `dst_port: 53` rules miss the client's queries.
+                flow.unoriented = True
 
         # every packet of a flow that is not final is inspected: its packet count is the depth used
         # for packet conditions and alerts; names are read whatever the depth (the app layer
@@ -233,7 +239,7 @@ class Inspector:
         # way this packet goes; alert rules look at the packet's own direction.
         cand_flow = cand if to_server else det.connection_candidates(flow)
         flipped = 0
-        if flow.midstream:                 # the initiator is unknown: both orientations, against the attacker
+        if flow.unoriented:                # the initiator is unknown: both orientations, against the attacker
             cand_flow, flipped = det.unoriented_candidates(flow)
         scan = [None]
         if first and flow.midstream:

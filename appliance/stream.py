@@ -398,15 +398,18 @@ class StreamStart:
             if self._buf[b0:b0 + hi - lo] != payload[lo - rel:hi - rel]:
                 self.overlap_conflicts += 1
             return
-        # urgent bytes taken out: walk the sequence space, skipping them
+        # urgent bytes taken out: compare the pieces between them (slices, not byte by byte:
+        # a retransmission after one urgent byte cost a Python step per byte, 500x)
         b = lo - self._buf_seq - sum(1 for c in cuts if c < lo)
-        for s in range(lo, hi):
-            if s in cuts:
-                continue
-            if self._buf[b] != payload[s - rel]:
-                self.overlap_conflicts += 1
-                return
-            b += 1
+        s = lo
+        for c in sorted(c for c in cuts if lo <= c < hi) + [hi]:
+            n = c - s
+            if n > 0:
+                if self._buf[b:b + n] != payload[s - rel:c - rel]:
+                    self.overlap_conflicts += 1
+                    return
+                b += n
+            s = c + 1                            # the urgent byte is not in _buf
 
     def _compare_pending(self, rel, payload):
         """A copy of queued bytes: count it when it says otherwise."""

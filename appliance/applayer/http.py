@@ -20,8 +20,11 @@ from appliance.applayer.dns import escape_label
 # (DefaultMaxHeaderBytes, 1 MiB) is the largest common one, above Apache's 100 fields of
 # 8190 bytes (~800 KiB) and nginx's 4 x 8 KiB. A block still open past it is a cap hit.
 MAX_HEADER_BLOCK = 1 << 20
-MAX_METHOD = 32
 ALT_HOLD = 8192        # a body read as requests: bytes held for a line in progress
+# Host readings and framing lines one request may carry before its host counts as unknown
+# (cap): a real request has one of each; without a bound a 1 MiB header block of
+# "Content-Length: 1" lines held 6 MB per connection until it ended.
+MAX_READINGS = 32
 FRAMING = (b"content-length", b"transfer-encoding")
 
 METHODS = frozenset((
@@ -36,10 +39,16 @@ METHODS = frozenset((
 # \x85 and \xa0 separate words too), nginx a method of capitals, '_' and '-'.
 _WS = b" \t\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0"
 _TO_SP = bytes.maketrans(_WS, b" " * len(_WS))
-_METHOD_SP = re.compile(rb"[%s]*[A-Z][A-Z_-]{0,%d}[%s]" % (_WS, MAX_METHOD - 1, _WS))
-_METHOD_PREFIX = re.compile(rb"[%s]*[A-Z][A-Z_-]{0,%d}\Z" % (_WS, MAX_METHOD - 1))
-_METHOD = re.compile(rb"[A-Z][A-Z_-]{0,%d}\Z" % (MAX_METHOD - 1))
+# Go's net/http takes any token as a method (RFC 9110 5.6.2: "get", "G.T", of any length) and
+# routes it by its Host like any other: a method is any token, or a request Go reads would
+# end the reading.
+_TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_SPACE = b"[" + re.escape(_WS) + b"]"
+_METHOD_SP = re.compile(_SPACE + b"*" + _TOKEN + _SPACE)
+_METHOD_PREFIX = re.compile(_SPACE + b"*" + _TOKEN + rb"\Z")
+_METHOD = re.compile(_TOKEN + rb"\Z")
 _BLOCK_END = re.compile(rb"\r?\n\r?\n")
+_BLANK_LINES = re.compile(rb"(?:[ \t\x0b\x0c\r]*\n)+")   # lines str.split() finds no word in
 _DIGITS = re.compile(rb"[0-9]{1,18}\Z")
 
 
@@ -178,6 +187,13 @@ class RequestReader:
                 else:
                     self.phase = "chunk_end"
                 continue
+            if self.phase == "line":
+                # blank lines before a request are skipped (_line): all of a run in one step,
+                # or a body of newlines costs a Python call per byte (70x a body of text)
+                m = _BLANK_LINES.match(data, off)
+                if m is not None:
+                    off = m.end()
+                    continue
             eol = data.find(b"\n", off)
             if eol < 0:
                 status = self._long_line(data, off, n, full)
@@ -296,6 +312,8 @@ class RequestReader:
                 return CAP
             if line:
                 self._header(req, line)
+                if len(req.hosts) + len(req.framing) > MAX_READINGS:
+                    return CAP
                 return None
             done.append(self._finish(req))
             self.req = None

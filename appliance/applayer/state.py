@@ -226,6 +226,8 @@ def _tls(app, stream, data, found):
     if hello is MORE:
         return (), None
     if second:                                  # after a HelloRetryRequest: the hello the server acts on
+        if hello is CAP:                        # past what we follow: the next hello could be anything
+            return (), _give_up(app, "cap")
         app.reader = None
         app.done = True
         if hello is NOT:

@@ -13,20 +13,23 @@ from appliance.applayer.dns import escape_label
 CONTENT_HANDSHAKE = 22
 HANDSHAKE_CLIENT_HELLO = 1
 CONTENT_CCS, CONTENT_ALERT, CONTENT_APPDATA = 20, 21, 23
+ALERT_USER_CANCELED = 90       # the one alert TLS 1.3 servers ignore (RFC 8446 6.1)
 OTHER_CONTENT = (CONTENT_CCS, CONTENT_ALERT, CONTENT_APPDATA)
-ALERT_USER_CANCELED = 90
 MAX_RECORD = 16384 + 2048      # TLSCiphertext bound; plaintext is 16384
 MAX_HELLO = 131396             # OpenSSL's CLIENT_HELLO_MAX_LENGTH, the largest we know a server reads
 MAX_EMPTY_RECORDS = 32         # OpenSSL: more zero-length records in a row is a fatal alert
+MAX_EARLY_DATA_SKIPPED = 16384 + 2048   # early data a server skips after a HelloRetryRequest: OpenSSL's
+                                        # default recv_max_early_data, BoringSSL's kMaxEarlyDataSkipped
 
 EXT_SERVER_NAME = 0
 EXT_ALPN = 16
 EXT_SUPPORTED_VERSIONS = 43
 EXT_EARLY_DATA = 42
-# Early data a server skips while it waits for the second ClientHello (RFC 8446 4.2.10):
-# OpenSSL and nginx take 16 KiB by default (checked: `openssl s_server` 3.0 skipped 16,000
-# bytes and read the second hello, not 16,401); a server may be set to take more.
-MAX_EARLY_DATA = 65536
+# Bytes of a kept extension the parser holds: a host_name's 255 (OpenSSL's limit) with its
+# list framing, real ALPN lists, supported_versions (<= 255 by its length byte). The rest is
+# skipped, or held up to 64 KiB per connection while the hello trickles in; a server name
+# that does not fit cannot be known (CAP).
+MAX_KEPT_EXTENSION = 1024
 
 VERSIONS = {
     0x0002: "SSLv2", 0x0300: "SSLv3", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1",
@@ -39,6 +42,7 @@ class ClientHello:
     sni: str | None
     version: str
     alpn: list = field(default_factory=list)
+    early_data: bool = False           # offered 0-RTT data: records of it may follow the hello
 
 
 def version_name(v: int) -> str:
@@ -78,16 +82,18 @@ class HelloReader:
     After the first ClientHello it reads on (`second`): a server that answers with a
     HelloRetryRequest reads a second ClientHello, and OpenSSL acts on its SNI (checked
     against `openssl s_server -servername_fatal`: a second hello naming another host gets
-    unrecognized_name). Change-cipher-spec records are skipped there (RFC 8446 D.4), and so
-    is early data (application-data records, up to MAX_EARLY_DATA) when the first hello
-    offered it: a server that answered with a HelloRetryRequest skips it and reads the
-    second hello after it (checked against `openssl s_server` 3.0). Any other handshake
-    message, or other encrypted data, ends the reading.
+    unrecognized_name). Skipped there, as servers do: change-cipher-spec records (RFC 8446
+    D.4), user_canceled alerts (TLS 1.3 servers ignore them; any other alert ends the
+    reading: the server reads no more after close_notify or a fatal one) and, when the first hello offered early data, application
+    data up to MAX_EARLY_DATA_SKIPPED (a server that answers with a HelloRetryRequest skips
+    the 0-RTT records, RFC 8446 4.2.10, then reads the second hello). Any other handshake
+    message, or encrypted data past that, ends the reading; more empty records in a
+    row than OpenSSL takes is CAP there too (a server that takes them reads on).
 
     feed(data) -> (consumed, result): MORE, NOT, CAP or the ClientHello; after the first
     hello NOT means the reading ended without another."""
 
-    __slots__ = ("parser", "left", "empty", "started", "second", "early", "passing")
+    __slots__ = ("parser", "left", "empty", "started", "second", "early", "skipping")
 
     def __init__(self):
         self.parser = _HelloParser()
@@ -95,15 +101,15 @@ class HelloReader:
         self.empty = 0             # zero-length records in a row
         self.started = False       # a handshake record was read
         self.second = False        # the first ClientHello was read: looking for a second one
-        self.early = 0             # early data the server may still skip before that one
-        self.passing = False       # the current record is one the server skips (not the hello's)
+        self.early = 0             # early data record bytes a server may still skip before it
+        self.skipping = False      # the current record is one the server skips
 
     def feed(self, data):
         off, n = 0, len(data)
         while True:
             if self.left:
                 take = min(self.left, n - off)
-                got = MORE if self.passing or self.parser is None else self.parser.take(data[off:off + take])
+                got = self.parser.take(data[off:off + take]) if not self.skipping else MORE
                 off += take
                 self.left -= take
                 if got is not MORE:
@@ -112,57 +118,65 @@ class HelloReader:
                     return off, MORE           # the record itself is still arriving
             if n - off < 5:
                 # Check what we can of a partial header so garbage is NOT early.
-                if n - off >= 1 and data[off] != CONTENT_HANDSHAKE and not self._ccs(data[off]):
+                if n - off >= 1 and data[off] != CONTENT_HANDSHAKE and not self._skipped(data[off]):
                     return off, self._other(data[off])
                 if n - off >= 2 and data[off + 1] != 3:
                     return off, NOT
                 return off, MORE
             ctype, major = data[off], data[off + 1]
             rlen = (data[off + 3] << 8) | data[off + 4]
-            if ctype != CONTENT_HANDSHAKE and not self._ccs(ctype):
+            if ctype != CONTENT_HANDSHAKE and not self._skipped(ctype):
                 return off, self._other(ctype)
             if major != 3 or rlen > MAX_RECORD:
                 return off, NOT
-            if ctype == CONTENT_APPDATA:
-                self.early -= rlen
-                if self.early < 0:
-                    return off, NOT            # more than a server skips: the handshake went on
-            elif ctype == CONTENT_ALERT:
+            if ctype == CONTENT_ALERT:
                 if rlen != 2:
                     return off, NOT            # an alert is 2 bytes, never fragmented (RFC 8446 6)
                 if n - off < 7:
                     return off, MORE
                 if data[off + 6] != ALERT_USER_CANCELED:
-                    return off, NOT            # close_notify or fatal: the server reads no more
+                    return off, NOT            # close_notify or a fatal one: the server reads no more
+            if ctype == CONTENT_APPDATA:
+                if rlen > self.early:
+                    return off, NOT            # more early data than servers skip: not a retry
+                self.early -= rlen
             off += 5
             self.started = True
-            if rlen == 0:
+            if rlen == 0 or ctype == CONTENT_CCS or ctype == CONTENT_ALERT:
+                # OpenSSL counts a TLS 1.3 change_cipher_spec as an empty record (and aborts on
+                # a fifth warning alert): skipped records cost a bounded walk per connection
                 self.empty += 1
                 if self.empty > MAX_EMPTY_RECORDS:
-                    return off, NOT if self.second else CAP   # OpenSSL gives up here; another stack might not
-                continue
-            self.empty = 0
+                    # OpenSSL gives up here; another stack might not, and read a (second)
+                    # ClientHello after them: what it names can no longer be known
+                    return off, CAP
+                if rlen == 0:
+                    continue
+            else:
+                self.empty = 0
             self.left = rlen
-            # a change_cipher_spec or early data: its bytes are skipped, and a hello it split
-            # goes on after it (OpenSSL reads a second hello across a CCS record)
-            self.passing = ctype != CONTENT_HANDSHAKE
-            if not self.passing and self.parser is None:
+            # a record the server skips: so do we, and a hello it interrupts reads on after it
+            self.skipping = ctype != CONTENT_HANDSHAKE
+            if not self.skipping and self.parser is None:
                 self.parser = _HelloParser()
 
-    def _ccs(self, ctype):
-        """A record the second reading skips: change_cipher_spec, a user_canceled alert
-        (TLS 1.3 servers ignore it: OpenSSL 3.0 read a second hello after four, and inside
-        one, checked live), or early data."""
-        return self.second and (ctype == CONTENT_CCS or ctype == CONTENT_ALERT
-                                or (ctype == CONTENT_APPDATA and self.early > 0))
+    def _skipped(self, ctype):
+        """A record a server skips while it waits for a second ClientHello."""
+        if not self.second:
+            return False
+        return ctype == CONTENT_CCS or ctype == CONTENT_ALERT or (ctype == CONTENT_APPDATA and self.early > 0)
 
     def _result(self, got):
         if self.second:
-            return got if isinstance(got, ClientHello) else NOT    # the second reading never guesses
+            # the second reading never guesses (TLS 1.2's encrypted Finished may look like a
+            # huge hello); a hello whose server name we could not hold is CAP, as the first
+            if got is CAP and self.parser.name_cut:
+                return CAP
+            return got if isinstance(got, ClientHello) else NOT
         if isinstance(got, ClientHello):
             self.second = True
-            self.early = MAX_EARLY_DATA if self.parser.early else 0
             self.parser = None
+            self.early = MAX_EARLY_DATA_SKIPPED if got.early_data else 0
         return got
 
     def _other(self, ctype):
@@ -183,7 +197,8 @@ class _HelloParser:
     ALPN and supported_versions; <= 64 KiB by their length field); the rest is skipped.
     take(chunk) -> MORE, NOT, CAP or the ClientHello (bytes after the message are not looked at)."""
 
-    __slots__ = ("step", "want", "buf", "skip", "left", "ext_left", "etype", "hello", "offered", "legacy", "early")
+    __slots__ = ("step", "want", "buf", "skip", "left", "ext_left", "etype", "ext_rest", "hello", "offered",
+                 "legacy", "name_cut")
 
     def __init__(self):
         self.step = "header"       # which field `buf` is filling
@@ -193,10 +208,11 @@ class _HelloParser:
         self.left = None           # message body bytes still to come, once its length is known
         self.ext_left = 0          # bytes of the extensions block still to come
         self.etype = None
+        self.ext_rest = 0          # bytes of the kept extension past what is held
+        self.name_cut = False      # the server name ran past what is held (CAP)
         self.hello = ClientHello(None, "")
         self.offered = []
         self.legacy = 0
-        self.early = False         # the hello offers early data (0-RTT)
 
     def take(self, data):
         off, n = 0, len(data)
@@ -265,22 +281,29 @@ class _HelloParser:
             return self._ext_next()
         if step == "ext_header":
             self.etype, elen = (f[0] << 8) | f[1], (f[2] << 8) | f[3]
+            if self.etype == EXT_EARLY_DATA:
+                self.hello.early_data = True
             self.ext_left -= 4 + elen          # overrunning the block: NOT after it (_ext_next)
             if self.etype in _KEPT_EXTENSIONS:
-                return self._expect("ext_body", elen)
-            if self.etype == EXT_EARLY_DATA:
-                self.early = True
+                kept = min(elen, MAX_KEPT_EXTENSION)
+                self.ext_rest = elen - kept
+                return self._expect("ext_body", kept)
             return self._skip(elen, "ext_done")
         if step == "ext_body":
             etype, hello = self.etype, self.hello
             if etype == EXT_SERVER_NAME and hello.sni is None:
                 hello.sni = _server_name(f)
+                if hello.sni is None and self.ext_rest:
+                    self.name_cut = True       # its name runs past what we hold
+                    return CAP
             elif etype == EXT_ALPN:
                 hello.alpn = _alpn(f)
             elif etype == EXT_SUPPORTED_VERSIONS and f:
                 vend = min(1 + f[0], len(f))
                 for i in range(1, vend - 1, 2):
                     self.offered.append((f[i] << 8) | f[i + 1])
+            if self.ext_rest:
+                return self._skip(self.ext_rest, "ext_done")
             return self._ext_next()
         return NOT
 

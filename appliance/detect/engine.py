@@ -147,7 +147,7 @@ class Detector:
         a = self.connection_candidates(flow)
         b = self._header(_Reverse(flow, False), _OTHER_SIDE[flow.direction])
         block = self.block
-        server = _server_side(flow)
+        server = server_side(flow)
         if server == "a":
             m = a | (b & block)
         elif server == "b":
@@ -371,7 +371,7 @@ def established(flow):
 _OTHER_SIDE = {"inbound": "outbound", "outbound": "inbound", "any": "any"}
 
 
-def _server_side(flow):
+def server_side(flow):
     """Which end of a mid-stream flow the ports say is the server: "a" the responder as
     first seen, "b" the first speaker, None when they do not say (both ports below 1024
     or both at or above). A client needs root to bind below 1024 and operating systems
