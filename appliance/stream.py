@@ -287,7 +287,9 @@ class StreamStart:
     def _queue(self, rel, payload, fin):
         rcv = self.rcv
         end = rel + len(payload)
-        if end <= rcv or self.fin:               # a retransmission of delivered bytes, or past the FIN
+        # a retransmission of delivered bytes, or past the FIN; a FIN at rcv_nxt counts in
+        # Linux's end_seq, so such a segment is not a retransmission: its FIN is taken
+        if end < rcv or (end == rcv and not fin) or self.fin:
             self._compare_delivered(rel, payload)
             return False
         room_end = rcv + self.limit - len(self._buf)
