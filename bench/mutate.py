@@ -257,9 +257,8 @@ MUTATIONS = [
      "return ok is False and bool(flow.tcp_seen & _CSUM_TS)", "return ok is False", FLOW),
     ("stream: limit not applied on the fast path", S,
      "and len(buf) + len(payload) <= self.limit):", "):", STREAM),
-    ("stream: a segment ending at rcv_nxt is a retransmission", S,
-     "if end <= rcv or self.fin:               # a retransmission of delivered bytes, or past the FIN",
-     "if end < rcv or self.fin:", STREAM),
+    ("stream: a FIN at rcv_nxt on a retransmission ignored", S,
+     "if end < rcv or (end == rcv and not fin) or self.fin:", "if end <= rcv or self.fin:", STREAM),
     # stream.py: Linux's out-of-order queue
     ("stream: same start, longer, does not replace", S,
      "if off == rel:                       # same start, ends later: replaces it", "if False:", STREAM),
@@ -397,11 +396,12 @@ def run_tests(root, tests, timeout):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python3 -m bench.mutate", description=__doc__.split("\n")[0])
-    ap.add_argument("--only", default="", help="run the mutations whose file or label contains this text")
+    ap.add_argument("--only", default="", help="run the mutations whose file or label contains this text (or one of several, comma-separated)")
     ap.add_argument("--list", action="store_true", help="list the mutations and exit")
     ap.add_argument("--timeout", type=int, default=600, help="seconds for one mutation's tests")
     o = ap.parse_args(argv)
-    chosen = [m for m in MUTATIONS if o.only in m[0] or o.only in m[1]]
+    wanted = o.only.split(",")
+    chosen = [m for m in MUTATIONS if any(w in m[0] or w in m[1] for w in wanted)]
     if o.list:
         for label, file, old, new, _ in chosen:
             print(f"{file}: {label}\n    - {old}\n    + {new}")
