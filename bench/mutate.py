@@ -29,10 +29,10 @@ DETECT = [U + "test_detect_engine.py", U + "test_content_match.py", U + "test_ru
           R + "test_rule_keys.py", R + "test_semantics.py",
           R + "test_threshold.py"]
 DNS = [U + "test_dns.py", U + "test_dns_pointers.py", U + "test_applayer_edges.py", U + "test_applayer_fuzz.py",
-       R + "test_rule_keys.py"]
+       R + "test_rule_keys.py", R + "test_name_limits.py"]
 TLS = [U + "test_tls.py", U + "test_applayer_edges.py", U + "test_applayer_fuzz.py", R + "test_rule_keys.py",
-       R + "test_review_evasion.py"]
-HTTP = [U + "test_http.py", U + "test_applayer_fuzz.py", R + "test_rule_keys.py", R + "test_review_evasion.py"]
+       R + "test_review_evasion.py", R + "test_name_limits.py"]
+HTTP = [U + "test_http.py", U + "test_applayer_fuzz.py", R + "test_rule_keys.py", R + "test_review_evasion.py", R + "test_name_limits.py"]
 APP = [R + "test_app_transactions.py", R + "test_semantics.py", R + "test_rule_keys.py", R + "test_review_evasion.py",
        R + "test_review_findings.py"]
 STREAM = [U + "test_stream.py", U + "test_stream_urgent.py", U + "test_stream_bounds.py", R + "test_review_evasion.py",

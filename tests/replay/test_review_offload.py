@@ -272,6 +272,21 @@ def test_midstream_pass_rule_needs_the_orientation_the_ports_justify(rules_file)
     assert out[0][0].action == "drop"
 
 
+def test_midstream_pass_rule_for_the_other_orientation_does_not_pass(rules_file):
+    # the client speaks first to :22: the ports justify that orientation, so a pass rule that
+    # fits only the other one (the :22 end as the initiator) is no candidate
+    allow = rules_file("default_action: drop\nrules:\n  - {id: 1, action: pass, proto: tcp, src_port: 22}\n")
+    cap = Capture()
+    c = TcpConn(cap, C, 40000, S, 22)
+    c.send(b"SSH-2.0-client\r\n")
+    c.recv(b"SSH-2.0-OpenSSH_9.6\r\n")
+    out, _ = run(cap, allow)
+    assert [v.action for v, _ in out] == ["drop", "drop"]
+    same = rules_file("default_action: drop\nrules:\n  - {id: 1, action: pass, proto: tcp, dst_port: 22}\n")
+    out, _ = run(cap, same)
+    assert [v.action for v, _ in out] == ["pass", "pass"]
+
+
 def test_midstream_flow_with_to_server_content_rule_reads_the_other_orientation(rules_file):
     rules = rules_file("""
 default_action: pass
