@@ -7,7 +7,8 @@ SYN only once the SYN/ACK acknowledges it (TCP Fast Open). StreamStart below it 
 (Suricata's `stream.reassembly` target policy "linux"), following tcp_data_queue,
 tcp_data_queue_ofo and tcp_ofo_queue in net/ipv4/tcp_input.c:
 
-- in order (seq <= rcv_nxt < end): delivered at once; bytes before rcv_nxt are dropped;
+- in order (seq <= rcv_nxt < end, a FIN counting as one more): delivered at once; bytes
+  before rcv_nxt are dropped;
 - out of order: kept in a queue ordered by sequence number, where a new segment that a
   queued one (starting at or before it) fully covers is dropped, one starting at the same
   seq and ending later replaces it, and one covering later queued segments removes them;
