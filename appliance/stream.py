@@ -7,7 +7,8 @@ SYN only once the SYN/ACK acknowledges it (TCP Fast Open). StreamStart below it 
 (Suricata's `stream.reassembly` target policy "linux"), following tcp_data_queue,
 tcp_data_queue_ofo and tcp_ofo_queue in net/ipv4/tcp_input.c:
 
-- in order (seq <= rcv_nxt < end): delivered at once; bytes before rcv_nxt are dropped;
+- in order (seq <= rcv_nxt < end, a FIN counting as one more): delivered at once; bytes
+  before rcv_nxt are dropped;
 - out of order: kept in a queue ordered by sequence number, where a new segment that a
   queued one (starting at or before it) fully covers is dropped, one starting at the same
   seq and ending later replaces it, and one covering later queued segments removes them;
@@ -287,7 +288,9 @@ class StreamStart:
     def _queue(self, rel, payload, fin):
         rcv = self.rcv
         end = rel + len(payload)
-        if end <= rcv or self.fin:               # a retransmission of delivered bytes, or past the FIN
+        # a retransmission of delivered bytes, or past the FIN; a FIN at rcv_nxt counts in
+        # Linux's end_seq, so such a segment is not a retransmission: its FIN is taken
+        if end < rcv or (end == rcv and not fin) or self.fin:
             self._compare_delivered(rel, payload)
             return False
         room_end = rcv + self.limit - len(self._buf)

@@ -116,7 +116,7 @@ class Lab:
         raise AssertionError("no SYN/ACK from the server")
 
     def connection(self, segments, urgent=None):
-        """Handshake, then `segments` [(offset from ISN+1, bytes, urgent pointer)]; returns
+        """Handshake, then `segments` [(offset from ISN+1, bytes, urgent pointer[, FIN])]; returns
         (what the server read, every packet of the conversation as (wire, to_server))."""
         sport = next(self.ports)
         isn = secrets.randbits(32)
@@ -131,8 +131,8 @@ class Lab:
         self.listener.settimeout(2.0)
         conn, _ = self.listener.accept()
         try:
-            for off, data, urg in segments:
-                flags = "PAU" if urg else "PA"
+            for off, data, urg, *fin in segments:
+                flags = ("PAU" if urg else "PA") + ("F" if fin and fin[0] else "")
                 seg = TCP(sport=sport, dport=PORT, flags=flags, seq=(base + off) & 0xFFFFFFFF, ack=ack,
                           window=65535, urgptr=urg or 0)
                 sent.append((self.send(ip / seg / data), True))
@@ -222,4 +222,13 @@ def test_plain_in_order_segments(lab):
     # The harness itself: two in-order segments arrive whole on both sides.
     server, sent = lab.connection([(0, b"GET / HTTP/1.1\r\n", None), (16, b"Host: a.example\r\n\r\n", None)])
     assert server == b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n"
+    assert appliance_reads(sent) == server
+
+
+def test_fin_on_a_retransmission_ending_at_rcv_nxt(lab):
+    # "abc" again with a FIN: its data is all delivered but the FIN is at rcv_nxt, so Linux
+    # takes it (end_seq counts the FIN) and the application reads nothing after it; the
+    # segment that follows at the FIN's position draws a reset, its bytes never read
+    server, sent = lab.connection([(0, b"abc", None), (0, b"abc", None, True), (3, b"XHost: evil", None)])
+    assert server == b"abc"
     assert appliance_reads(sent) == server

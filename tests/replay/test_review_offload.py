@@ -119,6 +119,24 @@ rules:
     assert passed.action == "pass" and passed.offload and passed.flow.offloaded and passed.flow.dport == 80
 
 
+def test_icmp_error_of_a_final_connection_not_offloaded_is_not_offloaded(rules_file):
+    # a connection decided while offload was off carries no mark; after a reload that turns
+    # offload on, an error quoting it must not be the packet that saves one on it
+    rules = load_rules(rules_file("rules:\n  - {id: 1, action: drop, proto: tcp, dst_port: 22}\n"))
+    cap = Capture()
+    TcpConn(cap, C, 40000, S, 22).handshake()
+    quoted = raw(IP(src=C, dst=S) / TCP(sport=40000, dport=22, flags="S"))[:28]
+    cap.add(l2(IP(src=S, dst=C) / ICMP(type=3, code=3) / Raw(quoted)))
+    insp = Inspector(rules, Settings(offload=False))
+    frames = [decode_frame(buf, cap.linktype, ts) for ts, buf in cap.frames]
+    first = insp.process(frames[0])
+    assert first.action == "drop" and first.flow.final and not first.flow.offloaded
+    insp.reload(rules, Settings(offload=True))
+    err = insp.process(frames[-1])
+    assert err.action == "drop" and err.flow is first.flow
+    assert err.offload is False
+
+
 def test_icmp_error_quoting_no_known_flow_is_judged_by_icmp_rules_and_never_offloaded():
     cap = Capture()
     quoted = raw(IP(src=C, dst=S) / TCP(sport=41000, dport=443, flags="A"))[:28]
@@ -252,6 +270,21 @@ def test_midstream_pass_rule_needs_the_orientation_the_ports_justify(rules_file)
     server_first(cap, 8022)
     out, _ = run(cap, allow_hi)
     assert out[0][0].action == "drop"
+
+
+def test_midstream_pass_rule_for_the_other_orientation_does_not_pass(rules_file):
+    # the client speaks first to :22: the ports justify that orientation, so a pass rule that
+    # fits only the other one (the :22 end as the initiator) is no candidate
+    allow = rules_file("default_action: drop\nrules:\n  - {id: 1, action: pass, proto: tcp, src_port: 22}\n")
+    cap = Capture()
+    c = TcpConn(cap, C, 40000, S, 22)
+    c.send(b"SSH-2.0-client\r\n")
+    c.recv(b"SSH-2.0-OpenSSH_9.6\r\n")
+    out, _ = run(cap, allow)
+    assert [v.action for v, _ in out] == ["drop", "drop"]
+    same = rules_file("default_action: drop\nrules:\n  - {id: 1, action: pass, proto: tcp, dst_port: 22}\n")
+    out, _ = run(cap, same)
+    assert [v.action for v, _ in out] == ["pass", "pass"]
 
 
 def test_midstream_flow_with_to_server_content_rule_reads_the_other_orientation(rules_file):

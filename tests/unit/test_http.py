@@ -192,6 +192,8 @@ def test_reader_hosts_hold_every_reading():
     b"Transfer-Encoding : chunked\r\n",
     b"X: y\r\n Transfer-Encoding: chunked\r\n",
     b"Transfer-Encoding:\r\n chunked\r\n",
+    b"Content-Length: 3\r\n 0\r\n",               # folded: "3 0" to a joining server, 3 to a lax one
+    b"Transfer-Encoding: chunked\r\n , identity\r\n",
 ])
 def test_reader_framing_read_two_ways(headers):
     reqs, status, _ = read(b"POST / HTTP/1.1\r\nHost: a.example\r\n" + headers + b"\r\nabc")
@@ -276,3 +278,11 @@ def test_reader_body_as_requests_reads_only_content_length_bodies():
 def test_reader_bare_cr_readings():
     reqs, _, _ = read(b"GET / HTTP/1.1\r\nHost: a.example\rHost: b.example\r\n\r\n")
     assert {"a.example", "b.example"} <= set(reqs[0].hosts)
+
+
+def test_detect_http_after_empty_lines_on_a_dns_port():
+    # blanks before a request are consumed by the app layer except on DNS ports (a DNS
+    # length prefix may be such a byte): there the guess itself skips the empty lines
+    req = b"\r\n\r\nGET / HTTP/1.1\r\nHost: a.example\r\n\r\n"
+    assert http.looks_like(req)
+    assert detect(req, TCP, 40000, 53) == "http"

@@ -428,6 +428,17 @@ def test_nothing_after_an_in_order_fin_is_read():
     assert b.add(ISN + 4, b"def") is False and b.data == b"abc"
 
 
+def test_fin_on_a_retransmission_ending_at_rcv_nxt_ends_the_reading():
+    # Linux counts the FIN in end_seq: data all before rcv_nxt with a FIN at rcv_nxt is not a
+    # pure retransmission (tcp_data_queue's "partial packet"), and tcp_fin runs
+    s = StreamStart()
+    s.add(ISN, b"", syn=True)
+    s.add(ISN + 1, b"abc")
+    assert s.add(ISN + 1, b"abc", fin=True) is False
+    assert s.fin
+    assert s.add(ISN + 4, b"Host: evil") is False and s.data == b"abc"
+
+
 def test_fin_held_out_of_order_counts_when_delivered_unless_replaced():
     s = StreamStart()
     s.add(ISN, b"", syn=True)
@@ -483,3 +494,30 @@ def test_consumed_bytes_are_not_compared_again():
     assert s.overlap_conflicts == 0
     s.add(1000, b"abXd")
     assert s.overlap_conflicts == 1
+
+
+# -- the out-of-order queue never holds a segment another one covers (its bounds count) ---
+
+def test_queued_segment_covered_up_to_its_end_is_dropped():
+    # tcp_data_queue_ofo: a segment that a queued one starting before it covers up to the
+    # same end is dropped; were each kept, a few bytes of retransmissions fill the queue
+    s = StreamStart()
+    s.add(ISN, b"", syn=True)
+    s.add(ISN + 11, b"x" * 100)
+    for k in range(1, 80):
+        s.add(ISN + 11 + k, b"x" * (100 - k))        # each ends where the queued one does
+    assert len(s._pending) == 1 and s._held == 100
+    s.add(ISN + 300, b"tail")                       # a distinct segment still has room
+    assert s.dropped == 0
+
+
+def test_queued_segments_ending_where_a_new_one_ends_are_removed():
+    # merge_right: queued segments that end at (not only before) the new one's end go
+    s = StreamStart()
+    s.add(ISN, b"", syn=True)
+    for k in range(40):
+        base = ISN + 11 + 20 * k
+        s.add(base + 5, b"y" * 5)                   # queued first
+        s.add(base, b"y" * 10)                      # covers it, same end: it is removed
+    assert len(s._pending) == 40 and s._held == 400
+    assert s.dropped == 0

@@ -240,3 +240,12 @@ def test_detect_tls_after_empty_records():
     assert detect(b"\x16\x03\x01\x00\x00" + hs, TCP, 50000, 8081) == "tls"
     assert detect(b"\x16\x03\x01\x00\x00", TCP, 50000, 8081) == "tls"
     assert detect(b"\x16\x03\x01\x00\x00\x17\x03\x03\x00\x01\x00", TCP, 50000, 8081) is None
+
+
+def test_reader_reads_a_record_header_that_ends_the_bytes():
+    # OpenSSL gives up at the 33rd empty record in a row, not at the 34th's first byte: a
+    # header that is all the bytes so far is read (and consumed) at once
+    r = tls.HelloReader()
+    assert r.feed(b"\x16\x03\x01\x00\x00" * 33) == (33 * 5, CAP)
+    r = tls.HelloReader()
+    assert r.feed(b"\x16\x03\x01\x00\x40") == (5, MORE) and r.left == 0x40
