@@ -162,9 +162,8 @@ class HelloReader:
 
     def _skipped(self, ctype):
         """A record a server skips while it waits for a second ClientHello."""
-        if not self.second:
-            return False
-        return ctype == CONTENT_CCS or ctype == CONTENT_ALERT or (ctype == CONTENT_APPDATA and self.early > 0)
+        return self.second and (ctype == CONTENT_CCS or ctype == CONTENT_ALERT
+                                or (ctype == CONTENT_APPDATA and self.early > 0))
 
     def _result(self, got):
         if self.second:
