@@ -80,6 +80,33 @@ class Topology:
         self.created = []
 
 
+# Counts UDP datagrams arriving on :9998 for argv[1] seconds (a forced large receive buffer:
+# what this socket loses is not the datapath's loss); prints "ready", then the count.
+UDP_COUNT = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)     # SO_RCVBUFFORCE
+s.bind(("0.0.0.0", 9998)); s.settimeout(0.5)
+print("ready", flush=True)
+n, end = 0, time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    try:
+        s.recv(100); n += 1
+    except socket.timeout:
+        pass
+print(n, flush=True)
+"""
+
+
+def topology_fixture(prefix, **kw):
+    """A module-scoped `topo` fixture: a Topology of the test file's own (`prefix` names its
+    namespaces), torn down after the file's last test."""
+    @pytest.fixture(scope="module")
+    def topo():
+        yield from topology(prefix=prefix, **kw)
+    return topo
+
+
 def topology(**kw):
     """Build a Topology (skipping when this machine cannot), yield it, always tear it down."""
     if os.geteuid() != 0:

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from datapath import appliances, curl, topology, wait_for
+from datapath import UDP_COUNT, appliances, curl, topology, wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -91,20 +91,6 @@ while True:
     time.sleep(0.0005)
 print(n, flush=True)
 """
-COUNT = """
-import socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)     # SO_RCVBUFFORCE: nothing is lost in this socket
-s.bind(("0.0.0.0", 9998)); s.settimeout(0.5)
-print("ready", flush=True)
-n, end = 0, time.monotonic() + float(sys.argv[1])
-while time.monotonic() < end:
-    try:
-        s.recv(100); n += 1
-    except socket.timeout:
-        pass
-print(n, flush=True)
-"""
 
 
 def test_reload_of_a_large_rule_set_under_traffic_drops_nothing(topo, appliance):
@@ -114,7 +100,7 @@ def test_reload_of_a_large_rule_set_under_traffic_drops_nothing(topo, appliance)
     its queue (4,096 packets) overflowed and closed mode dropped the rest."""
     t = topo
     a = appliance(rules=many_rules(10000, 8081), workers=1, failure_mode="closed", offload=False).start()
-    counter = subprocess.Popen(["ip", "netns", "exec", t.server, sys.executable, "-c", COUNT, "17"],
+    counter = subprocess.Popen(["ip", "netns", "exec", t.server, sys.executable, "-c", UDP_COUNT, "17"],
                                stdout=subprocess.PIPE, text=True)
     assert counter.stdout.readline().strip() == "ready"
     sender = subprocess.Popen(["ip", "netns", "exec", t.client, sys.executable, "-c", PACED, t.server_ip, "3000", "14"],

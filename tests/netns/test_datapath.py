@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from datapath import UDP_PROBE, appliances, curl, wait_for
+from datapath import UDP_COUNT, UDP_PROBE, appliances, curl, wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -309,20 +309,6 @@ import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 for i in range(int(sys.argv[2])):
     s.sendto(b"x" * 32, (sys.argv[1], 9998))
-"""
-UDP_COUNT = """
-import socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)     # SO_RCVBUFFORCE: count what arrives, drop nothing here
-s.bind(("0.0.0.0", 9998)); s.settimeout(0.5)
-print("ready", flush=True)
-n, end = 0, time.monotonic() + float(sys.argv[1])
-while time.monotonic() < end:
-    try:
-        s.recv(100); n += 1
-    except socket.timeout:
-        pass
-print(n, flush=True)
 """
 
 

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from datapath import REPO, appliances, topology, wait_for
+from datapath import topology_fixture, REPO, appliances, wait_for
 from appliance import netfilter
 from appliance.config import DEFAULT_MARK_MASK as MARK_MASK
 
@@ -117,14 +117,7 @@ send(eval(sys.argv[1]), verbose=0)
 """
 
 
-@pytest.fixture(scope="module")
-def topo():
-    bench = topology(prefix="ofl")
-    t = next(bench)
-    try:
-        yield t
-    finally:
-        bench.close()
+topo = topology_fixture("ofl")
 
 
 class Proc:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from datapath import appliances, topology, wait_for
+from datapath import topology_fixture, appliances, wait_for
 from appliance import netfilter
 from appliance.config import DEFAULT_MARK_MASK as MARK_MASK
 
@@ -44,14 +44,7 @@ s.bind(('0.0.0.0', int(sys.argv[3]))); s.sendto(b'query', (sys.argv[1], int(sys.
 """
 
 
-@pytest.fixture(scope="module")
-def topo():
-    bench = topology(prefix="ro2")
-    t = next(bench)
-    try:
-        yield t
-    finally:
-        bench.close()
+topo = topology_fixture("ro2")
 
 
 @pytest.fixture
