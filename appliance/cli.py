@@ -13,7 +13,10 @@ commands:
 """
 
 
-RULES_USAGE = """usage: appliance rules check PATH...   validate rule files or directories; FILE:LINE: message per problem, exit 1
+RULES_USAGE = """usage: appliance rules check [--skip-unsupported] PATH...
+                                       validate rule files (.yaml, .rules) or directories; FILE:LINE: message
+                                       per problem, exit 1. --skip-unsupported: .rules lines with unsupported
+                                       keywords are skipped (one line each, a summary by keyword), not problems
        appliance rules schema          print the JSON Schema of the rule format (yaml-language-server)"""
 
 
@@ -26,14 +29,18 @@ def main_rules(args):
         from .detect.schema import rule_schema
         print(json.dumps(rule_schema(), indent=2))
         return 0
-    if args[:1] == ["check"] and len(args) > 1:
-        from .detect.loader import check, load_rules
-        problems = check(args[1:])
+    if args[:1] == ["check"] and len([a for a in args[1:] if a != "--skip-unsupported"]):
+        from .detect.loader import check, load_rules, skip_report
+        skip = "--skip-unsupported" in args
+        paths = [a for a in args[1:] if a != "--skip-unsupported"]
+        problems = check(paths, skip_unsupported=skip)
         for p in problems:
             print(p)
         if problems:
             return 1
-        rs = load_rules(args[1:])
+        rs = load_rules(paths, skip_unsupported=skip)
+        for line in skip_report(rs):
+            print(line)
         print(f"{len(rs.rules)} rules OK (default_action: {rs.default_action})", file=sys.stderr)
         return 0
     print(RULES_USAGE, file=sys.stderr)

@@ -80,6 +80,7 @@ class Config:
     queue_base: int = 0
     failure_mode: str = "open"
     offload: bool = True
+    rules_skip_unsupported: bool = False         # .rules lines with unsupported keywords: skip, not fail
     mark_mask: int = DEFAULT_MARK_MASK
     inspection: Inspection = field(default_factory=Inspection)
     aws: Aws = field(default_factory=Aws)
@@ -98,7 +99,7 @@ class Config:
 
 
 TOP_KEYS = ("interfaces", "rules", "eve", "home_net", "workers", "queue_base",
-            "failure_mode", "offload", "mark_mask", "inspection", "aws")
+            "failure_mode", "offload", "rules_skip_unsupported", "mark_mask", "inspection", "aws")
 # Interface values resolved through EC2 discovery rather than used as names.
 DISCOVERED = re.compile(r"^(auto|eni-[0-9a-f]+|subnet-[0-9a-f]+)$")
 IFACE_KEYS = ("outside", "inside", "management")
@@ -217,6 +218,13 @@ def load_config(path) -> Config:
             problems.append(f"{path}:{doc.line_of('offload')}: offload must be true or false, got {doc['offload']!r}")
         else:
             out["offload"] = doc["offload"]
+    if "rules_skip_unsupported" in doc:
+        v = doc["rules_skip_unsupported"]
+        if not isinstance(v, bool):
+            problems.append(f"{path}:{doc.line_of('rules_skip_unsupported')}: rules_skip_unsupported must be "
+                            f"true or false, got {v!r}")
+        else:
+            out["rules_skip_unsupported"] = v
 
     if "mark_mask" in doc:
         v = doc["mark_mask"]
@@ -376,7 +384,8 @@ def resolve_interfaces(cfg: Config, discover=None) -> Config:
 
 # What SIGHUP may change in a running appliance, and what needs a restart (the kernel
 # ruleset, the queues and the worker processes are built from these).
-RELOADABLE = ("rules", "eve", "eve_max_bytes", "eve_keep", "home_net", "offload", "inspection")
+RELOADABLE = ("rules", "eve", "eve_max_bytes", "eve_keep", "home_net", "offload", "inspection",
+              "rules_skip_unsupported")
 RESTART_ONLY = ("outside", "inside", "management", "workers", "queue_base", "failure_mode", "mark_mask")
 
 

@@ -10,7 +10,7 @@ import sys
 import time
 from collections import Counter
 
-from .detect.loader import load_rules
+from .detect.loader import load_rules, skip_report
 from .detect.rule import RuleError
 from .inspector import Inspector, Settings, settings_from_config
 from .output.eve import EveWriter
@@ -69,6 +69,9 @@ def main_replay(args):
                     help="a name the appliance cannot know (ambiguous stream, mid-stream pickup, "
                          "cap hit): drop = block rules match it, allow rules do not (default); "
                          "ignore = no rule needing it matches")
+    ap.add_argument("--skip-unsupported", action="store_true", default=None,
+                    help=".rules lines with unsupported keywords are skipped (listed on stderr) instead of "
+                         "failing the load (default: the config's rules_skip_unsupported, else false)")
     ap.add_argument("--quiet", action="store_true", help="no summary on stderr")
     ap.add_argument("--no-checksums", action="store_true",
                     help="do not check TCP checksums (by default, once an end has sent a valid "
@@ -90,7 +93,8 @@ def main_replay(args):
     if home is None and cfg is not None and cfg.home_net is not None:
         home = list(cfg.home_net)
     try:
-        ruleset = load_rules(rules, home_net=home)
+        skip = o.skip_unsupported or bool(cfg and cfg.rules_skip_unsupported)
+        ruleset = load_rules(rules, home_net=home, skip_unsupported=skip)
     except RuleError as e:
         for p in e.problems:
             print(p, file=sys.stderr)
@@ -98,6 +102,8 @@ def main_replay(args):
     except Exception as e:                 # a loader bug must still not print a traceback
         print(f"{rules}:1: internal error loading rules: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
+    for line in skip_report(ruleset):
+        print(line, file=sys.stderr)
     eve = None
     if o.eve:
         if o.eve != "-" and _is_regular_file(o.eve):

@@ -1,4 +1,4 @@
-"""Rule files (YAML) -> a validated RuleSet.
+"""Rule files (YAML, and Suricata `.rules` through suricata.py) -> a validated RuleSet.
 
 Every problem is collected (never just the first) as "FILE:LINE: message",
 LINE being the line of the offending key or list item. `load_rules` raises
@@ -8,16 +8,30 @@ from pathlib import Path
 
 from ..problems import Problems, Where, choice, did_you_mean, got
 from ..yamlsource import LineDict, LineList, YamlError, loads
+from . import suricata
 from .keywords import Draft, read_rule
 from .rule import DECISIONS, Rule, RuleError, RuleSet, default_home_net
-from .variables import Variables
+from .variables import Variable, Variables
 
 TOP_KEYS = ("vars", "default_action", "rules")
+RULE_SUFFIXES = (".yaml", ".yml", ".rules")
+
+
+class _SuricataRule(dict):
+    """A .rules line read into YAML keys; `line` as a LineDict has, plus what YAML has no key for."""
+    def __init__(self, parsed):
+        super().__init__(parsed.mapping)
+        self.line = parsed.line
+        self.extra = parsed.extra
 
 
 class _Loader:
-    def __init__(self, home_net):
+    def __init__(self, home_net, skip_unsupported=False):
         self.home_net = home_net
+        self.skip_unsupported = skip_unsupported
+        self.skipped = []                  # "FILE:LINE: unsupported keyword 'X' (sid N, skipped)"
+        self.skipped_keywords = {}         # keyword -> rules skipped for it
+        self.suricata = False              # a .rules file was read: Suricata's default vars apply
         self.problems = Problems()
         self.variables = Variables(self.problems)
         self.texts = {}                    # file -> its lines, for hints about how YAML read a line
@@ -40,9 +54,9 @@ class _Loader:
         for p in paths:
             p = Path(p)
             if p.is_dir():
-                files = sorted(f for f in p.iterdir() if f.suffix in (".yaml", ".yml") and f.is_file())
+                files = sorted(f for f in p.iterdir() if f.suffix in RULE_SUFFIXES and f.is_file())
                 if not files:
-                    self.problem(p, 1, "no rule files (*.yaml, *.yml) in this directory")
+                    self.problem(p, 1, "no rule files (*.yaml, *.yml, *.rules) in this directory")
                 for f in files:
                     self.read_file(f)
             elif p.exists():
@@ -59,6 +73,9 @@ class _Loader:
             self.problem(file, 1, f"cannot read: {e}")
             return
         self.texts[file] = text.splitlines()
+        if path.suffix == ".rules":
+            self.read_suricata(file, text)
+            return
         try:
             doc = loads(text, file)
         except YamlError as e:
@@ -91,6 +108,26 @@ class _Loader:
             else:
                 self.problem(file, rules.line_of(i), f"a rule must be a mapping (id: ..., action: ...), got {got(r)}")
 
+    def read_suricata(self, file, text):
+        self.suricata = True
+        for parsed in suricata.read_text(text):
+            for msg in parsed.errors:
+                self.problem(file, parsed.line, msg)
+            if parsed.errors:
+                continue
+            if parsed.unsupported:
+                if not self.skip_unsupported:
+                    for _, msg in parsed.unsupported:
+                        self.problem(file, parsed.line, msg)
+                    continue
+                kws = list(dict.fromkeys(kw for kw, _ in parsed.unsupported))
+                for kw in kws:
+                    self.skipped_keywords[kw] = self.skipped_keywords.get(kw, 0) + 1
+                self.skipped.append((file, parsed.line, f"{file}:{parsed.line}: skipped sid {parsed.sid}: "
+                                     + "; ".join(dict.fromkeys(msg for _, msg in parsed.unsupported))))
+                continue
+            self.raw_rules.append((file, _SuricataRule(parsed)))
+
     def read_vars(self, file, doc, vars_):
         if vars_ is None:
             return
@@ -116,12 +153,21 @@ class _Loader:
 
     def rule(self, file, m, order):
         fields = read_rule(m, self.where(file, m.line), Draft(m, self.variables, self.ids))
-        return None if fields is None else Rule(file=file, line=m.line, order=order, **fields)
+        if fields is None:
+            return None
+        extra = getattr(m, "extra", {})
+        if "references" in extra:
+            extra = {**extra, "references": tuple(extra["references"])}
+        return Rule(file=file, line=m.line, order=order, **fields, **extra)
 
     # -------------------------------------------------- all of it
 
     def run(self, paths):
         self.read_paths(paths)
+        if self.suricata:
+            for name, value in suricata.DEFAULT_VARS.items():
+                if name not in self.variables.defs:   # rule files (YAML vars) override them
+                    self.variables.defs[name] = Variable(value, Where(self.problems, "<suricata default>", 0))
         self.variables.define_defaults(self.home_net)
         self.variables.check()
         rules = []
@@ -133,22 +179,34 @@ class _Loader:
         rs = RuleSet(rules=rules, vars=self.variables.display(),
                      default_action=self.default_action[0] if self.default_action else "pass",
                      sources=tuple(self.sources),
-                     home_net=self.variables.home_net() or default_home_net())   # None: broken, reported
+                     home_net=self.variables.home_net() or default_home_net(),   # None: broken, reported
+                     skipped=[s for _, _, s in sorted(self.skipped, key=lambda s: (self.sources.index(s[0]), s[1]))], skipped_keywords=dict(self.skipped_keywords))
         return rs, self.problems.sorted(self.sources)
 
 
-def load_rules(paths, home_net=None) -> RuleSet:
-    """Load rule files/directories into a RuleSet; raises RuleError with every problem."""
-    rs, problems = _Loader(home_net).run(paths)
+def load_rules(paths, home_net=None, skip_unsupported=False) -> RuleSet:
+    """Load rule files/directories into a RuleSet; raises RuleError with every problem.
+    skip_unsupported: .rules lines with unsupported keywords are left out and listed in
+    RuleSet.skipped instead of being problems."""
+    rs, problems = _Loader(home_net, skip_unsupported).run(paths)
     if problems:
         raise RuleError(problems)
     return rs
 
 
-def check(paths, home_net=None) -> list:
+def check(paths, home_net=None, skip_unsupported=False) -> list:
     """Every problem in the rule files as "FILE:LINE: message"; empty when valid. Never raises."""
     try:
-        return _Loader(home_net).run(paths)[1]
+        return _Loader(home_net, skip_unsupported).run(paths)[1]
     except Exception as e:                 # a loader bug must not take the CLI down; say where
         first = paths[0] if isinstance(paths, (list, tuple)) and paths else paths
         return [f"{first}:1: internal error while checking rules: {e!r}"]
+
+
+def skip_report(rs) -> list:
+    """One line per .rules line skipped for unsupported keywords, then a summary by keyword;
+    empty when nothing was skipped."""
+    if not rs.skipped:
+        return []
+    by_kw = ", ".join(f"{kw} ({n})" for kw, n in sorted(rs.skipped_keywords.items(), key=lambda x: (-x[1], x[0])))
+    return [*rs.skipped, f"{len(rs.rules)} rules loaded, {len(rs.skipped)} skipped; unsupported keywords: {by_kw}"]

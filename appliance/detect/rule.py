@@ -107,6 +107,9 @@ class Rule:
     severity: int = 3                    # 1 (high) .. 4; Suricata's alert.severity
     classtype: str = ""                  # -> alert.category
     metadata: dict = field(default_factory=dict, hash=False, compare=False)  # -> alert.metadata
+    rev: int = 0                         # .rules only (Suricata's rev, gid, reference): kept, not matched
+    gid: int = 1
+    references: tuple = field(default=(), compare=False)
     file: str = ""                       # where it was written, for messages
     line: int = 0
     order: int = 0                       # global position: file order, files in lexical order
@@ -128,6 +131,8 @@ class RuleSet:
     sources: tuple = ()                  # files it was read from
     # HOME_NET resolved by the loader ($VARs, "!", lists): `home_net.contains(ip)` says inside.
     home_net: AddrSet = field(default_factory=default_home_net)
+    skipped: list = field(default_factory=list)          # .rules lines left out (--skip-unsupported)
+    skipped_keywords: dict = field(default_factory=dict)  # unsupported keyword -> rules skipped for it
 
 
 class RuleError(Exception):

@@ -412,7 +412,7 @@ def test_check_never_raises_on_bad_paths(tmp_path):
     missing = tmp_path / "nope.yaml"
     assert check(missing) == [f"{missing}:1: no such file or directory"]
     (tmp_path / "empty").mkdir()
-    assert check(tmp_path / "empty") == [f"{tmp_path}/empty:1: no rule files (*.yaml, *.yml) in this directory"]
+    assert check(tmp_path / "empty") == [f"{tmp_path}/empty:1: no rule files (*.yaml, *.yml, *.rules) in this directory"]
     binary = tmp_path / "bin.yaml"
     binary.write_bytes(b"\xff\xfe\x00rules")
     [msg] = check(binary)

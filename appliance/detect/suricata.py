@@ -1,0 +1,371 @@
+"""Suricata rule syntax -> the keyword mapping the YAML loader reads (one engine).
+
+`action proto src sport direction dst dport (option; option: value; ...)` becomes a
+plain dict of YAML keys (id, action, proto, src, ..., content, dns_query) that
+keywords.read_rule turns into the same Rule a YAML rule gives. Only what the YAML
+keys express with the same meaning is mapped; anything else is an "unsupported
+keyword" (the loader fails on it, or skips the rule with --skip-unsupported),
+never a silent approximation.
+"""
+import re
+from dataclasses import dataclass, field
+
+ACTION_OF = {"alert": "alert", "pass": "pass", "drop": "drop", "reject": "reject",
+             "rejectsrc": "reject", "rejectdst": "reject", "rejectboth": "reject"}
+# Suricata's action order: within one .rules file, pass rules are evaluated first, then drop,
+# reject, alert (alert never decides here, so its place does not matter).
+ACTION_RANK = {"pass": 0, "drop": 1, "reject": 2, "alert": 3}
+# proto -> (YAML proto, the app field its sticky buffers fill)
+PROTO_OF = {"ip": ("ip", None), "tcp": ("tcp", None), "udp": ("udp", None), "icmp": ("icmp", None),
+            "dns": ("ip", "dns"), "tls": ("tcp", "tls"), "http": ("tcp", "http")}
+STICKY = {"dns.query": "dns_query", "dns_query": "dns_query", "tls.sni": "tls_sni",
+          "http.host": "http_host"}
+LEGACY_MODIFIER = {"http_host": "http_host"}   # a content modifier: applies to the content before it
+FLOW_OF = {"established": "established", "not_established": "not_established",
+           "to_server": "to_server", "from_client": "to_server",
+           "to_client": "to_client", "from_server": "to_client"}
+IGNORED = ("rev", "gid", "reference", "classtype", "msg", "sid", "priority", "metadata")
+# Suricata's default address-groups/port-groups (suricata.yaml); rule files and config override.
+DEFAULT_VARS = {
+    "HTTP_SERVERS": "$HOME_NET", "SMTP_SERVERS": "$HOME_NET", "SQL_SERVERS": "$HOME_NET",
+    "DNS_SERVERS": "$HOME_NET", "TELNET_SERVERS": "$HOME_NET", "AIM_SERVERS": "$EXTERNAL_NET",
+    "DC_SERVERS": "$HOME_NET", "DNP3_SERVER": "$HOME_NET", "DNP3_CLIENT": "$HOME_NET",
+    "MODBUS_CLIENT": "$HOME_NET", "MODBUS_SERVER": "$HOME_NET", "ENIP_CLIENT": "$HOME_NET",
+    "ENIP_SERVER": "$HOME_NET",
+    "HTTP_PORTS": "80", "SHELLCODE_PORTS": "!80", "ORACLE_PORTS": "1521", "SSH_PORTS": "22",
+    "DNP3_PORTS": "20000", "MODBUS_PORTS": "502", "FILE_DATA_PORTS": "[$HTTP_PORTS,110,143]",
+    "FTP_PORTS": "21", "GENEVE_PORTS": "6081", "VXLAN_PORTS": "4789", "TEREDO_PORTS": "3544",
+}
+_HEADER = re.compile(r"\s*(\S+)\s+(\S+)\s+(\S+|\[[^\]]*\])\s+(\S+|\[[^\]]*\])\s+(->|<>)\s+"
+                     r"(\S+|\[[^\]]*\])\s+(\S+|\[[^\]]*\])\s*\(")
+
+
+@dataclass
+class Parsed:
+    """One rule line read: the YAML-key mapping, or why not."""
+    line: int
+    mapping: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)      # rev, gid, references: kept on the Rule
+    errors: list = field(default_factory=list)     # messages: the rule is wrong
+    unsupported: list = field(default_factory=list)  # (keyword, message): cannot be expressed here
+    sid: int | None = None
+
+
+def read_text(text):
+    """Every rule of a .rules file as a Parsed, in Suricata's action order (stable within
+    an action). Comments, blank lines and `\\` continuations are handled."""
+    out, buf, start = [], "", 0
+    for n, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        if not buf and (not s or s.startswith("#")):
+            continue
+        if not buf:
+            start = n
+        if s.endswith("\\"):
+            buf += s[:-1] + " "
+            continue
+        buf += s
+        out.append(parse_rule(buf, start))
+        buf = ""
+    if buf:
+        out.append(parse_rule(buf, start))
+    return sorted(out, key=lambda p: ACTION_RANK.get(p.mapping.get("action"), 3))
+
+
+def parse_rule(text, line):
+    p = Parsed(line)
+    m = _HEADER.match(text)
+    if not m or not text.rstrip().endswith(")"):
+        p.errors.append("not a Suricata rule: expected 'action proto src sport -> dst dport (options;)'")
+        return p
+    action, proto, src, sport, arrow, dst, dport = m.groups()
+    if action not in ACTION_OF:
+        p.errors.append(f"unknown action '{action}' (alert, pass, drop, reject, rejectsrc, rejectdst, rejectboth)")
+    else:
+        p.mapping["action"] = ACTION_OF[action]
+        if ACTION_OF[action] in ("drop", "reject"):
+            p.mapping["log"] = True        # Suricata's drop/reject rules also alert
+    app = None
+    if proto not in PROTO_OF:
+        p.unsupported.append((proto, f"unsupported keyword '{proto}' (protocol)"))
+    else:
+        yproto, app = PROTO_OF[proto]
+        if yproto != "ip":
+            p.mapping["proto"] = yproto
+    if arrow == "<>" and (src, sport) != (dst, dport):
+        p.unsupported.append(("<>", "unsupported keyword '<>' (both directions with different sides)"))
+    for key, value in (("src", src), ("dst", dst)):
+        if value != "any":
+            p.mapping[key] = value
+    for key, value in (("src_port", sport), ("dst_port", dport)):
+        if value != "any":
+            p.mapping[key] = port_spec(value)
+    options, msg = split_options(text[m.end():text.rstrip().rfind(")")])
+    if msg:
+        p.errors.append(msg)
+        return p
+    _Options(p, app).read(options)
+    return p
+
+
+def port_spec(value):
+    """Suricata port syntax ("1024:", ":1023", "80:90") in the YAML spelling ("a-b")."""
+    def one(m):
+        lo, hi = m.group(1) or "0", m.group(2) or "65535"
+        return f"{lo}-{hi}"
+    return re.sub(r"(?<![\w$])(\d*):(\d*)(?![\w])", one, value)
+
+
+def split_options(body):
+    """"msg:\"a;b\"; sid:1;" -> [("msg", "\"a;b\""), ("sid", "1")], honouring quotes and \\ escapes."""
+    out, cur, quoted, esc = [], "", False, False
+    for ch in body:
+        if esc:
+            cur += ch
+            esc = False
+        elif ch == "\\":
+            cur += ch
+            esc = True
+        elif ch == '"':
+            cur += ch
+            quoted = not quoted
+        elif ch == ";" and not quoted:
+            if cur.strip():
+                name, sep, value = cur.strip().partition(":")
+                out.append((name.strip(), value.strip() if sep else None))
+            cur = ""
+        else:
+            cur += ch
+    if quoted:
+        return None, "unterminated quoted string in the options"
+    if cur.strip():
+        return None, f"option '{cur.strip()}' is not ended by ';'"
+    return out, None
+
+
+def unquote(v):
+    if v is None or len(v) < 2 or not (v.startswith('"') and v.endswith('"')):
+        return v
+    return re.sub(r"\\(.)", r"\1", v[1:-1])
+
+
+def content_bytes(v):
+    """A Suricata content string ("a|0d 0a|b") -> bytes, or (None, message)."""
+    out, i = bytearray(), 0
+    parts = v.split("|")
+    if len(parts) % 2 == 0:
+        return None, f"content {v!r}: unbalanced '|'"
+    for i, part in enumerate(parts):
+        if i % 2:
+            digits = re.sub(r"\s", "", part)
+            if not re.fullmatch(r"(?:[0-9A-Fa-f]{2})*", digits):
+                return None, f"content {v!r}: bad hex between '|'"
+            out += bytes.fromhex(digits)
+        else:
+            out += part.encode("utf-8")
+    if not out:
+        return None, "content is empty"
+    return bytes(out), None
+
+
+class _Options:
+    """Reads the options of one rule into Parsed.mapping."""
+
+    def __init__(self, p, app):
+        self.p, self.app = p, app
+        self.contents = []          # [buffer, bytes, negated, {modifier: value}]
+        self.buffer = None          # the sticky buffer in force (None = the payload)
+        self.dotprefix = False
+
+    def unsupported(self, kw, why=""):
+        self.p.unsupported.append((kw, f"unsupported keyword '{kw}'" + (f" ({why})" if why else "")))
+
+    def error(self, msg):
+        self.p.errors.append(msg)
+
+    def read(self, options):
+        p, mp = self.p, self.p.mapping
+        for name, value in options:
+            bare = value[1:].lstrip() if name == "content" and value and value.startswith("!") else value
+            if bare and bare.startswith('"') and (len(bare) < 2 or not bare.endswith('"')):
+                self.error(f"{name}: text after the closing quote in {value!r} (a missing ';'?)")
+                continue
+            v = unquote(value)
+            if name == "msg":
+                mp["msg"] = v or ""
+            elif name == "sid":
+                if v and v.isdigit() and int(v) > 0:
+                    mp["id"] = p.sid = int(v)
+                else:
+                    self.error(f"sid must be a positive integer, got {value!r}")
+            elif name in ("rev", "gid"):
+                if v and v.isdigit():
+                    p.extra[name] = int(v)
+                else:
+                    self.error(f"{name} must be an integer, got {value!r}")
+            elif name == "reference":
+                p.extra.setdefault("references", []).append(v or "")
+            elif name == "classtype":
+                mp["classtype"] = v
+            elif name == "priority":
+                if v and v.isdigit() and 1 <= int(v) <= 4:
+                    mp["severity"] = int(v)
+                else:
+                    self.unsupported("priority", f"{value}: severities here are 1-4")
+            elif name == "metadata":
+                md = mp.setdefault("metadata", {})
+                for item in (v or "").split(","):
+                    k, _, val = item.strip().partition(" ")
+                    if k:
+                        md.setdefault(k, []).append(val.strip())
+            elif name in FLOW_OF or name == "flow":
+                self.flow(v)
+            elif name == "flags":
+                mp["tcp_flags"] = v
+            elif name in ("itype", "icode"):
+                if v and v.isdigit():
+                    mp["icmp_type" if name == "itype" else "icmp_code"] = int(v)
+                else:
+                    self.unsupported(name, f"'{value}': only an exact number is supported")
+            elif name in STICKY:
+                want = STICKY[name]
+                field_app = want.split("_")[0]
+                if self.app not in (None, field_app):
+                    self.error(f"{name} on a {self.app} rule can never match")
+                self.buffer = want
+            elif name == "fast_pattern":
+                pass                       # a prefilter hint: changes speed, never what matches
+            elif name == "dotprefix":
+                self.dotprefix = True
+            elif name == "content":
+                self.content(value)
+            elif name in ("nocase", "depth", "offset", "startswith", "endswith", "bsize"):
+                self.modifier(name, v)
+            elif name in LEGACY_MODIFIER:
+                if not self.contents:
+                    self.error(f"{name} needs a content before it")
+                else:
+                    self.contents[-1][0] = LEGACY_MODIFIER[name]
+            elif name == "threshold":
+                self.threshold(v)
+            else:
+                self.unsupported(name)
+        if "id" not in mp and not p.errors:
+            self.error("rule has no sid")
+        self.finish()
+
+    def flow(self, v):
+        out = []
+        for item in (v or "").split(","):
+            item = item.strip()
+            if item in FLOW_OF:
+                out.append(FLOW_OF[item])
+            else:
+                self.unsupported(f"flow:{item}")
+        if out:
+            self.p.mapping["flow"] = out
+
+    def content(self, value):
+        negated = value is not None and value.startswith("!")
+        raw = unquote(value[1:].strip() if negated else value)
+        if raw is None or raw == value and not (value or "").startswith('"') and not negated:
+            self.error(f"content must be a quoted string, got {value!r}")
+            return
+        data, msg = content_bytes(raw)
+        if msg:
+            self.error(msg)
+            return
+        self.contents.append([self.buffer, data, negated, {}])
+        if negated:
+            self.unsupported("content:!", "a negated content has no YAML equivalent yet")
+
+    def modifier(self, name, v):
+        if not self.contents:
+            self.error(f"{name} needs a content before it")
+            return
+        mods = self.contents[-1][3]
+        if name in ("depth", "offset", "bsize"):
+            if not v or not v.isdigit():
+                self.unsupported(name, f"'{v}': only a number is supported")
+                return
+            mods[name] = int(v)
+        else:
+            mods[name] = True
+
+    def threshold(self, v):
+        parts = {}
+        for item in (v or "").split(","):
+            k, _, val = item.strip().partition(" ")
+            parts[k] = val.strip()
+        if parts.get("track") not in ("by_src", "by_dst", "by_rule", "by_flow"):
+            self.unsupported("threshold", f"track {parts.get('track')!r}")
+            return
+        try:
+            self.p.mapping["threshold"] = {"type": parts.get("type"), "track": parts["track"],
+                                           "count": int(parts.get("count", "")),
+                                           "seconds": int(parts.get("seconds", ""))}
+        except ValueError:
+            self.error(f"threshold '{v}': count and seconds must be integers")
+
+    def finish(self):
+        """Payload contents -> content; sticky-buffer contents -> whole-name keys."""
+        mp, payload = self.p.mapping, []
+        for buffer, data, negated, mods in self.contents:
+            if negated:
+                continue                   # already reported unsupported
+            if buffer is None:
+                for m in ("startswith", "endswith", "bsize"):
+                    if m in mods:
+                        self.unsupported(m, "on the packet payload")
+                item = {"hex": data.hex()}
+                for m in ("nocase", "offset", "depth"):
+                    if m in mods:
+                        item[m] = mods[m]
+                payload.append(item)
+            else:
+                name = self.name_of(buffer, data, mods)
+                if name is not None:
+                    mp.setdefault(buffer, []).extend(name)
+        if payload:
+            mp["content"] = payload
+        if self.app and not any(k in mp for k in ("dns_query", "tls_sni", "http_host")) \
+                and not self.p.unsupported:
+            self.unsupported(f"{self.app}", "an app-layer protocol without a name condition "
+                             "(dns.query, tls.sni, http.host) has no YAML equivalent yet")
+
+    def name_of(self, buffer, data, mods):
+        """The NamePattern strings a content on a name buffer means exactly, or None after
+        reporting. Suricata's content is a substring match; the YAML name keys match a
+        whole name or "*.suffix", so only anchored contents map."""
+        kw = {"dns_query": "dns.query", "tls_sni": "tls.sni", "http_host": "http.host"}[buffer]
+        for m in ("offset", "depth"):
+            if m in mods:
+                self.unsupported(m, f"on {kw}")
+                return None
+        try:
+            text = data.decode("ascii")
+        except UnicodeDecodeError:
+            self.unsupported(kw, "a content with non-ASCII bytes")
+            return None
+        # YAML names compare case-insensitively. Suricata lowercases http.host (a content
+        # with capitals there never matches), but compares dns.query/tls.sni as sent.
+        if buffer == "http_host":
+            if text != text.lower() and not mods.get("nocase"):
+                self.error(f"http.host is lowercase: content {text!r} can never match (add nocase)")
+                return None
+        elif not mods.get("nocase"):
+            self.unsupported(kw, "a case-sensitive content: names here compare case-insensitively; "
+                                 "add nocase")
+            return None
+        whole = (mods.get("startswith") and mods.get("endswith")) or mods.get("bsize") == len(data) \
+            and not mods.get("endswith") and not mods.get("startswith")
+        if whole and not self.dotprefix:
+            return [text]
+        if mods.get("endswith") and not mods.get("startswith") and "bsize" not in mods \
+                and text.startswith(".") and len(text) > 1:
+            # ".example.com" at the end: any subdomain; with dotprefix the name itself too
+            return ([text[1:]] if self.dotprefix else []) + ["*" + text]
+        self.unsupported(kw, f"content {text!r} is a substring match; only a whole name "
+                             "(startswith; endswith; or bsize) or \".suffix\" with endswith maps "
+                             "onto the YAML name keys")
+        return None
