@@ -222,3 +222,22 @@ def test_config_key_rules_skip_unsupported(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_config(p)
     assert e.value.problems == [f"{p}:3: rules_skip_unsupported must be true or false, got 'maybe'"]
+
+
+def test_mangled_rules_never_crash(tmp_path):
+    """Malformed .rules lines are problems, never exceptions (the loader's own run, not check's guard)."""
+    import random
+    from appliance.detect.loader import _Loader
+    lines = [ln.rstrip("\n") for ln in open(FIXTURE) if ln[:1].isalpha()]
+    rnd, p = random.Random(7), tmp_path / "x.rules"
+    for _ in range(400):
+        chars = list(rnd.choice(lines))
+        for _ in range(rnd.randint(1, 4)):
+            pos = rnd.randrange(len(chars))
+            if rnd.random() < 0.5:
+                del chars[pos]
+            else:
+                chars.insert(pos, rnd.choice('";:|!\\()[],-> $a0'))
+        p.write_text("".join(chars) + "\n")
+        for skip in (False, True):
+            _Loader(None, skip).run([p])
