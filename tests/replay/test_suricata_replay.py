@@ -38,7 +38,7 @@ def test_tls_sni_drop_acts_as_the_yaml_rule(run, rules_file):
                                'startswith; endswith; classtype:credential-theft; sid:77; rev:2;)\n', "a.rules"))
     yaml = run(cap, rules_file("rules:\n  - {id: 77, action: drop, log: true, msg: harvester, proto: tcp, "
                                "src: $HOME_NET, dst: $EXTERNAL_NET, dst_port: 443, flow: [established, to_server], "
-                               "tls_sni: harvest-creds.example, classtype: credential-theft}\n"))
+                               "tls_sni: harvest-creds.example, classtype: credential-theft, severity: 1}\n"))
     assert suri.flow_action(src_port=40001) == "drop"
     assert suri.flow_action(src_port=40002) != "drop"
     assert len(suri.alerts(77)) == 1

@@ -55,6 +55,12 @@ PAIRS = [
      'metadata:former_category MALWARE, created_at 2026_01_01; sid:5;)',
      "{id: 5, action: alert, proto: tcp, msg: 'a \"quoted\"; msg', classtype: trojan-activity, severity: 1, "
      "metadata: {former_category: [MALWARE], created_at: ['2026_01_01']}}"),
+    ("alert tcp any any -> any any (classtype:misc-attack; sid:5;)",       # classification.config's priority
+     "{id: 5, action: alert, proto: tcp, classtype: misc-attack, severity: 2}"),
+    ("alert tcp any any -> any any (classtype:trojan-activity; priority:3; sid:5;)",   # priority wins
+     "{id: 5, action: alert, proto: tcp, classtype: trojan-activity, severity: 3}"),
+    ("alert tcp any any -> any any (classtype:my-own-class; sid:5;)",      # not in the default table
+     "{id: 5, action: alert, proto: tcp, classtype: my-own-class}"),
     ('alert tcp any any -> any any (content:"GET |2f 61|"; nocase; offset:2; depth:10; content:"x"; sid:5;)',
      "{id: 5, action: alert, proto: tcp, content: [{hex: '474554202f61', nocase: true, offset: 2, depth: 10}, x]}"),
     ("alert tcp any any -> any any (flow:established,from_server; sid:5;)",
