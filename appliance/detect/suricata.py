@@ -16,7 +16,9 @@ ACTION_OF = {"alert": "alert", "pass": "pass", "drop": "drop", "reject": "reject
 # reject, alert (alert never decides here, so its place does not matter).
 ACTION_RANK = {"pass": 0, "drop": 1, "reject": 2, "alert": 3}
 # proto -> (YAML proto, the app field its sticky buffers fill)
-PROTO_OF = {"ip": ("ip", None), "tcp": ("tcp", None), "udp": ("udp", None), "icmp": ("icmp", None),
+# (Suricata's `icmp` is ICMPv4 and ICMPv6 together: no one YAML proto says that, see parse_rule.)
+PROTO_OF = {"ip": ("ip", None), "tcp": ("tcp", None), "udp": ("udp", None),
+            "icmpv4": ("icmp", None), "icmpv6": ("icmpv6", None),
             "dns": ("ip", "dns"), "tls": ("tcp", "tls"), "http": ("tcp", "http")}
 STICKY = {"dns.query": "dns_query", "dns_query": "dns_query", "tls.sni": "tls_sni",
           "http.host": "http_host"}
@@ -103,7 +105,10 @@ def parse_rule(text, line):
         if ACTION_OF[action] in ("drop", "reject"):
             p.mapping["log"] = True        # Suricata's drop/reject rules also alert
     app = None
-    if proto not in PROTO_OF:
+    if proto == "icmp":
+        p.unsupported.append((proto, "unsupported keyword 'icmp' (Suricata's icmp is ICMPv4 and ICMPv6; "
+                                     "a rule here has one: write icmpv4 or icmpv6)"))
+    elif proto not in PROTO_OF:
         p.unsupported.append((proto, f"unsupported keyword '{proto}' (protocol)"))
     else:
         yproto, app = PROTO_OF[proto]

@@ -42,8 +42,10 @@ PAIRS = [
     ("rejectsrc tcp any any -> any any (sid:5;)", "{id: 5, action: reject, proto: tcp, log: true}"),
     ("rejectboth tcp any any -> any any (sid:5;)", "{id: 5, action: reject, proto: tcp, log: true}"),
     ("pass ip any any -> any any (sid:5;)", "{id: 5, action: pass}"),
-    ("alert icmp any any -> any any (sid:5; itype:8; icode:0;)",
+    ("alert icmpv4 any any -> any any (sid:5; itype:8; icode:0;)",
      "{id: 5, action: alert, proto: icmp, icmp_type: 8, icmp_code: 0}"),
+    ("alert icmpv6 any any -> any any (sid:5; itype:128;)",
+     "{id: 5, action: alert, proto: icmpv6, icmp_type: 128}"),
     ("alert tcp [10.0.0.0/8,!10.1.0.0/16] any -> $EXTERNAL_NET !80 (sid:5;)",
      "{id: 5, action: alert, proto: tcp, src: '[10.0.0.0/8,!10.1.0.0/16]', dst: $EXTERNAL_NET, dst_port: '!80'}"),
     ("alert tcp $HOME_NET 1024: -> any [6667:6669,7000,:20] (sid:5;)",
@@ -166,6 +168,8 @@ def test_continuation_lines_and_comments(tmp_path):
     ("alert tcp any any -> any any (threshold:type limit, track by_both, count 1, seconds 1; sid:1;)",
      "unsupported keyword 'threshold' (track 'by_both')"),
     ("alert sctp any any -> any any (sid:1;)", "unsupported keyword 'sctp' (protocol)"),
+    ("alert icmp any any -> any any (itype:8; sid:1;)",
+     "unsupported keyword 'icmp' (Suricata's icmp is ICMPv4 and ICMPv6; a rule here has one: write icmpv4 or icmpv6)"),
     ("alert tcp any any -> any any (msg:\"x\" sid:1;)", "msg: text after the closing quote in '\"x\" sid:1' (a missing ';'?)"),
     ("alert tcp any any -> any any (sid:1; nocase)", "option 'nocase' is not ended by ';'"),
     ("alert tcp any any -> any any (msg:\"x; sid:1;)", "unterminated quoted string in the options"),
@@ -214,9 +218,9 @@ def test_skip_unsupported_still_fails_on_errors(tmp_path):
 
 
 def test_fixture_loaded_and_skipped():
-    assert len(check(FIXTURE)) == 18                      # problems by default
+    assert len(check(FIXTURE)) == 20                      # problems by default
     rs = load_rules(FIXTURE, skip_unsupported=True)
-    assert (len(rs.rules), len(rs.skipped)) == (28, 15)
+    assert (len(rs.rules), len(rs.skipped)) == (27, 16)
 
 
 def test_config_key_rules_skip_unsupported(tmp_path):
