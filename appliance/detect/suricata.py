@@ -127,7 +127,31 @@ def parse_rule(text, line):
         p.errors.append(msg)
         return p
     _Options(p, app).read(options)
+    _orient(p, (src, sport), (dst, dport))
     return p
+
+
+def _orient(p, left, right):
+    """A pass/drop/reject rule here describes the connection (src = its initiator, for every
+    packet of the flow); Suricata's header describes each matching packet. They agree when
+    the rule only looks at packets to the server (flow:to_server, or a name, which only
+    requests carry), and with src/dst swapped when it only looks at packets to the client.
+    Otherwise a Suricata drop rule also matches replies, which one rule here cannot say."""
+    mp = p.mapping
+    if mp.get("action") not in ("pass", "drop", "reject") or left == right:
+        return
+    flow = set(mp.get("flow", ()))
+    if "to_client" in flow:
+        for a, b in (("src", "dst"), ("src_port", "dst_port")):
+            va, vb = mp.pop(a, None), mp.pop(b, None)
+            if vb is not None:
+                mp[a] = vb
+            if va is not None:
+                mp[b] = va
+    elif "to_server" not in flow and not any(k in mp for k in ("dns_query", "tls_sni", "http_host")):
+        p.unsupported.append(("->", f"unsupported keyword '->' (a {mp['action']} rule with different sides "
+                                     "and no flow:to_server/to_client: Suricata also matches packets "
+                                     "the other way, a rule here matches the connection one way)"))
 
 
 def port_spec(value):

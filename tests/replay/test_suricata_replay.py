@@ -74,11 +74,26 @@ def test_dns_dotprefix_drop_acts_as_the_yaml_rule(run, rules_file):
     same_events(suri, yaml)
 
 
+def test_to_client_drop_acts_as_the_swapped_yaml_rule(run, rules_file):
+    cap = Capture()
+    for port, body in ((40010, b"MZ\x90\x00 This program cannot be run in DOS mode"), (40011, b"<html>ok</html>")):
+        c = TcpConn(cap, "10.0.0.1", port, "198.51.100.9", 80)
+        c.handshake()
+        c.send(b"GET /f HTTP/1.1\r\nHost: x.example\r\n\r\n")
+        c.recv(b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n" + body)
+    suri = run(cap, rules_file('drop tcp $EXTERNAL_NET $HTTP_PORTS -> $HOME_NET any (msg:"exe"; '
+                               'flow:established,from_server; content:"MZ"; sid:80;)\n', "a.rules"))
+    yaml = run(cap, rules_file("rules:\n  - {id: 80, action: drop, log: true, msg: exe, proto: tcp, src: $HOME_NET, "
+                               "dst: $EXTERNAL_NET, dst_port: 80, flow: [established, to_client], content: MZ}\n"))
+    assert [suri.flow_action(src_port=p) for p in (40010, 40011)] == ["drop", "pass"]
+    same_events(suri, yaml)
+
+
 def test_yaml_and_rules_files_first_match_in_lexical_order(run, rules_file, tmp_path):
     cap = tls_capture()
     d = tmp_path / "mixed"
     d.mkdir()
-    (d / "b.rules").write_text("drop tcp any any -> any 443 (sid:2;)\n")
+    (d / "b.rules").write_text("drop tcp any any -> any 443 (flow:to_server; sid:2;)\n")
     (d / "a.yaml").write_text("rules:\n  - {id: 1, action: pass, proto: tcp, dst_port: 443}\n")
     assert run(cap, str(d)).flow_action(src_port=40001) == "pass"      # a.yaml comes first
     (d / "a.yaml").rename(d / "c.yaml")
@@ -87,7 +102,8 @@ def test_yaml_and_rules_files_first_match_in_lexical_order(run, rules_file, tmp_
 
 def test_pass_before_drop_within_a_rules_file(run, rules_file):
     cap = tls_capture()
-    r = run(cap, rules_file("drop tcp any any -> any 443 (sid:2;)\npass tcp any any -> any 443 (sid:1;)\n",
+    r = run(cap, rules_file("drop tcp any any -> any 443 (flow:to_server; sid:2;)\n"
+                            "pass tcp any any -> any 443 (flow:to_server; sid:1;)\n",
                             "a.rules"))
     assert r.flow_action(src_port=40001) == "pass"                       # Suricata's action order
 
@@ -95,7 +111,7 @@ def test_pass_before_drop_within_a_rules_file(run, rules_file):
 def test_cli_rules_check_and_skip_unsupported(tmp_path):
     p = tmp_path / "x.rules"
     p.write_text('alert tcp any any -> any any (content:"a"; distance:0; sid:1;)\n'
-                 'drop tcp any any -> any 23 (sid:2;)\n')
+                 'drop tcp any any -> any 23 (flow:to_server; sid:2;)\n')
     r = cli("rules", "check", p)
     assert (r.returncode, r.stdout) == (1, f"{p}:1: unsupported keyword 'distance'\n")
     r = cli("rules", "check", "--skip-unsupported", p)

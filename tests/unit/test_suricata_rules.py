@@ -87,6 +87,15 @@ PAIRS = [
     ('alert http any any -> any any (content:".evil.example"; http_host; endswith; sid:5;)',
      "{id: 5, action: alert, proto: tcp, http_host: '*.evil.example'}"),
     ('alert tcp any any -> any any (content:"x"; fast_pattern; sid:5;)', "{id: 5, action: alert, proto: tcp, content: x}"),
+    # a deciding rule describes the connection: to_server as written, to_client swapped
+    ("drop tcp $HOME_NET any -> 192.0.2.0/24 25 (flow:to_server; sid:5;)",
+     "{id: 5, action: drop, log: true, proto: tcp, src: $HOME_NET, dst: 192.0.2.0/24, dst_port: 25, flow: to_server}"),
+    ('drop tcp $EXTERNAL_NET 80 -> $HOME_NET any (flow:established,from_server; content:"MZ"; sid:5;)',
+     "{id: 5, action: drop, log: true, proto: tcp, src: $HOME_NET, dst: $EXTERNAL_NET, dst_port: 80, "
+     "flow: [established, to_client], content: MZ}"),
+    ("alert tcp $EXTERNAL_NET 80 -> $HOME_NET any (flow:from_server; sid:5;)",     # alerts: per packet
+     "{id: 5, action: alert, proto: tcp, src: $EXTERNAL_NET, src_port: 80, dst: $HOME_NET, flow: to_client}"),
+    ("pass ip any any -> any any (sid:5;)", "{id: 5, action: pass}"),
 ]
 
 
@@ -168,6 +177,9 @@ def test_continuation_lines_and_comments(tmp_path):
     ("alert tcp any any -> any any (threshold:type limit, track by_both, count 1, seconds 1; sid:1;)",
      "unsupported keyword 'threshold' (track 'by_both')"),
     ("alert sctp any any -> any any (sid:1;)", "unsupported keyword 'sctp' (protocol)"),
+    ("drop ip 192.0.2.0/24 any -> $HOME_NET any (sid:1;)",
+     "unsupported keyword '->' (a drop rule with different sides and no flow:to_server/to_client: Suricata "
+     "also matches packets the other way, a rule here matches the connection one way)"),
     ("alert icmp any any -> any any (itype:8; sid:1;)",
      "unsupported keyword 'icmp' (Suricata's icmp is ICMPv4 and ICMPv6; a rule here has one: write icmpv4 or icmpv6)"),
     ("alert tcp any any -> any any (msg:\"x\" sid:1;)", "msg: text after the closing quote in '\"x\" sid:1' (a missing ';'?)"),
@@ -199,7 +211,7 @@ def test_sid_shared_with_a_yaml_rule_is_a_duplicate(tmp_path):
 def test_skip_unsupported_loads_the_rest(tmp_path):
     rs = suri(tmp_path, """
         alert tcp any any -> any any (content:"a"; distance:0; within:4; sid:1;)
-        drop tcp any any -> any 23 (sid:2;)
+        drop tcp any any -> any 23 (flow:to_server; sid:2;)
         alert tcp any any -> any any (content:"b"; distance:1; sid:3;)
     """, skip_unsupported=True)
     assert [r.id for r in rs.rules] == [2]
@@ -218,9 +230,9 @@ def test_skip_unsupported_still_fails_on_errors(tmp_path):
 
 
 def test_fixture_loaded_and_skipped():
-    assert len(check(FIXTURE)) == 20                      # problems by default
+    assert len(check(FIXTURE)) == 21                      # problems by default
     rs = load_rules(FIXTURE, skip_unsupported=True)
-    assert (len(rs.rules), len(rs.skipped)) == (27, 16)
+    assert (len(rs.rules), len(rs.skipped)) == (27, 17)
 
 
 def test_config_key_rules_skip_unsupported(tmp_path):
