@@ -282,7 +282,7 @@ class Inspector:
             pkt_action = "drop"            # the RST/unreachable went out with the deciding packet
 
         fired = det.alerts(pkt, flow, to_server, cand, new_fields, scan) if within_before else []
-        if decided_now is not None and decided_now.log:
+        if decided_now is not None and decided_now.logs:
             fired.append(decided_now)
         emitted = []
         for rule in fired:
@@ -333,7 +333,7 @@ class Inspector:
         if action == "reject":
             action = "drop"                # no ports to answer with a reset
         self.counters.count_verdict(action)
-        return Verdict(action, False, None, [rule] if rule is not None and rule.log else [])
+        return Verdict(action, False, None, [rule] if rule is not None and rule.logs else [])
 
     def _applayer(self, pkt, flow, to_server, cand):
         """The stream and app-layer stages; returns the app fields that got a new
