@@ -13,6 +13,7 @@ import re
 
 from appliance import yamlsource
 from appliance.problems import at, did_you_mean, is_int
+from appliance.output.eve import EVE_TYPES
 
 FAILURE_MODES = ("open", "closed")
 # The two nfmark/connmark bits the offload verdicts live in (netfilter.offload_marks). Bits of
@@ -25,7 +26,7 @@ KNOWN_MARK_USERS = {"Calico": 0xFFFF0000, "Cilium": 0xFFFF0F00, "Tailscale": 0x0
 # EVE on disk: at most (EVE_KEEP + 1) x EVE_MAX_BYTES per EVE path (output/eve.py rotates).
 EVE_MAX_BYTES = 100 << 20
 EVE_KEEP = 5
-EVE_KEYS = ("path", "max_bytes", "keep")
+EVE_KEYS = ("path", "max_bytes", "keep", "types")
 _SIZE = re.compile(r"(\d+)\s*([KMG]i?B?|B)?", re.IGNORECASE)
 # One rule for interface names, `appliance run` and `appliance bootstrap` alike (aws/interfaces.py
 # imports it). Linux (dev_valid_name, and `ip link`) takes 1-15 bytes (IFNAMSIZ is 16 with the
@@ -75,6 +76,7 @@ class Config:
     eve: str | None = "/var/log/appliance/eve.json"
     eve_max_bytes: int = EVE_MAX_BYTES           # the EVE file is rotated past this size ...
     eve_keep: int = EVE_KEEP                     # ... keeping this many old files (PATH.1 .. PATH.<keep>)
+    eve_types: tuple = EVE_TYPES                 # the event types written (Suricata's eve-log.types)
     home_net: tuple | None = None # None: the rule files' HOME_NET (or the loader's default, ULA included)
     workers: int = 2
     queue_base: int = 0
@@ -279,6 +281,22 @@ def _size(v):
     return int(m.group(1)) << {"B": 0, "K": 10, "M": 20, "G": 30}[unit]
 
 
+def _eve_types(v, path, line, problems):
+    """`eve.types`: a list of event types from EVE_TYPES (Suricata's eve-log.types); None if bad."""
+    if not isinstance(v, list) or not all(isinstance(t, str) for t in v):
+        problems.append(at(path, line, f"eve.types must be a list of event types ({', '.join(EVE_TYPES)}), "
+                                       f"got {v!r}"))
+        return None
+    bad = False
+    for i, t in enumerate(v):
+        if t not in EVE_TYPES:
+            where = v.line_of(i) if isinstance(v, yamlsource.LineList) else line
+            problems.append(at(path, where, f"eve.types: unknown event type {t!r} "
+                                            f"(known: {', '.join(EVE_TYPES)})"))
+            bad = True
+    return None if bad else tuple(dict.fromkeys(v))
+
+
 def _eve(eve, path, problems, out):
     """`eve: {path: FILE, max_bytes: SIZE, keep: N}`: fills out's rotation keys and returns
     the path (None for `path: null`), or _BAD."""
@@ -291,6 +309,10 @@ def _eve(eve, path, problems, out):
         else:
             out["eve_max_bytes"] = n
     out["eve_keep"] = _int(eve, "keep", 1, 1000, EVE_KEEP, path, problems, "eve.")
+    if "types" in eve:
+        types = _eve_types(eve["types"], path, eve.line_of("types"), problems)
+        if types is not None:
+            out["eve_types"] = types
     if "path" not in eve:
         problems.append(at(path, eve.line, "eve.path is required (the EVE JSON file, or null for none)"))
         return _BAD
@@ -384,7 +406,7 @@ def resolve_interfaces(cfg: Config, discover=None) -> Config:
 
 # What SIGHUP may change in a running appliance, and what needs a restart (the kernel
 # ruleset, the queues and the worker processes are built from these).
-RELOADABLE = ("rules", "eve", "eve_max_bytes", "eve_keep", "home_net", "offload", "inspection",
+RELOADABLE = ("rules", "eve", "eve_max_bytes", "eve_keep", "eve_types", "home_net", "offload", "inspection",
               "rules_skip_unsupported")
 RESTART_ONLY = ("outside", "inside", "management", "workers", "queue_base", "failure_mode", "mark_mask")
 

@@ -18,6 +18,10 @@ from .flow import FlowTable, flow_key, handshake_seen
 from .output import events
 from .output.limits import EventLimits
 from .packet import TCP, UDP, SYN, ACK
+from .applayer import DNS_PORTS
+
+from .output.eve import EVE_TYPES
+PROTOCOL_LOGS = ("dns", "tls", "http")
 from .stream import ClientStream
 
 
@@ -37,6 +41,8 @@ class Settings:
                                           # as no name (the rules that need it do not match)
     verify_checksums: bool = True         # a bad TCP checksum keeps a segment out of flow tracking
                                           # (live: off, the kernel's conntrack already judged it)
+    eve_types: tuple = EVE_TYPES          # the EVE event types written (Suricata's eve-log.types); a
+                                          # protocol log on keeps flows inspected while it may log more
 
 
 def settings_from_config(cfg, **overrides):
@@ -45,7 +51,8 @@ def settings_from_config(cfg, **overrides):
     failure mode's verdict for packets without a flow; `overrides` set what the source knows."""
     known = {f.name for f in fields(Settings)}
     values = {f.name: getattr(cfg.inspection, f.name) for f in fields(cfg.inspection) if f.name in known}
-    values.update(offload=cfg.offload, anomaly_action="pass" if cfg.fail_open else "drop")
+    values.update(offload=cfg.offload, anomaly_action="pass" if cfg.fail_open else "drop",
+                  eve_types=tuple(cfg.eve_types))
     values.update(overrides)
     return Settings(**values)
 
@@ -85,6 +92,8 @@ class Inspector:
         self._found = ()                  # this packet's anomalies: (name, layer)
         self._ended = None                # the flow that ended to make room for this packet
         self._flow = None                 # this packet's flow, once looked up
+        self._txs = []                    # this packet's transactions to log: (proto, tx)
+        self._types_set(self.settings)
 
     # -- public API ------------------------------------------------------------
 
@@ -92,6 +101,7 @@ class Inspector:
         """Inspect one decoded packet and return its Verdict. Never raises."""
         self._found = ()
         self._ended = self._flow = None
+        self._txs = []
         try:
             ts = pkt.ts
             last = self._last_tick
@@ -155,6 +165,7 @@ class Inspector:
         if settings is not None:
             self.settings = settings
             self.flows.verify_checksums = settings.verify_checksums
+            self._types_set(settings)
         self.generation += 1
         if detector is None:
             detector = Detector(ruleset, self.generation, self.settings.exception_policy)
@@ -165,9 +176,15 @@ class Inspector:
             flow.cand_ts = flow.cand_tc = None
         self.ruleset = ruleset
 
+    def _types_set(self, settings):
+        types = frozenset(settings.eve_types)
+        self.types = types
+        self.protologs = types.intersection(PROTOCOL_LOGS)
+
     def stats_event(self):
         ev = events.stats(self, self.now)
-        self._write(ev)
+        if "stats" in self.types:
+            self._write(ev)
         return ev
 
     def close(self):
@@ -265,7 +282,7 @@ class Inspector:
             pkt_action = "drop"            # the RST/unreachable went out with the deciding packet
 
         fired = det.alerts(pkt, flow, to_server, cand, new_fields, scan) if within_before else []
-        if decided_now is not None and decided_now.log:
+        if decided_now is not None and decided_now.logs:
             fired.append(decided_now)
         emitted = []
         for rule in fired:
@@ -277,7 +294,7 @@ class Inspector:
         if flow.verdict in ("drop", "reject"):
             flow.final = True
         elif flow.verdict == "pass":
-            flow.final = not det.more_to_inspect(flow, to_server, within)
+            flow.final = not det.more_to_inspect(flow, to_server, within) and not self._logs_more(flow)
         if flow.final:
             self.flows.file(flow)          # the first a flood may evict from now on
         offload = flow.final and may_offload
@@ -316,7 +333,7 @@ class Inspector:
         if action == "reject":
             action = "drop"                # no ports to answer with a reset
         self.counters.count_verdict(action)
-        return Verdict(action, False, None, [rule] if rule is not None and rule.log else [])
+        return Verdict(action, False, None, [rule] if rule is not None and rule.logs else [])
 
     def _applayer(self, pkt, flow, to_server, cand):
         """The stream and app-layer stages; returns the app fields that got a new
@@ -350,9 +367,19 @@ class Inspector:
                 elif st.lost:
                     reason = "cap"         # bytes the server reads that the window let go
         elif flow.proto == UDP:
-            new, reason = applayer.on_datagram(flow, pkt.payload)
+            responses = [] if "dns" in self.protologs else None
+            new, reason = applayer.on_datagram(flow, pkt.payload, responses)
+            if responses:
+                self._txs = [("dns", m) for m in responses]
         else:
             return ()
+        if new and self.protologs:
+            # this packet's new transactions, logged before a limit below may mark the names
+            # unknown (the transactions read so far were read for sure)
+            app = flow.app
+            if app.proto in new and app.proto in self.protologs:
+                tx = app.tx
+                self._txs = [(app.proto, t) for t in (tx if isinstance(tx, list) else [tx])]
         if found:
             self._found = [*self._found, *((name, "decode" if name.startswith("tcp.") else
                                             "stream" if name.startswith("stream.") else "applayer")
@@ -378,6 +405,24 @@ class Inspector:
             self._found = [*self._found, ("exception." + reason, "engine")]
         return changed
 
+    def _logs_more(self, flow):
+        """A protocol log is on and the flow's app layer may still produce a transaction
+        to log: the flow is not final. Bounded by the app layer's own limits: a TCP flow
+        names its protocol within its first 64 client bytes or never; a reader that gives
+        up or hits a limit is done; TLS reads at most two ClientHellos; DNS over UDP on a
+        DNS port stays inspected until the flow ends (each datagram may be a query)."""
+        logs = self.protologs
+        if not logs or (flow.proto != TCP and flow.proto != UDP):
+            return False
+        app = flow.app
+        if flow.proto == UDP:
+            return ("dns" in logs and (app is None or app.unknown is None)
+                    and (flow.dport in DNS_PORTS or flow.sport in DNS_PORTS
+                         or (app is not None and app.proto == "dns")))
+        if app is None:
+            return True                    # its protocol is not known yet
+        return app.known and app.proto in logs and app.multi_tx
+
     def _count_app(self, app):
         self.counters.app_flows[app.proto] = self.counters.app_flows.get(app.proto, 0) + 1
 
@@ -402,20 +447,25 @@ class Inspector:
 
     def _emit(self, pkt, verdict):
         """The packet's events, in order: decode anomalies, flows that ended to make room,
-        stage anomalies, alerts."""
+        stage anomalies, protocol logs (its new transactions), alerts; each type only when
+        `eve_types` has it."""
         flow = verdict.flow
-        if pkt.anomalies:
+        if pkt.anomalies and "anomaly" in self.types:
             self._anomalies(pkt, None, [(name, "decode") for name in pkt.anomalies])
         if self._ended is not None:
             self._end_flow(self._ended)
-        if self._found:
+        if self._found and "anomaly" in self.types:
             self._anomalies(pkt, flow, self._found)
+        for proto, tx in self._txs:
+            self._write(events.protocol(pkt, flow, proto, tx))
         if verdict.alerts:
             c = self.counters
             c.alerts += len(verdict.alerts)
+            write = "alert" in self.types
             for rule in verdict.alerts:
                 c.rule_hits[(rule.id, rule.msg)] += 1
-                self._write(events.alert(pkt, flow, rule, verdict.action))
+                if write:
+                    self._write(events.alert(pkt, flow, rule, verdict.action))
 
     def _anomalies(self, pkt, flow, found):
         """Anomaly events, bounded (output/limits.py): one per kind per packet, then per
@@ -430,7 +480,7 @@ class Inspector:
 
     def _end_flow(self, flow):
         self.counters.flows_ended[flow.reason] = self.counters.flows_ended.get(flow.reason, 0) + 1
-        if self.limits.flow(flow, self.now) and self.eve is not None:
+        if "flow" in self.types and self.limits.flow(flow, self.now) and self.eve is not None:
             self.eve.write(events.flow(flow))
 
     def _write(self, event):

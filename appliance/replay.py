@@ -13,7 +13,7 @@ from collections import Counter
 from .detect.loader import load_rules, skip_report
 from .detect.rule import RuleError
 from .inspector import Inspector, Settings, settings_from_config
-from .output.eve import EveWriter
+from .output.eve import EVE_TYPES, EveWriter
 from .source import run
 from .source.pcap import PcapSource
 
@@ -61,6 +61,9 @@ def main_replay(args):
                          "rules, exactly as `appliance run` takes them (the flags below override)")
     ap.add_argument("--rules", default=None, help="rule file or directory (default: the config's rules)")
     ap.add_argument("--eve", default=None, help="EVE JSON output file ('-' = stdout); default: none")
+    ap.add_argument("--eve-types", default=None, metavar="TYPES",
+                    help="comma-separated EVE event types to write (as the config's eve.types; "
+                         "default all: " + ",".join(EVE_TYPES) + ")")
     ap.add_argument("--home-net", default=None, help="comma-separated CIDRs (overrides HOME_NET)")
     ap.add_argument("--depth-packets", type=int, default=None, help="default 16")
     ap.add_argument("--depth-bytes", type=int, default=None, help="default 8192")
@@ -113,6 +116,12 @@ def main_replay(args):
                                ("max_flows", o.max_flows), ("exception_policy", o.exception_policy))
              if v is not None}
     flags["verify_checksums"] = not o.no_checksums
+    if o.eve_types is not None:
+        types = [t.strip() for t in o.eve_types.split(",") if t.strip()]
+        bad = [t for t in types if t not in EVE_TYPES]
+        if bad:
+            ap.error(f"--eve-types: unknown event type(s) {', '.join(bad)} (known: {', '.join(EVE_TYPES)})")
+        flags["eve_types"] = tuple(dict.fromkeys(types))
     # a capture has no interfaces: direction comes from HOME_NET, as the rules say
     settings = settings_from_config(cfg, **flags) if cfg else Settings(**flags)
     insp = Inspector(ruleset, settings, eve)

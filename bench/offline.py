@@ -11,6 +11,7 @@ import dpkt
 
 from appliance.detect.loader import load_rules
 from appliance.inspector import Inspector, Settings
+from appliance.output.eve import EVE_TYPES, EveWriter
 from appliance.replay import replay
 
 from . import gen_pcap, memory
@@ -33,10 +34,17 @@ def bare_read(paths):
     return n, time.perf_counter() - t
 
 
-def timed_replay(paths, ruleset, max_flows=1_000_000):
-    insp = Inspector(ruleset, Settings(max_flows=max_flows))
+def timed_replay(paths, ruleset, max_flows=1_000_000, eve_types=None, eve_path=None):
+    """(packets, seconds) of one replay; `eve_path`: EVE written there (the events' cost counts)."""
+    settings = Settings(max_flows=max_flows) if eve_types is None else Settings(max_flows=max_flows,
+                                                                               eve_types=eve_types)
+    eve = EveWriter(eve_path) if eve_path else None
+    insp = Inspector(ruleset, settings, eve)
     t = time.perf_counter()
     res = replay(paths, insp)
+    if eve:
+        insp.close()                      # the flow events too, as a replay with --eve writes them
+        eve.close()
     dt = time.perf_counter() - t
     if res.errors:
         raise RuntimeError("; ".join(res.errors))
@@ -50,6 +58,23 @@ def _pps_row(measure, paths, ruleset, runs):
         n1, t1 = timed_replay(paths, ruleset)
         row.add(n1 / t1, n0 / t0)
         log(f"  run {i + 1}/{runs}: replay {n1 / t1:,.0f} pkt/s, bare read {n0 / t0:,.0f} pkt/s ({n1} packets)")
+    return row
+
+
+def protocol_logs_row(capture, ruleset, runs, tmp):
+    """The cost of protocol logs: replay with EVE written, every event type on, against
+    the same with dns/tls/http off (flows then leave inspection once the rules are done)."""
+    off = tuple(t for t in EVE_TYPES if t not in ("dns", "tls", "http"))
+    row = Row("replay time, mixed capture, 1,000 rules, EVE with dns/tls/http logs", "same, EVE without them",
+              "s", "<= 1.50")
+    for i in range(runs):
+        _, t_off = timed_replay([capture], ruleset, eve_types=off, eve_path=os.path.join(tmp, "eve-off.json"))
+        _, t_on = timed_replay([capture], ruleset, eve_types=EVE_TYPES, eve_path=os.path.join(tmp, "eve-on.json"))
+        lines = sum(1 for _ in open(os.path.join(tmp, "eve-on.json"))) - sum(1 for _ in open(os.path.join(tmp, "eve-off.json")))
+        row.add(t_on, t_off)
+        log(f"  run {i + 1}/{runs}: protocol logs on {t_on:.2f}s, off {t_off:.2f}s ({lines:,} more EVE lines)")
+        for name in ("eve-on.json", "eve-off.json"):
+            os.unlink(os.path.join(tmp, name))
     return row
 
 
@@ -89,6 +114,8 @@ def rows(quick=False, runs=None):
             row.add(t10k, t10)
             log(f"  run {i + 1}/{runs}: 10,000 rules {t10k:.2f}s, 10 rules {t10:.2f}s")
         out.append(row)
+
+        out.append(protocol_logs_row(mixed, r1k, runs, d))
 
     log(f"offline: memory per flow at {flows:,} flows (subprocess)")
     out.extend(memory.rows(flows, runs=1 if not quick else 1))

@@ -7,12 +7,14 @@ follows (so loops end), names as long as dnsmasq reads; names are escaped so a
 hostile label can never inject into a log line.
 """
 
+import ipaddress
 import struct
 from dataclasses import dataclass, field
 
 from appliance.applayer import CAP
 
 MAX_QUESTIONS = 32     # qdcount is attacker-chosen; real queries carry one
+MAX_ANSWERS = 32       # answer records read for the dns event (responses); the rest are not logged
 # dnsmasq 2.90 (checked live) answers names past RFC 1035's 255 bytes, up to its MAXDNAME
 # (1025) of text, and follows up to 255 pointer jumps per name: a name it reads must read
 # here too, or it names nothing to the rules.
@@ -56,6 +58,17 @@ class DnsMessage:
     opcode: int
     rcode: str
     queries: list = field(default_factory=list)
+    # for the log only (left out of ==): a response's answers (DnsAnswer, up to MAX_ANSWERS)
+    answers: list = field(default_factory=list, compare=False)
+    flags: int = field(default=0, compare=False)
+
+
+@dataclass
+class DnsAnswer:
+    rrname: str
+    rrtype: str
+    ttl: int
+    rdata: str | None              # A/AAAA address, CNAME/PTR/NS name; None for other types
 
 
 def escape_label(label: bytes) -> str:
@@ -133,6 +146,43 @@ def _questions(data, qdcount):
     return queries
 
 
+def _answers(data, qdcount, ancount):
+    """The answer section of a response, for the log only (no rule reads it): up to
+    MAX_ANSWERS records, within the pointer budget; what is malformed or past the bound
+    ends the list (the records read so far stay)."""
+    off = 12
+    budget = MAX_POINTERS
+    for _ in range(qdcount):                  # past the questions again (their end offsets)
+        got = _read_name(data, off, budget)
+        if not got:
+            return []
+        off, budget = got[1] + 4, budget - got[2]
+    out = []
+    for _ in range(min(ancount, MAX_ANSWERS)):
+        got = _read_name(data, off, budget)
+        if not got or got[1] + 10 > len(data):
+            break
+        name, off, jumps = got
+        budget -= jumps
+        rtype, _cls, ttl, rdlen = struct.unpack_from("!HHIH", data, off)
+        off += 10
+        if off + rdlen > len(data):
+            break
+        rd = data[off:off + rdlen]
+        rdata = None
+        if rtype == 1 and rdlen == 4:
+            rdata = ".".join(str(b) for b in rd)
+        elif rtype == 28 and rdlen == 16:
+            rdata = str(ipaddress.IPv6Address(bytes(rd)))
+        elif rtype in (2, 5, 12):             # NS, CNAME, PTR: a name (may point back into the message)
+            got = _read_name(data, off, budget)
+            if got:
+                rdata, budget = got[0], budget - got[2]
+        out.append(DnsAnswer(name, RRTYPES.get(rtype, str(rtype)), ttl, rdata))
+        off += rdlen
+    return out
+
+
 def parse_message(data: bytes) -> DnsMessage | None:
     """One DNS message (UDP payload). None when the header or question section is malformed,
     CAP when its names cannot be read within the work bound (MAX_POINTERS)."""
@@ -145,8 +195,11 @@ def parse_message(data: bytes) -> DnsMessage | None:
         if queries is None or queries is CAP:
             return queries
         rcode = flags & 0xF
-        return DnsMessage(ident, bool(flags & 0x8000), (flags >> 11) & 0xF,
-                          RCODES.get(rcode, str(rcode)), queries)
+        msg = DnsMessage(ident, bool(flags & 0x8000), (flags >> 11) & 0xF,
+                         RCODES.get(rcode, str(rcode)), queries, flags=flags)
+        if msg.response and hdr[3]:
+            msg.answers = _answers(data, qdcount, hdr[3])
+        return msg
     except Exception:  # defensive: the datapath never sees a parser exception
         return None
 

@@ -184,12 +184,13 @@ def on_server_bytes(flow, client_spoke):
     return None
 
 
-def on_datagram(flow, payload):
+def on_datagram(flow, payload, responses=None):
     """UDP: every datagram stands alone. A datagram that is not a DNS query says nothing
     about the next one, so DNS rules stay live for the whole flow. Queries (QR=0) count
     from either side: a "resolver" that sends first must not make the client's queries
     invisible. Returns (the fields that got a new transaction, the reason the names can no
-    longer be known or None)."""
+    longer be known or None). `responses`: a list that gets the DNS responses read (for
+    the dns log; no rule reads them)."""
     if not payload or (flow.app is not None and flow.app.unknown is not None):
         return (), None
     msg = dns.parse_message(payload)
@@ -201,6 +202,8 @@ def on_datagram(flow, payload):
             app = flow.app = AppState("dns")
         _dns_queries(app, [msg])
         return ("dns",), None
+    if msg and msg.response and responses is not None:
+        responses.append(msg)
     if flow.app is None:
         flow.app = FAILED                       # this datagram names nothing
     return (), None

@@ -25,6 +25,13 @@ EXT_SERVER_NAME = 0
 EXT_ALPN = 16
 EXT_SUPPORTED_VERSIONS = 43
 EXT_EARLY_DATA = 42
+EXT_SUPPORTED_GROUPS = 10
+EXT_EC_POINT_FORMATS = 11
+# JA3 (the fingerprint threat intel publishes) needs the offered cipher suites, extension
+# types, groups and point formats. Held up to these bounds; a hello offering more is
+# fingerprinted from what was held (ja3 then says so: ClientHello.ja3_cut).
+MAX_KEPT_CIPHERS = 1024        # bytes of the cipher_suites list (512 suites; real clients offer < 100)
+MAX_KEPT_EXT_TYPES = 128       # extension types listed (real clients send < 30)
 # Bytes of a kept extension the parser holds: a host_name's 255 (OpenSSL's limit) with its
 # list framing, real ALPN lists, supported_versions (<= 255 by its length byte). The rest is
 # skipped, or held up to 64 KiB per connection while the hello trickles in; a server name
@@ -43,6 +50,21 @@ class ClientHello:
     version: str
     alpn: list = field(default_factory=list)
     early_data: bool = False           # offered 0-RTT data: records of it may follow the hello
+    # JA3's fields (the log's, not the rules': left out of ==): the legacy version, cipher
+    # suites, extension types in order, supported groups, EC point formats
+    legacy_version: int = field(default=0, compare=False)
+    ciphers: list = field(default_factory=list, compare=False)
+    extensions: list = field(default_factory=list, compare=False)
+    groups: list = field(default_factory=list, compare=False)
+    point_formats: list = field(default_factory=list, compare=False)
+    ja3_cut: bool = field(default=False, compare=False)   # a list ran past what is held: partial
+
+    def ja3_string(self):
+        """Salesforce's JA3: version,ciphers,extensions,groups,point formats (GREASE out)."""
+        def j(vals):
+            return "-".join(str(v) for v in vals if not is_grease(v))
+        return ",".join((str(self.legacy_version), j(self.ciphers), j(self.extensions),
+                         j(self.groups), "-".join(str(v) for v in self.point_formats)))
 
 
 def version_name(v: int) -> str:
@@ -187,7 +209,8 @@ class HelloReader:
         return CAP if self.started and ctype in OTHER_CONTENT else NOT
 
 
-_KEPT_EXTENSIONS = (EXT_SERVER_NAME, EXT_ALPN, EXT_SUPPORTED_VERSIONS)
+_KEPT_EXTENSIONS = (EXT_SERVER_NAME, EXT_ALPN, EXT_SUPPORTED_VERSIONS, EXT_SUPPORTED_GROUPS,
+                    EXT_EC_POINT_FORMATS)
 
 
 class _HelloParser:
@@ -197,7 +220,7 @@ class _HelloParser:
     take(chunk) -> MORE, NOT, CAP or the ClientHello (bytes after the message are not looked at)."""
 
     __slots__ = ("step", "want", "buf", "skip", "left", "ext_left", "etype", "ext_rest", "hello", "offered",
-                 "legacy", "name_cut")
+                 "legacy", "name_cut", "cipher_rest")
 
     def __init__(self):
         self.step = "header"       # which field `buf` is filling
@@ -212,6 +235,7 @@ class _HelloParser:
         self.hello = ClientHello(None, "")
         self.offered = []
         self.legacy = 0
+        self.cipher_rest = 0       # cipher_suites bytes past what is held
 
     def take(self, data):
         off, n = 0, len(data)
@@ -267,10 +291,18 @@ class _HelloParser:
                 return CAP                     # more than any server we know reads
             return self._expect("fixed", 35)   # version, random, session id length
         if step == "fixed":
-            self.legacy = (f[0] << 8) | f[1]
+            self.legacy = self.hello.legacy_version = (f[0] << 8) | f[1]
             return self._expect("session", f[34] + 2)
         if step == "session":
-            return self._skip((f[-2] << 8) | f[-1], "compression")    # cipher suites
+            n = (f[-2] << 8) | f[-1]
+            kept = min(n, MAX_KEPT_CIPHERS)
+            self.cipher_rest = n - kept
+            return self._expect("ciphers", kept)
+        if step == "ciphers":
+            self.hello.ciphers = [(f[i] << 8) | f[i + 1] for i in range(0, len(f) - 1, 2)]
+            if self.cipher_rest:
+                self.hello.ja3_cut = True
+            return self._skip(self.cipher_rest, "compression")
         if step == "compression_len":
             return self._skip(f[0], "extensions")
         if step == "extensions_len":
@@ -282,6 +314,10 @@ class _HelloParser:
             self.etype, elen = (f[0] << 8) | f[1], (f[2] << 8) | f[3]
             if self.etype == EXT_EARLY_DATA:
                 self.hello.early_data = True
+            if len(self.hello.extensions) < MAX_KEPT_EXT_TYPES:
+                self.hello.extensions.append(self.etype)
+            else:
+                self.hello.ja3_cut = True
             self.ext_left -= 4 + elen          # overrunning the block: NOT after it (_ext_next)
             if self.etype in _KEPT_EXTENSIONS:
                 kept = min(elen, MAX_KEPT_EXTENSION)
@@ -297,6 +333,10 @@ class _HelloParser:
                     return CAP
             elif etype == EXT_ALPN:
                 hello.alpn = _alpn(f)
+            elif etype == EXT_SUPPORTED_GROUPS:
+                hello.groups = _u16_list(f)
+            elif etype == EXT_EC_POINT_FORMATS and f:
+                hello.point_formats = list(f[1:1 + f[0]])
             elif etype == EXT_SUPPORTED_VERSIONS and f:
                 vend = min(1 + f[0], len(f))
                 for i in range(1, vend - 1, 2):
@@ -345,6 +385,14 @@ def _server_name(ext):
             return escape_label(ext[off:off + nlen])
         off += nlen
     return None
+
+
+def _u16_list(ext):
+    """A list of 16-bit values behind a 2-byte length (supported_groups), within what is held."""
+    if len(ext) < 2:
+        return []
+    end = min(2 + ((ext[0] << 8) | ext[1]), len(ext))
+    return [(ext[i] << 8) | ext[i + 1] for i in range(2, end - 1, 2)]
 
 
 def _alpn(ext):

@@ -321,10 +321,15 @@ def _log(v, where, draft):
 
 
 def _threshold_needs_log(draft):
-    """A threshold limits alerts; a deciding rule emits alerts only with log: true."""
+    """A threshold limits alerts: a pass rule emits them only with log: true, drop/reject
+    unless log: false."""
     action = draft.fields.get("action")
-    if "threshold" in draft.keys and action in DECISIONS and not draft.fields.get("log"):
-        return "threshold", f"threshold limits alerts: a {action} rule needs log: true for it to apply"
+    log = draft.fields.get("log")
+    logs = log if log is not None else action != "pass"
+    if "threshold" in draft.keys and action in DECISIONS and not logs:
+        return "threshold", (f"threshold limits alerts: a {action} rule with log: false emits none"
+                             if log is False else
+                             f"threshold limits alerts: a {action} rule needs log: true for it to apply")
     return None
 
 
@@ -551,8 +556,9 @@ KEYWORDS = (
             "seconds": {"type": "integer", "minimum": 1, "description": "the period"},
         },
     }),
-    Keyword("log", _log, {"type": "boolean", "default": False,
-                          "description": "pass/drop/reject rules: also emit an alert event when the rule decides"},
+    Keyword("log", _log, {"type": "boolean",
+                          "description": "pass/drop/reject rules: also emit an alert event when the rule decides "
+                                         "(default: drop/reject true, pass false)"},
             after=_threshold_needs_log),
     Keyword("severity", _severity, {"type": "integer", "minimum": 1, "maximum": 4, "default": 3,
                                     "description": "1 (high) to 4 (low); alert.severity"}),

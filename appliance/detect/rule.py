@@ -103,7 +103,7 @@ class Rule:
     tls_sni: tuple | None = None
     http_host: tuple | None = None
     threshold: Threshold | None = None
-    log: bool = False                    # pass/drop/reject: also emit an alert event
+    log: bool | None = None              # pass/drop/reject: also emit an alert event; None: as `logs` says
     severity: int = 3                    # 1 (high) .. 4; Suricata's alert.severity
     classtype: str = ""                  # -> alert.category
     metadata: dict = field(default_factory=dict, hash=False, compare=False)  # -> alert.metadata
@@ -117,6 +117,13 @@ class Rule:
     @property
     def decides(self) -> bool:
         return self.action in DECISIONS
+
+    @property
+    def logs(self) -> bool:
+        """Does the rule emit an alert event when it decides? drop/reject do unless `log:
+        false` (Suricata and AWS Network Firewall log blocked traffic), pass only with
+        `log: true`."""
+        return self.log if self.log is not None else self.action in ("drop", "reject")
 
 
 def default_home_net() -> AddrSet:

@@ -9,6 +9,10 @@ import stat
 import sys
 import time
 
+# The event types the appliance writes (Suricata's eve-log.types); config `eve.types` and
+# replay `--eve-types` choose among them, default all.
+EVE_TYPES = ("alert", "anomaly", "flow", "stats", "dns", "tls", "http")
+
 import orjson
 
 

@@ -1,8 +1,9 @@
-"""Build EVE events (alert, anomaly, flow, stats) in Suricata's schema.
+"""Build EVE events (alert, anomaly, flow, stats, and the dns/tls/http protocol logs) in Suricata's schema.
 
 Only keys the Suricata EVE schema defines are used; appliance-specific detail
 goes where the schema leaves room (alert.metadata).
 """
+import hashlib
 from collections import Counter
 
 from .eve import timestamp
@@ -53,23 +54,52 @@ def app_fields(ev, flow, rule=None):
     tx = app.transaction(rule and (rule.dns_query or rule.http_host))
     if tx is None:
         return
-    if app.proto == "dns":
-        ev["dns"] = {"version": 3, "type": "request", "id": tx.id,
-                     "queries": [{"rrname": q.rrname, "rrtype": q.rrtype} for q in tx.queries]}
-    elif app.proto == "tls":
+    ev[app.proto] = tx_object(app.proto, tx)
+
+
+def tx_object(proto, tx):
+    """The dns/tls/http object of one transaction (a DNS query or response, a ClientHello,
+    an HTTP request), in Suricata's EVE shape (dns: version 3)."""
+    if proto == "dns":
+        d = {"version": 3, "type": "response" if tx.response else "request", "id": tx.id,
+             "queries": [{"rrname": q.rrname, "rrtype": q.rrtype} for q in tx.queries]}
+        if tx.response:
+            d["flags"] = "%x" % tx.flags
+            d["qr"] = True
+            d["rcode"] = tx.rcode
+            answers = []
+            for a in tx.answers:
+                one = {"rrname": a.rrname, "rrtype": a.rrtype, "ttl": a.ttl}
+                if a.rdata is not None:
+                    one["rdata"] = a.rdata
+                answers.append(one)
+            if answers:
+                d["answers"] = answers
+        return d
+    if proto == "tls":
         t = {"version": tx.version}
         if tx.sni:
             t["sni"] = tx.sni
         if tx.alpn:
             t["client_alpns"] = list(tx.alpn)
-        ev["tls"] = t
-    elif app.proto == "http":
-        h = {"url": tx.uri, "http_method": tx.method, "protocol": tx.protocol}
-        if tx.host:
-            h["hostname"] = tx.host
-        if tx.user_agent:
-            h["http_user_agent"] = tx.user_agent
-        ev["http"] = h
+        ja3 = tx.ja3_string()
+        t["ja3"] = {"hash": hashlib.md5(ja3.encode()).hexdigest(), "string": ja3}
+        return t
+    h = {"url": tx.uri, "http_method": tx.method, "protocol": tx.protocol}
+    if tx.host:
+        h["hostname"] = tx.host
+    if tx.user_agent:
+        h["http_user_agent"] = tx.user_agent
+    return h
+
+
+def protocol(pkt, flow, proto, tx):
+    """A protocol log event (event_type dns/tls/http): one transaction, whatever the rules."""
+    ev = _base(proto, pkt.ts)
+    _addresses(ev, pkt, flow)
+    ev["app_proto"] = proto
+    ev[proto] = tx_object(proto, tx)
+    return ev
 
 
 def alert(pkt, flow, rule, pkt_action):

@@ -159,6 +159,15 @@ class Appliance:
         self.config.write_text(self.config_text)
         self.proc = None
 
+    def without_protocol_logs(self):
+        """eve.types without dns/tls/http: a passed HTTP keep-alive connection is then
+        offloaded once the rules are done with it (with them on, it stays inspected while
+        another request may come, README "EVE output")."""
+        self.config_text = self.config_text.replace(
+            "eve: eve.json", "eve: {path: eve.json, types: [alert, anomaly, flow, stats]}")
+        self.config.write_text(self.config_text)
+        return self
+
     def cmd(self, *extra):
         return ["ip", "netns", "exec", self.topo.fw, sys.executable, "-m", "appliance.run",
                 "--config", str(self.config), *extra]

@@ -92,7 +92,7 @@ def test_allow_drop_reject_and_alerts(dp_topo, appliance):
 
 def test_offload_keeps_decided_flows_in_the_kernel(dp_topo, appliance):
     t = dp_topo
-    a = appliance().start()
+    a = appliance().without_protocol_logs().start()
     before = a.queued()
     r = curl(t, url(t, 8080, "big"), max_time=30)
     assert r.stdout == "200", r

@@ -159,7 +159,7 @@ def test_offload_mark_keeps_other_mark_bits(topo, appliance):
     for r in rules:
         t.ex(t.fw, "iptables-nft", *r, check=True)
     try:
-        a = appliance().start()
+        a = appliance().without_protocol_logs().start()
         assert curl(t, f"http://{t.server_ip}:8080/mid", max_time=20).stdout == "200"
         ct = t.ex(t.fw, "conntrack", "-L", "-p", "tcp", "--dport", "8080").stdout
         assert f"mark={0x1005}" in ct, ct          # our pass bit (0x1000) beside theirs

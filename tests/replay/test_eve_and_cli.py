@@ -43,7 +43,7 @@ def test_eve_contract(run, rules_file, eve_validator):
     r = run(cap, rules_file(MIXED_RULES))
     ev = r.events
     assert ev[-1]["event_type"] == "stats" and sum(e["event_type"] == "stats" for e in ev) == 1
-    assert {e["event_type"] for e in ev} == {"alert", "anomaly", "flow", "stats"}
+    assert {e["event_type"] for e in ev} == {"alert", "anomaly", "flow", "stats", "dns", "tls", "http"}
     assert schema_errors(eve_validator, ev) == []
     n = len(cap.frames)
     for e in ev:

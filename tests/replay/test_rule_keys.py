@@ -304,19 +304,25 @@ rules:
 
 
 def test_log_true_on_pass_and_drop(run, rules_file):
+    """drop/reject rules alert (action blocked) unless log: false; pass rules only with log: true."""
     cap = Capture()
     udp(cap, "10.0.0.1", "10.0.0.2", 1, 53)
     udp(cap, "10.0.0.1", "10.0.0.2", 2, 23)
     udp(cap, "10.0.0.1", "10.0.0.2", 3, 24)
     udp(cap, "10.0.0.1", "10.0.0.2", 4, 25)
+    udp(cap, "10.0.0.1", "10.0.0.2", 5, 26)
+    udp(cap, "10.0.0.1", "10.0.0.2", 6, 27)
     r = run(cap, rules_file("""
 rules:
   - {id: 1, action: pass, proto: udp, dst_port: 53, log: true}
   - {id: 2, action: drop, proto: udp, dst_port: 23, log: true}
   - {id: 3, action: drop, proto: udp, dst_port: 24}
   - {id: 4, action: pass, proto: udp, dst_port: 25}
+  - {id: 5, action: drop, proto: udp, dst_port: 26, log: false}
+  - {id: 6, action: reject, proto: udp, dst_port: 27}
 """))
     got = {e["alert"]["signature_id"]: e["alert"]["action"] for e in r.alerts()}
-    assert got == {1: "allowed", 2: "blocked"}
+    assert got == {1: "allowed", 2: "blocked", 3: "blocked", 6: "blocked"}
     assert r.flow_action(dest_port=24) == "drop" and r.flow_action(dest_port=25) == "pass"
-    assert r.res.verdicts == {"pass": 2, "drop": 2}
+    assert r.flow_action(dest_port=26) == "drop"
+    assert r.res.verdicts == {"pass": 2, "drop": 3, "reject": 1}

@@ -268,3 +268,22 @@ def test_eve_rotation_problems_are_file_line(tmp_path):
         f"{p}:5: eve.keep must be an integer from 1 to 1000, got 0"])
     assert problems(tmp_path, "interfaces: {outside: a, inside: b}\neve: {max_bytes: 1G}\n") == [
         f"{p}:2: eve.path is required (the EVE JSON file, or null for none)"]
+
+
+def test_eve_types(tmp_path):
+    from appliance.output.eve import EVE_TYPES
+    cfg = load_config(write(tmp_path, "interfaces: {outside: a, inside: b}\neve: /x/eve.json\n"))
+    assert cfg.eve_types == EVE_TYPES                       # default: every type
+    cfg = load_config(write(tmp_path, "interfaces: {outside: a, inside: b}\n"
+                                      "eve: {path: /x/eve.json, types: [alert, dns, http]}\n"))
+    assert cfg.eve_types == ("alert", "dns", "http")
+
+
+def test_eve_types_problems_are_file_line(tmp_path):
+    p = str(tmp_path / "appliance.yaml")
+    found = problems(tmp_path, "interfaces: {outside: a, inside: b}\n"
+                               "eve:\n  path: /x/eve.json\n  types:\n    - alert\n    - dnss\n")
+    assert found == [f"{p}:6: eve.types: unknown event type 'dnss' (known: alert, anomaly, flow, stats, dns, tls, http)"]
+    found = problems(tmp_path, "interfaces: {outside: a, inside: b}\neve: {path: /x/eve.json, types: dns}\n")
+    assert found == [f"{p}:2: eve.types must be a list of event types (alert, anomaly, flow, stats, dns, tls, http), "
+                     "got 'dns'"]

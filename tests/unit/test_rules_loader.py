@@ -329,7 +329,6 @@ def test_problems_on_one_line_come_in_keyword_order(tmp_path):
         (2, "severity must be an integer 1 (high) to 4 (low), got number 9"),
         (3, "threshold count must be a positive integer, got number 0"),
         (3, "log must be true or false, got number 3"),
-        (3, "threshold limits alerts: a drop rule needs log: true for it to apply"),
         (3, "severity must be an integer 1 (high) to 4 (low), got number 9"),
     ]
     assert found == [f"{path}:{line}: {msg}" for line, msg in want]
@@ -377,8 +376,10 @@ def test_problems_on_one_line_come_in_keyword_order(tmp_path):
     ("rules:\n  - id: 1\n    action: alert\n    http_host: ['*.']\n", 4, "http_host: '*.' is empty"),
     ("rules:\n  - id: 1\n    action: alert\n    http_host: ['a.*.com']\n", 4,
      "http_host: 'a.*.com': a wildcard is only allowed as a leading \"*.\""),
-    ("rules:\n  - id: 1\n    action: drop\n    threshold: {type: limit, track: by_src, count: 1, seconds: 9}\n", 4,
-     "threshold limits alerts: a drop rule needs log: true for it to apply"),
+    ("rules:\n  - id: 1\n    action: pass\n    threshold: {type: limit, track: by_src, count: 1, seconds: 9}\n", 4,
+     "threshold limits alerts: a pass rule needs log: true for it to apply"),
+    ("rules:\n  - id: 1\n    action: drop\n    log: false\n    threshold: {type: limit, track: by_src, count: 1, seconds: 9}\n",
+     5, "threshold limits alerts: a drop rule with log: false emits none"),
     ("rules:\n  - id: 1\n    action: alert\n    log: true\n", 4,
      "log applies to pass/drop/reject rules (alert rules always emit alerts)"),
     ("rules:\n  - id: 1\n    action: no\n", 3,
