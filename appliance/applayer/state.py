@@ -251,12 +251,18 @@ def _tls(app, stream, data, found):
     return ("tls",), None
 
 
-def _http(app, stream, data):
+def _read(app, stream, data, make):
+    """Feed the flow's reader (made on first use) and let the stream go of what it used."""
     reader = app.reader
     if reader is None:
-        reader = app.reader = http.RequestReader()
-    used, reqs, status = reader.feed(data, stream.complete)
+        reader = app.reader = make()
+    used, items, status = reader.feed(data, stream.complete)
     stream.consume(used)
+    return reader, items, status
+
+
+def _http(app, stream, data):
+    reader, reqs, status = _read(app, stream, data, http.RequestReader)
     new = ()
     if reqs:
         app.tx_count += len(reqs)
@@ -274,11 +280,7 @@ def _http(app, stream, data):
 
 
 def _dns_tcp(app, stream, data):
-    reader = app.reader
-    if reader is None:
-        reader = app.reader = dns.TcpReader()
-    used, msgs, status = reader.feed(data, stream.complete)
-    stream.consume(used)
+    reader, msgs, status = _read(app, stream, data, dns.TcpReader)
     app.tx_count += len(msgs)
     queries = [m for m in msgs if not m.response and m.queries]
     new = ()
