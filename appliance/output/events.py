@@ -107,9 +107,9 @@ def alert(pkt, flow, rule, pkt_action):
     _addresses(ev, pkt, flow)
     a = {
         "action": "blocked" if pkt_action in ("drop", "reject") else "allowed",
-        "gid": 1,
+        "gid": rule.gid,
         "signature_id": rule.id,
-        "rev": 1,
+        "rev": rule.rev or 1,            # YAML rules have no revision: Suricata's default 1
         "signature": rule.msg,
         "severity": rule.severity,
     }

@@ -6,16 +6,18 @@ from replaykit import Capture, TcpConn, cli, client_hello, dns_query, l2, tls_re
 
 
 def same_events(r1, r2):
-    """Every event but stats equal, but for where the rule was written (alert.metadata.rule_source)
-    and the capture's file name (each run writes its own)."""
+    """Every event but stats equal, but for where the rule was written (alert.metadata.rule_source),
+    the rule's revision (alert.rev: a `.rules` rule has its own) and the capture's file name (each
+    run writes its own)."""
     def strip(evs):
         out = []
         for e in evs:
             if e["event_type"] != "stats":
                 e = {k: v for k, v in e.items() if k != "pcap_filename"}
                 if "alert" in e:
-                    e = {**e, "alert": {**e["alert"], "metadata": {k: v for k, v in e["alert"]["metadata"].items()
-                                                                   if k != "rule_source"}}}
+                    e = {**e, "alert": {**e["alert"], "rev": None,
+                                        "metadata": {k: v for k, v in e["alert"]["metadata"].items()
+                                                     if k != "rule_source"}}}
                 out.append(e)
         return out
     assert strip(r1.events) == strip(r2.events)
@@ -41,7 +43,9 @@ def test_tls_sni_drop_acts_as_the_yaml_rule(run, rules_file):
                                "tls_sni: harvest-creds.example, classtype: credential-theft, severity: 1}\n"))
     assert suri.flow_action(src_port=40001) == "drop"
     assert suri.flow_action(src_port=40002) != "drop"
-    assert len(suri.alerts(77)) == 1
+    [alert] = suri.alerts(77)
+    assert alert["alert"]["rev"] == 2 and alert["alert"]["gid"] == 1      # the rule's own revision
+    assert yaml.alerts(77)[0]["alert"]["rev"] == 1                          # YAML: Suricata's default
     same_events(suri, yaml)
 
 
