@@ -254,10 +254,10 @@ class Inspector:
         cand = det.candidates(pkt, flow, to_server)
         # Verdict rules describe the connection (initiator -> responder), whichever
         # way this packet goes; alert rules look at the packet's own direction.
-        cand_flow = cand if to_server else det.connection_candidates(flow)
-        flipped = 0
         if flow.unoriented:                # the initiator is unknown: both orientations, against the attacker
             cand_flow, flipped = det.unoriented_candidates(flow)
+        else:
+            cand_flow, flipped = (cand if to_server else det.connection_candidates(flow)), 0
         scan = [None]
         if first and flow.midstream:
             # picked up mid-stream: its start, maybe its requests, are behind us
