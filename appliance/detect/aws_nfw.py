@@ -129,8 +129,7 @@ def to_source(text, file):
     name = response.get("RuleGroupName")
     header = (f"Converted by `appliance rules convert --from aws-nfw` from {file}"
               + (f" (rule group {name})" if name else "") + ".",
-              f"RuleOrder {order}. " + order_comment(order == "STRICT_ORDER")[0],
-              *order_comment(order == "STRICT_ORDER")[1:],
+              f"RuleOrder {order}.", *order_comment(order == "STRICT_ORDER"),
               "AWS's HOME_NET defaults to the VPC's CIDR; here to the config's home_net, else the HOME_NET",
               "of RuleVariables (vars: below), else private address space. The firewall policy's default",
               "action is not part of a rule group: set default_action in one of your rule files.")
@@ -213,15 +212,18 @@ def _domain_list(out, sl, path):
     # As Network Firewall generates them (Developer Guide, "Stateful domain list rule groups"):
     # one rule per target and protocol on the SNI / Host, from HOME_NET, requests only;
     # "abc.example.com" is that name, ".example.com" the name and every subdomain.
+    names = []
+    for i, t in enumerate(targets):
+        name = t.strip().lower() if isinstance(t, str) else None
+        if not name or not _DOMAIN.match(name):
+            out.problem(f"{path}.Targets[{i}]", f"not a domain (\"abc.example.com\", or \".example.com\" for "
+                                                f"the domain and its subdomains): {t!r}")
+        names.append((f"{path}.Targets[{i}]", name))
+    if out.problems:
+        return
     for ttype in types:
         proto, buffer, label = TARGET_TYPES[ttype]
-        for i, t in enumerate(targets):
-            tpath = f"{path}.Targets[{i}]"
-            name = t.strip().lower() if isinstance(t, str) else None
-            if not name or not _DOMAIN.match(name) or name == ".":
-                out.problem(tpath, f"not a domain (\"abc.example.com\", or \".example.com\" for the domain "
-                                   f"and its subdomains): {t!r}")
-                continue
+        for tpath, name in names:
             match = (f'dotprefix; content:"{name}"; nocase; endswith;' if name.startswith(".")
                      else f'content:"{name}"; nocase; startswith; endswith;')
             sid += 1
