@@ -39,6 +39,7 @@ class _Text:
         self.lines = []                    # text lines (variables take a placeholder comment line)
         self.paths = []                    # JSON path of each line
         self.problems = []
+        self.essential = set()             # paths whose rules must not be skipped (an allowlist's drop)
 
     def add(self, line, path):
         self.lines.append(line)
@@ -148,6 +149,12 @@ def convert_rule_group(text, file, skip_unsupported=False):
     r = convert(src, skip_unsupported)
     r.problems = [out.relabel(p) for p in r.problems]
     r.skipped = [out.relabel(s) for s in r.skipped]
+    # Skipping an allowlist's drop would leave only its pass rules: a policy that allows what
+    # the allowlist was written to stop. That is never converted, --skip-unsupported or not.
+    lost = [s for s in r.skipped if any(s.startswith(f"{file}: {p}: ") for p in out.essential)]
+    if lost:
+        return Result(problems=[s.replace(": skipped sid ", ": sid ", 1) + "; an allowlist cannot do without "
+                                "this drop (its pass rules alone allow every request): not skipped" for s in lost])
     return r
 
 
@@ -236,6 +243,7 @@ def _domain_list(out, sl, path):
             sid += 1
             out.add(f'drop {proto} $HOME_NET any -> $EXTERNAL_NET any (msg:"not matching any {label} allowlisted '
                     f'FQDNs"; flow:to_server,established; sid:{sid}; rev:1;)', f"{path}.GeneratedRulesType")
+        out.essential.add(f"{path}.GeneratedRulesType")
 
 
 def _stateful_rules(out, rules, path):

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from botocore.validate import ParamValidator
 
-from appliance.detect.aws_nfw import convert_rule_group
+from appliance.detect.aws_nfw import convert_rule_group, to_source
 from appliance.detect.convert import Source, convert
 from appliance.detect.loader import load_rules
 
@@ -92,12 +92,36 @@ def test_domain_allowlist_is_refused_until_its_catch_all_drop_is_expressible():
         "tls.sni, http.host) has no YAML equivalent yet)"]
 
 
-def test_domain_allowlist_pass_rules_are_the_documented_ones():
+def test_domain_allowlist_drop_is_not_skipped_either():
+    # --skip-unsupported would leave the pass rules alone: a policy allowing every request
     r = convert_json(fixture("domain-allowlist.json"), skip=True)
-    assert [(x["action"], x.get("tls_sni") or x.get("http_host")) for x in rules_of(r.yaml)] == [
-        ("pass", ["allowed-corp.example", "*.allowed-corp.example"]), ("pass", ["good.example"]),
-        ("pass", ["allowed-corp.example", "*.allowed-corp.example"]), ("pass", ["good.example"])]
-    assert r.skipped[-1].startswith("4 rules loaded, 2 skipped")
+    path = "g.json: RuleGroup.RulesSource.RulesSourceList.GeneratedRulesType"
+    assert r.yaml == "" and r.problems == [
+        f"{path}: sid {sid}: unsupported keyword '{proto}' (an app-layer protocol without a name condition "
+        "(dns.query, tls.sni, http.host) has no YAML equivalent yet); an allowlist cannot do without this drop "
+        "(its pass rules alone allow every request): not skipped" for sid, proto in ((5, "tls"), (6, "http"))]
+
+
+def test_domain_allowlist_pass_rules_are_the_documented_ones():
+    doc = fixture("domain-allowlist.json")
+    made, problems = to_source(json.dumps(doc), "g.json")
+    assert not problems
+    lines = [x for x in made[0].text.splitlines() if not x.startswith("#")]
+    assert lines == [
+        'pass tls $HOME_NET any -> $EXTERNAL_NET any (msg:"matching TLS allowlisted FQDNs"; '
+        'flow:to_server,established; tls.sni; dotprefix; content:".allowed-corp.example"; nocase; endswith; '
+        'sid:1; rev:1;)',
+        'pass tls $HOME_NET any -> $EXTERNAL_NET any (msg:"matching TLS allowlisted FQDNs"; '
+        'flow:to_server,established; tls.sni; content:"good.example"; nocase; startswith; endswith; sid:2; rev:1;)',
+        'pass http $HOME_NET any -> $EXTERNAL_NET any (msg:"matching HTTP allowlisted FQDNs"; '
+        'flow:to_server,established; http.host; dotprefix; content:".allowed-corp.example"; nocase; endswith; '
+        'sid:3; rev:1;)',
+        'pass http $HOME_NET any -> $EXTERNAL_NET any (msg:"matching HTTP allowlisted FQDNs"; '
+        'flow:to_server,established; http.host; content:"good.example"; nocase; startswith; endswith; sid:4; rev:1;)',
+        'drop tls $HOME_NET any -> $EXTERNAL_NET any (msg:"not matching any TLS allowlisted FQDNs"; '
+        'flow:to_server,established; sid:5; rev:1;)',
+        'drop http $HOME_NET any -> $EXTERNAL_NET any (msg:"not matching any HTTP allowlisted FQDNs"; '
+        'flow:to_server,established; sid:6; rev:1;)']
 
 
 def test_stateful_5tuple_rules_and_variables(tmp_path):

@@ -207,3 +207,26 @@ def test_round_trip_property(tmp_path_factory, text):
     out = tmp / "g.yaml"
     out.write_text(r.yaml)
     assert comparable(load_rules(out).rules) == comparable(load_rules(src).rules)
+
+
+# ---------------------------------------------------------------- the YAML keys .rules-only fields got
+
+def test_rev_gid_references_yaml_keys(tmp_path):
+    p = tmp_path / "a.yaml"
+    p.write_text("rules:\n  - {id: 1, action: alert, rev: 4, gid: 2, references: 'url,example.org/a'}\n"
+                 "  - {id: 2, action: alert}\n")
+    a, b = load_rules(p).rules
+    assert (a.rev, a.gid, a.references) == (4, 2, ("url,example.org/a",))
+    assert (b.rev, b.gid, b.references) == (0, 1, ())
+
+
+@pytest.mark.parametrize("kv,msg", [
+    ("rev: -1", "rev must be an integer >= 0, got number -1"),
+    ("gid: 'x'", "gid must be an integer >= 0, got 'x'"),
+    ("references: [1]", 'references must be a string or a list of strings ("url,example.org/x"), got a list'),
+    ("references: []", 'references must be a string or a list of strings ("url,example.org/x"), got a list'),
+])
+def test_rev_gid_references_problems(tmp_path, kv, msg):
+    p = tmp_path / "a.yaml"
+    p.write_text(f"rules:\n  - id: 1\n    action: alert\n    {kv}\n")
+    assert check([str(p)]) == [f"{p}:4: {msg}"]
