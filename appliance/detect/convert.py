@@ -23,6 +23,7 @@ from .variables import HOME_NET_SOURCE
 _VAR_REF = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _PLAIN = re.compile(r"[A-Za-z0-9_$./][A-Za-z0-9_$./-]*\Z")   # no space, quote, comma, bracket, ':', '#'
 _KEY_ORDER = {k: i for i, k in enumerate(RULE_KEYS)}
+_UNPRINTABLE = re.compile("[\x7f-\x9f\ufffe\uffff]")
 
 
 @dataclasses.dataclass
@@ -119,8 +120,8 @@ def _self_check(doc, rules, raw_rules):
         try:
             back = load_rules(p).rules
         except RuleError as e:
-            return f"{raw_rules[0][0] if raw_rules else '-'}:1: internal error: the YAML does not load: " \
-                   f"{e.problems[0] if e.problems else e}"
+            first = str(e.problems[0] if e.problems else e).replace(str(p), "the YAML")
+            return f"{raw_rules[0][0] if raw_rules else '-'}:1: internal error: the YAML does not load: {first}"
     for a, b, (file, m) in zip(rules, back, raw_rules):
         if _comparable(a) != _comparable(b):
             diff = [f.name for f in dataclasses.fields(a) if getattr(a, f.name) != getattr(b, f.name)
@@ -180,4 +181,6 @@ def _scalar(v):
     # plain only when any YAML reader (1.1 included: yes/no, 1_000, 1:20) reads back this string
     if _PLAIN.match(s) and yaml.safe_load(s) == s:
         return s
-    return json.dumps(s, ensure_ascii=False)       # a JSON string is a YAML double-quoted scalar
+    # A JSON string is a YAML double-quoted scalar, but for the characters YAML does not allow
+    # written out (DEL, C1 controls, U+FFFE/U+FFFF; NEL would fold into a space): escaped.
+    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(s, ensure_ascii=False))

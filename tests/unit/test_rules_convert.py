@@ -117,10 +117,16 @@ def test_empty_input_is_an_empty_rule_file(tmp_path):
 
 
 @pytest.mark.parametrize("s", ["yes", "no", "on", "null", "~", "2026_01_01", "1:20", "0x1f", "1e3", "80", "*.a.example",
-                               "!80", "[a,b]", "a: b", "a #b", "-1", "&x", "'", '"', "é", "a\nb", "", " x", "1_0"])
+                               "!80", "[a,b]", "a: b", "a #b", "-1", "&x", "'", '"', "é", "a\nb", "", " x", "1_0",
+                               "a\x7fb", "a\x85b", "a\x9bb", "\uffff", "\u2028", "\U0001f600"])
 def test_scalars_read_back_as_the_same_string(s):
     assert yaml.safe_load(f"k: {_scalar(s)}") == {"k": s}
     assert yaml.safe_load(f"k: [{_scalar(s)}]") == {"k": [s]}
+
+
+def test_control_characters_in_a_msg_convert(tmp_path):
+    # written out, DEL and C1 controls make YAML unloadable: they are escaped
+    converted_equals_source(tmp_path, 'alert tcp any any -> any any (msg:"del\x7f csi\x9b \uffff"; sid:1;)\n')
 
 
 def test_self_check_refuses_yaml_that_loads_differently(tmp_path):
