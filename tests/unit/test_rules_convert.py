@@ -236,3 +236,29 @@ def test_rev_gid_references_problems(tmp_path, kv, msg):
     p = tmp_path / "a.yaml"
     p.write_text(f"rules:\n  - id: 1\n    action: alert\n    {kv}\n")
     assert check([str(p)]) == [f"{p}:4: {msg}"]
+
+
+def test_cli_input_and_usage_problems(tmp_path):
+    p = cli(tmp_path / "missing.rules")
+    assert p.returncode == 1 and p.stderr.startswith(f"{tmp_path / 'missing.rules'}:1: cannot read: ")
+    bad = tmp_path / "latin1.rules"
+    bad.write_bytes(b"alert tcp any any -> any any (msg:\"\xe9\"; sid:1;)\n")
+    p = cli(bad)
+    assert p.returncode == 1 and p.stderr.startswith(f"{bad}:1: cannot read: 'utf-8' codec can't decode")
+    for args, msg in (((), "give one FILE, or - for stdin"), (("a", "b"), "give one FILE, or - for stdin"),
+                      (("--from", "pf", "a"), "--from must be one of suricata, aws-nfw, got 'pf'"),
+                      (("-o",), "-o needs a value"), (("--bogus", "a"), "unknown option --bogus")):
+        p = cli(*args)
+        assert (p.returncode, p.stderr.splitlines()[0]) == (2, f"appliance rules convert: {msg}")
+    p = cli("-", "-o", tmp_path / "no-such-dir" / "x.yaml", stdin="alert tcp any any -> any any (sid:1;)\n")
+    assert p.returncode == 1 and "x.yaml:1: cannot write: " in p.stderr
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=st.lists(st.sampled_from('alert drop pass tcp dns any $HOME_NET -> <> ( ) ; : " | ! , [ ] \\ \n '
+                                     'sid:1 content msg 10.0.0.0/8 80 nocase tls.sni endswith \x7f é'.split(" ") + [" "]),
+                     max_size=40).map("".join))
+def test_mangled_input_never_crashes(text):
+    r = convert(Source("m.rules", text), skip_unsupported=True)
+    assert bool(r.problems) != bool(r.yaml)
+    assert all(p.startswith("m.rules:") for p in r.problems)
