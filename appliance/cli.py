@@ -7,6 +7,7 @@ commands:
   replay PCAP... --rules PATH [--eve FILE] [--home-net CIDRS]   replay captures through the pipeline
   rules check PATH...                                           validate rule files (FILE:LINE: message)
   rules schema                                                  print the rule format's JSON Schema
+  rules convert [--from suricata|aws-nfw] FILE|- [-o OUT]       .rules or an AWS rule group -> YAML rules
   run --config FILE                                             the inline datapath (root)
   lab up|down|demo|status                                       a 3-namespace lab on this machine (root)
   bootstrap [--config FILE] [--dry-run]                         EC2 host set-up at boot (ENIs, sysctls, src/dst check)
@@ -17,7 +18,13 @@ RULES_USAGE = """usage: appliance rules check [--skip-unsupported] PATH...
                                        validate rule files (.yaml, .rules) or directories; FILE:LINE: message
                                        per problem, exit 1. --skip-unsupported: .rules lines with unsupported
                                        keywords are skipped (one line each, a summary by keyword), not problems
-       appliance rules schema          print the JSON Schema of the rule format (yaml-language-server)"""
+       appliance rules schema          print the JSON Schema of the rule format (yaml-language-server)
+       appliance rules convert [--from suricata|aws-nfw] [--skip-unsupported] [-o OUT] FILE|-
+                                       print FILE (- = stdin) as a YAML rule file, same verdicts and alerts:
+                                       suricata (default): a .rules file; aws-nfw: the JSON of `aws
+                                       network-firewall describe-rule-group` (or its RuleGroup). What cannot
+                                       be expressed is a FILE:LINE (or FILE: JSON-PATH) problem on stderr,
+                                       exit 1; --skip-unsupported leaves those rules out and says which"""
 
 
 def main_rules(args):
@@ -43,6 +50,9 @@ def main_rules(args):
             print(line)
         print(f"{len(rs.rules)} rules OK (default_action: {rs.default_action})", file=sys.stderr)
         return 0
+    if args[:1] == ["convert"]:
+        from .detect.convert_cli import main_convert
+        return main_convert(args[1:], RULES_USAGE)
     print(RULES_USAGE, file=sys.stderr)
     return 2
 

@@ -365,6 +365,23 @@ def _metadata(md, where, draft):
     return out if ok else INVALID
 
 
+def _rev_gid(name, least):
+    def parse(v, where, draft):
+        if not is_int(v) or v < least:
+            where.report(f"{name} must be an integer >= {least}, got {got(v)}")
+            return INVALID
+        return v
+    return parse
+
+
+def _references(v, where, draft):
+    items = [v] if isinstance(v, str) else v
+    if not isinstance(items, list) or not items or not all(isinstance(x, str) and x for x in items):
+        where.report(f"references must be a string or a list of strings (\"url,example.org/x\"), got {got(v)}")
+        return INVALID
+    return tuple(items)
+
+
 # ---------------------------------------------------------------- values with a syntax of their own
 
 def parse_tcp_flags(v):
@@ -565,6 +582,15 @@ KEYWORDS = (
     Keyword("classtype", _classtype, {"type": "string", "minLength": 1, "description": "alert.category"}),
     Keyword("metadata", _metadata, {"type": "object", "description": "free-form; alert.metadata",
                                     "additionalProperties": {"type": "array", "items": {"type": "string"}}}),
+    # Suricata's rev, gid and reference: carried (alert.rev, alert.gid), never matched; a key here
+    # so that `rules convert` gives a .rules rule as YAML without losing them.
+    Keyword("rev", _rev_gid("rev", 0), {"type": "integer", "minimum": 0, "default": 0,
+                                       "description": "the rule's revision; alert.rev (0: Suricata's default 1)"}),
+    Keyword("gid", _rev_gid("gid", 0), {"type": "integer", "minimum": 0, "default": 1,
+                                       "description": "generator id; alert.gid"}),
+    Keyword("references", _references,
+            {**_set_of("Suricata reference:, \"type,id\" (\"url,example.org/x\", \"cve,2026-0001\"); kept "
+                       "on the rule", {"type": "string", "minLength": 1})}),
 )
 
 RULE_KEYS = tuple(k.name for k in KEYWORDS)
