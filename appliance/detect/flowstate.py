@@ -1,0 +1,140 @@
+"""Per-flow rule state: flowbits, flowints, bypass (Suricata's flow variables).
+
+The Detector numbers every flowbit name its rules use, so a flow's bits are one int and
+its integers a dict keyed by names some rule wrote: a flow holds at most what the rule
+set names, whatever the traffic says (bounded by construction). Flows without any state
+pay one slot (None).
+
+Semantics (docs/rules.md, "Flow state"): conditions (isset, isnotset, flowint
+comparisons, isset/notset) are checked with the rule's other packet conditions, against
+the state as earlier packets -- and earlier rules on this packet -- left it; changes
+(set, unset, toggle, =, +, -) happen only when the whole rule matches, in the order
+written.
+"""
+from .rule import FLOWINT_CHANGES
+
+_U32 = (1 << 32) - 1
+
+
+class FlowVars:
+    __slots__ = ("bits", "ints", "bypass")
+
+    def __init__(self):
+        self.bits = 0
+        self.ints = None             # name -> int, created on the first flowint change
+        self.bypass = False
+
+
+class FlowState:
+    """The compiled flowbits/flowint programs of a rule set."""
+
+    def __init__(self, rules):
+        names = {}
+        for r in rules:
+            for fb in r.flowbits:
+                for n in fb.names:
+                    names.setdefault(n, len(names))
+        self.bit_no = names
+        self.checks = {}             # rule id -> [(op, mask, any)]
+        self.changes = {}            # rule id -> [(op, mask)]
+        for r in rules:
+            checks, changes = [], []
+            for fb in r.flowbits:
+                mask = 0
+                for n in fb.names:
+                    mask |= 1 << names[n]
+                if fb.op in ("isset", "isnotset"):
+                    checks.append((fb.op, mask, fb.any))
+                else:
+                    changes.append((fb.op, mask))
+            if checks:
+                self.checks[r.id] = checks
+            if changes:
+                self.changes[r.id] = changes
+
+    @staticmethod
+    def writes(r):
+        return bool(r.bypass or any(fb.op not in ("isset", "isnotset") for fb in r.flowbits)
+                    or any(fi.op in FLOWINT_CHANGES for fi in r.flowint))
+
+    @staticmethod
+    def reads(r):
+        return bool(any(fb.op in ("isset", "isnotset") for fb in r.flowbits)
+                    or any(fi.op not in FLOWINT_CHANGES for fi in r.flowint))
+
+    def holds(self, r, flow):
+        """The rule's flowbits/flowint conditions hold for the flow now."""
+        fv = flow.vars
+        checks = self.checks.get(r.id)
+        if checks:
+            bits = fv.bits if fv is not None else 0
+            for op, mask, anyof in checks:
+                have = bits & mask
+                if op == "isset":
+                    ok = bool(have) if anyof else have == mask
+                else:                          # isnotset: "a|b" any of them unset, else all unset
+                    ok = have != mask if anyof else not have
+                if not ok:
+                    return False
+        for fi in r.flowint:
+            if fi.op in FLOWINT_CHANGES:
+                continue
+            ints = fv.ints if fv is not None and fv.ints is not None else {}
+            cur = ints.get(fi.name)
+            if fi.op == "isset":
+                ok = cur is not None
+            elif fi.op == "notset":
+                ok = cur is None
+            else:
+                other = fi.value if isinstance(fi.value, int) else ints.get(fi.value)
+                if cur is None or other is None:
+                    return False                # Suricata: a comparison with an unset variable fails
+                ok = _COMPARE[fi.op](cur, other)
+            if not ok:
+                return False
+        return True
+
+    def apply(self, r, flow):
+        """The rule matched: its changes, in the order written."""
+        changes = self.changes.get(r.id)
+        if not (changes or r.bypass or r.flowint):
+            return
+        fv = flow.vars
+        if fv is None:
+            fv = flow.vars = FlowVars()
+        if changes:
+            bits = fv.bits
+            for op, mask in changes:
+                if op == "set":
+                    bits |= mask
+                elif op == "unset":
+                    bits &= ~mask
+                else:
+                    bits ^= mask
+            fv.bits = bits
+        for fi in r.flowint:
+            if fi.op not in FLOWINT_CHANGES:
+                continue
+            ints = fv.ints
+            if ints is None:
+                ints = fv.ints = {}
+            v = fi.value if isinstance(fi.value, int) else ints.get(fi.value)
+            if v is None:
+                continue                       # from an unset variable: Suricata changes nothing
+            if fi.op == "=":
+                ints[fi.name] = v
+            elif fi.name in ints or fi.op == "+":
+                # unsigned 32-bit, as Suricata's flowint: + saturates, - stops at 0
+                cur = ints.get(fi.name, 0)
+                ints[fi.name] = min(cur + v, _U32) if fi.op == "+" else max(cur - v, 0)
+        if r.bypass:
+            fv.bypass = True
+
+
+_COMPARE = {"==": int.__eq__, "!=": int.__ne__, "<": int.__lt__, "<=": int.__le__,
+            ">": int.__gt__, ">=": int.__ge__}
+
+
+def bypassed(flow):
+    fv = flow.vars
+    return fv is not None and fv.bypass
