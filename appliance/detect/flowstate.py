@@ -5,11 +5,11 @@ its integers a dict keyed by names some rule wrote: a flow holds at most what th
 set names, whatever the traffic says (bounded by construction). Flows without any state
 pay one slot (None).
 
-Semantics (docs/rules.md, "Flow state"): conditions (isset, isnotset, flowint
-comparisons, isset/notset) are checked with the rule's other packet conditions, against
-the state as earlier packets -- and earlier rules on this packet -- left it; changes
-(set, unset, toggle, =, +, -) happen only when the whole rule matches, in the order
-written.
+Semantics (docs/rules.md, "Flow state"): flowbits isset/isnotset are checked with the
+rule's other packet conditions, against the state as earlier packets -- and earlier rules
+on this packet -- left it; set/unset/toggle happen only when the whole rule matches.
+flowint items run after the other conditions, in the order written (Suricata's): a change
+happens when reached, a failed comparison ends the rule.
 """
 from .rule import FLOWINT_CHANGES
 
@@ -76,20 +76,41 @@ class FlowState:
                     ok = have != mask if anyof else not have
                 if not ok:
                     return False
+        if r.flowint:
+            return self._flowint(r, flow)
+        return True
+
+    def _flowint(self, r, flow):
+        """flowint items in the order written, as Suricata runs them: a change (=, +, -)
+        happens when reached, a comparison that fails ends the rule (changes before it
+        stay). So "x, +, 1; x, >, 3" counts every packet that gets this far and matches
+        from the fourth."""
+        fv = flow.vars
         for fi in r.flowint:
+            ints = fv.ints if fv is not None and fv.ints is not None else None
+            cur = ints.get(fi.name) if ints is not None else None
             if fi.op in FLOWINT_CHANGES:
+                v = fi.value if isinstance(fi.value, int) else (ints.get(fi.value) if ints else None)
+                if v is None:
+                    continue                   # from an unset variable: Suricata changes nothing
+                if fv is None:
+                    fv = flow.vars = FlowVars()
+                if fv.ints is None:
+                    fv.ints = {}
+                if fi.op == "=":
+                    fv.ints[fi.name] = v
+                elif fi.op == "+":             # unsigned 32-bit as Suricata's: + saturates, - stops at 0
+                    fv.ints[fi.name] = min((cur or 0) + v, _U32)
+                elif cur is not None:
+                    fv.ints[fi.name] = max(cur - v, 0)
                 continue
-            ints = fv.ints if fv is not None and fv.ints is not None else {}
-            cur = ints.get(fi.name)
             if fi.op == "isset":
                 ok = cur is not None
             elif fi.op == "notset":
                 ok = cur is None
             else:
-                other = fi.value if isinstance(fi.value, int) else ints.get(fi.value)
-                if cur is None or other is None:
-                    return False                # Suricata: a comparison with an unset variable fails
-                ok = _COMPARE[fi.op](cur, other)
+                other = fi.value if isinstance(fi.value, int) else (ints.get(fi.value) if ints else None)
+                ok = cur is not None and other is not None and _COMPARE[fi.op](cur, other)
             if not ok:
                 return False
         return True
@@ -97,7 +118,7 @@ class FlowState:
     def apply(self, r, flow):
         """The rule matched: its changes, in the order written."""
         changes = self.changes.get(r.id)
-        if not (changes or r.bypass or r.flowint):
+        if not (changes or r.bypass):
             return
         fv = flow.vars
         if fv is None:
@@ -112,21 +133,6 @@ class FlowState:
                 else:
                     bits ^= mask
             fv.bits = bits
-        for fi in r.flowint:
-            if fi.op not in FLOWINT_CHANGES:
-                continue
-            ints = fv.ints
-            if ints is None:
-                ints = fv.ints = {}
-            v = fi.value if isinstance(fi.value, int) else ints.get(fi.value)
-            if v is None:
-                continue                       # from an unset variable: Suricata changes nothing
-            if fi.op == "=":
-                ints[fi.name] = v
-            elif fi.name in ints or fi.op == "+":
-                # unsigned 32-bit, as Suricata's flowint: + saturates, - stops at 0
-                cur = ints.get(fi.name, 0)
-                ints[fi.name] = min(cur + v, _U32) if fi.op == "+" else max(cur - v, 0)
         if r.bypass:
             fv.bypass = True
 
