@@ -14,6 +14,7 @@ from . import icmp_error
 from .applayer import state as applayer
 from .defrag import Defragmenter
 from .detect.engine import Detector, MATCH, DEFAULT, server_side
+from .detect import flowstate
 from .detect.flowstate import bypassed
 from .flow import FlowTable, flow_key, handshake_seen
 from .output import events
@@ -191,6 +192,7 @@ class Inspector:
             detector = Detector(ruleset, self.generation, self.settings.exception_policy)
         detector.generation = self.generation
         detector.exception_policy = self.settings.exception_policy   # read per decision, not at build
+        flowstate.remap(self.flows.flows.values(), self.detector.state, detector.state)
         self.detector = detector
         for flow in self.flows.flows.values():   # candidate masks were for the old rules
             flow.cand_ts = flow.cand_tc = None

@@ -141,6 +141,18 @@ _COMPARE = {"==": int.__eq__, "!=": int.__ne__, "<": int.__lt__, "<=": int.__le_
             ">": int.__gt__, ">=": int.__ge__}
 
 
+def remap(flows, old, new):
+    """A reload numbered the bit names anew: each flow's bits follow their names (a name
+    the new rules no longer use is dropped -- no rule can read it)."""
+    if old.bit_no == new.bit_no:
+        return
+    moves = [(1 << i, 1 << new.bit_no[n]) for n, i in old.bit_no.items() if n in new.bit_no]
+    for flow in flows:
+        fv = flow.vars
+        if fv is not None and fv.bits:
+            fv.bits = sum(to for frm, to in moves if fv.bits & frm)
+
+
 def bypassed(flow):
     fv = flow.vars
     return fv is not None and fv.bypass

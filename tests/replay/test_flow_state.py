@@ -300,3 +300,23 @@ def test_bidirectional_drop_rule_on_both_directions(run, rules_file):
     assert r.flow_action(src_port=40013) == "drop"
     assert r.flow_action(dest_port=40014) == "drop"
     assert r.flow_action(src_port=40015) == "pass"
+
+
+def test_a_reload_keeps_each_flows_bits_by_name(tmp_path):
+    """The new rule set numbers its bit names anew: a bit set before the reload is still
+    the same name after it."""
+    cap = Capture()
+    c = TcpConn(cap, "10.0.0.1", 40020, "198.51.100.7", 21)
+    c.handshake()
+    c.send(b"USER admin\r\n")
+    c.recv(b"230 ok\r\n")
+    old = tmp_path / "old.rules"
+    old.write_text('alert tcp any any -> any any (content:"zzz"; flowbits:set,other; sid:1;)\n' + FLOWBITS)
+    new = tmp_path / "new.rules"
+    new.write_text(FLOWBITS)                       # "admin" was bit 1, now bit 0
+    insp = Inspector(load_rules(old), Settings())
+    frames = [decode_frame(buf, cap.linktype, ts) for ts, buf in cap.frames]
+    for pkt in frames[:-1]:
+        insp.process(pkt)
+    insp.reload(load_rules(new))
+    assert [r.id for r in insp.process(frames[-1]).alerts] == [11]
