@@ -69,9 +69,22 @@ def test_suricata_depth_is_one_mib_per_direction(rules_file):
     v, _ = feed(cap, rules)
     assert [r.id for r in v[-1].alerts] == [3]
     assert not any(x.offload for x in v)          # a content rule could still match: inspected
-    v, _ = feed(cap, rules, depth_bytes=50_000)   # the config's budget, still per direction
-    assert v[-1].alerts == () or v[-1].alerts == []
-    assert v[-1].offload
+
+
+def test_the_configured_byte_depth_counts_per_direction_with_rules(rules_file):
+    cap = Capture()
+    c = TcpConn(cap, "10.0.0.1", 40000, "198.51.100.7", 8000)
+    c.handshake()
+    for _ in range(40):
+        c.recv(b"y" * 1400)                        # 56 KB to the client: past its 50 KB
+    c.send(b"MARK")                                # the client's direction is still within
+    for _ in range(40):
+        c.send(b"x" * 1400)
+    c.send(b"MARK")                                # now neither is
+    rules = rules_file('alert tcp any any -> any any (content:"MARK"; sid:3;)\n', "a.rules")
+    v, _ = feed(cap, rules, depth_bytes=50_000)
+    assert [i for i, x in enumerate(v) if x.alerts] == [3 + 40]
+    assert v[-1].offload and not any(x.offload for x in v[:3 + 40 + 30])
 
 
 # ------------------------------------------------------------ icmp = ICMPv4 + ICMPv6
@@ -241,6 +254,32 @@ def test_bypass_offloads_a_passed_flow_at_the_match(rules_file):
     v, _ = feed(cap, rules_file('alert tcp any any -> any any (content:"BULK"; noalert; sid:60;)\n'
                                 'alert tcp any any -> any any (content:"zzz"; sid:61;)\n', "b.rules"))
     assert not v[3].offload and sum(len(x.alerts) for x in v) == 5
+
+
+def test_a_pass_rule_with_bypass_ends_inspection_at_once(rules_file):
+    cap = Capture()
+    c = TcpConn(cap, "10.0.0.1", 40008, "198.51.100.7", 443)
+    c.handshake()
+    c.send(b"zzz")
+    alert = 'alert tcp any any -> any any (content:"zzz"; sid:61;)\n'
+    v, _ = feed(cap, rules_file('pass tcp any any -> any 443 (msg:"trusted"; bypass; sid:64;)\n' + alert, "a.rules"))
+    assert v[0].offload and not any(x.alerts for x in v)
+    v, _ = feed(cap, rules_file('pass tcp any any -> any 443 (msg:"trusted"; sid:64;)\n' + alert, "b.rules"))
+    assert not v[0].offload and [r.id for r in v[3].alerts] == [61]
+    # a YAML pass rule on the header alone (decided without a per-packet look)
+    v, _ = feed(cap, rules_file("rules:\n  - {id: 64, action: pass, proto: tcp, dst_port: 443, bypass: true}\n"
+                                "  - {id: 61, action: alert, proto: tcp, content: zzz}\n"))
+    assert v[0].offload and not any(x.alerts for x in v)
+
+
+def test_a_deciding_rule_sets_its_flowbits(run, rules_file):
+    cap = Capture()
+    login(cap, 40030, b"admin")
+    r = run(cap, rules_file('pass tcp any any -> any 21 (flow:to_server; content:"USER admin"; '
+                            'flowbits:set,admin; sid:65;)\n'
+                            'alert tcp any any -> any any (flow:to_client; content:"230 "; flowbits:isset,admin; '
+                            'sid:66;)\n', "a.rules"))
+    assert len(r.alerts(66)) == 1
 
 
 def test_bypass_never_offloads_a_flow_whose_verdict_is_pending(rules_file):
