@@ -26,12 +26,15 @@ def proto(v, where, draft):
             where.report("proto is an empty list")
             return INVALID
         for i, item in enumerate(v):
-            if msg := choice("proto", item, tuple(p for p in PROTOS if p != "ip")):
-                where.of(v, i).report(msg + (" (ip is every protocol: write it alone)" if item == "ip" else ""))
+            if item == "ip":
+                where.of(v, i).report("proto ip is every protocol: write it alone, not in a list")
                 return INVALID
-        if len(set(v)) != len(v):
-            where.report(f"proto lists {got(v)} with a repeat")
-            return INVALID
+            if msg := choice("proto", item, tuple(p for p in PROTOS if p != "ip")):
+                where.of(v, i).report(msg)
+                return INVALID
+            if item in v[:i]:
+                where.of(v, i).report(f"proto repeats {item}")
+                return INVALID
         return v[0] if len(v) == 1 else tuple(v)
     if msg := choice("proto", v, tuple(PROTOS)):
         where.report(msg)
