@@ -285,10 +285,19 @@ class Detector:
             c &= ~self.perpkt
         rules = self.rules
         plain = self.plain
+        waiting = None                         # a per-packet-header rule that may fit a later packet
         while c:
             low = c & -c
             i = low.bit_length() - 1
             r = rules[i]
+            if low & pkth and not low & here:
+                # Suricata judges each packet on its own: a rule whose header does not fit
+                # this packet holds nothing back here, but the flow is not decided by the
+                # default while a later packet the other way may still fit it
+                if more and waiting is None:
+                    waiting = r
+                c ^= low
+                continue
             if low & plain:
                 if low & self.writes:
                     self.state.apply(r, flow)      # bypass
@@ -297,8 +306,7 @@ class Detector:
                 app = flow.app
                 if app is None or any(app.names[f] is None for f in self.app_of[i]):
                     return PENDING, r          # the app layer resolves it within the protocol's limits
-            if low & self.perpkt and ((low & pkth and not low & here) or
-                                      not self.packet_match(r, pkt, flow, to_server != bool(low & flipped), scan)):
+            if low & self.perpkt and not self.packet_match(r, pkt, flow, to_server != bool(low & flipped), scan):
                 if more:
                     return PENDING, r
                 c ^= low                       # the last look: not matched, try the next rule
@@ -306,7 +314,7 @@ class Detector:
             if low & self.writes:
                 self.state.apply(r, flow)
             return MATCH, r
-        return DEFAULT, None
+        return (PENDING, waiting) if waiting is not None else (DEFAULT, None)
 
     def decide_unread(self, pkt, direction):
         """(rule or None, policy_used) for a packet whose transport the decoder could not

@@ -359,3 +359,17 @@ def test_a_reload_keeps_each_flows_bits_by_name(tmp_path):
         insp.process(pkt)
     insp.reload(load_rules(new))
     assert [r.id for r in insp.process(frames[-1]).alerts] == [11]
+
+
+def test_a_per_packet_header_rule_for_the_other_direction_holds_no_later_rule_back(run, rules_file):
+    """Suricata judges each packet: the client's SYN does not fit `pass ... -> $HOME_NET any`
+    (it goes out), so the drop rule after it drops it -- the pass rule waiting for the
+    SYN/ACK must not let it through."""
+    cap = Capture()
+    telnet(cap, "10.0.0.1", 40016, "198.51.100.7", 23)
+    rules = rules_file('pass ip any any -> $HOME_NET any (msg:"to home"; sid:73;)\n'
+                       'drop tcp any any -> any 23 (msg:"telnet"; sid:74;)\n', "a.rules")
+    v, _ = feed(cap, rules)
+    assert v[0].action == "drop"
+    r = run(cap, rules)
+    assert r.flow_action(src_port=40016) == "drop"
