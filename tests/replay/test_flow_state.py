@@ -4,7 +4,7 @@ v6, <> and per-packet headers of verdict rules, Suricata's depth and alert count
 .rules (docs/rules.md "Flow state", docs/performance.md "Inspection depth")."""
 from scapy.all import ICMP, ICMPv6EchoReply, ICMPv6EchoRequest, IP, IPv6
 
-from replaykit import Capture, TcpConn, l2
+from replaykit import Capture, TcpConn, l2, schema_errors
 from appliance.decode import decode_frame
 from appliance.detect.loader import load_rules
 from appliance.inspector import Inspector, Settings
@@ -217,7 +217,7 @@ def test_flowint_counts_and_compares(run, rules_file):
     assert len(r.alerts(50)) == 2                  # the 5th and 6th
 
 
-def test_detection_filter_alerts_only_after_the_count_is_exceeded(run, rules_file):
+def test_detection_filter_alerts_only_after_the_count_is_exceeded(run, rules_file, eve_validator):
     cap = Capture()
     for port in range(41000, 41006):
         TcpConn(cap, "203.0.113.50", port, "10.0.0.22", 22).handshake()
@@ -228,6 +228,7 @@ def test_detection_filter_alerts_only_after_the_count_is_exceeded(run, rules_fil
     assert [e["src_port"] for e in alerts] == [41003, 41004, 41005]
     assert alerts[0]["alert"]["target"] == {"ip": "10.0.0.22", "port": 22}
     assert alerts[0]["alert"]["source"] == {"ip": "203.0.113.50", "port": 41003}
+    assert schema_errors(eve_validator, r.events) == []
 
 
 def test_detection_filter_on_a_drop_rule_gates_the_decision(run, rules_file):
