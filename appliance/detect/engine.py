@@ -14,8 +14,12 @@ Semantics (docs/rules.md has the user's version):
   exception_policy "drop" (the default); under "ignore" only the names it did read
   count.
 - alert rules never decide. Header-only alert rules fire once per flow and
-  direction; content/packet rules fire per matching packet; app-layer rules
-  once per transaction.
+  direction (every packet with `every_packet`, as .rules count); content/packet
+  rules fire per matching packet; app-layer rules once per transaction.
+- Flow state (flowstate.py): flowbits/flowint conditions are packet conditions;
+  changes happen on a match. A verdict rule with `header: packet` is matched
+  against each packet's own header: one that fits only the other direction holds
+  no later rule back, but keeps the default from deciding while it may still fit.
 Header fields are matched against each packet's own direction (Suricata's
 `->`), through bitmask indexes cached per flow direction.
 """
