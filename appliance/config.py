@@ -52,8 +52,9 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Inspection:
-    depth_packets: int = 16      # packets within which content/packet conditions and alerts look (not names)
-    depth_bytes: int = 8192      # ... and payload bytes
+    depth_packets: int | None = None  # packets within which content/packet conditions and alerts look
+    depth_bytes: int | None = None    # (not names), and payload bytes; None: the rule set's defaults
+                                      # (inspector.depth_of: 16 / 8 KiB for YAML, Suricata's with .rules)
     max_flows: int = 100_000     # flow table size per worker
     exception_policy: str = "drop"   # a name that cannot be known: drop | ignore (docs/rules.md)
 

@@ -66,6 +66,8 @@ class Flow:
         "start", "last", "state", "tcp_seen", "isn",    # tcp_seen: bits of handshake/teardown progress
         "pkts_ts", "pkts_tc", "bytes_ts", "bytes_tc",
         "inspected_bytes",                              # payload that went through detection (depth budget)
+        "inspected_tc",                                 # ... of it, to the client (.rules: a budget per direction)
+        "vars",                                         # detect.flowstate.FlowVars: flowbits/flowint/bypass, or None
         "verdict", "verdict_rule", "final", "offloaded", "alerted", "alerted_rules",
         "app", "stream", "tcp", "cand_ts", "cand_tc",
         "direction", "in_iface", "flags_ts", "flags_tc", "reason",
@@ -90,7 +92,8 @@ class Flow:
         self.tcp_seen = 0
         self.isn = None              # TCP: the client's ISN, from its latest SYN
         self.pkts_ts = self.pkts_tc = self.bytes_ts = self.bytes_tc = 0
-        self.inspected_bytes = 0
+        self.inspected_bytes = self.inspected_tc = 0
+        self.vars = None
         self.verdict = None          # None (undecided) | "pass" | "drop" | "reject"
         self.verdict_rule = None     # Rule that decided, or None for the default action
         self.final = False           # verdict can no longer change and nothing is left to inspect

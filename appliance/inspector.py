@@ -14,6 +14,8 @@ from . import icmp_error
 from .applayer import state as applayer
 from .defrag import Defragmenter
 from .detect.engine import Detector, MATCH, DEFAULT, server_side
+from .detect import flowstate
+from .detect.flowstate import bypassed
 from .flow import FlowTable, flow_key, handshake_seen
 from .output import events
 from .output.limits import EventLimits
@@ -28,8 +30,9 @@ from .stream import ClientStream
 @dataclass
 class Settings:
     outside_ifaces: tuple = ()            # live: packets arriving here come from outside
-    depth_packets: int = 16               # inspection depth per flow (both directions) for content,
-    depth_bytes: int = 8192               # packet conditions and alerts; names are read past it
+    depth_packets: int | None = None      # inspection depth per flow for content, packet conditions
+    depth_bytes: int | None = None        # and alerts (names are read past it); None: by rule set,
+                                          # see depth_of
     max_flows: int = 100_000
     offload: bool = True                  # decided flows skip inspection (live: kernel fast path)
     stream_bytes: int = 8192              # client stream bytes held at once for the app layer (it
@@ -71,6 +74,23 @@ class Verdict:
         return f"Verdict({self.action!r}, offload={self.offload}, alerts={[r.id for r in self.alerts]})"
 
 
+# Inspection depth defaults (docs/performance.md): YAML rule sets look at a flow's first 16
+# packets / 8 KiB (both directions together), then it is decided and offloaded; with .rules
+# Suricata's: every packet while a loaded rule can still match, up to 1 MiB of payload per
+# direction (stream.reassembly.depth; here UDP/ICMP get the same budget, so they end too).
+YAML_DEPTH = (16, 8192, False)
+SURICATA_DEPTH = (1 << 62, 1 << 20, True)
+
+
+def depth_of(settings, ruleset):
+    """(packets, bytes, bytes_per_direction) for this rule set; the settings' (config
+    `inspection:`) numbers override the defaults, the byte count stays per direction
+    with .rules."""
+    pkts, nbytes, per_dir = SURICATA_DEPTH if ruleset.suricata else YAML_DEPTH
+    return (settings.depth_packets if settings.depth_packets is not None else pkts,
+            settings.depth_bytes if settings.depth_bytes is not None else nbytes, per_dir)
+
+
 PASS = Verdict("pass")
 HELD = Verdict("pass")                    # a fragment held until its datagram is whole (replay)
 
@@ -84,6 +104,7 @@ class Inspector:
         self.generation = 0
         self.detector = Detector(ruleset, self.generation, self.settings.exception_policy)
         self.ruleset = ruleset
+        self.depth = depth_of(self.settings, ruleset)
         self.counters = events.Counters()
         self.limits = EventLimits()           # what a flood may cost in events
         self.first_ts = None
@@ -171,10 +192,12 @@ class Inspector:
             detector = Detector(ruleset, self.generation, self.settings.exception_policy)
         detector.generation = self.generation
         detector.exception_policy = self.settings.exception_policy   # read per decision, not at build
+        flowstate.remap(self.flows.flows.values(), self.detector.state, detector.state)
         self.detector = detector
         for flow in self.flows.flows.values():   # candidate masks were for the old rules
             flow.cand_ts = flow.cand_tc = None
         self.ruleset = ruleset
+        self.depth = depth_of(self.settings, ruleset)
 
     def _types_set(self, settings):
         types = frozenset(settings.eve_types)
@@ -246,9 +269,23 @@ class Inspector:
         # for packet conditions and alerts; names are read whatever the depth (the app layer
         # bounds them by each protocol's own limits)
         n = flow.pkts_ts + flow.pkts_tc
-        within_before = n - 1 < s.depth_packets and flow.inspected_bytes < s.depth_bytes
-        flow.inspected_bytes += len(pkt.payload)
-        within = n < s.depth_packets and flow.inspected_bytes < s.depth_bytes
+        depth_packets, depth_bytes, per_direction = self.depth
+        size = len(pkt.payload)
+        if per_direction:                  # .rules: each direction has its own byte budget
+            tc = flow.inspected_tc
+            ts = flow.inspected_bytes - tc
+            within_before = n - 1 < depth_packets and (ts if to_server else tc) < depth_bytes
+            if to_server:
+                ts += size
+            else:
+                tc += size
+            within = n < depth_packets and (ts < depth_bytes or tc < depth_bytes)
+        else:
+            within_before = n - 1 < depth_packets and flow.inspected_bytes < depth_bytes
+            within = n < depth_packets and flow.inspected_bytes + size < depth_bytes
+        flow.inspected_bytes += size
+        if not to_server:
+            flow.inspected_tc += size
 
         det = self.detector
         cand = det.candidates(pkt, flow, to_server)
@@ -294,7 +331,9 @@ class Inspector:
         if flow.verdict in ("drop", "reject"):
             flow.final = True
         elif flow.verdict == "pass":
-            flow.final = not det.more_to_inspect(flow, to_server, within) and not self._logs_more(flow)
+            # bypass: a matched rule ended inspection of the passed flow (nothing else looks)
+            flow.final = bypassed(flow) or (not det.more_to_inspect(flow, to_server, within)
+                                            and not self._logs_more(flow))
         if flow.final:
             self.flows.file(flow)          # the first a flood may evict from now on
         offload = flow.final and may_offload

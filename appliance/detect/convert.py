@@ -81,9 +81,14 @@ def convert(source, skip_unsupported=False) -> Result:
 def order_comment(strict_order):
     if strict_order:
         return ("Order: as written (strict order). The first matching pass/drop/reject rule decides,",
-                "as in every YAML file: keep this order.")
+                "as in every YAML file: keep this order.") + DEPTH
     return ("Order: Suricata's action order (all pass rules, then drop, then reject, then alert; written",
-            "order within an action). YAML's first match then gives the same verdicts: keep this order.")
+            "order within an action). YAML's first match then gives the same verdicts: keep this order.") + DEPTH
+
+
+# The converted file is YAML-only, so it gets YAML's inspection depth unless the config says.
+DEPTH = ("Depth: a set with .rules inspects every packet up to 1 MiB a direction (Suricata's);",
+         "a YAML-only set 16 packets / 8 KiB. For the same depth, set the config's inspection: keys.")
 
 
 def _vars_used(mappings, defs):

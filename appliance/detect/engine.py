@@ -14,15 +14,20 @@ Semantics (docs/rules.md has the user's version):
   exception_policy "drop" (the default); under "ignore" only the names it did read
   count.
 - alert rules never decide. Header-only alert rules fire once per flow and
-  direction; content/packet rules fire per matching packet; app-layer rules
-  once per transaction.
+  direction (every packet with `every_packet`, as .rules count); content/packet
+  rules fire per matching packet; app-layer rules once per transaction.
+- Flow state (flowstate.py): flowbits/flowint conditions are packet conditions;
+  changes happen on a match. A verdict rule with `header: packet` is matched
+  against each packet's own header: one that fits only the other direction holds
+  no later rule back, but keeps the default from deciding while it may still fit.
 Header fields are matched against each packet's own direction (Suricata's
 `->`), through bitmask indexes cached per flow direction.
 """
 from . import index as ix
 from .keywords import APP_FIELDS, RULE_FIELD, app_fields, per_packet
 from .rule import PROTOS
-from .threshold import Thresholds
+from .flowstate import FlowState
+from .threshold import DetectionFilters, Thresholds
 from ..applayer import DNS_PORTS
 from ..applayer.state import Unknown
 from ..flow import ESTABLISHED, CLOSING, handshake_seen
@@ -63,15 +68,17 @@ class Detector:
                 self.perpkt |= bit
             if not app and not self.per_packet[i]:
                 self.plain |= bit
-                if not r.decides:
+                # (each packet: every_packet; a silent or state-changing one must be walked)
+                if not r.decides and not (r.every_packet or r.noalert or FlowState.writes(r)):
                     self.header_alert |= bit
             if r.content:
                 self.content |= bit
-            pnum = PROTOS[r.proto]
-            if pnum is None:
-                self.proto_any |= bit
-            else:
-                self.proto[pnum] = self.proto.get(pnum, 0) | bit
+            for name in r.protos:
+                pnum = PROTOS[name]
+                if pnum is None:
+                    self.proto_any |= bit
+                else:
+                    self.proto[pnum] = self.proto.get(pnum, 0) | bit
             if r.direction == "any":
                 for k in self.direction:
                     self.direction[k] |= bit
@@ -87,7 +94,7 @@ class Detector:
         # verdict rules a packet's addresses alone decide: any protocol, any port, nothing else
         self.addr_only = 0
         for i, r in enumerate(rules):
-            if (r.decides and PROTOS[r.proto] is None and r.src_port is None and r.dst_port is None
+            if (r.decides and r.protos == ("ip",) and r.src_port is None and r.dst_port is None
                     and (self.plain >> i) & 1):
                 self.addr_only |= 1 << i
         self.no_content = every ^ self.content
@@ -102,6 +109,25 @@ class Detector:
         self.prefilter = ix.ContentPrefilter((i, r.content) for i, r in enumerate(rules) if r.content)
         self.home = ix.AddrTrie(ruleset.home_net)          # HOME_NET as the loader resolved it
         self.thresholds = Thresholds()
+        self.filters = DetectionFilters()
+        # flowbits/flowint/bypass, Suricata's <> and per-packet headers of verdict rules
+        self.state = FlowState(rules)
+        self.reads = self.writes = self.pkt_header = self.bidir = 0
+        for i, r in enumerate(rules):
+            bit = 1 << i
+            if FlowState.reads(r):
+                self.reads |= bit
+            if FlowState.writes(r):
+                self.writes |= bit
+            if r.decides and r.header == "packet":
+                self.pkt_header |= bit
+            if r.bidirectional:
+                self.bidir |= bit
+        self.no_reads = every ^ self.reads
+        self.silent = 0                        # noalert rules
+        for i, r in enumerate(rules):
+            if r.noalert:
+                self.silent |= 1 << i
         self._masks = {}
 
     def in_home(self, ip):
@@ -121,7 +147,7 @@ class Detector:
                 flow.cand_tc = m
         return m
 
-    def _header(self, pkt, direction):
+    def _header(self, pkt, direction, swapped=False):
         m = self.proto_any | self.proto.get(pkt.proto, 0)
         if m:
             m &= self.direction[direction]
@@ -133,6 +159,9 @@ class Detector:
             m &= self.sport.lookup(pkt.sport)
         if m:
             m &= self.dport.lookup(pkt.dport)
+        if self.bidir and not swapped:
+            # Suricata's <>: those rules also fit with the packet's sides swapped
+            m |= self._header(_Swapped(pkt), direction, True) & self.bidir
         # Flows share one int per distinct mask (10,000 rules = 1.3 KB a mask).
         return self._masks.setdefault(m, m)
 
@@ -226,6 +255,11 @@ class Detector:
                     return False
         if r.regex is not None and r.regex.search(payload) is None:
             return False
+        if (r.flowbits or r.flowint) and not self.state.holds(r, flow):
+            return False
+        # last: it counts the matches of everything else
+        if r.detection_filter is not None and not self.filters.exceeded(r, pkt, flow, pkt.ts):
+            return False
         return True
 
     # -- decisions -----------------------------------------------------------
@@ -239,17 +273,38 @@ class Detector:
         `flipped`: rules that read this packet's direction the other way
         (unoriented_candidates)."""
         c = cand & self.decision
+        pkth = self.pkt_header
+        here = 0
+        if pkth:
+            # rules whose header describes each packet (Suricata's drop/pass rules without a
+            # flow direction): they fit this packet's own header, or may fit a later packet
+            # the other way -- a packet condition not met yet
+            here = self.candidates(pkt, flow, to_server)
+            there = self.candidates(_Reverse(flow, not to_server), flow, not to_server)
+            c = (c & ~pkth) | ((here | there) & pkth & self.decision)
+            flipped &= ~pkth
         if c & self.app_any:
             c = self._drop_unmatched_app(c, flow)
         if not inspect:
             c &= ~self.perpkt
         rules = self.rules
         plain = self.plain
+        waiting = None                         # a per-packet-header rule that may fit a later packet
         while c:
             low = c & -c
             i = low.bit_length() - 1
             r = rules[i]
+            if low & pkth and not low & here:
+                # Suricata judges each packet on its own: a rule whose header does not fit
+                # this packet holds nothing back here, but the flow is not decided by the
+                # default while a later packet the other way may still fit it
+                if more and waiting is None:
+                    waiting = r
+                c ^= low
+                continue
             if low & plain:
+                if low & self.writes:
+                    self.state.apply(r, flow)      # bypass
                 return MATCH, r
             if low & self.app_any:
                 app = flow.app
@@ -260,8 +315,10 @@ class Detector:
                     return PENDING, r
                 c ^= low                       # the last look: not matched, try the next rule
                 continue
+            if low & self.writes:
+                self.state.apply(r, flow)
             return MATCH, r
-        return DEFAULT, None
+        return (PENDING, waiting) if waiting is not None else (DEFAULT, None)
 
     def decide_unread(self, pkt, direction):
         """(rule or None, policy_used) for a packet whose transport the decoder could not
@@ -355,10 +412,22 @@ class Detector:
                 scan[0] = self.prefilter.scan(pkt.payload)
             rest &= self.no_content | scan[0]
         per_packet = self.per_packet
-        for i in ix.bits(rest):
-            r = rules[i]
-            if not per_packet[i] or self.packet_match(r, pkt, flow, to_server, scan):
-                out.append(r)
+        if not rest & (self.reads | self.writes | self.silent):
+            for i in ix.bits(rest):
+                r = rules[i]
+                if not per_packet[i] or self.packet_match(r, pkt, flow, to_server, scan):
+                    out.append(r)
+            return out
+        # flow state: rules that only change it come first, so a rule that reads it sees
+        # this packet's changes (Suricata orders flowbits setters before their checkers)
+        for part in (rest & self.no_reads, rest & self.reads):
+            for i in ix.bits(part):
+                r = rules[i]
+                if not per_packet[i] or self.packet_match(r, pkt, flow, to_server, scan):
+                    if (1 << i) & self.writes:
+                        self.state.apply(r, flow)
+                    if not r.noalert:
+                        out.append(r)
         return out
 
 
@@ -380,6 +449,15 @@ def server_side(flow):
     if a == b:
         return None
     return "a" if a else "b"
+
+
+class _Swapped:
+    """A packet's header with its sides swapped (Suricata's <>)."""
+    __slots__ = ("proto", "src", "dst", "sport", "dport")
+
+    def __init__(self, pkt):
+        self.proto = pkt.proto
+        self.src, self.sport, self.dst, self.dport = pkt.dst, pkt.dport, pkt.src, pkt.sport
 
 
 class _Reverse:

@@ -18,7 +18,8 @@ from ..problems import choice, did_you_mean, got, is_int
 from .rule import (ACTIONS, DECISIONS, DIRECTIONS, FLOW_KEYWORDS, PROTOS, TCP_FLAG_LETTERS,
                    Content, NamePattern, Rule, TcpFlags, Threshold)
 
-INVALID = object()                       # a parser's "reported, no value"
+from . import flowkeys as fk
+INVALID = fk.INVALID                     # a parser's "reported, no value"
 CONTENT_KEYS = ("value", "hex", "nocase", "offset", "depth")
 THRESHOLD_KEYS = ("type", "track", "count", "seconds")
 THRESHOLD_TYPES = ("limit", "threshold", "both")
@@ -90,8 +91,9 @@ def read_rule(mapping, where, draft):
 
 def _proto_problem(draft, kw):
     proto = draft.proto
-    if kw.protos and proto is not None and proto not in kw.protos:
-        said = f"proto is {proto}" if "proto" in draft.keys else "proto defaults to ip"
+    protos = proto if isinstance(proto, tuple) else (proto,)
+    if kw.protos and proto is not None and any(p not in kw.protos for p in protos):
+        said = (f"proto is {'/'.join(protos)}" if "proto" in draft.keys else "proto defaults to ip")
         return f"{kw.name} needs proto {' or '.join(kw.protos)} ({said})"
     return None
 
@@ -517,8 +519,7 @@ KEYWORDS = (
                             "alert: emit an alert, never decides"},
             missing=f"rule has no action ({', '.join(ACTIONS)})"),
     Keyword("msg", _msg, {"type": "string", "description": "what the rule means; alert.signature (recommended)"}),
-    Keyword("proto", _one_of("proto", tuple(PROTOS)),
-            {"enum": list(PROTOS), "default": "ip", "description": "IP protocol; ip = any"}),
+    Keyword("proto", fk.proto, fk.PROTO_SCHEMA),
     Keyword("src", _addresses("src"), {**_set_of("source addresses", _ADDR), "default": "any"}),
     Keyword("dst", _addresses("dst"), {**_set_of("destination addresses", _ADDR), "default": "any"}),
     Keyword("src_port", _ports("src_port"),
@@ -573,6 +574,28 @@ KEYWORDS = (
             "seconds": {"type": "integer", "minimum": 1, "description": "the period"},
         },
     }),
+    Keyword("flowbits", fk.flowbits, fk.FLOWBITS_SCHEMA, packet=True),
+    Keyword("flowint", fk.flowint, fk.FLOWINT_SCHEMA, packet=True),
+    Keyword("noalert", fk.flag("noalert", fk.alert_only("noalert")),
+            {"type": "boolean", "description": "alert rules: match (and change flowbits/flowint) without an alert"}),
+    Keyword("detection_filter", fk.detection_filter, fk.DETECTION_FILTER_SCHEMA, packet=True),
+    Keyword("target", fk.target, {"enum": ["src_ip", "dest_ip"],
+                                  "description": "which side of the alerting packet is the target: "
+                                                 "EVE alert.source and alert.target"}),
+    Keyword("bypass", fk.flag("bypass"),
+            {"type": "boolean", "description": "a match ends inspection of the flow once its verdict is "
+                                               "pass: it is offloaded, later alerts and logs see nothing"}),
+    Keyword("header", fk.verdict_only("header", ("connection", "packet")),
+            {"enum": ["connection", "packet"], "default": "connection",
+             "description": "pass/drop/reject: src/dst/ports describe the connection (src = its initiator, "
+                            "every packet) or each packet (its own sender, as Suricata's header)"},
+            packet=True),
+    Keyword("bidirectional", fk.flag("bidirectional"),
+            {"type": "boolean", "description": "the header also matches with src and dst (and ports) "
+                                               "swapped (Suricata's <>)"}),
+    Keyword("every_packet", fk.flag("every_packet", fk.alert_only("every_packet")),
+            {"type": "boolean", "description": "a header-only alert rule alerts on every packet it fits "
+                                               "(Suricata's count), not once per flow and direction"}),
     Keyword("log", _log, {"type": "boolean",
                           "description": "pass/drop/reject rules: also emit an alert event when the rule decides "
                                          "(default: drop/reject true, pass false)"},

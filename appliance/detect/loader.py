@@ -180,7 +180,8 @@ class _Loader:
                      default_action=self.default_action[0] if self.default_action else "pass",
                      sources=tuple(self.sources),
                      home_net=self.variables.home_net() or default_home_net(),   # None: broken, reported
-                     skipped=[s for _, _, s in sorted(self.skipped, key=lambda s: (self.sources.index(s[0]), s[1]))], skipped_keywords=dict(self.skipped_keywords))
+                     skipped=[s for _, _, s in sorted(self.skipped, key=lambda s: (self.sources.index(s[0]), s[1]))], skipped_keywords=dict(self.skipped_keywords),
+                     suricata=self.suricata)
         return rs, self.problems.sorted(self.sources)
 
 

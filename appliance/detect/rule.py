@@ -12,6 +12,11 @@ DECISIONS = ("pass", "drop", "reject")          # actions that decide a flow's v
 PROTOS = {"ip": None, "tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
 DIRECTIONS = ("any", "inbound", "outbound")
 FLOW_KEYWORDS = ("established", "not_established", "to_server", "to_client")
+FLOWBIT_OPS = ("set", "unset", "toggle", "isset", "isnotset")     # the last two are conditions
+FLOWINT_OPS = ("=", "+", "-", "==", "!=", "<", "<=", ">", ">=", "isset", "notset")
+FLOWINT_CHANGES = ("=", "+", "-")                                   # the rest are conditions
+TARGETS = ("src_ip", "dest_ip")
+HEADERS = ("connection", "packet")
 # HOME_NET when neither the rule files nor the caller define it: private address space.
 DEFAULT_HOME_NET = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
 TCP_FLAG_LETTERS = "FSRPAUEC"                   # bit order: FIN=1 SYN=2 RST=4 PSH=8 ACK=16 URG=32 ECE=64 CWR=128
@@ -83,11 +88,38 @@ class Threshold:
 
 
 @dataclass(frozen=True)
+class FlowBit:
+    """flowbits: one operation on named per-flow bits. With several names, `any` says
+    whether one of them suffices (Suricata's "a|b", isset/isnotset) or all must (a&b)."""
+    op: str                # one of FLOWBIT_OPS
+    names: tuple           # tuple[str]
+    any: bool = False
+
+
+@dataclass(frozen=True)
+class FlowInt:
+    """flowint: a per-flow integer changed (=, +, -) or compared; `value` is an int or the
+    name of another flowint."""
+    name: str
+    op: str                # one of FLOWINT_OPS
+    value: int | str | None = None
+
+
+@dataclass(frozen=True)
+class DetectionFilter:
+    """Suricata's detection_filter: the rule matches only once it has matched more than
+    `count` times within `seconds` (per tracked value)."""
+    track: str             # by_src | by_dst | by_flow | by_rule
+    count: int
+    seconds: int
+
+
+@dataclass(frozen=True)
 class Rule:
     id: int
     msg: str
     action: str                          # one of ACTIONS
-    proto: str = "ip"                    # key of PROTOS
+    proto: str | tuple = "ip"            # key of PROTOS, or a tuple of them (any may match)
     src: AddrSet | None = None
     src_port: PortSet | None = None
     dst: AddrSet | None = None
@@ -103,6 +135,15 @@ class Rule:
     tls_sni: tuple | None = None
     http_host: tuple | None = None
     threshold: Threshold | None = None
+    flowbits: tuple = ()                 # tuple[FlowBit]: conditions, then changes on a match
+    flowint: tuple = ()                  # tuple[FlowInt]: likewise
+    noalert: bool = False                # alert rules: match (and change flow state) silently
+    detection_filter: DetectionFilter | None = None
+    target: str | None = None            # src_ip | dest_ip: EVE alert.source/target
+    bypass: bool = False                 # a match makes a passed flow final (offloaded) at once
+    header: str = "connection"           # pass/drop/reject: what src/dst/ports describe (HEADERS)
+    bidirectional: bool = False          # the header also matches with the sides swapped (<>)
+    every_packet: bool = False           # a header-only alert rule alerts on every packet it fits
     log: bool | None = None              # pass/drop/reject: also emit an alert event; None: as `logs` says
     severity: int = 3                    # 1 (high) .. 4; Suricata's alert.severity
     classtype: str = ""                  # -> alert.category
@@ -117,6 +158,11 @@ class Rule:
     @property
     def decides(self) -> bool:
         return self.action in DECISIONS
+
+    @property
+    def protos(self) -> tuple:
+        """The proto names the rule is for (several: any of them)."""
+        return self.proto if isinstance(self.proto, tuple) else (self.proto,)
 
     @property
     def logs(self) -> bool:
@@ -140,6 +186,7 @@ class RuleSet:
     home_net: AddrSet = field(default_factory=default_home_net)
     skipped: list = field(default_factory=list)          # .rules lines left out (--skip-unsupported)
     skipped_keywords: dict = field(default_factory=dict)  # unsupported keyword -> rules skipped for it
+    suricata: bool = False               # .rules were read: inspection depth defaults follow Suricata's
 
 
 class RuleError(Exception):

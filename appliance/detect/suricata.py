@@ -10,6 +10,8 @@ never a silent approximation.
 import re
 from dataclasses import dataclass, field
 
+from . import suricata_flow as flowopts
+
 ACTION_OF = {"alert": "alert", "pass": "pass", "drop": "drop", "reject": "reject",
              "rejectsrc": "reject", "rejectdst": "reject", "rejectboth": "reject"}
 # Suricata's action order: within one .rules file, pass rules are evaluated first, then drop,
@@ -106,8 +108,7 @@ def parse_rule(text, line):
             p.mapping["log"] = True        # Suricata's drop/reject rules also alert
     app = None
     if proto == "icmp":
-        p.unsupported.append((proto, "unsupported keyword 'icmp' (Suricata's icmp is ICMPv4 and ICMPv6; "
-                                     "a rule here has one: write icmpv4 or icmpv6)"))
+        p.mapping["proto"] = ["icmp", "icmpv6"]    # Suricata's icmp: ICMPv4 and ICMPv6
     elif proto not in PROTO_OF:
         p.unsupported.append((proto, f"unsupported keyword '{proto}' (protocol)"))
     else:
@@ -115,7 +116,7 @@ def parse_rule(text, line):
         if yproto != "ip":
             p.mapping["proto"] = yproto
     if arrow == "<>" and (src, sport) != (dst, dport):
-        p.unsupported.append(("<>", "unsupported keyword '<>' (both directions with different sides)"))
+        p.mapping["bidirectional"] = True          # the header fits either way round
     for key, value in (("src", src), ("dst", dst)):
         if value != "any":
             p.mapping[key] = value
@@ -136,7 +137,7 @@ def _orient(p, left, right):
     packet of the flow); Suricata's header describes each matching packet. They agree when
     the rule only looks at packets to the server (flow:to_server, or a name, which only
     requests carry), and with src/dst swapped when it only looks at packets to the client.
-    Otherwise a Suricata drop rule also matches replies, which one rule here cannot say."""
+    Otherwise a Suricata drop rule also matches replies: `header: packet` says that."""
     mp = p.mapping
     if mp.get("action") not in ("pass", "drop", "reject") or left == right:
         return
@@ -149,9 +150,8 @@ def _orient(p, left, right):
             if va is not None:
                 mp[b] = va
     elif "to_server" not in flow and not any(k in mp for k in ("dns_query", "tls_sni", "http_host")):
-        p.unsupported.append(("->", f"unsupported keyword '->' (a {mp['action']} rule with different sides "
-                                     "and no flow:to_server/to_client: Suricata also matches packets "
-                                     "the other way, a rule here matches the connection one way)"))
+        # Suricata matches the header against each packet (replies too): say so
+        mp["header"] = "packet"
 
 
 def port_spec(value):
@@ -294,6 +294,9 @@ class _Options:
                     self.contents[-1][0] = LEGACY_MODIFIER[name]
             elif name == "threshold":
                 self.threshold(v)
+            elif name in ("flowbits", "flowint", "noalert", "detection_filter", "target", "bypass",
+                          "prefilter"):
+                flowopts.option(self, name, v, value)
             else:
                 self.unsupported(name)
         if "id" not in mp and not p.errors:
@@ -301,6 +304,7 @@ class _Options:
         if "severity" not in mp and mp.get("classtype") in CLASS_PRIORITY:
             mp["severity"] = CLASS_PRIORITY[mp["classtype"]]
         self.finish()
+        flowopts.finish(self.p)
 
     def flow(self, v):
         out = []
@@ -308,6 +312,10 @@ class _Options:
             item = item.strip()
             if item in FLOW_OF:
                 out.append(FLOW_OF[item])
+            elif item in flowopts.NO_CONDITION:
+                pass                       # what every rule here does already (flowopts.NO_CONDITION)
+            elif item == "only_stream":
+                self.unsupported("flow:only_stream", flowopts.ONLY_STREAM)
             else:
                 self.unsupported(f"flow:{item}")
         if out:

@@ -119,6 +119,12 @@ def alert(pkt, flow, rule, pkt_action):
     meta.setdefault("rule_action", [rule.action])
     meta.setdefault("rule_source", [f"{rule.file}:{rule.line}"])
     a["metadata"] = meta
+    if rule.target is not None:
+        # Suricata's target keyword: which end of the alerting packet is attacked
+        src, dst = {"ip": pkt.src}, {"ip": pkt.dst}
+        if pkt.proto in (6, 17, 132):      # ports only where the protocol has them
+            src["port"], dst["port"] = pkt.sport, pkt.dport
+        a["source"], a["target"] = (src, dst) if rule.target == "dest_ip" else (dst, src)
     ev["alert"] = a
     if flow is not None:
         ev["direction"] = "to_server" if pkt.src == flow.src and pkt.sport == flow.sport else "to_client"

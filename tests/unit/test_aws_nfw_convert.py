@@ -155,21 +155,27 @@ def test_5tuple_is_the_suricata_line_network_firewall_writes(tmp_path):
     assert rules_of(from_aws.yaml) == rules_of(from_rules.yaml)
 
 
-def test_any_direction_with_different_sides_is_reported_at_its_rule():
+def test_any_direction_with_different_sides_matches_both_ways():
+    # Direction ANY is Suricata's `<>`: one rule, both directions (bidirectional)
     doc = fixture("stateful-5tuple.json")
     r0 = doc["RuleGroup"]["RulesSource"]["StatefulRules"][0]
     r0["Header"]["Direction"] = "ANY"
     r = convert_json(doc)
-    assert r.problems == ["g.json: RuleGroup.RulesSource.StatefulRules[0]: unsupported keyword '<>' "
-                          "(both directions with different sides)"]
+    assert r.problems == []
+    sid = int(next(o["Settings"][0] for o in r0["RuleOptions"] if o["Keyword"] == "sid"))
+    assert next(x for x in rules_of(r.yaml) if x["id"] == sid).get("bidirectional") is True
 
 
-def test_a_deciding_5tuple_without_flow_is_reported_not_approximated():
+def test_a_deciding_5tuple_without_flow_judges_each_packet():
+    # Suricata's header describes each packet: such a rule becomes `header: packet`, not an
+    # approximation by the connection's orientation
     doc = fixture("stateful-5tuple.json")
-    del doc["RuleGroup"]["RulesSource"]["StatefulRules"][1]["RuleOptions"][1]     # flow:to_server
+    r1 = doc["RuleGroup"]["RulesSource"]["StatefulRules"][1]
+    del r1["RuleOptions"][1]     # flow:to_server
     r = convert_json(doc)
-    assert len(r.problems) == 1
-    assert r.problems[0].startswith("g.json: RuleGroup.RulesSource.StatefulRules[1]: unsupported keyword '->'")
+    assert r.problems == []
+    sid = int(next(o["Settings"][0] for o in r1["RuleOptions"] if o["Keyword"] == "sid"))
+    assert next(x for x in rules_of(r.yaml) if x["id"] == sid).get("header") == "packet"
 
 
 def test_rules_string_strict_order_keeps_the_written_order():

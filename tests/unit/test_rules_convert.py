@@ -44,10 +44,10 @@ def test_fixture_converts_to_the_same_rules_through_the_cli(tmp_path):
     assert p.stdout == ""
     source = load_rules(FIXTURE, skip_unsupported=True)
     assert comparable(load_rules(out).rules) == comparable(source.rules)
-    assert len(source.rules) == 27
+    assert len(source.rules) == 32
     # the skip report as `rules check` prints it, then the count
-    assert "27 rules loaded, 17 skipped; unsupported keywords:" in p.stderr
-    assert p.stderr.strip().endswith("27 rules converted")
+    assert "32 rules loaded, 12 skipped; unsupported keywords:" in p.stderr
+    assert p.stderr.strip().endswith("32 rules converted")
     doc = yaml.safe_load(out.read_text())
     assert doc["vars"] == {"HTTP_PORTS": "80"}          # Suricata's default, used by sid 9100019/9100044
     assert "action order" in out.read_text().split("vars:")[0]
@@ -135,7 +135,7 @@ def test_self_check_refuses_yaml_that_loads_differently(tmp_path):
     p = tmp_path / "a.rules"
     p.write_text(text)
     rs, _ = loader.run([p])
-    good = "rules:\n  - {id: 1, action: alert, proto: tcp, dst_port: 80}\n"
+    good = "rules:\n  - {id: 1, action: alert, proto: tcp, dst_port: 80, every_packet: true}\n"
     assert _self_check(good, rs.rules, loader.raw_rules) is None
     msg = _self_check(good.replace("80", "81"), rs.rules, loader.raw_rules)
     assert msg == f"{p}:1: internal error: sid 1 converts to a different YAML rule (dst_port)"

@@ -1,0 +1,70 @@
+"""Suricata's flow-state options (flowbits, flowint, noalert, detection_filter, target,
+bypass, prefilter) onto their YAML keys; suricata._Options hands them over."""
+from .keywords import APP_KEYS, PACKET_KEYS
+
+# flow: items that add no condition here: every rule already matches packets whatever the
+# flow state (stateless) and matches content on each packet as it comes (no_stream).
+NO_CONDITION = ("stateless", "no_stream")
+ONLY_STREAM = ("content on the reassembled stream only: content here is matched on each packet "
+               "(a match split across segments is not seen), so the rule would match other bytes")
+_BIT_OPS = ("set", "unset", "toggle", "isset", "isnotset")
+_INT_OPS = ("=", "+", "-", "==", "!=", "<", "<=", ">", ">=")
+
+
+def option(opts, name, v, raw):
+    mp = opts.p.mapping
+    if name == "prefilter":
+        return                             # a prefilter hint (like fast_pattern): never what matches
+    if name in ("noalert", "bypass"):
+        if v is not None:
+            opts.error(f"{name} takes no value, got {raw!r}")
+        else:
+            mp[name] = True
+        return
+    if name == "flowbits":
+        parts = [x.strip() for x in (v or "").split(",")]
+        if parts == ["noalert"]:
+            mp["noalert"] = True
+        elif len(parts) == 2 and parts[0] in _BIT_OPS and parts[1]:
+            mp.setdefault("flowbits", []).append({parts[0]: parts[1]})
+        else:
+            opts.error(f"flowbits '{v}': expected noalert or one of {', '.join(_BIT_OPS)} and a name")
+    elif name == "flowint":
+        parts = [x.strip() for x in (v or "").split(",")]
+        if len(parts) == 2 and parts[1] in ("isset", "notset", "isnotset"):
+            mp.setdefault("flowint", []).append({"name": parts[0], "op": "isset" if parts[1] == "isset"
+                                                 else "notset"})
+        elif len(parts) == 3 and parts[1] in _INT_OPS and parts[2]:
+            value = int(parts[2]) if parts[2].isdigit() else parts[2]
+            mp.setdefault("flowint", []).append({"name": parts[0], "op": parts[1], "value": value})
+        else:
+            opts.error(f"flowint '{v}': expected name, op (=, +, -, ==, !=, <, <=, >, >=), value "
+                       "or name, isset|notset")
+    elif name == "detection_filter":
+        parts = {}
+        for item in (v or "").split(","):
+            k, _, val = item.strip().partition(" ")
+            parts[k] = val.strip()
+        unknown = [k for k in parts if k not in ("track", "count", "seconds")]
+        if unknown:
+            opts.unsupported("detection_filter", f"{', '.join(unknown)}: only track, count, seconds")
+            return
+        try:
+            mp["detection_filter"] = {"track": parts.get("track"), "count": int(parts.get("count", "")),
+                                      "seconds": int(parts.get("seconds", ""))}
+        except ValueError:
+            opts.error(f"detection_filter '{v}': count and seconds must be integers")
+    elif name == "target":
+        mp["target"] = v
+
+
+def finish(p):
+    """noalert on a pass/drop/reject rule silences its alert (log: false); a header-only
+    alert rule alerts on every packet it fits, as Suricata counts."""
+    mp = p.mapping
+    action = mp.get("action")
+    if mp.get("noalert") and action in ("pass", "drop", "reject"):
+        del mp["noalert"]
+        mp["log"] = False
+    if action == "alert" and not any(k in mp for k in PACKET_KEYS + APP_KEYS):
+        mp["every_packet"] = True
