@@ -204,6 +204,13 @@ def _content(v, where, draft):
     for buf, step in out:
         if buf is not None:
             per_buffer.setdefault(buf, []).append(step)
+    apps = {}
+    for buf in per_buffer:
+        apps.setdefault(BUFFERS[buf], buf)
+    if len(apps) > 1:
+        (a1, b1), (a2, b2) = list(apps.items())[:2]
+        where.report(f"buffer {b2} is {a2}; this rule also looks at {a1} (a flow carries one protocol)")
+        return INVALID
     if per_buffer:
         draft.fields["buffers"] = tuple((b, tuple(steps)) for b, steps in per_buffer.items())
     return payload
@@ -630,6 +637,10 @@ def parse_pcre(v):
             buffer = PCRE_BUFFER[ch]
         elif ch in PCRE_BUFFER:
             return None, None, f"pcre {v!r}: flags name two buffers ({buffer}, {PCRE_BUFFER[ch]})"
+        elif ch in "HDCPQSYZ":
+            return None, None, (f"pcre {v!r}: flag '{ch}' names an HTTP buffer this appliance does not read "
+                                f"(H: all request headers; here only http.host, http.user_agent, http.method, "
+                                f"http.uri[.raw] are, flags W V M U I)")
         else:
             return None, None, (f"pcre {v!r}: flag '{ch}' is not supported (i s m x R, and U I M V W for "
                                 f"http.uri, http.uri.raw, http.method, http.user_agent, http.host)")
