@@ -20,7 +20,7 @@ Header fields are matched against each packet's own direction (Suricata's
 `->`), through bitmask indexes cached per flow direction.
 """
 from . import index as ix
-from .inspect_buffer import AppProgram, Program
+from .inspect_buffer import AppProgram, Program, tx_proto
 from .keywords import APP_FIELDS, RULE_FIELD, app_fields, app_program, per_packet
 from .rule import PROTOS, Content
 from .threshold import Thresholds
@@ -351,9 +351,13 @@ class Detector:
         latest transaction(s) of field f: drop/reject (and alert, any_tx) rules fit when
         any transaction does, pass rules when every one does."""
         fit &= ~progs
-        if app is None or app.proto != f or app.tx is None:
+        if app is None or app.tx is None:
             return fit
-        txs = app.tx if isinstance(app.tx, list) else (app.tx,)
+        # (a flow whose reading became ambiguous has proto "unknown" but keeps the
+        # transactions it did read: exception_policy "ignore" judges those)
+        txs = [t for t in (app.tx if isinstance(app.tx, list) else (app.tx,)) if tx_proto(t) == f]
+        if not txs:
+            return fit
         for i in ix.bits(progs):
             bit = 1 << i
             anyt = any_tx if any_tx is not None else bool(bit & self.block)

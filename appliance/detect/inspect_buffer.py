@@ -202,6 +202,14 @@ def tx_buffer(proto, tx, name):
     return []
 
 
+_TX_PROTO = {"HttpRequest": "http", "DnsMessage": "dns", "ClientHello": "tls"}
+
+
+def tx_proto(tx):
+    """The app field a parsed transaction belongs to."""
+    return _TX_PROTO.get(type(tx).__name__)
+
+
 class AppProgram:
     """What one rule asks of a transaction's sticky buffers: programs, sizes (bsize,
     urilen), and its whole-name patterns, which must fit the same transaction."""
