@@ -44,7 +44,7 @@ def test_http_uri_relative_contents_and_method(run, rules_file):
         req(method=b"POST", uri=b"/wp-content/x.php?cmd=id"),           # method differs
         req(uri=b"/blog/wp-content/x.php?cmd=id"),                      # not at the start
         req(uri=b"/wp-content/x.php?" + b"a" * 50 + b"cmd=id"),        # cmd= past within 40
-        req(uri=b"/wp-content/%78.php?cmd=id"),                         # %78 = x: normalised uri
+        req(uri=b"/wp-c%6fntent/x.php?cmd=id"),                         # %6f = o: normalised uri
     )
     r = both(run, rules_file, cap,
              'alert http any any -> any any (msg:"shell"; flow:established,to_server; http.method; '
@@ -67,6 +67,17 @@ def test_buffers_hold_within_one_request(run, rules_file):
              "{id: 2, action: alert, proto: tcp, content: [{value: /admin, buffer: http.uri}, "
              "{value: curl/, startswith: true, buffer: http.user_agent}]}")
     assert alerted_ports(r, 2) == [41001]
+
+
+def test_name_key_and_program_hold_within_one_request(run, rules_file):
+    # the whole-name key (the fast path) and the uri program must fit the same request
+    cap = http_capture((req(uri=b"/index", host=b"a.example"), req(uri=b"/x", host=b"b.example")),
+                       (req(uri=b"/index", host=b"b.example"), req(uri=b"/x", host=b"a.example")))
+    r = both(run, rules_file, cap,
+             'alert http any any -> any any (http.host; content:"a.example"; startswith; endswith; http.uri; '
+             'content:"/x"; sid:12;)',
+             "{id: 12, action: alert, proto: tcp, http_host: a.example, content: {value: /x, buffer: http.uri}}")
+    assert alerted_ports(r, 12) == [41001]
 
 
 def test_pipelined_requests_against_pass_and_drop_on_http_uri(run, rules_file):
