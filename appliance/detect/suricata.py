@@ -294,6 +294,8 @@ class _Options:
                 if self.app not in (None, BUFFERS[want]):
                     self.error(f"{name} on a {self.app} rule can never match")
                 self.buffer = want
+            elif name == "pkt_data":
+                self.buffer = None         # back to the packet payload
             elif name in WAITING:
                 self.unsupported(name, WAITING[name])
             elif name == "dotprefix":

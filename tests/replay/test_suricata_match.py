@@ -60,13 +60,15 @@ def test_http_uri_relative_contents_and_method(run, rules_file):
 def test_buffers_hold_within_one_request(run, rules_file):
     # pipelined: the user agent of one request and the uri of the other do not make a match
     cap = http_capture((req(uri=b"/admin", agent=b"Mozilla/5.0"), req(uri=b"/index", agent=b"curl/8.0")),
-                       (req(uri=b"/index", agent=b"Mozilla/5.0"), req(uri=b"/admin", agent=b"curl/8.0")))
+                       (req(uri=b"/index", agent=b"Mozilla/5.0"), req(uri=b"/admin", agent=b"curl/8.0")),
+                       (req(uri=b"/admin", agent=b"curl/8.0"), req(uri=b"/index", agent=b"Mozilla/5.0")))
     r = both(run, rules_file, cap,
              'alert http any any -> any any (http.uri; content:"/admin"; http.user_agent; content:"curl/"; '
              'startswith; sid:2;)',
              "{id: 2, action: alert, proto: tcp, content: [{value: /admin, buffer: http.uri}, "
              "{value: curl/, startswith: true, buffer: http.user_agent}]}")
-    assert alerted_ports(r, 2) == [41001]
+    assert alerted_ports(r, 2) == [41001, 41002]
+    assert [e["http"]["url"] for e in r.alerts(2)] == ["/admin", "/admin"]   # the request that fit
 
 
 def test_name_key_and_program_hold_within_one_request(run, rules_file):

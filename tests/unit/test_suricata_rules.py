@@ -96,6 +96,8 @@ PAIRS = [
     ('alert tcp any any -> any any (pcre:!"/^GET/"; content:"x"; startswith; endswith; sid:5;)',
      "{id: 5, action: alert, proto: tcp, content: [{pcre: /^GET/, not: true}, {value: x, startswith: true, "
      "endswith: true}]}"),
+    ('alert http any any -> any any (http.uri; content:"/a"; pkt_data; content:"GET"; depth:3; sid:5;)',
+     "{id: 5, action: alert, proto: tcp, content: [{value: /a, buffer: http.uri}, {value: GET, depth: 3}]}"),
     ("alert udp any any -> any any (dsize:>100; ttl:<5; ip_proto:!tcp; sid:5;)",
      "{id: 5, action: alert, proto: udp, dsize: '>100', ttl: '<5', ip_proto: '!tcp'}"),
     ("alert ip any any -> any any (dsize:10<>20; ttl:64; ip_proto:47; sid:5;)",
