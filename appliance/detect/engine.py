@@ -30,6 +30,7 @@ from ..flow import ESTABLISHED, CLOSING, handshake_seen
 from ..packet import TCP, UDP
 
 MATCH, PENDING, DEFAULT = "match", "pending", "default"
+_SIZED, _LITERAL, _PROGRAM = 1, 2, 4          # Detector.kind_of: dsize/ttl/ip_proto, a prefilter literal, a payload Program
 
 
 class Detector:
@@ -114,7 +115,8 @@ class Detector:
                     and (self.plain >> i) & 1):
                 self.addr_only |= 1 << i
         self.no_content = every ^ self.content
-        self.program_bits = sum(1 << i for i in self.payload_program)
+        self.kind_of = {r.id: (i, ((self.sized >> i) & 1) * _SIZED | ((self.content >> i) & 1) * _LITERAL
+                               | (i in self.payload_program) * _PROGRAM) for i, r in enumerate(rules)}
         self.deep_alert = self.alert & ~self.header_alert      # alerts that look past the header
         self.src = ix.AddrIndex((i, r.src) for i, r in enumerate(rules))
         self.dst = ix.AddrIndex((i, r.dst) for i, r in enumerate(rules))
@@ -233,17 +235,18 @@ class Detector:
         if r.icmp_code is not None and pkt.icmp_code != r.icmp_code:
             return False
         payload = pkt.payload
-        bit = self.bit_of[r.id]
-        if bit & self.sized and not sizes_match(r, pkt, payload):
+        # per-rule flags from a small list, not `bit & mask` on 10,000-bit masks
+        i, kind = self.kind_of[r.id]
+        if kind & _SIZED and not sizes_match(r, pkt, payload):
             return False
         if r.content:
-            if bit & self.content:
+            if kind & _LITERAL:
                 if scan[0] is None:
                     scan[0] = self.prefilter.scan(payload)
-                if not scan[0] & bit:
+                if not scan[0] & self.bit_of[r.id]:
                     return False
-            if bit & self.program_bits:
-                return self.payload_program[bit.bit_length() - 1].matches(payload) and \
+            if kind & _PROGRAM:
+                return self.payload_program[i].matches(payload) and \
                     (r.regex is None or r.regex.search(payload) is not None)
             lowered = None
             for c in r.content:
@@ -340,7 +343,7 @@ class Detector:
                 else:
                     index = self.names[f]
                     fit = (self.block & index.lookup(names)) | (~self.block & index.lookup_all(names))
-                progs = c & fmask & self.program
+                progs = c & fmask & self.program if self.program else 0
                 if progs:
                     fit = self._programs_fit(progs & (fit | self.unnamed[f]), fit, app, f)
             c &= ~(fmask & ~fit)
@@ -402,7 +405,7 @@ class Detector:
                 fmask = self.field[f]
                 if rest & fmask:
                     ok = fmask & self.names[f].lookup(flow.app.names[f] or ())
-                    progs = rest & fmask & self.program
+                    progs = rest & fmask & self.program if self.program else 0
                     if progs:
                         ok = self._programs_fit(progs & (ok | self.unnamed[f]), ok, flow.app, f, True)
                     app_ok |= ok
