@@ -375,8 +375,8 @@ class _Options:
         self.items.append(item)
 
     def modifier(self, name, v):
-        last = self.items[-1] if self.items else None
-        if last is None or "hex" not in last:
+        last = self.last_content()         # as Suricata: the last content, even past a pcre
+        if last is None:
             self.error(f"{name} needs a content before it")
             return
         if name in ("depth", "offset", "distance", "within"):

@@ -93,6 +93,8 @@ PAIRS = [
      'isdataat:!2,relative; content:"c"; distance:-3; sid:5;)',
      "{id: 5, action: alert, proto: tcp, content: [a, {value: b, not: true, distance: 0, within: 4}, "
      "{pcre: /x+/iR}, {isdataat: 2, relative: true, not: true}, {value: c, distance: -3}]}"),
+    ('alert tcp any any -> any any (content:"a"; pcre:"/b/R"; nocase; sid:5;)',    # nocase: on the content
+     "{id: 5, action: alert, proto: tcp, content: [{value: a, nocase: true}, {pcre: /b/R}]}"),
     ('alert tcp any any -> any any (pcre:!"/^GET/"; content:"x"; startswith; endswith; sid:5;)',
      "{id: 5, action: alert, proto: tcp, content: [{pcre: /^GET/, not: true}, {value: x, startswith: true, "
      "endswith: true}]}"),
