@@ -206,3 +206,23 @@ def test_corpus_http_uri_and_user_agent(run, rules_file):
     assert len(r.alerts(10)) >= 1
     r = run(pcap, rules_file('alert http any any -> any any (http.host; content:"nomatch"; sid:11;)\n', "n.rules"))
     assert r.alerts(11) == []
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus absent")
+def test_corpus_drop_on_uri_and_user_agent(run, rules_file):
+    """http.pcap.gz: GET /download.html (port 3372), and a flow picked up mid-stream (3371),
+    whose request cannot be known: the drop rule matches it too, unless exception_policy
+    is ignore."""
+    pcap = CORPUS / "local/http.pcap.gz"
+    line = ('drop http any any -> any any (msg:"dl"; http.uri; '
+            'content:"/download"; startswith; content:".html"; distance:0; endswith; http.user_agent; '
+            'content:"Gecko/"; pcre:"/rv:1\\.[0-9]/V"; sid:13;)')
+    r = both(run, rules_file, pcap, line,
+             "{id: 13, action: drop, log: true, msg: dl, proto: tcp, "
+             "content: [{value: /download, startswith: true, buffer: http.uri}, {value: .html, distance: 0, "
+             "endswith: true, buffer: http.uri}, {value: Gecko/, buffer: http.user_agent}, "
+             "{pcre: '/rv:1\\.[0-9]/V'}]}")
+    assert [a["http"]["url"] for a in r.alerts(13) if "http" in a] == ["/download.html"]
+    assert [r.flow_action(src_port=p) for p in (3372, 3371)] == ["drop", "drop"]
+    r = run(pcap, rules_file(line + "\n", "b.rules"), exception_policy="ignore")
+    assert [r.flow_action(src_port=p) for p in (3372, 3371)] == ["drop", "pass"]
