@@ -20,7 +20,7 @@ Header fields are matched against each packet's own direction (Suricata's
 `->`), through bitmask indexes cached per flow direction.
 """
 from . import index as ix
-from .inspect_buffer import AppProgram, Program, tx_proto
+from .inspect_buffer import BUFFERS, AppProgram, Program, buffer_values, tx_proto
 from .keywords import APP_FIELDS, RULE_FIELD, app_fields, app_program, per_packet
 from .rule import PROTOS, Content
 from .threshold import Thresholds
@@ -126,6 +126,15 @@ class Detector:
                                       if getattr(r, RULE_FIELD[f]) is not None)
                       for f in APP_FIELDS}
         self.prefilter = ix.ContentPrefilter(literals)
+        # one prefilter per sticky buffer: each rule's literal on it (fast_pattern or longest)
+        by_buffer = {}
+        for i, r in enumerate(rules):
+            for b, steps in r.buffers:
+                literal = prefilter_literal(steps)
+                if literal is not None:
+                    by_buffer.setdefault(b, []).append((i, (literal,)))
+        self.buffer_prefilter = {b: (ix.ContentPrefilter(entries), sum(1 << i for i, _ in entries))
+                                 for b, entries in by_buffer.items()}
         self.home = ix.AddrTrie(ruleset.home_net)          # HOME_NET as the loader resolved it
         self.thresholds = Thresholds()
         self._masks = {}
@@ -361,12 +370,29 @@ class Detector:
         txs = [t for t in (app.tx if isinstance(app.tx, list) else (app.tx,)) if tx_proto(t) == f]
         if not txs:
             return fit
+        cache = {}
+        # per transaction, the rules whose literal on each buffer occurs in it (one scan per buffer)
+        possible = [self._buffer_scan(progs, f, t, cache) for t in txs]
         for i in ix.bits(progs):
             bit = 1 << i
             anyt = any_tx if any_tx is not None else bool(bit & self.block)
-            if self.app_program[i].fits(f, txs, anyt):
+            pick = any if anyt else all
+            prog = self.app_program[i]
+            if pick(p & bit and prog.fits_tx(f, t, pick, cache) for t, p in zip(txs, possible)):
                 fit |= bit
         return fit
+
+    def _buffer_scan(self, m, f, tx, cache):
+        """`m` less the rules whose prefilter literal on a buffer of field f is in none of
+        the transaction's values of it (a necessary condition for any/all of them to fit)."""
+        for b, (prefilter, lits) in self.buffer_prefilter.items():
+            if BUFFERS[b] != f or not m & lits:
+                continue
+            hit = 0
+            for v in buffer_values(cache, f, tx, b):
+                hit |= prefilter.scan(v)
+            m ^= m & lits & ~hit
+        return m
 
     def name_fields(self, cand):
         """The app fields verdict rules among `cand` need."""

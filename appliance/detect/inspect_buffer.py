@@ -223,14 +223,16 @@ class AppProgram:
         self.sizes = tuple(sizes)
         self.patterns = patterns               # NamePatterns of the rule's name key, or None
 
-    def fits(self, proto, txs, any_tx):
+    def fits(self, proto, txs, any_tx, cache=None):
         """Read against the attacker by the caller: any_tx (drop/reject/alert) -> some
         transaction fits, and in it some value of each buffer; else (pass) every
-        transaction and every value."""
+        transaction and every value. `cache`: buffer values already read, shared by the
+        rules judged on the same transactions."""
         pick = any if any_tx else all
-        return pick(self._tx(proto, t, pick) for t in txs)
+        cache = {} if cache is None else cache
+        return pick(self.fits_tx(proto, t, pick, cache) for t in txs)
 
-    def _tx(self, proto, tx, pick):
+    def fits_tx(self, proto, tx, pick, cache):
         if tx is None:
             return False
         if self.patterns is not None:
@@ -239,11 +241,20 @@ class AppProgram:
             if not names or not pick(any(p.matches(n) for p in self.patterns) for n in names):
                 return False
         for name, rng in self.sizes:
-            vals = tx_buffer(proto, tx, name)
+            vals = buffer_values(cache, proto, tx, name)
             if not vals or not pick(rng.matches(len(v)) for v in vals):
                 return False
         for name, prog in self.programs:
-            vals = tx_buffer(proto, tx, name)
+            vals = buffer_values(cache, proto, tx, name)
             if not vals or not pick(prog.matches(v) for v in vals):
                 return False                   # a buffer the transaction lacks matches nothing
         return True
+
+
+def buffer_values(cache, proto, tx, name):
+    """tx_buffer, read once per transaction and buffer for all the rules judged on it."""
+    key = (id(tx), name)
+    vals = cache.get(key)
+    if vals is None:
+        vals = cache[key] = tx_buffer(proto, tx, name)
+    return vals

@@ -141,13 +141,13 @@ def test_urilen_and_legacy_modifiers(run, rules_file):
 
 def test_dns_query_substring_case_and_negation(run, rules_file):
     cap = Capture()
-    names = ["Xmr-Pool.example", "xmr-pool.example", "a.xmr-pool.test", "pool.example"]
+    names = ["Xmr-Pool.example", "xmr-pool.example", "a.xmr-pool.test-zone", "pool.example"]
     for i, name in enumerate(names):
         cap.add(l2(IP(src="10.0.0.1", dst="10.0.0.53") / UDP(sport=5300 + i, dport=53) / Raw(dns_query([name]))))
     r = both(run, rules_file, cap,
-             'alert dns any any -> any any (dns.query; content:"xmr-pool"; content:!".test"; endswith; sid:5;)',
+             'alert dns any any -> any any (dns.query; content:"xmr-pool"; content:!".test-zone"; endswith; sid:5;)',
              "{id: 5, action: alert, content: [{value: xmr-pool, buffer: dns.query}, "
-             "{value: .test, not: true, endswith: true, buffer: dns.query}]}")
+             "{value: .test-zone, not: true, endswith: true, buffer: dns.query}]}")
     assert alerted_ports(r, 5) == [5301]                       # as sent: case-sensitive, as Suricata's
 
 
