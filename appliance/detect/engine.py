@@ -24,8 +24,9 @@ Header fields are matched against each packet's own direction (Suricata's
 `->`), through bitmask indexes cached per flow direction.
 """
 from . import index as ix
-from .keywords import APP_FIELDS, RULE_FIELD, app_fields, per_packet
-from .rule import PROTOS
+from .inspect_buffer import BUFFERS, AppProgram, Program, buffer_values, tx_proto
+from .keywords import APP_FIELDS, RULE_FIELD, app_fields, app_program, per_packet
+from .rule import PROTOS, Content
 from .flowstate import FlowState
 from .threshold import DetectionFilters, Thresholds
 from ..applayer import DNS_PORTS
@@ -34,6 +35,7 @@ from ..flow import ESTABLISHED, CLOSING, handshake_seen
 from ..packet import TCP, UDP
 
 MATCH, PENDING, DEFAULT = "match", "pending", "default"
+_SIZED, _LITERAL, _PROGRAM = 1, 2, 4          # Detector.kind_of: dsize/ttl/ip_proto, a prefilter literal, a payload Program
 
 
 class Detector:
@@ -53,6 +55,14 @@ class Detector:
         # per rule, from the keyword table: which app fields it needs, whether it has packet conditions
         self.app_of = [app_fields(r) for r in rules]
         self.per_packet = [per_packet(r) for r in rules]
+        # Suricata's buffer inspection, only for the rules that use it (plain contents keep
+        # the find() loop): compiled payload programs, app programs, and their masks.
+        self.payload_program = {}             # rule index -> Program (content beyond value/nocase/offset/depth)
+        self.app_program = {}                 # rule index -> AppProgram
+        self.program = 0                      # rules with an AppProgram
+        self.unnamed = {f: 0 for f in APP_FIELDS}   # ... of them, those with no name key on the field
+        self.sized = 0                        # rules with dsize/ttl/ip_proto
+        literals = []
         for i, r in enumerate(rules):
             bit = 1 << i
             if r.decides:
@@ -72,7 +82,21 @@ class Detector:
                 if not r.decides and not (r.every_packet or r.noalert or FlowState.writes(r)):
                     self.header_alert |= bit
             if r.content:
-                self.content |= bit
+                literal = prefilter_literal(r.content)
+                if literal is not None:
+                    self.content |= bit        # has a literal the prefilter looks for
+                    literals.append((i, (literal,)))
+                if not simple_content(r.content):
+                    self.payload_program[i] = Program(r.content)
+            if r.dsize is not None or r.ttl is not None or r.ip_proto is not None:
+                self.sized |= bit
+            if app_program(r):
+                self.program |= bit
+                self.app_program[i] = AppProgram(r, next((getattr(r, RULE_FIELD[f]) for f in app
+                                                          if getattr(r, RULE_FIELD[f]) is not None), None))
+                for f in app:
+                    if getattr(r, RULE_FIELD[f]) is None:
+                        self.unnamed[f] |= bit  # no name key: the program alone decides
             for name in r.protos:
                 pnum = PROTOS[name]
                 if pnum is None:
@@ -98,6 +122,8 @@ class Detector:
                     and (self.plain >> i) & 1):
                 self.addr_only |= 1 << i
         self.no_content = every ^ self.content
+        self.kind_of = {r.id: (i, ((self.sized >> i) & 1) * _SIZED | ((self.content >> i) & 1) * _LITERAL
+                               | (i in self.payload_program) * _PROGRAM) for i, r in enumerate(rules)}
         self.deep_alert = self.alert & ~self.header_alert      # alerts that look past the header
         self.src = ix.AddrIndex((i, r.src) for i, r in enumerate(rules))
         self.dst = ix.AddrIndex((i, r.dst) for i, r in enumerate(rules))
@@ -106,7 +132,16 @@ class Detector:
         self.names = {f: ix.NameIndex((i, getattr(r, RULE_FIELD[f])) for i, r in enumerate(rules)
                                       if getattr(r, RULE_FIELD[f]) is not None)
                       for f in APP_FIELDS}
-        self.prefilter = ix.ContentPrefilter((i, r.content) for i, r in enumerate(rules) if r.content)
+        self.prefilter = ix.ContentPrefilter(literals)
+        # one prefilter per sticky buffer: each rule's literal on it (fast_pattern or longest)
+        by_buffer = {}
+        for i, r in enumerate(rules):
+            for b, steps in r.buffers:
+                literal = prefilter_literal(steps)
+                if literal is not None:
+                    by_buffer.setdefault(b, []).append((i, (literal,)))
+        self.buffer_prefilter = {b: (ix.ContentPrefilter(entries), sum(1 << i for i, _ in entries))
+                                 for b, entries in by_buffer.items()}
         self.home = ix.AddrTrie(ruleset.home_net)          # HOME_NET as the loader resolved it
         self.thresholds = Thresholds()
         self.filters = DetectionFilters()
@@ -238,11 +273,19 @@ class Detector:
         if r.icmp_code is not None and pkt.icmp_code != r.icmp_code:
             return False
         payload = pkt.payload
+        # per-rule flags from a small list, not `bit & mask` on 10,000-bit masks
+        i, kind = self.kind_of[r.id]
+        if kind & _SIZED and not sizes_match(r, pkt, payload):
+            return False
         if r.content:
-            if scan[0] is None:
-                scan[0] = self.prefilter.scan(payload)
-            if not scan[0] & self.bit_of[r.id]:
-                return False
+            if kind & _LITERAL:
+                if scan[0] is None:
+                    scan[0] = self.prefilter.scan(payload)
+                if not scan[0] & self.bit_of[r.id]:
+                    return False
+            if kind & _PROGRAM:
+                return self.payload_program[i].matches(payload) and \
+                    (r.regex is None or r.regex.search(payload) is not None)
             lowered = None
             for c in r.content:
                 end = c.offset + c.depth if c.depth is not None else len(payload)
@@ -358,15 +401,55 @@ class Detector:
                 continue                       # pending
             if type(names) is Unknown and self.exception_policy == "drop":
                 fit = self.block               # any name: every block rule fits, no pass rule
-            elif not names:
-                fit = 0
-            elif len(names) == 1:
-                fit = self.names[f].lookup(names)
             else:
-                index = self.names[f]
-                fit = (self.block & index.lookup(names)) | (~self.block & index.lookup_all(names))
+                if not names:
+                    fit = 0
+                elif len(names) == 1:
+                    fit = self.names[f].lookup(names)
+                else:
+                    index = self.names[f]
+                    fit = (self.block & index.lookup(names)) | (~self.block & index.lookup_all(names))
+                progs = c & fmask & self.program if self.program else 0
+                if progs:
+                    fit = self._programs_fit(progs & (fit | self.unnamed[f]), fit, app, f)
             c &= ~(fmask & ~fit)
         return c
+
+    def _programs_fit(self, progs, fit, app, f, any_tx=None):
+        """`fit` with each rule of `progs` set or cleared by its AppProgram on the flow's
+        latest transaction(s) of field f: drop/reject (and alert, any_tx) rules fit when
+        any transaction does, pass rules when every one does."""
+        fit &= ~progs
+        if app is None or app.tx is None:
+            return fit
+        # (a flow whose reading became ambiguous has proto "unknown" but keeps the
+        # transactions it did read: exception_policy "ignore" judges those)
+        txs = [t for t in (app.tx if isinstance(app.tx, list) else (app.tx,)) if tx_proto(t) == f]
+        if not txs:
+            return fit
+        cache = {}
+        # per transaction, the rules whose literal on each buffer occurs in it (one scan per buffer)
+        possible = [self._buffer_scan(progs, f, t, cache) for t in txs]
+        for i in ix.bits(progs):
+            bit = 1 << i
+            anyt = any_tx if any_tx is not None else bool(bit & self.block)
+            pick = any if anyt else all
+            prog = self.app_program[i]
+            if pick(p & bit and prog.fits_tx(f, t, pick, cache) for t, p in zip(txs, possible)):
+                fit |= bit
+        return fit
+
+    def _buffer_scan(self, m, f, tx, cache):
+        """`m` less the rules whose prefilter literal on a buffer of field f is in none of
+        the transaction's values of it (a necessary condition for any/all of them to fit)."""
+        for b, (prefilter, lits) in self.buffer_prefilter.items():
+            if BUFFERS[b] != f or not m & lits:
+                continue
+            hit = 0
+            for v in buffer_values(cache, f, tx, b):
+                hit |= prefilter.scan(v)
+            m ^= m & lits & ~hit
+        return m
 
     def name_fields(self, cand):
         """The app fields verdict rules among `cand` need."""
@@ -404,7 +487,11 @@ class Detector:
             for f in new_fields:
                 fmask = self.field[f]
                 if rest & fmask:
-                    app_ok |= fmask & self.names[f].lookup(flow.app.names[f] or ())
+                    ok = fmask & self.names[f].lookup(flow.app.names[f] or ())
+                    progs = rest & fmask & self.program if self.program else 0
+                    if progs:
+                        ok = self._programs_fit(progs & (ok | self.unnamed[f]), ok, flow.app, f, True)
+                    app_ok |= ok
             rest = (rest & self.no_app) | (rest & app_ok)
         # Content rules need their literals present: one prefilter scan decides most.
         if rest & self.content:
@@ -429,6 +516,35 @@ class Detector:
                     if not r.noalert:
                         out.append(r)
         return out
+
+
+def prefilter_literal(program):
+    """The content the prefilter looks for: the fast_pattern one, else the longest positive
+    one (a negated content is never required to be there); None when the program has no
+    positive content (pcre/isdataat/negations only: every packet is inspected)."""
+    best = None
+    for s in program:
+        if type(s) is Content and not s.negated:
+            if s.fast_pattern:
+                return s
+            if best is None or len(s.value) > len(best.value):
+                best = s
+    return best
+
+
+def simple_content(program):
+    """Contents with only value/nocase/offset/depth: the engine's plain find() loop does them."""
+    return all(type(s) is Content and not (s.negated or s.relative or s.startswith or s.endswith)
+               for s in program)
+
+
+def sizes_match(r, pkt, payload):
+    """dsize, ttl, ip_proto (Suricata's): each that the rule has holds for this packet."""
+    if r.dsize is not None and not r.dsize.matches(len(payload)):
+        return False
+    if r.ttl is not None and not r.ttl.matches(pkt.ttl):
+        return False
+    return r.ip_proto is None or r.ip_proto.matches(pkt.proto)
 
 
 def established(flow):

@@ -16,14 +16,27 @@ from typing import Callable
 
 from ..problems import choice, did_you_mean, got, is_int
 from .rule import (ACTIONS, DECISIONS, DIRECTIONS, FLOW_KEYWORDS, PROTOS, TCP_FLAG_LETTERS,
-                   Content, NamePattern, Rule, TcpFlags, Threshold)
-
+                   Content, IsDataAt, NamePattern, Pcre, Range, Rule, TcpFlags, Threshold)
+from .inspect_buffer import BUFFERS
 from . import flowkeys as fk
 INVALID = fk.INVALID                     # a parser's "reported, no value"
-CONTENT_KEYS = ("value", "hex", "nocase", "offset", "depth")
+CONTENT_KINDS = ("value", "hex", "pcre", "isdataat")
+_LITERAL_KEYS = ("value", "hex", "not", "nocase", "offset", "depth", "distance", "within",
+                 "startswith", "endswith", "fast_pattern", "buffer")
+CONTENT_KEYS = ("value", "hex", "pcre", "isdataat", "not", "nocase", "offset", "depth", "distance",
+                "within", "startswith", "endswith", "relative", "fast_pattern", "buffer")
+PCRE_FLAGS = {"i": re.I, "s": re.S, "m": re.M, "x": re.X}
+# pcre's buffer flags (Suricata) -> the buffer here; H (all request headers), C (cookie),
+# P (body), Y/S (response) name buffers this appliance does not read.
+PCRE_BUFFER = {"U": "http.uri", "I": "http.uri.raw", "M": "http.method", "V": "http.user_agent",
+               "W": "http.host"}
 THRESHOLD_KEYS = ("type", "track", "count", "seconds")
 THRESHOLD_TYPES = ("limit", "threshold", "both")
 THRESHOLD_TRACKS = ("by_src", "by_dst", "by_flow", "by_rule")
+IP_PROTO_NAMES = {"hopopt": 0, "icmp": 1, "igmp": 2, "ipip": 4, "tcp": 6, "egp": 8, "udp": 17,
+                  "ipv6": 41, "rsvp": 46, "gre": 47, "esp": 50, "ah": 51, "icmpv6": 58,
+                  "eigrp": 88, "ospf": 89, "pim": 103, "vrrp": 112, "l2tp": 115,
+                  "sctp": 132}
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\Z")
 
 
@@ -178,36 +191,104 @@ def _icmp(name):
 
 
 def _content(v, where, draft):
+    """The payload's program -> Rule.content; steps naming a sticky buffer -> Rule.buffers
+    (one program per buffer, in the order written)."""
     items = v if isinstance(v, list) else [v]
     if not items:
         where.report("content is an empty list")
         return INVALID
-    out = [_content_item(item, where.of(items, i)) for i, item in enumerate(items)]
-    return INVALID if None in out else tuple(out)
+    out = [_content_item(item, where.of(items, i), draft) for i, item in enumerate(items)]
+    if None in out:
+        return INVALID
+    payload = tuple(step for buf, step in out if buf is None)
+    per_buffer = {}
+    for buf, step in out:
+        if buf is not None:
+            per_buffer.setdefault(buf, []).append(step)
+    apps = {}
+    for buf in per_buffer:
+        apps.setdefault(BUFFERS[buf], buf)
+    if len(apps) > 1:
+        (a1, b1), (a2, b2) = list(apps.items())[:2]
+        where.report(f"buffer {b2} is {a2}; this rule also looks at {a1} (a flow carries one protocol)")
+        return INVALID
+    if per_buffer:
+        draft.fields["buffers"] = tuple((b, tuple(steps)) for b, steps in per_buffer.items())
+    return payload
 
 
-def _content_item(item, where):
-    """One Content, or None after reporting."""
+def _content_item(item, where, draft):
+    """One (buffer or None, Content | Pcre | IsDataAt), or None after reporting."""
     if isinstance(item, str):
         if not item:
             where.report("content is empty")
             return None
-        return Content(item.encode("utf-8"))
+        return None, Content(item.encode("utf-8"))
     if not isinstance(item, dict):
-        where.report(f"content must be a string or a mapping (value or hex, nocase, offset, depth), "
-                     f"got {got(item)}")
+        where.report(f"content must be a string or a mapping (value, hex, pcre or isdataat, "
+                     f"and options), got {got(item)}")
         return None
     ok = True
     for key in item:
         if key not in CONTENT_KEYS:
             where.of(item, key).report(f"unknown content key '{key}'{did_you_mean(key, CONTENT_KEYS)}")
             ok = False
-    if ("value" in item) == ("hex" in item):
+    kinds = [k for k in CONTENT_KINDS if k in item]
+    if len(kinds) != 1:
         if ok:                             # else a misspelt value/hex was just reported
-            where.report("content needs exactly one of value or hex")
+            where.report("content needs exactly one of value, hex, pcre or isdataat")
         return None
+    kind = kinds[0]
+    allowed = {"value": _LITERAL_KEYS, "hex": _LITERAL_KEYS, "pcre": ("pcre", "not", "buffer"),
+               "isdataat": ("isdataat", "not", "relative", "buffer")}[kind]
+    for key in item:
+        if key in CONTENT_KEYS and key not in allowed:
+            where.of(item, key).report(f"content key '{key}' does not apply to {kind}")
+            ok = False
+    flags = {}
+    for key in ("not", "nocase", "startswith", "endswith", "relative", "fast_pattern"):
+        if key in item:
+            if isinstance(item[key], bool):
+                flags[key] = item[key]
+            else:
+                where.of(item, key).report(f"{key} must be true or false, got {got(item[key])}")
+                ok = False
+    buffer = None
+    if "buffer" in item:
+        buffer = item["buffer"]
+        if msg := choice("buffer", buffer, tuple(BUFFERS)):
+            where.of(item, "buffer").report(msg)
+            return None
+    if kind == "pcre":
+        step, pbuf, msg = parse_pcre(item["pcre"])
+        if msg:
+            where.of(item, "pcre").report(msg)
+            return None
+        if pbuf is not None and buffer is not None and pbuf != buffer:
+            where.of(item, "pcre").report(f"pcre's flag names buffer {pbuf}, the item says {buffer}")
+            return None
+        buffer = buffer or pbuf
+        step = dataclasses.replace(step, negated=flags.get("not", False))
+    elif kind == "isdataat":
+        n = item["isdataat"]
+        if not is_int(n) or n < 0:
+            where.of(item, "isdataat").report(f"isdataat must be an integer >= 0, got {got(n)}")
+            return None
+        step = IsDataAt(n, flags.get("relative", False), flags.get("not", False))
+    else:
+        step = _literal(item, kind, flags, where)
+    if step is None or not ok:
+        return None
+    if buffer is not None and not _buffer_fits(buffer, where, draft):
+        return None
+    return buffer, step
+
+
+def _literal(item, kind, flags, where):
+    """A value/hex item as a Content, or None after reporting."""
+    ok = True
     value = None
-    if "value" in item:
+    if kind == "value":
         v = item["value"]
         if not isinstance(v, str) or not v:
             where.of(item, "value").report(f"content value must be a non-empty string, got {got(v)}")
@@ -217,34 +298,55 @@ def _content_item(item, where):
         value, msg = parse_hex(item["hex"])
         if msg:
             where.of(item, "hex").report(msg)
-    kw = {}
-    if "nocase" in item:
-        if isinstance(item["nocase"], bool):
-            kw["nocase"] = item["nocase"]
-        else:
-            where.of(item, "nocase").report(f"nocase must be true or false, got {got(item['nocase'])}")
+    kw = {"negated": flags.get("not", False), "nocase": flags.get("nocase", False),
+          "startswith": flags.get("startswith", False), "endswith": flags.get("endswith", False),
+          "fast_pattern": flags.get("fast_pattern", False)}
+    for key, low, what in (("offset", 0, ">= 0"), ("depth", 1, "> 0"), ("distance", None, ""),
+                           ("within", 1, "> 0")):
+        if key not in item:
+            continue
+        x = item[key]
+        if not is_int(x) or (low is not None and x < low):
+            where.of(item, key).report(f"{key} must be an integer{' ' + what if what else ''}, got {got(x)}")
             ok = False
-    if "offset" in item:
-        o = item["offset"]
-        if is_int(o) and o >= 0:
-            kw["offset"] = o
-        else:
-            where.of(item, "offset").report(f"offset must be an integer >= 0, got {got(o)}")
-            ok = False
-    if "depth" in item:
-        d = item["depth"]
-        if not is_int(d) or d <= 0:
-            where.of(item, "depth").report(f"depth must be an integer > 0, got {got(d)}")
-            ok = False
-        elif value is not None and d < len(value):
-            where.of(item, "depth").report(f"depth {d} is shorter than the content ({len(value)} bytes): "
-                                           f"it can never match")
+        elif key in ("depth", "within") and value is not None and x < len(value):
+            where.of(item, key).report(f"{key} {x} is shorter than the content ({len(value)} bytes): "
+                                       f"it can never match")
             ok = False
         else:
-            kw["depth"] = d
+            kw[key] = x
+    absolute = [k for k in ("offset", "depth") if k in item]
+    relative = [k for k in ("distance", "within") if k in item]
+    if absolute and relative:
+        where.report(f"content {absolute[0]} (from the buffer's start) cannot be combined with "
+                     f"{relative[0]} (from the previous match), as in Suricata")
+        ok = False
+    if kw["startswith"] and (absolute or relative):
+        where.report(f"startswith cannot be combined with {(absolute + relative)[0]}")
+        ok = False
+    if kw["negated"] and kw["fast_pattern"]:
+        where.of(item, "fast_pattern").report("fast_pattern cannot be a negated content "
+                                              "(the prefilter looks for bytes that are there)")
+        ok = False
     if value is None or not ok:
         return None
     return Content(value, **kw)
+
+
+def _buffer_fits(buffer, where, draft):
+    """A sticky buffer needs a proto its protocol runs on, and a rule names one app protocol."""
+    app = BUFFERS[buffer]
+    protos = ("ip", "tcp", "udp") if app == "dns" else ("ip", "tcp")
+    if draft.proto is not None and draft.proto not in protos:
+        where.report(f"buffer {buffer} needs proto {' or '.join(protos)} (proto is {draft.proto})")
+        return False
+    others = {BUFFERS[b] for b, _ in draft.fields.get("buffers", ())} - {app}
+    others |= {APP_OF_KEY[k] for k in APP_KEYS if k in draft.keys} - {app}
+    if others:
+        where.report(f"buffer {buffer} is {app}; this rule also looks at {', '.join(sorted(others))} "
+                     f"(a flow carries one protocol)")
+        return False
+    return True
 
 
 def _regex(v, where, draft):
@@ -256,6 +358,70 @@ def _regex(v, where, draft):
     except (re.error, OverflowError, RecursionError, ValueError) as e:   # "a{99999999999}" overflows
         where.report(f"bad regex {v!r}: {e}")
         return INVALID
+
+
+def _range_kw(name, top):
+    def parse(v, where, draft):
+        rng, msg = parse_range(v, name, top)
+        if msg:
+            where.report(msg)
+            return INVALID
+        return rng
+    return parse
+
+
+def _ip_proto(v, where, draft):
+    if isinstance(v, str) and v.strip().lstrip("!").strip().isalpha():
+        neg = v.strip().startswith("!")
+        word = v.strip().lstrip("!").strip().lower()
+        if word not in IP_PROTO_NAMES:
+            where.report(f"ip_proto '{v}': unknown protocol name; use a number 0-255 or one of "
+                         f"{', '.join(IP_PROTO_NAMES)}")
+            return INVALID
+        return Range("!=" if neg else "=", IP_PROTO_NAMES[word], 0, v.strip())
+    return _range_kw("ip_proto", 255)(v, where, draft)
+
+
+def _bsize(v, where, draft):
+    if not isinstance(v, dict) or not v:
+        where.report(f"bsize must be a mapping of sticky buffer: size (like {{http.uri: '<100'}}), got {got(v)}")
+        return INVALID
+    out, ok = [], True
+    for buf, size in v.items():
+        at = where.of(v, buf)
+        if msg := choice("bsize buffer", buf, tuple(BUFFERS)):
+            at.report(msg)
+            ok = False
+            continue
+        rng, msg = parse_range(size, f"bsize {buf}", 1 << 32)
+        if msg:
+            at.report(msg)
+            ok = False
+        elif _buffer_fits(buf, at, draft):
+            out.append((buf, rng))
+        else:
+            ok = False
+    return tuple(out) if ok else INVALID
+
+
+def _urilen(v, where, draft):
+    text = str(v) if is_int(v) else v
+    if not isinstance(text, str):
+        where.report(f"urilen must be a size like 10, '<10' or '5<>20', optionally ',raw', got {got(v)}")
+        return INVALID
+    size, _, kind = text.partition(",")
+    kind = kind.strip() or "norm"
+    if kind not in ("norm", "raw"):
+        where.report(f"urilen '{v}': after the comma comes norm (the default) or raw")
+        return INVALID
+    rng, msg = parse_range(size, "urilen", 65535)
+    if msg:
+        where.report(msg)
+        return INVALID
+    buf = "http.uri" if kind == "norm" else "http.uri.raw"
+    if not _buffer_fits(buf, where, draft):
+        return INVALID
+    return buf, rng
 
 
 def _names(name):
@@ -437,6 +603,72 @@ def parse_hex(v):
     return bytes.fromhex(digits), None
 
 
+_RANGE = re.compile(r"\s*(!?)\s*(\d+)\s*(?:<>|-)\s*(\d+)\s*\Z")
+_COMPARE = re.compile(r"\s*(<=|>=|!=|<|>|=|!)?\s*(\d+)\s*\Z")
+
+
+def parse_range(v, name, top):
+    """Suricata's integer forms: "n", "<n", ">n", "<=n", ">=n", "!n", "lo<>hi" (exclusive,
+    as Suricata's), "!lo<>hi" -> (Range, None) or (None, message)."""
+    if is_int(v):
+        v = str(v)
+    if not isinstance(v, str):
+        return None, f"{name} must be a number or a string like '<10', '>10' or '5<>20', got {got(v)}"
+    text = v.strip()
+    m = _RANGE.match(v)
+    if m:
+        neg, lo, hi = m.group(1), int(m.group(2)), int(m.group(3))
+        if hi > top:
+            return None, f"{name} '{text}': {hi} is more than {top}"
+        if hi - lo <= 1:
+            return None, f"{name} '{text}': lo<>hi excludes both ends, so hi must exceed lo by 2 or more"
+        return Range("!<>" if neg else "<>", lo, hi, text), None
+    m = _COMPARE.match(v)
+    if not m:
+        return None, f"{name} must be n, <n, >n, <=n, >=n, !n or lo<>hi, got {v!r}"
+    op, n = m.group(1) or "=", int(m.group(2))
+    op = "!=" if op == "!" else op
+    if n > top:
+        return None, f"{name} '{text}': {n} is more than {top}"
+    if (op == "<" and n == 0) or (op == ">" and n == top):
+        return None, f"{name} '{text}' can never match"
+    return Range(op, n, 0, text), None
+
+
+def parse_pcre(v):
+    """"/regex/flags" -> (Pcre, the buffer a flag names or None, None) or (None, None, message).
+    Flags: i s m x as PCRE's; R relative to the previous match; U I M V W name the http.uri,
+    http.uri.raw, http.method, http.user_agent, http.host buffers."""
+    if not isinstance(v, str):
+        return None, None, f"pcre must be a string \"/regex/flags\", got {got(v)}"
+    m = re.fullmatch(r"/(.*)/([A-Za-z]*)", v, re.S)
+    if not m:
+        return None, None, f"pcre must be \"/regex/flags\", got {v!r}"
+    body, letters = m.groups()
+    flags, relative, buffer = 0, False, None
+    for ch in letters:
+        if ch in PCRE_FLAGS:
+            flags |= PCRE_FLAGS[ch]
+        elif ch == "R":
+            relative = True
+        elif ch in PCRE_BUFFER and buffer in (None, PCRE_BUFFER[ch]):
+            buffer = PCRE_BUFFER[ch]
+        elif ch in PCRE_BUFFER:
+            return None, None, f"pcre {v!r}: flags name two buffers ({buffer}, {PCRE_BUFFER[ch]})"
+        elif ch in "HDCPQSYZ":
+            return None, None, (f"pcre {v!r}: flag '{ch}' names an HTTP buffer this appliance does not read "
+                                f"(H: all request headers; here only http.host, http.user_agent, http.method, "
+                                f"http.uri[.raw] are, flags W V M U I)")
+        else:
+            return None, None, (f"pcre {v!r}: flag '{ch}' is not supported (i s m x R, and U I M V W for "
+                                f"http.uri, http.uri.raw, http.method, http.user_agent, http.host)")
+    try:
+        rx = re.compile(body.encode("utf-8"), flags)
+    except (re.error, OverflowError, RecursionError, ValueError) as e:
+        return None, None, f"pcre {v!r}: Python's re cannot compile it: {e}"
+    return Pcre(rx, relative, False, v), buffer, None
+
+
 def parse_name(v):
     """A DNS/TLS/HTTP name or "*.suffix" -> (NamePattern, None) or (None, message)."""
     if not isinstance(v, str):
@@ -478,21 +710,47 @@ _PORT = {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 65535},
          "description": "port 0-65535, \"a-b\" range, any, $VAR, or \"!\" before any of these"}
 _NAME = {"type": "string", "minLength": 1, "pattern": r"^\S+$",
          "description": "exact name (case-insensitive, trailing dot ignored) or \"*.suffix\" for any subdomain"}
+_BUFFER = {"enum": list(BUFFERS), "description": "the sticky buffer inspected (default: the packet payload)"}
 _CONTENT_MAP = {
     "type": "object", "additionalProperties": False,
-    "description": "content with options; exactly one of value or hex",
+    "description": "one step of a buffer's inspection (Suricata's content/pcre/isdataat): exactly one "
+                   "of value, hex, pcre or isdataat, with options; steps on one buffer hold together "
+                   "in order (distance/within/R/relative count from the previous match)",
     "properties": {
         "value": {"type": "string", "minLength": 1, "description": "literal text (UTF-8), taken as is"},
         "hex": {"type": "string", "minLength": 1,
                 "description": "bytes as hex digits; spaces and | are ignored: \"0d 0a\", \"|de ad|\""},
+        "pcre": {"type": "string", "pattern": "^/.*/[ismxRUIMVW]*$",
+                 "description": "\"/regex/flags\": i s m x, R relative to the previous match, U I M V W "
+                                "for http.uri, http.uri.raw, http.method, http.user_agent, http.host"},
+        "isdataat": {"type": "integer", "minimum": 0,
+                     "description": "the buffer has a byte at this offset (relative: this many bytes "
+                                    "past the previous match)"},
+        "not": {"type": "boolean", "description": "negated: holds when the bytes/regex/data are NOT there"},
         "nocase": {"type": "boolean", "description": "match ASCII letters case-insensitively"},
         "offset": {"type": "integer", "minimum": 0,
-                   "description": "the match starts at or after this payload offset"},
+                   "description": "the match starts at or after this buffer offset"},
         "depth": {"type": "integer", "minimum": 1,
-                  "description": "the match ends within offset+depth bytes of the payload"},
+                  "description": "the match ends within offset+depth bytes of the buffer"},
+        "distance": {"type": "integer",
+                     "description": "relative: the match starts this many bytes after the previous "
+                                    "match's end (may be negative)"},
+        "within": {"type": "integer", "minimum": 1,
+                   "description": "relative: the match ends within this many bytes of the previous "
+                                  "match's end (plus distance)"},
+        "startswith": {"type": "boolean", "description": "the match is at the buffer's start"},
+        "endswith": {"type": "boolean", "description": "the match ends at the buffer's end"},
+        "relative": {"type": "boolean", "description": "isdataat: counted from the previous match's end"},
+        "fast_pattern": {"type": "boolean",
+                         "description": "use this content as the rule's prefilter literal (speed only)"},
+        "buffer": _BUFFER,
     },
-    "oneOf": [{"required": ["value"]}, {"required": ["hex"]}],
+    "oneOf": [{"required": ["value"]}, {"required": ["hex"]}, {"required": ["pcre"]},
+              {"required": ["isdataat"]}],
 }
+_RANGE_SCHEMA = {"anyOf": [{"type": "integer", "minimum": 0},
+                           {"type": "string", "pattern": r"^\s*(!?\s*\d+\s*(<>|-)\s*\d+|(<=|>=|!=|<|>|=|!)?\s*\d+)\s*$"}],
+                 "description": "n, <n, >n, <=n, >=n, !n, or lo<>hi (lo < x < hi, as Suricata's)"}
 _CONTENT_ITEM = {"anyOf": [{"type": "string", "minLength": 1, "description": "literal text (UTF-8)"},
                            _CONTENT_MAP]}
 
@@ -547,6 +805,14 @@ KEYWORDS = (
     Keyword("icmp_code", _icmp("icmp_code"),
             {"type": "integer", "minimum": 0, "maximum": 255, "description": "ICMP/ICMPv6 code (proto icmp or icmpv6)"},
             protos=_ICMP, packet=True),
+    Keyword("dsize", _range_kw("dsize", 65535), {**_RANGE_SCHEMA, "description": "the packet's payload "
+                                                 "length: " + _RANGE_SCHEMA["description"]}, packet=True),
+    Keyword("ttl", _range_kw("ttl", 255), {**_RANGE_SCHEMA, "description": "IPv4 TTL / IPv6 hop limit: "
+                                           + _RANGE_SCHEMA["description"]}, packet=True),
+    Keyword("ip_proto", _ip_proto,
+            {"anyOf": [_RANGE_SCHEMA, {"type": "string", "pattern": r"^!?[A-Za-z]+$"}],
+             "description": "the IP protocol number (or name, e.g. gre, esp; \"!\" negates): "
+                            + _RANGE_SCHEMA["description"]}, packet=True),
     Keyword("content", _content,
             {"description": "bytes the payload must contain; a list: all must match",
              "anyOf": [_CONTENT_ITEM, {"type": "array", "minItems": 1, "items": _CONTENT_ITEM}]},
@@ -556,6 +822,14 @@ KEYWORDS = (
              "description": "Python regular expression searched in the payload bytes; inline flags "
                             "like (?i) allowed"},
             packet=True),
+    Keyword("bsize", _bsize, {"type": "object", "minProperties": 1,
+                              "propertyNames": _BUFFER,
+                              "additionalProperties": _RANGE_SCHEMA,
+                              "description": "sticky buffer: its length in bytes (Suricata's bsize)"}),
+    Keyword("urilen", _urilen,
+            {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "minLength": 1}],
+             "description": "length of the normalised http.uri (\",raw\": of http.uri.raw): "
+                            + _RANGE_SCHEMA["description"]}, protos=("ip", "tcp")),
     Keyword("dns_query", _names("dns_query"), _names_schema("DNS query name"),
             protos=("ip", "tcp", "udp"), app="dns", before=_one_app_field("dns_query")),
     Keyword("tls_sni", _names("tls_sni"), _names_schema("TLS ClientHello server name (proto tcp or ip)"),
@@ -624,9 +898,21 @@ PACKET_KEYS = tuple(k.name for k in KEYWORDS if k.packet)
 _UNSET = {f.name: f.default for f in dataclasses.fields(Rule)}
 
 
+APP_OF_KEY = {k: f for f, k in RULE_FIELD.items()}            # dns_query -> dns
+
+
 def app_fields(rule):
-    """The app-layer fields a rule needs names from: a subset of APP_FIELDS."""
-    return tuple(f for f, key in RULE_FIELD.items() if getattr(rule, key) is not None)
+    """The app-layer fields a rule needs names or buffers from: a subset of APP_FIELDS."""
+    used = {BUFFERS[b] for b, _ in rule.buffers} | {BUFFERS[b] for b, _ in rule.bsize}
+    if rule.urilen is not None:
+        used.add("http")
+    return tuple(f for f, key in RULE_FIELD.items() if getattr(rule, key) is not None or f in used)
+
+
+def app_program(rule):
+    """Does the rule ask more of a transaction than a whole name (programs on sticky
+    buffers, bsize, urilen)?"""
+    return bool(rule.buffers or rule.bsize or rule.urilen is not None)
 
 
 def per_packet(rule):

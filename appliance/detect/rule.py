@@ -64,6 +64,62 @@ class Content:
     nocase: bool = False
     offset: int = 0        # match must start at or after this payload offset
     depth: int | None = None  # match must end within offset+depth bytes
+    # Suricata's inspection of a buffer (inspect_buffer.py says how they combine):
+    negated: bool = False  # the bytes must NOT occur where the other options say
+    distance: int | None = None  # relative: start this far after the previous match's end
+    within: int | None = None    # relative: end within this many bytes of the previous match's end (+distance)
+    startswith: bool = False     # at the buffer's start
+    endswith: bool = False       # ending at the buffer's end
+    fast_pattern: bool = False   # the prefilter literal: changes speed, never what matches
+
+    @property
+    def relative(self) -> bool:
+        return self.distance is not None or self.within is not None
+
+
+@dataclass(frozen=True)
+class Pcre:
+    """Suricata's pcre on a buffer: `regex` compiled on bytes from "/re/flags"."""
+    regex: re.Pattern
+    relative: bool = False       # R: searched from the previous match's end
+    negated: bool = False
+    source: str = ""             # as written, "/re/flags"
+
+
+@dataclass(frozen=True)
+class IsDataAt:
+    """Suricata's isdataat: the buffer has a byte at offset n (relative: n bytes past the previous match)."""
+    n: int
+    relative: bool = False
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class Range:
+    """Suricata's integer comparison (dsize, ttl, bsize, urilen, ip_proto): op is one of
+    = != < <= > >= <> (lo < v < hi, exclusive as Suricata's) and !<> (outside it)."""
+    op: str
+    lo: int
+    hi: int = 0
+    text: str = ""               # as written, for messages and convert
+
+    def matches(self, v: int) -> bool:
+        op = self.op
+        if op == "=":
+            return v == self.lo
+        if op == "<":
+            return v < self.lo
+        if op == ">":
+            return v > self.lo
+        if op == "<>":
+            return self.lo < v < self.hi
+        if op == "!=":
+            return v != self.lo
+        if op == "<=":
+            return v <= self.lo
+        if op == ">=":
+            return v >= self.lo
+        return not self.lo < v < self.hi    # "!<>"
 
 
 @dataclass(frozen=True)
@@ -129,7 +185,13 @@ class Rule:
     tcp_flags: TcpFlags | None = None
     icmp_type: int | None = None
     icmp_code: int | None = None
-    content: tuple = ()                  # tuple[Content]; all must match
+    content: tuple = ()                  # the payload's program: Content/Pcre/IsDataAt in order; all must hold
+    buffers: tuple = ()                  # ((sticky buffer, program), ...): programs on app-layer buffers
+    bsize: tuple = ()                    # ((sticky buffer, Range), ...): the buffer's length
+    urilen: tuple | None = None          # ("http.uri" or "http.uri.raw", Range)
+    dsize: Range | None = None           # the packet's payload length
+    ttl: Range | None = None             # IPv4 TTL / IPv6 hop limit
+    ip_proto: Range | None = None        # the IP protocol number
     regex: re.Pattern | None = None      # compiled on bytes
     dns_query: tuple | None = None       # tuple[NamePattern]; any may match
     tls_sni: tuple | None = None

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 
 from . import suricata_flow as flowopts
+from .inspect_buffer import BUFFERS
+from .keywords import parse_pcre
 
 ACTION_OF = {"alert": "alert", "pass": "pass", "drop": "drop", "reject": "reject",
              "rejectsrc": "reject", "rejectdst": "reject", "rejectboth": "reject"}
@@ -22,9 +24,17 @@ ACTION_RANK = {"pass": 0, "drop": 1, "reject": 2, "alert": 3}
 PROTO_OF = {"ip": ("ip", None), "tcp": ("tcp", None), "udp": ("udp", None),
             "icmpv4": ("icmp", None), "icmpv6": ("icmpv6", None),
             "dns": ("ip", "dns"), "tls": ("tcp", "tls"), "http": ("tcp", "http")}
-STICKY = {"dns.query": "dns_query", "dns_query": "dns_query", "tls.sni": "tls_sni",
-          "http.host": "http_host"}
-LEGACY_MODIFIER = {"http_host": "http_host"}   # a content modifier: applies to the content before it
+# sticky buffers -> the buffer (YAML content item's `buffer`); they apply to what follows
+STICKY = {"dns.query": "dns.query", "dns_query": "dns.query", "tls.sni": "tls.sni", "tls_sni": "tls.sni",
+          "http.host": "http.host", "http.uri": "http.uri", "http.uri.raw": "http.uri.raw",
+          "http.method": "http.method", "http.user_agent": "http.user_agent"}
+# content modifiers (Snort's legacy): apply to the content before them
+LEGACY_MODIFIER = {"http_host": "http.host", "http_uri": "http.uri", "http_raw_uri": "http.uri.raw",
+                   "http_method": "http.method", "http_user_agent": "http.user_agent"}
+NAME_KEY = {"dns.query": "dns_query", "tls.sni": "tls_sni", "http.host": "http_host"}
+CONTENT_MODIFIERS = ("nocase", "depth", "offset", "distance", "within", "startswith", "endswith",
+                     "fast_pattern")
+WAITING = {"http.stat_code": "needs the HTTP response reader, which this appliance does not have yet"}
 FLOW_OF = {"established": "established", "not_established": "not_established",
            "to_server": "to_server", "from_client": "to_server",
            "to_client": "to_client", "from_server": "to_client"}
@@ -149,7 +159,10 @@ def _orient(p, left, right):
                 mp[a] = vb
             if va is not None:
                 mp[b] = va
-    elif "to_server" not in flow and not any(k in mp for k in ("dns_query", "tls_sni", "http_host")):
+    elif "to_server" not in flow and not any(k in mp for k in ("dns_query", "tls_sni", "http_host",
+                                                                 "bsize", "urilen")) \
+            and not any(isinstance(i, dict) and "buffer" in i for i in mp.get("content", ())):
+        # (names and sticky buffers are read from requests only: to_server by nature)
         # Suricata matches the header against each packet (replies too): say so
         mp["header"] = "packet"
 
@@ -219,8 +232,9 @@ class _Options:
 
     def __init__(self, p, app):
         self.p, self.app = p, app
-        self.contents = []          # [buffer, bytes, negated, {modifier: value}]
+        self.items = []             # YAML content items in order, each with "buffer" (None = the payload)
         self.buffer = None          # the sticky buffer in force (None = the payload)
+        self.bsize = {}             # buffer -> size text
         self.dotprefix = False
 
     def unsupported(self, kw, why=""):
@@ -232,7 +246,8 @@ class _Options:
     def read(self, options):
         p, mp = self.p, self.p.mapping
         for name, value in options:
-            bare = value[1:].lstrip() if name == "content" and value and value.startswith("!") else value
+            bare = value[1:].lstrip() if name in ("content", "uricontent", "pcre") and value \
+                and value.startswith("!") else value
             if bare and bare.startswith('"') and (len(bare) < 2 or not bare.endswith('"')):
                 self.error(f"{name}: text after the closing quote in {value!r} (a missing ';'?)")
                 continue
@@ -275,23 +290,40 @@ class _Options:
                     self.unsupported(name, f"'{value}': only an exact number is supported")
             elif name in STICKY:
                 want = STICKY[name]
-                field_app = want.split("_")[0]
-                if self.app not in (None, field_app):
+                if self.app not in (None, BUFFERS[want]):
                     self.error(f"{name} on a {self.app} rule can never match")
                 self.buffer = want
-            elif name == "fast_pattern":
-                pass                       # a prefilter hint: changes speed, never what matches
+            elif name == "pkt_data":
+                self.buffer = None         # back to the packet payload
+            elif name in WAITING:
+                self.unsupported(name, WAITING[name])
             elif name == "dotprefix":
                 self.dotprefix = True
             elif name == "content":
-                self.content(value)
-            elif name in ("nocase", "depth", "offset", "startswith", "endswith", "bsize"):
+                self.content(value, self.buffer)
+            elif name == "uricontent":
+                self.content(value, "http.uri")
+            elif name in CONTENT_MODIFIERS:
                 self.modifier(name, v)
+            elif name == "pcre":
+                self.pcre(value)
+            elif name == "isdataat":
+                self.isdataat(v)
+            elif name == "bsize":
+                buf = self.current_buffer()
+                if buf is None:
+                    self.unsupported("bsize", "on the packet payload (Suricata's bsize needs a sticky buffer; "
+                                              "dsize is the payload's)")
+                else:
+                    self.bsize[buf] = v
+            elif name in ("dsize", "ttl", "ip_proto", "urilen"):
+                mp[name] = v
             elif name in LEGACY_MODIFIER:
-                if not self.contents:
+                last = self.last_content()
+                if last is None:
                     self.error(f"{name} needs a content before it")
                 else:
-                    self.contents[-1][0] = LEGACY_MODIFIER[name]
+                    last["buffer"] = LEGACY_MODIFIER[name]
             elif name == "threshold":
                 self.threshold(v)
             elif name in ("flowbits", "flowint", "noalert", "detection_filter", "target", "bypass",
@@ -321,7 +353,20 @@ class _Options:
         if out:
             self.p.mapping["flow"] = out
 
-    def content(self, value):
+    def current_buffer(self):
+        """The buffer bsize/isdataat apply to: the sticky buffer in force, else the last
+        content's (a legacy modifier moved it)."""
+        if self.buffer is not None:
+            return self.buffer
+        return self.items[-1]["buffer"] if self.items else None
+
+    def last_content(self):
+        for item in reversed(self.items):
+            if "hex" in item:
+                return item
+        return None
+
+    def content(self, value, buffer):
         negated = value is not None and value.startswith("!")
         raw = unquote(value[1:].strip() if negated else value)
         if raw is None or raw == value and not (value or "").startswith('"') and not negated:
@@ -331,22 +376,58 @@ class _Options:
         if msg:
             self.error(msg)
             return
-        self.contents.append([self.buffer, data, negated, {}])
+        item = {"hex": data.hex(), "buffer": buffer}
         if negated:
-            self.unsupported("content:!", "a negated content has no YAML equivalent yet")
+            item["not"] = True
+        self.items.append(item)
 
     def modifier(self, name, v):
-        if not self.contents:
+        last = self.last_content()         # as Suricata: the last content, even past a pcre
+        if last is None:
             self.error(f"{name} needs a content before it")
             return
-        mods = self.contents[-1][3]
-        if name in ("depth", "offset", "bsize"):
-            if not v or not v.isdigit():
-                self.unsupported(name, f"'{v}': only a number is supported")
+        if name in ("depth", "offset", "distance", "within"):
+            if not v or not re.fullmatch(r"-?\d+", v.strip()):
+                self.unsupported(name, f"'{v}': only a number is supported (not a byte_extract variable)")
                 return
-            mods[name] = int(v)
+            last[name] = int(v)
         else:
-            mods[name] = True
+            last[name] = True          # fast_pattern's "only" / "offset,length" forms: the same hint
+
+    def pcre(self, value):
+        negated = value is not None and value.startswith("!")
+        quoted = (value[1:].strip() if negated else value) or ""
+        # a regex keeps its backslashes ("\/", "\d"): only the quotes come off
+        raw = quoted[1:-1] if len(quoted) >= 2 and quoted[0] == quoted[-1] == '"' else None
+        if not raw or not (value or "").lstrip("!").strip().startswith('"') \
+                or not re.fullmatch(r"/.*/[A-Za-z]*", raw, re.S):
+            self.error(f"pcre must be a quoted \"/regex/flags\", got {raw or value!r}")
+            return
+        _, flag_buffer, msg = parse_pcre(raw)
+        if msg:
+            self.unsupported("pcre", msg)
+            return
+        if flag_buffer is not None and self.buffer not in (None, flag_buffer):
+            self.error(f"pcre {raw!r}: its flag names {flag_buffer} inside the {self.buffer} buffer")
+            return
+        item = {"pcre": raw, "buffer": self.buffer or flag_buffer}
+        if negated:
+            item["not"] = True
+        self.items.append(item)
+
+    def isdataat(self, v):
+        text = (v or "").strip()
+        negated = text.startswith("!")
+        n, _, rel = text.lstrip("!").partition(",")
+        if not n.strip().isdigit() or rel.strip() not in ("", "relative"):
+            self.unsupported("isdataat", f"'{v}': only a number, optionally ',relative'")
+            return
+        item = {"isdataat": int(n), "buffer": self.current_buffer() if rel.strip() else self.buffer}
+        if rel.strip():
+            item["relative"] = True
+        if negated:
+            item["not"] = True
+        self.items.append(item)
 
     def threshold(self, v):
         parts = {}
@@ -364,64 +445,67 @@ class _Options:
             self.error(f"threshold '{v}': count and seconds must be integers")
 
     def finish(self):
-        """Payload contents -> content; sticky-buffer contents -> whole-name keys."""
-        mp, payload = self.p.mapping, []
-        for buffer, data, negated, mods in self.contents:
-            if negated:
-                continue                   # already reported unsupported
-            if buffer is None:
-                for m in ("startswith", "endswith", "bsize"):
-                    if m in mods:
-                        self.unsupported(m, "on the packet payload")
-                item = {"hex": data.hex()}
-                for m in ("nocase", "offset", "depth"):
-                    if m in mods:
-                        item[m] = mods[m]
-                payload.append(item)
-            else:
-                name = self.name_of(buffer, data, mods)
-                if name is not None:
-                    mp.setdefault(buffer, []).extend(name)
-        if payload:
-            mp["content"] = payload
-        if self.app and not any(k in mp for k in ("dns_query", "tls_sni", "http_host")) \
-                and not self.p.unsupported:
-            self.unsupported(f"{self.app}", "an app-layer protocol without a name condition "
-                             "(dns.query, tls.sni, http.host) has no YAML equivalent yet")
+        """Content items -> `content` (payload and sticky-buffer steps); a lone content that
+        names a whole name (or "*.suffix") on dns.query/tls.sni/http.host -> the name key,
+        the fast path; bsize -> `bsize`."""
+        mp = self.p.mapping
+        for buffer, key in NAME_KEY.items():
+            mine = [it for it in self.items if it["buffer"] == buffer]
+            if len(mine) != 1 or "hex" not in mine[0]:
+                continue
+            names = self.name_of(buffer, mine[0], self.bsize.get(buffer))
+            if names is not None:
+                mp[key] = names
+                self.items.remove(mine[0])
+                if self.bsize.get(buffer) == str(len(bytes.fromhex(mine[0]["hex"]))):
+                    del self.bsize[buffer]
+        if self.dotprefix:
+            self.unsupported("dotprefix", "only with one \".suffix\" content and endswith on a name buffer")
+        out = []
+        for it in self.items:
+            it = dict(it)
+            if it.get("buffer") is None:
+                it.pop("buffer")
+            if it.get("buffer") == "http.host" and "hex" in it and not it.get("nocase"):
+                data = bytes.fromhex(it["hex"])
+                if data != data.lower():
+                    self.error(f"http.host is lowercase: content {data.decode('latin-1')!r} can never "
+                               f"match (add nocase)")
+            out.append(it)
+        if out:
+            mp["content"] = out
+        if self.bsize:
+            mp["bsize"] = dict(self.bsize)
+        if self.app and not any(k in mp for k in ("dns_query", "tls_sni", "http_host", "bsize", "urilen")) \
+                and not any("buffer" in it for it in out) and not self.p.unsupported:
+            self.unsupported(f"{self.app}", "an app-layer protocol without a sticky buffer (dns.query, "
+                             "tls.sni, http.host, http.uri, ...) has no YAML equivalent yet")
 
-    def name_of(self, buffer, data, mods):
-        """The NamePattern strings a content on a name buffer means exactly, or None after
-        reporting. Suricata's content is a substring match; the YAML name keys match a
-        whole name or "*.suffix", so only anchored contents map."""
-        kw = {"dns_query": "dns.query", "tls_sni": "tls.sni", "http_host": "http.host"}[buffer]
-        for m in ("offset", "depth"):
-            if m in mods:
-                self.unsupported(m, f"on {kw}")
-                return None
+    def name_of(self, buffer, item, bsize):
+        """The name key's values a lone content on a name buffer means exactly, or None when
+        it means something else (a substring, a case-sensitive name: then it stays a
+        program on the buffer). YAML names compare case-insensitively and whole."""
+        if any(k in item for k in ("not", "offset", "depth", "distance", "within")):
+            return None
+        data = bytes.fromhex(item["hex"])
         try:
             text = data.decode("ascii")
         except UnicodeDecodeError:
-            self.unsupported(kw, "a content with non-ASCII bytes")
             return None
-        # YAML names compare case-insensitively. Suricata lowercases http.host (a content
-        # with capitals there never matches), but compares dns.query/tls.sni as sent.
-        if buffer == "http_host":
-            if text != text.lower() and not mods.get("nocase"):
-                self.error(f"http.host is lowercase: content {text!r} can never match (add nocase)")
-                return None
-        elif not mods.get("nocase"):
-            self.unsupported(kw, "a case-sensitive content: names here compare case-insensitively; "
-                                 "add nocase")
+        # Suricata lowercases http.host (its contents compare as lowercase anyway), but
+        # compares dns.query/tls.sni as sent: only nocase contents there are names.
+        if buffer == "http.host":
+            if text != text.lower() and not item.get("nocase"):
+                return None                    # reported by finish: it never matches
+        elif not item.get("nocase"):
             return None
-        whole = (mods.get("startswith") and mods.get("endswith")) or mods.get("bsize") == len(data) \
-            and not mods.get("endswith") and not mods.get("startswith")
+        starts, ends = item.get("startswith"), item.get("endswith")
+        whole = (starts and ends and bsize is None) or (bsize == str(len(data)) and not starts and not ends)
         if whole and not self.dotprefix:
             return [text]
-        if mods.get("endswith") and not mods.get("startswith") and "bsize" not in mods \
-                and text.startswith(".") and len(text) > 1:
+        if ends and not starts and bsize is None and text.startswith(".") and len(text) > 1:
             # ".example.com" at the end: any subdomain; with dotprefix the name itself too
-            return ([text[1:]] if self.dotprefix else []) + ["*" + text]
-        self.unsupported(kw, f"content {text!r} is a substring match; only a whole name "
-                             "(startswith; endswith; or bsize) or \".suffix\" with endswith maps "
-                             "onto the YAML name keys")
+            names = ([text[1:]] if self.dotprefix else []) + ["*" + text]
+            self.dotprefix = False
+            return names
         return None

@@ -7,6 +7,8 @@ import hashlib
 from collections import Counter
 
 from .eve import timestamp
+from ..detect.inspect_buffer import AppProgram
+from ..detect.keywords import app_program
 from ..packet import PROTO_NAMES, TCP, ICMP, ICMPV6
 
 _FLAG_LETTERS = ((0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x10, "A"), (0x20, "U"), (0x40, "E"), (0x80, "C"))
@@ -52,6 +54,10 @@ def app_fields(ev, flow, rule=None):
         return
     ev["app_proto"] = app.proto
     tx = app.transaction(rule and (rule.dns_query or rule.http_host))
+    if rule is not None and isinstance(app.tx, list) and app_program(rule):
+        # of several, the transaction the rule's buffers fit (as the engine read them)
+        prog = AppProgram(rule, rule.dns_query or rule.tls_sni or rule.http_host)
+        tx = next((t for t in app.tx if prog.fits(app.proto, [t], True)), tx)
     if tx is None:
         return
     ev[app.proto] = tx_object(app.proto, tx)

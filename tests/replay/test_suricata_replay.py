@@ -114,27 +114,27 @@ def test_pass_before_drop_within_a_rules_file(run, rules_file):
 
 def test_cli_rules_check_and_skip_unsupported(tmp_path):
     p = tmp_path / "x.rules"
-    p.write_text('alert tcp any any -> any any (content:"a"; distance:0; sid:1;)\n'
+    p.write_text('alert tcp any any -> any any (byte_test:1,>,5,0; sid:1;)\n'
                  'drop tcp any any -> any 23 (flow:to_server; sid:2;)\n')
     r = cli("rules", "check", p)
-    assert (r.returncode, r.stdout) == (1, f"{p}:1: unsupported keyword 'distance'\n")
+    assert (r.returncode, r.stdout) == (1, f"{p}:1: unsupported keyword 'byte_test'\n")
     r = cli("rules", "check", "--skip-unsupported", p)
     assert r.returncode == 0
-    assert r.stdout == (f"{p}:1: skipped sid 1: unsupported keyword 'distance'\n"
-                        "1 rules loaded, 1 skipped; unsupported keywords: distance (1)\n")
+    assert r.stdout == (f"{p}:1: skipped sid 1: unsupported keyword 'byte_test'\n"
+                        "1 rules loaded, 1 skipped; unsupported keywords: byte_test (1)\n")
 
 
 def test_cli_replay_skip_unsupported(tmp_path):
     p = tmp_path / "x.rules"
-    p.write_text('alert tcp any any -> any any (content:"a"; distance:0; sid:1;)\n'
+    p.write_text('alert tcp any any -> any any (byte_test:1,>,5,0; sid:1;)\n'
                  'alert udp any any -> any 53 (sid:2;)\n')
     cap = Capture()
     cap.add(l2(IP(src="10.0.0.1", dst="10.0.0.53") / UDP(sport=5300, dport=53) / Raw(dns_query(["a.example"]))))
     pcap = cap.write(tmp_path / "c.pcap", "pcap")
     r = cli("replay", "--rules", p, "--quiet", pcap)
-    assert (r.returncode, r.stderr) == (2, f"{p}:1: unsupported keyword 'distance'\n")
+    assert (r.returncode, r.stderr) == (2, f"{p}:1: unsupported keyword 'byte_test'\n")
     eve = tmp_path / "eve.json"
     r = cli("replay", "--rules", p, "--skip-unsupported", "--quiet", "--eve", eve, pcap)
     assert r.returncode == 0, r.stderr
-    assert r.stderr.splitlines()[-1] == "1 rules loaded, 1 skipped; unsupported keywords: distance (1)"
+    assert r.stderr.splitlines()[-1] == "1 rules loaded, 1 skipped; unsupported keywords: byte_test (1)"
     assert '"signature_id":2,' in eve.read_text()

@@ -86,10 +86,10 @@ def test_domain_allowlist_is_refused_until_its_catch_all_drop_is_expressible():
     assert p.returncode == 1 and p.stdout == ""
     path = f"{DATA / 'domain-allowlist.json'}: RuleGroup.RulesSource.RulesSourceList.GeneratedRulesType"
     assert p.stderr.splitlines() == [
-        f"{path}: unsupported keyword 'tls' (an app-layer protocol without a name condition (dns.query, "
-        "tls.sni, http.host) has no YAML equivalent yet)",
-        f"{path}: unsupported keyword 'http' (an app-layer protocol without a name condition (dns.query, "
-        "tls.sni, http.host) has no YAML equivalent yet)"]
+        f"{path}: unsupported keyword 'tls' (an app-layer protocol without a sticky buffer (dns.query, "
+        "tls.sni, http.host, http.uri, ...) has no YAML equivalent yet)",
+        f"{path}: unsupported keyword 'http' (an app-layer protocol without a sticky buffer (dns.query, "
+        "tls.sni, http.host, http.uri, ...) has no YAML equivalent yet)"]
 
 
 def test_domain_allowlist_drop_is_not_skipped_either():
@@ -97,8 +97,8 @@ def test_domain_allowlist_drop_is_not_skipped_either():
     r = convert_json(fixture("domain-allowlist.json"), skip=True)
     path = "g.json: RuleGroup.RulesSource.RulesSourceList.GeneratedRulesType"
     assert r.yaml == "" and r.problems == [
-        f"{path}: sid {sid}: unsupported keyword '{proto}' (an app-layer protocol without a name condition "
-        "(dns.query, tls.sni, http.host) has no YAML equivalent yet); an allowlist cannot do without this drop "
+        f"{path}: sid {sid}: unsupported keyword '{proto}' (an app-layer protocol without a sticky buffer "
+        "(dns.query, tls.sni, http.host, http.uri, ...) has no YAML equivalent yet); an allowlist cannot do without this drop "
         "(its pass rules alone allow every request): not skipped" for sid, proto in ((5, "tls"), (6, "http"))]
 
 

@@ -347,7 +347,7 @@ def test_problems_on_one_line_come_in_keyword_order(tmp_path):
     ("rules:\n  - id: 1\n    action: alert\n    content:\n      value: abc\n      depth: 0\n", 6,
      "depth must be an integer > 0, got number 0"),
     ("rules:\n  - id: 1\n    action: alert\n    content: {value: a, hex: '41'}\n", 4,
-     "content needs exactly one of value or hex"),
+     "content needs exactly one of value, hex, pcre or isdataat"),
     ("rules:\n  - id: 1\n    action: alert\n    content: {valu: a}\n", 4, "unknown content key 'valu' (did you mean 'value'?)"),
     ("rules:\n  - id: 1\n    action: alert\n    proto: tcp\n    dst_port: [80, 1:2]\n", 5,
      "dst_port: '1:2' is read by YAML as the base-60 number 62; write a port range as \"1-2\""),
