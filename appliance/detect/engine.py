@@ -61,6 +61,7 @@ class Detector:
         self.app_program = {}                 # rule index -> AppProgram
         self.program = 0                      # rules with an AppProgram
         self.unnamed = {f: 0 for f in APP_FIELDS}   # ... of them, those with no name key on the field
+        self.proto_only = {f: 0 for f in APP_FIELDS}  # app_proto rules that ask nothing more of f
         self.sized = 0                        # rules with dsize/ttl/ip_proto
         literals = []
         for i, r in enumerate(rules):
@@ -72,6 +73,9 @@ class Detector:
             else:
                 self.alert |= bit
             app = self.app_of[i]
+            if r.app_proto is not None and getattr(r, RULE_FIELD[r.app_proto]) is None \
+                    and not app_program(r):
+                self.proto_only[r.app_proto] |= bit
             for f in app:
                 self.field[f] |= bit
             if self.per_packet[i]:
@@ -403,7 +407,7 @@ class Detector:
                 fit = self.block               # any name: every block rule fits, no pass rule
             else:
                 if not names:
-                    fit = 0
+                    fit = 0                    # (a TLS ClientHello without SNI: proto_only below)
                 elif len(names) == 1:
                     fit = self.names[f].lookup(names)
                 else:
@@ -412,6 +416,8 @@ class Detector:
                 progs = c & fmask & self.program if self.program else 0
                 if progs:
                     fit = self._programs_fit(progs & (fit | self.unnamed[f]), fit, app, f)
+                if app.proto == f:
+                    fit |= self.proto_only[f]  # the protocol is all they ask
             c &= ~(fmask & ~fit)
         return c
 
@@ -491,6 +497,8 @@ class Detector:
                     progs = rest & fmask & self.program if self.program else 0
                     if progs:
                         ok = self._programs_fit(progs & (ok | self.unnamed[f]), ok, flow.app, f, True)
+                    if flow.app.proto == f:
+                        ok |= self.proto_only[f]
                     app_ok |= ok
             rest = (rest & self.no_app) | (rest & app_ok)
         # Content rules need their literals present: one prefilter scan decides most.

@@ -454,6 +454,23 @@ def _one_app_field(name):
     return check
 
 
+def _app_proto(v, where, draft):
+    """dns | tls | http; with a name key or sticky buffer it must be their protocol."""
+    if msg := choice("app_proto", v, ("dns", "tls", "http")):
+        where.report(msg)
+        return INVALID
+    if v != "dns" and draft.proto == "udp":
+        where.report(f"app_proto {v} needs proto tcp or ip (proto is udp)")
+        return INVALID
+    others = {BUFFERS[b] for b, _ in draft.fields.get("buffers", ())} - {v}
+    others |= {APP_OF_KEY[k] for k in APP_KEYS if k in draft.keys} - {v}
+    if others:
+        where.report(f"app_proto is {v}; this rule also looks at {', '.join(sorted(others))} "
+                     f"(a flow carries one protocol)")
+        return INVALID
+    return v
+
+
 def _threshold(t, where, draft):
     if not isinstance(t, dict):
         where.report(f"threshold must be a mapping (type, track, count, seconds), got {got(t)}")
@@ -836,6 +853,10 @@ KEYWORDS = (
             protos=("ip", "tcp"), app="tls", before=_one_app_field("tls_sni")),
     Keyword("http_host", _names("http_host"), _names_schema("HTTP Host header (proto tcp or ip)"),
             protos=("ip", "tcp"), app="http", before=_one_app_field("http_host")),
+    Keyword("app_proto", _app_proto, {"enum": ["dns", "tls", "http"],
+            "description": "the protocol the app layer reads on the flow (Suricata's `alert tls ...` "
+                           "with no sticky buffer): pending until it is known, like a name"},
+            protos=("ip", "tcp", "udp")),
     Keyword("threshold", _threshold, {
         "type": "object", "additionalProperties": False, "required": list(THRESHOLD_KEYS),
         "description": "limit how often the rule alerts",
@@ -906,6 +927,8 @@ def app_fields(rule):
     used = {BUFFERS[b] for b, _ in rule.buffers} | {BUFFERS[b] for b, _ in rule.bsize}
     if rule.urilen is not None:
         used.add("http")
+    if rule.app_proto is not None:
+        used.add(rule.app_proto)
     return tuple(f for f, key in RULE_FIELD.items() if getattr(rule, key) is not None or f in used)
 
 

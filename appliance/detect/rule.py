@@ -196,6 +196,7 @@ class Rule:
     dns_query: tuple | None = None       # tuple[NamePattern]; any may match
     tls_sni: tuple | None = None
     http_host: tuple | None = None
+    app_proto: str | None = None         # dns | tls | http: the app layer named the flow's protocol
     threshold: Threshold | None = None
     flowbits: tuple = ()                 # tuple[FlowBit]: conditions, then changes on a match
     flowint: tuple = ()                  # tuple[FlowInt]: likewise

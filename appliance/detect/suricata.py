@@ -477,9 +477,8 @@ class _Options:
         if self.bsize:
             mp["bsize"] = dict(self.bsize)
         if self.app and not any(k in mp for k in ("dns_query", "tls_sni", "http_host", "bsize", "urilen")) \
-                and not any("buffer" in it for it in out) and not self.p.unsupported:
-            self.unsupported(f"{self.app}", "an app-layer protocol without a sticky buffer (dns.query, "
-                             "tls.sni, http.host, http.uri, ...) has no YAML equivalent yet")
+                and not any("buffer" in it for it in out):
+            mp["app_proto"] = self.app      # `alert tls ...` with no sticky buffer: the protocol alone
 
     def name_of(self, buffer, item, bsize):
         """The name key's values a lone content on a name buffer means exactly, or None when

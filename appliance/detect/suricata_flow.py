@@ -66,5 +66,5 @@ def finish(p):
     if mp.get("noalert") and action in ("pass", "drop", "reject"):
         del mp["noalert"]
         mp["log"] = False
-    if action == "alert" and not any(k in mp for k in PACKET_KEYS + APP_KEYS):
+    if action == "alert" and not any(k in mp for k in PACKET_KEYS + APP_KEYS + ("app_proto",)):
         mp["every_packet"] = True

@@ -59,6 +59,40 @@ def test_aws_domain_denylist_gives_the_documented_verdicts(tmp_path, run):
     assert blocked == {port for _, _, port, _, v in CASES if v == "drop"}      # "why was I blocked?"
 
 
+ALLOWLIST = REPO / "tests/data/aws_nfw/domain-allowlist.json"   # .allowed-corp.example, good.example; HOME_NET 10.0.0.0/16
+ALLOW_CASES = [
+    ("tls", "10.0.0.1", 41101, "good.example", "pass"),
+    ("tls", "10.0.0.1", 41102, "www.good.example", "drop"),            # good.example is that name only
+    ("tls", "10.0.0.1", 41103, "allowed-corp.example", "pass"),
+    ("tls", "10.0.0.1", 41104, "x.Allowed-Corp.example", "pass"),
+    ("tls", "10.0.0.1", 41105, "other.example", "drop"),
+    ("tls", "10.9.0.1", 41106, "other.example", "pass"),               # outside HOME_NET
+    ("http", "10.0.0.2", 42101, "good.example", "pass"),
+    ("http", "10.0.0.2", 42102, "other.example", "drop"),
+    ("http", "10.0.0.2", 42103, "a.allowed-corp.example", "pass"),
+]
+
+
+def test_aws_domain_allowlist_gives_the_documented_verdicts(tmp_path, run):
+    """AWS: an allowlist passes TLS/HTTP requests to the listed names and drops every other
+    TLS/HTTP request from HOME_NET; other protocols (here SSH, DNS) are not its business."""
+    out = tmp_path / "allowlist.yaml"
+    p = cli("rules", "convert", "--from", "aws-nfw", ALLOWLIST, "-o", out)
+    assert p.returncode == 0, p.stderr
+    cap = Capture()
+    for kind, client, port, name, _ in ALLOW_CASES:
+        (tls if kind == "tls" else http)(cap, client, port, name)
+    ssh = TcpConn(cap, "10.0.0.4", 44001, "203.0.113.9", 22)
+    ssh.handshake()
+    ssh.send(b"SSH-2.0-OpenSSH_9.2\r\n")
+    ssh.recv(b"SSH-2.0-OpenSSH_9.2\r\n")
+    cap.add(l2(IP(src="10.0.0.3", dst="198.51.100.53") / UDP(sport=43001, dport=53) / dns_query(["other.example"])))
+    res = run(cap, str(out))
+    for kind, client, port, name, verdict in ALLOW_CASES:
+        assert (name, res.flow_action(src_port=port)) == (name, verdict)
+    assert res.flow_action(src_port=44001) == "pass" and res.flow_action(src_port=43001) == "pass"
+
+
 def test_converted_rules_file_gives_the_same_events(tmp_path, run):
     src = tmp_path / "policy.rules"
     src.write_text(

@@ -78,28 +78,16 @@ def test_generated_rules_type(kind, action):
         (action, ["denied-corp.example", "*.denied-corp.example"]), (action, ["evil.example"])]
 
 
-def test_domain_allowlist_is_refused_until_its_catch_all_drop_is_expressible():
-    # An allowlist passes the listed names and drops every other TLS/HTTP request. "Every other
-    # TLS request" (an app protocol without a name) has no YAML key yet: converting only the
-    # pass rules would let everything through, so it is a problem, at the JSON path.
+def test_domain_allowlist_converts_with_its_catch_all_drop():
+    # An allowlist passes the listed names and drops every other TLS/HTTP request: the drop is
+    # on the protocol alone (app_proto), after every pass rule
     p = cli(DATA / "domain-allowlist.json")
-    assert p.returncode == 1 and p.stdout == ""
-    path = f"{DATA / 'domain-allowlist.json'}: RuleGroup.RulesSource.RulesSourceList.GeneratedRulesType"
-    assert p.stderr.splitlines() == [
-        f"{path}: unsupported keyword 'tls' (an app-layer protocol without a sticky buffer (dns.query, "
-        "tls.sni, http.host, http.uri, ...) has no YAML equivalent yet)",
-        f"{path}: unsupported keyword 'http' (an app-layer protocol without a sticky buffer (dns.query, "
-        "tls.sni, http.host, http.uri, ...) has no YAML equivalent yet)"]
-
-
-def test_domain_allowlist_drop_is_not_skipped_either():
-    # --skip-unsupported would leave the pass rules alone: a policy allowing every request
-    r = convert_json(fixture("domain-allowlist.json"), skip=True)
-    path = "g.json: RuleGroup.RulesSource.RulesSourceList.GeneratedRulesType"
-    assert r.yaml == "" and r.problems == [
-        f"{path}: sid {sid}: unsupported keyword '{proto}' (an app-layer protocol without a sticky buffer "
-        "(dns.query, tls.sni, http.host, http.uri, ...) has no YAML equivalent yet); an allowlist cannot do without this drop "
-        "(its pass rules alone allow every request): not skipped" for sid, proto in ((5, "tls"), (6, "http"))]
+    assert p.returncode == 0, p.stderr
+    rules = rules_of(p.stdout)
+    drops = [r for r in rules if r["action"] == "drop"]
+    assert [(r["app_proto"], r.get("tls_sni"), r.get("http_host")) for r in drops] == \
+        [("tls", None, None), ("http", None, None)]
+    assert [r["action"] for r in rules].index("drop") == len(rules) - 2      # after every pass rule
 
 
 def test_domain_allowlist_pass_rules_are_the_documented_ones():

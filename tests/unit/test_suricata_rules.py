@@ -74,6 +74,10 @@ PAIRS = [
     ("alert tcp any any -> any any (flags:S,CE; sid:5;)", "{id: 5, action: alert, proto: tcp, tcp_flags: 'S,CE'}"),
     ("alert tcp any any -> any any (content:\"x\"; threshold:type limit, track by_src, count 2, seconds 60; sid:5;)",
      "{id: 5, action: alert, proto: tcp, content: x, threshold: {type: limit, track: by_src, count: 2, seconds: 60}}"),
+    ("alert dns any any -> any any (sid:5;)", "{id: 5, action: alert, app_proto: dns}"),
+    ("alert tls any any -> any any (sid:5;)", "{id: 5, action: alert, proto: tcp, app_proto: tls}"),
+    ('alert http any any -> any 80 (content:"x"; sid:5;)',
+     "{id: 5, action: alert, proto: tcp, dst_port: 80, content: x, app_proto: http}"),
     ('alert dns any any -> any any (dns.query; content:"Evil.example"; nocase; startswith; endswith; sid:5;)',
      "{id: 5, action: alert, dns_query: evil.example}"),
     ('alert dns any any -> any any (dns.query; content:"evil.example"; nocase; bsize:12; sid:5;)',
@@ -270,9 +274,6 @@ def test_continuation_lines_and_comments(tmp_path):
      "buffer http.uri needs proto ip or tcp (proto is udp)"),
     ('alert tcp any any -> any any (tls.sni; content:"x"; http.uri; content:"y"; sid:1;)',
      "buffer http.uri is http; this rule also looks at tls (a flow carries one protocol)"),
-    ('alert dns any any -> any any (sid:1;)',
-     "unsupported keyword 'dns' (an app-layer protocol without a sticky buffer (dns.query, tls.sni, "
-     "http.host, http.uri, ...) has no YAML equivalent yet)"),
     ("alert tcp any any -> any any (flow:only_stream; sid:1;)",
      "unsupported keyword 'flow:only_stream' (content on the reassembled stream only: content here is "
      "matched on each packet (a match split across segments is not seen), so the rule would match other bytes)"),
