@@ -29,8 +29,9 @@ class Reporter:
         self.top = top
         self.skipped = 0             # snapshots the supervisor did not take in time
 
-    def tick(self, worker):
-        """Once a second from the worker's loop: answer requests, then send the snapshot."""
+    def tick(self, inspector, counters):
+        """Once a second from the worker's loop: answer requests, then send the snapshot of
+        its Inspector and its own counters."""
         while True:
             try:
                 msg = pickle.loads(self.sock.recv(4096))
@@ -39,8 +40,8 @@ class Reporter:
             except (OSError, EOFError, pickle.UnpicklingError, ValueError):
                 break
             if isinstance(msg, tuple) and len(msg) == 3 and msg[0] == "flows":
-                self._send(("flows", msg[1], self.queue, flow_table(worker.inspector, msg[2])))
-        self._send(("snapshot", snapshot(worker, self.top)))
+                self._send(("flows", msg[1], self.queue, flow_table(inspector, msg[2])))
+        self._send(("snapshot", snapshot(self.queue, inspector, counters, self.top)))
 
     def _send(self, msg):
         data = pickle.dumps(msg, pickle.HIGHEST_PROTOCOL)
@@ -55,12 +56,12 @@ class Reporter:
         self.sock.close()
 
 
-def snapshot(worker, top=TOP_DEFAULT) -> dict:
-    """The worker's counters as they are: what /metrics and /status are made of."""
-    ins, wc = worker.inspector, worker.counters
+def snapshot(queue, ins, wc, top=TOP_DEFAULT) -> dict:
+    """A worker's counters as they are (its Inspector `ins`, its own counters `wc`): what
+    /metrics and /status are made of."""
     c, ft, lim, eve = ins.counters, ins.flows, ins.limits, ins.eve
     return {
-        "queue": worker.queue_num, "pid": os.getpid(), "time": time.time(),
+        "queue": queue, "pid": os.getpid(), "time": time.time(),
         "packets": wc.packets, "bytes": c.bytes, "offloaded": wc.offloaded, "errors": wc.errors,
         "internal_errors": c.internal_errors, "reject_sent": wc.reject_sent, "copy_truncated": wc.copy_truncated,
         "verdicts": dict(c.verdicts), "alerts": c.alerts,

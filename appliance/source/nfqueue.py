@@ -356,7 +356,7 @@ class Worker:
         """The once-a-second snapshot (and answers to the CLI's requests); a failure here is
         logged and never reaches the packet loop."""
         try:
-            self.reporter.tick(self)
+            self.reporter.tick(self.inspector, self.counters)
         except Exception:
             log.exception("queue %d: control report failed", self.queue_num)
 
