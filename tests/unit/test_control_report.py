@@ -17,7 +17,7 @@ from appliance.source.nfqueue import Counters
 N_RULES = 50
 
 
-def _inspected(tmp_path, top=5):
+def _inspected(tmp_path, top=5, alerting=range(N_RULES), workers=1):
     rules = tmp_path / "rules.yaml"
     rules.write_text("default_action: pass\nrules:\n" + "".join(
         f"  - {{id: {2000 + i}, msg: 'port {10000 + i}', action: alert, proto: tcp, dst_port: {10000 + i}}}\n"
@@ -26,12 +26,12 @@ def _inspected(tmp_path, top=5):
     ins = Inspector(rs, Settings())
     # rule i alerts on i+1 flows from 10.0.<i>.x: a different count for each sid
     t = 1.0
-    for i in range(N_RULES):
+    for i in alerting:
         for j in range(i + 1):
             syn = IP(src=f"10.0.{i}.{j + 1}", dst="10.9.9.9") / TCP(sport=40000 + j, dport=10000 + i, flags="S")
             ins.process(decode_l3(raw(syn), t))
             t += 0.001
-    cfg = Config(outside="a", inside="b", workers=1, control=Control(top=top))
+    cfg = Config(outside="a", inside="b", workers=workers, control=Control(top=top))
     return cfg, rs, ins
 
 
@@ -49,6 +49,17 @@ def test_alert_labels_are_the_top_sids_plus_other(tmp_path):
     assert float(sids["2049"]) == 50 and float(sids["other"]) == total - top
     assert re.search(r'^appliance_verdicts_total\{action="pass",queue="0"\} ' + f"{total}.0$", text, re.M)
     assert re.search(r"^appliance_flows_active\{queue=\"0\"\} " + f"{total}.0$", text, re.M)
+
+
+def test_the_sids_of_several_workers_stay_within_the_top(tmp_path):
+    """Each worker sends its own top; merged, /metrics still names `control.top` sids."""
+    cfg, rs, ins_a = _inspected(tmp_path, top=5, workers=2)
+    _, _, ins_b = _inspected(tmp_path, top=5, alerting=range(10), workers=2)   # other sids lead here
+    board = Board(cfg, rs)
+    board.latest = {0: snapshot(0, ins_a, Counters(), top=5), 1: snapshot(1, ins_b, Counters(), top=5)}
+    text = generate_latest(registry(board)).decode()
+    sids = re.findall(r'^appliance_rule_alerts_total\{sid="(\w+)"\}', text, re.M)
+    assert len(sids) == 6 and sids[-1] == "other", sids
 
 
 def test_a_snapshot_is_one_small_message(tmp_path):
