@@ -1,10 +1,21 @@
 """What only the kernel knows about the datapath, read at scrape time: the NFQUEUE
 counters, conntrack's fill, and the packets/bytes through each rule of our chains."""
-import re
-
 from appliance import netfilter
 
-_COUNTED = re.compile(r"^\[(\d+):(\d+)\] -A (APPLIANCE-\S+) (.*)$")
+
+def filter_tables() -> dict:
+    """{family: netfilter.filter_listing(family)}: one `iptables-nft-save -c` per family gives
+    /metrics its counters and /readyz its drift check (not one process per chain). Read fresh
+    each time: the queue counters fail-open passes are derived against are read fresh too."""
+    out = {}
+    for f in netfilter.FAMILIES:
+        if f == 6 and not netfilter.ipv6_available():
+            continue
+        try:
+            out[f] = netfilter.filter_listing(f)
+        except netfilter.NetfilterError:
+            out[f] = None
+    return out
 
 
 def queues() -> dict:
@@ -44,18 +55,10 @@ def chain_counters() -> list:
     """[(family, chain, role, packets, bytes)] for every rule in our chains (rules of one role
     summed: REJECT has a TCP and an other-protocol rule)."""
     out = {}
-    for family, names in netfilter.FAMILIES.items():
-        if family == 6 and not netfilter.ipv6_available():
-            continue
-        save = names["restore"].replace("-restore", "-save")
-        try:
-            text = netfilter._run([save, "-c", "-t", "filter"], check=False).stdout
-        except netfilter.NetfilterError:
-            continue
-        for line in text.splitlines():
-            m = _COUNTED.match(line)
-            if m:
-                key = (family, m.group(3), rule_role(m.group(3), m.group(4)))
-                p, b = out.get(key, (0, 0))
-                out[key] = (p + int(m.group(1)), b + int(m.group(2)))
+    for family, chains in filter_tables().items():
+        for chain in (netfilter.JUMP_CHAIN, netfilter.INSPECT_CHAIN):
+            for rule, p, b in (chains or {}).get(chain, []):
+                key = (family, chain, rule_role(chain, rule.split(" ", 2)[2]))
+                have = out.get(key, (0, 0))
+                out[key] = (have[0] + p, have[1] + b)
     return [(*k, *v) for k, v in sorted(out.items())]

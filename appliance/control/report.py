@@ -6,6 +6,7 @@ supervisor is not reading, the snapshot is skipped, never waited for) and answer
 requests that came in since the last tick (`flows`: the flow table's top flows and talkers,
 which only a CLI call asks for, so the table is walked only then).
 """
+import errno
 import heapq
 import os
 import pickle
@@ -40,17 +41,24 @@ class Reporter:
             except (OSError, EOFError, pickle.UnpicklingError, ValueError):
                 break
             if isinstance(msg, tuple) and len(msg) == 3 and msg[0] == "flows":
-                self._send(("flows", msg[1], self.queue, flow_table(inspector, msg[2])))
+                top = msg[2]
+                # a message must fit the socket's buffer (~200 KB): fewer rows rather than none
+                while not self._send(("flows", msg[1], self.queue, flow_table(inspector, top))) and top > 1:
+                    top //= 4
         self._send(("snapshot", snapshot(self.queue, inspector, counters, self.top)))
 
-    def _send(self, msg):
+    def _send(self, msg) -> bool:
+        """True when sent; False when the message was too big for one datagram (EMSGSIZE)."""
         data = pickle.dumps(msg, pickle.HIGHEST_PROTOCOL)
         try:
             self.sock.send(data)
         except (BlockingIOError, InterruptedError):
             self.skipped += 1
-        except OSError:              # EMSGSIZE (a huge flows reply) or the supervisor is gone
+        except OSError as e:         # EMSGSIZE, or the supervisor is gone
+            if e.errno == errno.EMSGSIZE:
+                return False
             self.skipped += 1
+        return True
 
     def close(self):
         self.sock.close()

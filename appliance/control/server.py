@@ -32,6 +32,7 @@ from . import kernel, metrics
 log = logging.getLogger("appliance.control")
 
 HEARTBEAT_STALE = 10.0         # seconds: the supervisor's loop turns every 0.2 s
+CONTROL_NICE = 10              # the server's threads (and the iptables they run) yield to the workers
 
 
 def interface_addresses(name) -> set:
@@ -79,12 +80,21 @@ class Control:
         server_cls = type("ControlHTTPServer", (ThreadingHTTPServer,), {"address_family": family,
                                                                        "daemon_threads": True})
         self.httpd = server_cls((ctl.host, ctl.port), _handler(self))
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="control", daemon=True)
+        self.thread = threading.Thread(target=self._serve, name="control", daemon=True)
 
     def start(self):
         self.thread.start()
         log.info("control server on %s port %d (/metrics /healthz /readyz /status /flows)",
                  self.sup.cfg.control.host, self.sup.cfg.control.port)
+
+    def _serve(self):
+        # Linux: a thread has its own nice value, and the request threads (and the iptables
+        # processes they start) inherit it from this one: the supervisor's loop keeps its own
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), CONTROL_NICE)
+        except OSError:
+            pass
+        self.httpd.serve_forever()
 
     def stop(self):
         self.httpd.shutdown()
@@ -129,7 +139,7 @@ class Control:
         if not installed:
             return {"ok": False, "problems": ["our chains are not installed"]}
         try:
-            problems = netfilter.drift(installed)
+            problems = netfilter.drift(installed, kernel.filter_tables())
         except netfilter.NetfilterError as e:
             problems = [str(e)]
         return {"ok": not problems, "problems": problems}

@@ -167,12 +167,15 @@ def test_readyz_follows_our_kernel_chains_and_workers(topo, appliance):
     assert any("APPLIANCE-INSPECT was edited" in p for p in body["checks"]["kernel"]["problems"]), body
     wait_for(lambda: ready(t), timeout=15, what="/readyz 200 after the watch re-installed our chains")
     assert "re-installing them" in a.log_text()
-    # a worker dies: not ready (no worker / not answering) until its restart reports
+    # a worker dies: the supervisor restarts it within a loop turn or two (too short a window to
+    # catch a 503 reliably: the stopped worker of test_fail_open_passes_are_counted shows that);
+    # readiness then stands for the new worker, which reported its own bind and snapshot
     victim = a.worker_pids()[0]
     os.kill(victim, signal.SIGKILL)
-    code, body = get_json(t, "/readyz")
-    assert code == 503 and "workers" in body["failed"], body
+    wait_for(lambda: a.worker_pids() and victim not in a.worker_pids(), what="the restarted worker")
     wait_for(lambda: ready(t), timeout=20, what="/readyz 200 after the worker's restart")
+    code, st = get_json(t, "/status")
+    assert victim not in [w["pid"] for w in st["workers"]] and st["worker_restarts"] == 1
     m = get(t, "/metrics")[1]
     assert metric(m, "appliance_worker_restarts_total") == 1
     assert a.stop() == 0

@@ -93,3 +93,15 @@ def test_requests_are_answered_at_the_tick_and_a_full_channel_never_blocks(tmp_p
         if rep.skipped:
             break
     assert rep.skipped >= 1
+
+
+def test_a_flows_reply_too_big_for_one_message_comes_with_fewer_rows(tmp_path):
+    import socket
+    _, _, ins = _inspected(tmp_path)
+    sup, wrk = channel()
+    wrk.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)   # a small buffer: 1000 rows do not fit
+    rep = Reporter(wrk, 0)
+    sup.send(pickle.dumps(("flows", 9, 1000)))
+    rep.tick(ins, Counters())
+    reply = pickle.loads(sup.recv(1 << 20))
+    assert reply[:3] == ("flows", 9, 0) and 1 <= len(reply[3]["flows"]) < 1000
