@@ -319,3 +319,23 @@ def dashboard_metrics() -> set:
     exprs = [p["expr"] for panel in json.loads(text)["panels"] for p in panel.get("targets", [])]
     assert exprs, "the dashboard has no queries"
     return {n for e in exprs for n in re.findall(r"\b(appliance_[a-z0-9_]+)\b", e)}
+
+
+def test_readyz_says_when_the_eve_disk_is_full(topo, appliance, tmp_path):
+    """EVE on a 512 KiB tmpfs (mounted in the test's own directory, removed after): less than
+    1 MiB free is not ready, and /readyz names the eve check and the directory."""
+    t = topo
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "appliance-test", str(small)], check=True)
+    try:
+        a = appliance(extra=CONTROL, workers=1)
+        a.config_text = a.config_text.replace("eve: eve.json", f"eve: {small}/eve.json")
+        a.config.write_text(a.config_text)
+        a.start()
+        body = wait_for(lambda: (lambda r: r[0] == 503 and r[1])(get_json(t, "/readyz")), what="/readyz 503")
+        assert body["failed"] == ["eve"], body
+        assert body["checks"]["eve"]["problems"] == [f"{small}: less than 1 MiB free"], body
+        assert a.stop() == 0
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
