@@ -357,7 +357,12 @@ def main_run(args: list[str]) -> int:
         print("appliance run: needs root (NFQUEUE, netfilter, raw sockets)", file=sys.stderr)
         return 1
     if cfg.control is not None:
-        from appliance.control.server import check_bind
+        try:
+            from appliance.control.server import check_bind
+        except ImportError as e:          # prometheus_client: the `live` extra (dev/setup.sh)
+            print(f"{cfg.path}:{_line_of(cfg.path, ('control',))}: control: the control server needs {e.name} "
+                  "(pip install prometheus_client)", file=sys.stderr)
+            return 2
         why = check_bind(cfg)
         if why:
             print(f"{cfg.path}:{_line_of(cfg.path, ('control', 'listen'))}: {why}", file=sys.stderr)
