@@ -11,6 +11,8 @@ commands:
   run --config FILE                                             the inline datapath (root)
   lab up|down|demo|status                                       a 3-namespace lab on this machine (root)
   bootstrap [--config FILE] [--dry-run]                         EC2 host set-up at boot (ENIs, sysctls, src/dst check)
+  status [--config FILE | --control ADDR:PORT] [--top N]        the running appliance: mode, rules, rates, drops
+  flows [--config FILE | --control ADDR:PORT] [--top N]         the flows in the workers' tables, state and verdict
 """
 
 
@@ -77,6 +79,12 @@ def main(argv=None):
     if cmd == "bootstrap":
         from .aws.bootstrap import main_bootstrap
         return main_bootstrap(rest)
+    if cmd == "status":
+        from .control.client import main_status
+        return main_status(rest)
+    if cmd == "flows":
+        from .control.client import main_flows
+        return main_flows(rest)
     if cmd in ("--version", "version"):
         from . import __version__
         print(__version__)

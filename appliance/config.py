@@ -69,6 +69,15 @@ class Aws:
 
 
 @dataclass(frozen=True)
+class Control:
+    """The `control:` section: the control-plane HTTP server (appliance/control/, docs/operations.md)."""
+    host: str = "127.0.0.1"
+    port: int = 9900
+    allow_any_address: bool = False      # listen on an address that is not loopback/management
+    top: int = 20                        # sids in /metrics (bounded label cardinality), talkers/rules in /status
+
+
+@dataclass(frozen=True)
 class Config:
     outside: str                 # interface name or "auto"
     inside: str
@@ -87,6 +96,7 @@ class Config:
     mark_mask: int = DEFAULT_MARK_MASK
     inspection: Inspection = field(default_factory=Inspection)
     aws: Aws = field(default_factory=Aws)
+    control: Control | None = None               # None: no control server (the key is absent or null)
     path: str = ""               # the file it was read from
     # Whether the file has interfaces.management at all: missing, `appliance run` has no
     # management interface and `appliance bootstrap` takes it as auto (a third ENI, if any).
@@ -102,7 +112,7 @@ class Config:
 
 
 TOP_KEYS = ("interfaces", "rules", "eve", "home_net", "workers", "queue_base",
-            "failure_mode", "offload", "rules_skip_unsupported", "mark_mask", "inspection", "aws")
+            "failure_mode", "offload", "rules_skip_unsupported", "mark_mask", "inspection", "aws", "control")
 # Interface values resolved through EC2 discovery rather than used as names.
 DISCOVERED = re.compile(r"^(auto|eni-[0-9a-f]+|subnet-[0-9a-f]+)$")
 IFACE_KEYS = ("outside", "inside", "management")
@@ -258,6 +268,8 @@ def load_config(path) -> Config:
 
     if doc.get("aws") is not None:
         out["aws"] = _aws(doc, path, problems)
+    if doc.get("control") is not None:
+        out["control"] = _control(doc, path, problems)
 
     if problems:
         raise ConfigError(problems)
@@ -362,6 +374,58 @@ def _aws(doc, path, problems) -> Aws:
     return replace(d, **out)
 
 
+CONTROL_KEYS = ("listen", "allow_any_address", "top")
+
+
+def _control(doc, path, problems) -> Control:
+    """`control: {listen: ADDRESS:PORT, allow_any_address: false, top: 20}`. The address is an
+    IP literal; the wildcard (0.0.0.0, ::) is refused unless allow_any_address says so, because
+    it would serve /metrics and /status on the data interfaces too. Whether a non-loopback
+    address belongs to the management interface is checked at start (control.server.check_bind)."""
+    ctl, d = doc["control"], Control()
+    if not isinstance(ctl, yamlsource.LineDict):
+        problems.append(at(path, doc.line_of("control"), f"control must be a mapping of {', '.join(CONTROL_KEYS)}"))
+        return d
+    _unknown("control.", ctl, CONTROL_KEYS, path, problems)
+    out = {}
+    if "allow_any_address" in ctl:
+        if isinstance(ctl["allow_any_address"], bool):
+            out["allow_any_address"] = ctl["allow_any_address"]
+        else:
+            problems.append(at(path, ctl.line_of("allow_any_address"), "control.allow_any_address must be true "
+                               f"or false, got {ctl['allow_any_address']!r}"))
+    out["top"] = _int(ctl, "top", 1, 1000, d.top, path, problems, "control.")
+    if "listen" in ctl:
+        hp = parse_listen(ctl["listen"])
+        line = ctl.line_of("listen")
+        if hp is None:
+            problems.append(at(path, line, "control.listen must be ADDRESS:PORT with an IP address "
+                               f"(127.0.0.1:9900, [::1]:9900, the management address), got {ctl['listen']!r}"))
+        else:
+            out["host"], out["port"] = hp
+            if ipaddress.ip_address(hp[0]).is_unspecified and not out.get("allow_any_address"):
+                problems.append(at(path, line, f"control.listen: {hp[0]} listens on every interface, the data "
+                                   "interfaces included; use 127.0.0.1 or the management interface's address "
+                                   "(or set control.allow_any_address: true on purpose)"))
+    return replace(d, **out)
+
+
+def parse_listen(v):
+    """"ADDR:PORT" / "[V6]:PORT" -> (addr, port), or None when it is not that."""
+    if not isinstance(v, str):
+        return None
+    m = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d{1,5})|([0-9.]+):(\d{1,5})", v.strip())
+    if not m:
+        return None
+    host, port = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+    try:
+        host = str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+    port = int(port)
+    return (host, port) if 1 <= port <= 65535 else None
+
+
 def aws_status_file(path) -> str:
     """aws.status_file as far as the file can be read, valid or not: where `appliance
     bootstrap` records that load_config refused the file."""
@@ -409,7 +473,7 @@ def resolve_interfaces(cfg: Config, discover=None) -> Config:
 # ruleset, the queues and the worker processes are built from these).
 RELOADABLE = ("rules", "eve", "eve_max_bytes", "eve_keep", "eve_types", "home_net", "offload", "inspection",
               "rules_skip_unsupported")
-RESTART_ONLY = ("outside", "inside", "management", "workers", "queue_base", "failure_mode", "mark_mask")
+RESTART_ONLY = ("outside", "inside", "management", "workers", "queue_base", "failure_mode", "mark_mask", "control")
 
 
 def reload_config(running: Config, raw_running: Config) -> tuple[Config, list]:

@@ -162,19 +162,46 @@ def _chain_rules(family: int, chain: str):
     return [line for line in r.stdout.splitlines() if line.startswith(f"-A {chain} ")]
 
 
-def drift(installed: dict) -> list:
+def filter_listing(family: int):
+    """The filter table in one `iptables-nft-save -c`: {chain: [(rule, packets, bytes)]}, rules
+    as `-S` lists them (the same text), every declared chain present; None when it fails.
+    One process instead of one per chain: the control plane reads it once a scrape."""
+    save = FAMILIES[family]["restore"].replace("-restore", "-save")
+    r = _run([save, "-c", "-t", "filter"], check=False)
+    if r.returncode != 0:
+        return None
+    chains = {}
+    for line in r.stdout.splitlines():
+        if line.startswith(":"):
+            chains.setdefault(line[1:].split()[0], [])
+        elif line.startswith("["):
+            counters, _, rule = line.partition("] ")
+            p, _, b = counters[1:].partition(":")
+            if rule.startswith("-A "):
+                chains.setdefault(rule.split()[1], []).append((rule, int(p), int(b)))
+    return chains
+
+
+def drift(installed: dict, listings: dict | None = None) -> list:
     """What someone else changed in our kernel state since install() (empty when nothing):
     our jump gone, duplicated or no longer first in FORWARD, our chains gone, or any rule
     in them added, removed or replaced (rule by rule against what install() listed: a
-    swapped rule keeps the count and could accept everything)."""
+    swapped rule keeps the count and could accept everything). `listings`: {family:
+    filter_listing(family)} already read; else each chain is listed here (`-S`)."""
     problems = []
     want_jump = f"-A FORWARD {' '.join(JUMP_SPEC)}"
     for family in (4, 6):
         if family == 6 and not ipv6_available():
             continue
         cmd = FAMILIES[family]["cmd"]
-        forward = [line for line in _run([cmd, "-w", "-S", "FORWARD"], check=False).stdout.splitlines()
-                   if line.startswith("-A FORWARD")]
+        if listings is not None:
+            listed = listings.get(family) or {}
+            forward = [rule for rule, _, _ in listed.get("FORWARD", [])]
+            rules_of = lambda chain: ([rule for rule, _, _ in listed[chain]] if chain in listed else None)  # noqa: E731
+        else:
+            forward = [line for line in _run([cmd, "-w", "-S", "FORWARD"], check=False).stdout.splitlines()
+                       if line.startswith("-A FORWARD")]
+            rules_of = lambda chain: _chain_rules(family, chain)     # noqa: E731
         n = forward.count(want_jump)
         if n != 1:
             problems.append(f"IPv{family}: {n} FORWARD jumps to {JUMP_CHAIN} (want 1)")
@@ -182,7 +209,7 @@ def drift(installed: dict) -> list:
             problems.append(f"IPv{family}: a rule was put before our FORWARD jump: {forward[0]}")
         for chain in (JUMP_CHAIN, INSPECT_CHAIN):
             want = installed.get(family, {}).get(chain) or []
-            have = _chain_rules(family, chain)
+            have = rules_of(chain)
             if have is None:
                 problems.append(f"IPv{family}: chain {chain} is gone")
             elif have != want:

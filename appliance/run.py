@@ -86,6 +86,11 @@ class Supervisor:
         self.installed = {}                                # our chains as the kernel listed them (drift)
         self.check = None                                  # the SIGHUP check running, if any
         self.recheck = False                               # a SIGHUP came during it: check again after
+        self.board = None                                  # control plane: the workers' snapshots (control.board)
+        self.control = None                                # control plane: the HTTP server (control.server)
+        if cfg.control is not None:
+            from appliance.control.board import Board
+            self.board = Board(cfg, ruleset)
 
     def _signal(self, signum, _frame):
         self.pending.append(signum)
@@ -99,12 +104,22 @@ class Supervisor:
             old.close()                                    # what was in flight for the dead worker
         control, feed = os.pipe()
         inherited = [feed] + [o.fd for o in self.outboxes.values()]
+        report = mine = None
+        if self.board is not None:
+            from appliance.control.report import channel
+            mine, report = channel()
+            inherited += [mine.fileno(), *self.board.fds()]
+            if self.control is not None:                   # the listening socket stays the supervisor's
+                inherited.append(self.control.httpd.fileno())
         # the worker is forked with the running (checked) config and rules; later ones come by pipe
         p = self.ctx.Process(target=worker_main, name=f"appliance-q{queue}",
-                             args=(self.cfg, queue, self.ruleset, control, theirs, inherited))
+                             args=(self.cfg, queue, self.ruleset, control, theirs, inherited, report))
         p.start()
         theirs.close()
         os.close(control)
+        if report is not None:
+            report.close()
+            self.board.attach(queue, mine, p.pid)
         self.outboxes[queue] = Outbox(feed)
         self.workers[queue] = p
         self.last_start[queue] = time.monotonic()
@@ -116,6 +131,8 @@ class Supervisor:
         try:
             if pipe.poll(timeout):
                 status = pipe.recv()
+                if status == "bound" and self.board is not None:
+                    self.board.bound[queue] = True
                 return None if status == "bound" else status
             return f"queue {queue}: the worker did not bind within {timeout:.0f}s"
         except (EOFError, OSError):
@@ -127,6 +144,15 @@ class Supervisor:
         cfg = self.cfg
         for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             signal.signal(s, self._signal)
+        if self.board is not None:
+            # first, so /readyz says "not ready" (503) while the workers start, rather than nothing
+            from appliance.control.server import Control
+            try:
+                self.control = Control(self, self.board)
+            except OSError as e:
+                log.error("control server: cannot listen on %s port %d: %s", cfg.control.host, cfg.control.port, e)
+                return 2
+            self.control.start()
         # Workers bind before the rules point at their queues: no packet waits on an empty
         # queue, and a queue another program holds never receives our traffic.
         pipes = {q: self.start_worker(q) for q in cfg.queues}
@@ -140,6 +166,7 @@ class Supervisor:
                 p.join(5)
             return 2
         self.installed = netfilter.install(cfg.outside, cfg.inside, cfg.queues, cfg.fail_open, cfg.mark_mask)
+        self._installed()
         next_watch = time.monotonic() + WATCH_INTERVAL
         log.info("running: %d worker(s) on queue(s) %s, failure_mode=%s, offload=%s, rules=%s",
                  cfg.workers, f"{cfg.queues[0]}-{cfg.queues[-1]}", cfg.failure_mode, cfg.offload, cfg.rules)
@@ -156,6 +183,8 @@ class Supervisor:
                 if not p.is_alive() and time.monotonic() - self.last_start[q] >= RESTART_BACKOFF:
                     p.join(0)
                     self.restarts += 1
+                    if self.board is not None:
+                        self.board.restarts = self.restarts
                     log.error("queue %d: worker %d died (exit %s); restarting", q, p.pid, p.exitcode)
                     why = self._bound(q, self.start_worker(q))
                     if why:
@@ -180,12 +209,21 @@ class Supervisor:
         workers' pipes."""
         waiting = [o for o in self.outboxes.values() if o.pending]
         readable = [self.check.fd] if self.check is not None else []
+        if self.board is not None:
+            readable += self.board.fds()
         try:
             select.select(readable, [o.fd for o in waiting], [], timeout)
         except (OSError, ValueError):
             pass
         for o in waiting:
             o.flush()
+        if self.board is not None:
+            self.board.drain()
+
+    def _installed(self):
+        """Our chains were (re)installed: the control plane's readiness and counters follow."""
+        if self.board is not None:
+            self.board.chains_installed(self.installed, netfilter.queue_counters())
 
     def watch(self):
         """Put our kernel rules back if someone flushed, edited or outranked them: an
@@ -196,6 +234,7 @@ class Supervisor:
             if problems:
                 log.warning("our netfilter rules were changed (%s); re-installing them", "; ".join(problems))
                 self.installed = netfilter.install(cfg.outside, cfg.inside, cfg.queues, cfg.fail_open, cfg.mark_mask)
+                self._installed()
         except netfilter.NetfilterError as e:
             log.error("checking our netfilter rules failed: %s", e)
 
@@ -220,6 +259,8 @@ class Supervisor:
         exactly that checked rule set goes to every worker."""
         if result[0] != "ok":
             log.error("reload refused, the running config and rules stay:\n%s", "\n".join(result[1]))
+            if self.board is not None:
+                self.board.reloaded(False, message="\n".join(result[1]))
             return
         cfg, ruleset, changed = result[1:]
         if changed:
@@ -232,9 +273,16 @@ class Supervisor:
             o.put(data)
             o.flush()
         log.info("reload: %d rule(s) from %s checked; sending them to the workers", len(ruleset.rules), cfg.rules)
+        if self.board is not None:
+            self.board.cfg = cfg
+            self.board.reloaded(True, ruleset, f"{len(ruleset.rules)} rule(s) from {cfg.rules}"
+                                + (f"; needs a restart: {', '.join(changed)}" if changed else ""))
 
     def stop(self) -> int:
         cfg = self.cfg
+        if self.control is not None:                       # readiness ends first: health checks fail at once
+            self.control.stop()
+            self.control = None
         if self.check is not None:
             self.check.cancel()
             self.check = None
@@ -308,6 +356,17 @@ def main_run(args: list[str]) -> int:
     if os.geteuid() != 0:
         print("appliance run: needs root (NFQUEUE, netfilter, raw sockets)", file=sys.stderr)
         return 1
+    if cfg.control is not None:
+        try:
+            from appliance.control.server import check_bind
+        except ImportError as e:          # prometheus_client: the `live` extra (dev/setup.sh)
+            print(f"{cfg.path}:{_line_of(cfg.path, ('control',))}: control: the control server needs {e.name} "
+                  "(pip install prometheus_client)", file=sys.stderr)
+            return 2
+        why = check_bind(cfg)
+        if why:
+            print(f"{cfg.path}:{_line_of(cfg.path, ('control', 'listen'))}: {why}", file=sys.stderr)
+            return 2
     for role in ("outside", "inside"):
         name = getattr(cfg, role)
         if not os.path.exists(f"/sys/class/net/{name}"):

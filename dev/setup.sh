@@ -13,6 +13,8 @@ APT_PACKAGES=(
   curl dnsutils netcat-openbsd iputils-ping socat openssl dnsmasq-base iperf3 tcpdump
   # AMI tooling checks (packer validate, systemd-analyze verify)
   packer systemd
+  # a real Prometheus server: the test that scrapes the lab appliance's /metrics
+  prometheus
 )
 
 missing=()
@@ -29,6 +31,8 @@ fi
 # Debian's system Python refuses global pip installs (PEP 668); the appliance is
 # a system service here, so install into it deliberately.
 export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+# prometheus_client (in `live`) comes from pip, not Debian's python3-prometheus-client: that one
+# installs for /usr/bin/python3 only, and the appliance may run on another interpreter (pyenv here)
 python3 -m pip install -q -e ".[live,aws,test]"
 # development tools: atheris for `python3 -m bench.fuzz` (coverage-guided fuzzing; a manylinux
 # wheel, no compiler needed on Python 3.11), hypothesis for the property tests

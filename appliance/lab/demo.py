@@ -17,11 +17,12 @@ import sys
 import time
 
 from . import down, is_up, shielded, up
-from .services import REPO_ROOT, TELNET_BANNER, TESTMYIDS_BODY, spawn
+from .services import REPO_ROOT, TELNET_BANNER, TESTMYIDS_BODY, python_env, spawn
 from .topology import HOME_NET, SERVER_V4, SERVER_V6, Lab, LabError, ns_exec, run
 
 DEFAULT_RULES = REPO_ROOT / "rules" / "lab"
 CLIENT_TIMEOUT = 4          # seconds a client waits before we call the probe "blocked"
+CONTROL = "127.0.0.1:9900"  # the appliance's control server, in the appliance namespace
 
 
 # ------------------------------------------------------------------ probes
@@ -135,7 +136,8 @@ def write_config(lab: Lab, rules: Path) -> tuple:
         f"home_net: [{', '.join(HOME_NET)}]\n"
         "workers: 1\n"
         "failure_mode: open\n"
-        "offload: true\n")
+        "offload: true\n"
+        f"control: {{listen: {CONTROL}}}\n")        # /metrics, /readyz, `appliance status` (loopback of the fw namespace)
     return config, eve
 
 
@@ -163,6 +165,15 @@ def queue_ready(lab: Lab) -> bool:
             return False
     queues = run(ns_exec(lab.fw, "cat", "/proc/net/netfilter/nfnetlink_queue"), check=False).stdout
     return bool(queues.strip())
+
+
+def control_status(lab: Lab) -> str:
+    """`appliance status` as an operator runs it, against the demo's appliance (after its
+    workers' next once-a-second report, so the probes are counted)."""
+    time.sleep(1.2)
+    proc = subprocess.run(ns_exec(lab.fw, sys.executable, "-m", "appliance", "status", "--control", CONTROL),
+                          capture_output=True, text=True, timeout=30, cwd=REPO_ROOT, env=python_env())
+    return "\n`appliance status` in the appliance namespace:\n" + proc.stdout + proc.stderr
 
 
 def stop_appliance(lab: Lab, proc: subprocess.Popen, grace: float = 15) -> str:
@@ -282,6 +293,7 @@ def run_demo(lab: Lab, rules: str | None = None, keep: bool = False) -> int:
             send(lab, p)
             sent.append(p)
             print(f"  {p.name:<40} {p.observed}", flush=True)
+        print(control_status(lab), end="", flush=True)
         with shielded():
             shutdown = stop_appliance(lab, appliance)
         events = read_events(eve)

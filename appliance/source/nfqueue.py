@@ -174,7 +174,7 @@ class Counters:
 class Worker:
     """One queue, one Inspector, one process."""
 
-    def __init__(self, cfg, queue_num, ruleset, control=None, ready=None):
+    def __init__(self, cfg, queue_num, ruleset, control=None, ready=None, report=None):
         self.copy_range = COPY_RANGE         # bytes of each packet the kernel copies to us
         self.cfg = cfg
         self.queue_num = queue_num
@@ -183,6 +183,8 @@ class Worker:
         self.inbox = None
         self.ready = ready                   # pipe end: "bound" or why not, for the supervisor
         self.counters = Counters()
+        self.report = report                 # socket: counter snapshots to the supervisor's control plane
+        self.reporter = None
         self.ifnames = {}
         self.rejector = Rejector()
         self.flags = set()                   # signals seen, handled in the loop
@@ -294,6 +296,10 @@ class Worker:
             self._report(why)
             return EXIT_CANNOT_BIND
         self._report("bound")
+        if self.report is not None:
+            from appliance.control.report import Reporter
+            self.reporter = Reporter(self.report, self.queue_num, cfg.control.top if cfg.control else 20)
+            self._send_report()              # readiness need not wait for the first tick
         flags = NFQA_CFG_F_GSO | (NFQA_CFG_F_FAIL_OPEN if cfg.fail_open else 0)
         try:
             set_queue_flags(nfq, self.queue_num, flags, NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN)
@@ -326,6 +332,8 @@ class Worker:
                 if time.monotonic() >= self.next_tick:
                     self.next_tick = time.monotonic() + 1.0
                     self.inspector.tick(time.time())
+                    if self.reporter is not None:
+                        self._send_report()
                     if os.getppid() != parent:
                         log.error("queue %d: supervisor gone; worker exits", self.queue_num)
                         break
@@ -338,9 +346,19 @@ class Worker:
             nfq.unbind()
             self.inspector.close()
             self.rejector.close()
+            if self.reporter is not None:
+                self.reporter.close()
             if self.eve:
                 self.eve.close()
         return 0
+
+    def _send_report(self):
+        """The once-a-second snapshot (and answers to the CLI's requests); a failure here is
+        logged and never reaches the packet loop."""
+        try:
+            self.reporter.tick(self.inspector, self.counters)
+        except Exception:
+            log.exception("queue %d: control report failed", self.queue_num)
 
     def _handle_signals(self) -> bool:
         """Act on signals received since the last loop; False when the worker must stop."""
@@ -400,7 +418,7 @@ def _settings(cfg, running=None):
 EXIT_CANNOT_BIND = 3          # worker exit status: the queue is held by someone else
 
 
-def worker_main(cfg, queue_num, ruleset, control, ready=None, inherited=()) -> None:
+def worker_main(cfg, queue_num, ruleset, control, ready=None, inherited=(), report=None) -> None:
     """Process entry point (forked by the supervisor). `control`: the read end of this
     worker's update pipe; `inherited`: the supervisor's pipe ends this child must not hold."""
     for fd in inherited:
@@ -415,4 +433,4 @@ def worker_main(cfg, queue_num, ruleset, control, ready=None, inherited=()) -> N
         pass
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s appliance[%(process)d] %(levelname)s %(message)s")
-    sys.exit(Worker(cfg, queue_num, ruleset, control, ready).run())
+    sys.exit(Worker(cfg, queue_num, ruleset, control, ready, report).run())

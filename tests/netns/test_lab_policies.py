@@ -1,5 +1,6 @@
 """Policies enforced by the real appliance (`appliance run`) in the lab, checked with real clients."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -124,6 +125,9 @@ def test_demo_passes_and_cleans_up():
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "12/12 probes as expected" in proc.stdout
         assert "MISMATCH" not in proc.stdout
+        # the control server's view of the same run, through `appliance status`
+        assert "appliance: ready" in proc.stdout, proc.stdout
+        assert re.search(r"^\s+1000001\s+[1-9]\d*\s+", proc.stdout, re.M), proc.stdout     # a top rule
         assert not set(lab.namespaces) & namespaces()
         assert not lab.state_path.exists()
     finally:

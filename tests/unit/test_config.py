@@ -287,3 +287,55 @@ def test_eve_types_problems_are_file_line(tmp_path):
     found = problems(tmp_path, "interfaces: {outside: a, inside: b}\neve: {path: /x/eve.json, types: dns}\n")
     assert found == [f"{p}:2: eve.types must be a list of event types (alert, anomaly, flow, stats, dns, tls, http), "
                      "got 'dns'"]
+
+
+# -- control: the control-plane server's address ------------------------------------------
+
+def test_control_absent_is_off_and_listen_is_parsed(tmp_path):
+    assert load_config(write(tmp_path, "interfaces: {outside: a, inside: b}\n")).control is None
+    assert load_config(write(tmp_path, "interfaces: {outside: a, inside: b}\ncontrol: null\n")).control is None
+    cfg = load_config(write(tmp_path, "interfaces: {outside: a, inside: b}\ncontrol: {listen: '[::1]:9911', top: 5}\n"))
+    assert (cfg.control.host, cfg.control.port, cfg.control.top) == ("::1", 9911, 5)
+    assert not cfg.control.allow_any_address
+    cfg = load_config(write(tmp_path, "interfaces: {outside: a, inside: b}\ncontrol: {}\n"))
+    assert (cfg.control.host, cfg.control.port) == ("127.0.0.1", 9900)
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:9900", "'[::]:9900'"])
+def test_control_wildcard_refused_unless_allowed(tmp_path, listen):
+    text = f"interfaces: {{outside: a, inside: b}}\ncontrol:\n  listen: {listen}\n"
+    p = problems(tmp_path, text)
+    assert len(p) == 1 and p[0].startswith(f"{tmp_path / 'appliance.yaml'}:3: control.listen: ")
+    assert "listens on every interface" in p[0] and "allow_any_address" in p[0]
+    cfg = load_config(write(tmp_path, text + "  allow_any_address: true\n"))
+    assert cfg.control.allow_any_address and cfg.control.port == 9900
+
+
+def test_control_bad_values_file_line(tmp_path):
+    p = problems(tmp_path, """\
+interfaces: {outside: a, inside: b}
+control:
+  listen: localhost:9900
+  top: 0
+  allow_any_address: yes please
+  lisen: 1
+""")
+    f = tmp_path / "appliance.yaml"
+    assert f"{f}:3: control.listen must be ADDRESS:PORT with an IP address" in "\n".join(p)
+    assert f"{f}:4: control.top must be an integer from 1 to 1000, got 0" in p
+    assert any(x.startswith(f"{f}:5: control.allow_any_address must be true or false") for x in p)
+    assert any(x.startswith(f"{f}:6: unknown key control.'lisen'") for x in p)
+    assert problems(tmp_path, "interfaces: {outside: a, inside: b}\ncontrol: 9900\n") == \
+        [f"{f}:2: control must be a mapping of listen, allow_any_address, top"]
+    for bad in ("127.0.0.1:0", "127.0.0.1:70000", "127.0.0.1", "1.2.3:80"):
+        assert "control.listen must be" in problems(tmp_path, f"interfaces: {{outside: a, inside: b}}\n"
+                                                              f"control: {{listen: '{bad}'}}\n")[0], bad
+
+
+def test_control_is_restart_only(tmp_path):
+    from appliance.config import reload_config
+    p = write(tmp_path, "interfaces: {outside: a, inside: b}\ncontrol: {listen: 127.0.0.1:9900}\n")
+    running = load_config(p)
+    p.write_text("interfaces: {outside: a, inside: b}\ncontrol: {listen: 127.0.0.1:9901}\n")
+    new, changed = reload_config(running, running)
+    assert changed == ["control"] and new.control.port == 9900

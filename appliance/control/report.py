@@ -1,0 +1,111 @@
+"""Worker side of the control channel: one SOCK_SEQPACKET socket pair per worker.
+
+Nothing is added per packet: the worker already keeps its counters; once a second, in its
+tick, it sends one snapshot of them (a few hundred bytes, one non-blocking send: when the
+supervisor is not reading, the snapshot is skipped, never waited for) and answers the
+requests that came in since the last tick (`flows`: the flow table's top flows and talkers,
+which only a CLI call asks for, so the table is walked only then).
+"""
+import errno
+import heapq
+import os
+import pickle
+import socket
+import time
+
+TOP_DEFAULT = 20
+FLOWS_MAX = 1000               # flows one reply may carry (the CLI's --top is capped to it)
+
+
+def channel():
+    """(supervisor end, worker end): message boundaries kept, both ways."""
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+
+
+class Reporter:
+    def __init__(self, sock, queue, top=TOP_DEFAULT):
+        sock.setblocking(False)
+        self.sock = sock
+        self.queue = queue
+        self.top = top
+        self.skipped = 0             # snapshots the supervisor did not take in time
+
+    def tick(self, inspector, counters):
+        """Once a second from the worker's loop: answer requests, then send the snapshot of
+        its Inspector and its own counters."""
+        while True:
+            try:
+                msg = pickle.loads(self.sock.recv(4096))
+            except (BlockingIOError, InterruptedError):
+                break
+            except (OSError, EOFError, pickle.UnpicklingError, ValueError):
+                break
+            if isinstance(msg, tuple) and len(msg) == 3 and msg[0] == "flows":
+                top = msg[2]
+                # a message must fit the socket's buffer (~200 KB): fewer rows rather than none
+                while not self._send(("flows", msg[1], self.queue, flow_table(inspector, top))) and top > 1:
+                    top //= 4
+        self._send(("snapshot", snapshot(self.queue, inspector, counters, self.top)))
+
+    def _send(self, msg) -> bool:
+        """True when sent; False when the message was too big for one datagram (EMSGSIZE)."""
+        data = pickle.dumps(msg, pickle.HIGHEST_PROTOCOL)
+        try:
+            self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            self.skipped += 1
+        except OSError as e:         # EMSGSIZE, or the supervisor is gone
+            if e.errno == errno.EMSGSIZE:
+                return False
+            self.skipped += 1
+        return True
+
+    def close(self):
+        self.sock.close()
+
+
+def snapshot(queue, ins, wc, top=TOP_DEFAULT) -> dict:
+    """A worker's counters as they are (its Inspector `ins`, its own counters `wc`): what
+    /metrics and /status are made of."""
+    c, ft, lim, eve = ins.counters, ins.flows, ins.limits, ins.eve
+    return {
+        "queue": queue, "pid": os.getpid(), "time": time.time(),
+        "packets": wc.packets, "bytes": c.bytes, "offloaded": wc.offloaded, "errors": wc.errors,
+        "internal_errors": c.internal_errors, "reject_sent": wc.reject_sent, "copy_truncated": wc.copy_truncated,
+        "verdicts": dict(c.verdicts), "alerts": c.alerts,
+        # (sid, msg, alerts): the top `top` only, so a rule set of 30,000 sids stays 20 labels
+        "rules_top": [(sid, msg, n) for (sid, msg), n in c.rule_hits.most_common(top)],
+        "anomalies": dict(sorted(lim.anomalies.items(), key=lambda kv: -kv[1])[:100]),
+        "flows_active": len(ft), "flows_total": ft.total, "flows_evicted": ft.evicted,
+        "flows_ended": dict(c.flows_ended),
+        "eve_written": getattr(eve, "count", 0), "eve_lost": getattr(eve, "lost", 0),
+        "rules": len(ins.ruleset.rules),
+    }
+
+
+def flow_row(f, now) -> dict:
+    app = f.app.proto if f.app is not None and f.app.known else None
+    return {"flow_id": f.id, "proto": f.proto, "src": f.src, "sport": f.sport, "dst": f.dst, "dport": f.dport,
+            "state": f.state, "verdict": f.verdict or "undecided", "final": f.final, "offloaded": f.offloaded,
+            "alerted": f.alerted, "app_proto": app, "pkts": f.pkts_ts + f.pkts_tc,
+            "bytes": f.bytes_ts + f.bytes_tc, "age": max(0.0, round(now - f.start, 1)),
+            "idle": max(0.0, round(now - f.last, 1))}
+
+
+def flow_table(inspector, top) -> dict:
+    """The `top` flows by bytes seen and the `top` sources by bytes, from this worker's table."""
+    top = max(1, min(int(top), FLOWS_MAX))
+    now = time.time()
+    flows = list(inspector.flows.flows.values())
+    biggest = heapq.nlargest(top, flows, key=lambda f: f.bytes_ts + f.bytes_tc)
+    talkers = {}
+    for f in flows:
+        t = talkers.get(f.src)
+        if t is None:
+            t = talkers[f.src] = [0, 0, 0]
+        t[0] += f.bytes_ts + f.bytes_tc
+        t[1] += f.pkts_ts + f.pkts_tc
+        t[2] += 1
+    best = heapq.nlargest(top, talkers.items(), key=lambda kv: kv[1][0])
+    return {"active": len(flows), "flows": [flow_row(f, now) for f in biggest],
+            "talkers": [{"src": src, "bytes": b, "pkts": p, "flows": n} for src, (b, p, n) in best]}
