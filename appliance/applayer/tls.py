@@ -5,6 +5,7 @@ Input is the client->server stream. A ClientHello may span many handshake record
 concatenates their fragments until the whole handshake message is present.
 """
 
+import hashlib
 from dataclasses import dataclass, field
 
 from appliance.applayer import CAP, MORE, NOT
@@ -27,6 +28,7 @@ EXT_SUPPORTED_VERSIONS = 43
 EXT_EARLY_DATA = 42
 EXT_SUPPORTED_GROUPS = 10
 EXT_EC_POINT_FORMATS = 11
+EXT_SIGNATURE_ALGORITHMS = 13
 # JA3 (the fingerprint threat intel publishes) needs the offered cipher suites, extension
 # types, groups and point formats. Held up to these bounds; a hello offering more is
 # fingerprinted from what was held (ja3 then says so: ClientHello.ja3_cut).
@@ -58,6 +60,31 @@ class ClientHello:
     groups: list = field(default_factory=list, compare=False)
     point_formats: list = field(default_factory=list, compare=False)
     ja3_cut: bool = field(default=False, compare=False)   # a list ran past what is held: partial
+    # JA4's extra fields: the signature algorithms in order, the first ALPN value as sent,
+    # the highest supported_versions entry (GREASE out; None without the extension)
+    sig_algs: list = field(default_factory=list, compare=False)
+    alpn_first: bytes | None = field(default=None, compare=False)
+    offered_max: int | None = field(default=None, compare=False)
+    # the server's answer (the log's): its ServerHello, once the server's bytes showed it
+    server: object = field(default=None, compare=False)
+
+    def ja4(self):
+        """FoxIO's JA4 (technical_details/JA4.md), TLS over TCP: t, version (the highest
+        supported_versions entry, else the legacy version), d/i (SNI or not), cipher and
+        extension counts (GREASE out, capped at 99), the first ALPN value's first and last
+        characters; then sha256[:12] of the sorted cipher list and of the sorted extension
+        list (SNI and ALPN out) _ the signature algorithms in their order."""
+        ciphers = [v for v in self.ciphers if not is_grease(v)]
+        exts = [v for v in self.extensions if not is_grease(v)]
+        v = self.offered_max if self.offered_max is not None else self.legacy_version
+        head = "t%s%s%02d%02d%s" % (_JA4_VERSIONS.get(v, "00"), "d" if EXT_SERVER_NAME in exts else "i",
+                                    min(len(ciphers), 99), min(len(exts), 99), _ja4_alpn(self.alpn_first))
+        cipher_list = ",".join("%04x" % c for c in sorted(ciphers))
+        ext_list = ",".join("%04x" % e for e in sorted(exts) if e not in (EXT_SERVER_NAME, EXT_ALPN))
+        sigs = [s for s in self.sig_algs if not is_grease(s)]
+        if sigs and ext_list:
+            ext_list += "_" + ",".join("%04x" % s for s in sigs)
+        return "%s_%s_%s" % (head, _ja4_hash(cipher_list), _ja4_hash(ext_list))
 
     def ja3_string(self):
         """Salesforce's JA3: version,ciphers,extensions,groups,point formats (GREASE out)."""
@@ -65,6 +92,27 @@ class ClientHello:
             return "-".join(str(v) for v in vals if not is_grease(v))
         return ",".join((str(self.legacy_version), j(self.ciphers), j(self.extensions),
                          j(self.groups), "-".join(str(v) for v in self.point_formats)))
+
+
+_JA4_VERSIONS = {0x0304: "13", 0x0303: "12", 0x0302: "11", 0x0301: "10", 0x0300: "s3", 0x0002: "s2",
+                 0xfeff: "d1", 0xfefd: "d2", 0xfefc: "d3"}
+
+
+def _ja4_hash(text):
+    """JA4's truncated hash; an empty list is twelve zeros, not the hash of nothing."""
+    return hashlib.sha256(text.encode()).hexdigest()[:12] if text else "000000000000"
+
+
+def _ja4_alpn(value):
+    """The first and last characters of the first ALPN value ("00" without one); of its hex
+    form when either is not alphanumeric (JA4.md's examples: AB CD -> "ad", 30 AB -> "3b")."""
+    if not value:
+        return "00"
+    first, last = value[0], value[-1]
+    if chr(first).isascii() and chr(first).isalnum() and chr(last).isascii() and chr(last).isalnum():
+        return chr(first) + chr(last)
+    h = value.hex()
+    return h[0] + h[-1]
 
 
 def version_name(v: int) -> str:
@@ -210,7 +258,7 @@ class HelloReader:
 
 
 _KEPT_EXTENSIONS = (EXT_SERVER_NAME, EXT_ALPN, EXT_SUPPORTED_VERSIONS, EXT_SUPPORTED_GROUPS,
-                    EXT_EC_POINT_FORMATS)
+                    EXT_EC_POINT_FORMATS, EXT_SIGNATURE_ALGORITHMS)
 
 
 class _HelloParser:
@@ -333,6 +381,10 @@ class _HelloParser:
                     return CAP
             elif etype == EXT_ALPN:
                 hello.alpn = _alpn(f)
+                if len(f) >= 3 and 3 + f[2] <= len(f):
+                    hello.alpn_first = bytes(f[3:3 + f[2]])
+            elif etype == EXT_SIGNATURE_ALGORITHMS:
+                hello.sig_algs = _u16_list(f)
             elif etype == EXT_SUPPORTED_GROUPS:
                 hello.groups = _u16_list(f)
             elif etype == EXT_EC_POINT_FORMATS and f:
@@ -366,6 +418,8 @@ class _HelloParser:
 
     def _done(self):
         offered = [v for v in self.offered if not is_grease(v)]
+        if offered:
+            self.hello.offered_max = max(offered)
         self.hello.version = version_name(max(offered) if offered else self.legacy)
         return self.hello
 
@@ -417,3 +471,111 @@ def parse_client_hello(data: bytes):
         return HelloReader().feed(data)[1]
     except Exception:  # defensive: the datapath never sees a parser exception
         return NOT
+
+
+# -- the server's side (for the tls log only; no rule reads it) -------------------------
+
+HANDSHAKE_SERVER_HELLO = 2
+# RFC 8446 4.1.3: a ServerHello with this random is a HelloRetryRequest
+HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
+MAX_SERVER_HELLO = 65536 + 4   # a ServerHello's extensions are bounded by a 16-bit length
+
+
+@dataclass
+class ServerHello:
+    legacy_version: int
+    version: str                   # the selected one: supported_versions when sent, else legacy_version
+    cipher: int
+    extensions: list = field(default_factory=list)
+    alpn: list = field(default_factory=list)
+    retry: bool = False            # a HelloRetryRequest: another ClientHello/ServerHello follows
+
+    def ja3s_string(self):
+        """Salesforce's JA3S: version,cipher,extensions (GREASE out, as Suricata does)."""
+        return "%d,%d,%s" % (self.legacy_version, self.cipher,
+                             "-".join(str(e) for e in self.extensions if not is_grease(e)))
+
+
+def parse_server_hello(body):
+    """A ServerHello message body (after the 4-byte handshake header): ServerHello or None."""
+    try:
+        if len(body) < 38:
+            return None
+        legacy = (body[0] << 8) | body[1]
+        off = 35 + body[34]                       # version, random, session id
+        if off + 3 > len(body):
+            return None
+        sh = ServerHello(legacy, "", (body[off] << 8) | body[off + 1], retry=body[2:34] == HRR_RANDOM)
+        off += 3                                  # cipher, compression
+        selected = None
+        if off + 2 <= len(body):
+            end = min(off + 2 + ((body[off] << 8) | body[off + 1]), len(body))
+            off += 2
+            while off + 4 <= end:
+                etype, elen = (body[off] << 8) | body[off + 1], (body[off + 2] << 8) | body[off + 3]
+                off += 4
+                ext = body[off:min(off + elen, end)]
+                sh.extensions.append(etype)
+                if etype == EXT_SUPPORTED_VERSIONS and len(ext) >= 2:
+                    selected = (ext[0] << 8) | ext[1]
+                elif etype == EXT_ALPN:
+                    sh.alpn = _alpn(ext)
+                off += elen
+        sh.version = version_name(selected if selected is not None else legacy)
+        return sh
+    except Exception:  # defensive: the datapath never sees a parser exception
+        return None
+
+
+class ServerHelloReader:
+    """The server's ServerHellos out of its stream: handshake records, the message
+    reassembled across them (up to MAX_SERVER_HELLO). After a HelloRetryRequest it reads on
+    for the next ServerHello; after any other one it is done. Change-cipher-spec records are
+    skipped (TLS 1.3 middlebox compatibility); an alert, application data or another first
+    handshake message ends the reading.
+
+    feed(data) -> (consumed, hellos, status): status None while more may come, "done"."""
+
+    __slots__ = ("hs", "left", "skipping")
+
+    def __init__(self):
+        self.hs = bytearray()      # handshake bytes of the message being reassembled
+        self.left = 0              # bytes of the current record's body still to come
+        self.skipping = False      # the current record is one we pass over
+
+    def feed(self, data, full=False):
+        off, n = 0, len(data)
+        out = []
+        while True:
+            if self.left:
+                take = min(self.left, n - off)
+                if not self.skipping:
+                    self.hs += data[off:off + take]
+                off += take
+                self.left -= take
+                while len(self.hs) >= 4:          # whole messages reassembled so far
+                    if self.hs[0] != HANDSHAKE_SERVER_HELLO:
+                        return off, out, "done"
+                    mlen = (self.hs[1] << 16) | (self.hs[2] << 8) | self.hs[3]
+                    if mlen + 4 > MAX_SERVER_HELLO:
+                        return off, out, "done"
+                    if len(self.hs) < 4 + mlen:
+                        break
+                    sh = parse_server_hello(bytes(self.hs[4:4 + mlen]))
+                    del self.hs[:4 + mlen]
+                    if sh is None:
+                        return off, out, "done"
+                    out.append(sh)
+                    if not sh.retry:
+                        return off, out, "done"
+                if self.left:
+                    return off, out, None
+            if n - off < 5:
+                return off, out, None
+            ctype, major = data[off], data[off + 1]
+            rlen = (data[off + 3] << 8) | data[off + 4]
+            if major != 3 or rlen > MAX_RECORD or ctype not in (CONTENT_HANDSHAKE, CONTENT_CCS):
+                return off, out, "done"
+            off += 5
+            self.left = rlen
+            self.skipping = ctype == CONTENT_CCS

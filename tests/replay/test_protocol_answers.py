@@ -1,0 +1,185 @@
+"""The server's answers in the protocol logs: DNS answers over TCP, the TLS ServerHello
+(ja3s, the selected version), HTTP responses (status, length, content type), each logged
+with its transaction; and JA4 against FoxIO's published example."""
+import hashlib
+import struct
+
+from scapy.all import IP, TCP, Raw
+
+from replaykit import Capture, TcpConn, client_hello, dns_query, l2, schema_errors, tls_records
+from test_protocol_logs import C, S, EMPTY, dns_response
+
+from appliance.applayer import tls
+
+
+def http_conn(cap, port=40001):
+    h = TcpConn(cap, C, port, S, 80)
+    h.handshake()
+    return h
+
+
+def req(path, host="h.example", method=b"GET"):
+    return b"%s /%s HTTP/1.1\r\nHost: %s\r\n\r\n" % (method, path.encode(), host.encode())
+
+
+def test_http_responses_keepalive_and_pipelined(run, rules_file, eve_validator):
+    cap = Capture()
+    h = http_conn(cap)
+    h.send(req("a"))
+    h.recv(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 5\r\n\r\nhello")
+    # pipelined: three requests, then their answers in order (a HEAD whose Content-Length
+    # frames no body, an interim 100 that answers nothing, a chunked body)
+    h.send(req("b", method=b"HEAD") + req("c") + req("d"))
+    h.recv(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+    h.recv(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nno!")
+    h.recv(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n"
+           b"4\r\nabcd\r\n")
+    h.recv(b"2;x=y\r\nef\r\n0\r\n\r\n")
+    h.close()
+    r = run(cap, rules_file(EMPTY))
+    assert schema_errors(eve_validator, r.events) == []
+    got = [(e["http"]["url"], e["http"].get("status"), e["http"].get("length"),
+            e["http"].get("http_content_type")) for e in r.of("http")]
+    assert got == [("/a", 200, 5, "text/html"), ("/b", 200, 0, None), ("/c", 404, 3, None),
+                   ("/d", 200, 6, "application/json")]
+    # logged client -> server (Suricata's flow direction), on the packet that ended the answer
+    assert {(e["src_ip"], e["dest_port"]) for e in r.of("http")} == {(C, 80)}
+
+
+def test_http_body_until_close_and_unanswered_request(run, rules_file, eve_validator):
+    cap = Capture()
+    h = http_conn(cap)
+    h.send(req("x"))
+    h.recv(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nsome ")
+    h.recv(b"bytes")
+    h.close()                             # the server's FIN ends the body
+    g = http_conn(cap, 40002)
+    g.send(req("never"))                  # no answer before the capture ends
+    r = run(cap, rules_file(EMPTY))
+    assert schema_errors(eve_validator, r.events) == []
+    by_url = {e["http"]["url"]: e["http"] for e in r.of("http")}
+    assert by_url["/x"]["status"] == 200 and by_url["/x"]["length"] == 10
+    assert "status" not in by_url["/never"]            # logged as the flow ends, with what is known
+
+
+def test_http_status_on_the_transaction_for_rules(run, rules_file):
+    """`status` is on the HttpRequest (a later http.stat_code keyword reads it there)."""
+    from appliance.applayer import http
+    reader = http.ResponseReader()
+    waiting = [http.HttpRequest("GET", "/", "HTTP/1.1", "h", None)]
+    used, done, status = reader.feed(b"HTTP/1.1 302 Found\r\nLocation: /y\r\nContent-Length: 0\r\n\r\n",
+                                     False, waiting)
+    assert status is None and done[0].status == 302 and waiting == []
+
+
+def test_http_response_reader_stops_on_garbage():
+    from appliance.applayer import http
+    waiting = [http.HttpRequest("GET", "/", "HTTP/1.1", "h", None)]
+    used, done, status = http.ResponseReader().feed(b"SSH-2.0-x\r\n", False, waiting)
+    assert status == "done" and done == []
+
+
+def server_hello(version=b"\x03\x03", cipher=0x1301, exts=((43, b"\x03\x04"), (51, b"\x00" * 4)),
+                 random=b"\x22" * 32):
+    ext = b"".join(struct.pack("!HH", t, len(d)) + d for t, d in exts)
+    body = version + random + b"\x00" + struct.pack("!H", cipher) + b"\x00" + struct.pack("!H", len(ext)) + ext
+    return b"\x02" + struct.pack("!I", len(body))[1:] + body
+
+
+def test_tls_server_hello_gives_ja3s_and_the_selected_version(run, rules_file, eve_validator):
+    cap = Capture()
+    t = TcpConn(cap, C, 40000, S, 443)
+    t.handshake()
+    t.send(tls_records(client_hello("tls.example")))
+    t.recv(tls_records(server_hello(), record_size=20))    # the ServerHello over several records
+    r = run(cap, rules_file(EMPTY))
+    assert schema_errors(eve_validator, r.events) == []
+    [e] = r.of("tls")
+    tl = e["tls"]
+    assert tl["sni"] == "tls.example" and tl["version"] == "TLS 1.3"     # supported_versions: 0x0304
+    assert tl["ja3s"] == {"string": "771,4865,43-51", "hash": hashlib.md5(b"771,4865,43-51").hexdigest()}
+    assert e["src_ip"] == C and e["dest_port"] == 443
+
+
+def test_tls_without_server_hello_logged_at_flow_end(run, rules_file, eve_validator):
+    cap = Capture()
+    t = TcpConn(cap, C, 40000, S, 443)
+    t.handshake()
+    t.send(tls_records(client_hello("quiet.example")))
+    r = run(cap, rules_file(EMPTY))
+    [e] = r.of("tls")
+    assert e["tls"]["sni"] == "quiet.example" and "ja3s" not in e["tls"] and e["tls"]["version"] == "TLS 1.2"
+    assert schema_errors(eve_validator, r.events) == []
+
+
+def test_dns_answers_over_tcp(run, rules_file, eve_validator):
+    cap = Capture()
+    d = TcpConn(cap, C, 40053, "10.0.0.53", 53)
+    d.handshake()
+    q1, q2 = dns_query(["one.example"], qid=7), dns_query(["two.example"], qid=8)
+    d.send(struct.pack("!H", len(q1)) + q1 + struct.pack("!H", len(q2)) + q2)
+    a1 = dns_response(q1, [(1, bytes((192, 0, 2, 1)))])
+    a2 = dns_response(q2, [(28, bytes(15) + b"\x01")])
+    framed = struct.pack("!H", len(a1)) + a1 + struct.pack("!H", len(a2)) + a2
+    d.recv(framed[:7])                    # a length prefix and a message cut across segments
+    d.recv(framed[7:])
+    d.close()
+    r = run(cap, rules_file(EMPTY))
+    assert schema_errors(eve_validator, r.events) == []
+    got = [(e["dns"]["type"], e["dns"]["id"], [a.get("rdata") for a in e["dns"].get("answers", [])])
+           for e in r.of("dns")]
+    assert got == [("request", 7, []), ("request", 8, []),
+                   ("response", 7, ["192.0.2.1"]), ("response", 8, ["::1"])]
+    assert r.of("dns")[2]["src_port"] == 53             # a response: its packet's direction
+
+
+def test_eve_types_off_still_offloads_answered_flows(run, rules_file):
+    """Protocol logs off: no server side is read, the passed flow is offloaded as before."""
+    cap = Capture()
+    t = TcpConn(cap, C, 40000, S, 443)
+    t.handshake()
+    t.send(tls_records(client_hello("tls.example")))
+    for _ in range(20):
+        t.recv(b"\x17\x03\x03\x00\x01x")
+    r = run(cap, rules_file(EMPTY), eve_types=("alert", "flow"))
+    assert r.insp.counters.fast_path > 0
+
+
+def test_ja4_matches_foxio_published_example():
+    """JA4.md's example: its cipher list (any order, GREASE in), its extensions and
+    signature algorithms give the published t13d1516h2_8daaf6152771_e5627efa2ab1."""
+    ciphers = [0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013, 0xc014,
+               0x009c, 0x009d, 0x002f, 0x0035]
+    exts = [0x001b, 0x0000, 0x0033, 0x0010, 0x4469, 0x0017, 0x002d, 0x000d, 0x0005, 0x0023, 0x0012,
+            0x002b, 0xff01, 0x000b, 0x000a, 0x0015]
+    sigs = [0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601]
+    h = tls.ClientHello("x.example", "TLS 1.3", legacy_version=0x0303, ciphers=[0x2a2a] + ciphers,
+                        extensions=[0x0a0a] + exts, sig_algs=sigs, alpn_first=b"h2", offered_max=0x0304)
+    assert h.ja4() == "t13d1516h2_8daaf6152771_e5627efa2ab1"
+    h.sig_algs = []                       # no signature algorithms: no underscore (published 6d807ffa2a79)
+    assert h.ja4() == "t13d1516h2_8daaf6152771_6d807ffa2a79"
+
+
+def test_ja4_edges():
+    h = tls.ClientHello(None, "TLS 1.2", legacy_version=0x0303, ciphers=[], extensions=[])
+    assert h.ja4() == "t12i000000_000000000000_000000000000"
+    for raw, want in ((b"http/1.1", "h1"), (b"\xab", "ab"), (b"\xab\xcd", "ad"), (b"0\xab", "3b"),
+                      (b"01\xab\xcd", "3d"), (b"0\xab\xcd1", "01"), (b"x", "xx"), (b"", "00")):
+        h.alpn_first = raw
+        assert h.ja4().split("_")[0][-2:] == want, raw
+
+
+def test_ja4_from_a_parsed_hello(run, rules_file, eve_validator):
+    """The parser keeps what JA4 needs: signature algorithms, the first ALPN value as sent,
+    the highest supported version."""
+    name = b"j.example"
+    exts = struct.pack("!HHHBH", 0, len(name) + 5, len(name) + 3, 0, len(name)) + name
+    exts += struct.pack("!HHH", 16, 5, 3) + b"\x02h2"
+    exts += struct.pack("!HHB", 43, 5, 4) + b"\x0a\x0a\x03\x04"
+    exts += struct.pack("!HHH", 13, 6, 4) + b"\x04\x03\x08\x04"
+    body = (b"\x03\x03" + b"\x11" * 32 + b"\x00" + struct.pack("!HHH", 4, 0x1301, 0x0a0a)
+            + b"\x01\x00" + struct.pack("!H", len(exts)) + exts)
+    msg = b"\x01" + struct.pack("!I", len(body))[1:] + body
+    hello = tls.parse_client_hello(tls_records(msg))
+    want_c = hashlib.sha256(b"000d,002b_0403,0804").hexdigest()[:12]
+    assert hello.ja4() == "t13d0104h2_%s_%s" % (hashlib.sha256(b"1301").hexdigest()[:12], want_c)
