@@ -13,6 +13,8 @@ APT_PACKAGES=(
   curl dnsutils netcat-openbsd iputils-ping socat openssl dnsmasq-base iperf3 tcpdump
   # AMI tooling checks (packer validate, systemd-analyze verify)
   packer systemd
+  # tests: the names the protocol logs carry, compared with a packet analyser's (tshark)
+  tshark
 )
 
 missing=()
@@ -22,6 +24,8 @@ done
 if ((${#missing[@]})); then
   echo "setup: installing Debian packages: ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
+  # tshark's package asks whether non-root users may capture: no (tests read files as root)
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

@@ -183,3 +183,17 @@ def test_ja4_from_a_parsed_hello(run, rules_file, eve_validator):
     hello = tls.parse_client_hello(tls_records(msg))
     want_c = hashlib.sha256(b"000d,002b_0403,0804").hexdigest()[:12]
     assert hello.ja4() == "t13d0104h2_%s_%s" % (hashlib.sha256(b"1301").hexdigest()[:12], want_c)
+
+
+def test_a_datagram_that_only_parses_as_dns_is_not_logged(run, rules_file, eve_validator):
+    """A DHCP or NTP datagram may parse as a DNS query (a zero qtype, names of zero bytes):
+    rules read it (against the attacker), the dns log does not take it (tshark decodes DHCP
+    there; the corpus' Sofacy capture logged 32 empty "queries")."""
+    from scapy.all import UDP as U
+    cap = Capture()
+    junk = struct.pack("!6H", 0x0101, 0x0600, 3, 0, 0, 0) + b"\x00\x00\x00\x00\x00" * 3
+    cap.add(l2(IP(src="0.0.0.0", dst="255.255.255.255") / U(sport=68, dport=67) / Raw(junk)))
+    real = dns_query(["ok.example"], qid=3)
+    cap.add(l2(IP(src=C, dst=S) / U(sport=5000, dport=53) / Raw(real)))
+    r = run(cap, rules_file(EMPTY))
+    assert [e["dns"]["queries"][0]["rrname"] for e in r.of("dns")] == ["ok.example"]
