@@ -371,7 +371,12 @@ class Inspector:
                 self._txs += [("tls", t) for t in app.server.flush()]
             if not to_server and app is not None and app.server is not None:
                 # the server's answers, for the protocol logs: what they complete is logged now
-                self._txs += [(app.server.proto, t) for t in app.server.feed(pkt)]
+                try:
+                    answered = app.server.feed(pkt)
+                except Exception:          # a log's reader must not turn into a verdict: counted,
+                    self.counters.internal_errors += 1     # and what waits is logged as is
+                    answered = app.server.flush()
+                self._txs += [(app.server.proto, t) for t in answered]
             if reason is None and st is not None:
                 if st.ambiguous:
                     # the client's bytes read two ways (a conflicting overlap, an urgent mark
