@@ -364,10 +364,13 @@ class Inspector:
                 if not to_server and pkt.payload:
                     reason = applayer.on_server_bytes(flow, st is not None and bool(st.base or st.data))
             app = flow.app
-            if to_server and app is not None and app.server is not None and app.proto == "tls" and app.done:
+            if (to_server and app is not None and app.server is not None and app.proto == "tls" and app.done
+                    and app.server.waiting and "tls" not in new):
                 # the client went past its hello (encrypted records, its next handshake message):
                 # it did so after the ServerHello; one not read by now (a capture of one
-                # direction) never will be: log what is known
+                # direction) never will be: log what is known. (Not on the packet of a hello:
+                # a second one after a HelloRetryRequest ends the client's reading, and its
+                # ServerHello is still to come.)
                 self._txs += [("tls", t) for t in app.server.flush()]
             if not to_server and app is not None and app.server is not None:
                 # the server's answers, for the protocol logs: what they complete is logged now

@@ -197,3 +197,20 @@ def test_a_datagram_that_only_parses_as_dns_is_not_logged(run, rules_file, eve_v
     cap.add(l2(IP(src=C, dst=S) / U(sport=5000, dport=53) / Raw(real)))
     r = run(cap, rules_file(EMPTY))
     assert [e["dns"]["queries"][0]["rrname"] for e in r.of("dns")] == ["ok.example"]
+
+
+def test_tls_hello_retry_then_the_real_server_hello(run, rules_file, eve_validator):
+    """ClientHello, HelloRetryRequest, second ClientHello (it ends the client's reading),
+    ServerHello: each hello is logged with its own answer; the second one waited for its
+    ServerHello (it was logged without one before the fix)."""
+    cap = Capture()
+    t = TcpConn(cap, C, 40000, S, 443)
+    t.handshake()
+    t.send(tls_records(client_hello("retry.example")))
+    t.recv(tls_records(server_hello(random=tls.HRR_RANDOM)) + b"\x14\x03\x03\x00\x01\x01")
+    t.send(b"\x14\x03\x03\x00\x01\x01" + tls_records(client_hello("retry.example")))
+    t.recv(tls_records(server_hello(exts=((43, b"\x03\x04"),))))
+    t.send(b"\x17\x03\x03\x00\x05hello")
+    r = run(cap, rules_file(EMPTY))
+    assert schema_errors(eve_validator, r.events) == []
+    assert [e["tls"]["ja3s"]["string"] for e in r.of("tls")] == ["771,4865,43-51", "771,4865,43"]
