@@ -606,9 +606,9 @@ class ResponseReader:
             return None
         req.content_type = self.ctype
         code = req.status
-        if code == 101:
+        if code == 101 or (req.method == "CONNECT" and 200 <= code < 300):
             done.append(self._end())
-            return "done"                          # another protocol follows
+            return "done"                          # another protocol, or a tunnel, follows
         if req.method == "HEAD" or code in (204, 304):
             done.append(self._end())
             return None

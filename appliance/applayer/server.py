@@ -62,12 +62,13 @@ class ServerSide:
         while grew and not self.done:
             out += self._read(st.data, st.complete)
             grew = st.cut and st.add(pkt.seq, pkt.payload, fin=bool(pkt.tcp_flags & FIN))
-        if not self.done and (st.fin or st.lost or st.dropped or self.read > SERVER_DEPTH):
+        if not self.done and (st.fin or st.lost or st.dropped or self.read >= SERVER_DEPTH):
             out += self.flush()            # no more to read, or a hole we cannot fill
         return out
 
     def _read(self, data, full):
         out = []
+        data = data[:SERVER_DEPTH - self.read]     # what is past the depth is not read
         if self.proto == "dns":
             used, msgs, status = self.reader.feed(data, full)
             for m in msgs:

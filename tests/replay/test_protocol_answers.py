@@ -214,3 +214,32 @@ def test_tls_hello_retry_then_the_real_server_hello(run, rules_file, eve_validat
     r = run(cap, rules_file(EMPTY))
     assert schema_errors(eve_validator, r.events) == []
     assert [e["tls"]["ja3s"]["string"] for e in r.of("tls")] == ["771,4865,43-51", "771,4865,43"]
+
+
+def test_http_bounds_depth_and_waiting(run, rules_file, eve_validator):
+    """A body read to the close stops being followed at SERVER_DEPTH (1 MiB, Suricata's stream
+    depth): logged there with the bytes counted; past MAX_WAITING unanswered requests the
+    oldest are logged as they are; a CONNECT's 200 starts a tunnel (no more responses)."""
+    from appliance.applayer.server import MAX_WAITING, SERVER_DEPTH
+    cap = Capture()
+    h = http_conn(cap)
+    h.send(b"GET /big HTTP/1.0\r\nHost: h.example\r\n\r\n")
+    head = b"HTTP/1.0 200 OK\r\n\r\n"
+    h.recv(head)
+    for _ in range(SERVER_DEPTH // 8000 + 2):
+        h.recv(b"b" * 8000)
+    g = http_conn(cap, 40002)
+    g.send(b"".join(req("p%d" % i) for i in range(MAX_WAITING + 3)))
+    k = http_conn(cap, 40003)
+    k.send(b"CONNECT h.example:443 HTTP/1.1\r\nHost: h.example:443\r\n\r\n")
+    k.recv(b"HTTP/1.1 200 Connection established\r\n\r\n" + b"\x16\x03\x03\x00\x01\x02")
+    r = run(cap, rules_file(EMPTY))
+    assert schema_errors(eve_validator, r.events) == []
+    by_url = {e["http"]["url"]: e for e in r.of("http")}
+    big = by_url["/big"]["http"]
+    assert big["status"] == 200 and big["length"] == SERVER_DEPTH - len(head)
+    # logged on the segment that reached the depth (handshake, request, head, then 8000-byte
+    # segments), not at the flow's end
+    assert by_url["/big"]["pcap_cnt"] == 5 + -(-(SERVER_DEPTH - len(head)) // 8000)
+    assert len([u for u in by_url if u.startswith("/p")]) == MAX_WAITING + 3
+    assert by_url["h.example:443"]["http"]["status"] == 200
