@@ -606,9 +606,11 @@ class ResponseReader:
             return None
         req.content_type = self.ctype
         code = req.status
-        if code == 101 or (req.method == "CONNECT" and 200 <= code < 300):
+        if code == 101:
             done.append(self._end())
-            return "done"                          # another protocol, or a tunnel, follows
+            return "done"                          # another protocol follows
+        # (a CONNECT's 2xx opens a tunnel: what follows is read on, as the request side does; TLS
+        # in it ends the reading at its first byte, plain HTTP in it is answered in order)
         if req.method == "HEAD" or code in (204, 304):
             done.append(self._end())
             return None

@@ -219,7 +219,8 @@ def test_tls_hello_retry_then_the_real_server_hello(run, rules_file, eve_validat
 def test_http_bounds_depth_and_waiting(run, rules_file, eve_validator):
     """A body read to the close stops being followed at SERVER_DEPTH (1 MiB, Suricata's stream
     depth): logged there with the bytes counted; past MAX_WAITING unanswered requests the
-    oldest are logged as they are; a CONNECT's 200 starts a tunnel (no more responses)."""
+    oldest are logged as they are (on the packet that made them too many); a CONNECT's 200
+    is logged (the TLS in the tunnel ends the reading)."""
     from appliance.applayer.server import MAX_WAITING, SERVER_DEPTH
     cap = Capture()
     h = http_conn(cap)
@@ -229,7 +230,8 @@ def test_http_bounds_depth_and_waiting(run, rules_file, eve_validator):
     for _ in range(SERVER_DEPTH // 8000 + 2):
         h.recv(b"b" * 8000)
     g = http_conn(cap, 40002)
-    g.send(b"".join(req("p%d" % i) for i in range(MAX_WAITING + 3)))
+    many = g.send(b"".join(req("p%d" % i) for i in range(MAX_WAITING + 3)))
+    g.close()                             # (the rest are logged as the flow ends, on later packets)
     k = http_conn(cap, 40003)
     k.send(b"CONNECT h.example:443 HTTP/1.1\r\nHost: h.example:443\r\n\r\n")
     k.recv(b"HTTP/1.1 200 Connection established\r\n\r\n" + b"\x16\x03\x03\x00\x01\x02")
@@ -242,4 +244,5 @@ def test_http_bounds_depth_and_waiting(run, rules_file, eve_validator):
     # segments), not at the flow's end
     assert by_url["/big"]["pcap_cnt"] == 5 + -(-(SERVER_DEPTH - len(head)) // 8000)
     assert len([u for u in by_url if u.startswith("/p")]) == MAX_WAITING + 3
+    assert [by_url["/p%d" % i]["pcap_cnt"] == many for i in range(4)] == [True, True, True, False]
     assert by_url["h.example:443"]["http"]["status"] == 200
