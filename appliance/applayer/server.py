@@ -21,7 +21,7 @@ MAX_WAITING = 64           # transactions waiting for an answer; past it the old
 
 
 class ServerSide:
-    __slots__ = ("proto", "bytes", "reader", "waiting", "done", "read")
+    __slots__ = ("proto", "bytes", "reader", "waiting", "done", "read", "answering")
 
     def __init__(self, proto, flow, window):
         self.proto = proto
@@ -33,11 +33,13 @@ class ServerSide:
         self.waiting = []          # transactions waiting for their answer, oldest first
         self.done = False          # nothing more is read: what waits is logged as is
         self.read = 0              # server bytes the reader consumed
+        self.answering = None      # TLS: the hello whose ServerHello was read, its certificate next
 
     @property
     def active(self) -> bool:
         """An answer may still come for a transaction that waits (or is being answered)."""
-        return not self.done and (bool(self.waiting) or getattr(self.reader, "req", None) is not None)
+        return not self.done and (bool(self.waiting) or self.answering is not None
+                                  or getattr(self.reader, "req", None) is not None)
 
     def wait(self, txs):
         """Transactions to log once answered. Returns those to log now: DNS queries (and the
@@ -77,12 +79,20 @@ class ServerSide:
                         self.waiting.pop(0)
                     out.append(m)
         elif self.proto == "tls":
-            used, hellos, status = self.reader.feed(data)
-            for sh in hellos:
-                if self.waiting:
-                    hello = self.waiting.pop(0)
-                    hello.server = sh
-                    out.append(hello)
+            used, items, status = self.reader.feed(data)
+            for item in items:
+                if isinstance(item, tls.ServerHello):
+                    if self.waiting:
+                        hello = self.waiting.pop(0)
+                        hello.server = item
+                        if self.reader.want_cert:
+                            self.answering = hello     # logged with its certificate's names
+                        else:
+                            out.append(hello)
+                elif self.answering is not None:       # CertificateNames
+                    self.answering.certificate = item
+                    out.append(self.answering)
+                    self.answering = None
         else:
             used, out, status = self.reader.feed(data, full, self.waiting)
         self.bytes.consume(used)
@@ -96,6 +106,9 @@ class ServerSide:
         logged with what is known."""
         self.done = True
         out = [] if self.proto == "dns" else list(self.waiting)
+        if self.answering is not None:
+            out.insert(0, self.answering)   # its ServerHello read, its certificate not
+            self.answering = None
         req = getattr(self.reader, "req", None)
         if req is not None:
             out.insert(0, req)             # answered, its body not ended: the bytes counted so far

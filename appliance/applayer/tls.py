@@ -67,6 +67,7 @@ class ClientHello:
     offered_max: int | None = field(default=None, compare=False)
     # the server's answer (the log's): its ServerHello, once the server's bytes showed it
     server: object = field(default=None, compare=False)
+    certificate: object = field(default=None, compare=False)   # CertificateNames (TLS <= 1.2)
 
     def ja4(self):
         """FoxIO's JA4 (technical_details/JA4.md), TLS over TCP: t, version (the highest
@@ -527,21 +528,39 @@ def parse_server_hello(body):
         return None
 
 
+HANDSHAKE_CERTIFICATE = 11
+MAX_CERTIFICATE_MESSAGE = 65536 + 4   # a longer chain is not read (no subject/issuer logged)
+
+
+@dataclass
+class CertificateNames:
+    """The server certificate's subject and issuer (the first of the chain), as Suricata
+    writes them: "C=US, O=Example, CN=www.example.com"."""
+    subject: str | None
+    issuer: str | None
+
+
 class ServerHelloReader:
     """The server's ServerHellos out of its stream: handshake records, the message
     reassembled across them (up to MAX_SERVER_HELLO). After a HelloRetryRequest it reads on
-    for the next ServerHello; after any other one it is done. Change-cipher-spec records are
-    skipped (TLS 1.3 middlebox compatibility); an alert, application data or another first
-    handshake message ends the reading.
+    for the next ServerHello. After a TLS 1.2 (or older) one it reads the next handshake
+    message: a Certificate (in the clear before TLS 1.3) gives the first certificate's
+    subject and issuer (CertificateNames; up to MAX_CERTIFICATE_MESSAGE); then, or after a
+    TLS 1.3 ServerHello (its certificate is encrypted), it is done. Change-cipher-spec
+    records are skipped before the ServerHello (TLS 1.3 middlebox compatibility) and end the
+    reading after it (a resumed session: no certificate); an alert, application data or an
+    unexpected handshake message ends it too.
 
-    feed(data) -> (consumed, hellos, status): status None while more may come, "done"."""
+    feed(data) -> (consumed, items, status): items are ServerHello and CertificateNames;
+    status None while more may come, "done"."""
 
-    __slots__ = ("hs", "left", "skipping")
+    __slots__ = ("hs", "left", "skipping", "want_cert")
 
     def __init__(self):
         self.hs = bytearray()      # handshake bytes of the message being reassembled
         self.left = 0              # bytes of the current record's body still to come
         self.skipping = False      # the current record is one we pass over
+        self.want_cert = False     # a TLS 1.2 ServerHello was read: its Certificate comes next
 
     def feed(self, data, full=False):
         off, n = 0, len(data)
@@ -554,28 +573,158 @@ class ServerHelloReader:
                 off += take
                 self.left -= take
                 while len(self.hs) >= 4:          # whole messages reassembled so far
-                    if self.hs[0] != HANDSHAKE_SERVER_HELLO:
-                        return off, out, "done"
+                    want = HANDSHAKE_CERTIFICATE if self.want_cert else HANDSHAKE_SERVER_HELLO
+                    bound = MAX_CERTIFICATE_MESSAGE if self.want_cert else MAX_SERVER_HELLO
                     mlen = (self.hs[1] << 16) | (self.hs[2] << 8) | self.hs[3]
-                    if mlen + 4 > MAX_SERVER_HELLO:
+                    if self.hs[0] != want or mlen + 4 > bound:
                         return off, out, "done"
                     if len(self.hs) < 4 + mlen:
                         break
-                    sh = parse_server_hello(bytes(self.hs[4:4 + mlen]))
+                    body = bytes(self.hs[4:4 + mlen])
                     del self.hs[:4 + mlen]
+                    if self.want_cert:
+                        names = certificate_names(body)
+                        if names is not None:
+                            out.append(names)
+                        return off, out, "done"
+                    sh = parse_server_hello(body)
                     if sh is None:
                         return off, out, "done"
                     out.append(sh)
                     if not sh.retry:
-                        return off, out, "done"
+                        if sh.version not in ("TLS 1.2", "TLS 1.1", "TLS 1.0", "SSLv3"):
+                            return off, out, "done"    # TLS 1.3: the certificate is encrypted
+                        self.want_cert = True
                 if self.left:
                     return off, out, None
             if n - off < 5:
                 return off, out, None
             ctype, major = data[off], data[off + 1]
             rlen = (data[off + 3] << 8) | data[off + 4]
-            if major != 3 or rlen > MAX_RECORD or ctype not in (CONTENT_HANDSHAKE, CONTENT_CCS):
+            if major != 3 or rlen > MAX_RECORD or ctype not in (CONTENT_HANDSHAKE, CONTENT_CCS) \
+                    or (ctype == CONTENT_CCS and self.want_cert):
                 return off, out, "done"
             off += 5
             self.left = rlen
             self.skipping = ctype == CONTENT_CCS
+
+
+# -- X.509 names (DER), for the tls log's subject/issuer ---------------------------------
+
+_OID_NAMES = {
+    "2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.10": "O",
+    "2.5.4.11": "OU", "2.5.4.5": "serialNumber", "2.5.4.9": "street", "2.5.4.17": "postalCode",
+    "2.5.4.15": "businessCategory", "2.5.4.4": "SN", "2.5.4.42": "GN", "2.5.4.12": "title",
+    "0.9.2342.19200300.100.1.25": "DC", "0.9.2342.19200300.100.1.1": "UID",
+    "1.2.840.113549.1.9.1": "emailAddress",
+    "1.3.6.1.4.1.311.60.2.1.3": "jurisdictionC", "1.3.6.1.4.1.311.60.2.1.2": "jurisdictionST",
+    "1.3.6.1.4.1.311.60.2.1.1": "jurisdictionL",
+}
+
+
+def _der(buf, off, end):
+    """One DER element at off: (tag, content start, content end); None if malformed."""
+    if off + 2 > end:
+        return None
+    tag, n = buf[off], buf[off + 1]
+    off += 2
+    if n & 0x80:
+        k = n & 0x7F
+        if k == 0 or k > 3 or off + k > end:
+            return None
+        n = int.from_bytes(buf[off:off + k], "big")
+        off += k
+    if off + n > end:
+        return None
+    return tag, off, off + n
+
+
+def _oid(b):
+    if not b:
+        return ""
+    parts = [b[0] // 40, b[0] % 40] if b[0] < 80 else [2, b[0] - 80]
+    v = 0
+    for x in b[1:]:
+        v = (v << 7) | (x & 0x7F)
+        if not x & 0x80:
+            parts.append(v)
+            v = 0
+    return ".".join(map(str, parts))
+
+
+def _name(buf, start, end):
+    """An X.509 Name (SEQUENCE OF SET OF {type, value}) as "C=US, O=Example, CN=x"."""
+    out = []
+    off = start
+    while off < end:
+        rdn = _der(buf, off, end)
+        if rdn is None or rdn[0] != 0x31:
+            return None
+        a = rdn[1]
+        while a < rdn[2]:
+            atv = _der(buf, a, rdn[2])
+            if atv is None or atv[0] != 0x30:
+                return None
+            oid = _der(buf, atv[1], atv[2])
+            if oid is None or oid[0] != 0x06:
+                return None
+            val = _der(buf, oid[2], atv[2])
+            if val is None:
+                return None
+            raw = bytes(buf[val[1]:val[2]])
+            if val[0] == 0x1E:                     # BMPString: UTF-16BE
+                raw = raw.decode("utf-16-be", "replace").encode()
+            text = escape_label(raw) if val[0] != 0x0C else _utf8(raw)
+            out.append("%s=%s" % (_OID_NAMES.get(_oid(buf[oid[1]:oid[2]]), _oid(buf[oid[1]:oid[2]])), text))
+            a = atv[2]
+        off = rdn[2]
+    return ", ".join(out)
+
+
+def _utf8(raw):
+    """A UTF8String: its text, with control characters and the escape char escaped."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return escape_label(raw)
+    return "".join(c if c.isprintable() and c != "\\" else escape_label(c.encode()) for c in text)
+
+
+def certificate_names(body):
+    """The first certificate of a Certificate message body (TLS 1.2: a 3-byte list length,
+    then 3-byte-length certificates): its subject and issuer, or None when it does not read."""
+    try:
+        if len(body) < 6:
+            return None
+        clen = int.from_bytes(body[3:6], "big")
+        cert = body[6:6 + clen]
+        top = _der(cert, 0, len(cert))                     # Certificate
+        if top is None or top[0] != 0x30:
+            return None
+        tbs = _der(cert, top[1], top[2])                   # TBSCertificate
+        if tbs is None or tbs[0] != 0x30:
+            return None
+        fields = []
+        off = tbs[1]
+        while off < tbs[2] and len(fields) < 7:
+            el = _der(cert, off, tbs[2])
+            if el is None:
+                return None
+            if not fields and el[0] == 0xA0:               # [0] version: not counted
+                off = el[2]
+                fields.append(None)
+                continue
+            fields.append(el)
+            off = el[2]
+        if fields and fields[0] is None:
+            fields = fields[1:]
+        # serial, signature algorithm, issuer, validity, subject
+        if len(fields) < 5 or fields[2][0] != 0x30 or fields[4][0] != 0x30:
+            return None
+        issuer = _name(cert, fields[2][1], fields[2][2])
+        subject = _name(cert, fields[4][1], fields[4][2])
+        if issuer is None and subject is None:
+            return None
+        return CertificateNames(subject, issuer)
+    except Exception:  # defensive: the datapath never sees a parser exception
+        return None

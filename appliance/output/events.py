@@ -92,6 +92,12 @@ def tx_object(proto, tx):
             t["ja3s"] = {"hash": hashlib.md5(ja3s.encode()).hexdigest(), "string": ja3s}
             if sh.alpn:
                 t["server_alpns"] = list(sh.alpn)
+        cert = tx.certificate
+        if cert is not None:                      # TLS <= 1.2: the certificate is in the clear
+            if cert.subject:
+                t["subject"] = cert.subject
+            if cert.issuer:
+                t["issuerdn"] = cert.issuer
         return t
     # Suricata's `protocol` is the request's; a request without one (HTTP/0.9 style) shows
     # the response's

@@ -1,7 +1,8 @@
 """Names as a packet analyser reads them: for every corpus capture, the DNS query names, TLS
 SNIs and HTTP hosts the appliance logs (replay, every event type, an empty rule set) equal
 what tshark decodes from the same file (lowercase, no trailing dot, an HTTP host without its
-port). Each difference was a bug on one side; the ones left are listed with their reason.
+port), and so do the JA3 and JA3S strings (tshark's ja3_full/ja3s_full). Each difference
+was a bug on one side; the ones left are listed with their reason.
 Skips when ../shared/corpus or tshark is absent."""
 import shutil
 import subprocess
@@ -43,8 +44,13 @@ TSHARK_ONLY = {
         ("dns", "ipv4.icanhazip.com"), ("dns", "ipv6.icanhazip.com"),
         ("http", "ipv4.icanhazip.com"), ("http", "ipv6.icanhazip.com")},
     # SSDP: HTTP-formatted multicast datagrams over UDP 1900 (tshark's HTTPU); the http log is
-    # of HTTP over TCP, as Suricata's
-    "stopddos-packet-captures/amp.dns.RRSIG.fragmented.pcap": {("http", "239.255.255.250")},
+    # of HTTP over TCP, as Suricata's. And five TLS connections captured one way (the server's
+    # packets only: no ClientHello): the tls log is one event per ClientHello, with its
+    # ServerHello's ja3s; tshark decodes the lone ServerHellos
+    "stopddos-packet-captures/amp.dns.RRSIG.fragmented.pcap": {
+        ("http", "239.255.255.250"),
+        ("ja3s", "771,4865,43-51"), ("ja3s", "771,4865,43-51-41"), ("ja3s", "771,4865,41-51-43"),
+        ("ja3s", "771,4866,43-51"), ("ja3s", "771,4866,51-43")},
 }
 
 
@@ -69,8 +75,12 @@ def logged(name, rules):
         kind = e["event_type"]
         if kind == "dns":
             out |= {("dns", _norm(q["rrname"])) for q in e["dns"].get("queries", [])}
-        elif kind == "tls" and "sni" in e["tls"]:
-            out.add(("tls", _norm(e["tls"]["sni"])))
+        elif kind == "tls":
+            if "sni" in e["tls"]:
+                out.add(("tls", _norm(e["tls"]["sni"])))
+            out.add(("ja3", e["tls"]["ja3"]["string"]))
+            if "ja3s" in e["tls"]:
+                out.add(("ja3s", e["tls"]["ja3s"]["string"]))
         elif kind == "http" and "hostname" in e["http"]:
             out.add(("http", _norm(e["http"]["hostname"])))
     return out
@@ -79,16 +89,17 @@ def logged(name, rules):
 def decoded(name):
     cmd = [TSHARK, "-n", "-r", str(CORPUS / name), *DECODE_AS.get(name, []), "-T", "fields",
            "-E", "occurrence=a", "-E", "aggregator=\x1f",
-           "-e", "dns.qry.name", "-e", "tls.handshake.extensions_server_name", "-e", "http.host"]
+           "-e", "dns.qry.name", "-e", "tls.handshake.extensions_server_name", "-e", "http.host",
+           "-e", "tls.handshake.ja3_full", "-e", "tls.handshake.ja3s_full"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     out = set()
     for line in p.stdout.splitlines():
-        for kind, col in zip(("dns", "tls", "http"), line.split("\t")):
+        for kind, col in zip(("dns", "tls", "http", "ja3", "ja3s"), line.split("\t")):
             for v in col.split("\x1f"):
                 if v:
                     if kind == "http":
                         v = normalize_host(v.encode()) or ""
-                    out.add((kind, _norm(v)))
+                    out.add((kind, v if kind.startswith("ja3") else _norm(v)))
     return out
 
 
@@ -109,4 +120,4 @@ def test_logged_names_equal_tshark_on_every_corpus_capture(tmp_path):
             problems.append((name, sorted(ours - want), sorted(want - ours)))
         assert TSHARK_ONLY.get(name, set()) <= theirs[name], name      # the exceptions still apply
     assert problems == []
-    assert compared >= 80                            # the corpus carries names (82 today)
+    assert compared >= 100                           # the corpus carries names and fingerprints

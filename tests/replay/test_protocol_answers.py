@@ -246,3 +246,56 @@ def test_http_bounds_depth_and_waiting(run, rules_file, eve_validator):
     assert len([u for u in by_url if u.startswith("/p")]) == MAX_WAITING + 3
     assert [by_url["/p%d" % i]["pcap_cnt"] == many for i in range(4)] == [True, True, True, False]
     assert by_url["h.example:443"]["http"]["status"] == 200
+
+
+def _openssl_cert(tmp_path, subj):
+    import subprocess
+    key, pem, der = tmp_path / "k.pem", tmp_path / "c.pem", tmp_path / "c.der"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key), "-out", str(pem), "-days", "1", "-subj", subj], check=True, capture_output=True)
+    subprocess.run(["openssl", "x509", "-in", str(pem), "-outform", "DER", "-out", str(der)], check=True)
+    names = subprocess.run(["openssl", "x509", "-in", str(pem), "-noout", "-subject", "-issuer", "-nameopt",
+                            "sep_comma_plus_space,sname,utf8"], check=True, capture_output=True, text=True).stdout
+    got = dict(line.split("=", 1) for line in names.splitlines())
+    return der.read_bytes(), got["subject"], got["issuer"]
+
+
+def test_tls12_certificate_subject_and_issuer(run, rules_file, eve_validator, tmp_path):
+    """TLS 1.2 sends the certificate in the clear: the first one's subject and issuer, as
+    openssl prints them, go on the tls event; a resumed session (ChangeCipherSpec right after
+    the ServerHello) has none and is logged at it."""
+    der, subject, issuer = _openssl_cert(tmp_path, "/C=NL/O=Example B.V./OU=Ops/CN=cert.example")
+    chain = struct.pack("!I", len(der))[1:] + der
+    certs = struct.pack("!I", len(chain))[1:] + chain
+    cert_msg = b"\x0b" + struct.pack("!I", len(certs))[1:] + certs
+    cap = Capture()
+    t = TcpConn(cap, C, 40000, S, 443)
+    t.handshake()
+    t.send(tls_records(client_hello("cert.example")))
+    t.recv(tls_records(server_hello(exts=((0xff01, b"\x00"),)) + cert_msg, record_size=700))
+    u = TcpConn(cap, C, 40001, S, 443)
+    u.handshake()
+    u.send(tls_records(client_hello("resumed.example")))
+    ccs = u.recv(tls_records(server_hello(exts=())) + b"\x14\x03\x03\x00\x01\x01")
+    u.close()
+    r = run(cap, rules_file(EMPTY))
+    assert schema_errors(eve_validator, r.events) == []
+    by_sni = {e["tls"]["sni"]: e for e in r.of("tls")}
+    tl = by_sni["cert.example"]["tls"]
+    assert (tl["version"], tl["subject"], tl["issuerdn"]) == ("TLS 1.2", subject, issuer)
+    assert subject == "C=NL, O=Example B.V., OU=Ops, CN=cert.example"
+    resumed = by_sni["resumed.example"]
+    assert "subject" not in resumed["tls"] and resumed["tls"]["ja3s"]["string"] == "771,4865,"
+    assert resumed["pcap_cnt"] == ccs                          # at the ChangeCipherSpec, not the flow's end
+
+
+def test_tls12_certificate_in_the_corpus(run, rules_file):
+    from test_protocol_logs import CORPUS
+    path = CORPUS / "suricata-verify/tests/bug-2646-01/input.pcap"
+    if not path.is_file():
+        import pytest
+        pytest.skip(f"{path} absent")
+    [e] = run(path, rules_file(EMPTY)).of("tls")
+    # as `openssl x509 -nameopt sep_comma_plus_space,sname` prints the capture's certificate
+    assert e["tls"]["subject"] == "C=US, ST=California, L=San Francisco, O=GitHub, Inc., CN=www.github.com"
+    assert e["tls"]["issuerdn"] == "C=US, O=DigiCert Inc, OU=www.digicert.com, CN=DigiCert SHA2 High Assurance Server CA"

@@ -75,9 +75,11 @@ def check_all(data):
 
     if isinstance(hello, tls.ClientHello):
         assert len(hello.ja4()) == 36
+    names = tls.certificate_names(data)
+    assert names is None or all(v is None or isinstance(v, str) for v in (names.subject, names.issuer))
     used, hellos, status = tls.ServerHelloReader().feed(data)
     assert 0 <= used <= len(data) and status in (None, "done")
-    assert all(isinstance(h.version, str) and isinstance(h.ja3s_string(), str) for h in hellos)
+    assert all(isinstance(h, tls.CertificateNames) or isinstance(h.ja3s_string(), str) for h in hellos)
 
     waiting = [http.HttpRequest("GET", "/", "HTTP/1.1", "h", None) for _ in range(3)]
     for full in (False, True):
