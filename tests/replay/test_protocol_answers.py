@@ -299,3 +299,11 @@ def test_tls12_certificate_in_the_corpus(run, rules_file):
     # as `openssl x509 -nameopt sep_comma_plus_space,sname` prints the capture's certificate
     assert e["tls"]["subject"] == "C=US, ST=California, L=San Francisco, O=GitHub, Inc., CN=www.github.com"
     assert e["tls"]["issuerdn"] == "C=US, O=DigiCert Inc, OU=www.digicert.com, CN=DigiCert SHA2 High Assurance Server CA"
+
+
+def test_certificate_name_oids():
+    """X.690: the first byte holds two arcs, 40 * X + Y, and X is 2 for anything >= 80; an OID
+    without a short name is written dotted."""
+    assert tls._oid(bytes([0x55, 0x04, 0x03])) == "2.5.4.3"
+    assert tls._oid(bytes([127, 1])) == "2.47.1"
+    assert tls._oid(bytes([0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01])) == "1.2.840.113549.1.9.1"
