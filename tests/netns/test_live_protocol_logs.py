@@ -1,6 +1,7 @@
 """Live protocol logs: with no rule about names, real clients and servers through the
 appliance give dns (query and answer, over UDP and TCP: dig and dnsmasq), tls (curl and
-openssl s_server: sni, ja3/ja3s/ja4, the version the server chose) and http (curl and
+openssl s_server, TLS 1.3 and 1.2: sni, ja3/ja3s/ja4, the version the server chose, the
+TLS 1.2 certificate's subject/issuer) and http (curl and
 Python's http.server: status, length, content type) events; a drop rule without `log`
 emits a blocked alert. Every event is valid against Suricata's EVE schema."""
 import json
@@ -83,9 +84,10 @@ def test_live_dns_tls_http_logs_and_blocked_alert(dp_topo, appliance, answering)
     for tcp in ("+notcp", "+tcp"):
         r = t.ex(t.client, "dig", f"@{t.server_ip}", "live.example", "A", tcp, "+tries=1", "+time=3", "+short")
         assert r.stdout.strip() == "192.0.2.7", (tcp, r)
-    r = t.ex(t.client, "curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "4", "--tlsv1.3",
-             "--resolve", f"tls.live.example:8443:{t.server_ip}", "https://tls.live.example:8443/")
-    assert r.stdout == "200", r
+    for version in (("--tlsv1.3",), ("--tlsv1.2", "--tls-max", "1.2")):
+        r = t.ex(t.client, "curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "4", *version,
+                 "--resolve", f"tls.live.example:8443:{t.server_ip}", "https://tls.live.example:8443/")
+        assert r.stdout == "200", r
     assert curl(t, url(t, 8081), max_time=2).returncode == 28      # dropped
 
     http = wait_for(lambda: len(a.events("http")) >= 2 and a.events("http"), what="two http events")
@@ -104,10 +106,15 @@ def test_live_dns_tls_http_logs_and_blocked_alert(dp_topo, appliance, answering)
             assert e["dns"]["rcode"] == "NOERROR"
             assert e["dns"]["answers"] == [{"rrname": "live.example", "rrtype": "A", "ttl": 0, "rdata": "192.0.2.7"}]
 
-    [tls] = wait_for(lambda: a.events("tls"), what="a tls event")
-    tl = tls["tls"]
-    assert tl["sni"] == "tls.live.example" and tl["version"] == "TLS 1.3"   # the ServerHello's choice
-    assert tl["ja3"]["hash"] and tl["ja3s"]["string"].startswith("771,") and tl["ja4"].startswith("t13d")
+    tls = wait_for(lambda: len(a.events("tls")) >= 2 and a.events("tls"), what="two tls events")
+    by_version = {e["tls"]["version"]: e["tls"] for e in tls}          # the ServerHello's choice
+    assert sorted(by_version) == ["TLS 1.2", "TLS 1.3"]
+    for tl in by_version.values():
+        assert tl["sni"] == "tls.live.example" and tl["ja3"]["hash"] and tl["ja3s"]["string"].startswith("771,")
+    assert by_version["TLS 1.3"]["ja4"].startswith("t13d") and "subject" not in by_version["TLS 1.3"]
+    assert by_version["TLS 1.2"]["ja4"].startswith("t12d")
+    # TLS 1.2: the certificate in the clear (self-signed: issuer = subject)
+    assert by_version["TLS 1.2"]["subject"] == by_version["TLS 1.2"]["issuerdn"] == "CN=tls.live.example"
 
     alerts = wait_for(lambda: a.events("alert"), what="the blocked alert")
     assert {(e["alert"]["signature_id"], e["alert"]["action"]) for e in alerts} == {(2001, "blocked")}
