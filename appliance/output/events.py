@@ -66,6 +66,11 @@ def tx_object(proto, tx):
         if tx.response:
             d["flags"] = "%x" % tx.flags
             d["qr"] = True
+            # Suricata's response header bits: each one written only when set
+            for bit, name in ((0x0400, "aa"), (0x0200, "tc"), (0x0100, "rd"), (0x0080, "ra"), (0x0040, "z")):
+                if tx.flags & bit:
+                    d[name] = True
+            d["opcode"] = tx.opcode
             d["rcode"] = tx.rcode
             answers = []
             for a in tx.answers:

@@ -131,6 +131,9 @@ def test_dns_answers_over_tcp(run, rules_file, eve_validator):
     assert got == [("request", 7, []), ("request", 8, []),
                    ("response", 7, ["192.0.2.1"]), ("response", 8, ["::1"])]
     assert r.of("dns")[2]["src_port"] == 53             # a response: its packet's direction
+    resp = r.of("dns")[2]["dns"]                        # flags 8180: qr, rd, ra (Suricata writes the set ones)
+    assert (resp["flags"], resp["qr"], resp["rd"], resp["ra"], resp["opcode"]) == ("8180", True, True, True, 0)
+    assert "aa" not in resp and "tc" not in resp
 
 
 def test_eve_types_off_still_offloads_answered_flows(run, rules_file):
