@@ -62,7 +62,7 @@ def test_http_body_until_close_and_unanswered_request(run, rules_file, eve_valid
     assert "status" not in by_url["/never"]            # logged as the flow ends, with what is known
 
 
-def test_http_status_on_the_transaction_for_rules(run, rules_file):
+def test_http_status_on_the_transaction_for_rules():
     """`status` is on the HttpRequest (a later http.stat_code keyword reads it there)."""
     from appliance.applayer import http
     reader = http.ResponseReader()
