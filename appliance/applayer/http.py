@@ -483,8 +483,10 @@ class ResponseReader:
     the status line and the headers it logs, then frames the body as a client does (RFC
     9112 6.3): none for HEAD, 1xx, 204 and 304; chunked; Content-Length; else until the
     connection closes. An interim 1xx (100 Continue) answers no request; a 101 switches
-    protocols, so the reading ends after it. `length` counts the body bytes (chunk data
-    without the chunk framing), as Suricata's `length` (libhtp's response_message_len).
+    protocols, so the reading ends after it. `length` counts the body's bytes as they came
+    (chunk size lines and the CRLF after each chunk's data included, trailers not), as
+    Suricata's `length` (libhtp's response_message_len: before decompression, not the
+    Content-Length header).
 
     feed(data, full, waiting) -> (consumed, requests answered, status): `waiting` is the
     list of requests still waiting (the reader takes the first one's answer); status None
@@ -534,11 +536,12 @@ class ResponseReader:
                     return off, done, "done"       # a status or chunk line longer than the window
                 break
             line = bytes(data[off:eol]).rstrip(b"\r")
+            size = eol + 1 - off
             off = eol + 1
             if self.skip_line:
                 self.skip_line = False
                 continue
-            status = self._line(line, eol + 1, waiting, done)
+            status = self._line(line, size, waiting, done)
             if status is not None:
                 return off, done, status
         return off, done, None
@@ -584,12 +587,14 @@ class ResponseReader:
             m = _CHUNK_SIZE.match(line)
             if m is None:
                 return "done"
+            self.req.length += size                # libhtp counts the chunk framing too
             self.left = int(m.group(1), 16)
             self.phase = "chunk_data" if self.left else "trailers"
             return None
         if phase == "chunk_end":
             if line:
                 return "done"
+            self.req.length += size
             self.phase = "chunk_size"
             return None
         if phase == "trailers":

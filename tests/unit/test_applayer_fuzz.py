@@ -114,7 +114,7 @@ def test_seeds_parse():
     assert tls.ServerHelloReader().feed(SERVER_HELLO_SEED)[1][0].version == "TLS 1.3"
     waiting = [http.HttpRequest("GET", "/", "HTTP/1.1", "h", None) for _ in range(2)]
     answered = http.ResponseReader().feed(HTTP_RESPONSE_SEED, False, waiting)[1]
-    assert [(r.status, r.length, r.content_type) for r in answered] == [(200, 3, "a/b"), (404, 2, None)]
+    assert [(r.status, r.length, r.content_type) for r in answered] == [(200, 3 + 3 + 2 + 3, "a/b"), (404, 2, None)]
 
 
 segments = st.lists(
