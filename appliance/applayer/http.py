@@ -63,7 +63,8 @@ class HttpRequest:
     # its response, once the server's bytes showed it (ResponseReader; None until then)
     status: int | None = field(default=None, compare=False)
     response_protocol: str | None = field(default=None, compare=False)
-    content_type: str | None = field(default=None, compare=False)
+    content_type: str | None = field(default=None, compare=False)   # up to its first ';', as Suricata's
+    redirect: str | None = field(default=None, compare=False)       # the Location header
     length: int | None = field(default=None, compare=False)   # response body bytes counted
 
 
@@ -493,7 +494,7 @@ class ResponseReader:
     while more may come, "done" when the reading stops (not a response, a switched
     protocol, framing it cannot follow, a line longer than the window)."""
 
-    __slots__ = ("phase", "left", "req", "headers", "framing", "ctype", "skip_line", "block")
+    __slots__ = ("phase", "left", "req", "framing", "ctype", "location", "skip_line", "block")
 
     def __init__(self):
         self.phase = "line"        # line | headers | body | close | chunk_size | chunk_data | chunk_end | trailers
@@ -501,6 +502,7 @@ class ResponseReader:
         self.req = None            # the request being answered (None: an interim response)
         self.framing = None        # ("length", n) | ("chunked",) | None, from the header block
         self.ctype = None
+        self.location = None
         self.skip_line = False     # inside a header line longer than the window
         self.block = 0             # header block bytes so far
 
@@ -555,7 +557,7 @@ class ResponseReader:
             if m is None:
                 return "done"
             code = int(m.group(2))
-            self.framing, self.ctype, self.block = None, None, len(line)
+            self.framing, self.ctype, self.location, self.block = None, None, None, len(line)
             self.req = None
             if not 100 <= code < 200 or code == 101:
                 if not waiting:
@@ -575,7 +577,9 @@ class ResponseReader:
                 name = name.strip(b" \t").lower()
                 value = value.strip(b" \t")
                 if name == b"content-type" and self.ctype is None:
-                    self.ctype = escape_label(value)
+                    self.ctype = escape_label(value.split(b";", 1)[0])   # Suricata cuts at ';'
+                elif name == b"location" and self.location is None:
+                    self.location = escape_label(value)
                 elif name == b"content-length" and self.framing is None and _DIGITS.match(value):
                     self.framing = ("length", int(value))
                 elif name == b"transfer-encoding":
@@ -609,7 +613,7 @@ class ResponseReader:
         if req is None:                            # an interim response: the real one follows
             self.phase = "line"
             return None
-        req.content_type = self.ctype
+        req.content_type, req.redirect = self.ctype, self.location
         code = req.status
         if code == 101:
             done.append(self._end())

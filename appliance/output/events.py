@@ -116,6 +116,8 @@ def tx_object(proto, tx):
         h["length"] = tx.length or 0
         if tx.content_type:
             h["http_content_type"] = tx.content_type
+        if tx.redirect:
+            h["redirect"] = tx.redirect
     return h
 
 

@@ -26,12 +26,12 @@ def test_http_responses_keepalive_and_pipelined(run, rules_file, eve_validator):
     cap = Capture()
     h = http_conn(cap)
     h.send(req("a"))
-    h.recv(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 5\r\n\r\nhello")
+    h.recv(b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: 5\r\n\r\nhello")
     # pipelined: three requests, then their answers in order (a HEAD whose Content-Length
     # frames no body, an interim 100 that answers nothing, a chunked body)
     h.send(req("b", method=b"HEAD") + req("c") + req("d"))
     h.recv(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
-    h.recv(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nno!")
+    h.recv(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 3\r\n\r\nno!")
     h.recv(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n"
            b"4\r\nabcd\r\n")
     h.recv(b"2;x=y\r\nef\r\n0\r\n\r\n")
@@ -40,11 +40,13 @@ def test_http_responses_keepalive_and_pipelined(run, rules_file, eve_validator):
     assert schema_errors(eve_validator, r.events) == []
     got = [(e["http"]["url"], e["http"].get("status"), e["http"].get("length"),
             e["http"].get("http_content_type")) for e in r.of("http")]
-    assert got == [("/a", 200, 5, "text/html"), ("/b", 200, 0, None), ("/c", 404, 3, None),
+    assert got == [("/a", 200, 5, "text/html"), ("/b", 200, 0, None), ("/c", 302, 3, None),
                    ("/d", 200, 23, "application/json")]
     # /d: chunked, counted as libhtp's response_message_len: size lines and the CRLF after each
     # chunk's data with the data ("4\r\n" abcd "\r\n" "2;x=y\r\n" ef "\r\n" "0\r\n" = 23), not the
     # trailer section's empty line
+    # the content type up to its ';' and the Location as Suricata writes them
+    assert [e["http"].get("redirect") for e in r.of("http")] == [None, None, "/elsewhere", None]
     # logged client -> server (Suricata's flow direction), on the packet that ended the answer
     assert {(e["src_ip"], e["dest_port"]) for e in r.of("http")} == {(C, 80)}
 
