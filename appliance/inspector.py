@@ -441,7 +441,9 @@ class Inspector:
         to log: the flow is not final. Bounded by the app layer's own limits: a TCP flow
         names its protocol within its first 64 client bytes or never; a reader that gives
         up or hits a limit is done; TLS reads at most two ClientHellos; DNS over UDP on a
-        DNS port stays inspected until the flow ends (each datagram may be a query)."""
+        DNS port stays inspected until the flow ends (each datagram may be a query). Or a
+        logged TCP transaction's answer may still come (applayer/server.py: its bounds,
+        1 MiB of the server's bytes, 64 waiting)."""
         logs = self.protologs
         if not logs or (flow.proto != TCP and flow.proto != UDP):
             return False
