@@ -21,6 +21,8 @@ from .output import events
 from .output.limits import EventLimits
 from .packet import TCP, UDP, SYN, ACK
 from .applayer import DNS_PORTS
+from .applayer import dns
+from .applayer.server import ServerSide
 
 from .output.eve import EVE_TYPES
 PROTOCOL_LOGS = ("dns", "tls", "http")
@@ -336,6 +338,7 @@ class Inspector:
                                             and not self._logs_more(flow))
         if flow.final:
             self.flows.file(flow)          # the first a flood may evict from now on
+            self._txs += self._unanswered(flow)
         offload = flow.final and may_offload
         if offload:
             flow.offloaded = True
@@ -380,6 +383,7 @@ class Inspector:
         before = flow.app
         found = []
         reason = None
+        loggable = True
         if flow.proto == TCP:
             s = self.settings
             st = flow.stream
@@ -398,6 +402,23 @@ class Inspector:
                 new = ()
                 if not to_server and pkt.payload:
                     reason = applayer.on_server_bytes(flow, st is not None and bool(st.base or st.data))
+            app = flow.app
+            if (to_server and app is not None and app.server is not None and app.proto == "tls" and app.done
+                    and app.server.waiting and "tls" not in new):
+                # the client went past its hello (encrypted records, its next handshake message):
+                # it did so after the ServerHello; one not read by now (a capture of one
+                # direction) never will be: log what is known. (Not on the packet of a hello:
+                # a second one after a HelloRetryRequest ends the client's reading, and its
+                # ServerHello is still to come.)
+                self._txs += [("tls", t) for t in app.server.flush()]
+            if not to_server and app is not None and app.server is not None:
+                # the server's answers, for the protocol logs: what they complete is logged now
+                try:
+                    answered = app.server.feed(pkt)
+                except Exception:          # a log's reader must not turn into a verdict: counted,
+                    self.counters.internal_errors += 1     # and what waits is logged as is
+                    answered = app.server.flush()
+                self._txs += [(app.server.proto, t) for t in answered]
             if reason is None and st is not None:
                 if st.ambiguous:
                     # the client's bytes read two ways (a conflicting overlap, an urgent mark
@@ -408,7 +429,11 @@ class Inspector:
         elif flow.proto == UDP:
             responses = [] if "dns" in self.protologs else None
             new, reason = applayer.on_datagram(flow, pkt.payload, responses)
-            if responses:
+            # Rules read any datagram that parses as a DNS query (against the attacker); the
+            # log takes only plausible DNS (a qtype, a known class): a DHCP or NTP datagram
+            # that happens to parse is not a DNS transaction to a SIEM, nor to a packet analyser
+            loggable = responses is not None and dns.plausible(pkt.payload)
+            if responses and loggable:
                 self._txs = [("dns", m) for m in responses]
         else:
             return ()
@@ -416,9 +441,15 @@ class Inspector:
             # this packet's new transactions, logged before a limit below may mark the names
             # unknown (the transactions read so far were read for sure)
             app = flow.app
-            if app.proto in new and app.proto in self.protologs:
+            if app.proto in new and app.proto in self.protologs and (flow.proto == TCP or loggable):
                 tx = app.tx
-                self._txs = [(app.proto, t) for t in (tx if isinstance(tx, list) else [tx])]
+                txs = tx if isinstance(tx, list) else [tx]
+                if flow.proto == TCP:
+                    # logged once answered (or when no answer can come): ServerSide
+                    if app.server is None:
+                        app.server = ServerSide(app.proto, flow, self.settings.stream_bytes)
+                    txs = app.server.wait(txs)
+                self._txs += [(app.proto, t) for t in txs]
         if found:
             self._found = [*self._found, *((name, "decode" if name.startswith("tcp.") else
                                             "stream" if name.startswith("stream.") else "applayer")
@@ -449,7 +480,9 @@ class Inspector:
         to log: the flow is not final. Bounded by the app layer's own limits: a TCP flow
         names its protocol within its first 64 client bytes or never; a reader that gives
         up or hits a limit is done; TLS reads at most two ClientHellos; DNS over UDP on a
-        DNS port stays inspected until the flow ends (each datagram may be a query)."""
+        DNS port stays inspected until the flow ends (each datagram may be a query). Or a
+        logged TCP transaction's answer may still come (applayer/server.py: its bounds,
+        1 MiB of the server's bytes, 64 waiting)."""
         logs = self.protologs
         if not logs or (flow.proto != TCP and flow.proto != UDP):
             return False
@@ -460,7 +493,18 @@ class Inspector:
                          or (app is not None and app.proto == "dns")))
         if app is None:
             return True                    # its protocol is not known yet
+        if app.server is not None and app.server.active:
+            return True                    # a logged transaction's answer may still come
         return app.known and app.proto in logs and app.multi_tx
+
+    def _unanswered(self, flow):
+        """The flow is decided for good or ends: its transactions still waiting for an
+        answer are logged with what is known."""
+        app = flow.app
+        if app is None or app.server is None:
+            return []
+        server, app.server = app.server, None
+        return [(server.proto, t) for t in server.flush()] if not server.done else []
 
     def _count_app(self, app):
         self.counters.app_flows[app.proto] = self.counters.app_flows.get(app.proto, 0) + 1
@@ -519,6 +563,8 @@ class Inspector:
 
     def _end_flow(self, flow):
         self.counters.flows_ended[flow.reason] = self.counters.flows_ended.get(flow.reason, 0) + 1
+        for proto, tx in self._unanswered(flow):
+            self._write(events.protocol(None, flow, proto, tx))
         if "flow" in self.types and self.limits.flow(flow, self.now) and self.eve is not None:
             self.eve.write(events.flow(flow))
 

@@ -202,9 +202,9 @@ def make_target(name):
                 if to_server and pkt.tcp_flags & (SYN | ACK) == SYN:
                     isn = pkt.seq              # the flow table's `isn`: the client's latest SYN
                 if st is None:
-                    st = ClientStream.open(pkt, to_server, True, isn)
+                    st = ClientStream.open(pkt, to_server, isn)
                 if st is not None:
-                    st.feed(pkt, to_server, limit, True, found)
+                    st.feed(pkt, to_server, limit, found)
                     if len(st.data) > limit:
                         raise Finding(f"stream kept {len(st.data)} bytes over its limit {limit}")
         return one
@@ -222,10 +222,13 @@ def make_target(name):
                 detect(data, UDP, 1234, 53)
             elif name == "tls":
                 tls.parse_client_hello(data)
+                tls.ServerHelloReader().feed(data)          # the server's side, for the tls log
+                tls.certificate_names(data)
                 detect(data, TCP, 1234, 443)
             else:
+                waiting = [http.HttpRequest("GET", "/", "HTTP/1.1", "h", None) for _ in range(2)]
+                http.ResponseReader().feed(data, len(data) > 256, waiting)   # responses, for the http log
                 http.parse_requests(data)
-                http.partial_request(data)
                 detect(data, TCP, 1234, 80)
         return one
 

@@ -61,11 +61,31 @@ def dns_answer(name, qid):
 _FILL = bytes(random.Random(7).getrandbits(8) for _ in range(MSS))
 
 
-def _tcp_flow(rng, request, response_len, client_data=0):
-    """(to_server, flags, payload) steps of one TCP conversation with a handshake and FIN close."""
+def http_response_head(total):
+    """A status line and headers whose Content-Length makes head + body `total` bytes."""
+    def head(n):
+        return b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n" % n
+    body = total - len(head(0))
+    while len(head(body)) + body > total:
+        body -= 1
+    return head(body)
+
+
+# A TLS 1.3 ServerHello record (supported_versions: 0x0304): the server's first bytes, so the
+# protocol logs read it (ja3s, the selected version) as they would a real server's
+SERVER_HELLO = (b"\x16\x03\x03\x00\x30\x02\x00\x00\x2c\x03\x03" + bytes(32) + b"\x00\x13\x01\x00"
+                + b"\x00\x06\x00\x2b\x00\x02\x03\x04")
+
+
+def _tcp_flow(rng, request, response_len, client_data=0, response_head=b"", answer=b""):
+    """(to_server, flags, payload) steps of one TCP conversation with a handshake and FIN close.
+    The response is `response_head` (a status line) then filler, response_len bytes in all;
+    `answer` (a ServerHello) comes right after the request, before the client's data."""
     steps = [(True, SYN, b""), (False, SYN | ACK, b""), (True, ACK, b"")]
     if request:
         steps.append((True, PSH | ACK, request))
+    if answer:
+        steps.append((False, PSH | ACK, answer))
     sent = 0
     n = 0
     while sent < client_data:
@@ -79,7 +99,8 @@ def _tcp_flow(rng, request, response_len, client_data=0):
     n = 0
     while sent < response_len:
         k = min(MSS, response_len - sent)
-        steps.append((False, ACK if sent + k < response_len else PSH | ACK, _FILL[:k]))
+        chunk = (response_head + _FILL)[:k] if sent == 0 else _FILL[:k]
+        steps.append((False, ACK if sent + k < response_len else PSH | ACK, chunk))
         sent += k
         n += 1
         if n % 2 == 0:
@@ -93,10 +114,11 @@ def flow_steps(kind, rng, qid):
         host = rng.choice(HTTP_HOSTS)
         req = (f"GET /item/{rng.randrange(10**6)} HTTP/1.1\r\nHost: {host}\r\n"
                f"User-Agent: bench/1.0\r\nAccept: */*\r\n\r\n").encode()
-        return 80, 6, _tcp_flow(rng, req, rng.randrange(500, 4 * MSS))
+        size = rng.randrange(500, 4 * MSS)
+        return 80, 6, _tcp_flow(rng, req, size, response_head=http_response_head(size))
     if kind == "tls":
         return 443, 6, _tcp_flow(rng, client_hello(rng.choice(SNI_NAMES)), rng.randrange(2000, 6 * MSS),
-                                 client_data=rng.randrange(100, 1500))
+                                 client_data=rng.randrange(100, 1500), answer=SERVER_HELLO)
     if kind == "bulk":
         port = rng.choice((22, 873, 5001, 9000))
         return port, 6, _tcp_flow(rng, b"", rng.randrange(40, 80) * MSS)
@@ -182,7 +204,7 @@ def generate(path, packets, seed=1, concurrent=64):
 
 def cached(packets, seed=1):
     os.makedirs(CACHE, exist_ok=True)
-    path = os.path.join(CACHE, f"mixed-{packets}-s{seed}.pcap")
+    path = os.path.join(CACHE, f"mixed-{packets}-s{seed}-v2.pcap")   # v2: real response heads
     if not os.path.exists(path):
         t = time.perf_counter()
         n, flows = generate(path, packets, seed)

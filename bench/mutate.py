@@ -46,6 +46,8 @@ INSPECT = [R + "test_exception_policy.py", R + "test_review_offload.py", R + "te
 DECODE = [U + "test_decode.py", U + "test_decode_edges.py", U + "test_ipv6_ah.py", U + "test_decode_corpus.py", U + "test_defrag.py",
           R + "test_decode_paths.py"]
 
+LOGS = [R + "test_protocol_answers.py", R + "test_protocol_logs.py", R + "test_name_limits.py", U + "test_applayer_fuzz.py"]
+
 D, A, S, P = "appliance/detect/", "appliance/applayer/", "appliance/stream.py", "appliance/decode.py"
 F, I = "appliance/flow.py", "appliance/inspector.py"
 
@@ -338,6 +340,40 @@ MUTATIONS = [
     ("decode: jumbogram without hop-by-hop", P,
      "if plen == 0 and nh == HOPOPTS and n > 40:", "if plen == 0 and n > 40:", DECODE),
     ("decode: VLAN priority bits kept in the id", P, "vlan = [tci & 0xFFF]", "vlan = [tci]", DECODE),
+    # protocol logs: the server's answers (applayer/server.py), ja4, certificates
+    ("logs: server answers not read", I,
+     "answered = app.server.feed(pkt)", "answered = []", LOGS),
+    ("logs: ja4 ciphers not sorted", A + "tls.py",
+     'cipher_list = ",".join("%04x" % c for c in sorted(ciphers))', 'cipher_list = ",".join("%04x" % c for c in ciphers)',
+     LOGS),
+    ("logs: ja4 keeps SNI/ALPN in the extension hash", A + "tls.py",
+     'ext_list = ",".join("%04x" % e for e in sorted(exts) if e not in (EXT_SERVER_NAME, EXT_ALPN))',
+     'ext_list = ",".join("%04x" % e for e in sorted(exts))', LOGS),
+    ("logs: tls version from the legacy field, not supported_versions", A + "tls.py",
+     "sh.version = version_name(selected if selected is not None else legacy)", "sh.version = version_name(legacy)",
+     LOGS),
+    ("logs: HEAD response framed by its Content-Length", A + "http.py",
+     'if req.method == "HEAD" or code in (204, 304):', "if code in (204, 304):", LOGS),
+    ("logs: response body bytes not counted", A + "http.py", "self.req.length += take", "pass", LOGS),
+    ("logs: content type not cut at ';' (Suricata cuts it)", A + "http.py",
+     'self.ctype = escape_label(value.split(b";", 1)[0])   # Suricata cuts at \';\'',
+     "self.ctype = escape_label(value)", LOGS),
+    ("logs: chunk size lines not counted in length (libhtp counts them)", A + "http.py",
+     "self.req.length += size                # libhtp counts the chunk framing too", "pass", LOGS),
+    ("logs: answer read past the server depth", A + "server.py",
+     "data = data[:SERVER_DEPTH - self.read]     # what is past the depth is not read", "pass", LOGS),
+    ("logs: no bound on transactions waiting", A + "server.py",
+     "while len(self.waiting) > MAX_WAITING:", "while len(self.waiting) > 10 ** 6:", LOGS),
+    ("logs: a body read to the close not logged at the FIN", A + "server.py",
+     "out.insert(0, req)             # answered, its body not ended: the bytes counted so far", "pass", LOGS),
+    ("logs: flows let go while an answer may come", I,
+     "if app.server is not None and app.server.active:", "if False:", LOGS),
+    ("logs: a second ClientHello not left waiting for its ServerHello", I,
+     'and app.server.waiting and "tls" not in new):', "):", LOGS),
+    ("logs: TLS 1.2 certificate not read", A + "tls.py", "self.want_cert = True", "pass", LOGS),
+    ("logs: DHCP/NTP datagrams logged as DNS", I,
+     "loggable = responses is not None and dns.plausible(pkt.payload)", "loggable = responses is not None", LOGS),
+    ("logs: DNS response header bits left out", "appliance/output/events.py", "d[name] = True", "pass", LOGS),
 ]
 
 # Mutations known to change no observable behaviour (a survivor here is not a missing test).

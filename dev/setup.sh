@@ -15,6 +15,8 @@ APT_PACKAGES=(
   packer systemd
   # a real Prometheus server: the test that scrapes the lab appliance's /metrics
   prometheus
+  # tests: the names the protocol logs carry, compared with a packet analyser's (tshark)
+  tshark
 )
 
 missing=()
@@ -24,6 +26,8 @@ done
 if ((${#missing[@]})); then
   echo "setup: installing Debian packages: ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
+  # tshark's package asks whether non-root users may capture: no (tests read files as root)
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

@@ -60,6 +60,12 @@ class HttpRequest:
     host: str | None
     user_agent: str | None
     hosts: list = field(default_factory=list, compare=False)   # every reading of the host (names)
+    # its response, once the server's bytes showed it (ResponseReader; None until then)
+    status: int | None = field(default=None, compare=False)
+    response_protocol: str | None = field(default=None, compare=False)
+    content_type: str | None = field(default=None, compare=False)   # up to its first ';', as Suricata's
+    redirect: str | None = field(default=None, compare=False)       # the Location header
+    length: int | None = field(default=None, compare=False)   # response body bytes counted
 
 
 def looks_like(data: bytes) -> bool:
@@ -464,3 +470,172 @@ def parse_requests(data: bytes) -> tuple[list, bool]:
         return reqs, status is None and (reader.req is not None or (reader.phase == "line" and used < len(data)))
     except Exception:  # defensive: the datapath never sees a parser exception
         return [], False
+
+
+# -- responses (the http log and a transaction's status; no name is read from them) -----
+
+_STATUS_LINE = re.compile(rb"(HTTP/[0-9]\.[0-9])[ \t]+([0-9]{3})(?:[ \t]|\Z)")
+MAX_RESPONSE_HEADERS = 65536   # a response header block past this: the reading stops
+
+
+class ResponseReader:
+    """The server's responses in order, each matched to the oldest request still waiting
+    (keep-alive and pipelining: HTTP/1.1 answers in request order, RFC 9112 9.3.2). Reads
+    the status line and the headers it logs, then frames the body as a client does (RFC
+    9112 6.3): none for HEAD, 1xx, 204 and 304; chunked; Content-Length; else until the
+    connection closes. An interim 1xx (100 Continue) answers no request; a 101 switches
+    protocols, so the reading ends after it. `length` counts the body's bytes as they came
+    (chunk size lines and the CRLF after each chunk's data included, trailers not), as
+    Suricata's `length` (libhtp's response_message_len: before decompression, not the
+    Content-Length header).
+
+    feed(data, full, waiting) -> (consumed, requests answered, status): `waiting` is the
+    list of requests still waiting (the reader takes the first one's answer); status None
+    while more may come, "done" when the reading stops (not a response, a switched
+    protocol, framing it cannot follow, a line longer than the window)."""
+
+    __slots__ = ("phase", "left", "req", "framing", "ctype", "location", "skip_line", "block")
+
+    def __init__(self):
+        self.phase = "line"        # line | headers | body | close | chunk_size | chunk_data | chunk_end | trailers
+        self.left = 0
+        self.req = None            # the request being answered (None: an interim response)
+        self.framing = None        # ("length", n) | ("chunked",) | None, from the header block
+        self.ctype = None
+        self.location = None
+        self.skip_line = False     # inside a header line longer than the window
+        self.block = 0             # header block bytes so far
+
+    def feed(self, data, full, waiting):
+        off, n = 0, len(data)
+        done = []
+        while off < n:
+            phase = self.phase
+            if phase in ("body", "chunk_data", "close"):
+                take = n - off if phase == "close" else min(self.left, n - off)
+                off += take
+                self.req.length += take
+                if phase == "close":
+                    break
+                self.left -= take
+                if self.left:
+                    break
+                if phase == "body":
+                    done.append(self._end())
+                else:
+                    self.phase = "chunk_end"
+                continue
+            eol = data.find(b"\n", off)
+            if eol < 0:
+                if full and not off and phase == "headers":
+                    self.skip_line = True          # a header line we do not log (the window holds ours)
+                    self.block += n - off
+                    off = n
+                    if self.block > MAX_RESPONSE_HEADERS:
+                        return off, done, "done"
+                    break
+                if full and not off:
+                    return off, done, "done"       # a status or chunk line longer than the window
+                break
+            line = bytes(data[off:eol]).rstrip(b"\r")
+            size = eol + 1 - off
+            off = eol + 1
+            if self.skip_line:
+                self.skip_line = False
+                continue
+            status = self._line(line, size, waiting, done)
+            if status is not None:
+                return off, done, status
+        return off, done, None
+
+    def _line(self, line, size, waiting, done):
+        phase = self.phase
+        if phase == "line":
+            if not line:
+                return None                        # a stray CRLF between responses
+            m = _STATUS_LINE.match(line)
+            if m is None:
+                return "done"
+            code = int(m.group(2))
+            self.framing, self.ctype, self.location, self.block = None, None, None, len(line)
+            self.req = None
+            if not 100 <= code < 200 or code == 101:
+                if not waiting:
+                    return "done"                  # an answer to no request we read
+                self.req = waiting.pop(0)
+                self.req.status = code
+                self.req.response_protocol = escape_label(m.group(1))
+                self.req.length = 0
+            self.phase = "headers"
+            return None
+        if phase == "headers":
+            self.block += len(line)
+            if self.block > MAX_RESPONSE_HEADERS:
+                return "done"
+            if line:
+                name, sep, value = line.partition(b":")
+                name = name.strip(b" \t").lower()
+                value = value.strip(b" \t")
+                if name == b"content-type" and self.ctype is None:
+                    self.ctype = escape_label(value.split(b";", 1)[0])   # Suricata cuts at ';'
+                elif name == b"location" and self.location is None:
+                    self.location = escape_label(value)
+                elif name == b"content-length" and self.framing is None and _DIGITS.match(value):
+                    self.framing = ("length", int(value))
+                elif name == b"transfer-encoding":
+                    last = value.lower().rsplit(b",", 1)[-1].strip(b" \t")
+                    self.framing = ("chunked",) if last == b"chunked" else ("close",)
+                return None
+            return self._body(done)
+        if phase == "chunk_size":
+            m = _CHUNK_SIZE.match(line)
+            if m is None:
+                return "done"
+            self.req.length += size                # libhtp counts the chunk framing too
+            self.left = int(m.group(1), 16)
+            self.phase = "chunk_data" if self.left else "trailers"
+            return None
+        if phase == "chunk_end":
+            if line:
+                return "done"
+            self.req.length += size
+            self.phase = "chunk_size"
+            return None
+        if phase == "trailers":
+            if not line:
+                done.append(self._end())
+            return None
+        return None
+
+    def _body(self, done):
+        """The header block ended: where the body ends (RFC 9112 6.3)."""
+        req = self.req
+        if req is None:                            # an interim response: the real one follows
+            self.phase = "line"
+            return None
+        req.content_type, req.redirect = self.ctype, self.location
+        code = req.status
+        if code == 101:
+            done.append(self._end())
+            return "done"                          # another protocol follows
+        # (a CONNECT's 2xx opens a tunnel: what follows is read on, as the request side does; TLS
+        # in it ends the reading at its first byte, plain HTTP in it is answered in order)
+        if req.method == "HEAD" or code in (204, 304):
+            done.append(self._end())
+            return None
+        framing = self.framing
+        if framing is None or framing[0] == "close":
+            self.phase = "close"                   # read until the connection closes
+        elif framing[0] == "chunked":
+            self.phase = "chunk_size"
+        else:
+            self.left = framing[1]
+            self.phase = "body"
+            if not self.left:
+                done.append(self._end())
+        return None
+
+    def _end(self):
+        req, self.req = self.req, None
+        self.phase = "line"
+        return req

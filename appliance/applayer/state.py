@@ -35,7 +35,7 @@ class AppState:
     show, [] when none will (another protocol, or the parser gave up), an Unknown when the
     appliance cannot know them (holding the names it did read, if any)."""
 
-    __slots__ = ("proto", "names", "tx", "tx_count", "unknown", "reader", "done")
+    __slots__ = ("proto", "names", "tx", "tx_count", "unknown", "reader", "done", "server")
 
     def __init__(self, proto):
         self.proto = proto           # "dns" | "tls" | "http" | "failed" | "unknown"
@@ -45,6 +45,7 @@ class AppState:
         self.unknown = None          # why the names can no longer be known (an exception reason), once they cannot
         self.reader = None           # the protocol's stream reader (TCP), while it reads
         self.done = False            # no later transaction will be read (the server reads no more, or we cannot)
+        self.server = None           # server.ServerSide: the answers read for the protocol logs (TCP)
 
     @property
     def known(self) -> bool:
@@ -94,7 +95,7 @@ def cannot_know(flow, reason, wanted=None):
     new.unknown = reason
     new.done = True
     if app is not None:
-        new.tx, new.tx_count = app.tx, app.tx_count
+        new.tx, new.tx_count, new.server = app.tx, app.tx_count, app.server
     for f in changed:
         old = app.names[f] if app is not None else None
         new.names[f] = Unknown(old) if old else UNKNOWN

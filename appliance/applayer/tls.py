@@ -5,6 +5,7 @@ Input is the client->server stream. A ClientHello may span many handshake record
 concatenates their fragments until the whole handshake message is present.
 """
 
+import hashlib
 from dataclasses import dataclass, field
 
 from appliance.applayer import CAP, MORE, NOT
@@ -27,6 +28,7 @@ EXT_SUPPORTED_VERSIONS = 43
 EXT_EARLY_DATA = 42
 EXT_SUPPORTED_GROUPS = 10
 EXT_EC_POINT_FORMATS = 11
+EXT_SIGNATURE_ALGORITHMS = 13
 # JA3 (the fingerprint threat intel publishes) needs the offered cipher suites, extension
 # types, groups and point formats. Held up to these bounds; a hello offering more is
 # fingerprinted from what was held (ja3 then says so: ClientHello.ja3_cut).
@@ -58,6 +60,32 @@ class ClientHello:
     groups: list = field(default_factory=list, compare=False)
     point_formats: list = field(default_factory=list, compare=False)
     ja3_cut: bool = field(default=False, compare=False)   # a list ran past what is held: partial
+    # JA4's extra fields: the signature algorithms in order, the first ALPN value as sent,
+    # the highest supported_versions entry (GREASE out; None without the extension)
+    sig_algs: list = field(default_factory=list, compare=False)
+    alpn_first: bytes | None = field(default=None, compare=False)
+    offered_max: int | None = field(default=None, compare=False)
+    # the server's answer (the log's): its ServerHello, once the server's bytes showed it
+    server: object = field(default=None, compare=False)
+    certificate: object = field(default=None, compare=False)   # CertificateNames (TLS <= 1.2)
+
+    def ja4(self):
+        """FoxIO's JA4 (technical_details/JA4.md), TLS over TCP: t, version (the highest
+        supported_versions entry, else the legacy version), d/i (SNI or not), cipher and
+        extension counts (GREASE out, capped at 99), the first ALPN value's first and last
+        characters; then sha256[:12] of the sorted cipher list and of the sorted extension
+        list (SNI and ALPN out) _ the signature algorithms in their order."""
+        ciphers = [v for v in self.ciphers if not is_grease(v)]
+        exts = [v for v in self.extensions if not is_grease(v)]
+        v = self.offered_max if self.offered_max is not None else self.legacy_version
+        head = "t%s%s%02d%02d%s" % (_JA4_VERSIONS.get(v, "00"), "d" if EXT_SERVER_NAME in exts else "i",
+                                    min(len(ciphers), 99), min(len(exts), 99), _ja4_alpn(self.alpn_first))
+        cipher_list = ",".join("%04x" % c for c in sorted(ciphers))
+        ext_list = ",".join("%04x" % e for e in sorted(exts) if e not in (EXT_SERVER_NAME, EXT_ALPN))
+        sigs = [s for s in self.sig_algs if not is_grease(s)]
+        if sigs and ext_list:
+            ext_list += "_" + ",".join("%04x" % s for s in sigs)
+        return "%s_%s_%s" % (head, _ja4_hash(cipher_list), _ja4_hash(ext_list))
 
     def ja3_string(self):
         """Salesforce's JA3: version,ciphers,extensions,groups,point formats (GREASE out)."""
@@ -65,6 +93,27 @@ class ClientHello:
             return "-".join(str(v) for v in vals if not is_grease(v))
         return ",".join((str(self.legacy_version), j(self.ciphers), j(self.extensions),
                          j(self.groups), "-".join(str(v) for v in self.point_formats)))
+
+
+_JA4_VERSIONS = {0x0304: "13", 0x0303: "12", 0x0302: "11", 0x0301: "10", 0x0300: "s3", 0x0002: "s2",
+                 0xfeff: "d1", 0xfefd: "d2", 0xfefc: "d3"}
+
+
+def _ja4_hash(text):
+    """JA4's truncated hash; an empty list is twelve zeros, not the hash of nothing."""
+    return hashlib.sha256(text.encode()).hexdigest()[:12] if text else "000000000000"
+
+
+def _ja4_alpn(value):
+    """The first and last characters of the first ALPN value ("00" without one); of its hex
+    form when either is not alphanumeric (JA4.md's examples: AB CD -> "ad", 30 AB -> "3b")."""
+    if not value:
+        return "00"
+    first, last = value[0], value[-1]
+    if chr(first).isascii() and chr(first).isalnum() and chr(last).isascii() and chr(last).isalnum():
+        return chr(first) + chr(last)
+    h = value.hex()
+    return h[0] + h[-1]
 
 
 def version_name(v: int) -> str:
@@ -210,7 +259,7 @@ class HelloReader:
 
 
 _KEPT_EXTENSIONS = (EXT_SERVER_NAME, EXT_ALPN, EXT_SUPPORTED_VERSIONS, EXT_SUPPORTED_GROUPS,
-                    EXT_EC_POINT_FORMATS)
+                    EXT_EC_POINT_FORMATS, EXT_SIGNATURE_ALGORITHMS)
 
 
 class _HelloParser:
@@ -333,6 +382,10 @@ class _HelloParser:
                     return CAP
             elif etype == EXT_ALPN:
                 hello.alpn = _alpn(f)
+                if len(f) >= 3 and 3 + f[2] <= len(f):
+                    hello.alpn_first = bytes(f[3:3 + f[2]])
+            elif etype == EXT_SIGNATURE_ALGORITHMS:
+                hello.sig_algs = _u16_list(f)
             elif etype == EXT_SUPPORTED_GROUPS:
                 hello.groups = _u16_list(f)
             elif etype == EXT_EC_POINT_FORMATS and f:
@@ -366,6 +419,8 @@ class _HelloParser:
 
     def _done(self):
         offered = [v for v in self.offered if not is_grease(v)]
+        if offered:
+            self.hello.offered_max = max(offered)
         self.hello.version = version_name(max(offered) if offered else self.legacy)
         return self.hello
 
@@ -417,3 +472,259 @@ def parse_client_hello(data: bytes):
         return HelloReader().feed(data)[1]
     except Exception:  # defensive: the datapath never sees a parser exception
         return NOT
+
+
+# -- the server's side (for the tls log only; no rule reads it) -------------------------
+
+HANDSHAKE_SERVER_HELLO = 2
+# RFC 8446 4.1.3: a ServerHello with this random is a HelloRetryRequest
+HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
+MAX_SERVER_HELLO = 65536 + 4   # a ServerHello's extensions are bounded by a 16-bit length
+
+
+@dataclass
+class ServerHello:
+    legacy_version: int
+    version: str                   # the selected one: supported_versions when sent, else legacy_version
+    cipher: int
+    extensions: list = field(default_factory=list)
+    alpn: list = field(default_factory=list)
+    retry: bool = False            # a HelloRetryRequest: another ClientHello/ServerHello follows
+
+    def ja3s_string(self):
+        """Salesforce's JA3S: version,cipher,extensions (GREASE out, as Suricata does)."""
+        return "%d,%d,%s" % (self.legacy_version, self.cipher,
+                             "-".join(str(e) for e in self.extensions if not is_grease(e)))
+
+
+def parse_server_hello(body):
+    """A ServerHello message body (after the 4-byte handshake header): ServerHello or None."""
+    try:
+        if len(body) < 38:
+            return None
+        legacy = (body[0] << 8) | body[1]
+        off = 35 + body[34]                       # version, random, session id
+        if off + 3 > len(body):
+            return None
+        sh = ServerHello(legacy, "", (body[off] << 8) | body[off + 1], retry=body[2:34] == HRR_RANDOM)
+        off += 3                                  # cipher, compression
+        selected = None
+        if off + 2 <= len(body):
+            end = min(off + 2 + ((body[off] << 8) | body[off + 1]), len(body))
+            off += 2
+            while off + 4 <= end:
+                etype, elen = (body[off] << 8) | body[off + 1], (body[off + 2] << 8) | body[off + 3]
+                off += 4
+                ext = body[off:min(off + elen, end)]
+                sh.extensions.append(etype)
+                if etype == EXT_SUPPORTED_VERSIONS and len(ext) >= 2:
+                    selected = (ext[0] << 8) | ext[1]
+                elif etype == EXT_ALPN:
+                    sh.alpn = _alpn(ext)
+                off += elen
+        sh.version = version_name(selected if selected is not None else legacy)
+        return sh
+    except Exception:  # defensive: the datapath never sees a parser exception
+        return None
+
+
+HANDSHAKE_CERTIFICATE = 11
+MAX_CERTIFICATE_MESSAGE = 65536 + 4   # a longer chain is not read (no subject/issuer logged)
+
+
+@dataclass
+class CertificateNames:
+    """The server certificate's subject and issuer (the first of the chain), as Suricata
+    writes them: "C=US, O=Example, CN=www.example.com"."""
+    subject: str | None
+    issuer: str | None
+
+
+class ServerHelloReader:
+    """The server's ServerHellos out of its stream: handshake records, the message
+    reassembled across them (up to MAX_SERVER_HELLO). After a HelloRetryRequest it reads on
+    for the next ServerHello. After a TLS 1.2 (or older) one it reads the next handshake
+    message: a Certificate (in the clear before TLS 1.3) gives the first certificate's
+    subject and issuer (CertificateNames; up to MAX_CERTIFICATE_MESSAGE); then, or after a
+    TLS 1.3 ServerHello (its certificate is encrypted), it is done. Change-cipher-spec
+    records are skipped before the ServerHello (TLS 1.3 middlebox compatibility) and end the
+    reading after it (a resumed session: no certificate); an alert, application data or an
+    unexpected handshake message ends it too.
+
+    feed(data) -> (consumed, items, status): items are ServerHello and CertificateNames;
+    status None while more may come, "done"."""
+
+    __slots__ = ("hs", "left", "skipping", "want_cert")
+
+    def __init__(self):
+        self.hs = bytearray()      # handshake bytes of the message being reassembled
+        self.left = 0              # bytes of the current record's body still to come
+        self.skipping = False      # the current record is one we pass over
+        self.want_cert = False     # a TLS 1.2 ServerHello was read: its Certificate comes next
+
+    def feed(self, data, full=False):
+        off, n = 0, len(data)
+        out = []
+        while True:
+            if self.left:
+                take = min(self.left, n - off)
+                if not self.skipping:
+                    self.hs += data[off:off + take]
+                off += take
+                self.left -= take
+                while len(self.hs) >= 4:          # whole messages reassembled so far
+                    want = HANDSHAKE_CERTIFICATE if self.want_cert else HANDSHAKE_SERVER_HELLO
+                    bound = MAX_CERTIFICATE_MESSAGE if self.want_cert else MAX_SERVER_HELLO
+                    mlen = (self.hs[1] << 16) | (self.hs[2] << 8) | self.hs[3]
+                    if self.hs[0] != want or mlen + 4 > bound:
+                        return off, out, "done"
+                    if len(self.hs) < 4 + mlen:
+                        break
+                    body = bytes(self.hs[4:4 + mlen])
+                    del self.hs[:4 + mlen]
+                    if self.want_cert:
+                        names = certificate_names(body)
+                        if names is not None:
+                            out.append(names)
+                        return off, out, "done"
+                    sh = parse_server_hello(body)
+                    if sh is None:
+                        return off, out, "done"
+                    out.append(sh)
+                    if not sh.retry:
+                        if sh.version not in ("TLS 1.2", "TLS 1.1", "TLS 1.0", "SSLv3"):
+                            return off, out, "done"    # TLS 1.3: the certificate is encrypted
+                        self.want_cert = True
+                if self.left:
+                    return off, out, None
+            if n - off < 5:
+                return off, out, None
+            ctype, major = data[off], data[off + 1]
+            rlen = (data[off + 3] << 8) | data[off + 4]
+            if major != 3 or rlen > MAX_RECORD or ctype not in (CONTENT_HANDSHAKE, CONTENT_CCS) \
+                    or (ctype == CONTENT_CCS and self.want_cert):
+                return off, out, "done"
+            off += 5
+            self.left = rlen
+            self.skipping = ctype == CONTENT_CCS
+
+
+# -- X.509 names (DER), for the tls log's subject/issuer ---------------------------------
+
+_OID_NAMES = {
+    "2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.10": "O",
+    "2.5.4.11": "OU", "2.5.4.5": "serialNumber", "2.5.4.9": "street", "2.5.4.17": "postalCode",
+    "2.5.4.15": "businessCategory", "2.5.4.4": "SN", "2.5.4.42": "GN", "2.5.4.12": "title",
+    "0.9.2342.19200300.100.1.25": "DC", "0.9.2342.19200300.100.1.1": "UID",
+    "1.2.840.113549.1.9.1": "emailAddress",
+    "1.3.6.1.4.1.311.60.2.1.3": "jurisdictionC", "1.3.6.1.4.1.311.60.2.1.2": "jurisdictionST",
+    "1.3.6.1.4.1.311.60.2.1.1": "jurisdictionL",
+}
+
+
+def _der(buf, off, end):
+    """One DER element at off: (tag, content start, content end); None if malformed."""
+    if off + 2 > end:
+        return None
+    tag, n = buf[off], buf[off + 1]
+    off += 2
+    if n & 0x80:
+        k = n & 0x7F
+        if k == 0 or k > 3 or off + k > end:
+            return None
+        n = int.from_bytes(buf[off:off + k], "big")
+        off += k
+    if off + n > end:
+        return None
+    return tag, off, off + n
+
+
+def _oid(b):
+    if not b:
+        return ""
+    parts = [b[0] // 40, b[0] % 40] if b[0] < 80 else [2, b[0] - 80]
+    v = 0
+    for x in b[1:]:
+        v = (v << 7) | (x & 0x7F)
+        if not x & 0x80:
+            parts.append(v)
+            v = 0
+    return ".".join(map(str, parts))
+
+
+def _name(buf, start, end):
+    """An X.509 Name (SEQUENCE OF SET OF {type, value}) as "C=US, O=Example, CN=x"."""
+    out = []
+    off = start
+    while off < end:
+        rdn = _der(buf, off, end)
+        if rdn is None or rdn[0] != 0x31:
+            return None
+        a = rdn[1]
+        while a < rdn[2]:
+            atv = _der(buf, a, rdn[2])
+            if atv is None or atv[0] != 0x30:
+                return None
+            oid = _der(buf, atv[1], atv[2])
+            if oid is None or oid[0] != 0x06:
+                return None
+            val = _der(buf, oid[2], atv[2])
+            if val is None:
+                return None
+            raw = bytes(buf[val[1]:val[2]])
+            if val[0] == 0x1E:                     # BMPString: UTF-16BE
+                raw = raw.decode("utf-16-be", "replace").encode()
+            text = escape_label(raw) if val[0] != 0x0C else _utf8(raw)
+            out.append("%s=%s" % (_OID_NAMES.get(_oid(buf[oid[1]:oid[2]]), _oid(buf[oid[1]:oid[2]])), text))
+            a = atv[2]
+        off = rdn[2]
+    return ", ".join(out)
+
+
+def _utf8(raw):
+    """A UTF8String: its text, with control characters and the escape char escaped."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return escape_label(raw)
+    return "".join(c if c.isprintable() and c != "\\" else escape_label(c.encode()) for c in text)
+
+
+def certificate_names(body):
+    """The first certificate of a Certificate message body (TLS 1.2: a 3-byte list length,
+    then 3-byte-length certificates): its subject and issuer, or None when it does not read."""
+    try:
+        if len(body) < 6:
+            return None
+        clen = int.from_bytes(body[3:6], "big")
+        cert = body[6:6 + clen]
+        top = _der(cert, 0, len(cert))                     # Certificate
+        if top is None or top[0] != 0x30:
+            return None
+        tbs = _der(cert, top[1], top[2])                   # TBSCertificate
+        if tbs is None or tbs[0] != 0x30:
+            return None
+        fields = []
+        off = tbs[1]
+        while off < tbs[2] and len(fields) < 7:
+            el = _der(cert, off, tbs[2])
+            if el is None:
+                return None
+            if not fields and el[0] == 0xA0:               # [0] version: not counted
+                off = el[2]
+                fields.append(None)
+                continue
+            fields.append(el)
+            off = el[2]
+        if fields and fields[0] is None:
+            fields = fields[1:]
+        # serial, signature algorithm, issuer, validity, subject
+        if len(fields) < 5 or fields[2][0] != 0x30 or fields[4][0] != 0x30:
+            return None
+        issuer = _name(cert, fields[2][1], fields[2][2])
+        subject = _name(cert, fields[4][1], fields[4][2])
+        if issuer is None and subject is None:
+            return None
+        return CertificateNames(subject, issuer)
+    except Exception:  # defensive: the datapath never sees a parser exception
+        return None

@@ -72,6 +72,11 @@ def tx_object(proto, tx):
         if tx.response:
             d["flags"] = "%x" % tx.flags
             d["qr"] = True
+            # Suricata's response header bits: each one written only when set
+            for bit, name in ((0x0400, "aa"), (0x0200, "tc"), (0x0100, "rd"), (0x0080, "ra"), (0x0040, "z")):
+                if tx.flags & bit:
+                    d[name] = True
+            d["opcode"] = tx.opcode
             d["rcode"] = tx.rcode
             answers = []
             for a in tx.answers:
@@ -90,19 +95,60 @@ def tx_object(proto, tx):
             t["client_alpns"] = list(tx.alpn)
         ja3 = tx.ja3_string()
         t["ja3"] = {"hash": hashlib.md5(ja3.encode()).hexdigest(), "string": ja3}
+        t["ja4"] = tx.ja4()
+        sh = tx.server
+        if sh is not None:                        # the ServerHello: the version the server chose
+            t["version"] = sh.version
+            ja3s = sh.ja3s_string()
+            t["ja3s"] = {"hash": hashlib.md5(ja3s.encode()).hexdigest(), "string": ja3s}
+            if sh.alpn:
+                t["server_alpns"] = list(sh.alpn)
+        cert = tx.certificate
+        if cert is not None:                      # TLS <= 1.2: the certificate is in the clear
+            if cert.subject:
+                t["subject"] = cert.subject
+            if cert.issuer:
+                t["issuerdn"] = cert.issuer
         return t
-    h = {"url": tx.uri, "http_method": tx.method, "protocol": tx.protocol}
+    # Suricata's `protocol` is the request's; a request without one (HTTP/0.9 style) shows
+    # the response's
+    h = {"url": tx.uri, "http_method": tx.method, "protocol": tx.protocol or tx.response_protocol or ""}
     if tx.host:
         h["hostname"] = tx.host
     if tx.user_agent:
         h["http_user_agent"] = tx.user_agent
+    if tx.status is not None:
+        h["status"] = tx.status
+        h["length"] = tx.length or 0
+        if tx.content_type:
+            h["http_content_type"] = tx.content_type
+        if tx.redirect:
+            h["redirect"] = tx.redirect
     return h
 
 
 def protocol(pkt, flow, proto, tx):
-    """A protocol log event (event_type dns/tls/http): one transaction, whatever the rules."""
-    ev = _base(proto, pkt.ts)
-    _addresses(ev, pkt, flow)
+    """A protocol log event (event_type dns/tls/http): one transaction, whatever the rules.
+    tls and http are transactions of the connection, logged client -> server whichever packet
+    completed them (Suricata's LOG_DIR_FLOW); dns events keep their packet's direction (a
+    response from the server). `pkt` None: logged as the flow ends (its last packet's time)."""
+    if pkt is None or (proto != "dns" and flow is not None):
+        ev = _base(proto, pkt.ts if pkt is not None else flow.last)
+        ev["flow_id"] = flow.id
+        ev.update(src_ip=flow.src, src_port=flow.sport, dest_ip=flow.dst, dest_port=flow.dport,
+                  proto=proto_name(flow.proto))
+        iface = pkt.in_iface if pkt is not None else flow.in_iface
+        if iface:
+            ev["in_iface"] = iface
+        pcap_file = pkt.pcap_file if pkt is not None else flow.pcap_file
+        if pcap_file:
+            ev["pcap_filename"] = pcap_file
+            cnt = (pkt.pcap_cnt if pkt is not None else 0) or flow.pcap_cnt
+            if cnt:
+                ev["pcap_cnt"] = cnt
+    else:
+        ev = _base(proto, pkt.ts)
+        _addresses(ev, pkt, flow)
     ev["app_proto"] = proto
     ev[proto] = tx_object(proto, tx)
     return ev

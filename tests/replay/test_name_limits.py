@@ -290,7 +290,13 @@ def test_connection_close_lets_the_flow_go(rules_file):
     keep = b"GET / HTTP/1.1\r\nHost: good.example\r\n\r\n"
     v, _ = feed(conn(keep), rules_file(HTTP_DROP))
     assert decided(v) == ("pass", False)
-    v, _ = feed(conn(keep.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")), rules_file(HTTP_DROP))
+    close = keep.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+    v, _ = feed(conn(close, answer=b"HTTP/1.1 204 No Content\r\n\r\n"), rules_file(HTTP_DROP))
+    assert decided(v) == ("pass", True)
+    # with the http log on, the flow waits for the answer it logs (the status); without, it goes at once
+    v, _ = feed(conn(close), rules_file(HTTP_DROP))
+    assert decided(v) == ("pass", False)
+    v, _ = feed(conn(close), rules_file(HTTP_DROP), eve_types=("alert", "flow"))
     assert decided(v) == ("pass", True)
 
 

@@ -22,7 +22,12 @@ TLS_SEED = bytes(TLS(msg=[TLSClientHello(ciphers=[0x1301], ext=[
     TLS_Ext_SupportedVersion_CH(versions=[0x0304, 0x0303])])]))
 HTTP_SEED = (b"POST http://a.example/x HTTP/1.1\r\nHost: [::1]:80\r\nUser-Agent: t\r\n"
              b"Content-Length: 2\r\n\r\nabGET / HTTP/1.1\r\n\r\n")
-SEEDS = [DNS_SEED, DNS_SEED_PTR, TLS_SEED, HTTP_SEED]
+SERVER_HELLO_SEED = (b"\x16\x03\x03\x00\x34\x02\x00\x00\x30\x03\x03" + b"\x22" * 32 + b"\x00\x13\x01\x00"
+                     + b"\x00\x08\x00\x2b\x00\x02\x03\x04\x00\x10")
+HTTP_RESPONSE_SEED = (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: a/b\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+                      b"HTTP/1.0 404 x\r\nContent-Length: 2\r\n\r\nno")
+SEEDS = [DNS_SEED, DNS_SEED_PTR, TLS_SEED, HTTP_SEED, SERVER_HELLO_SEED, HTTP_RESPONSE_SEED]
 
 
 @st.composite
@@ -68,6 +73,20 @@ def check_all(data):
         assert hello.sni is None or isinstance(hello.sni, str)
         assert isinstance(hello.version, str) and all(isinstance(a, str) for a in hello.alpn)
 
+    if isinstance(hello, tls.ClientHello):
+        assert len(hello.ja4()) == 36
+    names = tls.certificate_names(data)
+    assert names is None or all(v is None or isinstance(v, str) for v in (names.subject, names.issuer))
+    used, hellos, status = tls.ServerHelloReader().feed(data)
+    assert 0 <= used <= len(data) and status in (None, "done")
+    assert all(isinstance(h, tls.CertificateNames) or isinstance(h.ja3s_string(), str) for h in hellos)
+
+    waiting = [http.HttpRequest("GET", "/", "HTTP/1.1", "h", None) for _ in range(3)]
+    for full in (False, True):
+        used, answered, status = http.ResponseReader().feed(data, full, list(waiting))
+        assert 0 <= used <= len(data) and status in (None, "done")
+        assert all(isinstance(r.status, int) and r.length >= 0 for r in answered)
+
     reqs, more = http.parse_requests(data)
     assert isinstance(more, bool)
     for r in reqs:
@@ -92,6 +111,10 @@ def test_seeds_parse():
     assert [r.method for r in http.parse_requests(HTTP_SEED)[0]] == ["POST", "GET"]
     framed = struct.pack("!H", len(DNS_SEED)) + DNS_SEED
     assert detect(framed, TCP, 1024, 53) == "dns"
+    assert tls.ServerHelloReader().feed(SERVER_HELLO_SEED)[1][0].version == "TLS 1.3"
+    waiting = [http.HttpRequest("GET", "/", "HTTP/1.1", "h", None) for _ in range(2)]
+    answered = http.ResponseReader().feed(HTTP_RESPONSE_SEED, False, waiting)[1]
+    assert [(r.status, r.length, r.content_type) for r in answered] == [(200, 3 + 3 + 2 + 3, "a/b"), (404, 2, None)]
 
 
 segments = st.lists(

@@ -1,0 +1,118 @@
+"""The server's side of a TCP flow, read for the protocol logs only (no rule reads it):
+DNS answers over TCP, the TLS ServerHello (ja3s, the selected version), HTTP responses
+(status, length, content type).
+
+A transaction the client side read waits here for its answer and is logged when the
+answer is read, or, with what is known, when the answer cannot come or be followed: the
+server's bytes end (FIN), the reader stops (not the protocol, a switched protocol, a
+framing it cannot follow), SERVER_DEPTH is read, a hole it cannot fill, too many waiting,
+the flow ends or is decided for good (a drop). DNS queries are logged at once (as over
+UDP); their responses are events of their own.
+
+The server's bytes are reassembled like the client's (StreamStart, Linux's receive queue),
+in a window of the same size; the readers consume what they read.
+"""
+from ..packet import FIN, RST
+from ..stream import MASK, StreamStart
+from . import dns, http, tls
+
+SERVER_DEPTH = 1 << 20     # server bytes read per flow: Suricata's default stream.reassembly.depth
+MAX_WAITING = 64           # transactions waiting for an answer; past it the oldest is logged as is
+
+
+class ServerSide:
+    __slots__ = ("proto", "bytes", "reader", "waiting", "done", "read", "answering")
+
+    def __init__(self, proto, flow, window):
+        self.proto = proto
+        self.bytes = StreamStart(window)
+        if flow.tcp is not None:           # the SYN/ACK was seen: the server's first byte is ISN + 1
+            self.bytes.add((flow.tcp.s_acked0 - 1) & MASK, b"", True)
+        self.reader = (dns.TcpReader() if proto == "dns" else tls.ServerHelloReader() if proto == "tls"
+                       else http.ResponseReader())
+        self.waiting = []          # transactions waiting for their answer, oldest first
+        self.done = False          # nothing more is read: what waits is logged as is
+        self.read = 0              # server bytes the reader consumed
+        self.answering = None      # TLS: the hello whose ServerHello was read, its certificate next
+
+    @property
+    def active(self) -> bool:
+        """An answer may still come for a transaction that waits (or is being answered)."""
+        return not self.done and (bool(self.waiting) or self.answering is not None
+                                  or getattr(self.reader, "req", None) is not None)
+
+    def wait(self, txs):
+        """Transactions to log once answered. Returns those to log now: DNS queries (and the
+        oldest waiting ones past MAX_WAITING, or all of them once the reading stopped)."""
+        out = list(txs) if self.proto == "dns" else []
+        if self.done:
+            return out if self.proto == "dns" else list(txs)
+        self.waiting.extend(txs)
+        while len(self.waiting) > MAX_WAITING:
+            tx = self.waiting.pop(0)
+            if self.proto != "dns":
+                out.append(tx)
+        return out
+
+    def feed(self, pkt):
+        """One server->client segment. Returns the transactions to log now."""
+        if self.done or pkt.tcp_flags & RST:
+            return []
+        st = self.bytes
+        out = []
+        grew = st.add(pkt.seq, pkt.payload, fin=bool(pkt.tcp_flags & FIN))
+        while grew and not self.done:
+            out += self._read(st.data, st.complete)
+            grew = st.cut and st.add(pkt.seq, pkt.payload, fin=bool(pkt.tcp_flags & FIN))
+        if not self.done and (st.fin or st.lost or st.dropped or self.read >= SERVER_DEPTH):
+            out += self.flush()            # no more to read, or a hole we cannot fill
+        return out
+
+    def _read(self, data, full):
+        out = []
+        data = data[:SERVER_DEPTH - self.read]     # what is past the depth is not read
+        if self.proto == "dns":
+            used, msgs, status = self.reader.feed(data, full)
+            for m in msgs:
+                if m.response:
+                    if self.waiting:
+                        self.waiting.pop(0)
+                    out.append(m)
+        elif self.proto == "tls":
+            used, items, status = self.reader.feed(data)
+            for item in items:
+                if isinstance(item, tls.ServerHello):
+                    if self.waiting:
+                        hello = self.waiting.pop(0)
+                        hello.server = item
+                        if self.reader.want_cert:
+                            self.answering = hello     # logged with its certificate's names
+                        else:
+                            out.append(hello)
+                elif self.answering is not None:       # CertificateNames
+                    self.answering.certificate = item
+                    out.append(self.answering)
+                    self.answering = None
+        else:
+            used, out, status = self.reader.feed(data, full, self.waiting)
+        self.bytes.consume(used)
+        self.read += used
+        if status is not None:
+            out += self.flush()
+        return out
+
+    def flush(self):
+        """The reading ends: every transaction still waiting (and one being answered) is
+        logged with what is known."""
+        self.done = True
+        out = [] if self.proto == "dns" else list(self.waiting)
+        if self.answering is not None:
+            out.insert(0, self.answering)   # its ServerHello read, its certificate not
+            self.answering = None
+        req = getattr(self.reader, "req", None)
+        if req is not None:
+            out.insert(0, req)             # answered, its body not ended: the bytes counted so far
+            self.reader.req = None
+        self.waiting = []
+        self.bytes = None
+        return out
