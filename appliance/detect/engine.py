@@ -14,7 +14,8 @@ Semantics (docs/rules.md has the user's version):
   exception_policy "drop" (the default); under "ignore" only the names it did read
   count.
 - alert rules never decide. Header-only alert rules fire once per flow and
-  direction (every packet with `every_packet`, as .rules count); content/packet
+  direction (Suricata's IP-only rules: the first packet each way; every packet
+  with `every_packet`); content/packet
   rules fire per matching packet; app-layer rules once per transaction.
 - Flow state (flowstate.py): flowbits/flowint conditions are packet conditions;
   changes happen on a match. A verdict rule with `header: packet` is matched

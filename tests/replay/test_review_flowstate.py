@@ -1,0 +1,43 @@
+"""Adversarial review of the flow-state change (rev1): flows held, offloaded or alerted in
+ways an attacker can steer. Each test is one finding's regression test."""
+from scapy.all import ICMP, IP
+
+from replaykit import Capture, TcpConn, l2
+from appliance.decode import decode_frame
+from appliance.detect.loader import load_rules
+from appliance.inspector import Inspector, Settings
+
+
+def feed(cap, rules, **settings):
+    insp = Inspector(load_rules(rules), Settings(**settings))
+    out = [insp.process(decode_frame(buf, cap.linktype, ts)) for ts, buf in cap.frames]
+    assert insp.counters.internal_errors == 0
+    return out, insp
+
+
+def ping(cap, n, src="10.0.0.1", dst="203.0.113.9", ident=7):
+    for i in range(n):
+        cap.add(l2(IP(src=src, dst=dst) / ICMP(type=8, id=ident, seq=i)))
+        cap.add(l2(IP(src=dst, dst=src) / ICMP(type=0, id=ident, seq=i)))
+    return cap
+
+
+# ------------------------------------------------------------ header-only .rules alerts
+
+def test_header_only_rules_alert_once_per_flow_direction_as_suricata_ip_only(rules_file):
+    """Suricata matches a rule with nothing but a header (and msg/sid/...) in its IP-only
+    engine, on the first packet of each direction of a flow (detect.c
+    DetectRunInspectIPOnly; ports are checked there too). Alerting on every packet made one
+    `alert ip $EXTERNAL_NET any -> $HOME_NET any` an alert event per packet of every flow it
+    fits (disk), and held those flows in Python up to 1 MiB each way (CPU)."""
+    cap = ping(Capture(), 20)
+    v, _ = feed(cap, rules_file('alert icmp any any -> any any (msg:"icmp"; sid:2;)\n', "a.rules"))
+    assert sum(len(x.alerts) for x in v) == 2                 # request and reply, once each
+    assert v[1].offload                                       # both fired: nothing left to look at
+    cap = Capture()
+    c = TcpConn(cap, "10.0.0.1", 40100, "198.51.100.7", 445)
+    c.handshake()
+    for _ in range(10):
+        c.send(b"x" * 100)
+    v, _ = feed(cap, rules_file('alert tcp any any -> any 445 (msg:"smb"; sid:3;)\n', "b.rules"))
+    assert sum(len(x.alerts) for x in v) == 1
