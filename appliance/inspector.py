@@ -318,7 +318,9 @@ class Inspector:
         if pkt_action == "reject" and not decided_here:
             pkt_action = "drop"            # the RST/unreachable went out with the deciding packet
 
-        fired = det.alerts(pkt, flow, to_server, cand, new_fields, scan) if within_before else []
+        # bypass: alert rules no longer look at the flow (it is held only for a verdict rule)
+        look = within_before and not bypassed(flow)
+        fired = det.alerts(pkt, flow, to_server, cand, new_fields, scan) if look else []
         if decided_now is not None and decided_now.logs:
             fired.append(decided_now)
         emitted = []
@@ -331,9 +333,12 @@ class Inspector:
         if flow.verdict in ("drop", "reject"):
             flow.final = True
         elif flow.verdict == "pass":
-            # bypass: a matched rule ended inspection of the passed flow (nothing else looks)
-            flow.final = bypassed(flow) or (not det.more_to_inspect(flow, to_server, within)
-                                            and not self._logs_more(flow))
+            # bypass: a matched rule ended the alerts' and logs' look at the passed flow; a
+            # verdict rule that may still change the verdict (a later request's name) keeps it
+            if bypassed(flow):
+                flow.final = not det.more_to_inspect(flow, to_server, within, alerts=False)
+            else:
+                flow.final = not det.more_to_inspect(flow, to_server, within) and not self._logs_more(flow)
         if flow.final:
             self.flows.file(flow)          # the first a flood may evict from now on
         offload = flow.final and may_offload

@@ -191,15 +191,17 @@ class Detector:
         packet going the other way: verdict rules describe the connection."""
         return self.candidates(_Reverse(flow, True), flow, True)
 
-    def more_to_inspect(self, flow, to_server, within=True):
+    def more_to_inspect(self, flow, to_server, within=True, alerts=True):
         """Could anything still fire or change the verdict of a passed flow on a later packet?
         `within`: the flow is inside its inspection depth (alerts look only there); name
-        rules look at every transaction the server reads, whatever the depth."""
+        rules look at every transaction the server reads, whatever the depth. `alerts`:
+        False asks only whether a verdict rule may still change the verdict (bypass ends
+        the alerts' look, never the judging of a later transaction)."""
         other = flow.cand_tc if to_server else flow.cand_ts
         if other is None:
             other = self.candidates(_Reverse(flow, not to_server), flow, not to_server)
         cand = (flow.cand_ts if to_server else flow.cand_tc) | other
-        if within:
+        if within and alerts:
             if cand & self.deep_alert:
                 return True                # content/packet/app alert rules still look
             if other & self.header_alert and not (flow.pkts_tc if to_server else flow.pkts_ts):

@@ -584,7 +584,8 @@ KEYWORDS = (
                                                  "EVE alert.source and alert.target"}),
     Keyword("bypass", fk.flag("bypass"),
             {"type": "boolean", "description": "a match ends inspection of the flow once its verdict is "
-                                               "pass: it is offloaded, later alerts and logs see nothing"}),
+                                               "pass: it is offloaded, later alerts and logs see nothing "
+                                               "(a verdict rule that may judge a later transaction keeps it)"}),
     Keyword("header", fk.verdict_only("header", ("connection", "packet")),
             {"enum": ["connection", "packet"], "default": "connection",
              "description": "pass/drop/reject: src/dst/ports describe the connection (src = its initiator, "

@@ -41,3 +41,25 @@ def test_header_only_rules_alert_once_per_flow_direction_as_suricata_ip_only(rul
         c.send(b"x" * 100)
     v, _ = feed(cap, rules_file('alert tcp any any -> any 445 (msg:"smb"; sid:3;)\n', "b.rules"))
     assert sum(len(x.alerts) for x in v) == 1
+
+
+# ------------------------------------------------------------ bypass vs a verdict still open
+
+def test_bypass_never_ends_the_judging_of_a_later_request(rules_file):
+    """A passed HTTP keep-alive flow is judged again on each request a drop `http_host`
+    rule may still match. An alert rule with `bypass` that the client's first request
+    triggers must not offload the flow: the second request (Host: evil) is still dropped."""
+    cap = Capture()
+    c = TcpConn(cap, "10.0.0.1", 40101, "198.51.100.7", 80)
+    c.handshake()
+    c.send(b"GET /a HTTP/1.1\r\nHost: good.example\r\n\r\n")
+    c.recv(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    c.send(b"GET /b HTTP/1.1\r\nHost: evil.example\r\n\r\n")
+    rules = rules_file("rules:\n"
+                       "  - {id: 1, action: drop, http_host: evil.example}\n"
+                       "  - {id: 2, action: alert, proto: tcp, content: 'GET ', bypass: true, noalert: true}\n"
+                       "  - {id: 3, action: alert, proto: tcp, content: 'GET /b'}\n")
+    v, _ = feed(cap, rules)
+    assert not any(x.offload for x in v[:5])
+    assert v[-1].action == "drop"
+    assert [r.id for r in v[-1].alerts] == [1]    # the drop's own; bypass ended the alert rules' look
