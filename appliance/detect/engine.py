@@ -288,8 +288,13 @@ class Detector:
             flipped &= ~pkth
         if c & self.app_any:
             c = self._drop_unmatched_app(c, flow)
-        if not inspect:
-            c &= ~self.perpkt
+        # a packet past its direction's depth is not looked at; while later packets will be
+        # (.rules: the other direction's budget is left) a packet condition is pending, not
+        # failed -- else a download past its depth decided the upload's drop rules by default
+        unseen = 0 if inspect else self.perpkt
+        if unseen and not more:
+            c &= ~unseen
+            unseen = 0
         rules = self.rules
         plain = self.plain
         waiting = None                         # a per-packet-header rule that may fit a later packet
@@ -305,6 +310,8 @@ class Detector:
                     waiting = r
                 c ^= low
                 continue
+            if low & unseen:
+                return PENDING, r
             if low & plain:
                 if low & self.writes:
                     self.state.apply(r, flow)      # bypass

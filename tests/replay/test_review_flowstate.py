@@ -63,3 +63,21 @@ def test_bypass_never_ends_the_judging_of_a_later_request(rules_file):
     assert not any(x.offload for x in v[:5])
     assert v[-1].action == "drop"
     assert [r.id for r in v[-1].alerts] == [1]    # the drop's own; bypass ended the alert rules' look
+# ------------------------------------------------------------ per-direction depth
+
+def test_a_download_past_its_depth_does_not_decide_the_uploads_rules(rules_file):
+    """Each direction has its own budget with .rules: the server's 50 KB past its depth must
+    not decide the flow by default (and offload it) while the client's direction is still
+    inspected -- the client's "evil" after the download is still dropped."""
+    cap = Capture()
+    c = TcpConn(cap, "10.0.0.1", 40103, "198.51.100.7", 80)
+    c.handshake()
+    c.send(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+    for _ in range(40):
+        c.recv(b"y" * 1400)                        # 56 KB to the client: past a 50 KB depth
+    c.send(b"evil")
+    rules = rules_file('drop tcp any any -> any 80 (msg:"evil"; flow:to_server; content:"evil"; sid:9;)\n',
+                       "a.rules")
+    v, _ = feed(cap, rules, depth_bytes=50_000)
+    assert v[-1].action == "drop"
+    assert not any(x.offload for x in v[:-1])
