@@ -280,9 +280,13 @@ class Inspector:
             else:
                 tc += size
             within = n < depth_packets and (ts < depth_bytes or tc < depth_bytes)
+            # each direction's own: its alert rules hold the flow only while it is within
+            within_dirs = (within and (ts if to_server else tc) < depth_bytes,
+                           within and (tc if to_server else ts) < depth_bytes)
         else:
             within_before = n - 1 < depth_packets and flow.inspected_bytes < depth_bytes
             within = n < depth_packets and flow.inspected_bytes + size < depth_bytes
+            within_dirs = within
         flow.inspected_bytes += size
         if not to_server:
             flow.inspected_tc += size
@@ -336,9 +340,9 @@ class Inspector:
             # bypass: a matched rule ended the alerts' and logs' look at the passed flow; a
             # verdict rule that may still change the verdict (a later request's name) keeps it
             if bypassed(flow):
-                flow.final = not det.more_to_inspect(flow, to_server, within, alerts=False)
+                flow.final = not det.more_to_inspect(flow, to_server, within_dirs, alerts=False)
             else:
-                flow.final = not det.more_to_inspect(flow, to_server, within) and not self._logs_more(flow)
+                flow.final = not det.more_to_inspect(flow, to_server, within_dirs) and not self._logs_more(flow)
         if flow.final:
             self.flows.file(flow)          # the first a flood may evict from now on
         offload = flow.final and may_offload

@@ -193,18 +193,24 @@ class Detector:
 
     def more_to_inspect(self, flow, to_server, within=True, alerts=True):
         """Could anything still fire or change the verdict of a passed flow on a later packet?
-        `within`: the flow is inside its inspection depth (alerts look only there); name
+        `within`: the flow is inside its inspection depth (alerts look only there), or
+        (this direction, the other) when each has its own budget (.rules); name
         rules look at every transaction the server reads, whatever the depth. `alerts`:
         False asks only whether a verdict rule may still change the verdict (bypass ends
         the alerts' look, never the judging of a later transaction)."""
         other = flow.cand_tc if to_server else flow.cand_ts
         if other is None:
             other = self.candidates(_Reverse(flow, not to_server), flow, not to_server)
-        cand = (flow.cand_ts if to_server else flow.cand_tc) | other
-        if within and alerts:
-            if cand & self.deep_alert:
+        this = flow.cand_ts if to_server else flow.cand_tc
+        cand = this | other
+        # .rules: (this direction, the other) each within its own byte budget; alert rules
+        # of a direction past its depth look at nothing more, so they hold nothing
+        w_this, w_other = within if type(within) is tuple else (within, within)
+        within = w_this or w_other
+        if alerts:
+            if ((this if w_this else 0) | (other if w_other else 0)) & self.deep_alert:
                 return True                # content/packet/app alert rules still look
-            if other & self.header_alert and not (flow.pkts_tc if to_server else flow.pkts_ts):
+            if w_other and other & self.header_alert and not (flow.pkts_tc if to_server else flow.pkts_ts):
                 return True                # the other direction's header alerts have not fired yet
         names = cand & self.decision & self.app_any
         if not names:

@@ -65,6 +65,28 @@ def test_bypass_never_ends_the_judging_of_a_later_request(rules_file):
     assert [r.id for r in v[-1].alerts] == [1]    # the drop's own; bypass ended the alert rules' look
 # ------------------------------------------------------------ per-direction depth
 
+def test_a_flow_is_not_held_for_rules_of_a_direction_past_its_depth(rules_file):
+    """With .rules each direction has its own byte budget. A download: the server's
+    direction passes its depth while the client's (ACKs, no payload) never does. The only
+    content rule looks at the server's direction, so past its depth nothing is left to
+    inspect: the flow is offloaded instead of every later packet going through Python."""
+    cap = Capture()
+    c = TcpConn(cap, "10.0.0.1", 40102, "198.51.100.7", 80)
+    c.handshake()
+    c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    for _ in range(60):
+        c.recv(b"y" * 1400)                        # 84 KB: past a 50 KB depth
+        c.send(b"", flags="A")
+    rules = rules_file('alert tcp any 80 -> any any (msg:"from web"; content:"MARK"; sid:5;)\n', "a.rules")
+    only_alerts = dict(depth_bytes=50_000, eve_types=("alert",))   # no HTTP log holding the flow
+    v, _ = feed(cap, rules, **only_alerts)
+    assert any(x.offload for x in v)
+    # while the client's direction is within and a rule looks at it, the flow stays
+    both = rules_file('alert tcp any any -> any any (msg:"any"; content:"MARK"; sid:5;)\n', "b.rules")
+    v, _ = feed(cap, both, **only_alerts)
+    assert not any(x.offload for x in v)
+
+
 def test_a_download_past_its_depth_does_not_decide_the_uploads_rules(rules_file):
     """Each direction has its own budget with .rules: the server's 50 KB past its depth must
     not decide the flow by default (and offload it) while the client's direction is still
