@@ -114,6 +114,7 @@ class Inspector:
         self._ended = None                # the flow that ended to make room for this packet
         self._flow = None                 # this packet's flow, once looked up
         self._txs = []                    # this packet's transactions to log: (proto, tx)
+        self._untracked = 0               # detector.filters.untracked last reported
         self._types_set(self.settings)
 
     # -- public API ------------------------------------------------------------
@@ -194,6 +195,7 @@ class Inspector:
         detector.exception_policy = self.settings.exception_policy   # read per decision, not at build
         flowstate.remap(self.flows.flows.values(), self.detector.state, detector.state)
         self.detector = detector
+        self._untracked = 0                    # the new detector's filters count from 0
         for flow in self.flows.flows.values():   # candidate masks were for the old rules
             flow.cand_ts = flow.cand_tc = None
         self.ruleset = ruleset
@@ -325,6 +327,10 @@ class Inspector:
         # bypass: alert rules no longer look at the flow (it is held only for a verdict rule)
         look = within_before and not bypassed(flow)
         fired = det.alerts(pkt, flow, to_server, cand, new_fields, scan) if look else []
+        if det.filters.untracked != self._untracked:
+            # a detection_filter count this packet needed could not be kept (engine.packet_match)
+            self._untracked = det.filters.untracked
+            self._found = [*self._found, ("detect.filter_untracked", "engine")]
         if decided_now is not None and decided_now.logs:
             fired.append(decided_now)
         emitted = []

@@ -267,8 +267,15 @@ class Detector:
         if (r.flowbits or r.flowint) and not self.state.holds(r, flow):
             return False
         # last: it counts the matches of everything else
-        if r.detection_filter is not None and not self.filters.exceeded(r, pkt, flow, pkt.ts):
-            return False
+        if r.detection_filter is not None:
+            over = self.filters.exceeded(r, pkt, flow, pkt.ts)
+            if over is None:
+                # the count cannot be kept (the table is full of open windows): as a name
+                # that cannot be known, a drop/reject rule matches under exception_policy
+                # "drop", nothing else does (the Inspector reports it)
+                over = r.action in ("drop", "reject") and self.exception_policy == "drop"
+            if not over:
+                return False
         return True
 
     # -- decisions -----------------------------------------------------------

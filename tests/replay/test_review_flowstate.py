@@ -1,11 +1,14 @@
 """Adversarial review of the flow-state change (rev1): flows held, offloaded or alerted in
 ways an attacker can steer. Each test is one finding's regression test."""
-from scapy.all import ICMP, IP
+import json
+
+from scapy.all import ICMP, IP, TCP
 
 from replaykit import Capture, TcpConn, l2
 from appliance.decode import decode_frame
 from appliance.detect.loader import load_rules
 from appliance.inspector import Inspector, Settings
+from appliance.output.eve import EveWriter
 
 
 def feed(cap, rules, **settings):
@@ -103,3 +106,34 @@ def test_a_download_past_its_depth_does_not_decide_the_uploads_rules(rules_file)
     v, _ = feed(cap, rules, depth_bytes=50_000)
     assert v[-1].action == "drop"
     assert not any(x.offload for x in v[:-1])
+
+
+# ------------------------------------------------------------ detection_filter's bounded table
+
+def test_a_flood_of_new_sources_does_not_flush_a_drop_rules_count(rules_file, tmp_path):
+    """`drop ... flags:S; detection_filter: track by_src, count 2` drops a source's third
+    SYN. The count table is bounded; a flood of spoofed sources used to evict the oldest
+    count -- the attacker's -- so its next SYN started from 1 again and passed. Now an open
+    window is never evicted: a value that finds the table full cannot be counted, says so
+    (anomaly) and is read against the attacker (a drop rule's filter is exceeded)."""
+    cap = Capture()
+    for port in (41000, 41001):
+        cap.add(l2(IP(src="203.0.113.50", dst="10.0.0.22") / TCP(sport=port, dport=22, flags="S")))
+    for i in range(70):                            # spoofed sources, one SYN each
+        cap.add(l2(IP(src=f"198.18.{i // 250}.{i % 250 + 1}", dst="10.0.0.22") / TCP(sport=5000, dport=22, flags="S")))
+    cap.add(l2(IP(src="203.0.113.50", dst="10.0.0.22") / TCP(sport=41002, dport=22, flags="S")))
+    cap.add(l2(IP(src="198.18.9.9", dst="10.0.0.22") / TCP(sport=5000, dport=22, flags="S")), dt=61)
+    insp = Inspector(load_rules(rules_file(
+        'drop tcp any any -> $HOME_NET 22 (msg:"syn rate"; flow:to_server; flags:S; '
+        'detection_filter:track by_src, count 2, seconds 60; sid:52;)\n', "a.rules")), Settings())
+    insp.detector.filters.max_trackers = 64       # the bound, small: the flood fills it
+    insp.eve = EveWriter(str(tmp_path / "eve.json"))
+    v = [insp.process(decode_frame(buf, cap.linktype, ts)) for ts, buf in cap.frames]
+    insp.eve.close()
+    events = [json.loads(line) for line in (tmp_path / "eve.json").read_text().splitlines()]
+    anomalies = [e for e in events if e["event_type"] == "anomaly"]
+    assert [x.action for x in v[:2]] == ["pass", "pass"]
+    assert v[-2].action == "drop"                  # the attacker's third SYN within the minute
+    assert any(a["anomaly"].get("event") == "detect.filter_untracked" for a in anomalies)
+    assert all(x.action == "drop" for x in v[2 + 63:-2])   # the flood past the table: uncounted, dropped
+    assert v[-1].action == "pass"                  # a minute later the ended windows make room
