@@ -311,7 +311,9 @@ class Inspector:
         decided_now = None                 # the rule that decided on this packet, if any
         decided_here = False
         if action is None or (action == "pass" and new_fields):
-            status, rule = det.decide(pkt, flow, to_server, cand_flow, within_before, within, scan, flipped)
+            more = within if within_dirs is within else (
+                within_dirs if to_server else (within_dirs[1], within_dirs[0]))   # (ts, tc)
+            status, rule = det.decide(pkt, flow, to_server, cand_flow, within_before, more, scan, flipped)
             if status == MATCH and (action is None or rule.action != "pass"):
                 flow.verdict, flow.verdict_rule, decided_now = rule.action, rule, rule
                 decided_here = True

@@ -125,6 +125,13 @@ class Detector:
             if r.bidirectional:
                 self.bidir |= bit
         self.no_reads = every ^ self.reads
+        # rules that only look at one direction's packets (flow: to_server / to_client)
+        self.only_ts = self.only_tc = 0
+        for i, r in enumerate(rules):
+            if "to_server" in r.flow:
+                self.only_ts |= 1 << i
+            elif "to_client" in r.flow:
+                self.only_tc |= 1 << i
         self.silent = 0                        # noalert rules
         for i, r in enumerate(rules):
             if r.noalert:
@@ -285,9 +292,14 @@ class Detector:
 
         `inspect`: this packet is within the inspection depth, so packet conditions are
         checked on it. `more`: later packets will be too, so an unmet packet condition is
-        pending rather than failed. A name not known yet is pending either way.
+        pending rather than failed; (to_server, to_client) when each direction has its own
+        budget (.rules): pending only for a rule that can look at a direction still within.
+        A name not known yet is pending either way.
         `flipped`: rules that read this packet's direction the other way
         (unoriented_candidates)."""
+        later = self._later(more, flipped)     # rules a later inspected packet may still satisfy
+        if type(more) is tuple:
+            more = more[1] if to_server else more[0]   # below: the other direction's packets
         c = cand & self.decision
         pkth = self.pkt_header
         here = 0
@@ -305,9 +317,9 @@ class Detector:
         # (.rules: the other direction's budget is left) a packet condition is pending, not
         # failed -- else a download past its depth decided the upload's drop rules by default
         unseen = 0 if inspect else self.perpkt
-        if unseen and not more:
-            c &= ~unseen
-            unseen = 0
+        if unseen:
+            c &= ~(unseen & ~later)
+            unseen &= later
         rules = self.rules
         plain = self.plain
         waiting = None                         # a per-packet-header rule that may fit a later packet
@@ -334,7 +346,7 @@ class Detector:
                 if app is None or any(app.names[f] is None for f in self.app_of[i]):
                     return PENDING, r          # the app layer resolves it within the protocol's limits
             if low & self.perpkt and not self.packet_match(r, pkt, flow, to_server != bool(low & flipped), scan):
-                if more:
+                if low & later:
                     return PENDING, r
                 c ^= low                       # the last look: not matched, try the next rule
                 continue
@@ -342,6 +354,19 @@ class Detector:
                 self.state.apply(r, flow)
             return MATCH, r
         return (PENDING, waiting) if waiting is not None else (DEFAULT, None)
+
+    def _later(self, more, flipped):
+        """The rules a later packet within the depth may still satisfy (all, or none, when
+        the depth is shared; with a budget per direction, not those that look only at a
+        direction past its depth -- `flipped` rules read directions the other way)."""
+        if type(more) is not tuple:
+            return -1 if more else 0
+        ts, tc = more
+        if ts == tc:
+            return -1 if ts else 0
+        only_ts = (self.only_ts & ~flipped) | (self.only_tc & flipped)
+        only_tc = (self.only_tc & ~flipped) | (self.only_ts & flipped)
+        return ~only_tc if ts else ~only_ts
 
     def decide_unread(self, pkt, direction):
         """(rule or None, policy_used) for a packet whose transport the decoder could not

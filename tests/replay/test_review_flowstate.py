@@ -137,3 +137,22 @@ def test_a_flood_of_new_sources_does_not_flush_a_drop_rules_count(rules_file, tm
     assert any(a["anomaly"].get("event") == "detect.filter_untracked" for a in anomalies)
     assert all(x.action == "drop" for x in v[2 + 63:-2])   # the flood past the table: uncounted, dropped
     assert v[-1].action == "pass"                  # a minute later the ended windows make room
+
+
+def test_a_rule_for_a_direction_past_its_depth_does_not_hold_the_flow(rules_file):
+    """The other side of per-direction pending: a drop rule that only looks at packets to
+    the client (flow:to_client) can no longer match once that direction is past its depth,
+    however long the client's own budget lasts (ACKs carry no payload): the flow is
+    decided and offloaded, not held undecided in Python for the rest of the download."""
+    cap = Capture()
+    c = TcpConn(cap, "10.0.0.1", 40104, "198.51.100.7", 80)
+    c.handshake()
+    c.send(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+    for _ in range(60):
+        c.recv(b"y" * 1400)                        # 84 KB to the client: past a 50 KB depth
+        c.send(b"", flags="A")
+    rules = rules_file('drop tcp any 80 -> any any (msg:"evil reply"; flow:to_client; content:"EVIL"; sid:8;)\n',
+                       "a.rules")
+    v, _ = feed(cap, rules, depth_bytes=50_000, eve_types=("alert",))
+    assert all(x.action == "pass" for x in v)
+    assert any(x.offload for x in v)
