@@ -313,7 +313,8 @@ class Inspector:
         if action is None or (action == "pass" and new_fields):
             more = within if within_dirs is within else (
                 within_dirs if to_server else (within_dirs[1], within_dirs[0]))   # (ts, tc)
-            status, rule = det.decide(pkt, flow, to_server, cand_flow, within_before, more, scan, flipped)
+            status, rule = det.decide(pkt, flow, to_server, cand_flow, within_before, more, scan, flipped,
+                                      bool(pkt.discard))
             if status == MATCH and (action is None or rule.action != "pass"):
                 flow.verdict, flow.verdict_rule, decided_now = rule.action, rule, rule
                 decided_here = True
@@ -328,7 +329,7 @@ class Inspector:
 
         # bypass: alert rules no longer look at the flow (it is held only for a verdict rule)
         look = within_before and not bypassed(flow)
-        fired = det.alerts(pkt, flow, to_server, cand, new_fields, scan) if look else []
+        fired = det.alerts(pkt, flow, to_server, cand, new_fields, scan, bool(pkt.discard)) if look else []
         if det.filters.untracked != self._untracked:
             # a detection_filter count this packet needed could not be kept (engine.packet_match)
             self._untracked = det.filters.untracked

@@ -287,7 +287,7 @@ class Detector:
 
     # -- decisions -----------------------------------------------------------
 
-    def decide(self, pkt, flow, to_server, cand, inspect, more, scan, flipped=0):
+    def decide(self, pkt, flow, to_server, cand, inspect, more, scan, flipped=0, discarded=False):
         """(MATCH, rule) | (PENDING, rule) | (DEFAULT, None) for this packet.
 
         `inspect`: this packet is within the inspection depth, so packet conditions are
@@ -296,7 +296,10 @@ class Detector:
         budget (.rules): pending only for a rule that can look at a direction still within.
         A name not known yet is pending either way.
         `flipped`: rules that read this packet's direction the other way
-        (unoriented_candidates)."""
+        (unoriented_candidates). `discarded`: the server's TCP discards this segment (flow
+        tracking): nothing in it reaches the server, so it satisfies no pass rule's packet
+        condition and changes no flow state; a drop/reject rule still judges it (a NULL
+        scan, a decoy are the sender's own doing)."""
         later = self._later(more, flipped)     # rules a later inspected packet may still satisfy
         if type(more) is tuple:
             more = more[1] if to_server else more[0]   # below: the other direction's packets
@@ -317,6 +320,8 @@ class Detector:
         # (.rules: the other direction's budget is left) a packet condition is pending, not
         # failed -- else a download past its depth decided the upload's drop rules by default
         unseen = 0 if inspect else self.perpkt
+        if discarded:
+            unseen |= self.perpkt & (~self.block | self.writes)
         if unseen:
             c &= ~(unseen & ~later)
             unseen &= later
@@ -425,9 +430,13 @@ class Detector:
 
     # -- alerts --------------------------------------------------------------
 
-    def alerts(self, pkt, flow, to_server, cand, new_fields, scan):
-        """Alert rules that fire on this packet (before thresholds)."""
+    def alerts(self, pkt, flow, to_server, cand, new_fields, scan, discarded=False):
+        """Alert rules that fire on this packet (before thresholds). `discarded`: a segment
+        the server discards still alerts (a scan is worth seeing) but changes no flow state:
+        the rules that would are left out."""
         a = cand & self.alert
+        if discarded:
+            a &= ~self.writes
         if not a:
             return []
         out = []

@@ -2,7 +2,7 @@
 ways an attacker can steer. Each test is one finding's regression test."""
 import json
 
-from scapy.all import ICMP, IP, TCP
+from scapy.all import ICMP, IP, TCP, Raw
 
 from replaykit import Capture, TcpConn, l2
 from appliance.decode import decode_frame
@@ -156,3 +156,55 @@ def test_a_rule_for_a_direction_past_its_depth_does_not_hold_the_flow(rules_file
     v, _ = feed(cap, rules, depth_bytes=50_000, eve_types=("alert",))
     assert all(x.action == "pass" for x in v)
     assert any(x.offload for x in v)
+
+
+# ------------------------------------------------------------ segments the server discards
+
+def decoy(cap, c, data):
+    """A client segment with a bad TCP checksum: the server's stack discards it."""
+    cap.add(l2(IP(src=c.c, dst=c.s) / TCP(sport=c.cp, dport=c.sp, flags="PA", seq=c.cseq, ack=c.sseq,
+                                         chksum=0x1234) / Raw(data)))
+
+
+def test_a_segment_the_server_discards_changes_no_flowbit(rules_file):
+    """flowbits mirror what the server saw: a bad-checksum "QUIT" (discarded by the server,
+    whose session goes on) must not unset the bit a drop rule reads, or the "DELE" after it
+    passes."""
+    cap = Capture()
+    c = TcpConn(cap, "10.0.0.1", 40105, "198.51.100.7", 21)
+    c.handshake()
+    c.send(b"USER root\r\n")
+    decoy(cap, c, b"QUIT\r\n")
+    c.send(b"DELE /etc/passwd\r\n")
+    rules = rules_file(
+        'alert tcp any any -> any 21 (flow:to_server; content:"USER root"; flowbits:set,root; noalert; sid:1;)\n'
+        'alert tcp any any -> any 21 (flow:to_server; content:"QUIT"; flowbits:unset,root; noalert; sid:2;)\n'
+        'drop tcp any any -> any 21 (msg:"root deletes"; flow:to_server; content:"DELE"; flowbits:isset,root; '
+        'sid:3;)\n', "a.rules")
+    v, _ = feed(cap, rules)
+    assert v[-1].action == "drop"
+
+
+def test_a_segment_the_server_discards_satisfies_no_pass_rule(rules_file):
+    """The same decoy carrying what a content pass rule wants must not pass (and offload)
+    the flow: the server never read it, and the request it does read is another."""
+    cap = Capture()
+    c = TcpConn(cap, "10.0.0.1", 40106, "198.51.100.7", 80)
+    c.handshake()
+    decoy(cap, c, b"GET /public HTTP/1.1\r\n\r\n")
+    c.send(b"GET /admin! HTTP/1.1\r\n\r\n")
+    c.recv(b"HTTP/1.1 200 OK\r\n\r\n")
+    rules = rules_file("default_action: drop\n"
+                       "rules:\n  - {id: 1, action: pass, proto: tcp, dst_port: 80, content: 'GET /public'}\n")
+    v, _ = feed(cap, rules, depth_packets=6, eve_types=("alert",))
+    assert not any(x.offload and x.action == "pass" for x in v)
+    assert v[-1].action == "drop"                  # the depth ends with the pass rule unmatched
+
+
+def test_a_drop_rule_still_judges_a_segment_the_server_discards(rules_file):
+    """The other half: what the sender does is still its own -- a NULL-flags probe (Linux
+    discards a segment without ACK) is dropped by a drop rule on it."""
+    cap = Capture()
+    cap.add(l2(IP(src="203.0.113.5", dst="10.0.0.9") / TCP(sport=5555, dport=80, flags="")))
+    v, _ = feed(cap, rules_file('drop tcp any any -> $HOME_NET any (msg:"null scan"; flags:0; sid:7;)\n', "a.rules"))
+    assert v[0].action == "drop" and [r.id for r in v[0].alerts] == [7]
