@@ -305,6 +305,10 @@ class Inspector:
         if first and flow.midstream:
             # picked up mid-stream: its start, maybe its requests, are behind us
             self._cannot_know(flow, "midstream", cand_flow)
+            if cand_flow & det.decision & det.reads:
+                # ... and the flowbits/flowints its earlier packets set (engine.packet_match)
+                flowstate.cannot_know(flow)
+                self._found = [*self._found, ("exception.midstream", "engine")]
         new_fields = self._applayer(pkt, flow, to_server, cand_flow)
 
         action = flow.verdict

@@ -27,7 +27,7 @@ Header fields are matched against each packet's own direction (Suricata's
 from . import index as ix
 from .keywords import APP_FIELDS, RULE_FIELD, app_fields, per_packet
 from .rule import PROTOS
-from .flowstate import FlowState
+from .flowstate import FlowState, unknown as unknown_state
 from .threshold import DetectionFilters, Thresholds
 from ..applayer import DNS_PORTS
 from ..applayer.state import Unknown
@@ -271,8 +271,15 @@ class Detector:
                     return False
         if r.regex is not None and r.regex.search(payload) is None:
             return False
-        if (r.flowbits or r.flowint) and not self.state.holds(r, flow):
-            return False
+        if r.flowbits or r.flowint:
+            if r.decides and unknown_state(flow):
+                # earlier packets' state is unknown (picked up mid-stream): as an unknown
+                # name, a drop/reject rule's condition holds under exception_policy "drop",
+                # a pass rule's never does
+                if r.action == "pass" or self.exception_policy != "drop":
+                    return False
+            elif not self.state.holds(r, flow):
+                return False
         # last: it counts the matches of everything else
         if r.detection_filter is not None:
             over = self.filters.exceeded(r, pkt, flow, pkt.ts)

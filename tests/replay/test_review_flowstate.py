@@ -208,3 +208,53 @@ def test_a_drop_rule_still_judges_a_segment_the_server_discards(rules_file):
     cap.add(l2(IP(src="203.0.113.5", dst="10.0.0.9") / TCP(sport=5555, dport=80, flags="")))
     v, _ = feed(cap, rules_file('drop tcp any any -> $HOME_NET any (msg:"null scan"; flags:0; sid:7;)\n', "a.rules"))
     assert v[0].action == "drop" and [r.id for r in v[0].alerts] == [7]
+
+
+# ------------------------------------------------------------ flow state that cannot be known
+
+SET_ROOT = 'alert tcp any any -> any 21 (flow:to_server; content:"USER root"; flowbits:set,root; noalert; sid:1;)\n'
+DROP_ROOT = 'drop tcp any any -> any 21 (msg:"root deletes"; flow:to_server; content:"DELE"; flowbits:isset,root; sid:3;)\n'
+PASS_GUEST = 'pass tcp any any -> any 21 (msg:"guest"; flow:to_server; content:"LIST"; flowbits:isnotset,root; sid:4;)\n'
+
+
+def midstream_ftp(cap, port, command, handshake=False):
+    """A connection picked up after its start (the appliance restarted, or the flow was
+    evicted by a flood and comes back): its USER line, and the bit it set, are behind us."""
+    c = TcpConn(cap, "10.0.0.1", port, "198.51.100.7", 21)
+    if handshake:
+        c.handshake()
+    c.send(command)
+    return c
+
+
+def test_a_flow_picked_up_midstream_has_unknown_flow_state(rules_file, tmp_path):
+    """The bits earlier packets set are unknown on a flow picked up mid-stream: as a name
+    that cannot be known, the exception policy reads them -- under "drop" a drop rule's
+    flowbit condition holds and a pass rule's does not (an attacker who gets its own
+    connection evicted from the table must not come back with the bit cleared) -- and the
+    anomaly says so. Under "ignore" the rules that need the state do not match."""
+    dele = midstream_ftp(Capture(), 40107, b"DELE /etc/passwd\r\n").cap
+    drop_rules = rules_file(SET_ROOT + DROP_ROOT, "a.rules")
+    insp = Inspector(load_rules(drop_rules), Settings(eve_types=("alert", "anomaly")))
+    insp.eve = EveWriter(str(tmp_path / "eve.json"))
+    v = [insp.process(decode_frame(buf, dele.linktype, ts)) for ts, buf in dele.frames]
+    insp.eve.close()
+    assert v[0].action == "drop"
+    events = [json.loads(line) for line in (tmp_path / "eve.json").read_text().splitlines()]
+    assert any(e.get("anomaly", {}).get("event") == "exception.midstream" for e in events)
+    v, _ = feed(dele, drop_rules, exception_policy="ignore")
+    assert v[0].action == "pass"
+    listing = midstream_ftp(Capture(), 40108, b"LIST\r\n").cap
+    v, _ = feed(listing, rules_file(SET_ROOT + PASS_GUEST, "b.rules"), depth_packets=1)
+    assert v[0].flow.verdict_rule is None          # the pass rule did not match: the default decided
+
+
+def test_a_flow_with_its_start_seen_keeps_known_state(rules_file):
+    """The guard's other side: with the handshake seen nothing is unknown; DELE without the
+    bit is not dropped, LIST without it is passed by the pass rule."""
+    dele = midstream_ftp(Capture(), 40109, b"DELE x\r\n", handshake=True).cap
+    v, _ = feed(dele, rules_file(SET_ROOT + DROP_ROOT, "a.rules"), depth_packets=4)
+    assert v[-1].action == "pass"
+    listing = midstream_ftp(Capture(), 40110, b"LIST\r\n", handshake=True).cap
+    v, _ = feed(listing, rules_file(SET_ROOT + PASS_GUEST, "b.rules"), depth_packets=4)
+    assert v[-1].flow.verdict_rule is not None and v[-1].flow.verdict_rule.id == 4
