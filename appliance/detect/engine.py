@@ -113,7 +113,7 @@ class Detector:
         self.filters = DetectionFilters()
         # flowbits/flowint/bypass, Suricata's <> and per-packet headers of verdict rules
         self.state = FlowState(rules)
-        self.reads = self.writes = self.pkt_header = self.bidir = 0
+        self.reads = self.writes = self.pkt_header = self.bidir = self.no_hold = 0
         for i, r in enumerate(rules):
             bit = 1 << i
             if FlowState.reads(r):
@@ -122,6 +122,8 @@ class Detector:
                 self.writes |= bit
             if r.decides and r.header == "packet":
                 self.pkt_header |= bit
+            if r.decides and not r.hold:
+                self.no_hold |= bit
             if r.bidirectional:
                 self.bidir |= bit
         self.no_reads = every ^ self.reads
@@ -348,6 +350,10 @@ class Detector:
                 c ^= low
                 continue
             if low & unseen:
+                if low & self.no_hold:         # Suricata's: judged per packet, holds nothing back
+                    waiting = waiting or r
+                    c ^= low
+                    continue
                 return PENDING, r
             if low & plain:
                 if low & self.writes:
@@ -359,6 +365,13 @@ class Detector:
                     return PENDING, r          # the app layer resolves it within the protocol's limits
             if low & self.perpkt and not self.packet_match(r, pkt, flow, to_server != bool(low & flipped), scan):
                 if low & later:
+                    if low & self.no_hold:
+                        # Suricata judges each packet on its own: not met on this packet, the
+                        # rule holds no later rule back here, but may match a later packet --
+                        # the default waits (as for a per-packet header that fits the other way)
+                        waiting = waiting or r
+                        c ^= low
+                        continue
                     return PENDING, r
                 c ^= low                       # the last look: not matched, try the next rule
                 continue

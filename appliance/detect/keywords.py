@@ -594,6 +594,7 @@ KEYWORDS = (
     Keyword("bidirectional", fk.flag("bidirectional"),
             {"type": "boolean", "description": "the header also matches with src and dst (and ports) "
                                                "swapped (Suricata's <>)"}),
+    Keyword("hold", fk.hold, fk.HOLD_SCHEMA),
     Keyword("every_packet", fk.flag("every_packet", fk.alert_only("every_packet")),
             {"type": "boolean", "description": "a header-only alert rule alerts on every packet it fits "
                                                "(Suricata's count), not once per flow and direction"}),

@@ -1,5 +1,6 @@
 """Suricata's flow-state options (flowbits, flowint, noalert, detection_filter, target,
 bypass, prefilter) onto their YAML keys; suricata._Options hands them over."""
+from .keywords import PACKET_KEYS
 
 # flow: items that add no condition here: every rule already matches packets whatever the
 # flow state (stateless) and matches content on each packet as it comes (no_stream).
@@ -68,3 +69,7 @@ def finish(p):
     if mp.get("noalert") and action in ("pass", "drop", "reject"):
         del mp["noalert"]
         mp["log"] = False
+    if action in ("pass", "drop", "reject") and any(k in mp for k in PACKET_KEYS):
+        # Suricata judges each packet on its own: a condition not met on this packet
+        # holds no later rule back on it (YAML's first match would)
+        mp["hold"] = False

@@ -258,3 +258,45 @@ def test_a_flow_with_its_start_seen_keeps_known_state(rules_file):
     listing = midstream_ftp(Capture(), 40110, b"LIST\r\n", handshake=True).cap
     v, _ = feed(listing, rules_file(SET_ROOT + PASS_GUEST, "b.rules"), depth_packets=4)
     assert v[-1].flow.verdict_rule is not None and v[-1].flow.verdict_rule.id == 4
+
+
+# ------------------------------------------------------------ each packet judged on its own (.rules)
+
+def ftp_session(port, *commands):
+    cap = Capture()
+    c = TcpConn(cap, "10.0.0.1", port, "198.51.100.7", 21)
+    c.handshake()
+    for cmd in commands:
+        c.send(cmd)
+    return cap
+
+
+PASS_LIST_DROP_DELE = ('pass tcp any any -> any 21 (msg:"list"; flow:to_server; content:"LIST"; sid:4;)\n'
+                       'drop tcp any any -> any 21 (msg:"dele"; flow:to_server; content:"DELE"; sid:3;)\n')
+
+
+def test_a_pass_rule_not_met_on_this_packet_holds_no_drop_back_with_rules(rules_file):
+    """Suricata judges each packet on its own: a pass rule whose content is not in this
+    packet does not keep the drop rule after it (pass rules come first in a .rules file)
+    from dropping it. Held back here, "DELE" went through while the pass rule waited for
+    a "LIST" -- any drop rule after a content pass rule could be walked past by sending
+    the dropped bytes first."""
+    v, _ = feed(ftp_session(40111, b"DELE /etc/passwd\r\n", b"LIST\r\n"), rules_file(PASS_LIST_DROP_DELE, "a.rules"))
+    assert v[3].action == "drop" and v[4].action == "drop"
+    v, _ = feed(ftp_session(40112, b"NOOP\r\n", b"LIST\r\n", b"DELE x\r\n"), rules_file(PASS_LIST_DROP_DELE, "b.rules"))
+    assert [x.action for x in v[3:]] == ["pass", "pass", "pass"]   # LIST passed the flow first
+    assert v[3].offload is False                   # NOOP: the pass rule may still match, no default yet
+
+
+def test_yaml_keeps_first_match_holding_unless_told(rules_file):
+    """YAML's documented first match: a pending pass rule holds later rules back
+    (`hold: true`, the default); `hold: false` is the Suricata reading, and what `rules
+    convert` writes for a .rules verdict rule with packet conditions."""
+    yaml = ("rules:\n"
+            "  - {id: 4, action: pass, proto: tcp, dst_port: 21, flow: to_server, content: LIST%s}\n"
+            "  - {id: 3, action: drop, proto: tcp, dst_port: 21, flow: to_server, content: DELE}\n")
+    cap = ftp_session(40113, b"DELE /etc/passwd\r\n", b"LIST\r\n")
+    v, _ = feed(cap, rules_file(yaml % ""))
+    assert v[3].action == "pass"
+    v, _ = feed(cap, rules_file(yaml % ", hold: false"))
+    assert v[3].action == "drop"

@@ -90,10 +90,10 @@ PAIRS = [
     ('alert tcp any any -> any any (content:"x"; fast_pattern; sid:5;)', "{id: 5, action: alert, proto: tcp, content: x}"),
     # a deciding rule describes the connection: to_server as written, to_client swapped
     ("drop tcp $HOME_NET any -> 192.0.2.0/24 25 (flow:to_server; sid:5;)",
-     "{id: 5, action: drop, log: true, proto: tcp, src: $HOME_NET, dst: 192.0.2.0/24, dst_port: 25, flow: to_server}"),
+     "{id: 5, action: drop, log: true, proto: tcp, src: $HOME_NET, dst: 192.0.2.0/24, dst_port: 25, flow: to_server, hold: false}"),
     ('drop tcp $EXTERNAL_NET 80 -> $HOME_NET any (flow:established,from_server; content:"MZ"; sid:5;)',
      "{id: 5, action: drop, log: true, proto: tcp, src: $HOME_NET, dst: $EXTERNAL_NET, dst_port: 80, "
-     "flow: [established, to_client], content: MZ}"),
+     "flow: [established, to_client], content: MZ, hold: false}"),
     ("alert tcp $EXTERNAL_NET 80 -> $HOME_NET any (flow:from_server; sid:5;)",     # alerts: per packet
      "{id: 5, action: alert, proto: tcp, src: $EXTERNAL_NET, src_port: 80, dst: $HOME_NET, flow: to_client}"),
     ("pass ip any any -> any any (sid:5;)", "{id: 5, action: pass}"),
@@ -112,7 +112,7 @@ PAIRS = [
     ('alert tcp any any -> any any (content:"a"; bypass; prefilter; sid:5;)',
      "{id: 5, action: alert, proto: tcp, content: a, bypass: true}"),
     ("drop tcp any any -> any 23 (flow:to_server; noalert; sid:5;)",        # a silent drop
-     "{id: 5, action: drop, log: false, proto: tcp, dst_port: 23, flow: to_server}"),
+     "{id: 5, action: drop, log: false, proto: tcp, dst_port: 23, flow: to_server, hold: false}"),
     ("alert tcp any any -> any any (flow:stateless; sid:5;)", "{id: 5, action: alert, proto: tcp}"),
     ('alert tcp any any -> any any (flow:no_stream,to_server; content:"a"; sid:5;)',
      "{id: 5, action: alert, proto: tcp, flow: to_server, content: a}"),
