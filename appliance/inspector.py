@@ -116,6 +116,7 @@ class Inspector:
         self._ended = None                # the flow that ended to make room for this packet
         self._flow = None                 # this packet's flow, once looked up
         self._txs = []                    # this packet's transactions to log: (proto, tx)
+        self._untracked = 0               # detector.filters.untracked last reported
         self._types_set(self.settings)
 
     # -- public API ------------------------------------------------------------
@@ -196,6 +197,7 @@ class Inspector:
         detector.exception_policy = self.settings.exception_policy   # read per decision, not at build
         flowstate.remap(self.flows.flows.values(), self.detector.state, detector.state)
         self.detector = detector
+        self._untracked = 0                    # the new detector's filters count from 0
         for flow in self.flows.flows.values():   # candidate masks were for the old rules
             flow.cand_ts = flow.cand_tc = None
         self.ruleset = ruleset
@@ -282,9 +284,13 @@ class Inspector:
             else:
                 tc += size
             within = n < depth_packets and (ts < depth_bytes or tc < depth_bytes)
+            # each direction's own: its alert rules hold the flow only while it is within
+            within_dirs = (within and (ts if to_server else tc) < depth_bytes,
+                           within and (tc if to_server else ts) < depth_bytes)
         else:
             within_before = n - 1 < depth_packets and flow.inspected_bytes < depth_bytes
             within = n < depth_packets and flow.inspected_bytes + size < depth_bytes
+            within_dirs = within
         flow.inspected_bytes += size
         if not to_server:
             flow.inspected_tc += size
@@ -301,13 +307,20 @@ class Inspector:
         if first and flow.midstream:
             # picked up mid-stream: its start, maybe its requests, are behind us
             self._cannot_know(flow, "midstream", cand_flow)
+            if cand_flow & det.decision & det.reads:
+                # ... and the flowbits/flowints its earlier packets set (engine.packet_match)
+                flowstate.cannot_know(flow)
+                self._found = [*self._found, ("exception.midstream", "engine")]
         new_fields = self._applayer(pkt, flow, to_server, cand_flow)
 
         action = flow.verdict
         decided_now = None                 # the rule that decided on this packet, if any
         decided_here = False
         if action is None or (action == "pass" and new_fields):
-            status, rule = det.decide(pkt, flow, to_server, cand_flow, within_before, within, scan, flipped)
+            more = within if within_dirs is within else (
+                within_dirs if to_server else (within_dirs[1], within_dirs[0]))   # (ts, tc)
+            status, rule = det.decide(pkt, flow, to_server, cand_flow, within_before, more, scan, flipped,
+                                      bool(pkt.discard))
             if status == MATCH and (action is None or rule.action != "pass"):
                 flow.verdict, flow.verdict_rule, decided_now = rule.action, rule, rule
                 decided_here = True
@@ -320,7 +333,13 @@ class Inspector:
         if pkt_action == "reject" and not decided_here:
             pkt_action = "drop"            # the RST/unreachable went out with the deciding packet
 
-        fired = det.alerts(pkt, flow, to_server, cand, new_fields, scan) if within_before else []
+        # bypass: alert rules no longer look at the flow (it is held only for a verdict rule)
+        look = within_before and not bypassed(flow)
+        fired = det.alerts(pkt, flow, to_server, cand, new_fields, scan, bool(pkt.discard)) if look else []
+        if det.filters.untracked != self._untracked:
+            # a detection_filter count this packet needed could not be kept (engine.packet_match)
+            self._untracked = det.filters.untracked
+            self._found = [*self._found, ("detect.filter_untracked", "engine")]
         if decided_now is not None and decided_now.logs:
             fired.append(decided_now)
         emitted = []
@@ -333,9 +352,12 @@ class Inspector:
         if flow.verdict in ("drop", "reject"):
             flow.final = True
         elif flow.verdict == "pass":
-            # bypass: a matched rule ended inspection of the passed flow (nothing else looks)
-            flow.final = bypassed(flow) or (not det.more_to_inspect(flow, to_server, within)
-                                            and not self._logs_more(flow))
+            # bypass: a matched rule ended the alerts' and logs' look at the passed flow; a
+            # verdict rule that may still change the verdict (a later request's name) keeps it
+            if bypassed(flow):
+                flow.final = not det.more_to_inspect(flow, to_server, within_dirs, alerts=False)
+            else:
+                flow.final = not det.more_to_inspect(flow, to_server, within_dirs) and not self._logs_more(flow)
         if flow.final:
             self.flows.file(flow)          # the first a flood may evict from now on
             self._txs += self._unanswered(flow)

@@ -1,6 +1,6 @@
 """The inspection-depth trade (docs/performance.md "Inspection depth"): one small rule set in
 ET Open shapes, once as a `.rules` file (Suricata's depth: every packet while a rule can
-still match, 1 MiB per direction; header-only alerts per packet) and once as the same rules
+still match, 1 MiB per direction) and once as the same rules
 in YAML (16 packets / 8 KiB, then decided and offloaded), replayed over the same capture.
 Printed: the pkt/s ratio (.rules / YAML) and, per set, the flows offloaded and the packets
 that took the fast path (live: never queued to a worker)."""

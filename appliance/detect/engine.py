@@ -14,7 +14,8 @@ Semantics (docs/rules.md has the user's version):
   exception_policy "drop" (the default); under "ignore" only the names it did read
   count.
 - alert rules never decide. Header-only alert rules fire once per flow and
-  direction (every packet with `every_packet`, as .rules count); content/packet
+  direction (Suricata's IP-only rules: the first packet each way; every packet
+  with `every_packet`); content/packet
   rules fire per matching packet; app-layer rules once per transaction.
 - Flow state (flowstate.py): flowbits/flowint conditions are packet conditions;
   changes happen on a match. A verdict rule with `header: packet` is matched
@@ -27,7 +28,7 @@ from . import index as ix
 from .inspect_buffer import BUFFERS, AppProgram, Program, buffer_values, tx_proto
 from .keywords import APP_FIELDS, RULE_FIELD, app_fields, app_program, per_packet
 from .rule import PROTOS, Content
-from .flowstate import FlowState
+from .flowstate import FlowState, unknown as unknown_state
 from .threshold import DetectionFilters, Thresholds
 from ..applayer import DNS_PORTS
 from ..applayer.state import Unknown
@@ -151,7 +152,7 @@ class Detector:
         self.filters = DetectionFilters()
         # flowbits/flowint/bypass, Suricata's <> and per-packet headers of verdict rules
         self.state = FlowState(rules)
-        self.reads = self.writes = self.pkt_header = self.bidir = 0
+        self.reads = self.writes = self.pkt_header = self.bidir = self.no_hold = 0
         for i, r in enumerate(rules):
             bit = 1 << i
             if FlowState.reads(r):
@@ -160,9 +161,18 @@ class Detector:
                 self.writes |= bit
             if r.decides and r.header == "packet":
                 self.pkt_header |= bit
+            if r.decides and not r.hold:
+                self.no_hold |= bit
             if r.bidirectional:
                 self.bidir |= bit
         self.no_reads = every ^ self.reads
+        # rules that only look at one direction's packets (flow: to_server / to_client)
+        self.only_ts = self.only_tc = 0
+        for i, r in enumerate(rules):
+            if "to_server" in r.flow:
+                self.only_ts |= 1 << i
+            elif "to_client" in r.flow:
+                self.only_tc |= 1 << i
         self.silent = 0                        # noalert rules
         for i, r in enumerate(rules):
             if r.noalert:
@@ -229,18 +239,26 @@ class Detector:
         packet going the other way: verdict rules describe the connection."""
         return self.candidates(_Reverse(flow, True), flow, True)
 
-    def more_to_inspect(self, flow, to_server, within=True):
+    def more_to_inspect(self, flow, to_server, within=True, alerts=True):
         """Could anything still fire or change the verdict of a passed flow on a later packet?
-        `within`: the flow is inside its inspection depth (alerts look only there); name
-        rules look at every transaction the server reads, whatever the depth."""
+        `within`: the flow is inside its inspection depth (alerts look only there), or
+        (this direction, the other) when each has its own budget (.rules); name
+        rules look at every transaction the server reads, whatever the depth. `alerts`:
+        False asks only whether a verdict rule may still change the verdict (bypass ends
+        the alerts' look, never the judging of a later transaction)."""
         other = flow.cand_tc if to_server else flow.cand_ts
         if other is None:
             other = self.candidates(_Reverse(flow, not to_server), flow, not to_server)
-        cand = (flow.cand_ts if to_server else flow.cand_tc) | other
-        if within:
-            if cand & self.deep_alert:
+        this = flow.cand_ts if to_server else flow.cand_tc
+        cand = this | other
+        # .rules: (this direction, the other) each within its own byte budget; alert rules
+        # of a direction past its depth look at nothing more, so they hold nothing
+        w_this, w_other = within if type(within) is tuple else (within, within)
+        within = w_this or w_other
+        if alerts:
+            if ((this if w_this else 0) | (other if w_other else 0)) & self.deep_alert:
                 return True                # content/packet/app alert rules still look
-            if other & self.header_alert and not (flow.pkts_tc if to_server else flow.pkts_ts):
+            if w_other and other & self.header_alert and not (flow.pkts_tc if to_server else flow.pkts_ts):
                 return True                # the other direction's header alerts have not fired yet
         names = cand & self.decision & self.app_any
         if not names:
@@ -302,23 +320,45 @@ class Detector:
                     return False
         if r.regex is not None and r.regex.search(payload) is None:
             return False
-        if (r.flowbits or r.flowint) and not self.state.holds(r, flow):
-            return False
+        if r.flowbits or r.flowint:
+            if r.decides and unknown_state(flow):
+                # earlier packets' state is unknown (picked up mid-stream): as an unknown
+                # name, a drop/reject rule's condition holds under exception_policy "drop",
+                # a pass rule's never does
+                if r.action == "pass" or self.exception_policy != "drop":
+                    return False
+            elif not self.state.holds(r, flow):
+                return False
         # last: it counts the matches of everything else
-        if r.detection_filter is not None and not self.filters.exceeded(r, pkt, flow, pkt.ts):
-            return False
+        if r.detection_filter is not None:
+            over = self.filters.exceeded(r, pkt, flow, pkt.ts)
+            if over is None:
+                # the count cannot be kept (the table is full of open windows): as a name
+                # that cannot be known, a drop/reject rule matches under exception_policy
+                # "drop", nothing else does (the Inspector reports it)
+                over = r.action in ("drop", "reject") and self.exception_policy == "drop"
+            if not over:
+                return False
         return True
 
     # -- decisions -----------------------------------------------------------
 
-    def decide(self, pkt, flow, to_server, cand, inspect, more, scan, flipped=0):
+    def decide(self, pkt, flow, to_server, cand, inspect, more, scan, flipped=0, discarded=False):
         """(MATCH, rule) | (PENDING, rule) | (DEFAULT, None) for this packet.
 
         `inspect`: this packet is within the inspection depth, so packet conditions are
         checked on it. `more`: later packets will be too, so an unmet packet condition is
-        pending rather than failed. A name not known yet is pending either way.
+        pending rather than failed; (to_server, to_client) when each direction has its own
+        budget (.rules): pending only for a rule that can look at a direction still within.
+        A name not known yet is pending either way.
         `flipped`: rules that read this packet's direction the other way
-        (unoriented_candidates)."""
+        (unoriented_candidates). `discarded`: the server's TCP discards this segment (flow
+        tracking): nothing in it reaches the server, so it satisfies no pass rule's packet
+        condition and changes no flow state; a drop/reject rule still judges it (a NULL
+        scan, a decoy are the sender's own doing)."""
+        later = self._later(more, flipped)     # rules a later inspected packet may still satisfy
+        if type(more) is tuple:
+            more = more[1] if to_server else more[0]   # below: the other direction's packets
         c = cand & self.decision
         pkth = self.pkt_header
         here = 0
@@ -332,8 +372,15 @@ class Detector:
             flipped &= ~pkth
         if c & self.app_any:
             c = self._drop_unmatched_app(c, flow)
-        if not inspect:
-            c &= ~self.perpkt
+        # a packet past its direction's depth is not looked at; while later packets will be
+        # (.rules: the other direction's budget is left) a packet condition is pending, not
+        # failed -- else a download past its depth decided the upload's drop rules by default
+        unseen = 0 if inspect else self.perpkt
+        if discarded:
+            unseen |= self.perpkt & (~self.block | self.writes)
+        if unseen:
+            c &= ~(unseen & ~later)
+            unseen &= later
         rules = self.rules
         plain = self.plain
         waiting = None                         # a per-packet-header rule that may fit a later packet
@@ -349,6 +396,12 @@ class Detector:
                     waiting = r
                 c ^= low
                 continue
+            if low & unseen:
+                if low & self.no_hold:         # Suricata's: judged per packet, holds nothing back
+                    waiting = waiting or r
+                    c ^= low
+                    continue
+                return PENDING, r
             if low & plain:
                 if low & self.writes:
                     self.state.apply(r, flow)      # bypass
@@ -358,7 +411,14 @@ class Detector:
                 if app is None or any(app.names[f] is None for f in self.app_of[i]):
                     return PENDING, r          # the app layer resolves it within the protocol's limits
             if low & self.perpkt and not self.packet_match(r, pkt, flow, to_server != bool(low & flipped), scan):
-                if more:
+                if low & later:
+                    if low & self.no_hold:
+                        # Suricata judges each packet on its own: not met on this packet, the
+                        # rule holds no later rule back here, but may match a later packet --
+                        # the default waits (as for a per-packet header that fits the other way)
+                        waiting = waiting or r
+                        c ^= low
+                        continue
                     return PENDING, r
                 c ^= low                       # the last look: not matched, try the next rule
                 continue
@@ -366,6 +426,19 @@ class Detector:
                 self.state.apply(r, flow)
             return MATCH, r
         return (PENDING, waiting) if waiting is not None else (DEFAULT, None)
+
+    def _later(self, more, flipped):
+        """The rules a later packet within the depth may still satisfy (all, or none, when
+        the depth is shared; with a budget per direction, not those that look only at a
+        direction past its depth -- `flipped` rules read directions the other way)."""
+        if type(more) is not tuple:
+            return -1 if more else 0
+        ts, tc = more
+        if ts == tc:
+            return -1 if ts else 0
+        only_ts = (self.only_ts & ~flipped) | (self.only_tc & flipped)
+        only_tc = (self.only_tc & ~flipped) | (self.only_ts & flipped)
+        return ~only_tc if ts else ~only_ts
 
     def decide_unread(self, pkt, direction):
         """(rule or None, policy_used) for a packet whose transport the decoder could not
@@ -466,9 +539,13 @@ class Detector:
 
     # -- alerts --------------------------------------------------------------
 
-    def alerts(self, pkt, flow, to_server, cand, new_fields, scan):
-        """Alert rules that fire on this packet (before thresholds)."""
+    def alerts(self, pkt, flow, to_server, cand, new_fields, scan, discarded=False):
+        """Alert rules that fire on this packet (before thresholds). `discarded`: a segment
+        the server discards still alerts (a scan is worth seeing) but changes no flow state:
+        the rules that would are left out."""
         a = cand & self.alert
+        if discarded:
+            a &= ~self.writes
         if not a:
             return []
         out = []

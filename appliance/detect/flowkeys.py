@@ -157,6 +157,26 @@ def verdict_only(name, what):
     return parse
 
 
+def hold(v, where, draft):
+    """`hold: false` (Suricata's per-packet judging) on a pass/drop/reject rule."""
+    if not isinstance(v, bool):
+        where.report(f"hold must be true or false, got {got(v)}")
+        return INVALID
+    action = draft.fields.get("action")
+    if not v and action is not None and action not in ("pass", "drop", "reject"):
+        where.report(f"hold applies to pass/drop/reject rules (an {action} rule decides nothing)")
+        return INVALID
+    return v
+
+
+HOLD_SCHEMA = {
+    "type": "boolean", "default": True,
+    "description": "pass/drop/reject with packet conditions: true (first match): while a condition is "
+                   "unmet the rule holds later rules back; false (Suricata's): each packet is judged on "
+                   "its own -- a later rule may decide this packet, and the rule may still match a later "
+                   "one (the default action waits meanwhile)"}
+
+
 def detection_filter(t, where, draft):
     if not isinstance(t, dict):
         where.report(f"detection_filter must be a mapping (track, count, seconds), got {got(t)}")

@@ -17,12 +17,13 @@ _U32 = (1 << 32) - 1
 
 
 class FlowVars:
-    __slots__ = ("bits", "ints", "bypass")
+    __slots__ = ("bits", "ints", "bypass", "unknown")
 
     def __init__(self):
         self.bits = 0
         self.ints = None             # name -> int, created on the first flowint change
         self.bypass = False
+        self.unknown = False         # earlier packets' changes were not seen (cannot_know)
 
 
 class FlowState:
@@ -151,6 +152,21 @@ def remap(flows, old, new):
         fv = flow.vars
         if fv is not None and fv.bits:
             fv.bits = sum(to for frm, to in moves if fv.bits & frm)
+
+
+def cannot_know(flow):
+    """The flow was picked up after its start (mid-stream: a restart, or an eviction the
+    flow comes back from): the bits and integers its earlier packets set are unknown.
+    Verdict rules that read them are then read by the exception policy (engine)."""
+    fv = flow.vars
+    if fv is None:
+        fv = flow.vars = FlowVars()
+    fv.unknown = True
+
+
+def unknown(flow):
+    fv = flow.vars
+    return fv is not None and fv.unknown
 
 
 def bypassed(flow):

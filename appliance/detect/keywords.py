@@ -879,7 +879,8 @@ KEYWORDS = (
                                                  "EVE alert.source and alert.target"}),
     Keyword("bypass", fk.flag("bypass"),
             {"type": "boolean", "description": "a match ends inspection of the flow once its verdict is "
-                                               "pass: it is offloaded, later alerts and logs see nothing"}),
+                                               "pass: it is offloaded, later alerts and logs see nothing "
+                                               "(a verdict rule that may judge a later transaction keeps it)"}),
     Keyword("header", fk.verdict_only("header", ("connection", "packet")),
             {"enum": ["connection", "packet"], "default": "connection",
              "description": "pass/drop/reject: src/dst/ports describe the connection (src = its initiator, "
@@ -888,6 +889,7 @@ KEYWORDS = (
     Keyword("bidirectional", fk.flag("bidirectional"),
             {"type": "boolean", "description": "the header also matches with src and dst (and ports) "
                                                "swapped (Suricata's <>)"}),
+    Keyword("hold", fk.hold, fk.HOLD_SCHEMA),
     Keyword("every_packet", fk.flag("every_packet", fk.alert_only("every_packet")),
             {"type": "boolean", "description": "a header-only alert rule alerts on every packet it fits "
                                                "(Suricata's count), not once per flow and direction"}),

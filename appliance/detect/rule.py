@@ -206,6 +206,8 @@ class Rule:
     bypass: bool = False                 # a match makes a passed flow final (offloaded) at once
     header: str = "connection"           # pass/drop/reject: what src/dst/ports describe (HEADERS)
     bidirectional: bool = False          # the header also matches with the sides swapped (<>)
+    hold: bool = True                    # pass/drop/reject: an unmet packet condition holds later
+                                         # rules back (first match); False: Suricata's per-packet
     every_packet: bool = False           # a header-only alert rule alerts on every packet it fits
     log: bool | None = None              # pass/drop/reject: also emit an alert event; None: as `logs` says
     severity: int = 3                    # 1 (high) .. 4; Suricata's alert.severity

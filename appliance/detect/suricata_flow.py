@@ -1,6 +1,6 @@
 """Suricata's flow-state options (flowbits, flowint, noalert, detection_filter, target,
 bypass, prefilter) onto their YAML keys; suricata._Options hands them over."""
-from .keywords import APP_KEYS, PACKET_KEYS
+from .keywords import PACKET_KEYS
 
 # flow: items that add no condition here: every rule already matches packets whatever the
 # flow state (stateless) and matches content on each packet as it comes (no_stream).
@@ -59,12 +59,17 @@ def option(opts, name, v, raw):
 
 
 def finish(p):
-    """noalert on a pass/drop/reject rule silences its alert (log: false); a header-only
-    alert rule alerts on every packet it fits, as Suricata counts."""
+    """noalert on a pass/drop/reject rule silences its alert (log: false). A header-only
+    alert rule keeps the default count, once per flow and direction: Suricata runs such a
+    rule in its IP-only engine, on the first packet each way (detect.c DetectRunInspectIPOnly),
+    so it is not `every_packet` (that would be an alert event per packet of every flow it
+    fits, each such flow held in Python up to its depth)."""
     mp = p.mapping
     action = mp.get("action")
     if mp.get("noalert") and action in ("pass", "drop", "reject"):
         del mp["noalert"]
         mp["log"] = False
-    if action == "alert" and not any(k in mp for k in PACKET_KEYS + APP_KEYS + ("app_proto",)):
-        mp["every_packet"] = True
+    if action in ("pass", "drop", "reject") and any(k in mp for k in PACKET_KEYS):
+        # Suricata judges each packet on its own: a condition not met on this packet
+        # holds no later rule back on it (YAML's first match would)
+        mp["hold"] = False

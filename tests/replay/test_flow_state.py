@@ -49,12 +49,14 @@ def test_config_depth_overrides_the_suricata_default(run, rules_file):
     assert len(r.alerts(1)) == 5
 
 
-def test_header_only_rules_alert_on_every_packet_as_suricata_counts(run, rules_file):
+def test_header_only_rules_alert_once_per_direction_as_suricata_ip_only_rules(run, rules_file):
     cap = ping(Capture(), 20)
     r = run(cap, rules_file('alert icmp any any -> any any (msg:"icmp"; sid:2;)\n', "a.rules"))
-    assert len(r.alerts(2)) == 40                 # every request and reply
+    assert len(r.alerts(2)) == 2                  # Suricata's IP-only engine: first packet each way
     y = run(cap, rules_file("rules:\n  - {id: 2, action: alert, proto: icmp}\n"))
     assert len(y.alerts(2)) == 2                  # YAML: once per flow and direction
+    e = run(cap, rules_file("rules:\n  - {id: 2, action: alert, proto: icmp, every_packet: true}\n"))
+    assert len(e.alerts(2)) == 16                 # asked for: every packet within the YAML depth
 
 
 def test_suricata_depth_is_one_mib_per_direction(rules_file):

@@ -135,7 +135,7 @@ def test_self_check_refuses_yaml_that_loads_differently(tmp_path):
     p = tmp_path / "a.rules"
     p.write_text(text)
     rs, _ = loader.run([p])
-    good = "rules:\n  - {id: 1, action: alert, proto: tcp, dst_port: 80, every_packet: true}\n"
+    good = "rules:\n  - {id: 1, action: alert, proto: tcp, dst_port: 80}\n"
     assert _self_check(good, rs.rules, loader.raw_rules) is None
     msg = _self_check(good.replace("80", "81"), rs.rules, loader.raw_rules)
     assert msg == f"{p}:1: internal error: sid 1 converts to a different YAML rule (dst_port)"

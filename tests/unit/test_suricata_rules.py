@@ -38,7 +38,7 @@ def same(r):
 
 PAIRS = [
     # a header-only alert rule alerts on every packet it fits, as Suricata counts
-    ("alert tcp any any -> any any (sid:5;)", "{id: 5, action: alert, proto: tcp, every_packet: true}"),
+    ("alert tcp any any -> any any (sid:5;)", "{id: 5, action: alert, proto: tcp}"),
     ("drop udp any any -> any any (sid:5;)", "{id: 5, action: drop, proto: udp, log: true}"),
     ("rejectsrc tcp any any -> any any (sid:5;)", "{id: 5, action: reject, proto: tcp, log: true}"),
     ("rejectboth tcp any any -> any any (sid:5;)", "{id: 5, action: reject, proto: tcp, log: true}"),
@@ -48,23 +48,22 @@ PAIRS = [
     ("alert icmpv6 any any -> any any (sid:5; itype:128;)",
      "{id: 5, action: alert, proto: icmpv6, icmp_type: 128}"),
     ("alert tcp [10.0.0.0/8,!10.1.0.0/16] any -> $EXTERNAL_NET !80 (sid:5;)",
-     "{id: 5, action: alert, proto: tcp, src: '[10.0.0.0/8,!10.1.0.0/16]', dst: $EXTERNAL_NET, dst_port: '!80', "
-     "every_packet: true}"),
+     "{id: 5, action: alert, proto: tcp, src: '[10.0.0.0/8,!10.1.0.0/16]', dst: $EXTERNAL_NET, dst_port: '!80'}"),
     ("alert tcp $HOME_NET 1024: -> any [6667:6669,7000,:20] (sid:5;)",
      "{id: 5, action: alert, proto: tcp, src: $HOME_NET, src_port: 1024-65535, "
-     "dst_port: [6667-6669, 7000, 0-20], every_packet: true}"),
+     "dst_port: [6667-6669, 7000, 0-20]}"),
     ("alert tcp 10.0.0.0/8 any <> 10.0.0.0/8 any (sid:5;)",
-     "{id: 5, action: alert, proto: tcp, src: 10.0.0.0/8, dst: 10.0.0.0/8, every_packet: true}"),
+     "{id: 5, action: alert, proto: tcp, src: 10.0.0.0/8, dst: 10.0.0.0/8}"),
     ('alert tcp any any -> any any (msg:"a \\"quoted\\"; msg"; classtype:trojan-activity; priority:1; '
      'metadata:former_category MALWARE, created_at 2026_01_01; sid:5;)',
      "{id: 5, action: alert, proto: tcp, msg: 'a \"quoted\"; msg', classtype: trojan-activity, severity: 1, "
-     "metadata: {former_category: [MALWARE], created_at: ['2026_01_01']}, every_packet: true}"),
+     "metadata: {former_category: [MALWARE], created_at: ['2026_01_01']}}"),
     ("alert tcp any any -> any any (classtype:misc-attack; sid:5;)",       # classification.config's priority
-     "{id: 5, action: alert, proto: tcp, classtype: misc-attack, severity: 2, every_packet: true}"),
+     "{id: 5, action: alert, proto: tcp, classtype: misc-attack, severity: 2}"),
     ("alert tcp any any -> any any (classtype:trojan-activity; priority:3; sid:5;)",   # priority wins
-     "{id: 5, action: alert, proto: tcp, classtype: trojan-activity, severity: 3, every_packet: true}"),
+     "{id: 5, action: alert, proto: tcp, classtype: trojan-activity, severity: 3}"),
     ("alert tcp any any -> any any (classtype:my-own-class; sid:5;)",      # not in the default table
-     "{id: 5, action: alert, proto: tcp, classtype: my-own-class, every_packet: true}"),
+     "{id: 5, action: alert, proto: tcp, classtype: my-own-class}"),
     ('alert tcp any any -> any any (content:"GET |2f 61|"; nocase; offset:2; depth:10; content:"x"; sid:5;)',
      "{id: 5, action: alert, proto: tcp, content: [{hex: '474554202f61', nocase: true, offset: 2, depth: 10}, x]}"),
     ("alert tcp any any -> any any (flow:established,from_server; sid:5;)",
@@ -136,10 +135,10 @@ PAIRS = [
      "{value: x, buffer: http.user_agent}, {isdataat: 2, relative: true, buffer: http.user_agent}]}"),
     # a deciding rule describes the connection: to_server as written, to_client swapped
     ("drop tcp $HOME_NET any -> 192.0.2.0/24 25 (flow:to_server; sid:5;)",
-     "{id: 5, action: drop, log: true, proto: tcp, src: $HOME_NET, dst: 192.0.2.0/24, dst_port: 25, flow: to_server}"),
+     "{id: 5, action: drop, log: true, proto: tcp, src: $HOME_NET, dst: 192.0.2.0/24, dst_port: 25, flow: to_server, hold: false}"),
     ('drop tcp $EXTERNAL_NET 80 -> $HOME_NET any (flow:established,from_server; content:"MZ"; sid:5;)',
      "{id: 5, action: drop, log: true, proto: tcp, src: $HOME_NET, dst: $EXTERNAL_NET, dst_port: 80, "
-     "flow: [established, to_client], content: MZ}"),
+     "flow: [established, to_client], content: MZ, hold: false}"),
     ("alert tcp $EXTERNAL_NET 80 -> $HOME_NET any (flow:from_server; sid:5;)",     # alerts: per packet
      "{id: 5, action: alert, proto: tcp, src: $EXTERNAL_NET, src_port: 80, dst: $HOME_NET, flow: to_client}"),
     ("pass ip any any -> any any (sid:5;)", "{id: 5, action: pass}"),
@@ -158,15 +157,15 @@ PAIRS = [
     ('alert tcp any any -> any any (content:"a"; bypass; prefilter; sid:5;)',
      "{id: 5, action: alert, proto: tcp, content: a, bypass: true}"),
     ("drop tcp any any -> any 23 (flow:to_server; noalert; sid:5;)",        # a silent drop
-     "{id: 5, action: drop, log: false, proto: tcp, dst_port: 23, flow: to_server}"),
-    ("alert tcp any any -> any any (flow:stateless; sid:5;)", "{id: 5, action: alert, proto: tcp, every_packet: true}"),
+     "{id: 5, action: drop, log: false, proto: tcp, dst_port: 23, flow: to_server, hold: false}"),
+    ("alert tcp any any -> any any (flow:stateless; sid:5;)", "{id: 5, action: alert, proto: tcp}"),
     ('alert tcp any any -> any any (flow:no_stream,to_server; content:"a"; sid:5;)',
      "{id: 5, action: alert, proto: tcp, flow: to_server, content: a}"),
     # Suricata's icmp is ICMPv4 and ICMPv6
     ("alert icmp any any -> any any (itype:8; sid:5;)", "{id: 5, action: alert, proto: [icmp, icmpv6], icmp_type: 8}"),
     # <> with different sides, and a verdict rule whose header describes each packet
     ("alert tcp 10.0.0.1 any <> any 23 (sid:5;)",
-     "{id: 5, action: alert, proto: tcp, src: 10.0.0.1, dst_port: 23, bidirectional: true, every_packet: true}"),
+     "{id: 5, action: alert, proto: tcp, src: 10.0.0.1, dst_port: 23, bidirectional: true}"),
     ("drop ip 192.0.2.0/24 any -> $HOME_NET any (sid:5;)",
      "{id: 5, action: drop, log: true, src: 192.0.2.0/24, dst: $HOME_NET, header: packet}"),
     ("drop tcp $HOME_NET any <> $EXTERNAL_NET 23 (sid:5;)",
