@@ -284,18 +284,11 @@ class Detector:
                 if not scan[0] & self.bit_of[r.id]:
                     return False
             if kind & _PROGRAM:
-                return self.payload_program[i].matches(payload) and \
-                    (r.regex is None or r.regex.search(payload) is not None)
-            lowered = None
-            for c in r.content:
-                end = c.offset + c.depth if c.depth is not None else len(payload)
-                if c.nocase:
-                    if lowered is None:
-                        lowered = bytes(payload).lower()
-                    if lowered.find(c.value.lower(), c.offset, end) < 0:
-                        return False
-                elif payload.find(c.value, c.offset, end) < 0:
+                # one condition of the rule: regex, flowbits, detection_filter still follow
+                if not self.payload_program[i].matches(payload):
                     return False
+            elif not plain_contents_match(r.content, payload):
+                return False
         if r.regex is not None and r.regex.search(payload) is None:
             return False
         if (r.flowbits or r.flowint) and not self.state.holds(r, flow):
@@ -536,6 +529,21 @@ def simple_content(program):
     """Contents with only value/nocase/offset/depth: the engine's plain find() loop does them."""
     return all(type(s) is Content and not (s.negated or s.relative or s.startswith or s.endswith)
                for s in program)
+
+
+def plain_contents_match(contents, payload):
+    """Contents with only value/nocase/offset/depth (simple_content): each is there."""
+    lowered = None
+    for c in contents:
+        end = c.offset + c.depth if c.depth is not None else len(payload)
+        if c.nocase:
+            if lowered is None:
+                lowered = bytes(payload).lower()
+            if lowered.find(c.value.lower(), c.offset, end) < 0:
+                return False
+        elif payload.find(c.value, c.offset, end) < 0:
+            return False
+    return True
 
 
 def sizes_match(r, pkt, payload):
