@@ -24,7 +24,8 @@ Header fields are matched against each packet's own direction (Suricata's
 `->`), through bitmask indexes cached per flow direction.
 """
 from . import index as ix
-from .inspect_buffer import BUFFERS, AppProgram, Program, buffer_values, tx_proto
+from .bounded_regex import InspectionLimit
+from .inspect_buffer import PACKET_STEPS, BUFFERS, AppProgram, Program, buffer_values, tx_proto
 from .keywords import APP_FIELDS, RULE_FIELD, app_fields, app_program, per_packet
 from .rule import PROTOS, Content
 from .flowstate import FlowState
@@ -62,6 +63,9 @@ class Detector:
         self.program = 0                      # rules with an AppProgram
         self.unnamed = {f: 0 for f in APP_FIELDS}   # ... of them, those with no name key on the field
         self.sized = 0                        # rules with dsize/ttl/ip_proto
+        # inspections that reached their bound (read against the attacker), steps left for
+        # this packet's programs (reset per packet by start_packet)
+        self.limits = [0, PACKET_STEPS]
         literals = []
         for i, r in enumerate(rules):
             bit = 1 << i
@@ -285,11 +289,11 @@ class Detector:
                     return False
             if kind & _PROGRAM:
                 # one condition of the rule: regex, flowbits, detection_filter still follow
-                if not self.payload_program[i].matches(payload):
+                if not self.payload_program[i].matches(payload, r.action != "pass", self.limits):
                     return False
             elif not plain_contents_match(r.content, payload):
                 return False
-        if r.regex is not None and r.regex.search(payload) is None:
+        if r.regex is not None and not self._regex_match(r, payload):
             return False
         if (r.flowbits or r.flowint) and not self.state.holds(r, flow):
             return False
@@ -297,6 +301,21 @@ class Detector:
         if r.detection_filter is not None and not self.filters.exceeded(r, pkt, flow, pkt.ts):
             return False
         return True
+
+    def start_packet(self):
+        """A new packet: its programs get PACKET_STEPS steps together. Returns the count
+        of bounds reached so far (the caller compares it after the packet)."""
+        self.limits[1] = PACKET_STEPS
+        return self.limits[0]
+
+    def _regex_match(self, r, payload):
+        """The rule's `regex` key on the payload; at its time bound unknown, read against
+        the attacker (a pass rule does not match, any other does) and counted."""
+        try:
+            return r.regex.search(payload) is not None
+        except InspectionLimit:
+            self.limits[0] += 1
+            return r.action != "pass"
 
     # -- decisions -----------------------------------------------------------
 
@@ -428,7 +447,7 @@ class Detector:
             anyt = any_tx if any_tx is not None else bool(bit & self.block)
             pick = any if anyt else all
             prog = self.app_program[i]
-            if pick(p & bit and prog.fits_tx(f, t, pick, cache) for t, p in zip(txs, possible)):
+            if pick(p & bit and prog.fits_tx(f, t, pick, cache, self.limits) for t, p in zip(txs, possible)):
                 fit |= bit
         return fit
 

@@ -7,14 +7,18 @@ from replaykit import Capture, TcpConn
 HTTP = "198.51.100.80"
 
 
-def tcp_capture(*payloads, dport=80):
-    """One connection per payload (client -> server), answered."""
+def tcp_capture(*payloads, dport=80, then=0):
+    """One connection per payload (client -> server), answered; `then` more small
+    segments each way (past the inspection depth, pending rules resolve)."""
     cap = Capture()
     for i, p in enumerate(payloads):
         c = TcpConn(cap, "10.0.0.1", 42000 + i, HTTP, dport)
         c.handshake()
         c.send(p)
         c.recv(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        for _ in range(then):
+            c.send(b"x")
+            c.recv(b"y")
     return cap
 
 
@@ -27,3 +31,38 @@ def test_flowbits_isset_holds_for_a_rule_with_a_relative_content(run, rules_file
                        "  - {id: 2, action: alert, proto: tcp, flowbits: [{isset: never}], content: GET}\n")
     r = run(cap, rules)
     assert r.alerts(1) == [] and r.alerts(2) == []
+
+
+def engine_anomalies(r):
+    return [a["anomaly"]["event"] for a in r.of("anomaly") if a["anomaly"]["layer"] == "engine"]
+
+
+def test_a_backtracking_pcre_cannot_stall_the_worker_nor_pass_the_attacker(run, rules_file):
+    """An ET-shaped pcre runs on RE2: the hostile payload costs a linear scan (before: 56 s
+    for 1.4 KB on Python's re). A pcre RE2 cannot run (a backreference) is time-bounded;
+    at the bound the drop rule matches, the pass rule does not, with an anomaly."""
+    chain = b"POST /q HTTP/1.1\r\n\r\n" + b"select from where " * 80 + b"union"
+    backref = b"POST /q HTTP/1.1\r\n\r\n" + b"a" * 60 + b"?"
+    r = run(tcp_capture(chain), rules_file("rules:\n  - {id: 1, action: drop, proto: tcp, content: "
+                                           "[{value: POST}, {pcre: '/.*?select.*?from.*?where.*?union/si'}]}\n"))
+    assert r.flow_action(src_port=42000) == "drop" and engine_anomalies(r) == []
+    drop = rules_file("rules:\n  - {id: 2, action: drop, proto: tcp, content: [{value: POST}, {pcre: '/^(a|a)*\\1$/m'}]}\n")
+    r = run(tcp_capture(backref), drop)
+    assert r.flow_action(src_port=42000) == "drop"
+    assert engine_anomalies(r) == ["detect.inspection_limit"]
+    allow = rules_file("default_action: drop\nrules:\n  - {id: 1, action: pass, proto: tcp, "
+                       "content: [{value: POST}, {pcre: '/^(a|a)*\\1$/m', not: true}]}\n")
+    r = run(tcp_capture(backref, then=10), allow)
+    assert r.flow_action(src_port=42000) == "drop"
+    assert engine_anomalies(r) == ["detect.inspection_limit"]
+
+
+def test_repeating_a_rules_first_content_does_not_hide_the_attack(run, rules_file):
+    """Suricata's recursion limit says "no match": "ab" x 1500 before "abc" hid it from
+    the drop rule. At the limit the answer is unknown, read against the attacker."""
+    cap = tcp_capture(b"ab" * 1500 + b"abc", b"ab" * 20 + b"abc", b"ab" * 1500)
+    drop = rules_file("rules:\n  - {id: 1, action: drop, proto: tcp, content: [{value: a}, "
+                      "{value: b, distance: 0, within: 1}, {value: c, distance: 0, within: 1}]}\n")
+    r = run(cap, drop)
+    assert [r.flow_action(src_port=p) for p in (42000, 42001)] == ["drop", "drop"]
+    assert "detect.inspection_limit" in engine_anomalies(r)
