@@ -176,17 +176,64 @@ def normalize_uri(raw: bytes) -> bytes:
     target. Here: an absolute-form target loses its scheme://authority, %XX escapes in
     the path are decoded and its "." / ".." segments resolved (RFC 3986 5.2.4), the
     query stays as sent. (libhtp's personalities do more, e.g. %u decoding on IIS.)"""
-    low = raw[:8].lower()
-    if low.startswith((b"http://", b"https://")):
-        rest = raw[raw.find(b"//") + 2:]
-        cut = min((p for p in (rest.find(b"/"), rest.find(b"?")) if p >= 0), default=len(rest))
-        raw = rest[cut:] or b"/"
+    raw = _origin_form(raw)
     path, q, query = raw.partition(b"?")
     if b"%" in path:
         path = _PCT.sub(lambda m: bytes((int(m.group(1), 16),)), path)
     if b"." in path:
         path = _remove_dots(path)
     return path + q + query
+
+
+def _origin_form(raw):
+    """An absolute-form target (http://host/path) without its scheme://authority."""
+    if raw[:8].lower().startswith((b"http://", b"https://")):
+        rest = raw[raw.find(b"//") + 2:]
+        cut = min((p for p in (rest.find(b"/"), rest.find(b"?")) if p >= 0), default=len(rest))
+        raw = rest[cut:]
+        raw = raw if raw.startswith(b"/") else b"/" + raw      # an empty path is "/"
+    return raw
+
+
+_ESC = re.compile(rb"%(?:[uU]([0-9A-Fa-f]{4})|([0-9A-Fa-f]{2}))")
+_OVERLONG = re.compile(rb"[\xc0\xc1][\x80-\xbf]|\xe0[\x80-\x9f][\x80-\xbf]")
+_SLASHES = re.compile(rb"/{2,}")
+
+
+def lenient_uri(raw: bytes) -> bytes:
+    """The path a lenient server acts on, where servers read a request target
+    differently from normalize_uri: "#" ends the path (Apache, nginx, http.server);
+    "//" is "/" (nginx's merge_slashes, Apache, http.server, Tomcat); ";params" end a
+    segment ("/public/..;/admin" is /admin to Tomcat and Jetty); IIS decodes %uXXXX and
+    overlong UTF-8 ("%c0%ae" is ".") and takes "\\" for "/"; a NUL ends the path where
+    a C string carries it. Decoded in one pass (no double decoding)."""
+    raw = _origin_form(raw).partition(b"#")[0]
+    path, q, query = raw.partition(b"?")
+    path = _ESC.sub(_unescape_one, path)
+    path = _OVERLONG.sub(lambda m: _overlong(m.group()), path)
+    path = path.partition(b"\0")[0].replace(b"\\", b"/")
+    if b";" in path:
+        path = b"/".join(seg.partition(b";")[0] for seg in path.split(b"/"))
+    path = _SLASHES.sub(b"/", path)
+    return _remove_dots(path) + q + query
+
+
+def _unescape_one(m):
+    u, x = m.groups()
+    return chr(int(u, 16)).encode("utf-8", "surrogatepass") if u else bytes((int(x, 16),))
+
+
+def _overlong(b):
+    cp = ((b[0] & 0x1f) << 6 | (b[1] & 0x3f)) if len(b) == 2 else ((b[1] & 0x3f) << 6 | (b[2] & 0x3f))
+    return chr(cp).encode("utf-8")
+
+
+def uri_readings(raw: bytes):
+    """http.uri's values: normalize_uri's reading (libhtp's, Suricata's), and the lenient
+    one when it differs -- a server may act on either, so a drop rule matches when one
+    reading fits, a pass rule only when both do (the caller's any/all)."""
+    strict, loose = normalize_uri(raw), lenient_uri(raw)
+    return [strict] if loose == strict else [strict, loose]
 
 
 def _remove_dots(path):
@@ -213,7 +260,7 @@ def tx_buffer(proto, tx, name):
     transaction lacks it)."""
     if proto == "http":
         if name == "http.uri":
-            return [normalize_uri(unescape(tx.uri))]
+            return uri_readings(unescape(tx.uri))
         if name == "http.uri.raw":
             return [unescape(tx.uri)]
         if name == "http.method":

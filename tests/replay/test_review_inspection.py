@@ -66,3 +66,33 @@ def test_repeating_a_rules_first_content_does_not_hide_the_attack(run, rules_fil
     r = run(cap, drop)
     assert [r.flow_action(src_port=p) for p in (42000, 42001)] == ["drop", "drop"]
     assert "detect.inspection_limit" in engine_anomalies(r)
+
+
+def get(target):
+    return b"GET " + target + b" HTTP/1.1\r\nHost: a.example\r\n\r\n"
+
+
+# request targets a server maps onto /admin (nginx/Apache/http.server: "//", "#";
+# Tomcat/Jetty: ";"; IIS: "\", %u, overlong UTF-8)
+ADMIN = [b"//admin", b"/x/..//admin", b"/admin#.jpg", b"/public/..;/admin", b"\\admin", b"/%u0061dmin",
+         b"/x/%c0%ae%c0%ae/admin", b"/a/..//admin"]
+
+
+def test_a_drop_rule_on_http_uri_sees_the_spellings_servers_map_onto_its_path(run, rules_file):
+    cap = tcp_capture(*(get(t) for t in ADMIN), get(b"/index.html"))
+    drop = rules_file("rules:\n  - {id: 1, action: drop, proto: tcp, content: {value: /admin, startswith: true, "
+                      "buffer: http.uri}}\n")
+    r = run(cap, drop)
+    assert [r.flow_action(src_port=42000 + i) for i in range(len(ADMIN) + 1)] == ["drop"] * len(ADMIN) + ["pass"]
+
+
+def test_a_pass_rule_on_http_uri_holds_only_when_every_reading_fits(run, rules_file):
+    """An allow-list of /public/*.jpg: a spelling a server maps elsewhere is not allowed."""
+    targets = [b"/public/a.jpg", b"/public/..;/admin.jpg", b"/public/admin;.jpg", b"/public/x#/../../admin.jpg",
+               b"/public/..\\admin.jpg", b"/public/admin%00.jpg"]
+    cap = tcp_capture(*(get(t) for t in targets), then=10)
+    allow = rules_file("default_action: drop\nrules:\n  - {id: 1, action: pass, proto: tcp, content: ["
+                       "{value: /public/, startswith: true, buffer: http.uri}, "
+                       "{value: .jpg, endswith: true, buffer: http.uri}]}\n")
+    r = run(cap, allow)
+    assert [r.flow_action(src_port=42000 + i) for i in range(len(targets))] == ["pass"] + ["drop"] * 5
