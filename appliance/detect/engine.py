@@ -345,6 +345,8 @@ class Detector:
         rules = self.rules
         plain = self.plain
         waiting = None                         # a per-packet-header rule that may fit a later packet
+        seen = flow.matched
+        seen = seen[1] if seen is not None and seen[0] == self.generation else 0
         while c:
             low = c & -c
             i = low.bit_length() - 1
@@ -361,19 +363,60 @@ class Detector:
                 if low & self.writes:
                     self.state.apply(r, flow)      # bypass
                 return MATCH, r
+            if low & seen:                     # it matched on an earlier packet, while an earlier rule pended
+                if low & self.writes:
+                    self.state.apply(r, flow)
+                return MATCH, r
             if low & self.app_any:
                 app = flow.app
                 if app is None or any(app.names[f] is None for f in self.app_of[i]):
-                    return PENDING, r          # the app layer resolves it within the protocol's limits
+                    blocked = self._note_later(c, low, seen, pkt, flow, to_server, scan, flipped, here)
+                    return blocked or (PENDING, r)   # the app layer resolves it within the protocol's limits
             if low & self.perpkt and not self.packet_match(r, pkt, flow, to_server != bool(low & flipped), scan):
                 if more:
-                    return PENDING, r
+                    blocked = self._note_later(c, low, seen, pkt, flow, to_server, scan, flipped, here)
+                    return blocked or (PENDING, r)
                 c ^= low                       # the last look: not matched, try the next rule
                 continue
             if low & self.writes:
                 self.state.apply(r, flow)
             return MATCH, r
         return (PENDING, waiting) if waiting is not None else (DEFAULT, None)
+
+    def _note_later(self, c, low, seen, pkt, flow, to_server, scan, flipped, here):
+        """Rule `low` of candidates `c` pends: remember the later rules whose packet
+        conditions hold on this packet, so that one decides if the earlier never matches
+        (judged again only on the packet that resolves the earlier one, a drop rule that
+        matched on packet 4 was forgotten). Rules after the first plain one can never
+        decide: not looked at. Returns (MATCH, rule) when the first that matched is a
+        drop/reject rule and every rule before it is one too: whichever decides, the flow
+        is blocked, so it is now; else None."""
+        rest = c & ~(low | (low - 1))
+        first_plain = rest & self.plain
+        if first_plain:
+            rest &= (first_plain & -first_plain) - 1
+        rest &= self.perpkt & ~seen
+        found = 0
+        for i in ix.bits(rest):
+            low = 1 << i
+            if low & self.pkt_header and not low & here:
+                continue
+            if low & self.app_any:
+                app = flow.app
+                if app is None or any(app.names[f] is None for f in self.app_of[i]):
+                    continue
+            if self.packet_match(self.rules[i], pkt, flow, to_server != bool(low & flipped), scan):
+                found |= low
+        if not found:
+            return None
+        flow.matched = (self.generation, seen | found)
+        first = found & -found
+        if first & self.block and not c & (first - 1) & ~self.block:
+            r = self.rules[first.bit_length() - 1]
+            if first & self.writes:
+                self.state.apply(r, flow)
+            return MATCH, r
+        return None
 
     def decide_unread(self, pkt, direction):
         """(rule or None, policy_used) for a packet whose transport the decoder could not

@@ -3,6 +3,9 @@ failed before its fix -- the rule's other conditions on a content program, the w
 payload can cost a rule (pcre, content backtracking), and the URI spellings a server maps
 onto the path a rule names."""
 from replaykit import Capture, TcpConn
+from appliance.decode import decode_frame
+from appliance.detect.loader import load_rules
+from appliance.inspector import Inspector, Settings
 
 HTTP = "198.51.100.80"
 
@@ -96,3 +99,36 @@ def test_a_pass_rule_on_http_uri_holds_only_when_every_reading_fits(run, rules_f
                        "{value: .jpg, endswith: true, buffer: http.uri}]}\n")
     r = run(cap, allow)
     assert [r.flow_action(src_port=42000 + i) for i in range(len(targets))] == ["pass"] + ["drop"] * 5
+
+
+def test_a_rule_that_matched_while_an_earlier_one_pended_decides_when_that_one_does_not(run, rules_file):
+    """Rules decide in order, and a pending earlier rule holds later ones back; a later
+    drop rule that matched meanwhile was judged again only on the packet that resolved the
+    earlier one, and forgotten: any earlier content rule hid it."""
+    cap = tcp_capture(b"POST /evil HTTP/1.1\r\n\r\n", b"POST /evil HTTP/1.1\r\n\r\n", then=10)
+    rules = rules_file("rules:\n  - {id: 1, action: pass, proto: tcp, content: NEVER}\n"
+                       "  - {id: 2, action: drop, proto: tcp, content: /evil}\n"
+                       "  - {id: 3, action: pass, proto: tcp, content: [{value: POST}, {value: /evil, distance: 0}]}\n")
+    r = run(cap, rules)
+    assert r.flow_action(src_port=42000) == "drop"      # once rule 1's depth is reached
+    # an earlier pass rule that does match still wins (the order holds)
+    first = rules_file("rules:\n  - {id: 3, action: pass, proto: tcp, content: NEVER}\n"
+                       "  - {id: 4, action: pass, proto: tcp, content: POST}\n"
+                       "  - {id: 2, action: drop, proto: tcp, content: /evil}\n")
+    assert run(cap, first).flow_action(src_port=42001) == "pass"
+
+
+def test_a_later_drop_rule_blocks_at_once_when_only_drop_rules_pend_before_it(rules_file):
+    """Whichever of them decides, the flow is dropped: the packet that matched is dropped,
+    not let through while the earlier drop rule waits for its depth."""
+    cap = tcp_capture(b"POST /evil HTTP/1.1\r\n\r\n", then=2)
+    rules = rules_file("rules:\n  - {id: 1, action: drop, proto: tcp, content: NEVER}\n"
+                       "  - {id: 2, action: drop, proto: tcp, content: /evil}\n")
+    insp = Inspector(load_rules(rules), Settings())
+    verdicts = [insp.process(decode_frame(buf, cap.linktype, ts)).action for ts, buf in cap.frames]
+    assert verdicts[:4] == ["pass", "pass", "pass", "drop"]          # handshake, then the request
+    allow_first = rules_file("rules:\n  - {id: 1, action: pass, proto: tcp, content: NEVER}\n"
+                             "  - {id: 2, action: drop, proto: tcp, content: /evil}\n", "b.yaml")
+    insp = Inspector(load_rules(allow_first), Settings())
+    verdicts = [insp.process(decode_frame(buf, cap.linktype, ts)).action for ts, buf in cap.frames]
+    assert verdicts[3] == "pass"                 # an earlier pass rule may still match: it waits
