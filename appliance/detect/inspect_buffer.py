@@ -266,7 +266,10 @@ def tx_buffer(proto, tx, name):
         if name == "http.method":
             return [unescape(tx.method)]
         if name == "http.user_agent":
-            return [unescape(tx.user_agent)] if tx.user_agent is not None else []
+            # every reading (duplicate lines, obs-fold): servers and applications differ on
+            # which they act on, so drop rules fit when one does, pass rules when all do
+            agents = getattr(tx, "user_agents", None) or ([tx.user_agent] if tx.user_agent is not None else [])
+            return [unescape(a) for a in agents]
         if name == "http.host":
             return [unescape(h) for h in tx.hosts]
     elif proto == "dns" and name == "dns.query":

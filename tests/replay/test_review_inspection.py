@@ -132,3 +132,21 @@ def test_a_later_drop_rule_blocks_at_once_when_only_drop_rules_pend_before_it(ru
     insp = Inspector(load_rules(allow_first), Settings())
     verdicts = [insp.process(decode_frame(buf, cap.linktype, ts)).action for ts, buf in cap.frames]
     assert verdicts[3] == "pass"                 # an earlier pass rule may still match: it waits
+
+
+def test_every_user_agent_reading_is_judged(run, rules_file):
+    """A second User-Agent line, or an obs-folded one: nginx's $http_user_agent is the
+    first, Apache hands the application all of them joined with ", ", a lax server a
+    folded line's continuation. The rule saw only the first line."""
+    def ua(*lines):
+        return b"GET / HTTP/1.1\r\nHost: a.example\r\n" + b"".join(lines) + b"\r\n"
+    cap = tcp_capture(ua(b"User-Agent: Mozilla/5.0\r\n", b"User-Agent: sqlmap/1.7\r\n"),
+                      ua(b"User-Agent: Mozilla/5.0\r\n", b" sqlmap/1.7\r\n"),
+                      ua(b"User-Agent: Mozilla/5.0\r\n"), then=10)
+    drop = rules_file("rules:\n  - {id: 1, action: drop, proto: tcp, content: {value: sqlmap, buffer: http.user_agent}}\n")
+    r = run(cap, drop)
+    assert [r.flow_action(src_port=42000 + i) for i in range(3)] == ["drop", "drop", "pass"]
+    allow = rules_file("default_action: drop\nrules:\n  - {id: 1, action: pass, proto: tcp, "
+                       "content: {value: Mozilla/5.0, startswith: true, endswith: true, buffer: http.user_agent}}\n")
+    r = run(cap, allow)
+    assert [r.flow_action(src_port=42000 + i) for i in range(3)] == ["drop", "drop", "pass"]
