@@ -264,7 +264,10 @@ def tx_buffer(proto, tx, name):
         if name == "http.uri.raw":
             return [unescape(tx.uri)]
         if name == "http.method":
-            return [unescape(tx.method)]
+            # RFC 9110: case-sensitive, and nginx refuses "post"; Go's net/http hands it to
+            # a handler that may not look at the method: as sent and in capitals
+            m = unescape(tx.method)
+            return [m] if m.upper() == m else [m, m.upper()]
         if name == "http.user_agent":
             # every reading (duplicate lines, obs-fold): servers and applications differ on
             # which they act on, so drop rules fit when one does, pass rules when all do
