@@ -13,7 +13,7 @@ import statistics
 import sys
 import time
 
-from appliance.detect.inspect_buffer import Program
+from appliance.detect.inspect_buffer import PACKET_STEPS, Program
 from appliance.detect.keywords import parse_pcre
 from appliance.detect.rule import Content
 
@@ -59,6 +59,32 @@ CASES = [
 ]
 
 
+def _packet(progs, buf):
+    """Seconds for all programs on one packet's buffer, sharing the packet's steps as the
+    Detector does (limits: [bounds reached, steps left])."""
+    n, t0 = 0, time.perf_counter()
+    while True:
+        limits = [0, PACKET_STEPS]
+        for prog in progs:
+            prog.matches(buf, True, limits)
+        n += 1
+        dt = time.perf_counter() - t0
+        if dt >= 0.2:
+            return dt / n
+
+
+def packet_row(runs, rules=100):
+    """`rules` content programs of the backtracking shape on one 64 KB packet."""
+    progs = [Program([Content(b"a"), Content(b"b", distance=0), Content(b"c%d" % i, distance=0)])
+             for i in range(rules)]
+    hostile, benign = b"ab" * 1500 + b"x" * 61000, b"x" * 64000
+    row = Row(f"{rules} such content rules on one 64 KB packet (PACKET_STEPS shared)",
+              "the same rules, benign packet", "s", "<= 30000")
+    for _ in range(runs):
+        row.add(_packet(progs, hostile), _packet(progs, benign))
+    return row
+
+
 def rows(runs=3):
     out = []
     for measure, make, hostile, benign, target in CASES:
@@ -69,6 +95,8 @@ def rows(runs=3):
             base = _time(prog, benign, True)
             row.add(_time(prog, hostile, True), base)
         out.append(row)
+    if _takes_block(out and make()):
+        out.append(packet_row(runs))
     return out
 
 
