@@ -276,10 +276,18 @@ def tx_buffer(proto, tx, name):
         if name == "http.host":
             return [unescape(h) for h in tx.hosts]
     elif proto == "dns" and name == "dns.query":
-        return [unescape(q.rrname) for q in tx.queries]
+        return [v for q in tx.queries for v in name_readings(unescape(q.rrname))]
     elif proto == "tls" and name == "tls.sni":
-        return [unescape(tx.sni)] if tx.sni else []
+        return name_readings(unescape(tx.sni)) if tx.sni else []
     return []
+
+
+def name_readings(name: bytes):
+    """A DNS or TLS name as sent, and as resolvers and TLS servers match it (ASCII case
+    folded, a trailing root dot dropped: "EVIL.example." is evil.example to them) when that
+    differs -- a drop rule on "evil.example" holds for both, a pass rule needs both."""
+    folded = name.lower().rstrip(b".")
+    return [name] if folded == name else [name, folded]
 
 
 _TX_PROTO = {"HttpRequest": "http", "DnsMessage": "dns", "ClientHello": "tls"}

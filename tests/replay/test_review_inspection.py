@@ -166,3 +166,30 @@ def test_a_lowercase_method_is_read_both_ways(run, rules_file):
                        "content: {value: GET, startswith: true, endswith: true, buffer: http.method}}\n")
     r = run(cap, allow)
     assert [r.flow_action(src_port=42000 + i) for i in range(4)] == ["drop", "drop", "drop", "pass"]
+
+
+def test_dns_and_tls_names_are_also_read_as_servers_match_them(run, rules_file):
+    """Resolvers and TLS servers match names case-insensitively, and without a trailing
+    root dot: a drop rule on "evil.example" held not for "EVIL.example." (0x20 encoding);
+    a pass rule on "good.example" needs both readings to fit."""
+    from scapy.all import IP, UDP, Raw
+    from replaykit import client_hello, dns_query, l2, tls_records
+    cap = Capture()
+    for i, name in enumerate(["EVIL.example", "evil.example", "good.example"]):
+        cap.add(l2(IP(src="10.0.0.1", dst="10.0.0.53") / UDP(sport=5300 + i, dport=53) / Raw(dns_query([name]))))
+    for i, sni in enumerate(["eViL.example.", "evil.example", "GOOD.example", "good.example"]):
+        c = TcpConn(cap, "10.0.0.1", 40100 + i, "203.0.113.5", 443)
+        c.handshake()
+        c.send(tls_records(client_hello(sni)))
+        for _ in range(10):
+            c.send(b"x")
+            c.recv(b"y")
+    drop = rules_file("rules:\n  - {id: 1, action: drop, content: {value: evil.example, endswith: true, buffer: dns.query}}\n"
+                      "  - {id: 2, action: drop, proto: tcp, content: {value: evil.example, endswith: true, buffer: tls.sni}}\n")
+    r = run(cap, drop)
+    assert [r.flow_action(src_port=5300 + i) for i in range(3)] == ["drop", "drop", "pass"]
+    assert [r.flow_action(src_port=40100 + i) for i in range(4)] == ["drop", "drop", "pass", "pass"]
+    allow = rules_file("default_action: drop\nrules:\n  - {id: 1, action: pass, proto: tcp, "
+                       "content: {value: good.example, startswith: true, endswith: true, buffer: tls.sni}}\n")
+    r = run(cap, allow)
+    assert [r.flow_action(src_port=40100 + i) for i in range(4)] == ["drop", "drop", "drop", "pass"]
