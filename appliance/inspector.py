@@ -304,6 +304,7 @@ class Inspector:
         else:
             cand_flow, flipped = (cand if to_server else det.connection_candidates(flow)), 0
         scan = [None]
+        limits = det.start_packet()
         if first and flow.midstream:
             # picked up mid-stream: its start, maybe its requests, are behind us
             self._cannot_know(flow, "midstream", cand_flow)
@@ -348,6 +349,8 @@ class Inspector:
                 flow.alerted = True
                 emitted.append(rule)
         c.alerts_suppressed = det.thresholds.suppressed
+        if det.limits[0] != limits:        # a rule's inspection reached its bound: read against the attacker
+            self._found = [*self._found, ("detect.inspection_limit", "engine")]
 
         if flow.verdict in ("drop", "reject"):
             flow.final = True

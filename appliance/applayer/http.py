@@ -21,7 +21,7 @@ from appliance.applayer.dns import escape_label
 # 8190 bytes (~800 KiB) and nginx's 4 x 8 KiB. A block still open past it is a cap hit.
 MAX_HEADER_BLOCK = 1 << 20
 ALT_HOLD = 8192        # a body read as requests: bytes held for a line in progress
-# Host readings and framing lines one request may carry before its host counts as unknown
+# Host and User-Agent readings and framing lines one request may carry before its names count as unknown
 # (cap): a real request has one of each; without a bound a 1 MiB header block of
 # "Content-Length: 1" lines held 6 MB per connection until it ended.
 MAX_READINGS = 32
@@ -60,6 +60,7 @@ class HttpRequest:
     host: str | None
     user_agent: str | None
     hosts: list = field(default_factory=list, compare=False)   # every reading of the host (names)
+    user_agents: list = field(default_factory=list, compare=False)   # every reading of the User-Agent
     # its response, once the server's bytes showed it (ResponseReader; None until then)
     status: int | None = field(default=None, compare=False)
     response_protocol: str | None = field(default=None, compare=False)
@@ -133,12 +134,14 @@ _REQUEST_LINE = ("line",)
 
 class _Request:
     """The request whose header block is being read."""
-    __slots__ = ("method", "uri", "protocol", "hosts", "agent", "framing", "last", "bytes", "odd", "conn", "plain")
+    __slots__ = ("method", "uri", "protocol", "hosts", "agent", "agents", "framing", "last", "bytes", "odd", "conn",
+                 "plain")
 
     def __init__(self, method, uri, protocol):
         self.method, self.uri, self.protocol = method, uri, protocol
         self.hosts = []            # raw Host readings, in order
         self.agent = None
+        self.agents = []           # raw User-Agent readings: each line, and a folded one's two
         self.framing = []          # (name, value) of Content-Length / Transfer-Encoding lines
         self.last = None           # name of the last header line (obs-fold continues it)
         self.bytes = 0             # header block bytes so far
@@ -318,7 +321,7 @@ class RequestReader:
                 return CAP
             if line:
                 self._header(req, line)
-                if len(req.hosts) + len(req.framing) > MAX_READINGS:
+                if len(req.hosts) + len(req.framing) + len(req.agents) > MAX_READINGS:
                     return CAP
                 return None
             done.append(self._finish(req))
@@ -371,6 +374,8 @@ class RequestReader:
                 req.odd = True
             elif req.last == b"connection":
                 req.conn.append(b"")           # a folded Connection is no plain "close"
+            elif req.last == b"user-agent" and req.agents:
+                req.agents += [req.agents[-1] + b" " + cont, cont]
             name, sep, value = cont.partition(b":")
             if sep and name.strip().lower() == b"host":
                 req.hosts.append(value)
@@ -393,6 +398,7 @@ class RequestReader:
         elif name == b"user-agent":
             if req.agent is None:
                 req.agent = escape_label(value)
+            req.agents.append(value)           # duplicates too: the first (nginx), the last, all joined (Apache)
         elif name in FRAMING:
             if bare != name:
                 req.odd = True                 # "Content-Length :": rejected by some, read by others
@@ -411,8 +417,10 @@ class RequestReader:
                     readings.append(h)
         self.count += 1
         self.closing = _closes(req)
+        agents = list(dict.fromkeys(req.agents + ([b", ".join(req.agents)] if len(req.agents) > 1 else [])))
         return HttpRequest(escape_label(req.method), escape_label(req.uri), escape_label(req.protocol),
-                           readings[0] if readings else None, req.agent, readings)
+                           readings[0] if readings else None, req.agent, readings,
+                           [escape_label(a) for a in agents])
 
     def _body(self, req):
         """Where the next request starts (RFC 9112 6.3), or "http_framing" when a server

@@ -25,7 +25,8 @@ Header fields are matched against each packet's own direction (Suricata's
 `->`), through bitmask indexes cached per flow direction.
 """
 from . import index as ix
-from .inspect_buffer import BUFFERS, AppProgram, Program, buffer_values, tx_proto
+from .bounded_regex import InspectionLimit
+from .inspect_buffer import PACKET_STEPS, BUFFERS, AppProgram, Program, buffer_values, tx_proto
 from .keywords import APP_FIELDS, RULE_FIELD, app_fields, app_program, per_packet
 from .rule import PROTOS, Content
 from .flowstate import FlowState, unknown as unknown_state
@@ -64,6 +65,9 @@ class Detector:
         self.unnamed = {f: 0 for f in APP_FIELDS}   # ... of them, those with no name key on the field
         self.proto_only = {f: 0 for f in APP_FIELDS}  # app_proto rules that ask nothing more of f
         self.sized = 0                        # rules with dsize/ttl/ip_proto
+        # inspections that reached their bound (read against the attacker), steps left for
+        # this packet's programs (reset per packet by start_packet)
+        self.limits = [0, PACKET_STEPS]
         literals = []
         for i, r in enumerate(rules):
             bit = 1 << i
@@ -306,19 +310,12 @@ class Detector:
                 if not scan[0] & self.bit_of[r.id]:
                     return False
             if kind & _PROGRAM:
-                return self.payload_program[i].matches(payload) and \
-                    (r.regex is None or r.regex.search(payload) is not None)
-            lowered = None
-            for c in r.content:
-                end = c.offset + c.depth if c.depth is not None else len(payload)
-                if c.nocase:
-                    if lowered is None:
-                        lowered = bytes(payload).lower()
-                    if lowered.find(c.value.lower(), c.offset, end) < 0:
-                        return False
-                elif payload.find(c.value, c.offset, end) < 0:
+                # one condition of the rule: regex, flowbits, detection_filter still follow
+                if not self.payload_program[i].matches(payload, r.action != "pass", self.limits):
                     return False
-        if r.regex is not None and r.regex.search(payload) is None:
+            elif not plain_contents_match(r.content, payload):
+                return False
+        if r.regex is not None and not self._regex_match(r, payload):
             return False
         if r.flowbits or r.flowint:
             if r.decides and unknown_state(flow):
@@ -340,6 +337,21 @@ class Detector:
             if not over:
                 return False
         return True
+
+    def start_packet(self):
+        """A new packet: its programs get PACKET_STEPS steps together. Returns the count
+        of bounds reached so far (the caller compares it after the packet)."""
+        self.limits[1] = PACKET_STEPS
+        return self.limits[0]
+
+    def _regex_match(self, r, payload):
+        """The rule's `regex` key on the payload; at its time bound unknown, read against
+        the attacker (a pass rule does not match, any other does) and counted."""
+        try:
+            return r.regex.search(payload) is not None
+        except InspectionLimit:
+            self.limits[0] += 1
+            return r.action != "pass"
 
     # -- decisions -----------------------------------------------------------
 
@@ -384,6 +396,8 @@ class Detector:
         rules = self.rules
         plain = self.plain
         waiting = None                         # a per-packet-header rule that may fit a later packet
+        seen = flow.matched
+        seen = seen[1] if seen is not None and seen[0] == self.generation else 0
         while c:
             low = c & -c
             i = low.bit_length() - 1
@@ -406,10 +420,15 @@ class Detector:
                 if low & self.writes:
                     self.state.apply(r, flow)      # bypass
                 return MATCH, r
+            if low & seen:                     # it matched on an earlier packet, while an earlier rule pended
+                if low & self.writes:
+                    self.state.apply(r, flow)
+                return MATCH, r
             if low & self.app_any:
                 app = flow.app
                 if app is None or any(app.names[f] is None for f in self.app_of[i]):
-                    return PENDING, r          # the app layer resolves it within the protocol's limits
+                    blocked = self._note_later(c, low, seen, pkt, flow, to_server, scan, flipped, here, unseen)
+                    return blocked or (PENDING, r)   # the app layer resolves it within the protocol's limits
             if low & self.perpkt and not self.packet_match(r, pkt, flow, to_server != bool(low & flipped), scan):
                 if low & later:
                     if low & self.no_hold:
@@ -419,7 +438,8 @@ class Detector:
                         waiting = waiting or r
                         c ^= low
                         continue
-                    return PENDING, r
+                    blocked = self._note_later(c, low, seen, pkt, flow, to_server, scan, flipped, here, unseen)
+                    return blocked or (PENDING, r)
                 c ^= low                       # the last look: not matched, try the next rule
                 continue
             if low & self.writes:
@@ -439,6 +459,41 @@ class Detector:
         only_ts = (self.only_ts & ~flipped) | (self.only_tc & flipped)
         only_tc = (self.only_tc & ~flipped) | (self.only_ts & flipped)
         return ~only_tc if ts else ~only_ts
+
+    def _note_later(self, c, low, seen, pkt, flow, to_server, scan, flipped, here, unseen=0):
+        """Rule `low` of candidates `c` pends: remember the later rules whose packet
+        conditions hold on this packet, so that one decides if the earlier never matches
+        (judged again only on the packet that resolves the earlier one, a drop rule that
+        matched on packet 4 was forgotten). Rules after the first plain one can never
+        decide: not looked at. Returns (MATCH, rule) when the first that matched is a
+        drop/reject rule and every rule before it is one too: whichever decides, the flow
+        is blocked, so it is now; else None."""
+        rest = c & ~(low | (low - 1))
+        first_plain = rest & self.plain
+        if first_plain:
+            rest &= (first_plain & -first_plain) - 1
+        rest &= self.perpkt & ~seen & ~unseen    # (unseen: not looked at on this packet)
+        found = 0
+        for i in ix.bits(rest):
+            low = 1 << i
+            if low & self.pkt_header and not low & here:
+                continue
+            if low & self.app_any:
+                app = flow.app
+                if app is None or any(app.names[f] is None for f in self.app_of[i]):
+                    continue
+            if self.packet_match(self.rules[i], pkt, flow, to_server != bool(low & flipped), scan):
+                found |= low
+        if not found:
+            return None
+        flow.matched = (self.generation, seen | found)
+        first = found & -found
+        if first & self.block and not c & (first - 1) & ~self.block:
+            r = self.rules[first.bit_length() - 1]
+            if first & self.writes:
+                self.state.apply(r, flow)
+            return MATCH, r
+        return None
 
     def decide_unread(self, pkt, direction):
         """(rule or None, policy_used) for a packet whose transport the decoder could not
@@ -514,7 +569,7 @@ class Detector:
             anyt = any_tx if any_tx is not None else bool(bit & self.block)
             pick = any if anyt else all
             prog = self.app_program[i]
-            if pick(p & bit and prog.fits_tx(f, t, pick, cache) for t, p in zip(txs, possible)):
+            if pick(p & bit and prog.fits_tx(f, t, pick, cache, self.limits) for t, p in zip(txs, possible)):
                 fit |= bit
         return fit
 
@@ -621,6 +676,21 @@ def simple_content(program):
     """Contents with only value/nocase/offset/depth: the engine's plain find() loop does them."""
     return all(type(s) is Content and not (s.negated or s.relative or s.startswith or s.endswith)
                for s in program)
+
+
+def plain_contents_match(contents, payload):
+    """Contents with only value/nocase/offset/depth (simple_content): each is there."""
+    lowered = None
+    for c in contents:
+        end = c.offset + c.depth if c.depth is not None else len(payload)
+        if c.nocase:
+            if lowered is None:
+                lowered = bytes(payload).lower()
+            if lowered.find(c.value.lower(), c.offset, end) < 0:
+                return False
+        elif payload.find(c.value, c.offset, end) < 0:
+            return False
+    return True
 
 
 def sizes_match(r, pkt, payload):

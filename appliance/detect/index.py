@@ -179,8 +179,11 @@ class ContentPrefilter:
         self.db = None
         if hyperscan and patterns:
             self.db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-            self.db.compile(expressions=patterns, ids=list(range(len(patterns))),
-                            elements=len(patterns), flags=flags, literal=True)
+            # every byte as \xNN in Hyperscan's regex syntax, not its literal API: the binding
+            # passes literals as C strings, so a NUL ended them ("|00 01|" failed to compile,
+            # "a|00|b" was looked for as "a")
+            self.db.compile(expressions=[b"".join(b"\\x%02x" % c for c in p) for p in patterns],
+                            ids=list(range(len(patterns))), elements=len(patterns), flags=flags)
             self.scratch = hyperscan.Scratch(self.db)
 
     def scan(self, payload):

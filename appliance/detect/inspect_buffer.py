@@ -13,15 +13,21 @@ http.uri) hold together in Suricata's sense:
   does the same, "content:"a"; content:"b"; within:2;" matches "a..ab"). Retrying
   only helps when a later step depends on the position, so a step whose follower
   is not relative is tried at its first occurrence only.
-- The work is bounded like Suricata's inspection recursion limit: past
-  RECURSION_LIMIT steps tried on one buffer the program does not match (the value
-  Suricata uses by default, so a .rules rule gives the same answer it gives there).
+- The work is bounded: RECURSION_LIMIT steps tried on one buffer (Suricata's default
+  inspection recursion limit) and REGEX_TIME for the program's regex searches
+  (bounded_regex.py). Suricata answers "no match" at its limit, which lets an attacker
+  who repeats a rule's first content hide the rest; here the answer is unknown: the
+  caller counts it (an anomaly) and it is read against the attacker -- a drop, reject
+  or alert rule's program holds, a pass rule's does not.
 """
 import re
+import time
 
+from .bounded_regex import REGEX_TIME, InspectionLimit
 from .rule import Content, IsDataAt, Pcre
 
 RECURSION_LIMIT = 3000
+PACKET_STEPS = 10 * RECURSION_LIMIT    # all programs on one packet's buffers together
 # Buffers a sticky-buffer keyword names -> the app field whose transactions carry them.
 BUFFERS = {"http.uri": "http", "http.uri.raw": "http", "http.method": "http",
            "http.user_agent": "http", "http.host": "http", "dns.query": "dns", "tls.sni": "tls"}
@@ -31,7 +37,7 @@ _UNESCAPE = re.compile(rb"\\x([0-9a-f]{2})")
 class Program:
     """One buffer's steps, with for each step whether a later step depends on where it
     matched (only those are retried at their next occurrence)."""
-    __slots__ = ("steps", "anchors")
+    __slots__ = ("steps", "anchors", "timed")
 
     def __init__(self, steps):
         self.steps = tuple(steps)
@@ -46,19 +52,34 @@ class Program:
                     break                      # a positive content/pcre: later steps hang on it
             anchors.append(dep)
         self.anchors = tuple(anchors)
+        self.timed = any(type(s) is Pcre for s in self.steps)
 
-    def matches(self, buf) -> bool:
-        budget = [RECURSION_LIMIT]
-        return _step(self.steps, self.anchors, 0, bytes(buf), 0, [None], budget)
+    def matches(self, buf, block=False, limits=None) -> bool:
+        """The steps hold on buf. At a bound the answer is unknown: `block` (True for
+        drop/reject/alert rules, against the attacker). `limits`: [bounds reached, steps
+        left for this packet's programs] (Detector.limits), so that one packet cannot
+        cost RECURSION_LIMIT steps for every rule."""
+        steps = RECURSION_LIMIT if limits is None else max(0, min(RECURSION_LIMIT, limits[1]))
+        budget = [steps, time.monotonic() + REGEX_TIME if self.timed else None]
+        try:
+            return _step(self.steps, self.anchors, 0, bytes(buf), 0, [None, {}], budget)
+        except InspectionLimit:
+            if limits is not None:
+                limits[0] += 1
+            return block
+        finally:
+            if limits is not None:
+                limits[1] -= steps - max(budget[0], 0)
 
 
 def _step(steps, anchors, i, buf, prev, low, budget):
-    """Steps i.. hold with the previous match ending at `prev`."""
+    """Steps i.. hold with the previous match ending at `prev`. `low`: [the buffer
+    lowercased or None, {step: its last find (start, end, pos)}]."""
     n = len(steps)
     while i < n:
         budget[0] -= 1
         if budget[0] < 0:
-            return False
+            raise InspectionLimit
         s = steps[i]
         t = type(s)
         if t is Content:
@@ -82,7 +103,15 @@ def _step(steps, anchors, i, buf, prev, low, budget):
                 pos = size - plen
                 pos = pos if pos >= start and size <= end and hay.startswith(pat, pos) else -1
             else:
-                pos = hay.find(pat, start, end)
+                # Backtracking asks a step again from a later start: the last answer holds
+                # when no occurrence can lie between (else each retry rescans to the end,
+                # 3000 x 64 KB on "ab" repeated for "a; b distance 0; c distance 0").
+                last = low[1].get(i)
+                if last is not None and last[1] == end and last[0] <= start and (last[2] < 0 or start <= last[2]):
+                    pos = last[2]
+                else:
+                    pos = hay.find(pat, start, end)
+                    low[1][i] = (start, end, pos)
             if s.negated:
                 if pos >= 0:
                     return False
@@ -97,14 +126,14 @@ def _step(steps, anchors, i, buf, prev, low, budget):
             while pos >= 0:                    # backtracking: each occurrence in turn
                 if _step(steps, anchors, i + 1, buf, pos + plen, low, budget):
                     return True
-                if s.endswith or budget[0] < 0:
+                if s.endswith:
                     return False
                 pos = hay.find(pat, pos + 1, end)
             return False
         if t is Pcre:
             base = prev if s.relative else 0
             # Suricata hands a relative pcre the buffer from the previous match on: ^ anchors there
-            m = s.regex.search(buf[base:]) if base else s.regex.search(buf)
+            m = s.regex.search(buf[base:] if base else buf, 0, budget[1])
             if s.negated:
                 if m is not None:
                     return False
@@ -119,9 +148,7 @@ def _step(steps, anchors, i, buf, prev, low, budget):
             while m is not None:
                 if _step(steps, anchors, i + 1, buf, base + m.end(), low, budget):
                     return True
-                if budget[0] < 0:
-                    return False
-                m = s.regex.search(buf, base + m.start() + 1)
+                m = s.regex.search(buf, base + m.start() + 1, budget[1])
                 base = 0
             return False
         # IsDataAt: Suricata's test, absolute "byte n exists", relative "n bytes past prev"
@@ -149,17 +176,64 @@ def normalize_uri(raw: bytes) -> bytes:
     target. Here: an absolute-form target loses its scheme://authority, %XX escapes in
     the path are decoded and its "." / ".." segments resolved (RFC 3986 5.2.4), the
     query stays as sent. (libhtp's personalities do more, e.g. %u decoding on IIS.)"""
-    low = raw[:8].lower()
-    if low.startswith((b"http://", b"https://")):
-        rest = raw[raw.find(b"//") + 2:]
-        cut = min((p for p in (rest.find(b"/"), rest.find(b"?")) if p >= 0), default=len(rest))
-        raw = rest[cut:] or b"/"
+    raw = _origin_form(raw)
     path, q, query = raw.partition(b"?")
     if b"%" in path:
         path = _PCT.sub(lambda m: bytes((int(m.group(1), 16),)), path)
     if b"." in path:
         path = _remove_dots(path)
     return path + q + query
+
+
+def _origin_form(raw):
+    """An absolute-form target (http://host/path) without its scheme://authority."""
+    if raw[:8].lower().startswith((b"http://", b"https://")):
+        rest = raw[raw.find(b"//") + 2:]
+        cut = min((p for p in (rest.find(b"/"), rest.find(b"?")) if p >= 0), default=len(rest))
+        raw = rest[cut:]
+        raw = raw if raw.startswith(b"/") else b"/" + raw      # an empty path is "/"
+    return raw
+
+
+_ESC = re.compile(rb"%(?:[uU]([0-9A-Fa-f]{4})|([0-9A-Fa-f]{2}))")
+_OVERLONG = re.compile(rb"[\xc0\xc1][\x80-\xbf]|\xe0[\x80-\x9f][\x80-\xbf]")
+_SLASHES = re.compile(rb"/{2,}")
+
+
+def lenient_uri(raw: bytes) -> bytes:
+    """The path a lenient server acts on, where servers read a request target
+    differently from normalize_uri: "#" ends the path (Apache, nginx, http.server);
+    "//" is "/" (nginx's merge_slashes, Apache, http.server, Tomcat); ";params" end a
+    segment ("/public/..;/admin" is /admin to Tomcat and Jetty); IIS decodes %uXXXX and
+    overlong UTF-8 ("%c0%ae" is ".") and takes "\\" for "/"; a NUL ends the path where
+    a C string carries it. Decoded in one pass (no double decoding)."""
+    raw = _origin_form(raw).partition(b"#")[0]
+    path, q, query = raw.partition(b"?")
+    path = _ESC.sub(_unescape_one, path)
+    path = _OVERLONG.sub(lambda m: _overlong(m.group()), path)
+    path = path.partition(b"\0")[0].replace(b"\\", b"/")
+    if b";" in path:
+        path = b"/".join(seg.partition(b";")[0] for seg in path.split(b"/"))
+    path = _SLASHES.sub(b"/", path)
+    return _remove_dots(path) + q + query
+
+
+def _unescape_one(m):
+    u, x = m.groups()
+    return chr(int(u, 16)).encode("utf-8", "surrogatepass") if u else bytes((int(x, 16),))
+
+
+def _overlong(b):
+    cp = ((b[0] & 0x1f) << 6 | (b[1] & 0x3f)) if len(b) == 2 else ((b[1] & 0x3f) << 6 | (b[2] & 0x3f))
+    return chr(cp).encode("utf-8")
+
+
+def uri_readings(raw: bytes):
+    """http.uri's values: normalize_uri's reading (libhtp's, Suricata's), and the lenient
+    one when it differs -- a server may act on either, so a drop rule matches when one
+    reading fits, a pass rule only when both do (the caller's any/all)."""
+    strict, loose = normalize_uri(raw), lenient_uri(raw)
+    return [strict] if loose == strict else [strict, loose]
 
 
 def _remove_dots(path):
@@ -186,20 +260,34 @@ def tx_buffer(proto, tx, name):
     transaction lacks it)."""
     if proto == "http":
         if name == "http.uri":
-            return [normalize_uri(unescape(tx.uri))]
+            return uri_readings(unescape(tx.uri))
         if name == "http.uri.raw":
             return [unescape(tx.uri)]
         if name == "http.method":
-            return [unescape(tx.method)]
+            # RFC 9110: case-sensitive, and nginx refuses "post"; Go's net/http hands it to
+            # a handler that may not look at the method: as sent and in capitals
+            m = unescape(tx.method)
+            return [m] if m.upper() == m else [m, m.upper()]
         if name == "http.user_agent":
-            return [unescape(tx.user_agent)] if tx.user_agent is not None else []
+            # every reading (duplicate lines, obs-fold): servers and applications differ on
+            # which they act on, so drop rules fit when one does, pass rules when all do
+            agents = getattr(tx, "user_agents", None) or ([tx.user_agent] if tx.user_agent is not None else [])
+            return [unescape(a) for a in agents]
         if name == "http.host":
             return [unescape(h) for h in tx.hosts]
     elif proto == "dns" and name == "dns.query":
-        return [unescape(q.rrname) for q in tx.queries]
+        return [v for q in tx.queries for v in name_readings(unescape(q.rrname))]
     elif proto == "tls" and name == "tls.sni":
-        return [unescape(tx.sni)] if tx.sni else []
+        return name_readings(unescape(tx.sni)) if tx.sni else []
     return []
+
+
+def name_readings(name: bytes):
+    """A DNS or TLS name as sent, and as resolvers and TLS servers match it (ASCII case
+    folded, a trailing root dot dropped: "EVIL.example." is evil.example to them) when that
+    differs -- a drop rule on "evil.example" holds for both, a pass rule needs both."""
+    folded = name.lower().rstrip(b".")
+    return [name] if folded == name else [name, folded]
 
 
 _TX_PROTO = {"HttpRequest": "http", "DnsMessage": "dns", "ClientHello": "tls"}
@@ -223,16 +311,16 @@ class AppProgram:
         self.sizes = tuple(sizes)
         self.patterns = patterns               # NamePatterns of the rule's name key, or None
 
-    def fits(self, proto, txs, any_tx, cache=None):
+    def fits(self, proto, txs, any_tx, cache=None, limits=None):
         """Read against the attacker by the caller: any_tx (drop/reject/alert) -> some
         transaction fits, and in it some value of each buffer; else (pass) every
         transaction and every value. `cache`: buffer values already read, shared by the
         rules judged on the same transactions."""
         pick = any if any_tx else all
         cache = {} if cache is None else cache
-        return pick(self.fits_tx(proto, t, pick, cache) for t in txs)
+        return pick(self.fits_tx(proto, t, pick, cache, limits) for t in txs)
 
-    def fits_tx(self, proto, tx, pick, cache):
+    def fits_tx(self, proto, tx, pick, cache, limits=None):
         if tx is None:
             return False
         if self.patterns is not None:
@@ -246,7 +334,7 @@ class AppProgram:
                 return False
         for name, prog in self.programs:
             vals = buffer_values(cache, proto, tx, name)
-            if not vals or not pick(prog.matches(v) for v in vals):
+            if not vals or not pick(prog.matches(v, pick is any, limits) for v in vals):
                 return False                   # a buffer the transaction lacks matches nothing
         return True
 

@@ -17,6 +17,7 @@ from typing import Callable
 from ..problems import choice, did_you_mean, got, is_int
 from .rule import (ACTIONS, DECISIONS, DIRECTIONS, FLOW_KEYWORDS, PROTOS, TCP_FLAG_LETTERS,
                    Content, IsDataAt, NamePattern, Pcre, Range, Rule, TcpFlags, Threshold)
+from .bounded_regex import Regex
 from .inspect_buffer import BUFFERS
 from . import flowkeys as fk
 INVALID = fk.INVALID                     # a parser's "reported, no value"
@@ -354,7 +355,7 @@ def _regex(v, where, draft):
         where.report(f"regex must be a non-empty string, got {got(v)}")
         return INVALID
     try:
-        return re.compile(v.encode())
+        return Regex(v, 0)
     except (re.error, OverflowError, RecursionError, ValueError) as e:   # "a{99999999999}" overflows
         where.report(f"bad regex {v!r}: {e}")
         return INVALID
@@ -680,7 +681,7 @@ def parse_pcre(v):
             return None, None, (f"pcre {v!r}: flag '{ch}' is not supported (i s m x R, and U I M V W for "
                                 f"http.uri, http.uri.raw, http.method, http.user_agent, http.host)")
     try:
-        rx = re.compile(body.encode("utf-8"), flags)
+        rx = Regex(body, flags)          # RE2 or time-bounded: traffic cannot stall it
     except (re.error, OverflowError, RecursionError, ValueError) as e:
         return None, None, f"pcre {v!r}: Python's re cannot compile it: {e}"
     return Pcre(rx, relative, False, v), buffer, None

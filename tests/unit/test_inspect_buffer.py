@@ -2,11 +2,12 @@
 option, relative matching with backtracking, negation, pcre flags, isdataat, and the
 ranges of dsize/ttl/bsize/urilen/ip_proto."""
 import re
+from types import SimpleNamespace
 
 import pytest
 
 from appliance.detect.engine import prefilter_literal
-from appliance.detect.inspect_buffer import Program, normalize_uri, unescape
+from appliance.detect.inspect_buffer import Program, normalize_uri, tx_buffer, unescape
 from appliance.detect.keywords import parse_pcre, parse_range
 from appliance.detect.rule import Content, IsDataAt
 
@@ -135,3 +136,39 @@ def test_pcre_flags_compile():
     assert pcre.regex.flags & (re.S | re.M | re.I | re.X) == re.S | re.M | re.I | re.X
     assert [parse_pcre(f"/x/{f}")[1] for f in "UIMVW"] == [
         "http.uri", "http.uri.raw", "http.method", "http.user_agent", "http.host"]
+
+
+# spellings of a request target and the path Python's http.server acts on (its own code,
+# translate_path): one of http.uri's readings is that path
+SERVER_SPELLINGS = ["//admin", "///admin", "/./admin", "/%2e%2e/admin", "/x/..%2fadmin", "/admin#x.jpg",
+                    "/a//b/../admin", "/%2Fadmin", "/%61dmin", "/admin?x=1", "/public/../admin",
+                    "/admin%00.jpg", "/a/b/..//admin", "/x/%2E%2E/%2e/admin"]
+
+
+@pytest.mark.parametrize("target", SERVER_SPELLINGS)
+def test_one_http_uri_reading_is_the_path_http_server_acts_on(target):
+    import http.server
+
+    class Server(http.server.SimpleHTTPRequestHandler):
+        def __init__(self):                                   # no socket: only its path mapping
+            self.directory = "/srv"
+
+    acted = Server().translate_path(target)[len("/srv"):].encode("utf-8", "surrogateescape")
+    readings = tx_buffer("http", SimpleNamespace(uri=target), "http.uri")
+    assert acted in [r.partition(b"?")[0] for r in readings], (target, acted, readings)
+
+
+@pytest.mark.parametrize("target,lenient", [
+    (b"\\admin", b"/admin"),                                # IIS: "\" is "/"
+    (b"/public/..;/admin", b"/admin"),                      # Tomcat/Jetty: ";params" end a segment
+    (b"/admin;.jpg", b"/admin"),
+    (b"/%u0061dmin", b"/admin"),                            # IIS %u
+    (b"/x/%c0%ae%c0%ae/admin", b"/admin"),                  # IIS overlong UTF-8
+    (b"/admin%00.jpg", b"/admin"),                          # a C string ends at NUL
+    (b"/admin#.jpg", b"/admin"),
+    (b"http://h.example?x", b"/?x"),
+])
+def test_the_lenient_reading_of_server_quirks(target, lenient):
+    readings = tx_buffer("http", SimpleNamespace(uri=target.decode("latin-1")), "http.uri")
+    assert readings[0] == normalize_uri(target) and readings[-1] == lenient
+    assert tx_buffer("http", SimpleNamespace(uri="/ok/x.js?a=//b;c"), "http.uri") == [b"/ok/x.js?a=//b;c"]
