@@ -24,7 +24,11 @@ from .rule import Content, IsDataAt, Pcre
 RECURSION_LIMIT = 3000
 # Buffers a sticky-buffer keyword names -> the app field whose transactions carry them.
 BUFFERS = {"http.uri": "http", "http.uri.raw": "http", "http.method": "http",
-           "http.user_agent": "http", "http.host": "http", "dns.query": "dns", "tls.sni": "tls"}
+           "http.user_agent": "http", "http.host": "http", "http.stat_code": "http", "dns.query": "dns",
+           "tls.sni": "tls"}
+# Buffers of the server's answer: a transaction has them once its response is read (rules
+# on them are judged on the packet that completes the status line, engine.py).
+RESPONSE_BUFFERS = frozenset(("http.stat_code",))
 _UNESCAPE = re.compile(rb"\\x([0-9a-f]{2})")
 
 
@@ -195,6 +199,8 @@ def tx_buffer(proto, tx, name):
             return [unescape(tx.user_agent)] if tx.user_agent is not None else []
         if name == "http.host":
             return [unescape(h) for h in tx.hosts]
+        if name == "http.stat_code":          # the status line's 3 digits, as sent
+            return [b"%03d" % tx.status] if tx.status is not None else []
     elif proto == "dns" and name == "dns.query":
         return [unescape(q.rrname) for q in tx.queries]
     elif proto == "tls" and name == "tls.sni":
@@ -232,7 +238,9 @@ class AppProgram:
         cache = {} if cache is None else cache
         return pick(self.fits_tx(proto, t, pick, cache) for t in txs)
 
-    def fits_tx(self, proto, tx, pick, cache):
+    def fits_tx(self, proto, tx, pick, cache, unread=False):
+        """`unread`: the transaction's response status could not be read; its response
+        buffers are taken as fitting (read against the attacker, for drop/reject rules)."""
         if tx is None:
             return False
         if self.patterns is not None:
@@ -241,10 +249,14 @@ class AppProgram:
             if not names or not pick(any(p.matches(n) for p in self.patterns) for n in names):
                 return False
         for name, rng in self.sizes:
+            if unread and name in RESPONSE_BUFFERS:
+                continue
             vals = buffer_values(cache, proto, tx, name)
             if not vals or not pick(rng.matches(len(v)) for v in vals):
                 return False
         for name, prog in self.programs:
+            if unread and name in RESPONSE_BUFFERS:
+                continue
             vals = buffer_values(cache, proto, tx, name)
             if not vals or not pick(prog.matches(v) for v in vals):
                 return False                   # a buffer the transaction lacks matches nothing

@@ -27,9 +27,9 @@ CONTENT_KEYS = ("value", "hex", "pcre", "isdataat", "not", "nocase", "offset", "
                 "within", "startswith", "endswith", "relative", "fast_pattern", "buffer")
 PCRE_FLAGS = {"i": re.I, "s": re.S, "m": re.M, "x": re.X}
 # pcre's buffer flags (Suricata) -> the buffer here; H (all request headers), C (cookie),
-# P (body), Y/S (response) name buffers this appliance does not read.
+# P (body), Y (response status message) name buffers this appliance does not read.
 PCRE_BUFFER = {"U": "http.uri", "I": "http.uri.raw", "M": "http.method", "V": "http.user_agent",
-               "W": "http.host"}
+               "W": "http.host", "S": "http.stat_code"}
 THRESHOLD_KEYS = ("type", "track", "count", "seconds")
 THRESHOLD_TYPES = ("limit", "threshold", "both")
 THRESHOLD_TRACKS = ("by_src", "by_dst", "by_flow", "by_rule")
@@ -654,8 +654,8 @@ def parse_range(v, name, top):
 
 def parse_pcre(v):
     """"/regex/flags" -> (Pcre, the buffer a flag names or None, None) or (None, None, message).
-    Flags: i s m x as PCRE's; R relative to the previous match; U I M V W name the http.uri,
-    http.uri.raw, http.method, http.user_agent, http.host buffers."""
+    Flags: i s m x as PCRE's; R relative to the previous match; U I M V W S name the http.uri,
+    http.uri.raw, http.method, http.user_agent, http.host, http.stat_code buffers."""
     if not isinstance(v, str):
         return None, None, f"pcre must be a string \"/regex/flags\", got {got(v)}"
     m = re.fullmatch(r"/(.*)/([A-Za-z]*)", v, re.S)
@@ -672,13 +672,13 @@ def parse_pcre(v):
             buffer = PCRE_BUFFER[ch]
         elif ch in PCRE_BUFFER:
             return None, None, f"pcre {v!r}: flags name two buffers ({buffer}, {PCRE_BUFFER[ch]})"
-        elif ch in "HDCPQSYZ":
+        elif ch in "HDCPQYZ":
             return None, None, (f"pcre {v!r}: flag '{ch}' names an HTTP buffer this appliance does not read "
                                 f"(H: all request headers; here only http.host, http.user_agent, http.method, "
-                                f"http.uri[.raw] are, flags W V M U I)")
+                                f"http.uri[.raw], http.stat_code are, flags W V M U I S)")
         else:
-            return None, None, (f"pcre {v!r}: flag '{ch}' is not supported (i s m x R, and U I M V W for "
-                                f"http.uri, http.uri.raw, http.method, http.user_agent, http.host)")
+            return None, None, (f"pcre {v!r}: flag '{ch}' is not supported (i s m x R, and U I M V W S for "
+                                f"http.uri, http.uri.raw, http.method, http.user_agent, http.host, http.stat_code)")
     try:
         rx = re.compile(body.encode("utf-8"), flags)
     except (re.error, OverflowError, RecursionError, ValueError) as e:
