@@ -34,10 +34,16 @@ def resp(code, body=b""):
 
 def conversation(cap, port, exchanges, pipelined=False, fin=True):
     """One connection: (request, response or None) pairs; pipelined: the requests in one
-    segment first, then each response in its own segment."""
+    segment first ("ahead": each in its own segment), then each response in its own segment."""
     c = TcpConn(cap, "10.0.0.1", port, HTTP, 80)
     c.handshake()
-    if pipelined:
+    if pipelined == "ahead":
+        for q, _ in exchanges:
+            c.send(q)
+        for _, r in exchanges:
+            if r is not None:
+                c.recv(r)
+    elif pipelined:
         c.send(b"".join(q for q, _ in exchanges))
         for _, r in exchanges:
             if r is not None:
@@ -73,11 +79,12 @@ def test_alert_fires_once_per_matching_transaction(run, rules_file):
     conversation(cap, 41001, [(req(b"/d"), resp(200)), (req(b"/e"), resp(403)), (req(b"/f"), resp(404))],
                  pipelined=True)
     conversation(cap, 41002, [(req(b"/g"), resp(200))])
+    conversation(cap, 41003, [(req(b"/h"), resp(403)), (req(b"/i"), resp(200))], pipelined="ahead")
     r = both(run, rules_file, cap, ALERT_403, ALERT_403_YAML)
-    assert alerted_ports(r, 1) == [41000, 41000, 41001]
-    # the alert carries the transaction it fired on, on the server's packet
+    assert alerted_ports(r, 1) == [41000, 41000, 41001, 41003]
+    # the alert carries the transaction it fired on (not the client's latest), on the server's packet
     assert [(e["http"]["url"], e["http"]["status"], e["direction"]) for e in r.alerts(1)] == \
-        [("/a", 403, "to_client"), ("/c", 403, "to_client"), ("/e", 403, "to_client")]
+        [("/a", 403, "to_client"), ("/c", 403, "to_client"), ("/e", 403, "to_client"), ("/h", 403, "to_client")]
 
 
 def test_request_buffers_and_status_fit_one_transaction(run, rules_file):
@@ -142,7 +149,8 @@ def test_pending_status_rule_and_later_rules(rules_file):
 
 def test_protocol_logs_off_still_reads_the_status(run, rules_file):
     cap = Capture()
-    conversation(cap, 41000, [(req(b"/a"), resp(200)), (req(b"/b"), resp(403))])
+    # (the last request is never answered, nor the connection closed: it waits to the end)
+    conversation(cap, 41000, [(req(b"/a"), resp(200)), (req(b"/b"), resp(403)), (req(b"/c"), None)], fin=False)
     rules = rules_file(ALERT_403 + "\n", "a.rules")
     r = run(cap, rules, eve_types=("alert", "flow"))
     assert alerted_ports(r, 1) == [41000]
@@ -200,3 +208,73 @@ def test_response_the_appliance_cannot_read(rules_file):
                        "  - {id: 8, action: pass, proto: tcp, content: {value: '200', buffer: http.stat_code}}\n")
     verdicts, _ = feed(cap, allow)
     assert [v.action for v in verdicts] == ["pass"] * 4 + ["drop"]
+
+
+def test_suricata_header_describes_the_response_packet(rules_file):
+    """Suricata matches a stat_code rule's header against the server's packet (as a
+    flow:to_client rule): `$EXTERNAL_NET $HTTP_PORTS -> $HOME_NET any` drops home's
+    client's connection, and the same header the other way round does not."""
+    cap = Capture()
+    conversation(cap, 41000, [(req(), resp(403))])
+    for header, dropped in (("$EXTERNAL_NET $HTTP_PORTS -> $HOME_NET any", True),
+                            ("$HOME_NET any -> $EXTERNAL_NET $HTTP_PORTS", False)):
+        rules = rules_file(f'drop http {header} (http.stat_code; content:"403"; sid:5;)\n', "a.rules")
+        verdicts, _ = feed(cap, rules)
+        assert (verdicts[4].action == "drop") is dropped, header
+
+
+def test_too_many_unanswered_requests(rules_file):
+    """Past 64 requests waiting for their answer, the oldest one's status will not be read
+    (applayer/server.py MAX_WAITING): the appliance cannot know it (exception.cap)."""
+    from appliance.applayer.server import MAX_WAITING
+    cap = Capture()
+    c = TcpConn(cap, "10.0.0.1", 41000, HTTP, 80)
+    c.handshake()
+    c.send(b"".join(req(b"/%d" % i) for i in range(MAX_WAITING)))
+    c.send(req(b"/last"))
+    drop = rules_file("rules:\n  - {id: 6, action: drop, proto: tcp, content: {value: '403', buffer: http.stat_code}}\n")
+    verdicts, found = feed(cap, drop)
+    assert [v.action for v in verdicts] == ["pass"] * 4 + ["drop"]
+    assert "exception.cap" in found
+    verdicts, found = feed(cap, drop, exception_policy="ignore")
+    assert [v.action for v in verdicts] == ["pass"] * 5
+
+
+def test_last_request_keeps_the_flow_until_its_answer(rules_file):
+    """The client's last request (Connection: close) names nothing more to come: the flow
+    stays inspected for its answer all the same."""
+    cap = Capture()
+    conversation(cap, 41000, [(req(b"/a"), resp(200)), (req(b"/b", close=True), resp(403))])
+    rules = rules_file("rules:\n  - {id: 6, action: drop, proto: tcp, "
+                       "content: {value: '403', buffer: http.stat_code}}\n")
+    for types in (("flow",), ("flow", "http")):          # (an http log keeps it for its own reasons)
+        verdicts, _ = feed(cap, rules, eve_types=types)
+        assert [v.action for v in verdicts][:7] == ["pass"] * 6 + ["drop"]
+
+
+def test_one_status_read_and_one_not_in_a_packet(rules_file):
+    """A pass rule needs every transaction a packet settles to fit: a status read (200) and
+    one that cannot be (garbage after it) in one segment do not pass."""
+    cap = Capture()
+    c = TcpConn(cap, "10.0.0.1", 41000, HTTP, 80)
+    c.handshake()
+    c.send(req(b"/a") + req(b"/b"))
+    c.recv(resp(200) + b"\x00\x01 no status line\r\n")
+    allow = rules_file("default_action: drop\nrules:\n"
+                       "  - {id: 8, action: pass, proto: tcp, content: {value: '200', buffer: http.stat_code}}\n")
+    verdicts, _ = feed(cap, allow)
+    assert [v.action for v in verdicts] == ["pass"] * 4 + ["drop"]
+
+
+def test_flow_picked_up_midstream(rules_file):
+    """Its transactions cannot be known (exception.midstream): a drop rule on the status
+    matches at once under exception_policy drop, not under ignore."""
+    cap = Capture()
+    c = TcpConn(cap, "10.0.0.1", 41000, HTTP, 80)
+    c.send(req(b"/a"))
+    c.recv(resp(200))
+    drop = rules_file("rules:\n  - {id: 6, action: drop, proto: tcp, content: {value: '403', buffer: http.stat_code}}\n")
+    verdicts, found = feed(cap, drop)
+    assert [v.action for v in verdicts] == ["drop", "drop"] and "exception.midstream" in found
+    verdicts, _ = feed(cap, drop, exception_policy="ignore")
+    assert [v.action for v in verdicts] == ["pass", "pass"]
