@@ -17,7 +17,7 @@ from typing import Callable
 from ..problems import choice, did_you_mean, got, is_int
 from .rule import (ACTIONS, DECISIONS, DIRECTIONS, FLOW_KEYWORDS, PROTOS, TCP_FLAG_LETTERS,
                    Content, IsDataAt, NamePattern, Pcre, Range, Rule, TcpFlags, Threshold)
-from .inspect_buffer import BUFFERS
+from .inspect_buffer import BUFFERS, RESPONSE_BUFFERS
 from . import flowkeys as fk
 INVALID = fk.INVALID                     # a parser's "reported, no value"
 CONTENT_KINDS = ("value", "hex", "pcre", "isdataat")
@@ -339,6 +339,9 @@ def _buffer_fits(buffer, where, draft):
     protos = ("ip", "tcp", "udp") if app == "dns" else ("ip", "tcp")
     if draft.proto is not None and draft.proto not in protos:
         where.report(f"buffer {buffer} needs proto {' or '.join(protos)} (proto is {draft.proto})")
+        return False
+    if buffer in RESPONSE_BUFFERS and "to_server" in (draft.fields.get("flow") or ()):
+        where.report(f"buffer {buffer} is read from the server's answer: with flow to_server it can never match")
         return False
     others = {BUFFERS[b] for b, _ in draft.fields.get("buffers", ())} - {app}
     others |= {APP_OF_KEY[k] for k in APP_KEYS if k in draft.keys} - {app}

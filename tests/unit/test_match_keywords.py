@@ -36,6 +36,8 @@ def rule_problem(tmp_path, body):
      "4: buffer must be one of http.uri, http.uri.raw, http.method, http.user_agent, http.host, "
      "http.stat_code, dns.query, tls.sni, got 'http.cookie' (did you mean 'http.stat_code'?)"),
     ("proto: udp\ncontent: {value: a, buffer: tls.sni}\n", "5: buffer tls.sni needs proto ip or tcp (proto is udp)"),
+    ("flow: [to_server]\ncontent: {value: '200', buffer: http.stat_code}\n",
+     "5: buffer http.stat_code is read from the server's answer: with flow to_server it can never match"),
     ("dns_query: a.example\ncontent: {value: a, buffer: tls.sni}\n",
      "5: buffer tls.sni is tls; this rule also looks at dns (a flow carries one protocol)"),
     ("dsize: '<x'\n", "4: dsize must be n, <n, >n, <=n, >=n, !n or lo<>hi, got '<x'"),

@@ -260,6 +260,8 @@ def test_continuation_lines_and_comments(tmp_path):
      "pcre must be a quoted \"/regex/flags\", got 'x'"),
     ('alert udp any any -> any any (http.stat_code; content:"200"; sid:1;)',
      "buffer http.stat_code needs proto ip or tcp (proto is udp)"),
+    ('alert http any any -> any any (flow:established,to_server; http.stat_code; content:"200"; sid:1;)',
+     "buffer http.stat_code is read from the server's answer: with flow to_server it can never match"),
     ("alert tcp any any -> any any (dsize:5<>3; sid:1;)",
      "dsize '5<>3': lo<>hi excludes both ends, so hi must exceed lo by 2 or more"),
     ("alert tcp any any -> any any (ttl:300; sid:1;)", "ttl '300': 300 is more than 255"),
