@@ -496,7 +496,8 @@ class Inspector:
         been read (within the server side's bounds, applayer/server.py): the flow is not
         final. Alert rules only within the inspection depth, where alerts look."""
         app = flow.app
-        return (app is not None and app.server is not None and app.server.active
+        server = app.server if app is not None else None
+        return (server is not None and server.proto == "http" and server.active
                 and bool(self.detector.response_rules(flow, within)))
 
     def _cannot_know(self, flow, reason, cand):

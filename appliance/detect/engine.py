@@ -392,8 +392,8 @@ class Detector:
                 c |= self._answers_fit(resp, answered[0], answered[1])
             elif app is None or names is None:
                 c |= resp                      # pending with the request's names
-            elif app.server is not None and app.server.active:
-                c |= resp
+            elif app.proto == "http" and app.server is not None and app.server.active:
+                c |= resp                      # (another protocol has no HTTP status: not matched)
                 later = resp
         if not inspect:
             c &= ~self.perpkt

@@ -278,3 +278,17 @@ def test_flow_picked_up_midstream(rules_file):
     assert [v.action for v in verdicts] == ["drop", "drop"] and "exception.midstream" in found
     verdicts, _ = feed(cap, drop, exception_policy="ignore")
     assert [v.action for v in verdicts] == ["pass", "pass"]
+
+
+def test_other_protocols_are_not_held(rules_file):
+    """A rule on the HTTP status never waits on a flow that is not HTTP, even while its
+    server's side is read for a log (TLS: the ServerHello): the default decides at once."""
+    from replaykit import client_hello, tls_records
+    cap = Capture()
+    c = TcpConn(cap, "10.0.0.1", 41000, HTTP, 443)
+    c.handshake()
+    c.send(tls_records(client_hello("x.example")))
+    rules = rules_file("default_action: drop\nrules:\n"
+                       "  - {id: 6, action: drop, proto: tcp, content: {value: '403', buffer: http.stat_code}}\n")
+    verdicts, _ = feed(cap, rules)
+    assert verdicts[3].action == "drop"
