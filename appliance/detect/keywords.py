@@ -740,9 +740,10 @@ _CONTENT_MAP = {
         "value": {"type": "string", "minLength": 1, "description": "literal text (UTF-8), taken as is"},
         "hex": {"type": "string", "minLength": 1,
                 "description": "bytes as hex digits; spaces and | are ignored: \"0d 0a\", \"|de ad|\""},
-        "pcre": {"type": "string", "pattern": "^/.*/[ismxRUIMVW]*$",
-                 "description": "\"/regex/flags\": i s m x, R relative to the previous match, U I M V W "
-                                "for http.uri, http.uri.raw, http.method, http.user_agent, http.host"},
+        "pcre": {"type": "string", "pattern": "^/.*/[ismxRUIMVWS]*$",
+                 "description": "\"/regex/flags\": i s m x, R relative to the previous match, U I M V W S "
+                                "for http.uri, http.uri.raw, http.method, http.user_agent, http.host, "
+                                "http.stat_code"},
         "isdataat": {"type": "integer", "minimum": 0,
                      "description": "the buffer has a byte at this offset (relative: this many bytes "
                                     "past the previous match)"},
