@@ -124,6 +124,9 @@ def test_drop_decides_the_flow_at_the_response(rules_file):
     assert [v.action for v in verdicts] == ["pass"] * 6 + ["drop"] * 6
     assert [r.id for r in verdicts[6].alerts] == [5]           # drop rules log (action blocked)
     assert verdicts[6].offload
+    rules = rules_file('reject http any any -> any any (http.stat_code; content:"403"; sid:5;)\n', "b.rules")
+    verdicts, _ = feed(cap, rules)
+    assert [v.action for v in verdicts] == ["pass"] * 6 + ["reject"] + ["drop"] * 5   # a RST to the server
 
 
 def test_pending_status_rule_and_later_rules(rules_file):
