@@ -445,7 +445,7 @@ class Inspector:
                 self._txs = [("dns", m) for m in responses]
         else:
             return ()
-        if new and (self.protologs or self.detector.response):
+        if new and (self.protologs or self.detector.needs_responses):
             # this packet's new transactions, logged before a limit below may mark the names
             # unknown (the transactions read so far were read for sure)
             app = flow.app
@@ -482,7 +482,7 @@ class Inspector:
         """The HTTP responses this packet settled (their status read, or no longer readable),
         for the rules on the status; kept on the app state for the alert's http object."""
         server = app.server
-        if server is None or server.proto != "http" or not self.detector.response:
+        if server is None or server.proto != "http" or not self.detector.needs_responses:
             return
         txs, unread, why = server.settled()
         if txs or unread:
