@@ -295,3 +295,22 @@ def test_other_protocols_are_not_held(rules_file):
                        "  - {id: 6, action: drop, proto: tcp, content: {value: '403', buffer: http.stat_code}}\n")
     verdicts, _ = feed(cap, rules)
     assert verdicts[3].action == "drop"
+
+
+def test_corpus_every_status_read_alerts_once_logs_on_or_off(run, rules_file):
+    """On the corpus's HTTP captures a rule on any status alerts once per transaction whose
+    status the http log shows, and the same with the http log off."""
+    import pytest
+    from replaykit import CORPUS
+    paths = sorted(p for p in CORPUS.rglob("*") if "http" in p.name.lower()
+                   and p.name.endswith((".pcap", ".pcapng", ".pcap.gz"))) if CORPUS.is_dir() else []
+    if not paths:
+        pytest.skip("shared corpus absent")
+    rules = rules_file('alert http any any -> any any (msg:"any status"; pcre:"/^[1-5]/S"; sid:9;)\n', "a.rules")
+    on = run(paths, rules)
+    off = run(paths, rules, eve_types=("alert", "flow"))
+    answered = sorted((e["flow_id"], e["http"]["url"]) for e in on.of("http") if "status" in e["http"])
+    assert len(answered) >= 5
+    for r in (on, off):
+        assert sorted((e["flow_id"], e["http"]["url"]) for e in r.alerts(9)) == answered
+        assert r.insp.counters.internal_errors == 0
