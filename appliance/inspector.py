@@ -117,6 +117,7 @@ class Inspector:
         self._flow = None                 # this packet's flow, once looked up
         self._txs = []                    # this packet's transactions to log: (proto, tx)
         self._untracked = 0               # detector.filters.untracked last reported
+        self._answered = None             # HTTP responses this packet settled, for rules on the status
         self._types_set(self.settings)
 
     # -- public API ------------------------------------------------------------
@@ -126,6 +127,7 @@ class Inspector:
         self._found = ()
         self._ended = self._flow = None
         self._txs = []
+        self._answered = None
         try:
             ts = pkt.ts
             last = self._last_tick
@@ -314,14 +316,18 @@ class Inspector:
                 self._found = [*self._found, ("exception.midstream", "engine")]
         new_fields = self._applayer(pkt, flow, to_server, cand_flow)
 
+        answered = self._answered
+        if answered is not None and answered[1] and det.response_rules(flow, False):
+            # a transaction's status the server may have sent will not be read: say so
+            self._found = [*self._found, ("exception." + answered[2], "engine")]
         action = flow.verdict
         decided_now = None                 # the rule that decided on this packet, if any
         decided_here = False
-        if action is None or (action == "pass" and new_fields):
+        if action is None or (action == "pass" and (new_fields or answered is not None)):
             more = within if within_dirs is within else (
                 within_dirs if to_server else (within_dirs[1], within_dirs[0]))   # (ts, tc)
             status, rule = det.decide(pkt, flow, to_server, cand_flow, within_before, more, scan, flipped,
-                                      bool(pkt.discard))
+                                      bool(pkt.discard), answered)
             if status == MATCH and (action is None or rule.action != "pass"):
                 flow.verdict, flow.verdict_rule, decided_now = rule.action, rule, rule
                 decided_here = True
@@ -336,7 +342,7 @@ class Inspector:
 
         # bypass: alert rules no longer look at the flow (it is held only for a verdict rule)
         look = within_before and not bypassed(flow)
-        fired = det.alerts(pkt, flow, to_server, cand, new_fields, scan, bool(pkt.discard)) if look else []
+        fired = det.alerts(pkt, flow, to_server, cand, new_fields, scan, bool(pkt.discard), answered) if look else []
         if det.filters.untracked != self._untracked:
             # a detection_filter count this packet needed could not be kept (engine.packet_match)
             self._untracked = det.filters.untracked
@@ -358,9 +364,11 @@ class Inspector:
             # bypass: a matched rule ended the alerts' and logs' look at the passed flow; a
             # verdict rule that may still change the verdict (a later request's name) keeps it
             if bypassed(flow):
-                flow.final = not det.more_to_inspect(flow, to_server, within_dirs, alerts=False)
+                flow.final = not det.more_to_inspect(flow, to_server, within_dirs, alerts=False) \
+                    and not self._answers_due(flow, within)
             else:
-                flow.final = not det.more_to_inspect(flow, to_server, within_dirs) and not self._logs_more(flow)
+                flow.final = not det.more_to_inspect(flow, to_server, within_dirs) and not self._logs_more(flow) \
+                    and not self._answers_due(flow, within)
         if flow.final:
             self.flows.file(flow)          # the first a flood may evict from now on
             self._txs += self._unanswered(flow)
@@ -442,8 +450,9 @@ class Inspector:
                     answered = app.server.feed(pkt)
                 except Exception:          # a log's reader must not turn into a verdict: counted,
                     self.counters.internal_errors += 1     # and what waits is logged as is
-                    answered = app.server.flush()
-                self._txs += [(app.server.proto, t) for t in answered]
+                    answered = app.server.flush("internal_error")
+                if app.server.proto in self.protologs:   # (else read for rules on the status only)
+                    self._txs += [(app.server.proto, t) for t in answered]
             if reason is None and st is not None:
                 if st.ambiguous:
                     # the client's bytes read two ways (a conflicting overlap, an urgent mark
@@ -462,11 +471,15 @@ class Inspector:
                 self._txs = [("dns", m) for m in responses]
         else:
             return ()
-        if new and self.protologs:
+        if new and (self.protologs or self.detector.needs_responses):
             # this packet's new transactions, logged before a limit below may mark the names
             # unknown (the transactions read so far were read for sure)
             app = flow.app
-            if app.proto in new and app.proto in self.protologs and (flow.proto == TCP or loggable):
+            logged = app.proto in new and app.proto in self.protologs and (flow.proto == TCP or loggable)
+            # a rule on the response status that may apply: the server's answers are read for it
+            for_rules = (flow.proto == TCP and app.proto == "http" and "http" in new
+                         and self.detector.response_rules(flow))
+            if logged or for_rules:
                 tx = app.tx
                 txs = tx if isinstance(tx, list) else [tx]
                 if flow.proto == TCP:
@@ -474,7 +487,10 @@ class Inspector:
                     if app.server is None:
                         app.server = ServerSide(app.proto, flow, self.settings.stream_bytes)
                     txs = app.server.wait(txs)
-                self._txs += [(app.proto, t) for t in txs]
+                if logged:
+                    self._txs += [(app.proto, t) for t in txs]
+        if flow.proto == TCP and flow.app is not None:
+            self._settle(flow.app)
         if found:
             self._found = [*self._found, *((name, "decode" if name.startswith("tcp.") else
                                             "stream" if name.startswith("stream.") else "applayer")
@@ -487,6 +503,28 @@ class Inspector:
         if flow.app is not before and flow.app is not None and (before is None or not before.known):
             self._count_app(flow.app)
         return new
+
+    def _settle(self, app):
+        """The HTTP responses this packet settled (their status read, or no longer readable),
+        for the rules on the status; kept on the app state for the alert's http object."""
+        server = app.server
+        if server is None or server.proto != "http" or not self.detector.needs_responses:
+            return
+        txs, unread, why = server.settled()
+        if txs or unread:
+            self._answered = (txs, unread, why)
+            app.answered = txs + unread
+        elif app.answered:
+            app.answered = ()
+
+    def _answers_due(self, flow, within):
+        """A rule on the response status may still judge a transaction whose status has not
+        been read (within the server side's bounds, applayer/server.py): the flow is not
+        final. Alert rules only within the inspection depth, where alerts look."""
+        app = flow.app
+        server = app.server if app is not None else None
+        return (server is not None and server.proto == "http" and server.active
+                and bool(self.detector.response_rules(flow, within)))
 
     def _cannot_know(self, flow, reason, cand):
         """The flow's names can no longer be known for sure: when verdict rules need
@@ -529,7 +567,9 @@ class Inspector:
         if app is None or app.server is None:
             return []
         server, app.server = app.server, None
-        return [(server.proto, t) for t in server.flush()] if not server.done else []
+        if server.done or server.proto not in self.protologs:
+            return []                      # (read for rules on the status only: nothing to log)
+        return [(server.proto, t) for t in server.flush()]
 
     def _count_app(self, app):
         self.counters.app_flows[app.proto] = self.counters.app_flows.get(app.proto, 0) + 1

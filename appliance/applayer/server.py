@@ -1,6 +1,7 @@
-"""The server's side of a TCP flow, read for the protocol logs only (no rule reads it):
-DNS answers over TCP, the TLS ServerHello (ja3s, the selected version), HTTP responses
-(status, length, content type).
+"""The server's side of a TCP flow, read for the protocol logs: DNS answers over TCP, the
+TLS ServerHello (ja3s, the selected version), HTTP responses (status, length, content
+type); and for rules on the HTTP response status (http.stat_code), which are judged when a
+transaction's status line is read (`settled`).
 
 A transaction the client side read waits here for its answer and is logged when the
 answer is read, or, with what is known, when the answer cannot come or be followed: the
@@ -21,7 +22,8 @@ MAX_WAITING = 64           # transactions waiting for an answer; past it the old
 
 
 class ServerSide:
-    __slots__ = ("proto", "bytes", "reader", "waiting", "done", "read", "answering")
+    __slots__ = ("proto", "bytes", "reader", "waiting", "done", "read", "answering", "statused", "unread",
+                 "why")
 
     def __init__(self, proto, flow, window):
         self.proto = proto
@@ -34,6 +36,12 @@ class ServerSide:
         self.done = False          # nothing more is read: what waits is logged as is
         self.read = 0              # server bytes the reader consumed
         self.answering = None      # TLS: the hello whose ServerHello was read, its certificate next
+        # HTTP, for rules on the status (taken by `settled`): transactions whose status line was
+        # read, and those whose status can no longer be read though the server may have sent it
+        # (a bound, a hole, an answer the reader does not follow: `why`, an exception reason)
+        self.statused = []
+        self.unread = []
+        self.why = None
 
     @property
     def active(self) -> bool:
@@ -52,6 +60,8 @@ class ServerSide:
             tx = self.waiting.pop(0)
             if self.proto != "dns":
                 out.append(tx)
+            if self.proto == "http":
+                self._unread([tx], "cap")
         return out
 
     def feed(self, pkt):
@@ -65,7 +75,10 @@ class ServerSide:
             out += self._read(st.data, st.complete)
             grew = st.cut and st.add(pkt.seq, pkt.payload, fin=bool(pkt.tcp_flags & FIN))
         if not self.done and (st.fin or st.lost or st.dropped or self.read >= SERVER_DEPTH):
-            out += self.flush()            # no more to read, or a hole we cannot fill
+            # no more to read (the server's FIN: what waits got no answer), or a hole we
+            # cannot fill, or the depth: what waits may have been answered, unread
+            out += self.flush(None if st.fin and not (st.lost or st.dropped) and self.read < SERVER_DEPTH
+                              else "cap")
         return out
 
     def _read(self, data, full):
@@ -94,16 +107,34 @@ class ServerSide:
                     out.append(self.answering)
                     self.answering = None
         else:
+            head = self.waiting[:]
             used, out, status = self.reader.feed(data, full, self.waiting)
+            # the reader takes the oldest waiting request on each status line it reads
+            self.statused += head[:len(head) - len(self.waiting)]
         self.bytes.consume(used)
         self.read += used
         if status is not None:
-            out += self.flush()
+            out += self.flush("http_response")
         return out
 
-    def flush(self):
+    def _unread(self, txs, why):
+        if txs:
+            self.unread += txs
+            self.why = self.why or why
+
+    def settled(self):
+        """HTTP: (transactions whose status was read, those whose status can no longer be
+        read, why) since the last call."""
+        got = self.statused, self.unread, self.why
+        self.statused, self.unread, self.why = [], [], None
+        return got
+
+    def flush(self, why=None):
         """The reading ends: every transaction still waiting (and one being answered) is
-        logged with what is known."""
+        logged with what is known. `why`: an exception reason when an answer may have come
+        that will not be read (None: the answers ended, or the flow did)."""
+        if self.proto == "http" and why is not None:
+            self._unread([t for t in self.waiting if t.status is None], why)
         self.done = True
         out = [] if self.proto == "dns" else list(self.waiting)
         if self.answering is not None:

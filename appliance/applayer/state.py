@@ -35,7 +35,7 @@ class AppState:
     show, [] when none will (another protocol, or the parser gave up), an Unknown when the
     appliance cannot know them (holding the names it did read, if any)."""
 
-    __slots__ = ("proto", "names", "tx", "tx_count", "unknown", "reader", "done", "server")
+    __slots__ = ("proto", "names", "tx", "tx_count", "unknown", "reader", "done", "server", "answered")
 
     def __init__(self, proto):
         self.proto = proto           # "dns" | "tls" | "http" | "failed" | "unknown"
@@ -46,6 +46,7 @@ class AppState:
         self.reader = None           # the protocol's stream reader (TCP), while it reads
         self.done = False            # no later transaction will be read (the server reads no more, or we cannot)
         self.server = None           # server.ServerSide: the answers read for the protocol logs (TCP)
+        self.answered = ()           # HTTP: the transactions the server's latest packet answered
 
     @property
     def known(self) -> bool:
@@ -95,7 +96,7 @@ def cannot_know(flow, reason, wanted=None):
     new.unknown = reason
     new.done = True
     if app is not None:
-        new.tx, new.tx_count, new.server = app.tx, app.tx_count, app.server
+        new.tx, new.tx_count, new.server, new.answered = app.tx, app.tx_count, app.server, app.answered
     for f in changed:
         old = app.names[f] if app is not None else None
         new.names[f] = Unknown(old) if old else UNKNOWN

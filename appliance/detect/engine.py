@@ -26,7 +26,7 @@ Header fields are matched against each packet's own direction (Suricata's
 """
 from . import index as ix
 from .bounded_regex import InspectionLimit
-from .inspect_buffer import PACKET_STEPS, BUFFERS, AppProgram, Program, buffer_values, tx_proto
+from .inspect_buffer import PACKET_STEPS, BUFFERS, RESPONSE_BUFFERS, AppProgram, Program, buffer_values, tx_proto
 from .keywords import APP_FIELDS, RULE_FIELD, app_fields, app_program, per_packet
 from .rule import PROTOS, Content
 from .flowstate import FlowState, unknown as unknown_state
@@ -181,10 +181,50 @@ class Detector:
         for i, r in enumerate(rules):
             if r.noalert:
                 self.silent |= 1 << i
+        # rules on the response (http.stat_code): judged on the packet that completes a
+        # transaction's status line, on the transactions it answers (engine: `answered`)
+        self.response = 0
+        for i, r in enumerate(rules):
+            if any(b in RESPONSE_BUFFERS for b, _ in (*r.buffers, *r.bsize)):
+                self.response |= 1 << i
         self._masks = {}
 
     def in_home(self, ip):
         return self.home.contains(ip)
+
+    @property
+    def needs_responses(self):
+        """A loaded rule reads the HTTP response status: the server's side is read for it."""
+        return bool(self.response)
+
+    def response_rules(self, flow, alerts=True):
+        """The rules on the response status that may apply to the flow (either direction's
+        header); `alerts` False: verdict rules only."""
+        if not self.response:
+            return 0
+        m = self.response if alerts else self.response & self.decision
+        ts, tc = flow.cand_ts, flow.cand_tc
+        if ts is None:
+            ts = self.candidates(_Reverse(flow, True), flow, True)
+        if tc is None:
+            tc = self.candidates(_Reverse(flow, False), flow, False)
+        return (ts | tc) & m
+
+    def _answers_fit(self, resp, txs, unread):
+        """The rules of `resp` (on the response status) the transactions answered on this
+        packet fit: drop/reject and alert rules when any does, pass rules when every one
+        does. `unread`: transactions whose status can no longer be read (the appliance
+        cannot know it): under exception_policy "drop" any status for drop/reject rules
+        (the rest of the rule must still fit), for pass rules none; under "ignore" none."""
+        fit = self._programs_fit(resp, 0, None, "http", txs=txs) if txs else 0
+        if unread:
+            fit &= ~(resp & self.decision & ~self.block)
+            if self.exception_policy == "drop":
+                cache = {}
+                for i in ix.bits(resp & self.block & ~fit):
+                    if any(self.app_program[i].fits_tx("http", t, any, cache, self.limits, True) for t in unread):
+                        fit |= 1 << i
+        return fit
 
     # -- header candidates ---------------------------------------------------
 
@@ -355,7 +395,8 @@ class Detector:
 
     # -- decisions -----------------------------------------------------------
 
-    def decide(self, pkt, flow, to_server, cand, inspect, more, scan, flipped=0, discarded=False):
+    def decide(self, pkt, flow, to_server, cand, inspect, more, scan, flipped=0, discarded=False,
+               answered=None):
         """(MATCH, rule) | (PENDING, rule) | (DEFAULT, None) for this packet.
 
         `inspect`: this packet is within the inspection depth, so packet conditions are
@@ -367,7 +408,14 @@ class Detector:
         (unoriented_candidates). `discarded`: the server's TCP discards this segment (flow
         tracking): nothing in it reaches the server, so it satisfies no pass rule's packet
         condition and changes no flow state; a drop/reject rule still judges it (a NULL
-        scan, a decoy are the sender's own doing)."""
+        scan, a decoy are the sender's own doing). `answered`: (transactions whose response
+        status this packet completed, transactions whose status can no longer be read), or None.
+
+        Rules on the response status are judged on the packet that completes it. Before
+        it, one waits: a later pass rule and the default cannot decide while it may still
+        match, a later drop/reject rule that matches decides at once (both block; the
+        request does not reach the server, as in Suricata, where a stat_code rule cannot
+        match a request packet). With no status to come, it is not matched."""
         later = self._later(more, flipped)     # rules a later inspected packet may still satisfy
         if type(more) is tuple:
             more = more[1] if to_server else more[0]   # below: the other direction's packets
@@ -382,8 +430,24 @@ class Detector:
             there = self.candidates(_Reverse(flow, not to_server), flow, not to_server)
             c = (c & ~pkth) | ((here | there) & pkth & self.decision)
             flipped &= ~pkth
+        resp = c & self.response
+        awaiting = 0                           # response rules whose status is still to come
+        if resp:
+            c ^= resp                          # not judged on the requests' names: below
         if c & self.app_any:
             c = self._drop_unmatched_app(c, flow)
+        if resp:
+            app = flow.app
+            names = app.names["http"] if app is not None else None
+            if type(names) is Unknown and self.exception_policy == "drop":
+                c |= resp & self.block         # the flow's transactions cannot be known: any status
+            elif answered is not None and (answered[0] or answered[1]):
+                c |= self._answers_fit(resp, answered[0], answered[1])
+            elif app is None or names is None:
+                c |= resp                      # pending with the request's names
+            elif app.proto == "http" and app.server is not None and app.server.active:
+                c |= resp                      # (another protocol has no HTTP status: not matched)
+                awaiting = resp
         # a packet past its direction's depth is not looked at; while later packets will be
         # (.rules: the other direction's budget is left) a packet condition is pending, not
         # failed -- else a download past its depth decided the upload's drop rules by default
@@ -396,6 +460,7 @@ class Detector:
         rules = self.rules
         plain = self.plain
         waiting = None                         # a per-packet-header rule that may fit a later packet
+        deferred = None                        # the first rule waiting for a response status
         seen = flow.matched
         seen = seen[1] if seen is not None and seen[0] == self.generation else 0
         while c:
@@ -416,19 +481,22 @@ class Detector:
                     c ^= low
                     continue
                 return PENDING, r
-            if low & plain:
+            if low & (plain | seen):           # (seen: it matched on an earlier packet, while an earlier rule pended)
+                if deferred is not None and not low & self.block:
+                    return PENDING, deferred
                 if low & self.writes:
                     self.state.apply(r, flow)      # bypass
-                return MATCH, r
-            if low & seen:                     # it matched on an earlier packet, while an earlier rule pended
-                if low & self.writes:
-                    self.state.apply(r, flow)
                 return MATCH, r
             if low & self.app_any:
                 app = flow.app
                 if app is None or any(app.names[f] is None for f in self.app_of[i]):
                     blocked = self._note_later(c, low, seen, pkt, flow, to_server, scan, flipped, here, unseen)
                     return blocked or (PENDING, r)   # the app layer resolves it within the protocol's limits
+                if low & awaiting:
+                    if deferred is None:
+                        deferred = r           # judged when the status comes; later block rules still may
+                    c ^= low
+                    continue
             if low & self.perpkt and not self.packet_match(r, pkt, flow, to_server != bool(low & flipped), scan):
                 if low & later:
                     if low & self.no_hold:
@@ -442,9 +510,13 @@ class Detector:
                     return blocked or (PENDING, r)
                 c ^= low                       # the last look: not matched, try the next rule
                 continue
+            if deferred is not None and not low & self.block:
+                return PENDING, deferred
             if low & self.writes:
                 self.state.apply(r, flow)
             return MATCH, r
+        if deferred is not None:
+            return PENDING, deferred
         return (PENDING, waiting) if waiting is not None else (DEFAULT, None)
 
     def _later(self, more, flipped):
@@ -549,16 +621,17 @@ class Detector:
             c &= ~(fmask & ~fit)
         return c
 
-    def _programs_fit(self, progs, fit, app, f, any_tx=None):
+    def _programs_fit(self, progs, fit, app, f, any_tx=None, txs=None):
         """`fit` with each rule of `progs` set or cleared by its AppProgram on the flow's
-        latest transaction(s) of field f: drop/reject (and alert, any_tx) rules fit when
-        any transaction does, pass rules when every one does."""
+        latest transaction(s) of field f (or `txs`): drop/reject (and alert, any_tx) rules
+        fit when any transaction does, pass rules when every one does."""
         fit &= ~progs
-        if app is None or app.tx is None:
-            return fit
-        # (a flow whose reading became ambiguous has proto "unknown" but keeps the
-        # transactions it did read: exception_policy "ignore" judges those)
-        txs = [t for t in (app.tx if isinstance(app.tx, list) else (app.tx,)) if tx_proto(t) == f]
+        if txs is None:
+            if app is None or app.tx is None:
+                return fit
+            # (a flow whose reading became ambiguous has proto "unknown" but keeps the
+            # transactions it did read: exception_policy "ignore" judges those)
+            txs = [t for t in (app.tx if isinstance(app.tx, list) else (app.tx,)) if tx_proto(t) == f]
         if not txs:
             return fit
         cache = {}
@@ -594,10 +667,12 @@ class Detector:
 
     # -- alerts --------------------------------------------------------------
 
-    def alerts(self, pkt, flow, to_server, cand, new_fields, scan, discarded=False):
+    def alerts(self, pkt, flow, to_server, cand, new_fields, scan, discarded=False, answered=None):
         """Alert rules that fire on this packet (before thresholds). `discarded`: a segment
         the server discards still alerts (a scan is worth seeing) but changes no flow state:
-        the rules that would are left out."""
+        the rules that would are left out. Rules on the response status only on the packet
+        that completed one (`answered`, as for decide): once per such packet, on the
+        transactions it answered."""
         a = cand & self.alert
         if discarded:
             a &= ~self.writes
@@ -619,6 +694,11 @@ class Detector:
         rest = a ^ head
         if not rest:
             return out
+        resp = rest & self.response
+        if resp:
+            rest ^= resp
+            if answered is not None and answered[0]:
+                rest |= self._answers_fit(resp, answered[0], ())
         # App-layer rules only on the packet that completed a transaction of their field.
         if rest & self.app_any:
             app_ok = 0
@@ -626,13 +706,13 @@ class Detector:
                 fmask = self.field[f]
                 if rest & fmask:
                     ok = fmask & self.names[f].lookup(flow.app.names[f] or ())
-                    progs = rest & fmask & self.program if self.program else 0
+                    progs = (rest ^ (rest & self.response)) & fmask & self.program if self.program else 0
                     if progs:
                         ok = self._programs_fit(progs & (ok | self.unnamed[f]), ok, flow.app, f, True)
                     if flow.app.proto == f:
                         ok |= self.proto_only[f]
                     app_ok |= ok
-            rest = (rest & self.no_app) | (rest & app_ok)
+            rest = (rest & self.no_app) | (rest & app_ok) | (rest & self.response)
         # Content rules need their literals present: one prefilter scan decides most.
         if rest & self.content:
             if scan[0] is None:

@@ -30,7 +30,11 @@ RECURSION_LIMIT = 3000
 PACKET_STEPS = 10 * RECURSION_LIMIT    # all programs on one packet's buffers together
 # Buffers a sticky-buffer keyword names -> the app field whose transactions carry them.
 BUFFERS = {"http.uri": "http", "http.uri.raw": "http", "http.method": "http",
-           "http.user_agent": "http", "http.host": "http", "dns.query": "dns", "tls.sni": "tls"}
+           "http.user_agent": "http", "http.host": "http", "http.stat_code": "http", "dns.query": "dns",
+           "tls.sni": "tls"}
+# Buffers of the server's answer: a transaction has them once its response is read (rules
+# on them are judged on the packet that completes the status line, engine.py).
+RESPONSE_BUFFERS = frozenset(("http.stat_code",))
 _UNESCAPE = re.compile(rb"\\x([0-9a-f]{2})")
 
 
@@ -275,6 +279,8 @@ def tx_buffer(proto, tx, name):
             return [unescape(a) for a in agents]
         if name == "http.host":
             return [unescape(h) for h in tx.hosts]
+        if name == "http.stat_code":          # the status line's 3 digits, as sent
+            return [b"%03d" % tx.status] if tx.status is not None else []
     elif proto == "dns" and name == "dns.query":
         return [v for q in tx.queries for v in name_readings(unescape(q.rrname))]
     elif proto == "tls" and name == "tls.sni":
@@ -320,7 +326,9 @@ class AppProgram:
         cache = {} if cache is None else cache
         return pick(self.fits_tx(proto, t, pick, cache, limits) for t in txs)
 
-    def fits_tx(self, proto, tx, pick, cache, limits=None):
+    def fits_tx(self, proto, tx, pick, cache, limits=None, unread=False):
+        """`unread`: the transaction's response status could not be read; its response
+        buffers are taken as fitting (read against the attacker, for drop/reject rules)."""
         if tx is None:
             return False
         if self.patterns is not None:
@@ -329,10 +337,14 @@ class AppProgram:
             if not names or not pick(any(p.matches(n) for p in self.patterns) for n in names):
                 return False
         for name, rng in self.sizes:
+            if unread and name in RESPONSE_BUFFERS:
+                continue
             vals = buffer_values(cache, proto, tx, name)
             if not vals or not pick(rng.matches(len(v)) for v in vals):
                 return False
         for name, prog in self.programs:
+            if unread and name in RESPONSE_BUFFERS:
+                continue
             vals = buffer_values(cache, proto, tx, name)
             if not vals or not pick(prog.matches(v, pick is any, limits) for v in vals):
                 return False                   # a buffer the transaction lacks matches nothing

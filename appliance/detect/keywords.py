@@ -18,7 +18,7 @@ from ..problems import choice, did_you_mean, got, is_int
 from .rule import (ACTIONS, DECISIONS, DIRECTIONS, FLOW_KEYWORDS, PROTOS, TCP_FLAG_LETTERS,
                    Content, IsDataAt, NamePattern, Pcre, Range, Rule, TcpFlags, Threshold)
 from .bounded_regex import Regex
-from .inspect_buffer import BUFFERS
+from .inspect_buffer import BUFFERS, RESPONSE_BUFFERS
 from . import flowkeys as fk
 INVALID = fk.INVALID                     # a parser's "reported, no value"
 CONTENT_KINDS = ("value", "hex", "pcre", "isdataat")
@@ -28,9 +28,9 @@ CONTENT_KEYS = ("value", "hex", "pcre", "isdataat", "not", "nocase", "offset", "
                 "within", "startswith", "endswith", "relative", "fast_pattern", "buffer")
 PCRE_FLAGS = {"i": re.I, "s": re.S, "m": re.M, "x": re.X}
 # pcre's buffer flags (Suricata) -> the buffer here; H (all request headers), C (cookie),
-# P (body), Y/S (response) name buffers this appliance does not read.
+# P (body), Y (response status message) name buffers this appliance does not read.
 PCRE_BUFFER = {"U": "http.uri", "I": "http.uri.raw", "M": "http.method", "V": "http.user_agent",
-               "W": "http.host"}
+               "W": "http.host", "S": "http.stat_code"}
 THRESHOLD_KEYS = ("type", "track", "count", "seconds")
 THRESHOLD_TYPES = ("limit", "threshold", "both")
 THRESHOLD_TRACKS = ("by_src", "by_dst", "by_flow", "by_rule")
@@ -340,6 +340,9 @@ def _buffer_fits(buffer, where, draft):
     protos = ("ip", "tcp", "udp") if app == "dns" else ("ip", "tcp")
     if draft.proto is not None and draft.proto not in protos:
         where.report(f"buffer {buffer} needs proto {' or '.join(protos)} (proto is {draft.proto})")
+        return False
+    if buffer in RESPONSE_BUFFERS and "to_server" in (draft.fields.get("flow") or ()):
+        where.report(f"buffer {buffer} is read from the server's answer: with flow to_server it can never match")
         return False
     others = {BUFFERS[b] for b, _ in draft.fields.get("buffers", ())} - {app}
     others |= {APP_OF_KEY[k] for k in APP_KEYS if k in draft.keys} - {app}
@@ -655,8 +658,8 @@ def parse_range(v, name, top):
 
 def parse_pcre(v):
     """"/regex/flags" -> (Pcre, the buffer a flag names or None, None) or (None, None, message).
-    Flags: i s m x as PCRE's; R relative to the previous match; U I M V W name the http.uri,
-    http.uri.raw, http.method, http.user_agent, http.host buffers."""
+    Flags: i s m x as PCRE's; R relative to the previous match; U I M V W S name the http.uri,
+    http.uri.raw, http.method, http.user_agent, http.host, http.stat_code buffers."""
     if not isinstance(v, str):
         return None, None, f"pcre must be a string \"/regex/flags\", got {got(v)}"
     m = re.fullmatch(r"/(.*)/([A-Za-z]*)", v, re.S)
@@ -673,13 +676,13 @@ def parse_pcre(v):
             buffer = PCRE_BUFFER[ch]
         elif ch in PCRE_BUFFER:
             return None, None, f"pcre {v!r}: flags name two buffers ({buffer}, {PCRE_BUFFER[ch]})"
-        elif ch in "HDCPQSYZ":
+        elif ch in "HDCPQYZ":
             return None, None, (f"pcre {v!r}: flag '{ch}' names an HTTP buffer this appliance does not read "
                                 f"(H: all request headers; here only http.host, http.user_agent, http.method, "
-                                f"http.uri[.raw] are, flags W V M U I)")
+                                f"http.uri[.raw], http.stat_code are, flags W V M U I S)")
         else:
-            return None, None, (f"pcre {v!r}: flag '{ch}' is not supported (i s m x R, and U I M V W for "
-                                f"http.uri, http.uri.raw, http.method, http.user_agent, http.host)")
+            return None, None, (f"pcre {v!r}: flag '{ch}' is not supported (i s m x R, and U I M V W S for "
+                                f"http.uri, http.uri.raw, http.method, http.user_agent, http.host, http.stat_code)")
     try:
         rx = Regex(body, flags)          # RE2 or time-bounded: traffic cannot stall it
     except (re.error, OverflowError, RecursionError, ValueError) as e:
@@ -738,9 +741,10 @@ _CONTENT_MAP = {
         "value": {"type": "string", "minLength": 1, "description": "literal text (UTF-8), taken as is"},
         "hex": {"type": "string", "minLength": 1,
                 "description": "bytes as hex digits; spaces and | are ignored: \"0d 0a\", \"|de ad|\""},
-        "pcre": {"type": "string", "pattern": "^/.*/[ismxRUIMVW]*$",
-                 "description": "\"/regex/flags\": i s m x, R relative to the previous match, U I M V W "
-                                "for http.uri, http.uri.raw, http.method, http.user_agent, http.host"},
+        "pcre": {"type": "string", "pattern": "^/.*/[ismxRUIMVWS]*$",
+                 "description": "\"/regex/flags\": i s m x, R relative to the previous match, U I M V W S "
+                                "for http.uri, http.uri.raw, http.method, http.user_agent, http.host, "
+                                "http.stat_code"},
         "isdataat": {"type": "integer", "minimum": 0,
                      "description": "the buffer has a byte at this offset (relative: this many bytes "
                                     "past the previous match)"},

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from . import suricata_flow as flowopts
-from .inspect_buffer import BUFFERS
+from .inspect_buffer import BUFFERS, RESPONSE_BUFFERS
 from .keywords import parse_pcre
 
 ACTION_OF = {"alert": "alert", "pass": "pass", "drop": "drop", "reject": "reject",
@@ -27,14 +27,14 @@ PROTO_OF = {"ip": ("ip", None), "tcp": ("tcp", None), "udp": ("udp", None),
 # sticky buffers -> the buffer (YAML content item's `buffer`); they apply to what follows
 STICKY = {"dns.query": "dns.query", "dns_query": "dns.query", "tls.sni": "tls.sni", "tls_sni": "tls.sni",
           "http.host": "http.host", "http.uri": "http.uri", "http.uri.raw": "http.uri.raw",
-          "http.method": "http.method", "http.user_agent": "http.user_agent"}
+          "http.method": "http.method", "http.user_agent": "http.user_agent", "http.stat_code": "http.stat_code"}
 # content modifiers (Snort's legacy): apply to the content before them
 LEGACY_MODIFIER = {"http_host": "http.host", "http_uri": "http.uri", "http_raw_uri": "http.uri.raw",
-                   "http_method": "http.method", "http_user_agent": "http.user_agent"}
+                   "http_method": "http.method", "http_user_agent": "http.user_agent",
+                   "http_stat_code": "http.stat_code"}
 NAME_KEY = {"dns.query": "dns_query", "tls.sni": "tls_sni", "http.host": "http_host"}
 CONTENT_MODIFIERS = ("nocase", "depth", "offset", "distance", "within", "startswith", "endswith",
                      "fast_pattern")
-WAITING = {"http.stat_code": "needs the HTTP response reader, which this appliance does not have yet"}
 FLOW_OF = {"established": "established", "not_established": "not_established",
            "to_server": "to_server", "from_client": "to_server",
            "to_client": "to_client", "from_server": "to_client"}
@@ -152,7 +152,10 @@ def _orient(p, left, right):
     if mp.get("action") not in ("pass", "drop", "reject") or left == right:
         return
     flow = set(mp.get("flow", ()))
-    if "to_client" in flow:
+    response = any(isinstance(i, dict) and i.get("buffer") in RESPONSE_BUFFERS for i in mp.get("content", ()))
+    # a rule on the response (http.stat_code) is judged on the server's packet: its header
+    # describes that packet, as with flow:to_client
+    if "to_client" in flow or (response and "to_server" not in flow):
         for a, b in (("src", "dst"), ("src_port", "dst_port")):
             va, vb = mp.pop(a, None), mp.pop(b, None)
             if vb is not None:
@@ -295,8 +298,6 @@ class _Options:
                 self.buffer = want
             elif name == "pkt_data":
                 self.buffer = None         # back to the packet payload
-            elif name in WAITING:
-                self.unsupported(name, WAITING[name])
             elif name == "dotprefix":
                 self.dotprefix = True
             elif name == "content":

@@ -7,7 +7,7 @@ import hashlib
 from collections import Counter
 
 from .eve import timestamp
-from ..detect.inspect_buffer import AppProgram
+from ..detect.inspect_buffer import RESPONSE_BUFFERS, AppProgram
 from ..detect.keywords import app_program
 from ..packet import PROTO_NAMES, TCP, ICMP, ICMPV6
 
@@ -54,7 +54,11 @@ def app_fields(ev, flow, rule=None):
         return
     ev["app_proto"] = app.proto
     tx = app.transaction(rule and (rule.dns_query or rule.http_host))
-    if rule is not None and isinstance(app.tx, list) and app_program(rule):
+    if rule is not None and app.answered and any(b in RESPONSE_BUFFERS for b, _ in (*rule.buffers, *rule.bsize)):
+        # a rule on the response status: the transaction the packet answered that it fits
+        prog = AppProgram(rule, rule.http_host)
+        tx = next((t for t in app.answered if prog.fits(app.proto, [t], True)), app.answered[0])
+    elif rule is not None and isinstance(app.tx, list) and app_program(rule):
         # of several, the transaction the rule's buffers fit (as the engine read them)
         prog = AppProgram(rule, rule.dns_query or rule.tls_sni or rule.http_host)
         tx = next((t for t in app.tx if prog.fits(app.proto, [t], True)), tx)

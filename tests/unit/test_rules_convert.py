@@ -44,10 +44,10 @@ def test_fixture_converts_to_the_same_rules_through_the_cli(tmp_path):
     assert p.stdout == ""
     source = load_rules(FIXTURE, skip_unsupported=True)
     assert comparable(load_rules(out).rules) == comparable(source.rules)
-    assert len(source.rules) == 50
+    assert len(source.rules) == 51
     # the skip report as `rules check` prints it, then the count
-    assert "50 rules loaded, 4 skipped; unsupported keywords:" in p.stderr
-    assert p.stderr.strip().endswith("50 rules converted")
+    assert "51 rules loaded, 3 skipped; unsupported keywords:" in p.stderr
+    assert p.stderr.strip().endswith("51 rules converted")
     doc = yaml.safe_load(out.read_text())
     assert doc["vars"] == {"HTTP_PORTS": "80"}          # Suricata's default, used by sid 9100019/9100044
     assert "action order" in out.read_text().split("vars:")[0]

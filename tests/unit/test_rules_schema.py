@@ -111,3 +111,12 @@ rules:
     p.write_text(text)
     assert check(p) == []
     assert errors(yaml.safe_load(text)) == []
+
+
+def test_schema_and_loader_agree_on_a_status_rule(tmp_path):
+    text = ("rules:\n  - {id: 1, action: alert, proto: tcp, src_port: 80, content: "
+            "[{value: '403', buffer: http.stat_code}, {pcre: '/^4/S'}], bsize: {http.stat_code: 3}}\n")
+    p = tmp_path / "r.yaml"
+    p.write_text(text)
+    assert check(p) == []
+    assert errors(yaml.safe_load(text)) == []

@@ -246,20 +246,21 @@ def test_continuation_lines_and_comments(tmp_path):
      "the payload's))"),
     ('alert tcp any any -> any any (pcre:"/x/H"; sid:1;)',
      "unsupported keyword 'pcre' (pcre '/x/H': flag 'H' names an HTTP buffer this appliance does not read "
-     "(H: all request headers; here only http.host, http.user_agent, http.method, http.uri[.raw] are, "
-     "flags W V M U I))"),
+     "(H: all request headers; here only http.host, http.user_agent, http.method, http.uri[.raw], http.stat_code are, "
+     "flags W V M U I S))"),
     ('alert tcp any any -> any any (pcre:"/x/Q"; sid:1;)',
      "unsupported keyword 'pcre' (pcre '/x/Q': flag 'Q' names an HTTP buffer this appliance does not read "
-     "(H: all request headers; here only http.host, http.user_agent, http.method, http.uri[.raw] are, "
-     "flags W V M U I))"),
+     "(H: all request headers; here only http.host, http.user_agent, http.method, http.uri[.raw], http.stat_code are, "
+     "flags W V M U I S))"),
     ('alert tcp any any -> any any (pcre:"/x/G"; sid:1;)',
-     "unsupported keyword 'pcre' (pcre '/x/G': flag 'G' is not supported (i s m x R, and U I M V W for "
-     "http.uri, http.uri.raw, http.method, http.user_agent, http.host))"),
+     "unsupported keyword 'pcre' (pcre '/x/G': flag 'G' is not supported (i s m x R, and U I M V W S for "
+     "http.uri, http.uri.raw, http.method, http.user_agent, http.host, http.stat_code))"),
     ('alert tcp any any -> any any (pcre:"x"; sid:1;)',
      "pcre must be a quoted \"/regex/flags\", got 'x'"),
-    ('alert http any any -> any any (http.stat_code; content:"200"; sid:1;)',
-     "unsupported keyword 'http.stat_code' (needs the HTTP response reader, which this appliance does not "
-     "have yet)"),
+    ('alert udp any any -> any any (http.stat_code; content:"200"; sid:1;)',
+     "buffer http.stat_code needs proto ip or tcp (proto is udp)"),
+    ('alert http any any -> any any (flow:established,to_server; http.stat_code; content:"200"; sid:1;)',
+     "buffer http.stat_code is read from the server's answer: with flow to_server it can never match"),
     ("alert tcp any any -> any any (dsize:5<>3; sid:1;)",
      "dsize '5<>3': lo<>hi excludes both ends, so hi must exceed lo by 2 or more"),
     ("alert tcp any any -> any any (ttl:300; sid:1;)", "ttl '300': 300 is more than 255"),
@@ -337,9 +338,9 @@ def test_skip_unsupported_still_fails_on_errors(tmp_path):
 
 
 def test_fixture_loaded_and_skipped():
-    assert len(check(FIXTURE)) == 4                       # problems by default
+    assert len(check(FIXTURE)) == 3                       # problems by default
     rs = load_rules(FIXTURE, skip_unsupported=True)
-    assert (len(rs.rules), len(rs.skipped)) == (50, 4)
+    assert (len(rs.rules), len(rs.skipped)) == (51, 3)
 
 
 def test_config_key_rules_skip_unsupported(tmp_path):
