@@ -59,7 +59,7 @@ def _line_of(path, keys):
 def _load_rules(cfg):
     from appliance.detect.loader import load_rules, skip_report
     rs = load_rules([cfg.rules], home_net=list(cfg.home_net) if cfg.home_net is not None else None,
-                    skip_unsupported=cfg.rules_skip_unsupported)
+                    skip_unsupported=cfg.rules_skip_unsupported, modes=cfg.rules_mode)
     for line in skip_report(rs):
         log.warning("%s", line)
     return rs

@@ -87,7 +87,11 @@ def print_status(st, ready, out=sys.stdout):
     p = lambda *x: print(*x, file=out)      # noqa: E731
     state = "ready" if ready.get("ready") else "NOT READY (" + ", ".join(ready.get("failed", [])) + ")"
     p(f"appliance: {state}; up {_duration(st['uptime'])}")
-    p(f"mode:      inline, failure_mode {m['failure_mode']}, offload {'on' if m['offload'] else 'off'}, "
+    p(f"mode:      {m.get('mode', 'enforce')}"
+      + (f" (monitor: {', '.join(g for g, v in m['rules_mode'].items() if v == 'monitor')})"
+         if m.get("rules_mode") else "")
+      + (" -- MONITOR: drop/reject rules only alert (would_drop/would_reject)" if m.get("mode") == "monitor" else ""))
+    p(f"           inline, failure_mode {m['failure_mode']}, offload {'on' if m['offload'] else 'off'}, "
       f"{m['workers']} worker(s) on queue(s) {m['queues'][0]}-{m['queues'][-1]}, {m['outside']} <-> {m['inside']}")
     p(f"rules:     {r['rules']} rule(s) from {r['path']} (version {r['hash']}, default {r['default_action']}, "
       f"loaded {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(r['loaded']))})")

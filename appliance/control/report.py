@@ -73,6 +73,7 @@ def snapshot(queue, ins, wc, top=TOP_DEFAULT) -> dict:
         "packets": wc.packets, "bytes": c.bytes, "offloaded": wc.offloaded, "errors": wc.errors,
         "internal_errors": c.internal_errors, "reject_sent": wc.reject_sent, "copy_truncated": wc.copy_truncated,
         "verdicts": dict(c.verdicts), "alerts": c.alerts,
+        "would_block": dict(c.would_block), "mode": ins.settings.mode,
         # (sid, msg, alerts): the top `top` only, so a rule set of 30,000 sids stays 20 labels
         "rules_top": [(sid, msg, n) for (sid, msg), n in c.rule_hits.most_common(top)],
         "anomalies": dict(sorted(lim.anomalies.items(), key=lambda kv: -kv[1])[:100]),
