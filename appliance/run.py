@@ -4,7 +4,7 @@ start    load config + rules (any problem: FILE:LINE lines on stderr, exit 2), c
          kernel, install our netfilter chains, fork one worker per NFQUEUE queue
 run      restart a worker that died (logged), with a short back-off
 SIGHUP   read the config file and the rules it names, once, here; valid -> that checked
-         rule set and the reloadable keys (rules, eve, home_net, offload, inspection) go to
+         rule set and the reloadable keys (rules, eve, home_net, offload, inspection, mode) go to
          every worker over its pipe (appliance.reload), which builds them beside the running
          ones and swaps them in between two packets (decided flows keep their verdict; the EVE
          file is reopened); restart-only keys (interfaces, workers, queue_base, failure_mode,
