@@ -98,7 +98,7 @@ class Config:
     rules_skip_unsupported: bool = False         # .rules lines with unsupported keywords: skip, not fail
     mark_mask: int = DEFAULT_MARK_MASK
     mode: str = "enforce"                        # enforce | monitor (every rule file)
-    rules_mode: tuple = ()                       # ((glob, mode), ...): rule files in monitor mode by name
+    rules_mode: tuple = ()                       # ((glob, mode, (file, line)), ...): rule files' mode by name
     inspection: Inspection = field(default_factory=Inspection)
     aws: Aws = field(default_factory=Aws)
     control: Control | None = None               # None: no control server (the key is absent or null)
@@ -312,7 +312,8 @@ def _modes(doc, path, problems, out):
             problems.append(at(path, rm.line_of(glob), f"rules_mode: {glob}: mode must be enforce or monitor, "
                                f"got {v!r}"))
         else:
-            pairs.append((os.path.normpath(os.path.join(base, glob)) if "/" in glob else glob, v))
+            pairs.append((os.path.normpath(os.path.join(base, glob)) if "/" in glob else glob, v,
+                          (path, rm.line_of(glob))))
     out["rules_mode"] = tuple(pairs)
 
 

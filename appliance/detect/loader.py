@@ -30,7 +30,8 @@ class _SuricataRule(dict):
 class _Loader:
     def __init__(self, home_net, skip_unsupported=False, modes=()):
         self.home_net = home_net
-        self.modes = modes                 # ((glob, mode), ...): the config's rules_mode
+        self.modes = modes                 # ((glob, mode, (file, line)), ...): the config's rules_mode
+        self.globs_used = set()
         self.monitored = set()             # files whose drop/reject rules only alert (monitor mode)
         self.skip_unsupported = skip_unsupported
         self.skipped = []                  # "FILE:LINE: unsupported keyword 'X' (sid N, skipped)"
@@ -125,9 +126,10 @@ class _Loader:
         without "/") or its absolute path; None when none does."""
         mode = None
         full = str(Path(path).absolute())
-        for glob, m in self.modes:
+        for i, (glob, m, _) in enumerate(self.modes):
             if fnmatchcase(full if "/" in glob else Path(path).name, glob):
                 mode = m
+                self.globs_used.add(i)
         return mode
 
     def read_suricata(self, file, text):
@@ -187,6 +189,10 @@ class _Loader:
 
     def run(self, paths):
         self.read_paths(paths)
+        for i, (glob, _, (cfg_file, line)) in enumerate(self.modes):
+            if i not in self.globs_used:
+                # a typo here would leave the rules it means enforcing: the roll-out's one risk
+                self.problem(cfg_file, line, f"rules_mode: {glob!r} matches no rule file")
         if self.suricata:
             for name, value in suricata.DEFAULT_VARS.items():
                 if name not in self.variables.defs:   # rule files (YAML vars) override them
@@ -213,7 +219,8 @@ def load_rules(paths, home_net=None, skip_unsupported=False, modes=()) -> RuleSe
     """Load rule files/directories into a RuleSet; raises RuleError with every problem.
     skip_unsupported: .rules lines with unsupported keywords are left out and listed in
     RuleSet.skipped instead of being problems. modes: the config's rules_mode, ((glob,
-    mode), ...): the files it puts in monitor mode (as a YAML file's `mode: monitor`)."""
+    mode, (file, line)), ...): the files it puts in monitor mode (as a YAML file's `mode: monitor`);
+    a glob that matches no file is a problem at its config line."""
     rs, problems = _Loader(home_net, skip_unsupported, modes).run(paths)
     if problems:
         raise RuleError(problems)

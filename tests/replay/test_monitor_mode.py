@@ -152,3 +152,39 @@ def test_bad_modes_are_file_line_problems(tmp_path):
     assert out.returncode == 2
     assert f"{cfg}:2: mode must be enforce or monitor, got 'monitr' (did you mean 'monitor'?)" in out.stderr
     assert f"{cfg}:3: rules_mode: *.rules: mode must be enforce or monitor" in out.stderr, out.stderr
+
+
+def test_a_rules_mode_glob_that_matches_nothing_is_refused(tmp_path):
+    """A typo in the glob would leave the rules it means enforcing: FILE:LINE, not silence."""
+    d = tmp_path / "rules"
+    d.mkdir()
+    (d / "et-new.rules").write_text('drop tcp any any -> any 23 (msg:"new"; sid:11;)\n')
+    cfg = tmp_path / "appliance.yaml"
+    cfg.write_text(f"interfaces: {{outside: eth0, inside: eth1}}\nrules: {d}\nrules_mode:\n"
+                   "  \"et-*.rules\": monitor\n  \"et_new.rules\": monitor\n")
+    out = cli("replay", "x.pcap", "--config", cfg)
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"{cfg}:5: rules_mode: 'et_new.rules' matches no rule file", out.stderr
+
+
+def test_icmp_errors_and_unread_packets_follow_the_monitored_verdict(tmp_path):
+    """The verdict paths beside the flow's own: an ICMP error quoting a monitored-dropped flow
+    (conntrack's RELATED) and a packet whose transport cannot be read pass in monitor mode,
+    as they are dropped enforcing."""
+    from scapy.all import ICMP, IPv6, IPv6ExtHdrDestOpt, TCP
+    rules = tmp_path / "r.yaml"
+    rules.write_text("rules:\n  - {id: 7, msg: block host, action: drop, dst: 192.0.2.99}\n"
+                     "  - {id: 8, msg: block v6 host, action: drop, dst: '2001:db8::99'}\n")
+    cap = Capture()
+    udp = IP(src=CLIENT, dst="192.0.2.99") / UDP(sport=5000, dport=7000) / Raw(b"x")
+    cap.add(l2(udp))
+    cap.add(l2(IP(src="192.0.2.99", dst=CLIENT) / ICMP(type=3, code=3) / bytes(udp)[:28]))
+    # a transport header cut short behind an extension header: unread
+    cut = bytes(IPv6(src="2001:db8::1", dst="2001:db8::99") / IPv6ExtHdrDestOpt(nh=6) / TCP(dport=80))[:40 + 8 + 6]
+    cut = cut[:4] + (14).to_bytes(2, "big") + cut[6:]
+    cap.add(l2(IPv6(cut)))
+    pcap = cap.write(tmp_path / "i.pcap")
+    _, err_e = replay_eve(tmp_path, "e", pcap, "--rules", rules)
+    _, err_m = replay_eve(tmp_path, "m", pcap, "--rules", rules, "--mode", "monitor")
+    assert "verdicts: pass=0  drop=3  reject=0" in err_e, err_e
+    assert "verdicts: pass=3  drop=0  reject=0" in err_m and "would_drop=3" in err_m, err_m
