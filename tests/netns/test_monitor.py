@@ -91,6 +91,8 @@ def test_hup_switches_between_enforce_and_monitor(topo, appliance):
     assert [e["alert"]["action"] for e in alerts][:1] == ["blocked"]  # the enforce-mode attempt
     monitored = [e for e in alerts if e["alert"]["action"] == "allowed"]
     assert monitored and all(e["alert"]["metadata"]["monitor"] == ["would_drop"] for e in monitored)
+    flows = json.loads(get(t, "/flows?top=50"))["flows"]
+    assert any(f["dport"] == 8081 and f["verdict"] == "would_drop" for f in flows), flows
     st = t.ex(t.fw, sys.executable, "-m", "appliance", "status", "--control", f"127.0.0.1:{PORT}",
               cwd=REPO, env={**os.environ, "PYTHONPATH": REPO})
     assert "mode:      monitor -- MONITOR" in st.stdout, st.stdout + st.stderr
