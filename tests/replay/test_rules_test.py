@@ -2,7 +2,9 @@
 malformed test file is FILE:LINE; a pcap case runs as a described one does."""
 from scapy.all import IP, UDP, Raw
 
-from replaykit import Capture, TcpConn, cli, dns_query, l2
+import pathlib
+
+from replaykit import REPO, Capture, TcpConn, cli, dns_query, l2
 
 LAB_RULES = "rules/lab/lab.yaml"
 
@@ -12,15 +14,14 @@ def test_shipped_rule_tests_pass():
     assert r.returncode == 0, r.stdout + r.stderr
     assert "lab.test.yaml" in r.stdout and "0 failed" in r.stderr
     # every example rule file and the lab's have a test
-    import pathlib
-    tested = " ".join(p.read_text() for p in pathlib.Path(cli.__globals__["REPO"], "rules/tests").glob("*.yaml"))
-    for f in [*pathlib.Path(cli.__globals__["REPO"], "rules/examples").glob("*.yaml"), pathlib.Path("lab/lab.yaml")]:
+    tested = " ".join(p.read_text() for p in (REPO / "rules/tests").glob("*.yaml"))
+    for f in [*(REPO / "rules/examples").glob("*.yaml"), pathlib.Path("lab/lab.yaml")]:
         assert f"../{f.parent.name}/{f.name}" in tested, f
 
 
 def test_failing_case_prints_a_diff(tmp_path):
     t = tmp_path / "wrong.test.yaml"
-    t.write_text(f"rules: {(cli.__globals__['REPO'] / LAB_RULES)}\n"
+    t.write_text(f"rules: {(REPO / LAB_RULES)}\n"
                  "packets:\n"
                  "  - dns: {src: 10.10.2.10, dst: 192.0.2.53, query: x.bad.example}\n"
                  "    verdict: pass\n"
@@ -82,7 +83,7 @@ def test_pcap_case_and_monitor_mode(tmp_path):
     cap.add(l2(IP(src="10.10.2.10", dst="192.0.2.53") / UDP(sport=5353, dport=53) / Raw(dns_query(["a.bad.example"]))))
     TcpConn(cap, "192.0.2.7", 40023, "10.10.2.10", 23).handshake()
     cap.write(case / "capture.pcap")
-    rules = cli.__globals__["REPO"] / LAB_RULES
+    rules = REPO / LAB_RULES
     (case / "test.yaml").write_text(f"rules: {rules}\npcap: capture.pcap\nexpect:\n"
                                     "  alerts: {1000003: 1, 1000004: 1}\n"
                                     "  flows:\n    - {dest_port: 53, action: drop}\n"
