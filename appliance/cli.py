@@ -7,6 +7,7 @@ commands:
   replay PCAP... --rules PATH [--eve FILE] [--home-net CIDRS]   replay captures through the pipeline
   rules check PATH...                                           validate rule files (FILE:LINE: message)
   rules schema                                                  print the rule format's JSON Schema
+  rules test DIR|FILE...                                        rule unit tests (expected alerts and verdicts)
   rules convert [--from suricata|aws-nfw] FILE|- [-o OUT]       .rules or an AWS rule group -> YAML rules
   run --config FILE                                             the inline datapath (root)
   lab up|down|demo|status                                       a 3-namespace lab on this machine (root)
@@ -21,6 +22,10 @@ RULES_USAGE = """usage: appliance rules check [--skip-unsupported] PATH...
                                        per problem, exit 1. --skip-unsupported: .rules lines with unsupported
                                        keywords are skipped (one line each, a summary by keyword), not problems
        appliance rules schema          print the JSON Schema of the rule format (yaml-language-server)
+       appliance rules test [-q] DIR|FILE...
+                                       rule unit tests: each *.test.yaml (or DIR/test.yaml) replays a pcap or
+                                       described packets and compares alerts (sid: count) and flow verdicts;
+                                       exit 1 with expected vs got, FILE:LINE for a malformed test
        appliance rules convert [--from suricata|aws-nfw] [--skip-unsupported] [-o OUT] FILE|-
                                        print FILE (- = stdin) as a YAML rule file, same verdicts and alerts:
                                        suricata (default): a .rules file; aws-nfw: the JSON of `aws
@@ -52,6 +57,9 @@ def main_rules(args):
             print(line)
         print(f"{len(rs.rules)} rules OK (default_action: {rs.default_action})", file=sys.stderr)
         return 0
+    if args[:1] == ["test"]:
+        from .ruletest.runner import main_rules_test
+        return main_rules_test(args[1:])
     if args[:1] == ["convert"]:
         from .detect.convert_cli import main_convert
         return main_convert(args[1:], RULES_USAGE)

@@ -16,6 +16,9 @@ from appliance.problems import at, did_you_mean, is_int
 from appliance.output.eve import EVE_TYPES
 
 FAILURE_MODES = ("open", "closed")
+# `mode`: enforce gives the rules' drop/reject verdicts; monitor passes those packets and
+# marks their alerts (docs/operations.md: rolling out rules in monitor mode first)
+MODES = ("enforce", "monitor")
 # The two nfmark/connmark bits the offload verdicts live in (netfilter.offload_marks). Bits of
 # another tool inside them would read as our verdicts, so the default stays clear of the known
 # users: Calico 0xffff0000, Cilium 0xffff0f00, Tailscale 0x00ff0000, kube-router 0x30000,
@@ -94,6 +97,8 @@ class Config:
     offload: bool = True
     rules_skip_unsupported: bool = False         # .rules lines with unsupported keywords: skip, not fail
     mark_mask: int = DEFAULT_MARK_MASK
+    mode: str = "enforce"                        # enforce | monitor (every rule file)
+    rules_mode: tuple = ()                       # ((glob, mode, (file, line)), ...): rule files' mode by name
     inspection: Inspection = field(default_factory=Inspection)
     aws: Aws = field(default_factory=Aws)
     control: Control | None = None               # None: no control server (the key is absent or null)
@@ -112,7 +117,8 @@ class Config:
 
 
 TOP_KEYS = ("interfaces", "rules", "eve", "home_net", "workers", "queue_base",
-            "failure_mode", "offload", "rules_skip_unsupported", "mark_mask", "inspection", "aws", "control")
+            "failure_mode", "offload", "rules_skip_unsupported", "mark_mask", "inspection", "aws", "control",
+            "mode", "rules_mode")
 # Interface values resolved through EC2 discovery rather than used as names.
 DISCOVERED = re.compile(r"^(auto|eni-[0-9a-f]+|subnet-[0-9a-f]+)$")
 IFACE_KEYS = ("outside", "inside", "management")
@@ -247,6 +253,8 @@ def load_config(path) -> Config:
         else:
             out["mark_mask"] = v
 
+    _modes(doc, path, problems, out)
+
     if "inspection" in doc:
         insp = doc["inspection"]
         if not isinstance(insp, yamlsource.LineDict):
@@ -274,6 +282,39 @@ def load_config(path) -> Config:
     if problems:
         raise ConfigError(problems)
     return Config(path=os.path.abspath(path), **out)
+
+
+def _modes(doc, path, problems, out):
+    """`mode: enforce|monitor` and `rules_mode: {GLOB: monitor, ...}`. A glob without "/" is
+    matched against a rule file's name, one with "/" against its path (relative globs from
+    the config's directory): .rules files have no key of their own to say it."""
+    if "mode" in doc:
+        v = doc["mode"]
+        if v not in MODES:
+            hint = difflib.get_close_matches(str(v), MODES, n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            problems.append(at(path, doc.line_of("mode"), f"mode must be enforce or monitor, got {v!r}{extra}"))
+        else:
+            out["mode"] = v
+    if doc.get("rules_mode") is None:
+        return
+    rm = doc["rules_mode"]
+    if not isinstance(rm, yamlsource.LineDict):
+        problems.append(at(path, doc.line_of("rules_mode"), "rules_mode must be a mapping of a rule file glob "
+                           f"to enforce or monitor (e.g. \"et-*.rules\": monitor), got {rm!r}"))
+        return
+    base = os.path.dirname(os.path.abspath(path))
+    pairs = []
+    for glob, v in rm.items():
+        if not isinstance(glob, str) or not glob.strip():
+            problems.append(at(path, rm.line_of(glob), f"rules_mode: {glob!r} is not a file name glob"))
+        elif v not in MODES:
+            problems.append(at(path, rm.line_of(glob), f"rules_mode: {glob}: mode must be enforce or monitor, "
+                               f"got {v!r}"))
+        else:
+            pairs.append((os.path.normpath(os.path.join(base, glob)) if "/" in glob else glob, v,
+                          (path, rm.line_of(glob))))
+    out["rules_mode"] = tuple(pairs)
 
 
 def mark_mask_clashes(mask: int) -> list:
@@ -472,7 +513,7 @@ def resolve_interfaces(cfg: Config, discover=None) -> Config:
 # What SIGHUP may change in a running appliance, and what needs a restart (the kernel
 # ruleset, the queues and the worker processes are built from these).
 RELOADABLE = ("rules", "eve", "eve_max_bytes", "eve_keep", "eve_types", "home_net", "offload", "inspection",
-              "rules_skip_unsupported")
+              "rules_skip_unsupported", "mode", "rules_mode")
 RESTART_ONLY = ("outside", "inside", "management", "workers", "queue_base", "failure_mode", "mark_mask", "control")
 
 

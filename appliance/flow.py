@@ -68,7 +68,7 @@ class Flow:
         "inspected_bytes",                              # payload that went through detection (depth budget)
         "inspected_tc",                                 # ... of it, to the client (.rules: a budget per direction)
         "vars",                                         # detect.flowstate.FlowVars: flowbits/flowint/bypass, or None
-        "verdict", "verdict_rule", "final", "offloaded", "alerted", "alerted_rules",
+        "verdict", "verdict_rule", "monitored", "final", "offloaded", "alerted", "alerted_rules",
         "matched",                                      # (generation, rules matched while an earlier one pended) or None
         "app", "stream", "tcp", "cand_ts", "cand_tc",
         "direction", "in_iface", "flags_ts", "flags_tc", "reason",
@@ -98,6 +98,7 @@ class Flow:
         self.verdict = None          # None (undecided) | "pass" | "drop" | "reject"
         self.verdict_rule = None     # Rule that decided, or None for the default action
         self.matched = None          # Detector.decide: later rules that matched while an earlier one pended
+        self.monitored = False       # its drop/reject was in monitor mode: packets pass (Inspector._monitored)
         self.final = False           # verdict can no longer change and nothing is left to inspect
         self.offloaded = False       # handed to the kernel (live) / would have been (replay); set by the Inspector
         self.alerted = False

@@ -48,6 +48,7 @@ class Settings:
                                           # (live: off, the kernel's conntrack already judged it)
     eve_types: tuple = EVE_TYPES          # the EVE event types written (Suricata's eve-log.types); a
                                           # protocol log on keeps flows inspected while it may log more
+    mode: str = "enforce"                 # "monitor": every rule's drop/reject passes (see Inspector._monitored)
 
 
 def settings_from_config(cfg, **overrides):
@@ -57,20 +58,21 @@ def settings_from_config(cfg, **overrides):
     known = {f.name for f in fields(Settings)}
     values = {f.name: getattr(cfg.inspection, f.name) for f in fields(cfg.inspection) if f.name in known}
     values.update(offload=cfg.offload, anomaly_action="pass" if cfg.fail_open else "drop",
-                  eve_types=tuple(cfg.eve_types))
+                  eve_types=tuple(cfg.eve_types), mode=cfg.mode)
     values.update(overrides)
     return Settings(**values)
 
 
 class Verdict:
     """What to do with one packet."""
-    __slots__ = ("action", "offload", "flow", "alerts")
+    __slots__ = ("action", "offload", "flow", "alerts", "would")
 
-    def __init__(self, action, offload=False, flow=None, alerts=()):
+    def __init__(self, action, offload=False, flow=None, alerts=(), would=None):
         self.action = action              # "pass" | "drop" | "reject"
         self.offload = offload            # flow decided for good: hand it to the kernel
         self.flow = flow
         self.alerts = alerts              # rules whose alert events this packet emitted
+        self.would = would                # monitor mode: the "drop"/"reject" enforce mode would have given
 
     def __repr__(self):
         return f"Verdict({self.action!r}, offload={self.offload}, alerts={[r.id for r in self.alerts]})"
@@ -241,8 +243,12 @@ class Inspector:
             quoted = icmp_error.quoted_flow(self.flows, pkt)
             if quoted is not None:         # judged with the connection conntrack relates it to
                 action, offload = icmp_error.related_verdict(quoted, s.offload)
+                would = None
+                if action != "pass" and quoted.monitored:
+                    would, action = action, "pass"
+                    c.would_block[would] += 1
                 c.count_verdict(action)
-                return Verdict(action, offload, quoted)
+                return Verdict(action, offload, quoted, would=would)
         # An offload mark lands on the packet's conntrack entry: an ICMP error's is the
         # connection it quotes, never one of ours to decide here (icmp_error.py).
         may_offload = s.offload and not icmp_error.is_error(pkt)
@@ -253,9 +259,13 @@ class Inspector:
         self._flow = flow
         if flow.final:                     # decided for good: the fast path
             action = "pass" if flow.verdict == "pass" else "drop"
+            would = None
+            if action != "pass" and flow.monitored:
+                would, action = action, "pass"
+                c.would_block[would] += 1
             c.verdicts[action] += 1
             c.fast_path += 1
-            return Verdict(action, may_offload, flow)
+            return Verdict(action, may_offload, flow, would=would)
         first = flow.pkts_ts + flow.pkts_tc == 1
         if first:
             flow.direction = self._direction(flow, pkt)
@@ -331,14 +341,24 @@ class Inspector:
             if status == MATCH and (action is None or rule.action != "pass"):
                 flow.verdict, flow.verdict_rule, decided_now = rule.action, rule, rule
                 decided_here = True
+                flow.monitored = self._monitored(rule)
             elif status == DEFAULT and (action is None or det.default_action != "pass"):
                 # first decision, or a new transaction on a passed flow that no rule
                 # passes again (an allow-list's second DNS query / HTTP request)
                 flow.verdict = det.default_action
                 decided_here = True
+                flow.monitored = self._monitored(None)
         pkt_action = flow.verdict or "pass"
         if pkt_action == "reject" and not decided_here:
             pkt_action = "drop"            # the RST/unreachable went out with the deciding packet
+        # Monitor mode changes the packet's verdict only: the flow keeps the rule's decision
+        # (final, no more inspection, as enforce mode), so later rules see exactly what they
+        # would see enforcing and the alerts are the same; the flow is passed and offloaded
+        # as a pass, and its alerts say what enforce mode would have done.
+        would = None
+        if pkt_action != "pass" and flow.monitored:
+            would, pkt_action = pkt_action, "pass"
+            c.would_block[would] += 1
 
         # bypass: alert rules no longer look at the flow (it is held only for a verdict rule)
         look = within_before and not bypassed(flow)
@@ -376,7 +396,7 @@ class Inspector:
         if offload:
             flow.offloaded = True
         c.count_verdict(pkt_action)
-        return Verdict(pkt_action, offload, flow, emitted)
+        return Verdict(pkt_action, offload, flow, emitted, would)
 
     def _reopened(self, flow, pkt):
         """A bare SYN on a decided connection whose handshake is done, with the old ISN (a
@@ -407,8 +427,20 @@ class Inspector:
         action = rule.action if rule is not None else self.detector.default_action
         if action == "reject":
             action = "drop"                # no ports to answer with a reset
+        would = None
+        if action != "pass" and self._monitored(rule):
+            would, action = action, "pass"
+            self.counters.would_block[would] += 1
         self.counters.count_verdict(action)
-        return Verdict(action, False, None, [rule] if rule is not None and rule.logs else [])
+        return Verdict(action, False, None, [rule] if rule is not None and rule.logs else [], would)
+
+    def _monitored(self, rule):
+        """Does a drop/reject by `rule` (None: the default action) only alert? In monitor
+        mode every one does; otherwise those of rule files in monitor mode (a YAML file's
+        `mode: monitor`, the config's rules_mode), the default action when such a file set it."""
+        if self.settings.mode == "monitor":
+            return True
+        return rule.monitor if rule is not None else self.ruleset.default_monitor
 
     def _applayer(self, pkt, flow, to_server, cand):
         """The stream and app-layer stages; returns the app fields that got a new
@@ -613,7 +645,7 @@ class Inspector:
             for rule in verdict.alerts:
                 c.rule_hits[(rule.id, rule.msg)] += 1
                 if write:
-                    self._write(events.alert(pkt, flow, rule, verdict.action))
+                    self._write(events.alert(pkt, flow, rule, verdict.action, verdict.would))
 
     def _anomalies(self, pkt, flow, found):
         """Anomaly events, bounded (output/limits.py): one per kind per packet, then per

@@ -75,6 +75,9 @@ def main_replay(args):
     ap.add_argument("--skip-unsupported", action="store_true", default=None,
                     help=".rules lines with unsupported keywords are skipped (listed on stderr) instead of "
                          "failing the load (default: the config's rules_skip_unsupported, else false)")
+    ap.add_argument("--mode", choices=("enforce", "monitor"), default=None,
+                    help="monitor: drop/reject verdicts pass, their alerts say would_drop/would_reject "
+                         "(default: the config's mode, else enforce)")
     ap.add_argument("--quiet", action="store_true", help="no summary on stderr")
     ap.add_argument("--no-checksums", action="store_true",
                     help="do not check TCP checksums (by default, once an end has sent a valid "
@@ -97,7 +100,7 @@ def main_replay(args):
         home = list(cfg.home_net)
     try:
         skip = o.skip_unsupported or bool(cfg and cfg.rules_skip_unsupported)
-        ruleset = load_rules(rules, home_net=home, skip_unsupported=skip)
+        ruleset = load_rules(rules, home_net=home, skip_unsupported=skip, modes=cfg.rules_mode if cfg else ())
     except RuleError as e:
         for p in e.problems:
             print(p, file=sys.stderr)
@@ -116,6 +119,8 @@ def main_replay(args):
                                ("max_flows", o.max_flows), ("exception_policy", o.exception_policy))
              if v is not None}
     flags["verify_checksums"] = not o.no_checksums
+    if o.mode is not None:
+        flags["mode"] = o.mode
     if o.eve_types is not None:
         types = [t.strip() for t in o.eve_types.split(",") if t.strip()]
         bad = [t for t in types if t not in EVE_TYPES]
@@ -152,6 +157,8 @@ def _summary(res, insp):
     w(f"packets: {res.packets}  flows: {insp.flows.total}  alerts: {c.alerts}"
       f" (suppressed {c.alerts_suppressed})  anomalies/invalid packets: {c.invalid}\n")
     w("verdicts: " + "  ".join(f"{k}={c.verdicts.get(k, 0)}" for k in ("pass", "drop", "reject")) + "\n")
+    if any(c.would_block.values()):
+        w("monitor mode, passed: " + "  ".join(f"would_{k}={n}" for k, n in c.would_block.items()) + "\n")
     if c.encap:
         w("not inspected (non-IP / unsupported encapsulation): "
           + ", ".join(f"{k}={v}" for k, v in sorted(c.encap.items())) + "\n")

@@ -4,7 +4,7 @@ start    load config + rules (any problem: FILE:LINE lines on stderr, exit 2), c
          kernel, install our netfilter chains, fork one worker per NFQUEUE queue
 run      restart a worker that died (logged), with a short back-off
 SIGHUP   read the config file and the rules it names, once, here; valid -> that checked
-         rule set and the reloadable keys (rules, eve, home_net, offload, inspection) go to
+         rule set and the reloadable keys (rules, eve, home_net, offload, inspection, mode) go to
          every worker over its pipe (appliance.reload), which builds them beside the running
          ones and swaps them in between two packets (decided flows keep their verdict; the EVE
          file is reopened); restart-only keys (interfaces, workers, queue_base, failure_mode,
@@ -59,7 +59,7 @@ def _line_of(path, keys):
 def _load_rules(cfg):
     from appliance.detect.loader import load_rules, skip_report
     rs = load_rules([cfg.rules], home_net=list(cfg.home_net) if cfg.home_net is not None else None,
-                    skip_unsupported=cfg.rules_skip_unsupported)
+                    skip_unsupported=cfg.rules_skip_unsupported, modes=cfg.rules_mode)
     for line in skip_report(rs):
         log.warning("%s", line)
     return rs

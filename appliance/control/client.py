@@ -87,7 +87,11 @@ def print_status(st, ready, out=sys.stdout):
     p = lambda *x: print(*x, file=out)      # noqa: E731
     state = "ready" if ready.get("ready") else "NOT READY (" + ", ".join(ready.get("failed", [])) + ")"
     p(f"appliance: {state}; up {_duration(st['uptime'])}")
-    p(f"mode:      inline, failure_mode {m['failure_mode']}, offload {'on' if m['offload'] else 'off'}, "
+    p(f"mode:      {m.get('mode', 'enforce')}"
+      + (f" (monitor: {', '.join(g for g, v in m['rules_mode'].items() if v == 'monitor')})"
+         if m.get("rules_mode") else "")
+      + (" -- MONITOR: drop/reject rules only alert (would_drop/would_reject)" if m.get("mode") == "monitor" else ""))
+    p(f"           inline, failure_mode {m['failure_mode']}, offload {'on' if m['offload'] else 'off'}, "
       f"{m['workers']} worker(s) on queue(s) {m['queues'][0]}-{m['queues'][-1]}, {m['outside']} <-> {m['inside']}")
     p(f"rules:     {r['rules']} rule(s) from {r['path']} (version {r['hash']}, default {r['default_action']}, "
       f"loaded {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(r['loaded']))})")
@@ -143,11 +147,11 @@ def print_flows(fl, out=sys.stdout):
     missing = sorted(set(fl["queues"]) - set(fl["answered"]))
     p(f"{fl['active']} flow(s) in the table" + (f"; queue(s) {missing} did not answer" if missing else "")
       + f"; the {len(fl['flows'])} largest by bytes:")
-    p(f"{'Q':<3}{'PROTO':<7}{'SOURCE':<42}{'DESTINATION':<42}{'STATE':<12}{'VERDICT':<10}{'OFFLOAD':<8}"
+    p(f"{'Q':<3}{'PROTO':<7}{'SOURCE':<42}{'DESTINATION':<42}{'STATE':<12}{'VERDICT':<13}{'OFFLOAD':<8}"
       f"{'APP':<6}{'PKTS':>7}{'BYTES':>10}{'AGE':>7}")
     for f in fl["flows"]:
         src = f"[{f['src']}]:{f['sport']}" if ":" in f["src"] else f"{f['src']}:{f['sport']}"
         dst = f"[{f['dst']}]:{f['dport']}" if ":" in f["dst"] else f"{f['dst']}:{f['dport']}"
         p(f"{f['queue']:<3}{PROTO.get(f['proto'], str(f['proto'])):<7}{src:<42}{dst:<42}{f['state']:<12}"
-          f"{f['verdict']:<10}{'yes' if f['offloaded'] else 'no':<8}{f['app_proto'] or '-':<6}{f['pkts']:>7}"
+          f"{f['verdict']:<13}{'yes' if f['offloaded'] else 'no':<8}{f['app_proto'] or '-':<6}{f['pkts']:>7}"
           f"{f['bytes']:>10}{f['age']:>7.0f}")

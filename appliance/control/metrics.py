@@ -29,6 +29,13 @@ def worker_metrics(board):
         for action, n in sorted(s["verdicts"].items()):
             v.add_metric([str(q), action], n)
     yield v
+    w = CounterMetricFamily("appliance_monitor_would_block",
+                            "Packets monitor mode passed that enforce mode would have dropped/rejected",
+                            labels=["queue", "action"])
+    for q, s in sorted(snaps.items()):
+        for action, n in sorted(s.get("would_block", {}).items()):
+            w.add_metric([str(q), action], n)
+    yield w
     yield _per_worker(snaps, "appliance_offloaded_flows",
                       "Flows handed to the kernel fast path (connmark) once decided", "offloaded")
     yield _per_worker(snaps, "appliance_alerts", "Alert events", "alerts")
@@ -82,6 +89,12 @@ def worker_metrics(board):
 
 
 def appliance_metrics(board):
+    # the configured mode (the workers take it with the reload: appliance_worker_mode)
+    mode = GaugeMetricFamily("appliance_mode", "1 for the mode the appliance runs in (enforce, monitor)",
+                             labels=["mode"])
+    for m in ("enforce", "monitor"):
+        mode.add_metric([m], 1.0 if board.cfg.mode == m else 0.0)
+    yield mode
     yield CounterMetricFamily("appliance_worker_restarts", "Workers restarted after they died",
                               value=board.restarts)
     rel = CounterMetricFamily("appliance_reloads", "SIGHUP reloads, by result", labels=["result"])

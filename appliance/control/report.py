@@ -73,6 +73,7 @@ def snapshot(queue, ins, wc, top=TOP_DEFAULT) -> dict:
         "packets": wc.packets, "bytes": c.bytes, "offloaded": wc.offloaded, "errors": wc.errors,
         "internal_errors": c.internal_errors, "reject_sent": wc.reject_sent, "copy_truncated": wc.copy_truncated,
         "verdicts": dict(c.verdicts), "alerts": c.alerts,
+        "would_block": dict(c.would_block), "mode": ins.settings.mode,
         # (sid, msg, alerts): the top `top` only, so a rule set of 30,000 sids stays 20 labels
         "rules_top": [(sid, msg, n) for (sid, msg), n in c.rule_hits.most_common(top)],
         "anomalies": dict(sorted(lim.anomalies.items(), key=lambda kv: -kv[1])[:100]),
@@ -83,10 +84,17 @@ def snapshot(queue, ins, wc, top=TOP_DEFAULT) -> dict:
     }
 
 
+def _verdict(f):
+    """The flow's verdict; monitor mode passed it: would_drop / would_reject."""
+    if f.monitored and f.verdict not in (None, "pass"):
+        return "would_" + f.verdict
+    return f.verdict or "undecided"
+
+
 def flow_row(f, now) -> dict:
     app = f.app.proto if f.app is not None and f.app.known else None
     return {"flow_id": f.id, "proto": f.proto, "src": f.src, "sport": f.sport, "dst": f.dst, "dport": f.dport,
-            "state": f.state, "verdict": f.verdict or "undecided", "final": f.final, "offloaded": f.offloaded,
+            "state": f.state, "verdict": _verdict(f), "final": f.final, "offloaded": f.offloaded,
             "alerted": f.alerted, "app_proto": app, "pkts": f.pkts_ts + f.pkts_tc,
             "bytes": f.bytes_ts + f.bytes_tc, "age": max(0.0, round(now - f.start, 1)),
             "idle": max(0.0, round(now - f.last, 1))}

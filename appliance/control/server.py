@@ -195,7 +195,9 @@ class Control:
                 for k in ("bytes", "pkts", "flows"):
                     have[k] += row[k]
         return 200, {
-            "mode": {"failure_mode": cfg.failure_mode, "offload": cfg.offload, "workers": cfg.workers,
+            "mode": {"mode": cfg.mode, "rules_mode": {g: m for g, m, _ in cfg.rules_mode},
+                     "workers_mode": {str(q): s.get("mode") for q, s in sorted(snaps.items())},
+                     "failure_mode": cfg.failure_mode, "offload": cfg.offload, "workers": cfg.workers,
                      "queues": list(cfg.queues), "outside": cfg.outside, "inside": cfg.inside},
             "uptime": round(time.time() - board.started, 1),
             "rules": {**board.rules, "path": cfg.rules},

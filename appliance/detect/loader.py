@@ -4,6 +4,7 @@ Every problem is collected (never just the first) as "FILE:LINE: message",
 LINE being the line of the offending key or list item. `load_rules` raises
 RuleError with all of them; `check` returns them and never raises.
 """
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from ..problems import Problems, Where, choice, did_you_mean, got
@@ -13,7 +14,8 @@ from .keywords import Draft, read_rule
 from .rule import DECISIONS, Rule, RuleError, RuleSet, default_home_net
 from .variables import Variable, Variables
 
-TOP_KEYS = ("vars", "default_action", "rules")
+TOP_KEYS = ("vars", "default_action", "rules", "mode")
+MODES = ("enforce", "monitor")
 RULE_SUFFIXES = (".yaml", ".yml", ".rules")
 
 
@@ -26,8 +28,11 @@ class _SuricataRule(dict):
 
 
 class _Loader:
-    def __init__(self, home_net, skip_unsupported=False):
+    def __init__(self, home_net, skip_unsupported=False, modes=()):
         self.home_net = home_net
+        self.modes = modes                 # ((glob, mode, (file, line)), ...): the config's rules_mode
+        self.globs_used = set()
+        self.monitored = set()             # files whose drop/reject rules only alert (monitor mode)
         self.skip_unsupported = skip_unsupported
         self.skipped = []                  # "FILE:LINE: unsupported keyword 'X' (sid N, skipped)"
         self.skipped_keywords = {}         # keyword -> rules skipped for it
@@ -73,6 +78,8 @@ class _Loader:
             self.problem(file, 1, f"cannot read: {e}")
             return
         self.texts[file] = text.splitlines()
+        if self._mode_by_name(path) == "monitor":
+            self.monitored.add(file)
         if path.suffix == ".rules":
             self.read_suricata(file, text)
             return
@@ -92,6 +99,12 @@ class _Loader:
         for key in doc:
             if key not in TOP_KEYS:
                 self.problem(file, doc.line_of(key), f"unknown key '{key}'{did_you_mean(key, TOP_KEYS)}")
+        if "mode" in doc:
+            mode = doc["mode"]
+            if mode not in MODES:
+                self.problem(file, doc.line_of("mode"), f"mode must be enforce or monitor, got {got(mode)}")
+            elif mode == "monitor":
+                self.monitored.add(file)
         if "vars" in doc:
             self.read_vars(file, doc, doc["vars"])
         if "default_action" in doc:
@@ -107,6 +120,17 @@ class _Loader:
                 self.raw_rules.append((file, r))
             else:
                 self.problem(file, rules.line_of(i), f"a rule must be a mapping (id: ..., action: ...), got {got(r)}")
+
+    def _mode_by_name(self, path):
+        """The config's rules_mode for this file: the last glob that matches its name (a glob
+        without "/") or its absolute path; None when none does."""
+        mode = None
+        full = str(Path(path).absolute())
+        for i, (glob, m, _) in enumerate(self.modes):
+            if fnmatchcase(full if "/" in glob else Path(path).name, glob):
+                mode = m
+                self.globs_used.add(i)
+        return mode
 
     def read_suricata(self, file, text):
         self.suricata = True
@@ -148,6 +172,7 @@ class _Loader:
                                      f"set at {first[1]}:{first[2]}")
         elif not self.default_action:
             self.default_action = (value, file, line)
+            # (monitored when the file that set it is: see run())
 
     # -------------------------------------------------- one rule
 
@@ -158,12 +183,16 @@ class _Loader:
         extra = getattr(m, "extra", {})
         if "references" in extra:
             extra = {**extra, "references": tuple(extra["references"])}
-        return Rule(file=file, line=m.line, order=order, **fields, **extra)
+        return Rule(file=file, line=m.line, order=order, monitor=file in self.monitored, **fields, **extra)
 
     # -------------------------------------------------- all of it
 
     def run(self, paths):
         self.read_paths(paths)
+        for i, (glob, _, (cfg_file, line)) in enumerate(self.modes):
+            if i not in self.globs_used:
+                # a typo here would leave the rules it means enforcing: the roll-out's one risk
+                self.problem(cfg_file, line, f"rules_mode: {glob!r} matches no rule file")
         if self.suricata:
             for name, value in suricata.DEFAULT_VARS.items():
                 if name not in self.variables.defs:   # rule files (YAML vars) override them
@@ -181,24 +210,27 @@ class _Loader:
                      sources=tuple(self.sources),
                      home_net=self.variables.home_net() or default_home_net(),   # None: broken, reported
                      skipped=[s for _, _, s in sorted(self.skipped, key=lambda s: (self.sources.index(s[0]), s[1]))], skipped_keywords=dict(self.skipped_keywords),
-                     suricata=self.suricata)
+                     suricata=self.suricata,
+                     default_monitor=bool(self.default_action) and self.default_action[1] in self.monitored)
         return rs, self.problems.sorted(self.sources)
 
 
-def load_rules(paths, home_net=None, skip_unsupported=False) -> RuleSet:
+def load_rules(paths, home_net=None, skip_unsupported=False, modes=()) -> RuleSet:
     """Load rule files/directories into a RuleSet; raises RuleError with every problem.
     skip_unsupported: .rules lines with unsupported keywords are left out and listed in
-    RuleSet.skipped instead of being problems."""
-    rs, problems = _Loader(home_net, skip_unsupported).run(paths)
+    RuleSet.skipped instead of being problems. modes: the config's rules_mode, ((glob,
+    mode, (file, line)), ...): the files it puts in monitor mode (as a YAML file's `mode: monitor`);
+    a glob that matches no file is a problem at its config line."""
+    rs, problems = _Loader(home_net, skip_unsupported, modes).run(paths)
     if problems:
         raise RuleError(problems)
     return rs
 
 
-def check(paths, home_net=None, skip_unsupported=False) -> list:
+def check(paths, home_net=None, skip_unsupported=False, modes=()) -> list:
     """Every problem in the rule files as "FILE:LINE: message"; empty when valid. Never raises."""
     try:
-        return _Loader(home_net, skip_unsupported).run(paths)[1]
+        return _Loader(home_net, skip_unsupported, modes).run(paths)[1]
     except Exception as e:                 # a loader bug must not take the CLI down; say where
         first = paths[0] if isinstance(paths, (list, tuple)) and paths else paths
         return [f"{first}:1: internal error while checking rules: {e!r}"]

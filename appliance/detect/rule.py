@@ -216,6 +216,7 @@ class Rule:
     rev: int = 0                         # .rules only (Suricata's rev, gid, reference): kept, not matched
     gid: int = 1
     references: tuple = field(default=(), compare=False)
+    monitor: bool = False                # its file is in monitor mode: a drop/reject passes, the alert says would_*
     file: str = ""                       # where it was written, for messages
     line: int = 0
     order: int = 0                       # global position: file order, files in lexical order
@@ -252,6 +253,7 @@ class RuleSet:
     skipped: list = field(default_factory=list)          # .rules lines left out (--skip-unsupported)
     skipped_keywords: dict = field(default_factory=dict)  # unsupported keyword -> rules skipped for it
     suricata: bool = False               # .rules were read: inspection depth defaults follow Suricata's
+    default_monitor: bool = False        # default_action was set in a monitored file (monitor mode)
 
 
 class RuleError(Exception):

@@ -45,6 +45,9 @@ def rule_schema() -> dict:
             },
             "default_action": {"enum": list(DECISIONS), "default": "pass",
                                "description": "verdict for flows no pass/drop/reject rule matched; set once"},
+            "mode": {"enum": ["enforce", "monitor"], "default": "enforce",
+                     "description": "monitor: this file's drop/reject rules pass the traffic and alert "
+                                    "with action allowed and metadata.monitor would_drop/would_reject"},
             "rules": {"type": ["array", "null"], "description": "rules, evaluated in order",
                       "items": {"$ref": "#/$defs/rule"}},
         },

@@ -158,7 +158,10 @@ def protocol(pkt, flow, proto, tx):
     return ev
 
 
-def alert(pkt, flow, rule, pkt_action):
+def alert(pkt, flow, rule, pkt_action, would=None):
+    """`would`: monitor mode passed a packet enforce mode would have dropped/rejected: the
+    alert is "allowed" (Suricata's word for it) and metadata.monitor names what would have
+    happened (would_drop / would_reject); alert has no other room in the EVE schema."""
     ev = _base("alert", pkt.ts)
     _addresses(ev, pkt, flow)
     a = {
@@ -174,6 +177,8 @@ def alert(pkt, flow, rule, pkt_action):
     meta = {k: list(v) for k, v in (rule.metadata or {}).items()}
     meta.setdefault("rule_action", [rule.action])
     meta.setdefault("rule_source", [f"{rule.file}:{rule.line}"])
+    if would is not None:
+        meta["monitor"] = [f"would_{would}"]
     a["metadata"] = meta
     if rule.target is not None:
         # Suricata's target keyword: which end of the alerting packet is attacked
@@ -218,7 +223,7 @@ def flow(f):
         "start": timestamp(f.start), "end": timestamp(f.last),
         "age": int(f.last - f.start),
         "state": f.state, "reason": f.reason, "alerted": f.alerted,
-        "action": f.verdict or "pass",
+        "action": "pass" if f.monitored else (f.verdict or "pass"),   # what the packets got
     }
     if f.offloaded:                               # seen on an interface: live, the kernel took it
         fl["bypass"] = "kernel" if f.in_iface else "offload"
@@ -247,6 +252,7 @@ class Counters:
         self.vlan = 0
         self.encap = {}
         self.verdicts = {"pass": 0, "drop": 0, "reject": 0}
+        self.would_block = {"drop": 0, "reject": 0}   # monitor mode: passed, enforce would have done this
         self.alerts = self.alerts_suppressed = 0
         self.rule_hits = Counter()   # (rule id, msg) -> alert events
         self.fast_path = 0
@@ -329,6 +335,7 @@ def appliance_counters(inspector):
     eve = inspector.eve
     return {
         "internal_errors": c.internal_errors,
+        "monitor": {"would_drop": c.would_block["drop"], "would_reject": c.would_block["reject"]},
         "eve": {"written": getattr(eve, "count", 0), "lost": getattr(eve, "lost", 0),
                 "rotations": getattr(eve, "rotations", 0)},
         "anomalies": dict(sorted(lim.anomalies.items())),
