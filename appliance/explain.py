@@ -146,19 +146,12 @@ class TracingDetector(Detector):
         self.unlisted = 0            # further matching flows, not traced (MAX_FLOWS)
         self.rec = None              # the decision being walked (traced flow only)
         self.last_rec = self.last_rec_flow = None   # the packet's finished decision record
-        self._rejected = set()
 
     def traced(self, flow):
         tr = self.traces.get(flow)
-        if tr is not None or self.flow_filter is None:
+        if tr is not None or self.flow_filter is None or len(self.traces) >= MAX_FLOWS:
             return tr
-        if id(flow) in self._rejected:
-            return None
         if not self.flow_filter.matches(flow):
-            return None
-        if len(self.traces) >= MAX_FLOWS:
-            self.unlisted += 1
-            self._rejected.add(id(flow))
             return None
         tr = self.traces[flow] = FlowTrace(flow)
         self.order.append(tr)
@@ -253,8 +246,10 @@ class TracingDetector(Detector):
                              f"{self.exception_policy}: " + ("only drop/reject rules match"
                                                              if self.exception_policy == "drop" else
                                                              "only the names read count"))
+            elif names is not None and not names:
+                parts.append(f"the flow has no {key} (app layer: {app.proto if app is not None else 'none'})")
             elif names is not None:
-                shown = ", ".join(repr(n) for n in list(names)[:3]) or "none"
+                shown = ", ".join(repr(n) for n in list(names)[:3])
                 parts.append(f"{key} is {shown}: does not fit {_patterns(getattr(r, key))}")
         return "; ".join(parts) or "its app-layer condition does not fit"
 
@@ -335,6 +330,9 @@ class TracingInspector(Inspector):
         tr = det.traced(flow)
         if tr is not None:
             self._record(tr, pkt, v, flow)
+        elif (len(det.traces) >= MAX_FLOWS and flow.pkts_ts + flow.pkts_tc == 1
+              and det.flow_filter.matches(flow)):
+            det.unlisted += 1              # a further matching flow, on its first packet
         return v
 
     def _record(self, tr, pkt, v, flow):

@@ -326,3 +326,15 @@ def test_report_renders_in_a_headless_browser(tmp_path):
     r = chromium(report.as_uri(), f"--screenshot={shot}", "--window-size=1200,1600")
     assert r.returncode == 0 and shot.stat().st_size > 10_000    # a rendered page, not a blank one
     assert console_errors(r.stderr) == []
+
+
+def test_explain_a_partial_filter_traces_at_most_ten_flows(tmp_path):
+    cap = Capture()
+    for i in range(13):
+        cap.add(l2(IP(src="10.0.0.1", dst="10.0.0.53") / UDP(sport=5000 + i, dport=53) / Raw(b"x")))
+    p, _ = replay_cli(tmp_path, cap, RULES, "--explain", ":53/udp")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count("\nflow ") + p.stdout.startswith("flow ") == 10
+    assert "... 3 more flows match ':53/udp'" in p.stdout
+    assert re.search(r"\[30\] pass 'dns' \(\S+:6\): MATCH", p.stdout)
+    assert "[10] pass 'allow good'" in p.stdout and "the flow has no tls_sni (app layer: failed)" in p.stdout
