@@ -210,6 +210,27 @@ rules:
     assert "summary: pass by rule [6] 'port 8080' at packet 4" in out
 
 
+def test_explain_past_the_depth_while_a_name_is_pending(tmp_path):
+    cap = Capture()
+    c = TcpConn(cap, "10.0.0.1", 42002, "203.0.113.5", 80)
+    c.handshake()
+    c.send(b"GET / HTTP/1.1\r\n")
+    c.send(b"Host: www.example.org\r\n")
+    done = c.send(b"\r\n")
+    rules = """
+default_action: drop
+rules:
+  - {id: 5, action: drop, msg: "needle", proto: tcp, content: "needle"}
+  - {id: 6, action: pass, msg: "site", http_host: www.example.org}
+"""
+    p, _ = replay_cli(tmp_path, cap, rules, "--explain", ":80", "--depth-packets", "4")
+    assert p.returncode == 0, p.stderr
+    pk5 = p.stdout.split("  pkt 5 ")[1].split("  pkt 6 ")[0]
+    assert "no: past the inspection depth: its packet conditions count as not met" in pk5
+    assert "pending: http_host not yet seen" in pk5
+    assert f"summary: pass by rule [6] 'site' at packet {done}" in p.stdout
+
+
 def test_explain_flowbit_pending(tmp_path):
     cap = Capture()
     c = TcpConn(cap, "10.0.0.1", 42001, "203.0.113.5", 8080)
@@ -319,7 +340,7 @@ def test_report_renders_in_a_headless_browser(tmp_path):
     dom = r.stdout
     fid = next(e["flow_id"] for e in events if e["event_type"] == "alert")
     assert re.search(r'id="fig-alerts">1<', dom) and re.search(r'id="fig-flows">2<', dom)
-    assert "evil.example.net" in dom and str(fid) in dom and "<rect" in dom
+    assert "sni: evil.example.net" in dom and str(fid) in dom and "<rect" in dom
     assert "Why was this flow passed or dropped?" in dom
     assert console_errors(r.stderr) == []
     shot = tmp_path / "shot.png"
