@@ -9,7 +9,8 @@ import subprocess
 import pytest
 from scapy.all import IP, UDP, Raw
 
-from appliance.report.collect import KEEP, MAX_BUCKETS, Summary
+from appliance.output.eve import timestamp
+from appliance.report.collect import KEEP, MAX_BUCKETS, Summary, parse_ts
 from replaykit import CORPUS, Capture, TcpConn, cli, client_hello, l2, tls_next_flight, tls_records
 
 RULES = """
@@ -145,6 +146,15 @@ def test_summary_memory_is_bounded():
     assert len(s.verdicts_time.buckets) <= MAX_BUCKETS
     assert sum(c[0] for _, c in s.verdicts_time.series()) == n   # merged buckets lose no flow
     assert len(s.alerts) == 200 and s.alerts_total == n
+
+
+def test_report_reads_eve_timestamps_as_datetime_does():
+    from datetime import datetime
+    for t in (0, 1.5, 1_700_000_000.000001, 1_234_567_890.123456, 253_402_300_799.0):
+        text = timestamp(t)
+        assert abs(parse_ts(text) - datetime.fromisoformat(text).timestamp()) < 1e-6, text
+    assert parse_ts("2023-11-14T22:13:20+01:00") == datetime.fromisoformat("2023-11-14T22:13:20+01:00").timestamp()
+    assert parse_ts("garbage") is None and parse_ts(None) is None and parse_ts("") is None
 
 
 # -- --explain --------------------------------------------------------------------
