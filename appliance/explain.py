@@ -112,11 +112,12 @@ def _fits(want, have):
 class Step:
     """One packet of a traced flow."""
     __slots__ = ("cnt", "ts", "to_server", "flags", "size", "decision", "action", "offload",
-                 "final", "fired", "emitted", "fast", "names", "open_why")
+                 "final", "fired", "emitted", "fast", "names", "open_why", "state")
 
     def __init__(self):
         self.decision = None
         self.fired = ()
+        self.state = None
 
 
 class FlowTrace:
@@ -132,6 +133,7 @@ class FlowTrace:
         self.alerts = []             # (pcap_cnt, rule, action)
         self.candidates = None       # verdict and alert candidates seen for the flow's header
         self.pending_fired = ()      # alert rules the Detector returned for the current packet
+        self.state = (0, None)       # flowbits, flowints after the last packet
 
 
 class TracingDetector(Detector):
@@ -299,8 +301,10 @@ def _conditions(r):
     if r.regex is not None:
         out.append("pcre")
     for fb in r.flowbits:
-        out.append("flowbits " + " ".join(str(x) for x in (getattr(fb, "op", ""), getattr(fb, "names", None)
-                                                          or getattr(fb, "name", "")) if x))
+        names = getattr(fb, "names", None) or getattr(fb, "name", "")
+        if isinstance(names, (tuple, list)):
+            names = "|".join(map(str, names))
+        out.append(f"flowbits {getattr(fb, 'op', '')} {names}".replace("  ", " ").strip())
     if r.flowint:
         out.append("flowint")
     if r.flow:
@@ -353,6 +357,13 @@ class TracingInspector(Inspector):
         step.emitted = list(v.alerts)
         step.fired = fired
         step.names = _names(flow)
+        fv = flow.vars
+        state = (fv.bits, dict(fv.ints) if fv.ints else None) if fv is not None else (0, None)
+        if state != tr.state:              # set by a rule on this packet (a noalert one too)
+            tr.state = state
+            bits = [n for n, b in det.state.bit_no.items() if state[0] >> b & 1]
+            step.state = ("flowbits set: " + (", ".join(bits) or "none")
+                          + (f"; flowint: {state[1]}" if state[1] else ""))
         step.open_why = self._open_why(flow, step.to_server) if not flow.final else ""
 
         step.decision = det.last_rec if det.last_rec_flow is flow else None
@@ -471,6 +482,8 @@ def _flow_text(tr, rules, det, inspector):
                 last_rows, last_cnt = rows, s.cnt
         elif tr.decided is not None and tr.decided[1] != s.cnt:
             w.append(f"    verdict kept ({tr.decided[2]}): no new transaction for a name rule to read")
+        if s.state:
+            w.append(f"    flow state now: {s.state}")
         for r in s.fired:
             if r not in s.emitted:
                 w.append(f"    alert {_rule(r)}: matched, suppressed by its threshold")

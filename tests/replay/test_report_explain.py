@@ -258,6 +258,7 @@ rules:
     out = p.stdout
     assert "pending: flow state not set yet (content 'ok', flowbits" in out.split("  pkt 2 ")[0]
     assert "decide: pending on rule [2]" in out.split("  pkt 4 ")[1].split("  pkt 5 ")[0]
+    assert "flow state now: flowbits set: logged_in" in out.split("  pkt 4 ")[1].split("  pkt 5 ")[0]
     assert "summary: drop by rule [2] 'after login' at packet 5" in out
 
 
