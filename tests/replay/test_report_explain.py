@@ -186,7 +186,7 @@ def test_explain_default_action_alert_and_a_name_that_does_not_fit(tmp_path):
     assert p.returncode == 0, p.stderr
     out = p.stdout
     assert "no: tls_sni is 'evil.example.net': does not fit 'good.example.com'" in out
-    assert f"ALERT [20] alert 'evil sni'" in out
+    assert "ALERT [20] alert 'evil sni'" in out
     assert (f"summary: drop by default_action at packet {at['evil_hello']}; offloaded at packet "
             f"{at['evil_hello']}; 1 alert(s): [20]@{at['evil_hello']}") in out
     # by flow_id, the same trace
@@ -316,7 +316,7 @@ rules:
     assert "<tr id='rule-100'>" in html and "sni: raw.githubusercontent.com" in html
     assert str(alerts[0]["flow_id"]) in html
     cnt = next(a["pcap_cnt"] for a in alerts if a["alert"]["signature_id"] == 101)
-    assert f"DECIDED here by [101] drop 'no github raw'" in p.stdout
+    assert "DECIDED here by [101] drop 'no github raw'" in p.stdout
     assert f"summary: drop by rule [101] 'no github raw' at packet {cnt}; offloaded at packet {cnt}" in p.stdout
 
 
