@@ -5,6 +5,7 @@ USAGE = """usage: appliance COMMAND [ARGS]
 
 commands:
   replay PCAP... --rules PATH [--eve FILE] [--home-net CIDRS]   replay captures through the pipeline
+         [--report HTML] [--explain FLOW]                       ... an HTML report; why FLOW was passed/dropped
   rules check PATH...                                           validate rule files (FILE:LINE: message)
   rules schema                                                  print the rule format's JSON Schema
   rules test DIR|FILE...                                        rule unit tests (expected alerts and verdicts)

@@ -100,13 +100,15 @@ HELD = Verdict("pass")                    # a fragment held until its datagram i
 
 
 class Inspector:
+    detector_class = Detector             # replay --explain: a tracing subclass (detect/trace.py)
+
     def __init__(self, ruleset, settings=None, eve=None):
         self.settings = settings or Settings()
         self.eve = eve
         self.defrag = Defragmenter()
         self.flows = FlowTable(self.settings.max_flows, self.settings.verify_checksums)
         self.generation = 0
-        self.detector = Detector(ruleset, self.generation, self.settings.exception_policy)
+        self.detector = self.detector_class(ruleset, self.generation, self.settings.exception_policy)
         self.ruleset = ruleset
         self.depth = depth_of(self.settings, ruleset)
         self.counters = events.Counters()
@@ -196,7 +198,7 @@ class Inspector:
             self._types_set(settings)
         self.generation += 1
         if detector is None:
-            detector = Detector(ruleset, self.generation, self.settings.exception_policy)
+            detector = self.detector_class(ruleset, self.generation, self.settings.exception_policy)
         detector.generation = self.generation
         detector.exception_policy = self.settings.exception_policy   # read per decision, not at build
         flowstate.remap(self.flows.flows.values(), self.detector.state, detector.state)

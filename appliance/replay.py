@@ -78,11 +78,24 @@ def main_replay(args):
     ap.add_argument("--mode", choices=("enforce", "monitor"), default=None,
                     help="monitor: drop/reject verdicts pass, their alerts say would_drop/would_reject "
                          "(default: the config's mode, else enforce)")
+    ap.add_argument("--report", default=None, metavar="HTML",
+                    help="write a self-contained HTML report of this run (verdicts over time, top talkers "
+                         "and rules, alerts with their names and flow_id, anomalies; bounded size)")
+    ap.add_argument("--explain", default=None, metavar="FLOW",
+                    help="why this flow was passed or dropped: a flow_id or a filter "
+                         "[SRC][:PORT][-DST[:PORT]][/PROTO]; the trace goes to stdout (and into --report)")
     ap.add_argument("--quiet", action="store_true", help="no summary on stderr")
     ap.add_argument("--no-checksums", action="store_true",
                     help="do not check TCP checksums (by default, once an end has sent a valid "
                          "checksum, a later segment of its with a bad one is ignored, as the receiver does)")
     o = ap.parse_args(args)
+    flow_filter = None
+    if o.explain is not None:
+        from .explain import FilterError, FlowFilter
+        try:
+            flow_filter = FlowFilter(o.explain)
+        except FilterError as e:
+            ap.error(str(e))
     cfg = None
     if o.config:
         from .config import ConfigError, load_config
@@ -129,11 +142,35 @@ def main_replay(args):
         flags["eve_types"] = tuple(dict.fromkeys(types))
     # a capture has no interfaces: direction comes from HOME_NET, as the rules say
     settings = settings_from_config(cfg, **flags) if cfg else Settings(**flags)
-    insp = Inspector(ruleset, settings, eve)
+    sink = eve
+    if o.report:
+        from .report.collect import ReportSink
+        sink = ReportSink(eve)             # sees every event the run writes, the EVE file's own
+    if flow_filter is not None:
+        from .explain import TracingInspector
+        insp = TracingInspector(ruleset, settings, sink, flow_filter)
+    else:
+        insp = Inspector(ruleset, settings, sink)
     res = replay(o.pcaps, insp, progress=_progress_bar())
     insp.stats_event()
     if eve:
         eve.close()
+    trace = None
+    if flow_filter is not None:
+        from .explain import explain_text
+        trace = explain_text(insp, flow_filter)
+        if o.eve == "-":
+            sys.stderr.write(trace)        # stdout carries the EVE events
+        else:
+            sys.stdout.write(trace)
+    if o.report:
+        from .report.html import write_report
+        try:
+            write_report(o.report, sink.summary, eve_path=o.eve if o.eve not in (None, "-") else None,
+                         pcaps=o.pcaps, rules=rules, trace=trace)
+        except OSError as e:
+            print(f"error: --report {o.report}: {e.strerror or e}", file=sys.stderr)
+            return 2
     if not o.quiet:
         _summary(res, insp)
     for err in res.errors:

@@ -17,6 +17,8 @@ APT_PACKAGES=(
   prometheus
   # tests: the names the protocol logs carry, compared with a packet analyser's (tshark)
   tshark
+  # tests: the replay --report HTML rendered by a real headless browser
+  chromium
 )
 
 missing=()
