@@ -23,6 +23,7 @@ from .packet import TCP, UDP, SYN, ACK
 from .applayer import DNS_PORTS
 from .applayer import dns
 from .applayer.server import ServerSide
+from .applayer import body as http_body
 
 from .output.eve import EVE_TYPES
 PROTOCOL_LOGS = ("dns", "tls", "http")
@@ -48,6 +49,9 @@ class Settings:
                                           # (live: off, the kernel's conntrack already judged it)
     eve_types: tuple = EVE_TYPES          # the EVE event types written (Suricata's eve-log.types); a
                                           # protocol log on keeps flows inspected while it may log more
+    body_bytes: int = 100 * 1024          # file_data: decoded body bytes inspected per transaction
+    body_ratio: int = 1000                # ... a coding stage inflating more than this: a bomb
+    body_flow_bytes: int = 1 << 20        # ... decoded bytes per flow, all its bodies together
 
 
 def settings_from_config(cfg, **overrides):
@@ -116,6 +120,7 @@ class Inspector:
         self._ended = None                # the flow that ended to make room for this packet
         self._flow = None                 # this packet's flow, once looked up
         self._txs = []                    # this packet's transactions to log: (proto, tx)
+        self._bodies = []                 # this packet's transactions whose body grew (file_data)
         self._types_set(self.settings)
 
     # -- public API ------------------------------------------------------------
@@ -125,6 +130,7 @@ class Inspector:
         self._found = ()
         self._ended = self._flow = None
         self._txs = []
+        self._bodies = []
         try:
             ts = pkt.ts
             last = self._last_tick
@@ -306,7 +312,8 @@ class Inspector:
         action = flow.verdict
         decided_now = None                 # the rule that decided on this packet, if any
         decided_here = False
-        if action is None or (action == "pass" and new_fields):
+        det.body_txs = self._bodies
+        if action is None or (action == "pass" and (new_fields or self._bodies)):
             status, rule = det.decide(pkt, flow, to_server, cand_flow, within_before, within, scan, flipped)
             if status == MATCH and (action is None or rule.action != "pass"):
                 flow.verdict, flow.verdict_rule, decided_now = rule.action, rule, rule
@@ -321,6 +328,8 @@ class Inspector:
             pkt_action = "drop"            # the RST/unreachable went out with the deciding packet
 
         fired = det.alerts(pkt, flow, to_server, cand, new_fields, scan) if within_before else []
+        if self._bodies and det.body_rules:     # bodies are bounded by their own depth
+            fired += det.body_alerts(pkt, flow, to_server, cand, self._bodies, scan)
         if decided_now is not None and decided_now.logs:
             fired.append(decided_now)
         emitted = []
@@ -418,7 +427,9 @@ class Inspector:
                 except Exception:          # a log's reader must not turn into a verdict: counted,
                     self.counters.internal_errors += 1     # and what waits is logged as is
                     answered = app.server.flush()
-                self._txs += [(app.server.proto, t) for t in answered]
+                self._body_progress(app.server, found)
+                if app.server.proto in self.protologs:
+                    self._txs += [(app.server.proto, t) for t in answered]
             if reason is None and st is not None:
                 if st.ambiguous:
                     # the client's bytes read two ways (a conflicting overlap, an urgent mark
@@ -437,19 +448,22 @@ class Inspector:
                 self._txs = [("dns", m) for m in responses]
         else:
             return ()
-        if new and self.protologs:
+        if new and (self.protologs or self._reads_bodies(flow)):
             # this packet's new transactions, logged before a limit below may mark the names
             # unknown (the transactions read so far were read for sure)
             app = flow.app
-            if app.proto in new and app.proto in self.protologs and (flow.proto == TCP or loggable):
+            logged = app.proto in self.protologs
+            if app.proto in new and (logged or self._reads_bodies(flow)) and (flow.proto == TCP or loggable):
                 tx = app.tx
                 txs = tx if isinstance(tx, list) else [tx]
                 if flow.proto == TCP:
                     # logged once answered (or when no answer can come): ServerSide
                     if app.server is None:
-                        app.server = ServerSide(app.proto, flow, self.settings.stream_bytes)
+                        app.server = ServerSide(app.proto, flow, self.settings.stream_bytes,
+                                                self._body_limits() if self._reads_bodies(flow) else None)
                     txs = app.server.wait(txs)
-                self._txs += [(app.proto, t) for t in txs]
+                if logged:
+                    self._txs += [(app.proto, t) for t in txs]
         if found:
             self._found = [*self._found, *((name, "decode" if name.startswith("tcp.") else
                                             "stream" if name.startswith("stream.") else "applayer")
@@ -462,6 +476,27 @@ class Inspector:
         if flow.app is not before and flow.app is not None and (before is None or not before.known):
             self._count_app(flow.app)
         return new
+
+    # -- file_data: response bodies (applayer/body.py, detect/file_data.py) ----------
+
+    def _reads_bodies(self, flow):
+        """Bodies are read when a loaded rule reads file_data and the flow speaks HTTP."""
+        app = flow.app
+        return bool(self.detector.body_rules) and app is not None and app.proto == "http"
+
+    def _body_limits(self):
+        s = self.settings
+        limits = http_body.Limits(s.body_bytes, s.body_ratio, s.body_flow_bytes)
+        return limits, http_body.FlowBudget(limits)
+
+    def _body_progress(self, server, found):
+        """The bodies this server packet grew or ended, and what their reading said."""
+        reader = server.reader
+        grown = getattr(reader, "grown", None)
+        if grown:
+            self._bodies = list(grown)
+            found += reader.found
+            reader.grown, reader.found = [], []
 
     def _cannot_know(self, flow, reason, cand):
         """The flow's names can no longer be known for sure: when verdict rules need
@@ -504,7 +539,9 @@ class Inspector:
         if app is None or app.server is None:
             return []
         server, app.server = app.server, None
-        return [(server.proto, t) for t in server.flush()] if not server.done else []
+        if server.done or server.proto not in self.protologs:
+            return []                      # (a server side read for file_data rules alone logs nothing)
+        return [(server.proto, t) for t in server.flush()]
 
     def _count_app(self, app):
         self.counters.app_flows[app.proto] = self.counters.app_flows.get(app.proto, 0) + 1

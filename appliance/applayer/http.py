@@ -13,7 +13,7 @@ absolute-form target) gives every reading, for detection to read against the att
 import re
 from dataclasses import dataclass, field
 
-from appliance.applayer import CAP
+from appliance.applayer import CAP, body
 from appliance.applayer.dns import escape_label
 
 # The header block (request line included) a server accepts: Go's net/http default
@@ -66,6 +66,8 @@ class HttpRequest:
     content_type: str | None = field(default=None, compare=False)   # up to its first ';', as Suricata's
     redirect: str | None = field(default=None, compare=False)       # the Location header
     length: int | None = field(default=None, compare=False)   # response body bytes counted
+    body: object = field(default=None, compare=False, repr=False)   # body.Body of the response (file_data)
+    body_fired: object = field(default=None, compare=False, repr=False)   # file_data alert rules fired on it
 
 
 def looks_like(data: bytes) -> bool:
@@ -494,9 +496,10 @@ class ResponseReader:
     while more may come, "done" when the reading stops (not a response, a switched
     protocol, framing it cannot follow, a line longer than the window)."""
 
-    __slots__ = ("phase", "left", "req", "framing", "ctype", "location", "skip_line", "block")
+    __slots__ = ("phase", "left", "req", "framing", "ctype", "location", "skip_line", "block",
+                 "bodies", "heads", "grown", "found", "last_body")
 
-    def __init__(self):
+    def __init__(self, bodies=None):
         self.phase = "line"        # line | headers | body | close | chunk_size | chunk_data | chunk_end | trailers
         self.left = 0
         self.req = None            # the request being answered (None: an interim response)
@@ -505,14 +508,23 @@ class ResponseReader:
         self.location = None
         self.skip_line = False     # inside a header line longer than the window
         self.block = 0             # header block bytes so far
+        # file_data: (body.Limits, body.FlowBudget) when bodies are read for rules, else None
+        self.bodies = bodies
+        self.heads = None          # the framing/coding header lines of this response (bodies only)
+        self.grown = []            # this feed: transactions whose inspected body changed
+        self.found = []            # this feed: anomalies of the body reading
+        self.last_body = None      # the transaction whose body was read last
 
     def feed(self, data, full, waiting):
         off, n = 0, len(data)
         done = []
+        self.grown, self.found = [], []
         while off < n:
             phase = self.phase
             if phase in ("body", "chunk_data", "close"):
                 take = n - off if phase == "close" else min(self.left, n - off)
+                if self.req.body is not None:
+                    self._body_bytes(data[off:off + take])
                 off += take
                 self.req.length += take
                 if phase == "close":
@@ -545,6 +557,8 @@ class ResponseReader:
                 continue
             status = self._line(line, size, waiting, done)
             if status is not None:
+                if self.req is not None and self.req.body is not None and status == "done":
+                    self._body_cannot("http.body_framing")   # chunk syntax no client reads alike
                 return off, done, status
         return off, done, None
 
@@ -558,6 +572,7 @@ class ResponseReader:
                 return "done"
             code = int(m.group(2))
             self.framing, self.ctype, self.location, self.block = None, None, None, len(line)
+            self.heads = [] if self.bodies is not None else None
             self.req = None
             if not 100 <= code < 200 or code == 101:
                 if not waiting:
@@ -573,6 +588,8 @@ class ResponseReader:
             if self.block > MAX_RESPONSE_HEADERS:
                 return "done"
             if line:
+                if self.heads is not None:
+                    body.note_header(self.heads, line)
                 name, sep, value = line.partition(b":")
                 name = name.strip(b" \t").lower()
                 value = value.strip(b" \t")
@@ -588,11 +605,11 @@ class ResponseReader:
                 return None
             return self._body(done)
         if phase == "chunk_size":
-            m = _CHUNK_SIZE.match(line)
+            m = _CHUNK_SIZE.match(line) if self.heads is None else body.chunk_size(line)
             if m is None:
                 return "done"
             self.req.length += size                # libhtp counts the chunk framing too
-            self.left = int(m.group(1), 16)
+            self.left = int(m.group(1), 16) if self.heads is None else m
             self.phase = "chunk_data" if self.left else "trailers"
             return None
         if phase == "chunk_end":
@@ -623,6 +640,8 @@ class ResponseReader:
         if req.method == "HEAD" or code in (204, 304):
             done.append(self._end())
             return None
+        if self.heads is not None:
+            self.framing = self._body_start(req)
         framing = self.framing
         if framing is None or framing[0] == "close":
             self.phase = "close"                   # read until the connection closes
@@ -638,4 +657,56 @@ class ResponseReader:
     def _end(self):
         req, self.req = self.req, None
         self.phase = "line"
+        if req is not None and req.body is not None:
+            self.body_end(req)
         return req
+
+    # -- file_data: the body as a client reads it (body.py) ----------------------
+
+    def _body_start(self, req):
+        """The framing a client reads (body.framing), and the body that rules inspect."""
+        limits, budget = self.bodies
+        framing, codings, odd = body.framing(self.heads)
+        req.body = body.Body(codings, limits, budget)
+        self.last_body = req
+        req.body_fired = set()
+        for name in odd:
+            self.found.append(name)
+        if "http.body_te_coding" in odd:
+            req.body.raw_too = True                # browsers ignore the transfer coding: as sent
+        if framing[0] == "ambiguous":
+            # clients read the length two ways: read on until the close (every byte any of
+            # them may take as this body is inspected), and say no rule saw the body for sure
+            self._body_cannot("http.body_framing")
+            return ("close",)
+        self.grown.append(req)
+        return framing
+
+    def _body_bytes(self, chunk):
+        req = self.req
+        if req.body.feed(chunk) and req not in self.grown:
+            self.grown.append(req)
+        self._body_anomalies(req.body)
+
+    def _body_cannot(self, reason):
+        req = self.req
+        if req.body.unknown is None:
+            req.body.unknown = reason
+            req.body.anomalies.append(reason)
+        self._body_anomalies(req.body)
+        if req not in self.grown:
+            self.grown.append(req)
+
+    def _body_anomalies(self, b):
+        if b.anomalies:
+            self.found += b.anomalies
+            b.anomalies = []
+
+    def body_end(self, req):
+        """The body ended (its framing, the connection's end, or the reading stopped)."""
+        b = req.body
+        if not b.complete:
+            b.end()
+            self._body_anomalies(b)
+            if req not in self.grown:
+                self.grown.append(req)

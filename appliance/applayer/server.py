@@ -23,13 +23,13 @@ MAX_WAITING = 64           # transactions waiting for an answer; past it the old
 class ServerSide:
     __slots__ = ("proto", "bytes", "reader", "waiting", "done", "read", "answering")
 
-    def __init__(self, proto, flow, window):
+    def __init__(self, proto, flow, window, bodies=None):
         self.proto = proto
         self.bytes = StreamStart(window)
         if flow.tcp is not None:           # the SYN/ACK was seen: the server's first byte is ISN + 1
             self.bytes.add((flow.tcp.s_acked0 - 1) & MASK, b"", True)
         self.reader = (dns.TcpReader() if proto == "dns" else tls.ServerHelloReader() if proto == "tls"
-                       else http.ResponseReader())
+                       else http.ResponseReader(bodies))   # bodies: read for file_data rules
         self.waiting = []          # transactions waiting for their answer, oldest first
         self.done = False          # nothing more is read: what waits is logged as is
         self.read = 0              # server bytes the reader consumed
@@ -65,6 +65,8 @@ class ServerSide:
             out += self._read(st.data, st.complete)
             grew = st.cut and st.add(pkt.seq, pkt.payload, fin=bool(pkt.tcp_flags & FIN))
         if not self.done and (st.fin or st.lost or st.dropped or self.read >= SERVER_DEPTH):
+            if not st.fin:
+                self._body_lost()
             out += self.flush()            # no more to read, or a hole we cannot fill
         return out
 
@@ -101,6 +103,13 @@ class ServerSide:
             out += self.flush()
         return out
 
+    def _body_lost(self):
+        """Server bytes the reading cannot follow (a hole, past the depth): a body being read
+        is no longer what the client gets."""
+        req = getattr(self.reader, "req", None)
+        if req is not None and getattr(req, "body", None) is not None and not req.body.complete:
+            self.reader._body_cannot("http.body_gap")
+
     def flush(self):
         """The reading ends: every transaction still waiting (and one being answered) is
         logged with what is known."""
@@ -111,6 +120,8 @@ class ServerSide:
             self.answering = None
         req = getattr(self.reader, "req", None)
         if req is not None:
+            if getattr(req, "body", None) is not None:
+                self.reader.body_end(req)     # its body ends here: what was read is all a rule sees
             out.insert(0, req)             # answered, its body not ended: the bytes counted so far
             self.reader.req = None
         self.waiting = []

@@ -25,6 +25,7 @@ RECURSION_LIMIT = 3000
 # Buffers a sticky-buffer keyword names -> the app field whose transactions carry them.
 BUFFERS = {"http.uri": "http", "http.uri.raw": "http", "http.method": "http",
            "http.user_agent": "http", "http.host": "http", "dns.query": "dns", "tls.sni": "tls"}
+BUFFERS["file_data"] = "http"      # the HTTP body (applayer/body.py; detect/file_data.py)
 _UNESCAPE = re.compile(rb"\\x([0-9a-f]{2})")
 
 
@@ -185,6 +186,8 @@ def tx_buffer(proto, tx, name):
     readings of an ambiguous Host, or the questions of one DNS message; none when the
     transaction lacks it)."""
     if proto == "http":
+        if name == "file_data":
+            return body_values(tx)
         if name == "http.uri":
             return [normalize_uri(unescape(tx.uri))]
         if name == "http.uri.raw":
@@ -200,6 +203,11 @@ def tx_buffer(proto, tx, name):
     elif proto == "tls" and name == "tls.sni":
         return [unescape(tx.sni)] if tx.sni else []
     return []
+
+
+def body_values(tx):
+    """file_data: the body as inspected (decoded; the raw bytes too where clients differ)."""
+    return tx.body.values() if tx.body is not None else []
 
 
 _TX_PROTO = {"HttpRequest": "http", "DnsMessage": "dns", "ClientHello": "tls"}

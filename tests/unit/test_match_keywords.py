@@ -34,7 +34,7 @@ def rule_problem(tmp_path, body):
     ("content: {isdataat: -1}\n", "4: isdataat must be an integer >= 0, got number -1"),
     ("content: {value: a, buffer: http.cookie}\n",
      "4: buffer must be one of http.uri, http.uri.raw, http.method, http.user_agent, http.host, dns.query, "
-     "tls.sni, got 'http.cookie' (did you mean 'http.uri'?)"),
+     "tls.sni, file_data, got 'http.cookie' (did you mean 'http.uri'?)"),
     ("proto: udp\ncontent: {value: a, buffer: tls.sni}\n", "5: buffer tls.sni needs proto ip or tcp (proto is udp)"),
     ("dns_query: a.example\ncontent: {value: a, buffer: tls.sni}\n",
      "5: buffer tls.sni is tls; this rule also looks at dns (a flow carries one protocol)"),
@@ -46,7 +46,7 @@ def rule_problem(tmp_path, body):
     ("bsize: 5\n", "4: bsize must be a mapping of sticky buffer: size (like {http.uri: '<100'}), got number 5"),
     ("bsize: {payload: 5}\n",
      "4: bsize buffer must be one of http.uri, http.uri.raw, http.method, http.user_agent, http.host, "
-     "dns.query, tls.sni, got 'payload'"),
+     "dns.query, tls.sni, file_data, got 'payload'"),
     ("bsize: {dns.query: '<'}\n", "4: bsize dns.query must be n, <n, >n, <=n, >=n, !n or lo<>hi, got '<'"),
     ("urilen: 5,both\n", "4: urilen '5,both': after the comma comes norm (the default) or raw"),
     ("proto: udp\nurilen: 5\n", "5: urilen needs proto ip or tcp (proto is udp)"),
