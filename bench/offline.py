@@ -122,6 +122,7 @@ def rows(quick=False, runs=None):
 
         log("offline: HTTP bodies read for file_data rules vs not")
         out.append(bodies.body_row(mixed, runs))
+        out.append(bodies.body_row(mixed, runs, yaml=True))
 
     log(f"offline: memory per flow at {flows:,} flows (subprocess)")
     out.extend(memory.rows(flows, runs=1 if not quick else 1))

@@ -84,7 +84,7 @@ class Body:
     once nothing more of it will be inspected, `unknown` (a reason) when a rule cannot
     see what the client gets, `anomalies` said about it (the reader hands them on)."""
     __slots__ = ("limits", "budget", "stages", "data", "raw", "complete", "unknown", "raw_too",
-                 "anomalies", "seen")
+                 "anomalies", "seen", "_values")
 
     def __init__(self, codings, limits, budget):
         self.limits = limits
@@ -96,6 +96,7 @@ class Body:
         self.raw_too = False        # the raw bytes are a reading too (a coding failed, or clients differ on it)
         self.anomalies = []
         self.seen = 0              # body bytes as sent, counted
+        self._values = None        # values(), until the body changes (rules judge it per packet)
         self.stages = []
         chain = [c for c in codings if c != "identity"]
         if not chain:
@@ -111,6 +112,11 @@ class Body:
     def values(self):
         """The buffers file_data inspects: the decoded body, and the raw one where a coding
         failed or is not decoded (a lax client shows it as sent)."""
+        if self._values is None:
+            self._values = self._read()
+        return self._values
+
+    def _read(self):
         if self.raw is not None and (self.raw_too or self.unknown):
             return [bytes(self.data), bytes(self.raw)] if self.data else [bytes(self.raw)]
         return [bytes(self.data)]
@@ -120,6 +126,7 @@ class Body:
         inspected buffer changed."""
         if self.complete or not chunk:
             return False
+        self._values = None
         self.seen += len(chunk)
         depth = self.limits.inspect
         grew = False
@@ -185,14 +192,24 @@ class Body:
             self._cannot("http.body_flow_cap")
         return len(self.data) > before
 
+    def mark(self, reason):
+        """The framing around this body reads two ways, or its bytes stopped being followed:
+        a rule cannot see it as the client does (decoding goes on where it can)."""
+        if self.unknown is None:
+            self.unknown = reason
+            self.anomalies.append(reason)
+            self._values = None
+
     def _cannot(self, reason):
         """Decoding stops short of the depth: the client gets bytes no rule saw."""
+        self._values = None
         self.unknown = reason
         self.anomalies.append(reason)
         self.stages = []
 
     def end(self):
         """The body ended (its framing said so, or the connection closed)."""
+        self._values = None
         if not self.complete and self.stages and not self.raw_too and self.unknown is None:
             first = self.stages[0]
             if not first.ended and first.fed:

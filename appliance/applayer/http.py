@@ -690,9 +690,7 @@ class ResponseReader:
 
     def _body_cannot(self, reason):
         req = self.req
-        if req.body.unknown is None:
-            req.body.unknown = reason
-            req.body.anomalies.append(reason)
+        req.body.mark(reason)
         self._body_anomalies(req.body)
         if req not in self.grown:
             self.grown.append(req)
