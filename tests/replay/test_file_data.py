@@ -229,3 +229,22 @@ def test_drop_on_a_later_response_of_a_passed_flow(run, rules_file):
              "content: [{value: EICAR, buffer: file_data}]}", eve_types=("alert", "flow"))
     assert [e["pcap_cnt"] for e in r.alerts(7)] == [hits[1]]
     assert r.flow_action(src_port=46000) == "drop"
+
+
+def test_body_past_the_server_reading_depth_is_unknown(run, rules_file):
+    # an inspect depth above the server side's 1 MiB reading depth: the body goes on past
+    # what is read, so the client gets bytes no rule saw (http.body_gap, exception policy)
+    size = (1 << 20) + 20000
+    cap = Capture()
+    c = TcpConn(cap, "10.0.0.1", 47000, HTTP, 80)
+    c.handshake()
+    c.send(b"GET /f HTTP/1.1\r\nHost: a.example\r\n\r\n")
+    resp = head(b"Content-Length: %d" % size) + b"x" * size
+    for i in range(0, len(resp), 8000):
+        c.recv(resp[i:i + 8000])
+    rules = rules_file('drop http any any -> any any (file_data; content:"EICAR"; sid:8;)\n', "a.rules")
+    r = run(cap, rules, body_bytes=2 << 20, eve_types=("alert", "anomaly", "flow"))
+    assert [e["anomaly"]["event"] for e in r.of("anomaly")] == ["http.body_gap"]
+    assert r.alerts(8)
+    r = run(cap, rules, eve_types=("alert", "anomaly", "flow"))     # default depth: 100 KiB inspected
+    assert r.of("anomaly") == [] and not r.alerts(8)
