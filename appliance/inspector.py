@@ -400,12 +400,15 @@ class Inspector:
                 st = flow.stream = ClientStream.open(pkt, to_server, flow.isn)
             if st is not None and st.feed(pkt, to_server, s.stream_bytes, found):
                 full = st.complete
-                new, reason = applayer.on_stream(flow, st, found)
+                bodies = self._request_bodies(flow)
+                new, reason = applayer.on_stream(flow, st, found, (), bodies)
+                self._request_progress(flow)
                 # A window filled by this segment may have cut it: once the app layer consumed,
                 # the rest fits (its checksum was checked already).
                 while full and reason is None and st.feed(pkt, to_server, s.stream_bytes, found):
                     full = st.complete
-                    more, reason = applayer.on_stream(flow, st, found, new)
+                    more, reason = applayer.on_stream(flow, st, found, new, bodies)
+                    self._request_progress(flow)
                     new = tuple(dict.fromkeys(new + more))
             else:
                 new = ()
@@ -459,8 +462,10 @@ class Inspector:
                 if flow.proto == TCP:
                     # logged once answered (or when no answer can come): ServerSide
                     if app.server is None:
-                        app.server = ServerSide(app.proto, flow, self.settings.stream_bytes,
-                                                self._body_limits() if self._reads_bodies(flow) else None)
+                        bodies = None
+                        if self._reads_bodies(flow):   # one budget for the flow: the requests' reader's
+                            bodies = getattr(app.reader, "bodies", None) or self._body_limits()
+                        app.server = ServerSide(app.proto, flow, self.settings.stream_bytes, bodies)
                     txs = app.server.wait(txs)
                 if logged:
                     self._txs += [(app.proto, t) for t in txs]
@@ -497,6 +502,24 @@ class Inspector:
             self._bodies = list(grown)
             found += reader.found
             reader.grown, reader.found = [], []
+
+    def _request_bodies(self, flow):
+        """What a new request reader reads request bodies with (None: none are read)."""
+        if not self.detector.body_rules or flow.proto != TCP:
+            return None
+        app = flow.app
+        if app is not None and (app.proto != "http" or app.reader is not None):
+            return None                    # not HTTP, or its reader exists already
+        return self._body_limits()
+
+    def _request_progress(self, flow):
+        """The request bodies this client packet grew or ended."""
+        app = flow.app
+        reader = app.reader if app is not None else None
+        grown = getattr(reader, "grown", None)
+        if grown:
+            self._bodies = self._bodies + grown
+            reader.grown = []
 
     def _cannot_know(self, flow, reason, cand):
         """The flow's names can no longer be known for sure: when verdict rules need

@@ -68,6 +68,7 @@ class HttpRequest:
     length: int | None = field(default=None, compare=False)   # response body bytes counted
     body: object = field(default=None, compare=False, repr=False)   # body.Body of the response (file_data)
     body_fired: object = field(default=None, compare=False, repr=False)   # file_data alert rules fired on it
+    request_body: object = field(default=None, compare=False, repr=False)  # RequestSide: its own body
 
 
 def looks_like(data: bytes) -> bool:
@@ -158,9 +159,10 @@ class RequestReader:
     "http_framing" when the next request's start is ambiguous. `full`: the stream holds
     no more bytes until some are consumed."""
 
-    __slots__ = ("phase", "req", "left", "skip_line", "count", "closing", "alt", "alt_buf", "after_body", "nested")
+    __slots__ = ("phase", "req", "left", "skip_line", "count", "closing", "alt", "alt_buf", "after_body", "nested",
+                 "bodies", "body_tx", "grown")
 
-    def __init__(self):
+    def __init__(self, bodies=None):
         self.phase = "line"        # line | headers | body | chunk_size | chunk_data | chunk_end | trailers
         self.req = None
         self.left = 0              # body / chunk bytes still to skip
@@ -172,6 +174,9 @@ class RequestReader:
         self.alt_buf = None
         self.after_body = False    # that reading was mid-request when the body ended
         self.nested = False        # this is such a reading: it reads no body two ways again
+        self.bodies = bodies       # file_data: (body.Limits, body.FlowBudget) when request bodies are read
+        self.body_tx = None        # the RequestSide whose body is being read
+        self.grown = []            # request sides whose body changed (the caller takes them)
 
     def feed(self, data, full):
         off, n = 0, len(data)
@@ -183,6 +188,8 @@ class RequestReader:
                 break
             if self.phase == "body" or self.phase == "chunk_data":
                 take = min(self.left, n - off)
+                if self.body_tx is not None:
+                    self._body_bytes(data[off:off + take])
                 if self.alt is not None:
                     status = self._alt_feed(data[off:off + take], done)
                 off += take
@@ -191,6 +198,7 @@ class RequestReader:
                     break
                 if self.phase == "body":
                     self.phase = "line"
+                    self._body_end()
                     self._alt_end(done)
                 else:
                     self.phase = "chunk_end"
@@ -325,7 +333,10 @@ class RequestReader:
                 return None
             done.append(self._finish(req))
             self.req = None
-            return self._body(req)
+            status = self._body(req)
+            if self.bodies is not None and status is None and self.phase in ("body", "chunk_size"):
+                self._body_start(done[-1])
+            return status
         if phase == "chunk_size":
             m = _CHUNK_SIZE.match(line)
             if m is None:
@@ -341,8 +352,30 @@ class RequestReader:
         if phase == "trailers":
             if not line:
                 self.phase = "line"
+                self._body_end()
             return None
         return None
+
+    # -- file_data on requests: the body as the server reads it, as sent (servers rarely
+    # undo a request's Content-Encoding, so it is not decoded) --------------------------
+
+    def _body_start(self, tx):
+        limits, budget = self.bodies
+        side = tx.request_body = RequestSide(tx, body.Body((), limits, budget))
+        self.body_tx = side
+        self.grown.append(side)
+
+    def _body_bytes(self, chunk):
+        side = self.body_tx
+        if side.body.feed(chunk) and side not in self.grown:
+            self.grown.append(side)
+
+    def _body_end(self):
+        side, self.body_tx = self.body_tx, None
+        if side is not None and not side.body.complete:
+            side.body.end()
+            if side not in self.grown:
+                self.grown.append(side)
 
     def _header(self, req, line):
         if req.plain and not _PLAIN_HEADER.match(line):
@@ -445,6 +478,18 @@ class RequestReader:
             return None
         self.phase = "line"                    # a request without either has no body
         return None
+
+
+class RequestSide:
+    """A request as file_data sees it on the client's packets: its own buffers (uri,
+    host, ...), its body in place of the response's."""
+    __slots__ = ("req", "body", "body_fired")
+
+    def __init__(self, req, b):
+        self.req, self.body, self.body_fired = req, b, set()
+
+    def __getattr__(self, name):
+        return getattr(self.req, name)
 
 
 def _closes(req):

@@ -248,3 +248,30 @@ def test_body_past_the_server_reading_depth_is_unknown(run, rules_file):
     assert r.alerts(8)
     r = run(cap, rules, eve_types=("alert", "anomaly", "flow"))     # default depth: 100 KiB inspected
     assert r.of("anomaly") == [] and not r.alerts(8)
+
+
+def test_request_bodies(run, rules_file):
+    # an upload: the request's body on the client's packets (Content-Length, chunked, and
+    # after a Connection: close request), read as sent; to_client rules do not read it
+    body = PAD + EVIL
+    cap = Capture()
+    for i, (hdrs, data) in enumerate([
+            (b"Content-Length: %d\r\n" % len(body), body),
+            (b"Transfer-Encoding: chunked\r\n", chunked(body, [100, len(body) - 100])),
+            (b"Content-Length: %d\r\nConnection: close\r\n" % len(body), body)]):
+        c = TcpConn(cap, "10.0.0.1", 48000 + i, HTTP, 80)
+        c.handshake()
+        c.send(b"POST /up HTTP/1.1\r\nHost: a.example\r\n" + hdrs + b"\r\n")
+        c.send(data[:150])
+        c.send(data[150:])
+        c.recv(head(b"Content-Length: 2") + b"ok")
+        c.close()
+    r = both(run, rules_file, cap,
+             'alert http any any -> any any (msg:"up"; flow:established,to_server; file_data; content:"EICAR"; '
+             'sid:9;)',
+             "{id: 9, action: alert, msg: up, proto: tcp, flow: [established, to_server], "
+             "content: [{value: EICAR, buffer: file_data}]}")
+    assert sorted(e["src_port"] for e in r.alerts(9)) == [48000, 48001, 48002]
+    assert [e["http"]["url"] for e in r.alerts(9)] == ["/up"] * 3
+    r = both(run, rules_file, cap)          # the to_client rule: the responses are clean
+    assert r.alerts(1) == []
