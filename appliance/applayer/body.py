@@ -9,7 +9,7 @@ Bounds, so a decompression bomb cannot take memory or CPU: every zlib call gets 
 max_length (a stage never holds more than STEP bytes of output at once, its unread input
 stays in its unconsumed_tail); decoding stops at the inspect depth; a stage whose output
 outgrows its input more than `limits.ratio` times is a bomb (anomaly "http.body_ratio");
-and a flow decodes at most `limits.flow` bytes over all its bodies ("http.body_flow_cap").
+and a flow keeps at most `limits.flow` body bytes over all its bodies ("http.body_flow_cap").
 
 Where a rule could not see what the client gets, `unknown` names why (detection reads
 that by the exception policy, docs/rules.md). Clients differ on a coding that fails to
@@ -134,11 +134,16 @@ class Body:
             self.raw += chunk[:depth - len(self.raw)]
             grew = self.raw_too or self.unknown is not None
         if self.raw is None:
-            take = chunk[:depth - len(self.data)]
+            room = min(depth - len(self.data), self.budget.left)
+            take = chunk[:room]
             self.data += take
+            self.budget.left -= len(take)
             if len(self.data) >= depth:
                 self.complete = True
-            return bool(take)
+            elif len(take) < len(chunk):
+                self.mark("http.body_flow_cap")   # the flow's bodies took their budget
+                self.complete = True
+            return bool(take) or self.unknown is not None
         if not self.stages:        # not decoded (any more): the raw reading grows
             if len(self.raw) >= depth:
                 self.complete = True

@@ -191,3 +191,14 @@ def test_reader_without_bodies_keeps_none():
     req = http.HttpRequest("GET", "/", "HTTP/1.1", "a.example", None)
     reader.feed(head(b"Content-Length: %d" % len(BODY)) + BODY, False, [req])
     assert req.body is None and req.status == 200 and req.length == len(BODY)
+
+
+def test_flow_budget_bounds_plain_bodies_too():
+    # pipelined responses each within the depth: the flow keeps at most its budget
+    limits = body.Limits(flow=1000)
+    budget = body.FlowBudget(limits)
+    bodies = [body.Body((), limits, budget) for _ in range(3)]
+    for b in bodies:
+        b.feed(PAD)
+    assert sum(len(b.data) for b in bodies) == 1000
+    assert bodies[2].unknown == "http.body_flow_cap" and bodies[2].complete
