@@ -60,6 +60,9 @@ class Inspection:
                                       # (inspector.depth_of: 16 / 8 KiB for YAML, Suricata's with .rules)
     max_flows: int = 100_000     # flow table size per worker
     exception_policy: str = "drop"   # a name that cannot be known: drop | ignore (docs/rules.md)
+    body_bytes: int = 100 * 1024     # file_data: decoded body bytes inspected per transaction
+    body_ratio: int = 1000           # file_data: a coding inflating more than this is a bomb
+    body_flow_bytes: int = 1 << 20   # file_data: decoded body bytes per flow (all its bodies)
 
 
 @dataclass(frozen=True)
@@ -122,10 +125,19 @@ TOP_KEYS = ("interfaces", "rules", "eve", "home_net", "workers", "queue_base",
 # Interface values resolved through EC2 discovery rather than used as names.
 DISCOVERED = re.compile(r"^(auto|eni-[0-9a-f]+|subnet-[0-9a-f]+)$")
 IFACE_KEYS = ("outside", "inside", "management")
-INSPECTION_KEYS = ("depth_packets", "depth_bytes", "max_flows", "exception_policy")
+INSPECTION_KEYS = ("depth_packets", "depth_bytes", "max_flows", "exception_policy",
+                   "body_bytes", "body_ratio", "body_flow_bytes")
 EXCEPTION_POLICIES = ("drop", "ignore")
 AWS_KEYS = tuple(f.name for f in fields(Aws))
 SOURCE_DEST_CHECK_MODES = ("disable", "verify", "ignore")
+
+
+def _body_limits(insp, d, path, problems):
+    """inspection.body_*: the file_data limits (docs/rules.md, "HTTP bodies")."""
+    return {"body_bytes": _int(insp, "body_bytes", 1, 64 << 20, d.body_bytes, path, problems, "inspection."),
+            "body_ratio": _int(insp, "body_ratio", 2, 1_000_000, d.body_ratio, path, problems, "inspection."),
+            "body_flow_bytes": _int(insp, "body_flow_bytes", 1, 1 << 30, d.body_flow_bytes, path, problems,
+                                    "inspection.")}
 
 
 def _unknown(where, doc, allowed, path, problems):
@@ -272,7 +284,8 @@ def load_config(path) -> Config:
                 exception_policy=policy,
                 depth_packets=_int(insp, "depth_packets", 1, 1_000_000, d.depth_packets, path, problems, "inspection."),
                 depth_bytes=_int(insp, "depth_bytes", 1, 1 << 30, d.depth_bytes, path, problems, "inspection."),
-                max_flows=_int(insp, "max_flows", 1, 100_000_000, d.max_flows, path, problems, "inspection."))
+                max_flows=_int(insp, "max_flows", 1, 100_000_000, d.max_flows, path, problems, "inspection."),
+                **_body_limits(insp, d, path, problems))
 
     if doc.get("aws") is not None:
         out["aws"] = _aws(doc, path, problems)

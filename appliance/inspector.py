@@ -23,6 +23,7 @@ from .packet import TCP, UDP, SYN, ACK
 from .applayer import DNS_PORTS
 from .applayer import dns
 from .applayer.server import ServerSide
+from .applayer import body as http_body
 
 from .output.eve import EVE_TYPES
 PROTOCOL_LOGS = ("dns", "tls", "http")
@@ -49,6 +50,9 @@ class Settings:
     eve_types: tuple = EVE_TYPES          # the EVE event types written (Suricata's eve-log.types); a
                                           # protocol log on keeps flows inspected while it may log more
     mode: str = "enforce"                 # "monitor": every rule's drop/reject passes (see Inspector._monitored)
+    body_bytes: int = 100 * 1024          # file_data: decoded body bytes inspected per transaction
+    body_ratio: int = 1000                # ... a coding stage inflating more than this: a bomb
+    body_flow_bytes: int = 1 << 20        # ... decoded bytes per flow, all its bodies together
 
 
 def settings_from_config(cfg, **overrides):
@@ -122,6 +126,7 @@ class Inspector:
         self._txs = []                    # this packet's transactions to log: (proto, tx)
         self._untracked = 0               # detector.filters.untracked last reported
         self._answered = None             # HTTP responses this packet settled, for rules on the status
+        self._bodies = []                 # this packet's transactions whose body grew (file_data)
         self._types_set(self.settings)
 
     # -- public API ------------------------------------------------------------
@@ -132,6 +137,7 @@ class Inspector:
         self._ended = self._flow = None
         self._txs = []
         self._answered = None
+        self._bodies = []
         try:
             ts = pkt.ts
             last = self._last_tick
@@ -335,7 +341,8 @@ class Inspector:
         action = flow.verdict
         decided_now = None                 # the rule that decided on this packet, if any
         decided_here = False
-        if action is None or (action == "pass" and (new_fields or answered is not None)):
+        det.body_txs = self._bodies
+        if action is None or (action == "pass" and (new_fields or answered is not None or self._bodies)):
             more = within if within_dirs is within else (
                 within_dirs if to_server else (within_dirs[1], within_dirs[0]))   # (ts, tc)
             status, rule = det.decide(pkt, flow, to_server, cand_flow, within_before, more, scan, flipped,
@@ -369,6 +376,8 @@ class Inspector:
             # a detection_filter count this packet needed could not be kept (engine.packet_match)
             self._untracked = det.filters.untracked
             self._found = [*self._found, ("detect.filter_untracked", "engine")]
+        if self._bodies and det.body_rules:     # bodies are bounded by their own depth
+            fired += det.body_alerts(pkt, flow, to_server, cand, self._bodies, scan)
         if decided_now is not None and decided_now.logs:
             fired.append(decided_now)
         emitted = []
@@ -458,12 +467,15 @@ class Inspector:
                 st = flow.stream = ClientStream.open(pkt, to_server, flow.isn)
             if st is not None and st.feed(pkt, to_server, s.stream_bytes, found):
                 full = st.complete
-                new, reason = applayer.on_stream(flow, st, found)
+                bodies = self._request_bodies(flow)
+                new, reason = applayer.on_stream(flow, st, found, (), bodies)
+                self._request_progress(flow)
                 # A window filled by this segment may have cut it: once the app layer consumed,
                 # the rest fits (its checksum was checked already).
                 while full and reason is None and st.feed(pkt, to_server, s.stream_bytes, found):
                     full = st.complete
-                    more, reason = applayer.on_stream(flow, st, found, new)
+                    more, reason = applayer.on_stream(flow, st, found, new, bodies)
+                    self._request_progress(flow)
                     new = tuple(dict.fromkeys(new + more))
             else:
                 new = ()
@@ -485,7 +497,8 @@ class Inspector:
                 except Exception:          # a log's reader must not turn into a verdict: counted,
                     self.counters.internal_errors += 1     # and what waits is logged as is
                     answered = app.server.flush("internal_error")
-                if app.server.proto in self.protologs:   # (else read for rules on the status only)
+                self._body_progress(app.server, found)
+                if app.server.proto in self.protologs:   # (else read for rules on the status or bodies only)
                     self._txs += [(app.server.proto, t) for t in answered]
             if reason is None and st is not None:
                 if st.ambiguous:
@@ -505,21 +518,24 @@ class Inspector:
                 self._txs = [("dns", m) for m in responses]
         else:
             return ()
-        if new and (self.protologs or self.detector.needs_responses):
+        if new and (self.protologs or self.detector.needs_responses or self._reads_bodies(flow)):
             # this packet's new transactions, logged before a limit below may mark the names
             # unknown (the transactions read so far were read for sure)
             app = flow.app
             logged = app.proto in new and app.proto in self.protologs and (flow.proto == TCP or loggable)
-            # a rule on the response status that may apply: the server's answers are read for it
+            # a rule on the response status or on bodies that may apply: the server's answers are read for it
             for_rules = (flow.proto == TCP and app.proto == "http" and "http" in new
-                         and self.detector.response_rules(flow))
+                         and (self.detector.response_rules(flow) or self._reads_bodies(flow)))
             if logged or for_rules:
                 tx = app.tx
                 txs = tx if isinstance(tx, list) else [tx]
                 if flow.proto == TCP:
                     # logged once answered (or when no answer can come): ServerSide
                     if app.server is None:
-                        app.server = ServerSide(app.proto, flow, self.settings.stream_bytes)
+                        bodies = None
+                        if self._reads_bodies(flow):   # one budget for the flow: the requests' reader's
+                            bodies = getattr(app.reader, "bodies", None) or self._body_limits()
+                        app.server = ServerSide(app.proto, flow, self.settings.stream_bytes, bodies)
                     txs = app.server.wait(txs)
                 if logged:
                     self._txs += [(app.proto, t) for t in txs]
@@ -559,6 +575,45 @@ class Inspector:
         server = app.server if app is not None else None
         return (server is not None and server.proto == "http" and server.active
                 and bool(self.detector.response_rules(flow, within)))
+
+    # -- file_data: response bodies (applayer/body.py, detect/file_data.py) ----------
+
+    def _reads_bodies(self, flow):
+        """Bodies are read when a loaded rule reads file_data and the flow speaks HTTP."""
+        app = flow.app
+        return bool(self.detector.body_rules) and app is not None and app.proto == "http"
+
+    def _body_limits(self):
+        s = self.settings
+        limits = http_body.Limits(s.body_bytes, s.body_ratio, s.body_flow_bytes)
+        return limits, http_body.FlowBudget(limits)
+
+    def _body_progress(self, server, found):
+        """The bodies this server packet grew or ended, and what their reading said."""
+        reader = server.reader
+        grown = getattr(reader, "grown", None)
+        if grown:
+            self._bodies = list(grown)
+            found += reader.found
+            reader.grown, reader.found = [], []
+
+    def _request_bodies(self, flow):
+        """What a new request reader reads request bodies with (None: none are read)."""
+        if not self.detector.body_rules or flow.proto != TCP:
+            return None
+        app = flow.app
+        if app is not None and (app.proto != "http" or app.reader is not None):
+            return None                    # not HTTP, or its reader exists already
+        return self._body_limits()
+
+    def _request_progress(self, flow):
+        """The request bodies this client packet grew or ended."""
+        app = flow.app
+        reader = app.reader if app is not None else None
+        grown = getattr(reader, "grown", None)
+        if grown:
+            self._bodies = self._bodies + grown
+            reader.grown = []
 
     def _cannot_know(self, flow, reason, cand):
         """The flow's names can no longer be known for sure: when verdict rules need
@@ -602,7 +657,7 @@ class Inspector:
             return []
         server, app.server = app.server, None
         if server.done or server.proto not in self.protologs:
-            return []                      # (read for rules on the status only: nothing to log)
+            return []                      # (read for rules on the status or file_data only: nothing to log)
         return [(server.proto, t) for t in server.flush()]
 
     def _count_app(self, app):

@@ -14,7 +14,7 @@ from appliance.inspector import Inspector, Settings
 from appliance.output.eve import EVE_TYPES, EveWriter
 from appliance.replay import replay
 
-from . import depth, gen_pcap, memory
+from . import bodies, depth, gen_pcap, memory
 from .common import Row, log
 from .rulegen import write_rules
 
@@ -119,6 +119,10 @@ def rows(quick=False, runs=None):
 
         log("offline: a .rules set vs the same rules in YAML (inspection depth)")
         out.append(depth.depth_row(mixed, runs))
+
+        log("offline: HTTP bodies read for file_data rules vs not")
+        out.append(bodies.body_row(mixed, runs))
+        out.append(bodies.body_row(mixed, runs, yaml=True))
 
     log(f"offline: memory per flow at {flows:,} flows (subprocess)")
     out.extend(memory.rows(flows, runs=1 if not quick else 1))

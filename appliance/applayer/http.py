@@ -13,7 +13,7 @@ absolute-form target) gives every reading, for detection to read against the att
 import re
 from dataclasses import dataclass, field
 
-from appliance.applayer import CAP
+from appliance.applayer import CAP, body
 from appliance.applayer.dns import escape_label
 
 # The header block (request line included) a server accepts: Go's net/http default
@@ -67,6 +67,9 @@ class HttpRequest:
     content_type: str | None = field(default=None, compare=False)   # up to its first ';', as Suricata's
     redirect: str | None = field(default=None, compare=False)       # the Location header
     length: int | None = field(default=None, compare=False)   # response body bytes counted
+    body: object = field(default=None, compare=False, repr=False)   # body.Body of the response (file_data)
+    body_fired: object = field(default=None, compare=False, repr=False)   # file_data alert rules fired on it
+    request_body: object = field(default=None, compare=False, repr=False)  # RequestSide: its own body
 
 
 def looks_like(data: bytes) -> bool:
@@ -159,9 +162,10 @@ class RequestReader:
     "http_framing" when the next request's start is ambiguous. `full`: the stream holds
     no more bytes until some are consumed."""
 
-    __slots__ = ("phase", "req", "left", "skip_line", "count", "closing", "alt", "alt_buf", "after_body", "nested")
+    __slots__ = ("phase", "req", "left", "skip_line", "count", "closing", "alt", "alt_buf", "after_body", "nested",
+                 "bodies", "body_tx", "grown")
 
-    def __init__(self):
+    def __init__(self, bodies=None):
         self.phase = "line"        # line | headers | body | chunk_size | chunk_data | chunk_end | trailers
         self.req = None
         self.left = 0              # body / chunk bytes still to skip
@@ -173,6 +177,9 @@ class RequestReader:
         self.alt_buf = None
         self.after_body = False    # that reading was mid-request when the body ended
         self.nested = False        # this is such a reading: it reads no body two ways again
+        self.bodies = bodies       # file_data: (body.Limits, body.FlowBudget) when request bodies are read
+        self.body_tx = None        # the RequestSide whose body is being read
+        self.grown = []            # request sides whose body changed (the caller takes them)
 
     def feed(self, data, full):
         off, n = 0, len(data)
@@ -184,6 +191,8 @@ class RequestReader:
                 break
             if self.phase == "body" or self.phase == "chunk_data":
                 take = min(self.left, n - off)
+                if self.body_tx is not None:
+                    self._body_bytes(data[off:off + take])
                 if self.alt is not None:
                     status = self._alt_feed(data[off:off + take], done)
                 off += take
@@ -192,6 +201,7 @@ class RequestReader:
                     break
                 if self.phase == "body":
                     self.phase = "line"
+                    self._body_end()
                     self._alt_end(done)
                 else:
                     self.phase = "chunk_end"
@@ -326,7 +336,10 @@ class RequestReader:
                 return None
             done.append(self._finish(req))
             self.req = None
-            return self._body(req)
+            status = self._body(req)
+            if self.bodies is not None and status is None and self.phase in ("body", "chunk_size"):
+                self._body_start(done[-1])
+            return status
         if phase == "chunk_size":
             m = _CHUNK_SIZE.match(line)
             if m is None:
@@ -342,8 +355,30 @@ class RequestReader:
         if phase == "trailers":
             if not line:
                 self.phase = "line"
+                self._body_end()
             return None
         return None
+
+    # -- file_data on requests: the body as the server reads it, as sent (servers rarely
+    # undo a request's Content-Encoding, so it is not decoded) --------------------------
+
+    def _body_start(self, tx):
+        limits, budget = self.bodies
+        side = tx.request_body = RequestSide(tx, body.Body((), limits, budget))
+        self.body_tx = side
+        self.grown.append(side)
+
+    def _body_bytes(self, chunk):
+        side = self.body_tx
+        if side.body.feed(chunk) and side not in self.grown:
+            self.grown.append(side)
+
+    def _body_end(self):
+        side, self.body_tx = self.body_tx, None
+        if side is not None and not side.body.complete:
+            side.body.end()
+            if side not in self.grown:
+                self.grown.append(side)
 
     def _header(self, req, line):
         if req.plain and not _PLAIN_HEADER.match(line):
@@ -453,6 +488,18 @@ class RequestReader:
         return None
 
 
+class RequestSide:
+    """A request as file_data sees it on the client's packets: its own buffers (uri,
+    host, ...), its body in place of the response's."""
+    __slots__ = ("req", "body", "body_fired")
+
+    def __init__(self, req, b):
+        self.req, self.body, self.body_fired = req, b, set()
+
+    def __getattr__(self, name):
+        return getattr(self.req, name)
+
+
 def _closes(req):
     """Whether every server closes after this request, so no later one is read (RFC 9112
     9.3, 9.6). Servers read Connection differently: Python's http.server closes only when
@@ -502,9 +549,10 @@ class ResponseReader:
     while more may come, "done" when the reading stops (not a response, a switched
     protocol, framing it cannot follow, a line longer than the window)."""
 
-    __slots__ = ("phase", "left", "req", "framing", "ctype", "location", "skip_line", "block")
+    __slots__ = ("phase", "left", "req", "framing", "ctype", "location", "skip_line", "block",
+                 "bodies", "heads", "grown", "found", "last_body")
 
-    def __init__(self):
+    def __init__(self, bodies=None):
         self.phase = "line"        # line | headers | body | close | chunk_size | chunk_data | chunk_end | trailers
         self.left = 0
         self.req = None            # the request being answered (None: an interim response)
@@ -513,14 +561,23 @@ class ResponseReader:
         self.location = None
         self.skip_line = False     # inside a header line longer than the window
         self.block = 0             # header block bytes so far
+        # file_data: (body.Limits, body.FlowBudget) when bodies are read for rules, else None
+        self.bodies = bodies
+        self.heads = None          # the framing/coding header lines of this response (bodies only)
+        self.grown = []            # this feed: transactions whose inspected body changed
+        self.found = []            # this feed: anomalies of the body reading
+        self.last_body = None      # the transaction whose body was read last
 
     def feed(self, data, full, waiting):
         off, n = 0, len(data)
         done = []
+        self.grown, self.found = [], []
         while off < n:
             phase = self.phase
             if phase in ("body", "chunk_data", "close"):
                 take = n - off if phase == "close" else min(self.left, n - off)
+                if self.req.body is not None:
+                    self._body_bytes(data[off:off + take])
                 off += take
                 self.req.length += take
                 if phase == "close":
@@ -553,6 +610,8 @@ class ResponseReader:
                 continue
             status = self._line(line, size, waiting, done)
             if status is not None:
+                if self.req is not None and self.req.body is not None and status == "done":
+                    self._body_cannot("http.body_framing")   # chunk syntax no client reads alike
                 return off, done, status
         return off, done, None
 
@@ -566,6 +625,7 @@ class ResponseReader:
                 return "done"
             code = int(m.group(2))
             self.framing, self.ctype, self.location, self.block = None, None, None, len(line)
+            self.heads = [] if self.bodies is not None else None
             self.req = None
             if not 100 <= code < 200 or code == 101:
                 if not waiting:
@@ -581,6 +641,8 @@ class ResponseReader:
             if self.block > MAX_RESPONSE_HEADERS:
                 return "done"
             if line:
+                if self.heads is not None:
+                    body.note_header(self.heads, line)
                 name, sep, value = line.partition(b":")
                 name = name.strip(b" \t").lower()
                 value = value.strip(b" \t")
@@ -596,11 +658,11 @@ class ResponseReader:
                 return None
             return self._body(done)
         if phase == "chunk_size":
-            m = _CHUNK_SIZE.match(line)
+            m = _CHUNK_SIZE.match(line) if self.heads is None else body.chunk_size(line)
             if m is None:
                 return "done"
             self.req.length += size                # libhtp counts the chunk framing too
-            self.left = int(m.group(1), 16)
+            self.left = int(m.group(1), 16) if self.heads is None else m
             self.phase = "chunk_data" if self.left else "trailers"
             return None
         if phase == "chunk_end":
@@ -631,6 +693,8 @@ class ResponseReader:
         if req.method == "HEAD" or code in (204, 304):
             done.append(self._end())
             return None
+        if self.heads is not None:
+            self.framing = self._body_start(req)
         framing = self.framing
         if framing is None or framing[0] == "close":
             self.phase = "close"                   # read until the connection closes
@@ -646,4 +710,54 @@ class ResponseReader:
     def _end(self):
         req, self.req = self.req, None
         self.phase = "line"
+        if req is not None and req.body is not None:
+            self.body_end(req)
         return req
+
+    # -- file_data: the body as a client reads it (body.py) ----------------------
+
+    def _body_start(self, req):
+        """The framing a client reads (body.framing), and the body that rules inspect."""
+        limits, budget = self.bodies
+        framing, codings, odd = body.framing(self.heads)
+        req.body = body.Body(codings, limits, budget)
+        self.last_body = req
+        req.body_fired = set()
+        for name in odd:
+            self.found.append(name)
+        if "http.body_te_coding" in odd:
+            req.body.raw_too = True                # browsers ignore the transfer coding: as sent
+        if framing[0] == "ambiguous":
+            # clients read the length two ways: read on until the close (every byte any of
+            # them may take as this body is inspected), and say no rule saw the body for sure
+            self._body_cannot("http.body_framing")
+            return ("close",)
+        self.grown.append(req)
+        return framing
+
+    def _body_bytes(self, chunk):
+        req = self.req
+        if req.body.feed(chunk) and req not in self.grown:
+            self.grown.append(req)
+        self._body_anomalies(req.body)
+
+    def _body_cannot(self, reason):
+        req = self.req
+        req.body.mark(reason)
+        self._body_anomalies(req.body)
+        if req not in self.grown:
+            self.grown.append(req)
+
+    def _body_anomalies(self, b):
+        if b.anomalies:
+            self.found += b.anomalies
+            b.anomalies = []
+
+    def body_end(self, req):
+        """The body ended (its framing, the connection's end, or the reading stopped)."""
+        b = req.body
+        if not b.complete:
+            b.end()
+            self._body_anomalies(b)
+            if req not in self.grown:
+                self.grown.append(req)

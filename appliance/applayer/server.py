@@ -25,13 +25,13 @@ class ServerSide:
     __slots__ = ("proto", "bytes", "reader", "waiting", "done", "read", "answering", "statused", "unread",
                  "why")
 
-    def __init__(self, proto, flow, window):
+    def __init__(self, proto, flow, window, bodies=None):
         self.proto = proto
         self.bytes = StreamStart(window)
         if flow.tcp is not None:           # the SYN/ACK was seen: the server's first byte is ISN + 1
             self.bytes.add((flow.tcp.s_acked0 - 1) & MASK, b"", True)
         self.reader = (dns.TcpReader() if proto == "dns" else tls.ServerHelloReader() if proto == "tls"
-                       else http.ResponseReader())
+                       else http.ResponseReader(bodies))   # bodies: read for file_data rules
         self.waiting = []          # transactions waiting for their answer, oldest first
         self.done = False          # nothing more is read: what waits is logged as is
         self.read = 0              # server bytes the reader consumed
@@ -75,6 +75,8 @@ class ServerSide:
             out += self._read(st.data, st.complete)
             grew = st.cut and st.add(pkt.seq, pkt.payload, fin=bool(pkt.tcp_flags & FIN))
         if not self.done and (st.fin or st.lost or st.dropped or self.read >= SERVER_DEPTH):
+            if not st.fin:
+                self._body_lost()
             # no more to read (the server's FIN: what waits got no answer), or a hole we
             # cannot fill, or the depth: what waits may have been answered, unread
             out += self.flush(None if st.fin and not (st.lost or st.dropped) and self.read < SERVER_DEPTH
@@ -129,6 +131,13 @@ class ServerSide:
         self.statused, self.unread, self.why = [], [], None
         return got
 
+    def _body_lost(self):
+        """Server bytes the reading cannot follow (a hole, past the depth): a body being read
+        is no longer what the client gets."""
+        req = getattr(self.reader, "req", None)
+        if req is not None and getattr(req, "body", None) is not None and not req.body.complete:
+            self.reader._body_cannot("http.body_gap")
+
     def flush(self, why=None):
         """The reading ends: every transaction still waiting (and one being answered) is
         logged with what is known. `why`: an exception reason when an answer may have come
@@ -142,6 +151,8 @@ class ServerSide:
             self.answering = None
         req = getattr(self.reader, "req", None)
         if req is not None:
+            if getattr(req, "body", None) is not None:
+                self.reader.body_end(req)     # its body ends here: what was read is all a rule sees
             out.insert(0, req)             # answered, its body not ended: the bytes counted so far
             self.reader.req = None
         self.waiting = []

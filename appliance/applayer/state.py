@@ -104,14 +104,15 @@ def cannot_know(flow, reason, wanted=None):
     return changed
 
 
-def on_stream(flow, stream, found, earlier=()):
+def on_stream(flow, stream, found, earlier=(), bodies=None):
     """New client bytes in `stream` (a ClientStream: its readable bytes from `base` on;
     the readers consume what they read). Returns (the fields that got a new transaction,
     the reason the names can no longer be known or None). `earlier`: the fields that got
     transactions from this same packet already (a segment longer than the window is read
-    in several calls): the new ones add to those, so detection judges them all."""
+    in several calls): the new ones add to those, so detection judges them all. `bodies`:
+    request bodies are read for file_data rules (http.RequestReader)."""
     app = flow.app
-    if app is not None and (app.unknown is not None or app.done):
+    if app is not None and (app.unknown is not None or (app.done and not _body_open(app))):
         stream.consume(len(stream.data))        # nothing more to read here: hold no bytes
         return (), None
     data = stream.data
@@ -130,7 +131,7 @@ def on_stream(flow, stream, found, earlier=()):
     if ap == "tls":
         got = _tls(app, stream, data, found)
     elif ap == "http":
-        got = _http(app, stream, data)
+        got = _http(app, stream, data, bodies)
     elif ap == "dns":
         got = _dns_tcp(app, stream, data)
     else:
@@ -263,8 +264,14 @@ def _read(app, stream, data, make):
     return reader, items, status
 
 
-def _http(app, stream, data):
-    reader, reqs, status = _read(app, stream, data, http.RequestReader)
+def _body_open(app):
+    """A request body is still being read after the last request (Connection: close)."""
+    reader = app.reader
+    return reader is not None and getattr(reader, "body_tx", None) is not None
+
+
+def _http(app, stream, data, bodies=None):
+    reader, reqs, status = _read(app, stream, data, lambda: http.RequestReader(bodies))
     new = ()
     if reqs:
         app.tx_count += len(reqs)

@@ -24,6 +24,7 @@ Semantics (docs/rules.md has the user's version):
 Header fields are matched against each packet's own direction (Suricata's
 `->`), through bitmask indexes cached per flow direction.
 """
+from . import file_data
 from . import index as ix
 from .bounded_regex import InspectionLimit
 from .inspect_buffer import PACKET_STEPS, BUFFERS, RESPONSE_BUFFERS, AppProgram, Program, buffer_values, tx_proto
@@ -134,6 +135,9 @@ class Detector:
         self.kind_of = {r.id: (i, ((self.sized >> i) & 1) * _SIZED | ((self.content >> i) & 1) * _LITERAL
                                | (i in self.payload_program) * _PROGRAM) for i, r in enumerate(rules)}
         self.deep_alert = self.alert & ~self.header_alert      # alerts that look past the header
+        self.body_rules = file_data.mask(rules)   # rules on file_data: judged on the body's packets
+        self.body_fit = 0                         # of them, those the body fits (set by decide's walk)
+        self.body_txs = ()                        # the transactions whose body this packet brought
         self.src = ix.AddrIndex((i, r.src) for i, r in enumerate(rules))
         self.dst = ix.AddrIndex((i, r.dst) for i, r in enumerate(rules))
         self.sport = ix.PortIndex((i, r.src_port) for i, r in enumerate(rules))
@@ -304,6 +308,8 @@ class Detector:
                 return True                # content/packet/app alert rules still look
             if w_other and other & self.header_alert and not (flow.pkts_tc if to_server else flow.pkts_ts):
                 return True                # the other direction's header alerts have not fired yet
+        if cand & self.body_rules and file_data.may_come(flow):
+            return True                    # a body within the inspect depth may still come
         names = cand & self.decision & self.app_any
         if not names:
             return False
@@ -435,7 +441,10 @@ class Detector:
         if resp:
             c ^= resp                          # not judged on the requests' names: below
         if c & self.app_any:
-            c = self._drop_unmatched_app(c, flow)
+            body = c & self.body_rules
+            c = self._drop_unmatched_app(c ^ body, flow)
+            if body:
+                c |= file_data.decide_mask(self, body, flow, self._body_txs(flow))
         if resp:
             app = flow.app
             names = app.names["http"] if app is not None else None
@@ -492,6 +501,9 @@ class Detector:
                 if app is None or any(app.names[f] is None for f in self.app_of[i]):
                     blocked = self._note_later(c, low, seen, pkt, flow, to_server, scan, flipped, here, unseen)
                     return blocked or (PENDING, r)   # the app layer resolves it within the protocol's limits
+                if low & self.body_rules and not low & self.body_fit:
+                    blocked = self._note_later(c, low, seen, pkt, flow, to_server, scan, flipped, here, unseen)
+                    return blocked or (PENDING, r)   # its body may still come (file_data.py)
                 if low & awaiting:
                     if deferred is None:
                         deferred = r           # judged when the status comes; later block rules still may
@@ -658,6 +670,19 @@ class Detector:
             m ^= m & lits & ~hit
         return m
 
+    def _body_txs(self, flow):
+        """The transactions a file_data verdict rule is judged on: those whose body this
+        packet brought, else the flow's latest body."""
+        if self.body_txs:
+            return self.body_txs
+        server = flow.app.server if flow.app is not None else None
+        last = getattr(server.reader, "last_body", None) if server is not None and server.reader else None
+        return (last,) if last is not None else ()
+
+    def body_alerts(self, pkt, flow, to_server, cand, txs, scan):
+        """file_data alert rules fired by this packet's body bytes (once per transaction)."""
+        return file_data.alerts(self, pkt, flow, to_server, cand, txs, scan)
+
     def name_fields(self, cand):
         """The app fields verdict rules among `cand` need."""
         c = cand & self.decision & self.app_any
@@ -699,6 +724,8 @@ class Detector:
             rest ^= resp
             if answered is not None and answered[0]:
                 rest |= self._answers_fit(resp, answered[0], ())
+        if rest & self.body_rules:
+            rest ^= rest & self.body_rules     # judged on their body's packets: body_alerts
         # App-layer rules only on the packet that completed a transaction of their field.
         if rest & self.app_any:
             app_ok = 0

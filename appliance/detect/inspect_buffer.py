@@ -35,6 +35,7 @@ BUFFERS = {"http.uri": "http", "http.uri.raw": "http", "http.method": "http",
 # Buffers of the server's answer: a transaction has them once its response is read (rules
 # on them are judged on the packet that completes the status line, engine.py).
 RESPONSE_BUFFERS = frozenset(("http.stat_code",))
+BUFFERS["file_data"] = "http"      # the HTTP body (applayer/body.py; detect/file_data.py)
 _UNESCAPE = re.compile(rb"\\x([0-9a-f]{2})")
 
 
@@ -263,6 +264,8 @@ def tx_buffer(proto, tx, name):
     readings of an ambiguous Host, or the questions of one DNS message; none when the
     transaction lacks it)."""
     if proto == "http":
+        if name == "file_data":
+            return body_values(tx)
         if name == "http.uri":
             return uri_readings(unescape(tx.uri))
         if name == "http.uri.raw":
@@ -294,6 +297,11 @@ def name_readings(name: bytes):
     differs -- a drop rule on "evil.example" holds for both, a pass rule needs both."""
     folded = name.lower().rstrip(b".")
     return [name] if folded == name else [name, folded]
+
+
+def body_values(tx):
+    """file_data: the body as inspected (decoded; the raw bytes too where clients differ)."""
+    return tx.body.values() if tx.body is not None else []
 
 
 _TX_PROTO = {"HttpRequest": "http", "DnsMessage": "dns", "ClientHello": "tls"}

@@ -28,6 +28,7 @@ PROTO_OF = {"ip": ("ip", None), "tcp": ("tcp", None), "udp": ("udp", None),
 STICKY = {"dns.query": "dns.query", "dns_query": "dns.query", "tls.sni": "tls.sni", "tls_sni": "tls.sni",
           "http.host": "http.host", "http.uri": "http.uri", "http.uri.raw": "http.uri.raw",
           "http.method": "http.method", "http.user_agent": "http.user_agent", "http.stat_code": "http.stat_code"}
+STICKY.update({"file_data": "file_data", "file.data": "file_data"})   # the HTTP body (detect/file_data.py)
 # content modifiers (Snort's legacy): apply to the content before them
 LEGACY_MODIFIER = {"http_host": "http.host", "http_uri": "http.uri", "http_raw_uri": "http.uri.raw",
                    "http_method": "http.method", "http_user_agent": "http.user_agent",

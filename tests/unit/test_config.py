@@ -339,3 +339,28 @@ def test_control_is_restart_only(tmp_path):
     p.write_text("interfaces: {outside: a, inside: b}\ncontrol: {listen: 127.0.0.1:9901}\n")
     new, changed = reload_config(running, running)
     assert changed == ["control"] and new.control.port == 9900
+
+
+def test_body_limits(tmp_path):
+    from appliance.inspector import settings_from_config
+    cfg = load_config(write(tmp_path, """\
+interfaces: {outside: eth0, inside: eth1}
+inspection:
+  body_bytes: 65536
+  body_ratio: 200
+  body_flow_bytes: 4194304
+"""))
+    s = settings_from_config(cfg)
+    assert (s.body_bytes, s.body_ratio, s.body_flow_bytes) == (65536, 200, 4194304)
+    assert Inspection().body_bytes == 100 * 1024           # Suricata's response-body-limit
+    p = problems(tmp_path, """\
+interfaces: {outside: eth0, inside: eth1}
+inspection:
+  body_bytes: 0
+  body_ratio: 1
+  body_flow_bytes: lots
+""")
+    path = str(tmp_path / "appliance.yaml")
+    assert f"{path}:3: inspection.body_bytes must be an integer from 1 to 67108864, got 0" in p
+    assert f"{path}:4: inspection.body_ratio must be an integer from 2 to 1000000, got 1" in p
+    assert f"{path}:5: inspection.body_flow_bytes must be an integer from 1 to 1073741824, got 'lots'" in p

@@ -34,7 +34,7 @@ def rule_problem(tmp_path, body):
     ("content: {isdataat: -1}\n", "4: isdataat must be an integer >= 0, got number -1"),
     ("content: {value: a, buffer: http.cookie}\n",
      "4: buffer must be one of http.uri, http.uri.raw, http.method, http.user_agent, http.host, "
-     "http.stat_code, dns.query, tls.sni, got 'http.cookie' (did you mean 'http.stat_code'?)"),
+     "http.stat_code, dns.query, tls.sni, file_data, got 'http.cookie' (did you mean 'http.stat_code'?)"),
     ("proto: udp\ncontent: {value: a, buffer: tls.sni}\n", "5: buffer tls.sni needs proto ip or tcp (proto is udp)"),
     ("flow: [to_server]\ncontent: {value: '200', buffer: http.stat_code}\n",
      "5: buffer http.stat_code is read from the server's answer: with flow to_server it can never match"),
@@ -48,7 +48,7 @@ def rule_problem(tmp_path, body):
     ("bsize: 5\n", "4: bsize must be a mapping of sticky buffer: size (like {http.uri: '<100'}), got number 5"),
     ("bsize: {payload: 5}\n",
      "4: bsize buffer must be one of http.uri, http.uri.raw, http.method, http.user_agent, http.host, "
-     "http.stat_code, dns.query, tls.sni, got 'payload'"),
+     "http.stat_code, dns.query, tls.sni, file_data, got 'payload'"),
     ("bsize: {dns.query: '<'}\n", "4: bsize dns.query must be n, <n, >n, <=n, >=n, !n or lo<>hi, got '<'"),
     ("urilen: 5,both\n", "4: urilen '5,both': after the comma comes norm (the default) or raw"),
     ("proto: udp\nurilen: 5\n", "5: urilen needs proto ip or tcp (proto is udp)"),
