@@ -75,6 +75,11 @@ def main_replay(args):
     ap.add_argument("--skip-unsupported", action="store_true", default=None,
                     help=".rules lines with unsupported keywords are skipped (listed on stderr) instead of "
                          "failing the load (default: the config's rules_skip_unsupported, else false)")
+    ap.add_argument("--pcap-log", default=None, metavar="DIR",
+                    help="write the packets of flows that alerted or were dropped to DIR/replay.pcapng "
+                         "(pcapng, the EVE flow_id in each packet's comment; as the config's pcap_log)")
+    ap.add_argument("--pcap-log-mode", choices=("alerts", "all"), default=None,
+                    help="alerts (default): flows that alerted or were dropped; all: every packet")
     ap.add_argument("--quiet", action="store_true", help="no summary on stderr")
     ap.add_argument("--no-checksums", action="store_true",
                     help="do not check TCP checksums (by default, once an end has sent a valid "
@@ -124,16 +129,32 @@ def main_replay(args):
         flags["eve_types"] = tuple(dict.fromkeys(types))
     # a capture has no interfaces: direction comes from HOME_NET, as the rules say
     settings = settings_from_config(cfg, **flags) if cfg else Settings(**flags)
-    insp = Inspector(ruleset, settings, eve)
+    insp = Inspector(ruleset, settings, eve, _pcap_log(o, cfg))
     res = replay(o.pcaps, insp, progress=_progress_bar())
     insp.stats_event()
     if eve:
         eve.close()
+    if insp.pcap_log is not None:
+        insp.pcap_log.close()
     if not o.quiet:
         _summary(res, insp)
     for err in res.errors:
         print(f"error: {err}", file=sys.stderr)
     return 2 if res.errors else 0
+
+
+def _pcap_log(o, cfg):
+    """The config's pcap_log, the flags over it; None when neither asks for one."""
+    from dataclasses import replace
+    from .output.pcap_log import PcapLog, PcapLogConfig
+    pl = cfg.pcap_log if cfg is not None else None
+    if o.pcap_log is not None:
+        pl = replace(pl, dir=o.pcap_log) if pl is not None else PcapLogConfig(dir=o.pcap_log)
+    if pl is None:
+        return None
+    if o.pcap_log_mode is not None:
+        pl = replace(pl, mode=o.pcap_log_mode)
+    return PcapLog(pl, "replay")
 
 
 def _is_regular_file(path):
