@@ -45,11 +45,11 @@ def section_header(application="appliance"):
     return _block(_SHB_TYPE, struct.pack("<IHHq", _BYTE_ORDER_MAGIC, 1, 0, -1) + opts)
 
 
-def interface_description(snaplen, name=""):
+def interface_description(snaplen, name="", linktype=LINKTYPE_RAW):
     opts = _option(_IF_TSRESOL, b"\x06")                                 # microseconds
     if name:
         opts += _option(_IF_NAME, name.encode(errors="replace"))
-    return _block(_IDB_TYPE, struct.pack("<HHI", LINKTYPE_RAW, 0, snaplen) + opts + _option(_OPT_END, b""))
+    return _block(_IDB_TYPE, struct.pack("<HHI", linktype, 0, snaplen) + opts + _option(_OPT_END, b""))
 
 
 def enhanced_packet(iface, ts, data, snaplen, comment=""):
