@@ -120,6 +120,10 @@ def rows(quick=False, runs=None):
         log("offline: a .rules set vs the same rules in YAML (inspection depth)")
         out.append(depth.depth_row(mixed, runs))
 
+        log("offline: the pcap log (mode alerts, mode all) vs off")
+        from . import pcap_log
+        out.extend(pcap_log.pcap_log_rows(mixed, runs))
+
     log(f"offline: memory per flow at {flows:,} flows (subprocess)")
     out.extend(memory.rows(flows, runs=1 if not quick else 1))
     return out

@@ -37,6 +37,7 @@ class PcapLog:
     def __init__(self, cfg, name):
         self.cfg = cfg
         self.all = cfg.mode == "all"
+        self.snaplen, self.ring_packets, self.ring_bytes = cfg.snaplen, cfg.ring_packets, cfg.ring_bytes
         self.writer = PcapngWriter(cfg.dir, name, cfg.max_bytes, cfg.keep, cfg.snaplen)
         self.rings = OrderedDict()    # flow (by identity) -> [(ts, bytes, iface), ...], least recently active first
         self.held = 0                 # bytes in all rings
@@ -50,12 +51,10 @@ class PcapLog:
         flow = verdict.flow
         if self.all:
             self._write(pkt.ts, data, flow, pkt.in_iface)
-            return
-        if flow is None:
+        elif flow is None:
             if verdict.alerts or verdict.action != "pass":
                 self._write(pkt.ts, data, None, pkt.in_iface)
-            return
-        if flow.alerted or flow.verdict in ("drop", "reject"):
+        elif flow.alerted or flow.verdict in ("drop", "reject"):
             ring = self.rings.pop(flow, None)
             if ring:
                 self.held -= sum(len(d) for _, d, _ in ring)
@@ -64,23 +63,25 @@ class PcapLog:
             self._write(pkt.ts, data, flow, pkt.in_iface)
         elif flow.final:
             self.forget(flow)                         # passed for good: it will not alert
-        else:
-            self._hold(flow, pkt.ts, data, pkt.in_iface)
+        else:                                         # held: the flow may still alert
+            if len(data) > self.snaplen:
+                data = data[:self.snaplen]
+            rings = self.rings
+            ring = rings.get(flow)
+            if ring is None:
+                ring = rings[flow] = []
+            else:
+                rings.move_to_end(flow)
+                if len(ring) >= self.ring_packets:
+                    self.held -= len(ring.pop(0)[1])
+            ring.append((pkt.ts, data, pkt.in_iface))
+            self.held += len(data)
+            if self.held > self.ring_bytes:
+                self._make_room()
 
-    def _hold(self, flow, ts, data, iface):
-        snaplen = self.cfg.snaplen
-        if len(data) > snaplen:
-            data = data[:snaplen]
-        ring = self.rings.get(flow)
-        if ring is None:
-            ring = self.rings[flow] = []
-        else:
-            self.rings.move_to_end(flow)
-        ring.append((ts, data, iface))
-        self.held += len(data)
-        if len(ring) > self.cfg.ring_packets:
-            self.held -= len(ring.pop(0)[1])
-        while self.held > self.cfg.ring_bytes and self.rings:
+    def _make_room(self):
+        """All rings past ring_bytes: the least recently active flows' rings go."""
+        while self.held > self.ring_bytes and self.rings:
             _, old = self.rings.popitem(last=False)
             self.held -= sum(len(d) for _, d, _ in old)
             self.rings_dropped += 1

@@ -52,14 +52,26 @@ def interface_description(snaplen, name="", linktype=LINKTYPE_RAW):
     return _block(_IDB_TYPE, struct.pack("<HHI", linktype, 0, snaplen) + opts + _option(_OPT_END, b""))
 
 
+_EPB_HEAD = struct.Struct("<7I")
+_U32 = struct.Struct("<I")
+_PADS = (b"", b"\0", b"\0\0", b"\0\0\0")
+
+
 def enhanced_packet(iface, ts, data, snaplen, comment=""):
-    """One packet: `data` cut to `snaplen` (its original length kept), `comment` as opt_comment."""
+    """One packet: `data` cut to `snaplen` (its original length kept), `comment` as opt_comment.
+    Built in one join: it runs once per logged packet."""
     usec = ts * 1_000_000
     usec = int(usec) if 0 <= usec <= _MAX_USEC else (0 if not usec > 0 else _MAX_USEC)   # NaN -> 0
-    cap = data[:snaplen] if len(data) > snaplen else data
-    opts = (_option(_OPT_COMMENT, comment.encode()) + _option(_OPT_END, b"")) if comment else b""
-    return _block(_EPB_TYPE, struct.pack("<IIIII", iface, usec >> 32, usec & 0xFFFFFFFF, len(cap), len(data))
-                  + bytes(cap) + b"\0" * (-len(cap) % 4) + opts)
+    cap = data if len(data) <= snaplen else data[:snaplen]
+    n = len(cap)
+    if comment:
+        c = comment.encode()
+        opts = struct.pack("<HH", _OPT_COMMENT, len(c)) + c + _PADS[-len(c) % 4] + b"\0\0\0\0"   # + opt_endofopt
+    else:
+        opts = b""
+    total = 32 + n + (-n % 4) + len(opts)
+    return b"".join((_EPB_HEAD.pack(_EPB_TYPE, total, iface, usec >> 32, usec & 0xFFFFFFFF, n, len(data)),
+                     cap, _PADS[-n % 4], opts, _U32.pack(total)))
 
 
 class PcapngWriter:
