@@ -118,3 +118,30 @@ def test_rotation_bound_respected(tmp_path):
         assert os.path.getsize(tmp_path / "pl" / n) <= (64 << 10) + 1600
         assert tshark(tmp_path / "pl" / n, "frame.comment")          # each one a whole pcapng
     assert events[-1]["stats"]["appliance"]["pcap_log"]["rotations"] > 2
+
+
+def test_rings_are_bounded_and_let_go_when_flows_end(tmp_path):
+    from appliance.detect.loader import load_rules
+    from appliance.inspector import Inspector
+    from appliance.output.pcap_log import PcapLog, PcapLogConfig
+    from appliance.source.pcap import PcapSource
+
+    cap = Capture()
+    conns = [TcpConn(cap, "10.0.0.1", 42000 + i, "10.0.0.80", 80) for i in range(30)]
+    for c in conns:                            # 30 flows open at once, none alerts
+        c.handshake()
+    for c in conns:
+        c.send(b"GET /b HTTP/1.1\r\nHost: ok.test\r\n\r\n")
+    (tmp_path / "rules.yaml").write_text(RULES)
+    log = PcapLog(PcapLogConfig(dir=str(tmp_path / "pl"), ring_packets=3, ring_bytes=2000), "t")
+    insp = Inspector(load_rules(str(tmp_path / "rules.yaml")), None, None, log)
+    held_max = 0
+    for pkt in PcapSource([cap.write(tmp_path / "in.pcap")]):
+        insp.process(pkt)
+        held_max = max(held_max, log.held)
+        assert all(len(r) <= 3 for r in log.rings.values())
+        assert log.held == sum(len(d) for r in log.rings.values() for _, d, _ in r)
+    assert 1500 < held_max <= 2000 and log.rings_dropped > 0
+    insp.close()                               # every flow ends: nothing is held for them any more
+    assert log.rings == {} and log.held == 0
+    assert log.writer.packets == 0 and not (tmp_path / "pl" / "t.pcapng").exists()
