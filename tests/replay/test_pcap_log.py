@@ -145,3 +145,43 @@ def test_rings_are_bounded_and_let_go_when_flows_end(tmp_path):
     insp.close()                               # every flow ends: nothing is held for them any more
     assert log.rings == {} and log.held == 0
     assert log.writer.packets == 0 and not (tmp_path / "pl" / "t.pcapng").exists()
+
+
+def test_a_flow_dropped_by_the_default_action_is_logged_without_an_alert(tmp_path):
+    allowlist = """
+default_action: drop
+rules:
+  - {id: 10, action: pass, msg: "dns to the resolver", proto: udp, dst: 10.0.0.53, dst_port: 53}
+"""
+    cap = capture()
+    events = replay(tmp_path, cap, "--pcap-log", tmp_path / "pl", rules=allowlist)
+    assert not [e for e in events if e["event_type"] == "alert"]
+    flows = {e["flow_id"]: e for e in events if e["event_type"] == "flow"}
+    dropped = {fid for fid, e in flows.items() if e["flow"]["action"] == "drop"}
+    rows = tshark(tmp_path / "pl" / "replay.pcapng", "frame.comment")
+    assert {r[0] for r in rows} == {f"flow_id={fid}" for fid in dropped}
+    assert len(dropped) == 2 and len(rows) == len(cap.frames) - 2      # both TCP flows; not the two DNS queries
+
+
+def test_a_flow_passed_for_good_lets_its_ring_go_before_it_ends(tmp_path):
+    from appliance.detect.loader import load_rules
+    from appliance.inspector import Inspector, Settings
+    from appliance.output.pcap_log import PcapLog, PcapLogConfig
+    from appliance.source.pcap import PcapSource
+
+    cap = Capture()
+    conns = [TcpConn(cap, "10.0.0.1", 43000 + i, "10.0.0.80", 80) for i in range(5)]
+    for c in conns:
+        c.handshake()
+        c.send(b"GET / HTTP/1.1\r\nHost: ok.test\r\n\r\n")
+    (tmp_path / "rules.yaml").write_text("default_action: pass\nrules:\n"
+                                         "  - {id: 1, action: alert, msg: evil, proto: tcp, content: EVIL}\n")
+    log = PcapLog(PcapLogConfig(dir=str(tmp_path / "pl")), "t")
+    # the handshake is held (undecided); at the inspection depth (4 packets), with no protocol
+    # log keeping it inspected, the flow is passed for good
+    insp = Inspector(load_rules(str(tmp_path / "rules.yaml")), Settings(depth_packets=4, eve_types=("alert", "flow")),
+                     None, log)
+    for pkt in PcapSource([cap.write(tmp_path / "in.pcap")]):
+        insp.process(pkt)
+    assert len(insp.flows) == 5 and all(f.final for f in insp.flows.flows.values())
+    assert log.rings == {} and log.held == 0
