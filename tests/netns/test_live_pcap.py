@@ -105,7 +105,10 @@ def test_capture_on_both_interfaces_with_a_filter_bounded_by_time_and_size(dp_to
     for role, dev in (("inside", t.inside), ("outside", t.outside)):
         out = tmp_path / f"{role}.pcapng"
         proc = capture(t, a.config, "--iface", role, "--filter", "tcp port 8080", "--duration", 3, "--out", out)
-        err = while_running(proc, lambda: (curl(t, url(t, 8080)), curl(t, url(t, 8082))))
+        links = []                                         # the interfaces while the capture runs
+        err = while_running(proc, lambda: (curl(t, url(t, 8080)), curl(t, url(t, 8082)),
+                                           links.append(t.ex(t.fw, "ip", "-d", "link", "show", dev).stdout)))
+        assert links and all("promiscuity 0" in x for x in links)   # not put in promiscuous mode
         assert "3 s passed" in err and f"capture: {dev}:" in err, err
         rows = tshark(out, "frame.interface_name", "ip.src", "ip.dst", "tcp.srcport", "tcp.dstport")
         assert rows and {r[0] for r in rows} == {dev}
