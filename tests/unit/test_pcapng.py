@@ -168,3 +168,32 @@ def test_pcap_log_problems_are_file_line(tmp_path):
         config(tmp_path, "pcap_log: /var/log/pcaps\n")
     assert e.value.problems == [f"{p}:2: pcap_log must be a mapping of dir, mode, max_bytes, keep, snaplen, "
                                 "ring_packets, ring_bytes"]
+
+
+def test_sighup_applies_a_changed_pcap_log_section(tmp_path):
+    from appliance.config import reload_config
+    running = config(tmp_path, "")
+    (tmp_path / "appliance.yaml").write_text("interfaces: {outside: eth0, inside: eth1}\n"
+                                              "pcap_log: {dir: /var/log/pcaps, mode: all}\n")
+    new, changed = reload_config(running, running)
+    assert new.pcap_log == PcapLogConfig(dir="/var/log/pcaps", mode="all") and changed == []
+
+
+def test_capture_refuses_what_it_cannot_do_before_starting(tmp_path):
+    def capture(*args):
+        return subprocess.run([sys.executable, "-m", "appliance", "capture", *map(str, args)], cwd=REPO,
+                              capture_output=True, text=True, timeout=60)
+    cfg = tmp_path / "appliance.yaml"
+    cfg.write_text("interfaces: {outside: eth0, inside: nosuch9}\nworkers: 0\n")
+    out = tmp_path / "x.pcapng"
+    r = capture("--iface", "inside", "--config", cfg, "--duration", 1, "--out", out)
+    assert r.returncode == 2 and f"{cfg}:2: workers must be an integer" in r.stderr
+    cfg.write_text("interfaces: {outside: eth0, inside: nosuch9}\n")
+    r = capture("--iface", "inside", "--config", cfg, "--duration", 1, "--out", out)
+    assert r.returncode == 2 and "interface 'nosuch9' does not exist on this host" in r.stderr
+    r = capture("--iface", "eth0+", "--duration", 1, "--out", out)
+    assert r.returncode == 2 and "is not inside, outside or an interface name" in r.stderr
+    for bad in (("--duration", 0), ("--duration", 1, "--max-bytes", "1K"), ("--duration", 1, "--count", 0)):
+        r = capture("--iface", "lo", *bad, "--out", out)
+        assert r.returncode == 2 and "error:" in r.stderr, bad
+    assert not out.exists()
