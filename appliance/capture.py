@@ -24,7 +24,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 
 from .output.pcapng import enhanced_packet, interface_description, section_header
 
