@@ -15,6 +15,8 @@ commands:
   bootstrap [--config FILE] [--dry-run]                         EC2 host set-up at boot (ENIs, sysctls, src/dst check)
   status [--config FILE | --control ADDR:PORT] [--top N]        the running appliance: mode, rules, rates, drops
   flows [--config FILE | --control ADDR:PORT] [--top N]         the flows in the workers' tables, state and verdict
+  capture --iface inside|outside|NAME --duration S --out FILE   an on-demand pcapng capture (--filter BPF,
+          [--filter BPF] [--max-bytes N] [--count N]            bounded by time, size, count; root)
 """
 
 
@@ -94,6 +96,9 @@ def main(argv=None):
     if cmd == "flows":
         from .control.client import main_flows
         return main_flows(rest)
+    if cmd == "capture":
+        from .capture import main_capture
+        return main_capture(rest)
     if cmd in ("--version", "version"):
         from . import __version__
         print(__version__)

@@ -14,6 +14,7 @@ import re
 from appliance import yamlsource
 from appliance.problems import at, did_you_mean, is_int
 from appliance.output.eve import EVE_TYPES
+from appliance.output.pcap_log import MODES as PCAP_LOG_MODES, PcapLogConfig
 
 FAILURE_MODES = ("open", "closed")
 # `mode`: enforce gives the rules' drop/reject verdicts; monitor passes those packets and
@@ -105,6 +106,7 @@ class Config:
     inspection: Inspection = field(default_factory=Inspection)
     aws: Aws = field(default_factory=Aws)
     control: Control | None = None               # None: no control server (the key is absent or null)
+    pcap_log: PcapLogConfig | None = None        # None: no pcap log (output/pcap_log.py)
     path: str = ""               # the file it was read from
     # Whether the file has interfaces.management at all: missing, `appliance run` has no
     # management interface and `appliance bootstrap` takes it as auto (a third ENI, if any).
@@ -121,7 +123,7 @@ class Config:
 
 TOP_KEYS = ("interfaces", "rules", "eve", "home_net", "workers", "queue_base",
             "failure_mode", "offload", "rules_skip_unsupported", "mark_mask", "inspection", "aws", "control",
-            "mode", "rules_mode")
+            "mode", "rules_mode", "pcap_log")
 # Interface values resolved through EC2 discovery rather than used as names.
 DISCOVERED = re.compile(r"^(auto|eni-[0-9a-f]+|subnet-[0-9a-f]+)$")
 IFACE_KEYS = ("outside", "inside", "management")
@@ -291,6 +293,10 @@ def load_config(path) -> Config:
         out["aws"] = _aws(doc, path, problems)
     if doc.get("control") is not None:
         out["control"] = _control(doc, path, problems)
+    if doc.get("pcap_log") is not None:
+        pl = _pcap_log(doc, path, problems, base)
+        if pl is not None:
+            out["pcap_log"] = pl
 
     if problems:
         raise ConfigError(problems)
@@ -428,6 +434,49 @@ def _aws(doc, path, problems) -> Aws:
     return replace(d, **out)
 
 
+PCAP_LOG_KEYS = tuple(f.name for f in fields(PcapLogConfig))
+
+
+def _pcap_log(doc, path, problems, base):
+    """`pcap_log: {dir: DIR, mode: alerts|all, max_bytes: SIZE, keep: N, snaplen: N,
+    ring_packets: N, ring_bytes: SIZE}` (null or missing: no pcap log); None when bad."""
+    pl = doc["pcap_log"]
+    if not isinstance(pl, yamlsource.LineDict):
+        problems.append(at(path, doc.line_of("pcap_log"), f"pcap_log must be a mapping of {', '.join(PCAP_LOG_KEYS)}"))
+        return None
+    _unknown("pcap_log.", pl, PCAP_LOG_KEYS, path, problems)
+    before = len(problems)
+    out = {}
+    v = pl.get("dir")
+    if "dir" not in pl:
+        problems.append(at(path, doc.line_of("pcap_log"), "pcap_log.dir is required (the directory of the "
+                           "pcapng files)"))
+    elif not isinstance(v, str) or not v.strip():
+        problems.append(at(path, pl.line_of("dir"), f"pcap_log.dir must be a directory path, got {v!r}"))
+    else:
+        out["dir"] = os.path.normpath(os.path.join(base, os.path.expanduser(v)))
+    if "mode" in pl:
+        if pl["mode"] in PCAP_LOG_MODES:
+            out["mode"] = pl["mode"]
+        else:
+            problems.append(at(path, pl.line_of("mode"), f"pcap_log.mode must be one of "
+                               f"{', '.join(PCAP_LOG_MODES)}, got {pl['mode']!r}"))
+    for key, lo, hi in (("max_bytes", 64 << 10, 1 << 40), ("ring_bytes", 0, 1 << 30)):
+        if key in pl:
+            n = _size(pl[key])
+            if n is None or not lo <= n <= hi:
+                problems.append(at(path, pl.line_of(key), f"pcap_log.{key} must be a size from {lo} bytes to "
+                                   f"{hi >> 30} GiB (an integer, or like 100M / 1G), got {pl[key]!r}"))
+            else:
+                out[key] = n
+    for key, lo, hi in (("keep", 1, 1000), ("snaplen", 64, 262144), ("ring_packets", 1, 1024)):
+        if key in pl:
+            out[key] = _int(pl, key, lo, hi, None, path, problems, "pcap_log.")
+    if len(problems) > before:
+        return None
+    return PcapLogConfig(**out)
+
+
 CONTROL_KEYS = ("listen", "allow_any_address", "top")
 
 
@@ -526,7 +575,7 @@ def resolve_interfaces(cfg: Config, discover=None) -> Config:
 # What SIGHUP may change in a running appliance, and what needs a restart (the kernel
 # ruleset, the queues and the worker processes are built from these).
 RELOADABLE = ("rules", "eve", "eve_max_bytes", "eve_keep", "eve_types", "home_net", "offload", "inspection",
-              "rules_skip_unsupported", "mode", "rules_mode")
+              "rules_skip_unsupported", "mode", "rules_mode", "pcap_log")
 RESTART_ONLY = ("outside", "inside", "management", "workers", "queue_base", "failure_mode", "mark_mask", "control")
 
 

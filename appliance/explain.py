@@ -319,11 +319,11 @@ def _conditions(r):
 class TracingInspector(Inspector):
     """The Inspector with a TracingDetector; records each packet of the traced flows."""
 
-    def __init__(self, ruleset, settings=None, eve=None, flow_filter=None):
+    def __init__(self, ruleset, settings=None, eve=None, flow_filter=None, pcap_log=None):
         # the class attribute carries the filter to the Detector the Inspector builds
         # (and rebuilds on reload): one per replay, so a per-instance subclass
         self.detector_class = type("TracingDetector", (TracingDetector,), {"flow_filter": flow_filter})
-        super().__init__(ruleset, settings, eve)
+        super().__init__(ruleset, settings, eve, pcap_log)
 
     def process(self, pkt):
         det = self.detector

@@ -106,9 +106,10 @@ HELD = Verdict("pass")                    # a fragment held until its datagram i
 class Inspector:
     detector_class = Detector             # replay --explain: a tracing subclass (detect/trace.py)
 
-    def __init__(self, ruleset, settings=None, eve=None):
+    def __init__(self, ruleset, settings=None, eve=None, pcap_log=None):
         self.settings = settings or Settings()
         self.eve = eve
+        self.pcap_log = pcap_log          # output.pcap_log.PcapLog: the packets behind the events, or None
         self.defrag = Defragmenter()
         self.flows = FlowTable(self.settings.max_flows, self.settings.verify_checksums)
         self.generation = 0
@@ -153,6 +154,11 @@ class Inspector:
                 pkt = whole
             v = self._process(pkt)
             self._emit(pkt, v)
+            if self.pcap_log is not None:
+                try:
+                    self.pcap_log.packet(pkt, v)
+                except Exception:         # the log's bug is counted, never a verdict
+                    self.counters.internal_errors += 1
             flow = v.flow
             if flow is not None and flow.final:
                 _release(flow)
@@ -172,7 +178,16 @@ class Inspector:
             v = Verdict(action, False, flow)
             self.counters.count_verdict(action)
             self._emit(pkt, v)
+            if self.pcap_log is not None:
+                self._log_packet(pkt, v)
             return v
+
+    def _log_packet(self, pkt, v):
+        """The pcap log's look at the packet: a bug there is counted, never a verdict."""
+        try:
+            self.pcap_log.packet(pkt, v)
+        except Exception:
+            self.counters.internal_errors += 1
 
     def _flow_of(self, pkt):
         """The packet's flow, if the table has one, when the error came before the lookup."""
@@ -717,6 +732,8 @@ class Inspector:
 
     def _end_flow(self, flow):
         self.counters.flows_ended[flow.reason] = self.counters.flows_ended.get(flow.reason, 0) + 1
+        if self.pcap_log is not None:
+            self.pcap_log.forget(flow)
         for proto, tx in self._unanswered(flow):
             self._write(events.protocol(None, flow, proto, tx))
         if "flow" in self.types and self.limits.flow(flow, self.now) and self.eve is not None:

@@ -84,6 +84,11 @@ def main_replay(args):
     ap.add_argument("--explain", default=None, metavar="FLOW",
                     help="why this flow was passed or dropped: a flow_id or a filter "
                          "[SRC][:PORT][-DST[:PORT]][/PROTO]; the trace goes to stdout (and into --report)")
+    ap.add_argument("--pcap-log", default=None, metavar="DIR",
+                    help="write the packets of flows that alerted or were dropped to DIR/replay.pcapng "
+                         "(pcapng, the EVE flow_id in each packet's comment; as the config's pcap_log)")
+    ap.add_argument("--pcap-log-mode", choices=("alerts", "all"), default=None,
+                    help="alerts (default): flows that alerted or were dropped; all: every packet")
     ap.add_argument("--quiet", action="store_true", help="no summary on stderr")
     ap.add_argument("--no-checksums", action="store_true",
                     help="do not check TCP checksums (by default, once an end has sent a valid "
@@ -148,13 +153,15 @@ def main_replay(args):
         sink = ReportSink(eve)             # sees every event the run writes, the EVE file's own
     if flow_filter is not None:
         from .explain import TracingInspector
-        insp = TracingInspector(ruleset, settings, sink, flow_filter)
+        insp = TracingInspector(ruleset, settings, sink, flow_filter, _pcap_log(o, cfg))
     else:
-        insp = Inspector(ruleset, settings, sink)
+        insp = Inspector(ruleset, settings, sink, _pcap_log(o, cfg))
     res = replay(o.pcaps, insp, progress=_progress_bar())
     insp.stats_event()
     if eve:
         eve.close()
+    if insp.pcap_log is not None:
+        insp.pcap_log.close()
     trace = None
     if flow_filter is not None:
         from .explain import explain_text
@@ -176,6 +183,20 @@ def main_replay(args):
     for err in res.errors:
         print(f"error: {err}", file=sys.stderr)
     return 2 if res.errors else 0
+
+
+def _pcap_log(o, cfg):
+    """The config's pcap_log, the flags over it; None when neither asks for one."""
+    from dataclasses import replace
+    from .output.pcap_log import PcapLog, PcapLogConfig
+    pl = cfg.pcap_log if cfg is not None else None
+    if o.pcap_log is not None:
+        pl = replace(pl, dir=o.pcap_log) if pl is not None else PcapLogConfig(dir=o.pcap_log)
+    if pl is None:
+        return None
+    if o.pcap_log_mode is not None:
+        pl = replace(pl, mode=o.pcap_log_mode)
+    return PcapLog(pl, "replay")
 
 
 def _is_regular_file(path):

@@ -333,11 +333,13 @@ def appliance_counters(inspector):
     wrong inside, and what the event limits and the disk kept out of EVE."""
     c, lim, ft = inspector.counters, inspector.limits, inspector.flows
     eve = inspector.eve
+    pcap_log = getattr(inspector, "pcap_log", None)
     return {
         "internal_errors": c.internal_errors,
         "monitor": {"would_drop": c.would_block["drop"], "would_reject": c.would_block["reject"]},
         "eve": {"written": getattr(eve, "count", 0), "lost": getattr(eve, "lost", 0),
                 "rotations": getattr(eve, "rotations", 0)},
+        **({"pcap_log": pcap_log.counters()} if pcap_log is not None else {}),
         "anomalies": dict(sorted(lim.anomalies.items())),
         "anomalies_suppressed": lim.anomalies_suppressed,
         "flows_unlogged": dict(sorted(lim.flows_unlogged.items())),

@@ -279,7 +279,7 @@ class Worker:
         # a worker directly (pkill matches workers too) must not make it read any file.
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         self.eve = _eve_writer(cfg)
-        self.inspector = Inspector(self.ruleset, _settings(cfg), self.eve)
+        self.inspector = Inspector(self.ruleset, _settings(cfg), self.eve, _pcap_log(cfg, self.queue_num))
         if self.control is not None:
             # the new detector is built in a thread, beside the running one
             self.inbox = Inbox(self.control, lambda c, rs: (c, rs, Detector(rs, 0, c.inspection.exception_policy)), name=f"reload-q{self.queue_num}")
@@ -350,6 +350,8 @@ class Worker:
                 self.reporter.close()
             if self.eve:
                 self.eve.close()
+            if self.inspector.pcap_log is not None:
+                self.inspector.pcap_log.close()
         return 0
 
     def _send_report(self):
@@ -370,8 +372,13 @@ class Worker:
     def swap(self, cfg, ruleset, detector):
         """Put the supervisor's checked update in place between two packets: the detector
         is already built, so the packet loop pauses for the swap alone."""
-        self.cfg = cfg
+        old_cfg, self.cfg = self.cfg, cfg
         self.inspector.reload(ruleset, _settings(cfg, self.inspector.settings), detector)
+        if cfg.pcap_log != old_cfg.pcap_log:      # a new pcap_log section: a new log (held rings go)
+            old_log = self.inspector.pcap_log
+            self.inspector.pcap_log = _pcap_log(cfg, self.queue_num)
+            if old_log is not None:
+                old_log.close()
         # reopen the EVE file: a new path, or a log rotated by rename
         old = self.eve
         self.eve = self.inspector.eve = _eve_writer(cfg)
@@ -404,6 +411,14 @@ class Worker:
 def _eve_writer(cfg):
     """The worker's EVE file, bounded on disk by the config's rotation settings."""
     return EveWriter(cfg.eve, max_bytes=cfg.eve_max_bytes, keep=cfg.eve_keep) if cfg.eve else None
+
+
+def _pcap_log(cfg, queue_num):
+    """The worker's own pcap log file (workers are processes: one file each, qN.pcapng)."""
+    if cfg.pcap_log is None:
+        return None
+    from appliance.output.pcap_log import PcapLog
+    return PcapLog(cfg.pcap_log, f"q{queue_num}")
 
 
 def _settings(cfg, running=None):
