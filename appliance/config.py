@@ -66,6 +66,9 @@ class Aws:
     status_file: str = "/run/appliance/bootstrap.json"
     management_table: int = 100          # 253-255 are the kernel's (default, main, local)
     interface_wait_seconds: float = 30   # a hot-attached ENI may still be probing at boot
+    config_source: str = "file"          # file | ssm: appliance.yaml and rules from SSM (aws/ssm.py)
+    ssm_path: str | None = None          # the parameter path prefix, e.g. /appliance/prod
+    ssm_dir: str = "/run/appliance/ssm"  # where the fetched copy lives (a symlink to the last good one)
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,9 @@ INSPECTION_KEYS = ("depth_packets", "depth_bytes", "max_flows", "exception_polic
 EXCEPTION_POLICIES = ("drop", "ignore")
 AWS_KEYS = tuple(f.name for f in fields(Aws))
 SOURCE_DEST_CHECK_MODES = ("disable", "verify", "ignore")
+CONFIG_SOURCES = ("file", "ssm")
+# SSM parameter names: "/" separated, letters, digits and _.- (AWS allows these and a few more)
+SSM_PATH = re.compile(r"/[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*/?")
 
 
 def _unknown(where, doc, allowed, path, problems):
@@ -371,7 +377,35 @@ def _aws(doc, path, problems) -> Aws:
         else:
             problems.append(f"{path}:{aws.line_of('interface_wait_seconds')}: aws.interface_wait_seconds must be "
                             f"a number of seconds >= 0, got {v!r}")
+    _config_source(aws, path, problems, out)
     return replace(d, **out)
+
+
+def _config_source(aws, path, problems, out):
+    """aws.config_source / ssm_path / ssm_dir (appliance/aws/ssm.py)."""
+    if "config_source" in aws:
+        v = aws["config_source"]
+        if v in CONFIG_SOURCES:
+            out["config_source"] = v
+        else:
+            problems.append(at(path, aws.line_of("config_source"), f"aws.config_source: {v!r} is not one of "
+                               f"{', '.join(CONFIG_SOURCES)}"))
+    if "ssm_path" in aws:
+        v = aws["ssm_path"]
+        if isinstance(v, str) and SSM_PATH.fullmatch(v):
+            out["ssm_path"] = v.rstrip("/")
+        else:
+            problems.append(at(path, aws.line_of("ssm_path"), "aws.ssm_path must be an SSM parameter path "
+                               f"like /appliance/prod, got {v!r}"))
+    if "ssm_dir" in aws:
+        v = aws["ssm_dir"]
+        if isinstance(v, str) and os.path.isabs(v) and v.rstrip("/") != "":
+            out["ssm_dir"] = os.path.normpath(v)
+        else:
+            problems.append(at(path, aws.line_of("ssm_dir"), f"aws.ssm_dir must be an absolute path, got {v!r}"))
+    if out.get("config_source") == "ssm" and "ssm_path" not in out and "ssm_path" not in aws:
+        problems.append(at(path, aws.line_of("config_source"), "aws.config_source: ssm needs aws.ssm_path "
+                           "(the parameter path, e.g. /appliance/prod)"))
 
 
 CONTROL_KEYS = ("listen", "allow_any_address", "top")

@@ -334,6 +334,20 @@ def main_run(args: list[str]) -> int:
     except ConfigError as e:
         print("\n".join(e.problems), file=sys.stderr)
         return 2
+    if cfg.aws.config_source == "ssm":
+        # The local file only says where the config lives; the copy `appliance ssm-fetch` (and
+        # the bootstrap) checked and installed is the one to run and to re-read on SIGHUP.
+        fetched = os.path.join(cfg.aws.ssm_dir, "appliance.yaml")
+        if not os.path.exists(fetched):
+            print(f"{cfg.path}:{_line_of(cfg.path, ('aws', 'config_source'))}: aws.config_source: ssm, but "
+                  f"{fetched} does not exist: run `appliance ssm-fetch --config {a.config}` (the bootstrap "
+                  "does it at boot)", file=sys.stderr)
+            return 2
+        try:
+            cfg = load_config(fetched)
+        except ConfigError as e:
+            print("\n".join(e.problems), file=sys.stderr)
+            return 2
     try:
         ruleset = _load_rules(cfg)
     except Exception as e:

@@ -209,6 +209,19 @@ def run(config_path, dry_run=False, status_file=None, out=sys.stdout):
         if "management" not in bindings:
             say("interfaces: management = none (no ENI at device index 2 or set to null)")
 
+        if aws.config_source == "ssm":
+            at("config_source")
+            if dry_run:
+                say(f"api: ssm:GetParametersByPath {aws.ssm_path}/ (recursive, decrypted) -> {aws.ssm_dir}")
+            else:
+                from appliance.aws import ssm
+                try:
+                    summary = ssm.fetch_for(cfg, region)
+                except ssm.SsmError as e:
+                    raise StepFailed("config_source", "; ".join(e.problems)) from None
+                say(f"config_source: {summary}")
+                status.step("config_source", True, summary)
+
         at("host")
         try:
             actions, notes = hostconfig.plan(bindings, aws.management_table)

@@ -205,7 +205,8 @@ aws:
         f"{path}:8: aws.interface_wait_seconds must be a number of seconds >= 0, got -1",
     ]
     assert problems(tmp_path, "interfaces: {outside: a, inside: b}\naws: [1]\n") == [
-        f"{path}:2: aws must be a mapping of source_dest_check, status_file, management_table, interface_wait_seconds"]
+        f"{path}:2: aws must be a mapping of source_dest_check, status_file, management_table, interface_wait_seconds, "
+        "config_source, ssm_path, ssm_dir"]
 
 
 def test_aws_problem_reported_alike_by_load_config_run_check_and_bootstrap(tmp_path):
