@@ -72,6 +72,20 @@ class Aws:
 
 
 @dataclass(frozen=True)
+class Conntrack:
+    """The `conntrack:` section, applied by `appliance bootstrap` (aws/conntrack.py). None: the
+    figure from memory (max, buckets) or the kernel's own (the TCP timeouts but established)."""
+    max: int | None = None
+    buckets: int | None = None
+    tcp_timeout_established: int | None = 7440
+    tcp_timeout_syn_sent: int | None = None
+    tcp_timeout_syn_recv: int | None = None
+    tcp_timeout_fin_wait: int | None = None
+    tcp_timeout_close_wait: int | None = None
+    tcp_timeout_time_wait: int | None = None
+
+
+@dataclass(frozen=True)
 class Control:
     """The `control:` section: the control-plane HTTP server (appliance/control/, docs/operations.md)."""
     host: str = "127.0.0.1"
@@ -100,6 +114,7 @@ class Config:
     inspection: Inspection = field(default_factory=Inspection)
     aws: Aws = field(default_factory=Aws)
     control: Control | None = None               # None: no control server (the key is absent or null)
+    conntrack: Conntrack = field(default_factory=Conntrack)
     path: str = ""               # the file it was read from
     # Whether the file has interfaces.management at all: missing, `appliance run` has no
     # management interface and `appliance bootstrap` takes it as auto (a third ENI, if any).
@@ -115,7 +130,7 @@ class Config:
 
 
 TOP_KEYS = ("interfaces", "rules", "eve", "home_net", "workers", "queue_base",
-            "failure_mode", "offload", "rules_skip_unsupported", "mark_mask", "inspection", "aws", "control")
+            "failure_mode", "offload", "rules_skip_unsupported", "mark_mask", "inspection", "aws", "control", "conntrack")
 # Interface values resolved through EC2 discovery rather than used as names.
 DISCOVERED = re.compile(r"^(auto|eni-[0-9a-f]+|subnet-[0-9a-f]+)$")
 IFACE_KEYS = ("outside", "inside", "management")
@@ -276,6 +291,8 @@ def load_config(path) -> Config:
         out["aws"] = _aws(doc, path, problems)
     if doc.get("control") is not None:
         out["control"] = _control(doc, path, problems)
+    if doc.get("conntrack") is not None:
+        out["conntrack"] = _conntrack(doc, path, problems)
 
     if problems:
         raise ConfigError(problems)
@@ -406,6 +423,29 @@ def _config_source(aws, path, problems, out):
     if out.get("config_source") == "ssm" and "ssm_path" not in out and "ssm_path" not in aws:
         problems.append(at(path, aws.line_of("config_source"), "aws.config_source: ssm needs aws.ssm_path "
                            "(the parameter path, e.g. /appliance/prod)"))
+
+
+CONNTRACK_KEYS = tuple(f.name for f in fields(Conntrack))
+
+
+def _conntrack(doc, path, problems) -> Conntrack:
+    """`conntrack: {max: auto|N, buckets: auto|N, tcp_timeout_<state>: SECONDS}`."""
+    ct, d = doc["conntrack"], Conntrack()
+    if not isinstance(ct, yamlsource.LineDict):
+        problems.append(at(path, doc.line_of("conntrack"), f"conntrack must be a mapping of {', '.join(CONNTRACK_KEYS)}"))
+        return d
+    _unknown("conntrack.", ct, CONNTRACK_KEYS, path, problems)
+    out = {}
+    for key in ("max", "buckets"):
+        if ct.get(key, "auto") == "auto":
+            continue
+        # the kernel's own bounds: below 1024 a busy hop drops at once; 2^26 entries is ~32 GiB
+        out[key] = _int(ct, key, 1024, 1 << 26, None, path, problems, "conntrack.")
+        if out[key] is None:
+            problems[-1] += " (or auto)"
+    for key in CONNTRACK_KEYS[2:]:
+        out[key] = _int(ct, key, 1, 30 * 86400, getattr(d, key), path, problems, "conntrack.")
+    return replace(d, **out)
 
 
 CONTROL_KEYS = ("listen", "allow_any_address", "top")

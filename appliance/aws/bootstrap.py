@@ -95,7 +95,7 @@ class Status:
     def __init__(self, path):
         self.path = path
         self.doc = {"ok": False, "can_forward": False, "error": None, "region": None,
-                    "instance_id": None, "roles": {}, "steps": []}
+                    "instance_id": None, "instance_type": None, "roles": {}, "steps": []}
 
     def step(self, name, ok, detail):
         self.doc["steps"].append({"name": name, "ok": ok, "detail": detail})
@@ -201,6 +201,7 @@ def run(config_path, dry_run=False, status_file=None, out=sys.stdout):
         status.step("interfaces", True, {r: b.ifname for r, b in bindings.items()})
         try:
             status.doc["instance_id"] = client.instance_id()
+            status.doc["instance_type"] = (client.get("instance-type", optional=True) or "").strip() or None
         except imds.ImdsError:
             pass                                   # informational only
         for role, b in bindings.items():
@@ -224,8 +225,8 @@ def run(config_path, dry_run=False, status_file=None, out=sys.stdout):
 
         at("host")
         try:
-            actions, notes = hostconfig.plan(bindings, aws.management_table)
-        except ValueError as e:
+            actions, notes = hostconfig.plan(bindings, aws.management_table, conntrack=cfg.conntrack)
+        except (ValueError, OSError) as e:
             raise StepFailed("host", str(e)) from None
         if dry_run:
             say("dry run: nothing below is changed")
