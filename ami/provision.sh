@@ -34,7 +34,7 @@ if [ "${SKIP_APT:-0}" != 1 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
     apt-get install -y -q --no-install-recommends python3 python3-venv python3-dev build-essential \
-        libnetfilter-queue-dev iptables conntrack iproute2 logrotate \
+        libnetfilter-queue-dev iptables nftables conntrack iproute2 logrotate \
         jq tcpdump    # docs/aws.md: read the status file, see both directions cross the appliance
 fi
 

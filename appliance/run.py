@@ -389,6 +389,16 @@ def main_run(args: list[str]) -> int:
                   file=sys.stderr)
             return 2
     netfilter.capabilities()
+    # Another rule on this host that sets or matches bits of mark_mask would forge or miss our
+    # offload verdicts: refuse to start rather than pass packets on someone else's mark.
+    from appliance import marks
+    clash, notes = marks.collisions(cfg.mark_mask)
+    for note in notes:
+        log.warning("mark_mask check: %s", note)
+    if clash:
+        line = _line_of(cfg.path, ("mark_mask",)) or 1
+        print("\n".join(f"{cfg.path}:{line}: {c}" for c in clash), file=sys.stderr)
+        return 2
     try:
         with open("/proc/sys/net/ipv4/ip_forward") as f:
             if f.read().strip() != "1":
