@@ -86,12 +86,20 @@ class Conntrack:
 
 
 @dataclass(frozen=True)
+class Cloudwatch:
+    """`control.cloudwatch`: publish the /metrics figures to CloudWatch (control/cloudwatch.py)."""
+    namespace: str = "Appliance"
+    interval: int = 60                   # seconds; below 60 the metrics are high-resolution
+
+
+@dataclass(frozen=True)
 class Control:
     """The `control:` section: the control-plane HTTP server (appliance/control/, docs/operations.md)."""
     host: str = "127.0.0.1"
     port: int = 9900
     allow_any_address: bool = False      # listen on an address that is not loopback/management
     top: int = 20                        # sids in /metrics (bounded label cardinality), talkers/rules in /status
+    cloudwatch: Cloudwatch | None = None # None: not published to CloudWatch
 
 
 @dataclass(frozen=True)
@@ -448,7 +456,30 @@ def _conntrack(doc, path, problems) -> Conntrack:
     return replace(d, **out)
 
 
-CONTROL_KEYS = ("listen", "allow_any_address", "top")
+CONTROL_KEYS = ("listen", "allow_any_address", "top", "cloudwatch")
+CLOUDWATCH_KEYS = ("namespace", "interval")
+# CloudWatch namespaces: 1-255 of these characters, not starting with ':' nor "AWS/" (AWS's own)
+CW_NAMESPACE = re.compile(r"(?!AWS/)[A-Za-z0-9.\-_/#:]{1,255}")
+
+
+def _cloudwatch(ctl, path, problems):
+    cw, d = ctl["cloudwatch"], Cloudwatch()
+    if cw is True:
+        return d
+    if not isinstance(cw, yamlsource.LineDict):
+        problems.append(at(path, ctl.line_of("cloudwatch"), "control.cloudwatch must be true or a mapping of "
+                           f"{', '.join(CLOUDWATCH_KEYS)}, got {cw!r}"))
+        return None
+    _unknown("control.cloudwatch.", cw, CLOUDWATCH_KEYS, path, problems)
+    out = {"interval": _int(cw, "interval", 1, 3600, d.interval, path, problems, "control.cloudwatch.")}
+    if "namespace" in cw:
+        v = cw["namespace"]
+        if isinstance(v, str) and CW_NAMESPACE.fullmatch(v) and not v.startswith(":"):
+            out["namespace"] = v
+        else:
+            problems.append(at(path, cw.line_of("namespace"), "control.cloudwatch.namespace must be 1-255 of "
+                               f"letters, digits and . - _ / # :, not starting with AWS/, got {v!r}"))
+    return replace(d, **out)
 
 
 def _control(doc, path, problems) -> Control:
@@ -469,6 +500,8 @@ def _control(doc, path, problems) -> Control:
             problems.append(at(path, ctl.line_of("allow_any_address"), "control.allow_any_address must be true "
                                f"or false, got {ctl['allow_any_address']!r}"))
     out["top"] = _int(ctl, "top", 1, 1000, d.top, path, problems, "control.")
+    if ctl.get("cloudwatch") not in (None, False):
+        out["cloudwatch"] = _cloudwatch(ctl, path, problems)
     if "listen" in ctl:
         hp = parse_listen(ctl["listen"])
         line = ctl.line_of("listen")

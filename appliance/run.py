@@ -88,6 +88,7 @@ class Supervisor:
         self.recheck = False                               # a SIGHUP came during it: check again after
         self.board = None                                  # control plane: the workers' snapshots (control.board)
         self.control = None                                # control plane: the HTTP server (control.server)
+        self.cloudwatch = None                             # control plane: the CloudWatch publisher
         if cfg.control is not None:
             from appliance.control.board import Board
             self.board = Board(cfg, ruleset)
@@ -153,6 +154,10 @@ class Supervisor:
                 log.error("control server: cannot listen on %s port %d: %s", cfg.control.host, cfg.control.port, e)
                 return 2
             self.control.start()
+            if cfg.control.cloudwatch is not None:        # the same registry /metrics is written from
+                from appliance.control.cloudwatch import Publisher
+                self.cloudwatch = Publisher(cfg.control.cloudwatch, self.control.registry)
+                self.cloudwatch.start()
         # Workers bind before the rules point at their queues: no packet waits on an empty
         # queue, and a queue another program holds never receives our traffic.
         pipes = {q: self.start_worker(q) for q in cfg.queues}
@@ -283,6 +288,9 @@ class Supervisor:
         if self.control is not None:                       # readiness ends first: health checks fail at once
             self.control.stop()
             self.control = None
+        if self.cloudwatch is not None:                    # its last figures (the registry outlives the server)
+            self.cloudwatch.stop()
+            self.cloudwatch = None
         if self.check is not None:
             self.check.cancel()
             self.check = None

@@ -327,7 +327,7 @@ control:
     assert any(x.startswith(f"{f}:5: control.allow_any_address must be true or false") for x in p)
     assert any(x.startswith(f"{f}:6: unknown key control.'lisen'") for x in p)
     assert problems(tmp_path, "interfaces: {outside: a, inside: b}\ncontrol: 9900\n") == \
-        [f"{f}:2: control must be a mapping of listen, allow_any_address, top"]
+        [f"{f}:2: control must be a mapping of listen, allow_any_address, top, cloudwatch"]
     for bad in ("127.0.0.1:0", "127.0.0.1:70000", "127.0.0.1", "1.2.3:80"):
         assert "control.listen must be" in problems(tmp_path, f"interfaces: {{outside: a, inside: b}}\n"
                                                               f"control: {{listen: '{bad}'}}\n")[0], bad
