@@ -56,6 +56,11 @@ install -D -m 0644 "$SRC/ami/appliance-bootstrap.service" "$DESTDIR/etc/systemd/
 install -D -m 0644 "$SRC/ami/60-appliance.conf"           "$DESTDIR/etc/sysctl.d/60-appliance.conf"
 install -D -m 0644 "$SRC/ami/modules-appliance.conf"      "$DESTDIR/etc/modules-load.d/appliance.conf"
 install -D -m 0644 "$SRC/ami/logrotate-appliance"         "$DESTDIR/etc/logrotate.d/appliance"
+install -D -m 0644 "$SRC/ami/sysusers-appliance.conf"     "$DESTDIR/usr/lib/sysusers.d/appliance.conf"
+# The units' user; into a scratch root (DESTDIR, the tests) systemd-sysusers makes it at boot.
+if [ -z "$DESTDIR" ]; then
+    systemd-sysusers /usr/lib/sysusers.d/appliance.conf || die "systemd-sysusers could not create the appliance user"
+fi
 install -d -m 0755 "$DESTDIR/etc/appliance" "$DESTDIR/var/log/appliance"
 # A config supplied earlier (user-data, a rebuilt image) wins over the default.
 [ -e "$DESTDIR/etc/appliance/appliance.yaml" ] ||

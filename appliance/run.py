@@ -56,6 +56,19 @@ def _line_of(path, keys):
         return 1
 
 
+CAPABILITIES = {"CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13}
+
+
+def _missing_capabilities():
+    """The capabilities the datapath needs and does not have (effective set of this process)."""
+    try:
+        with open("/proc/self/status") as f:
+            eff = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
+    except (OSError, StopIteration, ValueError):
+        eff = ~0 if os.geteuid() == 0 else 0
+    return [name for name, bit in CAPABILITIES.items() if not eff >> bit & 1]
+
+
 def _load_rules(cfg):
     from appliance.detect.loader import load_rules, skip_report
     rs = load_rules([cfg.rules], home_net=list(cfg.home_net) if cfg.home_net is not None else None,
@@ -375,8 +388,11 @@ def main_run(args: list[str]) -> int:
     except ConfigError as e:
         print("\n".join(e.problems), file=sys.stderr)
         return 2
-    if os.geteuid() != 0:
-        print("appliance run: needs root (NFQUEUE, netfilter, raw sockets)", file=sys.stderr)
+    missing = _missing_capabilities()
+    if missing:
+        # root, or any user the unit gives the two capabilities (ami/appliance.service)
+        print(f"appliance run: needs {' and '.join(missing)} (NFQUEUE, netfilter, raw sockets): run it as "
+              "root or with AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW", file=sys.stderr)
         return 1
     if cfg.control is not None:
         try:

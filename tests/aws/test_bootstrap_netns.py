@@ -182,3 +182,51 @@ def test_conntrack_default_established_timeout(appliance2):
     r = app.bootstrap()
     assert r.returncode == 0, r.stderr
     assert app.ns.sysctl("net.netfilter.nf_conntrack_tcp_timeout_established") == "7440"
+
+
+def test_bootstrap_as_the_unit_user_with_cap_net_admin_only(appliance2):
+    """ami/appliance-bootstrap.service runs as the appliance user with CAP_NET_ADMIN alone:
+    here as nobody with that one ambient capability (setpriv). A Python under /root (pyenv) is
+    reached through a private mount namespace where /root is a 0755 directory holding only it."""
+    import os
+    import pathlib
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    if not shutil.which("setpriv"):
+        pytest.skip("setpriv (util-linux) is missing")
+    app = appliance2
+    work = pathlib.Path(tempfile.mkdtemp(prefix="i12b-"))
+    try:
+        os.chmod(work, 0o777)
+        config, status = work / "appliance.yaml", work / "bootstrap.json"
+        config.write_text(app.config.read_text())
+        mounts = []
+        if sys.executable.startswith("/root/"):
+            top = "/root/" + sys.executable.split("/")[2]
+            shell = work / "root"
+            (shell / os.path.basename(top)).mkdir(parents=True)
+            os.chmod(shell, 0o755)
+            mounts = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                      f"mount --bind {top} {shell}/{os.path.basename(top)} && mount --rbind {shell} /root && "
+                      'exec "$@"', "sh"]
+        r = subprocess.run(["ip", "netns", "exec", app.ns.name, *mounts, "setpriv", "--reuid=nobody",
+                            "--regid=nogroup", "--clear-groups", "--inh-caps=-all,+net_admin",
+                            "--ambient-caps=-all,+net_admin", "--bounding-set=-all,+net_admin", "--no-new-privs",
+                            sys.executable, "-m", "appliance.aws.bootstrap", "--config", str(config),
+                            "--status-file", str(status)],
+                           env=app.env(), cwd=REPO_DIR, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr + r.stdout
+        assert os.stat(status).st_uid == 65534
+        assert json.loads(status.read_text())["ok"] is True
+        assert app.ns.sysctl("net.ipv4.ip_forward") == "1"
+        assert app.ns.sysctl("net.ipv4.conf.ens5.rp_filter") == "2"
+        assert app.ns.sysctl("net.netfilter.nf_conntrack_tcp_timeout_established") == "7440"
+        default = [x for x in _ip_json(app, "-4", "route", "show", "table", "main") if x["dst"] == "default"]
+        assert default and default[0]["dev"] == "ens5" and default[0]["gateway"] == "10.0.0.1"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+REPO_DIR = __import__("pathlib").Path(__file__).resolve().parents[2]
