@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 POLICY = json.loads((REPO / "deploy/iam-policy-ssm.json").read_text())
 # moto authorizes SSM calls against resource "*" (not the parameter ARN), so the test checks the
