@@ -120,11 +120,20 @@ def install(files, dest, prefix):
     parent = os.path.dirname(dest)
     os.makedirs(parent, exist_ok=True)
     stage = f"{dest}.{time.strftime('%Y%m%dT%H%M%S')}.{os.getpid()}"
+    # SecureString values end up here: readable by the owner of the parent directory (the
+    # appliance user; `sudo appliance ssm-fetch` hands the copy to it) and its group only.
+    owner = os.stat(parent)
     os.makedirs(os.path.join(stage, "rules"), mode=0o750)
     try:
+        os.chmod(stage, 0o750)
         for rel, text in files.items():
-            with open(os.path.join(stage, rel), "w") as f:
+            fd = os.open(os.path.join(stage, rel), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+            with open(fd, "w") as f:
                 f.write(text)
+        if os.geteuid() == 0 and owner.st_uid != 0:
+            for d, _, names in os.walk(stage):
+                for path in [d, *(os.path.join(d, n) for n in names)]:
+                    os.chown(path, owner.st_uid, owner.st_gid)
         problems = _check(stage, prefix)
         if problems:
             raise SsmError(problems)

@@ -139,3 +139,21 @@ def test_seed_config_keys_checked(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_config(p)
     assert f"{p}:3: aws.config_source: ssm needs aws.ssm_path" in e.value.problems[0]
+
+
+def test_copy_is_not_world_readable_and_belongs_to_the_directory_owner(cloud, ssm_user, tmp_path):
+    """SecureString values land in the copy: 0640/0750, and a root `ssm-fetch` gives it to the
+    owner of the directory (the appliance user on the AMI), who must read it."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (chown)")
+    os.chown(tmp_path, 65534, 65534)
+    site = Site(cloud, ssm_user, tmp_path)
+    site.put("appliance.yaml", CONFIG, secure=True)
+    site.put("rules/local.yaml", "rules: []\n")
+    r = site.fetch()
+    assert r.returncode == 0, r.stderr
+    copy = pathlib.Path(os.path.realpath(site.dir))
+    for p in (copy, copy / "rules", copy / "appliance.yaml", copy / "rules/local.yaml"):
+        st = p.stat()
+        assert (st.st_uid, st.st_gid) == (65534, 65534), p
+        assert st.st_mode & 0o007 == 0, (p, oct(st.st_mode))
