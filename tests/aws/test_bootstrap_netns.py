@@ -185,8 +185,9 @@ def test_conntrack_default_established_timeout(appliance2):
 
 
 def test_bootstrap_as_the_unit_user_with_cap_net_admin_only(appliance2):
-    """ami/appliance-bootstrap.service runs as the appliance user with CAP_NET_ADMIN alone:
-    here as nobody with that one ambient capability (setpriv). A Python under /root (pyenv) is
+    """ami/appliance-bootstrap.service runs as the appliance user with CAP_NET_ADMIN alone and
+    MemoryDenyWriteExecute: here as nobody with that one ambient capability (setpriv), under
+    the kernel's PR_SET_MDWE. A Python under /root (pyenv) is
     reached through a private mount namespace where /root is a 0755 directory holding only it."""
     import os
     import pathlib
@@ -214,6 +215,9 @@ def test_bootstrap_as_the_unit_user_with_cap_net_admin_only(appliance2):
         r = subprocess.run(["ip", "netns", "exec", app.ns.name, *mounts, "setpriv", "--reuid=nobody",
                             "--regid=nogroup", "--clear-groups", "--inh-caps=-all,+net_admin",
                             "--ambient-caps=-all,+net_admin", "--bounding-set=-all,+net_admin", "--no-new-privs",
+                            # MemoryDenyWriteExecute as the kernel applies it (PR_SET_MDWE, Linux >= 6.3)
+                            sys.executable, "-c", "import ctypes, os, sys; ctypes.CDLL(None).prctl(65, 1, 0, 0, 0) "
+                            "and sys.exit('PR_SET_MDWE failed'); os.execv(sys.argv[1], sys.argv[1:])",
                             sys.executable, "-m", "appliance.aws.bootstrap", "--config", str(config),
                             "--status-file", str(status)],
                            env=app.env(), cwd=REPO_DIR, capture_output=True, text=True, timeout=120)
