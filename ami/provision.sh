@@ -34,7 +34,7 @@ if [ "${SKIP_APT:-0}" != 1 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
     apt-get install -y -q --no-install-recommends python3 python3-venv python3-dev build-essential \
-        libnetfilter-queue-dev iptables conntrack iproute2 logrotate \
+        libnetfilter-queue-dev iptables nftables conntrack iproute2 logrotate \
         jq tcpdump    # docs/aws.md: read the status file, see both directions cross the appliance
 fi
 
@@ -56,6 +56,11 @@ install -D -m 0644 "$SRC/ami/appliance-bootstrap.service" "$DESTDIR/etc/systemd/
 install -D -m 0644 "$SRC/ami/60-appliance.conf"           "$DESTDIR/etc/sysctl.d/60-appliance.conf"
 install -D -m 0644 "$SRC/ami/modules-appliance.conf"      "$DESTDIR/etc/modules-load.d/appliance.conf"
 install -D -m 0644 "$SRC/ami/logrotate-appliance"         "$DESTDIR/etc/logrotate.d/appliance"
+install -D -m 0644 "$SRC/ami/sysusers-appliance.conf"     "$DESTDIR/usr/lib/sysusers.d/appliance.conf"
+# The units' user; into a scratch root (DESTDIR, the tests) systemd-sysusers makes it at boot.
+if [ -z "$DESTDIR" ]; then
+    systemd-sysusers /usr/lib/sysusers.d/appliance.conf || die "systemd-sysusers could not create the appliance user"
+fi
 install -d -m 0755 "$DESTDIR/etc/appliance" "$DESTDIR/var/log/appliance"
 # A config supplied earlier (user-data, a rebuilt image) wins over the default.
 [ -e "$DESTDIR/etc/appliance/appliance.yaml" ] ||

@@ -13,6 +13,7 @@ commands:
   run --config FILE                                             the inline datapath (root)
   lab up|down|demo|status                                       a 3-namespace lab on this machine (root)
   bootstrap [--config FILE] [--dry-run]                         EC2 host set-up at boot (ENIs, sysctls, src/dst check)
+  ssm-fetch [--config FILE]                                     aws.config_source: ssm: fetch, check, install config+rules
   status [--config FILE | --control ADDR:PORT] [--top N]        the running appliance: mode, rules, rates, drops
   flows [--config FILE | --control ADDR:PORT] [--top N]         the flows in the workers' tables, state and verdict
   capture --iface inside|outside|NAME --duration S --out FILE   an on-demand pcapng capture (--filter BPF,
@@ -90,6 +91,9 @@ def main(argv=None):
     if cmd == "bootstrap":
         from .aws.bootstrap import main_bootstrap
         return main_bootstrap(rest)
+    if cmd == "ssm-fetch":
+        from .aws.ssm import main_ssm_fetch
+        return main_ssm_fetch(rest)
     if cmd == "status":
         from .control.client import main_status
         return main_status(rest)

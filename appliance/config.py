@@ -73,6 +73,30 @@ class Aws:
     status_file: str = "/run/appliance/bootstrap.json"
     management_table: int = 100          # 253-255 are the kernel's (default, main, local)
     interface_wait_seconds: float = 30   # a hot-attached ENI may still be probing at boot
+    config_source: str = "file"          # file | ssm: appliance.yaml and rules from SSM (aws/ssm.py)
+    ssm_path: str | None = None          # the parameter path prefix, e.g. /appliance/prod
+    ssm_dir: str = "/run/appliance/ssm"  # where the fetched copy lives (a symlink to the last good one)
+
+
+@dataclass(frozen=True)
+class Conntrack:
+    """The `conntrack:` section, applied by `appliance bootstrap` (aws/conntrack.py). None: the
+    figure from memory (max, buckets) or the kernel's own (the TCP timeouts but established)."""
+    max: int | None = None
+    buckets: int | None = None
+    tcp_timeout_established: int | None = 7440
+    tcp_timeout_syn_sent: int | None = None
+    tcp_timeout_syn_recv: int | None = None
+    tcp_timeout_fin_wait: int | None = None
+    tcp_timeout_close_wait: int | None = None
+    tcp_timeout_time_wait: int | None = None
+
+
+@dataclass(frozen=True)
+class Cloudwatch:
+    """`control.cloudwatch`: publish the /metrics figures to CloudWatch (control/cloudwatch.py)."""
+    namespace: str = "Appliance"
+    interval: int = 60                   # seconds; below 60 the metrics are high-resolution
 
 
 @dataclass(frozen=True)
@@ -82,6 +106,7 @@ class Control:
     port: int = 9900
     allow_any_address: bool = False      # listen on an address that is not loopback/management
     top: int = 20                        # sids in /metrics (bounded label cardinality), talkers/rules in /status
+    cloudwatch: Cloudwatch | None = None # None: not published to CloudWatch
 
 
 @dataclass(frozen=True)
@@ -107,6 +132,7 @@ class Config:
     aws: Aws = field(default_factory=Aws)
     control: Control | None = None               # None: no control server (the key is absent or null)
     pcap_log: PcapLogConfig | None = None        # None: no pcap log (output/pcap_log.py)
+    conntrack: Conntrack = field(default_factory=Conntrack)
     path: str = ""               # the file it was read from
     # Whether the file has interfaces.management at all: missing, `appliance run` has no
     # management interface and `appliance bootstrap` takes it as auto (a third ENI, if any).
@@ -123,7 +149,7 @@ class Config:
 
 TOP_KEYS = ("interfaces", "rules", "eve", "home_net", "workers", "queue_base",
             "failure_mode", "offload", "rules_skip_unsupported", "mark_mask", "inspection", "aws", "control",
-            "mode", "rules_mode", "pcap_log")
+            "mode", "rules_mode", "pcap_log", "conntrack")
 # Interface values resolved through EC2 discovery rather than used as names.
 DISCOVERED = re.compile(r"^(auto|eni-[0-9a-f]+|subnet-[0-9a-f]+)$")
 IFACE_KEYS = ("outside", "inside", "management")
@@ -132,6 +158,9 @@ INSPECTION_KEYS = ("depth_packets", "depth_bytes", "max_flows", "exception_polic
 EXCEPTION_POLICIES = ("drop", "ignore")
 AWS_KEYS = tuple(f.name for f in fields(Aws))
 SOURCE_DEST_CHECK_MODES = ("disable", "verify", "ignore")
+CONFIG_SOURCES = ("file", "ssm")
+# SSM parameter names: "/" separated, letters, digits and _.- (AWS allows these and a few more)
+SSM_PATH = re.compile(r"/[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*/?")
 
 
 def _body_limits(insp, d, path, problems):
@@ -297,6 +326,8 @@ def load_config(path) -> Config:
         pl = _pcap_log(doc, path, problems, base)
         if pl is not None:
             out["pcap_log"] = pl
+    if doc.get("conntrack") is not None:
+        out["conntrack"] = _conntrack(doc, path, problems)
 
     if problems:
         raise ConfigError(problems)
@@ -431,6 +462,7 @@ def _aws(doc, path, problems) -> Aws:
         else:
             problems.append(f"{path}:{aws.line_of('interface_wait_seconds')}: aws.interface_wait_seconds must be "
                             f"a number of seconds >= 0, got {v!r}")
+    _config_source(aws, path, problems, out)
     return replace(d, **out)
 
 
@@ -477,7 +509,80 @@ def _pcap_log(doc, path, problems, base):
     return PcapLogConfig(**out)
 
 
-CONTROL_KEYS = ("listen", "allow_any_address", "top")
+def _config_source(aws, path, problems, out):
+    """aws.config_source / ssm_path / ssm_dir (appliance/aws/ssm.py)."""
+    if "config_source" in aws:
+        v = aws["config_source"]
+        if v in CONFIG_SOURCES:
+            out["config_source"] = v
+        else:
+            problems.append(at(path, aws.line_of("config_source"), f"aws.config_source: {v!r} is not one of "
+                               f"{', '.join(CONFIG_SOURCES)}"))
+    if "ssm_path" in aws:
+        v = aws["ssm_path"]
+        if isinstance(v, str) and SSM_PATH.fullmatch(v):
+            out["ssm_path"] = v.rstrip("/")
+        else:
+            problems.append(at(path, aws.line_of("ssm_path"), "aws.ssm_path must be an SSM parameter path "
+                               f"like /appliance/prod, got {v!r}"))
+    if "ssm_dir" in aws:
+        v = aws["ssm_dir"]
+        if isinstance(v, str) and os.path.isabs(v) and v.rstrip("/") != "":
+            out["ssm_dir"] = os.path.normpath(v)
+        else:
+            problems.append(at(path, aws.line_of("ssm_dir"), f"aws.ssm_dir must be an absolute path, got {v!r}"))
+    if out.get("config_source") == "ssm" and "ssm_path" not in out and "ssm_path" not in aws:
+        problems.append(at(path, aws.line_of("config_source"), "aws.config_source: ssm needs aws.ssm_path "
+                           "(the parameter path, e.g. /appliance/prod)"))
+
+
+CONNTRACK_KEYS = tuple(f.name for f in fields(Conntrack))
+
+
+def _conntrack(doc, path, problems) -> Conntrack:
+    """`conntrack: {max: auto|N, buckets: auto|N, tcp_timeout_<state>: SECONDS}`."""
+    ct, d = doc["conntrack"], Conntrack()
+    if not isinstance(ct, yamlsource.LineDict):
+        problems.append(at(path, doc.line_of("conntrack"), f"conntrack must be a mapping of {', '.join(CONNTRACK_KEYS)}"))
+        return d
+    _unknown("conntrack.", ct, CONNTRACK_KEYS, path, problems)
+    out = {}
+    for key in ("max", "buckets"):
+        if ct.get(key, "auto") == "auto":
+            continue
+        # the kernel's own bounds: below 1024 a busy hop drops at once; 2^26 entries is ~32 GiB
+        out[key] = _int(ct, key, 1024, 1 << 26, None, path, problems, "conntrack.")
+        if out[key] is None:
+            problems[-1] += " (or auto)"
+    for key in CONNTRACK_KEYS[2:]:
+        out[key] = _int(ct, key, 1, 30 * 86400, getattr(d, key), path, problems, "conntrack.")
+    return replace(d, **out)
+
+
+CONTROL_KEYS = ("listen", "allow_any_address", "top", "cloudwatch")
+CLOUDWATCH_KEYS = ("namespace", "interval")
+# CloudWatch namespaces: 1-255 of these characters, not starting with ':' nor "AWS/" (AWS's own)
+CW_NAMESPACE = re.compile(r"(?!AWS/)[A-Za-z0-9.\-_/#:]{1,255}")
+
+
+def _cloudwatch(ctl, path, problems):
+    cw, d = ctl["cloudwatch"], Cloudwatch()
+    if cw is True:
+        return d
+    if not isinstance(cw, yamlsource.LineDict):
+        problems.append(at(path, ctl.line_of("cloudwatch"), "control.cloudwatch must be true or a mapping of "
+                           f"{', '.join(CLOUDWATCH_KEYS)}, got {cw!r}"))
+        return None
+    _unknown("control.cloudwatch.", cw, CLOUDWATCH_KEYS, path, problems)
+    out = {"interval": _int(cw, "interval", 1, 3600, d.interval, path, problems, "control.cloudwatch.")}
+    if "namespace" in cw:
+        v = cw["namespace"]
+        if isinstance(v, str) and CW_NAMESPACE.fullmatch(v) and not v.startswith(":"):
+            out["namespace"] = v
+        else:
+            problems.append(at(path, cw.line_of("namespace"), "control.cloudwatch.namespace must be 1-255 of "
+                               f"letters, digits and . - _ / # :, not starting with AWS/, got {v!r}"))
+    return replace(d, **out)
 
 
 def _control(doc, path, problems) -> Control:
@@ -498,6 +603,8 @@ def _control(doc, path, problems) -> Control:
             problems.append(at(path, ctl.line_of("allow_any_address"), "control.allow_any_address must be true "
                                f"or false, got {ctl['allow_any_address']!r}"))
     out["top"] = _int(ctl, "top", 1, 1000, d.top, path, problems, "control.")
+    if ctl.get("cloudwatch") not in (None, False):
+        out["cloudwatch"] = _cloudwatch(ctl, path, problems)
     if "listen" in ctl:
         hp = parse_listen(ctl["listen"])
         line = ctl.line_of("listen")

@@ -56,6 +56,19 @@ def _line_of(path, keys):
         return 1
 
 
+CAPABILITIES = {"CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13}
+
+
+def _missing_capabilities():
+    """The capabilities the datapath needs and does not have (effective set of this process)."""
+    try:
+        with open("/proc/self/status") as f:
+            eff = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
+    except (OSError, StopIteration, ValueError):
+        eff = ~0 if os.geteuid() == 0 else 0
+    return [name for name, bit in CAPABILITIES.items() if not eff >> bit & 1]
+
+
 def _load_rules(cfg):
     from appliance.detect.loader import load_rules, skip_report
     rs = load_rules([cfg.rules], home_net=list(cfg.home_net) if cfg.home_net is not None else None,
@@ -88,6 +101,7 @@ class Supervisor:
         self.recheck = False                               # a SIGHUP came during it: check again after
         self.board = None                                  # control plane: the workers' snapshots (control.board)
         self.control = None                                # control plane: the HTTP server (control.server)
+        self.cloudwatch = None                             # control plane: the CloudWatch publisher
         if cfg.control is not None:
             from appliance.control.board import Board
             self.board = Board(cfg, ruleset)
@@ -153,6 +167,10 @@ class Supervisor:
                 log.error("control server: cannot listen on %s port %d: %s", cfg.control.host, cfg.control.port, e)
                 return 2
             self.control.start()
+            if cfg.control.cloudwatch is not None:        # the same registry /metrics is written from
+                from appliance.control.cloudwatch import Publisher
+                self.cloudwatch = Publisher(cfg.control.cloudwatch, self.control.registry)
+                self.cloudwatch.start()
         # Workers bind before the rules point at their queues: no packet waits on an empty
         # queue, and a queue another program holds never receives our traffic.
         pipes = {q: self.start_worker(q) for q in cfg.queues}
@@ -283,6 +301,9 @@ class Supervisor:
         if self.control is not None:                       # readiness ends first: health checks fail at once
             self.control.stop()
             self.control = None
+        if self.cloudwatch is not None:                    # its last figures (the registry outlives the server)
+            self.cloudwatch.stop()
+            self.cloudwatch = None
         if self.check is not None:
             self.check.cancel()
             self.check = None
@@ -334,6 +355,20 @@ def main_run(args: list[str]) -> int:
     except ConfigError as e:
         print("\n".join(e.problems), file=sys.stderr)
         return 2
+    if cfg.aws.config_source == "ssm":
+        # The local file only says where the config lives; the copy `appliance ssm-fetch` (and
+        # the bootstrap) checked and installed is the one to run and to re-read on SIGHUP.
+        fetched = os.path.join(cfg.aws.ssm_dir, "appliance.yaml")
+        if not os.path.exists(fetched):
+            print(f"{cfg.path}:{_line_of(cfg.path, ('aws', 'config_source'))}: aws.config_source: ssm, but "
+                  f"{fetched} does not exist: run `appliance ssm-fetch --config {a.config}` (the bootstrap "
+                  "does it at boot)", file=sys.stderr)
+            return 2
+        try:
+            cfg = load_config(fetched)
+        except ConfigError as e:
+            print("\n".join(e.problems), file=sys.stderr)
+            return 2
     try:
         ruleset = _load_rules(cfg)
     except Exception as e:
@@ -353,8 +388,11 @@ def main_run(args: list[str]) -> int:
     except ConfigError as e:
         print("\n".join(e.problems), file=sys.stderr)
         return 2
-    if os.geteuid() != 0:
-        print("appliance run: needs root (NFQUEUE, netfilter, raw sockets)", file=sys.stderr)
+    missing = _missing_capabilities()
+    if missing:
+        # root, or any user the unit gives the two capabilities (ami/appliance.service)
+        print(f"appliance run: needs {' and '.join(missing)} (NFQUEUE, netfilter, raw sockets): run it as "
+              "root or with AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW", file=sys.stderr)
         return 1
     if cfg.control is not None:
         try:
@@ -375,6 +413,16 @@ def main_run(args: list[str]) -> int:
                   file=sys.stderr)
             return 2
     netfilter.capabilities()
+    # Another rule on this host that sets or matches bits of mark_mask would forge or miss our
+    # offload verdicts: refuse to start rather than pass packets on someone else's mark.
+    from appliance import marks
+    clash, notes = marks.collisions(cfg.mark_mask)
+    for note in notes:
+        log.warning("mark_mask check: %s", note)
+    if clash:
+        line = _line_of(cfg.path, ("mark_mask",)) or 1
+        print("\n".join(f"{cfg.path}:{line}: {c}" for c in clash), file=sys.stderr)
+        return 2
     try:
         with open("/proc/sys/net/ipv4/ip_forward") as f:
             if f.read().strip() != "1":

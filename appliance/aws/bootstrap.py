@@ -95,7 +95,7 @@ class Status:
     def __init__(self, path):
         self.path = path
         self.doc = {"ok": False, "can_forward": False, "error": None, "region": None,
-                    "instance_id": None, "roles": {}, "steps": []}
+                    "instance_id": None, "instance_type": None, "roles": {}, "steps": []}
 
     def step(self, name, ok, detail):
         self.doc["steps"].append({"name": name, "ok": ok, "detail": detail})
@@ -201,6 +201,7 @@ def run(config_path, dry_run=False, status_file=None, out=sys.stdout):
         status.step("interfaces", True, {r: b.ifname for r, b in bindings.items()})
         try:
             status.doc["instance_id"] = client.instance_id()
+            status.doc["instance_type"] = (client.get("instance-type", optional=True) or "").strip() or None
         except imds.ImdsError:
             pass                                   # informational only
         for role, b in bindings.items():
@@ -209,10 +210,23 @@ def run(config_path, dry_run=False, status_file=None, out=sys.stdout):
         if "management" not in bindings:
             say("interfaces: management = none (no ENI at device index 2 or set to null)")
 
+        if aws.config_source == "ssm":
+            at("config_source")
+            if dry_run:
+                say(f"api: ssm:GetParametersByPath {aws.ssm_path}/ (recursive, decrypted) -> {aws.ssm_dir}")
+            else:
+                from appliance.aws import ssm
+                try:
+                    summary = ssm.fetch_for(cfg, region)
+                except ssm.SsmError as e:
+                    raise StepFailed("config_source", "; ".join(e.problems)) from None
+                say(f"config_source: {summary}")
+                status.step("config_source", True, summary)
+
         at("host")
         try:
-            actions, notes = hostconfig.plan(bindings, aws.management_table)
-        except ValueError as e:
+            actions, notes = hostconfig.plan(bindings, aws.management_table, conntrack=cfg.conntrack)
+        except (ValueError, OSError) as e:
             raise StepFailed("host", str(e)) from None
         if dry_run:
             say("dry run: nothing below is changed")

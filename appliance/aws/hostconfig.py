@@ -136,10 +136,16 @@ def ipv6_enabled():
     return os.path.isdir(os.path.join(PROC_SYS, "net/ipv6/conf/all"))
 
 
-def plan(bindings, table, ipv6=None):
-    """bindings: role -> interfaces.Binding. Returns (actions, notes)."""
+def plan(bindings, table, ipv6=None, conntrack=None, mem_bytes=None):
+    """bindings: role -> interfaces.Binding; conntrack: config.Conntrack (None: leave
+    conntrack as it is). Returns (actions, notes)."""
     ipv6 = ipv6_enabled() if ipv6 is None else ipv6
     acts, notes = [], []
+    if conntrack is not None:
+        from appliance.aws import conntrack as ct_sizing
+        ct_acts, ct_note = ct_sizing.plan(conntrack, mem_bytes or ct_sizing.mem_total())
+        acts += ct_acts
+        notes.append(ct_note)
     data = [bindings[r] for r in ("outside", "inside")]
     mgmt = bindings.get("management")
     every = data + ([mgmt] if mgmt else [])

@@ -85,6 +85,8 @@ class FakeImds:
             return self.region
         if p == "instance-id":
             return self.instance_id
+        if p == "instance-type":
+            return "c6gn.large"
         macs = "network/interfaces/macs/"
         if p == macs:
             return "\n".join(e["mac"] + "/" for e in self.enis)

@@ -350,9 +350,10 @@ def test_units_order_and_privileges():
     assert run["Service"]["Restart"] == "on-failure"
     caps = set(run["Service"]["CapabilityBoundingSet"].split())
     assert caps == {"CAP_NET_ADMIN", "CAP_NET_RAW"} == set(run["Service"]["AmbientCapabilities"].split())
-    assert set(run["Service"]["ReadWritePaths"].split()) >= {"/var/log/appliance", "/run/appliance"}
-    # The bootstrap writes /proc/sys/net: it must not be made read-only.
-    assert "ProtectKernelTunables" not in boot["Service"] and "ProtectKernelTunables" not in run["Service"]
+    # The datapath writes only its logs (it reads the bootstrap's /run/appliance files).
+    assert set(run["Service"]["ReadWritePaths"].split()) >= {"/var/log/appliance"}
+    # The bootstrap writes /proc/sys/net: it must not be made read-only; the datapath only reads it.
+    assert "ProtectKernelTunables" not in boot["Service"] and run["Service"]["ProtectKernelTunables"] == "yes"
     assert "/run/appliance" in boot["Service"]["ReadWritePaths"]
     # EVE goes where the unit lets it write.
     from appliance.config import load_config

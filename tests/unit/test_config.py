@@ -205,7 +205,8 @@ aws:
         f"{path}:8: aws.interface_wait_seconds must be a number of seconds >= 0, got -1",
     ]
     assert problems(tmp_path, "interfaces: {outside: a, inside: b}\naws: [1]\n") == [
-        f"{path}:2: aws must be a mapping of source_dest_check, status_file, management_table, interface_wait_seconds"]
+        f"{path}:2: aws must be a mapping of source_dest_check, status_file, management_table, interface_wait_seconds, "
+        "config_source, ssm_path, ssm_dir"]
 
 
 def test_aws_problem_reported_alike_by_load_config_run_check_and_bootstrap(tmp_path):
@@ -326,7 +327,7 @@ control:
     assert any(x.startswith(f"{f}:5: control.allow_any_address must be true or false") for x in p)
     assert any(x.startswith(f"{f}:6: unknown key control.'lisen'") for x in p)
     assert problems(tmp_path, "interfaces: {outside: a, inside: b}\ncontrol: 9900\n") == \
-        [f"{f}:2: control must be a mapping of listen, allow_any_address, top"]
+        [f"{f}:2: control must be a mapping of listen, allow_any_address, top, cloudwatch"]
     for bad in ("127.0.0.1:0", "127.0.0.1:70000", "127.0.0.1", "1.2.3:80"):
         assert "control.listen must be" in problems(tmp_path, f"interfaces: {{outside: a, inside: b}}\n"
                                                               f"control: {{listen: '{bad}'}}\n")[0], bad
