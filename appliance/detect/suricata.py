@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from . import suricata_flow as flowopts
+from .classification import CLASS_PRIORITY   # a classtype's priority: the severity without `priority`
 from .inspect_buffer import BUFFERS, RESPONSE_BUFFERS
 from .keywords import parse_pcre
 
@@ -50,23 +51,6 @@ DEFAULT_VARS = {
     "HTTP_PORTS": "80", "SHELLCODE_PORTS": "!80", "ORACLE_PORTS": "1521", "SSH_PORTS": "22",
     "DNP3_PORTS": "20000", "MODBUS_PORTS": "502", "FILE_DATA_PORTS": "[$HTTP_PORTS,110,143]",
     "FTP_PORTS": "21", "GENEVE_PORTS": "6081", "VXLAN_PORTS": "4789", "TEREDO_PORTS": "3544",
-}
-# The priority of each classtype in Suricata's default classification.config: a rule's
-# severity unless it says `priority`. (Suricata's default without either is 3.)
-CLASS_PRIORITY = {
-    "not-suspicious": 3, "unknown": 3, "bad-unknown": 2, "attempted-recon": 2,
-    "successful-recon-limited": 2, "successful-recon-largescale": 2, "attempted-dos": 2,
-    "successful-dos": 2, "attempted-user": 1, "unsuccessful-user": 1, "successful-user": 1,
-    "attempted-admin": 1, "successful-admin": 1, "rpc-portmap-decode": 2, "shellcode-detect": 1,
-    "string-detect": 3, "suspicious-filename-detect": 2, "suspicious-login": 2,
-    "system-call-detect": 2, "tcp-connection": 4, "trojan-activity": 1,
-    "unusual-client-port-connection": 2, "network-scan": 3, "denial-of-service": 2,
-    "non-standard-protocol": 2, "protocol-command-decode": 3, "web-application-activity": 2,
-    "web-application-attack": 1, "misc-activity": 3, "misc-attack": 2, "icmp-event": 3,
-    "inappropriate-content": 1, "policy-violation": 1, "default-login-attempt": 2,
-    "targeted-activity": 1, "exploit-kit": 1, "external-ip-check": 2, "domain-c2": 1,
-    "pup-activity": 2, "credential-theft": 1, "social-engineering": 2, "coin-mining": 2,
-    "command-and-control": 1,
 }
 _HEADER = re.compile(r"\s*(\S+)\s+(\S+)\s+(\S+|\[[^\]]*\])\s+(\S+|\[[^\]]*\])\s+(->|<>)\s+"
                      r"(\S+|\[[^\]]*\])\s+(\S+|\[[^\]]*\])\s*\(")

@@ -8,6 +8,7 @@ from collections import Counter
 
 from .eve import timestamp
 from ..detect.inspect_buffer import RESPONSE_BUFFERS, AppProgram
+from ..detect.classification import category
 from ..detect.keywords import app_program
 from ..packet import PROTO_NAMES, TCP, ICMP, ICMPV6
 
@@ -173,7 +174,7 @@ def alert(pkt, flow, rule, pkt_action, would=None):
         "severity": rule.severity,
     }
     if rule.classtype:
-        a["category"] = rule.classtype
+        a["category"] = category(rule.classtype)   # its description, as Suricata writes it
     meta = {k: list(v) for k, v in (rule.metadata or {}).items()}
     meta.setdefault("rule_action", [rule.action])
     meta.setdefault("rule_source", [f"{rule.file}:{rule.line}"])

@@ -63,7 +63,7 @@ def test_eve_contract(run, rules_file, eve_validator):
         assert a["signature_id"] == sid and a["severity"] in (1, 2, 3, 4) and isinstance(a["signature"], str)
         assert a["action"] == ("blocked" if sid in (2, 3) else "allowed")
     assert alerts[1]["tls"]["sni"] == "www.example.com" and alerts[1]["app_proto"] == "tls"
-    assert alerts[1]["alert"]["category"] == "policy-violation" and alerts[1]["alert"]["metadata"]["team"] == ["net"]
+    assert alerts[1]["alert"]["category"] == "Potential Corporate Privacy Violation" and alerts[1]["alert"]["metadata"]["team"] == ["net"]
     assert alerts[2]["dns"]["queries"] == [{"rrname": "evil.example", "rrtype": "A"}]
     assert alerts[3]["http"]["hostname"] == "blocked.test" and alerts[3]["http"]["url"] == "/a"
     assert alerts[4]["icmp_type"] == 8
