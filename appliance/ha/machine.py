@@ -105,6 +105,9 @@ class Machine:
                 return Decision(STANDBY, False, "link_cut",
                                 f"peer heartbeats missing for {now - self.peer_seen:.1f}s but the independent "
                                 "check answers: heartbeat link cut, no takeover")
+            elif self.peer_state is None:
+                return Decision(STANDBY, False, "peer_healthy", f"routes at the peer; no word from it yet "
+                                f"(dead after {self.dead_after:g}s of silence on both paths)")
             else:
                 return Decision(STANDBY, False, "peer_healthy", "peer is primary and healthy")
         else:

@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 
 from appliance.ha import heartbeat as hb
-from appliance.ha.machine import Machine, PEER, SELF
+from appliance.ha.machine import Decision, Machine, PEER, SELF
 from appliance.ha.routes import Ec2Error, RouteTables
 from appliance.output.eve import timestamp
 
@@ -64,6 +64,7 @@ class Service:
         self.state_since = wallclock()
         self.last_state = None
         self.route_read = float("-inf")
+        self.retry_at = float("-inf")       # after a failed takeover: not before (EC2 throttles; IAM won't change in 0.2 s)
         self.route_note = ""
         self.peer_wall = {"heartbeat": None, "check": None}
         self.stopping = False
@@ -110,6 +111,9 @@ class Service:
             self.read_routes()
         self.send()
         d = self.machine.decide()
+        if d.takeover and self.clock() < self.retry_at:
+            d = Decision(d.state, False, "takeover_retry", f"{d.reason}; the last takeover failed, retrying in "
+                         f"{self.retry_at - self.clock():.1f}s")
         if d.takeover:
             self.read_routes()              # the tables are the truth: perhaps nothing is left to do
             d = self.machine.decide()
@@ -121,6 +125,8 @@ class Service:
                 self.last_decision = {"code": "takeover_failed", "reason": f"{d.reason}; {e}",
                                       "at": timestamp(self.wallclock())}
                 self.route_read = float("-inf")
+                self.retry_at = self.clock() + ROUTE_POLL
+                self.write_status()
                 return
             self.machine.took_over()
             self.event("takeover", reason=d.reason, code=d.code, routes=[f"{t} {dst}" for t, dst in changed],
