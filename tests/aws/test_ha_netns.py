@@ -187,3 +187,39 @@ def test_link_cut_is_no_takeover_and_kill_is(pair):
     print(f"\nHA kill -9 -> route at the standby's ENI (read back via EC2): {took * 1000:.0f} ms "
           f"(interval {INTERVAL}s, dead_after {DEAD_AFTER}s; poll granularity 50 ms)")
     assert b.read_status()["packets"]["accepted"] > 0
+
+
+def test_peer_not_ready_and_frozen_peer(pair):
+    """The primary's /readyz fails -> its heartbeats say so -> the standby takes over at once
+    (no dead_after wait). Then the new primary is frozen (SIGSTOP): silent on both paths -> the
+    first takes the routes back once the hold-down since the last move has passed."""
+    (a, b), ec2, rtb, enis = pair
+    a.start()
+    b.start()
+    wait_for(lambda: (b.read_status().get("last_decision") or {}).get("code") == "peer_healthy", 20, "b standby")
+
+    t0 = time.monotonic()
+    (a.tmp / "www-a" / "readyz").unlink()                      # a's datapath is not ready
+    wait_for(lambda: target(ec2, rtb) == enis[1], 30, "the route at b's ENI")
+    fault_s = time.monotonic() - t0
+    ev = [e["ha"] for e in b.events() if e["ha"]["event"] == "takeover"]
+    assert len(ev) == 1 and ev[0]["code"] == "peer_fault", ev
+    wait_for(lambda: a.read_status().get("state") == "fault", 5, "a in fault")
+    assert "HTTP 404" in " ".join(a.read_status()["ready_problems"])
+
+    (a.tmp / "www-a" / "readyz").write_text("{}")              # a recovers: standby, no preemption
+    wait_for(lambda: a.read_status().get("state") == "standby", 5, "a standby")
+    t0 = time.monotonic()
+    os.kill(b.proc.pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: target(ec2, rtb) == enis[0], 30, "the route back at a's ENI")
+        stop_s = time.monotonic() - t0
+    finally:
+        os.kill(b.proc.pid, signal.SIGCONT)
+    ev = [e["ha"] for e in a.events() if e["ha"]["event"] == "takeover"]
+    assert len(ev) == 1 and ev[0]["code"] == "peer_dead", ev
+    wait_for(lambda: b.read_status().get("state") == "standby", 10, "b, thawed, sees the routes at a")
+    assert target(ec2, rtb) == enis[0]
+    print(f"\nHA primary /readyz failing -> route moved: {fault_s * 1000:.0f} ms; "
+          f"SIGSTOP of the primary -> route moved: {stop_s * 1000:.0f} ms "
+          f"(includes what is left of hold_down {HOLD_DOWN}s since the previous move)")
