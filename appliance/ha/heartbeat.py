@@ -9,7 +9,9 @@ seq (8) | time_ms (8) | nonce (8) | HMAC-SHA256 over all of the above (32).
 - sender: 8 bytes of SHA-256 of the sender's listen address; our own packets reflected back
   at us are refused (the secret is shared, so the HMAC alone would accept them).
 - seq starts at the wall clock in ns when the sender starts, +1 per packet: a restarted peer
-  keeps increasing and is accepted, a replayed packet (seq <= the last accepted) is not.
+  keeps increasing and is accepted, a replayed packet (seq <= the last accepted) is not. The
+  last accepted seq is kept per sender and kind: heartbeats and probes take different networks
+  and may overtake each other, which is not a replay.
 - time_ms must be within `window` seconds of our clock: a recorded packet replayed to an
   instance that never saw the original (after our restart) is still refused.
 Everything refused is counted by reason and dropped; nothing here raises on input.
@@ -47,7 +49,7 @@ class Codec:
     def __init__(self, secret: bytes, listen: str, window=5.0, wallclock=time.time):
         self.key, self.me, self.window, self.wallclock = secret, sender_id(listen), window, wallclock
         self.seq = time.time_ns()
-        self.last_seq = {}                    # sender -> highest accepted seq
+        self.last_seq = {}                    # (sender, kind) -> highest accepted seq
         self.counts = dict.fromkeys(("accepted",) + REASONS, 0)
 
     def encode(self, kind, state, ready, nonce=0) -> bytes:
@@ -70,9 +72,9 @@ class Codec:
             return self._refuse("reflected")
         if abs(time_ms / 1000 - self.wallclock()) > self.window:
             return self._refuse("stale")
-        if seq <= self.last_seq.get(sender, 0):
+        if seq <= self.last_seq.get((sender, kind), 0):
             return self._refuse("replayed")
-        self.last_seq[sender] = seq
+        self.last_seq[(sender, kind)] = seq
         self.counts["accepted"] += 1
         return Packet(kind, STATES[state], bool(ready), sender, seq, time_ms, nonce)
 

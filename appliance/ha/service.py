@@ -105,6 +105,8 @@ class Service:
         return owner
 
     def tick(self):
+        # Bounded so that a slow /readyz cannot stall our heartbeats and probe replies (this loop
+        # sends both) past dead_after: interval + dead_after/3 <= 2/3 dead_after.
         ready, problems = readyz(self.ha.readyz, timeout=min(1.0, self.ha.dead_after / 3))
         self.machine.own_health(ready, problems)
         if self.clock() - self.route_read >= ROUTE_POLL:

@@ -42,6 +42,17 @@ def test_replayed_packet_refused():
     assert b.decode(older) is None and b.counts["replayed"] == 2     # out of order is a replay too
 
 
+def test_paths_overtaking_each_other_are_no_replay():
+    """A heartbeat (management network) and the probe sent right after it (inside network)
+    arrive in the other order: both are accepted; a replay on either path is still refused."""
+    a, b, _ = pair()
+    beat = a.encode(hb.HEARTBEAT, "primary", True)
+    probe = a.encode(hb.PROBE, "primary", True, nonce=7)
+    assert b.decode(probe) is not None
+    assert b.decode(beat) is not None
+    assert b.decode(beat) is None and b.decode(probe) is None and b.counts["replayed"] == 2
+
+
 def test_restarted_sender_is_accepted():
     """seq starts at the wall clock in ns, so a restarted peer's first packet is newer."""
     a, b, wall = pair()
