@@ -27,7 +27,7 @@ from awsfakes import LoopbackBridge, MotoServer, sh
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SECRET = secrets.token_hex(32)
-INTERVAL, DEAD_AFTER, HOLD_DOWN = 0.1, 0.5, 2.0
+INTERVAL, DEAD_AFTER, HOLD_DOWN = 0.2, 1.0, 2.0     # the defaults, but a short hold-down
 NET = {"hb": "10.213.0", "chk": "10.213.1"}
 
 
