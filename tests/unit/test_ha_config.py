@@ -93,3 +93,18 @@ def test_secret_file(tmp_path):
         read_secret(ha)
     key.write_text("a" * 64 + "\n")
     assert read_secret(ha) == b"a" * 64
+
+
+def test_appliance_ha_refuses_a_bad_or_missing_section(tmp_path, capsys):
+    from appliance.cli import main
+    p = tmp_path / "appliance.yaml"
+    p.write_text(HEAD)
+    assert main(["ha", "--config", str(p)]) == 1
+    assert f"{p}:1: no ha: section" in capsys.readouterr().err
+    p.write_text(HEAD + GOOD.replace("  secret: 0123456789abcdef0123", "  secret: short"))
+    assert main(["ha", "status", "--config", str(p)]) == 1
+    assert f"{p}:7: ha.secret must be a string of at least 16 bytes" in capsys.readouterr().err
+    p.write_text(HEAD + GOOD.replace("readyz", "status_file: " + str(tmp_path / "none.json") + "\n  readyz", 1))
+    assert main(["ha", "status", "--config", str(p)]) == 1
+    err = capsys.readouterr().err
+    assert "none.json" in err and "is `appliance ha` running?" in err
