@@ -18,6 +18,7 @@ commands:
   flows [--config FILE | --control ADDR:PORT] [--top N]         the flows in the workers' tables, state and verdict
   capture --iface inside|outside|NAME --duration S --out FILE   an on-demand pcapng capture (--filter BPF,
           [--filter BPF] [--max-bytes N] [--count N]            bounded by time, size, count; root)
+  ha [--config FILE] | ha status [--config FILE] [--json]       the HA pair service; who is primary and why
 """
 
 
@@ -103,6 +104,9 @@ def main(argv=None):
     if cmd == "capture":
         from .capture import main_capture
         return main_capture(rest)
+    if cmd == "ha":
+        from .ha.service import main_ha
+        return main_ha(rest)
     if cmd in ("--version", "version"):
         from . import __version__
         print(__version__)

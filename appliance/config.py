@@ -133,6 +133,7 @@ class Config:
     control: Control | None = None               # None: no control server (the key is absent or null)
     pcap_log: PcapLogConfig | None = None        # None: no pcap log (output/pcap_log.py)
     conntrack: Conntrack = field(default_factory=Conntrack)
+    ha: object = None                            # ha.settings.Ha; None: no `ha:` section (docs/ha.md)
     path: str = ""               # the file it was read from
     # Whether the file has interfaces.management at all: missing, `appliance run` has no
     # management interface and `appliance bootstrap` takes it as auto (a third ENI, if any).
@@ -149,7 +150,7 @@ class Config:
 
 TOP_KEYS = ("interfaces", "rules", "eve", "home_net", "workers", "queue_base",
             "failure_mode", "offload", "rules_skip_unsupported", "mark_mask", "inspection", "aws", "control",
-            "mode", "rules_mode", "pcap_log", "conntrack")
+            "mode", "rules_mode", "pcap_log", "conntrack", "ha")
 # Interface values resolved through EC2 discovery rather than used as names.
 DISCOVERED = re.compile(r"^(auto|eni-[0-9a-f]+|subnet-[0-9a-f]+)$")
 IFACE_KEYS = ("outside", "inside", "management")
@@ -328,6 +329,11 @@ def load_config(path) -> Config:
             out["pcap_log"] = pl
     if doc.get("conntrack") is not None:
         out["conntrack"] = _conntrack(doc, path, problems)
+    if doc.get("ha") is not None:
+        from appliance.ha.settings import parse_ha
+        ha = parse_ha(doc, path, problems, out.get("control"), base)
+        if ha is not None:
+            out["ha"] = ha
 
     if problems:
         raise ConfigError(problems)

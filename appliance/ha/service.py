@@ -1,0 +1,284 @@
+"""`appliance ha`: the loop that keeps the pair's routes on a healthy instance, and `ha status`.
+
+Every `interval`: read our /readyz, send a heartbeat to the peer's management address and a
+probe to its check address (another network), then let the machine decide. The route tables
+are read at start, every ROUTE_POLL seconds and again right before any takeover. Each new
+kind of decision (and every takeover) is one EVE-compatible line on stdout (`event_type: ha`);
+the state is in `ha.status_file` for `appliance ha status`.
+"""
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from appliance.ha import heartbeat as hb
+from appliance.ha.machine import Decision, Machine, PEER, SELF
+from appliance.ha.routes import Ec2Error, RouteTables
+from appliance.output.eve import timestamp
+
+ROUTE_POLL = 2.0        # seconds between route table reads while nothing happens (EC2 Describe* is throttled)
+NONCES = 16             # outstanding probe nonces kept (older replies are refused)
+
+
+def readyz(url, timeout):
+    """(ready, problems) from the appliance's /readyz; an unreachable one is not ready."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status == 200, []
+    except urllib.error.HTTPError as e:
+        try:
+            failed = json.loads(e.read() or b"{}").get("failed") or []
+        except (ValueError, AttributeError):
+            failed = []
+        return False, [f"{url}: HTTP {e.code}" + (f" (failed: {', '.join(map(str, failed))})" if failed else "")]
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        return False, [f"{url}: {getattr(e, 'reason', e)}"]
+
+
+def _udp(addr):
+    host, port = addr
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, port))
+    s.setblocking(False)
+    return s
+
+
+class Service:
+    def __init__(self, ha, secret, routes, out=sys.stdout, clock=time.monotonic, wallclock=time.time):
+        self.ha, self.routes, self.out, self.clock, self.wallclock = ha, routes, out, clock, wallclock
+        a = ha.addresses()
+        self.peer, self.check_peer = a["peer"], a["check_peer"]
+        self.hb_sock, self.check_sock = _udp(a["listen"]), _udp(a["check_listen"])
+        # The replay window: a heartbeat older than dead_after says nothing about the peer now.
+        self.codec = hb.Codec(secret, ha.listen, window=max(2.0, ha.dead_after), wallclock=wallclock)
+        self.machine = Machine(ha.dead_after, ha.hold_down, ha.preempt, clock=clock)
+        self.nonces = []
+        self.last_code = None
+        self.last_decision = None
+        self.state_since = wallclock()
+        self.last_state = None
+        self.route_read = float("-inf")
+        self.retry_at = float("-inf")       # after a failed takeover: not before (EC2 throttles; IAM won't change in 0.2 s)
+        self.route_note = ""
+        self.peer_wall = {"heartbeat": None, "check": None}
+        self.stopping = False
+
+    # -- events and status ----------------------------------------------------------------
+    def event(self, kind, **fields):
+        rec = {"timestamp": timestamp(self.wallclock()), "event_type": "ha",
+               "ha": {"event": kind, "state": self.machine.state(), **fields}}
+        self.out.write(json.dumps(rec) + "\n")
+        self.out.flush()
+
+    def write_status(self):
+        st = {"state": self.machine.state(), "since": timestamp(self.state_since),
+              "route_owner": {SELF: "self", PEER: "peer", None: "unknown"}[self.machine.owner],
+              "routes": self.route_note, "eni": self.ha.eni, "peer_eni": self.ha.peer_eni,
+              "peer": {"state": self.machine.peer_state, "ready": self.machine.peer_ready,
+                       "last_heartbeat": self.peer_wall["heartbeat"], "last_check_reply": self.peer_wall["check"]},
+              "ready": self.machine.ready, "ready_problems": self.machine.ready_problems,
+              "last_decision": self.last_decision, "takeovers": self.machine.takeovers,
+              "packets": dict(self.codec.counts), "written": timestamp(self.wallclock())}
+        tmp = self.ha.status_file + ".tmp"
+        try:
+            os.makedirs(os.path.dirname(self.ha.status_file) or ".", exist_ok=True)
+            with open(tmp, "w") as f:
+                json.dump(st, f, indent=1)
+            os.replace(tmp, self.ha.status_file)
+        except OSError as e:
+            print(f"appliance ha: cannot write {self.ha.status_file}: {e}", file=sys.stderr)
+
+    # -- the loop ---------------------------------------------------------------------------
+    def read_routes(self):
+        self.route_read = self.clock()
+        try:
+            owner, self.route_note = self.routes.owner()
+        except Ec2Error as e:
+            owner, self.route_note = None, str(e)
+        self.machine.route_owner(owner)
+        return owner
+
+    def tick(self):
+        # Bounded so that a slow /readyz cannot stall our heartbeats and probe replies (this loop
+        # sends both) past dead_after: interval + dead_after/3 <= 2/3 dead_after.
+        ready, problems = readyz(self.ha.readyz, timeout=min(1.0, self.ha.dead_after / 3))
+        self.machine.own_health(ready, problems)
+        if self.clock() - self.route_read >= ROUTE_POLL:
+            self.read_routes()
+        self.send()
+        d = self.machine.decide()
+        if d.takeover and self.clock() < self.retry_at:
+            d = Decision(d.state, False, "takeover_retry", f"{d.reason}; the last takeover failed, retrying in "
+                         f"{self.retry_at - self.clock():.1f}s")
+        if d.takeover:
+            self.read_routes()              # the tables are the truth: perhaps nothing is left to do
+            d = self.machine.decide()
+        if d.takeover:
+            try:
+                changed = self.routes.take()
+            except Ec2Error as e:
+                self.event("takeover_failed", reason=d.reason, error=str(e))
+                self.last_decision = {"code": "takeover_failed", "reason": f"{d.reason}; {e}",
+                                      "at": timestamp(self.wallclock())}
+                self.route_read = float("-inf")
+                self.retry_at = self.clock() + ROUTE_POLL
+                self.write_status()
+                return
+            self.machine.took_over()
+            self.event("takeover", reason=d.reason, code=d.code, routes=[f"{t} {dst}" for t, dst in changed],
+                       eni=self.ha.eni)
+            self.last_decision = {"code": d.code, "reason": d.reason, "takeover": True,
+                                  "at": timestamp(self.wallclock())}
+            self.send()                     # tell the peer at once
+            d = self.machine.decide()
+        if d.code != self.last_code:
+            self.event("decision", code=d.code, reason=d.reason)
+            self.last_code = d.code
+            if not (self.last_decision or {}).get("takeover") or d.code != "primary":
+                self.last_decision = {"code": d.code, "reason": d.reason, "at": timestamp(self.wallclock())}
+        if self.machine.state() != self.last_state:
+            self.state_since, self.last_state = self.wallclock(), self.machine.state()
+        self.write_status()
+
+    def send(self):
+        state, ready = self.machine.state(), self.machine.ready
+        nonce = hb.new_nonce()
+        self.nonces = (self.nonces + [nonce])[-NONCES:]
+        for sock, addr, pkt in ((self.hb_sock, self.peer, self.codec.encode(hb.HEARTBEAT, state, ready)),
+                                (self.check_sock, self.check_peer, self.codec.encode(hb.PROBE, state, ready, nonce))):
+            try:
+                sock.sendto(pkt, addr)
+            except OSError:
+                pass                        # a down link: the peer's silence is what the machine judges
+
+    def receive(self, sock):
+        while True:
+            try:
+                data, addr = sock.recvfrom(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return                      # e.g. ICMP port unreachable reported on the socket
+            p = self.codec.decode(data)
+            if p is None:
+                continue
+            if p.kind == hb.HEARTBEAT and sock is self.hb_sock:
+                self.machine.heartbeat(p.state, p.ready)
+                self.peer_wall["heartbeat"] = timestamp(self.wallclock())
+            elif p.kind == hb.PROBE and sock is self.check_sock:
+                try:
+                    sock.sendto(self.codec.encode(hb.PROBE_REPLY, self.machine.state(), self.machine.ready,
+                                                  p.nonce), addr)
+                except OSError:
+                    pass
+            elif p.kind == hb.PROBE_REPLY and sock is self.check_sock and p.nonce in self.nonces:
+                self.nonces.remove(p.nonce)
+                self.machine.check_reply(p.state, p.ready)
+                self.peer_wall["check"] = timestamp(self.wallclock())
+
+    def run(self):
+        self.event("start", listen=self.ha.listen, peer=self.ha.peer, check_peer=self.ha.check_peer,
+                   route_tables=list(self.ha.route_tables), eni=self.ha.eni)
+        next_tick = self.clock()
+        while not self.stopping:
+            now = self.clock()
+            if now >= next_tick:
+                self.tick()
+                next_tick = max(next_tick + self.ha.interval, self.clock())
+            wait = max(0.0, next_tick - self.clock())
+            try:
+                ready, _, _ = select.select([self.hb_sock, self.check_sock], [], [], wait)
+            except InterruptedError:
+                continue
+            for s in ready:
+                self.receive(s)
+        self.event("stop")
+
+
+USAGE = """usage: appliance ha [--config FILE]           the HA service (docs/ha.md)
+       appliance ha status [--config FILE] [--json]   who is primary, since when, last heartbeat and decision"""
+
+
+def _config(args):
+    from appliance.config import ConfigError, load_config
+    path = "/etc/appliance/appliance.yaml"
+    if "--config" in args:
+        i = args.index("--config")
+        if i + 1 >= len(args):
+            raise SystemExit(USAGE)
+        path = args[i + 1]
+    try:
+        cfg = load_config(path)
+    except ConfigError as e:
+        print("\n".join(e.problems), file=sys.stderr)
+        return None
+    if cfg.ha is None:
+        print(f"{path}:1: no ha: section (docs/ha.md)", file=sys.stderr)
+        return None
+    return cfg.ha
+
+
+def _region():
+    r = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if r:
+        return r
+    from appliance.aws.imds import Imds
+    return Imds().region()
+
+
+def main_ha(args):
+    if any(a in ("-h", "--help") for a in args):
+        print(USAGE)
+        return 0
+    if args[:1] == ["status"]:
+        return main_status(args[1:])
+    ha = _config(args)
+    if ha is None:
+        return 1
+    from appliance.aws import ec2
+    from appliance.aws.imds import ImdsError
+    from appliance.ha.settings import read_secret
+    try:
+        secret = read_secret(ha)
+        routes = RouteTables(ec2.client(_region()), ha.route_tables, ha.eni, ha.peer_eni)
+        svc = Service(ha, secret, routes)
+    except (ValueError, ImdsError, Ec2Error, OSError) as e:
+        print(f"appliance ha: {e}", file=sys.stderr)
+        return 1
+
+    def stop(*_):
+        svc.stopping = True
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    svc.run()
+    return 0
+
+
+def main_status(args):
+    ha = _config(args)
+    if ha is None:
+        return 1
+    try:
+        with open(ha.status_file) as f:
+            st = json.load(f)
+    except (OSError, ValueError) as e:
+        print(f"appliance ha status: {ha.status_file}: {e} (is `appliance ha` running?)", file=sys.stderr)
+        return 1
+    if "--json" in args:
+        print(json.dumps(st, indent=1))
+        return 0
+    peer = st.get("peer") or {}
+    d = st.get("last_decision") or {}
+    print(f"state        {st.get('state')} since {st.get('since')} (status written {st.get('written')})")
+    print(f"routes       owner {st.get('route_owner')}: {st.get('routes')}")
+    print(f"peer         {peer.get('state')} ready={peer.get('ready')} last heartbeat {peer.get('last_heartbeat')}"
+          f", last check reply {peer.get('last_check_reply')}")
+    print(f"decision     {d.get('code')} at {d.get('at')}: {d.get('reason')}")
+    print(f"takeovers    {st.get('takeovers')}   packets {st.get('packets')}")
+    return 0

@@ -1,0 +1,165 @@
+"""The `ha:` section of appliance.yaml (docs/ha.md, "Configuration"); every problem FILE:LINE."""
+from dataclasses import dataclass, fields, replace
+import os
+import re
+
+from appliance import yamlsource
+from appliance.problems import at, did_you_mean, got
+
+METHODS = ("routes",)
+RTB = re.compile(r"rtb-[0-9a-f]{8,17}")
+ENI = re.compile(r"eni-[0-9a-f]{8,17}")
+MIN_SECRET = 16                    # bytes: an HMAC key shorter than this is guessable offline
+
+
+@dataclass(frozen=True)
+class Ha:
+    listen: str = ""               # ADDR:PORT on the management interface: heartbeats in
+    peer: str = ""                 # the peer's listen: heartbeats out
+    check_listen: str = ""         # ADDR:PORT on another network (inside): probes answered here
+    check_peer: str = ""           # the peer's check_listen: the independent check
+    secret: str | None = None
+    secret_file: str | None = None
+    interval: float = 0.2          # seconds between heartbeats
+    dead_after: float = 1.0        # no heartbeat (and no probe reply) for this long: peer is gone
+    hold_down: float = 10.0        # no takeover within this long of the last route change
+    preempt: bool = False          # take the routes back from a healthy peer (set on one node)
+    method: str = "routes"
+    route_tables: tuple = ()       # rtb-... whose routes at peer_eni move to eni
+    eni: str = ""                  # this instance's ENI the routes should target
+    peer_eni: str = ""
+    readyz: str | None = None      # this appliance's /readyz URL (default: from control:)
+    status_file: str = "/run/appliance/ha.json"
+
+    def addresses(self):
+        from appliance.config import parse_listen
+        return {k: parse_listen(getattr(self, k)) for k in ("listen", "peer", "check_listen", "check_peer")}
+
+
+HA_KEYS = tuple(f.name for f in fields(Ha))
+REQUIRED = ("listen", "peer", "check_listen", "check_peer", "route_tables", "eni", "peer_eni")
+
+
+def parse_ha(doc, path, problems, control=None, base="."):
+    """`doc["ha"]` -> Ha (None when the section is bad: its problems are in `problems`)."""
+    from appliance.config import parse_listen
+    ha = doc["ha"]
+    if not isinstance(ha, yamlsource.LineDict):
+        problems.append(at(path, doc.line_of("ha"), f"ha must be a mapping of {', '.join(HA_KEYS)}"))
+        return None
+    before = len(problems)
+    for k in ha:
+        if k not in HA_KEYS:
+            problems.append(at(path, ha.line_of(k), f"unknown key ha.{k}{did_you_mean(k, HA_KEYS)}"))
+    line = ha.line_of
+    out = {}
+    for k in REQUIRED:
+        if k not in ha:
+            problems.append(at(path, doc.line_of("ha"), f"ha.{k} is required"))
+    for k in ("listen", "peer", "check_listen", "check_peer"):
+        if k in ha:
+            hp = parse_listen(ha[k])
+            if hp is None:
+                problems.append(at(path, line(k), f"ha.{k} must be ADDRESS:PORT with an IP address, got {got(ha[k])}"))
+            else:
+                out[k] = f"[{hp[0]}]:{hp[1]}" if ":" in hp[0] else f"{hp[0]}:{hp[1]}"
+    if out.get("listen") and out.get("listen") == out.get("check_listen"):
+        problems.append(at(path, line("check_listen"), "ha.check_listen must differ from ha.listen: the check "
+                           "is only independent over another network"))
+    if out.get("peer") and out.get("peer") == out.get("check_peer"):
+        problems.append(at(path, line("check_peer"), "ha.check_peer must differ from ha.peer: the check "
+                           "is only independent over another network"))
+    if ("secret" in ha) == ("secret_file" in ha):
+        problems.append(at(path, doc.line_of("ha"), "ha needs exactly one of secret and secret_file"))
+    elif "secret" in ha:
+        v = ha["secret"]
+        if not isinstance(v, str) or len(v.encode()) < MIN_SECRET:
+            problems.append(at(path, line("secret"), f"ha.secret must be a string of at least {MIN_SECRET} "
+                               "bytes (the HMAC key; e.g. `openssl rand -hex 32`)"))
+        else:
+            out["secret"] = v
+    else:
+        v = ha["secret_file"]
+        if not isinstance(v, str) or not v.strip():
+            problems.append(at(path, line("secret_file"), f"ha.secret_file must be a file path, got {got(v)}"))
+        else:
+            out["secret_file"] = os.path.normpath(os.path.join(base, os.path.expanduser(v)))
+    timing_problems = len(problems)
+    for k, lo, hi in (("interval", 0.05, 10.0), ("dead_after", 0.1, 60.0), ("hold_down", 0.0, 3600.0)):
+        if k in ha:
+            v = ha[k]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+                problems.append(at(path, line(k), f"ha.{k} must be a number of seconds from {lo} to {hi}, "
+                                   f"got {got(v)}"))
+            else:
+                out[k] = float(v)
+    d = Ha()
+    interval, dead = out.get("interval", d.interval), out.get("dead_after", d.dead_after)
+    if dead < 3 * interval and len(problems) == timing_problems:
+        problems.append(at(path, line("dead_after"),
+                           f"ha.dead_after ({dead:g}s) must be at least 3 x ha.interval ({interval:g}s): "
+                           "one lost datagram must not look like a dead peer"))
+    if "preempt" in ha:
+        if isinstance(ha["preempt"], bool):
+            out["preempt"] = ha["preempt"]
+        else:
+            problems.append(at(path, line("preempt"), f"ha.preempt must be true or false, got {got(ha['preempt'])}"))
+    if "method" in ha and ha["method"] not in METHODS:
+        problems.append(at(path, line("method"), f"ha.method must be one of {', '.join(METHODS)}, got "
+                           f"{got(ha['method'])} (eip and eni are not implemented yet: docs/ha.md)"))
+    if "route_tables" in ha:
+        v = ha["route_tables"]
+        if not isinstance(v, list) or not v:
+            problems.append(at(path, line("route_tables"), "ha.route_tables must be a list of route table ids "
+                               "(rtb-...)"))
+        else:
+            for i, t in enumerate(v):
+                if not isinstance(t, str) or not RTB.fullmatch(t):
+                    problems.append(at(path, v.line_of(i), f"ha.route_tables: {got(t)} is not a route table id "
+                                       "(rtb-...)"))
+                elif t in v[:i]:
+                    problems.append(at(path, v.line_of(i), f"ha.route_tables: {t} is listed twice"))
+            out["route_tables"] = tuple(v)
+    for k in ("eni", "peer_eni"):
+        if k in ha:
+            if not isinstance(ha[k], str) or not ENI.fullmatch(ha[k]):
+                problems.append(at(path, line(k), f"ha.{k} must be an ENI id (eni-...), got {got(ha[k])}"))
+            else:
+                out[k] = ha[k]
+    if out.get("eni") and out.get("eni") == out.get("peer_eni"):
+        problems.append(at(path, line("peer_eni"), "ha.peer_eni is the same ENI as ha.eni"))
+    if "readyz" in ha:
+        v = ha["readyz"]
+        if not isinstance(v, str) or not re.fullmatch(r"http://[^\s/]+(/\S*)?", v):
+            problems.append(at(path, line("readyz"), f"ha.readyz must be an http:// URL, got {got(v)}"))
+        else:
+            out["readyz"] = v
+    elif control is not None:
+        host = f"[{control.host}]" if ":" in control.host else control.host
+        out["readyz"] = f"http://{host}:{control.port}/readyz"
+    else:
+        problems.append(at(path, doc.line_of("ha"), "ha.readyz is required without a control: section (the "
+                           "health this instance reports is its datapath's /readyz)"))
+    if "status_file" in ha:
+        v = ha["status_file"]
+        if not isinstance(v, str) or not v.strip():
+            problems.append(at(path, line("status_file"), f"ha.status_file must be a file path, got {got(v)}"))
+        else:
+            out["status_file"] = os.path.normpath(os.path.join(base, v))
+    if len(problems) > before:
+        return None
+    return replace(d, **out)
+
+
+def read_secret(ha: Ha) -> bytes:
+    """The HMAC key; raises ValueError naming the file when secret_file cannot be used."""
+    if ha.secret is not None:
+        return ha.secret.encode()
+    try:
+        with open(ha.secret_file, "rb") as f:
+            key = f.read().strip()
+    except OSError as e:
+        raise ValueError(f"{ha.secret_file}: cannot read the HA secret: {e.strerror}") from None
+    if len(key) < MIN_SECRET:
+        raise ValueError(f"{ha.secret_file}: the HA secret must be at least {MIN_SECRET} bytes")
+    return key
