@@ -42,8 +42,15 @@ FINAL, UNCONFIRMED, PENDING = 0, 1, 2
 
 
 def flow_key(pkt):
-    """Direction-free key: the two (addr, port) ends sorted, plus the protocol."""
+    """Direction-free key: the two (addr, port) ends sorted, plus the protocol; plus the
+    GENEVE endpoint for a packet that came through one (Packet.tunnel)."""
     p = pkt.proto
+    if pkt.tunnel:
+        return _plain_key(pkt, p) + (pkt.tunnel,)
+    return _plain_key(pkt, p)
+
+
+def _plain_key(pkt, p):
     if p == TCP or p == UDP:             # the hot case: one tuple, no intermediates
         s, d, sp, dp = pkt.src, pkt.dst, pkt.sport, pkt.dport
         if s < d or (s == d and sp <= dp):
