@@ -106,3 +106,25 @@ def test_same_inner_tuple_through_two_endpoints_is_two_flows(bench):
     assert flow_key(p) in {k[:5] for k in insp.flows.flows}
     p.tunnel = 1
     assert flow_key(p) in insp.flows.flows
+
+
+def test_icmp_error_relates_to_the_flow_of_its_own_endpoint():
+    """The quoted packet of an ICMP error is keyed on the same endpoint as the error, so it
+    finds the flow it belongs to (and not a namesake from another VPC)."""
+    from scapy.layers.inet import ICMP
+    sock = listen("127.0.0.1", 0)
+    gwlb = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        src = GwlbSource(sock, Senders(["127.0.0.1"]), wait=0.05)
+        packets = iter(src)
+        err = raw(IP(src="10.2.0.2", dst="10.1.0.2") / ICMP(type=3, code=4) / syn(80)[:28])
+        gwlb.sendto(geneve.encapsulate(7, 2, 3, err), sock.getsockname())
+        p = next(packets)
+        assert p.tunnel == 7 and p.quote is not None
+        q = decode_l3(syn(80))
+        q.tunnel = 7
+        assert flow_key(p.quote) == flow_key(q)
+    finally:
+        src.stop()
+        sock.close()
+        gwlb.close()
