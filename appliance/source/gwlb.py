@@ -27,7 +27,7 @@ import time
 
 from appliance import geneve
 from appliance.decode import decode_l3
-from appliance.reject import IcmpLimit, answer
+from appliance.reject import IcmpLimit, answer, kernel_limits
 from appliance.packet import TCP
 
 log = logging.getLogger("appliance.gwlb")
@@ -86,7 +86,7 @@ class GwlbSource:
         self.reply_port = reply_port          # GWLB listens on 6081 (None: the sender's port)
         self.idle = idle
         self.wait = wait
-        self.limit = limit if limit is not None else IcmpLimit()
+        self.limit = limit if limit is not None else IcmpLimit(**kernel_limits())   # as inline (Rejector)
         self.counters = Counters()
         self.buf = bytearray(DATAGRAM_MAX)
         self.view = memoryview(self.buf)
