@@ -205,6 +205,7 @@ class Defragmenter:
         out.pcap_cnt = pkt.pcap_cnt
         out.pcap_file = pkt.pcap_file
         out.in_iface = pkt.in_iface
+        out.tunnel = pkt.tunnel
         if dgram.conflict:      # delivered as the kernel delivers it (first copy), but say so
             out.anomalies.append(f"ipv{pkt.ip_version}.frag_overlap")
             self.stats["overlaps"] += 1

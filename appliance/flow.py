@@ -42,18 +42,23 @@ FINAL, UNCONFIRMED, PENDING = 0, 1, 2
 
 
 def flow_key(pkt):
-    """Direction-free key: the two (addr, port) ends sorted, plus the protocol."""
+    """Direction-free key: the two (addr, port) ends sorted, plus the protocol; plus the
+    GENEVE endpoint for a packet that came through one (Packet.tunnel)."""
     p = pkt.proto
     if p == TCP or p == UDP:             # the hot case: one tuple, no intermediates
         s, d, sp, dp = pkt.src, pkt.dst, pkt.sport, pkt.dport
         if s < d or (s == d and sp <= dp):
-            return (p, s, _PORTS[sp], d, _PORTS[dp])
-        return (p, d, _PORTS[dp], s, _PORTS[sp])
-    if p in _ECHO and pkt.icmp_type in _ECHO[p]:
-        a, b = (pkt.src, pkt.icmp_id & 0xFFFF), (pkt.dst, pkt.icmp_id & 0xFFFF)
+            k = (p, s, _PORTS[sp], d, _PORTS[dp])
+        else:
+            k = (p, d, _PORTS[dp], s, _PORTS[sp])
     else:
-        a, b = (pkt.src, 0), (pkt.dst, 0)
-    return (p,) + (a + b if a <= b else b + a)
+        if p in _ECHO and pkt.icmp_type in _ECHO[p]:
+            a, b = (pkt.src, pkt.icmp_id & 0xFFFF), (pkt.dst, pkt.icmp_id & 0xFFFF)
+        else:
+            a, b = (pkt.src, 0), (pkt.dst, 0)
+        k = (p,) + (a + b if a <= b else b + a)
+    t = pkt.tunnel
+    return k + (t,) if t else k
 
 
 def timeout(flow):

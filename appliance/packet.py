@@ -45,6 +45,8 @@ class Packet:
         "in_iface",    # live: ingress interface name; replay: ""
         "pcap_cnt",    # replay: 1-based packet number in its file; live: 0
         "pcap_file",   # replay: the capture file's name; live: ""
+        "tunnel",      # GWLB: the GENEVE endpoint (GWLBe ENI id) the packet came through, part
+                       # of its flow key (two VPCs may use the same addresses); else 0
     )
 
     def __init__(self, ts=0.0):
@@ -72,6 +74,7 @@ class Packet:
         self.in_iface = ""
         self.pcap_cnt = 0
         self.pcap_file = ""
+        self.tunnel = 0
 
     def __repr__(self):
         return (f"Packet(v{self.ip_version} {self.src}:{self.sport} -> {self.dst}:{self.dport} "
