@@ -550,7 +550,7 @@ class ResponseReader:
     protocol, framing it cannot follow, a line longer than the window)."""
 
     __slots__ = ("phase", "left", "req", "framing", "ctype", "location", "skip_line", "block",
-                 "bodies", "heads", "grown", "found", "last_body")
+                 "bodies", "heads", "grown", "found", "last_body", "blind")
 
     def __init__(self, bodies=None):
         self.phase = "line"        # line | headers | body | close | chunk_size | chunk_data | chunk_end | trailers
@@ -567,6 +567,8 @@ class ResponseReader:
         self.grown = []            # this feed: transactions whose inspected body changed
         self.found = []            # this feed: anomalies of the body reading
         self.last_body = None      # the transaction whose body was read last
+        self.blind = False         # a body read to the close as clients read its length differently:
+                                   # the answers a client reads inside it are not read here
 
     def feed(self, data, full, waiting):
         off, n = 0, len(data)
@@ -731,6 +733,7 @@ class ResponseReader:
             # clients read the length two ways: read on until the close (every byte any of
             # them may take as this body is inspected), and say no rule saw the body for sure
             self._body_cannot("http.body_framing")
+            self.blind = True
             return ("close",)
         self.grown.append(req)
         return framing

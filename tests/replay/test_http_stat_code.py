@@ -314,3 +314,23 @@ def test_corpus_every_status_read_alerts_once_logs_on_or_off(run, rules_file):
     for r in (on, off):
         assert sorted((e["flow_id"], e["http"]["url"]) for e in r.alerts(9)) == answered
         assert r.insp.counters.internal_errors == 0
+
+
+def test_ambiguous_body_framing_hides_the_next_status(rules_file):
+    """Two pipelined requests; the first response has two different Content-Lengths: a lax
+    client takes the first and reads a 403 right after it, the appliance (with a file_data
+    rule loaded, bodies read as clients do) reads on to the close. The second status can
+    no longer be known: a drop rule on it matches under exception_policy "drop", and at
+    once (before the close, which the server may never send)."""
+    cap = Capture()
+    c = TcpConn(cap, "10.0.0.1", 41000, HTTP, 80)
+    c.handshake()
+    c.send(req(b"/a") + req(b"/b"))
+    c.recv(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 80\r\n\r\nok" + resp(403))
+    rules = rules_file('drop http any any -> any any (http.stat_code; content:"403"; sid:5;)\n'
+                       'alert http any any -> any any (file_data; content:"never"; sid:6;)\n', "a.rules")
+    verdicts, found = feed(cap, rules)
+    assert [v.action for v in verdicts] == ["pass"] * 4 + ["drop"]
+    assert "exception.http_response" in found
+    verdicts, _ = feed(cap, rules, exception_policy="ignore")
+    assert [v.action for v in verdicts] == ["pass"] * 5
