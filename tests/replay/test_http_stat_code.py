@@ -334,3 +334,20 @@ def test_ambiguous_body_framing_hides_the_next_status(rules_file):
     assert "exception.http_response" in found
     verdicts, _ = feed(cap, rules, exception_policy="ignore")
     assert [v.action for v in verdicts] == ["pass"] * 5
+
+
+def test_ambiguous_framing_without_body_rules(rules_file):
+    """The same with only the status rule loaded: the reader frames the body as clients do
+    whether or not bodies are inspected (before, it took the first Content-Length, or read
+    an unparsable one to the close as "no answer")."""
+    rules = rules_file('drop http any any -> any any (http.stat_code; content:"403"; sid:5;)\n', "a.rules")
+    for framing in (b"Content-Length: 0x2", b"Content-Length: 80\r\nContent-Length: 2",
+                    b"Transfer-Encoding: chunked, gzip"):
+        cap = Capture()
+        c = TcpConn(cap, "10.0.0.1", 41000, HTTP, 80)
+        c.handshake()
+        c.send(req(b"/a") + req(b"/b"))
+        c.recv(b"HTTP/1.1 200 OK\r\n" + framing + b"\r\n\r\nok" + resp(403))
+        verdicts, found = feed(cap, rules)
+        assert [v.action for v in verdicts] == ["pass"] * 4 + ["drop"], framing
+        assert "exception.http_response" in found
