@@ -22,25 +22,46 @@ STEP = 16384               # output of one zlib call: a stage holds no more at o
 RATIO_SLACK = 4096         # output allowed before the ratio counts (tiny inputs inflate a lot)
 MAX_CODINGS = 4            # "gzip, gzip, gzip, gzip": past this the body is not decoded
 MAX_MEMBERS = 64           # gzip members of one body decoded (each costs a zlib object): past it unknown
+ZLIB_STATE = 48 * 1024     # what one inflate stream holds (its 32 KiB window and state), charged to the pool
 HEADER_MAX = 4096          # gzip header bytes (FEXTRA, FNAME, FCOMMENT) waited for before the data
 DECODERS = ("gzip", "x-gzip", "deflate", "identity")
 
 
 class Limits:
-    __slots__ = ("inspect", "ratio", "flow")
+    __slots__ = ("inspect", "ratio", "flow", "total")
 
-    def __init__(self, inspect=100 * 1024, ratio=1000, flow=1 << 20):
+    def __init__(self, inspect=100 * 1024, ratio=1000, flow=1 << 20, total=64 << 20):
         self.inspect = inspect     # decoded bytes inspected per body
         self.ratio = ratio         # decoded / encoded bytes per coding stage, past RATIO_SLACK
         self.flow = flow           # decoded bytes per flow, all bodies together
+        self.total = total         # bytes all bodies of all flows hold at once (decoded and raw)
 
 
-class FlowBudget:
-    """Decoded bytes a flow may still produce (Limits.flow), shared by its bodies."""
+class Pool:
+    """Body bytes all flows may still hold (Limits.total). A body holds its bytes until it
+    is freed (its flow ended or was released): a stalled response inflating ~150 bytes to
+    the inspect depth is within every per-flow bound, a flood of them is not."""
     __slots__ = ("left",)
 
     def __init__(self, limits):
+        self.left = limits.total
+
+
+class FlowBudget:
+    """Decoded bytes a flow may still produce (Limits.flow), shared by its bodies, and the
+    pool of all flows (None: unbounded, a body read alone)."""
+    __slots__ = ("left", "pool")
+
+    def __init__(self, limits, pool=None):
         self.left = limits.flow
+        self.pool = pool
+
+    def room(self):
+        return self.left if self.pool is None else min(self.left, self.pool.left)
+
+    def why(self):
+        """The bound that left no room."""
+        return "http.body_memory" if self.pool is not None and self.pool.left < self.left else "http.body_flow_cap"
 
 
 class _Beyond(Exception):
@@ -177,7 +198,7 @@ class Body:
     once nothing more of it will be inspected, `unknown` (a reason) when a rule cannot
     see what the client gets, `anomalies` said about it (the reader hands them on)."""
     __slots__ = ("limits", "budget", "stages", "data", "raw", "complete", "unknown", "raw_too",
-                 "anomalies", "seen", "_values")
+                 "anomalies", "seen", "_values", "held")
 
     def __init__(self, codings, limits, budget):
         self.limits = limits
@@ -190,6 +211,7 @@ class Body:
         self.anomalies = []
         self.seen = 0              # body bytes as sent, counted
         self._values = None        # values(), until the body changes (rules judge it per packet)
+        self.held = 0              # bytes charged to the pool, given back when the body is freed
         self.stages = []
         chain = [c for c in codings if c != "identity"]
         if not chain:
@@ -200,6 +222,11 @@ class Body:
             self._cannot("http.body_coding")
             return
         # the codings were applied in order: undone last to first
+        pool = budget.pool
+        if pool is not None and pool.left < len(chain) * ZLIB_STATE:
+            self._cannot("http.body_memory")
+            return
+        self._hold(len(chain) * ZLIB_STATE, False)   # a decoder's window and state: held until freed
         self.stages = [_Stage("gzip" if c in ("gzip", "x-gzip") else "deflate") for c in reversed(chain)]
 
     def values(self):
@@ -224,17 +251,25 @@ class Body:
         depth = self.limits.inspect
         grew = False
         if self.raw is not None and len(self.raw) < depth:
-            self.raw += chunk[:depth - len(self.raw)]
+            pool = self.budget.pool
+            room = depth - len(self.raw) if pool is None else min(depth - len(self.raw), pool.left)
+            take = chunk[:room]
+            self.raw += take
+            self._hold(len(take), False)
             grew = self.raw_too or self.unknown is not None
+            if len(take) < min(len(chunk), depth - len(self.raw) + len(take)):
+                self._cannot("http.body_memory")   # all flows' bodies took the pool
+                self.complete = True
+                return True
         if self.raw is None:
-            room = min(depth - len(self.data), self.budget.left)
+            room = min(depth - len(self.data), self.budget.room())
             take = chunk[:room]
             self.data += take
-            self.budget.left -= len(take)
+            self._hold(len(take))
             if len(self.data) >= depth:
                 self.complete = True
             elif len(take) < len(chunk):
-                self.mark("http.body_flow_cap")   # the flow's bodies took their budget
+                self.mark(self.budget.why())   # the flow's bodies (or all flows') took their budget
                 self.complete = True
             return bool(take) or self.unknown is not None
         if not self.stages:        # not decoded (any more): the raw reading grows
@@ -264,7 +299,7 @@ class Body:
                 data = pending[i]
                 pending[i] = b""
                 last = i == len(self.stages) - 1
-                room = min(STEP, depth - len(self.data), self.budget.left) if last else STEP
+                room = min(STEP, depth - len(self.data), self.budget.room()) if last else STEP
                 if room <= 0:
                     return self._full(before)
                 if not data and not stage.tail:
@@ -279,7 +314,7 @@ class Body:
                     moved = True
                     if last:
                         self.data += out
-                        self.budget.left -= len(out)
+                        self._hold(len(out))
                     else:
                         pending[i + 1] += out
             if not moved:
@@ -308,8 +343,21 @@ class Body:
         if len(self.data) >= self.limits.inspect:
             self.complete = True   # the inspect depth: what follows is not inspected (as Suricata)
         else:
-            self._cannot("http.body_flow_cap")
+            self._cannot(self.budget.why())
         return len(self.data) > before
+
+    def _hold(self, n, decoded=True):
+        """`n` more bytes held: the flow's decoded budget, all flows' pool."""
+        if decoded:
+            self.budget.left -= n
+        pool = self.budget.pool
+        if pool is not None:
+            pool.left -= n
+            self.held += n
+
+    def __del__(self):
+        if self.held:
+            self.budget.pool.left += self.held   # the flow ended or let go of it
 
     def mark(self, reason):
         """The framing around this body reads two ways, or its bytes stopped being followed:

@@ -290,3 +290,16 @@ def test_gzip_wrapper_tricks_do_not_hide_a_body(run, rules_file):
     assert ports(r) == [42000, 42001, 42002]
     names = [e["anomaly"]["event"] for e in r.of("anomaly")]
     assert "http.body_decode" in names and "http.body_gzip_members" in names
+
+
+def test_bodies_of_all_flows_are_bounded_together(run, rules_file):
+    # stalled responses (Content-Length larger than what comes): each holds its decoded
+    # bytes; past inspection.body_total_bytes a body is unknown: a drop rule on file_data
+    # matches under exception_policy "drop" (anomaly http.body_memory)
+    dfl = zlib.compress(b"\0" * (100 * 1024), 9)
+    resp = head(b"Content-Encoding: deflate", b"Content-Length: 99999") + dfl
+    cap = capture(resp, resp, resp, close=False)
+    rules = rules_file('drop http any any -> any any (file_data; content:"EICAR"; sid:4;)\n', "a.rules")
+    r = run(cap, rules, body_total_bytes=350 * 1024)
+    assert ports(r, 4) == [42002]
+    assert "http.body_memory" in [e["anomaly"]["event"] for e in r.of("anomaly")]

@@ -244,3 +244,33 @@ def test_many_gzip_members_are_bounded():
     gz = one * 5000 + gzip.compress(EVIL)
     b, found = read(head(b"Content-Encoding: gzip", b"Content-Length: %d" % len(gz)) + gz, segments=1460)
     assert b.unknown == "http.body_gzip_members" and "http.body_gzip_members" in found
+
+
+def test_all_flows_bodies_share_a_memory_bound():
+    # ~150 bytes of deflate inflate to 100 KiB held until the body ends (a stalled response):
+    # per flow that is within every per-flow bound, over 100,000 flows it is 10 GB. The
+    # bytes held by all bodies together are bounded; past it a body is unknown (the policy).
+    limits = body.Limits(total=350 * 1024)     # (each deflate decoder counts 48 KiB)
+    pool = body.Pool(limits)
+    dfl = zlib.compress(b"\0" * (100 * 1024), 9)
+    held = []
+    for _ in range(3):
+        held.append(body.Body(["deflate"], limits, body.FlowBudget(limits, pool)))
+        held[-1].feed(dfl)
+    assert [b.unknown for b in held] == [None, None, "http.body_memory"]
+    assert pool.left >= 0
+    del held[:]                                # the flows ended: their bytes are free again
+    assert pool.left == 350 * 1024
+    b = body.Body(["deflate"], limits, body.FlowBudget(limits, pool))
+    b.feed(dfl)
+    assert b.unknown is None
+
+
+def test_decoder_state_counts_in_the_memory_bound():
+    # a gzip header alone makes a decoder (~40 KB of window and state): 30 bytes sent hold it
+    limits = body.Limits(total=100 * 1024)
+    pool = body.Pool(limits)
+    held = [body.Body(["gzip"], limits, body.FlowBudget(limits, pool)) for _ in range(3)]
+    for b in held:
+        b.feed(gzip.compress(BODY)[:30])
+    assert [b.unknown for b in held] == [None, None, "http.body_memory"]
