@@ -351,3 +351,27 @@ def test_ambiguous_framing_without_body_rules(rules_file):
         verdicts, found = feed(cap, rules)
         assert [v.action for v in verdicts] == ["pass"] * 4 + ["drop"], framing
         assert "exception.http_response" in found
+
+
+def test_a_pending_rule_does_not_let_status_or_body_rules_match_early(rules_file):
+    """An earlier rule pends (a packet condition later packets may meet): the later rules'
+    packet conditions are remembered (engine._note_later) and a drop rule among them decides
+    at once. A rule on the status or on file_data must not be taken as matched on its packet
+    conditions alone: a clean request and its 200 were dropped."""
+    cap = Capture()
+    c = TcpConn(cap, "10.0.0.1", 41000, HTTP, 80)
+    c.handshake()
+    c.send(req(b"/a"))
+    c.recv(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nclean")
+    c.recv(b"clean")
+    c.close()
+    first = "rules:\n  - {id: 1, action: drop, proto: tcp, content: [{value: NEVER}]}\n"
+    for second in ("{id: 2, action: drop, proto: tcp, flow: [established], content: [{value: EICAR, buffer: file_data}]}",
+                   "{id: 2, action: drop, proto: tcp, flow: [established], content: {value: '403', buffer: http.stat_code}}",
+                   "{id: 2, action: pass, proto: tcp, flow: [established], content: {value: '403', buffer: http.stat_code}}"):
+        rules = rules_file(first + "  - " + second + "\n  - {id: 3, action: drop, proto: tcp}\n")
+        verdicts, _ = feed(cap, rules)
+        # rule 3 drops the flow once the first rule can no longer match (its depth) -- not a
+        # verdict of rule 2 on a packet whose body/status does not fit it
+        assert all(2 not in [r.id for r in v.alerts] for v in verdicts), second
+        assert all(v.flow.verdict_rule is None or v.flow.verdict_rule.id != 2 for v in verdicts), second
