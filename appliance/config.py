@@ -64,6 +64,7 @@ class Inspection:
     body_bytes: int = 100 * 1024     # file_data: decoded body bytes inspected per transaction
     body_ratio: int = 1000           # file_data: a coding inflating more than this is a bomb
     body_flow_bytes: int = 1 << 20   # file_data: decoded body bytes per flow (all its bodies)
+    body_total_bytes: int = 64 << 20  # file_data: body bytes all flows hold at once (per worker)
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ TOP_KEYS = ("interfaces", "rules", "eve", "home_net", "workers", "queue_base",
 DISCOVERED = re.compile(r"^(auto|eni-[0-9a-f]+|subnet-[0-9a-f]+)$")
 IFACE_KEYS = ("outside", "inside", "management")
 INSPECTION_KEYS = ("depth_packets", "depth_bytes", "max_flows", "exception_policy",
-                   "body_bytes", "body_ratio", "body_flow_bytes")
+                   "body_bytes", "body_ratio", "body_flow_bytes", "body_total_bytes")
 EXCEPTION_POLICIES = ("drop", "ignore")
 AWS_KEYS = tuple(f.name for f in fields(Aws))
 SOURCE_DEST_CHECK_MODES = ("disable", "verify", "ignore")
@@ -169,7 +170,9 @@ def _body_limits(insp, d, path, problems):
     return {"body_bytes": _int(insp, "body_bytes", 1, 64 << 20, d.body_bytes, path, problems, "inspection."),
             "body_ratio": _int(insp, "body_ratio", 2, 1_000_000, d.body_ratio, path, problems, "inspection."),
             "body_flow_bytes": _int(insp, "body_flow_bytes", 1, 1 << 30, d.body_flow_bytes, path, problems,
-                                    "inspection.")}
+                                    "inspection."),
+            "body_total_bytes": _int(insp, "body_total_bytes", 1, 1 << 40, d.body_total_bytes, path, problems,
+                                     "inspection.")}
 
 
 def _unknown(where, doc, allowed, path, problems):

@@ -53,6 +53,7 @@ class Settings:
     body_bytes: int = 100 * 1024          # file_data: decoded body bytes inspected per transaction
     body_ratio: int = 1000                # ... a coding stage inflating more than this: a bomb
     body_flow_bytes: int = 1 << 20        # ... decoded bytes per flow, all its bodies together
+    body_total_bytes: int = 64 << 20      # ... bytes all flows' bodies hold at once (per worker)
 
 
 def settings_from_config(cfg, **overrides):
@@ -128,6 +129,8 @@ class Inspector:
         self._untracked = 0               # detector.filters.untracked last reported
         self._answered = None             # HTTP responses this packet settled, for rules on the status
         self._bodies = []                 # this packet's transactions whose body grew (file_data)
+        self._body_pool = None            # body bytes all flows may still hold (body_total_bytes)
+        self._pool_total = 0
         self._types_set(self.settings)
 
     # -- public API ------------------------------------------------------------
@@ -600,8 +603,14 @@ class Inspector:
 
     def _body_limits(self):
         s = self.settings
-        limits = http_body.Limits(s.body_bytes, s.body_ratio, s.body_flow_bytes)
-        return limits, http_body.FlowBudget(limits)
+        limits = http_body.Limits(s.body_bytes, s.body_ratio, s.body_flow_bytes, s.body_total_bytes)
+        pool = self._body_pool
+        if pool is None:
+            pool = self._body_pool = http_body.Pool(limits)
+        elif self._pool_total != s.body_total_bytes:
+            pool.left += s.body_total_bytes - self._pool_total   # a reload changed the bound
+        self._pool_total = s.body_total_bytes
+        return limits, http_body.FlowBudget(limits, pool)
 
     def _body_progress(self, server, found):
         """The bodies this server packet grew or ended, and what their reading said."""

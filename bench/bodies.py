@@ -47,6 +47,35 @@ def body_row(capture, runs, yaml=False):
     return row
 
 
+def stalled_row(flows, total):
+    """Memory held by `flows` stalled deflate responses (each ~150 bytes inflating to the
+    100 KiB inspect depth, its Content-Length never reached), with all flows' bodies
+    bounded by `total` (inspection.body_total_bytes) and without a bound (the baseline):
+    bytes held per byte sent, traced by tracemalloc."""
+    import tracemalloc
+    import zlib
+    from appliance.applayer import body
+    dfl = zlib.compress(b"\0" * (100 * 1024), 9)
+    row = Row(f"bytes held / bytes sent, {flows:,} stalled deflate responses, body_total_bytes "
+              f"{total >> 20} MiB", "no bound on all flows", "B/B", "<= 1.00")
+    held = {}
+    for name, limits in (("bounded", body.Limits(total=total)), ("unbounded", body.Limits(total=1 << 62))):
+        pool = body.Pool(limits)
+        tracemalloc.start()
+        bodies = []
+        for _ in range(flows):
+            bodies.append(body.Body(["deflate"], limits, body.FlowBudget(limits, pool)))
+            bodies[-1].feed(dfl)
+        held[name] = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        del bodies
+    sent = flows * len(dfl)
+    row.add(held["bounded"] / sent, held["unbounded"] / sent)
+    row.note = (f"sent {sent:,} B; held bounded {held['bounded']:,} B ({held['bounded'] / sent:.0f}x), "
+                f"unbounded {held['unbounded']:,} B ({held['unbounded'] / sent:.0f}x)")
+    return row
+
+
 def main(argv=None):
     import argparse
     from statistics import median
@@ -54,7 +83,13 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--packets", type=int, default=100_000)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--stalled", type=int, default=0, help="only the memory of N stalled deflate responses")
     o = ap.parse_args(argv)
+    if o.stalled:
+        row = stalled_row(o.stalled, 64 << 20)
+        print(f"{row.measure}: {row.values[0]:.0f} vs baseline {row.bases[0]:.0f} "
+              f"(ratio {row.ratios[0]:.2f}); {row.note}")
+        return
     for yaml in (False, True):
         row = body_row(gen_pcap.cached(o.packets), o.runs, yaml)
         print(f"{row.measure}: ratio median {median(row.ratios):.2f} "

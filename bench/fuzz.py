@@ -158,6 +158,39 @@ class Finding(Exception):
     """Something escaped that must not: raised by a target so libFuzzer records the input."""
 
 
+MERGED_RULES = ("""\
+drop tcp any any -> any any (flow:to_server; content:"NEVER"; sid:1;)
+pass http any any -> any any (flow:established,to_client; file_data; content:"benign"; sid:2;)
+drop http any any -> any any (http.stat_code; content:"403"; sid:3;)
+pass http any any -> any any (http.host; content:"a"; http.stat_code; content:"200"; sid:4;)
+drop http any any -> any any (file_data; content:"EICAR"; sid:5;)
+alert http any any -> any any (file_data; content:"x"; sid:6;)
+alert http any any -> any any (http.stat_code; content:"5"; sid:7;)
+""", ".rules"), ("""\
+rules:
+  - {id: 1, action: drop, proto: tcp, flow: [to_server], content: [{value: NEVER}]}
+  - {id: 2, action: pass, proto: tcp, flow: [established, to_client], content: [{value: benign, buffer: file_data}]}
+  - {id: 3, action: drop, proto: tcp, hold: false, content: [{value: zz}]}
+  - {id: 4, action: drop, proto: tcp, content: {value: '403', buffer: http.stat_code}}
+  - {id: 5, action: drop, proto: tcp, content: [{value: EICAR, buffer: file_data}]}
+  - {id: 6, action: alert, proto: tcp, content: [{value: x, buffer: file_data}]}
+""", ".yaml")
+
+
+def _merged_rules(load_rules):
+    """Rule sets on the paths decide() merged by hand: remembered matches, hold: false,
+    response-status and file_data rules (the shipped sets have none of these)."""
+    out = []
+    for text, ext in MERGED_RULES:
+        with tempfile.NamedTemporaryFile("w", suffix=ext, delete=False) as f:
+            f.write(text)
+        try:
+            out.append(load_rules(f.name))
+        finally:
+            os.unlink(f.name)
+    return out
+
+
 def make_target(name):
     """The one-input function of a target; appliance is imported here (instrumented)."""
     if name == "decode":
@@ -210,7 +243,7 @@ def make_target(name):
         return one
 
     if name in ("dns", "tls", "http"):
-        from appliance.applayer import detect, dns, http, tls
+        from appliance.applayer import body, detect, dns, http, tls
         from appliance.packet import TCP, UDP
 
         def one(data):
@@ -228,6 +261,12 @@ def make_target(name):
             else:
                 waiting = [http.HttpRequest("GET", "/", "HTTP/1.1", "h", None) for _ in range(2)]
                 http.ResponseReader().feed(data, len(data) > 256, waiting)   # responses, for the http log
+                waiting = [http.HttpRequest("GET", "/", "HTTP/1.1", "h", None) for _ in range(2)]
+                limits = body.Limits(inspect=4096, total=64 << 10)
+                reader = http.ResponseReader((limits, body.FlowBudget(limits, body.Pool(limits))))
+                reader.feed(data, len(data) > 256, waiting)                  # bodies, for file_data
+                if reader.req is not None and reader.req.body is not None:
+                    reader.body_end(reader.req)
                 http.parse_requests(data)
                 detect(data, TCP, 1234, 80)
         return one
@@ -238,7 +277,8 @@ def make_target(name):
         from appliance.inspector import Inspector, Settings
         from appliance.output.eve import EveWriter
         lts = sorted(SUPPORTED_LINKTYPES)
-        rulesets = [load_rules(p) for p in sorted(REPO.glob("rules/**/*.yaml"))]
+        rulesets = [load_rules(p) for p in sorted(REPO.glob("rules/**/*.yaml")) if not p.name.endswith(".test.yaml")]
+        rulesets += _merged_rules(load_rules)
         eve = EveWriter(os.devnull)
 
         SETTINGS = Settings(depth_packets=8, depth_bytes=2048, max_flows=16)

@@ -33,6 +33,8 @@ DNS = [U + "test_dns.py", U + "test_dns_pointers.py", U + "test_applayer_edges.p
        R + "test_rule_keys.py", R + "test_name_limits.py"]
 TLS = [U + "test_tls.py", U + "test_applayer_edges.py", U + "test_applayer_fuzz.py", R + "test_rule_keys.py",
        R + "test_review_evasion.py", R + "test_name_limits.py"]
+BODY = [U + "test_http_body.py", R + "test_file_data.py"]
+STATUS = [R + "test_http_stat_code.py"]
 HTTP = [U + "test_http.py", U + "test_applayer_fuzz.py", R + "test_rule_keys.py", R + "test_review_evasion.py", R + "test_name_limits.py"]
 APP = [R + "test_app_transactions.py", R + "test_semantics.py", R + "test_rule_keys.py", R + "test_review_evasion.py",
        R + "test_review_findings.py"]
@@ -64,8 +66,8 @@ MUTATIONS = [
     ("offset ignored (case-sensitive content)", D + "engine.py",
      "elif payload.find(c.value, c.offset, end) < 0:", "elif payload.find(c.value, 0, end) < 0:", DETECT),
     ("regex anchored (match for search)", D + "engine.py",
-     "if r.regex is not None and r.regex.search(payload) is None:",
-     "if r.regex is not None and r.regex.match(payload) is None:", DETECT),
+     "return r.regex.search(payload) is not None",
+     "return r.regex.match(payload) is not None", DETECT),
     ("icmp_code compared with the type", D + "engine.py",
      "if r.icmp_code is not None and pkt.icmp_code != r.icmp_code:",
      "if r.icmp_code is not None and pkt.icmp_type != r.icmp_code:", DETECT),
@@ -78,8 +80,9 @@ MUTATIONS = [
      "return handshake_seen(flow) and flow.state in (ESTABLISHED, CLOSING)",
      "return flow.state in (ESTABLISHED, CLOSING)", DETECT),
     ("header alerts: other direction's count swapped", D + "engine.py",
-     "if other & self.header_alert and not (flow.pkts_tc if to_server else flow.pkts_ts):",
-     "if other & self.header_alert and not (flow.pkts_ts if to_server else flow.pkts_tc):", DETECT + APP),
+     "if w_other and other & self.header_alert and not (flow.pkts_tc if to_server else flow.pkts_ts):",
+     "if w_other and other & self.header_alert and not (flow.pkts_ts if to_server else flow.pkts_tc):",
+     DETECT + APP + [R + "test_review_inspection.py"]),
     ("UDP flows stop looking for DNS queries", D + "engine.py",
      'if flow.proto == UDP and names & self.field["dns"] and (app is None or app.unknown is None):',
      'if flow.proto == TCP and names & self.field["dns"] and (app is None or app.unknown is None):', DETECT + APP),
@@ -136,8 +139,8 @@ MUTATIONS = [
     ("dns: only the first question", A + "dns.py",
      "for _ in range(min(qdcount, MAX_QUESTIONS)):", "for _ in range(min(qdcount, 1)):", DNS + APP),
     ("dns: QR read from the wrong bit", A + "dns.py",
-     "return DnsMessage(ident, bool(flags & 0x8000), (flags >> 11) & 0xF,",
-     "return DnsMessage(ident, bool(flags & 0x0080), (flags >> 11) & 0xF,", DNS + APP),
+     "msg = DnsMessage(ident, bool(flags & 0x8000), (flags >> 11) & 0xF,",
+     "msg = DnsMessage(ident, bool(flags & 0x0080), (flags >> 11) & 0xF,", DNS + APP),
     ("dns: a response with answers is not plausible", A + "dns.py",
      "if not flags & 0x8000 and (flags >> 11) & 0xF == 0 and (an or ns):",
      "if (flags >> 11) & 0xF == 0 and (an or ns):", DNS),
@@ -179,8 +182,8 @@ MUTATIONS = [
      HTTP + APP),
     ("app: DNS responses count as queries", A + "state.py",
      "if msg is not None and not msg.response and msg.queries:", "if msg is not None and msg.queries:", DNS + APP),
-    ("app: DNS over TCP re-reads old messages", A + "state.py", "used, msgs, status = reader.feed(data, stream.complete)",
-     "_, msgs, status = reader.feed(data, stream.complete); used = 0", DNS + APP),
+    ("app: DNS over TCP re-reads old messages", A + "state.py", "used, items, status = reader.feed(data, stream.complete)",
+     "_, items, status = reader.feed(data, stream.complete); used = 0", DNS + APP),
     ("app: server speaking after the client ends naming", A + "state.py",
      "if not client_spoke:", "if True:", APP),
     ("app: a second ClientHello not read", A + "state.py",
@@ -234,8 +237,8 @@ MUTATIONS = [
      'self._cannot_know(flow, "midstream", cand_flow)', "pass", INSPECT),
     ("inspector: ICMP errors offloaded", I, "may_offload = s.offload and not icmp_error.is_error(pkt)",
      "may_offload = s.offload", INSPECT),
-    ("inspector: unread packets offloaded", I, "return Verdict(action, False, None, [rule] if rule is not None and rule.log else [])",
-     "return Verdict(action, True, None, [rule] if rule is not None and rule.log else [])", INSPECT),
+    ("inspector: unread packets offloaded", I, "return Verdict(action, False, None, [rule] if rule is not None and rule.logs else [], would)",
+     "return Verdict(action, True, None, [rule] if rule is not None and rule.logs else [], would)", INSPECT),
     ("icmp_error: error of an undecided flow offloaded", "appliance/icmp_error.py",
      'return "pass", False                       # undecided (or passed, still inspected)', 'return "pass", True', INSPECT),
     ("icmp_error: dropped flow's error passes", "appliance/icmp_error.py",
@@ -374,6 +377,15 @@ MUTATIONS = [
     ("logs: DHCP/NTP datagrams logged as DNS", I,
      "loggable = responses is not None and dns.plausible(pkt.payload)", "loggable = responses is not None", LOGS),
     ("logs: DNS response header bits left out", "appliance/output/events.py", "d[name] = True", "pass", LOGS),
+    # HTTP bodies (file_data) and the response status, as merged (rev3)
+    ("body: a bad gzip CRC not said", A + "body.py", "self.bad = self.bad or not good", "self.bad = False", BODY),
+    ("body: later gzip members ignored", A + "body.py",
+     'if self.kind == "gzip" and buf[:2] == b"\\x1f\\x8b":', "if False:", BODY),
+    ("body: gzip members unbounded", A + "body.py", 'raise _Beyond("http.body_gzip_members")', "pass", BODY),
+    ("status: answers after an ambiguous body taken as unanswered", A + "server.py",
+     "if self.reader.blind and self.waiting:", "if False:", STATUS),
+    ("engine: a file_data rule matched before its body fits", D + "engine.py",
+     "if low & self.body_rules and not low & self.body_fit:", "if False:", BODY),
 ]
 
 # Mutations known to change no observable behaviour (a survivor here is not a missing test).

@@ -550,7 +550,7 @@ class ResponseReader:
     protocol, framing it cannot follow, a line longer than the window)."""
 
     __slots__ = ("phase", "left", "req", "framing", "ctype", "location", "skip_line", "block",
-                 "bodies", "heads", "grown", "found", "last_body")
+                 "bodies", "heads", "grown", "found", "last_body", "blind")
 
     def __init__(self, bodies=None):
         self.phase = "line"        # line | headers | body | close | chunk_size | chunk_data | chunk_end | trailers
@@ -563,10 +563,12 @@ class ResponseReader:
         self.block = 0             # header block bytes so far
         # file_data: (body.Limits, body.FlowBudget) when bodies are read for rules, else None
         self.bodies = bodies
-        self.heads = None          # the framing/coding header lines of this response (bodies only)
+        self.heads = None          # the framing/coding header lines of this response (body.framing)
         self.grown = []            # this feed: transactions whose inspected body changed
         self.found = []            # this feed: anomalies of the body reading
         self.last_body = None      # the transaction whose body was read last
+        self.blind = False         # a body read to the close as clients read its length differently:
+                                   # the answers a client reads inside it are not read here
 
     def feed(self, data, full, waiting):
         off, n = 0, len(data)
@@ -625,7 +627,7 @@ class ResponseReader:
                 return "done"
             code = int(m.group(2))
             self.framing, self.ctype, self.location, self.block = None, None, None, len(line)
-            self.heads = [] if self.bodies is not None else None
+            self.heads = []
             self.req = None
             if not 100 <= code < 200 or code == 101:
                 if not waiting:
@@ -641,8 +643,7 @@ class ResponseReader:
             if self.block > MAX_RESPONSE_HEADERS:
                 return "done"
             if line:
-                if self.heads is not None:
-                    body.note_header(self.heads, line)
+                body.note_header(self.heads, line)
                 name, sep, value = line.partition(b":")
                 name = name.strip(b" \t").lower()
                 value = value.strip(b" \t")
@@ -650,19 +651,14 @@ class ResponseReader:
                     self.ctype = escape_label(value.split(b";", 1)[0])   # Suricata cuts at ';'
                 elif name == b"location" and self.location is None:
                     self.location = escape_label(value)
-                elif name == b"content-length" and self.framing is None and _DIGITS.match(value):
-                    self.framing = ("length", int(value))
-                elif name == b"transfer-encoding":
-                    last = value.lower().rsplit(b",", 1)[-1].strip(b" \t")
-                    self.framing = ("chunked",) if last == b"chunked" else ("close",)
                 return None
             return self._body(done)
         if phase == "chunk_size":
-            m = _CHUNK_SIZE.match(line) if self.heads is None else body.chunk_size(line)
+            m = _CHUNK_SIZE.match(line) if self.bodies is None else body.chunk_size(line)
             if m is None:
                 return "done"
             self.req.length += size                # libhtp counts the chunk framing too
-            self.left = int(m.group(1), 16) if self.heads is None else m
+            self.left = int(m.group(1), 16) if self.bodies is None else m
             self.phase = "chunk_data" if self.left else "trailers"
             return None
         if phase == "chunk_end":
@@ -693,8 +689,15 @@ class ResponseReader:
         if req.method == "HEAD" or code in (204, 304):
             done.append(self._end())
             return None
-        if self.heads is not None:
+        # the framing as clients read it, bodies inspected or not: the next status is where
+        # a client reads it (a reader of its own would take one of two lengths)
+        if self.bodies is not None:
             self.framing = self._body_start(req)
+        else:
+            self.framing = body.framing(self.heads)[0]
+            if self.framing[0] == "ambiguous":
+                self.blind = True          # read to the close; the answers after it: unknown
+                self.framing = ("close",)
         framing = self.framing
         if framing is None or framing[0] == "close":
             self.phase = "close"                   # read until the connection closes
@@ -731,6 +734,7 @@ class ResponseReader:
             # clients read the length two ways: read on until the close (every byte any of
             # them may take as this body is inspected), and say no rule saw the body for sure
             self._body_cannot("http.body_framing")
+            self.blind = True
             return ("close",)
         self.grown.append(req)
         return framing

@@ -438,6 +438,7 @@ class Detector:
             flipped &= ~pkth
         resp = c & self.response
         awaiting = 0                           # response rules whose status is still to come
+        unmet = 0                              # rules in the walk whose body or status has not fit (yet)
         if resp:
             c ^= resp                          # not judged on the requests' names: below
         if c & self.app_any:
@@ -445,6 +446,7 @@ class Detector:
             c = self._drop_unmatched_app(c ^ body, flow)
             if body:
                 c |= file_data.decide_mask(self, body, flow, self._body_txs(flow))
+                unmet = body & ~self.body_fit
         if resp:
             app = flow.app
             names = app.names["http"] if app is not None else None
@@ -454,9 +456,11 @@ class Detector:
                 c |= self._answers_fit(resp, answered[0], answered[1])
             elif app is None or names is None:
                 c |= resp                      # pending with the request's names
+                unmet |= resp
             elif app.proto == "http" and app.server is not None and app.server.active:
                 c |= resp                      # (another protocol has no HTTP status: not matched)
                 awaiting = resp
+                unmet |= resp
         # a packet past its direction's depth is not looked at; while later packets will be
         # (.rules: the other direction's budget is left) a packet condition is pending, not
         # failed -- else a download past its depth decided the upload's drop rules by default
@@ -499,10 +503,10 @@ class Detector:
             if low & self.app_any:
                 app = flow.app
                 if app is None or any(app.names[f] is None for f in self.app_of[i]):
-                    blocked = self._note_later(c, low, seen, pkt, flow, to_server, scan, flipped, here, unseen)
+                    blocked = self._note_later(c, low, seen, pkt, flow, to_server, scan, flipped, here, unseen | unmet)
                     return blocked or (PENDING, r)   # the app layer resolves it within the protocol's limits
                 if low & self.body_rules and not low & self.body_fit:
-                    blocked = self._note_later(c, low, seen, pkt, flow, to_server, scan, flipped, here, unseen)
+                    blocked = self._note_later(c, low, seen, pkt, flow, to_server, scan, flipped, here, unseen | unmet)
                     return blocked or (PENDING, r)   # its body may still come (file_data.py)
                 if low & awaiting:
                     if deferred is None:
@@ -518,7 +522,7 @@ class Detector:
                         waiting = waiting or r
                         c ^= low
                         continue
-                    blocked = self._note_later(c, low, seen, pkt, flow, to_server, scan, flipped, here, unseen)
+                    blocked = self._note_later(c, low, seen, pkt, flow, to_server, scan, flipped, here, unseen | unmet)
                     return blocked or (PENDING, r)
                 c ^= low                       # the last look: not matched, try the next rule
                 continue
@@ -556,7 +560,9 @@ class Detector:
         first_plain = rest & self.plain
         if first_plain:
             rest &= (first_plain & -first_plain) - 1
-        rest &= self.perpkt & ~seen & ~unseen    # (unseen: not looked at on this packet)
+        # (unseen: not looked at on this packet; and a rule whose body or response status has
+        # not fit: its packet conditions alone do not make it match)
+        rest &= self.perpkt & ~seen & ~unseen
         found = 0
         for i in ix.bits(rest):
             low = 1 << i

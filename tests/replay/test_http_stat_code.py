@@ -314,3 +314,64 @@ def test_corpus_every_status_read_alerts_once_logs_on_or_off(run, rules_file):
     for r in (on, off):
         assert sorted((e["flow_id"], e["http"]["url"]) for e in r.alerts(9)) == answered
         assert r.insp.counters.internal_errors == 0
+
+
+def test_ambiguous_body_framing_hides_the_next_status(rules_file):
+    """Two pipelined requests; the first response has two different Content-Lengths: a lax
+    client takes the first and reads a 403 right after it, the appliance (with a file_data
+    rule loaded, bodies read as clients do) reads on to the close. The second status can
+    no longer be known: a drop rule on it matches under exception_policy "drop", and at
+    once (before the close, which the server may never send)."""
+    cap = Capture()
+    c = TcpConn(cap, "10.0.0.1", 41000, HTTP, 80)
+    c.handshake()
+    c.send(req(b"/a") + req(b"/b"))
+    c.recv(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 80\r\n\r\nok" + resp(403))
+    rules = rules_file('drop http any any -> any any (http.stat_code; content:"403"; sid:5;)\n'
+                       'alert http any any -> any any (file_data; content:"never"; sid:6;)\n', "a.rules")
+    verdicts, found = feed(cap, rules)
+    assert [v.action for v in verdicts] == ["pass"] * 4 + ["drop"]
+    assert "exception.http_response" in found
+    verdicts, _ = feed(cap, rules, exception_policy="ignore")
+    assert [v.action for v in verdicts] == ["pass"] * 5
+
+
+def test_ambiguous_framing_without_body_rules(rules_file):
+    """The same with only the status rule loaded: the reader frames the body as clients do
+    whether or not bodies are inspected (before, it took the first Content-Length, or read
+    an unparsable one to the close as "no answer")."""
+    rules = rules_file('drop http any any -> any any (http.stat_code; content:"403"; sid:5;)\n', "a.rules")
+    for framing in (b"Content-Length: 0x2", b"Content-Length: 80\r\nContent-Length: 2",
+                    b"Transfer-Encoding: chunked, gzip"):
+        cap = Capture()
+        c = TcpConn(cap, "10.0.0.1", 41000, HTTP, 80)
+        c.handshake()
+        c.send(req(b"/a") + req(b"/b"))
+        c.recv(b"HTTP/1.1 200 OK\r\n" + framing + b"\r\n\r\nok" + resp(403))
+        verdicts, found = feed(cap, rules)
+        assert [v.action for v in verdicts] == ["pass"] * 4 + ["drop"], framing
+        assert "exception.http_response" in found
+
+
+def test_a_pending_rule_does_not_let_status_or_body_rules_match_early(rules_file):
+    """An earlier rule pends (a packet condition later packets may meet): the later rules'
+    packet conditions are remembered (engine._note_later) and a drop rule among them decides
+    at once. A rule on the status or on file_data must not be taken as matched on its packet
+    conditions alone: a clean request and its 200 were dropped."""
+    cap = Capture()
+    c = TcpConn(cap, "10.0.0.1", 41000, HTTP, 80)
+    c.handshake()
+    c.send(req(b"/a"))
+    c.recv(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nclean")
+    c.recv(b"clean")
+    c.close()
+    first = "rules:\n  - {id: 1, action: drop, proto: tcp, content: [{value: NEVER}]}\n"
+    for second in ("{id: 2, action: drop, proto: tcp, flow: [established], content: [{value: EICAR, buffer: file_data}]}",
+                   "{id: 2, action: drop, proto: tcp, flow: [established], content: {value: '403', buffer: http.stat_code}}",
+                   "{id: 2, action: pass, proto: tcp, flow: [established], content: {value: '403', buffer: http.stat_code}}"):
+        rules = rules_file(first + "  - " + second + "\n  - {id: 3, action: drop, proto: tcp}\n")
+        verdicts, _ = feed(cap, rules)
+        # rule 3 drops the flow once the first rule can no longer match (its depth) -- not a
+        # verdict of rule 2 on a packet whose body/status does not fit it
+        assert all(2 not in [r.id for r in v.alerts] for v in verdicts), second
+        assert all(v.flow.verdict_rule is None or v.flow.verdict_rule.id != 2 for v in verdicts), second

@@ -193,3 +193,17 @@ def test_dns_and_tls_names_are_also_read_as_servers_match_them(run, rules_file):
                        "content: {value: good.example, startswith: true, endswith: true, buffer: tls.sni}}\n")
     r = run(cap, allow)
     assert [r.flow_action(src_port=40100 + i) for i in range(4)] == ["drop", "drop", "drop", "pass"]
+
+
+def test_other_directions_header_alert_keeps_the_flow_until_it_fires(run, rules_file):
+    """A header-only alert rule on the server's direction: the flow is decided (default
+    pass) on its SYN, but stays inspected until the server's first packet fired the rule
+    (engine.more_to_inspect); offloaded at the SYN, the alert would never come."""
+    from replaykit import Capture, TcpConn
+    cap = Capture()
+    c = TcpConn(cap, "10.0.0.1", 40000, "198.51.100.80", 80)
+    c.handshake()
+    c.close()
+    r = run(cap, rules_file('alert tcp any 80 -> any any (msg:"from the server"; sid:9;)\n', "a.rules"),
+            eve_types=("alert", "flow"))      # (no protocol log keeps the flow)
+    assert [e["src_port"] for e in r.alerts(9)] == [80]

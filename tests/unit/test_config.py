@@ -350,9 +350,11 @@ inspection:
   body_bytes: 65536
   body_ratio: 200
   body_flow_bytes: 4194304
+  body_total_bytes: 8388608
 """))
     s = settings_from_config(cfg)
     assert (s.body_bytes, s.body_ratio, s.body_flow_bytes) == (65536, 200, 4194304)
+    assert s.body_total_bytes == 8388608
     assert Inspection().body_bytes == 100 * 1024           # Suricata's response-body-limit
     p = problems(tmp_path, """\
 interfaces: {outside: eth0, inside: eth1}
@@ -360,8 +362,10 @@ inspection:
   body_bytes: 0
   body_ratio: 1
   body_flow_bytes: lots
+  body_total_bytes: 0
 """)
     path = str(tmp_path / "appliance.yaml")
     assert f"{path}:3: inspection.body_bytes must be an integer from 1 to 67108864, got 0" in p
     assert f"{path}:4: inspection.body_ratio must be an integer from 2 to 1000000, got 1" in p
     assert f"{path}:5: inspection.body_flow_bytes must be an integer from 1 to 1073741824, got 'lots'" in p
+    assert f"{path}:6: inspection.body_total_bytes must be an integer from 1 to 1099511627776, got 0" in p

@@ -202,3 +202,75 @@ def test_flow_budget_bounds_plain_bodies_too():
         b.feed(PAD)
     assert sum(len(b.data) for b in bodies) == 1000
     assert bodies[2].unknown == "http.body_flow_cap" and bodies[2].complete
+
+
+def _bad_trailer(gz):
+    """The gzip member with its CRC32 (and ISIZE) wrong: Chrome and Firefox do not check them."""
+    return gz[:-8] + bytes(b ^ 0xFF for b in gz[-8:])
+
+
+@pytest.mark.parametrize("segments", [None, 7])
+def test_gzip_bad_crc_keeps_the_decoded_body(segments):
+    # zlib raises on the trailer of the call that decoded the data: that output was lost,
+    # and a body in one segment was inspected only as sent (compressed): EVIL unseen
+    gz = _bad_trailer(gzip.compress(BODY))
+    b, found = read(head(b"Content-Encoding: gzip", b"Content-Length: %d" % len(gz)) + gz, segments=segments)
+    assert b.values()[0] == BODY
+    assert found == ["http.body_decode"] and gz in b.values()   # curl fails it: as sent too
+
+
+def test_zlib_bad_adler_keeps_the_decoded_body():
+    dfl = zlib.compress(BODY)
+    dfl = dfl[:-4] + b"\0\0\0\0"
+    b, found = read(head(b"Content-Encoding: deflate", b"Content-Length: %d" % len(dfl)) + dfl)
+    assert b.values()[0] == BODY and found == ["http.body_decode"]
+
+
+def test_gzip_members_are_all_decoded():
+    # Firefox (and gunzip) decode every member, Chrome the first: the later ones are inspected
+    gz = gzip.compress(PAD) + gzip.compress(EVIL)
+    b, found = read(head(b"Content-Encoding: gzip", b"Content-Length: %d" % len(gz)) + gz, segments=11)
+    assert b.values()[0] == PAD + EVIL and found == ["http.body_gzip_members"]
+
+
+def test_gzip_trailing_garbage_is_ignored():
+    gz = gzip.compress(BODY) + b"\0\0garbage"
+    b, found = read(head(b"Content-Encoding: gzip", b"Content-Length: %d" % len(gz)) + gz)
+    assert b.values() == [BODY] and found == []
+
+
+def test_many_gzip_members_are_bounded():
+    one = gzip.compress(b"")
+    gz = one * 5000 + gzip.compress(EVIL)
+    b, found = read(head(b"Content-Encoding: gzip", b"Content-Length: %d" % len(gz)) + gz, segments=1460)
+    assert b.unknown == "http.body_gzip_members" and "http.body_gzip_members" in found
+
+
+def test_all_flows_bodies_share_a_memory_bound():
+    # ~150 bytes of deflate inflate to 100 KiB held until the body ends (a stalled response):
+    # per flow that is within every per-flow bound, over 100,000 flows it is 10 GB. The
+    # bytes held by all bodies together are bounded; past it a body is unknown (the policy).
+    limits = body.Limits(total=350 * 1024)     # (each deflate decoder counts 48 KiB)
+    pool = body.Pool(limits)
+    dfl = zlib.compress(b"\0" * (100 * 1024), 9)
+    held = []
+    for _ in range(3):
+        held.append(body.Body(["deflate"], limits, body.FlowBudget(limits, pool)))
+        held[-1].feed(dfl)
+    assert [b.unknown for b in held] == [None, None, "http.body_memory"]
+    assert pool.left >= 0
+    del held[:]                                # the flows ended: their bytes are free again
+    assert pool.left == 350 * 1024
+    b = body.Body(["deflate"], limits, body.FlowBudget(limits, pool))
+    b.feed(dfl)
+    assert b.unknown is None
+
+
+def test_decoder_state_counts_in_the_memory_bound():
+    # a gzip header alone makes a decoder (~40 KB of window and state): 30 bytes sent hold it
+    limits = body.Limits(total=100 * 1024)
+    pool = body.Pool(limits)
+    held = [body.Body(["gzip"], limits, body.FlowBudget(limits, pool)) for _ in range(3)]
+    for b in held:
+        b.feed(gzip.compress(BODY)[:30])
+    assert [b.unknown for b in held] == [None, None, "http.body_memory"]
