@@ -1,0 +1,147 @@
+"""payload: stream / flow:only_stream: content read on the reassembled stream of the
+packet's direction (detect/stream_payload.py), with crafted TCP conversations: a
+signature split over two segments (the classic evasion), out of order, a conflicting
+overlap, a retransmission; .rules and YAML give the same events."""
+from replaykit import Capture, TcpConn
+
+from appliance.decode import decode_frame
+from appliance.detect.loader import load_rules
+from appliance.inspector import Inspector, Settings
+
+C, S = "10.0.0.1", "10.0.0.80"
+SIG = b"EVILSIGNATURE"
+
+
+class Sink:
+    """An EVE destination that keeps the events."""
+    def __init__(self):
+        self.events = []
+
+    def write(self, ev):
+        self.events.append(ev)
+
+
+def feed(cap, rules, **settings):
+    """[(packet number, verdict action, [alerting sids])], the EVE events."""
+    sink = Sink()
+    insp = Inspector(load_rules(rules), Settings(**settings), eve=sink)
+    out = []
+    for n, (ts, buf) in enumerate(cap.frames, 1):
+        v = insp.process(decode_frame(buf, cap.linktype, ts))
+        out.append((n, v.action, sorted(r.id for r in v.alerts)))
+    insp.close()
+    return out, sink.events
+
+
+def alerted(out, sid):
+    """The packet numbers on which `sid` alerted."""
+    return [n for n, _, sids in out if sid in sids]
+
+
+def anomalies(events):
+    return {e["anomaly"].get("event") or e["anomaly"].get("type") for e in events if e["event_type"] == "anomaly"}
+
+
+YAML = """rules:
+  - {id: 1, action: alert, proto: tcp, flow: [to_server], content: EVILSIGNATURE, payload: stream}
+  - {id: 2, action: alert, proto: tcp, flow: [to_server], content: EVILSIGNATURE}
+  - {id: 3, action: alert, proto: tcp, flow: [to_client], content: EVILSIGNATURE, payload: stream}
+"""
+RULES = """alert tcp any any -> any any (msg:"s"; flow:to_server,only_stream; content:"EVILSIGNATURE"; sid:1;)
+alert tcp any any -> any any (msg:"p"; flow:to_server,no_stream; content:"EVILSIGNATURE"; sid:2;)
+alert tcp any any -> any any (msg:"c"; flow:to_client,only_stream; content:"EVILSIGNATURE"; sid:3;)
+"""
+
+
+def conn():
+    cap = Capture()
+    c = TcpConn(cap, C, 40000, S, 9000)
+    c.handshake()
+    return cap, c
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def test_split_signature_found_once_on_the_completing_segment(tmp_path):
+    cap, c = conn()
+    c.send(b"hello EVILSIG")
+    done = c.send(b"NATURE bye")
+    c.send(b"more bytes")
+    out, _ = feed(cap, write(tmp_path, "r.yaml", YAML))
+    assert alerted(out, 1) == [done]
+    assert alerted(out, 2) == []              # per packet: the split hides it
+
+
+def test_rules_and_yaml_give_the_same_alerts(tmp_path):
+    cap, c = conn()
+    c.send(b"xxEVILSIGN")
+    c.send(b"ATUREyy EVILSIGNATURE")          # completes one, holds a second whole
+    c.recv(b"EVIL")
+    c.recv(b"SIGNATURE")
+    c.send(b"EVILSIGNATUR")
+    c.send(b"E")
+    y, _ = feed(cap, write(tmp_path, "r.yaml", YAML))
+    r, _ = feed(cap, write(tmp_path, "r.rules", RULES))
+    assert y == r
+    assert alerted(y, 1) == [5, 9]            # once per packet that completes an occurrence
+    assert alerted(y, 2) == [5]
+    assert alerted(y, 3) == [7]               # the server's direction, its own stream
+
+
+def test_out_of_order_segments_match_when_the_hole_fills(tmp_path):
+    cap, c = conn()
+    first = c.cseq
+    c.cseq = first + 7
+    c.send(b"NATURE")                         # the second half first: held, nothing readable
+    c.cseq = first
+    fill = c.send(b"EVILSIG")
+    out, _ = feed(cap, write(tmp_path, "r.yaml", YAML))
+    assert alerted(out, 1) == [fill]
+
+
+def test_retransmission_does_not_alert_again(tmp_path):
+    cap, c = conn()
+    c.send(b"EVILSIG")
+    start = c.cseq
+    done = c.send(b"NATURE")
+    c.cseq = start
+    c.send(b"NATURE")                         # the same bytes again
+    c.cseq = start - 7
+    c.send(b"EVILSIGNATURE")                  # and the whole of it
+    out, _ = feed(cap, write(tmp_path, "r.yaml", YAML))
+    assert alerted(out, 1) == [done]
+
+
+DROP = """rules:
+  - {id: 1, action: drop, proto: tcp, content: EVILSIGNATURE, payload: stream}
+"""
+
+
+def test_drop_on_the_packet_that_completes_the_match(tmp_path):
+    cap, c = conn()
+    a = c.send(b"EVILSIG")
+    b = c.send(b"NATURE")
+    out, events = feed(cap, write(tmp_path, "r.yaml", DROP))
+    assert out[a - 1][1] == "pass" and out[b - 1][1] == "drop"
+    assert [e["alert"]["signature_id"] for e in events if e["event_type"] == "alert"] == [1]
+
+
+def test_conflicting_overlap_takes_the_exception_policy(tmp_path):
+    cap, c = conn()
+    first = c.cseq
+    c.cseq = first + 4
+    c.send(b"SIGNATURE")                      # queued out of order
+    c.cseq = first + 4
+    conflict = c.send(b"XXXXATURE")           # the same bytes, said otherwise: receivers differ
+    c.cseq = first
+    c.send(b"EVIL")
+    rules = write(tmp_path, "r.yaml", DROP)
+    out, events = feed(cap, rules)
+    assert out[conflict - 1][1] == "drop"
+    assert "exception.stream_ambiguous" in anomalies(events)
+    out, _ = feed(cap, rules, exception_policy="ignore")
+    assert all(action == "pass" for _, action, _ in out[:conflict])   # read as Linux reads it, no match
