@@ -66,10 +66,13 @@ def view(flow, pkt, to_server, keep, window, found):
         pair = flow.payloads = [None, None]
     i = 0 if to_server else 1
     if pair[i] is None and pkt.payload:
-        # anchored at the ISN when the handshake was seen, so a first segment out of order waits
+        # anchored at the ISN when the handshake was seen, so a first segment out of order
+        # waits for the bytes before it; not when this direction carried inspected payload
+        # before (stream rules loaded since): those bytes are gone, it starts here (mid-stream)
         tcp = flow.tcp
         isn = flow.isn if to_server else (tcp.s_acked0 - 1) & MASK if tcp is not None else None
-        pair[i] = StreamPayload(isn, keep)
+        earlier = (flow.inspected_bytes - flow.inspected_tc if to_server else flow.inspected_tc) - len(pkt.payload)
+        pair[i] = StreamPayload(isn if earlier <= 0 else None, keep)
     if not to_server and pair[0] is not None:
         pair[0].feed(pkt, False, window, found)   # a SYN/ACK settles the client's SYN data
     sp = pair[i]

@@ -145,3 +145,46 @@ def test_conflicting_overlap_takes_the_exception_policy(tmp_path):
     assert "exception.stream_ambiguous" in anomalies(events)
     out, _ = feed(cap, rules, exception_policy="ignore")
     assert all(action == "pass" for _, action, _ in out[:conflict])   # read as Linux reads it, no match
+
+
+def test_segments_larger_than_the_window_are_read_whole(tmp_path):
+    cap, c = conn()
+    c.send(b"a" * 150 + b"EVILSIG")
+    done = c.send(b"NATURE" + b"b" * 150 + SIG + b"c" * 100)   # two occurrences end here: one alert
+    out, _ = feed(cap, write(tmp_path, "r.yaml", YAML), stream_bytes=64)
+    assert alerted(out, 1) == [done]
+
+
+def test_held_bytes_stay_bounded_by_the_overlap(tmp_path):
+    cap, c = conn()
+    for _ in range(40):
+        c.send(b"x" * 1000)
+    insp = Inspector(load_rules(write(tmp_path, "r.yaml", YAML)), Settings(depth_packets=100, depth_bytes=1 << 20))
+    for ts, buf in cap.frames:
+        insp.process(decode_frame(buf, cap.linktype, ts))
+    (flow,) = insp.flows.flows.values()
+    held = flow.payloads[0].stream.bytes
+    assert held.delivered == 40_000 and len(held.data) == len(SIG) - 1
+
+
+def test_midstream_pickup_reads_from_the_first_byte_seen(tmp_path):
+    cap = Capture()
+    c = TcpConn(cap, C, 40000, S, 9000)     # no handshake: picked up mid-stream
+    c.send(b"EVILSIG")
+    done = c.send(b"NATURE")
+    out, _ = feed(cap, write(tmp_path, "r.yaml", YAML))
+    assert alerted(out, 1) == [done]
+
+
+def test_stream_rules_loaded_mid_flow_start_at_the_next_segment(tmp_path):
+    cap, c = conn()
+    c.send(b"before the reload ")
+    c.send(b"EVILSIG")
+    c.send(b"NATURE")
+    insp = Inspector(load_rules(write(tmp_path, "none.yaml", "rules: []\n")), Settings())
+    frames = [decode_frame(buf, cap.linktype, ts) for ts, buf in cap.frames]
+    for pkt in frames[:4]:
+        insp.process(pkt)
+    insp.reload(load_rules(write(tmp_path, "r.yaml", YAML)))
+    got = [sorted(r.id for r in insp.process(pkt).alerts) for pkt in frames[4:]]
+    assert got == [[], [1]]
