@@ -405,14 +405,14 @@ class Detector:
     def _stream_payload(self, i, r):
         """The bytes a stream rule reads on this packet: its overlap and the new stream bytes;
         None when there are none; True when the stream is read two ways and the rule matches
-        by the exception policy (a drop/reject rule under "drop"; a pass rule never does, an
-        alert rule reads the bytes as reassembled)."""
+        by exception_policy "drop" (a drop/reject rule does, a pass rule does not; alert
+        rules, and every rule under "ignore", read the bytes as reassembled)."""
         view = self.view
         if view is None:
             return None
         sp, got = view
-        if sp.unknown and r.action != "alert":
-            return True if r.action != "pass" and self.exception_policy == "drop" else None
+        if sp.unknown and r.action != "alert" and self.exception_policy == "drop":
+            return True if r.action != "pass" else None
         if got is None:
             return None
         data, new = got

@@ -67,6 +67,12 @@ def stream_check(opts):
     mp = opts.p.mapping
     if mp.get("payload") != "stream":
         return
+    proto = mp.get("proto", "ip")
+    protos = proto if isinstance(proto, (list, tuple)) else (proto,)
+    if "tcp" not in protos and "ip" not in protos:
+        opts.unsupported("flow:only_stream", f"on {'/'.join(protos)}: only TCP has a stream here")
+        return
+    mp["proto"] = "tcp"                    # `ip`: Suricata's stream is TCP's; nothing else can match
     items = [it for it in mp.get("content", ()) if isinstance(it, dict) and "buffer" not in it]
     if not items:
         opts.unsupported("flow:only_stream", "without payload content: the stream is what content reads")

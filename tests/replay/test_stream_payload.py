@@ -138,13 +138,43 @@ def test_conflicting_overlap_takes_the_exception_policy(tmp_path):
     c.cseq = first + 4
     conflict = c.send(b"XXXXATURE")           # the same bytes, said otherwise: receivers differ
     c.cseq = first
-    c.send(b"EVIL")
+    fill = c.send(b"EVIL")
     rules = write(tmp_path, "r.yaml", DROP)
     out, events = feed(cap, rules)
     assert out[conflict - 1][1] == "drop"
     assert "exception.stream_ambiguous" in anomalies(events)
+    # "ignore": read as Linux reads it (the bytes queued first win): matched when the hole fills
     out, _ = feed(cap, rules, exception_policy="ignore")
-    assert all(action == "pass" for _, action, _ in out[:conflict])   # read as Linux reads it, no match
+    assert [n for n, action, _ in out if action == "drop"] == [fill]
+
+
+PASS_ONLY = """default_action: drop
+rules:
+  - {id: 1, action: pass, proto: tcp, content: SIGNATURE, payload: stream}
+"""
+
+
+def test_a_pass_rule_does_not_match_an_ambiguous_stream(tmp_path):
+    cap, c = conn()
+    first = c.cseq
+    c.cseq = first + 4
+    c.send(b"SIGNATURE")
+    c.cseq = first + 4
+    c.send(b"XXXXATURE")
+    c.cseq = first
+    fill = c.send(b"EVIL")
+    for _ in range(20):                       # past the inspection depth: the default decides
+        c.send(b"more")
+    rules = write(tmp_path, "r.yaml", PASS_ONLY)
+    out, events = feed(cap, rules)
+    # the server may read XXXXATURE: the pass rule never matches, the default drops
+    assert out[-1][1] == "drop" and flow_actions(events) == ["drop"]
+    out, events = feed(cap, rules, exception_policy="ignore")
+    assert [a for _, a, _ in out[fill - 1:]] == ["pass"] * 21 and flow_actions(events) == ["pass"]
+
+
+def flow_actions(events):
+    return [e["flow"]["action"] for e in events if e["event_type"] == "flow"]
 
 
 def test_segments_larger_than_the_window_are_read_whole(tmp_path):
