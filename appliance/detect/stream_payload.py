@@ -76,4 +76,7 @@ def view(flow, pkt, to_server, keep, window, found):
     if not to_server and pair[0] is not None:
         pair[0].feed(pkt, False, window, found)   # a SYN/ACK settles the client's SYN data
     sp = pair[i]
-    return None if sp is None else (sp, sp.feed(pkt, True, window, found))
+    if sp is None:
+        return None
+    sp.keep = keep                        # a reload may bring longer contents
+    return sp, sp.feed(pkt, True, window, found)

@@ -218,3 +218,32 @@ def test_stream_rules_loaded_mid_flow_start_at_the_next_segment(tmp_path):
     insp.reload(load_rules(write(tmp_path, "r.yaml", YAML)))
     got = [sorted(r.id for r in insp.process(pkt).alerts) for pkt in frames[4:]]
     assert got == [[], [1]]
+
+
+def test_a_reload_with_longer_contents_widens_the_overlap(tmp_path):
+    cap, c = conn()
+    c.send(b"warm up")                        # the stream exists, kept for a 3-byte content
+    c.send(b"EVILSIG")
+    c.send(b"NATURE")
+    insp = Inspector(load_rules(write(tmp_path, "short.yaml", "rules:\n  - {id: 7, action: alert, proto: tcp, "
+                                                               "content: zzz, payload: stream}\n")), Settings())
+    frames = [decode_frame(buf, cap.linktype, ts) for ts, buf in cap.frames]
+    for pkt in frames[:4]:
+        insp.process(pkt)
+    insp.reload(load_rules(write(tmp_path, "r.yaml", YAML)))
+    got = [sorted(r.id for r in insp.process(pkt).alerts) for pkt in frames[4:]]
+    assert got == [[], [1]]
+
+
+def test_an_urgent_byte_is_read_as_the_server_reads_it(tmp_path):
+    from replaykit import l2, ip_of
+    from scapy.all import TCP, Raw
+    cap, c = conn()
+    c.send(b"EVIL")
+    # "SIGX" with the urgent pointer on X: Linux takes X out of the stream (no SO_OOBINLINE)
+    cap.add(l2(ip_of(C, S) / TCP(sport=40000, dport=9000, flags="PAU", seq=c.cseq, ack=c.sseq, urgptr=4)
+               / Raw(b"SIGX")))
+    c.cseq += 4
+    done = c.send(b"NATURE")
+    out, _ = feed(cap, write(tmp_path, "r.yaml", YAML))
+    assert alerted(out, 1) == [done]
