@@ -13,27 +13,41 @@ delivers nothing new: no stream rule matches on it; the packet that fills the ho
 delivers the bytes behind it too.
 
 A stream read two ways (a conflicting overlap, an urgent byte whose effect depends on
-when the application read, out-of-order data past the room) is `unknown`: what the
+when the application read, out-of-order data past the room) or with a gap (the receiver
+acknowledged bytes never seen here) is `unknown`: what the
 receiver reads is not sure, so the engine reads it against the attacker (exception
 policy "drop": drop/reject stream rules match, pass rules do not).
 """
-from ..stream import MASK, ClientStream
+from ..packet import ACK, RST
+from ..stream import HALF, MASK, ClientStream
 
 
 class StreamPayload:
     """One direction's reassembled bytes for stream rules: feed() every segment of the
     flow, get back this packet's new bytes with the overlap before them."""
-    __slots__ = ("stream", "keep", "reported")
+    __slots__ = ("stream", "keep", "reported", "gap")
 
     def __init__(self, isn, keep):
         self.stream = ClientStream(isn)   # (isn None: picked up at the first byte seen)
         self.keep = keep                  # bytes kept before the new ones: longest stream content - 1
         self.reported = False             # exception.stream_ambiguous said for this direction
+        self.gap = False                  # the receiver acknowledged bytes never seen here
 
     @property
     def unknown(self) -> bool:
         st = self.stream
-        return st.ambiguous or st.lost
+        return st.ambiguous or st.lost or self.gap
+
+    def acked(self, ack, found):
+        """The receiver's cumulative ACK: past the bytes delivered here (and a FIN), it read
+        bytes this reassembly never saw (a capture that lost them, a path that bypassed the
+        appliance): what it read is not known."""
+        sb = self.stream.bytes
+        if self.gap or sb is None or sb.start is None:
+            return
+        if ((ack - sb.start + HALF) & MASK) - HALF > sb.rcv + sb.fin:
+            self.gap = True
+            found.append("stream.gap")
 
     def feed(self, pkt, toward, window, found):
         """`toward`: the segment goes this direction (else it is the other side's, which may
@@ -75,6 +89,9 @@ def view(flow, pkt, to_server, keep, window, found):
         pair[i] = StreamPayload(isn if earlier <= 0 else None, keep)
     if not to_server and pair[0] is not None:
         pair[0].feed(pkt, False, window, found)   # a SYN/ACK settles the client's SYN data
+    other = pair[1 - i]
+    if other is not None and pkt.tcp_flags & (ACK | RST) == ACK and not pkt.discard:
+        other.acked(pkt.ack, found)
     sp = pair[i]
     if sp is None:
         return None

@@ -247,3 +247,28 @@ def test_an_urgent_byte_is_read_as_the_server_reads_it(tmp_path):
     done = c.send(b"NATURE")
     out, _ = feed(cap, write(tmp_path, "r.yaml", YAML))
     assert alerted(out, 1) == [done]
+
+
+def test_bytes_the_server_acknowledged_but_never_seen_are_a_gap(tmp_path):
+    cap, c = conn()
+    c.send(b"hello ")
+    c.cseq += 7                               # "EVILSIG": the capture lost it, the server read it
+    ack = c.recv(b"ok")                       # ... and acknowledges it
+    nxt = c.send(b"NATURE")
+    out, events = feed(cap, write(tmp_path, "r.yaml", DROP))
+    # judged on the client's next packet (the server's own stream has no gap)
+    assert out[ack - 1][1] == "pass" and out[nxt - 1][1] == "drop"
+    assert {"stream.gap", "exception.stream_ambiguous"} <= anomalies(events)
+    out, _ = feed(cap, write(tmp_path, "r.yaml", DROP), exception_policy="ignore")
+    assert all(a == "pass" for _, a, _ in out)
+
+
+def test_acknowledgements_of_bytes_seen_are_no_gap(tmp_path):
+    cap, c = conn()
+    c.send(b"hello ")
+    c.recv(b"ok")
+    c.send(b"EVILSIG")
+    c.recv(b"ok")
+    c.close()
+    out, events = feed(cap, write(tmp_path, "r.yaml", DROP))
+    assert all(a == "pass" for _, a, _ in out) and not anomalies(events) & {"stream.gap"}
