@@ -25,13 +25,14 @@ from ..stream import HALF, MASK, ClientStream
 class StreamPayload:
     """One direction's reassembled bytes for stream rules: feed() every segment of the
     flow, get back this packet's new bytes with the overlap before them."""
-    __slots__ = ("stream", "keep", "reported", "gap")
+    __slots__ = ("stream", "keep", "reported", "gap", "inspected")
 
     def __init__(self, isn, keep):
         self.stream = ClientStream(isn)   # (isn None: picked up at the first byte seen)
         self.keep = keep                  # bytes kept before the new ones: longest stream content - 1
         self.reported = False             # exception.stream_ambiguous said for this direction
         self.gap = False                  # the receiver acknowledged bytes never seen here
+        self.inspected = 0                # stream bytes handed to the rules so far
 
     @property
     def unknown(self) -> bool:
@@ -50,21 +51,25 @@ class StreamPayload:
             found.append("stream.gap")
 
     def feed(self, pkt, toward, window, found):
-        """`toward`: the segment goes this direction (else it is the other side's, which may
-        settle a SYN's data). Returns (bytes, new) -- the overlap then the new bytes, and how
-        many are new -- or None when the segment delivered nothing new."""
+        """`toward`: the segment goes this direction (else it is the other side's: a SYN/ACK
+        may settle a SYN's data, read on this direction's next segment). Returns (bytes, new)
+        -- the overlap then the bytes not inspected yet, and how many those are -- or None
+        when there are none."""
         st = self.stream
-        before = st.bytes.delivered if st.bytes is not None else 0
-        if not st.feed(pkt, toward, window, found):
-            return None
+        grew = st.feed(pkt, toward, window, found)
         sb = st.bytes
+        if not toward or sb is None:
+            return None
         data = sb.data
-        while sb.cut:                     # a segment larger than the room: the rest once it is free
+        while grew and sb.cut:            # a segment larger than the room: the rest once it is free
             sb.consume(len(sb.data))
             if not st.feed(pkt, toward, window, found):
                 break
             data += sb.data
-        new = sb.delivered - before
+        new = sb.delivered - self.inspected
+        if new <= 0:
+            return None
+        self.inspected = sb.delivered
         data = data[-(new + self.keep):]
         sb.consume(max(0, len(sb.data) - self.keep))
         return data, new

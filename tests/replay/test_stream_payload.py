@@ -272,3 +272,13 @@ def test_acknowledgements_of_bytes_seen_are_no_gap(tmp_path):
     c.close()
     out, events = feed(cap, write(tmp_path, "r.yaml", DROP))
     assert all(a == "pass" for _, a, _ in out) and not anomalies(events) & {"stream.gap"}
+
+
+def test_data_in_a_syn_the_server_took_is_read(tmp_path):
+    cap = Capture()
+    c = TcpConn(cap, C, 40000, S, 9000)
+    c._seg(True, "S", SIG)                    # TCP Fast Open: the SYN carries the signature
+    c._seg(False, "SA")                       # its ACK covers the data: the server took it
+    ack = c._seg(True, "A")
+    out, _ = feed(cap, write(tmp_path, "r.yaml", YAML))
+    assert alerted(out, 1) == [ack]           # read on the client's next packet (its SYN passed unread)
