@@ -81,6 +81,7 @@ class Flow:
         "unoriented",                                   # the initiator is not sure: rules read both orientations
         "pcap_cnt", "pcap_file", "_id",
         "queue",                                        # the FlowTable queue (class, timeout) it sits in
+        "payloads",                                     # detect.stream_payload: [to_server, to_client] or None
     )
 
     def __init__(self, key, pkt, reverse=False):
@@ -97,6 +98,7 @@ class Flow:
         self.state = NEW
         self.tcp_seen = 0
         self.isn = None              # TCP: the client's ISN, from its latest SYN
+        self.payloads = None         # reassembled bytes per direction for `payload: stream` rules
         self.pkts_ts = self.pkts_tc = self.bytes_ts = self.bytes_tc = 0
         self.inspected_bytes = self.inspected_tc = 0
         self.vars = None

@@ -16,6 +16,7 @@ from .defrag import Defragmenter
 from .detect.engine import Detector, MATCH, DEFAULT, server_side
 from .detect import flowstate
 from .detect.flowstate import bypassed
+from .detect import stream_payload
 from .flow import FlowTable, flow_key, handshake_seen
 from .output import events
 from .output.limits import EventLimits
@@ -351,6 +352,10 @@ class Inspector:
                 flowstate.cannot_know(flow)
                 self._found = [*self._found, ("exception.midstream", "engine")]
         new_fields = self._applayer(pkt, flow, to_server, cand_flow)
+        if det.stream:
+            det.view = None
+            if flow.proto == TCP and within_before and (cand | cand_flow) & det.stream:
+                self._stream_view(pkt, flow, to_server, cand_flow)
 
         answered = self._answered
         if answered is not None and answered[1] and det.response_rules(flow, False):
@@ -572,6 +577,20 @@ class Inspector:
             self._count_app(flow.app)
         return new
 
+    def _stream_view(self, pkt, flow, to_server, cand):
+        """payload: stream rules may look at this flow: its direction's reassembled bytes
+        (detect/stream_payload.py), within the inspection depth only (the caller)."""
+        det = self.detector
+        found = []
+        view = det.view = stream_payload.view(flow, pkt, to_server, det.keep, self.settings.stream_bytes, found)
+        if view is not None and view[0].unknown and not view[0].reported and cand & det.stream & det.block:
+            view[0].reported = True        # read against the attacker from now on: say so once
+            found.append("exception.stream_ambiguous")
+        if found:
+            self._found = [*self._found, *((name, "engine" if name.startswith("exception.") else
+                                            "decode" if name.startswith("tcp.") else "stream")
+                                           for name in found)]
+
     def _settle(self, app):
         """The HTTP responses this packet settled (their status read, or no longer readable),
         for the rules on the status; kept on the app state for the alert's http object."""
@@ -758,6 +777,7 @@ def _release(flow):
     stream (up to stream_bytes each) and the parsed transactions. Flow events need only the
     protocol; port reuse needs the stream's ISN, which the flow keeps."""
     st, app = flow.stream, flow.app
+    flow.payloads = None                  # payload: stream reassembly
     if st is not None:
         isn = st.isn
         if isn is not None:

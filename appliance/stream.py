@@ -219,6 +219,11 @@ class StreamStart:
         return bytes(self._buf)
 
     @property
+    def delivered(self) -> int:
+        """Stream bytes delivered so far (held or consumed)."""
+        return self.base + len(self._buf)
+
+    @property
     def complete(self) -> bool:
         """The readable bytes held reached the limit: nothing more arrives until some are consumed."""
         return len(self._buf) >= self.limit

@@ -123,6 +123,9 @@ def rows(quick=False, runs=None):
         log("offline: HTTP bodies read for file_data rules vs not")
         out.append(bodies.body_row(mixed, runs))
         out.append(bodies.body_row(mixed, runs, yaml=True))
+        log("offline: only_stream rules (stream reassembly for content) vs none")
+        from . import stream_payload
+        out.append(stream_payload.stream_row(mixed, runs))
         log("offline: the pcap log (mode alerts, mode all) vs off")
         from . import pcap_log
         out.extend(pcap_log.pcap_log_rows(mixed, runs))

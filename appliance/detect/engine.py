@@ -39,6 +39,7 @@ from ..packet import TCP, UDP
 
 MATCH, PENDING, DEFAULT = "match", "pending", "default"
 _SIZED, _LITERAL, _PROGRAM = 1, 2, 4          # Detector.kind_of: dsize/ttl/ip_proto, a prefilter literal, a payload Program
+_STREAM = 8                                   # ... content/regex on the reassembled stream (payload: stream)
 
 
 class Detector:
@@ -70,8 +71,17 @@ class Detector:
         # this packet's programs (reset per packet by start_packet)
         self.limits = [0, PACKET_STEPS]
         literals = []
+        # payload: stream (stream_payload.py): the rules, and per rule the bytes before a
+        # packet's new ones it reads (its longest content - 1); the prefilter scans packets only
+        self.stream = 0
+        self.stream_keep = {}
+        self.view = None                      # this packet's (StreamPayload, feed result) or None
         for i, r in enumerate(rules):
             bit = 1 << i
+            if r.payload == "stream":
+                self.stream |= bit
+                self.stream_keep[i] = max((len(s.value) for s in r.content if type(s) is Content
+                                           and not s.negated), default=1) - 1
             if r.decides:
                 self.decision |= bit
                 if r.action != "pass":
@@ -93,7 +103,7 @@ class Detector:
                     self.header_alert |= bit
             if r.content:
                 literal = prefilter_literal(r.content)
-                if literal is not None:
+                if literal is not None and r.payload != "stream":
                     self.content |= bit        # has a literal the prefilter looks for
                     literals.append((i, (literal,)))
                 if not simple_content(r.content):
@@ -132,8 +142,10 @@ class Detector:
                     and (self.plain >> i) & 1):
                 self.addr_only |= 1 << i
         self.no_content = every ^ self.content
+        self.keep = max(self.stream_keep.values(), default=0)   # what StreamPayload keeps: the most any reads
         self.kind_of = {r.id: (i, ((self.sized >> i) & 1) * _SIZED | ((self.content >> i) & 1) * _LITERAL
-                               | (i in self.payload_program) * _PROGRAM) for i, r in enumerate(rules)}
+                               | (i in self.payload_program) * _PROGRAM
+                               | ((self.stream >> i) & 1) * _STREAM) for i, r in enumerate(rules)}
         self.deep_alert = self.alert & ~self.header_alert      # alerts that look past the header
         self.body_rules = file_data.mask(rules)   # rules on file_data: judged on the body's packets
         self.body_fit = 0                         # of them, those the body fits (set by decide's walk)
@@ -349,7 +361,13 @@ class Detector:
         i, kind = self.kind_of[r.id]
         if kind & _SIZED and not sizes_match(r, pkt, payload):
             return False
-        if r.content:
+        if kind & _STREAM:
+            payload = self._stream_payload(i, r)
+            if payload is True:
+                payload = None             # read against the attacker: content and regex hold
+            elif payload is None:
+                return False
+        if r.content and payload is not None:
             if kind & _LITERAL:
                 if scan[0] is None:
                     scan[0] = self.prefilter.scan(payload)
@@ -361,7 +379,7 @@ class Detector:
                     return False
             elif not plain_contents_match(r.content, payload):
                 return False
-        if r.regex is not None and not self._regex_match(r, payload):
+        if r.regex is not None and payload is not None and not self._regex_match(r, payload):
             return False
         if r.flowbits or r.flowint:
             if r.decides and unknown_state(flow):
@@ -383,6 +401,22 @@ class Detector:
             if not over:
                 return False
         return True
+
+    def _stream_payload(self, i, r):
+        """The bytes a stream rule reads on this packet: its overlap and the new stream bytes;
+        None when there are none; True when the stream is read two ways and the rule matches
+        by exception_policy "drop" (a drop/reject rule does, a pass rule does not; alert
+        rules, and every rule under "ignore", read the bytes as reassembled)."""
+        view = self.view
+        if view is None:
+            return None
+        sp, got = view
+        if sp.unknown and r.action != "alert" and self.exception_policy == "drop":
+            return True if r.action != "pass" else None
+        if got is None:
+            return None
+        data, new = got
+        return data[max(0, len(data) - new - self.stream_keep[i]):]
 
     def start_packet(self):
         """A new packet: its programs get PACKET_STEPS steps together. Returns the count

@@ -364,6 +364,33 @@ def _regex(v, where, draft):
         return INVALID
 
 
+def _payload(v, where, draft):
+    """payload: packet | stream. A stream rule's content positions are relative to the bytes
+    inspected (stream_payload.py), which do not begin where a packet or the stream begins:
+    absolute anchors would match other bytes, so they are refused, not guessed."""
+    msg = choice("payload", v, ("packet", "stream"))
+    if msg:
+        where.report(msg)
+        return INVALID
+    if v == "stream":
+        steps = draft.fields.get("content", ())
+        if not steps and draft.fields.get("regex") is None:
+            where.report("payload: stream needs content or regex (it says what they read)")
+            return INVALID
+        if any(stream_unanchored(s) for s in steps):
+            where.report("payload: stream: content with offset, depth, startswith, endswith or an absolute "
+                         "isdataat counts from a packet's start; the stream has none here (use distance/within)")
+            return INVALID
+    return v
+
+
+def stream_unanchored(step):
+    """A step placed absolutely in its buffer (not meaningful on the stream's moving window)."""
+    if type(step) is Content:
+        return bool(step.offset or step.depth is not None or step.startswith or step.endswith)
+    return type(step) is IsDataAt and not step.relative
+
+
 def _range_kw(name, top):
     def parse(v, where, draft):
         rng, msg = parse_range(v, name, top)
@@ -844,6 +871,12 @@ KEYWORDS = (
              "description": "Python regular expression searched in the payload bytes; inline flags "
                             "like (?i) allowed"},
             packet=True),
+    Keyword("payload", _payload,
+            {"enum": ["packet", "stream"], "default": "packet",
+             "description": "what content and regex read: each packet's payload, or (tcp) the reassembled "
+                            "stream of the packet's direction, so a match split across segments is seen "
+                            "(Suricata's flow:only_stream; packet is flow:no_stream)"},
+            protos=("tcp",)),
     Keyword("bsize", _bsize, {"type": "object", "minProperties": 1,
                               "propertyNames": _BUFFER,
                               "additionalProperties": _RANGE_SCHEMA,

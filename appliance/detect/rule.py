@@ -193,6 +193,8 @@ class Rule:
     ttl: Range | None = None             # IPv4 TTL / IPv6 hop limit
     ip_proto: Range | None = None        # the IP protocol number
     regex: re.Pattern | None = None      # compiled on bytes
+    payload: str = "packet"              # what content/regex read: each packet's payload, or "stream":
+                                         # its direction's reassembled bytes (detect/stream_payload.py)
     dns_query: tuple | None = None       # tuple[NamePattern]; any may match
     tls_sni: tuple | None = None
     http_host: tuple | None = None

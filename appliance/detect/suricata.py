@@ -323,6 +323,7 @@ class _Options:
             mp["severity"] = CLASS_PRIORITY[mp["classtype"]]
         self.finish()
         flowopts.finish(self.p)
+        flowopts.stream_check(self)
 
     def flow(self, v):
         out = []
@@ -332,8 +333,8 @@ class _Options:
                 out.append(FLOW_OF[item])
             elif item in flowopts.NO_CONDITION:
                 pass                       # what every rule here does already (flowopts.NO_CONDITION)
-            elif item == "only_stream":
-                self.unsupported("flow:only_stream", flowopts.ONLY_STREAM)
+            elif item in flowopts.PAYLOAD_OF:
+                self.p.mapping["payload"] = flowopts.PAYLOAD_OF[item]   # content on the stream or packets
             else:
                 self.unsupported(f"flow:{item}")
         if out:

@@ -3,10 +3,11 @@ bypass, prefilter) onto their YAML keys; suricata._Options hands them over."""
 from .keywords import PACKET_KEYS
 
 # flow: items that add no condition here: every rule already matches packets whatever the
-# flow state (stateless) and matches content on each packet as it comes (no_stream).
-NO_CONDITION = ("stateless", "no_stream")
-ONLY_STREAM = ("content on the reassembled stream only: content here is matched on each packet "
-               "(a match split across segments is not seen), so the rule would match other bytes")
+# flow state (stateless).
+NO_CONDITION = ("stateless",)
+# flow:only_stream / no_stream: what content reads, the YAML `payload` key (detect/stream_payload.py)
+PAYLOAD_OF = {"only_stream": "stream", "no_stream": "packet"}
+_ANCHORS = ("offset", "depth", "startswith", "endswith")
 _BIT_OPS = ("set", "unset", "toggle", "isset", "isnotset")
 _INT_OPS = ("=", "+", "-", "==", "!=", "<", "<=", ">", ">=")
 
@@ -56,6 +57,28 @@ def option(opts, name, v, raw):
             opts.error(f"detection_filter '{v}': count and seconds must be integers")
     elif name == "target":
         mp["target"] = v
+
+
+def stream_check(opts):
+    """flow:only_stream reads the payload's content on the reassembled stream: a rule with
+    none there has nothing it changes, and content placed absolutely (offset, depth,
+    startswith, endswith, isdataat without relative) counts from a start the moving stream
+    window does not have here: both unsupported, never read as something else."""
+    mp = opts.p.mapping
+    if mp.get("payload") != "stream":
+        return
+    proto = mp.get("proto", "ip")
+    protos = proto if isinstance(proto, (list, tuple)) else (proto,)
+    if "tcp" not in protos and "ip" not in protos:
+        opts.unsupported("flow:only_stream", f"on {'/'.join(protos)}: only TCP has a stream here")
+        return
+    mp["proto"] = "tcp"                    # `ip`: Suricata's stream is TCP's; nothing else can match
+    items = [it for it in mp.get("content", ()) if isinstance(it, dict) and "buffer" not in it]
+    if not items:
+        opts.unsupported("flow:only_stream", "without payload content: the stream is what content reads")
+    elif any(any(k in it for k in _ANCHORS) or ("isdataat" in it and not it.get("relative")) for it in items):
+        opts.unsupported("flow:only_stream", "with offset, depth, startswith, endswith or absolute isdataat: "
+                                            "positions on the stream window are not the stream's")
 
 
 def finish(p):

@@ -161,6 +161,11 @@ PAIRS = [
     ("alert tcp any any -> any any (flow:stateless; sid:5;)", "{id: 5, action: alert, proto: tcp}"),
     ('alert tcp any any -> any any (flow:no_stream,to_server; content:"a"; sid:5;)',
      "{id: 5, action: alert, proto: tcp, flow: to_server, content: a}"),
+    ('alert tcp any any -> any any (flow:only_stream,to_server; content:"a"; content:"b"; distance:0; sid:5;)',
+     "{id: 5, action: alert, proto: tcp, flow: to_server, payload: stream, "
+     "content: [a, {value: b, distance: 0}]}"),
+    ('alert ip any any -> any any (flow:only_stream; content:"a"; sid:5;)',     # only TCP has a stream
+     "{id: 5, action: alert, proto: tcp, payload: stream, content: a}"),
     # Suricata's icmp is ICMPv4 and ICMPv6
     ("alert icmp any any -> any any (itype:8; sid:5;)", "{id: 5, action: alert, proto: [icmp, icmpv6], icmp_type: 8}"),
     # <> with different sides, and a verdict rule whose header describes each packet
@@ -275,8 +280,12 @@ def test_continuation_lines_and_comments(tmp_path):
     ('alert tcp any any -> any any (tls.sni; content:"x"; http.uri; content:"y"; sid:1;)',
      "buffer http.uri is http; this rule also looks at tls (a flow carries one protocol)"),
     ("alert tcp any any -> any any (flow:only_stream; sid:1;)",
-     "unsupported keyword 'flow:only_stream' (content on the reassembled stream only: content here is "
-     "matched on each packet (a match split across segments is not seen), so the rule would match other bytes)"),
+     "unsupported keyword 'flow:only_stream' (without payload content: the stream is what content reads)"),
+    ('alert udp any any -> any any (flow:only_stream; content:"a"; sid:1;)',
+     "unsupported keyword 'flow:only_stream' (on udp: only TCP has a stream here)"),
+    ('alert tcp any any -> any any (flow:only_stream; content:"a"; depth:4; sid:1;)',
+     "unsupported keyword 'flow:only_stream' (with offset, depth, startswith, endswith or absolute isdataat: "
+     "positions on the stream window are not the stream's)"),
     ("alert tcp any any -> any any (flowbits:sett,x; sid:1;)",
      "flowbits 'sett,x': expected noalert or one of set, unset, toggle, isset, isnotset and a name"),
     ("alert tcp any any -> any any (flowbits:set,a|b; sid:1;)",
