@@ -14,7 +14,6 @@ Read from the rulesets themselves:
                                            read above)
 """
 import json
-import os
 import shlex
 import subprocess
 

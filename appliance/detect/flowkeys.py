@@ -8,7 +8,7 @@ loaded rule names (the detector numbers them), never a name taken from traffic.
 import re
 
 from ..problems import choice, did_you_mean, got, is_int
-from .rule import (FLOWBIT_OPS, FLOWINT_CHANGES, FLOWINT_OPS, HEADERS, PROTOS, TARGETS,
+from .rule import (FLOWBIT_OPS, FLOWINT_CHANGES, FLOWINT_OPS, PROTOS, TARGETS,
                    DetectionFilter, FlowBit, FlowInt)
 
 INVALID = object()                       # keywords.INVALID is this object (one "reported" marker)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..problems import choice, did_you_mean, got, is_int
-from .rule import (ACTIONS, DECISIONS, DIRECTIONS, FLOW_KEYWORDS, PROTOS, TCP_FLAG_LETTERS,
+from .rule import (ACTIONS, DECISIONS, DIRECTIONS, FLOW_KEYWORDS, TCP_FLAG_LETTERS,
                    Content, IsDataAt, NamePattern, Pcre, Range, Rule, TcpFlags, Threshold)
 from .bounded_regex import Regex
 from .inspect_buffer import BUFFERS, RESPONSE_BUFFERS
