@@ -231,7 +231,11 @@ def test_reject_icmp_answers_are_rate_limited_resets_are_not(topo, appliance, fa
     assert refused == 20
     a.signal(signal.SIGUSR1)
     line = wait_for(lambda: [x for x in a.log_text().splitlines() if "reject_suppressed=" in x], what="stats line")
-    assert int(line[0].split("reject_suppressed=")[1].split()[0]) >= 190, line
+    stats = dict(kv.split("=", 1) for kv in line[0].split() if "=" in kv)
+    udp_rejected = int(stats["rejected"]) - 20         # the 20 TCP connects were rejected too
+    # every rejected datagram but the few answers the buckets allowed was suppressed (not a
+    # fixed 190: on a loaded machine the worker may still hold a few datagrams at the stats line)
+    assert udp_rejected >= 150 and int(stats["reject_suppressed"]) >= udp_rejected - 8, line
     assert a.stop() == 0
 
 
