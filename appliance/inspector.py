@@ -159,10 +159,7 @@ class Inspector:
             v = self._process(pkt)
             self._emit(pkt, v)
             if self.pcap_log is not None:
-                try:
-                    self.pcap_log.packet(pkt, v)
-                except Exception:         # the log's bug is counted, never a verdict
-                    self.counters.internal_errors += 1
+                self._log_packet(pkt, v)
             flow = v.flow
             if flow is not None and flow.final:
                 _release(flow)
