@@ -19,6 +19,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -126,6 +127,26 @@ def topology(**kw):
         yield t
     finally:
         t.down()
+
+
+@contextmanager
+def http_servers(t, root, ports, bind="0.0.0.0"):
+    """Python's http.server on each of `ports` in the server namespace, serving `root` (a
+    "hello" file written there), until the block ends."""
+    (root / "hello").write_text("hello\n")
+    procs = []
+    try:
+        for port in ports:
+            procs.append(subprocess.Popen(["ip", "netns", "exec", t.server, sys.executable, "-m", "http.server",
+                                           str(port), "--bind", bind, "--directory", str(root)],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_for(lambda: all(f":{p} " in t.ex(t.server, "ss", "-ltnH").stdout for p in ports),
+                 what="http servers")
+        yield procs
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
 
 
 def wait_for(pred, timeout=15.0, what="condition"):

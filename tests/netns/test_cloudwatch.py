@@ -5,12 +5,11 @@ through the standard overrides (AWS_ENDPOINT_URL_CLOUDWATCH, AWS_EC2_METADATA_SE
 import datetime
 import os
 import re
-import subprocess
 import sys
 
 import pytest
 
-from datapath import appliances, curl, topology, wait_for
+from datapath import appliances, curl, http_servers, topology, wait_for
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "aws"))
 from awsfakes import FakeImds, LoopbackBridge, MotoServer  # noqa: E402
@@ -30,21 +29,10 @@ NS = "ApplianceTest"
 def topo(tmp_path_factory):
     bench = topology(prefix="i12c")
     t = next(bench)
-    procs = []
     try:
-        root = tmp_path_factory.mktemp("i12cwww")
-        (root / "hello").write_text("hello\n")
-        for port in (8080, 8081):
-            procs.append(subprocess.Popen(["ip", "netns", "exec", t.server, sys.executable, "-m", "http.server",
-                                           str(port), "--bind", "0.0.0.0", "--directory", str(root)],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_for(lambda: all(f":{p} " in t.ex(t.server, "ss", "-ltnH").stdout for p in (8080, 8081)),
-                 what="http servers")
-        yield t
+        with http_servers(t, tmp_path_factory.mktemp("i12cwww"), (8080, 8081)):
+            yield t
     finally:
-        for p in procs:
-            p.kill()
-            p.wait()
         bench.close()
 
 

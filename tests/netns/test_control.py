@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from datapath import UDP_COUNT, appliances, curl, topology, wait_for
+from datapath import UDP_COUNT, appliances, curl, http_servers, topology, wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -31,21 +31,10 @@ def topo(tmp_path_factory):
     """HTTP servers on 8080 and 8081 in the server namespace."""
     bench = topology(prefix="ctl")
     t = next(bench)
-    procs = []
     try:
-        root = tmp_path_factory.mktemp("ctlwww")
-        (root / "hello").write_text("hello\n")
-        for port in (8080, 8081):
-            procs.append(subprocess.Popen(["ip", "netns", "exec", t.server, sys.executable, "-m", "http.server",
-                                           str(port), "--bind", "::", "--directory", str(root)],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_for(lambda: all(f":{p} " in t.ex(t.server, "ss", "-ltnH").stdout for p in (8080, 8081)),
-                 what="http servers")
-        yield t
+        with http_servers(t, tmp_path_factory.mktemp("ctlwww"), (8080, 8081), bind="::"):
+            yield t
     finally:
-        for p in procs:
-            p.kill()
-            p.wait()
         bench.close()
 
 

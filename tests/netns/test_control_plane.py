@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from datapath import REPO, appliances, curl, topology, wait_for
+from datapath import REPO, appliances, curl, http_servers, topology, wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -38,25 +38,14 @@ def topo(tmp_path_factory):
     appliance namespace (mgmt0 192.0.2.1, both veth ends inside it)."""
     bench = topology(prefix="mgt")
     t = next(bench)
-    procs = []
     try:
-        root = tmp_path_factory.mktemp("mgtwww")
-        (root / "hello").write_text("hello\n")
-        for port in (8080, 8081):
-            procs.append(subprocess.Popen(["ip", "netns", "exec", t.server, sys.executable, "-m", "http.server",
-                                           str(port), "--bind", "0.0.0.0", "--directory", str(root)],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        t.ex(t.fw, "ip", "link", "add", "mgmt0", "type", "veth", "peer", "name", "mgmt1", check=True)
-        t.ex(t.fw, "ip", "addr", "add", "192.0.2.1/24", "dev", "mgmt0", check=True)
-        t.ex(t.fw, "ip", "link", "set", "mgmt0", "up", check=True)
-        t.ex(t.fw, "ip", "link", "set", "mgmt1", "up", check=True)
-        wait_for(lambda: all(f":{p} " in t.ex(t.server, "ss", "-ltnH").stdout for p in (8080, 8081)),
-                 what="http servers")
-        yield t
+        with http_servers(t, tmp_path_factory.mktemp("mgtwww"), (8080, 8081)):
+            t.ex(t.fw, "ip", "link", "add", "mgmt0", "type", "veth", "peer", "name", "mgmt1", check=True)
+            t.ex(t.fw, "ip", "addr", "add", "192.0.2.1/24", "dev", "mgmt0", check=True)
+            t.ex(t.fw, "ip", "link", "set", "mgmt0", "up", check=True)
+            t.ex(t.fw, "ip", "link", "set", "mgmt1", "up", check=True)
+            yield t
     finally:
-        for p in procs:
-            p.kill()
-            p.wait()
         bench.close()
 
 

@@ -13,7 +13,7 @@ import tempfile
 
 import pytest
 
-from datapath import REPO, appliances, curl, topology, wait_for
+from datapath import appliances, curl, http_servers, topology, wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -36,21 +36,10 @@ SETPRIV = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
 def topo(tmp_path_factory):
     bench = topology(prefix="i12p")
     t = next(bench)
-    procs = []
     try:
-        root = tmp_path_factory.mktemp("i12pwww")
-        (root / "hello").write_text("hello\n")
-        for port in (8080, 8081, 8082):
-            procs.append(subprocess.Popen(["ip", "netns", "exec", t.server, sys.executable, "-m", "http.server",
-                                           str(port), "--bind", "0.0.0.0", "--directory", str(root)],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_for(lambda: all(f":{p} " in t.ex(t.server, "ss", "-ltnH").stdout for p in (8080, 8081, 8082)),
-                 what="http servers")
-        yield t
+        with http_servers(t, tmp_path_factory.mktemp("i12pwww"), (8080, 8081, 8082)):
+            yield t
     finally:
-        for p in procs:
-            p.kill()
-            p.wait()
         bench.close()
 
 

@@ -8,12 +8,11 @@ Own topology (namespaces prefixed "i12mo", veths created inside them), torn down
 import json
 import os
 import signal
-import subprocess
 import sys
 
 import pytest
 
-from datapath import REPO, appliances, curl, topology, wait_for
+from datapath import REPO, appliances, curl, http_servers, topology, wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -30,19 +29,10 @@ CONTROL = f"control: {{listen: 127.0.0.1:{PORT}}}\n"
 def topo(tmp_path_factory):
     bench = topology(prefix="i12mo")
     t = next(bench)
-    procs = []
     try:
-        root = tmp_path_factory.mktemp("i12mowww")
-        (root / "hello").write_text("hello\n")
-        procs.append(subprocess.Popen(["ip", "netns", "exec", t.server, sys.executable, "-m", "http.server",
-                                       "8081", "--bind", "0.0.0.0", "--directory", str(root)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_for(lambda: ":8081 " in t.ex(t.server, "ss", "-ltnH").stdout, what="http server")
-        yield t
+        with http_servers(t, tmp_path_factory.mktemp("i12mowww"), (8081,)):
+            yield t
     finally:
-        for p in procs:
-            p.kill()
-            p.wait()
         bench.close()
 
 
