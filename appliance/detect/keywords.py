@@ -334,6 +334,13 @@ def _literal(item, kind, flags, where):
     return Content(value, **kw)
 
 
+def _other_protocols(draft, app):
+    """The app protocols other than `app` the rule's buffers and name keys look at (a flow
+    carries one: a rule naming two can never match)."""
+    others = {BUFFERS[b] for b, _ in draft.fields.get("buffers", ())} - {app}
+    return others | ({APP_OF_KEY[k] for k in APP_KEYS if k in draft.keys} - {app})
+
+
 def _buffer_fits(buffer, where, draft):
     """A sticky buffer needs a proto its protocol runs on, and a rule names one app protocol."""
     app = BUFFERS[buffer]
@@ -344,8 +351,7 @@ def _buffer_fits(buffer, where, draft):
     if buffer in RESPONSE_BUFFERS and "to_server" in (draft.fields.get("flow") or ()):
         where.report(f"buffer {buffer} is read from the server's answer: with flow to_server it can never match")
         return False
-    others = {BUFFERS[b] for b, _ in draft.fields.get("buffers", ())} - {app}
-    others |= {APP_OF_KEY[k] for k in APP_KEYS if k in draft.keys} - {app}
+    others = _other_protocols(draft, app)
     if others:
         where.report(f"buffer {buffer} is {app}; this rule also looks at {', '.join(sorted(others))} "
                      f"(a flow carries one protocol)")
@@ -493,8 +499,7 @@ def _app_proto(v, where, draft):
     if v != "dns" and draft.proto == "udp":
         where.report(f"app_proto {v} needs proto tcp or ip (proto is udp)")
         return INVALID
-    others = {BUFFERS[b] for b, _ in draft.fields.get("buffers", ())} - {v}
-    others |= {APP_OF_KEY[k] for k in APP_KEYS if k in draft.keys} - {v}
+    others = _other_protocols(draft, v)
     if others:
         where.report(f"app_proto is {v}; this rule also looks at {', '.join(sorted(others))} "
                      f"(a flow carries one protocol)")
