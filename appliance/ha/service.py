@@ -18,7 +18,7 @@ import urllib.request
 
 from appliance.ha import heartbeat as hb
 from appliance.ha.machine import Decision, Machine, PEER, SELF
-from appliance.ha.routes import Ec2Error, RouteTables
+from appliance.ha.routes import Ec2Error
 from appliance.output.eve import timestamp
 
 ROUTE_POLL = 2.0        # seconds between route table reads while nothing happens (EC2 Describe* is throttled)
@@ -206,6 +206,11 @@ USAGE = """usage: appliance ha [--config FILE]           the HA service (docs/ha
 
 
 def _config(args):
+    cfg = _load(args)
+    return None if cfg is None else cfg.ha
+
+
+def _load(args):
     from appliance.config import ConfigError, load_config
     path = "/etc/appliance/appliance.yaml"
     if "--config" in args:
@@ -221,7 +226,7 @@ def _config(args):
     if cfg.ha is None:
         print(f"{path}:1: no ha: section (docs/ha.md)", file=sys.stderr)
         return None
-    return cfg.ha
+    return cfg
 
 
 def _region():
@@ -238,15 +243,17 @@ def main_ha(args):
         return 0
     if args[:1] == ["status"]:
         return main_status(args[1:])
-    ha = _config(args)
-    if ha is None:
+    cfg = _load(args)
+    if cfg is None:
         return 1
+    ha = cfg.ha
     from appliance.aws import ec2
-    from appliance.aws.imds import ImdsError
+    from appliance.aws.imds import Imds, ImdsError
+    from appliance.ha import methods
     from appliance.ha.settings import read_secret
     try:
         secret = read_secret(ha)
-        routes = RouteTables(ec2.client(_region()), ha.route_tables, ha.eni, ha.peer_eni)
+        routes, ha, notes = methods.build(ha, ec2.client(_region()), cfg.aws.status_file, Imds())
         svc = Service(ha, secret, routes)
     except (ValueError, ImdsError, Ec2Error, OSError) as e:
         print(f"appliance ha: {e}", file=sys.stderr)
@@ -256,6 +263,8 @@ def main_ha(args):
         svc.stopping = True
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if notes:
+        svc.event("resolved", method=ha.method, notes=notes)
     svc.run()
     return 0
 

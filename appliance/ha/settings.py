@@ -6,7 +6,8 @@ import re
 from appliance import yamlsource
 from appliance.problems import at, did_you_mean, got
 
-METHODS = ("routes",)
+METHODS = ("routes", "eip", "eni")
+EIPALLOC = re.compile(r"eipalloc-[0-9a-f]{8,17}")
 RTB = re.compile(r"rtb-[0-9a-f]{8,17}")
 ENI = re.compile(r"eni-[0-9a-f]{8,17}")
 MIN_SECRET = 16                    # bytes: an HMAC key shorter than this is guessable offline
@@ -26,8 +27,11 @@ class Ha:
     preempt: bool = False          # take the routes back from a healthy peer (set on one node)
     method: str = "routes"
     route_tables: tuple = ()       # rtb-... whose routes at peer_eni move to eni
-    eni: str = ""                  # this instance's ENI the routes should target
-    peer_eni: str = ""
+    eni: str = ""                  # this instance's ENI the routes (or the EIP) should target; auto: bootstrap's
+    peer_eni: str = ""             # auto (routes): the ENI holding the peer's check_peer address
+    eip: str = ""                  # method eip: the Elastic IP's allocation id (eipalloc-...)
+    floating_eni: str = ""         # method eni: the ENI that moves between the two instances
+    floating_device_index: int | None = None   # method eni: where to attach it when it is attached nowhere
     readyz: str | None = None      # this appliance's /readyz URL (default: from control:)
     status_file: str = "/run/appliance/ha.json"
 
@@ -37,7 +41,11 @@ class Ha:
 
 
 HA_KEYS = tuple(f.name for f in fields(Ha))
-REQUIRED = ("listen", "peer", "check_listen", "check_peer", "route_tables", "eni", "peer_eni")
+REQUIRED = ("listen", "peer", "check_listen", "check_peer")
+# What each takeover method acts on; the others' keys would be silently unused, so they are refused.
+METHOD_KEYS = {"routes": ("route_tables", "eni", "peer_eni"), "eip": ("eip", "eni", "peer_eni"),
+               "eni": ("floating_eni",)}
+METHOD_OPTIONAL = {"eni": ("floating_device_index",)}
 
 
 def parse_ha(doc, path, problems, control=None, base="."):
@@ -56,6 +64,17 @@ def parse_ha(doc, path, problems, control=None, base="."):
     for k in REQUIRED:
         if k not in ha:
             problems.append(at(path, doc.line_of("ha"), f"ha.{k} is required"))
+    method = ha.get("method", "routes")
+    if method in METHODS:
+        out["method"] = method
+        for k in METHOD_KEYS[method]:
+            if k not in ha:
+                problems.append(at(path, doc.line_of("ha"), f"ha.{k} is required with ha.method {method}"))
+        mine = METHOD_KEYS[method] + METHOD_OPTIONAL.get(method, ())
+        for k in sorted({k for ks in METHOD_KEYS.values() for k in ks} | {"floating_device_index"}):
+            if k in ha and k not in mine:
+                problems.append(at(path, line(k), f"ha.{k} is not used by ha.method {method} (it takes "
+                                   f"{', '.join(mine)})"))
     for k in ("listen", "peer", "check_listen", "check_peer"):
         if k in ha:
             hp = parse_listen(ha[k])
@@ -106,7 +125,7 @@ def parse_ha(doc, path, problems, control=None, base="."):
             problems.append(at(path, line("preempt"), f"ha.preempt must be true or false, got {got(ha['preempt'])}"))
     if "method" in ha and ha["method"] not in METHODS:
         problems.append(at(path, line("method"), f"ha.method must be one of {', '.join(METHODS)}, got "
-                           f"{got(ha['method'])} (eip and eni are not implemented yet: docs/ha.md)"))
+                           f"{got(ha['method'])}"))
     if "route_tables" in ha:
         v = ha["route_tables"]
         if not isinstance(v, list) or not v:
@@ -120,14 +139,33 @@ def parse_ha(doc, path, problems, control=None, base="."):
                 elif t in v[:i]:
                     problems.append(at(path, v.line_of(i), f"ha.route_tables: {t} is listed twice"))
             out["route_tables"] = tuple(v)
-    for k in ("eni", "peer_eni"):
+    for k in ("eni", "peer_eni", "floating_eni"):
         if k in ha:
-            if not isinstance(ha[k], str) or not ENI.fullmatch(ha[k]):
-                problems.append(at(path, line(k), f"ha.{k} must be an ENI id (eni-...), got {got(ha[k])}"))
+            if ha[k] == "auto" and k != "floating_eni":
+                out[k] = "auto"              # resolved at start (appliance/ha/discover.py)
+            elif not isinstance(ha[k], str) or not ENI.fullmatch(ha[k]):
+                also = " or auto" if k != "floating_eni" else ""
+                problems.append(at(path, line(k), f"ha.{k} must be an ENI id (eni-...){also}, got {got(ha[k])}"))
             else:
                 out[k] = ha[k]
-    if out.get("eni") and out.get("eni") == out.get("peer_eni"):
+    if out.get("eni") and out.get("eni") != "auto" and out.get("eni") == out.get("peer_eni"):
         problems.append(at(path, line("peer_eni"), "ha.peer_eni is the same ENI as ha.eni"))
+    if out.get("method") == "eip" and out.get("peer_eni") == "auto":
+        problems.append(at(path, line("peer_eni"), "ha.peer_eni: auto finds the peer's inside ENI (method "
+                           "routes); with method eip name the peer's outside ENI"))
+    if "eip" in ha:
+        if not isinstance(ha["eip"], str) or not EIPALLOC.fullmatch(ha["eip"]):
+            problems.append(at(path, line("eip"), f"ha.eip must be an Elastic IP allocation id (eipalloc-...), "
+                               f"got {got(ha['eip'])}"))
+        else:
+            out["eip"] = ha["eip"]
+    if "floating_device_index" in ha:
+        v = ha["floating_device_index"]
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 15:
+            problems.append(at(path, line("floating_device_index"), "ha.floating_device_index must be a device "
+                               f"index from 1 to 15 (0 is the primary ENI, which never moves), got {got(v)}"))
+        else:
+            out["floating_device_index"] = v
     if "readyz" in ha:
         v = ha["readyz"]
         if not isinstance(v, str) or not re.fullmatch(r"http://[^\s/]+(/\S*)?", v):

@@ -60,13 +60,13 @@ def test_readyz_defaults_to_the_control_server(tmp_path):
     ("  route_tables: [rtb-0123456789abcdef0, rtb-11111111]", "  route_tables: []",
      "8: ha.route_tables must be a list of route table ids (rtb-...)"),
     ("  peer_eni: eni-0bbbbbbbbbbbbbbbb", "  peer_eni: eni-0aaaaaaaaaaaaaaaa", "10: ha.peer_eni is the same ENI"),
-    ("  eni: eni-0aaaaaaaaaaaaaaaa", "  eni: i-0123", "9: ha.eni must be an ENI id (eni-...), got 'i-0123'"),
+    ("  eni: eni-0aaaaaaaaaaaaaaaa", "  eni: i-0123", "9: ha.eni must be an ENI id (eni-...) or auto, got 'i-0123'"),
     ("  readyz: http://127.0.0.1:9900/readyz", "  readyz: ftp://x", "11: ha.readyz must be an http:// URL"),
     ("ha:\n", "ha:\n  interval: 0.5\n", "3: ha.dead_after (1s) must be at least 3 x ha.interval (0.5s)"),
     ("ha:\n", "ha:\n  dead_after: 0\n", "3: ha.dead_after must be a number of seconds from 0.1 to 60.0, got number 0"),
     ("ha:\n", "ha:\n  hold_down: yes\n", "3: ha.hold_down must be a number of seconds from 0.0 to 3600.0, got boolean"),
     ("ha:\n", "ha:\n  preempt: sometimes\n", "3: ha.preempt must be true or false, got 'sometimes'"),
-    ("ha:\n", "ha:\n  method: eip\n", "3: ha.method must be one of routes, got 'eip' (eip and eni are not implemented"),
+    ("ha:\n", "ha:\n  method: vrrp\n", "3: ha.method must be one of routes, eip, eni, got 'vrrp'"),
     ("ha:\n", "ha:\n  dead_afer: 2\n", "3: unknown key ha.dead_afer (did you mean 'dead_after'?)"),
 ])
 def test_problems_at_their_line(tmp_path, old, new, expect):
@@ -78,7 +78,7 @@ def test_problems_at_their_line(tmp_path, old, new, expect):
 def test_required_keys_reported_each(tmp_path):
     got = problems(tmp_path, "ha: {secret: 0123456789abcdef0123, readyz: 'http://127.0.0.1:1/readyz'}\n")
     for k in ("listen", "peer", "check_listen", "check_peer", "route_tables", "eni", "peer_eni"):
-        assert f"2: ha.{k} is required" in got
+        assert any(p.startswith(f"2: ha.{k} is required") for p in got), k
     assert problems(tmp_path, "ha: [1]\n") == [f"2: ha must be a mapping of {', '.join(f for f in Ha.__dataclass_fields__)}"]
 
 
@@ -108,3 +108,37 @@ def test_appliance_ha_refuses_a_bad_or_missing_section(tmp_path, capsys):
     assert main(["ha", "status", "--config", str(p)]) == 1
     err = capsys.readouterr().err
     assert "none.json" in err and "is `appliance ha` running?" in err
+
+
+EIP = GOOD.replace("  route_tables: [rtb-0123456789abcdef0, rtb-11111111]\n",
+                   "  method: eip\n  eip: eipalloc-0123456789abcdef0\n")
+ENI = GOOD.replace("  route_tables: [rtb-0123456789abcdef0, rtb-11111111]\n  eni: eni-0aaaaaaaaaaaaaaaa\n"
+                   "  peer_eni: eni-0bbbbbbbbbbbbbbbb\n",
+                   "  method: eni\n  floating_eni: eni-0cccccccccccccccc\n  floating_device_index: 2\n")
+
+
+def test_eip_and_eni_methods(tmp_path):
+    ha = load(tmp_path, EIP).ha
+    assert (ha.method, ha.eip, ha.eni, ha.route_tables) == ("eip", "eipalloc-0123456789abcdef0",
+                                                            "eni-0aaaaaaaaaaaaaaaa", ())
+    ha = load(tmp_path, ENI).ha
+    assert (ha.method, ha.floating_eni, ha.floating_device_index, ha.eni) == ("eni", "eni-0cccccccccccccccc", 2, "")
+    auto = load(tmp_path, GOOD.replace("eni: eni-0aaaaaaaaaaaaaaaa", "eni: auto")
+                .replace("peer_eni: eni-0bbbbbbbbbbbbbbbb", "peer_eni: auto")).ha
+    assert (auto.eni, auto.peer_eni) == ("auto", "auto")
+
+
+@pytest.mark.parametrize("text,expect", [
+    (EIP.replace("  eip: eipalloc-0123456789abcdef0\n", ""), "2: ha.eip is required with ha.method eip"),
+    (EIP.replace("eipalloc-0123456789abcdef0", "52.1.2.3"), "9: ha.eip must be an Elastic IP allocation id"),
+    (EIP + "  route_tables: [rtb-11111111]\n", "13: ha.route_tables is not used by ha.method eip"),
+    (EIP.replace("peer_eni: eni-0bbbbbbbbbbbbbbbb", "peer_eni: auto"), "11: ha.peer_eni: auto finds the peer's"),
+    (ENI.replace("  floating_eni: eni-0cccccccccccccccc\n", ""), "2: ha.floating_eni is required with ha.method eni"),
+    (ENI.replace("floating_eni: eni-0cccccccccccccccc", "floating_eni: auto"), "9: ha.floating_eni must be an ENI id"),
+    (ENI.replace("floating_device_index: 2", "floating_device_index: 0"), "10: ha.floating_device_index must be"),
+    (ENI + "  eni: eni-0aaaaaaaaaaaaaaaa\n", "12: ha.eni is not used by ha.method eni"),
+    (GOOD + "  floating_device_index: 2\n", "12: ha.floating_device_index is not used by ha.method routes"),
+])
+def test_method_problems_at_their_line(tmp_path, text, expect):
+    got = problems(tmp_path, text)
+    assert any(p.startswith(expect) for p in got), got
