@@ -22,7 +22,7 @@ die() { echo "provision.sh: $step: $*" >&2; exit 1; }
 
 step=check
 [ -f "$SRC/pyproject.toml" ] || die "SRC=$SRC is not the appliance repository (no pyproject.toml)"
-for f in appliance.service appliance-bootstrap.service 60-appliance.conf modules-appliance.conf \
+for f in appliance.service appliance-bootstrap.service appliance-ha.service 60-appliance.conf modules-appliance.conf \
          logrotate-appliance appliance.yaml; do
     [ -f "$SRC/ami/$f" ] || die "missing $SRC/ami/$f"
 done
@@ -35,7 +35,9 @@ if [ "${SKIP_APT:-0}" != 1 ]; then
     apt-get update -q
     apt-get install -y -q --no-install-recommends python3 python3-venv python3-dev build-essential \
         libnetfilter-queue-dev iptables nftables conntrack iproute2 logrotate \
-        jq tcpdump    # docs/aws.md: read the status file, see both directions cross the appliance
+        conntrackd jq tcpdump
+    # conntrackd: HA state sync, run by `appliance ha` (ha.sync), never by its own unit (below);
+    # jq, tcpdump: docs/aws.md, read the status file, see both directions cross the appliance
 fi
 
 step=venv
@@ -53,6 +55,7 @@ ln -sfn "$VENV/bin/appliance" "$DESTDIR/usr/local/bin/appliance"
 step=files
 install -D -m 0644 "$SRC/ami/appliance.service"           "$DESTDIR/etc/systemd/system/appliance.service"
 install -D -m 0644 "$SRC/ami/appliance-bootstrap.service" "$DESTDIR/etc/systemd/system/appliance-bootstrap.service"
+install -D -m 0644 "$SRC/ami/appliance-ha.service"        "$DESTDIR/etc/systemd/system/appliance-ha.service"
 install -D -m 0644 "$SRC/ami/60-appliance.conf"           "$DESTDIR/etc/sysctl.d/60-appliance.conf"
 install -D -m 0644 "$SRC/ami/modules-appliance.conf"      "$DESTDIR/etc/modules-load.d/appliance.conf"
 install -D -m 0644 "$SRC/ami/logrotate-appliance"         "$DESTDIR/etc/logrotate.d/appliance"
@@ -78,6 +81,12 @@ install -d "$DESTDIR/etc/systemd/system/multi-user.target.wants"
 for u in appliance-bootstrap.service appliance.service; do
     ln -sfn "/etc/systemd/system/$u" "$DESTDIR/etc/systemd/system/multi-user.target.wants/$u"
 done
+
+# Debian's conntrackd.service would start a second conntrackd with the package's own config
+# (multicast sync, which a VPC does not carry) and take the lock `appliance ha`'s conntrackd
+# needs: masked, the way `systemctl mask` does it. appliance-ha.service is installed, not
+# enabled: only a pair's user-data (an `ha:` section) enables it (docs/ha.md).
+ln -sfn /dev/null "$DESTDIR/etc/systemd/system/conntrackd.service"
 
 step=done
 echo "provision.sh: installed the appliance into ${DESTDIR:-/} ($VENV)"

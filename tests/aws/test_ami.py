@@ -70,7 +70,7 @@ def test_template_structure():
 
 def _units(root):
     out = {}
-    for name in ("appliance.service", "appliance-bootstrap.service"):
+    for name in ("appliance.service", "appliance-bootstrap.service", "appliance-ha.service"):
         cp = configparser.ConfigParser(strict=False, interpolation=None)
         cp.optionxform = str
         cp.read(root / "etc/systemd/system" / name)
@@ -144,14 +144,29 @@ def test_units(installed):
     assert u["appliance.service"]["Unit"]["Requires"] == "appliance-bootstrap.service"
 
 
+def test_ha_unit_owns_conntrackd_and_is_left_to_user_data(installed):
+    ha = _units(installed)["appliance-ha.service"]
+    assert ha["Service"]["ExecStart"] == f"{VENV}/bin/appliance ha --config /etc/appliance/appliance.yaml"
+    assert ha["Service"]["User"] == "appliance" and ha["Service"]["Restart"] == "on-failure"
+    # conntrackd is its child (appliance/ha/conntrackd.py): netlink, its control socket, CAP_NET_ADMIN
+    assert ha["Service"]["CapabilityBoundingSet"] == ha["Service"]["AmbientCapabilities"] == "CAP_NET_ADMIN"
+    assert "AF_NETLINK" in ha["Service"]["RestrictAddressFamilies"] and "AF_UNIX" in ha["Service"]["RestrictAddressFamilies"]
+    assert ha["Service"]["ReadWritePaths"] == "/run/appliance"          # ha.json, conntrackd's run_dir
+    assert "appliance.service" in ha["Unit"]["After"]                   # it reads the datapath's /readyz
+    wants = installed / "etc/systemd/system/multi-user.target.wants"
+    assert not (wants / "appliance-ha.service").exists()                # no `ha:` in the AMI's config
+    # Debian's own conntrackd.service (package config, multicast) must never run beside ours.
+    assert os.readlink(installed / "etc/systemd/system/conntrackd.service") == "/dev/null"
+
+
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
 def test_units_pass_systemd_analyze_verify(installed, tmp_path):
     # Point ExecStart at the scratch root's venv so verify also checks the binaries exist.
-    for name in ("appliance.service", "appliance-bootstrap.service"):
+    for name in ("appliance.service", "appliance-bootstrap.service", "appliance-ha.service"):
         text = (installed / "etc/systemd/system" / name).read_text()
         (tmp_path / name).write_text(text.replace(VENV, str(installed) + VENV))
     r = subprocess.run(["systemd-analyze", "verify", "--man=no", "./appliance.service",
-                        "./appliance-bootstrap.service"], cwd=tmp_path, capture_output=True, text=True)
+                        "./appliance-bootstrap.service", "./appliance-ha.service"], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0 and not r.stderr.strip(), r.stderr
 
 
@@ -176,7 +191,7 @@ def test_provision_fails_hard_and_says_why(tmp_path):
 
 # Least privilege, measured: systemd's own score of each unit (lower is better; issue 12 asks
 # <= 2.0 for the datapath and <= 3.5 for the bootstrap). docs/aws.md lists what remains.
-EXPOSURE = {"appliance.service": 2.0, "appliance-bootstrap.service": 3.5}
+EXPOSURE = {"appliance.service": 2.0, "appliance-bootstrap.service": 3.5, "appliance-ha.service": 2.0}
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
