@@ -7,6 +7,8 @@ recorded in a status file (default /run/appliance/bootstrap.json) for the manage
   imds               IMDSv2 token, region, the attached ENIs
   interfaces         ENI -> Linux interface by MAC, roles outside/inside/management
   host               sysctls, addresses, routes, the management routing table
+  gwlb               fleet mode only (a `gwlb:` section): one data ENI; where GENEVE and the
+                     health checks arrive, checked against the ENI and the VPC (aws/fleet.py)
   source_dest_check  EC2 API: read it on each data ENI, turn it off
 
 The first step that does not complete stops the bootstrap with a message naming the
@@ -20,7 +22,7 @@ import sys
 import time
 
 from appliance import config
-from appliance.aws import ec2, hostconfig, imds, interfaces
+from appliance.aws import ec2, fleet, hostconfig, imds, interfaces
 
 DEFAULT_CONFIG = "/etc/appliance/appliance.yaml"
 
@@ -33,14 +35,25 @@ class StepFailed(Exception):
 
 def selectors(cfg):
     """role -> what the config names (an interface, eni-..., subnet-..., auto, or None: no
-    such role). A management role the file leaves out is auto: a third ENI gets its table."""
+    such role). A management role the file leaves out is auto: a third ENI gets its table.
+    Fleet mode (`gwlb:`): the data ENI is always device 0, where GWLB sends."""
+    if is_fleet(cfg):
+        return {"data": "auto", "management": cfg.management if cfg.management_set else "auto"}
     return {"outside": cfg.outside, "inside": cfg.inside,
             "management": cfg.management if cfg.management_set else "auto"}
 
 
+def is_fleet(cfg):
+    return getattr(cfg, "gwlb", None) is not None
+
+
+def data_roles(cfg):
+    return interfaces.FLEET_DATA_ROLES if is_fleet(cfg) else interfaces.DATA_ROLES
+
+
 # --- discovery ----------------------------------------------------------------------
 
-def _discover(selectors, wait, say=lambda s: None, at=lambda step: None):
+def _discover(selectors, wait, say=lambda s: None, at=lambda step: None, fleet=False):
     """IMDS + local links -> (client, region, enis, bindings). Raises StepFailed.
 
     at(step) is told which step is running, so an unexpected error is charged to it."""
@@ -70,7 +83,7 @@ def _discover(selectors, wait, say=lambda s: None, at=lambda step: None):
             f"IMDS lists {e.eni_id} (MAC {e.mac}, device {e.device_number}) but no local interface "
             f"has that MAC after {wait}s; is the ENI attached and its driver loaded?" for e in missing))
     try:
-        bindings = interfaces.assign_roles(selectors, enis, links)
+        bindings = interfaces.assign_roles(selectors, enis, links, fleet=fleet)
     except interfaces.InterfaceError as e:
         raise StepFailed("interfaces", str(e)) from None
     return client, region, enis, bindings
@@ -83,7 +96,7 @@ def discover_roles(cfg):
     Raises RuntimeError with a "step: message" text when discovery fails.
     """
     try:
-        _, _, _, bindings = _discover(selectors(cfg), cfg.aws.interface_wait_seconds)
+        _, _, _, bindings = _discover(selectors(cfg), cfg.aws.interface_wait_seconds, fleet=is_fleet(cfg))
     except StepFailed as e:
         raise RuntimeError(str(e)) from None
     return {role: b.ifname for role, b in bindings.items()}
@@ -128,8 +141,8 @@ def _roles_doc(bindings):
 
 # --- the run ------------------------------------------------------------------------
 
-def _source_dest_check(mode, region, bindings, status, say):
-    data = [bindings[r] for r in interfaces.DATA_ROLES]
+def _source_dest_check(mode, region, bindings, status, say, roles=interfaces.DATA_ROLES):
+    data = [bindings[r] for r in roles]
     if mode == "ignore":
         status.step("source_dest_check", True, "ignored by config (aws.source_dest_check: ignore)")
         return None
@@ -185,6 +198,9 @@ def run(config_path, dry_run=False, status_file=None, out=sys.stdout):
     aws, roles = cfg.aws, selectors(cfg)
     if status_file is None:
         status.path = aws.status_file
+    fleet_mode = is_fleet(cfg)
+    if fleet_mode:
+        status.doc["mode"] = "gwlb"
     status.step("config", True, {"path": config_path, "interfaces": roles,
                                  "source_dest_check": aws.source_dest_check})
     current = "imds"             # the step running now, for errors nobody anticipated
@@ -194,7 +210,7 @@ def run(config_path, dry_run=False, status_file=None, out=sys.stdout):
         current = step
 
     try:
-        client, region, enis, bindings = _discover(roles, aws.interface_wait_seconds, say, at)
+        client, region, enis, bindings = _discover(roles, aws.interface_wait_seconds, say, at, fleet=fleet_mode)
         status.doc["region"] = region
         status.step("imds", True, {"region": region, "enis": [e.eni_id for e in enis]})
         status.doc["roles"] = _roles_doc(bindings)
@@ -208,7 +224,18 @@ def run(config_path, dry_run=False, status_file=None, out=sys.stdout):
             say(f"interfaces: {role} = {b.ifname} ({b.eni.eni_id}, {b.eni.mac}, device "
                 f"{b.eni.device_number}, {b.eni.subnet_id}, mtu {b.link.mtu})")
         if "management" not in bindings:
-            say("interfaces: management = none (no ENI at device index 2 or set to null)")
+            say(f"interfaces: management = none (no ENI at device index {2 - fleet_mode} or set to null)")
+        if fleet_mode:
+            at("gwlb")
+            gdoc, gproblems = fleet.resolve(cfg.gwlb, bindings)
+            status.doc["gwlb"] = gdoc
+            if gproblems:
+                raise StepFailed("gwlb", "; ".join(gproblems))
+            say(f"gwlb: GENEVE at {gdoc['listen']} ({gdoc['interface']}, {gdoc['eni']}), health checks at "
+                f"{gdoc['health']}, senders {', '.join(gdoc['senders'])}, MTU {gdoc['mtu']}")
+            for n in gdoc["notes"]:
+                say(f"gwlb: {n}")
+            status.step("gwlb", True, gdoc)
 
         if aws.config_source == "ssm":
             at("config_source")
@@ -225,7 +252,10 @@ def run(config_path, dry_run=False, status_file=None, out=sys.stdout):
 
         at("host")
         try:
-            actions, notes = hostconfig.plan(bindings, aws.management_table, conntrack=cfg.conntrack)
+            if fleet_mode:
+                actions, notes = fleet.plan(bindings, aws.management_table, conntrack=cfg.conntrack)
+            else:
+                actions, notes = hostconfig.plan(bindings, aws.management_table, conntrack=cfg.conntrack)
         except (ValueError, OSError) as e:
             raise StepFailed("host", str(e)) from None
         if dry_run:
@@ -235,7 +265,7 @@ def run(config_path, dry_run=False, status_file=None, out=sys.stdout):
             for n in notes:
                 say(f"host: {n}")
             mode = aws.source_dest_check
-            for r in interfaces.DATA_ROLES:
+            for r in data_roles(cfg):
                 eni = bindings[r].eni.eni_id
                 if mode != "ignore":
                     say(f"api: ec2:DescribeNetworkInterfaceAttribute {eni} sourceDestCheck (region {region})")
@@ -252,7 +282,7 @@ def run(config_path, dry_run=False, status_file=None, out=sys.stdout):
         say(f"host: {len(done)} settings applied")
 
         at("source_dest_check")
-        _source_dest_check(aws.source_dest_check, region, bindings, status, say)
+        _source_dest_check(aws.source_dest_check, region, bindings, status, say, data_roles(cfg))
         status.doc["ok"] = True
         status.doc["can_forward"] = aws.source_dest_check != "ignore" or None
     except Exception as e:

@@ -13,6 +13,11 @@ from appliance.config import is_ifname
 ROLES = ("outside", "inside", "management")
 DATA_ROLES = ("outside", "inside")
 DEFAULT_DEVICE = {"outside": 0, "inside": 1, "management": 2}
+# Fleet mode (a `gwlb:` section): one data ENI. GWLB sends to a target registered by instance id
+# at the primary private IP of its primary ENI, so the data ENI is device 0; management is 1.
+FLEET_ROLES = ("data", "management")
+FLEET_DATA_ROLES = ("data",)
+FLEET_DEVICE = {"data": 0, "management": 1}
 
 
 class InterfaceError(Exception):
@@ -75,21 +80,21 @@ def _describe(enis):
     return ", ".join(f"{e.eni_id} (device {e.device_number}, {e.subnet_id})" for e in enis) or "none"
 
 
-def _pick(role, value, enis, links):
+def _pick(role, value, enis, links, defaults=DEFAULT_DEVICE, data_roles=DATA_ROLES):
     kind = selector_kind(value)
     if kind == "none":
-        if role in DATA_ROLES:
+        if role in data_roles:
             raise InterfaceError(f"interfaces.{role} cannot be null: the appliance needs an {role} ENI")
         return None
     if kind == "auto":
-        found = [e for e in enis if e.device_number == DEFAULT_DEVICE[role]]
+        found = [e for e in enis if e.device_number == defaults[role]]
         if not found:
             if role == "management":
                 return None          # two ENIs: no dedicated management ENI
             raise InterfaceError(f"interfaces.{role}: auto wants the ENI at device index "
-                                 f"{DEFAULT_DEVICE[role]}, IMDS lists {_describe(enis)}; attach one or name it")
+                                 f"{defaults[role]}, IMDS lists {_describe(enis)}; attach one or name it")
         if len(found) > 1:       # e.g. one ENI per network card: never pick one of them silently
-            raise InterfaceError(f"interfaces.{role}: auto wants the ENI at device index {DEFAULT_DEVICE[role]}, "
+            raise InterfaceError(f"interfaces.{role}: auto wants the ENI at device index {defaults[role]}, "
                                  f"IMDS lists {len(found)}: {_describe(found)}; name the ENI (eni-...) instead")
         return found[0]
     if kind == "eni":
@@ -116,11 +121,14 @@ def _pick(role, value, enis, links):
                          "an interface name or null")
 
 
-def assign_roles(selectors, enis, links):
-    """selectors: role -> config value. Returns role -> Binding (management may be absent)."""
+def assign_roles(selectors, enis, links, fleet=False):
+    """selectors: role -> config value. Returns role -> Binding (management may be absent).
+    fleet: the roles of fleet mode (data, management) instead of outside, inside, management."""
     out = {}
-    for role in ROLES:
-        eni = _pick(role, selectors.get(role, "auto"), enis, links)
+    roles, defaults, data = (FLEET_ROLES, FLEET_DEVICE, FLEET_DATA_ROLES) if fleet else (ROLES, DEFAULT_DEVICE,
+                                                                                           DATA_ROLES)
+    for role in roles:
+        eni = _pick(role, selectors.get(role, "auto"), enis, links, defaults, data)
         if eni is None:
             continue
         link = links.get(eni.mac)
