@@ -5,6 +5,7 @@
   the bootstrap's status file (its roles follow the config's `interfaces:` selectors); when that
   file is missing or failed, from IMDS by the bootstrap's default device index (0 outside,
   1 inside).
+- `outside_eni: auto` (routes, for the IGW edge route table): the outside role's ENI, the same way.
 - `peer_eni: auto` (routes): the ENI holding the peer's `check_peer` address (the probes go to
   the peer's inside address, so that ENI is the one the routes point at when it is primary).
   One ec2:DescribeNetworkInterfaces; exactly one match or an error.
@@ -67,6 +68,10 @@ def resolve(ha, status_path, imds, ec2):
         eni, where = own_eni(ROLE[ha.method], status, imds)
         ha = replace(ha, eni=eni)
         notes.append(f"eni {eni} from {where}")
+    if ha.outside_eni == "auto":
+        eni, where = own_eni("outside", status, imds)
+        ha = replace(ha, outside_eni=eni)
+        notes.append(f"outside_eni {eni} from {where}")
     if ha.peer_eni == "auto":
         address = ha.addresses()["check_peer"][0]
         ha = replace(ha, peer_eni=peer_eni(ec2, address))

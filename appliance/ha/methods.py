@@ -16,4 +16,4 @@ def build(ha, ec2, bootstrap_status_file, imds):
         iid = discover.instance_id(discover.bootstrap_status(bootstrap_status_file), imds)
         notes.append(f"instance {iid}")
         return FloatingEni(ec2, ha.floating_eni, iid, ha.floating_device_index), ha, notes
-    return RouteTables(ec2, ha.route_tables, ha.eni, ha.peer_eni), ha, notes
+    return RouteTables(ec2, ha.route_tables, ha.eni, ha.peer_eni, ha.outside_eni, ha.peer_outside_eni), ha, notes

@@ -29,6 +29,8 @@ class Ha:
     route_tables: tuple = ()       # rtb-... whose routes at peer_eni move to eni
     eni: str = ""                  # this instance's ENI the routes (or the EIP) should target; auto: bootstrap's
     peer_eni: str = ""             # auto (routes): the ENI holding the peer's check_peer address
+    outside_eni: str = ""          # routes, optional: our outside ENI, for the IGW edge route table; auto: bootstrap's
+    peer_outside_eni: str = ""     # ... and the peer's (edge routes at it move to outside_eni)
     eip: str = ""                  # method eip: the Elastic IP's allocation id (eipalloc-...)
     floating_eni: str = ""         # method eni: the ENI that moves between the two instances
     floating_device_index: int | None = None   # method eni: where to attach it when it is attached nowhere
@@ -45,7 +47,7 @@ REQUIRED = ("listen", "peer", "check_listen", "check_peer")
 # What each takeover method acts on; the others' keys would be silently unused, so they are refused.
 METHOD_KEYS = {"routes": ("route_tables", "eni", "peer_eni"), "eip": ("eip", "eni", "peer_eni"),
                "eni": ("floating_eni",)}
-METHOD_OPTIONAL = {"eni": ("floating_device_index",)}
+METHOD_OPTIONAL = {"eni": ("floating_device_index",), "routes": ("outside_eni", "peer_outside_eni")}
 
 
 def parse_ha(doc, path, problems, control=None, base="."):
@@ -71,7 +73,7 @@ def parse_ha(doc, path, problems, control=None, base="."):
             if k not in ha:
                 problems.append(at(path, doc.line_of("ha"), f"ha.{k} is required with ha.method {method}"))
         mine = METHOD_KEYS[method] + METHOD_OPTIONAL.get(method, ())
-        for k in sorted({k for ks in METHOD_KEYS.values() for k in ks} | {"floating_device_index"}):
+        for k in sorted({k for ks in (*METHOD_KEYS.values(), *METHOD_OPTIONAL.values()) for k in ks}):
             if k in ha and k not in mine:
                 problems.append(at(path, line(k), f"ha.{k} is not used by ha.method {method} (it takes "
                                    f"{', '.join(mine)})"))
@@ -139,17 +141,21 @@ def parse_ha(doc, path, problems, control=None, base="."):
                 elif t in v[:i]:
                     problems.append(at(path, v.line_of(i), f"ha.route_tables: {t} is listed twice"))
             out["route_tables"] = tuple(v)
-    for k in ("eni", "peer_eni", "floating_eni"):
+    for k in ("eni", "peer_eni", "floating_eni", "outside_eni", "peer_outside_eni"):
         if k in ha:
-            if ha[k] == "auto" and k != "floating_eni":
+            if ha[k] == "auto" and k in ("eni", "peer_eni", "outside_eni"):
                 out[k] = "auto"              # resolved at start (appliance/ha/discover.py)
             elif not isinstance(ha[k], str) or not ENI.fullmatch(ha[k]):
-                also = " or auto" if k != "floating_eni" else ""
+                also = " or auto" if k in ("eni", "peer_eni", "outside_eni") else ""
                 problems.append(at(path, line(k), f"ha.{k} must be an ENI id (eni-...){also}, got {got(ha[k])}"))
             else:
                 out[k] = ha[k]
     if out.get("eni") and out.get("eni") != "auto" and out.get("eni") == out.get("peer_eni"):
         problems.append(at(path, line("peer_eni"), "ha.peer_eni is the same ENI as ha.eni"))
+    if ("outside_eni" in ha) != ("peer_outside_eni" in ha):
+        k = "outside_eni" if "outside_eni" in ha else "peer_outside_eni"
+        problems.append(at(path, line(k), "ha.outside_eni and ha.peer_outside_eni go together: the IGW edge "
+                           "route table's routes move from the peer's outside ENI to ours"))
     if out.get("method") == "eip" and out.get("peer_eni") == "auto":
         problems.append(at(path, line("peer_eni"), "ha.peer_eni: auto finds the peer's inside ENI (method "
                            "routes); with method eip name the peer's outside ENI"))

@@ -247,3 +247,35 @@ def test_methods_build_picks_the_method(aws, floating, tmp_path, imds):
             check_peer="10.0.1.12:7401", method="eni", floating_eni=eni)
     m, _, notes = methods.build(ha, aws.client("eni"), str(st), Imds(imds.url))
     assert isinstance(m, FloatingEni) and m.instance_id == me and notes == [f"instance {me}"]
+
+
+# --- routes with the IGW edge route table: each route moves to our ENI of its pair ----------
+
+def test_routes_move_inside_and_edge_routes_to_their_counterparts(aws):
+    ec2 = aws.admin
+    vpc = ec2.describe_subnets(SubnetIds=[aws.subnet])["Subnets"][0]["VpcId"]
+    out_me, out_peer = (ec2.create_network_interface(SubnetId=aws.subnet)["NetworkInterface"]["NetworkInterfaceId"]
+                        for _ in range(2))
+    protected, edge = (ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"] for _ in range(2))
+    ec2.create_route(RouteTableId=protected, DestinationCidrBlock="0.0.0.0/0", NetworkInterfaceId=aws.peer)
+    ec2.create_route(RouteTableId=edge, DestinationCidrBlock="10.0.1.0/24", NetworkInterfaceId=out_peer)
+    from appliance.ha.routes import RouteTables
+    rt = RouteTables(aws.client("admin"), [protected, edge], aws.me, aws.peer, out_me, out_peer)
+    assert rt.owner()[0] == PEER
+    assert sorted(rt.take()) == sorted([(protected, "0.0.0.0/0"), (edge, "10.0.1.0/24")])
+
+    def target(rtb):
+        r = [r for r in ec2.describe_route_tables(RouteTableIds=[rtb])["RouteTables"][0]["Routes"]
+             if r.get("NetworkInterfaceId")]
+        return r[0]["NetworkInterfaceId"]
+    assert (target(protected), target(edge)) == (aws.me, out_me)        # read back: each to its counterpart
+    assert rt.owner()[0] == SELF and rt.take() == []
+
+
+def test_outside_eni_auto_from_the_bootstrap_status(tmp_path, imds):
+    st = tmp_path / "bootstrap.json"
+    st.write_text(json.dumps({"ok": True, "roles": {"outside": {"eni": "eni-0aaaaaaaaaaaaaaaa"},
+                                                     "inside": {"eni": "eni-0bbbbbbbbbbbbbbbb"}}}))
+    ha, notes = discover.resolve(ha_auto(peer_eni="eni-0ccccccccccccccc1", outside_eni="auto",
+                                         peer_outside_eni="eni-0ccccccccccccccc2"), str(st), Imds(imds.url), None)
+    assert (ha.eni, ha.outside_eni) == ("eni-0bbbbbbbbbbbbbbbb", "eni-0aaaaaaaaaaaaaaaa")

@@ -142,3 +142,12 @@ def test_eip_and_eni_methods(tmp_path):
 def test_method_problems_at_their_line(tmp_path, text, expect):
     got = problems(tmp_path, text)
     assert any(p.startswith(expect) for p in got), got
+
+
+def test_edge_route_pair(tmp_path):
+    ha = load(tmp_path, GOOD + "  outside_eni: auto\n  peer_outside_eni: eni-0dddddddddddddddd\n").ha
+    assert (ha.outside_eni, ha.peer_outside_eni) == ("auto", "eni-0dddddddddddddddd")
+    assert any(p.startswith("12: ha.outside_eni and ha.peer_outside_eni go together")
+               for p in problems(tmp_path, GOOD + "  outside_eni: eni-0dddddddddddddddd\n"))
+    assert any(p.startswith("13: ha.peer_outside_eni is not used by ha.method eip")
+               for p in problems(tmp_path, EIP + "  peer_outside_eni: eni-0dddddddddddddddd\n"))
