@@ -135,6 +135,7 @@ class Config:
     pcap_log: PcapLogConfig | None = None        # None: no pcap log (output/pcap_log.py)
     conntrack: Conntrack = field(default_factory=Conntrack)
     ha: object = None                            # ha.settings.Ha; None: no `ha:` section (docs/ha.md)
+    gwlb: object = None                          # fleet.settings.Gwlb; None: inline (NFQUEUE), docs/gwlb.md
     path: str = ""               # the file it was read from
     # Whether the file has interfaces.management at all: missing, `appliance run` has no
     # management interface and `appliance bootstrap` takes it as auto (a third ENI, if any).
@@ -151,7 +152,7 @@ class Config:
 
 TOP_KEYS = ("interfaces", "rules", "eve", "home_net", "workers", "queue_base",
             "failure_mode", "offload", "rules_skip_unsupported", "mark_mask", "inspection", "aws", "control",
-            "mode", "rules_mode", "pcap_log", "conntrack", "ha")
+            "mode", "rules_mode", "pcap_log", "conntrack", "ha", "gwlb")
 # Interface values resolved through EC2 discovery rather than used as names.
 DISCOVERED = re.compile(r"^(auto|eni-[0-9a-f]+|subnet-[0-9a-f]+)$")
 IFACE_KEYS = ("outside", "inside", "management")
@@ -209,7 +210,10 @@ def load_config(path) -> Config:
     base = os.path.dirname(os.path.abspath(path))
     out = {}
 
+    fleet = doc.get("gwlb") is not None          # fleet mode: one data interface, no outside/inside
     ifaces = doc.get("interfaces")
+    if fleet and ifaces is None:
+        ifaces = yamlsource.LineDict()
     if not isinstance(ifaces, yamlsource.LineDict):
         problems.append(f"{path}:{doc.line_of('interfaces')}: interfaces must be a mapping with "
                         "outside and inside (interface names or auto)")
@@ -219,7 +223,7 @@ def load_config(path) -> Config:
     for role in IFACE_KEYS:
         v = ifaces.get(role)
         if v is None:
-            if role != "management":
+            if role != "management" and not fleet:
                 what = "cannot be null" if role in ifaces else "is required"
                 problems.append(f"{path}:{ifaces.line_of(role) or doc.line_of('interfaces') or 1}: interfaces.{role} {what} "
                                 "(an interface name or auto)")
@@ -337,6 +341,13 @@ def load_config(path) -> Config:
         ha = parse_ha(doc, path, problems, out.get("control"), base)
         if ha is not None:
             out["ha"] = ha
+
+    if fleet:
+        from appliance.fleet.settings import fleet_conflicts, parse_gwlb
+        fleet_conflicts(doc, path, problems)
+        gwlb = parse_gwlb(doc, path, problems)
+        if gwlb is not None:
+            out["gwlb"] = gwlb
 
     if problems:
         raise ConfigError(problems)
@@ -692,7 +703,8 @@ def resolve_interfaces(cfg: Config, discover=None) -> Config:
 # ruleset, the queues and the worker processes are built from these).
 RELOADABLE = ("rules", "eve", "eve_max_bytes", "eve_keep", "eve_types", "home_net", "offload", "inspection",
               "rules_skip_unsupported", "mode", "rules_mode", "pcap_log")
-RESTART_ONLY = ("outside", "inside", "management", "workers", "queue_base", "failure_mode", "mark_mask", "control")
+RESTART_ONLY = ("outside", "inside", "management", "workers", "queue_base", "failure_mode", "mark_mask", "control",
+                "gwlb")
 
 
 def reload_config(running: Config, raw_running: Config) -> tuple[Config, list]:
