@@ -155,11 +155,14 @@ class GwlbSource:
         c.dropped += 1
 
 
-def listen(address, port=geneve.PORT):
-    """The GENEVE socket: bound to the data address (GWLB sends to the target's IP)."""
+def listen(address, port=geneve.PORT, reuse_port=False):
+    """The GENEVE socket: bound to the data address (GWLB sends to the target's IP).
+    `reuse_port`: one of a group of worker sockets on the port (appliance.fleet.steering)."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     s = socket.socket(family, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
     except OSError:                           # not root: the kernel's rmem_max applies
