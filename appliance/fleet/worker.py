@@ -1,0 +1,140 @@
+"""One GENEVE worker process of fleet mode, forked by fleet.supervisor.
+
+It takes its socket from the supervisor (created and kept there: fleet.steering), builds
+its Inspector, says "bound" on its status pipe and runs the one loop (appliance.source.run)
+over appliance.source.gwlb. Between datagrams, at most every 0.2 s (GwlbSource's idle):
+a checked reload from the supervisor is swapped in (appliance.reload, as inline), flows
+time out, SIGUSR1 writes the stats, and a worker whose supervisor is gone stops.
+
+Status messages (supervisor <- worker, over a multiprocessing pipe):
+    ("bound", rules)     the socket is ours and `rules` rules are loaded
+    ("rules", rules)     a reload was swapped in
+"""
+import ctypes
+import json
+import logging
+import os
+import signal
+import sys
+import time
+
+from appliance import source
+from appliance.detect.engine import Detector
+from appliance.inspector import Inspector, settings_from_config
+from appliance.output.eve import EveWriter
+from appliance.reload import Inbox
+from appliance.source.gwlb import GwlbSource, Senders
+
+log = logging.getLogger("appliance.fleet")
+
+PR_SET_PDEATHSIG = 1
+TICK = 1.0                      # seconds between flow-timeout ticks (as the NFQUEUE worker)
+
+
+def settings(cfg, running=None):
+    """Inspector settings: no ingress interface says which side is outside behind a GWLB
+    (both directions come through one tunnel), so direction comes from home_net; the
+    flow table keeps its size across reloads."""
+    return settings_from_config(cfg, outside_ifaces=(),
+                                max_flows=running.max_flows if running else cfg.inspection.max_flows)
+
+
+class Worker:
+    def __init__(self, cfg, index, ruleset, sock, control, status):
+        self.cfg, self.index, self.ruleset = cfg, index, ruleset
+        self.sock, self.control, self.status = sock, control, status
+        self.flags = set()
+        self.parent = os.getppid()
+        self.next_tick = 0.0
+
+    def _send(self, *msg):
+        try:
+            self.status.send(msg)
+        except OSError:
+            pass
+
+    def run(self) -> int:
+        cfg = self.cfg
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)      # reloads come checked, over the pipe
+        signal.signal(signal.SIGUSR1, lambda *_: self.flags.add("stats"))
+        self.eve = EveWriter(cfg.eve, max_bytes=cfg.eve_max_bytes, keep=cfg.eve_keep) if cfg.eve else None
+        self.inspector = Inspector(self.ruleset, settings(cfg), self.eve, self._pcap_log(cfg))
+        self.inbox = Inbox(self.control, lambda c, rs: (c, rs, Detector(rs, 0, c.inspection.exception_policy)),
+                           name=f"reload-g{self.index}")
+        g = cfg.gwlb
+        self.src = GwlbSource(self.sock, Senders(g.senders), reply_port=g.reply_port, idle=self.idle)
+        for s in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(s, lambda *_: self.src.stop())
+        self._send("bound", len(self.ruleset.rules))
+        log.info("gwlb worker %d: pid %d on %s:%d", self.index, os.getpid(), *self.sock.getsockname()[:2])
+        try:
+            source.run(self.src, self.inspector)
+        finally:
+            self.write_stats()
+            if self.eve:
+                self.eve.close()
+            if self.inspector.pcap_log is not None:
+                self.inspector.pcap_log.close()
+        return 0
+
+    def _pcap_log(self, cfg):
+        if cfg.pcap_log is None:
+            return None
+        from appliance.output.pcap_log import PcapLog
+        return PcapLog(cfg.pcap_log, f"g{self.index}")
+
+    def idle(self):
+        """Between two datagrams (GwlbSource calls it every `wait` seconds)."""
+        if self.flags:
+            self.flags.clear()
+            self.write_stats()
+        if self.inbox.pending():
+            self.swap(*self.inbox.take())
+        now = time.monotonic()
+        if now >= self.next_tick:
+            self.next_tick = now + TICK
+            self.inspector.tick(time.time())
+            if os.getppid() != self.parent:
+                log.error("gwlb worker %d: supervisor gone; stopping", self.index)
+                self.src.stop()
+
+    def swap(self, cfg, ruleset, detector):
+        old_cfg, self.cfg = self.cfg, cfg
+        self.inspector.reload(ruleset, settings(cfg, self.inspector.settings), detector)
+        if cfg.pcap_log != old_cfg.pcap_log:
+            old = self.inspector.pcap_log
+            self.inspector.pcap_log = self._pcap_log(cfg)
+            if old is not None:
+                old.close()
+        old, self.eve = self.eve, (EveWriter(cfg.eve, max_bytes=cfg.eve_max_bytes, keep=cfg.eve_keep)
+                                   if cfg.eve else None)
+        self.inspector.eve = self.eve
+        if old:
+            old.close()
+        self._send("rules", len(ruleset.rules))
+        log.info("gwlb worker %d: config and rules reloaded (%d rules)", self.index, len(ruleset.rules))
+
+    def write_stats(self):
+        """A stats event in EVE, and this worker's GENEVE counters as one JSON line on stderr."""
+        from appliance.output import events
+        if self.eve:
+            self.eve.write(events.stats(self.inspector, time.time()))
+        print(json.dumps({"gwlb_worker": self.index, "pid": os.getpid(), "gwlb": self.src.counters.as_dict(),
+                          "verdicts": dict(self.inspector.counters.verdicts)}), file=sys.stderr, flush=True)
+
+
+def worker_main(cfg, index, ruleset, sock, control, status, inherited=()):
+    """Process entry point. `inherited`: descriptors of the supervisor (the other workers'
+    sockets and pipes) this child must not keep."""
+    for fd in inherited:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)   # die with the supervisor
+    except (OSError, AttributeError):
+        pass
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s appliance-gwlb[%(process)d] %(levelname)s %(message)s")
+    sys.exit(Worker(cfg, index, ruleset, sock, control, status).run())
