@@ -130,6 +130,7 @@ class FleetSupervisor:
             log.error("gwlb.listen: cannot bind %d GENEVE socket(s) on %s port %d: %s", g.workers, g.listen, g.port, e)
             self.health.stop()
             return 2
+        self._check_mtu()
         for i in range(g.workers):
             self.start_worker(i)
         deadline = time.monotonic() + BIND_TIMEOUT
@@ -181,6 +182,24 @@ class FleetSupervisor:
                     if self.recheck:
                         self.recheck = False
                         self.start_check()
+
+    def _check_mtu(self):
+        """GWLB sends inner packets up to 8500 bytes, 68 more with GENEVE: a data interface
+        with a smaller MTU gets them in fragments and cannot return them whole (each is
+        dropped, counted and answered: source.gwlb)."""
+        from appliance.fleet.worker import first_address
+        from appliance.source.gwlb import GWLB_MTU, OUTER, data_interface
+        g = self.cfg.gwlb
+        found = data_interface(g.listen, first_address(g.senders[0]))
+        want = GWLB_MTU + OUTER + 40             # 40: GENEVE's header with AWS's three options
+        if found is None:
+            log.warning("gwlb: cannot tell the data interface (listen %s): its MTU is not checked", g.listen)
+        elif found[1] < want:
+            log.warning("gwlb: data interface %s has MTU %d; GWLB sends datagrams up to %d bytes (%d + 68): inner "
+                        "packets above %d bytes cannot go back whole and are dropped (set MTU 9001, EC2's jumbo)",
+                        found[0], found[1], want, GWLB_MTU, found[1] - want + GWLB_MTU)
+        else:
+            log.info("gwlb: data interface %s, MTU %d", *found)
 
     def _wait(self, timeout):
         waiting = [o for o in self.outboxes.values() if o.pending]

@@ -23,7 +23,7 @@ from appliance.detect.engine import Detector
 from appliance.inspector import Inspector, settings_from_config
 from appliance.output.eve import EveWriter
 from appliance.reload import Inbox
-from appliance.source.gwlb import GwlbSource, Senders
+from appliance.source.gwlb import GwlbSource, Senders, data_interface, interface_mtu
 
 log = logging.getLogger("appliance.fleet")
 
@@ -46,6 +46,7 @@ class Worker:
         self.flags = set()
         self.parent = os.getppid()
         self.next_tick = 0.0
+        self.iface = None          # the data interface: its MTU bounds what goes back whole
 
     def _send(self, *msg):
         try:
@@ -63,6 +64,9 @@ class Worker:
                            name=f"reload-g{self.index}")
         g = cfg.gwlb
         self.src = GwlbSource(self.sock, Senders(g.senders), reply_port=g.reply_port, idle=self.idle)
+        found = data_interface(g.listen, first_address(g.senders[0]))
+        if found is not None:
+            self.iface, self.src.mtu = found
         for s in (signal.SIGTERM, signal.SIGINT):
             signal.signal(s, lambda *_: self.src.stop())
         self._send("bound", len(self.ruleset.rules))
@@ -94,6 +98,11 @@ class Worker:
         if now >= self.next_tick:
             self.next_tick = now + TICK
             self.inspector.tick(time.time())
+            if self.iface is not None:
+                try:                       # an operator may change it while we run
+                    self.src.mtu = interface_mtu(self.iface)
+                except (OSError, ValueError):
+                    pass
             if os.getppid() != self.parent:
                 log.error("gwlb worker %d: supervisor gone; stopping", self.index)
                 self.src.stop()
@@ -121,6 +130,13 @@ class Worker:
             self.eve.write(events.stats(self.inspector, time.time()))
         print(json.dumps({"gwlb_worker": self.index, "pid": os.getpid(), "gwlb": self.src.counters.as_dict(),
                           "verdicts": dict(self.inspector.counters.verdicts)}), file=sys.stderr, flush=True)
+
+
+def first_address(network):
+    """An address of a sender CIDR, to ask the routing table which interface leads there."""
+    import ipaddress
+    net = ipaddress.ip_network(network, strict=False)
+    return str(net[1] if net.num_addresses > 2 else net.network_address)
 
 
 def worker_main(cfg, index, ruleset, sock, control, status, inherited=()):

@@ -149,6 +149,33 @@ def test_sighup_reloads_the_rules_in_every_worker(fleet):
         rules.write_text(RULES)
 
 
+def test_an_allowed_packet_too_big_to_go_back_whole(fleet):
+    """The data interface's MTU below what arrived (it came in outer fragments): the packet is
+    not returned; a sender that said "do not fragment" hears the MTU that fits, through the
+    tunnel (1400 - 28 outer - 40 GENEVE = 1332); one that did not is dropped; both counted."""
+    b = fleet.b
+    mtu = lambda m: [b.ex(ns, "ip", "link", "set", dev, "mtu", str(m)) for ns, dev in ((b.g, "ga"), (b.a, "a0"))]
+    try:
+        mtu(1400)
+        ping = lambda *a: b.ex(b.c, "ping", "-c1", "-W2", *a, check=False).stdout
+        wait_for(lambda: "mtu = 1332" in ping("-M", "do", "-s", "1400", "10.2.0.2"), timeout=10,
+                 what="fragmentation needed, mtu 1332")
+        assert "Packet too big: mtu=1332" in ping("-6", "-M", "do", "-s", "1400", "fd02::2")
+        _, before = fleet.workers()
+        assert " 0% packet loss" not in ping("-M", "dont", "-s", "1400", "-I", "10.1.0.5", "10.2.0.2")
+        _, after = fleet.workers()
+        assert sum(w["gwlb"]["too_big"] for w in after) == sum(w["gwlb"]["too_big"] for w in before) + 1
+        assert sum(w["gwlb"]["too_big_sent"] for w in after) >= 2
+        assert " 0% packet loss" in ping("-s", "1000", "10.2.0.2")           # what fits still goes
+        eve = [json.loads(ln) for ln in (b.tmp / "eve.json").read_text().splitlines()]
+        assert any(e.get("anomaly", {}).get("event") == "gwlb.too_big" for e in eve)
+        assert fleet.b.sim_stats()["mismatched"] == []
+    finally:
+        mtu(9001)
+        b.ex(b.c, "ip", "route", "flush", "cache", check=False)
+        b.ex(b.c, "ip", "-6", "route", "flush", "cache", check=False)
+
+
 def test_sigterm_fails_health_first_serves_the_drain_then_exits(fleet):
     t0 = time.monotonic()
     fleet.proc.send_signal(signal.SIGTERM)
