@@ -255,7 +255,7 @@ class FleetSupervisor:
         if self.check is not None:
             self.check.cancel()
             self.check = None
-        self._signal_workers(signal.SIGTERM)
+        self._signal_workers(signal.SIGINT)       # workers ignore SIGTERM (fleet.worker)
         for p in self.workers.values():
             p.join(10)
             if p.is_alive():

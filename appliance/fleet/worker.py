@@ -4,7 +4,8 @@ It takes its socket from the supervisor (created and kept there: fleet.steering)
 its Inspector, says "bound" on its status pipe and runs the one loop (appliance.source.run)
 over appliance.source.gwlb. Between datagrams, at most every 0.2 s (GwlbSource's idle):
 a checked reload from the supervisor is swapped in (appliance.reload, as inline), flows
-time out, SIGUSR1 writes the stats, and a worker whose supervisor is gone stops.
+time out, SIGUSR1 writes the stats, and a worker whose supervisor is gone stops. SIGINT stops
+it; SIGTERM is ignored (the supervisor's drain decides when: fleet.supervisor).
 
 Status messages (supervisor <- worker, over a multiprocessing pipe):
     ("bound", rules)     the socket is ours and `rules` rules are loaded
@@ -67,8 +68,11 @@ class Worker:
         found = data_interface(g.listen, first_address(g.senders[0]))
         if found is not None:
             self.iface, self.src.mtu = found
-        for s in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(s, lambda *_: self.src.stop())
+        # SIGTERM is the supervisor's to act on (the drain): systemd sends it to every process
+        # of the unit at once, and a worker that stopped on it would end the drain's service.
+        # The supervisor stops its workers with SIGINT.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, lambda *_: self.src.stop())
         self._send("bound", len(self.ruleset.rules))
         log.info("gwlb worker %d: pid %d on %s:%d", self.index, os.getpid(), *self.sock.getsockname()[:2])
         try:

@@ -177,13 +177,17 @@ def test_an_allowed_packet_too_big_to_go_back_whole(fleet):
 
 
 def test_sigterm_fails_health_first_serves_the_drain_then_exits(fleet):
+    pids, _ = fleet.workers()
     t0 = time.monotonic()
     fleet.proc.send_signal(signal.SIGTERM)
+    for pid in pids.values():                  # as systemd stops a unit: every process of it at once
+        os.kill(pid, signal.SIGTERM)
     code, body = wait_for(lambda: (lambda h: h if h[0] == 503 else None)(fleet.health()), timeout=2,
                           what="health 503 on SIGTERM")
     assert body["problems"][0].startswith("draining"), body
     assert fleet.get() == "200" and fleet.get("http://[fd02::2]/") == "200"   # still served
     assert fleet.proc.poll() is None and time.monotonic() - t0 < 4
+    assert fleet.workers()[0] == pids                                         # the same workers, still serving
     fleet.proc.wait(15)
     assert fleet.proc.returncode == 0 and time.monotonic() - t0 >= 4          # not before the drain's end
     assert fleet.get(timeout=3) == "000"                                       # nobody serves now
