@@ -121,13 +121,15 @@ class FleetSupervisor:
         try:
             self.health = Health(g.health_host, g.health_port)
         except OSError as e:
-            log.error("gwlb.health: cannot listen on %s port %d: %s", g.health_host, g.health_port, e)
+            log.error("%s: gwlb.health: cannot listen on %s port %d: %s", self._where("health"), g.health_host,
+                      g.health_port, e)
             return 2
         self.health.start()                     # answers 503 "starting" until the workers are up
         try:
             self.socks = steering.sockets(g.listen, g.port, g.workers, listen)
         except OSError as e:
-            log.error("gwlb.listen: cannot bind %d GENEVE socket(s) on %s port %d: %s", g.workers, g.listen, g.port, e)
+            log.error("%s: gwlb.listen: cannot bind %d GENEVE socket(s) on %s port %d: %s", self._where("listen"),
+                      g.workers, g.listen, g.port, e)
             self.health.stop()
             return 2
         self._check_mtu()
@@ -182,6 +184,11 @@ class FleetSupervisor:
                     if self.recheck:
                         self.recheck = False
                         self.start_check()
+
+    def _where(self, key):
+        """FILE:LINE of a gwlb key, for a problem found at start."""
+        from appliance.run import _line_of
+        return f"{self.cfg.path}:{_line_of(self.cfg.path, ('gwlb', key))}"
 
     def _check_mtu(self):
         """GWLB sends inner packets up to 8500 bytes, 68 more with GENEVE: a data interface
