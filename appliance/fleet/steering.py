@@ -89,6 +89,17 @@ def attach(sock, workers: int) -> None:
 def sockets(address, port, workers, make) -> list:
     """`workers` sockets bound to one port in order (their index is the program's answer),
     the program attached; `make(address, port, reuse_port)` creates and binds one."""
+    if port:
+        # Another process's SO_REUSEPORT sockets on the port (a second instance, a leftover)
+        # would silently join the group and take the traffic the program sends to their
+        # indexes: a plain socket (no SO_REUSEPORT, no SO_REUSEADDR) binds only where nobody is.
+        probe = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            probe.bind((address, port))
+        except OSError as e:
+            raise OSError(e.errno, f"UDP port {port} is already in use on {address} (another appliance?)") from None
+        finally:
+            probe.close()
     socks = []
     try:
         for _ in range(workers):

@@ -72,3 +72,13 @@ def test_a_runt_goes_to_worker_0_and_nothing_is_lost(group):
     sender.bind(("127.0.0.1", 0))
     assert landed(group, b"\x00\x00", sender) == 0
     assert steering.worker_of(b"\x00\x00", 4) == 0
+
+
+def test_a_port_someone_else_holds_with_reuseport_is_refused():
+    """A second instance's reuseport sockets would join the group silently and take flows."""
+    other = listen("127.0.0.1", 0, reuse_port=True)
+    try:
+        with pytest.raises(OSError):
+            steering.sockets("127.0.0.1", other.getsockname()[1], 2, listen)
+    finally:
+        other.close()
