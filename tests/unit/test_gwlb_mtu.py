@@ -60,3 +60,17 @@ def test_source_returns_what_fits_and_answers_what_does_not(bench):
         time.sleep(0.01)
     assert (c.too_big, c.too_big_sent, c.returned) == (2, 1, 1)
     assert struct.unpack("!H", back[2:4])[0] == geneve.ETH_IPV4
+
+
+def test_gwlbs_largest_packet_goes_back_whole_at_ec2s_jumbo_mtu(bench):
+    """8500 bytes inside (GWLB's MTU) + 68 = 8568 on a 9001-byte data interface: returned as
+    received, nothing counted as too big. (The netns simulator cannot carry it: netfilterqueue
+    copies ~4 KB of a queued packet.)"""
+    gwlb, addr, src, insp = bench
+    inner = raw(IP(src="10.1.0.2", dst="10.2.0.2", flags="DF") / TCP(sport=9, dport=80, flags="S")
+                / (b"j" * (8500 - 40)))
+    d = geneve.encapsulate(1, 2, 3, inner)
+    assert len(inner) == 8500 and len(d) + 28 == 8568
+    src.mtu = 9001
+    assert exchange(gwlb, addr, d, src) == d
+    assert src.counters.too_big == 0
