@@ -34,6 +34,7 @@ log = logging.getLogger("appliance.fleet")
 RESTART_BACKOFF = 1.0          # seconds between restarts of one worker
 BIND_TIMEOUT = 30.0            # seconds a worker has to build its Inspector and report
 RELOAD_GRACE = 30.0            # seconds a worker may take to swap a reload in before health fails
+SILENT = 3.0                   # seconds without a word from a worker (it says "alive" every second): hung
 
 
 class FleetSupervisor:
@@ -44,6 +45,7 @@ class FleetSupervisor:
         self.workers = {}          # index -> Process
         self.status = {}           # index -> the status pipe's read end
         self.loaded = {}           # index -> rules the worker reported (None: not bound yet)
+        self.heard = {}            # index -> monotonic time of the worker's last message
         self.outboxes = {}         # index -> Outbox: checked reloads for the worker
         self.last_start = {}
         self.pending = []          # signals, acted on in the loop
@@ -79,6 +81,7 @@ class FleetSupervisor:
         self.outboxes[i] = Outbox(feed)
         self.status[i] = ours
         self.loaded[i] = None
+        self.heard[i] = time.monotonic()
         self.workers[i] = p
         self.last_start[i] = time.monotonic()
         log.info("gwlb worker %d: pid %d started", i, p.pid)
@@ -89,6 +92,7 @@ class FleetSupervisor:
             while conn is not None and conn.poll(0):
                 kind, rules = conn.recv()
                 self.loaded[i] = rules
+                self.heard[i] = time.monotonic()
         except (EOFError, OSError):            # the worker is gone: the restart makes a new pipe
             self.loaded[i] = None
 
@@ -105,6 +109,8 @@ class FleetSupervisor:
                 problems.append(f"worker {i}: not running")
             elif self.loaded.get(i) is None:
                 problems.append(f"worker {i}: not bound yet")
+            elif time.monotonic() - self.heard[i] > SILENT:
+                problems.append(f"worker {i}: pid {p.pid} not answering for {time.monotonic() - self.heard[i]:.0f}s")
             elif self.loaded[i] != want and not settling:
                 problems.append(f"worker {i}: runs {self.loaded[i]} rules, the loaded set has {want}")
         for i, s in enumerate(self.socks):

@@ -10,6 +10,7 @@ it; SIGTERM is ignored (the supervisor's drain decides when: fleet.supervisor).
 Status messages (supervisor <- worker, over a multiprocessing pipe):
     ("bound", rules)     the socket is ours and `rules` rules are loaded
     ("rules", rules)     a reload was swapped in
+    ("alive", rules)     every second from the loop: a hung or stopped worker falls silent
 """
 import ctypes
 import json
@@ -102,6 +103,7 @@ class Worker:
         if now >= self.next_tick:
             self.next_tick = now + TICK
             self.inspector.tick(time.time())
+            self._send("alive", len(self.inspector.ruleset.rules))
             if self.iface is not None:
                 try:                       # an operator may change it while we run
                     self.src.mtu = interface_mtu(self.iface)

@@ -133,6 +133,20 @@ def test_health_fails_while_a_killed_worker_is_restarted(fleet):
     assert fleet.get() == "200" and fleet.get("http://[fd02::2]/") == "200"
 
 
+def test_health_fails_while_a_worker_hangs(fleet):
+    """Alive but not serving (stopped here; a packet that never ends would look the same):
+    its flows go nowhere, so the target must not say healthy."""
+    pids, _ = fleet.workers()
+    os.kill(pids[0], signal.SIGSTOP)
+    try:
+        code, body = wait_for(lambda: (lambda h: h if h[0] == 503 else None)(fleet.health()), timeout=10,
+                              what="health 503 for a hung worker")
+        assert any(p.startswith(f"worker 0: pid {pids[0]} not answering") for p in body["problems"]), body
+    finally:
+        os.kill(pids[0], signal.SIGCONT)
+    wait_for(lambda: fleet.health()[0] == 200, timeout=10, what="healthy once it answers again")
+
+
 def test_sighup_reloads_the_rules_in_every_worker(fleet):
     assert fleet.get() == "200"
     rules = fleet.b.tmp / "rules.yaml"
