@@ -153,8 +153,9 @@ class GwlbSource:
             return False
 
     def _too_big(self, pkt):
-        """An allowed packet that cannot go back whole (it came in outer fragments, and the
-        GWLB takes GENEVE unfragmented): not returned. As a router on a smaller link does, the
+        """An allowed packet that cannot go back whole (it came in outer fragments; sent back
+        fragmented it would rely on the GWLB reassembling GENEVE, which AWS does not
+        document): not returned. As a router on a smaller link does, the
         sender hears why when it asked not to be fragmented (IPv4 DF, every IPv6 packet):
         ICMP fragmentation needed / ICMPv6 Packet Too Big, with the inner MTU that fits, back
         through the tunnel (rate-limited like reject answers). IPv4 without DF is not
