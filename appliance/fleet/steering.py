@@ -26,47 +26,80 @@ SO_ATTACH_REUSEPORT_CBPF = 51
 SO_REUSEPORT = getattr(socket, "SO_REUSEPORT", 15)
 
 # classic BPF opcodes (linux/filter.h)
-LD_B_ABS, LD_H_ABS, LD_W_IND, LD_MEM, LDX_MEM = 0x30, 0x28, 0x40, 0x60, 0x61
-ST, TAX = 0x02, 0x07
-ALU_AND_K, ALU_LSH_K, ALU_RSH_K, ALU_ADD_K, ALU_XOR_X, ALU_MOD_K = 0x54, 0x64, 0x74, 0x04, 0xAC, 0x94
-JEQ_K, RET_A = 0x15, 0x16
-OFFSET, HASH = 0, 1                       # scratch memory slots
+LD_B_ABS, LD_H_ABS, LD_B_IND, LD_W_IND, LD_MEM, LDX_MEM = 0x30, 0x28, 0x50, 0x40, 0x60, 0x61
+ST, TAX, TXA = 0x02, 0x07, 0x87
+AND_K, LSH_K, RSH_K, ADD_K, ADD_X, XOR_X, MOD_K = 0x54, 0x64, 0x74, 0x04, 0x0C, 0xAC, 0x94
+JEQ_K, JGE_K, JA, RET_A = 0x15, 0x35, 0x05, 0x16
+OFFSET, HASH = 0, 1                       # scratch memory slots: where the addresses are, the hash
+ICMP4_ERRORS = (3, 4, 5, 11, 12)          # unreachable, source quench, redirect, time exceeded, parameter
+ICMP6_INFO = 128                          # ICMPv6 types below are errors
 
 
-def _ins(code, k=0, jt=0, jf=0):
-    return (code, jt, jf, k)
+def _assemble(items):
+    """[(code, k, jt_label, jf_label) | "label"] -> [(code, jt, jf, k)]: forward jumps by name."""
+    where, n = {}, 0
+    for it in items:
+        if isinstance(it, str):
+            where[it] = n
+        else:
+            n += 1
+    out, n = [], 0
+    for it in items:
+        if isinstance(it, str):
+            continue
+        code, k, jt, jf = (*it, None, None)[:4]
+        n += 1
+        if code == JA:
+            k, jt, jf = where[k] - n, None, None
+        out.append((code, where[jt] - n if jt else 0, where[jf] - n if jf else 0, k))
+    return out
+
+
+def _xor_words(first, count, done):
+    """HASH = XOR of `count` 32-bit words from M[OFFSET] + first; then jump to `done`."""
+    out = [(LDX_MEM, OFFSET), (LD_W_IND, first), (ST, HASH)]
+    for i in range(1, count):
+        out += [(LDX_MEM, OFFSET), (LD_W_IND, first + 4 * i), (LDX_MEM, HASH), (XOR_X, 0), (ST, HASH)]
+    return out + [(JA, done)]
 
 
 def program(workers: int) -> list:
-    """The steering program for `workers` sockets: [(code, jt, jf, k)]."""
-    def xor_words(first, count):
-        out = [_ins(LDX_MEM, OFFSET), _ins(LD_W_IND, first), _ins(ST, HASH)]
-        for i in range(1, count):
-            out += [_ins(LDX_MEM, OFFSET), _ins(LD_W_IND, first + 4 * i), _ins(LDX_MEM, HASH), _ins(ALU_XOR_X),
-                    _ins(ST, HASH)]
-        return out
-    v4 = xor_words(12, 2)                 # inner IPv4 source, destination
-    v6 = xor_words(8, 8)                  # inner IPv6 source, destination: 8 words
-    tail = [_ins(LD_MEM, HASH), _ins(ALU_RSH_K, 16), _ins(LDX_MEM, HASH), _ins(ALU_XOR_X),
-            _ins(ALU_MOD_K, workers), _ins(RET_A)]
-    head = [_ins(LD_B_ABS, 0), _ins(ALU_AND_K, 0x3F), _ins(ALU_LSH_K, 2), _ins(ALU_ADD_K, 8), _ins(ST, OFFSET),
-            _ins(LD_H_ABS, 2)]
-    # Protocol Type 0x86DD: the IPv6 words; anything else (0x0800 or malformed): the IPv4 ones
-    jump = _ins(JEQ_K, 0x86DD, jt=len(v4) + 1, jf=0)
-    skip = _ins(0x05, len(v6))            # BPF_JMP|BPF_JA: over the IPv6 part
-    return head + [jump] + v4 + [skip] + v6 + tail
+    """The steering program for `workers` sockets: [(code, jt, jf, k)]. The inner packet's
+    addresses, or for an ICMP error the addresses of the packet it quotes (an error from a
+    router on the way is about a flow between two others: it belongs with that flow)."""
+    return _assemble([
+        (LD_B_ABS, 0), (AND_K, 0x3F), (LSH_K, 2), (ADD_K, 8), (ST, OFFSET),     # the inner packet
+        (LD_H_ABS, 2), (JEQ_K, 0x86DD, "v6", "v4"),
+        "v4", (LDX_MEM, OFFSET), (LD_B_IND, 9), (JEQ_K, 1, "v4icmp", "v4addr"),
+        "v4icmp", (LD_B_IND, 0), (AND_K, 0x0F), (LSH_K, 2), (ADD_X, 0), (TAX, 0), (LD_B_IND, 0),
+        *[(JEQ_K, t, "v4quote", None) for t in ICMP4_ERRORS], (JA, "v4addr"),
+        "v4quote", (TXA, 0), (ADD_K, 8), (ST, OFFSET),                          # the quoted IPv4 header
+        "v4addr", *_xor_words(12, 2, "hash"),
+        "v6", (LDX_MEM, OFFSET), (LD_B_IND, 6), (JEQ_K, 58, "v6icmp", "v6addr"),
+        "v6icmp", (LD_B_IND, 40), (JGE_K, ICMP6_INFO, "v6addr", "v6quote"),
+        "v6quote", (LD_MEM, OFFSET), (ADD_K, 48), (ST, OFFSET),                  # the quoted IPv6 header
+        "v6addr", *_xor_words(8, 8, "hash"),
+        "hash", (LD_MEM, HASH), (RSH_K, 16), (LDX_MEM, HASH), (XOR_X, 0), (MOD_K, workers), (RET_A, 0),
+    ])
 
 
 def worker_of(datagram: bytes, workers: int) -> int:
     """What the program computes, in Python: the tests' and the docs' reference."""
-    inner = 8 + (datagram[0] & 0x3F) * 4
-    v6 = datagram[2:4] == b"\x86\xdd"
-    first, count = (8, 8) if v6 else (12, 2)
-    if len(datagram) < inner + first + 4 * count:
-        return 0
-    h = 0
-    for i in range(count):
-        h ^= struct.unpack_from("!I", datagram, inner + first + 4 * i)[0]
+    try:
+        at = 8 + (datagram[0] & 0x3F) * 4
+        v6 = datagram[2:4] == b"\x86\xdd"
+        if not v6 and datagram[at + 9] == 1:
+            icmp = at + (datagram[at] & 0x0F) * 4
+            if datagram[icmp] in ICMP4_ERRORS:
+                at = icmp + 8
+        elif v6 and datagram[at + 6] == 58 and datagram[at + 40] < ICMP6_INFO:
+            at += 48
+        first, count = (8, 8) if v6 else (12, 2)
+        h = 0
+        for i in range(count):
+            h ^= struct.unpack_from("!I", datagram, at + first + 4 * i)[0]
+    except (IndexError, struct.error):
+        return 0                          # a load past the end: the program returns 0
     return (h ^ (h >> 16)) % workers
 
 

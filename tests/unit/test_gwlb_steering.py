@@ -82,3 +82,31 @@ def test_a_port_someone_else_holds_with_reuseport_is_refused():
             steering.sockets("127.0.0.1", other.getsockname()[1], 2, listen)
     finally:
         other.close()
+
+
+def test_an_icmp_error_from_a_router_goes_to_the_worker_of_the_flow_it_quotes(group):
+    """PMTUD's fragmentation needed / time exceeded come from a router on the path, not from
+    either end: steered by the quoted packet, they reach the worker that knows the flow."""
+    from scapy.layers.inet import ICMP
+    from scapy.layers.inet6 import ICMPv6EchoRequest, ICMPv6PacketTooBig, ICMPv6TimeExceeded
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.bind(("127.0.0.1", 0))
+    moved = 0
+    for i, (a, b) in enumerate(pairs()):
+        router = f"10.7.{i}.1"
+        flow = landed(group, datagram(IP(src=a, dst=b) / UDP(sport=1000, dport=53)), sender)
+        for err in (IP(src=router, dst=a) / ICMP(type=3, code=4, nexthopmtu=1300) / IP(src=a, dst=b) / UDP(),
+                    IP(src=router, dst=a) / ICMP(type=11) / IP(src=a, dst=b, ttl=1) / UDP()):
+            assert landed(group, datagram(err), sender) == flow == steering.worker_of(datagram(err), 4)
+        echo = IP(src=router, dst=a) / ICMP(type=8)                     # not an error: its own addresses
+        assert landed(group, datagram(echo), sender) == steering.worker_of(datagram(echo), 4)
+        moved += steering.worker_of(datagram(echo), 4) != flow
+    assert moved                                    # the router's own addresses would go elsewhere
+    for i in range(1, 20):
+        a, b, router = f"fd01::{i:x}", f"fd02::{i * 5:x}", f"fd07::{i:x}"
+        flow = landed(group, datagram(IPv6(src=a, dst=b) / UDP(sport=1, dport=2)), sender)
+        for err in (IPv6(src=router, dst=a) / ICMPv6PacketTooBig(mtu=1280) / IPv6(src=a, dst=b) / UDP(),
+                    IPv6(src=router, dst=a) / ICMPv6TimeExceeded() / IPv6(src=a, dst=b, hlim=1) / UDP()):
+            assert landed(group, datagram(err), sender) == flow == steering.worker_of(datagram(err), 4)
+        ping = IPv6(src=a, dst=b) / ICMPv6EchoRequest()
+        assert landed(group, datagram(ping), sender) == flow                # a query: the pair's own hash
