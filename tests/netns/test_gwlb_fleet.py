@@ -21,6 +21,9 @@ from tests.netns.test_gwlb import ENI, RULES, Bench
 pytestmark = pytest.mark.netns
 
 HEALTH = "http://10.9.0.2:8080/"
+# no interface says which side is outside behind a GWLB: home_net does (the server's side)
+FLEET_RULES = RULES.replace("rules:\n", "rules:\n  - {id: 20, action: drop, proto: tcp, dst_port: 443, "
+                                          "direction: inbound, msg: inbound tls}\n", 1)
 
 
 def config(tmp, drain=4, workers=2):
@@ -52,7 +55,7 @@ def sim(tmp_path_factory):
         b.up()
         # 10.1.0.2 <-> 10.2.0.2 (and fd01::2 <-> fd02::2) steer to worker 1 of 2, 10.1.0.5 to worker 0
         b.ex(b.c, "ip", "addr", "add", "10.1.0.5/24", "dev", "c0")
-        (tmp / "rules.yaml").write_text(RULES)
+        (tmp / "rules.yaml").write_text(FLEET_RULES)
         cert, key = make_certificate(tmp)
         b.spawn(b.s, [sys.executable, "-m", "appliance.lab.services", "serve", "--cert", str(cert),
                       "--key", str(key)], tmp / "services.log")
@@ -120,6 +123,17 @@ def test_fleet_serves_both_workers_and_both_inner_families(fleet):
     assert code == 200 and body == {"ready": True, "problems": []}
 
 
+def test_direction_comes_from_home_net(fleet):
+    """The client (10.1.0.0/24) is outside home_net, the server inside: its TLS is inbound."""
+    b = fleet.b
+    r = b.ex(b.c, "curl", "-sSk", "-m", "4", "-o", "/dev/null", "-w", "%{http_code}",
+             "--resolve", "good.example:443:10.2.0.2", "https://good.example/", check=False)
+    assert r.stdout == "000"
+    eve = [json.loads(ln) for ln in (b.tmp / "eve.json").read_text().splitlines()]
+    assert any(e.get("alert", {}).get("signature_id") == 20 for e in eve)
+    assert fleet.get() == "200"                                 # the rest of the rules as before
+
+
 def test_health_fails_while_a_killed_worker_is_restarted(fleet):
     pids, _ = fleet.workers()
     os.kill(pids[1], signal.SIGKILL)
@@ -151,7 +165,7 @@ def test_sighup_reloads_the_rules_in_every_worker(fleet):
     assert fleet.get() == "200"
     rules = fleet.b.tmp / "rules.yaml"
     try:
-        rules.write_text(RULES.replace("- {id: 1, action: pass, proto: tcp, dst_port: 80}",
+        rules.write_text(FLEET_RULES.replace("- {id: 1, action: pass, proto: tcp, dst_port: 80}",
                                        "- {id: 1, action: drop, proto: tcp, dst_port: 80}"))
         fleet.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: fleet.log.read_text().count("config and rules reloaded") >= 2, what="both workers reloaded")
@@ -160,7 +174,7 @@ def test_sighup_reloads_the_rules_in_every_worker(fleet):
         assert fleet.get("http://[fd02::2]/", timeout=3) == "000"
         assert fleet.health()[0] == 200
     finally:
-        rules.write_text(RULES)
+        rules.write_text(FLEET_RULES)
 
 
 def test_an_allowed_packet_too_big_to_go_back_whole(fleet):
