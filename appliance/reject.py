@@ -84,6 +84,32 @@ def unreachable(pkt) -> bytes:
     return _ip_header(6, pkt.dst, pkt.src, 58, len(icmp)) + icmp
 
 
+ICMP_FRAG_NEEDED = 4
+ICMP6_PACKET_TOO_BIG = 2
+IPV4_DF = 0x40                    # in the flags byte (offset 6) of the IPv4 header
+IPV6_MIN_MTU = 1280
+
+
+def too_big(pkt, mtu) -> bytes | None:
+    """ICMP fragmentation needed (IPv4 with DF) or ICMPv6 Packet Too Big, from the packet's
+    destination, telling the sender `mtu`; None when the sender may be fragmented for (IPv4
+    without DF), or the packet is an ICMP error or a non-first fragment (never answered)."""
+    if pkt.ip_version not in (4, 6) or not pkt.src or not pkt.dst or (pkt.frag and pkt.frag[1] != 0):
+        return None
+    if pkt.proto == 1 and pkt.icmp_type not in (0, 8, 13, 14, 15, 16, 17, 18) or pkt.proto == 58 and pkt.icmp_type < 128:
+        return None                   # an ICMP error is never answered with one
+    if pkt.ip_version == 4:
+        if not pkt.l3[6] & IPV4_DF:
+            return None
+        icmp = struct.pack("!BBHHH", ICMP_UNREACH, ICMP_FRAG_NEEDED, 0, 0, mtu) + pkt.l3[:V4_QUOTE]
+        icmp = icmp[:2] + struct.pack("!H", checksum(icmp)) + icmp[4:]
+        return _ip_header(4, pkt.dst, pkt.src, 1, len(icmp)) + icmp
+    icmp = struct.pack("!BBHI", ICMP6_PACKET_TOO_BIG, 0, 0, max(mtu, IPV6_MIN_MTU)) + pkt.l3[:V6_QUOTE]
+    csum = checksum(_pseudo(6, pkt.dst, pkt.src, 58, len(icmp)) + icmp)
+    icmp = icmp[:2] + struct.pack("!H", csum) + icmp[4:]
+    return _ip_header(6, pkt.dst, pkt.src, 58, len(icmp)) + icmp
+
+
 def answer(pkt) -> bytes | None:
     """What to send back for a rejected packet; None when nothing may be sent (RSTs and
     ICMP errors are never answered, RFC 1122 / RFC 4443, nor are non-IP packets)."""

@@ -382,6 +382,9 @@ def main_run(args: list[str]) -> int:
     if a.check:
         print(f"{a.config}: ok; {len(ruleset.rules)} rule(s) from {cfg.rules}")
         return 0
+    if cfg.gwlb is not None:                 # fleet mode: GENEVE workers, no NFQUEUE (docs/gwlb.md)
+        from appliance.fleet.supervisor import FleetSupervisor
+        return FleetSupervisor(cfg, ruleset).run()
     raw_cfg = cfg
     try:
         cfg = resolve_interfaces(cfg, discover=discover_roles)

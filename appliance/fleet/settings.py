@@ -100,8 +100,6 @@ def parse_gwlb(doc, path, problems):
         else:
             problems.append(at(path, g.line_of("drain"), "gwlb.drain must be seconds from 0 to 3600 (the target "
                                f"group's deregistration delay, GWLB's default 300), got {got(v)}"))
-    if out.get("health_port") and out.get("health_port") == out.get("port", GENEVE_PORT):
-        problems.append(at(path, g.line_of("health"), "gwlb.health: the health check port cannot be the GENEVE port"))
     if len(problems) > before:
         return None
     return Gwlb(**out)

@@ -27,12 +27,15 @@ import time
 
 from appliance import geneve
 from appliance.decode import decode_l3
-from appliance.reject import IcmpLimit, answer, kernel_limits
+from appliance.reject import IcmpLimit, answer, kernel_limits, too_big
 from appliance.packet import TCP
 
 log = logging.getLogger("appliance.gwlb")
 
 DATAGRAM_MAX = 65535
+OUTER = 20 + 8                  # the outer IPv4 and UDP headers around a GENEVE datagram
+GWLB_MTU = 8500                 # the largest inner packet a GWLB carries
+TOO_BIG = "gwlb.too_big"        # anomaly: an allowed packet that cannot go back whole
 RCVBUF = 32 << 20
 SO_RCVBUFFORCE = 33
 SENDER_CACHE = 4096
@@ -40,16 +43,18 @@ SENDER_CACHE = 4096
 
 class Counters:
     """What the GENEVE source sees beyond the Inspector's verdict counters."""
-    __slots__ = ("datagrams", "returned", "dropped", "reject_sent", "send_errors", "malformed")
+    __slots__ = ("datagrams", "returned", "dropped", "reject_sent", "send_errors", "malformed", "too_big",
+                 "too_big_sent")
 
     def __init__(self):
         self.datagrams = self.returned = self.dropped = self.reject_sent = self.send_errors = 0
+        self.too_big = self.too_big_sent = 0     # allowed but too big to go back; ICMP answers sent
         self.malformed = {}                      # drop reason (geneve.*) -> count
 
     def as_dict(self):
         return {"datagrams": self.datagrams, "returned": self.returned, "dropped": self.dropped,
                 "reject_sent": self.reject_sent, "send_errors": self.send_errors,
-                "malformed": dict(self.malformed)}
+                "malformed": dict(self.malformed), "too_big": self.too_big, "too_big_sent": self.too_big_sent}
 
 
 class Senders:
@@ -88,6 +93,9 @@ class GwlbSource:
         self.wait = wait
         self.limit = limit if limit is not None else IcmpLimit(**kernel_limits())   # as inline (Rejector)
         self.counters = Counters()
+        # the largest outer IPv4 packet the data interface sends (its MTU); None: not checked.
+        # A datagram larger than that came in outer fragments and cannot go back whole.
+        self.mtu = None
         self.buf = bytearray(DATAGRAM_MAX)
         self.view = memoryview(self.buf)
         self._running = True
@@ -125,6 +133,8 @@ class GwlbSource:
                 continue
             p = decode_l3(data[t.header_len:], time.time())
             p.tunnel = t.eni
+            if self.mtu is not None and n + OUTER > self.mtu:   # the Inspector writes the event
+                p.anomalies = [*p.anomalies, TOO_BIG]
             if p.quote is not None:           # an ICMP error relates to a flow of the same endpoint
                 p.quote.tunnel = t.eni
             self._datagram, self._header, self._peer = data, t.header_len, peer
@@ -142,10 +152,32 @@ class GwlbSource:
                 log.warning("gwlb: cannot return a datagram to %s: %s", peer[0], e)
             return False
 
+    def _too_big(self, pkt):
+        """An allowed packet that cannot go back whole (it came in outer fragments; sent back
+        fragmented it would rely on the GWLB reassembling GENEVE, which AWS does not
+        document): not returned. As a router on a smaller link does, the
+        sender hears why when it asked not to be fragmented (IPv4 DF, every IPv6 packet):
+        ICMP fragmentation needed / ICMPv6 Packet Too Big, with the inner MTU that fits, back
+        through the tunnel (rate-limited like reject answers). IPv4 without DF is not
+        fragmented here: dropped, counted, and the anomaly event says so."""
+        c = self.counters
+        c.too_big += 1
+        c.dropped += 1
+        if c.too_big <= 10:
+            log.warning("gwlb: a %d-byte inner packet %s -> %s does not fit the data interface's MTU %d back "
+                        "(GENEVE adds %d bytes); not returned", len(pkt.l3), pkt.src, pkt.dst, self.mtu,
+                        OUTER + self._header)
+        data = too_big(pkt, self.mtu - OUTER - self._header)
+        if data is not None and self.limit.allow(pkt.ip_version, pkt.src):
+            c.too_big_sent += self._send(self._datagram[:self._header] + data)
+
     def verdict(self, pkt, v):
         c = self.counters
         action = v.action
         if action == "pass":                  # held fragments too: the datagram's verdict is its last one's
+            if self.mtu is not None and len(self._datagram) + OUTER > self.mtu:
+                self._too_big(pkt)
+                return
             c.returned += self._send(self._datagram)
             return
         if action == "reject":
@@ -155,11 +187,37 @@ class GwlbSource:
         c.dropped += 1
 
 
-def listen(address, port=geneve.PORT):
-    """The GENEVE socket: bound to the data address (GWLB sends to the target's IP)."""
+def data_interface(listen_address, sender):
+    """(name, MTU) of the interface GENEVE comes and goes on: the one holding the listen
+    address, or (listening on any) the one the route to the GWLB leaves by; None if unknown."""
+    import json
+    import subprocess
+    try:
+        if ipaddress.ip_address(listen_address).is_unspecified:
+            out = subprocess.run(["ip", "-j", "route", "get", sender], capture_output=True, text=True, timeout=5)
+            name = json.loads(out.stdout)[0]["dev"]
+        else:
+            out = subprocess.run(["ip", "-j", "addr", "show", "to", listen_address], capture_output=True, text=True,
+                                 timeout=5)
+            name = json.loads(out.stdout)[0]["ifname"]
+        return name, interface_mtu(name)
+    except (OSError, ValueError, KeyError, IndexError, subprocess.TimeoutExpired):
+        return None
+
+
+def interface_mtu(name):
+    with open(f"/sys/class/net/{name}/mtu") as f:
+        return int(f.read())
+
+
+def listen(address, port=geneve.PORT, reuse_port=False):
+    """The GENEVE socket: bound to the data address (GWLB sends to the target's IP).
+    `reuse_port`: one of a group of worker sockets on the port (appliance.fleet.steering)."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     s = socket.socket(family, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
     except OSError:                           # not root: the kernel's rmem_max applies
@@ -185,12 +243,14 @@ def main(argv=None) -> int:
     ap.add_argument("--listen", default="0.0.0.0")
     ap.add_argument("--port", type=int, default=geneve.PORT)
     ap.add_argument("--eve")
+    ap.add_argument("--home-net", action="append",
+                    help="the protected network (CIDR): which side is outside, as no interface tells it here")
     ap.add_argument("--ready", help="file written once the socket is bound")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s appliance-gwlb[%(process)d] %(levelname)s %(message)s")
     try:
-        rs = load_rules(a.rules)
+        rs = load_rules(a.rules, home_net=a.home_net)
         senders = Senders(a.gwlb)
     except (RuleError, ValueError) as e:
         print(f"appliance.source.gwlb: {e}", file=sys.stderr)
@@ -198,6 +258,9 @@ def main(argv=None) -> int:
     eve = EveWriter(a.eve) if a.eve else None
     insp = Inspector(rs, Settings(), eve)
     src = GwlbSource(listen(a.listen, a.port), senders, idle=lambda: insp.tick(time.time()))
+    found = data_interface(a.listen, str(senders.networks[0].network_address))
+    if found is not None:
+        src.mtu = found[1]
 
     def stats(*_):
         print(json.dumps({"gwlb": src.counters.as_dict(), "verdicts": dict(insp.counters.verdicts)}),

@@ -71,6 +71,8 @@ class Bench:
                                (self.s, "s0", ["10.2.0.2/24", "fd02::2/64"])):
             for addr in addrs:
                 self.ex(ns, "ip", "addr", "add", addr, "dev", dev, *(["nodad"] if ":" in addr else []))
+            if dev in ("ga", "a0"):            # the data ENI: EC2's jumbo MTU, as GWLB's 8500 + 68 needs
+                self.ex(ns, "ip", "link", "set", dev, "mtu", "9001")
             self.ex(ns, "ip", "link", "set", dev, "up")
             self.ex(ns, "ip", "link", "set", "lo", "up")
         for ns, v4, v6 in ((self.c, "10.1.0.1", "fd01::1"), (self.s, "10.2.0.1", "fd02::1")):
