@@ -144,6 +144,12 @@ def test_units(installed):
     assert u["appliance.service"]["Unit"]["Requires"] == "appliance-bootstrap.service"
 
 
+def test_unit_waits_out_the_fleet_drain(installed):
+    from appliance.fleet.settings import DEREGISTRATION_DELAY
+    stop = _units(installed)["appliance.service"]["Service"]["TimeoutStopSec"]
+    assert stop.endswith("s") and float(stop[:-1]) > DEREGISTRATION_DELAY   # else SIGKILL mid-drain
+
+
 def test_ha_unit_owns_conntrackd_and_is_left_to_user_data(installed):
     ha = _units(installed)["appliance-ha.service"]
     assert ha["Service"]["ExecStart"] == f"{VENV}/bin/appliance ha --config /etc/appliance/appliance.yaml"
