@@ -181,8 +181,13 @@ def test_gwlb_fleet_wiring():
 def test_gwlb_fleet_user_data_config_loads(tmp_path):
     res = _load("gwlb-fleet.yaml")
     lt = res["ApplianceLaunchTemplate"]["Properties"]["LaunchTemplateData"]
-    cfg, _ = _user_data_config(lt["UserData"], tmp_path)
+    cfg, cloud = _user_data_config(lt["UserData"], tmp_path)
     g = cfg.gwlb
+    # the unit's stop timeout outlasts the drain (systemd sums "300s 30s"), and systemd reads it
+    dropin = {f["path"]: f["content"] for f in cloud["write_files"]}["/etc/systemd/system/appliance.service.d/drain.conf"]
+    stop = re.search(r"TimeoutStopSec=(\d+)s (\d+)s", dropin)
+    assert stop and int(stop[1]) + int(stop[2]) > g.drain
+    assert ["systemctl", "daemon-reload"] in cloud["runcmd"]
     assert g is not None and g.senders == ("10.0.0.0/24", "10.0.1.0/24")
     assert (g.health_host, g.health_port, g.drain) == ("0.0.0.0", 8080, 300)
     assert cfg.aws.source_dest_check == "disable"
