@@ -1,0 +1,72 @@
+"""Live: a SYN flood from one source, far faster than the per-source limit (`overload:`),
+while a legitimate client keeps fetching a page through the same worker. The flood's SYNs
+past the limit are dropped by the kernel before the queue (counted, never queued), the
+client's connections all succeed, no worker restarts. Counts only, nothing timed.
+
+Own topology (namespaces prefixed "ovl-"): the client namespace has a second address,
+10.1.0.3, the flood's source; the legitimate client is 10.1.0.2.
+"""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from datapath import REPO, appliances, curl, http_servers, topology_fixture, wait_for
+
+pytestmark = pytest.mark.netns
+
+topo = topology_fixture("ovl", client_aliases=1)
+
+RULES = """\
+default_action: pass
+rules:
+  - {id: 1, action: drop, proto: tcp, http_host: blocked.example}
+"""
+RATE, BURST = 50, 100                  # new flows per second (and at once) from one source
+SYNS, SYN_RATE = 30_000, 10_000        # the flood: 200x the limit
+FETCHES = 40
+
+
+@pytest.fixture
+def appliance(topo, tmp_path):
+    yield from appliances(topo, tmp_path, RULES)
+
+
+def _limited(a):
+    """Packets the source-limit rule dropped (iptables-save -c counters of our chain)."""
+    out = a.topo.ex(a.topo.fw, "iptables-nft-save", "-c").stdout
+    return sum(int(line[1:].split(":")[0]) for line in out.splitlines()
+               if line.startswith("[") and "-m hashlimit" in line)
+
+
+def test_a_flood_from_one_source_is_dropped_before_the_queue_and_the_client_gets_through(topo, tmp_path, appliance):
+    a = appliance(workers=1, extra=f"overload: {{new_flows_per_source: {RATE}, new_flows_burst: {BURST}}}\n").start()
+    assert "--hashlimit-above 50/sec" in a.iptables_save()
+    workers = a.worker_pids()
+    with http_servers(topo, tmp_path, [80]):
+        assert curl(topo, "http://10.2.0.2/hello").stdout == "200"
+        queued_before = a.queued()
+        flood = subprocess.Popen(["ip", "netns", "exec", topo.client, sys.executable, "-m", "bench.nsload",
+                                  "synflood", "10.2.0.2", "80", str(SYNS), str(SYN_RATE), "10.1.0", "3", "3"],
+                                 cwd=REPO, stdout=subprocess.PIPE, text=True)
+        codes = [curl(topo, "http://10.2.0.2/hello", max_time=5).stdout for _ in range(FETCHES)]
+        while flood.poll() is None:    # the flood outlasted the fetches: keep the client busy
+            codes.append(curl(topo, "http://10.2.0.2/hello", max_time=5).stdout)
+        sent = json.loads(flood.communicate(timeout=60)[0])
+        queued = a.queued() - queued_before
+        limited = _limited(a)
+    ok = codes.count("200")
+    print(f"sent {sent}, queued {queued}, limited {limited}, fetches {ok}/{len(codes)}")
+    assert sent["sent"] == SYNS
+    seconds = sent["seconds"]
+    assert ok >= 0.95 * len(codes), codes
+    # what reached the worker: the client's fetches (a few packets each) and the flood's
+    # burst plus its rate for as long as it ran -- not the flood itself
+    admitted = BURST + RATE * (seconds + 2)
+    assert queued <= admitted + 20 * len(codes), (queued, admitted, len(codes), seconds)
+    assert limited >= SYNS - admitted, (limited, SYNS)
+    assert a.worker_pids() == workers
+    # the supervisor never saw its chain edited (the limit rule lists as installed)
+    wait_for(lambda: "running:" in a.log_text())
+    assert "re-installing" not in a.log_text()
