@@ -12,7 +12,7 @@ Layout (filter table, IPv4 and IPv6 alike; every object is ours and named APPLIA
                        nfmark != 0     -> CONNMARK --save-mark   a worker just decided: remember it
                        nfmark PASS     -> ACCEPT
                        nfmark != 0     -> DROP                   (drop; reject was already answered by the worker)
-                       ctstate NEW over the source's limit -> DROP   (config `overload`, only when set)
+                       ctstate NEW or a bare SYN over the source's limit -> DROP   (config `overload`, if set)
                        -> NFQUEUE --queue-num N | --queue-balance A:B [--queue-bypass]
 
 Offload works with the NF_REPEAT verdict: the worker sets the nfmark and repeats, so the
@@ -91,16 +91,21 @@ SOURCE_TABLE_MAX = 1 << 18
 SOURCE_PREFIX = {4: 32, 6: 64}          # an IPv6 host owns its /64: a limit per address would be none
 
 
-def source_limit_rule(family: int, overload) -> str:
-    """The rule that drops a source's new flows past `overload` (config.Overload) before
-    they are queued: a flood from a few sources then costs the kernel, never a worker."""
+def source_limit_rules(family: int, overload) -> list:
+    """The rules that drop a source's new flows past `overload` (config.Overload) before
+    they are queued: a flood from a few sources then costs the kernel, never a worker.
+    Two rules, one token bucket per source (hashlimit shares a table by name): what
+    conntrack calls NEW, and a bare SYN conntrack does not (it reuses the 5-tuple of an
+    entry that saw a reply, so it is ESTABLISHED to conntrack: a flood cycling through its
+    source ports would pass a NEW-only limit) -- to a worker each is a new flow."""
     rate, burst = overload.new_flows_per_source, overload.new_flows_burst
     # an idle source's entry goes after it would have refilled its burst (at least 1 s)
     expire = max(1000, -(-burst * 1000 // rate))
-    return (f"-A {INSPECT_CHAIN} -m conntrack --ctstate NEW -m hashlimit --hashlimit-above {rate}/sec "
-            f"--hashlimit-burst {burst} --hashlimit-mode srcip --hashlimit-srcmask {SOURCE_PREFIX[family]} "
-            f"--hashlimit-htable-max {SOURCE_TABLE_MAX} --hashlimit-htable-expire {expire} "
-            f"--hashlimit-name appliance-new{family} -j DROP")
+    limit = (f"-m hashlimit --hashlimit-above {rate}/sec --hashlimit-burst {burst} --hashlimit-mode srcip "
+             f"--hashlimit-srcmask {SOURCE_PREFIX[family]} --hashlimit-htable-max {SOURCE_TABLE_MAX} "
+             f"--hashlimit-htable-expire {expire} --hashlimit-name appliance-new{family} -j DROP")
+    return [f"-A {INSPECT_CHAIN} -m conntrack --ctstate NEW {limit}",
+            f"-A {INSPECT_CHAIN} -p tcp --syn -m conntrack ! --ctstate NEW {limit}"]
 
 
 def chains_text(family: int, outside: str, inside: str, queues: range, fail_open: bool, mark_mask: int,
@@ -134,7 +139,7 @@ def chains_text(family: int, outside: str, inside: str, queues: range, fail_open
             f"-A {INSPECT_CHAIN} -m mark ! --mark 0x0/{m} -j DROP",
         ]
         if overload is not None:
-            lines.append(source_limit_rule(family, overload))
+            lines += source_limit_rules(family, overload)
         lines.append(f"-A {INSPECT_CHAIN} {queue_target(queues, fail_open)}")
     lines.append("COMMIT")
     return "\n".join(lines) + "\n"

@@ -70,3 +70,23 @@ def test_a_flood_from_one_source_is_dropped_before_the_queue_and_the_client_gets
     # the supervisor never saw its chain edited (the limit rule lists as installed)
     wait_for(lambda: "running:" in a.log_text())
     assert "re-installing" not in a.log_text()
+
+
+def test_a_flood_back_on_five_tuples_conntrack_knows_is_limited_too(topo, tmp_path, appliance):
+    """From 10.1.0.77 (no one's: the server's SYN/ACKs die unanswered at the appliance, so the
+    admitted SYNs' entries stay in SYN_RECV) over 200 source ports: after the burst, every
+    SYN lands on a 5-tuple conntrack has seen a reply for -- ESTABLISHED to conntrack, a new
+    flow to a worker. A limit on ctstate NEW alone would queue all of them."""
+    a = appliance(workers=1, extra=f"overload: {{new_flows_per_source: {RATE}, new_flows_burst: {BURST}}}\n").start()
+    with http_servers(topo, tmp_path, [80]):
+        queued_before = a.queued()
+        r = subprocess.run(["ip", "netns", "exec", topo.client, sys.executable, "-m", "bench.nsload",
+                            "synflood", "10.2.0.2", "80", str(SYNS), str(SYN_RATE), "10.1.0", "77", "77", "200"],
+                           cwd=REPO, capture_output=True, text=True, timeout=60)
+        sent = json.loads(r.stdout)
+        queued = a.queued() - queued_before
+        limited = _limited(a)
+    print(f"sent {sent}, queued {queued}, limited {limited}")
+    admitted = BURST + RATE * (sent["seconds"] + 2)
+    assert queued <= 2 * admitted, (queued, admitted)     # each admitted SYN and the server's SYN/ACK
+    assert limited >= SYNS - admitted, (limited, SYNS)

@@ -50,12 +50,17 @@ def test_the_source_limit_drops_new_flows_before_the_queue_after_the_mark_rules(
         rules = netfilter.chains_text(family, "eth0", "eth1", range(0, 2), True, 0x3000,
                                       overload=Overload(100, 300)).splitlines()
         limit = [i for i, r in enumerate(rules) if "-m hashlimit" in r]
-        assert len(limit) == 1, rules
-        rule = rules[limit[0]]
-        assert "--ctstate NEW" in rule and "--hashlimit-above 100/sec" in rule and "--hashlimit-burst 300" in rule
-        assert f"--hashlimit-srcmask {prefix}" in rule and rule.endswith("-j DROP")
-        assert "--hashlimit-htable-expire 3000" in rule             # an idle source refills 300 at 100/s in 3 s
-        assert "NFQUEUE" in rules[limit[0] + 1]                     # right before the queue ...
+        assert len(limit) == 2 and limit[1] == limit[0] + 1, rules
+        new, syn = rules[limit[0]], rules[limit[1]]
+        # what conntrack calls NEW, and a bare SYN on a 5-tuple it already knows: one bucket
+        assert "-m conntrack --ctstate NEW -m hashlimit" in new
+        assert "-p tcp --syn -m conntrack ! --ctstate NEW -m hashlimit" in syn
+        assert new.split("-m hashlimit")[1] == syn.split("-m hashlimit")[1]
+        assert "--hashlimit-above 100/sec" in new and "--hashlimit-burst 300" in new
+        assert f"--hashlimit-srcmask {prefix}" in new and new.endswith("-j DROP")
+        assert f"--hashlimit-name appliance-new{family} " in new
+        assert "--hashlimit-htable-expire 3000" in new              # an idle source refills 300 at 100/s in 3 s
+        assert "NFQUEUE" in rules[limit[1] + 1]                     # right before the queue ...
         assert "-m mark ! --mark 0x0/0x3000 -j DROP" in rules[limit[0] - 1]   # ... after the repeated packets
     plain = netfilter.chains_text(4, "eth0", "eth1", range(0, 2), True, 0x3000)
     stopped = netfilter.chains_text(4, "eth0", "eth1", range(0, 2), True, 0x3000, inspecting=False,
