@@ -89,6 +89,7 @@ def main(argv=None):
     udp = {name: Row(f"UDP verdicts/s, 1 worker, offload off ({name})", "raw accept-all consumer", "pkt/s", ">= 0.80")
            for name, _ in trees}
     ping = {name: Row(f"ping added latency, median ({name})", "kernel path", "us", "<= 80") for name, _ in trees}
+    raw_ping = Row("ping added latency, median (raw accept-all consumer)", "kernel path", "us", "<= 80")
     cpu = {name: Row(f"worker CPU per verdict, UDP flood ({name})", "raw consumer's CPU per verdict", "us",
                      "<= 1.25") for name, _ in trees}
     lab = Lab()
@@ -101,8 +102,10 @@ def main(argv=None):
             procs = lab.start_raw(1)
             try:
                 raw, raw_cpu = _udp_cpu(lab, o.seconds, [p.pid for p in procs])
+                r_ping = lab.ping_rtts(o.pings)
             finally:
                 lab.stop_raw(procs)
+            raw_ping.add(median(r_ping), median(k_ping), ratio=median(r_ping) - median(k_ping))
             for name, tree in order:
                 p = _appliance(lab, work, tree)
                 try:
@@ -120,7 +123,7 @@ def main(argv=None):
         lab.down()
         shutil.rmtree(work, ignore_errors=True)
     print()
-    print(format_rows([r for name, _ in trees for r in (udp[name], cpu[name], ping[name])]))
+    print(format_rows([raw_ping] + [r for name, _ in trees for r in (udp[name], cpu[name], ping[name])]))
     return 0
 
 
