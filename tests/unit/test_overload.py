@@ -66,3 +66,10 @@ def test_the_source_limit_drops_new_flows_before_the_queue_after_the_mark_rules(
     stopped = netfilter.chains_text(4, "eth0", "eth1", range(0, 2), True, 0x3000, inspecting=False,
                                     overload=Overload(100, 300))
     assert "hashlimit" not in plain and "hashlimit" not in stopped
+
+
+def test_the_limit_rules_are_counted_as_their_own_role_in_the_metrics():
+    from appliance.control.kernel import rule_role
+    for family in (4, 6):
+        for rule in netfilter.source_limit_rules(family, Overload(10, 10)):
+            assert rule_role(netfilter.INSPECT_CHAIN, rule.split(" ", 2)[2]) == "source_limited"
