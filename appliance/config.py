@@ -94,6 +94,14 @@ class Conntrack:
 
 
 @dataclass(frozen=True)
+class Overload:
+    """The `overload:` section: what the kernel drops before the queue so a flood from a few
+    sources cannot fill it (netfilter.chains_text; docs/performance.md "Overload")."""
+    new_flows_per_source: int            # new flows per second one source may open (IPv6: one /64)
+    new_flows_burst: int                 # ... and at once, before the rate applies
+
+
+@dataclass(frozen=True)
 class Cloudwatch:
     """`control.cloudwatch`: publish the /metrics figures to CloudWatch (control/cloudwatch.py)."""
     namespace: str = "Appliance"
@@ -136,6 +144,7 @@ class Config:
     conntrack: Conntrack = field(default_factory=Conntrack)
     ha: object = None                            # ha.settings.Ha; None: no `ha:` section (docs/ha.md)
     gwlb: object = None                          # fleet.settings.Gwlb; None: inline (NFQUEUE), docs/gwlb.md
+    overload: Overload | None = None             # None: no per-source limit (every new flow is queued)
     path: str = ""               # the file it was read from
     # Whether the file has interfaces.management at all: missing, `appliance run` has no
     # management interface and `appliance bootstrap` takes it as auto (a third ENI, if any).
@@ -152,7 +161,7 @@ class Config:
 
 TOP_KEYS = ("interfaces", "rules", "eve", "home_net", "workers", "queue_base",
             "failure_mode", "offload", "rules_skip_unsupported", "mark_mask", "inspection", "aws", "control",
-            "mode", "rules_mode", "pcap_log", "conntrack", "ha", "gwlb")
+            "mode", "rules_mode", "pcap_log", "conntrack", "ha", "gwlb", "overload")
 # Interface values resolved through EC2 discovery rather than used as names.
 DISCOVERED = re.compile(r"^(auto|eni-[0-9a-f]+|subnet-[0-9a-f]+)$")
 IFACE_KEYS = ("outside", "inside", "management")
@@ -336,6 +345,8 @@ def load_config(path) -> Config:
             out["pcap_log"] = pl
     if doc.get("conntrack") is not None:
         out["conntrack"] = _conntrack(doc, path, problems)
+    if doc.get("overload") is not None:
+        out["overload"] = _overload(doc, path, problems)
     if doc.get("ha") is not None:
         from appliance.ha.settings import parse_ha
         ha = parse_ha(doc, path, problems, out.get("control"), base)
@@ -579,6 +590,23 @@ def _conntrack(doc, path, problems) -> Conntrack:
     return replace(d, **out)
 
 
+OVERLOAD_KEYS = ("new_flows_per_source", "new_flows_burst")
+
+
+def _overload(doc, path, problems):
+    """`overload: {new_flows_per_source: N, new_flows_burst: N}` (burst: N by default)."""
+    ov = doc["overload"]
+    if not isinstance(ov, yamlsource.LineDict) or "new_flows_per_source" not in ov:
+        problems.append(at(path, doc.line_of("overload"), "overload must be a mapping with new_flows_per_source "
+                           "(new flows per second per source address) and optionally new_flows_burst"))
+        return None
+    _unknown("overload.", ov, OVERLOAD_KEYS, path, problems)
+    # the kernel's hashlimit takes up to 1,000,000/s; a burst beyond that is no limit at all
+    rate = _int(ov, "new_flows_per_source", 1, 1_000_000, None, path, problems, "overload.")
+    burst = _int(ov, "new_flows_burst", 1, 1_000_000, rate, path, problems, "overload.")
+    return Overload(rate, burst) if rate is not None and burst is not None else None
+
+
 CONTROL_KEYS = ("listen", "allow_any_address", "top", "cloudwatch")
 CLOUDWATCH_KEYS = ("namespace", "interval")
 # CloudWatch namespaces: 1-255 of these characters, not starting with ':' nor "AWS/" (AWS's own)
@@ -704,7 +732,7 @@ def resolve_interfaces(cfg: Config, discover=None) -> Config:
 RELOADABLE = ("rules", "eve", "eve_max_bytes", "eve_keep", "eve_types", "home_net", "offload", "inspection",
               "rules_skip_unsupported", "mode", "rules_mode", "pcap_log")
 RESTART_ONLY = ("outside", "inside", "management", "workers", "queue_base", "failure_mode", "mark_mask", "control",
-                "gwlb")
+                "gwlb", "overload")
 
 
 def reload_config(running: Config, raw_running: Config) -> tuple[Config, list]:

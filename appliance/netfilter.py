@@ -12,6 +12,7 @@ Layout (filter table, IPv4 and IPv6 alike; every object is ours and named APPLIA
                        nfmark != 0     -> CONNMARK --save-mark   a worker just decided: remember it
                        nfmark PASS     -> ACCEPT
                        nfmark != 0     -> DROP                   (drop; reject was already answered by the worker)
+                       ctstate NEW or a bare SYN over the source's limit -> DROP   (config `overload`, if set)
                        -> NFQUEUE --queue-num N | --queue-balance A:B [--queue-bypass]
 
 Offload works with the NF_REPEAT verdict: the worker sets the nfmark and repeats, so the
@@ -83,11 +84,37 @@ def queue_target(queues: range, fail_open: bool) -> str:
     return t + (" --queue-bypass" if fail_open else "")
 
 
+# The per-source table (`overload`): one entry per source seen within EXPIRE; a full table
+# makes hashlimit drop the new source's packet, so it is sized for a flood from many
+# sources (an entry is ~100 B of kernel memory: 26 MB at the maximum).
+SOURCE_TABLE_MAX = 1 << 18
+SOURCE_PREFIX = {4: 32, 6: 64}          # an IPv6 host owns its /64: a limit per address would be none
+
+
+def source_limit_rules(family: int, overload) -> list:
+    """The rules that drop a source's new flows past `overload` (config.Overload) before
+    they are queued: a flood from a few sources then costs the kernel, never a worker.
+    Two rules, one token bucket per source (hashlimit shares a table by name): what
+    conntrack calls NEW, and a bare SYN conntrack does not (it reuses the 5-tuple of an
+    entry that saw a reply, so it is ESTABLISHED to conntrack: a flood cycling through its
+    source ports would pass a NEW-only limit) -- to a worker each is a new flow."""
+    rate, burst = overload.new_flows_per_source, overload.new_flows_burst
+    # an idle source's entry goes after it would have refilled its burst (at least 1 s)
+    expire = max(1000, -(-burst * 1000 // rate))
+    limit = (f"-m hashlimit --hashlimit-above {rate}/sec --hashlimit-burst {burst} --hashlimit-mode srcip "
+             f"--hashlimit-srcmask {SOURCE_PREFIX[family]} --hashlimit-htable-max {SOURCE_TABLE_MAX} "
+             f"--hashlimit-htable-expire {expire} --hashlimit-name appliance-new{family} -j DROP")
+    return [f"-A {INSPECT_CHAIN} -m conntrack --ctstate NEW {limit}",
+            f"-A {INSPECT_CHAIN} -p tcp --syn -m conntrack ! --ctstate NEW {limit}"]
+
+
 def chains_text(family: int, outside: str, inside: str, queues: range, fail_open: bool, mark_mask: int,
-                inspecting: bool = True) -> str:
+                inspecting: bool = True, overload=None) -> str:
     """A restore description of OUR chains only (without the FORWARD jump). Not `inspecting`
     (an open-mode stop): the offloaded verdicts stay (and INVALID is still dropped), nothing
-    is queued, and every other packet goes on through FORWARD as if we were not there."""
+    is queued, and every other packet goes on through FORWARD as if we were not there.
+    `overload` (config.Overload): new flows past a source's limit are dropped before the
+    queue, after the mark rules (a repeated packet is not counted twice)."""
     m = f"0x{mark_mask:x}"
     passed, dropped, rejected = (f"0x{v:x}/{m}" for v in offload_marks(mark_mask).values())
     unreach = FAMILIES[family]["unreach"]
@@ -110,8 +137,10 @@ def chains_text(family: int, outside: str, inside: str, queues: range, fail_open
             f"-A {INSPECT_CHAIN} -m mark ! --mark 0x0/{m} -j CONNMARK --save-mark --nfmask {m} --ctmask {m}",
             f"-A {INSPECT_CHAIN} -m mark --mark {passed} -j ACCEPT",
             f"-A {INSPECT_CHAIN} -m mark ! --mark 0x0/{m} -j DROP",
-            f"-A {INSPECT_CHAIN} {queue_target(queues, fail_open)}",
         ]
+        if overload is not None:
+            lines += source_limit_rules(family, overload)
+        lines.append(f"-A {INSPECT_CHAIN} {queue_target(queues, fail_open)}")
     lines.append("COMMIT")
     return "\n".join(lines) + "\n"
 
@@ -130,7 +159,7 @@ def ipv6_available() -> bool:
 
 
 def install(outside: str, inside: str, queues: range, fail_open: bool, mark_mask: int,
-            inspecting: bool = True) -> dict:
+            inspecting: bool = True, overload=None) -> dict:
     """Install or atomically replace our chains, with exactly one FORWARD jump, first.
     Returns our chains as the kernel lists them (`drift` compares against that).
     `inspecting=False`: the chains of an open-mode stop (offloaded verdicts only, see chains_text).
@@ -145,7 +174,7 @@ def install(outside: str, inside: str, queues: range, fail_open: bool, mark_mask
             log.warning("IPv6 is disabled in this kernel: only IPv4 is inspected")
             continue
         fix = [f"-D FORWARD {spec}"] * _jump_count(family) + [f"-I FORWARD 1 {spec}"]
-        text = chains_text(family, outside, inside, queues, fail_open, mark_mask, inspecting)
+        text = chains_text(family, outside, inside, queues, fail_open, mark_mask, inspecting, overload)
         text = text.replace("COMMIT\n", "\n".join(fix) + "\nCOMMIT\n")
         _run([FAMILIES[family]["restore"], "-w", "--noflush"], stdin=text)
         installed[family] = {chain: _chain_rules(family, chain) for chain in (JUMP_CHAIN, INSPECT_CHAIN)}

@@ -183,7 +183,8 @@ class Supervisor:
             for p in self.workers.values():
                 p.join(5)
             return 2
-        self.installed = netfilter.install(cfg.outside, cfg.inside, cfg.queues, cfg.fail_open, cfg.mark_mask)
+        self.installed = netfilter.install(cfg.outside, cfg.inside, cfg.queues, cfg.fail_open, cfg.mark_mask,
+                                           overload=cfg.overload)
         self._installed()
         next_watch = time.monotonic() + WATCH_INTERVAL
         log.info("running: %d worker(s) on queue(s) %s, failure_mode=%s, offload=%s, rules=%s",
@@ -251,7 +252,8 @@ class Supervisor:
             problems = netfilter.drift(self.installed)
             if problems:
                 log.warning("our netfilter rules were changed (%s); re-installing them", "; ".join(problems))
-                self.installed = netfilter.install(cfg.outside, cfg.inside, cfg.queues, cfg.fail_open, cfg.mark_mask)
+                self.installed = netfilter.install(cfg.outside, cfg.inside, cfg.queues, cfg.fail_open,
+                                                   cfg.mark_mask, overload=cfg.overload)
                 self._installed()
         except netfilter.NetfilterError as e:
             log.error("checking our netfilter rules failed: %s", e)

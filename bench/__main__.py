@@ -30,6 +30,8 @@ def main(argv=None):
     if not o.offline_only:
         from . import inline
         rows += inline.rows(quick=o.quick, runs=o.runs)
+        from . import lab_flood
+        rows += lab_flood.rows(quick=o.quick, runs=o.runs)      # the overload rows (issue 15)
     print()
     print(format_rows(rows))
     if o.markdown:

@@ -11,6 +11,15 @@ before and during the flood, the appliance's RSS (all its processes) before and 
 EVE bytes per flood packet (the flood's events, without the legitimate client's flows and
 without the one event per flow still in the table at stop), worker restarts and the kernel queue's drop counters.
 Needs root; the lab is named flood-PID and removed at the end.
+
+    python3 -m bench.lab_flood --overload [--per-source 100] [--seconds 5] [--workers 1]
+
+The overload row (issue 15): one worker's capacity is measured first (hping3 --flood, every
+SYN a new flow from one source, no limit: the SYNs the kernel managed to queue per second
+while the queue overflowed), then the appliance runs with `overload: {new_flows_per_source}`
+and hping3 floods again, as fast as it can, while the client connects: the flood's rate
+over that capacity, the client's success rate during the flood, RSS before and at most, and
+worker restarts.
 """
 import argparse
 import json
@@ -157,16 +166,156 @@ def run(syns=200_000, rate=50_000, max_flows=20_000, workers=2, legit_seconds=5,
         down(lab)
 
 
+FLOOD_SOURCE = "10.10.1.20"        # on the client's subnet, owned by no one: SYN/ACKs go nowhere
+
+
+def _tx_packets(lab):
+    out = subprocess.run(ns_exec(lab.client, "cat", "/sys/class/net/eth0/statistics/tx_packets"),
+                         capture_output=True, text=True).stdout
+    return int(out or 0)
+
+
+def _queued(lab):
+    text = subprocess.run(ns_exec(lab.fw, "cat", "/proc/net/netfilter/nfnetlink_queue"),
+                          capture_output=True, text=True).stdout
+    return sum(int(line.split()[7]) for line in text.splitlines() if len(line.split()) >= 8)
+
+
+def _hping_flood(lab, seconds):
+    """hping3 --flood from FLOOD_SOURCE for `seconds`: (SYNs sent, seconds). Its source port
+    goes up by one per SYN, so every SYN is a new flow."""
+    before, t0 = _tx_packets(lab), time.monotonic()
+    p = subprocess.Popen(ns_exec(lab.client, "hping3", "-q", "-S", "-p", "80", "--flood", "-a", FLOOD_SOURCE,
+                                 SERVER_V4), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return p, before, t0
+
+
+def _hping_stop(lab, flood):
+    p, before, t0 = flood
+    p.terminate()
+    p.wait(10)
+    return _tx_packets(lab) - before, time.monotonic() - t0
+
+
+def _config(lab, workers, max_flows, extra=""):
+    work = lab.workdir
+    rules, config, eve = work / "flood.yaml", work / "appliance.yaml", work / "eve.json"
+    rules.write_text(RULES)
+    config.write_text(
+        "interfaces: {outside: eth0, inside: eth1, management: null}\n"
+        f"rules: {json.dumps(str(rules))}\neve: {json.dumps(str(eve))}\n"
+        f"home_net: [{', '.join(HOME_NET)}]\nworkers: {workers}\nfailure_mode: open\n"
+        f"inspection: {{max_flows: {max_flows}}}\n" + extra)
+    return config
+
+
+def overload(per_source=100, seconds=5, workers=1, max_flows=20_000, log=print):
+    """The overload row: one worker's SYN capacity, then a flood past it with the per-source
+    limit on and a client connecting throughout (module docstring)."""
+    lab = Lab(f"ovl-{os.getpid() % 100000}")
+    up(lab)
+    proc = None
+    try:
+        subprocess.run(ns_exec(lab.fw, "sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_timeout_syn_sent=5"),
+                       check=False)
+        # 1. capacity: no limit, the flood fills the queue; what the worker took per second
+        proc = start_appliance(lab, _config(lab, workers, max_flows))
+        time.sleep(1)
+        q0 = _queued(lab)
+        flood = _hping_flood(lab, 3)
+        time.sleep(3)
+        q1 = _queued(lab)
+        sent0, secs0 = _hping_stop(lab, flood)
+        capacity = (q1 - q0) / secs0
+        stop_appliance(lab, proc)
+        proc = None
+        log(f"  capacity: {capacity:,.0f} SYN/s queued to {workers} worker(s) while {sent0 / secs0:,.0f} SYN/s "
+            f"were offered")
+        # 2. the limit on: the flood again, and the client
+        proc = start_appliance(lab, _config(lab, workers, max_flows,
+                                            f"overload: {{new_flows_per_source: {per_source}}}\n"))
+        time.sleep(1)
+        before = legit(lab, 3)
+        base_rss = rss_kib(lab.fw)
+        pids = set(subprocess.run(["ip", "netns", "pids", lab.fw], capture_output=True, text=True).stdout.split())
+        peak = [base_rss]
+        done = threading.Event()
+
+        def sample():
+            while not done.wait(0.5):
+                peak[0] = max(peak[0], rss_kib(lab.fw))
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        q0 = _queued(lab)
+        flood = _hping_flood(lab, seconds)
+        during = legit(lab, seconds)
+        sent, secs = _hping_stop(lab, flood)
+        queued = _queued(lab) - q0
+        saved = subprocess.run(ns_exec(lab.fw, "iptables-save", "-c"), capture_output=True, text=True).stdout
+        limited = sum(int(line[1:].split(":")[0]) for line in saved.splitlines()
+                      if line.startswith("[") and "-m hashlimit" in line)
+        done.set()
+        sampler.join()
+        after = set(subprocess.run(["ip", "netns", "pids", lab.fw], capture_output=True, text=True).stdout.split())
+        restarts = (lab.workdir / "appliance.log").read_text(errors="replace").count("restarting")
+        stop_appliance(lab, proc)
+        proc = None
+        result = {
+            "capacity_syn_per_s": round(capacity), "flood_syn_per_s": round(sent / secs),
+            "flood_over_capacity": round(sent / secs / max(capacity, 1), 1),
+            "per_source_limit": per_source, "queued_during_flood": queued,
+            "source_limited": limited,
+            "legit_success_before": round(before["success"], 3), "legit_success_during": round(during["success"], 3),
+            "legit_conns_before": before["conns"], "legit_conns_during": during["conns"],
+            "rss_base_mib": round(base_rss / 1024, 1), "rss_peak_mib": round(peak[0] / 1024, 1),
+            "worker_restarts": restarts, "new_pids": len(after - pids), "workers": workers,
+        }
+        for k, v in result.items():
+            log(f"  {k:<24} {v}")
+        return result
+    finally:
+        if proc is not None:
+            stop_appliance(lab, proc)
+        down(lab)
+
+
+def rows(quick=False, runs=None):
+    """The overload row of `python3 -m bench` (skipped without root or hping3)."""
+    import shutil
+    from .common import Row
+    rate = Row("SYN flood rate (hping3 --flood, one source, every SYN a new flow)", "one worker's capacity, "
+               "same run (SYNs queued/s, no limit)", "SYN/s", ">= 10")
+    ok = Row("legitimate connections succeeded during that flood, overload.new_flows_per_source 100",
+             "before the flood (ratio: the success fraction during)", "%", ">= 0.95")
+    if os.geteuid() != 0 or shutil.which("hping3") is None:
+        for row in (rate, ok):
+            row.status, row.note = "SKIPPED", "needs root and hping3"
+        return [rate, ok]
+    for _ in range(runs or (1 if quick else 3)):
+        r = overload(seconds=3 if quick else 5, log=lambda m: print(m, file=sys.stderr))
+        rate.add(r["flood_syn_per_s"], r["capacity_syn_per_s"])
+        ok.add(100 * r["legit_success_during"], 100 * r["legit_success_before"], ratio=r["legit_success_during"])
+    return [rate, ok]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python3 -m bench.lab_flood", description=__doc__.splitlines()[0])
     ap.add_argument("--syns", type=int, default=200_000)
     ap.add_argument("--rate", type=int, default=50_000)
     ap.add_argument("--max-flows", type=int, default=20_000)
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=None, help="default 2 (1 with --overload)")
+    ap.add_argument("--overload", action="store_true", help="the overload row (hping3; see above)")
+    ap.add_argument("--per-source", type=int, default=100, help="overload.new_flows_per_source (--overload)")
+    ap.add_argument("--seconds", type=int, default=5, help="flood length (--overload)")
     o = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("bench.flood needs root (network namespaces)", file=sys.stderr)
         return 2
+    if o.overload:
+        print(f"overload: hping3 --flood from one source, new_flows_per_source {o.per_source}, {o.seconds} s")
+        overload(o.per_source, o.seconds, o.workers or 1, o.max_flows)
+        return 0
+    o.workers = o.workers or 2
     print(f"SYN flood: {o.syns} SYNs at {o.rate}/s, max_flows {o.max_flows}, {o.workers} workers")
     run(o.syns, o.rate, o.max_flows, o.workers)
     return 0

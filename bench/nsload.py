@@ -109,9 +109,10 @@ def echo(dst, port, count):
     return {"rtt_us": out}
 
 
-def synflood(dst, port, count, rate, prefix, lo, hi):
+def synflood(dst, port, count, rate, prefix, lo, hi, ports=64512):
     """`count` bare SYNs at about `rate` per second, each from a new (address, port): every
-    one is a new flow for the appliance. The TCP checksum is the constant part's sum plus
+    one is a new flow for the appliance (`ports` < 64512: source ports drawn from 1024 ..
+    1024+ports-1 only, so the flood comes back to 5-tuples it used before). The TCP checksum is the constant part's sum plus
     the words that change (source address, port, sequence number)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     d = socket.inet_aton(dst)
@@ -126,7 +127,7 @@ def synflood(dst, port, count, rate, prefix, lo, hi):
     while sent < count:
         for _ in range(min(batch, count - sent)):
             k = rng.randrange(len(sources))
-            sport = rng.randrange(1024, 65536)
+            sport = rng.randrange(1024, 1024 + ports)
             seq = rng.getrandbits(32)
             c = const + words[k][0] + words[k][1] + sport + (seq >> 16) + (seq & 0xFFFF)
             c = (c & 0xFFFF) + (c >> 16)
@@ -153,7 +154,8 @@ def main(argv):
     elif cmd == "conns":
         r = conns(argv[1], int(argv[2]), float(argv[3]), int(argv[4]))
     elif cmd == "synflood":
-        r = synflood(argv[1], int(argv[2]), int(argv[3]), int(argv[4]), argv[5], int(argv[6]), int(argv[7]))
+        r = synflood(argv[1], int(argv[2]), int(argv[3]), int(argv[4]), argv[5], int(argv[6]), int(argv[7]),
+                     *(int(a) for a in argv[8:9]))
     elif cmd == "echo":
         r = echo(argv[1], int(argv[2]), int(argv[3]))
     else:

@@ -11,6 +11,8 @@ APT_PACKAGES=(
   gcc python3-dev python3-pip python3-venv
   # the lab's real clients and servers
   curl dnsutils netcat-openbsd iputils-ping socat openssl dnsmasq-base iperf3 tcpdump
+  # bench.lab_flood --overload: a SYN flood faster than a Python sender
+  hping3
   # AMI tooling checks (packer validate, systemd-analyze verify)
   packer systemd
   # a real Prometheus server: the test that scrapes the lab appliance's /metrics

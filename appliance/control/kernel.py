@@ -42,6 +42,8 @@ def rule_role(chain: str, rule: str) -> str:
         return "invalid_drop"
     if "NFQUEUE" in rule:
         return "queued"
+    if "-m hashlimit" in rule:
+        return "source_limited"             # config `overload`: a source's new flows past its limit
     if "--save-mark" in rule:
         return "verdict_saved"
     kind = "offloaded" if "-m connmark" in rule else "decided"

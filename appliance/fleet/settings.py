@@ -118,6 +118,7 @@ def fleet_conflicts(doc, path, problems):
     for key, why in (("workers", "the GENEVE workers are gwlb.workers"),
                      ("queue_base", "fleet mode uses no NFQUEUE"),
                      ("mark_mask", "fleet mode uses no connmark"),
+                     ("overload", "its limits sit before the NFQUEUE rule, which fleet mode does not have"),
                      ("ha", "behind a GWLB the target group replaces the HA pair"),
                      ("control", "not served in fleet mode yet; the health check is gwlb.health")):
         if key in doc:

@@ -63,6 +63,7 @@ interfaces: {outside: eth0, inside: eth1}
 workers: 2
 control: {listen: 127.0.0.1:9900}
 gwlb: {listen: 10.0.0.1}
+overload: {new_flows_per_source: 100}
 """)
     f = str(tmp_path / "appliance.yaml")
     assert any(x.startswith(f"{f}:1: interfaces.outside: not used with gwlb") for x in p), p
@@ -70,6 +71,7 @@ gwlb: {listen: 10.0.0.1}
     assert any(x.startswith(f"{f}:3: control: not used with gwlb") for x in p)
     assert any(x.startswith(f"{f}:4: gwlb.senders is required") for x in p)
     assert any(x.startswith(f"{f}:4: gwlb.health is required") for x in p)
+    assert any(x.startswith(f"{f}:5: overload: not used with gwlb") for x in p), p
 
 
 def test_inline_config_still_needs_its_interfaces(tmp_path):
