@@ -12,10 +12,12 @@ change); each of those actions is an `ha` event of its own (`event: sync`) with 
 """
 import json
 import os
+import queue
 import select
 import signal
 import socket
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +29,7 @@ from appliance.output.eve import timestamp
 
 ROUTE_POLL = 2.0        # seconds between route table reads while nothing happens (EC2 Describe* is throttled)
 NONCES = 16             # outstanding probe nonces kept (older replies are refused)
+ACTION_WAIT = 15.0      # seconds a stop waits for conntrackd actions already queued
 
 
 def readyz(url, timeout):
@@ -78,14 +81,21 @@ class Service:
         self.sync_counters = {}             # conntrackd -s figures, read every ROUTE_POLL
         self.sync_read = float("-inf")
         self.committed = False              # the external cache went into the kernel before this takeover
+        # conntrackd actions after a transition, and its counters, run on a thread of their own:
+        # a few subprocesses in a row on a loaded host take longer than a heartbeat interval, and
+        # a silent node looks dead to its peer. The commit before a takeover stays in the loop
+        # (it must precede the route change).
+        self.sync_jobs = queue.Queue()
+        self.out_lock = threading.Lock()
         self.stopping = False
 
     # -- events and status ----------------------------------------------------------------
     def event(self, kind, **fields):
         rec = {"timestamp": timestamp(self.wallclock()), "event_type": "ha",
                "ha": {"event": kind, "state": self.machine.state(), **fields}}
-        self.out.write(json.dumps(rec) + "\n")
-        self.out.flush()
+        with self.out_lock:
+            self.out.write(json.dumps(rec) + "\n")
+            self.out.flush()
 
     def write_status(self):
         st = {"state": self.machine.state(), "since": timestamp(self.state_since),
@@ -98,9 +108,10 @@ class Service:
               "packets": dict(self.codec.counts), "written": timestamp(self.wallclock()),
               "transitions": self.transitions, "peer_heartbeat_epoch": self.peer_heartbeat_epoch}
         if self.sync:
+            with self.out_lock:             # the actions thread updates these
+                actions = {k: dict(v) for k, v in self.sync_actions.items()}
             st["sync"] = {"running": self.sync.exited() is None and self.sync.proc is not None,
-                          "restarts": self.sync.restarts, "actions": self.sync_actions,
-                          "counters": self.sync_counters}
+                          "restarts": self.sync.restarts, "actions": actions, "counters": self.sync_counters}
         tmp = self.ha.status_file + ".tmp"
         try:
             os.makedirs(os.path.dirname(self.ha.status_file) or ".", exist_ok=True)
@@ -164,8 +175,9 @@ class Service:
                 self.last_decision = {"code": d.code, "reason": d.reason, "at": timestamp(self.wallclock())}
         if self.machine.state() != self.last_state:
             self.transitions += self.last_state is not None
+            before = self.last_state
             self.state_since, self.last_state = self.wallclock(), self.machine.state()
-            self.sync_transition(self.last_state)
+            self.sync_transition(before, self.last_state)
         if self.sync:
             self.sync_watch()
         self.write_status()
@@ -176,16 +188,19 @@ class Service:
         from appliance.ha.conntrackd import ACTIONS
         name = ACTIONS[option]
         ok, detail = self.sync.run(option)
-        n = self.sync_actions.setdefault(name, {"ok": 0, "failed": 0})
-        n["ok" if ok else "failed"] += 1
+        with self.out_lock:
+            n = self.sync_actions.setdefault(name, {"ok": 0, "failed": 0})
+            n["ok" if ok else "failed"] += 1
         self.event("sync", action=name, command=f"conntrackd {option}", ok=ok, detail=detail, **fields)
         return ok
 
-    def sync_transition(self, state):
-        """What conntrackd's primary-backup.sh does on each transition (conntrackd.py)."""
+    def sync_transition(self, before, state):
+        """What conntrackd's primary-backup.sh does on each transition (conntrackd.py), but
+        for fault -> primary: the routes never left us (a fault node does not give them up),
+        so our kernel table is the truth and the peer's copy (our external cache) is older."""
         if not self.sync:
             return
-        if state == "primary":
+        if state == "primary" and before != "fault":
             steps = ["-f", "-R", "-B"] if self.committed else ["-c", "-f", "-R", "-B"]
         elif state == "standby":
             steps = ["-n"]
@@ -193,7 +208,17 @@ class Service:
             steps = []                      # fault: we may still hold the routes; keep the kernel's entries
         self.committed = False
         for option in steps:
-            self.sync_action(option, transition=state)
+            self.sync_jobs.put((option, {"transition": state}))
+
+    def sync_thread(self):
+        while True:
+            job = self.sync_jobs.get()
+            if job is None:
+                return
+            if job == "counters":
+                self.sync_counters = self.sync.counters()
+            else:
+                self.sync_action(job[0], **job[1])
 
     def sync_watch(self):
         code = self.sync.exited()
@@ -204,7 +229,7 @@ class Service:
             self.event("sync", action="restart", ok=ok, detail=f"conntrackd had exited {code} ({tail}); {detail}")
         if self.clock() - self.sync_read >= ROUTE_POLL:
             self.sync_read = self.clock()
-            self.sync_counters = self.sync.counters()
+            self.sync_jobs.put("counters")
 
     def send(self):
         state, ready = self.machine.state(), self.machine.ready
@@ -249,6 +274,8 @@ class Service:
         if self.sync:
             ok, detail = self.sync.start()
             self.event("sync", action="start", ok=ok, detail=detail)
+            worker = threading.Thread(target=self.sync_thread, name="conntrackd-actions", daemon=True)
+            worker.start()
         next_tick = self.clock()
         while not self.stopping:
             now = self.clock()
@@ -263,6 +290,8 @@ class Service:
             for s in ready:
                 self.receive(s)
         if self.sync:
+            self.sync_jobs.put(None)
+            worker.join(ACTION_WAIT)
             self.sync.stop()
         self.event("stop")
 
