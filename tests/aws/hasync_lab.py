@@ -191,7 +191,7 @@ class SyncLab:
             self.start_ha(i)
         wait_for(lambda: self.state(0) == "primary" and self.state(1) == "standby"
                  and (self.read_status(1).get("last_decision") or {}).get("code") == "peer_healthy",
-                 30, "a1 primary, a2 standby")
+                 60, "a1 primary, a2 standby")
         if self.sync:
             wait_for(lambda: all((self.read_status(i).get("sync") or {}).get("running") for i in range(2)), 10,
                      "conntrackd running on both")
