@@ -86,6 +86,7 @@ class Service:
         # a silent node looks dead to its peer. The commit before a takeover stays in the loop
         # (it must precede the route change).
         self.sync_jobs = queue.Queue()
+        self.sync_restarting = False
         self.out_lock = threading.Lock()
         self.stopping = False
 
@@ -217,16 +218,19 @@ class Service:
                 return
             if job == "counters":
                 self.sync_counters = self.sync.counters()
+            elif job == "restart":
+                code, tail = self.sync.exited(), self.sync.log_tail()
+                self.sync.restarts += 1
+                ok, detail = self.sync.start()
+                self.event("sync", action="restart", ok=ok, detail=f"conntrackd had exited {code} ({tail}); {detail}")
+                self.sync_restarting = False
             else:
                 self.sync_action(job[0], **job[1])
 
     def sync_watch(self):
-        code = self.sync.exited()
-        if code is not None and self.sync.may_restart():
-            tail = self.sync.log_tail()
-            self.sync.restarts += 1
-            ok, detail = self.sync.start()
-            self.event("sync", action="restart", ok=ok, detail=f"conntrackd had exited {code} ({tail}); {detail}")
+        if self.sync.exited() is not None and self.sync.may_restart() and not self.sync_restarting:
+            self.sync_restarting = True     # a start waits up to 5 s for the daemon: not in this loop
+            self.sync_jobs.put("restart")
         if self.clock() - self.sync_read >= ROUTE_POLL:
             self.sync_read = self.clock()
             self.sync_jobs.put("counters")

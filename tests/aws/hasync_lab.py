@@ -129,14 +129,14 @@ def sh(*cmd, check=True, **kw):
     return r
 
 
-def wait_for(pred, timeout, what, step=0.05):
+def wait_for(pred, timeout, what, seen=None, step=0.05):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         v = pred()
         if v:
             return v
         time.sleep(step)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f"; now: {seen()}" if seen else ""))
 
 
 class Side:
@@ -191,7 +191,9 @@ class SyncLab:
             self.start_ha(i)
         wait_for(lambda: self.state(0) == "primary" and self.state(1) == "standby"
                  and (self.read_status(1).get("last_decision") or {}).get("code") == "peer_healthy",
-                 60, "a1 primary, a2 standby")
+                 60, "a1 primary, a2 standby", lambda: [
+                     (self.state(i), self.read_status(i).get("last_decision"), self.read_status(i).get("ready_problems"))
+                     for i in range(2)])
         if self.sync:
             wait_for(lambda: all((self.read_status(i).get("sync") or {}).get("running") for i in range(2)), 10,
                      "conntrackd running on both")

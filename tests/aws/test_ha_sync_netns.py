@@ -14,6 +14,8 @@ at it (the VPC's part). Namespaces hsy-*.
 import os
 import re
 import shutil
+import signal
+import time
 
 import pytest
 
@@ -97,6 +99,28 @@ def test_sync_carries_the_offload_mark_and_transfers_survive(lab):
     wait_for(lambda: (metric(lab.metrics(1), "appliance_ha_sync_entries", '{cache="internal"}') or 0) >= len(ports),
              10, "a2's own cache holding the transfers after -R")
 
+    # fault -> primary (the routes never left a2): no commit of the peer's older copy, no resync
+    actions = lambda: [e["action"] for e in lab.ha_events(1) if e["event"] == "sync"]      # noqa: E731
+    before = actions()
+    lab.apps[1].signal(signal.SIGSTOP)                     # a2's datapath stops answering /readyz
+    try:
+        wait_for(lambda: lab.state(1) == "fault", 15, "a2 in fault")
+    finally:
+        lab.apps[1].signal(signal.SIGCONT)
+    wait_for(lambda: lab.state(1) == "primary", 15, "a2 primary again")
+    time.sleep(1)
+    assert actions() == before, actions()[len(before):]
+
+    # conntrackd killed: `appliance ha` starts it again (off its loop) and says so
+    pid = int(re.search(r"pid (\d+)", [e for e in lab.ha_events(1) if e["event"] == "sync"
+                                       and e["action"] in ("start", "restart")][-1]["detail"]).group(1))
+    os.kill(pid, signal.SIGKILL)
+    ev = wait_for(lambda: [e for e in lab.ha_events(1) if e["event"] == "sync" and e["action"] == "restart"],
+                  20, "conntrackd restarted")
+    assert ev[0]["ok"] and "had exited -9" in ev[0]["detail"], ev
+    wait_for(lambda: metric(lab.metrics(1), "appliance_ha_sync_restarts_total") == 1
+             and metric(lab.metrics(1), "appliance_ha_sync_up") == 1, 10, "the restart in /metrics")
+
 
 @pytest.mark.parametrize("lab", [False], indirect=True)
 def test_without_sync_offloaded_transfers_are_picked_up_midstream_and_cut(lab):
@@ -118,3 +142,4 @@ def test_without_sync_offloaded_transfers_are_picked_up_midstream_and_cut(lab):
     print(f"\nHA sync off: {r['kept']}/{len(ports)} offloaded transfers kept, {r['bytes_stalled']} bytes "
           "written and never delivered")
     assert "appliance_ha_sync_up" not in lab.metrics(1)
+
