@@ -243,7 +243,8 @@ class SyncLab:
               check_listen: 10.31.0.{me}:7401
               check_peer: 10.31.0.{peer}:7401
               secret: {SECRET}
-              hold_down: 2
+              dead_after: 3              # /readyz gets 1 s (dead_after / 3): on a loaded 2-core host a
+              hold_down: 2               # slow answer must not flap the primary into fault during setup
               route_tables: [{self.rtb}]
               eni: {self.enis[i]}
               peer_eni: {self.enis[1 - i]}

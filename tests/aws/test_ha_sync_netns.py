@@ -15,11 +15,13 @@ import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
 
-from hasync_lab import HTTP_PORT, SyncLab, takeover_run, wait_for
+from hasync_lab import HTTP_PORT, REPO, SyncLab, takeover_run, wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -63,6 +65,9 @@ def test_sync_carries_the_offload_mark_and_transfers_survive(lab):
     assert metric(m, "appliance_ha_route_owner", '{owner="peer"}') == 1
     assert 0 <= metric(m, "appliance_ha_last_heartbeat_age_seconds") < 2
     assert metric(m, "appliance_ha_sync_actions_total", '{action="request_resync",result="ok"}') >= 1
+    out = subprocess.run([sys.executable, "-m", "appliance", "ha", "status", "--config", str(lab.apps[1].config)],
+                         capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0 and "sync         conntrackd running (restarts 0)" in out.stdout, out
 
     r = takeover_run(lab)
     ports, passed = r["ports"], r["passed_mark"]
