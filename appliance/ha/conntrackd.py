@@ -54,9 +54,27 @@ def paths(sync):
             "lock": os.path.join(d, "conntrackd.lock"), "log": os.path.join(d, "conntrackd.log")}
 
 
-def config_text(ha):
-    """conntrackd.conf for `ha` (ha.sync set)."""
+def conntrack_max(path="/proc/sys/net/netfilter/nf_conntrack_max"):
+    try:
+        with open(path) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def cache_limits(table_max):
+    """(HashSize, HashLimit) for a kernel table of `table_max` entries: conntrackd refuses
+    entries past HashLimit (those flows would not be synced), and its manual asks for twice
+    nf_conntrack_max; the bootstrap sizes that table by memory (up to 4194304), so a fixed
+    limit would be too small on a big instance."""
+    n = max(table_max or 0, 65536)
+    return max(32768, n // 4), 2 * n
+
+
+def config_text(ha, table_max=None):
+    """conntrackd.conf for `ha` (ha.sync set); `table_max`: nf_conntrack_max."""
     s, p = ha.sync, paths(ha.sync)
+    hash_size, hash_limit = cache_limits(table_max)
     v6 = ipaddress.ip_address(s.address).version == 6
     fam = "IPv6" if v6 else "IPv4"
     iface = f"\t\tInterface {s.interface}\n"
@@ -78,8 +96,8 @@ Sync {{
 \t}}
 }}
 General {{
-\tHashSize 32768
-\tHashLimit 131072
+\tHashSize {hash_size}
+\tHashLimit {hash_limit}
 \tLogFile {p['log']}
 \tSyslog off
 \tLockFile {p['lock']}
@@ -133,7 +151,7 @@ class Conntrackd:
         try:
             os.makedirs(self.ha.sync.run_dir, exist_ok=True)
             with open(tmp, "w") as f:
-                f.write(config_text(self.ha))
+                f.write(config_text(self.ha, conntrack_max()))
             os.replace(tmp, self.paths["config"])
         except OSError as e:
             return False, f"cannot write {self.paths['config']}: {e.strerror}"

@@ -84,6 +84,10 @@ def test_conntrackd_conf_unicast_ftfw_without_our_own_traffic(tmp_path):
                               "IPv6_address", "::1"]
     # offloaded flows are TCP, UDP and ICMP alike: all of them travel
     assert text.split("Protocol Accept {")[1].split("}")[0].split() == ["TCP", "UDP", "ICMP", "IPv6-ICMP"]
+    # conntrackd's caches follow the kernel table (twice nf_conntrack_max: its manual)
+    assert "\tHashLimit 131072\n" in text and "\tHashSize 32768\n" in text
+    big = config_text(ha, table_max=4194304)
+    assert "\tHashLimit 8388608\n" in big and "\tHashSize 1048576\n" in big
     v6 = load(tmp_path, GOOD + "    address: fd00::1\n    peer: fd00::2\n").ha
     assert "\tIPv6_address fd00::1\n" in config_text(v6) and "IPv6_Destination_Address fd00::2" in config_text(v6)
 
