@@ -12,6 +12,14 @@ the time from the failure to the route change. The rule set has name rules (an S
 blocklist): without sync, a connection picked up midstream cannot have its names known, and
 exception_policy (drop by default) decides. `--rules ports` loads a port-only rule set instead:
 then the midstream pickup is judged by its ports. Needs root; everything is removed at the end.
+
+    python3 -m bench.ha_sync --commit 10000,50000
+
+The commit's cost instead (it runs before ReplaceRoute, so it adds to every takeover): two
+namespaces with `appliance ha`'s conntrackd config (appliance/ha/conntrackd.py) over a veth
+pair; N offloaded-looking entries (PASS mark) loaded into the first's kernel (`conntrack -R`),
+the time until all are in the second's external cache, then `conntrackd -c` timed there;
+the baseline is the commit of an empty cache, measured in the same run.
 """
 import argparse
 import os
@@ -43,6 +51,79 @@ def one(sync, rules, conns, rate, seconds):
             lab.close()
 
 
+def commit_cost(n, tmp):
+    """(seconds until n entries reached the peer's external cache, seconds of `conntrackd -c`)."""
+    import dataclasses
+    from appliance.ha.conntrackd import Conntrackd
+    from appliance.ha.settings import Ha, Sync
+    tag = f"{os.getpid() % 100000}"
+    ns = [f"hsy-cb1-{tag}", f"hsy-cb2-{tag}"]
+    made, daemons = [], []
+
+    def sh(*a):
+        subprocess.run(a, check=True, capture_output=True)
+    try:
+        for x in ns:
+            sh("ip", "netns", "add", x)
+            made.append(x)
+            sh("ip", "-n", x, "link", "set", "lo", "up")
+        sh("ip", "-n", ns[0], "link", "add", "mgmt", "type", "veth", "peer", "name", "mgmt", "netns", ns[1])
+        for i, x in enumerate(ns, 1):
+            sh("ip", "-n", x, "addr", "add", f"10.30.0.{i}/24", "dev", "mgmt")
+            sh("ip", "-n", x, "link", "set", "mgmt", "up")
+            run_dir = Path(tmp) / f"{n}-{i}"
+            run_dir.mkdir()
+            wrapper = run_dir / "conntrackd-in-ns"      # conntrackd and its control commands in the namespace
+            wrapper.write_text(f"#!/bin/sh\nexec ip netns exec {x} conntrackd \"$@\"\n")
+            wrapper.chmod(0o755)
+            ha = Ha(listen=f"10.30.0.{i}:7400", peer=f"10.30.0.{3 - i}:7400", check_listen=f"10.31.0.{i}:7401",
+                    check_peer=f"10.31.0.{3 - i}:7401",
+                    sync=Sync(address=f"10.30.0.{i}", peer=f"10.30.0.{3 - i}", interface="mgmt",
+                              run_dir=str(run_dir), conntrackd=str(wrapper)))
+            d = Conntrackd(dataclasses.replace(ha))
+            daemons.append(d)
+            ok, detail = d.start()
+            if not ok:
+                raise RuntimeError(detail)
+        entries = "".join(f"-I -p tcp -s 10.{64 + i // 62500}.{i // 250 % 250}.{i % 250 + 1} -d 10.2.0.2 "
+                          f"--sport {1024 + i % 60000} --dport 5001 --state ESTABLISHED --timeout 3600 "
+                          f"--mark 4096 --status ASSURED\n" for i in range(n))
+        t0 = time.perf_counter()
+        subprocess.run(["ip", "netns", "exec", ns[0], "conntrack", "-R", "-"], input=entries, text=True,
+                       check=True, capture_output=True)
+        deadline = t0 + 300
+        while daemons[1].counters().get("external_entries", 0) < n and time.perf_counter() < deadline:
+            time.sleep(0.1)
+        synced = time.perf_counter() - t0
+        got = daemons[1].counters().get("external_entries", 0)
+        t1 = time.perf_counter()
+        ok, detail = daemons[1].run("-c")
+        commit = time.perf_counter() - t1
+        if not ok:
+            raise RuntimeError(detail)
+        return synced, commit, got
+    finally:
+        for d in daemons:
+            d.stop()
+        for x in made:
+            subprocess.run(["ip", "netns", "del", x], capture_output=True)
+
+
+def main_commit(sizes):
+    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    print(f"load: {load}")
+    with tempfile.TemporaryDirectory(prefix="hsy-bench-") as tmp:
+        _, base, _ = commit_cost(0, tmp)
+        print(f"baseline: conntrackd -c of an empty cache {base * 1000:.0f} ms")
+        print(f"{'entries':>8} {'at the peer':>12} {'in its cache after':>19} {'commit':>9} {'commit - baseline':>18} "
+              f"{'per 10k entries':>16}")
+        for n in sizes:
+            synced, commit, got = commit_cost(n, tmp)
+            print(f"{n:>8} {got:>12} {synced:>17.2f} s {commit:>7.2f} s {commit - base:>16.2f} s "
+                  f"{(commit - base) / n * 10000:>14.3f} s", flush=True)
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python3 -m bench.ha_sync", description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=3)
@@ -50,10 +131,14 @@ def main(argv=None):
     ap.add_argument("--rate", type=int, default=200_000, help="bytes/s per transfer")
     ap.add_argument("--seconds", type=float, default=10.0, help="length of each transfer")
     ap.add_argument("--rules", choices=("names", "ports"), default="names")
+    ap.add_argument("--commit", metavar="N,N", help="measure the commit's cost for these entry counts instead")
     o = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("SKIPPED: needs root (network namespaces, NFQUEUE)")
         return 0
+    sys.path.insert(0, str(ROOT))
+    if o.commit:
+        return main_commit([int(x) for x in o.commit.split(",")])
     from hasync_lab import RULES
     rules = RULES if o.rules == "names" else PORT_RULES
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
