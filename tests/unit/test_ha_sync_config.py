@@ -123,3 +123,21 @@ def test_stats_parsed():
         "sync_packets_sent": 3, "sync_packets_received": 4, "sync_send_errors": 0, "sync_receive_errors": 0,
         "sync_malformed_messages": 0, "sync_lost_messages": 2}
     assert parse_stats("") == {} and parse_stats("garbage\n\x00 12 Bytes\n") == {}
+
+
+def test_missing_binary_and_stale_lock_reported_not_raised(tmp_path):
+    from dataclasses import replace
+    from appliance.ha.conntrackd import Conntrackd
+    ha = load(tmp_path, GOOD + f"    run_dir: {tmp_path / 'ctd'}\n    conntrackd: {tmp_path / 'no' / 'conntrackd'}\n").ha
+    d = Conntrackd(ha)
+    (tmp_path / "ctd").mkdir()
+    (tmp_path / "ctd" / "conntrackd.lock").write_text("")      # left by a conntrackd that died
+    ok, detail = d.start()
+    assert not ok and detail.startswith(f"removed the stale lock {tmp_path / 'ctd' / 'conntrackd.lock'}; cannot start")
+    assert not (tmp_path / "ctd" / "conntrackd.lock").exists()
+    from appliance.ha.conntrackd import conntrack_max     # written before the start (the daemon reads it)
+    assert (tmp_path / "ctd" / "conntrackd.conf").read_text() == config_text(ha, conntrack_max())
+    assert d.run("-c") == (False, f"{tmp_path / 'no' / 'conntrackd'} not found: install the conntrackd package")
+    assert d.counters() == {} and d.exited() is None
+    bad = Conntrackd(replace(ha, sync=replace(ha.sync, run_dir="/proc/no/such")))
+    assert bad.start() == (False, "cannot write /proc/no/such/conntrackd.conf: No such file or directory")
