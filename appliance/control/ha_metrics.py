@@ -62,7 +62,8 @@ def ha_metrics(ha, now=time.time):
     yield CounterMetricFamily("appliance_ha_sync_restarts", "conntrackd restarts after it exited",
                               value=sync.get("restarts", 0))
     acts = CounterMetricFamily("appliance_ha_sync_actions", "conntrackd actions on transitions (commit, flush, "
-                               "resync_kernel, bulk_send, request_resync), by result", labels=["action", "result"])
+                               "resync_kernel, bulk_send, request_resync, purge_timers), by result",
+                               labels=["action", "result"])
     for action, n in sorted((sync.get("actions") or {}).items()):
         for result in ("ok", "failed"):
             acts.add_metric([action, result], n.get(result, 0))

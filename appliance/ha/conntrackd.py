@@ -17,10 +17,13 @@ The transitions are those of conntrackd's own keepalived script (primary-backup.
                         replace: the kernel refuses to create an existing entry)
                      -f flush both caches, -R resync the internal cache with the kernel table,
                      -B bulk-send it to the peer (the new standby's external cache)
-  becoming standby   -n request a resync from the primary (fills our external cache)
-Shortening the kernel's timers (`-t`, the script's backup and fault steps) is left out: a
-standby in the `routes` design gets no traffic, so there are no zombie entries to age, and a
-node in `fault` may still be the one the routes point at.
+  becoming standby   -t (after being primary or fault) the kernel's entries expire in
+                        PURGE_TIMEOUT unless traffic refreshes them: the flows went to the
+                        peer, and an old entry left here would clash on a failback (the
+                        commit cannot replace an existing entry, and its stale TCP window
+                        would make the flow's packets INVALID, which the appliance drops)
+                     -n request a resync from the primary (fills our external cache)
+Nothing on `fault`: a node in fault keeps the routes until the peer takes them.
 """
 import ipaddress
 import os
@@ -28,12 +31,13 @@ import re
 import subprocess
 import time
 
+PURGE_TIMEOUT = 5         # seconds: what `-t` leaves an unrefreshed kernel entry (conntrackd's default: 60)
 ACTION_TIMEOUT = 10.0     # seconds one `conntrackd -X` may take (a commit of a big table is the slow one)
 RESTART_AFTER = 5.0       # seconds between restarts of a conntrackd that exited
 
 # what each option does, for the events (`conntrackd -h` names)
 ACTIONS = {"-c": "commit", "-f": "flush", "-R": "resync_kernel", "-B": "bulk_send", "-n": "request_resync",
-           "-s": "stats"}
+           "-t": "purge_timers", "-s": "stats"}
 
 
 def ignored_addresses(ha):
@@ -85,6 +89,7 @@ Sync {{
 \tMode FTFW {{
 \t\tResendQueueSize 131072
 \t\tStartupResync on
+\t\tPurgeTimeout {PURGE_TIMEOUT}
 \t}}
 \tUDP {{
 \t\t{fam}_address {s.address}

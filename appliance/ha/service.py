@@ -204,7 +204,8 @@ class Service:
         if state == "primary" and before != "fault":
             steps = ["-f", "-R", "-B"] if self.committed else ["-c", "-f", "-R", "-B"]
         elif state == "standby":
-            steps = ["-n"]
+            # after holding the traffic: our entries are the peer's now; let ours expire (-t)
+            steps = ["-t", "-n"] if before in ("primary", "fault") else ["-n"]
         else:
             steps = []                      # fault: we may still hold the routes; keep the kernel's entries
         self.committed = False

@@ -155,7 +155,7 @@ class SyncLab:
         tag = secrets.token_hex(3)
         self.c, self.s = f"hsy-c-{tag}", f"hsy-s-{tag}"
         self.a = [f"hsy-a1-{tag}", f"hsy-a2-{tag}"]
-        self.made, self.procs, self.bridges, self.apps = [], [], [], []
+        self.made, self.procs, self.bridges, self.apps, self.restarted = [], [], [], [], []
         self.moto = None
         self.ha_logs, self.status = [], []
 
@@ -251,11 +251,16 @@ class SyncLab:
               status_file: {d / 'ha.json'}
             """) + sync
 
-    def start_appliance(self, i):
-        d = self.tmp / f"a{i + 1}"
+    def start_appliance(self, i, again=False):
+        """`appliance run` in appliance i; `again`: a new one after fail_primary (its own
+        directory for rules, EVE and log; the same ha: section)."""
+        d = self.tmp / (f"a{i + 1}-again" if again else f"a{i + 1}")
         d.mkdir(exist_ok=True)
-        app = Appliance(Side(self.a[i]), d, self.rules, workers=1, extra=self.config_extra(i))
-        self.apps.append(app.start())
+        app = Appliance(Side(self.a[i]), d, self.rules, workers=1, extra=self.config_extra(i)).start()
+        if again:
+            self.restarted.append(app)
+        else:
+            self.apps.append(app)
 
     def start_ha(self, i):
         bridge = LoopbackBridge(self.a[i], self.moto.port)
@@ -284,6 +289,15 @@ class SyncLab:
     def ha_events(self, i, kind=None):
         out = [json.loads(ln)["ha"] for ln in self.ha_logs[i].read_text().splitlines() if ln.startswith("{")]
         return [e for e in out if kind is None or e["event"] == kind]
+
+    def timeouts(self, i, port):
+        """{client port: seconds left} of the TCP entries with server port `port` in appliance i."""
+        out = {}
+        for line in self.ex(self.a[i], "conntrack", "-L", "-p", "tcp", check=False).stdout.splitlines():
+            f = line.split()
+            if f"dport={port}" in f and len(f) > 2 and f[2].isdigit():
+                out[int(next(x for x in f if x.startswith("sport="))[6:])] = int(f[2])
+        return out
 
     def conntrack(self, i, port):
         """{client port: mark} of the TCP entries with server port `port` in appliance i's kernel,
@@ -374,7 +388,7 @@ class SyncLab:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-        for app in self.apps:
+        for app in self.apps + self.restarted:
             if app.proc and app.proc.poll() is None:
                 app.proc.kill()
                 app.proc.wait()

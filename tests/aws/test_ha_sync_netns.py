@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from hasync_lab import HTTP_PORT, REPO, SyncLab, takeover_run, wait_for
+from hasync_lab import HTTP_PORT, REPO, SINK_PORT, SyncLab, takeover_run, wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -103,6 +103,19 @@ def test_sync_carries_the_offload_mark_and_transfers_survive(lab):
     assert metric(m, "appliance_ha_status_age_seconds") < 5
     wait_for(lambda: (metric(lab.metrics(1), "appliance_ha_sync_entries", '{cache="internal"}') or 0) >= len(ports),
              10, "a2's own cache holding the transfers after -R")
+
+    # a1's datapath back: a1 goes fault -> standby; the transfers' entries it kept from its time
+    # as primary are zombies now (the flows go through a2) and would clash on a failback: -t
+    # has conntrackd purge them after PURGE_TIMEOUT, then -n asks a2 for its table
+    from appliance.ha.conntrackd import PURGE_TIMEOUT
+    assert all(t > 3600 for t in lab.timeouts(0, SINK_PORT).values()) and lab.timeouts(0, SINK_PORT)
+    lab.start_appliance(0, again=True)
+    wait_for(lambda: lab.state(0) == "standby", 30, "a1 standby")
+    wait_for(lambda: [e["action"] for e in lab.ha_events(0) if e["event"] == "sync"][-2:] == [
+        "purge_timers", "request_resync"], 10, "a1's standby steps")
+    assert all(e["ok"] for e in lab.ha_events(0) if e["event"] == "sync" and e["action"] == "purge_timers")
+    wait_for(lambda: not lab.timeouts(0, SINK_PORT), PURGE_TIMEOUT + 5, "a1's zombie entries purged",
+             lambda: lab.timeouts(0, SINK_PORT))
 
     # fault -> primary (the routes never left a2): no commit of the peer's older copy, no resync
     actions = lambda: [e["action"] for e in lab.ha_events(1) if e["event"] == "sync"]      # noqa: E731

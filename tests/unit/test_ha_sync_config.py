@@ -73,7 +73,7 @@ def test_conntrackd_conf_unicast_ftfw_without_our_own_traffic(tmp_path):
     ha = load(tmp_path, GOOD + "    run_dir: /run/x\n").ha
     text = config_text(ha)
     assert "Mode FTFW {" in text and "Multicast" not in text
-    for line in ("IPv4_address 10.0.2.11", "IPv4_Destination_Address 10.0.2.12", "Port 3780", "Interface eth2",
+    for line in ("PurgeTimeout 5", "IPv4_address 10.0.2.11", "IPv4_Destination_Address 10.0.2.12", "Port 3780", "Interface eth2",
                  "LockFile /run/x/conntrackd.lock", "Path /run/x/conntrackd.ctl"):
         assert f"\t{line}\n" in text, line
     # heartbeats, probes, the sync channel and loopback are the appliance's own, not the protected traffic
