@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   # datapath: NFQUEUE via iptables-nft, connmark, conntrack, namespaces
   iptables nftables conntrack iproute2 libnetfilter-queue-dev
+  # HA: conntrack entries (offload marks included) replicated to the standby (appliance ha, ha.sync)
+  conntrackd
   # building the C extensions (netfilterqueue, pytricia)
   gcc python3-dev python3-pip python3-venv
   # the lab's real clients and servers

@@ -164,6 +164,9 @@ class _Collector:
         yield from worker_metrics(self.board)
         yield from appliance_metrics(self.board)
         yield from kernel_metrics(self.board)
+        if getattr(self.board.cfg, "ha", None) is not None:      # `appliance ha` beside us: its state
+            from .ha_metrics import ha_metrics
+            yield from ha_metrics(self.board.cfg.ha)
 
 
 def registry(board) -> CollectorRegistry:

@@ -5,13 +5,19 @@ probe to its check address (another network), then let the machine decide. The r
 are read at start, every ROUTE_POLL seconds and again right before any takeover. Each new
 kind of decision (and every takeover) is one EVE-compatible line on stdout (`event_type: ha`);
 the state is in `ha.status_file` for `appliance ha status`.
+
+With `ha.sync`, the service also owns conntrackd (conntrackd.py: started with the service,
+restarted when it exits, its cache committed before a takeover and resynced on every state
+change); each of those actions is an `ha` event of its own (`event: sync`) with its outcome.
 """
 import json
 import os
+import queue
 import select
 import signal
 import socket
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +29,7 @@ from appliance.output.eve import timestamp
 
 ROUTE_POLL = 2.0        # seconds between route table reads while nothing happens (EC2 Describe* is throttled)
 NONCES = 16             # outstanding probe nonces kept (older replies are refused)
+ACTION_WAIT = 15.0      # seconds a stop waits for conntrackd actions already queued
 
 
 def readyz(url, timeout):
@@ -50,8 +57,9 @@ def _udp(addr):
 
 
 class Service:
-    def __init__(self, ha, secret, routes, out=sys.stdout, clock=time.monotonic, wallclock=time.time):
+    def __init__(self, ha, secret, routes, out=sys.stdout, clock=time.monotonic, wallclock=time.time, sync=None):
         self.ha, self.routes, self.out, self.clock, self.wallclock = ha, routes, out, clock, wallclock
+        self.sync = sync                    # conntrackd.Conntrackd, or None without ha.sync
         a = ha.addresses()
         self.peer, self.check_peer = a["peer"], a["check_peer"]
         self.hb_sock, self.check_sock = _udp(a["listen"]), _udp(a["check_listen"])
@@ -67,14 +75,28 @@ class Service:
         self.retry_at = float("-inf")       # after a failed takeover: not before (EC2 throttles; IAM won't change in 0.2 s)
         self.route_note = ""
         self.peer_wall = {"heartbeat": None, "check": None}
+        self.peer_heartbeat_epoch = None    # wall clock of the last accepted heartbeat (for its age in /metrics)
+        self.transitions = 0                # state changes since start (the first state is not one)
+        self.sync_actions = {}              # "commit" -> {"ok": n, "failed": n}
+        self.sync_counters = {}             # conntrackd -s figures, read every ROUTE_POLL
+        self.sync_read = float("-inf")
+        self.committed = False              # the external cache went into the kernel before this takeover
+        # conntrackd actions after a transition, and its counters, run on a thread of their own:
+        # a few subprocesses in a row on a loaded host take longer than a heartbeat interval, and
+        # a silent node looks dead to its peer. The commit before a takeover stays in the loop
+        # (it must precede the route change).
+        self.sync_jobs = queue.Queue()
+        self.sync_restarting = False
+        self.out_lock = threading.Lock()
         self.stopping = False
 
     # -- events and status ----------------------------------------------------------------
     def event(self, kind, **fields):
         rec = {"timestamp": timestamp(self.wallclock()), "event_type": "ha",
                "ha": {"event": kind, "state": self.machine.state(), **fields}}
-        self.out.write(json.dumps(rec) + "\n")
-        self.out.flush()
+        with self.out_lock:
+            self.out.write(json.dumps(rec) + "\n")
+            self.out.flush()
 
     def write_status(self):
         st = {"state": self.machine.state(), "since": timestamp(self.state_since),
@@ -84,7 +106,13 @@ class Service:
                        "last_heartbeat": self.peer_wall["heartbeat"], "last_check_reply": self.peer_wall["check"]},
               "ready": self.machine.ready, "ready_problems": self.machine.ready_problems,
               "last_decision": self.last_decision, "takeovers": self.machine.takeovers,
-              "packets": dict(self.codec.counts), "written": timestamp(self.wallclock())}
+              "packets": dict(self.codec.counts), "written": timestamp(self.wallclock()),
+              "transitions": self.transitions, "peer_heartbeat_epoch": self.peer_heartbeat_epoch}
+        if self.sync:
+            with self.out_lock:             # the actions thread updates these
+                actions = {k: dict(v) for k, v in self.sync_actions.items()}
+            st["sync"] = {"running": self.sync.exited() is None and self.sync.proc is not None,
+                          "restarts": self.sync.restarts, "actions": actions, "counters": self.sync_counters}
         tmp = self.ha.status_file + ".tmp"
         try:
             os.makedirs(os.path.dirname(self.ha.status_file) or ".", exist_ok=True)
@@ -119,6 +147,10 @@ class Service:
         if d.takeover:
             self.read_routes()              # the tables are the truth: perhaps nothing is left to do
             d = self.machine.decide()
+        if d.takeover and self.sync:
+            # the entries (and their offload marks) must be in the kernel before the first
+            # packet the moved routes bring us (conntrackd.py)
+            self.committed = self.sync_action("-c", reason=d.code)
         if d.takeover:
             try:
                 changed = self.routes.take()
@@ -143,8 +175,66 @@ class Service:
             if not (self.last_decision or {}).get("takeover") or d.code != "primary":
                 self.last_decision = {"code": d.code, "reason": d.reason, "at": timestamp(self.wallclock())}
         if self.machine.state() != self.last_state:
+            self.transitions += self.last_state is not None
+            before = self.last_state
             self.state_since, self.last_state = self.wallclock(), self.machine.state()
+            self.sync_transition(before, self.last_state)
+        if self.sync:
+            self.sync_watch()
         self.write_status()
+
+    # -- conntrackd ---------------------------------------------------------------------------
+    def sync_action(self, option, **fields):
+        """Run one conntrackd action; an `ha` event with its outcome; True when it worked."""
+        from appliance.ha.conntrackd import ACTIONS
+        name = ACTIONS[option]
+        ok, detail = self.sync.run(option)
+        with self.out_lock:
+            n = self.sync_actions.setdefault(name, {"ok": 0, "failed": 0})
+            n["ok" if ok else "failed"] += 1
+        self.event("sync", action=name, command=f"conntrackd {option}", ok=ok, detail=detail, **fields)
+        return ok
+
+    def sync_transition(self, before, state):
+        """What conntrackd's primary-backup.sh does on each transition (conntrackd.py), but
+        for fault -> primary: the routes never left us (a fault node does not give them up),
+        so our kernel table is the truth and the peer's copy (our external cache) is older."""
+        if not self.sync:
+            return
+        if state == "primary" and before != "fault":
+            steps = ["-f", "-R", "-B"] if self.committed else ["-c", "-f", "-R", "-B"]
+        elif state == "standby":
+            # after holding the traffic: our entries are the peer's now; let ours expire (-t)
+            steps = ["-t", "-n"] if before in ("primary", "fault") else ["-n"]
+        else:
+            steps = []                      # fault: we may still hold the routes; keep the kernel's entries
+        self.committed = False
+        for option in steps:
+            self.sync_jobs.put((option, {"transition": state}))
+
+    def sync_thread(self):
+        while True:
+            job = self.sync_jobs.get()
+            if job is None:
+                return
+            if job == "counters":
+                self.sync_counters = self.sync.counters()
+            elif job == "restart":
+                code, tail = self.sync.exited(), self.sync.log_tail()
+                self.sync.restarts += 1
+                ok, detail = self.sync.start()
+                self.event("sync", action="restart", ok=ok, detail=f"conntrackd had exited {code} ({tail}); {detail}")
+                self.sync_restarting = False
+            else:
+                self.sync_action(job[0], **job[1])
+
+    def sync_watch(self):
+        if self.sync.exited() is not None and self.sync.may_restart() and not self.sync_restarting:
+            self.sync_restarting = True     # a start waits up to 5 s for the daemon: not in this loop
+            self.sync_jobs.put("restart")
+        if self.clock() - self.sync_read >= ROUTE_POLL:
+            self.sync_read = self.clock()
+            self.sync_jobs.put("counters")
 
     def send(self):
         state, ready = self.machine.state(), self.machine.ready
@@ -170,7 +260,8 @@ class Service:
                 continue
             if p.kind == hb.HEARTBEAT and sock is self.hb_sock:
                 self.machine.heartbeat(p.state, p.ready)
-                self.peer_wall["heartbeat"] = timestamp(self.wallclock())
+                self.peer_heartbeat_epoch = self.wallclock()
+                self.peer_wall["heartbeat"] = timestamp(self.peer_heartbeat_epoch)
             elif p.kind == hb.PROBE and sock is self.check_sock:
                 try:
                     sock.sendto(self.codec.encode(hb.PROBE_REPLY, self.machine.state(), self.machine.ready,
@@ -185,6 +276,11 @@ class Service:
     def run(self):
         self.event("start", listen=self.ha.listen, peer=self.ha.peer, check_peer=self.ha.check_peer,
                    route_tables=list(self.ha.route_tables), eni=self.ha.eni)
+        if self.sync:
+            ok, detail = self.sync.start()
+            self.event("sync", action="start", ok=ok, detail=detail)
+            worker = threading.Thread(target=self.sync_thread, name="conntrackd-actions", daemon=True)
+            worker.start()
         next_tick = self.clock()
         while not self.stopping:
             now = self.clock()
@@ -198,6 +294,10 @@ class Service:
                 continue
             for s in ready:
                 self.receive(s)
+        if self.sync:
+            self.sync_jobs.put(None)
+            worker.join(ACTION_WAIT)
+            self.sync.stop()
         self.event("stop")
 
 
@@ -254,7 +354,11 @@ def main_ha(args):
     try:
         secret = read_secret(ha)
         routes, ha, notes = methods.build(ha, ec2.client(_region()), cfg.aws.status_file, Imds())
-        svc = Service(ha, secret, routes)
+        sync = None
+        if ha.sync:
+            from appliance.ha.conntrackd import Conntrackd
+            sync = Conntrackd(ha)
+        svc = Service(ha, secret, routes, sync=sync)
     except (ValueError, ImdsError, Ec2Error, OSError) as e:
         print(f"appliance ha: {e}", file=sys.stderr)
         return 1
@@ -290,4 +394,8 @@ def main_status(args):
           f", last check reply {peer.get('last_check_reply')}")
     print(f"decision     {d.get('code')} at {d.get('at')}: {d.get('reason')}")
     print(f"takeovers    {st.get('takeovers')}   packets {st.get('packets')}")
+    if "sync" in st:
+        sy = st["sync"]
+        print(f"sync         conntrackd {'running' if sy.get('running') else 'NOT running'} "
+              f"(restarts {sy.get('restarts')}), {sy.get('counters')}, actions {sy.get('actions')}")
     return 0

@@ -14,6 +14,23 @@ MIN_SECRET = 16                    # bytes: an HMAC key shorter than this is gue
 
 
 @dataclass(frozen=True)
+class Sync:
+    """`ha.sync:`: conntrackd replicating conntrack (offload marks included) to the peer
+    (docs/ha.md, "Connection state"). Addresses default to the hosts of ha.listen / ha.peer:
+    the management link the heartbeats take."""
+    enabled: bool = True
+    address: str = ""              # our management address (conntrackd's UDP IPv4/IPv6_address)
+    peer: str = ""                 # the peer's (IPv4/IPv6_Destination_Address)
+    port: int = 3780               # conntrackd's default
+    interface: str = ""            # the management interface (conntrackd's UDP channel needs its name)
+    run_dir: str = "/run/appliance/conntrackd"   # generated conntrackd.conf, its control socket and lock
+    conntrackd: str = "conntrackd"               # the binary (PATH lookup)
+
+
+SYNC_KEYS = tuple(f.name for f in fields(Sync))
+
+
+@dataclass(frozen=True)
 class Ha:
     listen: str = ""               # ADDR:PORT on the management interface: heartbeats in
     peer: str = ""                 # the peer's listen: heartbeats out
@@ -36,6 +53,7 @@ class Ha:
     floating_device_index: int | None = None   # method eni: where to attach it when it is attached nowhere
     readyz: str | None = None      # this appliance's /readyz URL (default: from control:)
     status_file: str = "/run/appliance/ha.json"
+    sync: Sync | None = None       # None: no connection state replication
 
     def addresses(self):
         from appliance.config import parse_listen
@@ -190,9 +208,71 @@ def parse_ha(doc, path, problems, control=None, base="."):
             problems.append(at(path, line("status_file"), f"ha.status_file must be a file path, got {got(v)}"))
         else:
             out["status_file"] = os.path.normpath(os.path.join(base, v))
+    if "sync" in ha:
+        sync = parse_sync(ha, path, problems, base, out.get("listen"), out.get("peer"))
+        if sync is not None and sync.enabled:
+            out["sync"] = sync
     if len(problems) > before:
         return None
     return replace(d, **out)
+
+
+def parse_sync(ha, path, problems, base, listen, peer):
+    """`ha.sync` -> Sync (None with its problems appended)."""
+    import ipaddress
+    from appliance.config import is_ifname, IFNAME_RULE
+    doc = ha["sync"]
+    if not isinstance(doc, yamlsource.LineDict):
+        problems.append(at(path, ha.line_of("sync"), f"ha.sync must be a mapping of {', '.join(SYNC_KEYS)}"))
+        return None
+    before, line, out = len(problems), doc.line_of, {}
+    for k in doc:
+        if k not in SYNC_KEYS:
+            problems.append(at(path, line(k), f"unknown key ha.sync.{k}{did_you_mean(k, SYNC_KEYS)}"))
+    if "enabled" in doc:
+        if isinstance(doc["enabled"], bool):
+            out["enabled"] = doc["enabled"]
+        else:
+            problems.append(at(path, line("enabled"), f"ha.sync.enabled must be true or false, got {got(doc['enabled'])}"))
+    host = lambda hp: hp.rsplit(":", 1)[0].strip("[]") if hp else ""      # noqa: E731
+    for k, default in (("address", host(listen)), ("peer", host(peer))):
+        v = doc.get(k, default)
+        try:
+            out[k] = str(ipaddress.ip_address(v))
+        except (ValueError, TypeError):
+            if k in doc:
+                problems.append(at(path, line(k), f"ha.sync.{k} must be an IP address, got {got(v)}"))
+    if out.get("address") and out.get("peer"):
+        a, b = ipaddress.ip_address(out["address"]), ipaddress.ip_address(out["peer"])
+        if a.version != b.version:
+            problems.append(at(path, line("peer") or ha.line_of("sync"), "ha.sync.address and ha.sync.peer must "
+                               "both be IPv4 or both IPv6 (conntrackd's UDP channel is one family)"))
+        elif a == b:
+            problems.append(at(path, line("peer") or ha.line_of("sync"), "ha.sync.peer is ha.sync.address"))
+    if "port" in doc:
+        v = doc["port"]
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 65535:
+            problems.append(at(path, line("port"), f"ha.sync.port must be a port number 1-65535, got {got(v)}"))
+        else:
+            out["port"] = v
+    if "interface" not in doc:
+        problems.append(at(path, ha.line_of("sync"), "ha.sync.interface is required (the management "
+                           "interface: conntrackd's UDP channel will not start without its name)"))
+    elif not is_ifname(doc["interface"]):
+        problems.append(at(path, line("interface"), f"ha.sync.interface must be an interface name "
+                           f"({IFNAME_RULE}), got {got(doc['interface'])}"))
+    else:
+        out["interface"] = doc["interface"]
+    for k in ("run_dir", "conntrackd"):
+        if k in doc:
+            v = doc[k]
+            if not isinstance(v, str) or not v.strip() or any(c.isspace() for c in v):
+                problems.append(at(path, line(k), f"ha.sync.{k} must be a path without spaces, got {got(v)}"))
+            else:
+                out[k] = os.path.normpath(os.path.join(base, v)) if k == "run_dir" or "/" in v else v
+    if len(problems) > before:
+        return None
+    return Sync(**out)
 
 
 def read_secret(ha: Ha) -> bytes:
