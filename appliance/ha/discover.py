@@ -9,6 +9,8 @@
 - `peer_eni: auto` (routes): the ENI holding the peer's `check_peer` address (the probes go to
   the peer's inside address, so that ENI is the one the routes point at when it is primary).
   One ec2:DescribeNetworkInterfaces; exactly one match or an error.
+- `sync.interface: auto`: the management role's interface name from the bootstrap status (a
+  name is the guest's, IMDS cannot say it; without a completed bootstrap, an error).
 - the instance id (`eni` method attaches the floating ENI to it): status file, else IMDS.
 Every failure is a ValueError naming what was looked for.
 """
@@ -76,6 +78,13 @@ def resolve(ha, status_path, imds, ec2):
         address = ha.addresses()["check_peer"][0]
         ha = replace(ha, peer_eni=peer_eni(ec2, address))
         notes.append(f"peer_eni {ha.peer_eni} holds check_peer {address}")
+    if ha.sync and ha.sync.interface == "auto":
+        name = ((status or {}).get("roles") or {}).get("management", {}).get("interface")
+        if not isinstance(name, str) or not name:
+            raise ValueError("ha.sync.interface: auto: no completed bootstrap status with a management interface "
+                             "(the ENI at device index 2): name the interface")
+        ha = replace(ha, sync=replace(ha.sync, interface=name))
+        notes.append(f"sync.interface {name} from bootstrap status (management role)")
     if ha.eni and ha.eni == ha.peer_eni:
         raise ValueError(f"ha.eni and ha.peer_eni both resolve to {ha.eni}")
     return ha, notes

@@ -141,6 +141,7 @@ def test_ha_pair_user_data_config_loads(tmp_path, side, peer):
     ha = cfg.ha
     assert (ha.method, ha.eni, ha.outside_eni) == ("routes", "auto", "auto")
     assert ha.route_tables == ("rtb-0123456789abcdef0", "rtb-0123456789abcdef1")
+    assert ha.sync and ha.sync.interface == "auto"          # offloaded flows survive a takeover (conntrackd)
     assert ha.secret_file == "/etc/appliance/ha.key" and ha.readyz == "http://127.0.0.1:9900/readyz"
     names = props["UserData"]["Fn::Base64"]["Sub"][1]
     assert names["PeerInsideEni"] == {"Ref": f"InsideEni{peer}"} and names["PeerOutsideEni"] == {"Ref": f"OutsideEni{peer}"}

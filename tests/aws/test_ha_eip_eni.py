@@ -279,3 +279,17 @@ def test_outside_eni_auto_from_the_bootstrap_status(tmp_path, imds):
     ha, notes = discover.resolve(ha_auto(peer_eni="eni-0ccccccccccccccc1", outside_eni="auto",
                                          peer_outside_eni="eni-0ccccccccccccccc2"), str(st), Imds(imds.url), None)
     assert (ha.eni, ha.outside_eni) == ("eni-0bbbbbbbbbbbbbbbb", "eni-0aaaaaaaaaaaaaaaa")
+
+
+def test_sync_interface_auto_is_the_management_role_from_the_bootstrap_status(tmp_path, imds):
+    from dataclasses import replace
+    from appliance.ha.settings import Sync
+    st = tmp_path / "bootstrap.json"
+    st.write_text(json.dumps({"ok": True, "roles": {"inside": {"eni": "eni-0bbbbbbbbbbbbbbbb"},
+                                                     "management": {"eni": "eni-0dddddddddddddddd", "interface": "ens7"}}}))
+    ha = replace(ha_auto(peer_eni="eni-0ccccccccccccccc1"), sync=Sync(interface="auto"))
+    got, notes = discover.resolve(ha, str(st), Imds(imds.url), None)
+    assert got.sync.interface == "ens7" and any("sync.interface ens7" in n for n in notes)
+    st.write_text(json.dumps({"ok": False, "roles": {"management": {"interface": "ens7"}}}))   # failed run: not trusted
+    with pytest.raises(ValueError, match="ha.sync.interface: auto"):
+        discover.resolve(ha, str(st), Imds(imds.url), None)
