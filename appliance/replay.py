@@ -89,6 +89,8 @@ def main_replay(args):
                          "(pcapng, the EVE flow_id in each packet's comment; as the config's pcap_log)")
     ap.add_argument("--pcap-log-mode", choices=("alerts", "all"), default=None,
                     help="alerts (default): flows that alerted or were dropped; all: every packet")
+    ap.add_argument("--kernel-decisions", action="store_true", default=None,
+                    help="mark the flows the kernel would decide from headers alone (inspection.kernel_decisions)")
     ap.add_argument("--quiet", action="store_true", help="no summary on stderr")
     ap.add_argument("--no-checksums", action="store_true",
                     help="do not check TCP checksums (by default, once an end has sent a valid "
@@ -139,6 +141,8 @@ def main_replay(args):
     flags["verify_checksums"] = not o.no_checksums
     if o.mode is not None:
         flags["mode"] = o.mode
+    if o.kernel_decisions:
+        flags["kernel_decisions"] = True
     if o.eve_types is not None:
         types = [t.strip() for t in o.eve_types.split(",") if t.strip()]
         bad = [t for t in types if t not in EVE_TYPES]
