@@ -241,7 +241,7 @@ class Inspector:
     def _kernel_policy(self):
         """The kernel policy of the running rules and settings (None when kernel_decisions is off)."""
         s = self.settings
-        self.kernel_policy = policy_for(self.detector, s, self.ruleset) if s.kernel_decisions else None
+        self.kernel_policy = policy_for(s, self.ruleset) if s.kernel_decisions else None
 
     def _types_set(self, settings):
         types = frozenset(settings.eve_types)

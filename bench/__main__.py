@@ -30,6 +30,8 @@ def main(argv=None):
     if not o.offline_only:
         from . import inline
         rows += inline.rows(quick=o.quick, runs=o.runs)
+        from . import kernel_decisions       # new connections with the kernel's pre-decision
+        rows += kernel_decisions.rows(quick=o.quick, runs=o.runs)
     print()
     print(format_rows(rows))
     if o.markdown:

@@ -29,6 +29,7 @@ tests) and netfilter_decisions.py writes the same list as nftables rules.
 from dataclasses import dataclass
 
 from ..packet import TCP, UDP, SYN, ACK
+from .keywords import app_fields, per_packet
 from .rule import PROTOS
 
 KERNEL_PROTOS = frozenset((TCP, UDP))
@@ -90,36 +91,37 @@ def first_packet_decidable(proto, sport, dport, tcp_flags):
     return False
 
 
-def compile_policy(det, monitor_all=False, default_monitor=False, protocol_logs=()):
-    """The KernelPolicy of a Detector's rule set. `monitor_all`: the config's monitor mode;
-    `default_monitor`: the default action came from a monitored file; `protocol_logs`: the
-    protocol log types on (a passed flow is then left to the queue)."""
-    rules = det.rules
+PROTOCOL_LOGS = ("dns", "tls", "http")
+
+
+def compile_policy(ruleset, monitor_all=False, protocol_logs=()):
+    """The KernelPolicy of a rule set. `monitor_all`: the config's monitor mode;
+    `protocol_logs`: the protocol log types on (a passed flow is then left to the queue)."""
+    rules = ruleset.rules
     passes = not protocol_logs
     entries = []
     # alerts fire whatever the verdict: every flow one may see goes to the queue, first
-    for i, r in enumerate(rules):
+    for r in rules:
         protos = _protos(r)
         if protos and (not r.decides or r.logs):
             entries.append(_entry(r, QUEUE, protos, True, "alerts" if not r.decides else "logs"))
-    for i, r in enumerate(rules):
+    for r in rules:
         protos = _protos(r)
         if not r.decides or not protos or r.logs:     # (one that logs: queued above)
             continue
-        bit = 1 << i
         verdict = "pass" if monitor_all or r.monitor else r.action
-        # plain: the header alone (no name, content, flow keyword, flowbits, `header: packet`,
-        # threshold: those are packet or app keywords); `<>` fits more than its header says
-        if not det.plain & bit or det.bidir & bit:
+        # the header alone, as the Detector's `plain` (no name, content, flow keyword, flowbits,
+        # `header: packet`, threshold: those are packet or app keywords); `<>` fits more
+        if app_fields(r) or per_packet(r) or r.bidirectional:
             why = "needs more than the header"
         elif verdict == "pass" and not passes:
             why = "protocol logs read passed flows"
         else:
             why = ""
         # read both ways: `<>`, and `header: packet` (each packet by its own header: the reply's too)
-        either = bool(bit & (det.pkt_header | det.bidir))
+        either = r.bidirectional or r.header == "packet"
         entries.append(_entry(r, verdict if not why else QUEUE, protos, either, why))
-    default = "pass" if monitor_all or default_monitor else det.default_action
+    default = "pass" if monitor_all or ruleset.default_monitor else ruleset.default_action
     if default == "pass" and not passes:
         default = QUEUE
     return KernelPolicy(tuple(entries), default)
@@ -137,7 +139,8 @@ def _entry(r, verdict, protos, either_way, why):
     return Entry(verdict, r.direction, protos, r.src, r.dst, r.src_port, r.dst_port, either_way, r.id, why)
 
 
-def policy_for(det, settings, ruleset):
-    """The policy an Inspector (Settings) and its rule set give."""
-    logs = tuple(t for t in settings.eve_types if t in ("dns", "tls", "http"))
-    return compile_policy(det, settings.mode == "monitor", ruleset.default_monitor, logs)
+def policy_for(settings, ruleset):
+    """The policy of a rule set under an Inspector's Settings, or a Config (`run`): both
+    have eve_types and mode."""
+    logs = tuple(t for t in settings.eve_types if t in PROTOCOL_LOGS)
+    return compile_policy(ruleset, settings.mode == "monitor", logs)
