@@ -18,7 +18,7 @@ from appliance.netfilter_decisions import TABLE
 
 pytestmark = pytest.mark.netns
 
-topo = topology_fixture("kd")
+topo = topology_fixture("kd", client_aliases=2)     # clients 10.1.0.2-4 and fd01::2
 
 RULES = """\
 default_action: drop
@@ -40,7 +40,7 @@ UDP_ECHO = """
 import socket, sys
 socks = []
 for p in sys.argv[1:]:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", int(p))); socks.append(s)
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.bind(("::", int(p))); socks.append(s)  # v4 and v6
 import select
 print("ready", flush=True)
 while True:
@@ -69,7 +69,7 @@ def servers(topo, tmp_path):
                              *map(str, UDP_PORTS)], stdout=subprocess.PIPE, text=True)
     try:
         assert echo.stdout.readline().strip() == "ready"
-        with http_servers(topo, tmp_path, TCP_PORTS):
+        with http_servers(topo, tmp_path, TCP_PORTS, bind="::"):      # v4 and v6
             yield
     finally:
         echo.kill()
@@ -151,3 +151,65 @@ def test_reload_recompiles_and_watch_puts_the_table_back(topo, appliance, server
     finally:
         a.stop()
     assert nft_table(topo) is None
+
+
+# Addresses, negations, both families, a direction and an alert rule watching the reply.
+BY_ADDRESS = """\
+default_action: pass
+rules:
+  - {id: 1, msg: a, action: drop, proto: tcp, src: 10.1.0.3, dst_port: 8081, log: false}
+  - {id: 2, msg: b, action: drop, proto: tcp, src: "fd01::/64", dst_port: 8082, log: false}
+  - {id: 3, msg: c, action: reject, proto: tcp, src: "!10.1.0.0/30", dst_port: [8081, 8082], log: false}
+  - {id: 4, msg: d, action: drop, proto: udp, dst: "10.2.0.0/16", dst_port: "!9001", direction: inbound, log: false}
+  - {id: 6, msg: f, action: drop, proto: udp, dst_port: 9001, direction: outbound, log: false}
+  - {id: 5, msg: e, action: alert, proto: tcp, src_port: 8083}
+"""
+CLIENTS = ("10.1.0.2", "10.1.0.3", "10.1.0.4", "fd01::2")
+UDP_FROM = """
+import socket, sys
+fam = socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_DGRAM); s.settimeout(1.5); s.bind((sys.argv[1], 0))
+s.connect((sys.argv[2], int(sys.argv[3])))
+try:
+    s.send(b"hello"); s.recv(100); print("reply")
+except OSError:
+    print("timeout")
+"""
+
+
+def verdict_from(topo, client, port):
+    v6 = ":" in client
+    server = topo.server_ip6 if v6 else topo.server_ip
+    if port in UDP_PORTS:
+        return topo.ex(topo.client, sys.executable, "-c", UDP_FROM, client, server, str(port)).stdout.strip()
+    url = f"http://[{server}]:{port}/hello" if v6 else f"http://{server}:{port}/hello"
+    r = topo.ex(topo.client, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "1.5",
+                "--interface", client, url)
+    return {0: r.stdout, 7: "refused", 28: "timeout"}.get(r.returncode, f"curl exit {r.returncode}")
+
+
+def test_same_verdicts_by_address_and_family(topo, appliance, servers):
+    """Per (client address, port): the engine's verdict (decisions off) and the kernel's (on)."""
+    pairs = [(c, p) for c in CLIENTS for p in (8081, 8082, 8083, 9001, 9002)]
+    got = {}
+    for kernel in (False, True):
+        topo.ex(topo.fw, "conntrack", "-F")
+        a = appliance(rules=BY_ADDRESS, extra=config(kernel), workers=1).without_protocol_logs().start()
+        try:
+            if kernel:
+                wait_for(lambda: nft_table(topo), what="kernel decisions table")
+            before = a.queued()
+            got[kernel] = {pair: verdict_from(topo, *pair) for pair in pairs if pair[1] != 8083}
+            decided_queued = a.queued() - before
+            got[kernel].update({pair: verdict_from(topo, *pair) for pair in pairs if pair[1] == 8083})
+            watched_queued = a.queued() - before - decided_queued
+        finally:
+            a.stop()
+        if kernel:
+            assert decided_queued == 0, decided_queued          # every one of those flows decided by headers
+            assert watched_queued >= len(CLIENTS), watched_queued   # the alert rule's flows were queued
+    assert got[True] == got[False]
+    assert got[False][("10.1.0.3", 8081)] == "timeout" and got[False][("10.1.0.4", 8081)] == "refused"
+    assert got[False][("fd01::2", 8082)] == "timeout" and got[False][("fd01::2", 8081)] == "refused"
+    assert got[False][("10.1.0.2", 9002)] == "timeout" and got[False][("10.1.0.2", 9001)] == "reply"
+    assert got[False][("fd01::2", 9002)] == "reply" and got[False][("10.1.0.2", 8082)] == "200"
