@@ -260,3 +260,41 @@ def test_monitored_rule_file_passes_in_the_kernel(run, rules_file):
     res = run(cap, str(Path(rules).parent), home_net=HOME, kernel_decisions=True, eve_types=NO_LOGS)
     assert assert_equivalent(res) == 3
     assert [res.flow_action(dest_port=p) for p in (22, 23, 80)] == ["pass", "drop", "pass"]
+
+
+def test_cli_kernel_decisions_schema_valid(tmp_path, eve_validator):
+    """`appliance replay --kernel-decisions`: the marks land in schema-valid EVE (flow.bypass
+    is a string there; stats.appliance is the documented extension)."""
+    from replaykit import cli, schema_errors
+    import json
+    rules = tmp_path / "r.yaml"
+    rules.write_text(header_rules(5))
+    cap = traffic(5, flows=20).write(tmp_path / "t.pcap")
+    eve = tmp_path / "eve.json"
+    r = cli("replay", cap, "--rules", rules, "--home-net", ",".join(HOME), "--eve", eve, "--kernel-decisions",
+            "--eve-types", "alert,anomaly,flow,stats", "--quiet")
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in eve.read_text().splitlines()]
+    assert schema_errors(eve_validator, events) == []
+    marked = [e for e in events if e["event_type"] == "flow" and e["flow"].get("bypass") == KERNEL_DECIDED]
+    stats = [e for e in events if e["event_type"] == "stats"][-1]["stats"]["appliance"]["kernel_decisions"]
+    assert marked and stats == {"flows": len(marked), "mismatch": 0}
+
+
+def test_a_policy_that_disagrees_is_reported(tmp_path):
+    """The Inspector's own check: a kernel policy giving another verdict than the engine (here a
+    hand-built one that drops everything, for rules that pass it) is a `kernel.policy_mismatch`
+    anomaly on the flow's packets and a count in the stats."""
+    from appliance.detect.kernel_policy import KernelPolicy
+    path = tmp_path / "r.yaml"
+    path.write_text("default_action: pass\nrules: []\n")
+    eve = EveList()
+    insp = Inspector(load_rules([str(path)]), Settings(kernel_decisions=True, eve_types=NO_LOGS), eve)
+    insp.kernel_policy = KernelPolicy((), "drop")
+    cap = Capture()
+    http_flow(cap, "192.0.2.10", 40000, "10.1.2.3", 80)
+    replay([cap.write(tmp_path / "t.pcap")], insp)
+    insp.stats_event()
+    assert insp.counters.kernel_mismatch >= 1
+    assert [e for e in eve.events if e["event_type"] == "anomaly"
+            and e["anomaly"].get("event") == "kernel.policy_mismatch"]
