@@ -252,6 +252,8 @@ class Supervisor:
         from an earlier run with the key on goes when it is off now)."""
         cfg = self.cfg
         if not (cfg.inspection.kernel_decisions and cfg.offload):
+            if cfg.inspection.kernel_decisions:
+                log.warning("inspection.kernel_decisions needs offload: true (a kernel decision is an offload); off")
             self.decisions = None
             netfilter_decisions.remove()
             return
