@@ -20,7 +20,7 @@ import tempfile
 import time
 
 from .common import Row, format_rows, log
-from .inline import Lab, SERVER, TCP_PORT, _why_skip
+from .inline import Lab, TCP_PORT, _why_skip
 
 HEADER_RULES = f"""default_action: drop
 rules:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from scapy.all import UDP as ScapyUDP, Raw
 
-from replaykit import CORPUS, Capture, TcpConn, ip_of, l2, run, rules_file  # noqa: F401
+from replaykit import CORPUS, Capture, TcpConn, ip_of, l2
 from appliance.detect.kernel_policy import KERNEL_DECIDED
 from appliance.detect.loader import load_rules
 from appliance.inspector import Inspector, Settings
