@@ -25,6 +25,7 @@ reverse, judge new flows -- each with a rule set that was checked.)
 """
 import ipaddress
 import logging
+import re
 import shutil
 import subprocess
 
@@ -44,10 +45,11 @@ def table_text(policy, outside, inside, mark_mask):
     sets, chains = [], {"inbound": [], "outbound": []}
     passed = offload_marks(mark_mask)["pass"]
     keep = ~mark_mask & 0xFFFFFFFF
+    # a counter on each decision: the flows the kernel decides are in no worker's stats
     verdicts = {
-        "pass": [f"ct mark set ct mark & 0x{keep:08x} | 0x{passed:08x} accept"],
-        "drop": ["drop"],
-        "reject": ["meta l4proto tcp reject with tcp reset", "reject with icmpx type admin-prohibited"],
+        "pass": [f"counter ct mark set ct mark & 0x{keep:08x} | 0x{passed:08x} accept"],
+        "drop": ["counter drop"],
+        "reject": ["meta l4proto tcp counter reject with tcp reset", "counter reject with icmpx type admin-prohibited"],
         QUEUE: ["return"],
     }
     for n, e in enumerate(policy.entries):
@@ -57,7 +59,7 @@ def table_text(policy, outside, inside, mark_mask):
             for swapped in ((False, True) if e.either_way else (False,)):
                 for match in _matches(e, swapped, f"e{n}{'r' if swapped else ''}", sets):
                     for v in verdicts[e.verdict]:
-                        chains[way].append(" ".join(filter(None, (match, v))) + f"  # rule {e.rule_id}")
+                        chains[way].append(" ".join(filter(None, (match, v))) + f' comment "rule {e.rule_id}"')
     lines = [f"table inet {TABLE} {{"]
     for name, family, elements in dict.fromkeys(sets):
         lines += [f"  set {name} {{", f"    type {family}_addr; flags interval;",
@@ -73,7 +75,7 @@ def table_text(policy, outside, inside, mark_mask):
                   "    tcp flags & (syn | ack) != syn return",
                   "    udp sport < 1024 udp dport >= 1024 return"]
         lines += [f"    {line}" for line in chains[way]]
-        lines += [f"    {v}  # default action" for v in verdicts[policy.default]]
+        lines += [f'    {v} comment "default action"' for v in verdicts[policy.default]]
         lines.append("  }")
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -148,10 +150,29 @@ def install(policy, outside, inside, mark_mask):
     return listing()
 
 
+_COUNTS = re.compile(r"counter packets \d+ bytes \d+")
+
+
 def listing():
-    """The table as the kernel lists it, or None when it is gone."""
+    """The table as the kernel lists it, its counters' values left out (they are no drift),
+    or None when it is gone."""
     r = _nft(["list", "table", "inet", TABLE], check=False)
-    return r.stdout if r.returncode == 0 else None
+    return _COUNTS.sub("counter", r.stdout) if r.returncode == 0 else None
+
+
+def counters(text=None):
+    """{(rule, verdict): packets} the table's decisions counted so far ("rule 5", "default
+    action"), from `nft list table` text (read here when None)."""
+    if text is None:
+        r = _nft(["list", "table", "inet", TABLE], check=False)
+        text = r.stdout if r.returncode == 0 else ""
+    out = {}
+    for line in text.splitlines():
+        m = re.search(r"counter packets (\d+) .*?(accept|drop|reject).*comment \"([^\"]+)\"", line)
+        if m:
+            key = (m.group(3), {"accept": "pass"}.get(m.group(2), m.group(2)))
+            out[key] = out.get(key, 0) + int(m.group(1))
+    return out
 
 
 def drift(installed):

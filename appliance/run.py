@@ -349,6 +349,8 @@ class Supervisor:
             self.check.cancel()
             self.check = None
         try:                                               # no judging without the appliance
+            if self.decisions is not None:                 # (its flows are in no worker's stats)
+                log.info("kernel decisions, packets per rule: %s", netfilter_decisions.counters())
             netfilter_decisions.remove()
             self.decisions = None
         except netfilter.NetfilterError as e:

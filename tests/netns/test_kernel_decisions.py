@@ -14,7 +14,7 @@ import time
 import pytest
 
 from datapath import topology_fixture, appliances, http_servers, wait_for
-from appliance.netfilter_decisions import TABLE
+from appliance.netfilter_decisions import TABLE, counters
 
 pytestmark = pytest.mark.netns
 
@@ -120,6 +120,7 @@ def test_same_verdicts_on_and_off_and_header_decided_flows_never_queued(topo, ap
         wait_for(lambda: nft_table(topo), what="kernel decisions table")
         got_on = verdicts(topo)
         queued_on = {port: queued_for(on, topo, port) for port in (8081, 8082, 8086, 8084)}
+        counted = counters(nft_table(topo))
     finally:
         on.stop()
     assert got_off == EXPECTED, got_off
@@ -131,6 +132,10 @@ def test_same_verdicts_on_and_off_and_header_decided_flows_never_queued(topo, ap
     assert queued_on[8084] >= 5, queued_on
     assert nft_table(topo) is None                    # the stop deleted it
     assert "kernel decisions were changed" not in on.log_text()    # its listing is stable: no false drift
+    # the kernel's own count of what it decided (the workers never saw those flows)
+    assert counted[("rule 1", "pass")] >= 6 and counted[("rule 2", "drop")] >= 6, counted
+    assert counted[("default action", "drop")] >= 6 and ("rule 4", "pass") not in counted, counted
+    assert "kernel decisions, packets per rule" in on.log_text()
     # the engine's alert for the logging drop rule is still written: that flow was queued
     assert [e for e in on.events("alert") if e["alert"]["signature_id"] == 5]
 
@@ -143,7 +148,7 @@ def test_reload_recompiles_and_watch_puts_the_table_back(topo, appliance, server
         a.rules.write_text(RULES.replace("action: pass, proto: tcp, dst_port: 8081",
                                          "action: drop, proto: tcp, dst_port: 8081, log: false"))
         a.signal(signal.SIGHUP)
-        wait_for(lambda: "dport 8081 drop" in (nft_table(topo) or ""), what="recompiled table")
+        wait_for(lambda: 'drop comment "rule 1"' in (nft_table(topo) or ""), what="recompiled table")
         assert verdict(topo, 8081) == "timeout"
         assert queued_for(a, topo, 8081, n=2) == 0
         topo.ex(topo.fw, "nft", "delete", "table", "inet", TABLE, check=True)

@@ -44,15 +44,15 @@ def test_table_text_in_policy_order(tmp_path):
     text = table_text(compile_policy(rs), "eth0", "eth1", 0xC0000000)
     inbound = text[text.index("chain APPLIANCE-DECIDE-IN"):text.index("chain APPLIANCE-DECIDE-OUT")]
     outbound = text[text.index("chain APPLIANCE-DECIDE-OUT"):]
-    order = [line.split("# rule ")[1].strip() for line in inbound.splitlines() if "# rule " in line]
+    order = [line.split('comment "rule ')[1].strip('" ') for line in inbound.splitlines() if 'comment "rule ' in line]
     # the alert rule first, both orientations (its reply is seen too), then the rules in order
     assert order[:2] == ["1", "1"] and order.index("2") < order.index("3") < order.index("4")
-    assert "th dport { 22 } return" in inbound and "th sport { 22 } return" in inbound
+    assert 'th dport { 22 } return comment "rule 1"' in inbound and 'th sport { 22 } return comment "rule 1"' in inbound
     pass_mark = offload_marks(0xC0000000)["pass"]
-    assert f"ip saddr != @e1_saddr4 meta l4proto tcp th dport {{ 80-90 }} ct mark set ct mark & 0x3fffffff " \
+    assert f"ip saddr != @e1_saddr4 meta l4proto tcp th dport {{ 80-90 }} counter ct mark set ct mark & 0x3fffffff " \
            f"| 0x{pass_mark:08x} accept" in inbound                       # the offload pass mark, merged ports
     assert "ip6 saddr != @e1_saddr6" in inbound
     assert "rule 3" in inbound and "rule 3" not in outbound             # direction: inbound only
     assert "udp sport < 1024 udp dport >= 1024 return" in inbound       # the engine's first-packet guard
     assert "tcp flags & (syn | ack) != syn return" in inbound
-    assert inbound.rstrip().endswith("reject with icmpx type admin-prohibited  # default action\n  }")
+    assert inbound.rstrip().endswith('counter reject with icmpx type admin-prohibited comment "default action"\n  }')
