@@ -65,6 +65,8 @@ class Inspection:
     body_ratio: int = 1000           # file_data: a coding inflating more than this is a bomb
     body_flow_bytes: int = 1 << 20   # file_data: decoded body bytes per flow (all its bodies)
     body_total_bytes: int = 64 << 20  # file_data: body bytes all flows hold at once (per worker)
+    kernel_decisions: bool = False    # flows header-only rules decide are judged by nftables, never
+                                      # queued (detect/kernel_policy.py; docs/performance.md)
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,7 @@ TOP_KEYS = ("interfaces", "rules", "eve", "home_net", "workers", "queue_base",
 DISCOVERED = re.compile(r"^(auto|eni-[0-9a-f]+|subnet-[0-9a-f]+)$")
 IFACE_KEYS = ("outside", "inside", "management")
 INSPECTION_KEYS = ("depth_packets", "depth_bytes", "max_flows", "exception_policy",
-                   "body_bytes", "body_ratio", "body_flow_bytes", "body_total_bytes")
+                   "body_bytes", "body_ratio", "body_flow_bytes", "body_total_bytes", "kernel_decisions")
 EXCEPTION_POLICIES = ("drop", "ignore")
 AWS_KEYS = tuple(f.name for f in fields(Aws))
 SOURCE_DEST_CHECK_MODES = ("disable", "verify", "ignore")
@@ -328,7 +330,13 @@ def load_config(path) -> Config:
                 problems.append(f"{path}:{insp.line_of('exception_policy')}: inspection.exception_policy: "
                                 f"{policy!r} is not one of {', '.join(EXCEPTION_POLICIES)}")
                 policy = d.exception_policy
+            kernel = insp.get("kernel_decisions", d.kernel_decisions)
+            if not isinstance(kernel, bool):
+                problems.append(f"{path}:{insp.line_of('kernel_decisions')}: inspection.kernel_decisions must be "
+                                f"true or false, got {kernel!r}")
+                kernel = d.kernel_decisions
             out["inspection"] = Inspection(
+                kernel_decisions=kernel,
                 exception_policy=policy,
                 depth_packets=_int(insp, "depth_packets", 1, 1_000_000, d.depth_packets, path, problems, "inspection."),
                 depth_bytes=_int(insp, "depth_bytes", 1, 1 << 30, d.depth_bytes, path, problems, "inspection."),

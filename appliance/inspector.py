@@ -17,6 +17,7 @@ from .detect.engine import Detector, MATCH, DEFAULT, server_side
 from .detect import flowstate
 from .detect.flowstate import bypassed
 from .detect import stream_payload
+from .detect.kernel_policy import policy_for, KERNEL_DECIDED
 from .flow import FlowTable, flow_key, handshake_seen
 from .output import events
 from .output.limits import EventLimits
@@ -55,6 +56,8 @@ class Settings:
     body_ratio: int = 1000                # ... a coding stage inflating more than this: a bomb
     body_flow_bytes: int = 1 << 20        # ... decoded bytes per flow, all its bodies together
     body_total_bytes: int = 64 << 20      # ... bytes all flows' bodies hold at once (per worker)
+    kernel_decisions: bool = False        # header-decided flows are judged by the kernel (live) / marked
+                                          # so (replay): detect/kernel_policy.py
 
 
 def settings_from_config(cfg, **overrides):
@@ -133,6 +136,9 @@ class Inspector:
         self._body_pool = None            # body bytes all flows may still hold (body_total_bytes)
         self._pool_total = 0
         self._types_set(self.settings)
+        self.kernel_policy = None         # settings.kernel_decisions: what the kernel decides (replay: marked)
+        self._kernel = {}                 # flow -> the verdict the kernel policy gave it
+        self._kernel_policy()
 
     # -- public API ------------------------------------------------------------
 
@@ -230,6 +236,12 @@ class Inspector:
             flow.cand_ts = flow.cand_tc = None
         self.ruleset = ruleset
         self.depth = depth_of(self.settings, ruleset)
+        self._kernel_policy()
+
+    def _kernel_policy(self):
+        """The kernel policy of the running rules and settings (None when kernel_decisions is off)."""
+        s = self.settings
+        self.kernel_policy = policy_for(s, self.ruleset) if s.kernel_decisions else None
 
     def _types_set(self, settings):
         types = frozenset(settings.eve_types)
@@ -304,6 +316,14 @@ class Inspector:
                 # outside host sent to open the flow before the client's query): read both ways,
                 # or one datagram from S:53 makes `dst_port: 53` rules miss the client's queries.
                 flow.unoriented = True
+            if self.kernel_policy is not None:
+                # live, the kernel judges this flow before any queue; replay says it would have
+                kv = self.kernel_policy.decide(pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport,
+                                               flow.direction, pkt.tcp_flags)
+                if kv is not None:
+                    self._kernel[flow] = kv
+                    flow.offloaded = KERNEL_DECIDED
+                    c.kernel_decided += 1
 
         # every packet of a flow that is not final is inspected: its packet count is the depth used
         # for packet conditions and alerts; names are read whatever the depth (the app layer
@@ -424,10 +444,23 @@ class Inspector:
             self.flows.file(flow)          # the first a flood may evict from now on
             self._txs += self._unanswered(flow)
         offload = flow.final and may_offload
-        if offload:
+        if offload and not flow.offloaded:
             flow.offloaded = True
+        if self._kernel and flow in self._kernel:
+            self._kernel_check(flow, pkt_action)
         c.count_verdict(pkt_action)
         return Verdict(pkt_action, offload, flow, emitted, would)
+
+    def _kernel_check(self, flow, pkt_action):
+        """A kernel-decided flow's packet got the kernel's verdict from the engine too (a reject
+        answers the first packet, the kernel drops the rest); else say so: the compiled
+        policy and the engine disagree (a bug in kernel_policy.py)."""
+        kv = self._kernel[flow]
+        first = flow.pkts_ts + flow.pkts_tc == 1
+        if pkt_action == (kv if first or kv != "reject" else "drop"):
+            return
+        self.counters.kernel_mismatch += 1
+        self._found = [*self._found, ("kernel.policy_mismatch", "engine")]
 
     def _reopened(self, flow, pkt):
         """A bare SYN on a decided connection whose handshake is done, with the old ISN (a
@@ -756,6 +789,8 @@ class Inspector:
                 self.eve.write(events.anomaly(pkt, flow, name, layer))
 
     def _end_flow(self, flow):
+        if self._kernel:
+            self._kernel.pop(flow, None)
         self.counters.flows_ended[flow.reason] = self.counters.flows_ended.get(flow.reason, 0) + 1
         if self.pcap_log is not None:
             self.pcap_log.forget(flow)

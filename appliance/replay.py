@@ -93,6 +93,8 @@ def main_replay(args):
                     help="replay each file on its own, N files at a time in N processes; the EVE output "
                          "is the files' runs concatenated in the order given, identical whatever N "
                          "(flows do not cross files; without --jobs the files are one stream)")
+    ap.add_argument("--kernel-decisions", action="store_true", default=None,
+                    help="mark the flows the kernel would decide from headers alone (inspection.kernel_decisions)")
     ap.add_argument("--quiet", action="store_true", help="no summary on stderr")
     ap.add_argument("--no-checksums", action="store_true",
                     help="do not check TCP checksums (by default, once an end has sent a valid "
@@ -142,6 +144,8 @@ def main_replay(args):
     flags["verify_checksums"] = not o.no_checksums
     if o.mode is not None:
         flags["mode"] = o.mode
+    if o.kernel_decisions:
+        flags["kernel_decisions"] = True
     if o.eve_types is not None:
         types = [t.strip() for t in o.eve_types.split(",") if t.strip()]
         bad = [t for t in types if t not in EVE_TYPES]

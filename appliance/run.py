@@ -17,6 +17,10 @@ SIGTERM  workers drain their queue and exit; per failure_mode:
                      restart too) as long as our chains exist; `--remove` deletes them
            closed -> our chains stay whole: new flows are dropped (no worker, no bypass)
                      until `appliance run` starts again; `--remove` deletes them on purpose
+kernel decisions (inspection.kernel_decisions, with offload): the rule set's header-decided
+         part is compiled to an nftables table judging new flows before the queue
+         (netfilter_decisions.py): installed at start, recompiled on SIGHUP, watched, deleted
+         on stop and by --remove
 watch    every 5 s, our jump (first in FORWARD) and chains are checked rule by rule; anything
          another tool changed (flushed, edited, deleted, a rule inserted above ours) is put
          back and logged
@@ -32,7 +36,7 @@ import signal
 import sys
 import time
 
-from appliance import netfilter
+from appliance import netfilter, netfilter_decisions
 from appliance.aws.bootstrap import discover_roles
 from appliance.config import ConfigError, load_config, mark_mask_clashes, reload_config, resolve_interfaces
 from appliance.reload import Check, Outbox, encode
@@ -97,6 +101,7 @@ class Supervisor:
         self.pending = []                                  # signals to act on in the loop
         self.restarts = 0
         self.installed = {}                                # our chains as the kernel listed them (drift)
+        self.decisions = None                              # our kernel decisions table as listed, or None
         self.check = None                                  # the SIGHUP check running, if any
         self.recheck = False                               # a SIGHUP came during it: check again after
         self.board = None                                  # control plane: the workers' snapshots (control.board)
@@ -186,6 +191,10 @@ class Supervisor:
         self.installed = netfilter.install(cfg.outside, cfg.inside, cfg.queues, cfg.fail_open, cfg.mark_mask,
                                            overload=cfg.overload)
         self._installed()
+        try:
+            self.install_decisions()
+        except netfilter.NetfilterError as e:
+            log.error("kernel decisions: %s; every flow goes to the queue", e)
         next_watch = time.monotonic() + WATCH_INTERVAL
         log.info("running: %d worker(s) on queue(s) %s, failure_mode=%s, offload=%s, rules=%s",
                  cfg.workers, f"{cfg.queues[0]}-{cfg.queues[-1]}", cfg.failure_mode, cfg.offload, cfg.rules)
@@ -239,6 +248,20 @@ class Supervisor:
         if self.board is not None:
             self.board.drain()
 
+    def install_decisions(self):
+        """Compile the running rule set's kernel policy and install its table (a stale one
+        from an earlier run with the key on goes when it is off now)."""
+        cfg = self.cfg
+        if not (cfg.inspection.kernel_decisions and cfg.offload):
+            if cfg.inspection.kernel_decisions:
+                log.warning("inspection.kernel_decisions needs offload: true (a kernel decision is an offload); off")
+            self.decisions = None
+            netfilter_decisions.remove()
+            return
+        from appliance.detect.kernel_policy import policy_for
+        policy = policy_for(cfg, self.ruleset)
+        self.decisions = netfilter_decisions.install(policy, cfg.outside, cfg.inside, cfg.mark_mask)
+
     def _installed(self):
         """Our chains were (re)installed: the control plane's readiness and counters follow."""
         if self.board is not None:
@@ -257,6 +280,14 @@ class Supervisor:
                 self._installed()
         except netfilter.NetfilterError as e:
             log.error("checking our netfilter rules failed: %s", e)
+        try:
+            if self.decisions is not None:
+                problems = netfilter_decisions.drift(self.decisions)
+                if problems:
+                    log.warning("our kernel decisions were changed (%s); re-installing them", "; ".join(problems))
+                    self.install_decisions()
+        except netfilter.NetfilterError as e:
+            log.error("checking our kernel decisions failed: %s", e)
 
     def _signal_workers(self, signum):
         for p in self.workers.values():
@@ -293,6 +324,16 @@ class Supervisor:
             o.put(data)
             o.flush()
         log.info("reload: %d rule(s) from %s checked; sending them to the workers", len(ruleset.rules), cfg.rules)
+        try:
+            self.install_decisions()                       # the new rules' kernel policy
+        except netfilter.NetfilterError as e:
+            # the old table judged with the old rules: never leave it in place
+            log.error("kernel decisions: %s; removing them, every flow goes to the queue", e)
+            self.decisions = None
+            try:
+                netfilter_decisions.remove()
+            except netfilter.NetfilterError as e2:
+                log.critical("kernel decisions of the old rules could not be removed: %s", e2)
         if self.board is not None:
             self.board.cfg = cfg
             self.board.reloaded(True, ruleset, f"{len(ruleset.rules)} rule(s) from {cfg.rules}"
@@ -309,6 +350,13 @@ class Supervisor:
         if self.check is not None:
             self.check.cancel()
             self.check = None
+        try:                                               # no judging without the appliance
+            if self.decisions is not None:                 # (its flows are in no worker's stats)
+                log.info("kernel decisions, packets per rule: %s", netfilter_decisions.counters())
+            netfilter_decisions.remove()
+            self.decisions = None
+        except netfilter.NetfilterError as e:
+            log.error("kernel decisions: %s", e)
         if cfg.fail_open:
             # open: forward uninspected from now on -- but a flow a worker dropped stays dropped:
             # removing the chains would deliver its retransmissions (and a restart would find it open)
@@ -346,6 +394,7 @@ def main_run(args: list[str]) -> int:
     if a.remove:                                 # needs nothing from the config, which may be broken
         try:
             netfilter.remove()
+            netfilter_decisions.remove()
         except netfilter.NetfilterError as e:
             print(f"appliance run --remove: {e}", file=sys.stderr)
             return 1

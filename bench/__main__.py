@@ -32,6 +32,8 @@ def main(argv=None):
         rows += inline.rows(quick=o.quick, runs=o.runs)
         from . import lab_flood
         rows += lab_flood.rows(quick=o.quick, runs=o.runs)      # the overload rows (issue 15)
+        from . import kernel_decisions       # new connections with the kernel's pre-decision
+        rows += kernel_decisions.rows(quick=o.quick, runs=o.runs)
     print()
     print(format_rows(rows))
     if o.markdown:

@@ -227,7 +227,8 @@ def flow(f):
         "action": "pass" if f.monitored else (f.verdict or "pass"),   # what the packets got
     }
     if f.offloaded:                               # seen on an interface: live, the kernel took it
-        fl["bypass"] = "kernel" if f.in_iface else "offload"
+        # (a string: how, e.g. "kernel_policy", a flow the kernel decides from its header alone)
+        fl["bypass"] = f.offloaded if type(f.offloaded) is str else "kernel" if f.in_iface else "offload"
     ev["flow"] = fl
     if f.proto == TCP:
         ev["tcp"] = {"tcp_flags": tcp_flags_hex(f.flags_ts | f.flags_tc),
@@ -258,6 +259,7 @@ class Counters:
         self.rule_hits = Counter()   # (rule id, msg) -> alert events
         self.fast_path = 0
         self.internal_errors = 0
+        self.kernel_decided = self.kernel_mismatch = 0   # kernel_policy.py: flows it decides / disagreements
         self.flows_ended = {}
         self.app_flows = {}
 
@@ -338,6 +340,8 @@ def appliance_counters(inspector):
     return {
         "internal_errors": c.internal_errors,
         "monitor": {"would_drop": c.would_block["drop"], "would_reject": c.would_block["reject"]},
+        **({"kernel_decisions": {"flows": c.kernel_decided, "mismatch": c.kernel_mismatch}}
+           if getattr(inspector, "kernel_policy", None) is not None else {}),
         "eve": {"written": getattr(eve, "count", 0), "lost": getattr(eve, "lost", 0),
                 "rotations": getattr(eve, "rotations", 0)},
         **({"pcap_log": pcap_log.counters()} if pcap_log is not None else {}),

@@ -491,7 +491,10 @@ def _settings(cfg, running=None):
     return settings_from_config(cfg, outside_ifaces=(cfg.outside,),
                                 max_flows=running.max_flows if running else cfg.inspection.max_flows,
                                 # the kernel verified checksums (locally made packets carry partial ones)
-                                verify_checksums=False)
+                                verify_checksums=False,
+                                # a flow the kernel policy decides never reaches a worker: one
+                                # that does was not kernel-decided (say, the table was being replaced)
+                                kernel_decisions=False)
 
 
 EXIT_CANNOT_BIND = 3          # worker exit status: the queue is held by someone else

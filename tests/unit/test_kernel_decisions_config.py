@@ -1,0 +1,58 @@
+"""inspection.kernel_decisions: validated at its line, off by default, on only when asked; and
+the nftables text the policy becomes (netfilter_decisions.table_text) keeps the policy's order,
+guard and marks. The kernel's reading of that text: tests/netns/test_kernel_decisions.py."""
+from appliance.config import ConfigError, load_config
+from appliance.detect.kernel_policy import compile_policy
+from appliance.detect.loader import load_rules
+from appliance.inspector import settings_from_config
+from appliance.netfilter import offload_marks
+from appliance.netfilter_decisions import table_text
+
+
+def write(tmp_path, text, name="appliance.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def test_kernel_decisions_key(tmp_path):
+    base = "interfaces: {outside: eth0, inside: eth1}\n"
+    assert load_config(write(tmp_path, base)).inspection.kernel_decisions is False
+    cfg = load_config(write(tmp_path, base + "inspection:\n  kernel_decisions: true\n"))
+    assert cfg.inspection.kernel_decisions is True
+    assert settings_from_config(cfg).kernel_decisions is True       # replay --config follows it
+    path = write(tmp_path, base + "inspection:\n  max_flows: 10\n  kernel_decisions: maybe\n")
+    try:
+        load_config(path)
+        raise AssertionError("accepted")
+    except ConfigError as e:
+        assert f"{path}:4: inspection.kernel_decisions must be true or false, got 'maybe'" in e.problems
+
+
+RULES = """\
+default_action: reject
+rules:
+  - {id: 1, msg: a, action: alert, proto: tcp, dst_port: 22}
+  - {id: 2, msg: b, action: pass, proto: tcp, src: "![10.0.0.0/8, 2001:db8::/32]", dst_port: [80, 81, "82-90"]}
+  - {id: 3, msg: c, action: drop, proto: udp, dst: 10.1.0.0/16, direction: inbound, log: false}
+  - {id: 4, msg: d, action: pass, tls_sni: a.example}
+"""
+
+
+def test_table_text_in_policy_order(tmp_path):
+    rs = load_rules([write(tmp_path, RULES, "r.yaml")])
+    text = table_text(compile_policy(rs), "eth0", "eth1", 0xC0000000)
+    inbound = text[text.index("chain APPLIANCE-DECIDE-IN"):text.index("chain APPLIANCE-DECIDE-OUT")]
+    outbound = text[text.index("chain APPLIANCE-DECIDE-OUT"):]
+    order = [line.split('comment "rule ')[1].strip('" ') for line in inbound.splitlines() if 'comment "rule ' in line]
+    # the alert rule first, both orientations (its reply is seen too), then the rules in order
+    assert order[:2] == ["1", "1"] and order.index("2") < order.index("3") < order.index("4")
+    assert 'th dport { 22 } return comment "rule 1"' in inbound and 'th sport { 22 } return comment "rule 1"' in inbound
+    pass_mark = offload_marks(0xC0000000)["pass"]
+    assert f"ip saddr != @e1_saddr4 meta l4proto tcp th dport {{ 80-90 }} counter ct mark set ct mark & 0x3fffffff " \
+           f"| 0x{pass_mark:08x} accept" in inbound                       # the offload pass mark, merged ports
+    assert "ip6 saddr != @e1_saddr6" in inbound
+    assert "rule 3" in inbound and "rule 3" not in outbound             # direction: inbound only
+    assert "udp sport < 1024 udp dport >= 1024 return" in inbound       # the engine's first-packet guard
+    assert "tcp flags & (syn | ack) != syn return" in inbound
+    assert inbound.rstrip().endswith('counter reject with icmpx type admin-prohibited comment "default action"\n  }')
