@@ -12,6 +12,7 @@ import select
 import signal
 import socket
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -40,6 +41,27 @@ def readyz(url, timeout):
         return False, [f"{url}: {getattr(e, 'reason', e)}"]
 
 
+class RouteRead(threading.Thread):
+    """One periodic DescribeRouteTables in a thread of its own. The EC2 client retries a slow
+    or throttled call for up to 3 x 15 s; in the loop that sends our heartbeats and answers the
+    peer's probes, that silence would make a healthy primary look dead on both paths and the
+    standby take over (tests/netns/test_ha_lab.py, a 3 s slow API)."""
+
+    def __init__(self, routes, generation):
+        super().__init__(daemon=True, name="route-read")
+        self.routes, self.generation = routes, generation
+        self.owner, self.note = None, ""
+        self.start()
+
+    def run(self):
+        try:
+            self.owner, self.note = self.routes.owner()
+        except Ec2Error as e:
+            self.owner, self.note = None, str(e)
+        except Exception as e:             # a bug or an unexpected botocore error: unknown, say why
+            self.owner, self.note = None, f"{type(e).__name__}: {e}"
+
+
 def _udp(addr):
     host, port = addr
     s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
@@ -64,6 +86,8 @@ class Service:
         self.state_since = wallclock()
         self.last_state = None
         self.route_read = float("-inf")
+        self.reading = None                 # the periodic read in flight (RouteRead)
+        self.route_generation = 0           # bumped by every synchronous read: older periodic results are stale
         self.retry_at = float("-inf")       # after a failed takeover: not before (EC2 throttles; IAM won't change in 0.2 s)
         self.route_note = ""
         self.peer_wall = {"heartbeat": None, "check": None}
@@ -97,6 +121,7 @@ class Service:
     # -- the loop ---------------------------------------------------------------------------
     def read_routes(self):
         self.route_read = self.clock()
+        self.route_generation += 1
         try:
             owner, self.route_note = self.routes.owner()
         except Ec2Error as e:
@@ -104,13 +129,30 @@ class Service:
         self.machine.route_owner(owner)
         return owner
 
+    def poll_routes(self):
+        """The periodic read of the tables, every ROUTE_POLL, in a RouteRead thread: waited for
+        dead_after/3 at most (with /readyz's bound: interval + 2/3 dead_after <= dead_after),
+        else applied on a later tick. A result from before a synchronous read (a takeover's) is
+        dropped: it may show the routes as they were before we took them."""
+        if self.reading is None and self.clock() - self.route_read >= ROUTE_POLL:
+            self.route_read = self.clock()
+            self.reading = RouteRead(self.routes, self.route_generation)
+        if self.reading is None:
+            return
+        self.reading.join(min(1.0, self.ha.dead_after / 3))
+        if self.reading.is_alive():
+            return
+        r, self.reading = self.reading, None
+        if r.generation == self.route_generation:
+            self.route_note = r.note
+            self.machine.route_owner(r.owner)
+
     def tick(self):
         # Bounded so that a slow /readyz cannot stall our heartbeats and probe replies (this loop
-        # sends both) past dead_after: interval + dead_after/3 <= 2/3 dead_after.
+        # sends both) past dead_after: with poll_routes' wait, interval + 2/3 dead_after <= dead_after.
         ready, problems = readyz(self.ha.readyz, timeout=min(1.0, self.ha.dead_after / 3))
         self.machine.own_health(ready, problems)
-        if self.clock() - self.route_read >= ROUTE_POLL:
-            self.read_routes()
+        self.poll_routes()
         self.send()
         d = self.machine.decide()
         if d.takeover and self.clock() < self.retry_at:

@@ -36,6 +36,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -87,6 +88,30 @@ def can_run():
         except ImportError:
             return f"python module {mod} is missing"
     return None
+
+
+class SlowBridge(LoopbackBridge):
+    """The EC2 endpoint as one instance sees it, with `delay` seconds added to every answer
+    (a slow or throttled API); `delayed` counts the answers held back."""
+
+    def __init__(self, netns_name, target_port):
+        self.delay, self.delayed = 0.0, 0
+        super().__init__(netns_name, target_port)
+
+    def _pump(self, src, dst):
+        try:
+            while data := src.recv(65536):
+                if self.delay and src.getpeername()[1] == self.target:     # an answer from EC2
+                    time.sleep(self.delay)
+                    self.delayed += 1
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
 
 
 class Instance:
@@ -439,7 +464,7 @@ class Lab:
         k = iam.create_access_key(UserName="ha")["AccessKey"]
         self.keys = (k["AccessKeyId"], k["SecretAccessKey"])
         for i in self.instances:
-            i.bridge = LoopbackBridge(i.ns, self.moto.port)
+            i.bridge = SlowBridge(i.ns, self.moto.port)
 
     def up(self, start=True):
         """Build everything; with `start`, a1 primary and a2 standby, both healthy, traffic via a1."""

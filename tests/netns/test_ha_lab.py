@@ -125,6 +125,26 @@ def test_cut_heartbeat_link_alone_is_no_takeover(lab):
     lab.wait_settled(p)
 
 
+def test_slow_ec2_api_at_the_primary_is_no_takeover(lab):
+    """Every EC2 answer to the primary 3 s late (throttling, a slow API: the client retries for
+    up to 3 x 15 s). Its periodic route reads must not hold up its heartbeats and probe replies,
+    or the standby would see it dead on both paths and take over from a healthy primary."""
+    p, s = settled(lab)
+    takeovers = s.status()["takeovers"]
+    changes = len(lab.vpc.changes)
+    seen = len(s.events("decision"))
+    p.bridge.delay, p.bridge.delayed = 3.0, 0
+    try:
+        wait_for(lambda: p.bridge.delayed >= 3, 60, "three slow answers to the primary")
+        assert s.status()["takeovers"] == takeovers and len(lab.vpc.changes) == changes, lab.explain()
+        said = [e["code"] for e in s.events("decision")[seen:]]
+        assert not {"peer_dead", "hold_down"} & set(said), (said, lab.explain())
+        assert ec2_targets(lab) == {p.eni}
+    finally:
+        p.bridge.delay = 0.0
+    lab.wait_settled(p)
+
+
 def flap(lab, times):
     """The primary's data link goes down until the standby has decided (a takeover or a
     hold-down), then comes back; `times` times, each time to whoever is primary then.
