@@ -8,6 +8,8 @@ primary's datapath. Cutting only the heartbeat link ends with no takeover. A fla
 moves the routes at most once per hold-down. Count-based assertions only: every wait is for
 an event (a route change, a decision, a number of packets), never for a duration.
 """
+import os
+import signal
 import time
 
 import pytest
@@ -142,6 +144,25 @@ def test_slow_ec2_api_at_the_primary_is_no_takeover(lab):
         assert ec2_targets(lab) == {p.eni}
     finally:
         p.bridge.delay = 0.0
+    lab.wait_settled(p)
+
+
+def test_late_readyz_at_the_primary_is_no_takeover(lab):
+    """The primary's supervisor (its control server's process) paused 0.5 s, 4 times: /readyz
+    answers late, which says nothing about the datapath (its workers go on). Late answers
+    within dead_after keep the last verdict; a 503 or a refused connection still counts at once."""
+    p, s = settled(lab)
+    takeovers, changes = s.status()["takeovers"], len(lab.vpc.changes)
+    supervisor = p.procs["run"].pid
+    for _ in range(4):
+        os.kill(supervisor, signal.SIGSTOP)
+        time.sleep(0.5)
+        os.kill(supervisor, signal.SIGCONT)
+        wait_for(lambda: p.readyz()[0] == 200, 10, "the primary's /readyz again")
+    accepted = s.status()["packets"]["accepted"]
+    wait_for(lambda: s.status()["packets"]["accepted"] >= accepted + 10, 30, "10 more packets from the primary")
+    assert s.status()["takeovers"] == takeovers and len(lab.vpc.changes) == changes, lab.explain()
+    assert p.status()["readyz_late"] > 0 and p.status()["state"] == "primary"
     lab.wait_settled(p)
 
 
