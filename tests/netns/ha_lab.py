@@ -90,18 +90,45 @@ def can_run():
     return None
 
 
-class SlowBridge(LoopbackBridge):
-    """The EC2 endpoint as one instance sees it, with `delay` seconds added to every answer
-    (a slow or throttled API); `delayed` counts the answers held back."""
+class Ec2Bridge(LoopbackBridge):
+    """awsfakes.LoopbackBridge (EC2 on the namespace's loopback), made to outlive its clients:
+    an instance killed mid-request must not take the bridge down with it, or the rebooted
+    instance could never read its route tables again. Each connection is relayed by threads of
+    its own (the connect to moto too, with a timeout), accept errors are counted, not fatal.
+    `delay` seconds are added to every answer from EC2 (a slow or throttled API); `delayed`
+    counts the answers held back."""
 
     def __init__(self, netns_name, target_port):
-        self.delay, self.delayed = 0.0, 0
+        self.delay, self.delayed, self.errors = 0.0, 0, []
+        self.closed = False
         super().__init__(netns_name, target_port)
 
-    def _pump(self, src, dst):
+    def _accept(self):
+        while not self.closed:
+            try:
+                a, _ = self.sock.accept()
+            except OSError as e:
+                if self.closed:
+                    return
+                self.errors.append(f"accept: {e}")
+                continue
+            threading.Thread(target=self._relay, args=(a,), daemon=True).start()
+
+    def _relay(self, a):
+        try:
+            b = socket.create_connection(("127.0.0.1", self.target), timeout=10)
+            b.settimeout(None)
+        except OSError as e:
+            self.errors.append(f"connect: {e}")
+            a.close()
+            return
+        threading.Thread(target=self._pump, args=(a, b, False), daemon=True).start()
+        self._pump(b, a, True)
+
+    def _pump(self, src, dst, from_ec2):
         try:
             while data := src.recv(65536):
-                if self.delay and src.getpeername()[1] == self.target:     # an answer from EC2
+                if from_ec2 and self.delay:
                     time.sleep(self.delay)
                     self.delayed += 1
                 dst.sendall(data)
@@ -112,6 +139,10 @@ class SlowBridge(LoopbackBridge):
                 dst.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
+
+    def close(self):
+        self.closed = True
+        super().close()
 
 
 class Instance:
@@ -464,7 +495,7 @@ class Lab:
         k = iam.create_access_key(UserName="ha")["AccessKey"]
         self.keys = (k["AccessKeyId"], k["SecretAccessKey"])
         for i in self.instances:
-            i.bridge = SlowBridge(i.ns, self.moto.port)
+            i.bridge = Ec2Bridge(i.ns, self.moto.port)
 
     def up(self, start=True):
         """Build everything; with `start`, a1 primary and a2 standby, both healthy, traffic via a1."""
@@ -508,7 +539,8 @@ class Lab:
         for i in self.instances:
             st = i.status()
             out.append(f"{i.name} ({i.eni}): state {st.get('state')}, decision {st.get('last_decision')}, "
-                       f"written {st.get('written')}, ready problems {st.get('ready_problems')}")
+                       f"written {st.get('written')}, ready problems {st.get('ready_problems')}, "
+                       f"EC2 bridge errors {i.bridge.errors[-3:] if i.bridge else None}")
             out += ["  " + line[:300] for line in i.tail(i.ha_log, 1500).splitlines()[-5:]]
         return "\n".join(out)
 
