@@ -91,10 +91,9 @@ def can_run():
 
 
 class Ec2Bridge(LoopbackBridge):
-    """awsfakes.LoopbackBridge (EC2 on the namespace's loopback), made to outlive its clients:
-    an instance killed mid-request must not take the bridge down with it, or the rebooted
-    instance could never read its route tables again. Each connection is relayed by threads of
-    its own (the connect to moto too, with a timeout), accept errors are counted, not fatal.
+    """awsfakes.LoopbackBridge (EC2 on the namespace's loopback) that keeps going whatever its
+    clients do (instances are killed mid-request here): each connection is relayed by threads
+    of its own (the connect to moto too, with a timeout); accept errors are counted, not fatal.
     `delay` seconds are added to every answer from EC2 (a slow or throttled API); `delayed`
     counts the answers held back."""
 
@@ -473,6 +472,11 @@ class Lab:
     def _cloud(self):
         # setup calls made before moto checks signatures, counted exactly (MotoServer)
         self.moto = MotoServer(no_auth_calls=11)
+        # MotoServer keeps moto's stderr on a pipe (for its start-up errors) and moto logs every
+        # request there: at the VPC's 50 reads a second the pipe fills in seconds and moto stops
+        # answering anyone. Drain it, keeping the tail for explain().
+        self.moto_log = []
+        threading.Thread(target=self._drain_moto, args=(self.moto.proc.stderr,), daemon=True).start()
         ec2 = self.moto.client("ec2")
         vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
         sub = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
@@ -496,6 +500,10 @@ class Lab:
         self.keys = (k["AccessKeyId"], k["SecretAccessKey"])
         for i in self.instances:
             i.bridge = Ec2Bridge(i.ns, self.moto.port)
+
+    def _drain_moto(self, pipe):
+        for line in iter(pipe.readline, b""):
+            self.moto_log = (self.moto_log + [line.decode(errors="replace").rstrip()])[-20:]
 
     def up(self, start=True):
         """Build everything; with `start`, a1 primary and a2 standby, both healthy, traffic via a1."""
