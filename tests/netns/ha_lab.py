@@ -605,21 +605,24 @@ class Lab:
 
 
 class Ping:
-    """`ping -i 0.01` from the client to the server through the router, counted at the end."""
+    """`ping -i 0.01` from the client to the server through the router, with each reply's
+    time (-D): `stop()` gives what was sent, received, and the longest time without a reply."""
 
     def __init__(self, lab):
-        self.proc = subprocess.Popen(["ip", "netns", "exec", lab.client, "ping", "-n", "-i", "0.01", SERVER],
+        self.proc = subprocess.Popen(["ip", "netns", "exec", lab.client, "ping", "-D", "-n", "-i", "0.01", SERVER],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def stop(self):
-        """(transmitted, received); SIGINT makes ping print its summary (a reply still in
-        flight at that moment counts as lost: at most one, the RTT is well under 10 ms)."""
+        """(transmitted, received, longest gap between replies in ms). SIGINT makes ping print
+        its summary (a reply still in flight then counts as lost: at most one)."""
         self.proc.send_signal(signal.SIGINT)
         out, _ = self.proc.communicate(timeout=10)
         m = re.search(r"(\d+) packets transmitted, (\d+) received", out)
         if not m:
             raise RuntimeError(f"ping said: {out[-500:]}")
-        return int(m.group(1)), int(m.group(2))
+        replies = [float(t) for t in re.findall(r"^\[(\d+\.\d+)\] \d+ bytes from", out, re.M)]
+        gap = max((b - a for a, b in zip(replies, replies[1:])), default=float("nan"))
+        return int(m.group(1)), int(m.group(2)), gap * 1000
 
 
 # A receiver that prints its byte count every 0.1 s; a sender that writes 16 KB every 5 ms
