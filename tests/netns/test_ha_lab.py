@@ -148,7 +148,7 @@ def test_slow_ec2_api_at_the_primary_is_no_takeover(lab):
 
 
 def test_late_readyz_at_the_primary_is_no_takeover(lab):
-    """The primary's supervisor (its control server's process) paused 0.5 s, 4 times: /readyz
+    """The primary's supervisor (its control server's process) paused 0.4 s, 4 times: /readyz
     answers late, which says nothing about the datapath (its workers go on). Late answers
     within dead_after keep the last verdict; a 503 or a refused connection still counts at once."""
     p, s = settled(lab)
@@ -156,7 +156,7 @@ def test_late_readyz_at_the_primary_is_no_takeover(lab):
     supervisor = p.procs["run"].pid
     for _ in range(4):
         os.kill(supervisor, signal.SIGSTOP)
-        time.sleep(0.5)
+        time.sleep(0.4)             # > the /readyz timeout (dead_after / 3), < dead_after
         os.kill(supervisor, signal.SIGCONT)
         wait_for(lambda: p.readyz()[0] == 200, 10, "the primary's /readyz again")
     accepted = s.status()["packets"]["accepted"]
