@@ -18,6 +18,23 @@ def filter_tables() -> dict:
     return out
 
 
+def link_state(name: str) -> str:
+    """Whether one interface of this namespace can carry packets now: "up", "down"
+    (administratively), "no carrier" (a veth whose peer is down, a NIC without link) or
+    "missing". Read from the flags and the carrier, which change at once; operstate follows
+    them only when the kernel's linkwatch gets to it (up to a second later)."""
+    try:
+        with open(f"/sys/class/net/{name}/flags") as f:
+            if not int(f.read(), 16) & 0x1:          # IFF_UP
+                return "down"
+        with open(f"/sys/class/net/{name}/carrier") as f:
+            return "up" if f.read().strip() == "1" else "no carrier"
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, ValueError):                    # carrier unreadable: the driver does not say
+        return "up"
+
+
 def queues() -> dict:
     """queue -> {portid, waiting (queue_total), dropped, user_dropped, queued (id_sequence)}."""
     return netfilter.queue_counters()

@@ -4,7 +4,8 @@
     /healthz  liveness: the supervisor's loop turns (200) or is stuck (503)
     /readyz   readiness, the signal an HA pair or a GWLB target group uses: every worker
               bound and answering, the rules loaded in every worker, our kernel chains
-              present and as installed, the EVE file writable; 503 names what failed
+              present and as installed, the EVE file writable, the data links up; 503 names
+              what failed
     /status   JSON for `appliance status`
     /flows    JSON for `appliance flows` (?top=N): asks the workers for their tables
 
@@ -109,7 +110,7 @@ class Control:
 
     def readyz(self):
         checks = {"workers": self._workers_ready(), "rules": self._rules_ready(),
-                  "kernel": self._kernel_ready(), "eve": self._eve_ready()}
+                  "kernel": self._kernel_ready(), "eve": self._eve_ready(), "links": self._links_ready()}
         ok = all(c["ok"] for c in checks.values())
         failed = [name for name, c in checks.items() if not c["ok"]]
         return (200 if ok else 503), {"ready": ok, "failed": failed, "checks": checks}
@@ -142,6 +143,18 @@ class Control:
             problems = netfilter.drift(installed, kernel.filter_tables())
         except netfilter.NetfilterError as e:
             problems = [str(e)]
+        return {"ok": not problems, "problems": problems}
+
+    def _links_ready(self):
+        # A datapath whose data interface is down forwards nothing, however well its workers
+        # answer: an HA peer or a load balancer must move the traffic (docs/ha.md).
+        problems = []
+        for role in ("outside", "inside"):
+            name = getattr(self.sup.cfg, role, None)
+            if name:
+                state = kernel.link_state(name)
+                if state != "up":
+                    problems.append(f"{role} interface {name}: {state}")
         return {"ok": not problems, "problems": problems}
 
     def _eve_ready(self):

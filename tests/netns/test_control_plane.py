@@ -310,6 +310,26 @@ def dashboard_metrics() -> set:
     return {n for e in exprs for n in re.findall(r"\b(appliance_[a-z0-9_]+)\b", e)}
 
 
+def test_readyz_fails_while_a_data_link_is_down(topo, appliance):
+    """A datapath whose outside or inside interface is down forwards nothing: /readyz says
+    so (the `links` check, naming the interface and the kernel's operstate) and recovers with
+    the link. Down on our side ("down") and on the far side of the veth ("no carrier")."""
+    t = topo
+    a = appliance(extra=CONTROL).start()
+    wait_for(lambda: ready(t), what="/readyz 200")
+    for ns, dev, want in ((t.fw, "eth1", "inside interface eth1: down"),
+                          (t.client, "c0", "outside interface eth0: no carrier")):
+        t.ex(ns, "ip", "link", "set", dev, "down", check=True)
+        try:
+            code, body = get_json(t, "/readyz")
+            assert code == 503 and body["failed"] == ["links"], body
+            assert body["checks"]["links"]["problems"] == [want], body
+        finally:
+            t.ex(ns, "ip", "link", "set", dev, "up", check=True)
+        wait_for(lambda: ready(t), what="/readyz 200 with the link back")
+    assert a.stop() == 0
+
+
 def test_readyz_says_when_the_eve_disk_is_full(topo, appliance, tmp_path):
     """EVE on a 512 KiB tmpfs (mounted in the test's own directory, removed after): less than
     1 MiB free is not ready, and /readyz names the eve check and the directory."""
