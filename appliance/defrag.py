@@ -89,12 +89,14 @@ class Defragmenter:
             return pkt
         self.stats["fragments"] += 1
         ident, offset, more = pkt.frag
+        # the tunnel (GWLB endpoint) too, as in the flow key: behind two endpoints the same
+        # addresses are two hosts, and one's fragment never completes the other's datagram
         if pkt.ip_version == 4:
             piece = self._ipv4_piece(pkt.l3)
-            key = (4, pkt.src, pkt.dst, pkt.proto, ident)
+            key = (4, pkt.src, pkt.dst, pkt.proto, ident, pkt.tunnel)
         else:
             piece = self._ipv6_piece(pkt.l3)
-            key = (6, pkt.src, pkt.dst, ident)
+            key = (6, pkt.src, pkt.dst, ident, pkt.tunnel)
         if piece is None:       # header does not hold together: nothing to reassemble with
             return pkt
         header, next_header, next_header_at, data = piece

@@ -85,3 +85,15 @@ def test_overlapping_fragments_discard_the_datagram_and_nothing_goes_back(bench)
     inner = IP(src="10.1.0.2", dst="10.2.0.2", id=79, frag=2, flags="MF", proto=6) / (b"y" * 16)
     overlap = geneve.encapsulate(1, 2, 3, raw(inner))          # bytes 16..32: crosses fragment 0's end
     assert returned(gwlb, addr, [f[0], overlap, f[1], f[2]]) == []
+
+
+def test_fragments_through_two_endpoints_never_make_one_datagram(bench):
+    """Two VPCs behind their endpoints may use the same addresses: a fragment that came
+    through another endpoint belongs to another host's datagram (as the flow key says)."""
+    gwlb, addr, src = bench
+    mine = fragments(80, 80)
+    other = fragments(80, 80)[2].replace(geneve.encapsulate(1, 2, 3, b"")[:32],
+                                         geneve.encapsulate(5, 2, 3, b"")[:32])
+    assert other != mine[2]
+    assert returned(gwlb, addr, [mine[0], mine[1], other]) == []
+    assert returned(gwlb, addr, [mine[2]]) == [mine[0], mine[1], mine[2]]
