@@ -76,6 +76,8 @@ class Senders:
             if len(self._known) >= SENDER_CACHE:  # a spoofed-source flood cannot grow it
                 self._known.clear()
             ip = ipaddress.ip_address(addr.split("%", 1)[0])
+            # a dual-stack socket ("::") sees an IPv4 node as ::ffff:a.b.c.d: the same sender
+            ip = getattr(ip, "ipv4_mapped", None) or ip
             ok = self._known[addr] = any(ip in n for n in self.networks)
         return ok
 
