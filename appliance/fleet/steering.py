@@ -26,7 +26,7 @@ SO_ATTACH_REUSEPORT_CBPF = 51
 SO_REUSEPORT = getattr(socket, "SO_REUSEPORT", 15)
 
 # classic BPF opcodes (linux/filter.h)
-LD_B_ABS, LD_H_ABS, LD_B_IND, LD_W_IND, LD_MEM, LDX_MEM = 0x30, 0x28, 0x50, 0x40, 0x60, 0x61
+LD_B_ABS, LD_H_ABS, LD_B_IND, LD_H_IND, LD_W_IND, LD_MEM, LDX_MEM = 0x30, 0x28, 0x50, 0x48, 0x40, 0x60, 0x61
 ST, TAX, TXA = 0x02, 0x07, 0x87
 AND_K, LSH_K, RSH_K, ADD_K, ADD_X, XOR_X, MOD_K = 0x54, 0x64, 0x74, 0x04, 0x0C, 0xAC, 0x94
 JEQ_K, JGE_K, JA, RET_A = 0x15, 0x35, 0x05, 0x16
@@ -70,7 +70,10 @@ def program(workers: int) -> list:
     return _assemble([
         (LD_B_ABS, 0), (AND_K, 0x3F), (LSH_K, 2), (ADD_K, 8), (ST, OFFSET),     # the inner packet
         (LD_H_ABS, 2), (JEQ_K, 0x86DD, "v6", "v4"),
-        "v4", (LDX_MEM, OFFSET), (LD_B_IND, 9), (JEQ_K, 1, "v4icmp", "v4addr"),
+        "v4", (LDX_MEM, OFFSET), (LD_B_IND, 9), (JEQ_K, 1, "v4whole", "v4addr"),
+        # a fragment (offset or more-fragments set): a non-first one has no ICMP header, its
+        # first byte is data; every fragment goes by the addresses, so all meet
+        "v4whole", (LD_H_IND, 6), (AND_K, 0x3FFF), (JEQ_K, 0, "v4icmp", "v4addr"),
         "v4icmp", (LD_B_IND, 0), (AND_K, 0x0F), (LSH_K, 2), (ADD_X, 0), (TAX, 0), (LD_B_IND, 0),
         *[(JEQ_K, t, "v4quote", None) for t in ICMP4_ERRORS], (JA, "v4addr"),
         "v4quote", (TXA, 0), (ADD_K, 8), (ST, OFFSET),                          # the quoted IPv4 header
@@ -88,7 +91,7 @@ def worker_of(datagram: bytes, workers: int) -> int:
     try:
         at = 8 + (datagram[0] & 0x3F) * 4
         v6 = datagram[2:4] == b"\x86\xdd"
-        if not v6 and datagram[at + 9] == 1:
+        if not v6 and datagram[at + 9] == 1 and not struct.unpack_from("!H", datagram, at + 6)[0] & 0x3FFF:
             icmp = at + (datagram[at] & 0x0F) * 4
             if datagram[icmp] in ICMP4_ERRORS:
                 at = icmp + 8
