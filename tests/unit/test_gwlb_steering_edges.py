@@ -1,4 +1,5 @@
-"""Steering and inner fragments (review of issue 14): the fragments of one IPv4 datagram must
+"""Steering's edges (review of issue 14): inner fragments, ICMPv6 errors behind extension
+headers. The fragments of one IPv4 datagram must
 reach one worker, or neither worker can reassemble it and it is never returned. A non-first
 fragment of an ICMP datagram has no ICMP header: its first payload byte is data (a ping's
 padding), and read as an ICMP error type it sent the fragment after a "quoted" packet made
@@ -58,3 +59,27 @@ def test_an_unfragmented_icmp_error_still_follows_the_packet_it_quotes(group):
         err = geneve.encapsulate(1, 2, 3, raw(IP(src="192.0.2.1", dst=f"10.1.{i}.2") / ICMP(type=3, code=4) / quoted))
         flow = geneve.encapsulate(1, 2, 3, raw(IP(src=f"10.1.{i}.2", dst="10.2.0.2") / ICMP(type=8)))
         assert landed(socks, sender, err) == landed(socks, sender, flow)
+
+
+def test_an_icmpv6_error_behind_extension_headers_follows_the_packet_it_quotes(group):
+    """The Inspector reads past extension headers (decode) and relates the error to the flow
+    it quotes; the program must find that flow's worker too, or the error is judged, as about
+    nothing we track, by a worker that does not know the flow (a dropped flow's errors pass)."""
+    from scapy.layers.inet6 import (ICMPv6DestUnreach, ICMPv6EchoRequest, IPv6, IPv6ExtHdrDestOpt,
+                                    IPv6ExtHdrHopByHop, IPv6ExtHdrRouting)
+    from scapy.packet import Raw
+    from appliance.decode import decode_l3
+    socks, sender = group
+    chains = [IPv6ExtHdrDestOpt(), IPv6ExtHdrHopByHop() / IPv6ExtHdrRouting() / IPv6ExtHdrDestOpt(),
+              IPv6ExtHdrHopByHop(nh=51) / Raw(bytes([58, 4, 0, 0, 0, 0, 0, 1]) + bytes(16))]   # AH, 24 bytes
+    for i in range(1, 9):
+        a, b = f"2001:db8:1::{i:x}", "2001:db8:2::2"
+        quoted = raw(IPv6(src=a, dst=b) / ICMPv6EchoRequest())
+        flow = landed(socks, sender, geneve.encapsulate(1, 2, 3, quoted))
+        for chain in chains:
+            inner = raw(IPv6(src="2001:db8:ff::1", dst=a) / chain / ICMPv6DestUnreach() / quoted)
+            if Raw in chain:                # scapy does not fill in the header before raw bytes
+                inner = inner[:6] + bytes([0]) + inner[7:]
+            assert decode_l3(inner).quote is not None        # the Inspector relates it to the flow
+            d = geneve.encapsulate(1, 2, 3, inner)
+            assert landed(socks, sender, d) == flow == steering.worker_of(d, WORKERS), chain.summary()
