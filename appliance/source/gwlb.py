@@ -11,6 +11,8 @@ GWLB delivers them on. So for every datagram:
        drop:   nothing goes back
        reject: the inner packet is dropped; the RST / ICMP answer goes back inside the same
                GENEVE header (same options: the GWLB returns it through the same endpoint)
+       a fragment: kept until its IP datagram is judged whole, then returned with the
+               datagram's other fragments (pass) or not at all (`_fragment`)
 
 A plain blocking socket loop: Python has no recvmmsg, and recv_into one reused buffer
 allocates only the bytes of the datagram. One socket, one process; scaling out is the
