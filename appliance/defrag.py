@@ -34,7 +34,7 @@ _u16 = struct.Struct("!H")
 
 class _Datagram:
     __slots__ = ("first_seen", "starts", "runs", "end", "last_in", "held", "header", "next_header",
-                 "next_header_at", "conflict")
+                 "next_header_at", "conflict", "carried", "carried_bytes")
 
     def __init__(self, first_seen):
         self.first_seen = first_seen
@@ -47,6 +47,8 @@ class _Datagram:
         self.next_header = -1   # IPv6: the fragment header's next header, from the offset-0 fragment
         self.next_header_at = 6  # IPv6: index of the byte in `header` that names the fragment header
         self.conflict = False   # a duplicate whose bytes differ from the copy held
+        self.carried = []       # what a source keeps with each fragment placed (GWLB: the datagram to return)
+        self.carried_bytes = 0
 
 
 # what _insert found
@@ -67,6 +69,10 @@ class Defragmenter:
         self.max_datagrams = max_datagrams
         self.held_bytes = 0
         self._datagrams = OrderedDict()  # key -> _Datagram, oldest first
+        # the datagram the last fragment fed was placed in (held, or completed by it); None for
+        # a duplicate, a discarded datagram or a packet that is not reassembled: a source that
+        # must return fragments (GWLB) carries only these, and only until the verdict is known
+        self.placed = None
         self.stats = {"fragments": 0, "reassembled": 0, "overlaps": 0, "timeouts": 0,
                       "evicted": 0, "too_large": 0}
 
@@ -78,16 +84,19 @@ class Defragmenter:
     def feed(self, pkt: Packet) -> Packet | None:
         """Return pkt if it is not a fragment (or too broken to place), the datagram once
         whole, else None: held, or discarded (then pkt.anomalies says why)."""
+        self.placed = None
         if pkt.frag is None:
             return pkt
         self.stats["fragments"] += 1
         ident, offset, more = pkt.frag
+        # the tunnel (GWLB endpoint) too, as in the flow key: behind two endpoints the same
+        # addresses are two hosts, and one's fragment never completes the other's datagram
         if pkt.ip_version == 4:
             piece = self._ipv4_piece(pkt.l3)
-            key = (4, pkt.src, pkt.dst, pkt.proto, ident)
+            key = (4, pkt.src, pkt.dst, pkt.proto, ident, pkt.tunnel)
         else:
             piece = self._ipv6_piece(pkt.l3)
-            key = (6, pkt.src, pkt.dst, ident)
+            key = (6, pkt.src, pkt.dst, ident, pkt.tunnel)
         if piece is None:       # header does not hold together: nothing to reassemble with
             return pkt
         header, next_header, next_header_at, data = piece
@@ -123,6 +132,8 @@ class Defragmenter:
         found = self._insert(dgram, offset, data)
         if found == _OVERLAP:
             return self._discard(key, pkt, "frag_overlap")
+        if found == _ADDED:
+            self.placed = dgram
         if found == _ADDED and offset == 0:
             dgram.header, dgram.next_header, dgram.next_header_at = header, next_header, next_header_at
             self.held_bytes += len(header)
@@ -130,6 +141,12 @@ class Defragmenter:
             return self._complete(key, dgram, pkt)
         self._bound()
         return None
+
+    def carry(self, dgram, data):
+        """Keep `data` with a held datagram (counted in the bytes bound, dropped with it)."""
+        dgram.carried.append(data)
+        dgram.carried_bytes += len(data)
+        self.held_bytes += len(data)
 
     def _discard(self, key, pkt, anomaly):
         """The kernel's inet_frag_kill: the datagram and this fragment are gone; a later
@@ -214,7 +231,7 @@ class Defragmenter:
 
     def _drop(self, key):
         dgram = self._datagrams.pop(key)
-        self.held_bytes -= dgram.held + (len(dgram.header) if dgram.header else 0)
+        self.held_bytes -= dgram.held + (len(dgram.header) if dgram.header else 0) + dgram.carried_bytes
 
     def _bound(self):
         while self._datagrams and (self.held_bytes > self.max_bytes

@@ -15,14 +15,46 @@ import threading
 import time
 
 STALE = 5.0                    # seconds: the supervisor's loop turns every 0.2 s
+# Whoever reaches the port (the security group decides who) must not hold the supervisor's
+# threads and descriptors, nor starve the GWLB's checks: a request has CLIENT_TIMEOUT
+# seconds to arrive, and at most MAX_CLIENTS connections are served at once, the oldest cut
+# off to make room (a GWLB check takes milliseconds; an idle or trickling one is the one cut).
+CLIENT_TIMEOUT = 5.0
+MAX_CLIENTS = 16
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64            # socketserver's 5: a burst of connections waited for SYN retries
+
+    def server_activate(self):
+        self.clients = []              # open connections, oldest first
+        self.clients_lock = threading.Lock()
+        super().server_activate()
+
+    def process_request(self, request, client_address):
+        with self.clients_lock:
+            while len(self.clients) >= MAX_CLIENTS:
+                try:                    # its thread's read ends: the thread finishes and closes it
+                    self.clients.pop(0).shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.clients.append(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self.clients_lock:
+            if request in self.clients:
+                self.clients.remove(request)
+        super().shutdown_request(request)
 
 
 class Health:
     def __init__(self, host, port):
         self.state = (False, ["starting"], time.monotonic())    # (ready, problems, when computed)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        cls = type("HealthServer", (ThreadingHTTPServer,), {"address_family": family, "daemon_threads": True,
-                                                           "allow_reuse_address": True})
+        cls = type("HealthServer", (_Server,), {"address_family": family})
         self.httpd = cls((host, port), _handler(self))
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="health", daemon=True)
 
@@ -47,6 +79,7 @@ class Health:
 def _handler(health):
     class Handler(BaseHTTPRequestHandler):
         server_version = "appliance-health"
+        timeout = CLIENT_TIMEOUT               # a request that does not arrive in time: closed
 
         def log_message(self, fmt, *args):     # every 10 s from every GWLB node: no log line each
             pass

@@ -7,7 +7,8 @@ and a simulator or a GWLB node with one fixed port would send everything to one 
 Each worker keeps its own flow table, so both directions of a flow must reach the same
 worker: the program XORs the inner source and destination addresses (symmetric), folds the
 result and takes it modulo N. Addresses only, not ports: the fragments of a datagram (only
-the first one has ports) and ICMP errors about a flow (whose outer addresses are the flow's,
+the first one has ports) and ICMP errors about a flow (found past IPv6 extension headers
+as the decoder finds them) (whose outer addresses are the flow's,
 reversed or from a router) land on the same worker in the common case.
 
 The program reads the datagram from the UDP payload on (the kernel pulls the UDP header
@@ -26,11 +27,15 @@ SO_ATTACH_REUSEPORT_CBPF = 51
 SO_REUSEPORT = getattr(socket, "SO_REUSEPORT", 15)
 
 # classic BPF opcodes (linux/filter.h)
-LD_B_ABS, LD_H_ABS, LD_B_IND, LD_W_IND, LD_MEM, LDX_MEM = 0x30, 0x28, 0x50, 0x40, 0x60, 0x61
-ST, TAX, TXA = 0x02, 0x07, 0x87
+LD_B_ABS, LD_H_ABS, LD_B_IND, LD_H_IND, LD_W_IND, LD_MEM, LDX_MEM = 0x30, 0x28, 0x50, 0x48, 0x40, 0x60, 0x61
+ST, STX, TAX, TXA = 0x02, 0x03, 0x07, 0x87
 AND_K, LSH_K, RSH_K, ADD_K, ADD_X, XOR_X, MOD_K = 0x54, 0x64, 0x74, 0x04, 0x0C, 0xAC, 0x94
 JEQ_K, JGE_K, JA, RET_A = 0x15, 0x35, 0x05, 0x16
-OFFSET, HASH = 0, 1                       # scratch memory slots: where the addresses are, the hash
+OFFSET, HASH, CUR, NEXT = 0, 1, 2, 3      # scratch memory slots: where the addresses are, the hash,
+                                          # an IPv6 header in the chain, the one after it
+IPV6_SKIPPED = (0, 43, 60)                # hop-by-hop, routing, destination options: (len + 1) * 8 bytes
+IPV6_AH = 51                              # (len + 2) * 4 bytes
+IPV6_CHAIN = 64                           # headers walked, as decode (MAX_IPV6_EXTHDRS)
 ICMP4_ERRORS = (3, 4, 5, 11, 12)          # unreachable, source quench, redirect, time exceeded, parameter
 ICMP6_INFO = 128                          # ICMPv6 types below are errors
 
@@ -63,6 +68,22 @@ def _xor_words(first, count, done):
     return out + [(JA, done)]
 
 
+def _ipv6_chain():
+    """A = a next header, M[CUR] where that header starts: past the extension headers decode
+    reads past (an ICMPv6 error behind them is related to the flow it quotes there), to
+    "v6icmp" at an ICMPv6 header, else to "v6addr". Classic BPF jumps only forward, so the
+    walk is unrolled; its jt/jf reach 255 instructions, so far targets go through a JA."""
+    out = []
+    for i in range(IPV6_CHAIN):
+        out += [(JEQ_K, 58, f"icmp{i}"), *[(JEQ_K, nh, f"skip{i}") for nh in IPV6_SKIPPED], (JEQ_K, IPV6_AH, f"ah{i}"),
+                (JA, "v6addr"),
+                f"icmp{i}", (JA, "v6icmp"),
+                f"ah{i}", (LDX_MEM, CUR), (LD_B_IND, 1), (ADD_K, 2), (LSH_K, 2), (JA, f"len{i}"),
+                f"skip{i}", (LDX_MEM, CUR), (LD_B_IND, 1), (ADD_K, 1), (LSH_K, 3),
+                f"len{i}", (ADD_X, 0), (ST, NEXT), (LD_B_IND, 0), (LDX_MEM, NEXT), (STX, CUR)]
+    return out + [(JA, "v6addr")]
+
+
 def program(workers: int) -> list:
     """The steering program for `workers` sockets: [(code, jt, jf, k)]. The inner packet's
     addresses, or for an ICMP error the addresses of the packet it quotes (an error from a
@@ -70,14 +91,18 @@ def program(workers: int) -> list:
     return _assemble([
         (LD_B_ABS, 0), (AND_K, 0x3F), (LSH_K, 2), (ADD_K, 8), (ST, OFFSET),     # the inner packet
         (LD_H_ABS, 2), (JEQ_K, 0x86DD, "v6", "v4"),
-        "v4", (LDX_MEM, OFFSET), (LD_B_IND, 9), (JEQ_K, 1, "v4icmp", "v4addr"),
+        "v4", (LDX_MEM, OFFSET), (LD_B_IND, 9), (JEQ_K, 1, "v4whole", "v4addr"),
+        # a fragment (offset or more-fragments set): a non-first one has no ICMP header, its
+        # first byte is data; every fragment goes by the addresses, so all meet
+        "v4whole", (LD_H_IND, 6), (AND_K, 0x3FFF), (JEQ_K, 0, "v4icmp", "v4addr"),
         "v4icmp", (LD_B_IND, 0), (AND_K, 0x0F), (LSH_K, 2), (ADD_X, 0), (TAX, 0), (LD_B_IND, 0),
         *[(JEQ_K, t, "v4quote", None) for t in ICMP4_ERRORS], (JA, "v4addr"),
         "v4quote", (TXA, 0), (ADD_K, 8), (ST, OFFSET),                          # the quoted IPv4 header
         "v4addr", *_xor_words(12, 2, "hash"),
-        "v6", (LDX_MEM, OFFSET), (LD_B_IND, 6), (JEQ_K, 58, "v6icmp", "v6addr"),
-        "v6icmp", (LD_B_IND, 40), (JGE_K, ICMP6_INFO, "v6addr", "v6quote"),
-        "v6quote", (LD_MEM, OFFSET), (ADD_K, 48), (ST, OFFSET),                  # the quoted IPv6 header
+        "v6", (LD_MEM, OFFSET), (ADD_K, 40), (ST, CUR), (LDX_MEM, OFFSET), (LD_B_IND, 6),
+        *_ipv6_chain(),
+        "v6icmp", (LDX_MEM, CUR), (LD_B_IND, 0), (JGE_K, ICMP6_INFO, "v6addr", "v6quote"),
+        "v6quote", (LD_MEM, CUR), (ADD_K, 8), (ST, OFFSET),                      # the quoted IPv6 header
         "v6addr", *_xor_words(8, 8, "hash"),
         "hash", (LD_MEM, HASH), (RSH_K, 16), (LDX_MEM, HASH), (XOR_X, 0), (MOD_K, workers), (RET_A, 0),
     ])
@@ -88,12 +113,21 @@ def worker_of(datagram: bytes, workers: int) -> int:
     try:
         at = 8 + (datagram[0] & 0x3F) * 4
         v6 = datagram[2:4] == b"\x86\xdd"
-        if not v6 and datagram[at + 9] == 1:
+        if not v6 and datagram[at + 9] == 1 and not struct.unpack_from("!H", datagram, at + 6)[0] & 0x3FFF:
             icmp = at + (datagram[at] & 0x0F) * 4
             if datagram[icmp] in ICMP4_ERRORS:
                 at = icmp + 8
-        elif v6 and datagram[at + 6] == 58 and datagram[at + 40] < ICMP6_INFO:
-            at += 48
+        elif v6:
+            nh, cur = datagram[at + 6], at + 40
+            for _ in range(IPV6_CHAIN):
+                if nh in IPV6_SKIPPED:
+                    nh, cur = datagram[cur], cur + (datagram[cur + 1] + 1) * 8
+                elif nh == IPV6_AH:
+                    nh, cur = datagram[cur], cur + (datagram[cur + 1] + 2) * 4
+                else:
+                    break
+            if nh == 58 and datagram[cur] < ICMP6_INFO:
+                at = cur + 8
         first, count = (8, 8) if v6 else (12, 2)
         h = 0
         for i in range(count):

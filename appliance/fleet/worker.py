@@ -65,7 +65,8 @@ class Worker:
         self.inbox = Inbox(self.control, lambda c, rs: (c, rs, Detector(rs, 0, c.inspection.exception_policy)),
                            name=f"reload-g{self.index}")
         g = cfg.gwlb
-        self.src = GwlbSource(self.sock, Senders(g.senders), reply_port=g.reply_port, idle=self.idle)
+        self.src = GwlbSource(self.sock, Senders(g.senders), reply_port=g.reply_port, idle=self.idle,
+                              defrag=self.inspector.defrag)
         found = data_interface(g.listen, first_address(g.senders[0]))
         if found is not None:
             self.iface, self.src.mtu = found

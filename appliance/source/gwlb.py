@@ -11,6 +11,8 @@ GWLB delivers them on. So for every datagram:
        drop:   nothing goes back
        reject: the inner packet is dropped; the RST / ICMP answer goes back inside the same
                GENEVE header (same options: the GWLB returns it through the same endpoint)
+       a fragment: kept until its IP datagram is judged whole, then returned with the
+               datagram's other fragments (pass) or not at all (`_fragment`)
 
 A plain blocking socket loop: Python has no recvmmsg, and recv_into one reused buffer
 allocates only the bytes of the datagram. One socket, one process; scaling out is the
@@ -27,6 +29,7 @@ import time
 
 from appliance import geneve
 from appliance.decode import decode_l3
+from appliance.inspector import HELD
 from appliance.reject import IcmpLimit, answer, kernel_limits, too_big
 from appliance.packet import TCP
 
@@ -44,17 +47,19 @@ SENDER_CACHE = 4096
 class Counters:
     """What the GENEVE source sees beyond the Inspector's verdict counters."""
     __slots__ = ("datagrams", "returned", "dropped", "reject_sent", "send_errors", "malformed", "too_big",
-                 "too_big_sent")
+                 "too_big_sent", "held")
 
     def __init__(self):
         self.datagrams = self.returned = self.dropped = self.reject_sent = self.send_errors = 0
         self.too_big = self.too_big_sent = 0     # allowed but too big to go back; ICMP answers sent
         self.malformed = {}                      # drop reason (geneve.*) -> count
+        self.held = 0                            # fragments kept until their datagram is judged whole
 
     def as_dict(self):
         return {"datagrams": self.datagrams, "returned": self.returned, "dropped": self.dropped,
                 "reject_sent": self.reject_sent, "send_errors": self.send_errors,
-                "malformed": dict(self.malformed), "too_big": self.too_big, "too_big_sent": self.too_big_sent}
+                "malformed": dict(self.malformed), "too_big": self.too_big, "too_big_sent": self.too_big_sent,
+                "held": self.held}
 
 
 class Senders:
@@ -73,6 +78,8 @@ class Senders:
             if len(self._known) >= SENDER_CACHE:  # a spoofed-source flood cannot grow it
                 self._known.clear()
             ip = ipaddress.ip_address(addr.split("%", 1)[0])
+            # a dual-stack socket ("::") sees an IPv4 node as ::ffff:a.b.c.d: the same sender
+            ip = getattr(ip, "ipv4_mapped", None) or ip
             ok = self._known[addr] = any(ip in n for n in self.networks)
         return ok
 
@@ -85,7 +92,7 @@ class GwlbSource:
     for a packet comes (source.run) before the next datagram is read, so the datagram in
     hand is the one the verdict is for."""
 
-    def __init__(self, sock, senders, reply_port=geneve.PORT, idle=None, wait=0.2, limit=None):
+    def __init__(self, sock, senders, reply_port=geneve.PORT, idle=None, wait=0.2, limit=None, defrag=None):
         self.sock = sock
         self.senders = senders
         self.reply_port = reply_port          # GWLB listens on 6081 (None: the sender's port)
@@ -93,6 +100,9 @@ class GwlbSource:
         self.wait = wait
         self.limit = limit if limit is not None else IcmpLimit(**kernel_limits())   # as inline (Rejector)
         self.counters = Counters()
+        # the Inspector's Defragmenter: a fragment's datagram waits there until the whole IP
+        # datagram is judged (None: fragments are never returned before that, so never whole)
+        self.defrag = defrag
         # the largest outer IPv4 packet the data interface sends (its MTU); None: not checked.
         # A datagram larger than that came in outer fragments and cannot go back whole.
         self.mtu = None
@@ -171,9 +181,38 @@ class GwlbSource:
         if data is not None and self.limit.allow(pkt.ip_version, pkt.src):
             c.too_big_sent += self._send(self._datagram[:self._header] + data)
 
+    def _fragment(self, pkt, v):
+        """A fragment's datagram: True when it is dealt with here. The receiver reassembles
+        what we return, so nothing of an IP datagram goes back before the Inspector judged it
+        whole: a held fragment's datagram is kept with it in the Defragmenter (bounded there,
+        gone with it: timeout, eviction, an overlap discarding it); the completing one's
+        verdict takes them all, in the order received. Returning held fragments at once
+        would let the sender complete a dropped datagram at the receiver by sending its last
+        fragment again (a new datagram here, held and returned)."""
+        d = self.defrag.placed if self.defrag is not None else None
+        if v is HELD:
+            if d is not None:                 # a duplicate, or a discarded datagram's: never returned
+                self.defrag.carry(d, self._datagram)
+            self.counters.held += 1
+            return True
+        if d is None:                         # not reassembled (too broken to place): judged alone
+            return False
+        if v.action == "pass":
+            for data in d.carried:
+                if self.mtu is not None and len(data) + OUTER > self.mtu:
+                    self.counters.too_big += 1
+                    self.counters.dropped += 1
+                else:
+                    self.counters.returned += self._send(data)
+        else:
+            self.counters.dropped += len(d.carried)
+        return False
+
     def verdict(self, pkt, v):
         c = self.counters
         action = v.action
+        if pkt.frag is not None and self._fragment(pkt, v):
+            return
         if action == "pass":                  # held fragments too: the datagram's verdict is its last one's
             if self.mtu is not None and len(self._datagram) + OUTER > self.mtu:
                 self._too_big(pkt)
@@ -257,7 +296,7 @@ def main(argv=None) -> int:
         return 2
     eve = EveWriter(a.eve) if a.eve else None
     insp = Inspector(rs, Settings(), eve)
-    src = GwlbSource(listen(a.listen, a.port), senders, idle=lambda: insp.tick(time.time()))
+    src = GwlbSource(listen(a.listen, a.port), senders, idle=lambda: insp.tick(time.time()), defrag=insp.defrag)
     found = data_interface(a.listen, str(senders.networks[0].network_address))
     if found is not None:
         src.mtu = found[1]
