@@ -88,6 +88,7 @@ ICMP_FRAG_NEEDED = 4
 ICMP6_PACKET_TOO_BIG = 2
 IPV4_DF = 0x40                    # in the flags byte (offset 6) of the IPv4 header
 IPV6_MIN_MTU = 1280
+IPV4_MIN_MTU = 68                 # RFC 791: every IPv4 link carries 68 bytes
 
 
 def too_big(pkt, mtu) -> bytes | None:
@@ -101,7 +102,7 @@ def too_big(pkt, mtu) -> bytes | None:
     if pkt.ip_version == 4:
         if not pkt.l3[6] & IPV4_DF:
             return None
-        icmp = struct.pack("!BBHHH", ICMP_UNREACH, ICMP_FRAG_NEEDED, 0, 0, mtu) + pkt.l3[:V4_QUOTE]
+        icmp = struct.pack("!BBHHH", ICMP_UNREACH, ICMP_FRAG_NEEDED, 0, 0, min(max(mtu, IPV4_MIN_MTU), 0xFFFF)) + pkt.l3[:V4_QUOTE]
         icmp = icmp[:2] + struct.pack("!H", checksum(icmp)) + icmp[4:]
         return _ip_header(4, pkt.dst, pkt.src, 1, len(icmp)) + icmp
     icmp = struct.pack("!BBHI", ICMP6_PACKET_TOO_BIG, 0, 0, max(mtu, IPV6_MIN_MTU)) + pkt.l3[:V6_QUOTE]

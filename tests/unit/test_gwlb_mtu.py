@@ -25,6 +25,12 @@ def test_ipv4_with_df_hears_fragmentation_needed_with_the_mtu():
     assert IP(raw(icmp)).chksum == icmp.chksum and ICMP(raw(icmp[ICMP])).chksum == icmp[ICMP].chksum
 
 
+def test_a_tiny_interface_mtu_says_the_ipv4_minimum_and_never_crashes():
+    # an interface MTU below the GENEVE overhead leaves a negative inner MTU: say 68 (RFC 791)
+    p = decode_l3(raw(IP(src="10.1.0.2", dst="10.2.0.2", flags="DF") / UDP() / PAYLOAD))
+    assert IP(too_big(p, -40))[ICMP].nexthopmtu == 68
+
+
 def test_ipv4_without_df_and_icmp_errors_get_nothing():
     assert too_big(decode_l3(raw(IP(src="10.1.0.2", dst="10.2.0.2") / UDP() / PAYLOAD)), 1332) is None
     err = IP(src="10.1.0.2", dst="10.2.0.2", flags="DF") / ICMP(type=3, code=1) / raw(IP() / UDP())
