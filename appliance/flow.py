@@ -499,3 +499,7 @@ def confirmed(flow):
 
 def handshake_seen(flow):
     return bool(flow.tcp_seen & _HS_DONE)
+
+
+from .compiled import use_compiled  # noqa: E402 -- last: the Cython build of this file, if built
+use_compiled(globals())
