@@ -59,7 +59,7 @@ def use_compiled(namespace):
         # edited since the build: the twin would run the old code
         missing[name] = "stale build, older than its source"
         log.info("%s: compiled extension older than %s; running the pure-Python module "
-                    "(rebuild: python3 setup.py build_ext --inplace)", name, source)
+                 "(rebuild: python3 setup.py build_ext --inplace)", name, source)
         return
     namespace.update({k: v for k, v in vars(twin).items() if not (k.startswith("__") and k.endswith("__"))})
     active[name] = twin.__name__

@@ -74,7 +74,7 @@ def test_whole_corpus_shipped_rules(tmp_path):
 
 @pytest.mark.corpus
 @pytest.mark.skipif(not CORPUS_FILES, reason="shared corpus absent")
-def test_whole_corpus_thousand_rules_verify_checksums(tmp_path):
+def test_whole_corpus_thousand_rules_small_table(tmp_path):
     rules = write_rules(str(tmp_path), 1000)
     pure, compiled = replay_both(tmp_path, CORPUS_FILES, "--rules", rules, "--max-flows", "500")
     assert_identical(pure, compiled)

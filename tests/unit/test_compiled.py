@@ -1,6 +1,7 @@
 """appliance/compiled.py: which build of the hot path runs, and falling back to the Python
 source when the compiled twin is missing or older than it (fresh interpreters on a copy of
 the package, so the choice made at import is the one under test)."""
+import ast
 import os
 import re
 import shutil
@@ -39,7 +40,7 @@ def test_packet_declarations_match_slots():
     pure = subprocess.run([sys.executable, "-c", "from appliance.packet import Packet; print(Packet.__slots__)"],
                           cwd=PKG.parent, env={**os.environ, PURE_ENV: "1"}, capture_output=True, text=True)
     declared = re.findall(r"cdef public object (\w+)", (PKG / "_c_packet.pxd").read_text())
-    assert declared == list(eval(pure.stdout)) == list(Packet.__slots__)
+    assert declared == list(ast.literal_eval(pure.stdout)) == list(Packet.__slots__)
 
 
 def test_missing_extension_runs_pure_python_and_says_so(tmp_path):
