@@ -109,7 +109,8 @@ def main(argv=None):
         return main_ha(rest)
     if cmd in ("--version", "version"):
         from . import __version__
-        print(__version__)
+        from . import compiled, inspector  # noqa: F401 -- imports the hot path, so the line says what runs
+        print(f"{__version__} (hot path: {compiled.describe()})")
         return 0
     print(f"appliance: unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)
     return 2

@@ -565,3 +565,7 @@ def _ethertype(p, data, etype, off):
         p.encap = "llc"     # 802.3 length field: LLC/SNAP frames (STP, CDP...)
     else:
         p.encap = UNSUPPORTED_ETHERTYPES.get(etype) or f"ethertype-{etype:#06x}"
+
+
+from .compiled import use_compiled  # noqa: E402 -- last: the Cython build of this file, if built
+use_compiled(globals())

@@ -6,8 +6,9 @@ first packet's sender, except that a first-seen SYN/ACK or echo reply names
 its receiver.
 
 Every flow sits in exactly one queue, by (class, idle timeout), least recently active
-first (an OrderedDict: a packet moves its flow to the end, O(1)). Within a queue the
-flows share one timeout, so the front is the next to expire: expiry pops fronts, O(flows
+first: a doubly linked list threaded through the flows themselves (two slots, 16 B a
+flow, where an OrderedDict entry cost ~105 B); a packet moves its flow to the end, O(1).
+Within a queue the flows share one timeout, so the front is the next to expire: expiry pops fronts, O(flows
 expired). Eviction once `max_flows` is reached takes the front of the first class that has
 flows, O(1), in this order (Linux conntrack's early_drop also spares ASSURED connections):
   final        verdict decided, nothing left to inspect (live: the kernel holds its verdict)
@@ -19,7 +20,6 @@ flows, O(1), in this order (Linux conntrack's early_drop also spares ASSURED con
 An ended flow leaves its queue at once: nothing outside `flows` and the queues refers to it.
 """
 import hashlib
-from collections import OrderedDict
 
 from .checksum import transport_ok
 from .packet import TCP, UDP, ICMP, ICMPV6, SYN, ACK, FIN, RST
@@ -72,16 +72,13 @@ class Flow:
         "pkts_ts", "pkts_tc", "bytes_ts", "bytes_tc",
         "inspected_bytes",                              # payload that went through detection (depth budget)
         "inspected_tc",                                 # ... of it, to the client (.rules: a budget per direction)
-        "vars",                                         # detect.flowstate.FlowVars: flowbits/flowint/bypass, or None
-        "verdict", "verdict_rule", "monitored", "final", "offloaded", "alerted", "alerted_rules",
-        "matched",                                      # (generation, rules matched while an earlier one pended) or None
+        "verdict", "verdict_rule", "final", "offloaded", "alerted",
         "app", "stream", "tcp", "cand_ts", "cand_tc",
         "direction", "in_iface", "flags_ts", "flags_tc", "reason",
-        "midstream",                                    # TCP picked up without its handshake: initiator unknown
-        "unoriented",                                   # the initiator is not sure: rules read both orientations
-        "pcap_cnt", "pcap_file", "_id",
+        "pcap_cnt", "pcap_file",
         "queue",                                        # the FlowTable queue (class, timeout) it sits in
-        "payloads",                                     # detect.stream_payload: [to_server, to_client] or None
+        "older", "younger",                             # its neighbours in that queue (a Queue at the ends)
+        "rare",                                         # FlowRare, made when one of its fields is first set
     )
 
     def __init__(self, key, pkt, reverse=False):
@@ -98,32 +95,25 @@ class Flow:
         self.state = NEW
         self.tcp_seen = 0
         self.isn = None              # TCP: the client's ISN, from its latest SYN
-        self.payloads = None         # reassembled bytes per direction for `payload: stream` rules
         self.pkts_ts = self.pkts_tc = self.bytes_ts = self.bytes_tc = 0
         self.inspected_bytes = self.inspected_tc = 0
-        self.vars = None
         self.verdict = None          # None (undecided) | "pass" | "drop" | "reject"
         self.verdict_rule = None     # Rule that decided, or None for the default action
-        self.matched = None          # Detector.decide: later rules that matched while an earlier one pended
-        self.monitored = False       # its drop/reject was in monitor mode: packets pass (Inspector._monitored)
         self.final = False           # verdict can no longer change and nothing is left to inspect
         self.offloaded = False       # handed to the kernel (live) / would have been (replay); set by the Inspector
         self.alerted = False
-        self.alerted_rules = None    # set of (rule index, direction) header-only alerts already reported
         self.app = None              # applayer.state.AppState; None while the protocol is unknown
         self.stream = None           # stream.ClientStream (TCP, from the client's first segment)
         self.tcp = None              # TcpReceiver (TCP, from the first packet after the client's SYN)
         self.cand_ts = self.cand_tc = None   # detection's candidate rule masks per direction
         self.direction = "any"
-        self.midstream = False       # set by the Inspector on a TCP flow's first packet
-        self.unoriented = False      # set by the Inspector on the first packet (mid-stream TCP, server-first UDP)
         self.in_iface = pkt.in_iface
         self.flags_ts = self.flags_tc = 0
         self.reason = ""
         self.pcap_cnt = pkt.pcap_cnt # replay: number of the flow's latest packet in its file
         self.pcap_file = pkt.pcap_file  # replay: the file that packet came from
-        self._id = None
-        self.queue = None
+        self.queue = self.older = self.younger = None
+        self.rare = None
 
     @property
     def id(self):
@@ -138,12 +128,78 @@ class Flow:
         return self.pkts_ts + self.pkts_tc
 
 
+class FlowRare:
+    """The per-flow state most flows never set, in one object a flow makes on the first
+    write that is not the default: 8 slots fewer in every Flow (64 B at 1M flows; a
+    spoofed SYN's flow sets none of them)."""
+
+    __slots__ = ("vars", "matched", "alerted_rules", "_id", "payloads", "monitored", "midstream", "unoriented")
+    DEFAULTS = {
+        "vars": None,            # detect.flowstate.FlowVars: flowbits/flowint/bypass
+        "matched": None,         # Detector.decide: (generation, rules matched while an earlier one pended)
+        "alerted_rules": None,   # set of (rule index, direction) header-only alerts already reported
+        "_id": None,             # the EVE flow_id, once made (Flow.id)
+        "payloads": None,        # detect.stream_payload: [to_server, to_client] reassembled bytes
+        "monitored": False,      # its drop/reject was in monitor mode: packets pass (Inspector._monitored)
+        "midstream": False,      # TCP picked up without its handshake: initiator unknown (set by the Inspector)
+        "unoriented": False,     # the initiator is not sure: rules read both orientations (set by the Inspector)
+    }
+
+    def __init__(self):
+        for name, value in self.DEFAULTS.items():
+            setattr(self, name, value)
+
+
+def _rare_field(name, default):
+    def get(flow):
+        rare = flow.rare
+        return default if rare is None else getattr(rare, name)
+
+    def set_(flow, value):
+        rare = flow.rare
+        if rare is None:
+            if value is default:
+                return                   # reads back the same without an object
+            rare = flow.rare = FlowRare()
+        setattr(rare, name, value)
+    return property(get, set_, doc=f"FlowRare.{name} (default {default!r})")
+
+
+for _name, _default in FlowRare.DEFAULTS.items():
+    setattr(Flow, _name, _rare_field(_name, _default))
+
+
 # tcp_seen bits; the client's SYN options sit above them (window scale in bits 8-11)
 _SYN, _SYNACK, _HS_DONE, _FIN_TS, _FIN_TC = 1, 2, 4, 8, 16
 _SYN_TS, _SYN_WS = 32, 64
 _HS_BITS = 31
 _CSUM_TS = 4096                       # the client sent a valid checksum: its bad ones are decoys
 _KEEP = _HS_BITS | _CSUM_TS
+
+
+class Queue:
+    """The flows of one (class, timeout), oldest first: the ring's sentinel. `younger` is
+    the oldest flow, `older` the youngest; empty when both are the queue itself."""
+
+    __slots__ = ("older", "younger")
+
+    def __init__(self):
+        self.older = self.younger = self
+
+    def __bool__(self):
+        return self.younger is not self
+
+    def __len__(self):
+        n, f = 0, self.younger
+        while f is not self:
+            n, f = n + 1, f.younger
+        return n
+
+
+def _unlink(flow):
+    older, younger = flow.older, flow.younger
+    older.younger = younger
+    younger.older = older
 
 
 class FlowTable:
@@ -153,7 +209,7 @@ class FlowTable:
         # conntrack calls it INVALID and it never reaches a worker); it must not move state
         self.verify_checksums = verify_checksums
         self.flows = {}
-        self.queues = ({}, {}, {})   # per class: idle timeout -> OrderedDict(key -> flow), oldest first
+        self.queues = ({}, {}, {})   # per class: idle timeout -> Queue of flows, oldest first
         self.total = self.evicted = 0
         self.evicted_by_class = [0, 0, 0]
         self.by_proto = {}
@@ -173,20 +229,20 @@ class FlowTable:
         t = TIMEOUTS.get(flow.proto, DEFAULT_TIMEOUTS).get(flow.state, 30)
         queue = self.queues[cls].get(t)
         if queue is None:
-            queue = self.queues[cls][t] = OrderedDict()
-        old = flow.queue
-        if old is queue:
-            queue.move_to_end(flow.key)
-        else:
-            if old is not None:
-                del old[flow.key]
-            queue[flow.key] = flow
-            flow.queue = queue
+            queue = self.queues[cls][t] = Queue()
+        if flow.queue is not None:
+            if queue.older is flow:
+                return                          # already the youngest of its queue
+            _unlink(flow)
+        youngest = queue.older
+        flow.older, flow.younger = youngest, queue
+        youngest.younger = queue.older = flow
+        flow.queue = queue
 
     def _unfile(self, flow):
         del self.flows[flow.key]
-        del flow.queue[flow.key]
-        flow.queue = None
+        _unlink(flow)
+        flow.queue = flow.older = flow.younger = None
 
     def lookup(self, pkt):
         """Return (flow, to_server, ended): the packet's flow, its direction, and a
@@ -258,8 +314,8 @@ class FlowTable:
         for cls, queues in enumerate(self.queues):
             victim = None
             for queue in queues.values():
-                if queue:
-                    flow = next(iter(queue.values()))
+                flow = queue.younger
+                if flow is not queue:
                     if victim is None or flow.last < victim.last:
                         victim = flow
             if victim is not None:
@@ -275,8 +331,8 @@ class FlowTable:
         out = []
         for queues in self.queues:
             for t, queue in queues.items():
-                while queue:
-                    flow = next(iter(queue.values()))
+                while queue.younger is not queue:
+                    flow = queue.younger
                     if flow.last + t > now:
                         break                  # the queue's oldest: the rest are younger
                     self._unfile(flow)
@@ -296,7 +352,7 @@ class FlowTable:
         for queues in self.queues:
             queues.clear()
         for f in out:
-            f.queue = None
+            f.queue = f.older = f.younger = None
             f.reason = reason
         return out
 
@@ -499,3 +555,7 @@ def confirmed(flow):
 
 def handshake_seen(flow):
     return bool(flow.tcp_seen & _HS_DONE)
+
+
+from .compiled import use_compiled  # noqa: E402 -- last: the Cython build of this file, if built
+use_compiled(globals())

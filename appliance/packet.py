@@ -80,3 +80,7 @@ class Packet:
         return (f"Packet(v{self.ip_version} {self.src}:{self.sport} -> {self.dst}:{self.dport} "
                 f"proto={self.proto} flags={self.tcp_flags:#x} len={self.length} "
                 f"payload={len(self.payload)} anomalies={self.anomalies} encap={self.encap!r})")
+
+
+from .compiled import use_compiled  # noqa: E402 -- last: the Cython build of this file, if built
+use_compiled(globals())

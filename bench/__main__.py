@@ -27,6 +27,8 @@ def main(argv=None):
     if not o.inline_only:
         from . import offline
         rows += offline.rows(quick=o.quick, runs=o.runs)
+        from . import hotpath
+        rows += hotpath.rows(quick=o.quick, runs=o.runs)
     if not o.offline_only:
         from . import inline
         rows += inline.rows(quick=o.quick, runs=o.runs)

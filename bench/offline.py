@@ -51,8 +51,8 @@ def timed_replay(paths, ruleset, max_flows=1_000_000, eve_types=None, eve_path=N
     return res.packets, dt
 
 
-def _pps_row(measure, paths, ruleset, runs):
-    row = Row(measure, "bare dpkt.pcap.Reader loop, same file", "pkt/s", ">= 0.50")
+def _pps_row(measure, paths, ruleset, runs, target=">= 0.50"):
+    row = Row(measure, "bare dpkt.pcap.Reader loop, same file", "pkt/s", target)
     for i in range(runs):
         n0, t0 = bare_read(paths)
         n1, t1 = timed_replay(paths, ruleset)
@@ -100,7 +100,7 @@ def rows(quick=False, runs=None):
             # and measure the fast path instead of flow creation.
             n, _ = bare_read([SYNFLOOD])
             row = _pps_row(f"replay pkt/s, corpus SYN flood ({n / 1000:.1f}k pkts, every packet a new flow), 1,000 rules",
-                           [SYNFLOOD], r1k, runs)
+                           [SYNFLOOD], r1k, runs, target=">= 0.40")     # issue 15's target for a flood
             out.append(row)
         else:
             out.append(Row("replay pkt/s, corpus SYN flood, 1,000 rules", "bare dpkt.pcap.Reader loop", "pkt/s",

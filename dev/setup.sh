@@ -43,8 +43,11 @@ fi
 export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 # prometheus_client (in `live`) comes from pip, not Debian's python3-prometheus-client: that one
 # installs for /usr/bin/python3 only, and the appliance may run on another interpreter (pyenv here)
+# (the editable install also compiles the hot path with Cython, in place: setup.py;
+# after editing one of its modules, `python3 setup.py build_ext --inplace` rebuilds it)
 python3 -m pip install -q -e ".[live,aws,test]"
 # development tools: atheris for `python3 -m bench.fuzz` (coverage-guided fuzzing; a manylinux
-# wheel, no compiler needed on Python 3.11), hypothesis for the property tests
-python3 -m pip install -q atheris hypothesis
+# wheel, no compiler needed on Python 3.11), hypothesis for the property tests, cython for
+# rebuilding the compiled hot path in place
+python3 -m pip install -q atheris hypothesis "cython>=3.0"
 echo "setup: ok ($(python3 --version), appliance $(python3 -m appliance --version))" >&2

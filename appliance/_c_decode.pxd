@@ -1,0 +1,19 @@
+# Cython declarations for the compiled twin of decode.py (see appliance/compiled.py):
+# the packet under construction is typed, so its fields are struct members. The
+# functions stay callable from Python (cpdef) with the pure module's signatures.
+import cython
+from appliance._c_packet cimport Packet as CPacket
+
+@cython.locals(p=CPacket)
+cpdef decode_l3(data, ts=*)
+@cython.locals(p=CPacket)
+cpdef decode_frame(data, linktype, ts=*)
+cpdef _ip(CPacket p, data, bad_version)
+cpdef _ipv4(CPacket p, data)
+cpdef _ipv4_options(CPacket p, data, hlen)
+cpdef _ipv6(CPacket p, data)
+cpdef _transport(CPacket p, proto, data, off, n, version)
+cpdef _tcp_segment(CPacket p, data, off, end)
+cpdef _tcp_options(CPacket p, data, i, end)
+cpdef _udp_datagram(CPacket p, data, off, end)
+cpdef _ethertype(CPacket p, data, etype, off)

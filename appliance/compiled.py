@@ -1,0 +1,73 @@
+"""The compiled hot path: Cython builds of the per-packet modules, chosen at import.
+
+The profile (docs/performance.md, "Round 2") names the modules whose code every packet
+runs; `setup.py` compiles each of them from its own, unchanged source into a sibling
+extension module `_c_<name>` (the typed declarations live in `_c_<name>.pxd`). The
+Python source stays the reference: a module ends with `use_compiled(globals())`, which
+swaps its names for the compiled module's when one is built, and does nothing when
+APPLIANCE_PURE_PYTHON=1 is set, or the extension is missing or older than the source
+(a logged note, then pure Python: a clean clone without a compiler still runs, only
+slower, and an edited module never runs its old compiled code).
+"""
+import importlib
+import logging
+import os
+
+PURE_ENV = "APPLIANCE_PURE_PYTHON"
+# The modules setup.py compiles, dependencies first (a compiled module imports its
+# neighbours by their pure names and gets their compiled contents through them).
+MODULES = ("appliance.packet", "appliance.decode", "appliance.flow")
+
+log = logging.getLogger("appliance.compiled")
+active = {}          # pure module name -> compiled module name, for bench and --version
+missing = {}         # pure module name -> why it runs as pure Python
+
+
+def pure_requested():
+    return os.environ.get(PURE_ENV, "") not in ("", "0")
+
+
+def twin_name(name):
+    """appliance.decode -> appliance._c_decode"""
+    package, _, leaf = name.rpartition(".")
+    return f"{package}._c_{leaf}"
+
+
+def use_compiled(namespace):
+    """Replace the module's public and private names with its compiled twin's."""
+    name = namespace["__name__"]
+    package, _, leaf = name.rpartition(".")
+    if leaf.startswith("_c_"):          # the compiled twin itself runs this line too
+        return
+    if pure_requested():
+        missing[name] = f"{PURE_ENV} is set"
+        return
+    # all or nothing: a compiled module types its arguments as its compiled neighbours'
+    # classes (decode's Packet), so it runs only when those run compiled too
+    behind = [m for m in MODULES[:MODULES.index(name)] if m not in active] if name in MODULES else []
+    if behind:
+        missing[name] = f"{behind[0]} runs as pure Python"
+        return
+    try:
+        twin = importlib.import_module(twin_name(name))
+    except ImportError as e:
+        missing[name] = f"not built ({e})"
+        log.info("%s: no compiled extension (%s); running the pure-Python module", name, e)
+        return
+    source = namespace.get("__file__")
+    if source and os.path.getmtime(twin.__file__) < os.path.getmtime(source):
+        # edited since the build: the twin would run the old code
+        missing[name] = "stale build, older than its source"
+        log.info("%s: compiled extension older than %s; running the pure-Python module "
+                 "(rebuild: python3 setup.py build_ext --inplace)", name, source)
+        return
+    namespace.update({k: v for k, v in vars(twin).items() if not (k.startswith("__") and k.endswith("__"))})
+    active[name] = twin.__name__
+
+
+def describe():
+    """One line: which hot-path modules run compiled."""
+    if not active:
+        return "pure Python (" + ("; ".join(sorted(set(missing.values()))) or "nothing imported yet") + ")"
+    return "compiled: " + ", ".join(sorted(n.rpartition(".")[2] for n in active)) + (
+        "; pure: " + ", ".join(sorted(n.rpartition(".")[2] for n in missing)) if missing else "")

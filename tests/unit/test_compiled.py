@@ -1,0 +1,66 @@
+"""appliance/compiled.py: which build of the hot path runs, and falling back to the Python
+source when the compiled twin is missing or older than it (fresh interpreters on a copy of
+the package, so the choice made at import is the one under test)."""
+import ast
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import appliance
+from appliance.compiled import MODULES, PURE_ENV, twin_name
+
+PKG = Path(appliance.__file__).parent
+BUILT = all(any(PKG.glob(twin_name(m).rpartition(".")[2] + ".*.so")) for m in MODULES)
+PROBE = ("import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stdout, format='%(message)s');"
+         "import appliance.inspector, appliance.compiled as c; print(c.describe())")
+
+
+def probe(root, **env):
+    env = {**{k: v for k, v in os.environ.items() if k != PURE_ENV}, **env, "PYTHONPATH": str(root)}
+    cp = subprocess.run([sys.executable, "-c", PROBE], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert cp.returncode == 0, cp.stderr
+    return cp.stdout
+
+
+def copy_package(tmp_path, with_builds):
+    shutil.copytree(PKG, tmp_path / "appliance",
+                    ignore=shutil.ignore_patterns("__pycache__", *(() if with_builds else ("*.so",))))
+    return tmp_path
+
+
+def test_packet_declarations_match_slots():
+    """_c_packet.pxd declares exactly Packet.__slots__: a field missing there would be an
+    AttributeError in the compiled build only."""
+    from appliance.packet import Packet
+    pure = subprocess.run([sys.executable, "-c", "from appliance.packet import Packet; print(Packet.__slots__)"],
+                          cwd=PKG.parent, env={**os.environ, PURE_ENV: "1"}, capture_output=True, text=True)
+    declared = re.findall(r"cdef public object (\w+)", (PKG / "_c_packet.pxd").read_text())
+    assert declared == list(ast.literal_eval(pure.stdout)) == list(Packet.__slots__)
+
+
+def test_missing_extension_runs_pure_python_and_says_so(tmp_path):
+    out = probe(copy_package(tmp_path, with_builds=False))
+    assert "appliance.packet: no compiled extension" in out
+    assert out.strip().endswith("pure Python (appliance.packet runs as pure Python; not built "
+                                "(No module named 'appliance._c_packet'))")
+
+
+@pytest.mark.skipif(not BUILT, reason="compiled hot path not built (python3 setup.py build_ext --inplace)")
+def test_stale_extension_is_not_used(tmp_path):
+    root = copy_package(tmp_path, with_builds=True)
+    assert probe(root).strip() == "compiled: decode, flow, packet"
+    so = next((root / "appliance").glob("_c_decode.*.so"))
+    os.utime(root / "appliance" / "decode.py", (so.stat().st_mtime + 10,) * 2)   # edited after the build
+    out = probe(root)
+    assert "appliance.decode: compiled extension older than" in out
+    # decode runs its source; flow, after it, too (all or nothing past the first pure module)
+    assert out.strip().splitlines()[-1] == "compiled: packet; pure: decode, flow"
+
+
+def test_env_selects_pure_python(tmp_path):
+    assert probe(PKG.parent, **{PURE_ENV: "1"}).strip() == f"pure Python ({PURE_ENV} is set)"

@@ -1,0 +1,48 @@
+"""What one tracked flow costs (issue 15: a compact flow table). Counted with tracemalloc
+over FlowTable.lookup of distinct SYNs, so the figure is the table's own: the Flow, its
+key, its strings and floats, the dict entry, the eviction queue's share. bench.memory
+measures the same as RSS at 1M flows (docs/performance.md)."""
+import struct
+import tracemalloc
+
+from appliance.decode import decode_l3
+from appliance.flow import Flow, FlowRare, FlowTable
+
+N = 20_000
+
+
+def syn(i):
+    src = struct.pack("!BBBB", 10, (i >> 16) & 0xFF, (i >> 8) & 0xFF, i & 0xFF)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0x4000, 64, 6, 0, src, b"\xc6\x33\x64\x07")
+    return ip + struct.pack("!HHIIBBHHH", 1024 + (i >> 24), 443, 0x10000000 + i, 0, 0x50, 0x02, 65535, 0, 0)
+
+
+def bytes_per_flow():
+    table = FlowTable(N + 10)
+    packets = [decode_l3(syn(i), 1.0 + i * 1e-6) for i in range(N)]   # decoded first: not the table's
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for p in packets:
+        table.lookup(p)
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert len(table) == N
+    return (after - before) / N
+
+
+def test_a_flow_costs_no_queue_entry_and_no_rare_slots():
+    # ~445 B here (Flow, key tuple, ISN, dict entry); an OrderedDict queue entry per flow
+    # (~90 B more) and the eight rarely set slots inline (64 B more) made it ~560
+    assert bytes_per_flow() < 480
+
+
+def test_rare_fields_read_their_defaults_without_an_object():
+    table = FlowTable()
+    flow, _, _ = table.lookup(decode_l3(syn(1), 1.0))
+    for name, default in FlowRare.DEFAULTS.items():
+        setattr(flow, name, default)              # what the Inspector writes on most flows
+        assert getattr(flow, name) is default
+    assert flow.rare is None
+    flow.monitored = True
+    assert flow.rare is not None and flow.monitored is True and flow.vars is None
+    assert "monitored" not in Flow.__slots__ and "rare" in Flow.__slots__
