@@ -133,6 +133,7 @@ class Inspector:
         self._body_pool = None            # body bytes all flows may still hold (body_total_bytes)
         self._pool_total = 0
         self._types_set(self.settings)
+        self.on_flow_end = None           # a source's callback per ended flow (GENEVE: leave the kernel sets)
 
     # -- public API ------------------------------------------------------------
 
@@ -757,6 +758,8 @@ class Inspector:
 
     def _end_flow(self, flow):
         self.counters.flows_ended[flow.reason] = self.counters.flows_ended.get(flow.reason, 0) + 1
+        if self.on_flow_end is not None:
+            self.on_flow_end(flow)
         if self.pcap_log is not None:
             self.pcap_log.forget(flow)
         for proto, tx in self._unanswered(flow):
