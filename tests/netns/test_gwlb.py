@@ -301,12 +301,13 @@ def test_decided_udp_flow_is_returned_by_the_kernel(bench, server, v):
 def test_dropped_flow_vanishes_in_the_kernel(bench):
     """Five datagrams of one UDP flow the rules drop: the worker drops the first, the kernel the rest."""
     b = bench
-    kernel = b.kernel_counters().get("drop4_udp", [0])[0]
+    kernel, before = b.kernel_counters().get("drop4_udp", [0])[0], b.appliance_stats()["gwlb"]
     send = ("import socket, time\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('10.1.0.2', 45353))\n"
             "for i in range(5):\n    u.sendto(b'x', ('10.2.0.2', 5353)); time.sleep(0.3)\n")
     b.ex(b.c, sys.executable, "-c", send)
     sim = wait_for(lambda: (lambda s: s if s["ports"].get("45353", [0])[0] >= 5 else None)(b.sim_stats()),
                    what="five datagrams sent")
     assert b.kernel_counters()["drop4_udp"][0] - kernel == 4     # the worker dropped the first
+    assert b.appliance_stats()["gwlb"]["datagrams"] - before["datagrams"] == 1
     assert sim["ports"]["45353"][1] == 0                         # nothing came back
     assert _ports(b.kernel_set("drop4_udp"), 5353)
