@@ -111,6 +111,12 @@ class Control:
 
 
 @dataclass(frozen=True)
+class Gwlb:
+    """The `gwlb:` section: behind a Gateway Load Balancer (docs/gwlb.md)."""
+    offload: bool = True                 # decided flows answered in the kernel (appliance.gwlb_offload)
+
+
+@dataclass(frozen=True)
 class Config:
     outside: str                 # interface name or "auto"
     inside: str
@@ -135,6 +141,7 @@ class Config:
     pcap_log: PcapLogConfig | None = None        # None: no pcap log (output/pcap_log.py)
     conntrack: Conntrack = field(default_factory=Conntrack)
     ha: object = None                            # ha.settings.Ha; None: no `ha:` section (docs/ha.md)
+    gwlb: Gwlb = field(default_factory=Gwlb)
     path: str = ""               # the file it was read from
     # Whether the file has interfaces.management at all: missing, `appliance run` has no
     # management interface and `appliance bootstrap` takes it as auto (a third ENI, if any).
@@ -151,7 +158,7 @@ class Config:
 
 TOP_KEYS = ("interfaces", "rules", "eve", "home_net", "workers", "queue_base",
             "failure_mode", "offload", "rules_skip_unsupported", "mark_mask", "inspection", "aws", "control",
-            "mode", "rules_mode", "pcap_log", "conntrack", "ha")
+            "mode", "rules_mode", "pcap_log", "conntrack", "ha", "gwlb")
 # Interface values resolved through EC2 discovery rather than used as names.
 DISCOVERED = re.compile(r"^(auto|eni-[0-9a-f]+|subnet-[0-9a-f]+)$")
 IFACE_KEYS = ("outside", "inside", "management")
@@ -337,6 +344,9 @@ def load_config(path) -> Config:
         ha = parse_ha(doc, path, problems, out.get("control"), base)
         if ha is not None:
             out["ha"] = ha
+
+    if doc.get("gwlb") is not None:
+        out["gwlb"] = _gwlb(doc, path, problems)
 
     if problems:
         raise ConfigError(problems)
@@ -543,6 +553,23 @@ def _config_source(aws, path, problems, out):
     if out.get("config_source") == "ssm" and "ssm_path" not in out and "ssm_path" not in aws:
         problems.append(at(path, aws.line_of("config_source"), "aws.config_source: ssm needs aws.ssm_path "
                            "(the parameter path, e.g. /appliance/prod)"))
+
+
+GWLB_KEYS = tuple(f.name for f in fields(Gwlb))
+
+
+def _gwlb(doc, path, problems) -> Gwlb:
+    """`gwlb: {offload: true}`."""
+    gw, d = doc["gwlb"], Gwlb()
+    if not isinstance(gw, yamlsource.LineDict):
+        problems.append(at(path, doc.line_of("gwlb"), f"gwlb must be a mapping of {', '.join(GWLB_KEYS)}"))
+        return d
+    _unknown("gwlb.", gw, GWLB_KEYS, path, problems)
+    if "offload" in gw:
+        if isinstance(gw["offload"], bool):
+            return replace(d, offload=gw["offload"])
+        problems.append(at(path, gw.line_of("offload"), f"gwlb.offload must be true or false, got {gw['offload']!r}"))
+    return d
 
 
 CONNTRACK_KEYS = tuple(f.name for f in fields(Conntrack))

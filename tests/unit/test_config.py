@@ -369,3 +369,16 @@ inspection:
     assert f"{path}:4: inspection.body_ratio must be an integer from 2 to 1000000, got 1" in p
     assert f"{path}:5: inspection.body_flow_bytes must be an integer from 1 to 1073741824, got 'lots'" in p
     assert f"{path}:6: inspection.body_total_bytes must be an integer from 1 to 1099511627776, got 0" in p
+
+
+GWLB_BASE = "interfaces: {outside: eth0, inside: eth1}\n"
+
+
+def test_gwlb_offload_key(tmp_path):
+    assert load_config(write(tmp_path, GWLB_BASE)).gwlb.offload is True
+    assert load_config(write(tmp_path, GWLB_BASE + "gwlb:\n  offload: false\n")).gwlb.offload is False
+    p = str(tmp_path / "appliance.yaml")
+    assert problems(tmp_path, GWLB_BASE + "gwlb:\n  offload: maybe\n") == [
+        f"{p}:3: gwlb.offload must be true or false, got 'maybe'"]
+    assert problems(tmp_path, GWLB_BASE + "gwlb: [offload]\n")[0].startswith(f"{p}:2: gwlb must be a mapping")
+    assert any(x.startswith(f"{p}:3:") and "offlaod" in x for x in problems(tmp_path, GWLB_BASE + "gwlb:\n  offlaod: true\n"))
