@@ -48,6 +48,7 @@ log = logging.getLogger("appliance.gwlb_offload")
 
 TABLE = "appliance_gwlb"
 PROTOS = {TCP: "tcp", UDP: "udp"}
+PROTO_OF = {v: k for k, v in PROTOS.items()}
 TIMEOUT = 30                      # seconds an nft command may take
 # raw payload offsets in bits from the outer UDP header; the inner packet starts at UDP
 # payload + 40 (GENEVE 8 + the AWS options 12 + 12 + 8)
@@ -235,37 +236,67 @@ def flow_elements(flow, eni: int):
 
 
 class FlowSets:
-    """A worker's view of the table's sets: the flows it handed to the kernel."""
+    """A worker's view of the table's sets: the flows it handed to the kernel.
+
+    Adds are batched: one libnftables command costs about the same for one flow as for a
+    hundred (parsing and a netlink transaction), and at one command per new flow a worker
+    managed a tenth of its new flows/s (docs/performance.md). The source calls `flush()` when
+    `due()` (BATCH flows waiting or DELAY seconds since the first); until then the flow's
+    packets still come to the worker, which passes or drops them as final."""
+    BATCH = 64
+    DELAY = 0.005
 
     def __init__(self, table=TABLE):
         self.table = table
         self.nft = _Nft()
         self.flows = {}                  # Flow -> (set name, elements) while in the kernel
+        self.pending = {}                # Flow -> (set name, elements) until the next flush
+        self.since = 0.0                 # monotonic time of the oldest pending add
         self.added = self.removed = self.errors = 0
 
-    def add(self, flow, action: str) -> bool:
-        """Both directions of a flow whose verdict is final (pass, or drop/reject: drop)."""
+    def add(self, flow, action: str, now: float = 0.0) -> bool:
+        """Both directions of a flow whose verdict is final (pass, or drop/reject: drop),
+        at the next flush."""
         key = flow.key
-        if flow in self.flows or len(key) != 6:     # (proto, a, port, b, port, ENI id): TCP/UDP in a tunnel
+        if flow in self.flows or flow in self.pending or len(key) != 6:   # (proto, a, port, b, port, ENI id)
             return False
         found = flow_elements(flow, key[5])
         if found is None:
             return False
         version, elements = found
-        name = set_name(action, version, flow.proto)
-        timeout = TIMEOUTS[flow.proto][ESTABLISHED]      # the flow's idle timeout (Python ends it sooner)
-        err = self.nft.run(f"add element netdev {self.table} {name} "
-                           f"{{ {', '.join(f'{el} timeout {timeout}s' for el in elements)} }}")
-        if err is not None:
-            self._error("add", err)
-            return False
-        self.flows[flow] = (name, elements)
-        self.added += 1
+        if not self.pending:
+            self.since = now
+        self.pending[flow] = (set_name(action, version, flow.proto), elements)
         return True
+
+    def due(self, now: float) -> bool:
+        return bool(self.pending) and (len(self.pending) >= self.BATCH or now - self.since >= self.DELAY)
+
+    def flush(self) -> None:
+        """Every pending flow's elements into the kernel, in one command (one transaction)."""
+        pending, self.pending = self.pending, {}
+        if not pending:
+            return
+        cmds = [self._add_cmd(name, elements) for name, elements in pending.values()]
+        if self.nft.run("\n".join(cmds)) is not None:
+            # one bad element fails the transaction: the others still go in, each on its own
+            for flow, cmd in zip(list(pending), cmds):
+                err = self.nft.run(cmd)
+                if err is not None:
+                    self._error("add", err)
+                    del pending[flow]
+        self.flows.update(pending)
+        self.added += len(pending)
+
+    def _add_cmd(self, name, elements):
+        timeout = TIMEOUTS[PROTO_OF[name[-3:]]][ESTABLISHED]   # the flow's idle timeout (Python ends it sooner)
+        return f"add element netdev {self.table} {name} {{ {', '.join(f'{el} timeout {timeout}s' for el in elements)} }}"
 
     def forget(self, flow) -> None:
         """The flow ended in Python: its packets go to the worker again (a new connection
         on the same ports is inspected from its start)."""
+        if self.pending.pop(flow, None) is not None:
+            return
         entry = self.flows.pop(flow, None)
         if entry is None:
             return

@@ -110,13 +110,21 @@ class GwlbSource:
         m[reason] = m.get(reason, 0) + 1
 
     def __iter__(self):
-        sock, view, c = self.sock, self.view, self.counters
+        sock, view, c, offload = self.sock, self.view, self.counters, self.offload
         sock.settimeout(self.wait)
+        short = False                     # the socket's timeout is the adds' DELAY
         next_idle = time.monotonic() + self.wait
         while self._running:
-            if self.idle is not None and time.monotonic() >= next_idle:
-                next_idle = time.monotonic() + self.wait
+            now = time.monotonic()
+            if self.idle is not None and now >= next_idle:
+                next_idle = now + self.wait
                 self.idle()
+            if offload is not None:
+                if offload.due(now):
+                    offload.flush()
+                if short != bool(offload.pending):    # adds waiting: wait for a datagram no longer than they may
+                    short = not short
+                    sock.settimeout(offload.DELAY if short else self.wait)
             try:
                 n, peer = sock.recvfrom_into(self.buf)
             except (socket.timeout, BlockingIOError, InterruptedError):
@@ -161,7 +169,7 @@ class GwlbSource:
                 self.offload.forget(flow)
             elif v.offload:
                 # final only (never while pending): one packet must not offload an undecided flow
-                c.offloaded += self.offload.add(flow, action)
+                c.offloaded += self.offload.add(flow, action, time.monotonic())
         if action == "pass":                  # held fragments too: the datagram's verdict is its last one's
             c.returned += self._send(self._datagram)
             return

@@ -36,6 +36,8 @@ for action, inner in (("pass", IP(src="10.1.0.2", dst="10.2.0.2") / TCP(sport=40
                       ("drop", IP(src="10.1.0.2", dst="10.2.0.2") / UDP(sport=40000, dport=53))):
     p = decode_l3(raw(inner)); p.tunnel = %d
     assert sets.add(Flow(flow_key(p), p), action)
+sets.flush()
+assert len(sets.flows) == 3 and sets.errors == 0
 print(installed, end="")
 """ % ENI
 # In the gwlb namespace: send each frame (hex) from the argument list, print which came back
