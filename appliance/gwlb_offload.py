@@ -39,6 +39,7 @@ import json
 import logging
 import re
 import subprocess
+import time
 
 from . import geneve
 from .flow import ESTABLISHED, TIMEOUTS
@@ -50,6 +51,7 @@ TABLE = "appliance_gwlb"
 PROTOS = {TCP: "tcp", UDP: "udp"}
 PROTO_OF = {v: k for k, v in PROTOS.items()}
 TIMEOUT = 30                      # seconds an nft command may take
+GRACE = 60                        # seconds an element outlives its flow's idle timeout
 # raw payload offsets in bits from the outer UDP header; the inner packet starts at UDP
 # payload + 40 (GENEVE 8 + the AWS options 12 + 12 + 8)
 INNER = 384
@@ -251,7 +253,8 @@ class FlowSets:
         self.nft = _Nft()
         self.flows = {}                  # Flow -> (set name, elements) while in the kernel
         self.pending = {}                # Flow -> (set name, elements) until the next flush
-        self.since = 0.0                 # monotonic time of the oldest pending add
+        self.doomed = []                 # (set name, elements) of ended flows, deleted at the next flush
+        self.since = 0.0                 # monotonic time of the oldest pending add or delete
         self.added = self.removed = self.errors = 0
 
     def add(self, flow, action: str, now: float = 0.0) -> bool:
@@ -264,16 +267,24 @@ class FlowSets:
         if found is None:
             return False
         version, elements = found
-        if not self.pending:
+        if not self.pending and not self.doomed:
             self.since = now
         self.pending[flow] = (set_name(action, version, flow.proto), elements)
         return True
 
+    def waiting(self) -> bool:
+        return bool(self.pending or self.doomed)
+
     def due(self, now: float) -> bool:
-        return bool(self.pending) and (len(self.pending) >= self.BATCH or now - self.since >= self.DELAY)
+        return (bool(self.pending or self.doomed)
+                and (len(self.pending) + len(self.doomed) >= self.BATCH or now - self.since >= self.DELAY))
 
     def flush(self) -> None:
-        """Every pending flow's elements into the kernel, in one command (one transaction)."""
+        """Ended flows out of the kernel and every pending flow's elements in, each in one
+        command (one transaction)."""
+        doomed, self.doomed = self.doomed, []
+        if doomed:
+            self._delete(doomed)
         pending, self.pending = self.pending, {}
         if not pending:
             return
@@ -289,22 +300,47 @@ class FlowSets:
         self.added += len(pending)
 
     def _add_cmd(self, name, elements):
-        timeout = TIMEOUTS[PROTO_OF[name[-3:]]][ESTABLISHED]   # the flow's idle timeout (Python ends it sooner)
+        # the flow's idle timeout, and a minute: Python ends the flow (and deletes these)
+        # first; the kernel's own timeout only clears what a dead worker left
+        timeout = TIMEOUTS[PROTO_OF[name[-3:]]][ESTABLISHED] + GRACE
         return f"add element netdev {self.table} {name} {{ {', '.join(f'{el} timeout {timeout}s' for el in elements)} }}"
 
-    def forget(self, flow) -> None:
-        """The flow ended in Python: its packets go to the worker again (a new connection
-        on the same ports is inspected from its start)."""
+    def forget(self, flow, now: bool = True) -> None:
+        """The flow ended in Python (or is tearing down): its packets go to the worker again.
+        `now`: deleted before this returns (a teardown, a new connection on the same ports:
+        the next packet must not pass in the kernel); else at the next flush (an idle flow,
+        an evicted one: nothing of theirs is due)."""
         if self.pending.pop(flow, None) is not None:
             return
         entry = self.flows.pop(flow, None)
         if entry is None:
             return
-        name, elements = entry
-        if self.nft.run(f"delete element netdev {self.table} {name} {{ {', '.join(elements)} }}") is not None:
-            for el in elements:          # one may have timed out already: each on its own
-                self.nft.run(f"delete element netdev {self.table} {name} {{ {el} }}")
         self.removed += 1
+        if now:
+            self._delete([entry])
+        else:
+            if not self.pending and not self.doomed:
+                self.since = time.monotonic()
+            self.doomed.append(entry)
+
+    def ended(self, flow) -> None:
+        """Inspector.on_flow_end: reused/closed ports at once, the rest batched."""
+        self.forget(flow, now=flow.reason in ("reused", "closed"))
+
+    def release(self) -> None:
+        """The worker stops: leave the kernel's elements to their timeouts (decided flows
+        keep being answered, as connmarks outlive an inline worker); no per-flow deletes."""
+        self.flows.clear()
+        self.pending.clear()
+        self.doomed.clear()
+
+    def _delete(self, entries):
+        cmds = [f"delete element netdev {self.table} {name} {{ {', '.join(els)} }}" for name, els in entries]
+        if self.nft.run("\n".join(cmds)) is None:
+            return
+        for name, els in entries:        # one was gone already (its timeout): the rest each on its own
+            for el in els:
+                self.nft.run(f"delete element netdev {self.table} {name} {{ {el} }}")
 
     def _error(self, what, err):
         self.errors += 1

@@ -122,7 +122,7 @@ class GwlbSource:
             if offload is not None:
                 if offload.due(now):
                     offload.flush()
-                if short != bool(offload.pending):    # adds waiting: wait for a datagram no longer than they may
+                if short != offload.waiting():    # adds waiting: wait for a datagram no longer than they may
                     short = not short
                     sock.settimeout(offload.DELAY if short else self.wait)
             try:
@@ -144,6 +144,8 @@ class GwlbSource:
                 p.quote.tunnel = t.eni
             self._datagram, self._header, self._peer = data, t.header_len, peer
             yield p
+        if offload is not None:               # stopping: the flows' ends to come need no deletes
+            offload.release()
 
     def _send(self, data):
         peer = self._peer
@@ -228,7 +230,7 @@ def main(argv=None) -> int:
     flowsets = fast_path(a.listen, a.gwlb) if a.offload else None
     src = GwlbSource(sock, senders, idle=lambda: insp.tick(time.time()), offload=flowsets)
     if flowsets is not None:
-        insp.on_flow_end = flowsets.forget
+        insp.on_flow_end = flowsets.ended
 
     def stats(*_):
         out = {"gwlb": src.counters.as_dict(), "verdicts": dict(insp.counters.verdicts)}
