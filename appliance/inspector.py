@@ -139,6 +139,7 @@ class Inspector:
         self.kernel_policy = None         # settings.kernel_decisions: what the kernel decides (replay: marked)
         self._kernel = {}                 # flow -> the verdict the kernel policy gave it
         self._kernel_policy()
+        self.on_flow_end = None           # a source's callback per ended flow (GENEVE: leave the kernel sets)
 
     # -- public API ------------------------------------------------------------
 
@@ -792,6 +793,8 @@ class Inspector:
         if self._kernel:
             self._kernel.pop(flow, None)
         self.counters.flows_ended[flow.reason] = self.counters.flows_ended.get(flow.reason, 0) + 1
+        if self.on_flow_end is not None:
+            self.on_flow_end(flow)
         if self.pcap_log is not None:
             self.pcap_log.forget(flow)
         for proto, tx in self._unanswered(flow):

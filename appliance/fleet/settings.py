@@ -22,9 +22,10 @@ class Gwlb:
     health_host: str = ""            # the target group's health check: ADDR ...
     health_port: int = 0             # ... and PORT
     drain: float = DEREGISTRATION_DELAY    # seconds served after SIGTERM with health failing
+    offload: bool = True             # decided flows answered in the kernel (appliance.gwlb_offload)
 
 
-GWLB_KEYS = ("listen", "senders", "reply_port", "workers", "health", "drain")
+GWLB_KEYS = ("listen", "senders", "reply_port", "workers", "health", "drain", "offload")
 
 
 def parse_gwlb(doc, path, problems):
@@ -93,6 +94,11 @@ def parse_gwlb(doc, path, problems):
                                f"(the target group's health check port), got {got(g['health'])}"))
         else:
             out["health_host"], out["health_port"] = hp
+    if "offload" in g:
+        if isinstance(g["offload"], bool):
+            out["offload"] = g["offload"]
+        else:
+            problems.append(at(path, g.line_of("offload"), f"gwlb.offload must be true or false, got {got(g['offload'])}"))
     if "drain" in g:
         v = g["drain"]
         if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 3600:

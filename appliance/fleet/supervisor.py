@@ -27,7 +27,8 @@ from appliance.fleet import steering
 from appliance.fleet.health import Health
 from appliance.fleet.worker import worker_main
 from appliance.reload import Check, Outbox, encode
-from appliance.source.gwlb import listen
+from appliance import gwlb_offload
+from appliance.source.gwlb import data_interface, listen
 
 log = logging.getLogger("appliance.fleet")
 
@@ -55,6 +56,7 @@ class FleetSupervisor:
         self.drain_end = None      # monotonic time the drain ends (SIGTERM seen)
         self.restarts = 0
         self.health = None
+        self.fast_path = False     # the kernel fast path's table is installed (gwlb.offload)
 
     def _signal(self, signum, _frame):
         self.pending.append(signum)
@@ -74,7 +76,7 @@ class FleetSupervisor:
                      + [c.fileno() for c in self.status.values()]
                      + [s.fileno() for j, s in enumerate(self.socks) if j != i])
         p = self.ctx.Process(target=worker_main, name=f"appliance-gwlb{i}",
-                             args=(self.cfg, i, self.ruleset, self.socks[i], control, theirs, inherited))
+                             args=(self.cfg, i, self.ruleset, self.socks[i], control, theirs, inherited, self.fast_path))
         p.start()
         theirs.close()
         os.close(control)
@@ -139,6 +141,7 @@ class FleetSupervisor:
             self.health.stop()
             return 2
         self._check_mtu()
+        self.fast_path = self._install_fast_path()
         for i in range(g.workers):
             self.start_worker(i)
         deadline = time.monotonic() + BIND_TIMEOUT
@@ -190,6 +193,33 @@ class FleetSupervisor:
                     if self.recheck:
                         self.recheck = False
                         self.start_check()
+
+    def _install_fast_path(self) -> bool:
+        """The kernel fast path's table (appliance.gwlb_offload), owned here for every worker
+        (each adds and removes its own flows). It matches the data address GENEVE arrives at,
+        so `listen: 0.0.0.0` takes the IPv4 address of the interface the route to the GWLB
+        leaves by; without one (or on another port than 6081) the workers answer everything."""
+        g = self.cfg.gwlb
+        if not g.offload:
+            return False
+        import ipaddress
+        from appliance.fleet.worker import first_address
+        senders = [s for s in g.senders if ipaddress.ip_network(s).version == 4]   # GWLB sends IPv4 GENEVE
+        address = g.listen
+        if ipaddress.ip_address(address).is_unspecified and senders:
+            found = data_interface(address, first_address(senders[0]))
+            address = gwlb_offload.ipv4_of(found[0]) if found else None
+        where = gwlb_offload.device_of(address) if address and ":" not in address else None
+        if where is None or not senders or g.port != 6081:
+            log.warning("gwlb: no kernel fast path (listen %s port %d, IPv4 senders %s): every datagram is "
+                        "answered by a worker", g.listen, g.port, senders or "none")
+            return False
+        try:
+            gwlb_offload.install(where[0], where[1], address, senders, g.reply_port)
+        except gwlb_offload.OffloadError as e:
+            log.warning("gwlb: no kernel fast path: %s", e)
+            return False
+        return True
 
     def _where(self, key):
         """FILE:LINE of a gwlb key, for a problem found at start."""
@@ -277,6 +307,8 @@ class FleetSupervisor:
                 p.join()
         for s in self.socks:
             s.close()
+        if self.fast_path:
+            gwlb_offload.remove()                 # no kernel state left behind
         if self.health is not None:
             self.health.stop()
         log.info("stopped")

@@ -25,6 +25,7 @@ from appliance.detect.engine import Detector
 from appliance.inspector import Inspector, settings_from_config
 from appliance.output.eve import EveWriter
 from appliance.reload import Inbox
+from appliance import gwlb_offload
 from appliance.source.gwlb import GwlbSource, Senders, data_interface, interface_mtu
 
 log = logging.getLogger("appliance.fleet")
@@ -42,8 +43,9 @@ def settings(cfg, running=None):
 
 
 class Worker:
-    def __init__(self, cfg, index, ruleset, sock, control, status):
+    def __init__(self, cfg, index, ruleset, sock, control, status, fast_path=False):
         self.cfg, self.index, self.ruleset = cfg, index, ruleset
+        self.fast_path = fast_path   # the supervisor installed the kernel fast path's table
         self.sock, self.control, self.status = sock, control, status
         self.flags = set()
         self.parent = os.getppid()
@@ -65,8 +67,11 @@ class Worker:
         self.inbox = Inbox(self.control, lambda c, rs: (c, rs, Detector(rs, 0, c.inspection.exception_policy)),
                            name=f"reload-g{self.index}")
         g = cfg.gwlb
+        flowsets = gwlb_offload.FlowSets() if self.fast_path else None
         self.src = GwlbSource(self.sock, Senders(g.senders), reply_port=g.reply_port, idle=self.idle,
-                              defrag=self.inspector.defrag)
+                              defrag=self.inspector.defrag, offload=flowsets)
+        if flowsets is not None:
+            self.inspector.on_flow_end = flowsets.ended
         found = data_interface(g.listen, first_address(g.senders[0]))
         if found is not None:
             self.iface, self.src.mtu = found
@@ -81,6 +86,8 @@ class Worker:
             source.run(self.src, self.inspector)
         finally:
             self.write_stats()
+            if self.src.offload is not None:
+                self.src.offload.release()
             if self.eve:
                 self.eve.close()
             if self.inspector.pcap_log is not None:
@@ -146,7 +153,7 @@ def first_address(network):
     return str(net[1] if net.num_addresses > 2 else net.network_address)
 
 
-def worker_main(cfg, index, ruleset, sock, control, status, inherited=()):
+def worker_main(cfg, index, ruleset, sock, control, status, inherited=(), fast_path=False):
     """Process entry point. `inherited`: descriptors of the supervisor (the other workers'
     sockets and pipes) this child must not keep."""
     for fd in inherited:
@@ -160,4 +167,4 @@ def worker_main(cfg, index, ruleset, sock, control, status, inherited=()):
         pass
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s appliance-gwlb[%(process)d] %(levelname)s %(message)s")
-    sys.exit(Worker(cfg, index, ruleset, sock, control, status).run())
+    sys.exit(Worker(cfg, index, ruleset, sock, control, status, fast_path).run())

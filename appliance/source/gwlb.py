@@ -13,6 +13,9 @@ GWLB delivers them on. So for every datagram:
                GENEVE header (same options: the GWLB returns it through the same endpoint)
        a fragment: kept until its IP datagram is judged whole, then returned with the
                datagram's other fragments (pass) or not at all (`_fragment`)
+    -> a final verdict (Verdict.offload): both directions of the flow into the kernel's sets
+       (appliance.gwlb_offload), which return or drop its later datagrams without waking us;
+       the flow's end takes them out again
 
 A plain blocking socket loop: Python has no recvmmsg, and recv_into one reused buffer
 allocates only the bytes of the datagram. One socket, one process; scaling out is the
@@ -27,8 +30,9 @@ import socket
 import sys
 import time
 
-from appliance import geneve
+from appliance import geneve, gwlb_offload
 from appliance.decode import decode_l3
+from appliance.flow import CLOSED, CLOSING
 from appliance.inspector import HELD
 from appliance.reject import IcmpLimit, answer, kernel_limits, too_big
 from appliance.packet import TCP
@@ -42,16 +46,18 @@ TOO_BIG = "gwlb.too_big"        # anomaly: an allowed packet that cannot go back
 RCVBUF = 32 << 20
 SO_RCVBUFFORCE = 33
 SENDER_CACHE = 4096
+TEARDOWN = (CLOSING, CLOSED)
 
 
 class Counters:
     """What the GENEVE source sees beyond the Inspector's verdict counters."""
     __slots__ = ("datagrams", "returned", "dropped", "reject_sent", "send_errors", "malformed", "too_big",
-                 "too_big_sent", "held")
+                 "too_big_sent", "held", "offloaded")
 
     def __init__(self):
         self.datagrams = self.returned = self.dropped = self.reject_sent = self.send_errors = 0
         self.too_big = self.too_big_sent = 0     # allowed but too big to go back; ICMP answers sent
+        self.offloaded = 0                       # flows handed to the kernel fast path
         self.malformed = {}                      # drop reason (geneve.*) -> count
         self.held = 0                            # fragments kept until their datagram is judged whole
 
@@ -59,7 +65,7 @@ class Counters:
         return {"datagrams": self.datagrams, "returned": self.returned, "dropped": self.dropped,
                 "reject_sent": self.reject_sent, "send_errors": self.send_errors,
                 "malformed": dict(self.malformed), "too_big": self.too_big, "too_big_sent": self.too_big_sent,
-                "held": self.held}
+                "held": self.held, "offloaded": self.offloaded}
 
 
 class Senders:
@@ -92,8 +98,10 @@ class GwlbSource:
     for a packet comes (source.run) before the next datagram is read, so the datagram in
     hand is the one the verdict is for."""
 
-    def __init__(self, sock, senders, reply_port=geneve.PORT, idle=None, wait=0.2, limit=None, defrag=None):
+    def __init__(self, sock, senders, reply_port=geneve.PORT, idle=None, wait=0.2, limit=None, defrag=None,
+                 offload=None):
         self.sock = sock
+        self.offload = offload                # gwlb_offload.FlowSets, or None (no kernel fast path)
         self.senders = senders
         self.reply_port = reply_port          # GWLB listens on 6081 (None: the sender's port)
         self.idle = idle
@@ -121,13 +129,21 @@ class GwlbSource:
         m[reason] = m.get(reason, 0) + 1
 
     def __iter__(self):
-        sock, view, c = self.sock, self.view, self.counters
+        sock, view, c, offload = self.sock, self.view, self.counters, self.offload
         sock.settimeout(self.wait)
+        short = False                     # the socket's timeout is the adds' DELAY
         next_idle = time.monotonic() + self.wait
         while self._running:
-            if self.idle is not None and time.monotonic() >= next_idle:
-                next_idle = time.monotonic() + self.wait
+            now = time.monotonic()
+            if self.idle is not None and now >= next_idle:
+                next_idle = now + self.wait
                 self.idle()
+            if offload is not None:
+                if offload.due(now):
+                    offload.flush()
+                if short != offload.waiting():    # adds waiting: wait for a datagram no longer than they may
+                    short = not short
+                    sock.settimeout(offload.DELAY if short else self.wait)
             try:
                 n, peer = sock.recvfrom_into(self.buf)
             except (socket.timeout, BlockingIOError, InterruptedError):
@@ -149,6 +165,8 @@ class GwlbSource:
                 p.quote.tunnel = t.eni
             self._datagram, self._header, self._peer = data, t.header_len, peer
             yield p
+        if offload is not None:               # stopping: the flows' ends to come need no deletes
+            offload.release()
 
     def _send(self, data):
         peer = self._peer
@@ -213,6 +231,16 @@ class GwlbSource:
         action = v.action
         if pkt.frag is not None and self._fragment(pkt, v):
             return
+        flow = v.flow
+        if self.offload is not None and flow is not None:
+            if flow.state in TEARDOWN:
+                # a FIN or RST (the kernel sends them here): the rest of the teardown comes
+                # here too, so the flow closes and ends in Python (and a new connection on
+                # the same ports is inspected from its SYN)
+                self.offload.forget(flow)
+            elif v.offload:
+                # final only (never while pending): one packet must not offload an undecided flow
+                c.offloaded += self.offload.add(flow, action, time.monotonic())
         if action == "pass":                  # held fragments too: the datagram's verdict is its last one's
             if self.mtu is not None and len(self._datagram) + OUTER > self.mtu:
                 self._too_big(pkt)
@@ -285,6 +313,8 @@ def main(argv=None) -> int:
     ap.add_argument("--home-net", action="append",
                     help="the protected network (CIDR): which side is outside, as no interface tells it here")
     ap.add_argument("--ready", help="file written once the socket is bound")
+    ap.add_argument("--no-offload", dest="offload", action="store_false",
+                    help="no kernel fast path: every datagram comes to this process")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s appliance-gwlb[%(process)d] %(levelname)s %(message)s")
@@ -296,25 +326,51 @@ def main(argv=None) -> int:
         return 2
     eve = EveWriter(a.eve) if a.eve else None
     insp = Inspector(rs, Settings(), eve)
-    src = GwlbSource(listen(a.listen, a.port), senders, idle=lambda: insp.tick(time.time()), defrag=insp.defrag)
+    sock = listen(a.listen, a.port)
+    flowsets = fast_path(a.listen, a.gwlb) if a.offload else None
+    src = GwlbSource(sock, senders, idle=lambda: insp.tick(time.time()), defrag=insp.defrag, offload=flowsets)
+    if flowsets is not None:
+        insp.on_flow_end = flowsets.ended
     found = data_interface(a.listen, str(senders.networks[0].network_address))
     if found is not None:
         src.mtu = found[1]
 
     def stats(*_):
-        print(json.dumps({"gwlb": src.counters.as_dict(), "verdicts": dict(insp.counters.verdicts)}),
-              file=sys.stderr, flush=True)
+        out = {"gwlb": src.counters.as_dict(), "verdicts": dict(insp.counters.verdicts)}
+        if flowsets is not None:        # what the kernel returned/dropped without us, per set
+            out["kernel"] = gwlb_offload.counters()
+        print(json.dumps(out), file=sys.stderr, flush=True)
     signal.signal(signal.SIGUSR1, stats)
     signal.signal(signal.SIGTERM, lambda *_: src.stop())
     if a.ready:
         with open(a.ready, "w") as f:
             f.write(str(os.getpid()))
     log.info("gwlb: listening on %s:%d for %s", a.listen, a.port, ", ".join(a.gwlb))
-    source.run(src, insp)
+    try:
+        source.run(src, insp)
+    finally:
+        if flowsets is not None:
+            gwlb_offload.remove()
     stats()
     if eve:
         eve.close()
     return 0
+
+
+def fast_path(address, senders):
+    """Install the kernel fast path on the interface holding `address` (this process owns
+    the table: `appliance.gwlb_offload`); None, said why, when it cannot be."""
+    where = gwlb_offload.device_of(address) if address not in ("0.0.0.0", "::") else None
+    if where is None or ":" in address:
+        log.warning("gwlb: no kernel fast path: listen on the data interface's IPv4 address (not %s) "
+                    "for decided flows to stay in the kernel", address)
+        return None
+    try:
+        gwlb_offload.install(where[0], where[1], address, senders)
+        return gwlb_offload.FlowSets()
+    except gwlb_offload.OffloadError as e:
+        log.warning("gwlb: no kernel fast path: %s", e)
+        return None
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ reaches its destination as GWLB's endpoint would deliver it.
 
 Counters go to the --stats file as JSON after every change:
   sent, returned_exact (the datagram as we sent it), answers (our header, another inner
-  packet: reject answers), mismatched (anything else: a test failure), injected.
+  packet: reject answers), mismatched (anything else: a test failure), injected;
+  ports: inner port (either end) -> [sent, returned_exact], so a test can follow one flow.
 """
 import argparse
 import json
@@ -41,7 +42,7 @@ def main():
     raw6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
     lock = threading.Lock()
     sent, headers = {}, set()
-    stats = {"sent": 0, "returned_exact": 0, "answers": 0, "mismatched": [], "injected": 0, "cookies": []}
+    stats = {"sent": 0, "returned_exact": 0, "answers": 0, "mismatched": [], "injected": 0, "cookies": [], "ports": {}}
 
     def save():
         tmp = a.stats + ".tmp"
@@ -53,6 +54,10 @@ def main():
         ends = sorted([(p.src, p.sport), (p.dst, p.dport)])
         return zlib.crc32(repr((p.proto, ends)).encode())
 
+    def count(p, i):
+        for port in {p.sport, p.dport}:
+            stats["ports"].setdefault(str(port), [0, 0])[i] += 1
+
     def on_packet(nfpkt):
         inner = nfpkt.get_payload()
         p = decode_l3(inner)
@@ -61,6 +66,7 @@ def main():
             sent[d] = sent.get(d, 0) + 1
             headers.add(d[:len(d) - len(inner)])
             stats["sent"] += 1
+            count(p, 0)
             c = cookie(p)
             if c not in stats["cookies"]:
                 stats["cookies"].append(c)
@@ -78,6 +84,7 @@ def main():
                 elif sent.get(d):
                     sent[d] -= 1
                     stats["returned_exact"] += 1
+                    count(decode_l3(d[t.header_len:]), 1)
                 elif d[:t.header_len] in headers:
                     stats["answers"] += 1
                 else:

@@ -37,6 +37,43 @@ rules:
   - {id: 5, action: drop, proto: tcp, dst_port: 23, msg: "telnet"}
   - {id: 6, action: pass, proto: icmp}
   - {id: 7, action: pass, proto: icmpv6}
+  - {id: 8, action: pass, proto: tcp, dst_port: 9000}
+  - {id: 9, action: pass, proto: udp, dst_port: 9001}
+"""
+# the server's bulk sender (TCP 9000: BULK bytes, then close) and UDP echo (9001), both families
+BULK = 2 << 20
+SERVERS = """
+import socket, threading
+def tcp():
+    s = socket.socket(socket.AF_INET6); s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("::", 9000)); s.listen(16)
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=lambda c=c: (c.sendall(b"x" * %d), c.close()), daemon=True).start()
+threading.Thread(target=tcp, daemon=True).start()
+u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+u.bind(("::", 9001))
+while True:
+    d, peer = u.recvfrom(2048); u.sendto(d, peer)
+""" % BULK
+FETCH = """
+import socket, sys
+c = socket.create_connection((sys.argv[1], 9000), timeout=10); n = 0
+while d := c.recv(65536):
+    n += len(d)
+print(n)
+"""
+ECHO = """
+import socket, sys
+family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+u = socket.socket(family, socket.SOCK_DGRAM); u.settimeout(2); u.connect((sys.argv[1], 9001)); n = 0
+for i in range(int(sys.argv[2])):
+    u.send(b"%06d" % i)
+    try:
+        n += u.recv(2048) == b"%06d" % i
+    except socket.timeout:
+        pass
+print(n)
 """
 ENI = 0x0E11000000ABCDEF
 
@@ -103,6 +140,19 @@ class Bench:
         with open(self.tmp / "sim.json") as f:
             return json.load(f)
 
+    def kernel_set(self, name):
+        """The elements of one of the fast path's sets in the appliance namespace (their
+        concatenated parts as nft -j lists them)."""
+        r = self.ex(self.a, "nft", "-j", "list", "set", "netdev", "appliance_gwlb", name)
+        sets = [o["set"] for o in json.loads(r.stdout)["nftables"] if "set" in o]
+        return [e["elem"]["val"]["concat"] if "elem" in e else e["concat"] for e in sets[0].get("elem", [])]
+
+    def kernel_counters(self):
+        """set name -> [datagrams, bytes] the kernel fast path handled (appliance.gwlb_offload)."""
+        r = self.ex(self.a, sys.executable, "-c", "import json; from appliance import gwlb_offload as g; "
+                    "print(json.dumps(g.counters()))", cwd=REPO, env=python_env())
+        return json.loads(r.stdout)
+
     def appliance_stats(self):
         """The appliance's counters, written on SIGUSR1 (one JSON line on stderr)."""
         log = self.tmp / "appliance.log"
@@ -127,6 +177,7 @@ def bench(tmp_path_factory):
         cert, key = make_certificate(tmp)
         b.spawn(b.s, [sys.executable, "-m", "appliance.lab.services", "serve", "--cert", str(cert),
                       "--key", str(key)], tmp / "services.log")
+        b.spawn(b.s, [sys.executable, "-c", SERVERS], tmp / "bulk.log")
         b.spawn(b.s, ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
                       "--bind-interfaces", "--listen-address=10.2.0.2", "--port=53", "--user=root",
                       "--group=root", f"--pid-file={tmp / 'dnsmasq.pid'}", "--address=/example.com/10.2.0.2"],
@@ -139,6 +190,7 @@ def bench(tmp_path_factory):
         wait_for(lambda: (tmp / "ready").exists() and (tmp / "sim.json").exists(), what="appliance and simulator")
         wait_for(lambda: b.ex(b.s, "ss", "-Hltn", "sport = :443").stdout.strip(), what="server listening")
         wait_for(lambda: b.ex(b.s, "ss", "-Hlun", "sport = :53").stdout.strip(), what="dns listening")
+        wait_for(lambda: b.ex(b.s, "ss", "-Hltn", "sport = :9000").stdout.strip(), what="bulk server listening")
         yield b
     finally:
         b.down()
@@ -199,3 +251,63 @@ def test_malformed_geneve_and_strangers_are_counted_and_dropped(bench):
     assert b.appliance.poll() is None                          # and still running
     r = b.ex(b.c, "curl", "-sS", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}", "http://10.2.0.2/", check=False)
     assert r.stdout == "200"
+
+
+def _ports(elements, port):
+    """The elements whose ports part has `port` at either end."""
+    return [e for e in elements if e[-1] >> 16 == port or e[-1] & 0xFFFF == port]
+
+
+@pytest.mark.parametrize("server,v", [("10.2.0.2", 4), ("fd02::2", 6)])
+def test_decided_flow_is_returned_by_the_kernel_byte_exact(bench, server, v):
+    """After the verdict the kernel returns the flow's datagrams (the simulator checks every
+    one byte for byte against what it sent) and the worker no longer sees them; the
+    server's FIN reaches the worker, the flow ends there and leaves the kernel's set."""
+    b = bench
+    before, sim = b.appliance_stats()["gwlb"], b.sim_stats()
+    r = b.ex(b.c, sys.executable, "-c", FETCH, server, check=False)
+    assert r.stdout.strip() == str(BULK), r.stderr
+    # every datagram of the flow back, exactly as sent (the last ACKs may still be on their way)
+    sim2 = wait_for(lambda: (lambda s: s if s["ports"]["9000"][1] - sim["ports"].get("9000", [0, 0])[1]
+                             == s["ports"]["9000"][0] - sim["ports"].get("9000", [0, 0])[0] else None)(b.sim_stats()),
+                    what="every datagram returned")
+    after = b.appliance_stats()["gwlb"]
+    sent = sim2["ports"]["9000"][0] - sim["ports"].get("9000", [0, 0])[0]
+    seen = after["datagrams"] - before["datagrams"]
+    assert sent > 200 and sim2["mismatched"] == []
+    assert after["offloaded"] > before["offloaded"]
+    assert seen < sent / 10, (seen, sent)                                # the worker saw the handshake and the end
+    # FIN/RST go to the worker: the flow closes there and its elements leave the set
+    wait_for(lambda: not _ports(b.kernel_set(f"pass{v}_tcp"), 9000), timeout=30, what="flow out of the kernel set")
+    def closed():
+        eve = [json.loads(ln) for ln in (b.tmp / "eve.json").read_text().splitlines()]
+        return any(e["event_type"] == "flow" and e.get("dest_port") == 9000 and e["flow"].get("state") == "closed"
+                   and (":" in e["dest_ip"]) == (v == 6) for e in eve)
+    wait_for(closed, timeout=30, what="the flow closed and ended in the worker")
+
+
+@pytest.mark.parametrize("server,v", [("10.2.0.2", 4), ("fd02::2", 6)])
+def test_decided_udp_flow_is_returned_by_the_kernel(bench, server, v):
+    b = bench
+    before = b.appliance_stats()["gwlb"]
+    r = b.ex(b.c, sys.executable, "-c", ECHO, server, "200", check=False)
+    assert r.stdout.strip() == "200", r.stderr
+    after = b.appliance_stats()["gwlb"]
+    assert after["datagrams"] - before["datagrams"] < 20       # 400 datagrams, a few before the verdict
+    assert _ports(b.kernel_set(f"pass{v}_udp"), 9001)
+    assert b.sim_stats()["mismatched"] == []
+
+
+def test_dropped_flow_vanishes_in_the_kernel(bench):
+    """Five datagrams of one UDP flow the rules drop: the worker drops the first, the kernel the rest."""
+    b = bench
+    kernel, before = b.kernel_counters().get("drop4_udp", [0])[0], b.appliance_stats()["gwlb"]
+    send = ("import socket, time\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('10.1.0.2', 45353))\n"
+            "for i in range(5):\n    u.sendto(b'x', ('10.2.0.2', 5353)); time.sleep(0.3)\n")
+    b.ex(b.c, sys.executable, "-c", send)
+    sim = wait_for(lambda: (lambda s: s if s["ports"].get("45353", [0])[0] >= 5 else None)(b.sim_stats()),
+                   what="five datagrams sent")
+    assert b.kernel_counters()["drop4_udp"][0] - kernel == 4     # the worker dropped the first
+    assert b.appliance_stats()["gwlb"]["datagrams"] - before["datagrams"] == 1
+    assert sim["ports"]["45353"][1] == 0                         # nothing came back
+    assert _ports(b.kernel_set("drop4_udp"), 5353)

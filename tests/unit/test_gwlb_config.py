@@ -83,3 +83,12 @@ def test_a_changed_gwlb_section_needs_a_restart(tmp_path):
     (tmp_path / "appliance.yaml").write_text("gwlb: {senders: 10.0.9.0/24, health: 0.0.0.0:8080}\n")
     new, changed = reload_config(cfg, cfg)
     assert changed == ["gwlb"] and new.gwlb == cfg.gwlb
+
+
+def test_offload_key(tmp_path):
+    base = "gwlb:\n  senders: 10.0.1.0/24\n  health: 0.0.0.0:8080\n"
+    assert load(tmp_path, base).gwlb.offload is True           # decided flows stay in the kernel by default
+    assert load(tmp_path, base + "  offload: false\n").gwlb.offload is False
+    f = str(tmp_path / "appliance.yaml")
+    assert problems(tmp_path, base + "  offload: maybe\n") == [f"{f}:4: gwlb.offload must be true or false, got 'maybe'"]
+    assert any(x.startswith(f"{f}:4:") and "offlaod" in x for x in problems(tmp_path, base + "  offlaod: true\n"))
