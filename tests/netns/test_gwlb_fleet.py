@@ -16,7 +16,7 @@ import pytest
 
 from appliance.lab.services import make_certificate
 from tests.netns.datapath import REPO, wait_for
-from tests.netns.test_gwlb import ENI, RULES, Bench
+from tests.netns.test_gwlb import BULK, ENI, FETCH, RULES, SERVERS, Bench
 
 pytestmark = pytest.mark.netns
 
@@ -63,6 +63,8 @@ def sim(tmp_path_factory):
                       "--local", "10.9.0.1", "--eni", hex(ENI), "--stats", str(tmp / "sim.json")], tmp / "sim.log")
         wait_for(lambda: (tmp / "sim.json").exists(), what="simulator")
         wait_for(lambda: b.ex(b.s, "ss", "-Hltn", "sport = :80").stdout.strip(), what="server listening")
+        b.spawn(b.s, [sys.executable, "-c", SERVERS], tmp / "bulk.log")           # TCP 9000: a bulk transfer
+        wait_for(lambda: b.ex(b.s, "ss", "-Hltn", "sport = :9000").stdout.strip(), what="bulk server listening")
         yield b
     finally:
         b.down()
@@ -121,6 +123,26 @@ def test_fleet_serves_both_workers_and_both_inner_families(fleet):
     assert fleet.b.sim_stats()["mismatched"] == []
     code, body = fleet.health()
     assert code == 200 and body == {"ready": True, "problems": []}
+
+
+def kernel_counters(b):
+    """The fast path's per-set counters in the appliance's namespace ({} without the table)."""
+    r = b.ex(b.a, sys.executable, "-c", "import json; from appliance import gwlb_offload as g; "
+             "print(json.dumps(g.counters()))", check=False)
+    return json.loads(r.stdout or "{}")
+
+
+def test_the_supervisor_installs_the_fast_path_and_workers_offload_into_it(fleet):
+    b = fleet.b
+    before = sum(p for name, (p, _) in kernel_counters(b).items() if name.startswith("pass"))
+    for server in ("10.2.0.2", "fd02::2"):
+        r = b.ex(b.c, sys.executable, "-c", FETCH, server, check=False)
+        assert r.stdout.strip() == str(BULK), r.stderr
+    _, lines = fleet.workers()
+    assert sum(ln["gwlb"]["offloaded"] for ln in lines) >= 2, lines      # each flow once its verdict is final
+    returned = sum(p for name, (p, _) in kernel_counters(b).items() if name.startswith("pass"))
+    assert returned - before > 100                 # datagrams the kernel answered without a worker
+    assert b.sim_stats()["mismatched"] == []       # byte for byte as sent, kernel or worker
 
 
 def test_direction_comes_from_home_net(fleet):
@@ -219,3 +241,4 @@ def test_sigterm_fails_health_first_serves_the_drain_then_exits(fleet):
     fleet.proc.wait(15)
     assert fleet.proc.returncode == 0 and time.monotonic() - t0 >= 4          # not before the drain's end
     assert fleet.get(timeout=3) == "000"                                       # nobody serves now
+    assert kernel_counters(fleet.b) == {}                                     # the fast path left with it
