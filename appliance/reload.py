@@ -174,3 +174,45 @@ class Inbox:
         with self.lock:
             ready, self.ready = self.ready, None
         return ready
+
+
+class Reloading:
+    """SIGHUP and signals as both supervisors do them (inline `appliance.run`, fleet
+    `appliance.fleet`): uses their ctx, cfg, raw_cfg, ruleset, check, recheck, outboxes, workers."""
+
+    def _signal_workers(self, signum):
+        for p in self.workers.values():
+            if p.is_alive():
+                try:
+                    os.kill(p.pid, signum)
+                except ProcessLookupError:
+                    pass
+
+    def start_check(self):
+        """SIGHUP: read and check the config file and the rules it names (Check)."""
+        from appliance.run import _reload
+        if self.check is not None:
+            self.recheck = True
+            return
+        running, raw = self.cfg, self.raw_cfg
+        self.check = Check(self.ctx, lambda: _reload(running, raw))
+
+    def send_checked(self, result):
+        """The check's result: refused -> logged, the running config and rules stay (None);
+        ok -> exactly that checked rule set goes to every worker (the keys that need a
+        restart are returned)."""
+        if result[0] != "ok":
+            log.error("reload refused, the running config and rules stay:\n%s", "\n".join(result[1]))
+            return None
+        cfg, ruleset, changed = result[1:]
+        if changed:
+            log.warning("reload: %s changed in %s; that needs a restart, the running value%s stay%s",
+                        ", ".join(changed), cfg.path, "s" if len(changed) > 1 else "",
+                        "" if len(changed) > 1 else "s")
+        self.cfg, self.ruleset = cfg, ruleset    # restarted workers start with these
+        data = encode(cfg, ruleset)       # exactly what was checked: no worker reads a file
+        for o in self.outboxes.values():
+            o.put(data)
+            o.flush()
+        log.info("reload: %d rule(s) from %s checked; sending them to the workers", len(ruleset.rules), cfg.rules)
+        return changed

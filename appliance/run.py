@@ -39,7 +39,7 @@ import time
 from appliance import netfilter, netfilter_decisions
 from appliance.aws.bootstrap import discover_roles
 from appliance.config import ConfigError, load_config, mark_mask_clashes, reload_config, resolve_interfaces
-from appliance.reload import Check, Outbox, encode
+from appliance.reload import Outbox, Reloading
 
 log = logging.getLogger("appliance.run")
 
@@ -89,7 +89,7 @@ def _reload(cfg, raw_cfg):
     return new, _load_rules(new), changed
 
 
-class Supervisor:
+class Supervisor(Reloading):
     def __init__(self, cfg, ruleset, raw_cfg=None):
         self.cfg = cfg
         self.raw_cfg = raw_cfg or cfg                      # as read, before `auto` was resolved
@@ -289,41 +289,14 @@ class Supervisor:
         except netfilter.NetfilterError as e:
             log.error("checking our kernel decisions failed: %s", e)
 
-    def _signal_workers(self, signum):
-        for p in self.workers.values():
-            if p.is_alive():
-                try:
-                    os.kill(p.pid, signum)
-                except ProcessLookupError:
-                    pass
-
-    def start_check(self):
-        """SIGHUP: read and check the config file and the rules it names (reload.Check)."""
-        if self.check is not None:
-            self.recheck = True
-            return
-        running, raw = self.cfg, self.raw_cfg
-        self.check = Check(self.ctx, lambda: _reload(running, raw))
-
     def reload(self, result):
-        """The check's result: refused -> logged, the running config and rules stay; ok ->
-        exactly that checked rule set goes to every worker."""
-        if result[0] != "ok":
-            log.error("reload refused, the running config and rules stay:\n%s", "\n".join(result[1]))
+        """The check's result (Reloading.send_checked), then the new rules' kernel policy."""
+        changed = self.send_checked(result)
+        if changed is None:
             if self.board is not None:
                 self.board.reloaded(False, message="\n".join(result[1]))
             return
-        cfg, ruleset, changed = result[1:]
-        if changed:
-            log.warning("reload: %s changed in %s; that needs a restart, the running value%s stay%s",
-                        ", ".join(changed), cfg.path, "s" if len(changed) > 1 else "",
-                        "" if len(changed) > 1 else "s")
-        self.cfg, self.ruleset = cfg, ruleset    # restarted workers start with these
-        data = encode(cfg, ruleset)       # exactly what was checked: no worker reads a file
-        for o in self.outboxes.values():
-            o.put(data)
-            o.flush()
-        log.info("reload: %d rule(s) from %s checked; sending them to the workers", len(ruleset.rules), cfg.rules)
+        cfg, ruleset = self.cfg, self.ruleset
         try:
             self.install_decisions()                       # the new rules' kernel policy
         except netfilter.NetfilterError as e:

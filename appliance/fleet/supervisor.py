@@ -26,7 +26,7 @@ import time
 from appliance.fleet import steering
 from appliance.fleet.health import Health
 from appliance.fleet.worker import worker_main
-from appliance.reload import Check, Outbox, encode
+from appliance.reload import Outbox, Reloading
 from appliance import gwlb_offload
 from appliance.source.gwlb import data_interface, listen
 
@@ -38,7 +38,7 @@ RELOAD_GRACE = 30.0            # seconds a worker may take to swap a reload in b
 SILENT = 3.0                   # seconds without a word from a worker (it says "alive" every second): hung
 
 
-class FleetSupervisor:
+class FleetSupervisor(Reloading):
     def __init__(self, cfg, ruleset, raw_cfg=None):
         self.cfg, self.raw_cfg, self.ruleset = cfg, raw_cfg or cfg, ruleset
         self.ctx = multiprocessing.get_context("fork")
@@ -256,39 +256,11 @@ class FleetSupervisor:
         for o in waiting:
             o.flush()
 
-    def _signal_workers(self, signum):
-        for p in self.workers.values():
-            if p.is_alive():
-                try:
-                    os.kill(p.pid, signum)
-                except ProcessLookupError:
-                    pass
-
     # -- SIGHUP: as inline ---------------------------------------------------------
 
-    def start_check(self):
-        from appliance.run import _reload
-        if self.check is not None:
-            self.recheck = True
-            return
-        running, raw = self.cfg, self.raw_cfg
-        self.check = Check(self.ctx, lambda: _reload(running, raw))
-
     def reload(self, result):
-        if result[0] != "ok":
-            log.error("reload refused, the running config and rules stay:\n%s", "\n".join(result[1]))
-            return
-        cfg, ruleset, changed = result[1:]
-        if changed:
-            log.warning("reload: %s changed in %s; that needs a restart, the running values stay",
-                        ", ".join(changed), cfg.path)
-        self.cfg, self.ruleset = cfg, ruleset
-        self.reload_sent = time.monotonic()
-        data = encode(cfg, ruleset)
-        for o in self.outboxes.values():
-            o.put(data)
-            o.flush()
-        log.info("reload: %d rule(s) from %s checked; sending them to the workers", len(ruleset.rules), cfg.rules)
+        if self.send_checked(result) is not None:
+            self.reload_sent = time.monotonic()
 
     # -- the end -------------------------------------------------------------------
 
