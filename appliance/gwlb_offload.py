@@ -41,7 +41,7 @@ import re
 import subprocess
 import time
 
-from . import geneve
+from . import geneve, netfilter
 from .flow import ESTABLISHED, TIMEOUTS
 from .packet import TCP, UDP
 
@@ -113,15 +113,7 @@ def ruleset(device: str, mac: str, address: str, senders, reply_port=geneve.PORT
 
 
 def _nft(argv, stdin=None, check=True):
-    try:
-        r = subprocess.run(["nft", *argv], input=stdin, capture_output=True, text=True, timeout=TIMEOUT)
-    except FileNotFoundError:
-        raise OffloadError("nft not found: install the nftables package") from None
-    except subprocess.TimeoutExpired:
-        raise OffloadError(f"nft {' '.join(argv)} did not finish within {TIMEOUT}s") from None
-    if check and r.returncode != 0:
-        raise OffloadError(f"nft {' '.join(argv)} failed: {r.stderr.strip()}")
-    return r
+    return netfilter.nft(argv, stdin, check, OffloadError)
 
 
 def device_of(address: str):

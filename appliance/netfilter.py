@@ -74,6 +74,20 @@ def _run(argv, stdin=None, check=True, timeout=TIMEOUT):
     return r
 
 
+def nft(args, stdin=None, check=True, error=NetfilterError, why=""):
+    """`nft ARGS` for the native tables we own (kernel decisions, the GENEVE fast path): a
+    missing, wedged or failing nft is raised as the caller's `error`, never a crash."""
+    try:
+        r = subprocess.run(["nft", *args], input=stdin, capture_output=True, text=True, timeout=TIMEOUT)
+    except FileNotFoundError:
+        raise error(f"nft not found: install the nftables package{why}") from None
+    except subprocess.TimeoutExpired:
+        raise error(f"nft {' '.join(args)} did not finish within {TIMEOUT}s") from None
+    if check and r.returncode != 0:
+        raise error(f"nft {' '.join(args)} failed (exit {r.returncode}): {r.stderr.strip()[:2000]}")
+    return r
+
+
 def queue_target(queues: range, fail_open: bool) -> str:
     """The NFQUEUE target text. queue-balance hashes addresses only (not ports), so one
     host pair always lands on one worker; --queue-bypass accepts when no worker listens."""

@@ -27,10 +27,9 @@ import ipaddress
 import logging
 import re
 import shutil
-import subprocess
 
 from .detect.kernel_policy import QUEUE
-from .netfilter import NetfilterError, offload_marks
+from .netfilter import nft, offload_marks
 
 log = logging.getLogger("appliance.netfilter")
 
@@ -129,15 +128,7 @@ def _ports(ranges):
 
 
 def _nft(args, stdin=None, check=True):
-    try:
-        r = subprocess.run(["nft", *args], input=stdin, capture_output=True, text=True, timeout=TIMEOUT)
-    except FileNotFoundError:
-        raise NetfilterError("nft not found: install the nftables package (inspection.kernel_decisions)") from None
-    except subprocess.TimeoutExpired:
-        raise NetfilterError(f"nft {' '.join(args)} did not finish within {TIMEOUT}s") from None
-    if check and r.returncode != 0:
-        raise NetfilterError(f"nft {' '.join(args)} failed (exit {r.returncode}): {r.stderr.strip()[:2000]}")
-    return r
+    return nft(args, stdin, check, why=" (inspection.kernel_decisions)")
 
 
 def install(policy, outside, inside, mark_mask):
