@@ -15,7 +15,7 @@ What differs from the inline pair:
 """
 import ipaddress
 
-from appliance.aws.hostconfig import Address, LinkUp, Route, Rule, Sysctl, vpc_router
+from appliance.aws.hostconfig import Route, Sysctl, interface_addresses, management_routes, vpc_router
 
 GENEVE_OVERHEAD = 68      # GWLB's outer IPv4 + UDP + GENEVE with AWS's options
 GWLB_MTU = 8500           # the largest inner packet a GWLB carries
@@ -37,21 +37,11 @@ def plan(bindings, table, conntrack=None, mem_bytes=None):
     for scope in ("all", "default") + tuple(b.ifname for b in every):
         acts.append(Sysctl(("net", "ipv4", "conf", scope, "send_redirects"), 0, "the VPC router owns the path"))
         acts.append(Sysctl(("net", "ipv4", "conf", scope, "accept_redirects"), 0, "nobody steers our replies"))
-    for b in every:
-        acts.append(LinkUp(b.ifname))
-        ip = b.eni.primary_ipv4
-        if not ip:
-            raise ValueError(f"{b.role} ENI {b.eni.eni_id} has no private IPv4 address in IMDS local-ipv4s")
-        acts.append(Address(b.ifname, ip, ipaddress.ip_network(b.eni.subnet_cidr, strict=False).prefixlen))
+    acts += interface_addresses(every)
     acts.append(Route("default", data.ifname, vpc_router(data.eni.subnet_cidr),
                       why="GENEVE replies and the EC2/SSM APIs through the data ENI's subnet router"))
     if mgmt:
-        ip = mgmt.eni.primary_ipv4
-        acts.append(Route(mgmt.eni.subnet_cidr, mgmt.ifname, table=table, src=ip,
-                          why="management subnet in the management table"))
-        acts.append(Route("default", mgmt.ifname, vpc_router(mgmt.eni.subnet_cidr), table=table,
-                          why="control-plane replies leave through the management ENI"))
-        acts.append(Rule(ip, table))
+        acts += management_routes(mgmt, table)
     notes.append("nothing is forwarded in fleet mode: ip_forward left as it is, no VPC route")
     return acts, notes
 

@@ -136,6 +136,28 @@ def ipv6_enabled():
     return os.path.isdir(os.path.join(PROC_SYS, "net/ipv6/conf/all"))
 
 
+def interface_addresses(bindings):
+    """Every bound ENI's interface up with its primary IPv4 address (inline and fleet alike)."""
+    acts = []
+    for b in bindings:
+        acts.append(LinkUp(b.ifname))
+        ip = b.eni.primary_ipv4
+        if not ip:
+            raise ValueError(f"{b.role} ENI {b.eni.eni_id} has no private IPv4 address in IMDS local-ipv4s")
+        acts.append(Address(b.ifname, ip, ipaddress.ip_network(b.eni.subnet_cidr, strict=False).prefixlen))
+    return acts
+
+
+def management_routes(mgmt, table):
+    """The management ENI answers from its own routing table (source-based rule)."""
+    ip = mgmt.eni.primary_ipv4
+    return [Route(mgmt.eni.subnet_cidr, mgmt.ifname, table=table, src=ip,
+                  why="management subnet in the management table"),
+            Route("default", mgmt.ifname, vpc_router(mgmt.eni.subnet_cidr), table=table,
+                  why="control-plane replies leave through the management ENI"),
+            Rule(ip, table)]
+
+
 def plan(bindings, table, ipv6=None, conntrack=None, mem_bytes=None):
     """bindings: role -> interfaces.Binding; conntrack: config.Conntrack (None: leave
     conntrack as it is). Returns (actions, notes)."""
@@ -175,12 +197,7 @@ def plan(bindings, table, ipv6=None, conntrack=None, mem_bytes=None):
             acts.append(Sysctl(("net", "ipv6", "conf", b.ifname, "accept_ra"), 2,
                                "keep the RA-learned IPv6 default route with forwarding on"))
 
-    for b in every:
-        acts.append(LinkUp(b.ifname))
-        ip = b.eni.primary_ipv4
-        if not ip:
-            raise ValueError(f"{b.role} ENI {b.eni.eni_id} has no private IPv4 address in IMDS local-ipv4s")
-        acts.append(Address(b.ifname, ip, ipaddress.ip_network(b.eni.subnet_cidr, strict=False).prefixlen))
+    acts += interface_addresses(every)
 
     out, ins = bindings["outside"], bindings["inside"]
     acts.append(Route("default", out.ifname, vpc_router(out.eni.subnet_cidr),
@@ -190,12 +207,7 @@ def plan(bindings, table, ipv6=None, conntrack=None, mem_bytes=None):
         acts.append(Route(cidr, ins.ifname, vpc_router(ins.eni.subnet_cidr),
                           why="the VPC through the inside ENI (connected subnets stay more specific)"))
     if mgmt:
-        ip = mgmt.eni.primary_ipv4
-        acts.append(Route(mgmt.eni.subnet_cidr, mgmt.ifname, table=table, src=ip,
-                          why="management subnet in the management table"))
-        acts.append(Route("default", mgmt.ifname, vpc_router(mgmt.eni.subnet_cidr), table=table,
-                          why="control-plane replies leave through the management ENI"))
-        acts.append(Rule(ip, table))
+        acts += management_routes(mgmt, table)
 
     mtus = {b.ifname: b.link.mtu for b in every}
     notes.append("MTU as AWS set it (unchanged): " + ", ".join(f"{n}={m}" for n, m in mtus.items()))
