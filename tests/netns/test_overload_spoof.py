@@ -1,0 +1,68 @@
+"""Live: the per-source limit (`overload:`) as a weapon. Someone outside sends SYNs with a
+protected host's own address as the source, far past the limit: to the kernel they are that
+host's new flows. With one bucket per address for both directions, the flood empties the
+protected host's bucket and its own outbound connections are dropped -- a DoS of the inside
+from the outside, built from the protection itself (IPv6: any address of the host's /64
+will do, so a whole subnet at once). A packet arriving on the outside can only be charged to
+what arrives on the outside. Counts only, nothing timed.
+
+Own topology (namespaces prefixed "ovs-"); hping3 spoofs from the client namespace.
+"""
+import shutil
+import subprocess
+
+import pytest
+
+from datapath import appliances, topology_fixture, wait_for
+
+pytestmark = pytest.mark.netns
+
+topo = topology_fixture("ovs")
+
+RULES = "default_action: pass\nrules: []\n"
+RATE, BURST = 20, 20
+FETCHES = 10
+
+
+@pytest.fixture
+def appliance(topo, tmp_path):
+    yield from appliances(topo, tmp_path, RULES)
+
+
+def test_a_flood_spoofing_an_inside_host_from_outside_does_not_cut_its_outbound_flows(topo, tmp_path, appliance):
+    if not shutil.which("hping3"):
+        pytest.skip("hping3 is not installed (dev/setup.sh)")
+    a = appliance(workers=1, extra=f"overload: {{new_flows_per_source: {RATE}, new_flows_burst: {BURST}}}\n").start()
+    (tmp_path / "hello").write_text("hello\n")
+    web = subprocess.Popen(["ip", "netns", "exec", topo.client, "python3", "-m", "http.server", "8081",
+                            "--bind", topo.client_ip, "--directory", str(tmp_path)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    flood = None
+    try:
+        wait_for(lambda: ":8081 " in topo.ex(topo.client, "ss", "-ltnH").stdout, what="web server")
+
+        def fetch():
+            return topo.ex(topo.server, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                           "--max-time", "3", f"http://{topo.client_ip}:8081/hello").stdout
+
+        assert fetch() == "200"
+        # from the outside, with the inside host's address: 1,000 SYNs a second, 50x the limit
+        flood = subprocess.Popen(["ip", "netns", "exec", topo.client, "hping3", "-q", "-S", "-a", topo.server_ip,
+                                  "-p", "9", "-i", "u1000", "-c", "30000", topo.server_ip],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: _limited(a) > 100, what="the flood reaching the source limit")
+        codes = [fetch() for _ in range(FETCHES)]
+        assert flood.poll() is None, "the flood ended before the fetches did: nothing was shown"
+    finally:
+        if flood is not None and flood.poll() is None:
+            flood.kill()
+            flood.wait()
+        web.kill()
+        web.wait()
+    assert codes.count("200") == FETCHES, f"the inside host's own connections were cut: {codes}"
+
+
+def _limited(a):
+    out = a.topo.ex(a.topo.fw, "iptables-nft-save", "-c").stdout
+    return sum(int(line[1:].split(":")[0]) for line in out.splitlines()
+               if line.startswith("[") and "-m hashlimit" in line)
