@@ -192,8 +192,14 @@ def test_gwlb_fleet_wiring():
     assert res["ScaleOnCpu"]["Properties"]["AutoScalingGroupName"] == {"Ref": "Fleet"}
     lt = res["ApplianceLaunchTemplate"]["Properties"]["LaunchTemplateData"]
     assert lt["MetadataOptions"]["HttpTokens"] == "required" and lt["NetworkInterfaces"][0]["DeviceIndex"] == 0
-    inline = res["ApplianceRole"]["Properties"]["Policies"][0]["PolicyDocument"]
-    assert inline == json.loads((REPO / "deploy/iam-policy.json").read_text())
+    # deploy/iam-policy.json's actions, Modify only on the ENIs the launch template tags
+    statements = res["ApplianceRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    actions = {a: st for st in statements for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])}
+    assert set(actions) == set(json.loads((REPO / "deploy/iam-policy.json").read_text())["Statement"][0]["Action"])
+    modify = actions["ec2:ModifyNetworkInterfaceAttribute"]
+    assert modify["Resource"] != "*" and ":network-interface/" in modify["Resource"]["Sub"]
+    tagged = [t for spec in lt["TagSpecifications"] if spec["ResourceType"] == "network-interface" for t in spec["Tags"]]
+    assert modify["Condition"]["StringEquals"] == {f"aws:ResourceTag/{t['Key']}": t["Value"] for t in tagged}
 
 
 def test_gwlb_fleet_user_data_config_loads(tmp_path):
