@@ -66,3 +66,19 @@ def _limited(a):
     out = a.topo.ex(a.topo.fw, "iptables-nft-save", "-c").stdout
     return sum(int(line[1:].split(":")[0]) for line in out.splitlines()
                if line.startswith("[") and "-m hashlimit" in line)
+
+
+@pytest.mark.parametrize("flags", [["-S", "-X", "-Y"], ["-S", "-d", "64"], ["-S", "-P", "-U"]],
+                         ids=["syn-ece-cwr", "syn-with-data", "syn-psh-urg"])
+def test_syn_variants_spend_the_bucket_like_a_bare_syn(topo, tmp_path, appliance, flags):
+    """What a worker takes for a new flow's SYN (ECN setup, data on the SYN, PSH/URG beside
+    it) is limited as one: `--syn` tests SYN,RST,ACK,FIN only."""
+    if not shutil.which("hping3"):
+        pytest.skip("hping3 is not installed (dev/setup.sh)")
+    a = appliance(workers=1, extra=f"overload: {{new_flows_per_source: {RATE}, new_flows_burst: {BURST}}}\n").start()
+    before, queued = _limited(a), a.queued()
+    topo.ex(topo.client, "hping3", "-q", *flags, "-a", "10.1.0.77", "-p", "81", "-i", "u1000", "-c", "1000",
+            topo.server_ip)
+    limited = _limited(a) - before
+    # 1,000 SYNs over ~1 s from one source at 20/s, burst 20: a few dozen pass, the rest are limited
+    assert limited >= 900 and a.queued() - queued <= 100, (limited, a.queued() - queued)
