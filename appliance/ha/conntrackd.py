@@ -104,6 +104,19 @@ def install_guard(sync):
     return True, f"udp {sync.port} only from {sync.peer} on {sync.interface}"
 
 
+def guard_intact(sync):
+    """True when the guard is as installed: our chain's two rules, and our jump first in INPUT
+    (a flush of INPUT, or a rule put before ours, would let anybody's state in again)."""
+    from appliance.netfilter import FAMILIES, _run
+    cmd = FAMILIES[guard_family(sync)]["cmd"]
+    chain = _run([cmd, "-w", "-S", GUARD_CHAIN], check=False)
+    rules = [ln for ln in chain.stdout.splitlines() if ln.startswith(f"-A {GUARD_CHAIN} ")]
+    first = [ln for ln in _run([cmd, "-w", "-S", "INPUT"], check=False).stdout.splitlines()
+             if ln.startswith("-A INPUT ")][:1]
+    return (chain.returncode == 0 and len(rules) == 2 and rules[-1] == f"-A {GUARD_CHAIN} -j DROP"
+            and first == _guard_jumps(sync) and len(_guard_jumps(sync)) == 1)
+
+
 def remove_guard(sync):
     from appliance.netfilter import FAMILIES, NetfilterError, _run
     text = "\n".join(["*filter", *["-D" + j[2:] for j in _guard_jumps(sync)],
