@@ -88,7 +88,11 @@ def queue_target(queues: range, fail_open: bool) -> str:
 # makes hashlimit drop the new source's packet, so it is sized for a flood from many
 # sources (an entry is ~100 B of kernel memory: 26 MB at the maximum).
 SOURCE_TABLE_MAX = 1 << 18
-SOURCE_PREFIX = {4: 32, 6: 64}          # an IPv6 host owns its /64: a limit per address would be none
+# Bucket per source prefix, by the side a packet arrives on. Outside, an IPv6 host owns its
+# /64 (a limit per address would be none). Inside, a /64 is a subnet of many hosts (an AWS
+# subnet's whole IPv6 block): one bucket for it let one busy or compromised host get its
+# neighbours' new flows dropped; inside hosts have their addresses assigned, so per address.
+SOURCE_PREFIX = {("out", 4): 32, ("out", 6): 64, ("in", 4): 32, ("in", 6): 128}
 
 
 def source_limit_rules(family: int, overload, outside: str, inside: str) -> list:
@@ -106,16 +110,15 @@ def source_limit_rules(family: int, overload, outside: str, inside: str) -> list
     # an idle source's entry goes after it would have refilled its burst (at least 1 s)
     expire = max(1000, -(-burst * 1000 // rate))
 
-    def limit(name):
+    def limit(side):
         return (f"-m hashlimit --hashlimit-above {rate}/sec --hashlimit-burst {burst} --hashlimit-mode srcip "
-                f"--hashlimit-srcmask {SOURCE_PREFIX[family]} --hashlimit-htable-max {SOURCE_TABLE_MAX} "
-                f"--hashlimit-htable-expire {expire} --hashlimit-name {name} -j DROP")
+                f"--hashlimit-srcmask {SOURCE_PREFIX[side, family]} --hashlimit-htable-max {SOURCE_TABLE_MAX} "
+                f"--hashlimit-htable-expire {expire} --hashlimit-name appliance-new{family}-{side} -j DROP")
 
-    sides = [(f"-i {outside} ", f"appliance-new{family}-out"), (f"-i {inside} ", f"appliance-new{family}-in")]
     rules = []
-    for match, name in sides:
-        rules += [f"-A {INSPECT_CHAIN} {match}-m conntrack --ctstate NEW {limit(name)}",
-                  f"-A {INSPECT_CHAIN} {match}-p tcp --syn -m conntrack ! --ctstate NEW {limit(name)}"]
+    for iface, side in ((outside, "out"), (inside, "in")):
+        rules += [f"-A {INSPECT_CHAIN} -i {iface} -m conntrack --ctstate NEW {limit(side)}",
+                  f"-A {INSPECT_CHAIN} -i {iface} -p tcp --syn -m conntrack ! --ctstate NEW {limit(side)}"]
     return rules
 
 

@@ -9,6 +9,7 @@ what arrives on the outside. Counts only, nothing timed.
 Own topology (namespaces prefixed "ovs-"); hping3 spoofs from the client namespace.
 """
 import shutil
+import sys
 import subprocess
 
 import pytest
@@ -63,7 +64,7 @@ def test_a_flood_spoofing_an_inside_host_from_outside_does_not_cut_its_outbound_
 
 
 def _limited(a):
-    out = a.topo.ex(a.topo.fw, "iptables-nft-save", "-c").stdout
+    out = "".join(a.topo.ex(a.topo.fw, save, "-c").stdout for save in ("iptables-nft-save", "ip6tables-nft-save"))
     return sum(int(line[1:].split(":")[0]) for line in out.splitlines()
                if line.startswith("[") and "-m hashlimit" in line)
 
@@ -82,3 +83,58 @@ def test_syn_variants_spend_the_bucket_like_a_bare_syn(topo, tmp_path, appliance
     limited = _limited(a) - before
     # 1,000 SYNs over ~1 s from one source at 20/s, burst 20: a few dozen pass, the rest are limited
     assert limited >= 900 and a.queued() - queued <= 100, (limited, a.queued() - queued)
+
+
+# opens TCP connections from argv[1] to argv[2]:argv[3] for argv[4] seconds, about 1,000 a
+# second (non-blocking connects: each SYN a new flow); prints "go" at once, then how many
+OPEN_FLOWS = """
+import socket, sys, time
+print("go", flush=True)
+n, end = 0, time.monotonic() + float(sys.argv[4])
+while time.monotonic() < end:
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.bind((sys.argv[1], 0)); s.setblocking(False)
+    try:
+        s.connect((sys.argv[2], int(sys.argv[3])))
+    except BlockingIOError:
+        pass
+    s.close(); n += 1
+    time.sleep(0.001)
+print(n, flush=True)
+"""
+
+
+def test_one_inside_ipv6_host_does_not_spend_its_subnet_neighbours_budget(topo, tmp_path, appliance):
+    """Inside, a /64 is a subnet of many hosts (an AWS subnet's IPv6 block is one /64), not one
+    host's: with a bucket per /64 one busy or compromised host got its neighbours' new
+    outbound flows dropped. Inside sources are limited per address."""
+    a = appliance(workers=1, extra=f"overload: {{new_flows_per_source: {RATE}, new_flows_burst: {BURST}}}\n").start()
+    topo.ex(topo.server, "ip", "addr", "add", "fd02::3/64", "dev", "s0", "nodad", check=True)
+    (tmp_path / "hello").write_text("hello\n")
+    web = subprocess.Popen(["ip", "netns", "exec", topo.client, "python3", "-m", "http.server", "8081",
+                            "--bind", topo.client_ip6, "--directory", str(tmp_path)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    noisy = None
+    try:
+        wait_for(lambda: ":8081 " in topo.ex(topo.client, "ss", "-ltnH").stdout, what="web server")
+
+        def fetch():
+            return topo.ex(topo.server, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "3",
+                           "--interface", topo.server_ip6, f"http://[{topo.client_ip6}]:8081/hello").stdout
+
+        assert fetch() == "200"
+        before = _limited(a)
+        # the neighbour: new flows at about 1,000 a second, 50x the limit
+        noisy = subprocess.Popen(["ip", "netns", "exec", topo.server, sys.executable, "-c", OPEN_FLOWS, "fd02::3",
+                                  topo.client_ip6, "8082", "40"], stdout=subprocess.PIPE, text=True)
+        assert noisy.stdout.readline().strip() == "go"
+        wait_for(lambda: _limited(a) - before > 500, what="the neighbour reaching its limit")
+        codes = [fetch() for _ in range(FETCHES)]
+        assert noisy.poll() is None, "the neighbour stopped before the fetches did: nothing was shown"
+    finally:
+        if noisy is not None:
+            noisy.kill()
+            noisy.wait()
+        web.kill()
+        web.wait()
+    assert codes.count("200") == FETCHES, f"fd02::2's connections were cut by fd02::3's flows: {codes}"

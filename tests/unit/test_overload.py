@@ -46,13 +46,13 @@ def test_overload_needs_a_restart_the_kernel_ruleset_is_built_from_it(tmp_path):
 
 
 def test_the_source_limit_drops_new_flows_before_the_queue_after_the_mark_rules():
-    for family, prefix in ((4, 32), (6, 64)):
+    for family, prefixes in ((4, (32, 32)), (6, (64, 128))):      # (outside, inside)
         rules = netfilter.chains_text(family, "eth0", "eth1", range(0, 2), True, 0x3000,
                                       overload=Overload(100, 300)).splitlines()
         limit = [i for i, r in enumerate(rules) if "-m hashlimit" in r]
         assert limit == list(range(limit[0], limit[0] + 4)), rules
-        for (new, syn), side, name in ((rules[limit[0]:limit[0] + 2], "-i eth0 ", "out"),
-                                       (rules[limit[2]:limit[2] + 2], "-i eth1 ", "in")):
+        for (new, syn), side, name, prefix in ((rules[limit[0]:limit[0] + 2], "-i eth0 ", "out", prefixes[0]),
+                                               (rules[limit[2]:limit[2] + 2], "-i eth1 ", "in", prefixes[1])):
             # what conntrack calls NEW, and a bare SYN on a 5-tuple it already knows: one bucket
             assert f"{side}-m conntrack --ctstate NEW -m hashlimit" in new
             assert f"{side}-p tcp --syn -m conntrack ! --ctstate NEW -m hashlimit" in syn
