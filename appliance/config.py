@@ -99,7 +99,7 @@ class Conntrack:
 class Overload:
     """The `overload:` section: what the kernel drops before the queue so a flood from a few
     sources cannot fill it (netfilter.chains_text; docs/performance.md "Overload")."""
-    new_flows_per_source: int            # new flows per second one source may open (IPv6: one /64)
+    new_flows_per_source: int            # new flows per second one source may open (IPv6: a /64 outside, an address inside)
     new_flows_burst: int                 # ... and at once, before the rate applies
 
 

@@ -102,24 +102,38 @@ def queue_target(queues: range, fail_open: bool) -> str:
 # makes hashlimit drop the new source's packet, so it is sized for a flood from many
 # sources (an entry is ~100 B of kernel memory: 26 MB at the maximum).
 SOURCE_TABLE_MAX = 1 << 18
-SOURCE_PREFIX = {4: 32, 6: 64}          # an IPv6 host owns its /64: a limit per address would be none
+# Bucket per source prefix, by the side a packet arrives on. Outside, an IPv6 host owns its
+# /64 (a limit per address would be none). Inside, a /64 is a subnet of many hosts (an AWS
+# subnet's whole IPv6 block): one bucket for it let one busy or compromised host get its
+# neighbours' new flows dropped; inside hosts have their addresses assigned, so per address.
+SOURCE_PREFIX = {("out", 4): 32, ("out", 6): 64, ("in", 4): 32, ("in", 6): 128}
 
 
-def source_limit_rules(family: int, overload) -> list:
+def source_limit_rules(family: int, overload, outside: str, inside: str) -> list:
     """The rules that drop a source's new flows past `overload` (config.Overload) before
     they are queued: a flood from a few sources then costs the kernel, never a worker.
     Two rules, one token bucket per source (hashlimit shares a table by name): what
     conntrack calls NEW, and a bare SYN conntrack does not (it reuses the 5-tuple of an
     entry that saw a reply, so it is ESTABLISHED to conntrack: a flood cycling through its
-    source ports would pass a NEW-only limit) -- to a worker each is a new flow."""
+    source ports would pass a NEW-only limit) -- to a worker each is a new flow.
+
+    Each side has a table of its own (`appliance-new4-out`: what arrives on the outside): a source address says nothing about who sent the packet, and
+    with one table a flood from outside carrying a protected host's address (IPv6: any of
+    its /64) would empty that host's bucket and get its own outbound flows dropped."""
     rate, burst = overload.new_flows_per_source, overload.new_flows_burst
     # an idle source's entry goes after it would have refilled its burst (at least 1 s)
     expire = max(1000, -(-burst * 1000 // rate))
-    limit = (f"-m hashlimit --hashlimit-above {rate}/sec --hashlimit-burst {burst} --hashlimit-mode srcip "
-             f"--hashlimit-srcmask {SOURCE_PREFIX[family]} --hashlimit-htable-max {SOURCE_TABLE_MAX} "
-             f"--hashlimit-htable-expire {expire} --hashlimit-name appliance-new{family} -j DROP")
-    return [f"-A {INSPECT_CHAIN} -m conntrack --ctstate NEW {limit}",
-            f"-A {INSPECT_CHAIN} -p tcp --syn -m conntrack ! --ctstate NEW {limit}"]
+
+    def limit(side):
+        return (f"-m hashlimit --hashlimit-above {rate}/sec --hashlimit-burst {burst} --hashlimit-mode srcip "
+                f"--hashlimit-srcmask {SOURCE_PREFIX[side, family]} --hashlimit-htable-max {SOURCE_TABLE_MAX} "
+                f"--hashlimit-htable-expire {expire} --hashlimit-name appliance-new{family}-{side} -j DROP")
+
+    rules = []
+    for iface, side in ((outside, "out"), (inside, "in")):
+        rules += [f"-A {INSPECT_CHAIN} -i {iface} -m conntrack --ctstate NEW {limit(side)}",
+                  f"-A {INSPECT_CHAIN} -i {iface} -p tcp --syn -m conntrack ! --ctstate NEW {limit(side)}"]
+    return rules
 
 
 def chains_text(family: int, outside: str, inside: str, queues: range, fail_open: bool, mark_mask: int,
@@ -153,7 +167,7 @@ def chains_text(family: int, outside: str, inside: str, queues: range, fail_open
             f"-A {INSPECT_CHAIN} -m mark ! --mark 0x0/{m} -j DROP",
         ]
         if overload is not None:
-            lines += source_limit_rules(family, overload)
+            lines += source_limit_rules(family, overload, outside, inside)
         lines.append(f"-A {INSPECT_CHAIN} {queue_target(queues, fail_open)}")
     lines.append("COMMIT")
     return "\n".join(lines) + "\n"

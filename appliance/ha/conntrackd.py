@@ -24,6 +24,14 @@ The transitions are those of conntrackd's own keepalived script (primary-backup.
                         would make the flow's packets INVALID, which the appliance drops)
                      -n request a resync from the primary (fills our external cache)
 Nothing on `fault`: a node in fault keeps the routes until the peer takes them.
+
+The sync channel has no authentication (the heartbeats' HMAC protects decisions, nothing in
+conntrackd protects state), and conntrackd takes entries from any sender: a host on the
+management link could plant a flow with the offload PASS mark in our external cache, and the
+next takeover's commit would wave it through uninspected. So conntrackd only runs behind a
+guard of ours in the INPUT hook (GUARD_CHAIN): ha.sync.port is accepted on ha.sync.interface
+from ha.sync.peer to ha.sync.address, and dropped from anywhere else. A host that can send with
+the peer's address on that link is beyond it: docs/ha.md says what the deployment must do.
 """
 import ipaddress
 import os
@@ -50,6 +58,73 @@ def ignored_addresses(ha):
     if ha.sync:
         out |= {ha.sync.address, ha.sync.peer}
     return sorted(out, key=lambda a: (ipaddress.ip_address(a).version, ipaddress.ip_address(a)))
+
+
+GUARD_CHAIN = "APPLIANCE-HA-SYNC"
+GUARD_COMMENT = "appliance-ha-sync"
+
+
+def guard_family(sync):
+    return ipaddress.ip_address(sync.address).version
+
+
+def guard_jump(sync):
+    return f"-p udp --dport {sync.port} -m comment --comment {GUARD_COMMENT} -j {GUARD_CHAIN}"
+
+
+def guard_text(sync, jumps=()):
+    """The restore text of the guard: our chain (declared, so flushed and rewritten) and one
+    INPUT jump, first, after deleting the `jumps` already there (`-S` lines: a restart)."""
+    jump = guard_jump(sync)
+    return "\n".join([
+        "*filter",
+        f":{GUARD_CHAIN} - [0:0]",
+        f"-A {GUARD_CHAIN} -i {sync.interface} -s {sync.peer} -d {sync.address} -j RETURN",
+        f"-A {GUARD_CHAIN} -j DROP",
+        *["-D" + j[2:] for j in jumps],
+        f"-I INPUT 1 {jump}",
+        "COMMIT", ""])
+
+
+def _guard_jumps(sync):
+    """Our INPUT jumps as the kernel lists them (it adds `-m udp`): deleted by that text."""
+    from appliance.netfilter import FAMILIES, _run
+    r = _run([FAMILIES[guard_family(sync)]["cmd"], "-w", "-S", "INPUT"], check=False)
+    return [ln.strip() for ln in r.stdout.splitlines()
+            if ln.startswith("-A INPUT ") and f"--comment {GUARD_COMMENT} -j {GUARD_CHAIN}" in ln]
+
+
+def install_guard(sync):
+    """(ok, detail). Nothing raised: a failure is the caller's reason not to start conntrackd."""
+    from appliance.netfilter import FAMILIES, NetfilterError, _run
+    try:
+        _run([FAMILIES[guard_family(sync)]["restore"], "-w", "--noflush"], stdin=guard_text(sync, _guard_jumps(sync)))
+    except NetfilterError as e:
+        return False, f"the sync channel's guard ({GUARD_CHAIN}) was not installed: {e}"
+    return True, f"udp {sync.port} only from {sync.peer} on {sync.interface}"
+
+
+def guard_intact(sync):
+    """True when the guard is as installed: our chain's two rules, and our jump first in INPUT
+    (a flush of INPUT, or a rule put before ours, would let anybody's state in again)."""
+    from appliance.netfilter import FAMILIES, _run
+    cmd = FAMILIES[guard_family(sync)]["cmd"]
+    chain = _run([cmd, "-w", "-S", GUARD_CHAIN], check=False)
+    rules = [ln for ln in chain.stdout.splitlines() if ln.startswith(f"-A {GUARD_CHAIN} ")]
+    first = [ln for ln in _run([cmd, "-w", "-S", "INPUT"], check=False).stdout.splitlines()
+             if ln.startswith("-A INPUT ")][:1]
+    return (chain.returncode == 0 and len(rules) == 2 and rules[-1] == f"-A {GUARD_CHAIN} -j DROP"
+            and first == _guard_jumps(sync) and len(_guard_jumps(sync)) == 1)
+
+
+def remove_guard(sync):
+    from appliance.netfilter import FAMILIES, NetfilterError, _run
+    text = "\n".join(["*filter", *["-D" + j[2:] for j in _guard_jumps(sync)],
+                      f"-F {GUARD_CHAIN}", f"-X {GUARD_CHAIN}", "COMMIT", ""])
+    try:
+        _run([FAMILIES[guard_family(sync)]["restore"], "-w", "--noflush"], stdin=text)
+    except NetfilterError:
+        pass                              # no chain (never installed): nothing of ours is left
 
 
 def paths(sync):
@@ -160,6 +235,9 @@ class Conntrackd:
             os.replace(tmp, self.paths["config"])
         except OSError as e:
             return False, f"cannot write {self.paths['config']}: {e.strerror}"
+        ok, guarded = install_guard(self.ha.sync)
+        if not ok:                                 # no conntrackd rather than one anybody can feed
+            return False, guarded
         detail = ""
         if os.path.exists(self.paths["lock"]):
             if self._ctl("-s", timeout=2)[0]:
@@ -179,7 +257,7 @@ class Conntrackd:
             if self.proc.poll() is not None:
                 return False, f"{detail}conntrackd exited {self.proc.returncode}: {self.log_tail()}"
             if os.path.exists(self.paths["socket"]) and self._ctl("-s", timeout=2)[0]:
-                return True, f"{detail}pid {self.proc.pid}, {self.paths['config']}"
+                return True, f"{detail}pid {self.proc.pid}, {self.paths['config']}; {guarded}"
             time.sleep(0.05)
         return False, f"{detail}conntrackd (pid {self.proc.pid}) did not answer on {self.paths['socket']} within 5s"
 
@@ -209,6 +287,7 @@ class Conntrackd:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        remove_guard(self.ha.sync)
 
     def run(self, option):
         """One action ("-c", "-f", ...): (ok, detail)."""

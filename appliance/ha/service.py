@@ -279,6 +279,7 @@ class Service:
                 return
             if job == "counters":
                 self.sync_counters = self.sync.counters()
+                self.sync_guard()
             elif job == "restart":
                 code, tail = self.sync.exited(), self.sync.log_tail()
                 self.sync.restarts += 1
@@ -287,6 +288,17 @@ class Service:
                 self.sync_restarting = False
             else:
                 self.sync_action(job[0], **job[1])
+
+    def sync_guard(self):
+        """conntrackd's guard (conntrackd.py) back in place when something removed or moved it,
+        with an event: without it, any host on the management link can feed our cache."""
+        from appliance.ha.conntrackd import guard_intact, install_guard
+        if self.sync.exited() is None and not guard_intact(self.ha.sync):
+            ok, detail = install_guard(self.ha.sync)
+            with self.out_lock:             # appliance_ha_sync_actions_total{action="guard"}
+                n = self.sync_actions.setdefault("guard", {"ok": 0, "failed": 0})
+                n["ok" if ok else "failed"] += 1
+            self.event("sync", action="guard", ok=ok, detail=f"the sync channel's guard was gone or moved; {detail}")
 
     def sync_watch(self):
         if self.sync.exited() is not None and self.sync.may_restart() and not self.sync_restarting:

@@ -313,6 +313,10 @@ class Worker:
                 c.errors += 1
                 log.warning("queue %d: reject answer not sent: %s", self.queue_num, e)
         if v.offload and v.flow is not None:   # v.offload: decided for good, and offload is on
+            # a repeated packet leaves at once: the accepts held for earlier packets (of this
+            # flow, maybe) go first, or the flow's later packets would overtake them
+            if self.batching is not None and self.batching.held:
+                self.batching.flush()
             nfpkt.set_mark((nfpkt.mark & ~self.mark_mask) | self.marks[action])   # others' bits kept
             nfpkt.repeat()
             c.offloaded += 1

@@ -123,7 +123,8 @@ def test_ha_pair_two_azs_both_route_tables_at_the_primary(tmp_path):
 def test_ha_pair_role_is_the_documented_policies():
     res = _load("ha-pair.yaml")
     inline = {p["PolicyName"]: p["PolicyDocument"]["Statement"] for p in res["ApplianceRole"]["Properties"]["Policies"]}
-    assert inline["appliance-source-dest-check"] == json.loads((REPO / "deploy/iam-policy.json").read_text())["Statement"]
+    assert inline["appliance-source-dest-check"] == [{"Sid": "ApplianceSourceDestCheck", "Effect": "Allow",
+                                                      "Action": "ec2:DescribeNetworkInterfaceAttribute", "Resource": "*"}]
     documented = json.loads((REPO / "deploy/ha-iam-policy.json").read_text())["Statement"]
     ha = {s["Sid"]: s for s in inline["appliance-ha-routes"]}
     for st in documented:                                   # same actions; ARNs of this stack's two tables
@@ -131,6 +132,22 @@ def test_ha_pair_role_is_the_documented_policies():
     arns = ha["HaReplaceRoutesOfThePair"]["Resource"]
     assert [a["Sub"].rsplit("/", 1)[1] for a in arns] == ["${ProtectedRouteTable}", "${EdgeRouteTable}"]
     assert ha["HaReadTheHeartbeatKey"]["Resource"] == {"Ref": "HeartbeatSecret"}
+
+
+def test_ha_pair_role_cannot_modify_network_interfaces(tmp_path):
+    """ec2:ModifyNetworkInterfaceAttribute on "*" lets whoever holds the role's credentials
+    (a compromised appliance) move any ENI of the account into any security group, or turn
+    source/dest check off anywhere. The pair's template creates its ENIs with source/dest check
+    off, so the bootstrap only has to verify it (Describe)."""
+    res = _load("ha-pair.yaml")
+    actions = [a for p in res["ApplianceRole"]["Properties"]["Policies"]
+               for st in p["PolicyDocument"]["Statement"]
+               for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])]
+    assert "ec2:DescribeNetworkInterfaceAttribute" in actions
+    assert not [a for a in actions if a.startswith("ec2:Modify") or a in ("ec2:*", "*")], actions
+    for side in "AB":
+        cfg, _ = _user_data_config(res[f"Appliance{side}"]["Properties"]["UserData"], tmp_path)
+        assert cfg.aws.source_dest_check == "verify"
 
 
 @pytest.mark.parametrize("side,peer", [("A", "B"), ("B", "A")])
@@ -175,8 +192,14 @@ def test_gwlb_fleet_wiring():
     assert res["ScaleOnCpu"]["Properties"]["AutoScalingGroupName"] == {"Ref": "Fleet"}
     lt = res["ApplianceLaunchTemplate"]["Properties"]["LaunchTemplateData"]
     assert lt["MetadataOptions"]["HttpTokens"] == "required" and lt["NetworkInterfaces"][0]["DeviceIndex"] == 0
-    inline = res["ApplianceRole"]["Properties"]["Policies"][0]["PolicyDocument"]
-    assert inline == json.loads((REPO / "deploy/iam-policy.json").read_text())
+    # deploy/iam-policy.json's actions, Modify only on the ENIs the launch template tags
+    statements = res["ApplianceRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    actions = {a: st for st in statements for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])}
+    assert set(actions) == set(json.loads((REPO / "deploy/iam-policy.json").read_text())["Statement"][0]["Action"])
+    modify = actions["ec2:ModifyNetworkInterfaceAttribute"]
+    assert modify["Resource"] != "*" and ":network-interface/" in modify["Resource"]["Sub"]
+    tagged = [t for spec in lt["TagSpecifications"] if spec["ResourceType"] == "network-interface" for t in spec["Tags"]]
+    assert modify["Condition"]["StringEquals"] == {f"aws:ResourceTag/{t['Key']}": t["Value"] for t in tagged}
 
 
 def test_gwlb_fleet_user_data_config_loads(tmp_path):

@@ -140,6 +140,26 @@ def test_sync_carries_the_offload_mark_and_transfers_survive(lab):
              and metric(lab.metrics(1), "appliance_ha_sync_up") == 1, 10, "the restart in /metrics")
 
 
+@pytest.mark.parametrize("lab", [True], indirect=True)
+def test_the_sync_guard_comes_back_when_input_is_flushed(lab):
+    """conntrackd.py's guard (only the peer may feed the external cache,
+    tests/aws/test_ha_sync_guard_netns.py) removed by a flush of INPUT, then pushed down by a
+    rule put before it: `appliance ha` puts it back first, says so, counts it."""
+    from appliance.ha.conntrackd import GUARD_CHAIN
+    first = lambda: [ln for ln in lab.ex(lab.a[1], "iptables-nft", "-S", "INPUT").stdout.splitlines()  # noqa: E731
+                     if ln.startswith("-A INPUT")][:1]
+    assert GUARD_CHAIN in first()[0]
+    guards = lambda: [e for e in lab.ha_events(1) if e["event"] == "sync" and e.get("action") == "guard"]  # noqa: E731
+    lab.ex(lab.a[1], "iptables-nft", "-F", "INPUT")
+    wait_for(lambda: first() and GUARD_CHAIN in first()[0], 10, "the guard back after a flush of INPUT")
+    lab.ex(lab.a[1], "iptables-nft", "-I", "INPUT", "1", "-p", "udp", "-j", "ACCEPT")
+    wait_for(lambda: GUARD_CHAIN in first()[0], 10, "the guard first again")
+    ev = guards()
+    assert len(ev) == 2 and all(e["ok"] for e in ev), ev
+    wait_for(lambda: metric(lab.metrics(1), "appliance_ha_sync_actions_total", '{action="guard",result="ok"}') == 2,
+             10, "the restorations in /metrics")
+
+
 @pytest.mark.parametrize("lab", [False], indirect=True)
 def test_without_sync_offloaded_transfers_are_picked_up_midstream_and_cut(lab):
     r = takeover_run(lab)

@@ -46,21 +46,23 @@ def test_overload_needs_a_restart_the_kernel_ruleset_is_built_from_it(tmp_path):
 
 
 def test_the_source_limit_drops_new_flows_before_the_queue_after_the_mark_rules():
-    for family, prefix in ((4, 32), (6, 64)):
+    for family, prefixes in ((4, (32, 32)), (6, (64, 128))):      # (outside, inside)
         rules = netfilter.chains_text(family, "eth0", "eth1", range(0, 2), True, 0x3000,
                                       overload=Overload(100, 300)).splitlines()
         limit = [i for i, r in enumerate(rules) if "-m hashlimit" in r]
-        assert len(limit) == 2 and limit[1] == limit[0] + 1, rules
-        new, syn = rules[limit[0]], rules[limit[1]]
-        # what conntrack calls NEW, and a bare SYN on a 5-tuple it already knows: one bucket
-        assert "-m conntrack --ctstate NEW -m hashlimit" in new
-        assert "-p tcp --syn -m conntrack ! --ctstate NEW -m hashlimit" in syn
-        assert new.split("-m hashlimit")[1] == syn.split("-m hashlimit")[1]
-        assert "--hashlimit-above 100/sec" in new and "--hashlimit-burst 300" in new
-        assert f"--hashlimit-srcmask {prefix}" in new and new.endswith("-j DROP")
-        assert f"--hashlimit-name appliance-new{family} " in new
-        assert "--hashlimit-htable-expire 3000" in new              # an idle source refills 300 at 100/s in 3 s
-        assert "NFQUEUE" in rules[limit[1] + 1]                     # right before the queue ...
+        assert limit == list(range(limit[0], limit[0] + 4)), rules
+        for (new, syn), side, name, prefix in ((rules[limit[0]:limit[0] + 2], "-i eth0 ", "out", prefixes[0]),
+                                               (rules[limit[2]:limit[2] + 2], "-i eth1 ", "in", prefixes[1])):
+            # what conntrack calls NEW, and a bare SYN on a 5-tuple it already knows: one bucket
+            assert f"{side}-m conntrack --ctstate NEW -m hashlimit" in new
+            assert f"{side}-p tcp --syn -m conntrack ! --ctstate NEW -m hashlimit" in syn
+            assert new.split("-m hashlimit")[1] == syn.split("-m hashlimit")[1]
+            assert "--hashlimit-above 100/sec" in new and "--hashlimit-burst 300" in new
+            assert f"--hashlimit-srcmask {prefix}" in new and new.endswith("-j DROP")
+            # each side its own table: what arrives outside is never charged to an inside host
+            assert f"--hashlimit-name appliance-new{family}-{name} " in new
+            assert "--hashlimit-htable-expire 3000" in new          # an idle source refills 300 at 100/s in 3 s
+        assert "NFQUEUE" in rules[limit[3] + 1]                     # right before the queue ...
         assert "-m mark ! --mark 0x0/0x3000 -j DROP" in rules[limit[0] - 1]   # ... after the repeated packets
     plain = netfilter.chains_text(4, "eth0", "eth1", range(0, 2), True, 0x3000)
     stopped = netfilter.chains_text(4, "eth0", "eth1", range(0, 2), True, 0x3000, inspecting=False,
@@ -71,5 +73,5 @@ def test_the_source_limit_drops_new_flows_before_the_queue_after_the_mark_rules(
 def test_the_limit_rules_are_counted_as_their_own_role_in_the_metrics():
     from appliance.control.kernel import rule_role
     for family in (4, 6):
-        for rule in netfilter.source_limit_rules(family, Overload(10, 10)):
+        for rule in netfilter.source_limit_rules(family, Overload(10, 10), "eth0", "eth1"):
             assert rule_role(netfilter.INSPECT_CHAIN, rule.split(" ", 2)[2]) == "source_limited"
