@@ -120,14 +120,22 @@ def test_sync_carries_the_offload_mark_and_transfers_survive(lab):
     # fault -> primary (the routes never left a2): no commit of the peer's older copy, no resync
     actions = lambda: [e["action"] for e in lab.ha_events(1) if e["event"] == "sync"]      # noqa: E731
     before = actions()
-    lab.apps[1].signal(signal.SIGSTOP)                     # a2's datapath stops answering /readyz
+    # a1's `appliance ha` frozen meanwhile: a healthy standby would take a peer in fault over
+    # (a race with a2's recovery on a loaded host); this step is about a2's own transition
+    lab.procs[0].send_signal(signal.SIGSTOP)
     try:
-        wait_for(lambda: lab.state(1) == "fault", 15, "a2 in fault")
+        lab.apps[1].signal(signal.SIGSTOP)                 # a2's datapath stops answering /readyz
+        try:
+            wait_for(lambda: lab.state(1) == "fault", 15, "a2 in fault")
+        finally:
+            lab.apps[1].signal(signal.SIGCONT)
+        wait_for(lambda: lab.state(1) == "primary", 15, "a2 primary again")
+        time.sleep(1)
+        assert actions() == before, actions()[len(before):]
+        assert lab.route_target() == lab.enis[1]           # the routes never left a2
     finally:
-        lab.apps[1].signal(signal.SIGCONT)
-    wait_for(lambda: lab.state(1) == "primary", 15, "a2 primary again")
-    time.sleep(1)
-    assert actions() == before, actions()[len(before):]
+        lab.procs[0].send_signal(signal.SIGCONT)
+    wait_for(lambda: lab.state(0) == "standby", 15, "a1 standby again")
 
     # conntrackd killed: `appliance ha` starts it again (off its loop) and says so
     pid = int(re.search(r"pid (\d+)", [e for e in lab.ha_events(1) if e["event"] == "sync"
