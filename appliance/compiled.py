@@ -43,8 +43,13 @@ def use_compiled(namespace):
         missing[name] = f"{PURE_ENV} is set"
         return
     # all or nothing: a compiled module types its arguments as its compiled neighbours'
-    # classes (decode's Packet), so it runs only when those run compiled too
-    behind = [m for m in MODULES[:MODULES.index(name)] if m not in active] if name in MODULES else []
+    # classes (decode's Packet), so it runs only when those run compiled too. They are
+    # imported first: whichever module an entry point happens to import first (GWLB's
+    # gwlb_offload imports flow before anything imports decode) must not decide the build
+    earlier = MODULES[:MODULES.index(name)] if name in MODULES else ()
+    for m in earlier:
+        importlib.import_module(m)
+    behind = [m for m in earlier if m not in active]
     if behind:
         missing[name] = f"{behind[0]} runs as pure Python"
         return

@@ -64,3 +64,18 @@ def test_stale_extension_is_not_used(tmp_path):
 
 def test_env_selects_pure_python(tmp_path):
     assert probe(PKG.parent, **{PURE_ENV: "1"}).strip() == f"pure Python ({PURE_ENV} is set)"
+
+
+@pytest.mark.skipif(not BUILT, reason="compiled hot path not built (python3 setup.py build_ext --inplace)")
+@pytest.mark.parametrize("entry", ["appliance.flow", "appliance.gwlb_offload", "appliance.source.gwlb",
+                                   "appliance.fleet.supervisor"])
+def test_import_order_does_not_leave_a_built_module_pure(entry):
+    """flow imported before decode (gwlb_offload imports flow's timeouts; the GWLB worker and
+    the fleet supervisor, whose forked workers inherit its modules, import it first) still
+    runs compiled: the choice must not depend on which module some entry point imports first."""
+    code = f"import {entry}, appliance.decode, appliance.compiled as c; print(c.describe())"
+    env = {k: v for k, v in os.environ.items() if k != PURE_ENV}
+    cp = subprocess.run([sys.executable, "-c", code], cwd=PKG.parent, env=env, capture_output=True, text=True,
+                        timeout=120)
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.strip() == "compiled: decode, flow, packet"
