@@ -83,9 +83,11 @@ def use_compiled(namespace):
     source = namespace.get("__file__")
     built = built_from(twin.__file__)
     if built is None or not source or built != source_hash(source):
-        # edited since the build (or built without the record): the twin would run other code
+        # edited since the build (or built without the record): the twin would run other code.
+        # A warning: this runs at import, before a command sets up logging, and a build that
+        # is there but unusable is a deployment to fix (a missing one may be a choice)
         missing[name] = "stale build, not compiled from its source"
-        log.info("%s: compiled extension not built from %s as it is now; running the pure-Python "
+        log.warning("%s: compiled extension not built from %s as it is now; running the pure-Python "
                  "module (rebuild: python3 setup.py build_ext --inplace)", name, source)
         return
     namespace.update({k: v for k, v in vars(twin).items() if not (k.startswith("__") and k.endswith("__"))})

@@ -95,3 +95,17 @@ def test_import_order_does_not_leave_a_built_module_pure(entry):
                         timeout=120)
     assert cp.returncode == 0, cp.stderr
     assert cp.stdout.strip() == "compiled: decode, flow, packet"
+
+
+@pytest.mark.skipif(not BUILT, reason="compiled hot path not built (python3 setup.py build_ext --inplace)")
+def test_stale_extension_is_reported_before_logging_is_set_up(tmp_path):
+    """The build is chosen at import, before `appliance run` configures logging: a stale
+    extension (a broken deployment: the hot path silently 3x slower) must still reach stderr."""
+    root = copy_package(tmp_path, with_builds=True)
+    source = root / "appliance" / "flow.py"
+    source.write_text(source.read_text() + "\n# edited\n")
+    env = {**{k: v for k, v in os.environ.items() if k != PURE_ENV}, "PYTHONPATH": str(root)}
+    cp = subprocess.run([sys.executable, "-c", "import appliance.inspector"], cwd=root, env=env,
+                        capture_output=True, text=True, timeout=120)
+    assert cp.returncode == 0, cp.stderr
+    assert "appliance.flow: compiled extension not built from" in cp.stderr
