@@ -5,10 +5,16 @@ runs; `setup.py` compiles each of them from its own, unchanged source into a sib
 extension module `_c_<name>` (the typed declarations live in `_c_<name>.pxd`). The
 Python source stays the reference: a module ends with `use_compiled(globals())`, which
 swaps its names for the compiled module's when one is built, and does nothing when
-APPLIANCE_PURE_PYTHON=1 is set, or the extension is missing or older than the source
-(a logged note, then pure Python: a clean clone without a compiler still runs, only
-slower, and an edited module never runs its old compiled code).
+APPLIANCE_PURE_PYTHON=1 is set, or the extension is missing or was not compiled from the
+source as it is now (a logged note, then pure Python: a clean clone without a compiler
+still runs, only slower, and an edited module never runs its old compiled code).
+
+"As it is now" is by content: setup.py writes the SHA-256 of the source it compiled beside
+each extension (`<extension>.sha256`). File times cannot tell: pip writes a wheel's
+extensions before its .py files (every installed source looks newer than its build), and
+rsync -a, tar -x or cp -p give an edited source the editor's older time.
 """
+import hashlib
 import importlib
 import logging
 import os
@@ -17,6 +23,7 @@ PURE_ENV = "APPLIANCE_PURE_PYTHON"
 # The modules setup.py compiles, dependencies first (a compiled module imports its
 # neighbours by their pure names and gets their compiled contents through them).
 MODULES = ("appliance.packet", "appliance.decode", "appliance.flow")
+SOURCE_HASH_SUFFIX = ".sha256"     # beside the extension: the hash of the source it was built from
 
 log = logging.getLogger("appliance.compiled")
 active = {}          # pure module name -> compiled module name, for bench and --version
@@ -33,6 +40,20 @@ def twin_name(name):
     return f"{package}._c_{leaf}"
 
 
+def source_hash(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def built_from(extension_path):
+    """The hash of the source the extension was compiled from, or None when not recorded."""
+    try:
+        with open(extension_path + SOURCE_HASH_SUFFIX) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
 def use_compiled(namespace):
     """Replace the module's public and private names with its compiled twin's."""
     name = namespace["__name__"]
@@ -43,8 +64,13 @@ def use_compiled(namespace):
         missing[name] = f"{PURE_ENV} is set"
         return
     # all or nothing: a compiled module types its arguments as its compiled neighbours'
-    # classes (decode's Packet), so it runs only when those run compiled too
-    behind = [m for m in MODULES[:MODULES.index(name)] if m not in active] if name in MODULES else []
+    # classes (decode's Packet), so it runs only when those run compiled too. They are
+    # imported first: whichever module an entry point happens to import first (GWLB's
+    # gwlb_offload imports flow before anything imports decode) must not decide the build
+    earlier = MODULES[:MODULES.index(name)] if name in MODULES else ()
+    for m in earlier:
+        importlib.import_module(m)
+    behind = [m for m in earlier if m not in active]
     if behind:
         missing[name] = f"{behind[0]} runs as pure Python"
         return
@@ -55,11 +81,14 @@ def use_compiled(namespace):
         log.info("%s: no compiled extension (%s); running the pure-Python module", name, e)
         return
     source = namespace.get("__file__")
-    if source and os.path.getmtime(twin.__file__) < os.path.getmtime(source):
-        # edited since the build: the twin would run the old code
-        missing[name] = "stale build, older than its source"
-        log.info("%s: compiled extension older than %s; running the pure-Python module "
-                 "(rebuild: python3 setup.py build_ext --inplace)", name, source)
+    built = built_from(twin.__file__)
+    if built is None or not source or built != source_hash(source):
+        # edited since the build (or built without the record): the twin would run other code.
+        # A warning: this runs at import, before a command sets up logging, and a build that
+        # is there but unusable is a deployment to fix (a missing one may be a choice)
+        missing[name] = "stale build, not compiled from its source"
+        log.warning("%s: compiled extension not built from %s as it is now; running the pure-Python "
+                 "module (rebuild: python3 setup.py build_ext --inplace)", name, source)
         return
     namespace.update({k: v for k, v in vars(twin).items() if not (k.startswith("__") and k.endswith("__"))})
     active[name] = twin.__name__

@@ -123,3 +123,20 @@ def test_damaged_frames(tmp_path):
     pure, compiled = replay_both(tmp_path, paths, "--rules", REPO / "rules")
     assert pure[0] in (0, 1) and b"Traceback" not in pure[3]
     assert_identical(pure, compiled)
+
+
+def test_generated_hostile_frames(tmp_path):
+    """Boundary lengths, offsets, extension-header chains and VLAN stacks the corpus does not
+    reach (hostile_frames.py): the same decoded fields, flow states and evictions both ways."""
+    script = str(REPO / "tests" / "replay" / "hostile_frames.py")
+    out = []
+    for pure in (True, False):
+        env = {k: v for k, v in os.environ.items() if k != PURE_ENV}
+        if pure:
+            env[PURE_ENV] = "1"
+        cp = subprocess.run([sys.executable, script, "15", "30000"], cwd=REPO,
+                            env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=600)
+        assert cp.returncode == 0, cp.stderr
+        out.append(cp.stdout.split())
+    assert out[1][0] == "compiled:"
+    assert out[0][-1] == out[1][-1]

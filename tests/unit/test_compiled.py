@@ -52,15 +52,60 @@ def test_missing_extension_runs_pure_python_and_says_so(tmp_path):
 
 @pytest.mark.skipif(not BUILT, reason="compiled hot path not built (python3 setup.py build_ext --inplace)")
 def test_stale_extension_is_not_used(tmp_path):
+    """An edited source whose file time is older than the build (rsync -a, tar -x and cp -p
+    keep the editor's time) still runs its source: the build is judged by content."""
     root = copy_package(tmp_path, with_builds=True)
     assert probe(root).strip() == "compiled: decode, flow, packet"
+    source = root / "appliance" / "decode.py"
     so = next((root / "appliance").glob("_c_decode.*.so"))
-    os.utime(root / "appliance" / "decode.py", (so.stat().st_mtime + 10,) * 2)   # edited after the build
+    source.write_text(source.read_text().replace('"ipraw.pkt_too_small"', '"ipraw.edited"'))
+    os.utime(source, (so.stat().st_mtime - 3600,) * 2)          # edited "before" the build
     out = probe(root)
-    assert "appliance.decode: compiled extension older than" in out
+    assert "appliance.decode: compiled extension not built from" in out
     # decode runs its source; flow, after it, too (all or nothing past the first pure module)
     assert out.strip().splitlines()[-1] == "compiled: packet; pure: decode, flow"
 
 
+@pytest.mark.skipif(not BUILT, reason="compiled hot path not built (python3 setup.py build_ext --inplace)")
+def test_installed_extension_is_used_whatever_the_file_times(tmp_path):
+    """pip (the AMI's provision.sh) writes a wheel's extensions before its .py files: each
+    source is younger than its build, unchanged. The build is used."""
+    root = copy_package(tmp_path, with_builds=True)
+    for m in MODULES:
+        leaf = m.rpartition(".")[2]
+        so = next((root / "appliance").glob(f"_c_{leaf}.*.so"))
+        os.utime(root / "appliance" / f"{leaf}.py", (so.stat().st_mtime + 10,) * 2)
+    assert probe(root).strip() == "compiled: decode, flow, packet"
+
+
 def test_env_selects_pure_python(tmp_path):
     assert probe(PKG.parent, **{PURE_ENV: "1"}).strip() == f"pure Python ({PURE_ENV} is set)"
+
+
+@pytest.mark.skipif(not BUILT, reason="compiled hot path not built (python3 setup.py build_ext --inplace)")
+@pytest.mark.parametrize("entry", ["appliance.flow", "appliance.gwlb_offload", "appliance.source.gwlb",
+                                   "appliance.fleet.supervisor"])
+def test_import_order_does_not_leave_a_built_module_pure(entry):
+    """flow imported before decode (gwlb_offload imports flow's timeouts; the GWLB worker and
+    the fleet supervisor, whose forked workers inherit its modules, import it first) still
+    runs compiled: the choice must not depend on which module some entry point imports first."""
+    code = f"import {entry}, appliance.decode, appliance.compiled as c; print(c.describe())"
+    env = {k: v for k, v in os.environ.items() if k != PURE_ENV}
+    cp = subprocess.run([sys.executable, "-c", code], cwd=PKG.parent, env=env, capture_output=True, text=True,
+                        timeout=120)
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.strip() == "compiled: decode, flow, packet"
+
+
+@pytest.mark.skipif(not BUILT, reason="compiled hot path not built (python3 setup.py build_ext --inplace)")
+def test_stale_extension_is_reported_before_logging_is_set_up(tmp_path):
+    """The build is chosen at import, before `appliance run` configures logging: a stale
+    extension (a broken deployment: the hot path silently 3x slower) must still reach stderr."""
+    root = copy_package(tmp_path, with_builds=True)
+    source = root / "appliance" / "flow.py"
+    source.write_text(source.read_text() + "\n# edited\n")
+    env = {**{k: v for k, v in os.environ.items() if k != PURE_ENV}, "PYTHONPATH": str(root)}
+    cp = subprocess.run([sys.executable, "-c", "import appliance.inspector"], cwd=root, env=env,
+                        capture_output=True, text=True, timeout=120)
+    assert cp.returncode == 0, cp.stderr
+    assert "appliance.flow: compiled extension not built from" in cp.stderr
