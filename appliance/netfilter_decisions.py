@@ -15,6 +15,23 @@
                                         connmark REJECT rules): a dropped first packet leaves no
                                         conntrack entry to mark, the next one is judged the same
                               queue  -> return: iptables' APPLIANCE-INSPECT queues it as before
+      APPLIANCE-DECIDE-QUEUE / -DROP / -REJECT
+                            what a queued / dropped / rejected new flow leaves behind: its reverse
+                            tuple in flows_queued4/6 or flows_refused4/6 (below), then the verdict
+
+The flows a worker may hold that conntrack does not: a first packet the kernel or a worker
+dropped leaves no conntrack entry (it is never confirmed), but the engine keeps its flow (a
+drop is final; a pending flow waits for its next packet), so a packet the other way belongs to
+that flow, while conntrack calls it NEW with the other end as the initiator. Judged as a new
+flow the other way round, an answer would be passed, and its conntrack pass mark would pass the
+dropped side's next packets too (a `content` drop rule defeated by the server speaking next;
+an outbound drop rule by the outside host sending to the same ports). So every queued new
+packet puts its reverse tuple in `flows_queued` (a packet that fits goes to the queue: the
+worker judges it with its flow), every dropped or rejected one in `flows_refused` (a packet
+that fits is dropped, as the engine's decided flow drops it), for the engine's idle timeout of
+a flow in that state (flow.TIMEOUTS: TCP 60 s, UDP 30 s, refreshed by every packet that fits).
+Each set holds SET_SIZE flows per family; past that, a new one is not remembered (a flood of
+new flows fills it: docs/datapath.md says what that loses).
 
 Native nftables, because the iptables-nft NFQUEUE chain cannot hold interval sets of networks
 with negation: a rule's address set is a named interval set per family, its ports an anonymous
@@ -30,7 +47,9 @@ import shutil
 import subprocess
 
 from .detect.kernel_policy import QUEUE
+from .flow import TIMEOUTS, NEW
 from .netfilter import NetfilterError, offload_marks
+from .packet import TCP, UDP
 
 log = logging.getLogger("appliance.netfilter")
 
@@ -38,6 +57,8 @@ TABLE = "appliance_decide"
 CHAIN = "APPLIANCE-DECIDE"
 PRIORITY = "filter - 5"
 TIMEOUT = 30
+SET_SIZE = 262144                       # flows per family in flows_queued / flows_refused
+_FAMILIES = (("ipv4", "ip", "4"), ("ipv6", "ip6", "6"))
 
 
 def table_text(policy, outside, inside, mark_mask):
@@ -48,9 +69,9 @@ def table_text(policy, outside, inside, mark_mask):
     # a counter on each decision: the flows the kernel decides are in no worker's stats
     verdicts = {
         "pass": [f"counter ct mark set ct mark & 0x{keep:08x} | 0x{passed:08x} accept"],
-        "drop": ["counter drop"],
-        "reject": ["meta l4proto tcp counter reject with tcp reset", "counter reject with icmpx type admin-prohibited"],
-        QUEUE: ["return"],
+        "drop": [f"counter goto {CHAIN}-DROP"],
+        "reject": [f"counter goto {CHAIN}-REJECT"],
+        QUEUE: [f"goto {CHAIN}-QUEUE"],
     }
     for n, e in enumerate(policy.entries):
         for way in ("inbound", "outbound"):
@@ -64,21 +85,50 @@ def table_text(policy, outside, inside, mark_mask):
     for name, family, elements in dict.fromkeys(sets):
         lines += [f"  set {name} {{", f"    type {family}_addr; flags interval;",
                   f"    elements = {{ {', '.join(elements)} }}", "  }"]
+    for kind in ("queued", "refused"):
+        for family, _, v in _FAMILIES:
+            lines += [f"  set flows_{kind}{v} {{",
+                      f"    type {family}_addr . {family}_addr . inet_proto . inet_service . inet_service;",
+                      f"    size {SET_SIZE}; flags dynamic, timeout;", "  }"]
     lines += [f"  chain {CHAIN} {{", f"    type filter hook forward priority {PRIORITY}; policy accept;",
               "    ct state != new return",
               f"    iifname {_q(outside)} oifname {_q(inside)} jump {CHAIN}-IN",
               f"    iifname {_q(inside)} oifname {_q(outside)} jump {CHAIN}-OUT", "  }"]
     for way, suffix in (("inbound", "IN"), ("outbound", "OUT")):
-        lines += [f"  chain {CHAIN}-{suffix} {{",
-                  # the engine's first packet of an oriented flow (kernel_policy.first_packet_decidable)
-                  "    meta l4proto != { tcp, udp } return",
-                  "    tcp flags & (syn | ack) != syn return",
-                  "    udp sport < 1024 udp dport >= 1024 return"]
+        lines += [f"  chain {CHAIN}-{suffix} {{", "    meta l4proto != { tcp, udp } return"]
+        # a flow a worker or this table already holds (see the module's doc)
+        for family, key, v in _FAMILIES:
+            lines += [f"    meta nfproto {family} {_tuple(key)} @flows_refused{v} counter goto {CHAIN}-DROP"
+                      ' comment "reverse of a dropped flow"',
+                      f"    meta nfproto {family} {_tuple(key)} @flows_queued{v} goto {CHAIN}-QUEUE"]
+        # the engine's first packet of an oriented flow (kernel_policy.first_packet_decidable)
+        lines += [f"    tcp flags & (syn | ack) != syn goto {CHAIN}-QUEUE",
+                  f"    udp sport < 1024 udp dport >= 1024 goto {CHAIN}-QUEUE"]
         lines += [f"    {line}" for line in chains[way]]
         lines += [f'    {v} comment "default action"' for v in verdicts[policy.default]]
         lines.append("  }")
+    for kind, then in (("QUEUE", ["return"]), ("DROP", ["drop"]),
+                       ("REJECT", ["meta l4proto tcp reject with tcp reset", "reject with icmpx type admin-prohibited"])):
+        lines.append(f"  chain {CHAIN}-{kind} {{")
+        lines += [f"    {line}" for line in _remember("queued" if kind == "QUEUE" else "refused")]
+        lines += [f"    {line}" for line in then]
+        lines.append("  }")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _tuple(key, reverse=False):
+    """The packet's (src, dst, proto, sport, dport) as a flows_* set key; `reverse`: the answer's."""
+    a, b, pa, pb = ("daddr", "saddr", "dport", "sport") if reverse else ("saddr", "daddr", "sport", "dport")
+    return f"{key} {a} . {key} {b} . meta l4proto . th {pa} . th {pb}"
+
+
+def _remember(kind):
+    """Statements putting the packet's reverse tuple in flows_<kind>, for the engine's idle
+    timeout of a flow not yet seen both ways (flow.TIMEOUTS)."""
+    return [f"meta nfproto {family} meta l4proto {name} update @flows_{kind}{v} "
+            f"{{ {_tuple(key, reverse=True)} timeout {TIMEOUTS[proto][NEW]}s }}"
+            for family, key, v in _FAMILIES for proto, name in ((TCP, "tcp"), (UDP, "udp"))]
 
 
 def _q(name):
@@ -157,7 +207,23 @@ def listing():
     """The table as the kernel lists it, its counters' values left out (they are no drift),
     or None when it is gone."""
     r = _nft(["list", "table", "inet", TABLE], check=False)
-    return _COUNTS.sub("counter", r.stdout) if r.returncode == 0 else None
+    return _COUNTS.sub("counter", _without_flows(r.stdout)) if r.returncode == 0 else None
+
+
+def _without_flows(text):
+    """The listing without the flows_* sets' elements: traffic adds and expires them."""
+    out, in_flows, in_elements = [], False, False
+    for line in text.splitlines(keepends=True):
+        s = line.strip()
+        if s.startswith("set "):
+            in_flows = s.startswith("set flows_")
+        if in_flows and s.startswith("elements = {"):
+            in_elements = True
+        if not in_elements:
+            out.append(line)
+        elif s.endswith("}"):
+            in_elements = False
+    return "".join(out)
 
 
 def counters(text=None):
@@ -168,9 +234,10 @@ def counters(text=None):
         text = r.stdout if r.returncode == 0 else ""
     out = {}
     for line in text.splitlines():
-        m = re.search(r"counter packets (\d+) .*?(accept|drop|reject).*comment \"([^\"]+)\"", line)
+        m = re.search(r"counter packets (\d+) .*?(accept|goto \S+-(?:DROP|REJECT)) comment \"([^\"]+)\"", line)
         if m:
-            key = (m.group(3), {"accept": "pass"}.get(m.group(2), m.group(2)))
+            verdict = "pass" if m.group(2) == "accept" else m.group(2).rsplit("-", 1)[1].lower()
+            key = (m.group(3), verdict)
             out[key] = out.get(key, 0) + int(m.group(1))
     return out
 

@@ -148,7 +148,7 @@ def test_reload_recompiles_and_watch_puts_the_table_back(topo, appliance, server
         a.rules.write_text(RULES.replace("action: pass, proto: tcp, dst_port: 8081",
                                          "action: drop, proto: tcp, dst_port: 8081, log: false"))
         a.signal(signal.SIGHUP)
-        wait_for(lambda: 'drop comment "rule 1"' in (nft_table(topo) or ""), what="recompiled table")
+        wait_for(lambda: 'goto APPLIANCE-DECIDE-DROP comment "rule 1"' in (nft_table(topo) or ""), what="recompiled table")
         assert verdict(topo, 8081) == "timeout"
         assert queued_for(a, topo, 8081, n=2) == 0
         topo.ex(topo.fw, "nft", "delete", "table", "inet", TABLE, check=True)
@@ -219,3 +219,55 @@ def test_same_verdicts_by_address_and_family(topo, appliance, servers):
     assert got[False][("fd01::2", 8082)] == "timeout" and got[False][("fd01::2", 8081)] == "refused"
     assert got[False][("10.1.0.2", 9002)] == "timeout" and got[False][("10.1.0.2", 9001)] == "reply"
     assert got[False][("fd01::2", 9002)] == "reply" and got[False][("10.1.0.2", 8082)] == "200"
+
+
+# A flow whose first packet was dropped leaves no conntrack entry, but the engine keeps the
+# flow (final, or pending its next packet): a packet the other way is that flow's to the
+# engine, while conntrack calls it NEW with the other end as initiator. The kernel must
+# judge it as the flow it belongs to, not as a new one the other way round.
+REVERSED = """\
+default_action: pass
+rules:
+  - {id: 1, msg: no-out, action: drop, proto: udp, src: 10.2.0.0/16, dst_port: 9500, log: false}
+  - {id: 2, msg: evil, action: drop, proto: udp, dst_port: 9501, content: evil, log: false}
+"""
+PEER = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", int(sys.argv[1])))
+s.sendto(sys.argv[4].encode(), (sys.argv[2], int(sys.argv[3])))
+s.settimeout(float(sys.argv[5]))
+try:
+    s.recv(100); print("got")
+except OSError:
+    print("none")
+"""
+
+
+def exchange(topo, first, first_port, second, second_port, payload):
+    """`first` sends `payload` from first_port to second_port (and waits); then `second` sends
+    the other way: did that reach `first`?"""
+    ns = {"client": (topo.client, topo.client_ip), "server": (topo.server, topo.server_ip)}
+    (a, a_ip), (b, b_ip) = ns[first], ns[second]
+    p = subprocess.Popen(["ip", "netns", "exec", a, sys.executable, "-c", PEER, str(first_port), b_ip,
+                          str(second_port), payload, "3"], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    topo.ex(b, sys.executable, "-c", PEER, str(second_port), a_ip, str(first_port), "x", "0.5")
+    return p.communicate(timeout=10)[0].strip()
+
+
+def test_a_dropped_first_packet_keeps_its_flow_for_the_other_side(topo, appliance):
+    got = {}
+    for kernel in (False, True):
+        topo.ex(topo.fw, "conntrack", "-F")
+        a = appliance(rules=REVERSED, extra=config(kernel), workers=1).without_protocol_logs().start()
+        try:
+            if kernel:
+                wait_for(lambda: nft_table(topo), what="kernel decisions table")
+            # the kernel dropped the server's datagram (rule 1); the client answers on that flow
+            got[kernel, "kernel drop"] = exchange(topo, "server", 9600, "client", 9500, "out")
+            # a worker dropped the client's datagram (rule 2's content); the server answers
+            got[kernel, "worker drop"] = exchange(topo, "client", 9700, "server", 9501, "evil")
+        finally:
+            a.stop()
+    assert got[False, "kernel drop"] == got[False, "worker drop"] == "none", got
+    assert got[True, "kernel drop"] == got[True, "worker drop"] == "none", got

@@ -47,12 +47,45 @@ def test_table_text_in_policy_order(tmp_path):
     order = [line.split('comment "rule ')[1].strip('" ') for line in inbound.splitlines() if 'comment "rule ' in line]
     # the alert rule first, both orientations (its reply is seen too), then the rules in order
     assert order[:2] == ["1", "1"] and order.index("2") < order.index("3") < order.index("4")
-    assert 'th dport { 22 } return comment "rule 1"' in inbound and 'th sport { 22 } return comment "rule 1"' in inbound
+    assert 'th dport { 22 } goto APPLIANCE-DECIDE-QUEUE comment "rule 1"' in inbound \
+        and 'th sport { 22 } goto APPLIANCE-DECIDE-QUEUE comment "rule 1"' in inbound
     pass_mark = offload_marks(0xC0000000)["pass"]
     assert f"ip saddr != @e1_saddr4 meta l4proto tcp th dport {{ 80-90 }} counter ct mark set ct mark & 0x3fffffff " \
            f"| 0x{pass_mark:08x} accept" in inbound                       # the offload pass mark, merged ports
     assert "ip6 saddr != @e1_saddr6" in inbound
     assert "rule 3" in inbound and "rule 3" not in outbound             # direction: inbound only
-    assert "udp sport < 1024 udp dport >= 1024 return" in inbound       # the engine's first-packet guard
-    assert "tcp flags & (syn | ack) != syn return" in inbound
-    assert inbound.rstrip().endswith('counter reject with icmpx type admin-prohibited comment "default action"\n  }')
+    assert "udp sport < 1024 udp dport >= 1024 goto APPLIANCE-DECIDE-QUEUE" in inbound   # the engine's first-packet guard
+    assert "tcp flags & (syn | ack) != syn goto APPLIANCE-DECIDE-QUEUE" in inbound
+    assert inbound.rstrip().endswith('counter goto APPLIANCE-DECIDE-REJECT comment "default action"\n  }')
+
+
+LISTED = """table inet appliance_decide {
+	set e0_saddr4 {
+		type ipv4_addr
+		flags interval
+		elements = { 10.2.0.0/16 }
+	}
+
+	set flows_queued4 {
+		type ipv4_addr . ipv4_addr . inet_proto . inet_service . inet_service
+		size 262144
+		flags dynamic,timeout
+		elements = { 10.2.0.2 . 10.1.0.2 . udp . 9501 . 9700 timeout 30s expires 29s,
+			     10.2.0.2 . 10.1.0.2 . udp . 9502 . 9700 timeout 30s expires 28s }
+	}
+	chain APPLIANCE-DECIDE-IN {
+		meta nfproto ipv4 ip saddr @e0_saddr4 meta l4proto udp th dport { 9500 } counter packets 3 bytes 90 goto APPLIANCE-DECIDE-DROP comment "rule 1"
+		meta l4proto tcp th dport { 22 } counter packets 2 bytes 80 goto APPLIANCE-DECIDE-REJECT comment "rule 3"
+		counter packets 5 bytes 300 ct mark set ct mark & 0xffffcfff | 0x00001000 accept comment "default action"
+	}
+}
+"""
+
+
+def test_listing_ignores_the_flow_sets_traffic_fills_and_counts_each_verdict():
+    from appliance.netfilter_decisions import _without_flows, counters
+    kept = _without_flows(LISTED)
+    assert "9501" not in kept and "expires" not in kept           # the traffic's flows are no drift
+    assert "elements = { 10.2.0.0/16 }" in kept                    # a rule's addresses are
+    assert kept.count("}") == LISTED.count("}") - 1
+    assert counters(LISTED) == {("rule 1", "drop"): 3, ("rule 3", "reject"): 2, ("default action", "pass"): 5}
