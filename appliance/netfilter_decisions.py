@@ -95,7 +95,11 @@ def table_text(policy, outside, inside, mark_mask):
               f"    iifname {_q(outside)} oifname {_q(inside)} jump {CHAIN}-IN",
               f"    iifname {_q(inside)} oifname {_q(outside)} jump {CHAIN}-OUT", "  }"]
     for way, suffix in (("inbound", "IN"), ("outbound", "OUT")):
-        lines += [f"  chain {CHAIN}-{suffix} {{", "    meta l4proto != { tcp, udp } return"]
+        lines += [f"  chain {CHAIN}-{suffix} {{", "    meta l4proto != { tcp, udp } return",
+                  # nft (and conntrack) find the ports behind any number of IPv6 extension headers,
+                  # the decoder behind decode.MAX_IPV6_EXTHDRS (past it: Packet.unread, judged by the
+                  # addresses); nft cannot count them, so the engine judges every such packet
+                  f"    meta nfproto ipv6 ip6 nexthdr != {{ tcp, udp }} goto {CHAIN}-QUEUE"]
         # a flow a worker or this table already holds (see the module's doc)
         for family, key, v in _FAMILIES:
             lines += [f"    meta nfproto {family} {_tuple(key)} @flows_refused{v} counter goto {CHAIN}-DROP"

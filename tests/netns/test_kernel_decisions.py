@@ -271,3 +271,48 @@ def test_a_dropped_first_packet_keeps_its_flow_for_the_other_side(topo, applianc
             a.stop()
     assert got[False, "kernel drop"] == got[False, "worker drop"] == "none", got
     assert got[True, "kernel drop"] == got[True, "worker drop"] == "none", got
+
+
+# An IPv6 SYN behind more extension headers than the decoder follows (decode.MAX_IPV6_EXTHDRS):
+# nftables (and conntrack) read its ports, the engine cannot (Packet.unread) and judges it by
+# its addresses against the attacker (docs/rules.md). The kernel must not decide it by ports.
+EXTHDRS = """\
+default_action: pass
+rules:
+  - {id: 1, msg: no-8082, action: drop, proto: tcp, dst_port: 8082, log: false}
+"""
+SYN_BEHIND = """
+import random, sys, time
+from scapy.all import AsyncSniffer, IPv6, IPv6ExtHdrDestOpt, TCP, conf, send
+conf.verb = 0
+p = IPv6(src=sys.argv[1], dst=sys.argv[2])
+for _ in range(int(sys.argv[4])):
+    p = p / IPv6ExtHdrDestOpt()
+sport = random.randint(20000, 60000)
+sniffer = AsyncSniffer(filter=f"ip6 and tcp and dst port {sport}", count=1)
+sniffer.start(); time.sleep(0.2)
+send(p / TCP(sport=sport, dport=int(sys.argv[3]), flags="S"))
+sniffer.join(timeout=1.5)
+r = sniffer.stop() if sniffer.running else sniffer.results
+print("none" if not r else "rst" if r[0][TCP].flags & 4 else "synack")
+"""
+
+
+def test_a_transport_the_engine_cannot_read_is_not_decided_by_its_ports(topo, appliance, tmp_path):
+    from appliance.decode import MAX_IPV6_EXTHDRS
+    got = {}
+    with http_servers(topo, tmp_path, (8081,), bind="::"):
+        for kernel in (False, True):
+            topo.ex(topo.fw, "conntrack", "-F")
+            a = appliance(rules=EXTHDRS, extra=config(kernel), workers=1).without_protocol_logs().start()
+            try:
+                if kernel:
+                    wait_for(lambda: nft_table(topo), what="kernel decisions table")
+                for n in (0, 2, MAX_IPV6_EXTHDRS + 1):
+                    got[kernel, n] = topo.ex(topo.client, sys.executable, "-c", SYN_BEHIND, topo.client_ip6,
+                                             topo.server_ip6, "8081", str(n)).stdout.strip()
+            finally:
+                a.stop()
+    assert got[False, 2] == "synack", got                          # read: no rule against it
+    assert got[False, MAX_IPV6_EXTHDRS + 1] == "none", got         # unread: the drop rule may fit
+    assert got[True, 2] == got[False, 2] and got[True, MAX_IPV6_EXTHDRS + 1] == got[False, MAX_IPV6_EXTHDRS + 1], got
