@@ -45,8 +45,10 @@ import logging
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 
 from .detect.kernel_policy import QUEUE
+from .detect.rule import AddrSet
 from .flow import TIMEOUTS, NEW
 from .netfilter import NetfilterError, offload_marks
 from .packet import TCP, UDP
@@ -61,8 +63,9 @@ SET_SIZE = 262144                       # flows per family in flows_queued / flo
 _FAMILIES = (("ipv4", "ip", "4"), ("ipv6", "ip6", "6"))
 
 
-def table_text(policy, outside, inside, mark_mask):
-    """The table as `nft -f` reads it (without the replace preamble)."""
+def table_text(policy, outside, inside, mark_mask, merge=True):
+    """The table as `nft -f` reads it (without the replace preamble); `merge` False: one rule
+    per entry (bench/kernel_chain.py measures what merging saves)."""
     sets, chains = [], {"inbound": [], "outbound": []}
     passed = offload_marks(mark_mask)["pass"]
     keep = ~mark_mask & 0xFFFFFFFF
@@ -73,14 +76,15 @@ def table_text(policy, outside, inside, mark_mask):
         "reject": [f"counter goto {CHAIN}-REJECT"],
         QUEUE: [f"goto {CHAIN}-QUEUE"],
     }
-    for n, e in enumerate(policy.entries):
+    runs = merged(policy.entries) if merge else [(e, f"rule {e.rule_id}") for e in policy.entries]
+    for n, (e, label) in enumerate(runs):
         for way in ("inbound", "outbound"):
             if e.direction not in ("any", way):
                 continue
             for swapped in ((False, True) if e.either_way else (False,)):
                 for match in _matches(e, swapped, f"e{n}{'r' if swapped else ''}", sets):
                     for v in verdicts[e.verdict]:
-                        chains[way].append(" ".join(filter(None, (match, v))) + f' comment "rule {e.rule_id}"')
+                        chains[way].append(" ".join(filter(None, (match, v))) + f' comment "{label}"')
     lines = [f"table inet {TABLE} {{"]
     for name, family, elements in dict.fromkeys(sets):
         lines += [f"  set {name} {{", f"    type {family}_addr; flags interval;",
@@ -119,6 +123,37 @@ def table_text(policy, outside, inside, mark_mask):
         lines.append("  }")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def merged(entries):
+    """[(entry, label)]: runs of adjacent entries that differ only in one address field (a
+    block list: the same verdict for each of many networks) as one entry over the union of
+    their networks, labelled "rules FIRST-LAST". Adjacent, so the first that fits gives the
+    same verdict as before; a chain walks its rules one by one, and 10,000 rules of one block
+    list cost ~7 ms per new flow where one set lookup costs what one rule does
+    (bench/kernel_chain.py)."""
+    out = []
+    for e in entries:
+        if out and (field := _mergeable(out[-1][0], e)):
+            first = out[-1][0]
+            union = AddrSet(getattr(first, field).networks + getattr(e, field).networks)
+            out[-1] = (replace(first, **{field: union}), out[-1][1], e.rule_id)
+        else:
+            out.append((e, e.rule_id, e.rule_id))
+    return [(e, f"rule {a}" if a == b else f"rules {a}-{b}") for e, a, b in out]
+
+
+def _mergeable(a, b):
+    """The address field ("src" or "dst") in which alone two entries differ, or None."""
+    if (a.verdict, a.direction, a.protos, a.either_way, a.sport, a.dport) != \
+            (b.verdict, b.direction, b.protos, b.either_way, b.sport, b.dport):
+        return None
+    for field, other in (("src", "dst"), ("dst", "src")):
+        x, y = getattr(a, field), getattr(b, field)
+        if getattr(a, other) == getattr(b, other) and x is not None and y is not None \
+                and not x.negated and not y.negated:
+            return field
+    return None
 
 
 def _tuple(key, reverse=False):
