@@ -35,8 +35,9 @@ new flows fills it: docs/datapath.md says what that loses).
 
 Native nftables, because the iptables-nft NFQUEUE chain cannot hold interval sets of networks
 with negation: a rule's address set is a named interval set per family, its ports an anonymous
-interval set. The table is replaced in one `nft -f` transaction (add, delete, define), checked
-for drift against its own listing, and deleted on stop. (It is a transaction of its own, next to
+interval set. The table is replaced in one `nft -f` transaction (flush its chains, delete the rules' sets,
+define; the flows_* sets keep their flows), checked for drift against its own listing, and
+deleted on stop. (It is a transaction of its own, next to
 the iptables one: for the moment between them, the old table and the new chains, or the
 reverse, judge new flows -- each with a rule set that was checked.)
 """
@@ -231,8 +232,21 @@ def _nft(args, stdin=None, check=True):
 
 def install(policy, outside, inside, mark_mask):
     """Install or atomically replace the table; returns its listing (what `drift` compares)."""
-    text = f"table inet {TABLE}\ndelete table inet {TABLE}\n" + table_text(policy, outside, inside, mark_mask)
-    _nft(["-f", "-"], stdin=text)
+    table = table_text(policy, outside, inside, mark_mask)
+    # Keep the flows_* sets (what the table remembers of flows it queued or dropped): a reload
+    # or a repair that emptied them would judge the other side of a flow dropped a moment
+    # before as a new flow. One transaction: empty every chain, delete the rules' own sets,
+    # define the rest again (an existing flows_* set is left as it is).
+    old = _nft(["-t", "list", "table", "inet", TABLE], check=False)
+    stale = re.findall(r"^\s*set (\S+) \{", old.stdout, re.M) if old.returncode == 0 else []
+    keep = f"table inet {TABLE}\nflush table inet {TABLE}\n" + "".join(
+        f"delete set inet {TABLE} {name}\n" for name in stale if not name.startswith("flows_"))
+    try:
+        _nft(["-f", "-"], stdin=keep + table)
+    except NetfilterError as e:
+        # a table not ours to keep (an older layout, an edited set): replace it whole
+        log.warning("kernel decisions: %s; replacing the table, its flows forgotten", e)
+        _nft(["-f", "-"], stdin=f"table inet {TABLE}\ndelete table inet {TABLE}\n" + table)
     decided = sum(1 for e in policy.entries if e.verdict is not QUEUE)
     log.info("installed kernel decisions: %d of %d entries decided in the kernel, default %s",
              decided, len(policy.entries), policy.default or "queued")

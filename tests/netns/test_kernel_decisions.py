@@ -243,14 +243,16 @@ except OSError:
 """
 
 
-def exchange(topo, first, first_port, second, second_port, payload):
-    """`first` sends `payload` from first_port to second_port (and waits); then `second` sends
-    the other way: did that reach `first`?"""
+def exchange(topo, first, first_port, second, second_port, payload, between=None):
+    """`first` sends `payload` from first_port to second_port (and waits); then (after
+    `between()`) `second` sends the other way: did that reach `first`?"""
     ns = {"client": (topo.client, topo.client_ip), "server": (topo.server, topo.server_ip)}
     (a, a_ip), (b, b_ip) = ns[first], ns[second]
     p = subprocess.Popen(["ip", "netns", "exec", a, sys.executable, "-c", PEER, str(first_port), b_ip,
-                          str(second_port), payload, "3"], stdout=subprocess.PIPE, text=True)
+                          str(second_port), payload, "10" if between else "3"], stdout=subprocess.PIPE, text=True)
     time.sleep(0.5)
+    if between:
+        between()
     topo.ex(b, sys.executable, "-c", PEER, str(second_port), a_ip, str(first_port), "x", "0.5")
     return p.communicate(timeout=10)[0].strip()
 
@@ -271,6 +273,26 @@ def test_a_dropped_first_packet_keeps_its_flow_for_the_other_side(topo, applianc
             a.stop()
     assert got[False, "kernel drop"] == got[False, "worker drop"] == "none", got
     assert got[True, "kernel drop"] == got[True, "worker drop"] == "none", got
+
+
+def test_a_reload_keeps_the_flows_the_table_remembers(topo, appliance):
+    """A SIGHUP (or the watch) replaces the table in one transaction: the flows_* sets survive
+    it, or a flow dropped just before a reload is judged the other way round just after."""
+    a = appliance(rules=REVERSED, extra=config(True), workers=1).without_protocol_logs().start()
+    n = [3]
+
+    def reload():
+        a.rules.write_text(REVERSED + f"  - {{id: {n[0]}, msg: more, action: drop, proto: tcp, dst_port: 1, log: false}}\n")
+        a.signal(signal.SIGHUP)
+        wait_for(lambda: f'comment "rule {n[0]}"' in (nft_table(topo) or ""), what="recompiled table")
+        n[0] += 1
+    try:
+        wait_for(lambda: nft_table(topo), what="kernel decisions table")
+        kernel = exchange(topo, "server", 9610, "client", 9500, "out", between=reload)
+        worker = exchange(topo, "client", 9710, "server", 9501, "evil", between=reload)
+    finally:
+        a.stop()
+    assert (kernel, worker) == ("none", "none")
 
 
 # An IPv6 SYN behind more extension headers than the decoder follows (decode.MAX_IPV6_EXTHDRS):
