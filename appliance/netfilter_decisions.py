@@ -29,7 +29,8 @@ an outbound drop rule by the outside host sending to the same ports). So every q
 packet puts its reverse tuple in `flows_queued` (a packet that fits goes to the queue: the
 worker judges it with its flow), every dropped or rejected one in `flows_refused` (a packet
 that fits is dropped, as the engine's decided flow drops it), for the engine's idle timeout of
-a flow in that state (flow.TIMEOUTS: TCP 60 s, UDP 30 s, refreshed by every packet that fits).
+a flow in that state (flow.TIMEOUTS, refreshed by every packet that fits; _REMEMBERED), and a
+kernel-passed UDP flow's in `flows_passed` (conntrack forgets answered UDP before the engine).
 Each set holds SET_SIZE flows per family; past that, a new one is not remembered (a flood of
 new flows fills it: docs/datapath.md says what that loses).
 
@@ -50,7 +51,7 @@ from dataclasses import replace
 
 from .detect.kernel_policy import QUEUE
 from .detect.rule import AddrSet
-from .flow import TIMEOUTS, NEW
+from .flow import TIMEOUTS, NEW, ESTABLISHED
 from .netfilter import NetfilterError, offload_marks
 from .packet import TCP, UDP
 
@@ -60,7 +61,7 @@ TABLE = "appliance_decide"
 CHAIN = "APPLIANCE-DECIDE"
 PRIORITY = "filter - 5"
 TIMEOUT = 30
-SET_SIZE = 262144                       # flows per family in flows_queued / flows_refused
+SET_SIZE = 262144                       # flows per family in each flows_* set
 _FAMILIES = (("ipv4", "ip", "4"), ("ipv6", "ip6", "6"))
 
 
@@ -72,7 +73,7 @@ def table_text(policy, outside, inside, mark_mask, merge=True):
     keep = ~mark_mask & 0xFFFFFFFF
     # a counter on each decision: the flows the kernel decides are in no worker's stats
     verdicts = {
-        "pass": [f"counter ct mark set ct mark & 0x{keep:08x} | 0x{passed:08x} accept"],
+        "pass": [f"counter goto {CHAIN}-PASS"],
         "drop": [f"counter goto {CHAIN}-DROP"],
         "reject": [f"counter goto {CHAIN}-REJECT"],
         QUEUE: [f"goto {CHAIN}-QUEUE"],
@@ -90,7 +91,7 @@ def table_text(policy, outside, inside, mark_mask, merge=True):
     for name, family, elements in dict.fromkeys(sets):
         lines += [f"  set {name} {{", f"    type {family}_addr; flags interval;",
                   f"    elements = {{ {', '.join(elements)} }}", "  }"]
-    for kind in ("queued", "refused"):
+    for kind in ("queued", "refused", "passed"):
         for family, _, v in _FAMILIES:
             lines += [f"  set flows_{kind}{v} {{",
                       f"    type {family}_addr . {family}_addr . inet_proto . inet_service . inet_service;",
@@ -109,7 +110,8 @@ def table_text(policy, outside, inside, mark_mask, merge=True):
         for family, key, v in _FAMILIES:
             lines += [f"    meta nfproto {family} {_tuple(key)} @flows_refused{v} counter goto {CHAIN}-DROP"
                       ' comment "reverse of a dropped flow"',
-                      f"    meta nfproto {family} {_tuple(key)} @flows_queued{v} goto {CHAIN}-QUEUE"]
+                      f"    meta nfproto {family} {_tuple(key)} @flows_queued{v} goto {CHAIN}-QUEUE",
+                      f"    meta nfproto {family} {_tuple(key)} @flows_passed{v} goto {CHAIN}-PASS"]
         # the engine's first packet of an oriented flow (kernel_policy.first_packet_decidable)
         lines += [f"    tcp flags & (syn | ack) != syn goto {CHAIN}-QUEUE",
                   f"    udp sport < 1024 udp dport >= 1024 goto {CHAIN}-QUEUE"]
@@ -117,9 +119,10 @@ def table_text(policy, outside, inside, mark_mask, merge=True):
         lines += [f'    {v} comment "default action"' for v in verdicts[policy.default]]
         lines.append("  }")
     for kind, then in (("QUEUE", ["return"]), ("DROP", ["drop"]),
-                       ("REJECT", ["meta l4proto tcp reject with tcp reset", "reject with icmpx type admin-prohibited"])):
+                       ("REJECT", ["meta l4proto tcp reject with tcp reset", "reject with icmpx type admin-prohibited"]),
+                       ("PASS", [f"ct mark set ct mark & 0x{keep:08x} | 0x{passed:08x} accept"])):
         lines.append(f"  chain {CHAIN}-{kind} {{")
-        lines += [f"    {line}" for line in _remember("queued" if kind == "QUEUE" else "refused")]
+        lines += [f"    {line}" for line in _remember(_REMEMBERED[kind])]
         lines += [f"    {line}" for line in then]
         lines.append("  }")
     lines.append("}")
@@ -163,12 +166,27 @@ def _tuple(key, reverse=False):
     return f"{key} {a} . {key} {b} . meta l4proto . th {pa} . th {pb}"
 
 
-def _remember(kind):
-    """Statements putting the packet's reverse tuple in flows_<kind>, for the engine's idle
-    timeout of a flow not yet seen both ways (flow.TIMEOUTS)."""
+# What each verdict's chain remembers: (set, {protocol: the engine's idle timeout to keep it}).
+# Queued: a flow not yet seen both ways (TCP) or one an answer makes ESTABLISHED (UDP: 300 s;
+# sending more to the queue is always exact). Refused: a dropped flow, seen one way. Passed:
+# UDP only; conntrack forgets an answered UDP flow after 30 s (answered within its first 2 s)
+# or 120 s, the engine after 300 s: the answer after that is the passed flow's, not a new one
+# (TCP: conntrack's own timeouts outlive the engine's).
+_REMEMBERED = {
+    "QUEUE": ("queued", {TCP: TIMEOUTS[TCP][NEW], UDP: TIMEOUTS[UDP][ESTABLISHED]}),
+    "DROP": ("refused", {TCP: TIMEOUTS[TCP][NEW], UDP: TIMEOUTS[UDP][NEW]}),
+    "REJECT": ("refused", {TCP: TIMEOUTS[TCP][NEW], UDP: TIMEOUTS[UDP][NEW]}),
+    "PASS": ("passed", {UDP: TIMEOUTS[UDP][ESTABLISHED]}),
+}
+
+
+def _remember(what):
+    """Statements putting the packet's reverse tuple in flows_<set>, for the engine's idle
+    timeout of such a flow (flow.TIMEOUTS)."""
+    kind, timeouts = what
     return [f"meta nfproto {family} meta l4proto {name} update @flows_{kind}{v} "
-            f"{{ {_tuple(key, reverse=True)} timeout {TIMEOUTS[proto][NEW]}s }}"
-            for family, key, v in _FAMILIES for proto, name in ((TCP, "tcp"), (UDP, "udp"))]
+            f"{{ {_tuple(key, reverse=True)} timeout {timeouts[proto]}s }}"
+            for family, key, v in _FAMILIES for proto, name in ((TCP, "tcp"), (UDP, "udp")) if proto in timeouts]
 
 
 def _q(name):
@@ -287,7 +305,7 @@ def counters(text=None):
         text = r.stdout if r.returncode == 0 else ""
     out = {}
     for line in text.splitlines():
-        m = re.search(r"counter packets (\d+) .*?(accept|goto \S+-(?:DROP|REJECT)) comment \"([^\"]+)\"", line)
+        m = re.search(r"counter packets (\d+) .*?(accept|goto \S+-(?:PASS|DROP|REJECT)) comment \"([^\"]+)\"", line)
         if m:
             verdict = "pass" if m.group(2) == "accept" else m.group(2).rsplit("-", 1)[1].lower()
             key = (m.group(3), verdict)

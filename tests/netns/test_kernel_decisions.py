@@ -338,3 +338,57 @@ def test_a_transport_the_engine_cannot_read_is_not_decided_by_its_ports(topo, ap
     assert got[False, 2] == "synack", got                          # read: no rule against it
     assert got[False, MAX_IPV6_EXTHDRS + 1] == "none", got         # unread: the drop rule may fit
     assert got[True, 2] == got[False, 2] and got[True, MAX_IPV6_EXTHDRS + 1] == got[False, MAX_IPV6_EXTHDRS + 1], got
+
+
+# conntrack forgets an answered UDP flow after nf_conntrack_udp_timeout (30 s: answered within
+# its first 2 s) or _stream (120 s), the engine after flow.TIMEOUTS[UDP][ESTABLISHED] (300 s): in
+# between, a packet from the responder is NEW to conntrack, the other way round. (The test
+# shortens conntrack's to 2 s.)
+IDLE = """\
+default_action: pass
+rules:
+  - {id: 1, msg: no-in, action: drop, proto: udp, dst: 10.1.0.0/16, dst_port: 9800, log: false}
+"""
+TALK = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 9900)); s.settimeout(8)
+data, peer = s.recvfrom(100); s.sendto(b"answer", peer)
+time.sleep(float(sys.argv[1])); s.sendto(b"later", peer)
+"""
+LISTEN = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 9800)); s.settimeout(2)
+s.sendto(b"hello", (sys.argv[1], 9900))
+print(s.recv(100).decode())
+s.settimeout(float(sys.argv[2]) + 2)
+try:
+    print(s.recv(100).decode())
+except OSError:
+    print("none")
+"""
+
+
+def test_an_idle_answered_udp_flow_is_the_engines_until_its_timeout(topo, appliance):
+    keys = ("net.netfilter.nf_conntrack_udp_timeout", "net.netfilter.nf_conntrack_udp_timeout_stream")
+    old = {key: topo.ex(topo.fw, "sysctl", "-n", key).stdout.strip() for key in keys}
+    for key in keys:
+        topo.ex(topo.fw, "sysctl", "-w", f"{key}=2", check=True)
+    got = {}
+    try:
+        for kernel in (False, True):
+            topo.ex(topo.fw, "conntrack", "-F")
+            a = appliance(rules=IDLE, extra=config(kernel), workers=1).without_protocol_logs().start()
+            try:
+                if kernel:
+                    wait_for(lambda: nft_table(topo), what="kernel decisions table")
+                server = subprocess.Popen(["ip", "netns", "exec", topo.server, sys.executable, "-c", TALK, "4"])
+                time.sleep(0.3)
+                got[kernel] = topo.ex(topo.client, sys.executable, "-c", LISTEN, topo.server_ip, "4").stdout.split()
+                server.wait(timeout=10)
+            finally:
+                a.stop()
+    finally:
+        for key in keys:
+            topo.ex(topo.fw, "sysctl", "-w", f"{key}={old[key]}")
+    assert got[False] == ["answer", "later"], got      # the engine's flow: passed, still within its 300 s
+    assert got[True] == got[False], got
