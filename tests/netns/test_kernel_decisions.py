@@ -148,7 +148,7 @@ def test_reload_recompiles_and_watch_puts_the_table_back(topo, appliance, server
         a.rules.write_text(RULES.replace("action: pass, proto: tcp, dst_port: 8081",
                                          "action: drop, proto: tcp, dst_port: 8081, log: false"))
         a.signal(signal.SIGHUP)
-        wait_for(lambda: 'drop comment "rule 1"' in (nft_table(topo) or ""), what="recompiled table")
+        wait_for(lambda: 'goto APPLIANCE-DECIDE-DROP comment "rule 1"' in (nft_table(topo) or ""), what="recompiled table")
         assert verdict(topo, 8081) == "timeout"
         assert queued_for(a, topo, 8081, n=2) == 0
         topo.ex(topo.fw, "nft", "delete", "table", "inet", TABLE, check=True)
@@ -219,3 +219,176 @@ def test_same_verdicts_by_address_and_family(topo, appliance, servers):
     assert got[False][("fd01::2", 8082)] == "timeout" and got[False][("fd01::2", 8081)] == "refused"
     assert got[False][("10.1.0.2", 9002)] == "timeout" and got[False][("10.1.0.2", 9001)] == "reply"
     assert got[False][("fd01::2", 9002)] == "reply" and got[False][("10.1.0.2", 8082)] == "200"
+
+
+# A flow whose first packet was dropped leaves no conntrack entry, but the engine keeps the
+# flow (final, or pending its next packet): a packet the other way is that flow's to the
+# engine, while conntrack calls it NEW with the other end as initiator. The kernel must
+# judge it as the flow it belongs to, not as a new one the other way round.
+REVERSED = """\
+default_action: pass
+rules:
+  - {id: 1, msg: no-out, action: drop, proto: udp, src: 10.2.0.0/16, dst_port: 9500, log: false}
+  - {id: 2, msg: evil, action: drop, proto: udp, dst_port: 9501, content: evil, log: false}
+"""
+PEER = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", int(sys.argv[1])))
+s.sendto(sys.argv[4].encode(), (sys.argv[2], int(sys.argv[3])))
+s.settimeout(float(sys.argv[5]))
+try:
+    s.recv(100); print("got")
+except OSError:
+    print("none")
+"""
+
+
+def exchange(topo, first, first_port, second, second_port, payload, between=None):
+    """`first` sends `payload` from first_port to second_port (and waits); then (after
+    `between()`) `second` sends the other way: did that reach `first`?"""
+    ns = {"client": (topo.client, topo.client_ip), "server": (topo.server, topo.server_ip)}
+    (a, a_ip), (b, b_ip) = ns[first], ns[second]
+    p = subprocess.Popen(["ip", "netns", "exec", a, sys.executable, "-c", PEER, str(first_port), b_ip,
+                          str(second_port), payload, "10" if between else "3"], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    if between:
+        between()
+    topo.ex(b, sys.executable, "-c", PEER, str(second_port), a_ip, str(first_port), "x", "0.5")
+    return p.communicate(timeout=10)[0].strip()
+
+
+def test_a_dropped_first_packet_keeps_its_flow_for_the_other_side(topo, appliance):
+    got = {}
+    for kernel in (False, True):
+        topo.ex(topo.fw, "conntrack", "-F")
+        a = appliance(rules=REVERSED, extra=config(kernel), workers=1).without_protocol_logs().start()
+        try:
+            if kernel:
+                wait_for(lambda: nft_table(topo), what="kernel decisions table")
+            # the kernel dropped the server's datagram (rule 1); the client answers on that flow
+            got[kernel, "kernel drop"] = exchange(topo, "server", 9600, "client", 9500, "out")
+            # a worker dropped the client's datagram (rule 2's content); the server answers
+            got[kernel, "worker drop"] = exchange(topo, "client", 9700, "server", 9501, "evil")
+        finally:
+            a.stop()
+    assert got[False, "kernel drop"] == got[False, "worker drop"] == "none", got
+    assert got[True, "kernel drop"] == got[True, "worker drop"] == "none", got
+
+
+def test_a_reload_keeps_the_flows_the_table_remembers(topo, appliance):
+    """A SIGHUP (or the watch) replaces the table in one transaction: the flows_* sets survive
+    it, or a flow dropped just before a reload is judged the other way round just after."""
+    a = appliance(rules=REVERSED, extra=config(True), workers=1).without_protocol_logs().start()
+    n = [3]
+
+    def reload():
+        a.rules.write_text(REVERSED + f"  - {{id: {n[0]}, msg: more, action: drop, proto: tcp, dst_port: 1, log: false}}\n")
+        a.signal(signal.SIGHUP)
+        wait_for(lambda: f'comment "rule {n[0]}"' in (nft_table(topo) or ""), what="recompiled table")
+        n[0] += 1
+    try:
+        wait_for(lambda: nft_table(topo), what="kernel decisions table")
+        kernel = exchange(topo, "server", 9610, "client", 9500, "out", between=reload)
+        worker = exchange(topo, "client", 9710, "server", 9501, "evil", between=reload)
+    finally:
+        a.stop()
+    assert (kernel, worker) == ("none", "none")
+
+
+# An IPv6 SYN behind more extension headers than the decoder follows (decode.MAX_IPV6_EXTHDRS):
+# nftables (and conntrack) read its ports, the engine cannot (Packet.unread) and judges it by
+# its addresses against the attacker (docs/rules.md). The kernel must not decide it by ports.
+EXTHDRS = """\
+default_action: pass
+rules:
+  - {id: 1, msg: no-8082, action: drop, proto: tcp, dst_port: 8082, log: false}
+"""
+SYN_BEHIND = """
+import random, sys, time
+from scapy.all import AsyncSniffer, IPv6, IPv6ExtHdrDestOpt, TCP, conf, send
+conf.verb = 0
+p = IPv6(src=sys.argv[1], dst=sys.argv[2])
+for _ in range(int(sys.argv[4])):
+    p = p / IPv6ExtHdrDestOpt()
+sport = random.randint(20000, 60000)
+sniffer = AsyncSniffer(filter=f"ip6 and tcp and dst port {sport}", count=1)
+sniffer.start(); time.sleep(0.2)
+send(p / TCP(sport=sport, dport=int(sys.argv[3]), flags="S"))
+sniffer.join(timeout=1.5)
+r = sniffer.stop() if sniffer.running else sniffer.results
+print("none" if not r else "rst" if r[0][TCP].flags & 4 else "synack")
+"""
+
+
+def test_a_transport_the_engine_cannot_read_is_not_decided_by_its_ports(topo, appliance, tmp_path):
+    from appliance.decode import MAX_IPV6_EXTHDRS
+    got = {}
+    with http_servers(topo, tmp_path, (8081,), bind="::"):
+        for kernel in (False, True):
+            topo.ex(topo.fw, "conntrack", "-F")
+            a = appliance(rules=EXTHDRS, extra=config(kernel), workers=1).without_protocol_logs().start()
+            try:
+                if kernel:
+                    wait_for(lambda: nft_table(topo), what="kernel decisions table")
+                for n in (0, 2, MAX_IPV6_EXTHDRS + 1):
+                    got[kernel, n] = topo.ex(topo.client, sys.executable, "-c", SYN_BEHIND, topo.client_ip6,
+                                             topo.server_ip6, "8081", str(n)).stdout.strip()
+            finally:
+                a.stop()
+    assert got[False, 2] == "synack", got                          # read: no rule against it
+    assert got[False, MAX_IPV6_EXTHDRS + 1] == "none", got         # unread: the drop rule may fit
+    assert got[True, 2] == got[False, 2] and got[True, MAX_IPV6_EXTHDRS + 1] == got[False, MAX_IPV6_EXTHDRS + 1], got
+
+
+# conntrack forgets an answered UDP flow after nf_conntrack_udp_timeout (30 s: answered within
+# its first 2 s) or _stream (120 s), the engine after flow.TIMEOUTS[UDP][ESTABLISHED] (300 s): in
+# between, a packet from the responder is NEW to conntrack, the other way round. (The test
+# shortens conntrack's to 2 s.)
+IDLE = """\
+default_action: pass
+rules:
+  - {id: 1, msg: no-in, action: drop, proto: udp, dst: 10.1.0.0/16, dst_port: 9800, log: false}
+"""
+TALK = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 9900)); s.settimeout(8)
+data, peer = s.recvfrom(100); s.sendto(b"answer", peer)
+time.sleep(float(sys.argv[1])); s.sendto(b"later", peer)
+"""
+LISTEN = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 9800)); s.settimeout(2)
+s.sendto(b"hello", (sys.argv[1], 9900))
+print(s.recv(100).decode())
+s.settimeout(float(sys.argv[2]) + 2)
+try:
+    print(s.recv(100).decode())
+except OSError:
+    print("none")
+"""
+
+
+def test_an_idle_answered_udp_flow_is_the_engines_until_its_timeout(topo, appliance):
+    keys = ("net.netfilter.nf_conntrack_udp_timeout", "net.netfilter.nf_conntrack_udp_timeout_stream")
+    old = {key: topo.ex(topo.fw, "sysctl", "-n", key).stdout.strip() for key in keys}
+    for key in keys:
+        topo.ex(topo.fw, "sysctl", "-w", f"{key}=2", check=True)
+    got = {}
+    try:
+        for kernel in (False, True):
+            topo.ex(topo.fw, "conntrack", "-F")
+            a = appliance(rules=IDLE, extra=config(kernel), workers=1).without_protocol_logs().start()
+            try:
+                if kernel:
+                    wait_for(lambda: nft_table(topo), what="kernel decisions table")
+                server = subprocess.Popen(["ip", "netns", "exec", topo.server, sys.executable, "-c", TALK, "4"])
+                time.sleep(0.3)
+                got[kernel] = topo.ex(topo.client, sys.executable, "-c", LISTEN, topo.server_ip, "4").stdout.split()
+                server.wait(timeout=10)
+            finally:
+                a.stop()
+    finally:
+        for key in keys:
+            topo.ex(topo.fw, "sysctl", "-w", f"{key}={old[key]}")
+    assert got[False] == ["answer", "later"], got      # the engine's flow: passed, still within its 300 s
+    assert got[True] == got[False], got

@@ -47,12 +47,86 @@ def test_table_text_in_policy_order(tmp_path):
     order = [line.split('comment "rule ')[1].strip('" ') for line in inbound.splitlines() if 'comment "rule ' in line]
     # the alert rule first, both orientations (its reply is seen too), then the rules in order
     assert order[:2] == ["1", "1"] and order.index("2") < order.index("3") < order.index("4")
-    assert 'th dport { 22 } return comment "rule 1"' in inbound and 'th sport { 22 } return comment "rule 1"' in inbound
+    assert 'th dport { 22 } goto APPLIANCE-DECIDE-QUEUE comment "rule 1"' in inbound \
+        and 'th sport { 22 } goto APPLIANCE-DECIDE-QUEUE comment "rule 1"' in inbound
     pass_mark = offload_marks(0xC0000000)["pass"]
-    assert f"ip saddr != @e1_saddr4 meta l4proto tcp th dport {{ 80-90 }} counter ct mark set ct mark & 0x3fffffff " \
-           f"| 0x{pass_mark:08x} accept" in inbound                       # the offload pass mark, merged ports
+    assert "ip saddr != @e1_saddr4 meta l4proto tcp th dport { 80-90 } counter goto APPLIANCE-DECIDE-PASS" in inbound
+    assert f"ct mark set ct mark & 0x3fffffff | 0x{pass_mark:08x} accept" in text   # the offload pass mark
     assert "ip6 saddr != @e1_saddr6" in inbound
     assert "rule 3" in inbound and "rule 3" not in outbound             # direction: inbound only
-    assert "udp sport < 1024 udp dport >= 1024 return" in inbound       # the engine's first-packet guard
-    assert "tcp flags & (syn | ack) != syn return" in inbound
-    assert inbound.rstrip().endswith('counter reject with icmpx type admin-prohibited comment "default action"\n  }')
+    assert "udp sport < 1024 udp dport >= 1024 goto APPLIANCE-DECIDE-QUEUE" in inbound   # the engine's first-packet guard
+    assert "tcp flags & (syn | ack) != syn goto APPLIANCE-DECIDE-QUEUE" in inbound
+    assert inbound.rstrip().endswith('counter goto APPLIANCE-DECIDE-REJECT comment "default action"\n  }')
+
+
+LISTED = """table inet appliance_decide {
+	set e0_saddr4 {
+		type ipv4_addr
+		flags interval
+		elements = { 10.2.0.0/16 }
+	}
+
+	set flows_queued4 {
+		type ipv4_addr . ipv4_addr . inet_proto . inet_service . inet_service
+		size 262144
+		flags dynamic,timeout
+		elements = { 10.2.0.2 . 10.1.0.2 . udp . 9501 . 9700 timeout 30s expires 29s,
+			     10.2.0.2 . 10.1.0.2 . udp . 9502 . 9700 timeout 30s expires 28s }
+	}
+	chain APPLIANCE-DECIDE-IN {
+		meta nfproto ipv4 ip saddr @e0_saddr4 meta l4proto udp th dport { 9500 } counter packets 3 bytes 90 goto APPLIANCE-DECIDE-DROP comment "rule 1"
+		meta l4proto tcp th dport { 22 } counter packets 2 bytes 80 goto APPLIANCE-DECIDE-REJECT comment "rule 3"
+		counter packets 5 bytes 300 ct mark set ct mark & 0xffffcfff | 0x00001000 accept comment "default action"
+	}
+}
+"""
+
+
+def test_listing_ignores_the_flow_sets_traffic_fills_and_counts_each_verdict():
+    from appliance.netfilter_decisions import _without_flows, counters
+    kept = _without_flows(LISTED)
+    assert "9501" not in kept and "expires" not in kept           # the traffic's flows are no drift
+    assert "elements = { 10.2.0.0/16 }" in kept                    # a rule's addresses are
+    assert kept.count("}") == LISTED.count("}") - 1
+    assert counters(LISTED) == {("rule 1", "drop"): 3, ("rule 3", "reject"): 2, ("default action", "pass"): 5}
+
+
+def _blocklist(n, extra=""):
+    lines = ["default_action: pass", "rules:"]
+    for i in range(n):
+        lines.append(f"  - {{id: {i + 1}, msg: b{i}, action: drop, src: 100.{64 + i // 256}.{i % 256}.0/24, log: false}}")
+    return "\n".join(lines) + "\n" + extra
+
+
+def test_a_block_list_is_one_set_lookup_with_the_same_first_fit(tmp_path):
+    """A chain walks its rules one by one (bench/kernel_chain.py: 10,000 block-list rules
+    cost ~7 ms per new flow): adjacent entries differing in one address field are one rule."""
+    import random
+    from appliance.detect.kernel_policy import KernelPolicy
+    from appliance.netfilter_decisions import merged
+    extra = """\
+  - {id: 9001, msg: x, action: drop, dst: "fd02::/64", log: false}
+  - {id: 9002, msg: y, action: drop, dst: 10.2.0.0/16, log: false}
+  - {id: 9003, msg: z, action: pass, proto: tcp, dst: 10.3.0.0/16}
+  - {id: 9004, msg: w, action: drop, dst: 10.3.0.0/16, log: false}
+  - {id: 9005, msg: v, action: drop, src: "!10.4.0.0/16", dst: 10.4.0.0/16, log: false}
+  - {id: 9006, msg: u, action: drop, src: "!10.5.0.0/16", dst: 10.4.0.0/16, log: false}
+"""
+    policy = compile_policy(load_rules([write(tmp_path, _blocklist(1000, extra), "r.yaml")]))
+    runs = merged(policy.entries)
+    assert [label for _, label in runs] == ["rules 1-1000", "rules 9001-9002", "rule 9003", "rule 9004",
+                                            "rule 9005", "rule 9006"]
+    text = table_text(policy, "eth0", "eth1", 0x3000)
+    inbound = text[text.index("chain APPLIANCE-DECIDE-IN"):text.index("chain APPLIANCE-DECIDE-OUT")]
+    assert sum('comment "rules 1-1000"' in line for line in inbound.splitlines()) == 1
+    # the merged walk's first fit is the original's, packet for packet
+    flat = KernelPolicy(tuple(e for e, _ in runs), policy.default)
+    rng = random.Random(5)
+    addrs = ["100.64.3.9", "100.67.231.1", "100.68.0.1", "10.2.9.9", "10.3.1.1", "10.4.1.1", "10.5.1.1",
+             "10.4.7.7", "8.8.8.8", "fd02::5", "fd01::2"]
+    for _ in range(1000):
+        v6 = rng.random() < 0.2
+        pool = [a for a in addrs if (":" in a) == v6]
+        args = (rng.choice((6, 17)), rng.choice(pool), rng.randrange(1024, 65536), rng.choice(pool),
+                rng.choice((80, 443, 5000)), rng.choice(("inbound", "outbound")), 2)
+        assert flat.decide(*args) == policy.decide(*args), args
