@@ -16,7 +16,10 @@ from appliance.compiled import MODULES, PURE_ENV, twin_name
 
 PKG = Path(appliance.__file__).parent
 BUILT = all(any(PKG.glob(twin_name(m).rpartition(".")[2] + ".*.so")) for m in MODULES)
-PROBE = ("import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stdout, format='%(message)s');"
+# An editable install (dev/setup.sh, CI) adds a meta-path finder that resolves appliance's
+# submodules in its own checkout: the copy under test would find that checkout's builds.
+PROBE = ("import logging, sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f)];"
+         "logging.basicConfig(level=logging.INFO, stream=sys.stdout, format='%(message)s');"
          "import appliance.inspector, appliance.compiled as c; print(c.describe())")
 
 
