@@ -100,12 +100,13 @@ def main(argv=None):
     ap.add_argument("--packets", type=int, default=200_000)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--rules", type=int, default=1000)
+    ap.add_argument("--rules-file", help="use this rules file instead (e.g. an older bench.rulegen's output)")
     o = ap.parse_args(argv)
     trees = [parse_tree(s) for s in o.tree]
     pcaps = [os.path.abspath(p) for p in o.pcap or [gen_pcap.cached(o.packets)]]
     print(f"load: {open('/proc/loadavg').read().split()[:3]}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-rules-") as d:
-        rules = write_rules(d, o.rules)
+        rules = os.path.abspath(o.rules_file) if o.rules_file else write_rules(d, o.rules)
         for pcap in pcaps:
             print(f"\n{pcap}, {o.rules} rules, {o.runs} runs, CPU time", flush=True)
             speed, bare = measure(trees, pcap, rules, o.runs, log=lambda s: print(s, flush=True))
