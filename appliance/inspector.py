@@ -567,7 +567,9 @@ class Inspector:
             # Rules read any datagram that parses as a DNS query (against the attacker); the
             # log takes only plausible DNS (a qtype, a known class): a DHCP or NTP datagram
             # that happens to parse is not a DNS transaction to a SIEM, nor to a packet analyser
-            loggable = responses is not None and dns.plausible(pkt.payload)
+            # (asked only when a log line depends on it: most datagrams bring no response and
+            # no new query, and the check parses the first name)
+            loggable = responses is not None and bool(responses or new) and dns.plausible(pkt.payload)
             if responses and loggable:
                 self._txs = [("dns", m) for m in responses]
         else:

@@ -297,7 +297,10 @@ class Detector:
     def connection_candidates(self, flow):
         """Candidates for the connection's own direction (initiator -> responder), for a
         packet going the other way: verdict rules describe the connection."""
-        return self.candidates(_Reverse(flow, True), flow, True)
+        m = flow.cand_ts
+        if m is None:                      # the reverse view only on a miss: most calls hit the cache
+            m = self.candidates(_Reverse(flow, True), flow, True)
+        return m
 
     def more_to_inspect(self, flow, to_server, within=True, alerts=True):
         """Could anything still fire or change the verdict of a passed flow on a later packet?
