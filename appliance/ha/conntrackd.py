@@ -36,6 +36,7 @@ the peer's address on that link is beyond it: docs/ha.md says what the deploymen
 import ipaddress
 import os
 import re
+import shutil
 import subprocess
 import time
 
@@ -235,15 +236,17 @@ class Conntrackd:
             os.replace(tmp, self.paths["config"])
         except OSError as e:
             return False, f"cannot write {self.paths['config']}: {e.strerror}"
-        ok, guarded = install_guard(self.ha.sync)
-        if not ok:                                 # no conntrackd rather than one anybody can feed
-            return False, guarded
         detail = ""
         if os.path.exists(self.paths["lock"]):
             if self._ctl("-s", timeout=2)[0]:
                 return False, f"a conntrackd already answers on {self.paths['socket']}: not starting a second one"
             os.unlink(self.paths["lock"])          # left by a conntrackd that died (it refuses to start over it)
             detail = f"removed the stale lock {self.paths['lock']}; "
+        if shutil.which(self.ha.sync.conntrackd) is None:   # before touching the firewall: nothing to guard
+            return False, f"{detail}cannot start {self.ha.sync.conntrackd}: not found (install the conntrackd package)"
+        ok, guarded = install_guard(self.ha.sync)
+        if not ok:                                 # no conntrackd rather than one anybody can feed
+            return False, guarded
         self.started_at = self.clock()
         try:
             log = open(self.paths["log"] + ".out", "ab")
@@ -251,6 +254,7 @@ class Conntrackd:
                                          stdout=log, stderr=log, stdin=subprocess.DEVNULL)
             log.close()
         except OSError as e:
+            remove_guard(self.ha.sync)
             return False, f"{detail}cannot start {self.ha.sync.conntrackd}: {e.strerror}"
         deadline = self.clock() + 5.0
         while self.clock() < deadline:             # up when its control socket answers

@@ -139,5 +139,7 @@ def test_missing_binary_and_stale_lock_reported_not_raised(tmp_path):
     assert (tmp_path / "ctd" / "conntrackd.conf").read_text() == config_text(ha, conntrack_max())
     assert d.run("-c") == (False, f"{tmp_path / 'no' / 'conntrackd'} not found: install the conntrackd package")
     assert d.counters() == {} and d.exited() is None
+    from appliance.ha.conntrackd import _guard_jumps     # nothing to guard: the host's firewall untouched
+    assert _guard_jumps(ha.sync) == []
     bad = Conntrackd(replace(ha, sync=replace(ha.sync, run_dir="/proc/no/such")))
     assert bad.start() == (False, "cannot write /proc/no/such/conntrackd.conf: No such file or directory")
