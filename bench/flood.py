@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from .common import Row, format_rows, header, log, median
+from .common import Row, format_rows, header, log
 from .memory import RULES, _syn, rss
 
 

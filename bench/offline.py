@@ -107,7 +107,7 @@ def rows(quick=False, runs=None):
                            ">= 0.50", status="SKIPPED", note=f"{SYNFLOOD} absent"))
 
         log("offline: 10,000 rules vs 10 rules")
-        row = Row(f"replay time, mixed capture, 10,000 rules", "10 rules, same capture", "s", "<= 1.25")
+        row = Row("replay time, mixed capture, 10,000 rules", "10 rules, same capture", "s", "<= 1.25")
         for i in range(runs):
             _, t10 = timed_replay([mixed], r10)
             _, t10k = timed_replay([mixed], r10k)

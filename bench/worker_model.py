@@ -22,9 +22,6 @@ queue); both are printed by `python3 -m bench` as their own rows.
 import argparse
 import json
 import os
-import socket
-import struct
-import subprocess
 import sys
 import time
 
