@@ -30,3 +30,9 @@ def test_the_stopped_ruleset_keeps_the_offloaded_verdicts_and_queues_nothing():
     assert "NFQUEUE" in running and "NFQUEUE" not in stopped and "CONNMARK" not in stopped
     verdicts = [line for line in running.splitlines() if "-m connmark" in line]
     assert len(verdicts) == 4 and all(line in stopped.splitlines() for line in verdicts)
+
+
+def test_a_slow_drift_check_is_spaced_out_to_a_twentieth_of_the_time():
+    from appliance.run import WATCH_INTERVAL, watch_interval
+    assert watch_interval(0.05) == WATCH_INTERVAL              # the usual iptables listing: every 5 s
+    assert watch_interval(2.4) == pytest.approx(48.0)           # a 10,000-rule decisions table: 5 % of the time
