@@ -37,6 +37,7 @@ from appliance.reject import Rejector
 from appliance.reload import Inbox
 
 log = logging.getLogger("appliance.nfqueue")
+_now = time.time
 
 # netfilterqueue's run() receives into a 4096-byte buffer and clamps the copy range to
 # 4096-80, assuming 80 bytes of metadata. A packet longer than the copy range (a GSO
@@ -271,11 +272,31 @@ class Worker:
         return name
 
     def on_packet(self, nfpkt):
-        """netfilterqueue's callback: the one loop's body (source.run) for a push source."""
-        self.counters.packets += 1
+        """netfilterqueue's callback: the one loop's body (source.run) for a push source.
+
+        decode() and verdict() inlined for the common packet (no anomaly, a plain accept):
+        a ping's request finds this code cold after ~10 ms asleep (caches refilled by other
+        work), and each Python call or attribute fetched on the way costs a cache miss
+        there (docs/performance.md, "Verdict I/O")."""
+        c = self.counters
+        c.packets += 1
         try:
-            p = self.decode(nfpkt)
-            self.verdict(p, self.inspector.process(p), nfpkt)
+            raw = nfpkt.get_payload()
+            p = decode_l3(raw, _now())
+            index = nfpkt.indev
+            p.in_iface = self.ifnames.get(index) or self.ifname(index)
+            if p.anomalies:
+                self._count_anomalies(p, raw)
+            v = self.inspector.process(p)
+            if v.action == "pass" and not v.offload:
+                held = self.batching
+                if held is not None and held.bursting:
+                    held.last_id = nfpkt.id       # accept_later(), inlined
+                    held.held += 1
+                else:
+                    nfpkt.accept()
+            else:
+                self.verdict(p, v, nfpkt)
         except Exception as e:               # a bad packet or a bug: count it, verdict by policy
             c = self.counters
             c.errors += 1
@@ -290,15 +311,18 @@ class Worker:
     def decode(self, nfpkt):
         """The queued packet as a Packet: its L3 bytes, arrival time and ingress interface."""
         raw = nfpkt.get_payload()
-        p = decode_l3(raw, time.time())
+        p = decode_l3(raw, _now())
         p.in_iface = self.ifnames.get(nfpkt.indev) or self.ifname(nfpkt.indev)
         if p.anomalies:
-            c = self.counters
-            if len(raw) >= self.copy_range:   # cut by the copy range, not on the wire
-                c.copy_truncated += 1
-                p.anomalies = [a for a in p.anomalies if not a.endswith(".trunc_pkt")]
-            c.anomalies += bool(p.anomalies)
+            self._count_anomalies(p, raw)
         return p
+
+    def _count_anomalies(self, p, raw):
+        c = self.counters
+        if len(raw) >= self.copy_range:   # cut by the copy range, not on the wire
+            c.copy_truncated += 1
+            p.anomalies = [a for a in p.anomalies if not a.endswith(".trunc_pkt")]
+        c.anomalies += bool(p.anomalies)
 
     def verdict(self, p, v, nfpkt):
         """Enforce the Inspector's verdict: answer a reject, mark an offloaded flow's
