@@ -64,70 +64,6 @@ def flow_key(pkt):
 def timeout(flow):
     return TIMEOUTS.get(flow.proto, DEFAULT_TIMEOUTS).get(flow.state, 30)
 
-
-class Flow:
-    __slots__ = (
-        "key", "proto", "src", "sport", "dst", "dport",  # initiator -> responder
-        "start", "last", "state", "tcp_seen", "isn",    # tcp_seen: bits of handshake/teardown progress
-        "pkts_ts", "pkts_tc", "bytes_ts", "bytes_tc",
-        "inspected_bytes",                              # payload that went through detection (depth budget)
-        "inspected_tc",                                 # ... of it, to the client (.rules: a budget per direction)
-        "verdict", "verdict_rule", "final", "offloaded", "alerted",
-        "app", "stream", "tcp", "cand_ts", "cand_tc",
-        "direction", "in_iface", "flags_ts", "flags_tc", "reason",
-        "pcap_cnt", "pcap_file",
-        "queue",                                        # the FlowTable queue (class, timeout) it sits in
-        "older", "younger",                             # its neighbours in that queue (a Queue at the ends)
-        "rare",                                         # FlowRare, made when one of its fields is first set
-    )
-
-    def __init__(self, key, pkt, reverse=False):
-        self.key = key
-        self.proto = pkt.proto
-        a, b = (pkt.src, _PORTS[pkt.sport]), (pkt.dst, _PORTS[pkt.dport])
-        if reverse:
-            a, b = b, a
-        self.src, self.sport = a
-        self.dst, self.dport = b
-        if self.proto in _ECHO and pkt.icmp_type in _ECHO[self.proto]:
-            self.sport = self.dport = 0
-        self.start = self.last = pkt.ts
-        self.state = NEW
-        self.tcp_seen = 0
-        self.isn = None              # TCP: the client's ISN, from its latest SYN
-        self.pkts_ts = self.pkts_tc = self.bytes_ts = self.bytes_tc = 0
-        self.inspected_bytes = self.inspected_tc = 0
-        self.verdict = None          # None (undecided) | "pass" | "drop" | "reject"
-        self.verdict_rule = None     # Rule that decided, or None for the default action
-        self.final = False           # verdict can no longer change and nothing is left to inspect
-        self.offloaded = False       # handed to the kernel (live) / would have been (replay); set by the Inspector
-        self.alerted = False
-        self.app = None              # applayer.state.AppState; None while the protocol is unknown
-        self.stream = None           # stream.ClientStream (TCP, from the client's first segment)
-        self.tcp = None              # TcpReceiver (TCP, from the first packet after the client's SYN)
-        self.cand_ts = self.cand_tc = None   # detection's candidate rule masks per direction
-        self.direction = "any"
-        self.in_iface = pkt.in_iface
-        self.flags_ts = self.flags_tc = 0
-        self.reason = ""
-        self.pcap_cnt = pkt.pcap_cnt # replay: number of the flow's latest packet in its file
-        self.pcap_file = pkt.pcap_file  # replay: the file that packet came from
-        self.queue = self.older = self.younger = None
-        self.rare = None
-
-    @property
-    def id(self):
-        """EVE flow_id: a stable 53-bit hash of the key and start time (JSON-safe), made on first use."""
-        if self._id is None:
-            digest = hashlib.blake2b(repr((self.key, self.start)).encode(), digest_size=8).digest()
-            self._id = int.from_bytes(digest, "big") & 0x1FFFFFFFFFFFFF
-        return self._id
-
-    @property
-    def packets(self):
-        return self.pkts_ts + self.pkts_tc
-
-
 class FlowRare:
     """The per-flow state most flows never set, in one object a flow makes on the first
     write that is not the default: 8 slots fewer in every Flow (64 B at 1M flows; a
@@ -165,8 +101,92 @@ def _rare_field(name, default):
     return property(get, set_, doc=f"FlowRare.{name} (default {default!r})")
 
 
-for _name, _default in FlowRare.DEFAULTS.items():
-    setattr(Flow, _name, _rare_field(_name, _default))
+class Flow:
+    __slots__ = (
+        "key", "proto", "src", "sport", "dst", "dport",  # initiator -> responder
+        "start", "last", "state", "tcp_seen", "_isn",   # tcp_seen: bits of handshake/teardown progress
+        "pkts_ts", "pkts_tc", "bytes_ts", "bytes_tc",
+        "inspected_bytes",                              # payload that went through detection (depth budget)
+        "inspected_tc",                                 # ... of it, to the client (.rules: a budget per direction)
+        "verdict", "verdict_rule", "final", "offloaded", "alerted",
+        "app", "stream", "tcp", "cand_ts", "cand_tc",
+        "direction", "in_iface", "flags_ts", "flags_tc", "reason",
+        "pcap_cnt", "pcap_file",
+        "queue",                                        # the FlowTable queue (class, timeout) it sits in
+        "older", "younger",                             # its neighbours in that queue (a Queue at the ends)
+        "rare",                                         # FlowRare, made when one of its fields is first set
+    )
+
+    def __init__(self, key, pkt, reverse=False):
+        self.key = key
+        self.proto = pkt.proto
+        a, b = (pkt.src, _PORTS[pkt.sport]), (pkt.dst, _PORTS[pkt.dport])
+        if reverse:
+            a, b = b, a
+        self.src, self.sport = a
+        self.dst, self.dport = b
+        if self.proto in _ECHO and pkt.icmp_type in _ECHO[self.proto]:
+            self.sport = self.dport = 0
+        self.start = self.last = pkt.ts
+        self.state = NEW
+        self.tcp_seen = 0
+        self._isn = -1               # TCP: the client's ISN, from its latest SYN (Flow.isn; -1: None)
+        self.pkts_ts = self.pkts_tc = self.bytes_ts = self.bytes_tc = 0
+        self.inspected_bytes = self.inspected_tc = 0
+        self.verdict = None          # None (undecided) | "pass" | "drop" | "reject"
+        self.verdict_rule = None     # Rule that decided, or None for the default action
+        self.final = False           # verdict can no longer change and nothing is left to inspect
+        self.offloaded = False       # handed to the kernel (live) / would have been (replay); set by the Inspector
+        self.alerted = False
+        self.app = None              # applayer.state.AppState; None while the protocol is unknown
+        self.stream = None           # stream.ClientStream (TCP, from the client's first segment)
+        self.tcp = None              # TcpReceiver (TCP, from the first packet after the client's SYN)
+        self.cand_ts = self.cand_tc = None   # detection's candidate rule masks per direction
+        self.direction = "any"
+        self.in_iface = pkt.in_iface
+        self.flags_ts = self.flags_tc = 0
+        self.reason = ""
+        self.pcap_cnt = pkt.pcap_cnt # replay: number of the flow's latest packet in its file
+        self.pcap_file = pkt.pcap_file  # replay: the file that packet came from
+        self.queue = self.older = self.younger = None
+        self.rare = None
+
+    @property
+    def isn(self):
+        """The client's ISN from its latest SYN, or None. Kept as a number with -1 for None:
+        a 32-bit ISN, so the compiled Flow holds it in a C field (no int object per flow)."""
+        isn = self._isn
+        return None if isn < 0 else isn
+
+    @isn.setter
+    def isn(self, value):
+        self._isn = -1 if value is None else value
+
+    @property
+    def id(self):
+        """EVE flow_id: a stable 53-bit hash of the key and start time (JSON-safe), made on first use.
+        The start as a float: timestamps are (pcap, NFQUEUE, GWLB), and the compiled Flow holds a
+        C double, which must hash the same as the pure one given an int."""
+        if self._id is None:
+            digest = hashlib.blake2b(repr((self.key, float(self.start))).encode(), digest_size=8).digest()
+            self._id = int.from_bytes(digest, "big") & 0x1FFFFFFFFFFFFF
+        return self._id
+
+    @property
+    def packets(self):
+        return self.pkts_ts + self.pkts_tc
+
+    # FlowRare's fields, read and written as the flow's own. In the class body: the compiled
+    # Flow is an extension type, whose attributes cannot be added once the class exists.
+    vars = _rare_field("vars", None)
+    matched = _rare_field("matched", None)
+    alerted_rules = _rare_field("alerted_rules", None)
+    _id = _rare_field("_id", None)
+    payloads = _rare_field("payloads", None)
+    monitored = _rare_field("monitored", False)
+    midstream = _rare_field("midstream", False)
+    unoriented = _rare_field("unoriented", False)
+
 
 
 # tcp_seen bits; the client's SYN options sit above them (window scale in bits 8-11)

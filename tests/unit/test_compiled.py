@@ -46,6 +46,16 @@ def test_packet_declarations_match_slots():
     assert declared == list(ast.literal_eval(pure.stdout)) == list(Packet.__slots__)
 
 
+def test_flow_declarations_match_slots():
+    """_c_flow.pxd declares each of Flow.__slots__ once (ordered by size there, not by slot):
+    a slot missing would be an AttributeError in the compiled build only."""
+    pure = subprocess.run([sys.executable, "-c", "from appliance.flow import Flow; print(Flow.__slots__)"],
+                          cwd=PKG.parent, env={**os.environ, PURE_ENV: "1"}, capture_output=True, text=True)
+    declared = re.findall(r"cdef public (?:object|double|long long|int|bint) (\w+)$",
+                          (PKG / "_c_flow.pxd").read_text(), re.M)
+    assert sorted(declared) == sorted(ast.literal_eval(pure.stdout)) and len(set(declared)) == len(declared)
+
+
 def test_missing_extension_runs_pure_python_and_says_so(tmp_path):
     out = probe(copy_package(tmp_path, with_builds=False))
     assert "appliance.packet: no compiled extension" in out
