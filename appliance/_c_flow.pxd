@@ -53,6 +53,9 @@ cdef class Flow:
     cdef public int flags_tc
 
 cpdef flow_key(CPacket pkt)
+cpdef _file(tuple queues, Flow flow)
+cpdef bint _account(Flow flow, CPacket pkt, verify_checksums)
+cpdef bint confirmed(Flow flow)
 cpdef _tcp_state(Flow flow, CPacket pkt, to_server)
 cpdef _bad_checksum(Flow flow, CPacket pkt)
 cpdef _syn_options(CPacket pkt)

@@ -240,24 +240,7 @@ class FlowTable:
     def file(self, flow):
         """Put the flow at the young end of the queue its class and timeout say; the
         Inspector calls it when a flow becomes final (a class change lookup cannot see)."""
-        if flow.final:
-            cls = FINAL
-        elif confirmed(flow):
-            cls = PENDING
-        else:
-            cls = UNCONFIRMED
-        t = TIMEOUTS.get(flow.proto, DEFAULT_TIMEOUTS).get(flow.state, 30)
-        queue = self.queues[cls].get(t)
-        if queue is None:
-            queue = self.queues[cls][t] = Queue()
-        if flow.queue is not None:
-            if queue.older is flow:
-                return                          # already the youngest of its queue
-            _unlink(flow)
-        youngest = queue.older
-        flow.older, flow.younger = youngest, queue
-        youngest.younger = queue.older = flow
-        flow.queue = queue
+        _file(self.queues, flow)
 
     def _unfile(self, flow):
         del self.flows[flow.key]
@@ -299,32 +282,8 @@ class FlowTable:
             flows[key] = flow
             self.total += 1
             self.by_proto[pkt.proto] = self.by_proto.get(pkt.proto, 0) + 1
-        proto = flow.proto
-        if proto in _ECHO and flow.sport == 0 and pkt.icmp_type in _ECHO[proto]:
-            to_server = pkt.src == flow.src and pkt.icmp_type == _ECHO[proto][0]
-        else:
-            to_server = pkt.src == flow.src and pkt.sport == flow.sport
-        state = flow.state
-        if to_server:
-            flow.pkts_ts += 1
-            flow.bytes_ts += pkt.length
-        else:
-            flow.pkts_tc += 1
-            flow.bytes_tc += pkt.length
-        if pkt.ts > flow.last:
-            flow.last = pkt.ts
-        flow.pcap_cnt = pkt.pcap_cnt
-        flow.pcap_file = pkt.pcap_file
-        if flow.proto == TCP:
-            # Only the client's checksums: a segment to the server is what its TCP may drop;
-            # one from the server could be forged by the client just as well with a good one.
-            if to_server and self.verify_checksums and _bad_checksum(flow, pkt):
-                pkt.discard = "tcp.invalid_checksum"
-            else:
-                _tcp_state(flow, pkt, to_server)
-        elif state == NEW and flow.pkts_ts and flow.pkts_tc:
-            flow.state = ESTABLISHED          # UDP/ICMP: seen both ways
-        self.file(flow)                       # most recently active; class/timeout may have changed
+        to_server = _account(flow, pkt, self.verify_checksums)
+        _file(self.queues, flow)              # most recently active; class/timeout may have changed
         return flow, to_server, evicted
 
     def _evict(self):
@@ -375,6 +334,59 @@ class FlowTable:
             f.queue = f.older = f.younger = None
             f.reason = reason
         return out
+
+
+def _file(queues, flow):
+    """FlowTable.file; a function, so the compiled twin reads the flow's fields typed."""
+    if flow.final:
+        cls = FINAL
+    elif confirmed(flow):
+        cls = PENDING
+    else:
+        cls = UNCONFIRMED
+    t = TIMEOUTS.get(flow.proto, DEFAULT_TIMEOUTS).get(flow.state, 30)
+    queue = queues[cls].get(t)
+    if queue is None:
+        queue = queues[cls][t] = Queue()
+    if flow.queue is not None:
+        if queue.older is flow:
+            return                          # already the youngest of its queue
+        _unlink(flow)
+    youngest = queue.older
+    flow.older, flow.younger = youngest, queue
+    youngest.younger = queue.older = flow
+    flow.queue = queue
+
+
+def _account(flow, pkt, verify_checksums):
+    """Count the packet on its flow and follow the flow's state; True when it goes to the
+    server. Part of FlowTable.lookup; a function, so the compiled twin reads both typed."""
+    proto = flow.proto
+    if proto in _ECHO and flow.sport == 0 and pkt.icmp_type in _ECHO[proto]:
+        to_server = pkt.src == flow.src and pkt.icmp_type == _ECHO[proto][0]
+    else:
+        to_server = pkt.src == flow.src and pkt.sport == flow.sport
+    state = flow.state
+    if to_server:
+        flow.pkts_ts += 1
+        flow.bytes_ts += pkt.length
+    else:
+        flow.pkts_tc += 1
+        flow.bytes_tc += pkt.length
+    if pkt.ts > flow.last:
+        flow.last = pkt.ts
+    flow.pcap_cnt = pkt.pcap_cnt
+    flow.pcap_file = pkt.pcap_file
+    if flow.proto == TCP:
+        # Only the client's checksums: a segment to the server is what its TCP may drop;
+        # one from the server could be forged by the client just as well with a good one.
+        if to_server and verify_checksums and _bad_checksum(flow, pkt):
+            pkt.discard = "tcp.invalid_checksum"
+        else:
+            _tcp_state(flow, pkt, to_server)
+    elif state == NEW and flow.pkts_ts and flow.pkts_tc:
+        flow.state = ESTABLISHED          # UDP/ICMP: seen both ways
+    return to_server
 
 
 def _tcp_state(flow, pkt, to_server):
