@@ -52,12 +52,35 @@ cdef class Flow:
     cdef public int flags_ts
     cdef public int flags_tc
 
+# A queue's sentinel: its two links are a Flow or the Queue itself.
+cdef class Queue:
+    cdef public object older
+    cdef public object younger
+
+# The receiver's sequence-space view (TcpReceiver): its numbers are always ints (32-bit
+# sequence numbers, a window under 2**30) and become C fields; wscale and ts_recent may be
+# None and syn_ignored is a tuple, so they stay objects. Keep in step with its __slots__.
+cdef class TcpReceiver:
+    cdef public object wscale
+    cdef public object ts_recent
+    cdef public object syn_ignored
+    cdef public long long s_nxt
+    cdef public long long s_una
+    cdef public long long s_acked0
+    cdef public long long s_rcv
+    cdef public long long s_wup
+    cdef public long long c_nxt
+    cdef public long long max_window
+
 cpdef flow_key(CPacket pkt)
+@cython.locals(queue=Queue)
 cpdef _file(tuple queues, Flow flow)
 cpdef bint _account(Flow flow, CPacket pkt, verify_checksums)
 cpdef bint confirmed(Flow flow)
 cpdef _tcp_state(Flow flow, CPacket pkt, to_server)
 cpdef _bad_checksum(Flow flow, CPacket pkt)
 cpdef _syn_options(CPacket pkt)
+@cython.locals(t=TcpReceiver)
 cpdef _reused(Flow flow, CPacket pkt)
+@cython.locals(t=TcpReceiver)
 cpdef _receiver_check(Flow flow, CPacket pkt, to_server, flags)
