@@ -4,9 +4,83 @@
 import cython
 from appliance._c_packet cimport Packet as CPacket
 
+# Flow becomes an extension type: numbers and flags are C fields (no int or float object per
+# flow), the rest Python objects as in __slots__. A C field keeps each value's meaning:
+# counters are 64-bit (a flow passes 4 GiB), the ISN sits in Flow._isn with -1 for None
+# (Flow.isn says None), the times are doubles (every source stamps floats; Flow.id hashes
+# float(start)), final and alerted are only ever bools; tcp_seen and the TCP flags stay
+# under 2**16. offloaded stays an object (True, or kernel_policy's name). Declared by size,
+# not in __slots__' order, so no padding; keep the same names as Flow.__slots__
+# (tests/unit/test_compiled.py checks).
+cdef class Flow:
+    cdef public object key
+    cdef public object src
+    cdef public object dst
+    cdef public object state
+    cdef public object verdict
+    cdef public object verdict_rule
+    cdef public object offloaded
+    cdef public object app
+    cdef public object stream
+    cdef public object tcp
+    cdef public object cand_ts
+    cdef public object cand_tc
+    cdef public object direction
+    cdef public object in_iface
+    cdef public object reason
+    cdef public object pcap_file
+    cdef public object queue
+    cdef public object older
+    cdef public object younger
+    cdef public object rare
+    cdef public double start
+    cdef public double last
+    cdef public long long _isn
+    cdef public long long pkts_ts
+    cdef public long long pkts_tc
+    cdef public long long bytes_ts
+    cdef public long long bytes_tc
+    cdef public long long inspected_bytes
+    cdef public long long inspected_tc
+    cdef public long long pcap_cnt
+    cdef public int proto
+    cdef public int sport
+    cdef public int dport
+    cdef public int tcp_seen
+    cdef public bint final
+    cdef public bint alerted
+    cdef public int flags_ts
+    cdef public int flags_tc
+
+# A queue's sentinel: its two links are a Flow or the Queue itself.
+cdef class Queue:
+    cdef public object older
+    cdef public object younger
+
+# The receiver's sequence-space view (TcpReceiver): its numbers are always ints (32-bit
+# sequence numbers, a window under 2**30) and become C fields; wscale and ts_recent may be
+# None and syn_ignored is a tuple, so they stay objects. Keep in step with its __slots__.
+cdef class TcpReceiver:
+    cdef public object wscale
+    cdef public object ts_recent
+    cdef public object syn_ignored
+    cdef public long long s_nxt
+    cdef public long long s_una
+    cdef public long long s_acked0
+    cdef public long long s_rcv
+    cdef public long long s_wup
+    cdef public long long c_nxt
+    cdef public long long max_window
+
 cpdef flow_key(CPacket pkt)
-cpdef _tcp_state(flow, CPacket pkt, to_server)
-cpdef _bad_checksum(flow, CPacket pkt)
+@cython.locals(queue=Queue)
+cpdef _file(tuple queues, Flow flow)
+cpdef bint _account(Flow flow, CPacket pkt, verify_checksums)
+cpdef bint confirmed(Flow flow)
+cpdef _tcp_state(Flow flow, CPacket pkt, to_server)
+cpdef _bad_checksum(Flow flow, CPacket pkt)
 cpdef _syn_options(CPacket pkt)
-cpdef _reused(flow, CPacket pkt)
-cpdef _receiver_check(flow, CPacket pkt, to_server, flags)
+@cython.locals(t=TcpReceiver)
+cpdef _reused(Flow flow, CPacket pkt)
+@cython.locals(t=TcpReceiver)
+cpdef _receiver_check(Flow flow, CPacket pkt, to_server, flags)

@@ -64,70 +64,6 @@ def flow_key(pkt):
 def timeout(flow):
     return TIMEOUTS.get(flow.proto, DEFAULT_TIMEOUTS).get(flow.state, 30)
 
-
-class Flow:
-    __slots__ = (
-        "key", "proto", "src", "sport", "dst", "dport",  # initiator -> responder
-        "start", "last", "state", "tcp_seen", "isn",    # tcp_seen: bits of handshake/teardown progress
-        "pkts_ts", "pkts_tc", "bytes_ts", "bytes_tc",
-        "inspected_bytes",                              # payload that went through detection (depth budget)
-        "inspected_tc",                                 # ... of it, to the client (.rules: a budget per direction)
-        "verdict", "verdict_rule", "final", "offloaded", "alerted",
-        "app", "stream", "tcp", "cand_ts", "cand_tc",
-        "direction", "in_iface", "flags_ts", "flags_tc", "reason",
-        "pcap_cnt", "pcap_file",
-        "queue",                                        # the FlowTable queue (class, timeout) it sits in
-        "older", "younger",                             # its neighbours in that queue (a Queue at the ends)
-        "rare",                                         # FlowRare, made when one of its fields is first set
-    )
-
-    def __init__(self, key, pkt, reverse=False):
-        self.key = key
-        self.proto = pkt.proto
-        a, b = (pkt.src, _PORTS[pkt.sport]), (pkt.dst, _PORTS[pkt.dport])
-        if reverse:
-            a, b = b, a
-        self.src, self.sport = a
-        self.dst, self.dport = b
-        if self.proto in _ECHO and pkt.icmp_type in _ECHO[self.proto]:
-            self.sport = self.dport = 0
-        self.start = self.last = pkt.ts
-        self.state = NEW
-        self.tcp_seen = 0
-        self.isn = None              # TCP: the client's ISN, from its latest SYN
-        self.pkts_ts = self.pkts_tc = self.bytes_ts = self.bytes_tc = 0
-        self.inspected_bytes = self.inspected_tc = 0
-        self.verdict = None          # None (undecided) | "pass" | "drop" | "reject"
-        self.verdict_rule = None     # Rule that decided, or None for the default action
-        self.final = False           # verdict can no longer change and nothing is left to inspect
-        self.offloaded = False       # handed to the kernel (live) / would have been (replay); set by the Inspector
-        self.alerted = False
-        self.app = None              # applayer.state.AppState; None while the protocol is unknown
-        self.stream = None           # stream.ClientStream (TCP, from the client's first segment)
-        self.tcp = None              # TcpReceiver (TCP, from the first packet after the client's SYN)
-        self.cand_ts = self.cand_tc = None   # detection's candidate rule masks per direction
-        self.direction = "any"
-        self.in_iface = pkt.in_iface
-        self.flags_ts = self.flags_tc = 0
-        self.reason = ""
-        self.pcap_cnt = pkt.pcap_cnt # replay: number of the flow's latest packet in its file
-        self.pcap_file = pkt.pcap_file  # replay: the file that packet came from
-        self.queue = self.older = self.younger = None
-        self.rare = None
-
-    @property
-    def id(self):
-        """EVE flow_id: a stable 53-bit hash of the key and start time (JSON-safe), made on first use."""
-        if self._id is None:
-            digest = hashlib.blake2b(repr((self.key, self.start)).encode(), digest_size=8).digest()
-            self._id = int.from_bytes(digest, "big") & 0x1FFFFFFFFFFFFF
-        return self._id
-
-    @property
-    def packets(self):
-        return self.pkts_ts + self.pkts_tc
-
-
 class FlowRare:
     """The per-flow state most flows never set, in one object a flow makes on the first
     write that is not the default: 8 slots fewer in every Flow (64 B at 1M flows; a
@@ -165,8 +101,92 @@ def _rare_field(name, default):
     return property(get, set_, doc=f"FlowRare.{name} (default {default!r})")
 
 
-for _name, _default in FlowRare.DEFAULTS.items():
-    setattr(Flow, _name, _rare_field(_name, _default))
+class Flow:
+    __slots__ = (
+        "key", "proto", "src", "sport", "dst", "dport",  # initiator -> responder
+        "start", "last", "state", "tcp_seen", "_isn",   # tcp_seen: bits of handshake/teardown progress
+        "pkts_ts", "pkts_tc", "bytes_ts", "bytes_tc",
+        "inspected_bytes",                              # payload that went through detection (depth budget)
+        "inspected_tc",                                 # ... of it, to the client (.rules: a budget per direction)
+        "verdict", "verdict_rule", "final", "offloaded", "alerted",
+        "app", "stream", "tcp", "cand_ts", "cand_tc",
+        "direction", "in_iface", "flags_ts", "flags_tc", "reason",
+        "pcap_cnt", "pcap_file",
+        "queue",                                        # the FlowTable queue (class, timeout) it sits in
+        "older", "younger",                             # its neighbours in that queue (a Queue at the ends)
+        "rare",                                         # FlowRare, made when one of its fields is first set
+    )
+
+    def __init__(self, key, pkt, reverse=False):
+        self.key = key
+        self.proto = pkt.proto
+        a, b = (pkt.src, _PORTS[pkt.sport]), (pkt.dst, _PORTS[pkt.dport])
+        if reverse:
+            a, b = b, a
+        self.src, self.sport = a
+        self.dst, self.dport = b
+        if self.proto in _ECHO and pkt.icmp_type in _ECHO[self.proto]:
+            self.sport = self.dport = 0
+        self.start = self.last = pkt.ts
+        self.state = NEW
+        self.tcp_seen = 0
+        self._isn = -1               # TCP: the client's ISN, from its latest SYN (Flow.isn; -1: None)
+        self.pkts_ts = self.pkts_tc = self.bytes_ts = self.bytes_tc = 0
+        self.inspected_bytes = self.inspected_tc = 0
+        self.verdict = None          # None (undecided) | "pass" | "drop" | "reject"
+        self.verdict_rule = None     # Rule that decided, or None for the default action
+        self.final = False           # verdict can no longer change and nothing is left to inspect
+        self.offloaded = False       # handed to the kernel (live) / would have been (replay); set by the Inspector
+        self.alerted = False
+        self.app = None              # applayer.state.AppState; None while the protocol is unknown
+        self.stream = None           # stream.ClientStream (TCP, from the client's first segment)
+        self.tcp = None              # TcpReceiver (TCP, from the first packet after the client's SYN)
+        self.cand_ts = self.cand_tc = None   # detection's candidate rule masks per direction
+        self.direction = "any"
+        self.in_iface = pkt.in_iface
+        self.flags_ts = self.flags_tc = 0
+        self.reason = ""
+        self.pcap_cnt = pkt.pcap_cnt # replay: number of the flow's latest packet in its file
+        self.pcap_file = pkt.pcap_file  # replay: the file that packet came from
+        self.queue = self.older = self.younger = None
+        self.rare = None
+
+    @property
+    def isn(self):
+        """The client's ISN from its latest SYN, or None. Kept as a number with -1 for None:
+        a 32-bit ISN, so the compiled Flow holds it in a C field (no int object per flow)."""
+        isn = self._isn
+        return None if isn < 0 else isn
+
+    @isn.setter
+    def isn(self, value):
+        self._isn = -1 if value is None else value
+
+    @property
+    def id(self):
+        """EVE flow_id: a stable 53-bit hash of the key and start time (JSON-safe), made on first use.
+        The start as a float: timestamps are (pcap, NFQUEUE, GWLB), and the compiled Flow holds a
+        C double, which must hash the same as the pure one given an int."""
+        if self._id is None:
+            digest = hashlib.blake2b(repr((self.key, float(self.start))).encode(), digest_size=8).digest()
+            self._id = int.from_bytes(digest, "big") & 0x1FFFFFFFFFFFFF
+        return self._id
+
+    @property
+    def packets(self):
+        return self.pkts_ts + self.pkts_tc
+
+    # FlowRare's fields, read and written as the flow's own. In the class body: the compiled
+    # Flow is an extension type, whose attributes cannot be added once the class exists.
+    vars = _rare_field("vars", None)
+    matched = _rare_field("matched", None)
+    alerted_rules = _rare_field("alerted_rules", None)
+    _id = _rare_field("_id", None)
+    payloads = _rare_field("payloads", None)
+    monitored = _rare_field("monitored", False)
+    midstream = _rare_field("midstream", False)
+    unoriented = _rare_field("unoriented", False)
+
 
 
 # tcp_seen bits; the client's SYN options sit above them (window scale in bits 8-11)
@@ -220,24 +240,7 @@ class FlowTable:
     def file(self, flow):
         """Put the flow at the young end of the queue its class and timeout say; the
         Inspector calls it when a flow becomes final (a class change lookup cannot see)."""
-        if flow.final:
-            cls = FINAL
-        elif confirmed(flow):
-            cls = PENDING
-        else:
-            cls = UNCONFIRMED
-        t = TIMEOUTS.get(flow.proto, DEFAULT_TIMEOUTS).get(flow.state, 30)
-        queue = self.queues[cls].get(t)
-        if queue is None:
-            queue = self.queues[cls][t] = Queue()
-        if flow.queue is not None:
-            if queue.older is flow:
-                return                          # already the youngest of its queue
-            _unlink(flow)
-        youngest = queue.older
-        flow.older, flow.younger = youngest, queue
-        youngest.younger = queue.older = flow
-        flow.queue = queue
+        _file(self.queues, flow)
 
     def _unfile(self, flow):
         del self.flows[flow.key]
@@ -279,32 +282,8 @@ class FlowTable:
             flows[key] = flow
             self.total += 1
             self.by_proto[pkt.proto] = self.by_proto.get(pkt.proto, 0) + 1
-        proto = flow.proto
-        if proto in _ECHO and flow.sport == 0 and pkt.icmp_type in _ECHO[proto]:
-            to_server = pkt.src == flow.src and pkt.icmp_type == _ECHO[proto][0]
-        else:
-            to_server = pkt.src == flow.src and pkt.sport == flow.sport
-        state = flow.state
-        if to_server:
-            flow.pkts_ts += 1
-            flow.bytes_ts += pkt.length
-        else:
-            flow.pkts_tc += 1
-            flow.bytes_tc += pkt.length
-        if pkt.ts > flow.last:
-            flow.last = pkt.ts
-        flow.pcap_cnt = pkt.pcap_cnt
-        flow.pcap_file = pkt.pcap_file
-        if flow.proto == TCP:
-            # Only the client's checksums: a segment to the server is what its TCP may drop;
-            # one from the server could be forged by the client just as well with a good one.
-            if to_server and self.verify_checksums and _bad_checksum(flow, pkt):
-                pkt.discard = "tcp.invalid_checksum"
-            else:
-                _tcp_state(flow, pkt, to_server)
-        elif state == NEW and flow.pkts_ts and flow.pkts_tc:
-            flow.state = ESTABLISHED          # UDP/ICMP: seen both ways
-        self.file(flow)                       # most recently active; class/timeout may have changed
+        to_server = _account(flow, pkt, self.verify_checksums)
+        _file(self.queues, flow)              # most recently active; class/timeout may have changed
         return flow, to_server, evicted
 
     def _evict(self):
@@ -355,6 +334,59 @@ class FlowTable:
             f.queue = f.older = f.younger = None
             f.reason = reason
         return out
+
+
+def _file(queues, flow):
+    """FlowTable.file; a function, so the compiled twin reads the flow's fields typed."""
+    if flow.final:
+        cls = FINAL
+    elif confirmed(flow):
+        cls = PENDING
+    else:
+        cls = UNCONFIRMED
+    t = TIMEOUTS.get(flow.proto, DEFAULT_TIMEOUTS).get(flow.state, 30)
+    queue = queues[cls].get(t)
+    if queue is None:
+        queue = queues[cls][t] = Queue()
+    if flow.queue is not None:
+        if queue.older is flow:
+            return                          # already the youngest of its queue
+        _unlink(flow)
+    youngest = queue.older
+    flow.older, flow.younger = youngest, queue
+    youngest.younger = queue.older = flow
+    flow.queue = queue
+
+
+def _account(flow, pkt, verify_checksums):
+    """Count the packet on its flow and follow the flow's state; True when it goes to the
+    server. Part of FlowTable.lookup; a function, so the compiled twin reads both typed."""
+    proto = flow.proto
+    if proto in _ECHO and flow.sport == 0 and pkt.icmp_type in _ECHO[proto]:
+        to_server = pkt.src == flow.src and pkt.icmp_type == _ECHO[proto][0]
+    else:
+        to_server = pkt.src == flow.src and pkt.sport == flow.sport
+    state = flow.state
+    if to_server:
+        flow.pkts_ts += 1
+        flow.bytes_ts += pkt.length
+    else:
+        flow.pkts_tc += 1
+        flow.bytes_tc += pkt.length
+    if pkt.ts > flow.last:
+        flow.last = pkt.ts
+    flow.pcap_cnt = pkt.pcap_cnt
+    flow.pcap_file = pkt.pcap_file
+    if flow.proto == TCP:
+        # Only the client's checksums: a segment to the server is what its TCP may drop;
+        # one from the server could be forged by the client just as well with a good one.
+        if to_server and verify_checksums and _bad_checksum(flow, pkt):
+            pkt.discard = "tcp.invalid_checksum"
+        else:
+            _tcp_state(flow, pkt, to_server)
+    elif state == NEW and flow.pkts_ts and flow.pkts_tc:
+        flow.state = ESTABLISHED          # UDP/ICMP: seen both ways
+    return to_server
 
 
 def _tcp_state(flow, pkt, to_server):

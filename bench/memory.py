@@ -39,12 +39,17 @@ def breakdown(flow, table):
     parts["key tuple"] = sys.getsizeof(key)
     # the address strings: the initiator's is per flow; the server's is shared through decode's cache
     parts["initiator address string"] = sys.getsizeof(flow.src)
-    parts["key ints > 256 (ports)"] = sum(sys.getsizeof(x) for x in key if isinstance(x, int) and x > 256)
+    # ports are flow._PORTS' shared ints (made at import, before the baseline): not per flow
+    from appliance.flow import _PORTS
+    parts["key ints > 256 (not shared ports)"] = sum(sys.getsizeof(x) for x in key if isinstance(x, int) and x > 256
+                                                     and not (x < 65536 and _PORTS[x] is x))
     seen = {id(x) for x in key} | {id(key), id(flow.dst), id(flow.queue), id(flow.older), id(flow.younger)}
     other = 0
     names = []
     for slot in type(flow).__slots__:
         v = getattr(flow, slot, None)
+        if v is not getattr(flow, slot, None):
+            continue                    # a C field of the compiled Flow: each read makes a new object
         if v in shared or id(v) in seen or (isinstance(v, int) and -5 <= v <= 256) or isinstance(v, str) and len(v) < 2:
             continue
         if isinstance(v, str) and v in ("new", "established", "closing", "closed", "any", "inbound", "outbound", "pass"):

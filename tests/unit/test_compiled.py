@@ -46,6 +46,19 @@ def test_packet_declarations_match_slots():
     assert declared == list(ast.literal_eval(pure.stdout)) == list(Packet.__slots__)
 
 
+def test_flow_declarations_match_slots():
+    """_c_flow.pxd declares each slot of Flow, Queue and TcpReceiver once (ordered by size
+    there, not by slot): a slot missing would be an AttributeError in the compiled build only."""
+    code = "from appliance.flow import Flow, Queue, TcpReceiver as T; print([Flow.__slots__, Queue.__slots__, T.__slots__])"
+    pure = subprocess.run([sys.executable, "-c", code], cwd=PKG.parent, env={**os.environ, PURE_ENV: "1"},
+                          capture_output=True, text=True)
+    pxd = (PKG / "_c_flow.pxd").read_text()
+    for name, slots in zip(("Flow", "Queue", "TcpReceiver"), ast.literal_eval(pure.stdout)):
+        block = re.search(rf"^cdef class {name}:\n((?:    .*\n)+)", pxd, re.M).group(1)
+        declared = re.findall(r"cdef public (?:object|double|long long|int|bint) (\w+)$", block, re.M)
+        assert sorted(declared) == sorted(slots) and len(set(declared)) == len(declared), name
+
+
 def test_missing_extension_runs_pure_python_and_says_so(tmp_path):
     out = probe(copy_package(tmp_path, with_builds=False))
     assert "appliance.packet: no compiled extension" in out

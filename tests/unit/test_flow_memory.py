@@ -2,8 +2,12 @@
 over FlowTable.lookup of distinct SYNs, so the figure is the table's own: the Flow, its
 key, its strings and floats, the dict entry, the eviction queue's share. bench.memory
 measures the same as RSS at 1M flows (docs/performance.md)."""
+import gc
 import struct
+import sys
 import tracemalloc
+
+import pytest
 
 from appliance.decode import decode_l3
 from appliance.flow import Flow, FlowRare, FlowTable
@@ -46,3 +50,16 @@ def test_rare_fields_read_their_defaults_without_an_object():
     flow.monitored = True
     assert flow.rare is not None and flow.monitored is True and flow.vars is None
     assert "monitored" not in Flow.__slots__ and "rare" in Flow.__slots__
+
+
+@pytest.mark.skipif(Flow.__module__ != "appliance._c_flow", reason="compiled hot path not built")
+def test_compiled_flow_holds_no_number_objects():
+    """The compiled Flow keeps its times, counters, ISN, ports and flags in C fields: the
+    objects it refers to (what the GC sees) include no int or float (an ISN int and the
+    start float were 52 B a flow; docs/performance.md, the memory row)."""
+    table = FlowTable()
+    flow, _, _ = table.lookup(decode_l3(syn(70_000), 1.5))
+    flow.pkts_ts += 1 << 33
+    numbers = [type(x).__name__ for x in gc.get_referents(flow) if type(x) in (int, float)]
+    assert numbers == [] and flow.isn == 0x10000000 + 70_000 and flow.start == 1.5
+    assert sys.getsizeof(flow) <= 304           # 20 object fields, 10 of 8 B, 8 of 4 B, the headers
