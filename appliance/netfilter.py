@@ -5,7 +5,8 @@ Layout (filter table, IPv4 and IPv6 alike; every object is ours and named APPLIA
     FORWARD            -m comment --comment appliance -j APPLIANCE-FWD     (one jump, never duplicated)
     APPLIANCE-FWD      -i OUTSIDE -o INSIDE -j APPLIANCE-INSPECT
                        -i INSIDE -o OUTSIDE -j APPLIANCE-INSPECT
-    APPLIANCE-INSPECT  ctstate INVALID -> DROP               bad checksum / out of window: evasion fodder
+    APPLIANCE-INSPECT  -i OUTSIDE, tcp to a proxied port, ctstate NEW,INVALID -> SYNPROXY  (config `overload.synproxy`)
+                       ctstate INVALID -> DROP               bad checksum / out of window: evasion fodder
                        connmark PASS   -> ACCEPT             offloaded flows stay in the kernel
                        connmark DROP   -> DROP
                        connmark REJECT -> REJECT (tcp-reset / admin-prohibited)
@@ -136,6 +137,22 @@ def source_limit_rules(family: int, overload, outside: str, inside: str) -> list
     return rules
 
 
+def synproxy_rules(synproxy, outside: str) -> list:
+    """The kernel's SYN proxy for new connections from outside to `synproxy.ports`
+    (config.Synproxy): a SYN is answered with a SYN cookie and dropped (its unconfirmed
+    conntrack entry with it: a spoofed flood fills no table and reaches no queue); the
+    client's ACK, which conntrack cannot place (INVALID, or NEW where nf_conntrack_tcp_loose
+    picks it up), is checked against its cookie, and only then the kernel opens the server
+    connection itself (its SYN is locally generated: it never crosses FORWARD). From then
+    conntrack's seqadj translates the server's sequence numbers to the cookie's on the way
+    out (POSTROUTING): what FORWARD and the queue see is the server's SYN/ACK first, then
+    the client's segments acknowledging cookie numbers (flow.TcpReceiver.ack_offset).
+    An ACK with a bad cookie, or any other INVALID segment to these ports, is dropped."""
+    ports = ",".join(str(p) for p in synproxy.ports)
+    return [f"-A {INSPECT_CHAIN} -i {outside} -p tcp -m multiport --dports {ports} -m conntrack --ctstate NEW,INVALID "
+            f"-j SYNPROXY --sack-perm --timestamp --wscale {synproxy.wscale} --mss {synproxy.mss}"]
+
+
 def chains_text(family: int, outside: str, inside: str, queues: range, fail_open: bool, mark_mask: int,
                 inspecting: bool = True, overload=None) -> str:
     """A restore description of OUR chains only (without the FORWARD jump). Not `inspecting`
@@ -152,6 +169,11 @@ def chains_text(family: int, outside: str, inside: str, queues: range, fail_open
         f":{INSPECT_CHAIN} - [0:0]",
         f"-A {JUMP_CHAIN} -i {outside} -o {inside} -j {INSPECT_CHAIN}",
         f"-A {JUMP_CHAIN} -i {inside} -o {outside} -j {INSPECT_CHAIN}",
+    ]
+    if overload is not None and overload.synproxy is not None:
+        # first, and kept in an open-mode stop too: it protects the servers without a queue
+        lines += synproxy_rules(overload.synproxy, outside)
+    lines += [
         # what conntrack calls INVALID (bad checksum, out of window, impossible flags) is a
         # segment the receiver would drop anyway; passing it only feeds evasions
         f"-A {INSPECT_CHAIN} -m conntrack --ctstate INVALID -j DROP",
@@ -166,7 +188,7 @@ def chains_text(family: int, outside: str, inside: str, queues: range, fail_open
             f"-A {INSPECT_CHAIN} -m mark --mark {passed} -j ACCEPT",
             f"-A {INSPECT_CHAIN} -m mark ! --mark 0x0/{m} -j DROP",
         ]
-        if overload is not None:
+        if overload is not None and overload.new_flows_per_source is not None:
             lines += source_limit_rules(family, overload, outside, inside)
         lines.append(f"-A {INSPECT_CHAIN} {queue_target(queues, fail_open)}")
     lines.append("COMMIT")
