@@ -57,3 +57,15 @@ def test_the_proxy_comes_before_the_invalid_drop_and_stays_in_an_open_mode_stop(
     assert rule_role(netfilter.INSPECT_CHAIN, r.split(" ", 2)[2]) == "synproxied"
     assert "SYNPROXY" not in netfilter.chains_text(4, "eth0", "eth1", range(0, 1), True, 0x3000,
                                                    overload=Overload(10, 10))
+
+
+def test_the_workers_know_which_server_ports_are_behind_the_proxy(tmp_path):
+    """The Inspector reads those ports' client ACKs from the cookie (flow.TcpReceiver.ack_offset)."""
+    from appliance.inspector import Inspector, settings_from_config
+    from appliance.detect.loader import load_rules
+    cfg = _load(tmp_path, "overload:\n  synproxy: {ports: [443, 80]}\n")
+    s = settings_from_config(cfg)
+    assert s.synproxy_ports == {80, 443}
+    (tmp_path / "r.yaml").write_text("rules: []\n")
+    assert Inspector(load_rules(str(tmp_path / "r.yaml")), s).flows.proxied_ports == {80, 443}
+    assert settings_from_config(_load(tmp_path, "")).synproxy_ports == frozenset()
