@@ -50,11 +50,14 @@ def test_the_proxy_comes_before_the_invalid_drop_and_stays_in_an_open_mode_stop(
         assert len(proxy) == 1, rules
         r = rules[proxy[0]]
         # from outside only, the cookie ACK is INVALID to conntrack (NEW with tcp_loose)
-        assert "-i eth0 -p tcp -m multiport --dports 80,443 -m conntrack --ctstate NEW,INVALID" in r
+        assert "-i eth0 -p tcp -m multiport --dports 80,443 -m conntrack --ctstate NEW,INVALID,UNTRACKED" in r
         assert r.endswith("-j SYNPROXY --sack-perm --timestamp --wscale 7 --mss 1460")
         assert "--ctstate INVALID -j DROP" in rules[proxy[0] + 1]
         assert "hashlimit" not in "".join(rules)        # no per-source limit configured
     assert rule_role(netfilter.INSPECT_CHAIN, r.split(" ", 2)[2]) == "synproxied"
+    # before conntrack, the same SYNs untracked (netfilter.synproxy_raw_rules)
+    assert netfilter.synproxy_raw_rules(ov.synproxy, "eth0") == [
+        "-A APPLIANCE-SYNPROXY -i eth0 -p tcp -m multiport --dports 80,443 --syn -j CT --notrack"]
     assert "SYNPROXY" not in netfilter.chains_text(4, "eth0", "eth1", range(0, 1), True, 0x3000,
                                                    overload=Overload(10, 10))
 
