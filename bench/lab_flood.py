@@ -189,20 +189,24 @@ def _queued(lab):
     return sum(int(line.split()[7]) for line in text.splitlines() if len(line.split()) >= 8)
 
 
-def _hping_flood(lab, seconds, spoofed=False):
-    """hping3 --flood from FLOOD_SOURCE (`spoofed`: from a random address each) for `seconds`:
-    (SYNs sent, seconds). Its source port goes up by one per SYN, so every SYN is a new flow."""
+def _hping_flood(lab, seconds, spoofed=False, senders=1):
+    """hping3 --flood from FLOOD_SOURCE (`spoofed`: from a random address each; `senders`
+    processes) for `seconds`: (SYNs sent, seconds). Its source port goes up by one per SYN,
+    so every SYN is a new flow."""
     before, t0 = _tx_packets(lab), time.monotonic()
     source = ["--rand-source"] if spoofed else ["-a", FLOOD_SOURCE]
-    p = subprocess.Popen(ns_exec(lab.client, "hping3", "-q", "-S", "-p", "80", "--flood", *source,
-                                 SERVER_V4), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return p, before, t0
+    ps = [subprocess.Popen(ns_exec(lab.client, "hping3", "-q", "-S", "-p", "80", "--flood", *source,
+                                   SERVER_V4), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+          for _ in range(senders)]
+    return ps, before, t0
 
 
 def _hping_stop(lab, flood):
-    p, before, t0 = flood
-    p.terminate()
-    p.wait(10)
+    ps, before, t0 = flood
+    for p in ps:
+        p.terminate()
+    for p in ps:
+        p.wait(10)
     return _tx_packets(lab) - before, time.monotonic() - t0
 
 
@@ -218,7 +222,8 @@ def _config(lab, workers, max_flows, extra=""):
     return config
 
 
-def overload(per_source=100, seconds=5, workers=1, max_flows=20_000, log=print, spoofed=False, synproxy=False):
+def overload(per_source=100, seconds=5, workers=1, max_flows=20_000, log=print, spoofed=False, synproxy=False,
+             senders=1):
     """The overload row: one worker's SYN capacity, then a flood past it with the per-source
     limit (or `synproxy`: the SYN proxy) on and a client connecting throughout (module docstring)."""
     lab = Lab(f"ovl-{os.getpid() % 100000}")
@@ -259,7 +264,7 @@ def overload(per_source=100, seconds=5, workers=1, max_flows=20_000, log=print, 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         q0 = _queued(lab)
-        flood = _hping_flood(lab, seconds, spoofed)
+        flood = _hping_flood(lab, seconds, spoofed, senders)
         during = legit(lab, seconds)
         entries = subprocess.run(ns_exec(lab.fw, "cat", "/proc/sys/net/netfilter/nf_conntrack_count"),
                                  capture_output=True, text=True).stdout.strip()
@@ -281,7 +286,7 @@ def overload(per_source=100, seconds=5, workers=1, max_flows=20_000, log=print, 
             "capacity_syn_per_s": round(capacity), "flood_syn_per_s": round(sent / secs),
             "flood_over_capacity": round(sent / secs / max(capacity, 1), 1),
             "spoofed": spoofed, "protection": "synproxy" if synproxy else f"per_source_limit {per_source}",
-            "queued_during_flood": queued, "source_limited": limited, "synproxied": proxied,
+            "senders": senders, "queued_during_flood": queued, "source_limited": limited, "synproxied": proxied,
             "conntrack_entries_at_flood_end": int(entries or 0),
             "legit_success_before": round(before["success"], 3), "legit_success_during": round(during["success"], 3),
             "legit_conns_before": before["conns"], "legit_conns_during": during["conns"],
@@ -327,6 +332,7 @@ def main(argv=None):
     ap.add_argument("--seconds", type=int, default=5, help="flood length (--overload)")
     ap.add_argument("--spoofed", action="store_true", help="hping3 --rand-source (--overload)")
     ap.add_argument("--synproxy", action="store_true", help="overload.synproxy instead of the limit (--overload)")
+    ap.add_argument("--senders", type=int, default=1, help="hping3 processes in the protected flood (--overload)")
     o = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("bench.flood needs root (network namespaces)", file=sys.stderr)
@@ -334,7 +340,8 @@ def main(argv=None):
     if o.overload:
         print(f"overload: hping3 --flood from {'random sources' if o.spoofed else 'one source'}, "
               f"{'synproxy on port 80' if o.synproxy else f'new_flows_per_source {o.per_source}'}, {o.seconds} s")
-        overload(o.per_source, o.seconds, o.workers or 1, o.max_flows, spoofed=o.spoofed, synproxy=o.synproxy)
+        overload(o.per_source, o.seconds, o.workers or 1, o.max_flows, spoofed=o.spoofed, synproxy=o.synproxy,
+                 senders=o.senders)
         return 0
     o.workers = o.workers or 2
     print(f"SYN flood: {o.syns} SYNs at {o.rate}/s, max_flows {o.max_flows}, {o.workers} workers")
