@@ -114,5 +114,28 @@ def test_a_spoofed_flood_is_answered_by_the_kernel_and_the_clients_are_read_righ
     assert a.worker_pids() == workers
     wait_for(lambda: "running:" in a.log_text())
     assert "re-installing" not in a.log_text()
-    a.stop()
-    assert "APPLIANCE" not in topo.ex(topo.fw, "iptables-nft-save", "-t", "raw").stdout
+
+
+@pytest.mark.parametrize("edit", [
+    ["-D", "PREROUTING", "-m", "comment", "--comment", "appliance", "-j", "APPLIANCE-SYNPROXY"],
+    ["-I", "APPLIANCE-SYNPROXY", "1", "-j", "ACCEPT"],
+], ids=["jump-deleted", "rule-added"])
+def test_the_raw_chain_is_owned_like_the_others(topo, tmp_path, appliance, edit):
+    """Someone edits our raw PREROUTING state: the watch notices and re-installs it, and a
+    stop removes it (never anybody else's raw rules)."""
+    a = appliance(workers=1, extra=PROXY).start()
+    topo.ex(topo.fw, "iptables-nft", "-w", "-t", "raw", "-A", "PREROUTING", "-p", "udp", "--dport", "9",
+            "-j", "CT", "--notrack", check=True)                      # not ours: stays
+    topo.ex(topo.fw, "iptables-nft", "-w", "-t", "raw", *edit, check=True)
+    wait_for(lambda: "re-installing" in a.log_text(), timeout=20, what="the watch to re-install")
+    want = "-A PREROUTING -m comment --comment appliance -j APPLIANCE-SYNPROXY"
+    wait_for(lambda: topo.ex(topo.fw, "iptables-nft", "-t", "raw", "-S").stdout.count("-j APPLIANCE-SYNPROXY") == 1
+             and "-j ACCEPT" not in topo.ex(topo.fw, "iptables-nft", "-t", "raw", "-S", "APPLIANCE-SYNPROXY").stdout,
+             what="our raw chain back as installed")
+    raw = topo.ex(topo.fw, "iptables-nft", "-t", "raw", "-S", "PREROUTING").stdout.splitlines()
+    assert raw[1] == want, raw
+    a.stop()                                  # open mode: the proxy stays (it needs no worker) ...
+    assert "-j SYNPROXY" in a.iptables_save() and want in topo.ex(topo.fw, "iptables-nft-save", "-t", "raw").stdout
+    a.remove()                                # ... until the chains are removed
+    raw = topo.ex(topo.fw, "iptables-nft-save", "-t", "raw").stdout
+    assert "APPLIANCE" not in raw and "--dport 9 -j CT --notrack" in raw, raw
