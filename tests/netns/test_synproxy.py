@@ -9,6 +9,7 @@ split across segments. Counts only, nothing timed.
 Own topology (namespaces prefixed "spx-").
 """
 import shutil
+import signal
 import subprocess
 
 import pytest
@@ -112,8 +113,26 @@ def test_a_spoofed_flood_is_answered_by_the_kernel_and_the_clients_are_read_righ
     # ... nor conntrack's table (... entry each SYN's cookie SYN/ACK would confirm were the SYN tracked)
     assert entries <= len(codes) + 5, entries
     assert a.worker_pids() == workers
+    # the worker's own count: every flow it ever made is one of the clients' (16 before, 40 during)
+    a.signal(signal.SIGUSR1)
+    stats = wait_for(lambda: a.events("stats"), what="the worker's stats event")
+    assert stats[-1]["stats"]["flow"]["total"] <= 16 + len(codes), stats[-1]["stats"]["flow"]
     wait_for(lambda: "running:" in a.log_text())
     assert "re-installing" not in a.log_text()
+
+
+def test_ipv6_connections_go_through_the_proxy_and_are_read(topo, tmp_path, appliance):
+    """The same rules for IPv6 (ip6tables' SYNPROXY, the raw chain in ip6tables' raw table)."""
+    a = appliance(workers=1, extra=PROXY).start()
+    assert "-j SYNPROXY" in a.iptables_save(v6=True)
+    with http_servers(topo, tmp_path, [80], bind="::"):
+        assert curl(topo, f"http://[{topo.server_ip6}]/hello", v6=True).stdout == "200"
+        blocked = topo.ex(topo.client, "curl", "-6", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2",
+                          "-H", "Host: blocked.example", f"http://[{topo.server_ip6}]/hello").stdout
+        assert blocked == "000"
+    out = topo.ex(topo.fw, "ip6tables-nft-save", "-c").stdout
+    taken = sum(int(line[1:].split(":")[0]) for line in out.splitlines() if line.startswith("[") and "SYNPROXY" in line)
+    assert taken >= 4                          # two SYNs and two cookie ACKs: both went through the proxy
 
 
 @pytest.mark.parametrize("edit", [
