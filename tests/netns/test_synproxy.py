@@ -158,3 +158,16 @@ def test_the_raw_chain_is_owned_like_the_others(topo, tmp_path, appliance, edit)
     a.remove()                                # ... until the chains are removed
     raw = topo.ex(topo.fw, "iptables-nft-save", "-t", "raw").stdout
     assert "APPLIANCE" not in raw and "--dport 9 -j CT --notrack" in raw, raw
+
+
+def test_a_reject_resets_the_client_through_the_proxy(topo, tmp_path, appliance):
+    """The worker's RST answers the client's segment with the client's own ACK number (the
+    cookie's numbers): the client takes it and gives up at once (curl exit 56), it does not
+    wait out its timeout (28)."""
+    rules = "default_action: pass\nrules:\n  - {id: 1, action: reject, proto: tcp, http_host: blocked.example}\n"
+    appliance(workers=1, extra=PROXY, rules=rules).start()
+    with http_servers(topo, tmp_path, [80]):
+        r = topo.ex(topo.client, "curl", "-sS", "-o", "/dev/null", "--max-time", "3",
+                    "-H", "Host: blocked.example", "http://10.2.0.2/hello")
+        assert r.returncode == 56 and "reset" in r.stderr, (r.returncode, r.stderr)
+        assert curl(topo, "http://10.2.0.2/hello").stdout == "200"
