@@ -303,22 +303,31 @@ def overload(per_source=100, seconds=5, workers=1, max_flows=20_000, log=print, 
 
 
 def rows(quick=False, runs=None):
-    """The overload row of `python3 -m bench` (skipped without root or hping3)."""
+    """The overload rows of `python3 -m bench`: one source against the per-source limit, random
+    sources against the SYN proxy (skipped without root or hping3)."""
     import shutil
     from .common import Row
     rate = Row("SYN flood rate (hping3 --flood, one source, every SYN a new flow)", "one worker's capacity, "
                "same run (SYNs queued/s, no limit)", "SYN/s", ">= 10")
     ok = Row("legitimate connections succeeded during that flood, overload.new_flows_per_source 100",
              "before the flood (ratio: the success fraction during)", "%", ">= 0.95")
+    spoofed = Row("SYN flood rate (hping3 --flood --rand-source, every SYN its own source) with overload.synproxy",
+                  "one worker's capacity, same run (SYNs queued/s, no proxy)", "SYN/s", ">= 10")
+    spoofed_ok = Row("legitimate connections succeeded during that flood, overload.synproxy on port 80",
+                     "before the flood (ratio: the success fraction during)", "%", ">= 0.95")
     if os.geteuid() != 0 or shutil.which("hping3") is None:
-        for row in (rate, ok):
+        for row in (rate, ok, spoofed, spoofed_ok):
             row.status, row.note = "SKIPPED", "needs root and hping3"
-        return [rate, ok]
+        return [rate, ok, spoofed, spoofed_ok]
     for _ in range(runs or (1 if quick else 3)):
         r = overload(seconds=3 if quick else 5, log=lambda m: print(m, file=sys.stderr))
         rate.add(r["flood_syn_per_s"], r["capacity_syn_per_s"])
         ok.add(100 * r["legit_success_during"], 100 * r["legit_success_before"], ratio=r["legit_success_during"])
-    return [rate, ok]
+        r = overload(seconds=3 if quick else 5, log=lambda m: print(m, file=sys.stderr), spoofed=True, synproxy=True)
+        spoofed.add(r["flood_syn_per_s"], r["capacity_syn_per_s"])
+        spoofed_ok.add(100 * r["legit_success_during"], 100 * r["legit_success_before"],
+                       ratio=r["legit_success_during"])
+    return [rate, ok, spoofed, spoofed_ok]
 
 
 def main(argv=None):
