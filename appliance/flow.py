@@ -442,6 +442,10 @@ def _reused(flow, pkt):
     if not pkt.tcp_flags & ACK:
         return flow.state == CLOSED
     t = flow.tcp
+    if flow.tcp_seen & _PROXIED and t is not None and pkt.src == flow.dst and pkt.sport == flow.dport:
+        # behind the SYN proxy the client's SYN is never seen: the server's SYN/ACK with
+        # another ISN is the kernel's next connection on these ports (a retransmission has the same)
+        return ((pkt.seq + 1) & MASK) != t.s_acked0
     return (t is not None and t.syn_ignored is not None and pkt.src == flow.dst and pkt.sport == flow.dport
             and ((pkt.ack - 1) & MASK) == t.syn_ignored[0])
 

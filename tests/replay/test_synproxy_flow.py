@@ -71,3 +71,29 @@ def test_a_port_not_behind_the_proxy_keeps_the_servers_numbers(rules_file):
     seg(cap, True, "PA", A + 1, ahead + 1, EVIL)
     v, _ = feed(cap, rules_file(HTTP_DROP))
     assert actions(v)[-1] == "pass" and v[-1].flow.tcp.ack_offset == 0
+
+
+def test_a_new_connection_on_the_same_ports_is_a_new_flow(rules_file):
+    """Was: behind the proxy the worker never sees the client's SYN, the one packet that told
+    it a 5-tuple started over (`_reused`, Inspector._reopened): the second connection's
+    packets went to the first one's flow, decided (pass, good.example) -- its request for
+    evil.example passed on the old verdict. A SYN/ACK with another ISN is a new connection."""
+    from test_receiver_evasion import GOOD
+    cap = Capture()
+    proxied(cap)
+    seg(cap, True, "PA", A + 1, COOKIE + 1, GOOD)
+    seg(cap, False, "FA", B + 1, A + 1 + len(GOOD))
+    seg(cap, True, "FA", A + 1 + len(GOOD), COOKIE + 2)
+    seg(cap, False, "A", B + 2, A + 2 + len(GOOD))
+    A2, B2, C2 = A + 100_000, B + 7_777_777, COOKIE + 55_555
+    seg(cap, False, "SA", B2, A2 + 1)                   # the same ports, the proxy's next connection
+    seg(cap, True, "PA", A2 + 1, C2 + 1, EVIL)
+    v, _ = feed(cap, rules_file(HTTP_DROP), **PROXIED)
+    assert actions(v)[-1] == "drop" and v[-1].flow is not v[2].flow
+    # a retransmitted SYN/ACK (the same ISN) stays on its connection
+    cap = Capture()
+    proxied(cap)
+    seg(cap, False, "SA", B, A + 1)
+    seg(cap, True, "PA", A + 1, COOKIE + 1, EVIL)
+    v, _ = feed(cap, rules_file(HTTP_DROP), **PROXIED)
+    assert actions(v)[-1] == "drop" and v[-1].flow is v[0].flow
