@@ -96,11 +96,22 @@ class Conntrack:
 
 
 @dataclass(frozen=True)
+class Synproxy:
+    """`overload.synproxy`: the kernel answers SYNs from outside to these inside ports with
+    SYN cookies and opens the server connection only for a client that answered
+    (netfilter.synproxy_rules; docs/performance.md "SYN proxy")."""
+    ports: tuple                         # inside TCP ports it protects (at most 15: one multiport match)
+    mss: int = 1460                      # the MSS offered to the client: the servers' own
+    wscale: int = 7                      # the window scale offered to the client: the servers' own
+
+
+@dataclass(frozen=True)
 class Overload:
     """The `overload:` section: what the kernel drops before the queue so a flood from a few
     sources cannot fill it (netfilter.chains_text; docs/performance.md "Overload")."""
-    new_flows_per_source: int            # new flows per second one source may open (IPv6: a /64 outside, an address inside)
-    new_flows_burst: int                 # ... and at once, before the rate applies
+    new_flows_per_source: int | None     # new flows per second one source may open (IPv6: a /64 outside, an address inside)
+    new_flows_burst: int | None          # ... and at once, before the rate applies
+    synproxy: Synproxy | None = None     # None: SYNs are not proxied (a spoofed flood's SYNs reach the queue)
 
 
 @dataclass(frozen=True)
@@ -598,21 +609,52 @@ def _conntrack(doc, path, problems) -> Conntrack:
     return replace(d, **out)
 
 
-OVERLOAD_KEYS = ("new_flows_per_source", "new_flows_burst")
+OVERLOAD_KEYS = ("new_flows_per_source", "new_flows_burst", "synproxy")
+SYNPROXY_KEYS = ("ports", "mss", "wscale")
+SYNPROXY_MAX_PORTS = 15                  # iptables' multiport match takes 15
 
 
 def _overload(doc, path, problems):
-    """`overload: {new_flows_per_source: N, new_flows_burst: N}` (burst: N by default)."""
+    """`overload: {new_flows_per_source: N, new_flows_burst: N, synproxy: {...}}` (burst: N
+    by default); either the per-source limit or the SYN proxy, or both."""
     ov = doc["overload"]
-    if not isinstance(ov, yamlsource.LineDict) or "new_flows_per_source" not in ov:
+    if not isinstance(ov, yamlsource.LineDict) or not ("new_flows_per_source" in ov or "synproxy" in ov):
         problems.append(at(path, doc.line_of("overload"), "overload must be a mapping with new_flows_per_source "
-                           "(new flows per second per source address) and optionally new_flows_burst"))
+                           "(new flows per second per source address, optionally new_flows_burst) "
+                           "and/or synproxy"))
         return None
     _unknown("overload.", ov, OVERLOAD_KEYS, path, problems)
+    if "new_flows_burst" in ov and "new_flows_per_source" not in ov:
+        problems.append(at(path, ov.line_of("new_flows_burst"), "overload.new_flows_burst needs new_flows_per_source"))
     # the kernel's hashlimit takes up to 1,000,000/s; a burst beyond that is no limit at all
     rate = _int(ov, "new_flows_per_source", 1, 1_000_000, None, path, problems, "overload.")
     burst = _int(ov, "new_flows_burst", 1, 1_000_000, rate, path, problems, "overload.")
-    return Overload(rate, burst) if rate is not None and burst is not None else None
+    proxy = _synproxy(ov, path, problems) if "synproxy" in ov else None
+    if (rate is None or burst is None) and proxy is None:
+        return None
+    return Overload(rate, burst, proxy)
+
+
+def _synproxy(ov, path, problems):
+    """`overload.synproxy: {ports: [80, 443], mss: 1460, wscale: 7}`."""
+    sp = ov["synproxy"]
+    if not isinstance(sp, yamlsource.LineDict) or "ports" not in sp:
+        problems.append(at(path, ov.line_of("synproxy"), "overload.synproxy must be a mapping with ports "
+                           "(the inside TCP ports whose SYNs from outside the kernel answers with cookies)"))
+        return None
+    _unknown("overload.synproxy.", sp, SYNPROXY_KEYS, path, problems)
+    ports = sp["ports"]
+    line = sp.line_of("ports")
+    if (not isinstance(ports, list) or not 1 <= len(ports) <= SYNPROXY_MAX_PORTS
+            or not all(is_int(p) and 1 <= p <= 65535 for p in ports)):
+        problems.append(at(path, line, f"overload.synproxy.ports must be a list of 1 to {SYNPROXY_MAX_PORTS} "
+                           f"TCP ports (1-65535), got {ports!r}"))
+        return None
+    # the cookie carries one of four MSS values (536, 1300, 1440, 1460) whatever is offered;
+    # the offer itself is what the client sizes its segments by until the server's ACKs
+    mss = _int(sp, "mss", 536, 65495, 1460, path, problems, "overload.synproxy.")
+    wscale = _int(sp, "wscale", 0, 14, 7, path, problems, "overload.synproxy.")
+    return Synproxy(tuple(sorted(set(ports))), mss, wscale)
 
 
 CONTROL_KEYS = ("listen", "allow_any_address", "top", "cloudwatch")

@@ -194,7 +194,12 @@ _SYN, _SYNACK, _HS_DONE, _FIN_TS, _FIN_TC = 1, 2, 4, 8, 16
 _SYN_TS, _SYN_WS = 32, 64
 _HS_BITS = 31
 _CSUM_TS = 4096                       # the client sent a valid checksum: its bad ones are decoys
-_KEEP = _HS_BITS | _CSUM_TS
+# The server's SYN/ACK came first, from a port the kernel's SYN proxy guards (config
+# `overload.synproxy`): the client's handshake was with the proxy (its cookie checked), and
+# its ACKs count from the cookie, not from the server's ISN (TcpReceiver.ack_offset)
+_PROXIED = 8192
+_KEEP = _HS_BITS | _CSUM_TS | _PROXIED
+OFFSET_UNKNOWN = -1                   # TcpReceiver.ack_offset when it cannot be learnt
 
 
 class Queue:
@@ -223,8 +228,9 @@ def _unlink(flow):
 
 
 class FlowTable:
-    def __init__(self, max_flows=100_000, verify_checksums=False):
+    def __init__(self, max_flows=100_000, verify_checksums=False, proxied_ports=frozenset()):
         self.max_flows = max_flows
+        self.proxied_ports = proxied_ports   # server ports behind the kernel's SYN proxy (see _PROXIED)
         # replay: a TCP segment with a bad checksum is one the receiver discards (live,
         # conntrack calls it INVALID and it never reaches a worker); it must not move state
         self.verify_checksums = verify_checksums
@@ -279,6 +285,8 @@ class FlowTable:
             flow = Flow(key, pkt, reverse)
             if syn is not None:                # the SYN this SYN/ACK answers came before it
                 flow.isn, flow.tcp_seen = syn
+            elif reverse and pkt.proto == TCP and pkt.sport in self.proxied_ports:
+                flow.tcp_seen = _PROXIED
             flows[key] = flow
             self.total += 1
             self.by_proto[pkt.proto] = self.by_proto.get(pkt.proto, 0) + 1
@@ -423,7 +431,7 @@ def _tcp_state(flow, pkt, to_server):
         return
     if flags & SYN:
         if flags & ACK:
-            if not to_server and seen & _SYN:
+            if not to_server and seen & (_SYN | _PROXIED):
                 seen |= _SYNACK
         elif to_server:
             seen |= _SYN
@@ -466,6 +474,10 @@ def _reused(flow, pkt):
     if not pkt.tcp_flags & ACK:
         return flow.state == CLOSED
     t = flow.tcp
+    if flow.tcp_seen & _PROXIED and t is not None and pkt.src == flow.dst and pkt.sport == flow.dport:
+        # behind the SYN proxy the client's SYN is never seen: the server's SYN/ACK with
+        # another ISN is the kernel's next connection on these ports (a retransmission has the same)
+        return ((pkt.seq + 1) & MASK) != t.s_acked0
     return (t is not None and t.syn_ignored is not None and pkt.src == flow.dst and pkt.sport == flow.dport
             and ((pkt.ack - 1) & MASK) == t.syn_ignored[0])
 
@@ -480,7 +492,7 @@ class TcpReceiver:
     is known and nothing is discarded."""
 
     __slots__ = ("s_nxt", "s_una", "s_acked0", "s_rcv", "s_wup", "c_nxt", "max_window", "wscale", "ts_recent",
-                 "syn_ignored")
+                 "syn_ignored", "ack_offset")
 
     def __init__(self, pkt, seen):
         seq = pkt.seq
@@ -504,6 +516,10 @@ class TcpReceiver:
         # SYN's TSval, the receiver's first ts_recent.
         self.ts_recent = pkt.tsopt[1] if seen & _SYN_TS and pkt.tsopt is not None else None
         self.syn_ignored = None                              # (seq, tcp_seen bits) of a SYN it ignored
+        # what to take off a client's ACK to read it in the server's numbers: 0, except behind
+        # the SYN proxy (cookie ISN - server ISN: None until the client's first ACK tells,
+        # OFFSET_UNKNOWN when it cannot)
+        self.ack_offset = None if seen & _PROXIED else 0
 
 
 def _receiver_check(flow, pkt, to_server, flags):
@@ -551,6 +567,24 @@ def _receiver_check(flow, pkt, to_server, flags):
         return ""
     if flags & ACK:
         ack = pkt.ack
+        offset = t.ack_offset
+        if offset:
+            if offset == OFFSET_UNKNOWN:
+                ack = t.s_una             # the ACK cannot be read: nothing discarded for it
+            else:
+                ack = (ack - offset) & MASK
+        elif offset is None:
+            # Behind the SYN proxy: the client's first ACK after the server's SYN/ACK. Before
+            # any server data it acknowledges exactly the cookie ISN + 1: that gives the
+            # offset. After some, it may acknowledge any part of it: say so, read no ACK
+            # (conntrack, which knows the offset, still drops ACKs out of its window).
+            if t.s_nxt == t.s_acked0:
+                t.ack_offset = (ack - t.s_una) & MASK
+                ack = t.s_una
+            else:
+                t.ack_offset = OFFSET_UNKNOWN
+                ack = t.s_una
+                pkt.anomalies.append("tcp.synproxy_ack_unknown")
         una = t.s_una
         if ack != una:
             if 0 < ((ack - t.s_nxt) & MASK) < HALF:

@@ -58,6 +58,8 @@ class Settings:
     body_total_bytes: int = 64 << 20      # ... bytes all flows' bodies hold at once (per worker)
     kernel_decisions: bool = False        # header-decided flows are judged by the kernel (live) / marked
                                           # so (replay): detect/kernel_policy.py
+    synproxy_ports: frozenset = frozenset()   # server ports behind the kernel's SYN proxy (overload.synproxy):
+                                          # their client ACKs count from the cookie (flow.TcpReceiver)
 
 
 def settings_from_config(cfg, **overrides):
@@ -68,6 +70,9 @@ def settings_from_config(cfg, **overrides):
     values = {f.name: getattr(cfg.inspection, f.name) for f in fields(cfg.inspection) if f.name in known}
     values.update(offload=cfg.offload, anomaly_action="pass" if cfg.fail_open else "drop",
                   eve_types=tuple(cfg.eve_types), mode=cfg.mode)
+    proxy = cfg.overload.synproxy if cfg.overload is not None else None
+    if proxy is not None:
+        values.update(synproxy_ports=frozenset(proxy.ports))
     values.update(overrides)
     return Settings(**values)
 
@@ -116,7 +121,8 @@ class Inspector:
         self.eve = eve
         self.pcap_log = pcap_log          # output.pcap_log.PcapLog: the packets behind the events, or None
         self.defrag = Defragmenter()
-        self.flows = FlowTable(self.settings.max_flows, self.settings.verify_checksums)
+        self.flows = FlowTable(self.settings.max_flows, self.settings.verify_checksums,
+                               self.settings.synproxy_ports)
         self.generation = 0
         self.detector = self.detector_class(ruleset, self.generation, self.settings.exception_policy)
         self.ruleset = ruleset

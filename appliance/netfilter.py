@@ -5,7 +5,8 @@ Layout (filter table, IPv4 and IPv6 alike; every object is ours and named APPLIA
     FORWARD            -m comment --comment appliance -j APPLIANCE-FWD     (one jump, never duplicated)
     APPLIANCE-FWD      -i OUTSIDE -o INSIDE -j APPLIANCE-INSPECT
                        -i INSIDE -o OUTSIDE -j APPLIANCE-INSPECT
-    APPLIANCE-INSPECT  ctstate INVALID -> DROP               bad checksum / out of window: evasion fodder
+    APPLIANCE-INSPECT  -i OUTSIDE, tcp to a proxied port, ctstate NEW,INVALID -> SYNPROXY  (config `overload.synproxy`)
+                       ctstate INVALID -> DROP               bad checksum / out of window: evasion fodder
                        connmark PASS   -> ACCEPT             offloaded flows stay in the kernel
                        connmark DROP   -> DROP
                        connmark REJECT -> REJECT (tcp-reset / admin-prohibited)
@@ -14,6 +15,11 @@ Layout (filter table, IPv4 and IPv6 alike; every object is ours and named APPLIA
                        nfmark != 0     -> DROP                   (drop; reject was already answered by the worker)
                        ctstate NEW or a bare SYN over the source's limit -> DROP   (config `overload`, if set)
                        -> NFQUEUE --queue-num N | --queue-balance A:B [--queue-bypass]
+
+With `overload.synproxy` one more chain, in the raw table, before conntrack:
+
+    PREROUTING (raw)   -m comment --comment appliance -j APPLIANCE-SYNPROXY  (one jump, first)
+    APPLIANCE-SYNPROXY -i OUTSIDE, a bare SYN to a proxied port -> CT --notrack
 
 Offload works with the NF_REPEAT verdict: the worker sets the nfmark and repeats, so the
 packet re-enters the FORWARD hook, reaches the save-mark rule and conntrack carries the
@@ -36,6 +42,7 @@ log = logging.getLogger("appliance.netfilter")
 COMMENT = "appliance"
 JUMP_CHAIN = "APPLIANCE-FWD"
 INSPECT_CHAIN = "APPLIANCE-INSPECT"
+RAW_CHAIN = "APPLIANCE-SYNPROXY"      # raw table: the proxied SYNs, untracked (synproxy_rules)
 
 # Offload verdicts live in two mark bits of our own (config `mark_mask`, two bits: pass =
 # the lower, drop = the higher, reject = both). Every rule matches and saves under that mask
@@ -136,6 +143,32 @@ def source_limit_rules(family: int, overload, outside: str, inside: str) -> list
     return rules
 
 
+def synproxy_raw_rules(synproxy, outside: str) -> list:
+    """Raw PREROUTING (before conntrack): the SYNs synproxy_rules answers are not tracked, as
+    the kernel's SYNPROXY documentation has it. A tracked SYN's entry is never confirmed (it
+    dies with the SYN: no table entry either way, measured), but each one is allocated, hashed
+    and counted against nf_conntrack_max while it lives: measured 1.07-1.20x the SYNs/s the
+    proxy takes untracked (docs/performance.md "SYN proxy")."""
+    ports = ",".join(str(p) for p in synproxy.ports)
+    return [f"-A {RAW_CHAIN} -i {outside} -p tcp -m multiport --dports {ports} --syn -j CT --notrack"]
+
+
+def synproxy_rules(synproxy, outside: str) -> list:
+    """The kernel's SYN proxy for new connections from outside to `synproxy.ports`
+    (config.Synproxy): a SYN (untracked: synproxy_raw_rules) is answered with a SYN cookie
+    and dropped (a spoofed flood fills no conntrack table and reaches no queue); the
+    client's ACK, which conntrack cannot place (INVALID, or NEW where nf_conntrack_tcp_loose
+    picks it up), is checked against its cookie, and only then the kernel opens the server
+    connection itself (its SYN is locally generated: it never crosses FORWARD). From then
+    conntrack's seqadj translates the server's sequence numbers to the cookie's on the way
+    out (POSTROUTING): what FORWARD and the queue see is the server's SYN/ACK first, then
+    the client's segments acknowledging cookie numbers (flow.TcpReceiver.ack_offset).
+    An ACK with a bad cookie, or any other INVALID segment to these ports, is dropped."""
+    ports = ",".join(str(p) for p in synproxy.ports)
+    return [f"-A {INSPECT_CHAIN} -i {outside} -p tcp -m multiport --dports {ports} -m conntrack --ctstate NEW,INVALID,UNTRACKED "
+            f"-j SYNPROXY --sack-perm --timestamp --wscale {synproxy.wscale} --mss {synproxy.mss}"]
+
+
 def chains_text(family: int, outside: str, inside: str, queues: range, fail_open: bool, mark_mask: int,
                 inspecting: bool = True, overload=None) -> str:
     """A restore description of OUR chains only (without the FORWARD jump). Not `inspecting`
@@ -152,6 +185,11 @@ def chains_text(family: int, outside: str, inside: str, queues: range, fail_open
         f":{INSPECT_CHAIN} - [0:0]",
         f"-A {JUMP_CHAIN} -i {outside} -o {inside} -j {INSPECT_CHAIN}",
         f"-A {JUMP_CHAIN} -i {inside} -o {outside} -j {INSPECT_CHAIN}",
+    ]
+    if overload is not None and overload.synproxy is not None:
+        # first, and kept in an open-mode stop too: it protects the servers without a queue
+        lines += synproxy_rules(overload.synproxy, outside)
+    lines += [
         # what conntrack calls INVALID (bad checksum, out of window, impossible flags) is a
         # segment the receiver would drop anyway; passing it only feeds evasions
         f"-A {INSPECT_CHAIN} -m conntrack --ctstate INVALID -j DROP",
@@ -166,7 +204,7 @@ def chains_text(family: int, outside: str, inside: str, queues: range, fail_open
             f"-A {INSPECT_CHAIN} -m mark --mark {passed} -j ACCEPT",
             f"-A {INSPECT_CHAIN} -m mark ! --mark 0x0/{m} -j DROP",
         ]
-        if overload is not None:
+        if overload is not None and overload.new_flows_per_source is not None:
             lines += source_limit_rules(family, overload, outside, inside)
         lines.append(f"-A {INSPECT_CHAIN} {queue_target(queues, fail_open)}")
     lines.append("COMMIT")
@@ -174,11 +212,13 @@ def chains_text(family: int, outside: str, inside: str, queues: range, fail_open
 
 
 JUMP_SPEC = ["-m", "comment", "--comment", COMMENT, "-j", JUMP_CHAIN]
+RAW_JUMP_SPEC = ["-m", "comment", "--comment", COMMENT, "-j", RAW_CHAIN]
 
 
-def _jump_count(family: int) -> int:
-    r = _run([FAMILIES[family]["cmd"], "-w", "-S", "FORWARD"], check=False)
-    want = f"-A FORWARD -m comment --comment {COMMENT} -j {JUMP_CHAIN}"
+def _jump_count(family: int, table: str = "filter") -> int:
+    hook, spec = ("FORWARD", JUMP_SPEC) if table == "filter" else ("PREROUTING", RAW_JUMP_SPEC)
+    r = _run([FAMILIES[family]["cmd"], "-w", "-t", table, "-S", hook], check=False)
+    want = f"-A {hook} {' '.join(spec)}"
     return sum(1 for line in r.stdout.splitlines() if line.strip() == want)
 
 
@@ -204,16 +244,27 @@ def install(outside: str, inside: str, queues: range, fail_open: bool, mark_mask
         fix = [f"-D FORWARD {spec}"] * _jump_count(family) + [f"-I FORWARD 1 {spec}"]
         text = chains_text(family, outside, inside, queues, fail_open, mark_mask, inspecting, overload)
         text = text.replace("COMMIT\n", "\n".join(fix) + "\nCOMMIT\n")
+        proxy = overload.synproxy if overload is not None else None
+        if proxy is not None:
+            # the raw chain first: a SYN the filter rule proxies is never a tracked one
+            raw = " ".join(RAW_JUMP_SPEC)
+            text = "\n".join(["*raw", f":{RAW_CHAIN} - [0:0]", *synproxy_raw_rules(proxy, outside),
+                              *[f"-D PREROUTING {raw}"] * _jump_count(family, "raw"),
+                              f"-I PREROUTING 1 {raw}", "COMMIT", ""]) + text
+        else:
+            _remove_raw(family)            # left by an earlier run with the proxy on
         _run([FAMILIES[family]["restore"], "-w", "--noflush"], stdin=text)
         installed[family] = {chain: _chain_rules(family, chain) for chain in (JUMP_CHAIN, INSPECT_CHAIN)}
+        if proxy is not None:
+            installed[family][RAW_CHAIN] = _chain_rules(family, RAW_CHAIN, "raw")
         log.info("installed IPv%d chains: %s <-> %s, %s, marks under 0x%x", family, outside, inside,
                  queue_target(queues, fail_open)[3:] if inspecting else "offloaded verdicts only", mark_mask)
     return installed
 
 
-def _chain_rules(family: int, chain: str):
+def _chain_rules(family: int, chain: str, table: str = "filter"):
     """Our chain's rules as the kernel lists them (`-S`), or None when the chain is gone."""
-    r = _run([FAMILIES[family]["cmd"], "-w", "-S", chain], check=False)
+    r = _run([FAMILIES[family]["cmd"], "-w", "-t", table, "-S", chain], check=False)
     if r.returncode != 0:
         return None
     return [line for line in r.stdout.splitlines() if line.startswith(f"-A {chain} ")]
@@ -271,7 +322,38 @@ def drift(installed: dict, listings: dict | None = None) -> list:
                 problems.append(f"IPv{family}: chain {chain} is gone")
             elif have != want:
                 problems.append(f"IPv{family}: chain {chain} was edited: {_first_difference(have, want)}")
+        if RAW_CHAIN in installed.get(family, {}):
+            problems += _raw_drift(family, installed[family][RAW_CHAIN] or [])
     return problems
+
+
+def _raw_drift(family: int, want: list) -> list:
+    """The raw table's part of drift(): our PREROUTING jump, once and first, and our chain as listed."""
+    cmd = FAMILIES[family]["cmd"]
+    pre = [line for line in _run([cmd, "-w", "-t", "raw", "-S", "PREROUTING"], check=False).stdout.splitlines()
+           if line.startswith("-A PREROUTING")]
+    want_jump = f"-A PREROUTING {' '.join(RAW_JUMP_SPEC)}"
+    problems = []
+    n = pre.count(want_jump)
+    if n != 1:
+        problems.append(f"IPv{family}: {n} raw PREROUTING jumps to {RAW_CHAIN} (want 1)")
+    elif pre[0] != want_jump:
+        problems.append(f"IPv{family}: a rule was put before our raw PREROUTING jump: {pre[0]}")
+    have = _chain_rules(family, RAW_CHAIN, "raw")
+    if have is None:
+        problems.append(f"IPv{family}: chain {RAW_CHAIN} is gone")
+    elif have != want:
+        problems.append(f"IPv{family}: chain {RAW_CHAIN} was edited: {_first_difference(have, want)}")
+    return problems
+
+
+def _remove_raw(family: int) -> None:
+    """Our raw PREROUTING jump(s) and chain, if there (quiet when not)."""
+    cmd = FAMILIES[family]["cmd"]
+    for _ in range(_jump_count(family, "raw")):
+        _run([cmd, "-w", "-t", "raw", "-D", "PREROUTING", *RAW_JUMP_SPEC])
+    _run([cmd, "-w", "-t", "raw", "-F", RAW_CHAIN], check=False)
+    _run([cmd, "-w", "-t", "raw", "-X", RAW_CHAIN], check=False)
 
 
 def _first_difference(have, want) -> str:
@@ -295,6 +377,7 @@ def remove() -> None:
             _run([cmd, "-w", "-F", chain], check=False)
         for chain in (JUMP_CHAIN, INSPECT_CHAIN):
             _run([cmd, "-w", "-X", chain], check=False)
+        _remove_raw(family)
     log.info("removed appliance chains")
 
 

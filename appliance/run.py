@@ -341,7 +341,9 @@ class Supervisor(Reloading):
         if cfg.fail_open:
             # open: forward uninspected from now on -- but a flow a worker dropped stays dropped:
             # removing the chains would deliver its retransmissions (and a restart would find it open)
-            netfilter.install(cfg.outside, cfg.inside, cfg.queues, cfg.fail_open, cfg.mark_mask, inspecting=False)
+            # (the SYN proxy stays: it needs no worker, and the handshakes it holds finish)
+            netfilter.install(cfg.outside, cfg.inside, cfg.queues, cfg.fail_open, cfg.mark_mask, inspecting=False,
+                              overload=cfg.overload)
         self._signal_workers(signal.SIGTERM)
         for p in self.workers.values():
             p.join(10)

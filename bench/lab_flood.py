@@ -20,6 +20,14 @@ while the queue overflowed), then the appliance runs with `overload: {new_flows_
 and hping3 floods again, as fast as it can, while the client connects: the flood's rate
 over that capacity, the client's success rate during the flood, RSS before and at most, and
 worker restarts.
+
+    python3 -m bench.lab_flood --overload --spoofed [--synproxy] [--seconds 5] [--workers 1]
+
+The same with hping3 --rand-source: every SYN from its own random address, which no
+per-source limit can tell from a real client. --synproxy: the appliance runs with
+`overload: {synproxy: {ports: [80]}}` instead of the per-source limit (the kernel answers
+the SYNs with cookies; docs/performance.md "SYN proxy"); also printed then: the packets the
+SYNPROXY rule took and conntrack's entries at the end of the flood.
 """
 import argparse
 import json
@@ -181,19 +189,24 @@ def _queued(lab):
     return sum(int(line.split()[7]) for line in text.splitlines() if len(line.split()) >= 8)
 
 
-def _hping_flood(lab, seconds):
-    """hping3 --flood from FLOOD_SOURCE for `seconds`: (SYNs sent, seconds). Its source port
-    goes up by one per SYN, so every SYN is a new flow."""
+def _hping_flood(lab, seconds, spoofed=False, senders=1):
+    """hping3 --flood from FLOOD_SOURCE (`spoofed`: from a random address each; `senders`
+    processes) for `seconds`: (SYNs sent, seconds). Its source port goes up by one per SYN,
+    so every SYN is a new flow."""
     before, t0 = _tx_packets(lab), time.monotonic()
-    p = subprocess.Popen(ns_exec(lab.client, "hping3", "-q", "-S", "-p", "80", "--flood", "-a", FLOOD_SOURCE,
-                                 SERVER_V4), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return p, before, t0
+    source = ["--rand-source"] if spoofed else ["-a", FLOOD_SOURCE]
+    ps = [subprocess.Popen(ns_exec(lab.client, "hping3", "-q", "-S", "-p", "80", "--flood", *source,
+                                   SERVER_V4), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+          for _ in range(senders)]
+    return ps, before, t0
 
 
 def _hping_stop(lab, flood):
-    p, before, t0 = flood
-    p.terminate()
-    p.wait(10)
+    ps, before, t0 = flood
+    for p in ps:
+        p.terminate()
+    for p in ps:
+        p.wait(10)
     return _tx_packets(lab) - before, time.monotonic() - t0
 
 
@@ -209,9 +222,10 @@ def _config(lab, workers, max_flows, extra=""):
     return config
 
 
-def overload(per_source=100, seconds=5, workers=1, max_flows=20_000, log=print):
+def overload(per_source=100, seconds=5, workers=1, max_flows=20_000, log=print, spoofed=False, synproxy=False,
+             senders=1):
     """The overload row: one worker's SYN capacity, then a flood past it with the per-source
-    limit on and a client connecting throughout (module docstring)."""
+    limit (or `synproxy`: the SYN proxy) on and a client connecting throughout (module docstring)."""
     lab = Lab(f"ovl-{os.getpid() % 100000}")
     up(lab)
     proc = None
@@ -222,18 +236,21 @@ def overload(per_source=100, seconds=5, workers=1, max_flows=20_000, log=print):
         proc = start_appliance(lab, _config(lab, workers, max_flows))
         time.sleep(1)
         q0 = _queued(lab)
-        flood = _hping_flood(lab, 3)
+        flood = _hping_flood(lab, 3, spoofed)
         time.sleep(3)
         q1 = _queued(lab)
         sent0, secs0 = _hping_stop(lab, flood)
         capacity = (q1 - q0) / secs0
         stop_appliance(lab, proc)
         proc = None
+        # the capacity flood's half-open entries (SYN_RECV: 60 s) would be counted as the next one's
+        subprocess.run(ns_exec(lab.fw, "conntrack", "-F"), capture_output=True, check=False)
         log(f"  capacity: {capacity:,.0f} SYN/s queued to {workers} worker(s) while {sent0 / secs0:,.0f} SYN/s "
             f"were offered")
-        # 2. the limit on: the flood again, and the client
-        proc = start_appliance(lab, _config(lab, workers, max_flows,
-                                            f"overload: {{new_flows_per_source: {per_source}}}\n"))
+        # 2. the limit (or the proxy) on: the flood again, and the client
+        protection = ("overload: {synproxy: {ports: [80]}}\n" if synproxy
+                      else f"overload: {{new_flows_per_source: {per_source}}}\n")
+        proc = start_appliance(lab, _config(lab, workers, max_flows, protection))
         time.sleep(1)
         before = legit(lab, 3)
         base_rss = rss_kib(lab.fw)
@@ -247,13 +264,18 @@ def overload(per_source=100, seconds=5, workers=1, max_flows=20_000, log=print):
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         q0 = _queued(lab)
-        flood = _hping_flood(lab, seconds)
+        flood = _hping_flood(lab, seconds, spoofed, senders)
         during = legit(lab, seconds)
+        entries = subprocess.run(ns_exec(lab.fw, "cat", "/proc/sys/net/netfilter/nf_conntrack_count"),
+                                 capture_output=True, text=True).stdout.strip()
         sent, secs = _hping_stop(lab, flood)
         queued = _queued(lab) - q0
         saved = subprocess.run(ns_exec(lab.fw, "iptables-save", "-c"), capture_output=True, text=True).stdout
-        limited = sum(int(line[1:].split(":")[0]) for line in saved.splitlines()
-                      if line.startswith("[") and "-m hashlimit" in line)
+
+        def counted(word):
+            return sum(int(line[1:].split(":")[0]) for line in saved.splitlines()
+                       if line.startswith("[") and word in line)
+        limited, proxied = counted("-m hashlimit"), counted("-j SYNPROXY")
         done.set()
         sampler.join()
         after = set(subprocess.run(["ip", "netns", "pids", lab.fw], capture_output=True, text=True).stdout.split())
@@ -263,8 +285,9 @@ def overload(per_source=100, seconds=5, workers=1, max_flows=20_000, log=print):
         result = {
             "capacity_syn_per_s": round(capacity), "flood_syn_per_s": round(sent / secs),
             "flood_over_capacity": round(sent / secs / max(capacity, 1), 1),
-            "per_source_limit": per_source, "queued_during_flood": queued,
-            "source_limited": limited,
+            "spoofed": spoofed, "protection": "synproxy" if synproxy else f"per_source_limit {per_source}",
+            "senders": senders, "queued_during_flood": queued, "source_limited": limited, "synproxied": proxied,
+            "conntrack_entries_at_flood_end": int(entries or 0),
             "legit_success_before": round(before["success"], 3), "legit_success_during": round(during["success"], 3),
             "legit_conns_before": before["conns"], "legit_conns_during": during["conns"],
             "rss_base_mib": round(base_rss / 1024, 1), "rss_peak_mib": round(peak[0] / 1024, 1),
@@ -280,22 +303,31 @@ def overload(per_source=100, seconds=5, workers=1, max_flows=20_000, log=print):
 
 
 def rows(quick=False, runs=None):
-    """The overload row of `python3 -m bench` (skipped without root or hping3)."""
+    """The overload rows of `python3 -m bench`: one source against the per-source limit, random
+    sources against the SYN proxy (skipped without root or hping3)."""
     import shutil
     from .common import Row
     rate = Row("SYN flood rate (hping3 --flood, one source, every SYN a new flow)", "one worker's capacity, "
                "same run (SYNs queued/s, no limit)", "SYN/s", ">= 10")
     ok = Row("legitimate connections succeeded during that flood, overload.new_flows_per_source 100",
              "before the flood (ratio: the success fraction during)", "%", ">= 0.95")
+    spoofed = Row("SYN flood rate (hping3 --flood --rand-source, every SYN its own source) with overload.synproxy",
+                  "one worker's capacity, same run (SYNs queued/s, no proxy)", "SYN/s", ">= 10")
+    spoofed_ok = Row("legitimate connections succeeded during that flood, overload.synproxy on port 80",
+                     "before the flood (ratio: the success fraction during)", "%", ">= 0.95")
     if os.geteuid() != 0 or shutil.which("hping3") is None:
-        for row in (rate, ok):
+        for row in (rate, ok, spoofed, spoofed_ok):
             row.status, row.note = "SKIPPED", "needs root and hping3"
-        return [rate, ok]
+        return [rate, ok, spoofed, spoofed_ok]
     for _ in range(runs or (1 if quick else 3)):
         r = overload(seconds=3 if quick else 5, log=lambda m: print(m, file=sys.stderr))
         rate.add(r["flood_syn_per_s"], r["capacity_syn_per_s"])
         ok.add(100 * r["legit_success_during"], 100 * r["legit_success_before"], ratio=r["legit_success_during"])
-    return [rate, ok]
+        r = overload(seconds=3 if quick else 5, log=lambda m: print(m, file=sys.stderr), spoofed=True, synproxy=True)
+        spoofed.add(r["flood_syn_per_s"], r["capacity_syn_per_s"])
+        spoofed_ok.add(100 * r["legit_success_during"], 100 * r["legit_success_before"],
+                       ratio=r["legit_success_during"])
+    return [rate, ok, spoofed, spoofed_ok]
 
 
 def main(argv=None):
@@ -307,13 +339,18 @@ def main(argv=None):
     ap.add_argument("--overload", action="store_true", help="the overload row (hping3; see above)")
     ap.add_argument("--per-source", type=int, default=100, help="overload.new_flows_per_source (--overload)")
     ap.add_argument("--seconds", type=int, default=5, help="flood length (--overload)")
+    ap.add_argument("--spoofed", action="store_true", help="hping3 --rand-source (--overload)")
+    ap.add_argument("--synproxy", action="store_true", help="overload.synproxy instead of the limit (--overload)")
+    ap.add_argument("--senders", type=int, default=1, help="hping3 processes in the protected flood (--overload)")
     o = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("bench.flood needs root (network namespaces)", file=sys.stderr)
         return 2
     if o.overload:
-        print(f"overload: hping3 --flood from one source, new_flows_per_source {o.per_source}, {o.seconds} s")
-        overload(o.per_source, o.seconds, o.workers or 1, o.max_flows)
+        print(f"overload: hping3 --flood from {'random sources' if o.spoofed else 'one source'}, "
+              f"{'synproxy on port 80' if o.synproxy else f'new_flows_per_source {o.per_source}'}, {o.seconds} s")
+        overload(o.per_source, o.seconds, o.workers or 1, o.max_flows, spoofed=o.spoofed, synproxy=o.synproxy,
+                 senders=o.senders)
         return 0
     o.workers = o.workers or 2
     print(f"SYN flood: {o.syns} SYNs at {o.rate}/s, max_flows {o.max_flows}, {o.workers} workers")

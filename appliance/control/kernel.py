@@ -55,6 +55,8 @@ def rule_role(chain: str, rule: str) -> str:
     """A short, stable name for one of our rules (netfilter.chains_text writes them)."""
     if chain == netfilter.JUMP_CHAIN:
         return "forward " + " ".join(w for w in rule.split() if not w.startswith("-") and "APPLIANCE" not in w)
+    if "-j SYNPROXY" in rule:
+        return "synproxied"                 # config `overload.synproxy`: SYNs and cookie ACKs the kernel answered
     if "--ctstate INVALID" in rule:
         return "invalid_drop"
     if "NFQUEUE" in rule:
