@@ -64,6 +64,7 @@ cdef class TcpReceiver:
     cdef public object wscale
     cdef public object ts_recent
     cdef public object syn_ignored
+    cdef public object ack_offset
     cdef public long long s_nxt
     cdef public long long s_una
     cdef public long long s_acked0
