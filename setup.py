@@ -17,8 +17,16 @@ HOT_PATH = [
 
 
 def sha256(path):
+    """appliance.compiled.source_hash: the source, then its twin's .pxd when there is one."""
+    h = hashlib.sha256()
     with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+        h.update(f.read())
+    head, leaf = os.path.split(path)
+    pxd = os.path.join(head, "_c_" + leaf[:-3] + ".pxd")
+    if os.path.exists(pxd):
+        with open(pxd, "rb") as f:
+            h.update(b"\0pxd\0" + f.read())
+    return h.hexdigest()
 
 
 # hashed before Cython reads them: an edit during the build leaves a record that does not

@@ -41,8 +41,18 @@ def twin_name(name):
 
 
 def source_hash(path):
+    """The source's SHA-256, and its twin's `.pxd` after it when there is one: the types it
+    was compiled with are part of what it runs (a `.pxd` fix must not leave the old build
+    in use). setup.py computes the same."""
+    h = hashlib.sha256()
     with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+        h.update(f.read())
+    head, leaf = os.path.split(path)
+    pxd = os.path.join(head, "_c_" + leaf[:-3] + ".pxd")
+    if os.path.exists(pxd):
+        with open(pxd, "rb") as f:
+            h.update(b"\0pxd\0" + f.read())
+    return h.hexdigest()
 
 
 def built_from(extension_path):

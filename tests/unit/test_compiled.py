@@ -83,6 +83,18 @@ def test_stale_extension_is_not_used(tmp_path):
 
 
 @pytest.mark.skipif(not BUILT, reason="compiled hot path not built (python3 setup.py build_ext --inplace)")
+def test_edited_pxd_makes_the_build_stale(tmp_path):
+    """The .pxd's types are part of what the extension runs (a typed field's width, say):
+    an edit there alone, the source unchanged, must not keep the old build in use."""
+    root = copy_package(tmp_path, with_builds=True)
+    pxd = root / "appliance" / "_c_flow.pxd"
+    pxd.write_text(pxd.read_text() + "\n# edited\n")
+    out = probe(root)
+    assert "appliance.flow: compiled extension not built from" in out
+    assert out.strip().splitlines()[-1] == "compiled: decode, packet; pure: flow"
+
+
+@pytest.mark.skipif(not BUILT, reason="compiled hot path not built (python3 setup.py build_ext --inplace)")
 def test_installed_extension_is_used_whatever_the_file_times(tmp_path):
     """pip (the AMI's provision.sh) writes a wheel's extensions before its .py files: each
     source is younger than its build, unchanged. The build is used."""
