@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import appliance
-from appliance.compiled import MODULES, PURE_ENV, twin_name
+from appliance.compiled import MODULES, PURE_ENV
 
 PKG = Path(appliance.__file__).parent
 
