@@ -13,6 +13,18 @@ HOT_PATH = [
     ("appliance._c_packet", "appliance/packet.py"),
     ("appliance._c_decode", "appliance/decode.py"),
     ("appliance._c_flow", "appliance/flow.py"),
+    # round 2: the rest of the per-packet path (docs/performance.md, "Round 2")
+    ("appliance._c_stream", "appliance/stream.py"),
+    ("appliance.source._c_pcap", "appliance/source/pcap.py"),
+    ("appliance.output._c_events", "appliance/output/events.py"),
+    ("appliance.detect._c_index", "appliance/detect/index.py"),
+    ("appliance.applayer._c_dns", "appliance/applayer/dns.py"),
+    ("appliance.applayer._c_tls", "appliance/applayer/tls.py"),
+    ("appliance.applayer._c_http", "appliance/applayer/http.py"),
+    ("appliance.applayer._c_server", "appliance/applayer/server.py"),
+    ("appliance.applayer._c_state", "appliance/applayer/state.py"),
+    ("appliance.detect._c_engine", "appliance/detect/engine.py"),
+    ("appliance._c_inspector", "appliance/inspector.py"),
 ]
 
 

@@ -828,3 +828,7 @@ def _release(flow):
         flow.stream = None
     if app is not None and app.tx is not None:
         app.tx = None
+
+
+from .compiled import use_compiled  # noqa: E402 -- last: the Cython build of this file, if built
+use_compiled(globals())

@@ -432,3 +432,7 @@ class StreamStart:
             if held[lo - off:hi - off] != payload[lo - rel:hi - rel]:
                 self.overlap_conflicts += 1
                 return
+
+
+from .compiled import use_compiled  # noqa: E402 -- last: the Cython build of this file, if built
+use_compiled(globals())

@@ -51,6 +51,35 @@ def timed_replay(paths, ruleset, max_flows=1_000_000, eve_types=None, eve_path=N
     return res.packets, dt
 
 
+def floor_pass(paths, max_flows=1_000_000):
+    """(packets, seconds) of the least any design with a Python-level flow per packet must
+    do: our pcap reader, decode and one FlowTable.lookup per packet, nothing after it. Its
+    ratio to the bare read is the ceiling of the replay rows (docs/performance.md)."""
+    from appliance.flow import FlowTable
+    from appliance.source.pcap import PcapSource
+    table = FlowTable(max_flows)
+    lookup = table.lookup
+    n = 0
+    t = time.perf_counter()
+    for pkt in PcapSource(paths):
+        lookup(pkt)
+        n += 1
+    return n, time.perf_counter() - t
+
+
+def floor_row(label, paths, runs, target, max_flows=1_000_000):
+    """`target`: the replay row's own; a floor that misses it says the target is out of reach
+    of this design, whatever the rest of the pipeline costs."""
+    row = Row(f"replay floor: read + decode + flow lookup, {label}", "bare dpkt.pcap.Reader loop, same file",
+              "pkt/s", target)
+    for i in range(runs):
+        n0, t0 = bare_read(paths)
+        n1, t1 = floor_pass(paths, max_flows)
+        row.add(n1 / t1, n0 / t0)
+        log(f"  run {i + 1}/{runs}: floor {n1 / t1:,.0f} pkt/s, bare read {n0 / t0:,.0f} pkt/s")
+    return row
+
+
 def _pps_row(measure, paths, ruleset, runs, target=">= 0.50"):
     row = Row(measure, "bare dpkt.pcap.Reader loop, same file", "pkt/s", target)
     for i in range(runs):
@@ -93,6 +122,8 @@ def rows(quick=False, runs=None):
 
         log(f"offline: mixed capture, 1,000 rules ({packets:,} packets)")
         out.append(_pps_row(f"replay pkt/s, mixed capture ({packets // 1000}k pkts), 1,000 rules", [mixed], r1k, runs))
+        log("offline: the floor (read + decode + flow lookup, nothing after), mixed capture")
+        out.append(floor_row(f"mixed capture ({packets // 1000}k pkts)", [mixed], runs, ">= 0.50"))
 
         log("offline: corpus SYN flood, 1,000 rules")
         if os.path.exists(SYNFLOOD):
@@ -102,6 +133,8 @@ def rows(quick=False, runs=None):
             row = _pps_row(f"replay pkt/s, corpus SYN flood ({n / 1000:.1f}k pkts, every packet a new flow), 1,000 rules",
                            [SYNFLOOD], r1k, runs, target=">= 0.40")     # issue 15's target for a flood
             out.append(row)
+            log("offline: the floor, corpus SYN flood")
+            out.append(floor_row("corpus SYN flood", [SYNFLOOD], runs, ">= 0.40"))
         else:
             out.append(Row("replay pkt/s, corpus SYN flood, 1,000 rules", "bare dpkt.pcap.Reader loop", "pkt/s",
                            ">= 0.50", status="SKIPPED", note=f"{SYNFLOOD} absent"))

@@ -288,3 +288,7 @@ def plausible(data: bytes) -> bool:
         return qtype != 0 and (qclass & 0x7FFF) in (1, 3, 4, 254, 255)
     except Exception:
         return False
+
+
+from ..compiled import use_compiled  # noqa: E402 -- last: the Cython build of this file, if built
+use_compiled(globals())

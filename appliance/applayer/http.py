@@ -765,3 +765,7 @@ class ResponseReader:
             self._body_anomalies(b)
             if req not in self.grown:
                 self.grown.append(req)
+
+
+from ..compiled import use_compiled  # noqa: E402 -- last: the Cython build of this file, if built
+use_compiled(globals())

@@ -165,3 +165,7 @@ class ServerSide:
         self.waiting = []
         self.bytes = None
         return out
+
+
+from ..compiled import use_compiled  # noqa: E402 -- last: the Cython build of this file, if built
+use_compiled(globals())

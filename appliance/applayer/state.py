@@ -304,3 +304,7 @@ def _dns_tcp(app, stream, data):
 def _dns_queries(app, queries):
     app.names["dns"] = [q.rrname for m in queries for q in m.queries]
     app.tx = queries if len(queries) > 1 else queries[0]
+
+
+from ..compiled import use_compiled  # noqa: E402 -- last: the Cython build of this file, if built
+use_compiled(globals())

@@ -728,3 +728,7 @@ def certificate_names(body):
         return CertificateNames(subject, issuer)
     except Exception:  # defensive: the datapath never sees a parser exception
         return None
+
+
+from ..compiled import use_compiled  # noqa: E402 -- last: the Cython build of this file, if built
+use_compiled(globals())

@@ -133,7 +133,8 @@ class Detector:
         for f in APP_FIELDS:
             self.app_any |= self.field[f]
         # Complements as positive masks: `x & ~m` on 10,000-bit ints costs more than it looks.
-        every = (1 << len(rules)) - 1
+        count = len(rules)       # a Python int: in the compiled build `1 << len(...)` is a C shift (overflows at 64 rules)
+        every = (1 << count) - 1
         self.no_app = every ^ self.app_any
         # verdict rules a packet's addresses alone decide: any protocol, any port, nothing else
         self.addr_only = 0
@@ -891,3 +892,7 @@ class _Reverse:
             self.src, self.sport, self.dst, self.dport = flow.src, flow.sport, flow.dst, flow.dport
         else:
             self.src, self.sport, self.dst, self.dport = flow.dst, flow.dport, flow.src, flow.sport
+
+
+from ..compiled import use_compiled  # noqa: E402 -- last: the Cython build of this file, if built
+use_compiled(globals())

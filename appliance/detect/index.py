@@ -217,3 +217,7 @@ class ContentPrefilter:
 
 def parse_nets(values):
     return tuple(ipaddress.ip_network(v, strict=False) for v in values)
+
+
+from ..compiled import use_compiled  # noqa: E402 -- last: the Cython build of this file, if built
+use_compiled(globals())

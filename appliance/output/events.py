@@ -351,3 +351,7 @@ def appliance_counters(inspector):
         "flows_evicted": {"final": ft.evicted_by_class[0], "unconfirmed": ft.evicted_by_class[1],
                           "pending": ft.evicted_by_class[2]},
     }
+
+
+from ..compiled import use_compiled  # noqa: E402 -- last: the Cython build of this file, if built
+use_compiled(globals())

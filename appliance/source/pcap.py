@@ -142,3 +142,7 @@ def _pcapng_reader(f, path):
             raise PcapError(f"{path}: corrupt after packet {n}: {e}") from None
         n += 1
         yield float(ts), buf, linktype, n
+
+
+from ..compiled import use_compiled  # noqa: E402 -- last: the Cython build of this file, if built
+use_compiled(globals())

@@ -60,7 +60,8 @@ def test_which_modules_run_compiled():
     compiled = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
     pure = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**env, PURE_ENV: "1"},
                           capture_output=True, text=True)
-    assert compiled.stdout.strip() == "compiled: decode, flow, packet"
+    assert compiled.stdout.strip() == ("compiled: decode, dns, engine, events, flow, http, index, inspector, packet, "
+                                      "pcap, server, state, stream, tls")
     assert pure.stdout.strip() == f"pure Python ({PURE_ENV} is set)"
 
 
@@ -140,3 +141,25 @@ def test_generated_hostile_frames(tmp_path):
         out.append(cp.stdout.split())
     assert out[1][0] == "compiled:"
     assert out[0][-1] == out[1][-1]
+
+
+def test_detector_masks_past_64_rules(tmp_path):
+    """The Detector's rule masks are Python ints of any width, compiled too: a C-typed
+    expression in the twin (`1 << len(rules)`, a C shift) wrapped from 64 rules on and made
+    app-field rules match every flow."""
+    rules = write_rules(str(tmp_path), 300)
+    code = ("import sys; from appliance.detect.loader import load_rules; from appliance.detect.engine import Detector;"
+            "from appliance import compiled; d = Detector(load_rules(sys.argv[1]));"
+            "print(compiled.describe().split(':')[0]);"
+            "print(sorted((k, v) for k, v in vars(d).items() if type(v) is int))")
+    out = []
+    for pure in (True, False):
+        env = {k: v for k, v in os.environ.items() if k != PURE_ENV}
+        if pure:
+            env[PURE_ENV] = "1"
+        cp = subprocess.run([sys.executable, "-c", code, rules], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=300)
+        assert cp.returncode == 0, cp.stderr
+        out.append(cp.stdout.splitlines())
+    assert [out[0][0], out[1][0]] == ["pure Python (APPLIANCE_PURE_PYTHON is set)", "compiled"]
+    assert out[0][1] == out[1][1]

@@ -12,10 +12,22 @@ from pathlib import Path
 import pytest
 
 import appliance
-from appliance.compiled import MODULES, PURE_ENV, twin_name
+from appliance.compiled import MODULES, PURE_ENV
 
 PKG = Path(appliance.__file__).parent
-BUILT = all(any(PKG.glob(twin_name(m).rpartition(".")[2] + ".*.so")) for m in MODULES)
+
+
+def module_dir(root, name):
+    """appliance.applayer.dns -> root/appliance/applayer (twins live beside their sources)"""
+    return Path(root, *name.split(".")[:-1])
+
+
+def leaf(name):
+    return name.rpartition(".")[2]
+
+
+BUILT = all(any(module_dir(PKG.parent, m).glob(f"_c_{leaf(m)}.*.so")) for m in MODULES)
+ALL_COMPILED = "compiled: " + ", ".join(sorted(leaf(m) for m in MODULES))
 # An editable install (dev/setup.sh, CI) adds a meta-path finder that resolves appliance's
 # submodules in its own checkout: the copy under test would find that checkout's builds.
 PROBE = ("import logging, sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f)];"
@@ -71,7 +83,7 @@ def test_stale_extension_is_not_used(tmp_path):
     """An edited source whose file time is older than the build (rsync -a, tar -x and cp -p
     keep the editor's time) still runs its source: the build is judged by content."""
     root = copy_package(tmp_path, with_builds=True)
-    assert probe(root).strip() == "compiled: decode, flow, packet"
+    assert probe(root).strip() == ALL_COMPILED
     source = root / "appliance" / "decode.py"
     so = next((root / "appliance").glob("_c_decode.*.so"))
     source.write_text(source.read_text().replace('"ipraw.pkt_too_small"', '"ipraw.edited"'))
@@ -79,7 +91,8 @@ def test_stale_extension_is_not_used(tmp_path):
     out = probe(root)
     assert "appliance.decode: compiled extension not built from" in out
     # decode runs its source; flow, after it, too (all or nothing past the first pure module)
-    assert out.strip().splitlines()[-1] == "compiled: packet; pure: decode, flow"
+    assert out.strip().splitlines()[-1] == "compiled: packet; pure: " + ", ".join(
+        sorted(leaf(m) for m in MODULES if m != "appliance.packet"))
 
 
 @pytest.mark.skipif(not BUILT, reason="compiled hot path not built (python3 setup.py build_ext --inplace)")
@@ -100,10 +113,10 @@ def test_installed_extension_is_used_whatever_the_file_times(tmp_path):
     source is younger than its build, unchanged. The build is used."""
     root = copy_package(tmp_path, with_builds=True)
     for m in MODULES:
-        leaf = m.rpartition(".")[2]
-        so = next((root / "appliance").glob(f"_c_{leaf}.*.so"))
-        os.utime(root / "appliance" / f"{leaf}.py", (so.stat().st_mtime + 10,) * 2)
-    assert probe(root).strip() == "compiled: decode, flow, packet"
+        where = module_dir(root, m)
+        so = next(where.glob(f"_c_{leaf(m)}.*.so"))
+        os.utime(where / f"{leaf(m)}.py", (so.stat().st_mtime + 10,) * 2)
+    assert probe(root).strip() == ALL_COMPILED
 
 
 def test_env_selects_pure_python(tmp_path):
@@ -117,12 +130,12 @@ def test_import_order_does_not_leave_a_built_module_pure(entry):
     """flow imported before decode (gwlb_offload imports flow's timeouts; the GWLB worker and
     the fleet supervisor, whose forked workers inherit its modules, import it first) still
     runs compiled: the choice must not depend on which module some entry point imports first."""
-    code = f"import {entry}, appliance.decode, appliance.compiled as c; print(c.describe())"
+    code = f"import {entry}, appliance.decode, appliance.inspector, appliance.compiled as c; print(c.describe())"
     env = {k: v for k, v in os.environ.items() if k != PURE_ENV}
     cp = subprocess.run([sys.executable, "-c", code], cwd=PKG.parent, env=env, capture_output=True, text=True,
                         timeout=120)
     assert cp.returncode == 0, cp.stderr
-    assert cp.stdout.strip() == "compiled: decode, flow, packet"
+    assert cp.stdout.strip() == ALL_COMPILED
 
 
 @pytest.mark.skipif(not BUILT, reason="compiled hot path not built (python3 setup.py build_ext --inplace)")
