@@ -29,15 +29,16 @@ HOT_PATH = [
 
 
 def sha256(path):
-    """appliance.compiled.source_hash: the source, then its twin's .pxd when there is one."""
+    """appliance.compiled.source_hash: the source, then every twin's .pxd of the package."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         h.update(f.read())
-    head, leaf = os.path.split(path)
-    pxd = os.path.join(head, "_c_" + leaf[:-3] + ".pxd")
-    if os.path.exists(pxd):
-        with open(pxd, "rb") as f:
-            h.update(b"\0pxd\0" + f.read())
+    for d, dirs, files in os.walk("appliance"):
+        dirs.sort()
+        for name in sorted(files):
+            if name.startswith("_c_") and name.endswith(".pxd"):
+                with open(os.path.join(d, name), "rb") as f:
+                    h.update(b"\0" + name.encode() + b"\0" + f.read())
     return h.hexdigest()
 
 

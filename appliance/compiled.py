@@ -44,18 +44,26 @@ def twin_name(name):
 
 
 def source_hash(path):
-    """The source's SHA-256, and its twin's `.pxd` after it when there is one: the types it
-    was compiled with are part of what it runs (a `.pxd` fix must not leave the old build
-    in use). setup.py computes the same."""
+    """The source's SHA-256, then every `.pxd` of the package's twins: the types a twin was
+    compiled with are part of what it runs, its own and its neighbours' (decode and flow read
+    Packet's fields at the offsets _c_packet.pxd lays out), so a `.pxd` edit must not leave an
+    old build in use. setup.py computes the same."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         h.update(f.read())
-    head, leaf = os.path.split(path)
-    pxd = os.path.join(head, "_c_" + leaf[:-3] + ".pxd")
-    if os.path.exists(pxd):
+    for pxd in package_pxds(os.path.dirname(os.path.abspath(__file__))):
         with open(pxd, "rb") as f:
-            h.update(b"\0pxd\0" + f.read())
+            h.update(b"\0" + os.path.basename(pxd).encode() + b"\0" + f.read())
     return h.hexdigest()
+
+
+def package_pxds(top):
+    """The twins' declaration files under the package directory `top`, in a fixed order."""
+    out = []
+    for d, dirs, files in os.walk(top):
+        dirs.sort()
+        out += [os.path.join(d, f) for f in sorted(files) if f.startswith("_c_") and f.endswith(".pxd")]
+    return out
 
 
 def built_from(extension_path):

@@ -100,11 +100,11 @@ def test_edited_pxd_makes_the_build_stale(tmp_path):
     """The .pxd's types are part of what the extension runs (a typed field's width, say):
     an edit there alone, the source unchanged, must not keep the old build in use."""
     root = copy_package(tmp_path, with_builds=True)
-    pxd = root / "appliance" / "_c_flow.pxd"
+    pxd = root / "appliance" / "_c_packet.pxd"      # decode and flow are compiled against it too
     pxd.write_text(pxd.read_text() + "\n# edited\n")
     out = probe(root)
-    assert "appliance.flow: compiled extension not built from" in out
-    assert out.strip().splitlines()[-1] == "compiled: decode, packet; pure: flow"
+    assert "appliance.packet: compiled extension not built from" in out
+    assert out.strip().splitlines()[-1].startswith("pure Python")
 
 
 @pytest.mark.skipif(not BUILT, reason="compiled hot path not built (python3 setup.py build_ext --inplace)")
