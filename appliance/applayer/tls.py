@@ -180,7 +180,14 @@ class HelloReader:
         while True:
             if self.left:
                 take = min(self.left, n - off)
-                got = self.parser.take(data[off:off + take]) if not self.skipping else MORE
+                if self.skipping:
+                    got = MORE
+                else:
+                    if self.parser is None:
+                        # the first hello ended inside its record: the record's rest is the next
+                        # handshake message (a second hello is read, anything else is NOT)
+                        self.parser = _HelloParser()
+                    got = self.parser.take(data[off:off + take])
                 off += take
                 self.left -= take
                 if got is not MORE:
