@@ -573,6 +573,14 @@ def _receiver_check(flow, pkt, to_server, flags):
                 ack = t.s_una             # the ACK cannot be read: nothing discarded for it
             else:
                 ack = (ack - offset) & MASK
+                if 0 < ((ack - t.s_nxt) & MASK) < HALF:
+                    # Conntrack's upper bound is exact (it knows the offset): an ACK read as
+                    # unsent never gets here with the true offset. The first ACK taught a wrong
+                    # one (an old ACK, down to ~66,000 short, passes conntrack and the server
+                    # discards its segment): what was read under it is not what the server read
+                    t.ack_offset = OFFSET_UNKNOWN
+                    ack = t.s_una
+                    pkt.anomalies.append("tcp.synproxy_ack_unknown")   # the Inspector: ambiguous
         elif offset is None:
             # Behind the SYN proxy: the client's first ACK after the server's SYN/ACK. Before
             # any server data it acknowledges exactly the cookie ISN + 1: that gives the
@@ -592,8 +600,12 @@ def _receiver_check(flow, pkt, to_server, flags):
             if ((ack - una) & MASK) >= HALF:    # before snd_una
                 # RFC 5961 5.2: older than snd_una - max_window, with max_window no more
                 # than the bytes the client has acknowledged (Linux >= 6.2)
-                if t.wscale is not None:
-                    window = min(t.max_window, (una - t.s_acked0) & MASK)
+                acked = (una - t.s_acked0) & MASK
+                # Behind the SYN proxy the client's scale is unknown (its SYN never crosses
+                # FORWARD), but before the client acknowledged any server byte the window is
+                # 0 whatever the scale: every older ACK is discarded (conntrack passes them)
+                if t.wscale is not None or (not acked and flow.tcp_seen & _PROXIED):
+                    window = min(t.max_window, acked)
                     if ((ack - una + window) & MASK) >= HALF:
                         return "tcp.ack_too_old"
             else:

@@ -18,7 +18,7 @@ from .detect import flowstate
 from .detect.flowstate import bypassed
 from .detect import stream_payload
 from .detect.kernel_policy import policy_for, KERNEL_DECIDED
-from .flow import FlowTable, flow_key, handshake_seen
+from .flow import OFFSET_UNKNOWN, FlowTable, flow_key, handshake_seen
 from .output import events
 from .output.limits import EventLimits
 from .packet import TCP, UDP, SYN, ACK
@@ -525,6 +525,10 @@ class Inspector:
             st = flow.stream
             if st is None:
                 st = flow.stream = ClientStream.open(pkt, to_server, flow.isn)
+            if st is not None and not st.ambiguous and flow.tcp is not None and flow.tcp.ack_offset == OFFSET_UNKNOWN:
+                # behind the SYN proxy without the cookie's offset the client's ACKs cannot be
+                # read: which of its segments the server discarded (an ACK too old) is unknown
+                st.ambiguous = True
             if st is not None and st.feed(pkt, to_server, s.stream_bytes, found):
                 full = st.complete
                 bodies = self._request_bodies(flow)

@@ -44,7 +44,9 @@ def test_after_the_offset_is_learnt_an_ack_of_unsent_data_is_still_discarded(rul
     seg(cap, True, "PA", A + 1, COOKIE + 1, b"GET / HTTP/1.1\r\n")
     seg(cap, True, "PA", A + 17, COOKIE + 1 + 5000, b"Host: evil.example\r\n\r\n")   # acks unsent data
     v, insp = feed(cap, rules_file(HTTP_DROP), **PROXIED)
-    assert actions(v)[-1] == "pass"
+    # live conntrack (it knows the offset) drops an ACK of unsent data before the queue: one
+    # that reaches the worker says the learnt offset is wrong, so the bytes are ambiguous
+    assert actions(v)[-1] == "drop" and v[-1].flow.tcp.ack_offset == -1
 
 
 def test_server_data_before_the_clients_first_ack_leaves_the_offset_unknown(run, rules_file):
