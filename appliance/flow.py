@@ -1,3 +1,5 @@
+# cython: nonecheck=True
+# (compiled twin: a Flow or Packet argument that is None raises AttributeError, as here, instead of reading the None object as a C struct)
 """Flow tracking: bidirectional flows, TCP state, idle timeouts, bounded table.
 
 A flow is keyed on the normalised 5-tuple (ICMP echo: addresses + echo id), so
