@@ -10,7 +10,7 @@ pcap clock drives timeouts and thresholds exactly as the wall clock does live.
 """
 from dataclasses import dataclass, fields
 
-from . import icmp_error
+from . import gcpolicy, icmp_error
 from .applayer import state as applayer
 from .defrag import Defragmenter
 from .detect.engine import Detector, MATCH, DEFAULT, server_side
@@ -146,6 +146,7 @@ class Inspector:
         self._kernel = {}                 # flow -> the verdict the kernel policy gave it
         self._kernel_policy()
         self.on_flow_end = None           # a source's callback per ended flow (GENEVE: leave the kernel sets)
+        gcpolicy.settle()                 # start-up is done: the GC policy for a long-lived flow table
 
     # -- public API ------------------------------------------------------------
 
