@@ -148,9 +148,12 @@ def synproxy_raw_rules(synproxy, outside: str) -> list:
     the kernel's SYNPROXY documentation has it. A tracked SYN's entry is never confirmed (it
     dies with the SYN: no table entry either way, measured), but each one is allocated, hashed
     and counted against nf_conntrack_max while it lives: measured 1.07-1.20x the SYNs/s the
-    proxy takes untracked (docs/performance.md "SYN proxy")."""
+    proxy takes untracked (docs/performance.md "SYN proxy"). Not a SYN to one of the host's own
+    addresses: the proxy is in FORWARD, so that one would be left untracked and never proxied,
+    and a host firewall reading its conntrack state would misjudge it (review rvsynproxy)."""
     ports = ",".join(str(p) for p in synproxy.ports)
-    return [f"-A {RAW_CHAIN} -i {outside} -p tcp -m multiport --dports {ports} --syn -j CT --notrack"]
+    return [f"-A {RAW_CHAIN} -i {outside} -p tcp -m multiport --dports {ports} --syn "
+            "-m addrtype ! --dst-type LOCAL -j CT --notrack"]
 
 
 def synproxy_rules(synproxy, outside: str) -> list:

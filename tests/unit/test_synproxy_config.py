@@ -57,7 +57,7 @@ def test_the_proxy_comes_before_the_invalid_drop_and_stays_in_an_open_mode_stop(
     assert rule_role(netfilter.INSPECT_CHAIN, r.split(" ", 2)[2]) == "synproxied"
     # before conntrack, the same SYNs untracked (netfilter.synproxy_raw_rules)
     assert netfilter.synproxy_raw_rules(ov.synproxy, "eth0") == [
-        "-A APPLIANCE-SYNPROXY -i eth0 -p tcp -m multiport --dports 80,443 --syn -j CT --notrack"]
+        "-A APPLIANCE-SYNPROXY -i eth0 -p tcp -m multiport --dports 80,443 --syn -m addrtype ! --dst-type LOCAL -j CT --notrack"]
     assert "SYNPROXY" not in netfilter.chains_text(4, "eth0", "eth1", range(0, 1), True, 0x3000,
                                                    overload=Overload(10, 10))
 
