@@ -71,7 +71,6 @@ def breakdown(flow, table):
 def measure(n, mode):
     from appliance.decode import decode_l3
     from appliance.flow import FlowTable
-    raws = None
     if mode == "inspector":
         from appliance.detect.loader import load_rules
         from appliance.inspector import Inspector, Settings
@@ -81,7 +80,7 @@ def measure(n, mode):
     else:
         table = FlowTable(n + 10)
         feed = table.lookup
-    probe = decode_l3(_syn(n + 1), 1.0)       # warm caches/imports before the baseline
+    decode_l3(_syn(n + 1), 1.0)               # warm caches/imports before the baseline
     gc.collect()
     before = rss()
     ts = 1.0
