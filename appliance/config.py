@@ -67,9 +67,6 @@ class Inspection:
     body_total_bytes: int = 64 << 20  # file_data: body bytes all flows hold at once (per worker)
     kernel_decisions: bool = False    # flows header-only rules decide are judged by nftables, never
                                       # queued (detect/kernel_policy.py; docs/performance.md)
-    handshake_copies: bool = False    # plain SYN, SYN/ACK passed by the kernel, copied to the worker
-    copy_group: int = 4242            # (NFLOG group, source/nflog.py; docs/datapath.md)
-    copy_buffer: int = 32 << 20       # bytes of copies the worker's socket holds before one is lost
 
 
 @dataclass(frozen=True)
@@ -182,8 +179,7 @@ TOP_KEYS = ("interfaces", "rules", "eve", "home_net", "workers", "queue_base",
 DISCOVERED = re.compile(r"^(auto|eni-[0-9a-f]+|subnet-[0-9a-f]+)$")
 IFACE_KEYS = ("outside", "inside", "management")
 INSPECTION_KEYS = ("depth_packets", "depth_bytes", "max_flows", "exception_policy",
-                   "body_bytes", "body_ratio", "body_flow_bytes", "body_total_bytes", "kernel_decisions",
-                   "handshake_copies", "copy_group", "copy_buffer")
+                   "body_bytes", "body_ratio", "body_flow_bytes", "body_total_bytes", "kernel_decisions")
 EXCEPTION_POLICIES = ("drop", "ignore")
 AWS_KEYS = tuple(f.name for f in fields(Aws))
 SOURCE_DEST_CHECK_MODES = ("disable", "verify", "ignore")
@@ -350,17 +346,7 @@ def load_config(path) -> Config:
                 problems.append(f"{path}:{insp.line_of('kernel_decisions')}: inspection.kernel_decisions must be "
                                 f"true or false, got {kernel!r}")
                 kernel = d.kernel_decisions
-            copies = insp.get("handshake_copies", d.handshake_copies)
-            if not isinstance(copies, bool):
-                problems.append(f"{path}:{insp.line_of('handshake_copies')}: inspection.handshake_copies must be "
-                                f"true or false, got {copies!r}")
-                copies = d.handshake_copies
-            elif copies:
-                problems += _copy_conflicts(doc, insp, kernel, out.get("workers"), path)
             out["inspection"] = Inspection(
-                handshake_copies=copies,
-                copy_group=_int(insp, "copy_group", 1, 65535, d.copy_group, path, problems, "inspection."),
-                copy_buffer=_int(insp, "copy_buffer", 1024, 1 << 30, d.copy_buffer, path, problems, "inspection."),
                 kernel_decisions=kernel,
                 exception_policy=policy,
                 depth_packets=_int(insp, "depth_packets", 1, 1_000_000, d.depth_packets, path, problems, "inspection."),
@@ -396,23 +382,6 @@ def load_config(path) -> Config:
     if problems:
         raise ConfigError(problems)
     return Config(path=os.path.abspath(path), **out)
-
-
-def _copy_conflicts(doc, insp, kernel, workers, path):
-    """inspection.handshake_copies: what it needs (docs/datapath.md, "Handshake copies"). One
-    worker: an NFLOG group has one reader, and the queue-balance hash that picks a flow's
-    worker cannot be followed by a copy. Kernel decisions and offload: flows a header rule
-    drops are dropped by the kernel table before a SYN could be copied (the rule set check
-    at start says whether the engine could refuse any copied packet)."""
-    where = f"{path}:{insp.line_of('handshake_copies')}: inspection.handshake_copies"
-    problems = []
-    if workers != 1:
-        problems.append(f"{where} needs workers: 1 (one NFLOG reader; the queue balance hash cannot be "
-                        f"followed by a copy), got workers: {workers!r}")
-    if kernel is not True or doc.get("offload", True) is not True:
-        problems.append(f"{where} needs inspection.kernel_decisions: true and offload: true (header rules "
-                        "that drop a flow must drop its SYN before the copy rule)")
-    return problems
 
 
 def _modes(doc, path, problems, out):
@@ -826,9 +795,5 @@ def reload_config(running: Config, raw_running: Config) -> tuple[Config, list]:
     if new.inspection.max_flows != running.inspection.max_flows:   # the flow tables are built once
         changed.append("inspection.max_flows")
         new = replace(new, inspection=replace(new.inspection, max_flows=running.inspection.max_flows))
-    for key in ("handshake_copies", "copy_group", "copy_buffer"):      # a worker binds its NFLOG group at start
-        if getattr(new.inspection, key) != getattr(running.inspection, key):
-            changed.append(f"inspection.{key}")
-            new = replace(new, inspection=replace(new.inspection, **{key: getattr(running.inspection, key)}))
     return replace(running, **{k: getattr(new, k) for k in RELOADABLE}), changed
 

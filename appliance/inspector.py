@@ -224,25 +224,6 @@ class Inspector:
         except Exception:                 # a bug: counted (stats), the worker lives on
             self.counters.internal_errors += 1
 
-    def copies_lost(self, now):
-        """Live, handshake copies (source/nflog.py) were lost: the kernel passed SYNs or
-        SYN/ACKs this engine never saw, and which flows they belonged to is unknown. Every
-        TCP flow still in its handshake may be missing one (the server's options: window
-        scale, timestamps, what the receiver model reads PAWS and windows by), so it is
-        forgotten: its next packet starts it again mid-stream, where the midstream exception
-        (exception_policy) applies and nothing is offloaded on a guess -- as for a flow
-        whose SYN was lost. Returns how many flows were forgotten."""
-        self.now = max(self.now, now)
-        gone = [f for f in self.flows.flows.values()
-                if f.proto == TCP and not f.final and not handshake_seen(f)]
-        for flow in gone:
-            self.flows.remove(flow, "copy_lost")
-            self._end_flow(flow)
-        if self.eve is not None and "anomaly" in self.types:
-            self.eve.write({"timestamp": events.timestamp(now), "event_type": "anomaly",
-                            "anomaly": {"type": "stream", "event": "copy.lost", "layer": "capture"}})
-        return len(gone)
-
     def reload(self, ruleset, settings=None, detector=None):
         """Swap the rule set (and settings) atomically. Decided flows keep their verdict;
         candidate caches are cleared. New settings apply to flows from now on. `detector`:

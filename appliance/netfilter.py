@@ -43,7 +43,6 @@ COMMENT = "appliance"
 JUMP_CHAIN = "APPLIANCE-FWD"
 INSPECT_CHAIN = "APPLIANCE-INSPECT"
 RAW_CHAIN = "APPLIANCE-SYNPROXY"      # raw table: the proxied SYNs, untracked (synproxy_rules)
-COPY_CHAIN = "APPLIANCE-COPY"         # handshake copies: NFLOG to the worker, then accept (copy_rules)
 
 # Offload verdicts live in two mark bits of our own (config `mark_mask`, two bits: pass =
 # the lower, drop = the higher, reject = both). Every rule matches and saves under that mask
@@ -173,36 +172,8 @@ def synproxy_rules(synproxy, outside: str) -> list:
             f"-j SYNPROXY --sack-perm --timestamp --wscale {synproxy.wscale} --mss {synproxy.mss}"]
 
 
-def _no_payload(family: int, doff: int) -> str:
-    """u32 test: no IP options / extension headers, a TCP header of `doff` words, nothing after it."""
-    if family == 4:
-        return f"0>>22&0x3C=20&&0&0xFFFF={20 + 4 * doff}&&0>>22&0x3C@12>>26&0x3C={4 * doff}"
-    return f"4>>16&0xFFFF={4 * doff}&&4>>8&0xFF=6&&52>>26&0x3C={4 * doff}"
-
-
-def copy_rules(family: int, group: int) -> list:
-    """Handshake copies (config `inspection.handshake_copies`, source/nflog.py): a plain SYN
-    that opens a connection (conntrack NEW) and the SYN/ACK that answers one conntrack saw
-    (ESTABLISHED, reply direction), both without payload, IP options or IPv6 extension
-    headers, are copied to the worker's NFLOG group and accepted instead of queued. Copy
-    before accept, threshold 1: the copy is in the worker's socket before the packet goes
-    on (the worker reads copies before each queued packet). Everything else -- a SYN with
-    data (TCP Fast Open), the handshake ACK, any segment the server's TCP reads data from --
-    is still queued: every client segment but the bare SYN reaches the receiver model in
-    its queue order. One u32 rule per TCP header length (5..15 words): u32 cannot add."""
-    rules = []
-    syn = "-p tcp --tcp-flags FIN,SYN,RST,PSH,ACK,URG SYN -m conntrack --ctstate NEW"
-    synack = "-p tcp --tcp-flags FIN,SYN,RST,PSH,ACK,URG SYN,ACK -m conntrack --ctstate ESTABLISHED --ctdir REPLY"
-    for flags in (syn, synack):
-        for doff in range(5, 16):
-            rules.append(f'-A {INSPECT_CHAIN} {flags} -m u32 --u32 "{_no_payload(family, doff)}" -j {COPY_CHAIN}')
-    rules += [f"-A {COPY_CHAIN} -j NFLOG --nflog-group {group} --nflog-threshold 1",
-              f"-A {COPY_CHAIN} -j ACCEPT"]
-    return rules
-
-
 def chains_text(family: int, outside: str, inside: str, queues: range, fail_open: bool, mark_mask: int,
-                inspecting: bool = True, overload=None, copy_group: int | None = None) -> str:
+                inspecting: bool = True, overload=None) -> str:
     """A restore description of OUR chains only (without the FORWARD jump). Not `inspecting`
     (an open-mode stop): the offloaded verdicts stay (and INVALID is still dropped), nothing
     is queued, and every other packet goes on through FORWARD as if we were not there.
@@ -238,9 +209,6 @@ def chains_text(family: int, outside: str, inside: str, queues: range, fail_open
         ]
         if overload is not None and overload.new_flows_per_source is not None:
             lines += source_limit_rules(family, overload, outside, inside)
-        if copy_group is not None:        # after the source limits: a flood is still limited
-            lines.insert(3, f":{COPY_CHAIN} - [0:0]")
-            lines += copy_rules(family, copy_group)
         lines.append(f"-A {INSPECT_CHAIN} {queue_target(queues, fail_open)}")
     lines.append("COMMIT")
     return "\n".join(lines) + "\n"
@@ -262,7 +230,7 @@ def ipv6_available() -> bool:
 
 
 def install(outside: str, inside: str, queues: range, fail_open: bool, mark_mask: int,
-            inspecting: bool = True, overload=None, copy_group: int | None = None) -> dict:
+            inspecting: bool = True, overload=None) -> dict:
     """Install or atomically replace our chains, with exactly one FORWARD jump, first.
     Returns our chains as the kernel lists them (`drift` compares against that).
     `inspecting=False`: the chains of an open-mode stop (offloaded verdicts only, see chains_text).
@@ -277,11 +245,7 @@ def install(outside: str, inside: str, queues: range, fail_open: bool, mark_mask
             log.warning("IPv6 is disabled in this kernel: only IPv4 is inspected")
             continue
         fix = [f"-D FORWARD {spec}"] * _jump_count(family) + [f"-I FORWARD 1 {spec}"]
-        text = chains_text(family, outside, inside, queues, fail_open, mark_mask, inspecting, overload,
-                           copy_group)
-        if copy_group is None or not inspecting:
-            text = text.replace("COMMIT\n", f"-F {COPY_CHAIN}\n-X {COPY_CHAIN}\nCOMMIT\n") \
-                if _chain_rules(family, COPY_CHAIN) is not None else text
+        text = chains_text(family, outside, inside, queues, fail_open, mark_mask, inspecting, overload)
         text = text.replace("COMMIT\n", "\n".join(fix) + "\nCOMMIT\n")
         proxy = overload.synproxy if overload is not None else None
         if proxy is not None:
@@ -294,8 +258,6 @@ def install(outside: str, inside: str, queues: range, fail_open: bool, mark_mask
             _remove_raw(family)            # left by an earlier run with the proxy on
         _run([FAMILIES[family]["restore"], "-w", "--noflush"], stdin=text)
         installed[family] = {chain: _chain_rules(family, chain) for chain in (JUMP_CHAIN, INSPECT_CHAIN)}
-        if copy_group is not None and inspecting:
-            installed[family][COPY_CHAIN] = _chain_rules(family, COPY_CHAIN)
         if proxy is not None:
             installed[family][RAW_CHAIN] = _chain_rules(family, RAW_CHAIN, "raw")
         log.info("installed IPv%d chains: %s <-> %s, %s, marks under 0x%x", family, outside, inside,
@@ -363,12 +325,6 @@ def drift(installed: dict, listings: dict | None = None) -> list:
                 problems.append(f"IPv{family}: chain {chain} is gone")
             elif have != want:
                 problems.append(f"IPv{family}: chain {chain} was edited: {_first_difference(have, want)}")
-        if COPY_CHAIN in installed.get(family, {}):
-            want, have = installed[family][COPY_CHAIN] or [], rules_of(COPY_CHAIN)
-            if have is None:
-                problems.append(f"IPv{family}: chain {COPY_CHAIN} is gone")
-            elif have != want:
-                problems.append(f"IPv{family}: chain {COPY_CHAIN} was edited: {_first_difference(have, want)}")
         if RAW_CHAIN in installed.get(family, {}):
             problems += _raw_drift(family, installed[family][RAW_CHAIN] or [])
     return problems
@@ -420,9 +376,9 @@ def remove() -> None:
         cmd = FAMILIES[family]["cmd"]
         for _ in range(_jump_count(family)):
             _run([cmd, "-w", "-D", "FORWARD", *JUMP_SPEC])
-        for chain in (JUMP_CHAIN, INSPECT_CHAIN, COPY_CHAIN):
+        for chain in (JUMP_CHAIN, INSPECT_CHAIN):
             _run([cmd, "-w", "-F", chain], check=False)
-        for chain in (JUMP_CHAIN, INSPECT_CHAIN, COPY_CHAIN):
+        for chain in (JUMP_CHAIN, INSPECT_CHAIN):
             _run([cmd, "-w", "-X", chain], check=False)
         _remove_raw(family)
     log.info("removed appliance chains")

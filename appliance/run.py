@@ -101,7 +101,6 @@ class Supervisor(Reloading):
         self.cfg = cfg
         self.raw_cfg = raw_cfg or cfg                      # as read, before `auto` was resolved
         self.ruleset = ruleset
-        self.copying = None                  # the NFLOG group handshake copies go to, when on (install_copies)
         self.ctx = multiprocessing.get_context("fork")     # workers inherit the loaded rules
         self.workers = {}                                  # queue -> Process
         self.outboxes = {}                                 # queue -> Outbox: checked updates for its worker
@@ -203,7 +202,6 @@ class Supervisor(Reloading):
             self.install_decisions()
         except netfilter.NetfilterError as e:
             log.error("kernel decisions: %s; every flow goes to the queue", e)
-        self.install_copies()
         next_watch = time.monotonic() + WATCH_INTERVAL
         log.info("running: %d worker(s) on queue(s) %s, failure_mode=%s, offload=%s, rules=%s",
                  cfg.workers, f"{cfg.queues[0]}-{cfg.queues[-1]}", cfg.failure_mode, cfg.offload, cfg.rules)
@@ -272,32 +270,6 @@ class Supervisor(Reloading):
         policy = policy_for(cfg, self.ruleset)
         self.decisions = netfilter_decisions.install(policy, cfg.outside, cfg.inside, cfg.mark_mask)
 
-    def install_copies(self):
-        """Handshake copies (inspection.handshake_copies; detect/copy_policy.py): the copy
-        rules go in only behind an installed kernel decisions table (it drops what header
-        rules and the default refuse before a SYN reaches them) and for a rule set whose
-        every verdict on a plain SYN or SYN/ACK is pass; else they come out. Never raises."""
-        cfg, group = self.cfg, None
-        if cfg.inspection.handshake_copies:
-            from appliance.detect.copy_policy import copy_refusals
-            why = copy_refusals(self.ruleset, cfg.mode == "monitor")
-            if self.decisions is None:
-                log.warning("inspection.handshake_copies: off (no kernel decisions table)")
-            elif why:
-                log.warning("inspection.handshake_copies: off for this rule set: %s", "; ".join(why[:3]))
-            else:
-                group = cfg.inspection.copy_group
-        if group == self.copying and self.installed:
-            return
-        try:
-            self.installed = netfilter.install(cfg.outside, cfg.inside, cfg.queues, cfg.fail_open, cfg.mark_mask,
-                                               overload=cfg.overload, copy_group=group)
-            self.copying = group
-            self._installed()
-            log.info("handshake copies %s", f"on (NFLOG group {group})" if group is not None else "off")
-        except netfilter.NetfilterError as e:
-            log.error("handshake copies: %s", e)
-
     def _installed(self):
         """Our chains were (re)installed: the control plane's readiness and counters follow."""
         if self.board is not None:
@@ -312,7 +284,7 @@ class Supervisor(Reloading):
             if problems:
                 log.warning("our netfilter rules were changed (%s); re-installing them", "; ".join(problems))
                 self.installed = netfilter.install(cfg.outside, cfg.inside, cfg.queues, cfg.fail_open,
-                                                   cfg.mark_mask, overload=cfg.overload, copy_group=self.copying)
+                                                   cfg.mark_mask, overload=cfg.overload)
                 self._installed()
         except netfilter.NetfilterError as e:
             log.error("checking our netfilter rules failed: %s", e)
@@ -327,15 +299,6 @@ class Supervisor(Reloading):
 
     def reload(self, result):
         """The check's result (Reloading.send_checked), then the new rules' kernel policy."""
-        if self.copying is not None and result[0] == "ok":
-            # copies off before the workers get rules the old check did not see (on again below)
-            try:
-                self.installed = netfilter.install(self.cfg.outside, self.cfg.inside, self.cfg.queues,
-                                                   self.cfg.fail_open, self.cfg.mark_mask, overload=self.cfg.overload)
-                self.copying = None
-            except netfilter.NetfilterError as e:
-                log.error("handshake copies could not be switched off for the reload: %s; keeping the old rules", e)
-                return
         changed = self.send_checked(result)
         if changed is None:
             if self.board is not None:
@@ -352,7 +315,6 @@ class Supervisor(Reloading):
                 netfilter_decisions.remove()
             except netfilter.NetfilterError as e2:
                 log.critical("kernel decisions of the old rules could not be removed: %s", e2)
-        self.install_copies()                              # on again if the new rules allow
         if self.board is not None:
             self.board.cfg = cfg
             self.board.reloaded(True, ruleset, f"{len(ruleset.rules)} rule(s) from {cfg.rules}"

@@ -7,8 +7,6 @@ also part of `python3 -m bench`).
     name     the verdict needs the HTTP Host (pass ... http_host: bench, default drop): each
              connection is queued until its request is read, then offloaded
     before   the header case with kernel_decisions off: every SYN is queued once (offload)
-    copies   the name case with inspection.handshake_copies: the plain SYN and SYN/ACK are
-             passed by the kernel and copied to the worker (NFLOG) instead of queued
 
 Eve types without protocol logs (a passed flow would otherwise stay queued to be logged: the
 policy then leaves it to the queue, docs/performance.md). Uses bench.inline's namespaces.
@@ -34,8 +32,8 @@ rules:
 """
 
 
-def start(lab, workdir, rules, kernel, timeout=40, copies=False):
-    tag = f"{'k' if kernel else 'q'}{'c' if copies else ''}{abs(hash(rules)) % 1000}"
+def start(lab, workdir, rules, kernel, timeout=40):
+    tag = f"{'k' if kernel else 'q'}{abs(hash(rules)) % 1000}"
     rpath = os.path.join(workdir, f"rules-{tag}.yaml")
     with open(rpath, "w") as f:
         f.write(rules)
@@ -47,7 +45,7 @@ eve: {{path: {os.path.join(workdir, 'eve.json')}, types: [alert, anomaly, flow, 
 home_net: [10.201.2.0/24]
 workers: 1
 failure_mode: closed
-inspection: {{kernel_decisions: {'true' if kernel else 'false'}, handshake_copies: {'true' if copies else 'false'}}}
+inspection: {{kernel_decisions: {'true' if kernel else 'false'}}}
 """)
     p = lab.spawn(lab.r, [sys.executable, "-m", "appliance.run", "--config", cfg], wait_for=None)
     deadline = time.time() + timeout
@@ -56,8 +54,6 @@ inspection: {{kernel_decisions: {'true' if kernel else 'false'}, handshake_copie
             _, err = lab.stop(p)
             raise RuntimeError(f"appliance.run exited {p.returncode}: {err.strip()[-400:]}")
         ready = "NFQUEUE" in lab.run(lab.r, "iptables-save", check=False).stdout
-        if ready and copies:
-            ready = "NFLOG" in lab.run(lab.r, "iptables-save", check=False).stdout
         if ready and (not kernel or lab.run(lab.r, "nft", "list", "table", "inet", "appliance_decide",
                                             check=False).returncode == 0):
             time.sleep(2.0)                   # the workers finish starting before the load begins
@@ -87,8 +83,6 @@ def rows(quick=False, runs=None):
                       "conn/s", ">= 0.90"),
         "name": Row("new TCP connections/s, flows that need a name (http_host), kernel decisions on",
                     "kernel forwarding", "conn/s", ">= 0.60"),
-        "copies": Row("new TCP connections/s, flows that need a name, handshake copies on",
-                      "kernel forwarding", "conn/s", ">= 0.60"),
     }
     why = _why_skip() or (None if shutil.which("nft") else "nft not installed")
     if why:
@@ -103,12 +97,11 @@ def rows(quick=False, runs=None):
         lab.up()
         for run in range(runs):
             got = {}
-            for key, rules, kernel, copies in (("before", HEADER_RULES, False, False),
-                                               ("header", HEADER_RULES, True, False),
-                                               ("name", NAME_RULES, True, False), ("copies", NAME_RULES, True, True)):
+            for key, rules, kernel in (("before", HEADER_RULES, False), ("header", HEADER_RULES, True),
+                                       ("name", NAME_RULES, True)):
                 # the baseline right before each: the load of a shared machine drifts in minutes
                 got[key + "_kernel"] = k = lab.conns(T)
-                p = start(lab, work, rules, kernel, copies=copies)
+                p = start(lab, work, rules, kernel)
                 try:
                     q0 = queued(lab)
                     got[key] = lab.conns(T)
@@ -118,7 +111,7 @@ def rows(quick=False, runs=None):
                 R[key].add(got[key], k)
             log(f"kernel decisions run {run + 1}/{runs}: " + ", ".join(
                 f"{key} {got[key]:,.0f} conn/s vs kernel {got[key + '_kernel']:,.0f} ({got[key + '_queued']:,} queued)"
-                for key in ("before", "header", "name", "copies")))
+                for key in ("before", "header", "name")))
     finally:
         lab.down()
         shutil.rmtree(work, ignore_errors=True)

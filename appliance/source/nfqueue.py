@@ -69,7 +69,6 @@ NFQA_CFG_F_FAIL_OPEN, NFQA_CFG_F_CONNTRACK, NFQA_CFG_F_GSO = 0x1, 0x2, 0x4
 NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
 NLMSG_ERROR = 2
 PR_SET_PDEATHSIG = 1
-COPY_WAIT = 0.02              # handshake copies on: the longest a copy waits for a queued packet to be read
 
 
 class _Backlog:
@@ -128,13 +127,6 @@ class WholeMessages:
         self.held = self.last_id = 0
         self.bursting = False                        # the last message was waiting already: hold accepts
         self.batches = self.batched = 0              # batch verdicts sent, accepts they carried
-        self.copies = None                           # Worker.read_copies when handshake copies are on
-
-    def _received(self, n):
-        """A queued packet is here: the copies the kernel sent before it go first."""
-        if self.copies is not None:
-            self.copies()
-        return self.view[:n].tobytes()
 
     def recv(self, _size):
         # A recv that returns at once found its message waiting: a burst, whose accepts
@@ -150,20 +142,15 @@ class WholeMessages:
                 self.flush()
             try:
                 n = self.sock.recv_into(self.buf, 0, socket.MSG_DONTWAIT)
-                return self._received(n)
+                return self.view[:n].tobytes()
             except BlockingIOError:
                 self.flush()
         # recv_into one reused buffer, then copy out just the message: cheaper for the
         # common small packet than letting recv() allocate 64 KB and shrink it
         t = time.perf_counter()
-        try:
-            n = self.sock.recv_into(self.buf)          # EAGAIN after SO_RCVTIMEO
-        except BlockingIOError:
-            if self.copies is not None:
-                self.copies()                      # idle: copies do not wait for a queued packet
-            raise
+        n = self.sock.recv_into(self.buf)          # EAGAIN after SO_RCVTIMEO
         self.bursting = time.perf_counter() - t < BURST_WAIT
-        return self._received(n)
+        return self.view[:n].tobytes()
 
     def accept_later(self, packet_id):
         """Accept this packet (and every one before it still queued) with the next batch
@@ -231,8 +218,7 @@ def _queue_config(nfq, queue_num, attrs, timeout):
 
 class Counters:
     """What only the worker sees; verdict counts are the Inspector's (counters.verdicts)."""
-    __slots__ = ("packets", "offloaded", "errors", "anomalies", "reject_sent", "copy_truncated",
-                 "copies", "copies_lost", "copies_not_passed")
+    __slots__ = ("packets", "offloaded", "errors", "anomalies", "reject_sent", "copy_truncated")
 
     def __init__(self):
         for k in self.__slots__:
@@ -263,7 +249,6 @@ class Worker:
         self.mark_mask = cfg.mark_mask       # restart-only: the kernel rules match these bits
         self.marks = netfilter.offload_marks(cfg.mark_mask)
         self.batching = None                 # the WholeMessages that holds accepts for a batch verdict
-        self.copies = None                   # nflog.CopySource: handshake copies (inspection.handshake_copies)
 
     def _report(self, status):
         if self.ready is not None:
@@ -322,41 +307,6 @@ class Worker:
                 nfpkt.accept() if self.fail_verdict == "accept" else nfpkt.drop()
             except RuntimeError:
                 pass                         # the verdict was already given
-
-    def read_copies(self):
-        """The handshake copies waiting (source/nflog.py), through the same Inspector path as a
-        queued packet, in the kernel's order. The kernel already passed them: a verdict other
-        than pass means the rule set let the kernel pass what the engine would not (the rule
-        set check in config.handshake_copy_problems failed to see it): counted and logged; the
-        flow keeps its verdict, so its next queued packet is judged by it."""
-        src = self.copies
-        try:
-            got = src.drain()
-        except OSError as e:
-            self.counters.errors += 1
-            log.error("queue %d: reading handshake copies failed: %s", self.queue_num, e)
-            got = []
-        c = self.counters
-        for raw, indev, _outdev in got:
-            c.copies += 1
-            try:
-                p = decode_l3(raw, _now())
-                p.in_iface = self.ifnames.get(indev) or self.ifname(indev)
-                if p.anomalies:
-                    self._count_anomalies(p, raw)
-                v = self.inspector.process(p)
-                if v.action != "pass":
-                    c.copies_not_passed += 1
-                    log.error("queue %d: a handshake copy's verdict is %s, the kernel passed it", self.queue_num,
-                              v.action)
-            except Exception as e:            # never the datapath's end: count it
-                c.errors += 1
-                log.exception("queue %d: handshake copy error: %s", self.queue_num, e)
-        if src.lost():
-            # the kernel passed handshake packets the engine never saw: the flows in a
-            # handshake now may be missing theirs (the Inspector takes the safe side)
-            c.copies_lost += 1
-            self.inspector.copies_lost(_now())
 
     def decode(self, nfpkt):
         """The queued packet as a Packet: its L3 bytes, arrival time and ingress interface."""
@@ -422,15 +372,6 @@ class Worker:
             # the new detector is built in a thread, beside the running one
             self.inbox = Inbox(self.control, lambda c, rs: (c, rs, Detector(rs, 0, c.inspection.exception_policy)), name=f"reload-q{self.queue_num}")
 
-        if cfg.inspection.handshake_copies:
-            from appliance.source.nflog import CopySource
-            try:
-                self.copies = CopySource(cfg.inspection.copy_group, cfg.inspection.copy_buffer)
-            except OSError as e:
-                why = f"queue {self.queue_num}: cannot bind NFLOG group {cfg.inspection.copy_group} ({e})"
-                log.error("%s", why)
-                self._report(why)
-                return EXIT_CANNOT_BIND
         nfq = NetfilterQueue()
         try:
             with warnings.catch_warnings():
@@ -463,12 +404,8 @@ class Worker:
         self.next_tick = time.monotonic() + 1.0
         inbox = self.inbox
         messages = WholeMessages(nfq, lambda: bool(self.flags) or time.monotonic() >= self.next_tick
-                                 or (inbox is not None and inbox.pending()), queue_num=self.queue_num,
-                                 # copies wake no one: a SYN alone is read within COPY_WAIT
-                                 wait=COPY_WAIT if self.copies is not None else 0.2)
+                                 or (inbox is not None and inbox.pending()), queue_num=self.queue_num)
         self.batching = messages
-        if self.copies is not None:
-            messages.copies = self.read_copies
         log.info("queue %d: worker %d bound (%s, gso, copy %d bytes)", self.queue_num, os.getpid(),
                  "fail-open" if cfg.fail_open else "fail-closed", self.copy_range)
 
@@ -495,8 +432,6 @@ class Worker:
             nfq.run_socket(messages)
         finally:
             messages.close()
-            if self.copies is not None:
-                self.copies.close()
             nfq.unbind()
             self.inspector.close()
             self.rejector.close()
