@@ -129,8 +129,8 @@ def test_transport_checksum_agrees_with_the_word_sum():
 
 
 def test_compiled_inspector_holds_its_fields_as_struct_members(tmp_path):
-    # _c_inspector.pxd and detect/_c_engine.pxd make Inspector, Verdict and Detector
-    # extension types; a field __init__ sets that the .pxd does not declare would silently go
+    # _c_inspector.pxd, detect/_c_engine.pxd and output/_c_events.pxd make Inspector,
+    # Verdict, Detector and Counters extension types; a field __init__ sets that the .pxd does not declare would silently go
     # back to the instance dict (and to the dict lookups per packet it was declared to save)
     from appliance import compiled
     import appliance.inspector as inspector
@@ -142,5 +142,6 @@ def test_compiled_inspector_holds_its_fields_as_struct_members(tmp_path):
     insp = inspector.Inspector(load_rules(path))
     assert vars(insp) == {}
     assert vars(insp.detector) == {}
+    assert vars(insp.counters) == {}
     v = insp.process(decode_l3(raw(IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1, dport=2)), ts=1.0))
     assert not hasattr(v, "__dict__")
