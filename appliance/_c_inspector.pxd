@@ -4,6 +4,14 @@
 # Verdict (one a packet) is built without a dict. Fields are Python objects, so a value
 # reads back exactly as the pure module stored it. The instance keeps a __dict__: a subclass
 # (explain.TracingInspector sets its own detector_class) and callers may still add attributes.
+# _process, the per-packet sequencing, is a cpdef method whose flow, detector and counters
+# are typed: their fields are struct members there too (inspector.py runs with nonecheck, so
+# a None where a Flow is typed raises AttributeError as in pure Python).
+import cython
+from appliance._c_packet cimport Packet as CPacket
+from appliance._c_flow cimport Flow as CFlow
+from appliance.detect._c_engine cimport Detector as CDetector
+from appliance.output._c_events cimport Counters as CCounters
 
 cdef class Verdict:
     cdef public object action
@@ -42,3 +50,6 @@ cdef class Inspector:
     cdef public object kernel_policy
     cdef public object _kernel
     cdef public object on_flow_end
+
+    @cython.locals(flow=CFlow, det=CDetector, c=CCounters)
+    cpdef _process(self, CPacket pkt)

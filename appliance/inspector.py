@@ -1,3 +1,5 @@
+# cython: nonecheck=True
+# (compiled twin: a typed Flow or Packet that is None raises AttributeError, as here, instead of being read as a C struct)
 """The pipeline every source feeds: decode has happened; here a packet goes
 defrag -> flow -> stream -> app layer -> detection -> verdict, and events go out.
 
