@@ -7,7 +7,7 @@ import random
 import subprocess
 import sys
 
-from scapy.all import DNS, DNSQR, IP, IPv6, TCP, UDP, raw
+from scapy.all import IP, IPv6, TCP, UDP, raw
 
 from appliance.checksum import transport_ok
 from appliance.decode import decode_l3
