@@ -16,17 +16,17 @@ def transport_ok(pkt):
         return None
     l3 = pkt.l3
     end = pkt.length
-    if end > len(l3) or end <= pkt.l4_off:
+    off = pkt.l4_off
+    if end > len(l3) or end <= off:
         return None
-    seg = l3[pkt.l4_off:end]
-    if p == UDP and pkt.ip_version == 4 and seg[6:8] == b"\0\0":
+    if p == UDP and pkt.ip_version == 4 and l3[off + 6:off + 8] == b"\0\0":
         return None                                   # IPv4 UDP without a checksum
-    n = len(seg)
-    if pkt.ip_version == 4:
-        pseudo = l3[12:20] + bytes((0, p)) + n.to_bytes(2, "big")
-    else:
-        pseudo = l3[8:40] + n.to_bytes(4, "big") + bytes((0, 0, 0, p))
+    n = end - off
+    total = int.from_bytes(l3[off:end], "big")
     if n & 1:
-        seg = seg + b"\0"
-    total = int.from_bytes(pseudo, "big") % 0xFFFF + int.from_bytes(seg, "big") % 0xFFFF
+        total <<= 8                                   # padded with a zero byte
+    # the pseudo-header's words, summed the same way: the addresses' value, then the protocol
+    # and the length (IPv4: words 0|proto and n; IPv6: n as 32 bits and 0|0|0|proto, whose
+    # words also add up to n + proto, as 2**16 = 1 mod 0xFFFF)
+    total += int.from_bytes(l3[12:20] if pkt.ip_version == 4 else l3[8:40], "big") + p + n
     return total % 0xFFFF == 0

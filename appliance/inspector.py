@@ -1,3 +1,5 @@
+# cython: nonecheck=True
+# (compiled twin: a typed Flow or Packet that is None raises AttributeError, as here, instead of being read as a C struct)
 """The pipeline every source feeds: decode has happened; here a packet goes
 defrag -> flow -> stream -> app layer -> detection -> verdict, and events go out.
 
@@ -780,16 +782,18 @@ class Inspector:
             self._end_flow(self._ended)
         if self._found and "anomaly" in self.types:
             self._anomalies(pkt, flow, self._found)
-        for proto, tx in self._txs:
-            self._write(events.protocol(pkt, flow, proto, tx))
+        eve = self.eve                    # (no writer, as in a replay without --eve: no event is built)
+        if eve is not None:
+            for proto, tx in self._txs:
+                eve.write(events.protocol(pkt, flow, proto, tx))
         if verdict.alerts:
             c = self.counters
             c.alerts += len(verdict.alerts)
-            write = "alert" in self.types
+            write = "alert" in self.types and eve is not None
             for rule in verdict.alerts:
                 c.rule_hits[(rule.id, rule.msg)] += 1
                 if write:
-                    self._write(events.alert(pkt, flow, rule, verdict.action, verdict.would))
+                    eve.write(events.alert(pkt, flow, rule, verdict.action, verdict.would))
 
     def _anomalies(self, pkt, flow, found):
         """Anomaly events, bounded (output/limits.py): one per kind per packet, then per
@@ -810,8 +814,10 @@ class Inspector:
             self.on_flow_end(flow)
         if self.pcap_log is not None:
             self.pcap_log.forget(flow)
-        for proto, tx in self._unanswered(flow):
-            self._write(events.protocol(None, flow, proto, tx))
+        unanswered = self._unanswered(flow)      # (always: it ends the server side's wait)
+        if self.eve is not None:
+            for proto, tx in unanswered:
+                self.eve.write(events.protocol(None, flow, proto, tx))
         if "flow" in self.types and self.limits.flow(flow, self.now) and self.eve is not None:
             self.eve.write(events.flow(flow))
 

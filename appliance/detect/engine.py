@@ -310,14 +310,18 @@ class Detector:
         rules look at every transaction the server reads, whatever the depth. `alerts`:
         False asks only whether a verdict rule may still change the verdict (bypass ends
         the alerts' look, never the judging of a later transaction)."""
-        other = flow.cand_tc if to_server else flow.cand_ts
-        if other is None:
-            other = self.candidates(_Reverse(flow, not to_server), flow, not to_server)
         this = flow.cand_ts if to_server else flow.cand_tc
-        cand = this | other
         # .rules: (this direction, the other) each within its own byte budget; alert rules
         # of a direction past its depth look at nothing more, so they hold nothing
         w_this, w_other = within if type(within) is tuple else (within, within)
+        if alerts and w_this and this & self.deep_alert:
+            # this direction's answer needs no look at the other: a flow's first packet (every
+            # SYN of a flood) does not build the reverse view and its header lookups
+            return True
+        other = flow.cand_tc if to_server else flow.cand_ts
+        if other is None:
+            other = self.candidates(_Reverse(flow, not to_server), flow, not to_server)
+        cand = this | other
         within = w_this or w_other
         if alerts:
             if ((this if w_this else 0) | (other if w_other else 0)) & self.deep_alert:

@@ -151,7 +151,8 @@ def test_detector_masks_past_64_rules(tmp_path):
     code = ("import sys; from appliance.detect.loader import load_rules; from appliance.detect.engine import Detector;"
             "from appliance import compiled; d = Detector(load_rules(sys.argv[1]));"
             "print(compiled.describe().split(':')[0]);"
-            "print(sorted((k, v) for k, v in vars(d).items() if type(v) is int))")
+            # (dir, not vars: compiled, the Detector is an extension type whose fields are not in a dict)
+            "print(sorted((k, getattr(d, k)) for k in dir(d) if type(getattr(d, k)) is int))")
     out = []
     for pure in (True, False):
         env = {k: v for k, v in os.environ.items() if k != PURE_ENV}

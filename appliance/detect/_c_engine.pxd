@@ -1,0 +1,84 @@
+# Cython declarations for the compiled twin of detect/engine.py (see appliance/compiled.py).
+# Detector becomes an extension type: its masks, indexes and tables (some 30 read per
+# inspected packet in candidates, decide, alerts and more_to_inspect) are struct members
+# instead of type-cache plus instance-dict lookups. Fields are Python objects, so a value
+# reads back exactly as the pure module stored it (masks stay Python ints: 1,000 rules are
+# 1,000 bits). The instance keeps a __dict__ for subclasses (explain.TracingDetector).
+# _Swapped and _Reverse, a view made per lookup of the other direction, lose their dict too.
+
+cdef class Detector:
+    cdef dict __dict__
+    cdef public object _masks
+    cdef public object addr_only
+    cdef public object alert
+    cdef public object app_any
+    cdef public object app_of
+    cdef public object app_program
+    cdef public object bidir
+    cdef public object bit_of
+    cdef public object block
+    cdef public object body_fit
+    cdef public object body_rules
+    cdef public object body_txs
+    cdef public object buffer_prefilter
+    cdef public object content
+    cdef public object decision
+    cdef public object deep_alert
+    cdef public object default_action
+    cdef public object direction
+    cdef public object dport
+    cdef public object dst
+    cdef public object exception_policy
+    cdef public object field
+    cdef public object filters
+    cdef public object generation
+    cdef public object header_alert
+    cdef public object home
+    cdef public object keep
+    cdef public object kind_of
+    cdef public object limits
+    cdef public object names
+    cdef public object no_app
+    cdef public object no_content
+    cdef public object no_hold
+    cdef public object no_reads
+    cdef public object only_tc
+    cdef public object only_ts
+    cdef public object payload_program
+    cdef public object per_packet
+    cdef public object perpkt
+    cdef public object pkt_header
+    cdef public object plain
+    cdef public object prefilter
+    cdef public object program
+    cdef public object proto
+    cdef public object proto_any
+    cdef public object proto_only
+    cdef public object reads
+    cdef public object response
+    cdef public object rules
+    cdef public object silent
+    cdef public object sized
+    cdef public object sport
+    cdef public object src
+    cdef public object state
+    cdef public object stream
+    cdef public object stream_keep
+    cdef public object thresholds
+    cdef public object unnamed
+    cdef public object view
+    cdef public object writes
+
+cdef class _Swapped:
+    cdef public object proto
+    cdef public object src
+    cdef public object dst
+    cdef public object sport
+    cdef public object dport
+
+cdef class _Reverse:
+    cdef public object proto
+    cdef public object src
+    cdef public object dst
+    cdef public object sport
+    cdef public object dport

@@ -1,0 +1,25 @@
+# Cython declarations for the compiled twin of output/events.py (see appliance/compiled.py).
+# Counters becomes an extension type: its per-packet updates (count_packet, count_verdict,
+# the Inspector's fast-path and alert counts) are struct members instead of instance-dict
+# lookups. Fields are Python objects (a count past 2**63 stays exact, as in pure Python);
+# the instance keeps a __dict__ so callers may still add a counter.
+
+cdef class Counters:
+    cdef dict __dict__
+    cdef public object pkts
+    cdef public object bytes
+    cdef public object invalid
+    cdef public object kinds
+    cdef public object vlan
+    cdef public object encap
+    cdef public object verdicts
+    cdef public object would_block
+    cdef public object alerts
+    cdef public object alerts_suppressed
+    cdef public object rule_hits
+    cdef public object fast_path
+    cdef public object internal_errors
+    cdef public object kernel_decided
+    cdef public object kernel_mismatch
+    cdef public object flows_ended
+    cdef public object app_flows
