@@ -190,11 +190,11 @@ class Flow:
         self.proto = pkt.proto
         if side < 0:
             side = _key(pkt)[1]
+        sp, dp = _PORTS[pkt.sport], _PORTS[pkt.dport]     # pure Python: shared port ints, none per flow
         if reverse:
             side = FIRST_END + SECOND_END - side if side else side
-            self.sport, self.dport = pkt.dport, pkt.sport
-        else:
-            self.sport, self.dport = pkt.sport, pkt.dport
+            sp, dp = dp, sp
+        self.sport, self.dport = sp, dp
         self._side = side
         if self.proto in _ECHO and pkt.icmp_type in _ECHO[self.proto]:
             self.sport = self.dport = 0

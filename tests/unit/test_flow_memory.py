@@ -52,6 +52,10 @@ def test_a_flow_holds_no_address_text():
     held = [x for x in gc.get_referents(flow) if type(x) is str]
     assert p.src not in held and p.dst not in held and flow.src == p.src and flow.dst == p.dst
     assert sys.getsizeof(flow.key) <= 48
+    # nor port ints of its own (pure Python: flow._PORTS' shared ones; compiled: C fields)
+    from appliance.flow import _PORTS
+    ports = [x for x in gc.get_referents(flow) if type(x) is int and 256 < x < 65536]
+    assert p.sport > 256 and all(x is _PORTS[x] for x in ports)
 
 
 def test_rare_fields_read_their_defaults_without_an_object():
