@@ -75,6 +75,7 @@ cdef class TcpReceiver:
 
 cpdef flow_key(CPacket pkt)
 cpdef tuple _key(CPacket pkt)
+cpdef bytes _raw(str text)
 @cython.locals(queue=Queue)
 cpdef _file(tuple queues, Flow flow)
 cpdef bint _account(Flow flow, CPacket pkt, verify_checksums, int side)

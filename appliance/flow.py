@@ -94,7 +94,9 @@ def _key(pkt):
         sp = dp = pkt.icmp_id & 0xFFFF
     else:
         sp = dp = 0
-    s, d = _raw(pkt.src), _raw(pkt.dst)
+    s, d = pkt.src_raw, pkt.dst_raw              # decode's (the text is made from them)
+    if not s or not d:
+        s, d = _raw(pkt.src), _raw(pkt.dst)      # a packet made otherwise: its text
     if s < d or (s == d and sp < dp):
         side = FIRST_END
     elif s == d and sp == dp:

@@ -134,6 +134,12 @@ def test_address_text_is_decodes():
     f, _, _ = FlowTable().lookup(p)
     assert (f.src, f.dst) == (p.src, p.dst) == ("::ffff:10.0.0.1", "2001:db8::10")
     assert f.key == flow_key(p) and type(f.key) is bytes and len(f.key) == 38
+    # the key from decode's raw addresses is the key from their text (a packet made otherwise)
+    same = pkt(p.src, p.sport, p.dst, p.dport, TCP, p.tcp_flags)
+    assert same.src_raw == b"" and p.src_raw and flow_key(same) == f.key
+    back = pkt(p.dst, p.dport, p.src, p.sport, TCP, ACK)
+    g, to_server, _ = FlowTable().lookup(back)
+    assert flow_key(back) == f.key and (g.src, g.dst) == (p.dst, p.src)
 
 
 def test_mixed_address_lengths_do_not_collide():
