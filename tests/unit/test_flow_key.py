@@ -156,3 +156,16 @@ def test_mixed_address_lengths_do_not_collide():
 def one_v6():
     from socket import AF_INET6, inet_pton
     return inet_pton(AF_INET6, "2001:db8::ffff:ffff")
+
+
+def test_gwlb_offload_takes_only_flows_through_an_endpoint():
+    """FlowSets read the endpoint from the key (Flow.tunnel; it was the tuple's 6th item):
+    a flow without one is never put in the GWLB fast path's sets."""
+    from appliance.gwlb_offload import FlowSets
+    sets = FlowSets()
+    p = pkt("10.1.0.2", 40000, "10.2.0.2", 80, TCP, SYN)
+    assert not sets.add(Flow(flow_key(p), p), "pass") and not sets.pending
+    p.tunnel = 0x0A00000100000007
+    f = Flow(flow_key(p), p)
+    assert f.tunnel == p.tunnel and sets.add(f, "pass")
+    assert sets.pending[f][1][0] == "0x0a00000100000007 . 0x0a010002 . 0x0a020002 . 0x9c400050"
