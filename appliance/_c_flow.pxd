@@ -8,14 +8,14 @@ from appliance._c_packet cimport Packet as CPacket
 # flow), the rest Python objects as in __slots__. A C field keeps each value's meaning:
 # counters are 64-bit (a flow passes 4 GiB), the ISN sits in Flow._isn with -1 for None
 # (Flow.isn says None), the times are doubles (every source stamps floats; Flow.id hashes
-# float(start)), final and alerted are only ever bools; tcp_seen and the TCP flags stay
-# under 2**16. offloaded stays an object (True, or kernel_policy's name). Declared by size,
-# not in __slots__' order, so no padding; keep the same names as Flow.__slots__
-# (tests/unit/test_compiled.py checks).
+# float(start)), final and alerted are only ever bools; tcp_seen stays under 2**16; the
+# protocol (a byte), the ports and the TCP flags (a byte) fit shorts; _side is which end of
+# the packed key the initiator is (the addresses live in the key only: Flow.src/dst are
+# properties). offloaded stays an object (True, or kernel_policy's name). Declared by
+# size, not in __slots__' order, so no padding (272 B with the headers, a pymalloc size
+# class); keep the same names as Flow.__slots__ (tests/unit/test_compiled.py checks).
 cdef class Flow:
     cdef public object key
-    cdef public object src
-    cdef public object dst
     cdef public object state
     cdef public object verdict
     cdef public object verdict_rule
@@ -29,7 +29,6 @@ cdef class Flow:
     cdef public object in_iface
     cdef public object reason
     cdef public object pcap_file
-    cdef public object queue
     cdef public object older
     cdef public object younger
     cdef public object rare
@@ -43,14 +42,15 @@ cdef class Flow:
     cdef public long long inspected_bytes
     cdef public long long inspected_tc
     cdef public long long pcap_cnt
-    cdef public int proto
-    cdef public int sport
-    cdef public int dport
     cdef public int tcp_seen
     cdef public bint final
     cdef public bint alerted
-    cdef public int flags_ts
-    cdef public int flags_tc
+    cdef public short proto
+    cdef public unsigned short sport
+    cdef public unsigned short dport
+    cdef public unsigned short flags_ts
+    cdef public unsigned short flags_tc
+    cdef public unsigned char _side
 
 # A queue's sentinel: its two links are a Flow or the Queue itself.
 cdef class Queue:
@@ -74,14 +74,16 @@ cdef class TcpReceiver:
     cdef public long long max_window
 
 cpdef flow_key(CPacket pkt)
+cpdef tuple _key(CPacket pkt)
+cpdef bytes _raw(str text)
 @cython.locals(queue=Queue)
 cpdef _file(tuple queues, Flow flow)
-cpdef bint _account(Flow flow, CPacket pkt, verify_checksums)
+cpdef bint _account(Flow flow, CPacket pkt, verify_checksums, int side)
 cpdef bint confirmed(Flow flow)
 cpdef _tcp_state(Flow flow, CPacket pkt, to_server)
 cpdef _bad_checksum(Flow flow, CPacket pkt)
 cpdef _syn_options(CPacket pkt)
 @cython.locals(t=TcpReceiver)
-cpdef _reused(Flow flow, CPacket pkt)
+cpdef _reused(Flow flow, CPacket pkt, int side)
 @cython.locals(t=TcpReceiver)
 cpdef _receiver_check(Flow flow, CPacket pkt, to_server, flags)

@@ -38,3 +38,5 @@ cdef class Packet:
     cdef public object pcap_cnt
     cdef public object pcap_file
     cdef public object tunnel
+    cdef public object src_raw
+    cdef public object dst_raw

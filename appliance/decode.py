@@ -119,6 +119,7 @@ def _ipv4(p, data):
     p.ip_version = 4
     p.src = _v4name(src)
     p.dst = _v4name(dst)
+    p.src_raw, p.dst_raw = src, dst      # the flow key's (flow._key): no text-to-bytes lookup per packet
     p.ttl = ttl
     p.proto = proto
     hlen = (vihl & 15) << 2
@@ -187,6 +188,7 @@ def _ipv6(p, data):
     p.ip_version = 6
     p.src = _v6name(src)
     p.dst = _v6name(dst)
+    p.src_raw, p.dst_raw = src, dst
     p.ttl = hlim
     total = 40 + plen
     if plen == 0 and nh == HOPOPTS and n > 40:
@@ -445,6 +447,7 @@ def _quoted(p, data, off, end, version):
             return None
         _, _, _, fo, _, proto, src, dst = _ip4(data, off)
         q.src, q.dst = _v4name(src), _v4name(dst)
+        q.src_raw, q.dst_raw = src, dst
         l4 = off + ((data[off] & 15) << 2)
         if fo & 0x1FFF:     # a later fragment: no transport header; conntrack keys it by addresses
             l4 = -1
@@ -454,6 +457,7 @@ def _quoted(p, data, off, end, version):
             return None
         _, _, proto, _, src, dst = _ip6(data, off)
         q.src, q.dst = _v6name(src), _v6name(dst)
+        q.src_raw, q.dst_raw = src, dst
         proto, l4 = _quoted_exthdrs(data, off, end, proto)
         if proto < 0:
             p.anomalies.append(trunc)

@@ -5,7 +5,9 @@
 A flow is keyed on the normalised 5-tuple (ICMP echo: addresses + echo id), so
 both directions of a conversation find the same Flow. The initiator is the
 first packet's sender, except that a first-seen SYN/ACK or echo reply names
-its receiver.
+its receiver. The key is packed into one `bytes` (flow_key): raw addresses, not
+their text, so a flow holds no address string of its own (Flow.src/dst make it
+when read); `Flow.tuple_key` is the same key as the tuple it used to be.
 
 Every flow sits in exactly one queue, by (class, idle timeout), least recently active
 first: a doubly linked list threaded through the flows themselves (two slots, 16 B a
@@ -22,8 +24,11 @@ flows, O(1), in this order (Linux conntrack's early_drop also spares ASSURED con
 An ended flow leaves its queue at once: nothing outside `flows` and the queues refers to it.
 """
 import hashlib
+import struct
+from socket import AF_INET, AF_INET6, inet_pton
 
 from .checksum import transport_ok
+from .decode import _v4name, _v6name
 from .packet import TCP, UDP, ICMP, ICMPV6, SYN, ACK, FIN, RST
 
 NEW, ESTABLISHED, CLOSING, CLOSED = "new", "established", "closing", "closed"
@@ -45,22 +50,84 @@ FINAL, UNCONFIRMED, PENDING = 0, 1, 2
 
 def flow_key(pkt):
     """Direction-free key: the two (addr, port) ends sorted, plus the protocol; plus the
-    GENEVE endpoint for a packet that came through one (Packet.tunnel)."""
+    GENEVE endpoint for a packet that came through one (Packet.tunnel). Packed: see _key."""
+    return _key(pkt)[0]
+
+
+# The packed key: a layout byte, the protocol, the two ends (raw address, port or echo id)
+# in order, then the GENEVE endpoint when there is one. The layout byte names the address
+# lengths of both ends and whether the endpoint follows, so no two layouts share a byte
+# string: the key is injective (two conversations never share a Flow). 14 bytes for IPv4
+# (a 47 B object, where the tuple of address strings cost 80 B + ~61 B for the initiator's
+# address text), 38 for IPv6, 8 more with an endpoint.
+_LAYOUTS = {}
+for _tunnel in (False, True):
+    for _la in (4, 16):
+        for _lb in (4, 16):
+            _kind = (_la == 16) | (_lb == 16) << 1 | _tunnel << 2
+            _LAYOUTS[_la, _lb, _tunnel] = (_kind, struct.Struct(f"!BB{_la}sH{_lb}sH" + ("Q" if _tunnel else "")))
+_V4V4, _V4V4_PACK = _LAYOUTS[4, 4, False]
+_V4V4_PACK = _V4V4_PACK.pack
+# Raw address by its text, for a packet without decode's raw addresses (Packet.src_raw:
+# made in tests, by hand); bounded like decode's caches: cleared when full.
+_RAW = {}
+RAW_CACHE_SIZE = 65536
+# Packet sides (Flow._side: the initiator's): which end of the key the packet's sender is
+SAME_ENDS, FIRST_END, SECOND_END = 0, 1, 2
+
+
+def _raw(text):
+    raw = _RAW.get(text)
+    if raw is None:
+        if len(_RAW) >= RAW_CACHE_SIZE:
+            _RAW.clear()
+        raw = _RAW[text] = inet_pton(AF_INET6 if ":" in text else AF_INET, text)
+    return raw
+
+
+def _key(pkt):
+    """(packed key, the sender's side of it: FIRST_END, SECOND_END or SAME_ENDS)."""
     p = pkt.proto
-    if p == TCP or p == UDP:             # the hot case: one tuple, no intermediates
-        s, d, sp, dp = pkt.src, pkt.dst, pkt.sport, pkt.dport
-        if s < d or (s == d and sp <= dp):
-            k = (p, s, _PORTS[sp], d, _PORTS[dp])
-        else:
-            k = (p, d, _PORTS[dp], s, _PORTS[sp])
+    if p == TCP or p == UDP:
+        sp, dp = pkt.sport, pkt.dport
+    elif p in _ECHO and pkt.icmp_type in _ECHO[p]:
+        sp = dp = pkt.icmp_id & 0xFFFF
     else:
-        if p in _ECHO and pkt.icmp_type in _ECHO[p]:
-            a, b = (pkt.src, pkt.icmp_id & 0xFFFF), (pkt.dst, pkt.icmp_id & 0xFFFF)
-        else:
-            a, b = (pkt.src, 0), (pkt.dst, 0)
-        k = (p,) + (a + b if a <= b else b + a)
+        sp = dp = 0
+    s, d = pkt.src_raw, pkt.dst_raw              # decode's (the text is made from them)
+    if not s or not d:
+        s, d = _raw(pkt.src), _raw(pkt.dst)      # a packet made otherwise: its text
+    if s < d or (s == d and sp < dp):
+        side = FIRST_END
+    elif s == d and sp == dp:
+        side = SAME_ENDS
+    else:
+        side = SECOND_END
+        s, sp, d, dp = d, dp, s, sp
     t = pkt.tunnel
-    return k + (t,) if t else k
+    if not t and len(s) == 4 and len(d) == 4:      # the hot case: one call
+        return _V4V4_PACK(_V4V4, p, s, sp, d, dp), side
+    kind, layout = _LAYOUTS[len(s), len(d), bool(t)]
+    if t:
+        return layout.pack(kind, p, s, sp, d, dp, t), side
+    return layout.pack(kind, p, s, sp, d, dp), side
+
+
+def _ends(key):
+    """The packed key's (layout byte, address length of each end, its two ends)."""
+    kind = key[0]
+    la = 16 if kind & 1 else 4
+    lb = 16 if kind & 2 else 4
+    a = key[2:2 + la]
+    pa = key[2 + la] << 8 | key[3 + la]
+    o = 4 + la
+    b = key[o:o + lb]
+    pb = key[o + lb] << 8 | key[o + lb + 1]
+    return kind, a, pa, b, pb
+
+
+def _name(raw):
+    return _v4name(raw) if len(raw) == 4 else _v6name(raw)
 
 
 def timeout(flow):
@@ -105,7 +172,7 @@ def _rare_field(name, default):
 
 class Flow:
     __slots__ = (
-        "key", "proto", "src", "sport", "dst", "dport",  # initiator -> responder
+        "key", "proto", "_side", "sport", "dport",     # _side: which end of the key the initiator is
         "start", "last", "state", "tcp_seen", "_isn",   # tcp_seen: bits of handshake/teardown progress
         "pkts_ts", "pkts_tc", "bytes_ts", "bytes_tc",
         "inspected_bytes",                              # payload that went through detection (depth budget)
@@ -114,19 +181,23 @@ class Flow:
         "app", "stream", "tcp", "cand_ts", "cand_tc",
         "direction", "in_iface", "flags_ts", "flags_tc", "reason",
         "pcap_cnt", "pcap_file",
-        "queue",                                        # the FlowTable queue (class, timeout) it sits in
-        "older", "younger",                             # its neighbours in that queue (a Queue at the ends)
+        "older", "younger",                             # its neighbours in its FlowTable queue (a Queue
+                                                        # at the ends); None while in none
         "rare",                                         # FlowRare, made when one of its fields is first set
     )
 
-    def __init__(self, key, pkt, reverse=False):
+    def __init__(self, key, pkt, reverse=False, side=-1):
+        """`key` and `side`: _key(pkt) (the packet's side is looked up again when not given)."""
         self.key = key
         self.proto = pkt.proto
-        a, b = (pkt.src, _PORTS[pkt.sport]), (pkt.dst, _PORTS[pkt.dport])
+        if side < 0:
+            side = _key(pkt)[1]
+        sp, dp = _PORTS[pkt.sport], _PORTS[pkt.dport]     # pure Python: shared port ints, none per flow
         if reverse:
-            a, b = b, a
-        self.src, self.sport = a
-        self.dst, self.dport = b
+            side = FIRST_END + SECOND_END - side if side else side
+            sp, dp = dp, sp
+        self.sport, self.dport = sp, dp
+        self._side = side
         if self.proto in _ECHO and pkt.icmp_type in _ECHO[self.proto]:
             self.sport = self.dport = 0
         self.start = self.last = pkt.ts
@@ -150,8 +221,40 @@ class Flow:
         self.reason = ""
         self.pcap_cnt = pkt.pcap_cnt # replay: number of the flow's latest packet in its file
         self.pcap_file = pkt.pcap_file  # replay: the file that packet came from
-        self.queue = self.older = self.younger = None
+        self.older = self.younger = None
         self.rare = None
+
+    # The addresses live in the packed key only (raw); their text is made when read (events,
+    # rules' address lists, the control plane: once per flow or event, not per packet).
+    @property
+    def src(self):
+        """The initiator's address, as decode writes it."""
+        _, a, _, b, _ = _ends(self.key)
+        return _name(b if self._side == SECOND_END else a)
+
+    @property
+    def dst(self):
+        """The responder's address."""
+        _, a, _, b, _ = _ends(self.key)
+        return _name(a if self._side == SECOND_END else b)
+
+    @property
+    def tunnel(self):
+        """The GENEVE endpoint (GWLBe ENI id) of the flow's key, 0 when it has none."""
+        key = self.key
+        return int.from_bytes(key[-8:], "big") if key[0] & 4 else 0
+
+    @property
+    def tuple_key(self):
+        """The key as the tuple it was before keys were packed: (proto, addr, port, addr,
+        port[, endpoint]), the two ends ordered by their text (ICMP echo: the id for both
+        ports, other ICMP 0). The EVE flow_id is hashed from it, so ids did not change."""
+        _, a, pa, b, pb = _ends(self.key)
+        s, d = _name(a), _name(b)
+        p = self.proto
+        k = (p, s, pa, d, pb) if s < d or (s == d and pa <= pb) else (p, d, pb, s, pa)
+        t = self.tunnel
+        return k + (t,) if t else k
 
     @property
     def isn(self):
@@ -166,11 +269,11 @@ class Flow:
 
     @property
     def id(self):
-        """EVE flow_id: a stable 53-bit hash of the key and start time (JSON-safe), made on first use.
+        """EVE flow_id: a stable 53-bit hash of the (tuple) key and start time (JSON-safe), made on first use.
         The start as a float: timestamps are (pcap, NFQUEUE, GWLB), and the compiled Flow holds a
         C double, which must hash the same as the pure one given an int."""
         if self._id is None:
-            digest = hashlib.blake2b(repr((self.key, float(self.start))).encode(), digest_size=8).digest()
+            digest = hashlib.blake2b(repr((self.tuple_key, float(self.start))).encode(), digest_size=8).digest()
             self._id = int.from_bytes(digest, "big") & 0x1FFFFFFFFFFFFF
         return self._id
 
@@ -253,17 +356,17 @@ class FlowTable:
     def _unfile(self, flow):
         del self.flows[flow.key]
         _unlink(flow)
-        flow.queue = flow.older = flow.younger = None
+        flow.older = flow.younger = None
 
     def lookup(self, pkt):
         """Return (flow, to_server, ended): the packet's flow, its direction, and a
         flow that ended to make room for it (evicted, or closed and reused), or None."""
-        key = flow_key(pkt)
+        key, side = _key(pkt)
         flows = self.flows
         flow = flows.get(key)
         evicted = None
         syn = None
-        if flow is not None and pkt.proto == TCP and pkt.tcp_flags & SYN and _reused(flow, pkt):
+        if flow is not None and pkt.proto == TCP and pkt.tcp_flags & SYN and _reused(flow, pkt, side):
             # Port reuse: a fresh SYN on a closed connection (both FINs acked, or a RST the
             # receiver accepted), or the server's SYN/ACK to a SYN the open connection
             # ignored (the server had forgotten it; conntrack re-syncs the same way), starts
@@ -284,7 +387,7 @@ class FlowTable:
                 reverse = (pkt.tcp_flags & (SYN | ACK)) == (SYN | ACK)
             else:
                 reverse = pkt.proto in _ECHO and pkt.icmp_type == _ECHO[pkt.proto][1]
-            flow = Flow(key, pkt, reverse)
+            flow = Flow(key, pkt, reverse, side)
             if syn is not None:                # the SYN this SYN/ACK answers came before it
                 flow.isn, flow.tcp_seen = syn
             elif reverse and pkt.proto == TCP and pkt.sport in self.proxied_ports:
@@ -292,7 +395,7 @@ class FlowTable:
             flows[key] = flow
             self.total += 1
             self.by_proto[pkt.proto] = self.by_proto.get(pkt.proto, 0) + 1
-        to_server = _account(flow, pkt, self.verify_checksums)
+        to_server = _account(flow, pkt, self.verify_checksums, side)
         _file(self.queues, flow)              # most recently active; class/timeout may have changed
         return flow, to_server, evicted
 
@@ -341,7 +444,7 @@ class FlowTable:
         for queues in self.queues:
             queues.clear()
         for f in out:
-            f.queue = f.older = f.younger = None
+            f.older = f.younger = None
             f.reason = reason
         return out
 
@@ -358,24 +461,25 @@ def _file(queues, flow):
     queue = queues[cls].get(t)
     if queue is None:
         queue = queues[cls][t] = Queue()
-    if flow.queue is not None:
+    if flow.older is not None:               # in a queue (the links say so: no field of its own)
         if queue.older is flow:
             return                          # already the youngest of its queue
         _unlink(flow)
     youngest = queue.older
     flow.older, flow.younger = youngest, queue
     youngest.younger = queue.older = flow
-    flow.queue = queue
 
 
-def _account(flow, pkt, verify_checksums):
+def _account(flow, pkt, verify_checksums, side):
     """Count the packet on its flow and follow the flow's state; True when it goes to the
-    server. Part of FlowTable.lookup; a function, so the compiled twin reads both typed."""
+    server. `side`: the sender's end of the key (_key), the initiator's is flow._side: the
+    same end is the same address and port (echo: id). Part of FlowTable.lookup; a function,
+    so the compiled twin reads both typed."""
     proto = flow.proto
     if proto in _ECHO and flow.sport == 0 and pkt.icmp_type in _ECHO[proto]:
-        to_server = pkt.src == flow.src and pkt.icmp_type == _ECHO[proto][0]
+        to_server = side == flow._side and pkt.icmp_type == _ECHO[proto][0]
     else:
-        to_server = pkt.src == flow.src and pkt.sport == flow.sport
+        to_server = side == flow._side and pkt.sport == flow.sport
     state = flow.state
     if to_server:
         flow.pkts_ts += 1
@@ -471,16 +575,18 @@ def _syn_options(pkt):
     return bits
 
 
-def _reused(flow, pkt):
-    """Does this SYN or SYN/ACK start a new connection on the flow's addresses and ports?"""
+def _reused(flow, pkt, side):
+    """Does this SYN or SYN/ACK start a new connection on the flow's addresses and ports?
+    `side`: the sender's end of the key (_key)."""
     if not pkt.tcp_flags & ACK:
         return flow.state == CLOSED
     t = flow.tcp
-    if flow.tcp_seen & _PROXIED and t is not None and pkt.src == flow.dst and pkt.sport == flow.dport:
+    responder = side != flow._side or side == SAME_ENDS     # sent from the responder's address and port
+    if flow.tcp_seen & _PROXIED and t is not None and responder:
         # behind the SYN proxy the client's SYN is never seen: the server's SYN/ACK with
         # another ISN is the kernel's next connection on these ports (a retransmission has the same)
         return ((pkt.seq + 1) & MASK) != t.s_acked0
-    return (t is not None and t.syn_ignored is not None and pkt.src == flow.dst and pkt.sport == flow.dport
+    return (t is not None and t.syn_ignored is not None and responder
             and ((pkt.ack - 1) & MASK) == t.syn_ignored[0])
 
 

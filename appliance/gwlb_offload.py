@@ -261,10 +261,10 @@ class FlowSets:
     def add(self, flow, action: str, now: float = 0.0) -> bool:
         """Both directions of a flow whose verdict is final (pass, or drop/reject: drop),
         at the next flush."""
-        key = flow.key
-        if flow in self.flows or flow in self.pending or len(key) != 6:   # (proto, a, port, b, port, ENI id)
+        eni = flow.tunnel                # the ENI id in the flow's key; 0: not through a GWLB endpoint
+        if flow in self.flows or flow in self.pending or not eni:
             return False
-        found = flow_elements(flow, key[5])
+        found = flow_elements(flow, eni)
         if found is None:
             return False
         version, elements = found

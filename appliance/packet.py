@@ -47,6 +47,8 @@ class Packet:
         "pcap_file",   # replay: the capture file's name; live: ""
         "tunnel",      # GWLB: the GENEVE endpoint (GWLBe ENI id) the packet came through, part
                        # of its flow key (two VPCs may use the same addresses); else 0
+        "src_raw", "dst_raw",  # decode: the addresses as the header has them (the flow key packs
+                       # them: flow._key); b"" on a packet made otherwise (the key reads the text)
     )
 
     def __init__(self, ts=0.0):
@@ -75,6 +77,7 @@ class Packet:
         self.pcap_cnt = 0
         self.pcap_file = ""
         self.tunnel = 0
+        self.src_raw = self.dst_raw = b""
 
     def __repr__(self):
         return (f"Packet(v{self.ip_version} {self.src}:{self.sport} -> {self.dst}:{self.dport} "

@@ -36,17 +36,14 @@ def breakdown(flow, table):
     shared = (None, True, False)
     parts = {"Flow object (__slots__)": sys.getsizeof(flow)}
     key = flow.key
-    parts["key tuple"] = sys.getsizeof(key)
-    # the address strings: the initiator's is per flow; the server's is shared through decode's cache
-    parts["initiator address string"] = sys.getsizeof(flow.src)
-    # ports are flow._PORTS' shared ints (made at import, before the baseline): not per flow
-    from appliance.flow import _PORTS
-    parts["key ints > 256 (not shared ports)"] = sum(sys.getsizeof(x) for x in key if isinstance(x, int) and x > 256
-                                                     and not (x < 65536 and _PORTS[x] is x))
-    seen = {id(x) for x in key} | {id(key), id(flow.dst), id(flow.queue), id(flow.older), id(flow.younger)}
+    parts["key (packed bytes: raw addresses, ports)"] = sys.getsizeof(key)
+    # the address text is made when read (Flow.src/dst), never held by the flow
+    seen = {id(key), id(flow.older), id(flow.younger)}
     other = 0
     names = []
     for slot in type(flow).__slots__:
+        if slot in ("src", "dst"):
+            continue                    # properties: a new string each read
         v = getattr(flow, slot, None)
         if v is not getattr(flow, slot, None):
             continue                    # a C field of the compiled Flow: each read makes a new object

@@ -67,7 +67,7 @@ def test_flow_declarations_match_slots():
     pxd = (PKG / "_c_flow.pxd").read_text()
     for name, slots in zip(("Flow", "Queue", "TcpReceiver"), ast.literal_eval(pure.stdout)):
         block = re.search(rf"^cdef class {name}:\n((?:    .*\n)+)", pxd, re.M).group(1)
-        declared = re.findall(r"cdef public (?:object|double|long long|int|bint) (\w+)$", block, re.M)
+        declared = re.findall(r"cdef public (?:object|double|long long|int|bint|short|unsigned short|unsigned char) (\w+)$", block, re.M)
         assert sorted(declared) == sorted(slots) and len(set(declared)) == len(declared), name
 
 

@@ -370,6 +370,16 @@ def test_syn_on_an_open_connection_changes_nothing():
     assert f.isn == 100 and f.state == ESTABLISHED and len(t) == 1
 
 
+def test_synack_from_the_client_never_starts_a_new_flow():
+    """Only the server's SYN/ACK answers the SYN its open connection ignored: the client
+    sending one itself (same numbers) must not split its conversation into a new flow
+    (with the packed key the sender's side decides; issue 15)."""
+    t, f = _established()
+    t.lookup(c2s(SYN, seq=777))
+    g, to_server, ended = t.lookup(c2s(SYN | ACK, seq=9000, ack=778))
+    assert g is f and ended is None and to_server and len(t) == 1
+
+
 def test_synack_answering_the_ignored_syn_starts_a_new_flow():
     t, f = _established()
     t.lookup(c2s(SYN, seq=777, wscale=7))

@@ -10,7 +10,7 @@ import tracemalloc
 import pytest
 
 from appliance.decode import decode_l3
-from appliance.flow import Flow, FlowRare, FlowTable
+from appliance.flow import Flow, FlowRare, FlowTable, flow_key
 
 N = 20_000
 
@@ -24,6 +24,8 @@ def syn(i):
 def bytes_per_flow():
     table = FlowTable(N + 10)
     packets = [decode_l3(syn(i), 1.0 + i * 1e-6) for i in range(N)]   # decoded first: not the table's
+    for p in packets:     # nor the bounded address caches (decode's text, the key's raw bytes)
+        flow_key(p)
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     for p in packets:
@@ -35,9 +37,25 @@ def bytes_per_flow():
 
 
 def test_a_flow_costs_no_queue_entry_and_no_rare_slots():
-    # ~445 B here (Flow, key tuple, ISN, dict entry); an OrderedDict queue entry per flow
-    # (~90 B more) and the eight rarely set slots inline (64 B more) made it ~560
-    assert bytes_per_flow() < 480
+    # ~400 B here pure, ~350 compiled (Flow, packed key, ISN, dict entry); the key as a tuple
+    # of address strings with src/dst/queue slots made it ~445, an OrderedDict queue entry
+    # per flow (~90 B more) and the eight rarely set slots inline (64 B more) ~560
+    assert bytes_per_flow() < 420
+
+
+def test_a_flow_holds_no_address_text():
+    """The addresses are in the packed key, raw: a flood's flow keeps no string of its
+    sender's address (61 B for "10.x.y.z"); Flow.src makes it when read."""
+    table = FlowTable()
+    p = decode_l3(syn(70_001), 1.5)
+    flow, _, _ = table.lookup(p)
+    held = [x for x in gc.get_referents(flow) if type(x) is str]
+    assert p.src not in held and p.dst not in held and flow.src == p.src and flow.dst == p.dst
+    assert sys.getsizeof(flow.key) <= 48
+    # nor port ints of its own (pure Python: flow._PORTS' shared ones; compiled: C fields)
+    from appliance.flow import _PORTS
+    ports = [x for x in gc.get_referents(flow) if type(x) is int and 256 < x < 65536]
+    assert p.sport > 256 and all(x is _PORTS[x] for x in ports)
 
 
 def test_rare_fields_read_their_defaults_without_an_object():
@@ -62,4 +80,4 @@ def test_compiled_flow_holds_no_number_objects():
     flow.pkts_ts += 1 << 33
     numbers = [type(x).__name__ for x in gc.get_referents(flow) if type(x) in (int, float)]
     assert numbers == [] and flow.isn == 0x10000000 + 70_000 and flow.start == 1.5
-    assert sys.getsizeof(flow) <= 304           # 20 object fields, 10 of 8 B, 8 of 4 B, the headers
+    assert sys.getsizeof(flow) <= 272           # 17 object fields, 10 of 8 B, 9 smaller, the headers

@@ -12,10 +12,10 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CALLS = {
     "confirmed": "flow.confirmed(None)",
-    "_account": "flow._account(None, decode_l3(b''), False)",
+    "_account": "flow._account(None, decode_l3(b''), False, 1)",
     "_file": "flow._file(({}, {}, {}), None)",
     "_tcp_state": "flow._tcp_state(None, decode_l3(b''), True)",
-    "_reused": "flow._reused(None, decode_l3(b''))",
+    "_reused": "flow._reused(None, decode_l3(b''), 1)",
 }
 
 
