@@ -91,69 +91,64 @@ def set_copy_range(nfq, queue_num: int, copy_range: int, backlog: list, timeout:
 LITTLE_ENDIAN = sys.byteorder == "little"     # netlink headers are in host order, NFQA values big-endian
 
 
-def queued_packet(view, start, end):
-    """The packet in one NFQNL_MSG_PACKET message, view[start:end] (its nlmsghdr included),
-    as (packet_id, mark, indev, payload), or None without a packet header (no id: nothing to
-    give a verdict to). Read by hand where netfilterqueue builds a Packet object per message
-    through libnetfilter_queue: this is all the worker uses of it. An attribute shorter than
-    its header or running past the message ends the walk, and what came before it stands (no
-    payload: b"", which decodes to an anomaly and a verdict by policy)."""
-    b = view                                   # typed in _c_nfqueue.pxd: C reads of the bytes
-    packet_id = None
-    mark = indev = 0
-    payload = b""
-    off = start + NLMSG_HDRLEN + 4             # past the nfgenmsg
-    while end - off >= 4:
-        if LITTLE_ENDIAN:
-            alen, atype = b[off] | b[off + 1] << 8, (b[off + 2] | b[off + 3] << 8) & 0x3FFF
-        else:
-            alen, atype = b[off] << 8 | b[off + 1], (b[off + 2] << 8 | b[off + 3]) & 0x3FFF
-        if alen < 4 or alen > end - off:
-            break
-        v = off + 4
-        if atype == NFQA_PACKET_HDR:
-            if alen >= 11:                     # id (4), hw_protocol (2), hook (1)
-                packet_id = b[v] << 24 | b[v + 1] << 16 | b[v + 2] << 8 | b[v + 3]
-        elif atype == NFQA_MARK or atype == NFQA_IFINDEX_INDEV:
-            if alen >= 8:
-                x = b[v] << 24 | b[v + 1] << 16 | b[v + 2] << 8 | b[v + 3]
-                if atype == NFQA_MARK:
-                    mark = x
-                else:
-                    indev = x
-        elif atype == NFQA_PAYLOAD:
-            payload = view[v:off + alen].tobytes()
-        off += (alen + 3) & ~3
-    if packet_id is None:
-        return None
-    return packet_id, mark, indev, payload
-
-
 def queued_packets(view, n, on_packet):
     """Hand each queued packet of the datagram view[:n] to on_packet(payload, packet_id,
     indev, mark), in order; returns (messages that were not a readable packet, kernel errors).
-    A header whose length is short or runs past the datagram ends it (nothing after it can
-    be framed)."""
-    b = view
+
+    Read by hand where netfilterqueue builds a Packet object per message through
+    libnetfilter_queue: the packet header's id, the mark, the input device and the payload
+    are all the worker uses. A message header whose length is short or runs past the
+    datagram ends it (nothing after it can be framed). An attribute shorter than its header
+    or running past its message ends that message's walk and what came before it stands:
+    with the packet header read, the packet goes on (no payload: b"", which decodes to an
+    anomaly and a verdict by policy); without it there is no id to answer, it is counted."""
+    b = view                                   # typed in _c_nfqueue.pxd: C reads of the bytes
+    # the constants as locals: the twin compares C ints, not module globals, per attribute
+    hdr_len, packet_msg, error_msg, little = NLMSG_HDRLEN, PACKET_MSG, NLMSG_ERROR, LITTLE_ENDIAN
+    a_hdr, a_mark, a_indev, a_payload = NFQA_PACKET_HDR, NFQA_MARK, NFQA_IFINDEX_INDEV, NFQA_PAYLOAD
     off = 0
     unreadable = errors = 0
-    while n - off >= NLMSG_HDRLEN:
-        if LITTLE_ENDIAN:
+    while n - off >= hdr_len:
+        if little:
             mlen = b[off] | b[off + 1] << 8 | b[off + 2] << 16 | b[off + 3] << 24
             mtype = b[off + 4] | b[off + 5] << 8
         else:
             mlen = b[off] << 24 | b[off + 1] << 16 | b[off + 2] << 8 | b[off + 3]
             mtype = b[off + 4] << 8 | b[off + 5]
-        if mlen < NLMSG_HDRLEN or mlen > n - off:
+        if mlen < hdr_len or mlen > n - off:
             unreadable += 1
             break
-        if mtype == PACKET_MSG:
-            got = queued_packet(view, off, off + mlen)
-            if got is None:
-                unreadable += 1
+        end = off + mlen
+        if mtype == packet_msg:
+            has_id = False
+            packet_id = mark = indev = 0
+            payload = b""
+            at = off + hdr_len + 4             # past the nfgenmsg
+            while end - at >= 4:
+                if little:
+                    alen, atype = b[at] | b[at + 1] << 8, (b[at + 2] | b[at + 3] << 8) & 0x3FFF
+                else:
+                    alen, atype = b[at] << 8 | b[at + 1], (b[at + 2] << 8 | b[at + 3]) & 0x3FFF
+                if alen < 4 or alen > end - at:
+                    break
+                v = at + 4
+                if atype == a_payload:
+                    payload = view[v:at + alen].tobytes()
+                elif atype == a_hdr or atype == a_mark or atype == a_indev:
+                    if alen >= (11 if atype == a_hdr else 8):   # the header: id, hw_protocol, hook
+                        x = b[v] << 24 | b[v + 1] << 16 | b[v + 2] << 8 | b[v + 3]   # a u32 in the twin
+                        if atype == a_hdr:
+                            packet_id, has_id = x, True
+                        elif atype == a_mark:
+                            mark = x
+                        else:
+                            indev = x
+                at += (alen + 3) & ~3
+            if has_id:
+                on_packet(payload, packet_id, indev, mark)
             else:
-                on_packet(got[3], got[0], got[2], got[1])
-        elif mtype == NLMSG_ERROR:
+                unreadable += 1
+        elif mtype == error_msg:
             errors += 1                        # a verdict the kernel refused (its errno in the body)
         else:
             unreadable += 1
@@ -204,13 +199,14 @@ class QueueSocket:
             # empty. A packet that came after a wait is answered on its own at once, and
             # without a probing recv in front of the blocking one: that probe alone cost a
             # ping +40-70 us here (bench.verdict_io), so only a burst pays for it.
-            if due():
+            # due() is asked between batches (none held): at least every BATCH_MAX packets
+            # under load, before every packet otherwise
+            if self.held >= BATCH_MAX:
                 self.flush()
+            if not self.held and due():
                 return
             n = -1
             if self.held:
-                if self.held >= BATCH_MAX:
-                    self.flush()
                 try:
                     n = sock.recv_into(buf, 0, socket.MSG_DONTWAIT)
                 except BlockingIOError:
@@ -664,3 +660,7 @@ def worker_main(cfg, queue_num, ruleset, control, ready=None, inherited=(), repo
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s appliance[%(process)d] %(levelname)s %(message)s")
     sys.exit(Worker(cfg, queue_num, ruleset, control, ready, report).run())
+
+
+from appliance.compiled import use_compiled  # noqa: E402 -- last: the Cython build of this file, if built
+use_compiled(globals())

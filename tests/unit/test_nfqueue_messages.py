@@ -1,5 +1,4 @@
-"""appliance/source/nfqueue.py reads the queue's netlink messages itself (queued_packet,
-queued_packets): hand-made NFQNL_MSG_PACKET messages, well-formed and damaged, give the
+"""appliance/source/nfqueue.py reads the queue's netlink messages itself (queued_packets): hand-made NFQNL_MSG_PACKET messages, well-formed and damaged, give the
 packet netfilterqueue would have given, or are counted as unreadable, and never raise. The
 compiled twin gives exactly what the pure module gives on every one of them."""
 import json
@@ -45,6 +44,9 @@ def cases():
     w = whole()
     return {
         "whole": w,
+        "ids and values past 2**31": message(packet_hdr(0xFFFFFFF0), attr(nq.NFQA_MARK, b"\xff" * 4),
+                                             attr(nq.NFQA_IFINDEX_INDEV, struct.pack("!I", 0x80000001)),
+                                             attr(nq.NFQA_PAYLOAD, IP)),
         "two in one datagram": w + message(packet_hdr(8), attr(nq.NFQA_PAYLOAD, b"\x45")),
         "no payload": message(packet_hdr(9), attr(nq.NFQA_IFINDEX_INDEV, struct.pack("!I", 3))),
         "empty payload": message(packet_hdr(10), attr(nq.NFQA_PAYLOAD, b"")),
@@ -80,14 +82,17 @@ def read_all():
     return out
 
 
-def test_a_whole_message_gives_id_mark_device_and_payload():
-    data = whole()
-    assert nq.queued_packet(memoryview(data), 0, len(data)) == (7, 0x500, 3, IP)
+def test_a_whole_message_gives_payload_id_device_and_mark():
+    data = bytearray(whole())
+    got = []
+    assert nq.queued_packets(memoryview(data), len(data), lambda *a: got.append(a)) == (0, 0)
+    assert got == [(IP, 7, 3, 0x500)]
 
 
 def test_what_each_message_gives():
     r = read_all()
     assert r["whole"] == [[[IP.hex(), 7, 3, 0x500]], [0, 0]]
+    assert r["ids and values past 2**31"] == [[[IP.hex(), 0xFFFFFFF0, 0x80000001, 0xFFFFFFFF]], [0, 0]]
     assert r["two in one datagram"] == [[[IP.hex(), 7, 3, 0x500], ["45", 8, 0, 0]], [0, 0]]
     # a packet header is all a verdict needs: the rest missing or damaged, the packet still
     # goes on (b"" decodes to an anomaly, a verdict by policy), never left without a verdict
