@@ -25,6 +25,8 @@ HOT_PATH = [
     ("appliance.applayer._c_state", "appliance/applayer/state.py"),
     ("appliance.detect._c_engine", "appliance/detect/engine.py"),
     ("appliance._c_inspector", "appliance/inspector.py"),
+    # the live worker's netlink read and verdicts (docs/performance.md, "Verdict I/O")
+    ("appliance.source._c_nfqueue", "appliance/source/nfqueue.py"),
 ]
 
 

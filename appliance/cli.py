@@ -110,6 +110,7 @@ def main(argv=None):
     if cmd in ("--version", "version"):
         from . import __version__
         from . import compiled, inspector  # noqa: F401 -- imports the hot path, so the line says what runs
+        from .source import nfqueue  # noqa: F401 -- the live worker's netlink read (a twin too)
         print(f"{__version__} (hot path: {compiled.describe()})")
         return 0
     print(f"appliance: unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)

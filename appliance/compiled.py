@@ -25,7 +25,8 @@ PURE_ENV = "APPLIANCE_PURE_PYTHON"
 MODULES = ("appliance.packet", "appliance.decode", "appliance.flow",
            "appliance.stream", "appliance.source.pcap", "appliance.output.events", "appliance.detect.index",
            "appliance.applayer.dns", "appliance.applayer.tls", "appliance.applayer.http", "appliance.applayer.server",
-           "appliance.applayer.state", "appliance.detect.engine", "appliance.inspector")
+           "appliance.applayer.state", "appliance.detect.engine", "appliance.inspector",
+           "appliance.source.nfqueue")
 SOURCE_HASH_SUFFIX = ".sha256"     # beside the extension: the hash of the source it was built from
 
 log = logging.getLogger("appliance.compiled")

@@ -44,9 +44,8 @@ _now = time.time
 # super-packet, a 9001-byte jumbo) also carries NFQA_CAP_LEN and NFQA_SKB_INFO, the
 # message no longer fits, recv() truncates it and the packet never gets a verdict
 # (measured: TCP fell to 0.5 Mbit/s with GSO on). So we bind with a range that fits that
-# buffer, then raise the range ourselves (NFQA_CFG_PARAMS) and feed netfilterqueue whole
-# messages through run_socket(): every packet, GSO super-packets included, is inspected
-# whole, up to 64 KB.
+# buffer, then raise the range ourselves (NFQA_CFG_PARAMS) and read the socket ourselves
+# (QueueSocket): every packet, GSO super-packets included, is inspected whole, up to 64 KB.
 COPY_RANGE = 3840             # fits netfilterqueue's own buffer: the fallback
 WHOLE_RANGE = 0xFFFF          # what we ask the kernel for once bound
 MESSAGE_MAX = WHOLE_RANGE + 1024
@@ -56,10 +55,11 @@ QUEUE_MAXLEN = 4096          # packets the kernel holds for us before fail-open 
 # linux/netfilter/nfnetlink_queue.h
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_QUEUE = 3
-NFQNL_MSG_CONFIG = 2
-NFQNL_MSG_VERDICT_BATCH = 3
-NFQA_VERDICT_HDR = 2
-NF_ACCEPT = 1
+NFQNL_MSG_PACKET, NFQNL_MSG_VERDICT, NFQNL_MSG_CONFIG, NFQNL_MSG_VERDICT_BATCH = 0, 1, 2, 3
+NFQA_PACKET_HDR, NFQA_VERDICT_HDR, NFQA_MARK, NFQA_IFINDEX_INDEV, NFQA_PAYLOAD = 1, 2, 3, 5, 10
+NF_DROP, NF_ACCEPT, NF_REPEAT = 0, 1, 4
+PACKET_MSG = (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET
+NLMSG_HDRLEN = 16             # nlmsghdr; the nfgenmsg after it is 4 more
 BATCH_MAX = 64                # accepts held back at most before one batch verdict goes out
 BURST_WAIT = 20e-6            # a recv back sooner did not sleep (a wake-up takes 30 us or more here)
 NFQA_CFG_PARAMS, NFQA_CFG_MASK, NFQA_CFG_FLAGS = 2, 4, 5
@@ -71,46 +71,104 @@ NLMSG_ERROR = 2
 PR_SET_PDEATHSIG = 1
 
 
-class _Backlog:
-    """Feeds datagrams we had to read past (while waiting for our netlink ACK) back into
-    netfilterqueue through run_socket(), which reads until EAGAIN."""
-
-    def __init__(self, datagrams):
-        self.datagrams = list(datagrams)
-
-    def recv(self, _size):
-        if not self.datagrams:
-            raise BlockingIOError(errno.EAGAIN, "backlog empty")
-        return self.datagrams.pop(0)
-
-
-def set_queue_flags(nfq, queue_num: int, flags: int, mask: int, timeout: float = 2.0) -> None:
+def set_queue_flags(nfq, queue_num: int, flags: int, mask: int, backlog: list, timeout: float = 2.0) -> None:
     """NFQNL_MSG_CONFIG {NFQA_CFG_MASK, NFQA_CFG_FLAGS} for our queue. Raises OSError with
-    the kernel's errno when refused (EOPNOTSUPP: this kernel lacks a flag)."""
+    the kernel's errno when refused (EOPNOTSUPP: this kernel lacks a flag). Queued packets
+    read while waiting for the answer are appended to `backlog` (QueueSocket.feed)."""
     attrs = struct.pack("=HH", 8, NFQA_CFG_MASK) + struct.pack("!I", mask)
     attrs += struct.pack("=HH", 8, NFQA_CFG_FLAGS) + struct.pack("!I", flags)
-    _queue_config(nfq, queue_num, attrs, timeout)
+    _queue_config(nfq, queue_num, attrs, backlog, timeout)
 
 
-def set_copy_range(nfq, queue_num: int, copy_range: int, timeout: float = 2.0) -> None:
+def set_copy_range(nfq, queue_num: int, copy_range: int, backlog: list, timeout: float = 2.0) -> None:
     """NFQNL_MSG_CONFIG {NFQA_CFG_PARAMS: copy_range, NFQNL_COPY_PACKET}: how many bytes of
     each packet the kernel copies to us (netfilterqueue caps what bind() may ask for)."""
     params = struct.pack("!IB", copy_range, NFQNL_COPY_PACKET)             # packed, 5 bytes
     attrs = struct.pack("=HH", 4 + len(params), NFQA_CFG_PARAMS) + params + b"\0" * 3
-    _queue_config(nfq, queue_num, attrs, timeout)
+    _queue_config(nfq, queue_num, attrs, backlog, timeout)
 
 
-class WholeMessages:
-    """The socket netfilterqueue.run_socket() reads from: recv() returns whole netlink
-    messages (up to 64 KB packets) where netfilterqueue's run() would cut them at 4 KB.
+LITTLE_ENDIAN = sys.byteorder == "little"     # netlink headers are in host order, NFQA values big-endian
+
+
+def queued_packets(view, n, on_packet):
+    """Hand each queued packet of the datagram view[:n] to on_packet(payload, packet_id,
+    indev, mark), in order; returns (messages that were not a readable packet, kernel errors).
+
+    Read by hand where netfilterqueue builds a Packet object per message through
+    libnetfilter_queue: the packet header's id, the mark, the input device and the payload
+    are all the worker uses. A message header whose length is short or runs past the
+    datagram ends it (nothing after it can be framed). An attribute shorter than its header
+    or running past its message ends that message's walk and what came before it stands:
+    with the packet header read, the packet goes on (no payload: b"", which decodes to an
+    anomaly and a verdict by policy); without it there is no id to answer, it is counted."""
+    b = view                                   # typed in _c_nfqueue.pxd: C reads of the bytes
+    # the constants as locals: the twin compares C ints, not module globals, per attribute
+    hdr_len, packet_msg, error_msg, little = NLMSG_HDRLEN, PACKET_MSG, NLMSG_ERROR, LITTLE_ENDIAN
+    a_hdr, a_mark, a_indev, a_payload = NFQA_PACKET_HDR, NFQA_MARK, NFQA_IFINDEX_INDEV, NFQA_PAYLOAD
+    off = 0
+    unreadable = errors = 0
+    while n - off >= hdr_len:
+        if little:
+            mlen = b[off] | b[off + 1] << 8 | b[off + 2] << 16 | b[off + 3] << 24
+            mtype = b[off + 4] | b[off + 5] << 8
+        else:
+            mlen = b[off] << 24 | b[off + 1] << 16 | b[off + 2] << 8 | b[off + 3]
+            mtype = b[off + 4] << 8 | b[off + 5]
+        if mlen < hdr_len or mlen > n - off:
+            unreadable += 1
+            break
+        end = off + mlen
+        if mtype == packet_msg:
+            has_id = False
+            packet_id = mark = indev = 0
+            payload = b""
+            at = off + hdr_len + 4             # past the nfgenmsg
+            while end - at >= 4:
+                if little:
+                    alen, atype = b[at] | b[at + 1] << 8, (b[at + 2] | b[at + 3] << 8) & 0x3FFF
+                else:
+                    alen, atype = b[at] << 8 | b[at + 1], (b[at + 2] << 8 | b[at + 3]) & 0x3FFF
+                if alen < 4 or alen > end - at:
+                    break
+                v = at + 4
+                if atype == a_payload:
+                    payload = view[v:at + alen].tobytes()
+                elif atype == a_hdr or atype == a_mark or atype == a_indev:
+                    if alen >= (11 if atype == a_hdr else 8):   # the header: id, hw_protocol, hook
+                        x = b[v] << 24 | b[v + 1] << 16 | b[v + 2] << 8 | b[v + 3]   # a u32 in the twin
+                        if atype == a_hdr:
+                            packet_id, has_id = x, True
+                        elif atype == a_mark:
+                            mark = x
+                        else:
+                            indev = x
+                at += (alen + 3) & ~3
+            if has_id:
+                on_packet(payload, packet_id, indev, mark)
+            else:
+                unreadable += 1
+        elif mtype == error_msg:
+            errors += 1                        # a verdict the kernel refused (its errno in the body)
+        else:
+            unreadable += 1
+        off += (mlen + 3) & ~3
+    return unreadable, errors
+
+
+class QueueSocket:
+    """The queue's netlink socket, read and answered by the worker itself: recv() of whole
+    messages (up to 64 KB packets, where netfilterqueue's run() cuts them at 4 KB), the
+    packet parsed by hand (queued_packet) and verdicts sent as netlink messages of our own.
+    netfilterqueue only binds and unbinds the queue.
 
     recv() blocks in the kernel (a blocked recv wakes faster than select() + recv():
     measured +100 us vs +58 us per ping through a queue here), with SO_RCVTIMEO so the
     worker regains control at least every `wait` seconds; `due()` returning True makes
-    recv() give control back at once (signals, the flow-table tick) even under load."""
+    run() give control back at once (signals, the flow-table tick) even under load."""
 
-    def __init__(self, nfq, due, wait=0.2, queue_num=None):
-        self.sock = socket.fromfd(nfq.get_fd(), socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+    def __init__(self, sock, due, wait=0.2, queue_num=0):
+        self.sock = sock                          # NETLINK_NETFILTER, bound to the queue (netfilterqueue's fd)
         self.sock.setblocking(True)
         sec = int(wait)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
@@ -122,35 +180,66 @@ class WholeMessages:
         self.buf = bytearray(MESSAGE_MAX)
         self.view = memoryview(self.buf)
         self.due = due
-        # batch verdicts (accept_later): off without a queue number (nothing to address them to)
-        self.batch = _batch_verdict(queue_num) if queue_num is not None else None
+        self.batch = _batch_verdict(queue_num)
+        self.one = _verdict(queue_num, False)     # NFQNL_MSG_VERDICT: verdict and id filled in per packet
+        self.marked = _verdict(queue_num, True)   # ... with NFQA_MARK (an offload's REPEAT)
         self.held = self.last_id = 0
         self.bursting = False                        # the last message was waiting already: hold accepts
         self.batches = self.batched = 0              # batch verdicts sent, accepts they carried
+        self.unreadable = self.refused = 0           # messages not a packet we could read; kernel errors
 
-    def recv(self, _size):
-        # A recv that returns at once found its message waiting: a burst, whose accepts
-        # are held (accept_later) and go out as one batch verdict once the socket is
-        # empty. A packet that came after a wait is answered on its own at once, and
-        # without a probing recv in front of the blocking one: that probe alone cost a
-        # ping +40-70 us here (bench.verdict_io), so only a burst pays for it.
-        if self.due():
-            self.flush()
-            raise BlockingIOError(errno.EAGAIN, "worker has work of its own")
-        if self.held:
+    def run(self, on_packet):
+        """Read queued packets and hand each to on_packet(payload, packet_id, indev, mark)
+        until the socket times out (SO_RCVTIMEO) or due()."""
+        sock, buf, view, due = self.sock, self.buf, self.view, self.due
+        clock = time.perf_counter
+        while True:
+            # A recv that returns at once found its message waiting: a burst, whose accepts
+            # are held (accept_later) and go out as one batch verdict once the socket is
+            # empty. A packet that came after a wait is answered on its own at once, and
+            # without a probing recv in front of the blocking one: that probe alone cost a
+            # ping +40-70 us here (bench.verdict_io), so only a burst pays for it.
+            # due() is asked between batches (none held): at least every BATCH_MAX packets
+            # under load, before every packet otherwise
             if self.held >= BATCH_MAX:
                 self.flush()
-            try:
-                n = self.sock.recv_into(self.buf, 0, socket.MSG_DONTWAIT)
-                return self.view[:n].tobytes()
-            except BlockingIOError:
-                self.flush()
-        # recv_into one reused buffer, then copy out just the message: cheaper for the
-        # common small packet than letting recv() allocate 64 KB and shrink it
-        t = time.perf_counter()
-        n = self.sock.recv_into(self.buf)          # EAGAIN after SO_RCVTIMEO
-        self.bursting = time.perf_counter() - t < BURST_WAIT
-        return self.view[:n].tobytes()
+            if not self.held and due():
+                return
+            n = -1
+            if self.held:
+                try:
+                    n = sock.recv_into(buf, 0, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    self.flush()
+            if n < 0:
+                t = clock()
+                try:
+                    n = sock.recv_into(buf)          # EAGAIN after SO_RCVTIMEO
+                except BlockingIOError:
+                    return
+                except OSError as e:
+                    if e.errno == errno.ENOBUFS:      # the kernel dropped messages for us (its counters say)
+                        continue
+                    raise
+                self.bursting = clock() - t < BURST_WAIT
+            unreadable, refused = queued_packets(view, n, on_packet)
+            if unreadable or refused:
+                self.unreadable += unreadable
+                self.refused += refused
+
+    def feed(self, datagrams, on_packet):
+        """Datagrams read past while waiting for a config ACK (_queue_config): their packets."""
+        for data in datagrams:
+            queued_packets(memoryview(data), len(data), on_packet)
+
+    def accept(self, packet_id):
+        """Accept now, or with the next batch while a burst holds accepts (sent alone then,
+        it would overtake the held packets of its own flow)."""
+        if self.held or self.bursting:
+            self.last_id = packet_id
+            self.held += 1
+        else:
+            self.send(NF_ACCEPT, packet_id)
 
     def accept_later(self, packet_id):
         """Accept this packet (and every one before it still queued) with the next batch
@@ -159,6 +248,16 @@ class WholeMessages:
         held here too."""
         self.last_id = packet_id
         self.held += 1
+
+    def send(self, verdict, packet_id, mark=None):
+        """One NFQNL_MSG_VERDICT: NF_ACCEPT, NF_DROP, or NF_REPEAT with a new mark."""
+        if mark is None:
+            msg = self.one
+        else:
+            msg = self.marked
+            struct.pack_into("!I", msg, 36, mark)
+        struct.pack_into("!II", msg, 24, verdict, packet_id)
+        self.sock.send(msg)                   # unconnected netlink: to the kernel (portid 0)
 
     def flush(self):
         """Send the held accepts as one NFQNL_MSG_VERDICT_BATCH (every id <= the last)."""
@@ -177,6 +276,17 @@ class WholeMessages:
         self.sock.close()
 
 
+def _verdict(queue_num, with_mark):
+    """An NFQNL_MSG_VERDICT for `queue_num`: verdict at offset 24, packet id at 28, the mark
+    (with_mark) at 36; filled in per packet."""
+    body = struct.pack("!BBH", socket.AF_UNSPEC, 0, queue_num)
+    body += struct.pack("=HH", 12, NFQA_VERDICT_HDR) + struct.pack("!II", NF_ACCEPT, 0)
+    if with_mark:
+        body += struct.pack("=HH", 8, NFQA_MARK) + struct.pack("!I", 0)
+    return bytearray(struct.pack("=IHHII", 16 + len(body), (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_VERDICT,
+                                 NLM_F_REQUEST, 0, 0) + body)
+
+
 def _batch_verdict(queue_num):
     """An NFQNL_MSG_VERDICT_BATCH accept for `queue_num`; the id (last 4 bytes) is filled in
     at each flush."""
@@ -186,7 +296,7 @@ def _batch_verdict(queue_num):
                                  NLM_F_REQUEST, 0, 0) + body)
 
 
-def _queue_config(nfq, queue_num, attrs, timeout):
+def _queue_config(nfq, queue_num, attrs, backlog, timeout):
     """Send one NFQNL_MSG_CONFIG for our queue on the socket that owns it (the kernel only
     accepts config from the bound portid) and wait for the kernel's ACK."""
     sock = socket.fromfd(nfq.get_fd(), socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
@@ -196,7 +306,7 @@ def _queue_config(nfq, queue_num, attrs, timeout):
         msg_type = (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_CONFIG
         sock.sendto(struct.pack("=IHHII", 16 + len(body), msg_type, NLM_F_REQUEST | NLM_F_ACK, seq, 0) + body,
                     (0, 0))
-        backlog, deadline = [], time.monotonic() + timeout
+        deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([sock], [], [], left)[0]:
@@ -208,8 +318,6 @@ def _queue_config(nfq, queue_num, attrs, timeout):
                     err = struct.unpack_from("=i", data, 16)[0]
                     break
             backlog.append(data)                  # a queued packet that arrived first
-        if backlog:
-            nfq.run_socket(_Backlog(backlog))
         if err:
             raise OSError(-err, os.strerror(-err))
     finally:
@@ -248,7 +356,7 @@ class Worker:
         self.fail_verdict = "accept" if cfg.fail_open else "drop"
         self.mark_mask = cfg.mark_mask       # restart-only: the kernel rules match these bits
         self.marks = netfilter.offload_marks(cfg.mark_mask)
-        self.batching = None                 # the WholeMessages that holds accepts for a batch verdict
+        self.queue = None                    # the QueueSocket: reads packets, sends verdicts (run)
 
     def _report(self, status):
         if self.ready is not None:
@@ -271,8 +379,9 @@ class Worker:
             self.ifnames[index] = name
         return name
 
-    def on_packet(self, nfpkt):
-        """netfilterqueue's callback: the one loop's body (source.run) for a push source.
+    def on_packet(self, payload, packet_id, indev, mark):
+        """One queued packet (QueueSocket.run): the one loop's body (source.run) for a push
+        source.
 
         decode() and verdict() inlined for the common packet (no anomaly, a plain accept):
         a ping's request finds this code cold after ~10 ms asleep (caches refilled by other
@@ -280,41 +389,38 @@ class Worker:
         there (docs/performance.md, "Verdict I/O")."""
         c = self.counters
         c.packets += 1
+        queue = self.queue
         try:
-            raw = nfpkt.get_payload()
-            p = decode_l3(raw, _now())
-            index = nfpkt.indev
-            p.in_iface = self.ifnames.get(index) or self.ifname(index)
+            p = decode_l3(payload, _now())
+            p.in_iface = self.ifnames.get(indev) or self.ifname(indev)
             if p.anomalies:
-                self._count_anomalies(p, raw)
+                self._count_anomalies(p, payload)
             v = self.inspector.process(p)
             if v.action == "pass" and not v.offload:
-                held = self.batching
-                if held is not None and held.bursting:
-                    held.last_id = nfpkt.id       # accept_later(), inlined
-                    held.held += 1
+                if queue.bursting:
+                    queue.last_id = packet_id     # accept_later(), inlined
+                    queue.held += 1
                 else:
-                    nfpkt.accept()
+                    queue.accept(packet_id)
             else:
-                self.verdict(p, v, nfpkt)
+                self.verdict(p, v, packet_id, mark)
         except Exception as e:               # a bad packet or a bug: count it, verdict by policy
             c = self.counters
             c.errors += 1
             if c.errors <= 10 or c.errors % 1000 == 0:
                 log.exception("queue %d: packet error #%d (%s): %s", self.queue_num, c.errors,
                               self.fail_verdict, e)
-            try:
-                nfpkt.accept() if self.fail_verdict == "accept" else nfpkt.drop()
-            except RuntimeError:
-                pass                         # the verdict was already given
+            try:                             # every verdict is a packet's last step: none went out
+                queue.accept(packet_id) if self.fail_verdict == "accept" else queue.send(NF_DROP, packet_id)
+            except OSError:
+                pass                         # unanswered: the kernel drops it when the queue goes
 
-    def decode(self, nfpkt):
+    def decode(self, payload, indev):
         """The queued packet as a Packet: its L3 bytes, arrival time and ingress interface."""
-        raw = nfpkt.get_payload()
-        p = decode_l3(raw, _now())
-        p.in_iface = self.ifnames.get(nfpkt.indev) or self.ifname(nfpkt.indev)
+        p = decode_l3(payload, _now())
+        p.in_iface = self.ifnames.get(indev) or self.ifname(indev)
         if p.anomalies:
-            self._count_anomalies(p, raw)
+            self._count_anomalies(p, payload)
         return p
 
     def _count_anomalies(self, p, raw):
@@ -324,10 +430,12 @@ class Worker:
             p.anomalies = [a for a in p.anomalies if not a.endswith(".trunc_pkt")]
         c.anomalies += bool(p.anomalies)
 
-    def verdict(self, p, v, nfpkt):
+    def verdict(self, p, v, packet_id, mark):
         """Enforce the Inspector's verdict: answer a reject, mark an offloaded flow's
-        packet for the kernel fast path, else accept or drop."""
+        packet for the kernel fast path, else accept or drop. The verdict's send is the last
+        step of each branch (on_packet's error path relies on it)."""
         c = self.counters
+        queue = self.queue
         action = v.action
         if action == "reject":
             try:
@@ -339,18 +447,13 @@ class Worker:
         if v.offload and v.flow is not None:   # v.offload: decided for good, and offload is on
             # a repeated packet leaves at once: the accepts held for earlier packets (of this
             # flow, maybe) go first, or the flow's later packets would overtake them
-            if self.batching is not None and self.batching.held:
-                self.batching.flush()
-            nfpkt.set_mark((nfpkt.mark & ~self.mark_mask) | self.marks[action])   # others' bits kept
-            nfpkt.repeat()
+            queue.flush()
             c.offloaded += 1
+            queue.send(NF_REPEAT, packet_id, (mark & ~self.mark_mask) | self.marks[action])   # others' bits kept
         elif action == "pass":
-            if self.batching is not None and self.batching.bursting:
-                self.batching.accept_later(nfpkt.id)
-            else:
-                nfpkt.accept()
+            queue.accept(packet_id)
         else:
-            nfpkt.drop()
+            queue.send(NF_DROP, packet_id)
 
     # -- the loop --------------------------------------------------------------
 
@@ -376,7 +479,8 @@ class Worker:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)   # "rcvbuf limit": the kernel caps it; fine
-                nfq.bind(self.queue_num, self.on_packet, max_len=QUEUE_MAXLEN, range=COPY_RANGE)
+                # the callback never runs: QueueSocket reads the socket, not netfilterqueue
+                nfq.bind(self.queue_num, _not_read_here, max_len=QUEUE_MAXLEN, range=COPY_RANGE)
         except OSError as e:
             why = (f"queue {self.queue_num}: cannot bind ({e}): another program holds it? "
                    f"see /proc/net/netfilter/nfnetlink_queue; change queue_base")
@@ -389,23 +493,26 @@ class Worker:
             self.reporter = Reporter(self.report, self.queue_num, cfg.control.top if cfg.control else 20)
             self._send_report()              # readiness need not wait for the first tick
         flags = NFQA_CFG_F_GSO | (NFQA_CFG_F_FAIL_OPEN if cfg.fail_open else 0)
+        backlog = []                          # packets queued before the kernel's config answers
         try:
-            set_queue_flags(nfq, self.queue_num, flags, NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN)
+            set_queue_flags(nfq, self.queue_num, flags, NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN, backlog)
         except OSError as e:
             log.warning("queue %d: kernel refused queue flags %#x (%s); continuing without them",
                         self.queue_num, flags, e)
         self.copy_range = COPY_RANGE
         try:
-            set_copy_range(nfq, self.queue_num, WHOLE_RANGE)
+            set_copy_range(nfq, self.queue_num, WHOLE_RANGE, backlog)
             self.copy_range = WHOLE_RANGE
         except OSError as e:
             log.warning("queue %d: kernel refused a %d-byte copy range (%s); inspecting the first %d bytes "
                         "of each packet", self.queue_num, WHOLE_RANGE, e, COPY_RANGE)
         self.next_tick = time.monotonic() + 1.0
         inbox = self.inbox
-        messages = WholeMessages(nfq, lambda: bool(self.flags) or time.monotonic() >= self.next_tick
-                                 or (inbox is not None and inbox.pending()), queue_num=self.queue_num)
-        self.batching = messages
+        queue = QueueSocket(socket.fromfd(nfq.get_fd(), socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER),
+                            lambda: bool(self.flags) or time.monotonic() >= self.next_tick
+                            or (inbox is not None and inbox.pending()), queue_num=self.queue_num)
+        self.queue = queue
+        queue.feed(backlog, self.on_packet)
         log.info("queue %d: worker %d bound (%s, gso, copy %d bytes)", self.queue_num, os.getpid(),
                  "fail-open" if cfg.fail_open else "fail-closed", self.copy_range)
 
@@ -417,7 +524,7 @@ class Worker:
                         break
                 if inbox is not None and inbox.pending():
                     self.swap(*inbox.take())
-                nfq.run_socket(messages)          # returns on a receive timeout or when due()
+                queue.run(self.on_packet)         # returns on a receive timeout or when due()
                 if time.monotonic() >= self.next_tick:
                     self.next_tick = time.monotonic() + 1.0
                     self.inspector.tick(time.time())
@@ -428,10 +535,10 @@ class Worker:
                         break
             self.flags.clear()
             self.next_tick = time.monotonic() + 1.0   # drain what is queued to us, for a second at most
-            messages.sock.settimeout(0.0)
-            nfq.run_socket(messages)
+            queue.sock.settimeout(0.0)
+            queue.run(self.on_packet)
         finally:
-            messages.close()
+            queue.close()
             nfq.unbind()
             self.inspector.close()
             self.rejector.close()
@@ -493,8 +600,11 @@ class Worker:
                   # ICMP answers the rate limit held back (the EVE stats schema has no key for it)
                   "reject_suppressed": self.rejector.limit.suppressed,
                   # accepts answered by batch verdicts, and how many batches carried them
-                  "batched_accepts": self.batching.batched if self.batching else 0,
-                  "verdict_batches": self.batching.batches if self.batching else 0}
+                  "batched_accepts": self.queue.batched if self.queue else 0,
+                  "verdict_batches": self.queue.batches if self.queue else 0,
+                  # netlink messages that were not a readable packet; verdicts the kernel refused
+                  "unreadable_messages": self.queue.unreadable if self.queue else 0,
+                  "refused_verdicts": self.queue.refused if self.queue else 0}
         log.info("queue %d: worker %d stats %s", self.queue_num, os.getpid(),
                  " ".join(f"{k}={x}" for k, x in counts.items()))
         return ev
@@ -528,6 +638,12 @@ def _settings(cfg, running=None):
 EXIT_CANNOT_BIND = 3          # worker exit status: the queue is held by someone else
 
 
+def _not_read_here(nfpkt):
+    """netfilterqueue's callback, which nothing calls (it never reads the socket); were it
+    to, the packet is dropped rather than left without a verdict."""
+    nfpkt.drop()
+
+
 def worker_main(cfg, queue_num, ruleset, control, ready=None, inherited=(), report=None) -> None:
     """Process entry point (forked by the supervisor). `control`: the read end of this
     worker's update pipe; `inherited`: the supervisor's pipe ends this child must not hold."""
@@ -544,3 +660,7 @@ def worker_main(cfg, queue_num, ruleset, control, ready=None, inherited=(), repo
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s appliance[%(process)d] %(levelname)s %(message)s")
     sys.exit(Worker(cfg, queue_num, ruleset, control, ready, report).run())
+
+
+from appliance.compiled import use_compiled  # noqa: E402 -- last: the Cython build of this file, if built
+use_compiled(globals())

@@ -55,12 +55,12 @@ def assert_identical(pure, compiled):
 
 
 def test_which_modules_run_compiled():
-    code = "import appliance.inspector, appliance.compiled as c; print(c.describe())"
+    code = "import appliance.inspector, appliance.source.nfqueue, appliance.compiled as c; print(c.describe())"
     env = {k: v for k, v in os.environ.items() if k != PURE_ENV}
     compiled = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
     pure = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**env, PURE_ENV: "1"},
                           capture_output=True, text=True)
-    assert compiled.stdout.strip() == ("compiled: decode, dns, engine, events, flow, http, index, inspector, packet, "
+    assert compiled.stdout.strip() == ("compiled: decode, dns, engine, events, flow, http, index, inspector, nfqueue, packet, "
                                       "pcap, server, state, stream, tls")
     assert pure.stdout.strip() == f"pure Python ({PURE_ENV} is set)"
 

@@ -32,7 +32,7 @@ ALL_COMPILED = "compiled: " + ", ".join(sorted(leaf(m) for m in MODULES))
 # submodules in its own checkout: the copy under test would find that checkout's builds.
 PROBE = ("import logging, sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f)];"
          "logging.basicConfig(level=logging.INFO, stream=sys.stdout, format='%(message)s');"
-         "import appliance.inspector, appliance.compiled as c; print(c.describe())")
+         "import appliance.inspector, appliance.source.nfqueue, appliance.compiled as c; print(c.describe())")
 
 
 def probe(root, **env):
@@ -130,7 +130,8 @@ def test_import_order_does_not_leave_a_built_module_pure(entry):
     """flow imported before decode (gwlb_offload imports flow's timeouts; the GWLB worker and
     the fleet supervisor, whose forked workers inherit its modules, import it first) still
     runs compiled: the choice must not depend on which module some entry point imports first."""
-    code = f"import {entry}, appliance.decode, appliance.inspector, appliance.compiled as c; print(c.describe())"
+    code = (f"import {entry}, appliance.decode, appliance.inspector, appliance.source.nfqueue, appliance.compiled as c;"
+            " print(c.describe())")
     env = {k: v for k, v in os.environ.items() if k != PURE_ENV}
     cp = subprocess.run([sys.executable, "-c", code], cwd=PKG.parent, env=env, capture_output=True, text=True,
                         timeout=120)
