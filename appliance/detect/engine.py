@@ -250,6 +250,12 @@ class Detector:
         direction; Inspector.reload clears the caches)."""
         m = flow.cand_ts if to_server else flow.cand_tc
         if m is None:
+            if not to_server:
+                # the flow's reverse, not this packet's header: an ICMP echo packet is to_client
+                # by its type too (flow._account), so an echo reply the initiator sends carries
+                # the initiator's header; cached, it would hide the responder's rules. (To_server
+                # is always the initiator's end: its header is the flow's.)
+                pkt = _Reverse(flow, False)
             m = self._header(pkt, flow.direction)
             if to_server:
                 flow.cand_ts = m
@@ -351,7 +357,7 @@ class Detector:
         if r.flow:
             for kw in r.flow:
                 if kw == "to_server":
-                    if not to_server:
+                    if not to_server or flow.proto == 1 or flow.proto == 58:
                         return False
                 elif kw == "to_client":
                     if to_server:

@@ -119,7 +119,9 @@ def test_candidates_equal_brute_force(seed):
         pkt = SimpleNamespace(proto=rng.choice((6, 17, 1, 58)), src=src, dst=dst,
                               sport=rand_port(rng, rules), dport=rand_port(rng, rules))
         direction = rng.choice(("any", "inbound", "outbound"))
-        flow = SimpleNamespace(cand_ts=None, cand_tc=None, direction=direction)
+        # (the flow's ends: the to_client slot is the flow's reverse, whichever packet fills it)
+        flow = SimpleNamespace(cand_ts=None, cand_tc=None, direction=direction, proto=pkt.proto, src=pkt.src,
+                               dst=pkt.dst, sport=pkt.sport, dport=pkt.dport)
         got = det.candidates(pkt, flow, True)
         want = reference(rules, pkt, direction)
         assert got == want, (pkt, direction, names(got ^ want))
@@ -144,7 +146,7 @@ def test_nested_and_negated_by_hand():
     def cand(src, dport):
         pkt = SimpleNamespace(proto=6, src=src, dst="10.9.9.9" if ":" not in src else "2001:db8::9",
                               sport=1, dport=dport)
-        return sorted(r.id for i, r in enumerate(rules) if det.candidates(pkt, SimpleNamespace(cand_ts=None, cand_tc=None, direction="any"), True) >> i & 1)
+        return sorted(r.id for i, r in enumerate(rules) if det.candidates(pkt, SimpleNamespace(cand_ts=None, cand_tc=None, direction="any", proto=6), True) >> i & 1)
     assert cand("10.1.2.3", 80) == [1, 2]
     assert cand("10.1.3.3", 81) == [1, 2, 3, 4]
     assert cand("10.2.0.1", 8000) == [1, 3]
