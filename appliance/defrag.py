@@ -223,6 +223,8 @@ class Defragmenter:
         out.pcap_file = pkt.pcap_file
         out.in_iface = pkt.in_iface
         out.tunnel = pkt.tunnel
+        if out.quote is not None:     # an ICMP error relates to a flow of the same endpoint (gwlb.py)
+            out.quote.tunnel = pkt.tunnel
         if dgram.conflict:      # delivered as the kernel delivers it (first copy), but say so
             out.anomalies.append(f"ipv{pkt.ip_version}.frag_overlap")
             self.stats["overlaps"] += 1

@@ -126,8 +126,12 @@ def _ends(key):
     return kind, a, pa, b, pb
 
 
-def _name(raw):
+def address_text(raw):
+    """A raw address (4 or 16 bytes) as decode writes it."""
     return _v4name(raw) if len(raw) == 4 else _v6name(raw)
+
+
+_name = address_text
 
 
 def timeout(flow):
@@ -231,6 +235,13 @@ class Flow:
         """The initiator's address, as decode writes it."""
         _, a, _, b, _ = _ends(self.key)
         return _name(b if self._side == SECOND_END else a)
+
+    @property
+    def src_raw(self):
+        """The initiator's address as the key holds it: to group many flows by address
+        without making (and caching) text for each (control.report's talkers)."""
+        _, a, _, b, _ = _ends(self.key)
+        return b if self._side == SECOND_END else a
 
     @property
     def dst(self):

@@ -13,6 +13,8 @@ import pickle
 import socket
 import time
 
+from ..flow import address_text
+
 TOP_DEFAULT = 20
 FLOWS_MAX = 1000               # flows one reply may carry (the CLI's --top is capped to it)
 
@@ -106,14 +108,15 @@ def flow_table(inspector, top) -> dict:
     now = time.time()
     flows = list(inspector.flows.flows.values())
     biggest = heapq.nlargest(top, flows, key=lambda f: f.bytes_ts + f.bytes_tc)
-    talkers = {}
+    talkers = {}                     # by raw address: text only for the rows reported
     for f in flows:
-        t = talkers.get(f.src)
+        raw = f.src_raw
+        t = talkers.get(raw)
         if t is None:
-            t = talkers[f.src] = [0, 0, 0]
+            t = talkers[raw] = [0, 0, 0]
         t[0] += f.bytes_ts + f.bytes_tc
         t[1] += f.pkts_ts + f.pkts_tc
         t[2] += 1
     best = heapq.nlargest(top, talkers.items(), key=lambda kv: kv[1][0])
     return {"active": len(flows), "flows": [flow_row(f, now) for f in biggest],
-            "talkers": [{"src": src, "bytes": b, "pkts": p, "flows": n} for src, (b, p, n) in best]}
+            "talkers": [{"src": address_text(raw), "bytes": b, "pkts": p, "flows": n} for raw, (b, p, n) in best]}

@@ -24,8 +24,8 @@ def syn(i):
 def bytes_per_flow():
     table = FlowTable(N + 10)
     packets = [decode_l3(syn(i), 1.0 + i * 1e-6) for i in range(N)]   # decoded first: not the table's
-    for p in packets:     # nor the bounded address caches (decode's text, the key's raw bytes)
-        flow_key(p)
+    for p in packets:     # nor the key's bounded text-to-bytes cache (a decoded packet carries
+        flow_key(p)       # its raw addresses: no-op there; a hand-made one is keyed by its text)
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     for p in packets:
