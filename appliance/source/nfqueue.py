@@ -47,7 +47,7 @@ _now = time.time
 # buffer, then raise the range ourselves (NFQA_CFG_PARAMS) and read the socket ourselves
 # (QueueSocket): every packet, GSO super-packets included, is inspected whole, up to 64 KB.
 COPY_RANGE = 3840             # fits netfilterqueue's own buffer: the fallback
-WHOLE_RANGE = 0xFFFF          # what we ask the kernel for once bound
+WHOLE_RANGE = 0xFFFF - 4      # asked for once bound: the kernel's most (NFQNL_MAX_COPY_RANGE, 0xFFFF - NLA_HDRLEN)
 MESSAGE_MAX = WHOLE_RANGE + 1024
 RCVBUF = 32 << 20             # queued 64 KB messages need room; SO_RCVBUFFORCE (root)
 QUEUE_MAXLEN = 4096          # packets the kernel holds for us before fail-open / drop
@@ -193,24 +193,33 @@ class QueueSocket:
         until the socket times out (SO_RCVTIMEO) or due()."""
         sock, buf, view, due = self.sock, self.buf, self.view, self.due
         clock = time.perf_counter
+        reads = 0                                    # messages read while accepts are held
         while True:
             # A recv that returns at once found its message waiting: a burst, whose accepts
             # are held (accept_later) and go out as one batch verdict once the socket is
             # empty. A packet that came after a wait is answered on its own at once, and
             # without a probing recv in front of the blocking one: that probe alone cost a
             # ping +40-70 us here (bench.verdict_io), so only a burst pays for it.
-            # due() is asked between batches (none held): at least every BATCH_MAX packets
-            # under load, before every packet otherwise
-            if self.held >= BATCH_MAX:
+            # due() is asked between batches (none held): at least every BATCH_MAX messages
+            # under load, before every packet otherwise. Messages are counted, not accepts:
+            # a flood of drops behind one held accept must not hold it (and due()) forever
+            if self.held and (self.held >= BATCH_MAX or reads >= BATCH_MAX):
                 self.flush()
-            if not self.held and due():
-                return
+            if not self.held:
+                reads = 0
+                if due():
+                    return
             n = -1
             if self.held:
+                reads += 1
                 try:
                     n = sock.recv_into(buf, 0, socket.MSG_DONTWAIT)
                 except BlockingIOError:
                     self.flush()
+                except OSError as e:
+                    if e.errno == errno.ENOBUFS:      # as below: the kernel dropped messages for us
+                        continue
+                    raise
             if n < 0:
                 t = clock()
                 try:
@@ -413,7 +422,7 @@ class Worker:
             try:                             # every verdict is a packet's last step: none went out
                 queue.accept(packet_id) if self.fail_verdict == "accept" else queue.send(NF_DROP, packet_id)
             except OSError:
-                pass                         # unanswered: the kernel drops it when the queue goes
+                pass                         # unanswered: a later batch verdict (ids <= its own) accepts it; a send that fails is rare (ENOMEM), left as is
 
     def decode(self, payload, indev):
         """The queued packet as a Packet: its L3 bytes, arrival time and ingress interface."""
