@@ -33,6 +33,38 @@ from .packet import TCP, UDP, ICMP, ICMPV6, SYN, ACK, FIN, RST
 
 NEW, ESTABLISHED, CLOSING, CLOSED = "new", "established", "closing", "closed"
 
+# The closed sets of Flow's small text fields: every value any code writes is here (the
+# writers are listed in tests/unit/test_flow_closed_sets.py). The compiled Flow keeps each
+# as a one-byte index into its tuple behind a property that returns the same string (four
+# pointers became four bytes, docs/performance.md "Flow fields as bytes"); the pure Flow
+# keeps the strings. A value outside its set is refused on write (ValueError), never stored
+# as another one.
+STATES = (NEW, ESTABLISHED, CLOSING, CLOSED)
+VERDICTS = (None, "pass", "drop", "reject")          # detect.rule.DECISIONS, None: undecided
+DIRECTIONS = ("any", "inbound", "outbound")          # Inspector._direction
+REASONS = ("", "timeout", "evicted", "closed", "reused", "shutdown")   # why it ended ("": it has not)
+try:
+    import cython
+    COMPILED = cython.compiled       # True in the compiled twin only
+except ImportError:                  # Cython is not a run-time dependency
+    COMPILED = False
+
+
+def _codes(names):
+    return {name: code for code, name in enumerate(names)}
+
+
+_STATE_CODES, _VERDICT_CODES = _codes(STATES), _codes(VERDICTS)
+_DIRECTION_CODES, _REASON_CODES = _codes(DIRECTIONS), _codes(REASONS)
+
+
+def _code(codes, field, value):
+    """The byte that stands for `value` in the compiled Flow's `field`."""
+    code = codes.get(value) if value is None or type(value) is str else None
+    if code is None:
+        raise ValueError(f"Flow.{field} is one of {tuple(codes)!r}, not {value!r}")
+    return code
+
 # Idle timeouts (seconds) by protocol and state; Suricata's defaults.
 TIMEOUTS = {
     TCP: {NEW: 60, ESTABLISHED: 600, CLOSING: 60, CLOSED: 10},
@@ -280,6 +312,40 @@ class Flow:
     @property
     def packets(self):
         return self.pkts_ts + self.pkts_tc
+
+    if COMPILED:
+        # The closed sets (STATES, ...) as bytes: the same strings read back (see above).
+        @property
+        def state(self):
+            return STATES[self._state_code]
+
+        @state.setter
+        def state(self, value):
+            self._state_code = _code(_STATE_CODES, "state", value)
+
+        @property
+        def verdict(self):
+            return VERDICTS[self._verdict_code]
+
+        @verdict.setter
+        def verdict(self, value):
+            self._verdict_code = _code(_VERDICT_CODES, "verdict", value)
+
+        @property
+        def direction(self):
+            return DIRECTIONS[self._direction_code]
+
+        @direction.setter
+        def direction(self, value):
+            self._direction_code = _code(_DIRECTION_CODES, "direction", value)
+
+        @property
+        def reason(self):
+            return REASONS[self._reason_code]
+
+        @reason.setter
+        def reason(self, value):
+            self._reason_code = _code(_REASON_CODES, "reason", value)
 
     # FlowRare's fields, read and written as the flow's own. In the class body: the compiled
     # Flow is an extension type, whose attributes cannot be added once the class exists.
