@@ -76,7 +76,7 @@ cdef class TcpReceiver:
     cdef public long long max_window
 
 cpdef flow_key(CPacket pkt)
-cpdef unsigned char _code(dict codes, str field, value) except? 255
+cpdef int _code(dict codes, str field, value) except -1
 cpdef tuple _key(CPacket pkt)
 cpdef bytes _raw(str text)
 @cython.locals(queue=Queue)
