@@ -38,7 +38,7 @@ NEW, ESTABLISHED, CLOSING, CLOSED = "new", "established", "closing", "closed"
 # as a one-byte index into its tuple behind a property that returns the same string (four
 # pointers became four bytes, docs/performance.md "Flow fields as bytes"); the pure Flow
 # keeps the strings. A value outside its set is refused on write (ValueError), never stored
-# as another one.
+# as another one. Each set's first member is a new Flow's value (the compiled one's zeroed bytes).
 STATES = (NEW, ESTABLISHED, CLOSING, CLOSED)
 VERDICTS = (None, "pass", "drop", "reject")          # detect.rule.DECISIONS, None: undecided
 DIRECTIONS = ("any", "inbound", "outbound")          # Inspector._direction
@@ -233,12 +233,14 @@ class Flow:
         if self.proto in _ECHO and pkt.icmp_type in _ECHO[self.proto]:
             self.sport = self.dport = 0
         self.start = self.last = pkt.ts
-        self.state = NEW
+        if not COMPILED:             # compiled: zeroed bytes, each closed set's first member
+            self.state = NEW
         self.tcp_seen = 0
         self._isn = -1               # TCP: the client's ISN, from its latest SYN (Flow.isn; -1: None)
         self.pkts_ts = self.pkts_tc = self.bytes_ts = self.bytes_tc = 0
         self.inspected_bytes = self.inspected_tc = 0
-        self.verdict = None          # None (undecided) | "pass" | "drop" | "reject"
+        if not COMPILED:
+            self.verdict = None      # None (undecided) | "pass" | "drop" | "reject"
         self.verdict_rule = None     # Rule that decided, or None for the default action
         self.final = False           # verdict can no longer change and nothing is left to inspect
         self.offloaded = False       # handed to the kernel (live) / would have been (replay); set by the Inspector
@@ -247,10 +249,11 @@ class Flow:
         self.stream = None           # stream.ClientStream (TCP, from the client's first segment)
         self.tcp = None              # TcpReceiver (TCP, from the first packet after the client's SYN)
         self.cand_ts = self.cand_tc = None   # detection's candidate rule masks per direction
-        self.direction = "any"
+        if not COMPILED:
+            self.direction = "any"
+            self.reason = ""
         self.in_iface = pkt.in_iface
         self.flags_ts = self.flags_tc = 0
-        self.reason = ""
         self.pcap_cnt = pkt.pcap_cnt # replay: number of the flow's latest packet in its file
         self.pcap_file = pkt.pcap_file  # replay: the file that packet came from
         self.older = self.younger = None

@@ -124,3 +124,10 @@ def test_each_member_round_trips_and_a_stranger_is_refused():
                 with pytest.raises(ValueError, match=f"Flow.{name} is one of"):
                     setattr(flow, name, stranger)
                 assert getattr(flow, name) == members[-1]    # unchanged
+
+
+def test_a_new_flow_starts_at_each_sets_first_member():
+    """The compiled Flow does not write them in __init__: its zeroed bytes are index 0."""
+    flow, _, _ = FlowTable().lookup(decode_l3(syn(4), 1.0))
+    assert (flow.state, flow.verdict, flow.direction, flow.reason) == ("new", None, "any", "")
+    assert (STATES[0], VERDICTS[0], DIRECTIONS[0], REASONS[0]) == ("new", None, "any", "")
