@@ -60,7 +60,10 @@ _DIRECTION_CODES, _REASON_CODES = _codes(DIRECTIONS), _codes(REASONS)
 
 def _code(codes, field, value):
     """The byte that stands for `value` in the compiled Flow's `field`."""
-    code = codes.get(value, -1)      # a str subclass equal to a member is that member
+    try:
+        code = codes.get(value, -1)  # a str subclass equal to a member is that member
+    except TypeError:                # unhashable: no member either
+        code = -1
     if code < 0:
         raise ValueError(f"Flow.{field} is one of {tuple(codes)!r}, not {value!r}")
     return code
