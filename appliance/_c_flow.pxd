@@ -8,16 +8,16 @@ from appliance._c_packet cimport Packet as CPacket
 # flow), the rest Python objects as in __slots__. A C field keeps each value's meaning:
 # counters are 64-bit (a flow passes 4 GiB), the ISN sits in Flow._isn with -1 for None
 # (Flow.isn says None), the times are doubles (every source stamps floats; Flow.id hashes
-# float(start)), final and alerted are only ever bools; tcp_seen stays under 2**16; the
-# protocol (a byte), the ports and the TCP flags (a byte) fit shorts; _side is which end of
+# float(start)), final and alerted are only ever bools; tcp_seen stays under 2**14 (a short); the
+# protocol is a byte, the ports and the TCP flags fit shorts; _side is which end of
 # the packed key the initiator is (the addresses live in the key only: Flow.src/dst are
-# properties). offloaded stays an object (True, or kernel_policy's name). Declared by
-# size, not in __slots__' order, so no padding (272 B with the headers, a pymalloc size
-# class); keep the same names as Flow.__slots__ (tests/unit/test_compiled.py checks).
+# properties). offloaded stays an object (True, or kernel_policy's name). state, verdict,
+# direction and reason are one byte each, an index into their closed sets (flow.STATES, ...)
+# behind properties that return the strings. Declared by size, not in __slots__' order, so
+# no padding (224 B, 240 with the GC header: a pymalloc size class, was 272); keep the same
+# names as Flow.__slots__, the coded four as _<name>_code (tests/unit/test_compiled.py checks).
 cdef class Flow:
     cdef public object key
-    cdef public object state
-    cdef public object verdict
     cdef public object verdict_rule
     cdef public object offloaded
     cdef public object app
@@ -25,9 +25,7 @@ cdef class Flow:
     cdef public object tcp
     cdef public object cand_ts
     cdef public object cand_tc
-    cdef public object direction
     cdef public object in_iface
-    cdef public object reason
     cdef public object pcap_file
     cdef public object older
     cdef public object younger
@@ -42,15 +40,19 @@ cdef class Flow:
     cdef public long long inspected_bytes
     cdef public long long inspected_tc
     cdef public long long pcap_cnt
-    cdef public int tcp_seen
     cdef public bint final
     cdef public bint alerted
-    cdef public short proto
+    cdef public unsigned short tcp_seen
     cdef public unsigned short sport
     cdef public unsigned short dport
     cdef public unsigned short flags_ts
     cdef public unsigned short flags_tc
+    cdef public unsigned char proto
     cdef public unsigned char _side
+    cdef unsigned char _state_code
+    cdef unsigned char _verdict_code
+    cdef unsigned char _direction_code
+    cdef unsigned char _reason_code
 
 # A queue's sentinel: its two links are a Flow or the Queue itself.
 cdef class Queue:
@@ -74,6 +76,7 @@ cdef class TcpReceiver:
     cdef public long long max_window
 
 cpdef flow_key(CPacket pkt)
+cpdef int _code(dict codes, str field, value) except -1
 cpdef tuple _key(CPacket pkt)
 cpdef bytes _raw(str text)
 @cython.locals(queue=Queue)

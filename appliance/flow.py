@@ -33,6 +33,41 @@ from .packet import TCP, UDP, ICMP, ICMPV6, SYN, ACK, FIN, RST
 
 NEW, ESTABLISHED, CLOSING, CLOSED = "new", "established", "closing", "closed"
 
+# The closed sets of Flow's small text fields: every value any code writes is here (the
+# writers are listed in tests/unit/test_flow_closed_sets.py). The compiled Flow keeps each
+# as a one-byte index into its tuple behind a property that returns the same string (four
+# pointers became four bytes, docs/performance.md "Flow fields as bytes"); the pure Flow
+# keeps the strings. A value outside its set is refused on write (ValueError), never stored
+# as another one. Each set's first member is a new Flow's value (the compiled one's zeroed bytes).
+STATES = (NEW, ESTABLISHED, CLOSING, CLOSED)
+VERDICTS = (None, "pass", "drop", "reject")          # detect.rule.DECISIONS, None: undecided
+DIRECTIONS = ("any", "inbound", "outbound")          # Inspector._direction
+REASONS = ("", "timeout", "evicted", "closed", "reused", "shutdown")   # why it ended ("": it has not)
+try:
+    import cython
+    COMPILED = cython.compiled       # True in the compiled twin only
+except ImportError:                  # Cython is not a run-time dependency
+    COMPILED = False
+
+
+def _codes(names):
+    return {name: code for code, name in enumerate(names)}
+
+
+_STATE_CODES, _VERDICT_CODES = _codes(STATES), _codes(VERDICTS)
+_DIRECTION_CODES, _REASON_CODES = _codes(DIRECTIONS), _codes(REASONS)
+
+
+def _code(codes, field, value):
+    """The byte that stands for `value` in the compiled Flow's `field`."""
+    try:
+        code = codes.get(value, -1)  # a str subclass equal to a member is that member
+    except TypeError:                # unhashable: no member either
+        code = -1
+    if code < 0:
+        raise ValueError(f"Flow.{field} is one of {tuple(codes)!r}, not {value!r}")
+    return code
+
 # Idle timeouts (seconds) by protocol and state; Suricata's defaults.
 TIMEOUTS = {
     TCP: {NEW: 60, ESTABLISHED: 600, CLOSING: 60, CLOSED: 10},
@@ -205,12 +240,14 @@ class Flow:
         if self.proto in _ECHO and pkt.icmp_type in _ECHO[self.proto]:
             self.sport = self.dport = 0
         self.start = self.last = pkt.ts
-        self.state = NEW
+        if not COMPILED:             # compiled: zeroed bytes, each closed set's first member
+            self.state = NEW
         self.tcp_seen = 0
         self._isn = -1               # TCP: the client's ISN, from its latest SYN (Flow.isn; -1: None)
         self.pkts_ts = self.pkts_tc = self.bytes_ts = self.bytes_tc = 0
         self.inspected_bytes = self.inspected_tc = 0
-        self.verdict = None          # None (undecided) | "pass" | "drop" | "reject"
+        if not COMPILED:
+            self.verdict = None      # None (undecided) | "pass" | "drop" | "reject"
         self.verdict_rule = None     # Rule that decided, or None for the default action
         self.final = False           # verdict can no longer change and nothing is left to inspect
         self.offloaded = False       # handed to the kernel (live) / would have been (replay); set by the Inspector
@@ -219,10 +256,11 @@ class Flow:
         self.stream = None           # stream.ClientStream (TCP, from the client's first segment)
         self.tcp = None              # TcpReceiver (TCP, from the first packet after the client's SYN)
         self.cand_ts = self.cand_tc = None   # detection's candidate rule masks per direction
-        self.direction = "any"
+        if not COMPILED:
+            self.direction = "any"
+            self.reason = ""
         self.in_iface = pkt.in_iface
         self.flags_ts = self.flags_tc = 0
-        self.reason = ""
         self.pcap_cnt = pkt.pcap_cnt # replay: number of the flow's latest packet in its file
         self.pcap_file = pkt.pcap_file  # replay: the file that packet came from
         self.older = self.younger = None
@@ -291,6 +329,40 @@ class Flow:
     @property
     def packets(self):
         return self.pkts_ts + self.pkts_tc
+
+    if COMPILED:
+        # The closed sets (STATES, ...) as bytes: the same strings read back (see above).
+        @property
+        def state(self):
+            return STATES[self._state_code]
+
+        @state.setter
+        def state(self, value):
+            self._state_code = _code(_STATE_CODES, "state", value)
+
+        @property
+        def verdict(self):
+            return VERDICTS[self._verdict_code]
+
+        @verdict.setter
+        def verdict(self, value):
+            self._verdict_code = _code(_VERDICT_CODES, "verdict", value)
+
+        @property
+        def direction(self):
+            return DIRECTIONS[self._direction_code]
+
+        @direction.setter
+        def direction(self, value):
+            self._direction_code = _code(_DIRECTION_CODES, "direction", value)
+
+        @property
+        def reason(self):
+            return REASONS[self._reason_code]
+
+        @reason.setter
+        def reason(self, value):
+            self._reason_code = _code(_REASON_CODES, "reason", value)
 
     # FlowRare's fields, read and written as the flow's own. In the class body: the compiled
     # Flow is an extension type, whose attributes cannot be added once the class exists.

@@ -34,7 +34,7 @@ from .flowstate import FlowState, unknown as unknown_state
 from .threshold import DetectionFilters, Thresholds
 from ..applayer import DNS_PORTS
 from ..applayer.state import Unknown
-from ..flow import ESTABLISHED, CLOSING, handshake_seen
+from ..flow import ESTABLISHED, CLOSING, VERDICTS, handshake_seen
 from ..packet import TCP, UDP
 
 MATCH, PENDING, DEFAULT = "match", "pending", "default"
@@ -46,6 +46,10 @@ class Detector:
     def __init__(self, ruleset, generation=0, exception_policy="drop"):
         rules = ruleset.rules
         self.rules = rules
+        if ruleset.default_action not in VERDICTS or ruleset.default_action is None:
+            # it becomes Flow.verdict, a closed set (the compiled Flow holds it as a byte):
+            # refused with the rules, not on a worker's packet
+            raise ValueError(f"default_action must be pass, drop or reject, not {ruleset.default_action!r}")
         self.default_action = ruleset.default_action
         self.generation = generation
         self.exception_policy = exception_policy

@@ -68,6 +68,10 @@ def test_flow_declarations_match_slots():
     for name, slots in zip(("Flow", "Queue", "TcpReceiver"), ast.literal_eval(pure.stdout)):
         block = re.search(rf"^cdef class {name}:\n((?:    .*\n)+)", pxd, re.M).group(1)
         declared = re.findall(r"cdef public (?:object|double|long long|int|bint|short|unsigned short|unsigned char) (\w+)$", block, re.M)
+        # the closed sets (flow.STATES, ...): a byte each, behind a property of the slot's name
+        coded = re.findall(r"cdef unsigned char _(\w+)_code$", block, re.M)
+        assert coded == (["state", "verdict", "direction", "reason"] if name == "Flow" else []), name
+        declared += coded
         assert sorted(declared) == sorted(slots) and len(set(declared)) == len(declared), name
 
 
