@@ -6,6 +6,7 @@
 # count_packet, once per packet (a decided flow's too), takes the typed Packet: its fields are
 # struct reads, and the Inspector's typed counters call it without a Python call (it was ~20 %
 # of a decided packet's Inspector.process, six generic attribute reads: docs/performance.md).
+import cython
 from appliance._c_packet cimport Packet as CPacket
 
 cdef class Counters:
@@ -28,4 +29,5 @@ cdef class Counters:
     cdef public object flows_ended
     cdef public object app_flows
 
+    @cython.locals(kinds=dict)
     cpdef count_packet(self, CPacket pkt)
