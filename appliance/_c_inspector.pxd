@@ -50,6 +50,7 @@ cdef class Inspector:
     cdef public object kernel_policy
     cdef public object _kernel
     cdef public object on_flow_end
+    cdef public object _decided
 
     @cython.locals(flow=CFlow, det=CDetector, c=CCounters)
     cpdef _process(self, CPacket pkt)

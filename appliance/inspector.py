@@ -146,6 +146,7 @@ class Inspector:
         self._types_set(self.settings)
         self.kernel_policy = None         # settings.kernel_decisions: what the kernel decides (replay: marked)
         self._kernel = {}                 # flow -> the verdict the kernel policy gave it
+        self._decided = None              # the decided path's last Verdict that has nothing to write
         self._kernel_policy()
         self.on_flow_end = None           # a source's callback per ended flow (GENEVE: leave the kernel sets)
         gcpolicy.settle()                 # start-up is done: the GC policy for a long-lived flow table
@@ -173,7 +174,10 @@ class Inspector:
                     return HELD
                 pkt = whole
             v = self._process(pkt)
-            self._emit(pkt, v)
+            if v is self._decided:         # a decided flow's packet with nothing to write (_process)
+                return v
+            if pkt.anomalies or self._found or self._txs or v.alerts or self._ended is not None:
+                self._emit(pkt, v)         # (else it would write nothing)
             if self.pcap_log is not None:
                 self._log_packet(pkt, v)
             flow = v.flow
@@ -192,6 +196,8 @@ class Inspector:
                     found.append(("exception.internal_error", "engine"))
                 action = "drop" if self.settings.exception_policy == "drop" else "pass"
             self._found = found
+            if flow is not None and flow.final:
+                _release(flow)             # (the decided path counts on a final flow being released)
             v = Verdict(action, False, flow)
             self.counters.count_verdict(action)
             self._emit(pkt, v)
@@ -297,7 +303,7 @@ class Inspector:
                 return Verdict(action, offload, quoted, would=would)
         # An offload mark lands on the packet's conntrack entry: an ICMP error's is the
         # connection it quotes, never one of ours to decide here (icmp_error.py).
-        may_offload = s.offload and not icmp_error.is_error(pkt)
+        may_offload = s.offload and not (pkt.proto != TCP and pkt.proto != UDP and icmp_error.is_error(pkt))
 
         flow, to_server, self._ended = self.flows.lookup(pkt)
         if flow.final and pkt.tcp_flags & (SYN | ACK) == SYN and pkt.proto == TCP and handshake_seen(flow):
@@ -311,7 +317,13 @@ class Inspector:
                 c.would_block[would] += 1
             c.verdicts[action] += 1
             c.fast_path += 1
-            return Verdict(action, may_offload, flow, would=would)
+            v = Verdict(action, may_offload, flow, (), would)
+            if not pkt.anomalies and self.pcap_log is None and self._ended is None and not self._found:
+                # nothing to write for it (no anomaly: no event; no flow ended for it, nothing
+                # found, no transaction or alert on a final flow) and its flow was released
+                # when it became final: process() returns it as it is (cold code a ping skips)
+                self._decided = v
+            return v
         first = flow.pkts_ts + flow.pkts_tc == 1
         if first:
             flow.direction = self._direction(flow, pkt)
