@@ -50,29 +50,71 @@ WRITERS = {
     ("fleet/health.py", "__init__", "(False, ['starting'], time.monotonic())"): None,
     ("fleet/health.py", "set", "(ready, problems, time.monotonic())"): None,
     ("ha/heartbeat.py", "__init__", "state"): None,
+    # setattr with a name from a variable: FlowRare's own fields, the queue's counters
+    ("flow.py", "__init__", "setattr(self, name, value)"): None,
+    ("flow.py", "set_", "setattr(rare, name, value)"): None,
+    ("source/nfqueue.py", "__init__", "setattr(self, k, 0)"): None,
 }
 
 
+def _stores(target):
+    """The attributes a target stores to: itself, or inside a tuple/list/starred target
+    (not the ones a subscript or call in it only reads)."""
+    if isinstance(target, ast.Attribute):
+        yield target
+    elif isinstance(target, (ast.Tuple, ast.List)):
+        for t in target.elts:
+            yield from _stores(t)
+    elif isinstance(target, ast.Starred):
+        yield from _stores(target.value)
+
+
 def writers():
+    """Every write of an attribute named in FIELDS, in any form Python has: `=` (tuples too),
+    `+=`, an annotated `=`, a for/comprehension target, setattr (any setattr whose name is not
+    a constant is listed too: it could be one of them); module and class bodies as "<module>"."""
     out = {}
+
+    def add(path, fn, expr, attr):
+        out.setdefault((str(path.relative_to(PKG)), fn, expr), set()).add(attr)
+
     for path in sorted(PKG.rglob("*.py")):
         tree = ast.parse(path.read_text())
+        owner = {}
         for fn in ast.walk(tree):
-            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                continue
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                for node in ast.walk(fn):
+                    owner.setdefault(node, getattr(fn, "name", "<lambda>"))
+        # ast.walk is breadth-first: the outermost function claims a node first; the innermost wins below
+        for fn in sorted((n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))),
+                         key=lambda n: n.lineno):
             for node in ast.walk(fn):
-                if not isinstance(node, ast.Assign):
-                    continue
+                owner[node] = fn.name
+        for node in ast.walk(tree):
+            fn = owner.get(node, "<module>")
+            if isinstance(node, ast.Assign):
                 for target in node.targets:
-                    pairs = []
                     if isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple):
                         pairs = list(zip(target.elts, node.value.elts))
                     else:
                         pairs = [(target, node.value)]
                     for t, v in pairs:
-                        if isinstance(t, ast.Attribute) and t.attr in FIELDS:
-                            key = (str(path.relative_to(PKG)), fn.name, ast.unparse(v))
-                            out.setdefault(key, set()).add(t.attr)
+                        for sub in _stores(t):   # starred and nested tuple targets too
+                            if isinstance(sub, ast.Attribute) and sub.attr in FIELDS:
+                                add(path, fn, ast.unparse(v) if sub is t else ast.unparse(node), sub.attr)
+            elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+                if isinstance(node.target, ast.Attribute) and node.target.attr in FIELDS:
+                    add(path, fn, ast.unparse(node), node.target.attr)
+            elif isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension, ast.withitem)):
+                target = node.optional_vars if isinstance(node, ast.withitem) else node.target
+                for sub in _stores(target) if target is not None else ():
+                    if isinstance(sub, ast.Attribute) and sub.attr in FIELDS:
+                        add(path, fn, ast.unparse(target), sub.attr)
+            elif isinstance(node, ast.Call) and ast.unparse(node.func) in ("setattr", "object.__setattr__") \
+                    and len(node.args) >= 2:
+                name = node.args[1]
+                if not isinstance(name, ast.Constant) or name.value in FIELDS:
+                    add(path, fn, ast.unparse(node), getattr(name, "value", "?"))
     return out
 
 
@@ -95,14 +137,23 @@ def test_the_expressions_stay_inside():
                if isinstance(r, ast.Return)]
     flat = set().union(*(r if isinstance(r, set) else {r} for r in returns))
     assert flat <= set(DIRECTIONS) and len(returns) == 4
-    # CALLERS: the reasons FlowTable.remove and drain are given anywhere in the package
+    # CALLERS: the reasons FlowTable.remove(flow, reason) and drain(reason) are given anywhere in
+    # the package, whatever the table is called: a constant each, inside REASONS
     given = set()
     for path in sorted(PKG.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr in ("remove", "drain") and "flows" in ast.unparse(node.func.value)):
-                given |= {ast.literal_eval(a) for a in node.args if isinstance(a, ast.Constant)}
-    assert given and given <= set(REASONS)
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            if node.func.attr == "drain" and (node.args or node.keywords):
+                reasons = node.args[:1] + [k.value for k in node.keywords if k.arg == "reason"]
+            elif node.func.attr == "remove" and len(node.args) + len(node.keywords) == 2:
+                reasons = node.args[1:] + [k.value for k in node.keywords if k.arg == "reason"]
+            else:
+                continue
+            for r in reasons:
+                assert isinstance(r, ast.Constant), f"{path.name}:{node.lineno}: a flow's end reason must be a constant"
+                given.add(r.value)
+    assert given and given <= set(REASONS), given - set(REASONS)
     import inspect
     assert inspect.signature(FlowTable.drain).parameters["reason"].default in REASONS
 
