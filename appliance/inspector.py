@@ -160,6 +160,7 @@ class Inspector:
         self._txs = []
         self._answered = None
         self._bodies = []
+        v = None                           # _process's answer, once it has counted it
         try:
             ts = pkt.ts
             last = self._last_tick
@@ -195,12 +196,25 @@ class Inspector:
                 if applayer.cannot_know(flow, "internal_error"):
                     found.append(("exception.internal_error", "engine"))
                 action = "drop" if self.settings.exception_policy == "drop" else "pass"
+            would = None
+            if flow is not None and flow.final and flow.verdict != "pass":
+                # decided for good (maybe on this packet, before its events failed): a drop
+                # stands, or the very packet a drop rule matched would pass
+                action = "drop"
+                if flow.monitored:
+                    would, action = action, "pass"
             self._found = found
             if flow is not None and flow.final:
                 _release(flow)             # (the decided path counts on a final flow being released)
-            v = Verdict(action, False, flow)
-            self.counters.count_verdict(action)
-            self._emit(pkt, v)
+            if v is not None and v.action != action:   # _process counted its answer: once per packet
+                self.counters.verdicts[v.action] -= 1
+            if v is None or v.action != action:
+                self.counters.count_verdict(action)
+            v = Verdict(action, False, flow, (), would)
+            try:
+                self._emit(pkt, v)         # the sink may be what failed: the verdict still returns
+            except Exception:
+                self.counters.internal_errors += 1
             if self.pcap_log is not None:
                 self._log_packet(pkt, v)
             return v
@@ -228,7 +242,10 @@ class Inspector:
         try:
             self.defrag.expire(now)
             for flow in self.flows.expire(now):
-                self._end_flow(flow)
+                try:                       # out of the table already: one failing end must not
+                    self._end_flow(flow)   # leave the rest un-ended (kernel sets, _kernel, rings)
+                except Exception:
+                    self.counters.internal_errors += 1
         except Exception:                 # a bug: counted (stats), the worker lives on
             self.counters.internal_errors += 1
 
@@ -273,7 +290,10 @@ class Inspector:
     def close(self):
         """End every flow (flow events), as at the end of a capture or a worker's life."""
         for flow in self.flows.drain("shutdown"):
-            self._end_flow(flow)
+            try:                           # as in tick(): one failing end must not lose the rest
+                self._end_flow(flow)
+            except Exception:
+                self.counters.internal_errors += 1
 
     # -- the packet path -------------------------------------------------------
 
@@ -790,8 +810,10 @@ class Inspector:
         flow = verdict.flow
         if pkt.anomalies and "anomaly" in self.types:
             self._anomalies(pkt, None, [(name, "decode") for name in pkt.anomalies])
-        if self._ended is not None:
-            self._end_flow(self._ended)
+        ended = self._ended
+        if ended is not None:
+            self._ended = None             # ended once: the error path must not end it again
+            self._end_flow(ended)
         if self._found and "anomaly" in self.types:
             self._anomalies(pkt, flow, self._found)
         eve = self.eve                    # (no writer, as in a replay without --eve: no event is built)
@@ -823,7 +845,10 @@ class Inspector:
             self._kernel.pop(flow, None)
         self.counters.flows_ended[flow.reason] = self.counters.flows_ended.get(flow.reason, 0) + 1
         if self.on_flow_end is not None:
-            self.on_flow_end(flow)
+            try:                           # a source's callback (GENEVE: nft): its failure is
+                self.on_flow_end(flow)     # counted, never the packet's nor the expiry loop's
+            except Exception:
+                self.counters.internal_errors += 1
         if self.pcap_log is not None:
             self.pcap_log.forget(flow)
         unanswered = self._unanswered(flow)      # (always: it ends the server side's wait)
