@@ -201,8 +201,10 @@ class Inspector:
                 # decided for good (maybe on this packet, before its events failed): a drop
                 # stands, or the very packet a drop rule matched would pass
                 action = "drop"
-                if flow.monitored:
-                    would, action = action, "pass"
+                if flow.monitored:         # what enforcement would do: the flow's own verdict
+                    would, action = ("reject" if flow.verdict == "reject" else "drop"), "pass"
+                    if v is None or v.would != would:      # (_process counted its own would)
+                        self.counters.would_block[would] += 1
             self._found = found
             if flow is not None and flow.final:
                 _release(flow)             # (the decided path counts on a final flow being released)

@@ -9,16 +9,16 @@ from appliance.inspector import Inspector, Settings
 from tests.unit.test_decided_path import CLIENT, RULES, SERVER, FailsOnce, tcp
 
 
-def run(tmp_path, **settings):
+def run(tmp_path, action="drop", **settings):
     path = tmp_path / "rules.yaml"
-    path.write_text(RULES + '  - {id: 3, action: drop, proto: tcp, dst_port: 8080, content: "evil"}\n')
+    path.write_text(RULES + '  - {id: 3, action: %s, proto: tcp, dst_port: 8080, content: "evil"}\n' % action)
     insp = Inspector(load_rules(path), Settings(eve_types=("alert", "flow"), verify_checksums=False, **settings),
                      FailsOnce())
     insp.process(decode_l3(tcp("S", 100, 0, dport=8080), 1.0))
     insp.process(decode_l3(tcp("SA", 500, 101, SERVER, CLIENT, 8080, 40000), 1.1))
     insp.process(decode_l3(tcp("A", 101, 501, dport=8080), 1.2))
     v = insp.process(decode_l3(tcp("PA", 101, 501, dport=8080, payload=b"GET evil"), 1.3))
-    assert insp.counters.internal_errors == 1 and v.flow.final and v.flow.verdict == "drop"
+    assert insp.counters.internal_errors == 1 and v.flow.final and v.flow.verdict == action
     return insp, v
 
 
@@ -31,6 +31,13 @@ def test_the_packet_a_drop_rule_matched_is_dropped_though_its_alert_write_failed
 def test_monitor_mode_says_what_it_would_have_done_on_the_failing_packet(tmp_path):
     insp, v = run(tmp_path, mode="monitor")
     assert v.action == "pass" and v.would == "drop"
+    assert insp.counters.would_block == {"drop": 1, "reject": 0}     # counted once
+
+
+def test_monitor_mode_says_a_reject_would_have_been_a_reject(tmp_path):
+    insp, v = run(tmp_path, action="reject", mode="monitor")
+    assert v.action == "pass" and v.would == "reject"
+    assert insp.counters.would_block == {"drop": 0, "reject": 1}
 
 
 def test_a_packet_the_error_path_answers_is_counted_once_with_its_final_answer(tmp_path):
