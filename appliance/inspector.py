@@ -348,7 +348,7 @@ class Inspector:
             return v
         first = flow.pkts_ts + flow.pkts_tc == 1
         if first:
-            flow.direction = self._direction(flow, pkt)
+            flow.direction = self._direction(flow, pkt, not to_server)
             if flow.proto != TCP and flow.proto != UDP:
                 flow.app = applayer.FAILED             # no DNS/TLS/HTTP name can ever show
                 self._count_app(flow.app)
@@ -788,12 +788,12 @@ class Inspector:
 
     # -- helpers ---------------------------------------------------------------
 
-    def _direction(self, flow, pkt):
+    def _direction(self, flow, pkt, from_responder=False):
         outside = self.settings.outside_ifaces
         if outside and pkt.in_iface:
             inbound = pkt.in_iface in outside
-            if pkt.src != flow.src:              # first seen from the responder (SYN/ACK, echo reply)
-                inbound = not inbound
+            if from_responder:                   # first seen from the responder (SYN/ACK, echo reply):
+                inbound = not inbound            # by the key's side, not the address (one host, two ports)
             return "inbound" if inbound else "outbound"
         src_in = self.detector.in_home(flow.src)   # HOME_NET: resolved once, by the loader
         dst_in = self.detector.in_home(flow.dst)
