@@ -253,6 +253,14 @@ class Detector:
         """Rules whose proto/addresses/ports/direction match this packet (cached per flow
         direction; Inspector.reload clears the caches)."""
         m = flow.cand_ts if to_server else flow.cand_tc
+        if not to_server and (flow.proto == 1 or flow.proto == 58) and pkt.src != flow.dst:
+            # an ICMP echo packet is to_client by its type (flow._account): an echo reply the
+            # initiator sends carries the initiator's header, the flow's own, so the rules for
+            # its real addresses are the to_server candidates, not the responder's (review
+            # rvall); the to_client slot is still filled (more_to_inspect reads it)
+            if m is None:
+                flow.cand_tc = self._header(_Reverse(flow, False), flow.direction)
+            return self.candidates(pkt, flow, True)
         if m is None:
             if not to_server:
                 # the flow's reverse, not this packet's header: an ICMP echo packet is to_client
@@ -361,7 +369,7 @@ class Detector:
         if r.flow:
             for kw in r.flow:
                 if kw == "to_server":
-                    if not to_server or flow.proto == 1 or flow.proto == 58:
+                    if not to_server:
                         return False
                 elif kw == "to_client":
                     if to_server:
