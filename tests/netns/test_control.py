@@ -271,6 +271,10 @@ def test_a_replaced_rule_with_the_same_count_is_put_back(topo, appliance):
     t.ex(t.fw, "iptables-nft", "-R", "APPLIANCE-INSPECT", "1", "-j", "ACCEPT", check=True)
     wait_for(lambda: "re-installing" in a.log_text(), timeout=20, what="the watch to notice")
     assert "rule 1 is '-A APPLIANCE-INSPECT -j ACCEPT'" in a.log_text(), a.log_text()
+    # the watch logs before it re-installs: wait for the rules, or a loaded machine lets the
+    # probe through the stranger's ACCEPT in between
+    wait_for(lambda: "-A APPLIANCE-INSPECT -j ACCEPT" not in t.ex(t.fw, "iptables-nft", "-S", "APPLIANCE-INSPECT").stdout,
+             timeout=20, what="our rules back")
     assert http(t, 8081, max_time=2).returncode == 28
     assert a.stop() == 0
 
