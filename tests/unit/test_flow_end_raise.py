@@ -4,6 +4,8 @@ process() ends a flow evicted for the packet must not make process() raise (its 
 import socket
 import struct
 
+import pytest
+
 from appliance.decode import decode_l3
 from appliance.detect.loader import load_rules
 from appliance.inspector import Inspector, Settings
@@ -68,10 +70,12 @@ def test_a_flow_whose_end_failed_midway_is_not_ended_again_by_the_error_path(tmp
     assert len(ended) == 1 and sum(insp.counters.flows_ended.values()) == 1
 
 
-def test_one_expired_flows_failing_end_does_not_lose_the_others(tmp_path):
-    # tick(): FlowTable.expire has already taken every idle flow out of the table; one whose
-    # end fails (its flow event's write) must not leave the rest un-ended: no flow event,
-    # no on_flow_end (GWLB: their kernel elements stay), their _kernel/pcap-ring entries kept
+@pytest.mark.parametrize("end", ["tick", "close"])
+def test_one_flows_failing_end_does_not_lose_the_others(tmp_path, end):
+    # tick(): FlowTable.expire has already taken every idle flow out of the table; close()
+    # (the end of a capture, a worker's shutdown) drains it the same way. One flow whose end
+    # fails (its flow event's write) must not leave the rest un-ended: no flow event, no
+    # on_flow_end (GWLB: their kernel elements stay), their _kernel/pcap-ring entries kept
     path = tmp_path / "rules.yaml"
     path.write_text(RULES)
     insp = Inspector(load_rules(path), Settings(eve_types=("anomaly", "flow")), sink := FlowWriteFailsOnce())
@@ -79,23 +83,8 @@ def test_one_expired_flows_failing_end_does_not_lose_the_others(tmp_path):
     insp.on_flow_end = ended.append
     for port in (40000, 40001, 40002):
         insp.process(decode_l3(udp(port), 1.0))
-    insp.tick(1000.0)
+    insp.tick(1000.0) if end == "tick" else insp.close()
     assert len(insp.flows.flows) == 0
-    assert len(ended) == 3 and sum(insp.counters.flows_ended.values()) == 3
-    assert len([e for e in sink.events if e["event_type"] == "flow"]) == 2
-    assert insp.counters.internal_errors == 1
-
-
-def test_one_flows_failing_end_at_close_does_not_lose_the_others(tmp_path):
-    # close() (the end of a capture, a worker's shutdown) drains the table the same way
-    path = tmp_path / "rules.yaml"
-    path.write_text(RULES)
-    insp = Inspector(load_rules(path), Settings(eve_types=("anomaly", "flow")), sink := FlowWriteFailsOnce())
-    ended = []
-    insp.on_flow_end = ended.append
-    for port in (40000, 40001, 40002):
-        insp.process(decode_l3(udp(port), 1.0))
-    insp.close()
     assert len(ended) == 3 and sum(insp.counters.flows_ended.values()) == 3
     assert len([e for e in sink.events if e["event_type"] == "flow"]) == 2
     assert insp.counters.internal_errors == 1

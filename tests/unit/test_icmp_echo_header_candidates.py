@@ -4,22 +4,10 @@ echo reply the initiator sends (10.0.0.1 -> 10.0.0.2) is now matched against the
 for 10.0.0.2 -> 10.0.0.1: the rule written for its real addresses is blind to it (an ICMP
 tunnel from the initiator hides its payload in type-0 packets), and a rule for the other
 direction fires on a packet that never came from there (the alert names the wrong sender)."""
-from scapy.all import ICMP, IP, raw
-
-from appliance.decode import decode_l3
 from appliance.detect.loader import load_rules
 from appliance.inspector import Inspector
 
-RULES = """\
-rules:
-  - {id: 1, action: alert, proto: icmp, src: 10.0.0.1, dst: 10.0.0.2, content: "hello"}
-  - {id: 2, action: alert, proto: icmp, src: 10.0.0.2, dst: 10.0.0.1, content: "evil"}
-  - {id: 3, action: pass, proto: icmp}
-"""
-
-
-def _echo(src, dst, typ, data, ts):
-    return decode_l3(raw(IP(src=src, dst=dst) / ICMP(type=typ, id=7, seq=1) / data), ts=ts)
+from tests.unit.test_icmp_echo_candidates import RULES, _echo
 
 
 def _insp(tmp_path):
