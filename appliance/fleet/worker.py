@@ -142,8 +142,13 @@ class Worker:
         from appliance.output import events
         if self.eve:
             self.eve.write(events.stats(self.inspector, time.time()))
-        print(json.dumps({"gwlb_worker": self.index, "pid": os.getpid(), "gwlb": self.src.counters.as_dict(),
-                          "verdicts": dict(self.inspector.counters.verdicts)}), file=sys.stderr, flush=True)
+        line = json.dumps({"gwlb_worker": self.index, "pid": os.getpid(), "gwlb": self.src.counters.as_dict(),
+                           "verdicts": dict(self.inspector.counters.verdicts)})
+        # one write with its newline: every worker shares the supervisor's stderr, and with
+        # PYTHONUNBUFFERED print() writes the text and the newline apart, so two workers'
+        # lines could land as one
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
 
 
 def first_address(network):
