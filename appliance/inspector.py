@@ -208,10 +208,9 @@ class Inspector:
             self._found = found
             if flow is not None and flow.final:
                 _release(flow)             # (the decided path counts on a final flow being released)
-            if v is not None and v.action != action:   # _process counted its answer: once per packet
+            if v is not None:              # _process counted its answer: this one replaces it
                 self.counters.verdicts[v.action] -= 1
-            if v is None or v.action != action:
-                self.counters.count_verdict(action)
+            self.counters.count_verdict(action)
             v = Verdict(action, False, flow, (), would)
             try:
                 self._emit(pkt, v)         # the sink may be what failed: the verdict still returns
