@@ -82,8 +82,10 @@ def _provision(dest, src=REPO):
     env = dict(os.environ, DESTDIR=str(dest), SRC=str(src), SKIP_APT="1",
                VENV_ARGS="--system-site-packages",
                PIP_INSTALL_ARGS="--no-deps --no-index --no-build-isolation")
+    # a hang guard, not a speed check: the install compiles the 15 hot-path modules, ~5 min on a
+    # loaded 2-core machine (300 s ran out in a CI run beside other builds)
     return subprocess.run(["bash", str(REPO / "ami/provision.sh")], env=env, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=1800)
 
 
 @pytest.fixture(scope="module")
