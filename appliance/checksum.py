@@ -30,3 +30,7 @@ def transport_ok(pkt):
     # words also add up to n + proto, as 2**16 = 1 mod 0xFFFF)
     total += int.from_bytes(l3[12:20] if pkt.ip_version == 4 else l3[8:40], "big") + p + n
     return total % 0xFFFF == 0
+
+
+from .compiled import use_compiled  # noqa: E402 -- last: the Cython build of this file, if built
+use_compiled(globals())

@@ -169,7 +169,17 @@ def address_text(raw):
 _name = address_text
 
 
+# TIMEOUTS again, as one tuple per protocol indexed like STATES: the timeout _file needs on
+# every packet is then one dict and one tuple lookup, read with the state's index (the
+# compiled Flow's byte) instead of its text. Derived, so TIMEOUTS stays the one definition.
+_TIMEOUT_BY_STATE = {p: tuple(t.get(s, 30) for s in STATES) for p, t in TIMEOUTS.items()}
+_DEFAULT_BY_STATE = tuple(DEFAULT_TIMEOUTS.get(s, 30) for s in STATES)
+
+
 def timeout(flow):
+    """The flow's idle timeout: TIMEOUTS[proto][state], 30 s for what it does not name."""
+    if COMPILED:                     # the state's byte (STATES' index) instead of its text
+        return _TIMEOUT_BY_STATE.get(flow.proto, _DEFAULT_BY_STATE)[flow._state_code]
     return TIMEOUTS.get(flow.proto, DEFAULT_TIMEOUTS).get(flow.state, 30)
 
 class FlowRare:
@@ -540,10 +550,11 @@ def _file(queues, flow):
         cls = PENDING
     else:
         cls = UNCONFIRMED
-    t = TIMEOUTS.get(flow.proto, DEFAULT_TIMEOUTS).get(flow.state, 30)
-    queue = queues[cls].get(t)
+    t = timeout(flow)
+    by_timeout = queues[cls]
+    queue = by_timeout.get(t)
     if queue is None:
-        queue = queues[cls][t] = Queue()
+        queue = by_timeout[t] = Queue()
     if flow.older is not None:               # in a queue (the links say so: no field of its own)
         if queue.older is flow:
             return                          # already the youngest of its queue
