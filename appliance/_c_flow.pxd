@@ -90,6 +90,8 @@ cdef class FlowTable:
     cdef public dict by_proto
     cpdef file(self, Flow flow)
     cpdef _unfile(self, Flow flow)
+    @cython.locals(queue=Queue, oldest=Flow, victim=Flow, queues=dict)
+    cpdef _evict(self)
     @cython.locals(flow=Flow, evicted=Flow, side=int)
     cpdef tuple lookup(self, CPacket pkt)
 
@@ -98,6 +100,7 @@ cpdef int _code(dict codes, str field, value) except -1
 cpdef tuple _key(CPacket pkt)
 cpdef bytes _raw(str text)
 cpdef timeout(Flow flow)
+cpdef _unlink(Flow flow)
 @cython.locals(queue=Queue, by_timeout=dict, cls=int)
 cpdef _file(tuple queues, Flow flow)
 cpdef bint _account(Flow flow, CPacket pkt, verify_checksums, int side)
