@@ -1,3 +1,5 @@
+# cython: nonecheck=True
+# (compiled twin: a Packet argument that is None raises AttributeError, as here, instead of reading the None object as a C struct)
 """Transport checksums, for replay: a segment the receiver would discard (bad checksum)
 must not name a flow. Live, the kernel has already judged the checksum (conntrack marks
 such packets INVALID and the appliance's chain drops them).
