@@ -12,6 +12,7 @@ from setuptools.command.build_ext import build_ext
 HOT_PATH = [
     ("appliance._c_packet", "appliance/packet.py"),
     ("appliance._c_decode", "appliance/decode.py"),
+    ("appliance._c_checksum", "appliance/checksum.py"),     # replay: every client segment (flow's lookup)
     ("appliance._c_flow", "appliance/flow.py"),
     # round 2: the rest of the per-packet path (docs/performance.md, "Round 2")
     ("appliance._c_stream", "appliance/stream.py"),

@@ -75,11 +75,33 @@ cdef class TcpReceiver:
     cdef public long long c_nxt
     cdef public long long max_window
 
+# The table: every packet reads its fields (flows, queues, the counters) as struct members,
+# and the Inspector (its `flows` typed) calls lookup and file in C. Keep in step with
+# FlowTable.__init__; the counters are ints, the rest Python objects as the pure one's.
+cdef class FlowTable:
+    cdef public object max_flows
+    cdef public object proxied_ports
+    cdef public object verify_checksums
+    cdef public dict flows
+    cdef public tuple queues
+    cdef public long long total
+    cdef public long long evicted
+    cdef public list evicted_by_class
+    cdef public dict by_proto
+    cpdef file(self, Flow flow)
+    cpdef _unfile(self, Flow flow)
+    @cython.locals(queue=Queue, oldest=Flow, victim=Flow, queues=dict)
+    cpdef _evict(self)
+    @cython.locals(flow=Flow, evicted=Flow, side=int)
+    cpdef tuple lookup(self, CPacket pkt)
+
 cpdef flow_key(CPacket pkt)
 cpdef int _code(dict codes, str field, value) except -1
 cpdef tuple _key(CPacket pkt)
 cpdef bytes _raw(str text)
-@cython.locals(queue=Queue)
+cpdef timeout(Flow flow)
+cpdef _unlink(Flow flow)
+@cython.locals(queue=Queue, by_timeout=dict, cls=int)
 cpdef _file(tuple queues, Flow flow)
 cpdef bint _account(Flow flow, CPacket pkt, verify_checksums, int side)
 cpdef bint confirmed(Flow flow)

@@ -9,7 +9,7 @@
 # a None where a Flow is typed raises AttributeError as in pure Python).
 import cython
 from appliance._c_packet cimport Packet as CPacket
-from appliance._c_flow cimport Flow as CFlow
+from appliance._c_flow cimport Flow as CFlow, FlowTable as CFlowTable
 from appliance.detect._c_engine cimport Detector as CDetector
 from appliance.output._c_events cimport Counters as CCounters
 
@@ -26,7 +26,7 @@ cdef class Inspector:
     cdef public object eve
     cdef public object pcap_log
     cdef public object defrag
-    cdef public object flows
+    cdef public CFlowTable flows       # typed: lookup and file are C calls from _process
     cdef public object generation
     cdef public object detector
     cdef public object ruleset

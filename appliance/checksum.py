@@ -1,3 +1,5 @@
+# cython: nonecheck=True
+# (compiled twin: a Packet argument that is None raises AttributeError, as here, instead of reading the None object as a C struct)
 """Transport checksums, for replay: a segment the receiver would discard (bad checksum)
 must not name a flow. Live, the kernel has already judged the checksum (conntrack marks
 such packets INVALID and the appliance's chain drops them).
@@ -30,3 +32,7 @@ def transport_ok(pkt):
     # words also add up to n + proto, as 2**16 = 1 mod 0xFFFF)
     total += int.from_bytes(l3[12:20] if pkt.ip_version == 4 else l3[8:40], "big") + p + n
     return total % 0xFFFF == 0
+
+
+from .compiled import use_compiled  # noqa: E402 -- last: the Cython build of this file, if built
+use_compiled(globals())

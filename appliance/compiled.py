@@ -22,7 +22,7 @@ import os
 PURE_ENV = "APPLIANCE_PURE_PYTHON"
 # The modules setup.py compiles, dependencies first (a compiled module imports its
 # neighbours by their pure names and gets their compiled contents through them).
-MODULES = ("appliance.packet", "appliance.decode", "appliance.flow",
+MODULES = ("appliance.packet", "appliance.decode", "appliance.checksum", "appliance.flow",
            "appliance.stream", "appliance.source.pcap", "appliance.output.events", "appliance.detect.index",
            "appliance.applayer.dns", "appliance.applayer.tls", "appliance.applayer.http", "appliance.applayer.server",
            "appliance.applayer.state", "appliance.detect.engine", "appliance.inspector",

@@ -169,7 +169,17 @@ def address_text(raw):
 _name = address_text
 
 
+# TIMEOUTS again, as a table [protocol][state's index in STATES] over every protocol byte:
+# the timeout _file needs on every packet is then two tuple indexes in the compiled twin (its
+# Flow holds both as bytes) instead of two dict lookups by the state's text. Derived, so
+# TIMEOUTS stays the one definition.
+_TIMEOUT_TABLE = tuple(tuple(TIMEOUTS.get(p, DEFAULT_TIMEOUTS).get(s, 30) for s in STATES) for p in range(256))
+
+
 def timeout(flow):
+    """The flow's idle timeout: TIMEOUTS[proto][state], 30 s for what it does not name."""
+    if COMPILED:
+        return _TIMEOUT_TABLE[flow.proto][flow._state_code]
     return TIMEOUTS.get(flow.proto, DEFAULT_TIMEOUTS).get(flow.state, 30)
 
 class FlowRare:
@@ -489,10 +499,10 @@ class FlowTable:
         for cls, queues in enumerate(self.queues):
             victim = None
             for queue in queues.values():
-                flow = queue.younger
-                if flow is not queue:
-                    if victim is None or flow.last < victim.last:
-                        victim = flow
+                if queue.younger is not queue:
+                    oldest = queue.younger      # a Flow: the queue is not empty
+                    if victim is None or oldest.last < victim.last:
+                        victim = oldest
             if victim is not None:
                 self._unfile(victim)
                 victim.reason = "evicted"
@@ -540,10 +550,11 @@ def _file(queues, flow):
         cls = PENDING
     else:
         cls = UNCONFIRMED
-    t = TIMEOUTS.get(flow.proto, DEFAULT_TIMEOUTS).get(flow.state, 30)
-    queue = queues[cls].get(t)
+    t = timeout(flow)
+    by_timeout = queues[cls]
+    queue = by_timeout.get(t)
     if queue is None:
-        queue = queues[cls][t] = Queue()
+        queue = by_timeout[t] = Queue()
     if flow.older is not None:               # in a queue (the links say so: no field of its own)
         if queue.older is flow:
             return                          # already the youngest of its queue
@@ -563,7 +574,6 @@ def _account(flow, pkt, verify_checksums, side):
         to_server = side == flow._side and pkt.icmp_type == _ECHO[proto][0]
     else:
         to_server = side == flow._side and pkt.sport == flow.sport
-    state = flow.state
     if to_server:
         flow.pkts_ts += 1
         flow.bytes_ts += pkt.length
@@ -581,8 +591,10 @@ def _account(flow, pkt, verify_checksums, side):
             pkt.discard = "tcp.invalid_checksum"
         else:
             _tcp_state(flow, pkt, to_server)
-    elif state == NEW and flow.pkts_ts and flow.pkts_tc:
-        flow.state = ESTABLISHED          # UDP/ICMP: seen both ways
+    elif flow.state == NEW and flow.pkts_ts and flow.pkts_tc:
+        # UDP/ICMP: seen both ways (the state read here only: the compiled Flow's is a
+        # property, a Python call, which a TCP packet need not make)
+        flow.state = ESTABLISHED
     return to_server
 
 

@@ -347,7 +347,7 @@ class Inspector:
             return v
         first = flow.pkts_ts + flow.pkts_tc == 1
         if first:
-            flow.direction = self._direction(flow, pkt, not to_server)
+            flow.direction = self._direction(pkt, not to_server)
             if flow.proto != TCP and flow.proto != UDP:
                 flow.app = applayer.FAILED             # no DNS/TLS/HTTP name can ever show
                 self._count_app(flow.app)
@@ -528,7 +528,7 @@ class Inspector:
         connection's data, so it gets no flow of its own and is never offloaded; its
         addresses decide what they can (Detector.decide_unread), the exception policy
         the rest."""
-        rule, used = self.detector.decide_unread(pkt, self._direction(pkt, pkt))
+        rule, used = self.detector.decide_unread(pkt, self._direction(pkt))
         if used:
             self._found = [*self._found, ("exception.unread", "engine")]
         action = rule.action if rule is not None else self.detector.default_action
@@ -787,15 +787,21 @@ class Inspector:
 
     # -- helpers ---------------------------------------------------------------
 
-    def _direction(self, flow, pkt, from_responder=False):
+    def _direction(self, pkt, from_responder=False):
+        """The direction of the connection `pkt` starts (its flow's first packet), or of the
+        packet alone (_unread)."""
         outside = self.settings.outside_ifaces
         if outside and pkt.in_iface:
             inbound = pkt.in_iface in outside
             if from_responder:                   # first seen from the responder (SYN/ACK, echo reply):
                 inbound = not inbound            # by the key's side, not the address (one host, two ports)
             return "inbound" if inbound else "outbound"
-        src_in = self.detector.in_home(flow.src)   # HOME_NET: resolved once, by the loader
-        dst_in = self.detector.in_home(flow.dst)
+        # the initiator's address and the responder's: the packet's own (its text, already
+        # made), the other way round when the responder sent it; not Flow.src/dst, which
+        # make the text again from the key (two per new flow: a SYN flood's every packet)
+        src, dst = (pkt.dst, pkt.src) if from_responder else (pkt.src, pkt.dst)
+        src_in = self.detector.in_home(src)   # HOME_NET: resolved once, by the loader
+        dst_in = self.detector.in_home(dst)
         if dst_in and not src_in:
             return "inbound"
         if src_in and not dst_in:

@@ -60,7 +60,7 @@ def test_which_modules_run_compiled():
     compiled = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
     pure = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**env, PURE_ENV: "1"},
                           capture_output=True, text=True)
-    assert compiled.stdout.strip() == ("compiled: decode, dns, engine, events, flow, http, index, inspector, nfqueue, packet, "
+    assert compiled.stdout.strip() == ("compiled: checksum, decode, dns, engine, events, flow, http, index, inspector, nfqueue, packet, "
                                       "pcap, server, state, stream, tls")
     assert pure.stdout.strip() == f"pure Python ({PURE_ENV} is set)"
 
