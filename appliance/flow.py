@@ -7,7 +7,9 @@ both directions of a conversation find the same Flow. The initiator is the
 first packet's sender, except that a first-seen SYN/ACK or echo reply names
 its receiver. The key is packed into one `bytes` (flow_key): raw addresses, not
 their text, so a flow holds no address string of its own (Flow.src/dst make it
-when read); `Flow.tuple_key` is the same key as the tuple it used to be.
+when read); `Flow.tuple_key` is the same key as the tuple it used to be. The flow is
+its own key in the table's dict (it hashes as its key and equals those bytes): the
+compiled Flow holds an IPv4 key as two raw addresses in C fields, no object.
 
 Every flow sits in exactly one queue, by (class, idle timeout), least recently active
 first: a doubly linked list threaded through the flows themselves (two slots, 16 B a
