@@ -92,6 +92,10 @@ cdef class TcpReceiver:
     cdef public long long c_nxt
     cdef public long long max_window
 
+# the packet sides and the IPv4 key's layout byte: C ints the key's code compares with
+# (flow.py's module attributes in pure Python only)
+cdef int SAME_ENDS, FIRST_END, SECOND_END, _V4V4
+
 cpdef flow_key(CPacket pkt)
 cpdef int _code(dict codes, str field, value) except -1
 cpdef tuple _key(CPacket pkt)
@@ -99,8 +103,8 @@ cpdef bytes _raw(str text)
 @cython.locals(i=cython.int)
 cpdef _hold_key(Flow flow, bytes key)
 @cython.locals(pa=cython.ushort, pb=cython.ushort, i=cython.int)
-cdef void _pack_v4(Flow flow, unsigned char *buf)
-@cython.locals(i=cython.int)
+cdef void _pack_v4(Flow flow, unsigned char *buf) noexcept
+@cython.locals(i=cython.int, k=cython.p_uchar)
 cpdef bint _is_key(Flow flow, bytes key) except -1
 cpdef bytes _key_bytes(Flow flow)
 cdef Py_hash_t _key_hash(Flow flow) except? -1

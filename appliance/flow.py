@@ -182,16 +182,14 @@ def _hold_key(flow, key):
 
 def _pack_v4(flow, buf):
     """Compiled: the flow's IPv4 key into buf[0:14], _key's layout: the layout byte, the
-    protocol, then each end's address and port (echo id: _hold_key keeps those as bytes)."""
-    proto = flow.proto
-    if proto == TCP or proto == UDP:
-        if flow._side == SECOND_END:
-            pa, pb = flow.dport, flow.sport
-        else:
-            pa, pb = flow.sport, flow.dport
+    protocol, then each end's address and port. The ports are the flow's, in the key's order
+    (a protocol without ports has 0 in both; an ICMP echo id, or any key its fields do not
+    pack back to, _hold_key keeps as bytes)."""
+    if flow._side == SECOND_END:
+        pa, pb = flow.dport, flow.sport
     else:
-        pa = pb = 0
-    buf[0], buf[1] = _V4V4, proto
+        pa, pb = flow.sport, flow.dport
+    buf[0], buf[1] = _V4V4, flow.proto
     for i in range(4):
         buf[2 + i] = flow._addrs[i]
         buf[8 + i] = flow._addrs[4 + i]
@@ -210,8 +208,9 @@ def _is_key(flow, key):
         return False
     buf = cython.declare(cython.uchar[14])
     _pack_v4(flow, buf)
+    k = key                          # compiled: a pointer to the bytes' own buffer
     for i in range(14):
-        if buf[i] != key[i]:
+        if buf[i] != k[i]:
             return False
     return True
 
