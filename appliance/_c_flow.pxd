@@ -16,7 +16,7 @@ from appliance._c_packet cimport Packet as CPacket
 # their closed sets (flow.STATES, ...) behind properties that return the strings.
 #
 # The key (flow_key) is not an object of its own: an IPv4 key without a GENEVE endpoint is
-# its two raw addresses (_addrs, the key's order), packed back from them,
+# its two addresses (_addrs: four 16-bit words, the key's order), packed back from them,
 # the protocol, the ports and _side when read (Flow.key) or compared (Flow.__eq__: the flow
 # is its own key in FlowTable.flows). Any other key (IPv6, an endpoint, an ICMP echo id:
 # rare) stays its bytes in _long_key. The fields a key is packed from are readonly: the
@@ -57,6 +57,7 @@ cdef class Flow:
     cdef public long long inspected_tc
     cdef public long long pcap_cnt
     cdef public unsigned short tcp_seen
+    cdef unsigned short _addrs[4]
     cdef readonly unsigned short sport
     cdef readonly unsigned short dport
     cdef public unsigned char flags_ts
@@ -65,7 +66,6 @@ cdef class Flow:
     cdef readonly unsigned char _side
     cdef public flag final
     cdef public flag alerted
-    cdef unsigned char _addrs[8]
     cdef unsigned char _state_code
     cdef unsigned char _verdict_code
     cdef unsigned char _direction_code
@@ -102,7 +102,7 @@ cpdef tuple _key(CPacket pkt)
 cpdef bytes _raw(str text)
 @cython.locals(i=cython.int)
 cpdef _hold_key(Flow flow, bytes key)
-@cython.locals(pa=cython.ushort, pb=cython.ushort, i=cython.int)
+@cython.locals(pa=cython.ushort, pb=cython.ushort, a=cython.ushort, b=cython.ushort, i=cython.int)
 cdef void _pack_v4(Flow flow, unsigned char *buf) noexcept
 @cython.locals(i=cython.int, k=cython.p_uchar)
 cpdef bint _is_key(Flow flow, bytes key) except -1

@@ -163,18 +163,19 @@ def _ends(key):
     return kind, a, pa, b, pb
 
 
-# The compiled Flow's key (see _c_flow.pxd): an IPv4 key without an endpoint is its two raw
-# addresses in a C array (_addrs); _pack_v4 packs it back from them and from the protocol,
-# ports and side, as _key packs a packet's. The pure Flow holds the key's bytes (Flow.key).
+# The compiled Flow's key (see _c_flow.pxd): an IPv4 key without an endpoint is its two
+# addresses in a C array (_addrs: four 16-bit words, so the array pickles as numbers, where
+# Cython reads a char array as a NUL-ended string); _pack_v4 packs it back from them and from
+# the protocol, ports and side, as _key packs a packet's. The pure Flow holds the key's bytes.
 def _hold_key(flow, key):
     """Compiled: keep `key` (_key's, for the packet that made the flow) as the flow's
     addresses when its fields pack back to exactly these bytes; else (IPv6, a GENEVE
     endpoint, an echo id, a key made otherwise) as the bytes themselves."""
     flow._long_key = None
     if len(key) == 14 and key[0] == _V4V4:
-        for i in range(4):
-            flow._addrs[i] = key[2 + i]
-            flow._addrs[4 + i] = key[8 + i]
+        for i in range(2):
+            flow._addrs[i] = key[2 + 2 * i] * 256 + key[3 + 2 * i]
+            flow._addrs[2 + i] = key[8 + 2 * i] * 256 + key[9 + 2 * i]
         if _is_key(flow, key):
             return
     flow._long_key = key
@@ -190,10 +191,11 @@ def _pack_v4(flow, buf):
     else:
         pa, pb = flow.sport, flow.dport
     buf[0], buf[1] = _V4V4, flow.proto
-    for i in range(4):
-        buf[2 + i] = flow._addrs[i]
-        buf[8 + i] = flow._addrs[4 + i]
-    buf[6], buf[7] = pa // 256, pa % 256           # big-endian, as struct's "H"
+    for i in range(2):                              # big-endian, as struct's "H" and "4s"
+        a, b = flow._addrs[i], flow._addrs[2 + i]
+        buf[2 + 2 * i], buf[3 + 2 * i] = a // 256, a % 256
+        buf[8 + 2 * i], buf[9 + 2 * i] = b // 256, b % 256
+    buf[6], buf[7] = pa // 256, pa % 256
     buf[12], buf[13] = pb // 256, pb % 256
 
 

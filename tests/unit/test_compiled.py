@@ -74,7 +74,7 @@ def test_flow_declarations_match_slots():
         assert coded == (["state", "verdict", "direction", "reason"] if name == "Flow" else []), name
         declared += coded
         if name == "Flow":   # the pure Flow's key bytes: the compiled one's addresses (_addrs), or its bytes when rare
-            assert "_long_key" in declared and "key" not in declared and "cdef unsigned char _addrs[8]" in block
+            assert "_long_key" in declared and "key" not in declared and "cdef unsigned short _addrs[4]" in block
             declared = [d for d in declared if d != "_long_key"] + ["key"]
         assert sorted(declared) == sorted(slots) and len(set(declared)) == len(declared), name
 

@@ -3,6 +3,8 @@ packed key and equals those bytes, so a packet's key finds it, and the compiled 
 key object (an IPv4 key is its two addresses, packed back when compared). Security-relevant:
 a flow must never equal a key other than its own (another layout, family, endpoint, echo id,
 or a crafted byte string), nor another flow."""
+import pickle
+
 import pytest
 
 from appliance.flow import Flow, FlowTable, flow_key
@@ -95,6 +97,15 @@ def test_the_table_keeps_its_flows_in_the_order_they_came():
     t.remove(made[7], "closed")
     assert list(t.flows) == list(t.flows.values()) == made[:7] + made[8:]
     assert t.drain() == made[:7] + made[8:]
+
+
+def test_a_flow_pickles_with_its_key():
+    """As before the key moved into C fields (Cython pickles a char array as a NUL-ended
+    string: the compiled Flow's addresses are 16-bit words)."""
+    for src, dst in (("10.0.0.1", "10.0.0.2"), ("10.1.2.3", "10.4.5.6"), ("0.0.0.0", "255.0.0.255")):
+        p = pkt(src, 40000, dst, 80, TCP, SYN)
+        g = pickle.loads(pickle.dumps(Flow(flow_key(p), p)))
+        assert g == flow_key(p) and g.key == flow_key(p) and (g.src, g.dst) == (src, dst)
 
 
 @pytest.mark.skipif(Flow.__module__ != "appliance._c_flow", reason="compiled hot path not built")
