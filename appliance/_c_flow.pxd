@@ -8,16 +8,32 @@ from appliance._c_packet cimport Packet as CPacket
 # flow), the rest Python objects as in __slots__. A C field keeps each value's meaning:
 # counters are 64-bit (a flow passes 4 GiB), the ISN sits in Flow._isn with -1 for None
 # (Flow.isn says None), the times are doubles (every source stamps floats; Flow.id hashes
-# float(start)), final and alerted are only ever bools; tcp_seen stays under 2**14 (a short); the
-# protocol is a byte, the ports and the TCP flags fit shorts; _side is which end of
-# the packed key the initiator is (the addresses live in the key only: Flow.src/dst are
-# properties). offloaded stays an object (True, or kernel_policy's name). state, verdict,
-# direction and reason are one byte each, an index into their closed sets (flow.STATES, ...)
-# behind properties that return the strings. Declared by size, not in __slots__' order, so
-# no padding (224 B, 240 with the GC header: a pymalloc size class, was 272); keep the same
-# names as Flow.__slots__, the coded four as _<name>_code (tests/unit/test_compiled.py checks).
+# float(start)), final and alerted are `flag`s (a bool in one byte: they read back True/False
+# as a bint did, in a quarter of its 4 bytes); tcp_seen stays under 2**14 (a short); the
+# protocol is a byte, the ports shorts, the TCP flags a byte (decode keeps their low 8 bits);
+# _side is which end of the packed key the initiator is. offloaded stays an object (True, or
+# kernel_policy's name). state, verdict, direction and reason are one byte each, an index into
+# their closed sets (flow.STATES, ...) behind properties that return the strings.
+#
+# The key (flow_key) is not an object of its own: an IPv4 key without a GENEVE endpoint is
+# its two addresses (_addrs: four 16-bit words, the key's order), packed back from them,
+# the protocol, the ports and _side when read (Flow.key) or compared (Flow.__eq__: the flow
+# is its own key in FlowTable.flows). Any other key (IPv6, an endpoint, an ICMP echo id:
+# rare) stays its bytes in _long_key. The fields a key is packed from are readonly: the
+# flow's hash must not change while a dict holds it (_addrs is not visible to Python at all).
+#
+# Declared by size, not in __slots__' order, so no padding: 224 B, 240 with the GC header (a
+# pymalloc size class). Keep the names of Flow.__slots__ (the pure Flow's `key` slot is
+# _long_key here), the coded four as _<name>_code (tests/unit/test_compiled.py).
+cdef extern from *:
+    ctypedef bint flag "unsigned char"
+
+cdef extern from "Python.h":
+    # what hash(bytes) is made of: the flow hashes its key's bytes without making them
+    Py_hash_t _Py_HashBytes(const void *src, Py_ssize_t len)
+
 cdef class Flow:
-    cdef public object key
+    cdef readonly object _long_key
     cdef public object verdict_rule
     cdef public object offloaded
     cdef public object app
@@ -40,15 +56,16 @@ cdef class Flow:
     cdef public long long inspected_bytes
     cdef public long long inspected_tc
     cdef public long long pcap_cnt
-    cdef public bint final
-    cdef public bint alerted
     cdef public unsigned short tcp_seen
-    cdef public unsigned short sport
-    cdef public unsigned short dport
-    cdef public unsigned short flags_ts
-    cdef public unsigned short flags_tc
-    cdef public unsigned char proto
-    cdef public unsigned char _side
+    cdef unsigned short _addrs[4]
+    cdef readonly unsigned short sport
+    cdef readonly unsigned short dport
+    cdef public unsigned char flags_ts
+    cdef public unsigned char flags_tc
+    cdef readonly unsigned char proto
+    cdef readonly unsigned char _side
+    cdef public flag final
+    cdef public flag alerted
     cdef unsigned char _state_code
     cdef unsigned char _verdict_code
     cdef unsigned char _direction_code
@@ -75,6 +92,10 @@ cdef class TcpReceiver:
     cdef public long long c_nxt
     cdef public long long max_window
 
+# the packet sides and the IPv4 key's layout byte: C ints the key's code compares with
+# (flow.py's module attributes in pure Python only)
+cdef int SAME_ENDS, FIRST_END, SECOND_END, _V4V4
+
 # The table: every packet reads its fields (flows, queues, the counters) as struct members,
 # and the Inspector (its `flows` typed) calls lookup and file in C. Keep in step with
 # FlowTable.__init__; the counters are ints, the rest Python objects as the pure one's.
@@ -99,6 +120,14 @@ cpdef flow_key(CPacket pkt)
 cpdef int _code(dict codes, str field, value) except -1
 cpdef tuple _key(CPacket pkt)
 cpdef bytes _raw(str text)
+@cython.locals(i=cython.int)
+cpdef _hold_key(Flow flow, bytes key)
+@cython.locals(pa=cython.ushort, pb=cython.ushort, a=cython.ushort, b=cython.ushort, i=cython.int)
+cdef void _pack_v4(Flow flow, unsigned char *buf) noexcept
+@cython.locals(i=cython.int, k=cython.p_uchar)
+cpdef bint _is_key(Flow flow, bytes key) except -1
+cpdef bytes _key_bytes(Flow flow)
+cdef Py_hash_t _key_hash(Flow flow) except? -1
 cpdef timeout(Flow flow)
 cpdef _unlink(Flow flow)
 @cython.locals(queue=Queue, by_timeout=dict, cls=int)

@@ -7,7 +7,9 @@ both directions of a conversation find the same Flow. The initiator is the
 first packet's sender, except that a first-seen SYN/ACK or echo reply names
 its receiver. The key is packed into one `bytes` (flow_key): raw addresses, not
 their text, so a flow holds no address string of its own (Flow.src/dst make it
-when read); `Flow.tuple_key` is the same key as the tuple it used to be.
+when read); `Flow.tuple_key` is the same key as the tuple it used to be. The flow is
+its own key in the table's dict (it hashes as its key and equals those bytes): the
+compiled Flow holds an IPv4 key as two raw addresses in C fields, no object.
 
 Every flow sits in exactly one queue, by (class, idle timeout), least recently active
 first: a doubly linked list threaded through the flows themselves (two slots, 16 B a
@@ -161,6 +163,80 @@ def _ends(key):
     return kind, a, pa, b, pb
 
 
+# The compiled Flow's key (see _c_flow.pxd): an IPv4 key without an endpoint is its two
+# addresses in a C array (_addrs: four 16-bit words, so the array pickles as numbers, where
+# Cython reads a char array as a NUL-ended string); _pack_v4 packs it back from them and from
+# the protocol, ports and side, as _key packs a packet's. The pure Flow holds the key's bytes.
+def _hold_key(flow, key):
+    """Compiled: keep `key` (_key's, for the packet that made the flow) as the flow's
+    addresses when its fields pack back to exactly these bytes; else (IPv6, a GENEVE
+    endpoint, an echo id, a key made otherwise) as the bytes themselves."""
+    flow._long_key = None
+    if len(key) == 14 and key[0] == _V4V4:
+        for i in range(2):
+            flow._addrs[i] = key[2 + 2 * i] * 256 + key[3 + 2 * i]
+            flow._addrs[2 + i] = key[8 + 2 * i] * 256 + key[9 + 2 * i]
+        if _is_key(flow, key):
+            return
+    flow._long_key = key
+
+
+def _pack_v4(flow, buf):
+    """Compiled: the flow's IPv4 key into buf[0:14], _key's layout: the layout byte, the
+    protocol, then each end's address and port. The ports are the flow's, in the key's order
+    (a protocol without ports has 0 in both; an ICMP echo id, or any key its fields do not
+    pack back to, _hold_key keeps as bytes)."""
+    if flow._side == SECOND_END:
+        pa, pb = flow.dport, flow.sport
+    else:
+        pa, pb = flow.sport, flow.dport
+    buf[0], buf[1] = _V4V4, flow.proto
+    for i in range(2):                              # big-endian, as struct's "H" and "4s"
+        a, b = flow._addrs[i], flow._addrs[2 + i]
+        buf[2 + 2 * i], buf[3 + 2 * i] = a // 256, a % 256
+        buf[8 + 2 * i], buf[9 + 2 * i] = b // 256, b % 256
+    buf[6], buf[7] = pa // 256, pa % 256
+    buf[12], buf[13] = pb // 256, pb % 256
+
+
+def _is_key(flow, key):
+    """Is `key` (packed bytes) the flow's key? Compiled, byte by byte against what its
+    fields pack (no bytes made: a hit in FlowTable.flows compares here every packet)."""
+    if not COMPILED:
+        return flow.key == key
+    if flow._long_key is not None:
+        return flow._long_key == key
+    if len(key) != 14:
+        return False
+    buf = cython.declare(cython.uchar[14])
+    _pack_v4(flow, buf)
+    k = key                          # compiled: a pointer to the bytes' own buffer
+    for i in range(14):
+        if buf[i] != k[i]:
+            return False
+    return True
+
+
+def _key_bytes(flow):
+    """Flow.key of the compiled Flow (its fields: compiled only)."""
+    if flow._long_key is not None:
+        return flow._long_key
+    buf = cython.declare(cython.uchar[14])
+    _pack_v4(flow, buf)
+    return buf[:14]                  # a C char array's slice: bytes
+
+
+def _key_hash(flow):
+    """hash(flow.key); compiled, hashed from a stack buffer, no bytes made."""
+    if not COMPILED:
+        return hash(flow.key)
+    if flow._long_key is not None:
+        return hash(flow._long_key)
+    buf = cython.declare(cython.uchar[14])
+    _pack_v4(flow, buf)
+    return _Py_HashBytes(buf, 14)
+
+
 def address_text(raw):
     """A raw address (4 or 16 bytes) as decode writes it."""
     return _v4name(raw) if len(raw) == 4 else _v6name(raw)
@@ -237,7 +313,6 @@ class Flow:
 
     def __init__(self, key, pkt, reverse=False, side=-1):
         """`key` and `side`: _key(pkt) (the packet's side is looked up again when not given)."""
-        self.key = key
         self.proto = pkt.proto
         if side < 0:
             side = _key(pkt)[1]
@@ -249,6 +324,10 @@ class Flow:
         self._side = side
         if self.proto in _ECHO and pkt.icmp_type in _ECHO[self.proto]:
             self.sport = self.dport = 0
+        if COMPILED:                 # no key object: packed back from the fields set above
+            _hold_key(self, key)
+        else:
+            self.key = key
         self.start = self.last = pkt.ts
         if not COMPILED:             # compiled: zeroed bytes, each closed set's first member
             self.state = NEW
@@ -275,6 +354,20 @@ class Flow:
         self.pcap_file = pkt.pcap_file  # replay: the file that packet came from
         self.older = self.younger = None
         self.rare = None
+
+    # The flow is its own key in FlowTable.flows (flows[flow] = flow): it hashes as its packed
+    # key and equals those bytes, so a packet's key finds it (flows.get(key)) and the compiled
+    # Flow holds no key object (48 B a flow). Any other object it equals only when it is that
+    # object: two flows of one conversation (a reused port's old and new) stay two.
+    def __hash__(self):
+        return _key_hash(self)
+
+    def __eq__(self, other):
+        if type(other) is bytes:
+            return _is_key(self, other)
+        if isinstance(other, Flow):
+            return self is other
+        return NotImplemented
 
     # The addresses live in the packed key only (raw); their text is made when read (events,
     # rules' address lists, the control plane: once per flow or event, not per packet).
@@ -341,6 +434,12 @@ class Flow:
         return self.pkts_ts + self.pkts_tc
 
     if COMPILED:
+        @property
+        def key(self):
+            """The packed key (flow_key): rebuilt from the C fields, or the bytes the flow
+            holds for a key they do not pack (_hold_key)."""
+            return _key_bytes(self)
+
         # The closed sets (STATES, ...) as bytes: the same strings read back (see above).
         @property
         def state(self):
@@ -447,7 +546,7 @@ class FlowTable:
         _file(self.queues, flow)
 
     def _unfile(self, flow):
-        del self.flows[flow.key]
+        del self.flows[flow]
         _unlink(flow)
         flow.older = flow.younger = None
 
@@ -485,7 +584,7 @@ class FlowTable:
                 flow.isn, flow.tcp_seen = syn
             elif reverse and pkt.proto == TCP and pkt.sport in self.proxied_ports:
                 flow.tcp_seen = _PROXIED
-            flows[key] = flow
+            flows[flow] = flow
             self.total += 1
             self.by_proto[pkt.proto] = self.by_proto.get(pkt.proto, 0) + 1
         to_server = _account(flow, pkt, self.verify_checksums, side)
@@ -527,7 +626,7 @@ class FlowTable:
         return out
 
     def remove(self, flow, reason):
-        if self.flows.get(flow.key) is flow:
+        if self.flows.get(flow) is flow:
             self._unfile(flow)
             flow.reason = reason
 

@@ -36,7 +36,10 @@ def breakdown(flow, table):
     shared = (None, True, False)
     parts = {"Flow object (__slots__)": sys.getsizeof(flow)}
     key = flow.key
-    parts["key (packed bytes: raw addresses, ports)"] = sys.getsizeof(key)
+    if key is flow.key:             # held: the pure Flow's key slot, a compiled one's rare long key
+        parts["key (packed bytes: raw addresses, ports)"] = sys.getsizeof(key)
+    else:                           # the compiled IPv4 Flow packs it from its C fields when read
+        parts["key (none: packed from the Flow's C fields when read)"] = 0
     # the address text is made when read (Flow.src/dst), never held by the flow
     seen = {id(key), id(flow.older), id(flow.younger)}
     other = 0

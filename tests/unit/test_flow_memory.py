@@ -80,13 +80,16 @@ def test_compiled_flow_holds_no_number_objects():
     flow.pkts_ts += 1 << 33
     numbers = [type(x).__name__ for x in gc.get_referents(flow) if type(x) in (int, float)]
     assert numbers == [] and flow.isn == 0x10000000 + 70_000 and flow.start == 1.5
-    # 13 object fields, 10 of 8 B, 13 smaller (state/verdict/direction/reason a byte each), the
-    # headers: 240 B, a pymalloc size class (was 272 with those four as pointers)
+    # 13 object fields (one the rare long key), 9 of 8 B, 6 shorts, 10 bytes (state/verdict/
+    # direction/reason, final/alerted, ...), the key's 8 address bytes, the headers: 240 B, a
+    # pymalloc size class (was 272 with those four as pointers)
     assert sys.getsizeof(flow) <= 240
+    assert [x for x in gc.get_referents(flow) if type(x) is bytes] == []   # the key: C fields
 
 
 @pytest.mark.skipif(Flow.__module__ != "appliance._c_flow", reason="compiled hot path not built")
-def test_compiled_flow_costs_what_its_closed_sets_left():
-    """Compiled: ~317 B here (Flow 240, key 48, dict entry, the queue's share); 350 while
-    state, verdict, direction and reason were pointers (docs/performance.md, "Flow fields as bytes")."""
-    assert bytes_per_flow() < 330
+def test_compiled_flow_costs_what_its_closed_sets_and_key_left():
+    """Compiled: ~270 B here (Flow 240, dict entry, the queue's share); ~317 with the key's
+    48 B bytes object ("The flow is its own key"), 350 while state, verdict, direction and
+    reason were pointers (docs/performance.md, "Flow fields as bytes")."""
+    assert bytes_per_flow() < 290
