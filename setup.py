@@ -56,7 +56,10 @@ except ImportError:
     ext_modules = []
 else:
     ext_modules = cythonize(
-        [Extension(name, [source], optional=True) for name, source in HOT_PATH],
+        [Extension(name, [source], optional=True,
+                   # a C function the build cannot see must fail it, not return an int (flow.py's hash)
+                   extra_compile_args=["-Werror=implicit-function-declaration"])
+         for name, source in HOT_PATH],
         # force: always from the source as it is; cythonize's own up-to-date test is by file
         # time, which an rsync -a'd or untarred edit can make older than the last generated C
         language_level=3, quiet=True, force=True,

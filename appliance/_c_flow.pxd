@@ -28,9 +28,20 @@ from appliance._c_packet cimport Packet as CPacket
 cdef extern from *:
     ctypedef bint flag "unsigned char"
 
-cdef extern from "Python.h":
-    # what hash(bytes) is made of: the flow hashes its key's bytes without making them
-    Py_hash_t _Py_HashBytes(const void *src, Py_ssize_t len)
+cdef extern from *:
+    # what hash(bytes) is made of: the flow hashes its key's bytes without making them. Declared
+    # here, not taken from Python.h: 3.13 moved _Py_HashBytes to an internal header, and an
+    # implicitly declared call returns an int, not the 64-bit hash (no flow would be found);
+    # 3.14 names it Py_HashBuffer. setup.py makes an implicit declaration an error.
+    """
+    #if PY_VERSION_HEX >= 0x030E0000
+    #define appliance_hash_bytes(p, n) Py_HashBuffer((p), (n))
+    #else
+    PyAPI_FUNC(Py_hash_t) _Py_HashBytes(const void *, Py_ssize_t);
+    #define appliance_hash_bytes(p, n) _Py_HashBytes((p), (n))
+    #endif
+    """
+    Py_hash_t appliance_hash_bytes(const void *src, Py_ssize_t len)
 
 cdef class Flow:
     cdef readonly object _long_key

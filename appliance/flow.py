@@ -234,7 +234,7 @@ def _key_hash(flow):
         return hash(flow._long_key)
     buf = cython.declare(cython.uchar[14])
     _pack_v4(flow, buf)
-    return _Py_HashBytes(buf, 14)
+    return appliance_hash_bytes(buf, 14)  # noqa: F821 (compiled only: _c_flow.pxd)
 
 
 def address_text(raw):
