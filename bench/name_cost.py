@@ -8,7 +8,7 @@ threads: connect, request, read, close), with the CPU the appliance's processes 
 the load (the run-time sums of /proc/PID/schedstat of every process of its session: the
 supervisor and the worker) divided by the connections carried. `--compare TREE`: the same
 for another checkout (e.g. `git archive BASE | tar -x -C /tmp/base`, its twins built), in
-the same runs, alternating: the before of a before/after.
+the same runs, alternating: the before of a before/after (offline too).
 
 Offline: a capture of named connections shaped like the live ones (Linux's SYN options,
 the same request) replayed through an Inspector set up as a worker sets it up (offload on,
@@ -17,6 +17,7 @@ SYN/ACK, handshake ACK, the request (its verdict offloads the flow: nothing afte
 queued live), and the flow's end (the tick that writes its flow record).
 """
 import argparse
+import json
 import os
 import statistics
 import struct
@@ -244,6 +245,46 @@ inspection: {{kernel_decisions: true}}
     return kinds
 
 
+# run in a fresh interpreter whose cwd and sys.path start at TREE: that tree's appliance (and
+# its twins) is timed, with this file's capture and timing loop
+_IN_TREE = """
+import importlib.util, json, sys
+sys.path.insert(0, sys.argv[1])
+spec = importlib.util.spec_from_file_location("bench.name_cost", sys.argv[2])
+mod = importlib.util.module_from_spec(spec)
+sys.modules["bench.name_cost"] = mod
+spec.loader.exec_module(mod)
+import appliance.compiled as c
+print(json.dumps([c.describe(), mod.offline(int(sys.argv[3]), 1)]))
+"""
+
+
+def offline_in(tree, n):
+    """One offline run of `tree`'s appliance: ({kind: ([decode us], [process us])}, its build)."""
+    cp = subprocess.run([sys.executable, "-c", _IN_TREE, tree, os.path.abspath(__file__), str(n)], cwd=tree,
+                        env={**os.environ, "PYTHONPATH": tree}, capture_output=True, text=True, timeout=600)
+    if cp.returncode != 0:
+        raise RuntimeError(f"offline run in {tree}: {cp.stderr.strip()[-600:]}")
+    built, kinds = json.loads(cp.stdout.strip().splitlines()[-1])
+    return kinds, built
+
+
+def offline_compare(n, runs, trees):
+    """Per tree: {kind: ([decode us], [process us])}, the trees run alternately, one fresh
+    interpreter each run (the same machine load on both, run by run)."""
+    got = {name: {} for name, _ in trees}
+    for run in range(runs):
+        for name, tree in (trees if run % 2 == 0 else list(reversed(trees))):
+            kinds, built = offline_in(tree, n)
+            if run == 0:
+                log(f"offline {name}: {built}")
+            for kind, (dec, proc) in kinds.items():
+                d, p = got[name].setdefault(kind, ([], []))
+                d += dec
+                p += proc
+    return got
+
+
 def print_offline(kinds):
     print(f"{'packet kind':<26} {'decode us':>10} {'process us (median, min..max)':>32}")
     tot = 0.0
@@ -263,10 +304,12 @@ def main(argv=None):
     ap.add_argument("--offline-only", action="store_true")
     o = ap.parse_args(argv)
     print(header("python3 -m bench.name_cost " + " ".join(argv if argv is not None else sys.argv[1:])), flush=True)
-    print_offline(offline(o.conns, o.runs))
+    trees = [("this tree", ROOT)] + ([("compare", os.path.abspath(o.compare))] if o.compare else [])
+    for name, kinds in offline_compare(o.conns, o.runs, trees).items():
+        print(f"offline, {name} ({o.conns} connections, {o.runs} runs):")
+        print_offline(kinds)
     if o.offline_only:
         return 0
-    trees = [("this tree", ROOT)] + ([("compare", os.path.abspath(o.compare))] if o.compare else [])
     print(format_rows(live(o.runs, o.seconds, trees)))
     return 0
 
