@@ -255,7 +255,8 @@ mod = importlib.util.module_from_spec(spec)
 sys.modules["bench.name_cost"] = mod
 spec.loader.exec_module(mod)
 import appliance.compiled as c
-print(json.dumps([c.describe(), mod.offline(int(sys.argv[3]), 1)]))
+kinds = mod.offline(int(sys.argv[3]), 1)
+print(json.dumps([c.describe(), kinds]))
 """
 
 
