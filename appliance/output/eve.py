@@ -31,9 +31,10 @@ def timestamp(ts):
     if usec >= 1_000_000:
         sec, usec = sec + 1, usec - 1_000_000
     global _second
-    if _second[0] != sec:                # events come in bursts within one second: its text is made once
-        _second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
-    return f"{_second[1]}.{usec:06d}+0000"
+    second = _second                     # read once: another thread may replace it meanwhile
+    if second[0] != sec:                 # events come in bursts within one second: its text is made once
+        second = _second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
+    return f"{second[1]}.{usec:06d}+0000"
 
 
 _second = (None, "")                     # (the last second timestamp() formatted, its text)
