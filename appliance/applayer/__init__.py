@@ -47,9 +47,6 @@ def detect(data: bytes, proto: int, sport: int, dport: int) -> str | None:
     None when nothing fits (yet). Content decides; ports only break ties between
     protocols that all fit.
     """
-    # Imported here so the parser modules can import MORE/NOT from this package.
-    from appliance.applayer import dns, http, tls
-
     try:
         data = bytes(data[:4096])
         candidates = []
@@ -78,3 +75,8 @@ def detect(data: bytes, proto: int, sport: int, dport: int) -> str | None:
         return _port_pick(candidates, sport, dport)
     except Exception:  # a guess must never take the datapath down
         return None
+
+
+# Last, so the parser modules can import MORE/NOT/CAP from this package; imported here once
+# rather than in detect(), where the import statement cost ~0.8 us on each flow's first bytes.
+from appliance.applayer import dns, http, tls  # noqa: E402

@@ -71,7 +71,13 @@ class DnsAnswer:
     rdata: str | None              # A/AAAA address, CNAME/PTR/NS name; None for other types
 
 
+# The bytes _ESCAPE keeps as they are: a label of only these is its own ASCII text.
+_AS_IS = bytes(b for b in range(256) if _ESCAPE[b] == chr(b))
+
+
 def escape_label(label: bytes) -> str:
+    if type(label) is bytes and not label.translate(None, _AS_IS):
+        return label.decode("ascii")          # the common case (a name, a method): one C pass
     return "".join([_ESCAPE[b] for b in label])
 
 

@@ -30,7 +30,14 @@ def timestamp(ts):
     usec = int(round((ts - sec) * 1_000_000))
     if usec >= 1_000_000:
         sec, usec = sec + 1, usec - 1_000_000
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{usec:06d}+0000"
+    global _second
+    second = _second                     # read once: another thread may replace it meanwhile
+    if second[0] != sec:                 # events come in bursts within one second: its text is made once
+        second = _second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
+    return f"{second[1]}.{usec:06d}+0000"
+
+
+_second = (None, "")                     # (the last second timestamp() formatted, its text)
 
 
 class EveWriter:

@@ -207,7 +207,8 @@ def tcp_flags_hex(flags):
 
 
 def flow(f):
-    ev = {"timestamp": timestamp(f.last), "flow_id": f.id, "event_type": "flow",
+    end = timestamp(f.last)                       # the event's time and the flow's end: made once
+    ev = {"timestamp": end, "flow_id": f.id, "event_type": "flow",
           "src_ip": f.src, "src_port": f.sport, "dest_ip": f.dst, "dest_port": f.dport,
           "proto": proto_name(f.proto)}
     if f.in_iface:
@@ -221,7 +222,7 @@ def flow(f):
     fl = {
         "pkts_toserver": f.pkts_ts, "pkts_toclient": f.pkts_tc,
         "bytes_toserver": f.bytes_ts, "bytes_toclient": f.bytes_tc,
-        "start": timestamp(f.start), "end": timestamp(f.last),
+        "start": timestamp(f.start), "end": end,
         "age": int(f.last - f.start),
         "state": f.state, "reason": f.reason, "alerted": f.alerted,
         "action": "pass" if f.monitored else (f.verdict or "pass"),   # what the packets got

@@ -76,6 +76,18 @@ def test_event_timestamps_are_total():
     assert timestamp(1258832829.534255) == "2009-11-21T19:47:09.534255+0000"
 
 
+def test_event_timestamps_follow_the_second_they_name():
+    """timestamp() keeps the text of the last second it formatted: a call in another second,
+    back and forth, or carried into the next by rounding, never shows a stale one."""
+    assert timestamp(1258832829.5) == "2009-11-21T19:47:09.500000+0000"
+    assert timestamp(1258832830.25) == "2009-11-21T19:47:10.250000+0000"
+    assert timestamp(1258832829.75) == "2009-11-21T19:47:09.750000+0000"
+    assert timestamp(1258832829.9999996) == "2009-11-21T19:47:10.000000+0000"   # rounds up a second
+    assert timestamp(1258832829.1) == "2009-11-21T19:47:09.100000+0000"
+    assert timestamp(float("nan")) == "1970-01-01T00:00:00.000000+0000"
+    assert timestamp(1258832829.0) == "2009-11-21T19:47:09.000000+0000"
+
+
 def test_encap_counter_is_bounded_on_odd_linktype_null_values():
     """Every LINKTYPE_NULL address family is its own "af-N" kind: 60,000 of them must not
     make 60,000 counter keys; the total stays exact."""

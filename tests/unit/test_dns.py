@@ -210,3 +210,16 @@ def test_tcp_reader_questions_past_the_window_are_a_cap_hit():
     data = struct.pack("!H", len(msg)) + msg
     used, msgs, status = dns.TcpReader().feed(data[:40], True)
     assert msgs == [] and status is CAP and used == 0
+
+
+def test_escape_label_fast_path_is_the_byte_table():
+    """escape_label's one-pass path (a label of bytes kept as they are) gives what the
+    byte table gives: every byte alone, and labels mixing kept and escaped bytes (the
+    backslash, DEL, controls, high bytes), as bytes and as a bytearray."""
+    from appliance.applayer.dns import _ESCAPE, escape_label
+    labels = [bytes([b]) for b in range(256)]
+    labels += [b"", b"example", b"GET", b"/a?b=c d", b"a\\x41", b"a\x7fb", b"\x1fz", b"caf\xc3\xa9", b"~ !", b"[::1]"]
+    for label in labels:
+        want = "".join(_ESCAPE[b] for b in label)
+        assert escape_label(label) == want, label
+        assert escape_label(bytearray(label)) == want, label
