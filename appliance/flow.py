@@ -248,7 +248,8 @@ _name = address_text
 # TIMEOUTS again, as a table [protocol][state's index in STATES] over every protocol byte:
 # the timeout _file needs on every packet is then two tuple indexes in the compiled twin (its
 # Flow holds both as bytes) instead of two dict lookups by the state's text. Derived, so
-# TIMEOUTS stays the one definition.
+# TIMEOUTS stays the one definition -- at import: TIMEOUTS is never written after it (a write
+# would change the pure twin and not the compiled one; review rvlookup found none).
 _TIMEOUT_TABLE = tuple(tuple(TIMEOUTS.get(p, DEFAULT_TIMEOUTS).get(s, 30) for s in STATES) for p in range(256))
 
 

@@ -155,6 +155,7 @@ class Lab:
         r = self.run(self.c, sys.executable, "-m", "bench.nsload", "conns", SERVER, str(TCP_PORT), str(seconds),
                      str(threads), timeout=seconds + 60, cwd=ROOT)
         j = json.loads(r.stdout)
+        self.last_conns = j["conns"]         # the count itself (a per-connection figure divides by it)
         return j["conns"] / j["seconds"]
 
     def ping_rtts(self, count):

@@ -114,7 +114,7 @@ def live(runs, seconds, trees):
                     c1, q1 = session_cpu_ns(p.pid), queued(lab)
                 finally:
                     stop(lab, p)
-                n = r * seconds                      # conns() returns a rate over its own seconds
+                n = lab.last_conns                   # connections carried (the rate is over nsload's own seconds)
                 conn[name].add(r, base)
                 us = (c1 - c0) / 1e3 / n if n else float("nan")
                 cpu[name].add(us)

@@ -6,7 +6,8 @@ The two `python3 -m bench --offline-only` rows this measures, with bench.offline
 replay of the generated mixed capture (`--packets` of it) with 1,000 generated rules, and of
 the corpus SYN flood (every packet a new flow), each over a bare dpkt.pcap.Reader loop of the
 same file timed just before it; and the floor (read + decode + one FlowTable.lookup a packet)
-of each. Times are CPU times of the process (bare loop and replay alike). Each run is a fresh subprocess per tree (its own build: compiled when built), this
+of each. Times are CPU times of the process (bare loop and replay alike; the replay's include
+building its Inspector and 1,000-rule detector, ~6 % of the SYN flood's, both trees alike). Each run is a fresh subprocess per tree (its own build: compiled when built), this
 tree and TREE alternating, so both see the same load. Printed: each tree's ratios (median,
 min..max), and this tree's replay pkt/s over TREE's.
 """
@@ -62,7 +63,12 @@ def run(tree, packets):
                          env={**os.environ, "PYTHONPATH": tree, "BENCH_CACHE": cache, "BENCH_SYNFLOOD": synflood})
     if out.returncode != 0:
         raise RuntimeError(f"{tree}: {out.stderr.strip()[-400:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    if "pure" in got["build"]:
+        # a tree with some modules unbuilt (or picking up another checkout's build) measures a
+        # mix, not the tree: the comparison would be a false one (review rvlookup)
+        raise RuntimeError(f"{tree}: not wholly compiled ({got['build']}); build it: python3 setup.py build_ext --inplace")
+    return got
 
 
 def main(argv=None):
@@ -92,8 +98,11 @@ def main(argv=None):
             for m in MEASURES:
                 rows[tree, m].add(*got[tree][m])
         msg = f"  run {i + 1}/{o.runs}: " + "; ".join(
-            f"{names[t]} ({got[t]['build'][:8]}) " + ", ".join(f"{m} {got[t][m][0] / got[t][m][1]:.3f}"
+            f"{names[t]} " + ", ".join(f"{m} {got[t][m][0] / got[t][m][1]:.3f}"
                                                              for m in MEASURES) for t in trees)
+        if i == 0:
+            for t in trees:
+                log(f"  {names[t]}: {got[t]['build']}")
         log(msg)
         if o.compare:
             for m, row in over.items():

@@ -218,7 +218,9 @@ def test_escape_label_fast_path_is_the_byte_table():
     backslash, DEL, controls, high bytes), as bytes and as a bytearray."""
     from appliance.applayer.dns import _ESCAPE, escape_label
     labels = [bytes([b]) for b in range(256)]
+    labels += [b"example-" + bytes([b]) for b in range(256)]     # long enough for the one pass
     labels += [b"", b"example", b"GET", b"/a?b=c d", b"a\\x41", b"a\x7fb", b"\x1fz", b"caf\xc3\xa9", b"~ !", b"[::1]"]
+    labels += [x * 3 for x in labels[-10:]]
     for label in labels:
         want = "".join(_ESCAPE[b] for b in label)
         assert escape_label(label) == want, label
