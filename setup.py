@@ -57,7 +57,9 @@ except ImportError:
 else:
     ext_modules = cythonize(
         [Extension(name, [source], optional=True,
-                   # a C function the build cannot see must fail it, not return an int (flow.py's hash)
+                   # a C function the build cannot see must fail its module, not return an int (flow.py's
+                   # hash): the module is then left unbuilt (optional: pure Python, `--version` says so;
+                   # CI's compiled-equivalence test fails)
                    extra_compile_args=["-Werror=implicit-function-declaration"])
          for name, source in HOT_PATH],
         # force: always from the source as it is; cythonize's own up-to-date test is by file
