@@ -53,21 +53,26 @@ def session_cpu_ns(sid):
     return total
 
 
-def start_tree(lab, work, tree, timeout=40):
-    """appliance.run from `tree` with the name row's config, ready to carry connections."""
-    rpath = os.path.join(work, "rules-name.yaml")
+def write_config(directory, suffix, rules_text, eve, extra=""):
+    """The name row's rules and appliance config in `directory`: (rules path, config path)."""
+    rpath = os.path.join(directory, f"rules{suffix}.yaml")
     with open(rpath, "w") as f:
-        f.write(NAME_RULES)
-    cfg = os.path.join(work, "appliance-name.yaml")
+        f.write(rules_text)
+    cfg = os.path.join(directory, f"appliance{suffix}.yaml")
     with open(cfg, "w") as f:
         f.write(f"""interfaces: {{outside: bench-out, inside: bench-in}}
 rules: {rpath}
-eve: {{path: {os.path.join(work, 'eve.json')}, types: {LIVE_EVE_TYPES}}}
+eve: {{path: {eve}, types: {LIVE_EVE_TYPES}}}
 home_net: [10.201.2.0/24]
 workers: 1
-failure_mode: closed
-inspection: {{kernel_decisions: true}}
+{extra}inspection: {{kernel_decisions: true}}
 """)
+    return rpath, cfg
+
+
+def start_tree(lab, work, tree, timeout=40):
+    """appliance.run from `tree` with the name row's config, ready to carry connections."""
+    _, cfg = write_config(work, "-name", NAME_RULES, os.path.join(work, "eve.json"), "failure_mode: closed\n")
     p = subprocess.Popen(lab.ns(lab.r, sys.executable, "-m", "appliance.run", "--config", cfg), cwd=tree,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     lab.procs.append(p)
@@ -197,18 +202,7 @@ def offline(n, runs, ruleset_text=NAME_RULES):
     from appliance.source.nfqueue import _settings
 
     with tempfile.TemporaryDirectory(prefix="bench-nc-") as d:
-        rpath = os.path.join(d, "rules.yaml")
-        with open(rpath, "w") as f:
-            f.write(ruleset_text)
-        cpath = os.path.join(d, "appliance.yaml")
-        with open(cpath, "w") as f:
-            f.write(f"""interfaces: {{outside: bench-out, inside: bench-in}}
-rules: {rpath}
-eve: {{path: /dev/null, types: {LIVE_EVE_TYPES}}}
-home_net: [10.201.2.0/24]
-workers: 1
-inspection: {{kernel_decisions: true}}
-""")
+        rpath, cpath = write_config(d, "", ruleset_text, "/dev/null")
         cfg = load_config(cpath)
         ruleset = load_rules(rpath)
         packets = connections(n)
