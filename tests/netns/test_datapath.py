@@ -295,10 +295,16 @@ def test_rules_changed_by_someone_else_are_put_back(dp_topo, appliance):
     assert curl(t, url(t, 8081), max_time=2).returncode == 28                  # dropped
     t.ex(t.fw, "iptables-nft", "-F", "APPLIANCE-INSPECT", check=True)         # someone flushes ours
     wait_for(lambda: "re-installing" in a.log_text(), timeout=20, what="the watch to re-install")
+    wait_for(lambda: "-A APPLIANCE-INSPECT" in a.iptables_save(), timeout=20, what="our chain refilled")
     assert curl(t, url(t, 8081), max_time=2).returncode == 28                  # inspected again
     t.ex(t.fw, "iptables-nft", "-I", "FORWARD", "1", "-p", "udp", "--dport", "5", "-j", "ACCEPT", check=True)
     wait_for(lambda: a.log_text().count("re-installing") >= 2, timeout=20, what="the second repair")
-    forward = [x for x in a.iptables_save().splitlines() if x.startswith("-A FORWARD")]
+
+    def forward_chain():
+        return [x for x in a.iptables_save().splitlines() if x.startswith("-A FORWARD")]
+    # The warning is logged before the re-install runs: wait for the kernel's state itself.
+    forward = wait_for(lambda: (f := forward_chain()) and "appliance" in f[0] and f,
+                       timeout=20, what="our jump back on top")
     assert "appliance" in forward[0] and "--dport 5" in forward[1]             # ours first, theirs kept
     assert sum("-j APPLIANCE-FWD" in x for x in forward) == 1
     a.stop()
