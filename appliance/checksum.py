@@ -30,8 +30,49 @@ def transport_ok(pkt):
     # the pseudo-header's words, summed the same way: the addresses' value, then the protocol
     # and the length (IPv4: words 0|proto and n; IPv6: n as 32 bits and 0|0|0|proto, whose
     # words also add up to n + proto, as 2**16 = 1 mod 0xFFFF)
-    total += int.from_bytes(l3[12:20] if pkt.ip_version == 4 else l3[8:40], "big") + p + n
+    if pkt.ip_version == 4:
+        total += int.from_bytes(l3[12:20], "big")
+    else:
+        dst = _final_destination(l3, off)
+        if dst is None:
+            return None
+        total += int.from_bytes(l3[8:24], "big") + int.from_bytes(dst, "big")
+    total += p + n
     return total % 0xFFFF == 0
+
+
+# IPv6 extension headers before the transport header (a fragment header has no length byte)
+_HOPOPTS, _ROUTING, _FRAGMENT, _AH, _DSTOPTS = 0, 43, 44, 51, 60
+
+
+def _final_destination(l3, l4_off):
+    """The destination the IPv6 pseudo-header sums (RFC 8200 8.1): the header's, or with a
+    routing header that still has segments left, the final one in it (the last address of a
+    type 0, the home address of a type 2, Segment List[0] of a segment routing header),
+    which is what the last receiver checks. None: a routing header with segments left whose
+    final address cannot be read (another type, a short list)."""
+    dst = l3[24:40]
+    nh, off = l3[6], 40
+    while off < l4_off:
+        if nh == _FRAGMENT:
+            nh, off = l3[off], off + 8
+            continue
+        if nh not in (_HOPOPTS, _ROUTING, _DSTOPTS, _AH) or off + 8 > l4_off:
+            break
+        hlen = (l3[off + 1] + 2) << 2 if nh == _AH else (l3[off + 1] + 1) << 3
+        if nh == _ROUTING and l3[off + 3]:                # segments left
+            kind, addrs = l3[off + 2], (hlen - 8) >> 4
+            if kind == 0 and addrs:
+                at = off + 8 + (addrs - 1) * 16
+            elif kind in (2, 4) and addrs:
+                at = off + 8
+            else:
+                return None
+            if at + 16 > l4_off:
+                return None
+            dst = l3[at:at + 16]
+        nh, off = l3[off], off + hlen
+    return dst
 
 
 from .compiled import use_compiled  # noqa: E402 -- last: the Cython build of this file, if built

@@ -7,7 +7,7 @@ another. Unmarked tests pin behaviour that was checked and found correct.
 import json
 import struct
 
-from scapy.all import IP, IPv6, IPv6ExtHdrFragment, Raw, UDP, TCP as STCP
+from scapy.all import IP, IPv6, IPv6ExtHdrFragment, IPv6ExtHdrRouting, Raw, UDP, TCP as STCP
 
 import pytest
 
@@ -421,3 +421,25 @@ def test_synack_with_data_that_refuses_the_syn_data_does_not_end_naming(rules_fi
     _cs(cap, a + 1, "PA", _GOOD, ack=sv + 6)
     v, _ = feed(cap, rules_file(allow))
     assert actions(v)[-1] == "pass"
+
+
+def test_routed_ipv6_segment_is_judged_by_its_final_destination(rules_file):
+    """IPv6 with a routing header (type 2, a segment left): the receiver checks the transport
+    checksum over the final destination (RFC 8200 8.1). A decoy whose checksum holds only for
+    the header's destination is dropped there, so it must not name the flow; the real hello,
+    summed over the final address, must."""
+    c6, s6, home = "2001:db8::1", "2001:db8::80", "2001:db8::99"
+    cap = Capture()
+    c = TcpConn(cap, c6, 40021, s6, 443)
+    c.handshake()
+
+    def routed(name, final):
+        seg = STCP(sport=40021, dport=443, flags="PA", seq=c.cseq, ack=c.sseq) / Raw(tls_records(client_hello(name)))
+        summed = IPv6(bytes(IPv6(src=c6, dst=final) / seg))[STCP].chksum      # over `final` alone
+        seg[STCP].chksum = summed
+        return IPv6(src=c6, dst=s6) / IPv6ExtHdrRouting(type=2, addresses=[home], segleft=1) / seg
+
+    cap.add(l2(routed("good.example", s6)))           # the next hop's sum: an insertion
+    cap.add(l2(routed("evil.example", home)))         # what the home address accepts
+    v, _ = feed(cap, rules_file(TLS_ALLOW))
+    assert actions(v)[-1] == "drop"
