@@ -253,7 +253,8 @@ class Inspector:
     def reload(self, ruleset, settings=None, detector=None):
         """Swap the rule set (and settings) atomically. Decided flows keep their verdict;
         candidate caches are cleared. New settings apply to flows from now on. `detector`:
-        one built from `ruleset` beforehand (a live worker builds it beside the running one)."""
+        one built from `ruleset` beforehand (a live worker builds it beside the running one).
+        Returns the monitored flows whose drop/reject is enforced now (_enforce_monitored)."""
         if settings is not None:
             self.settings = settings
             self.flows.verify_checksums = settings.verify_checksums
@@ -271,6 +272,28 @@ class Inspector:
         self.ruleset = ruleset
         self.depth = depth_of(self.settings, ruleset)
         self._kernel_policy()
+        return self._enforce_monitored(ruleset)
+
+    def _enforce_monitored(self, ruleset):
+        """Flows passed only because their drop/reject was monitored, whose rule (same gid
+        and id) or default action still gives that verdict and is enforced now: they take it
+        from their next packet (a long-lived connection found in monitor mode must not outlive
+        the switch to enforce). Returns them: live, an offloaded one's verdict is its connmark,
+        which the worker moves (ctmark)."""
+        blocking = {(r.gid, r.id): r for r in ruleset.rules if r.action in ("drop", "reject")}
+        enforced = []
+        for flow in self.flows.flows.values():
+            if not flow.monitored or not flow.final:
+                continue
+            old = flow.verdict_rule
+            rule = None if old is None else blocking.get((old.gid, old.id))
+            gives = ruleset.default_action if old is None else (rule.action if rule is not None else None)
+            if gives != flow.verdict or self._monitored(rule):
+                continue
+            flow.monitored = False
+            flow.verdict_rule = rule
+            enforced.append(flow)
+        return enforced
 
     def _kernel_policy(self):
         """The kernel policy of the running rules and settings (None when kernel_decisions is off)."""

@@ -242,3 +242,35 @@ def test_sigterm_fails_health_first_serves_the_drain_then_exits(fleet):
     assert fleet.proc.returncode == 0 and time.monotonic() - t0 >= 4          # not before the drain's end
     assert fleet.get(timeout=3) == "000"                                       # nobody serves now
     assert kernel_counters(fleet.b) == {}                                     # the fast path left with it
+
+
+def test_enforcing_moves_a_monitored_flow_out_of_the_kernels_pass_set(fleet):
+    """A rule file in monitor mode passes a connection its drop rule matches, and the flow is
+    offloaded into the kernel's pass set; the reload that enforces the file moves it to the
+    drop set, so the connection stops (not only new ones)."""
+    from tests.netns.test_monitor import ECHO_CLIENT, ECHO_SERVER
+    b, rules = fleet.b, fleet.b.tmp / "rules.yaml"
+    monitored = FLEET_RULES.replace("rules:\n", "rules:\n  - {id: 31, action: drop, proto: tcp, dst_port: 9100}\n", 1)
+    server = b.spawn(b.s, [sys.executable, "-c", ECHO_SERVER, "9100"], b.tmp / "echo.log")
+    client = None
+    try:
+        rules.write_text("mode: monitor\n" + monitored)
+        fleet.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: fleet.log.read_text().count("config and rules reloaded") >= 2, what="monitor mode")
+        wait_for(lambda: b.ex(b.s, "ss", "-Hltn", "sport = :9100").stdout.strip(), what="echo server")
+        client = subprocess.Popen(["ip", "netns", "exec", b.c, sys.executable, "-c", ECHO_CLIENT, "10.2.0.2", "9100"],
+                                  stdout=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        _, lines = fleet.workers()
+        assert client.poll() is None and sum(ln["gwlb"]["offloaded"] for ln in lines) >= 1, lines
+        rules.write_text(monitored)
+        fleet.proc.send_signal(signal.SIGHUP)
+        ends = client.communicate(timeout=30)[0].split()
+    finally:
+        rules.write_text(FLEET_RULES)
+        for p in (server, client):
+            if p is not None:
+                p.kill()
+                p.wait()
+    assert ends[0] == "echo" and ends[-1] == "TimeoutError", ends
+    assert "the reload enforces 1 monitored flows: 1 moved in the kernel" in fleet.log.read_text()

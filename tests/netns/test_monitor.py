@@ -8,7 +8,9 @@ Own topology (namespaces prefixed "i12mo", veths created inside them), torn down
 import json
 import os
 import signal
+import subprocess
 import sys
+import time
 
 import pytest
 
@@ -20,6 +22,8 @@ RULES = """\
 default_action: pass
 rules:
   - {id: 1001, msg: "block tcp 8081", action: drop, proto: tcp, dst_port: 8081}
+  - {id: 1002, msg: "block tcp 8083", action: drop, proto: tcp, dst_port: 8083}
+  - {id: 1003, msg: "reject tcp 8084", action: reject, proto: tcp, dst_port: 8084}
 """
 PORT = 9900
 CONTROL = f"control: {{listen: 127.0.0.1:{PORT}}}\n"
@@ -92,4 +96,63 @@ def test_hup_switches_between_enforce_and_monitor(topo, appliance):
     assert json.loads(get(t, "/status"))["mode"]["mode"] == "enforce"
     last = [e for e in a.events("alert") if e["alert"]["signature_id"] == 1001][-1]
     assert last["alert"]["action"] == "blocked" and "monitor" not in last["alert"]["metadata"]
+    assert a.stop() == 0
+
+
+ECHO_SERVER = """
+import socket, sys, threading
+srv = socket.create_server(("0.0.0.0", int(sys.argv[1])))
+def serve(c):
+    with c:
+        while (b := c.recv(64)):
+            c.sendall(b)
+while True:
+    threading.Thread(target=serve, args=(srv.accept()[0],), daemon=True).start()
+"""
+# one byte out, its echo back, every 0.1 s; prints each echo, and how it ended
+ECHO_CLIENT = """
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+s.settimeout(1.5)
+try:
+    while True:
+        s.sendall(b"x")
+        assert s.recv(1) == b"x"
+        print("echo", flush=True)
+        time.sleep(0.1)
+except Exception as e:
+    print(type(e).__name__, flush=True)
+"""
+
+
+def test_enforcing_cuts_the_connections_monitor_mode_passed(topo, appliance):
+    """A connection that monitor mode passed (and offloaded: the kernel forwards it) is cut
+    when the switch back to enforce is reloaded: its rule's drop stops it, its rule's reject
+    resets it. The kernel's verdict is the connmark, which the workers move."""
+    t = topo
+    a = appliance().start()
+    switch(a, "monitor", 1)
+    servers = [subprocess.Popen(["ip", "netns", "exec", t.server, sys.executable, "-c", ECHO_SERVER, str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for port in (8083, 8084)]
+    clients = []
+    try:
+        wait_for(lambda: all(f":{p} " in t.ex(t.server, "ss", "-ltnH").stdout for p in (8083, 8084)),
+                 what="echo servers")
+        clients = [subprocess.Popen(["ip", "netns", "exec", t.client, sys.executable, "-c", ECHO_CLIENT,
+                                     t.server_ip, str(port)], stdout=subprocess.PIPE, text=True)
+                   for port in (8083, 8084)]
+        time.sleep(1.5)                                  # monitor mode: both pass, then offloaded
+        marks = t.ex(t.fw, "conntrack", "-L", "-p", "tcp").stdout
+        assert all(c.poll() is None for c in clients) and "dport=8083" in marks, marks
+        switch(a, "enforce", 2)
+        ends = [c.communicate(timeout=20)[0].split() for c in clients]
+    finally:
+        for p in servers + clients:
+            p.kill()
+            p.wait()
+    assert ends[0][0] == "echo" and ends[0][-1] == "TimeoutError", ends[0]              # dropped
+    assert ends[1][0] == "echo" and ends[1][-1] == "ConnectionResetError", ends[1]      # reset
+    moved = sum(int(line.split("flows: ")[1].split()[0]) for line in a.log_text().splitlines()
+                if "the reload enforces" in line)      # per worker that held some
+    assert moved == 2, a.log_text()
     assert a.stop() == 0

@@ -1,0 +1,65 @@
+"""A reload from monitor to enforce: flows monitor mode passed (their drop/reject only
+alerted) take that verdict from their next packet, when the same rule (or the default
+action) still gives it and is enforced now. Anything else keeps the flow as it was."""
+import pytest
+
+from replaykit import Capture, TcpConn
+from appliance.decode import decode_frame
+from appliance.detect.loader import load_rules
+from appliance.inspector import Inspector, Settings
+
+C, S = "10.0.0.1", "10.0.0.80"
+DROP = "rules:\n  - {id: 7, action: drop, proto: tcp, dst_port: 8083}\n"
+
+
+def packets(n=4):
+    cap = Capture()
+    c = TcpConn(cap, C, 40001, S, 8083)
+    c.handshake()
+    for _ in range(n):
+        c.send(b"x")
+    return [decode_frame(buf, cap.linktype, ts) for ts, buf in cap.frames]
+
+
+def run(rules_file, before, after, mode_after="enforce"):
+    """Monitor mode over the handshake and one segment, then the reload, then the rest.
+    Returns (flows the reload enforced, the actions after it)."""
+    pkts = packets()
+    insp = Inspector(load_rules(rules_file(before)), Settings(mode="monitor"))
+    first = [insp.process(p).action for p in pkts[:4]]
+    assert first == ["pass"] * 4 and insp.counters.would_block["drop"] + insp.counters.would_block["reject"] > 0
+    enforced = insp.reload(load_rules(rules_file(after)), Settings(mode=mode_after))
+    return enforced, [insp.process(p).action for p in pkts[4:]]
+
+
+def test_the_same_rule_enforced_drops_the_flow(rules_file):
+    enforced, after = run(rules_file, DROP, DROP)
+    assert len(enforced) == 1 and enforced[0].verdict == "drop" and after == ["drop"] * 3
+
+
+def test_a_reject_rule_enforced_drops_what_follows(rules_file):
+    rej = DROP.replace("drop", "reject")
+    enforced, after = run(rules_file, rej, rej)
+    assert [f.verdict for f in enforced] == ["reject"] and after == ["drop"] * 3   # the reset was the kernel's
+
+
+def test_the_default_action_enforced_drops_the_flow(rules_file):
+    rules = "default_action: drop\nrules:\n  - {id: 1, action: pass, proto: udp}\n"
+    enforced, after = run(rules_file, rules, rules)
+    assert len(enforced) == 1 and enforced[0].verdict_rule is None and after == ["drop"] * 3
+
+
+@pytest.mark.parametrize("after_rules", [
+    "rules:\n  - {id: 8, action: drop, proto: tcp, dst_port: 8083}\n",        # another rule: not its decision
+    "rules:\n  - {id: 7, action: alert, proto: tcp, dst_port: 8083}\n",       # the rule no longer drops
+    "rules:\n  - {id: 7, action: reject, proto: tcp, dst_port: 8083}\n",      # nor this way
+    "mode: monitor\n" + DROP,                                                  # its file still monitored
+])
+def test_a_flow_whose_rule_is_not_enforced_as_it_was_keeps_passing(rules_file, after_rules):
+    enforced, after = run(rules_file, DROP, after_rules)
+    assert enforced == [] and after == ["pass"] * 3
+
+
+def test_staying_in_monitor_mode_enforces_nothing(rules_file):
+    enforced, after = run(rules_file, DROP, DROP, mode_after="monitor")
+    assert enforced == [] and after == ["pass"] * 3
