@@ -11,7 +11,7 @@ import threading
 import time
 
 SNAPSHOT_STALE = 3.0           # seconds without a snapshot: the worker is not answering
-REPLY_TIMEOUT = 3.0            # seconds to wait for the workers' flow tables (they answer at their tick)
+REPLY_TIMEOUT = 10.0           # seconds to wait for the workers' flow tables (at their tick; a large table is walked beside the packet loop, a million flows in seconds)
 
 
 def ruleset_version(ruleset) -> dict:

@@ -2,21 +2,32 @@
 
 Nothing is added per packet: the worker already keeps its counters; once a second, in its
 tick, it sends one snapshot of them (a few hundred bytes, one non-blocking send: when the
-supervisor is not reading, the snapshot is skipped, never waited for) and answers the
+supervisor is not reading, the snapshot is skipped, never waited for) and takes the
 requests that came in since the last tick (`flows`: the flow table's top flows and talkers,
-which only a CLI call asks for, so the table is walked only then).
+which only a CLI call asks for, so the table is walked only then). A table larger than
+WALK_INLINE flows is walked by a thread beside the packet loop: a million flows take ~2 s of
+Python, which on the loop would stall the queue past its 4,096 packets (fail-open passing
+them uninspected); beside it, the loop keeps the GIL at least every switch interval (5 ms).
 """
+import collections
 import errno
 import heapq
+import itertools
+import logging
 import os
 import pickle
 import socket
+import threading
 import time
 
 from ..flow import address_text
 
+log = logging.getLogger("appliance")
+
 TOP_DEFAULT = 20
 FLOWS_MAX = 1000               # flows one reply may carry (the CLI's --top is capped to it)
+WALK_INLINE = 5000             # flows walked on the packet loop (~10 ms here); more: by a thread
+WALKS_MAX = 4                  # requests waiting for the walker (each holds a snapshot of the table)
 
 
 def channel():
@@ -31,10 +42,12 @@ class Reporter:
         self.queue = queue
         self.top = top
         self.skipped = 0             # snapshots the supervisor did not take in time
+        self.walks = collections.deque()   # FlowWalks for the walker thread, oldest first
+        self.walker = None
 
     def tick(self, inspector, counters):
-        """Once a second from the worker's loop: answer requests, then send the snapshot of
-        its Inspector and its own counters."""
+        """Once a second from the worker's loop: answer requests (a large table's by the
+        walker thread), then send the snapshot of its Inspector and its own counters."""
         while True:
             try:
                 msg = pickle.loads(self.sock.recv(4096))
@@ -43,11 +56,31 @@ class Reporter:
             except (OSError, EOFError, pickle.UnpicklingError, ValueError):
                 break
             if isinstance(msg, tuple) and len(msg) == 3 and msg[0] == "flows":
-                top = msg[2]
-                # a message must fit the socket's buffer (~200 KB): fewer rows rather than none
-                while not self._send(("flows", msg[1], self.queue, flow_table(inspector, top))) and top > 1:
-                    top //= 4
+                flows = inspector.flows.flows
+                if len(flows) <= WALK_INLINE:
+                    self._answer(FlowWalk(msg[1], msg[2], flows.values()))
+                elif len(self.walks) < WALKS_MAX:    # else unanswered: the supervisor's wait ends
+                    self.walks.append(FlowWalk(msg[1], msg[2], flows.values()))
+        if self.walks and (self.walker is None or not self.walker.is_alive()):
+            self.walker = threading.Thread(target=self._walk_all, name=f"flows-q{self.queue}", daemon=True)
+            self.walker.start()
         self._send(("snapshot", snapshot(self.queue, inspector, counters, self.top)))
+
+    def _walk_all(self):
+        while self.walks:
+            try:
+                self._answer(self.walks[0])
+            except Exception:
+                log.exception("queue %d: control flow walk failed", self.queue)
+            self.walks.popleft()
+
+    def _answer(self, walk):
+        """Walk to the end and send the answer (fewer rows when it does not fit one message)."""
+        while not walk.step():
+            pass
+        top = walk.top
+        while not self._send(("flows", walk.rid, self.queue, walk.table(top))) and top > 1:
+            top //= 4
 
     def _send(self, msg) -> bool:
         """True when sent; False when the message was too big for one datagram (EMSGSIZE)."""
@@ -102,21 +135,49 @@ def flow_row(f, now) -> dict:
             "idle": max(0.0, round(now - f.last, 1))}
 
 
+def _bytes(f):
+    return f.bytes_ts + f.bytes_tc
+
+
+class FlowWalk:
+    """One `flows` request: the `top` flows by bytes and the `top` sources by bytes, over a
+    snapshot of the table (the table changes while it is walked: a flow that ends meanwhile
+    is still reported, as it was)."""
+
+    def __init__(self, rid, top, flows):
+        self.rid, self.top = rid, max(1, min(int(top), FLOWS_MAX))
+        self.flows = list(flows)
+        self.at = 0
+        self.biggest = []
+        self.talkers = {}            # by raw address: text only for the rows reported
+
+    def step(self, n=WALK_INLINE) -> bool:
+        """Walk the next `n` flows; True when the walk is done."""
+        chunk = self.flows[self.at:self.at + n]
+        self.at += len(chunk)
+        self.biggest = heapq.nlargest(self.top, itertools.chain(self.biggest, chunk), key=_bytes)
+        talkers = self.talkers
+        for f in chunk:
+            raw = f.src_raw
+            t = talkers.get(raw)
+            if t is None:
+                t = talkers[raw] = [0, 0, 0]
+            t[0] += f.bytes_ts + f.bytes_tc
+            t[1] += f.pkts_ts + f.pkts_tc
+            t[2] += 1
+        return self.at >= len(self.flows)
+
+    def table(self, top) -> dict:
+        now = time.time()
+        best = heapq.nlargest(top, self.talkers.items(), key=lambda kv: kv[1][0])
+        return {"active": len(self.flows), "flows": [flow_row(f, now) for f in self.biggest[:top]],
+                "talkers": [{"src": address_text(raw), "bytes": b, "pkts": p, "flows": n} for raw, (b, p, n) in best]}
+
+
 def flow_table(inspector, top) -> dict:
-    """The `top` flows by bytes seen and the `top` sources by bytes, from this worker's table."""
-    top = max(1, min(int(top), FLOWS_MAX))
-    now = time.time()
-    flows = list(inspector.flows.flows.values())
-    biggest = heapq.nlargest(top, flows, key=lambda f: f.bytes_ts + f.bytes_tc)
-    talkers = {}                     # by raw address: text only for the rows reported
-    for f in flows:
-        raw = f.src_raw
-        t = talkers.get(raw)
-        if t is None:
-            t = talkers[raw] = [0, 0, 0]
-        t[0] += f.bytes_ts + f.bytes_tc
-        t[1] += f.pkts_ts + f.pkts_tc
-        t[2] += 1
-    best = heapq.nlargest(top, talkers.items(), key=lambda kv: kv[1][0])
-    return {"active": len(flows), "flows": [flow_row(f, now) for f in biggest],
-            "talkers": [{"src": address_text(raw), "bytes": b, "pkts": p, "flows": n} for raw, (b, p, n) in best]}
+    """The `top` flows by bytes seen and the `top` sources by bytes, from this worker's table
+    (in one go: FlowWalk's steps, to the end)."""
+    walk = FlowWalk(None, top, inspector.flows.flows.values())
+    while not walk.step():
+        pass
+    return walk.table(walk.top)

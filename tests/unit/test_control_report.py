@@ -105,3 +105,31 @@ def test_a_flows_reply_too_big_for_one_message_comes_with_fewer_rows(tmp_path):
     rep.tick(ins, Counters())
     reply = pickle.loads(sup.recv(1 << 20))
     assert reply[:3] == ("flows", 9, 0) and 1 <= len(reply[3]["flows"]) < 1000
+
+
+def test_a_large_table_is_walked_beside_the_packet_loop(tmp_path):
+    """More flows than WALK_INLINE: the tick only takes a snapshot of the table and a thread
+    walks it (a million flows would stall the queue for seconds on the loop); the answer is
+    the one a walk in one go gives."""
+    from appliance.control import report
+    from scapy.all import UDP
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("default_action: pass\nrules: []\n")
+    ins = Inspector(load_rules([str(rules)]), Settings())
+    for i in range(report.WALK_INLINE + 500):
+        pkt = IP(src=f"10.{i >> 8 & 255}.{i & 255}.1", dst="10.9.9.9") / UDP(sport=1000, dport=53) / (b"x" * (i % 97))
+        ins.process(decode_l3(raw(pkt), 1.0 + i * 1e-4))
+    sup, wrk = channel()
+    rep = Reporter(wrk, 0)
+    sup.send(pickle.dumps(("flows", 3, 10)))
+    rep.tick(ins, Counters())
+    assert rep.walker is not None and rep.walker.name == "flows-q0"
+    sup.settimeout(30)
+    replies = [pickle.loads(sup.recv(1 << 20)) for _ in range(2)]
+    flows = [m for m in replies if m[0] == "flows"]
+    assert [m[:3] for m in flows] == [("flows", 3, 0)]
+    got, want = flows[0][3], flow_table(ins, 10)
+    for table in (got, want):
+        for row in table["flows"]:
+            row.pop("age"), row.pop("idle")
+    assert got == want and got["active"] == report.WALK_INLINE + 500 and len(got["flows"]) == 10
