@@ -12,7 +12,8 @@ from .packet import TCP, UDP
 
 def transport_ok(pkt):
     """True/False for a complete TCP/UDP datagram's checksum; None when it cannot be told
-    (a fragment, a truncated capture, no transport header, a UDP checksum of 0 over IPv4)."""
+    (a fragment, a truncated capture, no transport header, a UDP checksum of 0 over IPv4).
+    False too for an IPv6 datagram its header's destination routes on (_routed_on)."""
     p = pkt.proto
     if (p != TCP and p != UDP) or not pkt.l4_off or pkt.frag is not None:
         return None
@@ -32,11 +33,10 @@ def transport_ok(pkt):
     # words also add up to n + proto, as 2**16 = 1 mod 0xFFFF)
     if pkt.ip_version == 4:
         total += int.from_bytes(l3[12:20], "big")
+    elif _routed_on(l3, off):
+        return False
     else:
-        dst = _final_destination(l3, off)
-        if dst is None:
-            return None
-        total += int.from_bytes(l3[8:24], "big") + int.from_bytes(dst, "big")
+        total += int.from_bytes(l3[8:40], "big")
     total += p + n
     return total % 0xFFFF == 0
 
@@ -45,34 +45,26 @@ def transport_ok(pkt):
 _HOPOPTS, _ROUTING, _FRAGMENT, _AH, _DSTOPTS = 0, 43, 44, 51, 60
 
 
-def _final_destination(l3, l4_off):
-    """The destination the IPv6 pseudo-header sums (RFC 8200 8.1): the header's, or with a
-    routing header that still has segments left, the final one in it (the last address of a
-    type 0, the home address of a type 2, Segment List[0] of a segment routing header),
-    which is what the last receiver checks. None: a routing header with segments left whose
-    final address cannot be read (another type, a short list)."""
-    dst = l3[24:40]
+def _routed_on(l3, l4_off):
+    """Does a routing header with segments left precede the transport header? Then the
+    header's destination (the host the flow is keyed on) does not read the segment: it
+    forwards it (a segment routing or type 0 header, when it routes them at all) or discards
+    it (RFC 5095, an unknown type, Linux's default seg6_enabled=0); the transport checksum
+    over the final destination (RFC 8200 8.1) is the final host's matter. For the flow's
+    receiver such a segment is one it never reads: counted with the bad checksums (review
+    rvlead: summing over the final address made it an insertion)."""
     nh, off = l3[6], 40
     while off < l4_off:
         if nh == _FRAGMENT:
             nh, off = l3[off], off + 8
             continue
         if nh not in (_HOPOPTS, _ROUTING, _DSTOPTS, _AH) or off + 8 > l4_off:
-            break
+            return False
+        if nh == _ROUTING and l3[off + 3]:
+            return True
         hlen = (l3[off + 1] + 2) << 2 if nh == _AH else (l3[off + 1] + 1) << 3
-        if nh == _ROUTING and l3[off + 3]:                # segments left
-            kind, addrs = l3[off + 2], (hlen - 8) >> 4
-            if kind == 0 and addrs:
-                at = off + 8 + (addrs - 1) * 16
-            elif kind in (2, 4) and addrs:
-                at = off + 8
-            else:
-                return None
-            if at + 16 > l4_off:
-                return None
-            dst = l3[at:at + 16]
         nh, off = l3[off], off + hlen
-    return dst
+    return False
 
 
 from .compiled import use_compiled  # noqa: E402 -- last: the Cython build of this file, if built

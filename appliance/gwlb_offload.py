@@ -324,16 +324,6 @@ class FlowSets:
                 self.since = time.monotonic()
             self.doomed.append(entry)
 
-    def reverdict(self, flows) -> int:
-        """Flows whose final verdict changed (monitored drops a reload enforces): those in the
-        kernel move to the set of their verdict before this returns. How many moved."""
-        moved = [f for f in flows if f in self.flows or f in self.pending]
-        for flow in moved:
-            self.forget(flow)
-            self.add(flow, flow.verdict, time.monotonic())
-        self.flush()
-        return len(moved)
-
     def ended(self, flow) -> None:
         """Inspector.on_flow_end: reused/closed ports at once, the rest batched."""
         self.forget(flow, now=flow.reason in ("reused", "closed"))

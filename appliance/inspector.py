@@ -10,7 +10,7 @@ Live NFQUEUE workers and offline replay call the same `Inspector.process`, so a
 fix in one is a fix in both. Time is the packet's own timestamp: in replay the
 pcap clock drives timeouts and thresholds exactly as the wall clock does live.
 """
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 from . import gcpolicy, icmp_error
 from .applayer import state as applayer
@@ -283,12 +283,15 @@ class Inspector:
         blocking = {(r.gid, r.id): r for r in ruleset.rules if r.action in ("drop", "reject")}
         enforced = []
         for flow in self.flows.flows.values():
-            if not flow.monitored or not flow.final:
+            if not flow.monitored or not flow.final or flow.verdict == "pass":
                 continue
             old = flow.verdict_rule
             rule = None if old is None else blocking.get((old.gid, old.id))
-            gives = ruleset.default_action if old is None else (rule.action if rule is not None else None)
-            if gives != flow.verdict or self._monitored(rule):
+            if old is None:
+                same = ruleset.default_action == flow.verdict
+            else:
+                same = rule is not None and _same_decision(old, rule)
+            if not same or self._monitored(rule):
                 continue
             flow.monitored = False
             flow.verdict_rule = rule
@@ -361,7 +364,7 @@ class Inspector:
                 c.would_block[would] += 1
             c.verdicts[action] += 1
             c.fast_path += 1
-            v = Verdict(action, may_offload, flow, (), would)
+            v = Verdict(action, may_offload and would is None, flow, (), would)
             if not pkt.anomalies and self.pcap_log is None and self._ended is None and not self._found:
                 # nothing to write for it (no anomaly: no event; no flow ended for it, nothing
                 # found, no transaction or alert on a final flow) and its flow was released
@@ -468,8 +471,8 @@ class Inspector:
             pkt_action = "drop"            # the RST/unreachable went out with the deciding packet
         # Monitor mode changes the packet's verdict only: the flow keeps the rule's decision
         # (final, no more inspection, as enforce mode), so later rules see exactly what they
-        # would see enforcing and the alerts are the same; the flow is passed and offloaded
-        # as a pass, and its alerts say what enforce mode would have done.
+        # would see enforcing and the alerts are the same; the flow is passed (kept here, not
+        # offloaded: below), and its alerts say what enforce mode would have done.
         would = None
         if pkt_action != "pass" and flow.monitored:
             would, pkt_action = pkt_action, "pass"
@@ -509,7 +512,11 @@ class Inspector:
         if flow.final:
             self.flows.file(flow)          # the first a flood may evict from now on
             self._txs += self._unanswered(flow)
-        offload = flow.final and may_offload
+        # a drop/reject monitor mode passes stays with the worker: a reload that enforces it
+        # finds the flow and stops it (offloaded, its idle timeout would drop it from the
+        # table while the kernel kept passing it, and no connmark could be found for a NATed
+        # or ICMP flow; review rvlead)
+        offload = flow.final and may_offload and would is None
         if offload and not flow.offloaded:
             flow.offloaded = True
         if self._kernel and flow in self._kernel:
@@ -891,6 +898,19 @@ class Inspector:
     def _write(self, event):
         if self.eve is not None:
             self.eve.write(event)
+
+
+# A rule's fields that say neither what it matches nor what it decides: a reload may change
+# them and the rule still gives its old verdict to the flows it decided
+_NOT_THE_DECISION = ("msg", "monitor", "file", "line", "order", "rev", "severity", "classtype", "log", "target")
+
+
+def _same_decision(old, new):
+    """Does `new` (the reloaded rule of the same gid and id) match and decide as `old` did?"""
+    try:
+        return replace(new, **{f: getattr(old, f) for f in _NOT_THE_DECISION}) == old
+    except Exception:              # a field that cannot be compared: not known to be the same
+        return False
 
 
 def _release(flow):

@@ -109,10 +109,14 @@ def compile_policy(ruleset, monitor_all=False, protocol_logs=()):
         protos = _protos(r)
         if not r.decides or not protos or r.logs:     # (one that logs: queued above)
             continue
-        verdict = "pass" if monitor_all or r.monitor else r.action
+        verdict = r.action
         # the header alone, as the Detector's `plain` (no name, content, flow keyword, flowbits,
         # `header: packet`, threshold: those are packet or app keywords); `<>` fits more
-        if app_fields(r) or per_packet(r) or r.bidirectional:
+        if (monitor_all or r.monitor) and r.action != "pass":
+            # monitor mode passes it in the worker, which keeps the flow: a reload that
+            # enforces the rule stops it there (a kernel pass would outlive the reload)
+            why = "monitored"
+        elif app_fields(r) or per_packet(r) or r.bidirectional:
             why = "needs more than the header"
         elif verdict == "pass" and not passes:
             why = "protocol logs read passed flows"
@@ -121,8 +125,8 @@ def compile_policy(ruleset, monitor_all=False, protocol_logs=()):
         # read both ways: `<>`, and `header: packet` (each packet by its own header: the reply's too)
         either = r.bidirectional or r.header == "packet"
         entries.append(_entry(r, verdict if not why else QUEUE, protos, either, why))
-    default = "pass" if monitor_all or ruleset.default_monitor else ruleset.default_action
-    if default == "pass" and not passes:
+    default = ruleset.default_action
+    if (default == "pass" and not passes) or (default != "pass" and (monitor_all or ruleset.default_monitor)):
         default = QUEUE
     return KernelPolicy(tuple(entries), default)
 

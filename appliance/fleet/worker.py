@@ -124,10 +124,8 @@ class Worker:
     def swap(self, cfg, ruleset, detector):
         old_cfg, self.cfg = self.cfg, cfg
         enforced = self.inspector.reload(ruleset, settings(cfg, self.inspector.settings), detector)
-        if enforced:
-            moved = self.src.offload.reverdict(enforced) if self.src.offload is not None else 0
-            log.warning("gwlb worker %d: the reload enforces %d monitored flows: %d moved in the kernel",
-                        self.index, len(enforced), moved)
+        if enforced:                     # (never in the kernel's sets: Inspector._process)
+            log.warning("gwlb worker %d: the reload enforces %d monitored flows", self.index, len(enforced))
         if cfg.pcap_log != old_cfg.pcap_log:
             old = self.inspector.pcap_log
             self.inspector.pcap_log = self._pcap_log(cfg)

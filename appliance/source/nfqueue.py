@@ -28,7 +28,7 @@ import sys
 import time
 import warnings
 
-from appliance import ctmark, netfilter
+from appliance import netfilter
 from appliance.decode import decode_l3
 from appliance.detect.engine import Detector
 from appliance.inspector import Inspector, settings_from_config
@@ -594,18 +594,9 @@ class Worker:
         log.info("queue %d: config and rules reloaded (%d rules)", self.queue_num, len(ruleset.rules))
 
     def _enforce(self, flows):
-        """Monitored flows this reload enforces: an offloaded one is decided in the kernel by
-        its connmark, which still says pass; it now says the flow's verdict (a reject's
-        connmark answers the next packet with a reset)."""
-        entries = [(f.src, f.dst, f.proto, f.sport, f.dport, self.marks[f.verdict])
-                   for f in flows if f.offloaded is True]
-        try:
-            moved, gone = ctmark.set_marks(entries, self.mark_mask)
-        except OSError as e:
-            moved, gone = 0, entries
-            log.error("queue %d: offloaded verdicts not moved in conntrack: %s", self.queue_num, e)
-        log.warning("queue %d: the reload enforces %d monitored flows: %d offloaded moved in conntrack, "
-                    "%d no longer there", self.queue_num, len(flows), moved, len(gone))
+        """Monitored flows this reload enforces (never offloaded: Inspector._process): their
+        next packet is dropped here, then offloaded as a drop."""
+        log.warning("queue %d: the reload enforces %d monitored flows", self.queue_num, len(flows))
 
     def write_stats(self) -> dict:
         """The Inspector's stats event plus this worker's capture counters (Suricata's

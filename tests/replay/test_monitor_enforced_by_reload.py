@@ -25,9 +25,13 @@ def run(rules_file, before, after, mode_after="enforce"):
     """Monitor mode over the handshake and one segment, then the reload, then the rest.
     Returns (flows the reload enforced, the actions after it)."""
     pkts = packets()
-    insp = Inspector(load_rules(rules_file(before)), Settings(mode="monitor"))
-    first = [insp.process(p).action for p in pkts[:4]]
-    assert first == ["pass"] * 4 and insp.counters.would_block["drop"] + insp.counters.would_block["reject"] > 0
+    insp = Inspector(load_rules(rules_file(before)), Settings(mode="monitor", offload=True))
+    first = [insp.process(p) for p in pkts[:4]]
+    assert [v.action for v in first] == ["pass"] * 4
+    assert insp.counters.would_block["drop"] + insp.counters.would_block["reject"] > 0
+    # decided (final), passed, and kept by the worker: never offloaded (an enforcing reload
+    # would not reach an offloaded one)
+    assert first[-1].flow.final and not any(v.offload for v in first) and not first[-1].flow.offloaded
     enforced = insp.reload(load_rules(rules_file(after)), Settings(mode=mode_after))
     return enforced, [insp.process(p).action for p in pkts[4:]]
 
@@ -53,11 +57,23 @@ def test_the_default_action_enforced_drops_the_flow(rules_file):
     "rules:\n  - {id: 8, action: drop, proto: tcp, dst_port: 8083}\n",        # another rule: not its decision
     "rules:\n  - {id: 7, action: alert, proto: tcp, dst_port: 8083}\n",       # the rule no longer drops
     "rules:\n  - {id: 7, action: reject, proto: tcp, dst_port: 8083}\n",      # nor this way
+    "rules:\n  - {id: 7, action: drop, proto: tcp, dst_port: 9999}\n",       # it matches another flow now
     "mode: monitor\n" + DROP,                                                  # its file still monitored
 ])
 def test_a_flow_whose_rule_is_not_enforced_as_it_was_keeps_passing(rules_file, after_rules):
     enforced, after = run(rules_file, DROP, after_rules)
     assert enforced == [] and after == ["pass"] * 3
+
+
+def test_a_rule_reloaded_with_only_its_message_changed_still_decides(rules_file):
+    enforced, after = run(rules_file, DROP, DROP.replace("proto: tcp", "msg: renamed, severity: 1, proto: tcp"))
+    assert len(enforced) == 1 and after == ["drop"] * 3
+
+
+def test_enforcing_the_same_flow_is_offloaded_as_a_drop(rules_file):
+    """The contrast to run(): enforce mode hands the decided flow to the kernel at once."""
+    insp = Inspector(load_rules(rules_file(DROP)), Settings(mode="enforce", offload=True))
+    assert [(v.action, v.offload) for v in map(insp.process, packets()[:2])] == [("drop", True)] * 2
 
 
 def test_staying_in_monitor_mode_enforces_nothing(rules_file):
