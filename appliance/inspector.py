@@ -257,6 +257,8 @@ class Inspector:
         if settings is not None:
             self.settings = settings
             self.flows.verify_checksums = settings.verify_checksums
+            # new flows: a server port added to (or taken from) the SYN proxy (flow.py _PROXIED)
+            self.flows.proxied_ports = settings.synproxy_ports
             self._types_set(settings)
         self.generation += 1
         if detector is None:
