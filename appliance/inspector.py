@@ -611,7 +611,7 @@ class Inspector:
                     reason = "cap"         # bytes the server reads that the window let go
         elif flow.proto == UDP:
             responses = [] if "dns" in self.protologs else None
-            new, reason = applayer.on_datagram(flow, pkt.payload, responses)
+            new, reason = applayer.on_datagram(flow, pkt.payload, responses, found)
             # Rules read any datagram that parses as a DNS query (against the attacker); the
             # log takes only plausible DNS (a qtype, a known class): a DHCP or NTP datagram
             # that happens to parse is not a DNS transaction to a SIEM, nor to a packet analyser
