@@ -303,10 +303,11 @@ def _dns_tcp(app, stream, data, found):
 
 def _dns_queries(app, queries, found):
     names = app.names["dns"] = [q.rrname for m in queries for q in m.queries]
-    if found is not None and any("\\." in n for n in names):
-        # a label holding a '.' (dns.py writes it "\."): the rules read the labels as they
-        # are, as a server does; a resolver or client that flattens a name to text (a stub's
-        # log, a forwarder's cache key) may read other labels, which the appliance cannot know
+    # A label holding a '.' (dns.py writes it "\."): the rules read the labels as they are,
+    # as a server does; a resolver or client that flattens a name to text (a stub's log, a
+    # forwarder's cache key) may read other labels, which the appliance cannot know. (A
+    # backslash first: one memchr; the two-character search alone crawls through 512 dots.)
+    if found is not None and any("\\" in n and "\\." in n for n in names):
         found.append("dns.dot_in_label")
     app.tx = queries if len(queries) > 1 else queries[0]
 
