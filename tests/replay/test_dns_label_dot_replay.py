@@ -4,6 +4,7 @@ label's dot as "\\.", and the name is an anomaly (dns.dot_in_label): a client or
 that flattens names to text may read other labels, which the appliance cannot know."""
 import struct
 
+import pytest
 from scapy.all import UDP, Raw
 
 from replaykit import Capture, TcpConn, l2, ip_of
@@ -64,3 +65,24 @@ def test_dns_over_tcp_reads_the_same_way(run, rules_file):
     r = run(cap, rules)
     assert r.alerts(7) == []
     assert [e["anomaly"]["event"] for e in r.of("anomaly")] == ["dns.dot_in_label"]
+
+
+def test_the_compiled_reader_writes_the_same_eve(tmp_path, rules_file):
+    """The compiled twins (dns, state, index) against the pure reference on these names."""
+    import importlib.util
+    from appliance.compiled import twin_name
+    from test_compiled_equivalence import assert_identical, replay_both
+    if importlib.util.find_spec(twin_name("appliance.applayer.dns")) is None:
+        pytest.skip("compiled hot path not built")
+    cap = Capture()
+    udp_query(cap, wire_query(b"a.b", b"example"), 40001)
+    udp_query(cap, wire_query(b"a", b"b", b"example"), 40002)
+    udp_query(cap, wire_query(b"good.example"), 40003)
+    udp_query(cap, wire_query(b"x\\y.", b"example"), 40004)
+    pcap = cap.write(tmp_path / "dots.pcap")
+    rules = rules_file("rules:\n  - {id: 7, action: drop, proto: udp, dns_query: '*.b.example'}\n"
+                       "  - {id: 8, action: alert, proto: udp, dns_query: '*.example'}\n")
+    pure, compiled = replay_both(tmp_path, [pcap], "--rules", rules)
+    assert_identical(pure, compiled)
+    eve = pure[1].decode()
+    assert "a\\\\.b.example" in eve and "x\\\\x5cy\\\\..example" in eve and "dns.dot_in_label" in eve
