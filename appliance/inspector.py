@@ -258,6 +258,8 @@ class Inspector:
         if settings is not None:
             self.settings = settings
             self.flows.verify_checksums = settings.verify_checksums
+            # new flows: a server port added to (or taken from) the SYN proxy (flow.py _PROXIED)
+            self.flows.proxied_ports = settings.synproxy_ports
             self._types_set(settings)
         self.generation += 1
         if detector is None:
@@ -639,7 +641,7 @@ class Inspector:
                     reason = "cap"         # bytes the server reads that the window let go
         elif flow.proto == UDP:
             responses = [] if "dns" in self.protologs else None
-            new, reason = applayer.on_datagram(flow, pkt.payload, responses)
+            new, reason = applayer.on_datagram(flow, pkt.payload, responses, found)
             # Rules read any datagram that parses as a DNS query (against the attacker); the
             # log takes only plausible DNS (a qtype, a known class): a DHCP or NTP datagram
             # that happens to parse is not a DNS transaction to a SIEM, nor to a packet analyser

@@ -84,6 +84,23 @@ def escape_label(label: bytes) -> str:
     return "".join([_ESCAPE[b] for b in label])
 
 
+# A DNS name's label: as above, and a '.' inside it as "\." (RFC 1035 5.1, as dig and BIND
+# print it). The one label "a.b" and the two labels "a", "b" are different names to a server;
+# read as one text they were the same name to the rules and in the log. ('\' itself is
+# \x5c, so in a name's text a '\' before a '.' always means the dot is inside a label.)
+# HTTP hosts and TLS SNIs are not label sequences: they keep escape_label.
+_DNS_ESCAPE = [("\\." if b == 0x2E else text) for b, text in enumerate(_ESCAPE)]
+_DNS_AS_IS = bytes(b for b in range(256) if _DNS_ESCAPE[b] == chr(b))
+
+
+def dns_label(label: bytes) -> str:
+    # escape_label's code with the DNS tables (not a wrapper: a hostile name is 512 1-byte
+    # labels, and a second call per label would be its cost)
+    if len(label) >= 8 and type(label) is bytes and not label.translate(None, _DNS_AS_IS):
+        return label.decode("ascii")
+    return "".join([_DNS_ESCAPE[b] for b in label])
+
+
 def read_name(buf: bytes, off: int):
     """Decode the name at `off`. Returns (name, offset just past it) or None if malformed."""
     got = _read_name(buf, off, MAX_POINTERS)
@@ -125,7 +142,7 @@ def _read_name(buf, off, budget):
         wire += length + 1
         if wire > MAX_NAME_WIRE or off + 1 + length > n:
             return None
-        labels.append(escape_label(buf[off + 1:off + 1 + length]))
+        labels.append(dns_label(buf[off + 1:off + 1 + length]))
         off += 1 + length
 
 

@@ -133,7 +133,7 @@ def on_stream(flow, stream, found, earlier=(), bodies=None):
     elif ap == "http":
         got = _http(app, stream, data, bodies)
     elif ap == "dns":
-        got = _dns_tcp(app, stream, data)
+        got = _dns_tcp(app, stream, data, found)
     else:
         return (), None
     if before is not None and ap in got[0]:
@@ -187,13 +187,13 @@ def on_server_bytes(flow, client_spoke):
     return None
 
 
-def on_datagram(flow, payload, responses=None):
+def on_datagram(flow, payload, responses=None, found=None):
     """UDP: every datagram stands alone. A datagram that is not a DNS query says nothing
     about the next one, so DNS rules stay live for the whole flow. Queries (QR=0) count
     from either side: a "resolver" that sends first must not make the client's queries
     invisible. Returns (the fields that got a new transaction, the reason the names can no
     longer be known or None). `responses`: a list that gets the DNS responses read (for
-    the dns log; no rule reads them)."""
+    the dns log; no rule reads them). `found`: a list that gets the anomaly names."""
     if not payload or (flow.app is not None and flow.app.unknown is not None):
         return (), None
     msg = dns.parse_message(payload)
@@ -203,7 +203,7 @@ def on_datagram(flow, payload, responses=None):
         app = flow.app
         if app is None or app.proto != "dns":
             app = flow.app = AppState("dns")
-        _dns_queries(app, [msg])
+        _dns_queries(app, [msg], found)
         return ("dns",), None
     if msg and msg.response and responses is not None:
         responses.append(msg)
@@ -288,21 +288,27 @@ def _http(app, stream, data, bodies=None):
     return new, _give_up(app, "cap" if status is CAP else status)
 
 
-def _dns_tcp(app, stream, data):
+def _dns_tcp(app, stream, data, found):
     reader, msgs, status = _read(app, stream, data, dns.TcpReader)
     app.tx_count += len(msgs)
     queries = [m for m in msgs if not m.response and m.queries]
     new = ()
     if queries:
-        _dns_queries(app, queries)
+        _dns_queries(app, queries, found)
         new = ("dns",)
     if status is CAP:
         return new, _give_up(app, "cap")
     return new, None
 
 
-def _dns_queries(app, queries):
-    app.names["dns"] = [q.rrname for m in queries for q in m.queries]
+def _dns_queries(app, queries, found):
+    names = app.names["dns"] = [q.rrname for m in queries for q in m.queries]
+    # A label holding a '.' (dns.py writes it "\."): the rules read the labels as they are,
+    # as a server does; a resolver or client that flattens a name to text (a stub's log, a
+    # forwarder's cache key) may read other labels, which the appliance cannot know. (A
+    # backslash first: one memchr; the two-character search alone crawls through 512 dots.)
+    if found is not None and any("\\" in n and "\\." in n for n in names):
+        found.append("dns.dot_in_label")
     app.tx = queries if len(queries) > 1 else queries[0]
 
 

@@ -139,7 +139,8 @@ class NameIndex:
             if suffix:
                 pos = n.find(".")
                 while pos >= 0:
-                    m |= suffix.get(n[pos + 1:], 0)
+                    if not pos or n[pos - 1] != "\\":   # a label boundary, not a DNS label's own \. (dns.py)
+                        m |= suffix.get(n[pos + 1:], 0)
                     pos = n.find(".", pos + 1)
         return m
 

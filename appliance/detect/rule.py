@@ -131,7 +131,10 @@ class NamePattern:
     def matches(self, candidate: str) -> bool:
         c = candidate.lower().rstrip(".")
         if self.wildcard:
-            return c.endswith("." + self.name)
+            # at a label boundary, not at a DNS label's own dot: a\.b.example is the labels
+            # "a.b", "example", not a name under b.example (a pattern holds no backslash)
+            n = len(self.name)
+            return c.endswith("." + self.name) and c[-n - 2:-n - 1] != "\\"
         return c == self.name
 
 

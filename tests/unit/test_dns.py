@@ -104,7 +104,7 @@ def test_odd_bytes_escaped():
     name = b"\x05a\x00b\nc\x04\\.\xff\x7f\x00"
     msg = dns.parse_message(header(1) + name + b"\x00\x10\x00\x01")
     rrname = msg.queries[0].rrname
-    assert rrname == "a\\x00b\\x0ac.\\x5c.\\xff\\x7f"
+    assert rrname == "a\\x00b\\x0ac.\\x5c\\.\\xff\\x7f"     # the second label's '.' is its own, written \.
     assert all(0x20 <= ord(c) < 0x7F for c in rrname)
 
 
