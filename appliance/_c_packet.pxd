@@ -40,3 +40,4 @@ cdef class Packet:
     cdef public object tunnel
     cdef public object src_raw
     cdef public object dst_raw
+    cdef public object from_initiator

@@ -196,8 +196,9 @@ class TracingDetector(Detector):
         here = 0
         pkth = self.pkt_header
         if pkth:
-            here = self.candidates(pkt, flow, to_server)
-            there = self.candidates(_Reverse(flow, not to_server), flow, not to_server)
+            side = pkt.from_initiator      # the header it carries (Detector.candidates)
+            here = self.candidates(pkt, flow, side)
+            there = self.candidates(_Reverse(flow, not side), flow, not side)
             c = (c & ~pkth) | ((here | there) & pkth & self.decision)
         app_in, app_out = rec["app"] if rec["app"] is not None else (c, c)
         status, decider = rec["status"], rec["rule"]

@@ -392,6 +392,12 @@ class Flow:
         return _name(a if self._side == SECOND_END else b)
 
     @property
+    def dst_raw(self):
+        """The responder's address as the key holds it (rules' address indexes look it up)."""
+        _, a, _, b, _ = _ends(self.key)
+        return a if self._side == SECOND_END else b
+
+    @property
     def tunnel(self):
         """The GENEVE endpoint (GWLBe ENI id) of the flow's key, 0 when it has none."""
         key = self.key
@@ -589,6 +595,9 @@ class FlowTable:
             self.total += 1
             self.by_proto[pkt.proto] = self.by_proto.get(pkt.proto, 0) + 1
         to_server = _account(flow, pkt, self.verify_checksums, side)
+        # the sender's end, whatever the packet's type says of its direction (an echo reply
+        # may come from the initiator): the header the packet carries is that end's
+        pkt.from_initiator = side == flow._side and pkt.sport == flow.sport
         _file(self.queues, flow)              # most recently active; class/timeout may have changed
         return flow, to_server, evicted
 

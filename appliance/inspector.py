@@ -423,7 +423,7 @@ class Inspector:
             flow.inspected_tc += size
 
         det = self.detector
-        cand = det.candidates(pkt, flow, to_server)
+        cand = det.candidates(pkt, flow, pkt.from_initiator)   # by its sender's end (FlowTable.lookup)
         # Verdict rules describe the connection (initiator -> responder), whichever
         # way this packet goes; alert rules look at the packet's own direction.
         if flow.unoriented:                # the initiator is unknown: both orientations, against the attacker
@@ -832,8 +832,9 @@ class Inspector:
         # made), the other way round when the responder sent it; not Flow.src/dst, which
         # make the text again from the key (two per new flow: a SYN flood's every packet)
         src, dst = (pkt.dst, pkt.src) if from_responder else (pkt.src, pkt.dst)
-        src_in = self.detector.in_home(src)   # HOME_NET: resolved once, by the loader
-        dst_in = self.detector.in_home(dst)
+        src_raw, dst_raw = (pkt.dst_raw, pkt.src_raw) if from_responder else (pkt.src_raw, pkt.dst_raw)
+        src_in = self.detector.in_home(src, src_raw)   # HOME_NET: resolved once, by the loader
+        dst_in = self.detector.in_home(dst, dst_raw)
         if dst_in and not src_in:
             return "inbound"
         if src_in and not dst_in:

@@ -49,6 +49,9 @@ class Packet:
                        # of its flow key (two VPCs may use the same addresses); else 0
         "src_raw", "dst_raw",  # decode: the addresses as the header has them (the flow key packs
                        # them: flow._key); b"" on a packet made otherwise (the key reads the text)
+        "from_initiator",  # FlowTable.lookup: its sender is the flow's initiator (its header is the
+                       # flow's own); the detector's header candidates are cached by it (an ICMP
+                       # echo reply the initiator sends is to_client by its type, not by its side)
     )
 
     def __init__(self, ts=0.0):
@@ -78,6 +81,7 @@ class Packet:
         self.pcap_file = ""
         self.tunnel = 0
         self.src_raw = self.dst_raw = b""
+        self.from_initiator = True
 
     def __repr__(self):
         return (f"Packet(v{self.ip_version} {self.src}:{self.sport} -> {self.dst}:{self.dport} "

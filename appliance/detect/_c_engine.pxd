@@ -75,6 +75,8 @@ cdef class _Swapped:
     cdef public object dst
     cdef public object sport
     cdef public object dport
+    cdef public object src_raw
+    cdef public object dst_raw
 
 cdef class _Reverse:
     cdef public object proto
@@ -82,3 +84,5 @@ cdef class _Reverse:
     cdef public object dst
     cdef public object sport
     cdef public object dport
+    cdef public object src_raw
+    cdef public object dst_raw

@@ -210,8 +210,9 @@ class Detector:
                 self.response |= 1 << i
         self._masks = {}
 
-    def in_home(self, ip):
-        return self.home.contains(ip)
+    def in_home(self, ip, raw=b""):
+        """Whether HOME_NET holds the address: by its bytes when given (decode's), else its text."""
+        return self.home.contains_raw(raw or ix.raw_address(ip))
 
     @property
     def needs_responses(self):
@@ -249,40 +250,32 @@ class Detector:
 
     # -- header candidates ---------------------------------------------------
 
-    def candidates(self, pkt, flow, to_server):
-        """Rules whose proto/addresses/ports/direction match this packet (cached per flow
-        direction; Inspector.reload clears the caches)."""
-        m = flow.cand_ts if to_server else flow.cand_tc
-        if not to_server and (flow.proto == 1 or flow.proto == 58) and pkt.src != flow.dst:
-            # an ICMP echo packet is to_client by its type (flow._account): an echo reply the
-            # initiator sends carries the initiator's header, the flow's own, so the rules for
-            # its real addresses are the to_server candidates, not the responder's (review
-            # rvall); the to_client slot is still filled (more_to_inspect reads it)
+    def candidates(self, pkt, flow, from_initiator):
+        """Rules whose proto/addresses/ports/direction match this packet's header, cached per
+        flow by the end that sent it (`from_initiator`: FlowTable.lookup's pkt.from_initiator,
+        or the side a _Reverse view was made for): cand_ts holds the initiator's header's
+        candidates (the flow's own), cand_tc the responder's. By the sender, not by
+        to_server: an ICMP echo packet is to_client by its type, and an echo reply the
+        initiator sends carries the initiator's header (review rvall). Inspector.reload
+        clears the caches."""
+        if from_initiator:
+            m = flow.cand_ts
             if m is None:
-                flow.cand_tc = self._header(_Reverse(flow, False), flow.direction)
-            return self.candidates(pkt, flow, True)
-        if m is None:
-            if not to_server:
-                # the flow's reverse, not this packet's header: an ICMP echo packet is to_client
-                # by its type too (flow._account), so an echo reply the initiator sends carries
-                # the initiator's header; cached, it would hide the responder's rules. (To_server
-                # is always the initiator's end: its header is the flow's.)
-                pkt = _Reverse(flow, False)
-            m = self._header(pkt, flow.direction)
-            if to_server:
-                flow.cand_ts = m
-            else:
-                flow.cand_tc = m
+                m = flow.cand_ts = self._header(pkt, flow.direction)
+        else:
+            m = flow.cand_tc
+            if m is None:
+                m = flow.cand_tc = self._header(pkt, flow.direction)
         return m
 
     def _header(self, pkt, direction, swapped=False):
         m = self.proto_any | self.proto.get(pkt.proto, 0)
         if m:
             m &= self.direction[direction]
+        if m:   # by the address bytes (decode's): no text parsed again per lookup
+            m &= self.src.lookup_raw(getattr(pkt, "src_raw", b"") or ix.raw_address(pkt.src))
         if m:
-            m &= self.src.lookup(pkt.src)
-        if m:
-            m &= self.dst.lookup(pkt.dst)
+            m &= self.dst.lookup_raw(getattr(pkt, "dst_raw", b"") or ix.raw_address(pkt.dst))
         if m:
             m &= self.sport.lookup(pkt.sport)
         if m:
@@ -329,6 +322,8 @@ class Detector:
         False asks only whether a verdict rule may still change the verdict (bypass ends
         the alerts' look, never the judging of a later transaction)."""
         this = flow.cand_ts if to_server else flow.cand_tc
+        if this is None:       # an echo flow whose to_client packets all came from the initiator
+            this = self.candidates(_Reverse(flow, to_server), flow, to_server)
         # .rules: (this direction, the other) each within its own byte budget; alert rules
         # of a direction past its depth look at nothing more, so they hold nothing
         w_this, w_other = within if type(within) is tuple else (within, within)
@@ -492,8 +487,9 @@ class Detector:
             # rules whose header describes each packet (Suricata's drop/pass rules without a
             # flow direction): they fit this packet's own header, or may fit a later packet
             # the other way -- a packet condition not met yet
-            here = self.candidates(pkt, flow, to_server)
-            there = self.candidates(_Reverse(flow, not to_server), flow, not to_server)
+            side = pkt.from_initiator      # the header it carries: its sender's (an echo reply may be the initiator's)
+            here = self.candidates(pkt, flow, side)
+            there = self.candidates(_Reverse(flow, not side), flow, not side)
             c = (c & ~pkth) | ((here | there) & pkth & self.decision)
             flipped &= ~pkth
         resp = c & self.response
@@ -655,9 +651,9 @@ class Detector:
         than the addresses was read by the policy before the decision."""
         c = self.decision & self.direction[direction]
         if c:
-            c &= self.src.lookup(pkt.src)
+            c &= self.src.lookup_raw(getattr(pkt, "src_raw", b"") or ix.raw_address(pkt.src))
         if c:
-            c &= self.dst.lookup(pkt.dst)
+            c &= self.dst.lookup_raw(getattr(pkt, "dst_raw", b"") or ix.raw_address(pkt.dst))
         block = self.block if self.exception_policy == "drop" else 0
         used = False
         while c:
@@ -897,23 +893,26 @@ def server_side(flow):
 
 class _Swapped:
     """A packet's header with its sides swapped (Suricata's <>)."""
-    __slots__ = ("proto", "src", "dst", "sport", "dport")
+    __slots__ = ("proto", "src", "dst", "sport", "dport", "src_raw", "dst_raw")
 
     def __init__(self, pkt):
         self.proto = pkt.proto
         self.src, self.sport, self.dst, self.dport = pkt.dst, pkt.dport, pkt.src, pkt.sport
+        self.src_raw, self.dst_raw = getattr(pkt, "dst_raw", b""), getattr(pkt, "src_raw", b"")
 
 
 class _Reverse:
     """The minimal packet view candidate lookup needs for the other direction."""
-    __slots__ = ("proto", "src", "dst", "sport", "dport")
+    __slots__ = ("proto", "src", "dst", "sport", "dport", "src_raw", "dst_raw")
 
     def __init__(self, flow, to_server):
         self.proto = flow.proto
         if to_server:
             self.src, self.sport, self.dst, self.dport = flow.src, flow.sport, flow.dst, flow.dport
+            self.src_raw, self.dst_raw = flow.src_raw, flow.dst_raw
         else:
             self.src, self.sport, self.dst, self.dport = flow.dst, flow.dport, flow.src, flow.sport
+            self.src_raw, self.dst_raw = flow.dst_raw, flow.src_raw
 
 
 from ..compiled import use_compiled  # noqa: E402 -- last: the Cython build of this file, if built

@@ -6,6 +6,7 @@ many rules there are. Rule order is bit order: the lowest set bit is the first
 rule in evaluation order.
 """
 import ipaddress
+from socket import AF_INET, AF_INET6, inet_pton
 
 import pytricia
 
@@ -26,6 +27,14 @@ def bits(mask):
         mask ^= low
 
 
+def raw_address(text):
+    """An address's bytes (4 or 16) from its text; b"" when the text is not an address."""
+    try:
+        return inet_pton(AF_INET6 if ":" in text else AF_INET, text)
+    except (OSError, TypeError, ValueError):
+        return b""
+
+
 class AddrTrie:
     """One address set (e.g. HOME_NET) as tries: membership in one lookup, once per new flow."""
 
@@ -39,6 +48,14 @@ class AddrTrie:
         try:
             return ((self.v6 if ":" in ip else self.v4).get(ip) is not None) != self.negated
         except ValueError:                     # not an address
+            return False
+
+    def contains_raw(self, raw):
+        """contains() by the address's bytes (4 or 16: pytricia takes them as they are, where
+        a text is parsed again for every lookup; anything else is not an address)."""
+        try:
+            return ((self.v6 if len(raw) == 16 else self.v4).get(raw) is not None) != self.negated
+        except ValueError:
             return False
 
 
@@ -73,6 +90,20 @@ class AddrIndex:
             for net in nets:
                 (t4 if net.version == 4 else t6)[str(net)] = True
             self.negated.append((t4, t6, mask))
+
+    def lookup_raw(self, raw):
+        """lookup() by the address's bytes (4 or 16, as decode has them: pytricia takes them
+        as they are, where a text is parsed again for every lookup; anything else is not an
+        address: only "any" rules can match)."""
+        v6 = len(raw) == 16
+        try:
+            m = self.any | ((self.v6 if v6 else self.v4).get(raw) or 0)
+            for t4, t6, mask in self.negated:
+                if (t6 if v6 else t4).get(raw) is None:
+                    m |= mask
+        except ValueError:
+            return self.any
+        return m
 
     def lookup(self, ip):
         v6 = ":" in ip
