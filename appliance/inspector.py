@@ -271,29 +271,41 @@ class Inspector:
         self._untracked = 0                    # the new detector's filters count from 0
         for flow in self.flows.flows.values():   # candidate masks were for the old rules
             flow.cand_ts = flow.cand_tc = None
-        self.ruleset = ruleset
+        old_rules, self.ruleset = self.ruleset.rules, ruleset
         self.depth = depth_of(self.settings, ruleset)
         self._kernel_policy()
-        return self._enforce_monitored(ruleset)
+        return self._enforce_monitored(old_rules, ruleset)
 
-    def _enforce_monitored(self, ruleset):
-        """Flows passed only because their drop/reject was monitored, whose rule (same gid
-        and id) or default action still gives that verdict and is enforced now: they take it
-        from their next packet (a long-lived connection found in monitor mode must not outlive
-        the switch to enforce). Returns them: live, an offloaded one's verdict is its connmark,
-        which the worker moves (ctmark)."""
-        blocking = {(r.gid, r.id): r for r in ruleset.rules if r.action in ("drop", "reject")}
+    def _enforce_monitored(self, old_rules, ruleset):
+        """Flows passed only because their drop/reject was monitored, whose decision the
+        reloaded rules still give and enforce now: they take it from their next packet (a
+        long-lived connection found in monitor mode must not outlive the switch to enforce).
+        "Still give": the deciding rules up to the flow's own (same gid and id, matching and
+        deciding as before) are unchanged, or for the default action all of them are -- a pass
+        rule added ahead of it (an exception made in monitor mode) passes the flow (review
+        rvall). Monitor mode kept these flows from the kernel, so their next packet comes
+        here. Returns them."""
+        before = [r for r in old_rules if r.decides]
+        after = [r for r in ruleset.rules if r.decides]
+        same = 0                   # how many deciding rules, from the first, are unchanged
+        for a, b in zip(before, after):
+            if (a.gid, a.id) != (b.gid, b.id) or not _same_decision(a, b):
+                break
+            same += 1
+        position = {id(r): i for i, r in enumerate(before)}
         enforced = []
         for flow in self.flows.flows.values():
             if not flow.monitored or not flow.final or flow.verdict == "pass":
                 continue
             old = flow.verdict_rule
-            rule = None if old is None else blocking.get((old.gid, old.id))
             if old is None:
-                same = ruleset.default_action == flow.verdict
+                kept = same == len(before) == len(after) and ruleset.default_action == flow.verdict
+                rule = None
             else:
-                same = rule is not None and _same_decision(old, rule)
-            if not same or self._monitored(rule):
+                at = position.get(id(old), len(before))
+                kept = at < same
+                rule = after[at] if kept else None
+            if not kept or self._monitored(rule):
                 continue
             flow.monitored = False
             flow.verdict_rule = rule

@@ -238,6 +238,8 @@ class Variables:
 
 def parse_addr(s):
     """(network, None) or (None, message) for one address/CIDR string; host bits are cleared."""
+    if "%" in s:      # ipaddress reads a scope (fe80::1%eth0); packets carry none, and pytricia refuses it
+        return None, f"'{s}': an address with a scope (%zone) never appears in a packet; leave the scope out"
     try:
         return ipaddress.ip_network(s, strict=False), None
     except ValueError:

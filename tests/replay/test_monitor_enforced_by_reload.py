@@ -76,6 +76,23 @@ def test_enforcing_the_same_flow_is_offloaded_as_a_drop(rules_file):
     assert [(v.action, v.offload) for v in map(insp.process, packets()[:2])] == [("drop", True)] * 2
 
 
+def test_a_pass_rule_added_ahead_keeps_the_flow_passing(rules_file):
+    """An exception made in monitor mode, then enforce: the flow the exception covers is
+    not cut (a new connection like it is passed too)."""
+    ahead = "rules:\n  - {id: 6, action: pass, proto: tcp, dst_port: 8083}\n" + DROP.split("rules:\n")[1]
+    enforced, after = run(rules_file, DROP, ahead)
+    assert enforced == [] and after == ["pass"] * 3
+    default = "default_action: drop\nrules:\n  - {id: 1, action: pass, proto: udp}\n"
+    enforced, after = run(rules_file, default, default + "  - {id: 2, action: pass, proto: tcp, dst_port: 8083}\n")
+    assert enforced == [] and after == ["pass"] * 3
+
+
+def test_a_rule_moved_to_another_line_or_revision_still_decides(rules_file):
+    moved = "# a comment\n\nrules:\n  - {id: 7, rev: 3, action: drop, proto: tcp, dst_port: 8083}\n"
+    enforced, after = run(rules_file, DROP, moved)
+    assert len(enforced) == 1 and after == ["drop"] * 3
+
+
 def test_staying_in_monitor_mode_enforces_nothing(rules_file):
     enforced, after = run(rules_file, DROP, DROP, mode_after="monitor")
     assert enforced == [] and after == ["pass"] * 3

@@ -79,3 +79,32 @@ def test_tcp_candidates_by_sender_are_the_directions(tmp_path):
     v = insp.process(synack)
     assert syn.from_initiator and not synack.from_initiator
     assert _ids(insp, v.flow.cand_ts) == [3, 5] and _ids(insp, v.flow.cand_tc) == [4, 5]
+
+
+def _run(tmp_path, rules, packets):
+    path = tmp_path / "r.yaml"
+    path.write_text(rules)
+    insp = Inspector(load_rules(path))
+    out = [insp.process(decode_l3(raw(IP(src=s, dst=d) / ICMP(type=t, id=7, seq=1) / data), ts=1.0 + i)).action
+           for i, (s, d, t, data) in enumerate(packets)]
+    return out, insp
+
+
+def test_the_initiators_own_echo_reply_does_not_hide_the_responders_from_a_drop_rule(tmp_path):
+    """A pings B, then sends an echo reply itself (to_client by its type): B's reply is still
+    read with B's header, and the `header: packet` drop rule for B -> A drops it (before the
+    side-keyed cache, A's reply filled B's slot and B's reply passed: review rvhdr)."""
+    rules = ("rules:\n  - {id: 1, action: drop, proto: icmp, src: 10.0.0.2, dst: 10.0.0.1, header: packet}\n"
+             "  - {id: 2, action: pass, proto: tcp}\n")
+    out, _ = _run(tmp_path, rules, [("10.0.0.1", "10.0.0.2", 8, b"x"), ("10.0.0.1", "10.0.0.2", 0, b"x"),
+                                     ("10.0.0.2", "10.0.0.1", 0, b"x")])
+    assert out == ["pass", "pass", "drop"]
+
+
+def test_an_empty_slot_is_filled_when_more_is_asked(tmp_path):
+    """more_to_inspect on a packet whose side has no candidates yet fills them itself."""
+    rules = ("rules:\n  - {id: 1, action: alert, proto: icmp, src: 10.0.0.1, dst: 10.0.0.2, content: zz}\n"
+             "  - {id: 2, action: pass, proto: icmp}\n")
+    out, insp = _run(tmp_path, rules, [("10.0.0.1", "10.0.0.2", 8, b"x"), ("10.0.0.1", "10.0.0.2", 0, b"x"),
+                                        ("10.0.0.2", "10.0.0.1", 0, b"zz")])
+    assert out == ["pass", "pass", "pass"] and insp.counters.internal_errors == 0

@@ -133,3 +133,30 @@ def test_a_large_table_is_walked_beside_the_packet_loop(tmp_path):
         for row in table["flows"]:
             row.pop("age"), row.pop("idle")
     assert got == want and got["active"] == report.WALK_INLINE + 500 and len(got["flows"]) == 10
+
+
+def test_at_most_four_large_walks_wait(tmp_path):
+    """Each waiting walk holds a snapshot of the table: more requests than WALKS_MAX in one
+    tick are not answered (the supervisor's wait ends)."""
+    from appliance.control import report
+    from scapy.all import UDP
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("default_action: pass\nrules: []\n")
+    ins = Inspector(load_rules([str(rules)]), Settings())
+    for i in range(report.WALK_INLINE + 10):
+        pkt = IP(src=f"10.{i >> 8 & 255}.{i & 255}.1", dst="10.9.9.9") / UDP(sport=1000, dport=53)
+        ins.process(decode_l3(raw(pkt), 1.0 + i * 1e-4))
+    sup, wrk = channel()
+    rep = Reporter(wrk, 0)
+    for rid in range(2, 9):
+        sup.send(pickle.dumps(("flows", rid, 5)))
+    rep.tick(ins, Counters())
+    rep.walker.join(30)
+    sup.setblocking(False)
+    got = []
+    while True:
+        try:
+            got.append(pickle.loads(sup.recv(1 << 20)))
+        except BlockingIOError:
+            break
+    assert sorted(m[1] for m in got if m[0] == "flows") == [2, 3, 4, 5]

@@ -358,6 +358,8 @@ def test_problems_on_one_line_come_in_keyword_order(tmp_path):
     ("rules:\n  - id: 1\n    action: alert\n    dst: '!any'\n", 4, "dst matches no address"),
     ("rules:\n  - id: 1\n    action: alert\n    src:\n      - 10.0.0.0/8\n      - '!10.0.0.300'\n", 6,
      "src: '10.0.0.300' is not an IP address or CIDR"),
+    ("rules:\n  - id: 1\n    action: alert\n    src: 'fe80::1%eth0'\n", 4,
+     "src: 'fe80::1%eth0': an address with a scope (%zone) never appears in a packet; leave the scope out"),
     ("rules:\n  - id: 1\n    action: alert\n    dst_port: 80\n", 4,
      "dst_port needs proto tcp or udp (proto defaults to ip)"),
     ("rules:\n  - id: 1\n    action: alert\n    proto: tpc\n", 4,
