@@ -5,7 +5,6 @@ number, non-IP ethertypes, VLAN tags, truncated headers, ICMP errors); pure and 
 alike."""
 import json
 import os
-import struct
 import subprocess
 import sys
 from collections import Counter
