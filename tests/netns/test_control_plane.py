@@ -272,8 +272,10 @@ def test_a_real_prometheus_scrapes_the_verdicts(topo, appliance, tmp_path):
                             stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "wb"))
     try:
         def query(q):
-            code, body = get_json(t, "/api/v1/query?query=" + urllib.parse.quote(q), port=9091)
-            if code != 200 or body["status"] != "success" or not body["data"]["result"]:
+            # until its storage is up, Prometheus answers 503 with a text body: not JSON yet
+            code, text = get(t, "/api/v1/query?query=" + urllib.parse.quote(q), port=9091)
+            body = json.loads(text) if code == 200 else None
+            if body is None or body["status"] != "success" or not body["data"]["result"]:
                 return None
             return body["data"]["result"]
 
