@@ -579,8 +579,8 @@ class Worker:
         is already built, so the packet loop pauses for the swap alone."""
         old_cfg, self.cfg = self.cfg, cfg
         enforced = self.inspector.reload(ruleset, _settings(cfg, self.inspector.settings), detector)
-        if enforced:
-            self._enforce(enforced)
+        if enforced:                     # (never offloaded: Inspector._process; their next packet drops)
+            log.warning("queue %d: the reload enforces %d monitored flows", self.queue_num, len(enforced))
         if cfg.pcap_log != old_cfg.pcap_log:      # a new pcap_log section: a new log (held rings go)
             old_log = self.inspector.pcap_log
             self.inspector.pcap_log = _pcap_log(cfg, self.queue_num)
@@ -592,11 +592,6 @@ class Worker:
         if old:
             old.close()
         log.info("queue %d: config and rules reloaded (%d rules)", self.queue_num, len(ruleset.rules))
-
-    def _enforce(self, flows):
-        """Monitored flows this reload enforces (never offloaded: Inspector._process): their
-        next packet is dropped here, then offloaded as a drop."""
-        log.warning("queue %d: the reload enforces %d monitored flows", self.queue_num, len(flows))
 
     def write_stats(self) -> dict:
         """The Inspector's stats event plus this worker's capture counters (Suricata's
