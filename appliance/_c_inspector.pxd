@@ -54,3 +54,5 @@ cdef class Inspector:
 
     @cython.locals(flow=CFlow, det=CDetector, c=CCounters)
     cpdef _process(self, CPacket pkt)
+    @cython.locals(det=CDetector)
+    cpdef _direction(self, pkt, from_responder=*)

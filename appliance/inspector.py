@@ -845,8 +845,9 @@ class Inspector:
         # make the text again from the key (two per new flow: a SYN flood's every packet)
         src, dst = (pkt.dst, pkt.src) if from_responder else (pkt.src, pkt.dst)
         src_raw, dst_raw = (pkt.dst_raw, pkt.src_raw) if from_responder else (pkt.src_raw, pkt.dst_raw)
-        src_in = self.detector.in_home(src, src_raw)   # HOME_NET: resolved once, by the loader
-        dst_in = self.detector.in_home(dst, dst_raw)
+        det = self.detector
+        src_in = det.in_home(src, src_raw)   # HOME_NET: resolved once, by the loader
+        dst_in = det.in_home(dst, dst_raw)
         if dst_in and not src_in:
             return "inbound"
         if src_in and not dst_in:

@@ -5,6 +5,9 @@
 # reads back exactly as the pure module stored it (masks stay Python ints: 1,000 rules are
 # 1,000 bits). The instance keeps a __dict__ for subclasses (explain.TracingDetector).
 # _Swapped and _Reverse, a view made per lookup of the other direction, lose their dict too.
+# The header indexes are typed (detect/_c_index.pxd): their lookups are C calls.
+
+from appliance.detect._c_index cimport AddrIndex, AddrTrie, PortIndex
 
 cdef class Detector:
     cdef dict __dict__
@@ -26,14 +29,14 @@ cdef class Detector:
     cdef public object deep_alert
     cdef public object default_action
     cdef public object direction
-    cdef public object dport
-    cdef public object dst
+    cdef public PortIndex dport
+    cdef public AddrIndex dst
     cdef public object exception_policy
     cdef public object field
     cdef public object filters
     cdef public object generation
     cdef public object header_alert
-    cdef public object home
+    cdef public AddrTrie home
     cdef public object keep
     cdef public object kind_of
     cdef public object limits
@@ -59,8 +62,8 @@ cdef class Detector:
     cdef public object rules
     cdef public object silent
     cdef public object sized
-    cdef public object sport
-    cdef public object src
+    cdef public PortIndex sport
+    cdef public AddrIndex src
     cdef public object state
     cdef public object stream
     cdef public object stream_keep
@@ -68,6 +71,12 @@ cdef class Detector:
     cdef public object unnamed
     cdef public object view
     cdef public object writes
+
+    # a new flow's header lookup, called from the compiled Inspector (candidates, in_home) and
+    # from here: C calls, not method lookups (a Python subclass may still override them)
+    cpdef in_home(self, ip, raw=*)
+    cpdef candidates(self, pkt, flow, from_initiator)
+    cpdef _header(self, pkt, direction, swapped=*)
 
 cdef class _Swapped:
     cdef public object proto
