@@ -51,6 +51,7 @@ cdef class Inspector:
     cdef public object _kernel
     cdef public object on_flow_end
     cdef public object _decided
+    cdef public object _reject_due
 
     @cython.locals(flow=CFlow, det=CDetector, c=CCounters)
     cpdef _process(self, CPacket pkt)

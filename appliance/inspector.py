@@ -147,6 +147,7 @@ class Inspector:
         self.kernel_policy = None         # settings.kernel_decisions: what the kernel decides (replay: marked)
         self._kernel = {}                 # flow -> the verdict the kernel policy gave it
         self._decided = None              # the decided path's last Verdict that has nothing to write
+        self._reject_due = {}             # id(flow) -> flow: a reject a reload enforced, answered on its next packet
         self._kernel_policy()
         self.on_flow_end = None           # a source's callback per ended flow (GENEVE: leave the kernel sets)
         gcpolicy.settle()                 # start-up is done: the GC policy for a long-lived flow table
@@ -274,7 +275,11 @@ class Inspector:
         old_rules, self.ruleset = self.ruleset.rules, ruleset
         self.depth = depth_of(self.settings, ruleset)
         self._kernel_policy()
-        return self._enforce_monitored(old_rules, ruleset)
+        enforced = self._enforce_monitored(old_rules, ruleset)
+        # a reject monitor mode passed got no RST/unreachable: its flow's next packet gets one
+        # (then drops, as after any reject); held until then or the flow's end (_end_flow)
+        self._reject_due = {id(f): f for f in enforced if f.verdict == "reject"}
+        return enforced
 
     def _enforce_monitored(self, old_rules, ruleset):
         """Flows passed only because their drop/reject was monitored, whose decision the
@@ -372,6 +377,8 @@ class Inspector:
         self._flow = flow
         if flow.final:                     # decided for good: the fast path
             action = "pass" if flow.verdict == "pass" else "drop"
+            if self._reject_due and self._reject_due.pop(id(flow), None) is flow:
+                action = "reject"          # monitor mode sent no answer: the enforcing reload's first packet does
             would = None
             if action != "pass" and flow.monitored:
                 would, action = action, "pass"
@@ -896,6 +903,8 @@ class Inspector:
     def _end_flow(self, flow):
         if self._kernel:
             self._kernel.pop(flow, None)
+        if self._reject_due:
+            self._reject_due.pop(id(flow), None)
         self.counters.flows_ended[flow.reason] = self.counters.flows_ended.get(flow.reason, 0) + 1
         if self.on_flow_end is not None:
             try:                           # a source's callback (GENEVE: nft): its failure is

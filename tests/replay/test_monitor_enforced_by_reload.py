@@ -41,10 +41,26 @@ def test_the_same_rule_enforced_drops_the_flow(rules_file):
     assert len(enforced) == 1 and enforced[0].verdict == "drop" and after == ["drop"] * 3
 
 
-def test_a_reject_rule_enforced_drops_what_follows(rules_file):
+def test_a_reject_rule_enforced_answers_the_next_packet_then_drops(rules_file):
+    # monitor mode sent no RST: the first packet after the enforcing reload gets the reject
+    # (its answer), the rest are dropped as after any reject
     rej = DROP.replace("drop", "reject")
     enforced, after = run(rules_file, rej, rej)
-    assert [f.verdict for f in enforced] == ["reject"] and after == ["drop"] * 3   # the reset was the kernel's
+    assert [f.verdict for f in enforced] == ["reject"] and after == ["reject", "drop", "drop"]
+
+
+def test_a_due_reject_is_forgotten_when_its_flow_ends(rules_file):
+    # the reject waits for the flow's next packet, or its end: a flow that sends nothing more
+    # is not held (a later connection on the same ports is a new flow: its own verdict)
+    rej = DROP.replace("drop", "reject")
+    pkts = packets()
+    insp = Inspector(load_rules(rules_file(rej)), Settings(mode="monitor"))
+    for p in pkts[:4]:
+        insp.process(p)
+    enforced = insp.reload(load_rules(rules_file(rej)), Settings(mode="enforce"))
+    assert len(enforced) == 1 and len(insp._reject_due) == 1
+    insp.tick(pkts[3].ts + 7200)                 # idle past every timeout: the flow ends
+    assert not insp.flows.flows and insp._reject_due == {}
 
 
 def test_the_default_action_enforced_drops_the_flow(rules_file):
