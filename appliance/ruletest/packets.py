@@ -73,9 +73,51 @@ def client_hello(sni):
 
 def dns_query(name, qtype=1, qid=0x1234):
     q = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0)
-    for label in name.rstrip(".").split("."):
-        q += bytes([len(label)]) + label.encode("idna")
+    for label in dns_labels(name):
+        q += bytes([len(label)]) + label
     return q + b"\x00" + struct.pack("!HH", qtype, 1)
+
+
+_HEX = "0123456789abcdefABCDEF"
+
+
+def dns_labels(name):
+    """A name's wire labels from its text as the rules and the log write it (applayer/dns.py):
+    `\\.` is a '.' inside a label, `\\xNN` the byte NN, a '.' otherwise separates labels (a
+    trailing one ends the name); a label of other text is IDNA-encoded. So a test can send the
+    one label `good.example` (`good\\.example`), which an allow rule for the two labels must not pass."""
+    labels, raw, text = [], bytearray(), []
+    def flush():
+        nonlocal text
+        if text:
+            t = "".join(text)
+            raw.extend(t.encode("ascii") if t.isascii() else t.encode("idna"))
+            text = []
+    i, n = 0, len(name)
+    while i < n:
+        ch = name[i]
+        if ch == "\\" and name[i + 1:i + 2] == ".":
+            flush()
+            raw.append(0x2E)
+            i += 2
+        elif ch == "\\" and name[i + 1:i + 2] == "x" and len(name[i + 2:i + 4]) == 2 \
+                and all(c in _HEX for c in name[i + 2:i + 4]):
+            flush()
+            raw.append(int(name[i + 2:i + 4], 16))
+            i += 4
+        elif ch == ".":
+            flush()
+            if i + 1 < n:                  # a trailing '.': the root, not an empty label
+                labels.append(bytes(raw))
+                raw = bytearray()
+            i += 1
+        else:
+            text.append(ch)
+            i += 1
+    flush()
+    if raw or not labels:
+        labels.append(bytes(raw))
+    return labels
 
 
 def http_request(host, uri="/", method="GET", user_agent=None):

@@ -95,3 +95,34 @@ def test_pcap_case_and_monitor_mode(tmp_path):
     assert r.returncode == 1
     assert "dest_port=53: expected drop, got pass" in r.stdout and "dest_port=23 proto=TCP: expected reject, got pass" \
         in r.stdout, r.stdout
+
+
+def test_a_dns_query_names_a_dot_inside_a_label(tmp_path):
+    # the query's text as the rules and the log write a name: "good\.example" is the one
+    # label good.example (a top-level name), which an allow rule for good.example or any name
+    # under example does not pass (split at every '.', it was the labels "good\", "example")
+    (tmp_path / "allow.yaml").write_text(
+        "default_action: drop\nrules:\n  - {id: 1, action: pass, proto: udp, dns_query: [good.example, '*.example']}\n")
+    t = tmp_path / "dot.test.yaml"
+    t.write_text("rules: allow.yaml\n"
+                 "packets:\n"
+                 "  - dns: {query: good.example}\n"
+                 "    verdict: pass\n"
+                 "  - dns: {query: 'good\\.example'}\n"
+                 "    verdict: drop\n"
+                 "  - dns: {query: 'good\\x2eexample.'}\n"
+                 "    verdict: drop\n"
+                 "expect: {}\n")
+    r = cli("rules", "test", t)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_the_rule_test_names_labels_as_the_log_writes_them():
+    from appliance.applayer.dns import dns_label
+    from appliance.ruletest.packets import dns_labels
+    for text, labels in [("x.bad.example", [b"x", b"bad", b"example"]), ("example.", [b"example"]),
+                         ("good\\.example", [b"good.example"]), ("a\\x5c.b", [b"a\\", b"b"]),
+                         ("\\x00a.b", [b"\x00a", b"b"]), ("b\u00fccher.de", [b"xn--bcher-kva", b"de"])]:
+        assert dns_labels(text) == labels, text
+        if text.isascii():                     # and back: the log's text of those labels
+            assert ".".join(dns_label(x) for x in labels) == text.rstrip("."), text
