@@ -277,8 +277,9 @@ class Inspector:
         self._kernel_policy()
         enforced = self._enforce_monitored(old_rules, ruleset)
         # a reject monitor mode passed got no RST/unreachable: its flow's next packet gets one
-        # (then drops, as after any reject); held until then or the flow's end (_end_flow)
-        self._reject_due = {id(f): f for f in enforced if f.verdict == "reject"}
+        # (then what follows is rejected or dropped, as after any reject); held until then or
+        # the flow's end (_end_flow), across later reloads too (review s7)
+        self._reject_due.update({id(f): f for f in enforced if f.verdict == "reject"})
         return enforced
 
     def _enforce_monitored(self, old_rules, ruleset):

@@ -124,7 +124,7 @@ class Worker:
     def swap(self, cfg, ruleset, detector):
         old_cfg, self.cfg = self.cfg, cfg
         enforced = self.inspector.reload(ruleset, settings(cfg, self.inspector.settings), detector)
-        if enforced:                     # (never in the kernel's sets: Inspector._process)
+        if enforced:                     # (never in the kernel's sets: Inspector._process; a reject answers their next packet)
             log.warning("gwlb worker %d: the reload enforces %d monitored flows", self.index, len(enforced))
         if cfg.pcap_log != old_cfg.pcap_log:
             old = self.inspector.pcap_log

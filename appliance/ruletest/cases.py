@@ -190,6 +190,12 @@ def _spec_ok(kind, spec, bad, line):
         elif not isinstance(v, str):
             bad(at, f"{kind}.{k} must be a string, got {got(v)}")
             ok = False
+        elif kind == "dns" and k == "query":
+            try:
+                pk.dns_labels(v)
+            except ValueError as e:
+                bad(at, f"dns.query: {e}")
+                ok = False
     src, dst = spec.get("src", pk.DEFAULT_SRC), spec.get("dst", pk.DEFAULT_DST)
     if ok and ipaddress.ip_address(src).version != ipaddress.ip_address(dst).version:
         bad(line, f"{kind}: src and dst must both be IPv4 or both IPv6")

@@ -83,41 +83,58 @@ _HEX = "0123456789abcdefABCDEF"
 
 def dns_labels(name):
     """A name's wire labels from its text as the rules and the log write it (applayer/dns.py):
-    `\\.` is a '.' inside a label, `\\xNN` the byte NN, a '.' otherwise separates labels (a
-    trailing one ends the name); a label of other text is IDNA-encoded. So a test can send the
-    one label `good.example` (`good\\.example`), which an allow rule for the two labels must not pass."""
-    labels, raw, text = [], bytearray(), []
-    def flush():
-        nonlocal text
-        if text:
-            t = "".join(text)
-            raw.extend(t.encode("ascii") if t.isascii() else t.encode("idna"))
-            text = []
+    `\\.` is a '.' inside a label, `\\xNN` the byte NN, a '.' otherwise separates labels (one
+    trailing '.' is the root); a label of other text is IDNA-encoded whole. So a test can send
+    the one label `good.example` (`good\\.example`), which an allow rule for the two labels
+    must not pass. ValueError for a name no server would read as written: an empty label, a
+    label over 63 bytes, a name over 255, text IDNA cannot encode (or encodes with a '.')."""
+    labels, parts = [], []             # parts: this label's str runs and escaped bytes
     i, n = 0, len(name)
     while i < n:
         ch = name[i]
         if ch == "\\" and name[i + 1:i + 2] == ".":
-            flush()
-            raw.append(0x2E)
+            parts.append(b".")
             i += 2
         elif ch == "\\" and name[i + 1:i + 2] == "x" and len(name[i + 2:i + 4]) == 2 \
                 and all(c in _HEX for c in name[i + 2:i + 4]):
-            flush()
-            raw.append(int(name[i + 2:i + 4], 16))
+            parts.append(bytes([int(name[i + 2:i + 4], 16)]))
             i += 4
-        elif ch == ".":
-            flush()
-            if i + 1 < n:                  # a trailing '.': the root, not an empty label
-                labels.append(bytes(raw))
-                raw = bytearray()
+        elif ch == "." and not (i + 1 == n and labels + parts):
+            labels.append(_label(parts, name))
+            parts = []
+            i += 1
+        elif ch == ".":                    # the trailing root
             i += 1
         else:
-            text.append(ch)
+            if parts and isinstance(parts[-1], str):
+                parts[-1] += ch
+            else:
+                parts.append(ch)
             i += 1
-    flush()
-    if raw or not labels:
-        labels.append(bytes(raw))
+    labels.append(_label(parts, name))
+    if sum(len(x) + 1 for x in labels) + 1 > 255:
+        raise ValueError(f"{name!r}: longer than 255 bytes on the wire")
     return labels
+
+
+def _label(parts, name):
+    if not parts:
+        raise ValueError(f"{name!r}: an empty label")
+    text = [p for p in parts if isinstance(p, str)]
+    if len(text) == len(parts) == 1 and not text[0].isascii():
+        try:                               # a whole label of other text: IDNA, as a resolver sends it
+            raw = text[0].encode("idna")
+        except UnicodeError as e:
+            raise ValueError(f"{name!r}: {text[0]!r} is not IDNA-encodable ({e})") from None
+        if b"." in raw:                    # e.g. U+3002, which IDNA reads as a separator
+            raise ValueError(f"{name!r}: {text[0]!r} holds a dot IDNA separates labels at; write it \\.")
+    elif any(not t.isascii() for t in text):
+        raise ValueError(f"{name!r}: non-ASCII text beside an escape in one label; write its bytes as \\xNN")
+    else:
+        raw = b"".join(p.encode("ascii") if isinstance(p, str) else p for p in parts)
+    if len(raw) > 63:
+        raise ValueError(f"{name!r}: a label of {len(raw)} bytes (at most 63)")
+    return raw
 
 
 def http_request(host, uri="/", method="GET", user_agent=None):

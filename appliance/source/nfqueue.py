@@ -579,7 +579,7 @@ class Worker:
         is already built, so the packet loop pauses for the swap alone."""
         old_cfg, self.cfg = self.cfg, cfg
         enforced = self.inspector.reload(ruleset, _settings(cfg, self.inspector.settings), detector)
-        if enforced:                     # (never offloaded: Inspector._process; their next packet drops)
+        if enforced:                     # (never offloaded: Inspector._process; their next packet is dropped or answered)
             log.warning("queue %d: the reload enforces %d monitored flows", self.queue_num, len(enforced))
         if cfg.pcap_log != old_cfg.pcap_log:      # a new pcap_log section: a new log (held rings go)
             old_log = self.inspector.pcap_log

@@ -10,6 +10,7 @@ from appliance.inspector import Inspector, Settings
 
 C, S = "10.0.0.1", "10.0.0.80"
 DROP = "rules:\n  - {id: 7, action: drop, proto: tcp, dst_port: 8083}\n"
+REJECT = DROP.replace("drop", "reject")
 
 
 def packets(n=4):
@@ -44,22 +45,44 @@ def test_the_same_rule_enforced_drops_the_flow(rules_file):
 def test_a_reject_rule_enforced_answers_the_next_packet_then_drops(rules_file):
     # monitor mode sent no RST: the first packet after the enforcing reload gets the reject
     # (its answer), the rest are dropped as after any reject
-    rej = DROP.replace("drop", "reject")
-    enforced, after = run(rules_file, rej, rej)
+    enforced, after = run(rules_file, REJECT, REJECT)
     assert [f.verdict for f in enforced] == ["reject"] and after == ["reject", "drop", "drop"]
+
+
+def monitored_reject(rules_file, offload=False):
+    """An Inspector that passed the reject flow in monitor mode (its first 4 packets), then
+    was reloaded to enforce; returns it, what the reload enforced and the packets left."""
+    pkts = packets()
+    insp = Inspector(load_rules(rules_file(REJECT)), Settings(mode="monitor", offload=offload))
+    assert not any(insp.process(p).offload for p in pkts[:4])        # monitor mode offloads none of it
+    enforced = insp.reload(load_rules(rules_file(REJECT)), Settings(mode="enforce", offload=offload))
+    return insp, enforced, pkts[4:]
+
+
+def test_the_answered_packet_hands_the_flow_to_the_kernel_as_a_reject(rules_file):
+    # offload on: the answer's verdict offloads the flow with the reject mark, as any reject
+    # verdict does (live, the kernel then answers what the connection sends next) (review s7:
+    # the replay tests read only the action)
+    insp, _, rest = monitored_reject(rules_file, offload=True)
+    got = [insp.process(p) for p in rest]
+    assert [(v.action, v.offload) for v in got] == [("reject", True), ("drop", True), ("drop", True)]
+
+
+def test_a_due_reject_outlives_a_second_reload(rules_file):
+    # enforced by the first reload, answered on the flow's next packet even when another
+    # reload came between (the second one no longer lists the flow: it is enforced already)
+    insp, enforced, rest = monitored_reject(rules_file)
+    assert len(enforced) == 1
+    assert insp.reload(load_rules(rules_file(REJECT)), Settings(mode="enforce")) == []
+    assert [insp.process(p).action for p in rest] == ["reject", "drop", "drop"]
 
 
 def test_a_due_reject_is_forgotten_when_its_flow_ends(rules_file):
     # the reject waits for the flow's next packet, or its end: a flow that sends nothing more
     # is not held (a later connection on the same ports is a new flow: its own verdict)
-    rej = DROP.replace("drop", "reject")
-    pkts = packets()
-    insp = Inspector(load_rules(rules_file(rej)), Settings(mode="monitor"))
-    for p in pkts[:4]:
-        insp.process(p)
-    enforced = insp.reload(load_rules(rules_file(rej)), Settings(mode="enforce"))
+    insp, enforced, rest = monitored_reject(rules_file)
     assert len(enforced) == 1 and len(insp._reject_due) == 1
-    insp.tick(pkts[3].ts + 7200)                 # idle past every timeout: the flow ends
+    insp.tick(rest[0].ts + 7200)                 # idle past every timeout: the flow ends
     assert not insp.flows.flows and insp._reject_due == {}
 
 

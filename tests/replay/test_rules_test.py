@@ -126,3 +126,25 @@ def test_the_rule_test_names_labels_as_the_log_writes_them():
         assert dns_labels(text) == labels, text
         if text.isascii():                     # and back: the log's text of those labels
             assert ".".join(dns_label(x) for x in labels) == text.rstrip("."), text
+
+
+def test_a_dns_query_no_server_would_read_as_written_is_file_line(tmp_path):
+    # an empty label, a label over 63 bytes, text IDNA cannot encode or turns into a dot:
+    # FILE:LINE errors, not a traceback nor a packet other than the one written (review s7)
+    (tmp_path / "r.yaml").write_text("rules:\n  - {id: 1, action: alert, proto: udp, dns_query: a.example}\n")
+    t = tmp_path / "bad.test.yaml"
+    long = "x" * 64
+    t.write_text("rules: r.yaml\n"
+                 "packets:\n"
+                 "  - dns: {query: a..example}\n"
+                 f"  - dns: {{query: {long}.example}}\n"
+                 f"  - dns: {{query: {'y' * 256}}}\n"
+                 "  - dns: {query: \"good\\u3002example\"}\n"
+                 "  - dns: {query: \"\\x80.example\"}\n"
+                 "expect: {}\n")
+    r = cli("rules", "test", t)
+    assert r.returncode == 1 and "Traceback" not in r.stdout + r.stderr, r.stdout + r.stderr
+    out = r.stdout + r.stderr
+    for line, what in [(3, "an empty label"), (4, "a label of 64 bytes"), (5, "a label of 256 bytes"),
+                       (6, "IDNA separates labels at"), (7, "not IDNA-encodable")]:
+        assert f"{t}:{line}: dns.query:" in out and what in out, (line, what, out)
