@@ -13,6 +13,8 @@ from appliance._c_flow cimport Flow as CFlow, FlowTable as CFlowTable
 from appliance.detect._c_engine cimport Detector as CDetector
 from appliance.output._c_events cimport Counters as CCounters
 
+cdef bint _bypassed(CFlow flow)
+
 cdef class Verdict:
     cdef public object action
     cdef public object offload
@@ -56,4 +58,5 @@ cdef class Inspector:
     @cython.locals(flow=CFlow, det=CDetector, c=CCounters)
     cpdef _process(self, CPacket pkt)
     @cython.locals(det=CDetector)
-    cpdef _direction(self, pkt, from_responder=*)
+    cpdef _direction(self, CPacket pkt, from_responder=*)
+    cpdef _applayer(self, CPacket pkt, CFlow flow, to_server, cand)

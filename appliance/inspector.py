@@ -17,7 +17,6 @@ from .applayer import state as applayer
 from .defrag import Defragmenter
 from .detect.engine import Detector, MATCH, DEFAULT, server_side
 from .detect import flowstate
-from .detect.flowstate import bypassed
 from .detect import stream_payload
 from .detect.kernel_policy import policy_for, KERNEL_DECIDED
 from .flow import OFFSET_UNKNOWN, FlowTable, flow_key, handshake_seen
@@ -113,6 +112,13 @@ def depth_of(settings, ruleset):
 
 PASS = Verdict("pass")
 HELD = Verdict("pass")                    # a fragment held until its datagram is whole (replay)
+
+
+def _bypassed(flow):
+    """A rule's `bypass` ran on this flow (detect/flowstate.py): its alerts look no further.
+    Here, not in flowstate: the compiled Inspector reads it as a C function, twice a packet."""
+    fv = flow.vars
+    return fv is not None and fv.bypass
 
 
 class Inspector:
@@ -501,7 +507,7 @@ class Inspector:
             c.would_block[would] += 1
 
         # bypass: alert rules no longer look at the flow (it is held only for a verdict rule)
-        look = within_before and not bypassed(flow)
+        look = within_before and not _bypassed(flow)
         fired = det.alerts(pkt, flow, to_server, cand, new_fields, scan, bool(pkt.discard), answered) if look else []
         if det.filters.untracked != self._untracked:
             # a detection_filter count this packet needed could not be kept (engine.packet_match)
@@ -525,7 +531,7 @@ class Inspector:
         elif flow.verdict == "pass":
             # bypass: a matched rule ended the alerts' and logs' look at the passed flow; a
             # verdict rule that may still change the verdict (a later request's name) keeps it
-            if bypassed(flow):
+            if _bypassed(flow):
                 flow.final = not det.more_to_inspect(flow, to_server, within_dirs, alerts=False) \
                     and not self._answers_due(flow, within)
             else:
@@ -696,9 +702,9 @@ class Inspector:
         if flow.proto == TCP and flow.app is not None:
             self._settle(flow.app)
         if found:
-            self._found = [*self._found, *((name, "decode" if name.startswith("tcp.") else
+            self._found = [*self._found, *[(name, "decode" if name.startswith("tcp.") else
                                             "stream" if name.startswith("stream.") else "applayer")
-                                           for name in found)]
+                                           for name in found]]
         if reason is not None:
             # a limit hit, framing read two ways, a server not waiting for the name
             changed = self._cannot_know(flow, reason, cand)

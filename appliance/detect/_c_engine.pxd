@@ -5,9 +5,12 @@
 # reads back exactly as the pure module stored it (masks stay Python ints: 1,000 rules are
 # 1,000 bits). The instance keeps a __dict__ for subclasses (explain.TracingDetector).
 # _Swapped and _Reverse, a view made per lookup of the other direction, lose their dict too.
-# The header indexes are typed (detect/_c_index.pxd): their lookups are C calls.
+# The header indexes are typed (detect/_c_index.pxd): their lookups are C calls. The judging
+# methods' flow is the compiled Flow: its fields (cached candidates, the app state) are struct
+# members there (engine.py runs with nonecheck: a None flow raises AttributeError as in Python).
 
 from appliance.detect._c_index cimport AddrIndex, AddrTrie, PortIndex
+from appliance._c_flow cimport Flow as CFlow
 
 cdef class Detector:
     cdef dict __dict__
@@ -77,6 +80,11 @@ cdef class Detector:
     cpdef in_home(self, ip, raw=*)
     cpdef candidates(self, pkt, flow, from_initiator)
     cpdef _header(self, pkt, direction, swapped=*)
+    # the per-packet judging, called from the compiled Inspector's _process: C calls (no
+    # closure inside them: Cython compiles none in a cpdef; engine.py writes loops instead)
+    cpdef more_to_inspect(self, CFlow flow, to_server, within=*, alerts=*)
+    cpdef decide(self, pkt, CFlow flow, to_server, cand, inspect, more, scan, flipped=*, discarded=*, answered=*)
+    cpdef alerts(self, pkt, CFlow flow, to_server, cand, new_fields, scan, discarded=*, answered=*)
 
 cdef class _Swapped:
     cdef public object proto

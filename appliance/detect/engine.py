@@ -1,3 +1,5 @@
+# cython: nonecheck=True
+# (compiled twin: a Flow argument that is None raises AttributeError, as here, instead of reading the None object as a C struct)
 """Detection: which rule decides a flow, and which alert rules fire on a packet.
 
 Semantics (docs/rules.md has the user's version):
@@ -558,7 +560,7 @@ class Detector:
                 return MATCH, r
             if low & self.app_any:
                 app = flow.app
-                if app is None or any(app.names[f] is None for f in self.app_of[i]):
+                if app is None or _unnamed(app, self.app_of[i]):
                     blocked = self._note_later(c, low, seen, pkt, flow, to_server, scan, flipped, here, unseen | unmet)
                     return blocked or (PENDING, r)   # the app layer resolves it within the protocol's limits
                 if low & self.body_rules and not low & self.body_fit:
@@ -626,7 +628,7 @@ class Detector:
                 continue
             if low & self.app_any:
                 app = flow.app
-                if app is None or any(app.names[f] is None for f in self.app_of[i]):
+                if app is None or _unnamed(app, self.app_of[i]):
                     continue
             if self.packet_match(self.rules[i], pkt, flow, to_server != bool(low & flipped), scan):
                 found |= low
@@ -777,7 +779,7 @@ class Detector:
                 seen = flow.alerted_rules = set()
             if marker not in seen:
                 seen.add(marker)
-                out.extend(rules[i] for i in ix.bits(head))
+                out.extend([rules[i] for i in ix.bits(head)])
         rest = a ^ head
         if not rest:
             return out
@@ -825,6 +827,17 @@ class Detector:
                     if not r.noalert:
                         out.append(r)
         return out
+
+
+def _unnamed(app, fields):
+    """Whether any of a rule's app fields has no name yet on this flow. A loop, not any() over
+    a generator: the compiled Detector's decide is a C method, and Cython compiles no closure
+    inside one."""
+    names = app.names
+    for f in fields:
+        if names[f] is None:
+            return True
+    return False
 
 
 def prefilter_literal(program):

@@ -167,8 +167,3 @@ def cannot_know(flow):
 def unknown(flow):
     fv = flow.vars
     return fv is not None and fv.unknown
-
-
-def bypassed(flow):
-    fv = flow.vars
-    return fv is not None and fv.bypass
