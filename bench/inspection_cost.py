@@ -3,8 +3,8 @@
 on a hostile buffer against the same program on a benign buffer of the same length,
 measured in the same run. Targets: a regex RE2 runs costs what a benign buffer costs; a
 backtracking one at most its time bound (REGEX_TIME); a content program at most its
-RECURSION_LIMIT steps where the benign buffer takes about one (the per-packet bound,
-PACKET_STEPS, caps the sum over rules).
+RECURSION_LIMIT steps where the benign buffer takes about one (the per-packet bounds,
+PACKET_STEPS and REGEX_TIME, cap the sum over rules).
 
     python3 -m bench.inspection_cost [--runs N]
 """
@@ -13,6 +13,7 @@ import statistics
 import sys
 import time
 
+from appliance.detect.bounded_regex import REGEX_TIME
 from appliance.detect.inspect_buffer import PACKET_STEPS, Program
 from appliance.detect.keywords import parse_pcre
 from appliance.detect.rule import Content
@@ -61,10 +62,10 @@ CASES = [
 
 def _packet(progs, buf):
     """Seconds for all programs on one packet's buffer, sharing the packet's steps as the
-    Detector does (limits: [bounds reached, steps left])."""
+    Detector does (limits: [bounds reached, steps left, regex seconds left])."""
     n, t0 = 0, time.perf_counter()
     while True:
-        limits = [0, PACKET_STEPS]
+        limits = [0, PACKET_STEPS, REGEX_TIME]
         for prog in progs:
             prog.matches(buf, True, limits)
         n += 1
@@ -85,6 +86,19 @@ def packet_row(runs, rules=100):
     return row
 
 
+def regex_packet_row(runs, rules=20):
+    """`rules` pcre programs that backtrack (the bounded engine) on one 1,400 B packet
+    against one such program: the packet's regex time (REGEX_TIME) is shared, so 20
+    rules cost what one does (before: 20 times; review of the per-rule bound)."""
+    progs = [Program([Content(b"xx"), _pcre("/(x+x+)+y%d$/" % i)]) for i in range(rules)]
+    buf = b"x" * 1400
+    row = Row(f"{rules} backtracking pcre rules on one 1,400 B packet (REGEX_TIME shared)",
+              "one such rule on the packet", "s", "<= 1.5")
+    for _ in range(runs):
+        row.add(_packet(progs, buf), _packet(progs[:1], buf))
+    return row
+
+
 def rows(runs=3):
     out = []
     for measure, make, hostile, benign, target in CASES:
@@ -97,6 +111,7 @@ def rows(runs=3):
         out.append(row)
     if _takes_block(out and make()):
         out.append(packet_row(runs))
+        out.append(regex_packet_row(runs))
     return out
 
 

@@ -10,8 +10,8 @@ So each regex runs on
   way a rewrite would not keep (`$` before a final newline, backreferences,
   lookaround, the x flag, `{,n}`, caseless non-ASCII bytes);
 - else the `regex` package (the same syntax and meaning as `re`) with a time bound.
-A search that reaches its bound raises InspectionLimit: the caller cannot know the
-answer, says so (an anomaly) and reads it against the attacker.
+A search that reaches its bound raises InspectionLimit (RegexTimeout): the caller
+cannot know the answer, says so (an anomaly) and reads it against the attacker.
 """
 import re
 import time
@@ -19,9 +19,9 @@ import time
 import re2
 import regex as bounded
 
-# Seconds the regex searches of one rule on one buffer may take together (RE2 searches
-# are linear, only backtracking ones get near it; the regex package checks its timeout
-# every so often, so a search may overrun it by a few times).
+# Seconds the regex searches of all rules on one packet may take together (Detector.limits;
+# RE2 searches are linear, only backtracking ones get near it; the regex package checks
+# its timeout every so often, in CPU time, so a search may overrun it by a few times).
 REGEX_TIME = 0.05
 
 _RE2_OPTIONS = re2.Options()
@@ -35,6 +35,12 @@ _FLAGS = {re.I: bounded.I, re.S: bounded.S, re.M: bounded.M, re.X: bounded.X}
 
 class InspectionLimit(Exception):
     """A buffer's inspection reached its bound (steps or time): the answer is unknown."""
+
+
+class RegexTimeout(InspectionLimit):
+    """A regex search reached its time bound. The regex package measures the timeout in
+    the process's CPU time, which can run ahead of time.monotonic(): the caller takes the
+    time as spent."""
 
 
 class Regex:
@@ -72,13 +78,13 @@ class Regex:
             deadline = now + REGEX_TIME
         left = deadline - now
         if left <= 0:
-            raise InspectionLimit
+            raise RegexTimeout
         if self.linear:
             return self._rx.search(buf, pos)
         try:
             return self._rx.search(buf, pos, timeout=left)
         except TimeoutError:
-            raise InspectionLimit from None
+            raise RegexTimeout from None
 
     def __eq__(self, other):
         return type(other) is Regex and (self.pattern, self.flags) == (other.pattern, other.flags)

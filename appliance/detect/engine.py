@@ -28,8 +28,9 @@ Header fields are matched against each packet's own direction (Suricata's
 """
 from . import file_data
 from . import index as ix
-from .bounded_regex import InspectionLimit
-from .inspect_buffer import PACKET_STEPS, BUFFERS, RESPONSE_BUFFERS, AppProgram, Program, buffer_values, tx_proto
+from .bounded_regex import REGEX_TIME, InspectionLimit
+from .inspect_buffer import PACKET_STEPS, BUFFERS, RESPONSE_BUFFERS, AppProgram, Program, buffer_values, tx_proto, \
+    packet_search
 from .keywords import APP_FIELDS, RULE_FIELD, app_fields, app_program, per_packet
 from .rule import PROTOS, Content
 from .flowstate import FlowState, unknown as unknown_state
@@ -73,9 +74,9 @@ class Detector:
         self.unnamed = {f: 0 for f in APP_FIELDS}   # ... of them, those with no name key on the field
         self.proto_only = {f: 0 for f in APP_FIELDS}  # app_proto rules that ask nothing more of f
         self.sized = 0                        # rules with dsize/ttl/ip_proto
-        # inspections that reached their bound (read against the attacker), steps left for
-        # this packet's programs (reset per packet by start_packet)
-        self.limits = [0, PACKET_STEPS]
+        # inspections that reached their bound (read against the attacker), steps and regex
+        # seconds left for this packet's programs (reset per packet by start_packet)
+        self.limits = [0, PACKET_STEPS, REGEX_TIME]
         literals = []
         # payload: stream (stream_payload.py): the rules, and per rule the bytes before a
         # packet's new ones it reads (its longest content - 1); the prefilter scans packets only
@@ -442,16 +443,18 @@ class Detector:
         return data[max(0, len(data) - new - self.stream_keep[i]):]
 
     def start_packet(self):
-        """A new packet: its programs get PACKET_STEPS steps together. Returns the count
-        of bounds reached so far (the caller compares it after the packet)."""
+        """A new packet: its programs get PACKET_STEPS steps and REGEX_TIME seconds of
+        regex search together. Returns the count of bounds reached so far (the caller
+        compares it after the packet)."""
         self.limits[1] = PACKET_STEPS
+        self.limits[2] = REGEX_TIME
         return self.limits[0]
 
     def _regex_match(self, r, payload):
-        """The rule's `regex` key on the payload; at its time bound unknown, read against
-        the attacker (a pass rule does not match, any other does) and counted."""
+        """The rule's `regex` key on the payload; past the packet's regex time unknown, read
+        against the attacker (a pass rule does not match, any other does) and counted."""
         try:
-            return r.regex.search(payload) is not None
+            return packet_search(r.regex, payload, self.limits) is not None
         except InspectionLimit:
             self.limits[0] += 1
             return r.action != "pass"

@@ -60,7 +60,7 @@ def _fits(det, i, txs, block, policy_drop):
             if block:
                 return True        # any body: the client may get bytes no rule saw
             continue
-        if prog.fits_tx("http", tx, any if block else all, {}):
+        if prog.fits_tx("http", tx, any if block else all, {}, det.limits):   # the packet's bounds
             return True
     return False
 

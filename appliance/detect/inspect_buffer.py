@@ -14,16 +14,17 @@ http.uri) hold together in Suricata's sense:
   only helps when a later step depends on the position, so a step whose follower
   is not relative is tried at its first occurrence only.
 - The work is bounded: RECURSION_LIMIT steps tried on one buffer (Suricata's default
-  inspection recursion limit) and REGEX_TIME for the program's regex searches
-  (bounded_regex.py). Suricata answers "no match" at its limit, which lets an attacker
-  who repeats a rule's first content hide the rest; here the answer is unknown: the
-  caller counts it (an anomaly) and it is read against the attacker -- a drop, reject
-  or alert rule's program holds, a pass rule's does not.
+  inspection recursion limit), PACKET_STEPS for all of one packet's programs, and
+  REGEX_TIME for the regex searches of all of one packet's programs (bounded_regex.py;
+  one search may overrun it). Suricata answers "no match" at its limit, which lets an
+  attacker who repeats a rule's first content hide the rest; here the answer is
+  unknown: the caller counts it (an anomaly) and it is read against the attacker -- a
+  drop, reject or alert rule's program holds, a pass rule's does not.
 """
 import re
 import time
 
-from .bounded_regex import REGEX_TIME, InspectionLimit
+from .bounded_regex import REGEX_TIME, InspectionLimit, RegexTimeout
 from .rule import Content, IsDataAt, Pcre
 
 RECURSION_LIMIT = 3000
@@ -62,19 +63,43 @@ class Program:
     def matches(self, buf, block=False, limits=None) -> bool:
         """The steps hold on buf. At a bound the answer is unknown: `block` (True for
         drop/reject/alert rules, against the attacker). `limits`: [bounds reached, steps
-        left for this packet's programs] (Detector.limits), so that one packet cannot
-        cost RECURSION_LIMIT steps for every rule."""
+        left for this packet's programs, seconds left for their regex searches]
+        (Detector.limits), so that one packet cannot cost RECURSION_LIMIT steps and
+        REGEX_TIME for every rule."""
         steps = RECURSION_LIMIT if limits is None else max(0, min(RECURSION_LIMIT, limits[1]))
-        budget = [steps, time.monotonic() + REGEX_TIME if self.timed else None]
+        start = deadline = None
+        if self.timed:
+            start = time.monotonic()
+            deadline = start + (REGEX_TIME if limits is None else limits[2])
+        budget = [steps, deadline]
         try:
             return _step(self.steps, self.anchors, 0, bytes(buf), 0, [None, {}], budget)
-        except InspectionLimit:
+        except InspectionLimit as e:
             if limits is not None:
                 limits[0] += 1
+                if type(e) is RegexTimeout:
+                    limits[2] = 0              # spent, whatever time.monotonic() says
             return block
         finally:
             if limits is not None:
                 limits[1] -= steps - max(budget[0], 0)
+                if start is not None:
+                    # the time spent, not a wall-clock deadline: what is left stays this
+                    # packet's however long the worker takes between its programs
+                    limits[2] -= time.monotonic() - start
+
+
+def packet_search(regex, buf, limits):
+    """regex.search(buf) within the seconds left for this packet's regex searches
+    (limits[2], as Program.matches), which it spends; InspectionLimit past them."""
+    start = time.monotonic()
+    try:
+        return regex.search(buf, 0, start + limits[2])
+    except RegexTimeout:
+        limits[2] = 0
+        raise
+    finally:
+        limits[2] -= time.monotonic() - start
 
 
 def _step(steps, anchors, i, buf, prev, low, budget):

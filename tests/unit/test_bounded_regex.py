@@ -6,7 +6,7 @@ import re
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from appliance.detect.bounded_regex import InspectionLimit, Regex, re2_pattern
+from appliance.detect.bounded_regex import REGEX_TIME, InspectionLimit, Regex, re2_pattern
 from appliance.detect.inspect_buffer import PACKET_STEPS, Program
 from appliance.detect.keywords import parse_pcre
 from appliance.detect.rule import Content
@@ -64,12 +64,15 @@ def test_re2_finds_what_re_finds(pat, buf, pos):
 
 
 def test_a_backtracking_regex_reaches_its_bound_and_is_read_against_the_attacker():
-    prog, limits = Program([P("/^(a|a)*\\1$/")]), [0, PACKET_STEPS]
+    prog, limits = Program([P("/^(a|a)*\\1$/")]), [0, PACKET_STEPS, REGEX_TIME]
     hostile = b"a" * 40 + b"!"
     assert prog.matches(hostile, True, limits) is True        # drop/reject/alert: it holds
-    assert prog.matches(hostile, False, limits) is False      # pass: it does not
+    assert limits[0] == 1 and limits[2] <= 0                  # the packet's regex time is spent
+    assert prog.matches(b"aa", False, limits) is False        # so a later program's answer is unknown
     assert limits[0] == 2
-    assert prog.matches(b"aa", True, limits) is True and limits[0] == 2   # within the bound: the answer
+    limits = [0, PACKET_STEPS, REGEX_TIME]                    # the next packet
+    assert prog.matches(hostile, False, limits) is False      # pass: it does not hold
+    assert prog.matches(b"aa", False, [0, PACKET_STEPS, REGEX_TIME]) is True   # within the bound: the answer
     with pytest.raises(InspectionLimit):
         P("/^(a|a)*\\1$/").regex.search(hostile)
 
@@ -78,7 +81,7 @@ def test_repeating_the_first_content_does_not_hide_the_rest():
     """Suricata's recursion limit answers "no match": "ab" x 1500 in front of "abc" would
     hide it from a drop rule. Here the limit is an unknown, read against the attacker."""
     prog = Program([Content(b"a"), Content(b"b", distance=0, within=1), Content(b"c", distance=0, within=1)])
-    limits = [0, PACKET_STEPS]
+    limits = [0, PACKET_STEPS, REGEX_TIME]
     hostile = b"ab" * 1500 + b"abc"
     assert prog.matches(hostile, True, limits) is True and limits[0] == 1
     assert prog.matches(hostile, False, limits) is False and limits[0] == 2
