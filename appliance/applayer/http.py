@@ -47,6 +47,9 @@ _SPACE = b"[" + re.escape(_WS) + b"]"
 _METHOD_SP = re.compile(_SPACE + b"*" + _TOKEN + _SPACE)
 _METHOD_PREFIX = re.compile(_SPACE + b"*" + _TOKEN + rb"\Z")
 _METHOD = re.compile(_TOKEN + rb"\Z")
+# An absolute-form target's scheme and its ':' (RFC 3986 3.1): nginx and Go take any such
+# scheme, not only http/https, and route the request by the authority after "//".
+SCHEME = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*:")
 _BLOCK_END = re.compile(rb"\r?\n\r?\n")
 _BLANK_LINES = re.compile(rb"(?:[ \t\x0b\x0c\r]*\n)+")   # lines str.split() finds no word in
 _DIGITS = re.compile(rb"[0-9]{1,18}\Z")
@@ -116,11 +119,12 @@ def _before_colon(raw: bytes) -> str | None:
 
 
 def _authority(uri: bytes) -> bytes | None:
-    """The authority of an absolute-form URI ("http://user@a.example:80/x"), else None."""
-    scheme_end = uri.find(b"://")
-    if scheme_end <= 0 or not uri[:scheme_end].isalpha():
+    """The authority of an absolute-form URI ("http://user@a.example:80/x"), else None.
+    Any scheme counts: nginx and Go route "a+b://evil.example/" by its authority."""
+    m = SCHEME.match(uri)
+    if m is None or not uri.startswith(b"//", m.end()):
         return None
-    rest = uri[scheme_end + 3:]
+    rest = uri[m.end() + 2:]
     for stop in (b"/", b"?", b"#"):
         i = rest.find(stop)
         if i >= 0:

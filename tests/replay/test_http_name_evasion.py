@@ -1,0 +1,102 @@
+"""Red-team review (names): HTTP requests a server routes by a name the rules did not see.
+The name the rules see must be the one the server acts on; where the appliance cannot know
+it, it says so (an anomaly) and reads it against the attacker. Each evasion test failed
+before its fix (checked against nginx 1.22: it serves the vhost named here)."""
+import pytest
+
+from replaykit import Capture, TcpConn
+from appliance.decode import decode_frame
+from appliance.detect.loader import load_rules
+from appliance.inspector import Inspector, Settings
+
+C, S = "10.0.0.1", "10.0.0.80"
+BLOCK = "rules:\n  - {id: 1, action: drop, proto: tcp, http_host: evil.example}\n"
+ALLOW = """
+default_action: drop
+rules:
+  - {id: 1, action: pass, proto: tcp, http_host: good.example}
+"""
+ADMIN = """
+rules:
+  - {id: 1, action: drop, proto: tcp, content: [{value: "/admin", startswith: true, buffer: http.uri}]}
+"""
+
+
+@pytest.fixture
+def feed(tmp_path):
+    """feed(capture, rules text) -> each packet's verdict, and the anomaly names the flow got."""
+    def go(cap, rules):
+        path = tmp_path / "rules.yaml"
+        path.write_text(rules)
+        return _feed(cap, str(path))
+    return go
+
+
+def _feed(cap, rules):
+    insp = Inspector(load_rules(rules), Settings())
+    verdicts, found = [], []
+    for ts, buf in cap.frames:
+        verdicts.append(insp.process(decode_frame(buf, cap.linktype, ts)))
+        found.extend(name for name, _ in insp._found)
+    assert insp.counters.internal_errors == 0
+    return verdicts, found
+
+
+def client(*segments, answers=()):
+    """A connection to port 80: the client's segments, then the server's answers."""
+    cap = Capture()
+    c = TcpConn(cap, C, 40000, S, 80)
+    c.handshake()
+    n = None
+    for seg in segments:
+        n = c.send(seg)
+    for a in answers:
+        c.recv(a)
+    return cap, n
+
+
+def passed_early(verdicts):
+    """A pass was offloaded (the kernel passes the rest unseen)."""
+    return any(v.action == "pass" and v.offload for v in verdicts)
+
+
+def request(target, host=b"good.example"):
+    return b"GET " + target + b" HTTP/1.1\r\nHost: " + host + b"\r\n\r\n"
+
+
+# --- 1. an absolute-form target with any RFC 3986 scheme --------------------------------
+
+@pytest.mark.parametrize("scheme", [b"a+b", b"h2", b"x-y.z", b"HTTP"])
+@pytest.mark.parametrize("rules", [BLOCK, ALLOW], ids=["blocklist", "allow-list"])
+def test_an_absolute_form_target_with_any_scheme_names_the_host(scheme, rules, feed):
+    """nginx and Go take any scheme ([A-Za-z][A-Za-z0-9+.-]*) and route the request by its
+    authority: "a+b://evil.example/" with Host: good.example got the evil vhost, where the
+    appliance read only letter-only schemes and saw good.example."""
+    cap, n = client(request(scheme + b"://evil.example/"))
+    v, _ = feed(cap, rules)
+    assert v[n - 1].action == "drop"
+    assert not passed_early(v)
+
+
+@pytest.mark.parametrize("target", [b"a+b://good.example/", b"http://good.example/x", b"/x"])
+def test_a_request_naming_the_allowed_host_passes(target, feed):
+    cap, n = client(request(target))
+    v, _ = feed(cap, ALLOW)
+    assert v[n - 1].action == "pass"
+
+
+@pytest.mark.parametrize("target", [b"ftp://good.example/admin", b"a+b://good.example/admin", b"http:/admin",
+                                    b"HTTP://good.example/x/../admin"])
+def test_http_uri_is_the_path_whatever_the_scheme(target, feed):
+    """http.uri drops the scheme and authority of any scheme (nginx serves /admin for
+    "ftp://good.example/admin"), and "http:/admin" is the path /admin (Go reads it so)."""
+    cap, n = client(request(target))
+    v, _ = feed(cap, ADMIN)
+    assert v[n - 1].action == "drop"
+
+
+@pytest.mark.parametrize("target", [b"ftp://good.example/public", b"http:/public", b"/public/admin"])
+def test_other_paths_pass_the_uri_rule(target, feed):
+    cap, n = client(request(target))
+    v, _ = feed(cap, ADMIN)
+    assert v[n - 1].action == "pass"
