@@ -93,6 +93,17 @@ def looks_like(data: bytes) -> bool:
     return data[:eol].rstrip(b"\r").translate(_TO_SP).rsplit(None, 1)[-1].startswith(b"HTTP/")
 
 
+def request_line_open(data: bytes) -> bool:
+    """The bytes begin a request line that has not ended in them: a method token, maybe a
+    space and its target. Go reads a method of any token and length (and nginx any target
+    length): such a line may be a request that looks_like cannot tell yet, so detection
+    hands it to the RequestReader, which reads it at its end or calls it a cap hit."""
+    data = data.lstrip(b"\r\n")
+    if b"\n" in data:
+        return False                           # ended: looks_like has read it
+    return _METHOD_SP.match(data) is not None or _METHOD_PREFIX.match(data) is not None
+
+
 def normalize_host(raw: bytes) -> str | None:
     """Host header value -> lowercase name without port; "[::1]:80" -> "::1"."""
     host = raw.strip(b" \t").lower()

@@ -100,3 +100,50 @@ def test_other_paths_pass_the_uri_rule(target, feed):
     cap, n = client(request(target))
     v, _ = feed(cap, ADMIN)
     assert v[n - 1].action == "pass"
+
+
+# --- 2. a request line that has not ended when detection would give up -------------------
+
+REST = b" HTTP/1.1\r\nHost: evil.example\r\n\r\n"
+
+
+@pytest.mark.parametrize("segments", [
+    [b"QUERY /" + b"a" * 70, REST],                    # the line ends in a later segment
+    [b"X" * 100, b" /" + REST],                        # so does a method token longer than 64 bytes
+    [b"FOO /" + b"a" * 5000 + REST],                   # one segment, its line end past what detect() reads
+], ids=["split-line", "long-method", "line-past-detection"])
+def test_a_request_line_still_open_is_read_to_its_end(segments, feed):
+    """A method outside the known list needs its line end (the "HTTP/" word) to be told
+    from an FTP or SMTP command; detection gave up on a flow after 64 bytes without one
+    (or read only 4,096): the flow named nothing, passed and was offloaded, while nginx
+    served the evil vhost for QUERY and FOO."""
+    cap, n = client(*segments)
+    v, _ = feed(cap, BLOCK)
+    assert v[n - 1].action == "drop"
+    assert v[n - 1].flow.verdict_rule.id == 1
+    assert not passed_early(v)
+
+
+def test_a_request_line_longer_than_the_window_is_unknown(feed):
+    """Past the stream window (8 KiB) the line cannot be read: the name is unknown and read
+    against the attacker (a blocklist drops, with an anomaly), never a silent pass."""
+    cap, n = client(b"FOO /" + b"a" * 3000, b"a" * 3000, b"a" * 3000, REST)
+    v, found = feed(cap, BLOCK)
+    assert v[n - 1].action == "drop"
+    assert "exception.cap" in found
+    assert not passed_early(v)
+
+
+def test_an_open_request_line_to_the_allowed_host_passes(feed):
+    cap, n = client(b"QUERY /" + b"a" * 70, REST.replace(b"evil", b"good"))
+    v, _ = feed(cap, ALLOW)
+    assert v[n - 1].action == "pass"
+
+
+def test_an_ended_line_that_is_no_request_still_names_nothing(feed):
+    """A command of another protocol ("HELO x", 80 bytes, its line ended) is still no HTTP:
+    the flow names nothing and a blocklist passes it."""
+    cap, n = client(b"HELO " + b"x" * 80 + b"\r\n")
+    v, _ = feed(cap, BLOCK)
+    assert v[n - 1].action == "pass"
+    assert v[n - 1].flow.app.proto == "failed"
