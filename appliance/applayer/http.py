@@ -153,7 +153,7 @@ _REQUEST_LINE = ("line",)
 class _Request:
     """The request whose header block is being read."""
     __slots__ = ("method", "uri", "protocol", "hosts", "agent", "agents", "framing", "last", "bytes", "odd", "conn",
-                 "plain")
+                 "plain", "early")
 
     def __init__(self, method, uri, protocol):
         self.method, self.uri, self.protocol = method, uri, protocol
@@ -166,6 +166,7 @@ class _Request:
         self.odd = False           # a framing header a server could read two ways
         self.conn = []             # Connection header values as sent (a folded one adds b"")
         self.plain = True          # every header line is a plain "name: value" one
+        self.early = False         # judged at its line end already (HTTP/0.9)
 
 
 class RequestReader:
@@ -338,6 +339,8 @@ class RequestReader:
             self.req = _Request(method, uri, protocol)
             self.req.bytes = size
             self.phase = "headers"
+            if not protocol and method == b"GET" and not self.nested:
+                return self._http09(done)
             return None
         if phase == "headers":
             req = self.req
@@ -349,7 +352,9 @@ class RequestReader:
                 if len(req.hosts) + len(req.framing) + len(req.agents) > MAX_READINGS:
                     return CAP
                 return None
-            done.append(self._finish(req))
+            tx = self._finish(req)
+            if not req.early or req.hosts:
+                done.append(tx)                # (an HTTP/0.9 request: Python's reading adds Host lines)
             self.req = None
             status = self._body(req)
             if self.bodies is not None and status is None and self.phase in ("body", "chunk_size"):
@@ -372,6 +377,19 @@ class RequestReader:
                 self.phase = "line"
                 self._body_end()
             return None
+        return None
+
+    def _http09(self, done):
+        """A GET line without a version is an HTTP/0.9 request: nginx and Apache act on it at
+        its line end, with no header block (the absolute-form authority names the host;
+        without one they serve their default server, a name the appliance cannot know),
+        while Python's http.server reads a header block first. Judge it now; the block, if
+        one comes, is read on as before and its Host lines are another reading."""
+        req = self.req
+        if not _authority(req.uri):
+            return "http09"
+        done.append(self._finish(req))
+        req.early = True
         return None
 
     # -- file_data on requests: the body as the server reads it, as sent (servers rarely

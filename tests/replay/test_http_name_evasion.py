@@ -147,3 +147,64 @@ def test_an_ended_line_that_is_no_request_still_names_nothing(feed):
     v, _ = feed(cap, BLOCK)
     assert v[n - 1].action == "pass"
     assert v[n - 1].flow.app.proto == "failed"
+
+
+# --- 3. an HTTP/0.9 request (no version, no header block) --------------------------------
+
+FIRST = b"GET / HTTP/1.1\r\nHost: good.example\r\n\r\n"
+ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nvhost=good\n"
+
+
+def keep_alive(second, answer=b"vhost=EVIL\n"):
+    """An allowed request and its response, then `second`, then the server's answer."""
+    cap = Capture()
+    c = TcpConn(cap, C, 40000, S, 80)
+    c.handshake()
+    c.send(FIRST)
+    c.recv(ANSWER)
+    n = c.send(second)
+    c.recv(answer)
+    return cap, n
+
+
+@pytest.mark.parametrize("rules", [BLOCK, ALLOW], ids=["blocklist", "allow-list"])
+def test_an_http09_request_on_a_keep_alive_connection_is_judged_at_its_line_end(rules, feed):
+    """nginx answers "GET http://evil.example/\\r\\n" at once as HTTP/0.9, the second request
+    of a keep-alive connection too; the reader waited for a header block that never came,
+    and the server-first guard covers only a connection's first request: it passed."""
+    cap, n = keep_alive(b"GET http://evil.example/\r\n")
+    v, _ = feed(cap, rules)
+    assert v[n - 1].action == "drop"
+    assert not passed_early(v)
+
+
+def test_an_http09_request_first_on_its_connection_is_judged_by_its_name(feed):
+    cap, n = client(b"GET http://evil.example/\r\n", answers=[b"vhost=EVIL\n"])
+    v, _ = feed(cap, BLOCK)
+    assert v[n - 1].action == "drop"
+    assert v[n - 1].flow.verdict_rule.id == 1
+
+
+@pytest.mark.parametrize("rules", [BLOCK, ALLOW], ids=["blocklist", "allow-list"])
+def test_an_http09_request_without_an_authority_is_unknown(rules, feed):
+    """No authority: the server serves its default vhost, a name the appliance cannot know."""
+    cap, n = keep_alive(b"GET /\r\n")
+    v, found = feed(cap, rules)
+    assert v[n - 1].action == "drop"
+    assert "exception.http09" in found
+
+
+def test_an_http09_request_to_the_allowed_host_passes(feed):
+    cap, n = keep_alive(b"GET http://good.example/\r\n", answer=b"vhost=good\n")
+    v, found = feed(cap, ALLOW)
+    assert v[n - 1].action == "pass" and v[-1].action == "pass"
+    assert not [f for f in found if f.startswith("exception.")]
+
+
+@pytest.mark.parametrize("rules", [BLOCK, ALLOW], ids=["blocklist", "allow-list"])
+def test_the_host_lines_python_reads_after_an_http09_line_count_too(rules, feed):
+    """Python's http.server reads a header block after an HTTP/0.9 line: its Host lines are
+    readings as well (the allow-list's pass needs every one)."""
+    cap, n = keep_alive(b"GET http://good.example/\r\nHost: evil.example\r\n\r\n", answer=b"")
+    v, _ = feed(cap, rules)
+    assert v[n - 1].action == "drop"
