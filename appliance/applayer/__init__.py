@@ -32,6 +32,7 @@ CAP = _Sentinel("CAP")     # a limit (the protocol's, or a resource bound) is hi
 DNS_PORTS = (53, 5353, 5355)
 TLS_PORTS = (443, 853, 993, 995, 465, 636, 8443)
 HTTP_PORTS = (80, 8080, 8000, 8008, 3128)
+DETECT_BYTES = 4096        # the first bytes of a flow detect() looks at
 
 
 def _port_pick(candidates, sport, dport):
@@ -48,7 +49,7 @@ def detect(data: bytes, proto: int, sport: int, dport: int) -> str | None:
     protocols that all fit.
     """
     try:
-        data = bytes(data[:4096])
+        data = bytes(data[:DETECT_BYTES])
         candidates = []
         if proto == UDP:
             if dns.plausible(data):

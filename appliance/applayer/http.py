@@ -47,6 +47,9 @@ _SPACE = b"[" + re.escape(_WS) + b"]"
 _METHOD_SP = re.compile(_SPACE + b"*" + _TOKEN + _SPACE)
 _METHOD_PREFIX = re.compile(_SPACE + b"*" + _TOKEN + rb"\Z")
 _METHOD = re.compile(_TOKEN + rb"\Z")
+# An absolute-form target's scheme and its ':' (RFC 3986 3.1): nginx and Go take any such
+# scheme, not only http/https, and route the request by the authority after "//".
+SCHEME = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*:")
 _BLOCK_END = re.compile(rb"\r?\n\r?\n")
 _BLANK_LINES = re.compile(rb"(?:[ \t\x0b\x0c\r]*\n)+")   # lines str.split() finds no word in
 _DIGITS = re.compile(rb"[0-9]{1,18}\Z")
@@ -90,6 +93,17 @@ def looks_like(data: bytes) -> bool:
     return data[:eol].rstrip(b"\r").translate(_TO_SP).rsplit(None, 1)[-1].startswith(b"HTTP/")
 
 
+def request_line_open(data: bytes) -> bool:
+    """The bytes begin a request line that has not ended in them: a method token, maybe a
+    space and its target. Go reads a method of any token and length (and nginx any target
+    length): such a line may be a request that looks_like cannot tell yet, so detection
+    hands it to the RequestReader, which reads it at its end or calls it a cap hit."""
+    data = data.lstrip(b"\r\n")
+    if b"\n" in data:
+        return False                           # ended: looks_like has read it
+    return _METHOD_SP.match(data) is not None or _METHOD_PREFIX.match(data) is not None
+
+
 def normalize_host(raw: bytes) -> str | None:
     """Host header value -> lowercase name without port; "[::1]:80" -> "::1"."""
     host = raw.strip(b" \t").lower()
@@ -116,11 +130,12 @@ def _before_colon(raw: bytes) -> str | None:
 
 
 def _authority(uri: bytes) -> bytes | None:
-    """The authority of an absolute-form URI ("http://user@a.example:80/x"), else None."""
-    scheme_end = uri.find(b"://")
-    if scheme_end <= 0 or not uri[:scheme_end].isalpha():
+    """The authority of an absolute-form URI ("http://user@a.example:80/x"), else None.
+    Any scheme counts: nginx and Go route "a+b://evil.example/" by its authority."""
+    m = SCHEME.match(uri)
+    if m is None or not uri.startswith(b"//", m.end()):
         return None
-    rest = uri[scheme_end + 3:]
+    rest = uri[m.end() + 2:]
     for stop in (b"/", b"?", b"#"):
         i = rest.find(stop)
         if i >= 0:
@@ -138,7 +153,7 @@ _REQUEST_LINE = ("line",)
 class _Request:
     """The request whose header block is being read."""
     __slots__ = ("method", "uri", "protocol", "hosts", "agent", "agents", "framing", "last", "bytes", "odd", "conn",
-                 "plain")
+                 "plain", "early")
 
     def __init__(self, method, uri, protocol):
         self.method, self.uri, self.protocol = method, uri, protocol
@@ -151,6 +166,7 @@ class _Request:
         self.odd = False           # a framing header a server could read two ways
         self.conn = []             # Connection header values as sent (a folded one adds b"")
         self.plain = True          # every header line is a plain "name: value" one
+        self.early = False         # judged at its line end already (HTTP/0.9)
 
 
 class RequestReader:
@@ -323,6 +339,8 @@ class RequestReader:
             self.req = _Request(method, uri, protocol)
             self.req.bytes = size
             self.phase = "headers"
+            if not protocol and method == b"GET" and not self.nested:
+                return self._http09(done)
             return None
         if phase == "headers":
             req = self.req
@@ -334,7 +352,9 @@ class RequestReader:
                 if len(req.hosts) + len(req.framing) + len(req.agents) > MAX_READINGS:
                     return CAP
                 return None
-            done.append(self._finish(req))
+            tx = self._finish(req)
+            if not req.early or req.hosts:
+                done.append(tx)                # (an HTTP/0.9 request: Python's reading adds Host lines)
             self.req = None
             status = self._body(req)
             if self.bodies is not None and status is None and self.phase in ("body", "chunk_size"):
@@ -357,6 +377,19 @@ class RequestReader:
                 self.phase = "line"
                 self._body_end()
             return None
+        return None
+
+    def _http09(self, done):
+        """A GET line without a version is an HTTP/0.9 request: nginx and Apache act on it at
+        its line end, with no header block (the absolute-form authority names the host;
+        without one they serve their default server, a name the appliance cannot know),
+        while Python's http.server reads a header block first. Judge it now; the block, if
+        one comes, is read on as before and its Host lines are another reading."""
+        req = self.req
+        if not _authority(req.uri):
+            return "http09"
+        done.append(self._finish(req))
+        req.early = True
         return None
 
     # -- file_data on requests: the body as the server reads it, as sent (servers rarely

@@ -6,7 +6,7 @@ transactions and answers with the app fields that got a new transaction on this
 packet, plus anomaly names. Detection reads `flow.app.names`; events read the
 transaction of the names a rule matched.
 """
-from . import CAP, DNS_PORTS, MORE, NOT, detect, dns, http, tls
+from . import CAP, DETECT_BYTES, DNS_PORTS, MORE, NOT, detect, dns, http, tls
 from ..detect.keywords import APP_FIELDS as FIELDS   # the app fields rules can name; each is a protocol
 
 _BLANKS = b"\r\n" + http._WS     # what Python's http.server strips before a request line
@@ -122,9 +122,15 @@ def on_stream(flow, stream, found, earlier=(), bodies=None):
             return (), None
         guess = detect(data, flow.proto, flow.sport, flow.dport)
         if guess is None:
-            if stream.complete or len(data) >= _DETECT_GIVE_UP:
+            if not stream.complete and len(data) < _DETECT_GIVE_UP:
+                return (), None
+            if not http.request_line_open(data[:DETECT_BYTES]):
                 flow.app = FAILED
-            return (), None
+                return (), None
+            # a request line still open (a long target or method token, its end in a later
+            # segment or past what detect() reads): the HTTP reader reads it to its end, and
+            # a line longer than the window is a cap hit (names unknown), not a nameless flow
+            guess = "http"
         app = flow.app = AppState(guess)
     ap = app.proto
     before = (app.names[ap], app.tx) if ap in earlier else None

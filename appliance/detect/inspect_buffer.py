@@ -199,6 +199,7 @@ def unescape(text):
 
 
 _PCT = re.compile(rb"%([0-9A-Fa-f]{2})")
+SCHEME = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*:")   # as applayer/http.py's: RFC 3986 3.1
 
 
 def normalize_uri(raw: bytes) -> bytes:
@@ -216,13 +217,20 @@ def normalize_uri(raw: bytes) -> bytes:
 
 
 def _origin_form(raw):
-    """An absolute-form target (http://host/path) without its scheme://authority."""
-    if raw[:8].lower().startswith((b"http://", b"https://")):
-        rest = raw[raw.find(b"//") + 2:]
+    """An absolute-form target without its scheme and authority: the path servers act on.
+    Any scheme (nginx and Go route "ftp://host/admin" to /admin), and a scheme without an
+    authority ("http:/admin" is /admin to Go)."""
+    m = SCHEME.match(raw)
+    if m is None:
+        return raw
+    rest = raw[m.end():]
+    if rest.startswith(b"//"):
+        rest = rest[2:]
         cut = min((p for p in (rest.find(b"/"), rest.find(b"?")) if p >= 0), default=len(rest))
-        raw = rest[cut:]
-        raw = raw if raw.startswith(b"/") else b"/" + raw      # an empty path is "/"
-    return raw
+        rest = rest[cut:]
+    elif not rest.startswith(b"/"):
+        return raw                                             # "a:b": no path to read
+    return rest if rest.startswith(b"/") else b"/" + rest     # an empty path is "/"
 
 
 _ESC = re.compile(rb"%(?:[uU]([0-9A-Fa-f]{4})|([0-9A-Fa-f]{2}))")
