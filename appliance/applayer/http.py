@@ -46,6 +46,10 @@ _TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _SPACE = b"[" + re.escape(_WS) + b"]"
 _METHOD_SP = re.compile(_SPACE + b"*" + _TOKEN + _SPACE)
 _METHOD_PREFIX = re.compile(_SPACE + b"*" + _TOKEN + rb"\Z")
+# a control byte no request line holds (those in _WS are whitespace to the servers we follow)
+_CTL = re.compile(rb"[\x00-\x08\x0a\x0d-\x1b\x7f]")
+# what an open request line's target may start with: a path, "*", or a scheme / host and ":"
+_TARGET_START = re.compile(rb"[/*]|[A-Za-z][A-Za-z0-9+.-]*(?::|\Z)")
 _METHOD = re.compile(_TOKEN + rb"\Z")
 # An absolute-form target's scheme and its ':' (RFC 3986 3.1): nginx and Go take any such
 # scheme, not only http/https, and route the request by the authority after "//".
@@ -101,7 +105,13 @@ def request_line_open(data: bytes) -> bool:
     data = data.lstrip(b"\r\n")
     if b"\n" in data:
         return False                           # ended: looks_like has read it
-    return _METHOD_SP.match(data) is not None or _METHOD_PREFIX.match(data) is not None
+    m = _METHOD_SP.match(data)
+    if m is None:
+        return _METHOD_PREFIX.match(data) is not None   # a method still arriving
+    # a plausible target, so that a chat line ("hello world, ...") or a git:// request
+    # ("0060git-upload-pack /repo\0host=...") stays not-HTTP (review s8: they were dropped)
+    target = data[m.end():].lstrip(_WS)
+    return not _CTL.search(target) and (not target or _TARGET_START.match(target) is not None)
 
 
 def normalize_host(raw: bytes) -> str | None:
@@ -358,7 +368,7 @@ class RequestReader:
             self.req = None
             status = self._body(req)
             if self.bodies is not None and status is None and self.phase in ("body", "chunk_size"):
-                self._body_start(done[-1])
+                self._body_start(tx)
             return status
         if phase == "chunk_size":
             m = _CHUNK_SIZE.match(line)

@@ -19,8 +19,8 @@ import time
 import re2
 import regex as bounded
 
-# Seconds the regex searches of all rules on one packet may take together (Detector.limits;
-# RE2 searches are linear, only backtracking ones get near it; the regex package checks
+# Seconds the backtracking searches of all rules on one packet may take together
+# (Detector.limits; RE2 searches are linear and do not spend it; the regex package checks
 # its timeout every so often, in CPU time, so a search may overrun it by a few times).
 REGEX_TIME = 0.05
 
@@ -73,14 +73,14 @@ class Regex:
     def search(self, buf, pos=0, deadline=None):
         """The first match at or after pos; InspectionLimit when the time is up
         (deadline: time.monotonic() value shared by one rule's searches on one buffer)."""
+        if self.linear:                        # RE2: linear in the buffer, no time bound needed
+            return self._rx.search(buf, pos)
         now = time.monotonic()
         if deadline is None:
             deadline = now + REGEX_TIME
         left = deadline - now
         if left <= 0:
             raise RegexTimeout
-        if self.linear:
-            return self._rx.search(buf, pos)
         try:
             return self._rx.search(buf, pos, timeout=left)
         except TimeoutError:

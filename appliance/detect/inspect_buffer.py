@@ -43,7 +43,7 @@ _UNESCAPE = re.compile(rb"\\x([0-9a-f]{2})")
 class Program:
     """One buffer's steps, with for each step whether a later step depends on where it
     matched (only those are retried at their next occurrence)."""
-    __slots__ = ("steps", "anchors", "timed")
+    __slots__ = ("steps", "anchors")
 
     def __init__(self, steps):
         self.steps = tuple(steps)
@@ -58,7 +58,6 @@ class Program:
                     break                      # a positive content/pcre: later steps hang on it
             anchors.append(dep)
         self.anchors = tuple(anchors)
-        self.timed = any(type(s) is Pcre for s in self.steps)
 
     def matches(self, buf, block=False, limits=None) -> bool:
         """The steps hold on buf. At a bound the answer is unknown: `block` (True for
@@ -67,39 +66,46 @@ class Program:
         (Detector.limits), so that one packet cannot cost RECURSION_LIMIT steps and
         REGEX_TIME for every rule."""
         steps = RECURSION_LIMIT if limits is None else max(0, min(RECURSION_LIMIT, limits[1]))
-        start = deadline = None
-        if self.timed:
-            start = time.monotonic()
-            deadline = start + (REGEX_TIME if limits is None else limits[2])
-        budget = [steps, deadline]
+        # [steps left, seconds left for backtracking searches]: _search spends the second
+        budget = [steps, REGEX_TIME if limits is None else limits[2]]
         try:
             return _step(self.steps, self.anchors, 0, bytes(buf), 0, [None, {}], budget)
         except InspectionLimit as e:
             if limits is not None:
                 limits[0] += 1
                 if type(e) is RegexTimeout:
-                    limits[2] = 0              # spent, whatever time.monotonic() says
+                    budget[1] = 0              # spent, whatever time.monotonic() says
             return block
         finally:
             if limits is not None:
                 limits[1] -= steps - max(budget[0], 0)
-                if start is not None:
-                    # the time spent, not a wall-clock deadline: what is left stays this
-                    # packet's however long the worker takes between its programs
-                    limits[2] -= time.monotonic() - start
+                limits[2] = budget[1]
 
 
 def packet_search(regex, buf, limits):
     """regex.search(buf) within the seconds left for this packet's regex searches
     (limits[2], as Program.matches), which it spends; InspectionLimit past them."""
-    start = time.monotonic()
+    budget = [0, limits[2]]
     try:
-        return regex.search(buf, 0, start + limits[2])
+        return _search(regex, buf, 0, budget)
     except RegexTimeout:
-        limits[2] = 0
+        budget[1] = 0
         raise
     finally:
-        limits[2] -= time.monotonic() - start
+        limits[2] = budget[1]
+
+
+def _search(regex, buf, pos, budget):
+    """regex.search(buf, pos), a backtracking one within budget[1], the seconds left for
+    the packet's backtracking searches, which it spends: only the time inside them counts
+    (an RE2 search is linear, as a content search is, and is bounded by the step budget)."""
+    if regex.linear:
+        return regex.search(buf, pos)
+    start = time.monotonic()
+    try:
+        return regex.search(buf, pos, start + budget[1])
+    finally:
+        budget[1] -= time.monotonic() - start
 
 
 def _step(steps, anchors, i, buf, prev, low, budget):
@@ -163,7 +169,7 @@ def _step(steps, anchors, i, buf, prev, low, budget):
         if t is Pcre:
             base = prev if s.relative else 0
             # Suricata hands a relative pcre the buffer from the previous match on: ^ anchors there
-            m = s.regex.search(buf[base:] if base else buf, 0, budget[1])
+            m = _search(s.regex, buf[base:] if base else buf, 0, budget)
             if s.negated:
                 if m is not None:
                     return False
@@ -178,7 +184,7 @@ def _step(steps, anchors, i, buf, prev, low, budget):
             while m is not None:
                 if _step(steps, anchors, i + 1, buf, base + m.end(), low, budget):
                     return True
-                m = s.regex.search(buf, base + m.start() + 1, budget[1])
+                m = _search(s.regex, buf, base + m.start() + 1, budget)
                 base = 0
             return False
         # IsDataAt: Suricata's test, absolute "byte n exists", relative "n bytes past prev"

@@ -208,3 +208,44 @@ def test_the_host_lines_python_reads_after_an_http09_line_count_too(rules, feed)
     cap, n = keep_alive(b"GET http://good.example/\r\nHost: evil.example\r\n\r\n", answer=b"")
     v, _ = feed(cap, rules)
     assert v[n - 1].action == "drop"
+
+
+BODIES = """
+rules:
+  - {id: 1, action: drop, proto: tcp, http_host: evil.example}
+  - {id: 2, action: alert, proto: tcp, content: [{value: "zzz", buffer: file_data}]}
+"""
+
+
+def test_a_body_after_an_http09_lines_header_block_in_a_later_segment(feed):
+    """Review s8: a 0.9 line judged at its end, then (next segment) a header block with a
+    Content-Length and no Host: its body was started on a transaction not kept (IndexError,
+    internal_error) when a rule reads bodies. `_feed` asserts no internal error."""
+    verdicts, found = feed(client(b"GET http://good.example/\r\n", b"Content-Length: 5\r\n\r\nhello")[0], BODIES)
+    assert "exception.internal_error" not in found
+
+
+def other(port, first, answer):
+    """A non-HTTP connection to `port`: the client's first segment, the server's answer."""
+    cap = Capture()
+    c = TcpConn(cap, C, 40001, S, port)
+    c.handshake()
+    c.send(first)
+    c.recv(answer)
+    return cap
+
+
+@pytest.mark.parametrize("port, first", [
+    # git://: pkt-line "git-upload-pack /repo\0host=...\0" (a NUL after the target)
+    (9418, b"0060git-upload-pack /pub/scm/linux/kernel/git/torvalds/linux.git\0host=git.kernel.org\0\0version=2\0"),
+    # a chat line: a token and a space, then words no request target starts with
+    (9000, b"hello world, this is a chat message that is longer than sixty-four bytes and has no end"),
+])
+def test_a_protocol_that_is_not_http_is_not_held_as_an_open_request_line(port, first, feed):
+    """Review s8: any first segment of 64+ bytes starting with a token and a space went to
+    the HTTP reader; the server's answer then made the names unknown (server_first) and a
+    blocklist dropped git clones and chat. A request line's target starts with "/", "*" or
+    a scheme/host and ":"."""
+    verdicts, found = feed(other(port, first, b"0010version 2\n0000"), BLOCK)
+    assert all(v.action == "pass" for v in verdicts), found
+    assert "exception.server_first" not in found

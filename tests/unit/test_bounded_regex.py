@@ -93,8 +93,24 @@ def test_one_packet_shares_its_steps_among_all_rules():
     each further program is unknown (read against the attacker), not 3000 steps more."""
     prog = Program([Content(b"a"), Content(b"b", distance=0, within=1), Content(b"c", distance=0, within=1)])
     buf = b"ab" * 20 + b"abc"
-    limits = [0, 100]
+    limits = [0, 100, REGEX_TIME]
     assert prog.matches(buf, False, limits) is True and limits[0] == 0
     assert limits[1] < 100 - 40                       # the steps it took are spent
     assert prog.matches(buf, False, limits) is True   # the next rule gets what is left ...
     assert prog.matches(buf, False, limits) is False and limits[0] == 1   # ... until none is
+
+
+def test_linear_searches_do_not_spend_the_packets_regex_time():
+    """Only backtracking searches spend Detector.limits[2] (review s8: the whole run of any
+    program with a pcre was charged, so ~150 rules that do not match a 100 KB body turned a
+    later RE2 rule's answer into "unknown" and a drop rule dropped a plain download)."""
+    body = (b"function f(a){return a+1;} var x = 'hello world';\n" * 2000)[:100000]
+    prog = Program([Content(b"notthere", nocase=True), parse_pcre("/evil[0-9]+pattern/i")[0]])
+    assert prog.steps[1].regex.linear
+    limits = [0, PACKET_STEPS, REGEX_TIME]
+    for _ in range(200):
+        assert prog.matches(body, True, limits) is False
+    assert limits[0] == 0 and limits[2] == REGEX_TIME     # nothing spent: none of it backtracked
+    last = Program([Content(b"function"), parse_pcre("/evilpattern[0-9]+/")[0]])
+    assert last.matches(body, True, limits) is False      # answered, not "unknown" (True for a drop rule)
+
