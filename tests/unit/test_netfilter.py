@@ -38,7 +38,8 @@ def test_a_bare_syn_on_a_marked_connection_loses_the_mark_before_the_verdict_rul
     rules = netfilter.chains_text(4, "eth0", "eth1", range(0, 1), True, 0x3000).splitlines()
     syn = [i for i, r in enumerate(rules) if "--tcp-flags SYN,ACK,FIN,RST SYN" in r]
     assert len(syn) == 1
-    assert rules[syn[0]] == ("-A APPLIANCE-INSPECT -p tcp --tcp-flags SYN,ACK,FIN,RST SYN "
+    # not a NEW entry's: its mark is the kernel_decisions table's verdict on this very SYN
+    assert rules[syn[0]] == ("-A APPLIANCE-INSPECT -p tcp --tcp-flags SYN,ACK,FIN,RST SYN -m conntrack ! --ctstate NEW "
                              "-m connmark ! --mark 0x0/0x3000 -j CONNMARK --set-xmark 0x0/0x3000")
     assert "--ctstate INVALID -j DROP" in rules[syn[0] - 1]      # only what conntrack accepted
     assert all("-m connmark --mark" not in r for r in rules[:syn[0]])
