@@ -379,12 +379,20 @@ class Inspector:
         may_offload = s.offload and not (pkt.proto != TCP and pkt.proto != UDP and icmp_error.is_error(pkt))
 
         flow, to_server, self._ended = self.flows.lookup(pkt)
-        if flow.final and pkt.tcp_flags & (SYN | ACK) == SYN and pkt.proto == TCP and handshake_seen(flow):
-            flow, to_server = self._reopened(flow, pkt)
         self._flow = flow
         if flow.final:                     # decided for good: the fast path
             action = "pass" if flow.verdict == "pass" else "drop"
-            if self._reject_due and self._reject_due.pop(id(flow), None) is flow:
+            # A bare SYN on a decided connection whose handshake is done: live, the kernel
+            # queues every one (netfilter.py clears its connection's mark). The old connection,
+            # if open, ignores it (challenge ACK: this flow goes on, offloaded again); a server
+            # that forgot it answers with a SYN/ACK, which starts a new flow and a new
+            # inspection (FlowTable.lookup). So the SYN passes unoffloaded, for the answer to
+            # be queued too -- never with data (TFO: a new connection would read it unjudged;
+            # the client sends its SYN again without).
+            syn = pkt.proto == TCP and pkt.tcp_flags & (SYN | ACK) == SYN and handshake_seen(flow)
+            if syn:
+                action = "drop" if pkt.payload else "pass"
+            elif self._reject_due and self._reject_due.pop(id(flow), None) is flow:
                 action = "reject"          # monitor mode sent no answer: the enforcing reload's first packet does
             would = None
             if action != "pass" and flow.monitored:
@@ -392,7 +400,7 @@ class Inspector:
                 c.would_block[would] += 1
             c.verdicts[action] += 1
             c.fast_path += 1
-            v = Verdict(action, may_offload and would is None, flow, (), would)
+            v = Verdict(action, may_offload and would is None and not syn, flow, (), would)
             if not pkt.anomalies and self.pcap_log is None and self._ended is None and not self._found:
                 # nothing to write for it (no anomaly: no event; no flow ended for it, nothing
                 # found, no transaction or alert on a final flow) and its flow was released
@@ -562,22 +570,6 @@ class Inspector:
             return
         self.counters.kernel_mismatch += 1
         self._found = [*self._found, ("kernel.policy_mismatch", "engine")]
-
-    def _reopened(self, flow, pkt):
-        """A bare SYN on a decided connection whose handshake is done, with the old ISN (a
-        new one already starts a new flow): a new connection on the same ports. Live, the
-        kernel would not have queued it while it still carried the connection's mark, and
-        the appliance never saw the old one close (offloaded); the old verdict was for the
-        old connection. The new one is inspected from its SYN."""
-        self.flows.remove(flow, "reused")
-        self._end_flow(flow)
-        flow, to_server, ended = self.flows.lookup(pkt)
-        if ended is not None:
-            if self._ended is None:
-                self._ended = ended
-            else:
-                self._end_flow(ended)
-        return flow, to_server
 
     def _unread(self, pkt):
         """A packet whose transport the decoder could not read (an IPv6 extension-header

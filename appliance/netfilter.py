@@ -7,6 +7,7 @@ Layout (filter table, IPv4 and IPv6 alike; every object is ours and named APPLIA
                        -i INSIDE -o OUTSIDE -j APPLIANCE-INSPECT
     APPLIANCE-INSPECT  -i OUTSIDE, tcp to a proxied port, ctstate NEW,INVALID -> SYNPROXY  (config `overload.synproxy`)
                        ctstate INVALID -> DROP               bad checksum / out of window: evasion fodder
+                       a bare SYN, not NEW, connmark != 0 -> CONNMARK clear   a new connection is judged (inspecting only)
                        connmark PASS   -> ACCEPT             offloaded flows stay in the kernel
                        connmark DROP   -> DROP
                        connmark REJECT -> REJECT (tcp-reset / admin-prohibited)
@@ -196,6 +197,18 @@ def chains_text(family: int, outside: str, inside: str, queues: range, fail_open
         # what conntrack calls INVALID (bad checksum, out of window, impossible flags) is a
         # segment the receiver would drop anyway; passing it only feeds evasions
         f"-A {INSPECT_CHAIN} -m conntrack --ctstate INVALID -j DROP",
+    ]
+    if inspecting:
+        # A bare SYN on an existing entry always goes to a worker: conntrack reopens a closed
+        # entry (a new one, no mark) only after a FIN, or a RST from the SYN's own side; after
+        # the server's RST it "ignores" the new SYN, the SYN/ACK re-syncs the same entry and
+        # the next connection on these ports would ride the old verdict. The worker tells a
+        # new connection from a SYN the open one ignores by the server's answer
+        # (Inspector._process) and marks again; a spoofed SYN only sends a decided flow's next
+        # packets back to a worker. Not NEW: a fresh entry's mark is kernel_decisions' verdict.
+        lines.append(f"-A {INSPECT_CHAIN} -p tcp --tcp-flags SYN,ACK,FIN,RST SYN -m conntrack ! --ctstate NEW "
+                     f"-m connmark ! --mark 0x0/{m} -j CONNMARK --set-xmark 0x0/{m}")
+    lines += [
         f"-A {INSPECT_CHAIN} -m connmark --mark {passed} -j ACCEPT",
         f"-A {INSPECT_CHAIN} -m connmark --mark {dropped} -j DROP",
         f"-A {INSPECT_CHAIN} -p tcp -m connmark --mark {rejected} -j REJECT --reject-with tcp-reset",

@@ -65,6 +65,8 @@ def rule_role(chain: str, rule: str) -> str:
         return "source_limited"             # config `overload`: a source's new flows past its limit
     if "--save-mark" in rule:
         return "verdict_saved"
+    if "CONNMARK --set-xmark" in rule:
+        return "syn_unmarked"               # a bare SYN on a marked connection, sent to a worker
     kind = "offloaded" if "-m connmark" in rule else "decided"
     for target, verdict in (("-j ACCEPT", "pass"), ("-j DROP", "drop"), ("-j REJECT", "reject")):
         if target in rule:

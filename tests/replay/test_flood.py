@@ -74,8 +74,9 @@ def test_final_flows_release_their_stream_and_transactions(run, rules_file):
 
 def test_port_reuse_after_release_starts_a_new_inspection(rules_file):
     """A released (decided) flow needs no stream to see a new connection on its ports: a
-    bare SYN after its handshake, with the old ISN or a new one, starts a new flow
-    (Inspector._reopened: live, the kernel only queues it once conntrack reopened the ports)."""
+    bare SYN after its handshake, with the old ISN or a new one, is passed unoffloaded and
+    the server's SYN/ACK to it starts a new flow (live, netfilter.py queues every bare SYN;
+    an open connection would answer it with a challenge ACK instead)."""
     rules = "rules:\n  - {id: 1, action: pass, proto: tcp, tls_sni: good.example}\n"
     for isn in (1000, 777777):
         insp = Inspector(load_rules(rules_file(rules)), Settings())
@@ -88,6 +89,10 @@ def test_port_reuse_after_release_starts_a_new_inspection(rules_file):
             insp.process(decode_frame(buf, cap.linktype, ts))
         [flow] = insp.flows.flows.values()
         assert flow.final and flow.stream is None and insp.flows.total == 1
-        insp.process(decode_frame(bytes(l2(IP(src="10.0.0.1", dst="10.0.0.80")
-                                            / STCP(sport=40000, dport=443, flags="S", seq=isn))), 1, cap.t + 1))
+        v = insp.process(decode_frame(bytes(l2(IP(src="10.0.0.1", dst="10.0.0.80")
+                                                / STCP(sport=40000, dport=443, flags="S", seq=isn))), 1, cap.t + 1))
+        assert v.action == "pass" and not v.offload and insp.flows.total == 1
+        insp.process(decode_frame(bytes(l2(IP(src="10.0.0.80", dst="10.0.0.1")
+                                            / STCP(sport=443, dport=40000, flags="SA", seq=90000, ack=isn + 1))),
+                                  1, cap.t + 1.001))
         assert insp.flows.total == 2 and flow.reason == "reused"

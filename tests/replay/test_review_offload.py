@@ -319,7 +319,53 @@ def test_new_connection_reusing_an_offloaded_flows_ports_and_isn_is_inspected():
     n_hello = new.send(hello("evil.example"))
     out, insp = run(cap, SNI_ALLOWLIST)
     assert out[n_final - 1][0].action == "pass" and out[n_final - 1][0].offload
-    syn = out[n_syn - 1][0]
-    assert syn.flow is not out[n_final - 1][0].flow, "the new connection's SYN joined the old connection's verdict"
-    assert not syn.offload
+    syn, synack = out[n_syn - 1][0], out[n_syn][0]
+    # the SYN is passed unoffloaded (the old connection, if open, would ignore it); the
+    # server's SYN/ACK to it starts the new flow
+    assert syn.action == "pass" and not syn.offload
+    assert synack.flow is not out[n_final - 1][0].flow, "the new connection joined the old connection's verdict"
     assert out[n_hello - 1][0].action == "drop"
+    assert insp.counters.flows_ended.get("reused", 0) == 1
+
+
+# --- found in review rst: every bare SYN on an offloaded connection is queued live ------------
+
+def test_syn_on_an_offloaded_open_connection_keeps_it_and_its_verdict():
+    """Live, a bare SYN on an offloaded connection reaches a worker (netfilter.py clears the
+    mark): a duplicate or spoofed one on an open connection draws a challenge ACK, and the
+    connection goes on, offloaded again -- not judged anew as a flow without its hello."""
+    cap = Capture()
+    old = TcpConn(cap, C, 40000, S, 443, cseq=1000)
+    old.handshake()
+    old.send(hello("example.com"))
+    n_final = tls_next_flight(old)
+    n_syn = cap.add(l2(IP(src=C, dst=S) / TCP(sport=40000, dport=443, flags="S", seq=777777)))
+    n_ack = old.recv(b"", flags="A")                       # the challenge ACK
+    n_data = old.send(b"\x17\x03\x03\x00\x05world")
+    out, insp = run(cap, SNI_ALLOWLIST)
+    flow = out[n_final - 1][0].flow
+    assert out[n_syn - 1][0].action == "pass" and not out[n_syn - 1][0].offload
+    for n in (n_ack, n_data):
+        assert out[n - 1][0].flow is flow and out[n - 1][0].action == "pass" and out[n - 1][0].offload
+    assert insp.counters.flows_ended.get("reused", 0) == 0
+
+
+@pytest.mark.parametrize("rules", [SNI_ALLOWLIST, "rules:\n  - {id: 1, action: drop, proto: tcp, content: BAD}\n"])
+def test_syn_with_data_on_a_decided_connection_is_dropped(tmp_path, rules):
+    """TFO: a server that forgot the connection would read the SYN's data as a new
+    connection's, unjudged; the client sends its SYN again without data."""
+    cap = Capture()
+    old = TcpConn(cap, C, 40000, S, 443, cseq=1000)
+    old.handshake()
+    if rules == SNI_ALLOWLIST:
+        old.send(hello("example.com"))
+        tls_next_flight(old)                               # passed
+    else:
+        old.send(b"BAD")                                   # dropped
+    n_syn = cap.add(l2(IP(src=C, dst=S) / TCP(sport=40000, dport=443, flags="S", seq=777777) / Raw(hello("evil.example"))))
+    if rules != SNI_ALLOWLIST:
+        (tmp_path / "rules.yaml").write_text(rules)
+        rules = str(tmp_path / "rules.yaml")
+    out, _ = run(cap, rules)
+    assert out[n_syn - 2][0].flow.final
+    assert out[n_syn - 1][0].action == "drop" and not out[n_syn - 1][0].offload

@@ -77,7 +77,7 @@ def test_a_port_not_behind_the_proxy_keeps_the_servers_numbers(rules_file):
 
 def test_a_new_connection_on_the_same_ports_is_a_new_flow(rules_file):
     """Was: behind the proxy the worker never sees the client's SYN, the one packet that told
-    it a 5-tuple started over (`_reused`, Inspector._reopened): the second connection's
+    it a 5-tuple started over (`_reused`): the second connection's
     packets went to the first one's flow, decided (pass, good.example) -- its request for
     evil.example passed on the old verdict. A SYN/ACK with another ISN is a new connection."""
     from test_receiver_evasion import GOOD
