@@ -12,6 +12,7 @@ from appliance.detect._c_index cimport AddrIndex, AddrTrie, PortIndex
 cdef class Detector:
     cdef dict __dict__
     cdef public object _masks
+    cdef public object _masks_max
     cdef public object addr_only
     cdef public object alert
     cdef public object app_any
