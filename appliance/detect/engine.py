@@ -214,7 +214,8 @@ class Detector:
                 self.response |= 1 << i
         self._masks = {}
         # at most MASK_CACHE_BYTES: each entry counted as wide as a mask of every rule can be
-        self._masks_max = max(1, MASK_CACHE_BYTES // (sys.getsizeof((1 << len(rules)) - 1) + MASK_ENTRY_BYTES))
+        # (`every`, a Python int: compiled, 1 << len(rules) would be a C shift)
+        self._masks_max = max(1, MASK_CACHE_BYTES // (sys.getsizeof(every) + MASK_ENTRY_BYTES))
 
     def in_home(self, ip, raw=b""):
         """Whether HOME_NET holds the address: by its bytes when given (decode's), else its text."""
