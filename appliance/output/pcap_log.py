@@ -7,7 +7,7 @@ mode `alerts`: the packets of flows that alerted or were dropped (rejected too),
   per worker: the least recently active flow's ring goes first), and a ring goes when its
   flow ends or is decided without an alert (a passed, final flow is never inspected again).
   The bytes counted are what the rings cost, not the packets' bytes alone: each packet and
-  each ring is charged its objects' measured size (a 40-byte SYN costs ~4x its bytes).
+  each ring is charged its objects' measured size (a flow's lone 40-byte SYN counts 390 B).
 mode `all`: every packet the Inspector sees.
 
 Live, a flow offloaded to the kernel (decided for good) is not seen any more: an alerted
