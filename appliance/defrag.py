@@ -17,7 +17,10 @@ Runs are kept sorted by offset (bisect) and the datagram completes when the byte
 equal its length (no overlap is ever held), so a datagram of n fragments costs
 O(n log n) comparisons; in-order arrival, the common case, appends.
 
-Memory is bounded by bytes held and datagrams held; the oldest datagram goes first.
+Memory is bounded by bytes held and datagrams held; the oldest datagram goes first. Bytes
+held count what holding costs, not the payload alone (the kernel's truesize): a datagram, a
+run and a carried item each add their objects' measured size (tests/unit/test_defrag_memory.py),
+so 8-byte fragments cannot hold 14x the bound.
 """
 
 import bisect
@@ -30,6 +33,11 @@ from .packet import Packet
 MAX_IP_LENGTH = 65535
 
 _u16 = struct.Struct("!H")
+
+# Bytes charged for objects besides the payload (tracemalloc, CPython 3.11):
+DATAGRAM_BYTES = 560    # a _Datagram, its lists, its key and queue entry (with its slack), its header object
+RUN_BYTES = 80          # a run: its bytearray, its slot in `starts` and `runs`, its offset int
+CARRIED_BYTES = 48      # a carried item: its bytes object and list slot
 
 
 class _Datagram:
@@ -48,7 +56,7 @@ class _Datagram:
         self.next_header_at = 6  # IPv6: index of the byte in `header` that names the fragment header
         self.conflict = False   # a duplicate whose bytes differ from the copy held
         self.carried = []       # what a source keeps with each fragment placed (GWLB: the datagram to return)
-        self.carried_bytes = 0
+        self.carried_bytes = 0   # their bytes, with CARRIED_BYTES each
 
 
 # what _insert found
@@ -116,6 +124,7 @@ class Defragmenter:
         dgram = self._datagrams.get(key)
         if dgram is None:
             dgram = self._datagrams[key] = _Datagram(pkt.ts)
+            self.held_bytes += DATAGRAM_BYTES
         end = offset + len(data)
         # The kernel's checks, in its order (ip_frag_queue / ip6_frag_queue): a last fragment
         # must not end before bytes held or move the known end; no fragment may reach past it.
@@ -145,8 +154,8 @@ class Defragmenter:
     def carry(self, dgram, data):
         """Keep `data` with a held datagram (counted in the bytes bound, dropped with it)."""
         dgram.carried.append(data)
-        dgram.carried_bytes += len(data)
-        self.held_bytes += len(data)
+        dgram.carried_bytes += len(data) + CARRIED_BYTES
+        self.held_bytes += len(data) + CARRIED_BYTES
 
     def _discard(self, key, pkt, anomaly):
         """The kernel's inet_frag_kill: the datagram and this fragment are gone; a later
@@ -196,6 +205,7 @@ class Defragmenter:
         else:
             starts.insert(i + 1, start)
             runs.insert(i + 1, bytearray(data))
+            self.held_bytes += RUN_BYTES
         dgram.held += len(data)
         self.held_bytes += len(data)
         return _ADDED
@@ -233,7 +243,8 @@ class Defragmenter:
 
     def _drop(self, key):
         dgram = self._datagrams.pop(key)
-        self.held_bytes -= dgram.held + (len(dgram.header) if dgram.header else 0) + dgram.carried_bytes
+        self.held_bytes -= (DATAGRAM_BYTES + RUN_BYTES * len(dgram.runs) + dgram.held
+                            + (len(dgram.header) if dgram.header else 0) + dgram.carried_bytes)
 
     def _bound(self):
         while self._datagrams and (self.held_bytes > self.max_bytes

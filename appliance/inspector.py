@@ -722,11 +722,15 @@ class Inspector:
 
     def _settle(self, app):
         """The HTTP responses this packet settled (their status read, or no longer readable),
-        for the rules on the status; kept on the app state for the alert's http object."""
+        for the rules on the status; kept on the app state for the alert's http object.
+        Taken even when no rule reads the status: else every answered request of a
+        keep-alive connection is held until it ends."""
         server = app.server
-        if server is None or server.proto != "http" or not self.detector.needs_responses:
+        if server is None or server.proto != "http":
             return
         txs, unread, why = server.settled()
+        if not self.detector.needs_responses:
+            return
         if txs or unread:
             self._answered = (txs, unread, why)
             app.answered = txs + unread

@@ -15,6 +15,7 @@ from appliance._c_flow cimport Flow as CFlow
 cdef class Detector:
     cdef dict __dict__
     cdef public object _masks
+    cdef public object _masks_max
     cdef public object addr_only
     cdef public object alert
     cdef public object app_any

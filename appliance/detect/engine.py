@@ -26,6 +26,8 @@ Semantics (docs/rules.md has the user's version):
 Header fields are matched against each packet's own direction (Suricata's
 `->`), through bitmask indexes cached per flow direction.
 """
+import sys
+
 from . import file_data
 from . import index as ix
 from .bounded_regex import REGEX_TIME, InspectionLimit
@@ -43,6 +45,8 @@ from ..packet import TCP, UDP
 MATCH, PENDING, DEFAULT = "match", "pending", "default"
 _SIZED, _LITERAL, _PROGRAM = 1, 2, 4          # Detector.kind_of: dsize/ttl/ip_proto, a prefilter literal, a payload Program
 _STREAM = 8                                   # ... content/regex on the reassembled stream (payload: stream)
+MASK_CACHE_BYTES = 4 << 20      # the interned candidate masks (Detector._header), per Detector
+MASK_ENTRY_BYTES = 64           # a dict entry with its share of the table's slack (measured 30-40 B)
 
 
 class Detector:
@@ -212,6 +216,9 @@ class Detector:
             if any(b in RESPONSE_BUFFERS for b, _ in (*r.buffers, *r.bsize)):
                 self.response |= 1 << i
         self._masks = {}
+        # at most MASK_CACHE_BYTES: each entry counted as wide as a mask of every rule can be
+        # (`every`, a Python int: compiled, 1 << len(rules) would be a C shift)
+        self._masks_max = max(1, MASK_CACHE_BYTES // (sys.getsizeof(every) + MASK_ENTRY_BYTES))
 
     def in_home(self, ip, raw=b""):
         """Whether HOME_NET holds the address: by its bytes when given (decode's), else its text."""
@@ -286,8 +293,15 @@ class Detector:
         if self.bidir and not swapped:
             # Suricata's <>: those rules also fit with the packet's sides swapped
             m |= self._header(_Swapped(pkt), direction, True) & self.bidir
-        # Flows share one int per distinct mask (10,000 rules = 1.3 KB a mask).
-        return self._masks.setdefault(m, m)
+        # Flows share one int per distinct mask (10,000 rules = 1.3 KB a mask). A spoofed scan
+        # makes one per (source x port partition): cleared when full (it only interns).
+        masks = self._masks
+        got = masks.get(m)
+        if got is None:
+            if len(masks) >= self._masks_max:
+                masks.clear()
+            got = masks[m] = m
+        return got
 
     def unoriented_candidates(self, flow):
         """Verdict candidates for a TCP flow picked up mid-stream, whose initiator is not

@@ -6,6 +6,8 @@ mode `alerts`: the packets of flows that alerted or were dropped (rejected too),
   shows what led to the alert; all rings together hold at most `ring_bytes` (default 4 MiB
   per worker: the least recently active flow's ring goes first), and a ring goes when its
   flow ends or is decided without an alert (a passed, final flow is never inspected again).
+  The bytes counted are what the rings cost, not the packets' bytes alone: each packet and
+  each ring is charged its objects' measured size (a flow's lone 40-byte SYN counts 390 B).
 mode `all`: every packet the Inspector sees.
 
 Live, a flow offloaded to the kernel (decided for good) is not seen any more: an alerted
@@ -20,6 +22,9 @@ from dataclasses import dataclass
 from .pcapng import PcapngWriter
 
 MODES = ("alerts", "all")
+# Bytes charged besides the packet's (tracemalloc, CPython 3.11; tests/replay/test_pcap_log_memory.py):
+ENTRY_BYTES = 100     # a held packet: its tuple, its bytes object, its time, its slot in the ring
+RING_BYTES = 250      # a ring: its list and its entry in `rings` (an OrderedDict: with its slack)
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,11 @@ class PcapLogConfig:
     ring_bytes: int = 4 << 20         # mode alerts: bytes held by all rings together
 
 
+def _cost(ring):
+    """What a ring is counted for in PcapLog.held."""
+    return RING_BYTES + sum(len(d) for _, d, _ in ring) + ENTRY_BYTES * len(ring)
+
+
 class PcapLog:
     def __init__(self, cfg, name):
         self.cfg = cfg
@@ -40,7 +50,7 @@ class PcapLog:
         self.snaplen, self.ring_packets, self.ring_bytes = cfg.snaplen, cfg.ring_packets, cfg.ring_bytes
         self.writer = PcapngWriter(cfg.dir, name, cfg.max_bytes, cfg.keep, cfg.snaplen)
         self.rings = OrderedDict()    # flow (by identity) -> [(ts, bytes, iface), ...], least recently active first
-        self.held = 0                 # bytes in all rings
+        self.held = 0                 # what all rings cost: packet bytes, ENTRY_BYTES each, RING_BYTES a ring
         self.rings_dropped = 0        # rings let go for room (their flow's earlier packets not in the file)
 
     def packet(self, pkt, verdict):
@@ -56,8 +66,8 @@ class PcapLog:
                 self._write(pkt.ts, data, None, pkt.in_iface)
         elif flow.alerted or flow.verdict in ("drop", "reject"):
             ring = self.rings.pop(flow, None)
-            if ring:
-                self.held -= sum(len(d) for _, d, _ in ring)
+            if ring is not None:
+                self.held -= _cost(ring)
                 for ts, d, iface in ring:
                     self._write(ts, d, flow, iface)
             self._write(pkt.ts, data, flow, pkt.in_iface)
@@ -70,12 +80,13 @@ class PcapLog:
             ring = rings.get(flow)
             if ring is None:
                 ring = rings[flow] = []
+                self.held += RING_BYTES
             else:
                 rings.move_to_end(flow)
                 if len(ring) >= self.ring_packets:
-                    self.held -= len(ring.pop(0)[1])
+                    self.held -= len(ring.pop(0)[1]) + ENTRY_BYTES
             ring.append((pkt.ts, data, pkt.in_iface))
-            self.held += len(data)
+            self.held += len(data) + ENTRY_BYTES
             if self.held > self.ring_bytes:
                 self._make_room()
 
@@ -83,15 +94,15 @@ class PcapLog:
         """All rings past ring_bytes: the least recently active flows' rings go."""
         while self.held > self.ring_bytes and self.rings:
             _, old = self.rings.popitem(last=False)
-            self.held -= sum(len(d) for _, d, _ in old)
+            self.held -= _cost(old)
             self.rings_dropped += 1
 
     def forget(self, flow):
         """The flow ended (or was passed for good): its held packets go."""
         if self.rings:
             ring = self.rings.pop(flow, None)
-            if ring:
-                self.held -= sum(len(d) for _, d, _ in ring)
+            if ring is not None:
+                self.held -= _cost(ring)
 
     def _write(self, ts, data, flow, iface):
         self.writer.write(ts, data, f"flow_id={flow.id}" if flow is not None else "", iface)

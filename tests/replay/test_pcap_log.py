@@ -123,7 +123,7 @@ def test_rotation_bound_respected(tmp_path):
 def test_rings_are_bounded_and_let_go_when_flows_end(tmp_path):
     from appliance.detect.loader import load_rules
     from appliance.inspector import Inspector
-    from appliance.output.pcap_log import PcapLog, PcapLogConfig
+    from appliance.output.pcap_log import PcapLog, PcapLogConfig, _cost
     from appliance.source.pcap import PcapSource
 
     cap = Capture()
@@ -140,7 +140,7 @@ def test_rings_are_bounded_and_let_go_when_flows_end(tmp_path):
         insp.process(pkt)
         held_max = max(held_max, log.held)
         assert all(len(r) <= 3 for r in log.rings.values())
-        assert log.held == sum(len(d) for r in log.rings.values() for _, d, _ in r)
+        assert log.held == sum(_cost(r) for r in log.rings.values())
     assert 1500 < held_max <= 2000 and log.rings_dropped > 0
     insp.close()                               # every flow ends: nothing is held for them any more
     assert log.rings == {} and log.held == 0
