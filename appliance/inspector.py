@@ -379,6 +379,13 @@ class Inspector:
         may_offload = s.offload and not (pkt.proto != TCP and pkt.proto != UDP and icmp_error.is_error(pkt))
 
         flow, to_server, self._ended = self.flows.lookup(pkt)
+        if (flow.final and pkt.proto == TCP and pkt.tcp_flags & (SYN | ACK) == SYN
+                and (not to_server and handshake_seen(flow) or flow.midstream)):
+            # A bare SYN from the old responder (live, conntrack calls one on an open entry
+            # INVALID: this is a new entry, the other way), or on a flow picked up mid-stream
+            # (no handshake: no challenge ACK to tell the old connection from a new one): a
+            # new connection, inspected from its SYN (review s9: it inherited the old pass)
+            flow, to_server = self._reopened(flow, pkt)
         self._flow = flow
         if flow.final:                     # decided for good: the fast path
             action = "pass" if flow.verdict == "pass" else "drop"
@@ -570,6 +577,20 @@ class Inspector:
             return
         self.counters.kernel_mismatch += 1
         self._found = [*self._found, ("kernel.policy_mismatch", "engine")]
+
+    def _reopened(self, flow, pkt):
+        """A new connection on a decided flow's ports (the caller says when): the old
+        verdict was for the old connection. The old flow ends; the new one is inspected
+        from this SYN."""
+        self.flows.remove(flow, "reused")
+        self._end_flow(flow)
+        flow, to_server, ended = self.flows.lookup(pkt)
+        if ended is not None:
+            if self._ended is None:
+                self._ended = ended
+            else:
+                self._end_flow(ended)
+        return flow, to_server
 
     def _unread(self, pkt):
         """A packet whose transport the decoder could not read (an IPv6 extension-header
