@@ -328,6 +328,13 @@ class FlowSets:
         """Inspector.on_flow_end: reused/closed ports at once, the rest batched."""
         self.forget(flow, now=flow.reason in ("reused", "closed"))
 
+    def resync(self) -> None:
+        """The supervisor installed the table again (a worker died, its elements with it):
+        what this worker had in the kernel is gone; each of its final flows goes in again at
+        its next packet (`add`). Pending adds go into the new table at the next flush."""
+        self.flows.clear()
+        self.doomed.clear()
+
     def release(self) -> None:
         """The worker stops: leave the kernel's elements to their timeouts (decided flows
         keep being answered, as connmarks outlive an inline worker); no per-flow deletes."""

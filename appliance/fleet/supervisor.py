@@ -182,7 +182,7 @@ class FleetSupervisor(Reloading):
                     p.join(0)
                     self.restarts += 1
                     log.error("gwlb worker %d: pid %d died (exit %s); restarting", i, p.pid, p.exitcode)
-                    self.start_worker(i)
+                    self._restart(i)
             self.health.set(*self.readiness())
             self._wait(0.2)
             if self.check is not None:
@@ -193,6 +193,25 @@ class FleetSupervisor(Reloading):
                     if self.recheck:
                         self.recheck = False
                         self.start_check()
+
+    def _restart(self, i):
+        """A dead worker's flows may still be in the kernel's sets, and the worker that takes
+        its place never learns them: their FIN or RST would delete nothing, and the next
+        connection on their ports would have its data passed by the kernel, uninspected.
+        So the table is installed again (empty, in one transaction) and the live workers
+        forget what they had in it (SIGUSR2): their final flows go in again at their next
+        packet."""
+        if self.fast_path:
+            self.fast_path = self._install_fast_path()
+            if not self.fast_path:
+                gwlb_offload.remove()            # no sets at all rather than the dead worker's
+            for j, p in self.workers.items():    # bound: their handler is in place (SIGUSR2 kills by default)
+                if self.loaded.get(j) is not None and p.is_alive():
+                    try:
+                        os.kill(p.pid, signal.SIGUSR2)
+                    except ProcessLookupError:
+                        pass
+        self.start_worker(i)
 
     def _install_fast_path(self) -> bool:
         """The kernel fast path's table (appliance.gwlb_offload), owned here for every worker

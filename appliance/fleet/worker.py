@@ -62,6 +62,7 @@ class Worker:
         cfg = self.cfg
         signal.signal(signal.SIGHUP, signal.SIG_IGN)      # reloads come checked, over the pipe
         signal.signal(signal.SIGUSR1, lambda *_: self.flags.add("stats"))
+        signal.signal(signal.SIGUSR2, lambda *_: self.flags.add("resync"))   # the supervisor emptied the sets
         self.eve = EveWriter(cfg.eve, max_bytes=cfg.eve_max_bytes, keep=cfg.eve_keep) if cfg.eve else None
         self.inspector = Inspector(self.ruleset, settings(cfg), self.eve, self._pcap_log(cfg))
         self.inbox = Inbox(self.control, lambda c, rs: (c, rs, Detector(rs, 0, c.inspection.exception_policy)),
@@ -102,6 +103,10 @@ class Worker:
 
     def idle(self):
         """Between two datagrams (GwlbSource calls it every `wait` seconds)."""
+        if "resync" in self.flags:
+            self.flags.discard("resync")
+            if self.src.offload is not None:
+                self.src.offload.resync()
         if self.flags:
             self.flags.clear()
             self.write_stats()
