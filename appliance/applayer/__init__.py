@@ -63,11 +63,11 @@ def detect(data: bytes, proto: int, sport: int, dport: int) -> str | None:
                 frame = data[2:2 + int.from_bytes(data[:2], "big")]
                 if dns.plausible(frame):
                     candidates.append("dns")
-                elif not candidates and 53 in (sport, dport):
+                elif not candidates and (sport in DNS_PORTS or dport in DNS_PORTS):
                     # a DNS server reads length-prefixed messages whatever the first one is:
                     # dnsmasq skips one shorter than a header, a response, an odd opcode or
                     # counts (checked live) and answers the next; so nothing else fitting, a
-                    # TCP flow on port 53 is DNS, or the next query would go unseen
+                    # TCP flow on a DNS port is DNS, or the next query would go unseen
                     candidates.append("dns")
         if not candidates:
             return None

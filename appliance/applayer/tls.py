@@ -131,10 +131,12 @@ def is_grease(v: int) -> bool:
 
 def looks_like(data: bytes) -> bool:
     """A handshake record header carrying a ClientHello: 16 03 xx len len 01, after any
-    zero-length handshake records (OpenSSL skips them). The record version's minor byte is
-    not checked: servers accept any (OpenSSL takes 03 05, 03 ff)."""
+    zero-length handshake or change-cipher-spec records (OpenSSL 3 skips up to 32 of them
+    and acts on the hello after them). The record version's minor byte is not checked:
+    servers accept any (OpenSSL takes 03 05, 03 ff)."""
     off = 0
-    while data[off:off + 2] == b"\x16\x03" and data[off + 3:off + 5] == b"\x00\x00":
+    while data[off:off + 1] in (b"\x16", b"\x14") and data[off + 1:off + 2] == b"\x03" \
+            and data[off + 3:off + 5] == b"\x00\x00":
         off += 5                       # an empty record: a TLS stream only, whatever follows
     if off and len(data) - off < 6:
         return True
@@ -196,14 +198,16 @@ class HelloReader:
                     return off, MORE           # the record itself is still arriving
             if n - off < 5:
                 # Check what we can of a partial header so garbage is NOT early.
-                if n - off >= 1 and data[off] != CONTENT_HANDSHAKE and not self._skipped(data[off]):
+                if (n - off >= 1 and data[off] != CONTENT_HANDSHAKE and not self._skipped(data[off])
+                        and not (data[off] == CONTENT_CCS and self._before_hello())):
                     return off, self._other(data[off])
                 if n - off >= 2 and data[off + 1] != 3:
                     return off, NOT
                 return off, MORE
             ctype, major = data[off], data[off + 1]
             rlen = (data[off + 3] << 8) | data[off + 4]
-            if ctype != CONTENT_HANDSHAKE and not self._skipped(ctype):
+            if (ctype != CONTENT_HANDSHAKE and not self._skipped(ctype)
+                    and not (ctype == CONTENT_CCS and rlen == 0 and self._before_hello())):
                 return off, self._other(ctype)
             if major != 3 or rlen > MAX_RECORD:
                 return off, NOT
@@ -237,6 +241,12 @@ class HelloReader:
             self.skipping = ctype != CONTENT_HANDSHAKE
             if not self.skipping and self.parser is None:
                 self.parser = _HelloParser()
+
+    def _before_hello(self):
+        """No byte of the first ClientHello read yet: OpenSSL skips an empty
+        change_cipher_spec record there (counted as an empty record), and so do we."""
+        return not self.second and self.parser is not None and self.parser.left is None \
+            and not self.parser.buf
 
     def _skipped(self, ctype):
         """A record a server skips while it waits for a second ClientHello."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from . import suricata_flow as flowopts
 from .classification import CLASS_PRIORITY   # a classtype's priority: the severity without `priority`
 from .inspect_buffer import BUFFERS, RESPONSE_BUFFERS
-from .keywords import parse_pcre
+from .keywords import parse_name, parse_pcre
 
 ACTION_OF = {"alert": "alert", "pass": "pass", "drop": "drop", "reject": "reject",
              "rejectsrc": "reject", "rejectdst": "reject", "rejectboth": "reject"}
@@ -485,11 +485,15 @@ class _Options:
                 return None                    # reported by finish: it never matches
         elif not item.get("nocase"):
             return None
+        if "*" in text:
+            return None                        # a content has no wildcards: '*.good.example' is that literal
         starts, ends = item.get("startswith"), item.get("endswith")
         whole = (starts and ends and bsize is None) or (bsize == str(len(data)) and not starts and not ends)
         if whole and not self.dotprefix:
-            return [text]
-        if ends and not starts and bsize is None and text.startswith(".") and len(text) > 1:
+            # what is no valid name (a space, a NUL, a long label) stays a program on the buffer
+            return [text] if parse_name(text)[1] is None else None
+        if ends and not starts and bsize is None and text.startswith(".") and len(text) > 1 \
+                and parse_name("*" + text)[1] is None:
             # ".example.com" at the end: any subdomain; with dotprefix the name itself too
             names = ([text[1:]] if self.dotprefix else []) + ["*" + text]
             self.dotprefix = False

@@ -1,0 +1,95 @@
+"""Red-team review (tls): names a server acts on that the rules did not see.
+
+- Empty change_cipher_spec records before the ClientHello: OpenSSL 3 skips up to 32 of
+  them (counted with empty handshake records) and serves the hello's SNI (checked against
+  `openssl s_server -servername`); the appliance read "not TLS" and a tls_sni blocklist
+  passed, offloaded.
+- A converted Suricata rule whose content is '*.good.example' (a literal: contents have no
+  wildcards) became a YAML wildcard name, so a pass rule passed every subdomain.
+- DNS over TCP on 5353/5355 after a junk first frame (a DNS server reads on) was not read.
+"""
+import struct
+
+import pytest
+
+from replaykit import Capture, TcpConn, client_hello, dns_query, tls_records
+from test_http_name_evasion import _feed
+
+C, S = "10.0.0.1", "10.0.0.80"
+BLOCK = "rules:\n  - {id: 1, action: drop, proto: tcp, tls_sni: evil.example}\n"
+CCS0 = b"\x14\x03\x03\x00\x00"                   # a change_cipher_spec record with no body
+
+
+def hello_after(prefix, sni="evil.example", port=443):
+    cap = Capture()
+    c = TcpConn(cap, C, 40000, S, port)
+    c.handshake()
+    c.send(prefix + tls_records(client_hello(sni)))
+    c.recv(b"\x16\x03\x03\x00\x04\x02\x00\x00\x00")
+    c.send(b"\x17\x03\x03\x00\x05hello")
+    return cap
+
+
+@pytest.fixture
+def feed(tmp_path):
+    def go(cap, rules):
+        path = tmp_path / "rules.yaml"
+        path.write_text(rules)
+        return _feed(cap, str(path))
+    return go
+
+
+@pytest.mark.parametrize("count", [1, 5, 32])
+def test_empty_change_cipher_spec_records_before_the_hello_do_not_hide_the_sni(count, feed):
+    verdicts, _ = feed(hello_after(CCS0 * count), BLOCK)
+    assert verdicts[3].action == "drop", verdicts
+    assert not any(v.offload and v.action == "pass" for v in verdicts)
+
+
+def test_more_empty_records_than_openssl_takes_is_a_cap(feed):
+    verdicts, found = feed(hello_after(CCS0 * 33), BLOCK)
+    assert "exception.cap" in found or any(v.action == "drop" for v in verdicts), (verdicts, found)
+    assert not any(v.offload and v.action == "pass" for v in verdicts)
+
+
+def test_a_change_cipher_spec_with_a_body_first_is_no_tls(feed):
+    # OpenSSL refuses it: the stream is not TLS, and a blocklist has nothing to say
+    verdicts, found = feed(hello_after(b"\x14\x03\x03\x00\x01\x01"), BLOCK)
+    assert all(v.action == "pass" for v in verdicts)
+
+
+def test_the_hello_without_a_prefix_is_dropped_as_before(feed):
+    verdicts, _ = feed(hello_after(b""), BLOCK)
+    assert verdicts[3].action == "drop"
+
+
+def test_a_literal_star_in_a_suricata_name_content_is_no_wildcard(tmp_path):
+    rules = tmp_path / "x.rules"
+    rules.write_text(
+        'pass tls any any -> any any (tls.sni; content:"*.good.example"; nocase; startswith; endswith; '
+        'flow:to_server; sid:1;)\n'
+        'drop tls any any -> any any (flow:to_server; sid:2;)\n')
+    sub, _ = _feed(hello_after(b"", sni="a.good.example"), str(rules))
+    literal, _ = _feed(hello_after(b"", sni="*.good.example"), str(rules))
+    assert sub[3].action == "drop", sub                       # Suricata drops it: sid 2
+    assert literal[3].action == "pass", literal               # the literal name the content means
+
+
+def test_a_name_content_that_is_no_valid_name_stays_a_program(tmp_path):
+    rules = tmp_path / "x.rules"
+    rules.write_text('drop tls any any -> any any (tls.sni; content:"evil example"; nocase; startswith; endswith; '
+                     'sid:1;)\n')
+    verdicts, _ = _feed(hello_after(b"", sni="evil example"), str(rules))   # loads; matches the literal
+    assert verdicts[3].action == "drop"
+
+
+@pytest.mark.parametrize("port", [53, 5353, 5355])
+def test_dns_over_tcp_on_a_dns_port_is_read_after_a_junk_frame(port, feed):
+    cap = Capture()
+    c = TcpConn(cap, C, 40000, S, port)
+    c.handshake()
+    junk = b"\x00\x03abc"
+    query = dns_query(["evil.example"])
+    c.send(junk + struct.pack("!H", len(query)) + query)
+    verdicts, _ = feed(cap, "rules:\n  - {id: 1, action: drop, proto: tcp, dns_query: evil.example}\n")
+    assert verdicts[-1].action == "drop", verdicts
