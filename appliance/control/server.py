@@ -15,7 +15,7 @@ scrape costs the workers nothing but their once-a-second snapshot; a separate pr
 need all of it copied over another channel. It binds only the address `control.listen`
 names: loopback, or an address of the management interface (check_bind, at start).
 """
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 import ipaddress
 import json
 import logging
@@ -29,10 +29,12 @@ from urllib.parse import parse_qs, urlparse
 from appliance import netfilter
 
 from . import kernel, metrics
+from .bounded import CLIENT_TIMEOUT, BoundedHTTPServer
 
 log = logging.getLogger("appliance.control")
 
 HEARTBEAT_STALE = 10.0         # seconds: the supervisor's loop turns every 0.2 s
+MAX_CLIENTS = 32               # connections served at once (a scrape, the HA check, an operator): the oldest cut
 CONTROL_NICE = 10              # the server's threads (and the iptables they run) yield to the workers
 
 
@@ -78,8 +80,8 @@ class Control:
         self.registry = metrics.registry(board)
         ctl = supervisor.cfg.control
         family = socket.AF_INET6 if ":" in ctl.host else socket.AF_INET
-        server_cls = type("ControlHTTPServer", (ThreadingHTTPServer,), {"address_family": family,
-                                                                       "daemon_threads": True})
+        server_cls = type("ControlHTTPServer", (BoundedHTTPServer,), {"address_family": family,
+                                                                      "max_clients": MAX_CLIENTS})
         self.httpd = server_cls((ctl.host, ctl.port), _handler(self))
         self.thread = threading.Thread(target=self._serve, name="control", daemon=True)
 
@@ -236,6 +238,7 @@ class Control:
 def _handler(control):
     class Handler(BaseHTTPRequestHandler):
         server_version = "appliance-control"
+        timeout = CLIENT_TIMEOUT               # a request that does not arrive in time: closed
 
         def log_message(self, fmt, *args):        # scrapes every second: not worth a log line each
             pass

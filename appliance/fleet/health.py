@@ -8,53 +8,25 @@ sockets are open (fleet.supervisor computes it each turn of its loop); 503 with 
 otherwise, and from the moment SIGTERM arrives (the drain). An answer the supervisor has not
 refreshed for STALE seconds is a 503 too: a stuck supervisor restarts no worker.
 """
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 import json
 import socket
 import threading
 import time
 
+from appliance.control.bounded import CLIENT_TIMEOUT, BoundedHTTPServer
+
 STALE = 5.0                    # seconds: the supervisor's loop turns every 0.2 s
 # Whoever reaches the port (the security group decides who) must not hold the supervisor's
-# threads and descriptors, nor starve the GWLB's checks: a request has CLIENT_TIMEOUT
-# seconds to arrive, and at most MAX_CLIENTS connections are served at once, the oldest cut
-# off to make room (a GWLB check takes milliseconds; an idle or trickling one is the one cut).
-CLIENT_TIMEOUT = 5.0
+# threads and descriptors, nor starve the GWLB's checks (appliance.control.bounded).
 MAX_CLIENTS = 16
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64            # socketserver's 5: a burst of connections waited for SYN retries
-
-    def server_activate(self):
-        self.clients = []              # open connections, oldest first
-        self.clients_lock = threading.Lock()
-        super().server_activate()
-
-    def process_request(self, request, client_address):
-        with self.clients_lock:
-            while len(self.clients) >= MAX_CLIENTS:
-                try:                    # its thread's read ends: the thread finishes and closes it
-                    self.clients.pop(0).shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            self.clients.append(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request):
-        with self.clients_lock:
-            if request in self.clients:
-                self.clients.remove(request)
-        super().shutdown_request(request)
 
 
 class Health:
     def __init__(self, host, port):
         self.state = (False, ["starting"], time.monotonic())    # (ready, problems, when computed)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        cls = type("HealthServer", (_Server,), {"address_family": family})
+        cls = type("HealthServer", (BoundedHTTPServer,), {"address_family": family, "max_clients": MAX_CLIENTS})
         self.httpd = cls((host, port), _handler(self))
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="health", daemon=True)
 

@@ -1,5 +1,6 @@
 """The `ha:` section of appliance.yaml (docs/ha.md, "Configuration"); every problem FILE:LINE."""
 from dataclasses import dataclass, fields, replace
+import ipaddress
 import os
 import re
 
@@ -100,8 +101,17 @@ def parse_ha(doc, path, problems, control=None, base="."):
             hp = parse_listen(ha[k])
             if hp is None:
                 problems.append(at(path, line(k), f"ha.{k} must be ADDRESS:PORT with an IP address, got {got(ha[k])}"))
+            elif ipaddress.ip_address(hp[0]).is_unspecified:
+                # heartbeats carry a hash of the sender's listen address as its id, and refuse
+                # their own (reflected): two nodes on 0.0.0.0 would refuse each other's
+                problems.append(at(path, line(k), f"ha.{k} must be a node's own address, not {hp[0]}: it is "
+                                   "the heartbeats' sender id"))
             else:
                 out[k] = f"[{hp[0]}]:{hp[1]}" if ":" in hp[0] else f"{hp[0]}:{hp[1]}"
+    for mine, theirs in (("listen", "peer"), ("check_listen", "check_peer")):
+        if out.get(mine) and out.get(mine) == out.get(theirs):
+            problems.append(at(path, line(theirs), f"ha.{theirs} is ha.{mine}: the peer's heartbeats would be "
+                               "refused as our own"))
     if out.get("listen") and out.get("listen") == out.get("check_listen"):
         problems.append(at(path, line("check_listen"), "ha.check_listen must differ from ha.listen: the check "
                            "is only independent over another network"))
@@ -219,7 +229,6 @@ def parse_ha(doc, path, problems, control=None, base="."):
 
 def parse_sync(ha, path, problems, base, listen, peer):
     """`ha.sync` -> Sync (None with its problems appended)."""
-    import ipaddress
     from appliance.config import is_ifname, IFNAME_RULE
     doc = ha["sync"]
     if not isinstance(doc, yamlsource.LineDict):

@@ -5,6 +5,7 @@ import http.server
 import io
 import json
 import threading
+import time
 
 import pytest
 
@@ -167,3 +168,27 @@ def test_denied_takeover_reported_and_retried_after_route_poll(aws, readyz, tmp_
     svc.tick()
     assert len([e for e in events() if e["event"] == "takeover_failed"]) == 2
     assert aws.targets()[(aws.rtbs[1], "0.0.0.0/0")] == aws.peer      # nothing changed
+
+
+def test_only_a_reply_to_our_own_outstanding_probe_counts(aws, readyz, tmp_path):
+    """The independent check counts a probe reply only for a nonce we sent and have not had
+    answered: an old or made-up reply (a replay, or a peer answering someone else's probe)
+    says nothing about the peer now (review "fleet": nothing tested the nonce check)."""
+    import socket
+    from appliance.ha import heartbeat as hb
+    svc, clock, events = service(aws, readyz, tmp_path)
+    peer = hb.Codec(b"k" * 32, svc.ha.peer)                      # the peer's own sender id
+    svc.send()                                                  # our probe: one nonce outstanding
+    nonce = svc.nonces[-1]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        def reply(n):
+            s.sendto(peer.encode(hb.PROBE_REPLY, "primary", True, n), svc.check_sock.getsockname())
+            time.sleep(0.2)
+            svc.receive(svc.check_sock)
+            return svc.peer_wall["check"]
+        assert reply(nonce ^ 1) is None                         # not a nonce we sent
+        assert reply(nonce) is not None                         # ours: the check heard the peer
+        svc.peer_wall["check"] = None
+        assert reply(nonce) is None                             # the same reply again: used up
+    svc.hb_sock.close()
+    svc.check_sock.close()

@@ -105,6 +105,48 @@ def test_listens_only_on_loopback_and_answers(topo, appliance):
     assert get(t, "/healthz")[0] == 0                             # gone with the supervisor
 
 
+HOLDER = r"""
+import socket, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(n)]
+for s in idle[: n // 2]:
+    s.sendall(b"GET /healthz HTTP/1.1\r\n")           # a request that never ends
+time.sleep(0.5)
+closed = 0
+for s in idle[:-1]:
+    s.setblocking(False)
+    try:
+        closed += s.recv(10) == b""
+    except BlockingIOError:
+        pass
+    s.setblocking(True)
+print("closed", closed, flush=True)
+t = time.monotonic()
+with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+    s.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+    print(s.recv(100).split(b"\r\n")[0].decode(), round(time.monotonic() - t, 2), flush=True)
+t = time.monotonic()
+print("cut", idle[-1].recv(10) == b"", round(time.monotonic() - t, 1), flush=True)
+"""
+
+
+def test_idle_and_trickling_connections_do_not_starve_the_api(topo, appliance):
+    """A host that reaches the control port (the HA machine's /readyz, Prometheus) cannot
+    hold it: connections past MAX_CLIENTS push the oldest out, and a request that does not
+    arrive in CLIENT_TIMEOUT seconds is closed (review "fleet": 300 idle connections made
+    /readyz time out and the HA pair fail over)."""
+    from appliance.control import server
+    t = topo
+    a = appliance(extra=CONTROL).start()
+    wait_for(lambda: ready(t), what="/readyz 200")
+    r = t.ex(t.fw, sys.executable, "-c", HOLDER, str(PORT), str(4 * server.MAX_CLIENTS), timeout=60)
+    closed, answer, cut = r.stdout.splitlines()
+    assert int(closed.split()[1]) >= 3 * server.MAX_CLIENTS - 1, r.stdout      # the oldest, cut to make room
+    assert answer.startswith("HTTP/1.0 200"), r.stdout + r.stderr
+    assert cut.startswith("cut True"), r.stdout                 # the newest idle one, after the timeout
+    assert a.stop() == 0
+
+
 def test_management_address_is_accepted(topo, appliance):
     t = topo
     a = appliance(extra="control: {listen: 192.0.2.1:9900}\n")

@@ -68,6 +68,11 @@ def test_readyz_defaults_to_the_control_server(tmp_path):
     ("ha:\n", "ha:\n  preempt: sometimes\n", "3: ha.preempt must be true or false, got 'sometimes'"),
     ("ha:\n", "ha:\n  method: vrrp\n", "3: ha.method must be one of routes, eip, eni, got 'vrrp'"),
     ("ha:\n", "ha:\n  dead_afer: 2\n", "3: unknown key ha.dead_afer (did you mean 'dead_after'?)"),
+    # one template for both nodes: the sender id is the listen address (review "fleet": split brain)
+    ("  listen: 10.0.2.11:7400", "  listen: 0.0.0.0:7400", "3: ha.listen must be a node's own address, not 0.0.0.0"),
+    ("  check_listen: 10.0.1.11:7401", "  check_listen: '[::]:7401'", "5: ha.check_listen must be a node's own address"),
+    ("  peer: 10.0.2.12:7400", "  peer: 10.0.2.11:7400", "4: ha.peer is ha.listen"),
+    ("  check_peer: 10.0.1.12:7401", "  check_peer: 10.0.1.11:7401", "6: ha.check_peer is ha.check_listen"),
 ])
 def test_problems_at_their_line(tmp_path, old, new, expect):
     assert old in GOOD
