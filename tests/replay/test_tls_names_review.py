@@ -13,7 +13,7 @@ import struct
 import pytest
 
 from replaykit import Capture, TcpConn, client_hello, dns_query, tls_records
-from test_http_name_evasion import _feed
+from test_http_name_evasion import _feed, feed   # noqa: F401  (feed: a fixture)
 
 C, S = "10.0.0.1", "10.0.0.80"
 BLOCK = "rules:\n  - {id: 1, action: drop, proto: tcp, tls_sni: evil.example}\n"
@@ -28,15 +28,6 @@ def hello_after(prefix, sni="evil.example", port=443):
     c.recv(b"\x16\x03\x03\x00\x04\x02\x00\x00\x00")
     c.send(b"\x17\x03\x03\x00\x05hello")
     return cap
-
-
-@pytest.fixture
-def feed(tmp_path):
-    def go(cap, rules):
-        path = tmp_path / "rules.yaml"
-        path.write_text(rules)
-        return _feed(cap, str(path))
-    return go
 
 
 @pytest.mark.parametrize("count", [1, 5, 32])
