@@ -2,8 +2,8 @@
 Go 1.19 serve for them (the table in docs/rules.md, HTTP names: each server in a network
 namespace with vhosts good.example, evil.example and a default, raw requests over a socket).
 
-A drop rule on evil.example must fire wherever a server serves the evil vhost; a value no
-server serves it for keeps the name as sent (escaped), for the log and for rules to name."""
+A drop rule on evil.example must fire wherever a server serves the evil vhost; the log keeps
+the name as sent (escaped)."""
 import pytest
 
 from replaykit import Capture, TcpConn
@@ -67,18 +67,41 @@ def test_an_allowed_name_with_a_trailing_dot_still_needs_every_reading(judge):
     assert judge(request(b"good.example."), ALLOW).action == "drop"
 
 
-# Values no server serves evil.example's vhost for: nginx its default (a '\' is no path
-# separator on Unix, so ngx_http_validate_host keeps it), Apache and Go 400.
-NEVER_EVIL = {
+# Bytes after the name ("evil.example\\"): no server serves evil.example's vhost for them
+# with exact names (nginx its default: a '\\' is no path separator to it on Unix, so it stays
+# in the name; Apache and Go 400), but nginx's wildcard and regex names match them
+# (server_name evil.*; served "evil.example\\", checked live): the name they start with is a
+# reading too, read against the attacker. The log keeps the name as sent.
+TRAILING_BYTES = {
     b"evil.example\\": "evil.example\\x5c",
     b"evil.example\\:80": "evil.example\\x5c",
-    b"evil%2eexample": "evil%2eexample",
-    b"good@evil.example": "good@evil.example",
+    b"evil.example;": "evil.example;",
+    b"evil.example x": "evil.example x",
     b"evil.example\x00": "evil.example\\x00",
 }
 
 
-@pytest.mark.parametrize("raw", list(NEVER_EVIL), ids=["backslash", "backslash-port", "percent", "userinfo", "nul"])
+@pytest.mark.parametrize("raw", list(TRAILING_BYTES), ids=["backslash", "backslash-port", "semicolon", "space", "nul"])
+@pytest.mark.parametrize("rules", [NAME, WHOLE], ids=["name", "whole"])
+def test_a_host_with_bytes_after_its_name_reads_as_that_name_too(raw, rules, judge):
+    v = judge(request(raw), rules)
+    assert v.action == "drop" and v.flow.verdict_rule.id == 1
+    assert judge(request(raw), "rules: []\n").flow.app.tx.host == TRAILING_BYTES[raw]
+
+
+@pytest.mark.parametrize("raw", [b"good.example\\", b"good.example;"], ids=["backslash", "semicolon"])
+def test_an_allowed_name_with_bytes_after_it_does_not_pass(raw, judge):
+    """A pass needs every reading: the name as sent is not the allowed one."""
+    allow = "default_action: drop\nrules:\n  - {id: 1, action: pass, proto: tcp, http_host: good.example}\n"
+    assert judge(request(b"good.example"), allow).action == "pass"
+    assert judge(request(raw), allow).action == "drop"
+
+
+# No server serves evil.example's vhost for these, and they start with no name of it.
+NEVER_EVIL = {b"evil%2eexample": "evil%2eexample", b"good@evil.example": "good@evil.example"}
+
+
+@pytest.mark.parametrize("raw", list(NEVER_EVIL), ids=["percent", "userinfo"])
 def test_a_host_no_server_serves_as_evil_keeps_its_bytes(raw, judge):
     v = judge(request(raw), NAME)
     assert v.action == "pass"
