@@ -17,7 +17,8 @@ Runs are kept sorted by offset (bisect) and the datagram completes when the byte
 equal its length (no overlap is ever held), so a datagram of n fragments costs
 O(n log n) comparisons; in-order arrival, the common case, appends.
 
-Memory is bounded by bytes held and datagrams held; the oldest datagram goes first. Bytes
+Memory is bounded by bytes held and datagrams held, after every fragment and every carry;
+the oldest datagram goes first (the one a carry just grew, last). Bytes
 held count what holding costs, not the payload alone (the kernel's truesize): a datagram, a
 run and a carried item each add their objects' measured size (tests/unit/test_defrag_memory.py),
 so 8-byte fragments cannot hold 14x the bound.
@@ -151,11 +152,16 @@ class Defragmenter:
         self._bound()
         return None
 
-    def carry(self, dgram, data):
-        """Keep `data` with a held datagram (counted in the bytes bound, dropped with it)."""
+    def carry(self, dgram, data) -> bool:
+        """Keep `data` with a held datagram (counted in the bytes bound, dropped with it).
+        The bound holds after it too: the oldest other datagrams go first, and `dgram` only
+        when it alone is past the bound (what it carries is returned whole or not at all, so
+        it cannot be kept without this). Returns whether `dgram` is still held."""
+        cost = len(data) + CARRIED_BYTES
         dgram.carried.append(data)
-        dgram.carried_bytes += len(data) + CARRIED_BYTES
-        self.held_bytes += len(data) + CARRIED_BYTES
+        dgram.carried_bytes += cost
+        self.held_bytes += cost
+        return self._bound(keep=dgram)
 
     def _discard(self, key, pkt, anomaly):
         """The kernel's inet_frag_kill: the datagram and this fragment are gone; a later
@@ -246,11 +252,22 @@ class Defragmenter:
         self.held_bytes -= (DATAGRAM_BYTES + RUN_BYTES * len(dgram.runs) + dgram.held
                             + (len(dgram.header) if dgram.header else 0) + dgram.carried_bytes)
 
-    def _bound(self):
-        while self._datagrams and (self.held_bytes > self.max_bytes
-                                   or len(self._datagrams) > self.max_datagrams):
-            self._drop(next(iter(self._datagrams)))
+    def _bound(self, keep=None) -> bool:
+        """Evict the oldest datagrams while a bound is passed; `keep` (just carried with) only
+        when it is all that is left. Returns whether `keep` is still held."""
+        datagrams = self._datagrams
+        kept = True
+        while datagrams and (self.held_bytes > self.max_bytes or len(datagrams) > self.max_datagrams):
+            held = iter(datagrams.items())
+            key, oldest = next(held)
+            if oldest is keep and len(datagrams) > 1:
+                key, oldest = next(held)
+            if oldest is self.placed:
+                self.placed = None             # a source must not carry with a datagram no longer held
+            kept = kept and oldest is not keep
+            self._drop(key)
             self.stats["evicted"] += 1
+        return kept
 
     def expire(self, now: float) -> int:
         """Drop datagrams first seen more than `timeout` before `now`; return how many."""

@@ -141,6 +141,28 @@ def _before_colon(raw: bytes) -> str | None:
     return normalize_host(host.partition(b":")[0])
 
 
+# the hostname characters a Host value starts with (after any spaces or tabs)
+_NAME_START = re.compile(rb"[ \t]*([A-Za-z0-9._-]+)")
+# the bytes of an ordinary Host value (stripped): a name, a port, an IPv6 literal
+_PLAIN_HOST = b"".join(bytes(range(a, b)) for a, b in ((0x30, 0x3B), (0x41, 0x5B), (0x61, 0x7B))) + b".-_[]"
+
+
+def _name_start(raw: bytes) -> str | None:
+    """The hostname a Host starts with when other bytes follow it ("evil.example\\",
+    "evil.example;", "evil.example x"): nginx serves its default vhost for those and Apache
+    and Go refuse them, but nginx's wildcard and regex names match them (`evil.*`,
+    `~^evil\\.example`): read against the attacker (docs/rules.md, HTTP names)."""
+    if not raw.translate(None, _PLAIN_HOST):
+        return None                            # the common case, without a regex call
+    m = _NAME_START.match(raw)
+    if m is None:
+        return None
+    rest = raw[m.end():].rstrip(b" \t")
+    if not rest or rest[:1] == b":":
+        return None                            # the whole name, or a port: the readings above
+    return normalize_host(m.group(1))
+
+
 def _authority(uri: bytes) -> bytes | None:
     """The authority of an absolute-form URI ("http://user@a.example:80/x"), else None.
     Any scheme counts: nginx and Go route "a+b://evil.example/" by its authority."""
@@ -492,7 +514,7 @@ class RequestReader:
         # server reads the Host header instead, so both are readings.
         auth = _authority(req.uri) if req.method != b"CONNECT" else req.uri
         for raw in ([auth] if auth else []) + req.hosts:
-            for h in (normalize_host(raw), _before_colon(raw)):
+            for h in (normalize_host(raw), _before_colon(raw), _name_start(raw)):
                 if h and h not in readings:
                     readings.append(h)
         self.count += 1

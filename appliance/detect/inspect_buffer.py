@@ -320,7 +320,7 @@ def tx_buffer(proto, tx, name):
             agents = getattr(tx, "user_agents", None) or ([tx.user_agent] if tx.user_agent is not None else [])
             return [unescape(a) for a in agents]
         if name == "http.host":
-            return [unescape(h) for h in tx.hosts]
+            return host_readings([unescape(h) for h in tx.hosts])
         if name == "http.stat_code":          # the status line's 3 digits, as sent
             return [b"%03d" % tx.status] if tx.status is not None else []
     elif proto == "dns" and name == "dns.query":
@@ -336,6 +336,18 @@ def name_readings(name: bytes):
     differs -- a drop rule on "evil.example" holds for both, a pass rule needs both."""
     folded = name.lower().rstrip(b".")
     return [name] if folded == name else [name, folded]
+
+
+def host_readings(hosts):
+    """HTTP hosts (lowercase already) as sent, and without trailing dots when they have
+    some: nginx and Apache serve "evil.example." (":80") from evil.example's vhost, Go its
+    default (docs/rules.md, HTTP names)."""
+    for h in list(hosts):
+        if h[-1:] == b".":
+            bare = h.rstrip(b".")
+            if bare not in hosts:
+                hosts.append(bare)
+    return hosts
 
 
 def body_values(tx):
