@@ -330,10 +330,14 @@ class FlowSets:
 
     def resync(self) -> None:
         """The supervisor installed the table again (a worker died, its elements with it):
-        what this worker had in the kernel is gone; each of its final flows goes in again at
-        its next packet (`add`). Pending adds go into the new table at the next flush."""
+        what this worker had in the kernel may be gone. Everything it holds as added goes in
+        again at the next flush (adding an element that is there is no error): a flow
+        flushed into the new table between the reinstall and this call stays known, so its
+        end still deletes it. Deletes already due stay due (a missing element is skipped)."""
+        if self.flows and not self.pending and not self.doomed:
+            self.since = time.monotonic()
+        self.pending.update(self.flows)
         self.flows.clear()
-        self.doomed.clear()
 
     def release(self) -> None:
         """The worker stops: leave the kernel's elements to their timeouts (decided flows

@@ -63,11 +63,13 @@ def detect(data: bytes, proto: int, sport: int, dport: int) -> str | None:
                 frame = data[2:2 + int.from_bytes(data[:2], "big")]
                 if dns.plausible(frame):
                     candidates.append("dns")
-                elif not candidates and (sport in DNS_PORTS or dport in DNS_PORTS):
+                elif not candidates and dport in DNS_PORTS and len(data) >= 6:
                     # a DNS server reads length-prefixed messages whatever the first one is:
                     # dnsmasq skips one shorter than a header, a response, an odd opcode or
                     # counts (checked live) and answers the next; so nothing else fitting, a
-                    # TCP flow on a DNS port is DNS, or the next query would go unseen
+                    # TCP flow to a DNS port is DNS, or the next query would go unseen. The server's
+                    # port only (a client picks its own), and not before 6 bytes: a ClientHello or a
+                    # request line fits nothing in its first two
                     candidates.append("dns")
         if not candidates:
             return None

@@ -162,7 +162,7 @@ def _skip_leading_blanks(flow, stream, data):
     http.server any whitespace on the request line (up to its 64 KiB line). Consume them
     so detection sees the method however many there are, up to that line. DNS-over-TCP
     (whose length prefix may be such a byte) and TLS never start with one."""
-    if flow.dport in DNS_PORTS or flow.sport in DNS_PORTS:
+    if flow.dport in DNS_PORTS:           # the server's port: a client picks its own
         return data
     lead = len(data) - len(data.lstrip(_BLANKS))
     if lead:

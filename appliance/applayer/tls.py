@@ -243,10 +243,10 @@ class HelloReader:
                 self.parser = _HelloParser()
 
     def _before_hello(self):
-        """No byte of the first ClientHello read yet: OpenSSL skips an empty
-        change_cipher_spec record there (counted as an empty record), and so do we."""
-        return not self.second and self.parser is not None and self.parser.left is None \
-            and not self.parser.buf
+        """The first ClientHello's 4-byte header not read whole yet: OpenSSL skips an
+        empty change_cipher_spec record there (counted as an empty record), between the
+        header's bytes too, and so do we."""
+        return not self.second and self.parser is not None and self.parser.left is None
 
     def _skipped(self, ctype):
         """A record a server skips while it waits for a second ClientHello."""

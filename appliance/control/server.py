@@ -15,7 +15,6 @@ scrape costs the workers nothing but their once-a-second snapshot; a separate pr
 need all of it copied over another channel. It binds only the address `control.listen`
 names: loopback, or an address of the management interface (check_bind, at start).
 """
-from http.server import BaseHTTPRequestHandler
 import ipaddress
 import json
 import logging
@@ -29,7 +28,7 @@ from urllib.parse import parse_qs, urlparse
 from appliance import netfilter
 
 from . import kernel, metrics
-from .bounded import CLIENT_TIMEOUT, BoundedHTTPServer
+from .bounded import BoundedHandler, BoundedHTTPServer
 
 log = logging.getLogger("appliance.control")
 
@@ -236,9 +235,8 @@ class Control:
 
 
 def _handler(control):
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(BoundedHandler):
         server_version = "appliance-control"
-        timeout = CLIENT_TIMEOUT               # a request that does not arrive in time: closed
 
         def log_message(self, fmt, *args):        # scrapes every second: not worth a log line each
             pass

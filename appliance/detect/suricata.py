@@ -485,8 +485,9 @@ class _Options:
                 return None                    # reported by finish: it never matches
         elif not item.get("nocase"):
             return None
-        if "*" in text:
-            return None                        # a content has no wildcards: '*.good.example' is that literal
+        if "*" in text or text != text.strip():
+            # a content has no wildcards ('*.good.example' is that literal) and keeps its spaces
+            return None
         starts, ends = item.get("startswith"), item.get("endswith")
         whole = (starts and ends and bsize is None) or (bsize == str(len(data)) and not starts and not ends)
         if whole and not self.dotprefix:

@@ -8,13 +8,12 @@ sockets are open (fleet.supervisor computes it each turn of its loop); 503 with 
 otherwise, and from the moment SIGTERM arrives (the drain). An answer the supervisor has not
 refreshed for STALE seconds is a 503 too: a stuck supervisor restarts no worker.
 """
-from http.server import BaseHTTPRequestHandler
 import json
 import socket
 import threading
 import time
 
-from appliance.control.bounded import CLIENT_TIMEOUT, BoundedHTTPServer
+from appliance.control.bounded import BoundedHandler, BoundedHTTPServer
 
 STALE = 5.0                    # seconds: the supervisor's loop turns every 0.2 s
 # Whoever reaches the port (the security group decides who) must not hold the supervisor's
@@ -49,9 +48,8 @@ class Health:
 
 
 def _handler(health):
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(BoundedHandler):
         server_version = "appliance-health"
-        timeout = CLIENT_TIMEOUT               # a request that does not arrive in time: closed
 
         def log_message(self, fmt, *args):     # every 10 s from every GWLB node: no log line each
             pass

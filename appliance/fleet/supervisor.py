@@ -199,8 +199,7 @@ class FleetSupervisor(Reloading):
         its place never learns them: their FIN or RST would delete nothing, and the next
         connection on their ports would have its data passed by the kernel, uninspected.
         So the table is installed again (empty, in one transaction) and the live workers
-        forget what they had in it (SIGUSR2): their final flows go in again at their next
-        packet."""
+        put what they had in it back (SIGUSR2: FlowSets.resync)."""
         if self.fast_path:
             self.fast_path = self._install_fast_path()
             if not self.fast_path:

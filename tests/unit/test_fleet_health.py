@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from appliance.control.bounded import CLIENT_TIMEOUT
 from appliance.fleet import health as health_mod
 from appliance.fleet.health import Health
 
@@ -53,9 +54,9 @@ def test_idle_connections_neither_pile_up_threads_nor_starve_the_check(health):
 
 
 def test_a_client_that_never_finishes_its_request_is_cut_off(health):
-    s = socket.create_connection(health.httpd.server_address, timeout=3 * health_mod.CLIENT_TIMEOUT)
+    s = socket.create_connection(health.httpd.server_address, timeout=3 * CLIENT_TIMEOUT)
     s.sendall(b"GET / HTTP/1.1\r\n")                       # ... and nothing more
     t = time.monotonic()
     assert s.recv(4096) == b""                             # closed by the server
-    assert time.monotonic() - t < 3 * health_mod.CLIENT_TIMEOUT
+    assert time.monotonic() - t < 3 * CLIENT_TIMEOUT
     s.close()
