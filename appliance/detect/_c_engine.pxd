@@ -79,8 +79,9 @@ cdef class Detector:
     # a new flow's header lookup, called from the compiled Inspector (candidates, in_home) and
     # from here: C calls, not method lookups (a Python subclass may still override them)
     cpdef in_home(self, ip, raw=*)
-    cpdef candidates(self, pkt, flow, from_initiator)
-    cpdef _header(self, pkt, direction, swapped=*)
+    cpdef header_addresses(self, pkt)
+    cpdef candidates(self, pkt, flow, from_initiator, addrs=*)
+    cpdef _header(self, pkt, direction, swapped=*, addrs=*)
     # the per-packet judging, called from the compiled Inspector's _process: C calls (no
     # closure inside them: Cython compiles none in a cpdef; engine.py writes loops instead)
     cpdef more_to_inspect(self, CFlow flow, to_server, within=*, alerts=*)

@@ -17,7 +17,9 @@ cdef class AddrIndex:
     cdef public object v4
     cdef public object v6
     cdef public object negated
+    cdef public object home_negated
     cpdef lookup_raw(self, raw)
+    cpdef lookup_home_raw(self, raw)
     cpdef lookup(self, ip)
 
 cdef class PortIndex:
