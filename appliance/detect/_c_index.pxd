@@ -24,7 +24,7 @@ cdef class AddrIndex:
 
 cdef class PortIndex:
     cdef public object any
-    cdef public object exact
-    cdef public object ranges
-    cdef public object negated
+    cdef public dict exact             # typed: a port's mask is a C dict lookup, not a method call
+    cdef public list ranges
+    cdef public list negated
     cpdef lookup(self, port)
