@@ -58,5 +58,5 @@ cdef class Inspector:
     @cython.locals(flow=CFlow, det=CDetector, c=CCounters)
     cpdef _process(self, CPacket pkt)
     @cython.locals(det=CDetector)
-    cpdef _direction(self, CPacket pkt, from_responder=*)
+    cpdef _direction(self, CPacket pkt, from_responder=*, addrs=*)
     cpdef _applayer(self, CPacket pkt, CFlow flow, to_server, cand)

@@ -414,9 +414,13 @@ class Inspector:
                 # when it became final: process() returns it as it is (cold code a ping skips)
                 self._decided = v
             return v
+        det = self.detector
+        addrs = None
         first = flow.pkts_ts + flow.pkts_tc == 1
         if first:
-            flow.direction = self._direction(pkt, not to_server)
+            # its addresses walked once: HOME_NET for the direction, the masks for candidates
+            addrs = det.header_addresses(pkt)
+            flow.direction = self._direction(pkt, not to_server, addrs)
             if flow.proto != TCP and flow.proto != UDP:
                 flow.app = applayer.FAILED             # no DNS/TLS/HTTP name can ever show
                 self._count_app(flow.app)
@@ -463,8 +467,7 @@ class Inspector:
         if not to_server:
             flow.inspected_tc += size
 
-        det = self.detector
-        cand = det.candidates(pkt, flow, pkt.from_initiator)   # by its sender's end (FlowTable.lookup)
+        cand = det.candidates(pkt, flow, pkt.from_initiator, addrs)   # by its sender's end (FlowTable.lookup)
         # Verdict rules describe the connection (initiator -> responder), whichever
         # way this packet goes; alert rules look at the packet's own direction.
         if flow.unoriented:                # the initiator is unknown: both orientations, against the attacker
@@ -862,9 +865,10 @@ class Inspector:
 
     # -- helpers ---------------------------------------------------------------
 
-    def _direction(self, pkt, from_responder=False):
+    def _direction(self, pkt, from_responder=False, addrs=None):
         """The direction of the connection `pkt` starts (its flow's first packet), or of the
-        packet alone (_unread)."""
+        packet alone (_unread). `addrs`: the detector's header_addresses(pkt), whose HOME_NET
+        answers are read instead of asking HOME_NET's own trie."""
         outside = self.settings.outside_ifaces
         if outside and pkt.in_iface:
             inbound = pkt.in_iface in outside
@@ -874,11 +878,16 @@ class Inspector:
         # the initiator's address and the responder's: the packet's own (its text, already
         # made), the other way round when the responder sent it; not Flow.src/dst, which
         # make the text again from the key (two per new flow: a SYN flood's every packet)
-        src, dst = (pkt.dst, pkt.src) if from_responder else (pkt.src, pkt.dst)
-        src_raw, dst_raw = (pkt.dst_raw, pkt.src_raw) if from_responder else (pkt.src_raw, pkt.dst_raw)
-        det = self.detector
-        src_in = det.in_home(src, src_raw)   # HOME_NET: resolved once, by the loader
-        dst_in = det.in_home(dst, dst_raw)
+        if addrs is not None:
+            src_in, dst_in = addrs[0][1], addrs[1][1]      # the packet's source's, destination's
+            if from_responder:
+                src_in, dst_in = dst_in, src_in
+        else:
+            src, dst = (pkt.dst, pkt.src) if from_responder else (pkt.src, pkt.dst)
+            src_raw, dst_raw = (pkt.dst_raw, pkt.src_raw) if from_responder else (pkt.src_raw, pkt.dst_raw)
+            det = self.detector
+            src_in = det.in_home(src, src_raw)   # HOME_NET: resolved once, by the loader
+            dst_in = det.in_home(dst, dst_raw)
         if dst_in and not src_in:
             return "inbound"
         if src_in and not dst_in:

@@ -8,13 +8,15 @@
 # The header indexes are typed (detect/_c_index.pxd): their lookups are C calls. The judging
 # methods' flow is the compiled Flow: its fields (cached candidates, the app state) are struct
 # members there (engine.py runs with nonecheck: a None flow raises AttributeError as in Python).
+# The three dicts a new flow's header reads (proto, direction, the interned masks) are typed:
+# their get/[] are C dict calls, not a method looked up and called.
 
 from appliance.detect._c_index cimport AddrIndex, AddrTrie, PortIndex
 from appliance._c_flow cimport Flow as CFlow
 
 cdef class Detector:
     cdef dict __dict__
-    cdef public object _masks
+    cdef public dict _masks
     cdef public object _masks_max
     cdef public object addr_only
     cdef public object alert
@@ -32,7 +34,7 @@ cdef class Detector:
     cdef public object decision
     cdef public object deep_alert
     cdef public object default_action
-    cdef public object direction
+    cdef public dict direction
     cdef public PortIndex dport
     cdef public AddrIndex dst
     cdef public object exception_policy
@@ -58,7 +60,7 @@ cdef class Detector:
     cdef public object plain
     cdef public object prefilter
     cdef public object program
-    cdef public object proto
+    cdef public dict proto
     cdef public object proto_any
     cdef public object proto_only
     cdef public object reads
@@ -79,8 +81,9 @@ cdef class Detector:
     # a new flow's header lookup, called from the compiled Inspector (candidates, in_home) and
     # from here: C calls, not method lookups (a Python subclass may still override them)
     cpdef in_home(self, ip, raw=*)
-    cpdef candidates(self, pkt, flow, from_initiator)
-    cpdef _header(self, pkt, direction, swapped=*)
+    cpdef header_addresses(self, pkt)
+    cpdef candidates(self, pkt, flow, from_initiator, addrs=*)
+    cpdef _header(self, pkt, direction, swapped=*, addrs=*)
     # the per-packet judging, called from the compiled Inspector's _process: C calls (no
     # closure inside them: Cython compiles none in a cpdef; engine.py writes loops instead)
     cpdef more_to_inspect(self, CFlow flow, to_server, within=*, alerts=*)

@@ -17,12 +17,14 @@ cdef class AddrIndex:
     cdef public object v4
     cdef public object v6
     cdef public object negated
+    cdef public object home_negated
     cpdef lookup_raw(self, raw)
+    cpdef lookup_home_raw(self, raw)
     cpdef lookup(self, ip)
 
 cdef class PortIndex:
     cdef public object any
-    cdef public object exact
-    cdef public object ranges
-    cdef public object negated
+    cdef public dict exact             # typed: a port's mask is a C dict lookup, not a method call
+    cdef public list ranges
+    cdef public list negated
     cpdef lookup(self, port)

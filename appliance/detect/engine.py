@@ -162,8 +162,10 @@ class Detector:
         self.body_rules = file_data.mask(rules)   # rules on file_data: judged on the body's packets
         self.body_fit = 0                         # of them, those the body fits (set by decide's walk)
         self.body_txs = ()                        # the transactions whose body this packet brought
-        self.src = ix.AddrIndex((i, r.src) for i, r in enumerate(rules))
-        self.dst = ix.AddrIndex((i, r.dst) for i, r in enumerate(rules))
+        # the address tries answer HOME_NET too: a new flow's direction and its candidates
+        # from one walk an address (header_addresses)
+        self.src = ix.AddrIndex(((i, r.src) for i, r in enumerate(rules)), ruleset.home_net)
+        self.dst = ix.AddrIndex(((i, r.dst) for i, r in enumerate(rules)), ruleset.home_net)
         self.sport = ix.PortIndex((i, r.src_port) for i, r in enumerate(rules))
         self.dport = ix.PortIndex((i, r.dst_port) for i, r in enumerate(rules))
         self.names = {f: ix.NameIndex((i, getattr(r, RULE_FIELD[f])) for i, r in enumerate(rules)
@@ -260,32 +262,47 @@ class Detector:
 
     # -- header candidates ---------------------------------------------------
 
-    def candidates(self, pkt, flow, from_initiator):
+    def header_addresses(self, pkt):
+        """A new flow's first packet's addresses, one trie walk each: ((its source's src-rule
+        mask, whether HOME_NET holds its source), (its destination's dst-rule mask, whether
+        HOME_NET holds it)). Inspector._direction reads the HOME_NET answers and candidates
+        the masks, where each asked its own tries (four walks a new flow, a SYN flood's
+        every packet)."""
+        return (self.src.lookup_home_raw(getattr(pkt, "src_raw", b"") or ix.raw_address(pkt.src)),
+                self.dst.lookup_home_raw(getattr(pkt, "dst_raw", b"") or ix.raw_address(pkt.dst)))
+
+    def candidates(self, pkt, flow, from_initiator, addrs=None):
         """Rules whose proto/addresses/ports/direction match this packet's header, cached per
         flow by the end that sent it (`from_initiator`: FlowTable.lookup's pkt.from_initiator,
         or the side a _Reverse view was made for): cand_ts holds the initiator's header's
         candidates (the flow's own), cand_tc the responder's. By the sender, not by
         to_server: an ICMP echo packet is to_client by its type, and an echo reply the
         initiator sends carries the initiator's header (review rvall). Inspector.reload
-        clears the caches."""
+        clears the caches. `addrs`: header_addresses(pkt), when the caller walked them."""
         if from_initiator:
             m = flow.cand_ts
             if m is None:
-                m = flow.cand_ts = self._header(pkt, flow.direction)
+                m = flow.cand_ts = self._header(pkt, flow.direction, False, addrs)
         else:
             m = flow.cand_tc
             if m is None:
-                m = flow.cand_tc = self._header(pkt, flow.direction)
+                m = flow.cand_tc = self._header(pkt, flow.direction, False, addrs)
         return m
 
-    def _header(self, pkt, direction, swapped=False):
+    def _header(self, pkt, direction, swapped=False, addrs=None):
         m = self.proto_any | self.proto.get(pkt.proto, 0)
         if m:
             m &= self.direction[direction]
-        if m:   # by the address bytes (decode's): no text parsed again per lookup
-            m &= self.src.lookup_raw(getattr(pkt, "src_raw", b"") or ix.raw_address(pkt.src))
-        if m:
-            m &= self.dst.lookup_raw(getattr(pkt, "dst_raw", b"") or ix.raw_address(pkt.dst))
+        if addrs is not None:   # the packet's own, walked already (header_addresses)
+            if m:
+                m &= addrs[0][0]
+            if m:
+                m &= addrs[1][0]
+        else:
+            if m:   # by the address bytes (decode's): no text parsed again per lookup
+                m &= self.src.lookup_raw(getattr(pkt, "src_raw", b"") or ix.raw_address(pkt.src))
+            if m:
+                m &= self.dst.lookup_raw(getattr(pkt, "dst_raw", b"") or ix.raw_address(pkt.dst))
         if m:
             m &= self.sport.lookup(pkt.sport)
         if m:

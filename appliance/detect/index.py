@@ -60,9 +60,11 @@ class AddrTrie:
 
 
 class AddrIndex:
-    """Which rules' address set (src or dst) contains an IP."""
+    """Which rules' address set (src or dst) contains an IP; and, from the same trie walk,
+    whether `home` (HOME_NET, an AddrSet) holds it: a new flow's direction asks that of both
+    its addresses, its candidates ask the masks, one walk an address answers both."""
 
-    def __init__(self, entries):
+    def __init__(self, entries, home=None):
         self.any = 0
         self.v4 = pytricia.PyTricia(32)
         self.v6 = pytricia.PyTricia(128)
@@ -77,13 +79,18 @@ class AddrIndex:
             else:
                 for net in aset.networks:
                     own[net] = own.get(net, 0) | bit
-        # Insert shortest prefixes first so each prefix can inherit the masks of
-        # the prefixes that cover it; a lookup's longest match is then the union.
-        for net in sorted(own, key=lambda n: (n.version, n.prefixlen)):
+        home_nets = frozenset(home.networks) if home is not None else frozenset()
+        self.home_negated = home.negated if home is not None else False
+        # A prefix's value: (the "any" rules' mask | its rules' | those of the prefixes that
+        # cover it, whether a HOME_NET network holds it). Shortest prefixes first, so each
+        # inherits from its cover: a lookup's longest match is the union, and holds the
+        # address in HOME_NET exactly when a HOME_NET network holds the address.
+        for net in sorted(own.keys() | home_nets, key=lambda n: (n.version, n.prefixlen)):
             tree = self.v4 if net.version == 4 else self.v6
             key = str(net)
-            cover = tree.get(key) or 0
-            tree[key] = own[net] | cover
+            cover = tree.get(key)
+            mask, home_cover = cover if cover is not None else (self.any, False)
+            tree[key] = (own.get(net, 0) | mask, home_cover or net in home_nets)
         self.negated = []                      # [(v4 trie, v6 trie, mask)]: rules match when the IP is NOT in the trie
         for nets, mask in negated.items():
             t4, t6 = pytricia.PyTricia(32), pytricia.PyTricia(128)
@@ -97,7 +104,8 @@ class AddrIndex:
         address: only "any" rules can match)."""
         v6 = len(raw) == 16
         try:
-            m = self.any | ((self.v6 if v6 else self.v4).get(raw) or 0)
+            hit = (self.v6 if v6 else self.v4).get(raw)
+            m = self.any if hit is None else hit[0]
             for t4, t6, mask in self.negated:
                 if (t6 if v6 else t4).get(raw) is None:
                     m |= mask
@@ -105,11 +113,26 @@ class AddrIndex:
             return self.any
         return m
 
+    def lookup_home_raw(self, raw):
+        """(lookup_raw(raw), whether HOME_NET holds the address, as AddrTrie.contains_raw
+        answers) from one walk of the trie."""
+        v6 = len(raw) == 16
+        try:
+            hit = (self.v6 if v6 else self.v4).get(raw)
+            m, home = (self.any, False) if hit is None else hit
+            for t4, t6, mask in self.negated:
+                if (t6 if v6 else t4).get(raw) is None:
+                    m |= mask
+        except ValueError:                     # not an address: "any" rules only, not at home
+            return self.any, False
+        return m, home != self.home_negated
+
     def lookup(self, ip):
         v6 = ":" in ip
         tree = self.v6 if v6 else self.v4
         try:
-            m = self.any | (tree.get(ip) or 0)
+            hit = tree.get(ip)
+            m = self.any if hit is None else hit[0]
             for t4, t6, mask in self.negated:
                 if (t6 if v6 else t4).get(ip) is None:
                     m |= mask
@@ -121,7 +144,7 @@ class AddrIndex:
 class PortIndex:
     def __init__(self, entries):
         self.any = 0
-        self.exact = {}
+        exact = {}
         self.ranges = []                       # [(lo, hi, bit)] for wide ranges
         self.negated = []
         for i, pset in entries:
@@ -134,12 +157,15 @@ class PortIndex:
                 for lo, hi in pset.ranges:
                     if hi - lo < _EXPAND_RANGE:
                         for p in range(lo, hi + 1):
-                            self.exact[p] = self.exact.get(p, 0) | bit
+                            exact[p] = exact.get(p, 0) | bit
                     else:
                         self.ranges.append((lo, hi, bit))
+        # a port's mask with the "any" rules' in it: a lookup ORs nothing more (a 1,000-bit
+        # int made) when no wide range or negated set holds the port
+        self.exact = {p: m | self.any for p, m in exact.items()}
 
     def lookup(self, port):
-        m = self.any | self.exact.get(port, 0)
+        m = self.exact.get(port, self.any)
         for lo, hi, bit in self.ranges:
             if lo <= port <= hi:
                 m |= bit

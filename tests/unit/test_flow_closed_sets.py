@@ -37,7 +37,7 @@ WRITERS = {
     ("flow.py", "_tcp_state", "CLOSED"): "literal",
     ("flow.py", "_tcp_state", "ESTABLISHED"): "literal",
     ("flow.py", "_tcp_state", "CLOSING"): "literal",
-    ("inspector.py", "_process", "self._direction(pkt, not to_server)"): "Inspector._direction returns literals (checked)",
+    ("inspector.py", "_process", "self._direction(pkt, not to_server, addrs)"): "Inspector._direction returns literals (checked)",
     ("inspector.py", "_process", "rule.action"): "a MATCH rule decides: its action is in DECISIONS",
     ("inspector.py", "_process", "det.default_action"): "Detector refuses any other than DECISIONS (checked)",
     # not a Flow: a trace step, the detector's own tables, health and heartbeat states
