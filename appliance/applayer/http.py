@@ -143,8 +143,9 @@ def _before_colon(raw: bytes) -> str | None:
 
 # the hostname characters a Host value starts with (after any spaces or tabs)
 _NAME_START = re.compile(rb"[ \t]*([A-Za-z0-9._-]+)")
-# the bytes of an ordinary Host value (stripped): a name, a port, an IPv6 literal
-_PLAIN_HOST = b"".join(bytes(range(a, b)) for a, b in ((0x30, 0x3B), (0x41, 0x5B), (0x61, 0x7B))) + b".-_[]"
+# the bytes of an ordinary Host value: a name and a port ("[" and "]" are not: a name
+# before them is one nginx's wildcard names match; an IPv6 literal takes the regex path)
+_PLAIN_HOST = b"".join(bytes(range(a, b)) for a, b in ((0x30, 0x3B), (0x41, 0x5B), (0x61, 0x7B))) + b".-_"
 
 
 def _name_start(raw: bytes) -> str | None:
@@ -158,8 +159,10 @@ def _name_start(raw: bytes) -> str | None:
     if m is None:
         return None
     rest = raw[m.end():].rstrip(b" \t")
-    if not rest or rest[:1] == b":":
-        return None                            # the whole name, or a port: the readings above
+    if not rest or rest[:1] == b":" or rest[0] >= 0x80:
+        # the whole name, or a port: the readings above; a byte past ASCII continues the
+        # label ("bücher.example" is no name "b", nor "evil.exampleü" evil.example)
+        return None
     return normalize_host(m.group(1))
 
 

@@ -78,10 +78,15 @@ TRAILING_BYTES = {
     b"evil.example;": "evil.example;",
     b"evil.example x": "evil.example x",
     b"evil.example\x00": "evil.example\\x00",
+    b"evil.example]": "evil.example]",            # nginx (server_name evil.*) serves these too (review s11)
+    b"evil.example[x": "evil.example[x",
+    b"evil.example]:80": "evil.example]",
 }
 
 
-@pytest.mark.parametrize("raw", list(TRAILING_BYTES), ids=["backslash", "backslash-port", "semicolon", "space", "nul"])
+@pytest.mark.parametrize("raw", list(TRAILING_BYTES),
+                         ids=["backslash", "backslash-port", "semicolon", "space", "nul", "bracket", "open-bracket",
+                              "bracket-port"])
 @pytest.mark.parametrize("rules", [NAME, WHOLE], ids=["name", "whole"])
 def test_a_host_with_bytes_after_its_name_reads_as_that_name_too(raw, rules, judge):
     v = judge(request(raw), rules)
@@ -106,3 +111,25 @@ def test_a_host_no_server_serves_as_evil_keeps_its_bytes(raw, judge):
     v = judge(request(raw), NAME)
     assert v.action == "pass"
     assert v.flow.app.tx.host == NEVER_EVIL[raw]
+
+
+def test_the_ordinary_host_shortcut_gives_what_the_regex_gives():
+    """_name_start answers ordinary Host values without its regex: for every byte after a
+    name, the shortcut's answer is the regex path's (review s11: '[' and ']' were taken
+    for ordinary, and 'evil.example]' lost its reading)."""
+    from appliance.applayer import http
+    for b in range(256):
+        raw = b"evil.example" + bytes([b])
+        m = http._NAME_START.match(raw)
+        rest = raw[m.end():].rstrip(b" \t")
+        by_regex = None if not rest or rest[:1] == b":" or rest[0] >= 0x80 else http.normalize_host(m.group(1))
+        assert http._name_start(raw) == by_regex, raw
+
+
+def test_a_raw_utf8_name_is_no_ascii_prefix(judge):
+    """nginx takes bytes past ASCII in a Host: 'bücher.example' is that name, not 'b' (an
+    allow-list of *.example must not drop it for a reading 'b')."""
+    allow = ('default_action: drop\nrules:\n  - {id: 1, action: pass, proto: tcp, content: '
+             '[{value: ".example", endswith: true, buffer: http.host}]}\n')
+    assert judge(request("bücher.example".encode()), allow).action == "pass"
+    assert judge(request("evil.exampleü".encode()), NAME).action == "pass"     # another name
