@@ -89,25 +89,26 @@ def test_the_hello_without_a_prefix_is_dropped_as_before(feed):
     assert verdicts[3].action == "drop"
 
 
-def test_a_literal_star_in_a_suricata_name_content_is_no_wildcard(tmp_path):
+def converted(tmp_path, content):
+    """A Suricata pass rule with this tls.sni content, and a drop rule for every other TLS flow."""
     rules = tmp_path / "x.rules"
     rules.write_text(
-        'pass tls any any -> any any (tls.sni; content:"*.good.example"; nocase; startswith; endswith; '
+        f'pass tls any any -> any any (tls.sni; content:"{content}"; nocase; startswith; endswith; '
         'flow:to_server; sid:1;)\n'
         'drop tls any any -> any any (flow:to_server; sid:2;)\n')
-    sub, _ = _feed(hello_after(b"", sni="a.good.example"), str(rules))
-    literal, _ = _feed(hello_after(b"", sni="*.good.example"), str(rules))
+    return str(rules)
+
+
+def test_a_literal_star_in_a_suricata_name_content_is_no_wildcard(tmp_path):
+    rules = converted(tmp_path, "*.good.example")
+    sub, _ = _feed(hello_after(b"", sni="a.good.example"), rules)
+    literal, _ = _feed(hello_after(b"", sni="*.good.example"), rules)
     assert sub[3].action == "drop", sub                       # Suricata drops it: sid 2
     assert literal[3].action == "pass", literal               # the literal name the content means
 
 
 def test_a_name_content_with_spaces_around_it_is_no_name(tmp_path):
-    rules = tmp_path / "x.rules"
-    rules.write_text(
-        'pass tls any any -> any any (tls.sni; content:" good.example"; nocase; startswith; endswith; '
-        'flow:to_server; sid:1;)\n'
-        'drop tls any any -> any any (flow:to_server; sid:2;)\n')
-    verdicts, _ = _feed(hello_after(b"", sni="good.example"), str(rules))
+    verdicts, _ = _feed(hello_after(b"", sni="good.example"), converted(tmp_path, " good.example"))
     assert verdicts[3].action == "drop", verdicts             # Suricata's content keeps its space
 
 
