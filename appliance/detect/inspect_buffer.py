@@ -343,8 +343,7 @@ def host_readings(hosts):
     some: nginx and Apache serve "evil.example." (":80") from evil.example's vhost, Go its
     default (docs/rules.md, HTTP names)."""
     for h in list(hosts):
-        if h[-1:] == b".":
-            bare = h.rstrip(b".")
+        for bare in name_readings(h)[1:]:       # as dns.query and tls.sni
             if bare not in hosts:
                 hosts.append(bare)
     return hosts
