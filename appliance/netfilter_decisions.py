@@ -201,7 +201,7 @@ def _matches(e, swapped, tag, sets):
         ports += f"meta l4proto {'tcp' if 6 in e.protos else 'udp'} "
     for field, pset in (("sport", sport), ("dport", dport)):
         if pset is not None:
-            ports += f"th {field} {'!= ' if pset.negated else ''}{{ {_ports(pset.ranges)} }} "
+            ports += f"th {field} {'!= ' if pset.negated else ''}{{ {_ports(pset.ranges, pset.negated)} }} "
     ports = ports.strip()
     if src is None and dst is None:
         return [ports]
@@ -225,14 +225,17 @@ def _matches(e, swapped, tag, sets):
     return out
 
 
-def _ports(ranges):
+def _ports(ranges, negated=False):
+    """The set's elements; a negated one as ranges even for one port: nft turns `!= { 53 }` into a
+    plain compare and merges two adjacent ones (sport, dport) into one 4-byte "!= (53, 53)", which
+    fits when EITHER port differs (nft 1.0.6; a range compare is not merged)."""
     merged = []
     for lo, hi in sorted(ranges):
         if merged and lo <= merged[-1][1] + 1:
             merged[-1][1] = max(merged[-1][1], hi)
         else:
             merged.append([lo, hi])
-    return ", ".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in merged)
+    return ", ".join(str(lo) if lo == hi and not negated else f"{lo}-{hi}" for lo, hi in merged)
 
 
 def _nft(args, stdin=None, check=True):
