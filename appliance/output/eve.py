@@ -47,8 +47,8 @@ class EveWriter:
     must not change one (a write error used to propagate through Inspector.process, and
     through tick() kill the worker). A failed event is counted in `lost`, the first failure
     is said once on stderr (the journal), and writing resumes by itself when the disk
-    accepts it again (a line cut short by the failure is closed first, so every line stays
-    JSON).
+    accepts it again (a line cut short by the failure is taken back out of the file, or closed
+    first where it cannot be, so every line stays JSON).
 
     A regular file is bounded on disk: past `max_bytes` it is renamed to PATH.1 (PATH.1 to
     PATH.2, ... up to PATH.<keep>; the oldest goes) and a new PATH is started. Several
@@ -58,6 +58,9 @@ class EveWriter:
     """
 
     CHECK_EVERY = 64            # writes between looks at the file's real size (other workers write too)
+    # writes in a row that end a failure: at the edge of a full disk a short event fits where a
+    # long one did not (a cut line gives its bytes back), and each would say so on stderr
+    RECOVERED_AFTER = 16
 
     def __init__(self, target, max_bytes=None, keep=5):
         self.count = 0
@@ -69,6 +72,7 @@ class EveWriter:
         self._own = False
         self._partial = False           # the last write stopped inside a line
         self._failing = None            # the error of the failure being counted, if any
+        self._written_since_failure = 0
         self._since_check = 0
         if target == "-":
             self._fd = sys.stdout.fileno()
@@ -83,7 +87,7 @@ class EveWriter:
             self._fd = target.fileno()
 
     def _open(self):
-        return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)     # read: _cut
 
     def write(self, event):
         line = orjson.dumps(event) + b"\n"
@@ -94,23 +98,42 @@ class EveWriter:
             if self._since_check >= self.CHECK_EVERY:
                 self._since_check = 0
                 self._bound()
-        view = memoryview(line)
+        done = 0
         try:
-            while view:
-                n = os.write(self._fd, view)
-                view = view[n:]
-                self._partial = bool(view)
+            while done < len(line):
+                done += os.write(self._fd, memoryview(line)[done:])
         except OSError as e:
+            if done:
+                self._cut(line[:done])
             self._lose(e)
             return
+        self._partial = False
         self.count += 1
         if self._failing is not None:
+            self._written_since_failure += 1
+            if self._written_since_failure < self.RECOVERED_AFTER:
+                return
             print(f"appliance: EVE {self.path or 'output'}: writing again; {self.lost} events lost "
                   f"({self._failing})", file=sys.stderr, flush=True)
             self._failing = None
 
+    def _cut(self, fragment):
+        """Take a line cut short by a failed write back out of the file, so another worker's
+        next line is not appended to it (and counted written while no reader can parse it).
+        Only while the fragment is still the file's tail; otherwise (a pipe, or another writer
+        appended meanwhile) the next line of ours starts on a new line."""
+        try:
+            size = os.fstat(self._fd).st_size
+            if size >= len(fragment) and os.pread(self._fd, len(fragment), size - len(fragment)) == fragment:
+                os.ftruncate(self._fd, size - len(fragment))
+                return
+        except OSError:
+            pass
+        self._partial = True
+
     def _lose(self, e):
         self.lost += 1
+        self._written_since_failure = 0
         self._say(e)
 
     def _say(self, e):
