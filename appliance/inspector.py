@@ -327,7 +327,9 @@ class Inspector:
     def _kernel_policy(self):
         """The kernel policy of the running rules and settings (None when kernel_decisions is off)."""
         s = self.settings
-        self.kernel_policy = policy_for(s, self.ruleset) if s.kernel_decisions else None
+        pl = self.pcap_log
+        recorded = None if pl is None else "all" if pl.all else "alerts"
+        self.kernel_policy = policy_for(s, self.ruleset, recorded) if s.kernel_decisions else None
 
     def _types_set(self, settings):
         types = frozenset(settings.eve_types)

@@ -151,12 +151,16 @@ class IcmpLimit:
     """May one more ICMP error go to `dst` now? Global and per-destination token buckets, as
     the kernel's icmp_global_allow + inet_peer_xrlim_allow (an interval of 0: no per-destination
     limit). The destination table is bounded: least recently answered destinations are forgotten
-    first (forgetting one only restores its burst; the global bucket still caps the total)."""
+    first (forgetting one only restores its burst; the global bucket still caps the total).
+    `share`: the workers answering side by side (each has its own limit; queue-balance spreads a
+    spoofed victim's packets over all of them), so that together they keep the kernel's limits."""
 
     def __init__(self, v4_interval=1.0, v6_interval=1.0, per_sec=1000, burst=50, clock=time.monotonic,
-                 max_destinations=MAX_DESTINATIONS):
-        self.interval = {4: v4_interval, 6: v6_interval}
-        self.per_sec, self.burst = per_sec, burst
+                 max_destinations=MAX_DESTINATIONS, share=1):
+        # per destination: the kernel's burst of tokens, each answer costing `share` intervals
+        self.interval = {4: v4_interval * share, 6: v6_interval * share}
+        self.capacity = {4: BURST_FACTOR * v4_interval, 6: BURST_FACTOR * v6_interval}
+        self.per_sec, self.burst = per_sec / share, max(1.0, burst / share)
         self.clock = clock
         self.max_destinations = max_destinations
         self.credit, self.credit_ts = float(burst), clock()
@@ -179,8 +183,9 @@ class IcmpLimit:
         if interval <= 0:
             return True
         d = self.dests
-        tokens, last = d.pop(dst, (BURST_FACTOR * interval, now))   # a new destination starts full
-        tokens = min(BURST_FACTOR * interval, tokens + now - last)
+        capacity = self.capacity[version]
+        tokens, last = d.pop(dst, (capacity, now))    # a new destination starts full
+        tokens = min(capacity, tokens + now - last)
         ok = tokens >= interval
         if ok:
             tokens -= interval
@@ -194,9 +199,9 @@ class Rejector:
     """Raw sockets per (family, interface), opened on first use and kept open; ICMP answers
     within the kernel's rate limits (`limit`)."""
 
-    def __init__(self, limit=None):
+    def __init__(self, limit=None, workers=1):
         self._socks = {}
-        self.limit = limit if limit is not None else IcmpLimit(**kernel_limits())
+        self.limit = limit if limit is not None else IcmpLimit(**kernel_limits(), share=workers)
 
     def _sock(self, version, iface):
         key = (version, iface)

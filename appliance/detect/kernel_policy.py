@@ -94,11 +94,16 @@ def first_packet_decidable(proto, sport, dport, tcp_flags):
 PROTOCOL_LOGS = ("dns", "tls", "http")
 
 
-def compile_policy(ruleset, monitor_all=False, protocol_logs=()):
+def compile_policy(ruleset, monitor_all=False, protocol_logs=(), recorded=None):
     """The KernelPolicy of a rule set. `monitor_all`: the config's monitor mode;
-    `protocol_logs`: the protocol log types on (a passed flow is then left to the queue)."""
+    `protocol_logs`: the protocol log types on (a passed flow is then left to the queue);
+    `recorded`: the pcap log's mode (output/pcap_log.py), whose packets only a worker can write:
+    "alerts" records dropped and rejected flows (left to the queue), "all" every flow."""
+    if recorded == "all":
+        return KernelPolicy((), QUEUE)
     rules = ruleset.rules
     passes = not protocol_logs
+    refuses = recorded is None
     entries = []
     # alerts fire whatever the verdict: every flow one may see goes to the queue, first
     for r in rules:
@@ -120,13 +125,16 @@ def compile_policy(ruleset, monitor_all=False, protocol_logs=()):
             why = "needs more than the header"
         elif verdict == "pass" and not passes:
             why = "protocol logs read passed flows"
+        elif verdict != "pass" and not refuses:
+            why = "the pcap log records refused flows"
         else:
             why = ""
         # read both ways: `<>`, and `header: packet` (each packet by its own header: the reply's too)
         either = r.bidirectional or r.header == "packet"
         entries.append(_entry(r, verdict if not why else QUEUE, protos, either, why))
     default = ruleset.default_action
-    if (default == "pass" and not passes) or (default != "pass" and (monitor_all or ruleset.default_monitor)):
+    if (default == "pass" and not passes) or (default != "pass" and (monitor_all or ruleset.default_monitor
+                                                                      or not refuses)):
         default = QUEUE
     return KernelPolicy(tuple(entries), default)
 
@@ -143,8 +151,8 @@ def _entry(r, verdict, protos, either_way, why):
     return Entry(verdict, r.direction, protos, r.src, r.dst, r.src_port, r.dst_port, either_way, r.id, why)
 
 
-def policy_for(settings, ruleset):
+def policy_for(settings, ruleset, recorded=None):
     """The policy of a rule set under an Inspector's Settings, or a Config (`run`): both
-    have eve_types and mode."""
+    have eve_types and mode; `recorded`: the pcap log's mode, if one is written."""
     logs = tuple(t for t in settings.eve_types if t in PROTOCOL_LOGS)
-    return compile_policy(ruleset, settings.mode == "monitor", logs)
+    return compile_policy(ruleset, settings.mode == "monitor", logs, recorded)

@@ -24,6 +24,7 @@ from appliance import source
 from appliance.detect.engine import Detector
 from appliance.inspector import Inspector, settings_from_config
 from appliance.output.eve import EveWriter
+from appliance.reject import IcmpLimit, kernel_limits
 from appliance.reload import Inbox
 from appliance import gwlb_offload
 from appliance.source.gwlb import GwlbSource, Senders, data_interface, interface_mtu
@@ -70,7 +71,8 @@ class Worker:
         g = cfg.gwlb
         flowsets = gwlb_offload.FlowSets() if self.fast_path else None
         self.src = GwlbSource(self.sock, Senders(g.senders), reply_port=g.reply_port, idle=self.idle,
-                              defrag=self.inspector.defrag, offload=flowsets)
+                              defrag=self.inspector.defrag, offload=flowsets,
+                              limit=IcmpLimit(**kernel_limits(), share=g.workers))   # the kernel's, shared
         if flowsets is not None:
             self.inspector.on_flow_end = flowsets.ended
         found = data_interface(g.listen, first_address(g.senders[0]))

@@ -360,7 +360,7 @@ class Worker:
         self.report = report                 # socket: counter snapshots to the supervisor's control plane
         self.reporter = None
         self.ifnames = {}
-        self.rejector = Rejector()
+        self.rejector = Rejector(workers=cfg.workers)    # the kernel's ICMP limits, shared
         self.flags = set()                   # signals seen, handled in the loop
         self.fail_verdict = "accept" if cfg.fail_open else "drop"
         self.mark_mask = cfg.mark_mask       # restart-only: the kernel rules match these bits

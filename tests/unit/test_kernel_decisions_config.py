@@ -130,3 +130,26 @@ def test_a_block_list_is_one_set_lookup_with_the_same_first_fit(tmp_path):
         args = (rng.choice((6, 17)), rng.choice(pool), rng.randrange(1024, 65536), rng.choice(pool),
                 rng.choice((80, 443, 5000)), rng.choice(("inbound", "outbound")), 2)
         assert flat.decide(*args) == policy.decide(*args), args
+
+
+def test_a_pcap_log_keeps_the_flows_it_records_queued(tmp_path):
+    """Only a worker writes the pcap log: with `mode: alerts` (dropped and rejected flows
+    recorded) the kernel decides passes only, with `mode: all` nothing (found by review: a
+    kernel-dropped flow was missing from the pcap log the operator asked for)."""
+    from appliance.detect.kernel_policy import QUEUE
+    from appliance.inspector import Inspector, Settings
+    from appliance.output.pcap_log import PcapLog, PcapLogConfig
+    rs = load_rules([write(tmp_path, "default_action: reject\nrules:\n"
+                           "  - {id: 1, action: pass, proto: tcp, dst_port: 80}\n"
+                           "  - {id: 2, action: drop, proto: udp, dst_port: 9999, log: false}\n", "r.yaml")])
+    web = (6, "192.0.2.1", 40000, "10.1.2.3", 80, "inbound", 0x02)             # rule 1 passes it
+    dropped = (17, "192.0.2.1", 40000, "10.1.2.3", 9999, "inbound", 0)         # rule 2 drops it
+    other = (17, "192.0.2.1", 40000, "10.1.2.3", 5000, "inbound", 0)           # the default rejects it
+    def decide(pcap_mode):
+        log = None if pcap_mode is None else PcapLog(PcapLogConfig(str(tmp_path / pcap_mode), pcap_mode), "q0")
+        settings = Settings(kernel_decisions=True, eve_types=("alert",))     # no protocol log
+        policy = Inspector(rs, settings, None, log).kernel_policy
+        return [policy.decide(*k) for k in (web, dropped, other)]
+    assert decide(None) == ["pass", "drop", "reject"]
+    assert decide("alerts") == ["pass", QUEUE, QUEUE]
+    assert decide("all") == [QUEUE, QUEUE, QUEUE]

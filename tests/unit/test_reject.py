@@ -98,3 +98,23 @@ def test_icmp_limit_interval_zero_means_no_per_destination_limit_and_table_is_bo
         lim.allow(4, f"10.1.{i // 250}.{i % 250}")
     assert len(lim.dests) == 100
 
+
+
+def test_icmp_limits_shared_by_workers_add_up_to_the_kernels():
+    """Each worker has its own limit and queue-balance spreads one spoofed victim's packets over
+    all of them (found by review: 2 workers answered 2x the kernel's limits, a burst of 12):
+    with `share` = the workers, the answers of all of them together stay within the kernel's."""
+    from appliance.reject import IcmpLimit
+    clock = Clock()
+    for workers in (1, 2, 3):
+        lims = [IcmpLimit(v4_interval=1.0, per_sec=1000, burst=50, clock=clock, share=workers) for _ in range(workers)]
+        burst = sum(lim.allow(4, "192.0.2.1") for _ in range(10) for lim in lims)
+        assert burst == 6                                  # the kernel's per-destination burst, in all
+        clock.now += 10.0                                  # each answer costs `workers` seconds of tokens
+        later = 0
+        for _ in range(100):
+            clock.now += 0.1
+            later += sum(lim.allow(4, "192.0.2.1") for lim in lims)
+        assert 9 <= later <= 16                            # ~1 a second, as the kernel (full again after 10 s: +6)
+        spoofed = sum(lim.allow(4, f"10.0.{i // 250}.{i % 250}") for i in range(1000) for lim in lims)
+        assert spoofed <= 50                               # the global burst, in all
