@@ -122,7 +122,10 @@ def on_stream(flow, stream, found, earlier=(), bodies=None):
             return (), None
         guess = detect(data, flow.proto, flow.sport, flow.dport)
         if guess is None:
-            if not stream.complete and len(data) < _DETECT_GIVE_UP:
+            if not stream.complete and (len(data) < _DETECT_GIVE_UP or http.method_arriving(data)):
+                # too few bytes to tell, or a method token whose space has not come: its
+                # request may name a Host (nginx reads an 8 KiB method, Go a 1 MiB one). The
+                # flow stays pending (no final verdict, no offload) until the window is full
                 return (), None
             if not http.request_line_open(data[:DETECT_BYTES]):
                 flow.app = FAILED
