@@ -202,7 +202,8 @@ def on_datagram(flow, payload, responses=None, found=None):
     from either side: a "resolver" that sends first must not make the client's queries
     invisible. Returns (the fields that got a new transaction, the reason the names can no
     longer be known or None). `responses`: a list that gets the DNS responses read (for
-    the dns log; no rule reads them). `found`: a list that gets the anomaly names."""
+    the dns log; no rule reads them), None when the log is off. `found`: a list that gets
+    the anomaly names."""
     if not payload or (flow.app is not None and flow.app.unknown is not None):
         return (), None
     msg = dns.parse_message(payload)
@@ -216,6 +217,7 @@ def on_datagram(flow, payload, responses=None, found=None):
         return ("dns",), None
     if msg and msg.response and responses is not None:
         responses.append(msg)
+        dns_responses_logged([msg], found)
     if flow.app is None:
         flow.app = FAILED                       # this datagram names nothing
     return (), None
@@ -316,9 +318,24 @@ def _dns_queries(app, queries, found):
     # as a server does; a resolver or client that flattens a name to text (a stub's log, a
     # forwarder's cache key) may read other labels, which the appliance cannot know. (A
     # backslash first: one memchr; the two-character search alone crawls through 512 dots.)
-    if found is not None and any("\\" in n and "\\." in n for n in names):
+    if found is not None and _dot_in_label(names):
         found.append("dns.dot_in_label")
     app.tx = queries if len(queries) > 1 else queries[0]
+
+
+def _dot_in_label(names):
+    return any("\\" in n and "\\." in n for n in names)
+
+
+def dns_responses_logged(msgs, found):
+    """Responses the dns log writes (UDP here, TCP from the server's side): a name with a
+    '.' inside a label (question, answer owner or a CNAME/PTR/NS target, logged "\\.") is the
+    same anomaly as in a query: a stub or log that flattens it reads other labels. Rules
+    read no response names, so nothing else depends on it."""
+    if found is not None and any(_dot_in_label([q.rrname for q in m.queries])
+                                 or _dot_in_label([a.rrname for a in m.answers])
+                                 or _dot_in_label([a.rdata for a in m.answers if a.rdata]) for m in msgs):
+        found.append("dns.dot_in_label")
 
 
 from ..compiled import use_compiled  # noqa: E402 -- last: the Cython build of this file, if built

@@ -86,3 +86,65 @@ def test_the_compiled_reader_writes_the_same_eve(tmp_path, rules_file):
     assert_identical(pure, compiled)
     eve = pure[1].decode()
     assert "a\\\\.b.example" in eve and "x\\\\x5cy\\\\..example" in eve and "dns.dot_in_label" in eve
+
+
+# --- responses: the dns log writes their names too (left review item 3) ---------------------
+
+def wire_response(q_labels, cname_labels, owner=None, qid=0x1234):
+    """A response to q_labels with one CNAME answer (owner: the labels given, else a pointer
+    to the question), or none (NXDOMAIN) when cname_labels is None."""
+    name = lambda labels: b"".join(bytes([len(x)]) + x for x in labels) + b"\x00"
+    question = name(q_labels) + b"\x00\x01\x00\x01"
+    if cname_labels is None:
+        return struct.pack("!HHHHHH", qid, 0x8183, 1, 0, 0, 0) + question
+    target = name(cname_labels)
+    return (struct.pack("!HHHHHH", qid, 0x8180, 1, 1, 0, 0) + question
+            + (name(owner) if owner else b"\xc0\x0c") + struct.pack("!HHIH", 5, 1, 60, len(target)) + target)
+
+
+def udp_response(cap, payload, dport=40001):
+    cap.add(l2(ip_of(S, C) / UDP(sport=53, dport=dport) / Raw(payload)))
+
+
+def dotted_events(r):
+    return [(e["src_port"], e["dest_port"]) for e in r.of("anomaly") if e["anomaly"]["event"] == "dns.dot_in_label"]
+
+
+@pytest.mark.parametrize("q, target, owner", [
+    ([b"a.b", b"example"], None, None),                    # the question section's name (NXDOMAIN)
+    ([b"a", b"b", b"example"], [b"c", b"example"], [b"a.b", b"example"]),   # an answer's owner
+    ([b"a", b"b", b"example"], [b"evil.example"], None),    # the CNAME target: one label "evil.example"
+], ids=["question", "owner", "cname-target"])
+def test_a_response_name_with_a_dot_inside_a_label_is_an_anomaly(q, target, owner, run, rules_file):
+    """The dns log writes a response's names (question, answers, CNAME/PTR/NS targets) with
+    "\\." as the query's: the same anomaly, on the response (was: queries only). The query
+    here is plain labels, so the anomaly comes from the response alone."""
+    rules = rules_file("rules:\n  - {id: 1, action: alert, proto: udp, dns_query: nothing.invalid}\n")
+    cap = Capture()
+    udp_query(cap, wire_query(b"a", b"b", b"example"), 40001)
+    udp_response(cap, wire_response(q, target, owner), 40001)
+    r = run(cap, rules)
+    assert dotted_events(r) == [(53, 40001)]
+    answers = [a["rdata"] for e in r.of("dns") for a in e["dns"].get("answers", ())]
+    assert answers == ([b".".join(x.replace(b".", b"\\.") for x in target).decode()] if target else [])
+
+
+def test_a_plain_response_is_no_anomaly(run, rules_file):
+    rules = rules_file("rules:\n  - {id: 1, action: alert, proto: udp, dns_query: nothing.invalid}\n")
+    cap = Capture()
+    udp_query(cap, wire_query(b"a", b"b", b"example"), 40001)
+    udp_response(cap, wire_response([b"a", b"b", b"example"], [b"c", b"example"]), 40001)
+    assert dotted_events(run(cap, rules)) == []
+
+
+def test_a_dns_over_tcp_response_with_a_dot_inside_a_label_is_an_anomaly(run, rules_file):
+    rules = rules_file("rules:\n  - {id: 1, action: alert, proto: tcp, dns_query: nothing.invalid}\n")
+    cap = Capture()
+    conn = TcpConn(cap, C, 40003, S, 53)
+    conn.handshake()
+    q = wire_query(b"a", b"b", b"example")
+    conn.send(struct.pack("!H", len(q)) + q)
+    resp = wire_response([b"a", b"b", b"example"], [b"evil.example"])
+    conn.recv(struct.pack("!H", len(resp)) + resp)
+    r = run(cap, rules)
+    assert dotted_events(r) == [(53, 40003)]
