@@ -79,6 +79,14 @@ def test_the_compiled_reader_writes_the_same_eve(tmp_path, rules_file):
     udp_query(cap, wire_query(b"a", b"b", b"example"), 40002)
     udp_query(cap, wire_query(b"good.example"), 40003)
     udp_query(cap, wire_query(b"x\\y.", b"example"), 40004)
+    udp_query(cap, wire_query(b"c", b"example"), 40006)
+    udp_response(cap, wire_response([b"c", b"example"], [b"evil.example"]), 40006)   # a dotted CNAME
+    conn = TcpConn(cap, C, 40005, S, 53)
+    conn.handshake()
+    q = wire_query(b"a", b"b", b"example")
+    conn.send(struct.pack("!H", len(q)) + q)
+    resp = wire_response([b"a.b", b"example"], None)
+    conn.recv(struct.pack("!H", len(resp)) + resp)
     pcap = cap.write(tmp_path / "dots.pcap")
     rules = rules_file("rules:\n  - {id: 7, action: drop, proto: udp, dns_query: '*.b.example'}\n"
                        "  - {id: 8, action: alert, proto: udp, dns_query: '*.example'}\n")
@@ -86,6 +94,7 @@ def test_the_compiled_reader_writes_the_same_eve(tmp_path, rules_file):
     assert_identical(pure, compiled)
     eve = pure[1].decode()
     assert "a\\\\.b.example" in eve and "x\\\\x5cy\\\\..example" in eve and "dns.dot_in_label" in eve
+    assert eve.count('"dns.dot_in_label"') >= 2 and "evil\\\\.example" in eve
 
 
 # --- responses: the dns log writes their names too (left review item 3) ---------------------

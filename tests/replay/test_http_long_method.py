@@ -84,3 +84,26 @@ def test_a_raw_stream_of_letters_is_let_go_past_what_go_reads(feed):
     assert "exception.cap" not in found
     assert v[-1].offload
     assert not any(x.offload for x in v[:LONGEST_METHOD // 4096])   # pending until then
+
+
+def test_the_compiled_twins_write_the_same_eve(tmp_path):
+    """http and state compiled against the pure reference on these streams (the method split,
+    the cap hit past the window, raw letters let go at a newline and past Go's limit)."""
+    import importlib.util
+    from appliance.compiled import twin_name
+    from test_compiled_equivalence import assert_identical, replay_both
+    if importlib.util.find_spec(twin_name("appliance.applayer.http")) is None:
+        pytest.skip("compiled hot path not built")
+    cap = Capture()
+    for port, segments in enumerate([[b"X" * 100, REST], [b"X" * 3000] * 3 + [REST],
+                                     [b"x" * 4096] * 3 + [b"x\n"], [b"x" * 4096] * (LONGEST_METHOD // 4096 + 2)]):
+        c = TcpConn(cap, C, 41000 + port, S, 80)
+        c.handshake()
+        for seg in segments:
+            c.send(seg)
+    pcap = cap.write(tmp_path / "methods.pcap")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(BLOCK)
+    pure, compiled = replay_both(tmp_path, [pcap], "--rules", rules)
+    assert_identical(pure, compiled)
+    assert b"exception.cap" in pure[1]          # the window-long method, read against the attacker
