@@ -138,11 +138,15 @@ def test_a_response_name_with_a_dot_inside_a_label_is_an_anomaly(q, target, owne
     assert answers == ([b".".join(x.replace(b".", b"\\.") for x in target).decode()] if target else [])
 
 
-def test_a_plain_response_is_no_anomaly(run, rules_file):
+@pytest.mark.parametrize("target", [[b"c", b"example"], [b"x\\", b"example"], [b"x\\y", b"example"]],
+                         ids=["plain", "backslash-last", "backslash-inside"])
+def test_a_response_without_a_dot_inside_a_label_is_no_anomaly(target, run, rules_file):
+    """A label's backslash is written \\x5c: "x\\x5c.example" holds no "\\." (review: the
+    names of a response are searched as one text)."""
     rules = rules_file("rules:\n  - {id: 1, action: alert, proto: udp, dns_query: nothing.invalid}\n")
     cap = Capture()
     udp_query(cap, wire_query(b"a", b"b", b"example"), 40001)
-    udp_response(cap, wire_response([b"a", b"b", b"example"], [b"c", b"example"]), 40001)
+    udp_response(cap, wire_response([b"a", b"b", b"example"], target), 40001)
     assert dotted_events(run(cap, rules)) == []
 
 
