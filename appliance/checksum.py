@@ -77,7 +77,13 @@ def _routed_on(l3, l4_off):
     it (RFC 5095, an unknown type, Linux's default seg6_enabled=0); the transport checksum
     over the final destination (RFC 8200 8.1) is the final host's matter. For the flow's
     receiver such a segment is one it never reads: counted with the bad checksums (review
-    rvlead: summing over the final address made it an insertion)."""
+    rvlead: summing over the final address made it an insertion).
+
+    Decode walked this chain already, but keeps no answer: a Packet field for it would be a
+    store on every packet's construction and a _c_packet.pxd change (every twin rebuilt)
+    for a question asked only here, of IPv6 segments with extension headers. The walk is
+    free without them (l4_off == 40: no turn of the loop), and it stops at decode's own
+    l4_off over the same header kinds, so the two walks cannot disagree on the chain."""
     nh, off = l3[6], 40
     while off < l4_off:
         if nh == _FRAGMENT:

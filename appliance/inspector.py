@@ -676,6 +676,8 @@ class Inspector:
                 self._body_progress(app.server, found)
                 if app.server.proto in self.protologs:   # (else read for rules on the status or bodies only)
                     self._txs += [(app.server.proto, t) for t in answered]
+                    if app.server.proto == "dns" and answered:
+                        applayer.dns_responses_logged(answered, found)
             if reason is None and st is not None:
                 if st.ambiguous:
                     # the client's bytes read two ways (a conflicting overlap, an urgent mark

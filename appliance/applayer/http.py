@@ -20,6 +20,10 @@ from appliance.applayer.dns import escape_label
 # (DefaultMaxHeaderBytes, 1 MiB) is the largest common one, above Apache's 100 fields of
 # 8190 bytes (~800 KiB) and nginx's 4 x 8 KiB. A block still open past it is a cap hit.
 MAX_HEADER_BLOCK = 1 << 20
+# Go reads the request line and header block up to DefaultMaxHeaderBytes + 4096 (its
+# initialReadLimitSize; a method of 1 MiB was served, one past this refused): a run of token
+# characters longer than this is no method any server we follow reads.
+LONGEST_METHOD = MAX_HEADER_BLOCK + 4096
 ALT_HOLD = 8192        # a body read as requests: bytes held for a line in progress
 # Host and User-Agent readings and framing lines one request may carry before its names count as unknown
 # (cap): a real request has one of each; without a bound a 1 MiB header block of
@@ -43,9 +47,11 @@ _TO_SP = bytes.maketrans(_WS, b" " * len(_WS))
 # routes it by its Host like any other: a method is any token, or a request Go reads would
 # end the reading.
 _TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_TOKEN_RUN = re.compile(_TOKEN[:-1] + b"*")     # a token or nothing
 _SPACE = b"[" + re.escape(_WS) + b"]"
 _METHOD_SP = re.compile(_SPACE + b"*" + _TOKEN + _SPACE)
 _METHOD_PREFIX = re.compile(_SPACE + b"*" + _TOKEN + rb"\Z")
+_SPACES = re.compile(_SPACE + b"*")
 # a control byte no request line holds (those in _WS are whitespace to the servers we follow)
 _CTL = re.compile(rb"[\x00-\x08\x0a\x0d-\x1b\x7f]")
 # what an open request line's target may start with: a path, "*", or a scheme / host and ":"
@@ -97,6 +103,12 @@ def looks_like(data: bytes) -> bool:
     return data[:eol].rstrip(b"\r").translate(_TO_SP).rsplit(None, 1)[-1].startswith(b"HTTP/")
 
 
+def method_arriving(data: bytes) -> bool:
+    """The bytes are a method token still arriving (no space yet): nginx serves an
+    uppercase method of 8 KiB and Go one of 1 MiB by its Host, split across segments too."""
+    return _METHOD_PREFIX.match(data) is not None
+
+
 def request_line_open(data: bytes) -> bool:
     """The bytes begin a request line that has not ended in them: a method token, maybe a
     space and its target. Go reads a method of any token and length (and nginx any target
@@ -107,9 +119,10 @@ def request_line_open(data: bytes) -> bool:
         return False                           # ended: looks_like has read it
     m = _METHOD_SP.match(data)
     if m is None:
-        # 64 bytes of token characters and no space: a raw stream of letters or hex far more
-        # often than a method that long (held, a plain transfer was cut: tests/aws HA sync)
-        return False
+        # a window of token characters and no space (state.on_stream waits for the space
+        # until then): a method longer than the window, or a raw stream of letters; the
+        # reader tells them apart at the method's end (RequestReader._long_method)
+        return _METHOD_PREFIX.match(data) is not None
     # a plausible target, so that a chat line ("hello world, ...") or a git:// request
     # ("0060git-upload-pack /repo\0host=...") stays not-HTTP (review s8: they were dropped)
     target = data[m.end():].lstrip(_WS)
@@ -239,6 +252,9 @@ class RequestReader:
         done = []
         status = None
         while off < n:
+            if self.phase == "method":
+                off, status = self._long_method(data, off, n)
+                break
             if self.closing and self.phase == "line":
                 status = "done"                # the server closes after that request: reads no more
                 break
@@ -334,6 +350,12 @@ class RequestReader:
                     and not _METHOD_PREFIX.match(data, off) and data[off] not in b"\r\n" + _WS:
                 return "done"                  # not a request line: a server would answer 400 and close
             return None
+        if self.phase == "line" and self.req is None and _METHOD_PREFIX.match(data, off) is not None:
+            # a window of token characters: a method longer than it (Go reads one) or a raw
+            # stream of letters; count it to its end, which tells which
+            self.phase = "method"
+            self.left = 0
+            return self._long_method(data, _SPACES.match(data, off).end(), n)[1] or "skip"
         if self.phase == "headers" and data[off] not in b" \t":
             name, sep, _ = bytes(data[off:n]).partition(b":")
             if sep and name.strip().lower() not in (b"host",) + FRAMING:
@@ -341,6 +363,19 @@ class RequestReader:
                 self.req.bytes += n - off
                 return CAP if self.req.bytes > MAX_HEADER_BLOCK else self._skip(data, off, n)
         return CAP
+
+    def _long_method(self, data, off, n):
+        """Inside a method token longer than the window (self.left: its bytes so far):
+        (consumed up to, status). Its space makes the request line one longer than the
+        window: a cap hit (names unknown). Any other byte, or a token run past what Go
+        reads, is no request: a raw stream of letters, let go ("done")."""
+        end = _TOKEN_RUN.match(data, off).end()
+        self.left += end - off
+        if self.left > LONGEST_METHOD:
+            return end, "done"
+        if end == n:
+            return end, None
+        return end, CAP if data[end] in _WS else "done"
 
     def _skip(self, data, off, n):
         """Pass over a piece of a long header line. A bare CR in it is a line end to Python's

@@ -122,7 +122,10 @@ def on_stream(flow, stream, found, earlier=(), bodies=None):
             return (), None
         guess = detect(data, flow.proto, flow.sport, flow.dport)
         if guess is None:
-            if not stream.complete and len(data) < _DETECT_GIVE_UP:
+            if not stream.complete and (len(data) < _DETECT_GIVE_UP or http.method_arriving(data)):
+                # too few bytes to tell, or a method token whose space has not come: its
+                # request may name a Host (nginx reads an 8 KiB method, Go a 1 MiB one). The
+                # flow stays pending (no final verdict, no offload) until the window is full
                 return (), None
             if not http.request_line_open(data[:DETECT_BYTES]):
                 flow.app = FAILED
@@ -199,7 +202,8 @@ def on_datagram(flow, payload, responses=None, found=None):
     from either side: a "resolver" that sends first must not make the client's queries
     invisible. Returns (the fields that got a new transaction, the reason the names can no
     longer be known or None). `responses`: a list that gets the DNS responses read (for
-    the dns log; no rule reads them). `found`: a list that gets the anomaly names."""
+    the dns log; no rule reads them), None when the log is off. `found`: a list that gets
+    the anomaly names."""
     if not payload or (flow.app is not None and flow.app.unknown is not None):
         return (), None
     msg = dns.parse_message(payload)
@@ -213,6 +217,7 @@ def on_datagram(flow, payload, responses=None, found=None):
         return ("dns",), None
     if msg and msg.response and responses is not None:
         responses.append(msg)
+        dns_responses_logged([msg], found)
     if flow.app is None:
         flow.app = FAILED                       # this datagram names nothing
     return (), None
@@ -313,9 +318,30 @@ def _dns_queries(app, queries, found):
     # as a server does; a resolver or client that flattens a name to text (a stub's log, a
     # forwarder's cache key) may read other labels, which the appliance cannot know. (A
     # backslash first: one memchr; the two-character search alone crawls through 512 dots.)
-    if found is not None and any("\\" in n and "\\." in n for n in names):
+    if found is not None and _dot_in_label(names):
         found.append("dns.dot_in_label")
     app.tx = queries if len(queries) > 1 else queries[0]
+
+
+def _dot_in_label(names):
+    return any("\\" in n and "\\." in n for n in names)
+
+
+def dns_responses_logged(msgs, found):
+    """Responses the dns log writes (UDP here, TCP from the server's side): a name with a
+    '.' inside a label (question, answer owner or a CNAME/PTR/NS target, logged "\\.") is the
+    same anomaly as in a query: a stub or log that flattens it reads other labels. Rules
+    read no response names, so nothing else depends on it."""
+    if found is None:
+        return
+    for m in msgs:
+        # one text of every name: a '\\' in a name's text only starts "\\." or "\\xNN", and the
+        # NUL between names is escaped inside them, so "\\." spans no two names
+        text = "\0".join([q.rrname for q in m.queries] + [a.rrname for a in m.answers]
+                          + [a.rdata for a in m.answers if a.rdata])
+        if "\\" in text and "\\." in text:
+            found.append("dns.dot_in_label")
+            return
 
 
 from ..compiled import use_compiled  # noqa: E402 -- last: the Cython build of this file, if built
