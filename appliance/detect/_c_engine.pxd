@@ -71,6 +71,7 @@ cdef class Detector:
     cdef public PortIndex sport
     cdef public AddrIndex src
     cdef public object state
+    cdef public object stateful
     cdef public object stream
     cdef public object stream_keep
     cdef public object thresholds

@@ -15,8 +15,36 @@ try:
 except ImportError:          # e.g. a platform without a wheel: plain bytes.find prefilter
     hyperscan = None
 
+try:
+    import cython
+    COMPILED = cython.compiled       # True in the compiled twin only
+except ImportError:                  # Cython is not a run-time dependency
+    COMPILED = False
+
 # Port ranges narrower than this are expanded into the exact-port dict.
 _EXPAND_RANGE = 4096
+
+
+def meets(a, b):
+    """Whether masks a and b share a rule: bool(a & b). Compiled, a C loop over the two ints'
+    own 30-bit digits that makes no int for the answer (a 1,000-rule mask is 34 digits; each
+    `&` a 1,000-bit int made and freed, a dozen a SYN); anything but two non-negative ints
+    takes the Python `&`."""
+    if COMPILED:
+        got = appliance_mask_meets(a, b)     # noqa: F821 (compiled only: _c_index.pxd)
+        if got >= 0:
+            return got == 1
+    return (a & b) != 0
+
+
+def and_masks(a, b, c, d, e):
+    """a & b & c & d & e, one int made where four `&` make four (compiled, CPython 3.11 and
+    older: their digits ANDed in C; else, or for anything but non-negative ints, Python's `&`)."""
+    if COMPILED:
+        got = appliance_mask_and5(a, b, c, d, e)     # noqa: F821 (compiled only: _c_index.pxd)
+        if got is not None:
+            return got
+    return a & b & c & d & e
 
 
 def bits(mask):
