@@ -12,7 +12,7 @@ cdef extern from *:
     # `&`); and5 only where the int layout is 3.11's (3.12 moved the size into lv_tag, and
     # setting it is internal there): None on later versions.
     """
-    static Py_ssize_t appliance_mask_digits(PyObject *o, const digit **d) {
+    static inline Py_ssize_t appliance_mask_digits(PyObject *o, const digit **d) {
         if (!PyLong_CheckExact(o)) return -1;
     #if PY_VERSION_HEX >= 0x030C0000
         uintptr_t tag = ((PyLongObject *)o)->long_value.lv_tag;
@@ -27,8 +27,8 @@ cdef extern from *:
     #endif
     }
 
-    static int appliance_mask_meets(PyObject *a, PyObject *b) {
-        const digit *da, *db;
+    static inline int appliance_mask_meets(PyObject *a, PyObject *b) {
+        const digit *da = NULL, *db = NULL;
         Py_ssize_t na = appliance_mask_digits(a, &da), nb = appliance_mask_digits(b, &db), i;
         if (na < 0 || nb < 0) return -1;
         if (nb < na) na = nb;
@@ -37,7 +37,7 @@ cdef extern from *:
         return 0;
     }
 
-    static PyObject *appliance_mask_and5(PyObject *a, PyObject *b, PyObject *c, PyObject *d, PyObject *e) {
+    static inline PyObject *appliance_mask_and5(PyObject *a, PyObject *b, PyObject *c, PyObject *d, PyObject *e) {
     #if PY_VERSION_HEX >= 0x030C0000
         Py_RETURN_NONE;
     #else
