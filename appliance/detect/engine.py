@@ -837,8 +837,11 @@ class Detector:
         # Content rules need their literals present: one prefilter scan decides most.
         if meets(rest, self.content):
             if scan[0] is None:
-                scan[0] = self.prefilter.scan(pkt.payload)
+                # an empty payload holds no literal (ContentPrefilter.scan's 0): a SYN makes no call
+                scan[0] = self.prefilter.scan(pkt.payload) if pkt.payload else 0
             rest &= self.no_content | scan[0]
+            if not rest:
+                return out
         per_packet = self.per_packet
         if not meets(rest, self.stateful):
             for i in ix.bits(rest):
