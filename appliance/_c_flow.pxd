@@ -106,6 +106,10 @@ cdef class TcpReceiver:
 # the packet sides and the IPv4 key's layout byte: C ints the key's code compares with
 # (flow.py's module attributes in pure Python only)
 cdef int SAME_ENDS, FIRST_END, SECOND_END, _V4V4
+# the TCP flags (packet.py's) and the tcp_seen bits: C ints, so a segment's state tests
+# (_tcp_state, _account, lookup) are C arithmetic, not Python ints' `&` on module globals
+cdef int SYN, ACK, FIN, RST
+cdef int _SYN, _SYNACK, _HS_DONE, _FIN_TS, _FIN_TC, _SYN_TS, _SYN_WS, _HS_BITS, _CSUM_TS, _PROXIED, _KEEP
 
 # The table: every packet reads its fields (flows, queues, the counters) as struct members,
 # and the Inspector (its `flows` typed) calls lookup and file in C. Keep in step with
@@ -145,9 +149,11 @@ cpdef _unlink(Flow flow)
 cpdef _file(tuple queues, Flow flow)
 cpdef bint _account(Flow flow, CPacket pkt, verify_checksums, int side)
 cpdef bint confirmed(Flow flow)
+@cython.locals(flags=cython.int, seen=cython.int)
 cpdef _tcp_state(Flow flow, CPacket pkt, to_server)
 cpdef _bad_checksum(Flow flow, CPacket pkt)
-cpdef _syn_options(CPacket pkt)
+@cython.locals(bits=cython.int)
+cpdef int _syn_options(CPacket pkt) except? -1
 @cython.locals(t=TcpReceiver)
 cpdef _reused(Flow flow, CPacket pkt, int side)
 @cython.locals(t=TcpReceiver)

@@ -11,7 +11,7 @@
 # The three dicts a new flow's header reads (proto, direction, the interned masks) are typed:
 # their get/[] are C dict calls, not a method looked up and called.
 
-from appliance.detect._c_index cimport AddrIndex, AddrTrie, PortIndex
+from appliance.detect._c_index cimport AddrIndex, AddrTrie, PortIndex, meets, and_masks   # the masks' C helpers: C calls
 from appliance._c_flow cimport Flow as CFlow
 
 cdef class Detector:
@@ -71,6 +71,7 @@ cdef class Detector:
     cdef public PortIndex sport
     cdef public AddrIndex src
     cdef public object state
+    cdef public object stateful
     cdef public object stream
     cdef public object stream_keep
     cdef public object thresholds

@@ -30,6 +30,7 @@ import sys
 
 from . import file_data
 from . import index as ix
+from .index import and_masks, meets
 from .bounded_regex import REGEX_TIME, InspectionLimit
 from .inspect_buffer import PACKET_STEPS, BUFFERS, RESPONSE_BUFFERS, AppProgram, Program, buffer_values, tx_proto, \
     packet_search
@@ -211,6 +212,7 @@ class Detector:
         for i, r in enumerate(rules):
             if r.noalert:
                 self.silent |= 1 << i
+        self.stateful = self.reads | self.writes | self.silent   # alerts walks these in its careful loop
         # rules on the response (http.stat_code): judged on the packet that completes a
         # transaction's status line, on the transactions it answers (engine: `answered`)
         self.response = 0
@@ -292,21 +294,14 @@ class Detector:
     def _header(self, pkt, direction, swapped=False, addrs=None):
         m = self.proto_any | self.proto.get(pkt.proto, 0)
         if m:
-            m &= self.direction[direction]
-        if addrs is not None:   # the packet's own, walked already (header_addresses)
-            if m:
-                m &= addrs[0][0]
-            if m:
-                m &= addrs[1][0]
-        else:
-            if m:   # by the address bytes (decode's): no text parsed again per lookup
-                m &= self.src.lookup_raw(getattr(pkt, "src_raw", b"") or ix.raw_address(pkt.src))
-            if m:
-                m &= self.dst.lookup_raw(getattr(pkt, "dst_raw", b"") or ix.raw_address(pkt.dst))
-        if m:
-            m &= self.sport.lookup(pkt.sport)
-        if m:
-            m &= self.dport.lookup(pkt.dport)
+            if addrs is not None:   # the packet's own, walked already (header_addresses)
+                src, dst = addrs[0][0], addrs[1][0]
+            else:   # by the address bytes (decode's): no text parsed again per lookup
+                src = self.src.lookup_raw(getattr(pkt, "src_raw", b"") or ix.raw_address(pkt.src))
+                dst = self.dst.lookup_raw(getattr(pkt, "dst_raw", b"") or ix.raw_address(pkt.dst))
+            # one int made for the five (compiled: ANDed in C), not one per `&`
+            m = and_masks(m & self.direction[direction], src, dst,
+                          self.sport.lookup(pkt.sport), self.dport.lookup(pkt.dport))
         if self.bidir and not swapped:
             # Suricata's <>: those rules also fit with the packet's sides swapped
             m |= self._header(_Swapped(pkt), direction, True) & self.bidir
@@ -528,12 +523,13 @@ class Detector:
             there = self.candidates(_Reverse(flow, not side), flow, not side)
             c = (c & ~pkth) | ((here | there) & pkth & self.decision)
             flipped &= ~pkth
-        resp = c & self.response
+        # (meets: a test that makes no int, index.meets)
+        resp = c & self.response if meets(c, self.response) else 0
         awaiting = 0                           # response rules whose status is still to come
         unmet = 0                              # rules in the walk whose body or status has not fit (yet)
         if resp:
             c ^= resp                          # not judged on the requests' names: below
-        if c & self.app_any:
+        if meets(c, self.app_any):
             body = c & self.body_rules
             c = self._drop_unmatched_app(c ^ body, flow)
             if body:
@@ -572,7 +568,7 @@ class Detector:
             low = c & -c
             i = low.bit_length() - 1
             r = rules[i]
-            if low & pkth and not low & here:
+            if meets(low, pkth) and not meets(low, here):
                 # Suricata judges each packet on its own: a rule whose header does not fit
                 # this packet holds nothing back here, but the flow is not decided by the
                 # default while a later packet the other way may still fit it
@@ -580,19 +576,19 @@ class Detector:
                     waiting = r
                 c ^= low
                 continue
-            if low & unseen:
+            if meets(low, unseen):
                 if low & self.no_hold:         # Suricata's: judged per packet, holds nothing back
                     waiting = waiting or r
                     c ^= low
                     continue
                 return PENDING, r
-            if low & (plain | seen):           # (seen: it matched on an earlier packet, while an earlier rule pended)
+            if meets(low, plain) or meets(low, seen):   # (seen: it matched on an earlier packet, while an earlier rule pended)
                 if deferred is not None and not low & self.block:
                     return PENDING, deferred
                 if low & self.writes:
                     self.state.apply(r, flow)      # bypass
                 return MATCH, r
-            if low & self.app_any:
+            if meets(low, self.app_any):
                 app = flow.app
                 if app is None or _unnamed(app, self.app_of[i]):
                     blocked = self._note_later(c, low, seen, pkt, flow, to_server, scan, flipped, here, unseen | unmet)
@@ -605,7 +601,7 @@ class Detector:
                         deferred = r           # judged when the status comes; later block rules still may
                     c ^= low
                     continue
-            if low & self.perpkt and not self.packet_match(r, pkt, flow, to_server != bool(low & flipped), scan):
+            if meets(low, self.perpkt) and not self.packet_match(r, pkt, flow, to_server != bool(low & flipped), scan):
                 if low & later:
                     if low & self.no_hold:
                         # Suricata judges each packet on its own: not met on this packet, the
@@ -817,15 +813,15 @@ class Detector:
         rest = a ^ head
         if not rest:
             return out
-        resp = rest & self.response
+        resp = rest & self.response if meets(rest, self.response) else 0
         if resp:
             rest ^= resp
             if answered is not None and answered[0]:
                 rest |= self._answers_fit(resp, answered[0], ())
-        if rest & self.body_rules:
+        if meets(rest, self.body_rules):
             rest ^= rest & self.body_rules     # judged on their body's packets: body_alerts
         # App-layer rules only on the packet that completed a transaction of their field.
-        if rest & self.app_any:
+        if meets(rest, self.app_any):
             app_ok = 0
             for f in new_fields:
                 fmask = self.field[f]
@@ -839,12 +835,15 @@ class Detector:
                     app_ok |= ok
             rest = (rest & self.no_app) | (rest & app_ok) | (rest & self.response)
         # Content rules need their literals present: one prefilter scan decides most.
-        if rest & self.content:
+        if meets(rest, self.content):
             if scan[0] is None:
-                scan[0] = self.prefilter.scan(pkt.payload)
+                # an empty payload holds no literal (ContentPrefilter.scan's 0): a SYN makes no call
+                scan[0] = self.prefilter.scan(pkt.payload) if pkt.payload else 0
             rest &= self.no_content | scan[0]
+            if not rest:
+                return out
         per_packet = self.per_packet
-        if not rest & (self.reads | self.writes | self.silent):
+        if not meets(rest, self.stateful):
             for i in ix.bits(rest):
                 r = rules[i]
                 if not per_packet[i] or self.packet_match(r, pkt, flow, to_server, scan):

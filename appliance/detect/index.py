@@ -15,8 +15,36 @@ try:
 except ImportError:          # e.g. a platform without a wheel: plain bytes.find prefilter
     hyperscan = None
 
+try:
+    import cython
+    COMPILED = cython.compiled       # True in the compiled twin only
+except ImportError:                  # Cython is not a run-time dependency
+    COMPILED = False
+
 # Port ranges narrower than this are expanded into the exact-port dict.
 _EXPAND_RANGE = 4096
+
+
+def meets(a, b):
+    """Whether masks a and b share a rule: bool(a & b). Compiled, a C loop over the two ints'
+    own 30-bit digits that makes no int for the answer (a 1,000-rule mask is 34 digits; each
+    `&` a 1,000-bit int made and freed, a dozen a SYN); anything but two non-negative ints
+    takes the Python `&`."""
+    if COMPILED:
+        got = appliance_mask_meets(a, b)     # noqa: F821 (compiled only: _c_index.pxd)
+        if got >= 0:
+            return got == 1
+    return (a & b) != 0
+
+
+def and_masks(a, b, c, d, e):
+    """a & b & c & d & e, one int made where four `&` make four (compiled, CPython 3.11 and
+    older: their digits ANDed in C; else, or for anything but non-negative ints, Python's `&`)."""
+    if COMPILED:
+        got = appliance_mask_and5(a, b, c, d, e)     # noqa: F821 (compiled only: _c_index.pxd)
+        if got is not None:
+            return got
+    return a & b & c & d & e
 
 
 def bits(mask):
@@ -52,9 +80,10 @@ class AddrTrie:
 
     def contains_raw(self, raw):
         """contains() by the address's bytes (4 or 16: pytricia takes them as they are, where
-        a text is parsed again for every lookup; anything else is not an address)."""
+        a text is parsed again for every lookup; anything else is not an address). `in`, not
+        .get(): the trie's C slot (get is a method looked up and given an argument tuple)."""
         try:
-            return ((self.v6 if len(raw) == 16 else self.v4).get(raw) is not None) != self.negated
+            return (raw in (self.v6 if len(raw) == 16 else self.v4)) != self.negated
         except ValueError:
             return False
 
@@ -104,10 +133,11 @@ class AddrIndex:
         address: only "any" rules can match)."""
         v6 = len(raw) == 16
         try:
-            hit = (self.v6 if v6 else self.v4).get(raw)
+            tree = self.v6 if v6 else self.v4
+            hit = tree[raw] if raw in tree else None     # as lookup_home_raw: the trie's C slots
             m = self.any if hit is None else hit[0]
             for t4, t6, mask in self.negated:
-                if (t6 if v6 else t4).get(raw) is None:
+                if raw not in (t6 if v6 else t4):
                     m |= mask
         except ValueError:
             return self.any
@@ -118,10 +148,14 @@ class AddrIndex:
         answers) from one walk of the trie."""
         v6 = len(raw) == 16
         try:
-            hit = (self.v6 if v6 else self.v4).get(raw)
+            # `in`, then `[]` on a hit (a second walk, ~500 instructions): pytricia's C slots,
+            # where .get() is a method looked up and called with an argument tuple (~900
+            # more); a flood's spoofed sources mostly miss
+            tree = self.v6 if v6 else self.v4
+            hit = tree[raw] if raw in tree else None
             m, home = (self.any, False) if hit is None else hit
             for t4, t6, mask in self.negated:
-                if (t6 if v6 else t4).get(raw) is None:
+                if raw not in (t6 if v6 else t4):
                     m |= mask
         except ValueError:                     # not an address: "any" rules only, not at home
             return self.any, False
