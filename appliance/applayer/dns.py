@@ -172,8 +172,15 @@ def _read_name(buf, off, budget):
         wire += length + 1
         if wire > MAX_NAME_WIRE or off + 1 + length > n:
             return None
-        text = _as_is_text(buf, off + 1, off + 1 + length, True) if COMPILED and type(buf) is bytes else None
-        labels.append(text if text is not None else dns_label(buf[off + 1:off + 1 + length]))
+        if COMPILED and type(buf) is bytes:
+            # the label in place; one that needs an escape by the table (checked once: a
+            # hostile name is 512 labels of one '.')
+            text = _as_is_text(buf, off + 1, off + 1 + length, True)
+            if text is None:
+                text = "".join([_DNS_ESCAPE[b] for b in buf[off + 1:off + 1 + length]])
+            labels.append(text)
+        else:
+            labels.append(dns_label(buf[off + 1:off + 1 + length]))
         off += 1 + length
 
 
