@@ -150,6 +150,26 @@ def http_servers(t, root, ports, bind="0.0.0.0"):
             p.wait()
 
 
+@contextmanager
+def veth_namespace(prefix, addrs=("10.9.0.1/24",)):
+    """A namespace of its own with one veth pair d0/d1 up (and lo), `addrs` on d0: the
+    `ip netns exec` prefix for commands in it; deleted at the end."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces, nftables)")
+    name = f"{prefix}{secrets.token_hex(3)}"
+    run("ip", "netns", "add", name)
+    try:
+        ex = ["ip", "netns", "exec", name]
+        run(*ex, "ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1")
+        for addr in addrs:
+            run(*ex, "ip", "addr", "add", addr, "dev", "d0")
+        for dev in ("lo", "d0", "d1"):
+            run(*ex, "ip", "link", "set", dev, "up")
+        yield ex
+    finally:
+        run("ip", "netns", "del", name, check=False)
+
+
 def wait_for(pred, timeout=15.0, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -3,14 +3,12 @@
 flag must stay known, or its FIN/RST deletes nothing and the next connection on its ports
 is passed by the kernel, uninspected (review s10: resync() forgot it). Real nftables in a
 namespace of our own; the flows are small records of the fields FlowSets reads."""
-import os
 import subprocess
 import sys
-import uuid
 
 import pytest
 
-from datapath import REPO
+from datapath import REPO, veth_namespace
 
 pytestmark = pytest.mark.netns
 
@@ -50,19 +48,8 @@ g.remove()
 
 @pytest.fixture
 def ns():
-    if os.geteuid() != 0:
-        pytest.skip("needs root (network namespaces, nftables)")
-    name = f"rsy{uuid.uuid4().hex[:6]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        ex = ["ip", "netns", "exec", name]
-        subprocess.run(ex + ["ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1"], check=True)
-        subprocess.run(ex + ["ip", "addr", "add", "10.9.0.1/24", "dev", "d0"], check=True)
-        for dev in ("d0", "d1"):
-            subprocess.run(ex + ["ip", "link", "set", dev, "up"], check=True)
+    with veth_namespace("rsy") as ex:
         yield ex
-    finally:
-        subprocess.run(["ip", "netns", "del", name])
 
 
 def test_a_flow_flushed_into_the_new_table_before_the_resync_still_leaves_it(ns):

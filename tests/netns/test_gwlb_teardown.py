@@ -9,11 +9,10 @@ from a local socket (they reach the worker over lo, so the set's contents are wh
 import os
 import subprocess
 import sys
-import uuid
 
 import pytest
 
-from datapath import REPO
+from datapath import REPO, veth_namespace
 
 pytestmark = pytest.mark.netns
 
@@ -65,20 +64,8 @@ g.remove()
 
 @pytest.fixture
 def ns():
-    if os.geteuid() != 0:
-        pytest.skip("needs root (network namespaces, nftables)")
-    name = f"tdn{uuid.uuid4().hex[:6]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        ex = ["ip", "netns", "exec", name]
-        subprocess.run(ex + ["ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1"], check=True)
-        for addr in ("10.9.0.1/24", "10.9.0.2/24"):
-            subprocess.run(ex + ["ip", "addr", "add", addr, "dev", "d0"], check=True)
-        for dev in ("lo", "d0", "d1"):
-            subprocess.run(ex + ["ip", "link", "set", dev, "up"], check=True)
+    with veth_namespace("tdn", ("10.9.0.1/24", "10.9.0.2/24")) as ex:
         yield ex
-    finally:
-        subprocess.run(["ip", "netns", "del", name])
 
 
 @pytest.mark.parametrize("flag", ["FA", "R"], ids=["fin", "rst"])

@@ -11,6 +11,7 @@ import dpkt
 import pytest
 from scapy.all import Ether, IP, IPv6, TCP, UDP, Raw, raw  # noqa: F401
 
+from appliance.decode import decode_frame
 from appliance.detect.loader import load_rules
 from appliance.inspector import Inspector, Settings
 from appliance.output.eve import EveWriter
@@ -57,6 +58,18 @@ class Capture:
                     usec = round(ts * 1_000_000)
                     f.write(struct.pack("<IIII", usec // 1_000_000, usec % 1_000_000, len(buf), len(buf)) + buf)
         return str(path)
+
+
+def inspect_frames(cap, rules, **settings):
+    """Each packet of `cap` through one Inspector under `rules` (a path): (verdicts, the names
+    of the anomalies found), with no internal error."""
+    insp = Inspector(load_rules(rules), Settings(**settings))
+    verdicts, found = [], []
+    for ts, buf in cap.frames:
+        verdicts.append(insp.process(decode_frame(buf, cap.linktype, ts)))
+        found.extend(name for name, _ in insp._found)
+    assert insp.counters.internal_errors == 0
+    return verdicts, found
 
 
 def l2(ip_pkt):

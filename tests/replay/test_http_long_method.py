@@ -9,11 +9,8 @@ still arriving; a raw stream of letters (the HA lab's transfers) is let go at it
 byte no method holds, or past what Go reads."""
 import pytest
 
-from replaykit import Capture, TcpConn
+from replaykit import Capture, TcpConn, inspect_frames
 from appliance.applayer.http import LONGEST_METHOD
-from appliance.decode import decode_frame
-from appliance.detect.loader import load_rules
-from appliance.inspector import Inspector, Settings
 
 C, S = "10.0.0.1", "10.0.0.80"
 BLOCK = "rules:\n  - {id: 1, action: drop, proto: tcp, http_host: evil.example}\n"
@@ -32,13 +29,7 @@ def feed(tmp_path):
         c.handshake()
         for seg in segments:
             c.send(seg)
-        insp = Inspector(load_rules(str(path)), Settings())
-        verdicts, found = [], []
-        for ts, buf in cap.frames:
-            verdicts.append(insp.process(decode_frame(buf, cap.linktype, ts)))
-            found.extend(name for name, _ in insp._found)
-        assert insp.counters.internal_errors == 0
-        return verdicts, found
+        return inspect_frames(cap, str(path))
     return go
 
 

@@ -4,10 +4,7 @@ it, it says so (an anomaly) and reads it against the attacker. Each evasion test
 before its fix (checked against nginx 1.22: it serves the vhost named here)."""
 import pytest
 
-from replaykit import Capture, TcpConn
-from appliance.decode import decode_frame
-from appliance.detect.loader import load_rules
-from appliance.inspector import Inspector, Settings
+from replaykit import Capture, TcpConn, inspect_frames
 
 C, S = "10.0.0.1", "10.0.0.80"
 BLOCK = "rules:\n  - {id: 1, action: drop, proto: tcp, http_host: evil.example}\n"
@@ -32,14 +29,7 @@ def feed(tmp_path):
     return go
 
 
-def _feed(cap, rules):
-    insp = Inspector(load_rules(rules), Settings())
-    verdicts, found = [], []
-    for ts, buf in cap.frames:
-        verdicts.append(insp.process(decode_frame(buf, cap.linktype, ts)))
-        found.extend(name for name, _ in insp._found)
-    assert insp.counters.internal_errors == 0
-    return verdicts, found
+_feed = inspect_frames
 
 
 def client(*segments, answers=()):

@@ -12,10 +12,7 @@ import struct
 
 from scapy.all import Raw, UDP
 
-from replaykit import Capture, TcpConn, client_hello, dns_query, ip_of, l2, tls_records
-from appliance.decode import decode_frame
-from appliance.detect.loader import load_rules
-from appliance.inspector import Inspector, Settings
+from replaykit import Capture, TcpConn, client_hello, inspect_frames, dns_query, ip_of, l2, tls_records
 
 C, S = "10.0.0.1", "10.0.0.80"
 TLS_DROP = "rules:\n  - {id: 1, action: drop, proto: tcp, tls_sni: evil.example}\n"
@@ -33,14 +30,7 @@ rules:
 DNS_DROP = "rules:\n  - {id: 1, action: drop, dns_query: evil.example}\n"
 
 
-def feed(cap, rules, **settings):
-    insp = Inspector(load_rules(rules), Settings(**settings))
-    verdicts, found = [], []
-    for ts, buf in cap.frames:
-        verdicts.append(insp.process(decode_frame(buf, cap.linktype, ts)))
-        found.extend(name for name, _ in insp._found)
-    assert insp.counters.internal_errors == 0
-    return verdicts, found
+feed = inspect_frames
 
 
 def actions(verdicts):

@@ -6,12 +6,9 @@ ones (v4, v6, v4-mapped v6, /0, /32, /128, negated sets, a negated HOME_NET, HOM
 prefixes nested in rule prefixes and around them), over a hostile mix of addresses; and so
 do the direction and candidates a packet gets; the pure module and the compiled twin alike."""
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from appliance.compiled import PURE_ENV
+from twins import in_pure_python
 from appliance.decode import decode_l3
 from appliance.detect.engine import Detector
 from appliance.detect.index import raw_address
@@ -19,7 +16,6 @@ from appliance.detect.loader import load_rules
 from appliance.inspector import Inspector
 from tests.unit.test_raw_address_candidates import ADDRESSES, rule_files
 
-ROOT = Path(__file__).resolve().parents[2]
 
 # HOME_NET negated, and prefixes of it inside and around the rules' own
 NEGATED_HOME = """\
@@ -64,12 +60,8 @@ def test_one_walk_answers_as_the_separate_lookups(tmp_path):
 
 def test_pure_and_compiled_walks_agree(tmp_path):
     here = answers(tmp_path)
-    code = ("import json, sys; sys.path.insert(0, '.'); from pathlib import Path; "
-            "from tests.unit.test_home_from_address_walk import answers; "
-            f"print(json.dumps(answers(Path({str(tmp_path)!r}))))")
-    pure = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, PURE_ENV: "1"}, check=True)
-    assert json.loads(pure.stdout.strip().splitlines()[-1]) == json.loads(json.dumps(here))
+    pure = in_pure_python("tests.unit.test_home_from_address_walk", "answers", tmp_path)
+    assert pure == json.loads(json.dumps(here))
 
 
 def test_a_new_flows_direction_and_candidates_from_the_walk(tmp_path):

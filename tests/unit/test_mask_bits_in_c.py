@@ -4,18 +4,14 @@ of every width (one digit, a digit's edge, 2,000 bits), zero, small ints, negati
 bools; and a replay of random rule sets over random packets gives the same verdicts and
 alerts in the pure module and the compiled twin (candidates, decide, alerts on those masks)."""
 import json
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from appliance.compiled import PURE_ENV
+from twins import in_pure_python
 from appliance.detect import index
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def operands(rng):
@@ -107,9 +103,6 @@ def test_random_rule_sets_judge_alike_pure_and_compiled(tmp_path):
     here = replay(tmp_path, 7) + replay(tmp_path, 8)
     # not trivially alike: verdicts of more than one kind, and alerts
     assert len({row[2] for row in here}) > 1 and sum(len(row[3]) for row in here) > 100
-    code = ("import json, sys; sys.path.insert(0, '.'); from pathlib import Path; "
-            "from tests.unit.test_mask_bits_in_c import replay; "
-            f"print(json.dumps(replay(Path({str(tmp_path)!r}), 7) + replay(Path({str(tmp_path)!r}), 8)))")
-    pure = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, PURE_ENV: "1"}, check=True)
-    assert json.loads(pure.stdout.strip().splitlines()[-1]) == json.loads(json.dumps(here))
+    pure = in_pure_python("tests.unit.test_mask_bits_in_c", "replay", tmp_path, 7) \
+        + in_pure_python("tests.unit.test_mask_bits_in_c", "replay", tmp_path, 8)
+    assert pure == json.loads(json.dumps(here))

@@ -5,13 +5,10 @@ network and broadcast edges), over a hostile mix of addresses; the pure module a
 compiled twin alike."""
 import ipaddress
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from socket import AF_INET, AF_INET6, inet_pton
 
-from appliance.compiled import PURE_ENV
+from twins import in_pure_python
 from appliance.decode import decode_l3
 from appliance.detect.engine import Detector
 from appliance.detect.index import raw_address
@@ -74,12 +71,8 @@ def test_raw_lookups_answer_as_the_text_lookups(tmp_path):
 
 def test_pure_and_compiled_raw_lookups_agree(tmp_path):
     here = answers(tmp_path)
-    code = ("import json, sys; sys.path.insert(0, '.'); from pathlib import Path; "
-            "from tests.unit.test_raw_address_candidates import answers; "
-            f"print(json.dumps(answers(Path({str(tmp_path)!r}))))")
-    pure = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, PURE_ENV: "1"}, check=True)
-    assert json.loads(pure.stdout.strip().splitlines()[-1]) == json.loads(json.dumps(here))
+    pure = in_pure_python("tests.unit.test_raw_address_candidates", "answers", tmp_path)
+    assert pure == json.loads(json.dumps(here))
 
 
 def test_raw_address_is_the_header_bytes():
