@@ -696,6 +696,7 @@ class Inspector:
             loggable = responses is not None and bool(responses or new) and dns.plausible(pkt.payload)
             if responses and loggable:
                 self._txs = [("dns", m) for m in responses]
+                applayer.dns_responses_logged(responses, found)
         else:
             return ()
         if new and (self.protologs or self.detector.needs_responses or self._reads_bodies(flow)):

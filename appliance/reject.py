@@ -159,7 +159,8 @@ class IcmpLimit:
                  max_destinations=MAX_DESTINATIONS, share=1):
         # per destination: the kernel's burst of tokens, each answer costing `share` intervals
         self.interval = {4: v4_interval * share, 6: v6_interval * share}
-        self.capacity = {4: BURST_FACTOR * v4_interval, 6: BURST_FACTOR * v6_interval}
+        # (at least one answer's worth: past 6 workers a share of the burst is below one)
+        self.capacity = {4: max(BURST_FACTOR, share) * v4_interval, 6: max(BURST_FACTOR, share) * v6_interval}
         self.per_sec, self.burst = per_sec / share, max(1.0, burst / share)
         self.clock = clock
         self.max_destinations = max_destinations

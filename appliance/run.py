@@ -267,7 +267,7 @@ class Supervisor(Reloading):
             netfilter_decisions.remove()
             return
         from appliance.detect.kernel_policy import policy_for
-        policy = policy_for(cfg, self.ruleset, cfg.pcap_log.mode if cfg.pcap_log is not None else None)
+        policy = policy_for(cfg, self.ruleset)          # (with the config's pcap log)
         self.decisions = netfilter_decisions.install(policy, cfg.outside, cfg.inside, cfg.mark_mask)
 
     def _installed(self):

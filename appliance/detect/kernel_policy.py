@@ -153,6 +153,10 @@ def _entry(r, verdict, protos, either_way, why):
 
 def policy_for(settings, ruleset, recorded=None):
     """The policy of a rule set under an Inspector's Settings, or a Config (`run`): both
-    have eve_types and mode; `recorded`: the pcap log's mode, if one is written."""
+    have eve_types and mode; `recorded`: the pcap log's mode, if one is written (a Config
+    says its own)."""
+    pcap_log = getattr(settings, "pcap_log", None)
+    if recorded is None and pcap_log is not None:
+        recorded = pcap_log.mode
     logs = tuple(t for t in settings.eve_types if t in PROTOCOL_LOGS)
     return compile_policy(ruleset, settings.mode == "monitor", logs, recorded)

@@ -121,7 +121,10 @@ class EveWriter:
         """Take a line cut short by a failed write back out of the file, so another worker's
         next line is not appended to it (and counted written while no reader can parse it).
         Only while the fragment is still the file's tail; otherwise (a pipe, or another writer
-        appended meanwhile) the next line of ours starts on a new line."""
+        appended meanwhile) the next line of ours starts on a new line. Not locked: a line
+        another worker appends between the tail's read and the truncate is cut with it (a
+        window of two syscalls, at the edge of a full disk; a lock on every write would cost
+        every event two more)."""
         try:
             size = os.fstat(self._fd).st_size
             if size >= len(fragment) and os.pread(self._fd, len(fragment), size - len(fragment)) == fragment:

@@ -161,3 +161,16 @@ def test_a_dns_over_tcp_response_with_a_dot_inside_a_label_is_an_anomaly(run, ru
     conn.recv(struct.pack("!H", len(resp)) + resp)
     r = run(cap, rules)
     assert dotted_events(r) == [(53, 40003)]
+
+
+def test_a_response_the_log_does_not_take_is_no_anomaly(run, rules_file):
+    """A datagram that parses as a DNS response but is no plausible DNS (class 77, from the NTP
+    port) is not written by the dns log, so its names are not reported either (review s12)."""
+    rules = rules_file("rules:\n  - {id: 1, action: alert, proto: udp, dns_query: nothing.invalid}\n")
+    def response(qclass):
+        return (struct.pack("!HHHHHH", 7, 0x8180, 1, 0, 0, 0) + b"\x03a.b\x07example\x00"
+                + struct.pack("!HH", 1, qclass))
+    cap = Capture()
+    cap.add(l2(ip_of(S, C) / UDP(sport=123, dport=40005) / Raw(response(77))))
+    cap.add(l2(ip_of(S, C) / UDP(sport=123, dport=40006) / Raw(response(1))))
+    assert dotted_events(run(cap, rules)) == [(123, 40006)]

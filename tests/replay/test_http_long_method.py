@@ -19,7 +19,8 @@ REST = b" /x HTTP/1.1\r\nHost: evil.example\r\n\r\n"
 
 @pytest.fixture
 def feed(tmp_path):
-    """feed(client segments) -> each packet's verdict and the anomaly names, under BLOCK."""
+    """feed(client segments, (server bytes,) ...) -> each packet's verdict and the anomaly
+    names, under BLOCK."""
     path = tmp_path / "rules.yaml"
     path.write_text(BLOCK)
 
@@ -28,7 +29,10 @@ def feed(tmp_path):
         c = TcpConn(cap, C, 40000, S, port)
         c.handshake()
         for seg in segments:
-            c.send(seg)
+            if isinstance(seg, tuple):
+                c.recv(seg[0])
+            else:
+                c.send(seg)
         return inspect_frames(cap, str(path))
     return go
 
@@ -75,6 +79,26 @@ def test_a_raw_stream_of_letters_is_let_go_past_what_go_reads(feed):
     assert "exception.cap" not in found
     assert v[-1].offload
     assert not any(x.offload for x in v[:LONGEST_METHOD // 4096])   # pending until then
+
+
+@pytest.mark.parametrize("stream", [b"x" * 4096, b"0123456789abcdef" * 256], ids=["letters", "hex"])
+def test_a_raw_stream_past_the_window_its_server_answers_is_not_dropped(stream, feed):
+    """A token run past the window is a method only until its server speaks: no HTTP server
+    answers before its request (review s12: dropped as server_first, names unknown)."""
+    v, found = feed(stream, stream, stream, (b"ok\n",), stream)
+    assert all(x.action == "pass" for x in v), found
+    assert "exception.server_first" not in found
+
+
+@pytest.mark.parametrize("port", [53, 5353])
+@pytest.mark.parametrize("segments", [(b"FOOBAR /x", REST[3:]), (b"X" * 30, REST)], ids=["line-split", "method-split"])
+def test_a_request_split_on_a_dns_port_is_ambiguous(segments, port, feed):
+    """A TCP DNS server skips a first frame of any bytes, an HTTP server on the port reads the
+    request line on: the bytes read two ways, so names are unknown (review s12: claimed as DNS,
+    the Host went unread and the request passed)."""
+    v, found = feed(*segments, port=port)
+    assert v[-1].action == "drop" and "exception.stream_ambiguous" in found
+    assert not offloaded_pass(v)
 
 
 def test_the_compiled_twins_write_the_same_eve(tmp_path):

@@ -35,3 +35,4 @@ def test_a_line_cut_by_a_full_disk_is_taken_back(tmp_path):
     lines = path.read_bytes().splitlines()
     assert [json.loads(x)["n"] for x in lines] == [1, 3, 4]    # whole lines only, the cut one gone
     assert "cannot write" in cp.stderr
+    assert "writing again" not in cp.stderr                    # 2 writes in a row are no recovery yet

@@ -153,3 +153,18 @@ def test_a_pcap_log_keeps_the_flows_it_records_queued(tmp_path):
     assert decide(None) == ["pass", "drop", "reject"]
     assert decide("alerts") == ["pass", QUEUE, QUEUE]
     assert decide("all") == [QUEUE, QUEUE, QUEUE]
+
+
+def test_the_configs_pcap_log_reaches_the_kernels_policy(tmp_path):
+    """`appliance run` compiles the table from its Config: a `pcap_log` there keeps the flows it
+    records queued, as the Inspector's own policy does."""
+    from appliance.detect.kernel_policy import QUEUE, policy_for
+    rs = load_rules([write(tmp_path, "rules:\n  - {id: 2, action: drop, proto: udp, dst_port: 9999, log: false}\n",
+                          "r.yaml")])
+    dropped = (17, "192.0.2.1", 40000, "10.1.2.3", 9999, "inbound", 0)
+    base = (f"interfaces: {{outside: eth0, inside: eth1}}\neve: {{path: {tmp_path / 'eve.json'}, types: [alert]}}\n"
+            "inspection: {kernel_decisions: true}\n")
+    plain = load_config(write(tmp_path, base))
+    logged = load_config(write(tmp_path, base + f"pcap_log: {{dir: {tmp_path / 'pl'}}}\n", "logged.yaml"))
+    assert policy_for(plain, rs).decide(*dropped) == "drop"
+    assert policy_for(logged, rs).decide(*dropped) is QUEUE

@@ -136,3 +136,14 @@ def test_an_offload_sends_the_held_accepts_first_and_keeps_others_mark_bits(tmp_
     w.on_packet(udp(9000), 2, 1, others | w.mark_mask)
     assert sent(w.queue.sock) == [("batch", "accept", 1, None), ("one", "repeat", 2, others | w.marks["pass"])]
     assert w.counters.offloaded == 1
+
+
+def test_each_worker_answers_its_share_of_the_kernels_icmp_limits():
+    """queue-balance spreads one victim's packets over every worker: each worker's reject
+    answers keep 1/workers of the kernel's limits (review kern)."""
+    from appliance.reject import kernel_limits
+    limits = kernel_limits()
+    for workers in (1, 4):
+        lim = worker(workers=workers).rejector.limit
+        assert lim.per_sec == limits["per_sec"] / workers
+        assert lim.interval[4] == limits["v4_interval"] * workers

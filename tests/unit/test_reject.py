@@ -118,3 +118,15 @@ def test_icmp_limits_shared_by_workers_add_up_to_the_kernels():
         assert 9 <= later <= 16                            # ~1 a second, as the kernel (full again after 10 s: +6)
         spoofed = sum(lim.allow(4, f"10.0.{i // 250}.{i % 250}") for i in range(1000) for lim in lims)
         assert spoofed <= 50                               # the global burst, in all
+
+
+def test_icmp_limits_shared_by_many_workers_still_answer():
+    """Past 6 workers a share of the per-destination burst is below one answer: each keeps one
+    (review s12: 7 or more workers answered nothing, a reject rule became a silent drop)."""
+    from appliance.reject import IcmpLimit
+    clock = Clock()
+    for workers in (7, 16, 64):
+        lim = IcmpLimit(v4_interval=1.0, per_sec=1000, burst=50, clock=clock, share=workers)
+        assert lim.allow(4, "192.0.2.1")
+        clock.now += workers                               # one interval's worth for each worker
+        assert lim.allow(4, "192.0.2.1")
