@@ -126,7 +126,7 @@ def on_stream(flow, stream, found, earlier=(), bodies=None):
             # line's worst case: review s12)
             return (), None
         guess = detect(data, flow.proto, flow.sport, flow.dport)
-        if guess == "dns" and http.request_line_open(data[:DETECT_BYTES]):
+        if guess == "dns" and _reads_as_request(data):
             # a TCP DNS server reads a first frame of any bytes and answers the next one, an
             # HTTP server on the same port reads a request line split before its end: the
             # same bytes read two ways (review s12: a split request passed a Host blocklist on
@@ -169,6 +169,15 @@ def on_stream(flow, stream, found, earlier=(), bodies=None):
 
 def _listed(tx):
     return tx if isinstance(tx, list) else [tx] if tx is not None else []
+
+
+def _reads_as_request(data):
+    """Bytes a TCP DNS server would skip as a first frame that an HTTP server on its port
+    reads as a request (line): past blanks, which nginx and Python's http.server skip before
+    a request (review s13: `\r\n\r\n\r\n` then a request passed as DNS), a request line
+    ended or still open, or nothing but blanks yet."""
+    head = bytes(data[:DETECT_BYTES]).lstrip(_BLANKS)
+    return not head or http.request_line_open(head) or http.looks_like(head)
 
 
 def _skip_leading_blanks(flow, stream, data):

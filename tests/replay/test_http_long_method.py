@@ -15,6 +15,7 @@ from appliance.applayer.http import LONGEST_METHOD
 C, S = "10.0.0.1", "10.0.0.80"
 BLOCK = "rules:\n  - {id: 1, action: drop, proto: tcp, http_host: evil.example}\n"
 REST = b" /x HTTP/1.1\r\nHost: evil.example\r\n\r\n"
+GET = b"GET" + REST
 
 
 @pytest.fixture
@@ -91,7 +92,11 @@ def test_a_raw_stream_past_the_window_its_server_answers_is_not_dropped(stream, 
 
 
 @pytest.mark.parametrize("port", [53, 5353])
-@pytest.mark.parametrize("segments", [(b"FOOBAR /x", REST[3:]), (b"X" * 30, REST)], ids=["line-split", "method-split"])
+@pytest.mark.parametrize("segments", [(b"FOOBAR /x", REST[3:]), (b"X" * 30, REST), (b"\r\n" * 3, GET),
+                                      (b"\n" * 6, GET), (b" " * 6, GET), (b"\t" * 6, GET),
+                                      (b"  \rGE", GET[2:]), (b"  \r " + GET,)],
+                         ids=["line-split", "method-split", "crlf", "lf", "spaces", "tabs", "blanks-cr-split",
+                              "blanks-cr-whole"])
 def test_a_request_split_on_a_dns_port_is_ambiguous(segments, port, feed):
     """A TCP DNS server skips a first frame of any bytes, an HTTP server on the port reads the
     request line on: the bytes read two ways, so names are unknown (review s12: claimed as DNS,
