@@ -210,8 +210,10 @@ def on_server_bytes(flow, client_spoke):
         return None
     if app.reader is not None and getattr(app.reader, "phase", None) == "method":
         # a token run past the window, its space not come: no HTTP server answers before
-        # its request, so a reply says a raw stream, as a pending flow's would (review s12:
-        # letters or hex past 8 KiB were dropped when their server replied)
+        # its request, so a reply says a raw stream: let go, names none (review s12: letters
+        # or hex past 8 KiB were dropped when their server replied; a server that speaks
+        # first and then reads a request is the attacker's own, which needs no name trick)
+        flow.app = FAILED
         return None
     if app.known and app.unknown is None and app.names[app.proto] is None and not app.tx_count:
         # (a whole first message that named nothing, a DNS cookie probe, is answered: no sign)

@@ -312,7 +312,7 @@ def test_decided_udp_flow_is_returned_by_the_kernel(bench, server, v):
 def test_dropped_flow_vanishes_in_the_kernel(bench):
     """Five datagrams of one UDP flow the rules drop: the worker drops the first, the kernel the rest."""
     b = bench
-    before = _quiet(b)
+    before, sim0 = _quiet(b), b.sim_stats()
     kernel = b.kernel_counters().get("drop4_udp", [0])[0]
     send = ("import socket, time\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('10.1.0.2', 45353))\n"
             "for i in range(5):\n    u.sendto(b'x', ('10.2.0.2', 5353)); time.sleep(0.3)\n")
@@ -320,6 +320,10 @@ def test_dropped_flow_vanishes_in_the_kernel(bench):
     sim = wait_for(lambda: (lambda s: s if s["ports"].get("45353", [0])[0] >= 5 else None)(b.sim_stats()),
                    what="five datagrams sent")
     assert b.kernel_counters()["drop4_udp"][0] - kernel == 4     # the worker dropped the first
-    assert b.appliance_stats()["gwlb"]["datagrams"] - before["datagrams"] == 1
+    # the worker saw that one, and at most what else the simulator tunnelled meanwhile (CI saw
+    # one more datagram twice, after a quiet second: not this flow's, whose other four the
+    # kernel counted)
+    others = sim["sent"] - sim0["sent"] - 5
+    assert 1 <= b.appliance_stats()["gwlb"]["datagrams"] - before["datagrams"] <= 1 + others
     assert sim["ports"]["45353"][1] == 0                         # nothing came back
     assert _ports(b.kernel_set("drop4_udp"), 5353)
