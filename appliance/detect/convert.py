@@ -61,6 +61,9 @@ class _TextLoader(_Loader):
         if src.strict_order:
             self.raw_rules.sort(key=lambda fm: fm[1].line)     # read_text put them in action order
 
+    def in_action_order(self, raw_rules):
+        return raw_rules                   # one text: read_paths put it in the order it asks for
+
 
 def convert(source, skip_unsupported=False) -> Result:
     """The YAML for `source`, or the problems that stop it (each "FILE:LINE: message")."""

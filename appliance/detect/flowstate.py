@@ -8,8 +8,8 @@ pay one slot (None).
 Semantics (docs/rules.md, "Flow state"): flowbits isset/isnotset are checked with the
 rule's other packet conditions, against the state as earlier packets -- and earlier rules
 on this packet -- left it; set/unset/toggle happen only when the whole rule matches.
-flowint items run after the other conditions, in the order written (Suricata's): a change
-happens when reached, a failed comparison ends the rule.
+flowint comparisons are checked the same way; its changes (=, +, -) happen only when the
+whole rule matches, in the order written (Suricata's post-match).
 """
 from .rule import FLOWINT_CHANGES
 
@@ -82,29 +82,17 @@ class FlowState:
         return True
 
     def _flowint(self, r, flow):
-        """flowint items in the order written, as Suricata runs them: a change (=, +, -)
-        happens when reached, a comparison that fails ends the rule (changes before it
-        stay). So "x, +, 1; x, >, 3" counts every packet that gets this far and matches
-        from the fourth."""
+        """The rule's flowint comparisons (isset, notset, ==, >, ...) on the flow's integers
+        as earlier packets and rules left them: Suricata checks them with the rule's other
+        conditions and runs its changes (=, +, -) only after the whole rule matched (apply).
+        So "x, +, 1; x, >, 3" never matches while x is unset, and "x, =, 7; x, ==, 1"
+        matches when x was 1."""
         fv = flow.vars
+        ints = fv.ints if fv is not None else None
         for fi in r.flowint:
-            ints = fv.ints if fv is not None and fv.ints is not None else None
-            cur = ints.get(fi.name) if ints is not None else None
             if fi.op in FLOWINT_CHANGES:
-                v = fi.value if isinstance(fi.value, int) else (ints.get(fi.value) if ints else None)
-                if v is None:
-                    continue                   # from an unset variable: Suricata changes nothing
-                if fv is None:
-                    fv = flow.vars = FlowVars()
-                if fv.ints is None:
-                    fv.ints = {}
-                if fi.op == "=":
-                    fv.ints[fi.name] = v
-                elif fi.op == "+":             # unsigned 32-bit as Suricata's: + saturates, - stops at 0
-                    fv.ints[fi.name] = min((cur or 0) + v, _U32)
-                elif cur is not None:
-                    fv.ints[fi.name] = max(cur - v, 0)
                 continue
+            cur = ints.get(fi.name) if ints is not None else None
             if fi.op == "isset":
                 ok = cur is not None
             elif fi.op == "notset":
@@ -116,10 +104,30 @@ class FlowState:
                 return False
         return True
 
+    @staticmethod
+    def _change_ints(r, fv):
+        """The matched rule's flowint changes, in the order written (Suricata's post-match)."""
+        for fi in r.flowint:
+            if fi.op not in FLOWINT_CHANGES:
+                continue
+            ints = fv.ints
+            v = fi.value if isinstance(fi.value, int) else (ints.get(fi.value) if ints else None)
+            if v is None:
+                continue                       # from an unset variable: Suricata changes nothing
+            if ints is None:
+                ints = fv.ints = {}
+            cur = ints.get(fi.name)
+            if fi.op == "=":
+                ints[fi.name] = v
+            elif fi.op == "+":                 # unsigned 32-bit as Suricata's: + saturates, - stops at 0
+                ints[fi.name] = min((cur or 0) + v, _U32)
+            elif cur is not None:
+                ints[fi.name] = max(cur - v, 0)
+
     def apply(self, r, flow):
         """The rule matched: its changes, in the order written."""
         changes = self.changes.get(r.id)
-        if not (changes or r.bypass):
+        if not (changes or r.bypass or r.flowint):
             return
         fv = flow.vars
         if fv is None:
@@ -134,6 +142,8 @@ class FlowState:
                 else:
                     bits ^= mask
             fv.bits = bits
+        if r.flowint:
+            self._change_ints(r, fv)
         if r.bypass:
             fv.bypass = True
 

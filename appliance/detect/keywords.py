@@ -345,8 +345,9 @@ def _buffer_fits(buffer, where, draft):
     """A sticky buffer needs a proto its protocol runs on, and a rule names one app protocol."""
     app = BUFFERS[buffer]
     protos = ("ip", "tcp", "udp") if app == "dns" else ("ip", "tcp")
-    if draft.proto is not None and draft.proto not in protos:
-        where.report(f"buffer {buffer} needs proto {' or '.join(protos)} (proto is {draft.proto})")
+    said = draft.proto if isinstance(draft.proto, tuple) else (draft.proto,)   # a list: each one
+    if draft.proto is not None and any(p not in protos for p in said):
+        where.report(f"buffer {buffer} needs proto {' or '.join(protos)} (proto is {'/'.join(said)})")
         return False
     if buffer in RESPONSE_BUFFERS and "to_server" in (draft.fields.get("flow") or ()):
         where.report(f"buffer {buffer} is read from the server's answer: with flow to_server it can never match")
@@ -715,11 +716,44 @@ def parse_pcre(v):
         else:
             return None, None, (f"pcre {v!r}: flag '{ch}' is not supported (i s m x R, and U I M V W S for "
                                 f"http.uri, http.uri.raw, http.method, http.user_agent, http.host, http.stat_code)")
+    body, msg = pcre_syntax(body)
+    if msg:
+        return None, None, f"pcre {v!r}: {msg}"
     try:
         rx = Regex(body, flags)          # RE2 or time-bounded: traffic cannot stall it
     except (re.error, OverflowError, RecursionError, ValueError) as e:
         return None, None, f"pcre {v!r}: Python's re cannot compile it: {e}"
     return Pcre(rx, relative, False, v), buffer, None
+
+
+def pcre_syntax(body):
+    """A PCRE body in Python's `re` spelling where the two differ: PCRE's \\Z also matches
+    before a final newline (Python's \\Z is PCRE's \\z), so \\Z -> (?=\\n?\\Z), \\z -> \\Z.
+    `{,n}` is refused: PCRE2 reads it as text before 10.43, as {0,n} since, `re` as {0,n}.
+    -> (body, None) or (None, message)."""
+    out, i, klass = [], 0, -1          # klass: where the current [...] started, -1 outside
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\" and i + 1 < len(body):
+            pair = body[i:i + 2]
+            if klass < 0 and pair == "\\Z":
+                pair = "(?=\\n?\\Z)"
+            elif klass < 0 and pair == "\\z":
+                pair = "\\Z"
+            out.append(pair)
+            i += 2
+            continue
+        if klass >= 0:
+            first = i == klass + 1 or (i == klass + 2 and body[klass + 1] == "^")
+            if ch == "]" and not first:
+                klass = -1
+        elif ch == "[":
+            klass = i
+        elif ch == "{" and re.match(r"\{,\d+\}", body[i:]):
+            return None, "'{,n}' is text in PCRE2 before 10.43 and {0,n} since: write {0,n} or \\{,n\\}"
+        out.append(ch)
+        i += 1
+    return "".join(out), None
 
 
 def parse_name(v):

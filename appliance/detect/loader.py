@@ -187,6 +187,21 @@ class _Loader:
 
     # -------------------------------------------------- all of it
 
+    @staticmethod
+    def in_action_order(raw_rules):
+        """Suricata sorts all its loaded rules by action (pass, drop, reject, alert), not each
+        file's: the .rules rules of every file become one block in that order (file, then
+        line, within an action), where the first .rules file's rules were. YAML rules keep
+        their places (first match in file order)."""
+        at = [i for i, (_, m) in enumerate(raw_rules) if isinstance(m, _SuricataRule)]
+        if not at:
+            return raw_rules
+        block = sorted((raw_rules[i] for i in at),
+                       key=lambda fm: suricata.ACTION_RANK.get(fm[1].get("action"), 3))
+        rest = [fm for fm in raw_rules if not isinstance(fm[1], _SuricataRule)]
+        first = at[0]                      # YAML rules before the first .rules rule stay before it
+        return rest[:first] + block + rest[first:]
+
     def run(self, paths):
         self.read_paths(paths)
         for i, (glob, _, (cfg_file, line)) in enumerate(self.modes):
@@ -199,6 +214,7 @@ class _Loader:
                     self.variables.defs[name] = Variable(value, Where(self.problems, "<suricata default>", 0))
         self.variables.define_defaults(self.home_net)
         self.variables.check()
+        self.raw_rules = self.in_action_order(self.raw_rules)
         rules = []
         for order, (file, m) in enumerate(self.raw_rules):
             r = self.rule(file, m, order)

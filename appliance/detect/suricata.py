@@ -110,6 +110,8 @@ def parse_rule(text, line):
         yproto, app = PROTO_OF[proto]
         if yproto != "ip":
             p.mapping["proto"] = yproto
+        elif app == "dns" and (sport, dport) != ("any", "any"):
+            p.mapping["proto"] = ["tcp", "udp"]    # DNS runs on both; ports need one of them
     if arrow == "<>" and (src, sport) != (dst, dport):
         p.mapping["bidirectional"] = True          # the header fits either way round
     for key, value in (("src", src), ("dst", dst)):
@@ -138,6 +140,13 @@ def _orient(p, left, right):
         return
     flow = set(mp.get("flow", ()))
     response = any(isinstance(i, dict) and i.get("buffer") in RESPONSE_BUFFERS for i in mp.get("content", ()))
+    if _both_bodies(mp) and not response and not flow & {"to_server", "to_client"}:
+        # Suricata reads file_data in both directions, the header against each body's packet:
+        # one connection header cannot say that (uploads as written, downloads swapped)
+        p.errors.append(f"{mp['action']} rule on file_data with no flow direction: Suricata judges request "
+                        "and response bodies, each against its own packet; add flow:to_server (uploads) "
+                        "or flow:to_client (downloads), or write one rule of each")
+        return
     # a rule on the response (http.stat_code) is judged on the server's packet: its header
     # describes that packet, as with flow:to_client
     if "to_client" in flow or (response and "to_server" not in flow):
@@ -153,6 +162,16 @@ def _orient(p, left, right):
         # (names and sticky buffers are read from requests only: to_server by nature)
         # Suricata matches the header against each packet (replies too): say so
         mp["header"] = "packet"
+
+
+def _both_bodies(mp):
+    """The rule reads file_data (request and response bodies) and nothing that only one
+    direction carries (a request buffer, a name, urilen): Suricata gives it both directions."""
+    items = [i for i in mp.get("content", ()) if isinstance(i, dict)]
+    buffers = {i.get("buffer") for i in items} | set(mp.get("bsize", ()))
+    request = buffers - {"file_data", None} - RESPONSE_BUFFERS
+    return "file_data" in buffers and not request \
+        and not any(k in mp for k in ("dns_query", "tls_sni", "http_host", "urilen"))
 
 
 def port_spec(value):
@@ -224,12 +243,26 @@ class _Options:
         self.buffer = None          # the sticky buffer in force (None = the payload)
         self.bsize = {}             # buffer -> size text
         self.dotprefix = False
+        self.seen = set()           # single-value keywords read so far (a repeat is refused)
 
     def unsupported(self, kw, why=""):
         self.p.unsupported.append((kw, f"unsupported keyword '{kw}'" + (f" ({why})" if why else "")))
 
     def error(self, msg):
         self.p.errors.append(msg)
+
+    def once(self, name, refused):
+        """False (and the rule refused) when `name` came before: here the last one would win
+        and quietly change the rule. `refused` says how: error (Suricata refuses it too) or
+        unsupported (Suricata ANDs them; one value is all this reader keeps)."""
+        if name not in self.seen:
+            self.seen.add(name)
+            return True
+        if refused == "error":
+            self.error(f"{name} given twice: Suricata refuses a rule with more than one {name}")
+        else:
+            self.unsupported(name, "given twice: only one per rule here")
+        return False
 
     def read(self, options):
         p, mp = self.p, self.p.mapping
@@ -268,7 +301,8 @@ class _Options:
                     if k:
                         md.setdefault(k, []).append(val.strip())
             elif name in FLOW_OF or name == "flow":
-                self.flow(v)
+                if self.once("flow", "error"):
+                    self.flow(v)
             elif name == "flags":
                 mp["tcp_flags"] = v
             elif name in ("itype", "icode"):
@@ -303,7 +337,8 @@ class _Options:
                 else:
                     self.bsize[buf] = v
             elif name in ("dsize", "ttl", "ip_proto", "urilen"):
-                mp[name] = v
+                if self.once(name, "error" if name == "dsize" else "unsupported"):
+                    mp[name] = v
             elif name in LEGACY_MODIFIER:
                 last = self.last_content()
                 if last is None:
@@ -311,7 +346,8 @@ class _Options:
                 else:
                     last["buffer"] = LEGACY_MODIFIER[name]
             elif name == "threshold":
-                self.threshold(v)
+                if self.once("threshold", "error"):
+                    self.threshold(v)
             elif name in ("flowbits", "flowint", "noalert", "detection_filter", "target", "bypass",
                           "prefilter"):
                 flowopts.option(self, name, v, value)
@@ -377,6 +413,10 @@ class _Options:
             if not v or not re.fullmatch(r"-?\d+", v.strip()):
                 self.unsupported(name, f"'{v}': only a number is supported (not a byte_extract variable)")
                 return
+            if name in last:
+                self.error(f"{name} given twice for content {bytes.fromhex(last['hex'])!r}: Suricata refuses "
+                           f"the rule")
+                return
             last[name] = int(v)
         else:
             last[name] = True          # fast_pattern's "only" / "offset,length" forms: the same hint
@@ -390,7 +430,7 @@ class _Options:
                 or not re.fullmatch(r"/.*/[A-Za-z]*", raw, re.S):
             self.error(f"pcre must be a quoted \"/regex/flags\", got {raw or value!r}")
             return
-        _, flag_buffer, msg = parse_pcre(raw)
+        pcre_item, flag_buffer, msg = parse_pcre(raw)
         if msg:
             self.unsupported("pcre", msg)
             return
@@ -398,6 +438,12 @@ class _Options:
             self.error(f"pcre {raw!r}: its flag names {flag_buffer} inside the {self.buffer} buffer")
             return
         item = {"pcre": raw, "buffer": self.buffer or flag_buffer}
+        if pcre_item.relative and not any(("hex" in it or "pcre" in it) and it["buffer"] == item["buffer"]
+                                          for it in self.items):
+            # Suricata refuses it too; here it would search the whole buffer from its start
+            self.error(f"pcre {raw!r}: /R (relative) needs a content or pcre before it in the same "
+                       f"buffer ({item['buffer'] or 'the payload'})")
+            return
         if negated:
             item["not"] = True
         self.items.append(item)

@@ -214,9 +214,17 @@ def test_flowint_counts_and_compares(run, rules_file):
     c.handshake()
     for _ in range(6):
         c.send(b"RCPT TO:<a@b>\r\n")
+    # Suricata's idiom: one rule counts (a change runs after its rule matched), one compares
+    # (the counter runs first on each packet: it only changes state)
     r = run(cap, rules_file('alert tcp any any -> any 25 (msg:"many rcpt"; content:"RCPT TO"; '
-                            'flowint:rcpt,+,1; flowint:rcpt,>,4; sid:50;)\n', "a.rules"))
+                            'flowint:rcpt,>,4; sid:50;)\n'
+                            'alert tcp any any -> any 25 (content:"RCPT TO"; flowint:rcpt,+,1; noalert; sid:49;)\n',
+                            "a.rules"))
     assert len(r.alerts(50)) == 2                  # the 5th and 6th
+    # in one rule, > reads rcpt before the rule's own +: unset, so it never matches and never counts
+    r = run(cap, rules_file('alert tcp any any -> any 25 (msg:"many rcpt"; content:"RCPT TO"; '
+                            'flowint:rcpt,+,1; flowint:rcpt,>,4; sid:50;)\n', "b.rules"))
+    assert r.alerts(50) == []
 
 
 def test_detection_filter_alerts_only_after_the_count_is_exceeded(run, rules_file, eve_validator):
