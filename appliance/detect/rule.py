@@ -224,7 +224,7 @@ class Rule:
     monitor: bool = False                # its file is in monitor mode: a drop/reject passes, the alert says would_*
     file: str = ""                       # where it was written, for messages
     line: int = 0
-    order: int = 0                       # global position: file order, files in lexical order
+    order: int = 0                       # global position: file order, files in lexical order (.rules: loader.in_action_order)
 
     @property
     def decides(self) -> bool:
