@@ -23,7 +23,8 @@ LINEAR = ["/.*?select.*?from.*?where.*?union/si", "/User-Agent\\x3a[^\\r\\n]*(a+
           "/^\\/[a-z0-9]{8,12}\\.php\\?id=\\d+/U", "/\\s+cmd\\s*=\\s*[\\x22\\x27]?/i",
           "/(?:%2e|\\.){2}(?:%2f|\\/)/i", "/^GET\\s/m"]
 # where RE2 would mean something else: the bounded engine
-BOUNDED = ["/\\.exe$/i", "/(a)\\1/", "/a(?=b)/", "/a b/x", "/a{,3}b/", "/\\xe9/i", "/[[:alpha:]]/",
+# (a pcre's "{,3}" is refused: PCRE2's meaning depends on its version, test_suricata_semantics)
+BOUNDED = ["/\\.exe$/i", "/(a)\\1/", "/a(?=b)/", "/a b/x", "/\\xe9/i", "/[[:alpha:]]/",
            "/a\\Z/", "/[\\b]/", "/(?x) a/", "/[^\\S\\n]x/"]
 
 
