@@ -17,8 +17,8 @@ from .keywords import parse_name, parse_pcre
 
 ACTION_OF = {"alert": "alert", "pass": "pass", "drop": "drop", "reject": "reject",
              "rejectsrc": "reject", "rejectdst": "reject", "rejectboth": "reject"}
-# Suricata's action order: within one .rules file, pass rules are evaluated first, then drop,
-# reject, alert (alert never decides here, so its place does not matter).
+# Suricata's action order: pass rules are evaluated first, then drop, reject, alert (alert
+# never decides here, so its place does not matter); across .rules files: loader.in_action_order.
 ACTION_RANK = {"pass": 0, "drop": 1, "reject": 2, "alert": 3}
 # proto -> (YAML proto, the app field its sticky buffers fill)
 # (Suricata's `icmp` is ICMPv4 and ICMPv6 together: no one YAML proto says that, see parse_rule.)
