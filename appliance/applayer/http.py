@@ -16,6 +16,12 @@ from dataclasses import dataclass, field
 from appliance.applayer import CAP, body
 from appliance.applayer.dns import escape_label
 
+try:
+    import cython
+    COMPILED = cython.compiled       # True in the compiled twin only (its C header-line readers)
+except ImportError:                  # Cython is not a run-time dependency
+    COMPILED = False
+
 # The header block (request line included) a server accepts: Go's net/http default
 # (DefaultMaxHeaderBytes, 1 MiB) is the largest common one, above Apache's 100 fields of
 # 8190 bytes (~800 KiB) and nginx's 4 x 8 KiB. A block still open past it is a cap hit.
@@ -486,6 +492,8 @@ class RequestReader:
                 self.grown.append(side)
 
     def _header(self, req, line):
+        if COMPILED and type(line) is bytes and _request_header(req, line):
+            return                             # a plain line, read in one C pass
         if req.plain and not _PLAIN_HEADER.match(line):
             req.plain = False
         if b"\r" in line:
@@ -748,6 +756,8 @@ class ResponseReader:
             if self.block > MAX_RESPONSE_HEADERS:
                 return "done"
             if line:
+                if COMPILED and type(line) is bytes and _response_header(self, line):
+                    return None                # a plain line, read in one C pass
                 body.note_header(self.heads, line)
                 name, sep, value = line.partition(b":")
                 name = name.strip(b" \t").lower()
@@ -799,7 +809,9 @@ class ResponseReader:
         if self.bodies is not None:
             self.framing = self._body_start(req)
         else:
-            self.framing = body.framing(self.heads)[0]
+            self.framing = _one_length(self.heads) if COMPILED else None
+            if self.framing is None:
+                self.framing = body.framing(self.heads)[0]
             if self.framing[0] == "ambiguous":
                 self.blind = True          # read to the close; the answers after it: unknown
                 self.framing = ("close",)
@@ -870,6 +882,152 @@ class ResponseReader:
             self._body_anomalies(b)
             if req not in self.grown:
                 self.grown.append(req)
+
+
+
+# -- the compiled twin's header lines in one C pass (the code above is the reference) -------
+
+def _name_is(b, start, end, low):
+    """Compiled twin only: b[start:end] is `low` (lowercase ASCII) but for ASCII case, as
+    the reference's bytes.lower() compares."""
+    n = len(low)
+    if end - start != n:
+        return False
+    i = 0
+    while i < n:
+        c = b[start + i]
+        if 0x41 <= c <= 0x5A:
+            c += 0x20
+        if c != low[i]:
+            return False
+        i += 1
+    return True
+
+
+def _request_header(req, line):
+    """Compiled twin only: read a plain request header line as RequestReader._header does,
+    in one pass over the bytes' buffer (no partition, lower or strip copies); False, having
+    changed nothing, for a line the reference code must read: a CR in it, obs-fold (a
+    leading SP/TAB), no ':', or a Connection or framing header."""
+    b = line
+    n = len(line)
+    if n == 0 or b[0] == 0x20 or b[0] == 0x09:
+        return False
+    colon = -1
+    plain = True                    # _PLAIN_HEADER: a name of \x21-\x7e but ':', then ':'
+    i = 0
+    while i < n:
+        c = b[i]
+        if c == 0x0D:
+            return False
+        if colon < 0:
+            if c == 0x3A:
+                colon = i
+            elif c < 0x21 or c > 0x7E:
+                plain = False
+        i += 1
+    if colon < 0:
+        return False
+    if colon == 0:
+        plain = False
+    s, e = 0, colon                 # the name inside its blanks (SP and TAB, as strip(b" \t"))
+    while s < e and (b[s] == 0x20 or b[s] == 0x09):
+        s += 1
+    while e > s and (b[e - 1] == 0x20 or b[e - 1] == 0x09):
+        e -= 1
+    if _name_is(b, s, e, b"connection") or _name_is(b, s, e, b"content-length") \
+            or _name_is(b, s, e, b"transfer-encoding"):
+        return False
+    vs, ve = colon + 1, n           # the value inside its blanks
+    while vs < ve and (b[vs] == 0x20 or b[vs] == 0x09):
+        vs += 1
+    while ve > vs and (b[ve - 1] == 0x20 or b[ve - 1] == 0x09):
+        ve -= 1
+    if not plain:
+        req.plain = False
+    if _name_is(b, s, e, b"host"):
+        req.last = b"host"
+        req.hosts.append(line[vs:ve])
+    elif _name_is(b, s, e, b"user-agent"):
+        req.last = b"user-agent"
+        value = line[vs:ve]
+        if req.agent is None:
+            req.agent = escape_label(value)
+        req.agents.append(value)
+    else:
+        req.last = line[s:e].lower()
+    return True
+
+
+def _response_header(reader, line):
+    """Compiled twin only: read a response header line that is no framing or coding one as
+    ResponseReader._line and body.note_header do, in one pass; False, having changed
+    nothing, for a line the reference code must read (obs-fold, no ':', Content-Length,
+    Transfer-Encoding, Content-Encoding)."""
+    b = line
+    n = len(line)
+    if n == 0 or b[0] == 0x20 or b[0] == 0x09:
+        return False
+    colon = -1
+    i = 0
+    while i < n:
+        if b[i] == 0x3A:
+            colon = i
+            break
+        i += 1
+    if colon < 0:
+        return False
+    s, e = 0, colon
+    while s < e and (b[s] == 0x20 or b[s] == 0x09):
+        s += 1
+    while e > s and (b[e - 1] == 0x20 or b[e - 1] == 0x09):
+        e -= 1
+    if _name_is(b, s, e, b"content-length") or _name_is(b, s, e, b"transfer-encoding") \
+            or _name_is(b, s, e, b"content-encoding"):
+        return False
+    heads = reader.heads
+    if heads and heads[-1][0] is not None:
+        heads.append((None, b"", False))   # a line between: what folds after it is not ours
+    vs, ve = colon + 1, n
+    while vs < ve and (b[vs] == 0x20 or b[vs] == 0x09):
+        vs += 1
+    while ve > vs and (b[ve - 1] == 0x20 or b[ve - 1] == 0x09):
+        ve -= 1
+    if _name_is(b, s, e, b"content-type"):
+        if reader.ctype is None:
+            reader.ctype = escape_label(line[vs:ve].split(b";", 1)[0])
+    elif _name_is(b, s, e, b"location"):
+        if reader.location is None:
+            reader.location = escape_label(line[vs:ve])
+    return True
+
+
+def _one_length(heads):
+    """Compiled twin only: body.framing(heads)[0] for the common heads (none, or one plain
+    Content-Length of 1-18 digits), else None (body.framing reads them)."""
+    one = None
+    for h in heads:
+        if h[0] is not None:
+            if one is not None:
+                return None
+            one = h
+    if one is None:
+        return ("close",)
+    if one[0] != b"content-length" or one[2]:
+        return None
+    v = one[1]
+    if type(v) is not bytes:
+        return None
+    n = len(v)
+    if n < 1 or n > 18:
+        return None
+    b = v
+    i = 0
+    while i < n:
+        if b[i] < 0x30 or b[i] > 0x39:
+            return None
+        i += 1
+    return ("length", int(v))
 
 
 from ..compiled import use_compiled  # noqa: E402 -- last: the Cython build of this file, if built
