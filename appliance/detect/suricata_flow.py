@@ -107,9 +107,9 @@ def payload_default(opts):
     if "dsize" in mp:
         anchored.append("dsize")
     if anchored:
-        opts.p.notes.append(f"read on each packet only ({', '.join(anchored)}: Suricata also reads this rule on "
-                            "the reassembled stream from its start, not reproduced here): content split "
-                            "across TCP segments is not seen")
+        opts.p.notes.append(f"read on each packet only ({', '.join(anchored)}: placed on the packet; Suricata's "
+                            "reading of such a rule on the reassembled stream is not reproduced here): content "
+                            "split across TCP segments is not seen")
         return
     mp["payload"] = "both"
 
