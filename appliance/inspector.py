@@ -487,7 +487,7 @@ class Inspector:
                 self._found = [*self._found, ("exception.midstream", "engine")]
         new_fields = self._applayer(pkt, flow, to_server, cand_flow)
         if det.stream:
-            det.view = None
+            det.view = det.stream_scan = None
             if flow.proto == TCP and within_before and (cand | cand_flow) & det.stream:
                 self._stream_view(pkt, flow, to_server, cand_flow)
 

@@ -74,6 +74,8 @@ cdef class Detector:
     cdef public object stateful
     cdef public object stream
     cdef public object stream_keep
+    cdef public object stream_scan
+    cdef public object both
     cdef public object thresholds
     cdef public object unnamed
     cdef public object view

@@ -46,6 +46,7 @@ from ..packet import TCP, UDP
 MATCH, PENDING, DEFAULT = "match", "pending", "default"
 _SIZED, _LITERAL, _PROGRAM = 1, 2, 4          # Detector.kind_of: dsize/ttl/ip_proto, a prefilter literal, a payload Program
 _STREAM = 8                                   # ... content/regex on the reassembled stream (payload: stream)
+_BOTH = 16                                    # ... payload: both: the stream where there is one, else the packet
 MASK_CACHE_BYTES = 4 << 20      # the interned candidate masks (Detector._header), per Detector
 MASK_ENTRY_BYTES = 64           # a dict entry with its share of the table's slack (measured 30-40 B)
 
@@ -83,15 +84,20 @@ class Detector:
         # seconds left for this packet's programs (reset per packet by start_packet)
         self.limits = [0, PACKET_STEPS, REGEX_TIME]
         literals = []
-        # payload: stream (stream_payload.py): the rules, and per rule the bytes before a
-        # packet's new ones it reads (its longest content - 1); the prefilter scans packets only
+        # payload: stream/both (stream_payload.py): the rules, and per rule the bytes before a
+        # packet's new ones it reads (its longest content - 1); the prefilter scans packets,
+        # and for `both` rules the stream bytes too (stream_scan)
         self.stream = 0
+        self.both = 0                         # ... of them, payload: both
         self.stream_keep = {}
         self.view = None                      # this packet's (StreamPayload, feed result) or None
+        self.stream_scan = None               # the prefilter's mask on this packet's stream bytes (lazy)
         for i, r in enumerate(rules):
             bit = 1 << i
-            if r.payload == "stream":
+            if r.payload != "packet":
                 self.stream |= bit
+                if r.payload == "both":
+                    self.both |= bit
                 self.stream_keep[i] = max((len(s.value) for s in r.content if type(s) is Content
                                            and not s.negated), default=1) - 1
             if r.decides:
@@ -158,7 +164,8 @@ class Detector:
         self.keep = max(self.stream_keep.values(), default=0)   # what StreamPayload keeps: the most any reads
         self.kind_of = {r.id: (i, ((self.sized >> i) & 1) * _SIZED | ((self.content >> i) & 1) * _LITERAL
                                | (i in self.payload_program) * _PROGRAM
-                               | ((self.stream >> i) & 1) * _STREAM) for i, r in enumerate(rules)}
+                               | ((self.stream >> i) & 1) * _STREAM | (r.payload == "both") * _BOTH)
+                        for i, r in enumerate(rules)}
         self.deep_alert = self.alert & ~self.header_alert      # alerts that look past the header
         self.body_rules = file_data.mask(rules)   # rules on file_data: judged on the body's packets
         self.body_fit = 0                         # of them, those the body fits (set by decide's walk)
@@ -411,18 +418,30 @@ class Detector:
         i, kind = self.kind_of[r.id]
         if kind & _SIZED and not sizes_match(r, pkt, payload):
             return False
-        if kind & _STREAM:
+        streamed = False
+        if kind & _STREAM and (self.view is not None or not kind & _BOTH):
+            # payload: both reads the stream wherever this direction is reassembled (every TCP
+            # data packet of a flow it may look at): its packets' bytes are read there, once,
+            # as Suricata reads a segment added to the stream; the packet elsewhere
             payload = self._stream_payload(i, r)
             if payload is True:
                 payload = None             # read against the attacker: content and regex hold
             elif payload is None:
                 return False
+            streamed = True
         if r.content and payload is not None:
             if kind & _LITERAL:
-                if scan[0] is None:
-                    scan[0] = self.prefilter.scan(payload)
-                if not scan[0] & self.bit_of[r.id]:
-                    return False
+                if streamed:
+                    if self.stream_scan is None:
+                        # the longest overlap holds every rule's: a literal not in it is in none
+                        self.stream_scan = self.prefilter.scan(self.view[1][0])
+                    if not self.stream_scan & self.bit_of[r.id]:
+                        return False
+                else:
+                    if scan[0] is None:
+                        scan[0] = self.prefilter.scan(payload)
+                    if not scan[0] & self.bit_of[r.id]:
+                        return False
             if kind & _PROGRAM:
                 # one condition of the rule: regex, flowbits, detection_filter still follow
                 if not self.payload_program[i].matches(payload, r.action != "pass", self.limits):
@@ -839,7 +858,8 @@ class Detector:
             if scan[0] is None:
                 # an empty payload holds no literal (ContentPrefilter.scan's 0): a SYN makes no call
                 scan[0] = self.prefilter.scan(pkt.payload) if pkt.payload else 0
-            rest &= self.no_content | scan[0]
+            # payload: both rules read the stream where there is one: packet_match scans it
+            rest &= self.no_content | scan[0] | (self.both if self.view is not None else 0)
             if not rest:
                 return out
         per_packet = self.per_packet

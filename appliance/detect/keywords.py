@@ -372,20 +372,28 @@ def _regex(v, where, draft):
 
 
 def _payload(v, where, draft):
-    """payload: packet | stream. A stream rule's content positions are relative to the bytes
-    inspected (stream_payload.py), which do not begin where a packet or the stream begins:
-    absolute anchors would match other bytes, so they are refused, not guessed."""
-    msg = choice("payload", v, ("packet", "stream"))
+    """payload: packet | stream | both. A stream rule's content positions are relative to the
+    bytes inspected (stream_payload.py), which do not begin where a packet or the stream begins:
+    absolute anchors would match other bytes, so they are refused, not guessed. `both` is
+    Suricata's default for TCP: the stream where the flow's segments are reassembled, each
+    packet's own payload elsewhere (engine.packet_match)."""
+    msg = choice("payload", v, ("packet", "stream", "both"))
     if msg:
         where.report(msg)
         return INVALID
-    if v == "stream":
+    if v == "stream" and draft.proto is not None and draft.proto != "tcp":
+        # (packet and both read any protocol's packets; only TCP has a stream)
+        protos = draft.proto if isinstance(draft.proto, tuple) else (draft.proto,)
+        said = f"proto is {'/'.join(protos)}" if "proto" in draft.keys else "proto defaults to ip"
+        where.report(f"payload needs proto tcp ({said})")
+        return INVALID
+    if v != "packet":
         steps = draft.fields.get("content", ())
-        if not steps and draft.fields.get("regex") is None:
-            where.report("payload: stream needs content or regex (it says what they read)")
+        if not steps and draft.fields.get("regex") is None and not ("content" in draft.keys or "regex" in draft.keys):
+            where.report(f"payload: {v} needs content or regex (it says what they read)")
             return INVALID
         if any(stream_unanchored(s) for s in steps):
-            where.report("payload: stream: content with offset, depth, startswith, endswith or an absolute "
+            where.report(f"payload: {v}: content with offset, depth, startswith, endswith or an absolute "
                          "isdataat counts from a packet's start; the stream has none here (use distance/within)")
             return INVALID
     return v
@@ -911,11 +919,11 @@ KEYWORDS = (
                             "like (?i) allowed"},
             packet=True),
     Keyword("payload", _payload,
-            {"enum": ["packet", "stream"], "default": "packet",
+            {"enum": ["packet", "stream", "both"], "default": "packet",
              "description": "what content and regex read: each packet's payload, or (tcp) the reassembled "
                             "stream of the packet's direction, so a match split across segments is seen "
-                            "(Suricata's flow:only_stream; packet is flow:no_stream)"},
-            protos=("tcp",)),
+                            "(Suricata's flow:only_stream; packet is flow:no_stream), or both: the stream on "
+                            "a TCP flow, each packet's payload otherwise (Suricata's default)"}),
     Keyword("bsize", _bsize, {"type": "object", "minProperties": 1,
                               "propertyNames": _BUFFER,
                               "additionalProperties": _RANGE_SCHEMA,

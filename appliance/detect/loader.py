@@ -36,6 +36,7 @@ class _Loader:
         self.skip_unsupported = skip_unsupported
         self.skipped = []                  # "FILE:LINE: unsupported keyword 'X' (sid N, skipped)"
         self.skipped_keywords = {}         # keyword -> rules skipped for it
+        self.notes = []                    # "FILE:LINE: note: sid N: ...": loaded, read differently from Suricata
         self.suricata = False              # a .rules file was read: Suricata's default vars apply
         self.problems = Problems()
         self.variables = Variables(self.problems)
@@ -150,6 +151,7 @@ class _Loader:
                 self.skipped.append((file, parsed.line, f"{file}:{parsed.line}: skipped sid {parsed.sid}: "
                                      + "; ".join(dict.fromkeys(msg for _, msg in parsed.unsupported))))
                 continue
+            self.notes.extend(f"{file}:{parsed.line}: note: sid {parsed.sid}: {msg}" for msg in parsed.notes)
             self.raw_rules.append((file, _SuricataRule(parsed)))
 
     def read_vars(self, file, doc, vars_):
@@ -226,6 +228,7 @@ class _Loader:
                      sources=tuple(self.sources),
                      home_net=self.variables.home_net() or default_home_net(),   # None: broken, reported
                      skipped=[s for _, _, s in sorted(self.skipped, key=lambda s: (self.sources.index(s[0]), s[1]))], skipped_keywords=dict(self.skipped_keywords),
+                     notes=list(self.notes),
                      suricata=self.suricata,
                      default_monitor=bool(self.default_action) and self.default_action[1] in self.monitored)
         return rs, self.problems.sorted(self.sources)
@@ -253,9 +256,10 @@ def check(paths, home_net=None, skip_unsupported=False, modes=()) -> list:
 
 
 def skip_report(rs) -> list:
-    """One line per .rules line skipped for unsupported keywords, then a summary by keyword;
-    empty when nothing was skipped."""
+    """The notes on loaded .rules lines (read differently from Suricata), one line per .rules
+    line skipped for unsupported keywords, then a summary by keyword; empty when neither."""
     if not rs.skipped:
-        return []
+        return list(rs.notes)
     by_kw = ", ".join(f"{kw} ({n})" for kw, n in sorted(rs.skipped_keywords.items(), key=lambda x: (-x[1], x[0])))
-    return [*rs.skipped, f"{len(rs.rules)} rules loaded, {len(rs.skipped)} skipped; unsupported keywords: {by_kw}"]
+    return [*rs.notes, *rs.skipped,
+            f"{len(rs.rules)} rules loaded, {len(rs.skipped)} skipped; unsupported keywords: {by_kw}"]

@@ -197,7 +197,8 @@ class Rule:
     ip_proto: Range | None = None        # the IP protocol number
     regex: re.Pattern | None = None      # compiled on bytes
     payload: str = "packet"              # what content/regex read: each packet's payload, or "stream":
-                                         # its direction's reassembled bytes (detect/stream_payload.py)
+                                         # its direction's reassembled bytes (detect/stream_payload.py),
+                                         # or "both": the stream on TCP, the packet elsewhere
     dns_query: tuple | None = None       # tuple[NamePattern]; any may match
     tls_sni: tuple | None = None
     http_host: tuple | None = None
@@ -257,6 +258,7 @@ class RuleSet:
     home_net: AddrSet = field(default_factory=default_home_net)
     skipped: list = field(default_factory=list)          # .rules lines left out (--skip-unsupported)
     skipped_keywords: dict = field(default_factory=dict)  # unsupported keyword -> rules skipped for it
+    notes: list = field(default_factory=list)            # .rules lines loaded but read differently from Suricata
     suricata: bool = False               # .rules were read: inspection depth defaults follow Suricata's
     default_monitor: bool = False        # default_action was set in a monitored file (monitor mode)
 

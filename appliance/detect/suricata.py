@@ -64,6 +64,7 @@ class Parsed:
     extra: dict = field(default_factory=dict)      # rev, gid, references: kept on the Rule
     errors: list = field(default_factory=list)     # messages: the rule is wrong
     unsupported: list = field(default_factory=list)  # (keyword, message): cannot be expressed here
+    notes: list = field(default_factory=list)      # messages: loaded, but read differently from Suricata
     sid: int | None = None
 
 
@@ -360,6 +361,7 @@ class _Options:
         self.finish()
         flowopts.finish(self.p)
         flowopts.stream_check(self)
+        flowopts.payload_default(self)
 
     def flow(self, v):
         out = []

@@ -5,7 +5,8 @@ from .keywords import PACKET_KEYS
 # flow: items that add no condition here: every rule already matches packets whatever the
 # flow state (stateless).
 NO_CONDITION = ("stateless",)
-# flow:only_stream / no_stream: what content reads, the YAML `payload` key (detect/stream_payload.py)
+# flow:only_stream / no_stream: what content reads, the YAML `payload` key (detect/stream_payload.py);
+# neither: Suricata's default, `both` (payload_default)
 PAYLOAD_OF = {"only_stream": "stream", "no_stream": "packet"}
 _ANCHORS = ("offset", "depth", "startswith", "endswith")
 _BIT_OPS = ("set", "unset", "toggle", "isset", "isnotset")
@@ -79,6 +80,46 @@ def stream_check(opts):
     elif any(any(k in it for k in _ANCHORS) or ("isdataat" in it and not it.get("relative")) for it in items):
         opts.unsupported("flow:only_stream", "with offset, depth, startswith, endswith or absolute isdataat: "
                                             "positions on the stream window are not the stream's")
+
+
+def payload_default(opts):
+    """A TCP (or ip) rule with payload content and neither flow:only_stream nor no_stream:
+    Suricata reads it on the reassembled stream, and on a packet whose bytes were not added
+    to it (detect-parse.c SigValidate sets SIG_FLAG_REQUIRE_STREAM;
+    DetectEngineInspectRulePayloadMatches): `payload: both`. Content placed on the packet
+    (offset/depth/startswith/endswith, an absolute isdataat, a pcre anchored at ^ or $,
+    dsize) Suricata reads on the packet and on the stream counted from its start; that
+    stream reading is not reproduced here, so such a rule stays `payload: packet` and the
+    loader says so (a note per rule): a match split across segments is not seen."""
+    mp = opts.p.mapping
+    if "payload" in mp:
+        return
+    proto = mp.get("proto", "ip")
+    protos = proto if isinstance(proto, (list, tuple)) else (proto,)
+    items = [it for it in mp.get("content", ()) if isinstance(it, dict) and "buffer" not in it]
+    if not items or ("tcp" not in protos and "ip" not in protos):
+        return
+    anchored = [k for k in _ANCHORS if any(k in it for it in items)]
+    if any("isdataat" in it and not it.get("relative") for it in items):
+        anchored.append("absolute isdataat")
+    if any("pcre" in it and _pcre_anchored(it["pcre"]) for it in items):
+        anchored.append("a pcre anchored at ^ or $")
+    if "dsize" in mp:
+        anchored.append("dsize")
+    if anchored:
+        opts.p.notes.append(f"read on each packet only ({', '.join(anchored)}: placed on the packet; Suricata's "
+                            "reading of such a rule on the reassembled stream is not reproduced here): content "
+                            "split across TCP segments is not seen")
+        return
+    mp["payload"] = "both"
+
+
+def _pcre_anchored(raw):
+    """/^.../, /...$/ or \\A, \\Z, \\z in a pcre: placed at its buffer's start or end, which on
+    the stream's moving window is not the packet's (nor Suricata's chunk's)."""
+    body = raw[1:raw.rfind("/")] if raw.startswith("/") else raw
+    return body.startswith(("^", "(?i)^", "(?s)^")) or body.endswith("$") or any(
+        t in body for t in ("\\A", "\\Z", "\\z"))
 
 
 def finish(p):

@@ -7,7 +7,7 @@ from appliance.detect.rule import RuleError
 
 @pytest.mark.parametrize("rule, problem", [
     ("{id: 1, action: alert, proto: tcp, content: a, payload: strem}",
-     "payload must be one of packet, stream, got 'strem' (did you mean 'stream'?)"),
+     "payload must be one of packet, stream, both, got 'strem' (did you mean 'stream'?)"),
     ("{id: 1, action: alert, proto: tcp, payload: stream}",
      "payload: stream needs content or regex (it says what they read)"),
     ("{id: 1, action: alert, proto: udp, content: a, payload: stream}", "payload needs proto tcp (proto is udp)"),

@@ -72,11 +72,11 @@ PAIRS = [
      "{id: 5, action: alert, proto: tcp, flow: [to_server, not_established]}"),
     ("alert tcp any any -> any any (flags:S,CE; sid:5;)", "{id: 5, action: alert, proto: tcp, tcp_flags: 'S,CE'}"),
     ("alert tcp any any -> any any (content:\"x\"; threshold:type limit, track by_src, count 2, seconds 60; sid:5;)",
-     "{id: 5, action: alert, proto: tcp, content: x, threshold: {type: limit, track: by_src, count: 2, seconds: 60}}"),
+     "{id: 5, action: alert, proto: tcp, content: x, threshold: {type: limit, track: by_src, count: 2, seconds: 60}, payload: both}"),
     ("alert dns any any -> any any (sid:5;)", "{id: 5, action: alert, app_proto: dns}"),
     ("alert tls any any -> any any (sid:5;)", "{id: 5, action: alert, proto: tcp, app_proto: tls}"),
     ('alert http any any -> any 80 (content:"x"; sid:5;)',
-     "{id: 5, action: alert, proto: tcp, dst_port: 80, content: x, app_proto: http}"),
+     "{id: 5, action: alert, proto: tcp, dst_port: 80, content: x, payload: both, app_proto: http}"),
     ('alert dns any any -> any any (dns.query; content:"Evil.example"; nocase; startswith; endswith; sid:5;)',
      "{id: 5, action: alert, dns_query: evil.example}"),
     ('alert dns any any -> any any (dns.query; content:"evil.example"; nocase; bsize:12; sid:5;)',
@@ -92,14 +92,14 @@ PAIRS = [
     ('alert http any any -> any any (content:".evil.example"; http_host; endswith; sid:5;)',
      "{id: 5, action: alert, proto: tcp, http_host: '*.evil.example'}"),
     ('alert tcp any any -> any any (content:"x"; fast_pattern; sid:5;)',
-     "{id: 5, action: alert, proto: tcp, content: {value: x, fast_pattern: true}}"),
+     "{id: 5, action: alert, proto: tcp, content: {value: x, fast_pattern: true}, payload: both}"),
     # Suricata's buffer inspection: negation, relative steps, pcre, isdataat
     ('alert tcp any any -> any any (content:"a"; content:!"b"; distance:0; within:4; pcre:"/x+/iR"; '
      'isdataat:!2,relative; content:"c"; distance:-3; sid:5;)',
      "{id: 5, action: alert, proto: tcp, content: [a, {value: b, not: true, distance: 0, within: 4}, "
-     "{pcre: /x+/iR}, {isdataat: 2, relative: true, not: true}, {value: c, distance: -3}]}"),
+     "{pcre: /x+/iR}, {isdataat: 2, relative: true, not: true}, {value: c, distance: -3}], payload: both}"),
     ('alert tcp any any -> any any (content:"a"; pcre:"/b/R"; nocase; sid:5;)',    # nocase: on the content
-     "{id: 5, action: alert, proto: tcp, content: [{value: a, nocase: true}, {pcre: /b/R}]}"),
+     "{id: 5, action: alert, proto: tcp, content: [{value: a, nocase: true}, {pcre: /b/R}], payload: both}"),
     ('alert tcp any any -> any any (pcre:!"/^GET/"; content:"x"; startswith; endswith; sid:5;)',
      "{id: 5, action: alert, proto: tcp, content: [{pcre: /^GET/, not: true}, {value: x, startswith: true, "
      "endswith: true}]}"),
@@ -138,13 +138,13 @@ PAIRS = [
      "{id: 5, action: drop, log: true, proto: tcp, src: $HOME_NET, dst: 192.0.2.0/24, dst_port: 25, flow: to_server, hold: false}"),
     ('drop tcp $EXTERNAL_NET 80 -> $HOME_NET any (flow:established,from_server; content:"MZ"; sid:5;)',
      "{id: 5, action: drop, log: true, proto: tcp, src: $HOME_NET, dst: $EXTERNAL_NET, dst_port: 80, "
-     "flow: [established, to_client], content: MZ, hold: false}"),
+     "flow: [established, to_client], content: MZ, payload: both, hold: false}"),
     ("alert tcp $EXTERNAL_NET 80 -> $HOME_NET any (flow:from_server; sid:5;)",     # alerts: per packet
      "{id: 5, action: alert, proto: tcp, src: $EXTERNAL_NET, src_port: 80, dst: $HOME_NET, flow: to_client}"),
     ("pass ip any any -> any any (sid:5;)", "{id: 5, action: pass}"),
     # flow state (docs/rules.md "Flow state")
     ('alert tcp any any -> any any (content:"a"; flowbits:set,x; flowbits:isset,y|z; flowbits:noalert; sid:5;)',
-     "{id: 5, action: alert, proto: tcp, content: a, flowbits: [{set: x}, {isset: 'y|z'}], noalert: true}"),
+     "{id: 5, action: alert, proto: tcp, content: a, flowbits: [{set: x}, {isset: 'y|z'}], noalert: true, payload: both}"),
     ("alert tcp any any -> any any (flowbits:unset,a&b; flowbits:toggle,c; flowbits:isnotset,d; sid:5;)",
      "{id: 5, action: alert, proto: tcp, flowbits: [{unset: 'a&b'}, {toggle: c}, {isnotset: d}]}"),
     ("alert tcp any any -> any any (flowint:n,+,1; flowint:n,>=,m; flowint:m,notset; sid:5;)",
@@ -155,7 +155,7 @@ PAIRS = [
      "{id: 5, action: alert, proto: tcp, dst_port: 22, tcp_flags: S, "
      "detection_filter: {track: by_dst, count: 5, seconds: 60}, target: dest_ip}"),
     ('alert tcp any any -> any any (content:"a"; bypass; prefilter; sid:5;)',
-     "{id: 5, action: alert, proto: tcp, content: a, bypass: true}"),
+     "{id: 5, action: alert, proto: tcp, content: a, bypass: true, payload: both}"),
     ("drop tcp any any -> any 23 (flow:to_server; noalert; sid:5;)",        # a silent drop
      "{id: 5, action: drop, log: false, proto: tcp, dst_port: 23, flow: to_server, hold: false}"),
     ("alert tcp any any -> any any (flow:stateless; sid:5;)", "{id: 5, action: alert, proto: tcp}"),
