@@ -6,6 +6,9 @@ from appliance._c_packet cimport Packet as CPacket
 
 @cython.locals(p=CPacket)
 cpdef decode_l3(data, ts=*)
+@cython.locals(r=cython.p_uchar, n=cython.int, i=cython.int, v=cython.int)
+cpdef str _dotted_quad(raw)
+cpdef _v4name(raw, _cache=*)
 @cython.locals(p=CPacket)
 cpdef decode_frame(data, linktype, ts=*)
 cpdef _ip(CPacket p, data, bad_version)

@@ -131,6 +131,8 @@ cdef class FlowTable:
     @cython.locals(flow=Flow, evicted=Flow, side=int)
     cpdef tuple lookup(self, CPacket pkt)
 
+cpdef Flow _new_flow(key, CPacket pkt, bint reverse, int side)
+cpdef _init_flow(Flow flow, key, CPacket pkt, bint reverse, int side)
 cpdef flow_key(CPacket pkt)
 cpdef int _code(dict codes, str field, value) except -1
 cpdef tuple _key(CPacket pkt)

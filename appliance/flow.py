@@ -314,47 +314,7 @@ class Flow:
 
     def __init__(self, key, pkt, reverse=False, side=-1):
         """`key` and `side`: _key(pkt) (the packet's side is looked up again when not given)."""
-        self.proto = pkt.proto
-        if side < 0:
-            side = _key(pkt)[1]
-        sp, dp = _PORTS[pkt.sport], _PORTS[pkt.dport]     # pure Python: shared port ints, none per flow
-        if reverse:
-            side = FIRST_END + SECOND_END - side if side else side
-            sp, dp = dp, sp
-        self.sport, self.dport = sp, dp
-        self._side = side
-        if self.proto in _ECHO and pkt.icmp_type in _ECHO[self.proto]:
-            self.sport = self.dport = 0
-        if COMPILED:                 # no key object: packed back from the fields set above
-            _hold_key(self, key)
-        else:
-            self.key = key
-        self.start = self.last = pkt.ts
-        if not COMPILED:             # compiled: zeroed bytes, each closed set's first member
-            self.state = NEW
-        self.tcp_seen = 0
-        self._isn = -1               # TCP: the client's ISN, from its latest SYN (Flow.isn; -1: None)
-        self.pkts_ts = self.pkts_tc = self.bytes_ts = self.bytes_tc = 0
-        self.inspected_bytes = self.inspected_tc = 0
-        if not COMPILED:
-            self.verdict = None      # None (undecided) | "pass" | "drop" | "reject"
-        self.verdict_rule = None     # Rule that decided, or None for the default action
-        self.final = False           # verdict can no longer change and nothing is left to inspect
-        self.offloaded = False       # handed to the kernel (live) / would have been (replay); set by the Inspector
-        self.alerted = False
-        self.app = None              # applayer.state.AppState; None while the protocol is unknown
-        self.stream = None           # stream.ClientStream (TCP, from the client's first segment)
-        self.tcp = None              # TcpReceiver (TCP, from the first packet after the client's SYN)
-        self.cand_ts = self.cand_tc = None   # detection's candidate rule masks per direction
-        if not COMPILED:
-            self.direction = "any"
-            self.reason = ""
-        self.in_iface = pkt.in_iface
-        self.flags_ts = self.flags_tc = 0
-        self.pcap_cnt = pkt.pcap_cnt # replay: number of the flow's latest packet in its file
-        self.pcap_file = pkt.pcap_file  # replay: the file that packet came from
-        self.older = self.younger = None
-        self.rare = None
+        _init_flow(self, key, pkt, reverse, side)
 
     # The flow is its own key in FlowTable.flows (flows[flow] = flow): it hashes as its packed
     # key and equals those bytes, so a packet's key finds it (flows.get(key)) and the compiled
@@ -506,6 +466,60 @@ _KEEP = _HS_BITS | _CSUM_TS | _PROXIED
 OFFSET_UNKNOWN = -1                   # TcpReceiver.ack_offset when it cannot be learnt
 
 
+def _new_flow(key, pkt, reverse, side):
+    """Flow(key, pkt, reverse, side) for FlowTable.lookup: compiled, the object made by the
+    type's C allocator and its fields set in C (_init_flow), without the call through the type
+    (argument parsing, __init__ as a Python method: ~2k instructions of a new flow)."""
+    flow = Flow.__new__(Flow)
+    _init_flow(flow, key, pkt, reverse, side)
+    return flow
+
+
+def _init_flow(flow, key, pkt, reverse, side):
+    """Flow.__init__'s body, a function so the compiled twin sets the fields typed."""
+    flow.proto = pkt.proto
+    if side < 0:
+        side = _key(pkt)[1]
+    sp, dp = _PORTS[pkt.sport], _PORTS[pkt.dport]     # pure Python: shared port ints, none per flow
+    if reverse:
+        side = FIRST_END + SECOND_END - side if side else side
+        sp, dp = dp, sp
+    flow.sport, flow.dport = sp, dp
+    flow._side = side
+    if flow.proto in _ECHO and pkt.icmp_type in _ECHO[flow.proto]:
+        flow.sport = flow.dport = 0
+    if COMPILED:                 # no key object: packed back from the fields set above
+        _hold_key(flow, key)
+    else:
+        flow.key = key
+    flow.start = flow.last = pkt.ts
+    if not COMPILED:             # compiled: zeroed bytes, each closed set's first member
+        flow.state = NEW
+    flow.tcp_seen = 0
+    flow._isn = -1               # TCP: the client's ISN, from its latest SYN (Flow.isn; -1: None)
+    flow.pkts_ts = flow.pkts_tc = flow.bytes_ts = flow.bytes_tc = 0
+    flow.inspected_bytes = flow.inspected_tc = 0
+    if not COMPILED:
+        flow.verdict = None      # None (undecided) | "pass" | "drop" | "reject"
+    flow.verdict_rule = None     # Rule that decided, or None for the default action
+    flow.final = False           # verdict can no longer change and nothing is left to inspect
+    flow.offloaded = False       # handed to the kernel (live) / would have been (replay); set by the Inspector
+    flow.alerted = False
+    flow.app = None              # applayer.state.AppState; None while the protocol is unknown
+    flow.stream = None           # stream.ClientStream (TCP, from the client's first segment)
+    flow.tcp = None              # TcpReceiver (TCP, from the first packet after the client's SYN)
+    flow.cand_ts = flow.cand_tc = None   # detection's candidate rule masks per direction
+    if not COMPILED:
+        flow.direction = "any"
+        flow.reason = ""
+    flow.in_iface = pkt.in_iface
+    flow.flags_ts = flow.flags_tc = 0
+    flow.pcap_cnt = pkt.pcap_cnt # replay: number of the flow's latest packet in its file
+    flow.pcap_file = pkt.pcap_file  # replay: the file that packet came from
+    flow.older = flow.younger = None
+    flow.rare = None
+
+
 class Queue:
     """The flows of one (class, timeout), oldest first: the ring's sentinel. `younger` is
     the oldest flow, `older` the youngest; empty when both are the queue itself."""
@@ -586,7 +600,7 @@ class FlowTable:
                 reverse = (pkt.tcp_flags & (SYN | ACK)) == (SYN | ACK)
             else:
                 reverse = pkt.proto in _ECHO and pkt.icmp_type == _ECHO[pkt.proto][1]
-            flow = Flow(key, pkt, reverse, side)
+            flow = _new_flow(key, pkt, reverse, side)
             if syn is not None:                # the SYN this SYN/ACK answers came before it
                 flow.isn, flow.tcp_seen = syn
             elif reverse and pkt.proto == TCP and pkt.sport in self.proxied_ports:

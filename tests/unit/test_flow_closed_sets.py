@@ -23,10 +23,10 @@ CONSTANTS = {"NEW": "new", "ESTABLISHED": "established", "CLOSING": "closing", "
 # assigned expression), and what it can write: a literal or constant is checked against its
 # set below; an expression is named with why it stays inside (None: not a Flow).
 WRITERS = {
-    ("flow.py", "__init__", "None"): "literal",
-    ("flow.py", "__init__", "'any'"): "literal",
-    ("flow.py", "__init__", "''"): "literal",
-    ("flow.py", "__init__", "NEW"): "literal",
+    ("flow.py", "_init_flow", "None"): "literal",
+    ("flow.py", "_init_flow", "'any'"): "literal",
+    ("flow.py", "_init_flow", "''"): "literal",
+    ("flow.py", "_init_flow", "NEW"): "literal",
     ("flow.py", "lookup", "'closed'"): "literal",
     ("flow.py", "lookup", "'reused'"): "literal",
     ("flow.py", "_evict", "'evicted'"): "literal",
