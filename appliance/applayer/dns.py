@@ -280,12 +280,8 @@ def _answers(data, qdcount, ancount):
     for _ in range(qdcount):                  # past the questions again (their end offsets)
         if COMPILED and type(data) is bytes:
             end, jumps = _name_end(data, off, budget)     # no text: the walk in C
-            if end == -1:
-                return []
-            if end == -2:
-                # as the reference's CAP[1] (a TypeError): parse_message gives None. Only past
-                # MAX_QUESTIONS, which _questions did not walk
-                raise TypeError("CAP")
+            if end < 0:
+                return []                     # None or CAP (falsy): as the reference's `not got`
             off, budget = end + 4, budget - jumps
             continue
         got = _read_name(data, off, budget)
