@@ -7,3 +7,12 @@ import cython
 
 @cython.locals(b=cython.p_uchar, c=cython.uchar, i=Py_ssize_t)
 cdef object _as_is_text(bytes data, Py_ssize_t start, Py_ssize_t end, bint dot)
+
+# A name's walk (pointers, lengths, bounds) with C ints over the bytes' buffer (_name_end),
+# its text written after it (_name_text); a ctuple return makes no tuple.
+@cython.locals(b=cython.p_uchar, n=Py_ssize_t, wire=Py_ssize_t, end=Py_ssize_t, jumps=Py_ssize_t,
+               length=cython.uchar, kind=cython.uchar)
+cdef (Py_ssize_t, Py_ssize_t) _name_end(bytes data, Py_ssize_t off, Py_ssize_t budget)
+
+@cython.locals(b=cython.p_uchar, length=cython.uchar, labels=list)
+cdef str _name_text(bytes data, Py_ssize_t off)

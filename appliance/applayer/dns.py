@@ -131,6 +131,61 @@ def dns_label(label: bytes) -> str:
     return "".join([_DNS_ESCAPE[b] for b in label])
 
 
+def _name_end(data, off, budget):
+    """Compiled twin only: _read_name's walk over a bytes object's buffer, with C ints and no
+    text: (offset just past the name, jumps), or (-1, 0) where _read_name gives None and
+    (-2, 0) where it gives CAP. plausible and _answers' pass over the questions need the end
+    and the jumps only, and _read_name checks the name with it before it writes the text."""
+    b = data                         # compiled: a pointer to the bytes' own buffer
+    n = len(data)
+    wire = 0
+    end = -1
+    jumps = 0
+    while True:
+        if off >= n:
+            return -1, 0
+        length = b[off]
+        kind = length & 0xC0
+        if kind == 0xC0:
+            if off + 1 >= n or jumps >= MAX_POINTERS:
+                return -1, 0
+            if jumps >= budget:
+                return -2, 0
+            if end < 0:
+                end = off + 2
+            off = ((length & 0x3F) << 8) | b[off + 1]
+            jumps += 1
+            continue
+        if kind:
+            return -1, 0
+        if length == 0:
+            return (off + 1 if end < 0 else end), jumps
+        wire += length + 1
+        if wire > MAX_NAME_WIRE or off + 1 + length > n:
+            return -1, 0
+        off += 1 + length
+
+
+def _name_text(data, off):
+    """Compiled twin only: the text of the name at `off`, which _name_end has read whole
+    (every label in the buffer, every pointer in it, the walk ends): its labels in order,
+    each by _as_is_text or the DNS table."""
+    b = data
+    labels = []
+    while True:
+        length = b[off]
+        if length & 0xC0:
+            off = ((length & 0x3F) << 8) | b[off + 1]
+            continue
+        if length == 0:
+            return ".".join(labels)
+        text = _as_is_text(data, off + 1, off + 1 + length, True)
+        if text is None:
+            text = "".join([_DNS_ESCAPE[c] for c in data[off + 1:off + 1 + length]])
+        labels.append(text)
+        off += 1 + length
+
+
 def read_name(buf: bytes, off: int):
     """Decode the name at `off`. Returns (name, offset just past it) or None if malformed."""
     got = _read_name(buf, off, MAX_POINTERS)
@@ -140,6 +195,12 @@ def read_name(buf: bytes, off: int):
 def _read_name(buf, off, budget):
     """(name, end, jumps) or None if malformed; CAP when `budget` jumps (fewer than the
     name's own bound) run out first."""
+    if COMPILED and type(buf) is bytes:
+        # the walk in C first; the text only of a name that reads
+        end, jumps = _name_end(buf, off, budget)
+        if end < 0:
+            return None if end == -1 else CAP
+        return _name_text(buf, off), end, jumps
     labels = []
     wire = 0
     end = None          # where the name ends in the message (before the first pointer)
@@ -217,6 +278,12 @@ def _answers(data, qdcount, ancount):
     off = 12
     budget = MAX_POINTERS
     for _ in range(qdcount):                  # past the questions again (their end offsets)
+        if COMPILED and type(data) is bytes:
+            end, jumps = _name_end(data, off, budget)     # no text: the walk in C
+            if end < 0:
+                return []                     # None or CAP (falsy): as the reference's `not got`
+            off, budget = end + 4, budget - jumps
+            continue
         got = _read_name(data, off, budget)
         if not got:
             return []
@@ -344,10 +411,16 @@ def plausible(data: bytes) -> bool:
             return False
         if not flags & 0x8000 and (flags >> 11) & 0xF == 0 and (an or ns):
             return False                   # a standard query carries no answers
-        got = read_name(data, 12)
-        if got is None or got[1] + 4 > len(data):
-            return False
-        qtype, qclass = struct.unpack_from("!HH", data, got[1])
+        if COMPILED and type(data) is bytes:
+            end = _name_end(data, 12, MAX_POINTERS)[0]       # the end only: no text made
+            if end < 0 or end + 4 > len(data):
+                return False
+        else:
+            got = read_name(data, 12)
+            if got is None or got[1] + 4 > len(data):
+                return False
+            end = got[1]
+        qtype, qclass = struct.unpack_from("!HH", data, end)
         # qtype 0 is reserved; classes IN, CH, HS, NONE, ANY (mDNS sets the top bit).
         return qtype != 0 and (qclass & 0x7FFF) in (1, 3, 4, 254, 255)
     except Exception:
