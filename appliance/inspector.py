@@ -656,7 +656,7 @@ class Inspector:
             else:
                 new = ()
                 if not to_server and pkt.payload:
-                    reason = applayer.on_server_bytes(flow)
+                    reason = applayer.on_server_bytes(flow, st is not None and bool(st.base or st.data))
             app = flow.app
             if (to_server and app is not None and app.server is not None and app.proto == "tls" and app.done
                     and app.server.waiting and "tls" not in new):

@@ -197,22 +197,16 @@ def _skip_leading_blanks(flow, stream, data):
     return data
 
 
-def on_server_bytes(flow):
+def on_server_bytes(flow, client_spoke):
     """DNS, TLS and HTTP clients speak first, and their servers answer a whole first
-    transaction: a server that talks before its client's bytes named a protocol is none
-    of them (the flow names nothing), or, once the client's first transaction has begun, a
-    server doing something we do not follow (its name can no longer be known). Returns
-    that reason or None."""
+    transaction: a server that talks before its client sent a byte is none of them (the
+    flow names nothing), or, once the client's first transaction has begun, a server doing
+    something we do not follow (its name can no longer be known). Returns that reason or
+    None. A client whose first bytes were too few to tell its protocol keeps its chance."""
     app = flow.app
     if app is None:
-        # before the client sent a byte, or while its bytes were too few to tell (or a
-        # method token still arriving): no DNS, TLS or HTTP server answers a first message
-        # it has not read whole, so the reply says another protocol. Let go as nameless:
-        # pending until the client's 64th byte, such a flow (a "PING\r\n" and its bulk
-        # reply) stayed inspected for its whole life, never offloaded (review s13). A client
-        # that finishes a name after such a reply talks to a server of its own, which
-        # needs no name trick (as a method past the window, below)
-        flow.app = FAILED
+        if not client_spoke:
+            flow.app = FAILED
         return None
     if app.reader is not None and getattr(app.reader, "phase", None) == "method":
         # a token run past the window, its space not come: no HTTP server answers before
