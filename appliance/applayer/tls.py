@@ -592,7 +592,7 @@ class ServerHelloReader:
                 while len(self.hs) >= 4:          # whole messages reassembled so far
                     want = HANDSHAKE_CERTIFICATE if self.want_cert else HANDSHAKE_SERVER_HELLO
                     bound = MAX_CERTIFICATE_MESSAGE if self.want_cert else MAX_SERVER_HELLO
-                    mlen = (self.hs[1] << 16) | (self.hs[2] << 8) | self.hs[3]
+                    mlen = self.hs[1] * 65536 + self.hs[2] * 256 + self.hs[3]   # (no C shift: bytes, < 2**24)
                     if self.hs[0] != want or mlen + 4 > bound:
                         return off, out, "done"
                     if len(self.hs) < 4 + mlen:

@@ -9,6 +9,7 @@ log against the same packets without it.
 import struct
 import tracemalloc
 
+from appliance import decode
 from appliance.decode import decode_l3
 from appliance.detect.loader import load_rules
 from appliance.inspector import Inspector, Settings
@@ -48,6 +49,10 @@ def traced(tmp_path, flows, per_flow, size, log):
 
 
 def check(tmp_path, flows, per_flow, size):
+    if len(decode._V4_NAMES) + flows + 1 > decode.ADDRESS_CACHE_SIZE:
+        # decode's address names are cleared when the cache is full: with the suite's earlier
+        # addresses in it, a clear inside a measured run freed names and made `held` negative
+        decode._V4_NAMES.clear()
     traced(tmp_path, flows, per_flow, size, False)        # fills what is cached once (decode's address names)
     without, _ = traced(tmp_path, flows, per_flow, size, False)
     with_log, log = traced(tmp_path, flows, per_flow, size, True)
