@@ -142,7 +142,7 @@ def _name_end(data, off, budget):
     end = -1
     jumps = 0
     while True:
-        if off >= n:
+        if off < 0 or off >= n:          # (never below 0 from a pointer: a guard for the C read)
             return -1, 0
         length = b[off]
         kind = length & 0xC0
@@ -195,8 +195,9 @@ def read_name(buf: bytes, off: int):
 def _read_name(buf, off, budget):
     """(name, end, jumps) or None if malformed; CAP when `budget` jumps (fewer than the
     name's own bound) run out first."""
-    if COMPILED and type(buf) is bytes:
-        # the walk in C first; the text only of a name that reads
+    if COMPILED and type(buf) is bytes and type(off) is int and 0 <= off < len(buf):
+        # the walk in C first; the text only of a name that reads (a negative or huge offset,
+        # which no datapath caller passes, takes the reference: review s14a)
         end, jumps = _name_end(buf, off, budget)
         if end < 0:
             return None if end == -1 else CAP

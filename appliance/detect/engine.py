@@ -41,7 +41,7 @@ from .threshold import DetectionFilters, Thresholds
 from ..applayer import DNS_PORTS
 from ..applayer.state import Unknown
 from ..flow import ESTABLISHED, CLOSING, VERDICTS, handshake_seen
-from ..packet import TCP, UDP
+from ..packet import SYN, TCP, UDP
 
 MATCH, PENDING, DEFAULT = "match", "pending", "default"
 _SIZED, _LITERAL, _PROGRAM = 1, 2, 4          # Detector.kind_of: dsize/ttl/ip_proto, a prefilter literal, a payload Program
@@ -419,7 +419,8 @@ class Detector:
         if kind & _SIZED and not sizes_match(r, pkt, payload):
             return False
         streamed = False
-        if kind & _STREAM and (self.view is not None or not kind & _BOTH):
+        if kind & _STREAM and (self.view is not None or not kind & _BOTH) \
+                and not (kind & _BOTH and self._packet_read(pkt)):
             # payload: both reads the stream wherever this direction is reassembled (every TCP
             # data packet of a flow it may look at): its packets' bytes are read there, once,
             # as Suricata reads a segment added to the stream; the packet elsewhere
@@ -429,6 +430,10 @@ class Detector:
             elif payload is None:
                 return False
             streamed = True
+        if (r.content or r.regex is not None) and payload is not None and not payload:
+            # Suricata runs no payload rule on a packet without payload, negated content too
+            # (review s14b: content:!"|16 03|" matched the handshake's last ACK: a false drop)
+            return False
         if r.content and payload is not None:
             if kind & _LITERAL:
                 if streamed:
@@ -470,6 +475,21 @@ class Detector:
             if not over:
                 return False
         return True
+
+    def _packet_read(self, pkt):
+        """A payload: both rule reads this packet's own bytes, not the stream: a SYN's data
+        (Suricata does not add it to the stream; a Fast Open server has handed it to its
+        application before the next segment) or a direction whose reassembly lost bytes or
+        has a gap (a capture's loss, a spoofed segment past the window: review s14b; Suricata
+        reads the packets then, it does not drop the flow). A conflicting overlap stays read
+        against the attacker."""
+        if pkt.tcp_flags & SYN:
+            return True
+        view = self.view
+        if view is None:
+            return False
+        sp = view[0]
+        return (sp.stream.lost or sp.gap) and not sp.stream.ambiguous
 
     def _stream_payload(self, i, r):
         """The bytes a stream rule reads on this packet: its overlap and the new stream bytes;

@@ -346,11 +346,15 @@ class _Options:
                     self.error(f"{name} needs a content before it")
                 else:
                     last["buffer"] = LEGACY_MODIFIER[name]
+            elif name in ("threshold", "detection_filter") and self.seen & {"threshold", "detection_filter"} - {name}:
+                self.error("threshold and detection_filter in one rule: Suricata refuses it (one of them per rule)")
             elif name == "threshold":
                 if self.once("threshold", "error"):
                     self.threshold(v)
-            elif name in ("flowbits", "flowint", "noalert", "detection_filter", "target", "bypass",
-                          "prefilter"):
+            elif name == "detection_filter":
+                if self.once("detection_filter", "error"):
+                    flowopts.option(self, name, v, value)
+            elif name in ("flowbits", "flowint", "noalert", "target", "bypass", "prefilter"):
                 flowopts.option(self, name, v, value)
             else:
                 self.unsupported(name)

@@ -112,14 +112,40 @@ def payload_default(opts):
                             "split across TCP segments is not seen")
         return
     mp["payload"] = "both"
+    if sum(1 for it in items if "hex" in it or "pcre" in it) > 1:
+        # each packet is read with the stream's last (longest content - 1) bytes before it: a
+        # rule whose parts lie further apart is matched only when those parts arrive in one
+        # segment's reach (review s14b: `content:"USER"; content:"PASSX"; distance:0;`
+        # split after the first line passed)
+        opts.p.notes.append("several contents/pcre read on the stream with the bytes before each segment "
+                            "that its longest content needs: parts further apart, split across TCP "
+                            "segments, are not seen together")
 
 
 def _pcre_anchored(raw):
-    """/^.../, /...$/ or \\A, \\Z, \\z in a pcre: placed at its buffer's start or end, which on
-    the stream's moving window is not the packet's (nor Suricata's chunk's)."""
+    """A ^ or $ anywhere outside a character class (in a group or an alternation too: review
+    s14b, `/(^GET \\/evil)/`), or \\A, \\Z, \\z, \\G in a pcre: placed at its buffer's start or end
+    (or a line's), which on the stream's moving window is not the packet's (nor Suricata's
+    chunk's)."""
     body = raw[1:raw.rfind("/")] if raw.startswith("/") else raw
-    return body.startswith(("^", "(?i)^", "(?s)^")) or body.endswith("$") or any(
-        t in body for t in ("\\A", "\\Z", "\\z"))
+    i, klass = 0, -1                   # klass: where the current [...] started, -1 outside
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\":
+            if klass < 0 and body[i + 1:i + 2] in ("A", "Z", "z", "G"):
+                return True
+            i += 2
+            continue
+        if klass >= 0:
+            first = i == klass + 1 or (i == klass + 2 and body[klass + 1] == "^")
+            if ch == "]" and not first:
+                klass = -1
+        elif ch == "[":
+            klass = i
+        elif ch in "^$":
+            return True
+        i += 1
+    return False
 
 
 def finish(p):

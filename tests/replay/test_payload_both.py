@@ -191,9 +191,84 @@ def test_packet_anchored_content_stays_per_packet_with_a_note(tmp_path):
     rs = load_rules_text(text)
     assert {r.id: r.payload for r in rs.rules} == {1: "packet", 2: "packet", 3: "packet", 4: "packet", 5: "both"}
     notes = skip_report(rs)
-    assert [n.split(": ")[2] for n in notes] == ["sid 1", "sid 2", "sid 3"]
-    assert all("split across TCP segments is not seen" in n for n in notes)
+    assert [n.split(": ")[2] for n in notes] == ["sid 1", "sid 2", "sid 3", "sid 5"]
+    assert all("split across TCP segments is not seen" in n for n in notes[:3])
     assert "depth" in notes[0] and "dsize" in notes[1] and "pcre" in notes[2]
+    # several contents: read on the stream, but only with the longest content's overlap (review s14b)
+    assert "several contents/pcre" in notes[3] and "not seen together" in notes[3]
+
+
+def test_a_pcre_anchored_inside_a_group_or_alternation_stays_per_packet():
+    # review s14b: /(^GET \/evil)/ read "both" with no note and missed a second keep-alive request
+    text = "".join(f'alert tcp any any -> any any (msg:"p"; pcre:"{p}"; sid:{i};)\n' for i, p in enumerate(
+        ("/(^GET \\/evil)/", "/x|^GET/", "/evil$|x/", "/x[^y]z/", "/[$^]evil/", "/a\\$b/"), 1))
+    rs = load_rules_text(text)
+    assert {r.id: r.payload for r in rs.rules} == {1: "packet", 2: "packet", 3: "packet", 4: "both", 5: "both",
+                                                   6: "both"}
+
+
+# -- review s14b: a direction whose bytes went unseen, SYN data, packets without payload
+
+LOST = 'drop tcp any 8080 -> any any (msg:"down"; flow:established,to_client; content:"EVILPAYLOAD"; sid:3;)\n'
+
+
+def test_a_direction_that_lost_bytes_is_read_packet_by_packet(tmp_path):
+    # a server segment lost before the appliance, 14 KiB after it: the reassembly lets bytes
+    # go (past its room); the flow was dropped on a content it never carried
+    cap, c = conn()
+    c.send(b"GET / HTTP/1.0\r\n\r\n")
+    c.sseq += 1000                            # lost upstream
+    quiet = [c.recv(b"y" * 1000) for _ in range(14)]
+    whole = c.recv(b"xxEVILPAYLOADyy")
+    out, _ = feed(cap, write(tmp_path, "r.rules", LOST))
+    assert [out[n - 1][1] for n in quiet] == ["pass"] * 14
+    assert out[whole - 1][1] == "drop"        # read on its own packet, as Suricata reads it
+
+
+def test_a_spoofed_segment_past_the_window_does_not_drop_the_flow(tmp_path):
+    cap, c = conn()
+    c.send(b"hello")
+    c.cseq += 100_000
+    c.send(b"zzz")                            # blind: the server discards it
+    c.cseq -= 100_000 + 3
+    later = c.send(b"more")
+    whole = c.send(b"xEVILCMDx")
+    out, _ = feed(cap, write(tmp_path, "r.rules", SPLIT))
+    assert actions(out)[:later] == ["pass"] * later and out[whole - 1][1] == "drop"
+
+
+def test_a_spoofed_ack_past_the_data_does_not_drop_the_flow(tmp_path):
+    cap, c = conn()
+    c.send(b"hello")
+    c.cseq += 50_000
+    c.recv(b"", flags="A")                    # the server "acknowledges" 50,000 bytes never sent
+    c.cseq -= 50_000
+    later = c.send(b"more")
+    out, _ = feed(cap, write(tmp_path, "r.rules", SPLIT))
+    assert actions(out)[:later] == ["pass"] * later
+
+
+def test_syn_data_is_read_on_the_syn(tmp_path):
+    # TCP Fast Open: a server hands the SYN's data to its application before the next segment
+    cap = Capture()
+    c = TcpConn(cap, C, 40000, S, 8080)
+    syn = c._seg(True, "S", b"xxEVILCMDyy")
+    out, _ = feed(cap, write(tmp_path, "r.rules", 'drop tcp any any -> any 8080 (content:"EVILCMD"; sid:2;)\n'))
+    assert out[syn - 1][1] == "drop"
+
+
+def test_negated_content_never_matches_a_packet_without_payload(tmp_path):
+    # review s14b: content:!"|16 03|" matched the handshake's last ACK, so every flow to 443 was
+    # dropped; Suricata runs no payload rule on a packet without payload
+    rule = 'drop tcp any any -> any 443 (msg:"not tls"; flow:established,to_server; content:!"|16 03|"; depth:2; sid:4;)\n'
+    cap, c = conn(443)
+    hello = c.send(b"\x16\x03\x01\x00\x05hello")
+    c.recv(b"\x16\x03\x03\x00\x01x")
+    ack = c.send(b"", flags="A")
+    plain = c.send(b"GET / HTTP/1.0\r\n\r\n")
+    out, _ = feed(cap, write(tmp_path, "r.rules", rule))
+    assert actions(out)[:plain - 1] == ["pass"] * (plain - 1) and out[plain - 1][1] == "drop"
+    assert hello < ack < plain
 
 
 def test_convert_prints_payload_both_and_the_notes(tmp_path):

@@ -136,6 +136,28 @@ def test_flowint_comparison_sees_the_value_before_the_rules_own_change(tmp_path)
     assert udp(insp, b"RST", ts=4.0) == ("pass", [])        # r is 7
 
 
+def test_flowint_add_on_an_unset_variable_sets_it(tmp_path):
+    # (review s14b: a mutation making + on an unset variable do nothing passed every test)
+    rs = load_rules(write(tmp_path, """
+        alert udp any any -> any 9999 (content:"HIT"; flowint:hits,+,1; noalert; sid:1;)
+        alert udp any any -> any 9999 (content:"HIT"; flowint:hits,==,1; sid:2;)
+    """))
+    insp = Inspector(rs)
+    assert udp(insp, b"HIT", ts=1.0) == ("pass", [2])      # unset + 1 = 1, then rule 2 sees 1
+    assert udp(insp, b"HIT", ts=2.0) == ("pass", [])       # 2
+
+
+def test_payload_reading_by_protocol_and_anchor(tmp_path):
+    # (review s14b: mutations of the absolute-isdataat and ip-proto classification passed)
+    rs = load_rules(write(tmp_path, """
+        alert tcp any any -> any any (content:"EVIL"; isdataat:50; sid:1;)
+        alert tcp any any -> any any (content:"EVIL"; isdataat:5,relative; sid:2;)
+        alert ip any any -> any any (content:"EVILCMD"; sid:3;)
+        alert udp any any -> any any (content:"EVILCMD"; sid:4;)
+    """))
+    assert {r.id: r.payload for r in rs.rules} == {1: "packet", 2: "both", 3: "both", 4: "packet"}
+
+
 # ------------------------------------------------ 5, 6. pcre
 
 PASSWD = r"/\.\.\/etc\/passwd/R"
@@ -177,6 +199,13 @@ def test_pcre_open_lower_bound_repeat_is_refused(tmp_path):
     ("threshold:type limit, track by_src, count 1, seconds 60; threshold:type limit, track by_dst, count 1, "
      "seconds 60;", "threshold given twice: Suricata refuses a rule with more than one threshold"),
     ("ttl:64; ttl:<10;", "unsupported keyword 'ttl' (given twice: only one per rule here)"),
+    # review s14b: detection_filter was not among them
+    ('content:"a"; detection_filter:track by_src, count 2, seconds 5; detection_filter:track by_src, count 3, '
+     "seconds 5;", "detection_filter given twice: Suricata refuses a rule with more than one detection_filter"),
+    ('content:"a"; threshold:type limit, track by_src, count 1, seconds 5; detection_filter:track by_src, count 3, '
+     "seconds 5;", "threshold and detection_filter in one rule: Suricata refuses it (one of them per rule)"),
+    ('content:"a"; detection_filter:track by_src, count 3, seconds 5; threshold:type limit, track by_src, count 1, '
+     "seconds 5;", "threshold and detection_filter in one rule: Suricata refuses it (one of them per rule)"),
 ])
 def test_repeated_keyword_is_refused(tmp_path, options, message):
     p = write(tmp_path, f"alert tcp any any -> any any ({options} sid:1;)\n")

@@ -156,7 +156,9 @@ def _feed_client(rng, data):
         held = held[used:]
         out.append([used, _view(got), r.second, r.left, r.empty, r.started, r.early, r.skipping,
                     None if r.parser is None else [r.parser.step, r.parser.want, len(r.parser.buf), r.parser.skip,
-                                                   r.parser.left, r.parser.name_cut]])
+                                                   r.parser.left, r.parser.name_cut, r.parser.ext_left,
+                                                   r.parser.etype, r.parser.ext_rest, r.parser.cipher_rest,
+                                                   r.parser.legacy, list(r.parser.offered or ())]])
         if got is not MORE and (not r.second or not isinstance(got, tls.ClientHello)):
             break
     return out
