@@ -418,42 +418,30 @@ class Detector:
         i, kind = self.kind_of[r.id]
         if kind & _SIZED and not sizes_match(r, pkt, payload):
             return False
-        streamed = False
         if kind & _STREAM and (self.view is not None or not kind & _BOTH) \
-                and not (kind & _BOTH and self._packet_read(pkt)):
+                and not (kind & _BOTH and pkt.tcp_flags & SYN):
             # payload: both reads the stream wherever this direction is reassembled (every TCP
             # data packet of a flow it may look at): its packets' bytes are read there, once,
-            # as Suricata reads a segment added to the stream; the packet elsewhere
-            payload = self._stream_payload(i, r)
-            if payload is True:
-                payload = None             # read against the attacker: content and regex hold
-            elif payload is None:
-                return False
-            streamed = True
-        if (r.content or r.regex is not None) and payload is not None and not payload:
-            # Suricata runs no payload rule on a packet without payload, negated content too
-            # (review s14b: content:!"|16 03|" matched the handshake's last ACK: a false drop)
-            return False
-        if r.content and payload is not None:
-            if kind & _LITERAL:
-                if streamed:
-                    if self.stream_scan is None:
-                        # the longest overlap holds every rule's: a literal not in it is in none
-                        self.stream_scan = self.prefilter.scan(self.view[1][0])
-                    if not self.stream_scan & self.bit_of[r.id]:
-                        return False
-                else:
-                    if scan[0] is None:
-                        scan[0] = self.prefilter.scan(payload)
-                    if not scan[0] & self.bit_of[r.id]:
-                        return False
-            if kind & _PROGRAM:
-                # one condition of the rule: regex, flowbits, detection_filter still follow
-                if not self.payload_program[i].matches(payload, r.action != "pass", self.limits):
+            # as Suricata reads a segment added to the stream; the packet elsewhere, and a SYN's
+            # data (Suricata does not add it to the stream; a Fast Open server has handed it to
+            # its application before the next segment)
+            if kind & _BOTH and self._degraded():
+                # this direction's reassembly lost bytes or has a gap (a capture's loss, a far
+                # segment): the bytes it still delivers first, the packet's own as fallback, as
+                # Suricata reads them (review s14b: read against the attacker, normal flows were
+                # dropped; review s15: read per packet only, one far segment turned the stream off)
+                got = self.view[1]
+                if not ((got is not None and self._holds_on(r, i, kind, self._delivered(i, got), True, scan))
+                        or self._holds_on(r, i, kind, payload, False, scan)):
                     return False
-            elif not plain_contents_match(r.content, payload):
-                return False
-        if r.regex is not None and payload is not None and not self._regex_match(r, payload):
+            else:
+                payload = self._stream_payload(i, r)
+                if payload is None:
+                    return False
+                # (True: read against the attacker: content and regex hold)
+                if payload is not True and not self._holds_on(r, i, kind, payload, True, scan):
+                    return False
+        elif not self._holds_on(r, i, kind, payload, False, scan):
             return False
         if r.flowbits or r.flowint:
             if r.decides and unknown_state(flow):
@@ -476,20 +464,45 @@ class Detector:
                 return False
         return True
 
-    def _packet_read(self, pkt):
-        """A payload: both rule reads this packet's own bytes, not the stream: a SYN's data
-        (Suricata does not add it to the stream; a Fast Open server has handed it to its
-        application before the next segment) or a direction whose reassembly lost bytes or
-        has a gap (a capture's loss, a spoofed segment past the window: review s14b; Suricata
-        reads the packets then, it does not drop the flow). A conflicting overlap stays read
-        against the attacker."""
-        if pkt.tcp_flags & SYN:
-            return True
-        view = self.view
-        if view is None:
+    def _holds_on(self, r, i, kind, payload, streamed, scan):
+        """r's content and regex hold on these bytes (the packet's payload, or the stream's
+        bytes for this packet when `streamed`)."""
+        if (r.content or r.regex is not None) and not payload:
+            # Suricata runs no payload rule on a packet without payload, negated content too
+            # (review s14b: content:!"|16 03|" matched the handshake's last ACK: a false drop)
             return False
-        sp = view[0]
+        if r.content:
+            if kind & _LITERAL:
+                if streamed:
+                    if self.stream_scan is None:
+                        # the longest overlap holds every rule's: a literal not in it is in none
+                        self.stream_scan = self.prefilter.scan(self.view[1][0])
+                    if not self.stream_scan & self.bit_of[r.id]:
+                        return False
+                else:
+                    if scan[0] is None:
+                        scan[0] = self.prefilter.scan(payload)
+                    if not scan[0] & self.bit_of[r.id]:
+                        return False
+            if kind & _PROGRAM:
+                # one condition of the rule: regex, flowbits, detection_filter still follow
+                if not self.payload_program[i].matches(payload, r.action != "pass", self.limits):
+                    return False
+            elif not plain_contents_match(r.content, payload):
+                return False
+        return r.regex is None or self._regex_match(r, payload)
+
+    def _degraded(self):
+        """This direction's reassembly lost bytes (a segment past its room) or has a gap (an
+        ACK past the bytes seen), and reads one way (a conflicting overlap stays read against
+        the attacker)."""
+        sp = self.view[0]
         return (sp.stream.lost or sp.gap) and not sp.stream.ambiguous
+
+    def _delivered(self, i, got):
+        """The stream's bytes for this packet that rule i reads: its overlap and the new ones."""
+        data, new = got
+        return data[max(0, len(data) - new - self.stream_keep[i]):]
 
     def _stream_payload(self, i, r):
         """The bytes a stream rule reads on this packet: its overlap and the new stream bytes;

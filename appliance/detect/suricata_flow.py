@@ -112,14 +112,15 @@ def payload_default(opts):
                             "split across TCP segments is not seen")
         return
     mp["payload"] = "both"
-    if sum(1 for it in items if "hex" in it or "pcre" in it) > 1:
+    if sum(1 for it in items if "hex" in it or "pcre" in it) > 1 or any("pcre" in it for it in items):
         # each packet is read with the stream's last (longest content - 1) bytes before it: a
         # rule whose parts lie further apart is matched only when those parts arrive in one
         # segment's reach (review s14b: `content:"USER"; content:"PASSX"; distance:0;`
         # split after the first line passed)
-        opts.p.notes.append("several contents/pcre read on the stream with the bytes before each segment "
-                            "that its longest content needs: parts further apart, split across TCP "
-                            "segments, are not seen together")
+        # (a pcre's match has no length bound: review s15, a pcre-only rule missed a split silently)
+        opts.p.notes.append("several contents/pcre, or a pcre, read on the stream with the bytes before each "
+                            "segment that its longest content needs: a pcre's match or parts further apart, "
+                            "split across TCP segments, are not seen together")
 
 
 def _pcre_anchored(raw):

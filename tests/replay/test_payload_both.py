@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from replaykit import Capture, TcpConn, ip_of, l2
 from scapy.layers.inet import UDP
 from scapy.packet import Raw
@@ -205,6 +206,10 @@ def test_a_pcre_anchored_inside_a_group_or_alternation_stays_per_packet():
     rs = load_rules_text(text)
     assert {r.id: r.payload for r in rs.rules} == {1: "packet", 2: "packet", 3: "packet", 4: "both", 5: "both",
                                                    6: "both"}
+    # a pcre read on the stream keeps no bytes for its match before a segment: said (review s15)
+    notes = skip_report(rs)
+    assert [n.split(": ")[2] for n in notes] == [f"sid {i}" for i in range(1, 7)]
+    assert all("a pcre's match" in n for n in notes[3:])
 
 
 # -- review s14b: a direction whose bytes went unseen, SYN data, packets without payload
@@ -225,27 +230,32 @@ def test_a_direction_that_lost_bytes_is_read_packet_by_packet(tmp_path):
     assert out[whole - 1][1] == "drop"        # read on its own packet, as Suricata reads it
 
 
-def test_a_spoofed_segment_past_the_window_does_not_drop_the_flow(tmp_path):
+@pytest.mark.parametrize("far", [100_000, 9_000])
+def test_a_far_segment_neither_drops_the_flow_nor_turns_the_stream_off(tmp_path, far):
+    # review s14b: a segment past the reassembly's room (blind: the server discards it at
+    # +100000; inside a 64 KiB window at +9000) dropped the flow; review s15: read per packet
+    # from then on, a split after it passed. The stream's in-order bytes are still read.
     cap, c = conn()
     c.send(b"hello")
-    c.cseq += 100_000
-    c.send(b"zzz")                            # blind: the server discards it
-    c.cseq -= 100_000 + 3
-    later = c.send(b"more")
-    whole = c.send(b"xEVILCMDx")
+    c.cseq += far
+    c.send(b"zzz")
+    c.cseq -= far + 3
+    later = c.send(b"more xxEVI")
+    split = c.send(b"LCMDyy")
     out, _ = feed(cap, write(tmp_path, "r.rules", SPLIT))
-    assert actions(out)[:later] == ["pass"] * later and out[whole - 1][1] == "drop"
+    assert actions(out)[:later] == ["pass"] * later and out[split - 1][1] == "drop"
 
 
-def test_a_spoofed_ack_past_the_data_does_not_drop_the_flow(tmp_path):
+def test_a_spoofed_ack_past_the_data_neither_drops_the_flow_nor_turns_the_stream_off(tmp_path):
     cap, c = conn()
     c.send(b"hello")
     c.cseq += 50_000
     c.recv(b"", flags="A")                    # the server "acknowledges" 50,000 bytes never sent
     c.cseq -= 50_000
-    later = c.send(b"more")
+    later = c.send(b"more xxEVI")
+    split = c.send(b"LCMDyy")
     out, _ = feed(cap, write(tmp_path, "r.rules", SPLIT))
-    assert actions(out)[:later] == ["pass"] * later
+    assert actions(out)[:later] == ["pass"] * later and out[split - 1][1] == "drop"
 
 
 def test_syn_data_is_read_on_the_syn(tmp_path):
