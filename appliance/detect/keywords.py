@@ -734,33 +734,41 @@ def parse_pcre(v):
     return Pcre(rx, relative, False, v), buffer, None
 
 
-def pcre_syntax(body):
-    """A PCRE body in Python's `re` spelling where the two differ: PCRE's \\Z also matches
-    before a final newline (Python's \\Z is PCRE's \\z), so \\Z -> (?=\\n?\\Z), \\z -> \\Z.
-    `{,n}` is refused: PCRE2 reads it as text before 10.43, as {0,n} since, `re` as {0,n}.
-    -> (body, None) or (None, message)."""
-    out, i, klass = [], 0, -1          # klass: where the current [...] started, -1 outside
+def pcre_tokens(body):
+    """(position, token, in a class) for each escape pair or character of a PCRE body; a
+    `]` first in a class (after `[` or `[^`) is one of its characters, not its end."""
+    i, klass = 0, -1                   # klass: where the current [...] started, -1 outside
     while i < len(body):
         ch = body[i]
         if ch == "\\" and i + 1 < len(body):
-            pair = body[i:i + 2]
-            if klass < 0 and pair == "\\Z":
-                pair = "(?=\\n?\\Z)"
-            elif klass < 0 and pair == "\\z":
-                pair = "\\Z"
-            out.append(pair)
+            yield i, body[i:i + 2], klass >= 0
             i += 2
             continue
-        if klass >= 0:
+        inside = klass >= 0
+        if inside:
             first = i == klass + 1 or (i == klass + 2 and body[klass + 1] == "^")
             if ch == "]" and not first:
                 klass = -1
         elif ch == "[":
             klass = i
-        elif ch == "{" and re.match(r"\{,\d+\}", body[i:]):
-            return None, "'{,n}' is text in PCRE2 before 10.43 and {0,n} since: write {0,n} or \\{,n\\}"
-        out.append(ch)
+        yield i, ch, inside
         i += 1
+
+
+def pcre_syntax(body):
+    """A PCRE body in Python's `re` spelling where the two differ: PCRE's \\Z also matches
+    before a final newline (Python's \\Z is PCRE's \\z), so \\Z -> (?=\\n?\\Z), \\z -> \\Z.
+    `{,n}` is refused: PCRE2 reads it as text before 10.43, as {0,n} since, `re` as {0,n}.
+    -> (body, None) or (None, message)."""
+    out = []
+    for i, tok, inside in pcre_tokens(body):
+        if not inside and tok == "\\Z":
+            tok = "(?=\\n?\\Z)"
+        elif not inside and tok == "\\z":
+            tok = "\\Z"
+        elif not inside and tok == "{" and re.match(r"\{,\d+\}", body[i:]):
+            return None, "'{,n}' is text in PCRE2 before 10.43 and {0,n} since: write {0,n} or \\{,n\\}"
+        out.append(tok)
     return "".join(out), None
 
 

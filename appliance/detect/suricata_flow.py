@@ -1,6 +1,6 @@
 """Suricata's flow-state options (flowbits, flowint, noalert, detection_filter, target,
 bypass, prefilter) onto their YAML keys; suricata._Options hands them over."""
-from .keywords import PACKET_KEYS
+from .keywords import PACKET_KEYS, pcre_tokens
 
 # flow: items that add no condition here: every rule already matches packets whatever the
 # flow state (stateless).
@@ -129,24 +129,7 @@ def _pcre_anchored(raw):
     (or a line's), which on the stream's moving window is not the packet's (nor Suricata's
     chunk's)."""
     body = raw[1:raw.rfind("/")] if raw.startswith("/") else raw
-    i, klass = 0, -1                   # klass: where the current [...] started, -1 outside
-    while i < len(body):
-        ch = body[i]
-        if ch == "\\":
-            if klass < 0 and body[i + 1:i + 2] in ("A", "Z", "z", "G"):
-                return True
-            i += 2
-            continue
-        if klass >= 0:
-            first = i == klass + 1 or (i == klass + 2 and body[klass + 1] == "^")
-            if ch == "]" and not first:
-                klass = -1
-        elif ch == "[":
-            klass = i
-        elif ch in "^$":
-            return True
-        i += 1
-    return False
+    return any(not inside and tok in ("^", "$", "\\A", "\\Z", "\\z", "\\G") for _, tok, inside in pcre_tokens(body))
 
 
 def finish(p):

@@ -72,6 +72,33 @@ def inspect_frames(cap, rules, **settings):
     return verdicts, found
 
 
+class Sink:
+    """An EVE destination that keeps the events."""
+    def __init__(self):
+        self.events = []
+
+    def write(self, ev):
+        self.events.append(ev)
+
+
+def feed(cap, rules, **settings):
+    """Each packet of `cap` through one Inspector with an EVE sink: [(packet number, verdict
+    action, [alerting sids])], the EVE events."""
+    sink = Sink()
+    insp = Inspector(load_rules(rules), Settings(**settings), eve=sink)
+    out = []
+    for n, (ts, buf) in enumerate(cap.frames, 1):
+        v = insp.process(decode_frame(buf, cap.linktype, ts))
+        out.append((n, v.action, sorted(r.id for r in v.alerts)))
+    insp.close()
+    return out, sink.events
+
+
+def alerted(out, sid):
+    """The packet numbers on which `sid` alerted (of feed's list)."""
+    return [n for n, _, sids in out if sid in sids]
+
+
 def l2(ip_pkt):
     return Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / ip_pkt
 

@@ -7,39 +7,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from replaykit import Capture, TcpConn, ip_of, l2
+from replaykit import Capture, TcpConn, alerted, feed, ip_of, l2
 from scapy.layers.inet import UDP
 from scapy.packet import Raw
 
-from appliance.decode import decode_frame
 from appliance.detect.convert import Source, convert
 from appliance.detect.loader import load_rules, skip_report
-from appliance.inspector import Inspector, Settings
 
 C, S = "10.0.0.5", "93.184.216.34"
 REPO = Path(__file__).resolve().parents[2]
 # the reviewer's rule, as written
 SPLIT = 'drop tcp $HOME_NET any -> any 8080 (msg:"cmd"; flow:established,to_server; content:"EVILCMD"; sid:1;)\n'
-
-
-class Sink:
-    def __init__(self):
-        self.events = []
-
-    def write(self, ev):
-        self.events.append(ev)
-
-
-def feed(cap, rules, **settings):
-    """[(packet number, verdict action, [alerting sids])], the EVE events."""
-    sink = Sink()
-    insp = Inspector(load_rules(rules), Settings(**settings), eve=sink)
-    out = []
-    for n, (ts, buf) in enumerate(cap.frames, 1):
-        v = insp.process(decode_frame(buf, cap.linktype, ts))
-        out.append((n, v.action, sorted(r.id for r in v.alerts)))
-    insp.close()
-    return out, sink.events
 
 
 def conn(port=8080):
@@ -57,10 +35,6 @@ def write(tmp_path, name, text):
 
 def actions(out):
     return [a for _, a, _ in out]
-
-
-def alerted(out, sid):
-    return [n for n, _, sids in out if sid in sids]
 
 
 def alert_events(events):

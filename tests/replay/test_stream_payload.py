@@ -2,7 +2,7 @@
 packet's direction (detect/stream_payload.py), with crafted TCP conversations: a
 signature split over two segments (the classic evasion), out of order, a conflicting
 overlap, a retransmission; .rules and YAML give the same events."""
-from replaykit import Capture, TcpConn
+from replaykit import Capture, TcpConn, alerted, feed
 
 from appliance.decode import decode_frame
 from appliance.detect.loader import load_rules
@@ -10,32 +10,6 @@ from appliance.inspector import Inspector, Settings
 
 C, S = "10.0.0.1", "10.0.0.80"
 SIG = b"EVILSIGNATURE"
-
-
-class Sink:
-    """An EVE destination that keeps the events."""
-    def __init__(self):
-        self.events = []
-
-    def write(self, ev):
-        self.events.append(ev)
-
-
-def feed(cap, rules, **settings):
-    """[(packet number, verdict action, [alerting sids])], the EVE events."""
-    sink = Sink()
-    insp = Inspector(load_rules(rules), Settings(**settings), eve=sink)
-    out = []
-    for n, (ts, buf) in enumerate(cap.frames, 1):
-        v = insp.process(decode_frame(buf, cap.linktype, ts))
-        out.append((n, v.action, sorted(r.id for r in v.alerts)))
-    insp.close()
-    return out, sink.events
-
-
-def alerted(out, sid):
-    """The packet numbers on which `sid` alerted."""
-    return [n for n, _, sids in out if sid in sids]
 
 
 def anomalies(events):

@@ -183,6 +183,12 @@ def test_pcre_big_z_also_matches_before_a_final_newline(tmp_path):
     assert udp(insp, b"GET\nx", sport=3) == ("pass", [])
 
 
+def test_pcre_big_z_inside_a_class_is_left_as_written():
+    # (review s14b: a mutation that rewrote \Z inside [...] passed every test)
+    from appliance.detect.keywords import pcre_syntax
+    assert pcre_syntax(r"a\Z[\Z]b[]\Z]\z") == (r"a(?=\n?\Z)[\Z]b[]\Z]\Z", None)
+
+
 def test_pcre_open_lower_bound_repeat_is_refused(tmp_path):
     p = write(tmp_path, 'alert udp any any -> any any (pcre:"/^ab{,2}c$/"; sid:2;)\n')
     assert check(p) == [f"{p}:1: unsupported keyword 'pcre' (pcre '/^ab{{,2}}c$/': '{{,n}}' is text in PCRE2 "
