@@ -147,6 +147,21 @@ class TcpConn:
         return self._seg(True, "A")
 
 
+def handshaken(client, server, port, cport=40000):
+    """A new Capture holding a TCP handshake: (capture, its TcpConn) for more segments."""
+    cap = Capture()
+    c = TcpConn(cap, client, cport, server, port)
+    c.handshake()
+    return cap, c
+
+
+def write(tmp_path, name, text):
+    """A file under tmp_path holding `text`: its path as str."""
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
 def client_hello(sni, version=b"\x03\x03"):
     """A minimal TLS 1.2 ClientHello handshake message body (type 1) with an SNI extension."""
     name = sni.encode()

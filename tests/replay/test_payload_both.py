@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from replaykit import Capture, TcpConn, alerted, feed, ip_of, l2
+from replaykit import Capture, TcpConn, alerted, feed, handshaken, write, ip_of, l2
 from scapy.layers.inet import UDP
 from scapy.packet import Raw
 
@@ -21,16 +21,7 @@ SPLIT = 'drop tcp $HOME_NET any -> any 8080 (msg:"cmd"; flow:established,to_serv
 
 
 def conn(port=8080):
-    cap = Capture()
-    c = TcpConn(cap, C, 40000, S, port)
-    c.handshake()
-    return cap, c
-
-
-def write(tmp_path, name, text):
-    p = tmp_path / name
-    p.write_text(text)
-    return str(p)
+    return handshaken(C, S, port)
 
 
 def actions(out):

@@ -2,7 +2,7 @@
 packet's direction (detect/stream_payload.py), with crafted TCP conversations: a
 signature split over two segments (the classic evasion), out of order, a conflicting
 overlap, a retransmission; .rules and YAML give the same events."""
-from replaykit import Capture, TcpConn, alerted, feed
+from replaykit import Capture, TcpConn, alerted, feed, handshaken, write
 
 from appliance.decode import decode_frame
 from appliance.detect.loader import load_rules
@@ -28,16 +28,7 @@ alert tcp any any -> any any (msg:"c"; flow:to_client,only_stream; content:"EVIL
 
 
 def conn():
-    cap = Capture()
-    c = TcpConn(cap, C, 40000, S, 9000)
-    c.handshake()
-    return cap, c
-
-
-def write(tmp_path, name, text):
-    p = tmp_path / name
-    p.write_text(text)
-    return str(p)
+    return handshaken(C, S, 9000)
 
 
 def test_split_signature_found_once_on_the_completing_segment(tmp_path):
