@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields, replace
 from . import gcpolicy, icmp_error
 from .applayer import state as applayer
 from .defrag import Defragmenter
-from .detect.engine import Detector, MATCH, DEFAULT, server_side
+from .detect.engine import CLIENT_AWAITED, Detector, MATCH, DEFAULT, server_side
 from .detect import flowstate
 from .detect import stream_payload
 from .detect.kernel_policy import policy_for, KERNEL_DECIDED
@@ -278,6 +278,8 @@ class Inspector:
         self._untracked = 0                    # the new detector's filters count from 0
         for flow in self.flows.flows.values():   # candidate masks were for the old rules
             flow.cand_ts = flow.cand_tc = None
+            if flow.app is applayer.SERVER_FIRST:
+                flow.client_awaited = False    # (the new rules may watch more: its next packet tells)
         old_rules, self.ruleset = self.ruleset.rules, ruleset
         self.depth = depth_of(self.settings, ruleset)
         self._kernel_policy()
@@ -416,6 +418,20 @@ class Inspector:
                 # when it became final: process() returns it as it is (cold code a ping skips)
                 self._decided = v
             return v
+        if flow.app is applayer.SERVER_FIRST and flow.client_awaited and not (to_server and pkt.payload):
+            # passed, its server spoke first, and nothing but its client's first bytes may
+            # change that (more_to_inspect: CLIENT_AWAITED): not final (no offload, which a
+            # spoofed server byte would buy), yet every other packet (a banner the client
+            # never answers, passive FTP data) costs about a decided flow's, no app layer
+            size = len(pkt.payload)
+            flow.inspected_bytes += size
+            if not to_server:
+                flow.inspected_tc += size
+            c.verdicts["pass"] += 1
+            v = Verdict("pass", False, flow)
+            if not pkt.anomalies and self.pcap_log is None and self._ended is None and not self._found:
+                self._decided = v          # nothing to write for it (as a decided flow's, above)
+            return v
         det = self.detector
         addrs = None
         first = flow.pkts_ts + flow.pkts_tc == 1
@@ -552,11 +568,15 @@ class Inspector:
             # bypass: a matched rule ended the alerts' and logs' look at the passed flow; a
             # verdict rule that may still change the verdict (a later request's name) keeps it
             if _bypassed(flow):
-                flow.final = not det.more_to_inspect(flow, to_server, within_dirs, alerts=False) \
-                    and not self._answers_due(flow, within)
+                more = det.more_to_inspect(flow, to_server, within_dirs, alerts=False)
+                held = more or self._answers_due(flow, within)
             else:
-                flow.final = not det.more_to_inspect(flow, to_server, within_dirs) and not self._logs_more(flow) \
-                    and not self._answers_due(flow, within)
+                more = det.more_to_inspect(flow, to_server, within_dirs)
+                held = more or self._logs_more(flow) or self._answers_due(flow, within)
+            flow.final = not held
+            if (more is CLIENT_AWAITED and not (self._logs_more(flow) or self._answers_due(flow, within))
+                    and not (self._kernel and flow in self._kernel)):
+                flow.client_awaited = True     # only the client's first bytes hold it: the path above
         if flow.final:
             self.flows.file(flow)          # the first a flood may evict from now on
             self._txs += self._unanswered(flow)

@@ -38,7 +38,7 @@ class AppState:
     __slots__ = ("proto", "names", "tx", "tx_count", "unknown", "reader", "done", "server", "answered")
 
     def __init__(self, proto):
-        self.proto = proto           # "dns" | "tls" | "http" | "failed" | "unknown"
+        self.proto = proto           # "dns" | "tls" | "http" | "failed" | "server_first" | "unknown"
         self.names = {f: ([] if f != proto else None) for f in FIELDS}
         self.tx = None               # the latest transaction(s): DnsMessage, ClientHello, HttpRequest, or a list
         self.tx_count = 0            # transactions parsed so far (HTTP requests, DNS-over-TCP messages)
@@ -50,7 +50,7 @@ class AppState:
 
     @property
     def known(self) -> bool:
-        return self.proto != "failed" and self.proto != "unknown"
+        return self.proto != "failed" and self.proto != "unknown" and self.proto != "server_first"
 
     @property
     def multi_tx(self) -> bool:
@@ -75,6 +75,12 @@ class AppState:
 
 FAILED = AppState("failed")         # shared by every flow that can carry no name; never changed
 FAILED.done = True
+# Shared by every TCP flow whose server sent a byte before its client's first: it names
+# nothing now (rules judge it as FAILED), but the client's first bytes are still read (as a
+# client-first flow's: on_stream), for that byte may be one the client's TCP never took (a
+# spoof from outside: review s14b). Never changed.
+SERVER_FIRST = AppState("server_first")
+SERVER_FIRST.done = True
 
 
 def cannot_know(flow, reason, wanted=None):
@@ -112,7 +118,10 @@ def on_stream(flow, stream, found, earlier=(), bodies=None):
     in several calls): the new ones add to those, so detection judges them all. `bodies`:
     request bodies are read for file_data rules (http.RequestReader)."""
     app = flow.app
-    if app is not None and (app.unknown is not None or (app.done and not _body_open(app))):
+    server_first = app is SERVER_FIRST
+    if server_first:
+        app = None                              # the client's first bytes: read as any client's
+    elif app is not None and (app.unknown is not None or (app.done and not _body_open(app))):
         stream.consume(len(stream.data))        # nothing more to read here: hold no bytes
         return (), None
     data = stream.data
@@ -146,6 +155,11 @@ def on_stream(flow, stream, found, earlier=(), bodies=None):
             # a line longer than the window is a cap hit (names unknown), not a nameless flow
             guess = "http"
         app = flow.app = AppState(guess)
+        if server_first:
+            # no DNS, TLS or HTTP server speaks before its client: a byte the client's TCP
+            # may never have taken (a spoof), or a server of the client's own; either way
+            # the names are read and judged as any client's
+            found.append("applayer.server_spoke_first")
     ap = app.proto
     before = (app.names[ap], app.tx) if ap in earlier else None
     if ap == "tls":
@@ -200,13 +214,17 @@ def _skip_leading_blanks(flow, stream, data):
 def on_server_bytes(flow, client_spoke):
     """DNS, TLS and HTTP clients speak first, and their servers answer a whole first
     transaction: a server that talks before its client sent a byte is none of them (the
-    flow names nothing), or, once the client's first transaction has begun, a server doing
-    something we do not follow (its name can no longer be known). Returns that reason or
-    None. A client whose first bytes were too few to tell its protocol keeps its chance."""
+    flow names nothing for now: SERVER_FIRST), or, once the client's first transaction has
+    begun, a server doing something we do not follow (its name can no longer be known).
+    Returns that reason or None. A client whose first bytes were too few to tell its
+    protocol keeps its chance."""
     app = flow.app
     if app is None:
         if not client_spoke:
-            flow.app = FAILED
+            # not FAILED: the appliance does not check that the client's TCP takes the
+            # byte, so one spoofed from outside made a later request's name go unseen
+            # (review s14b). The client's first bytes are still read (on_stream)
+            flow.app = SERVER_FIRST
         return None
     if app.reader is not None and getattr(app.reader, "phase", None) == "method":
         # a token run past the window, its space not come: no HTTP server answers before

@@ -39,11 +39,14 @@ from .rule import PROTOS, Content
 from .flowstate import FlowState, unknown as unknown_state
 from .threshold import DetectionFilters, Thresholds
 from ..applayer import DNS_PORTS
-from ..applayer.state import Unknown
+from ..applayer.state import SERVER_FIRST, Unknown
 from ..flow import ESTABLISHED, CLOSING, VERDICTS, handshake_seen
 from ..packet import SYN, TCP, UDP
 
 MATCH, PENDING, DEFAULT = "match", "pending", "default"
+# more_to_inspect's answer when only the client's first bytes of a server-first flow may
+# still change its verdict (truthy: the flow is not final; the Inspector passes the rest cheaply)
+CLIENT_AWAITED = "client_awaited"
 _SIZED, _LITERAL, _PROGRAM = 1, 2, 4          # Detector.kind_of: dsize/ttl/ip_proto, a prefilter literal, a payload Program
 _STREAM = 8                                   # ... content/regex on the reassembled stream (payload: stream)
 _BOTH = 16                                    # ... payload: both: the stream where there is one, else the packet
@@ -383,6 +386,10 @@ class Detector:
         if not names:
             return False
         app = flow.app
+        if app is SERVER_FIRST:
+            # its server spoke first: the client's first bytes may still name something (a
+            # spoofed server byte must not let a request go unseen), whatever the depth
+            return CLIENT_AWAITED
         # Multi-transaction protocols: a later DNS query / HTTP request may hit a name rule.
         if app is not None and app.multi_tx and names & self.field[app.proto]:
             return True
