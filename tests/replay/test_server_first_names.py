@@ -122,3 +122,19 @@ def test_a_header_reject_still_rejects_at_the_first_server_byte(rules_file):
     assert [v.action for v, _, _ in out[:banner - 1]] == ["pass"] * (banner - 1)
     assert out[banner - 1][0].action == "reject"
     assert all(v.action == "drop" for v, _, _ in out[banner:])
+
+
+def test_an_smtp_session_is_let_go_at_the_clients_64th_byte(rules_file):
+    cap = Capture()
+    c = TcpConn(cap, C, 40000, S, 25)
+    c.handshake()
+    c.recv(b"220 mx.example ESMTP\r\n")
+    c.send(b"EHLO client.example.org\r\n")                 # 25 bytes: too few to tell, as any client's
+    c.recv(b"250-mx.example\r\n250 8BITMIME\r\n")
+    c.send(b"MAIL FROM:<alice@example.org>\r\n")           # 56
+    c.recv(b"250 2.1.0 Ok\r\n")
+    last = c.send(b"RCPT TO:<bob@example.net>\r\n")          # past 64: names nothing
+    out = run(cap, rules_file(BLOCK["http"]))
+    assert all(v.action == "pass" for v, _, _ in out)
+    assert [v.offload for v, _, _ in out[:last - 1]] == [False] * (last - 1)
+    assert out[last - 1][0].offload and out[last - 1][0].flow.app.proto == "failed"
