@@ -150,3 +150,16 @@ def test_an_a_record_and_unknown_types_read_as_before():
     assert [(a.rrname, a.rrtype, a.ttl, a.rdata) for a in m.answers] == [("a", "A", 0xFFFFFFFF, "255.0.128.7"),
                                                                         ("a", "1000", 5, None)]
     assert dns.parse_message(msg[:11]) is None and not dns.sane_header(msg[:11])
+
+
+def test_user_agent_readings_none_one_and_several():
+    # (both builds: _finish skips dict.fromkeys for none or one; two lines add their joined
+    # reading, Apache's, and a duplicate line is one reading)
+    def agents(*lines):
+        block = b"GET / HTTP/1.1\r\nHost: a.example\r\n" + b"".join(b"User-Agent: " + v + b"\r\n" for v in lines)
+        _, txs, _ = http.RequestReader().feed(block + b"\r\n", False)
+        return txs[0].user_agent, txs[0].user_agents
+    assert agents() == (None, [])
+    assert agents(b"c\\x") == ("c\\x5cx", ["c\\x5cx"])
+    assert agents(b"a", b"b") == ("a", ["a", "b", "a, b"])
+    assert agents(b"a", b"a") == ("a", ["a", "a, a"])
