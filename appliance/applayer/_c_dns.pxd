@@ -16,3 +16,20 @@ cdef (Py_ssize_t, Py_ssize_t) _name_end(bytes data, Py_ssize_t off, Py_ssize_t b
 
 @cython.locals(b=cython.p_uchar, length=cython.uchar, labels=list)
 cdef str _name_text(bytes data, Py_ssize_t off)
+
+# A datagram's header, questions and answers (parse_message, plausible, sane_header): C calls
+# between them, not Python ones, the header's fields read from the bytes' buffer (_header)
+# and the loops' offsets and budgets C ints.
+@cython.locals(b=cython.p_uchar)
+cpdef _header(data)
+cpdef _rrtype(rtype)
+cpdef _read_name(buf, off, budget)
+@cython.locals(i=Py_ssize_t, off=Py_ssize_t, budget=Py_ssize_t, jumps=Py_ssize_t)
+cpdef _questions(data, qdcount)
+@cython.locals(i=Py_ssize_t, off=Py_ssize_t, budget=Py_ssize_t, jumps=Py_ssize_t, end=Py_ssize_t,
+               rdlen=Py_ssize_t)
+cpdef _answers(data, qdcount, ancount)
+cpdef parse_message(data)
+cpdef sane_header(data)
+@cython.locals(end=Py_ssize_t)
+cpdef plausible(data)

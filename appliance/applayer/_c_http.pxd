@@ -34,6 +34,15 @@ cdef bint _request_header(_Request req, bytes line) except -1
                s=Py_ssize_t, e=Py_ssize_t, vs=Py_ssize_t, ve=Py_ssize_t)
 cdef bint _response_header(ResponseReader reader, bytes line) except -1
 
+# The SP/TAB trim both header readers make of a name and a value (once four copies).
+cdef (Py_ssize_t, Py_ssize_t) _blanks_off(const unsigned char *b, Py_ssize_t s, Py_ssize_t e)
+
+# A finished request's host readings (RequestReader._finish): C calls, not Python ones.
+cpdef normalize_host(raw)
+cpdef _before_colon(raw)
+cpdef _name_start(raw)
+cpdef _authority(uri)
+
 @cython.locals(n=Py_ssize_t, i=Py_ssize_t, c=cython.uchar)
 cdef bint _name_is(const unsigned char *b, Py_ssize_t start, Py_ssize_t end, bytes low)
 

@@ -565,7 +565,9 @@ class RequestReader:
                     readings.append(h)
         self.count += 1
         self.closing = _closes(req)
-        agents = list(dict.fromkeys(req.agents + ([b", ".join(req.agents)] if len(req.agents) > 1 else [])))
+        agents = req.agents            # none or one (the usual): no duplicates and no joined reading
+        if len(agents) > 1:
+            agents = list(dict.fromkeys(agents + [b", ".join(agents)]))
         return HttpRequest(escape_label(req.method), escape_label(req.uri), escape_label(req.protocol),
                            readings[0] if readings else None, req.agent, readings,
                            [escape_label(a) for a in agents])
@@ -904,6 +906,16 @@ def _name_is(b, start, end, low):
     return True
 
 
+def _blanks_off(b, s, e):
+    """Compiled twin only: the bounds of b[s:e] without its leading and trailing SP and TAB
+    (as .strip(b" \\t")), a C pass over the buffer; a ctuple return makes no tuple."""
+    while s < e and (b[s] == 0x20 or b[s] == 0x09):
+        s += 1
+    while e > s and (b[e - 1] == 0x20 or b[e - 1] == 0x09):
+        e -= 1
+    return s, e
+
+
 def _request_header(req, line):
     """Compiled twin only: read a plain request header line as RequestReader._header does,
     in one pass over the bytes' buffer (no partition, lower or strip copies); False, having
@@ -930,19 +942,11 @@ def _request_header(req, line):
         return False
     if colon == 0:
         plain = False
-    s, e = 0, colon                 # the name inside its blanks (SP and TAB, as strip(b" \t"))
-    while s < e and (b[s] == 0x20 or b[s] == 0x09):
-        s += 1
-    while e > s and (b[e - 1] == 0x20 or b[e - 1] == 0x09):
-        e -= 1
+    s, e = _blanks_off(b, 0, colon)  # the name inside its blanks (SP and TAB, as strip(b" \t"))
     if _name_is(b, s, e, b"connection") or _name_is(b, s, e, b"content-length") \
             or _name_is(b, s, e, b"transfer-encoding"):
         return False
-    vs, ve = colon + 1, n           # the value inside its blanks
-    while vs < ve and (b[vs] == 0x20 or b[vs] == 0x09):
-        vs += 1
-    while ve > vs and (b[ve - 1] == 0x20 or b[ve - 1] == 0x09):
-        ve -= 1
+    vs, ve = _blanks_off(b, colon + 1, n)     # the value inside its blanks
     if not plain:
         req.plain = False
     if _name_is(b, s, e, b"host"):
@@ -977,22 +981,14 @@ def _response_header(reader, line):
         i += 1
     if colon < 0:
         return False
-    s, e = 0, colon
-    while s < e and (b[s] == 0x20 or b[s] == 0x09):
-        s += 1
-    while e > s and (b[e - 1] == 0x20 or b[e - 1] == 0x09):
-        e -= 1
+    s, e = _blanks_off(b, 0, colon)
     if _name_is(b, s, e, b"content-length") or _name_is(b, s, e, b"transfer-encoding") \
             or _name_is(b, s, e, b"content-encoding"):
         return False
     heads = reader.heads
     if heads and heads[-1][0] is not None:
         heads.append((None, b"", False))   # a line between: what folds after it is not ours
-    vs, ve = colon + 1, n
-    while vs < ve and (b[vs] == 0x20 or b[vs] == 0x09):
-        vs += 1
-    while ve > vs and (b[ve - 1] == 0x20 or b[ve - 1] == 0x09):
-        ve -= 1
+    vs, ve = _blanks_off(b, colon + 1, n)
     if _name_is(b, s, e, b"content-type"):
         if reader.ctype is None:
             reader.ctype = escape_label(line[vs:ve].split(b";", 1)[0])
