@@ -146,7 +146,7 @@ def _ipv4(p, data):
         # call, its tuple and eight objects cost ~1k instructions of every IPv4 packet)
         r = data
         vihl, ttl, proto = r[0], r[8], r[9]
-        total, ident, fo = r[2] << 8 | r[3], r[4] << 8 | r[5], r[6] << 8 | r[7]
+        total, ident, fo = r[2] * 256 + r[3], r[4] * 256 + r[5], r[6] * 256 + r[7]   # (no C shifts: test_compiled_no_c_shifts)
         src, dst = r[12:16], r[16:20]
     else:
         vihl, total, ident, fo, ttl, proto, src, dst = _ip4(data)
@@ -388,11 +388,11 @@ def _tcp_segment(p, data, off, end):
         # compiled: the header read from the bytes' own buffer in C (as in _ipv4)
         r = data
         o = off
-        sport, dport, window = r[o] << 8 | r[o + 1], r[o + 2] << 8 | r[o + 3], r[o + 14] << 8 | r[o + 15]
-        seq, ack, of = r[o + 4], r[o + 8], r[o + 12] << 8 | r[o + 13]
+        sport, dport, window = r[o] * 256 + r[o + 1], r[o + 2] * 256 + r[o + 3], r[o + 14] * 256 + r[o + 15]
+        seq, ack, of = r[o + 4], r[o + 8], r[o + 12] * 256 + r[o + 13]
         for i in range(1, 4):
-            seq = seq << 8 | r[o + 4 + i]
-            ack = ack << 8 | r[o + 8 + i]
+            seq = seq * 256 + r[o + 4 + i]
+            ack = ack * 256 + r[o + 8 + i]
     else:
         sport, dport, seq, ack, of, window = _tcp(data, off)
     p.sport, p.dport, p.seq, p.ack, p.window = sport, dport, seq, ack, window
@@ -554,7 +554,7 @@ def decode_frame(data: bytes, linktype: int, ts: float = 0.0) -> Packet:
             return p
         if COMPILED and type(data) is bytes:
             r = data                 # compiled: the ethertype read in C
-            _ethertype(p, data, r[12] << 8 | r[13], 14)
+            _ethertype(p, data, r[12] * 256 + r[13], 14)
         else:
             _ethertype(p, data, _u16(data, 12)[0], 14)
     elif linktype == LINKTYPE_RAW or linktype == LINKTYPE_RAW_BSD:

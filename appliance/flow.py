@@ -182,8 +182,8 @@ def _v4_key(pkt):
     for i in range(4):
         buf[2 + i] = a[i]
         buf[8 + i] = b[i]
-    buf[6], buf[7] = sp >> 8, sp & 255
-    buf[12], buf[13] = dp >> 8, dp & 255
+    buf[6], buf[7] = sp // 256, sp % 256
+    buf[12], buf[13] = dp // 256, dp % 256
     return buf[:14], side
 
 

@@ -11,6 +11,7 @@ import struct
 from pathlib import Path
 from socket import inet_ntoa
 
+import pytest
 from twins import in_pure_python
 from appliance import decode
 from appliance.decode import LINKTYPE_ETHERNET, decode_frame
@@ -269,10 +270,26 @@ def test_new_flow_is_the_flow_the_type_makes():
             assert a == b.key and hash(a) == hash(b)
 
 
-def pcap_records(directory):
+def pcap_records(directory, chunk=None):
     """What the pcap reader yields (and the error it ends with) for classic pcap files in each
-    byte order and timestamp resolution, whole and cut at several points."""
+    byte order and timestamp resolution, whole and cut at several points; `chunk`: the reader's
+    read size (pcap._CHUNK, in the compiled twin too) instead of its own, so records straddle reads."""
+    import sys
+    from appliance.source import pcap
     from appliance.source.pcap import PcapError, packets
+    mods = [m for m in (pcap, sys.modules.get("appliance.source._c_pcap")) if m is not None]
+    saved = [m._CHUNK for m in mods]
+    if chunk:
+        for m in mods:
+            m._CHUNK = chunk
+    try:
+        return _pcap_records(directory, PcapError, packets)
+    finally:
+        for m, v in zip(mods, saved):
+            m._CHUNK = v
+
+
+def _pcap_records(directory, PcapError, packets):
     out = []
     recs = frames(8, 60)
     for order, magic in (("<", 0xA1B2C3D4), (">", 0xA1B2C3D4), ("<", 0xA1B23C4D), (">", 0xA1B23C4D)):
@@ -293,12 +310,13 @@ def pcap_records(directory):
     return out
 
 
-def test_pcap_records_agree_with_the_pure_module(tmp_path):
-    here = json.loads(json.dumps(pcap_records(tmp_path)))
+@pytest.mark.parametrize("chunk", [None, 16, 50, 300])
+def test_pcap_records_agree_with_the_pure_module(tmp_path, chunk):
+    here = json.loads(json.dumps(pcap_records(tmp_path, chunk)))
     recs = frames(8, 60)
     for whole in here[::7]:          # each file whole: every record as written, then the bad length
         assert [r[1:] for r in whole[:-1]] == [[r.hex(), 1, i + 1] for i, r in enumerate(recs)]
         assert "record length 524288 is implausible" in whole[-1]
     assert [float(r[0]) for r in here[0][:3]] == [1_700_000_000 + i + (999_999 - i) / 1e6 for i in range(3)]
     assert [float(r[0]) for r in here[14][:3]] == [1_700_000_000 + i + (999_999 - i) / 1e9 for i in range(3)]
-    assert here == in_pure_python("test_new_flow_twins", "pcap_records", tmp_path)
+    assert here == in_pure_python("test_new_flow_twins", "pcap_records", tmp_path, chunk)
