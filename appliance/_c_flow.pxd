@@ -136,6 +136,11 @@ cpdef _init_flow(Flow flow, key, CPacket pkt, bint reverse, int side)
 cpdef flow_key(CPacket pkt)
 cpdef int _code(dict codes, str field, value) except -1
 cpdef tuple _key(CPacket pkt)
+cdef extern from "string.h":
+    int memcmp(const void *, const void *, size_t)
+@cython.locals(sp=cython.int, dp=cython.int, a=cython.p_uchar, b=cython.p_uchar, c=cython.int, side=cython.int,
+               i=cython.int)
+cdef tuple _v4_key(CPacket pkt)
 cpdef bytes _raw(str text)
 @cython.locals(i=cython.int)
 cpdef _hold_key(Flow flow, bytes key)

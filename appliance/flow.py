@@ -124,6 +124,10 @@ def _raw(text):
 
 def _key(pkt):
     """(packed key, the sender's side of it: FIRST_END, SECOND_END or SAME_ENDS)."""
+    if COMPILED:
+        key = _v4_key(pkt)
+        if key is not None:
+            return key
     p = pkt.proto
     if p == TCP or p == UDP:
         sp, dp = pkt.sport, pkt.dport
@@ -148,6 +152,39 @@ def _key(pkt):
     if t:
         return layout.pack(kind, p, s, sp, d, dp, t), side
     return layout.pack(kind, p, s, sp, d, dp), side
+
+
+def _v4_key(pkt):
+    """Compiled: _key of the hot case (a TCP or UDP packet decode made, IPv4 both ends, no
+    GENEVE endpoint) packed in C: the ends compared and the 14 bytes written from the raw
+    addresses' own buffers, no struct call (~1.4k instructions of a SYN's lookup). None for
+    any other packet (the general code in _key, the reference, packs it)."""
+    p = pkt.proto
+    s, d = pkt.src_raw, pkt.dst_raw
+    if ((p != TCP and p != UDP) or pkt.tunnel or type(s) is not bytes or type(d) is not bytes
+            or len(s) != 4 or len(d) != 4):
+        return None
+    ps, pd = pkt.sport, pkt.dport
+    if type(ps) is not int or type(pd) is not int or not (0 <= ps <= 0xFFFF and 0 <= pd <= 0xFFFF):
+        return None                  # (a port made otherwise: struct's error, from _key)
+    sp, dp = ps, pd                  # compiled: C ints
+    a, b = s, d                      # compiled: pointers to the bytes' own buffers
+    c = memcmp(a, b, 4)              # noqa: F821 (compiled only: _c_flow.pxd)
+    if c < 0 or (c == 0 and sp < dp):
+        side = FIRST_END
+    elif c == 0 and sp == dp:
+        side = SAME_ENDS
+    else:
+        side = SECOND_END
+        a, sp, b, dp = b, dp, a, sp
+    buf = cython.declare(cython.uchar[14])
+    buf[0], buf[1] = _V4V4, p
+    for i in range(4):
+        buf[2 + i] = a[i]
+        buf[8 + i] = b[i]
+    buf[6], buf[7] = sp // 256, sp % 256
+    buf[12], buf[13] = dp // 256, dp % 256
+    return buf[:14], side
 
 
 def _ends(key):

@@ -11,10 +11,11 @@ import struct
 from pathlib import Path
 from socket import inet_ntoa
 
+import pytest
 from twins import in_pure_python
 from appliance import decode
 from appliance.decode import LINKTYPE_ETHERNET, decode_frame
-from appliance.flow import FlowTable, _new_flow, flow_key, Flow
+from appliance.flow import FlowTable, _key, _new_flow, flow_key, Flow
 
 
 def _csum(data):
@@ -121,6 +122,21 @@ def flow_fields(flow):
                                                           "reason")]
 
 
+PACKET_FIELDS = ("ts", "ip_version", "src", "dst", "proto", "sport", "dport", "tcp_flags", "seq", "ack", "urg_ptr",
+                 "window", "wscale", "tsopt", "icmp_type", "icmp_code", "icmp_id", "payload", "ttl", "length", "l3",
+                 "l4_off", "vlan", "frag", "unread", "anomalies", "encap", "src_raw", "dst_raw", "tunnel")
+
+
+def packet_fields(p):
+    """What decode wrote, every field (the compiled twin reads the IPv4 and TCP headers and the
+    ethertype in C: review synpath), as JSON-able values with their types."""
+    out = []
+    for name in PACKET_FIELDS:
+        v = getattr(p, name)
+        out.append([name, type(v).__name__, v.hex() if isinstance(v, bytes) else repr(v)])
+    return out
+
+
 def trace(seed, n, max_flows):
     """What decode and FlowTable.lookup make of the frames, as JSON-able values."""
     table = FlowTable(max_flows, verify_checksums=True)
@@ -129,7 +145,8 @@ def trace(seed, n, max_flows):
         p = decode_frame(frame, LINKTYPE_ETHERNET, 1000.0 + i / 8)
         p.pcap_cnt, p.pcap_file = i + 1, "x.pcap"
         p.in_iface = ("eth0", "eth1", None)[i % 3]
-        row = [p.src, p.dst, p.proto, p.sport, p.dport, sorted(p.anomalies), p.tcp_flags, p.frag is not None]
+        row = [p.src, p.dst, p.proto, p.sport, p.dport, sorted(p.anomalies), p.tcp_flags, p.frag is not None,
+               packet_fields(p)]
         if not p.ip_version or not p.src or p.unread or p.quote is not None:   # as Inspector._process
             out.append(row)
             continue
@@ -150,6 +167,52 @@ def test_decode_and_new_flows_agree_with_the_pure_module():
         here = json.loads(json.dumps(trace(seed, n, max_flows)))     # as the pure process gives it
         assert len(here) == n + 1
         assert here == in_pure_python("test_new_flow_twins", "trace", seed, n, max_flows), seed
+
+
+def test_decode_reads_bytes_as_it_reads_a_bytearray():
+    """The compiled twin's C reads are for bytes only: any other buffer takes struct's path,
+    and both give the same packet (in pure Python, trivially)."""
+    differ = set()
+    for i, frame in enumerate(frames(7, 1500)):
+        a = decode_frame(frame, LINKTYPE_ETHERNET, 3.0 + i)
+        b = decode_frame(bytearray(frame), LINKTYPE_ETHERNET, 3.0 + i)
+        for x, y in zip(packet_fields(a), packet_fields(b)):
+            if x[0] in ("payload", "l3", "src_raw", "dst_raw"):   # a bytearray's slices are bytearrays
+                if bytes.fromhex(x[2]) != bytes(getattr(b, x[0])):
+                    differ.add(x[0])
+            elif x != y:
+                differ.add(x[0])
+    assert not differ
+
+
+def keys_made_by_hand():
+    """flow_key of packets made otherwise than by decode (by hand, as tests and the ICMP
+    quotes make them): the compiled _v4_key takes only decode's IPv4 TCP/UDP case."""
+    from appliance.packet import Packet
+    out = []
+    for proto in (6, 17, 1, 58, 132):
+        for sport, dport in ((80, 1024), (1024, 80), (7, 7), (0, 65535), (65535, 0), (70000, 1), (1, -1), (None, 1),
+                             (True, 1)):
+            for s, d in ((b"\x0a\0\0\x01", b"\x0a\0\0\x02"), (b"\x0a\0\0\x02", b"\x0a\0\0\x01"),
+                         (b"\x0a\0\0\x01", b"\x0a\0\0\x01"), (b"", b""), (bytearray(b"\x01\x02\x03\x04"), b"\x01\x02\x03\x05"),
+                         (b"\x20\x01" + bytes(14), b"\x0a\0\0\x01"), (b"\xff\0\0\0", b"\x00\xff\xff\xff")):
+                for tunnel in (0, 7):
+                    p = Packet(1.0)
+                    p.proto, p.sport, p.dport, p.tunnel = proto, sport, dport, tunnel
+                    p.icmp_type, p.icmp_id = 8, 77
+                    p.src_raw, p.dst_raw = s, d
+                    p.src, p.dst = "10.9.9.1", "10.9.9.2"
+                    try:
+                        key, side = _key(p)
+                        out.append([key.hex(), side])
+                    except Exception as e:
+                        out.append(type(e).__name__)
+    return out
+
+
+def test_keys_made_by_hand_agree_with_the_pure_module():
+    here = json.loads(json.dumps(keys_made_by_hand()))
+    assert "error" in here and here == in_pure_python("test_new_flow_twins", "keys_made_by_hand")
 
 
 def test_dotted_quad_is_inet_ntoa():
@@ -205,3 +268,55 @@ def test_new_flow_is_the_flow_the_type_makes():
                          "stream", "tcp", "cand_ts", "cand_tc", "verdict_rule", "src", "dst"):
                 assert getattr(a, name) == getattr(b, name), name
             assert a == b.key and hash(a) == hash(b)
+
+
+def pcap_records(directory, chunk=None):
+    """What the pcap reader yields (and the error it ends with) for classic pcap files in each
+    byte order and timestamp resolution, whole and cut at several points; `chunk`: the reader's
+    read size (pcap._CHUNK, in the compiled twin too) instead of its own, so records straddle reads."""
+    import sys
+    from appliance.source import pcap
+    from appliance.source.pcap import PcapError, packets
+    mods = [m for m in (pcap, sys.modules.get("appliance.source._c_pcap")) if m is not None]
+    saved = [m._CHUNK for m in mods]
+    if chunk:
+        for m in mods:
+            m._CHUNK = chunk
+    try:
+        return _pcap_records(directory, PcapError, packets)
+    finally:
+        for m, v in zip(mods, saved):
+            m._CHUNK = v
+
+
+def _pcap_records(directory, PcapError, packets):
+    out = []
+    recs = frames(8, 60)
+    for order, magic in (("<", 0xA1B2C3D4), (">", 0xA1B2C3D4), ("<", 0xA1B23C4D), (">", 0xA1B23C4D)):
+        data = struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, 65535, 1)
+        for i, r in enumerate(recs):
+            data += struct.pack(order + "IIII", 1_700_000_000 + i, 999_999 - i, len(r), len(r) + 3) + r
+        data += struct.pack(order + "IIII", 5, 6, 1 << 19, 0)        # an implausible length ends it
+        for cut in (len(data), len(data) - 16, len(data) - 20, len(data) - 17, 30, 24, 10):
+            path = Path(directory) / f"r{len(out)}.pcap"
+            path.write_bytes(data[:cut])
+            got = []
+            try:
+                for ts, buf, linktype, n in packets(str(path)):
+                    got.append([repr(ts), buf.hex(), linktype, n])
+            except PcapError as e:
+                got.append(str(e).replace(str(path), "F"))
+            out.append(got)
+    return out
+
+
+@pytest.mark.parametrize("chunk", [None, 16, 50, 300])
+def test_pcap_records_agree_with_the_pure_module(tmp_path, chunk):
+    here = json.loads(json.dumps(pcap_records(tmp_path, chunk)))
+    recs = frames(8, 60)
+    for whole in here[::7]:          # each file whole: every record as written, then the bad length
+        assert [r[1:] for r in whole[:-1]] == [[r.hex(), 1, i + 1] for i, r in enumerate(recs)]
+        assert "record length 524288 is implausible" in whole[-1]
+    assert [float(r[0]) for r in here[0][:3]] == [1_700_000_000 + i + (999_999 - i) / 1e6 for i in range(3)]
+    assert [float(r[0]) for r in here[14][:3]] == [1_700_000_000 + i + (999_999 - i) / 1e9 for i in range(3)]
+    assert here == in_pure_python("test_new_flow_twins", "pcap_records", tmp_path, chunk)
