@@ -418,7 +418,9 @@ class Inspector:
                 # when it became final: process() returns it as it is (cold code a ping skips)
                 self._decided = v
             return v
-        if flow.app is applayer.SERVER_FIRST and flow.client_awaited and not (to_server and pkt.payload):
+        if (flow.app is applayer.SERVER_FIRST and flow.client_awaited and not (to_server and pkt.payload)
+                and not pkt.tcp_flags & SYN):
+            # (a SYN/ACK still settles a Fast Open SYN's data in the client stream: review s15 F1)
             # passed, its server spoke first, and nothing but its client's first bytes may
             # change that (more_to_inspect: CLIENT_AWAITED): not final (no offload, which a
             # spoofed server byte would buy), yet every other packet (a banner the client
@@ -485,6 +487,15 @@ class Inspector:
         if not to_server:
             flow.inspected_tc += size
 
+        # A bare SYN from the responder before a handshake completed: both ends opened, a
+        # simultaneous open or one SYN spoofed from outside (review s15 F3: a SYN from the
+        # server's side made the client's request read as server bytes, never named). Who
+        # the client is cannot be known: read both ways and against the attacker, as a flow
+        # picked up mid-stream (its next SYN, once it is decided, starts a new inspection)
+        two_syns = (not first and not to_server and flow.proto == TCP and pkt.tcp_flags & (SYN | ACK) == SYN
+                    and not flow.midstream and not handshake_seen(flow))
+        if two_syns:
+            flow.midstream = flow.unoriented = True
         cand = det.candidates(pkt, flow, pkt.from_initiator, addrs)   # by its sender's end (FlowTable.lookup)
         # Verdict rules describe the connection (initiator -> responder), whichever
         # way this packet goes; alert rules look at the packet's own direction.
@@ -494,14 +505,17 @@ class Inspector:
             cand_flow, flipped = (cand if to_server else det.connection_candidates(flow)), 0
         scan = [None]
         limits = det.start_packet()
-        if first and flow.midstream:
+        unknown_now = ()
+        if (first or two_syns) and flow.midstream:
             # picked up mid-stream: its start, maybe its requests, are behind us
-            self._cannot_know(flow, "midstream", cand_flow)
+            unknown_now = self._cannot_know(flow, "midstream", cand_flow)
             if cand_flow & det.decision & det.reads:
                 # ... and the flowbits/flowints its earlier packets set (engine.packet_match)
                 flowstate.cannot_know(flow)
                 self._found = [*self._found, ("exception.midstream", "engine")]
         new_fields = self._applayer(pkt, flow, to_server, cand_flow)
+        if two_syns and unknown_now:
+            new_fields = tuple(new_fields) + tuple(unknown_now)   # judged again, even if passed
         if det.stream:
             det.view = det.stream_scan = None
             if flow.proto == TCP and within_before and (cand | cand_flow) & det.stream:
