@@ -123,3 +123,27 @@ def test_a_reload_reaches_a_held_server_first_flow(tmp_path):
         v = insp.process(decode_frame(buf, cap.linktype, ts))
         out.append((v.action, [r.id for r in v.alerts]))
     assert out[before][1] == [2], out
+
+
+INBOUND_PASS = ('pass tcp 93.184.216.0/24 any -> 10.0.0.0/8 any (msg:"inbound"; sid:2;)\n'
+                'drop http any any -> any any (msg:"evil"; http.host; content:"evil.example"; sid:1;)\n')
+OUTBOUND_NAME = 'drop http 10.0.0.0/8 any -> any any (msg:"evil"; http.host; content:"evil.example"; sid:1;)\n'
+OUTBOUND_NAME_YAML = "rules:\n  - {id: 1, action: drop, proto: tcp, src: 10.0.0.0/8, http_host: evil.example}\n"
+
+
+@pytest.mark.parametrize("rules,name,kw", [(INBOUND_PASS, "r.rules", {}), (OUTBOUND_NAME, "r.rules", {}),
+                                           (OUTBOUND_NAME_YAML, "r.yaml", {}),
+                                           (OUTBOUND_NAME, "r.rules", {"kernel_decisions": True})])
+def test_a_flow_passed_at_the_spoofed_syn_is_judged_again_at_the_clients(tmp_path, rules, name, kw):
+    """(review s15b) The spoofed SYN from S is passed at once (a header pass that fits S -> C, or
+    no rule reads S -> C): the client's SYN makes its names unknown, and the passed flow must
+    be judged again on that packet, not left passed."""
+    a, sv = 1000, 5000
+    cap = Capture()
+    sc(cap, 9000, "S", 0)
+    cs(cap, a, "S")
+    sc(cap, sv, "SA", a + 1)
+    cs(cap, a + 1, "A", ack=sv + 1)
+    cs(cap, a + 1, "PA", EVIL, ack=sv + 1)
+    out = run(cap, rules, tmp_path, name, **kw)
+    assert out[-1][0] == "drop", out
