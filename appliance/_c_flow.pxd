@@ -82,6 +82,14 @@ cdef class Flow:
     cdef unsigned char _direction_code
     cdef unsigned char _reason_code
 
+# FlowRare's fields on the Flow (flow.RareField): a descriptor type, so a read is a C call
+cdef class RareField:
+    cdef readonly str name
+    cdef readonly object default
+
+cpdef _rare_get(Flow flow, RareField field)
+cpdef _rare_set(Flow flow, RareField field, value)
+
 # A queue's sentinel: its two links are a Flow or the Queue itself.
 cdef class Queue:
     cdef public object older

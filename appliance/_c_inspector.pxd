@@ -57,6 +57,7 @@ cdef class Inspector:
 
     @cython.locals(flow=CFlow, det=CDetector, c=CCounters)
     cpdef _process(self, CPacket pkt)
+    cpdef Verdict _unwritten(self, CPacket pkt, Verdict v)
     @cython.locals(det=CDetector)
     cpdef _direction(self, CPacket pkt, from_responder=*, addrs=*)
     cpdef _applayer(self, CPacket pkt, CFlow flow, to_server, cand)

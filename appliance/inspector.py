@@ -411,13 +411,8 @@ class Inspector:
                 c.would_block[would] += 1
             c.verdicts[action] += 1
             c.fast_path += 1
-            v = Verdict(action, may_offload and would is None and not syn, flow, (), would)
-            if not pkt.anomalies and self.pcap_log is None and self._ended is None and not self._found:
-                # nothing to write for it (no anomaly: no event; no flow ended for it, nothing
-                # found, no transaction or alert on a final flow) and its flow was released
-                # when it became final: process() returns it as it is (cold code a ping skips)
-                self._decided = v
-            return v
+            # (its flow was released when it became final)
+            return self._unwritten(pkt, Verdict(action, may_offload and would is None and not syn, flow, (), would))
         if (flow.app is applayer.SERVER_FIRST and flow.client_awaited and not (to_server and pkt.payload)
                 and not pkt.tcp_flags & SYN):
             # (a SYN/ACK still settles a Fast Open SYN's data in the client stream: review s15 F1)
@@ -430,10 +425,7 @@ class Inspector:
             if not to_server:
                 flow.inspected_tc += size
             c.verdicts["pass"] += 1
-            v = Verdict("pass", False, flow)
-            if not pkt.anomalies and self.pcap_log is None and self._ended is None and not self._found:
-                self._decided = v          # nothing to write for it (as a decided flow's, above)
-            return v
+            return self._unwritten(pkt, Verdict("pass", False, flow))
         det = self.detector
         addrs = None
         first = flow.pkts_ts + flow.pkts_tc == 1
@@ -605,6 +597,15 @@ class Inspector:
             self._kernel_check(flow, pkt_action)
         c.count_verdict(pkt_action)
         return Verdict(pkt_action, offload, flow, emitted, would)
+
+    def _unwritten(self, pkt, v):
+        """v, for a decided (or held server-first) flow's packet; when there is nothing to
+        write for it (no anomaly: no event; no flow ended for it, nothing found, no
+        transaction or alert on such a flow, no pcap log), process() returns it as it is
+        (cold code a ping skips)."""
+        if not pkt.anomalies and self.pcap_log is None and self._ended is None and not self._found:
+            self._decided = v
+        return v
 
     def _kernel_check(self, flow, pkt_action):
         """A kernel-decided flow's packet got the kernel's verdict from the engine too (a reject

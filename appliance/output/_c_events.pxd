@@ -35,3 +35,4 @@ cdef class Counters:
 
     @cython.locals(kinds=dict, version=cython.long, proto=cython.long)
     cpdef count_packet(self, CPacket pkt)
+    cpdef count_verdict(self, action)   # every inspected packet's: a C call from the Inspector

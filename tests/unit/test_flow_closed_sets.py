@@ -52,7 +52,7 @@ WRITERS = {
     ("ha/heartbeat.py", "__init__", "state"): None,
     # setattr with a name from a variable: FlowRare's own fields, the queue's counters
     ("flow.py", "__init__", "setattr(self, name, value)"): None,
-    ("flow.py", "set_", "setattr(rare, name, value)"): None,
+    ("flow.py", "_rare_set", "setattr(rare, field.name, value)"): None,
     ("source/nfqueue.py", "__init__", "setattr(self, k, 0)"): None,
 }
 
