@@ -124,7 +124,10 @@ def _flows(rng):
         if dport == 80 and rng.random() < 0.7:
             out.append(("tcp", dport, [("c", req[:cut % len(req)]), ("c", req[cut % len(req):]), ("s", resp)]))
         else:
-            out.append(("tcp", dport, [("c", body[:cut]), ("c", body[cut:]), ("s", body[::-1]), ("c", body)]))
+            # ("x": a segment without ACK, which the server discards: it alerts
+            # without changing flow state)
+            out.append(("tcp", dport, [("c", body[:cut]), ("x", body), ("c", body[cut:]), ("s", body[::-1]),
+                                       ("c", body)]))
     out.append(("dns", 53, []))
     out.append(("tls", 443, []))
     return out
@@ -172,7 +175,9 @@ def replay(tmp, seed):
                     ServerName(servername=rng.choice(HOSTS).encode())])])]))
                 segs = [("c", hello)]
             for side, pl in segs:
-                if side == "c":
+                if side == "x":
+                    send(cli, srv, TCP(sport=sport, dport=dport, flags="P", seq=cseq) / pl)
+                elif side == "c":
                     send(cli, srv, TCP(sport=sport, dport=dport, flags="PA", seq=cseq, ack=sseq) / pl)
                     cseq += len(pl)
                 else:
