@@ -195,3 +195,80 @@ def test_random_rule_sets_of_every_kind_alert_alike_pure_and_compiled(tmp_path):
     assert len({a.split("/")[1] for a in fired}) >= len(POOL) + len(STREAM_POOL) - 4, sorted(set(fired))
     pure = [row for s in (11, 12, 13) for row in in_pure_python("tests.unit.test_detect_alerts_twins", "replay", tmp_path, s)]
     assert pure == json.loads(json.dumps(here))
+
+
+PENDING_RULES = """default_action: drop
+rules:
+  - id: 1
+    action: drop
+    proto: tcp
+    dst_port: 8080
+    content: "EVIL"
+  - id: 2
+    action: pass
+    proto: tcp
+    dst_port: 8080
+"""
+
+
+def pending_case(tmp):
+    """[action per packet] of a flow whose first rule (drop on a content) is open until its
+    content comes: while later packets are inspected (a shared depth: decide's `later` -1) it
+    holds the pass rule after it back, so the content's packet is dropped."""
+    from scapy.all import IP, TCP, raw
+
+    from appliance.decode import decode_l3
+    from appliance.detect.loader import load_rules
+    from appliance.inspector import Inspector
+    path = Path(tmp) / "pending.yaml"
+    path.write_text(PENDING_RULES)
+    insp = Inspector(load_rules(path))
+    cli, srv = ("10.0.0.5", 40000), ("93.184.216.34", 8080)
+    out = []
+    for k, (a, b, flags, seq, ack, pl) in enumerate([
+            (cli, srv, "S", 1000, 0, b""), (srv, cli, "SA", 5000, 1001, b""), (cli, srv, "A", 1001, 5001, b""),
+            (cli, srv, "PA", 1001, 5001, b"hello "), (cli, srv, "PA", 1007, 5001, b"EVIL")]):
+        wire = raw(IP(src=a[0], dst=b[0]) / TCP(sport=a[1], dport=b[1], flags=flags, seq=seq, ack=ack) / pl)
+        out.append(str(insp.process(decode_l3(wire, ts=1.0 + k / 100)).action))
+    return out
+
+
+def test_an_open_drop_rule_holds_the_pass_rule_back_pure_and_compiled(tmp_path):
+    here = pending_case(tmp_path)
+    assert here[:4] == ["pass"] * 4 and here[4] == "drop", here
+    assert in_pure_python("tests.unit.test_detect_alerts_twins", "pending_case", tmp_path) == here
+
+
+FLOWBITS_RULES = """
+alert tcp any any -> any any (flow:no_stream; content:"SET"; flowbits:set,x; flowbits:noalert; sid:1;)
+alert tcp any any -> any any (flowbits:isset,x; content:"USE"; sid:2;)
+"""
+
+
+def discarded_case(tmp):
+    """[alert ids per packet]: a segment the server discards (no ACK) sets no flowbit; the
+    same bytes acknowledged do (the setter reads packets: a discarded segment is not in the
+    stream a stream rule reads)."""
+    from scapy.all import IP, TCP, raw
+
+    from appliance.decode import decode_l3
+    from appliance.detect.loader import load_rules
+    from appliance.inspector import Inspector
+    path = Path(tmp) / "flowbits.rules"
+    path.write_text(FLOWBITS_RULES)
+    insp = Inspector(load_rules(path))
+    cli, srv = ("10.0.0.5", 40000), ("93.184.216.34", 80)
+    out = []
+    for k, (a, b, flags, seq, ack, pl) in enumerate([
+            (cli, srv, "S", 1000, 0, b""), (srv, cli, "SA", 5000, 1001, b""), (cli, srv, "A", 1001, 5001, b""),
+            (cli, srv, "P", 1001, 0, b"SET"), (cli, srv, "PA", 1001, 5001, b"USE"),
+            (cli, srv, "PA", 1004, 5001, b"SET"), (cli, srv, "PA", 1007, 5001, b"USE")]):
+        wire = raw(IP(src=a[0], dst=b[0]) / TCP(sport=a[1], dport=b[1], flags=flags, seq=seq, ack=ack) / pl)
+        out.append(sorted(r.id for r in insp.process(decode_l3(wire, ts=1.0 + k / 100)).alerts))
+    return out
+
+
+def test_a_discarded_segment_sets_no_flowbit_pure_and_compiled(tmp_path):
+    here = discarded_case(tmp_path)
+    assert here == [[], [], [], [], [], [], [2]], here
+    assert in_pure_python("tests.unit.test_detect_alerts_twins", "discarded_case", tmp_path) == here
