@@ -11,7 +11,7 @@
 # The three dicts a new flow's header reads (proto, direction, the interned masks) are typed:
 # their get/[] are C dict calls, not a method looked up and called.
 
-from appliance.detect._c_index cimport AddrIndex, AddrTrie, PortIndex, meets, and_masks   # the masks' C helpers: C calls
+from appliance.detect._c_index cimport AddrIndex, AddrTrie, ContentPrefilter, PortIndex, meets, and_masks   # the masks' C helpers: C calls
 from appliance._c_flow cimport Flow as CFlow
 
 cdef class Detector:
@@ -48,6 +48,7 @@ cdef class Detector:
     cdef public object limits
     cdef public object names
     cdef public object no_app
+    cdef public object no_app_resp
     cdef public object no_content
     cdef public object no_hold
     cdef public object no_reads
@@ -58,7 +59,7 @@ cdef class Detector:
     cdef public object perpkt
     cdef public object pkt_header
     cdef public object plain
-    cdef public object prefilter
+    cdef public ContentPrefilter prefilter    # its scan a C call (alerts, _holds_on)
     cdef public object program
     cdef public dict proto
     cdef public object proto_any

@@ -3,7 +3,7 @@
 # become extension types with cpdef lookups, so the compiled Detector, whose .pxd types
 # its fields with them, calls them as C functions instead of through a method lookup and
 # a Python call each (five a SYN). Fields stay Python objects: the masks are Python ints.
-# NameIndex and ContentPrefilter stay Python classes.
+# NameIndex stays a Python class; ContentPrefilter (one scan a payload) is typed below.
 
 cdef extern from *:
     # Masks (non-negative Python ints, bit i = rules[i]) read in C through CPython's own digits:
@@ -93,3 +93,16 @@ cdef class PortIndex:
     cdef public list ranges
     cdef public list negated
     cpdef lookup(self, port)
+
+cdef class ContentPrefilter:
+    # a packet's scan (Detector.alerts, decide) is a C call; the bound Hyperscan scan and its
+    # tables are struct members, not instance-dict reads
+    cdef public list owner
+    cdef public dict need
+    cdef public list patterns
+    cdef public list flags
+    cdef public bint single
+    cdef public object db
+    cdef public object scratch
+    cdef public object db_scan
+    cpdef scan(self, payload)

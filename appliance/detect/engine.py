@@ -229,6 +229,7 @@ class Detector:
         for i, r in enumerate(rules):
             if any(b in RESPONSE_BUFFERS for b, _ in (*r.buffers, *r.bsize)):
                 self.response |= 1 << i
+        self.no_app_resp = self.no_app | self.response      # alerts: what no transaction must fit
         self._masks = {}
         # at most MASK_CACHE_BYTES: each entry counted as wide as a mask of every rule can be
         # (`every`, a Python int: compiled, 1 << len(rules) would be a C shift)
@@ -567,7 +568,9 @@ class Detector:
         match, a later drop/reject rule that matches decides at once (both block; the
         request does not reach the server, as in Suricata, where a stat_code rule cannot
         match a request packet). With no status to come, it is not matched."""
-        later = self._later(more, flipped)     # rules a later inspected packet may still satisfy
+        # rules a later inspected packet may still satisfy; a shared depth's answer here, not
+        # through the method (compiled, a method looked up and called: ~700 instructions a SYN)
+        later = (-1 if more else 0) if type(more) is not tuple else self._later(more, flipped)
         if type(more) is tuple:
             more = more[1] if to_server else more[0]   # below: the other direction's packets
         c = cand & self.decision
@@ -851,14 +854,17 @@ class Detector:
         the rules that would are left out. Rules on the response status only on the packet
         that completed one (`answered`, as for decide): once per such packet, on the
         transactions it answered."""
-        a = cand & self.alert
-        if discarded:
-            a &= ~self.writes
-        if not a:
-            return []
         out = []
         rules = self.rules
-        head = a & self.header_alert
+        if discarded:
+            a = cand & self.alert & ~self.writes
+            head = a & self.header_alert
+            rest = a ^ head
+        else:
+            # cand's header-only alerts and the rest without (cand & alert) made first: the
+            # header ones' mask only on the packet that fires them, the rest one `&`
+            head = self.header_alert if meets(cand, self.header_alert) else 0
+            rest = cand & self.deep_alert
         if head:
             # Header-only alerts fire once per flow and direction: the first packet each way
             # fires them all, later packets skip the walk.
@@ -868,8 +874,7 @@ class Detector:
                 seen = flow.alerted_rules = set()
             if marker not in seen:
                 seen.add(marker)
-                out.extend([rules[i] for i in ix.bits(head)])
-        rest = a ^ head
+                out.extend([rules[i] for i in ix.bits(cand & head)])
         if not rest:
             return out
         resp = rest & self.response if meets(rest, self.response) else 0
@@ -892,14 +897,22 @@ class Detector:
                     if flow.app.proto == f:
                         ok |= self.proto_only[f]
                     app_ok |= ok
-            rest = (rest & self.no_app) | (rest & app_ok) | (rest & self.response)
+            # (rest & no_app) | (rest & app_ok) | (rest & response) as one `&` (and one `|` when
+            # a transaction fits): each of those a 1,000-bit int made
+            rest &= (self.no_app_resp | app_ok) if app_ok else self.no_app_resp
         # Content rules need their literals present: one prefilter scan decides most.
         if meets(rest, self.content):
             if scan[0] is None:
                 # an empty payload holds no literal (ContentPrefilter.scan's 0): a SYN makes no call
                 scan[0] = self.prefilter.scan(pkt.payload) if pkt.payload else 0
-            # payload: both rules read the stream where there is one: packet_match scans it
-            rest &= self.no_content | scan[0] | (self.both if self.view is not None else 0)
+            # payload: both rules read the stream where there is one: packet_match scans it.
+            # What a packet with no literal found and no stream keeps is no_content: one `&`
+            keep = self.no_content
+            if scan[0]:
+                keep = keep | scan[0]
+            if self.both and self.view is not None:
+                keep = keep | self.both
+            rest &= keep
             if not rest:
                 return out
         per_packet = self.per_packet
