@@ -741,12 +741,13 @@ def _account(flow, pkt, verify_checksums, side):
         to_server = side == flow._side and pkt.icmp_type == _ECHO[proto][0]
     else:
         to_server = side == flow._side and pkt.sport == flow.sport
-    length = pkt.length
     if to_server:
         flow.pkts_ts += 1
+        length = pkt.length          # read after the count, as `+= pkt.length` did (a bad one raises there)
         flow.bytes_ts += length
     else:
         flow.pkts_tc += 1
+        length = pkt.length
         flow.bytes_tc += length
     ts = pkt.ts
     if ts > flow.last:
