@@ -117,6 +117,15 @@ cdef int SAME_ENDS, FIRST_END, SECOND_END, _V4V4
 # the TCP flags (packet.py's) and the tcp_seen bits: C ints, so a segment's state tests
 # (_tcp_state, _account, lookup) are C arithmetic, not Python ints' `&` on module globals
 cdef int SYN, ACK, FIN, RST
+# the protocols a packet's flow is tested for (_account, lookup), and the 32-bit sequence
+# space's mask and half: C ints, so _receiver_check's modular arithmetic is C on long longs
+# (decode's numbers are 0..2**32-1: no sum or difference of them nears 2**63)
+cdef int TCP, UDP, ICMP, ICMPV6
+cdef long long MASK, HALF
+# flow.COMPILED for the per-packet tests (flow._IN_C), and the eviction classes _file files by
+cdef bint _IN_C
+cdef int FINAL, UNCONFIRMED, PENDING
+cdef tuple _TIMEOUT_TABLE
 cdef int _SYN, _SYNACK, _HS_DONE, _FIN_TS, _FIN_TC, _SYN_TS, _SYN_WS, _HS_BITS, _CSUM_TS, _PROXIED, _KEEP
 
 # The table: every packet reads its fields (flows, queues, the counters) as struct members,
@@ -162,14 +171,19 @@ cpdef timeout(Flow flow)
 cpdef _unlink(Flow flow)
 @cython.locals(queue=Queue, by_timeout=dict, cls=int)
 cpdef _file(tuple queues, Flow flow)
+# the packet's numbers read once into C locals (its fields are Python objects)
+@cython.locals(proto=cython.int, to_server=cython.bint, length=cython.longlong, ts=cython.double)
 cpdef bint _account(Flow flow, CPacket pkt, verify_checksums, int side)
 cpdef bint confirmed(Flow flow)
-@cython.locals(flags=cython.int, seen=cython.int)
-cpdef _tcp_state(Flow flow, CPacket pkt, to_server)
+@cython.locals(flags=cython.int, seen=cython.int, seq=object)
+cpdef _tcp_state(Flow flow, CPacket pkt, bint to_server)
 cpdef _bad_checksum(Flow flow, CPacket pkt)
 @cython.locals(bits=cython.int)
 cpdef int _syn_options(CPacket pkt) except? -1
 @cython.locals(t=TcpReceiver)
 cpdef _reused(Flow flow, CPacket pkt, int side)
-@cython.locals(t=TcpReceiver)
-cpdef _receiver_check(Flow flow, CPacket pkt, to_server, flags)
+# the sequence numbers as long longs: `(a - b) & MASK` is then C, with Python's result for
+# any a, b under 2**62 (two's complement `&` is the modulus); a number past 64 bits raises
+@cython.locals(t=TcpReceiver, seq=cython.longlong, n=cython.longlong, end=cython.longlong, ack=cython.longlong,
+               una=cython.longlong, rcv=cython.longlong, acked=cython.longlong, window=cython.longlong)
+cpdef _receiver_check(Flow flow, CPacket pkt, bint to_server, int flags)

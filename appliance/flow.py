@@ -50,6 +50,9 @@ try:
     COMPILED = cython.compiled       # True in the compiled twin only
 except ImportError:                  # Cython is not a run-time dependency
     COMPILED = False
+# COMPILED for the per-packet tests (timeout, _key): a C flag in the twin (the .pxd), where
+# COMPILED, a module attribute others read, costs a dict lookup each time
+_IN_C = COMPILED
 
 
 def _codes(names):
@@ -124,7 +127,7 @@ def _raw(text):
 
 def _key(pkt):
     """(packed key, the sender's side of it: FIRST_END, SECOND_END or SAME_ENDS)."""
-    if COMPILED:
+    if _IN_C:
         key = _v4_key(pkt)
         if key is not None:
             return key
@@ -292,7 +295,7 @@ _TIMEOUT_TABLE = tuple(tuple(TIMEOUTS.get(p, DEFAULT_TIMEOUTS).get(s, 30) for s 
 
 def timeout(flow):
     """The flow's idle timeout: TIMEOUTS[proto][state], 30 s for what it does not name."""
-    if COMPILED:
+    if _IN_C:
         return _TIMEOUT_TABLE[flow.proto][flow._state_code]
     return TIMEOUTS.get(flow.proto, DEFAULT_TIMEOUTS).get(flow.state, 30)
 
@@ -754,18 +757,22 @@ def _account(flow, pkt, verify_checksums, side):
     same end is the same address and port (echo: id). Part of FlowTable.lookup; a function,
     so the compiled twin reads both typed."""
     proto = flow.proto
-    if proto in _ECHO and flow.sport == 0 and pkt.icmp_type in _ECHO[proto]:
+    # the port first: a C field (an echo flow's are 0), where `in _ECHO` is a dict lookup
+    if flow.sport == 0 and proto in _ECHO and pkt.icmp_type in _ECHO[proto]:
         to_server = side == flow._side and pkt.icmp_type == _ECHO[proto][0]
     else:
         to_server = side == flow._side and pkt.sport == flow.sport
     if to_server:
         flow.pkts_ts += 1
-        flow.bytes_ts += pkt.length
+        length = pkt.length          # read after the count, as `+= pkt.length` did (a bad one raises there)
+        flow.bytes_ts += length
     else:
         flow.pkts_tc += 1
-        flow.bytes_tc += pkt.length
-    if pkt.ts > flow.last:
-        flow.last = pkt.ts
+        length = pkt.length
+        flow.bytes_tc += length
+    ts = pkt.ts
+    if ts > flow.last:
+        flow.last = ts
     flow.pcap_cnt = pkt.pcap_cnt
     flow.pcap_file = pkt.pcap_file
     if flow.proto == TCP:
@@ -801,7 +808,8 @@ def _tcp_state(flow, pkt, to_server):
             flow.tcp.syn_ignored = (pkt.seq, _SYN | _syn_options(pkt))
         return
     if to_server and flags & (SYN | ACK) == SYN:
-        flow.isn = pkt.seq
+        seq = pkt.seq
+        flow._isn = -1 if seq is None else seq      # Flow.isn's setter, without its Python call
         seen = flow.tcp_seen = seen & _KEEP | _syn_options(pkt)
     elif flow.tcp is not None or (not to_server and flags & SYN and flags & ACK):
         why = _receiver_check(flow, pkt, to_server, flags)
