@@ -211,26 +211,33 @@ rules:
 """
 
 
-def pending_case(tmp):
-    """[action per packet] of a flow whose first rule (drop on a content) is open until its
-    content comes: while later packets are inspected (a shared depth: decide's `later` -1) it
-    holds the pass rule after it back, so the content's packet is dropped."""
+def _conversation(tmp, name, rules, server_port, segments, answer):
+    """answer(verdict) for each of `segments` ((from client?, flags, seq, ack, payload)) of one
+    connection through an Inspector loaded with `rules` (written to tmp/name)"""
     from scapy.all import IP, TCP, raw
 
     from appliance.decode import decode_l3
     from appliance.detect.loader import load_rules
     from appliance.inspector import Inspector
-    path = Path(tmp) / "pending.yaml"
-    path.write_text(PENDING_RULES)
+    path = Path(tmp) / name
+    path.write_text(rules)
     insp = Inspector(load_rules(path))
-    cli, srv = ("10.0.0.5", 40000), ("93.184.216.34", 8080)
+    cli, srv = ("10.0.0.5", 40000), ("93.184.216.34", server_port)
     out = []
-    for k, (a, b, flags, seq, ack, pl) in enumerate([
-            (cli, srv, "S", 1000, 0, b""), (srv, cli, "SA", 5000, 1001, b""), (cli, srv, "A", 1001, 5001, b""),
-            (cli, srv, "PA", 1001, 5001, b"hello "), (cli, srv, "PA", 1007, 5001, b"EVIL")]):
+    for k, (from_client, flags, seq, ack, pl) in enumerate(segments):
+        a, b = (cli, srv) if from_client else (srv, cli)
         wire = raw(IP(src=a[0], dst=b[0]) / TCP(sport=a[1], dport=b[1], flags=flags, seq=seq, ack=ack) / pl)
-        out.append(str(insp.process(decode_l3(wire, ts=1.0 + k / 100)).action))
+        out.append(answer(insp.process(decode_l3(wire, ts=1.0 + k / 100))))
     return out
+
+
+def pending_case(tmp):
+    """[action per packet] of a flow whose first rule (drop on a content) is open until its
+    content comes: while later packets are inspected (a shared depth: decide's `later` -1) it
+    holds the pass rule after it back, so the content's packet is dropped."""
+    return _conversation(tmp, "pending.yaml", PENDING_RULES, 8080, [
+        (True, "S", 1000, 0, b""), (False, "SA", 5000, 1001, b""), (True, "A", 1001, 5001, b""),
+        (True, "PA", 1001, 5001, b"hello "), (True, "PA", 1007, 5001, b"EVIL")], lambda v: str(v.action))
 
 
 def test_an_open_drop_rule_holds_the_pass_rule_back_pure_and_compiled(tmp_path):
@@ -249,23 +256,10 @@ def discarded_case(tmp):
     """[alert ids per packet]: a segment the server discards (no ACK) sets no flowbit; the
     same bytes acknowledged do (the setter reads packets: a discarded segment is not in the
     stream a stream rule reads)."""
-    from scapy.all import IP, TCP, raw
-
-    from appliance.decode import decode_l3
-    from appliance.detect.loader import load_rules
-    from appliance.inspector import Inspector
-    path = Path(tmp) / "flowbits.rules"
-    path.write_text(FLOWBITS_RULES)
-    insp = Inspector(load_rules(path))
-    cli, srv = ("10.0.0.5", 40000), ("93.184.216.34", 80)
-    out = []
-    for k, (a, b, flags, seq, ack, pl) in enumerate([
-            (cli, srv, "S", 1000, 0, b""), (srv, cli, "SA", 5000, 1001, b""), (cli, srv, "A", 1001, 5001, b""),
-            (cli, srv, "P", 1001, 0, b"SET"), (cli, srv, "PA", 1001, 5001, b"USE"),
-            (cli, srv, "PA", 1004, 5001, b"SET"), (cli, srv, "PA", 1007, 5001, b"USE")]):
-        wire = raw(IP(src=a[0], dst=b[0]) / TCP(sport=a[1], dport=b[1], flags=flags, seq=seq, ack=ack) / pl)
-        out.append(sorted(r.id for r in insp.process(decode_l3(wire, ts=1.0 + k / 100)).alerts))
-    return out
+    return _conversation(tmp, "flowbits.rules", FLOWBITS_RULES, 80, [
+        (True, "S", 1000, 0, b""), (False, "SA", 5000, 1001, b""), (True, "A", 1001, 5001, b""),
+        (True, "P", 1001, 0, b"SET"), (True, "PA", 1001, 5001, b"USE"),
+        (True, "PA", 1004, 5001, b"SET"), (True, "PA", 1007, 5001, b"USE")], lambda v: sorted(r.id for r in v.alerts))
 
 
 def test_a_discarded_segment_sets_no_flowbit_pure_and_compiled(tmp_path):
