@@ -343,6 +343,10 @@ class RareField:
     def __set__(self, flow, value):
         _rare_set(flow, self, value)
 
+    def __delete__(self, flow):
+        # as the properties these were (compiled, Cython would answer NotImplementedError)
+        raise AttributeError(f"cannot delete Flow.{self.name}")
+
 
 def _rare_get(flow, field):
     # (compiled: flow typed, its rare a struct read)

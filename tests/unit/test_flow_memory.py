@@ -68,6 +68,10 @@ def test_rare_fields_read_their_defaults_without_an_object():
     flow.monitored = True
     assert flow.rare is not None and flow.monitored is True and flow.vars is None
     assert "monitored" not in Flow.__slots__ and "rare" in Flow.__slots__
+    for name in ("vars", "midstream"):             # (review s16: compiled, NotImplementedError)
+        with pytest.raises(AttributeError):
+            delattr(flow, name)
+    assert flow.monitored is True
 
 
 @pytest.mark.skipif(Flow.__module__ != "appliance._c_flow", reason="compiled hot path not built")
