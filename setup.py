@@ -14,7 +14,7 @@ HOT_PATH = [
     ("appliance._c_decode", "appliance/decode.py"),
     ("appliance._c_checksum", "appliance/checksum.py"),     # replay: every client segment (flow's lookup)
     ("appliance._c_flow", "appliance/flow.py"),
-    # round 2: the rest of the per-packet path (docs/performance.md, "Round 2")
+    # round 2: the rest of the per-packet path (docs/performance-passes.md, "Round 2: compiled hot path")
     ("appliance._c_stream", "appliance/stream.py"),
     ("appliance.source._c_pcap", "appliance/source/pcap.py"),
     ("appliance.output._c_events", "appliance/output/events.py"),

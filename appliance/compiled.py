@@ -1,6 +1,6 @@
 """The compiled hot path: Cython builds of the per-packet modules, chosen at import.
 
-The profile (docs/performance.md, "Round 2") names the modules whose code every packet
+The profile (docs/performance-passes.md, "Round 2: compiled hot path") names the modules whose code every packet
 runs; `setup.py` compiles each of them from its own, unchanged source into a sibling
 extension module `_c_<name>` (the typed declarations live in `_c_<name>.pxd`). The
 Python source stays the reference: a module ends with `use_compiled(globals())`, which

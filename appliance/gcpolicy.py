@@ -8,7 +8,7 @@ full collection walks every object start-up left behind (rules, detector, import
   - a higher generation-0 threshold: fewer, larger young collections.
 Cycles made later (per flow, per reload) are still collected: generations 1 and 2 keep
 CPython's own ratios, so the garbage waiting for a collection stays bounded by
-GEN0 * GEN1 container allocations (docs/performance.md, "Garbage collection").
+GEN0 * GEN1 container allocations (docs/performance-passes.md, "Garbage collection").
 """
 import gc
 

@@ -5,7 +5,7 @@ bare dpkt read of the same capture, measured in the same run (CPU time, best of 
 
 Prints decode / bare and decode+FlowTable.lookup / bare, the lookup's own cost per packet
 while streaming, and FlowTable.lookup alone over up to 400k packets decoded beforehand. To
-compare two trees, run it with PYTHONPATH set to each (docs/performance.md, "Compact flow").
+compare two trees, run it with PYTHONPATH set to each (docs/performance-passes.md, "Compact flow").
 """
 import argparse
 import time

@@ -8,7 +8,7 @@ packet's place in its flow (handshake, first payload each way, later payload, AC
 
 CPU time per call (perf_counter_ns around it), so the load on the machine moves the
 figures: read the shares, and measure a class's instructions with callgrind
-(docs/performance.md, "the mixed replay row").
+(docs/performance-passes.md, "the mixed replay row").
 """
 import argparse
 import collections

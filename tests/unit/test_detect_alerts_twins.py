@@ -1,4 +1,4 @@
-"""Detection's per-packet path in C (docs/performance.md, "Thirteenth session: detection"):
+"""Detection's per-packet path in C (docs/performance-passes.md, "Thirteenth session: detection"):
 ContentPrefilter.scan (the binding called by position, found ids through a list, one bit a
 pattern when every rule has one) and Detector.alerts (header alerts' mask only on the packet
 that fires them, the app and content masks in one `&`) answer as the pure module does.

@@ -2,7 +2,7 @@
 DIRECTIONS, REASONS): the compiled Flow holds each as a one-byte index behind a property,
 so a value outside its set cannot be stored. These tests keep it impossible to write one:
 every writer in the package is listed here with what it writes, and each listed value
-round-trips through the compiled Flow (docs/performance.md, "Flow fields as bytes")."""
+round-trips through the compiled Flow (docs/performance-passes.md, "Flow fields as bytes")."""
 import ast
 import pathlib
 

@@ -1,4 +1,4 @@
-"""The flow lookup's typed pieces (docs/performance.md, "The flow lookup typed"): the table an
+"""The flow lookup's typed pieces (docs/performance-passes.md, "The flow lookup typed"): the table an
 extension type in the compiled twin, the idle timeout read from a table derived from TIMEOUTS,
 and a new flow's HOME_NET direction read from its first packet's own addresses."""
 import pytest

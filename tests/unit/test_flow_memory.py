@@ -95,5 +95,5 @@ def test_compiled_flow_holds_no_number_objects():
 def test_compiled_flow_costs_what_its_closed_sets_and_key_left():
     """Compiled: ~270 B here (Flow 240, dict entry, the queue's share); ~317 with the key's
     48 B bytes object ("The flow is its own key"), 350 while state, verdict, direction and
-    reason were pointers (docs/performance.md, "Flow fields as bytes")."""
+    reason were pointers (docs/performance-passes.md, "Flow fields as bytes")."""
     assert bytes_per_flow() < 290

@@ -1,4 +1,4 @@
-"""Work the inspected path no longer does (docs/performance.md, "What an inspected packet
+"""Work the inspected path no longer does (docs/performance-passes.md, "What an inspected packet
 costs"): each test watches the work itself, in the build that runs (or, where only the
 interpreter can watch calls, in pure Python in a child process), and fails when it comes back."""
 import json
