@@ -8,6 +8,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.registry import CollectorRegistry
 from prometheus_client.exposition import generate_latest, CONTENT_TYPE_LATEST
 
+from appliance import netfilter
+
 from . import kernel
 
 __all__ = ["registry", "CONTENT_TYPE_LATEST", "generate_latest"]
@@ -113,7 +115,10 @@ def appliance_metrics(board):
 
 def kernel_metrics(board):
     queues = kernel.queues()
-    ours = {q: v for q, v in queues.items() if q in board.cfg.queues}
+    cfg = board.cfg
+    first = cfg.overload is not None and cfg.overload.established_first     # a second range: new flows
+    mine = set(cfg.queues) | (set(netfilter.new_flow_queues(cfg.queues)) if first else set())
+    ours = {q: v for q, v in queues.items() if q in mine}
     for name, key, doc, kind in (
             ("appliance_nfqueue_queue_total", "waiting", "Packets waiting in the NFQUEUE queue now", GaugeMetricFamily),
             ("appliance_nfqueue_queue_dropped", "dropped", "Packets the kernel dropped: the queue was full "
@@ -134,7 +139,7 @@ def kernel_metrics(board):
     for family, chain, role, p, b in chains:
         pk.add_metric([f"ipv{family}", chain, role], p)
         by.add_metric([f"ipv{family}", chain, role], b)
-        if role == "queued":
+        if role in ("queued", "queued_new"):
             sent += p
     yield pk
     yield by
