@@ -169,6 +169,13 @@ class Config:
         return range(self.queue_base, self.queue_base + self.workers)
 
     @property
+    def bound_queues(self) -> range:
+        """Every queue the workers bind: `queues`, and with overload.established_first the
+        new flows' range right after it (netfilter.new_flow_queues)."""
+        ranges = 2 if self.overload is not None and self.overload.established_first else 1
+        return range(self.queue_base, self.queue_base + ranges * self.workers)
+
+    @property
     def fail_open(self) -> bool:
         return self.failure_mode == "open"
 

@@ -8,8 +8,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.registry import CollectorRegistry
 from prometheus_client.exposition import generate_latest, CONTENT_TYPE_LATEST
 
-from appliance import netfilter
-
 from . import kernel
 
 __all__ = ["registry", "CONTENT_TYPE_LATEST", "generate_latest"]
@@ -115,10 +113,7 @@ def appliance_metrics(board):
 
 def kernel_metrics(board):
     queues = kernel.queues()
-    cfg = board.cfg
-    first = cfg.overload is not None and cfg.overload.established_first     # a second range: new flows
-    mine = set(cfg.queues) | (set(netfilter.new_flow_queues(cfg.queues)) if first else set())
-    ours = {q: v for q, v in queues.items() if q in mine}
+    ours = {q: v for q, v in queues.items() if q in board.cfg.bound_queues}
     for name, key, doc, kind in (
             ("appliance_nfqueue_queue_total", "waiting", "Packets waiting in the NFQUEUE queue now", GaugeMetricFamily),
             ("appliance_nfqueue_queue_dropped", "dropped", "Packets the kernel dropped: the queue was full "

@@ -15,6 +15,7 @@ seed, so with equal ranges a host pair's new and established packets reach the s
 Own topology (namespaces prefixed "prio-").
 """
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -86,6 +87,15 @@ def _conversation_under_flood(topo, a):
     return got, json.loads(line) if line.strip() else {}, before, after
 
 
+def _metric(text, name, **labels):
+    """The value of the Prometheus sample `name{labels}` (labels in any order), or None."""
+    for line in text.splitlines():
+        m = re.match(r"^([a-zA-Z_:][\w:]*)(\{(.*)\})? (\S+)$", line)
+        if m and m.group(1) == name and dict(re.findall(r'(\w+)="([^"]*)"', m.group(3) or "")) == labels:
+            return float(m.group(4))
+    return None
+
+
 def _flow_packets(a):
     """The echo connection's packets the worker saw (its EVE flow event, written at stop)."""
     flows = [e["flow"] for e in a.events("flow") if e.get("dest_port") == 9000 and e.get("proto") == "TCP"]
@@ -129,7 +139,8 @@ def test_one_host_pair_reaches_the_same_offset_in_both_ranges(topo, tmp_path, ap
     picked up midstream on the other. One record per connection, with its SYN (flag 0x02
     from the client) and its data, says one worker saw all of it; both ranges at work."""
     aliases = [f"10.1.0.{i}" for i in range(3, 10)]
-    a = appliance(workers=2, failure_mode="closed", offload=False, extra="overload: {established_first: true}\n")
+    a = appliance(workers=2, failure_mode="closed", offload=False,
+                  extra="overload: {established_first: true}\ncontrol: {listen: 127.0.0.1:9900}\n")
     for ip in aliases:
         topo.ex(topo.client, "ip", "addr", "add", f"{ip}/24", "dev", "c0", check=True)
     try:
@@ -146,11 +157,17 @@ def test_one_host_pair_reaches_the_same_offset_in_both_ranges(topo, tmp_path, ap
             server.kill()
             server.wait()
         queues = _queues(a)
+        metrics = topo.ex(topo.fw, "curl", "-sS", "-m", "10", "http://127.0.0.1:9900/metrics").stdout
         a.stop()
     finally:
         for ip in aliases:
             topo.ex(topo.client, "ip", "addr", "del", f"{ip}/24", "dev", "c0")
     assert all(queues[q][0] > 0 for q in (0, 1, 2, 3)), queues      # both workers, both ranges
+    # /metrics knows the second range: every packet our rules queued was taken by a worker
+    assert _metric(metrics, "appliance_chain_packets_total", family="ipv4", chain="APPLIANCE-INSPECT",
+                   rule="queued_new") >= 1 + len(aliases), metrics     # the SYNs
+    assert _metric(metrics, "appliance_fail_closed_drops_total") == 0, metrics
+    assert _metric(metrics, "appliance_nfqueue_queued_total", queue="3") == queues[3][0], metrics
     flows = [e for e in a.events("flow") if e.get("dest_port") == 9000]
     assert len(flows) == 1 + len(aliases), flows
     for e in flows:

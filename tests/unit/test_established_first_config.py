@@ -33,8 +33,8 @@ def test_established_first_is_off_unless_configured_and_stands_alone(tmp_path):
 @pytest.mark.parametrize("text, line, words", [
     ("overload:\n  established_first: yes please\n", 3, "overload.established_first must be true or false"),
     ("overload:\n  established_first: 1\n", 3, "overload.established_first must be true or false"),
-    # the second range must fit: 65534 + 2 workers = queues 65534-65535, new flows 65536-65537
-    ("queue_base: 65534\noverload:\n  established_first: true\n", 4, "needs queues up to 65537"),
+    # the second range must fit: 65533 + 2 workers = queues 65533-65534, new flows 65535-65536
+    ("queue_base: 65533\noverload:\n  established_first: true\n", 4, "needs queues up to 65536"),
 ])
 def test_bad_established_first_settings_are_file_line_problems(tmp_path, text, line, words):
     got = _problems(tmp_path, text)
