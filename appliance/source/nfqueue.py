@@ -522,7 +522,7 @@ class Worker:
         nfq = self._bind(NetfilterQueue, self.queue_num)
         if nfq is None:
             return EXIT_CANNOT_BIND
-        nfqs = [nfq]
+        nfqs, nums = [nfq], [self.queue_num]
         new_queue = None
         if cfg.overload is not None and cfg.overload.established_first:
             # a flow's first packets come on the second range, at our offset (same hash)
@@ -532,6 +532,7 @@ class Worker:
                 nfq.unbind()
                 return EXIT_CANNOT_BIND
             nfqs.append(new_nfq)
+            nums.append(new_num)
         self._report("bound")
         if self.report is not None:
             from appliance.control.report import Reporter
@@ -541,8 +542,7 @@ class Worker:
         due = (lambda: bool(self.flags) or time.monotonic() >= self.next_tick
                or (inbox is not None and inbox.pending()))
         sockets = []
-        for i, q in enumerate(nfqs):
-            num = self.queue_num + i * cfg.workers
+        for q, num in zip(nfqs, nums):
             backlog = []                      # packets queued before the kernel's config answers
             self.copy_range = self._configure(q, num, backlog)
             qs = QueueSocket(socket.fromfd(q.get_fd(), socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER),
@@ -557,7 +557,7 @@ class Worker:
         self.next_tick = time.monotonic() + 1.0
         log.info("queue %d: worker %d bound (%s, gso, copy %d bytes)%s", self.queue_num, os.getpid(),
                  "fail-open" if cfg.fail_open else "fail-closed", self.copy_range,
-                 f"; new flows on queue {self.queue_num + cfg.workers}, read after it" if new_queue else "")
+                 f"; new flows on queue {nums[-1]}, read after it" if new_queue else "")
 
         parent = os.getppid()
         try:
