@@ -379,7 +379,9 @@ def _prio_run(lab, seconds, first):
     return {"established_first": first, "exchanges": exchanges, "answered": got.get("answered", 0),
             "failed": got.get("failed", 0), "client_retransmissions": got.get("retransmissions"),
             "server_retransmissions": served.get("server_retransmissions"), "flow_packets_inspected": seen,
-            "flood_pkt_per_s": round(sent / secs), "queued_dropped_by_queue": delta}
+            "flood_seconds": round(secs, 1), "flood_pkt_per_s": round(sent / secs),
+            "worker_took_pkt_per_s": round(sum(q for q, _ in delta.values()) / secs),
+            "queued_dropped_by_queue": delta}
 
 
 def established_first(seconds=5, log=print):
