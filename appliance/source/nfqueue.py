@@ -189,7 +189,7 @@ class QueueSocket:
         self.bursting = False                        # the last message was waiting already: hold accepts
         self.batches = self.batched = 0              # batch verdicts sent, accepts they carried
         self.unreadable = self.refused = 0           # messages not a packet we could read; kernel errors
-        self.messages = 0                            # messages drain() read (the two-queue loop's counts)
+        self.messages = 0                            # messages read_waiting() read (the two-queue loop's counts)
 
     def run(self, on_packet):
         """Read queued packets and hand each to on_packet(payload, packet_id, indev, mark)
@@ -239,7 +239,7 @@ class QueueSocket:
                 self.unreadable += unreadable
                 self.refused += refused
 
-    def drain(self, on_packet, limit):
+    def read_waiting(self, on_packet, limit):
         """Read at most `limit` messages already waiting (never blocks), accepts held and
         sent as batches; returns the messages read. The two-queue loop's read
         (Worker._run_two_queues): it chooses which queue to read next, so it cannot sit in
@@ -587,7 +587,7 @@ class Worker:
             else:
                 for qs in sockets:
                     self.queue = qs
-                    qs.drain(self.on_packet, QUEUE_MAXLEN)
+                    qs.read_waiting(self.on_packet, QUEUE_MAXLEN)
         finally:
             for qs in sockets:
                 qs.close()
@@ -648,9 +648,9 @@ class Worker:
         on_packet = self.on_packet
         while not due():
             self.queue = established
-            n = established.drain(on_packet, ESTABLISHED_BURST)
+            n = established.read_waiting(on_packet, ESTABLISHED_BURST)
             self.queue = new
-            n += new.drain(on_packet, BATCH_MAX)
+            n += new.read_waiting(on_packet, BATCH_MAX)
             if not n and not poller.poll(WAIT_MS):
                 return
 

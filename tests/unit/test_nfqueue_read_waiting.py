@@ -1,4 +1,4 @@
-"""QueueSocket.drain, the two-queue loop's read (overload.established_first): at most its
+"""QueueSocket.read_waiting, the two-queue loop's read (overload.established_first): at most its
 limit of messages, never a wait on an empty socket, accepts held and sent as one batch.
 Messages come from a second netlink socket of ours, addressed to the queue socket's portid
 (as the kernel addresses them); verdicts go to the kernel, for a queue nobody binds."""
@@ -35,7 +35,7 @@ def packet(packet_id):
     return struct.pack("=IHHII", 16 + len(body), nq.PACKET_MSG, 0, 0, 0) + body
 
 
-def test_drain_reads_at_most_its_limit_then_the_rest_then_nothing_without_waiting():
+def test_read_waiting_reads_at_most_its_limit_then_the_rest_then_nothing_without_waiting():
     sock, sender = netlink(), netlink()
     queue = QueueSocket(sock, lambda: False, wait=5.0, queue_num=UNBOUND)
     for i in range(1, 6):
@@ -46,15 +46,15 @@ def test_drain_reads_at_most_its_limit_then_the_rest_then_nothing_without_waitin
         got.append(packet_id)
         queue.accept(packet_id)               # held while draining: one batch at the end
 
-    assert queue.drain(on_packet, 3) == 3
+    assert queue.read_waiting(on_packet, 3) == 3
     assert got == [1, 2, 3]
     assert (queue.batches, queue.batched, queue.held, queue.bursting) == (1, 3, 0, False)
-    assert queue.drain(on_packet, 100) >= 2   # the rest (and the kernel's refusal of the batch: no one binds the queue)
+    assert queue.read_waiting(on_packet, 100) >= 2   # the rest (and the kernel's refusal of the batch: no one binds the queue)
     assert got == [1, 2, 3, 4, 5] and queue.batched == 5
-    while queue.drain(on_packet, 100):        # the kernel's refusals of the last batch
+    while queue.read_waiting(on_packet, 100):        # the kernel's refusals of the last batch
         pass
     # an empty socket: 0 at once (a blocking read would wait SO_RCVTIMEO, `wait`: 5 s, for nothing)
-    assert queue.drain(on_packet, 100) == 0
+    assert queue.read_waiting(on_packet, 100) == 0
     assert queue.messages >= 5
     sender.close()
     queue.close()
