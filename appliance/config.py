@@ -112,6 +112,7 @@ class Overload:
     new_flows_per_source: int | None     # new flows per second one source may open (IPv6: a /64 outside, an address inside)
     new_flows_burst: int | None          # ... and at once, before the rate applies
     synproxy: Synproxy | None = None     # None: SYNs are not proxied (a spoofed flood's SYNs reach the queue)
+    established_first: bool = False      # new flows to a second range of queues, read after the first (established)
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,13 @@ class Config:
     @property
     def queues(self) -> range:
         return range(self.queue_base, self.queue_base + self.workers)
+
+    @property
+    def bound_queues(self) -> range:
+        """Every queue the workers bind: `queues`, and with overload.established_first the
+        new flows' range right after it (netfilter.new_flow_queues)."""
+        ranges = 2 if self.overload is not None and self.overload.established_first else 1
+        return range(self.queue_base, self.queue_base + ranges * self.workers)
 
     @property
     def fail_open(self) -> bool:
@@ -365,7 +373,8 @@ def load_config(path) -> Config:
     if doc.get("conntrack") is not None:
         out["conntrack"] = _conntrack(doc, path, problems)
     if doc.get("overload") is not None:
-        out["overload"] = _overload(doc, path, problems)
+        first_range = range(out["queue_base"] or 0, (out["queue_base"] or 0) + (out["workers"] or 2))
+        out["overload"] = _overload(doc, path, problems, first_range)
     if doc.get("ha") is not None:
         from appliance.ha.settings import parse_ha
         ha = parse_ha(doc, path, problems, out.get("control"), base)
@@ -609,19 +618,21 @@ def _conntrack(doc, path, problems) -> Conntrack:
     return replace(d, **out)
 
 
-OVERLOAD_KEYS = ("new_flows_per_source", "new_flows_burst", "synproxy")
+OVERLOAD_KEYS = ("new_flows_per_source", "new_flows_burst", "synproxy", "established_first")
 SYNPROXY_KEYS = ("ports", "mss", "wscale")
 SYNPROXY_MAX_PORTS = 15                  # iptables' multiport match takes 15
 
 
-def _overload(doc, path, problems):
-    """`overload: {new_flows_per_source: N, new_flows_burst: N, synproxy: {...}}` (burst: N
-    by default); either the per-source limit or the SYN proxy, or both."""
+def _overload(doc, path, problems, queues):
+    """`overload: {new_flows_per_source: N, new_flows_burst: N, synproxy: {...},
+    established_first: BOOL}` (burst: N by default); any of the per-source limit, the SYN
+    proxy and established_first. `queues`: the workers' range (Config.queues)."""
     ov = doc["overload"]
-    if not isinstance(ov, yamlsource.LineDict) or not ("new_flows_per_source" in ov or "synproxy" in ov):
+    if not isinstance(ov, yamlsource.LineDict) or not any(k in ov for k in ("new_flows_per_source", "synproxy",
+                                                                           "established_first")):
         problems.append(at(path, doc.line_of("overload"), "overload must be a mapping with new_flows_per_source "
-                           "(new flows per second per source address, optionally new_flows_burst) "
-                           "and/or synproxy"))
+                           "(new flows per second per source address, optionally new_flows_burst), "
+                           "synproxy and/or established_first"))
         return None
     _unknown("overload.", ov, OVERLOAD_KEYS, path, problems)
     if "new_flows_burst" in ov and "new_flows_per_source" not in ov:
@@ -630,9 +641,29 @@ def _overload(doc, path, problems):
     rate = _int(ov, "new_flows_per_source", 1, 1_000_000, None, path, problems, "overload.")
     burst = _int(ov, "new_flows_burst", 1, 1_000_000, rate, path, problems, "overload.")
     proxy = _synproxy(ov, path, problems) if "synproxy" in ov else None
-    if (rate is None or burst is None) and proxy is None:
+    first = _established_first(ov, path, problems, queues)
+    if (rate is None or burst is None) and proxy is None and not first:
         return None
-    return Overload(rate, burst, proxy)
+    return Overload(rate, burst, proxy, first)
+
+
+def _established_first(ov, path, problems, queues):
+    """`overload.established_first: true`: a flow's first packets go to a second range of
+    queues right after `queues`, as many (netfilter.new_flow_queues); it must fit in 65535."""
+    if "established_first" not in ov:
+        return False
+    v = ov["established_first"]
+    if not isinstance(v, bool):
+        problems.append(at(path, ov.line_of("established_first"),
+                           f"overload.established_first must be true or false, got {v!r}"))
+        return False
+    last = queues.stop + len(queues) - 1
+    if v and last > 65535:
+        problems.append(at(path, ov.line_of("established_first"),
+                           f"overload.established_first needs queues up to {last} (a second range of "
+                           f"{len(queues)} after the workers' own): queue_base {65535 - 2 * len(queues) + 1} at most"))
+        return False
+    return v
 
 
 def _synproxy(ov, path, problems):

@@ -16,6 +16,10 @@ Layout (filter table, IPv4 and IPv6 alike; every object is ours and named APPLIA
                        nfmark != 0     -> DROP                   (drop; reject was already answered by the worker)
                        ctstate NEW or a bare SYN over the source's limit -> DROP   (config `overload`, if set)
                        -> NFQUEUE --queue-num N | --queue-balance A:B [--queue-bypass]
+    with `overload.established_first`, the last rule is three (new_flow_queues):
+                       ctstate NEW    -> NFQUEUE the second range (B+1 .. B+1+B-A) [--queue-bypass]
+                       a bare SYN     -> NFQUEUE the second range [--queue-bypass]
+                       -> NFQUEUE A..B [--queue-bypass]        established flows: read first
 
 With `overload.synproxy` one more chain, in the raw table, before conntrack:
 
@@ -94,6 +98,15 @@ def nft(args, stdin=None, check=True, error=NetfilterError, why=""):
     if check and r.returncode != 0:
         raise error(f"nft {' '.join(args)} failed (exit {r.returncode}): {r.stderr.strip()[:2000]}")
     return r
+
+
+def new_flow_queues(queues: range) -> range:
+    """`overload.established_first`: the second range, as many queues right after `queues`.
+    Worker i reads queues[i] first and new_flow_queues(queues)[i] after it. queue-balance
+    picks the queue by hash(addresses, protocol) scaled to the range's length with one
+    kernel-wide seed, so with equal lengths a flow's packets pick offset i in both ranges:
+    its first packets and the rest reach the same worker (tests/netns/test_established_first.py)."""
+    return range(queues.stop, queues.stop + len(queues))
 
 
 def queue_target(queues: range, fail_open: bool) -> str:
@@ -222,6 +235,12 @@ def chains_text(family: int, outside: str, inside: str, queues: range, fail_open
         ]
         if overload is not None and overload.new_flows_per_source is not None:
             lines += source_limit_rules(family, overload, outside, inside)
+        if overload is not None and overload.established_first:
+            # a flow's first packets (what source_limit_rules counts as new) queue apart, so a
+            # flood of new flows overflows their queue, not the one of flows under way
+            new = queue_target(new_flow_queues(queues), fail_open)
+            lines += [f"-A {INSPECT_CHAIN} -m conntrack --ctstate NEW {new}",
+                      f"-A {INSPECT_CHAIN} -p tcp --tcp-flags SYN,ACK,FIN,RST SYN {new}"]
         lines.append(f"-A {INSPECT_CHAIN} {queue_target(queues, fail_open)}")
     lines.append("COMMIT")
     return "\n".join(lines) + "\n"
@@ -273,8 +292,11 @@ def install(outside: str, inside: str, queues: range, fail_open: bool, mark_mask
         installed[family] = {chain: _chain_rules(family, chain) for chain in (JUMP_CHAIN, INSPECT_CHAIN)}
         if proxy is not None:
             installed[family][RAW_CHAIN] = _chain_rules(family, RAW_CHAIN, "raw")
-        log.info("installed IPv%d chains: %s <-> %s, %s, marks under 0x%x", family, outside, inside,
-                 queue_target(queues, fail_open)[3:] if inspecting else "offloaded verdicts only", mark_mask)
+        first = overload is not None and overload.established_first
+        log.info("installed IPv%d chains: %s <-> %s, %s%s, marks under 0x%x", family, outside, inside,
+                 queue_target(queues, fail_open)[3:] if inspecting else "offloaded verdicts only",
+                 f" (new flows: {queue_target(new_flow_queues(queues), fail_open)[3:]})" if first and inspecting else "",
+                 mark_mask)
     return installed
 
 

@@ -204,7 +204,9 @@ class Supervisor(Reloading):
             log.error("kernel decisions: %s; every flow goes to the queue", e)
         next_watch = time.monotonic() + WATCH_INTERVAL
         log.info("running: %d worker(s) on queue(s) %s, failure_mode=%s, offload=%s, rules=%s",
-                 cfg.workers, f"{cfg.queues[0]}-{cfg.queues[-1]}", cfg.failure_mode, cfg.offload, cfg.rules)
+                 cfg.workers, f"{cfg.bound_queues[0]}-{cfg.bound_queues[-1]}" + (
+                     " (new flows on the second half)" if len(cfg.bound_queues) > cfg.workers else ""),
+                 cfg.failure_mode, cfg.offload, cfg.rules)
         while True:
             while self.pending:
                 s = self.pending.pop(0)

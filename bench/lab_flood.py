@@ -28,6 +28,16 @@ per-source limit can tell from a real client. --synproxy: the appliance runs wit
 `overload: {synproxy: {ports: [80]}}` instead of the per-source limit (the kernel answers
 the SYNs with cookies; docs/performance.md "SYN proxy"); also printed then: the packets the
 SYNPROXY rule took and conntrack's entries at the end of the flood.
+
+    python3 -m bench.lab_flood --overload --spoofed --udp --established-first [--seconds 5]
+
+Priority for established flows (`overload.established_first`): failure_mode closed, one
+worker, rules that keep a TCP connection inspected (a content rule it never matches, a large
+depth). The connection (bench.echo_exchange) makes one 64-byte exchange every 50 ms while
+hping3 --udp --rand-source --flood sends new flows from random sources; the same run twice,
+the switch on then off. Printed for each: exchanges answered and failed, retransmissions
+(client and server sockets: the connection's segments lost), the connection's packets the
+worker inspected (its EVE flow record), the flood's rate and what each queue took and dropped.
 """
 import argparse
 import json
@@ -302,6 +312,95 @@ def overload(per_source=100, seconds=5, workers=1, max_flows=20_000, log=print, 
         down(lab)
 
 
+PRIO_PORT = 9100                  # the inspected connection's server port (the lab's own servers are elsewhere)
+PRIO_RULES = f"""\
+default_action: pass
+rules:
+  - {{id: 1, action: drop, proto: tcp, dst_port: {PRIO_PORT}, content: "NEVER-SENT-ON-THIS-CONNECTION"}}
+  - {{id: 2, action: drop, proto: udp, dst_port: 9}}
+"""
+PRIO_INTERVAL = 0.05
+
+
+def _queue_table(ns):
+    """queue number -> (queued, kernel drops) from the namespace's nfnetlink_queue."""
+    text = subprocess.run(ns_exec(ns, "cat", "/proc/net/netfilter/nfnetlink_queue"),
+                          capture_output=True, text=True).stdout
+    return {int(v[0]): (int(v[7]), int(v[5]) + int(v[6])) for v in (line.split() for line in text.splitlines())
+            if len(v) >= 8}
+
+
+def _prio_run(lab, seconds, first):
+    """One run of the established_first case (module docstring); `first`: the switch."""
+    work = lab.workdir
+    rules, config, eve = work / "prio.yaml", work / "prio-appliance.yaml", work / "prio-eve.json"
+    rules.write_text(PRIO_RULES)
+    eve.unlink(missing_ok=True)
+    config.write_text(
+        "interfaces: {outside: eth0, inside: eth1, management: null}\n"
+        f"rules: {json.dumps(str(rules))}\neve: {json.dumps(str(eve))}\n"
+        f"home_net: [{', '.join(HOME_NET)}]\nworkers: 1\nfailure_mode: closed\noffload: false\n"
+        "inspection: {depth_packets: 1000000, depth_bytes: 100000000}\n"
+        + ("overload: {established_first: true}\n" if first else ""))
+    proc = start_appliance(lab, config)
+    server = subprocess.Popen(ns_exec(lab.server, sys.executable, "-m", "bench.echo_exchange", "server",
+                                      str(PRIO_PORT)), cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    client = flood = None
+    try:
+        server.stdout.readline()
+        exchanges = int(seconds / PRIO_INTERVAL)
+        client = subprocess.Popen(ns_exec(lab.client, sys.executable, "-m", "bench.echo_exchange", "client",
+                                          SERVER_V4, str(PRIO_PORT), str(exchanges), str(PRIO_INTERVAL)),
+                                  cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        client.stdout.readline()                      # "ready": connected, one exchange made
+        before, sent0, t0 = _queue_table(lab.fw), _tx_packets(lab), time.monotonic()
+        flood = subprocess.Popen(ns_exec(lab.client, "hping3", "-q", "--udp", "-p", "9", "--rand-source",
+                                         "--flood", SERVER_V4), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)                               # the flood under way first
+        client.stdin.write("go\n")
+        client.stdin.flush()
+        got = json.loads(client.stdout.readline())
+        after, sent, secs = _queue_table(lab.fw), _tx_packets(lab) - sent0, time.monotonic() - t0
+    finally:
+        if flood is not None:
+            flood.kill()
+            flood.wait()
+        if client is not None:
+            client.kill()
+            client.wait()
+    line = server.stdout.readline()
+    server.kill()
+    server.wait()
+    stop_appliance(lab, proc)
+    served = json.loads(line) if line.strip() else {}
+    flows = [json.loads(x) for x in eve.read_text().splitlines() if f'"dest_port":{PRIO_PORT}' in x.replace(" ", "")]
+    seen = sum(e["flow"]["pkts_toserver"] + e["flow"]["pkts_toclient"] for e in flows if e.get("event_type") == "flow")
+    delta = {q: (after[q][0] - before.get(q, (0, 0))[0], after[q][1] - before.get(q, (0, 0))[1]) for q in after}
+    return {"established_first": first, "exchanges": exchanges, "answered": got.get("answered", 0),
+            "failed": got.get("failed", 0), "client_retransmissions": got.get("retransmissions"),
+            "server_retransmissions": served.get("server_retransmissions"), "flow_packets_inspected": seen,
+            "flood_seconds": round(secs, 1), "flood_pkt_per_s": round(sent / secs),
+            "worker_took_pkt_per_s": round(sum(q for q, _ in delta.values()) / secs),
+            "queued_dropped_by_queue": delta}
+
+
+def established_first(seconds=5, log=print):
+    """The established_first case: the same flood and connection with the switch on, then off."""
+    lab = Lab(f"prio-{os.getpid() % 100000}")
+    up(lab)
+    try:
+        out = []
+        for first in (True, False):
+            r = _prio_run(lab, seconds, first)
+            subprocess.run(ns_exec(lab.fw, "conntrack", "-F"), capture_output=True, check=False)
+            for k, v in r.items():
+                log(f"  {k:<24} {v}")
+            out.append(r)
+        return out
+    finally:
+        down(lab)
+
+
 def rows(quick=False, runs=None):
     """The overload rows of `python3 -m bench`: one source against the per-source limit, random
     sources against the SYN proxy (skipped without root or hping3)."""
@@ -342,10 +441,20 @@ def main(argv=None):
     ap.add_argument("--spoofed", action="store_true", help="hping3 --rand-source (--overload)")
     ap.add_argument("--synproxy", action="store_true", help="overload.synproxy instead of the limit (--overload)")
     ap.add_argument("--senders", type=int, default=1, help="hping3 processes in the protected flood (--overload)")
+    ap.add_argument("--udp", action="store_true", help="a UDP flood (--overload --spoofed --established-first)")
+    ap.add_argument("--established-first", action="store_true",
+                    help="overload.established_first on vs off in one run (--overload --spoofed --udp)")
     o = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("bench.flood needs root (network namespaces)", file=sys.stderr)
         return 2
+    if o.overload and o.established_first:
+        if not (o.spoofed and o.udp):
+            ap.error("--established-first is measured with --spoofed --udp (a UDP flood from random sources)")
+        print(f"established_first: hping3 --udp --rand-source --flood, {o.seconds} s, an inspected TCP connection "
+              "exchanging every 50 ms, failure_mode closed; the switch on, then off")
+        established_first(o.seconds)
+        return 0
     if o.overload:
         print(f"overload: hping3 --flood from {'random sources' if o.spoofed else 'one source'}, "
               f"{'synproxy on port 80' if o.synproxy else f'new_flows_per_source {o.per_source}'}, {o.seconds} s")

@@ -110,7 +110,7 @@ class Board:
         scrape's worth of packets may be missed (and so read as fail-open passes)."""
         total = 0
         with self.lock:
-            for q in self.cfg.queues:
+            for q in self.cfg.bound_queues:
                 v = queues.get(q)
                 cur = (v["queued"], v["dropped"]) if v else (0, 0)
                 seen = self.queue_seen.get(q, (0, 0))

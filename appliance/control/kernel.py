@@ -60,7 +60,8 @@ def rule_role(chain: str, rule: str) -> str:
     if "--ctstate INVALID" in rule:
         return "invalid_drop"
     if "NFQUEUE" in rule:
-        return "queued"
+        # config `overload.established_first`: a flow's first packets, queued apart
+        return "queued_new" if "--ctstate NEW" in rule or "--tcp-flags" in rule else "queued"
     if "-m hashlimit" in rule:
         return "source_limited"             # config `overload`: a source's new flows past its limit
     if "--save-mark" in rule:

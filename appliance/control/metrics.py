@@ -113,7 +113,7 @@ def appliance_metrics(board):
 
 def kernel_metrics(board):
     queues = kernel.queues()
-    ours = {q: v for q, v in queues.items() if q in board.cfg.queues}
+    ours = {q: v for q, v in queues.items() if q in board.cfg.bound_queues}
     for name, key, doc, kind in (
             ("appliance_nfqueue_queue_total", "waiting", "Packets waiting in the NFQUEUE queue now", GaugeMetricFamily),
             ("appliance_nfqueue_queue_dropped", "dropped", "Packets the kernel dropped: the queue was full "
@@ -134,7 +134,7 @@ def kernel_metrics(board):
     for family, chain, role, p, b in chains:
         pk.add_metric([f"ipv{family}", chain, role], p)
         by.add_metric([f"ipv{family}", chain, role], b)
-        if role == "queued":
+        if role in ("queued", "queued_new"):
             sent += p
     yield pk
     yield by

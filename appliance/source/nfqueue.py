@@ -51,6 +51,8 @@ WHOLE_RANGE = 0xFFFF - 4      # asked for once bound: the kernel's most (NFQNL_M
 MESSAGE_MAX = WHOLE_RANGE + 1024
 RCVBUF = 32 << 20             # queued 64 KB messages need room; SO_RCVBUFFORCE (root)
 QUEUE_MAXLEN = 4096          # packets the kernel holds for us before fail-open / drop
+ESTABLISHED_BURST = 4 * 64    # established_first: established messages read before one batch of new flows
+WAIT_MS = 200                 # the two-queue loop's poll timeout: QueueSocket's SO_RCVTIMEO
 
 # linux/netfilter/nfnetlink_queue.h
 NETLINK_NETFILTER = 12
@@ -187,6 +189,7 @@ class QueueSocket:
         self.bursting = False                        # the last message was waiting already: hold accepts
         self.batches = self.batched = 0              # batch verdicts sent, accepts they carried
         self.unreadable = self.refused = 0           # messages not a packet we could read; kernel errors
+        self.messages = 0                            # messages read_waiting() read (the two-queue loop's counts)
 
     def run(self, on_packet):
         """Read queued packets and hand each to on_packet(payload, packet_id, indev, mark)
@@ -235,6 +238,37 @@ class QueueSocket:
             if unreadable or refused:
                 self.unreadable += unreadable
                 self.refused += refused
+
+    def read_waiting(self, on_packet, limit):
+        """Read at most `limit` messages already waiting (never blocks), accepts held and
+        sent as batches; returns the messages read. The two-queue loop's read
+        (Worker._run_two_queues): it chooses which queue to read next, so it cannot sit in
+        one queue's blocking recv."""
+        sock, buf, view = self.sock, self.buf, self.view
+        read = 0
+        self.bursting = True
+        try:
+            while read < limit:
+                try:
+                    n = sock.recv_into(buf, 0, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    break
+                except OSError as e:
+                    if e.errno == errno.ENOBUFS:      # the kernel dropped messages for us (its counters say)
+                        continue
+                    raise
+                read += 1
+                unreadable, refused = queued_packets(view, n, on_packet)
+                if unreadable or refused:
+                    self.unreadable += unreadable
+                    self.refused += refused
+                if self.held >= BATCH_MAX:
+                    self.flush()
+        finally:
+            self.bursting = False
+            self.flush()
+        self.messages += read
+        return read
 
     def feed(self, datagrams, on_packet):
         """Datagrams read past while waiting for a config ACK (_queue_config): their packets."""
@@ -365,7 +399,8 @@ class Worker:
         self.fail_verdict = "accept" if cfg.fail_open else "drop"
         self.mark_mask = cfg.mark_mask       # restart-only: the kernel rules match these bits
         self.marks = netfilter.offload_marks(cfg.mark_mask)
-        self.queue = None                    # the QueueSocket: reads packets, sends verdicts (run)
+        self.queue = None                    # the QueueSocket being read: the packet's verdict goes back on it
+        self.queues = []                     # every QueueSocket (two with overload.established_first)
 
     def _report(self, status):
         if self.ready is not None:
@@ -484,46 +519,45 @@ class Worker:
             # the new detector is built in a thread, beside the running one
             self.inbox = Inbox(self.control, lambda c, rs: (c, rs, Detector(rs, 0, c.inspection.exception_policy)), name=f"reload-q{self.queue_num}")
 
-        nfq = NetfilterQueue()
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)   # "rcvbuf limit": the kernel caps it; fine
-                # the callback never runs: QueueSocket reads the socket, not netfilterqueue
-                nfq.bind(self.queue_num, _not_read_here, max_len=QUEUE_MAXLEN, range=COPY_RANGE)
-        except OSError as e:
-            why = (f"queue {self.queue_num}: cannot bind ({e}): another program holds it? "
-                   f"see /proc/net/netfilter/nfnetlink_queue; change queue_base")
-            log.error("%s", why)
-            self._report(why)
+        nfq = self._bind(NetfilterQueue, self.queue_num)
+        if nfq is None:
             return EXIT_CANNOT_BIND
+        nfqs, nums = [nfq], [self.queue_num]
+        new_queue = None
+        if cfg.overload is not None and cfg.overload.established_first:
+            # a flow's first packets come on the second range, at our offset (same hash)
+            new_num = self.queue_num + cfg.workers
+            new_nfq = self._bind(NetfilterQueue, new_num)
+            if new_nfq is None:
+                nfq.unbind()
+                return EXIT_CANNOT_BIND
+            nfqs.append(new_nfq)
+            nums.append(new_num)
         self._report("bound")
         if self.report is not None:
             from appliance.control.report import Reporter
             self.reporter = Reporter(self.report, self.queue_num, cfg.control.top if cfg.control else 20)
             self._send_report()              # readiness need not wait for the first tick
-        flags = NFQA_CFG_F_GSO | (NFQA_CFG_F_FAIL_OPEN if cfg.fail_open else 0)
-        backlog = []                          # packets queued before the kernel's config answers
-        try:
-            set_queue_flags(nfq, self.queue_num, flags, NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN, backlog)
-        except OSError as e:
-            log.warning("queue %d: kernel refused queue flags %#x (%s); continuing without them",
-                        self.queue_num, flags, e)
-        self.copy_range = COPY_RANGE
-        try:
-            set_copy_range(nfq, self.queue_num, WHOLE_RANGE, backlog)
-            self.copy_range = WHOLE_RANGE
-        except OSError as e:
-            log.warning("queue %d: kernel refused a %d-byte copy range (%s); inspecting the first %d bytes "
-                        "of each packet", self.queue_num, WHOLE_RANGE, e, COPY_RANGE)
-        self.next_tick = time.monotonic() + 1.0
         inbox = self.inbox
-        queue = QueueSocket(socket.fromfd(nfq.get_fd(), socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER),
-                            lambda: bool(self.flags) or time.monotonic() >= self.next_tick
-                            or (inbox is not None and inbox.pending()), queue_num=self.queue_num)
-        self.queue = queue
-        queue.feed(backlog, self.on_packet)
-        log.info("queue %d: worker %d bound (%s, gso, copy %d bytes)", self.queue_num, os.getpid(),
-                 "fail-open" if cfg.fail_open else "fail-closed", self.copy_range)
+        due = (lambda: bool(self.flags) or time.monotonic() >= self.next_tick
+               or (inbox is not None and inbox.pending()))
+        sockets = []
+        for q, num in zip(nfqs, nums):
+            backlog = []                      # packets queued before the kernel's config answers
+            self.copy_range = self._configure(q, num, backlog)
+            qs = QueueSocket(socket.fromfd(q.get_fd(), socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER),
+                             due, queue_num=num)
+            sockets.append(qs)
+            self.queue = qs
+            qs.feed(backlog, self.on_packet)
+        queue = self.queue = sockets[0]
+        if len(sockets) > 1:
+            new_queue = sockets[1]
+        self.queues = sockets
+        self.next_tick = time.monotonic() + 1.0
+        log.info("queue %d: worker %d bound (%s, gso, copy %d bytes)%s", self.queue_num, os.getpid(),
+                 "fail-open" if cfg.fail_open else "fail-closed", self.copy_range,
+                 f"; new flows on queue {nums[-1]}, read after it" if new_queue else "")
 
         parent = os.getppid()
         try:
@@ -533,7 +567,10 @@ class Worker:
                         break
                 if inbox is not None and inbox.pending():
                     self.swap(*inbox.take())
-                queue.run(self.on_packet)         # returns on a receive timeout or when due()
+                if new_queue is None:
+                    queue.run(self.on_packet)     # returns on a receive timeout or when due()
+                else:
+                    self._run_two_queues(queue, new_queue, due)
                 if time.monotonic() >= self.next_tick:
                     self.next_tick = time.monotonic() + 1.0
                     self.inspector.tick(time.time())
@@ -544,11 +581,18 @@ class Worker:
                         break
             self.flags.clear()
             self.next_tick = time.monotonic() + 1.0   # drain what is queued to us, for a second at most
-            queue.sock.settimeout(0.0)
-            queue.run(self.on_packet)
+            if new_queue is None:
+                queue.sock.settimeout(0.0)
+                queue.run(self.on_packet)
+            else:
+                for qs in sockets:
+                    self.queue = qs
+                    qs.read_waiting(self.on_packet, QUEUE_MAXLEN)
         finally:
-            queue.close()
-            nfq.unbind()
+            for qs in sockets:
+                qs.close()
+            for q in nfqs:
+                q.unbind()
             self.inspector.close()
             self.rejector.close()
             if self.reporter is not None:
@@ -558,6 +602,57 @@ class Worker:
             if self.inspector.pcap_log is not None:
                 self.inspector.pcap_log.close()
         return 0
+
+    def _bind(self, NetfilterQueue, queue_num):
+        """A netfilterqueue handle bound to `queue_num`, or None (reported) when another program holds it."""
+        nfq = NetfilterQueue()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)   # "rcvbuf limit": the kernel caps it; fine
+                # the callback never runs: QueueSocket reads the socket, not netfilterqueue
+                nfq.bind(queue_num, _not_read_here, max_len=QUEUE_MAXLEN, range=COPY_RANGE)
+        except OSError as e:
+            why = (f"queue {queue_num}: cannot bind ({e}): another program holds it? "
+                   f"see /proc/net/netfilter/nfnetlink_queue; change queue_base")
+            log.error("%s", why)
+            self._report(why)
+            return None
+        return nfq
+
+    def _configure(self, nfq, queue_num, backlog):
+        """Fail-open and GSO flags, and the whole-packet copy range, for one bound queue;
+        returns the copy range in force."""
+        flags = NFQA_CFG_F_GSO | (NFQA_CFG_F_FAIL_OPEN if self.cfg.fail_open else 0)
+        try:
+            set_queue_flags(nfq, queue_num, flags, NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN, backlog)
+        except OSError as e:
+            log.warning("queue %d: kernel refused queue flags %#x (%s); continuing without them",
+                        queue_num, flags, e)
+        try:
+            set_copy_range(nfq, queue_num, WHOLE_RANGE, backlog)
+            return WHOLE_RANGE
+        except OSError as e:
+            log.warning("queue %d: kernel refused a %d-byte copy range (%s); inspecting the first %d bytes "
+                        "of each packet", queue_num, WHOLE_RANGE, e, COPY_RANGE)
+            return COPY_RANGE
+
+    def _run_two_queues(self, established, new, due):
+        """`overload.established_first`: read the established flows' queue first, up to
+        ESTABLISHED_BURST messages, then one batch of the new flows' queue, until due() or
+        both are empty for a receive timeout. A flood of new flows then fills its own queue
+        (failure_mode decides there) while flows under way are still read; the bound on the
+        first keeps new flows from waiting forever behind a busy established queue."""
+        poller = select.poll()
+        poller.register(established.sock, select.POLLIN)
+        poller.register(new.sock, select.POLLIN)
+        on_packet = self.on_packet
+        while not due():
+            self.queue = established
+            n = established.read_waiting(on_packet, ESTABLISHED_BURST)
+            self.queue = new
+            n += new.read_waiting(on_packet, BATCH_MAX)
+            if not n and not poller.poll(WAIT_MS):
+                return
 
     def _send_report(self):
         """The once-a-second snapshot (and answers to the CLI's requests); a failure here is
@@ -611,11 +706,14 @@ class Worker:
                   # ICMP answers the rate limit held back (the EVE stats schema has no key for it)
                   "reject_suppressed": self.rejector.limit.suppressed,
                   # accepts answered by batch verdicts, and how many batches carried them
-                  "batched_accepts": self.queue.batched if self.queue else 0,
-                  "verdict_batches": self.queue.batches if self.queue else 0,
+                  "batched_accepts": sum(q.batched for q in self.queues),
+                  "verdict_batches": sum(q.batches for q in self.queues),
                   # netlink messages that were not a readable packet; verdicts the kernel refused
-                  "unreadable_messages": self.queue.unreadable if self.queue else 0,
-                  "refused_verdicts": self.queue.refused if self.queue else 0}
+                  "unreadable_messages": sum(q.unreadable for q in self.queues),
+                  "refused_verdicts": sum(q.refused for q in self.queues)}
+        if len(self.queues) > 1:             # overload.established_first: messages read from each queue
+            counts["established_messages"] = self.queues[0].messages
+            counts["new_flow_messages"] = self.queues[1].messages
         log.info("queue %d: worker %d stats %s", self.queue_num, os.getpid(),
                  " ".join(f"{k}={x}" for k, x in counts.items()))
         return ev
