@@ -230,7 +230,7 @@ class Inspector:
     def _log_packet(self, pkt, v):
         """The pcap log's look at the packet: a bug there is counted, never a verdict."""
         try:
-            self.pcap_log.packet(pkt, v)
+            self.pcap_log.packet(pkt, v, self.detector)
         except Exception:
             self.counters.internal_errors += 1
 
