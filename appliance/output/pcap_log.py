@@ -5,7 +5,9 @@ mode `alerts`: the packets of flows that alerted or were dropped (rejected too),
   alerted are held in a ring of its last `ring_packets` packets (default 16), so the file
   shows what led to the alert; all rings together hold at most `ring_bytes` (default 4 MiB
   per worker: the least recently active flow's ring goes first), and a ring goes when its
-  flow ends or is decided without an alert (a passed, final flow is never inspected again).
+  flow ends or is decided without an alert (a passed, final flow is never inspected again),
+  or when no rule of the loaded set can still write it (Detector.may_log: e.g. a TLS flow
+  under rules whose only alert needs an HTTP Host; asked again after a reload).
   The bytes counted are what the rings cost, not the packets' bytes alone: each packet and
   each ring is charged its objects' measured size (a flow's lone 40-byte SYN counts 390 B).
 mode `all`: every packet the Inspector sees.
@@ -77,8 +79,11 @@ class PcapLog:
                 for ts, d, iface in ring:
                     self._write(ts, d, flow, iface)
             self._write(pkt.ts, data, flow, pkt.in_iface)
-        elif flow.final:
-            self.forget(flow)                         # passed for good: it will not alert
+        elif flow.final:                              # passed for good: it will not alert
+            if self.rings:                            # (its ring goes on its first final packet:
+                ring = self.rings.pop(flow, None)     # the Inspector skips the log for the rest)
+                if ring is not None:
+                    self.held -= _cost(ring)
         else:                                         # held, if the flow may still be written
             if detector is not None:
                 mute = self.mute

@@ -11,7 +11,7 @@ from appliance.inspector import Inspector, Settings
 from appliance.output.pcap_log import PcapLog, PcapLogConfig
 from appliance.source.pcap import PcapSource
 
-from replaykit import Capture, TcpConn, client_hello, tls_records
+from replaykit import Capture, TcpConn, client_hello, tls_next_flight, tls_records
 
 HOST_ONLY = """
 default_action: pass
@@ -69,10 +69,10 @@ def capture():
     return cap
 
 
-def replay(tmp_path, cap, rules, hold_all, reload_at=None, reload_rules=None):
+def replay(tmp_path, cap, rules, hold_all, reload_at=None, reload_rules=None, **settings):
     (tmp_path / "r.yaml").write_text(rules)
     log = Recorded(tmp_path, "hold" if hold_all else "muted", hold_all)
-    insp = Inspector(load_rules(str(tmp_path / "r.yaml")), Settings(eve_types=("alert",)), None, log)
+    insp = Inspector(load_rules(str(tmp_path / "r.yaml")), Settings(eve_types=("alert",), **settings), None, log)
     for n, pkt in enumerate(PcapSource([cap.write(tmp_path / "in.pcap")])):
         if n == reload_at:
             (tmp_path / "r2.yaml").write_text(reload_rules)
@@ -163,3 +163,18 @@ def test_a_reload_asks_again_from_its_first_packet(tmp_path):
     assert len(got) == 2                                           # since the reload: held again, then written
     assert [ts for p, ts, _ in held.out if p == 40008][-2:] == got
     assert [p for p, _, _ in held.out].count(40008) == 3 + 1 + 1 + 3 + 2   # holding all: its start too
+
+
+def test_a_flow_decided_for_good_after_its_alert_is_still_written(tmp_path):
+    """The Inspector skips the log only for a passed final flow that never alerted: an
+    alerted one's later packets (its TLS hello read, the flow final) are still written."""
+    rules = "default_action: pass\nrules:\n  - {id: 8, action: alert, msg: sni, tls_sni: alert.example.org}\n"
+    cap = capture()
+    c = tls(cap, 40009, "alert.example.org", later=())
+    tls_next_flight(c)
+    c.send(b"\x17\x03\x03\x00\x05after")
+    c.send(b"\x17\x03\x03\x00\x05after")
+    held, muted, insp = both(tmp_path, cap, rules, depth_packets=4)   # (alerts look at 4 packets)
+    assert muted.out == held.out
+    assert [p for p, _, _ in muted.out] == [40009] * 9
+    assert [f.final for f in insp.flows.flows.values() if f.sport == 40009] == [True]
