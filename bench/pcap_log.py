@@ -1,4 +1,4 @@
-"""The pcap log's cost (docs/performance.md "Pcap log"): `python3 -m bench.pcap_log [--packets N] [--runs N] [--compare TREE]`.
+"""The pcap log's cost (docs/performance.md "Pcap log"): `python3 -m bench.pcap_log [--packets N] [--runs N] [--parts] [--compare TREE]`.
 
 The mixed capture replayed through the Inspector with one rule that alerts on every HTTP
 flow's request (its Host header, the flow's 4th packet: the ring holds the handshake), three
@@ -6,6 +6,9 @@ ways per run, in rotating order: pcap_log off, `mode: alerts`, `mode: all`. EVE 
 three (the log's cost alone). Rows: replay time alerts / off and all / off, and the cost
 per alerted flow, (alerts - off) / alerted flows, in microseconds.
 
+`--parts`: where `alerts` mode's CPU goes, five arms per run in one process: off, the log
+called but doing nothing, everything but the writes, every undecided flow held (as before
+Detector.may_log), and the log itself.
 `--compare TREE`: this tree against another checkout (the before), each run a fresh
 subprocess per tree (its own build), the trees alternating, each doing off and `alerts`
 (rotating); rows per tree and this tree's cost per alerted flow over TREE's.
@@ -35,10 +38,33 @@ rules:
 """
 
 
-def _replay(capture, ruleset, d, mode):
+class _Silent(PcapLog):
+    """--parts: the Inspector calls the log, which does nothing."""
+    def packet(self, pkt, verdict, detector=None):
+        pass
+
+
+class _Unwritten(PcapLog):
+    """--parts: everything but the writes (rings held, flushed into nothing)."""
+    def _write(self, ts, data, flow, iface):
+        pass
+
+
+class _HoldAll(PcapLog):
+    """--parts: every undecided flow held, as before Detector.may_log."""
+    def packet(self, pkt, verdict, detector=None):
+        PcapLog.packet(self, pkt, verdict, None)
+
+
+PARTS = {"off": None, "called, does nothing": _Silent, "no writes": _Unwritten,
+         "alerts, every undecided flow held": _HoldAll, "alerts": PcapLog}
+
+
+def _replay(capture, ruleset, d, mode, cls=PcapLog):
     log = None
     if mode != "off":
-        log = PcapLog(PcapLogConfig(dir=os.path.join(d, mode), mode=mode, max_bytes=1 << 30, keep=1), "bench")
+        log = cls(PcapLogConfig(dir=os.path.join(d, "alerts" if mode != "all" else mode),
+                                mode="all" if mode == "all" else "alerts", max_bytes=1 << 30, keep=1), "bench")
     insp = Inspector(ruleset, Settings(max_flows=1_000_000), None, log)
     t = time.process_time()
     res = replay([capture], insp)
@@ -49,7 +75,7 @@ def _replay(capture, ruleset, d, mode):
         raise RuntimeError("; ".join(res.errors))
     alerted = insp.counters.alerts                   # one request, one alert per HTTP flow
     written = log.writer.packets if log is not None else 0
-    size = os.path.getsize(log.writer.path) if log is not None else 0
+    size = os.path.getsize(log.writer.path) if log is not None and os.path.exists(log.writer.path) else 0
     return res.packets, dt, alerted, written, size
 
 
@@ -79,6 +105,27 @@ def pcap_log_rows(capture, runs):
             print(msg, file=sys.stderr, flush=True)
             alerts_row.note = f"{w_al:,} packets of {alerted:,} flows logged"
     return [alerts_row, all_row, per_flow]
+
+
+def parts_rows(capture, runs):
+    """Where mode alerts' CPU goes, each arm in rotating order per run, in this process."""
+    rows = {k: Row(f"replay CPU, {k}", "pcap_log off", "s", "-") for k in PARTS if k != "off"}
+    with tempfile.TemporaryDirectory(prefix="bench-pcaplog-") as d:
+        with open(os.path.join(d, "r.yaml"), "w") as f:
+            f.write(RULES)
+        rs = load_rules(os.path.join(d, "r.yaml"))
+        arms = list(PARTS)
+        for i in range(runs):
+            got = {k: _replay(capture, rs, d, k, PARTS[k]) for k in arms[i % len(arms):] + arms[:i % len(arms)]}
+            alerted = got["off"][2]
+            for k, row in rows.items():
+                row.add(got[k][1], got["off"][1])
+            print(f"  run {i + 1}/{runs}: " + ", ".join(
+                f"{k} {got[k][1]:.2f} s ({(got[k][1] - got['off'][1]) / alerted * 1e6:.0f} us a flow)"
+                for k in arms), file=sys.stderr, flush=True)
+    for r in rows.values():
+        r.status = "info"
+    return list(rows.values())
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -144,6 +191,7 @@ def main(argv=None):
     ap.add_argument("--packets", type=int, default=100_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--compare", help="another checkout (the before)")
+    ap.add_argument("--parts", action="store_true", help="where mode alerts' CPU goes (this tree)")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     o = ap.parse_args(argv)
     if o.child:
@@ -152,6 +200,9 @@ def main(argv=None):
     from . import gen_pcap
     from .common import format_rows, header
     print(header("python3 -m bench.pcap_log " + " ".join(argv if argv is not None else sys.argv[1:])))
+    if o.parts:
+        print(format_rows(parts_rows(gen_pcap.cached(o.packets), o.runs)))
+        return
     if o.compare:
         gen_pcap.cached(o.packets)                    # made once, here, for both trees
         rows = compare_rows(o.compare, o.packets, o.runs)
