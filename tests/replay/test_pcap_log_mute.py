@@ -178,3 +178,19 @@ def test_a_flow_decided_for_good_after_its_alert_is_still_written(tmp_path):
     assert muted.out == held.out
     assert [p for p, _, _ in muted.out] == [40009] * 9
     assert [f.final for f in insp.flows.flows.values() if f.sport == 40009] == [True]
+
+
+def test_a_server_first_flow_held_for_its_client_keeps_its_packets(tmp_path):
+    """Passed while only its client's first bytes can change that (the Inspector's cheap
+    path for it, not final): its packets are held, and written when the request drops it."""
+    rules = "default_action: pass\nrules:\n  - {id: 9, action: drop, msg: evil, http_host: evil.test}\n"
+    cap = Capture()
+    c = TcpConn(cap, "10.0.0.1", 40010, "10.0.0.80", 80)
+    c.handshake()
+    c.recv(b"220 banner\r\n")
+    c.recv(b"220 more\r\n")
+    c.send(b"GET / HTTP/1.1\r\nHost: evil.test\r\n\r\n")
+    held, muted, insp = both(tmp_path, cap, rules)
+    assert muted.out == held.out
+    assert [p for p, _, _ in muted.out] == [40010] * 6
+    assert insp.counters.verdicts["drop"] == 1
