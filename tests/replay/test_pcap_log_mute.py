@@ -194,3 +194,17 @@ def test_a_server_first_flow_held_for_its_client_keeps_its_packets(tmp_path):
     assert muted.out == held.out
     assert [p for p, _, _ in muted.out] == [40010] * 6
     assert insp.counters.verdicts["drop"] == 1
+
+
+def test_mode_all_writes_a_decided_flow_s_every_packet(tmp_path):
+    (tmp_path / "r.yaml").write_text("default_action: pass\nrules: []\n")
+    cap = Capture()
+    c = tls(cap, 40011, "any.example.org", later=())
+    tls_next_flight(c)
+    c.send(b"\x17\x03\x03\x00\x05after")
+    log = PcapLog(PcapLogConfig(dir=str(tmp_path / "all"), mode="all"), "t")
+    insp = Inspector(load_rules(str(tmp_path / "r.yaml")), Settings(eve_types=("alert",)), None, log)
+    for pkt in PcapSource([cap.write(tmp_path / "in.pcap")]):
+        insp.process(pkt)
+    assert [f.final for f in insp.flows.flows.values()] == [True]
+    assert log.writer.packets == len(cap.frames) == 8
