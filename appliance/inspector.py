@@ -230,7 +230,7 @@ class Inspector:
     def _log_packet(self, pkt, v):
         """The pcap log's look at the packet: a bug there is counted, never a verdict."""
         try:
-            self.pcap_log.packet(pkt, v)
+            self.pcap_log.packet(pkt, v, self.detector)
         except Exception:
             self.counters.internal_errors += 1
 
@@ -601,10 +601,18 @@ class Inspector:
     def _unwritten(self, pkt, v):
         """v, for a decided (or held server-first) flow's packet; when there is nothing to
         write for it (no anomaly: no event; no flow ended for it, nothing found, no
-        transaction or alert on such a flow, no pcap log), process() returns it as it is
-        (cold code a ping skips)."""
-        if not pkt.anomalies and self.pcap_log is None and self._ended is None and not self._found:
-            self._decided = v
+        transaction or alert on such a flow, no packet for the pcap log), process() returns
+        it as it is (cold code a ping skips). The pcap log in mode `alerts` has nothing to do
+        with a passed flow decided for good that never alerted: its ring went when it became
+        final (PcapLog.packet)."""
+        if not pkt.anomalies and self._ended is None and not self._found:
+            pl = self.pcap_log
+            if pl is None:
+                self._decided = v
+            else:
+                flow = v.flow
+                if not pl.all and flow.final and not flow.alerted and flow.verdict == "pass":
+                    self._decided = v
         return v
 
     def _kernel_check(self, flow, pkt_action):

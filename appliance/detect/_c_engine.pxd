@@ -46,6 +46,7 @@ cdef class Detector:
     cdef public object keep
     cdef public object kind_of
     cdef public object limits
+    cdef public dict mute_on
     cdef public object names
     cdef public object no_app
     cdef public object no_app_resp

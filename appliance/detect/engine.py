@@ -230,6 +230,20 @@ class Detector:
             if any(b in RESPONSE_BUFFERS for b, _ in (*r.buffers, *r.bsize)):
                 self.response |= 1 << i
         self.no_app_resp = self.no_app | self.response      # alerts: what no transaction must fit
+        # may_log: per app protocol, the alert rules a TCP flow speaking it can never fire:
+        # every field they need is another protocol's and named (a flow's protocol, once
+        # known, never becomes another: its other fields stay empty or UNKNOWN, which no name
+        # pattern matches). Programs without a name, rules on the response or on bodies: not
+        # (they read more than a name); those keep holding the flow.
+        loose = self.response | self.body_rules
+        for f in APP_FIELDS:
+            loose |= self.unnamed[f]
+        self.mute_on = {p: 0 for p in (*APP_FIELDS, "failed")}
+        for i, fields in enumerate(self.app_of):
+            if fields and not (loose >> i) & 1:   # (only its alert rules are asked)
+                for p in self.mute_on:
+                    if p not in fields:   # ("failed": a TCP flow that names nothing, never read again)
+                        self.mute_on[p] |= 1 << i
         self._masks = {}
         # at most MASK_CACHE_BYTES: each entry counted as wide as a mask of every rule can be
         # (`every`, a Python int: compiled, 1 << len(rules) would be a C shift)
@@ -399,6 +413,33 @@ class Detector:
             # elsewhere (QUIC, RTP, ...) within the depth, as other content.
             return within or flow.dport in DNS_PORTS or flow.sport in DNS_PORTS
         return False
+
+    def may_log(self, flow):
+        """Could this flow still alert, or be dropped or rejected (what the pcap log writes)?
+        False only when no rule of this rule set can (a reload may bring one: it clears the
+        candidate caches, and the question is asked again). Within one rule set the answer
+        only goes from True to False: a passed flow is judged again only by its candidates,
+        and a TCP flow's known protocol stays its own. Read against the attacker: anything
+        not known for sure answers True (undecided, monitored, picked up mid-stream)."""
+        if flow.verdict != "pass" or flow.monitored or flow.unoriented or self.default_action != "pass":
+            return True            # a later transaction may get the default, or a drop is only monitored
+        ts = flow.cand_ts
+        if ts is None:
+            ts = self.candidates(_Reverse(flow, True), flow, True)
+        tc = flow.cand_tc
+        if tc is None:
+            tc = self.candidates(_Reverse(flow, False), flow, False)
+        cand = ts | tc
+        if cand & self.block:
+            return True            # a drop/reject rule may still match a later transaction
+        alerts = cand & self.alert
+        if not alerts:
+            return False
+        app = flow.app
+        mute = self.mute_on.get(app.proto) if flow.proto == TCP and app is not None else None
+        if mute is None:
+            return True            # its protocol may still name any field (UDP: any datagram a query)
+        return bool(alerts ^ (alerts & mute))
 
     # -- per-packet conditions -----------------------------------------------
 

@@ -5,7 +5,9 @@ mode `alerts`: the packets of flows that alerted or were dropped (rejected too),
   alerted are held in a ring of its last `ring_packets` packets (default 16), so the file
   shows what led to the alert; all rings together hold at most `ring_bytes` (default 4 MiB
   per worker: the least recently active flow's ring goes first), and a ring goes when its
-  flow ends or is decided without an alert (a passed, final flow is never inspected again).
+  flow ends or is decided without an alert (a passed, final flow is never inspected again),
+  or when no rule of the loaded set can still write it (Detector.may_log: e.g. a TLS flow
+  under rules whose only alert needs an HTTP Host; asked again after a reload).
   The bytes counted are what the rings cost, not the packets' bytes alone: each packet and
   each ring is charged its objects' measured size (a flow's lone 40-byte SYN counts 390 B).
 mode `all`: every packet the Inspector sees.
@@ -24,6 +26,7 @@ from .pcapng import PcapngWriter
 MODES = ("alerts", "all")
 # Bytes charged besides the packet's (tracemalloc, CPython 3.11; tests/replay/test_pcap_log_memory.py):
 ENTRY_BYTES = 100     # a held packet: its tuple, its bytes object, its time, its slot in the ring
+MUTE_MAX = 1 << 16     # flows remembered as not to be held (about 6 MB at most; cleared when full)
 RING_BYTES = 250      # a ring: its list and its entry in `rings` (an OrderedDict: with its slack)
 
 
@@ -52,9 +55,14 @@ class PcapLog:
         self.rings = OrderedDict()    # flow (by identity) -> [(ts, bytes, iface), ...], least recently active first
         self.held = 0                 # what all rings cost: packet bytes, ENTRY_BYTES each, RING_BYTES a ring
         self.rings_dropped = 0        # rings let go for room (their flow's earlier packets not in the file)
+        # flows no rule can write any more (Detector.may_log False), by the rule set's
+        # generation: a reload asks again from its first packet on
+        self.mute = {}
 
-    def packet(self, pkt, verdict):
-        """After the Inspector's verdict on `pkt`: write it, hold it, or let it go."""
+    def packet(self, pkt, verdict, detector=None):
+        """After the Inspector's verdict on `pkt`: write it, hold it, or let it go.
+        `detector`: the Inspector's, asked whether a flow not yet decided for good can still
+        be written (Detector.may_log); None: every such flow is held."""
         data = pkt.l3
         if not data:
             return                                    # no IP packet (ARP, unsupported encapsulation)
@@ -71,9 +79,22 @@ class PcapLog:
                 for ts, d, iface in ring:
                     self._write(ts, d, flow, iface)
             self._write(pkt.ts, data, flow, pkt.in_iface)
-        elif flow.final:
-            self.forget(flow)                         # passed for good: it will not alert
-        else:                                         # held: the flow may still alert
+        elif flow.final:                              # passed for good: it will not alert
+            if self.rings:                            # (its ring goes on its first final packet:
+                ring = self.rings.pop(flow, None)     # the Inspector skips the log for the rest)
+                if ring is not None:
+                    self.held -= _cost(ring)
+        else:                                         # held, if the flow may still be written
+            if detector is not None:
+                mute = self.mute
+                if mute.get(flow) == detector.generation:
+                    return                            # no rule of this set can write it
+                if not detector.may_log(flow):
+                    self.forget(flow)                 # its ring could never be written
+                    if len(mute) >= MUTE_MAX:
+                        mute.clear()                  # (a cache: asked again)
+                    mute[flow] = detector.generation
+                    return
             if len(data) > self.snaplen:
                 data = data[:self.snaplen]
             rings = self.rings
@@ -99,6 +120,8 @@ class PcapLog:
 
     def forget(self, flow):
         """The flow ended (or was passed for good): its held packets go."""
+        if self.mute:
+            self.mute.pop(flow, None)
         if self.rings:
             ring = self.rings.pop(flow, None)
             if ring is not None:
