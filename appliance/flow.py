@@ -38,7 +38,7 @@ NEW, ESTABLISHED, CLOSING, CLOSED = "new", "established", "closing", "closed"
 # The closed sets of Flow's small text fields: every value any code writes is here (the
 # writers are listed in tests/unit/test_flow_closed_sets.py). The compiled Flow keeps each
 # as a one-byte index into its tuple behind a property that returns the same string (four
-# pointers became four bytes, docs/performance.md "Flow fields as bytes"); the pure Flow
+# pointers became four bytes, docs/performance-passes.md "Flow fields as bytes"); the pure Flow
 # keeps the strings. A value outside its set is refused on write (ValueError), never stored
 # as another one. Each set's first member is a new Flow's value (the compiled one's zeroed bytes).
 STATES = (NEW, ESTABLISHED, CLOSING, CLOSED)
