@@ -17,7 +17,7 @@ Layout (filter table, IPv4 and IPv6 alike; every object is ours and named APPLIA
                        ctstate NEW or a bare SYN over the source's limit -> DROP   (config `overload`, if set)
                        -> NFQUEUE --queue-num N | --queue-balance A:B [--queue-bypass]
     with `overload.established_first`, the last rule is three (new_flow_queues):
-                       ctstate NEW    -> NFQUEUE the second range (B+1 .. B+1+B-A) [--queue-bypass]
+                       ctstate NEW,RELATED -> NFQUEUE the second range (B+1 .. B+1+B-A) [--queue-bypass]
                        a bare SYN     -> NFQUEUE the second range [--queue-bypass]
                        -> NFQUEUE A..B [--queue-bypass]        established flows: read first
 
@@ -103,15 +103,15 @@ def nft(args, stdin=None, check=True, error=NetfilterError, why=""):
 def new_flow_queues(queues: range) -> range:
     """`overload.established_first`: the second range, as many queues right after `queues`.
     Worker i reads queues[i] first and new_flow_queues(queues)[i] after it. queue-balance
-    picks the queue by hash(addresses, protocol) scaled to the range's length with one
-    kernel-wide seed, so with equal lengths a flow's packets pick offset i in both ranges:
+    picks the queue by a hash of the addresses (IPv4: and the protocol) scaled to the range's
+    length with one kernel-wide seed, so with equal lengths a flow's packets pick offset i in both ranges:
     its first packets and the rest reach the same worker (tests/netns/test_established_first.py)."""
     return range(queues.stop, queues.stop + len(queues))
 
 
 def queue_target(queues: range, fail_open: bool) -> str:
-    """The NFQUEUE target text. queue-balance hashes addresses only (not ports), so one
-    host pair always lands on one worker; --queue-bypass accepts when no worker listens."""
+    """The NFQUEUE target text. queue-balance hashes the addresses (IPv4: and the protocol),
+    never the ports, so one host pair always lands on one worker; --queue-bypass accepts when no worker listens."""
     if len(queues) == 1:
         t = f"-j NFQUEUE --queue-num {queues[0]}"
     else:
@@ -237,9 +237,11 @@ def chains_text(family: int, outside: str, inside: str, queues: range, fail_open
             lines += source_limit_rules(family, overload, outside, inside)
         if overload is not None and overload.established_first:
             # a flow's first packets (what source_limit_rules counts as new) queue apart, so a
-            # flood of new flows overflows their queue, not the one of flows under way
+            # flood of new flows overflows their queue, not the one of flows under way. RELATED
+            # (ICMP errors) too: conntrack checks an error's outer destination only, so they can
+            # be spoofed from any source at a connection the sender holds (review s17 F1)
             new = queue_target(new_flow_queues(queues), fail_open)
-            lines += [f"-A {INSPECT_CHAIN} -m conntrack --ctstate NEW {new}",
+            lines += [f"-A {INSPECT_CHAIN} -m conntrack --ctstate NEW,RELATED {new}",
                       f"-A {INSPECT_CHAIN} -p tcp --tcp-flags SYN,ACK,FIN,RST SYN {new}"]
         lines.append(f"-A {INSPECT_CHAIN} {queue_target(queues, fail_open)}")
     lines.append("COMMIT")

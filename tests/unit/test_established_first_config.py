@@ -62,7 +62,7 @@ def test_new_flows_and_bare_syns_queue_on_the_second_range_everything_else_on_th
                                       overload=Overload(100, 100, None, True)).splitlines()
         queued = [r for r in rules if "NFQUEUE" in r]
         bypass = " --queue-bypass" if fail_open else ""
-        assert queued == [f"-A APPLIANCE-INSPECT -m conntrack --ctstate NEW -j NFQUEUE {new}{bypass}",
+        assert queued == [f"-A APPLIANCE-INSPECT -m conntrack --ctstate NEW,RELATED -j NFQUEUE {new}{bypass}",
                           f"-A APPLIANCE-INSPECT -p tcp --tcp-flags SYN,ACK,FIN,RST SYN -j NFQUEUE {new}{bypass}",
                           f"-A APPLIANCE-INSPECT -j NFQUEUE {rest}{bypass}"]
         # after the source limit (a limited new flow is dropped, not queued), last in the chain
