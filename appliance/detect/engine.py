@@ -420,8 +420,11 @@ class Detector:
         candidate caches, and the question is asked again). Within one rule set the answer
         only goes from True to False: a passed flow is judged again only by its candidates,
         and a TCP flow's known protocol stays its own. Read against the attacker: anything
-        not known for sure answers True (undecided, monitored, picked up mid-stream)."""
-        if flow.verdict != "pass" or flow.monitored or flow.unoriented or self.default_action != "pass":
+        not known for sure answers True (undecided, monitored, picked up mid-stream, a TCP
+        flow before its handshake is seen: a second SYN may still make it unoriented, and its
+        candidates then take in the other orientation's drop rules; review s17)."""
+        if (flow.verdict != "pass" or flow.monitored or flow.unoriented or self.default_action != "pass"
+                or flow.proto == TCP and not handshake_seen(flow)):
             return True            # a later transaction may get the default, or a drop is only monitored
         ts = flow.cand_ts
         if ts is None:

@@ -26,7 +26,7 @@ from .pcapng import PcapngWriter
 MODES = ("alerts", "all")
 # Bytes charged besides the packet's (tracemalloc, CPython 3.11; tests/replay/test_pcap_log_memory.py):
 ENTRY_BYTES = 100     # a held packet: its tuple, its bytes object, its time, its slot in the ring
-MUTE_MAX = 1 << 16     # flows remembered as not to be held (about 6 MB at most; cleared when full)
+MUTE_MAX = 1 << 16     # flows remembered as not to be held (a 2.6 MB dict when full; cleared then)
 RING_BYTES = 250      # a ring: its list and its entry in `rings` (an OrderedDict: with its slack)
 
 

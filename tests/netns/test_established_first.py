@@ -107,7 +107,7 @@ def test_established_flows_are_read_ahead_of_a_spoofed_flood_of_new_flows(topo, 
         pytest.skip("hping3 is not installed (dev/setup.sh)")
     on = appliance(workers=1, failure_mode="closed", offload=False,
                    extra=INSPECT + "overload: {established_first: true}\n").start()
-    assert "--ctstate NEW -j NFQUEUE --queue-num 1" in on.iptables_save()
+    assert "--ctstate NEW,RELATED -j NFQUEUE --queue-num 1" in on.iptables_save()
     got, served, before, after = _conversation_under_flood(topo, on)
     on.stop()
     seen = _flow_packets(on)

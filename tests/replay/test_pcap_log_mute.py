@@ -208,3 +208,28 @@ def test_mode_all_writes_a_decided_flow_s_every_packet(tmp_path):
         insp.process(pkt)
     assert [f.final for f in insp.flows.flows.values()] == [True]
     assert log.writer.packets == len(cap.frames) == 8
+
+
+def test_a_flow_dropped_after_two_syns_keeps_its_earlier_packets(tmp_path):
+    """Review s17: before its handshake is seen, a bare SYN from the responder's side (anyone
+    can spoof one) makes a TCP flow unoriented, and its verdict candidates then take in the
+    other orientation's drop rules (here one for inbound TLS). Asked before that SYN, may_log
+    must not have let the flow go: its earlier packets are in the file with its drop."""
+    rules = """
+default_action: pass
+rules:
+  - {id: 1, action: alert, msg: host, proto: tcp, http_host: "*.example.net"}
+  - {id: 10, action: drop, msg: no inbound tls, direction: inbound, proto: tcp, tls_sni: "*.evil.example"}
+"""
+    cap = Capture()
+    c = TcpConn(cap, "10.0.0.1", 40020, "93.184.216.34", 443)   # inside client, outside server
+    c._seg(True, "S")                                        # the client's SYN (no SYN/ACK seen)
+    c.cseq = 1001
+    c.send(tls_records(client_hello("fine.example.org")))   # TLS, named, passed
+    c.send(b"\x17\x03\x03\x00\x05hello")
+    c._seg(False, "S")                                       # a bare SYN "from the server"
+    c.send(b"\x17\x03\x03\x00\x05hello")
+    held, muted, insp = both(tmp_path, cap, rules)
+    assert insp.counters.verdicts["drop"] >= 1               # the flow was dropped
+    assert 40020 in ports(held)
+    assert muted.out == held.out, (len(muted.out), len(held.out))
