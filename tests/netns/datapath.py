@@ -238,10 +238,15 @@ class Appliance:
     def iptables_save(self, v6=False):
         return self.topo.ex(self.topo.fw, "ip6tables-nft-save" if v6 else "iptables-nft-save").stdout
 
+    def queues(self):
+        """queue number -> (packets queued so far: id_sequence, kernel drops: queue full + user
+        dropped) from the appliance namespace's /proc/net/netfilter/nfnetlink_queue."""
+        lines = self.topo.ex(self.topo.fw, "cat", "/proc/net/netfilter/nfnetlink_queue").stdout.splitlines()
+        return {int(v[0]): (int(v[7]), int(v[5]) + int(v[6])) for v in (line.split() for line in lines)}
+
     def queued(self):
         """Packets the kernel has queued to us so far (sum of id_sequence over our queues)."""
-        lines = self.topo.ex(self.topo.fw, "cat", "/proc/net/netfilter/nfnetlink_queue").stdout.splitlines()
-        return sum(int(line.split()[7]) for line in lines)
+        return sum(q for q, _ in self.queues().values())
 
     def signal(self, sig):
         self.proc.send_signal(sig)

@@ -17,7 +17,6 @@ Own topology (namespaces prefixed "prio-").
 import json
 import re
 import shutil
-import signal
 import subprocess
 import sys
 
@@ -44,11 +43,6 @@ def appliance(topo, tmp_path):
     yield from appliances(topo, tmp_path, RULES)
 
 
-def _queues(a):
-    """queue number -> (queued, kernel drops) from the appliance namespace's nfnetlink_queue."""
-    lines = a.topo.ex(a.topo.fw, "cat", "/proc/net/netfilter/nfnetlink_queue").stdout.splitlines()
-    return {int(v[0]): (int(v[7]), int(v[5]) + int(v[6])) for v in (line.split() for line in lines)}
-
 
 def _conversation_under_flood(topo, a):
     """The echo connection's exchanges while hping3 floods: (client result, server result,
@@ -62,17 +56,17 @@ def _conversation_under_flood(topo, a):
                                    "client", topo.server_ip, "9000", str(EXCHANGES), str(INTERVAL)],
                                   cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert client.stdout.readline().strip() == "ready"
-        before = _queues(a)
+        before = a.queues()
         flood = subprocess.Popen(["ip", "netns", "exec", topo.client, "hping3", "-q", "--udp", "-p", "9",
                                   "--rand-source", "--flood", topo.server_ip],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # the flood under way: the queues overflow before the first exchange
-        wait_for(lambda: sum(d for _, d in _queues(a).values()) > sum(d for _, d in before.values()) + 1000,
+        wait_for(lambda: sum(d for _, d in a.queues().values()) > sum(d for _, d in before.values()) + 1000,
                  what="the flood overflowing a queue")
         client.stdin.write("go\n")
         client.stdin.flush()
         got = json.loads(client.stdout.readline())
-        after = _queues(a)
+        after = a.queues()
     finally:
         if flood is not None:
             flood.kill()
@@ -156,7 +150,7 @@ def test_one_host_pair_reaches_the_same_offset_in_both_ranges(topo, tmp_path, ap
         finally:
             server.kill()
             server.wait()
-        queues = _queues(a)
+        queues = a.queues()
         metrics = topo.ex(topo.fw, "curl", "-sS", "-m", "10", "http://127.0.0.1:9900/metrics").stdout
         a.stop()
     finally:

@@ -28,10 +28,6 @@ def appliance(topo, tmp_path):
     yield from appliances(topo, tmp_path, RULES)
 
 
-def _queues(a):
-    lines = a.topo.ex(a.topo.fw, "cat", "/proc/net/netfilter/nfnetlink_queue").stdout.splitlines()
-    return {int(v[0]): (int(v[7]), int(v[5]) + int(v[6])) for v in (line.split() for line in lines)}
-
 
 SEND = """
 import random, sys
@@ -56,12 +52,12 @@ def test_a_related_icmp_flood_from_spoofed_sources_stays_out_of_the_established_
     try:
         wait_for(lambda: "ESTABLISHED" in topo.ex(topo.fw, "conntrack", "-L", "-p", "tcp", "--dport", "9000").stdout,
                  what="the attacker's own connection")
-        before = _queues(a)
+        before = a.queues()
         r = topo.ex(topo.client, sys.executable, "-c", SEND, topo.server_ip, topo.client_ip, str(CPORT), str(N))
         assert r.returncode == 0, r.stderr
-        wait_for(lambda: sum(q for q, _ in _queues(a).values()) >= sum(q for q, _ in before.values()) + N * 9 // 10,
+        wait_for(lambda: sum(q for q, _ in a.queues().values()) >= sum(q for q, _ in before.values()) + N * 9 // 10,
                  what="the ICMP errors queued")
-        after = _queues(a)
+        after = a.queues()
     finally:
         for p in (client, server):
             p.kill()

@@ -4,22 +4,10 @@ an established connection keeps being inspected) is tests/netns/test_established
 import pytest
 
 from appliance import netfilter
-from appliance.config import ConfigError, Overload, load_config
+from appliance.config import Overload
 from appliance.control.kernel import rule_role
 
-BASE = "interfaces: {outside: eth0, inside: eth1}\n"
-
-
-def _load(tmp_path, text):
-    p = tmp_path / "appliance.yaml"
-    p.write_text(BASE + text)
-    return load_config(p)
-
-
-def _problems(tmp_path, text):
-    with pytest.raises(ConfigError) as e:
-        _load(tmp_path, text)
-    return e.value.problems
+from test_overload_config import _load, _problems   # (tests/unit on the path: pytest's rootdir import)
 
 
 def test_established_first_is_off_unless_configured_and_stands_alone(tmp_path):
