@@ -453,14 +453,19 @@ def capabilities() -> dict:
 def queue_counters() -> dict:
     """queue number -> {"queued": packets ever queued, "dropped": kernel drops, "user_dropped": ...}
     from /proc/net/netfilter/nfnetlink_queue (one line per bound queue)."""
-    out = {}
     try:
         with open("/proc/net/netfilter/nfnetlink_queue") as f:
-            for line in f:
-                v = line.split()
-                if len(v) >= 8:
-                    out[int(v[0])] = {"portid": int(v[1]), "waiting": int(v[2]), "dropped": int(v[5]),
-                                      "user_dropped": int(v[6]), "queued": int(v[7])}
+            return parse_queue_counters(f.read())
     except OSError:
-        pass
+        return {}
+
+
+def parse_queue_counters(text: str) -> dict:
+    """queue_counters from the file's text (benches and tests read it in another namespace)."""
+    out = {}
+    for line in text.splitlines():
+        v = line.split()
+        if len(v) >= 8:
+            out[int(v[0])] = {"portid": int(v[1]), "waiting": int(v[2]), "dropped": int(v[5]),
+                              "user_dropped": int(v[6]), "queued": int(v[7])}
     return out

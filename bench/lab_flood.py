@@ -51,6 +51,7 @@ from pathlib import Path
 from appliance.lab import Lab, up, down
 from appliance.lab.demo import start_appliance, stop_appliance
 from appliance.lab.topology import CLIENT_V4, SERVER_V4, HOME_NET, ns_exec
+from appliance.netfilter import parse_queue_counters
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = """\
@@ -326,8 +327,7 @@ def _queue_table(ns):
     """queue number -> (queued, kernel drops) from the namespace's nfnetlink_queue."""
     text = subprocess.run(ns_exec(ns, "cat", "/proc/net/netfilter/nfnetlink_queue"),
                           capture_output=True, text=True).stdout
-    return {int(v[0]): (int(v[7]), int(v[5]) + int(v[6])) for v in (line.split() for line in text.splitlines())
-            if len(v) >= 8}
+    return {q: (c["queued"], c["dropped"] + c["user_dropped"]) for q, c in parse_queue_counters(text).items()}
 
 
 def _prio_run(lab, seconds, first):

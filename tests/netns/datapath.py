@@ -24,6 +24,8 @@ from contextlib import contextmanager
 
 import pytest
 
+from appliance.netfilter import parse_queue_counters
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -241,8 +243,8 @@ class Appliance:
     def queues(self):
         """queue number -> (packets queued so far: id_sequence, kernel drops: queue full + user
         dropped) from the appliance namespace's /proc/net/netfilter/nfnetlink_queue."""
-        lines = self.topo.ex(self.topo.fw, "cat", "/proc/net/netfilter/nfnetlink_queue").stdout.splitlines()
-        return {int(v[0]): (int(v[7]), int(v[5]) + int(v[6])) for v in (line.split() for line in lines)}
+        text = self.topo.ex(self.topo.fw, "cat", "/proc/net/netfilter/nfnetlink_queue").stdout
+        return {q: (c["queued"], c["dropped"] + c["user_dropped"]) for q, c in parse_queue_counters(text).items()}
 
     def queued(self):
         """Packets the kernel has queued to us so far (sum of id_sequence over our queues)."""
