@@ -12,6 +12,7 @@ import os
 import re
 
 from appliance import yamlsource
+from appliance.netfilter import new_flow_queues
 from appliance.problems import at, did_you_mean, is_int
 from appliance.output.eve import EVE_TYPES
 from appliance.output.pcap_log import MODES as PCAP_LOG_MODES, PcapLogConfig
@@ -172,8 +173,9 @@ class Config:
     def bound_queues(self) -> range:
         """Every queue the workers bind: `queues`, and with overload.established_first the
         new flows' range right after it (netfilter.new_flow_queues)."""
-        ranges = 2 if self.overload is not None and self.overload.established_first else 1
-        return range(self.queue_base, self.queue_base + ranges * self.workers)
+        if self.overload is not None and self.overload.established_first:
+            return range(self.queue_base, new_flow_queues(self.queues).stop)
+        return self.queues
 
     @property
     def fail_open(self) -> bool:
@@ -657,7 +659,7 @@ def _established_first(ov, path, problems, queues):
         problems.append(at(path, ov.line_of("established_first"),
                            f"overload.established_first must be true or false, got {v!r}"))
         return False
-    last = queues.stop + len(queues) - 1
+    last = new_flow_queues(queues)[-1]
     if v and last > 65535:
         problems.append(at(path, ov.line_of("established_first"),
                            f"overload.established_first needs queues up to {last} (a second range of "

@@ -526,7 +526,7 @@ class Worker:
         new_queue = None
         if cfg.overload is not None and cfg.overload.established_first:
             # a flow's first packets come on the second range, at our offset (same hash)
-            new_num = self.queue_num + cfg.workers
+            new_num = netfilter.new_flow_queues(cfg.queues)[self.queue_num - cfg.queue_base]
             new_nfq = self._bind(NetfilterQueue, new_num)
             if new_nfq is None:
                 nfq.unbind()
