@@ -403,7 +403,8 @@ def established_first(seconds=5, log=print):
 
 def rows(quick=False, runs=None):
     """The overload rows of `python3 -m bench`: one source against the per-source limit, random
-    sources against the SYN proxy (skipped without root or hping3)."""
+    sources against the SYN proxy, a UDP flood from random sources with established_first
+    (skipped without root or hping3)."""
     import shutil
     from .common import Row
     rate = Row("SYN flood rate (hping3 --flood, one source, every SYN a new flow)", "one worker's capacity, "
@@ -414,10 +415,15 @@ def rows(quick=False, runs=None):
                   "one worker's capacity, same run (SYNs queued/s, no proxy)", "SYN/s", ">= 10")
     spoofed_ok = Row("legitimate connections succeeded during that flood, overload.synproxy on port 80",
                      "before the flood (ratio: the success fraction during)", "%", ">= 0.95")
+    udp = Row("UDP flood rate (hping3 --udp --flood --rand-source) with overload.established_first",
+              "what the worker took, same run (pkt/s queued to it)", "pkt/s", ">= 10")
+    udp_ok = Row("an inspected connection's exchanges answered during that flood, overload.established_first",
+                 "the same with the switch off (ratio: the fraction answered with it on)", "%", ">= 0.95")
+    rows = [rate, ok, spoofed, spoofed_ok, udp, udp_ok]
     if os.geteuid() != 0 or shutil.which("hping3") is None:
-        for row in (rate, ok, spoofed, spoofed_ok):
+        for row in rows:
             row.status, row.note = "SKIPPED", "needs root and hping3"
-        return [rate, ok, spoofed, spoofed_ok]
+        return rows
     for _ in range(runs or (1 if quick else 3)):
         r = overload(seconds=3 if quick else 5, log=lambda m: print(m, file=sys.stderr))
         rate.add(r["flood_syn_per_s"], r["capacity_syn_per_s"])
@@ -426,7 +432,15 @@ def rows(quick=False, runs=None):
         spoofed.add(r["flood_syn_per_s"], r["capacity_syn_per_s"])
         spoofed_ok.add(100 * r["legit_success_during"], 100 * r["legit_success_before"],
                        ratio=r["legit_success_during"])
-    return [rate, ok, spoofed, spoofed_ok]
+        on, off = established_first(seconds=3 if quick else 5, log=lambda m: print(m, file=sys.stderr))
+        udp.add(on["flood_pkt_per_s"], on["worker_took_pkt_per_s"])
+        udp_ok.add(100 * _answered(on), 100 * _answered(off), ratio=_answered(on))
+    return rows
+
+
+def _answered(run):
+    """The fraction of the connection's exchanges answered in one established_first run."""
+    return run["answered"] / max(run["exchanges"], 1)
 
 
 def main(argv=None):
