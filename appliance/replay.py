@@ -173,6 +173,8 @@ def main_replay(args):
     else:
         insp = Inspector(ruleset, settings, sink, _pcap_log(o, cfg))
     res = replay(o.pcaps, insp, progress=_progress_bar())
+    if insp.pcap_log is not None:
+        insp.pcap_log.tick()               # its waiting packets in the file before the stats count them
     insp.stats_event()
     if eve:
         eve.close()

@@ -118,6 +118,8 @@ class Worker:
         if now >= self.next_tick:
             self.next_tick = now + TICK
             self.inspector.tick(time.time())
+            if self.inspector.pcap_log is not None:
+                self.inspector.pcap_log.tick()
             self._send("alive", len(self.inspector.ruleset.rules))
             if self.iface is not None:
                 try:                       # an operator may change it while we run

@@ -130,6 +130,10 @@ class PcapLog:
     def _write(self, ts, data, flow, iface):
         self.writer.write(ts, data, f"flow_id={flow.id}" if flow is not None else "", iface)
 
+    def tick(self):
+        """The worker's clock (about once a second): packets waiting in the writer go to the file."""
+        self.writer.tick()
+
     def counters(self):
         w = self.writer
         return {"written": w.packets, "lost": w.lost, "rotations": w.rotations,

@@ -574,6 +574,8 @@ class Worker:
                 if time.monotonic() >= self.next_tick:
                     self.next_tick = time.monotonic() + 1.0
                     self.inspector.tick(time.time())
+                    if self.inspector.pcap_log is not None:
+                        self.inspector.pcap_log.tick()
                     if self.reporter is not None:
                         self._send_report()
                     if os.getppid() != parent:

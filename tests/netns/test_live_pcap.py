@@ -54,6 +54,10 @@ def test_alerted_flow_packets_in_the_pcap_log_found_from_its_eve_event(dp_topo, 
     alert = wait_for(lambda: a.events("alert"), what="the alert")[0]
     assert alert["alert"]["signature_id"] == 3001
     quiet = wait_for(lambda: [e for e in a.events("http") if e["dest_port"] == 8082], what="the quiet flow's http")
+    # the writer gathers blocks; the worker's tick writes them: an idle log is readable while it runs
+    wait_for(lambda: [f for f in glob.glob(str(tmp_path / "pcaps" / "q*.pcapng"))
+                      if [r for r in tshark(f, "frame.comment") if r[0] == f"flow_id={alert['flow_id']}"]],
+             what="the alerted flow's packets in the file while the worker runs")
     assert a.stop() == 0
     files = sorted(glob.glob(str(tmp_path / "pcaps" / "q*.pcapng")))
     assert files, os.listdir(tmp_path)

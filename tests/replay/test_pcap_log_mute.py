@@ -207,6 +207,7 @@ def test_mode_all_writes_a_decided_flow_s_every_packet(tmp_path):
     for pkt in PcapSource([cap.write(tmp_path / "in.pcap")]):
         insp.process(pkt)
     assert [f.final for f in insp.flows.flows.values()] == [True]
+    log.close()                                                    # (the writer's waiting blocks written)
     assert log.writer.packets == len(cap.frames) == 8
 
 

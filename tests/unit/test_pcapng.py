@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 
 import dpkt
 import pytest
@@ -15,6 +16,7 @@ from scapy.utils import PcapNgReader
 
 from appliance.config import ConfigError, load_config
 from appliance.output.pcap_log import PcapLogConfig
+from appliance.output import pcapng
 from appliance.output.pcapng import PcapngWriter
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -105,6 +107,7 @@ FULL_DISK = textwrap.dedent("""\
     w = PcapngWriter(sys.argv[1], "f", max_bytes=1 << 20, keep=1)
     for i in range(40):
         w.write(1.0 + i, bytes([0x45]) + bytes(199), comment="flow_id=%d" % i)
+    w.close()                                          # (what waits is written here)
     print(w.packets, w.lost)
     """)
 
@@ -197,3 +200,71 @@ def test_capture_refuses_what_it_cannot_do_before_starting(tmp_path):
         r = capture("--iface", "lo", *bad, "--out", out)
         assert r.returncode == 2 and "error:" in r.stderr, bad
     assert not out.exists()
+
+
+def test_blocks_wait_for_one_write_until_the_tick(tmp_path):
+    """The writer gathers blocks (one os.write per block was the log's main cost): the file
+    holds its header alone until the tick, `packets` counts what reached the file."""
+    w = PcapngWriter(str(tmp_path), "b", max_bytes=1 << 20, keep=1)
+    for i in range(5):
+        w.write(T0 + i, packet(i), comment=f"flow_id={i}", iface="eth1")
+    path = tmp_path / "b.pcapng"
+    assert os.path.getsize(path) == len(pcapng.section_header()) and w.packets == 0
+    w.tick()
+    assert w.packets == 5
+    assert [r[0] for r in tshark(path, "frame.comment")] == [f"flow_id={i}" for i in range(5)]
+    w.write(T0 + 5, packet(5), comment="flow_id=5", iface="eth1")
+    w.close()                                           # close writes what waits
+    assert w.packets == 6
+    assert [r for r in tshark(path, "frame.comment", "frame.interface_name")][-1] == ["flow_id=5", "eth1"]
+
+
+def test_blocks_are_written_past_flush_bytes_or_a_second_after_the_first(tmp_path):
+    w = PcapngWriter(str(tmp_path), "f", max_bytes=1 << 30, keep=1)
+    size = pcapng.FLUSH_BYTES // 20
+    for i in range(25):                                  # past FLUSH_BYTES: written without a tick
+        w.write(T0 + i, packet(i, size=size))
+    assert w.packets >= 20 and os.path.getsize(tmp_path / "f.pcapng") > pcapng.FLUSH_BYTES
+    w.tick()
+    before = w.packets
+    w.write(T0 + 30, packet(30))
+    time.sleep(pcapng.FLUSH_SECONDS + 0.1)
+    w.write(T0 + 31, packet(31))                         # the first has waited a second: both written
+    assert w.packets == before + 2
+    w.close()
+
+
+SHORT_WRITE = textwrap.dedent("""\
+    import os, resource, signal, sys
+    sys.path.insert(0, sys.argv[2])
+    from appliance.output.pcapng import PcapngWriter
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    w = PcapngWriter(sys.argv[1], "s", max_bytes=1 << 20, keep=1)
+    for i in range(6):                                  # eth0's description and 6 packets: they fit
+        w.write(1.0 + i, bytes([0x45]) + bytes(199), comment="flow_id=%d" % i, iface="eth0")
+    w.tick()
+    # room for a part of each flush: eth1's description cut, then some of its packets
+    resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(w.path) + int(sys.argv[3]), resource.RLIM_INFINITY))
+    for i in range(6, 30):
+        w.write(1.0 + i, bytes([0x45]) + bytes(199), comment="flow_id=%d" % i, iface="eth1")
+    w.tick()
+    print(w.packets, w.lost)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    w.write(100.0, bytes([0x45]) + bytes(199), comment="flow_id=100", iface="eth1")   # room again
+    w.close()
+    print(w.packets, w.lost)
+    """)
+
+
+@pytest.mark.parametrize("room", [10, 1200])
+def test_a_short_write_keeps_the_whole_blocks_and_describes_a_lost_interface_again(tmp_path, room):
+    """A flush cut short (a full disk) keeps the whole blocks that fit: with 10 bytes of room
+    eth1's description is cut too, and is written again before eth1's next packet."""
+    r = subprocess.run([sys.executable, "-c", SHORT_WRITE, str(tmp_path), REPO, str(room)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    (written, lost), after = [tuple(map(int, line.split())) for line in r.stdout.split("\n")[:2]]
+    assert (written == 6) == (room == 10) and written < 30 and written + lost == 30 and after == (written + 1, lost)
+    rows = tshark(tmp_path / "s.pcapng", "frame.comment", "frame.interface_name")
+    assert rows == [[f"flow_id={i}", "eth0" if i < 6 else "eth1"] for i in range(written)] + [["flow_id=100", "eth1"]]
+    assert "cannot write" in r.stderr and "writing again" in r.stderr
