@@ -271,7 +271,7 @@ class StreamStart:
             if c < seq:
                 seq += 1
         self._buf_seq = seq
-        self._cuts = tuple(c for c in cuts if c >= seq)
+        self._cuts = tuple([c for c in cuts if c >= seq])   # (a list: no closure in the compiled twin)
 
     def mark_urgent(self, seq: int, urg_ptr: int) -> bool:
         """A segment's urgent pointer (URG set), before its data is added (tcp_check_urg).
