@@ -1,3 +1,4 @@
+# cython: nonecheck=True
 """The client's TCP stream as the server will read it: its bytes, in the order Linux delivers them.
 
 ClientStream (one per TCP flow) decides which client segments the server's TCP takes:
