@@ -10,6 +10,8 @@
 import cython
 from appliance._c_packet cimport Packet as CPacket
 from appliance._c_flow cimport Flow as CFlow, FlowTable as CFlowTable
+from appliance._c_stream cimport ClientStream as CClientStream
+from appliance.applayer._c_state cimport AppState as CAppState
 from appliance.detect._c_engine cimport Detector as CDetector
 from appliance.output._c_events cimport Counters as CCounters
 
@@ -60,4 +62,6 @@ cdef class Inspector:
     cpdef Verdict _unwritten(self, CPacket pkt, Verdict v)
     @cython.locals(det=CDetector)
     cpdef _direction(self, CPacket pkt, from_responder=*, addrs=*)
+    # the client's stream (feed, ambiguous) and the flow's app state (proto, server, done) in C
+    @cython.locals(st=CClientStream, app=CAppState)
     cpdef _applayer(self, CPacket pkt, CFlow flow, to_server, cand)

@@ -763,8 +763,8 @@ class Inspector:
                     txs = app.server.wait(txs)
                 if logged:
                     self._txs += [(app.proto, t) for t in txs]
-        if flow.proto == TCP and flow.app is not None:
-            self._settle(flow.app)
+        if flow.proto == TCP and flow.app is not None and flow.app.server is not None:
+            self._settle(flow.app)         # (a server side to settle: most flows have none)
         if found:
             self._found = [*self._found, *[(name, "decode" if name.startswith("tcp.") else
                                             "stream" if name.startswith("stream.") else "applayer")

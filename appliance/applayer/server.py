@@ -1,3 +1,4 @@
+# cython: nonecheck=True
 """The server's side of a TCP flow, read for the protocol logs: DNS answers over TCP, the
 TLS ServerHello (ja3s, the selected version), HTTP responses (status, length, content
 type); and for rules on the HTTP response status (http.stat_code), which are judged when a
@@ -70,10 +71,11 @@ class ServerSide:
             return []
         st = self.bytes
         out = []
-        grew = st.add(pkt.seq, pkt.payload, fin=bool(pkt.tcp_flags & FIN))
+        fin = bool(pkt.tcp_flags & FIN)
+        grew = st.add(pkt.seq, pkt.payload, False, fin)
         while grew and not self.done:
             out += self._read(st.data, st.complete)
-            grew = st.cut and st.add(pkt.seq, pkt.payload, fin=bool(pkt.tcp_flags & FIN))
+            grew = st.cut and st.add(pkt.seq, pkt.payload, False, fin)
         if not self.done and (st.fin or st.lost or st.dropped or self.read >= SERVER_DEPTH):
             if not st.fin:
                 self._body_lost()
