@@ -61,3 +61,5 @@ cdef class Inspector:
     @cython.locals(det=CDetector)
     cpdef _direction(self, CPacket pkt, from_responder=*, addrs=*)
     cpdef _applayer(self, CPacket pkt, CFlow flow, to_server, cand)
+    # on every decision (a new flow's first packet): a C call, not a bound method made
+    cpdef _monitored(self, rule)
