@@ -9,7 +9,7 @@
 # a None where a Flow is typed raises AttributeError as in pure Python).
 import cython
 from appliance._c_packet cimport Packet as CPacket
-from appliance._c_flow cimport Flow as CFlow, FlowTable as CFlowTable
+from appliance._c_flow cimport Flow as CFlow, FlowTable as CFlowTable, verdict_of, set_verdict, set_direction, flag_of, set_flag
 from appliance.detect._c_engine cimport Detector as CDetector
 from appliance.output._c_events cimport Counters as CCounters
 

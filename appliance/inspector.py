@@ -20,6 +20,7 @@ from .detect import flowstate
 from .detect import stream_payload
 from .detect.kernel_policy import policy_for, KERNEL_DECIDED
 from .flow import OFFSET_UNKNOWN, FlowTable, flow_key, handshake_seen
+from .flow import MIDSTREAM, MONITORED, UNORIENTED, flag_of, set_direction, set_flag, set_verdict, verdict_of
 from .output import events
 from .output.limits import EventLimits
 from .packet import TCP, UDP, SYN, ACK
@@ -436,7 +437,7 @@ class Inspector:
         if first:
             # its addresses walked once: HOME_NET for the direction, the masks for candidates
             addrs = det.header_addresses(pkt)
-            flow.direction = self._direction(pkt, not to_server, addrs)
+            set_direction(flow, self._direction(pkt, not to_server, addrs))
             if flow.proto != TCP and flow.proto != UDP:
                 flow.app = FAILED                      # no DNS/TLS/HTTP name can ever show
                 self._count_app(flow.app)
@@ -495,14 +496,14 @@ class Inspector:
         cand = det.candidates(pkt, flow, pkt.from_initiator, addrs)   # by its sender's end (FlowTable.lookup)
         # Verdict rules describe the connection (initiator -> responder), whichever
         # way this packet goes; alert rules look at the packet's own direction.
-        if flow.unoriented:                # the initiator is unknown: both orientations, against the attacker
+        if flag_of(flow, UNORIENTED):      # the initiator is unknown: both orientations, against the attacker
             cand_flow, flipped = det.unoriented_candidates(flow)
         else:
             cand_flow, flipped = (cand if to_server else det.connection_candidates(flow)), 0
         scan = [None]
         limits = det.start_packet()
         unknown_now = ()
-        if (first or two_syns) and flow.midstream:
+        if (first or two_syns) and flag_of(flow, MIDSTREAM):
             # picked up mid-stream: its start, maybe its requests, are behind us
             unknown_now = self._cannot_know(flow, "midstream", cand_flow)
             if cand_flow & det.decision & det.reads:
@@ -521,7 +522,7 @@ class Inspector:
         if answered is not None and answered[1] and det.response_rules(flow, False):
             # a transaction's status the server may have sent will not be read: say so
             self._found = [*self._found, ("exception." + answered[2], "engine")]
-        action = flow.verdict
+        action = verdict_of(flow)
         decided_now = None                 # the rule that decided on this packet, if any
         decided_here = False
         det.body_txs = self._bodies
@@ -531,16 +532,17 @@ class Inspector:
             status, rule = det.decide(pkt, flow, to_server, cand_flow, within_before, more, scan, flipped,
                                       bool(pkt.discard), answered)
             if status == MATCH and (action is None or rule.action != "pass"):
-                flow.verdict, flow.verdict_rule, decided_now = rule.action, rule, rule
+                set_verdict(flow, rule.action)
+                flow.verdict_rule = decided_now = rule
                 decided_here = True
-                flow.monitored = self._monitored(rule)
+                set_flag(flow, MONITORED, self._monitored(rule))
             elif status == DEFAULT and (action is None or det.default_action != "pass"):
                 # first decision, or a new transaction on a passed flow that no rule
                 # passes again (an allow-list's second DNS query / HTTP request)
-                flow.verdict = det.default_action
+                set_verdict(flow, det.default_action)
                 decided_here = True
-                flow.monitored = self._monitored(None)
-        verdict = flow.verdict             # read once: compiled, a Flow property is a generic getattr
+                set_flag(flow, MONITORED, self._monitored(None))
+        verdict = verdict_of(flow)         # read once (flow.py's C calls, compiled)
         pkt_action = verdict or "pass"
         if pkt_action == "reject" and not decided_here:
             pkt_action = "drop"            # the RST/unreachable went out with the deciding packet
@@ -549,7 +551,7 @@ class Inspector:
         # would see enforcing and the alerts are the same; the flow is passed (kept here, not
         # offloaded: below), and its alerts say what enforce mode would have done.
         would = None
-        if pkt_action != "pass" and flow.monitored:
+        if pkt_action != "pass" and flag_of(flow, MONITORED):
             would, pkt_action = pkt_action, "pass"
             c.would_block[would] += 1
 
