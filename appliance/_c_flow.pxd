@@ -89,6 +89,12 @@ cdef class RareField:
 
 cpdef _rare_get(Flow flow, RareField field)
 cpdef _rare_set(Flow flow, RareField field, value)
+# the Inspector's per-packet reads and writes of them (flow.py, after Flow): C calls
+cpdef verdict_of(Flow flow)
+cpdef set_verdict(Flow flow, value)
+cpdef set_direction(Flow flow, value)
+cpdef flag_of(Flow flow, RareField field)
+cpdef set_flag(Flow flow, RareField field, value)
 
 # A queue's sentinel: its two links are a Flow or the Queue itself.
 cdef class Queue:

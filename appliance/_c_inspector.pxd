@@ -9,7 +9,7 @@
 # a None where a Flow is typed raises AttributeError as in pure Python).
 import cython
 from appliance._c_packet cimport Packet as CPacket
-from appliance._c_flow cimport Flow as CFlow, FlowTable as CFlowTable
+from appliance._c_flow cimport Flow as CFlow, FlowTable as CFlowTable, verdict_of, set_verdict, set_direction, flag_of, set_flag
 from appliance._c_stream cimport ClientStream as CClientStream
 from appliance.applayer._c_state cimport AppState as CAppState
 from appliance.detect._c_engine cimport Detector as CDetector
@@ -65,3 +65,5 @@ cdef class Inspector:
     # the client's stream (feed, ambiguous) and the flow's app state (proto, server, done) in C
     @cython.locals(st=CClientStream, app=CAppState)
     cpdef _applayer(self, CPacket pkt, CFlow flow, to_server, cand)
+    # on every decision (a new flow's first packet): a C call, not a bound method made
+    cpdef _monitored(self, rule)

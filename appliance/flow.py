@@ -520,6 +520,41 @@ class Flow:
     client_awaited = RareField("client_awaited", False)
 
 
+# The Inspector's reads and writes of a new flow's coded fields and FlowRare flags, once per
+# inspected packet: compiled, C calls on the struct (through the type, each is a generic
+# getattr/setattr into a property or descriptor, ~150-350 instructions)
+MIDSTREAM, UNORIENTED, MONITORED = Flow.midstream, Flow.unoriented, Flow.monitored
+
+
+def verdict_of(flow):
+    if _IN_C:
+        return VERDICTS[flow._verdict_code]
+    return flow.verdict
+
+
+def set_verdict(flow, value):
+    if _IN_C:
+        flow._verdict_code = _code(_VERDICT_CODES, "verdict", value)
+    else:
+        flow.verdict = value
+
+
+def set_direction(flow, value):
+    if _IN_C:
+        flow._direction_code = _code(_DIRECTION_CODES, "direction", value)
+    else:
+        flow.direction = value
+
+
+def flag_of(flow, field):
+    """A FlowRare flag (MIDSTREAM, ...), as flow.<its name> reads it."""
+    return _rare_get(flow, field)
+
+
+def set_flag(flow, field, value):
+    _rare_set(flow, field, value)
+
+
 
 # tcp_seen bits; the client's SYN options sit above them (window scale in bits 8-11)
 _SYN, _SYNACK, _HS_DONE, _FIN_TS, _FIN_TC = 1, 2, 4, 8, 16

@@ -20,6 +20,7 @@ from .detect import flowstate
 from .detect import stream_payload
 from .detect.kernel_policy import policy_for, KERNEL_DECIDED
 from .flow import OFFSET_UNKNOWN, FlowTable, flow_key, handshake_seen
+from .flow import MIDSTREAM, MONITORED, UNORIENTED, flag_of, set_direction, set_flag, set_verdict, verdict_of
 from .output import events
 from .output.limits import EventLimits
 from .packet import TCP, UDP, SYN, ACK
@@ -111,6 +112,10 @@ def depth_of(settings, ruleset):
 
 
 PASS = Verdict("pass")
+# applayer's sentinels as this module's globals: compiled, a global read is a cached C
+# lookup, `applayer.X` a module getattr (~240 instructions) on every new flow's packet
+SERVER_FIRST = applayer.SERVER_FIRST
+FAILED = applayer.FAILED
 HELD = Verdict("pass")                    # a fragment held until its datagram is whole (replay)
 
 
@@ -413,7 +418,7 @@ class Inspector:
             c.fast_path += 1
             # (its flow was released when it became final)
             return self._unwritten(pkt, Verdict(action, may_offload and would is None and not syn, flow, (), would))
-        if (flow.app is applayer.SERVER_FIRST and flow.client_awaited and not (to_server and pkt.payload)
+        if (flow.app is SERVER_FIRST and flow.client_awaited and not (to_server and pkt.payload)
                 and not pkt.tcp_flags & SYN):
             # (a SYN/ACK still settles a Fast Open SYN's data in the client stream: review s15 F1)
             # passed, its server spoke first, and nothing but its client's first bytes may
@@ -432,9 +437,9 @@ class Inspector:
         if first:
             # its addresses walked once: HOME_NET for the direction, the masks for candidates
             addrs = det.header_addresses(pkt)
-            flow.direction = self._direction(pkt, not to_server, addrs)
+            set_direction(flow, self._direction(pkt, not to_server, addrs))
             if flow.proto != TCP and flow.proto != UDP:
-                flow.app = applayer.FAILED             # no DNS/TLS/HTTP name can ever show
+                flow.app = FAILED                      # no DNS/TLS/HTTP name can ever show
                 self._count_app(flow.app)
             elif flow.proto == TCP and not pkt.tcp_flags & SYN:
                 flow.midstream = flow.unoriented = True   # picked up without its handshake: who began it is unknown
@@ -491,14 +496,14 @@ class Inspector:
         cand = det.candidates(pkt, flow, pkt.from_initiator, addrs)   # by its sender's end (FlowTable.lookup)
         # Verdict rules describe the connection (initiator -> responder), whichever
         # way this packet goes; alert rules look at the packet's own direction.
-        if flow.unoriented:                # the initiator is unknown: both orientations, against the attacker
+        if flag_of(flow, UNORIENTED):      # the initiator is unknown: both orientations, against the attacker
             cand_flow, flipped = det.unoriented_candidates(flow)
         else:
             cand_flow, flipped = (cand if to_server else det.connection_candidates(flow)), 0
         scan = [None]
         limits = det.start_packet()
         unknown_now = ()
-        if (first or two_syns) and flow.midstream:
+        if (first or two_syns) and flag_of(flow, MIDSTREAM):
             # picked up mid-stream: its start, maybe its requests, are behind us
             unknown_now = self._cannot_know(flow, "midstream", cand_flow)
             if cand_flow & det.decision & det.reads:
@@ -517,7 +522,7 @@ class Inspector:
         if answered is not None and answered[1] and det.response_rules(flow, False):
             # a transaction's status the server may have sent will not be read: say so
             self._found = [*self._found, ("exception." + answered[2], "engine")]
-        action = flow.verdict
+        action = verdict_of(flow)
         decided_now = None                 # the rule that decided on this packet, if any
         decided_here = False
         det.body_txs = self._bodies
@@ -527,16 +532,18 @@ class Inspector:
             status, rule = det.decide(pkt, flow, to_server, cand_flow, within_before, more, scan, flipped,
                                       bool(pkt.discard), answered)
             if status == MATCH and (action is None or rule.action != "pass"):
-                flow.verdict, flow.verdict_rule, decided_now = rule.action, rule, rule
+                set_verdict(flow, rule.action)
+                flow.verdict_rule = decided_now = rule
                 decided_here = True
-                flow.monitored = self._monitored(rule)
+                set_flag(flow, MONITORED, self._monitored(rule))
             elif status == DEFAULT and (action is None or det.default_action != "pass"):
                 # first decision, or a new transaction on a passed flow that no rule
                 # passes again (an allow-list's second DNS query / HTTP request)
-                flow.verdict = det.default_action
+                set_verdict(flow, det.default_action)
                 decided_here = True
-                flow.monitored = self._monitored(None)
-        pkt_action = flow.verdict or "pass"
+                set_flag(flow, MONITORED, self._monitored(None))
+        verdict = verdict_of(flow)         # read once (flow.py's C calls, compiled)
+        pkt_action = verdict or "pass"
         if pkt_action == "reject" and not decided_here:
             pkt_action = "drop"            # the RST/unreachable went out with the deciding packet
         # Monitor mode changes the packet's verdict only: the flow keeps the rule's decision
@@ -544,7 +551,7 @@ class Inspector:
         # would see enforcing and the alerts are the same; the flow is passed (kept here, not
         # offloaded: below), and its alerts say what enforce mode would have done.
         would = None
-        if pkt_action != "pass" and flow.monitored:
+        if pkt_action != "pass" and flag_of(flow, MONITORED):
             would, pkt_action = pkt_action, "pass"
             c.would_block[would] += 1
 
@@ -568,9 +575,9 @@ class Inspector:
         if det.limits[0] != limits:        # a rule's inspection reached its bound: read against the attacker
             self._found = [*self._found, ("detect.inspection_limit", "engine")]
 
-        if flow.verdict in ("drop", "reject"):
+        if verdict == "drop" or verdict == "reject":
             flow.final = True
-        elif flow.verdict == "pass":
+        elif verdict == "pass":
             # bypass: a matched rule ended the alerts' and logs' look at the passed flow; a
             # verdict rule that may still change the verdict (a later request's name) keeps it
             if _bypassed(flow):

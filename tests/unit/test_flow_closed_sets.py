@@ -17,6 +17,8 @@ from test_flow_memory import syn
 
 PKG = pathlib.Path(__file__).resolve().parents[2] / "appliance"
 FIELDS = {"state": STATES, "verdict": VERDICTS, "direction": DIRECTIONS, "reason": REASONS}
+# flow.py's setter functions, by the field each writes: `set_verdict(flow, X)` writes X
+SETTERS = {"set_verdict": "verdict", "set_direction": "direction"}
 CONSTANTS = {"NEW": "new", "ESTABLISHED": "established", "CLOSING": "closing", "CLOSED": "closed"}
 
 # Every assignment to an attribute of these names in the package, by (file, function, the
@@ -40,6 +42,9 @@ WRITERS = {
     ("inspector.py", "_process", "self._direction(pkt, not to_server, addrs)"): "Inspector._direction returns literals (checked)",
     ("inspector.py", "_process", "rule.action"): "a MATCH rule decides: its action is in DECISIONS",
     ("inspector.py", "_process", "det.default_action"): "Detector refuses any other than DECISIONS (checked)",
+    # flow.py's setters (the compiled Inspector's C calls): a call is listed as its caller's write (SETTERS)
+    ("flow.py", "set_verdict", "value"): "its callers' values, listed as their writes",
+    ("flow.py", "set_direction", "value"): "its callers' values, listed as their writes",
     # not a Flow: a trace step, the detector's own tables, health and heartbeat states
     ("explain.py", "__init__", "(0, None)"): None,
     ("explain.py", "__init__", "None"): None,
@@ -115,6 +120,9 @@ def writers():
                 name = node.args[1]
                 if not isinstance(name, ast.Constant) or name.value in FIELDS:
                     add(path, fn, ast.unparse(node), getattr(name, "value", "?"))
+            elif isinstance(node, ast.Call) and ast.unparse(node.func).split(".")[-1] in SETTERS:
+                assert len(node.args) == 2 and not node.keywords, ast.unparse(node)
+                add(path, fn, ast.unparse(node.args[1]), SETTERS[ast.unparse(node.func).split(".")[-1]])
     return out
 
 
