@@ -4,8 +4,8 @@
 # `self.x` was a slot descriptor lookup and each call between them a Python method call
 # (~96 M of 679 M instructions in Inspector.process on the mixed 20k capture). Both become
 # extension types: their fields struct members, the in-class calls C calls, the segment's
-# Packet fields struct reads. Offsets, counts and the limit are C ints (bounded: a 32-bit
-# sequence space read relative to the start, counters of segments); `start` and `urg` are
+# Packet fields struct reads. Offsets, counts and the limit are C ints (64-bit: offsets grow
+# with the bytes delivered, each segment's read as a signed 32-bit distance from rcv); `start` and `urg` are
 # None until known, so they stay objects, as does `reported` (bits, read by tests as an int).
 import cython
 from appliance._c_packet cimport Packet as CPacket

@@ -143,7 +143,7 @@ class ClientStream:
         if flags & URG and st.mark_urgent(pkt.seq, pkt.urg_ptr):
             self._ambiguous("tcp.urgent_ambiguous", found)
         conflicts, dropped = st.overlap_conflicts, st.dropped
-        grew = st.add(pkt.seq, pkt.payload, fin=bool(flags & FIN))
+        grew = st.add(pkt.seq, pkt.payload, False, bool(flags & FIN))   # (positional: a C call compiled)
         if st.overlap_conflicts != conflicts:
             self._ambiguous("stream.overlap_conflict", found)
         if st.dropped != dropped:                # Linux would have kept what we could not hold
@@ -168,7 +168,7 @@ class ClientStream:
         why = pkt.discard
         st = self.bytes
         if (why == "tcp.ack_too_old" and st is not None and st.start is not None
-                and ((pkt.seq - st.start) & MASK) == st.rcv):
+                and ((pkt.seq - st.start - st.rcv) & MASK) == 0):
             self._ambiguous("tcp.ack_ambiguous", found)
         if why in _REPORTED:
             self._report(why, found)
@@ -244,10 +244,13 @@ class StreamStart:
         elif self.start is None:
             self.start = seq & MASK              # midstream pickup
         if not payload:
-            if fin and ((seq - self.start) & MASK) == self.rcv:
+            if fin and ((seq - self.start - self.rcv) & MASK) == 0:
                 self._fin()                      # a bare FIN in order
             return False
-        rel = ((seq - self.start + HALF) & MASK) - HALF
+        # The offset from the next byte expected, as Linux's before()/after(): a signed 32-bit
+        # distance from rcv, not from the start (past 2 GiB delivered, a distance from the start
+        # read every new segment as a resend: a keep-alive's next request unseen; review s18 F1)
+        rel = self.rcv + ((seq - self.start - self.rcv + HALF) & MASK) - HALF
         buf = self._buf
         # Fast path: the next in-order segment, nothing queued, no urgent mark, no FIN, room for it.
         if (rel == self.rcv and not (fin or self._pending or self.fin) and self.urg is None
@@ -279,7 +282,7 @@ class StreamStart:
         True when its effect depends on when the server's application read (ambiguous)."""
         if self.start is None:
             return False
-        off = ((seq + (urg_ptr - 1 if urg_ptr else 0) - self.start + HALF) & MASK) - HALF
+        off = self.rcv + ((seq + (urg_ptr - 1 if urg_ptr else 0) - self.start - self.rcv + HALF) & MASK) - HALF
         if off < self.rcv:
             return False                         # already received: the byte stays in the stream
         if self.urg is not None:

@@ -46,7 +46,7 @@ class StreamPayload:
         sb = self.stream.bytes
         if self.gap or sb is None or sb.start is None:
             return
-        if ((ack - sb.start + HALF) & MASK) - HALF > sb.rcv + sb.fin:
+        if ((ack - sb.start - sb.rcv - sb.fin + HALF) & MASK) - HALF > 0:   # (from rcv: review s18 F1)
             self.gap = True
             found.append("stream.gap")
 
