@@ -926,12 +926,16 @@ class TcpReceiver:
     is known and nothing is discarded."""
 
     __slots__ = ("s_nxt", "s_una", "s_acked0", "s_rcv", "s_wup", "c_nxt", "max_window", "wscale", "ts_recent",
-                 "syn_ignored", "ack_offset")
+                 "syn_ignored", "ack_offset", "bytes_acked", "s_wmax")
 
     def __init__(self, pkt, seen):
         seq = pkt.seq
         self.s_nxt = (seq + 1 + len(pkt.payload)) & MASK     # the server's snd_nxt
         self.s_una = self.s_acked0 = (seq + 1) & MASK        # its snd_una; bytes_acked counts from ISS+1
+        # its bytes_acked, 64-bit as Linux's (review s18b F1: read as (snd_una - ISS - 1) mod
+        # 2**32 it fell back to a few bytes past 4 GiB sent, and an older ACK the server
+        # takes was read as too old: its data unseen here, then resent with other bytes)
+        self.bytes_acked = 0
         self.s_rcv = self.c_nxt = pkt.ack                    # its rcv_nxt; the client's snd_nxt
         # its rcv_wup: rcv_nxt when it last sent (the ACK it sent last). Linux moves
         # ts_recent only for segments up to there; ACKs still in flight make ours lag, so
@@ -946,6 +950,17 @@ class TcpReceiver:
             self.wscale = (seen >> 8) & 15
         else:
             self.wscale = 0
+        # The most the server's receive window can reach past its rcv_nxt: 65535 shifted by
+        # its own scale (the SYN/ACK's option when the SYN had one too, at most 14). A client
+        # segment that starts past c_nxt + this is past any window it offered: tcp_sequence
+        # drops it (review s18b F3: read as bytes past the room, `lost`, one forged segment
+        # sent the flow to the exception policy). c_nxt (the client's highest byte sent) is
+        # never behind the server's rcv_nxt, so the bound is safe, not tight: segments a
+        # window apart can still walk it forward. -1 when the SYN was not seen (not known).
+        if not seen & _SYN:
+            self.s_wmax = -1
+        else:
+            self.s_wmax = 65535 << (min(pkt.wscale, 14) if seen & _SYN_WS and pkt.wscale is not None else 0)
         # PAWS runs when both SYN and SYN/ACK carried timestamps; the SYN/ACK echoes the
         # SYN's TSval, the receiver's first ts_recent.
         self.ts_recent = pkt.tsopt[1] if seen & _SYN_TS and pkt.tsopt is not None else None
@@ -992,6 +1007,8 @@ def _receiver_check(flow, pkt, to_server, flags):
     ts = pkt.tsopt
     if ts is not None and t.ts_recent and not flags & RST and 2 <= ((t.ts_recent - ts[0]) & MASK) < HALF:
         return "tcp.paws_discard"
+    if t.s_wmax >= 0 and not flags & (RST | SYN) and 0 < ((seq - t.c_nxt - t.s_wmax) & MASK) < HALF:
+        return "tcp.seq_out_of_window"        # past any window the server can have offered
     if flags & RST:
         # Only a RST at exactly rcv_nxt resets an established connection; an in-window one
         # draws a challenge ACK (RFC 5961 3.2). With client data beyond the server's acked
@@ -1034,7 +1051,7 @@ def _receiver_check(flow, pkt, to_server, flags):
             if ((ack - una) & MASK) >= HALF:    # before snd_una
                 # RFC 5961 5.2: older than snd_una - max_window, with max_window no more
                 # than the bytes the client has acknowledged (Linux >= 6.2)
-                acked = (una - t.s_acked0) & MASK
+                acked = t.bytes_acked
                 # Behind the SYN proxy the client's scale is unknown (its SYN never crosses
                 # FORWARD), but before the client acknowledged any server byte the window is
                 # 0 whatever the scale: every older ACK is discarded (conntrack passes them)
@@ -1043,6 +1060,7 @@ def _receiver_check(flow, pkt, to_server, flags):
                     if ((ack - una + window) & MASK) >= HALF:
                         return "tcp.ack_too_old"
             else:
+                t.bytes_acked += (ack - una) & MASK
                 t.s_una = ack
         if t.wscale is not None and not flags & SYN:
             w = pkt.window << t.wscale
