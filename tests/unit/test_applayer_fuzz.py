@@ -16,7 +16,7 @@ FUZZ = settings(max_examples=150, deadline=None)
 
 DNS_SEED = bytes(DNS(id=1, qd=[DNSQR(qname="a.example", qtype="A"), DNSQR(qname="b.example")]))
 DNS_SEED_PTR = DNS_SEED[:12] + b"\x07example\x00\x00\x01\x00\x01\x01x\xc0\x0c\x00\x01\x00\x01"
-TLS_SEED = bytes(TLS(msg=[TLSClientHello(ciphers=[0x1301], ext=[
+TLS_SEED = bytes(TLS(msg=[TLSClientHello(gmt_unix_time=0, random_bytes=b"\x11" * 28, ciphers=[0x1301], ext=[
     TLS_Ext_ServerName(servernames=[ServerName(servername=b"www.example.com")]),
     TLS_Ext_ALPN(protocols=[ProtocolName(protocol=b"h2")]),
     TLS_Ext_SupportedVersion_CH(versions=[0x0304, 0x0303])])]))
