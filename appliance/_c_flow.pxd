@@ -117,7 +117,6 @@ cdef class TcpReceiver:
     cdef public long long c_nxt
     cdef public long long max_window
     cdef public long long bytes_acked
-    cdef public long long s_wmax
 
 # the packet sides and the IPv4 key's layout byte: C ints the key's code compares with
 # (flow.py's module attributes in pure Python only)

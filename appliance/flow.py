@@ -926,7 +926,7 @@ class TcpReceiver:
     is known and nothing is discarded."""
 
     __slots__ = ("s_nxt", "s_una", "s_acked0", "s_rcv", "s_wup", "c_nxt", "max_window", "wscale", "ts_recent",
-                 "syn_ignored", "ack_offset", "bytes_acked", "s_wmax")
+                 "syn_ignored", "ack_offset", "bytes_acked")
 
     def __init__(self, pkt, seen):
         seq = pkt.seq
@@ -950,17 +950,6 @@ class TcpReceiver:
             self.wscale = (seen >> 8) & 15
         else:
             self.wscale = 0
-        # The most the server's receive window can reach past its rcv_nxt: 65535 shifted by
-        # its own scale (the SYN/ACK's option when the SYN had one too, at most 14). A client
-        # segment that starts past c_nxt + this is past any window it offered: tcp_sequence
-        # drops it (review s18b F3: read as bytes past the room, `lost`, one forged segment
-        # sent the flow to the exception policy). c_nxt (the client's highest byte sent) is
-        # never behind the server's rcv_nxt, so the bound is safe, not tight: segments a
-        # window apart can still walk it forward. -1 when the SYN was not seen (not known).
-        if not seen & _SYN:
-            self.s_wmax = -1
-        else:
-            self.s_wmax = 65535 << (min(pkt.wscale, 14) if seen & _SYN_WS and pkt.wscale is not None else 0)
         # PAWS runs when both SYN and SYN/ACK carried timestamps; the SYN/ACK echoes the
         # SYN's TSval, the receiver's first ts_recent.
         self.ts_recent = pkt.tsopt[1] if seen & _SYN_TS and pkt.tsopt is not None else None
@@ -1007,8 +996,6 @@ def _receiver_check(flow, pkt, to_server, flags):
     ts = pkt.tsopt
     if ts is not None and t.ts_recent and not flags & RST and 2 <= ((t.ts_recent - ts[0]) & MASK) < HALF:
         return "tcp.paws_discard"
-    if t.s_wmax >= 0 and not flags & (RST | SYN) and 0 < ((seq - t.c_nxt - t.s_wmax) & MASK) < HALF:
-        return "tcp.seq_out_of_window"        # past any window the server can have offered
     if flags & RST:
         # Only a RST at exactly rcv_nxt resets an established connection; an in-window one
         # draws a challenge ACK (RFC 5961 3.2). With client data beyond the server's acked

@@ -322,29 +322,6 @@ def test_ack_of_unsent_data_or_too_old_is_discarded():
     assert _discard(t, c2s(PSH | ACK, ack=400, payload=b"x")) == "tcp.ack_too_old"
 
 
-@pytest.mark.parametrize("ws", [None, 0, 7, 14, 20])
-def test_a_segment_past_any_window_the_server_can_offer_is_discarded(ws):
-    """Review s18b F3: Linux's tcp_sequence drops a segment that starts past rcv_nxt + its
-    receive window, which is at most 65535 shifted by the server's own scale (both SYNs
-    carried the option; at most 14). Past that bound, certainly; at it, taken."""
-    t, f = _established(ws=ws)
-    bound = 65535 << (min(ws, 14) if ws is not None else 0)
-    nxt = 101                                                # the client's next byte
-    assert _discard(t, c2s(PSH | ACK, seq=(nxt + bound + 1) & 0xFFFFFFFF, payload=b"x")) == "tcp.seq_out_of_window"
-    assert _discard(t, c2s(ACK, seq=(nxt + bound + 1) & 0xFFFFFFFF)) == "tcp.seq_out_of_window"   # a bare ACK too
-    assert _discard(t, c2s(ACK | RST, seq=(nxt + bound + 1) & 0xFFFFFFFF)) == "tcp.rst_not_exact"   # (RSTs: their own rule)
-    assert _discard(t, c2s(PSH | ACK, seq=nxt, payload=b"y" * 10)) == ""
-    nxt += 10                                                # the bound moves with the client's bytes
-    assert _discard(t, c2s(PSH | ACK, seq=(nxt + bound + 1) & 0xFFFFFFFF, payload=b"x")) == "tcp.seq_out_of_window"
-    assert _discard(t, c2s(PSH | ACK, seq=(nxt + bound) & 0xFFFFFFFF, payload=b"x")) == ""
-
-
-def test_no_window_bound_without_the_syn():
-    t = FlowTable()
-    t.lookup(s2c(SYN | ACK))                                 # the SYN was not seen: its scale unknown
-    assert _discard(t, c2s(PSH | ACK, ack=501, seq=101 + (1 << 30), payload=b"x")) == ""
-
-
 def test_too_old_needs_the_clients_window_scale_known():
     t = FlowTable()
     f, _, _ = t.lookup(s2c(SYN | ACK))              # the SYN was not seen: its scale unknown
