@@ -9,7 +9,7 @@ from appliance._c_packet cimport Packet as CPacket
 # counters are 64-bit (a flow passes 4 GiB), the ISN sits in Flow._isn with -1 for None
 # (Flow.isn says None), the times are doubles (every source stamps floats; Flow.id hashes
 # float(start)), final and alerted are `flag`s (a bool in one byte: they read back True/False
-# as a bint did, in a quarter of its 4 bytes); tcp_seen stays under 2**14 (a short); the
+# as a bint did, in a quarter of its 4 bytes); tcp_seen stays under 2**15 (a short); the
 # protocol is a byte, the ports shorts, the TCP flags a byte (decode keeps their low 8 bits);
 # _side is which end of the packed key the initiator is. offloaded stays an object (True, or
 # kernel_policy's name). state, verdict, direction and reason are one byte each, an index into
@@ -133,7 +133,7 @@ cdef long long MASK, HALF
 cdef bint _IN_C
 cdef int FINAL, UNCONFIRMED, PENDING
 cdef tuple _TIMEOUT_TABLE
-cdef int _SYN, _SYNACK, _HS_DONE, _FIN_TS, _FIN_TC, _SYN_TS, _SYN_WS, _HS_BITS, _CSUM_TS, _PROXIED, _KEEP
+cdef int _SYN, _SYNACK, _HS_DONE, _FIN_TS, _FIN_TC, _SYN_TS, _SYN_WS, _HS_BITS, _CSUM_TS, _PROXIED, _KEEP, _SYN_MIXED, _SYN_OPTS
 
 # The table: every packet reads its fields (flows, queues, the counters) as struct members,
 # and the Inspector (its `flows` typed) calls lookup and file in C. Keep in step with
@@ -191,6 +191,6 @@ cpdef int _syn_options(CPacket pkt) except? -1
 cpdef _reused(Flow flow, CPacket pkt, int side)
 # the sequence numbers as long longs: `(a - b) & MASK` is then C, with Python's result for
 # any a, b under 2**62 (two's complement `&` is the modulus); a number past 64 bits raises
-@cython.locals(t=TcpReceiver, seq=cython.longlong, n=cython.longlong, end=cython.longlong, ack=cython.longlong,
+@cython.locals(t=TcpReceiver, seq=cython.longlong, n=cython.longlong, end=cython.longlong, ack=cython.longlong, old=cython.bint,
                una=cython.longlong, rcv=cython.longlong, acked=cython.longlong, window=cython.longlong)
 cpdef _receiver_check(Flow flow, CPacket pkt, bint to_server, int flags)

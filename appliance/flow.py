@@ -566,7 +566,14 @@ _CSUM_TS = 4096                       # the client sent a valid checksum: its ba
 # its ACKs count from the cookie, not from the server's ISN (TcpReceiver.ack_offset)
 _PROXIED = 8192
 _KEEP = _HS_BITS | _CSUM_TS | _PROXIED
+# The client resent its SYN (same ISN) with other options: the server keeps the first one's
+# if its request is alive, the later one's if that expired (~63 s): which is unknown
+_SYN_MIXED = 16384
+_SYN_OPTS = _SYN_TS | _SYN_WS | 15 << 8
 OFFSET_UNKNOWN = -1                   # TcpReceiver.ack_offset when it cannot be learnt
+# TcpReceiver.ack_offset after a second, different SYN/ACK: the client's first ACK tells
+# which one it answers (see _receiver_check)
+OFFSET_CONFIRM = -2
 
 
 def _new_flow(key, pkt, reverse, side):
@@ -848,8 +855,11 @@ def _tcp_state(flow, pkt, to_server):
         return
     if to_server and flags & (SYN | ACK) == SYN:
         seq = pkt.seq
+        opts = _syn_options(pkt)
+        if seen & _SYN and seq == flow._isn and (seen & _SYN_MIXED or (seen ^ opts) & _SYN_OPTS):
+            opts |= _SYN_MIXED                      # the same SYN again, its options changed
         flow._isn = -1 if seq is None else seq      # Flow.isn's setter, without its Python call
-        seen = flow.tcp_seen = seen & _KEEP | _syn_options(pkt)
+        seen = flow.tcp_seen = seen & _KEEP | opts
     elif flow.tcp is not None or (not to_server and flags & SYN and flags & ACK):
         why = _receiver_check(flow, pkt, to_server, flags)
         if why:
@@ -943,15 +953,17 @@ class TcpReceiver:
         self.s_wup = pkt.ack
         self.max_window = 0                                  # the largest window the client offered
         # The client's window scale applies when both SYN and SYN/ACK carried the option;
-        # None when the SYN was not seen (its scale unknown: no "too old" check then).
-        if not seen & _SYN:
+        # None when the SYN was not seen or resent with other options (its scale unknown:
+        # no "too old" check then).
+        if not seen & _SYN or seen & _SYN_MIXED:
             self.wscale = None
         elif seen & _SYN_WS and pkt.wscale is not None:
             self.wscale = (seen >> 8) & 15
         else:
             self.wscale = 0
         # PAWS runs when both SYN and SYN/ACK carried timestamps; the SYN/ACK echoes the
-        # SYN's TSval, the receiver's first ts_recent.
+        # SYN's TSval, the receiver's first ts_recent (the one the server kept, when the
+        # client resent its SYN with another).
         self.ts_recent = pkt.tsopt[1] if seen & _SYN_TS and pkt.tsopt is not None else None
         self.syn_ignored = None                              # (seq, tcp_seen bits) of a SYN it ignored
         # what to take off a client's ACK to read it in the server's numbers: 0, except behind
@@ -976,6 +988,15 @@ def _receiver_check(flow, pkt, to_server, flags):
     if not to_server:
         if t is None:                       # the SYN/ACK: the server's side becomes known
             t = flow.tcp = TcpReceiver(pkt, flow.tcp_seen)
+            return ""
+        if (flags & SYN and flags & ACK and not flow.tcp_seen & (_HS_DONE | _PROXIED)
+                and (((seq + 1) & MASK) != t.s_acked0 or pkt.ack != t.c_nxt)):
+            # Another SYN/ACK (another server ISN, or answering another SYN): the first
+            # request expired and a new SYN made another, or SYN cookies answer every SYN
+            # (and any of them can complete). Read from this one; the client's first ACK
+            # says whether it answers this one (see OFFSET_CONFIRM).
+            t = flow.tcp = TcpReceiver(pkt, flow.tcp_seen)
+            t.ack_offset = OFFSET_CONFIRM
             return ""
         if flags & RST:
             # The client takes a RST only at exactly its rcv_nxt (RFC 5961 3.2).
@@ -1003,11 +1024,26 @@ def _receiver_check(flow, pkt, to_server, flags):
         if flow.tcp_seen & _HS_DONE and (seq != t.s_rcv or t.c_nxt != t.s_rcv):
             return "tcp.rst_not_exact"
         return ""
+    # tcp_sequence: Linux drops a segment ending before rcv_wup before it reads its ACK or
+    # timestamp (review s18c F3: taken here, an old ACK moved snd_una past the server's and
+    # a later ACK it takes read as too old). Its bytes were all read already, and the client
+    # can forge the server ACK that moved s_wup: so not a discard, only no ACK nor TSval
+    # taken from it, which can only make later checks discard less.
+    old = not flags & SYN and ((end - t.s_wup) & MASK) >= HALF
     if flags & ACK:
         ack = pkt.ack
         offset = t.ack_offset
         if offset:
-            if offset == OFFSET_UNKNOWN:
+            if offset == OFFSET_CONFIRM:
+                if ack == t.s_acked0 and seq == t.c_nxt:
+                    t.ack_offset = 0          # the last SYN/ACK's connection: read as usual
+                else:
+                    # an earlier SYN/ACK's (a cookie the server may take) or none: which
+                    # connection the server has, if any, is unknown
+                    t.ack_offset = OFFSET_UNKNOWN
+                    ack = t.s_una
+                    pkt.anomalies.append("tcp.handshake_ambiguous")
+            elif offset == OFFSET_UNKNOWN:
                 ack = t.s_una             # the ACK cannot be read: nothing discarded for it
             else:
                 ack = (ack - offset) & MASK
@@ -1032,7 +1068,7 @@ def _receiver_check(flow, pkt, to_server, flags):
                 ack = t.s_una
                 pkt.anomalies.append("tcp.synproxy_ack_unknown")
         una = t.s_una
-        if ack != una:
+        if ack != una and not old:
             if 0 < ((ack - t.s_nxt) & MASK) < HALF:
                 return "tcp.ack_unsent"       # acknowledges data the server never sent
             if ((ack - una) & MASK) >= HALF:    # before snd_una
@@ -1053,7 +1089,7 @@ def _receiver_check(flow, pkt, to_server, flags):
             w = pkt.window << t.wscale
             if w > t.max_window:
                 t.max_window = w
-    if (ts is not None and t.ts_recent is not None and ((seq - t.s_wup - 1) & MASK) >= HALF - 1
+    if (ts is not None and t.ts_recent is not None and not old and ((seq - t.s_wup - 1) & MASK) >= HALF - 1
             and ((ts[0] - t.ts_recent) & MASK) < HALF):
         t.ts_recent = ts[0]                   # tcp_replace_ts_recent: up to rcv_wup
     rcv = t.s_rcv

@@ -38,3 +38,42 @@ def test_a_request_on_the_second_connection_attempt_is_read(tmp_path):
     req = b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n"
     v = go(64.03, seg(True, 0x18, isn + 1, 90001, req))
     assert v.action == "drop"
+
+
+def test_a_cookie_completed_behind_another_synack_takes_the_exception_policy(tmp_path):
+    """SYN cookies answer two SYNs; the client completes the first while the receiver was
+    rebuilt from the second: which connection the server has is unknown, so its ACKs are
+    not read, the stream is ambiguous, and a drop rule on a name takes the exception policy
+    (`tcp.handshake_ambiguous` says why). The client's request names another host: without
+    the policy it would pass."""
+    path = tmp_path / "r.yaml"
+    path.write_text(BLOCK)
+    insp = Inspector(load_rules(str(path)), Settings(verify_checksums=False))
+
+    def go(when, raw):
+        return insp.process(decode_l3(raw, 1.0 + when))
+    go(0.0, seg(True, 0x02, 1000, 0))
+    go(0.01, seg(False, 0x12, 5000, 1001))
+    go(0.02, seg(True, 0x02, 77777, 0))
+    go(0.03, seg(False, 0x12, 123456, 77778))
+    go(0.04, seg(True, 0x10, 1001, 5001))
+    req = b"GET / HTTP/1.1\r\nHost: good.example\r\n\r\n"
+    v = go(0.05, seg(True, 0x18, 1001, 5001, req))
+    assert v.action == "drop" and v.flow.tcp.ack_offset == -1
+
+
+def test_a_cookie_completed_behind_the_last_synack_is_read(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(BLOCK)
+    insp = Inspector(load_rules(str(path)), Settings(verify_checksums=False))
+
+    def go(when, raw):
+        return insp.process(decode_l3(raw, 1.0 + when))
+    go(0.0, seg(True, 0x02, 1000, 0))
+    go(0.01, seg(False, 0x12, 5000, 1001))
+    go(0.02, seg(True, 0x02, 77777, 0))
+    go(0.03, seg(False, 0x12, 123456, 77778))
+    go(0.04, seg(True, 0x10, 77778, 123457))
+    req = b"GET / HTTP/1.1\r\nHost: good.example\r\n\r\n"
+    v = go(0.05, seg(True, 0x18, 77778, 123457, req))
+    assert v.action == "pass" and v.flow.tcp.ack_offset == 0

@@ -3,9 +3,11 @@ retransmitted without its options. A window bound on client data (`tcp.seq_out_o
 c_nxt + 65535 << scale) was tried this session and taken out: the receiver model is built from
 the first SYN/ACK, so after a new SYN (the server's request expired, or SYN cookies) or a
 retransmitted SYN without its scale option the bound discarded the real connection's segments
-(the first three tests, which fail with it). The last three are older cases of the same
-root the receiver model still gets wrong (strict xfail: they document open evasions and fail
-when fixed, to be turned into plain tests then)."""
+(the first tests, which fail with it). The others were older cases of the same root, fixed
+since: a second, different SYN/ACK rebuilds the receiver from it and the client's first ACK
+confirms which one it answers (else `tcp.handshake_ambiguous`, nothing read from its ACKs);
+a SYN resent with other options leaves the client's scale and timestamps unknown; a
+segment ending before rcv_wup gives no ACK (Linux's tcp_sequence)."""
 import pytest
 
 from appliance.flow import FlowTable
@@ -54,9 +56,8 @@ def test_syncookie_synacks_for_two_syns():
     assert _discard(t, c2s(PSH | ACK, seq=isn + 1, ack=7001, payload=b"x")) == ""
 
 
-@pytest.mark.xfail(strict=True, reason="the receiver model follows the first SYN/ACK and the last SYN's options (review s18c; open)")
 def test_a_new_syn_after_the_servers_request_expired_server_isn_lower():
-    """F1b (pre-existing, same root, not from 56b9240): as F1 with the new SYN's ISN near
+    """F1b (pre-existing, same root): as F1 with the new SYN's ISN near
     the old one (no seq bound hit) but the server's new ISN below the old: the client's ACK
     is read against the first SYN/ACK's snd_una and discarded as too old."""
     t = FlowTable()
@@ -82,7 +83,6 @@ def test_a_retransmitted_syn_without_the_scale_option_hides_a_segment():
     assert _discard(t, c2s(PSH | ACK, seq=1101 + 100000, ack=501, payload=b"hidden")) == ""
 
 
-@pytest.mark.xfail(strict=True, reason="an old segment's ACK is taken: no tcp_sequence old-sequence check (review s18c F3; open)")
 def test_an_old_segments_ack_is_not_taken():
     """F3 (pre-existing; the brief's question 2): Linux's tcp_sequence drops a segment that
     ends before rcv_wup (SKB_DROP_REASON_TCP_OLD_SEQUENCE) before tcp_ack reads its ACK. Here
@@ -100,7 +100,6 @@ def test_an_old_segments_ack_is_not_taken():
     assert _discard(t, c2s(PSH | ACK, seq=1101, ack=1501, window=1000, payload=b"hidden")) == ""
 
 
-@pytest.mark.xfail(strict=True, reason="the receiver model follows the first SYN/ACK and the last SYN's options (review s18c; open)")
 def test_a_retransmitted_syn_without_the_scale_option_too_old():
     """F2's sibling (pre-existing): the client's own scale is read as 0 (the last SYN had
     no option) while Linux uses 7 (the first SYN's, which its request sock kept). The
@@ -114,3 +113,91 @@ def test_a_retransmitted_syn_without_the_scale_option_too_old():
     t.lookup(c2s(ACK, seq=101, ack=3501, window=1000))          # Linux: snd_una 3501, bytes_acked 3000
     # 1501 >= 3501 - min(128000, 3000): Linux takes it
     assert _discard(t, c2s(PSH | ACK, seq=101, ack=1501, window=1000, payload=b"hidden")) == ""
+
+
+def _two_synacks(t):
+    """SYN cookies: two SYNs (other ISNs), each answered with its own SYN/ACK; the first's
+    connection can still complete. Returns the flow."""
+    f, _, _ = t.lookup(c2s(SYN, seq=100, wscale=7))
+    t.lookup(s2c(SYN | ACK, seq=500, ack=101, wscale=7))
+    t.lookup(c2s(SYN, seq=9000, wscale=7))
+    t.lookup(s2c(SYN | ACK, seq=7000, ack=9001, wscale=7))
+    return f
+
+
+def test_the_first_ack_to_the_last_synack_keeps_every_check():
+    t = FlowTable()
+    f = _two_synacks(t)
+    p = c2s(ACK, seq=9001, ack=7001, window=10)
+    t.lookup(p)
+    assert p.discard == "" and p.anomalies == [] and f.tcp.ack_offset == 0
+    t.lookup(s2c(PSH | ACK, seq=7001, ack=9001, payload=b"r" * 3000))
+    t.lookup(c2s(ACK, seq=9001, ack=10001, window=10))
+    # older than snd_una - min(max_window 1280, 3000 acked): the server discards it
+    assert _discard(t, c2s(PSH | ACK, seq=9001, ack=7002, window=10, payload=b"x")) == "tcp.ack_too_old"
+
+
+def test_the_first_ack_to_an_earlier_synack_is_ambiguous():
+    """The client completes the first SYN/ACK (its cookie is still good): the server has
+    that connection, the receiver was built from the other. Said, and no ACK read."""
+    from appliance.flow import OFFSET_UNKNOWN
+    t = FlowTable()
+    f = _two_synacks(t)
+    p = c2s(ACK, seq=101, ack=501, window=10)
+    t.lookup(p)
+    assert p.discard == "" and p.anomalies == ["tcp.handshake_ambiguous"]
+    assert f.tcp.ack_offset == OFFSET_UNKNOWN
+    t.lookup(s2c(PSH | ACK, seq=501, ack=101, payload=b"r" * 3000))
+    assert _discard(t, c2s(PSH | ACK, seq=101, ack=502, window=10, payload=b"x")) == ""
+
+
+def test_a_resent_synack_is_not_a_second_one():
+    t = FlowTable()
+    f, _, _ = t.lookup(c2s(SYN, seq=100, wscale=7))
+    t.lookup(s2c(SYN | ACK, seq=500, ack=101, wscale=7))
+    t.lookup(s2c(SYN | ACK, seq=500, ack=101, wscale=7))
+    t.lookup(c2s(SYN, seq=100, wscale=7))                # and the SYN resent as it was
+    t.lookup(c2s(ACK, seq=101, ack=501, window=10))
+    assert f.tcp.ack_offset == 0 and f.tcp.wscale == 7
+
+
+def test_an_old_segments_window_still_counts():
+    """A server ACK the client forged moves s_wup past a segment the server still takes
+    (its rcv_wup lags: delayed ACK): that segment's window must not be lost here, or a
+    later ACK the server takes would read as too old."""
+    t = FlowTable()
+    t.lookup(c2s(SYN, seq=100, wscale=0))
+    t.lookup(s2c(SYN | ACK, seq=500, ack=101, wscale=0))
+    t.lookup(c2s(ACK, seq=101, ack=501, window=10))
+    t.lookup(s2c(PSH | ACK, seq=501, ack=101, payload=b"r" * 3000))     # rcv_wup 101
+    t.lookup(c2s(ACK, seq=101, ack=3501, window=10))                     # snd_una 3501, 3000 acked
+    t.lookup(c2s(PSH | ACK, seq=101, ack=3501, window=10, payload=b"a" * 100))
+    t.lookup(s2c(ACK, seq=3501, ack=201))                                # forged: s_wup 201
+    p = c2s(PSH | ACK, seq=101, ack=3501, window=5000, payload=b"a" * 50)  # ends at 151
+    t.lookup(p)
+    assert p.discard == ""
+    # the server took that window: 1000 >= 3501 - min(5000, 3000), an old ACK it accepts
+    assert _discard(t, c2s(PSH | ACK, seq=201, ack=1000, window=5000, payload=b"x")) == ""
+
+
+def test_an_old_segments_timestamp_is_not_taken():
+    """Linux drops the old segment before tcp_replace_ts_recent: its TSval never becomes
+    ts_recent, and a later segment with an older TSval (but newer than ts_recent) is read."""
+    t = FlowTable()
+    t.lookup(c2s(SYN, seq=100, tsopt=(100, 0)))
+    t.lookup(s2c(SYN | ACK, seq=500, ack=101, tsopt=(7, 100)))
+    t.lookup(c2s(ACK, seq=101, ack=501, tsopt=(100, 7)))
+    t.lookup(c2s(PSH | ACK, seq=101, ack=501, tsopt=(100, 7), payload=b"a" * 100))
+    t.lookup(s2c(ACK, seq=501, ack=201, tsopt=(8, 100)))                 # rcv_wup 201
+    t.lookup(c2s(PSH | ACK, seq=101, ack=501, tsopt=(1000, 8), payload=b"a" * 50))   # old: dropped
+    assert _discard(t, c2s(PSH | ACK, seq=201, ack=501, tsopt=(500, 8), payload=b"b")) == ""
+
+
+def test_a_resent_syn_with_other_timestamps_takes_the_synacks_echo():
+    """The SYN/ACK echoes the TSval of the SYN the server kept: PAWS from there."""
+    t = FlowTable()
+    t.lookup(c2s(SYN, seq=100, tsopt=(5000, 0), wscale=7))
+    t.lookup(c2s(SYN, seq=100, tsopt=(6000, 0), wscale=2))
+    t.lookup(s2c(SYN | ACK, seq=500, ack=101, tsopt=(7, 5000), wscale=7))
+    t.lookup(c2s(ACK, seq=101, ack=501, tsopt=(6000, 7)))
+    assert _discard(t, c2s(PSH | ACK, seq=101, ack=501, tsopt=(4000, 7), payload=b"a")) == "tcp.paws_discard"
