@@ -117,7 +117,6 @@ cdef class TcpReceiver:
     cdef public long long c_nxt
     cdef public long long max_window
     cdef public long long bytes_acked
-    cdef public long long s_wmax
 
 # the packet sides and the IPv4 key's layout byte: C ints the key's code compares with
 # (flow.py's module attributes in pure Python only)
@@ -192,6 +191,6 @@ cpdef int _syn_options(CPacket pkt) except? -1
 cpdef _reused(Flow flow, CPacket pkt, int side)
 # the sequence numbers as long longs: `(a - b) & MASK` is then C, with Python's result for
 # any a, b under 2**62 (two's complement `&` is the modulus); a number past 64 bits raises
-@cython.locals(t=TcpReceiver, seq=cython.longlong, n=cython.longlong, end=cython.longlong, ack=cython.longlong, old=cython.bint, wmax=cython.longlong, ahead=cython.longlong,
+@cython.locals(t=TcpReceiver, seq=cython.longlong, n=cython.longlong, end=cython.longlong, ack=cython.longlong, old=cython.bint,
                una=cython.longlong, rcv=cython.longlong, acked=cython.longlong, window=cython.longlong)
 cpdef _receiver_check(Flow flow, CPacket pkt, bint to_server, int flags)

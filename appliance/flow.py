@@ -936,7 +936,7 @@ class TcpReceiver:
     is known and nothing is discarded."""
 
     __slots__ = ("s_nxt", "s_una", "s_acked0", "s_rcv", "s_wup", "c_nxt", "max_window", "wscale", "ts_recent",
-                 "syn_ignored", "ack_offset", "bytes_acked", "s_wmax")
+                 "syn_ignored", "ack_offset", "bytes_acked")
 
     def __init__(self, pkt, seen):
         seq = pkt.seq
@@ -961,14 +961,6 @@ class TcpReceiver:
             self.wscale = (seen >> 8) & 15
         else:
             self.wscale = 0
-        # The largest window the server can offer: 65535 << its scale, which applies when the
-        # SYN it answers carried the option (its SYN/ACK carries one only then; Linux caps
-        # it at 14). -1 (no bound) without the SYN (behind the SYN proxy too: the client's
-        # SYN never crosses).
-        if not seen & _SYN:
-            self.s_wmax = -1
-        else:
-            self.s_wmax = 65535 << (min(pkt.wscale, 14) if pkt.wscale is not None else 0)
         # PAWS runs when both SYN and SYN/ACK carried timestamps; the SYN/ACK echoes the
         # SYN's TSval, the receiver's first ts_recent (the one the server kept, when the
         # client resent its SYN with another).
@@ -1038,17 +1030,6 @@ def _receiver_check(flow, pkt, to_server, flags):
     # can forge the server ACK that moved s_wup: so not a discard, only no ACK nor TSval
     # taken from it, which can only make later checks discard less.
     old = not flags & SYN and ((end - t.s_wup) & MASK) >= HALF
-    # tcp_sequence's other half: a segment starting past rcv_nxt + the receive window is
-    # dropped, its data and urgent pointer unread (review s18b F2/F3: read here, one forged
-    # far segment sent the flow to the exception policy, or took a byte out of band). The
-    # bound is twice the largest window the server can offer past the client's furthest
-    # byte: a margin for a segment the server took and this model did not. Only on a
-    # handshake known for sure (ack_offset 0: not after two SYN/ACKs).
-    wmax = t.s_wmax
-    if wmax >= 0 and t.ack_offset == 0 and not flags & SYN:
-        ahead = (seq - t.c_nxt) & MASK           # (behind c_nxt: HALF and up, never out)
-        if 2 * wmax < ahead < HALF:
-            return "tcp.seq_out_of_window"
     if flags & ACK:
         ack = pkt.ack
         offset = t.ack_offset

@@ -47,7 +47,7 @@ MAX_CUTS = 16          # urgent bytes taken out of the held bytes that retransmi
 _REPORTED = {"stream.overlap_conflict": 1, "tcp.urgent_ambiguous": 2, "stream.ofo_overflow": 4,
              "tcp.ack_ambiguous": 8, "tcp.ack_too_old": 16, "tcp.ack_unsent": 32,
              "tcp.paws_discard": 64, "tcp.no_ack": 128, "tcp.syn_on_established": 256,
-             "tcp.invalid_checksum": 512, "tcp.seq_out_of_window": 1024}
+             "tcp.invalid_checksum": 512}
 
 
 class ClientStream:

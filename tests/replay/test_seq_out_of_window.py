@@ -1,10 +1,11 @@
-"""Review s18b F3: a client data segment past any receive window the server offered is
-discarded by Linux (tcp_sequence: !after(seq, rcv_nxt + rcv_wnd)). Without a window check on
-client data StreamStart read one 2**31 - 100 ahead (or 1 MB ahead with a 65535 window) as
-out-of-order bytes past its room, set `lost`, and the flow went to the exception policy
-(reason "cap": default drop) for good: one forged segment (any of about half the sequence
-space; only the ACK must pass) killed a connection the server kept serving. Now discarded
-past twice the largest window the server can offer (`tcp.seq_out_of_window`)."""
+"""Review s18b F3 (open: the far cases are strict xfail, see test_receiver_second_syn.py for why the bound tried was
+taken out): a client data segment past any receive window the server
+offered is discarded by Linux (tcp_sequence: !after(seq, rcv_nxt + rcv_wnd)). The appliance
+has no window check on client data: StreamStart reads one 2**31 - 100 ahead (or 1 MB ahead
+with a 65535 window) as out-of-order bytes past its room, sets `lost`, and the flow goes to
+the exception policy (reason "cap": default drop) for good. One forged segment (the seq
+need not be guessed: any of about half the sequence space works; only the ACK must pass)
+kills a connection the server keeps serving."""
 import struct
 
 import pytest
@@ -25,7 +26,11 @@ def seg(to_server, flags, seq, ack, data=b""):
     return ip + tcp + data
 
 
-@pytest.mark.parametrize("far", [100, (1 << 31) - 100, 1 << 30, 1_000_000])   # 100: in the window (control)
+OPEN = pytest.mark.xfail(strict=True, reason="no window check on client data: read as bytes past the room (review s18b F3; open)")
+
+
+@pytest.mark.parametrize("far", [100, pytest.param((1 << 31) - 100, marks=OPEN), pytest.param(1 << 30, marks=OPEN),
+                                 pytest.param(1_000_000, marks=OPEN)])   # 100: in the window (control)
 def test_a_forged_segment_past_the_window_does_not_end_the_flow(tmp_path, far):
     path = tmp_path / "r.yaml"
     path.write_text(BLOCK)

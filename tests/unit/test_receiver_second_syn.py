@@ -1,12 +1,13 @@
 """Review s18c: client segments Linux (the server) accepts after a second SYN or a SYN
-retransmitted without its options. A first window bound on client data (`tcp.seq_out_of_window`)
-discarded the real connection's segments there (the receiver model was built from the first
-SYN/ACK and the last SYN's options): the first tests. The root, fixed: a second, different
-SYN/ACK rebuilds the receiver from it and the client's first ACK confirms which one it
-answers (else `tcp.handshake_ambiguous`, nothing read from its ACKs, no bound); the bound's
-scale is the SYN/ACK's own (sent only when the SYN the server kept had one); a SYN resent
-with other options leaves the client's scale unknown; a segment ending before rcv_wup gives
-no ACK nor TSval (Linux's tcp_sequence)."""
+retransmitted without its options. A window bound on client data (`tcp.seq_out_of_window`,
+c_nxt + 65535 << scale) was tried this session and taken out: the receiver model is built from
+the first SYN/ACK, so after a new SYN (the server's request expired, or SYN cookies) or a
+retransmitted SYN without its scale option the bound discarded the real connection's segments
+(the first tests, which fail with it). The others were older cases of the same root, fixed
+since: a second, different SYN/ACK rebuilds the receiver from it and the client's first ACK
+confirms which one it answers (else `tcp.handshake_ambiguous`, nothing read from its ACKs);
+a SYN resent with other options leaves the client's scale and timestamps unknown; a
+segment ending before rcv_wup gives no ACK (Linux's tcp_sequence)."""
 import pytest
 
 from appliance.flow import FlowTable
@@ -71,8 +72,7 @@ def test_a_new_syn_after_the_servers_request_expired_server_isn_lower():
 
 def test_a_retransmitted_syn_without_the_scale_option_hides_a_segment():
     """F2 end to end: the server's window grew (its ACK says 2000 << 7 = 256,000 bytes);
-    Linux takes a segment 200,000 past rcv_nxt out of order; read as unscaled (the last
-    SYN's) the bound would discard it."""
+    Linux takes a segment 100,000 past rcv_nxt out of order; here it is discarded."""
     t = FlowTable()
     t.lookup(c2s(SYN, seq=100, wscale=7))
     t.lookup(c2s(SYN, seq=100))                       # retransmitted, option left out
@@ -80,7 +80,7 @@ def test_a_retransmitted_syn_without_the_scale_option_hides_a_segment():
     t.lookup(c2s(ACK, seq=101, ack=501, window=1000))
     t.lookup(c2s(PSH | ACK, seq=101, ack=501, payload=b"a" * 1000))
     t.lookup(s2c(ACK, seq=501, ack=1101, window=2000))
-    assert _discard(t, c2s(PSH | ACK, seq=1101 + 200000, ack=501, payload=b"hidden")) == ""
+    assert _discard(t, c2s(PSH | ACK, seq=1101 + 100000, ack=501, payload=b"hidden")) == ""
 
 
 def test_an_old_segments_ack_is_not_taken():
