@@ -117,13 +117,15 @@ cdef class TcpReceiver:
     cdef public long long c_nxt
     cdef public long long max_window
     cdef public long long bytes_acked
+    cdef public long long synack_ack
+    cdef public long long synack_opts
 
 # the packet sides and the IPv4 key's layout byte: C ints the key's code compares with
 # (flow.py's module attributes in pure Python only)
 cdef int SAME_ENDS, FIRST_END, SECOND_END, _V4V4
 # the TCP flags (packet.py's) and the tcp_seen bits: C ints, so a segment's state tests
 # (_tcp_state, _account, lookup) are C arithmetic, not Python ints' `&` on module globals
-cdef int SYN, ACK, FIN, RST
+cdef int SYN, ACK, FIN, RST, URG
 # the protocols a packet's flow is tested for (_account, lookup), and the 32-bit sequence
 # space's mask and half: C ints, so _receiver_check's modular arithmetic is C on long longs
 # (decode's numbers are 0..2**32-1: no sum or difference of them nears 2**63)
@@ -182,7 +184,7 @@ cpdef _file(tuple queues, Flow flow)
 @cython.locals(proto=cython.int, to_server=cython.bint, length=cython.longlong, ts=cython.double)
 cpdef bint _account(Flow flow, CPacket pkt, verify_checksums, int side)
 cpdef bint confirmed(Flow flow)
-@cython.locals(flags=cython.int, seen=cython.int, seq=object)
+@cython.locals(flags=cython.int, seen=cython.int, seq=object, t=TcpReceiver)
 cpdef _tcp_state(Flow flow, CPacket pkt, bint to_server)
 cpdef _bad_checksum(Flow flow, CPacket pkt)
 @cython.locals(bits=cython.int)

@@ -31,7 +31,7 @@ from socket import AF_INET, AF_INET6, inet_pton
 
 from .checksum import transport_ok
 from .decode import _v4name, _v6name
-from .packet import TCP, UDP, ICMP, ICMPV6, SYN, ACK, FIN, RST
+from .packet import TCP, UDP, ICMP, ICMPV6, SYN, ACK, FIN, RST, URG
 
 NEW, ESTABLISHED, CLOSING, CLOSED = "new", "established", "closing", "closed"
 
@@ -571,9 +571,6 @@ _KEEP = _HS_BITS | _CSUM_TS | _PROXIED
 _SYN_MIXED = 16384
 _SYN_OPTS = _SYN_TS | _SYN_WS | 15 << 8
 OFFSET_UNKNOWN = -1                   # TcpReceiver.ack_offset when it cannot be learnt
-# TcpReceiver.ack_offset after a second, different SYN/ACK: the client's first ACK tells
-# which one it answers (see _receiver_check)
-OFFSET_CONFIRM = -2
 
 
 def _new_flow(key, pkt, reverse, side):
@@ -856,6 +853,12 @@ def _tcp_state(flow, pkt, to_server):
     if to_server and flags & (SYN | ACK) == SYN:
         seq = pkt.seq
         opts = _syn_options(pkt)
+        t = flow.tcp
+        if t is not None and seq != flow._isn and not seen & _PROXIED and t.ack_offset != OFFSET_UNKNOWN:
+            # Another ISN after the server answered: Linux drops it (out of its request's
+            # window: the first connection goes on), resets the request (in the window), or
+            # the request had expired (a new one): which, the server alone knows (review s19 F5)
+            _doubt(t, pkt, "tcp.handshake_ambiguous")
         if seen & _SYN and seq == flow._isn and (seen & _SYN_MIXED or (seen ^ opts) & _SYN_OPTS):
             opts |= _SYN_MIXED                      # the same SYN again, its options changed
         flow._isn = -1 if seq is None else seq      # Flow.isn's setter, without its Python call
@@ -936,7 +939,7 @@ class TcpReceiver:
     is known and nothing is discarded."""
 
     __slots__ = ("s_nxt", "s_una", "s_acked0", "s_rcv", "s_wup", "c_nxt", "max_window", "wscale", "ts_recent",
-                 "syn_ignored", "ack_offset", "bytes_acked")
+                 "syn_ignored", "ack_offset", "bytes_acked", "synack_ack", "synack_opts")
 
     def __init__(self, pkt, seen):
         seq = pkt.seq
@@ -951,6 +954,8 @@ class TcpReceiver:
         # ts_recent only for segments up to there; ACKs still in flight make ours lag, so
         # ours is never newer than the server's and PAWS here discards no more than it does
         self.s_wup = pkt.ack
+        self.synack_ack = pkt.ack                            # the SYN/ACK it was built from
+        self.synack_opts = _synack_opts(pkt)
         self.max_window = 0                                  # the largest window the client offered
         # The client's window scale applies when both SYN and SYN/ACK carried the option;
         # None when the SYN was not seen or resent with other options (its scale unknown:
@@ -989,14 +994,16 @@ def _receiver_check(flow, pkt, to_server, flags):
         if t is None:                       # the SYN/ACK: the server's side becomes known
             t = flow.tcp = TcpReceiver(pkt, flow.tcp_seen)
             return ""
-        if (flags & SYN and flags & ACK and not flow.tcp_seen & (_HS_DONE | _PROXIED)
-                and (((seq + 1) & MASK) != t.s_acked0 or pkt.ack != t.c_nxt)):
-            # Another SYN/ACK (another server ISN, or answering another SYN): the first
-            # request expired and a new SYN made another, or SYN cookies answer every SYN
-            # (and any of them can complete). Read from this one; the client's first ACK
-            # says whether it answers this one (see OFFSET_CONFIRM).
-            t = flow.tcp = TcpReceiver(pkt, flow.tcp_seen)
-            t.ack_offset = OFFSET_CONFIRM
+        if (flags & SYN and flags & ACK and not flow.tcp_seen & _PROXIED and t.ack_offset != OFFSET_UNKNOWN
+                and (((seq + 1) & MASK) != t.s_acked0 or pkt.ack != t.synack_ack
+                     or _synack_opts(pkt) != t.synack_opts)):
+            # Two SYN/ACKs that differ: the first request expired and a new SYN made
+            # another, SYN cookies answer every SYN (any of them can complete), or the
+            # client forged one (it can send from the server's address; review s19). Which
+            # the server's connection follows is unknown and the client's ACKs cannot tell
+            # (it chooses them): every check built on the handshake is off. No ACK read
+            # (the stream ambiguous: the exception policy), no PAWS, no scale.
+            _doubt(t, pkt, "tcp.handshake_ambiguous")
             return ""
         if flags & RST:
             # The client takes a RST only at exactly its rcv_nxt (RFC 5961 3.2).
@@ -1030,20 +1037,15 @@ def _receiver_check(flow, pkt, to_server, flags):
     # can forge the server ACK that moved s_wup: so not a discard, only no ACK nor TSval
     # taken from it, which can only make later checks discard less.
     old = not flags & SYN and ((end - t.s_wup) & MASK) >= HALF
+    if old and flags & URG and t.ack_offset != OFFSET_UNKNOWN:
+        # its urgent pointer: Linux drops the segment before tcp_urg, unless s_wup came
+        # from a server ACK the client forged (review s19 F4): the urgent byte is unknown
+        _doubt(t, pkt, "tcp.urgent_ambiguous")
     if flags & ACK:
         ack = pkt.ack
         offset = t.ack_offset
         if offset:
-            if offset == OFFSET_CONFIRM:
-                if ack == t.s_acked0 and seq == t.c_nxt:
-                    t.ack_offset = 0          # the last SYN/ACK's connection: read as usual
-                else:
-                    # an earlier SYN/ACK's (a cookie the server may take) or none: which
-                    # connection the server has, if any, is unknown
-                    t.ack_offset = OFFSET_UNKNOWN
-                    ack = t.s_una
-                    pkt.anomalies.append("tcp.handshake_ambiguous")
-            elif offset == OFFSET_UNKNOWN:
+            if offset == OFFSET_UNKNOWN:
                 ack = t.s_una             # the ACK cannot be read: nothing discarded for it
             else:
                 ack = (ack - offset) & MASK
@@ -1098,6 +1100,21 @@ def _receiver_check(flow, pkt, to_server, flags):
     if 0 < ((end - t.c_nxt) & MASK) < HALF:
         t.c_nxt = end
     return ""
+
+
+def _doubt(t, pkt, why):
+    """The receiver model can no longer follow the server: no ACK read (the Inspector
+    marks the client stream ambiguous: the exception policy; the scale then unused), no PAWS."""
+    t.ack_offset = OFFSET_UNKNOWN
+    t.ts_recent = None
+    pkt.anomalies.append(why)
+
+
+def _synack_opts(pkt):
+    """A SYN/ACK's window scale and timestamp echo as one number, to tell another apart."""
+    ws = pkt.wscale
+    ts = pkt.tsopt
+    return ((-1 if ts is None else ts[1]) + 1) << 9 | (-1 if ws is None else ws) + 1
 
 
 def confirmed(flow):

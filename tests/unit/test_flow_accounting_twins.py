@@ -19,7 +19,7 @@ from appliance.packet import Packet
 M = 2 ** 32
 EDGES = (0, 1, 2, M - 1, M - 2, M - 3, 2 ** 31 - 1, 2 ** 31, 2 ** 31 + 1)
 RECEIVER = ("s_nxt", "s_una", "s_acked0", "s_rcv", "s_wup", "c_nxt", "max_window", "wscale", "ts_recent",
-            "syn_ignored", "ack_offset")
+            "syn_ignored", "ack_offset", "bytes_acked", "synack_ack", "synack_opts")
 # mostly what a connection carries (ACKs, data, handshakes), then every mix once
 FLAGS = (0x10,) * 8 + (0x18,) * 6 + (0x02, 0x12) * 3 + (0x11, 0x04, 0x14, 0x01, 0x00, 0x06, 0x03, 0x13, 0x16, 0x3F, 0x19)
 

@@ -125,30 +125,47 @@ def _two_synacks(t):
     return f
 
 
-def test_the_first_ack_to_the_last_synack_keeps_every_check():
-    t = FlowTable()
-    f = _two_synacks(t)
-    p = c2s(ACK, seq=9001, ack=7001, window=10)
-    t.lookup(p)
-    assert p.discard == "" and p.anomalies == [] and f.tcp.ack_offset == 0
-    t.lookup(s2c(PSH | ACK, seq=7001, ack=9001, payload=b"r" * 3000))
-    t.lookup(c2s(ACK, seq=9001, ack=10001, window=10))
-    # older than snd_una - min(max_window 1280, 3000 acked): the server discards it
-    assert _discard(t, c2s(PSH | ACK, seq=9001, ack=7002, window=10, payload=b"x")) == "tcp.ack_too_old"
-
-
-def test_the_first_ack_to_an_earlier_synack_is_ambiguous():
-    """The client completes the first SYN/ACK (its cookie is still good): the server has
-    that connection, the receiver was built from the other. Said, and no ACK read."""
+@pytest.mark.parametrize("answer", ["last", "first"])
+def test_two_synacks_turn_the_handshake_checks_off(answer):
+    """Whichever SYN/ACK the client answers, the server may hold the other connection (SYN
+    cookies), or the client forged one (review s19): its ACKs are not evidence. Said on the
+    second SYN/ACK; no ACK read (OFFSET_UNKNOWN), no PAWS, no scale from then on."""
     from appliance.flow import OFFSET_UNKNOWN
     t = FlowTable()
     f = _two_synacks(t)
-    p = c2s(ACK, seq=101, ack=501, window=10)
-    t.lookup(p)
-    assert p.discard == "" and p.anomalies == ["tcp.handshake_ambiguous"]
+    assert f.tcp.ack_offset == OFFSET_UNKNOWN and f.tcp.wscale is None and f.tcp.ts_recent is None
+    cseq, sseq = (9001, 7001) if answer == "last" else (101, 501)
+    assert _discard(t, c2s(ACK, seq=cseq, ack=sseq, window=10)) == ""
+    t.lookup(s2c(PSH | ACK, seq=sseq, ack=cseq, payload=b"r" * 3000))
+    t.lookup(c2s(ACK, seq=cseq, ack=sseq + 3000, window=10))
+    # older than snd_una - min(max_window, acked) by either SYN/ACK's numbers: read anyway
+    assert _discard(t, c2s(PSH | ACK, seq=cseq, ack=sseq + 1, window=10, payload=b"x")) == ""
+    assert _discard(t, c2s(PSH | ACK, seq=cseq, ack=(sseq + 200000) & MASK, window=10, payload=b"y")) == ""
+
+
+def test_the_second_synack_says_so_once():
+    t = FlowTable()
+    t.lookup(c2s(SYN, seq=100, wscale=7))
+    t.lookup(s2c(SYN | ACK, seq=500, ack=101, wscale=7))
+    said = []
+    for synack in (s2c(SYN | ACK, seq=600, ack=101, wscale=7), s2c(SYN | ACK, seq=700, ack=101, wscale=7)):
+        t.lookup(synack)
+        said.append(synack.anomalies)
+    assert said == [["tcp.handshake_ambiguous"], []]
+
+
+@pytest.mark.parametrize("other", [dict(seq=501), dict(ack=102), dict(wscale=6), dict(wscale=None),
+                                   dict(tsopt=(7, 5001)), dict(tsopt=None)])
+def test_a_synack_differing_in_any_number_or_option_is_a_second_one(other):
+    """A forged copy of the server's SYN/ACK with one field changed (the echo: PAWS on
+    every real segment; no scale option: the client's scale read as 0) is a second one."""
+    from appliance.flow import OFFSET_UNKNOWN
+    t = FlowTable()
+    f, _, _ = t.lookup(c2s(SYN, seq=100, wscale=7, tsopt=(5000, 0)))
+    real = dict(seq=500, ack=101, wscale=7, tsopt=(7, 5000))
+    t.lookup(s2c(SYN | ACK, **real))
+    t.lookup(s2c(SYN | ACK, **{**real, **other}))
     assert f.tcp.ack_offset == OFFSET_UNKNOWN
-    t.lookup(s2c(PSH | ACK, seq=501, ack=101, payload=b"r" * 3000))
-    assert _discard(t, c2s(PSH | ACK, seq=101, ack=502, window=10, payload=b"x")) == ""
 
 
 def test_a_resent_synack_is_not_a_second_one():
@@ -201,3 +218,34 @@ def test_a_resent_syn_with_other_timestamps_takes_the_synacks_echo():
     t.lookup(s2c(SYN | ACK, seq=500, ack=101, tsopt=(7, 5000), wscale=7))
     t.lookup(c2s(ACK, seq=101, ack=501, tsopt=(6000, 7)))
     assert _discard(t, c2s(PSH | ACK, seq=101, ack=501, tsopt=(4000, 7), payload=b"a")) == "tcp.paws_discard"
+
+
+# review s19's: a forged second SYN/ACK the client itself answers
+def test_a_forged_synack_without_scale_confirmed_by_an_out_of_window_ack():
+    """No RST needed: the forged SYN/ACK keeps the server's ISN, acks another client
+    number Y (before the real one) and carries no window scale; the client's ACK at seq Y
+    "confirms" it here (offset 0). Linux: ack_seq is its snt_isn + 1, seq Y is out of the
+    request's window: an ACK back and the segment dropped (tcp_check_req), nothing reset.
+    The receiver now reads the client's scale as 0 where Linux uses 7, and an older ACK
+    the server takes (within window << 7) is discarded here as too old."""
+    t = FlowTable()
+    t.lookup(c2s(SYN, seq=100, wscale=7))
+    t.lookup(s2c(SYN | ACK, seq=500, ack=101, wscale=7))
+    y = (101 - 200000) & MASK
+    t.lookup(s2c(SYN | ACK, seq=500, ack=y))                       # forged, no wscale
+    t.lookup(c2s(ACK, seq=y, ack=501, window=1000))                 # Linux: out of window, dropped
+    t.lookup(c2s(ACK, seq=101, ack=501, window=1000))               # Linux: the handshake completes
+    t.lookup(s2c(PSH | ACK, seq=501, ack=101, payload=b"r" * 3000))
+    t.lookup(c2s(ACK, seq=101, ack=3501, window=1000))              # Linux: snd_una 3501, 3000 acked
+    # 1501 >= 3501 - min(1000 << 7, 3000): Linux takes it
+    assert _discard(t, c2s(PSH | ACK, seq=101, ack=1501, window=1000, payload=b"hidden")) == ""
+
+
+def test_a_forged_synack_echo_sets_ts_recent():
+    """The rebuilt receiver's ts_recent is the forged SYN/ACK's TSecr: every client segment
+    is then a PAWS discard here; Linux's ts_recent is the SYN's TSval."""
+    t = FlowTable()
+    t.lookup(c2s(SYN, seq=100, tsopt=(5000, 0)))
+    t.lookup(s2c(SYN | ACK, seq=500, ack=101, tsopt=(7, 5000)))
+    t.lookup(s2c(SYN | ACK, seq=9999, ack=101, tsopt=(7, 5000 + (1 << 30))))   # forged
+    assert _discard(t, c2s(ACK, seq=101, ack=501, tsopt=(5001, 7))) == ""
