@@ -193,6 +193,6 @@ cpdef int _syn_options(CPacket pkt) except? -1
 cpdef _reused(Flow flow, CPacket pkt, int side)
 # the sequence numbers as long longs: `(a - b) & MASK` is then C, with Python's result for
 # any a, b under 2**62 (two's complement `&` is the modulus); a number past 64 bits raises
-@cython.locals(t=TcpReceiver, seq=cython.longlong, n=cython.longlong, end=cython.longlong, ack=cython.longlong, old=cython.bint,
+@cython.locals(t=TcpReceiver, seq=cython.longlong, n=cython.longlong, end=cython.longlong, ack=cython.longlong, old=cython.bint, opts=cython.longlong,
                una=cython.longlong, rcv=cython.longlong, acked=cython.longlong, window=cython.longlong)
 cpdef _receiver_check(Flow flow, CPacket pkt, bint to_server, int flags)

@@ -994,17 +994,20 @@ def _receiver_check(flow, pkt, to_server, flags):
         if t is None:                       # the SYN/ACK: the server's side becomes known
             t = flow.tcp = TcpReceiver(pkt, flow.tcp_seen)
             return ""
-        if (flags & SYN and flags & ACK and not flow.tcp_seen & _PROXIED and t.ack_offset != OFFSET_UNKNOWN
-                and (((seq + 1) & MASK) != t.s_acked0 or pkt.ack != t.synack_ack
-                     or _synack_opts(pkt) != t.synack_opts)):
-            # Two SYN/ACKs that differ: the first request expired and a new SYN made
-            # another, SYN cookies answer every SYN (any of them can complete), or the
-            # client forged one (it can send from the server's address; review s19). Which
-            # the server's connection follows is unknown and the client's ACKs cannot tell
-            # (it chooses them): every check built on the handshake is off. No ACK read
-            # (the stream ambiguous: the exception policy), no PAWS, no scale.
-            _doubt(t, pkt, "tcp.handshake_ambiguous")
-            return ""
+        if flags & SYN and flags & ACK and not flow.tcp_seen & _PROXIED and t.ack_offset != OFFSET_UNKNOWN:
+            opts = _synack_opts(pkt)
+            if ((seq + 1) & MASK) != t.s_acked0 or pkt.ack != t.synack_ack or (opts ^ t.synack_opts) & 511:
+                # Two SYN/ACKs that differ: the first request expired and a new SYN made
+                # another, SYN cookies answer every SYN (any of them can complete), or the
+                # client forged one (it can send from the server's address; review s19).
+                # Which the server's connection follows is unknown and the client's ACKs
+                # cannot tell (it chooses them): every check built on the handshake is off.
+                _doubt(t, pkt, "tcp.handshake_ambiguous")
+                return ""
+            if opts != t.synack_opts:
+                # only the timestamp echo: FreeBSD echoes a resent SYN's newer TSval, or it
+                # is forged (PAWS on every real segment): PAWS off, the safe side
+                t.ts_recent = None
         if flags & RST:
             # The client takes a RST only at exactly its rcv_nxt (RFC 5961 3.2).
             return "" if seq == t.s_nxt or not flow.tcp_seen & _HS_DONE else "tcp.rst_not_exact"

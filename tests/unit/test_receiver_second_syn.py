@@ -129,11 +129,11 @@ def _two_synacks(t):
 def test_two_synacks_turn_the_handshake_checks_off(answer):
     """Whichever SYN/ACK the client answers, the server may hold the other connection (SYN
     cookies), or the client forged one (review s19): its ACKs are not evidence. Said on the
-    second SYN/ACK; no ACK read (OFFSET_UNKNOWN), no PAWS, no scale from then on."""
+    second SYN/ACK; no ACK read (OFFSET_UNKNOWN), no PAWS from then on."""
     from appliance.flow import OFFSET_UNKNOWN
     t = FlowTable()
     f = _two_synacks(t)
-    assert f.tcp.ack_offset == OFFSET_UNKNOWN and f.tcp.wscale is None and f.tcp.ts_recent is None
+    assert f.tcp.ack_offset == OFFSET_UNKNOWN and f.tcp.ts_recent is None
     cseq, sseq = (9001, 7001) if answer == "last" else (101, 501)
     assert _discard(t, c2s(ACK, seq=cseq, ack=sseq, window=10)) == ""
     t.lookup(s2c(PSH | ACK, seq=sseq, ack=cseq, payload=b"r" * 3000))
@@ -154,11 +154,10 @@ def test_the_second_synack_says_so_once():
     assert said == [["tcp.handshake_ambiguous"], []]
 
 
-@pytest.mark.parametrize("other", [dict(seq=501), dict(ack=102), dict(wscale=6), dict(wscale=None),
-                                   dict(tsopt=(7, 5001)), dict(tsopt=None)])
-def test_a_synack_differing_in_any_number_or_option_is_a_second_one(other):
-    """A forged copy of the server's SYN/ACK with one field changed (the echo: PAWS on
-    every real segment; no scale option: the client's scale read as 0) is a second one."""
+@pytest.mark.parametrize("other", [dict(seq=501), dict(ack=102), dict(wscale=6), dict(wscale=None)])
+def test_a_synack_differing_in_any_number_or_its_scale_is_a_second_one(other):
+    """A forged copy of the server's SYN/ACK with one field changed (no scale option: the
+    client's scale read as 0, an ACK the server takes too old here) is a second one."""
     from appliance.flow import OFFSET_UNKNOWN
     t = FlowTable()
     f, _, _ = t.lookup(c2s(SYN, seq=100, wscale=7, tsopt=(5000, 0)))
@@ -166,6 +165,27 @@ def test_a_synack_differing_in_any_number_or_option_is_a_second_one(other):
     t.lookup(s2c(SYN | ACK, **real))
     t.lookup(s2c(SYN | ACK, **{**real, **other}))
     assert f.tcp.ack_offset == OFFSET_UNKNOWN
+
+
+@pytest.mark.parametrize("echo", [(7, 5001), (8, 5000 + (1 << 30)), None])
+def test_a_synack_differing_only_in_its_echo_turns_paws_off(echo):
+    """FreeBSD echoes a resent SYN's newer TSval; a forged echo far ahead would make every
+    real segment a PAWS discard here. Either way: no PAWS, the rest of the checks kept."""
+    t = FlowTable()
+    f, _, _ = t.lookup(c2s(SYN, seq=100, wscale=7, tsopt=(5000, 0)))
+    t.lookup(s2c(SYN | ACK, seq=500, ack=101, wscale=7, tsopt=(7, 5000)))
+    p = s2c(SYN | ACK, seq=500, ack=101, wscale=7, tsopt=echo)
+    t.lookup(p)
+    assert f.tcp.ack_offset == 0 and f.tcp.wscale == 7 and f.tcp.ts_recent is None and p.anomalies == []
+    assert _discard(t, c2s(ACK, seq=101, ack=501, tsopt=(4000, 7))) == ""
+
+
+def test_the_same_synack_again_keeps_paws():
+    t = FlowTable()
+    t.lookup(c2s(SYN, seq=100, tsopt=(5000, 0)))
+    t.lookup(s2c(SYN | ACK, seq=500, ack=101, tsopt=(7, 5000)))
+    t.lookup(s2c(SYN | ACK, seq=500, ack=101, tsopt=(9, 5000)))     # resent: its own TSval moved
+    assert _discard(t, c2s(ACK, seq=101, ack=501, tsopt=(4000, 7))) == "tcp.paws_discard"
 
 
 def test_a_resent_synack_is_not_a_second_one():
@@ -249,3 +269,14 @@ def test_a_forged_synack_echo_sets_ts_recent():
     t.lookup(s2c(SYN | ACK, seq=500, ack=101, tsopt=(7, 5000)))
     t.lookup(s2c(SYN | ACK, seq=9999, ack=101, tsopt=(7, 5000 + (1 << 30))))   # forged
     assert _discard(t, c2s(ACK, seq=101, ack=501, tsopt=(5001, 7))) == ""
+
+
+def test_a_forged_first_synack_echo_is_dropped_with_the_doubt():
+    """The forged SYN/ACK arrives first (its echo far ahead: PAWS would discard every real
+    segment), the server's own second: the doubt turns PAWS off."""
+    t = FlowTable()
+    t.lookup(c2s(SYN, seq=100, tsopt=(5000, 0)))
+    t.lookup(s2c(SYN | ACK, seq=9999, ack=101, tsopt=(7, 5000 + (1 << 30))))   # forged
+    t.lookup(s2c(SYN | ACK, seq=500, ack=101, tsopt=(7, 5000)))
+    assert _discard(t, c2s(ACK, seq=101, ack=501, tsopt=(5001, 7))) == ""
+    assert _discard(t, c2s(PSH | ACK, seq=101, ack=501, tsopt=(5002, 7), payload=b"GET /")) == ""
