@@ -282,6 +282,11 @@ class StreamStart:
         True when its effect depends on when the server's application read (ambiguous)."""
         if self.start is None:
             return False
+        if ((seq - self.start - self.rcv - 1) & MASK) < HALF - 1:
+            # the segment starts past the next byte: Linux reads its pointer only if it was
+            # inside the receive window, unknown here (review s18b F2: one far past it moved
+            # a byte of the later stream out of band)
+            return True
         off = self.rcv + ((seq + (urg_ptr - 1 if urg_ptr else 0) - self.start - self.rcv + HALF) & MASK) - HALF
         if off < self.rcv:
             return False                         # already received: the byte stays in the stream

@@ -283,6 +283,21 @@ def test_second_urgent_mark_after_one_was_taken_out_is_ambiguous():
     assert found == []                                     # once per flow
 
 
+def test_urgent_pointer_on_a_segment_past_the_next_byte_is_ambiguous():
+    """Linux reads it only if that segment was inside its receive window, which is not known
+    here (review s18b F2: a bare URG ACK far past it took a later byte out of band)."""
+    st = ClientStream()
+    _feed(st, _seg("S", 100))
+    _feed(st, _seg("PA", 101, 901, b"ab"))
+    _, found = _feed(st, _seg("AU", 104, 901, b"", urgptr=5))           # one byte past 103
+    assert st.ambiguous and found == ["tcp.urgent_ambiguous"]
+    st2 = ClientStream()
+    _feed(st2, _seg("S", 100))
+    _feed(st2, _seg("PA", 101, 901, b"ab"))
+    _, found = _feed(st2, _seg("AU", 103, 901, b"", urgptr=5))          # at the next byte: certain
+    assert not st2.ambiguous and found == []
+
+
 def test_stale_urgent_pointer_is_not_a_new_mark():
     st = ClientStream()
     _feed(st, _seg("S", 100))
