@@ -9,7 +9,7 @@ from appliance._c_packet cimport Packet as CPacket
 # counters are 64-bit (a flow passes 4 GiB), the ISN sits in Flow._isn with -1 for None
 # (Flow.isn says None), the times are doubles (every source stamps floats; Flow.id hashes
 # float(start)), final and alerted are `flag`s (a bool in one byte: they read back True/False
-# as a bint did, in a quarter of its 4 bytes); tcp_seen stays under 2**15 (a short); the
+# as a bint did, in a quarter of its 4 bytes); tcp_seen stays under 2**16 (an unsigned short); the
 # protocol is a byte, the ports shorts, the TCP flags a byte (decode keeps their low 8 bits);
 # _side is which end of the packed key the initiator is. offloaded stays an object (True, or
 # kernel_policy's name). state, verdict, direction and reason are one byte each, an index into
@@ -135,7 +135,7 @@ cdef long long MASK, HALF
 cdef bint _IN_C
 cdef int FINAL, UNCONFIRMED, PENDING
 cdef tuple _TIMEOUT_TABLE
-cdef int _SYN, _SYNACK, _HS_DONE, _FIN_TS, _FIN_TC, _SYN_TS, _SYN_WS, _HS_BITS, _CSUM_TS, _PROXIED, _KEEP, _SYN_MIXED, _SYN_OPTS
+cdef int _SYN, _SYNACK, _HS_DONE, _FIN_TS, _FIN_TC, _SYN_TS, _SYN_WS, _HS_BITS, _CSUM_TS, _PROXIED, _KEEP, _SYN_MIXED, _SYN_OPTS, _ISN_MIXED
 
 # The table: every packet reads its fields (flows, queues, the counters) as struct members,
 # and the Inspector (its `flows` typed) calls lookup and file in C. Keep in step with

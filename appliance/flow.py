@@ -565,11 +565,15 @@ _CSUM_TS = 4096                       # the client sent a valid checksum: its ba
 # `overload.synproxy`): the client's handshake was with the proxy (its cookie checked), and
 # its ACKs count from the cookie, not from the server's ISN (TcpReceiver.ack_offset)
 _PROXIED = 8192
-_KEEP = _HS_BITS | _CSUM_TS | _PROXIED
 # The client resent its SYN (same ISN) with other options: the server keeps the first one's
 # if its request is alive, the later one's if that expired (~63 s): which is unknown
 _SYN_MIXED = 16384
 _SYN_OPTS = _SYN_TS | _SYN_WS | 15 << 8
+# Two SYNs with other ISNs before any SYN/ACK: Linux keeps the first (the second is out of
+# its request's window) or the second (the first's request was reset or expired): unknown
+# until the SYN/ACK, and not told by it either (review s19c H4)
+_ISN_MIXED = 32768
+_KEEP = _HS_BITS | _CSUM_TS | _PROXIED | _ISN_MIXED
 OFFSET_UNKNOWN = -1                   # TcpReceiver.ack_offset when it cannot be learnt
 
 
@@ -859,6 +863,8 @@ def _tcp_state(flow, pkt, to_server):
             # window: the first connection goes on), resets the request (in the window), or
             # the request had expired (a new one): which, the server alone knows (review s19 F5)
             _doubt(t, pkt, "tcp.handshake_ambiguous")
+        elif t is None and seen & _SYN and seq != flow._isn:
+            seen |= _ISN_MIXED
         if seen & _SYN and seq == flow._isn and (seen & _SYN_MIXED or (seen ^ opts) & _SYN_OPTS):
             opts |= _SYN_MIXED                      # the same SYN again, its options changed
         flow._isn = -1 if seq is None else seq      # Flow.isn's setter, without its Python call
@@ -993,6 +999,8 @@ def _receiver_check(flow, pkt, to_server, flags):
     if not to_server:
         if t is None:                       # the SYN/ACK: the server's side becomes known
             t = flow.tcp = TcpReceiver(pkt, flow.tcp_seen)
+            if flow.tcp_seen & _ISN_MIXED:
+                _doubt(t, pkt, "tcp.handshake_ambiguous")
             return ""
         if flags & SYN and flags & ACK and not flow.tcp_seen & _PROXIED and t.ack_offset != OFFSET_UNKNOWN:
             opts = _synack_opts(pkt)
@@ -1032,6 +1040,14 @@ def _receiver_check(flow, pkt, to_server, flags):
         # draws a challenge ACK (RFC 5961 3.2). With client data beyond the server's acked
         # point its rcv_nxt is not known exactly: the connection is kept (the safe side).
         if flow.tcp_seen & _HS_DONE and (seq != t.s_rcv or t.c_nxt != t.s_rcv):
+            return "tcp.rst_not_exact"
+        if not flow.tcp_seen & _HS_DONE and (seq != t.s_rcv or flags & ACK and pkt.ack != t.s_acked0
+                                            and not flow.tcp_seen & _PROXIED):
+            # In the handshake Linux's request takes a RST inside its window only, and one
+            # whose ACK is not its ISN+1 goes to the listener, which drops it: taken here only
+            # exactly (review s19c H3: an out-of-window RST closed the flow, a new SYN opened
+            # another, and the first connection's request went unread). One ignored here
+            # that Linux took leaves the flow open: its next SYN then makes it ambiguous.
             return "tcp.rst_not_exact"
         return ""
     # tcp_sequence: Linux drops a segment ending before rcv_wup before it reads its ACK or
@@ -1077,6 +1093,7 @@ def _receiver_check(flow, pkt, to_server, flags):
             if 0 < ((ack - t.s_nxt) & MASK) < HALF:
                 return "tcp.ack_unsent"       # acknowledges data the server never sent
             if ((ack - una) & MASK) >= HALF:    # before snd_una
+                old = True                    # tcp_ack's old_ack: no tcp_replace_ts_recent (review s19c H1)
                 # RFC 5961 5.2: older than snd_una - max_window, with max_window no more
                 # than the bytes the client has acknowledged (Linux >= 6.2)
                 acked = t.bytes_acked

@@ -44,6 +44,14 @@ MAX_PENDING = 64       # out-of-order segments held at once; tiny-segment floods
 MAX_CUTS = 16          # urgent bytes taken out of the held bytes that retransmissions are compared with
 
 # once-per-flow anomaly bits
+# Discards that rest on numbers the client can move here and not on the server: ts_recent
+# and snd_una, from client segments the server may not have taken (one that dies before it,
+# a low TTL) or read against a server ACK the client forged (it can send from the server's
+# address). One with bytes not read yet leaves the reading ambiguous rather than silently
+# short of them (review s19c H2/H5-H7): a decoy then costs its own flow the exception
+# policy, never a request the server reads and this did not. (An ACK of unsent data is
+# not among them: forged server data only moves snd_nxt up, so fewer such discards.)
+_ON_SERVER_NUMBERS = frozenset(("tcp.paws_discard", "tcp.ack_too_old"))
 _REPORTED = {"stream.overlap_conflict": 1, "tcp.urgent_ambiguous": 2, "stream.ofo_overflow": 4,
              "tcp.ack_ambiguous": 8, "tcp.ack_too_old": 16, "tcp.ack_unsent": 32,
              "tcp.paws_discard": 64, "tcp.no_ack": 128, "tcp.syn_on_established": 256,
@@ -164,12 +172,18 @@ class ClientStream:
         """A client segment with data that the server's TCP discards. One with a too-old ACK
         right at rcv_nxt is discarded by Linux's slow path but may be taken by its header-
         prediction fast path (which queues the data before it looks at the ACK): which one
-        ran depends on the socket's memory accounting, so the server's reading is unknown."""
+        ran depends on the socket's memory accounting, so the server's reading is unknown;
+        so is any discard on the server's numbers with bytes not read yet (_ON_SERVER_NUMBERS)."""
         why = pkt.discard
         st = self.bytes
-        if (why == "tcp.ack_too_old" and st is not None and st.start is not None
-                and ((pkt.seq - st.start - st.rcv) & MASK) == 0):
-            self._ambiguous("tcp.ack_ambiguous", found)
+        if why in _ON_SERVER_NUMBERS:
+            if st is None or st.start is None:
+                self.ambiguous = True
+            else:
+                if why == "tcp.ack_too_old" and ((pkt.seq - st.start - st.rcv) & MASK) == 0:
+                    self._ambiguous("tcp.ack_ambiguous", found)
+                if ((pkt.seq + len(pkt.payload) - st.start - st.rcv - 1) & MASK) < HALF - 1:
+                    self.ambiguous = True        # bytes not read yet
         if why in _REPORTED:
             self._report(why, found)
 

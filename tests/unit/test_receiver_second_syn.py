@@ -280,3 +280,57 @@ def test_a_forged_first_synack_echo_is_dropped_with_the_doubt():
     t.lookup(s2c(SYN | ACK, seq=500, ack=101, tsopt=(7, 5000)))
     assert _discard(t, c2s(ACK, seq=101, ack=501, tsopt=(5001, 7))) == ""
     assert _discard(t, c2s(PSH | ACK, seq=101, ack=501, tsopt=(5002, 7), payload=b"GET /")) == ""
+
+
+# review s19c: a hostile client without forged packets
+
+def test_an_old_acks_newer_tsval_is_not_taken():
+    """H1: an ACK older than snd_una (inside the window) goes to tcp_ack's old_ack, which
+    returns before tcp_replace_ts_recent: the server keeps its ts_recent."""
+    t = FlowTable()
+    t.lookup(c2s(SYN, seq=100, wscale=0, tsopt=(100, 0)))
+    t.lookup(s2c(SYN | ACK, seq=500, ack=101, wscale=0, tsopt=(7, 100)))
+    t.lookup(c2s(ACK, seq=101, ack=501, window=5000, tsopt=(100, 7)))
+    t.lookup(s2c(PSH | ACK, seq=501, ack=101, payload=b"r" * 3000, tsopt=(8, 100)))
+    t.lookup(c2s(ACK, seq=101, ack=3501, window=5000, tsopt=(101, 8)))     # snd_una 3501
+    t.lookup(c2s(ACK, seq=101, ack=2000, window=5000, tsopt=(1 << 30, 8)))   # old ACK, far TSval
+    assert _discard(t, c2s(PSH | ACK, seq=101, ack=3501, window=5000, tsopt=(102, 8), payload=b"G")) == ""
+
+
+@pytest.mark.parametrize("ack, taken", [(None, True), (501, True), (777, False)])
+def test_a_rst_in_the_handshake_is_taken_exactly(ack, taken):
+    """H3: Linux's request takes a RST only in its window, and a RST whose ACK is not its
+    ISN+1 goes to the listener, which drops it: taken here at exactly rcv_nxt only."""
+    from appliance.packet import RST
+    t = FlowTable()
+    t.lookup(c2s(SYN, seq=100))
+    t.lookup(s2c(SYN | ACK, seq=500, ack=101))
+    flags = RST | ACK if ack is not None else RST
+    assert _discard(t, c2s(flags, seq=101 + 70000, ack=ack or 0)) == "tcp.rst_not_exact"
+    assert _discard(t, c2s(flags, seq=101, ack=ack or 0)) == ("" if taken else "tcp.rst_not_exact")
+
+
+def test_a_rst_in_the_handshake_behind_the_syn_proxy_reads_no_ack():
+    """Behind the proxy the client's ACK is in the cookie's numbers: only its seq is read."""
+    from appliance.packet import RST
+    t = FlowTable(proxied_ports=frozenset({80}))
+    t.lookup(s2c(SYN | ACK, seq=500, ack=101))
+    assert _discard(t, c2s(RST | ACK, seq=101, ack=123456)) == ""
+
+
+def test_two_syns_before_the_synack_are_ambiguous():
+    """H4: Linux keeps the first SYN's request (the second is out of its window) or the
+    second (the first reset or expired); the SYN/ACK does not say which."""
+    from appliance.flow import OFFSET_UNKNOWN
+    t = FlowTable()
+    f, _, _ = t.lookup(c2s(SYN, seq=100))
+    t.lookup(c2s(SYN, seq=100 + (1 << 30)))
+    t.lookup(c2s(SYN, seq=100 + (1 << 30)))            # (a third, as the second: still)
+    p = s2c(SYN | ACK, seq=500, ack=101)
+    t.lookup(p)
+    assert f.tcp.ack_offset == OFFSET_UNKNOWN and p.anomalies == ["tcp.handshake_ambiguous"]
+    t = FlowTable()
+    f, _, _ = t.lookup(c2s(SYN, seq=100))
+    t.lookup(c2s(SYN, seq=100))                          # resent: the same ISN
+    t.lookup(s2c(SYN | ACK, seq=500, ack=101))
+    assert f.tcp.ack_offset == 0

@@ -330,12 +330,34 @@ def test_rst_payload_never_enters_the_stream():
 def test_segment_flow_tracking_discards_stays_out_and_is_reported_once():
     st = ClientStream()
     _feed(st, _seg("S", 100))
-    decoy = _seg("PA", 101, 901, b"GOOD")
-    decoy.discard = "tcp.paws_discard"
-    assert _feed(st, decoy) == (False, ["tcp.paws_discard"])
+    decoy = _seg("P", 101, 901, b"GOOD")
+    decoy.discard = "tcp.no_ack"                 # Linux's own rule, no number of the server's
+    assert _feed(st, decoy) == (False, ["tcp.no_ack"])
     assert _feed(st, decoy) == (False, [])
     assert _feed(st, _seg("PA", 101, 901, b"EVIL"))[0] is True
     assert st.data == b"EVIL" and not st.ambiguous
+
+
+@pytest.mark.parametrize("why", ["tcp.paws_discard", "tcp.ack_too_old"])
+def test_a_discard_on_the_servers_numbers_with_unread_bytes_is_ambiguous(why):
+    """Those numbers can be forged by the client or moved by a segment that dies before the
+    server (review s19c): a decoy with bytes not read yet leaves the reading ambiguous; one
+    with bytes already read (a resend) changes nothing."""
+    st = ClientStream()
+    _feed(st, _seg("S", 100))
+    _feed(st, _seg("PA", 101, 901, b"GET "))
+    resend = _seg("PA", 101, 901, b"GET ")
+    resend.discard = why
+    _feed(st, resend)
+    assert not st.ambiguous
+    decoy = _seg("PA", 105, 901, b"GOOD")
+    decoy.discard = why
+    assert _feed(st, decoy)[0] is False and st.ambiguous
+    first = ClientStream()                       # nothing read yet at all
+    _feed(first, _seg("S", 100))
+    decoy = _seg("PA", 101, 901, b"GOOD")
+    decoy.discard = why
+    assert _feed(first, decoy) == (False, [why]) and first.ambiguous
 
 
 def test_too_old_ack_at_rcv_nxt_is_ambiguous():
