@@ -1033,8 +1033,14 @@ def _receiver_check(flow, pkt, to_server, flags):
     # PAWS (tcp_paws_discard): a TSval older than ts_recent by more than 1; RSTs are exempt,
     # and ts_recent 0 turns it off (some stacks send 0 in the handshake)
     ts = pkt.tsopt
-    if ts is not None and t.ts_recent and not flags & RST and 2 <= ((t.ts_recent - ts[0]) & MASK) < HALF:
-        return "tcp.paws_discard"
+    if ts is not None and t.ts_recent:
+        # In the handshake Linux's request checks PAWS with no slack and on RSTs too
+        # (tcp_check_req: tcp_paws_reject(.., rst), window 0; review s19d F5/F6)
+        if flow.tcp_seen & _HS_DONE:
+            if not flags & RST and 2 <= ((t.ts_recent - ts[0]) & MASK) < HALF:
+                return "tcp.paws_discard"
+        elif 1 <= ((t.ts_recent - ts[0]) & MASK) < HALF:
+            return "tcp.paws_discard"
     if flags & RST:
         # Only a RST at exactly rcv_nxt resets an established connection; an in-window one
         # draws a challenge ACK (RFC 5961 3.2). With client data beyond the server's acked
@@ -1093,7 +1099,11 @@ def _receiver_check(flow, pkt, to_server, flags):
             if 0 < ((ack - t.s_nxt) & MASK) < HALF:
                 return "tcp.ack_unsent"       # acknowledges data the server never sent
             if ((ack - una) & MASK) >= HALF:    # before snd_una
-                old = True                    # tcp_ack's old_ack: no tcp_replace_ts_recent (review s19c H1)
+                # (Its TSval is taken, as Linux's fast path stores it before it reads the
+                # ACK; its slow path does not, and the client picks the path with its window
+                # field: a segment discarded here for PAWS then has its bytes unread and
+                # leaves the stream ambiguous, stream.py _ON_SERVER_NUMBERS; review s19c H1,
+                # s19d F3.)
                 # RFC 5961 5.2: older than snd_una - max_window, with max_window no more
                 # than the bytes the client has acknowledged (Linux >= 6.2)
                 acked = t.bytes_acked

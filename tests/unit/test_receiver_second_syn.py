@@ -284,9 +284,11 @@ def test_a_forged_first_synack_echo_is_dropped_with_the_doubt():
 
 # review s19c: a hostile client without forged packets
 
-def test_an_old_acks_newer_tsval_is_not_taken():
-    """H1: an ACK older than snd_una (inside the window) goes to tcp_ack's old_ack, which
-    returns before tcp_replace_ts_recent: the server keeps its ts_recent."""
+def test_an_old_acks_newer_tsval_is_taken_as_linuxs_fast_path_does():
+    """H1 / s19d F3: Linux's slow path takes no TSval from an ACK older than snd_una
+    (tcp_ack's old_ack), its fast path stores it first; the client picks the path. Taken
+    here: the later segment is a PAWS discard, which stream.py turns into an ambiguous
+    reading while its bytes are unread (test_stream.py, test_hostile_client.py)."""
     t = FlowTable()
     t.lookup(c2s(SYN, seq=100, wscale=0, tsopt=(100, 0)))
     t.lookup(s2c(SYN | ACK, seq=500, ack=101, wscale=0, tsopt=(7, 100)))
@@ -294,7 +296,7 @@ def test_an_old_acks_newer_tsval_is_not_taken():
     t.lookup(s2c(PSH | ACK, seq=501, ack=101, payload=b"r" * 3000, tsopt=(8, 100)))
     t.lookup(c2s(ACK, seq=101, ack=3501, window=5000, tsopt=(101, 8)))     # snd_una 3501
     t.lookup(c2s(ACK, seq=101, ack=2000, window=5000, tsopt=(1 << 30, 8)))   # old ACK, far TSval
-    assert _discard(t, c2s(PSH | ACK, seq=101, ack=3501, window=5000, tsopt=(102, 8), payload=b"G")) == ""
+    assert _discard(t, c2s(PSH | ACK, seq=101, ack=3501, window=5000, tsopt=(102, 8), payload=b"G")) == "tcp.paws_discard"
 
 
 @pytest.mark.parametrize("ack, taken", [(None, True), (501, True), (777, False)])
@@ -334,3 +336,19 @@ def test_two_syns_before_the_synack_are_ambiguous():
     t.lookup(c2s(SYN, seq=100))                          # resent: the same ISN
     t.lookup(s2c(SYN | ACK, seq=500, ack=101))
     assert f.tcp.ack_offset == 0
+
+
+@pytest.mark.parametrize("rst", [False, True])
+def test_paws_in_the_handshake_has_no_slack_and_covers_rsts(rst):
+    """s19d F5/F6: Linux's request checks PAWS with window 0 and on RSTs too
+    (tcp_check_req's tcp_paws_reject): a third ACK or RST one tick older than the SYN is
+    dropped there; after the handshake a RST is exempt and one tick is let through."""
+    from appliance.packet import RST
+    t = FlowTable()
+    t.lookup(c2s(SYN, seq=100, tsopt=(5000, 0)))
+    t.lookup(s2c(SYN | ACK, seq=500, ack=101, tsopt=(7, 5000)))
+    flags = RST if rst else ACK
+    assert _discard(t, c2s(flags, seq=101, ack=501 if not rst else 0, tsopt=(4999, 7))) == "tcp.paws_discard"
+    assert _discard(t, c2s(ACK, seq=101, ack=501, tsopt=(5000, 7))) == ""       # the handshake done
+    assert _discard(t, c2s(ACK, seq=101, ack=501, tsopt=(4999, 7))) == ""       # slack 1 now
+    assert _discard(t, c2s(RST, seq=101, tsopt=(1, 7))) == ""                    # RSTs exempt
