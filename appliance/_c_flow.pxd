@@ -158,6 +158,8 @@ cdef class FlowTable:
     cpdef tuple lookup(self, CPacket pkt)
 
 cpdef Flow _new_flow(key, CPacket pkt, bint reverse, int side)
+@cython.locals(pair=object)
+cpdef bint _ingress_ok(Flow flow, CPacket pkt, int side) except -1
 cpdef _init_flow(Flow flow, key, CPacket pkt, bint reverse, int side)
 cpdef flow_key(CPacket pkt)
 cpdef int _code(dict codes, str field, value) except -1

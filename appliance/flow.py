@@ -31,6 +31,7 @@ from socket import AF_INET, AF_INET6, inet_pton
 
 from .checksum import transport_ok
 from .decode import _v4name, _v6name
+from .ingress import Ingress
 from .packet import TCP, UDP, ICMP, ICMPV6, SYN, ACK, FIN, RST, URG
 
 NEW, ESTABLISHED, CLOSING, CLOSED = "new", "established", "closing", "closed"
@@ -577,6 +578,18 @@ _KEEP = _HS_BITS | _CSUM_TS | _PROXIED | _ISN_MIXED
 OFFSET_UNKNOWN = -1                   # TcpReceiver.ack_offset when it cannot be learnt
 
 
+def _ingress_ok(flow, pkt, side):
+    """Did the packet enter where its sender's packets enter? The client's on the flow's
+    in_iface, the server's on its `out` (appliance/ingress.py). Unknown (replay, a pair without
+    an output device): yes."""
+    pair = flow.in_iface
+    if type(pair) is not Ingress or not pair.out:
+        return True
+    if side == flow._side and pkt.sport == flow.sport:     # from the client (as from_initiator)
+        return pkt.in_iface == pair
+    return pkt.in_iface == pair.out
+
+
 def _new_flow(key, pkt, reverse, side):
     """Flow(key, pkt, reverse, side) for FlowTable.lookup: compiled, the object made by the
     type's C allocator and its fields set in C (_init_flow), without the call through the type
@@ -623,7 +636,10 @@ def _init_flow(flow, key, pkt, reverse, side):
     if not COMPILED:
         flow.direction = "any"
         flow.reason = ""
-    flow.in_iface = pkt.in_iface
+    via = pkt.in_iface
+    # live: the interfaces of its client's packets (appliance/ingress.py), also when the
+    # responder's packet made it (a SYN/ACK, an echo reply: the pair the other way)
+    flow.in_iface = via.back if reverse and type(via) is Ingress else via
     flow.flags_ts = flow.flags_tc = 0
     flow.pcap_cnt = pkt.pcap_cnt # replay: number of the flow's latest packet in its file
     flow.pcap_file = pkt.pcap_file  # replay: the file that packet came from
@@ -684,10 +700,14 @@ class FlowTable:
 
     def lookup(self, pkt):
         """Return (flow, to_server, ended): the packet's flow, its direction, and a
-        flow that ended to make room for it (evicted, or closed and reused), or None."""
+        flow that ended to make room for it (evicted, or closed and reused), or None.
+        to_server None: the packet entered on the other end's side (_ingress_ok), the flow
+        untouched."""
         key, side = _key(pkt)
         flows = self.flows
         flow = flows.get(key)
+        if flow is not None and pkt.in_iface and not _ingress_ok(flow, pkt, side):
+            return flow, None, None            # not this flow's packet (ingress.py): untouched
         evicted = None
         syn = None
         if flow is not None and pkt.proto == TCP and pkt.tcp_flags & SYN and _reused(flow, pkt, side):

@@ -388,6 +388,8 @@ class Inspector:
         may_offload = s.offload and not (pkt.proto != TCP and pkt.proto != UDP and icmp_error.is_error(pkt))
 
         flow, to_server, self._ended = self.flows.lookup(pkt)
+        if to_server is None:
+            return self._wrong_side()
         if (flow.final and pkt.proto == TCP and pkt.tcp_flags & (SYN | ACK) == SYN
                 and (not to_server and handshake_seen(flow) or flow.midstream)):
             # A bare SYN from the old responder (live, conntrack calls one on an open entry
@@ -646,6 +648,20 @@ class Inspector:
             else:
                 self._end_flow(ended)
         return flow, to_server
+
+    def _wrong_side(self):
+        """A packet of a known flow that entered on the interface its other end's packets
+        enter on (appliance/ingress.py): its source address is not its sender's (a client
+        speaking for its server: a forged RST, SYN/ACK or ACK that would move the flow's
+        state where the server's never goes, reviews s19 F6, s19c H8/H9). It never reaches
+        the flow (no state, count or stream) and is dropped; monitor mode: would."""
+        self._found = [*self._found, ("flow.wrong_side", "flow")]
+        action, would = "drop", None
+        if self.settings.mode == "monitor":
+            would, action = action, "pass"
+            self.counters.would_block[would] += 1
+        self.counters.count_verdict(action)
+        return Verdict(action, False, None, (), would)
 
     def _unread(self, pkt):
         """A packet whose transport the decoder could not read (an IPv6 extension-header

@@ -7,7 +7,7 @@ import cython
 
 @cython.locals(b="const unsigned char[:]", off=Py_ssize_t, end=Py_ssize_t, at=Py_ssize_t, v=Py_ssize_t,
                mlen=cython.uint, mtype=cython.int, alen=Py_ssize_t, atype=cython.int, x=cython.uint,
-               packet_id=cython.uint, mark=cython.uint, indev=cython.uint, has_id=cython.bint, little=cython.bint,
+               packet_id=cython.uint, mark=cython.uint, indev=cython.uint, outdev=cython.uint, has_id=cython.bint, little=cython.bint,
                hdr_len=Py_ssize_t, packet_msg=cython.int, error_msg=cython.int, a_hdr=cython.int, a_mark=cython.int,
-               a_indev=cython.int, a_payload=cython.int, unreadable=Py_ssize_t, errors=Py_ssize_t)
+               a_indev=cython.int, a_outdev=cython.int, a_payload=cython.int, unreadable=Py_ssize_t, errors=Py_ssize_t)
 cpdef queued_packets(view, Py_ssize_t n, on_packet)

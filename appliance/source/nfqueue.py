@@ -31,6 +31,7 @@ import warnings
 from appliance import netfilter
 from appliance.decode import decode_l3
 from appliance.detect.engine import Detector
+from appliance.ingress import ingress
 from appliance.inspector import Inspector, settings_from_config
 from appliance.output.eve import EveWriter
 from appliance.reject import Rejector
@@ -58,7 +59,7 @@ WAIT_MS = 200                 # the two-queue loop's poll timeout: QueueSocket's
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_QUEUE = 3
 NFQNL_MSG_PACKET, NFQNL_MSG_VERDICT, NFQNL_MSG_CONFIG, NFQNL_MSG_VERDICT_BATCH = 0, 1, 2, 3
-NFQA_PACKET_HDR, NFQA_VERDICT_HDR, NFQA_MARK, NFQA_IFINDEX_INDEV, NFQA_PAYLOAD = 1, 2, 3, 5, 10
+NFQA_PACKET_HDR, NFQA_VERDICT_HDR, NFQA_MARK, NFQA_IFINDEX_INDEV, NFQA_IFINDEX_OUTDEV, NFQA_PAYLOAD = 1, 2, 3, 5, 6, 10
 NF_DROP, NF_ACCEPT, NF_REPEAT = 0, 1, 4
 PACKET_MSG = (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET
 NLMSG_HDRLEN = 16             # nlmsghdr; the nfgenmsg after it is 4 more
@@ -95,11 +96,11 @@ LITTLE_ENDIAN = sys.byteorder == "little"     # netlink headers are in host orde
 
 def queued_packets(view, n, on_packet):
     """Hand each queued packet of the datagram view[:n] to on_packet(payload, packet_id,
-    indev, mark), in order; returns (messages that were not a readable packet, kernel errors).
+    indev, outdev, mark), in order; returns (messages that were not a readable packet, kernel errors).
 
     Read by hand where netfilterqueue builds a Packet object per message through
-    libnetfilter_queue: the packet header's id, the mark, the input device and the payload
-    are all the worker uses. A message header whose length is short or runs past the
+    libnetfilter_queue: the packet header's id, the mark, the input and output devices (the
+    flow's ingress check: appliance/ingress.py) and the payload are all the worker uses. A message header whose length is short or runs past the
     datagram ends it (nothing after it can be framed). An attribute shorter than its header
     or running past its message ends that message's walk and what came before it stands:
     with the packet header read, the packet goes on (no payload: b"", which decodes to an
@@ -108,6 +109,7 @@ def queued_packets(view, n, on_packet):
     # the constants as locals: the twin compares C ints, not module globals, per attribute
     hdr_len, packet_msg, error_msg, little = NLMSG_HDRLEN, PACKET_MSG, NLMSG_ERROR, LITTLE_ENDIAN
     a_hdr, a_mark, a_indev, a_payload = NFQA_PACKET_HDR, NFQA_MARK, NFQA_IFINDEX_INDEV, NFQA_PAYLOAD
+    a_outdev = NFQA_IFINDEX_OUTDEV
     off = 0
     unreadable = errors = 0
     while n - off >= hdr_len:
@@ -123,7 +125,7 @@ def queued_packets(view, n, on_packet):
         end = off + mlen
         if mtype == packet_msg:
             has_id = False
-            packet_id = mark = indev = 0
+            packet_id = mark = indev = outdev = 0
             payload = b""
             at = off + hdr_len + 4             # past the nfgenmsg
             while end - at >= 4:
@@ -136,18 +138,20 @@ def queued_packets(view, n, on_packet):
                 v = at + 4
                 if atype == a_payload:
                     payload = view[v:at + alen].tobytes()
-                elif atype == a_hdr or atype == a_mark or atype == a_indev:
+                elif atype == a_hdr or atype == a_mark or atype == a_indev or atype == a_outdev:
                     if alen >= (11 if atype == a_hdr else 8):   # the header: id, hw_protocol, hook
                         x = b[v] << 24 | b[v + 1] << 16 | b[v + 2] << 8 | b[v + 3]   # a u32 in the twin
                         if atype == a_hdr:
                             packet_id, has_id = x, True
                         elif atype == a_mark:
                             mark = x
-                        else:
+                        elif atype == a_indev:
                             indev = x
+                        else:
+                            outdev = x
                 at += (alen + 3) & ~3
             if has_id:
-                on_packet(payload, packet_id, indev, mark)
+                on_packet(payload, packet_id, indev, outdev, mark)
             else:
                 unreadable += 1
         elif mtype == error_msg:
@@ -192,7 +196,7 @@ class QueueSocket:
         self.messages = 0                            # messages read_waiting() read (the two-queue loop's counts)
 
     def run(self, on_packet):
-        """Read queued packets and hand each to on_packet(payload, packet_id, indev, mark)
+        """Read queued packets and hand each to on_packet(payload, packet_id, indev, outdev, mark)
         until the socket times out (SO_RCVTIMEO) or due()."""
         sock, buf, view, due = self.sock, self.buf, self.view, self.due
         clock = time.perf_counter
@@ -393,7 +397,8 @@ class Worker:
         self.counters = Counters()
         self.report = report                 # socket: counter snapshots to the supervisor's control plane
         self.reporter = None
-        self.ifnames = {}
+        self.ifnames = {}                    # ifindex -> name
+        self.paths = {}                      # indev << 32 | outdev -> Ingress (devices())
         self.rejector = Rejector(workers=cfg.workers)    # the kernel's ICMP limits, shared
         self.flags = set()                   # signals seen, handled in the loop
         self.fail_verdict = "accept" if cfg.fail_open else "drop"
@@ -423,11 +428,20 @@ class Worker:
             self.ifnames[index] = name
         return name
 
-    def on_packet(self, payload, packet_id, indev, mark):
+    def devices(self, indev, outdev):
+        """The Ingress of a packet that entered on `indev` and is routed out of `outdev`
+        (0: none yet), one object per pair (appliance/ingress.py)."""
+        key = indev << 32 | outdev
+        pair = self.paths.get(key)
+        if pair is None:
+            pair = self.paths[key] = ingress(self.ifname(indev), self.ifname(outdev) if outdev else "")
+        return pair
+
+    def on_packet(self, payload, packet_id, indev, outdev, mark):
         """One queued packet (QueueSocket.run): the one loop's body (source.run) for a push
         source.
 
-        decode() and verdict() inlined for the common packet (no anomaly, a plain accept):
+        verdict() inlined for the common packet (no anomaly, a plain accept):
         a ping's request finds this code cold after ~10 ms asleep (caches refilled by other
         work), and each Python call or attribute fetched on the way costs a cache miss
         there (docs/performance.md, "Verdict I/O")."""
@@ -436,7 +450,7 @@ class Worker:
         queue = self.queue
         try:
             p = decode_l3(payload, _now())
-            p.in_iface = self.ifnames.get(indev) or self.ifname(indev)
+            p.in_iface = self.paths.get(indev << 32 | outdev) or self.devices(indev, outdev)
             if p.anomalies:
                 self._count_anomalies(p, payload)
             v = self.inspector.process(p)
@@ -458,14 +472,6 @@ class Worker:
                 queue.accept(packet_id) if self.fail_verdict == "accept" else queue.send(NF_DROP, packet_id)
             except OSError:
                 pass                         # unanswered: a later batch verdict (ids <= its own) accepts it; a send that fails is rare (ENOMEM), left as is
-
-    def decode(self, payload, indev):
-        """The queued packet as a Packet: its L3 bytes, arrival time and ingress interface."""
-        p = decode_l3(payload, _now())
-        p.in_iface = self.ifnames.get(indev) or self.ifname(indev)
-        if p.anomalies:
-            self._count_anomalies(p, payload)
-        return p
 
     def _count_anomalies(self, p, raw):
         c = self.counters

@@ -7,6 +7,7 @@ import struct
 import pytest
 
 from appliance.decode import decode_l3
+from appliance.ingress import ingress
 from appliance.detect.loader import load_rules
 from appliance.inspector import Inspector, Settings
 
@@ -23,13 +24,20 @@ def seg(to_server, flags, seq, ack, data=b"", urg=0):
     return ip + tcp + data
 
 
-def _insp(tmp_path):
+def _insp(tmp_path, live=False):
+    """go(when, raw, forged=False): the packet inspected. live: with the interfaces it
+    crossed as NFQUEUE tells them (the client's side eth0, the server's eth1); `forged`: it
+    bears the other end's address (sent from the other side)."""
     path = tmp_path / "r.yaml"
     path.write_text(BLOCK)
     insp = Inspector(load_rules(str(path)), Settings(verify_checksums=False))
 
-    def go(when, raw):
-        return insp.process(decode_l3(raw, 1.0 + when))
+    def go(when, raw, forged=False):
+        p = decode_l3(raw, 1.0 + when)
+        if live:
+            sent_from = "eth0" if (p.src == "10.0.0.1") != forged else "eth1"
+            p.in_iface = ingress(sent_from, "eth0" if p.dst == "10.0.0.1" else "eth1")
+        return insp.process(p)
     return go
 
 
@@ -160,22 +168,27 @@ def test_a_forged_synack_sets_ts_recent(tmp_path):
     assert v.action == "drop", (v.action, v.flow.tcp.ack_offset, v.flow.tcp.ts_recent)
 
 
-@pytest.mark.xfail(strict=True, reason="a client-forged server RST closes the flow here and a SYN opens a new one (review s19 F6; open)")
-def test_a_forged_server_rst_then_a_syn_hides_the_rest_of_the_connection(tmp_path):
+@pytest.mark.parametrize("live", [
+    pytest.param(False, marks=pytest.mark.xfail(strict=True, reason="replay knows no interfaces: a client-forged server RST closes the flow here and a SYN opens a new one (review s19 F6)")),
+    True], ids=["replay", "live"])
+def test_a_forged_server_rst_then_a_syn_hides_the_rest_of_the_connection(tmp_path, live):
     """Pre-existing (not from bed7c09; the brief's RST / _reused questions). The client forges
     the server's RST at its snd_nxt (it knows it: its own connection): the flow is CLOSED
     here, the server's socket untouched. Its next SYN on the same ports starts a new flow
     here (_reused: CLOSED); Linux answers a SYN on an established socket with a challenge
     ACK and drops it (RFC 5961 4.2). The client's next request on the old connection is
-    read here against the new ISN: not read, passed; the server serves it."""
-    go = _insp(tmp_path)
+    read here against the new ISN: not read, passed; the server serves it. Live, the forged
+    RST entered on the client's side: refused to the flow and dropped (flow.wrong_side)."""
+    go = _insp(tmp_path, live)
     go(0.0, seg(True, 0x02, 1000, 0))
     go(0.01, seg(False, 0x12, 5000, 1001))
     go(0.02, seg(True, 0x10, 1001, 5001))
     a = b"GET /x HTTP/1.1\r\nHost: good.example\r\n\r\n"
     go(0.03, seg(True, 0x18, 1001, 5001, a))
     go(0.04, seg(False, 0x10, 5001, 1001 + len(a)))
-    go(0.05, seg(False, 0x04, 5001, 0))                 # forged by the client
+    forged = go(0.05, seg(False, 0x04, 5001, 0), forged=True)    # forged by the client
+    if live:
+        assert forged.action == "drop" and forged.flow is None
     go(0.06, seg(True, 0x02, 777777, 0))               # Linux: challenge ACK, dropped
     go(0.07, seg(False, 0x10, 5001, 1001 + len(a)))    # the challenge ACK
     v = go(0.08, seg(True, 0x18, 1001 + len(a), 5001, REQ))

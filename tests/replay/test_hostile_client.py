@@ -11,13 +11,16 @@ from appliance.decode import decode_l3
 from appliance.detect.loader import load_rules
 from appliance.inspector import Inspector, Settings
 
+import test_forged_synack as forged_synack
+
 MASK = 0xFFFFFFFF
 C, S = b"\n\0\0\1", b"\n\0\0\x50"
-BLOCK = "rules:\n  - {id: 1, action: drop, proto: tcp, http_host: evil.example}\n"
 REQ = b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n"
 GOOD = b"GET / HTTP/1.1\r\nHost: good.example\r\n\r\n"      # same length
 
-FORGED_OPEN = pytest.mark.xfail(strict=True, reason="needs the packet's ingress side: a client's forged server packet is taken as the server's (review s19c; open)")
+# replay knows no interfaces (live: appliance/ingress.py refuses such a packet)
+FORGED_OPEN = pytest.mark.xfail(strict=True, reason="replay: a client's forged server packet is taken as the server's (review s19c)")
+ATTACKS = [False, pytest.param("replay", marks=FORGED_OPEN), "live"]
 
 
 def seg(to_server, flags, seq, ack, data=b"", win=65535, ts=None, urg=0, ttl=64):
@@ -28,15 +31,14 @@ def seg(to_server, flags, seq, ack, data=b"", win=65535, ts=None, urg=0, ttl=64)
     return ip + tcp + data
 
 
-def _insp(tmp_path):
-    path = tmp_path / "r.yaml"
-    path.write_text(BLOCK)
-    insp = Inspector(load_rules(str(path)), Settings(verify_checksums=False))
-    t = [1.0]
+def _insp(tmp_path, live=False):
+    """go(raw, forged=False): as test_forged_synack._insp's, one millisecond apart."""
+    go_at = forged_synack._insp(tmp_path, live)
+    t = [0.0]
 
-    def go(raw):
+    def go(raw, forged=False):
         t[0] += 0.001
-        return insp.process(decode_l3(raw, t[0]))
+        return go_at(t[0], raw, forged)
     return go
 
 
@@ -207,12 +209,12 @@ def test_two_syns_before_the_synack(tmp_path, attack):
     assert blocked, info
 
 
-@pytest.mark.parametrize("attack", [False, pytest.param(True, marks=FORGED_OPEN)], ids=["control", "attack"])
+@pytest.mark.parametrize("attack", ATTACKS, ids=["control", "attack-replay", "attack-live"])
 def test_a_forged_synack_answering_an_ignored_syn(tmp_path, attack):
     """_reused: a SYN on the established connection (Linux: challenge ACK, dropped) noted in
     syn_ignored, then a SYN/ACK from the server's side acking it starts a new flow here.
     The client forges that SYN/ACK; Linux's connection goes on: the request after it."""
-    go = _insp(tmp_path)
+    go = _insp(tmp_path, attack == "live")
     vs = []
     go(seg(True, 0x02, 1000, 0))
     go(seg(False, 0x12, 5000, 1001))
@@ -222,19 +224,19 @@ def test_a_forged_synack_answering_an_ignored_syn(tmp_path, attack):
     go(seg(False, 0x10, 5001, 1001 + len(a)))
     if attack:
         vs.append(go(seg(True, 0x02, 777777, 0)))                  # Linux: challenge ACK, dropped
-        vs.append(go(seg(False, 0x12, 9000, 777778)))              # forged
+        vs.append(go(seg(False, 0x12, 9000, 777778), forged=True))   # forged
         vs.append(go(seg(True, 0x10, 777778, 9001)))               # Linux: out of window (dup ACK)
     vs.append(go(seg(True, 0x18, 1001 + len(a), 5001, REQ)))
     blocked, info = _verdicts_block(vs)
     assert blocked, info
 
 
-@pytest.mark.parametrize("attack", [False, pytest.param(True, marks=FORGED_OPEN)], ids=["control", "attack"])
+@pytest.mark.parametrize("attack", ATTACKS, ids=["control", "attack-replay", "attack-live"])
 def test_an_urgent_pointer_on_a_segment_acking_unsent_data(tmp_path, attack):
     """The F4 fix covers old segments only. A forged server segment moves s_nxt; a client
     segment acking past Linux's snd_nxt is dropped there (tcp_ack, before tcp_urg) but taken
     here, its urgent pointer too: the 'i' of evil.example leaves the stream here."""
-    go = _insp(tmp_path)
+    go = _insp(tmp_path, attack == "live")
     vs = []
     go(seg(True, 0x02, 1000, 0))
     go(seg(False, 0x12, 5000, 1001))
@@ -242,7 +244,7 @@ def test_an_urgent_pointer_on_a_segment_acking_unsent_data(tmp_path, attack):
     target = 1001 + REQ.index(b"il.ex")
     vs.append(go(seg(True, 0x18, 1001, 5001, REQ[:1])))               # the stream starts
     if attack:
-        vs.append(go(seg(False, 0x10, 5001 + 50_000, 1002)))          # forged: s_nxt + 50,000
+        vs.append(go(seg(False, 0x10, 5001 + 50_000, 1002), forged=True))   # forged: s_nxt + 50,000
     vs.append(go(seg(True, 0x30, 1002, 5001 + 50_000, urg=target - 1002 + 1)))   # Linux: ack unsent, dropped
     vs.append(go(seg(True, 0x18, 1002, 5001, REQ[1:])))
     blocked, info = _verdicts_block(vs)

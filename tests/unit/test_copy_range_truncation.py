@@ -20,6 +20,6 @@ def test_a_packet_cut_at_the_kernels_copy_range_is_copy_truncated_not_a_wire_ano
     w = worker()
     w.copy_range = nq.WHOLE_RANGE           # as Worker.run records it once the kernel accepted the range
     whole = raw(IP(src="10.201.1.2", dst="10.201.2.2") / UDP(sport=40000, dport=9000) / (b"x" * (65535 - 28)))
-    w.on_packet(whole[:KERNEL_MAX], 7, 1, 0)
+    w.on_packet(whole[:KERNEL_MAX], 7, 1, 2, 0)
     assert sent(w.queue.sock) == [("one", "accept", 7, None)]
     assert w.counters.copy_truncated == 1 and w.counters.anomalies == 1   # not a wire anomaly

@@ -36,7 +36,7 @@ def whole():
     """A packet message as the kernel sends it: header, mark, timestamp, in/out devices, payload."""
     return message(packet_hdr(7), attr(nq.NFQA_MARK, struct.pack("!I", 0x500)),
                    attr(4, bytes(16)), attr(nq.NFQA_IFINDEX_INDEV, struct.pack("!I", 3)),
-                   attr(6, struct.pack("!I", 4)), attr(nq.NFQA_PAYLOAD, IP))
+                   attr(nq.NFQA_IFINDEX_OUTDEV, struct.pack("!I", 4)), attr(nq.NFQA_PAYLOAD, IP))
 
 
 def cases():
@@ -46,6 +46,7 @@ def cases():
         "whole": w,
         "ids and values past 2**31": message(packet_hdr(0xFFFFFFF0), attr(nq.NFQA_MARK, b"\xff" * 4),
                                              attr(nq.NFQA_IFINDEX_INDEV, struct.pack("!I", 0x80000001)),
+                                             attr(nq.NFQA_IFINDEX_OUTDEV, struct.pack("!I", 0xFFFFFFFE)),
                                              attr(nq.NFQA_PAYLOAD, IP)),
         "two in one datagram": w + message(packet_hdr(8), attr(nq.NFQA_PAYLOAD, b"\x45")),
         "no payload": message(packet_hdr(9), attr(nq.NFQA_IFINDEX_INDEV, struct.pack("!I", 3))),
@@ -53,6 +54,8 @@ def cases():
         "no packet header": message(attr(nq.NFQA_PAYLOAD, IP)),
         "short packet header": message(attr(nq.NFQA_PACKET_HDR, b"\0\0\0\x07"), attr(nq.NFQA_PAYLOAD, IP)),
         "short mark": message(packet_hdr(11), attr(nq.NFQA_MARK, b"\x01"), attr(nq.NFQA_PAYLOAD, IP)),
+        "short output device": message(packet_hdr(19), attr(nq.NFQA_IFINDEX_INDEV, struct.pack("!I", 3)),
+                                       attr(nq.NFQA_IFINDEX_OUTDEV, b"\x00\x04"), attr(nq.NFQA_PAYLOAD, IP)),
         "payload attribute past the message": message(packet_hdr(7), attr(nq.NFQA_IFINDEX_INDEV, struct.pack("!I", 3)),
                                                       struct.pack("=HH", 200, nq.NFQA_PAYLOAD) + IP),
         "attribute length below its header": message(packet_hdr(12), struct.pack("=HH", 2, 3),
@@ -77,32 +80,33 @@ def read_all():
     for name, data in cases().items():
         got = []
         counts = nq.queued_packets(memoryview(bytearray(data)), len(data),
-                                   lambda payload, pid, indev, mark: got.append([payload.hex(), pid, indev, mark]))
+                                   lambda payload, pid, indev, outdev, mark: got.append([payload.hex(), pid, indev, outdev, mark]))
         out[name] = [got, list(counts)]
     return out
 
 
-def test_a_whole_message_gives_payload_id_device_and_mark():
+def test_a_whole_message_gives_payload_id_devices_and_mark():
     data = bytearray(whole())
     got = []
     assert nq.queued_packets(memoryview(data), len(data), lambda *a: got.append(a)) == (0, 0)
-    assert got == [(IP, 7, 3, 0x500)]
+    assert got == [(IP, 7, 3, 4, 0x500)]
 
 
 def test_what_each_message_gives():
     r = read_all()
-    assert r["whole"] == [[[IP.hex(), 7, 3, 0x500]], [0, 0]]
-    assert r["ids and values past 2**31"] == [[[IP.hex(), 0xFFFFFFF0, 0x80000001, 0xFFFFFFFF]], [0, 0]]
-    assert r["two in one datagram"] == [[[IP.hex(), 7, 3, 0x500], ["45", 8, 0, 0]], [0, 0]]
+    assert r["whole"] == [[[IP.hex(), 7, 3, 4, 0x500]], [0, 0]]
+    assert r["ids and values past 2**31"] == [[[IP.hex(), 0xFFFFFFF0, 0x80000001, 0xFFFFFFFE, 0xFFFFFFFF]], [0, 0]]
+    assert r["two in one datagram"] == [[[IP.hex(), 7, 3, 4, 0x500], ["45", 8, 0, 0, 0]], [0, 0]]
     # a packet header is all a verdict needs: the rest missing or damaged, the packet still
     # goes on (b"" decodes to an anomaly, a verdict by policy), never left without a verdict
-    assert r["no payload"] == [[["", 9, 3, 0]], [0, 0]]
-    assert r["empty payload"] == [[["", 10, 0, 0]], [0, 0]]
-    assert r["short mark"] == [[[IP.hex(), 11, 0, 0]], [0, 0]]
-    assert r["payload attribute past the message"] == [[["", 7, 3, 0]], [0, 0]]
-    assert r["attribute length below its header"] == [[["", 12, 0, 0]], [0, 0]]
-    assert r["nested flag on the payload type"] == [[[IP.hex(), 17, 0, 0]], [0, 0]]
-    assert r["odd attribute padding"] == [[[IP.hex(), 18, 0, 0]], [0, 0]]
+    assert r["no payload"] == [[["", 9, 3, 0, 0]], [0, 0]]
+    assert r["empty payload"] == [[["", 10, 0, 0, 0]], [0, 0]]
+    assert r["short mark"] == [[[IP.hex(), 11, 0, 0, 0]], [0, 0]]
+    assert r["short output device"] == [[[IP.hex(), 19, 3, 0, 0]], [0, 0]]
+    assert r["payload attribute past the message"] == [[["", 7, 3, 0, 0]], [0, 0]]
+    assert r["attribute length below its header"] == [[["", 12, 0, 0, 0]], [0, 0]]
+    assert r["nested flag on the payload type"] == [[[IP.hex(), 17, 0, 0, 0]], [0, 0]]
+    assert r["odd attribute padding"] == [[[IP.hex(), 18, 0, 0, 0]], [0, 0]]
     # no id: nothing to answer; counted
     assert r["no packet header"] == [[], [1, 0]]
     assert r["short packet header"] == [[], [1, 0]]

@@ -66,7 +66,7 @@ def worker(sock=None, rules=None, **cfg):
 
 def test_a_plain_packet_is_accepted_once():
     w = worker()
-    w.on_packet(raw(IP(src="10.201.1.2", dst="10.201.2.2") / UDP(sport=40000, dport=9000) / (b"x" * 18)), 7, 1, 0)
+    w.on_packet(raw(IP(src="10.201.1.2", dst="10.201.2.2") / UDP(sport=40000, dport=9000) / (b"x" * 18)), 7, 1, 2, 0)
     assert sent(w.queue.sock) == [("one", "accept", 7, None)]
     assert (w.counters.packets, w.counters.errors, w.counters.anomalies, w.counters.copy_truncated) == (1, 0, 0, 0)
     assert w.inspector.counters.verdicts["pass"] == 1
@@ -78,7 +78,7 @@ def test_a_packet_cut_by_the_copy_range_is_counted_as_such_not_as_an_anomaly():
     the packet's anomalies before the Inspector sees it."""
     w = worker()
     whole = raw(IP(src="10.201.1.2", dst="10.201.2.2") / UDP(sport=40000, dport=9000) / (b"x" * 8900))
-    w.on_packet(whole[:COPY_RANGE], 7, 1, 0)
+    w.on_packet(whole[:COPY_RANGE], 7, 1, 2, 0)
     assert sent(w.queue.sock) == [("one", "accept", 7, None)]
     assert w.counters.copy_truncated == 1
     assert w.inspector.counters.verdicts["pass"] == 1
@@ -107,7 +107,7 @@ def test_in_a_burst_accepts_are_held_for_one_batch_and_a_drop_goes_out_alone(tmp
     w = worker(rules=str(rules))
     w.queue.bursting = True               # as after a recv that found its message waiting
     for packet_id, port in ((1, 9998), (2, 9998), (3, 9997), (4, 9998)):
-        w.on_packet(udp(port, 40000 + packet_id), packet_id, 1, 0)
+        w.on_packet(udp(port, 40000 + packet_id), packet_id, 1, 2, 0)
     assert w.queue.held == 3
     w.queue.flush()
     assert sent(w.queue.sock) == [("one", "drop", 3, None), ("batch", "accept", 4, None)]
@@ -119,7 +119,7 @@ def test_an_accept_while_accepts_are_held_joins_them(tmp_path):
     would leave before the held packets of its own flow; it goes with them instead."""
     w = worker()
     w.queue.accept_later(1)
-    w.on_packet(udp(9000), 2, 1, 0)
+    w.on_packet(udp(9000), 2, 1, 2, 0)
     assert sent(w.queue.sock) == []
     w.queue.flush()
     assert sent(w.queue.sock) == [("batch", "accept", 2, None)]
@@ -133,7 +133,7 @@ def test_an_offload_sends_the_held_accepts_first_and_keeps_others_mark_bits(tmp_
     w = worker(rules=str(rules), offload=True)
     w.queue.accept_later(1)
     others = 0x40000001 & ~w.mark_mask
-    w.on_packet(udp(9000), 2, 1, others | w.mark_mask)
+    w.on_packet(udp(9000), 2, 1, 2, others | w.mark_mask)
     assert sent(w.queue.sock) == [("batch", "accept", 1, None), ("one", "repeat", 2, others | w.marks["pass"])]
     assert w.counters.offloaded == 1
 

@@ -42,7 +42,7 @@ def test_read_waiting_reads_at_most_its_limit_then_the_rest_then_nothing_without
         sender.sendto(packet(i), (sock.getsockname()[0], 0))
     got = []
 
-    def on_packet(payload, packet_id, indev, mark):
+    def on_packet(payload, packet_id, indev, outdev, mark):
         got.append(packet_id)
         queue.accept(packet_id)               # held while draining: one batch at the end
 

@@ -45,7 +45,7 @@ def test_enobufs_on_the_burst_recv_does_not_end_the_worker_loop():
     seen = []
     q, peer, portid = queue_and_peer(lambda: len(seen) >= 1)
 
-    def on_packet(payload, packet_id, indev, mark):
+    def on_packet(payload, packet_id, indev, outdev, mark):
         seen.append(packet_id)
         q.bursting = True                 # the recv found its message waiting: a burst
         q.accept(packet_id)               # held for the batch
@@ -68,7 +68,7 @@ def test_a_flood_of_drops_behind_one_held_accept_still_lets_due_in():
     seen = []
     q, peer, portid = queue_and_peer(lambda: len(seen) >= 2)
 
-    def on_packet(payload, packet_id, indev, mark):
+    def on_packet(payload, packet_id, indev, outdev, mark):
         seen.append(packet_id)
         if packet_id == 1:
             q.bursting = True
