@@ -3,8 +3,10 @@
 Layout (filter table, IPv4 and IPv6 alike; every object is ours and named APPLIANCE-*):
 
     FORWARD            -m comment --comment appliance -j APPLIANCE-FWD     (one jump, never duplicated)
-    APPLIANCE-FWD      -i OUTSIDE -j APPLIANCE-INSPECT      whatever way it leaves: a packet routed
-                       -i INSIDE -j APPLIANCE-INSPECT       back out where it came in is inspected too
+    APPLIANCE-FWD      -i OUTSIDE -o INSIDE -j APPLIANCE-INSPECT
+                       -i INSIDE -o OUTSIDE -j APPLIANCE-INSPECT
+                       -i OUTSIDE -j DROP                   anything else forwarded from a data side:
+                       -i INSIDE -j DROP                    routed back out where it came in, or elsewhere
     APPLIANCE-INSPECT  -i OUTSIDE, tcp to a proxied port, ctstate NEW,INVALID -> SYNPROXY  (config `overload.synproxy`)
                        ctstate INVALID -> DROP               bad checksum / out of window: evasion fodder
                        a bare SYN, not NEW, connmark != 0 -> CONNMARK clear   a new connection is judged (inspecting only)
@@ -200,13 +202,16 @@ def chains_text(family: int, outside: str, inside: str, queues: range, fail_open
         "*filter",
         f":{JUMP_CHAIN} - [0:0]",
         f":{INSPECT_CHAIN} - [0:0]",
-        # Every packet forwarded from a data interface, also one routed back out where it came
-        # in: two hosts of one side talking through us (east-west) or a packet that bears the
-        # other side's address (a client speaking for its server: the worker's ingress check,
-        # appliance/ingress.py). Forwarded uninspected, those were a bypass and a relay for
-        # spoofed sources (source/destination checks are off on our ENIs).
-        f"-A {JUMP_CHAIN} -i {outside} -j {INSPECT_CHAIN}",
-        f"-A {JUMP_CHAIN} -i {inside} -j {INSPECT_CHAIN}",
+        f"-A {JUMP_CHAIN} -i {outside} -o {inside} -j {INSPECT_CHAIN}",
+        f"-A {JUMP_CHAIN} -i {inside} -o {outside} -j {INSPECT_CHAIN}",
+        # The appliance forwards from one side to the other, nothing else. A packet routed back
+        # out where it came in bears an address of the side it came from (a client's forged
+        # server RST, a spoofed source relayed to a neighbour: source/destination checks are
+        # off on our ENIs) or is east-west traffic that was never inspected. Queued, one could
+        # start a flow whose answer is the real traffic (review s20 F1); forwarded, it was a
+        # bypass. Dropped here, before conntrack confirms an entry for it.
+        f"-A {JUMP_CHAIN} -i {outside} -j DROP",
+        f"-A {JUMP_CHAIN} -i {inside} -j DROP",
     ]
     if overload is not None and overload.synproxy is not None:
         # first, and kept in an open-mode stop too: it protects the servers without a queue

@@ -4,9 +4,8 @@
                                            skips our own chains when it looks for mark users)
       APPLIANCE-DECIDE      forward hook, priority filter - 5: before iptables-nft's FORWARD
                             (priority filter), so before our APPLIANCE-INSPECT chain and its queue
-                            ct state new only; from OUTSIDE: APPLIANCE-DECIDE-IN (the flow is
-                            inbound), from INSIDE: APPLIANCE-DECIDE-OUT (whatever way it leaves,
-                            as netfilter.py queues it and Inspector._direction calls it)
+                            ct state new only; OUTSIDE -> INSIDE: APPLIANCE-DECIDE-IN (the flow is
+                            inbound), INSIDE -> OUTSIDE: APPLIANCE-DECIDE-OUT
       APPLIANCE-DECIDE-IN/OUT
                             the first-packet guard (kernel_policy.first_packet_decidable), then the
                             policy's entries in order, then its default:
@@ -98,8 +97,8 @@ def table_text(policy, outside, inside, mark_mask, merge=True):
                       f"    size {SET_SIZE}; flags dynamic, timeout;", "  }"]
     lines += [f"  chain {CHAIN} {{", f"    type filter hook forward priority {PRIORITY}; policy accept;",
               "    ct state != new return",
-              f"    iifname {_q(outside)} jump {CHAIN}-IN",
-              f"    iifname {_q(inside)} jump {CHAIN}-OUT", "  }"]
+              f"    iifname {_q(outside)} oifname {_q(inside)} jump {CHAIN}-IN",
+              f"    iifname {_q(inside)} oifname {_q(outside)} jump {CHAIN}-OUT", "  }"]
     for way, suffix in (("inbound", "IN"), ("outbound", "OUT")):
         lines += [f"  chain {CHAIN}-{suffix} {{", "    meta l4proto != { tcp, udp } return",
                   # nft (and conntrack) find the ports behind any number of IPv6 extension headers,

@@ -27,7 +27,9 @@ def seg(to_server, flags, seq, ack, data=b"", urg=0):
 def _insp(tmp_path, live=False):
     """go(when, raw, forged=False): the packet inspected. live: with the interfaces it
     crossed as NFQUEUE tells them (the client's side eth0, the server's eth1); `forged`: it
-    bears the other end's address (sent from the other side)."""
+    bears the other end's address (sent from the other side). Live, the kernel drops such a
+    packet before the queue (routed back out where it came in: netfilter.py); these cases are
+    the worker's own check behind that (appliance/ingress.py)."""
     path = tmp_path / "r.yaml"
     path.write_text(BLOCK)
     insp = Inspector(load_rules(str(path)), Settings(verify_checksums=False))
@@ -178,7 +180,8 @@ def test_a_forged_server_rst_then_a_syn_hides_the_rest_of_the_connection(tmp_pat
     here (_reused: CLOSED); Linux answers a SYN on an established socket with a challenge
     ACK and drops it (RFC 5961 4.2). The client's next request on the old connection is
     read here against the new ISN: not read, passed; the server serves it. Live, the forged
-    RST entered on the client's side: refused to the flow and dropped (flow.wrong_side)."""
+    RST entered on the client's side: dropped by the kernel (tests/netns/test_ingress_side_live.py)
+    and, were it queued, refused to the flow (flow.wrong_side)."""
     go = _insp(tmp_path, live)
     go(0.0, seg(True, 0x02, 1000, 0))
     go(0.01, seg(False, 0x12, 5000, 1001))

@@ -18,7 +18,8 @@ C, S = b"\n\0\0\1", b"\n\0\0\x50"
 REQ = b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n"
 GOOD = b"GET / HTTP/1.1\r\nHost: good.example\r\n\r\n"      # same length
 
-# replay knows no interfaces (live: appliance/ingress.py refuses such a packet)
+# replay knows no interfaces (live: the kernel drops such a packet, routed back out where it
+# came in, and appliance/ingress.py refuses it to its flow)
 FORGED_OPEN = pytest.mark.xfail(strict=True, reason="replay: a client's forged server packet is taken as the server's (review s19c)")
 ATTACKS = [False, pytest.param("replay", marks=FORGED_OPEN), "live"]
 

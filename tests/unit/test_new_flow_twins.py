@@ -16,6 +16,7 @@ from twins import in_pure_python
 from appliance import decode
 from appliance.decode import LINKTYPE_ETHERNET, decode_frame
 from appliance.flow import FlowTable, _key, _new_flow, flow_key, Flow
+from appliance.ingress import ingress
 
 
 def _csum(data):
@@ -144,14 +145,14 @@ def trace(seed, n, max_flows):
     for i, frame in enumerate(frames(seed, n)):
         p = decode_frame(frame, LINKTYPE_ETHERNET, 1000.0 + i / 8)
         p.pcap_cnt, p.pcap_file = i + 1, "x.pcap"
-        p.in_iface = ("eth0", "eth1", None)[i % 3]
+        p.in_iface = ("eth0", "eth1", None, ingress("eth0", "eth1"), ingress("eth1", "eth0"))[i % 5]
         row = [p.src, p.dst, p.proto, p.sport, p.dport, sorted(p.anomalies), p.tcp_flags, p.frag is not None,
                packet_fields(p)]
         if not p.ip_version or not p.src or p.unread or p.quote is not None:   # as Inspector._process
             out.append(row)
             continue
         flow, to_server, ended = table.lookup(p)
-        row += [flow_key(p).hex(), flow.key.hex(), bool(to_server), p.from_initiator, p.discard,
+        row += [flow_key(p).hex(), flow.key.hex(), to_server, p.from_initiator, p.discard,
                 flow.sport, flow.dport, flow.proto, flow.src, flow.dst, flow.state, flow.tcp_seen, flow.isn,
                 flow.pkts_ts, flow.pkts_tc, flow.bytes_ts, flow.bytes_tc, flow.start, flow.last,
                 flow.pcap_cnt, flow.pcap_file, flow.id, flow.offloaded, flow.final, flow.alerted, flow.verdict,
@@ -242,7 +243,7 @@ def new_flows(seed, n):
         p = decode_frame(frame, LINKTYPE_ETHERNET, 5.0 + i)
         if not p.ip_version or not p.src or p.unread or p.quote is not None:
             continue
-        p.in_iface = ("eth0", None)[i % 2]
+        p.in_iface = ("eth0", None, ingress("eth1", "eth0"))[i % 3]     # reverse: the pair turned around
         for reverse in (False, True):
             out.append([flow_fields(_new_flow(flow_key(p), p, reverse, -1)), flow_fields(Flow(flow_key(p), p, reverse))])
     return out
