@@ -28,16 +28,11 @@ cdef class StreamStart:
     cdef public Py_ssize_t dropped
     cdef public bint lost
     cdef public bint cut
-    cdef public bint keep
-    cdef public bytearray _old
-    cdef public Py_ssize_t _acked
 
     @cython.locals(rel=Py_ssize_t, buf=bytearray)
     cpdef bint add(self, seq, payload, bint syn=*, bint fin=*) except -1
-    @cython.locals(seq=Py_ssize_t, old=bytearray)
+    @cython.locals(seq=Py_ssize_t)
     cpdef consume(self, n)
-    @cython.locals(rel=Py_ssize_t, drop=Py_ssize_t, old=bytearray)
-    cpdef acked(self, ack)
     @cython.locals(rcv=Py_ssize_t, end=Py_ssize_t, room_end=Py_ssize_t, delivered=bint)
     cdef bint _queue(self, Py_ssize_t rel, payload, bint fin) except -1
     cpdef _fin(self)
@@ -53,7 +48,7 @@ cdef class ClientStream:
     cdef public object reported
 
     @cython.locals(st=StreamStart, conflicts=Py_ssize_t, dropped=Py_ssize_t, grew=bint)
-    cpdef feed(self, CPacket pkt, to_server, limit, found, again=*)
+    cpdef feed(self, CPacket pkt, to_server, limit, found)
     cpdef consume(self, n)
     cdef _report(self, name, found)
     cdef _ambiguous(self, name, found)

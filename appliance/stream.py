@@ -22,13 +22,7 @@ tcp_data_queue_ofo and tcp_ofo_queue in net/ipv4/tcp_input.c:
 Bytes once delivered never change. A later copy with other bytes than the delivered or
 queued ones is an `overlap_conflicts`: other receivers resolve it otherwise, so ClientStream
 reports `stream.overlap_conflict` and marks the stream `ambiguous` (for detection: a name
-read from it is not the only possible reading). The client's bytes the app layer has read
-(consumed) are kept until the server acknowledges them (`keep`): a segment that dies on the
-way (a low TTL) may carry other bytes than the copy the server then reads, and that copy is a
-resend here (review s19d F2/F4). One over consumed bytes no longer kept and not acknowledged
-cannot be compared and counts as a conflict too. Only acknowledgements from the server's own
-side count (live with two interfaces, appliance/ingress.py: elsewhere a client could forge
-one), so elsewhere the bytes kept are the last `limit` consumed.
+read from it is not the only possible reading).
 
 Urgent data (no SO_OOBINLINE, tcp_stdurg 0): the byte at seq + urg_ptr - 1 is taken out of
 the stream when it arrives (tcp_check_urg / tcp_urg / tcp_recvmsg). There is one pending
@@ -42,7 +36,6 @@ computed modulo 2**32 and read as signed so "before the start" is negative.
 """
 from bisect import bisect_right
 
-from .ingress import Ingress
 from .packet import SYN, ACK, RST, URG, FIN
 
 MASK = 0xFFFFFFFF
@@ -123,15 +116,10 @@ class ClientStream:
         start = self.bytes.start if self.bytes is not None else self.isn_next
         return None if start is None else (start - 1) & MASK
 
-    def feed(self, pkt, to_server, limit, found, again=False) -> bool:
-        """True when the readable bytes changed: new contiguous bytes, or the SYN's data settled.
-        `again`: the same segment once more, after the app layer made room (the Inspector, for
-        one the room cut): its front was delivered and compared already."""
+    def feed(self, pkt, to_server, limit, found) -> bool:
+        """True when the readable bytes changed: new contiguous bytes, or the SYN's data settled."""
         flags = pkt.tcp_flags
         if not to_server:
-            via = pkt.in_iface
-            if self.bytes is not None and flags & ACK and not pkt.discard and type(via) is Ingress and via.out:
-                self.bytes.acked(pkt.ack)        # from the server's own side (ingress.py): it has them
             if self.syn_data is None or flags & (SYN | ACK) != SYN | ACK or pkt.discard:
                 return False
             # The SYN/ACK says whether the server took the data in the SYN (TCP Fast Open
@@ -163,10 +151,7 @@ class ClientStream:
         if flags & URG and st.mark_urgent(pkt.seq, pkt.urg_ptr):
             self._ambiguous("tcp.urgent_ambiguous", found)
         conflicts, dropped = st.overlap_conflicts, st.dropped
-        seq, payload = pkt.seq, pkt.payload
-        if again:
-            seq, payload = st.rest(seq, payload)
-        grew = st.add(seq, payload, False, bool(flags & FIN))   # (positional: a C call compiled)
+        grew = st.add(pkt.seq, pkt.payload, False, bool(flags & FIN))   # (positional: a C call compiled)
         if st.overlap_conflicts != conflicts:
             self._ambiguous("stream.overlap_conflict", found)
         if st.dropped != dropped:                # Linux would have kept what we could not hold
@@ -199,15 +184,12 @@ class ClientStream:
                     self._ambiguous("tcp.ack_ambiguous", found)
                 if ((pkt.seq + len(pkt.payload) - st.start - st.rcv - 1) & MASK) < HALF - 1:
                     self.ambiguous = True        # bytes not read yet
-                elif st.copy_differs(pkt.seq, pkt.payload):
-                    # read already, from another copy: the server may read this one (s19d F2)
-                    self._ambiguous("stream.overlap_conflict", found)
         if why in _REPORTED:
             self._report(why, found)
 
     def _begin(self, limit):
         """The byte buffer, anchored at ISN+1 when the SYN was seen."""
-        st = self.bytes = StreamStart(limit, True)
+        st = self.bytes = StreamStart(limit)
         if self.isn_next is not None:
             st.add((self.isn_next - 1) & MASK, b"", True)
         return st
@@ -226,9 +208,9 @@ class StreamStart:
     go), plus a bounded queue of out-of-order segments within that room."""
 
     __slots__ = ("limit", "start", "base", "rcv", "urg", "urg_done", "fin", "_buf", "_buf_seq", "_cuts",
-                 "_pending", "_held", "overlap_conflicts", "dropped", "lost", "cut", "keep", "_old", "_acked")
+                 "_pending", "_held", "overlap_conflicts", "dropped", "lost", "cut")
 
-    def __init__(self, limit: int = 8192, keep: bool = False):
+    def __init__(self, limit: int = 8192):
         self.limit = limit
         self.start = None          # absolute seq of the first stream byte; None until known
         self.base = 0              # stream offset (bytes the application reads) of data[0]
@@ -246,9 +228,6 @@ class StreamStart:
         self.lost = False          # out-of-order bytes past the room were let go: never read
         self.cut = False           # the last add() delivered a segment only up to the room: the
                                    # rest is read only if it comes again once bytes are consumed
-        self.keep = keep           # keep consumed bytes for resends to be compared with (_old)
-        self._old = bytearray()    # consumed bytes kept: sequence offsets [_buf_seq - len(_old), _buf_seq)
-        self._acked = 0            # sequence offset the server acknowledged (acked()): resends before it are old to it
 
     @property
     def data(self) -> bytes:
@@ -300,60 +279,17 @@ class StreamStart:
         n = max(0, min(n, len(self._buf)))
         if not n:
             return
-        if self.keep:
-            old = self._old
-            old += self._buf[:n]
-            if len(old) > self.limit:            # the last `limit` bytes consumed: the rest forgotten
-                del old[:len(old) - self.limit]
         del self._buf[:n]
         self.base += n
         cuts = self._cuts
         if cuts is None:
-            self._old = bytearray()              # positions no longer followed: nothing to compare with
             return
         seq = self._buf_seq + n
         for c in cuts:                           # urgent bytes taken out count in sequence space
             if c < seq:
                 seq += 1
-        if seq != self._buf_seq + n:
-            self._old = bytearray()              # an urgent byte among them: their positions shifted
         self._buf_seq = seq
         self._cuts = tuple([c for c in cuts if c >= seq])   # (a list: no closure in the compiled twin)
-
-    def acked(self, ack: int):
-        """The server acknowledged the bytes before sequence number `ack`: it drops a resend
-        of them, so the consumed ones need not be kept."""
-        if self.start is None:
-            return
-        rel = self.rcv + ((ack - self.start - self.rcv + HALF) & MASK) - HALF
-        if rel <= self._acked:
-            return
-        self._acked = rel = min(rel, self.rcv)
-        old = self._old
-        drop = rel - (self._buf_seq - len(old))
-        if drop > 0:
-            del old[:drop]
-
-    def rest(self, seq, payload):
-        """(seq, payload) from the next byte expected on: a segment whose front was delivered."""
-        if self.start is None:
-            return seq, payload
-        skip = self.rcv - (self.rcv + ((seq - self.start - self.rcv + HALF) & MASK) - HALF)
-        if skip <= 0:
-            return seq, payload
-        skip = min(skip, len(payload))
-        return (seq + skip) & MASK, payload[skip:]
-
-    def copy_differs(self, seq, payload) -> bool:
-        """Does a copy of bytes delivered already say otherwise (or can it not be compared)?
-        For a copy the server may read though this stream never will (a discard that rests on
-        numbers the client can move here and not on the server)."""
-        if self.start is None:
-            return False
-        rel = self.rcv + ((seq - self.start - self.rcv + HALF) & MASK) - HALF
-        before = self.overlap_conflicts
-        self._compare_delivered(rel, payload)
-        return self.overlap_conflicts != before
 
     def mark_urgent(self, seq: int, urg_ptr: int) -> bool:
         """A segment's urgent pointer (URG set), before its data is added (tcp_check_urg).
@@ -483,8 +419,6 @@ class StreamStart:
 
     def _compare_delivered(self, rel, payload):
         """A copy of bytes already delivered: count it when it says otherwise."""
-        if self.keep and rel < self._buf_seq and self._compare_consumed(rel, payload):
-            return
         cuts = self._cuts
         lo = max(rel, self._buf_seq)
         hi = min(rel + len(payload), self.rcv)
@@ -507,21 +441,6 @@ class StreamStart:
                     return
                 b += n
             s = c + 1                            # the urgent byte is not in _buf
-
-    def _compare_consumed(self, rel, payload):
-        """The part of a copy before the held bytes and not acknowledged: compared with the
-        consumed bytes kept; past them, nothing to compare with (read as a conflict). True
-        when it counted one."""
-        lo = max(rel, self._acked)
-        hi = min(rel + len(payload), self._buf_seq)
-        if lo >= hi:
-            return False
-        old = self._old
-        kept = self._buf_seq - len(old)
-        if lo < kept or old[lo - kept:hi - kept] != payload[lo - rel:hi - rel]:
-            self.overlap_conflicts += 1
-            return True
-        return False
 
     def _compare_pending(self, rel, payload):
         """A copy of queued bytes: count it when it says otherwise."""

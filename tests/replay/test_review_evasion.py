@@ -126,9 +126,7 @@ def test_bad_checksum_decoy_decides_allowlist(rules_file):
 
 def test_replay_no_checksums_flag_turns_the_check_off(rules_file, tmp_path):
     """`replay --no-checksums` (captures whose checksums are unreliable): the decoy is
-    inspected again, and the request at its place is a copy that says otherwise (a conflict:
-    the reading is ambiguous, the exception policy drops); by default it is an anomaly and
-    ignored, and the request's name decides."""
+    inspected again, and its name decides; by default it is an anomaly and ignored."""
     cap = Capture()
     c = TcpConn(cap, C, 40012, S, 443)
     c.handshake()
@@ -136,14 +134,13 @@ def test_replay_no_checksums_flag_turns_the_check_off(rules_file, tmp_path):
                                        chksum=0xDEAD) / Raw(tls_records(client_hello("good.example")))))
     c.send(tls_records(client_hello("evil.example")))
     pcap, rules = cap.write(tmp_path / "decoy.pcap"), rules_file(TLS_ALLOW)
-    for extra, action, anomalies in (((), "drop", 1), (("--no-checksums",), "drop", 0)):
+    for extra, action, anomalies in (((), "drop", 1), (("--no-checksums",), "pass", 0)):
         eve = tmp_path / f"eve{len(extra)}.json"
         assert cli("replay", pcap, "--rules", rules, "--eve", eve, *extra).returncode == 0
         events = [json.loads(x) for x in eve.read_text().splitlines()]
         [flow] = [e for e in events if e["event_type"] == "flow"]
         assert flow["flow"]["action"] == action
         assert sum(e.get("anomaly", {}).get("event") == "tcp.invalid_checksum" for e in events) == anomalies
-        assert sum(e.get("anomaly", {}).get("event") == "stream.overlap_conflict" for e in events) == 1 - anomalies
 
 
 def test_urgent_byte_hides_http_host(rules_file):
