@@ -5,8 +5,8 @@ Layout (filter table, IPv4 and IPv6 alike; every object is ours and named APPLIA
     FORWARD            -m comment --comment appliance -j APPLIANCE-FWD     (one jump, never duplicated)
     APPLIANCE-FWD      -i OUTSIDE -o INSIDE -j APPLIANCE-INSPECT
                        -i INSIDE -o OUTSIDE -j APPLIANCE-INSPECT
-                       -i OUTSIDE -j DROP                   anything else forwarded from a data side:
-                       -i INSIDE -j DROP                    routed back out where it came in, or elsewhere
+                       -i OUTSIDE ! -o INSIDE -j DROP       anything else forwarded from a data side:
+                       -i INSIDE ! -o OUTSIDE -j DROP       routed back out where it came in, or elsewhere
     APPLIANCE-INSPECT  -i OUTSIDE, tcp to a proxied port, ctstate NEW,INVALID -> SYNPROXY  (config `overload.synproxy`)
                        ctstate INVALID -> DROP               bad checksum / out of window: evasion fodder
                        a bare SYN, not NEW, connmark != 0 -> CONNMARK clear   a new connection is judged (inspecting only)
@@ -209,9 +209,10 @@ def chains_text(family: int, outside: str, inside: str, queues: range, fail_open
         # server RST, a spoofed source relayed to a neighbour: source/destination checks are
         # off on our ENIs) or is east-west traffic that was never inspected. Queued, one could
         # start a flow whose answer is the real traffic (review s20 F1); forwarded, it was a
-        # bypass. Dropped here, before conntrack confirms an entry for it.
-        f"-A {JUMP_CHAIN} -i {outside} -j DROP",
-        f"-A {JUMP_CHAIN} -i {inside} -j DROP",
+        # bypass. Dropped here, before conntrack confirms an entry for it. (Not the crossing
+        # packets: INSPECT returns them in an open-mode stop, to be forwarded uninspected.)
+        f"-A {JUMP_CHAIN} -i {outside} ! -o {inside} -j DROP",
+        f"-A {JUMP_CHAIN} -i {inside} ! -o {outside} -j DROP",
     ]
     if overload is not None and overload.synproxy is not None:
         # first, and kept in an open-mode stop too: it protects the servers without a queue
