@@ -28,11 +28,21 @@ cdef class StreamStart:
     cdef public Py_ssize_t dropped
     cdef public bint lost
     cdef public bint cut
+    cdef public Py_ssize_t acked
+    cdef public Py_ssize_t judged
+    cdef public bytearray _kept
+    cdef public Py_ssize_t _kept_seq
+    cdef public Py_ssize_t _kept_end
+    cdef public object _kept_cuts
 
     @cython.locals(rel=Py_ssize_t, buf=bytearray)
     cpdef bint add(self, seq, payload, bint syn=*, bint fin=*) except -1
     @cython.locals(seq=Py_ssize_t)
     cpdef consume(self, n)
+    @cython.locals(kept=bytearray, seq0=Py_ssize_t, end=Py_ssize_t, start=Py_ssize_t, i0=Py_ssize_t, i1=Py_ssize_t)
+    cdef _keep(self, Py_ssize_t n)
+    @cython.locals(a=Py_ssize_t, drop=Py_ssize_t, kept=bytearray)
+    cpdef ack(self, ack)
     @cython.locals(rcv=Py_ssize_t, end=Py_ssize_t, room_end=Py_ssize_t, delivered=bint)
     cdef bint _queue(self, Py_ssize_t rel, payload, bint fin) except -1
     cpdef _fin(self)
@@ -46,6 +56,7 @@ cdef class ClientStream:
     cdef public StreamStart bytes
     cdef public bint ambiguous
     cdef public object reported
+    cdef public bint keeps
 
     @cython.locals(st=StreamStart, conflicts=Py_ssize_t, dropped=Py_ssize_t, grew=bint)
     cpdef feed(self, CPacket pkt, to_server, limit, found)

@@ -588,7 +588,11 @@ class Inspector:
             else:
                 more = det.more_to_inspect(flow, to_server, within_dirs)
                 held = more or self._logs_more(flow) or self._answers_due(flow, within)
-            flow.final = not held
+            # Passed on bytes the server has not acknowledged: they may die before it (a low
+            # TTL) and other bytes at their place reach it, read here as a resend compared with
+            # the kept ones (stream.py): not final, nor offloaded, until the server's ACK
+            # (review s19d F2/F4)
+            flow.final = not (held or (flow.stream is not None and flow.stream.unconfirmed))
             if (more is CLIENT_AWAITED and not (self._logs_more(flow) or self._answers_due(flow, within))
                     and not (self._kernel and flow in self._kernel)):
                 flow.client_awaited = True     # only the client's first bytes hold it: the path above
@@ -799,6 +803,10 @@ class Inspector:
                 new = tuple(dict.fromkeys(new + changed))
         if flow.app is not before and flow.app is not None and (before is None or not before.known):
             self._count_app(flow.app)
+            if flow.proto == TCP and flow.stream is not None:
+                flow.stream.judged()       # the bytes that told the protocol, or that it is none
+        elif new and flow.proto == TCP and flow.stream is not None:
+            flow.stream.judged()           # the bytes that named something
         return new
 
     def _stream_view(self, pkt, flow, to_server, cand):

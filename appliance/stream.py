@@ -66,14 +66,15 @@ class ClientStream:
     the server reads could be other than `data` (a conflicting overlap, an urgent mark
     whose effect depends on when the server's application read)."""
 
-    __slots__ = ("isn_next", "syn_data", "bytes", "ambiguous", "reported")
+    __slots__ = ("isn_next", "syn_data", "bytes", "ambiguous", "reported", "keeps")
 
-    def __init__(self, isn=None):
+    def __init__(self, isn=None, keeps=False):
         self.isn_next = None if isn is None else (isn + 1) & MASK   # the client's ISN + 1, from its SYN
         self.syn_data = None         # data carried in the SYN: tentative until the SYN/ACK says
         self.bytes = None            # StreamStart, once the first byte's position is settled
         self.ambiguous = False
         self.reported = 0            # _REPORTED bits of anomalies already reported
+        self.keeps = keeps           # the flow's own stream: read bytes kept until the server acknowledges them
 
     @classmethod
     def open(cls, pkt, to_server, isn):
@@ -81,7 +82,7 @@ class ClientStream:
         segment without data leaves only its ISN (the flow table keeps that), so a SYN flood
         costs no stream objects."""
         if to_server and pkt.payload:
-            return cls(isn)
+            return cls(isn, True)
         return None
 
     @property
@@ -110,6 +111,21 @@ class ClientStream:
         if self.bytes is not None:
             self.bytes.consume(n)
 
+    def judged(self):
+        """A verdict was reached on the bytes read so far: the flow is final only once the
+        server has acknowledged them (unconfirmed)."""
+        st = self.bytes
+        if st is not None:
+            st.judged = st.rcv
+
+    @property
+    def unconfirmed(self) -> bool:
+        """Bytes a verdict was reached on that the server has not acknowledged: they may have
+        died on the way (a low TTL, a packet too big past the appliance), and a resend at
+        their place, which the server reads, must still be compared with them."""
+        st = self.bytes
+        return st is not None and st.acked < st.judged
+
     @property
     def isn(self):
         """The ISN the stream is anchored at, or None."""
@@ -120,6 +136,9 @@ class ClientStream:
         """True when the readable bytes changed: new contiguous bytes, or the SYN's data settled."""
         flags = pkt.tcp_flags
         if not to_server:
+            st = self.bytes
+            if st is not None and self.keeps and flags & ACK and not pkt.discard:
+                st.ack(pkt.ack)
             if self.syn_data is None or flags & (SYN | ACK) != SYN | ACK or pkt.discard:
                 return False
             # The SYN/ACK says whether the server took the data in the SYN (TCP Fast Open
@@ -184,12 +203,16 @@ class ClientStream:
                     self._ambiguous("tcp.ack_ambiguous", found)
                 if ((pkt.seq + len(pkt.payload) - st.start - st.rcv - 1) & MASK) < HALF - 1:
                     self.ambiguous = True        # bytes not read yet
+                elif st.differs(pkt.seq, pkt.payload):
+                    # other bytes at the place of bytes read here: if the bytes read died
+                    # before the server (a low TTL), it takes this copy (review s19d F2)
+                    self._ambiguous("stream.overlap_conflict", found)
         if why in _REPORTED:
             self._report(why, found)
 
     def _begin(self, limit):
         """The byte buffer, anchored at ISN+1 when the SYN was seen."""
-        st = self.bytes = StreamStart(limit)
+        st = self.bytes = StreamStart(limit, self.keeps)
         if self.isn_next is not None:
             st.add((self.isn_next - 1) & MASK, b"", True)
         return st
@@ -208,9 +231,10 @@ class StreamStart:
     go), plus a bounded queue of out-of-order segments within that room."""
 
     __slots__ = ("limit", "start", "base", "rcv", "urg", "urg_done", "fin", "_buf", "_buf_seq", "_cuts",
-                 "_pending", "_held", "overlap_conflicts", "dropped", "lost", "cut")
+                 "_pending", "_held", "overlap_conflicts", "dropped", "lost", "cut",
+                 "acked", "judged", "_kept", "_kept_seq", "_kept_end", "_kept_cuts")
 
-    def __init__(self, limit: int = 8192):
+    def __init__(self, limit: int = 8192, keeps: bool = False):
         self.limit = limit
         self.start = None          # absolute seq of the first stream byte; None until known
         self.base = 0              # stream offset (bytes the application reads) of data[0]
@@ -228,6 +252,15 @@ class StreamStart:
         self.lost = False          # out-of-order bytes past the room were let go: never read
         self.cut = False           # the last add() delivered a segment only up to the room: the
                                    # rest is read only if it comes again once bytes are consumed
+        self.acked = 0             # sequence offset the server acknowledged (ack())
+        self.judged = 0            # rcv when a verdict was last reached (ClientStream.judged)
+        # consumed bytes the server has not acknowledged (None: not kept, a stream rule's
+        # view): sequence offsets [_kept_seq, _kept_end) less the urgent bytes at _kept_cuts,
+        # at most `limit` bytes; a resend is compared with them
+        self._kept = bytearray() if keeps else None
+        self._kept_seq = 0
+        self._kept_end = 0
+        self._kept_cuts = ()
 
     @property
     def data(self) -> bytes:
@@ -275,10 +308,13 @@ class StreamStart:
         return self._queue(rel, payload, fin)
 
     def consume(self, n: int):
-        """Let the first n delivered bytes go (the app layer parsed them)."""
+        """Let the first n delivered bytes go (the app layer parsed them); those the server
+        has not acknowledged are kept for comparison (see ack())."""
         n = max(0, min(n, len(self._buf)))
         if not n:
             return
+        if self._kept is not None:
+            self._keep(n)
         del self._buf[:n]
         self.base += n
         cuts = self._cuts
@@ -290,6 +326,84 @@ class StreamStart:
                 seq += 1
         self._buf_seq = seq
         self._cuts = tuple([c for c in cuts if c >= seq])   # (a list: no closure in the compiled twin)
+
+    def _keep(self, n):
+        """Keep _buf[:n] from the server's ACK on, while contiguous and within `limit` bytes and
+        MAX_CUTS urgent bytes. Past that the rest is not kept: a resend there is not compared (a
+        retransmission after a loss past the appliance is no conflict; review s20b F1)."""
+        cuts = self._cuts
+        if cuts is None:
+            return                               # byte positions no longer followed
+        seq0 = self._buf_seq
+        end = seq0 + n                           # just past the consumed bytes, as consume() finds it
+        for c in cuts:
+            if c < end:
+                end += 1
+        kept = self._kept
+        if kept:
+            if self._kept_end != seq0:
+                return                           # bytes between were not kept
+            start = seq0
+            i0 = 0
+        else:
+            start = seq0 if seq0 > self.acked else self.acked
+            if start >= end:
+                return
+            i0 = start - seq0
+            for c in cuts:
+                if c < start:
+                    i0 -= 1
+            self._kept_seq = start
+            self._kept_cuts = ()
+        i1 = min(n, i0 + self.limit - len(kept))
+        if i1 <= i0:
+            return
+        if i1 < n:                               # up to the limit: the end is byte i1's place
+            end = seq0 + i1
+            for c in cuts:
+                if c < end:
+                    end += 1
+        kept_cuts = self._kept_cuts + tuple([c for c in cuts if start <= c < end])
+        if len(kept_cuts) > MAX_CUTS:
+            return
+        kept += self._buf[i0:i1]
+        self._kept_cuts = kept_cuts
+        self._kept_end = end
+
+    def ack(self, ack: int):
+        """The server's cumulative ACK (absolute): the bytes before it reached the server;
+        kept bytes before it go. An ACK past the bytes delivered here counts up to them."""
+        if self.start is None:
+            return
+        a = self.rcv + ((ack - self.start - self.rcv + HALF) & MASK) - HALF
+        if a > self.rcv:
+            a = self.rcv
+        if a <= self.acked:
+            return
+        self.acked = a
+        kept = self._kept
+        if not kept or a <= self._kept_seq:
+            return
+        if a >= self._kept_end:
+            del kept[:]
+            self._kept_cuts = ()
+            return
+        drop = a - self._kept_seq
+        for c in self._kept_cuts:
+            if c < a:
+                drop -= 1
+        del kept[:drop]
+        self._kept_seq = a
+        self._kept_cuts = tuple([c for c in self._kept_cuts if c >= a])
+
+    def differs(self, seq: int, payload) -> bool:
+        """A copy (seq, payload) of bytes delivered: True when it says otherwise."""
+        if self.start is None:
+            return False
+        rel = self.rcv + ((seq - self.start - self.rcv + HALF) & MASK) - HALF
+        before = self.overlap_conflicts
+        self._compare_delivered(rel, payload)
+        return self.overlap_conflicts != before
 
     def mark_urgent(self, seq: int, urg_ptr: int) -> bool:
         """A segment's urgent pointer (URG set), before its data is added (tcp_check_urg).
@@ -418,29 +532,20 @@ class StreamStart:
     # -- conflicting copies ----------------------------------------------------------
 
     def _compare_delivered(self, rel, payload):
-        """A copy of bytes already delivered: count it when it says otherwise."""
+        """A copy of bytes already delivered (kept or held): count it when it says otherwise."""
+        end = rel + len(payload)
+        kept = self._kept
+        if kept:
+            lo = max(rel, self._kept_seq)
+            hi = min(end, self._kept_end)
+            if lo < hi and _differs(kept, self._kept_seq, self._kept_cuts, lo, hi, rel, payload):
+                self.overlap_conflicts += 1
+                return
         cuts = self._cuts
         lo = max(rel, self._buf_seq)
-        hi = min(rel + len(payload), self.rcv)
-        if lo >= hi or cuts is None:
-            return
-        if not cuts:
-            b0 = lo - self._buf_seq
-            if self._buf[b0:b0 + hi - lo] != payload[lo - rel:hi - rel]:
-                self.overlap_conflicts += 1
-            return
-        # urgent bytes taken out: compare the pieces between them (slices, not byte by byte:
-        # a retransmission after one urgent byte cost a Python step per byte, 500x)
-        b = lo - self._buf_seq - sum(1 for c in cuts if c < lo)
-        s = lo
-        for c in sorted(c for c in cuts if lo <= c < hi) + [hi]:
-            n = c - s
-            if n > 0:
-                if self._buf[b:b + n] != payload[s - rel:c - rel]:
-                    self.overlap_conflicts += 1
-                    return
-                b += n
-            s = c + 1                            # the urgent byte is not in _buf
+        hi = min(end, self.rcv)
+        if lo < hi and cuts is not None and _differs(self._buf, self._buf_seq, cuts, lo, hi, rel, payload):
+            self.overlap_conflicts += 1
 
     def _compare_pending(self, rel, payload):
         """A copy of queued bytes: count it when it says otherwise."""
@@ -455,6 +560,26 @@ class StreamStart:
             if held[lo - off:hi - off] != payload[lo - rel:hi - rel]:
                 self.overlap_conflicts += 1
                 return
+
+
+def _differs(buf, buf_seq, cuts, lo, hi, rel, payload):
+    """Whether payload (at sequence offset rel) says otherwise than buf (buf[0] at buf_seq) over
+    sequence offsets [lo, hi); `cuts`: the offsets of urgent bytes taken out of buf, compared
+    piece by piece between them (slices, not byte by byte: a retransmission after one urgent
+    byte cost a Python step per byte, 500x)."""
+    if not cuts:
+        b = lo - buf_seq
+        return buf[b:b + hi - lo] != payload[lo - rel:hi - rel]
+    b = lo - buf_seq - sum([1 for c in cuts if c < lo])
+    s = lo
+    for c in sorted([c for c in cuts if lo <= c < hi]) + [hi]:
+        n = c - s
+        if n > 0:
+            if buf[b:b + n] != payload[s - rel:c - rel]:
+                return True
+            b += n
+        s = c + 1                                # the urgent byte is not in buf
+    return False
 
 
 from .compiled import use_compiled  # noqa: E402 -- last: the Cython build of this file, if built

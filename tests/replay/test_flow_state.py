@@ -84,6 +84,7 @@ def test_the_configured_byte_depth_counts_per_direction_with_rules(rules_file):
         # (not letters: "MARKxxx..." reads as an HTTP method token still arriving, which the
         # app layer waits for past any depth, now that a server byte first ends no reading)
         c.send(b"\x00" * 1400)
+    c.recv(b"", "A")                               # the server has it all: the flow may go final
     c.send(b"MARK")                                # now neither is
     rules = rules_file('alert tcp any any -> any any (content:"MARK"; sid:3;)\n', "a.rules")
     v, _ = feed(cap, rules, depth_bytes=50_000)

@@ -6,10 +6,6 @@ import pytest
 
 from test_hostile_client import GOOD, REQ, _insp, _verdicts_block, seg
 
-# a segment that dies before the server (low TTL) carrying other bytes, then the request at
-# the same place: the bytes read first were consumed and a resend is compared with nothing
-CONSUMED_OPEN = pytest.mark.xfail(strict=True, reason="a resend over consumed bytes is not compared (review s19d F2/F4; open)")
-
 
 @pytest.mark.parametrize("attack", [False, True], ids=["control", "attack"])
 def test_the_first_data_segment_discarded_on_paws_is_ambiguous(tmp_path, attack):
@@ -33,7 +29,7 @@ def test_the_first_data_segment_discarded_on_paws_is_ambiguous(tmp_path, attack)
     assert blocked, info
 
 
-@pytest.mark.parametrize("attack", [False, pytest.param(True, marks=CONSUMED_OPEN)], ids=["control", "attack"])
+@pytest.mark.parametrize("attack", [False, True], ids=["control", "attack"])
 def test_a_ttl_limited_data_decoy_then_the_request_discarded_on_paws(tmp_path, attack):
     """F2: the TTL-limited segment carries the decoy's bytes AND a far TSval: here GOOD is
     read and ts_recent moves; the real REQ at the same place (the client's clock) is a PAWS
@@ -79,7 +75,7 @@ def test_an_old_ack_on_the_fast_path_sets_ts_recent_in_linux(tmp_path, attack):
     assert blocked, info
 
 
-@pytest.mark.parametrize("attack", [False, pytest.param(True, marks=CONSUMED_OPEN)], ids=["control", "attack"])
+@pytest.mark.parametrize("attack", [False, True], ids=["control", "attack"])
 def test_a_ttl_limited_data_decoy_without_timestamps(tmp_path, attack):
     """Context for F2 (not from 592c822): the same insertion without PAWS: the request at
     the same place is a retransmission here, compared with the delivered bytes."""

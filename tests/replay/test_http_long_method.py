@@ -65,7 +65,7 @@ def test_a_method_longer_than_the_window_is_a_cap_hit(segments, feed):
 def test_a_raw_stream_of_letters_is_let_go_at_a_byte_no_method_holds(feed):
     """Letters past the window, then a newline (a line no server reads as a request): passed
     for good, never dropped, no names unknown."""
-    v, found = feed(*[b"x" * 4096] * 3, b"x\n", *[b"x" * 4096] * 2)
+    v, found = feed(*[b"x" * 4096] * 3, b"x\n", *[b"x" * 4096] * 2, (b"",))   # (the server's ACK: final)
     assert all(x.action == "pass" for x in v), found
     assert "exception.cap" not in found
     assert v[-1].offload
@@ -75,7 +75,7 @@ def test_a_raw_stream_of_letters_is_let_go_past_what_go_reads(feed):
     """The HA lab's transfers (b"x" * 4096 for seconds, no space, no line end): pending
     while they could be a method, passed for good past Go's limit, never dropped."""
     n = LONGEST_METHOD // 4096 + 2
-    v, found = feed(*[b"x" * 4096] * n)
+    v, found = feed(*[b"x" * 4096] * n, (b"",))   # (the server's ACK: final)
     assert all(x.action == "pass" for x in v), found
     assert "exception.cap" not in found
     assert v[-1].offload

@@ -174,6 +174,7 @@ def test_a_flow_passed_for_good_lets_its_ring_go_before_it_ends(tmp_path):
     for c in conns:
         c.handshake()
         c.send(b"GET / HTTP/1.1\r\nHost: ok.test\r\n\r\n")
+        c.recv(b"", "A")                # what the flow is passed on reached the server: final
     (tmp_path / "rules.yaml").write_text("default_action: pass\nrules:\n"
                                          "  - {id: 1, action: alert, msg: evil, proto: tcp, content: EVIL}\n")
     log = PcapLog(PcapLogConfig(dir=str(tmp_path / "pl")), "t")

@@ -80,7 +80,7 @@ def test_an_allow_list_still_drops_a_server_first_flow_and_its_request(rules_fil
     assert out[n - 1][0].action == "drop"
 
 
-def banner_then(cap_port, client_segments, silent_packets=0):
+def banner_then(cap_port, client_segments, silent_packets=0, server_ack=False):
     cap = Capture()
     c = TcpConn(cap, C, 40000, S, cap_port)
     c.handshake()
@@ -89,18 +89,19 @@ def banner_then(cap_port, client_segments, silent_packets=0):
         c.recv(bytes([i & 0xFF]) * 1000)
         if i % 4 == 3:
             c.send(b"", flags="A")     # the client ACKs, silent otherwise
-    return cap, first, [c.send(seg) for seg in client_segments]
+    sent = [c.send(seg) for seg in client_segments]
+    return cap, first, sent + ([c.recv(b"", "A")] if server_ack else [])
 
 
 def test_a_nameless_client_after_a_server_banner_is_offloaded_then(rules_file):
     blocklist = rules_file(BLOCK["http"])
-    cap, banner, (hello, kex) = banner_then(22, [b"SSH-2.0-client\r\n", SSH_KEXINIT])
+    cap, banner, (hello, kex, ack) = banner_then(22, [b"SSH-2.0-client\r\n", SSH_KEXINIT], server_ack=True)
     out = run(cap, blocklist)
     assert all(v.action == "pass" for v, _, _ in out)
     # held from the server's banner until the client's bytes say it names nothing (its
-    # first 64 bytes, as any client's), offloaded on that packet
-    assert [v.offload for v, _, _ in out[:kex - 1]] == [False] * (kex - 1)
-    assert out[kex - 1][0].offload
+    # first 64 bytes, as any client's), and those reached the server (its ACK): offloaded then
+    assert [v.offload for v, _, _ in out[:ack - 1]] == [False] * (ack - 1)
+    assert out[ack - 1][0].offload
     assert not any("applayer.server_spoke_first" in f for _, f, _ in out)
 
 
@@ -134,7 +135,9 @@ def test_an_smtp_session_is_let_go_at_the_clients_64th_byte(rules_file):
     c.send(b"MAIL FROM:<alice@example.org>\r\n")           # 56
     c.recv(b"250 2.1.0 Ok\r\n")
     last = c.send(b"RCPT TO:<bob@example.net>\r\n")          # past 64: names nothing
+    ack = c.recv(b"250 2.1.5 Ok\r\n")                      # ... and the server has it
     out = run(cap, rules_file(BLOCK["http"]))
     assert all(v.action == "pass" for v, _, _ in out)
-    assert [v.offload for v, _, _ in out[:last - 1]] == [False] * (last - 1)
-    assert out[last - 1][0].offload and out[last - 1][0].flow.app.proto == "failed"
+    assert out[last - 1][0].flow.app.proto == "failed"
+    assert [v.offload for v, _, _ in out[:ack - 1]] == [False] * (ack - 1)
+    assert out[ack - 1][0].offload

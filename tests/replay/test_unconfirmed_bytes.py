@@ -1,0 +1,260 @@
+"""Bytes read here that die before the server (a low TTL; a packet too big for a hop past the
+appliance) with other bytes sent at their place (review s19d F2/F4): the flow's client stream
+keeps the bytes it read until the server acknowledges them, a resend over them is compared
+with them, and a pass reached on them is final (offloaded) only once the server's ACK covers
+them (appliance/stream.py, inspector.py). The benign cases are review s20b's: what the first
+attempt (919384c) read as conflicts."""
+import struct
+
+import pytest
+
+from appliance.decode import decode_l3
+from appliance.detect.loader import load_rules
+from appliance.inspector import Inspector, Settings
+
+from replaykit import client_hello, tls_records
+from test_hostile_client import seg
+
+MASK = 0xFFFFFFFF
+TLS_BLOCK = "rules:\n  - {id: 1, action: drop, proto: tcp, tls_sni: evil.example}\n"
+HTTP_BLOCK = "rules:\n  - {id: 1, action: drop, proto: tcp, http_host: evil.example}\n"
+GOOD = tls_records(client_hello("good.example"))
+EVIL = tls_records(client_hello("evil.example"))
+assert len(GOOD) == len(EVIL)
+_SH = b"\x03\x03" + bytes(32) + b"\x00" + b"\xc0\x2f" + b"\x00"        # TLS 1.2, no extensions
+_SH = b"\x02" + len(_SH).to_bytes(3, "big") + _SH
+SERVER_HELLO = b"\x16\x03\x03" + len(_SH).to_bytes(2, "big") + _SH
+PAST_HELLO = b"\x14\x03\x03\x00\x01\x01" + b"\x17\x03\x03\x00\x10" + bytes(16)   # the client's next records
+
+
+def tls_seg(to_server, flags, seq, ack, data=b"", ttl=64):
+    """seg() on port 443."""
+    raw = bytearray(seg(to_server, flags, seq, ack, data, ttl=ttl))
+    struct.pack_into("!H", raw, 20 + (2 if to_server else 0), 443)
+    return bytes(raw)
+
+
+def inspector(tmp_path, rules=TLS_BLOCK, **settings):
+    path = tmp_path / "r.yaml"
+    path.write_text(rules)
+    # no protocol log: it would hold a flow until its answer anyway
+    insp = Inspector(load_rules(str(path)), Settings(verify_checksums=False, eve_types=("alert",), **settings))
+    t = [1.0]
+
+    def go(raw):
+        t[0] += 0.001
+        return insp.process(decode_l3(raw, t[0]))
+    go.insp = insp
+    return go
+
+
+def handshake(go, mk=tls_seg):
+    go(mk(True, 0x02, 1000, 0))
+    go(mk(False, 0x12, 5000, 1001))
+    go(mk(True, 0x10, 1001, 5001))
+
+
+@pytest.mark.parametrize("acked", [False, True], ids=["unacked", "acked"])
+def test_a_decoy_hello_then_the_real_one_at_its_place(tmp_path, acked):
+    """The decoy's SNI passes, but nothing is final until the server acknowledges the hello;
+    then the real hello at the same place is a copy that says otherwise: the reading is
+    ambiguous, the exception policy drops. Once the server has acknowledged the decoy (it read
+    it), the flow is final once the client is past its hello (as before), and a copy at its
+    place is the server's to discard: the fast path."""
+    go = inspector(tmp_path)
+    handshake(go)
+    v = go(tls_seg(True, 0x18, 1001, 5001, GOOD, ttl=2))
+    assert v.action == "pass" and not v.offload and not v.flow.final      # held: not acknowledged
+    if acked:
+        go(tls_seg(False, 0x18, 5001, 1001 + len(GOOD), SERVER_HELLO))
+        v = go(tls_seg(True, 0x18, 1001 + len(GOOD), 5001 + len(SERVER_HELLO), PAST_HELLO))
+        assert v.offload and v.flow.final
+    v = go(tls_seg(True, 0x18, 1001, 5001, EVIL))
+    assert v.action == ("pass" if acked else "drop"), v
+
+
+def test_the_same_hello_again_is_a_retransmission(tmp_path):
+    go = inspector(tmp_path)
+    handshake(go)
+    go(tls_seg(True, 0x18, 1001, 5001, GOOD))
+    v = go(tls_seg(True, 0x18, 1001, 5001, GOOD))          # lost past the appliance: sent again
+    assert v.action == "pass" and not v.flow.stream.ambiguous
+    go(tls_seg(False, 0x18, 5001, 1001 + len(GOOD), SERVER_HELLO))
+    v = go(tls_seg(True, 0x18, 1001 + len(GOOD), 5001 + len(SERVER_HELLO), PAST_HELLO))
+    assert v.action == "pass" and v.flow.final
+
+
+def test_a_flow_whose_server_never_acknowledges_is_never_final(tmp_path):
+    """A capture of one direction, or a server that never took the bytes: the flow stays with
+    the worker (inspected, never offloaded), its verdict unchanged."""
+    go = inspector(tmp_path)
+    handshake(go)
+    seq = 1001
+    for data in (GOOD, PAST_HELLO, b"\x17\x03\x03\x00\x10" + b"y" * 16):   # final here before
+        v = go(tls_seg(True, 0x18, seq, 5001, data))
+        seq += len(data)
+        assert v.action == "pass" and not v.offload and not v.flow.final
+
+
+def test_a_server_ack_past_the_bytes_seen_confirms_only_those(tmp_path):
+    """An ACK of bytes never delivered here counts up to the bytes delivered: the decoy's
+    place is then acknowledged, and the flow final."""
+    go = inspector(tmp_path)
+    handshake(go)
+    go(tls_seg(True, 0x18, 1001, 5001, GOOD))
+    go(tls_seg(False, 0x18, 5001, 1001 + len(GOOD) + 5000, SERVER_HELLO))
+    v = go(tls_seg(True, 0x18, 1001 + len(GOOD), 5001 + len(SERVER_HELLO), PAST_HELLO))
+    assert v.flow.final
+    assert v.flow.stream is None                   # released once final
+
+
+def test_an_ack_before_the_hello_confirms_nothing(tmp_path):
+    go = inspector(tmp_path)
+    handshake(go)
+    go(tls_seg(True, 0x18, 1001, 5001, GOOD[:40]))
+    go(tls_seg(False, 0x10, 5001, 1001 + 40))               # the first part
+    v = go(tls_seg(True, 0x18, 1041, 5001, GOOD[40:], ttl=2))
+    assert not v.flow.final
+    v = go(tls_seg(True, 0x18, 1041, 5001, EVIL[40:]))
+    assert v.action == "drop"
+
+
+def test_a_bulk_upload_retransmitted_far_behind_after_a_loss_past_the_appliance(tmp_path):
+    """Review s20b F1: an HTTP upload whose server ACK stays behind (a segment lost past the
+    appliance) while the client sends on; it then sends again from the ACK: the same bytes,
+    more than the window behind the newest. No conflict, the flow passes."""
+    go = inspector(tmp_path, HTTP_BLOCK, stream_bytes=8192)
+    handshake(go, seg)
+    head = b"POST /up HTTP/1.1\r\nHost: good.example\r\nContent-Length: 60000\r\n\r\n"
+    body = bytes(range(256)) * 235
+    data = head + body[:60000]
+    seq = 1001
+    for i in range(0, len(data), 1400):
+        v = go(seg(True, 0x18, seq + i, 5001, data[i:i + 1400]))
+        assert v.action == "pass"
+    go(seg(False, 0x10, 5001, seq + 1400))                   # the second segment lost past here
+    for i in range(1400, len(data), 1400):                    # the client sends it all again
+        v = go(seg(True, 0x18, seq + i, 5001, data[i:i + 1400]))
+        assert v.action == "pass" and not (v.flow.stream and v.flow.stream.ambiguous), i
+    v = go(seg(False, 0x10, 5001, seq + len(data)))
+    assert v.action == "pass"
+
+
+def test_one_segment_over_twice_the_window(tmp_path):
+    """Review s20b F4: a segment larger than the window (a GSO super-packet, live) is fed again
+    once the app layer consumed the front: the front is the same bytes, no conflict."""
+    go = inspector(tmp_path, HTTP_BLOCK, stream_bytes=8192)
+    handshake(go, seg)
+    data = b"POST /up HTTP/1.1\r\nHost: good.example\r\nContent-Length: 40000\r\n\r\n" + b"z" * 40000
+    v = go(seg(True, 0x18, 1001, 5001, data[:30000]))
+    assert v.action == "pass" and not v.flow.stream.ambiguous
+    v = go(seg(True, 0x18, 1001, 5001, data[:30000]))         # and again, whole
+    assert v.action == "pass" and not v.flow.stream.ambiguous
+
+
+def test_a_resend_after_an_urgent_byte(tmp_path):
+    """Review s20b F3: after an urgent byte taken out, consumed bytes are not kept (their
+    offsets are no longer sequence offsets): a retransmission reads as nothing, not as a
+    conflict."""
+    go = inspector(tmp_path, HTTP_BLOCK)
+    handshake(go, seg)
+    req = b"GET / HTTP/1.1\r\nHost: good.example\r\nX: " + b"!" + b"\r\n\r\n"
+    urg = req.index(b"!") + 1
+    v = go(seg(True, 0x38, 1001, 5001, req, urg=urg))
+    v = go(seg(True, 0x38, 1001, 5001, req, urg=urg))
+    assert v.action == "pass" and not v.flow.stream.ambiguous
+
+
+@pytest.mark.parametrize("where", ["in-the-decoy", "before-it"])
+def test_an_urgent_byte_does_not_stop_the_comparison(tmp_path, where):
+    """The kept bytes follow the urgent bytes taken out of them: an urgent byte in the decoy,
+    or in an earlier segment, leaves the real request at the decoy's place compared."""
+    go = inspector(tmp_path, HTTP_BLOCK)
+    handshake(go, seg)
+    seq = 1001
+    if where == "before-it":
+        go(seg(True, 0x38, seq, 5001, b"!", urg=1))           # taken out of band
+        seq += 1
+    decoy = b"GET / HTTP/1.1\r\nHost: good.example\r\nX: !\r\n\r\n"
+    real = b"GET / HTTP/1.1\r\nHost: evil.example\r\nX: y\r\n\r\n"
+    urg = decoy.index(b"!") + 1 if where == "in-the-decoy" else 0
+    v = go(seg(True, 0x38 if urg else 0x18, seq, 5001, decoy, urg=urg, ttl=2))
+    assert v.action == "pass"
+    v = go(seg(True, 0x18, seq, 5001, real))
+    assert v.action == "drop"
+
+
+# -- StreamStart's kept bytes ------------------------------------------------------------
+
+from appliance.stream import ClientStream, StreamStart  # noqa: E402
+
+ISN = 1000
+
+
+def _stream(limit=8192):
+    st = StreamStart(limit, True)
+    st.add(ISN, b"", syn=True)
+    return st
+
+
+def test_consumed_bytes_are_kept_until_acknowledged():
+    st = _stream()
+    st.add(ISN + 1, b"GET /good")
+    st.consume(9)
+    assert st.data == b"" and bytes(st._kept) == b"GET /good"
+    st.add(ISN + 1, b"GET /evil")
+    assert st.overlap_conflicts == 1
+    st.add(ISN + 1, b"GET /good")
+    assert st.overlap_conflicts == 1                        # the same bytes: a retransmission
+    st.ack(ISN + 1 + 5)
+    assert bytes(st._kept) == b"good" and st._kept_seq == 5
+    st.ack(ISN + 1 + 4)                                     # an older ACK moves nothing
+    assert st.acked == 5
+    st.add(ISN + 1, b"PUT /good")                           # only the acknowledged part differs: the server drops it
+    assert st.overlap_conflicts == 1
+    st.ack(ISN + 1 + 100)                                   # past the bytes delivered: up to them
+    assert st.acked == 9 and not st._kept
+
+
+def test_bytes_past_the_limit_are_not_kept_nor_compared():
+    st = _stream(limit=8)
+    st.add(ISN + 1, b"abcdefgh")
+    st.consume(8)
+    st.add(ISN + 9, b"ijklmnop")
+    st.consume(8)
+    assert bytes(st._kept) == b"abcdefgh" and st._kept_end == 8
+    st.add(ISN + 9, b"IJKLMNOP")                            # not kept: not compared
+    assert st.overlap_conflicts == 0
+    st.add(ISN + 1, b"abcdefgX")
+    assert st.overlap_conflicts == 1
+    st.ack(ISN + 1 + 16)
+    assert not st._kept
+    st.add(ISN + 17, b"qrst")
+    st.consume(4)
+    assert bytes(st._kept) == b"qrst" and st._kept_seq == 16   # kept again once contiguous
+
+
+def test_only_the_flows_own_stream_keeps():
+    st = StreamStart(8192)
+    st.add(ISN, b"", syn=True)
+    st.add(ISN + 1, b"GET /good")
+    st.consume(9)
+    assert st._kept is None
+    st.add(ISN + 1, b"GET /evil")
+    assert st.overlap_conflicts == 0
+    assert ClientStream().keeps is False and ClientStream(None, True).keeps is True
+
+
+def test_kept_bytes_around_urgent_bytes():
+    st = _stream()
+    st.mark_urgent(ISN + 1, 3)                              # the third byte, 'c', out of band
+    st.add(ISN + 1, b"abcdef")
+    assert st.data == b"abdef"
+    st.consume(5)
+    assert bytes(st._kept) == b"abdef" and st._kept_cuts == (2,) and st._kept_end == 6
+    st.add(ISN + 1, b"abXdef")                              # the urgent byte's place: not compared
+    assert st.overlap_conflicts == 0
+    st.add(ISN + 1, b"abcdeF")
+    assert st.overlap_conflicts == 1
+    st.ack(ISN + 1 + 4)                                     # past the urgent byte
+    assert bytes(st._kept) == b"ef" and st._kept_cuts == () and st._kept_seq == 4
