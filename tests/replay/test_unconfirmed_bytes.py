@@ -113,8 +113,9 @@ def test_an_ack_before_the_hello_confirms_nothing(tmp_path):
     handshake(go)
     go(tls_seg(True, 0x18, 1001, 5001, GOOD[:40]))
     go(tls_seg(False, 0x10, 5001, 1001 + 40))               # the first part
-    v = go(tls_seg(True, 0x18, 1041, 5001, GOOD[40:], ttl=2))
-    assert not v.flow.final
+    v = go(tls_seg(True, 0x18, 1041, 5001, GOOD[40:], ttl=2))   # names good.example, past the ACK
+    go(tls_seg(True, 0x18, 1001 + len(GOOD), 5001, PAST_HELLO, ttl=2))
+    assert not v.flow.final                        # (past its hello: final before, once acknowledged)
     v = go(tls_seg(True, 0x18, 1041, 5001, EVIL[40:]))
     assert v.action == "drop"
 
@@ -258,3 +259,43 @@ def test_kept_bytes_around_urgent_bytes():
     assert st.overlap_conflicts == 1
     st.ack(ISN + 1 + 4)                                     # past the urgent byte
     assert bytes(st._kept) == b"ef" and st._kept_cuts == () and st._kept_seq == 4
+
+
+@pytest.mark.parametrize("attack", [False, True], ids=["control", "attack"])
+def test_a_decoy_that_names_nothing_then_the_hello_at_its_place(tmp_path, attack):
+    """Bytes that tell the app layer the flow names nothing end its reading at once (a pass
+    final before: offloaded, the hello after it in the kernel). They are the bytes the pass
+    rests on: held until acknowledged, and the hello at their place is a conflict."""
+    go = inspector(tmp_path)
+    handshake(go)
+    junk = (b"SSH-2.0-OpenSSH_9.6\r\n" + bytes(len(EVIL)))[:len(EVIL)]
+    if attack:
+        v = go(tls_seg(True, 0x18, 1001, 5001, junk, ttl=2))
+        assert v.action == "pass" and not v.offload and v.flow.app.proto == "failed"
+    v = go(tls_seg(True, 0x18, 1001, 5001, EVIL))
+    assert v.action == "drop", v
+
+
+def test_an_ack_past_the_bytes_delivered_leaves_later_bytes_kept():
+    st = _stream()
+    st.add(ISN + 1, b"abc")
+    st.ack(ISN + 1 + 1000)                                  # (an ACK of bytes never seen here)
+    assert st.acked == 3
+    st.add(ISN + 4, b"defg")
+    st.consume(7)
+    assert bytes(st._kept) == b"defg"
+
+
+def test_kept_bytes_stop_at_a_gap():
+    st = _stream(limit=8)
+    st.add(ISN + 1, b"abcdefgh")
+    st.consume(6)
+    st.add(ISN + 9, b"ijklmn")
+    st.consume(6)                                           # "ghijkl": only "gh" fits
+    assert bytes(st._kept) == b"abcdefgh" and st._kept_end == 8
+    st.ack(ISN + 1 + 2)
+    st.add(ISN + 15, b"op")
+    st.consume(4)                                           # "mnop": not next to "h"
+    assert bytes(st._kept) == b"cdefgh" and st._kept_end == 8
+    st.add(ISN + 1 + 8, b"ijklmnop")                        # the same bytes again: no conflict
+    assert st.overlap_conflicts == 0
