@@ -34,6 +34,7 @@ cdef class StreamStart:
     cdef public Py_ssize_t _kept_seq
     cdef public Py_ssize_t _kept_end
     cdef public object _kept_cuts
+    cdef public bint _settled
 
     @cython.locals(rel=Py_ssize_t, buf=bytearray)
     cpdef bint add(self, seq, payload, bint syn=*, bint fin=*) except -1

@@ -592,7 +592,10 @@ class Inspector:
             # TTL) and other bytes at their place reach it, read here as a resend compared with
             # the kept ones (stream.py): not final, nor offloaded, until the server's ACK
             # (review s19d F2/F4)
-            flow.final = not (held or (flow.stream is not None and flow.stream.unconfirmed))
+            flow.final = not held
+            if not held and flow.stream is not None and flow.stream.unconfirmed:
+                flow.final = False
+                flow.stream.settle()       # (what it was judged on is all it keeps)
             if (more is CLIENT_AWAITED and not (self._logs_more(flow) or self._answers_due(flow, within))
                     and not (self._kernel and flow in self._kernel)):
                 flow.client_awaited = True     # only the client's first bytes hold it: the path above
@@ -715,12 +718,17 @@ class Inspector:
                 full = st.complete
                 bodies = self._request_bodies(flow)
                 new, reason = applayer.on_stream(flow, st, found, (), bodies)
+                app = flow.app
+                if new or (app is not before and app is not None and (before is None or not before.known)):
+                    st.judged()            # the bytes that named something, or told the protocol (or none)
                 self._request_progress(flow)
                 # A window filled by this segment may have cut it: once the app layer consumed,
                 # the rest fits (its checksum was checked already).
                 while full and reason is None and st.feed(pkt, to_server, s.stream_bytes, found):
                     full = st.complete
                     more, reason = applayer.on_stream(flow, st, found, new, bodies)
+                    if more:
+                        st.judged()
                     self._request_progress(flow)
                     new = tuple(dict.fromkeys(new + more))
             else:
@@ -803,10 +811,6 @@ class Inspector:
                 new = tuple(dict.fromkeys(new + changed))
         if flow.app is not before and flow.app is not None and (before is None or not before.known):
             self._count_app(flow.app)
-            if flow.proto == TCP and flow.stream is not None:
-                flow.stream.judged()       # the bytes that told the protocol, or that it is none
-        elif new and flow.proto == TCP and flow.stream is not None:
-            flow.stream.judged()           # the bytes that named something
         return new
 
     def _stream_view(self, pkt, flow, to_server, cand):
@@ -815,6 +819,8 @@ class Inspector:
         det = self.detector
         found = []
         view = det.view = stream_payload.view(flow, pkt, to_server, det.keep, self.settings.stream_bytes, found)
+        if view is not None and to_server and flow.stream is not None:
+            flow.stream.judged()           # stream rules read the client's bytes (review s21 C)
         if view is not None and view[0].unknown and not view[0].reported and cand & det.stream & det.block:
             view[0].reported = True        # read against the attacker from now on: say so once
             found.append("exception.stream_ambiguous")

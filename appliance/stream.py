@@ -118,6 +118,14 @@ class ClientStream:
         if st is not None:
             st.judged = st.rcv
 
+    def settle(self):
+        """Only the server's ACK holds the flow now: the bytes past the judged ones can no
+        longer matter (kept ones go, none more kept), so a flow whose server never
+        acknowledges holds no more than what it was judged on (review s21 D)."""
+        st = self.bytes
+        if st is not None:
+            st.settle()
+
     @property
     def unconfirmed(self) -> bool:
         """Bytes a verdict was reached on that the server has not acknowledged: they may have
@@ -232,7 +240,7 @@ class StreamStart:
 
     __slots__ = ("limit", "start", "base", "rcv", "urg", "urg_done", "fin", "_buf", "_buf_seq", "_cuts",
                  "_pending", "_held", "overlap_conflicts", "dropped", "lost", "cut",
-                 "acked", "judged", "_kept", "_kept_seq", "_kept_end", "_kept_cuts")
+                 "acked", "judged", "_kept", "_kept_seq", "_kept_end", "_kept_cuts", "_settled")
 
     def __init__(self, limit: int = 8192, keeps: bool = False):
         self.limit = limit
@@ -261,6 +269,7 @@ class StreamStart:
         self._kept_seq = 0
         self._kept_end = 0
         self._kept_cuts = ()
+        self._settled = False      # settle(): nothing kept past `judged`
 
     @property
     def data(self) -> bytes:
@@ -332,8 +341,8 @@ class StreamStart:
         MAX_CUTS urgent bytes. Past that the rest is not kept: a resend there is not compared (a
         retransmission after a loss past the appliance is no conflict; review s20b F1)."""
         cuts = self._cuts
-        if cuts is None:
-            return                               # byte positions no longer followed
+        if cuts is None or self._settled:
+            return                               # byte positions no longer followed; or not needed
         seq0 = self._buf_seq
         end = seq0 + n                           # just past the consumed bytes, as consume() finds it
         for c in cuts:
@@ -377,7 +386,7 @@ class StreamStart:
             return
         a = self.rcv + ((ack - self.start - self.rcv + HALF) & MASK) - HALF
         if a > self.rcv:
-            a = self.rcv
+            a = self.rcv + 1 if self.fin else self.rcv   # (past a FIN delivered: the FIN too)
         if a <= self.acked:
             return
         self.acked = a
@@ -395,6 +404,23 @@ class StreamStart:
         del kept[:drop]
         self._kept_seq = a
         self._kept_cuts = tuple([c for c in self._kept_cuts if c >= a])
+
+    def settle(self):
+        """See ClientStream.settle."""
+        self._settled = True
+        kept = self._kept
+        if kept and self._kept_end > self.judged:
+            if self.judged <= self._kept_seq:
+                del kept[:]
+                self._kept_cuts = ()
+                return
+            n = self.judged - self._kept_seq
+            for c in self._kept_cuts:
+                if c < self.judged:
+                    n -= 1
+            del kept[n:]
+            self._kept_end = self.judged
+            self._kept_cuts = tuple([c for c in self._kept_cuts if c < self.judged])
 
     def differs(self, seq: int, payload) -> bool:
         """A copy (seq, payload) of bytes delivered: True when it says otherwise."""
@@ -434,6 +460,10 @@ class StreamStart:
         # Linux's end_seq, so such a segment is not a retransmission: its FIN is taken
         if end < rcv or (end == rcv and not fin) or self.fin:
             self._compare_delivered(rel, payload)
+            if self.fin and end > rcv and self._kept is not None and self.acked <= rcv:
+                # data past a FIN the server has not acknowledged: no sender puts any there,
+                # unless its FIN died past the appliance (the server reads on; review s21 A)
+                self.overlap_conflicts += 1
             return False
         room_end = rcv + self.limit - len(self._buf)
         if rel <= rcv:                           # in order: delivered now, its front dropped
@@ -535,10 +565,18 @@ class StreamStart:
         """A copy of bytes already delivered (kept or held): count it when it says otherwise."""
         end = rel + len(payload)
         kept = self._kept
-        if kept:
+        if kept is not None:
+            # bytes a verdict rests on, consumed and not acknowledged: compared where kept; past
+            # the limit (or a gap) they were not, and a copy there cannot be told from a decoy's
+            # replacement (review s21 B)
+            lo = max(rel, self.acked)
+            hi = min(end, self.judged, self._buf_seq)
+            if lo < hi and (not kept or lo < self._kept_seq or hi > self._kept_end):
+                self.overlap_conflicts += 1
+                return
             lo = max(rel, self._kept_seq)
             hi = min(end, self._kept_end)
-            if lo < hi and _differs(kept, self._kept_seq, self._kept_cuts, lo, hi, rel, payload):
+            if kept and lo < hi and _differs(kept, self._kept_seq, self._kept_cuts, lo, hi, rel, payload):
                 self.overlap_conflicts += 1
                 return
         cuts = self._cuts

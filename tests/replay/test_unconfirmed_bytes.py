@@ -299,3 +299,227 @@ def test_kept_bytes_stop_at_a_gap():
     assert bytes(st._kept) == b"cdefgh" and st._kept_end == 8
     st.add(ISN + 1 + 8, b"ijklmnop")                        # the same bytes again: no conflict
     assert st.overlap_conflicts == 0
+
+
+# -- review s21 (of ec103ae) ---------------------------------------------------------------
+# A: a FIN that dies past the appliance; B: a decoy past the kept limit (not kept, not
+# acknowledged, judged: a conflict); C: stream content rules judge what they read; D: a flow
+# held only by the ACK keeps no more than what it was judged on. The rest: benign cases.
+
+
+def _send(go, seq, data, ttl=64, mss=1400):
+    v = None
+    for i in range(0, len(data), mss):
+        v = go(seg(True, 0x18, seq + i, 5001, data[i:i + mss], ttl=ttl))
+    return v
+
+
+
+
+
+
+def test_a_decoy_past_the_kept_limit_keepalive(tmp_path):
+    """A first request whose body fills `limit` kept bytes (low TTL: never acknowledged),
+    then the decoy second request (low TTL): not kept, so the real one at its place is
+    compared with nothing."""
+    go = inspector(tmp_path, HTTP_BLOCK, stream_bytes=8192)
+    handshake(go, seg)
+    body = b"a" * 9000
+    req1 = b"POST /a HTTP/1.1\r\nHost: good.example\r\nContent-Length: 9000\r\n\r\n" + body
+    decoy = b"GET / HTTP/1.1\r\nHost: good.example\r\n\r\n"
+    real = b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n"
+    v = _send(go, 1001, req1, ttl=2)
+    assert v.action == "pass"
+    v = _send(go, 1001 + len(req1), decoy, ttl=2)
+    assert v.action == "pass"
+    # the real bytes: the same first request, then the other second one
+    vs = [_send(go, 1001, req1), _send(go, 1001 + len(req1), real)]
+    assert any(x.action == "drop" for x in vs), [x.action for x in vs]
+
+
+def test_a_decoy_within_the_kept_limit_keepalive(tmp_path):
+    """The same with a body well within `limit`: caught (the design works there)."""
+    go = inspector(tmp_path, HTTP_BLOCK, stream_bytes=8192)
+    handshake(go, seg)
+    req1 = b"POST /a HTTP/1.1\r\nHost: good.example\r\nContent-Length: 100\r\n\r\n" + b"a" * 100
+    decoy = b"GET / HTTP/1.1\r\nHost: good.example\r\n\r\n"
+    real = b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n"
+    _send(go, 1001, req1, ttl=2)
+    _send(go, 1001 + len(req1), decoy, ttl=2)
+    vs = [_send(go, 1001, req1), _send(go, 1001 + len(req1), real)]
+    assert any(x.action == "drop" for x in vs), [x.action for x in vs]
+
+
+STREAM_BLOCK = ("rules:\n  - {id: 1, action: drop, proto: tcp, flow: [to_server], content: EVILSIGNATURE,"
+                " payload: stream}\n")
+
+
+def test_a_stream_content_pass_waits_for_the_acknowledgement(tmp_path):
+    """A pass that rests on stream bytes that named nothing (a stream content rule, to its
+    depth): judged() is set only by names, so the flow is final (offloaded) once the server
+    acknowledged the first bytes, while the decoys that reached the depth were never
+    acknowledged; the real bytes at their place then passed offloaded, never compared. Now
+    the bytes a stream rule reads are judged ones."""
+    go = inspector(tmp_path, STREAM_BLOCK)
+    handshake(go, seg)
+    first = b"x" * 80                                       # names nothing (any client's first 64 bytes)
+    go(seg(True, 0x18, 1001, 5001, first))
+    go(seg(False, 0x10, 5001, 1001 + len(first)))           # the server has those
+    seq = 1001 + len(first)
+    decoy = b"y" * 100
+    vs = []
+    for i in range(20):
+        v = go(seg(True, 0x18, seq + 100 * i, 5001, decoy, ttl=2))
+        vs.append(v)
+        if v.flow.final:
+            break
+    real = b"EVILSIGNATURE" + b"z" * 87
+    v = go(seg(True, 0x18, seq, 5001, real))
+    assert v.action == "drop" or not vs[-1].flow.final, (v.action, v.offload)
+
+
+def test_leading_blank_lines_past_the_kept_limit(tmp_path):
+    """The first request, no keep-alive: 8 KiB of blank lines (HTTP servers skip them before a
+    request line; the app layer consumes them, state._skip_leading_blanks) fill the kept bytes,
+    so the decoy request after them is not kept."""
+    go = inspector(tmp_path, HTTP_BLOCK, stream_bytes=8192)
+    handshake(go, seg)
+    blanks = b"\r\n" * 4200
+    decoy = b"GET / HTTP/1.1\r\nHost: good.example\r\n\r\n"
+    real = b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n"
+    _send(go, 1001, blanks + decoy, ttl=2)
+    vs = [_send(go, 1001, blanks + real)]
+    assert any(x.action == "drop" for x in vs), [x.action for x in vs]
+
+
+def test_windows_keepalive_and_zero_window_probes(tmp_path):
+    """Benign: a Windows keep-alive (one garbage byte at snd_una - 1) after the server's ACK,
+    and a zero-window probe (the next byte alone, then sent again with the rest)."""
+    go = inspector(tmp_path, HTTP_BLOCK)
+    handshake(go, seg)
+    req = b"GET / HTTP/1.1\r\nHost: good.example\r\n\r\n"
+    go(seg(True, 0x18, 1001, 5001, req))
+    go(seg(False, 0x18, 5001, 1001 + len(req), b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+    v = go(seg(True, 0x10, 1001 + len(req) - 1, 5039, b"\x00"))            # keep-alive
+    assert v.action == "pass" and not (v.flow.stream and v.flow.stream.ambiguous)
+    nxt = b"GET /2 HTTP/1.1\r\nHost: good.example\r\n\r\n"
+    s2 = 1001 + len(req)
+    go(seg(False, 0x10, 5039, s2))                                          # window 0 (as if)
+    go(seg(True, 0x18, s2, 5039, nxt[:1]))                                  # zero-window probe
+    v = go(seg(True, 0x18, s2, 5039, nxt))
+    assert v.action == "pass" and not (v.flow.stream and v.flow.stream.ambiguous)
+
+
+def test_ack_wrap_and_stale(tmp_path):
+    """ack(): across 2**32, an ACK behind the start and one 2 GiB ahead move nothing."""
+    from appliance.stream import StreamStart
+    st = StreamStart(8192, True)
+    isn = 0xFFFFFFF0
+    st.add(isn, b"", syn=True)
+    st.add(isn + 1, b"A" * 40)
+    st.consume(40)
+    st.ack((isn + 1 - 5) & 0xFFFFFFFF)
+    assert st.acked == 0 and len(st._kept) == 40
+    st.ack((isn + 1 + 40 + 0x80000001) & 0xFFFFFFFF)      # more than 2 GiB past rcv: behind it
+    assert st.acked == 0 and len(st._kept) == 40
+    st.ack((isn + 1 + 30) & 0xFFFFFFFF)
+    assert st.acked == 30 and bytes(st._kept) == b"A" * 10
+    st.add((isn + 1 + 25) & 0xFFFFFFFF, b"A" * 4 + b"B" * 11)               # straddles the ACK
+    assert st.overlap_conflicts == 1
+
+
+def test_a_decoy_fin_then_a_second_request(tmp_path):
+    """A bare FIN that dies before the server (low TTL), then a second request at its place."""
+    go = inspector(tmp_path, HTTP_BLOCK)
+    handshake(go, seg)
+    req = b"GET / HTTP/1.1\r\nHost: good.example\r\n\r\n"
+    go(seg(True, 0x18, 1001, 5001, req))
+    s2 = 1001 + len(req)
+    go(seg(False, 0x18, 5001, s2, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+    go(seg(True, 0x11, s2, 5039, ttl=2))                                    # FIN, dies
+    real = b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n"
+    v = go(seg(True, 0x18, s2, 5039, real))
+    assert v.action == "drop", (v.action, v.offload, v.flow.final)
+
+
+def test_a_decoy_rst_then_a_second_request(tmp_path):
+    """A RST that dies before the server (low TTL), then a second request."""
+    go = inspector(tmp_path, HTTP_BLOCK)
+    handshake(go, seg)
+    req = b"GET / HTTP/1.1\r\nHost: good.example\r\n\r\n"
+    go(seg(True, 0x18, 1001, 5001, req))
+    s2 = 1001 + len(req)
+    go(seg(False, 0x18, 5001, s2, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+    go(seg(True, 0x14, s2, 5039, ttl=2))                                    # RST/ACK, dies
+    real = b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n"
+    v = go(seg(True, 0x18, s2, 5039, real))
+    assert v.action == "drop", (v.action, v.offload, v.flow.final)
+
+
+def test_a_decoy_fin_before_the_hello(tmp_path):
+    """The same on the first bytes: a bare FIN (low TTL) right after the handshake, then the
+    ClientHello naming the blocked SNI at its place."""
+    go = inspector(tmp_path)
+    handshake(go)
+    go(tls_seg(True, 0x11, 1001, 5001, ttl=2))
+    v = go(tls_seg(True, 0x18, 1001, 5001, EVIL))
+    assert v.action == "drop", (v.action, v.offload, v.flow.final)
+
+
+def test_a_decoy_fin_inside_the_first_request(tmp_path):
+    """A bare FIN (low TTL) after the request line, then the headers at its place."""
+    go = inspector(tmp_path, HTTP_BLOCK)
+    handshake(go, seg)
+    line = b"GET / HTTP/1.1\r\n"
+    go(seg(True, 0x18, 1001, 5001, line))
+    go(seg(True, 0x11, 1001 + len(line), 5001, ttl=2))
+    v = go(seg(True, 0x18, 1001 + len(line), 5001, b"Host: evil.example\r\n\r\n"))
+    assert v.action == "drop", (v.action, v.offload, v.flow.final)
+
+
+def test_a_flow_held_only_by_the_ack_keeps_only_what_it_was_judged_on(tmp_path):
+    """D: a TLS flow past its hello whose server never acknowledges (one that blackholes, or an
+    attacker's own): what it keeps is the hello, not the records after it."""
+    go = inspector(tmp_path)
+    handshake(go)
+    go(tls_seg(True, 0x18, 1001, 5001, GOOD))
+    seq = 1001 + len(GOOD)
+    for _ in range(8):
+        record = b"\x17\x03\x03\x04\x00" + bytes(1024)
+        v = go(tls_seg(True, 0x18, seq, 5001, record))
+        seq += len(record)
+    st = v.flow.stream.bytes
+    assert not v.flow.final and st.judged == len(GOOD)
+    assert len(st._kept) == len(GOOD) and st._kept_end == len(GOOD)
+
+
+def test_a_name_in_the_rest_of_a_segment_larger_than_the_window(tmp_path):
+    """A segment over the window (a GSO super-packet live) is fed again once the app layer
+    consumed its front; a name read from that rest is judged too."""
+    go = inspector(tmp_path, HTTP_BLOCK, stream_bytes=8192)
+    handshake(go, seg)
+    req1 = b"POST /a HTTP/1.1\r\nHost: good.example\r\nContent-Length: 9000\r\n\r\n" + b"a" * 9000
+    decoy = b"GET / HTTP/1.1\r\nHost: good.example\r\n\r\n"
+    real = b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n"
+    v = go(seg(True, 0x18, 1001, 5001, req1 + decoy, ttl=2))
+    assert v.action == "pass" and v.flow.stream.bytes.judged == len(req1 + decoy)
+    v = go(seg(True, 0x18, 1001 + len(req1), 5001, real))
+    assert v.action == "drop"
+
+
+def test_an_acknowledged_fin_then_data_is_no_conflict():
+    st = _stream()
+    st.add(ISN + 1, b"abc", fin=True)
+    st.ack(ISN + 1 + 4)                                     # the FIN too
+    assert st.acked == 4
+    st.add(ISN + 1 + 3, b"late")                            # the server resets: nothing to read
+    assert st.overlap_conflicts == 0
+
+
+def test_nothing_is_kept_once_settled():
+    st = _stream()
+    st.add(ISN + 1, b"abcdef")
+    st.judged = 3
+    st.settle()
+    st.consume(6)
+    assert not st._kept
