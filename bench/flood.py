@@ -71,8 +71,11 @@ def memory_at_bound(n):
     return {"marks": marks, "flows": len(insp.flows), "evicted": insp.flows.evicted}
 
 
-def decided_tls(n):
-    """RSS per flow for n TLS connections decided by their ClientHello (pass, final)."""
+def decided_tls(n, held=False):
+    """RSS per flow for n TLS connections decided by their ClientHello: the server's ACK and
+    the client's next records make the pass final (stream released). `held`: the server never
+    acknowledges (a blackhole, an attacker's own), the client sends 8 KiB of records after its
+    hello: passed, held for the ACK, keeping only the bytes it was judged on (stream.py settle)."""
     from appliance.decode import decode_l3
     from appliance.detect.loader import load_rules
     from appliance.inspector import Inspector, Settings
@@ -81,6 +84,12 @@ def decided_tls(n):
     insp = Inspector(load_rules(TLS_RULES_PATH), Settings(max_flows=n + 10))
     process = insp.process
     hello = _client_hello(b"www.example.com")
+    after = 1001 + len(hello)
+    if held:
+        record = b"\x17\x03\x03\x04\x00" + bytes(1024)
+        tail = [(0, after + i * len(record), 5001, 0x18, record) for i in range(8)]   # (from server, seq, ack, flags, data)
+    else:
+        tail = [(1, 5001, after, 0x10, b""), (0, after, 5001, 0x18, b"\x14\x03\x03\x00\x01\x01\x17\x03\x03\x00\x10" + bytes(16))]
     gc.collect()
     base = rss()
     ts = 1.0
@@ -89,14 +98,17 @@ def decided_tls(n):
         s = b"\xc6\x33\x64\x07"
         for src, dst, sp, dp, seq, ack, flags, data in (
                 (c, s, 40000, 443, 1000, 0, 0x02, b""), (s, c, 443, 40000, 5000, 1001, 0x12, b""),
-                (c, s, 40000, 443, 1001, 5001, 0x10, b""), (c, s, 40000, 443, 1001, 5001, 0x18, hello)):
+                (c, s, 40000, 443, 1001, 5001, 0x10, b""), (c, s, 40000, 443, 1001, 5001, 0x18, hello),
+                *[(s, c, 443, 40000) + t[1:] if t[0] else (c, s, 40000, 443) + t[1:] for t in tail]):
             ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + len(data), 0, 0x4000, 64, 6, 0, src, dst)
             process(decode_l3(ip + struct.pack("!HHIIBBHHH", sp, dp, seq, ack, 0x50, flags, 65535, 0, 0) + data, ts))
             ts += 1e-5
     gc.collect()
     os.unlink(TLS_RULES_PATH)
     final = sum(f.final for f in insp.flows.flows.values())
-    return {"per_flow": (rss() - base) / n, "final": final, "flows": len(insp.flows)}
+    kept = sum(len(f.stream.bytes._kept or b"") for f in insp.flows.flows.values()
+               if f.stream is not None and f.stream.bytes is not None)
+    return {"per_flow": (rss() - base) / n, "final": final, "flows": len(insp.flows), "kept": kept / n}
 
 
 TLS_RULES_PATH = os.path.join("/tmp", f"bench-flood-tls-{os.getpid()}.yaml")
@@ -205,13 +217,15 @@ def rows(quick=False, runs=None):
 
     m = n // 2
     log(f"flood: {m:,} decided TLS flows (subprocess)")
-    row = Row(f"RSS per decided TLS flow ({m:,} flows: handshake + ClientHello, verdict final)",
-              "- (RSS delta / flows)", "B/flow", "<= 2000")
-    for i in range(runs):
-        r = _sub("tls", m)
-        row.add(r["per_flow"])
-        log(f"  run {i + 1}/{runs}: {r['per_flow']:.0f} B/flow ({r['final']:,} of {r['flows']:,} final)")
-    out.append(row)
+    for what, label in (("tls", "handshake + ClientHello + the server's ACK, verdict final"),
+                        ("tls_held", "handshake + ClientHello + 8 KiB of records, never acknowledged: held")):
+        row = Row(f"RSS per decided TLS flow ({m:,} flows: {label})", "- (RSS delta / flows)", "B/flow", "<= 2000")
+        for i in range(runs):
+            r = _sub(what, m)
+            row.add(r["per_flow"])
+            log(f"  run {i + 1}/{runs}: {r['per_flow']:.0f} B/flow ({r['final']:,} of {r['flows']:,} final, "
+                f"{r['kept']:.0f} B kept a flow)")
+        out.append(row)
 
     log("flood: IPv4 reassembly, 8,189 fragments vs 64")
     row = Row("IPv4 reassembly time per fragment, 8,189-fragment datagram (in order / reversed)",
@@ -235,7 +249,8 @@ def main(argv=None):
     o = ap.parse_args(argv)
     if o.child:
         what, n = o.child[0], int(o.child[1])
-        result = {"evict": eviction_rate, "bound": memory_at_bound, "tls": decided_tls}[what](n)
+        result = {"evict": eviction_rate, "bound": memory_at_bound, "tls": decided_tls,
+                  "tls_held": lambda n: decided_tls(n, held=True)}[what](n)
         print(json.dumps(result))
         return 0
     print(header("python3 -m bench.flood " + " ".join(argv if argv is not None else sys.argv[1:])), flush=True)
