@@ -285,6 +285,8 @@ class Inspector:
             flow.cand_ts = flow.cand_tc = None
             if flow.app is applayer.SERVER_FIRST:
                 flow.client_awaited = False    # (the new rules may watch more: its next packet tells)
+            if flow.stream is not None:
+                flow.stream.unsettle()         # (... and judge more of its bytes: stream.py settle)
         old_rules, self.ruleset = self.ruleset.rules, ruleset
         self.depth = depth_of(self.settings, ruleset)
         self._kernel_policy()
@@ -595,7 +597,7 @@ class Inspector:
             flow.final = not held
             if not held and flow.stream is not None and flow.stream.unconfirmed:
                 flow.final = False
-                flow.stream.settle()       # (what it was judged on is all it keeps)
+                flow.stream.settle()           # (what it was judged on is all it keeps)
             if (more is CLIENT_AWAITED and not (self._logs_more(flow) or self._answers_due(flow, within))
                     and not (self._kernel and flow in self._kernel)):
                 flow.client_awaited = True     # only the client's first bytes hold it: the path above
@@ -819,8 +821,6 @@ class Inspector:
         det = self.detector
         found = []
         view = det.view = stream_payload.view(flow, pkt, to_server, det.keep, self.settings.stream_bytes, found)
-        if view is not None and to_server and flow.stream is not None:
-            flow.stream.judged()           # stream rules read the client's bytes (review s21 C)
         if view is not None and view[0].unknown and not view[0].reported and cand & det.stream & det.block:
             view[0].reported = True        # read against the attacker from now on: say so once
             found.append("exception.stream_ambiguous")

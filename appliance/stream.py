@@ -115,8 +115,8 @@ class ClientStream:
         """A verdict was reached on the bytes read so far: the flow is final only once the
         server has acknowledged them (unconfirmed)."""
         st = self.bytes
-        if st is not None:
-            st.judged = st.rcv
+        if st is not None and not st._settled:
+            st.judged = st.rcv               # (settled: names read now are for the logs only)
 
     def settle(self):
         """Only the server's ACK holds the flow now: the bytes past the judged ones can no
@@ -125,6 +125,14 @@ class ClientStream:
         st = self.bytes
         if st is not None:
             st.settle()
+
+    def unsettle(self):
+        """Something may judge the flow's bytes again (a reload's rules): judged and kept
+        again from here (settled again by its next packet if not); the bytes between are a
+        gap (a resend there over judged bytes is a conflict)."""
+        st = self.bytes
+        if st is not None:
+            st._settled = False
 
     @property
     def unconfirmed(self) -> bool:
@@ -491,6 +499,10 @@ class StreamStart:
         """tcp_fin: the FIN is in order; the out-of-order queue is purged, and the
         application reads nothing past it (later data draws a reset)."""
         self.fin = True
+        if self._pending and self._kept is not None:
+            # bytes queued past the FIN: no sender puts any there, unless its FIN dies past
+            # the appliance and the server reads them (review s21b F1)
+            self.overlap_conflicts += 1
         self._pending = []
         self._held = 0
 

@@ -354,12 +354,15 @@ STREAM_BLOCK = ("rules:\n  - {id: 1, action: drop, proto: tcp, flow: [to_server]
                 " payload: stream}\n")
 
 
+@pytest.mark.xfail(strict=True, reason="open (review s21 C): judging what stream rules read "
+                                       "made benign resends conflicts (s21b F2)")
 def test_a_stream_content_pass_waits_for_the_acknowledgement(tmp_path):
     """A pass that rests on stream bytes that named nothing (a stream content rule, to its
     depth): judged() is set only by names, so the flow is final (offloaded) once the server
     acknowledged the first bytes, while the decoys that reached the depth were never
-    acknowledged; the real bytes at their place then passed offloaded, never compared. Now
-    the bytes a stream rule reads are judged ones."""
+    acknowledged; the real bytes at their place then pass offloaded, never compared.
+    (Judging the bytes a stream rule reads, d118bd1, closed it and read the benign upload
+    loss below as a conflict: taken back.)"""
     go = inspector(tmp_path, STREAM_BLOCK)
     handshake(go, seg)
     first = b"x" * 80                                       # names nothing (any client's first 64 bytes)
@@ -523,3 +526,221 @@ def test_nothing_is_kept_once_settled():
     st.settle()
     st.consume(6)
     assert not st._kept
+
+
+# -- review s21b (of d118bd1) --------------------------------------------------------------
+
+REQ = b"GET / HTTP/1.1\r\nHost: good.example\r\n\r\n"
+EVIL_REQ = b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n"
+
+
+def test_data_queued_past_an_out_of_order_fin_that_dies(tmp_path):
+    """A variant: the bytes past the FIN arrive *before* the FIN (out of order, queued), so
+    _fin() purges them instead of _queue() seeing data past a delivered FIN. The FIN segment
+    dies past the appliance (TTL 2); the server keeps the queued request and reads it once the
+    first bytes come again without the FIN."""
+    go = inspector(tmp_path, HTTP_BLOCK)
+    handshake(go, seg)
+    s2 = 1001 + len(REQ)
+    go(seg(True, 0x18, s2, 5001, EVIL_REQ))                 # out of order: queued (server too)
+    go(seg(True, 0x19, 1001, 5001, REQ, ttl=2))             # data + FIN: delivered here, dies past
+    v = go(seg(True, 0x18, 1001, 5001, REQ))                 # same bytes, no FIN: the server reads both
+    vs = [v, go(seg(False, 0x10, 5001, s2 + len(EVIL_REQ)))]  # the server acknowledges both requests
+    assert any(x.action == "drop" for x in vs), [(x.action, x.offload, x.flow.final) for x in vs]
+
+
+def test_data_queued_past_a_fin_is_a_conflict():
+    st = _stream()
+    st.add(ISN + 1 + 3, b"XYZ")                              # past the FIN to come: queued
+    st.add(ISN + 1, b"abc", fin=True)
+    assert st.fin
+    st.add(ISN + 1, b"abc")
+    assert st.overlap_conflicts == 1, "data queued past the FIN was purged without a word"
+
+
+def _upload(go, loss):
+    handshake(go, seg)
+    head = b"POST /up HTTP/1.1\r\nHost: good.example\r\nContent-Length: 60000\r\n\r\n"
+    body = bytes(range(256)) * 235
+    data = head + body[:60000]
+    seq = 1001
+    for i in range(0, len(data), 1400):
+        v = go(seg(True, 0x18, seq + i, 5001, data[i:i + 1400]))
+        assert v.action == "pass"
+    go(seg(False, 0x10, 5001, seq + loss))                   # a segment lost past here
+    out = []
+    for i in range(loss, len(data), 1400):                    # the client sends it all again
+        v = go(seg(True, 0x18, seq + i, 5001, data[i:i + 1400]))
+        out.append((i, v.action, bool(v.flow.stream and v.flow.stream.ambiguous)))
+    return out
+
+
+def test_a_bulk_upload_loss_with_a_stream_rule(tmp_path):
+    """s20b F1 again, with a to_server stream content rule loaded (review s21b F2: judging the
+    bytes stream rules read, d118bd1's answer to s21 C, read this benign resend as a conflict:
+    taken back, C left open)."""
+    go = inspector(tmp_path, STREAM_BLOCK, stream_bytes=8192)
+    out = _upload(go, 1400)
+    bad = [o for o in out if o[1] != "pass" or o[2]]
+    assert not bad, bad[:3]
+
+
+def test_a_bulk_upload_loss_without_stream_rules(tmp_path):
+    go = inspector(tmp_path, HTTP_BLOCK, stream_bytes=8192)
+    out = _upload(go, 1400)
+    assert not [o for o in out if o[1] != "pass" or o[2]]
+
+
+def test_stream_rules_do_not_judge_past_their_depth(tmp_path):
+    """(d118bd1's C judged up to rcv well past any stream rule's depth.)"""
+    go = inspector(tmp_path, STREAM_BLOCK, stream_bytes=8192)
+    handshake(go, seg)
+    v = _send(go, 1001, b"x" * 50000)
+    st = v.flow.stream
+    assert st is None or st.bytes.judged < 50000, (st.bytes.judged, len(st.bytes._kept), v.flow.final)
+
+
+BOTH = HTTP_BLOCK + STREAM_BLOCK.split("\n", 1)[1].replace("id: 1,", "id: 2,")
+
+
+def test_a_bulk_upload_loss_then_a_keepalive_request(tmp_path):
+    """What such a conflict would cost: the client stream ambiguous, the next request's Host
+    unknown to the http_host drop rule, a benign keep-alive request dropped."""
+    go = inspector(tmp_path, BOTH, stream_bytes=8192)
+    out = _upload(go, 1400)
+    assert not [o for o in out if o[1] != "pass"], out[:3]
+    seq = 1001 + len(b"POST /up HTTP/1.1\r\nHost: good.example\r\nContent-Length: 60000\r\n\r\n") + 60000
+    go(seg(False, 0x18, 5001, seq, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+    v = go(seg(True, 0x18, seq, 5039, REQ))
+    assert v.action == "pass", (v.action, [r.id for r in v.alerts] if hasattr(v, "alerts") else None)
+
+
+def test_a_settled_flow_a_pipelined_request_then_an_rto_resend(tmp_path):
+    """Review s21b F4: a flow held only by the ACK settles (no more keeping); a pipelined second
+    request parsed later moved judged (names read for the logs only), so the client's benign RTO
+    retransmission of both requests was a conflict. Settled, nothing more is judged."""
+    go = inspector(tmp_path, TLS_BLOCK)
+    handshake(go, seg)
+    v = go(seg(True, 0x18, 1001, 5001, REQ))
+    st = v.flow.stream.bytes
+    s2 = 1001 + len(REQ)
+    REQ2 = REQ.replace(b"GET / ", b"GET /2 ")
+    go(seg(True, 0x18, s2, 5001, REQ2))
+    info = (getattr(st, "_settled", None), st.judged, st._kept_end, bytes(st._kept), v.flow.final)
+    v = go(seg(True, 0x18, 1001, 5001, REQ + REQ2))           # RTO: sent again, collapsed
+    assert not (v.flow.stream and v.flow.stream.ambiguous), (info, v.flow.final, v.flow.stream)
+
+
+@pytest.mark.parametrize("rules", ["tls", "http"])
+def test_a_settled_flow_the_rest_of_the_request_then_its_resend(tmp_path, rules):
+    """D: a request over two segments (a 2 KB cookie): the first tells the protocol (judged),
+    the flow is held only by the ACK, settle() stops keeping; the second completes the request
+    (names: judged moved past what is kept); it is lost past the appliance and sent again, the
+    same bytes: it was read as a conflict, the flow dropped (review s21b F4)."""
+    go = inspector(tmp_path, TLS_BLOCK if rules == "tls" else HTTP_BLOCK)
+    handshake(go, seg)
+    req = b"GET / HTTP/1.1\r\nHost: good.example\r\nCookie: " + b"c" * 2000 + b"\r\n\r\n"
+    go(seg(True, 0x18, 1001, 5001, req[:1400]))
+    go(seg(True, 0x18, 1001 + 1400, 5001, req[1400:]))       # lost past the appliance
+    v = go(seg(True, 0x18, 1001 + 1400, 5001, req[1400:]))   # sent again
+    assert v.action == "pass" and not (v.flow.stream and v.flow.stream.ambiguous)
+
+
+STREAM_TC = ("rules:\n  - {id: 2, action: drop, proto: tcp, flow: [to_client], content: EVILSIGNATURE,"
+             " payload: stream}\n")
+
+
+def test_a_bulk_upload_loss_with_a_to_client_stream_rule(tmp_path):
+    """(d118bd1's C judged the client's bytes when a stream rule read only the server's.)"""
+    go = inspector(tmp_path, HTTP_BLOCK + STREAM_TC.split("\n", 1)[1], stream_bytes=8192)
+    out = _upload(go, 1400)
+    assert not [o for o in out if o[1] != "pass" or o[2]], out[:3]
+
+
+def test_a_fin_then_rst_both_dying_then_a_second_request(tmp_path):
+    go = inspector(tmp_path, HTTP_BLOCK)
+    handshake(go, seg)
+    go(seg(True, 0x18, 1001, 5001, REQ))
+    s2 = 1001 + len(REQ)
+    go(seg(False, 0x18, 5001, s2, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+    go(seg(True, 0x11, s2, 5039, ttl=2))
+    go(seg(True, 0x14, s2 + 1, 5039, ttl=2))
+    v = go(seg(True, 0x18, s2, 5039, EVIL_REQ))
+    assert v.action == "drop", (v.action, v.offload, v.flow.final)
+
+
+def test_a_fin_with_data_dying_then_other_data_of_the_same_length(tmp_path):
+    go = inspector(tmp_path, HTTP_BLOCK)
+    handshake(go, seg)
+    go(seg(True, 0x19, 1001, 5001, REQ, ttl=2))
+    v = go(seg(True, 0x18, 1001, 5001, EVIL_REQ))
+    assert v.action == "drop", (v.action, v.offload, v.flow.final)
+
+
+def test_benign_fin_with_data_retransmitted_and_half_close(tmp_path):
+    go = inspector(tmp_path, HTTP_BLOCK)
+    handshake(go, seg)
+    go(seg(True, 0x19, 1001, 5001, REQ))
+    v = go(seg(True, 0x19, 1001, 5001, REQ))                 # lost past here: again, FIN too
+    assert v.action == "pass" and not (v.flow.stream and v.flow.stream.ambiguous)
+    fin_ack = 1001 + len(REQ) + 1
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+    go(seg(False, 0x18, 5001, fin_ack, resp))                # half-close: the server sends on
+    go(seg(True, 0x10, fin_ack, 5001 + len(resp)))
+    v = go(seg(False, 0x18, 5001 + len(resp), fin_ack, b"hello"))
+    v = go(seg(True, 0x10, fin_ack, 5006 + len(resp)))
+    assert v.action == "pass" and not (v.flow.stream and v.flow.stream.ambiguous)
+
+
+@pytest.mark.xfail(strict=True, reason="open (review s21b F5): a decoy neither kept nor judged yet")
+@pytest.mark.parametrize("body", [9000, 30000])
+def test_decoy_header_lines_past_the_kept_limit_before_the_name(tmp_path, body):
+    """B holds only within judged: header lines the HTTP reader consumed before the name is
+    complete are neither kept (the kept bytes are full of the previous body, not yet
+    acknowledged) nor judged, so the real lines at their place are compared with nothing;
+    the blank line that ends the decoy's header then names good.example."""
+    go = inspector(tmp_path, HTTP_BLOCK, stream_bytes=8192)
+    handshake(go, seg)
+    req1 = b"POST /a HTTP/1.1\r\nHost: good.example\r\nContent-Length: %d\r\n\r\n" % body + b"a" * body
+    decoy = b"GET / HTTP/1.1\r\nHost: good.example\r\n"
+    real = b"GET / HTTP/1.1\r\nHost: evil.example\r\n"
+    _send(go, 1001, req1)                                    # reaches the server, ACK not yet
+    s2 = 1001 + len(req1)
+    go(seg(True, 0x18, s2, 5001, decoy, ttl=2))              # dies past the appliance
+    vs = [go(seg(True, 0x18, s2, 5001, real))]               # the server reads these
+    vs.append(go(seg(False, 0x10, 5001, s2 + len(real))))
+    vs.append(go(seg(True, 0x18, s2 + len(real), 5001, b"\r\n")))
+    vs.append(go(seg(False, 0x10, 5001, s2 + len(real) + 2)))
+    assert any(x.action == "drop" for x in vs), [(x.action, x.offload, x.flow.final) for x in vs]
+
+
+def test_a_two_segment_client_hello_under_http_rules(tmp_path):
+    """F4 on TLS: a ClientHello over two segments (a post-quantum key share: ~1.8 KB), the
+    rules naming only HTTP hosts: the first segment tells the protocol, the flow is held only
+    by the ACK and settles; the second completes the hello (names: judged past the kept
+    bytes); lost past the appliance and sent again: it was read as a conflict (review s21b F4)."""
+    go = inspector(tmp_path, HTTP_BLOCK)
+    handshake(go)
+    data = tls_records(client_hello("good.example"))
+    cut = len(data) // 2                                    # (any two segments: the cut is what counts)
+    go(tls_seg(True, 0x18, 1001, 5001, data[:cut]))
+    go(tls_seg(True, 0x18, 1001 + cut, 5001, data[cut:]))
+    v = go(tls_seg(True, 0x18, 1001 + cut, 5001, data[cut:]))
+    assert v.action == "pass" and not (v.flow.stream and v.flow.stream.ambiguous), v.action
+
+
+def test_a_reload_that_judges_a_settled_flow_again(tmp_path):
+    """A flow settled under rules no name of it matters to (its hello's first segment told
+    TLS, HTTP rules only) is judged again once a reload brings a rule on its name: the rest of
+    the hello is kept and compared again."""
+    go = inspector(tmp_path, HTTP_BLOCK)
+    handshake(go)
+    cut = 40
+    v = go(tls_seg(True, 0x18, 1001, 5001, GOOD[:cut]))
+    assert v.flow.stream.bytes._settled
+    (tmp_path / "r2.yaml").write_text(TLS_BLOCK)
+    go.insp.reload(load_rules(str(tmp_path / "r2.yaml")))
+    v = go(tls_seg(True, 0x18, 1001 + cut, 5001, GOOD[cut:], ttl=2))   # dies past the appliance
+    assert v.action == "pass" and not v.flow.final
+    v = go(tls_seg(True, 0x18, 1001 + cut, 5001, EVIL[cut:]))
+    assert v.action == "drop"
