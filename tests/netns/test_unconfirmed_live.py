@@ -35,17 +35,23 @@ def hop(topo):
     topo.ex(topo.server, "nft", "delete", "table", "ip", "hop")
 
 
+def send_decoy(topo, a, hop, cport, snd, rcv, data):
+    """`data` from the client at its next sequence number with TTL 2: read by the appliance,
+    dropped past it."""
+    before = a.queued()
+    scapy_send(topo, topo.client, f"IP(src='{topo.client_ip}', dst='{topo.server_ip}', ttl=2) / "
+                                  f"TCP(sport={cport}, dport=443, flags='PA', seq={snd}, ack={rcv}) / "
+                                  f"Raw(bytes.fromhex('{data.hex()}'))")
+    wait_for(lambda: hop() == 1 and a.queued() > before, timeout=5,
+             what="the decoy read by the appliance and dropped past it")
+    assert MARK_PASS not in conntrack_marks(topo, 443)         # passed, not final: unacknowledged
+
+
 def test_a_decoy_that_dies_past_the_appliance_does_not_pass_the_request_at_its_place(topo, appliance, conn, hop):
     a = appliance(workers=1).start()
     try:
         server, client, cport, snd, rcv = conn(443)
-        before = a.queued()
-        scapy_send(topo, topo.client, f"IP(src='{topo.client_ip}', dst='{topo.server_ip}', ttl=2) / "
-                                      f"TCP(sport={cport}, dport=443, flags='PA', seq={snd}, ack={rcv}) / "
-                                      f"Raw(bytes.fromhex('{GOOD_HELLO}'))")
-        wait_for(lambda: hop() == 1 and a.queued() > before, timeout=5,
-                 what="the decoy read by the appliance and dropped past it")
-        assert MARK_PASS not in conntrack_marks(topo, 443)     # passed, not final: unacknowledged
+        send_decoy(topo, a, hop, cport, snd, rcv, bytes.fromhex(GOOD_HELLO))
         client.say("send " + EVIL_HELLO)                       # the server reads this one
         client.expect("sent")
         client.say("send " + NEXT_FLIGHT)
@@ -64,13 +70,7 @@ def test_a_decoy_naming_nothing_does_not_offload_before_the_server_has_it(topo, 
     try:
         server, client, cport, snd, rcv = conn(443)
         junk = (b"SSH-2.0-OpenSSH_9.6\r\n" + bytes(len(EVIL_HELLO) // 2))[:len(EVIL_HELLO) // 2]
-        before = a.queued()
-        scapy_send(topo, topo.client, f"IP(src='{topo.client_ip}', dst='{topo.server_ip}', ttl=2) / "
-                                      f"TCP(sport={cport}, dport=443, flags='PA', seq={snd}, ack={rcv}) / "
-                                      f"Raw(bytes.fromhex('{junk.hex()}'))")
-        wait_for(lambda: hop() == 1 and a.queued() > before, timeout=5,
-                 what="the decoy read by the appliance and dropped past it")
-        assert MARK_PASS not in conntrack_marks(topo, 443)
+        send_decoy(topo, a, hop, cport, snd, rcv, junk)
         client.say("send " + EVIL_HELLO)
         client.expect("sent")
         server.say("read 2")

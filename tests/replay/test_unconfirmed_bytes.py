@@ -431,29 +431,17 @@ def test_ack_wrap_and_stale(tmp_path):
     assert st.overlap_conflicts == 1
 
 
-def test_a_decoy_fin_then_a_second_request(tmp_path):
-    """A bare FIN that dies before the server (low TTL), then a second request at its place."""
+@pytest.mark.parametrize("flags", [0x11, 0x14], ids=["fin", "rst"])
+def test_a_decoy_fin_or_rst_then_a_second_request(tmp_path, flags):
+    """A bare FIN (or a RST) that dies before the server (low TTL), then a second request at
+    its place (review s21 A)."""
     go = inspector(tmp_path, HTTP_BLOCK)
     handshake(go, seg)
     req = b"GET / HTTP/1.1\r\nHost: good.example\r\n\r\n"
     go(seg(True, 0x18, 1001, 5001, req))
     s2 = 1001 + len(req)
     go(seg(False, 0x18, 5001, s2, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
-    go(seg(True, 0x11, s2, 5039, ttl=2))                                    # FIN, dies
-    real = b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n"
-    v = go(seg(True, 0x18, s2, 5039, real))
-    assert v.action == "drop", (v.action, v.offload, v.flow.final)
-
-
-def test_a_decoy_rst_then_a_second_request(tmp_path):
-    """A RST that dies before the server (low TTL), then a second request."""
-    go = inspector(tmp_path, HTTP_BLOCK)
-    handshake(go, seg)
-    req = b"GET / HTTP/1.1\r\nHost: good.example\r\n\r\n"
-    go(seg(True, 0x18, 1001, 5001, req))
-    s2 = 1001 + len(req)
-    go(seg(False, 0x18, 5001, s2, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
-    go(seg(True, 0x14, s2, 5039, ttl=2))                                    # RST/ACK, dies
+    go(seg(True, flags, s2, 5039, ttl=2))                                   # dies
     real = b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n"
     v = go(seg(True, 0x18, s2, 5039, real))
     assert v.action == "drop", (v.action, v.offload, v.flow.final)
