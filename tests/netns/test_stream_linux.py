@@ -93,6 +93,11 @@ def test_stream_reads_what_linux_reads_or_says_it_cannot_know(pair, tmp_path, ca
         assert st.ambiguous and "stream.overlap_conflict" in found
     elif case == "ack_too_old_later":
         assert st.ambiguous                     # Linux's fast path took the decoy here
+    elif case == "fin_then_more":
+        # read as the server read it; the data past the FIN is a conflict until the server
+        # acknowledges the FIN (none is fed here): the FIN may have died past the appliance
+        # and the server read on (review s21 A)
+        assert st.data == server_read and st.ambiguous and "stream.overlap_conflict" in found
     elif case in ("ack_too_old_first", "paws_stale_decoy"):
         # read as the server read, and said uncertain: a decoy discarded on numbers the client
         # can move here and not on the server, with bytes not read yet (stream.py
