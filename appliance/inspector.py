@@ -721,15 +721,18 @@ class Inspector:
                 bodies = self._request_bodies(flow)
                 new, reason = applayer.on_stream(flow, st, found, (), bodies)
                 app = flow.app
-                if new or (app is not before and app is not None and (before is None or not before.known)):
-                    st.judged()            # the bytes that named something, or told the protocol (or none)
+                if ((new or (app is not before and app is not None and (before is None or not before.known)))
+                        and cand & self.detector.app_any):
+                    # the bytes that named something, or told the protocol (or none), and a rule
+                    # reads names: a pass rests on them (none does on a port rule's flow)
+                    st.judged()
                 self._request_progress(flow)
                 # A window filled by this segment may have cut it: once the app layer consumed,
                 # the rest fits (its checksum was checked already).
                 while full and reason is None and st.feed(pkt, to_server, s.stream_bytes, found):
                     full = st.complete
                     more, reason = applayer.on_stream(flow, st, found, new, bodies)
-                    if more:
+                    if more and cand & self.detector.app_any:
                         st.judged()
                     self._request_progress(flow)
                     new = tuple(dict.fromkeys(new + more))

@@ -814,3 +814,16 @@ def test_a_benign_resend_of_a_request_read_while_settled_after_a_reload(tmp_path
     assert all(x.action == "pass" for x in vs) and not st.overlap_conflicts, \
         ([x.action for x in vs], st.overlap_conflicts, info)
 
+
+
+def test_a_flow_no_name_rule_reads_is_not_held(tmp_path):
+    """No rule reads a name (a port rule passes the flow; the protocol logs keep it inspected
+    until its bytes say they name nothing): no pass rests on those bytes, and the flow is final
+    at once, as before (tests/netns/test_gwlb_teardown.py caught the hold)."""
+    (tmp_path / "r.yaml").write_text("rules:\n  - {id: 1, action: pass, proto: tcp, dst_port: 443}\n")
+    insp = Inspector(load_rules(str(tmp_path / "r.yaml")), Settings(verify_checksums=False))   # logs on
+    for raw in (tls_seg(True, 0x02, 1000, 0), tls_seg(False, 0x12, 5000, 1001), tls_seg(True, 0x10, 1001, 5001)):
+        v = insp.process(decode_l3(raw, 1.0))
+    assert not v.flow.final
+    v = insp.process(decode_l3(tls_seg(True, 0x18, 1001, 5001, bytes(100), ttl=2), 1.1))
+    assert v.action == "pass" and v.offload and v.flow.final
