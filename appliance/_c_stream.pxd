@@ -34,16 +34,25 @@ cdef class StreamStart:
     cdef public Py_ssize_t _kept_seq
     cdef public Py_ssize_t _kept_end
     cdef public object _kept_cuts
+    cdef public bytearray _recent
+    cdef public Py_ssize_t _recent_seq
+    cdef public Py_ssize_t _recent_end
+    cdef public object _recent_cuts
     cdef public bint _settled
 
     @cython.locals(rel=Py_ssize_t, buf=bytearray)
     cpdef bint add(self, seq, payload, bint syn=*, bint fin=*) except -1
     @cython.locals(seq=Py_ssize_t)
     cpdef consume(self, n)
-    @cython.locals(kept=bytearray, seq0=Py_ssize_t, end=Py_ssize_t, start=Py_ssize_t, i0=Py_ssize_t, i1=Py_ssize_t)
+    @cython.locals(kept=bytearray, recent=bytearray, seq0=Py_ssize_t, end=Py_ssize_t, start=Py_ssize_t,
+                   stop=Py_ssize_t, i0=Py_ssize_t, i1=Py_ssize_t)
     cdef _keep(self, Py_ssize_t n)
-    @cython.locals(a=Py_ssize_t, drop=Py_ssize_t, kept=bytearray)
+    @cython.locals(recent=bytearray, over=Py_ssize_t, seq=Py_ssize_t)
+    cdef _keep_recent(self, Py_ssize_t i0, Py_ssize_t n, Py_ssize_t start, Py_ssize_t end)
+    @cython.locals(a=Py_ssize_t, kept=bytearray, recent=bytearray)
     cpdef ack(self, ack)
+    @cython.locals(kept=bytearray, recent=bytearray, judged=Py_ssize_t)
+    cpdef settle(self)
     @cython.locals(rcv=Py_ssize_t, end=Py_ssize_t, room_end=Py_ssize_t, delivered=bint)
     cdef bint _queue(self, Py_ssize_t rel, payload, bint fin) except -1
     cpdef _fin(self)
@@ -66,3 +75,9 @@ cdef class ClientStream:
     cdef _ambiguous(self, name, found)
     cdef StreamStart _begin(self, limit)
     cdef _settle(self, limit, accepted)
+
+
+@cython.locals(end=Py_ssize_t)
+cdef Py_ssize_t _seq_of(Py_ssize_t seq, object cuts, Py_ssize_t n) except? -1
+@cython.locals(n=Py_ssize_t)
+cdef Py_ssize_t _count(Py_ssize_t seq, object cuts, Py_ssize_t at) except? -1

@@ -248,7 +248,8 @@ class StreamStart:
 
     __slots__ = ("limit", "start", "base", "rcv", "urg", "urg_done", "fin", "_buf", "_buf_seq", "_cuts",
                  "_pending", "_held", "overlap_conflicts", "dropped", "lost", "cut",
-                 "acked", "judged", "_kept", "_kept_seq", "_kept_end", "_kept_cuts", "_settled")
+                 "acked", "judged", "_kept", "_kept_seq", "_kept_end", "_kept_cuts",
+                 "_recent", "_recent_seq", "_recent_end", "_recent_cuts", "_settled")
 
     def __init__(self, limit: int = 8192, keeps: bool = False):
         self.limit = limit
@@ -272,11 +273,16 @@ class StreamStart:
         self.judged = 0            # rcv when a verdict was last reached (ClientStream.judged)
         # consumed bytes the server has not acknowledged (None: not kept, a stream rule's
         # view): sequence offsets [_kept_seq, _kept_end) less the urgent bytes at _kept_cuts,
-        # at most `limit` bytes; a resend is compared with them
+        # the oldest `limit` bytes; past them, once those are full, the most recent `limit`
+        # (_recent: made when first needed); a resend is compared with them (_keep)
         self._kept = bytearray() if keeps else None
         self._kept_seq = 0
         self._kept_end = 0
         self._kept_cuts = ()
+        self._recent = None
+        self._recent_seq = 0
+        self._recent_end = 0
+        self._recent_cuts = ()
         self._settled = False      # settle(): nothing kept past `judged`
 
     @property
@@ -345,18 +351,26 @@ class StreamStart:
         self._cuts = tuple([c for c in cuts if c >= seq])   # (a list: no closure in the compiled twin)
 
     def _keep(self, n):
-        """Keep _buf[:n] from the server's ACK on, while contiguous and within `limit` bytes and
-        MAX_CUTS urgent bytes. Past that the rest is not kept: a resend there is not compared (a
+        """Keep _buf[:n] from the server's ACK on: the oldest bytes in `_kept` (up to `limit`:
+        what the first verdicts rested on) and, once that is full, the most recent `limit`
+        bytes in `_recent` (the lines of a request still being read behind a large
+        unacknowledged body: review s21b F5), each contiguous with at most MAX_CUTS urgent
+        bytes. Between the two nothing is kept: a resend there is not compared (a
         retransmission after a loss past the appliance is no conflict; review s20b F1)."""
         cuts = self._cuts
         if cuts is None or self._settled:
             return                               # byte positions no longer followed; or not needed
         seq0 = self._buf_seq
-        end = seq0 + n                           # just past the consumed bytes, as consume() finds it
-        for c in cuts:
-            if c < end:
-                end += 1
+        end = _seq_of(seq0, cuts, n)             # just past the consumed bytes, as consume() finds it
         kept = self._kept
+        recent = self._recent
+        if recent:
+            if self._recent_end == seq0:
+                self._keep_recent(0, n, seq0, end)
+            else:                                # bytes between were not kept: start again here
+                del recent[:]
+                self._keep_recent(0, n, seq0, end)
+            return
         if kept:
             if self._kept_end != seq0:
                 return                           # bytes between were not kept
@@ -373,19 +387,46 @@ class StreamStart:
             self._kept_seq = start
             self._kept_cuts = ()
         i1 = min(n, i0 + self.limit - len(kept))
-        if i1 <= i0:
-            return
+        stop = end
         if i1 < n:                               # up to the limit: the end is byte i1's place
-            end = seq0 + i1
-            for c in cuts:
-                if c < end:
-                    end += 1
-        kept_cuts = self._kept_cuts + tuple([c for c in cuts if start <= c < end])
-        if len(kept_cuts) > MAX_CUTS:
-            return
-        kept += self._buf[i0:i1]
-        self._kept_cuts = kept_cuts
-        self._kept_end = end
+            stop = _seq_of(seq0, cuts, i1)
+        if i1 > i0:
+            kept_cuts = self._kept_cuts + tuple([c for c in cuts if start <= c < stop])
+            if len(kept_cuts) > MAX_CUTS:
+                return
+            kept += self._buf[i0:i1]
+            self._kept_cuts = kept_cuts
+            self._kept_end = stop
+        if i1 < n:
+            self._keep_recent(i1, n, stop, end)
+
+    def _keep_recent(self, i0, n, start, end):
+        """_buf[i0:n] (sequence offsets [start, end)) to the end of `_recent`, which keeps
+        its last `limit` bytes."""
+        recent = self._recent
+        if recent is None:
+            recent = self._recent = bytearray()
+        if not recent:
+            if start < self.acked:               # (acknowledged bytes need no keeping)
+                if end <= self.acked:
+                    return
+                i0 += _count(start, [c for c in self._cuts if c >= start], self.acked)
+                start = self.acked
+            self._recent_seq = start
+            self._recent_cuts = ()
+        cuts = self._recent_cuts + tuple([c for c in self._cuts if start <= c < end])
+        recent += self._buf[i0:n]
+        over = len(recent) - self.limit
+        if over > 0:
+            del recent[:over]
+            seq = _seq_of(self._recent_seq, cuts, over)
+            cuts = tuple([c for c in cuts if c >= seq])
+            self._recent_seq = seq
+        if len(cuts) > MAX_CUTS:
+            del recent[:]
+            cuts = ()
+        self._recent_cuts = cuts
+        self._recent_end = end
 
     def ack(self, ack: int):
         """The server's cumulative ACK (absolute): the bytes before it reached the server;
@@ -399,36 +440,52 @@ class StreamStart:
             return
         self.acked = a
         kept = self._kept
-        if not kept or a <= self._kept_seq:
-            return
-        if a >= self._kept_end:
-            del kept[:]
-            self._kept_cuts = ()
-            return
-        drop = a - self._kept_seq
-        for c in self._kept_cuts:
-            if c < a:
-                drop -= 1
-        del kept[:drop]
-        self._kept_seq = a
-        self._kept_cuts = tuple([c for c in self._kept_cuts if c >= a])
+        if kept and a > self._kept_seq:
+            if a >= self._kept_end:
+                del kept[:]
+                self._kept_cuts = ()
+            else:
+                del kept[:_count(self._kept_seq, self._kept_cuts, a)]
+                self._kept_seq = a
+                self._kept_cuts = tuple([c for c in self._kept_cuts if c >= a])
+        recent = self._recent
+        if recent and a > self._recent_seq:
+            if a >= self._recent_end:
+                del recent[:]
+                self._recent_cuts = ()
+            else:
+                del recent[:_count(self._recent_seq, self._recent_cuts, a)]
+                self._recent_seq = a
+                self._recent_cuts = tuple([c for c in self._recent_cuts if c >= a])
+        if kept is not None and not kept and recent:
+            # the oldest bytes not acknowledged are the recent ones now: they are kept as the
+            # oldest (so the next request's lines are not pushed out by what follows them)
+            self._kept, self._recent = recent, kept
+            self._kept_seq, self._kept_end, self._kept_cuts = self._recent_seq, self._recent_end, self._recent_cuts
+            self._recent_cuts = ()
 
     def settle(self):
         """See ClientStream.settle."""
         self._settled = True
         kept = self._kept
-        if kept and self._kept_end > self.judged:
-            if self.judged <= self._kept_seq:
+        judged = self.judged
+        if kept and self._kept_end > judged:
+            if judged <= self._kept_seq:
                 del kept[:]
                 self._kept_cuts = ()
-                return
-            n = self.judged - self._kept_seq
-            for c in self._kept_cuts:
-                if c < self.judged:
-                    n -= 1
-            del kept[n:]
-            self._kept_end = self.judged
-            self._kept_cuts = tuple([c for c in self._kept_cuts if c < self.judged])
+            else:
+                del kept[_count(self._kept_seq, self._kept_cuts, judged):]
+                self._kept_end = judged
+                self._kept_cuts = tuple([c for c in self._kept_cuts if c < judged])
+        recent = self._recent
+        if recent and self._recent_end > judged:
+            if judged <= self._recent_seq:
+                del recent[:]
+                self._recent_cuts = ()
+            else:
+                del recent[_count(self._recent_seq, self._recent_cuts, judged):]
+                self._recent_end = judged
+                self._recent_cuts = tuple([c for c in self._recent_cuts if c < judged])
 
     def differs(self, seq: int, payload) -> bool:
         """A copy (seq, payload) of bytes delivered: True when it says otherwise."""
@@ -583,14 +640,22 @@ class StreamStart:
             # bytes a verdict rests on, consumed and not acknowledged: compared where kept; past
             # the limit (or a gap) they were not, and a copy there cannot be told from a decoy's
             # replacement (review s21 B)
+            recent = self._recent
             lo = max(rel, self.acked)
             hi = min(end, self.judged, self._buf_seq)
-            if lo < hi and (not kept or lo < self._kept_seq or hi > self._kept_end):
+            if lo < hi and kept and self._kept_seq <= lo < self._kept_end:
+                lo = self._kept_end
+            if lo < hi and not (recent and self._recent_seq <= lo and hi <= self._recent_end):
                 self.overlap_conflicts += 1
                 return
             lo = max(rel, self._kept_seq)
             hi = min(end, self._kept_end)
             if kept and lo < hi and _differs(kept, self._kept_seq, self._kept_cuts, lo, hi, rel, payload):
+                self.overlap_conflicts += 1
+                return
+            lo = max(rel, self._recent_seq)
+            hi = min(end, self._recent_end)
+            if recent and lo < hi and _differs(recent, self._recent_seq, self._recent_cuts, lo, hi, rel, payload):
                 self.overlap_conflicts += 1
                 return
         cuts = self._cuts
@@ -612,6 +677,26 @@ class StreamStart:
             if held[lo - off:hi - off] != payload[lo - rel:hi - rel]:
                 self.overlap_conflicts += 1
                 return
+
+
+def _seq_of(seq, cuts, n):
+    """The sequence offset of byte n of bytes that start at `seq` less the urgent bytes at
+    `cuts` (ascending): what consume() counts."""
+    end = seq + n
+    for c in cuts:
+        if c < end:
+            end += 1
+    return end
+
+
+def _count(seq, cuts, at):
+    """How many of the bytes from `seq` (less the urgent ones at `cuts`, none before `seq`)
+    lie before sequence offset `at`."""
+    n = at - seq
+    for c in cuts:
+        if c < at:
+            n -= 1
+    return n
 
 
 def _differs(buf, buf_seq, cuts, lo, hi, rel, payload):

@@ -106,7 +106,7 @@ def decided_tls(n, held=False):
     gc.collect()
     os.unlink(TLS_RULES_PATH)
     final = sum(f.final for f in insp.flows.flows.values())
-    kept = sum(len(f.stream.bytes._kept or b"") for f in insp.flows.flows.values()
+    kept = sum(len(f.stream.bytes._kept or b"") + len(f.stream.bytes._recent or b"") for f in insp.flows.flows.values()
                if f.stream is not None and f.stream.bytes is not None)
     return {"per_flow": (rss() - base) / n, "final": final, "flows": len(insp.flows), "kept": kept / n}
 
