@@ -364,16 +364,14 @@ class StreamStart:
         end = _seq_of(seq0, cuts, n)             # just past the consumed bytes, as consume() finds it
         kept = self._kept
         recent = self._recent
-        if recent:
-            if self._recent_end == seq0:
-                self._keep_recent(0, n, seq0, end)
-            else:                                # bytes between were not kept: start again here
+        if recent or (kept and self._kept_end != seq0):
+            # past the oldest: the most recent, started again here when bytes between were not
+            # kept (a reload's gap: settled, then judged again)
+            if recent and self._recent_end != seq0:
                 del recent[:]
-                self._keep_recent(0, n, seq0, end)
+            self._keep_recent(0, n, seq0, end)
             return
         if kept:
-            if self._kept_end != seq0:
-                return                           # bytes between were not kept
             start = seq0
             i0 = 0
         else:
@@ -406,12 +404,7 @@ class StreamStart:
         recent = self._recent
         if recent is None:
             recent = self._recent = bytearray()
-        if not recent:
-            if start < self.acked:               # (acknowledged bytes need no keeping)
-                if end <= self.acked:
-                    return
-                i0 += _count(start, [c for c in self._cuts if c >= start], self.acked)
-                start = self.acked
+        if not recent:                           # (start > acked: past kept bytes not acknowledged)
             self._recent_seq = start
             self._recent_cuts = ()
         cuts = self._recent_cuts + tuple([c for c in self._cuts if start <= c < end])

@@ -306,6 +306,52 @@ def test_recent_bytes_around_an_urgent_byte():
     assert not st._recent
 
 
+@pytest.mark.parametrize("judged", [12, 8])
+def test_recent_bytes_start_again_after_a_reloads_gap(judged):
+    """A reload's gap (settled, then unsettled): bytes read while settled were not kept; the
+    bytes read after it are kept as the most recent, started again there, so a benign resend
+    of them once judged is compared, not read as a conflict (before: nothing kept past the
+    gap, and a resend over judged bytes not kept is one)."""
+    st = _stream(limit=8)
+    st.add(ISN + 1, b"abcdefgh")
+    st.consume(8)
+    st.add(ISN + 9, b"ijklmnop")
+    st.consume(8)
+    st.judged = judged
+    st.settle()                                             # both trimmed to the judged bytes
+    assert bytes(st._kept) == b"abcdefgh" and bytes(st._recent or b"") == b"ijklmnop"[:judged - 8]
+    st._settled = False                                     # (ClientStream.unsettle: a reload)
+    st.add(ISN + 17, b"qrstuvwx")
+    st.consume(8)
+    assert bytes(st._recent) == b"qrstuvwx" and (st._recent_seq, st._recent_end) == (16, 24)
+    st.judged = 24
+    st.add(ISN + 17, b"qrstuvwx")                           # the same bytes again: no conflict
+    assert st.overlap_conflicts == 0
+    st.add(ISN + 17, b"qrstuvwX")
+    assert st.overlap_conflicts == 1
+
+
+def test_bytes_past_a_gap_are_not_added_to_the_oldest():
+    """The oldest kept bytes not full, a gap (read while settled), then bytes judged again: they
+    go to the most recent, at their own place; the gap's bytes are compared with nothing."""
+    st = _stream(limit=8)
+    st.add(ISN + 1, b"abcd")
+    st.consume(4)
+    st.judged = 4
+    st.settle()
+    st.add(ISN + 5, b"efgh")
+    st.consume(4)                                           # settled: not kept
+    st._settled = False                                     # (a reload)
+    st.add(ISN + 9, b"ijkl")
+    st.consume(4)
+    assert bytes(st._kept) == b"abcd" and st._kept_end == 4
+    assert bytes(st._recent) == b"ijkl" and st._recent_seq == 8
+    st.add(ISN + 5, b"EFGH")                                # the gap: not judged, not kept
+    assert st.overlap_conflicts == 0
+    st.add(ISN + 9, b"ijkL")
+    assert st.overlap_conflicts == 1
+
+
 def test_an_ack_past_the_bytes_delivered_leaves_later_bytes_kept():
     st = _stream()
     st.add(ISN + 1, b"abc")
