@@ -71,6 +71,8 @@ cdef class ClientStream:
     @cython.locals(st=StreamStart, conflicts=Py_ssize_t, dropped=Py_ssize_t, grew=bint)
     cpdef feed(self, CPacket pkt, to_server, limit, found)
     cpdef consume(self, n)
+    @cython.locals(st=StreamStart, reach=Py_ssize_t)
+    cpdef read(self)
     cdef _report(self, name, found)
     cdef _ambiguous(self, name, found)
     cdef StreamStart _begin(self, limit)

@@ -118,6 +118,17 @@ class ClientStream:
         if st is not None and not st._settled:
             st.judged = st.rcv               # (settled: names read now are for the logs only)
 
+    def read(self):
+        """Stream content rules read the bytes so far (review s21 C): judged as far as the
+        kept bytes reach from the server's ACK without a gap. Past that a benign resend after
+        a loss past the appliance could not be told from a decoy's replacement (review s21b
+        F2: a bulk upload's), so bytes there are not judged for them."""
+        st = self.bytes
+        if st is not None and not st._settled:
+            reach = st._kept_end if st._recent else st.rcv
+            if reach > st.judged:
+                st.judged = reach
+
     def settle(self):
         """Only the server's ACK holds the flow now: the bytes past the judged ones can no
         longer matter (kept ones go, none more kept), so a flow whose server never

@@ -430,15 +430,13 @@ STREAM_BLOCK = ("rules:\n  - {id: 1, action: drop, proto: tcp, flow: [to_server]
                 " payload: stream}\n")
 
 
-@pytest.mark.xfail(strict=True, reason="open (review s21 C): judging what stream rules read "
-                                       "made benign resends conflicts (s21b F2)")
 def test_a_stream_content_pass_waits_for_the_acknowledgement(tmp_path):
     """A pass that rests on stream bytes that named nothing (a stream content rule, to its
-    depth): judged() is set only by names, so the flow is final (offloaded) once the server
-    acknowledged the first bytes, while the decoys that reached the depth were never
-    acknowledged; the real bytes at their place then pass offloaded, never compared.
-    (Judging the bytes a stream rule reads, d118bd1, closed it and read the benign upload
-    loss below as a conflict: taken back.)"""
+    depth): the decoys that reached the depth died past the appliance, never acknowledged;
+    the real bytes at their place must be compared (review s21 C). The bytes stream rules read
+    are judged as far as the kept bytes reach (ClientStream.read), so the flow is not final
+    until the server has them, and the real bytes are a conflict. (Judging them all, d118bd1,
+    read the benign upload loss below as a conflict: review s21b F2.)"""
     go = inspector(tmp_path, STREAM_BLOCK)
     handshake(go, seg)
     first = b"x" * 80                                       # names nothing (any client's first 64 bytes)
