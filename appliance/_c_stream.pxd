@@ -39,6 +39,8 @@ cdef class StreamStart:
     cdef public Py_ssize_t _recent_end
     cdef public object _recent_cuts
     cdef public bint _settled
+    cdef public object _urg_cuts
+    cdef public Py_ssize_t _seg_urg
 
     @cython.locals(rel=Py_ssize_t, buf=bytearray)
     cpdef bint add(self, seq, payload, bint syn=*, bint fin=*) except -1

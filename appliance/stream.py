@@ -198,6 +198,7 @@ class ClientStream:
             self._ambiguous("tcp.urgent_ambiguous", found)
         conflicts, dropped = st.overlap_conflicts, st.dropped
         grew = st.add(pkt.seq, pkt.payload, False, bool(flags & FIN))   # (positional: a C call compiled)
+        st._seg_urg = -1
         if st.overlap_conflicts != conflicts:
             self._ambiguous("stream.overlap_conflict", found)
         if st.dropped != dropped:                # Linux would have kept what we could not hold
@@ -260,7 +261,8 @@ class StreamStart:
     __slots__ = ("limit", "start", "base", "rcv", "urg", "urg_done", "fin", "_buf", "_buf_seq", "_cuts",
                  "_pending", "_held", "overlap_conflicts", "dropped", "lost", "cut",
                  "acked", "judged", "_kept", "_kept_seq", "_kept_end", "_kept_cuts",
-                 "_recent", "_recent_seq", "_recent_end", "_recent_cuts", "_settled")
+                 "_recent", "_recent_seq", "_recent_end", "_recent_cuts", "_settled",
+                 "_urg_cuts", "_seg_urg")
 
     def __init__(self, limit: int = 8192, keeps: bool = False):
         self.limit = limit
@@ -295,6 +297,10 @@ class StreamStart:
         self._recent_end = 0
         self._recent_cuts = ()
         self._settled = False      # settle(): nothing kept past `judged`
+        # urgent bytes taken out and not acknowledged (sequence offsets): a copy at their place
+        # must take each out again (review s22 R2); the segment being added's urgent byte
+        self._urg_cuts = ()
+        self._seg_urg = -1
 
     @property
     def data(self) -> bytes:
@@ -443,6 +449,8 @@ class StreamStart:
         if a <= self.acked:
             return
         self.acked = a
+        if self._urg_cuts:
+            self._urg_cuts = tuple([c for c in self._urg_cuts if c >= a])
         kept = self._kept
         if kept and a > self._kept_seq:
             if a >= self._kept_end:
@@ -511,8 +519,12 @@ class StreamStart:
             # a byte of the later stream out of band)
             return True
         off = self.rcv + ((seq + (urg_ptr - 1 if urg_ptr else 0) - self.start - self.rcv + HALF) & MASK) - HALF
+        self._seg_urg = off
         if off < self.rcv:
-            return False                         # already received: the byte stays in the stream
+            # already received here: the byte stays in this stream. Unless the server has not
+            # acknowledged it and it was not taken out here: the first copy may have died past
+            # the appliance, and the server takes this one's byte out (review s22 R2)
+            return off >= self.acked and off not in self._urg_cuts
         if self.urg is not None:
             if off > self.urg:
                 self.urg = off                   # the older byte has not arrived: it stays in
@@ -584,6 +596,8 @@ class StreamStart:
             self._buf += payload[i + 1:skip + take]
             self.urg = None
             self.urg_done = True
+            if len(self._urg_cuts) < MAX_CUTS:
+                self._urg_cuts = self._urg_cuts + (urg,)
             cuts = self._cuts
             # past MAX_CUTS the byte positions of retransmissions are no longer followed
             self._cuts = None if cuts is None or len(cuts) >= MAX_CUTS else cuts + (urg,)
@@ -639,6 +653,12 @@ class StreamStart:
     def _compare_delivered(self, rel, payload):
         """A copy of bytes already delivered (kept or held): count it when it says otherwise."""
         end = rel + len(payload)
+        for c in self._urg_cuts:
+            if rel <= c < end and c != self._seg_urg:
+                # an urgent byte taken out here that this copy leaves in: the server reads it
+                # in the stream if the first copy died past the appliance (review s22 R2)
+                self.overlap_conflicts += 1
+                return
         kept = self._kept
         if kept is not None:
             # bytes a verdict rests on, consumed and not acknowledged: compared where kept; past

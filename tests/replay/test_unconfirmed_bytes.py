@@ -352,6 +352,21 @@ def test_bytes_past_a_gap_are_not_added_to_the_oldest():
     assert st.overlap_conflicts == 1
 
 
+def test_an_urgent_byte_acknowledged_needs_no_mark_in_a_copy():
+    """A copy of bytes over an urgent byte taken out must take it out too (review s22 R2),
+    until the server acknowledged it: then the sender's urgent mode is over (a spurious
+    retransmission comes without URG) and the server drops the copy anyway."""
+    st = _stream()
+    st.mark_urgent(ISN + 1, 3)
+    st.add(ISN + 1, b"abcdef")
+    st._seg_urg = -1                                        # (ClientStream.feed, after each segment)
+    st.add(ISN + 1, b"abcdef")                              # not acknowledged, no mark: a conflict
+    assert st.overlap_conflicts == 1
+    st.ack(ISN + 1 + 6)
+    st.add(ISN + 1, b"abcdef")
+    assert st.overlap_conflicts == 1
+
+
 def test_an_ack_past_the_bytes_delivered_leaves_later_bytes_kept():
     st = _stream()
     st.add(ISN + 1, b"abc")
