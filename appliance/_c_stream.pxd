@@ -41,11 +41,17 @@ cdef class StreamStart:
     cdef public bint _settled
     cdef public object _urg_cuts
     cdef public Py_ssize_t _seg_urg
+    cdef public list _reads
+    cdef public bint _again
 
     @cython.locals(rel=Py_ssize_t, buf=bytearray)
     cpdef bint add(self, seq, payload, bint syn=*, bint fin=*) except -1
     @cython.locals(seq=Py_ssize_t)
-    cpdef consume(self, n)
+    cpdef consume(self, n, skips=*)
+    @cython.locals(seq0=Py_ssize_t, pos=Py_ssize_t)
+    cdef _mark_read(self, Py_ssize_t n, skips)
+    cdef _add_read(self, Py_ssize_t lo, Py_ssize_t hi)
+    cdef bint _covered(self, Py_ssize_t lo, Py_ssize_t hi) except -1
     @cython.locals(kept=bytearray, recent=bytearray, seq0=Py_ssize_t, end=Py_ssize_t, start=Py_ssize_t,
                    stop=Py_ssize_t, i0=Py_ssize_t, i1=Py_ssize_t)
     cdef _keep(self, Py_ssize_t n)
@@ -71,8 +77,8 @@ cdef class ClientStream:
     cdef public bint keeps
 
     @cython.locals(st=StreamStart, conflicts=Py_ssize_t, dropped=Py_ssize_t, grew=bint)
-    cpdef feed(self, CPacket pkt, to_server, limit, found)
-    cpdef consume(self, n)
+    cpdef feed(self, CPacket pkt, to_server, limit, found, again=*)
+    cpdef consume(self, n, skips=*)
     @cython.locals(st=StreamStart, reach=Py_ssize_t)
     cpdef read(self)
     cdef _report(self, name, found)

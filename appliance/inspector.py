@@ -729,7 +729,7 @@ class Inspector:
                 self._request_progress(flow)
                 # A window filled by this segment may have cut it: once the app layer consumed,
                 # the rest fits (its checksum was checked already).
-                while full and reason is None and st.feed(pkt, to_server, s.stream_bytes, found):
+                while full and reason is None and st.feed(pkt, to_server, s.stream_bytes, found, True):
                     full = st.complete
                     more, reason = applayer.on_stream(flow, st, found, new, bodies)
                     if more and cand & self.detector.app_any:

@@ -41,6 +41,7 @@ from .packet import SYN, ACK, RST, URG, FIN
 MASK = 0xFFFFFFFF
 HALF = 0x80000000
 MAX_PENDING = 64       # out-of-order segments held at once; tiny-segment floods stop here
+MAX_READS = 16         # runs of read bytes followed a stream (past it the two oldest merge)
 MAX_CUTS = 16          # urgent bytes taken out of the held bytes that retransmissions are compared with
 
 # once-per-flow anomaly bits
@@ -105,11 +106,12 @@ class ClientStream:
         """Stream offset of data[0]: the bytes consume() has let go."""
         return self.bytes.base if self.bytes is not None else 0
 
-    def consume(self, n):
+    def consume(self, n, skips=()):
         """The app layer is done with the first n bytes of `data`: drop them, making room
-        for more (the byte limit bounds the bytes held, not the bytes read)."""
+        for more (the byte limit bounds the bytes held, not the bytes read). `skips`: the
+        (offset, length) runs of them it passed over unread (a body), or True for all."""
         if self.bytes is not None:
-            self.bytes.consume(n)
+            self.bytes.consume(n, skips)
 
     def judged(self):
         """A verdict was reached on the bytes read so far: the flow is final only once the
@@ -159,8 +161,10 @@ class ClientStream:
         start = self.bytes.start if self.bytes is not None else self.isn_next
         return None if start is None else (start - 1) & MASK
 
-    def feed(self, pkt, to_server, limit, found) -> bool:
-        """True when the readable bytes changed: new contiguous bytes, or the SYN's data settled."""
+    def feed(self, pkt, to_server, limit, found, again=False) -> bool:
+        """True when the readable bytes changed: new contiguous bytes, or the SYN's data settled.
+        `again`: the same segment fed once more, its rest past a window the app layer has
+        since consumed (its front is its own bytes, not a copy to compare)."""
         flags = pkt.tcp_flags
         if not to_server:
             st = self.bytes
@@ -197,8 +201,10 @@ class ClientStream:
         if flags & URG and st.mark_urgent(pkt.seq, pkt.urg_ptr):
             self._ambiguous("tcp.urgent_ambiguous", found)
         conflicts, dropped = st.overlap_conflicts, st.dropped
+        st._again = again
         grew = st.add(pkt.seq, pkt.payload, False, bool(flags & FIN))   # (positional: a C call compiled)
         st._seg_urg = -1
+        st._again = False
         if st.overlap_conflicts != conflicts:
             self._ambiguous("stream.overlap_conflict", found)
         if st.dropped != dropped:                # Linux would have kept what we could not hold
@@ -262,7 +268,7 @@ class StreamStart:
                  "_pending", "_held", "overlap_conflicts", "dropped", "lost", "cut",
                  "acked", "judged", "_kept", "_kept_seq", "_kept_end", "_kept_cuts",
                  "_recent", "_recent_seq", "_recent_end", "_recent_cuts", "_settled",
-                 "_urg_cuts", "_seg_urg")
+                 "_urg_cuts", "_seg_urg", "_reads", "_again")
 
     def __init__(self, limit: int = 8192, keeps: bool = False):
         self.limit = limit
@@ -301,6 +307,11 @@ class StreamStart:
         # must take each out again (review s22 R2); the segment being added's urgent byte
         self._urg_cuts = ()
         self._seg_urg = -1
+        # consumed bytes the app layer read (not passed over, as a body), not acknowledged:
+        # [lo, hi) sequence offsets, ascending; a copy over them kept in neither region is a
+        # conflict even before a verdict rests on them (review s22 R1)
+        self._reads = None
+        self._again = False        # the segment being added is one fed before (ClientStream.feed)
 
     @property
     def data(self) -> bytes:
@@ -347,14 +358,17 @@ class StreamStart:
             return True
         return self._queue(rel, payload, fin)
 
-    def consume(self, n: int):
-        """Let the first n delivered bytes go (the app layer parsed them); those the server
-        has not acknowledged are kept for comparison (see ack())."""
+    def consume(self, n: int, skips=()):
+        """Let the first n delivered bytes go (the app layer is done with them); those the
+        server has not acknowledged are kept for comparison (see ack()), and those it read
+        (all but `skips`: ClientStream.consume) are marked."""
         n = max(0, min(n, len(self._buf)))
         if not n:
             return
         if self._kept is not None:
             self._keep(n)
+            if skips is not True and not self._settled and self._cuts is not None:
+                self._mark_read(n, skips)
         del self._buf[:n]
         self.base += n
         cuts = self._cuts
@@ -415,6 +429,44 @@ class StreamStart:
         if i1 < n:
             self._keep_recent(i1, n, stop, end)
 
+    def _mark_read(self, n, skips):
+        """Mark _buf[:n] read, less the `skips` runs (ascending offsets into it)."""
+        seq0 = self._buf_seq
+        cuts = self._cuts
+        pos = 0
+        for off, length in skips:
+            if off > pos:
+                self._add_read(_seq_of(seq0, cuts, pos), _seq_of(seq0, cuts, off))
+            if off + length > pos:
+                pos = off + length
+        if pos < n:
+            self._add_read(_seq_of(seq0, cuts, pos), _seq_of(seq0, cuts, n))
+
+    def _add_read(self, lo, hi):
+        if lo < self.acked:
+            lo = self.acked
+        if hi <= lo:
+            return
+        reads = self._reads
+        if not reads:
+            self._reads = [(lo, hi)]
+            return
+        last = reads[-1]
+        if last[1] >= lo:
+            reads[-1] = (last[0], hi if hi > last[1] else last[1])
+            return
+        reads.append((lo, hi))
+        if len(reads) > MAX_READS:               # bounded: the two oldest as one (the bytes
+            reads[0:2] = [(reads[0][0], reads[1][1])]   # between read too: only a resend there costs)
+
+    def _covered(self, lo, hi):
+        """Whether sequence offsets [lo, hi) are kept (in the oldest or the most recent bytes)."""
+        if self._kept and self._kept_seq <= lo < self._kept_end:
+            lo = self._kept_end
+        if lo >= hi:
+            return True
+        return bool(self._recent) and self._recent_seq <= lo and hi <= self._recent_end
+
     def _keep_recent(self, i0, n, start, end):
         """_buf[i0:n] (sequence offsets [start, end)) to the end of `_recent`, which keeps
         its last `limit` bytes."""
@@ -451,6 +503,12 @@ class StreamStart:
         self.acked = a
         if self._urg_cuts:
             self._urg_cuts = tuple([c for c in self._urg_cuts if c >= a])
+        reads = self._reads
+        if reads:
+            while reads and reads[0][1] <= a:
+                del reads[0]
+            if reads and reads[0][0] < a:
+                reads[0] = (a, reads[0][1])
         kept = self._kept
         if kept and a > self._kept_seq:
             if a >= self._kept_end:
@@ -479,6 +537,7 @@ class StreamStart:
     def settle(self):
         """See ClientStream.settle."""
         self._settled = True
+        self._reads = None                       # (what matters now is judged: B below)
         kept = self._kept
         judged = self.judged
         if kept and self._kept_end > judged:
@@ -652,6 +711,8 @@ class StreamStart:
 
     def _compare_delivered(self, rel, payload):
         """A copy of bytes already delivered (kept or held): count it when it says otherwise."""
+        if self._again:
+            return                               # (compared when it first came)
         end = rel + len(payload)
         for c in self._urg_cuts:
             if rel <= c < end and c != self._seg_urg:
@@ -667,11 +728,19 @@ class StreamStart:
             recent = self._recent
             lo = max(rel, self.acked)
             hi = min(end, self.judged, self._buf_seq)
-            if lo < hi and kept and self._kept_seq <= lo < self._kept_end:
-                lo = self._kept_end
-            if lo < hi and not (recent and self._recent_seq <= lo and hi <= self._recent_end):
+            if lo < hi and not self._covered(lo, hi):
                 self.overlap_conflicts += 1
                 return
+            if self._reads:
+                # bytes the app layer read, no verdict on them yet, kept in neither region:
+                # the lines of a request or hello still being read, pushed out by more than
+                # `limit` bytes after them, or a chunk's size line (review s22 R1)
+                for span in self._reads:
+                    lo = max(rel, span[0], self.acked)
+                    hi = min(end, span[1], self._buf_seq)
+                    if lo < hi and not self._covered(lo, hi):
+                        self.overlap_conflicts += 1
+                        return
             lo = max(rel, self._kept_seq)
             hi = min(end, self._kept_end)
             if kept and lo < hi and _differs(kept, self._kept_seq, self._kept_cuts, lo, hi, rel, payload):

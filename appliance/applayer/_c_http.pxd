@@ -13,7 +13,7 @@ cdef class _Request:
 
 cdef class RequestReader:
     cdef public object phase, req, left, skip_line, count, closing, alt, alt_buf, after_body, nested
-    cdef public object bodies, body_tx, grown
+    cdef public object bodies, body_tx, grown, skips
     cpdef _line(self, line, size, done)
     cpdef _header(self, req, line)
     cpdef _finish(self, req)

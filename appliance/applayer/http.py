@@ -235,7 +235,7 @@ class RequestReader:
     no more bytes until some are consumed."""
 
     __slots__ = ("phase", "req", "left", "skip_line", "count", "closing", "alt", "alt_buf", "after_body", "nested",
-                 "bodies", "body_tx", "grown")
+                 "bodies", "body_tx", "grown", "skips")
 
     def __init__(self, bodies=None):
         self.phase = "line"        # line | headers | body | chunk_size | chunk_data | chunk_end | trailers
@@ -252,11 +252,13 @@ class RequestReader:
         self.bodies = bodies       # file_data: (body.Limits, body.FlowBudget) when request bodies are read
         self.body_tx = None        # the RequestSide whose body is being read
         self.grown = []            # request sides whose body changed (the caller takes them)
+        self.skips = None          # the last feed's body bytes passed over unread: [(offset, length)]
 
     def feed(self, data, full):
         off, n = 0, len(data)
         done = []
         status = None
+        skips = None
         while off < n:
             if self.phase == "method":
                 off, status = self._long_method(data, off, n)
@@ -270,6 +272,12 @@ class RequestReader:
                     self._body_bytes(data[off:off + take])
                 if self.alt is not None:
                     status = self._alt_feed(data[off:off + take], done)
+                elif take:
+                    # bytes no name or framing rests on (a copy of them need not match: a
+                    # retransmission after a loss; stream.py's read spans)
+                    if skips is None:
+                        skips = []
+                    skips.append((off, take))
                 off += take
                 self.left -= take
                 if status is not None or self.left:
@@ -309,6 +317,7 @@ class RequestReader:
             status = self._line(line, size, done)
             if status is not None:
                 break
+        self.skips = skips
         return off, done, status
 
     def _alt_feed(self, chunk, done):

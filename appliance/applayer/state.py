@@ -122,7 +122,7 @@ def on_stream(flow, stream, found, earlier=(), bodies=None):
     if server_first:
         app = None                              # the client's first bytes: read as any client's
     elif app is not None and (app.unknown is not None or (app.done and not _body_open(app))):
-        stream.consume(len(stream.data))        # nothing more to read here: hold no bytes
+        stream.consume(len(stream.data), True)  # nothing more to read here: hold no bytes (unread)
         return (), None
     data = stream.data
     if app is None:
@@ -177,7 +177,7 @@ def on_stream(flow, stream, found, earlier=(), bodies=None):
     if app.done:
         # the reading ended here: hold nothing more, so the rest of a segment the window
         # cut is fed (and let go) too, not counted as bytes lost to a reading
-        stream.consume(len(stream.data))
+        stream.consume(len(stream.data), True)
     return got
 
 
@@ -315,7 +315,7 @@ def _read(app, stream, data, make):
     if reader is None:
         reader = app.reader = make()
     used, items, status = reader.feed(data, stream.complete)
-    stream.consume(used)
+    stream.consume(used, getattr(reader, "skips", None) or ())
     return reader, items, status
 
 
