@@ -824,7 +824,7 @@ class Inspector:
         det = self.detector
         found = []
         view = det.view = stream_payload.view(flow, pkt, to_server, det.keep, self.settings.stream_bytes, found)
-        if view is not None and to_server and flow.stream is not None and cand & det.stream & det.block:
+        if view is not None and to_server and flow.stream is not None and cand & det.stream & det.block & ~det.only_tc:
             flow.stream.read()             # a pass rests on these bytes too (review s21 C)
         if view is not None and view[0].unknown and not view[0].reported and cand & det.stream & det.block:
             view[0].reported = True        # read against the attacker from now on: say so once

@@ -583,7 +583,7 @@ class StreamStart:
             # already received here: the byte stays in this stream. Unless the server has not
             # acknowledged it and it was not taken out here: the first copy may have died past
             # the appliance, and the server takes this one's byte out (review s22 R2)
-            return off >= self.acked and off not in self._urg_cuts
+            return self._kept is not None and off >= self.acked and off not in self._urg_cuts
         if self.urg is not None:
             if off > self.urg:
                 self.urg = off                   # the older byte has not arrived: it stays in
@@ -655,7 +655,7 @@ class StreamStart:
             self._buf += payload[i + 1:skip + take]
             self.urg = None
             self.urg_done = True
-            if len(self._urg_cuts) < MAX_CUTS:
+            if self._kept is not None and len(self._urg_cuts) < MAX_CUTS:   # (the flow's own stream: acks followed)
                 self._urg_cuts = self._urg_cuts + (urg,)
             cuts = self._cuts
             # past MAX_CUTS the byte positions of retransmissions are no longer followed
