@@ -42,15 +42,17 @@ cdef class StreamStart:
     cdef public object _urg_cuts
     cdef public Py_ssize_t _seg_urg
     cdef public list _reads
+    cdef public Py_ssize_t _read_held
     cdef public bint _again
 
     @cython.locals(rel=Py_ssize_t, buf=bytearray)
     cpdef bint add(self, seq, payload, bint syn=*, bint fin=*) except -1
     @cython.locals(seq=Py_ssize_t)
     cpdef consume(self, n, skips=*)
-    @cython.locals(seq0=Py_ssize_t, pos=Py_ssize_t)
+    @cython.locals(pos=Py_ssize_t)
     cdef _mark_read(self, Py_ssize_t n, skips)
-    cdef _add_read(self, Py_ssize_t lo, Py_ssize_t hi)
+    @cython.locals(seq0=Py_ssize_t, lo=Py_ssize_t, hi=Py_ssize_t, reads=list, last=list)
+    cdef _add_read(self, Py_ssize_t i0, Py_ssize_t i1)
     cdef bint _covered(self, Py_ssize_t lo, Py_ssize_t hi) except -1
     @cython.locals(kept=bytearray, recent=bytearray, seq0=Py_ssize_t, end=Py_ssize_t, start=Py_ssize_t,
                    stop=Py_ssize_t, i0=Py_ssize_t, i1=Py_ssize_t)

@@ -383,21 +383,24 @@ def test_an_urgent_byte_acknowledged_needs_no_mark_in_a_copy():
 
 def test_read_runs_follow_what_the_app_layer_read():
     """The runs of consumed bytes read (not passed over): recorded past what the server has,
-    trimmed by its ACK, at most MAX_READS (the two oldest merge), none once settled."""
+    with their bytes while `limit` of them are held, trimmed by its ACK, at most MAX_READS
+    (the two oldest merge, their bytes let go), none once settled."""
     from appliance.stream import MAX_READS
-    st = _stream()
+    st = _stream(limit=64)
     st.add(ISN + 1, b"GET /x\r\nbody")
     st.consume(12, [(8, 4)])                                # the last 4 passed over (a body)
-    assert st._reads == [(0, 8)]
+    assert st._reads == [[0, 8, b"GET /x\r\n"]]
     st.ack(ISN + 1 + 3)
-    assert st._reads == [(3, 8)]
+    assert st._reads == [[3, 8, b" /x\r\n"]] and st._read_held == 5
     for i in range(MAX_READS + 3):                          # a line, then body, again and again
         st.add(ISN + 13 + 4 * i, b"ab\r\n")
         st.consume(4, [(2, 2)])
-    assert len(st._reads) == MAX_READS and st._reads[0][0] == 3
-    assert all(a < b for a, b in st._reads) and st._reads[-1] == (12 + 4 * (MAX_READS + 2), 14 + 4 * (MAX_READS + 2))
-    st.ack(ISN + 1 + 100)
-    assert not st._reads
+    assert len(st._reads) == MAX_READS and st._reads[0][0] == 3 and st._reads[0][2] is None
+    assert all(a < b for a, b, _ in st._reads) and st._read_held <= 64
+    assert st._read_held == sum(len(r[2]) for r in st._reads if r[2] is not None)
+    assert st._reads[1][2] == b"ab"
+    st.ack(ISN + 1 + 400)
+    assert not st._reads and st._read_held == 0
     st.add(ISN + 13 + 4 * (MAX_READS + 3), b"cd")
     st.consume(2)
     assert st._reads
