@@ -111,6 +111,40 @@ def decided_tls(n, held=False):
     return {"per_flow": (rss() - base) / n, "final": final, "flows": len(insp.flows), "kept": kept / n}
 
 
+def held_http(n, body=30000):
+    """RSS per flow for n HTTP uploads a Host rule watches (so not final: the next request may
+    name another host) whose server acknowledges nothing: each keeps its oldest and most recent
+    `stream_bytes` consumed (stream.py _keep), the worst a flow can be made to hold that way."""
+    from appliance.decode import decode_l3
+    from appliance.detect.loader import load_rules
+    from appliance.inspector import Inspector, Settings
+    with open(TLS_RULES_PATH, "w") as f:
+        f.write("default_action: pass\nrules:\n  - {id: 1, action: drop, http_host: evil.example}\n")
+    insp = Inspector(load_rules(TLS_RULES_PATH), Settings(max_flows=n + 10))
+    process = insp.process
+    data = b"POST /up HTTP/1.1\r\nHost: www.example.com\r\nContent-Length: %d\r\n\r\n" % body + bytes(body)
+    segs = [(1001 + i, data[i:i + 1400]) for i in range(0, len(data), 1400)]
+    gc.collect()
+    base = rss()
+    ts = 1.0
+    s = b"\xc6\x33\x64\x07"
+    for i in range(n):
+        c = bytes((10, (i >> 16) & 255, (i >> 8) & 255, i & 255))
+        for src, dst, sp, dp, seq, ack, flags, payload in (
+                (c, s, 40000, 80, 1000, 0, 0x02, b""), (s, c, 80, 40000, 5000, 1001, 0x12, b""),
+                (c, s, 40000, 80, 1001, 5001, 0x10, b""),
+                *[(c, s, 40000, 80, q, 5001, 0x18, d) for q, d in segs]):
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + len(payload), 0, 0x4000, 64, 6, 0, src, dst)
+            process(decode_l3(ip + struct.pack("!HHIIBBHHH", sp, dp, seq, ack, 0x50, flags, 65535, 0, 0) + payload, ts))
+            ts += 1e-5
+    gc.collect()
+    os.unlink(TLS_RULES_PATH)
+    final = sum(f.final for f in insp.flows.flows.values())
+    kept = sum(len(f.stream.bytes._kept or b"") + len(f.stream.bytes._recent or b"") for f in insp.flows.flows.values()
+               if f.stream is not None and f.stream.bytes is not None)
+    return {"per_flow": (rss() - base) / n, "final": final, "flows": len(insp.flows), "kept": kept / n}
+
+
 TLS_RULES_PATH = os.path.join("/tmp", f"bench-flood-tls-{os.getpid()}.yaml")
 
 
@@ -227,6 +261,17 @@ def rows(quick=False, runs=None):
                 f"{r['kept']:.0f} B kept a flow)")
         out.append(row)
 
+    m = n // 20
+    log(f"flood: {m:,} HTTP uploads never acknowledged (subprocess)")
+    row = Row(f"RSS per held HTTP flow ({m:,} flows: a 30 KB upload under a Host rule, never acknowledged)",
+              "- (RSS delta / flows)", "B/flow", "<= 32768")
+    for i in range(runs):
+        r = _sub("http_held", m)
+        row.add(r["per_flow"])
+        log(f"  run {i + 1}/{runs}: {r['per_flow']:.0f} B/flow ({r['final']:,} of {r['flows']:,} final, "
+            f"{r['kept']:.0f} B kept a flow)")
+    out.append(row)
+
     log("flood: IPv4 reassembly, 8,189 fragments vs 64")
     row = Row("IPv4 reassembly time per fragment, 8,189-fragment datagram (in order / reversed)",
               "64-fragment datagram", "us", "<= 2.0")
@@ -250,7 +295,7 @@ def main(argv=None):
     if o.child:
         what, n = o.child[0], int(o.child[1])
         result = {"evict": eviction_rate, "bound": memory_at_bound, "tls": decided_tls,
-                  "tls_held": lambda n: decided_tls(n, held=True)}[what](n)
+                  "tls_held": lambda n: decided_tls(n, held=True), "http_held": held_http}[what](n)
         print(json.dumps(result))
         return 0
     print(header("python3 -m bench.flood " + " ".join(argv if argv is not None else sys.argv[1:])), flush=True)
