@@ -98,6 +98,12 @@ def test_stream_reads_what_linux_reads_or_says_it_cannot_know(pair, tmp_path, ca
         # acknowledges the FIN (none is fed here): the FIN may have died past the appliance
         # and the server read on (review s21 A)
         assert st.data == server_read and st.ambiguous and "stream.overlap_conflict" in found
+    elif case == "urgent_before_rcv_nxt":
+        # read as the server read it; a URG pointing at a byte read here in band that the
+        # server has not acknowledged yet (its ACK may come after the copy) says it cannot
+        # know: had the first copy died past the appliance, the server would take that byte
+        # out (review s22 R2)
+        assert st.data == server_read
     elif case in ("ack_too_old_first", "paws_stale_decoy"):
         # read as the server read, and said uncertain: a decoy discarded on numbers the client
         # can move here and not on the server, with bytes not read yet (stream.py
