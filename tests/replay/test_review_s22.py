@@ -8,7 +8,7 @@ import pytest
 
 from test_unconfirmed_bytes import HTTP_BLOCK, TLS_BLOCK, _send, _stream, handshake, inspector, seg, tls_seg
 from test_unconfirmed_bytes import ISN  # noqa
-from replaykit import client_hello, tls_records
+from replaykit import tls_records
 
 URG_P = 0.05
 PAD = b"".join(b"X-Pad-%04d: %s\r\n" % (i, b"p" * 80) for i in range(110))   # ~10.6 KB of header lines
@@ -99,7 +99,6 @@ def test_fuzz_same_bytes_never_conflict_and_regions_hold_the_right_bytes(seed, r
     truth = bytes(rnd.randrange(256) for _ in range(2000))
     urgent = set()
     read = set()                                            # offsets consumed as read, not acknowledged
-    hi_sent = 0
     for step in range(300):
         op = rnd.random()
         if op < 0.5:

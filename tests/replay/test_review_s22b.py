@@ -4,7 +4,7 @@ compare) pass; F3 (file_data body decoys) and N1 (a to_server file_data rule pas
 segmented body) are open: strict xfails."""
 import pytest
 
-from test_unconfirmed_bytes import HTTP_BLOCK, _send, _stream, handshake, inspector, seg, ISN
+from test_unconfirmed_bytes import HTTP_BLOCK, _send, handshake, inspector, seg
 
 BODY_BLOCK = "rules:\n  - {id: 1, action: drop, proto: tcp, content: [{value: EVILSIGNATURE, buffer: file_data}]}\n"
 # the same with flow: [to_server] misses a signature past ~8 KB of a segmented body (N1)
