@@ -100,15 +100,9 @@ def decided_tls(n, held=False):
                 (c, s, 40000, 443, 1000, 0, 0x02, b""), (s, c, 443, 40000, 5000, 1001, 0x12, b""),
                 (c, s, 40000, 443, 1001, 5001, 0x10, b""), (c, s, 40000, 443, 1001, 5001, 0x18, hello),
                 *[(s, c, 443, 40000) + t[1:] if t[0] else (c, s, 40000, 443) + t[1:] for t in tail]):
-            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + len(data), 0, 0x4000, 64, 6, 0, src, dst)
-            process(decode_l3(ip + struct.pack("!HHIIBBHHH", sp, dp, seq, ack, 0x50, flags, 65535, 0, 0) + data, ts))
+            process(decode_l3(_segment(src, dst, sp, dp, seq, ack, flags, data), ts))
             ts += 1e-5
-    gc.collect()
-    os.unlink(TLS_RULES_PATH)
-    final = sum(f.final for f in insp.flows.flows.values())
-    kept = sum(len(f.stream.bytes._kept or b"") + len(f.stream.bytes._recent or b"") for f in insp.flows.flows.values()
-               if f.stream is not None and f.stream.bytes is not None)
-    return {"per_flow": (rss() - base) / n, "final": final, "flows": len(insp.flows), "kept": kept / n}
+    return _held(insp, n, base)
 
 
 def held_http(n, body=30000):
@@ -134,9 +128,19 @@ def held_http(n, body=30000):
                 (c, s, 40000, 80, 1000, 0, 0x02, b""), (s, c, 80, 40000, 5000, 1001, 0x12, b""),
                 (c, s, 40000, 80, 1001, 5001, 0x10, b""),
                 *[(c, s, 40000, 80, q, 5001, 0x18, d) for q, d in segs]):
-            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + len(payload), 0, 0x4000, 64, 6, 0, src, dst)
-            process(decode_l3(ip + struct.pack("!HHIIBBHHH", sp, dp, seq, ack, 0x50, flags, 65535, 0, 0) + payload, ts))
+            process(decode_l3(_segment(src, dst, sp, dp, seq, ack, flags, payload), ts))
             ts += 1e-5
+    return _held(insp, n, base)
+
+
+def _segment(src, dst, sp, dp, seq, ack, flags, data):
+    """An IPv4 TCP segment (no options, checksums left 0: the children's Inspector does not verify)."""
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + len(data), 0, 0x4000, 64, 6, 0, src, dst)
+    return ip + struct.pack("!HHIIBBHHH", sp, dp, seq, ack, 0x50, flags, 65535, 0, 0) + data
+
+
+def _held(insp, n, base):
+    """RSS per flow over `base`, flows final, bytes kept a flow (both regions)."""
     gc.collect()
     os.unlink(TLS_RULES_PATH)
     final = sum(f.final for f in insp.flows.flows.values())
